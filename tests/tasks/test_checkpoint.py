@@ -1,0 +1,112 @@
+"""tasks.checkpoint: round trip, provenance, atomic save, and refusal of altered or pickled files."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import platform
+
+import pytest
+import torch
+
+from tasks.checkpoint import (META_FILE, TENSORS_FILE, CorruptCheckpointError, checkpoint_files, load_checkpoint,
+                              read_checkpoint, read_record, save_checkpoint)
+
+
+def sample_tensors() -> dict[str, torch.Tensor]:
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    return {
+        "w": base,
+        "w_view": base[1],            # shares storage with `w`
+        "w_t": base.t(),              # non-contiguous
+        "half": torch.linspace(-1, 1, 5, dtype=torch.bfloat16),
+        "count": torch.tensor(7, dtype=torch.int64),
+    }
+
+
+def test_round_trip_in_memory_and_on_disk(tmp_path):
+    tensors, meta = sample_tensors(), {"task_id": "pretrain-abc", "epochs": 3, "nested": {"a": [1, 2.5, None]}}
+    files = checkpoint_files(tensors, meta)
+    assert set(files) == {TENSORS_FILE, META_FILE}
+    loaded, loaded_meta = read_checkpoint(files)
+    assert loaded_meta == meta
+    assert set(loaded) == set(tensors)
+    for name, value in tensors.items():
+        torch.testing.assert_close(loaded[name], value, rtol=0, atol=0)
+        assert loaded[name].dtype == value.dtype
+
+    record = read_record(files)
+    assert record["sha256"] == hashlib.sha256(files[TENSORS_FILE]).hexdigest()
+    assert record["torch_version"] == torch.__version__
+    assert record["python_version"] == platform.python_version()
+    assert record["created_utc"]
+
+    save_checkpoint(tmp_path / "ckpt", tensors, meta)
+    save_checkpoint(tmp_path / "ckpt", {"w": tensors["w"] * 2}, {"v": 2})  # overwrite in place
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [META_FILE, TENSORS_FILE]  # no temp files
+    loaded, loaded_meta = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_meta == {"v": 2}
+    torch.testing.assert_close(loaded["w"], tensors["w"] * 2)
+
+
+def test_flipped_byte_is_refused(tmp_path):
+    directory = save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    path = directory / TENSORS_FILE
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # inside tensor data: safetensors alone would not notice
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match=r"model\.safetensors`: sha256 .* does not match"):
+        load_checkpoint(directory)
+
+
+def test_missing_or_garbled_meta_is_refused(tmp_path):
+    files = checkpoint_files(sample_tensors(), {})
+    with pytest.raises(CorruptCheckpointError, match=r"meta\.json`: missing"):
+        read_checkpoint({TENSORS_FILE: files[TENSORS_FILE]})
+    with pytest.raises(CorruptCheckpointError, match="not valid JSON"):
+        read_checkpoint({**files, META_FILE: b"{not json"})
+    directory = save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    (directory / META_FILE).unlink()
+    with pytest.raises(CorruptCheckpointError, match=r"ckpt/meta\.json`: missing"):
+        load_checkpoint(directory)
+
+
+class _Payload:
+    """Unpickling this creates `marker`: proof that a loader executed pickle code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_renamed_to_safetensors_is_refused_without_running_it(tmp_path):
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_Payload(control)))
+    assert control.exists()  # the payload is live
+
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({"w": _Payload(marker)})
+    good = checkpoint_files(sample_tensors(), {})
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    (directory / TENSORS_FILE).write_bytes(evil)
+    (directory / META_FILE).write_bytes(good[META_FILE])
+    with pytest.raises(CorruptCheckpointError, match="does not match"):
+        load_checkpoint(directory)
+
+    # even with a meta.json whose sha256 matches the pickle, it is parsed as safetensors only
+    record = json.loads(good[META_FILE])
+    record.update(sha256=hashlib.sha256(evil).hexdigest(), size=len(evil))
+    (directory / META_FILE).write_text(json.dumps(record))
+    with pytest.raises(CorruptCheckpointError, match="not a safetensors file"):
+        load_checkpoint(directory)
+    assert not marker.exists()
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(TypeError, match=r"'lr' is a float"):
+        checkpoint_files({"lr": 0.1}, {})
+    with pytest.raises(TypeError, match="JSON-able"):
+        checkpoint_files({}, {"loss": float("nan")})

@@ -1,0 +1,202 @@
+"""tasks.train: the loop learns, schedules, exact resume, divergence, and 2-process DDP == 1 process."""
+from __future__ import annotations
+
+import math
+import pickle
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from tasks.checkpoint import checkpoint_files, read_checkpoint
+from tasks.data import Split
+from tasks.seeding import generator
+from tasks.train import (DivergenceError, OptimSettings, cross_entropy_objective, fit, lr_at, make_optimizer,
+                         make_scheduler, train_state_from_tensors, train_state_tensors)
+
+
+class TinyNet(nn.Module):
+    """Classifier-shaped: `.features` (+ optional BatchNorm and dropout) and `.head`; `unused` never gets a grad."""
+
+    def __init__(self, d_in: int = 4, width: int = 16, classes: int = 3, bn: bool = True, dropout: float = 0.0):
+        super().__init__()
+        layers = [nn.Flatten(), nn.Linear(d_in, width)]
+        layers += [nn.BatchNorm1d(width)] if bn else []
+        layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, classes)
+        self.unused = nn.Linear(2, 2)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def blobs(n: int = 96, classes: int = 3, seed: int = 0, spread: float = 0.3) -> Split:
+    """Separable Gaussian blobs, images of shape [1, 2, 2] (4 features)."""
+    gen = generator(seed)
+    y = torch.arange(n) % classes
+    centres = torch.randn(classes, 4, generator=gen) * 2
+    x = centres[y] + spread * torch.randn(n, 4, generator=gen)
+    return Split(x.reshape(n, 1, 2, 2), y)
+
+
+def make_model(seed: int, **kw) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet(**kw)
+
+
+def test_fit_reduces_loss_on_separable_problem():
+    model, split = make_model(0), blobs()
+    settings = OptimSettings(epochs=8, lr=0.1, batch_size=16, schedule="constant")
+    rows = fit(model, cross_entropy_objective(split, 16, seed=0), model.parameters(), settings, seed=0, device="cpu")
+    assert [r["epoch"] for r in rows] == list(range(8))
+    assert all(r["split"] == "train" for r in rows)
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
+    assert rows[-1]["acc"] > 0.95
+
+
+def test_unused_parameters_are_not_decayed():
+    model, split = make_model(0), blobs()
+    before = model.unused.weight.detach().clone()
+    settings = OptimSettings(epochs=2, lr=0.1, weight_decay=0.1, batch_size=16)
+    fit(model, cross_entropy_objective(split, 16, seed=0), model.parameters(), settings, seed=0, device="cpu")
+    torch.testing.assert_close(model.unused.weight, before, rtol=0, atol=0)
+
+
+def test_step_and_cosine_schedules_give_lr_per_epoch():
+    step = OptimSettings(epochs=5, lr=1.0, schedule="step", step_epochs=2, gamma=0.1)
+    assert [lr_at(step, e) for e in range(5)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    cosine = OptimSettings(epochs=4, lr=2.0, schedule="cosine")
+    expected = [2 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [lr_at(cosine, e) for e in range(4)] == pytest.approx(expected)
+    assert expected[1] == pytest.approx(1.7071, abs=1e-4) and expected[2] == pytest.approx(1.0)
+    constant = OptimSettings(epochs=3, lr=0.3, schedule="constant")
+    assert [lr_at(constant, e) for e in range(3)] == pytest.approx([0.3] * 3)
+
+    # the torch scheduler and fit's own epochs agree with lr_at
+    opt = make_optimizer([nn.Parameter(torch.zeros(1))], cosine)
+    scheduler, seen = make_scheduler(opt, cosine), []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert seen == pytest.approx(expected)
+    model, reported = make_model(0), []
+    fit(model, cross_entropy_objective(blobs(), 32, seed=0), model.parameters(), step, seed=0, device="cpu",
+        on_epoch=lambda r: reported.append(r.lr))
+    assert reported == pytest.approx([lr_at(step, e) for e in range(5)])
+
+
+def test_settings_name_the_bad_value():
+    with pytest.raises(ValueError, match=r"`schedule`: 'linear'.*step, cosine, constant"):
+        OptimSettings(schedule="linear")
+    with pytest.raises(ValueError, match=r"`lr`: -1.*`batch_size`: 0"):
+        OptimSettings(lr=-1, batch_size=0)
+
+
+def test_resume_from_mid_run_state_is_exact():
+    split = blobs(n=64)
+    settings = OptimSettings(epochs=4, lr=0.05, momentum=0.9, batch_size=16, schedule="cosine")
+    kw = dict(bn=True, dropout=0.2)  # BN buffers and global-RNG dropout must both resume exactly
+    saved = {}
+
+    def keep_epoch_1(report):
+        if report.epoch == 1:  # round-trip through the checkpoint format, as a real resume would
+            tensors, meta = train_state_tensors(report.state())
+            saved["files"] = checkpoint_files(tensors, meta)
+
+    full = make_model(0, **kw)
+    full_rows = fit(full, cross_entropy_objective(split, 16, seed=3), full.parameters(), settings, seed=3,
+                    device="cpu", on_epoch=keep_epoch_1)
+
+    state = train_state_from_tensors(*read_checkpoint(saved["files"]))
+    assert state.epoch == 2
+    resumed = make_model(1, **kw)  # different init: everything must come from the state
+    resumed_rows = fit(resumed, cross_entropy_objective(split, 16, seed=3), resumed.parameters(), settings,
+                       seed=3, device="cpu", resume=state)
+    assert resumed_rows == full_rows[2:]
+    for name, value in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+    # control: the same weights without the optimiser's momentum do not reproduce the run
+    no_momentum = make_model(1, **kw)
+    no_momentum.load_state_dict(state.model)
+    fit(no_momentum, cross_entropy_objective(split, 16, seed=3), no_momentum.parameters(), settings, seed=3,
+        device="cpu", start_epoch=2)
+    assert not torch.equal(no_momentum.head.weight, full.head.weight)
+
+
+def test_huge_lr_raises_divergence_error():
+    model = make_model(0, bn=False)
+    settings = OptimSettings(epochs=5, lr=1e30, batch_size=16, schedule="constant")
+    with pytest.raises(DivergenceError, match="training diverged: loss is (nan|inf)") as info:
+        fit(model, cross_entropy_objective(blobs(), 16, seed=0), model.parameters(), settings, seed=0, device="cpu")
+    assert info.value.epoch >= 0 and info.value.step >= 0 and not math.isfinite(info.value.value)
+
+
+def test_nan_input_raises_divergence_error_at_first_step():
+    split = blobs()
+    x = split.x.clone()
+    x[:] = float("nan")
+    model = make_model(0)
+    before = model.head.weight.detach().clone()
+    settings = OptimSettings(epochs=2, lr=0.1, batch_size=16)
+    with pytest.raises(DivergenceError, match=r"epoch 0, step 0.*lower `lr`") as info:
+        fit(model, cross_entropy_objective(Split(x, split.y), 16, seed=0), model.parameters(), settings, seed=0,
+            device="cpu")
+    assert (info.value.epoch, info.value.step) == (0, 0)
+    torch.testing.assert_close(model.head.weight, before)  # no step was taken with NaN gradients
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.epoch, copy.step, str(copy)) == (0, 0, str(info.value))
+
+
+# ----- two-process DDP (gloo) against one process with the same global batch -----
+
+DDP_SETTINGS = OptimSettings(epochs=3, lr=0.1, momentum=0.9, weight_decay=1e-3, batch_size=16, schedule="cosine")
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        # every rank builds a different init: fit must broadcast rank 0's weights
+        model = make_model(0 if rank == 0 else 100 + rank, bn=False)
+        rows = fit(model, cross_entropy_objective(blobs(), DDP_SETTINGS.batch_size, seed=5), model.parameters(),
+                   DDP_SETTINGS, seed=5, device="cpu")
+        torch.save({"state": model.state_dict(), "rows": rows}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    # No BatchNorm here: BN batch statistics are per-rank (as in DDP without SyncBN), so a BN model
+    # would legitimately differ from one process seeing the whole global batch.
+    single = make_model(0, bn=False)
+    single_rows = fit(single, cross_entropy_objective(blobs(), DDP_SETTINGS.batch_size, seed=5), single.parameters(),
+                      DDP_SETTINGS, seed=5, device="cpu")
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert results[0]["rows"] == results[1]["rows"]  # every rank reports the same epoch metrics
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(results[0]["state"][name], results[1]["state"][name], rtol=0, atol=0)
+        torch.testing.assert_close(results[0]["state"][name], value, rtol=1e-5, atol=1e-5, msg=name)
+    for ddp_row, row in zip(results[0]["rows"], single_rows, strict=True):
+        assert ddp_row["loss"] == pytest.approx(row["loss"], rel=1e-5)
+        assert ddp_row["acc"] == pytest.approx(row["acc"])
+    assert not torch.equal(results[0]["state"]["head.weight"], make_model(0, bn=False).head.weight)
