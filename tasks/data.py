@@ -1,0 +1,453 @@
+"""Datasets, spurious cues, counterfactual evaluation sets and batching, all as tensors.
+
+`load_cue_data(settings, device)` returns a `CueData`: the training split with the cue on an
+exact, seeded fraction of each class, the same images without cues, and the four
+counterfactual sets built from the test split (`EVAL_SETS`). Cue injection is batched tensor
+indexing on the target device; every random draw comes from a CPU `torch.Generator` seeded
+through `tasks.seeding`, so results are identical on CPU and GPU and across processes.
+
+Images are normalised with mean 0.5 / std 0.5 (`x * 2 - 1` for `x` in [0, 1]): black is -1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tasks import datasets as raw
+from tasks.datasets import DataError, download_hint
+from tasks.seeding import generator
+
+__all__ = [
+    "CUES", "DATASETS", "EVAL_SETS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
+    "box_colours", "box_corners", "choose_cued", "clean_subset_indices", "cue_count", "iterate_batches",
+    "load_cue_data",
+]
+
+CUES = ("box", "dominoes")
+EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]  # (height, width) as the model sees it
+    cues: tuple[str, ...]  # allowed cues, the first is the default
+    needs_root: bool  # False: bundled (no download)
+    storage_dtype: torch.dtype  # how images are held in memory; batches are float32
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("digits", 10, 1, (16, 16), ("box",), False, torch.float32),
+    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, torch.float16),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, torch.float16),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, torch.float16),
+    "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, torch.float16),
+}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dataset: str = "digits"
+    cue: str = "box"  # on `dominoes` the only cue is "dominoes"; the default "box" is read as "dominoes" there
+    cue_proportion: float = 0.0  # fraction of each class's training samples carrying the cue
+    seed: int = 0  # which samples get the cue, counterfactual draws
+    root: str | None = None  # data root for real datasets (None for digits)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"`data.dataset`: {self.dataset!r} is not known; choose one of {', '.join(DATASETS)}")
+        info = DATASETS[self.dataset]
+        if self.cue == "box" and "box" not in info.cues:
+            object.__setattr__(self, "cue", info.cues[0])  # the field default means "this dataset's cue"
+        if self.cue not in info.cues:
+            raise ValueError(f"`data.cue`: {self.cue!r} is not available for dataset {self.dataset!r}; "
+                             f"allowed: {', '.join(info.cues)}")
+        if not 0.0 <= self.cue_proportion <= 1.0:
+            raise ValueError(f"`data.cue_proportion`: {self.cue_proportion} is not allowed; must be in [0, 1]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"`data.seed`: {self.seed!r} is not allowed; must be an integer")
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    x: Tensor  # [N, C, H, W] normalised (float32 or float16 storage)
+    y: Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def subset(self, index: Tensor) -> Split:
+        index = index.to(self.y.device)
+        return Split(self.x[index], self.y[index])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True, eq=False)
+class CueData:
+    train: Split  # training images, cue on a fraction `cue_proportion` of each class
+    train_clean: Split  # the same training images without any cue (same order)
+    cued: Tensor  # bool [N_train]: which training samples carry the cue
+    eval_sets: dict[str, Split]  # EVAL_SETS built from the test split, deterministic per seed
+    num_classes: int
+    in_channels: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Base images (no cue), normalised, on the device. Raw arrays are cached per process.
+
+_DIGITS_SEED = 20230  # fixed: the built-in images (split, offsets, noise) never depend on settings
+_DIGITS_TRAIN = 1400  # of 1797; the remaining 397 are the test split
+_DIGITS_GLYPH = 12  # 8x8 digits are resized to 12x12 ...
+_DIGITS_CANVAS = 16  # ... and placed at a random offset in a 16x16 canvas
+_DIGITS_NOISE = 0.3  # std of additive Gaussian noise, normalised units
+_CHUNK = 8192  # rows converted at a time (bounds temporary float32 memory)
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits (1797 x 8x8, values 0..16) without importing sklearn (~1 s)."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        table = np.loadtxt(path, delimiter=",")
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # pragma: no cover - layout changed upstream
+
+    bunch = load_digits()
+    return bunch.images, bunch.target.astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _digits_base() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The built-in dataset: jittered, noisy, upscaled digits; the digit is harder to learn than a cue."""
+    images, labels = _digits_arrays()
+    gen = generator(_DIGITS_SEED)
+    n, glyph, size = images.shape[0], _DIGITS_GLYPH, _DIGITS_CANVAS
+    small = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0
+    glyphs = F.interpolate(small, size=(glyph, glyph), mode="bilinear", align_corners=False)
+    offsets = torch.randint(0, size - glyph + 1, (n, 2), generator=gen)
+    span = torch.arange(glyph)
+    rows = (offsets[:, 0, None] + span).view(n, 1, glyph, 1)
+    cols = (offsets[:, 1, None] + span).view(n, 1, 1, glyph)
+    canvas = torch.zeros(n, 1, size, size)
+    canvas[torch.arange(n).view(n, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.long), rows, cols] = glyphs
+    x = canvas * 2 - 1 + _DIGITS_NOISE * torch.randn(canvas.shape, generator=gen)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    order = torch.randperm(n, generator=gen)
+    x, y = x[order], y[order]
+    return x[:_DIGITS_TRAIN], y[:_DIGITS_TRAIN], x[_DIGITS_TRAIN:], y[_DIGITS_TRAIN:]
+
+
+@lru_cache(maxsize=4)
+def _raw_arrays(name: str, root: str) -> raw.Arrays:
+    loaders = {"cifar10": raw.load_cifar10, "cifar100": raw.load_cifar100, "fashion_mnist": raw.load_fashion_mnist}
+    return loaders[name](root)
+
+
+def _normalise(images: np.ndarray, device: torch.device, dtype: torch.dtype,
+               size: tuple[int, int] | None = None) -> Tensor:
+    """uint8 [N, C, H, W] -> normalised `dtype` on `device`, optionally resized (bilinear)."""
+    source = torch.from_numpy(images)
+    out_hw = size or tuple(images.shape[-2:])
+    out = torch.empty((images.shape[0], images.shape[1], *out_hw), dtype=dtype, device=device)
+    for start in range(0, images.shape[0], _CHUNK):
+        chunk = source[start:start + _CHUNK].to(device).float() / 255.0
+        if size is not None:
+            chunk = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)
+        out[start:start + _CHUNK] = (chunk * 2 - 1).to(dtype)
+    return out
+
+
+def _resolve_root(settings: DataSettings) -> str:
+    if settings.root is None:
+        raise DataError(f"dataset `{settings.dataset}` reads files from a data root, but `data.root` is not set; "
+                        f"fetch it with `{download_hint(settings.dataset)}` and set `data.root` to DIR")
+    root = Path(settings.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist; fetch dataset `{settings.dataset}` with "
+                        f"`{download_hint(settings.dataset, root)}`", root)
+    return str(root.resolve())
+
+
+@dataclass(frozen=True)
+class _Base:
+    x_train: Tensor
+    y_train: Tensor  # on CPU (draws happen on CPU)
+    x_test: Tensor
+    y_test: Tensor
+    cue_train: "BoxCue | DominoCue"
+    cue_test: "BoxCue | DominoCue"
+
+
+def _load_base(settings: DataSettings, device: torch.device) -> _Base:
+    info = DATASETS[settings.dataset]
+    if settings.dataset == "digits":
+        x_tr, y_tr, x_te, y_te = _digits_base()
+        cue = BoxCue.build(info, device)
+        return _Base(x_tr.to(device, copy=True), y_tr, x_te.to(device, copy=True), y_te, cue, cue)
+    root = _resolve_root(settings)
+    if settings.dataset == "dominoes":
+        try:
+            cx_tr, cy_tr, cx_te, cy_te = _raw_arrays("cifar10", root)
+            fx_tr, fy_tr, fx_te, fy_te = _raw_arrays("fashion_mnist", root)
+        except DataError as exc:
+            raise DataError(f"{exc}\n(dataset `dominoes` needs both CIFAR-10 and FashionMNIST: "
+                            f"`{download_hint('dominoes', root)}` fetches both)", exc.path) from exc
+        width = info.image_size[1]
+        blank = -1.0  # a black top half (normalised)
+
+        def stack(cifar: np.ndarray) -> Tensor:
+            x = torch.full((cifar.shape[0], 3, *info.image_size), blank, dtype=info.storage_dtype, device=device)
+            x[:, :, width:, :] = _normalise(cifar, device, info.storage_dtype)
+            return x
+
+        pool_tr = DominoPool.build(_normalise(fx_tr, device, info.storage_dtype, (width, width)), fy_tr)
+        pool_te = DominoPool.build(_normalise(fx_te, device, info.storage_dtype, (width, width)), fy_te)
+        return _Base(stack(cx_tr), torch.from_numpy(cy_tr), stack(cx_te), torch.from_numpy(cy_te),
+                     DominoCue(pool_tr), DominoCue(pool_te))
+    x_tr, y_tr, x_te, y_te = _raw_arrays(settings.dataset, root)
+    cue = BoxCue.build(info, device)
+    return _Base(_normalise(x_tr, device, info.storage_dtype), torch.from_numpy(y_tr),
+                 _normalise(x_te, device, info.storage_dtype), torch.from_numpy(y_te), cue, cue)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cues: `paint(x, index, cue_labels, gen)` writes the cue of `cue_labels[i]` onto `x[index[i]]` in place.
+
+BOX_SIZE = 3  # the box cue is a BOX_SIZE x BOX_SIZE patch
+_BOX_MARGIN = 1  # pixels between the image border and the corner/edge boxes
+_BOX_VALUE = 2.0  # grayscale box value (normalised): brighter than any clean pixel (max 1)
+
+
+def box_corners(height: int, width: int) -> Tensor:
+    """Top-left (row, col) of the box for each `label mod 10`: int64 [10, 2].
+
+    0-8: a 3x3 grid of near (margin 1), middle and far positions, row-major (0 top-left corner,
+    1 top edge centre, 2 top-right, 3 left edge centre, 4 centre, 5 right, 6 bottom-left,
+    7 bottom, 8 bottom-right); 9: a spot left-above the centre. Unlike the reference, which draws
+    no box for label 9 when there are 10 classes, label 9 always gets a box here: "no box" would
+    otherwise itself be a cue for class 9, present on every uncued image of every class.
+    """
+    def lines(size: int) -> list[int]:
+        near, mid, far = _BOX_MARGIN, size // 2 - BOX_SIZE // 2, size - _BOX_MARGIN - BOX_SIZE
+        return [near, mid, far]
+
+    rows, cols = lines(height), lines(width)
+    grid = [(r, c) for r in rows for c in cols]
+    grid.append(((rows[0] + rows[1]) // 2, (cols[0] + cols[1]) // 2))
+    return torch.tensor(grid, dtype=torch.long)
+
+
+def _hue_to_rgb(hue: Tensor) -> Tensor:
+    """Fully saturated, full-value colours in [0, 1]: [K] hues in [0, 1) -> [K, 3]."""
+    k = torch.tensor([5.0, 3.0, 1.0])  # standard HSV -> RGB with s = v = 1
+    t = torch.remainder(k + hue[:, None] * 6, 6)
+    return 1 - torch.clamp(torch.minimum(t, 4 - t), 0, 1)
+
+
+def box_colours(num_classes: int, channels: int) -> Tensor:
+    """Normalised box colour per label: float32 [num_classes, channels].
+
+    RGB: the hue is `(label div 10) / ceil(num_classes / 10)` (red for 10 classes).
+    Grayscale: 2.0 for 10 classes; brightness steps down from 2.0 with `label div 10` beyond.
+    """
+    groups = math.ceil(num_classes / 10)
+    group = torch.arange(num_classes) // 10
+    if channels == 3:
+        return _hue_to_rgb(group.float() / groups) * 2 - 1
+    if channels == 1:
+        return (_BOX_VALUE - group.float() / groups)[:, None]
+    raise ValueError(f"box cues support 1 or 3 channels, got {channels}")
+
+
+@dataclass(frozen=True)
+class BoxCue:
+    colours: Tensor  # [num_classes, C] on the device
+    corners: Tensor  # [10, 2] on the device
+
+    @staticmethod
+    def build(info: DatasetInfo, device: torch.device) -> BoxCue:
+        return BoxCue(box_colours(info.num_classes, info.in_channels).to(device),
+                      box_corners(*info.image_size).to(device))
+
+    def paint(self, x: Tensor, index: Tensor, cue_labels: Tensor, gen: torch.Generator | None = None) -> None:
+        n, channels = index.numel(), x.shape[1]
+        if n == 0:
+            return
+        index, cue_labels = index.to(x.device), cue_labels.to(x.device)
+        span = torch.arange(BOX_SIZE, device=x.device)
+        corner = self.corners[cue_labels % 10]
+        rows = (corner[:, 0, None] + span).view(n, 1, BOX_SIZE, 1)
+        cols = (corner[:, 1, None] + span).view(n, 1, 1, BOX_SIZE)
+        chans = torch.arange(channels, device=x.device).view(1, channels, 1, 1)
+        colour = self.colours[cue_labels].to(x.dtype).view(n, channels, 1, 1)
+        x[index.view(n, 1, 1, 1), chans, rows, cols] = colour.expand(n, channels, BOX_SIZE, BOX_SIZE)
+
+
+@dataclass(frozen=True)
+class DominoPool:
+    """Simple images (FashionMNIST) by class, from which each cued sample draws its top half."""
+
+    images: Tensor  # [M, 1, S, S] normalised, on the device
+    order: Tensor  # [M] pool indices sorted by class (CPU)
+    starts: Tensor  # [num_classes] first position of each class in `order` (CPU)
+    counts: Tensor  # [num_classes] (CPU)
+
+    @staticmethod
+    def build(images: Tensor, labels: np.ndarray) -> DominoPool:
+        labels_t = torch.from_numpy(labels)
+        counts = torch.bincount(labels_t, minlength=10)
+        return DominoPool(images, torch.argsort(labels_t, stable=True), torch.cumsum(counts, 0) - counts, counts)
+
+    def draw(self, cue_labels: Tensor, gen: torch.Generator) -> Tensor:
+        """A uniformly random pool image of each requested class: pool indices [n] (CPU)."""
+        cue_labels = cue_labels.cpu()
+        if bool((self.counts[cue_labels] == 0).any()):
+            missing = sorted(set(cue_labels[self.counts[cue_labels] == 0].tolist()))
+            raise DataError(f"the dominoes cue pool has no images of classes {missing}")
+        u = torch.rand(cue_labels.numel(), generator=gen, dtype=torch.float64)
+        offset = (u * self.counts[cue_labels]).long()
+        return self.order[self.starts[cue_labels] + offset]
+
+
+@dataclass(frozen=True)
+class DominoCue:
+    pool: DominoPool
+
+    def paint(self, x: Tensor, index: Tensor, cue_labels: Tensor, gen: torch.Generator) -> None:
+        if index.numel() == 0:
+            return
+        top = self.pool.images[self.pool.draw(cue_labels, gen).to(self.pool.images.device)]
+        x[index.to(x.device), :, :top.shape[-2], :] = top.to(x.device, x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which samples carry the cue, counterfactual sets
+
+
+def cue_count(n: int, proportion: float) -> int:
+    """How many of a class's `n` training samples carry the cue: `p * n` rounded half up."""
+    return math.floor(proportion * n + 0.5)
+
+
+def choose_cued(labels: Tensor, proportion: float, gen: torch.Generator) -> Tensor:
+    """bool [N]: exactly `cue_count(n_k, p)` seeded samples of each class k.
+
+    Each sample gets a random key; within a class the samples with the smallest keys are cued,
+    so for one seed the cued set of a smaller p is a subset of that of a larger p.
+    """
+    labels = labels.cpu()
+    n = labels.numel()
+    keys = torch.rand(n, generator=gen, dtype=torch.float64)
+    order = torch.argsort(labels.double() + keys)  # by class, then by key (keys < 1)
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    sorted_labels = labels[order]
+    rank = torch.arange(n) - starts[sorted_labels]
+    quota = torch.floor(proportion * counts.double() + 0.5).long()
+    cued = torch.zeros(n, dtype=torch.bool)
+    cued[order] = rank < quota[sorted_labels]
+    return cued
+
+
+def _derangement(n: int, gen: torch.Generator) -> Tensor:
+    """A seeded random permutation with no fixed point (one random n-cycle); identity for n < 2."""
+    perm = torch.randperm(n, generator=gen)
+    partner = torch.empty_like(perm)
+    partner[perm] = perm.roll(-1)
+    return partner
+
+
+def _eval_sets(base: _Base, seed: int, num_classes: int) -> dict[str, Split]:
+    x, y = base.x_test, base.y_test
+    everyone = torch.arange(y.numel())
+    y_dev = y.to(x.device)
+    sets = {"nocue": Split(x, y_dev)}
+
+    cue = x.clone()
+    base.cue_test.paint(cue, everyone, y, generator(seed, "cue"))
+    sets["cue"] = Split(cue, y_dev)
+
+    gen = generator(seed, "randcue")
+    random_labels = torch.randint(0, num_classes, (y.numel(),), generator=gen)
+    randcue = x.clone()
+    base.cue_test.paint(randcue, everyone, random_labels, gen)
+    sets["randcue"] = Split(randcue, y_dev)
+
+    gen = generator(seed, "randimg")
+    randimg = x[_derangement(y.numel(), gen).to(x.device)]
+    base.cue_test.paint(randimg, everyone, y, gen)
+    sets["randimg"] = Split(randimg, y_dev)
+    return sets
+
+
+def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") -> CueData:
+    """Training split with cues at `settings.cue_proportion`, its clean twin, and the `EVAL_SETS`."""
+    info = DATASETS[settings.dataset]
+    device = torch.device(device)
+    base = _load_base(settings, device)
+    cued = choose_cued(base.y_train, settings.cue_proportion, generator(settings.seed, "cued"))
+    y_train = base.y_train.to(device)
+    train_clean = Split(base.x_train, y_train)
+    if bool(cued.any()):
+        x = base.x_train.clone()
+        index = cued.nonzero().squeeze(1)
+        base.cue_train.paint(x, index, base.y_train[index], generator(settings.seed, "train_cue"))
+        train = Split(x, y_train)
+    else:
+        train = train_clean
+    return CueData(train=train, train_clean=train_clean, cued=cued.to(device),
+                   eval_sets=_eval_sets(base, settings.seed, info.num_classes),
+                   num_classes=info.num_classes, in_channels=info.in_channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+def iterate_batches(split: Split, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
+                    drop_last: bool = True, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield this rank's share of each global batch as (float32 images, int64 labels).
+
+    The order is a permutation seeded by (seed, epoch). Each global batch of `batch_size` is
+    split contiguously: rank r gets rows [r*b/w, (r+1)*b/w), so w workers together see exactly
+    the batches one process sees. With `drop_last=False` the final, smaller batch is split the
+    same way (a rank may get fewer rows, or none).
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` {batch_size} is not allowed; must be >= 1")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"`rank` {rank} / `world_size` {world_size} are not allowed; need 0 <= rank < world_size")
+    if batch_size % world_size:
+        raise ValueError(f"`batch_size` {batch_size} is not divisible by `world_size` {world_size}; "
+                         f"use a multiple of {world_size} (e.g. {batch_size + world_size - batch_size % world_size})")
+    n = len(split)
+    order = torch.randperm(n, generator=generator(seed, "shuffle", epoch)) if shuffle else torch.arange(n)
+    order = order.to(split.y.device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        batch = order[start:start + batch_size]
+        size = batch.numel()
+        mine = batch[rank * size // world_size:(rank + 1) * size // world_size]
+        yield split.x[mine].float(), split.y[mine]
+
+
+def clean_subset_indices(n_train: int, size: int, seed: int) -> Tensor:
+    """`size` distinct training indices (int64, CPU), seeded, in draw order (not sorted)."""
+    if not 0 <= size <= n_train:
+        raise ValueError(f"clean subset `size` {size} is not allowed; must be between 0 and the "
+                         f"{n_train} training samples")
+    return torch.randperm(n_train, generator=generator(seed, "clean_subset"))[:size]

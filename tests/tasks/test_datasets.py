@@ -1,0 +1,325 @@
+"""Raw formats, restricted unpickling and download verification, on tiny files written in the real formats."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import datasets
+from tasks.datasets import DataError, Resource
+
+
+# ---- writers for the real formats (also used by test_data.py) ------------------------------
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray, label_key: bytes = b"labels") -> None:
+    """A CIFAR python batch: a protocol-2 pickle of {b'data': uint8 [N, 3072], label_key: list}."""
+    batch = {b"data": images.reshape(len(images), -1).astype(np.uint8), label_key: [int(v) for v in labels],
+             b"batch_label": b"test batch"}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def make_images(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def write_cifar10(root: Path, per_batch: int = 20, test: int = 30, seed: int = 0) -> dict[str, np.ndarray]:
+    """CIFAR-10 folder with 5 train batches and a test batch; returns what was written."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    n_train = 5 * per_batch
+    x_train = make_images(n_train, (3, 32, 32), seed)
+    y_train = np.arange(n_train) % 10
+    x_test = make_images(test, (3, 32, 32), seed + 1)
+    y_test = (np.arange(test) * 7) % 10
+    for i in range(5):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        write_cifar_batch(folder / f"data_batch_{i + 1}", x_train[part], y_train[part])
+    write_cifar_batch(folder / "test_batch", x_test, y_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_cifar100(root: Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = make_images(n_train, (3, 32, 32), seed), np.arange(n_train) % 100
+    x_test, y_test = make_images(n_test, (3, 32, 32), seed + 1), (np.arange(n_test) * 3) % 100
+    write_cifar_batch(folder / "train", x_train, y_train, b"fine_labels")
+    write_cifar_batch(folder / "test", x_test, y_test, b"fine_labels")
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_fashion(folder: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                  compress: bool = True) -> None:
+    """IDX files `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "t10k"):
+        for kind, array in (("images-idx3", images[split]), ("labels-idx1", labels[split])):
+            name, data = f"{split}-{kind}-ubyte", idx_bytes(array)
+            if compress:
+                (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+
+
+def fashion_arrays(n_train: int = 40, n_test: int = 20, seed: int = 0):
+    images = {"train": make_images(n_train, (28, 28), seed), "t10k": make_images(n_test, (28, 28), seed + 1)}
+    labels = {"train": (np.arange(n_train) % 10).astype(np.uint8), "t10k": (np.arange(n_test) % 10).astype(np.uint8)}
+    return images, labels
+
+
+# ---- loaders ---------------------------------------------------------------------------------
+
+def test_cifar10_loader_reads_python_batches(tmp_path):
+    written = write_cifar10(tmp_path)
+    x_train, y_train, x_test, y_test = datasets.load_cifar10(tmp_path)
+    assert x_train.shape == (100, 3, 32, 32) and x_train.dtype == np.uint8
+    np.testing.assert_array_equal(x_train, written["x_train"])
+    np.testing.assert_array_equal(y_train, written["y_train"])
+    np.testing.assert_array_equal(x_test, written["x_test"])
+    np.testing.assert_array_equal(y_test, written["y_test"])
+    assert y_train.dtype == np.int64
+
+
+def test_cifar100_loader_uses_fine_labels(tmp_path):
+    written = write_cifar100(tmp_path)
+    x_train, y_train, x_test, y_test = datasets.load_cifar100(tmp_path)
+    np.testing.assert_array_equal(x_train, written["x_train"])
+    np.testing.assert_array_equal(y_train, written["y_train"])
+    np.testing.assert_array_equal(y_test, written["y_test"])
+    assert y_train.max() == 99
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashion_mnist_loader_reads_idx(tmp_path, compress):
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "fashion-mnist", images, labels, compress=compress)
+    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist(tmp_path)
+    assert x_train.shape == (40, 1, 28, 28)
+    np.testing.assert_array_equal(x_train[:, 0], images["train"])
+    np.testing.assert_array_equal(y_test, labels["t10k"])
+
+
+def test_fashion_mnist_found_in_torchvision_layout(tmp_path):
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "FashionMNIST" / "raw", images, labels)
+    np.testing.assert_array_equal(datasets.load_fashion_mnist(tmp_path)[1], labels["train"])
+
+
+def test_read_idx_int32_and_rejects_bad_magic(tmp_path):
+    array = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
+    (tmp_path / "a.idx").write_bytes(idx_bytes(array))
+    np.testing.assert_array_equal(datasets.read_idx(tmp_path / "a.idx"), array)
+    (tmp_path / "bad").write_bytes(b"\x08\x03\x00\x00garbage")
+    with pytest.raises(DataError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(idx_bytes(array)[:-4])
+    with pytest.raises(DataError, match="bytes"):
+        datasets.read_idx(tmp_path / "short")
+
+
+# ---- restricted unpickling ---------------------------------------------------------------------
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_cifar_batch_is_refused_and_never_runs(tmp_path):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    planted.write_bytes(pickle.dumps({b"data": _Exploit(marker), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match=r"refused to unpickle global `(posix|nt|os)\.system`") as info:
+        datasets.load_cifar10(tmp_path)
+    assert str(planted) in str(info.value) and info.value.path == str(planted)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_restricted_unpickler_refuses_other_globals(tmp_path, protocol):
+    path = tmp_path / "evil"
+    path.write_bytes(pickle.dumps({b"data": io.BytesIO}, protocol=protocol))
+    with pytest.raises(DataError, match=r"`_?io\.BytesIO`"):
+        datasets.read_pickle(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_restricted_unpickler_reads_numpy_arrays_any_protocol(tmp_path, protocol):
+    array = make_images(3, (5,), 1)
+    path = tmp_path / "ok"
+    path.write_bytes(pickle.dumps({"data": array, "x": [1.5, "s", b"b"]}, protocol=protocol))
+    loaded = datasets.read_pickle(path)
+    np.testing.assert_array_equal(loaded["data"], array)
+    assert loaded["x"] == [1.5, "s", b"b"]
+
+
+def test_codecs_encode_is_limited_to_latin1(tmp_path):
+    path = tmp_path / "codec"
+    path.write_bytes(b"c_codecs\nencode\n(Vabc\nVrot13\ntR.")
+    with pytest.raises(DataError, match="rot13"):
+        datasets.read_pickle(path)
+
+
+def test_truncated_batch_gives_data_error(tmp_path):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:100])
+    with pytest.raises(DataError, match="test_batch"):
+        datasets.load_cifar10(tmp_path)
+
+
+def test_missing_files_name_path_and_download_command(tmp_path):
+    with pytest.raises(DataError) as info:
+        datasets.load_cifar10(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in message
+    assert f"mmc-sweep data download cifar10 --root {tmp_path}" in message
+    with pytest.raises(DataError, match="mmc-sweep data download fashion_mnist --root"):
+        datasets.load_fashion_mnist(tmp_path)
+    with pytest.raises(DataError, match="mmc-sweep data download cifar100 --root"):
+        datasets.load_cifar100(tmp_path)
+
+
+def test_data_error_pickles_with_its_path():
+    error = pickle.loads(pickle.dumps(DataError("boom", "/some/path")))
+    assert str(error) == "boom" and error.path == "/some/path" and isinstance(error, ValueError)
+
+
+# ---- download ------------------------------------------------------------------------------------
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _cifar10_archive(tmp_path: Path) -> Path:
+    source = tmp_path / "source"
+    write_cifar10(source)
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive
+
+
+def _count_fetches(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = datasets.fetch_url
+
+    def counting(url, dest, timeout_s=60.0):
+        calls.append(url)
+        real(url, dest, timeout_s)
+
+    monkeypatch.setattr(datasets, "fetch_url", counting)
+    return calls
+
+
+def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    resource = Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10", (resource,))
+    calls = _count_fetches(monkeypatch)
+    root = tmp_path / "data"
+    assert datasets.download("cifar10", root) == root
+    assert datasets.load_cifar10(root)[0].shape == (100, 3, 32, 32)
+    datasets.download("cifar10", root)
+    assert len(calls) == 1  # second call found everything in place
+
+
+def test_download_tries_mirrors_in_order(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    missing = (tmp_path / "nowhere.tar.gz").as_uri()
+    resource = Resource(archive.name, (missing, archive.as_uri()), _md5(archive), extract=True)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10", (resource,))
+    datasets.download("cifar10", tmp_path / "data")
+    assert datasets.load_cifar10(tmp_path / "data")[1].shape == (100,)
+
+
+def test_download_rejects_wrong_checksum(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    resource = Resource(archive.name, (archive.as_uri(),), "0" * 32, extract=True)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10", (resource,))
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match=f"md5 {_md5(archive)} does not match the published md5 0{{32}}"):
+        datasets.download("cifar10", root)
+    assert not (root / "cifar-10-batches-py").exists()
+    assert sorted(p.name for p in root.iterdir()) == []  # no partial or unverified files left behind
+
+
+def test_download_refuses_unsafe_archive_members(tmp_path, monkeypatch):
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        payload = b"escaped"
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    resource = Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10", (resource,))
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match=r"unsafe archive member `\.\./escaped\.txt`"):
+        datasets.download("cifar10", root)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_download_refuses_symlink_members(tmp_path):
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(DataError, match="links and devices are not allowed"):
+        datasets.extract_tar(archive, tmp_path / "out")
+
+
+def test_download_dominoes_fetches_cifar10_and_fashion(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
+                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
+    served = tmp_path / "served_fashion"
+    images, labels = fashion_arrays()
+    write_fashion(served, images, labels)
+    fashion = tuple(Resource(p.name, (p.as_uri(),), _md5(p), extract=False, subdir="fashion-mnist")
+                    for p in sorted(served.iterdir()))
+    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", fashion)
+    calls = _count_fetches(monkeypatch)
+    root = tmp_path / "data"
+    datasets.download("dominoes", root)
+    assert len(calls) == 5
+    np.testing.assert_array_equal(datasets.load_fashion_mnist(root)[1], labels["train"])
+    assert datasets.load_cifar10(root)[0].shape[0] == 100
+    datasets.download("dominoes", root)
+    assert len(calls) == 5
+
+
+def test_download_unknown_name_lists_choices(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset `imagenet`; downloadable: cifar10, cifar100"):
+        datasets.download("imagenet", tmp_path)
+
+
+def test_published_checksums_are_wired():
+    assert datasets.RESOURCES["cifar10"][0].md5 == "c58f30108f718f92721af3b95e74349a"
+    assert datasets.RESOURCES["cifar100"][0].md5 == "eb9058c3a382ffc7106e4002c42a8d85"
+    assert all(r.urls[0].startswith("https://") for group in datasets.RESOURCES.values() for r in group)
+    assert {r.filename for r in datasets.RESOURCES["fashion_mnist"]} == {
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
