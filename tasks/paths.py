@@ -1,0 +1,328 @@
+"""Connectivity paths between two trained models: linear and quadratic (Bezier) paths,
+exact BatchNorm re-estimation, evaluation along a path, barrier heights, and training
+of the Bezier control point.
+
+State dicts are plain ``dict[str, Tensor]``. Floating tensors (weights, BN affine
+parameters and running statistics) are combined; integer buffers (``num_batches_tracked``)
+are taken from endpoint A. Running statistics are re-estimated by ``reset_bn`` at every
+alpha anyway.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from tasks.data import Split, iterate_batches
+from tasks.evaluate import evaluate
+from tasks.seeding import derive_seed, generator
+from tasks.train import OptimSettings, distributed_rank, fit, prepare_batch
+
+State = dict[str, Tensor]
+
+# Seed tags, so that different uses of one seed draw independent streams.
+_TAG_INIT = "midpoint-init"
+_TAG_BATCHES = "midpoint-batches"
+_TAG_ALPHA = "midpoint-alpha"
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    num_alphas: int = 11              # evenly spaced alphas in [0, 1], both endpoints included
+    bn_reset_samples: int = 1000      # clean training samples used to re-estimate BN at each alpha
+    eval_batch_size: int = 1024       # batch size for BN re-estimation and evaluation
+
+    def __post_init__(self) -> None:
+        if self.num_alphas < 2:
+            raise ValueError(f"`num_alphas`: {self.num_alphas} is not allowed; must be >= 2")
+        if self.bn_reset_samples < 2:
+            raise ValueError(f"`bn_reset_samples`: {self.bn_reset_samples} is not allowed; must be >= 2")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"`eval_batch_size`: {self.eval_batch_size} is not allowed; must be >= 1")
+
+    def alphas(self) -> list[float]:
+        """`num_alphas` evenly spaced points; exactly 0.0 and 1.0 at the ends."""
+        k = self.num_alphas - 1
+        return [i / k for i in range(k + 1)]
+
+
+# --------------------------------------------------------------------------- combining states
+
+def _check_keys(*states: State) -> None:
+    keys = set(states[0])
+    for other in states[1:]:
+        if set(other) != keys:
+            missing = sorted(keys ^ set(other))
+            raise KeyError(f"state dicts differ in keys: {missing[:10]}; endpoints must share one architecture")
+
+
+def _combine(states: tuple[State, ...], weights: tuple[float, ...]) -> State:
+    _check_keys(*states)
+    out: State = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            acc = weights[0] * first
+            for w, state in zip(weights[1:], states[1:]):
+                acc = acc + w * state[key].to(first.device)
+            out[key] = acc
+        else:
+            out[key] = first.clone()
+    return out
+
+
+def interpolate(state_a: State, state_b: State, alpha: float) -> State:
+    """Linear path: (1 - alpha) A + alpha B on floating tensors; integer buffers from A."""
+    return _combine((state_a, state_b), (1.0 - alpha, alpha))
+
+
+def bezier(state_a: State, state_mid: State, state_b: State, alpha: float) -> State:
+    """Quadratic Bezier path: (1-a)^2 A + 2a(1-a) M + a^2 B; integer buffers from A."""
+    a = alpha
+    return _combine((state_a, state_mid, state_b), ((1 - a) ** 2, 2 * a * (1 - a), a ** 2))
+
+
+# --------------------------------------------------------------------------- BatchNorm
+
+def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+class _PooledMoments:
+    """Exact per-channel mean and M2 over every element seen (Chan et al.'s pairwise update, float64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        x = inputs[0].detach()
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+        n = flat.shape[1]
+        mean = flat.mean(dim=1)
+        m2 = ((flat - mean[:, None]) ** 2).sum(dim=1)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)
+        self.count = total
+
+
+def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024) -> None:
+    """Re-estimate every BatchNorm's running statistics on images `x`, exactly.
+
+    One forward pass in train mode (each BN normalises with its batch's statistics, as
+    torch does during re-estimation) in near-equal batches of at most `batch_size`.
+    Hooks pool the inputs of each BN layer over all N samples (and spatial positions):
+    running_mean = their mean, running_var = their unbiased variance (divisor count - 1,
+    torch's convention). For the first BN layer this is the mean/variance of its input
+    over the N samples exactly, independent of the batching; deeper layers see inputs
+    normalised with per-batch statistics upstream. `num_batches_tracked` = number of batches.
+    On CUDA the pass runs under bf16 autocast and channels_last, like `tasks.evaluate`, so the
+    statistics match the activations seen at evaluation (they are accumulated in float64).
+    Afterwards the model is in eval mode and each BN keeps its momentum. No-op without BN.
+    """
+    layers = _bn_layers(model)
+    if not layers:
+        model.eval()
+        return
+    if len(x) < 2:
+        raise ValueError(f"reset_bn needs at least 2 samples, got {len(x)}")
+    device = next(model.parameters()).device
+    moments = {layer: _PooledMoments() for layer in layers}
+    handles = [layer.register_forward_pre_hook(moments[layer]) for layer in layers]
+    momenta = {layer: layer.momentum for layer in layers}
+    chunks = torch.tensor_split(torch.arange(len(x)), -(-len(x) // batch_size))
+    labels = torch.zeros(0, dtype=torch.int64)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    try:
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None
+        model.train()
+        with torch.no_grad(), autocast:
+            for idx in chunks:
+                batch, _ = prepare_batch(x[idx.to(x.device)], labels, device)
+                model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for layer in layers:
+            layer.momentum = momenta[layer]
+        model.eval()
+    for layer in layers:
+        m = moments[layer]
+        layer.running_mean.copy_(m.mean.to(layer.running_mean.dtype))
+        layer.running_var.copy_((m.m2 / max(m.count - 1, 1)).to(layer.running_var.dtype))
+        layer.num_batches_tracked.fill_(len(chunks))
+
+
+# --------------------------------------------------------------------------- path evaluation
+
+def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint: State | None = None,
+                  bn_data: Tensor, sets: dict[str, Split], settings: PathSettings,
+                  device: torch.device | str) -> list[dict]:
+    """Loss and accuracy on every set at `settings.num_alphas` points of the path A -> B.
+
+    Linear path, or the Bezier path through `midpoint` when given. At each alpha the state is
+    loaded into `model` (used as scratch: it ends holding the alpha = 1 state), BN statistics
+    are re-estimated once on `bn_data[:bn_reset_samples]` (clean training images) and shared
+    by every set. Rows: {alpha, eval_set, loss, acc, n}.
+    """
+    model.to(device)
+    reset_x = bn_data[: settings.bn_reset_samples]
+    rows: list[dict] = []
+    for alpha in settings.alphas():
+        if midpoint is None:
+            state = interpolate(state_a, state_b, alpha)
+        else:
+            state = bezier(state_a, midpoint, state_b, alpha)
+        model.load_state_dict(state)
+        reset_bn(model, reset_x, settings.eval_batch_size)
+        for name, split in sets.items():
+            result = evaluate(model, split, batch_size=settings.eval_batch_size, device=device)
+            rows.append({"alpha": alpha, "eval_set": name, "loss": float(result["loss"]),
+                         "acc": float(result["acc"]), "n": int(result["n"])})
+    return rows
+
+
+def barriers(rows: list[dict]) -> list[dict]:
+    """Barrier heights per eval set from path rows ({alpha, eval_set, loss, acc}).
+
+    loss  chord:          max_a [L(a) - ((1-a) L(0) + a L(1))]
+    loss  mean_endpoints: max_a L(a) - (L(0) + L(1)) / 2
+    acc   chord:          max_a [((1-a) A(0) + a A(1)) - A(a)]     (a drop, >= 0)
+    acc   mean_endpoints: (A(0) + A(1)) / 2 - min_a A(a)
+    Alphas are rescaled so the smallest is 0 and the largest 1.
+    """
+    by_set: dict[str, dict[float, dict]] = {}
+    for row in rows:
+        points = by_set.setdefault(row["eval_set"], {})
+        alpha = float(row["alpha"])
+        if alpha in points:
+            raise ValueError(f"eval set {row['eval_set']!r}: alpha {alpha} appears twice")
+        points[alpha] = row
+    out: list[dict] = []
+    for name, points in by_set.items():
+        if len(points) < 2:
+            raise ValueError(f"eval set {name!r}: needs at least 2 alphas, got {sorted(points)}")
+        alphas = sorted(points)
+        lo, hi = alphas[0], alphas[-1]
+        ts = [(a - lo) / (hi - lo) for a in alphas]
+        loss = [float(points[a]["loss"]) for a in alphas]
+        acc = [float(points[a]["acc"]) for a in alphas]
+        values = {
+            ("loss", "chord"): max(v - ((1 - t) * loss[0] + t * loss[-1]) for t, v in zip(ts, loss)),
+            ("loss", "mean_endpoints"): max(loss) - 0.5 * (loss[0] + loss[-1]),
+            ("acc", "chord"): max(((1 - t) * acc[0] + t * acc[-1]) - v for t, v in zip(ts, acc)),
+            ("acc", "mean_endpoints"): 0.5 * (acc[0] + acc[-1]) - min(acc),
+        }
+        for (metric, definition), value in values.items():
+            out.append({"eval_set": name, "metric": metric, "definition": definition, "value": value})
+    return out
+
+
+# --------------------------------------------------------------------------- midpoint training
+
+MIDPOINT_INITS = ("fresh", "linear")
+
+
+@dataclass(frozen=True)
+class MidpointSettings(OptimSettings):
+    epochs: int = 15
+    lr: float = 0.1
+    step_epochs: int = 10
+    init: str = "fresh"     # "fresh": the model's own initialisation, seeded; "linear": (A + B) / 2
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if self.init not in MIDPOINT_INITS:
+            raise ValueError(f"`init`: {self.init!r} is not allowed; choose one of {list(MIDPOINT_INITS)}")
+
+
+def fresh_state(model: nn.Module, seed: int) -> State:
+    """The model's own initialisation (every `reset_parameters`), drawn from `seed` on the CPU
+    without touching the caller's global RNG state."""
+    clone = copy.deepcopy(model).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, _TAG_INIT))
+        for module in clone.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return {k: v.detach().clone() for k, v in clone.state_dict().items()}
+
+
+def draw_alpha(seed: int, epoch: int, step: int) -> float:
+    """The point on the curve trained at this step, a ~ U(0, 1); identical on every rank."""
+    return float(torch.rand((), generator=generator(seed, _TAG_ALPHA, epoch, step)))
+
+
+class BezierObjective:
+    """Cross-entropy at a random point of the Bezier path A -> M -> B; only M (the module's
+    parameters) receives gradients, scaled by 2a(1-a) through autograd. BN buffers are the
+    module's own; in train mode BN normalises with batch statistics."""
+
+    def __init__(self, state_a: State, state_b: State, train: Split, batch_size: int, seed: int,
+                 device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.state_a = {k: v.detach().to(self.device) for k, v in state_a.items()}
+        self.state_b = {k: v.detach().to(self.device) for k, v in state_b.items()}
+        self.train, self.batch_size, self.seed = train, batch_size, seed
+
+    def batches(self, epoch: int) -> Iterator[tuple[int, Tensor, Tensor]]:
+        rank, world = distributed_rank()
+        batches = iterate_batches(self.train, self.batch_size, seed=derive_seed(self.seed, _TAG_BATCHES),
+                                  epoch=epoch, rank=rank, world_size=world)
+        for step, (x, y) in enumerate(batches):
+            yield step, x, y
+
+    def curve_state(self, model: nn.Module, alpha: float) -> dict[str, Tensor]:
+        a = alpha
+        wa, wm, wb = (1 - a) ** 2, 2 * a * (1 - a), a ** 2
+        tensors: dict[str, Tensor] = {
+            name: wa * self.state_a[name] + wm * p + wb * self.state_b[name]
+            for name, p in model.named_parameters()}
+        tensors.update(dict(model.named_buffers()))
+        return tensors
+
+    def steps(self, model: nn.Module, batch, epoch: int) -> Iterator[tuple[Tensor, int, int]]:
+        step, x, y = batch
+        x, y = prepare_batch(x, y, self.device)
+        alpha = draw_alpha(self.seed, epoch, step)
+        logits = functional_call(model, self.curve_state(model, alpha), (x,)).float()
+        loss = F.cross_entropy(logits, y)
+        yield loss, int((logits.argmax(1) == y).sum()), len(y)
+
+
+def train_midpoint(model: nn.Module, state_a: State, state_b: State, train: Split,
+                   settings: MidpointSettings, *, seed: int, device: torch.device | str,
+                   on_epoch: Callable | None = None) -> tuple[State, list[dict]]:
+    """Train the Bezier control point between A and B (the paper's quadratic path).
+
+    `model` gives the architecture and is left untouched. Returns (midpoint state on CPU,
+    curve rows from `fit`).
+    """
+    if settings.init == "fresh":
+        init = fresh_state(model, seed)
+    else:
+        init = interpolate(state_a, state_b, 0.5)
+    mid = copy.deepcopy(model)
+    mid.load_state_dict(init)
+    mid.to(device)
+    objective = BezierObjective(state_a, state_b, train, settings.batch_size, seed, device)
+    curve = fit(mid, objective, mid.parameters(), settings, seed=seed, device=device, on_epoch=on_epoch)
+    state = {k: v.detach().cpu().clone() for k, v in mid.state_dict().items()}
+    return state, curve

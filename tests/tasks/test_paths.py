@@ -1,0 +1,233 @@
+"""Paths: interpolation, Bezier curves, exact BN re-estimation, path evaluation, barriers,
+midpoint training. Tiny models and synthetic data only."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from tasks.data import Split
+from tasks.evaluate import evaluate
+from tasks.models import build_model
+from tasks.paths import (
+    MidpointSettings,
+    PathSettings,
+    barriers,
+    bezier,
+    evaluate_path,
+    fresh_state,
+    interpolate,
+    reset_bn,
+    train_midpoint,
+)
+
+
+def tiny_model(seed: int) -> nn.Module:
+    return build_model("small_cnn", num_classes=3, in_channels=1, width=4, seed=seed)
+
+
+def blobs(n: int, seed: int) -> Split:
+    """Three classes of 1x8x8 images: a class-specific mean pattern plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1234))
+    y = torch.arange(n) % 3
+    x = means[y] + 0.8 * torch.randn(n, 1, 8, 8, generator=g)
+    return Split(x=x, y=y)
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def trained_state(seed: int, data: Split, steps: int = 30) -> dict[str, torch.Tensor]:
+    model = tiny_model(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.train()
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(data.x), data.y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return state_of(model)
+
+
+# --------------------------------------------------------------------------- interpolation
+
+def test_interpolate_floats_and_takes_integer_buffers_from_a():
+    a, b = state_of(tiny_model(0)), state_of(tiny_model(1))
+    a["blocks.0.bn.num_batches_tracked"].fill_(7)
+    b["blocks.0.bn.num_batches_tracked"].fill_(99)
+    for key in a:
+        if a[key].is_floating_point():
+            torch.testing.assert_close(interpolate(a, b, 0.0)[key], a[key])
+            torch.testing.assert_close(interpolate(a, b, 1.0)[key], b[key])
+            torch.testing.assert_close(interpolate(a, b, 0.25)[key], 0.75 * a[key] + 0.25 * b[key])
+    half = interpolate(a, b, 0.5)
+    assert half["blocks.0.bn.num_batches_tracked"].item() == 7
+    assert half["blocks.0.bn.num_batches_tracked"].dtype == torch.int64
+    # BN affine parameters are interpolated too.
+    torch.testing.assert_close(half["blocks.1.bn.weight"], 0.5 * (a["blocks.1.bn.weight"] + b["blocks.1.bn.weight"]))
+
+
+def test_interpolate_rejects_mismatched_keys():
+    a = state_of(tiny_model(0))
+    b = dict(a)
+    b.pop("head.bias")
+    with pytest.raises(KeyError, match="head.bias"):
+        interpolate(a, b, 0.5)
+
+
+def test_bezier_at_0_half_1_and_linear_midpoint_gives_the_line():
+    a, m, b = (state_of(tiny_model(s)) for s in (0, 1, 2))
+    key = "blocks.2.conv.weight"
+    torch.testing.assert_close(bezier(a, m, b, 0.0)[key], a[key])
+    torch.testing.assert_close(bezier(a, m, b, 1.0)[key], b[key])
+    torch.testing.assert_close(bezier(a, m, b, 0.5)[key], 0.25 * a[key] + 0.5 * m[key] + 0.25 * b[key])
+    line_mid = interpolate(a, b, 0.5)
+    for alpha in (0.1, 0.3, 0.8):
+        torch.testing.assert_close(bezier(a, line_mid, b, alpha)[key], interpolate(a, b, alpha)[key])
+
+
+# --------------------------------------------------------------------------- BN re-estimation
+
+def test_reset_bn_is_exact_over_n_samples_for_the_first_layer():
+    model = tiny_model(0)
+    model.blocks[0].bn.momentum = 0.3
+    x = blobs(37, seed=5).x                       # 37 is not a multiple of the batch size
+    reset_bn(model, x, batch_size=10)
+    bn = model.blocks[0].bn
+    with torch.no_grad():
+        h = model.blocks[0].conv(x).double()
+    torch.testing.assert_close(bn.running_mean.double(), h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var.double(), h.transpose(0, 1).reshape(h.shape[1], -1).var(dim=1),
+                               rtol=1e-5, atol=1e-6)
+    assert bn.momentum == 0.3 and not model.training
+    # Independent of the batching for the first layer.
+    other = tiny_model(0)
+    reset_bn(other, x, batch_size=37)
+    torch.testing.assert_close(other.blocks[0].bn.running_mean, bn.running_mean)
+    torch.testing.assert_close(other.blocks[0].bn.running_var, bn.running_var)
+
+
+def test_reset_bn_replaces_old_statistics_and_skips_models_without_bn():
+    model = tiny_model(0)
+    x = blobs(20, seed=1).x
+    reset_bn(model, x, batch_size=8)
+    expected = model.blocks[3].bn.running_mean.clone()
+    model.blocks[3].bn.running_mean.fill_(123.0)
+    reset_bn(model, x, batch_size=8)
+    torch.testing.assert_close(model.blocks[3].bn.running_mean, expected)
+
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    before = state_of(plain)
+    reset_bn(plain, x, batch_size=8)
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+# --------------------------------------------------------------------------- path evaluation
+
+def test_path_endpoints_equal_endpoint_evaluation_after_the_same_bn_reset():
+    train = blobs(60, seed=0)
+    sets = {"nocue": blobs(30, seed=1), "other": blobs(20, seed=2)}
+    a, b = trained_state(0, train, steps=5), trained_state(1, train, steps=5)
+    settings = PathSettings(num_alphas=3, bn_reset_samples=25, eval_batch_size=16)
+    rows = evaluate_path(tiny_model(9), a, b, bn_data=train.x, sets=sets, settings=settings, device="cpu")
+    assert sorted({r["alpha"] for r in rows}) == [0.0, 0.5, 1.0]
+    assert len(rows) == 3 * len(sets)
+    for alpha, state in ((0.0, a), (1.0, b)):
+        endpoint = tiny_model(3)
+        endpoint.load_state_dict(state)
+        reset_bn(endpoint, train.x[:25], batch_size=16)
+        for name, split in sets.items():
+            expected = evaluate(endpoint, split, batch_size=16, device="cpu")
+            (row,) = [r for r in rows if r["alpha"] == alpha and r["eval_set"] == name]
+            assert row["n"] == expected["n"] == len(split)
+            assert row["acc"] == pytest.approx(expected["acc"], abs=1e-9)
+            assert row["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_barrier_of_a_model_with_itself_is_zero():
+    train = blobs(40, seed=0)
+    a = trained_state(0, train, steps=5)
+    sets = {"nocue": blobs(20, seed=1), "cue": blobs(20, seed=2)}
+    settings = PathSettings(num_alphas=4, bn_reset_samples=30, eval_batch_size=32)
+    rows = evaluate_path(tiny_model(0), a, a, bn_data=train.x, sets=sets, settings=settings, device="cpu")
+    result = barriers(rows)
+    assert {(r["eval_set"], r["metric"], r["definition"]) for r in result} == {
+        (s, m, d) for s in sets for m in ("loss", "acc") for d in ("chord", "mean_endpoints")}
+    for r in result:
+        assert abs(r["value"]) < 1e-5, r
+
+
+def test_barriers_match_hand_computed_values():
+    loss = {0.0: 1.0, 0.25: 2.0, 0.5: 1.5, 1.0: 3.0}
+    acc = {0.0: 0.9, 0.25: 0.5, 0.5: 0.6, 1.0: 0.7}
+    rows = [{"alpha": a, "eval_set": "s", "loss": loss[a], "acc": acc[a], "n": 10}
+            for a in (0.5, 1.0, 0.0, 0.25)]                     # order must not matter
+    rows += [{"alpha": a, "eval_set": "flat", "loss": 2.0, "acc": 0.5, "n": 10} for a in (0.0, 1.0)]
+    got = {(r["eval_set"], r["metric"], r["definition"]): r["value"] for r in barriers(rows)}
+    # loss chord: at 0.25, 2.0 - (0.75*1 + 0.25*3) = 0.5; mean_endpoints: 3.0 - 2.0 = 1.0
+    assert got[("s", "loss", "chord")] == pytest.approx(0.5)
+    assert got[("s", "loss", "mean_endpoints")] == pytest.approx(1.0)
+    # acc chord: at 0.25, (0.75*0.9 + 0.25*0.7) - 0.5 = 0.35; mean_endpoints: 0.8 - 0.5 = 0.3
+    assert got[("s", "acc", "chord")] == pytest.approx(0.35)
+    assert got[("s", "acc", "mean_endpoints")] == pytest.approx(0.3)
+    assert all(got[("flat", m, d)] == pytest.approx(0.0) for m in ("loss", "acc") for d in ("chord", "mean_endpoints"))
+
+
+def test_barriers_reject_duplicate_alphas():
+    rows = [{"alpha": 0.0, "eval_set": "s", "loss": 1.0, "acc": 0.5}] * 2
+    with pytest.raises(ValueError, match="twice"):
+        barriers(rows)
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="num_alphas"):
+        PathSettings(num_alphas=1)
+    with pytest.raises(ValueError, match="fresh"):
+        MidpointSettings(init="middle")
+    assert PathSettings(num_alphas=5).alphas() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+# --------------------------------------------------------------------------- midpoint training
+
+def mean_inner_path_loss(mid, a, b, train, sets) -> float:
+    settings = PathSettings(num_alphas=5, bn_reset_samples=60, eval_batch_size=64)
+    rows = evaluate_path(tiny_model(0), a, b, midpoint=mid, bn_data=train.x, sets=sets,
+                         settings=settings, device="cpu")
+    inner = [r["loss"] for r in rows if 0.0 < r["alpha"] < 1.0]
+    return sum(inner) / len(inner)
+
+
+def test_midpoint_training_lowers_the_quadratic_path_loss():
+    train = blobs(96, seed=0)
+    sets = {"nocue": blobs(48, seed=1)}
+    a, b = trained_state(0, train), trained_state(1, train)
+    model = tiny_model(5)
+    untouched = state_of(model)
+    settings = MidpointSettings(epochs=6, lr=0.05, batch_size=32, step_epochs=4)
+    init = fresh_state(model, seed=3)
+    before = mean_inner_path_loss(init, a, b, train, sets)
+    mid, curve = train_midpoint(model, a, b, train, settings, seed=3, device="cpu")
+    after = mean_inner_path_loss(mid, a, b, train, sets)
+    assert len(curve) == settings.epochs
+    assert after < before - 0.05, (before, after)
+    for k, v in model.state_dict().items():          # the architecture template is left alone
+        torch.testing.assert_close(v, untouched[k])
+
+
+def test_fresh_state_is_seeded_and_leaves_global_rng_alone():
+    model = tiny_model(0)
+    torch.manual_seed(0)
+    expected_next = torch.rand(3)
+    torch.manual_seed(0)
+    s1 = fresh_state(model, seed=4)
+    assert torch.equal(torch.rand(3), expected_next)
+    s2 = fresh_state(copy.deepcopy(model), seed=4)
+    s3 = fresh_state(model, seed=5)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not torch.equal(s1["blocks.0.conv.weight"], s3["blocks.0.conv.weight"])
