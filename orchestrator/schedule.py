@@ -1,0 +1,315 @@
+"""Run a task graph on Ray: one Ray Tune run per invocation, a dependency-aware searcher.
+
+The searcher hands Tune a task only when all of its parents have finished; a failed task marks
+its descendants skipped and the rest of the graph goes on. Tasks whose verified output already
+exists (see `orchestrator.outputs`) never reach Ray. Training tasks with more than one worker run
+through Ray Train (`TorchTrainer`, DDP) inside their Tune trial; single-worker tasks run directly
+in the trial process, which avoids the ~20 s start of a Train worker group.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ray
+from ray import tune
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from orchestrator.graph import Graph, Task
+from orchestrator.layout import SweepLayout
+
+TRAINING_KINDS = ("pretrain", "finetune", "midpoint")
+TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
+PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
+DEFAULT_PROGRESS_INTERVAL_S = 5.0
+
+PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED = "pending", "running", "done", "cached", "failed", "skipped"
+
+
+@dataclass
+class TaskState:
+    status: str = PENDING
+    error: str | None = None
+    duration_s: float | None = None
+    started_at: float | None = None
+    result: dict | None = None
+
+
+@dataclass
+class SweepState:
+    """Status of every task of one invocation; the searcher and the progress line read it."""
+
+    graph: Graph
+    states: dict[str, TaskState] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        for task_id in self.graph.tasks:
+            self.states.setdefault(task_id, TaskState())
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.states.values() if s.status == status)
+
+    def counts(self) -> dict[str, int]:
+        keys = (DONE, RUNNING, PENDING, FAILED, SKIPPED, CACHED)
+        return {k: self.count(k) for k in keys}
+
+    def is_ready(self, task_id: str) -> bool:
+        task = self.graph.tasks[task_id]
+        return self.states[task_id].status == PENDING and all(
+            self.states[p].status in (DONE, CACHED) for p in task.parents
+        )
+
+    def mark_failed(self, task_id: str, error: str) -> list[str]:
+        """Mark a task failed and its pending descendants skipped; return the skipped ids."""
+        self.states[task_id].status = FAILED
+        self.states[task_id].error = error
+        skipped = []
+        for child in self.graph.descendants(task_id):
+            state = self.states[child]
+            if state.status == PENDING:
+                state.status = SKIPPED
+                state.error = f"skipped: upstream task {task_id} failed"
+                skipped.append(child)
+        return skipped
+
+    def eta_s(self, concurrency: int) -> float | None:
+        finished = [s.duration_s for s in self.states.values() if s.status == DONE and s.duration_s is not None]
+        remaining = self.count(PENDING) + self.count(RUNNING)
+        if not finished:
+            return None
+        return sum(finished) / len(finished) * remaining / max(1, concurrency)
+
+    def progress_line(self, concurrency: int) -> str:
+        c = self.counts()
+        elapsed = time.time() - self.started_at
+        eta = self.eta_s(concurrency)
+        eta_text = "?" if eta is None else f"{eta:.0f}s"
+        total = len(self.states)
+        return (
+            f"[{elapsed:7.1f}s] {c[DONE] + c[CACHED]}/{total} finished | done {c[DONE]} | cached {c[CACHED]} | "
+            f"running {c[RUNNING]} | pending {c[PENDING]} | failed {c[FAILED]} | skipped {c[SKIPPED]} | ETA {eta_text}"
+        )
+
+
+class DagSearcher(Searcher):
+    """Suggests a task only when its parents are done; FINISHED once nothing can run any more."""
+
+    def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None]):
+        super().__init__()
+        self._state = state
+        self._order = list(state.graph.tasks)
+        self._cursor = 0          # every task before the cursor is no longer pending
+        self._trial_to_task: dict[str, str] = {}
+        self._finished_trials: dict[str, str] = {}
+        self._on_start = on_start
+        self._on_finish = on_finish
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its searcher for experiment restore; we resume from the output cache
+        # instead (see orchestrator.outputs), so drop the live callbacks and state.
+        return {"_order": self._order}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:  # noqa: D102 - see __getstate__
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:  # noqa: D102
+        pass
+
+    def task_of(self, trial_id: str) -> str | None:
+        return self._finished_trials.get(trial_id)
+
+    def suggest(self, trial_id: str):
+        states = self._state.states
+        while self._cursor < len(self._order) and states[self._order[self._cursor]].status != PENDING:
+            self._cursor += 1
+        for task_id in self._order[self._cursor:]:
+            if self._state.is_ready(task_id):
+                states[task_id].status = RUNNING
+                states[task_id].started_at = time.time()
+                self._trial_to_task[trial_id] = task_id
+                self._on_start(task_id)
+                return {"task_id": task_id}
+        if self._state.count(RUNNING) == 0:
+            # Nothing runs and nothing is ready: whatever is still pending can never run.
+            for task_id in self._order:
+                if states[task_id].status == PENDING:
+                    states[task_id].status = SKIPPED
+                    states[task_id].error = "skipped: inputs never became available"
+            return Searcher.FINISHED
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        task_id = self._trial_to_task.pop(trial_id, None)
+        if task_id is None:
+            return
+        self._finished_trials[trial_id] = task_id
+        state = self._state.states[task_id]
+        state.duration_s = time.time() - (state.started_at or time.time())
+        if error or not result or result.get("status") != DONE:
+            reason = (result or {}).get("error") or "the trial crashed (worker died or was killed); see the Ray logs"
+            state.result = result
+            self._state.mark_failed(task_id, reason)
+        else:
+            state.status = DONE
+            state.result = result
+            state.duration_s = result.get("duration_s", state.duration_s)
+        self._on_finish(task_id)
+
+
+class _CrashReasons(Callback):
+    """Copies the error of a crashed trial (not a task that failed cleanly) into its task state."""
+
+    def __init__(self, state: SweepState, searcher: DagSearcher):
+        self._state, self._searcher = state, searcher
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        task_id = self._searcher.task_of(trial.trial_id)
+        path = getattr(trial, "error_file", None)
+        if task_id is None or not path:
+            return
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            return
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
+
+
+QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray.tune.execution.tune_controller")
+
+
+def quiet_ray_logs() -> None:
+    """Our progress line replaces Tune's tables; failures are reported by us with their reasons."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class ProgressPrinter:
+    """Prints one progress line on every change, at most every `interval_s`, and on demand."""
+
+    def __init__(self, state: SweepState, concurrency: int, interval_s: float | None = None, stream=None):
+        self._state = state
+        self._concurrency = concurrency
+        self._interval_s = float(os.environ.get(PROGRESS_INTERVAL_S_ENV_VAR, interval_s or DEFAULT_PROGRESS_INTERVAL_S))
+        self._stream = stream or sys.stdout
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def maybe_print(self, force: bool = False) -> None:
+        with self._lock:
+            now = time.time()
+            if force or now - self._last >= self._interval_s:
+                self._last = now
+                print(self._state.progress_line(self._concurrency), file=self._stream, flush=True)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its task id; shipped once through the object store."""
+
+    graph: Graph
+    storage_uri: str
+    sweep: str
+    runner: str          # key of orchestrator.work.RUNNERS
+    data_root: str | None = None
+
+
+def _trial(config: dict, ctx: TrialContext) -> None:
+    from orchestrator import work
+
+    task = ctx.graph.tasks[config["task_id"]]
+    result = work.run_in_trial(task, ctx)
+    tune.report(result)
+
+
+def trial_resources(task: Task) -> dict:
+    r = task.resources
+    if r.workers > 1 and task.kind in TRAINING_KINDS:
+        return {"cpu": TRIAL_CPU_WITH_TRAIN_WORKERS}
+    res = {"cpu": r.cpus}
+    if r.gpus:
+        res["gpu"] = r.gpus
+    for name, amount in (getattr(r, "custom", None) or {}).items():
+        res[name] = amount
+    return res
+
+
+def run_graph(
+    state: SweepState,
+    layout: SweepLayout,
+    ctx: TrialContext,
+    *,
+    max_concurrent: int,
+    on_finish: Callable[[str], None] = lambda task_id: None,
+    progress: ProgressPrinter | None = None,
+    run_name: str | None = None,
+) -> None:
+    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`."""
+    progress = progress or ProgressPrinter(state, max_concurrent)
+    if state.count(PENDING) == 0:
+        progress.maybe_print(force=True)
+        return
+
+    def started(task_id: str) -> None:
+        progress.maybe_print()
+
+    def finished(task_id: str) -> None:
+        on_finish(task_id)
+        progress.maybe_print(force=state.states[task_id].status == FAILED)
+
+    quiet_ray_logs()
+    searcher = DagSearcher(state, on_start=started, on_finish=finished)
+    graph = ctx.graph
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, ctx=ctx),
+        lambda config: trial_resources(graph.tasks[config["task_id"]]),
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+            trial_name_creator=lambda trial: trial.config.get("task_id", trial.trial_id),
+            trial_dirname_creator=lambda trial: trial.config.get("task_id", trial.trial_id),
+        ),
+        run_config=tune.RunConfig(
+            name=run_name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=layout.ray_dir(),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[_CrashReasons(state, searcher)],
+        ),
+    )
+    tuner.fit()
+    progress.maybe_print(force=True)
+
+
+def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+    """Connect to RAY_ADDRESS / `address` if given (cluster, `ray job submit`), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="WARNING")
+
+
+def cluster_resources() -> dict:
+    return dict(ray.cluster_resources())
