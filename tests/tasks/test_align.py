@@ -1,0 +1,188 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.align import (ALIGNMENTS, _capture, _CorrelationStats, align, align_by_activations, align_by_weights,
+                         permutation_spec, permute_state)
+from tasks.models import build_model
+
+# small widths keep these fast; vgg13 on 16x16 ends at 1x1, which is fine
+MODELS = [("small_cnn", None, (1, 16, 16)), ("vgg13", 8, (3, 16, 16)), ("resnet18", 8, (3, 16, 16))]
+
+
+def _data(shape, n=256, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=gen)
+
+
+def _model(name, width, shape, seed):
+    """A model whose BN affine parameters and running statistics are far from their defaults."""
+    model = build_model(name, 10, in_channels=shape[0], width=width, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1000)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5, generator=gen)
+            bn.bias.normal_(0.0, 0.3, generator=gen)
+            bn.momentum = None  # exact running statistics: channels dead on the data would tie
+            bn.reset_running_stats()
+        model.train()
+        for i in range(3):
+            model(_data(shape, n=64, seed=seed + i))
+    return model.eval()
+
+
+def _randomly_permuted(model, seed):
+    spec = permutation_spec(model)
+    gen = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    perms = {g: torch.randperm(state[n].shape[ax], generator=gen) for g, ((n, ax), *_) in spec.groups.items()}
+    return permute_state(state, spec, perms), perms
+
+
+def _with_state(model, state):
+    other = copy.deepcopy(model)
+    other.load_state_dict(state)
+    return other.eval()
+
+
+def _distance(state_a, state_b, spec):
+    """L2 distance over the permutable weights and BN affine parameters."""
+    names = [n for n in spec.axes if not n.endswith(("running_mean", "running_var"))]
+    return sum(((state_a[n] - state_b[n]) ** 2).sum() for n in names).sqrt().item()
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("name,width,shape", MODELS)
+def test_spec_covers_every_state_entry_with_matching_sizes(name, width, shape):
+    model = build_model(name, 10, in_channels=shape[0], width=width)
+    spec, state = permutation_spec(model), model.state_dict()
+    assert set(spec.axes) == {k for k in state if not k.endswith("num_batches_tracked")}
+    for group, entries in spec.groups.items():
+        sizes = {state[n].shape[ax] for n, ax in entries}
+        assert len(sizes) == 1, (group, sizes)
+        modules = dict(model.named_modules())
+        assert all(m in modules for m in spec.points[group])
+    assert set(spec.points) == set(spec.groups)
+
+
+def test_resnet_stream_shares_one_group_per_stage():
+    spec = permutation_spec(build_model("resnet18", 10, width=4))
+    stages = sorted(g for g in spec.groups if g.startswith("stage."))
+    assert stages == ["stage.0", "stage.1", "stage.2", "stage.3"]
+    assert spec.points["stage.0"] == ("stem", "blocks.0", "blocks.1")
+    assert spec.axes["blocks.2.shortcut.conv.weight"] == ("stage.1", "stage.0", None, None)
+    assert spec.axes["blocks.3.conv2.weight"] == ("stage.1", "blocks.3.inner", None, None)
+    assert spec.axes["head.weight"] == (None, "stage.3")
+    assert len(spec.groups) == 4 + 8
+
+
+@pytest.mark.parametrize("name,width,shape", MODELS)
+def test_permute_state_keeps_the_function(name, width, shape):
+    model, x = _model(name, width, shape, seed=0), _data(shape)
+    state, perms = _randomly_permuted(model, seed=1)
+    assert any(not torch.equal(p, torch.arange(len(p))) for p in perms.values())
+    assert any(not torch.equal(state[k], v) for k, v in model.state_dict().items())
+    torch.testing.assert_close(_logits(_with_state(model, state), x), _logits(model, x), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", sorted(ALIGNMENTS))
+@pytest.mark.parametrize("name,width,shape", MODELS)
+def test_alignment_undoes_a_random_permutation(name, width, shape, method):
+    model_a, x = _model(name, width, shape, seed=0), _data(shape)
+    state_b, _ = _randomly_permuted(model_a, seed=2)
+    aligned = align(model_a, _with_state(model_a, state_b), method, x, seed=0)
+    spec = permutation_spec(model_a)
+    assert _distance(state_b, model_a.state_dict(), spec) > 1.0
+    for key, value in model_a.state_dict().items():
+        torch.testing.assert_close(aligned[key], value, atol=0, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize("method", sorted(ALIGNMENTS))
+@pytest.mark.parametrize("name,width,shape", MODELS)
+def test_alignment_brings_independent_models_closer_without_changing_b(name, width, shape, method):
+    model_a, model_b, x = _model(name, width, shape, seed=0), _model(name, width, shape, seed=7), _data(shape)
+    spec = permutation_spec(model_a)
+    aligned = align(model_a, model_b, method, x, seed=0)
+    before = _distance(model_a.state_dict(), model_b.state_dict(), spec)
+    after = _distance(model_a.state_dict(), aligned, spec)
+    # random-init features correlate weakly past the first layers, so the decrease can be small
+    assert after < before, (before, after)
+    aligned_b = _with_state(model_b, aligned)
+    torch.testing.assert_close(_logits(aligned_b, x), _logits(model_b, x), atol=1e-4, rtol=0)
+    if method == "activation":  # matched channels correlate at least as well as before, group by group
+        before_corr, after_corr = _matched_correlation(model_a, model_b, x), _matched_correlation(model_a, aligned_b, x)
+        assert all(after_corr[g] >= before_corr[g] - 1e-9 for g in before_corr), (before_corr, after_corr)
+        assert sum(after_corr.values()) > sum(before_corr.values()) + 0.1
+
+
+def _matched_correlation(model_a, model_b, x):
+    """Per group: the summed correlation of channel i of A with channel i of B (over its points)."""
+    spec = permutation_spec(model_a)
+    names = sorted({m for mods in spec.points.values() for m in mods})
+    out_a, out_b = _capture(model_a, names, x), _capture(model_b, names, x)
+    result = {}
+    for group, mods in spec.points.items():
+        total = 0.0
+        for m in mods:
+            stats = _CorrelationStats()
+            stats.update(out_a[m].movedim(1, -1).flatten(0, -2), out_b[m].movedim(1, -1).flatten(0, -2))
+            total += stats.correlation().diagonal().sum().item()
+        result[group] = total
+    return result
+
+
+def test_weight_matching_is_seeded_and_reaches_a_fixed_point():
+    model_a, model_b = _model("small_cnn", 8, (1, 16, 16), 0), _model("small_cnn", 8, (1, 16, 16), 5)
+    spec = permutation_spec(model_a)
+    sa, sb = model_a.state_dict(), model_b.state_dict()
+    perms = align_by_weights(sa, sb, spec, seed=3)
+    again = align_by_weights(sa, sb, spec, seed=3)
+    assert all(torch.equal(perms[g], again[g]) for g in perms)
+    # aligning the aligned model again finds nothing better than the identity
+    refined = align_by_weights(sa, permute_state(sb, spec, perms), spec, seed=4)
+    assert all(torch.equal(p, torch.arange(len(p))) for p in refined.values())
+
+
+def test_activation_matching_restores_training_mode_and_returns_permutations():
+    model_a, model_b = _model("small_cnn", 8, (1, 16, 16), 0), _model("small_cnn", 8, (1, 16, 16), 5)
+    model_a.train()
+    perms = align_by_activations(model_a, model_b, _data((1, 16, 16), n=100), batch_size=32)
+    assert model_a.training and not model_b.training
+    for group, perm in perms.items():
+        assert torch.equal(perm.sort().values, torch.arange(len(perm))), group
+
+
+def test_correlation_matches_numpy():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(500, 4, generator=gen), torch.randn(500, 3, generator=gen)
+    b[:, 0] += 2 * a[:, 1]
+    stats = _CorrelationStats()
+    for i in range(0, 500, 128):
+        stats.update(a[i:i + 128], b[i:i + 128])
+    expected = np.corrcoef(a.numpy().T, b.numpy().T)[:4, 4:]
+    np.testing.assert_allclose(stats.correlation().numpy(), expected, atol=1e-6)
+
+
+def test_permute_state_leaves_unlisted_groups_alone():
+    model = build_model("small_cnn", 10, in_channels=1, width=4, seed=0)
+    spec, state = permutation_spec(model), model.state_dict()
+    perm = torch.tensor([3, 2, 1, 0])
+    out = permute_state(state, spec, {"blocks.0": perm})
+    assert torch.equal(out["blocks.0.conv.weight"], state["blocks.0.conv.weight"][perm])
+    assert torch.equal(out["blocks.0.bn.running_var"], state["blocks.0.bn.running_var"][perm])
+    assert torch.equal(out["blocks.1.conv.weight"], state["blocks.1.conv.weight"][:, perm])
+    assert torch.equal(out["blocks.2.conv.weight"], state["blocks.2.conv.weight"])
+
+
+def test_unknown_method_lists_the_allowed_ones():
+    model = build_model("small_cnn", 10, in_channels=1, width=4)
+    with pytest.raises(ValueError, match="'hungarian'.*activation, weight"):
+        align(model, model, "hungarian", None)
+    with pytest.raises(ValueError, match="needs data"):
+        align(model, model, "activation", None)

@@ -1,0 +1,105 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasks.models import MODELS, Classifier, build_model
+
+# (name, width, input shape): small widths keep the tests fast
+CASES = [("small_cnn", None, (1, 16, 16)), ("small_cnn", 8, (3, 32, 32)),
+         ("vgg13", 8, (3, 32, 32)), ("vgg13", 4, (1, 16, 16)), ("resnet18", 8, (3, 32, 32))]
+
+
+@pytest.mark.parametrize("name,width,shape", CASES)
+def test_models_give_logits_and_features(name, width, shape):
+    model = build_model(name, num_classes=7, in_channels=shape[0], width=width, seed=0)
+    x = torch.randn(3, *shape)
+    assert isinstance(model, Classifier) and isinstance(model.head, nn.Linear)
+    features = model.features(x)
+    assert features.shape == (3, model.head.in_features)
+    assert model(x).shape == (3, 7)
+    torch.testing.assert_close(model(x), model.head(features))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_convs_are_bias_free_and_followed_by_batchnorm(name):
+    model = build_model(name, 10, width=4)
+    modules = list(model.named_modules())
+    convs = [(n, m) for n, m in modules if isinstance(m, nn.Conv2d)]
+    bns = {n: m for n, m in modules if isinstance(m, nn.BatchNorm2d)}
+    assert convs
+    for conv_name, conv in convs:
+        assert conv.bias is None, conv_name
+        bn_name = conv_name.replace("conv", "bn")  # blocks.0.conv -> blocks.0.bn, conv1 -> bn1
+        assert bn_name in bns and bns[bn_name].num_features == conv.out_channels, conv_name
+
+
+def test_width_scales_the_base_width():
+    assert build_model("vgg13", 10).head.in_features == 512
+    assert build_model("vgg13", 10, width=16).head.in_features == 128
+    assert build_model("resnet18", 10).head.in_features == 512
+    assert build_model("resnet18", 10, width=8).head.in_features == 64
+    assert build_model("small_cnn", 10).head.in_features == 64
+    assert build_model("small_cnn", 10, width=32).head.in_features == 128
+
+
+def test_paper_sized_models_have_the_expected_parameter_counts():
+    counts = {name: sum(p.numel() for p in build_model(name, 10).parameters()) for name in ("vgg13", "resnet18")}
+    assert 9.3e6 < counts["vgg13"] < 9.5e6
+    assert 11.1e6 < counts["resnet18"] < 11.25e6
+    assert sum(p.numel() for p in build_model("small_cnn", 10, in_channels=1).parameters()) < 50_000
+
+
+def test_vgg13_uses_strides_not_pooling():
+    model = build_model("vgg13", 10, width=4)
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in model.modules())
+    strides = [m.stride[0] for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert strides == [1, 2, 1, 2, 1, 2, 1, 2, 1, 1]
+
+
+def test_seed_fixes_the_initialisation_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b = build_model("small_cnn", 10, seed=3), build_model("small_cnn", 10, seed=3)
+    c = build_model("small_cnn", 10, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.blocks[0].conv.weight, c.blocks[0].conv.weight)
+
+
+def test_unknown_model_lists_the_allowed_names():
+    with pytest.raises(ValueError, match="'vgg16'.*resnet18, small_cnn, vgg13"):
+        build_model("vgg16", 10)
+
+
+def test_small_cnn_learns_digits_in_a_few_epochs():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    x = F.interpolate(x, size=16, mode="bilinear") * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    x = x + 0.3 * torch.randn(x.shape, generator=gen)
+    y = torch.tensor(digits.target)
+    model = build_model("small_cnn", 10, in_channels=1, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CPU is shared: one thread is as fast and degrades gracefully
+    try:
+        _train(model, opt, x[:1400], y[:1400], gen, epochs=6)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x[1400:]).argmax(1) == y[1400:]).float().mean().item()
+    assert acc > 0.85, acc
+
+
+def _train(model, opt, x, y, gen, epochs):
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), 64):
+            idx = order[i:i + 64]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
