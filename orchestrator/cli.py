@@ -15,12 +15,15 @@ from pathlib import Path
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _load(spec_path: str | None, storage: str | None = None):
-    from orchestrator.spec import load_spec
+def _load(spec_path: str | None, storage: str | None = None, max_concurrent: int | None = None):
+    """Load and validate a spec; command-line overrides are validated like the keys they replace."""
+    from orchestrator.spec import load_spec, validate_spec
 
     spec = load_spec(spec_path)
-    if storage:
-        spec = spec.model_copy(update={"storage": storage})
+    overrides = {k: v for k, v in (("storage", storage), ("max_concurrent", max_concurrent)) if v is not None}
+    if overrides:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in overrides)
+        spec = validate_spec({**spec.model_dump(mode="json"), **overrides}, source=f"{spec_path or 'the default spec'} with {flags}")
     text = Path(spec_path).read_text() if spec_path else None
     return spec, text
 
@@ -28,9 +31,7 @@ def _load(spec_path: str | None, storage: str | None = None):
 def cmd_run(args) -> int:
     from orchestrator.sweep import run_sweep
 
-    spec, text = _load(args.spec, args.storage)
-    if args.max_concurrent:
-        spec = spec.model_copy(update={"max_concurrent": args.max_concurrent})
+    spec, text = _load(args.spec, args.storage, args.max_concurrent)
     outcome = run_sweep(spec, spec_text=text, runner=args.runner, num_cpus=args.num_cpus,
                         ray_address=args.address, report=not args.no_report)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED

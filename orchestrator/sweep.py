@@ -62,11 +62,56 @@ def git_rev() -> str | None:
 
 
 def spec_hash(spec: SweepSpec) -> str:
-    return hashlib.sha256(canonical_json(spec.model_dump(mode="json")).encode()).hexdigest()[:16]
+    """Short form of `orchestrator.spec.spec_hash` (what determines results, not where they live)."""
+    from orchestrator.spec import spec_hash as full_spec_hash
+
+    return full_spec_hash(spec)[:16]
+
+
+def open_layout(spec: SweepSpec) -> SweepLayout:
+    """The sweep's layout on its storage; a storage URI that pyarrow cannot open is a SweepError."""
+    try:
+        return SweepLayout(Storage(spec.storage), spec.name)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad URIs
+        reason = (str(exc).strip().splitlines() or [""])[0]   # pyarrow's first line; the rest is a search log
+        raise SweepError(f"storage {spec.storage!r} cannot be opened: {type(exc).__name__}: {reason}. "
+                         "Give a local directory or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs, "
+                         "file:///abs/path) in `storage` or with --storage.") from exc
+
+
+def new_directories(layout: SweepLayout) -> list[str]:
+    """The directories up to the sweep root that do not exist yet, outermost first."""
+    storage = layout.storage
+    try:
+        local = storage.local_path(layout.root)
+        if local is None:   # object stores: only the root and the sweep "directory" are ours
+            return [path for path in (storage.root, layout.root) if not storage.exists(path)]
+        missing = []
+        for path in (local, *local.parents):
+            if path.exists():
+                break
+            missing.append(str(path))
+        return missing[::-1]
+    except Exception:  # noqa: BLE001 - check_storage reports an unreachable storage
+        return []
+
+
+def remove_new_directories(layout: SweepLayout, created: list[str]) -> None:
+    """Undo `created` directories that are still empty (a run stopped before any work)."""
+    storage = layout.storage
+    for path in reversed(created):
+        try:
+            if storage.is_local:
+                os.rmdir(path)      # only ever removes an empty directory
+            elif storage.exists(path) and not storage.listdir(path):
+                storage.delete(path)
+        except Exception:  # noqa: BLE001 - best effort (not empty, already gone); never mask the real error
+            pass
 
 
 def check_storage(layout: SweepLayout) -> None:
-    """Fail before any work if the storage is missing, unwritable or full."""
+    """Fail before any work if the storage is missing, unwritable or full; leaves nothing behind."""
+    created = new_directories(layout)
     probe = layout.storage.join(layout.root, f"probe-{uuid.uuid4().hex}")
     try:
         layout.storage.write_bytes(probe, b"mmc-sweep storage probe\n")
@@ -75,6 +120,43 @@ def check_storage(layout: SweepLayout) -> None:
         raise SweepError(f"storage `{layout.root}` is not writable: {type(exc).__name__}: {exc}. "
                          "Give a writable local directory or a pyarrow.fs URI (s3://, gs://, file://) "
                          "in `storage` or with --storage.") from exc
+    finally:
+        remove_new_directories(layout, created)
+
+
+def check_data(spec: SweepSpec) -> None:
+    """Fail before any work if a real dataset's files are not under a local `data.root`.
+
+    Only presence is checked here (cheap); the files are parsed, through the restricted
+    unpickler, by the tasks that use them."""
+    from tasks import datasets as raw
+
+    root = spec_data_root(spec)
+    if root is None or "://" in root:
+        return   # built-in dataset, or a remote root that the workers read
+    groups = {"dominoes": ("cifar10", "fashion_mnist")}.get(spec.data.dataset, (spec.data.dataset,))
+    missing: list[str] = []
+    for group in groups:
+        if group == "fashion_mnist":
+            missing += _missing_fashion_files(Path(root))
+        elif group in ("cifar10", "cifar100"):
+            missing += [str(p) for p in raw.expected_files(group, root) if not p.is_file()]
+    if missing:
+        shown = "\n  - ".join(missing[:6]) + (f"\n  ... and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise SweepError(f"dataset `{spec.data.dataset}` is not under data.root {root}; missing:\n  - {shown}\n"
+                         f"Fetch it with `mmc-sweep data download {spec.data.dataset} --root {root}`.")
+
+
+FASHION_SEARCH = ("fashion-mnist", "FashionMNIST/raw", ".")   # where tasks.datasets looks for the IDX files
+
+
+def _missing_fashion_files(root: Path) -> list[str]:
+    missing = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        if not any((root / sub / name).is_file() for sub in FASHION_SEARCH for name in (stem, stem + ".gz")):
+            missing.append(str(root / FASHION_SEARCH[0] / (stem + ".gz")))
+    return missing
 
 
 def _pid_alive(pid: int) -> bool:
@@ -87,28 +169,69 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_holder(storage: Storage, path: str) -> dict:
+    try:
+        return json.loads(storage.read_bytes(path))
+    except (OSError, ValueError):
+        return {}
+
+
+def _lock_is_stale(other: dict) -> bool:
+    """A lock of a dead process on this host (a killed driver); unreadable locks count as live."""
+    if not other:
+        return False
+    return other.get("host") == socket.gethostname() and not _pid_alive(int(other.get("pid", -1)))
+
+
+def _lock_busy_error(layout: SweepLayout, other: dict) -> SweepError:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started_at", 0)))
+    who = (f"pid {other.get('pid')} on {other.get('host')}, started {started}" if other
+           else "its lock file is being written or unreadable")
+    return SweepError(f"another `mmc-sweep run` ({who}) is using {layout.root}. Wait for it to finish, "
+                      f"or delete {layout.lock_file()} if that run is gone.")
+
+
+def _acquire_lock(layout: SweepLayout, me: dict) -> None:
+    storage, path = layout.storage, layout.lock_file()
+    data = json.dumps(me).encode()
+    local = storage.local_path(path)
+    if local is None:    # object stores have no exclusive create: write, then read back
+        other = _lock_holder(storage, path) if storage.exists(path) else {}
+        if other and not _lock_is_stale(other):
+            raise _lock_busy_error(layout, other)
+        storage.write_bytes(path, data)
+        if _lock_holder(storage, path).get("pid") != me["pid"]:
+            raise _lock_busy_error(layout, _lock_holder(storage, path))
+        return
+    local.parent.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(2):
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)   # atomic: one winner
+        except FileExistsError:
+            other = _lock_holder(storage, path)
+            if not _lock_is_stale(other):
+                raise _lock_busy_error(layout, other) from None
+            local.unlink(missing_ok=True)   # a killed driver's lock: take it over
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    raise _lock_busy_error(layout, _lock_holder(storage, path))
+
+
 @contextmanager
 def sweep_lock(layout: SweepLayout):
-    """Refuse a second driver on the same sweep directory; a stale lock (dead pid) is taken over."""
+    """Refuse a second driver on the same sweep directory; a stale lock (dead pid) is taken over.
+
+    Local storage uses an exclusive create, so of two drivers started at once exactly one wins."""
     storage, path = layout.storage, layout.lock_file()
     me = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(), "started_at": time.time()}
-    if storage.exists(path):
-        try:
-            other = json.loads(storage.read_bytes(path))
-        except ValueError:
-            other = {}
-        same_host = other.get("host") == me["host"]
-        if other and (not same_host or _pid_alive(int(other.get("pid", -1)))):
-            raise SweepError(
-                f"another `mmc-sweep run` (pid {other.get('pid')} on {other.get('host')}, started "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other.get('started_at', 0)))}) is using "
-                f"{layout.root}. Wait for it to finish, or delete {path} if that run is gone.")
-    storage.write_bytes(path, json.dumps(me).encode())
+    _acquire_lock(layout, me)
     try:
         yield
     finally:
         try:
-            if json.loads(storage.read_bytes(path)).get("pid") == me["pid"]:
+            if _lock_holder(storage, path).get("pid") == me["pid"]:
                 storage.delete(path)
         except Exception:  # noqa: BLE001 - the lock is advisory; never mask the real error
             pass
@@ -215,56 +338,69 @@ def run_sweep(spec: SweepSpec, *, spec_text: str | None = None, runner: str = "r
     """Run (or resume) a sweep; never raises for task failures (see `SweepOutcome.ok`)."""
     start = time.time()
     graph = build_graph(spec)
-    layout = SweepLayout(Storage(spec.storage), spec.name)
+    check_data(spec)
+    layout = open_layout(spec)
+    created = new_directories(layout)
     check_storage(layout)
-    with sweep_lock(layout):
-        layout.storage.write_bytes(layout.spec_file(), (spec_text or spec_yaml(spec)).encode())
-        state = SweepState(graph)
-        mark_cached(state, layout, log)
-        n_cached = state.count(CACHED)
-        log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
-            f"{n_cached} already finished, {state.count(PENDING)} to run; storage {layout.root}")
-        init_ray(num_cpus=num_cpus, address=ray_address)
-        problems = check_resources(spec, cluster_resources())
-        if problems:
-            raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
-        mlflow_sink, parent_run_id = _start_mlflow(spec, layout, state, log)
-        rev = git_rev()
-        recorder = TaskRecorder(layout, state, spec, mlflow_sink, parent_run_id, rev)
-        for task_id, s in state.states.items():
-            if s.status == CACHED and not sinks.verify_fragment(layout, "tasks", task_id):
-                recorder.record(task_id)   # a driver killed between done.json and the tasks row
-        ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner=runner,
-                           data_root=spec_data_root(spec))
+    try:
+        with sweep_lock(layout):
+            init_ray(num_cpus=num_cpus, address=ray_address)
+            problems = check_resources(spec, cluster_resources())
+            if problems:
+                raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
+            return _run_locked(spec, graph, layout, start, spec_text=spec_text, runner=runner,
+                               report=report, log=log)
+    except SweepError:
+        remove_new_directories(layout, created)   # refused before any work: leave nothing behind
+        raise
 
-        def finished(task_id: str) -> None:
+
+def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, *, spec_text: str | None,
+                runner: str, report: bool, log) -> SweepOutcome:
+    """The body of `run_sweep` once the lock is held and the cluster fits the sweep."""
+    layout.storage.write_bytes(layout.spec_file(), (spec_text or spec_yaml(spec)).encode())
+    state = SweepState(graph)
+    mark_cached(state, layout, log)
+    n_cached = state.count(CACHED)
+    log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
+        f"{n_cached} already finished, {state.count(PENDING)} to run; storage {layout.root}")
+    mlflow_sink, parent_run_id = _start_mlflow(spec, layout, state, log)
+    rev = git_rev()
+    recorder = TaskRecorder(layout, state, spec, mlflow_sink, parent_run_id, rev)
+    for task_id, s in state.states.items():
+        if s.status == CACHED and not sinks.verify_fragment(layout, "tasks", task_id):
+            recorder.record(task_id)   # a driver killed between done.json and the tasks row
+    ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner=runner,
+                       data_root=spec_data_root(spec))
+
+    def finished(task_id: str) -> None:
+        recorder.record(task_id)
+        for child in graph.descendants(task_id):
+            if state.states[child].status == SKIPPED:
+                recorder.record(child)
+
+    progress = ProgressPrinter(state, spec.max_concurrent)
+    run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
+    for task_id, s in state.states.items():   # pending tasks that could never run
+        if s.status == SKIPPED and not sinks.verify_fragment(layout, "tasks", task_id):
             recorder.record(task_id)
-            for child in graph.descendants(task_id):
-                if state.states[child].status == SKIPPED:
-                    recorder.record(child)
-
-        progress = ProgressPrinter(state, spec.max_concurrent)
-        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
-        for task_id, s in state.states.items():   # pending tasks that could never run
-            if s.status == SKIPPED and not sinks.verify_fragment(layout, "tasks", task_id):
-                recorder.record(task_id)
-        outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
-        _summarize(outcome, log)
-        if report:
-            _write_report(outcome, spec, spec_text, rev, mlflow_sink, parent_run_id, log)
-        if mlflow_sink is not None:
-            mlflow_sink.finish_parent(parent_run_id, status="FINISHED" if outcome.ok else "FAILED",
-                                      metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} |
-                                      {"wall_s": outcome.wall_s})
-            outcome.mlflow_ui = mlflow_ui_command(layout)
-        _print_failures(outcome, log)
-        log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
-        log(f"results: {layout.storage.join(layout.root, 'results')}")
-        if outcome.report_html:
-            log(f"report:  {outcome.report_html}")
-        if outcome.mlflow_ui:
-            log(f"browse:  {outcome.mlflow_ui}")
-        return outcome
+    outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
+    _summarize(outcome, log)
+    if report:
+        _write_report(outcome, spec, spec_text, rev, mlflow_sink, parent_run_id, log)
+    if mlflow_sink is not None:
+        mlflow_sink.finish_parent(parent_run_id, status="FINISHED" if outcome.ok else "FAILED",
+                                  metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} |
+                                  {"wall_s": outcome.wall_s})
+        outcome.mlflow_ui = mlflow_ui_command(layout)
+    _print_failures(outcome, log)
+    log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
+    log(f"results: {layout.storage.join(layout.root, 'results')}")
+    if outcome.report_html:
+        log(f"report:  {outcome.report_html}")
+    if outcome.mlflow_ui:
+        log(f"browse:  {outcome.mlflow_ui}")
+    return outcome
 
 
 def spec_yaml(spec: SweepSpec) -> str:

@@ -44,6 +44,7 @@ class TaskEnv:
     on_epoch: Callable | None = None                 # called with tasks.train.EpochReport
     resume_state: Callable[[], object] = lambda: None  # returns a tasks.train.TrainState or None
     rank: int = 0
+    resumed_curve: list[dict] = field(default_factory=list)  # curve rows of the epochs before a resume
 
 
 # ---------------------------------------------------------------- helpers
@@ -101,8 +102,11 @@ def run_pretrain(task: Task, env: TaskEnv) -> TaskOutput:
     model = _new_model(cfg["model"], data, cfg["seed"]).to(env.device)
     settings = OptimSettings(**cfg["train"])
     objective = cross_entropy_objective(data.train, settings.batch_size, cfg["seed"])
+    resume = env.resume_state()
     curve = fit(model, objective, model.parameters(), settings, seed=cfg["seed"], device=env.device,
-                on_epoch=env.on_epoch, resume=env.resume_state())
+                on_epoch=env.on_epoch, resume=resume)
+    if resume is not None:   # fit returns the epochs it ran; the earlier ones were saved with the state
+        curve = [row for row in env.resumed_curve if row["epoch"] < resume.epoch] + curve
     return TaskOutput(
         tables={"evaluations": _evaluation_rows(task, model, data, env.device),
                 "train_curves": _curve_rows(task, curve)},
@@ -197,6 +201,22 @@ def run_noop(task: Task, env: TaskEnv) -> TaskOutput:
     return TaskOutput()
 
 
+SLEEP_S_ENV_VAR = "MMC_SLEEP_TASK_S"   # how long the `sleep` runner sleeps (seconds)
+DEFAULT_SLEEP_S = 0.5
+
+
+def run_sleep(task: Task, env: TaskEnv) -> TaskOutput:
+    """Sleeps and records when (metrics) and where (meta: Ray node id, pid) it ran: scheduling tests."""
+    import ray
+
+    _maybe_fail(task)
+    started = time.time()
+    time.sleep(float(os.environ.get(SLEEP_S_ENV_VAR, DEFAULT_SLEEP_S)))
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    return TaskOutput(metrics={"started_at": started, "finished_at": time.time()},
+                      meta={"node_id": node_id, "pid": os.getpid(), "host": socket.gethostname()})
+
+
 KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
     "pretrain": run_pretrain,
     "finetune": run_finetune,
@@ -211,7 +231,7 @@ def run_real(task: Task, env: TaskEnv) -> TaskOutput:
     return KIND_RUNNERS[task.kind](task, env)
 
 
-RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop}
+RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop, "sleep": run_sleep}
 
 
 # ---------------------------------------------------------------- running one task inside a trial
@@ -271,6 +291,9 @@ def _attach_local_resume(task: Task, env: TaskEnv) -> None:
 
     def save(report) -> None:
         tensors, meta = train_state_tensors(report.state())
+        env.resumed_curve[:] = [row for row in env.resumed_curve if row["epoch"] < report.epoch]
+        env.resumed_curve.append({"epoch": report.epoch, "split": "train", "loss": report.loss, "acc": report.acc})
+        meta["curve"] = list(env.resumed_curve)   # so a resume keeps the rows of the epochs before it
         for name, blob in checkpoint_files(tensors, meta).items():
             storage.write_bytes(paths[name], blob)
 
@@ -281,6 +304,7 @@ def _attach_local_resume(task: Task, env: TaskEnv) -> None:
             tensors, meta = read_checkpoint({n: storage.read_bytes(p) for n, p in paths.items()})
         except CorruptCheckpointError:
             return None   # a torn resume checkpoint: start the task over
+        env.resumed_curve[:] = meta.get("curve", [])
         return train_state_from_tensors(tensors, meta)
 
     env.on_epoch = save

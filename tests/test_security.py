@@ -1,0 +1,251 @@
+"""Security: nothing user-supplied is unpickled, servers bind to localhost, names stay inside the
+storage directory, and no credential lands in Parquet, MLflow or the sweep directory."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from orchestrator import outputs, schedule, sinks, sweep
+from orchestrator.layout import LayoutError, Storage, SweepLayout, check_name
+from tasks.checkpoint import checkpoint_files
+from tasks.data import DataError, DataSettings, load_cue_data
+
+REPO = Path(__file__).resolve().parents[1]
+CODE_DIRS = ("tasks", "orchestrator", "scripts", "bench", "cluster")
+RESTRICTED_LOADER = "tasks/datasets.py"   # the one module allowed to drive a (restricted) Unpickler
+
+
+# ----- no unpickling of user files -------------------------------------------------------------
+
+def _calls(text: str, name: str) -> list[str]:
+    """The source of every call `name(...)` in `text` (balanced parentheses, may span lines)."""
+    found = []
+    for match in re.finditer(re.escape(name) + r"\s*\(", text):
+        depth, i = 0, match.end() - 1
+        for i in range(match.end() - 1, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+        found.append(text[match.start():i + 1])
+    return found
+
+
+def unsafe_loads(path: str, text: str) -> list[str]:
+    """Lines of `text` that could unpickle (or otherwise execute) a file's contents."""
+    problems = []
+    for banned in ("pickle.load", "pickle.loads", "cPickle", "dill.load", "cloudpickle.load", "joblib.load",
+                   "read_pickle(", "shelve.open", "marshal.load", "yaml.unsafe_load", "yaml.full_load",
+                   "Loader=yaml.Loader", "Loader=yaml.UnsafeLoader", "Loader=yaml.FullLoader"):
+        if banned in text and not (banned == "read_pickle(" and path == RESTRICTED_LOADER):
+            problems.append(f"{path}: {banned}")
+    for call in _calls(text, "torch.load"):
+        if not re.search(r"weights_only\s*=\s*True", call):
+            problems.append(f"{path}: {call} without weights_only=True")
+    for call in _calls(text, "np.load") + _calls(text, "numpy.load"):
+        if re.search(r"allow_pickle\s*=\s*True", call):
+            problems.append(f"{path}: {call}")
+    if "Unpickler" in text and path != RESTRICTED_LOADER:
+        problems.append(f"{path}: uses an Unpickler outside {RESTRICTED_LOADER}")
+    for call in _calls(text, "yaml.load"):
+        if "_UniqueKeyLoader" not in call and "SafeLoader" not in call and "CSafeLoader" not in call:
+            problems.append(f"{path}: {call} without a safe loader")
+    return problems
+
+
+def code_files() -> list[Path]:
+    files = []
+    for directory in CODE_DIRS:
+        files += [p for p in (REPO / directory).rglob("*") if p.suffix in (".py", ".sh", ".yaml") and p.is_file()]
+    return sorted(files)
+
+
+def test_scanner_flags_unsafe_loads():
+    samples = ["x = pickle.load(f)", "torch.load(path)", "torch.load(p,\n  map_location='cpu')",
+               "np.load(p, allow_pickle=True)", "yaml.load(text)", "yaml.unsafe_load(t)", "pd.read_pickle(p)",
+               "class U(pickle.Unpickler): pass"]
+    for sample in samples:
+        assert unsafe_loads("orchestrator/x.py", sample), sample
+    assert unsafe_loads("x.py", "torch.load(p, weights_only=True)\nnp.load(p)\nyaml.safe_load(t)") == []
+
+
+def test_no_code_path_unpickles_a_file():
+    files = code_files()
+    assert len(files) > 20 and any(p.name == "datasets.py" for p in files)
+    problems = []
+    for path in files:
+        problems += unsafe_loads(path.relative_to(REPO).as_posix(), path.read_text(errors="replace"))
+    assert problems == []
+
+
+def test_the_restricted_loader_and_spec_loader_are_restricted():
+    from orchestrator import spec
+    from tasks import datasets
+
+    assert issubclass(spec._UniqueKeyLoader, yaml.SafeLoader)
+    text = (REPO / RESTRICTED_LOADER).read_text()
+    assert ".load()" in text and text.count("Unpickler(") == text.count("_RestrictedUnpickler(")   # no other
+    assert "find_class" in text and datasets._RestrictedUnpickler.find_class is not pickle.Unpickler.find_class
+
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates `marker` (if anything executes it)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def plant_cifar(root: Path, marker: Path) -> None:
+    payload = pickle.dumps(_Exploit(marker), protocol=2)
+    for folder, names in (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
+                          ("cifar-100-python", ["train", "test"])):
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            (root / folder / name).write_bytes(payload)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "dominoes"])
+def test_malicious_pickle_planted_as_a_dataset_is_refused_without_executing(dataset, tmp_path):
+    marker = tmp_path / "pwned"
+    plant_cifar(tmp_path / "data", marker)
+    pickle.loads(pickle.dumps(_Exploit(tmp_path / "control"), protocol=2))   # control: the exploit works
+    assert (tmp_path / "control").exists()
+    with pytest.raises(DataError) as info:
+        load_cue_data(DataSettings(dataset=dataset, root=str(tmp_path / "data")))
+    assert not marker.exists()
+    message = str(info.value)
+    assert "refused to unpickle global" in message and "system" in message, message
+    assert ("cifar-100-python/train" if dataset == "cifar100" else "cifar-10-batches-py/data_batch_1") in message
+
+
+def test_planted_pickle_in_place_of_a_checkpoint_is_refused(tmp_path):
+    """Even with a matching sha256 in meta.json, a checkpoint is parsed as safetensors, never unpickled."""
+    marker = tmp_path / "pwned"
+    layout = SweepLayout(Storage(tmp_path / "storage"), "s")
+    files = checkpoint_files({"w": __import__("torch").zeros(2)}, {})
+    payload = pickle.dumps(_Exploit(marker), protocol=2)
+    record = json.loads(files["meta.json"])
+    import hashlib
+    record.update(sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+    paths = layout.checkpoint_files("pretrain", "pretrain-0123456789abcdef")
+    layout.storage.write_bytes(paths["model.safetensors"], payload)
+    layout.storage.write_bytes(paths["meta.json"], json.dumps(record).encode())
+    with pytest.raises(ValueError):
+        outputs.load_checkpoint(layout, "pretrain", "pretrain-0123456789abcdef")
+    assert not marker.exists()
+
+
+# ----- servers and dashboards bind to localhost ------------------------------------------------
+
+def test_printed_mlflow_ui_command_binds_localhost(tmp_path):
+    command = sweep.mlflow_ui_command(SweepLayout(Storage(tmp_path), "s"))
+    assert "--host 127.0.0.1" in command and "0.0.0.0" not in command
+
+
+def test_local_ray_starts_without_a_public_dashboard(monkeypatch):
+    calls = []
+    monkeypatch.setattr(schedule.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(schedule.ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    schedule.init_ray(num_cpus=1)
+    (kwargs,) = calls
+    assert kwargs.get("include_dashboard") is False or kwargs.get("dashboard_host") == "127.0.0.1", kwargs
+
+
+def test_cluster_configs_bind_dashboards_to_localhost():
+    texts = {p.relative_to(REPO).as_posix(): p.read_text() for p in code_files()}
+    assert not [name for name, text in texts.items() if "0.0.0.0" in text]
+    heads = [(name, line) for name, text in texts.items() for line in text.splitlines()
+             if "ray start" in line and "--head" in line and not line.lstrip().startswith("#")]
+    assert heads, "cluster/ has no `ray start --head` command"
+    for name, line in heads:
+        assert "--dashboard-host=127.0.0.1" in line, (name, line)
+    for name, text in texts.items():
+        for match in re.finditer(r"dashboard[-_]host[\"']?\s*[:=]\s*[\"']?([\w.:]+)", text):
+            assert match.group(1) == "127.0.0.1", (name, match.group(0))
+
+
+# ----- names cannot escape the storage directory ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", "/etc", ".hidden", "a\\b", "x/../..", "", "-rf", "a\x00b"])
+def test_sweep_task_and_file_names_cannot_escape(name, tmp_path):
+    storage = Storage(tmp_path / "root")
+    with pytest.raises(LayoutError):
+        check_name(name)
+    with pytest.raises(LayoutError):
+        SweepLayout(storage, name)
+    layout = SweepLayout(storage, "ok")
+    with pytest.raises(LayoutError):
+        layout.task_dir("pretrain", name)
+    with pytest.raises(LayoutError):
+        layout.fragment(name, "pretrain-0123456789abcdef")
+
+
+def test_storage_refuses_paths_outside_its_root(tmp_path):
+    storage = Storage(tmp_path / "root")
+    sibling = str(tmp_path / "root-sibling" / "x")      # shares the root's prefix
+    for path in ("/etc/passwd", sibling, f"{storage.root}/../x", f"{storage.root}/a/../../x"):
+        for op in (storage.read_bytes, storage.exists, storage.delete):
+            with pytest.raises(LayoutError):
+                op(path)
+        with pytest.raises(LayoutError):
+            storage.write_bytes(path, b"x")
+    with pytest.raises(LayoutError):
+        storage.join("a/../../x")
+    assert not (tmp_path / "root-sibling").exists() and not (tmp_path / "x").exists()
+
+
+# ----- no credentials in Parquet, MLflow or logs -----------------------------------------------
+
+FAKE_SECRET = "FAKEsecretVALUE-7f3a9c1e"
+
+
+def test_mlflow_sink_never_logs_secret_keys(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sink = sinks.MlflowSink(uri, experiment_name="secrets")
+    parent = sink.start_parent(params={"sweep": "s", "api_token": FAKE_SECRET}, tags={"aws_secret": FAKE_SECRET})
+    child = sink.log_task(parent, "pretrain", "pretrain-0123456789abcdef",
+                          params={"lr": 0.1, "token": FAKE_SECRET, "storage": {"password": FAKE_SECRET,
+                                                                               "Credentials": FAKE_SECRET}},
+                          metrics={"secret_metric": 1.0, "acc": 0.5})
+    sink.finish_parent(parent)
+    client = mlflow.MlflowClient(uri)
+    for run_id in (parent, child):
+        data = client.get_run(run_id).data
+        flat = json.dumps([data.params, data.tags, data.metrics])
+        assert FAKE_SECRET not in flat
+        assert not [k for k in (*data.params, *data.metrics) if sinks.is_secret(k)]
+    assert client.get_run(child).data.params["lr"] == "0.1"
+    assert FAKE_SECRET.encode() not in (tmp_path / "mlflow.db").read_bytes()
+
+
+def test_environment_credentials_do_not_reach_the_sweep_directory(tmp_path):
+    """A whole (no-op) sweep with secrets in the environment: no file under storage contains them."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "creds", "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 8}],
+        "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+        "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2}, "max_concurrent": 2}))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET, HF_TOKEN=FAKE_SECRET,
+               MY_PASSWORD=FAKE_SECRET)
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--storage",
+                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "noop"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert FAKE_SECRET not in proc.stdout + proc.stderr
+    files = [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in files) and any(p.name == "mlflow.db" for p in files)
+    leaked = [str(p) for p in files if FAKE_SECRET.encode() in p.read_bytes()]
+    assert leaked == []
