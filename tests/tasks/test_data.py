@@ -16,10 +16,12 @@ from tasks.data import DataError, DataSettings, Split, clean_subset_indices, ite
 from tasks.seeding import derive_seed, generator
 from tests.tasks.test_datasets import fashion_arrays, write_cifar10, write_cifar100, write_fashion
 
-# Top-left corner of the 3x3 box for each `label mod 10`: corners, edge centres, centre, and
-# (label 9) a spot left-above the centre; margin 1 pixel.
-DIGITS_BOXES = {0: (1, 1), 1: (1, 7), 2: (1, 12), 3: (7, 1), 4: (7, 7), 5: (7, 12),
-                6: (12, 1), 7: (12, 7), 8: (12, 12), 9: (4, 4)}
+# Top-left corner of the 3x3 box for each `label mod 10`.
+# digits (20x20, "ring"): four along the top edge, left and right edge centres, four along the bottom.
+DIGITS_BOXES = {0: (0, 0), 1: (0, 6), 2: (0, 11), 3: (0, 17), 4: (9, 0), 5: (9, 17),
+                6: (17, 0), 7: (17, 6), 8: (17, 11), 9: (17, 17)}
+# CIFAR ("grid", the paper's): corners, edge centres, centre, and (label 9) a spot left-above the
+# centre; margin 1 pixel.
 CIFAR_BOXES = {0: (1, 1), 1: (1, 15), 2: (1, 28), 3: (15, 1), 4: (15, 15), 5: (15, 28),
                6: (28, 1), 7: (28, 15), 8: (28, 28), 9: (8, 8)}
 
@@ -48,7 +50,7 @@ def box_class(image: torch.Tensor, clean: torch.Tensor, boxes: dict) -> int:
 
 def test_digits_shapes_and_metadata(digits90):
     assert digits90.num_classes == 10 and digits90.in_channels == 1
-    assert digits90.train.x.shape == (1400, 1, 16, 16) and digits90.train.y.dtype == torch.int64
+    assert digits90.train.x.shape == (1400, 1, 20, 20) and digits90.train.y.dtype == torch.int64
     assert set(digits90.eval_sets) == set(data.EVAL_SETS)
     assert all(len(s) == 397 for s in digits90.eval_sets.values())
     assert torch.equal(digits90.train.y, digits90.train_clean.y)
@@ -84,6 +86,21 @@ def test_box_is_exactly_where_label_mod_10_says(digits90):
         mask = box_mask(train.x.shape, DIGITS_BOXES[label])
         assert torch.equal((train.x[i] != clean.x[i])[0], mask), (i, label)
         assert torch.all(train.x[i, 0][mask] == 2.0)
+
+
+def test_digit_boxes_never_touch_the_digit(digits90):
+    """The ring layout keeps cues off the digit: the glyph lives in rows/cols [2, 18)."""
+    clean = digits90.train_clean.x
+    for label, (r, c) in DIGITS_BOXES.items():
+        box = box_mask(clean.shape, (r, c))
+        inner = torch.zeros(box.shape, dtype=torch.bool)
+        inner[2:18, 2:18] = True
+        overlap = box & inner
+        # the box reaches at most one pixel into the jitter range and never the 12x12 glyph core
+        glyph_core = torch.zeros(box.shape, dtype=torch.bool)
+        glyph_core[6:14, 6:14] = True
+        assert not (box & glyph_core).any(), label
+        assert overlap.sum() <= 3, label
 
 
 def test_cued_sets_are_nested_across_proportions():
