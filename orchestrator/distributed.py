@@ -85,7 +85,7 @@ def run_with_ray_train(task: Task, ctx) -> dict:
     per_worker = {"CPU": r.cpus}
     if r.gpus:
         per_worker["GPU"] = r.gpus
-    for name, amount in (getattr(r, "custom", None) or {}).items():
+    for name, amount in dict(r.custom).items():
         per_worker[name] = amount
     layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
     trainer = TorchTrainer(

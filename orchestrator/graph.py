@@ -37,6 +37,7 @@ class Resources:
     cpus: float = 1       # per worker
     gpus: float = 0       # per worker; a fraction < 1 shares a GPU
     workers: int = 1      # > 1: data-parallel through Ray Train
+    custom: tuple[tuple[str, float], ...] = ()   # per worker, extra Ray resources as sorted (name, amount)
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,8 @@ class _Builder:
         self.spec = spec
         self.tasks: dict[str, Task] = {}
         r = spec.resources
-        self.resources = {kind: Resources(getattr(r, kind).cpus, getattr(r, kind).gpus,
-                                          getattr(r, kind).workers) for kind in TASK_KINDS}
+        self.resources = {kind: Resources(getattr(r, kind).cpus, getattr(r, kind).gpus, getattr(r, kind).workers,
+                                          tuple(sorted(getattr(r, kind).custom.items()))) for kind in TASK_KINDS}
 
     def add(self, kind: str, config: dict, parents: tuple[str, ...], **labels: Any) -> Task:
         task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS},
@@ -273,6 +274,7 @@ def describe_plan(graph: Graph) -> str:
     for kind, n in counts.items():
         r = resources[kind]
         lines.append(f"  {kind:<{width}} {n:>6}   {r.cpus:g} cpu, {r.gpus:g} gpu"
+                     + "".join(f", {v:g} {k}" for k, v in r.custom)
                      + (f", {r.workers} workers" if r.workers > 1 else "") + " each")
         for i, (shape, m) in enumerate(shapes[kind].most_common()):
             arrow = "←" if i == 0 else "|"

@@ -98,6 +98,15 @@ class SweepState:
         )
 
 
+def nest_metrics(result: dict | None) -> dict | None:
+    """Tune flattens a reported `{"metrics": {...}}` into `metrics/<key>`; put it back together."""
+    if not result or isinstance(result.get("metrics"), dict):
+        return result
+    prefix = "metrics/"
+    nested = {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
+    return {**{k: v for k, v in result.items() if not k.startswith(prefix)}, "metrics": nested}
+
+
 class DagSearcher(Searcher):
     """Suggests a task only when its parents are done; FINISHED once nothing can run any more."""
 
@@ -153,6 +162,7 @@ class DagSearcher(Searcher):
         if task_id is None:
             return
         self._finished_trials[trial_id] = task_id
+        result = nest_metrics(result)
         state = self._state.states[task_id]
         state.duration_s = time.time() - (state.started_at or time.time())
         if error or not result or result.get("status") != DONE:
@@ -241,7 +251,7 @@ def trial_resources(task: Task) -> dict:
     res = {"cpu": r.cpus}
     if r.gpus:
         res["gpu"] = r.gpus
-    for name, amount in (getattr(r, "custom", None) or {}).items():
+    for name, amount in dict(r.custom).items():
         res[name] = amount
     return res
 

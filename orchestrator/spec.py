@@ -278,10 +278,22 @@ class PathsSection(_Section):
     eval_batch_size: Annotated[int, Field(ge=1)] = PATH_DEFAULTS["eval_batch_size"]
 
 
+RESERVED_RESOURCES = ("CPU", "GPU", "cpu", "gpu", "memory", "object_store_memory")
+
+
+def _check_custom_name(name: str) -> str:
+    if not name or name in RESERVED_RESOURCES:
+        raise ValueError(f"{name!r} is not a custom resource name; use `cpus`/`gpus` for "
+                         f"{'/'.join(RESERVED_RESOURCES[:4])}")
+    return name
+
+
 class ResourceSection(_Section):
     cpus: Annotated[float, Field(gt=0)] = 1.0          # per worker; may be fractional
     gpus: Annotated[float, Field(ge=0), AfterValidator(_check_gpus)] = 0.0   # per worker; < 1 shares a GPU
     workers: Annotated[int, Field(ge=1)] = 1           # > 1: data-parallel through Ray Train
+    # per worker, extra Ray resources (e.g. {accelerator_type_a100: 0.01} or a node label resource)
+    custom: dict[Annotated[str, AfterValidator(_check_custom_name)], Annotated[float, Field(ge=0)]] = {}
 
 
 class ResourcesSection(_Section):
@@ -412,6 +424,11 @@ def check_resources(spec: SweepSpec, cluster: dict) -> list[str]:
             elif per * r.workers > total:
                 problems.append(f"{field}`: {r.workers} workers x {per:g} {unit} = {per * r.workers:g} "
                                 f"but the cluster has {total:g}; use fewer workers or {unit}")
+        for name, amount in r.custom.items():   # a missing custom resource would wait forever
+            have = float(cluster.get(name, 0))
+            if amount * r.workers > have:
+                problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
+                                f"has {have:g} of `{name}`; start nodes with that resource or remove it")
     return problems
 
 
