@@ -55,7 +55,12 @@ def format_status(counts: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2.0, stream=sys.stdout) -> int:
+def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2.0,
+                 stream=None) -> int:
+    """Print the progress table (refreshing every `interval_s` with `watch` until nothing is
+    left to run). Returns 1 if some tasks failed or were skipped, else 0. `stream` defaults to
+    the current `sys.stdout` (looked up at call time, so redirection and capture work)."""
+    stream = stream if stream is not None else sys.stdout
     while True:
         counts = status_counts(layout)
         text = format_status(counts)
