@@ -8,6 +8,7 @@ in the trial process, which avoids the ~20 s start of a Train worker group.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -98,27 +99,32 @@ class SweepState:
         )
 
 
-def nest_metrics(result: dict | None) -> dict | None:
-    """Tune flattens a reported `{"metrics": {...}}` into `metrics/<key>`; put it back together."""
-    if not result or isinstance(result.get("metrics"), dict):
-        return result
-    prefix = "metrics/"
-    nested = {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
-    return {**{k: v for k, v in result.items() if not k.startswith(prefix)}, "metrics": nested}
+BUNDLE_KINDS = ("align", "path_eval")   # short tasks that share one trial when many are ready
+MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
+DEFAULT_MAX_BUNDLE = 8
 
 
 class DagSearcher(Searcher):
-    """Suggests a task only when its parents are done; FINISHED once nothing can run any more."""
+    """Suggests tasks only when their parents are done; FINISHED once nothing can run any more.
 
-    def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None]):
+    A trial runs one task, or a *bundle* of up to `max_bundle` ready single-worker tasks of a short
+    kind (`BUNDLE_KINDS`) with the same resources: starting a trial costs about as much as a path
+    evaluation on the built-in data, so bundling keeps small sweeps from being all overhead. Bundles
+    are sized so that the ready work still spreads over `concurrency` trials.
+    """
+
+    def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
+                 concurrency: int = 1, max_bundle: int | None = None):
         super().__init__()
         self._state = state
         self._order = list(state.graph.tasks)
         self._cursor = 0          # every task before the cursor is no longer pending
-        self._trial_to_task: dict[str, str] = {}
-        self._finished_trials: dict[str, str] = {}
+        self._trial_to_tasks: dict[str, list[str]] = {}
+        self._finished_trials: dict[str, list[str]] = {}
         self._on_start = on_start
         self._on_finish = on_finish
+        self._concurrency = max(1, concurrency)
+        self._max_bundle = max(1, int(os.environ.get(MAX_BUNDLE_ENV_VAR, max_bundle or DEFAULT_MAX_BUNDLE)))
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for experiment restore; we resume from the output cache
@@ -134,20 +140,33 @@ class DagSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:  # noqa: D102
         pass
 
-    def task_of(self, trial_id: str) -> str | None:
-        return self._finished_trials.get(trial_id)
+    def tasks_of(self, trial_id: str) -> list[str]:
+        return self._finished_trials.get(trial_id) or self._trial_to_tasks.get(trial_id) or []
+
+    def _bundle(self, first: str, ready: list[str]) -> list[str]:
+        graph = self._state.graph
+        head = graph.tasks[first]
+        if head.kind not in BUNDLE_KINDS or head.resources.workers > 1 or self._max_bundle == 1:
+            return [first]
+        mates = [t for t in ready if graph.tasks[t].kind == head.kind and graph.tasks[t].resources == head.resources]
+        size = min(self._max_bundle, max(1, -(-len(mates) // self._concurrency)))
+        return mates[:size]
 
     def suggest(self, trial_id: str):
         states = self._state.states
         while self._cursor < len(self._order) and states[self._order[self._cursor]].status != PENDING:
             self._cursor += 1
-        for task_id in self._order[self._cursor:]:
-            if self._state.is_ready(task_id):
+        ready = [t for t in self._order[self._cursor:] if self._state.is_ready(t)]
+        if ready:
+            bundle = self._bundle(ready[0], ready)
+            now = time.time()
+            for task_id in bundle:
                 states[task_id].status = RUNNING
-                states[task_id].started_at = time.time()
-                self._trial_to_task[trial_id] = task_id
+                states[task_id].started_at = now
+            self._trial_to_tasks[trial_id] = bundle
+            for task_id in bundle:
                 self._on_start(task_id)
-                return {"task_id": task_id}
+            return {"task_ids": bundle}
         if self._state.count(RUNNING) == 0:
             # Nothing runs and nothing is ready: whatever is still pending can never run.
             for task_id in self._order:
@@ -158,22 +177,42 @@ class DagSearcher(Searcher):
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        task_id = self._trial_to_task.pop(trial_id, None)
-        if task_id is None:
+        bundle = self._trial_to_tasks.pop(trial_id, None)
+        if bundle is None:
             return
-        self._finished_trials[trial_id] = task_id
-        result = nest_metrics(result)
-        state = self._state.states[task_id]
-        state.duration_s = time.time() - (state.started_at or time.time())
-        if error or not result or result.get("status") != DONE:
-            reason = (result or {}).get("error") or "the trial crashed (worker died or was killed); see the Ray logs"
-            state.result = result
-            self._state.mark_failed(task_id, reason)
-        else:
-            state.status = DONE
-            state.result = result
-            state.duration_s = result.get("duration_s", state.duration_s)
-        self._on_finish(task_id)
+        self._finished_trials[trial_id] = bundle
+        per_task = unpack_results(result)
+        for task_id in bundle:
+            state = self._state.states[task_id]
+            if state.status != RUNNING:
+                continue
+            task_result = per_task.get(task_id)
+            state.duration_s = time.time() - (state.started_at or time.time())
+            if error or not task_result or task_result.get("status") != DONE:
+                reason = (task_result or {}).get("error") or \
+                    "the trial crashed (worker died or was killed); see the Ray logs"
+                state.result = task_result
+                self._state.mark_failed(task_id, reason)
+            else:
+                state.status = DONE
+                state.result = task_result
+                state.duration_s = task_result.get("duration_s", state.duration_s)
+            self._on_finish(task_id)
+
+
+RESULTS_KEY = "task_results_json"   # one JSON string: Tune would flatten a nested dict of results
+
+
+def pack_results(results: dict[str, dict]) -> dict:
+    """The trial's report: per-task results as one JSON string, plus a summary status."""
+    status = DONE if all(r.get("status") == DONE for r in results.values()) else FAILED
+    return {"status": status, RESULTS_KEY: json.dumps(results, default=str)}
+
+
+def unpack_results(result: dict | None) -> dict[str, dict]:
+    if not result or RESULTS_KEY not in result:
+        return {}
+    return json.loads(result[RESULTS_KEY])
 
 
 class _CrashReasons(Callback):
@@ -183,9 +222,9 @@ class _CrashReasons(Callback):
         self._state, self._searcher = state, searcher
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        task_id = self._searcher.task_of(trial.trial_id)
+        task_ids = self._searcher.tasks_of(trial.trial_id)
         path = getattr(trial, "error_file", None)
-        if task_id is None or not path:
+        if not task_ids or not path:
             return
         try:
             with open(path) as f:
@@ -193,7 +232,9 @@ class _CrashReasons(Callback):
         except OSError:
             return
         lines = [line for line in text.strip().splitlines() if line.strip()]
-        self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
+        for task_id in task_ids:
+            if self._state.states[task_id].status == FAILED:
+                self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
 
 
 QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray.tune.execution.tune_controller")
@@ -239,9 +280,14 @@ class TrialContext:
 def _trial(config: dict, ctx: TrialContext) -> None:
     from orchestrator import work
 
-    task = ctx.graph.tasks[config["task_id"]]
-    result = work.run_in_trial(task, ctx)
+    results = {task_id: work.run_in_trial(ctx.graph.tasks[task_id], ctx) for task_id in config["task_ids"]}
+    result = pack_results(results)
     tune.report(result)
+
+
+def _trial_name(trial) -> str:
+    ids = trial.config.get("task_ids") or [trial.trial_id]
+    return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
 
 
 def trial_resources(task: Task) -> dict:
@@ -280,11 +326,11 @@ def run_graph(
         progress.maybe_print(force=state.states[task_id].status == FAILED)
 
     quiet_ray_logs()
-    searcher = DagSearcher(state, on_start=started, on_finish=finished)
+    searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=max_concurrent)
     graph = ctx.graph
     trainable = tune.with_resources(
         tune.with_parameters(_trial, ctx=ctx),
-        lambda config: trial_resources(graph.tasks[config["task_id"]]),
+        lambda config: trial_resources(graph.tasks[config["task_ids"][0]]),
     )
     tuner = tune.Tuner(
         trainable,
@@ -293,8 +339,8 @@ def run_graph(
             num_samples=-1,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,
-            trial_name_creator=lambda trial: trial.config.get("task_id", trial.trial_id),
-            trial_dirname_creator=lambda trial: trial.config.get("task_id", trial.trial_id),
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
             name=run_name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",

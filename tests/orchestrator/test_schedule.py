@@ -100,19 +100,20 @@ def _drive(state, searcher, concurrency: int, fail: set[str] = frozenset()):
             assert not running
             return order
         if config is not None:
-            task_id = config["task_id"]
-            for parent in state.graph.tasks[task_id].parents:
-                assert state.states[parent].status in (S.DONE, S.CACHED), (task_id, parent)
-            assert state.states[task_id].status == S.RUNNING
-            running.append((f"trial{n}", task_id))
-            order.append(task_id)
+            bundle = config["task_ids"]
+            for task_id in bundle:
+                for parent in state.graph.tasks[task_id].parents:
+                    assert state.states[parent].status in (S.DONE, S.CACHED), (task_id, parent)
+                assert state.states[task_id].status == S.RUNNING
+            running.append((f"trial{n}", bundle))
+            order.extend(bundle)
             n += 1
             continue
         assert running, "the searcher waits although nothing runs"
-        trial_id, task_id = running.pop(0)
-        result = ({"status": "failed", "error": "injected"} if task_id in fail
-                  else {"status": "done", "duration_s": 1.0})
-        searcher.on_trial_complete(trial_id, result)
+        trial_id, bundle = running.pop(0)
+        results = {task_id: ({"status": "failed", "error": "injected"} if task_id in fail
+                             else {"status": "done", "duration_s": 1.0}) for task_id in bundle}
+        searcher.on_trial_complete(trial_id, S.pack_results(results))
 
 
 def test_searcher_releases_every_task_after_its_parents(graph):
@@ -138,10 +139,10 @@ def test_searcher_skips_descendants_of_a_failed_task_and_finishes(graph):
 def test_crashed_trial_without_result_fails_its_task(graph):
     state = S.SweepState(graph)
     searcher, _, finished = _searcher(state)
-    task_id = searcher.suggest("t0")["task_id"]
+    [task_id] = searcher.suggest("t0")["task_ids"]
     searcher.on_trial_complete("t0", None, error=True)
     assert state.states[task_id].status == S.FAILED and "crashed" in state.states[task_id].error
-    assert finished == [task_id] and searcher.task_of("t0") == task_id
+    assert finished == [task_id] and searcher.tasks_of("t0") == [task_id]
     searcher.on_trial_complete("unknown-trial", {"status": "done"})    # ignored
 
 
@@ -150,21 +151,37 @@ def test_searcher_waits_while_tasks_run_and_finishes_when_nothing_can_run(graph)
     searcher, _, _ = _searcher(state)
     first = [searcher.suggest(f"t{i}") for i in range(3)]
     assert [c is not None for c in first] == [True, True, False]   # two roots, then wait (None)
-    state.states[first[0]["task_id"]].status = S.FAILED          # failed without marking descendants
-    state.states[first[1]["task_id"]].status = S.DONE
+    state.states[first[0]["task_ids"][0]].status = S.FAILED          # failed without marking descendants
+    state.states[first[1]["task_ids"][0]].status = S.DONE
     while (config := searcher.suggest("tx")) not in (None, Searcher.FINISHED):
-        state.states[config["task_id"]].status = S.DONE
+        for task_id in config["task_ids"]:
+            state.states[task_id].status = S.DONE
     assert config is Searcher.FINISHED
     assert state.count(S.PENDING) == 0 and state.count(S.SKIPPED) > 0
     assert all("never" in s.error for s in state.states.values() if s.status == S.SKIPPED)
 
 
-def test_flattened_trial_metrics_are_nested_again():
-    flat = {"status": "done", "metrics/a": 1.0, "metrics/b.c": 2.0, "device": "cpu"}
-    assert S.nest_metrics(flat) == {"status": "done", "device": "cpu", "metrics": {"a": 1.0, "b.c": 2.0}}
-    assert S.nest_metrics({"status": "done"})["metrics"] == {}
-    nested = {"status": "done", "metrics": {"a": 1.0}}
-    assert S.nest_metrics(nested) is nested and S.nest_metrics(None) is None
+def test_bundle_results_survive_the_trip_through_tune():
+    results = {"a": {"status": "done", "metrics": {"x.y": 1.0}}, "b": {"status": "failed", "error": "boom"}}
+    packed = S.pack_results(results)
+    assert packed["status"] == S.FAILED and set(packed) == {"status", S.RESULTS_KEY}
+    assert S.unpack_results(packed) == results
+    assert S.unpack_results(None) == {} and S.unpack_results({"status": "done"}) == {}
+
+
+def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph):
+    state = S.SweepState(graph)
+    for task_id, task in graph.tasks.items():            # make every non-path task finished
+        if task.kind != "path_eval":
+            state.states[task_id].status = S.DONE
+    n_paths = sum(1 for t in graph.tasks.values() if t.kind == "path_eval")
+    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=2, max_bundle=8)
+    first = searcher.suggest("t0")["task_ids"]
+    assert len(first) == min(8, -(-n_paths // 2)) and len(first) > 1
+    assert all(graph.tasks[t].kind == "path_eval" for t in first)
+    single = S.DagSearcher(S.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
+                           concurrency=2, max_bundle=1)
+    assert len(single.suggest("t0")["task_ids"]) == 1
 
 
 def test_trial_resources_follow_the_task():
