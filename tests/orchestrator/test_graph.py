@@ -28,9 +28,9 @@ def expected_counts(models: int, seeds: int, cue_props: int, has_nocue: bool, me
 
 def test_default_sweep_counts():
     graph = build_graph(load_spec(None))
-    assert graph.counts() == expected_counts(1, 3, 1, True, 4, 2)
-    assert graph.counts() == {"pretrain": 6, "finetune": 12, "midpoint": 21, "align": 42, "path_eval": 84}
-    assert len(graph) == 165
+    assert graph.counts() == expected_counts(1, 3, 1, True, 4, 1)
+    assert graph.counts() == {"pretrain": 6, "finetune": 12, "midpoint": 21, "align": 21, "path_eval": 63}
+    assert len(graph) == 123
 
 
 def test_big_sweep_matches_the_count_formula():
@@ -163,10 +163,10 @@ def test_labels_name_the_pair():
         assert [a.id, b.id] == t.config["endpoints"]
         assert t.labels["dataset"] == "digits" and t.labels["model"] == "small_cnn"
         if t.labels["pair_type"] == "cue~nocue":
-            assert (a.labels["cue_proportion"], b.labels["cue_proportion"]) == (0.9, 0.0)
+            assert (a.labels["cue_proportion"], b.labels["cue_proportion"]) == (0.8, 0.0)
             assert a.labels["seed"] == b.labels["seed"] == t.labels["seed"]
         if t.labels["pair_type"] == "cue~cue":
-            assert a.labels["seed"] != b.labels["seed"] and t.labels["cue_proportion"] == 0.9
+            assert a.labels["seed"] != b.labels["seed"] and t.labels["cue_proportion"] == 0.8
         if t.labels["pair_type"].startswith("pretrained~ft:"):
             assert b.kind == "finetune" and b.labels["method"] == t.labels["method"]
         assert (t.labels["alignment"] is not None) == (t.labels["path_kind"] == "aligned")
@@ -203,9 +203,9 @@ def test_resources_come_from_the_spec_and_are_not_in_the_id():
 
 def test_describe_plan_shows_counts_and_dependencies():
     text = describe_plan(build_graph(load_spec(None)))
-    assert text.splitlines()[0] == "165 tasks"
-    for line in ("pretrain       6", "finetune      12", "midpoint      21", "align         42",
-                 "path_eval     84"):
+    assert text.splitlines()[0] == "123 tasks"
+    for line in ("pretrain       6", "finetune      12", "midpoint      21", "align         21",
+                 "path_eval     63"):
         assert line in text, text
     assert "← pretrain×2 + midpoint (9)" in text or "| pretrain×2 + midpoint (9)" in text
     assert "pretrained~ft:cbft 3" in text

@@ -32,11 +32,11 @@ def test_default_spec_loads_with_every_section():
     spec = load_spec(None)
     assert spec.name == "default"
     assert spec.data.dataset == "digits" and spec.models[0].name == "small_cnn"
-    assert spec.seeds == [0, 1, 2] and spec.cue_proportions == [0.0, 0.9]
+    assert spec.seeds == [0, 1, 2] and spec.cue_proportions == [0.0, 0.8]
     assert spec.finetune.methods == ["naive", "llrt", "lpft", "cbft"]
     assert spec.paths.pairs == ["cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft"]
     assert spec.paths.kinds == ["linear", "quadratic", "aligned"]
-    assert spec.paths.alignments == ["activation", "weight"]
+    assert spec.paths.alignments == ["activation"]
 
 
 def test_default_spec_file_lists_every_key():
