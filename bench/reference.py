@@ -1,0 +1,123 @@
+"""The paper's ORIGINAL path-evaluation procedure, rewritten as a benchmark baseline (not for science).
+
+What the public reference implementation does, and what this module reproduces:
+- a per-sample `torch.utils.data.Dataset` that builds every image in Python in `__getitem__`:
+  uint8 HWC -> float CHW normalised with mean/std 0.5 (ToTensor + Normalize), the box cue pasted per
+  sample, random cue classes / random other images drawn with `np.random` per sample;
+- a standard `DataLoader` (batch 256, default collate);
+- at every alpha and separately for each of the four evaluation sets: a fresh model, the interpolated
+  state loaded, BatchNorm statistics re-estimated with momentum 0.1 by a train-mode pass over the
+  whole (clean) training set, then the evaluation pass.
+mmc-sweep's `tasks.paths.evaluate_path` instead re-estimates BN exactly on N samples once per alpha,
+shares it across the four sets, and reads tensors that are already on the device.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.paths import interpolate
+
+EVAL_MODES = ("nocue", "cue", "randcue", "randimg")
+
+
+class CueDataset(Dataset):
+    """One image per `__getitem__`, built in Python: normalise, maybe swap the image, paste a cue.
+
+    mode: "clean" (training images, no cue), "train" (cue on `cued[i]`), or one of EVAL_MODES.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mode: str, *, num_classes: int,
+                 corners: np.ndarray, colours: np.ndarray, raw_uint8: bool, cued: np.ndarray | None = None,
+                 box: int = 3):
+        allowed = ("clean", "train", *EVAL_MODES)
+        if mode not in allowed:
+            raise ValueError(f"mode {mode!r} is not known; choose one of {', '.join(allowed)}")
+        self.images, self.labels, self.mode = images, labels, mode
+        self.num_classes, self.corners, self.colours = num_classes, corners, colours
+        self.raw_uint8, self.cued, self.box = raw_uint8, cued, box
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _image(self, index: int) -> Tensor:
+        img = self.images[index]
+        if self.raw_uint8:       # ToTensor (HWC uint8 -> CHW float in [0, 1]) + Normalize(0.5, 0.5)
+            x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255)
+            return (x - 0.5) / 0.5
+        return torch.from_numpy(img.copy())
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        label = int(self.labels[index])
+        cue_label: int | None = None
+        source = index
+        if self.mode == "train" and self.cued is not None and self.cued[index]:
+            cue_label = label
+        elif self.mode == "cue":
+            cue_label = label
+        elif self.mode == "randcue":
+            cue_label = int(np.random.randint(self.num_classes))
+        elif self.mode == "randimg":
+            source = int(np.random.randint(len(self.labels) - 1))
+            source += source >= index          # any image but this one
+            cue_label = label
+        x = self._image(source)
+        if cue_label is not None:
+            r, c = (int(v) for v in self.corners[cue_label % 10])
+            colour = torch.from_numpy(np.asarray(self.colours[cue_label], dtype=np.float32))
+            x[:, r:r + self.box, c:c + self.box] = colour[:, None, None]
+        return x, label
+
+
+def loader(dataset: Dataset, batch_size: int = 256, shuffle: bool = False, workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      pin_memory=torch.cuda.is_available())
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, train_loader: DataLoader, device: torch.device, momentum: float = 0.1) -> None:
+    """The reference's BN update: momentum 0.1, one train-mode pass over the whole training set."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+    model.train()
+    for x, _ in train_loader:
+        model(x.to(device, non_blocking=True))
+    model.eval()
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, eval_loader: DataLoader, device: torch.device) -> dict:
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in eval_loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+
+
+def evaluate_path_reference(make_model: Callable[[], nn.Module], state_a: dict, state_b: dict, *,
+                            train_set: Dataset, eval_sets: dict[str, Dataset], alphas: list[float],
+                            device: torch.device, batch_size: int = 256, workers: int = 0,
+                            seed: int = 0) -> list[dict]:
+    """Rows {alpha, eval_set, loss, acc, n}, computed the reference's way (see the module docstring)."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    rows = []
+    for alpha in alphas:
+        state = interpolate(state_a, state_b, alpha)
+        for name, dataset in eval_sets.items():
+            model = make_model().to(device)      # a fresh model for every alpha and set
+            model.load_state_dict(state)
+            reestimate_bn(model, loader(train_set, batch_size, shuffle=True, workers=workers), device)
+            result = evaluate_loader(model, loader(dataset, batch_size, workers=workers), device)
+            rows.append({"alpha": alpha, "eval_set": name, **result})
+    return rows
