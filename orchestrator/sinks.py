@@ -464,8 +464,8 @@ class MlflowSink:
                  artifacts: Sequence[str | Path] = (), status: str = "FINISHED",
                  error: str | None = None) -> str:
         """One finished (or failed) task as a child run of `parent_run_id`; returns its run id."""
-        if status not in ("FINISHED", "FAILED"):
-            raise ValueError(f"`status`: {status!r} is not allowed; allowed: FINISHED, FAILED")
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise ValueError(f"`status`: {status!r} is not allowed; allowed: FINISHED, FAILED, KILLED")
         tags = {"mlflow.parentRunId": parent_run_id, "task_kind": task_kind, "task_id": task_id}
         if error:
             tags["error"] = error

@@ -30,6 +30,7 @@ from orchestrator.schedule import (CACHED, DONE, FAILED, PENDING, SKIPPED, Progr
                                    TrialContext, cluster_resources, init_ray, run_graph)
 from orchestrator.spec import SweepSpec, check_resources
 
+MLFLOW_STATUS = {DONE: "FINISHED", CACHED: "FINISHED", FAILED: "FAILED", SKIPPED: "KILLED"}  # skipped: never ran
 STATUS_IN_TABLE = {DONE: "finished", CACHED: "finished", FAILED: "failed", SKIPPED: "skipped"}
 
 
@@ -317,7 +318,7 @@ class TaskRecorder:
             metrics["duration_s"] = s.duration_s
         return self.mlflow.log_task(self.parent_run_id, task.kind, task.id, params=params, metrics=metrics,
                                     curves=curves, artifacts=artifacts,
-                                    status="FINISHED" if s.status in (DONE, CACHED) else "FAILED", error=s.error)
+                                    status=MLFLOW_STATUS[s.status], error=s.error)
 
     def _path_plot(self, task: Task) -> list[str]:
         from orchestrator import plots
