@@ -21,7 +21,8 @@ from orchestrator.layout import Storage, SweepLayout
 
 MAX_WORKER_FAILURES_ENV_VAR = "MMC_MAX_WORKER_FAILURES"
 DEFAULT_MAX_WORKER_FAILURES = 2
-CRASH_AT_EPOCH_ENV_VAR = "MMC_CRASH_WORKER_AT_EPOCH"   # fault injection: "task_prefix:epoch"
+CRASH_AT_EPOCH_ENV_VAR = "MMC_CRASH_WORKER_AT_EPOCH"   # fault injection: "task_prefix:epoch" (rank 1 dies once)
+CRASH_MARKER_DIR_ENV_VAR = "MMC_CRASH_MARKER_DIR"       # where the "already crashed once" marker goes
 
 
 def _train_worker(config: dict) -> None:
@@ -38,20 +39,29 @@ def _train_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if torch.cuda.is_available() and task.resources.gpus else torch.device("cpu")
     crash = os.environ.get(CRASH_AT_EPOCH_ENV_VAR, "")
 
+    curve_so_far: list[dict] = []   # saved with every checkpoint, so a resume keeps the earlier epochs' rows
+
     def resume_state():
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as directory:
-            files = {name: open(os.path.join(directory, name), "rb").read()
-                     for name in ("model.safetensors", "meta.json")}
+            files = {}
+            for name in ("model.safetensors", "meta.json"):
+                with open(os.path.join(directory, name), "rb") as f:
+                    files[name] = f.read()
         tensors, meta = read_checkpoint(files)
+        curve_so_far[:] = meta.get("curve", [])
+        env.resumed_curve[:] = curve_so_far
         return train_state_from_tensors(tensors, meta)
 
     def on_epoch(report) -> None:
         metrics = {"epoch": report.epoch, "loss": report.loss, "acc": report.acc}
+        curve_so_far[:] = [row for row in curve_so_far if row["epoch"] < report.epoch]
+        curve_so_far.append({"epoch": report.epoch, "split": "train", "loss": report.loss, "acc": report.acc})
         if rank == 0:
             tensors, meta = train_state_tensors(report.state())
+            meta["curve"] = list(curve_so_far)
             with tempfile.TemporaryDirectory() as directory:
                 for name, blob in checkpoint_files(tensors, meta).items():
                     with open(os.path.join(directory, name), "wb") as f:
@@ -61,7 +71,8 @@ def _train_worker(config: dict) -> None:
             ray.train.report(metrics)
         if crash:
             prefix, epoch = crash.rsplit(":", 1)
-            marker = os.path.join(tempfile.gettempdir(), f"mmc-crashed-{task.id}")
+            marker_dir = os.environ.get(CRASH_MARKER_DIR_ENV_VAR, tempfile.gettempdir())
+            marker = os.path.join(marker_dir, f"mmc-crashed-{task.id}")
             if task.id.startswith(prefix) and report.epoch == int(epoch) and rank == 1 and not os.path.exists(marker):
                 open(marker, "w").close()
                 os._exit(1)   # simulate a worker that dies mid-task, once

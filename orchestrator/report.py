@@ -7,6 +7,7 @@ import base64
 import datetime as _dt
 import html
 import io
+import json
 import os
 import platform
 import time
@@ -110,24 +111,49 @@ _WORKER_CODE = "from orchestrator.report import serve_draw_jobs; serve_draw_jobs
 WORKER_TIMEOUT_S = 600
 
 
+def _encode(value):
+    """JSON-able form of a figure job's argument (DataFrames travel as Parquet; no pickle)."""
+    import base64
+
+    if isinstance(value, pd.DataFrame):
+        buf = io.BytesIO()
+        value.to_parquet(buf, index=False)
+        return {"__parquet__": base64.b64encode(buf.getvalue()).decode()}
+    if isinstance(value, (list, tuple)):
+        return {"__tuple__": [_encode(v) for v in value]} if isinstance(value, tuple) else [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    import base64
+
+    if isinstance(value, dict) and "__parquet__" in value:
+        return pd.read_parquet(io.BytesIO(base64.b64decode(value["__parquet__"])))
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
 def serve_draw_jobs(argv: Sequence[str] | None = None) -> None:
-    """Worker entry point: `python -c ... JOBS.pkl OUT.pkl` draws the pickled jobs into OUT."""
-    import pickle
+    """Worker entry point: `python -c ... JOBS.json OUT.json` draws the jobs into OUT (base64 PNGs)."""
+    import base64
     import sys
 
     jobs_path, out_path = (argv or sys.argv[1:])[:2]
-    with open(jobs_path, "rb") as f:
-        jobs = pickle.load(f)  # noqa: S301 - written by _draw_in_workers, this user's own data
-    pngs = [_draw(job) for job in jobs]
-    with open(out_path + ".tmp", "wb") as f:
-        pickle.dump(pngs, f)
+    with open(jobs_path) as f:
+        jobs = _decode(json.load(f))
+    pngs = [base64.b64encode(_draw(job)).decode() for job in jobs]
+    with open(out_path + ".tmp", "w") as f:
+        json.dump(pngs, f)
     os.replace(out_path + ".tmp", out_path)
 
 
 def _draw_in_workers(jobs: list[tuple], workers: int) -> list[bytes]:
     """Draw `jobs` in `workers` fresh Python processes (`python -c`, so nothing re-runs the
     caller's main module, and no fork of a threaded driver); raises if any worker fails."""
-    import pickle
+    import base64
     import subprocess
     import sys
     import tempfile
@@ -138,9 +164,9 @@ def _draw_in_workers(jobs: list[tuple], workers: int) -> list[bytes]:
     with tempfile.TemporaryDirectory(prefix="mmc-report-") as tmp:
         procs = []
         for w, share in enumerate(shares):
-            jobs_path, out_path = os.path.join(tmp, f"jobs{w}.pkl"), os.path.join(tmp, f"out{w}.pkl")
-            with open(jobs_path, "wb") as f:
-                pickle.dump([jobs[i] for i in share], f, protocol=pickle.HIGHEST_PROTOCOL)
+            jobs_path, out_path = os.path.join(tmp, f"jobs{w}.json"), os.path.join(tmp, f"out{w}.json")
+            with open(jobs_path, "w") as f:
+                json.dump(_encode([jobs[i] for i in share]), f)
             log = open(os.path.join(tmp, f"log{w}.txt"), "wb")  # noqa: SIM115 - closed below
             procs.append((subprocess.Popen([sys.executable, "-c", _WORKER_CODE, jobs_path, out_path],
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -162,9 +188,9 @@ def _draw_in_workers(jobs: list[tuple], workers: int) -> list[bytes]:
                     tail = f.read().decode(errors="replace").strip().splitlines()[-3:]
                 raise RuntimeError(f"figure worker {w} exited with {proc.returncode}: "
                                    + " | ".join(tail))
-            with open(out_path, "rb") as f:
-                for i, png in zip(shares[w], pickle.load(f)):  # noqa: S301 - our own worker's output
-                    pngs[i] = png
+            with open(out_path) as f:
+                for i, png in zip(shares[w], json.load(f)):
+                    pngs[i] = base64.b64decode(png)
     return pngs  # type: ignore[return-value]
 
 

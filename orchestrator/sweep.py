@@ -273,11 +273,16 @@ class TaskRecorder:
         self.layout, self.state, self.spec = layout, state, spec
         self.mlflow, self.parent_run_id, self.rev = mlflow_sink, parent_run_id, rev
         self.hash = spec_hash(spec)
+        self._recorded: dict[str, str] = {}   # task id -> status already recorded in this invocation
 
     def record(self, task_id: str) -> None:
+        """Write the task's row and MLflow run, once per task and final status in this invocation."""
         task = self.state.graph.tasks[task_id]
         s = self.state.states[task_id]
         status = STATUS_IN_TABLE[s.status]
+        if self._recorded.get(task_id) == status:
+            return   # e.g. a skipped task reached again from a second failed ancestor
+        self._recorded[task_id] = status
         result = s.result or {}
         run_id = None
         if self.mlflow is not None:

@@ -126,3 +126,34 @@ def test_check_resources_names_a_missing_custom_resource():
     problems = check_resources(spec, {"CPU": 4, "fake_gpu": 1})
     assert any("`resources.pretrain.custom.fake_gpu`" in p and "has 1" in p for p in problems), problems
     assert check_resources(spec, {"CPU": 4, "fake_gpu": 2}) == []
+
+
+def test_killed_training_worker_is_replaced_and_the_task_resumes(tmp_path, monkeypatch):
+    """Rank 1 dies (os._exit) after epoch 1 of 3; Ray Train restarts the worker group, the task
+    resumes from its epoch-1 checkpoint and finishes with every curve row exactly once."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("MMC_CRASH_WORKER_AT_EPOCH", "pretrain-:1")   # env reaches the Ray workers
+    monkeypatch.setenv("MMC_CRASH_MARKER_DIR", str(markers))
+    S.init_ray(num_cpus=2)
+    try:
+        path = write_spec(tmp_path, "crash", **ONLY_PRETRAIN, pretrain={"epochs": 3},
+                          resources={"pretrain": {"cpus": 0.5, "workers": 2}})
+        spec = load_spec(path)
+        (task_id, _), = build_graph(spec).tasks.items()
+        outcome = run_sweep(spec, spec_text=path.read_text(), num_cpus=2, report=False)
+    finally:
+        ray.shutdown()
+    assert (markers / f"mmc-crashed-{task_id}").exists(), "the injected worker crash did not happen"
+    assert outcome.ok and outcome.counts["done"] == 1, outcome.counts
+    layout = outcome.layout
+    row = sinks.read_table(layout, "tasks").iloc[0]
+    assert row.status == "finished" and row.device == "ray-train x2"
+    curves = sinks.read_table(layout, "train_curves")
+    assert sorted(curves["epoch"]) == [0, 1, 2], "curve rows missing or duplicated after the resume"
+    assert len(sinks.read_table(layout, "evaluations")) == 4
+    assert outputs.verify_outputs(layout, build_graph(spec).tasks[task_id])[0]
