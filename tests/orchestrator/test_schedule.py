@@ -15,7 +15,7 @@ from orchestrator.spec import load_spec
 from orchestrator.work import FAIL_TASK_ENV_VAR, SLEEP_S_ENV_VAR
 from tests.conftest import write_spec
 
-SLEEP_S = 0.6
+SLEEP_S = 1.2   # long enough that a second trial actor starts (1-3 s) before the first task ends
 FAILING_KIND = "midpoint"   # the sleep runner fails every task of this kind (set before Ray starts)
 
 
