@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec mmc-sweep run "$@"
+exec "${PYTHON:-python3}" -m orchestrator run "$@"   # = mmc-sweep run
