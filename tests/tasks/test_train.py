@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import socket
 
@@ -173,8 +174,12 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         rows = fit(model, cross_entropy_objective(blobs(), DDP_SETTINGS.batch_size, seed=5), model.parameters(),
                    DDP_SETTINGS, seed=5, device="cpu")
         torch.save({"state": model.state_dict(), "rows": rows}, f"{out_dir}/rank{rank}.pt")
+        dist.barrier()   # both ranks done before either tears gloo down
     finally:
         dist.destroy_process_group()
+    # Skip interpreter teardown: gloo's threads can abort it ("terminate called without an active
+    # exception", SIGABRT) after all work is done and written. Errors above still propagate.
+    os._exit(0)
 
 
 def _free_port() -> int:
