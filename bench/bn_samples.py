@@ -130,10 +130,7 @@ def bench_model(name: str, args, device) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = common.setup(args)
-    env = common.environment(device)
-    print(f"device {device}; {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads); "
-          f"load {env['loadavg_1m']}")
+    device, env = common.start(args)
     results = [bench_model(name.strip(), args, device) for name in args.models.split(",") if name.strip()]
     payload = {"benchmark": "bn_samples", "command": common.command_line(), "environment": env, "results": results}
     common.write_json("bn_samples", payload, args.out, args.tag)

@@ -73,6 +73,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+SWEEPS = {"default": None, "smoke": str(REPO / "sweeps" / "smoke.yaml")}   # --whole-sweep / --real choices
+
+
+def start(args) -> tuple[torch.device, dict]:
+    """`setup` + `environment`, and the one line every benchmark prints first."""
+    device = setup(args)
+    env = environment(device)
+    print(f"device {device}; {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads); "
+          f"load {env['loadavg_1m']}")
+    return device, env
+
+
 def environment(device: torch.device | None = None) -> dict:
     """Provenance of a measurement: date, host, CPU, threads, versions, device, load."""
     info = {

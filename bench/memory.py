@@ -33,7 +33,7 @@ import torch
 
 from bench import common
 
-SWEEPS = {"default": None, "smoke": str(common.REPO / "sweeps" / "smoke.yaml")}
+SWEEPS = common.SWEEPS
 
 
 def parse_args(argv=None):
@@ -223,9 +223,7 @@ def main(argv=None) -> dict:
     if args.run_task:
         run_one_task(*args.run_task)
         return {}
-    device = common.setup(args)
-    env = common.environment(device)
-    print(f"device {device}; {env['cpu']}; torch {env['torch']}; load {env['loadavg_1m']}")
+    device, env = common.start(args)
     payload: dict = {"benchmark": "memory", "command": common.command_line(), "environment": env}
     if not args.gpu_only:
         payload["per_kind"] = per_kind(args.spec, args.kinds.split(",") if args.kinds else None)

@@ -30,7 +30,7 @@ import time
 
 from bench import common
 
-SWEEPS = {"default": None, "smoke": str(common.REPO / "sweeps" / "smoke.yaml")}
+SWEEPS = common.SWEEPS
 
 
 def parse_args(argv=None):

@@ -169,10 +169,7 @@ def bench_model(model_name: str, args, device) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = common.setup(args)
-    env = common.environment(device)
-    print(f"device {device}; {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads); "
-          f"load {env['loadavg_1m']}")
+    device, env = common.start(args)
     results = [bench_model(name.strip(), args, device) for name in args.models.split(",") if name.strip()]
     print("\nsummary:")
     for r in results:
