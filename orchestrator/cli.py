@@ -15,15 +15,20 @@ from pathlib import Path
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _load(spec_path: str | None, storage: str | None = None, max_concurrent: int | None = None):
+def _load(spec_path: str | None, storage: str | None = None, max_concurrent: int | None = None,
+          tracking_uri: str | None = None):
     """Load and validate a spec; command-line overrides are validated like the keys they replace."""
     from orchestrator.spec import load_spec, validate_spec
 
     spec = load_spec(spec_path)
     overrides = {k: v for k, v in (("storage", storage), ("max_concurrent", max_concurrent)) if v is not None}
-    if overrides:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in overrides)
-        spec = validate_spec({**spec.model_dump(mode="json"), **overrides}, source=f"{spec_path or 'the default spec'} with {flags}")
+    flags = [f"--{k.replace('_', '-')}" for k in overrides]
+    raw = {**spec.model_dump(mode="json"), **overrides}
+    if tracking_uri is not None:
+        raw["mlflow"] = {**raw.get("mlflow", {}), "tracking_uri": tracking_uri}
+        flags.append("--tracking-uri")
+    if flags:
+        spec = validate_spec(raw, source=f"{spec_path or 'the default spec'} with {', '.join(flags)}")
     text = Path(spec_path).read_text() if spec_path else None
     return spec, text
 
@@ -31,7 +36,7 @@ def _load(spec_path: str | None, storage: str | None = None, max_concurrent: int
 def cmd_run(args) -> int:
     from orchestrator.sweep import run_sweep
 
-    spec, text = _load(args.spec, args.storage, args.max_concurrent)
+    spec, text = _load(args.spec, args.storage, args.max_concurrent, args.tracking_uri)
     outcome = run_sweep(spec, spec_text=text, runner=args.runner, num_cpus=args.num_cpus,
                         ray_address=args.address, report=not args.no_report)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
@@ -106,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", nargs="?", help="sweep YAML (default: the built-in digits sweep)")
     run.add_argument("--storage", help="override `storage` (local path or pyarrow.fs URI)")
     run.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
+    run.add_argument("--tracking-uri", help="override `mlflow.tracking_uri` (needed with remote storage)")
     run.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--runner", default="real", choices=["real", "noop"], help=argparse.SUPPRESS)

@@ -303,3 +303,14 @@ def test_good_spec_passes_every_check_before_ray(tmp_path, capsys):
         cli.main(["run", str(spec), "--storage", str(tmp_path / "s")])
     assert load_spec(spec).name == "good"
     assert not (tmp_path / "s" / "good" / "run.lock").exists()
+
+
+def test_remote_storage_needs_and_accepts_a_tracking_uri_override():
+    from orchestrator.cli import _load
+    from orchestrator.spec import SpecError
+
+    spec_path = str(REPO / "sweeps" / "smoke.yaml")
+    with pytest.raises(SpecError, match="tracking_uri"):
+        _load(spec_path, "s3://bucket/mmc-runs")
+    spec, _ = _load(spec_path, "s3://bucket/mmc-runs", None, "http://127.0.0.1:5000")
+    assert spec.storage == "s3://bucket/mmc-runs" and spec.mlflow.tracking_uri == "http://127.0.0.1:5000"
