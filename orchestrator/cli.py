@@ -81,10 +81,12 @@ def cmd_report(args) -> int:
 
     layout = _layout_for(args.dir)
     barriers = sinks.read_table(layout, "barriers")
-    if not barriers.empty:
-        print(stats.format_table(stats.summarize(barriers)))
-    rep = report.write_report(layout, spec_text=layout.storage.read_bytes(layout.spec_file()).decode())
-    print(f"report: {getattr(rep, 'html', rep)}")
+    summary = stats.summarize(barriers) if not barriers.empty else None
+    if summary is not None:
+        print(stats.format_table(summary))
+    rep = report.write_report(layout, spec_text=layout.storage.read_bytes(layout.spec_file()).decode(),
+                              summary=summary)
+    print(f"report: {rep.html}")
     return EXIT_OK
 
 

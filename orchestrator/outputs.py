@@ -49,9 +49,8 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
     for table, rows in output.tables.items():
         if table == "tasks":
             continue  # the driver writes the `tasks` row (it knows the MLflow run id)
-        sinks.write_fragment(layout, table, task.id, rows)
-        path = layout.fragment(table, task.id)
-        files[path] = _sha256(storage.read_bytes(path))
+        path, data = sinks.write_fragment_bytes(layout, table, task.id, rows)
+        files[path] = _sha256(data)
     marker = {
         "version": MARKER_VERSION,
         "task_id": task.id,

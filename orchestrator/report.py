@@ -707,7 +707,7 @@ def _read_spec(layout) -> str | None:
 
 def write_report(layout, spec_text: str | None = None, provenance: Mapping[str, object] | None = None,
                  planned: int | None = None, title: str | None = None, seed: int = 0,
-                 n_boot: int = 1000) -> Report:
+                 n_boot: int = 1000, summary: pd.DataFrame | None = None) -> Report:
     """Write summary.parquet/.md, finetune_table.parquet/.md, figures and report.html into
     `layout.report_dir()`. `planned` (number of tasks in the graph) adds an "N of M finished"
     banner; without it the plan comes from the spec when it parses. `spec_text` defaults to the
@@ -715,7 +715,8 @@ def write_report(layout, spec_text: str | None = None, provenance: Mapping[str, 
     started = time.perf_counter()
     storage = layout.storage
     results = read_results(layout)
-    summary = stats.summarize(results["barriers"], seed=seed, n_boot=n_boot)
+    if summary is None:   # callers that already summarised (run, report) pass theirs in
+        summary = stats.summarize(results["barriers"], seed=seed, n_boot=n_boot)
     finetune = stats.finetune_table(results["evaluations"], results["tasks"])
     figures = _render_figures(results)
 

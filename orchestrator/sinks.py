@@ -255,10 +255,15 @@ def fragment_bytes(table: str, arrow_table: pa.Table) -> bytes:
 def write_fragment(layout, table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> str:
     """Validate `rows` and write them as the task's fragment of `table` (atomic; replaces any
     earlier fragment of the same task, so rewriting is idempotent). Returns the fragment path."""
+    return write_fragment_bytes(layout, table, task_id, rows)[0]
+
+
+def write_fragment_bytes(layout, table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, bytes]:
+    """`write_fragment`, also returning the bytes written (callers hash them without a read-back)."""
     data = fragment_bytes(table, rows_to_table(table, task_id, list(rows)))
     path = layout.fragment(table, task_id)
     layout.storage.write_bytes(path, data)
-    return path
+    return path, data
 
 
 def _conform(table: str, arrow_table: pa.Table) -> pa.Table:

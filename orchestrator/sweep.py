@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+import shutil
 import subprocess
 import tempfile
 import sys
@@ -238,10 +239,17 @@ def sweep_lock(layout: SweepLayout):
             pass
 
 
-def mark_cached(state: SweepState, layout: SweepLayout, log=print) -> None:
+def verify_all(graph: Graph, layout: SweepLayout) -> dict[str, tuple[bool, str]]:
+    """`outputs.verify_outputs` of every task (reads and hashes every output file once)."""
+    return {task_id: outputs.verify_outputs(layout, task) for task_id, task in graph.tasks.items()}
+
+
+def mark_cached(state: SweepState, layout: SweepLayout, log=print,
+                verified: dict[str, tuple[bool, str]] | None = None) -> None:
     """Tasks with verified outputs are cached; broken outputs are invalidated and recomputed."""
+    verified = verified if verified is not None else verify_all(state.graph, layout)
     for task_id, task in state.graph.tasks.items():
-        ok, reason = outputs.verify_outputs(layout, task)
+        ok, reason = verified[task_id]
         if ok:
             state.states[task_id].status = CACHED
         elif reason != "no done.json":
@@ -321,9 +329,13 @@ class TaskRecorder:
                                                         "workers": task.resources.workers}}
         if s.duration_s is not None:
             metrics["duration_s"] = s.duration_s
-        return self.mlflow.log_task(self.parent_run_id, task.kind, task.id, params=params, metrics=metrics,
-                                    curves=curves, artifacts=artifacts,
-                                    status=MLFLOW_STATUS[s.status], error=s.error)
+        try:
+            return self.mlflow.log_task(self.parent_run_id, task.kind, task.id, params=params, metrics=metrics,
+                                        curves=curves, artifacts=artifacts,
+                                        status=MLFLOW_STATUS[s.status], error=s.error)
+        finally:
+            for path in artifacts:   # the plot's temporary directory: MLflow has its copy now
+                shutil.rmtree(Path(path).parent, ignore_errors=True)
 
     def _path_plot(self, task: Task) -> list[str]:
         from orchestrator import plots
@@ -351,24 +363,25 @@ def run_sweep(spec: SweepSpec, *, spec_text: str | None = None, runner: str = "r
     try:
         with sweep_lock(layout):
             # A finished sweep (every output verified) needs no cluster: skip Ray's ~10 s start.
-            if not all(outputs.verify_outputs(layout, task)[0] for task in graph.tasks.values()):
+            verified = verify_all(graph, layout)
+            if not all(ok for ok, _ in verified.values()):
                 init_ray(num_cpus=num_cpus, address=ray_address)
                 problems = check_resources(spec, cluster_resources())
                 if problems:
                     raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
             return _run_locked(spec, graph, layout, start, spec_text=spec_text, runner=runner,
-                               report=report, log=log)
+                               report=report, log=log, verified=verified)
     except SweepError:
         remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
 
 
 def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, *, spec_text: str | None,
-                runner: str, report: bool, log) -> SweepOutcome:
+                runner: str, report: bool, log, verified: dict | None = None) -> SweepOutcome:
     """The body of `run_sweep` once the lock is held and the cluster fits the sweep."""
     layout.storage.write_bytes(layout.spec_file(), (spec_text or spec_yaml(spec)).encode())
     state = SweepState(graph)
-    mark_cached(state, layout, log)
+    mark_cached(state, layout, log, verified)
     n_cached = state.count(CACHED)
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
         f"{n_cached} already finished, {state.count(PENDING)} to run; storage {layout.root}")
@@ -463,9 +476,8 @@ def _summarize(outcome: SweepOutcome, log) -> None:
     if not evaluations.empty:
         try:
             table = stats.finetune_table(evaluations, tasks)
-            text = table[0] if isinstance(table, tuple) else table
             log("\naccuracy on the counterfactual test sets (mean ± std over seeds):")
-            log(stats.format_table(text) if hasattr(text, "columns") else str(text))
+            log(stats.format_table(table.text))
         except Exception as exc:  # noqa: BLE001
             log(f"(fine-tuning table unavailable: {exc})")
 
@@ -474,13 +486,13 @@ def _write_report(outcome, spec, spec_text, rev, mlflow_sink, parent_run_id, log
     from orchestrator import report
 
     try:
-        rep = report.write_report(outcome.layout, spec_text=spec_text or spec_yaml(spec),
+        rep = report.write_report(outcome.layout, spec_text=spec_text or spec_yaml(spec), summary=outcome.summary,
                                   provenance={"spec_hash": spec_hash(spec), "git_rev": rev,
                                               "torch": torch.__version__, "wall_s": outcome.wall_s},
                                   planned=len(outcome.state.graph.tasks))
-        outcome.report_html = str(getattr(rep, "html", rep))
+        outcome.report_html = str(rep.html)
         if mlflow_sink is not None:
-            files = [outcome.report_html, *[str(f) for f in getattr(rep, "figures", [])]]
+            files = [outcome.report_html, *[str(f) for f in rep.figures]]
             mlflow_sink.log_artifacts(parent_run_id, files)
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
         log(f"warning: report failed: {type(exc).__name__}: {exc}")

@@ -368,14 +368,14 @@ def test_task_whose_outputs_cannot_be_written_fails_without_a_marker(tmp_path, m
             checkpoint={"w": torch.zeros(3)})
 
     monkeypatch.setitem(work.RUNNERS, "produce", produce)
-    real_write = sinks.write_fragment
+    real_write = sinks.write_fragment_bytes   # the seam outputs.write_outputs writes through
 
     def full_after_first(layout_, table, task_id, rows):
         if table == "train_curves":
             raise OSError(28, "No space left on device")
         return real_write(layout_, table, task_id, rows)
 
-    monkeypatch.setattr(sinks, "write_fragment", full_after_first)
+    monkeypatch.setattr(sinks, "write_fragment_bytes", full_after_first)
     env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
     result = work.execute(task, layout, "produce", env)
     assert result["status"] == "failed" and "No space left on device" in result["error"]
@@ -385,6 +385,6 @@ def test_task_whose_outputs_cannot_be_written_fails_without_a_marker(tmp_path, m
                      if p.is_file())
     assert not [w for w in written if ".tmp-" in w]
 
-    monkeypatch.setattr(sinks, "write_fragment", real_write)    # space again: the rerun completes it
+    monkeypatch.setattr(sinks, "write_fragment_bytes", real_write)    # space again: the rerun completes it
     assert work.execute(task, layout, "produce", env)["status"] == "done"
     assert outputs.verify_outputs(layout, task) == (True, "")
