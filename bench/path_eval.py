@@ -5,10 +5,11 @@
     python -m bench.path_eval --models vgg13 --vgg-width 64 --train 10000 --test 5000 --alphas 11 \
         --ref-alphas 2 --eval-batch 4096 --workers 4      # GPU settings (bench/gpu.sh)
 
-Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__`, a standard DataLoader,
+Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__` (`--pipelines`: the
+reference's torchvision-style steps, and/or our leanest per-sample code), a standard DataLoader,
 a fresh model per alpha and set, BN re-estimated with momentum 0.1 over the whole training set
-separately for each of the four evaluation sets. Both variants run alternately; medians are
-reported. The time per alpha is compared (per-alpha cost is the same at every alpha, so the
+separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions`.
+All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is the same at every alpha, so the
 baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
 baseline against itself (other random draws and shuffles) gives the noise level.
 """
@@ -25,6 +26,7 @@ import torch
 
 from bench import common, reference
 from tasks.models import build_model
+from tasks.evaluate import PRECISIONS, resolve_precision
 from tasks.paths import PathSettings, evaluate_path
 
 GPU_PEAK_FLOPS = 790e12            # H100 bf16 dense, measured (PERF_NOTES.md)
@@ -40,7 +42,13 @@ def parse_args(argv=None):
     p.add_argument("--bn-samples", type=int, default=PathSettings().bn_reset_samples, help="N of the exact BN reset")
     p.add_argument("--eval-batch", type=int, default=PathSettings().eval_batch_size)
     p.add_argument("--ref-batch", type=int, default=256, help="baseline DataLoader batch size")
-    p.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers")
+    p.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers (the reference used 4; "
+                                                          "on 2 cores 0 is its fastest)")
+    p.add_argument("--precisions", default="fp32,auto", help="fast variants: comma-separated "
+                                                              f"{'/'.join(PRECISIONS)} (duplicates after "
+                                                              "resolving auto are dropped)")
+    p.add_argument("--pipelines", default="torchvision", help="baseline per-sample pipelines: comma-separated "
+                                                              f"{'/'.join(reference.PIPELINES)}")
     p.add_argument("--train", type=int, default=5000, help="synthetic CIFAR training images")
     p.add_argument("--test", type=int, default=1000, help="synthetic CIFAR test images per evaluation set")
     p.add_argument("--vgg-width", type=int, default=64, help="vgg13 width (64 = the paper's)")
@@ -95,75 +103,93 @@ def bench_model(model_name: str, args, device) -> dict:
     if args.quick:
         alphas = min(alphas, 3)
     ref_alphas = args.ref_alphas or (alphas if model_name == "small_cnn" else 1)
-    settings = PathSettings(num_alphas=alphas, bn_reset_samples=args.bn_samples, eval_batch_size=args.eval_batch)
     ref_alpha_list = [0.0] if ref_alphas == 1 else PathSettings(num_alphas=ref_alphas).alphas()
+    precisions = list(dict.fromkeys(resolve_precision(p.strip(), device) for p in args.precisions.split(",")))
+    pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
     cue = data.cue
     n_train, n_test = len(cue.train_clean), len(cue.eval_sets["nocue"])
     print(f"\n== {model_name} (width {width or 'default'}) on {data.name}: {n_train} train / {n_test} test per set, "
-          f"{alphas} alphas (baseline {ref_alphas}), N={min(args.bn_samples, n_train)}, device {device}")
+          f"{alphas} alphas (baseline {ref_alphas}), N={min(args.bn_samples, n_train)}, device {device}, "
+          f"fast in {'/'.join(precisions)}, baseline pipelines {'/'.join(pipelines)} ({args.workers} workers)")
 
     def make_model():
         return build_model(model_name, data.num_classes, data.in_channels, width, seed=0)
 
-    scratch = make_model()
-    ds_kw = dict(num_classes=data.num_classes, corners=data.corners, colours=data.colours, raw_uint8=data.raw_uint8)
-    train_set = reference.CueDataset(data.raw_train, data.y_train, "clean", **ds_kw)
-    eval_sets = {m: reference.CueDataset(data.raw_test, data.y_test, m, **ds_kw) for m in reference.EVAL_MODES}
     counter = iter(range(10 ** 6))
 
-    def fast():
-        return evaluate_path(scratch, state_a, state_b, bn_data=cue.train_clean.x, sets=cue.eval_sets,
-                             settings=settings, device=device)
+    def fast(precision: str):
+        settings = PathSettings(num_alphas=alphas, bn_reset_samples=args.bn_samples, eval_batch_size=args.eval_batch,
+                                precision=precision)
+        scratch = make_model()
+        return lambda: evaluate_path(scratch, state_a, state_b, bn_data=cue.train_clean.x, sets=cue.eval_sets,
+                                     settings=settings, device=device)
 
-    def baseline():
-        return reference.evaluate_path_reference(make_model, state_a, state_b, train_set=train_set,
-                                                 eval_sets=eval_sets, alphas=ref_alpha_list, device=device,
-                                                 batch_size=args.ref_batch, workers=args.workers,
-                                                 seed=next(counter))
+    def baseline(pipeline: str):
+        train_set, eval_sets = reference.reference_sets(data, pipeline)
+        return lambda: reference.evaluate_path_reference(
+            make_model, state_a, state_b, train_set=train_set, eval_sets=eval_sets, alphas=ref_alpha_list,
+            device=device, batch_size=args.ref_batch, workers=args.workers, seed=next(counter))
 
-    fast()                                             # warm-up (allocator, oneDNN/cuDNN kernels)
-    times, results = common.alternate({"fast": fast, "reference": baseline}, args.repeats, device)
-    t_fast, t_ref = common.median(times["fast"]), common.median(times["reference"])
-    per_alpha_fast, per_alpha_ref = t_fast / alphas, t_ref / ref_alphas
-    ratio = per_alpha_ref / per_alpha_fast
+    variants = {f"fast-{p}": fast(p) for p in precisions}
+    variants.update({f"ref-{p}": baseline(p) for p in pipelines})
+    for name in variants:
+        if name.startswith("fast"):
+            variants[name]()                           # warm-up (allocator, oneDNN/cuDNN kernels)
+    times, results = common.alternate(variants, args.repeats, device)
     n_reset = min(args.bn_samples, n_train)
     images_fast = alphas * (n_reset + 4 * n_test)
     images_ref = ref_alphas * 4 * (n_train + n_test)
-    diffs = curve_diffs(results["fast"][-1], results["reference"][-1])
-    noise = curve_diffs(results["reference"][0], results["reference"][-1]) if args.repeats > 1 else None
+    per_alpha = {name: common.median(t) / (alphas if name.startswith("fast") else ref_alphas)
+                 for name, t in times.items()}
     flops = common.forward_flops(make_model().to(device), tuple(cue.train_clean.x.shape[1:]))
-
-    print(f"fast:      median {t_fast:8.3f} s  ({per_alpha_fast * 1e3:8.1f} ms/alpha, "
-          f"{images_fast / t_fast:9.0f} images/s)")
-    print(f"reference: median {t_ref:8.3f} s  ({per_alpha_ref * 1e3:8.1f} ms/alpha, "
-          f"{images_ref / t_ref:9.0f} images/s)")
-    print(f"speed-up per alpha: {ratio:.2f}x   (forward images per alpha: fast {images_fast // alphas}, "
-          f"reference {images_ref // ref_alphas}: {images_ref / ref_alphas / (images_fast / alphas):.2f}x fewer)")
-    # Per forward image, each variant costs t / images; at the paper's sizes (50k train, 10k test per set)
-    # the image counts change but the per-image costs do not (both are linear in images here).
-    c_fast, c_ref = t_fast / images_fast, t_ref / images_ref
-    paper = 4 * (50000 + 10000) * c_ref / ((n_reset + 4 * 10000) * c_fast)
-    print(f"projected at the paper's sizes (50k train, 10k test per set, N={n_reset}): {paper:.2f}x")
-    print("curves, max |fast - reference| per set (alphas both ran):")
-    for name, d in diffs.items():
-        extra = f"   noise (reference vs itself): loss {noise[name]['loss']:.4f} acc {noise[name]['acc']:.4f}" \
-            if noise else ""
-        print(f"  {name:<8} loss {d['loss']:.4f}  acc {d['acc']:.4f}{extra}")
+    for name, t in times.items():
+        images = images_fast if name.startswith("fast") else images_ref
+        print(f"{name:<16} median {common.median(t):8.3f} s  ({per_alpha[name] * 1e3:9.1f} ms/alpha, "
+              f"{images / common.median(t):9.0f} images/s)")
+    print(f"forward images per alpha: fast {images_fast // alphas}, reference {images_ref // ref_alphas} "
+          f"({images_ref / ref_alphas / (images_fast / alphas):.2f}x fewer)")
+    speedups, projected = {}, {}
+    for f_name in (n for n in variants if n.startswith("fast")):
+        for r_name in (n for n in variants if n.startswith("ref")):
+            key = f"{f_name} vs {r_name}"
+            speedups[key] = per_alpha[r_name] / per_alpha[f_name]
+            # Per forward image each variant costs t / images; at the paper's sizes (50k train, 10k test
+            # per set) the image counts change but the per-image costs do not (both linear in images).
+            c_fast = common.median(times[f_name]) / images_fast
+            c_ref = common.median(times[r_name]) / images_ref
+            projected[key] = 4 * (50000 + 10000) * c_ref / ((n_reset + 4 * 10000) * c_fast)
+            print(f"speed-up per alpha {key:<34} {speedups[key]:7.2f}x   "
+                  f"(projected at the paper's sizes, N={n_reset}: {projected[key]:.2f}x)")
+    last = {name: rows[-1] for name, rows in results.items()}
+    first_ref = next(n for n in variants if n.startswith("ref"))
+    diffs = {f"{f} vs {first_ref}": curve_diffs(last[f], last[first_ref]) for f in variants if f.startswith("fast")}
+    if len(precisions) > 1:
+        diffs[f"fast-{precisions[1]} vs fast-{precisions[0]}"] = curve_diffs(last[f"fast-{precisions[1]}"],
+                                                                             last[f"fast-{precisions[0]}"])
+    noise = curve_diffs(results[first_ref][0], results[first_ref][-1]) if args.repeats > 1 else None
+    print("curves, max |difference| per set (alphas both ran):")
+    for key, per_set in diffs.items():
+        print(f"  {key}")
+        for name, d in per_set.items():
+            extra = (f"   noise ({first_ref} vs itself): loss {noise[name]['loss']:.4f} "
+                     f"acc {noise[name]['acc']:.4f}") if noise else ""
+            print(f"    {name:<8} loss {d['loss']:.4f}  acc {d['acc']:.4f}{extra}")
     result = {
         "model": model_name, "width": width, "data": data.name, "n_train": n_train, "n_test_per_set": n_test,
         "alphas": alphas, "ref_alphas": ref_alphas, "bn_reset_samples": n_reset, "eval_batch": args.eval_batch,
-        "ref_batch": args.ref_batch, "workers": args.workers, "repeats": args.repeats,
-        "fast_s": common.summary(times["fast"]), "reference_s": common.summary(times["reference"]),
-        "fast_ms_per_alpha": per_alpha_fast * 1e3, "reference_ms_per_alpha": per_alpha_ref * 1e3,
-        "speedup_per_alpha": ratio, "projected_speedup_paper_sizes": paper, "forward_images_fast": images_fast, "forward_images_reference": images_ref,
-        "forward_gflop_per_image": flops / 1e9, "curve_max_abs_diff": diffs, "reference_noise": noise,
-        "fast_rows": results["fast"][-1], "reference_rows": results["reference"][-1],
+        "ref_batch": args.ref_batch, "workers": args.workers, "repeats": args.repeats, "precisions": precisions,
+        "pipelines": pipelines, "seconds": {name: common.summary(t) for name, t in times.items()},
+        "ms_per_alpha": {name: v * 1e3 for name, v in per_alpha.items()}, "speedup_per_alpha": speedups,
+        "projected_speedup_paper_sizes": projected, "forward_images_fast": images_fast,
+        "forward_images_reference": images_ref, "forward_gflop_per_image": flops / 1e9,
+        "curve_max_abs_diff": diffs, "reference_noise": noise, "rows": last,
     }
     if device.type == "cuda":
+        best = min(common.median(times[n]) for n in variants if n.startswith("fast"))
         ideal = [images_fast * flops / (GPU_PEAK_FLOPS * f) for f in (0.5, 0.3)]
         result["ideal_s_at_50_30pct_of_peak"] = ideal
         print(f"FLOP-derived ideal (30-50% of {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s): {ideal[0]:.3f}-{ideal[1]:.3f} s; "
-              f"measured {t_fast:.3f} s = {t_fast / ideal[1]:.1f}-{t_fast / ideal[0]:.1f}x of it")
+              f"fastest measured {best:.3f} s = {best / ideal[1]:.1f}-{best / ideal[0]:.1f}x of it")
     return result
 
 
@@ -171,10 +197,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device, env = common.start(args)
     results = [bench_model(name.strip(), args, device) for name in args.models.split(",") if name.strip()]
-    print("\nsummary:")
+    print("\nsummary (speed-up per alpha):")
     for r in results:
-        print(f"  {r['model']:<10} fast {r['fast_ms_per_alpha']:9.1f} ms/alpha  reference "
-              f"{r['reference_ms_per_alpha']:9.1f} ms/alpha  speed-up {r['speedup_per_alpha']:6.2f}x")
+        for key, value in r["speedup_per_alpha"].items():
+            print(f"  {r['model']:<10} {key:<34} {value:7.2f}x")
     payload = {"benchmark": "path_eval", "command": common.command_line(), "environment": env, "results": results}
     common.write_json("path_eval", payload, args.out, args.tag)
     return payload

@@ -72,6 +72,7 @@ FINETUNE_METHODS = _tasks_names("tasks.finetune", "FINETUNE_METHODS", ("naive", 
 ALIGNMENTS = _tasks_names("tasks.align", "ALIGNMENTS", ("activation", "weight"))
 SCHEDULES = _tasks_names("tasks.train", "SCHEDULES", ("step", "cosine", "constant"))
 MIDPOINT_INITS = _tasks_names("tasks.paths", "MIDPOINT_INITS", ("fresh", "linear"))
+PRECISIONS = _tasks_names("tasks.evaluate", "PRECISIONS", ("auto", "fp32", "bf16"))
 PATH_KINDS = ("linear", "quadratic", "aligned")
 PAIRS = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")
 RESOURCE_KINDS = ("pretrain", "finetune", "midpoint", "align", "path_eval")   # = graph.TASK_KINDS
@@ -86,7 +87,7 @@ OPTIM_DEFAULTS = _tasks_defaults("tasks.train", "OptimSettings", dict(
 MIDPOINT_DEFAULTS = _tasks_defaults("tasks.paths", "MidpointSettings", dict(
     OPTIM_DEFAULTS, epochs=15, lr=0.1, step_epochs=10, init="fresh"))
 PATH_DEFAULTS = _tasks_defaults("tasks.paths", "PathSettings", dict(
-    num_alphas=11, bn_reset_samples=1000, eval_batch_size=1024))
+    num_alphas=11, bn_reset_samples=1000, eval_batch_size=1024, precision="auto"))
 FINETUNE_DEFAULTS = _tasks_defaults("tasks.finetune", "FinetuneSettings", dict(
     clean_subset=200, epochs=20, lr=0.01, batch_size=64, weight_decay=1e-4, momentum=0.9,
     llrt_epochs=100, llrt_lr=1.0, margin=1.0, lam=1.0, warmup_epochs=1))
@@ -187,6 +188,7 @@ ModelName = Annotated[str, AfterValidator(_one_of("model", MODELS))]
 Method = Annotated[str, AfterValidator(_one_of("fine-tuning method", FINETUNE_METHODS))]
 Alignment = Annotated[str, AfterValidator(_one_of("alignment", ALIGNMENTS))]
 PathKind = Annotated[str, AfterValidator(_one_of("path kind", PATH_KINDS))]
+Precision = Annotated[str, AfterValidator(_one_of("precision", PRECISIONS))]
 Pair = Annotated[str, AfterValidator(_one_of("pair", PAIRS))]
 Schedule = Annotated[str, AfterValidator(_one_of("schedule", SCHEDULES))]
 MidpointInit = Annotated[str, AfterValidator(_one_of("midpoint init", MIDPOINT_INITS))]
@@ -276,6 +278,7 @@ class PathsSection(_Section):
     num_alphas: Annotated[int, Field(ge=2)] = PATH_DEFAULTS["num_alphas"]
     bn_reset_samples: Annotated[int, Field(ge=1)] = PATH_DEFAULTS["bn_reset_samples"]
     eval_batch_size: Annotated[int, Field(ge=1)] = PATH_DEFAULTS["eval_batch_size"]
+    precision: Precision = PATH_DEFAULTS["precision"]
 
 
 RESERVED_RESOURCES = ("CPU", "GPU", "cpu", "gpu", "memory", "object_store_memory")

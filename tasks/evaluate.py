@@ -1,6 +1,12 @@
-"""Loss and accuracy of a classifier on a split (eval mode, no gradients, bf16 autocast on CUDA only).
+"""Loss and accuracy of a classifier on a split (eval mode, no gradients), and the evaluation precision.
 
 Every rank of a distributed run evaluates the whole split (no sharding), so all ranks agree.
+
+Precision of evaluation passes (`PRECISIONS`): "fp32"; "bf16" (autocast: matmuls and convolutions in
+bfloat16, accumulation and the loss in float32); "auto" = bf16 where the device computes it natively
+(CUDA GPUs with bf16 support; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. bf16 evaluates 2.5-4x
+faster on such CPUs and moves path curves by much less than their sampling noise (BENCHMARKS.md).
+Training always runs in float32 on CPU (bf16 autocast on CUDA, see `tasks.train`).
 """
 from __future__ import annotations
 
@@ -13,32 +19,62 @@ from tasks.data import Split
 from tasks.train import prepare_batch
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether `device` computes bfloat16 matmuls/convolutions natively (so bf16 is faster, not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":   # torch's own CPU feature probes (private, hence the getattr)
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(probe() for probe in probes if probe is not None)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """"fp32" or "bf16": `precision` itself, or for "auto" what `device` runs natively."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not known; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device | str):
+    """The autocast context for a resolved `precision` ("fp32": none)."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
-             device: torch.device | str = "cpu") -> dict:
+             device: torch.device | str = "cpu", precision: str = "auto") -> dict:
     """{loss: mean cross-entropy, acc, n} of `model` on `split`, in order, in batches of `batch_size`.
 
-    The model is moved to `device` and left there; its train/eval mode is restored afterwards."""
+    The model is moved to `device` and left there (channels_last on CUDA); its train/eval mode is
+    restored afterwards. `precision`: one of `PRECISIONS` (see the module docstring)."""
     n = len(split)
     if n == 0:
         raise ValueError("cannot evaluate on an empty split")
     if batch_size < 1:
         raise ValueError(f"`batch_size` {batch_size} is not allowed; must be >= 1")
     device = torch.device(device)
-    cuda = device.type == "cuda"
-    if cuda:
+    context = autocast(precision, device)
+    if device.type == "cuda":
         model.to(device, memory_format=torch.channels_last)
     else:
         model.to(device)
     was_training = model.training
     model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     try:
         for start in range(0, n, batch_size):
             x, y = prepare_batch(split.x[start:start + batch_size], split.y[start:start + batch_size], device)
-            with autocast:
+            with context:
                 logits = model(x)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()

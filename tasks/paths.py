@@ -9,18 +9,17 @@ alpha anyway.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 from torch.func import functional_call
 
 from tasks.data import Split, iterate_batches
-from tasks.evaluate import evaluate
+from tasks.evaluate import PRECISIONS, autocast, evaluate, resolve_precision
 from tasks.seeding import derive_seed, generator
 from tasks.train import OptimSettings, distributed_rank, fit, prepare_batch
 
@@ -37,8 +36,11 @@ class PathSettings:
     num_alphas: int = 11              # evenly spaced alphas in [0, 1], both endpoints included
     bn_reset_samples: int = 1000      # clean training samples used to re-estimate BN at each alpha
     eval_batch_size: int = 1024       # batch size for BN re-estimation and evaluation
+    precision: str = "auto"           # tasks.evaluate.PRECISIONS: bf16 where native, else fp32
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"`precision`: {self.precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
         if self.num_alphas < 2:
             raise ValueError(f"`num_alphas`: {self.num_alphas} is not allowed; must be >= 2")
         if self.bn_reset_samples < 2:
@@ -122,7 +124,7 @@ class _PooledMoments:
         self.count = total
 
 
-def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024) -> None:
+def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str = "auto") -> None:
     """Re-estimate every BatchNorm's running statistics on images `x`, exactly.
 
     One forward pass in train mode (each BN normalises with its batch's statistics, as
@@ -132,9 +134,9 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024) -> None:
     torch's convention). For the first BN layer this is the mean/variance of its input
     over the N samples exactly, independent of the batching; deeper layers see inputs
     normalised with per-batch statistics upstream. `num_batches_tracked` = number of batches.
-    On CUDA the pass runs under bf16 autocast and channels_last, like `tasks.evaluate`, so the
-    statistics match the activations seen at evaluation. Per-batch moments are BN's own (float32,
-    read from its buffers with momentum 1.0), pooled across batches in float64.
+    The pass runs in `precision` (`tasks.evaluate.PRECISIONS`; pass the one used to evaluate, so the
+    statistics match the activations seen there). Per-batch moments are BN's own (float32 buffers,
+    read with momentum 1.0), pooled across batches in float64.
     Afterwards the model is in eval mode and each BN keeps its momentum. No-op without BN.
     """
     layers = _bn_layers(model)
@@ -149,13 +151,13 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024) -> None:
     momenta = {layer: layer.momentum for layer in layers}
     chunks = torch.tensor_split(torch.arange(len(x)), -(-len(x) // batch_size))
     labels = torch.zeros(0, dtype=torch.int64)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    context = autocast(precision, device)
     try:
         for layer in layers:
             layer.reset_running_stats()
             layer.momentum = 1.0          # buffers = this batch's statistics (read by the hooks)
         model.train()
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), context:
             for idx in chunks:
                 batch, _ = prepare_batch(x[idx.to(x.device)], labels, device)
                 model(batch)
@@ -172,6 +174,60 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024) -> None:
         layer.num_batches_tracked.fill_(len(chunks))
 
 
+class FoldedBN:
+    """An evaluation-only view of `model` with each BatchNorm that directly follows a convolution folded
+    into that convolution (W' = W * g / sqrt(var + eps), b' = beta + (b - mean) * g / sqrt(var + eps)):
+    the same function in eval mode, one elementwise pass per block fewer.
+
+    Traced once with torch.fx; `refresh()` recomputes the folded weights from the model's current
+    parameters and running statistics (after every `load_state_dict` + `reset_bn`). Every other
+    module is shared with `model`, so `module` follows its state. Only for evaluation (no gradients)."""
+
+    def __init__(self, model: nn.Module):
+        graph_module = fx.symbolic_trace(model)
+        modules = dict(graph_module.named_modules())
+        self.pairs: list[tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Conv2d]] = []
+        for node in list(graph_module.graph.nodes):
+            if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+                continue
+            conv_node = node.args[0] if node.args else None
+            if not (isinstance(conv_node, fx.Node) and conv_node.op == "call_module"
+                    and isinstance(modules[conv_node.target], nn.Conv2d) and len(conv_node.users) == 1):
+                continue
+            conv, bn = modules[conv_node.target], modules[node.target]
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+            folded.weight.data = torch.empty_like(conv.weight)      # same device, dtype, memory format
+            folded.bias.data = torch.empty_like(bn.running_mean)
+            name = f"folded_{len(self.pairs)}"                       # a new root attribute: `model` is untouched
+            graph_module.add_submodule(name, folded)
+            conv_node.target = name
+            node.replace_all_uses_with(conv_node)
+            graph_module.graph.erase_node(node)
+            self.pairs.append((conv, bn, folded))
+        graph_module.graph.lint()
+        graph_module.recompile()
+        graph_module.delete_all_unused_submodules()   # the folded BNs (containers here are fx's own copies)
+        self.module = graph_module.eval()
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> nn.Module:
+        """Fold the model's current convolution weights and BN statistics; returns `module`."""
+        for conv, bn, folded in self.pairs:
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            shift = -bn.running_mean * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias
+            if conv.bias is not None:
+                shift = shift + conv.bias * scale
+            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            folded.bias.copy_(shift)
+        return self.module
+
+
 # --------------------------------------------------------------------------- path evaluation
 
 def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint: State | None = None,
@@ -180,11 +236,15 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     """Loss and accuracy on every set at `settings.num_alphas` points of the path A -> B.
 
     Linear path, or the Bezier path through `midpoint` when given. At each alpha the state is
-    loaded into `model` (used as scratch: it ends holding the alpha = 1 state), BN statistics
-    are re-estimated once on `bn_data[:bn_reset_samples]` (clean training images) and shared
-    by every set. Rows: {alpha, eval_set, loss, acc, n}.
+    loaded into `model` (used as scratch: it ends holding the alpha = 1 state, in channels_last),
+    BN statistics are re-estimated once on `bn_data[:bn_reset_samples]` (clean training images)
+    and shared by every set, which are then evaluated with BN folded into the convolutions
+    (`FoldedBN`), all in `settings.precision`. Rows: {alpha, eval_set, loss, acc, n}.
     """
-    model.to(device)
+    device = torch.device(device)
+    precision = resolve_precision(settings.precision, device)
+    model.to(device, memory_format=torch.channels_last).eval()   # 1.3-1.5x faster convolutions on CPU too
+    folded = FoldedBN(model)
     reset_x = bn_data[: settings.bn_reset_samples]
     rows: list[dict] = []
     for alpha in settings.alphas():
@@ -193,9 +253,11 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
         else:
             state = bezier(state_a, midpoint, state_b, alpha)
         model.load_state_dict(state)
-        reset_bn(model, reset_x, settings.eval_batch_size)
+        reset_bn(model, reset_x, settings.eval_batch_size, precision)
+        evaluator = folded.refresh()
         for name, split in sets.items():
-            result = evaluate(model, split, batch_size=settings.eval_batch_size, device=device)
+            result = evaluate(evaluator, split, batch_size=settings.eval_batch_size, device=device,
+                              precision=precision)
             rows.append({"alpha": alpha, "eval_set": name, "loss": float(result["loss"]),
                          "acc": float(result["acc"]), "n": int(result["n"])})
     return rows

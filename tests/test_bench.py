@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from bench import bn_samples, common, memory, orchestration, path_eval, train_throughput
 
@@ -23,27 +24,20 @@ def test_alternate_flips_order_and_keeps_every_result():
 
 def test_path_eval_quick(tmp_path):
     path_eval.main(["--quick", "--out", str(tmp_path), "--digits-epochs", "0", "--train", "64", "--test", "16",
-                    "--vgg-width", "4", "--alphas", "2", "--ref-alphas", "2", "--bn-samples", "32", "--repeats", "2"])
+                    "--vgg-width", "4", "--alphas", "2", "--ref-alphas", "2", "--bn-samples", "32", "--repeats", "2",
+                    "--precisions", "fp32,bf16", "--pipelines", "torchvision,lean"])
     results = read(tmp_path, "path_eval")["results"]
     assert [r["model"] for r in results] == ["small_cnn", "vgg13"]
     for r in results:
-        assert r["speedup_per_alpha"] > 0 and r["forward_gflop_per_image"] > 0
-        assert set(r["curve_max_abs_diff"]) == {"nocue", "cue", "randcue", "randimg"}
-        assert len(r["fast_rows"]) == len(r["reference_rows"]) == 2 * 4
-
-
-def test_reference_dataset_paints_the_cue_and_never_picks_the_same_image():
-    data = common.synthetic_cifar(8, 8, seed=0)
-    from bench.reference import CueDataset
-    kw = dict(num_classes=10, corners=data.corners, colours=data.colours, raw_uint8=True)
-    for i in range(8):      # per-sample "cue" image == the batched tensor version (float16 storage)
-        x, y = CueDataset(data.raw_test, data.y_test, "cue", **kw)[i]
-        assert y == int(data.y_test[i])
-        assert (x - data.cue.eval_sets["cue"].x[i].float()).abs().max() < 1e-2
-    randimg = CueDataset(data.raw_test, data.y_test, "randimg", **kw)
-    for i in range(8):
-        clean, _ = CueDataset(data.raw_test, data.y_test, "nocue", **kw)[i]
-        assert not bool((randimg[i][0] - clean).abs().max() < 1e-6)
+        assert set(r["speedup_per_alpha"]) == {f"fast-{p} vs ref-{q}" for p in ("fp32", "bf16")
+                                               for q in ("torchvision", "lean")}
+        assert all(v > 0 for v in r["speedup_per_alpha"].values()) and r["forward_gflop_per_image"] > 0
+        assert set(r["curve_max_abs_diff"]) == {"fast-fp32 vs ref-torchvision", "fast-bf16 vs ref-torchvision",
+                                                "fast-bf16 vs fast-fp32"}
+        for per_set in r["curve_max_abs_diff"].values():
+            assert set(per_set) == {"nocue", "cue", "randcue", "randimg"}
+        assert set(r["rows"]) == {"fast-fp32", "fast-bf16", "ref-torchvision", "ref-lean"}
+        assert all(len(rows) == 2 * 4 for rows in r["rows"].values())
 
 
 def test_train_throughput_quick(tmp_path):
@@ -75,11 +69,23 @@ def test_orchestration_quick(tmp_path):
     assert payload["noop_graph"]["done"] == 4 and payload["noop_graph"]["overhead"]["n"] == 4
 
 
-def test_reference_dataset_matches_tasks_data_on_digits():
-    data = common.digits_data(0.0)
-    from bench.reference import CueDataset
-    kw = dict(num_classes=10, corners=data.corners, colours=data.colours, raw_uint8=False)
-    for mode in ("nocue", "cue"):
-        dataset = CueDataset(data.raw_test, data.y_test, mode, **kw)
-        for i in range(5):
-            assert (dataset[i][0] - data.cue.eval_sets[mode].x[i]).abs().max() < 1e-6
+@pytest.mark.parametrize("pipeline", ["torchvision", "lean"])
+@pytest.mark.parametrize("dataset", ["digits", "synthetic_cifar"])
+def test_reference_pipelines_build_the_images_tasks_data_builds(pipeline, dataset):
+    from bench.reference import reference_sets
+    data = common.digits_data(0.0) if dataset == "digits" else common.synthetic_cifar(16, 16, seed=0)
+    tolerance = 1e-6 if dataset == "digits" else 1e-2            # synthetic CIFAR is stored as float16
+    train_set, sets = reference_sets(data, pipeline)
+    for i in range(8):
+        assert (train_set[i][0] - data.cue.train_clean.x[i].float()).abs().max() < tolerance
+        for mode in ("nocue", "cue"):                           # the deterministic sets
+            x, y = sets[mode][i]
+            assert y == int(data.y_test[i])
+            assert (x - data.cue.eval_sets[mode].x[i].float()).abs().max() < tolerance
+        clean = sets["nocue"][i][0]
+        assert not bool((sets["randimg"][i][0] - clean).abs().max() < 1e-6)   # never the image itself
+        randcue = sets["randcue"][i][0]
+        outside = torch.ones_like(clean, dtype=torch.bool)
+        for r, c in data.corners:                               # only a box region may differ
+            outside[:, r:r + 3, c:c + 3] = False
+        assert (randcue - clean)[outside].abs().max() < 1e-6

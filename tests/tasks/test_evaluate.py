@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.data import Split
-from tasks.evaluate import evaluate, evaluate_sets
+from tasks.evaluate import evaluate, evaluate_sets, native_bf16, resolve_precision
 from tasks.seeding import generator
 
 
@@ -41,7 +41,7 @@ def trained_bn_model() -> TinyNet:
 def test_evaluate_matches_whole_set_reference_and_restores_mode():
     model, split = trained_bn_model(), make_split(10, seed=1)
     model.train()
-    result = evaluate(model, split, batch_size=3, device="cpu")  # 4 batches, the last one partial
+    result = evaluate(model, split, batch_size=3, device="cpu", precision="fp32")  # 4 batches, the last partial
     assert model.training
     model.eval()
     with torch.no_grad():
@@ -49,7 +49,7 @@ def test_evaluate_matches_whole_set_reference_and_restores_mode():
     assert result["n"] == 10
     assert result["loss"] == pytest.approx(F.cross_entropy(logits, split.y).item(), rel=1e-6)
     assert result["acc"] == pytest.approx((logits.argmax(1) == split.y).float().mean().item())
-    assert evaluate(model, split, batch_size=1024) == pytest.approx(result)
+    assert evaluate(model, split, batch_size=1024, precision="fp32") == pytest.approx(result)
     assert not model.training
 
 
@@ -61,6 +61,22 @@ def test_evaluate_sets_rows_in_order():
     assert [r["n"] for r in rows] == [7, 5]
     assert rows[1]["loss"] == pytest.approx(evaluate(model, sets["cue"])["loss"])
     assert rows[0]["loss"] != rows[1]["loss"]
+
+
+def test_precision_auto_resolves_by_hardware_and_unknown_names_are_refused():
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    assert resolve_precision("auto", "meta") == "fp32"
+    with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):
+        resolve_precision("half", "cpu")
+
+
+def test_bf16_evaluation_is_close_to_fp32():
+    model, split = trained_bn_model(), make_split(200, seed=4)
+    fp32 = evaluate(model, split, batch_size=64, precision="fp32")
+    bf16 = evaluate(model, split, batch_size=64, precision="bf16")
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.02)
+    assert abs(bf16["acc"] - fp32["acc"]) <= 0.02
 
 
 def test_evaluate_refuses_empty_split():

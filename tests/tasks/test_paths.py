@@ -12,6 +12,7 @@ from tasks.data import Split
 from tasks.evaluate import evaluate
 from tasks.models import build_model
 from tasks.paths import (
+    FoldedBN,
     MidpointSettings,
     PathSettings,
     barriers,
@@ -97,7 +98,7 @@ def test_reset_bn_is_exact_over_n_samples_for_the_first_layer():
     model = tiny_model(0)
     model.blocks[0].bn.momentum = 0.3
     x = blobs(37, seed=5).x                       # 37 is not a multiple of the batch size
-    reset_bn(model, x, batch_size=10)
+    reset_bn(model, x, batch_size=10, precision="fp32")
     bn = model.blocks[0].bn
     with torch.no_grad():
         h = model.blocks[0].conv(x).double()
@@ -107,7 +108,7 @@ def test_reset_bn_is_exact_over_n_samples_for_the_first_layer():
     assert bn.momentum == 0.3 and not model.training
     # Independent of the batching for the first layer.
     other = tiny_model(0)
-    reset_bn(other, x, batch_size=37)
+    reset_bn(other, x, batch_size=37, precision="fp32")
     torch.testing.assert_close(other.blocks[0].bn.running_mean, bn.running_mean)
     torch.testing.assert_close(other.blocks[0].bn.running_var, bn.running_var)
 
@@ -134,16 +135,16 @@ def test_path_endpoints_equal_endpoint_evaluation_after_the_same_bn_reset():
     train = blobs(60, seed=0)
     sets = {"nocue": blobs(30, seed=1), "other": blobs(20, seed=2)}
     a, b = trained_state(0, train, steps=5), trained_state(1, train, steps=5)
-    settings = PathSettings(num_alphas=3, bn_reset_samples=25, eval_batch_size=16)
+    settings = PathSettings(num_alphas=3, bn_reset_samples=25, eval_batch_size=16, precision="fp32")
     rows = evaluate_path(tiny_model(9), a, b, bn_data=train.x, sets=sets, settings=settings, device="cpu")
     assert sorted({r["alpha"] for r in rows}) == [0.0, 0.5, 1.0]
     assert len(rows) == 3 * len(sets)
     for alpha, state in ((0.0, a), (1.0, b)):
         endpoint = tiny_model(3)
         endpoint.load_state_dict(state)
-        reset_bn(endpoint, train.x[:25], batch_size=16)
+        reset_bn(endpoint, train.x[:25], batch_size=16, precision="fp32")
         for name, split in sets.items():
-            expected = evaluate(endpoint, split, batch_size=16, device="cpu")
+            expected = evaluate(endpoint, split, batch_size=16, device="cpu", precision="fp32")
             (row,) = [r for r in rows if r["alpha"] == alpha and r["eval_set"] == name]
             assert row["n"] == expected["n"] == len(split)
             assert row["acc"] == pytest.approx(expected["acc"], abs=1e-9)
@@ -154,7 +155,7 @@ def test_barrier_of_a_model_with_itself_is_zero():
     train = blobs(40, seed=0)
     a = trained_state(0, train, steps=5)
     sets = {"nocue": blobs(20, seed=1), "cue": blobs(20, seed=2)}
-    settings = PathSettings(num_alphas=4, bn_reset_samples=30, eval_batch_size=32)
+    settings = PathSettings(num_alphas=4, bn_reset_samples=30, eval_batch_size=32, precision="fp32")
     rows = evaluate_path(tiny_model(0), a, a, bn_data=train.x, sets=sets, settings=settings, device="cpu")
     result = barriers(rows)
     assert {(r["eval_set"], r["metric"], r["definition"]) for r in result} == {
@@ -188,9 +189,50 @@ def test_barriers_reject_duplicate_alphas():
 def test_settings_validate():
     with pytest.raises(ValueError, match="num_alphas"):
         PathSettings(num_alphas=1)
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        PathSettings(precision="fp16")
     with pytest.raises(ValueError, match="fresh"):
         MidpointSettings(init="middle")
     assert PathSettings(num_alphas=5).alphas() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("name, channels, size", [("small_cnn", 1, 12), ("vgg13", 3, 16), ("resnet18", 3, 16)])
+def test_folded_bn_computes_the_eval_mode_function_and_follows_the_model(name, channels, size):
+    model = build_model(name, num_classes=5, in_channels=channels, width=4, seed=0)
+    x = torch.randn(6, channels, size, size, generator=torch.Generator().manual_seed(0))
+    reset_bn(model, torch.randn(40, channels, size, size), batch_size=16, precision="fp32")
+    before = state_of(model)
+    folded = FoldedBN(model)
+    batchnorms = [m for m in folded.module.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(folded.pairs) > 0 and batchnorms == []          # every conv -> BN pair is folded
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(x), model(x), rtol=1e-4, atol=1e-5)
+    assert state_of(model).keys() == before.keys()               # the model itself is untouched
+    for key, value in state_of(model).items():
+        torch.testing.assert_close(value, before[key])
+    # A new state in the model reaches the folded view after refresh().
+    model.load_state_dict(state_of(build_model(name, num_classes=5, in_channels=channels, width=4, seed=1)))
+    reset_bn(model, torch.randn(40, channels, size, size), batch_size=16, precision="fp32")
+    with torch.no_grad():
+        stale = folded.module(x)
+        torch.testing.assert_close(folded.refresh()(x), model(x), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(stale, model(x))
+
+
+def test_bf16_path_curves_stay_close_to_fp32():
+    train = blobs(80, seed=0)
+    sets = {"nocue": blobs(60, seed=1), "other": blobs(60, seed=2)}
+    a, b = trained_state(0, train, steps=10), trained_state(1, train, steps=10)
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        settings = PathSettings(num_alphas=3, bn_reset_samples=60, eval_batch_size=32, precision=precision)
+        rows[precision] = evaluate_path(tiny_model(0), a, b, bn_data=train.x, sets=sets, settings=settings,
+                                        device="cpu")
+    for r32, r16 in zip(rows["fp32"], rows["bf16"]):
+        assert (r32["alpha"], r32["eval_set"]) == (r16["alpha"], r16["eval_set"])
+        assert r16["loss"] == pytest.approx(r32["loss"], rel=0.03, abs=0.01)
+        assert abs(r16["acc"] - r32["acc"]) <= 3 / 60              # a few borderline samples may flip
+    assert [r["loss"] for r in rows["fp32"]] != [r["loss"] for r in rows["bf16"]]   # bf16 did run
 
 
 # --------------------------------------------------------------------------- midpoint training
