@@ -125,10 +125,15 @@ class BoxCueWrapper(Dataset):
     zero mask and compose `m + (m == 0).all(0) * image`."""
 
     def __init__(self, base: ImageFolderStyle, mode: str, *, num_classes: int, corners: np.ndarray,
-                 colours: np.ndarray, box: int = 3):
-        if mode not in ("cue", "randcue", "randimg"):
-            raise ValueError(f"mode {mode!r} is not known; choose cue, randcue or randimg")
+                 colours: np.ndarray, box: int = 3, cued: np.ndarray | None = None):
+        if mode not in ("train", "cue", "randcue", "randimg"):
+            raise ValueError(f"mode {mode!r} is not known; choose train, cue, randcue or randimg")
+        if (mode == "train") != (cued is not None):
+            raise ValueError("`cued` (which samples carry the cue) is needed for mode 'train', and only there")
         self.base, self.mode, self.num_classes = base, mode, num_classes
+        # the reference looks the flag up in a {class: {index: bool}} dict per sample
+        self.cue_ids = None if cued is None else {
+            k: {int(i): bool(cued[i]) for i in np.nonzero(base.labels == k)[0]} for k in range(num_classes)}
         self.corners, self.colours, self.box = corners, colours, box
         self.groups = -(-num_classes // 10)
 
@@ -143,6 +148,8 @@ class BoxCueWrapper(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, label = self.base[index]
+        if self.cue_ids is not None and not self.cue_ids[label][index]:
+            return image, label
         if self.mode == "randimg":
             source = int(np.random.randint(len(self.base) - 1))
             image = self.base[source + (source >= index)][0]   # any image but this one
@@ -169,6 +176,16 @@ def reference_sets(data, pipeline: str = "torchvision") -> tuple[Dataset, dict[s
     sets: dict[str, Dataset] = {"nocue": test}
     sets.update({m: BoxCueWrapper(test, m, **kw) for m in EVAL_MODES[1:]})
     return ImageFolderStyle(data.raw_train, data.y_train, data.raw_uint8), sets
+
+
+def reference_train_set(data, pipeline: str = "torchvision") -> Dataset:
+    """The training set with cues on `data.cued_train`, per-sample (what the reference trains on)."""
+    kw = dict(num_classes=data.num_classes, corners=data.corners, colours=data.colours, cued=data.cued_train)
+    if pipeline == "lean":
+        return CueDataset(data.raw_train, data.y_train, "train", raw_uint8=data.raw_uint8, **kw)
+    if pipeline != "torchvision":
+        raise ValueError(f"pipeline {pipeline!r} is not known; choose one of {', '.join(PIPELINES)}")
+    return BoxCueWrapper(ImageFolderStyle(data.raw_train, data.y_train, data.raw_uint8), "train", **kw)
 
 
 def loader(dataset: Dataset, batch_size: int = 256, shuffle: bool = False, workers: int = 0) -> DataLoader:

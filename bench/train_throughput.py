@@ -6,10 +6,11 @@
 
 fast: images resident on the device as tensors (float16 storage for CIFAR-shaped data, cues already
 painted), batches by `tasks.data.iterate_batches`, one epoch of `tasks.train.fit` (bf16 autocast and
-channels_last on CUDA, as in every mmc-sweep training task).
-baseline: `bench.reference.CueDataset` (per-sample normalisation and cue pasting in `__getitem__`) and a
-standard shuffling DataLoader, the textbook fp32 training step (zero_grad, forward, cross-entropy,
-backward, SGD step, loss.item()).
+channels_last everywhere, as in every mmc-sweep training task).
+baseline: a per-sample training set (`--pipeline`: "torchvision" = the reference's torchvision-style steps,
+`bench.reference.BoxCueWrapper`; "lean" = `bench.reference.CueDataset`) and a standard shuffling
+DataLoader, the textbook fp32 NCHW training step (zero_grad, forward, cross-entropy, backward, SGD step,
+loss.item()).
 One untimed warm-up epoch each, then epochs alternate; medians of the timed epochs.
 """
 from __future__ import annotations
@@ -36,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=None, help="batch size (default 64 small_cnn, 128 vgg13)")
     p.add_argument("--vgg-width", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers")
+    p.add_argument("--pipeline", default="torchvision", choices=reference.PIPELINES,
+                   help="baseline per-sample pipeline")
     args = p.parse_args(argv)
     if args.quick:
         args.train, args.vgg_width, args.repeats = min(args.train, 256), min(args.vgg_width, 8), args.repeats or 1
@@ -54,13 +57,12 @@ def bench_model(name: str, args, device) -> dict:
     split = data.cue.train
     n = len(split) // batch * batch                   # both variants drop the last partial batch
     settings = OptimSettings(epochs=1, lr=0.01, batch_size=batch, schedule="constant")
-    print(f"\n== {name} (width {width or 'default'}) on {data.name}: {n} images/epoch, batch {batch}, device {device}")
+    print(f"\n== {name} (width {width or 'default'}) on {data.name}: {n} images/epoch, batch {batch}, device {device}, "
+          f"baseline pipeline {args.pipeline}")
 
     fast_model = build_model(name, data.num_classes, data.in_channels, width, seed=0).to(device)
     ref_model = build_model(name, data.num_classes, data.in_channels, width, seed=0).to(device)
-    dataset = reference.CueDataset(data.raw_train, data.y_train, "train", num_classes=data.num_classes,
-                                   corners=data.corners, colours=data.colours, raw_uint8=data.raw_uint8,
-                                   cued=data.cued_train)
+    dataset = reference.reference_train_set(data, args.pipeline)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=args.workers, pin_memory=device.type == "cuda",
                                          persistent_workers=args.workers > 0)
@@ -92,7 +94,7 @@ def bench_model(name: str, args, device) -> dict:
     print(f"reference: {n / t_ref:9.0f} images/s  (epoch {t_ref:.3f} s, {n * flops / t_ref / 1e9:.0f} GFLOP/s)")
     print(f"speed-up: {t_ref / t_fast:.2f}x")
     result = {"model": name, "width": width, "data": data.name, "images_per_epoch": n, "batch": batch,
-              "workers": args.workers, "repeats": args.repeats, "fast_s": common.summary(times["fast"]),
+              "workers": args.workers, "pipeline": args.pipeline, "repeats": args.repeats, "fast_s": common.summary(times["fast"]),
               "reference_s": common.summary(times["reference"]), "fast_images_per_s": n / t_fast,
               "reference_images_per_s": n / t_ref, "speedup": t_ref / t_fast, "train_gflop_per_image": flops / 1e9}
     if name == "vgg13" and device.type == "cuda":

@@ -6,7 +6,8 @@ Precision of evaluation passes (`PRECISIONS`): "fp32"; "bf16" (autocast: matmuls
 bfloat16, accumulation and the loss in float32); "auto" = bf16 where the device computes it natively
 (CUDA GPUs with bf16 support; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. bf16 evaluates 2.5-4x
 faster on such CPUs and moves path curves by much less than their sampling noise (BENCHMARKS.md).
-Training always runs in float32 on CPU (bf16 autocast on CUDA, see `tasks.train`).
+Training always runs in float32 on CPU (bf16 autocast on CUDA, see `tasks.train`). Images and models
+are channels_last everywhere (`tasks.train.prepare_batch`).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
              device: torch.device | str = "cpu", precision: str = "auto") -> dict:
     """{loss: mean cross-entropy, acc, n} of `model` on `split`, in order, in batches of `batch_size`.
 
-    The model is moved to `device` and left there (channels_last on CUDA); its train/eval mode is
+    The model is moved to `device` and left there (channels_last); its train/eval mode is
     restored afterwards. `precision`: one of `PRECISIONS` (see the module docstring)."""
     n = len(split)
     if n == 0:
@@ -63,10 +64,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
         raise ValueError(f"`batch_size` {batch_size} is not allowed; must be >= 1")
     device = torch.device(device)
     context = autocast(precision, device)
-    if device.type == "cuda":
-        model.to(device, memory_format=torch.channels_last)
-    else:
-        model.to(device)
+    model.to(device, memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)

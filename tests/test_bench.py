@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from bench import bn_samples, common, memory, orchestration, path_eval, train_throughput
+from bench import bn_samples, common, layout_ab, memory, orchestration, path_eval, train_throughput
 
 
 def read(out, name: str) -> dict:
@@ -72,10 +72,14 @@ def test_orchestration_quick(tmp_path):
 @pytest.mark.parametrize("pipeline", ["torchvision", "lean"])
 @pytest.mark.parametrize("dataset", ["digits", "synthetic_cifar"])
 def test_reference_pipelines_build_the_images_tasks_data_builds(pipeline, dataset):
-    from bench.reference import reference_sets
-    data = common.digits_data(0.0) if dataset == "digits" else common.synthetic_cifar(16, 16, seed=0)
+    from bench.reference import reference_sets, reference_train_set
+    data = common.digits_data(0.5) if dataset == "digits" else common.synthetic_cifar(16, 16, 0.5, seed=0)
     tolerance = 1e-6 if dataset == "digits" else 1e-2            # synthetic CIFAR is stored as float16
     train_set, sets = reference_sets(data, pipeline)
+    cued_set = reference_train_set(data, pipeline)
+    assert 0 < data.cued_train[:16].sum() < 16
+    for i in range(16):
+        assert (cued_set[i][0] - data.cue.train.x[i].float()).abs().max() < tolerance   # cue where cued
     for i in range(8):
         assert (train_set[i][0] - data.cue.train_clean.x[i].float()).abs().max() < tolerance
         for mode in ("nocue", "cue"):                           # the deterministic sets
@@ -89,3 +93,10 @@ def test_reference_pipelines_build_the_images_tasks_data_builds(pipeline, datase
         for r, c in data.corners:                               # only a box region may differ
             outside[:, r:r + 3, c:c + 3] = False
         assert (randcue - clean)[outside].abs().max() < 1e-6
+
+
+def test_layout_ab_quick(tmp_path):
+    layout_ab.main(["--quick", "--out", str(tmp_path), "--models", "small_cnn"])
+    (result,) = read(tmp_path, "layout_ab")["results"]
+    assert set(result["eval_speedup"]) == {"nchw_fp32", "cl_fp32", "cl_folded_fp32", "cl_folded_bf16"}
+    assert result["eval_speedup"]["nchw_fp32"] == 1.0 and all(v > 0 for v in result["train_images_per_s"].values())
