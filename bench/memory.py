@@ -183,8 +183,11 @@ def whole_sweep(spec_name: str) -> dict:
         wall = time.time() - start
     if proc.returncode != 0:
         raise RuntimeError(f"sweep failed (exit {proc.returncode}):\n{output[-3000:]}")
+    tail = output.strip().splitlines()[-4:]
+    print("\n".join(f"  | {line}" for line in tail))
     print(f"  peak RSS of the process tree: {peak / 1024:.0f} MiB ({samples} samples, {wall:.0f} s)")
-    return {"spec": spec_name, "peak_tree_rss_mib": peak / 1024, "wall_s": wall, "samples": samples}
+    return {"spec": spec_name, "peak_tree_rss_mib": peak / 1024, "wall_s": wall, "samples": samples,
+            "output_tail": tail}
 
 
 def gpu_path_eval(args) -> list[dict]:
