@@ -44,16 +44,16 @@ step() {   # step NAME TIMEOUT_S command...
 }
 
 # GPU tests, if any are marked (pytest exits 5 when none are collected: not a failure).
-step gpu-tests 30 bash -c "$PY -m pytest -m gpu -q -x tests; rc=\$?; [ \$rc -eq 5 ] && echo 'no GPU tests collected' && exit 0; exit \$rc"
-step train-throughput 110 "$PY" -m bench.train_throughput --device cuda --tag gpu --models vgg13,small_cnn \
+step gpu-tests 75 bash -c "$PY -m pytest -m gpu -q -x tests; rc=\$?; [ \$rc -eq 5 ] && echo 'no GPU tests collected' && exit 0; exit \$rc"
+step train-throughput 100 "$PY" -m bench.train_throughput --device cuda --tag gpu --models vgg13,small_cnn \
     --train 50000 --batch 512 --workers "$WORKERS" --repeats 3
-step path-eval 130 "$PY" -m bench.path_eval --device cuda --tag gpu --models vgg13,small_cnn --train 10000 --test 5000 \
+step path-eval 120 "$PY" -m bench.path_eval --device cuda --tag gpu --models vgg13,small_cnn --train 10000 --test 5000 \
     --alphas 11 --ref-alphas 2 --eval-batch 4096 --bn-samples 5000 --workers "$WORKERS" --repeats 3
-step path-eval-batch1024 50 "$PY" -m bench.path_eval --device cuda --tag gpu-b1024 --models vgg13 --train 10000 \
+step path-eval-batch1024 40 "$PY" -m bench.path_eval --device cuda --tag gpu-b1024 --models vgg13 --train 10000 \
     --test 5000 --alphas 11 --ref-alphas 1 --eval-batch 1024 --bn-samples 5000 --workers "$WORKERS" --repeats 2
 step bn-samples 50 "$PY" -m bench.bn_samples --device cuda --tag gpu --models vgg13 --vgg-width 64 --train 10000 \
     --test 5000 --vgg-epochs 2 --vgg-n 500,1000,2000,5000,10000 --alphas 5 --subsets 2 --eval-batch 4096
-step layout-ab 70 "$PY" -m bench.layout_ab --device cuda --tag gpu --images 8192 --eval-batch 4096 --train-batch 512 --compile
+step layout-ab 60 "$PY" -m bench.layout_ab --device cuda --tag gpu --images 8192 --eval-batch 4096 --train-batch 512 --compile
 step memory 40 "$PY" -m bench.memory --device cuda --tag gpu --gpu-only --train 10000 --test 5000 --eval-batches 1024,4096
 
 echo
