@@ -244,6 +244,10 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     device = torch.device(device)
     precision = resolve_precision(settings.precision, device)
     model.to(device, memory_format=torch.channels_last).eval()   # 1.3-1.5x faster convolutions on CPU too
+    # Combine the states where the model lives: one copy to the device, not one per alpha.
+    state_a, state_b = ({k: v.to(device) for k, v in s.items()} for s in (state_a, state_b))
+    if midpoint is not None:
+        midpoint = {k: v.to(device) for k, v in midpoint.items()}
     folded = FoldedBN(model)
     reset_x = bn_data[: settings.bn_reset_samples]
     rows: list[dict] = []
