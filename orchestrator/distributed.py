@@ -58,7 +58,8 @@ def _train_worker(config: dict) -> None:
     def on_epoch(report) -> None:
         metrics = {"epoch": report.epoch, "loss": report.loss, "acc": report.acc}
         curve_so_far[:] = [row for row in curve_so_far if row["epoch"] < report.epoch]
-        curve_so_far.append({"epoch": report.epoch, "split": "train", "loss": report.loss, "acc": report.acc})
+        curve_so_far.append({"epoch": report.epoch, "split": work.curve_split(task, report.epoch),
+                             "loss": report.loss, "acc": report.acc})
         if rank == 0:
             tensors, meta = train_state_tensors(report.state())
             meta["curve"] = list(curve_so_far)

@@ -31,6 +31,7 @@ from tasks.train import OptimSettings, cross_entropy_objective, fit, train_state
 
 INIT_SEED_SALT = 1           # derive_seed(seed, INIT_SEED_SALT) seeds a model's initialisation
 FAIL_TASK_ENV_VAR = "MMC_FAIL_TASKS"   # comma-separated task-id prefixes that raise (fault-injection tests)
+RESUMABLE_KINDS = ("pretrain", "finetune", "midpoint")   # save a resume state after every epoch
 
 
 @dataclass
@@ -88,6 +89,21 @@ def _curve_rows(task: Task, curve: list[dict], split: str = "train") -> list[dic
     return _rows(task, "train_curves", [{"split": split, **row} for row in curve])
 
 
+def _with_earlier_epochs(env: TaskEnv, resume, curve: list[dict]) -> list[dict]:
+    """A resumed run's curve: the rows saved with the resume state (epochs before it), then `curve`."""
+    if resume is None:
+        return curve
+    return [row for row in env.resumed_curve if row["epoch"] < resume.epoch] + curve
+
+
+def curve_split(task: Task, epoch: int) -> str:
+    """The `split` of a training task's curve row for `epoch` (as the task itself labels it)."""
+    if task.kind == "finetune":
+        return finetune_lib.curve_split(task.config["method"], epoch,
+                                        finetune_lib.FinetuneSettings(**task.config["finetune"]))
+    return "train"
+
+
 def _maybe_fail(task: Task) -> None:
     prefixes = [p for p in os.environ.get(FAIL_TASK_ENV_VAR, "").split(",") if p]
     if any(task.id.startswith(p) or task.kind == p for p in prefixes):
@@ -105,11 +121,9 @@ def run_pretrain(task: Task, env: TaskEnv) -> TaskOutput:
     resume = env.resume_state()
     curve = fit(model, objective, model.parameters(), settings, seed=cfg["seed"], device=env.device,
                 on_epoch=env.on_epoch, resume=resume)
-    if resume is not None:   # fit returns the epochs it ran; the earlier ones were saved with the state
-        curve = [row for row in env.resumed_curve if row["epoch"] < resume.epoch] + curve
     return TaskOutput(
         tables={"evaluations": _evaluation_rows(task, model, data, env.device),
-                "train_curves": _curve_rows(task, curve)},
+                "train_curves": _curve_rows(task, _with_earlier_epochs(env, resume, curve))},
         checkpoint=_state_dict(model),
     )
 
@@ -119,11 +133,12 @@ def run_finetune(task: Task, env: TaskEnv) -> TaskOutput:
     data = data_lib.load_cue_data(_data_settings(cfg["data"], env.data_root), env.device)
     model = _model_with_state(cfg["model"], data, _load_state(env, cfg["pretrain"])).to(env.device)
     settings = finetune_lib.FinetuneSettings(**cfg["finetune"])
+    resume = env.resume_state()
     curve = finetune_lib.finetune(model, cfg["method"], data, settings, seed=cfg["seed"], device=env.device,
-                                  on_epoch=env.on_epoch)
+                                  on_epoch=env.on_epoch, resume=resume)
     return TaskOutput(
         tables={"evaluations": _evaluation_rows(task, model, data, env.device),
-                "train_curves": _curve_rows(task, curve)},
+                "train_curves": _curve_rows(task, _with_earlier_epochs(env, resume, curve))},
         checkpoint=_state_dict(model),
     )
 
@@ -141,10 +156,11 @@ def run_midpoint(task: Task, env: TaskEnv) -> TaskOutput:
     model = build_model(cfg["model"]["name"], datas[0].num_classes, datas[0].in_channels,
                         cfg["model"].get("width")).to(env.device)
     settings = paths_lib.MidpointSettings(**cfg["train"])
+    resume = env.resume_state()
     state_mid, curve = paths_lib.train_midpoint(
         model, _load_state(env, id_a), _load_state(env, id_b), train, settings,
-        seed=cfg["seed"], device=env.device, on_epoch=env.on_epoch)
-    return TaskOutput(tables={"train_curves": _curve_rows(task, curve)},
+        seed=cfg["seed"], device=env.device, on_epoch=env.on_epoch, resume=resume)
+    return TaskOutput(tables={"train_curves": _curve_rows(task, _with_earlier_epochs(env, resume, curve))},
                       checkpoint={k: v.detach().cpu() for k, v in state_mid.items()})
 
 
@@ -277,7 +293,7 @@ def run_in_trial(task: Task, ctx) -> dict:
         return distributed.run_with_ray_train(task, ctx)
     parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
     env = TaskEnv(layout=layout, device=device_for(task), data_root=ctx.data_root, parent_kinds=parent_kinds)
-    if task.kind == "pretrain" and ctx.runner == "real":
+    if task.kind in RESUMABLE_KINDS and ctx.runner == "real":
         _attach_local_resume(task, env)
     return execute(task, layout, ctx.runner, env)
 
@@ -292,7 +308,8 @@ def _attach_local_resume(task: Task, env: TaskEnv) -> None:
     def save(report) -> None:
         tensors, meta = train_state_tensors(report.state())
         env.resumed_curve[:] = [row for row in env.resumed_curve if row["epoch"] < report.epoch]
-        env.resumed_curve.append({"epoch": report.epoch, "split": "train", "loss": report.loss, "acc": report.acc})
+        env.resumed_curve.append({"epoch": report.epoch, "split": curve_split(task, report.epoch),
+                                  "loss": report.loss, "acc": report.acc})
         meta["curve"] = list(env.resumed_curve)   # so a resume keeps the rows of the epochs before it
         for name, blob in checkpoint_files(tensors, meta).items():
             storage.write_bytes(paths[name], blob)

@@ -8,6 +8,7 @@ so methods compared at one seed see the same images.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -19,7 +20,8 @@ from torch.func import functional_call
 
 from tasks.data import CueData, Split, clean_subset_indices, iterate_batches
 from tasks.seeding import derive_seed, generator
-from tasks.train import SCHEDULES, OptimSettings, cross_entropy_objective, distributed_rank, fit, prepare_batch
+from tasks.train import (SCHEDULES, EpochReport, OptimSettings, TrainState, cross_entropy_objective,
+                         distributed_rank, fit, prepare_batch)
 
 OnEpoch = Callable | None
 
@@ -145,16 +147,16 @@ def _label(rows: list[dict], split: str, offset: int = 0) -> list[dict]:
 # --------------------------------------------------------------------------- methods
 
 def finetune_naive(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
-                   device: torch.device | str, on_epoch: OnEpoch = None) -> list[dict]:
+                   device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
     """All weights, cross-entropy on the clean subset."""
     _, clean = clean_subset(data, settings.clean_subset, seed)
     objective = cross_entropy_objective(clean, settings.batch_size, derive_seed(seed, "finetune-naive"))
     return fit(model, objective, model.parameters(), settings.optim(), seed=derive_seed(seed, "finetune-naive"),
-               device=device, on_epoch=on_epoch)
+               device=device, on_epoch=on_epoch, resume=resume)
 
 
 def finetune_llrt(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
-                  device: torch.device | str, on_epoch: OnEpoch = None) -> list[dict]:
+                  device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
     """Last-layer retraining: a fresh seeded head on the frozen backbone (features computed
     once in eval mode). Curve rows have split "llrt"."""
     device = torch.device(device)
@@ -163,18 +165,32 @@ def finetune_llrt(model: nn.Module, data: CueData, settings: FinetuneSettings, *
     reset_head(model.head, seed)
     objective = HeadObjective(features, settings.batch_size, derive_seed(seed, "finetune-llrt"))
     rows = fit(model, objective, model.head.parameters(), settings.llrt_optim(),
-               seed=derive_seed(seed, "finetune-llrt"), device=device, on_epoch=on_epoch)
+               seed=derive_seed(seed, "finetune-llrt"), device=device, on_epoch=on_epoch, resume=resume)
     model.eval()
     return _label(rows, "llrt")
 
 
 def finetune_lpft(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
-                  device: torch.device | str, on_epoch: OnEpoch = None) -> list[dict]:
+                  device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
     """llrt, then naive. Rows: split "llrt" for the head phase, then split "train" with epochs
-    numbered on after it (epoch + llrt_epochs); `on_epoch` sees each phase's own epoch numbers."""
-    rows = finetune_llrt(model, data, settings, seed=seed, device=device, on_epoch=on_epoch)
-    rows += _label(finetune_naive(model, data, settings, seed=seed, device=device, on_epoch=on_epoch),
-                   "train", settings.llrt_epochs)
+    numbered on after it (epoch + llrt_epochs); `on_epoch` sees the same numbering, so a `resume`
+    state from either phase continues in that phase (epoch <= llrt_epochs: the head phase)."""
+    head_epochs = settings.llrt_epochs
+
+    def naive_on_epoch(report: EpochReport) -> None:
+        if on_epoch is not None:
+            on_epoch(dataclasses.replace(report, epoch=report.epoch + head_epochs))
+
+    rows: list[dict] = []
+    naive_resume = None
+    if resume is None or resume.epoch < head_epochs:
+        rows = finetune_llrt(model, data, settings, seed=seed, device=device, on_epoch=on_epoch, resume=resume)
+    elif resume.epoch == head_epochs:          # the head phase had finished: its weights, a fresh optimiser
+        model.load_state_dict(resume.model)
+    else:
+        naive_resume = dataclasses.replace(resume, epoch=resume.epoch - head_epochs)
+    rows += _label(finetune_naive(model, data, settings, seed=seed, device=device, on_epoch=naive_on_epoch,
+                                  resume=naive_resume), "train", head_epochs)
     return rows
 
 
@@ -301,12 +317,13 @@ def cbft_objective(model: nn.Module, data: CueData, settings: FinetuneSettings, 
 
 
 def finetune_cbft(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
-                  device: torch.device | str, on_epoch: OnEpoch = None) -> list[dict]:
-    """Connectivity-based fine-tuning (see CBFTObjective)."""
+                  device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
+    """Connectivity-based fine-tuning (see CBFTObjective). `model` holds the pretrained weights when
+    called, also when resuming (they are theta_pre; `resume` then replaces them)."""
     model.to(device)
     objective = cbft_objective(model, data, settings, seed, device)
     return fit(model, objective, model.parameters(), settings.optim(), seed=derive_seed(seed, "finetune-cbft"),
-               device=device, on_epoch=on_epoch)
+               device=device, on_epoch=on_epoch, resume=resume)
 
 
 FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {
@@ -318,8 +335,18 @@ FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {
 
 
 def finetune(model: nn.Module, method: str, data: CueData, settings: FinetuneSettings, *, seed: int,
-             device: torch.device | str, on_epoch: OnEpoch = None) -> list[dict]:
-    """Fine-tune `model` in place with `method`; returns curve rows {epoch, split, loss, acc}."""
+             device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
+    """Fine-tune `model` (holding the pretrained weights) in place with `method`; returns curve rows
+    {epoch, split, loss, acc} of the epochs run. `resume`: a state `on_epoch` saw (via
+    `EpochReport.state()`); training continues after it, exactly as if never stopped."""
     if method not in FINETUNE_METHODS:
         raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")
-    return FINETUNE_METHODS[method](model, data, settings, seed=seed, device=device, on_epoch=on_epoch)
+    return FINETUNE_METHODS[method](model, data, settings, seed=seed, device=device, on_epoch=on_epoch,
+                                    resume=resume)
+
+
+def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
+    """The `split` label `finetune` gives the curve row of `epoch` ("llrt" for head-only epochs)."""
+    if method == "llrt" or (method == "lpft" and epoch < settings.llrt_epochs):
+        return "llrt"
+    return "train"

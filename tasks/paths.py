@@ -21,7 +21,7 @@ from torch.func import functional_call
 from tasks.data import Split, iterate_batches
 from tasks.evaluate import PRECISIONS, autocast, evaluate, resolve_precision
 from tasks.seeding import derive_seed, generator
-from tasks.train import OptimSettings, distributed_rank, fit, prepare_batch
+from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepare_batch
 
 State = dict[str, Tensor]
 
@@ -380,11 +380,12 @@ class BezierObjective:
 
 def train_midpoint(model: nn.Module, state_a: State, state_b: State, train: Split,
                    settings: MidpointSettings, *, seed: int, device: torch.device | str,
-                   on_epoch: Callable | None = None) -> tuple[State, list[dict]]:
+                   on_epoch: Callable | None = None, resume: TrainState | None = None) -> tuple[State, list[dict]]:
     """Train the Bezier control point between A and B (the paper's quadratic path).
 
     `model` gives the architecture and is left untouched. Returns (midpoint state on CPU,
-    curve rows from `fit`).
+    curve rows from `fit`: the epochs run). `resume`: a state `on_epoch` saw; training continues
+    after it exactly.
     """
     if settings.init == "fresh":
         init = fresh_state(model, seed)
@@ -394,6 +395,7 @@ def train_midpoint(model: nn.Module, state_a: State, state_b: State, train: Spli
     mid.load_state_dict(init)
     mid.to(device)
     objective = BezierObjective(state_a, state_b, train, settings.batch_size, seed, device)
-    curve = fit(mid, objective, mid.parameters(), settings, seed=seed, device=device, on_epoch=on_epoch)
+    curve = fit(mid, objective, mid.parameters(), settings, seed=seed, device=device, on_epoch=on_epoch,
+                resume=resume)
     state = {k: v.detach().cpu().clone() for k, v in mid.state_dict().items()}
     return state, curve

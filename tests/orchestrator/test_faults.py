@@ -388,3 +388,72 @@ def test_task_whose_outputs_cannot_be_written_fails_without_a_marker(tmp_path, m
     monkeypatch.setattr(sinks, "write_fragment_bytes", real_write)    # space again: the rerun completes it
     assert work.execute(task, layout, "produce", env)["status"] == "done"
     assert outputs.verify_outputs(layout, task) == (True, "")
+
+
+# --------------------------------------------------------------------------------------------
+# A training task stopped after an epoch (driver killed, node lost) resumes from its saved state.
+
+class _Stopped(Exception):
+    pass
+
+
+def _run_task(task, graph, layout, *, stop_after_epoch: int | None = None, epochs_run: list | None = None) -> dict:
+    """What a Tune trial does for a single-worker task, optionally dying right after `stop_after_epoch`
+    was saved; the epochs it trains are appended to `epochs_run`."""
+    import torch
+
+    from orchestrator import work
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"),
+                       parent_kinds={p: graph.tasks[p].kind for p in task.parents})
+    work._attach_local_resume(task, env)
+    save = env.on_epoch
+
+    def save_then_maybe_die(report):
+        save(report)
+        if epochs_run is not None:
+            epochs_run.append(report.epoch)
+        if report.epoch == stop_after_epoch:
+            raise _Stopped(f"stopped after epoch {report.epoch}")
+    env.on_epoch = save_then_maybe_die
+    return work.execute(task, layout, "real", env)
+
+
+@pytest.mark.parametrize("role, stop", [(("midpoint", "cue~nocue", "quadratic", 0), 1),
+                                        (("finetune", "lpft", 0), 1),     # in the head phase
+                                        (("finetune", "lpft", 0), 3),     # in the full fine-tuning phase
+                                        (("finetune", "cbft", 0), 0)])
+def test_training_task_stopped_after_an_epoch_resumes_from_its_saved_state(tmp_path, role, stop):
+    from tasks.checkpoint import load_checkpoint
+    spec = write_spec(tmp_path, "resumable", pretrain={"epochs": 1},
+                      finetune={"methods": ["lpft", "cbft"], "epochs": 3, "llrt_epochs": 2},
+                      midpoint={"epochs": 3}, paths={"kinds": ["quadratic"]})
+    graph = build_graph(load_spec(spec))
+    task = tasks_by_role(spec)[role]
+    layouts = {name: layout_of(spec, tmp_path / name) for name in ("stopped", "clean")}
+    for layout in layouts.values():
+        for parent in task.parents:
+            assert _run_task(graph.tasks[parent], graph, layout)["status"] == "done"
+
+    first = _run_task(task, graph, layouts["stopped"], stop_after_epoch=stop)
+    assert first["status"] == "failed" and f"stopped after epoch {stop}" in first["error"]
+    assert outputs.read_marker(layouts["stopped"], task) is None
+    rerun_epochs, clean_epochs = [], []
+    assert _run_task(task, graph, layouts["stopped"], epochs_run=rerun_epochs)["status"] == "done"
+    assert _run_task(task, graph, layouts["clean"], epochs_run=clean_epochs)["status"] == "done"  # never stopped
+    total = 5 if role[1] == "lpft" else 3
+    assert clean_epochs == list(range(total))
+    assert rerun_epochs == list(range(stop + 1, total))       # the rerun resumed: no epoch trained twice
+
+    resumed, clean = (load_checkpoint(Path(layouts[n].storage.local_path(layouts[n].task_dir(task.kind, task.id))))[0]
+                      for n in ("stopped", "clean"))
+    for name, value in clean.items():
+        assert torch_equal(resumed[name], value), name
+    curves = [sinks.read_fragment(layouts[n], "train_curves", task.id).sort_values("epoch").reset_index(drop=True)
+              for n in ("stopped", "clean")]
+    assert list(curves[0]["epoch"]) == list(range(total))           # every epoch once, the early ones kept
+    pd.testing.assert_frame_equal(curves[0][["epoch", "split", "loss", "acc"]], curves[1][["epoch", "split", "loss", "acc"]])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return bool(torch.equal(a, b))

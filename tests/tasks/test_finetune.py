@@ -14,6 +14,7 @@ from tasks.finetune import (
     cbft_objective,
     clean_subset,
     cued_twins,
+    curve_split,
     draw_t,
     finetune,
     invariance_loss,
@@ -180,3 +181,38 @@ def test_cbft_barrier_step_does_not_touch_running_stats_and_warmup_is_plain_ce()
     expected = F.cross_entropy(model.head(feats[:n]), y) + SETTINGS.lam * invariance_loss(
         feats[:n], feats[n:], y, torch.ones(NUM_CLASSES, dtype=torch.bool))
     torch.testing.assert_close(later, expected)
+
+
+def _states_by_epoch(method: str, data) -> tuple[dict, list[dict], dict[int, object]]:
+    """One uninterrupted run: final weights, rows, and the resume state after every epoch (through the
+    checkpoint format, as the orchestrator saves it)."""
+    from tasks.checkpoint import checkpoint_files, read_checkpoint
+    from tasks.train import train_state_from_tensors, train_state_tensors
+    saved = {}
+
+    def keep(report):
+        tensors, meta = train_state_tensors(report.state())
+        saved[report.epoch + 1] = train_state_from_tensors(*read_checkpoint(checkpoint_files(tensors, meta)))
+
+    model = tiny_model()
+    rows = finetune(model, method, data, SETTINGS, seed=1, device="cpu", on_epoch=keep)
+    return snapshot(model), rows, saved
+
+
+# (method, finished epochs to resume after): lpft's head phase, its boundary, and its second phase
+RESUME_POINTS = [("naive", 1), ("cbft", 1), ("llrt", 2), ("lpft", 1), ("lpft", 3), ("lpft", 4)]
+
+
+@pytest.mark.parametrize("method, epoch", RESUME_POINTS)
+def test_resume_after_any_epoch_finishes_exactly_like_an_uninterrupted_run(method, epoch):
+    data = synthetic_data()
+    final, rows, saved = _states_by_epoch(method, data)
+    total = {"naive": SETTINGS.epochs, "cbft": SETTINGS.epochs, "llrt": SETTINGS.llrt_epochs,
+             "lpft": SETTINGS.llrt_epochs + SETTINGS.epochs}[method]
+    assert sorted(saved) == list(range(1, total + 1))        # on_epoch numbers every epoch once, in order
+    resumed = tiny_model()                                   # holds the pretrained weights, as in a task
+    resumed_rows = finetune(resumed, method, data, SETTINGS, seed=1, device="cpu", resume=saved[epoch])
+    assert resumed_rows == rows[epoch:]
+    assert [r["split"] for r in rows] == [curve_split(method, r["epoch"], SETTINGS) for r in rows]
+    for name, value in final.items():
+        torch.testing.assert_close(snapshot(resumed)[name], value, rtol=0, atol=0, msg=name)

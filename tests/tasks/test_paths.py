@@ -273,3 +273,23 @@ def test_fresh_state_is_seeded_and_leaves_global_rng_alone():
     s3 = fresh_state(model, seed=5)
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert not torch.equal(s1["blocks.0.conv.weight"], s3["blocks.0.conv.weight"])
+
+
+def test_midpoint_resume_after_an_epoch_finishes_exactly_like_an_uninterrupted_run():
+    from tasks.checkpoint import checkpoint_files, read_checkpoint
+    from tasks.train import train_state_from_tensors, train_state_tensors
+    train = blobs(48, seed=0)
+    a, b = trained_state(0, train, steps=3), trained_state(1, train, steps=3)
+    settings = MidpointSettings(epochs=3, lr=0.05, batch_size=16, schedule="cosine")
+    saved = {}
+
+    def keep(report):
+        tensors, meta = train_state_tensors(report.state())
+        saved[report.epoch + 1] = train_state_from_tensors(*read_checkpoint(checkpoint_files(tensors, meta)))
+
+    full, rows = train_midpoint(tiny_model(0), a, b, train, settings, seed=4, device="cpu", on_epoch=keep)
+    resumed, resumed_rows = train_midpoint(tiny_model(0), a, b, train, settings, seed=4, device="cpu",
+                                           resume=saved[2])
+    assert resumed_rows == rows[2:]
+    for name, value in full.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
