@@ -173,10 +173,13 @@ class SweepLayout:
     def checkpoint_files(self, kind: str, task_id: str) -> dict[str, str]:
         return {name: self.task_file(kind, task_id, name) for name in CHECKPOINT_FILES}
 
+    def resume_dir(self, kind: str, task_id: str) -> str:
+        """Where a training task keeps its latest per-epoch state; deleted once the task has finished."""
+        return self.storage.join(self.task_dir(kind, task_id), "resume")
+
     def resume_files(self, kind: str, task_id: str) -> dict[str, str]:
         """Training state saved after each epoch (same file names as a checkpoint) for resuming."""
-        return {name: self.storage.join(self.task_dir(kind, task_id), "resume", name)
-                for name in CHECKPOINT_FILES}
+        return {name: self.storage.join(self.resume_dir(kind, task_id), name) for name in CHECKPOINT_FILES}
 
     def log_file(self, kind: str, task_id: str) -> str:
         return self.task_file(kind, task_id, "log.txt")

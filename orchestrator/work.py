@@ -278,11 +278,20 @@ def execute(task: Task, layout: SweepLayout, runner: str, env: TaskEnv) -> dict:
             output.meta.setdefault("device", describe_device(env.device))
             output.meta.setdefault("duration_s", time.time() - start)
             outputs.write_outputs(layout, task, output)
+            _drop_resume_state(layout, task)
         return {"status": "done", "duration_s": time.time() - start, "device": describe_device(env.device),
                 "metrics": output.metrics}
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed task with its reason
         return {"status": "failed", "duration_s": time.time() - start, "error": _format_error(exc),
                 "device": describe_device(env.device)}
+
+
+def _drop_resume_state(layout: SweepLayout, task: Task) -> None:
+    """A finished task's per-epoch state is no longer needed (a VGG-13 one is ~75 MB): delete it."""
+    try:
+        layout.storage.delete(layout.resume_dir(task.kind, task.id))
+    except OSError:
+        pass   # only disk space is at stake; the task's outputs are written and verified
 
 
 def run_in_trial(task: Task, ctx) -> dict:

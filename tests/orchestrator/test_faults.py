@@ -437,12 +437,15 @@ def test_training_task_stopped_after_an_epoch_resumes_from_its_saved_state(tmp_p
     first = _run_task(task, graph, layouts["stopped"], stop_after_epoch=stop)
     assert first["status"] == "failed" and f"stopped after epoch {stop}" in first["error"]
     assert outputs.read_marker(layouts["stopped"], task) is None
+    resume_dir = Path(layouts["stopped"].storage.local_path(layouts["stopped"].resume_dir(task.kind, task.id)))
+    assert (resume_dir / "meta.json").is_file()
     rerun_epochs, clean_epochs = [], []
     assert _run_task(task, graph, layouts["stopped"], epochs_run=rerun_epochs)["status"] == "done"
     assert _run_task(task, graph, layouts["clean"], epochs_run=clean_epochs)["status"] == "done"  # never stopped
     total = 5 if role[1] == "lpft" else 3
     assert clean_epochs == list(range(total))
     assert rerun_epochs == list(range(stop + 1, total))       # the rerun resumed: no epoch trained twice
+    assert not resume_dir.exists()                            # and dropped the state once finished
 
     resumed, clean = (load_checkpoint(Path(layouts[n].storage.local_path(layouts[n].task_dir(task.kind, task.id))))[0]
                       for n in ("stopped", "clean"))
