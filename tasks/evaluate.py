@@ -12,6 +12,8 @@ are channels_last everywhere (`tasks.train.prepare_batch`).
 from __future__ import annotations
 
 import contextlib
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         raise ValueError(f"precision {precision!r} is not known; allowed: {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        warnings.warn(f"precision 'bf16' on {torch.device(device)}, which has no native bfloat16: it is emulated "
+                      "and slower than fp32 (use 'auto' or 'fp32')", RuntimeWarning, stacklevel=2)
     return precision
 
 

@@ -71,6 +71,14 @@ def test_precision_auto_resolves_by_hardware_and_unknown_names_are_refused():
         resolve_precision("half", "cpu")
 
 
+def test_bf16_without_native_support_warns_that_it_is_slow(monkeypatch):
+    import tasks.evaluate as evaluate_module
+    monkeypatch.setattr(evaluate_module, "native_bf16", lambda device: False)
+    with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+        assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == "fp32"
+
+
 def test_bf16_evaluation_is_close_to_fp32():
     model, split = trained_bn_model(), make_split(200, seed=4)
     fp32 = evaluate(model, split, batch_size=64, precision="fp32")
