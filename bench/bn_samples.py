@@ -12,12 +12,6 @@ largest deviation of any point of the loss and accuracy curves.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
 
 import statistics
 import time

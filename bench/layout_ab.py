@@ -13,13 +13,7 @@ Training (images/s of SGD steps, batch `--train-batch`): `nchw_fp32` vs `cl_fp32
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
 
 import torch
 import torch.nn.functional as F

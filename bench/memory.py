@@ -15,17 +15,11 @@ descendants (raylet, GCS, workers) is summed; shared pages count once per proces
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
-
 import json
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -33,7 +27,6 @@ import torch
 
 from bench import common
 
-SWEEPS = common.SWEEPS
 
 
 def parse_args(argv=None):
@@ -61,7 +54,7 @@ def argparse_hidden():
 
 def load(spec_name: str, storage: str):
     from orchestrator.spec import load_spec
-    spec = load_spec(SWEEPS.get(spec_name, spec_name))
+    spec = load_spec(common.SWEEPS.get(spec_name, spec_name))
     return spec.model_copy(update={"storage": storage})
 
 
@@ -167,7 +160,7 @@ def tree_rss_kib(root_pid: int) -> int:
 
 
 def whole_sweep(spec_name: str) -> dict:
-    spec_path = SWEEPS.get(spec_name, spec_name)
+    spec_path = common.SWEEPS.get(spec_name, spec_name)
     with tempfile.TemporaryDirectory(prefix="mmc-bench-sweep-") as storage:
         cmd = [sys.executable, "-m", "orchestrator", "run", *([spec_path] if spec_path else []),
                "--storage", storage, "--no-report"]

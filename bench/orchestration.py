@@ -15,12 +15,6 @@ Ray start-up is timed separately and not part of any per-task figure.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
 
 import io
 import math
@@ -30,7 +24,6 @@ import time
 
 from bench import common
 
-SWEEPS = common.SWEEPS
 
 
 def parse_args(argv=None):
@@ -68,7 +61,7 @@ def stats(values: list[float]) -> dict:
 
 def load(name: str, **update):
     from orchestrator.spec import load_spec
-    spec = load_spec(SWEEPS.get(name, name))
+    spec = load_spec(common.SWEEPS.get(name, name))
     return spec.model_copy(update=update) if update else spec
 
 

@@ -9,24 +9,15 @@ Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__` 
 reference's torchvision-style steps, and/or our leanest per-sample code), a standard DataLoader,
 a fresh model per alpha and set, BN re-estimated with momentum 0.1 over the whole training set
 separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions`.
-All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is the same at every alpha, so the
-baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
+All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is
+the same at every alpha, so the baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
 baseline against itself (other random draws and shuffles) gives the noise level.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):                         # `python bench/path_eval.py` works too
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
-
-import torch
-
 from bench import common, reference
-from tasks.models import build_model
 from tasks.evaluate import PRECISIONS, resolve_precision
+from tasks.models import build_model
 from tasks.paths import PathSettings, evaluate_path
 
 GPU_PEAK_FLOPS = 790e12            # H100 bf16 dense, measured (PERF_NOTES.md)
@@ -56,6 +47,11 @@ def parse_args(argv=None):
                                                              "inits, seeds 0 and 1)")
     p.add_argument("--digits-epochs", type=int, default=6, help="training of the small_cnn endpoints")
     args = p.parse_args(argv)
+    for option, given, allowed in (("--precisions", args.precisions, PRECISIONS),
+                                   ("--pipelines", args.pipelines, reference.PIPELINES)):
+        names = [name.strip() for name in given.split(",") if name.strip()]
+        if not names or any(name not in allowed for name in names):
+            p.error(f"{option} {given!r}: give one or more of {', '.join(allowed)}, comma-separated")
     if args.quick:
         args.train, args.test, args.vgg_width = min(args.train, 512), min(args.test, 128), min(args.vgg_width, 8)
         args.bn_samples = min(args.bn_samples, 256)

@@ -9,12 +9,6 @@ in float64 in all three. Plus a plain train-mode forward pass: the floor.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
 
 import torch
 
@@ -32,15 +26,7 @@ class Float64CopyMoments(paths._PooledMoments):
         return flat.shape[1], mean, ((flat - mean[:, None]) ** 2).sum(dim=1)
 
     def __call__(self, module, inputs, output=None):
-        n, mean, m2 = self.moments(inputs[0].detach())
-        if self.mean is None:
-            self.count, self.mean, self.m2 = n, mean, m2
-            return
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)
-        self.count = total
+        self.add(*self.moments(inputs[0].detach()))
 
 
 class VarMeanMoments(Float64CopyMoments):

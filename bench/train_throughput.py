@@ -15,12 +15,6 @@ One untimed warm-up epoch each, then epochs alternate; medians of the timed epoc
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"
 
 import torch
 import torch.nn.functional as F

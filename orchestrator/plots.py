@@ -331,7 +331,7 @@ def plot_barriers(barriers: pd.DataFrame, metric: str | Sequence[str] = "loss",
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_size_inches()[1]))
     context = _context(sel)
-    fig.suptitle(f"Barriers along each path, across pairs (seeds)"
+    fig.suptitle("Barriers along each path, across pairs (seeds)"
                  + (f" · {context}" if context else ""), fontsize=11, y=0.995)
     return fig
 

@@ -24,8 +24,8 @@ from ray.tune.search import Searcher
 
 from orchestrator.graph import Graph, Task
 from orchestrator.layout import SweepLayout
+from orchestrator.spec import TRAINING_KINDS
 
-TRAINING_KINDS = ("pretrain", "finetune", "midpoint")
 TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
 PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
 DEFAULT_PROGRESS_INTERVAL_S = 5.0

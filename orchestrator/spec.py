@@ -76,7 +76,7 @@ PRECISIONS = _tasks_names("tasks.evaluate", "PRECISIONS", ("auto", "fp32", "bf16
 PATH_KINDS = ("linear", "quadratic", "aligned")
 PAIRS = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")
 RESOURCE_KINDS = ("pretrain", "finetune", "midpoint", "align", "path_eval")   # = graph.TASK_KINDS
-TRAINING_KINDS = ("pretrain", "finetune", "midpoint")                         # may use several workers
+TRAINING_KINDS = ("pretrain", "finetune", "midpoint")   # may use several workers; resume after every epoch
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 DATA_DEFAULTS = _tasks_defaults("tasks.data", "DataSettings", dict(

@@ -8,7 +8,6 @@ so rerunning the same command resumes.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import socket

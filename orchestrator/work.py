@@ -20,6 +20,7 @@ from orchestrator import outputs, sinks
 from orchestrator.graph import Task
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.outputs import TaskOutput
+from orchestrator.spec import TRAINING_KINDS
 from tasks import align as align_lib
 from tasks import data as data_lib
 from tasks import finetune as finetune_lib
@@ -31,7 +32,6 @@ from tasks.train import OptimSettings, cross_entropy_objective, fit, train_state
 
 INIT_SEED_SALT = 1           # derive_seed(seed, INIT_SEED_SALT) seeds a model's initialisation
 FAIL_TASK_ENV_VAR = "MMC_FAIL_TASKS"   # comma-separated task-id prefixes that raise (fault-injection tests)
-RESUMABLE_KINDS = ("pretrain", "finetune", "midpoint")   # save a resume state after every epoch
 
 
 @dataclass
@@ -297,12 +297,12 @@ def _drop_resume_state(layout: SweepLayout, task: Task) -> None:
 def run_in_trial(task: Task, ctx) -> dict:
     """Entry point of a Ray Tune trial (see orchestrator.schedule)."""
     layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
-    if task.resources.workers > 1 and task.kind in ("pretrain", "finetune", "midpoint"):
+    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
         from orchestrator import distributed
         return distributed.run_with_ray_train(task, ctx)
     parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
     env = TaskEnv(layout=layout, device=device_for(task), data_root=ctx.data_root, parent_kinds=parent_kinds)
-    if task.kind in RESUMABLE_KINDS and ctx.runner == "real":
+    if task.kind in TRAINING_KINDS and ctx.runner == "real":
         _attach_local_resume(task, env)
     return execute(task, layout, ctx.runner, env)
 

@@ -81,7 +81,6 @@ def run_seed(model_name: str, p: float, seed: int) -> dict:
 
 def apply_overrides(items: list[str]) -> None:
     """`section.key=value` for section in pretrain, finetune, midpoint, path."""
-    global PRETRAIN, FINETUNE, MIDPOINT, PATH
     sections = {"pretrain": "PRETRAIN", "finetune": "FINETUNE", "midpoint": "MIDPOINT", "path": "PATH"}
     for item in items:
         key, _, value = item.partition("=")

@@ -112,8 +112,10 @@ class _PooledMoments:
     def __call__(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor | None = None) -> None:
         x = inputs[0]
         n = x.numel() // x.shape[1]
-        mean = module.running_mean.detach().double()
-        m2 = module.running_var.detach().double() * (n - 1)
+        self.add(n, module.running_mean.detach().double(), module.running_var.detach().double() * (n - 1))
+
+    def add(self, n: int, mean: Tensor, m2: Tensor) -> None:
+        """Pool one batch: `n` elements per channel, their mean and centred sum of squares."""
         if self.mean is None:
             self.count, self.mean, self.m2 = n, mean, m2
             return

@@ -122,7 +122,7 @@ def test_mlflow_holds_one_parent_and_a_child_per_task(sweep):
 
 
 def test_rerun_recomputes_nothing(sweep):
-    graph, first, second = sweep["graph"], sweep["first"], sweep["second"]
+    graph, second = sweep["graph"], sweep["second"]
     assert second.ok and second.counts["cached"] == len(graph) and second.counts["done"] == 0, second.counts
     assert _snapshot(second.layout) == sweep["files"]        # no file rewritten, none added
     for table in TABLES:

@@ -163,8 +163,6 @@ DDP_SETTINGS = OptimSettings(epochs=3, lr=0.1, momentum=0.9, weight_decay=1e-3, 
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    import os
-
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
