@@ -14,11 +14,18 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from tasks.settings import Settings, setting
 from tasks.models import BasicBlock, Classifier, ConvBN, PlainCNN, ResNet
 
 Perms = dict[str, Tensor]
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var")
 _RUNNING_STATS = ("running_mean", "running_var")
+
+
+@dataclass(frozen=True)
+class AlignSettings(Settings):
+    samples: int = setting(500, ge=2, le=1_000_000, doc="clean training images whose activations are "
+                           "matched (activation matching); at most the training set")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from torch import Tensor
 from tasks import datasets as raw
 from tasks.datasets import DataError, download_hint
 from tasks.seeding import generator
+from tasks.settings import INT64_MAX, Settings, setting
 
 __all__ = [
     "CUES", "DATASETS", "EVAL_SETS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
@@ -59,26 +60,26 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 @dataclass(frozen=True)
-class DataSettings:
-    dataset: str = "digits"
-    cue: str = "box"  # on `dominoes` the only cue is "dominoes"; the default "box" is read as "dominoes" there
-    cue_proportion: float = 0.0  # fraction of each class's training samples carrying the cue
-    seed: int = 0  # which samples get the cue, counterfactual draws
-    root: str | None = None  # data root for real datasets (None for digits)
+class DataSettings(Settings):
+    dataset: str = setting("digits", choices=lambda: tuple(DATASETS), doc="digits (built in) | cifar10 | "
+                           "cifar100 | fashion_mnist | dominoes")
+    cue: str = setting("box", choices=CUES, doc="box; dominoes for the dominoes dataset (its only cue; the "
+                       "default box is read as dominoes there)")
+    cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
+    seed: int = setting(0, ge=0, le=INT64_MAX, doc="data seed: which samples get the cue, counterfactual draws")
+    root: str | None = setting(None, doc="directory of the dataset files (None for digits)")
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"`data.dataset`: {self.dataset!r} is not known; choose one of {', '.join(DATASETS)}")
-        info = DATASETS[self.dataset]
-        if self.cue == "box" and "box" not in info.cues:
+        info = DATASETS.get(self.dataset)
+        if info is not None and self.cue == "box" and "box" not in info.cues:
             object.__setattr__(self, "cue", info.cues[0])  # the field default means "this dataset's cue"
-        if self.cue not in info.cues:
-            raise ValueError(f"`data.cue`: {self.cue!r} is not available for dataset {self.dataset!r}; "
-                             f"allowed: {', '.join(info.cues)}")
-        if not 0.0 <= self.cue_proportion <= 1.0:
-            raise ValueError(f"`data.cue_proportion`: {self.cue_proportion} is not allowed; must be in [0, 1]")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"`data.seed`: {self.seed!r} is not allowed; must be an integer")
+        super().__post_init__()
+
+    def cross_problems(self) -> list[tuple[str, str]]:
+        allowed = DATASETS[self.dataset].cues
+        if self.cue not in allowed:
+            return [("cue", f"{self.cue!r} is not available for dataset {self.dataset!r}; allowed: {', '.join(allowed)}")]
+        return []
 
 
 @dataclass(frozen=True, eq=False)

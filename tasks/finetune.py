@@ -20,6 +20,7 @@ from torch.func import functional_call
 
 from tasks.data import CueData, Split, clean_subset_indices, iterate_batches
 from tasks.seeding import derive_seed, generator
+from tasks.settings import Settings, setting
 from tasks.train import (SCHEDULES, EpochReport, OptimSettings, TrainState, cross_entropy_objective,
                          distributed_rank, fit, prepare_batch)
 
@@ -27,47 +28,29 @@ OnEpoch = Callable | None
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
-    clean_subset: int = 200          # clean training samples, drawn without replacement, seeded
-    epochs: int = 20                 # naive / lpft second phase / cbft
-    lr: float = 0.01
-    batch_size: int = 64             # clean batch (global, over all ranks)
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    llrt_epochs: int = 100           # head-only phase of llrt / lpft (no weight decay, cosine)
-    llrt_lr: float = 2.0             # reference: 30 (VGG-13, CIFAR); on digits/small_cnn 2.0 is the largest
-                                     # without loss spikes (5 spikes, 10 diverges to ~26 before settling)
-    margin: float = 1.0              # cbft: barrier loss |margin - CE| on cue data along the path
-    lam: float = 1.0                 # cbft: weight of the invariance loss
-    warmup_epochs: int = 1           # cbft: plain CE on clean (no invariance term) for these epochs
-    cue_batch_size: int | None = None  # cbft: cue batch (global); None = batch_size
+class FinetuneSettings(Settings):
+    """Fine-tuning on a small clean subset. Defaults: the paper's (Lubana et al.; VGG-13 on CIFAR-10)."""
 
-    def __post_init__(self) -> None:
-        problems = [
-            f"`{name}`: {getattr(self, name)!r} is not allowed; must be {rule}"
-            for name, ok, rule in (
-                ("clean_subset", self.clean_subset >= 1, ">= 1"),
-                ("epochs", self.epochs >= 0, ">= 0"),
-                ("lr", self.lr >= 0, ">= 0"),
-                ("batch_size", self.batch_size >= 1, ">= 1"),
-                ("weight_decay", self.weight_decay >= 0, ">= 0"),
-                ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-                ("llrt_epochs", self.llrt_epochs >= 0, ">= 0"),
-                ("llrt_lr", self.llrt_lr >= 0, ">= 0"),
-                ("margin", self.margin >= 0, ">= 0"),
-                ("lam", self.lam >= 0, ">= 0"),
-                ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
-                ("cue_batch_size", self.cue_batch_size is None or self.cue_batch_size >= 1, "None or >= 1"),
-            )
-            if not ok
-        ]
+    clean_subset: int = setting(2500, ge=1, le=10_000_000, doc="clean training samples, drawn without "
+                                "replacement, seeded; at most the training set")
+    epochs: int = setting(20, ge=1, le=100_000, doc="naive / lpft second phase / cbft epochs")
+    lr: float = setting(0.01, gt=0, doc="peak learning rate (FTS and FTM in the paper differ only here)")
+    batch_size: int = setting(256, ge=1, le=1_000_000, doc="clean batch (global, over all workers)")
+    weight_decay: float = setting(1e-4, ge=0, doc="L2 weight decay")
+    momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
+    schedule: str = setting("cosine", choices=SCHEDULES, doc="step | cosine | constant")
+    llrt_epochs: int = setting(200, ge=1, le=100_000, doc="head-only epochs of llrt and of lpft's first phase")
+    llrt_lr: float = setting(30.0, gt=0, doc="head-only learning rate (no weight decay, cosine)")
+    margin: float = setting(1.0, ge=0, doc="cbft: barrier loss |margin - CE| on cue data along the path")
+    lam: float = setting(1.0, ge=0, doc="cbft: weight of the invariance loss")
+    warmup_epochs: int = setting(1, ge=0, le=100_000, doc="cbft: plain cross-entropy epochs first")
+    cue_batch_size: int | None = setting(None, ge=1, le=1_000_000, doc="cbft: cue batch (global); null: batch_size")
+
+    def cross_problems(self) -> list[tuple[str, str]]:
         if self.clean_subset < self.batch_size:
-            problems.append(f"`clean_subset`: {self.clean_subset} is smaller than `batch_size` "
-                            f"{self.batch_size}; no full batch would be drawn")
-        if problems:
-            raise ValueError("invalid FinetuneSettings: " + "; ".join(problems))
+            return [("clean_subset", f"{self.clean_subset} is smaller than `batch_size` {self.batch_size}; "
+                                     "no full batch would be drawn (lower `batch_size` or raise `clean_subset`)")]
+        return []
 
     def optim(self) -> OptimSettings:
         """Settings of the all-weights phase (naive, lpft's second phase, cbft)."""

@@ -6,10 +6,13 @@ Every conv is bias-free and followed by BatchNorm2d (+ ReLU); module names are s
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from tasks.settings import Settings, setting
 
 
 class ConvBN(nn.Module):
@@ -120,6 +123,17 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "vgg13": vgg13,
     "resnet18": resnet18,
 }
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    name: str = setting("small_cnn", choices=lambda: tuple(MODELS), doc="small_cnn | vgg13 | resnet18")
+    width: int | None = setting(None, ge=1, le=4096, doc="base width (channels of the first block); "
+                                "None: the model's own (16 for small_cnn, 64 otherwise)")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.width is None else f"{self.name}-w{self.width}"
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | None = None,

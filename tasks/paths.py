@@ -21,6 +21,7 @@ from torch.func import functional_call
 from tasks.data import Split, iterate_batches
 from tasks.evaluate import PRECISIONS, autocast, evaluate, resolve_precision
 from tasks.seeding import derive_seed, generator
+from tasks.settings import Settings, override, setting
 from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepare_batch
 
 State = dict[str, Tensor]
@@ -32,21 +33,15 @@ _TAG_ALPHA = "midpoint-alpha"
 
 
 @dataclass(frozen=True)
-class PathSettings:
-    num_alphas: int = 11              # evenly spaced alphas in [0, 1], both endpoints included
-    bn_reset_samples: int = 1000      # clean training samples used to re-estimate BN at each alpha
-    eval_batch_size: int = 1024       # batch size for BN re-estimation and evaluation
-    precision: str = "auto"           # tasks.evaluate.PRECISIONS: bf16 where native, else fp32
+class PathSettings(Settings):
+    """Evaluation of a path: where along it, BatchNorm re-estimation, batching and precision."""
 
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"`precision`: {self.precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
-        if self.num_alphas < 2:
-            raise ValueError(f"`num_alphas`: {self.num_alphas} is not allowed; must be >= 2")
-        if self.bn_reset_samples < 2:
-            raise ValueError(f"`bn_reset_samples`: {self.bn_reset_samples} is not allowed; must be >= 2")
-        if self.eval_batch_size < 1:
-            raise ValueError(f"`eval_batch_size`: {self.eval_batch_size} is not allowed; must be >= 1")
+    num_alphas: int = setting(11, ge=2, le=1001, doc="evenly spaced alphas in [0, 1], both endpoints included")
+    bn_reset_samples: int = setting(1000, ge=2, le=10_000_000, doc="clean training samples that re-estimate "
+                                    "BatchNorm at each alpha; at most the training set (BENCHMARKS.md)")
+    eval_batch_size: int = setting(1024, ge=1, le=1_000_000, doc="batch for BN re-estimation and evaluation")
+    precision: str = setting("fp32", choices=PRECISIONS, doc="fp32 | bf16 | auto (bf16 where native); "
+                             "bf16 moves barriers by more than their tolerance (docs/SCIENCE.md)")
 
     def alphas(self) -> list[float]:
         """`num_alphas` evenly spaced points; exactly 0.0 and 1.0 at the ends."""
@@ -312,17 +307,12 @@ MIDPOINT_INITS = ("fresh", "linear")
 
 @dataclass(frozen=True)
 class MidpointSettings(OptimSettings):
-    epochs: int = 15
-    lr: float = 0.1
-    step_epochs: int = 10
-    init: str = "fresh"     # "fresh": the model's own initialisation, seeded; "linear": (A + B) / 2
+    """Training of the quadratic path's control point. Defaults: the paper's (15 epochs, lr 0.1, x0.1 at 10)."""
 
-    def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
-        if self.init not in MIDPOINT_INITS:
-            raise ValueError(f"`init`: {self.init!r} is not allowed; choose one of {list(MIDPOINT_INITS)}")
+    epochs: int = override(OptimSettings, "epochs", 15)
+    step_epochs: int = override(OptimSettings, "step_epochs", 10)
+    init: str = setting("fresh", choices=MIDPOINT_INITS, doc="fresh: the model's own seeded initialisation; "
+                        "linear: (A + B) / 2")
 
 
 def fresh_state(model: nn.Module, seed: int) -> State:

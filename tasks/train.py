@@ -25,39 +25,24 @@ from torch import Tensor, nn
 
 from tasks.data import Split, iterate_batches
 from tasks.seeding import derive_seed
+from tasks.settings import Settings, setting
 
 SCHEDULES = ("step", "cosine", "constant")
 _GLOBAL_RNG_STREAM = "fit-global-rng"
 
 
 @dataclass(frozen=True)
-class OptimSettings:
-    epochs: int = 20
-    lr: float = 0.05                # peak (epoch 0) learning rate
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128           # global batch, over all ranks
-    schedule: str = "step"          # "step" | "cosine" | "constant"
-    step_epochs: int = 40           # step schedule: multiply lr by `gamma` every step_epochs
-    gamma: float = 0.1
+class OptimSettings(Settings):
+    """SGD with momentum and a per-epoch schedule. Defaults: the paper's pretraining (Lubana et al.)."""
 
-    def __post_init__(self) -> None:
-        problems = [
-            f"`{name}`: {getattr(self, name)!r} is not allowed; must be {rule}"
-            for name, ok, rule in (
-                ("epochs", self.epochs >= 0, ">= 0"),
-                ("lr", self.lr >= 0, ">= 0"),
-                ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-                ("weight_decay", self.weight_decay >= 0, ">= 0"),
-                ("batch_size", self.batch_size >= 1, ">= 1"),
-                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-                ("step_epochs", self.step_epochs >= 1, ">= 1"),
-                ("gamma", self.gamma > 0, "> 0"),
-            )
-            if not ok
-        ]
-        if problems:
-            raise ValueError("invalid OptimSettings: " + "; ".join(problems))
+    epochs: int = setting(100, ge=1, le=100_000, doc="training epochs")
+    lr: float = setting(0.1, gt=0, doc="peak (epoch 0) learning rate")
+    momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
+    weight_decay: float = setting(1e-4, ge=0, doc="L2 weight decay")
+    batch_size: int = setting(256, ge=1, le=1_000_000, doc="global batch, over all data-parallel workers")
+    schedule: str = setting("step", choices=SCHEDULES, doc="step | cosine | constant")
+    step_epochs: int = setting(40, ge=1, le=100_000, doc="step schedule: lr x gamma every step_epochs")
+    gamma: float = setting(0.1, gt=0, le=1, doc="step schedule: lr factor")
 
 
 class DivergenceError(RuntimeError):

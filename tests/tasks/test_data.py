@@ -258,13 +258,13 @@ def test_dominoes_pairs_by_class(dominoes_root):
 # ---- settings and errors ---------------------------------------------------------------------
 
 def test_settings_validation_names_field_and_choices():
-    with pytest.raises(ValueError, match=r"`data.dataset`: 'mnist' is not known; choose one of digits, cifar10"):
+    with pytest.raises(ValueError, match=r"`dataset`: 'mnist' is not allowed; allowed: digits, cifar10"):
         DataSettings(dataset="mnist")
-    with pytest.raises(ValueError, match=r"`data.cue_proportion`: 1.5 is not allowed; must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`cue_proportion`: 1.5 is not allowed; must be >= 0 and <= 1"):
         DataSettings(cue_proportion=1.5)
-    with pytest.raises(ValueError, match=r"`data.cue`: 'dominoes' is not available for dataset 'cifar10'"):
+    with pytest.raises(ValueError, match=r"`cue`: 'dominoes' is not available for dataset 'cifar10'"):
         DataSettings(dataset="cifar10", cue="dominoes")
-    with pytest.raises(ValueError, match="`data.cue`"):
+    with pytest.raises(ValueError, match="`cue`"):
         DataSettings(cue="stripe")
 
 
