@@ -2,7 +2,10 @@
 
 `load_cue_data(settings, device)` returns a `CueData`: the training split with the cue on an
 exact, seeded fraction of each class, the same images without cues, and the four
-counterfactual sets built from the test split (`EVAL_SETS`). Cue injection is batched tensor
+counterfactual sets (`EVAL_SETS`) built from the test split or, with `eval_split: val`, from the
+validation images. The validation images are carved from the published training split by a fixed,
+dataset-level draw (`validation_indices`) and never appear in any training data, whatever `eval_split`
+says, so a model trained while choosing settings on them is the very model later reported on the test split. Cue injection is batched tensor
 indexing on the target device; every random draw comes from a CPU `torch.Generator` seeded
 through `tasks.seeding`, so results are identical on CPU and GPU and across processes.
 
@@ -29,13 +32,14 @@ from tasks.seeding import generator
 from tasks.settings import INT64_MAX, Settings, setting
 
 __all__ = [
-    "CUES", "DATASETS", "EVAL_SETS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
+    "CUES", "DATASETS", "EVAL_SETS", "EVAL_SPLITS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
     "box_colours", "box_corners", "choose_cued", "clean_subset_indices", "cue_count", "iterate_batches",
-    "load_cue_data",
+    "load_cue_data", "validation_count", "validation_indices",
 ]
 
 CUES = ("box", "dominoes")
 EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
+EVAL_SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,20 @@ class DatasetInfo:
     needs_root: bool  # False: bundled (no download)
     storage_dtype: torch.dtype  # how images are held in memory; batches are float32
     box_layout: str = "grid"  # where box cues go: "grid" (the paper's) or "ring" (border only; see box_corners)
+    train_size: int = 0  # training images after the validation carve-out (the published files)
+    val_size: int = 0  # validation images carved from the published training split (fixed draw)
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, 1, (20, 20), ("box",), False, torch.float32, box_layout="ring"),
-    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, torch.float16),
-    "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, torch.float16),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, torch.float16),
-    "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, torch.float16),
+    "digits": DatasetInfo("digits", 10, 1, (20, 20), ("box",), False, torch.float32, box_layout="ring",
+                          train_size=1200, val_size=200),
+    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, torch.float16, train_size=45000, val_size=5000),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, torch.float16,
+                            train_size=45000, val_size=5000),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, torch.float16,
+                                 train_size=55000, val_size=5000),
+    "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, torch.float16,  # CIFAR-10's split
+                            train_size=45000, val_size=5000),
 }
 
 
@@ -67,6 +77,9 @@ class DataSettings(Settings):
                        "default box is read as dominoes there)")
     cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
     seed: int = setting(0, ge=0, le=INT64_MAX, doc="data seed: which samples get the cue, counterfactual draws")
+    eval_split: str = setting("test", choices=EVAL_SPLITS, doc="images the four counterfactual sets are built "
+                              "from: test (for reporting) | val (the validation images carved from the training "
+                              "split, for choosing settings; never trained on either way)")
     root: str | None = setting(None, doc="directory of the dataset files (None for digits)")
 
     def __post_init__(self) -> None:
@@ -112,7 +125,8 @@ class CueData:
 # Base images (no cue), normalised, on the device. Raw arrays are cached per process.
 
 _DIGITS_SEED = 20230  # fixed: the built-in images (split, offsets, noise) never depend on settings
-_DIGITS_TRAIN = 1400  # of 1797; the remaining 397 are the test split
+_DIGITS_TRAIN = 1400  # of 1797; the remaining 397 are the test split (the 1400 include the validation images)
+_VALIDATION_SEED = 20231  # fixed: which training images are held out for validation never depends on settings
 _DIGITS_GLYPH = 12  # 8x8 digits are resized to 12x12 ...
 _DIGITS_CANVAS = 20  # ... and placed in a 20x20 canvas ...
 _DIGITS_OFFSETS = (2, 6)  # ... at a random offset in [2, 6] per axis: a 2-pixel border ring stays free for the cue
@@ -187,24 +201,57 @@ def _resolve_root(settings: DataSettings) -> str:
 
 @dataclass(frozen=True)
 class _Base:
-    x_train: Tensor
+    x_train: Tensor  # the published training split minus the validation images
     y_train: Tensor  # on CPU (draws happen on CPU)
+    x_val: Tensor  # the validation images (carved from the published training split)
+    y_val: Tensor  # on CPU
     x_test: Tensor
     y_test: Tensor
-    cue_train: "BoxCue | DominoCue"
+    cue_train: "BoxCue | DominoCue"  # also paints the validation images (they are training-split images)
     cue_test: "BoxCue | DominoCue"
+
+
+def validation_count(info: DatasetInfo, n_published: int) -> int:
+    """How many of a training split's `n_published` images are held out for validation: `info.val_size`
+    for the published files; the same fraction, rounded, for other files (e.g. a reduced copy)."""
+    standard = info.train_size + info.val_size
+    if n_published == standard:
+        return info.val_size
+    return round(n_published * info.val_size / standard)
+
+
+def validation_indices(info: DatasetInfo, n_published: int) -> tuple[Tensor, Tensor]:
+    """(training indices, validation indices) into the published training split, both sorted (int64,
+    CPU). A fixed draw per dataset: the same for every seed, setting and process, so no model is ever
+    trained on an image that some configuration validates on."""
+    count = validation_count(info, n_published)
+    if not 0 < count < n_published:
+        raise DataError(f"dataset `{info.name}`: cannot hold out {count} validation images from a training "
+                        f"split of {n_published}")
+    held_out = torch.zeros(n_published, dtype=torch.bool)
+    held_out[torch.randperm(n_published, generator=generator(_VALIDATION_SEED, "validation", info.name))[:count]] = True
+    return (~held_out).nonzero().squeeze(1), held_out.nonzero().squeeze(1)
+
+
+def _carve(info: DatasetInfo, x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> tuple:
+    """(x_train, y_train, x_val, y_val): the published training split without / with only its validation images."""
+    train, val = validation_indices(info, len(y))
+    if isinstance(x, np.ndarray):
+        train, val = train.numpy(), val.numpy()
+    return x[train], y[train], x[val], y[val]
 
 
 def _load_base(settings: DataSettings, device: torch.device) -> _Base:
     info = DATASETS[settings.dataset]
     if settings.dataset == "digits":
-        x_tr, y_tr, x_te, y_te = _digits_base()
+        x_all, y_all, x_te, y_te = _digits_base()
+        x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
         cue = BoxCue.build(info, device)
-        return _Base(x_tr.to(device, copy=True), y_tr, x_te.to(device, copy=True), y_te, cue, cue)
+        return _Base(x_tr.to(device), y_tr, x_va.to(device), y_va, x_te.to(device, copy=True), y_te, cue, cue)
     root = _resolve_root(settings)
     if settings.dataset == "dominoes":
         try:
-            cx_tr, cy_tr, cx_te, cy_te = _raw_arrays("cifar10", root)
+            cx_all, cy_all, cx_te, cy_te = _raw_arrays("cifar10", root)
             fx_tr, fy_tr, fx_te, fy_te = _raw_arrays("fashion_mnist", root)
         except DataError as exc:
             raise DataError(f"{exc}\n(dataset `dominoes` needs both CIFAR-10 and FashionMNIST: "
@@ -217,13 +264,16 @@ def _load_base(settings: DataSettings, device: torch.device) -> _Base:
             x[:, :, width:, :] = _normalise(cifar, device, info.storage_dtype)
             return x
 
+        cx_tr, cy_tr, cx_va, cy_va = _carve(info, cx_all, cy_all)
         pool_tr = DominoPool.build(_normalise(fx_tr, device, info.storage_dtype, (width, width)), fy_tr)
         pool_te = DominoPool.build(_normalise(fx_te, device, info.storage_dtype, (width, width)), fy_te)
-        return _Base(stack(cx_tr), torch.from_numpy(cy_tr), stack(cx_te), torch.from_numpy(cy_te),
-                     DominoCue(pool_tr), DominoCue(pool_te))
-    x_tr, y_tr, x_te, y_te = _raw_arrays(settings.dataset, root)
+        return _Base(stack(cx_tr), torch.from_numpy(cy_tr), stack(cx_va), torch.from_numpy(cy_va),
+                     stack(cx_te), torch.from_numpy(cy_te), DominoCue(pool_tr), DominoCue(pool_te))
+    x_all, y_all, x_te, y_te = _raw_arrays(settings.dataset, root)
+    x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
     cue = BoxCue.build(info, device)
     return _Base(_normalise(x_tr, device, info.storage_dtype), torch.from_numpy(y_tr),
+                 _normalise(x_va, device, info.storage_dtype), torch.from_numpy(y_va),
                  _normalise(x_te, device, info.storage_dtype), torch.from_numpy(y_te), cue, cue)
 
 
@@ -389,31 +439,39 @@ def _derangement(n: int, gen: torch.Generator) -> Tensor:
     return partner
 
 
-def _eval_sets(base: _Base, seed: int, num_classes: int) -> dict[str, Split]:
-    x, y = base.x_test, base.y_test
+def _eval_sets(x: Tensor, y: Tensor, cue_source: "BoxCue | DominoCue", seed: int,
+               num_classes: int) -> dict[str, Split]:
+    """The `EVAL_SETS` built from clean images `x` (labels `y` on CPU), deterministic per seed."""
     everyone = torch.arange(y.numel())
     y_dev = y.to(x.device)
     sets = {"nocue": Split(x, y_dev)}
 
     cue = x.clone()
-    base.cue_test.paint(cue, everyone, y, generator(seed, "cue"))
+    cue_source.paint(cue, everyone, y, generator(seed, "cue"))
     sets["cue"] = Split(cue, y_dev)
 
     gen = generator(seed, "randcue")
     random_labels = torch.randint(0, num_classes, (y.numel(),), generator=gen)
     randcue = x.clone()
-    base.cue_test.paint(randcue, everyone, random_labels, gen)
+    cue_source.paint(randcue, everyone, random_labels, gen)
     sets["randcue"] = Split(randcue, y_dev)
 
     gen = generator(seed, "randimg")
     randimg = x[_derangement(y.numel(), gen).to(x.device)]
-    base.cue_test.paint(randimg, everyone, y, gen)
+    cue_source.paint(randimg, everyone, y, gen)
     sets["randimg"] = Split(randimg, y_dev)
     return sets
 
 
+def _evaluation_sets(base: _Base, settings: DataSettings, num_classes: int) -> dict[str, Split]:
+    if settings.eval_split == "val":
+        return _eval_sets(base.x_val, base.y_val, base.cue_train, settings.seed, num_classes)
+    return _eval_sets(base.x_test, base.y_test, base.cue_test, settings.seed, num_classes)
+
+
 def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") -> CueData:
-    """Training split with cues at `settings.cue_proportion`, its clean twin, and the `EVAL_SETS`."""
+    """Training split (validation images excluded) with cues at `settings.cue_proportion`, its clean twin,
+    and the `EVAL_SETS` built from `settings.eval_split` (test split or validation images)."""
     info = DATASETS[settings.dataset]
     device = torch.device(device)
     base = _load_base(settings, device)
@@ -428,7 +486,7 @@ def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") ->
     else:
         train = train_clean
     return CueData(train=train, train_clean=train_clean, cued=cued.to(device),
-                   eval_sets=_eval_sets(base, settings.seed, info.num_classes),
+                   eval_sets=_evaluation_sets(base, settings, info.num_classes),
                    num_classes=info.num_classes, in_channels=info.in_channels)
 
 

@@ -50,7 +50,8 @@ def box_class(image: torch.Tensor, clean: torch.Tensor, boxes: dict) -> int:
 
 def test_digits_shapes_and_metadata(digits90):
     assert digits90.num_classes == 10 and digits90.in_channels == 1
-    assert digits90.train.x.shape == (1400, 1, 20, 20) and digits90.train.y.dtype == torch.int64
+    assert digits90.train.x.shape == (1200, 1, 20, 20) and digits90.train.y.dtype == torch.int64
+    assert len(digits90.train) == data.DATASETS["digits"].train_size
     assert set(digits90.eval_sets) == set(data.EVAL_SETS)
     assert all(len(s) == 397 for s in digits90.eval_sets.values())
     assert torch.equal(digits90.train.y, digits90.train_clean.y)
@@ -147,6 +148,41 @@ def test_counterfactual_sets_are_deterministic_per_seed(digits90):
         assert not torch.equal(other.eval_sets[name].x, digits90.eval_sets[name].x), name
 
 
+def test_validation_images_are_held_out_of_training_and_the_same_for_every_seed():
+    x_all, _, x_test, y_test = data._digits_base()
+    keep, held_out = data.validation_indices(data.DATASETS["digits"], len(x_all))
+    assert len(held_out) == data.DATASETS["digits"].val_size == 200 and len(keep) == 1200
+    assert not set(keep.tolist()) & set(held_out.tolist())
+    assert sorted(keep.tolist() + held_out.tolist()) == list(range(len(x_all)))
+    loaded = [load_cue_data(DataSettings(cue_proportion=p, seed=seed, eval_split="val"))
+              for seed, p in ((0, 0.0), (5, 0.8), (9, 0.3))]
+    for cue_data in loaded:
+        # every training tensor (cued or not; clean subsets, BN reset data and alignment images are drawn from
+        # these) holds exactly the non-validation images
+        assert torch.equal(cue_data.train_clean.x, x_all[keep])
+        cued = cue_data.cued
+        assert torch.equal(cue_data.train.x[~cued], x_all[keep][~cued])
+        assert torch.equal(cue_data.eval_sets["nocue"].x, x_all[held_out])      # the same draw for every seed
+        assert all(len(s) == 200 for s in cue_data.eval_sets.values())
+    val = loaded[0].eval_sets["nocue"].x.flatten(1)
+    nearest_train = torch.cdist(val, loaded[0].train_clean.x.flatten(1)).min(1).values
+    nearest_test = torch.cdist(val, x_test.flatten(1)).min(1).values
+    assert bool((nearest_train > 0).all()) and bool((nearest_test > 0).all())  # disjoint from train and test
+    reported = load_cue_data(DataSettings(cue_proportion=0.8, seed=5))          # eval_split: test
+    assert torch.equal(reported.eval_sets["nocue"].x, x_test) and torch.equal(reported.train.x, loaded[1].train.x)
+    assert not torch.equal(loaded[1].eval_sets["randimg"].x[:5], loaded[2].eval_sets["randimg"].x[:5])
+
+
+def test_dataset_sizes_after_the_validation_carve_out():
+    assert {name: (info.train_size, info.val_size) for name, info in data.DATASETS.items()} == {
+        "digits": (1200, 200), "cifar10": (45000, 5000), "cifar100": (45000, 5000),
+        "fashion_mnist": (55000, 5000), "dominoes": (45000, 5000)}
+    for info in data.DATASETS.values():
+        assert data.validation_count(info, info.train_size + info.val_size) == info.val_size
+    with pytest.raises(ValueError, match="eval_split"):
+        DataSettings(eval_split="train")
+
+
 # ---- real formats through load_cue_data ------------------------------------------------------
 
 def normalise(images: np.ndarray) -> torch.Tensor:
@@ -156,11 +192,16 @@ def normalise(images: np.ndarray) -> torch.Tensor:
 def test_cifar10_from_files_with_red_boxes(tmp_path):
     written = write_cifar10(tmp_path)
     cue_data = load_cue_data(DataSettings(dataset="cifar10", cue_proportion=0.5, seed=0, root=str(tmp_path)))
-    assert cue_data.train.x.shape == (100, 3, 32, 32) and cue_data.in_channels == 3
+    # 100 training images that are not the published 50,000: the same validation fraction (1/10) is held out
+    keep, held_out = data.validation_indices(data.DATASETS["cifar10"], 100)
+    assert len(held_out) == 10 and len(keep) == 90
+    assert cue_data.train.x.shape == (90, 3, 32, 32) and cue_data.in_channels == 3
     assert cue_data.train.x.dtype == torch.float16
-    torch.testing.assert_close(cue_data.train_clean.x.float(), normalise(written["x_train"]), atol=1e-3, rtol=0)
-    assert torch.equal(cue_data.train.y, torch.from_numpy(written["y_train"]))
-    assert int(cue_data.cued.sum()) == 50
+    torch.testing.assert_close(cue_data.train_clean.x.float(), normalise(written["x_train"][keep.numpy()]),
+                               atol=1e-3, rtol=0)
+    assert torch.equal(cue_data.train.y, torch.from_numpy(written["y_train"][keep.numpy()]))
+    counts = torch.bincount(cue_data.train.y, minlength=10)
+    assert int(cue_data.cued.sum()) == sum(math.floor(0.5 * int(n) + 0.5) for n in counts)
     for i in cue_data.cued.nonzero().squeeze(1).tolist():
         label = int(cue_data.train.y[i])
         assert box_class(cue_data.train.x[i], cue_data.train_clean.x[i], CIFAR_BOXES) == label
@@ -191,7 +232,7 @@ def test_fashion_mnist_from_files_and_raw_cache(tmp_path):
     write_fashion(tmp_path / "fashion-mnist", images, labels)
     settings = DataSettings(dataset="fashion_mnist", cue_proportion=1.0, seed=0, root=str(tmp_path))
     cue_data = load_cue_data(settings)
-    assert cue_data.train.x.shape == (40, 1, 28, 28) and cue_data.in_channels == 1
+    assert cue_data.train.x.shape == (37, 1, 28, 28) and cue_data.in_channels == 1   # 3 of 40 held out
     hits = data._raw_arrays.cache_info().hits
     again = load_cue_data(DataSettings(dataset="fashion_mnist", cue_proportion=1.0, seed=0, root=str(tmp_path) + "/"))
     assert data._raw_arrays.cache_info().hits == hits + 1
@@ -228,9 +269,11 @@ def test_dominoes_pairs_by_class(dominoes_root):
     assert settings.cue == "dominoes"
     cue_data = load_cue_data(settings)
     train, clean = cue_data.train, cue_data.train_clean
-    assert train.x.shape == (100, 3, 64, 32) and cue_data.in_channels == 3 and cue_data.num_classes == 10
+    keep, _ = data.validation_indices(data.DATASETS["dominoes"], 100)
+    assert train.x.shape == (90, 3, 64, 32) and cue_data.in_channels == 3 and cue_data.num_classes == 10
     assert torch.all(clean.x[:, :, :32] == -1)
-    torch.testing.assert_close(clean.x[:, :, 32:].float(), normalise(written["x_train"]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(clean.x[:, :, 32:].float(), normalise(written["x_train"][keep.numpy()]), atol=1e-3,
+                               rtol=0)
     sources = top_source(train.x, levels["train"])
     for i, source in enumerate(sources):
         if bool(cue_data.cued[i]):
