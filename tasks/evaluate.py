@@ -57,8 +57,10 @@ def autocast(precision: str, device: torch.device | str):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
-             device: torch.device | str = "cpu", precision: str = "auto") -> dict:
-    """{loss: mean cross-entropy, acc, n} of `model` on `split`, in order, in batches of `batch_size`.
+             device: torch.device | str = "cpu", precision: str = "auto", predictions: bool = False) -> dict:
+    """{loss: mean cross-entropy, acc, n} of `model` on `split`, in order, in batches of `batch_size`;
+    with `predictions`, also `pred`: the predicted class of every sample (int64 [n] on `device`, in
+    split order), e.g. to compare two models' decisions sample by sample.
 
     The model is moved to `device` and left there (channels_last); its train/eval mode is
     restored afterwards. `precision`: one of `PRECISIONS` (see the module docstring)."""
@@ -74,6 +76,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    predicted = []
     try:
         for start in range(0, n, batch_size):
             x, y = prepare_batch(split.x[start:start + batch_size], split.y[start:start + batch_size], device)
@@ -81,10 +84,16 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
                 logits = model(x)
             logits = logits.float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-            correct += (logits.argmax(1) == y).sum()
+            guess = logits.argmax(1)
+            correct += (guess == y).sum()
+            if predictions:
+                predicted.append(guess)
     finally:
         model.train(was_training)
-    return {"loss": float(loss_sum) / n, "acc": int(correct) / n, "n": n}
+    result = {"loss": float(loss_sum) / n, "acc": int(correct) / n, "n": n}
+    if predictions:
+        result["pred"] = torch.cat(predicted)
+    return result
 
 
 def evaluate_sets(model: nn.Module, sets: dict[str, Split], **kw) -> list[dict]:

@@ -25,11 +25,13 @@ from tasks.settings import Settings, override, setting
 from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepare_batch
 
 State = dict[str, Tensor]
+BN_SAMPLES = ("fixed", "resample")
 
 # Seed tags, so that different uses of one seed draw independent streams.
 _TAG_INIT = "midpoint-init"
 _TAG_BATCHES = "midpoint-batches"
 _TAG_ALPHA = "midpoint-alpha"
+_TAG_BN_SAMPLE = "bn-sample"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class PathSettings(Settings):
     eval_batch_size: int = setting(1024, ge=1, le=1_000_000, doc="batch for BN re-estimation and evaluation")
     precision: str = setting("fp32", choices=PRECISIONS, doc="fp32 | bf16 | auto (bf16 where native); "
                              "bf16 moves barriers by more than their tolerance (docs/SCIENCE.md)")
+    bn_sample: str = setting("fixed", choices=BN_SAMPLES, doc="fixed: every alpha re-estimates BatchNorm on the "
+                             "same first bn_reset_samples clean training images | resample: on a fresh seeded "
+                             "random draw per alpha (a model against itself then shows the barrier BN-sample "
+                             "noise alone makes)")
 
     def alphas(self) -> list[float]:
         """`num_alphas` evenly spaced points; exactly 0.0 and 1.0 at the ends."""
@@ -227,16 +233,64 @@ class FoldedBN:
 
 # --------------------------------------------------------------------------- path evaluation
 
+def draw_bn_sample(bn_data: Tensor, settings: PathSettings, *, seed: int, alpha_index: int) -> Tensor:
+    """The images that re-estimate BatchNorm at the `alpha_index`-th alpha of a path.
+
+    `fixed`: the first `bn_reset_samples` of `bn_data`, the same at every alpha. `resample`: a seeded
+    draw without replacement of `bn_reset_samples` from all of `bn_data`, fresh for each alpha
+    (stream (seed, "bn-sample", alpha_index)), so evaluating a model against itself measures how far
+    the choice of BN sample alone moves a curve."""
+    size = min(settings.bn_reset_samples, len(bn_data))
+    if settings.bn_sample == "fixed":
+        return bn_data[:size]
+    pick = torch.randperm(len(bn_data), generator=generator(seed, _TAG_BN_SAMPLE, alpha_index))[:size]
+    return bn_data[pick.to(bn_data.device)]
+
+
+def agreement(pred: Tensor, reference: Tensor) -> float:
+    """Fraction of samples whose predicted class equals the reference's (1.0 for identical decisions)."""
+    return float((pred == reference).double().mean())
+
+
+def cue_reliance(acc: dict[str, float], num_classes: int) -> dict[str, float | None]:
+    """How much one model's decisions follow the cue, from its accuracies per evaluation set:
+
+    reliance_randimg = acc(randimg) - 1/num_classes: above chance on images whose content belongs to
+        another sample but whose cue names the true label (0 for a model that ignores the cue).
+    reliance_randcue = acc(nocue) - acc(randcue): what a wrong cue costs (0 for a model that ignores it).
+    None where the sets are not evaluated."""
+    randimg = acc["randimg"] - 1.0 / num_classes if "randimg" in acc else None
+    randcue = acc["nocue"] - acc["randcue"] if "nocue" in acc and "randcue" in acc else None
+    return {"reliance_randimg": randimg, "reliance_randcue": randcue}
+
+
+def _num_classes(model: nn.Module) -> int:
+    return int(model.head.out_features)
+
+
+def _endpoints_first(alphas: list[float]) -> list[int]:
+    """Indices of `alphas` in evaluation order: alpha 0 and 1 (the endpoints) first, then the rest."""
+    ends = [0, len(alphas) - 1]
+    return ends + [i for i in range(len(alphas)) if i not in ends]
+
+
 def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint: State | None = None,
                   bn_data: Tensor, sets: dict[str, Split], settings: PathSettings,
-                  device: torch.device | str) -> list[dict]:
-    """Loss and accuracy on every set at `settings.num_alphas` points of the path A -> B.
+                  device: torch.device | str, seed: int = 0) -> list[dict]:
+    """Loss, accuracy and mechanism on every set at `settings.num_alphas` points of the path A -> B.
 
     Linear path, or the Bezier path through `midpoint` when given. At each alpha the state is
     loaded into `model` (used as scratch: it ends holding the alpha = 1 state, in channels_last),
-    BN statistics are re-estimated once on `bn_data[:bn_reset_samples]` (clean training images)
-    and shared by every set, which are then evaluated with BN folded into the convolutions
-    (`FoldedBN`), all in `settings.precision`. Rows: {alpha, eval_set, loss, acc, n}.
+    BN statistics are re-estimated once on `draw_bn_sample(bn_data, settings, seed=seed, ...)` (clean
+    training images) and shared by every set, which are then evaluated with BN folded into the
+    convolutions (`FoldedBN`), all in `settings.precision`.
+
+    Rows, in ascending alpha, one per (alpha, set): {alpha, eval_set, loss, acc, n, agree_a, agree_b,
+    reliance_randimg, reliance_randcue}. agree_a / agree_b: the fraction of the set's samples whose
+    prediction equals that of endpoint A (alpha 0) / B (alpha 1) as evaluated on this very path (same
+    BN re-estimation), so agree_a = 1 at alpha 0, agree_b = 1 at alpha 1, and agree_a at alpha 1 is the
+    endpoints' mutual agreement. The reliance values (`cue_reliance`) are per alpha, the same in each
+    of that alpha's rows; None when their sets are not evaluated.
     """
     device = torch.device(device)
     precision = resolve_precision(settings.precision, device)
@@ -246,22 +300,37 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     if midpoint is not None:
         midpoint = {k: v.to(device) for k, v in midpoint.items()}
     folded = FoldedBN(model)
-    reset_x = bn_data[: settings.bn_reset_samples]
-    rows: list[dict] = []
-    for alpha in settings.alphas():
+    num_classes = _num_classes(model)
+    alphas = settings.alphas()
+    last = len(alphas) - 1
+    pred_a: dict[str, Tensor] = {}
+    pred_b: dict[str, Tensor] | None = None
+    by_alpha: dict[int, list[dict]] = {}
+    for i in _endpoints_first(alphas):
+        alpha = alphas[i]
         if midpoint is None:
             state = interpolate(state_a, state_b, alpha)
         else:
             state = bezier(state_a, midpoint, state_b, alpha)
         model.load_state_dict(state)
-        reset_bn(model, reset_x, settings.eval_batch_size, precision)
+        reset_bn(model, draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i), settings.eval_batch_size,
+                 precision)
         evaluator = folded.refresh()
-        for name, split in sets.items():
-            result = evaluate(evaluator, split, batch_size=settings.eval_batch_size, device=device,
-                              precision=precision)
-            rows.append({"alpha": alpha, "eval_set": name, "loss": float(result["loss"]),
-                         "acc": float(result["acc"]), "n": int(result["n"])})
-    return rows
+        results = {name: evaluate(evaluator, split, batch_size=settings.eval_batch_size, device=device,
+                                  precision=precision, predictions=True) for name, split in sets.items()}
+        pred = {name: r["pred"] for name, r in results.items()}
+        if i == 0:
+            pred_a = pred
+        elif i == last:
+            pred_b = pred
+        reliance = cue_reliance({name: r["acc"] for name, r in results.items()}, num_classes)
+        by_alpha[i] = [{"alpha": alpha, "eval_set": name, "loss": float(r["loss"]), "acc": float(r["acc"]),
+                        "n": int(r["n"]), "agree_a": agreement(pred[name], pred_a[name]),
+                        "agree_b": None if pred_b is None else agreement(pred[name], pred_b[name]), **reliance}
+                       for name, r in results.items()]
+    for row in by_alpha[0]:       # alpha 0 ran before B's predictions were known
+        row["agree_b"] = agreement(pred_a[row["eval_set"]], pred_b[row["eval_set"]])
+    return [row for i in range(len(alphas)) for row in by_alpha[i]]
 
 
 def barriers(rows: list[dict]) -> list[dict]:

@@ -53,6 +53,18 @@ def test_evaluate_matches_whole_set_reference_and_restores_mode():
     assert not model.training
 
 
+def test_evaluate_returns_predictions_only_when_asked():
+    model, split = trained_bn_model(), make_split(10, seed=1)
+    plain = evaluate(model, split, batch_size=3, precision="fp32")
+    with_pred = evaluate(model, split, batch_size=3, precision="fp32", predictions=True)
+    assert "pred" not in plain and {k: with_pred[k] for k in plain} == plain
+    model.eval()
+    with torch.no_grad():
+        expected = model(split.x.float()).argmax(1)
+    assert with_pred["pred"].dtype == torch.int64 and torch.equal(with_pred["pred"], expected)
+    assert with_pred["acc"] == pytest.approx((with_pred["pred"] == split.y).double().mean().item())
+
+
 def test_evaluate_sets_rows_in_order():
     model = trained_bn_model()
     sets = {"nocue": make_split(7, seed=2), "cue": make_split(5, seed=3)}

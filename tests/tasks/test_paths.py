@@ -17,6 +17,7 @@ from tasks.paths import (
     PathSettings,
     barriers,
     bezier,
+    draw_bn_sample,
     evaluate_path,
     fresh_state,
     interpolate,
@@ -151,6 +152,81 @@ def test_path_endpoints_equal_endpoint_evaluation_after_the_same_bn_reset():
             assert row["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
 
 
+def _predictions(state, bn_x, split) -> torch.Tensor:
+    """An endpoint's own predictions on `split` after re-estimating BN on `bn_x` (no path code involved)."""
+    model = tiny_model(7)
+    model.load_state_dict(state)
+    reset_bn(model, bn_x, batch_size=16, precision="fp32")
+    with torch.no_grad():
+        return model.eval()(split.x).argmax(1)
+
+
+def test_mechanism_along_the_path_agreement_with_each_endpoint_and_cue_reliance():
+    train = blobs(60, seed=0)
+    sets = {"nocue": blobs(40, seed=1), "randcue": blobs(40, seed=2), "randimg": blobs(40, seed=3)}
+    a, b = trained_state(0, train, steps=2), trained_state(1, train, steps=2)
+    settings = PathSettings(num_alphas=4, bn_reset_samples=25, eval_batch_size=16, precision="fp32")
+    rows = evaluate_path(tiny_model(9), a, b, bn_data=train.x, sets=sets, settings=settings, device="cpu")
+    assert [r["alpha"] for r in rows] == [alpha for alpha in settings.alphas() for _ in sets]   # ascending
+    at = {(r["alpha"], r["eval_set"]): r for r in rows}
+    mutual_agreements = []
+    for name, split in sets.items():
+        assert at[(0.0, name)]["agree_a"] == 1.0 and at[(1.0, name)]["agree_b"] == 1.0
+        mutual = (_predictions(a, train.x[:25], split) == _predictions(b, train.x[:25], split)).double().mean()
+        assert at[(1.0, name)]["agree_a"] == pytest.approx(float(mutual), abs=1e-12)
+        assert at[(0.0, name)]["agree_b"] == pytest.approx(float(mutual), abs=1e-12)
+        mutual_agreements.append(float(mutual))
+        for alpha in settings.alphas():
+            assert 0.0 <= at[(alpha, name)]["agree_a"] <= 1.0 and 0.0 <= at[(alpha, name)]["agree_b"] <= 1.0
+    assert 0.0 < min(mutual_agreements) and max(mutual_agreements) < 1.0     # the endpoints decide differently
+    for alpha in settings.alphas():
+        acc = {name: at[(alpha, name)]["acc"] for name in sets}
+        for name in sets:
+            row = at[(alpha, name)]
+            assert row["reliance_randimg"] == pytest.approx(acc["randimg"] - 1 / 3)      # 3 classes
+            assert row["reliance_randcue"] == pytest.approx(acc["nocue"] - acc["randcue"])
+    partial = evaluate_path(tiny_model(9), a, b, bn_data=train.x, sets={"nocue": sets["nocue"]}, settings=settings,
+                            device="cpu")
+    assert all(r["reliance_randimg"] is None and r["reliance_randcue"] is None for r in partial)
+
+
+def test_bn_sample_resample_draws_a_fresh_seeded_sample_per_alpha_and_fixed_does_not(monkeypatch):
+    import tasks.paths as paths_module
+    train = blobs(80, seed=0)
+    sets = {"nocue": blobs(30, seed=1)}
+    a = trained_state(0, train, steps=5)
+    seen: list[torch.Tensor] = []
+    original = paths_module.reset_bn
+
+    def recording_reset_bn(model, x, *args, **kwargs):
+        seen.append(x.clone())
+        return original(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(paths_module, "reset_bn", recording_reset_bn)
+    samples, barrier = {}, {}
+    for mode, seed in (("fixed", 0), ("resample", 0), ("resample", 0), ("resample", 1)):
+        settings = PathSettings(num_alphas=5, bn_reset_samples=20, eval_batch_size=32, precision="fp32",
+                                bn_sample=mode)
+        seen.clear()
+        rows = evaluate_path(tiny_model(0), a, a, bn_data=train.x, sets=sets, settings=settings, device="cpu",
+                             seed=seed)
+        samples[(mode, seed)] = list(seen)
+        barrier[(mode, seed)] = max(r["value"] for r in barriers(rows) if r["metric"] == "loss")
+        assert len(seen) == 5 and all(len(x) == 20 for x in seen)
+        drawn, pool = torch.stack(seen).flatten(2), train.x.flatten(1)           # [alphas, 20, D], [80, D]
+        assert bool((drawn[:, :, None] == pool[None, None]).all(3).any(2).all())   # every image is a training image
+    fixed = samples[("fixed", 0)]
+    assert all(torch.equal(x, train.x[:20]) for x in fixed)
+    fresh = samples[("resample", 0)]
+    assert all(not torch.equal(fresh[i], fresh[j]) for i in range(5) for j in range(i + 1, 5))
+    assert all(torch.equal(x, y) for x, y in zip(fresh, samples[("resample", 0)]))
+    assert not any(torch.equal(x, y) for x, y in zip(fresh, samples[("resample", 1)]))
+    # a model against itself: no barrier with one BN sample; the BN-sample noise floor with fresh ones
+    assert abs(barrier[("fixed", 0)]) < 1e-5 and barrier[("resample", 0)] > 1e-4
+    direct = draw_bn_sample(train.x, PathSettings(bn_reset_samples=20, bn_sample="resample"), seed=0, alpha_index=3)
+    assert len(direct) == 20 and not torch.equal(direct, train.x[:20])
+
+
 def test_barrier_of_a_model_with_itself_is_zero():
     train = blobs(40, seed=0)
     a = trained_state(0, train, steps=5)
@@ -191,6 +267,8 @@ def test_settings_validate():
         PathSettings(num_alphas=1)
     with pytest.raises(ValueError, match="auto, fp32, bf16"):
         PathSettings(precision="fp16")
+    with pytest.raises(ValueError, match="fixed, resample"):
+        PathSettings(bn_sample="fresh")
     with pytest.raises(ValueError, match="fresh"):
         MidpointSettings(init="middle")
     assert PathSettings(num_alphas=5).alphas() == [0.0, 0.25, 0.5, 0.75, 1.0]
