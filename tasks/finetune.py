@@ -1,5 +1,6 @@
 """Fine-tuning a pretrained classifier on a small clean subset: naive, last-layer retraining
-(llrt), llrt then naive (lpft), and connectivity-based fine-tuning (cbft, Lubana et al. 2023).
+(llrt), llrt then naive (lpft), connectivity-based fine-tuning (cbft, Lubana et al. 2023), its
+ablations (cbft_barrier, cbft_invariance) and naive fine-tuning on CBFT's data (naive_cued).
 
 Every method trains through `tasks.train.fit`, so all of them run data-parallel through its
 manual gradient all-reduce. The clean subset depends only on (seed, size), never on the method,
@@ -25,6 +26,7 @@ from tasks.train import (SCHEDULES, EpochReport, OptimSettings, TrainState, cros
                          distributed_rank, fit, prepare_batch)
 
 OnEpoch = Callable | None
+CBFT_INVARIANCES = ("unpaired", "twins")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,13 @@ class FinetuneSettings(Settings):
     margin: float = setting(1.0, ge=0, doc="cbft: barrier loss |margin - CE| on cue data along the path")
     lam: float = setting(1.0, ge=0, doc="cbft: weight of the invariance loss")
     warmup_epochs: int = setting(1, ge=0, le=100_000, doc="cbft: plain cross-entropy epochs first")
-    cue_batch_size: int | None = setting(None, ge=1, le=1_000_000, doc="cbft: cue batch (global); null: batch_size")
+    cue_batch_size: int | None = setting(None, ge=1, le=1_000_000, doc="cbft (and its ablations, naive_cued): "
+                                         "cue batch (global); null: batch_size")
+    cbft_invariance: str = setting("unpaired", choices=CBFT_INVARIANCES, id_default="twins",
+                                   doc="cbft: what the clean batch's class means are compared with; unpaired (the "
+                                   "paper's): class means of the separate cue batch, cued at the training "
+                                   "proportion, no cue mask | twins: the clean images themselves with a cue "
+                                   "pasted on (paired counterfactuals; needs an oracle cue mask)")
 
     def cross_problems(self) -> list[tuple[str, str]]:
         if self.clean_subset < self.batch_size:
@@ -184,12 +192,14 @@ def draw_t(seed: int, epoch: int, step: int) -> float:
 
 
 def cued_twins(data: CueData, index: Tensor, seed: int) -> tuple[Tensor, Tensor]:
-    """The clean training images at `index` with the cue of their own class applied.
+    """The clean training images at `index` with the cue of their own class applied (`twins` only).
 
     CueData keeps `train` and `train_clean` aligned, so a cued sample j shows its cue as the
-    pixels where train.x[j] != train_clean.x[j]. Image i gets the cue of a donor j of its class:
-    itself when i is cued, else a seeded random cued sample of that class; the cue pixels are
-    copied over (exactly what painting a box does; for dominoes, the donor's top image).
+    pixels where train.x[j] != train_clean.x[j] in ANY channel (an oracle cue mask: the paper's
+    CBFT never uses one). Image i gets the cue of a donor j of its class: itself when i is cued,
+    else a seeded random cued sample of that class; every channel of the donor's cue pixels is
+    copied over (exactly what painting a box does, also where the donor's clean pixel already had
+    the box colour in some channel; for dominoes, the donor's top image).
     Returns (images [n, C, H, W], bool [num_classes]: the classes that have a cued donor).
     """
     index = index.to(data.train.y.device)
@@ -209,38 +219,81 @@ def cued_twins(data: CueData, index: Tensor, seed: int) -> tuple[Tensor, Tensor]
             donors[need] = pool[pick]
     clean_x = data.train_clean.x[index]
     donor_cued, donor_clean = data.train.x[donors], data.train_clean.x[donors]
-    twins = torch.where(donor_cued != donor_clean, donor_cued, clean_x)
+    cue_mask = (donor_cued != donor_clean).any(dim=1, keepdim=True)     # a pixel, all its channels
+    twins = torch.where(cue_mask, donor_cued, clean_x)
     return twins, has_donor
 
 
-def invariance_loss(f_clean: Tensor, f_cued: Tensor, y: Tensor, classes: Tensor) -> Tensor:
-    """Mean over classes k present in the batch and in `classes` (bool [K]) of
-    ||normalise(mean f_clean of k) - normalise(mean f_cued of k)||^2; 0 when there are none."""
-    onehot = F.one_hot(y, classes.numel()).to(f_clean.dtype)          # [n, K]
-    counts = onehot.sum(0)
-    present = (counts > 0) & classes.to(counts.device)
+def class_mean_invariance(f_clean: Tensor, y_clean: Tensor, f_cued: Tensor, y_cued: Tensor, num_classes: int,
+                          classes: Tensor | None = None) -> Tensor:
+    """Mean over classes k present in both batches (and in `classes`, bool [K], when given) of
+    ||normalise(mean f_clean of k) - normalise(mean f_cued of k)||^2; 0 when there are none.
+
+    The two batches may be different samples of different sizes (the paper's unpaired CBFT)."""
+    onehot_clean = F.one_hot(y_clean, num_classes).to(f_clean.dtype)      # [n, K]
+    onehot_cued = F.one_hot(y_cued, num_classes).to(f_cued.dtype)         # [m, K]
+    count_clean, count_cued = onehot_clean.sum(0), onehot_cued.sum(0)
+    present = (count_clean > 0) & (count_cued > 0)
+    if classes is not None:
+        present = present & classes.to(present.device)
     if not bool(present.any()):
-        return f_clean.sum() * 0.0
-    mean_clean = (onehot.T @ f_clean)[present] / counts[present, None]
-    mean_cued = (onehot.T @ f_cued)[present] / counts[present, None]
+        return f_clean.sum() * 0.0 + f_cued.sum() * 0.0
+    mean_clean = (onehot_clean.T @ f_clean)[present] / count_clean[present, None]
+    mean_cued = (onehot_cued.T @ f_cued)[present] / count_cued[present, None]
     diff = F.normalize(mean_clean, dim=1) - F.normalize(mean_cued, dim=1)
     return (diff ** 2).sum(1).mean()
 
 
+def invariance_loss(f_clean: Tensor, f_cued: Tensor, y: Tensor, classes: Tensor) -> Tensor:
+    """`class_mean_invariance` of paired batches (row i of `f_cued` is the twin of row i of `f_clean`),
+    over the classes present in the batch and in `classes` (bool [K])."""
+    return class_mean_invariance(f_clean, y, f_cued, y, classes.numel(), classes)
+
+
+# What each method of the CBFT family does per pair of batches (clean batch, cue batch):
+# (first step on the cue batch: "barrier" | "cue_ce" | None, whether the clean step adds the invariance term).
+CBFT_FAMILY: dict[str, tuple[str | None, bool]] = {
+    "cbft": ("barrier", True),             # the paper's method
+    "cbft_barrier": ("barrier", False),    # ablation: barrier step + clean CE
+    "cbft_invariance": (None, True),       # ablation: clean CE + lam * invariance, no barrier step
+    "naive_cued": ("cue_ce", False),       # control: naive fine-tuning on the same data, same step count
+}
+
+
 class CBFTObjective:
-    """Two steps per pair of batches (clean batch + its cued twins, cue batch):
-    1. barrier: |margin - CE(f_theta(t)(x_cue), y_cue)| at theta(t) = t theta_pre + (1-t) theta,
+    """Connectivity-based fine-tuning (Lubana et al. 2023) and its ablations, per pair of batches
+    (a clean batch from the clean subset, a cue batch from the rest of the training set):
+
+    1. first step on the cue batch, one optimiser step:
+       "barrier": |margin - CE(f_theta(t)(x_cue), y_cue)| at theta(t) = t theta_pre + (1-t) theta,
        so theta's gradient is scaled by (1 - t); BN buffers are throwaway copies there.
-    2. CE on clean + lam * invariance(clean features, cued-twin features) (plain CE during
-       warm-up); clean and twins go through the model as one batch (shared BN statistics).
-    The barrier step yields n = 0, so the curve reports step 2 only. Under distributed training
-    both losses are computed on each rank's share (like BN batch statistics).
+       "cue_ce": plain CE(f_theta(x_cue), y_cue) (naive fine-tuning that sees the cue data too).
+       None: no first step.
+    2. CE on the clean batch, + lam * invariance when `invariance` and after `warmup_epochs`:
+       unpaired (the paper's): class means of the clean batch's penultimate features against class
+       means of the cue batch's, in separate forward passes at theta (train mode), over the classes
+       present in both; nothing knows where a cue is.
+       twins (`twins` given): the clean images and their cued twins in one forward pass, class means
+       compared over the classes in the batch that have a cued donor (`classes`).
+
+    Steps on the cue batch yield n = 0, so the curve reports step 2 only. Under distributed training
+    every loss is computed on each rank's share (like BN batch statistics).
     """
 
-    def __init__(self, model: nn.Module, pairs: Split, classes: Tensor, cue: Split,
-                 settings: FinetuneSettings, seed: int, device: torch.device | str) -> None:
-        self.pretrained = {k: p.detach().clone() for k, p in model.named_parameters()}
-        self.pairs, self.classes, self.cue = pairs, classes, cue
+    def __init__(self, model: nn.Module, clean: Split, cue: Split, settings: FinetuneSettings, seed: int,
+                 device: torch.device | str, *, first_step: str | None = "barrier", invariance: bool = True,
+                 twins: Tensor | None = None, classes: Tensor | None = None) -> None:
+        if first_step not in ("barrier", "cue_ce", None):
+            raise ValueError(f"unknown first step {first_step!r}; allowed: barrier, cue_ce, None")
+        if twins is not None and classes is None:
+            raise ValueError("`twins` need `classes` (the classes that have a cued donor)")
+        self.pretrained = ({k: p.detach().clone() for k, p in model.named_parameters()}
+                           if first_step == "barrier" else {})
+        self.paired = twins is not None
+        # twins travel with their clean images through the shuffle: x is [n, 2, C, H, W] then
+        self.clean = Split(torch.stack([clean.x, twins.to(clean.x.device)], dim=1), clean.y) if self.paired else clean
+        self.cue, self.classes = cue, classes
+        self.first_step, self.invariance = first_step, invariance
         self.settings, self.seed, self.device = settings, seed, torch.device(device)
         self.cue_batch_size = settings.cue_batch_size or settings.batch_size
         if len(cue) < self.cue_batch_size:
@@ -257,7 +310,7 @@ class CBFTObjective:
 
     def batches(self, epoch: int) -> Iterator:
         rank, world = distributed_rank()
-        clean = iterate_batches(self.pairs, self.settings.batch_size, seed=derive_seed(self.seed, "cbft-clean"),
+        clean = iterate_batches(self.clean, self.settings.batch_size, seed=derive_seed(self.seed, "cbft-clean"),
                                 epoch=epoch, rank=rank, world_size=world)
         for step, (pair, cue) in enumerate(zip(clean, self._cue_batches(epoch, rank, world))):
             yield step, pair, cue
@@ -273,40 +326,102 @@ class CBFTObjective:
         return (self.settings.margin - F.cross_entropy(logits, y)).abs()
 
     def steps(self, model: nn.Module, batch, epoch: int):
-        step, (pair, y), (x_cue, y_cue) = batch
+        step, (x, y), (x_cue, y_cue) = batch
         x_cue, y_cue = prepare_batch(x_cue, y_cue, self.device)
-        yield self.barrier_step(model, x_cue, y_cue, draw_t(self.seed, epoch, step)), 0, 0
+        if self.first_step == "barrier":
+            yield self.barrier_step(model, x_cue, y_cue, draw_t(self.seed, epoch, step)), 0, 0
+        elif self.first_step == "cue_ce":
+            yield F.cross_entropy(model(x_cue).float(), y_cue), 0, 0
+        yield self.clean_step(model, x, y, x_cue, y_cue, epoch)
 
+    def clean_step(self, model: nn.Module, x: Tensor, y: Tensor, x_cue: Tensor, y_cue: Tensor,
+                   epoch: int) -> tuple[Tensor, int, int]:
+        """(CE on the clean batch [+ lam * invariance], correct, n) at theta."""
         n = len(y)
-        x, y = prepare_batch(torch.cat([pair[:, 0], pair[:, 1]]), y, self.device)
-        features = model.features(x).float()
-        logits = model.head(features[:n]).float()
+        invariant = self.invariance and epoch >= self.settings.warmup_epochs and self.settings.lam > 0
+        if self.paired:      # the twin method: clean images and their twins in one pass, warm-up included
+            x, y = prepare_batch(torch.cat([x[:, 0], x[:, 1]]), y, self.device)
+            features = model.features(x).float()
+            f_clean, f_twin = features[:n], features[n:]
+        else:
+            x, y = prepare_batch(x, y, self.device)
+            f_clean = model.features(x).float()
+        logits = model.head(f_clean).float()
         loss = F.cross_entropy(logits, y)
-        if epoch >= self.settings.warmup_epochs and self.settings.lam > 0:
-            loss = loss + self.settings.lam * invariance_loss(features[:n], features[n:], y, self.classes)
-        yield loss, int((logits.argmax(1) == y).sum()), n
+        if invariant and self.paired:
+            loss = loss + self.settings.lam * invariance_loss(f_clean, f_twin, y, self.classes)
+        elif invariant:
+            f_cue = model.features(x_cue).float()  # a separate pass at theta: the cue batch's own BN statistics
+            loss = loss + self.settings.lam * class_mean_invariance(f_clean, y, f_cue, y_cue, logits.shape[1])
+        return loss, int((logits.argmax(1) == y).sum()), n
+
+
+def cue_set(data: CueData, index: Tensor) -> Split:
+    """The cue batches' pool: the training set (cued at its proportion) minus the clean subset `index`,
+    in training order."""
+    rest = torch.ones(len(data.train), dtype=torch.bool, device=data.train.y.device)
+    rest[index.to(rest.device)] = False
+    return data.train.subset(rest.nonzero().squeeze(1))
 
 
 def cbft_objective(model: nn.Module, data: CueData, settings: FinetuneSettings, seed: int,
-                   device: torch.device | str) -> CBFTObjective:
-    """The CBFT objective for `model` (its current weights become theta_pre)."""
+                   device: torch.device | str, method: str = "cbft") -> CBFTObjective:
+    """The objective of `method` (one of `CBFT_FAMILY`) for `model` (its current weights become theta_pre).
+
+    Every method of the family draws the same clean batches, cue batches and path points t for one
+    seed, so an ablation differs from cbft only in the part it removes."""
+    if method not in CBFT_FAMILY:
+        raise ValueError(f"unknown method {method!r} of the CBFT family; allowed: {', '.join(CBFT_FAMILY)}")
+    first_step, invariance = CBFT_FAMILY[method]
     index, clean = clean_subset(data, settings.clean_subset, seed)
-    twins, classes = cued_twins(data, index, seed)
-    pairs = Split(torch.stack([clean.x, twins.to(clean.x.device)], dim=1), clean.y)
-    rest = torch.ones(len(data.train), dtype=torch.bool, device=data.train.y.device)
-    rest[index.to(rest.device)] = False
-    cue = data.train.subset(rest.nonzero().squeeze(1))
-    return CBFTObjective(model, pairs, classes, cue, settings, derive_seed(seed, "finetune-cbft"), device)
+    twins = classes = None
+    if invariance and settings.cbft_invariance == "twins":
+        twins, classes = cued_twins(data, index, seed)
+    return CBFTObjective(model, clean, cue_set(data, index), settings, derive_seed(seed, "finetune-cbft"), device,
+                         first_step=first_step, invariance=invariance, twins=twins, classes=classes)
+
+
+def _finetune_with_cue_batches(method: str, model: nn.Module, data: CueData, settings: FinetuneSettings, *,
+                               seed: int, device: torch.device | str, on_epoch: OnEpoch,
+                               resume: TrainState | None) -> list[dict]:
+    model.to(device)
+    objective = cbft_objective(model, data, settings, seed, device, method)
+    return fit(model, objective, model.parameters(), settings.optim(), seed=derive_seed(seed, "finetune-cbft"),
+               device=device, on_epoch=on_epoch, resume=resume)
 
 
 def finetune_cbft(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
                   device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
     """Connectivity-based fine-tuning (see CBFTObjective). `model` holds the pretrained weights when
     called, also when resuming (they are theta_pre; `resume` then replaces them)."""
-    model.to(device)
-    objective = cbft_objective(model, data, settings, seed, device)
-    return fit(model, objective, model.parameters(), settings.optim(), seed=derive_seed(seed, "finetune-cbft"),
-               device=device, on_epoch=on_epoch, resume=resume)
+    return _finetune_with_cue_batches("cbft", model, data, settings, seed=seed, device=device, on_epoch=on_epoch,
+                                      resume=resume)
+
+
+def finetune_cbft_barrier(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
+                          device: torch.device | str, on_epoch: OnEpoch = None,
+                          resume: TrainState | None = None) -> list[dict]:
+    """Ablation: CBFT's barrier step and clean cross-entropy, without the invariance term."""
+    return _finetune_with_cue_batches("cbft_barrier", model, data, settings, seed=seed, device=device,
+                                      on_epoch=on_epoch, resume=resume)
+
+
+def finetune_cbft_invariance(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
+                             device: torch.device | str, on_epoch: OnEpoch = None,
+                             resume: TrainState | None = None) -> list[dict]:
+    """Ablation: CBFT's clean cross-entropy + lam * invariance, without the barrier step."""
+    return _finetune_with_cue_batches("cbft_invariance", model, data, settings, seed=seed, device=device,
+                                      on_epoch=on_epoch, resume=resume)
+
+
+def finetune_naive_cued(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
+                        device: torch.device | str, on_epoch: OnEpoch = None,
+                        resume: TrainState | None = None) -> list[dict]:
+    """Control: naive fine-tuning that sees the extra cued data CBFT sees. Per pair of CBFT's batches, one
+    step of CE on the cue batch, then one of CE on the clean batch: CBFT's data and step count, without
+    its path or invariance terms. Curve rows report the clean steps."""
+    return _finetune_with_cue_batches("naive_cued", model, data, settings, seed=seed, device=device,
+                                      on_epoch=on_epoch, resume=resume)
 
 
 FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {
@@ -314,6 +429,9 @@ FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {
     "llrt": finetune_llrt,
     "lpft": finetune_lpft,
     "cbft": finetune_cbft,
+    "cbft_barrier": finetune_cbft_barrier,
+    "cbft_invariance": finetune_cbft_invariance,
+    "naive_cued": finetune_naive_cued,
 }
 
 
@@ -329,7 +447,10 @@ def finetune(model: nn.Module, method: str, data: CueData, settings: FinetuneSet
 
 
 def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
-    """The `split` label `finetune` gives the curve row of `epoch` ("llrt" for head-only epochs)."""
+    """The `split` label `finetune` gives the curve row of `epoch` of any of `FINETUNE_METHODS` ("llrt"
+    for head-only epochs, else "train")."""
+    if method not in FINETUNE_METHODS:
+        raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")
     if method == "llrt" or (method == "lpft" and epoch < settings.llrt_epochs):
         return "llrt"
     return "train"

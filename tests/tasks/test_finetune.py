@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -9,10 +10,13 @@ import torch.nn.functional as F
 
 from tasks.data import CueData, Split
 from tasks.finetune import (
+    CBFT_FAMILY,
     FINETUNE_METHODS,
     FinetuneSettings,
     cbft_objective,
+    class_mean_invariance,
     clean_subset,
+    cue_set,
     cued_twins,
     curve_split,
     draw_t,
@@ -54,6 +58,9 @@ def tiny_model(seed: int = 0):
 
 SETTINGS = FinetuneSettings(clean_subset=24, epochs=2, lr=0.05, batch_size=8, llrt_epochs=3, llrt_lr=0.5,
                             warmup_epochs=1, cue_batch_size=8)
+TWINS = dataclasses.replace(SETTINGS, cbft_invariance="twins")
+EPOCHS = {"naive": SETTINGS.epochs, "llrt": SETTINGS.llrt_epochs, "lpft": SETTINGS.llrt_epochs + SETTINGS.epochs,
+          **{method: SETTINGS.epochs for method in CBFT_FAMILY}}
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -74,8 +81,7 @@ def test_each_method_runs_and_changes_the_model(method):
         assert len(rows) == SETTINGS.llrt_epochs and {r["split"] for r in rows} == {"llrt"}
     else:
         assert "blocks.0.conv.weight" in changed
-    expected_rows = {"naive": SETTINGS.epochs, "cbft": SETTINGS.epochs,
-                     "lpft": SETTINGS.llrt_epochs + SETTINGS.epochs, "llrt": SETTINGS.llrt_epochs}[method]
+    expected_rows = EPOCHS[method]
     assert len(rows) == expected_rows
     assert [r["epoch"] for r in rows] == list(range(expected_rows))
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
@@ -170,17 +176,210 @@ def test_cbft_barrier_step_does_not_touch_running_stats_and_warmup_is_plain_ce()
     before = snapshot(model)
     next(steps)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    _, (pair, y), _ = batch
+    _, (x, y), _ = batch
     warm_loss, _, n = next(steps)
-    assert n == len(y)
+    assert n == len(y) and x.shape == (len(y), 1, 8, 8)
+    torch.testing.assert_close(warm_loss, F.cross_entropy(copy.deepcopy(model)(x), y))
+
+
+def test_twins_warmup_is_plain_ce_on_the_pass_with_the_twins_and_adds_their_invariance_after():
+    data = synthetic_data()
+    model = tiny_model(0)
+    objective = cbft_objective(model, data, TWINS, seed=0, device="cpu")
+    model.train()
+    batch = next(iter(objective.batches(0)))
+    _, (pair, y), _ = batch
+    warm_loss, _, n = list(objective.steps(model, batch, 0))[1]
     logits = copy.deepcopy(model)(torch.cat([pair[:, 0], pair[:, 1]]))[:n]
     torch.testing.assert_close(warm_loss, F.cross_entropy(logits, y))
-    # after warm-up the invariance term is added
-    later, _, _ = list(objective.steps(model, batch, SETTINGS.warmup_epochs))[1]
+    later, _, _ = list(objective.steps(model, batch, TWINS.warmup_epochs))[1]
     feats = model.features(torch.cat([pair[:, 0], pair[:, 1]]))
-    expected = F.cross_entropy(model.head(feats[:n]), y) + SETTINGS.lam * invariance_loss(
+    expected = F.cross_entropy(model.head(feats[:n]), y) + TWINS.lam * invariance_loss(
         feats[:n], feats[n:], y, torch.ones(NUM_CLASSES, dtype=torch.bool))
     torch.testing.assert_close(later, expected)
+
+
+def _moved_from_pretrained(seed: int = 0):
+    """(model, pretrained state): a tiny model whose weights moved away from its 'pretrained' ones."""
+    model = tiny_model(seed)
+    pretrained = snapshot(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return model, pretrained
+
+
+def _hand_invariance(f_clean, y_clean, f_cue, y_cue) -> torch.Tensor:
+    """Mean over the classes in both batches of the squared distance of the unit class means."""
+    terms = []
+    for k in range(NUM_CLASSES):
+        if (y_clean == k).any() and (y_cue == k).any():
+            a, b = f_clean[y_clean == k].mean(0), f_cue[y_cue == k].mean(0)
+            terms.append(((a / a.norm() - b / b.norm()) ** 2).sum())
+    return torch.stack(terms).mean()
+
+
+def test_cbft_objective_matches_a_hand_computation_with_its_own_lambda_and_margin():
+    settings = dataclasses.replace(SETTINGS, lam=2.5, margin=0.7)
+    data = synthetic_data()
+    model, pretrained = _moved_from_pretrained()
+    objective = cbft_objective(tiny_model(0), data, settings, seed=0, device="cpu")   # theta_pre: `pretrained`
+    assert all(torch.equal(objective.pretrained[k], pretrained[k]) for k in objective.pretrained)
+    model.train()
+    epoch = settings.warmup_epochs
+    batch = list(objective.batches(epoch))[1]
+    step, (x, y), (x_cue, y_cue) = batch
+    assert step == 1 and len(set(y.tolist()) & set(y_cue.tolist())) >= 2
+    reference = copy.deepcopy(model).train()
+    barrier, invariant = [loss for loss, _, _ in objective.steps(model, batch, epoch)]
+
+    t = draw_t(objective.seed, epoch, step)
+    at_t = copy.deepcopy(reference)
+    with torch.no_grad():
+        for k, p in at_t.named_parameters():
+            p.copy_(t * pretrained[k] + (1 - t) * dict(reference.named_parameters())[k])
+    torch.testing.assert_close(barrier, (0.7 - F.cross_entropy(at_t(x_cue), y_cue)).abs())
+
+    f_clean, f_cue = reference.features(x), reference.features(x_cue)      # two passes, train mode
+    expected = F.cross_entropy(reference.head(f_clean), y) + 2.5 * _hand_invariance(f_clean, y, f_cue, y_cue)
+    torch.testing.assert_close(invariant, expected)
+
+
+def test_class_mean_invariance_of_unpaired_batches_by_hand():
+    f_clean = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    y_clean = torch.tensor([0, 0, 1])
+    f_cued = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [9.0, 9.0]])
+    y_cued = torch.tensor([0, 0, 1, 2])
+    # class 0: (1,0) vs (0,1) -> 2; class 1: (0,1) vs (1,1)/sqrt2 -> 2 - sqrt2; class 2 only cued: left out
+    got = class_mean_invariance(f_clean, y_clean, f_cued, y_cued, 3)
+    assert got.item() == pytest.approx((2 + 2 - 2 ** 0.5) / 2)
+    none_shared = class_mean_invariance(f_clean, y_clean, f_cued[3:], y_cued[3:], 3)
+    assert none_shared.item() == 0.0
+
+
+def test_the_cue_set_is_exactly_the_training_set_minus_the_clean_subset():
+    data = synthetic_data()
+    objective = cbft_objective(tiny_model(0), data, SETTINGS, seed=2, device="cpu")
+    index, clean = clean_subset(data, SETTINGS.clean_subset, seed=2)
+    rest = sorted(set(range(len(data.train))) - set(index.tolist()))
+    assert len(objective.cue) == len(data.train) - SETTINGS.clean_subset == len(rest)
+    assert torch.equal(objective.cue.x, data.train.x[rest]) and torch.equal(objective.cue.y, data.train.y[rest])
+    assert torch.equal(objective.clean.x, clean.x) and torch.equal(objective.clean.x, data.train_clean.x[index])
+    assert torch.equal(cue_set(data, index).x, objective.cue.x)
+    cue_x = torch.cat([x for _, _, (x, _) in objective.batches(0)])
+    matches = (cue_x[:, None] == data.train.x[None, rest]).flatten(2).all(2)
+    assert bool(matches.any(1).all())                 # every cue-batch image is a training image outside the subset
+
+
+def _scrambled_cue_information(data: CueData, index: torch.Tensor) -> CueData:
+    """The same clean subset and the same cued training images, but a shuffled `cued` and other clean
+    pixels everywhere outside the clean subset: a different cue mask."""
+    gen = torch.Generator().manual_seed(5)
+    outside = torch.ones(len(data.train), dtype=torch.bool)
+    outside[index] = False
+    clean_x = data.train_clean.x.clone()
+    clean_x[outside] += 0.3 * torch.randn(clean_x[outside].shape, generator=gen)
+    cued = data.cued[torch.randperm(len(data.cued), generator=gen)]
+    return dataclasses.replace(data, train_clean=Split(clean_x, data.train_clean.y), cued=cued)
+
+
+@pytest.mark.parametrize("settings, uses_the_mask", [(SETTINGS, False), (TWINS, True)])
+def test_unpaired_cbft_uses_no_cue_mask_and_twins_do(settings, uses_the_mask):
+    data = synthetic_data()
+    index, _ = clean_subset(data, settings.clean_subset, seed=1)
+    results = []
+    for d in (data, _scrambled_cue_information(data, index)):
+        model = tiny_model()
+        finetune(model, "cbft", d, settings, seed=1, device="cpu")
+        results.append(snapshot(model))
+    same = all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    assert same != uses_the_mask
+
+
+def test_twin_cue_mask_takes_every_channel_of_a_pixel_on_rgb_images():
+    red = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    n = 30
+    y = torch.arange(n) % NUM_CLASSES
+    clean = (0.5 * torch.randn(n, 3, 8, 8, generator=g)).clamp(-0.9, 0.9)
+    cued = torch.arange(n) < n // 2
+    for i in cued.nonzero().squeeze(1).tolist():          # a donor whose red channel already is box-red
+        r, c = CORNERS[int(y[i])]
+        clean[i, 0, r:r + 3, c:c + 3] = 1.0
+    train = clean.clone()
+    for i in cued.nonzero().squeeze(1).tolist():
+        r, c = CORNERS[int(y[i])]
+        train[i, :, r:r + 3, c:c + 3] = red
+    data = CueData(train=Split(train, y), train_clean=Split(clean, y), cued=cued,
+                   eval_sets={}, num_classes=NUM_CLASSES, in_channels=3)
+    index = torch.arange(n // 2, n)                       # uncued images: their cue comes from a donor
+    twins, classes = cued_twins(data, index, seed=0)
+    assert classes.all()
+    for j, i in enumerate(index.tolist()):
+        r, c = CORNERS[int(y[i])]
+        box = torch.zeros(8, 8, dtype=torch.bool)
+        box[r:r + 3, c:c + 3] = True
+        assert torch.equal(twins[j][:, box], red.view(3, 1).expand(3, 9)), i
+        assert torch.equal(twins[j][:, ~box], clean[i][:, ~box]), i
+
+
+def _final_weights(method: str, settings: FinetuneSettings = SETTINGS, seed: int = 1) -> dict:
+    model = tiny_model()
+    finetune(model, method, synthetic_data(), settings, seed=seed, device="cpu")
+    return snapshot(model)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cbft_barrier_is_cbft_without_the_invariance_term():
+    ablation = _final_weights("cbft_barrier")
+    assert _same(ablation, _final_weights("cbft", dataclasses.replace(SETTINGS, lam=0.0)))
+    assert not _same(ablation, _final_weights("cbft"))
+
+
+def test_cbft_invariance_is_cbft_without_the_barrier_step():
+    data = synthetic_data()
+    model = tiny_model(0).train()
+    epoch = SETTINGS.warmup_epochs
+    full = cbft_objective(model, data, SETTINGS, seed=0, device="cpu")
+    ablation = cbft_objective(model, data, SETTINGS, seed=0, device="cpu", method="cbft_invariance")
+    for batch, same_batch in zip(full.batches(epoch), ablation.batches(epoch)):
+        steps, ablation_steps = list(full.steps(model, batch, epoch)), list(ablation.steps(model, same_batch, epoch))
+        assert len(steps) == 2 and len(ablation_steps) == 1
+        torch.testing.assert_close(ablation_steps[0][0], steps[1][0])
+        assert ablation_steps[0][1:] == steps[1][1:]
+    weights = _final_weights("cbft_invariance")
+    assert not _same(weights, _final_weights("cbft")) and not _same(weights, _final_weights("naive"))
+
+
+def test_naive_cued_steps_on_the_cue_batch_then_the_clean_batch_with_plain_cross_entropy():
+    data = synthetic_data()
+    model = tiny_model(0).train()
+    objective = cbft_objective(model, data, SETTINGS, seed=0, device="cpu", method="naive_cued")
+    cbft = cbft_objective(model, data, SETTINGS, seed=0, device="cpu")
+    batches = list(objective.batches(1))
+    assert len(batches) == SETTINGS.clean_subset // SETTINGS.batch_size
+    for batch, cbft_batch in zip(batches, cbft.batches(1)):          # the very batches CBFT sees
+        _, (x, y), (x_cue, y_cue) = batch
+        _, (cx, _), (cx_cue, _) = cbft_batch
+        assert torch.equal(x, cx) and torch.equal(x_cue, cx_cue)
+        reference = copy.deepcopy(model)
+        (cue_loss, _, cue_n), (clean_loss, correct, n) = objective.steps(model, batch, 1)
+        assert (cue_n, n) == (0, len(y))
+        torch.testing.assert_close(cue_loss, F.cross_entropy(reference(x_cue), y_cue))
+        torch.testing.assert_close(clean_loss, F.cross_entropy(reference(x), y))
+    weights = _final_weights("naive_cued")
+    assert not _same(weights, _final_weights("cbft")) and not _same(weights, _final_weights("naive"))
+
+
+def test_curve_split_covers_every_method():
+    for method in FINETUNE_METHODS:
+        splits = {curve_split(method, epoch, SETTINGS) for epoch in range(EPOCHS[method])}
+        assert splits == ({"llrt"} if method == "llrt" else {"llrt", "train"} if method == "lpft" else {"train"})
+    with pytest.raises(ValueError, match="unknown fine-tuning method"):
+        curve_split("sgd", 0, SETTINGS)
 
 
 def _states_by_epoch(method: str, data) -> tuple[dict, list[dict], dict[int, object]]:
@@ -200,15 +399,15 @@ def _states_by_epoch(method: str, data) -> tuple[dict, list[dict], dict[int, obj
 
 
 # (method, finished epochs to resume after): lpft's head phase, its boundary, and its second phase
-RESUME_POINTS = [("naive", 1), ("cbft", 1), ("llrt", 2), ("lpft", 1), ("lpft", 3), ("lpft", 4)]
+RESUME_POINTS = [("naive", 1), ("cbft", 1), ("llrt", 2), ("lpft", 1), ("lpft", 3), ("lpft", 4),
+                 ("cbft_barrier", 1), ("cbft_invariance", 1), ("naive_cued", 1)]
 
 
 @pytest.mark.parametrize("method, epoch", RESUME_POINTS)
 def test_resume_after_any_epoch_finishes_exactly_like_an_uninterrupted_run(method, epoch):
     data = synthetic_data()
     final, rows, saved = _states_by_epoch(method, data)
-    total = {"naive": SETTINGS.epochs, "cbft": SETTINGS.epochs, "llrt": SETTINGS.llrt_epochs,
-             "lpft": SETTINGS.llrt_epochs + SETTINGS.epochs}[method]
+    total = EPOCHS[method]
     assert sorted(saved) == list(range(1, total + 1))        # on_epoch numbers every epoch once, in order
     resumed = tiny_model()                                   # holds the pretrained weights, as in a task
     resumed_rows = finetune(resumed, method, data, SETTINGS, seed=1, device="cpu", resume=saved[epoch])
