@@ -146,11 +146,19 @@ def prepare_batch(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, T
 class CrossEntropyObjective:
     split: Split
     batch_size: int     # global batch size
-    seed: int
+    seed: int           # batch order of epochs before `spawn_epoch` (all epochs without a spawn)
+    spawn_seed: int | None = None   # batch order from `spawn_epoch` on (a spawned child's own order)
+    spawn_epoch: int = 0
+
+    def order_seed(self, epoch: int) -> int:
+        """The seed that shuffles `epoch`: the parent's before `spawn_epoch`, the child's from it on."""
+        if self.spawn_seed is None or epoch < self.spawn_epoch:
+            return self.seed
+        return self.spawn_seed
 
     def batches(self, epoch: int) -> Iterable:
         rank, world_size = distributed_rank()
-        return iterate_batches(self.split, self.batch_size, seed=self.seed, epoch=epoch,
+        return iterate_batches(self.split, self.batch_size, seed=self.order_seed(epoch), epoch=epoch,
                                rank=rank, world_size=world_size)
 
     def steps(self, model: nn.Module, batch: tuple[Tensor, Tensor], epoch: int):
@@ -159,9 +167,18 @@ class CrossEntropyObjective:
         yield F.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), len(y)  # no host sync here
 
 
-def cross_entropy_objective(split: Split, batch_size: int, seed: int) -> Objective:
-    """Plain supervised training on `split`: shuffled by (seed, epoch), sharded by rank."""
-    return CrossEntropyObjective(split, batch_size, seed)
+def cross_entropy_objective(split: Split, batch_size: int, seed: int, *, spawn_seed: int | None = None,
+                            spawn_epoch: int = 0) -> Objective:
+    """Plain supervised training on `split`: shuffled by (seed, epoch), sharded by rank.
+
+    Spawned training (Frankle et al. 2020, "Linear mode connectivity and the lottery ticket hypothesis"):
+    with `spawn_seed`, epochs >= `spawn_epoch` are shuffled by (spawn_seed, epoch) instead. Two children
+    of one parent (same init, same `seed`, different `spawn_seed`s) run the parent's first `spawn_epoch`
+    epochs bit for bit and then differ only in data order; a child can equally resume from the parent's
+    `TrainState` after epoch `spawn_epoch` (`fit(..., resume=...)`). `spawn_seed == seed` is the parent."""
+    if spawn_epoch < 0:
+        raise ValueError(f"`spawn_epoch` {spawn_epoch} is not allowed; must be >= 0")
+    return CrossEntropyObjective(split, batch_size, seed, spawn_seed, spawn_epoch)
 
 
 # ----- distributed helpers -----

@@ -133,6 +133,52 @@ def test_resume_from_mid_run_state_is_exact():
     assert not torch.equal(no_momentum.head.weight, full.head.weight)
 
 
+def test_spawned_children_share_the_parents_first_epochs_bit_for_bit_then_differ_in_data_order():
+    split = blobs(n=64)
+    settings = OptimSettings(epochs=4, lr=0.05, momentum=0.9, batch_size=16, schedule="cosine")
+    k = 2
+
+    def train(spawn_seed):
+        states = []
+        model = make_model(0)
+        objective = cross_entropy_objective(split, 16, seed=3, spawn_seed=spawn_seed, spawn_epoch=k)
+        fit(model, objective, model.parameters(), settings, seed=3, device="cpu",
+            on_epoch=lambda report: states.append(report.state().model))
+        return objective, states
+
+    (parent_objective, parent), (one_objective, one), (two_objective, two) = train(None), train(11), train(12)
+    for epoch in range(settings.epochs):
+        orders = [torch.cat([y for _, y in o.batches(epoch)]) for o in (parent_objective, one_objective, two_objective)]
+        assert torch.equal(orders[1], orders[0]) == torch.equal(orders[2], orders[0]) == (epoch < k), epoch
+    for epoch in range(k):                               # after epochs 0..k-1: one state, bit for bit
+        for name, value in parent[epoch].items():
+            assert torch.equal(one[epoch][name], value) and torch.equal(two[epoch][name], value), (epoch, name)
+    for epoch in range(k, settings.epochs):
+        assert not torch.equal(one[epoch]["head.weight"], two[epoch]["head.weight"]), epoch
+        assert not torch.equal(one[epoch]["head.weight"], parent[epoch]["head.weight"]), epoch
+    _, same_order = train(3)                             # a child with the parent's order seed is the parent
+    assert all(torch.equal(same_order[-1][name], value) for name, value in parent[-1].items())
+    with pytest.raises(ValueError, match="spawn_epoch"):
+        cross_entropy_objective(split, 16, seed=3, spawn_seed=1, spawn_epoch=-1)
+
+
+def test_a_spawned_child_resumed_from_the_parents_state_at_k_equals_one_trained_from_scratch():
+    split = blobs(n=64)
+    settings = OptimSettings(epochs=4, lr=0.05, momentum=0.9, batch_size=16, schedule="cosine")
+    saved = {}
+    parent = make_model(0)
+    fit(parent, cross_entropy_objective(split, 16, seed=3), parent.parameters(), settings, seed=3, device="cpu",
+        on_epoch=lambda report: saved.setdefault(report.epoch + 1, report.state()))
+    child = make_model(0)
+    fit(child, cross_entropy_objective(split, 16, seed=3, spawn_seed=7, spawn_epoch=2), child.parameters(), settings,
+        seed=3, device="cpu")
+    resumed = make_model(1)
+    fit(resumed, cross_entropy_objective(split, 16, seed=3, spawn_seed=7, spawn_epoch=2), resumed.parameters(),
+        settings, seed=3, device="cpu", resume=saved[2])
+    for name, value in child.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
 def test_huge_lr_raises_divergence_error():
     model = make_model(0, bn=False)
     settings = OptimSettings(epochs=5, lr=1e30, batch_size=16, schedule="constant")
