@@ -158,6 +158,24 @@ def test_activation_matching_restores_training_mode_and_returns_permutations():
         assert torch.equal(perm.sort().values, torch.arange(len(perm))), group
 
 
+@pytest.mark.parametrize("name, width, shape", MODELS)
+def test_align_of_models_in_train_mode_matches_eval_mode_and_keeps_their_bn_statistics(name, width, shape):
+    x = _data(shape, n=64, seed=3)
+    model_a, model_b = _model(name, width, shape, 0), _model(name, width, shape, 5)
+    for bn in (m for model in (model_a, model_b) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.momentum = 0.1          # so a forward pass in train mode would move the running statistics
+    in_eval = align(model_a, model_b, "activation", x)
+    before = [copy.deepcopy(model.state_dict()) for model in (model_a, model_b)]
+    model_a.train(), model_b.train()
+    in_train = align(model_a, model_b, "activation", x)
+    assert model_a.training and model_b.training
+    for model, state in zip((model_a, model_b), before):
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state[key]), key
+    for key, value in in_eval.items():
+        assert torch.equal(in_train[key], value), key
+
+
 def test_correlation_matches_numpy():
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(500, 4, generator=gen), torch.randn(500, 3, generator=gen)
