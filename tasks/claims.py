@@ -27,7 +27,8 @@ from tasks.train import OptimSettings, cross_entropy_objective, fit
 
 # The defaults of the built-in sweep (orchestrator/sweeps/default.yaml mirrors them).
 PRETRAIN = OptimSettings(epochs=20, lr=0.05, batch_size=128, schedule="cosine")
-FINETUNE = finetune_lib.FinetuneSettings(epochs=30, lr=0.02, lam=3.0)
+FINETUNE = finetune_lib.FinetuneSettings(clean_subset=200, epochs=30, lr=0.02, batch_size=64, llrt_epochs=100,
+                                          llrt_lr=2.0, lam=3.0)
 MIDPOINT = paths_lib.MidpointSettings(epochs=10, lr=0.05, batch_size=128, schedule="cosine")
 PATH = paths_lib.PathSettings(num_alphas=11, bn_reset_samples=500)
 
