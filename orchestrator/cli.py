@@ -1,54 +1,73 @@
 """`mmc-sweep` (also `python -m orchestrator`): run, plan, status, report, schema, data download.
 
 Exit status: 0 success, 1 some tasks failed or were skipped, 2 bad input (spec, storage, lock,
-resources, arguments) with nothing run and nothing written.
+resources, arguments) with nothing run and nothing written, 130 interrupted (finished tasks kept).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
-from pathlib import Path
 
-EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _load(spec_path: str | None, storage: str | None = None, max_concurrent: int | None = None,
-          tracking_uri: str | None = None):
-    """Load and validate a spec; command-line overrides are validated like the keys they replace."""
-    from orchestrator.spec import load_spec, validate_spec
+class UsageError(ValueError):
+    """A bad command-line argument (exit 2)."""
 
-    spec = load_spec(spec_path)
-    overrides = {k: v for k, v in (("storage", storage), ("max_concurrent", max_concurrent)) if v is not None}
-    flags = [f"--{k.replace('_', '-')}" for k in overrides]
-    raw = {**spec.model_dump(mode="json"), **overrides}
-    if tracking_uri is not None:
-        raw["mlflow"] = {**raw.get("mlflow", {}), "tracking_uri": tracking_uri}
-        flags.append("--tracking-uri")
-    if flags:
-        spec = validate_spec(raw, source=f"{spec_path or 'the default spec'} with {', '.join(flags)}")
-    text = Path(spec_path).read_text() if spec_path else None
-    return spec, text
+
+def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
+    """`run [SPEC] [key=value ...]`: the first item is the spec unless it is an override."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+def load(items: list[str], flags: dict | None = None):
+    """Load and validate a spec with `key=value` overrides and flag overrides (validated like the
+    keys they replace)."""
+    from orchestrator.spec import load_spec
+
+    spec_path, overrides = _split_spec_and_overrides(items)
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"{item!r}: only the first argument may be a spec file; overrides are key=value "
+                             "(e.g. finetune.lam=3)")
+    for key, value in (flags or {}).items():
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return load_spec(spec_path, overrides)
 
 
 def cmd_run(args) -> int:
     from orchestrator.sweep import run_sweep
 
-    spec, text = _load(args.spec, args.storage, args.max_concurrent, args.tracking_uri)
-    outcome = run_sweep(spec, spec_text=text, runner=args.runner, num_cpus=args.num_cpus,
-                        ray_address=args.address, report=not args.no_report)
+    if args.num_cpus is not None and not 1 <= args.num_cpus <= 100_000:
+        raise UsageError(f"--num-cpus {args.num_cpus} is not allowed; give a whole number of CPUs >= 1")
+    spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent,
+                             "mlflow.tracking_uri": args.tracking_uri})
+    outcome = run_sweep(spec, runner=args.runner, num_cpus=args.num_cpus, ray_address=args.address,
+                        report=not args.no_report, new_version=args.new_version)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
 
 
 def cmd_plan(args) -> int:
     from orchestrator.graph import build_graph, describe_plan
+    from orchestrator.spec import dump_spec
 
-    spec, _ = _load(args.spec)
+    spec = load(args.items)
+    if args.resolved:
+        print(dump_spec(spec), end="")
+        return EXIT_OK
     start = time.perf_counter()
     graph = build_graph(spec)
     print(describe_plan(graph))
+    if spec.axes:
+        print("swept: " + "; ".join(", ".join(f"{key} {list(values)}" for key, values in group) for group in spec.axes)
+              + f" ({len(spec.variants)} combinations)")
     if args.list:
         for task in graph.tasks.values():
             print(f"{task.id}  parents={','.join(task.parents) or '-'}")
@@ -58,34 +77,40 @@ def cmd_plan(args) -> int:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.layout import Storage, SweepLayout
+    from orchestrator.layout import LayoutError, Storage, SweepLayout, redact
 
     path = directory.rstrip("/")
     parent, _, name = path.rpartition("/")
-    layout = SweepLayout(Storage(parent or "."), name)
-    if not layout.storage.exists(layout.spec_file()):
-        raise FileNotFoundError(f"{directory} is not a sweep directory (no spec.yaml); "
-                                "give <storage>/<sweep name>, e.g. mmc-runs/default")
+    try:
+        layout = SweepLayout(Storage(parent or "."), name)
+        is_sweep = layout.storage.is_file(layout.spec_file())
+    except (LayoutError, OSError) as exc:
+        raise UsageError(f"{redact(directory)} is not a sweep directory ({exc})") from None
+    if not is_sweep:
+        raise UsageError(f"{redact(directory)} is not a sweep directory (no spec.yaml); give <storage>/<sweep name>, "
+                         "e.g. mmc-runs/default")
     return layout
 
 
 def cmd_status(args) -> int:
     from orchestrator.status import print_status
 
-    layout = _layout_for(args.dir)
-    return print_status(layout, watch=args.watch, interval_s=args.interval)
+    if not (math.isfinite(args.interval) and 0.1 <= args.interval <= 3600):
+        raise UsageError(f"--interval {args.interval} is not allowed; give seconds between 0.1 and 3600")
+    return print_status(_layout_for(args.dir), watch=args.watch, interval_s=args.interval)
 
 
 def cmd_report(args) -> int:
-    from orchestrator import report, sinks, stats
+    from orchestrator import report
 
     layout = _layout_for(args.dir)
-    barriers = sinks.read_table(layout, "barriers")
-    summary = stats.summarize(barriers) if not barriers.empty else None
-    if summary is not None:
-        print(stats.format_table(summary))
-    rep = report.write_report(layout, spec_text=layout.storage.read_bytes(layout.spec_file()).decode(),
-                              summary=summary)
+    from orchestrator import preflight
+
+    preflight.check_report_dir(layout)
+    _summary, text = report.summary_text(layout)
+    if text:
+        print(text)
+    rep = report.write_report(layout)
     print(f"report: {rep.html}")
     return EXIT_OK
 
@@ -98,31 +123,52 @@ def cmd_schema(args) -> int:
 
 
 def cmd_data_download(args) -> int:
+    from pathlib import Path
+
     from tasks.datasets import download
 
+    root = Path(args.root)
+    for parent in (root, *root.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--root {args.root}: {parent} is a file, not a directory; give a directory")
+            break
     download(args.name, args.root)
     print(f"{args.name} is ready under {args.root}")
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # argparse's own errors: exit 2 with one line, as ours
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmc-sweep", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="mmc-sweep", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run (or resume) a sweep; no SPEC runs the built-in default sweep")
-    run.add_argument("spec", nargs="?", help="sweep YAML (default: the built-in digits sweep)")
+    run.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]",
+                     help="sweep YAML (default: the built-in digits sweep), then overrides such as finetune.lam=3 "
+                          "'seeds=[0,1,2]' 'finetune.lr={grid: [0.01, 0.1]}'")
     run.add_argument("--storage", help="override `storage` (local path or pyarrow.fs URI)")
     run.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
     run.add_argument("--tracking-uri", help="override `mlflow.tracking_uri` (needed with remote storage)")
     run.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--runner", default="real", choices=["real", "noop"], help=argparse.SUPPRESS)
+    run.add_argument("--new-version", action="store_true",
+                     help="the spec changes settings of an existing sweep: make it the sweep's new version (the old "
+                          "spec is kept as spec-v<N>.yaml; unchanged finished tasks are reused)")
+    run.add_argument("--runner", default="real", choices=["real", "noop", "sleep", "synthetic"], help=argparse.SUPPRESS)
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="print the task graph of a sweep without running anything")
-    plan.add_argument("spec", nargs="?")
+    plan.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]")
     plan.add_argument("--list", action="store_true", help="also list every task id with its parents")
+    plan.add_argument("--resolved", action="store_true", help="print the resolved spec (every key) instead")
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="progress of a sweep directory by task kind")
@@ -139,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     data = sub.add_parser("data", help="dataset utilities")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     dl = data_sub.add_parser("download", help="fetch and checksum-verify a dataset")
     dl.add_argument("name", help="cifar10 | cifar100 | fashion_mnist | dominoes")
     dl.add_argument("--root", required=True, help="directory to put the dataset in")
@@ -148,28 +194,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from orchestrator.spec import SpecError
-    from orchestrator.sweep import SweepError
+    try:
+        return _main(argv)
+    except BrokenPipeError:   # `mmc-sweep plan --list | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if x.startswith("-") or not hasattr(args, "items")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:   # overrides given after options: `run SPEC --storage X finetune.lam=3`
+        args.items = [*args.items, *extra]
+    from orchestrator.errors import SweepError
+    from orchestrator.layout import LayoutError, redact
+    from orchestrator.spec_schema import SpecError
+    from tasks.datasets import DataError
 
     try:
         return args.func(args)
-    except (SpecError, SweepError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SpecError, SweepError, UsageError, LayoutError, DataError) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished tasks are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001
-        from tasks.data import DataError
-
-        if isinstance(exc, (DataError, ValueError)) and os.environ.get("MMC_DEBUG") != "1":
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

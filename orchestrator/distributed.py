@@ -3,21 +3,26 @@
 The training function of `tasks/` is the same as in one process: `tasks.train.fit` shards every
 global batch by rank and all-reduces gradients when `torch.distributed` is initialised, which
 TorchTrainer does. Each epoch every worker calls `ray.train.report`; rank 0 attaches the training
-state as a checkpoint, so a worker that dies is replaced and the task resumes from its last epoch
-(`FailureConfig`). Runs are named by task id under the sweep's storage, so a restarted driver
-resumes them as well.
+state (`orchestrator.resume.ResumeLog`) as a checkpoint, so a worker that dies is replaced and the
+task resumes from its last epoch (`FailureConfig`). Runs are named by task id under the sweep's
+storage, so a restarted driver resumes them as well.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import ray.train
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from orchestrator.graph import Task
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator import vocab, work
+from orchestrator.graph import Resources, Task
+from orchestrator.layout import SweepLayout
+from orchestrator.resume import ResumeLog
+from orchestrator.work import TaskResult
+from tasks.checkpoint import META_FILE, TENSORS_FILE
 
 MAX_WORKER_FAILURES_ENV_VAR = "MMC_MAX_WORKER_FAILURES"
 DEFAULT_MAX_WORKER_FAILURES = 2
@@ -25,21 +30,34 @@ CRASH_AT_EPOCH_ENV_VAR = "MMC_CRASH_WORKER_AT_EPOCH"   # fault injection: "task_
 CRASH_MARKER_DIR_ENV_VAR = "MMC_CRASH_MARKER_DIR"       # where the "already crashed once" marker goes
 
 
-def _train_worker(config: dict) -> None:
+def worker_resources(r: Resources) -> dict:
+    """The Ray resources one worker of a task reserves (also a single-worker task's trial)."""
+    request = {"CPU": r.cpus}
+    if r.gpus:
+        request["GPU"] = r.gpus
+    request.update(dict(r.custom))
+    return request
+
+
+def _maybe_crash(task: Task, epoch: int, rank: int) -> None:
+    crash = os.environ.get(CRASH_AT_EPOCH_ENV_VAR, "")
+    if not crash:
+        return
+    prefix, at = crash.rsplit(":", 1)
+    marker = os.path.join(os.environ.get(CRASH_MARKER_DIR_ENV_VAR, tempfile.gettempdir()), f"mmc-crashed-{task.id}")
+    if task.id.startswith(prefix) and epoch == int(at) and rank == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)   # simulate a worker that dies mid-task, once
+
+
+def _train_worker(config: dict) -> dict:
     import torch
 
-    from orchestrator import work
-    from tasks.checkpoint import checkpoint_files, read_checkpoint
-    from tasks.train import train_state_from_tensors, train_state_tensors
-
     task: Task = config["task"]
-    ctx = config["ctx"]
+    layout: SweepLayout = config["layout"]
     rank = ray.train.get_context().get_world_rank()
-    layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
     device = ray.train.torch.get_device() if torch.cuda.is_available() and task.resources.gpus else torch.device("cpu")
-    crash = os.environ.get(CRASH_AT_EPOCH_ENV_VAR, "")
-
-    curve_so_far: list[dict] = []   # saved with every checkpoint, so a resume keeps the earlier epochs' rows
+    log = ResumeLog(lambda epoch: work.curve_split(task, epoch))
 
     def resume_state():
         checkpoint = ray.train.get_checkpoint()
@@ -47,63 +65,44 @@ def _train_worker(config: dict) -> None:
             return None
         with checkpoint.as_directory() as directory:
             files = {}
-            for name in ("model.safetensors", "meta.json"):
+            for name in (TENSORS_FILE, META_FILE):
                 with open(os.path.join(directory, name), "rb") as f:
                     files[name] = f.read()
-        tensors, meta = read_checkpoint(files)
-        curve_so_far[:] = meta.get("curve", [])
-        env.resumed_curve[:] = curve_so_far
-        return train_state_from_tensors(tensors, meta)
+        return log.state(files)
 
     def on_epoch(report) -> None:
         metrics = {"epoch": report.epoch, "loss": report.loss, "acc": report.acc}
-        curve_so_far[:] = [row for row in curve_so_far if row["epoch"] < report.epoch]
-        curve_so_far.append({"epoch": report.epoch, "split": work.curve_split(task, report.epoch),
-                             "loss": report.loss, "acc": report.acc})
+        files = log.files(report)     # every rank keeps the curve; rank 0 saves the state
         if rank == 0:
-            tensors, meta = train_state_tensors(report.state())
-            meta["curve"] = list(curve_so_far)
             with tempfile.TemporaryDirectory() as directory:
-                for name, blob in checkpoint_files(tensors, meta).items():
+                for name, blob in files.items():
                     with open(os.path.join(directory, name), "wb") as f:
                         f.write(blob)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
         else:
             ray.train.report(metrics)
-        if crash:
-            prefix, epoch = crash.rsplit(":", 1)
-            marker_dir = os.environ.get(CRASH_MARKER_DIR_ENV_VAR, tempfile.gettempdir())
-            marker = os.path.join(marker_dir, f"mmc-crashed-{task.id}")
-            if task.id.startswith(prefix) and report.epoch == int(epoch) and rank == 1 and not os.path.exists(marker):
-                open(marker, "w").close()
-                os._exit(1)   # simulate a worker that dies mid-task, once
+        _maybe_crash(task, report.epoch, rank)
 
-    env = work.TaskEnv(layout=layout, device=device, data_root=ctx.data_root,
-                       parent_kinds={p: ctx.graph.tasks[p].kind for p in task.parents},
-                       on_epoch=on_epoch, resume_state=resume_state, rank=rank)
-    result = work.execute(task, layout, ctx.runner, env)
-    if result["status"] != "done":
-        raise RuntimeError(result["error"])
+    env = work.TaskEnv(layout=layout, device=device, data_root=config["data_root"],
+                       parent_kinds=config["parent_kinds"], on_epoch=on_epoch, resume_state=resume_state,
+                       resume_log=log, rank=rank)
+    result = work.execute(task, config["runner"], env)
+    if result.status != vocab.DONE:
+        raise RuntimeError(result.error)
+    return result.to_dict()   # rank 0's becomes `Result.return_value`
 
 
-def run_with_ray_train(task: Task, ctx) -> dict:
-    """Run a training task on `task.resources.workers` Ray Train workers; returns the trial result."""
-    import time
-
-    from orchestrator import work
-
+def run_with_ray_train(task: Task, layout: SweepLayout, runner: str, data_root: str | None,
+                       parent_kinds: dict[str, str]) -> TaskResult:
+    """Run a training task on `task.resources.workers` Ray Train workers; never raises."""
     start = time.time()
     r = task.resources
-    per_worker = {"CPU": r.cpus}
-    if r.gpus:
-        per_worker["GPU"] = r.gpus
-    for name, amount in dict(r.custom).items():
-        per_worker[name] = amount
-    layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"task": task, "ctx": ctx},
-        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=bool(r.gpus), resources_per_worker=per_worker),
+        train_loop_config={"task": task, "layout": layout, "runner": runner, "data_root": data_root,
+                           "parent_kinds": parent_kinds},
+        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=bool(r.gpus),
+                                     resources_per_worker=worker_resources(r)),
         run_config=RunConfig(
             name=f"train-{task.id}",
             storage_path=layout.ray_dir(),
@@ -111,9 +110,11 @@ def run_with_ray_train(task: Task, ctx) -> dict:
                                                                           DEFAULT_MAX_WORKER_FAILURES))),
         ),
     )
+    device = f"ray-train x{r.workers}"
     try:
-        trainer.fit()
+        returned = getattr(trainer.fit(), "return_value", None)
     except Exception as exc:  # noqa: BLE001
-        return {"status": "failed", "duration_s": time.time() - start, "error": work._format_error(exc),
-                "device": f"ray-train x{r.workers}"}
-    return {"status": "done", "duration_s": time.time() - start, "device": f"ray-train x{r.workers}", "metrics": {}}
+        return TaskResult(vocab.FAILED, time.time() - start, device, error=work.format_error(exc))
+    result = TaskResult.from_dict(returned) if isinstance(returned, dict) else TaskResult(vocab.DONE, 0.0)
+    result.duration_s, result.device = time.time() - start, device
+    return result

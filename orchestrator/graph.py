@@ -1,35 +1,43 @@
 """Expand a sweep spec into a DAG of tasks with content-hash ids.
 
-A task's id is a hash of its kind and its canonical config (defaults left out, keys sorted, parent
-ids inside), so equal work gets equal ids: a task reached twice is one task, a rerun finds the
-outputs of the last one, and adding a setting with a default keeps old ids. `data.root` and
-resources are never part of an id.
+A task's id is a hash of its kind and its canonical config (settings as `tasks.settings.identity_dict`,
+keys sorted, parent ids inside), so equal work gets equal ids: a task reached from two swept
+combinations is one task, a rerun finds the outputs of the last one, and adding a setting keeps old
+ids. `data.root` and resources are never part of an id.
 
-Pairs, for each model, seed s (in the listed order) and cue proportion p > 0:
-  cue~nocue            (p, s) vs (0, s)
-  cue~cue              (p, s) vs (p, next seed)   nocue~nocue  (0, s) vs (0, next seed)
-                       ("next" wraps around for 3+ seeds, so n seeds give n pairs; 2 seeds give 1)
-  pretrained~ft:<m>    (p, s) vs its fine-tuned model with method m
-Each pair gets, per path kind: linear -> path_eval; quadratic -> midpoint + path_eval;
-aligned -> per alignment method, align + path_eval.
+Models. For each model, combination of swept values, seed s and cue proportion p, the *primary*
+model M(p, s) has its own initialisation and data order, drawn from (s, p): the cue and no-cue
+models of a seed are independent. Partners are trained only where a pair type needs them:
+  cue~nocue              M(p, s)  vs M(0, s)                       independent inits, disjoint pairs
+  cue~cue / nocue~nocue  M(p, s)  vs M'(p, s)  (second init/order)  disjoint pairs, one per seed
+  cue~nocue:same-init    M(p, s)  vs the no-cue model started from M(p, s)'s init and order
+  X~X:spawn@K            M(p, s)  vs its child: M(p, s)'s first K epochs, then another data order
+  X~X:self               M(p, s)  vs itself, BatchNorm re-estimated on a fresh sample per alpha
+  pretrained~ft:<m>      M(p, s)  vs M(p, s) fine-tuned with method m
+Each pair gets, per path kind: linear -> path_eval; quadratic -> midpoint + path_eval; aligned ->
+per alignment method, align + path_eval (which reuses the linear path's rows when the alignment is
+the identity). `self` pairs get the linear path only (the others are the same path).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any
 
-from pydantic import BaseModel
+from orchestrator import vocab
+from orchestrator.spec import SweepSpec, Variant
+from orchestrator.spec_schema import settings_values
+from tasks.data import DataSettings
+from tasks.models import ModelSettings, model_identity
+from tasks.seeding import derive_seed
+from tasks.settings import identity_dict
 
-from orchestrator.spec import DATA_DEFAULTS, ModelSection, SweepSpec
-
-TASK_KINDS = ("pretrain", "finetune", "midpoint", "align", "path_eval")
-LABEL_KEYS = ("dataset", "cue_proportion", "model", "seed", "method", "path_kind", "alignment",
-              "pair_type", "endpoint_a", "endpoint_b")
+LABEL_KEYS = ("dataset", "cue_proportion", "model", "seed", "method", "init_seed", "data_seed",
+              "path_kind", "alignment", "pair_type", "pair_design", "endpoint_a", "endpoint_b",
+              "init_seed_a", "init_seed_b", "data_seed_a", "data_seed_b", "variant")
 
 
 @dataclass(frozen=True)
@@ -43,18 +51,24 @@ class Resources:
 @dataclass(frozen=True)
 class Task:
     kind: str
-    config: dict                  # canonical, JSON-able, defaults left out; parent ids inside
+    config: dict                  # canonical, JSON-able; settings as identity dicts; parent ids inside
     parents: tuple[str, ...]
     labels: dict                  # LABEL_KEYS, None where not applicable
     resources: Resources = field(default=Resources(), compare=False)
+    settings: dict = field(default_factory=dict, compare=False)   # `<section>.<field>` of its lineage
 
     def __hash__(self) -> int:
         return hash(self.id)
 
     @cached_property
     def id(self) -> str:
-        text = canonical_json({"kind": self.kind, "config": self.config})
-        return f"{self.kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        return task_id(self.kind, self.config)
+
+
+def task_id(kind: str, config: dict) -> str:
+    """`<kind>-<first 16 hex digits of sha256(canonical JSON of kind and config)>`."""
+    text = canonical_json({"kind": kind, "config": config})
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -87,60 +101,41 @@ class Graph:
 
     def counts(self) -> dict[str, int]:
         counts = Counter(task.kind for task in self.tasks.values())
-        return {kind: counts[kind] for kind in TASK_KINDS if counts[kind]}
+        return {kind: counts[kind] for kind in vocab.TASK_KINDS if counts[kind]}
 
-
-# ----- canonical forms -----
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, no NaN: equal values give equal text."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def settings_dict(obj: Any, exclude: tuple[str, ...] = ()) -> dict:
-    """The fields of a settings dataclass (or pydantic section) that differ from their defaults."""
-    if dataclasses.is_dataclass(obj):
-        defaults = {f.name: f.default for f in dataclasses.fields(obj)}
-        values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    elif isinstance(obj, BaseModel):
-        defaults = {name: f.default for name, f in type(obj).model_fields.items()}
-        values = {name: getattr(obj, name) for name in type(obj).model_fields}
-    else:
-        raise TypeError(f"expected a settings dataclass or pydantic model, got {type(obj).__name__}")
-    return {name: _plain(value) for name, value in values.items()
-            if name not in exclude and not _equal(value, defaults[name])}
+# ----- seeds of a model -----
+
+def init_seed(seed: int, cue_proportion: float, role: str) -> int:
+    """The initialisation (and data-order) seed of a model: its own stream per (seed, p, role)."""
+    return derive_seed(seed, "init", repr(float(cue_proportion)), role)
 
 
-def data_dict(dataset: str, cue: str, cue_proportion: float, seed: int) -> dict:
-    """`tasks.data.DataSettings` as a config dict, defaults left out and without `root`."""
-    values = {"dataset": dataset, "cue": cue, "cue_proportion": float(cue_proportion), "seed": seed}
-    return {k: v for k, v in values.items() if not _equal(v, DATA_DEFAULTS[k])}
+@dataclass(frozen=True)
+class _Model:
+    """What identifies one pretrained model besides the settings: seeds and how it was trained."""
+    p: float
+    seed: int
+    init: int          # initialisation seed
+    order: int         # data-order seed
+    spawn: tuple[int, int] | None = None   # (K, order seed from epoch K on)
 
-
-def model_dict(model: ModelSection) -> dict:
-    return {"name": model.name} if model.width is None else {"name": model.name, "width": model.width}
-
-
-def _equal(value: Any, default: Any) -> bool:
-    return type(value) is type(default) and value == default or \
-        isinstance(value, (int, float)) and isinstance(default, (int, float)) \
-        and not isinstance(value, bool) and not isinstance(default, bool) and value == default
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-# ----- building -----
 
 @dataclass(frozen=True)
 class _Pair:
-    pair_type: str
+    pair: str
+    design: str
+    epoch: int | None
     a: Task
     b: Task
-    cue_proportion: float
+    p: float
     seed: int
-    method: str | None
+    method: str | None = None
 
 
 class _Builder:
@@ -149,108 +144,144 @@ class _Builder:
     def __init__(self, spec: SweepSpec):
         self.spec = spec
         self.tasks: dict[str, Task] = {}
-        r = spec.resources
-        self.resources = {kind: Resources(getattr(r, kind).cpus, getattr(r, kind).gpus, getattr(r, kind).workers,
-                                          tuple(sorted(getattr(r, kind).custom.items()))) for kind in TASK_KINDS}
+        self.resources = {kind: Resources(r.cpus, r.gpus, r.workers, tuple(r.custom))
+                          for kind, r in spec.resources.items()}
 
-    def add(self, kind: str, config: dict, parents: tuple[str, ...], **labels: Any) -> Task:
-        task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS},
-                    self.resources[kind])
+    def add(self, kind: str, config: dict, parents: tuple[str, ...], settings: dict, **labels: Any) -> Task:
+        task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS}, self.resources[kind],
+                    settings)
         return self.tasks.setdefault(task.id, task)
-
-    def data(self, p: float, seed: int) -> dict:
-        return data_dict(self.spec.data.dataset, self.spec.data.cue, p, seed)
 
 
 def build_graph(spec: SweepSpec) -> Graph:
     """Every task of the sweep, deduplicated, in topological order."""
     b = _Builder(spec)
-    for model in spec.models:
-        pretrained = _add_pretrains(b, model)
-        finetuned = _add_finetunes(b, model, pretrained)
-        for pair in _pairs(spec, pretrained, finetuned):
-            _add_paths(b, model, pair)
+    pairs = [vocab.parse_pair_type(text) for text in spec.pairs]
+    for variant in spec.variants:
+        for model in spec.models:
+            _Plan(b, variant, model, pairs).build()
     return Graph(b.tasks)
 
 
-def _add_pretrains(b: _Builder, model: ModelSection) -> dict[tuple[float, int], Task]:
-    train = settings_dict(b.spec.pretrain)
-    return {(p, s): b.add("pretrain",
-                          {"data": b.data(p, s), "model": model_dict(model), "train": train, "seed": s},
-                          (), dataset=b.spec.data.dataset, cue_proportion=p, model=model.label, seed=s)
-            for p in b.spec.cue_proportions for s in b.spec.seeds}
+class _Plan:
+    """The tasks of one model in one combination of swept values."""
 
+    def __init__(self, b: _Builder, variant: Variant, model: ModelSettings, pairs: list):
+        self.b, self.v, self.model, self.pairs = b, variant, model, pairs
+        self.spec = b.spec
+        self.variant_label = variant.label() if variant.swept else None
+        self.model_settings = settings_values("model", model)
+        self.pretrained: dict[_Model, Task] = {}
 
-def _add_finetunes(b: _Builder, model: ModelSection, pretrained: dict) -> dict[tuple[float, int, str], Task]:
-    settings = settings_dict(b.spec.finetune, exclude=("methods",))
-    finetuned = {}
-    for p in b.spec.cue_models:
-        for s in b.spec.seeds:
-            parent = pretrained[p, s]
-            for method in b.spec.finetune.methods:
-                config = {"pretrain": parent.id, "method": method, "finetune": settings,
-                          "data": b.data(p, s), "model": model_dict(model), "seed": s}
-                finetuned[p, s, method] = b.add("finetune", config, (parent.id,),
-                                                 **{**parent.labels, "method": method})
-    return finetuned
+    # -- models --
+    def data_settings(self, p: float, seed: int) -> DataSettings:
+        return replace(self.v.data, cue_proportion=float(p), seed=seed)
 
+    def pretrain(self, m: _Model) -> Task:
+        if m in self.pretrained:
+            return self.pretrained[m]
+        data = self.data_settings(m.p, m.seed)
+        config = {"data": identity_dict(data), "model": model_identity(self.model),
+                  "train": identity_dict(self.v.pretrain), "init_seed": m.init, "order_seed": m.order}
+        if m.spawn is not None:
+            config["spawn"] = {"epoch": m.spawn[0], "order_seed": m.spawn[1]}
+        settings = {**settings_values("data", data), **self.model_settings, **settings_values("pretrain", self.v.pretrain)}
+        task = self.b.add(vocab.PRETRAIN, config, (), settings, dataset=data.dataset, cue_proportion=float(m.p),
+                          model=self.model.label, seed=m.seed, init_seed=m.init, data_seed=data.seed,
+                          variant=self.variant_label)
+        self.pretrained[m] = task
+        return task
 
-def _pairs(spec: SweepSpec, pretrained: dict, finetuned: dict) -> Iterator[_Pair]:
-    pairs, seeds = spec.paths.pairs, spec.seeds
-    if "cue~nocue" in pairs:
-        for s in seeds:
-            for p in spec.cue_models:
-                yield _Pair("cue~nocue", pretrained[p, s], pretrained[0.0, s], p, s, None)
-    if "cue~cue" in pairs:
-        for p in spec.cue_models:
-            for s, t in seed_pairs(seeds):
-                yield _Pair("cue~cue", pretrained[p, s], pretrained[p, t], p, s, None)
-    if "nocue~nocue" in pairs:
-        for s, t in seed_pairs(seeds):
-            yield _Pair("nocue~nocue", pretrained[0.0, s], pretrained[0.0, t], 0.0, s, None)
-    if "pretrained~ft" in pairs:
-        for s in seeds:
-            for p in spec.cue_models:
-                for m in spec.finetune.methods:
-                    yield _Pair(f"pretrained~ft:{m}", pretrained[p, s], finetuned[p, s, m], p, s, m)
+    def primary(self, p: float, s: int) -> _Model:
+        seed = init_seed(s, p, "a")
+        return _Model(p, s, seed, seed)
 
+    def partner(self, p: float, s: int) -> _Model:
+        seed = init_seed(s, p, "b")
+        return _Model(p, s, seed, seed)
 
-def seed_pairs(seeds: list[int]) -> list[tuple[int, int]]:
-    """Each seed with the next one; wraps around for 3+ seeds (n pairs), 2 seeds give 1 pair."""
-    n = len(seeds)
-    if n < 2:
-        return []
-    return [(seeds[i], seeds[(i + 1) % n]) for i in range(n if n > 2 else 1)]
+    def finetune(self, parent: Task, method: str) -> Task:
+        labels = parent.labels
+        config = {"pretrain": parent.id, "method": method, "finetune": identity_dict(self.v.finetune),
+                  "data": parent.config["data"], "model": parent.config["model"], "seed": labels["seed"]}
+        settings = {**parent.settings, **settings_values("finetune", self.v.finetune)}
+        return self.b.add(vocab.FINETUNE, config, (parent.id,), settings, **{**labels, "method": method})
 
+    # -- pairs --
+    def build(self) -> None:
+        for s in self.spec.seeds:
+            for pair in self._pairs(s):
+                self._add_paths(pair)
 
-def _add_paths(b: _Builder, model: ModelSection, pair: _Pair) -> None:
-    spec = b.spec
-    endpoints = [pair.a.id, pair.b.id]
-    common = {"endpoints": endpoints, "model": model_dict(model)}
-    labels = dict(dataset=spec.data.dataset, cue_proportion=pair.cue_proportion, model=model.label,
-                  seed=pair.seed, method=pair.method, pair_type=pair.pair_type,
-                  endpoint_a=pair.a.id, endpoint_b=pair.b.id)
-    data_a, data_b = pair.a.config["data"], pair.b.config["data"]
-    eval_config = {**common, "data": b.data(0.0, pair.seed), "path": settings_dict(spec.paths,
-                   exclude=("pairs", "kinds", "alignments"))}
-    for kind in spec.paths.kinds:
-        if kind == "linear":
-            b.add("path_eval", {**eval_config, "path_kind": "linear", "via": None, "alignment": None},
-                  (pair.a.id, pair.b.id), **labels, path_kind="linear")
-        elif kind == "quadratic":
-            mid = b.add("midpoint", {**common, "data": [data_a, data_b],
-                                     "train": settings_dict(spec.midpoint), "seed": pair.seed},
-                        (pair.a.id, pair.b.id), **labels, path_kind="quadratic")
-            b.add("path_eval", {**eval_config, "path_kind": "quadratic", "via": mid.id, "alignment": None},
-                  (pair.a.id, pair.b.id, mid.id), **labels, path_kind="quadratic")
-        else:
-            for method in spec.paths.alignments:
-                al = b.add("align", {**common, "method": method, "data": data_a,
-                                     "samples": spec.align.samples, "seed": pair.seed},
-                           (pair.a.id, pair.b.id), **labels, path_kind="aligned", alignment=method)
-                b.add("path_eval", {**eval_config, "path_kind": "aligned", "via": al.id,
-                                    "alignment": method},
-                      (pair.a.id, pair.b.id, al.id), **labels, path_kind="aligned", alignment=method)
+    def _pairs(self, s: int):
+        cue_props, spec = self.spec.cue_models, self.spec
+        for pair, design, epoch in self.pairs:
+            if pair == vocab.PRETRAINED_FT:
+                for p in cue_props:
+                    parent = self.pretrain(self.primary(p, s))
+                    for method in spec.methods:
+                        yield _Pair(pair, vocab.FINE_TUNED, None, parent, self.finetune(parent, method), p, s, method)
+                continue
+            props = [0.0] if pair == vocab.NOCUE_NOCUE else cue_props
+            for p in props:
+                first = self.primary(p, s)
+                a = self.pretrain(first)
+                if pair == vocab.CUE_NOCUE:
+                    nocue = self.primary(0.0, s)
+                    if design == vocab.SAME_INIT:
+                        nocue = replace(nocue, init=first.init, order=first.order)
+                    b = self.pretrain(nocue)
+                elif design == vocab.INDEPENDENT:
+                    b = self.pretrain(self.partner(p, s))
+                elif design == vocab.SPAWN:
+                    b = self.pretrain(replace(first, spawn=(epoch, init_seed(s, p, f"spawn@{epoch}"))))
+                else:   # self
+                    b = a
+                yield _Pair(pair, design, epoch, a, b, p, s)
+
+    def _add_paths(self, pair: _Pair) -> None:
+        spec, v = self.spec, self.v
+        a, b = pair.a, pair.b
+        name = vocab.pair_type_name(pair.pair, pair.design, pair.epoch, pair.method)
+        endpoints = [a.id, b.id]
+        parents_ab = (a.id,) if a.id == b.id else (a.id, b.id)
+        common = {"endpoints": endpoints, "model": a.config["model"]}
+        lineage = {**a.settings, **b.settings}
+        labels = dict(dataset=v.data.dataset, cue_proportion=float(pair.p), model=self.model.label, seed=pair.seed,
+                      method=pair.method, pair_type=name, pair_design=pair.design + (f"@{pair.epoch}" if pair.epoch
+                                                                                   is not None else ""),
+                      endpoint_a=a.id, endpoint_b=b.id, init_seed_a=a.labels["init_seed"],
+                      init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
+                      data_seed_b=b.labels["data_seed"], variant=self.variant_label)
+        paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
+        eval_config = {**common, "data": identity_dict(self.data_settings(0.0, pair.seed)),
+                       "path": identity_dict(paths), "seed": pair.seed}
+        eval_settings = {**lineage, **settings_values("paths", paths)}
+        kinds = [vocab.LINEAR] if pair.design == vocab.SELF else list(spec.path_kinds)
+        linear = None
+        if vocab.LINEAR in kinds:
+            linear = self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.LINEAR, "via": None,
+                                                  "alignment": None},
+                                parents_ab, eval_settings, **labels, path_kind=vocab.LINEAR)
+        if vocab.QUADRATIC in kinds:
+            mid_settings = {**lineage, **settings_values("midpoint", v.midpoint)}
+            mid = self.b.add(vocab.MIDPOINT, {**common, "data": [a.config["data"], b.config["data"]],
+                                              "train": identity_dict(v.midpoint), "seed": pair.seed},
+                             parents_ab, mid_settings, **labels, path_kind=vocab.QUADRATIC)
+            self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.QUADRATIC, "via": mid.id, "alignment": None},
+                       (*parents_ab, mid.id), {**eval_settings, **settings_values("midpoint", v.midpoint)},
+                       **labels, path_kind=vocab.QUADRATIC)
+        if vocab.ALIGNED in kinds:
+            align_settings = {**lineage, **settings_values("align", v.align)}
+            for method in spec.alignments:
+                al = self.b.add(vocab.ALIGN, {**common, "method": method, "data": a.config["data"],
+                                              "align": identity_dict(v.align), "seed": pair.seed},
+                                parents_ab, align_settings, **labels, path_kind=vocab.ALIGNED, alignment=method)
+                extra = (linear.id,) if linear is not None else ()
+                self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.ALIGNED, "via": al.id,
+                                             "alignment": method, "linear": linear.id if linear else None},
+                           (*parents_ab, al.id, *extra), {**eval_settings, **settings_values("align", v.align)},
+                           **labels, path_kind=vocab.ALIGNED, alignment=method)
 
 
 # ----- describing -----
@@ -265,11 +296,11 @@ def describe_plan(graph: Graph) -> str:
     for task in graph.tasks.values():
         parent_kinds = Counter(graph.tasks[p].kind for p in task.parents)
         shapes[task.kind][" + ".join(f"{k}×{n}" if n > 1 else k for k, n in
-                                     sorted(parent_kinds.items(), key=lambda kv: TASK_KINDS.index(kv[0])))] += 1
+                                     sorted(parent_kinds.items(), key=lambda kv: vocab.TASK_KINDS.index(kv[0])))] += 1
         resources.setdefault(task.kind, task.resources)
         if task.labels.get("pair_type"):
             pairs.setdefault(task.labels["pair_type"], set()).add(
-                (task.labels["endpoint_a"], task.labels["endpoint_b"]))
+                (task.labels["endpoint_a"], task.labels["endpoint_b"], task.labels.get("variant")))
     width = max(len(k) for k in counts) if counts else 0
     for kind, n in counts.items():
         r = resources[kind]

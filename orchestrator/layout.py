@@ -2,7 +2,8 @@
 
 ```
 <storage>/<sweep>/
-  spec.yaml                              resolved spec, as run
+  spec.yaml                              resolved spec, as run (spec-v<N>.yaml: earlier versions)
+  plan.parquet                           every planned task: id, kind, parents, labels, settings, config
   run.lock                               held by the running invocation
   mlflow.db                              default MLflow tracking store (local storage only)
   tasks/<kind>/<task_id>/                model.safetensors, meta.json, log.txt, resume/, ...
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_FILE_SCHEME = re.compile(r"^file:(?!//)", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
 
@@ -45,9 +48,8 @@ class Storage:
 
     def __init__(self, uri: str | os.PathLike):
         uri = os.fspath(uri)
-        match = _SCHEME.match(uri)
-        if match is None or match.group(1).lower() == "file":
-            local = uri[len("file://"):] if match else uri
+        local = local_path_of(uri)
+        if local is not None:
             self.fs: pafs.FileSystem = pafs.LocalFileSystem()
             self.root = os.path.abspath(os.path.expanduser(local)).replace(os.sep, "/").rstrip("/") or "/"
             self.uri = self.root
@@ -84,10 +86,31 @@ class Storage:
         self._check_under_root(path)
         return Path(path) if self.is_local else None
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes. Local paths must be regular files (a FIFO or device would block or
+        stream forever: OSError); with `max_bytes`, a larger file is an OSError too."""
         self._check_under_root(path)
+        if self.is_local:
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{path} is not a regular file")
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
         with self.fs.open_input_stream(path) as f:
-            return f.read()
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise OSError(f"{path} is more than the {max_bytes} bytes expected")
+        return data
+
+    def is_file(self, path: str) -> bool:
+        """Whether `path` is a regular file (not a directory, FIFO or device)."""
+        self._check_under_root(path)
+        if self.is_local:
+            try:
+                return stat.S_ISREG(os.stat(path).st_mode)
+            except OSError:
+                return False
+        return self.fs.get_file_info(path).type == pafs.FileType.File
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write `data` to `path` atomically: to `<path>.tmp-<uuid>`, then move into place."""
@@ -144,6 +167,31 @@ class Storage:
                               f"with `Storage.join` or `SweepLayout`")
 
 
+def local_path_of(uri: str) -> str | None:
+    """The local path a storage URI names (`./runs`, `/abs`, `file:///abs`, `file://localhost/abs`,
+    `file:/abs`), or None for a remote URI (s3://, gs://, ...)."""
+    if _FILE_SCHEME.match(uri):              # file:/abs/path
+        if uri[5:].startswith("/"):
+            return uri[5:]
+        raise LayoutError(f"{redact(uri)!r} is not a local file URI; use file:///absolute/path")
+    match = _SCHEME.match(uri)
+    if match is None:
+        return uri
+    if match.group(1).lower() != "file":
+        return None
+    rest = uri[match.end():]                 # after "file://"
+    if rest.startswith("localhost/"):
+        return rest[len("localhost"):]
+    if rest.startswith("/"):
+        return rest
+    raise LayoutError(f"{redact(uri)!r} is not a local file URI; use file:///absolute/path")
+
+
+def redact(text: str) -> str:
+    """`s3://KEY:SECRET@bucket/x` -> `s3://***@bucket/x` (credentials in URIs never printed)."""
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", str(text))
+
+
 class SweepLayout:
     """Every path of one sweep (`<storage>/<sweep>/...`); one-line methods, no I/O."""
 
@@ -160,6 +208,17 @@ class SweepLayout:
 
     def spec_file(self) -> str:
         return self._path("spec.yaml")
+
+    def spec_version_file(self, version: int) -> str:
+        """An earlier version of the spec, kept when `run --new-version` replaced it."""
+        return self._path(f"spec-v{int(version)}.yaml")
+
+    def plan_file(self) -> str:
+        return self._path("plan.parquet")
+
+    def marker_file(self, kind: str, task_id: str) -> str:
+        """`done.json`: written last, lists every output file with its sha256 (see orchestrator.outputs)."""
+        return self.task_file(kind, task_id, "done.json")
 
     def lock_file(self) -> str:
         return self._path("run.lock")
@@ -206,6 +265,10 @@ class SweepLayout:
             raise LayoutError(f"the default MLflow store is a SQLite file, which needs local storage, "
                               f"not {self.storage.uri!r}; set `mlflow.tracking_uri` in the spec")
         return f"sqlite:///{path.as_posix()}"
+
+    def compacted_file(self, table: str, name: str) -> str:
+        """A compacted file of `table` (many tasks' rows): `results/<table>/part-<name>.parquet`."""
+        return self.storage.join(self.table_dir(table), f"part-{check_name(name, 'part name')}.parquet")
 
     def ray_dir(self) -> str:
         """Ray Tune/Train `storage_path`, as a URI (an absolute path for local storage)."""

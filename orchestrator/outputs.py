@@ -2,7 +2,9 @@
 
 A task is finished exactly when its marker exists and every file it lists still has the sha256
 recorded there. That check is the whole cache: a corrupt checkpoint or a truncated fragment fails
-it, so the task is recomputed on the next run instead of being used.
+it, so the task is recomputed on the next run instead of being used. Markers are read defensively:
+one that is not a regular file, not JSON, too large or too deep, of the wrong shape, or listing a
+file that is not one of this task's outputs counts as "not finished" (the task runs again).
 """
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from orchestrator import sinks
+from orchestrator import tables, vocab
 from orchestrator.graph import Task
 from orchestrator.layout import SweepLayout
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 
-MARKER_VERSION = 1
+MARKER_VERSION = 2
+MAX_MARKER_BYTES = 10_000_000
+_HEX = set("0123456789abcdef")
 
 
 @dataclass
@@ -29,10 +33,21 @@ class TaskOutput:
     checkpoint: dict[str, torch.Tensor] | None = None
     meta: dict = field(default_factory=dict)                      # recorded in meta.json and done.json
     metrics: dict[str, float] = field(default_factory=dict)       # scalars for MLflow
+    steps: list[tuple[str, int, float]] = field(default_factory=list)   # MLflow step series (key, step, value)
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def output_files(layout: SweepLayout, kind: str, task_id: str) -> dict[str, str]:
+    """Every file a task of `kind` may list in its marker: relative name -> storage path."""
+    paths = [*layout.checkpoint_files(kind, task_id).values(), *(layout.fragment(t, task_id) for t in vocab.TABLES)]
+    return {_relative(layout, p): p for p in paths}
+
+
+def _relative(layout: SweepLayout, path: str) -> str:
+    return path[len(layout.root) + 1:]
 
 
 def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
@@ -45,56 +60,86 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
         paths = layout.checkpoint_files(task.kind, task.id)
         for name, blob in blobs.items():
             storage.write_bytes(paths[name], blob)
-            files[paths[name]] = _sha256(blob)
+            files[_relative(layout, paths[name])] = _sha256(blob)
     for table, rows in output.tables.items():
-        if table == "tasks":
+        if table == vocab.TASKS:
             continue  # the driver writes the `tasks` row (it knows the MLflow run id)
-        path, data = sinks.write_fragment_bytes(layout, table, task.id, rows)
-        files[path] = _sha256(data)
+        path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
+        files[_relative(layout, path)] = _sha256(data)
     marker = {
         "version": MARKER_VERSION,
         "task_id": task.id,
         "kind": task.kind,
         "files": files,
-        "tables": sorted(t for t in output.tables if t != "tasks"),
+        "tables": sorted(t for t in output.tables if t != vocab.TASKS),
         "metrics": output.metrics,
+        "steps": [list(x) for x in output.steps],
         "meta": output.meta,
         "finished_at": time.time(),
     }
-    storage.write_bytes(marker_path(layout, task), json.dumps(marker, indent=1, default=str).encode())
+    storage.write_bytes(layout.marker_file(task.kind, task.id),
+                        json.dumps(marker, indent=1, default=str).encode())
     return marker
 
 
-def marker_path(layout: SweepLayout, task: Task) -> str:
-    return layout.storage.join(layout.task_dir(task.kind, task.id), "done.json")
+def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
+    """The task's marker, or None when it is missing or not a well-formed marker of this task."""
+    marker, _reason = _marker(layout, kind, task_id)
+    return marker
 
 
-def read_marker(layout: SweepLayout, task: Task) -> dict | None:
-    path = marker_path(layout, task)
-    if not layout.storage.exists(path):
-        return None
+def _marker(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict | None, str]:
+    path = layout.marker_file(kind, task_id)
+    storage = layout.storage
     try:
-        return json.loads(layout.storage.read_bytes(path))
-    except (ValueError, UnicodeDecodeError):
-        return None
+        if not storage.exists(path):
+            return None, "no done.json"
+        if not storage.is_file(path):
+            return None, f"{path} is not a regular file"
+        data = json.loads(storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return None, f"{path} is unreadable ({type(exc).__name__})"
+    allowed = output_files(layout, kind, task_id)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") != MARKER_VERSION:
+        return None, f"{path} is not a marker of this task"
+    for name, digest in files.items():
+        if name not in allowed:
+            return None, f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
+        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+            return None, f"{path} holds a malformed sha256 for {name}"
+    for key in ("metrics", "meta"):
+        if not isinstance(data.get(key, {}), dict):
+            return None, f"{path}: `{key}` is not a mapping"
+    if not isinstance(data.get("tables", []), list):
+        return None, f"{path}: `tables` is not a list"
+    return data, ""
 
 
-def verify_outputs(layout: SweepLayout, task: Task) -> tuple[bool, str]:
-    """(True, "") if the task's outputs exist and match their recorded hashes, else (False, reason)."""
-    marker = read_marker(layout, task)
+def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, str]:
+    """(True, "") if the task's outputs exist and match their recorded hashes, else (False, reason).
+    Never blocks: only regular files are read."""
+    marker, reason = _marker(layout, kind, task_id)
     if marker is None:
-        return False, "no done.json"
-    for path, digest in marker.get("files", {}).items():
-        if not layout.storage.exists(path):
-            return False, f"missing {path}"
-        if _sha256(layout.storage.read_bytes(path)) != digest:
-            return False, f"sha256 mismatch in {path}"
+        return False, reason
+    storage, allowed = layout.storage, output_files(layout, kind, task_id)
+    for name, digest in marker["files"].items():
+        path = allowed[name]
+        if tables.compacted_digest(layout, path) == digest:
+            continue   # a fragment whose rows were compacted into a verified part file
+        try:
+            if not storage.is_file(path):
+                return False, f"missing {path}"
+            if _sha256(storage.read_bytes(path)) != digest:
+                return False, f"sha256 mismatch in {path}"
+        except OSError as exc:
+            return False, f"unreadable {path} ({exc})"
     return True, ""
 
 
-def invalidate(layout: SweepLayout, task: Task) -> None:
+def invalidate(layout: SweepLayout, kind: str, task_id: str) -> None:
     """Remove the marker so the task reruns (its files are replaced atomically by the rerun)."""
-    path = marker_path(layout, task)
+    path = layout.marker_file(kind, task_id)
     if layout.storage.exists(path):
         layout.storage.delete(path)
 

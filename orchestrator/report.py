@@ -19,10 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import plots, sinks, stats
+from orchestrator import plots, stats, tables, vocab
+from orchestrator.plan import read_plan
 
-TABLES = ("tasks", "evaluations", "train_curves", "paths", "barriers")
-TASK_KIND_ORDER = ("pretrain", "finetune", "midpoint", "align", "path_eval")
 REPORT_WORKERS_ENV_VAR = "MMC_REPORT_WORKERS"   # processes drawing figures; 1 draws in-process
 DEFAULT_REPORT_WORKERS = 4
 MIN_FIGURES_PER_WORKER = 6                      # a worker costs about one figure to start
@@ -245,20 +244,13 @@ def _render_figures(results: dict[str, pd.DataFrame]) -> list[ReportFigure]:
 # Plan, progress and provenance
 # ----------------------------------------------------------------------------------------------
 
-def planned_by_kind(spec_text: str | None) -> dict[str, list[str]] | None:
-    """Task ids per kind of the graph the spec expands to; None if the spec does not parse."""
-    if not spec_text:
-        return None
-    try:
-        from orchestrator.graph import build_graph
-        from orchestrator.spec import parse_spec
-
-        graph = build_graph(parse_spec(spec_text, "spec.yaml"))
-    except Exception:  # noqa: BLE001 - a report never fails on an old or foreign spec
+def planned_by_kind(plan: pd.DataFrame | None) -> dict[str, list[str]] | None:
+    """Task ids per kind of the sweep's stored plan; None without a plan."""
+    if plan is None:
         return None
     out: dict[str, list[str]] = {}
-    for task in graph.tasks.values():
-        out.setdefault(task.kind, []).append(task.id)
+    for task_id, kind in zip(plan["task_id"], plan["kind"]):
+        out.setdefault(kind, []).append(task_id)
     return out
 
 
@@ -280,10 +272,10 @@ def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None
     else:
         known_plan = True
     rows = []
-    for kind in [k for k in TASK_KIND_ORDER if k in plan] + sorted(set(plan) - set(TASK_KIND_ORDER)):
+    for kind in [k for k in vocab.TASK_KINDS if k in plan] + sorted(set(plan) - set(vocab.TASK_KINDS)):
         ids = plan[kind]
         states = [status.get(t) for t in ids]
-        finished = sum(s in sinks.FINISHED_STATUSES for s in states)
+        finished = sum(s in (vocab.FINISHED,) for s in states)
         failed = sum(s == "failed" for s in states)
         skipped = sum(s == "skipped" for s in states)
         rows.append({"kind": kind, "planned": len(ids) if known_plan else None,
@@ -310,7 +302,7 @@ def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
     hosts, compute time (sum of task durations) and wall time (first start to last finish)."""
     if tasks.empty:
         return {}
-    done = tasks[tasks["status"].isin(sinks.FINISHED_STATUSES)]
+    done = tasks[tasks["status"].isin((vocab.FINISHED,))]
     out = {
         "spec hash": _distinct(tasks, "spec_hash"),
         "git revision": _distinct(tasks, "git_rev"),
@@ -370,7 +362,7 @@ def status_counts(tasks: pd.DataFrame) -> dict[str, int]:
 def _finished_count(tasks: pd.DataFrame) -> int:
     if tasks.empty:
         return 0
-    return int(_latest(tasks)["status"].isin(sinks.FINISHED_STATUSES).sum())
+    return int(_latest(tasks)["status"].isin((vocab.FINISHED,)).sum())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -690,34 +682,49 @@ and accuracy.</p>
 # Entry point
 # ----------------------------------------------------------------------------------------------
 
-def read_results(layout) -> dict[str, pd.DataFrame]:
-    """Every result table as a DataFrame (empty ones where nothing was written yet)."""
-    return {table: sinks.read_table(layout, table) for table in TABLES}
+def read_results(layout, plan: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Every result table as a DataFrame, restricted to the tasks of the sweep's plan (rows a
+    sweep's earlier versions left behind are never mixed in); empty ones where nothing was written."""
+    out = {table: tables.read_table(layout, table) for table in vocab.TABLES}
+    if plan is not None:
+        planned = set(plan["task_id"])
+        out = {table: df[df["task_id"].isin(planned)].reset_index(drop=True) for table, df in out.items()}
+    return out
 
 
 def _read_spec(layout) -> str | None:
     try:
         path = layout.spec_file()
         if layout.storage.exists(path):
-            return layout.storage.read_bytes(path).decode("utf-8", errors="replace")
+            return layout.storage.read_bytes(path, max_bytes=2_000_000).decode("utf-8", errors="replace")
     except Exception as exc:  # noqa: BLE001 - the report must not fail on a missing spec
         warnings.warn(f"could not read the spec for the report: {exc}", RuntimeWarning, stacklevel=2)
     return None
 
 
-def write_report(layout, spec_text: str | None = None, provenance: Mapping[str, object] | None = None,
-                 planned: int | None = None, title: str | None = None, seed: int = 0,
-                 n_boot: int = 1000, summary: pd.DataFrame | None = None) -> Report:
+def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
+    """The barrier summary of the sweep's plan and the terminal text of its two key tables."""
+    results = read_results(layout, read_plan(layout))
+    if results[vocab.BARRIERS].empty:
+        return None, ""
+    summary = stats.summarize(results[vocab.BARRIERS])
+    loss = summary[(summary["metric"] == "loss") & (summary["definition"] == "chord")]
+    lines = ["", "loss barrier (chord), mean over pairs [95% t-interval]:", stats.format_table(loss)]
+    if not results[vocab.EVALUATIONS].empty:
+        table = stats.finetune_table(results[vocab.EVALUATIONS], results[vocab.TASKS])
+        lines += ["", "accuracy on the counterfactual test sets (mean ± std over seeds):", stats.format_table(table.text)]
+    return summary, "\n".join(lines)
+
+
+def write_report(layout, provenance: Mapping[str, object] | None = None, title: str | None = None) -> Report:
     """Write summary.parquet/.md, finetune_table.parquet/.md, figures and report.html into
-    `layout.report_dir()`. `planned` (number of tasks in the graph) adds an "N of M finished"
-    banner; without it the plan comes from the spec when it parses. `spec_text` defaults to the
-    sweep's stored spec.yaml. Returns a `Report`."""
+    `layout.report_dir()` from the result tables of the sweep's plan. Returns a `Report`."""
     started = time.perf_counter()
     storage = layout.storage
-    results = read_results(layout)
-    if summary is None:   # callers that already summarised (run, report) pass theirs in
-        summary = stats.summarize(results["barriers"], seed=seed, n_boot=n_boot)
-    finetune = stats.finetune_table(results["evaluations"], results["tasks"])
+    plan_df = read_plan(layout)
+    results = read_results(layout, plan_df)
+    summary = stats.summarize(results[vocab.BARRIERS])
+    finetune = stats.finetune_table(results[vocab.EVALUATIONS], results[vocab.TASKS])
     figures = _render_figures(results)
 
     written: list[str] = []
@@ -734,14 +741,9 @@ def write_report(layout, spec_text: str | None = None, provenance: Mapping[str, 
     put("finetune_table.md", (stats.format_markdown(finetune.text) + "\n").encode())
     figure_paths = tuple(put(fig.name, fig.png) for fig in figures)
 
-    spec = spec_text if spec_text is not None else _read_spec(layout)
-    stored_spec = spec if spec_text is None else _read_spec(layout)
-    plan = planned_by_kind(spec) or planned_by_kind(stored_spec)
-    if planned is None and plan is not None:
-        planned = sum(map(len, plan.values()))
-    tasks = results["tasks"]
-    if plan is not None and planned != sum(map(len, plan.values())):
-        plan = None    # the caller's count wins; the per-kind split would not add up to it
+    plan = planned_by_kind(plan_df)
+    planned = sum(map(len, plan.values())) if plan else None
+    tasks = results[vocab.TASKS]
     progress = progress_table(tasks, plan)
     finished = int(progress.iloc[-1]["finished"]) if plan is not None and not progress.empty \
         else _finished_count(tasks)
@@ -753,7 +755,7 @@ def write_report(layout, spec_text: str | None = None, provenance: Mapping[str, 
         title=title or f"mmc-sweep report: {getattr(layout, 'sweep', '')}".rstrip(": "),
         banner=_banner(progress, finished, planned),
         summary=summary, finetune=finetune, figures=figures, provenance=prov,
-        spec_text=spec, failed=_failed_table(tasks))
+        spec_text=_read_spec(layout), failed=_failed_table(tasks))
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path, files=tuple(written))
 

@@ -22,15 +22,15 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from orchestrator import distributed, work
 from orchestrator.graph import Graph, Task
-from orchestrator.layout import SweepLayout
-from orchestrator.spec import TRAINING_KINDS
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.vocab import (BUNDLE_KINDS, CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS)
+from orchestrator.work import TaskResult
 
 TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
 PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
 DEFAULT_PROGRESS_INTERVAL_S = 5.0
-
-PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED = "pending", "running", "done", "cached", "failed", "skipped"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TaskState:
     error: str | None = None
     duration_s: float | None = None
     started_at: float | None = None
-    result: dict | None = None
+    result: TaskResult | None = None
 
 
 @dataclass
@@ -99,7 +99,6 @@ class SweepState:
         )
 
 
-BUNDLE_KINDS = ("align", "path_eval")   # short tasks that share one trial when many are ready
 MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
 DEFAULT_MAX_BUNDLE = 8
 
@@ -188,31 +187,30 @@ class DagSearcher(Searcher):
                 continue
             task_result = per_task.get(task_id)
             state.duration_s = time.time() - (state.started_at or time.time())
-            if error or not task_result or task_result.get("status") != DONE:
-                reason = (task_result or {}).get("error") or \
+            state.result = task_result
+            if error or task_result is None or task_result.status != DONE:
+                reason = (task_result.error if task_result else None) or \
                     "the trial crashed (worker died or was killed); see the Ray logs"
-                state.result = task_result
                 self._state.mark_failed(task_id, reason)
             else:
                 state.status = DONE
-                state.result = task_result
-                state.duration_s = task_result.get("duration_s", state.duration_s)
+                state.duration_s = task_result.duration_s
             self._on_finish(task_id)
 
 
 RESULTS_KEY = "task_results_json"   # one JSON string: Tune would flatten a nested dict of results
 
 
-def pack_results(results: dict[str, dict]) -> dict:
+def pack_results(results: dict[str, TaskResult]) -> dict:
     """The trial's report: per-task results as one JSON string, plus a summary status."""
-    status = DONE if all(r.get("status") == DONE for r in results.values()) else FAILED
-    return {"status": status, RESULTS_KEY: json.dumps(results, default=str)}
+    status = DONE if all(r.status == DONE for r in results.values()) else FAILED
+    return {"status": status, RESULTS_KEY: json.dumps({k: r.to_dict() for k, r in results.items()}, default=str)}
 
 
-def unpack_results(result: dict | None) -> dict[str, dict]:
+def unpack_results(result: dict | None) -> dict[str, TaskResult]:
     if not result or RESULTS_KEY not in result:
         return {}
-    return json.loads(result[RESULTS_KEY])
+    return {k: TaskResult.from_dict(v) for k, v in json.loads(result[RESULTS_KEY]).items()}
 
 
 class _CrashReasons(Callback):
@@ -277,12 +275,19 @@ class TrialContext:
     data_root: str | None = None
 
 
-def _trial(config: dict, ctx: TrialContext) -> None:
-    from orchestrator import work
+def run_task(task: Task, ctx: TrialContext) -> TaskResult:
+    """Run one task from a trial: a training task with several workers through Ray Train, any
+    other task in this process."""
+    layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
+    parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
+    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
+        return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)
+    return work.run_here(task, layout, ctx.runner, ctx.data_root, parent_kinds)
 
-    results = {task_id: work.run_in_trial(ctx.graph.tasks[task_id], ctx) for task_id in config["task_ids"]}
-    result = pack_results(results)
-    tune.report(result)
+
+def _trial(config: dict, ctx: TrialContext) -> None:
+    results = {task_id: run_task(ctx.graph.tasks[task_id], ctx) for task_id in config["task_ids"]}
+    tune.report(pack_results(results))
 
 
 def _trial_name(trial) -> str:
@@ -291,15 +296,13 @@ def _trial_name(trial) -> str:
 
 
 def trial_resources(task: Task) -> dict:
+    """What the task's Tune trial reserves: the task's own resources, or next to nothing when it
+    only drives Ray Train workers (which reserve `distributed.worker_resources` each)."""
     r = task.resources
     if r.workers > 1 and task.kind in TRAINING_KINDS:
         return {"cpu": TRIAL_CPU_WITH_TRAIN_WORKERS}
-    res = {"cpu": r.cpus}
-    if r.gpus:
-        res["gpu"] = r.gpus
-    for name, amount in dict(r.custom).items():
-        res[name] = amount
-    return res
+    request = distributed.worker_resources(r)
+    return {"cpu": request.pop("CPU"), **({"gpu": request.pop("GPU")} if "GPU" in request else {}), **request}
 
 
 def run_graph(
@@ -307,13 +310,14 @@ def run_graph(
     layout: SweepLayout,
     ctx: TrialContext,
     *,
-    max_concurrent: int,
+    max_concurrent: int | None,
     on_finish: Callable[[str], None] = lambda task_id: None,
     progress: ProgressPrinter | None = None,
     run_name: str | None = None,
 ) -> None:
     """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`."""
-    progress = progress or ProgressPrinter(state, max_concurrent)
+    concurrency = max_concurrent or max(1, int(cluster_resources().get("CPU", 1)))
+    progress = progress or ProgressPrinter(state, concurrency)
     if state.count(PENDING) == 0:
         progress.maybe_print(force=True)
         return
@@ -326,7 +330,7 @@ def run_graph(
         progress.maybe_print(force=state.states[task_id].status == FAILED)
 
     quiet_ray_logs()
-    searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=max_concurrent)
+    searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=concurrency)
     graph = ctx.graph
     trainable = tune.with_resources(
         tune.with_parameters(_trial, ctx=ctx),

@@ -1,5 +1,11 @@
-"""Connectivity statistics and report tables: barrier summaries with bootstrap intervals, and the
-paper's Table 1 (fine-tuning accuracy on each counterfactual set by cue proportion)."""
+"""Connectivity statistics and report tables: barrier summaries with Student-t intervals, and the
+paper's Table 1 (fine-tuning accuracy on each counterfactual set by cue proportion).
+
+Intervals. The pairs of one pair type share no model (graph.py plans disjoint pairs), so their
+barriers are independent draws and a t-interval of their mean has its nominal coverage even for a
+handful of pairs, where a percentile bootstrap of 3 values is about [min, max] and covers far less
+(tests/orchestrator/test_stats.py simulates both). `n` is the number of pairs behind each statistic.
+"""
 
 from __future__ import annotations
 
@@ -10,59 +16,62 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from orchestrator.sinks import FINISHED_STATUSES
+from scipy import stats as scipy_stats
+
+from orchestrator import vocab
+from tasks.data import EVAL_SETS
+from tasks.finetune import FINETUNE_METHODS
 
 GROUP_KEYS = ("pair_type", "path_kind", "alignment", "eval_set", "metric", "definition")
 # Added to the grouping when present in the barriers table with at least one value, so a sweep over
 # several datasets or models never mixes them.
 EXTRA_GROUP_KEYS = ("dataset", "model", "cue_proportion")
 SUMMARY_COLUMNS = ("n", "mean", "std", "ci_low", "ci_high")
-EVAL_SET_ORDER = ("nocue", "cue", "randcue", "randimg")
-METHOD_ORDER = ("naive", "llrt", "lpft", "cbft")
+EVAL_SET_ORDER = EVAL_SETS
+METHOD_ORDER = tuple(FINETUNE_METHODS)
 PRETRAINED_NOCUE = "pretrained (no cue)"
 PRETRAINED_CUE = "pretrained (cue)"
 ROW_ORDER = (PRETRAINED_NOCUE, PRETRAINED_CUE, *METHOD_ORDER)
 MISSING = "—"
 
 
-def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n_boot: int = 1000,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (vectorised: one [n_boot, n] resample)."""
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of independent `values`: mean ± t_{(1+level)/2, n-1} s / sqrt(n);
+    (nan, nan) for fewer than 2 values (no spread to estimate)."""
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
+    n = values.size
+    if n < 2:
         return math.nan, math.nan
-    if values.size == 1:
-        return float(values[0]), float(values[0])
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    mean, sem = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, n - 1)) * sem
+    return mean - half, mean + half
 
 
 def group_keys(df: pd.DataFrame, keys: Sequence[str] = GROUP_KEYS) -> list[str]:
-    """`keys` plus the EXTRA_GROUP_KEYS that the table actually fills."""
+    """`keys` plus the EXTRA_GROUP_KEYS that the table actually fills, plus every setting column
+    (`<section>.<field>`) that takes several values in it (the swept ones)."""
     extra = [k for k in EXTRA_GROUP_KEYS if k in df.columns and df[k].notna().any()]
-    return [k for k in keys if k in df.columns] + extra
+    swept = [c for c in df.columns if "." in c and df[c].nunique(dropna=True) > 1]
+    return [k for k in keys if k in df.columns] + extra + swept
 
 
-def summarize(barriers: pd.DataFrame, seed: int = 0, n_boot: int = 1000,
-              keys: Sequence[str] = GROUP_KEYS, value: str = "value") -> pd.DataFrame:
-    """Group barrier values by `keys` (plus dataset/model/cue_proportion where filled) and give
-    n, mean, std (ddof=1; 0 when n = 1), ci_low, ci_high (95% percentile bootstrap of the mean;
-    equal to the value when n = 1). NaN values are left out (n counts the rest)."""
+def summarize(barriers: pd.DataFrame, keys: Sequence[str] = GROUP_KEYS, value: str = "value",
+              level: float = 0.95) -> pd.DataFrame:
+    """Group barrier values by `keys` (plus dataset/model/cue_proportion and swept settings where
+    they vary) and give n, mean, std (ddof=1; NaN when n = 1), ci_low, ci_high (`t_interval`; NaN
+    when n = 1). NaN values are left out (n counts the rest)."""
     by = group_keys(barriers, keys)
     columns = [*by, *SUMMARY_COLUMNS]
     if barriers.empty:
         return pd.DataFrame(columns=columns)
-    rng = np.random.default_rng(seed)
     out = []
     for key, group in barriers.groupby(by, dropna=False, sort=True):
         vals = group[value].to_numpy(dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         n = int(vals.size)
         mean = float(vals.mean()) if n else math.nan
-        std = float(vals.std(ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan)
-        low, high = bootstrap_ci(vals, rng, n_boot)
+        std = float(vals.std(ddof=1)) if n > 1 else math.nan
+        low, high = t_interval(vals, level)
         key = key if isinstance(key, tuple) else (key,)
         out.append([*key, n, mean, std, low, high])
     return pd.DataFrame(out, columns=columns)
@@ -138,7 +147,7 @@ def _with_labels(evaluations: pd.DataFrame, tasks: pd.DataFrame | None) -> pd.Da
                 from_tasks = ev["task_id"].map(labels[col])
                 ev[col] = ev[col].where(ev[col].notna(), from_tasks) if col in ev.columns else from_tasks
         if "status" in ev.columns:
-            ev = ev[ev["status"].isna() | ev["status"].isin(FINISHED_STATUSES)]
+            ev = ev[ev["status"].isna() | ev["status"].isin((vocab.FINISHED,))]
     for col in ("kind", "cue_proportion", "method", "seed"):
         if col not in ev.columns:
             ev[col] = None

@@ -1,36 +1,35 @@
 """`mmc-sweep status DIR`: progress of a sweep by task kind, read from storage alone.
 
 Works while a run is going on (from another terminal) and after it: the plan comes from the
-sweep's `spec.yaml`, finished tasks from their verified `done.json`, failures from the `tasks` table.
+sweep's `plan.parquet` (written when the run started; never re-planned), finished tasks from their
+verified `done.json`, failures from the `tasks` table.
 """
 from __future__ import annotations
 
 import sys
 import time
 
-from orchestrator import outputs, sinks
-from orchestrator.graph import TASK_KINDS, build_graph
+from orchestrator import outputs, tables, vocab
 from orchestrator.layout import SweepLayout
-from orchestrator.spec import parse_spec
+from orchestrator.plan import read_plan
 
 COLUMNS = ("planned", "finished", "failed", "skipped", "remaining")
 
 
 def status_counts(layout: SweepLayout) -> dict[str, dict[str, int]]:
-    spec = parse_spec(layout.storage.read_bytes(layout.spec_file()).decode(), layout.spec_file())
-    graph = build_graph(spec)
-    tasks = sinks.read_table(layout, "tasks")
-    last = {}
-    if not tasks.empty:
-        for row in tasks.itertuples():
-            last[row.task_id] = row.status
-    counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in TASK_KINDS}
-    for task_id, task in graph.tasks.items():
-        c = counts[task.kind]
+    plan = read_plan(layout)
+    if plan is None:
+        raise FileNotFoundError(f"{layout.root} has no plan.parquet yet (the sweep never started a run); "
+                                "run it first")
+    tasks = tables.read_table(layout, vocab.TASKS)
+    last = dict(zip(tasks["task_id"], tasks["status"])) if not tasks.empty else {}
+    counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
+    for task_id, kind in zip(plan["task_id"], plan["kind"]):
+        c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
         c["planned"] += 1
-        if outputs.read_marker(layout, task) is not None:
+        if outputs.read_marker(layout, kind, task_id) is not None:
             c["finished"] += 1
-        elif last.get(task_id) in ("failed", "skipped"):
+        elif last.get(task_id) in (vocab.FAILED, vocab.SKIPPED):
             c[last[task_id]] += 1
         else:
             c["remaining"] += 1

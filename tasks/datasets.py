@@ -210,6 +210,33 @@ def _find_idx(root: Path, stem: str) -> Path:
     return _require(root / FASHION_DIR / (stem + ".gz"), "fashion_mnist", root)
 
 
+FASHION_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte")
+DATASET_GROUPS = {"cifar10": ("cifar10",), "cifar100": ("cifar100",), "fashion_mnist": ("fashion_mnist",),
+                  "dominoes": ("cifar10", "fashion_mnist")}   # the published datasets each one reads
+
+
+def dataset_files(dataset: str, root: str | os.PathLike) -> list[Path]:
+    """The files `dataset` reads under `root` (where they are, or where they belong when missing);
+    [] for datasets without files (digits)."""
+    root = Path(root)
+    out: list[Path] = []
+    for group in DATASET_GROUPS.get(dataset, ()):
+        if group == "fashion_mnist":
+            for stem in FASHION_STEMS:
+                found = [root / sub / name for sub in _FASHION_SEARCH for name in (stem, stem + ".gz")
+                         if (root / sub / name).is_file()]
+                out.append(found[0] if found else root / FASHION_DIR / (stem + ".gz"))
+        else:
+            out += expected_files(group, root)
+    return out
+
+
+def missing_files(dataset: str, root: str | os.PathLike) -> list[Path]:
+    """The files of `dataset` that are not regular files under `root` (cheap: nothing is parsed)."""
+    return [path for path in dataset_files(dataset, root) if not path.is_file()]
+
+
 def load_fashion_mnist(root: str | os.PathLike) -> Arrays:
     """FashionMNIST from IDX files (images `uint8 [N, 1, 28, 28]`)."""
     root = Path(root)

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from tasks.settings import Settings, setting
+from tasks.settings import Settings, identity_dict, setting
 
 
 class ConvBN(nn.Module):
@@ -127,13 +127,24 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 
 @dataclass(frozen=True)
 class ModelSettings(Settings):
-    name: str = setting("small_cnn", choices=lambda: tuple(MODELS), doc="small_cnn | vgg13 | resnet18")
+    name: str = setting("small_cnn", choices=lambda: tuple(MODELS), doc="small_cnn | vgg13 | resnet18",
+                        id_default="")   # '' is never a name: task ids always name their model
     width: int | None = setting(None, ge=1, le=4096, doc="base width (channels of the first block); "
                                 "None: the model's own (16 for small_cnn, 64 otherwise)")
 
     @property
     def label(self) -> str:
         return self.name if self.width is None else f"{self.name}-w{self.width}"
+
+
+def model_identity(settings: ModelSettings) -> dict:
+    """What identifies a model in a task id: its settings (name always, width when set)."""
+    return identity_dict(settings)
+
+
+def supports_alignment(name: str) -> bool:
+    """Whether `tasks.align` can permute models named `name` (the built-in architectures)."""
+    return name in MODELS
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | None = None,

@@ -75,6 +75,11 @@ def rule_of(f: dataclasses.Field) -> Rule:
     return f.metadata.get(RULE_KEY) or Rule()
 
 
+def rule_for(cls: type, name: str) -> Rule:
+    """The rule of field `name` of settings class `cls`."""
+    return next(rule for f, _tp, rule in declared_fields(cls) if f.name == name)
+
+
 def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any, Rule]]:
     """(field, resolved type, rule) for every field of a settings dataclass, in declaration order."""
     hints = typing.get_type_hints(cls)
@@ -155,6 +160,22 @@ def defaults(cls: type) -> dict[str, Any]:
 def as_dict(obj: Any) -> dict[str, Any]:
     """Every field of a settings object (defaults included), in declaration order."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def from_identity(cls: type, values: dict[str, Any]) -> Any:
+    """Inverse of `identity_dict`: fields left out take their `id_default` (not their current default,
+    which may have changed since the identity was written)."""
+    filled = {}
+    for f, _tp, rule in declared_fields(cls):
+        if f.name in values:
+            value = values[f.name]
+            filled[f.name] = tuple(value) if isinstance(value, list) else value
+        else:
+            filled[f.name] = f.default if rule.id_default is _SAME else rule.id_default
+    unknown = sorted(set(values) - set(filled))
+    if unknown:
+        raise SettingsError(cls.__name__, [(name, "is not a setting of this kind") for name in unknown])
+    return cls(**filled)
 
 
 def identity_dict(obj: Any) -> dict[str, Any]:

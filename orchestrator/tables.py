@@ -1,10 +1,11 @@
-"""Result sinks: one Parquet fragment per task per table, and one MLflow child run per task.
+"""Result tables: one Parquet fragment per task per table, explicit schemas, and the readers.
 
 Fragments live at ``layout.fragment(table, task_id)`` (``results/<table>/<task_id>.parquet``) and
 are written whole and atomically through ``Storage.write_bytes``, so rerunning a task replaces its
 fragment instead of appending duplicates, and many workers can write at once without clashing.
 Every table has an explicit schema (``SCHEMAS``); rows are checked against it before anything is
-written, and errors name the table, the column, the row and what is allowed.
+written, and errors name the table, the column, the row and what is allowed. Every row carries the
+task's labels and the resolved settings of its lineage as `<section>.<field>` columns.
 """
 
 from __future__ import annotations
@@ -12,26 +13,20 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import io
-import json
-import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1"
-TASK_KINDS = ("pretrain", "finetune", "midpoint", "align", "path_eval")
-# schedule.py's task states; "finished" is accepted as a synonym of "done".
-TASK_STATUSES = ("done", "cached", "finished", "failed", "skipped", "pending", "running")
-FINISHED_STATUSES = ("done", "cached", "finished")   # the task's outputs exist
-PATH_KINDS = ("linear", "quadratic", "aligned")
-METRICS = ("loss", "acc")
-DEFINITIONS = ("chord", "mean_endpoints")
+from orchestrator import vocab
+from orchestrator.spec_schema import settings_columns
+
+SCHEMA_VERSION = "2"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
 
 def _f(name: str, type_: pa.DataType, required: bool = False) -> pa.Field:
@@ -46,28 +41,35 @@ _LABELS = [
     _f("model", pa.string()),
     _f("seed", pa.int64()),
     _f("method", pa.string()),
+    _f("init_seed", pa.int64()),
+    _f("data_seed", pa.int64()),
+    _f("variant", pa.string()),          # the swept values of the task's combination, e.g. "finetune.lam=3"
 ]
 _PAIR = [
     _f("pair_type", pa.string(), required=True),
+    _f("pair_design", pa.string()),
     _f("path_kind", pa.string(), required=True),
     _f("alignment", pa.string()),
     _f("endpoint_a", pa.string()),
     _f("endpoint_b", pa.string()),
+    _f("init_seed_a", pa.int64()),
+    _f("init_seed_b", pa.int64()),
+    _f("data_seed_a", pa.int64()),
+    _f("data_seed_b", pa.int64()),
 ]
+# The resolved settings of the task's lineage: `<section>.<field>`, null where not part of it.
+_SETTINGS = [_f(name, _ARROW_TYPES[kind]) for name, kind in settings_columns()]
+SETTINGS_COLUMNS = tuple(f.name for f in _SETTINGS)
 
 SCHEMAS: dict[str, pa.Schema] = {
     "tasks": pa.schema([
         _f("task_id", pa.string(), required=True),
         _f("kind", pa.string(), required=True),
-        _f("status", pa.string(), required=True),        # TASK_STATUSES
+        _f("status", pa.string(), required=True),        # vocab.TABLE_STATUSES
         _f("parents", pa.list_(pa.string())),
         _f("spec_hash", pa.string()),
         *_LABELS,
-        _f("path_kind", pa.string()),
-        _f("alignment", pa.string()),
-        _f("pair_type", pa.string()),
-        _f("endpoint_a", pa.string()),
-        _f("endpoint_b", pa.string()),
+        *[pa.field(f.name, f.type) for f in _PAIR],
         _f("started_at", TIMESTAMP),
         _f("finished_at", TIMESTAMP),
         _f("duration_s", pa.float64()),
@@ -80,6 +82,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("mlflow_run_id", pa.string()),
         _f("error", pa.string()),
         _f("config_json", pa.string()),                  # the task's canonical config
+        *_SETTINGS,
     ]),
     "evaluations": pa.schema([
         _f("task_id", pa.string(), required=True),
@@ -89,6 +92,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("loss", pa.float64(), required=True),
         _f("acc", pa.float64(), required=True),          # fraction in [0, 1]
         _f("n", pa.int64(), required=True),
+        *_SETTINGS,
     ]),
     "train_curves": pa.schema([
         _f("task_id", pa.string(), required=True),
@@ -99,6 +103,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("acc", pa.float64()),
         _f("lr", pa.float64()),
         _f("duration_s", pa.float64()),
+        *_LABELS,
+        *_SETTINGS,
     ]),
     "paths": pa.schema([
         _f("task_id", pa.string(), required=True),
@@ -107,10 +113,17 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("cue_proportion", pa.float64()),
         _f("model", pa.string()),
         _f("seed", pa.int64()),
+        _f("variant", pa.string()),
         _f("alpha", pa.float64(), required=True),
         _f("eval_set", pa.string(), required=True),
         _f("loss", pa.float64(), required=True),
         _f("acc", pa.float64(), required=True),
+        _f("n", pa.int64()),
+        _f("agree_a", pa.float64()),                     # fraction of predictions equal to endpoint A's
+        _f("agree_b", pa.float64()),
+        _f("reliance_randimg", pa.float64()),            # acc(randimg) - chance at this alpha
+        _f("reliance_randcue", pa.float64()),            # acc(nocue) - acc(randcue) at this alpha
+        *_SETTINGS,
     ]),
     "barriers": pa.schema([
         _f("task_id", pa.string(), required=True),
@@ -123,19 +136,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("metric", pa.string(), required=True),        # METRICS
         _f("definition", pa.string(), required=True),    # DEFINITIONS
         _f("value", pa.float64(), required=True),
+        _f("variant", pa.string()),
+        *_SETTINGS,
     ]),
 }
 
 # Columns whose values come from a closed set: (table, column) -> allowed values.
 ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("tasks", "kind"): TASK_KINDS,
-    ("tasks", "status"): TASK_STATUSES,
-    ("evaluations", "kind"): TASK_KINDS,
-    ("train_curves", "kind"): TASK_KINDS,
-    ("paths", "path_kind"): PATH_KINDS,
-    ("barriers", "path_kind"): PATH_KINDS,
-    ("barriers", "metric"): METRICS,
-    ("barriers", "definition"): DEFINITIONS,
+    (vocab.TASKS, "kind"): vocab.TASK_KINDS,
+    (vocab.TASKS, "status"): vocab.TABLE_STATUSES,
+    (vocab.EVALUATIONS, "kind"): vocab.TASK_KINDS,
+    (vocab.TRAIN_CURVES, "kind"): vocab.TASK_KINDS,
+    (vocab.PATHS, "path_kind"): vocab.PATH_KINDS,
+    (vocab.BARRIERS, "path_kind"): vocab.PATH_KINDS,
+    (vocab.BARRIERS, "metric"): vocab.METRICS,
+    (vocab.BARRIERS, "definition"): vocab.DEFINITIONS,
 }
 
 
@@ -339,162 +354,6 @@ def read_table(layout, table: str) -> pd.DataFrame:
     return read_arrow(layout, table).to_pandas()
 
 
-# ----------------------------------------------------------------------------------------------
-# MLflow
-# ----------------------------------------------------------------------------------------------
-
-SECRET_WORDS = ("token", "secret", "password", "credential")
-MAX_PARAM_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
-MAX_PARAMS_PER_BATCH = 100
-MAX_METRICS_PER_BATCH = 1000
-
-
-def is_secret(key: str) -> bool:
-    """Keys that may hold credentials are never logged."""
-    low = key.lower()
-    return any(word in low for word in SECRET_WORDS)
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts -> dotted keys; values as strings (lists as JSON), truncated to MLflow's limits.
-    Secret-looking keys are dropped."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        full = f"{prefix}{key}"
-        if is_secret(full):
-            continue
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{full}."))
-            continue
-        if isinstance(value, (list, tuple)):
-            text = json.dumps(list(value), default=str)
-        else:
-            text = "None" if value is None else str(value)
-        flat[full[:MAX_PARAM_KEY]] = text[:MAX_PARAM_VALUE]
-    return flat
-
-
-def _metric_value(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """For a local SQLite store, keep artifacts next to the database (not in the CWD)."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        db = Path(tracking_uri[len(prefix):])
-        return (db.parent / "mlflow-artifacts").absolute().as_uri()
+def compacted_digest(layout, fragment_path: str) -> str | None:
+    """The sha256 a fragment had before its rows were compacted into a part file (None: not compacted)."""
     return None
-
-
-class MlflowSink:
-    """One parent run per invocation, one child run per task; explicit run ids throughout (no
-    global active run), so it may be used from several threads at once."""
-
-    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None):
-        from mlflow import MlflowClient  # imported lazily: mlflow is slow to import
-
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            location = artifact_location or default_artifact_location(tracking_uri)
-            try:
-                self.experiment_id = self.client.create_experiment(experiment_name,
-                                                                   artifact_location=location)
-            except Exception:  # noqa: BLE001 - another process created it first
-                experiment = self.client.get_experiment_by_name(experiment_name)
-                if experiment is None:
-                    raise
-                self.experiment_id = experiment.experiment_id
-        else:
-            self.experiment_id = experiment.experiment_id
-
-    # -- internals -------------------------------------------------------------------------------
-    def _create_run(self, run_name: str, tags: Mapping[str, Any]) -> str:
-        clean = {k: str(v)[:MAX_TAG_VALUE] for k, v in tags.items()
-                 if v is not None and not is_secret(k)}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=clean)
-        return run.info.run_id
-
-    def _log(self, run_id: str, params: Mapping[str, Any] | None = None,
-             metrics: Mapping[str, Any] | None = None,
-             curves: Sequence[tuple[str, int, float]] = ()) -> None:
-        from mlflow.entities import Metric, Param
-
-        now_ms = int(time.time() * 1000)
-        param_list = [Param(k, v) for k, v in flatten_params(params or {}).items()]
-        metric_list = []
-        for key, value in (metrics or {}).items():
-            v = _metric_value(value)
-            if v is not None and not is_secret(key):
-                metric_list.append(Metric(key, v, now_ms, 0))
-        for key, step, value in curves:
-            v = _metric_value(value)
-            if v is not None and not is_secret(key):
-                metric_list.append(Metric(key, v, now_ms, int(step)))
-        for chunk in _chunks(param_list, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=chunk)
-        for chunk in _chunks(metric_list, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=chunk)
-
-    def log_artifacts(self, run_id: str, artifacts: Iterable[str | Path]) -> None:
-        """Upload local files to a run (missing files are skipped)."""
-        for path in artifacts:
-            if Path(path).is_file():
-                self.client.log_artifact(run_id, str(path))
-
-    # -- public ----------------------------------------------------------------------------------
-    def start_parent(self, params: Mapping[str, Any] | None = None,
-                     tags: Mapping[str, Any] | None = None, run_name: str | None = None) -> str:
-        """Create the invocation's parent run; returns its run id."""
-        run_id = self._create_run(run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags or {})
-        self._log(run_id, params=params)
-        return run_id
-
-    def log_task(self, parent_run_id: str, task_kind: str, task_id: str,
-                 params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-                 curves: Sequence[tuple[str, int, float]] = (),
-                 artifacts: Sequence[str | Path] = (), status: str = "FINISHED",
-                 error: str | None = None) -> str:
-        """One finished (or failed) task as a child run of `parent_run_id`; returns its run id."""
-        if status not in ("FINISHED", "FAILED", "KILLED"):
-            raise ValueError(f"`status`: {status!r} is not allowed; allowed: FINISHED, FAILED, KILLED")
-        tags = {"mlflow.parentRunId": parent_run_id, "task_kind": task_kind, "task_id": task_id}
-        if error:
-            tags["error"] = error
-        run_id = self._create_run(task_id, tags)
-        try:
-            self._log(run_id, params=params, metrics=metrics, curves=curves)
-            self.log_artifacts(run_id, artifacts)
-            if error:
-                self.client.log_text(run_id, error, "error.txt")
-        finally:
-            self.client.set_terminated(run_id, status)
-        return run_id
-
-    def finish_parent(self, run_id: str, status: str = "FINISHED",
-                      metrics: Mapping[str, Any] | None = None,
-                      artifacts: Sequence[str | Path] = ()) -> None:
-        """Log the invocation's summary metrics and artifacts (e.g. report figures) and close it."""
-        if status not in ("FINISHED", "FAILED", "KILLED"):
-            raise ValueError(f"`status`: {status!r} is not allowed; allowed: FINISHED, FAILED, KILLED")
-        try:
-            self._log(run_id, metrics=metrics)
-            self.log_artifacts(run_id, artifacts)
-        finally:
-            self.client.set_terminated(run_id, status)
-
-    # INTERNALS.md names the closing call `finish`.
-    finish = finish_parent

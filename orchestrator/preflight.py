@@ -1,0 +1,241 @@
+"""Checks before any work: storage, dataset files, endpoints, the stored spec, the cluster.
+
+Each check raises `SweepError` (the CLI exits 2) with a message that names the key or flag, the
+problem and the fix, and leaves nothing behind: directories a probe created are removed, secrets
+in URIs are redacted. Network endpoints (a Ray address, an MLflow tracking server) must answer
+within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+import urllib.request
+import uuid
+
+from orchestrator import spec as spec_lib
+from orchestrator.errors import SweepError
+from orchestrator.layout import Storage, SweepLayout, redact
+from orchestrator.spec import SweepSpec
+from orchestrator.yaml_io import YamlError, decode, parse_yaml
+
+CONNECT_TIMEOUT_S_ENV_VAR = "MMC_CONNECT_TIMEOUT_S"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+MAX_SPEC_BYTES = 1_000_000
+
+
+def connect_timeout_s() -> float:
+    try:
+        value = float(os.environ.get(CONNECT_TIMEOUT_S_ENV_VAR, DEFAULT_CONNECT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_CONNECT_TIMEOUT_S
+    return value if 0 < value < 3600 else DEFAULT_CONNECT_TIMEOUT_S
+
+
+# ----- storage -----
+
+def open_layout(spec: SweepSpec) -> SweepLayout:
+    """The sweep's layout on its storage; a storage URI that pyarrow cannot open is a SweepError."""
+    try:
+        return SweepLayout(Storage(spec.storage), spec.name)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad URIs
+        reason = redact((str(exc).strip().splitlines() or [""])[0])   # pyarrow's first line; the rest is a search log
+        raise SweepError(f"storage {redact(spec.storage)!r} cannot be opened: {type(exc).__name__}: {reason}. "
+                         "Give a local directory or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs, "
+                         "file:///abs/path) in `storage` or with --storage.") from None
+
+
+def new_directories(layout: SweepLayout) -> list[str]:
+    """The directories up to the sweep root that do not exist yet, outermost first."""
+    storage = layout.storage
+    try:
+        local = storage.local_path(layout.root)
+        if local is None:   # object stores: only the root and the sweep "directory" are ours
+            return [path for path in (storage.root, layout.root) if not storage.exists(path)]
+        missing = []
+        for path in (local, *local.parents):
+            if path.exists():
+                break
+            missing.append(str(path))
+        return missing[::-1]
+    except Exception:  # noqa: BLE001 - check_storage reports an unreachable storage
+        return []
+
+
+def remove_new_directories(layout: SweepLayout, created: list[str]) -> None:
+    """Undo `created` directories that are still empty (a run stopped before any work)."""
+    storage = layout.storage
+    for path in reversed(created):
+        try:
+            if storage.is_local:
+                os.rmdir(path)      # only ever removes an empty directory
+            elif storage.exists(path) and not storage.listdir(path):
+                storage.delete(path)
+        except Exception:  # noqa: BLE001 - best effort (not empty, already gone); never mask the real error
+            pass
+
+
+def check_storage(layout: SweepLayout) -> None:
+    """Fail if the storage is missing, unwritable or full; leaves nothing behind."""
+    created = new_directories(layout)
+    try:
+        if layout.storage.exists(layout.root) and not layout.storage.fs.get_file_info(layout.root).type.name \
+                == "Directory":
+            raise SweepError(f"storage: {redact(layout.root)} exists and is not a directory; give another "
+                             "`storage` or sweep `name`")
+        probe = layout.storage.join(layout.root, f"probe-{uuid.uuid4().hex}")
+        layout.storage.write_bytes(probe, b"mmc-sweep storage probe\n")
+        layout.storage.delete(probe)
+    except SweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SweepError(f"storage `{redact(layout.root)}` is not writable: {type(exc).__name__}: "
+                         f"{redact(str(exc))}. Give a writable local directory or a pyarrow.fs URI (s3://, gs://, "
+                         "file://) in `storage` or with --storage.") from None
+    finally:
+        remove_new_directories(layout, created)
+
+
+def check_report_dir(layout: SweepLayout) -> None:
+    """`report/` must be a directory if it exists (reports are written there at the end)."""
+    path = layout.report_dir()
+    if layout.storage.exists(path) and layout.storage.is_file(path):
+        raise SweepError(f"{path} is a file, but the report is written into a directory there; move the file away")
+
+
+# ----- data -----
+
+def check_data(spec: SweepSpec) -> None:
+    """Fail if a real dataset's files are not under `data.root` (only presence; tasks parse them
+    through the restricted unpickler)."""
+    from tasks.datasets import missing_files
+
+    root = spec.data_root
+    if root is None:
+        return   # the built-in dataset (a real one without a root is a spec error)
+    missing = [str(p) for p in missing_files(spec.dataset, root)]
+    if missing:
+        shown = "\n  - ".join(missing[:6]) + (f"\n  ... and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise SweepError(f"dataset `{spec.dataset}` is not under data.root {root}; missing:\n  - {shown}\n"
+                         f"Fetch it with `mmc-sweep data download {spec.dataset} --root {root}`.")
+
+
+# ----- the stored spec -----
+
+def stored_spec(layout: SweepLayout) -> dict | None:
+    """The resolved spec stored with the sweep (None for a new sweep); SweepError when it is unreadable."""
+    path = layout.spec_file()
+    if not layout.storage.exists(path):
+        return None
+    try:
+        raw = parse_yaml(decode(layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES), path, "stored spec"))
+    except (OSError, YamlError) as exc:
+        raise SweepError(f"the stored spec {path} is unreadable ({exc}); rerun with --new-version to replace it "
+                         "(finished tasks are kept), or use another sweep `name`") from None
+    if not isinstance(raw, dict):
+        raise SweepError(f"the stored spec {path} is not a mapping; rerun with --new-version to replace it, or use "
+                         "another sweep `name`")
+    return raw
+
+
+def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool) -> list[str]:
+    """The settings that differ from the sweep's stored spec; SweepError unless `new_version`.
+    Where and how a sweep runs (storage, resources, max_concurrent, MLflow) may always change."""
+    old = stored_spec(layout)
+    if old is None:
+        return []
+    changes = spec_lib.differences(old, spec.resolved)
+    if changes and not new_version:
+        shown = "\n  - ".join(changes[:20]) + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        raise SweepError(f"sweep `{spec.name}` in {redact(layout.root)} was run with other settings; this spec "
+                         f"changes:\n  - {shown}\nA sweep directory holds the results of one spec. Give the spec "
+                         "another `name`, or rerun with --new-version to make this spec the sweep's new version "
+                         "(finished tasks with unchanged settings are reused; reports cover the new plan only).")
+    return changes
+
+
+# ----- endpoints -----
+
+def check_tracking_server(uri: str | None) -> None:
+    """An http(s) MLflow tracking server must answer within the connect timeout."""
+    if not uri or urllib.parse.urlparse(uri).scheme not in ("http", "https"):
+        return
+    timeout = connect_timeout_s()
+    parsed = urllib.parse.urlparse(uri)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
+                                      timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r} does not answer within {timeout:g} s "
+                         f"({type(exc).__name__}); start the MLflow server, fix the URI, or set "
+                         "`mlflow.enabled: false`") from None
+
+
+def check_ray_address(address: str | None) -> None:
+    """An explicit Ray address (host:port, ray://host:port, http://host:port) must accept a
+    connection within the connect timeout; `auto` and addresses Ray resolves itself are left to Ray."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    text = address if "://" in address else f"tcp://{address}"
+    parsed = urllib.parse.urlparse(text)
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise SweepError(f"--address {redact(address)!r} is not host:port, ray://host:port or http://host:port")
+    timeout = connect_timeout_s()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SweepError(f"--address {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
+                         f"({exc.strerror or type(exc).__name__}); start it (`ray start --head`), fix the address, or "
+                         "leave --address out to run on a local Ray") from None
+
+
+# ----- the cluster -----
+
+def check_resources(spec: SweepSpec, cluster: dict, kinds: list[str]) -> list[str]:
+    """Problems running `spec`'s task `kinds` on a cluster. `cluster` is `ray.cluster_resources()`
+    ({"CPU": n, "GPU": n, ...}), optionally with "nodes": a list of such dicts, one per node."""
+    problems: list[str] = []
+    total_cpu, total_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    nodes = cluster.get("nodes") or [{"CPU": total_cpu, "GPU": total_gpu}]
+    node_cpu = max(float(n.get("CPU", 0)) for n in nodes)
+    node_gpu = max(float(n.get("GPU", 0)) for n in nodes)
+    for kind in kinds:
+        r = spec.resources[kind]
+        field = f"`resources.{kind}"
+        if r.gpus > 0 and total_gpu == 0:
+            problems.append(f"{field}.gpus`: {r.gpus:g} but the cluster has no GPU; set "
+                            f"`resources.{kind}.gpus: 0` to run on CPUs")
+            continue
+        for unit, per, node_max, total in (("cpus", r.cpus, node_cpu, total_cpu),
+                                           ("gpus", r.gpus, node_gpu, total_gpu)):
+            if per > node_max:
+                problems.append(f"{field}.{unit}`: {per:g} per worker but the largest node has "
+                                f"{node_max:g}; use at most {node_max:g}")
+            elif per * r.workers > total:
+                problems.append(f"{field}`: {r.workers} workers x {per:g} {unit} = {per * r.workers:g} "
+                                f"but the cluster has {total:g}; use fewer workers or {unit}")
+        for name, amount in r.custom:   # a missing custom resource would wait forever
+            have = float(cluster.get(name, 0))
+            if amount * r.workers > have:
+                problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
+                                f"has {have:g} of `{name}`; start nodes with that resource or remove it")
+    return problems
+
+
+def check_cluster(spec: SweepSpec, layout: SweepLayout, cluster: dict, kinds: list[str]) -> None:
+    """Resources for every task kind, and (on several nodes) that every node sees the storage,
+    the data root and a local MLflow store."""
+    problems = check_resources(spec, cluster, kinds)
+    if problems:
+        raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
+    from orchestrator.visibility import check_shared_paths
+
+    problems = check_shared_paths(spec, layout)
+    if problems:
+        raise SweepError("\n\n".join(problems))

@@ -1,0 +1,84 @@
+"""The orchestrator's vocabulary: every word that names a kind of thing, defined once.
+
+Task kinds, path kinds, pair types and designs, result tables and status words live here and
+nowhere else; every other module imports them. Evaluation sets, fine-tuning methods, models and
+datasets are the `tasks/` registries (`tasks.data.EVAL_SETS`, `tasks.finetune.FINETUNE_METHODS`, ...).
+"""
+from __future__ import annotations
+
+import re
+
+# ----- task kinds -----
+PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL = "pretrain", "finetune", "midpoint", "align", "path_eval"
+TASK_KINDS = (PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL)          # also the topological order
+TRAINING_KINDS = (PRETRAIN, FINETUNE, MIDPOINT)   # may run data-parallel; save a resume state per epoch
+BUNDLE_KINDS = (ALIGN, PATH_EVAL)                 # short tasks that may share one Tune trial
+
+# ----- paths -----
+LINEAR, QUADRATIC, ALIGNED = "linear", "quadratic", "aligned"
+PATH_KINDS = (LINEAR, QUADRATIC, ALIGNED)
+
+# ----- pairs: "<pair>" (design `independent`) or "<pair>:<design>" (a control) -----
+CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT = "cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft"
+PAIRS = (CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT)
+INDEPENDENT, SAME_INIT, SPAWN, SELF, FINE_TUNED = "independent", "same-init", "spawn", "self", "fine-tuned"
+# Which designs each pair accepts (the first is the main one). spawn is written `spawn@K` (K epochs shared).
+PAIR_DESIGNS = {
+    CUE_NOCUE: (INDEPENDENT, SAME_INIT),
+    CUE_CUE: (INDEPENDENT, SPAWN, SELF),
+    NOCUE_NOCUE: (INDEPENDENT, SPAWN, SELF),
+    PRETRAINED_FT: (FINE_TUNED,),
+}
+DESIGN_MEANING = {
+    INDEPENDENT: "independent initialisations and data order, same data seed",
+    SAME_INIT: "the same initialisation and data order; only the data differ (the paper's reference code)",
+    SPAWN: "children of one run: the first K epochs shared, then different data order (Frankle et al.)",
+    SELF: "a model with itself, BatchNorm re-estimated on a fresh sample at each alpha: the noise floor",
+    FINE_TUNED: "a pretrained cue model and its fine-tuned child",
+}
+_PAIR_TYPE = re.compile(r"^(?P<pair>[a-z]+~[a-z]+)(?::(?P<design>[a-z-]+)(?:@(?P<epoch>\d{1,6}))?)?$")
+
+
+def parse_pair_type(text: str) -> tuple[str, str, int | None]:
+    """`cue~cue:spawn@2` -> ("cue~cue", "spawn", 2); `cue~nocue` -> ("cue~nocue", "independent", None).
+    Raises ValueError naming what is allowed."""
+    match = _PAIR_TYPE.match(text) if isinstance(text, str) else None
+    allowed = ", ".join([*PAIRS, "cue~nocue:same-init", "cue~cue:spawn@K", "nocue~nocue:self", "..."])
+    if not match or match["pair"] not in PAIRS:
+        raise ValueError(f"{text!r} is not a pair type; allowed: {allowed}")
+    pair, design, epoch = match["pair"], match["design"] or PAIR_DESIGNS[match["pair"]][0], match["epoch"]
+    if design not in PAIR_DESIGNS[pair] or (pair == PRETRAINED_FT and match["design"]):
+        choices = ", ".join(f"{pair}:{d}" + ("@K" if d == SPAWN else "") for d in PAIR_DESIGNS[pair][1:])
+        raise ValueError(f"{text!r}: {pair!r} has no design {design!r}; allowed: {pair}"
+                         + (f", {choices}" if choices else ""))
+    if (design == SPAWN) != (epoch is not None):
+        raise ValueError(f"{text!r}: write the spawn epoch as `{pair}:spawn@K` (K epochs shared), and only there")
+    return pair, design, None if epoch is None else int(epoch)
+
+
+def pair_type_name(pair: str, design: str, epoch: int | None = None, method: str | None = None) -> str:
+    """The `pair_type` column: the pair, its design unless it is the main one, the method for fine-tuning."""
+    if pair == PRETRAINED_FT:
+        return f"{pair}:{method}"
+    if design == PAIR_DESIGNS[pair][0]:
+        return pair
+    return f"{pair}:{design}" + (f"@{epoch}" if design == SPAWN else "")
+
+
+# ----- result tables -----
+TASKS, EVALUATIONS, TRAIN_CURVES, PATHS, BARRIERS = "tasks", "evaluations", "train_curves", "paths", "barriers"
+TABLES = (TASKS, EVALUATIONS, TRAIN_CURVES, PATHS, BARRIERS)
+METRICS = ("loss", "acc")
+DEFINITIONS = ("chord", "mean_endpoints")
+
+# ----- statuses: of a task during a run, and their spellings in the `tasks` table and in MLflow -----
+PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED = "pending", "running", "done", "cached", "failed", "skipped"
+RUN_STATUSES = (PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED)
+FINISHED = "finished"                      # a task whose outputs exist (done now or cached earlier)
+STATUS_IN_TABLE = {DONE: FINISHED, CACHED: FINISHED, FAILED: FAILED, SKIPPED: SKIPPED}
+TABLE_STATUSES = (FINISHED, FAILED, SKIPPED)
+STATUS_IN_MLFLOW = {DONE: "FINISHED", CACHED: "FINISHED", FAILED: "FAILED", SKIPPED: "KILLED"}  # skipped: never ran
+MLFLOW_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+# ----- spec sections that hold settings (dotted keys `<section>.<field>`; rows carry them as columns) -----
+SETTINGS_SECTIONS = ("data", "model", "pretrain", "finetune", "midpoint", "align", "paths")

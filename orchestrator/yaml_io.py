@@ -1,0 +1,179 @@
+"""Reading YAML from users, safely and boundedly: specs, `key=value` overrides, stored `spec.yaml`.
+
+- Only plain data (a `yaml.SafeLoader`); a key repeated in one mapping is an error.
+- YAML 1.2 core scalars: `true`/`false` are booleans (not `yes`/`on`), `010` is ten, `1:30` is a
+  string, `1e3` is a number.
+- Bounded: at most `MAX_BYTES` of text, `MAX_DEPTH` levels of nesting, `MAX_ALIASES` alias uses and
+  `MAX_NODES` nodes once aliases are expanded (a 500-byte "billion laughs" is refused, not expanded).
+- Text must be UTF-8; errors name the file, line and column.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 32
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+
+
+class YamlError(ValueError):
+    """Text that is not acceptable YAML for mmc-sweep; the message says where and why."""
+
+
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core scalars, unique keys and limits on depth and aliases."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise YamlError(f"line {mark.line + 1}: more than {MAX_ALIASES} aliases (*name); "
+                                "write the values out instead")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlError(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+for _tag, _pattern, _first in (
+        ("tag:yaml.org,2002:bool", _BOOL, "tTfF"),
+        ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
+        ("tag:yaml.org,2002:int", _INT, "-+0123456789"),
+        ("tag:yaml.org,2002:float", _FLOAT, "-+0123456789.")):
+    _Loader.add_implicit_resolver(_tag, _pattern, list(_first))
+
+
+def _construct_int(loader: _Loader, node: ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text)
+
+
+def _construct_float(loader: _Loader, node: ScalarNode) -> float:
+    text = loader.construct_scalar(node).lower()
+    if text.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float(text)   # ".nan" included
+
+
+def _construct_mapping(loader: _Loader, node: MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in seen:
+                raise YamlError(f"line {key_node.start_mark.line + 1}: key {_short(key)} appears twice "
+                                f"(first on line {seen[key] + 1})")
+            seen[key] = key_node.start_mark.line
+        except TypeError:   # an unhashable key (a list or mapping): refused by the constructor below
+            pass
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _count_nodes(node: Node, limit: int) -> int:
+    """Nodes of the document with aliases expanded, counting stops just past `limit`."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        current = stack.pop()
+        count += 1
+        if isinstance(current, SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, MappingNode):
+            for key, value in current.value:
+                stack.extend((key, value))
+    return count
+
+
+def parse_yaml(text: str) -> Any:
+    """Plain data from YAML `text` (see the module docstring); YamlError on anything else."""
+    if len(text) > MAX_BYTES:
+        raise YamlError(f"{len(text)} characters is more than the {MAX_BYTES} a spec may have")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _count_nodes(node, MAX_NODES) > MAX_NODES:
+            raise YamlError(f"more than {MAX_NODES} values once aliases are expanded; write the spec out "
+                            "without nested aliases")
+        return loader.construct_document(node)
+    except YamlError:
+        raise
+    except yaml.YAMLError as e:
+        raise YamlError(_describe(e)) from None
+    except (RecursionError, MemoryError):
+        raise YamlError(f"the document is nested too deeply or too large (limits: {MAX_DEPTH} levels, "
+                        f"{MAX_NODES} values)") from None
+    finally:
+        loader.dispose()
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """UTF-8 text of a local file, with errors that name the file; YamlError for anything unreadable."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise YamlError(f"{path} is a directory, not a {what}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise YamlError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+    return decode(data, str(path), what)
+
+
+def decode(data: bytes, source: str, what: str = "file") -> str:
+    if len(data) > MAX_BYTES:
+        raise YamlError(f"the {what} {source} is larger than {MAX_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise YamlError(f"the {what} {source} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                        "save it as UTF-8") from None
+
+
+def _describe(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and start:
+        problem += f" ({context} started on line {start.line + 1})"
+    return f"invalid YAML at {where}{problem}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
