@@ -85,9 +85,18 @@ if [ -n "${TORCH_SPEC:-}" ]; then
   pip_install "$TORCH_SPEC"
 elif ! py_outside "$MMC_PY" -c "$FIND_SPEC_CHECK" "$root" torch; then
   echo "mmc-sweep: installing PyTorch (CPU build)"
-  # torch==2.13.0 is the CPU wheel cached on the project's machines; elsewhere use PyTorch's CPU index.
-  pip_install "torch==2.13.0" 2>/dev/null \
-    || pip_install torch --index-url https://download.pytorch.org/whl/cpu
+  # 1. A wheelhouse pip is configured with (find-links; the project's machines cache the torch==2.13.0 CPU
+  #    wheel there): no network. Its dependencies come with mmc-sweep's below.
+  # 2. PyTorch's CPU index (~200 MB; PyPI's Linux wheel is the multi-GB CUDA build).
+  # 3. Only when that index is unreachable: the pinned release from whatever index pip uses, with a warning.
+  if pip_install --no-index --no-deps "torch==2.13.0" >/dev/null 2>&1; then
+    :
+  elif pip_install --retries 1 torch --index-url https://download.pytorch.org/whl/cpu; then
+    :
+  else
+    echo "mmc-sweep: warning: PyTorch's CPU index (download.pytorch.org) is unreachable; installing torch==2.13.0 from pip's index instead (on Linux that is the CUDA build, several GB; set TORCH_SPEC to choose another)" >&2
+    pip_install "torch==2.13.0"
+  fi
 fi
 echo "mmc-sweep: installing mmc-sweep and its dependencies (Ray, MLflow, pyarrow, ...)"
 pip_install -e ".[test]"

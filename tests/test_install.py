@@ -28,6 +28,7 @@ if [ "$1" = -m ]; then
     pip)
       [ "$3" = --version ] && { echo "pip 23.0.1"; exit 0; }
       if [ -f "$here/EXTERNALLY-MANAGED" ]; then echo "error: externally-managed-environment" >&2; exit 1; fi
+      for f in ${STUB_PIP_FAIL:-}; do case " $* " in *"$f"*) echo "stub pip: no $f" >&2; exit 1 ;; esac; done
       for a in "${@:4}"; do
         case $a in
           torch*) touch "$prefix/installed-torch" ;;
@@ -188,6 +189,21 @@ def test_no_env_creates_dot_venv_then_reuses_it(checkout):
         assert any(c.startswith(f"{venv_py} -m pip install -q -e .[test]") for c in again), (change, again)
         if change == "torch_spec":
             assert any(c.startswith(f"{venv_py} -m pip install -q torch==2.4.1") for c in again)
+
+
+@pytest.mark.parametrize("unavailable, source", [
+    ("", "--no-index --no-deps torch==2.13.0"),                          # a local wheelhouse: no network
+    ("--no-index", "torch --index-url https://download.pytorch.org/whl/cpu"),   # PyTorch's CPU index
+    ("--no-index download.pytorch.org", "torch==2.13.0"),               # last resort, pinned, with a warning
+])
+def test_torch_comes_from_the_cpu_sources_first(checkout, unavailable, source):
+    proc = checkout.run(STUB_PIP_FAIL=unavailable)
+    torch_calls = [c.split(" -m pip install -q ", 1)[1] for c in checkout.pip_installs() if " -e " not in c]
+    assert torch_calls[-1].endswith(source), torch_calls
+    assert len(torch_calls) == len(unavailable.split()) + 1
+    assert ("unreachable" in proc.stderr) == (source == "torch==2.13.0")
+    for call in torch_calls:   # never an unpinned torch from a default index (PyPI's Linux torch is the CUDA build)
+        assert "==" in call or "download.pytorch.org/whl/cpu" in call, call
 
 
 def test_externally_managed_python_is_never_installed_into(tmp_path):
