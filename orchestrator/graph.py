@@ -31,6 +31,7 @@ from orchestrator import vocab
 from orchestrator.spec import SweepSpec, Variant
 from orchestrator.spec_schema import settings_values
 from tasks.data import DataSettings
+from tasks.finetune import settings_used
 from tasks.models import ModelSettings, model_identity
 from tasks.seeding import derive_seed
 from tasks.settings import identity_dict
@@ -148,9 +149,18 @@ class _Builder:
                           for kind, r in spec.resources.items()}
 
     def add(self, kind: str, config: dict, parents: tuple[str, ...], settings: dict, **labels: Any) -> Task:
+        labels["variant"] = variant_label(self.spec.swept_keys, settings)
         task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS}, self.resources[kind],
                     settings)
         return self.tasks.setdefault(task.id, task)
+
+
+def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
+    """`finetune.lam=3, finetune.lr=0.02`: the swept settings that define a task (None when no axis
+    affects it, so a task shared by every value of an axis does not name one of them)."""
+    parts = [f"{key}={settings[key]:g}" if isinstance(settings[key], float) else f"{key}={settings[key]}"
+             for key in swept_keys if key in settings]
+    return ", ".join(parts) or None
 
 
 def build_graph(spec: SweepSpec) -> Graph:
@@ -169,7 +179,6 @@ class _Plan:
     def __init__(self, b: _Builder, variant: Variant, model: ModelSettings, pairs: list):
         self.b, self.v, self.model, self.pairs = b, variant, model, pairs
         self.spec = b.spec
-        self.variant_label = variant.label() if variant.swept else None
         self.model_settings = settings_values("model", model)
         self.pretrained: dict[_Model, Task] = {}
 
@@ -187,8 +196,7 @@ class _Plan:
             config["spawn"] = {"epoch": m.spawn[0], "order_seed": m.spawn[1]}
         settings = {**settings_values("data", data), **self.model_settings, **settings_values("pretrain", self.v.pretrain)}
         task = self.b.add(vocab.PRETRAIN, config, (), settings, dataset=data.dataset, cue_proportion=float(m.p),
-                          model=self.model.label, seed=m.seed, init_seed=m.init, data_seed=data.seed,
-                          variant=self.variant_label)
+                          model=self.model.label, seed=m.seed, init_seed=m.init, data_seed=data.seed)
         self.pretrained[m] = task
         return task
 
@@ -201,10 +209,13 @@ class _Plan:
         return _Model(p, s, seed, seed)
 
     def finetune(self, parent: Task, method: str) -> Task:
-        labels = parent.labels
-        config = {"pretrain": parent.id, "method": method, "finetune": identity_dict(self.v.finetune),
+        """Fine-tuning of `parent` with `method`; only the settings the method reads define the task."""
+        labels, used = parent.labels, settings_used(method)
+        identity = {k: v for k, v in identity_dict(self.v.finetune).items() if k in used}
+        config = {"pretrain": parent.id, "method": method, "finetune": identity,
                   "data": parent.config["data"], "model": parent.config["model"], "seed": labels["seed"]}
-        settings = {**parent.settings, **settings_values("finetune", self.v.finetune)}
+        settings = {**parent.settings, **{k: v for k, v in settings_values("finetune", self.v.finetune).items()
+                                          if k.split(".", 1)[1] in used}}
         return self.b.add(vocab.FINETUNE, config, (parent.id,), settings, **{**labels, "method": method})
 
     # -- pairs --
@@ -252,7 +263,7 @@ class _Plan:
                                                                                    is not None else ""),
                       endpoint_a=a.id, endpoint_b=b.id, init_seed_a=a.labels["init_seed"],
                       init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
-                      data_seed_b=b.labels["data_seed"], variant=self.variant_label)
+                      data_seed_b=b.labels["data_seed"])
         paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
         eval_config = {**common, "data": identity_dict(self.data_settings(0.0, pair.seed)),
                        "path": identity_dict(paths), "seed": pair.seed}

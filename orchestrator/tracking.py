@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator import vocab
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 SECRET_WORDS = ("token", "secret", "password", "credential")
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
@@ -91,6 +92,9 @@ class MlflowSink:
                 self.experiment_id = experiment.experiment_id
         else:
             self.experiment_id = experiment.experiment_id
+        # MLflow 3 opens experiments without this tag on its GenAI overview ("0 traces"); a sweep is
+        # classic model development: show its runs table.
+        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     # -- internals -------------------------------------------------------------------------------
     def _create_run(self, run_name: str, tags: Mapping[str, Any]) -> str:

@@ -454,3 +454,24 @@ def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
     if method == "llrt" or (method == "lpft" and epoch < settings.llrt_epochs):
         return "llrt"
     return "train"
+
+
+_OPTIM_FIELDS = ("clean_subset", "epochs", "lr", "batch_size", "weight_decay", "momentum", "schedule")
+_HEAD_FIELDS = ("clean_subset", "batch_size", "momentum", "llrt_epochs", "llrt_lr")
+
+
+def settings_used(method: str) -> tuple[str, ...]:
+    """The `FinetuneSettings` fields that `method` reads: a task of `method` is the same task whatever
+    the other fields are (a sweep over `lam` shares its naive fine-tuning tasks)."""
+    if method == "llrt":
+        return _HEAD_FIELDS
+    if method == "lpft":
+        return tuple(dict.fromkeys(_HEAD_FIELDS + _OPTIM_FIELDS))
+    if method in CBFT_FAMILY:
+        first_step, invariance = CBFT_FAMILY[method]
+        extra = ("cue_batch_size",) + (("margin",) if first_step == "barrier" else ()) \
+            + (("lam", "warmup_epochs", "cbft_invariance") if invariance else ())
+        return _OPTIM_FIELDS + extra
+    if method in FINETUNE_METHODS:
+        return _OPTIM_FIELDS
+    raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")
