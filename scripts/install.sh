@@ -91,10 +91,10 @@ elif ! py_outside "$MMC_PY" -c "$FIND_SPEC_CHECK" "$root" torch; then
   # 3. Only when that index is unreachable: the pinned release from whatever index pip uses, with a warning.
   if pip_install --no-index --no-deps "torch==2.13.0" >/dev/null 2>&1; then
     :
-  elif pip_install --retries 1 torch --index-url https://download.pytorch.org/whl/cpu; then
+  elif pip_install --retries 1 torch --index-url https://download.pytorch.org/whl/cpu 2>/dev/null; then
     :
   else
-    echo "mmc-sweep: warning: PyTorch's CPU index (download.pytorch.org) is unreachable; installing torch==2.13.0 from pip's index instead (on Linux that is the CUDA build, several GB; set TORCH_SPEC to choose another)" >&2
+    echo "mmc-sweep: warning: no torch from PyTorch's CPU index (download.pytorch.org unreachable, or no wheel for this Python); installing torch==2.13.0 from pip's index instead (on Linux that is the CUDA build, several GB; set TORCH_SPEC to choose another)" >&2
     pip_install "torch==2.13.0"
   fi
 fi
