@@ -495,7 +495,7 @@ def spec_problems(top: dict, variants: list) -> list[str]:
         for model in top["models"]:
             if not supports_alignment(model.name):
                 problems.append(f"`paths.kinds`: 'aligned' needs a permutation spec, which model {model.name!r} "
-                                "does not provide; drop 'aligned' or add `permutation_spec` to the model")
+                                "does not have (tasks/align.py knows the built-in models); drop 'aligned'")
     for kind, r in top["resources"].items():
         if r.workers > 1 and kind not in vocab.TRAINING_KINDS:
             problems.append(f"`resources.{kind}.workers`: {r.workers} is not allowed; only "

@@ -77,7 +77,7 @@ def _data(config: dict, env: TaskEnv) -> data_lib.CueData:
 
 
 def _model(config: dict, data: data_lib.CueData, seed: int | None = None) -> torch.nn.Module:
-    m = from_identity(ModelSettings, config)
+    m = from_identity(ModelSettings, {k: v for k, v in config.items() if k != "version"})
     return build_model(m.name, data.num_classes, data.in_channels, m.width, seed=seed)
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from tasks import plugins
 from tasks.settings import Settings, identity_dict, setting
 
 
@@ -127,7 +128,8 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 
 @dataclass(frozen=True)
 class ModelSettings(Settings):
-    name: str = setting("small_cnn", choices=lambda: tuple(MODELS), doc="small_cnn | vgg13 | resnet18",
+    name: str = setting("small_cnn", doc="small_cnn | vgg13 | resnet18, or your own: `package.module:build` "
+                        "or an entry point of group mmc_sweep.models (tasks/plugins.py)",
                         id_default="")   # '' is never a name: task ids always name their model
     width: int | None = setting(None, ge=1, le=4096, doc="base width (channels of the first block); "
                                 "None: the model's own (16 for small_cnn, 64 otherwise)")
@@ -136,10 +138,26 @@ class ModelSettings(Settings):
     def label(self) -> str:
         return self.name if self.width is None else f"{self.name}-w{self.width}"
 
+    def cross_problems(self) -> list[tuple[str, str]]:
+        if self.name in MODELS:
+            return []
+        if not plugins.is_import_path(self.name) and self.name not in plugins.plugin_names(plugins.MODEL_GROUP):
+            return [("name", f"{self.name!r} is not a model; allowed: {', '.join(MODELS)}, an import path "
+                             f"`package.module:build`, or an entry point of group {plugins.MODEL_GROUP}")]
+        try:
+            plugins.resolve(self.name, plugins.MODEL_GROUP)
+        except plugins.PluginError as exc:
+            return [("name", str(exc))]
+        return []
+
 
 def model_identity(settings: ModelSettings) -> dict:
-    """What identifies a model in a task id: its settings (name always, width when set)."""
-    return identity_dict(settings)
+    """What identifies a model in a task id: its settings (name always, width when set), and a
+    user model's version (tasks.plugins.version)."""
+    identity = identity_dict(settings)
+    if settings.name not in MODELS:
+        identity["version"] = plugins.version(settings.name, plugins.MODEL_GROUP)
+    return identity
 
 
 def supports_alignment(name: str) -> bool:
@@ -151,12 +169,21 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | 
                 *, seed: int | None = None) -> Classifier:
     """Build a registered model. With `seed`, the initialisation is drawn from that seed alone
     (the global RNG state is left untouched); without it, from the global RNG."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
+    builder = MODELS.get(name) or plugins.resolve(name, plugins.MODEL_GROUP)
     if width is not None and width < 1:
         raise ValueError(f"`width` must be a positive integer or None, got {width!r}")
     if seed is None:
-        return MODELS[name](num_classes, in_channels, width)
+        return _checked(builder(num_classes, in_channels, width), name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](num_classes, in_channels, width)
+        return _checked(builder(num_classes, in_channels, width), name)
+
+
+def _checked(model: nn.Module, name: str) -> nn.Module:
+    """A model must be a classifier with `features(x)` (penultimate features) and a linear `head`
+    (last-layer retraining and CBFT use both)."""
+    if not (isinstance(model, nn.Module) and callable(getattr(model, "features", None))
+            and isinstance(getattr(model, "head", None), nn.Linear)):
+        raise TypeError(f"model {name!r} must return an nn.Module with a `features(x)` method and an nn.Linear "
+                        "`head` (forward = head(features(x))); subclass tasks.models.Classifier")
+    return model

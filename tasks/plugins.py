@@ -1,0 +1,77 @@
+"""Models and datasets that users bring: named by import path (`mypkg.nets:build`) or by an entry
+point of the groups `mmc_sweep.models` / `mmc_sweep.datasets` (declared in the user's package).
+
+A plugin is code the user runs on purpose, like their own training script; its *data* still goes
+through the restricted loaders (nothing is unpickled). Its identity in task ids is its name plus a
+version: the installed distribution's version when the module belongs to one, else a hash of the
+module's source file, so editing a local plugin gives new task ids instead of stale cached results.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import re
+from functools import lru_cache
+from typing import Any, Callable
+
+MODEL_GROUP = "mmc_sweep.models"
+DATASET_GROUP = "mmc_sweep.datasets"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class PluginError(ValueError):
+    """A plugin that cannot be found or imported; the message says which and how to fix it."""
+
+
+def is_import_path(name: str) -> bool:
+    return isinstance(name, str) and bool(_IMPORT_PATH.match(name))
+
+
+def _entry_points(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+
+
+def plugin_names(group: str) -> tuple[str, ...]:
+    """Entry-point names installed for `group`."""
+    return tuple(sorted(_entry_points(group)))
+
+
+@lru_cache(maxsize=None)
+def resolve(name: str, group: str) -> Callable:
+    """The object named `name`: `module:attr`, or an entry point of `group`."""
+    if is_import_path(name):
+        module_name, attr = name.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginError(f"cannot import {module_name!r} for {name!r}: {exc}; make sure it is on the "
+                              "Python path of the driver and of every Ray worker (e.g. install your package, or "
+                              "run from the directory that holds it)") from None
+        if not hasattr(module, attr):
+            raise PluginError(f"{module_name!r} has no attribute {attr!r} (from {name!r})")
+        return getattr(module, attr)
+    points = _entry_points(group)
+    if name in points:
+        return points[name].load()
+    raise PluginError(f"{name!r} is neither `package.module:function` nor an entry point of group {group!r}")
+
+
+@lru_cache(maxsize=None)
+def version(name: str, group: str) -> str:
+    """The plugin's version: `<distribution>==<version>` for installed code, else `src:<sha256[:12]>`
+    of its module's source."""
+    obj = resolve(name, group)
+    module = inspect.getmodule(obj)
+    top = (module.__name__ if module else "").split(".")[0]
+    for dist in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return f"{dist}=={importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        source = inspect.getsource(module) if module else repr(obj)
+    except (OSError, TypeError):
+        source = repr(obj)
+    return "src:" + hashlib.sha256(source.encode()).hexdigest()[:12]
