@@ -1,9 +1,16 @@
-"""Shared fixtures: one thread per process, a local 2-CPU Ray per test module, tiny sweep specs."""
+"""Shared fixtures: one thread per process, a local 2-CPU Ray per test module, tiny sweep specs.
+
+The suite is independent of the caller's environment: a `RAY_ADDRESS` (a cluster the caller uses)
+is removed before any test runs, so no test attaches to it; local Rays are started with
+`num_gpus=0` and subprocesses get `clean_env()`, so a GPU on the machine changes nothing outside
+the `gpu`-marked tests.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,10 +19,31 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SPEC = REPO / "sweeps" / "smoke.yaml"
+# Variables of the caller's environment that would change what a test does.
+FOREIGN_ENV = ("RAY_ADDRESS", "MMC_FAIL_TASKS", "MMC_SLEEP_TASK_S", "MMC_MAX_BUNDLE", "MMC_CRASH_WORKER_AT_EPOCH",
+               "MMC_CRASH_MARKER_DIR", "MMC_MAX_WORKER_FAILURES", "MMC_CONNECT_TIMEOUT_S", "MLFLOW_TRACKING_URI")
 
 torch.set_num_threads(1)   # the machine has 2 cores shared by everybody
+for _name in FOREIGN_ENV:
+    os.environ.pop(_name, None)
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "1")
+
+
+def pytest_configure(config) -> None:
+    """Outside `pytest -m gpu`, hide the machine's GPUs from this process and everything it starts, so
+    the suite behaves the same on a machine with a GPU as on one without (the `gpu`-marked tests need
+    one and are selected with `-m gpu`)."""
+    if not re.search(r"(?<!not )\bgpu\b", config.getoption("markexpr", "") or ""):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def clean_env(**extra: str) -> dict:
+    """The environment for a subprocess of a test: no caller's Ray address or fault injection, no
+    visible GPU (a CPU machine's behaviour everywhere), the repository importable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **extra})
+    return env
 
 
 def _merge(base: dict, overrides: dict) -> dict:
@@ -46,14 +74,21 @@ def spec_factory(tmp_path):
     return make
 
 
+def start_local_ray(num_cpus: int = 2) -> None:
+    """A fresh local Ray with `num_cpus` CPUs and no GPU (whatever the machine has)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, log_to_driver=False, configure_logging=True,
+             logging_level="WARNING")
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray with 2 CPUs for the whole test module (shut down afterwards)."""
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="WARNING")
+    start_local_ray(2)
     yield ray
     ray.shutdown()

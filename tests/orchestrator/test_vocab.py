@@ -1,0 +1,171 @@
+"""The vocabulary is defined once, in `orchestrator/vocab.py`.
+
+A task kind, path kind, pair type, pair design or status word spelled as a string literal anywhere
+else in `orchestrator/` is a second definition that can drift (adding a task kind or renaming a
+status would miss it). The scan reads every module's AST and reports such literals where they are
+*values*: compared with, returned, listed, passed or assigned. Docstrings and comments are not
+code; dictionary keys, subscripts and `get`-style lookups are names of config or settings sections
+(`config["pretrain"]` is the parent pretrain's id, `settings_values("finetune", ...)` the settings
+section), not uses of the vocabulary. `ALLOWED` lists the few remaining literals that name
+something else and say what.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from orchestrator import vocab
+
+PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
+MODULES = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "vocab.py")
+
+WORDS = {
+    **{w: "task kind" for w in vocab.TASK_KINDS},
+    **{w: "path kind" for w in vocab.PATH_KINDS},
+    **{w: "pair type" for w in vocab.PAIRS},
+    **{w: "pair design" for designs in vocab.PAIR_DESIGNS.values() for w in designs},
+    **{w: "run status" for w in vocab.RUN_STATUSES},
+    **{w: "table status" for w in vocab.TABLE_STATUSES},
+    **{w: "MLflow status" for w in vocab.MLFLOW_STATUSES},
+}
+# Calls whose string arguments name a key or a settings section, not a vocabulary word.
+KEY_CALLS = {"get", "pop", "setdefault", "settings_values", "getattr", "hasattr"}
+# (module, enclosing function, word): literals that spell a vocabulary word but mean something else.
+# At module level the scope is `<module>:NAME`, NAME the variable being assigned.
+ALLOWED = {
+    ("report.py", "_draw", "finetune"): "the name of the fine-tuning figure job",
+    ("report.py", "_render_figures", "finetune"): "the name and section of the fine-tuning figure",
+    ("report.py", "_figures_html", "finetune"): "the section of the fine-tuning figure",
+    ("spec_schema.py", "<module>:TOP_KEYS", "pretrain"): "the spec's top-level keys (settings sections)",
+    ("spec_schema.py", "<module>:TOP_KEYS", "finetune"): "the spec's top-level keys (settings sections)",
+    ("spec_schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
+    ("spec_schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
+    ("report.py", "_banner", "failed"): "a CSS class of the progress banner",
+    ("report.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
+    ("tables.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
+    ("work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
+}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def _as_keys(tree: ast.AST) -> set[int]:
+    """Constants used as dictionary keys, subscripts or key arguments of KEY_CALLS."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            out |= {id(k) for k in node.keys if k is not None}
+        elif isinstance(node, ast.Subscript):
+            out.add(id(node.slice))
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if name in KEY_CALLS:
+                out |= {id(a) for a in node.args}
+    return out
+
+
+def vocabulary_literals(source: str, module: str) -> list[tuple[int, str, str, str]]:
+    """(line, enclosing function, word, what it is) of each vocabulary word spelled as a value."""
+    tree = ast.parse(source)
+    skip = _docstrings(tree) | _as_keys(tree)
+    found = []
+
+    def walk(node: ast.AST, function: str) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and function.startswith(
+                "<module>") or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            function = node.name
+        elif function == "<module>" and isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            function = f"<module>:{names[0]}" if names else function
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip \
+                and node.value in WORDS and (module, function, node.value) not in ALLOWED:
+            found.append((node.lineno, function, node.value, WORDS[node.value]))
+        for child in ast.iter_child_nodes(node):
+            walk(child, function)
+
+    walk(tree, "<module>")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_vocabulary_word_is_spelled_as_a_literal_outside_vocab(module):
+    literals = vocabulary_literals((PACKAGE / module).read_text(), module)
+    assert not literals, f"orchestrator/{module} spells vocabulary words instead of importing them from " \
+        "orchestrator.vocab:\n" + "\n".join(f"  line {line} (in {fn}): {word!r} ({what})"
+                                            for line, fn, word, what in literals)
+
+
+def test_allowed_literals_still_exist():
+    """An exception that no longer matches anything is removed from ALLOWED (it would hide a new one)."""
+    for module, function, word in ALLOWED:
+        tree = ast.parse((PACKAGE / module).read_text())
+        if function.startswith("<module>:"):
+            scopes = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and function[9:] in
+                      [t.id for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]]
+        else:
+            scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.name == function]
+        assert any(isinstance(n, ast.Constant) and n.value == word for s in scopes for n in ast.walk(s)), \
+            (module, function, word)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ('if task.kind == "pretrain": pass', [(1, "<module>", "pretrain", "task kind")]),
+    ('ORDER = ("linear", "quadratic")', [(1, "<module>:ORDER", "linear", "path kind"),
+                                          (1, "<module>:ORDER", "quadratic", "path kind")]),
+    ('def f(s="FINISHED"):\n    return s', [(1, "f", "FINISHED", "MLflow status")]),
+    ('class C:\n    def g(self):\n        return "skipped"', [(3, "g", "skipped", "table status")]),
+    ('def f(x):\n    return x == "cue~nocue"', [(2, "f", "cue~nocue", "pair type")]),
+    ('def f():\n    """A pretrain task; failed or skipped."""\n    # "finetune"\n', []),
+    ('c = cfg["pretrain"]\nd = {"finetune": 1}\ne = cfg.get("align")\ns = settings_values("midpoint", x)', []),
+    ('x = f"{kind}-pretrain"\ny = "pretrained~ft:" + m', []),
+])
+def test_the_scan_flags_values_and_leaves_docs_and_keys_alone(source, expected):
+    assert vocabulary_literals(source, "example.py") == expected
+
+
+def test_every_word_has_one_meaning_and_the_lists_are_consistent():
+    for name in ("TASK_KINDS", "PATH_KINDS", "PAIRS", "RUN_STATUSES", "TABLE_STATUSES", "MLFLOW_STATUSES",
+                 "TABLES", "METRICS", "DEFINITIONS", "SETTINGS_SECTIONS"):
+        values = getattr(vocab, name)
+        assert len(values) == len(set(values)), name
+    assert set(vocab.TRAINING_KINDS) | set(vocab.BUNDLE_KINDS) == set(vocab.TASK_KINDS)
+    assert not set(vocab.TRAINING_KINDS) & set(vocab.BUNDLE_KINDS)
+    assert set(vocab.STATUS_IN_TABLE.values()) == set(vocab.TABLE_STATUSES)
+    assert set(vocab.STATUS_IN_MLFLOW.values()) == set(vocab.MLFLOW_STATUSES)
+    assert set(vocab.STATUS_IN_TABLE) == set(vocab.STATUS_IN_MLFLOW) == set(vocab.RUN_STATUSES) - {
+        vocab.PENDING, vocab.RUNNING}
+    assert set(vocab.PAIR_DESIGNS) == set(vocab.PAIRS) and set(vocab.DESIGN_MEANING) == {
+        d for designs in vocab.PAIR_DESIGNS.values() for d in designs}
+
+
+@pytest.mark.parametrize("text, parsed, name", [
+    ("cue~nocue", ("cue~nocue", "independent", None), "cue~nocue"),
+    ("cue~nocue:same-init", ("cue~nocue", "same-init", None), "cue~nocue:same-init"),
+    ("cue~cue:spawn@2", ("cue~cue", "spawn", 2), "cue~cue:spawn@2"),
+    ("nocue~nocue:self", ("nocue~nocue", "self", None), "nocue~nocue:self"),
+    ("nocue~nocue:independent", ("nocue~nocue", "independent", None), "nocue~nocue"),
+])
+def test_pair_types_parse_and_name_back(text, parsed, name):
+    assert vocab.parse_pair_type(text) == parsed
+    assert vocab.pair_type_name(*parsed) == name
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cue~dog", "is not a pair type"), ("cue~cue:spawn", "spawn@K"), ("cue~nocue:self", "has no design"),
+    ("pretrained~ft:fine-tuned", "has no design"), ("cue~nocue:same-init@3", "spawn@K"), (3, "is not a pair type"),
+])
+def test_bad_pair_types_name_what_is_allowed(text, message):
+    with pytest.raises(ValueError, match=message):
+        vocab.parse_pair_type(text)
