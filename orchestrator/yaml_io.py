@@ -1,8 +1,10 @@
 """Reading YAML from users, safely and boundedly: specs, `key=value` overrides, stored `spec.yaml`.
 
-- Only plain data (a `yaml.SafeLoader`); a key repeated in one mapping is an error.
-- YAML 1.2 core scalars: `true`/`false` are booleans (not `yes`/`on`), `010` is ten, `1:30` is a
-  string, `1e3` is a number.
+- Only plain data (a `yaml.SafeLoader`, no explicit `!!tags`); a key repeated in one mapping is an error.
+- YAML 1.2 core scalars: `true`/`false` are booleans (not `yes`/`on`), `1:30` is a string, `1e3`
+  is a number. An integer with a leading zero (`010`) is refused: YAML 1.1 reads it as octal 8,
+  YAML 1.2 as 10, so the reader of the file cannot tell which was meant. Integers have at most
+  `MAX_INT_DIGITS` digits.
 - Bounded: at most `MAX_BYTES` of text, `MAX_DEPTH` levels of nesting, `MAX_ALIASES` alias uses and
   `MAX_NODES` nodes once aliases are expanded (a 500-byte "billion laughs" is refused, not expanded).
 - Text must be UTF-8; errors name the file, line and column.
@@ -20,6 +22,7 @@ MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_ALIASES = 100
 MAX_NODES = 100_000
+MAX_INT_DIGITS = 40          # far beyond int64; Python refuses 4300+ digits with a ValueError
 
 
 class YamlError(ValueError):
@@ -50,6 +53,12 @@ class _Loader(yaml.SafeLoader):
                 mark = self.peek_event().start_mark
                 raise YamlError(f"line {mark.line + 1}: more than {MAX_ALIASES} aliases (*name); "
                                 "write the values out instead")
+        event = self.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and not isinstance(event, yaml.AliasEvent):
+            raise YamlError(f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}: the tag "
+                            f"{_short(tag.replace('tag:yaml.org,2002:', '!!'))} is not allowed; write plain values "
+                            "(quote a value to make it a string)")
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -70,6 +79,14 @@ for _tag, _pattern, _first in (
 
 def _construct_int(loader: _Loader, node: ScalarNode) -> int:
     text = loader.construct_scalar(node)
+    where = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+    digits = text.lstrip("+-")
+    if len(digits) > MAX_INT_DIGITS:
+        raise YamlError(f"{where}: an integer of {len(digits)} digits; at most {MAX_INT_DIGITS}")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        raise YamlError(f"{where}: {text} has a leading zero, which YAML readers disagree on (YAML 1.1: "
+                        f"octal or a string, YAML 1.2: {int(text)}); write {int(text)}, 0o... for octal, or "
+                        "quote it for a string")
     if text.startswith("0o"):
         return int(text[2:], 8)
     if text.startswith("0x"):
@@ -81,7 +98,9 @@ def _construct_float(loader: _Loader, node: ScalarNode) -> float:
     text = loader.construct_scalar(node).lower()
     if text.endswith(".inf"):
         return float("-inf") if text.startswith("-") else float("inf")
-    return float(text)   # ".nan" included
+    if text == ".nan":
+        return float("nan")
+    return float(text)
 
 
 def _construct_mapping(loader: _Loader, node: MappingNode) -> dict:
