@@ -187,9 +187,15 @@ def local_path_of(uri: str) -> str | None:
     raise LayoutError(f"{redact(uri)!r} is not a local file URI; use file:///absolute/path")
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")   # up to the last @: secrets may hold '/'
+_QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]*(?:token|secret|passw|pwd|signature|sig|credential|key)"
+                           r"[a-z0-9_.-]*=)[^&;\s'\"<>#]+")
+
+
 def redact(text: str) -> str:
-    """`s3://KEY:SECRET@bucket/x` -> `s3://***@bucket/x` (credentials in URIs never printed)."""
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", str(text))
+    """Credentials in URIs never printed: `s3://KEY:SECRET@bucket/x` -> `s3://***@bucket/x`,
+    `https://host/x?token=abc` -> `https://host/x?token=***` (errs on the side of hiding more)."""
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", str(text)))
 
 
 class SweepLayout:

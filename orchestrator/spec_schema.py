@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections import Counter
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from tasks.settings import (INT64_MAX, Rule, Settings, SettingsError, base_type,
 from tasks.train import OptimSettings
 
 MAX_SHOWN = 80                 # characters of a value shown in a message
+MAX_PROBLEMS_SHOWN = 25        # problems listed in one error message (all are kept in SpecError.problems)
+MAX_DESCRIPTION = 10_000       # characters of `description`
 MAX_LIST = 10_000              # items in any list of a spec
 MAX_TASKS = 2_000_000          # tasks a spec may plan
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
@@ -51,7 +54,10 @@ class SpecError(ValueError):
     def __str__(self) -> str:
         n = len(self.problems)
         head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in the sweep spec:"
-        return "\n".join([head] + [f"  - {p}" for p in self.problems])
+        shown = [f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if n > MAX_PROBLEMS_SHOWN:
+            shown.append(f"  ... and {n - MAX_PROBLEMS_SHOWN} more (fix these first)")
+        return "\n".join([head] + shown)
 
 
 # ----- settings declared by the orchestrator (where and how a sweep runs) -----
@@ -123,6 +129,12 @@ def type_name(value: Any) -> str:
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def a_type(value: Any) -> str:
+    """`type_name` with its article: "a list", "an integer"."""
+    name = type_name(value)
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 def is_grid(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"grid"}
 
@@ -187,7 +199,7 @@ def _settings(cls: type, raw: Any, where: str, problems: list[str], skip: tuple 
         raw = {}
     if not isinstance(raw, dict):
         problems.append(f"`{where}`: {show(raw)} is not allowed; must be a mapping of `key: value` lines "
-                        f"(got a {type_name(raw)})")
+                        f"(got {a_type(raw)})")
         return None
     values, before = dict(extra or {}), len(problems)
     for f, tp, rule in declared_fields(cls):
@@ -199,7 +211,7 @@ def _settings(cls: type, raw: Any, where: str, problems: list[str], skip: tuple 
             if value is None:
                 continue
         else:
-            value, problem = _check_value(value, tp, rule, f"{where}.{f.name}")
+            value, problem = _check_value(value, tp, rule, f"{where}.{f.name}" if where else f.name)
             if problem:
                 problems.append(problem)
                 continue
@@ -209,7 +221,7 @@ def _settings(cls: type, raw: Any, where: str, problems: list[str], skip: tuple 
     try:
         return cls(**values)
     except SettingsError as e:
-        problems.extend(f"`{where}.{name}`: {text}" for name, text in e.problems)
+        problems.extend(f"`{where + '.' if where else ''}{name}`: {text}" for name, text in e.problems)
         return None
 
 
@@ -271,21 +283,38 @@ def extract_axes(raw: dict, problems: list[str]) -> tuple[tuple, dict]:
         groups.append(tuple(entries))
         for key, values in entries:
             section, _, name = key.partition(".")
-            if isinstance(base.get(section, {}), dict):
+            if section in SETTINGS_CLASSES and isinstance(base.get(section, {}), dict):
                 base.setdefault(section, {})
                 base[section] = {**base[section], name: values[0]}
     seen: set[str] = set()
     sweepable = sweepable_keys()
+    valid = []
     for group in groups:
+        ok = True
         for key, _ in group:
             if key not in sweepable:
-                why = ("one dataset per sweep (its profile sets the defaults); run one sweep per dataset"
-                       if key in NOT_SWEEPABLE else f"sweepable: {', '.join(sweepable[:8])}, ... "
-                       "(any setting of data, pretrain, finetune, midpoint, align, paths)")
-                problems.append(f"`{key}`: cannot be swept; {why}")
+                section, _, name = key.partition(".")
+                close = difflib.get_close_matches(key, sweepable, n=1, cutoff=0.6)
+                if key in NOT_SWEEPABLE:
+                    why = "one dataset per sweep (its profile sets the defaults); run one sweep per dataset"
+                elif name in STRUCTURAL.get(section, ()):
+                    why = "it is a list already; every value listed there runs in the same sweep"
+                elif section == "data" and name in DATA_AXIS_FIELDS:
+                    why = f"list the values in `{'seeds' if name == 'seed' else 'cue_proportions'}`"
+                elif close:
+                    why = f"did you mean `{close[0]}`?"
+                else:
+                    why = (f"sweepable: {', '.join(sweepable[:8])}, ... (any setting of data, pretrain, finetune, "
+                           "midpoint, align, paths, as `section.setting`)")
+                problems.append(f"`{show(key)[1:-1]}`: cannot be swept; {why}")
+                ok = False
             elif key in seen:
                 problems.append(f"`{key}`: is swept twice; sweep each key in one place")
+                ok = False
             seen.add(key)
+        if ok:
+            valid.append(group)
+    groups = valid   # only valid groups become combinations (the problems are reported)
     return tuple(groups), base
 
 
@@ -312,7 +341,7 @@ def validate_sections(raw: dict, problems: list[str], where_suffix: str = "") ->
         body = raw.get(section)
         if body is not None and not isinstance(body, dict):
             local.append(f"`{section}`: {show(body)} is not allowed; must be a mapping of `key: value` lines "
-                         f"(got a {type_name(body)})")
+                         f"(got {a_type(body)})")
             continue
         body = {k: v for k, v in (body or {}).items() if k not in STRUCTURAL.get(section, ())}
         skip = DATA_AXIS_FIELDS if section == "data" else ()
@@ -330,6 +359,10 @@ def validate_top(raw: dict, problems: list[str]) -> dict | None:
     elif not isinstance(name, str) or not _SWEEP_NAME.match(name) or ".." in name:
         problems.append(f"`name`: {show(name)} is not allowed; use 1-100 letters, digits, '-', '_' or '.', "
                         "starting with a letter or digit, without '..' or path separators")
+    description = raw.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
+        problems.append(f"`description`: {show(description)} is not allowed; must be text of at most "
+                        f"{MAX_DESCRIPTION} characters")
     run = _settings(RunSettings, {k: raw[k] for k in ("storage", "max_concurrent") if k in raw}, "", problems)
     if run is not None:
         _check_storage(run.storage, problems)
@@ -351,6 +384,8 @@ def validate_top(raw: dict, problems: list[str]) -> dict | None:
                 known = [f.name for f in dataclasses.fields(ResourceSettings)]
                 problems += [_unknown(k, known, f"resources.{kind}") for k in body if k not in known]
     mlflow = _settings(MlflowSettings, raw.get("mlflow", {}), "mlflow", problems)
+    if mlflow is not None and mlflow.tracking_uri is not None:
+        _check_tracking_uri(mlflow.tracking_uri, problems)
     if isinstance(raw.get("mlflow"), dict):
         known = [f.name for f in dataclasses.fields(MlflowSettings)]
         problems += [_unknown(k, known, "mlflow") for k in raw["mlflow"] if k not in known]
@@ -387,7 +422,8 @@ def _list(key: str, value: Any, problems: list[str]) -> tuple:
             problems.append(f"`{key}[{i}]`: {problem}")
         else:
             out.append(float(item) if key == "cue_proportions" else item)
-    dups = sorted({show(v) for v in out if out.count(v) > 1})
+    counts = Counter(out)   # items are numbers or strings (hashable); 0.0 and -0.0 count as one
+    dups = sorted({show(v) for v in out if counts[v] > 1})
     if dups:
         problems.append(f"`{key}`: {show(value)} repeats {', '.join(dups)}; list each once")
     return tuple(out) if len(problems) == before else ()
@@ -449,8 +485,11 @@ def _check_storage(value: str, problems: list[str]) -> None:
 
 
 def _check_root(value: Any, problems: list[str]) -> str | None:
-    """An existing local directory (returned absolute) or a URI; None passes."""
+    """An existing local directory (returned absolute; `file://` URIs are local paths); None passes.
+    Other URIs are refused: the dataset loaders read local files only."""
     from pathlib import Path
+
+    from orchestrator.layout import LayoutError, local_path_of
 
     if value is None:
         return None
@@ -458,7 +497,16 @@ def _check_root(value: Any, problems: list[str]) -> str | None:
         problems.append(f"`data.root`: {show(value)} is not allowed; give the directory holding the dataset files")
         return None
     if _SCHEME.match(value) and len(_SCHEME.match(value).group(1)) > 1:
-        return value
+        try:
+            local = local_path_of(value)
+        except LayoutError:
+            local = None
+        if local is None:
+            problems.append(f"`data.root`: {show(redact(value))} is not a local directory; the datasets are read from "
+                            "local files (on a cluster: a directory every node mounts), so copy them there and give "
+                            "its path")
+            return None
+        value = local
     path = Path(value).expanduser()
     if not path.is_dir():
         problems.append(f"`data.root`: {show(value)} is not an existing directory; download a dataset with "
@@ -467,9 +515,41 @@ def _check_root(value: Any, problems: list[str]) -> str | None:
     return str(path.resolve())
 
 
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
+def _check_tracking_uri(value: str, problems: list[str]) -> None:
+    """An MLflow tracking URI: a server (http/https with a host), a database URI, or a local path."""
+    import urllib.parse
+
+    fix = ("give a tracking server (http://host:5000), a database URI (sqlite:////abs/mlflow.db, "
+           "postgresql://host/db) or leave it out for the SQLite file in the sweep directory")
+    if not value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} is not allowed; {fix}")
+        return
+    match = _SCHEME.match(value)
+    if not match or len(match.group(1)) == 1:
+        return   # a local path (MLflow's file store)
+    scheme = match.group(1).lower().split("+", 1)[0]
+    if scheme not in TRACKING_SCHEMES:
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} has the scheme {scheme!r}, which MLflow does "
+                        f"not track to; {fix}")
+        return
+    if scheme in ("http", "https"):
+        try:
+            parsed = urllib.parse.urlsplit(value)
+            ok = bool(parsed.hostname) and (parsed.port or 1) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} names no valid host[:port]; {fix}")
+
+
 def redact(text: str) -> str:
-    """URIs with credentials (`s3://KEY:SECRET@bucket`, `https://user:pw@host`) as `scheme://***@...`."""
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+    """Credentials in URIs (`s3://KEY:SECRET@bucket` -> `s3://***@bucket`, `?token=...` -> `?token=***`)."""
+    from orchestrator.layout import redact as layout_redact
+
+    return layout_redact(text)
 
 
 # ----- rules across sections -----
@@ -534,6 +614,10 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
             if value > n_train:
                 out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}; "
                            f"use at most {n_train}")
+        for key, value in (("pretrain.batch_size", v.pretrain.batch_size), ("midpoint.batch_size", v.midpoint.batch_size)):
+            if value > n_train:
+                out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}, so "
+                           f"an epoch would have no full batch; use at most {n_train}")
         cue_batch = v.finetune.cue_batch_size or v.finetune.batch_size
         if any(m.startswith("cbft") or m == "naive_cued" for m in top["methods"]) \
                 and n_train - v.finetune.clean_subset < cue_batch:
