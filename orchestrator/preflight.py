@@ -7,11 +7,15 @@ within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
 """
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import ssl
+import time
 import urllib.parse
-import urllib.request
 import uuid
+
+import pyarrow.fs as pafs
 
 from orchestrator import spec as spec_lib
 from orchestrator.errors import SweepError
@@ -96,11 +100,29 @@ def check_storage(layout: SweepLayout) -> None:
         remove_new_directories(layout, created)
 
 
+def sweep_dirs(layout: SweepLayout) -> list[str]:
+    """The directories of a sweep that runs write into (see `layout`)."""
+    from orchestrator import vocab
+
+    return [layout.report_dir(), layout.storage.join(layout.root, "results"),
+            *(layout.table_dir(t) for t in vocab.TABLES), layout.storage.join(layout.root, "tasks"),
+            *(layout.storage.join(layout.root, "tasks", k) for k in vocab.TASK_KINDS),
+            layout.storage.join(layout.root, "ray")]
+
+
 def check_report_dir(layout: SweepLayout) -> None:
-    """`report/` must be a directory if it exists (reports are written there at the end)."""
-    path = layout.report_dir()
-    if layout.storage.exists(path) and layout.storage.is_file(path):
-        raise SweepError(f"{path} is a file, but the report is written into a directory there; move the file away")
+    """Every directory of the sweep that runs write into (`report/`, `results/`, `tasks/`, `ray/`,
+    ...) must be a directory if it exists; a file (or FIFO, device) there is refused before any work,
+    instead of failing when the first result is written."""
+    storage = layout.storage
+    for path in sweep_dirs(layout):
+        try:
+            kind = storage.fs.get_file_info(path).type
+        except OSError:
+            continue   # under a file: its parent is reported
+        if kind not in (pafs.FileType.NotFound, pafs.FileType.Directory):
+            raise SweepError(f"{redact(path)} is not a directory, but mmc-sweep writes into a directory there; move "
+                             "it away (or give another `storage` or sweep `name`)")
 
 
 # ----- data -----
@@ -127,21 +149,32 @@ def stored_spec(layout: SweepLayout) -> dict | None:
     path = layout.spec_file()
     if not layout.storage.exists(path):
         return None
+    if not layout.storage.is_file(path):
+        raise SweepError(f"the stored spec {redact(path)} is not a regular file (a directory, FIFO or device); move "
+                         "it away (finished tasks are kept), or use another sweep `name`")
     try:
         raw = parse_yaml(decode(layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES), path, "stored spec"))
     except (OSError, YamlError) as exc:
-        raise SweepError(f"the stored spec {path} is unreadable ({exc}); rerun with --new-version to replace it "
-                         "(finished tasks are kept), or use another sweep `name`") from None
+        reason = redact(str(exc).replace(f"the stored spec {path} ", "").replace(f"{path} ", ""))
+        problem = reason if reason.startswith("is ") else f"is unreadable ({reason})"
+        raise SweepError(f"the stored spec {redact(path)} {problem}; rerun with --new-version to replace it (finished "
+                         "tasks are kept), or use another sweep `name`") from None
     if not isinstance(raw, dict):
-        raise SweepError(f"the stored spec {path} is not a mapping; rerun with --new-version to replace it, or use "
-                         "another sweep `name`")
+        raise SweepError(f"the stored spec {redact(path)} is not a mapping; rerun with --new-version to replace it, or "
+                         "use another sweep `name`")
     return raw
 
 
 def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool) -> list[str]:
     """The settings that differ from the sweep's stored spec; SweepError unless `new_version`.
-    Where and how a sweep runs (storage, resources, max_concurrent, MLflow) may always change."""
-    old = stored_spec(layout)
+    Where and how a sweep runs (storage, resources, max_concurrent, MLflow) may always change.
+    With `new_version`, an unreadable stored spec (a regular file) is replaced too (it is archived)."""
+    try:
+        old = stored_spec(layout)
+    except SweepError:
+        if new_version and layout.storage.is_file(layout.spec_file()):
+            return ["spec.yaml: <unreadable> -> this spec"]
+        raise
     if old is None:
         return []
     changes = spec_lib.differences(old, spec.resolved)
@@ -156,20 +189,54 @@ def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool
 
 # ----- endpoints -----
 
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
 def check_tracking_server(uri: str | None) -> None:
-    """An http(s) MLflow tracking server must answer within the connect timeout."""
-    if not uri or urllib.parse.urlparse(uri).scheme not in ("http", "https"):
+    """An MLflow tracking server (http/https) must answer an HTTP request, and a database server
+    (postgresql/mysql/mssql) accept a connection, within the connect timeout."""
+    if not uri:
         return
-    timeout = connect_timeout_s()
-    parsed = urllib.parse.urlparse(uri)
     try:
-        with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                                      timeout=timeout):
-            pass
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r} does not answer within {timeout:g} s "
-                         f"({type(exc).__name__}); start the MLflow server, fix the URI, or set "
-                         "`mlflow.enabled: false`") from None
+        parsed = urllib.parse.urlsplit(uri)
+        scheme = parsed.scheme.lower().split("+", 1)[0]
+        host, port = parsed.hostname, parsed.port
+    except ValueError as exc:
+        raise SweepError(f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r} is not a valid URI ({exc})") from None
+    if scheme not in ("http", "https", *DATABASE_PORTS):
+        return
+    what = f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r}"
+    if not host:
+        raise SweepError(f"{what} names no host; give e.g. http://127.0.0.1:5000")
+    timeout = connect_timeout_s()
+    try:
+        if scheme in DATABASE_PORTS:
+            with socket.create_connection((host, port or DATABASE_PORTS[scheme]), timeout=timeout):
+                return
+        _http_answers(scheme, host, port, parsed.path, timeout)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or type(exc).__name__
+        raise SweepError(f"{what} does not answer within {timeout:g} s ({reason}); start the MLflow server, fix the "
+                         "URI, or set `mlflow.enabled: false`") from None
+
+
+def _http_answers(scheme: str, host: str, port: int | None, path: str, timeout: float) -> None:
+    """GET <path>/health and read the status line, all within `timeout` seconds; any HTTP status
+    (401, 404, ...) and any TLS certificate problem count as an answer (MLflow reports those itself)."""
+    deadline = time.monotonic() + timeout
+    if scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE   # reachability only; MLflow verifies
+        conn = http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    try:
+        conn.connect()
+        conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
+        conn.request("GET", path.rstrip("/") + "/health", headers={"Connection": "close"})
+        conn.getresponse().read(1024)
+    finally:
+        conn.close()
 
 
 def check_ray_address(address: str | None) -> None:
@@ -178,8 +245,8 @@ def check_ray_address(address: str | None) -> None:
     if not address or address == "auto" or address.startswith("local"):
         return
     text = address if "://" in address else f"tcp://{address}"
-    parsed = urllib.parse.urlparse(text)
     try:
+        parsed = urllib.parse.urlparse(text)
         host, port = parsed.hostname, parsed.port
     except ValueError:
         host, port = None, None
