@@ -30,7 +30,7 @@ from typing import Any
 from orchestrator import vocab
 from orchestrator.spec import SweepSpec, Variant
 from orchestrator.spec_schema import settings_values
-from tasks.data import DataSettings
+from tasks.data import DataSettings, data_identity
 from tasks.finetune import settings_used
 from tasks.models import ModelSettings, model_identity
 from tasks.seeding import derive_seed
@@ -190,7 +190,7 @@ class _Plan:
         if m in self.pretrained:
             return self.pretrained[m]
         data = self.data_settings(m.p, m.seed)
-        config = {"data": identity_dict(data), "model": model_identity(self.model),
+        config = {"data": data_identity(data), "model": model_identity(self.model),
                   "train": identity_dict(self.v.pretrain), "init_seed": m.init, "order_seed": m.order}
         if m.spawn is not None:
             config["spawn"] = {"epoch": m.spawn[0], "order_seed": m.spawn[1]}
@@ -265,7 +265,7 @@ class _Plan:
                       init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
                       data_seed_b=b.labels["data_seed"])
         paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
-        eval_config = {**common, "data": identity_dict(self.data_settings(0.0, pair.seed)),
+        eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
                        "path": identity_dict(paths), "seed": pair.seed}
         eval_settings = {**lineage, **settings_values("paths", paths)}
         kinds = [vocab.LINEAR] if pair.design == vocab.SELF else list(spec.path_kinds)

@@ -15,8 +15,8 @@ from typing import Any
 
 from orchestrator import vocab
 from tasks.align import ALIGNMENTS, AlignSettings
-from tasks.data import DATASETS, DataSettings
-from tasks.finetune import FINETUNE_METHODS, FinetuneSettings
+from tasks.data import DATASETS, DataError, DataSettings, dataset_info
+from tasks.finetune import CBFT_FAMILY, FINETUNE_METHODS, FinetuneSettings
 from tasks.models import ModelSettings, supports_alignment
 from tasks.paths import MidpointSettings, PathSettings
 from tasks.settings import (INT64_MAX, Rule, Settings, SettingsError, base_type, declared_fields, rule_for, setting,
@@ -602,7 +602,10 @@ def _suffix(variant) -> str:
 
 def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     out: list[str] = []
-    info = DATASETS[v.data.dataset]
+    try:
+        info = dataset_info(v.data.dataset, top["data_root"])
+    except (DataError, ValueError) as exc:
+        return [f"`data.dataset`: {exc}"]
     if info.needs_root and top["data_root"] is None:
         out.append(f"`data.root`: is required for dataset {v.data.dataset!r} (only "
                    f"{', '.join(n for n, i in DATASETS.items() if not i.needs_root)} is built in); give the directory "
@@ -619,7 +622,7 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
                 out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}, so "
                            f"an epoch would have no full batch; use at most {n_train}")
         cue_batch = v.finetune.cue_batch_size or v.finetune.batch_size
-        if any(m.startswith("cbft") or m == "naive_cued" for m in top["methods"]) \
+        if any(m in CBFT_FAMILY for m in top["methods"]) and v.finetune.clean_subset <= n_train \
                 and n_train - v.finetune.clean_subset < cue_batch:
             out.append(f"`finetune.clean_subset`: {v.finetune.clean_subset} leaves {n_train - v.finetune.clean_subset} "
                        f"cued training images for cbft, fewer than its cue batch {cue_batch}; lower `clean_subset`, "

@@ -72,7 +72,8 @@ class TaskEnv:
 # ---------------------------------------------------------------- helpers
 
 def _data(config: dict, env: TaskEnv) -> data_lib.CueData:
-    settings = replace(from_identity(data_lib.DataSettings, config), root=env.data_root)
+    values = {k: v for k, v in config.items() if k != "version"}
+    settings = replace(from_identity(data_lib.DataSettings, values), root=env.data_root)
     return data_lib.load_cue_data(settings, env.device)
 
 

@@ -28,8 +28,9 @@ from torch import Tensor
 
 from tasks import datasets as raw
 from tasks.datasets import DataError, download_hint
+from tasks import plugins
 from tasks.seeding import generator
-from tasks.settings import INT64_MAX, Settings, setting
+from tasks.settings import INT64_MAX, Settings, identity_dict, setting
 
 __all__ = [
     "CUES", "DATASETS", "EVAL_SETS", "EVAL_SPLITS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
@@ -71,8 +72,8 @@ DATASETS: dict[str, DatasetInfo] = {
 
 @dataclass(frozen=True)
 class DataSettings(Settings):
-    dataset: str = setting("digits", choices=lambda: tuple(DATASETS), doc="digits (built in) | cifar10 | "
-                           "cifar100 | fashion_mnist | dominoes")
+    dataset: str = setting("digits", doc="digits (built in) | cifar10 | cifar100 | fashion_mnist | dominoes, or "
+                           "your own: `package.module:load` or an entry point of group mmc_sweep.datasets")
     cue: str = setting("box", choices=CUES, doc="box; dominoes for the dominoes dataset (its only cue; the "
                        "default box is read as dominoes there)")
     cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
@@ -89,7 +90,18 @@ class DataSettings(Settings):
         super().__post_init__()
 
     def cross_problems(self) -> list[tuple[str, str]]:
-        allowed = DATASETS[self.dataset].cues
+        if self.dataset not in DATASETS:
+            if not plugins.is_import_path(self.dataset) and \
+                    self.dataset not in plugins.plugin_names(plugins.DATASET_GROUP):
+                return [("dataset", f"{self.dataset!r} is not a dataset; allowed: {', '.join(DATASETS)}, an import "
+                                    f"path `package.module:load`, or an entry point of group {plugins.DATASET_GROUP}")]
+            try:
+                plugins.resolve(self.dataset, plugins.DATASET_GROUP)
+            except plugins.PluginError as exc:
+                return [("dataset", str(exc))]
+            allowed = ("box",)
+        else:
+            allowed = DATASETS[self.dataset].cues
         if self.cue not in allowed:
             return [("cue", f"{self.cue!r} is not available for dataset {self.dataset!r}; allowed: {', '.join(allowed)}")]
         return []
@@ -211,6 +223,64 @@ class _Base:
     cue_test: "BoxCue | DominoCue"
 
 
+@dataclass(frozen=True)
+class ImageArrays:
+    """What a dataset of your own returns (`load(root) -> ImageArrays`): uint8 images [N, C, H, W] (C = 1
+    or 3) and integer labels in [0, num_classes), a training and a test split. mmc-sweep carves its
+    validation images from the training split, paints box cues and builds the counterfactual sets."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+USER_VAL_FRACTION = 0.1   # validation images carved from a user dataset's training split
+# The version of the images the built-in datasets yield; part of every task id. Bump it when they
+# change (2: the validation images were carved out of the training splits).
+DATA_VERSION = 2
+
+
+def data_identity(settings: DataSettings) -> dict:
+    """What identifies a task's data in its id: the settings (as `identity_dict`, without `root`) and
+    the data's version (DATA_VERSION, or a dataset of your own's `tasks.plugins.version`)."""
+    identity = {k: v for k, v in identity_dict(settings).items() if k != "root"}
+    identity["version"] = DATA_VERSION if settings.dataset in DATASETS else \
+        plugins.version(settings.dataset, plugins.DATASET_GROUP)
+    return identity
+
+
+@lru_cache(maxsize=4)
+def _user_arrays(name: str, root: str | None) -> ImageArrays:
+    arrays = plugins.resolve(name, plugins.DATASET_GROUP)(root)
+    if not isinstance(arrays, ImageArrays):
+        raise DataError(f"dataset {name!r} returned a {type(arrays).__name__}; it must return "
+                        "tasks.data.ImageArrays (uint8 images [N, C, H, W], labels, num_classes)")
+    for split in ("train", "test"):
+        x, y = getattr(arrays, f"x_{split}"), getattr(arrays, f"y_{split}")
+        if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[1] in (1, 3)):
+            raise DataError(f"dataset {name!r}: x_{split} must be a uint8 array [N, C, H, W] with C = 1 or 3")
+        if not (isinstance(y, np.ndarray) and y.shape == (x.shape[0],) and np.issubdtype(y.dtype, np.integer)
+                and (y.size == 0 or 0 <= y.min() <= y.max() < arrays.num_classes)):
+            raise DataError(f"dataset {name!r}: y_{split} must be {x.shape[0]} integer labels in "
+                            f"[0, {arrays.num_classes})")
+    if arrays.x_train.shape[1:] != arrays.x_test.shape[1:] or not 2 <= arrays.num_classes <= 10_000:
+        raise DataError(f"dataset {name!r}: train and test images must have one shape, and 2 to 10000 classes")
+    return arrays
+
+
+def dataset_info(name: str, root: str | None = None) -> DatasetInfo:
+    """The facts of a built-in dataset, or of a dataset of your own (loaded once per process)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    arrays = _user_arrays(name, root)
+    n = len(arrays.y_train)
+    val = max(1, round(USER_VAL_FRACTION * n))
+    return DatasetInfo(name, arrays.num_classes, arrays.x_train.shape[1], tuple(arrays.x_train.shape[2:]), ("box",),
+                       False, torch.float32, train_size=n - val, val_size=val)
+
+
 def validation_count(info: DatasetInfo, n_published: int) -> int:
     """How many of a training split's `n_published` images are held out for validation: `info.val_size`
     for the published files; the same fraction, rounded, for other files (e.g. a reduced copy)."""
@@ -242,7 +312,15 @@ def _carve(info: DatasetInfo, x: np.ndarray | Tensor, y: np.ndarray | Tensor) ->
 
 
 def _load_base(settings: DataSettings, device: torch.device) -> _Base:
-    info = DATASETS[settings.dataset]
+    info = dataset_info(settings.dataset, settings.root)
+    if settings.dataset not in DATASETS:
+        arrays = _user_arrays(settings.dataset, settings.root)
+        x_tr, y_tr, x_va, y_va = _carve(info, arrays.x_train, arrays.y_train.astype(np.int64))
+        cue = BoxCue.build(info, device)
+        return _Base(_normalise(x_tr, device, info.storage_dtype), torch.from_numpy(y_tr),
+                     _normalise(x_va, device, info.storage_dtype), torch.from_numpy(y_va),
+                     _normalise(arrays.x_test, device, info.storage_dtype),
+                     torch.from_numpy(arrays.y_test.astype(np.int64)), cue, cue)
     if settings.dataset == "digits":
         x_all, y_all, x_te, y_te = _digits_base()
         x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
@@ -472,7 +550,7 @@ def _evaluation_sets(base: _Base, settings: DataSettings, num_classes: int) -> d
 def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") -> CueData:
     """Training split (validation images excluded) with cues at `settings.cue_proportion`, its clean twin,
     and the `EVAL_SETS` built from `settings.eval_split` (test split or validation images)."""
-    info = DATASETS[settings.dataset]
+    info = dataset_info(settings.dataset, settings.root)
     device = torch.device(device)
     base = _load_base(settings, device)
     cued = choose_cued(base.y_train, settings.cue_proportion, generator(settings.seed, "cued"))

@@ -1,0 +1,113 @@
+"""Models and datasets of your own (tasks/plugins.py): resolved by import path, checked, versioned."""
+import importlib
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from tasks import plugins
+from tasks.data import DataSettings, data_identity, dataset_info, load_cue_data
+from tasks.models import ModelSettings, build_model, model_identity
+from tasks.settings import SettingsError
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """Writes `name.py` into a directory on sys.path; returns a function (name, source) -> import path prefix."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        plugins.resolve.cache_clear()
+        plugins.version.cache_clear()
+        return name
+    yield write
+    plugins.resolve.cache_clear()
+    plugins.version.cache_clear()
+
+
+def test_the_example_model_builds_a_classifier_with_features_and_head():
+    model = build_model("examples.custom_model:build", 10, 1, 4, seed=0)
+    x = torch.randn(2, 1, 20, 20)
+    assert model(x).shape == (2, 10)
+    assert torch.equal(model(x), model.head(model.features(x)))
+
+
+def test_model_identity_carries_the_source_hash_and_changes_with_the_source(user_module):
+    source = """
+        from torch import nn
+        from tasks.models import Classifier
+        class M(Classifier):
+            def __init__(self, k, c, w):
+                super().__init__(); self.body = nn.Conv2d(c, w or 4, 3); self.head = nn.Linear(w or 4, k)
+            def trunk(self, x): return self.body(x)
+        def build(k, c, w=None): return M(k, c, w)
+    """
+    user_module("usermod_a", source)
+    first = model_identity(ModelSettings(name="usermod_a:build"))
+    assert first["name"] == "usermod_a:build" and first["version"].startswith("src:")
+    user_module("usermod_a", source + "    # an edit\n")
+    assert model_identity(ModelSettings(name="usermod_a:build"))["version"] != first["version"]
+    assert "version" not in model_identity(ModelSettings(name="small_cnn"))
+
+
+def test_a_model_without_features_and_head_is_refused(user_module):
+    user_module("usermod_b", """
+        from torch import nn
+        def build(k, c, w=None): return nn.Linear(4, k)
+    """)
+    with pytest.raises(TypeError, match="`features"):
+        build_model("usermod_b:build", 10, 1)
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("nosuchpkg.x:build", "cannot import 'nosuchpkg.x'"),
+    ("examples.custom_model:nothing", "has no attribute 'nothing'"),
+    ("plainword", "is not a model; allowed: small_cnn"),
+])
+def test_bad_model_names_are_refused_naming_the_fix(name, needle):
+    with pytest.raises(SettingsError, match=needle):
+        ModelSettings(name=name)
+
+
+def test_the_example_dataset_loads_with_a_validation_carve_out_and_box_cues():
+    name = "examples.custom_dataset:load"
+    info = dataset_info(name)
+    assert (info.num_classes, info.in_channels, info.image_size) == (10, 1, (16, 16))
+    assert info.train_size + info.val_size == 1500 and info.val_size == 150
+    data = load_cue_data(DataSettings(dataset=name, cue_proportion=0.5, seed=1))
+    assert len(data.train) == info.train_size and set(data.eval_sets) == {"nocue", "cue", "randcue", "randimg"}
+    assert 0.45 < data.cued.float().mean() < 0.55
+    assert not torch.equal(data.eval_sets["cue"].x, data.eval_sets["nocue"].x)
+    assert data_identity(DataSettings(dataset=name))["version"].startswith("src:")
+
+
+def test_a_dataset_returning_the_wrong_thing_is_refused(user_module):
+    user_module("userdata_bad", """
+        import numpy as np
+        from tasks.data import ImageArrays
+        def load(root):
+            x = np.zeros((10, 1, 8, 8), dtype=np.float32)   # not uint8
+            return ImageArrays(x, np.zeros(10, dtype=np.int64), x, np.zeros(10, dtype=np.int64), 2)
+    """)
+    with pytest.raises(ValueError, match="must be a uint8 array"):
+        dataset_info("userdata_bad:load")
+
+
+def test_image_arrays_round_trip_through_a_user_loader(user_module):
+    user_module("userdata_ok", """
+        import numpy as np
+        from tasks.data import ImageArrays
+        def load(root):
+            rng = np.random.default_rng(0)
+            x = rng.integers(0, 256, (200, 3, 12, 12), dtype=np.uint8)
+            y = np.arange(200) % 4
+            return ImageArrays(x, y, x[:40], y[:40], 4)
+    """)
+    info = dataset_info("userdata_ok:load")
+    assert (info.num_classes, info.in_channels, info.train_size, info.val_size) == (4, 3, 180, 20)
+    data = load_cue_data(DataSettings(dataset="userdata_ok:load", cue_proportion=1.0))
+    assert data.cued.all() and data.train.x.shape == (180, 3, 12, 12)
