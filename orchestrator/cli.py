@@ -60,7 +60,9 @@ def cmd_plan(args) -> int:
 
     spec = load(args.items)
     if args.resolved:
-        print(dump_spec(spec), end="")
+        from orchestrator.layout import redact
+
+        print(redact(dump_spec(spec)), end="")   # storage / tracking URIs may carry credentials
         return EXIT_OK
     start = time.perf_counter()
     graph = build_graph(spec)
@@ -84,8 +86,13 @@ def _layout_for(directory: str):
     try:
         layout = SweepLayout(Storage(parent or "."), name)
         is_sweep = layout.storage.is_file(layout.spec_file())
-    except (LayoutError, OSError) as exc:
-        raise UsageError(f"{redact(directory)} is not a sweep directory ({exc})") from None
+        exists = is_sweep or layout.storage.exists(layout.spec_file())
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for unusable URIs
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"{redact(directory)} is not a sweep directory ({redact(reason)})") from None
+    if exists and not is_sweep:
+        raise UsageError(f"{redact(directory)}: its spec.yaml is not a regular file (a directory, FIFO or device); "
+                         "move it away")
     if not is_sweep:
         raise UsageError(f"{redact(directory)} is not a sweep directory (no spec.yaml); give <storage>/<sweep name>, "
                          "e.g. mmc-runs/default")
@@ -97,7 +104,11 @@ def cmd_status(args) -> int:
 
     if not (math.isfinite(args.interval) and 0.1 <= args.interval <= 3600):
         raise UsageError(f"--interval {args.interval} is not allowed; give seconds between 0.1 and 3600")
-    return print_status(_layout_for(args.dir), watch=args.watch, interval_s=args.interval)
+    layout = _layout_for(args.dir)
+    try:
+        return print_status(layout, watch=args.watch, interval_s=args.interval)
+    except (ValueError, OSError) as exc:   # stored state that cannot be read (a garbled plan.parquet, ...)
+        raise UsageError(f"cannot read the status of {args.dir}: {exc}") from None
 
 
 def cmd_report(args) -> int:
@@ -133,7 +144,11 @@ def cmd_data_download(args) -> int:
             if not parent.is_dir():
                 raise UsageError(f"--root {args.root}: {parent} is a file, not a directory; give a directory")
             break
-    download(args.name, args.root)
+    try:
+        download(args.name, args.root)
+    except OSError as exc:   # a root that cannot be created or written (permissions, read-only, full disk)
+        raise UsageError(f"--root {args.root}: cannot write the dataset there ({exc.strerror or exc}); give a "
+                         "writable directory") from None
     print(f"{args.name} is ready under {args.root}")
     return EXIT_OK
 
