@@ -19,6 +19,7 @@ from orchestrator.errors import SweepError
 from orchestrator.layout import SweepLayout
 
 MAX_LOCK_BYTES = 4096
+MAX_PID = 2 ** 31 - 1   # pid_t; a larger "pid" is not a process id
 
 
 class LockError(SweepError):
@@ -38,7 +39,7 @@ def _holder(layout: SweepLayout) -> dict | None:
     if not isinstance(data, dict):
         return None
     pid = data.get("pid")
-    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID):
         return None
     return data
 

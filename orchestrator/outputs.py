@@ -54,6 +54,7 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
     """Write checkpoint and fragments, then the marker; returns the marker's content."""
     storage = layout.storage
     files: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     if output.checkpoint is not None:
         meta = {"task_id": task.id, "kind": task.kind, "config": task.config, **output.meta}
         blobs = checkpoint_files(output.checkpoint, meta)
@@ -61,16 +62,19 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
         for name, blob in blobs.items():
             storage.write_bytes(paths[name], blob)
             files[_relative(layout, paths[name])] = _sha256(blob)
+            sizes[_relative(layout, paths[name])] = len(blob)
     for table, rows in output.tables.items():
         if table == vocab.TASKS:
             continue  # the driver writes the `tasks` row (it knows the MLflow run id)
         path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
         files[_relative(layout, path)] = _sha256(data)
+        sizes[_relative(layout, path)] = len(data)
     marker = {
         "version": MARKER_VERSION,
         "task_id": task.id,
         "kind": task.kind,
         "files": files,
+        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
         "tables": sorted(t for t in output.tables if t != vocab.TASKS),
         "metrics": output.metrics,
         "steps": [list(x) for x in output.steps],
@@ -123,6 +127,7 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, 
     if marker is None:
         return False, reason
     storage, allowed = layout.storage, output_files(layout, kind, task_id)
+    sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
     for name, digest in marker["files"].items():
         path = allowed[name]
         if tables.compacted_digest(layout, path) == digest:
@@ -130,11 +135,26 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, 
         try:
             if not storage.is_file(path):
                 return False, f"missing {path}"
-            if _sha256(storage.read_bytes(path)) != digest:
+            size = sizes.get(name)
+            if isinstance(size, int) and storage.fs.get_file_info(path).size != size:
+                return False, f"size mismatch in {path}"
+            if _file_sha256(storage, path) != digest:
                 return False, f"sha256 mismatch in {path}"
         except OSError as exc:
             return False, f"unreadable {path} ({exc})"
     return True, ""
+
+
+HASH_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _file_sha256(storage, path: str) -> str:
+    """sha256 of a stored file, read in chunks (a huge or sparse file does not have to fit in memory)."""
+    digest = hashlib.sha256()
+    with storage.fs.open_input_stream(path) as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def invalidate(layout: SweepLayout, kind: str, task_id: str) -> None:

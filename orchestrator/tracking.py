@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import vocab
+from orchestrator.layout import redact
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 SECRET_WORDS = ("token", "secret", "password", "credential")
@@ -31,7 +32,7 @@ def is_secret(key: str) -> bool:
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested dicts -> dotted keys; values as strings (lists as JSON), truncated to MLflow's limits.
-    Secret-looking keys are dropped."""
+    Secret-looking keys are dropped; credentials in URIs are redacted."""
     flat: dict[str, str] = {}
     for key, value in params.items():
         full = f"{prefix}{key}"
@@ -44,7 +45,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
             text = json.dumps(list(value), default=str)
         else:
             text = "None" if value is None else str(value)
-        flat[full[:MAX_PARAM_KEY]] = text[:MAX_PARAM_VALUE]
+        flat[full[:MAX_PARAM_KEY]] = redact(text)[:MAX_PARAM_VALUE]
     return flat
 
 
@@ -98,7 +99,7 @@ class MlflowSink:
 
     # -- internals -------------------------------------------------------------------------------
     def _create_run(self, run_name: str, tags: Mapping[str, Any]) -> str:
-        clean = {k: str(v)[:MAX_TAG_VALUE] for k, v in tags.items()
+        clean = {k: redact(str(v))[:MAX_TAG_VALUE] for k, v in tags.items()
                  if v is not None and not is_secret(k)}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=clean)
         return run.info.run_id
@@ -154,7 +155,7 @@ class MlflowSink:
             self._log(run_id, params=params, metrics=metrics, curves=curves)
             self.log_artifacts(run_id, artifacts)
             if error:
-                self.client.log_text(run_id, error, "error.txt")
+                self.client.log_text(run_id, redact(error), "error.txt")
         finally:
             self.client.set_terminated(run_id, status)
         return run_id
