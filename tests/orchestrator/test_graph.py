@@ -1,67 +1,205 @@
-"""Task graph: counts, content-hash ids, deduplication, configs per kind, plan text."""
-from dataclasses import dataclass
+"""Task graph: counts, content-hash ids, deduplication, which models are paired, configs per kind,
+swept settings, plan text. Counts are checked against a planner written here from the docstring of
+`orchestrator/graph.py` (which models each pair type trains), not against the code's own loops."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
 
 import pytest
+import torch
 
-from orchestrator.graph import (LABEL_KEYS, TASK_KINDS, Resources, Task, build_graph, canonical_json,
-                                describe_plan, seed_pairs, settings_dict)
+from orchestrator import vocab
+from orchestrator.graph import (LABEL_KEYS, Resources, Task, build_graph, canonical_json, describe_plan,
+                                init_seed, task_id)
 from orchestrator.spec import load_spec, parse_spec
+from tasks.models import ModelSettings, build_model
+from tasks.settings import Settings, from_identity, identity_dict, setting
+
+MAIN_PAIRS = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")
 
 
-def expected_counts(models: int, seeds: int, cue_props: int, has_nocue: bool, methods: int,
-                    alignments: int, kinds=("linear", "quadratic", "aligned"),
-                    pairs=("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")) -> dict:
-    """The count formula of the graph (see orchestrator/graph.py's docstring)."""
-    same = seeds if seeds > 2 else seeds - 1        # seed pairs: wrap around for 3+ seeds
-    n_pairs = (("cue~nocue" in pairs) * seeds * cue_props * has_nocue
-               + ("cue~cue" in pairs) * cue_props * same
-               + ("nocue~nocue" in pairs) * has_nocue * same
-               + ("pretrained~ft" in pairs) * seeds * cue_props * methods) * models
-    counts = {"pretrain": models * seeds * (cue_props + has_nocue),
-              "finetune": models * seeds * cue_props * methods,
-              "midpoint": n_pairs * ("quadratic" in kinds),
-              "align": n_pairs * alignments * ("aligned" in kinds),
-              "path_eval": n_pairs * (("linear" in kinds) + ("quadratic" in kinds)
-                                      + alignments * ("aligned" in kinds))}
-    return {kind: n for kind, n in counts.items() if n}
+def expected_counts(models: int = 1, seeds: int = 3, cue_props: int = 1, has_nocue: bool = True,
+                    methods: int = 4, alignments: int = 1, kinds=("linear", "quadratic", "aligned"),
+                    pairs=MAIN_PAIRS, variants: int = 1) -> dict:
+    """Tasks of a sweep by kind, from the pair types' definitions in graph.py's docstring."""
+    cue = [f"cue{i}" for i in range(cue_props)]
+    trained, n_pairs, n_self = set(), 0, 0
+    for text in pairs:
+        pair, design, epoch = vocab.parse_pair_type(text)
+        if pair == "pretrained~ft":
+            trained |= {("primary", p) for p in cue}
+            n_pairs += len(cue) * methods
+            continue
+        props = (["nocue"] if has_nocue else []) if pair == "nocue~nocue" else cue
+        for p in props:
+            trained.add(("primary", p))
+            partner = {("cue~nocue", "independent"): ("primary", "nocue"), ("cue~nocue", "same-init"): ("same-init", p),
+                       "independent": ("partner", p), "spawn": (f"spawn@{epoch}", p), "self": None}
+            b = partner.get((pair, design), partner.get(design))
+            if b is not None:
+                trained.add(b)
+                n_pairs += 1
+            else:
+                n_self += 1
+    per = {"pretrain": len(trained), "finetune": len(cue) * methods * ("pretrained~ft" in pairs),
+           "midpoint": n_pairs * ("quadratic" in kinds), "align": n_pairs * alignments * ("aligned" in kinds),
+           "path_eval": n_pairs * (("linear" in kinds) + ("quadratic" in kinds) + alignments * ("aligned" in kinds))
+           + n_self}
+    return {kind: n * models * seeds * variants for kind, n in per.items() if n}
 
+
+def _ids(graph, kind):
+    return [task_id for task_id, task in graph.tasks.items() if task.kind == kind]
+
+
+def _path_evals(graph):
+    return [t for t in graph.tasks.values() if t.kind == "path_eval"]
+
+
+# ----- counts -----
 
 def test_default_sweep_counts():
     graph = build_graph(load_spec(None))
-    assert graph.counts() == expected_counts(1, 3, 1, True, 4, 1)
-    assert graph.counts() == {"pretrain": 6, "finetune": 12, "midpoint": 21, "align": 21, "path_eval": 63}
-    assert len(graph) == 123
+    pairs = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "nocue~nocue:self")
+    assert graph.counts() == expected_counts(pairs=pairs)
+    assert graph.counts() == {"pretrain": 15, "finetune": 12, "midpoint": 24, "align": 24, "path_eval": 75}
+    assert len(graph) == 150
 
 
 def test_big_sweep_matches_the_count_formula():
-    seeds = list(range(30))
-    spec = parse_spec(f"name: big\nseeds: {seeds}\ncue_proportions: [0.0, 0.6, 0.8, 0.9]\n"
+    spec = parse_spec(f"name: big\nseeds: {list(range(6))}\ncue_proportions: [0.0, 0.6, 0.8, 0.9]\n"
                       "models: [small_cnn, vgg13]\n")
     graph = build_graph(spec)
-    assert graph.counts() == expected_counts(2, 30, 3, True, 4, 2)
-    assert len(graph) == 8940
+    assert graph.counts() == expected_counts(models=2, seeds=6, cue_props=3)
+    assert len(graph) == sum(expected_counts(models=2, seeds=6, cue_props=3).values())
+
+
+def test_planning_reads_the_settings_declarations_a_fixed_number_of_times(monkeypatch):
+    """Planning cost must not grow with `typing.get_type_hints` calls per task (a 2-million-task
+    spec is allowed): the declarations are read once, not once per task."""
+    import typing
+
+    from tasks import settings as settings_lib
+
+    calls = []
+    real = typing.get_type_hints
+    monkeypatch.setattr(settings_lib.typing, "get_type_hints", lambda *a, **k: calls.append(1) or real(*a, **k))
+    counts = []
+    for seeds in ([0], [0, 1, 2, 3]):
+        spec = parse_spec(f"name: x\nseeds: {seeds}\n")
+        calls.clear()
+        build_graph(spec)
+        counts.append(len(calls))
+    assert counts[1] == counts[0], f"get_type_hints called {counts[0]} times for 1 seed, {counts[1]} for 4"
 
 
 @pytest.mark.parametrize("text,args", [
     ("seeds: [0, 1]\npaths: {kinds: [linear]}\n", dict(seeds=2, kinds=("linear",))),
     ("seeds: [3]\npaths: {pairs: [cue~nocue, pretrained~ft]}\nfinetune: {methods: [cbft]}\n",
      dict(seeds=1, methods=1, pairs=("cue~nocue", "pretrained~ft"))),
-    ("cue_proportions: [0.5, 0.9]\npaths: {pairs: [cue~cue], alignments: [weight]}\n",
-     dict(cue_props=2, has_nocue=False, alignments=1, pairs=("cue~cue",))),
+    ("cue_proportions: [0.5, 0.9]\npaths: {pairs: [cue~cue], alignments: [activation, weight]}\n",
+     dict(cue_props=2, has_nocue=False, alignments=2, pairs=("cue~cue",))),
     ("cue_proportions: [0.0]\nfinetune: {methods: []}\npaths: {pairs: [nocue~nocue]}\n",
      dict(cue_props=0, methods=0, pairs=("nocue~nocue",))),
     ("paths: {pairs: []}\n", dict(pairs=())),
+    ("paths: {pairs: ['cue~cue:spawn@2', 'nocue~nocue:spawn@1', 'cue~cue:self']}\n",
+     dict(pairs=("cue~cue:spawn@2", "nocue~nocue:spawn@1", "cue~cue:self"))),
+    ("paths: {pairs: ['cue~nocue', 'cue~nocue:same-init'], kinds: [quadratic]}\ncue_proportions: [0.0, 0.5, 0.8]\n",
+     dict(cue_props=2, pairs=("cue~nocue", "cue~nocue:same-init"), kinds=("quadratic",))),
+    ("paths: {pairs: ['nocue~nocue:self'], kinds: [quadratic, aligned]}\n", dict(pairs=("nocue~nocue:self",))),
 ])
 def test_smaller_sweeps_match_the_count_formula(text, args):
-    full = dict(models=1, seeds=3, cue_props=1, has_nocue=True, methods=4, alignments=2) | args
-    assert build_graph(parse_spec("name: x\n" + text)).counts() == expected_counts(**full)
+    assert build_graph(parse_spec("name: x\n" + text)).counts() == expected_counts(**args)
 
 
-def test_seed_pairs_wrap_around_only_for_three_or_more():
-    assert seed_pairs([4]) == []
-    assert seed_pairs([4, 7]) == [(4, 7)]
-    assert seed_pairs([4, 7, 9]) == [(4, 7), (7, 9), (9, 4)]
+# ----- which models are paired -----
 
+def _pairs(graph):
+    """One entry per pair: (pair_type, variant, seed, cue_proportion) -> (endpoint a, endpoint b)."""
+    out = {}
+    for t in _path_evals(graph):
+        key = (t.labels["pair_type"], t.labels["variant"], t.labels["seed"], t.labels["cue_proportion"])
+        out.setdefault(key, set()).add((t.labels["endpoint_a"], t.labels["endpoint_b"]))
+    assert all(len(v) == 1 for v in out.values()), "a pair's paths disagree on its endpoints"
+    return {k: next(iter(v)) for k, v in out.items()}
+
+
+def test_each_pair_type_pairs_the_models_its_definition_names():
+    graph = build_graph(load_spec(None))
+    tasks = graph.tasks
+    for (pair_type, _, seed, p), (a_id, b_id) in _pairs(graph).items():
+        a, b = tasks[a_id], tasks[b_id]
+        assert a.kind == "pretrain" and a.labels["seed"] == seed and a.config.get("spawn") is None
+        la, lb = a.labels, b.labels
+        if pair_type == "cue~nocue":
+            assert (la["cue_proportion"], lb["cue_proportion"]) == (0.8, 0.0) and p == 0.8
+            assert la["init_seed"] != lb["init_seed"] and lb["seed"] == seed
+            assert la["init_seed"] == init_seed(seed, 0.8, "a") and lb["init_seed"] == init_seed(seed, 0.0, "a")
+        elif pair_type == "cue~nocue:same-init":
+            assert (la["cue_proportion"], lb["cue_proportion"]) == (0.8, 0.0)
+            assert la["init_seed"] == lb["init_seed"] == init_seed(seed, 0.8, "a")
+            assert a.config["order_seed"] == b.config["order_seed"] and a_id != b_id
+        elif pair_type in ("cue~cue", "nocue~nocue"):
+            q = 0.8 if pair_type == "cue~cue" else 0.0
+            assert la["cue_proportion"] == lb["cue_proportion"] == p == q and lb["seed"] == seed
+            assert a_id != b_id and la["data_seed"] == lb["data_seed"] == seed
+            assert (la["init_seed"], lb["init_seed"]) == (init_seed(seed, q, "a"), init_seed(seed, q, "b"))
+        elif pair_type == "nocue~nocue:self":
+            assert a_id == b_id and la["cue_proportion"] == 0.0
+        else:
+            method = pair_type.split(":")[1]
+            assert b.kind == "finetune" and b.parents == (a_id,) and b.labels["method"] == method
+            assert la["cue_proportion"] == 0.8
+
+
+def test_main_pairs_of_one_type_share_no_model():
+    """Disjoint pairs: within a pair type (and cue proportion), no model is in two pairs, so their
+    barriers are independent draws (what the t-intervals of orchestrator/stats.py assume)."""
+    graph = build_graph(parse_spec("name: x\nseeds: [0, 1, 2, 3]\ncue_proportions: [0.0, 0.5, 0.9]\n"))
+    by_group = defaultdict(list)
+    for (pair_type, variant, _seed, p), ends in _pairs(graph).items():
+        by_group[(pair_type, variant, p)].append(ends)
+    assert len(by_group) == 2 + 2 + 1 + 2 * 4       # cue~nocue, cue~cue at 0.5/0.9; nocue~nocue; 4 methods x 2
+    for group, pairs in by_group.items():
+        models = [m for pair in pairs for m in set(pair)]
+        assert len(models) == len(set(models)), group
+        assert len(pairs) == 4, group          # one pair per seed
+
+
+def test_no_model_is_paired_with_itself_outside_the_self_control():
+    graph = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue, cue~cue, nocue~nocue, pretrained~ft, "
+                                   "'cue~nocue:same-init', 'cue~cue:spawn@3', 'nocue~nocue:self']}\n"))
+    for (pair_type, *_), (a, b) in _pairs(graph).items():
+        assert (a == b) == pair_type.endswith(":self"), pair_type
+
+
+def test_spawned_partner_shares_init_and_the_first_k_epochs_then_reorders():
+    graph = build_graph(parse_spec("name: x\nseeds: [5]\npaths: {pairs: ['cue~cue:spawn@3']}\n"))
+    ((pair_type, _, seed, _p), (a_id, b_id)), = _pairs(graph).items()
+    a, b = graph.tasks[a_id], graph.tasks[b_id]
+    assert pair_type == "cue~cue:spawn@3" and seed == 5
+    assert a.config["init_seed"] == b.config["init_seed"] and a.config["order_seed"] == b.config["order_seed"]
+    assert b.config["spawn"] == {"epoch": 3, "order_seed": init_seed(5, 0.8, "spawn@3")}
+    assert "spawn" not in a.config and b.config["spawn"]["order_seed"] != a.config["order_seed"]
+
+
+def _initial_weights(task: Task) -> dict[str, torch.Tensor]:
+    m = from_identity(ModelSettings, task.config["model"])
+    return build_model(m.name, 10, 1, m.width, seed=task.config["init_seed"]).state_dict()
+
+
+def test_endpoints_of_independent_pairs_differ_at_initialisation_and_same_init_ones_do_not():
+    graph = build_graph(parse_spec("name: x\nseeds: [0]\nmodels: [{name: small_cnn, width: 8}]\n"
+                                   "paths: {pairs: [cue~nocue, cue~cue, nocue~nocue, 'cue~nocue:same-init'], "
+                                   "kinds: [linear]}\n"))
+    for (pair_type, *_), (a_id, b_id) in _pairs(graph).items():
+        wa, wb = _initial_weights(graph.tasks[a_id]), _initial_weights(graph.tasks[b_id])
+        same = all(torch.equal(wa[k], wb[k]) for k in wa if wa[k].is_floating_point() and "running" not in k)
+        assert same == (pair_type == "cue~nocue:same-init"), pair_type
+
+
+# ----- ids -----
 
 def test_ids_do_not_depend_on_key_order_or_explicit_defaults():
     a = parse_spec("name: x\nseeds: [0, 1]\npretrain: {epochs: 3, lr: 0.1}\n")
@@ -74,7 +212,7 @@ def test_ids_do_not_depend_on_key_order_or_explicit_defaults():
 def test_ids_ignore_data_root_resources_storage_and_name(tmp_path):
     a = parse_spec("name: x\ndata: {root: null}\n")
     b = parse_spec(f"name: y\nstorage: /elsewhere\ndata: {{root: '{tmp_path}'}}\n"
-                   "resources: {pretrain: {cpus: 4, gpus: 1}}\nmax_concurrent: 9\n")
+                   "resources: {pretrain: {cpus: 4, gpus: 1}}\nmax_concurrent: 9\nmlflow: {enabled: false}\n")
     graph_b = build_graph(b)
     assert list(build_graph(a).tasks) == list(graph_b.tasks)
     assert all(str(tmp_path) not in canonical_json(t.config) for t in graph_b.tasks.values())
@@ -86,34 +224,71 @@ def test_a_setting_changes_only_the_ids_that_depend_on_it():
     for kind in ("pretrain", "finetune", "midpoint", "align"):
         assert _ids(base, kind) == _ids(changed, kind)
     assert not set(_ids(base, "path_eval")) & set(_ids(changed, "path_eval"))
+    lam = build_graph(parse_spec("name: x\nfinetune: {lam: 7}\n"))
+    assert _ids(base, "pretrain") == _ids(lam, "pretrain")
+    changed_methods = {t.config["method"] for t in lam.tasks.values() if t.kind == "finetune" and t.id not in base.tasks}
+    assert changed_methods == {"cbft"}                 # only CBFT reads lam: the other fine-tunings are shared
     retrained = build_graph(parse_spec("name: x\npretrain: {epochs: 2}\n"))
     assert not set(base.tasks) & set(retrained.tasks)     # every task descends from a pretrain
 
 
-def test_adding_a_setting_with_a_default_keeps_the_canonical_form():
-    @dataclass(frozen=True)
-    class Old:
-        lr: float = 0.1
-        epochs: int = 3
+def test_task_id_is_the_kind_and_16_hex_digits_of_the_canonical_config():
+    import hashlib
 
-    @dataclass(frozen=True)
-    class New:
-        lr: float = 0.1
-        epochs: int = 3
-        warmup: int = 0
+    config = {"b": [1.0, None], "a": {"y": 1, "x": "é"}}
+    text = '{"config":{"a":{"x":"é","y":1},"b":[1.0,null]},"kind":"pretrain"}'
+    assert canonical_json({"kind": "pretrain", "config": config}) == text
+    assert task_id("pretrain", config) == "pretrain-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
 
-    assert settings_dict(Old(lr=0.2)) == settings_dict(New(lr=0.2)) == {"lr": 0.2}
-    assert settings_dict(New(warmup=2)) == {"warmup": 2}
-    assert canonical_json({"b": 1, "a": [1.0, None]}) == '{"a":[1.0,null],"b":1}'
+
+@dataclasses.dataclass(frozen=True)
+class _Old(Settings):
+    lr: float = setting(0.1, gt=0)
+    epochs: int = setting(3, ge=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _New(Settings):
+    lr: float = setting(0.1, gt=0)
+    epochs: int = setting(3, ge=1)
+    warmup: int = setting(0, ge=0)                      # added later, default = the old behaviour
+
+
+@dataclasses.dataclass(frozen=True)
+class _Changed(Settings):
+    lr: float = setting(0.05, gt=0, id_default=0.1)     # default changed; identity keeps the old one
+    epochs: int = setting(3, ge=1)
+
+
+def test_adding_a_setting_with_its_default_keeps_ids_and_changing_a_default_changes_them():
+    assert identity_dict(_Old(lr=0.2)) == identity_dict(_New(lr=0.2)) == {"lr": 0.2}
+    assert identity_dict(_New(warmup=2)) == {"warmup": 2}
+    assert identity_dict(_Old()) == identity_dict(_New()) == {}
+    # a task that now runs with lr 0.05 by default gets a new id; one written with lr 0.1 keeps its own
+    assert identity_dict(_Changed()) == {"lr": 0.05}
+    assert identity_dict(_Changed(lr=0.1)) == {} and from_identity(_Changed, {}).lr == 0.1
+
+
+def test_bools_ints_and_floats_are_told_apart_in_identities():
+    @dataclasses.dataclass(frozen=True)
+    class S(Settings):
+        flag: bool = setting(False)
+        n: float = setting(1.0)
+
+    assert identity_dict(S(n=1)) == {}                  # 1 == 1.0: the same setting
+    assert identity_dict(S(flag=True)) == {"flag": True}
+    assert identity_dict(S(n=0.0)) == {"n": 0.0}
 
 
 def test_shared_tasks_appear_once():
     graph = build_graph(parse_spec("name: x\n"))
     pretrain_ids = _ids(graph, "pretrain")
-    assert len(pretrain_ids) == len(set(pretrain_ids)) == 6
-    # a pretrain is reached from cue~nocue, cue~cue, nocue~nocue and pretrained~ft pairs
-    reached = [p for t in graph.tasks.values() if t.kind == "path_eval" for p in t.parents]
-    assert max(reached.count(p) for p in pretrain_ids) > 4
+    assert len(pretrain_ids) == len(set(pretrain_ids)) == 12
+    # the primary cue model is reached from cue~nocue, cue~cue and four pretrained~ft pairs
+    reached = Counter(p for t in _path_evals(graph) for p in t.parents if graph.tasks[p].kind == "pretrain")
+    assert max(reached.values()) == 3 * 6
     configs = [canonical_json({"kind": t.kind, "config": t.config}) for t in graph.tasks.values()]
     assert len(configs) == len(set(configs))
 
@@ -121,22 +296,25 @@ def test_shared_tasks_appear_once():
 def test_tasks_are_in_topological_order_with_known_parents():
     graph = build_graph(load_spec(None))
     seen = set()
-    for task_id, task in graph.tasks.items():
-        assert task.id == task_id and task_id.startswith(task.kind + "-")
-        assert task.kind in TASK_KINDS
+    for tid, task in graph.tasks.items():
+        assert task.id == tid and tid.startswith(task.kind + "-") and len(tid) == len(task.kind) + 17
+        assert task.kind in vocab.TASK_KINDS
         assert all(parent in seen for parent in task.parents)
-        seen.add(task_id)
+        seen.add(tid)
 
 
 def test_task_configs_have_the_keys_the_runner_reads():
-    graph = build_graph(parse_spec("name: x\nmodels: [{name: small_cnn, width: 8}]\n"))
-    keys = {"pretrain": {"data", "model", "train", "seed"},
+    graph = build_graph(parse_spec("name: x\nmodels: [{name: small_cnn, width: 8}]\n"
+                                   "paths: {pairs: [cue~nocue, pretrained~ft, 'cue~cue:spawn@2']}\n"))
+    keys = {"pretrain": {"data", "model", "train", "init_seed", "order_seed"},
             "finetune": {"pretrain", "method", "finetune", "data", "model", "seed"},
             "midpoint": {"endpoints", "data", "model", "train", "seed"},
-            "align": {"endpoints", "method", "data", "model", "samples", "seed"},
-            "path_eval": {"endpoints", "path_kind", "via", "alignment", "data", "model", "path"}}
+            "align": {"endpoints", "method", "data", "model", "align", "seed"},
+            "path_eval": {"endpoints", "path_kind", "via", "alignment", "data", "model", "path", "seed"}}
     for task in graph.tasks.values():
-        assert set(task.config) == keys[task.kind], task.kind
+        extra = {"spawn"} if task.config.get("spawn") else {"linear"} if task.config.get("path_kind") == "aligned" \
+            else set()
+        assert set(task.config) == keys[task.kind] | extra, task.kind
         assert task.config["model"] == {"name": "small_cnn", "width": 8}
         assert set(task.labels) == set(LABEL_KEYS)
         if task.kind == "finetune":
@@ -145,38 +323,48 @@ def test_task_configs_have_the_keys_the_runner_reads():
             assert list(task.parents[:2]) == task.config["endpoints"]
         if task.kind == "path_eval":
             assert task.config["data"].get("cue_proportion", 0.0) == 0.0
-            assert task.config["via"] == (task.parents[2] if len(task.parents) == 3 else None)
+            assert task.config["via"] == (task.parents[2] if len(task.parents) >= 3 else None)
             assert (task.config["via"] is None) == (task.config["path_kind"] == "linear")
             assert (task.config["alignment"] is None) == (task.config["path_kind"] != "aligned")
+            if task.config["path_kind"] == "aligned":
+                linear = graph.tasks[task.config["linear"]]
+                assert linear.config["path_kind"] == "linear" and task.parents[-1] == linear.id
+                assert linear.config["endpoints"] == task.config["endpoints"]
         if task.kind == "midpoint":
             assert isinstance(task.config["data"], list) and len(task.config["data"]) == 2
 
 
-def test_labels_name_the_pair():
+def test_labels_name_the_pair_and_its_seeds():
     graph = build_graph(load_spec(None))
-    evals = [t for t in graph.tasks.values() if t.kind == "path_eval"]
-    types = {t.labels["pair_type"] for t in evals}
-    assert types == {"cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft:naive",
-                     "pretrained~ft:llrt", "pretrained~ft:lpft", "pretrained~ft:cbft"}
-    for t in evals:
+    types = {t.labels["pair_type"] for t in _path_evals(graph)}
+    assert types == {"cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft:naive", "pretrained~ft:llrt",
+                     "pretrained~ft:lpft", "pretrained~ft:cbft", "cue~nocue:same-init", "nocue~nocue:self"}
+    for t in _path_evals(graph):
         a, b = graph.tasks[t.labels["endpoint_a"]], graph.tasks[t.labels["endpoint_b"]]
         assert [a.id, b.id] == t.config["endpoints"]
         assert t.labels["dataset"] == "digits" and t.labels["model"] == "small_cnn"
-        if t.labels["pair_type"] == "cue~nocue":
-            assert (a.labels["cue_proportion"], b.labels["cue_proportion"]) == (0.8, 0.0)
-            assert a.labels["seed"] == b.labels["seed"] == t.labels["seed"]
-        if t.labels["pair_type"] == "cue~cue":
-            assert a.labels["seed"] != b.labels["seed"] and t.labels["cue_proportion"] == 0.8
-        if t.labels["pair_type"].startswith("pretrained~ft:"):
-            assert b.kind == "finetune" and b.labels["method"] == t.labels["method"]
+        assert (t.labels["init_seed_a"], t.labels["init_seed_b"]) == (a.labels["init_seed"], b.labels["init_seed"])
+        assert (t.labels["data_seed_a"], t.labels["data_seed_b"]) == (a.labels["data_seed"], b.labels["data_seed"])
+        design = vocab.parse_pair_type(t.labels["pair_type"].split(":")[0] if t.labels["pair_type"].startswith(
+            "pretrained~ft") else t.labels["pair_type"])[1]
+        assert t.labels["pair_design"] == design
         assert (t.labels["alignment"] is not None) == (t.labels["path_kind"] == "aligned")
 
 
-def test_midpoint_seed_comes_from_the_pair():
+def test_midpoint_and_path_seeds_come_from_the_pair():
     graph = build_graph(load_spec(None))
     for task in graph.tasks.values():
-        if task.kind == "midpoint":
-            assert task.config["seed"] == graph.tasks[task.config["endpoints"][0]].config["seed"]
+        if task.kind in ("midpoint", "align", "path_eval"):
+            seed = graph.tasks[task.config["endpoints"][0]].labels["seed"]
+            assert task.config["seed"] == task.labels["seed"] == seed
+
+
+def test_the_self_control_gets_one_linear_path_with_fresh_bn_samples():
+    graph = build_graph(load_spec(None))
+    self_paths = [t for t in _path_evals(graph) if t.labels["pair_type"] == "nocue~nocue:self"]
+    assert len(self_paths) == 3 and {t.config["path_kind"] for t in self_paths} == {"linear"}
+    assert all(t.config["path"]["bn_sample"] == "resample" and len(t.parents) == 1 for t in self_paths)
+    assert all("bn_sample" not in t.config["path"] for t in _path_evals(graph) if t not in self_paths)
 
 
 def test_children_and_descendants():
@@ -188,28 +376,75 @@ def test_children_and_descendants():
     assert set(children) <= set(descendants)
     order = list(graph.tasks)
     assert descendants == sorted(descendants, key=order.index)
-    leaf = next(t for t in graph.tasks.values() if t.kind == "path_eval")
+    leaf = next(t for t in _path_evals(graph) if t.config["path_kind"] == "quadratic")
     assert graph.children(leaf.id) == [] and graph.descendants(leaf.id) == []
 
 
 def test_resources_come_from_the_spec_and_are_not_in_the_id():
-    spec = parse_spec("name: x\nresources: {pretrain: {cpus: 2, gpus: 0.5, workers: 2}}\n")
+    spec = parse_spec("name: x\nresources: {pretrain: {cpus: 2, gpus: 0.5, workers: 2, custom: {fast: 1}}}\n")
     graph = build_graph(spec)
     task = next(t for t in graph.tasks.values() if t.kind == "pretrain")
-    assert task.resources == Resources(cpus=2, gpus=0.5, workers=2)
+    assert task.resources == Resources(cpus=2, gpus=0.5, workers=2, custom=(("fast", 1.0),))
     other = Task(task.kind, task.config, task.parents, task.labels, Resources())
-    assert other.id == task.id and hash(other) == hash(task)
+    assert other.id == task.id and hash(other) == hash(task) and other == task
 
 
-def test_describe_plan_shows_counts_and_dependencies():
+# ----- swept settings -----
+
+def test_a_fine_tuning_axis_shares_pretraining_and_labels_its_tasks():
+    base = build_graph(parse_spec("name: x\npaths: {pairs: [pretrained~ft], kinds: [linear]}\n"
+                                  "finetune: {methods: [cbft]}\n"))
+    swept = build_graph(parse_spec("name: x\npaths: {pairs: [pretrained~ft], kinds: [linear]}\n"
+                                   "finetune: {methods: [cbft], lam: {grid: [1, 3]}}\n"))
+    assert _ids(swept, "pretrain") == _ids(base, "pretrain")
+    assert swept.counts()["finetune"] == 2 * base.counts()["finetune"]
+    assert swept.counts()["path_eval"] == 2 * base.counts()["path_eval"]
+    for task in swept.tasks.values():
+        if task.kind == "pretrain":
+            assert task.labels["variant"] is None and "finetune.lam" not in task.settings   # shared by both
+        else:
+            assert task.labels["variant"] == f"finetune.lam={task.settings['finetune.lam']:g}"
+            assert task.settings["finetune.lam"] in (1.0, 3.0)
+    assert {t.settings["finetune.lam"] for t in swept.tasks.values() if t.kind == "finetune"} == {1.0, 3.0}
+
+
+def test_a_method_that_does_not_read_the_swept_setting_is_one_task():
+    swept = build_graph(parse_spec("name: x\npaths: {pairs: [pretrained~ft], kinds: [linear]}\n"
+                                   "finetune: {methods: [naive, cbft], lam: {grid: [1, 3, 10]}}\nseeds: [0]\n"))
+    methods = Counter(t.config["method"] for t in swept.tasks.values() if t.kind == "finetune")
+    assert methods == {"naive": 1, "cbft": 3}
+    naive = next(t for t in swept.tasks.values() if t.kind == "finetune" and t.config["method"] == "naive")
+    assert "lam" not in naive.config["finetune"] and "finetune.lam" not in naive.settings
+    assert naive.labels["variant"] is None
+
+
+def test_zipped_axes_make_one_combination_per_position():
+    graph = build_graph(parse_spec("name: x\npaths: {pairs: [pretrained~ft], kinds: [linear]}\n"
+                                   "finetune: {methods: [naive]}\naxes: [{finetune.lr: [0.01, 0.1], "
+                                   "finetune.epochs: [3, 1]}]\n"))
+    combos = {(t.settings["finetune.lr"], t.settings["finetune.epochs"]) for t in graph.tasks.values()
+              if t.kind == "finetune"}
+    assert combos == {(0.01, 3), (0.1, 1)}
+
+
+def test_settings_of_a_task_cover_its_lineage():
+    graph = build_graph(load_spec(None))
+    for task in graph.tasks.values():
+        sections = {key.split(".")[0] for key in task.settings}
+        expected = {"pretrain": {"data", "model", "pretrain"}, "finetune": {"data", "model", "pretrain", "finetune"}}
+        if task.kind in expected:
+            assert sections == expected[task.kind], task.kind
+        else:
+            assert {"data", "model", "pretrain"} <= sections, task.kind
+        assert "data.root" not in task.settings and "data.seed" not in task.settings
+
+
+# ----- describing -----
+
+def test_describe_plan_shows_counts_dependencies_and_pairs():
     text = describe_plan(build_graph(load_spec(None)))
-    assert text.splitlines()[0] == "123 tasks"
-    for line in ("pretrain       6", "finetune      12", "midpoint      21", "align         21",
-                 "path_eval     63"):
+    assert text.splitlines()[0] == "150 tasks"
+    for line in ("pretrain      15", "finetune      12", "midpoint      24", "align         24", "path_eval     75"):
         assert line in text, text
-    assert "← pretrain×2 + midpoint (9)" in text or "| pretrain×2 + midpoint (9)" in text
-    assert "pretrained~ft:cbft 3" in text
-
-
-def _ids(graph, kind):
-    return [task_id for task_id, task in graph.tasks.items() if task.kind == kind]
+    assert "| pretrain×2 + midpoint (12)" in text
+    assert "pretrained~ft:cbft 3" in text and "nocue~nocue:self 3" in text and "cue~nocue:same-init 3" in text
