@@ -482,6 +482,13 @@ def _check_storage(value: str, problems: list[str]) -> None:
                             f"local path or {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
         elif not value[match.end():].strip("/"):
             problems.append(f"`storage`: {show(redact(value))} names no location after the scheme")
+        elif scheme == "file":
+            from orchestrator.layout import LayoutError, local_path_of
+
+            try:
+                local_path_of(value)
+            except LayoutError as e:
+                problems.append(f"`storage`: {e}")
 
 
 def _check_root(value: Any, problems: list[str]) -> str | None:
@@ -627,12 +634,14 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
             out.append(f"`finetune.clean_subset`: {v.finetune.clean_subset} leaves {n_train - v.finetune.clean_subset} "
                        f"cued training images for cbft, fewer than its cue batch {cue_batch}; lower `clean_subset`, "
                        "`cue_batch_size` or `batch_size`")
-    for kind, batches in (("pretrain", [v.pretrain.batch_size]), ("midpoint", [v.midpoint.batch_size]),
-                          ("finetune", [v.finetune.batch_size, v.finetune.cue_batch_size or v.finetune.batch_size])):
+    for kind, batches in (("pretrain", [("batch_size", v.pretrain.batch_size)]),
+                          ("midpoint", [("batch_size", v.midpoint.batch_size)]),
+                          ("finetune", [("batch_size", v.finetune.batch_size),
+                                        ("cue_batch_size", v.finetune.cue_batch_size)])):
         workers = top["resources"][kind].workers
-        for size in batches:
-            if size % workers:
-                out.append(f"`{kind}.batch_size`: {size} is not divisible by `resources.{kind}.workers` {workers}; "
+        for name, size in batches:
+            if size is not None and size % workers:
+                out.append(f"`{kind}.{name}`: {size} is not divisible by `resources.{kind}.workers` {workers}; "
                            f"use a multiple of {workers}")
     for pair, design, epoch in pairs:
         if design == vocab.SPAWN and epoch > v.pretrain.epochs:
