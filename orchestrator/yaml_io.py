@@ -11,7 +11,11 @@
 """
 from __future__ import annotations
 
+import os
 import re
+import select
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,17 +164,48 @@ def parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
+STREAM_TIMEOUT_S = 10.0   # a pipe or device (`<(cat spec.yaml)`, /dev/stdin) must deliver its text within this
+
+
 def read_text(path: str | Path, what: str = "file") -> str:
-    """UTF-8 text of a local file, with errors that name the file; YamlError for anything unreadable."""
+    """UTF-8 text of a local file, with errors that name the file; YamlError for anything unreadable.
+    A pipe, FIFO or device is read without blocking: a FIFO nobody writes to reads as empty, one that
+    stalls (or a terminal) fails after STREAM_TIMEOUT_S, an endless one (/dev/zero) after MAX_BYTES."""
     path = Path(path)
     try:
         if path.is_dir():
             raise YamlError(f"{path} is a directory, not a {what}")
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # opening a FIFO without a writer would block
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    data = f.read(MAX_BYTES + 1)
+            else:
+                data = _read_stream(fd, path, what)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise YamlError(f"cannot read the {what} {path}: {e.strerror or e}") from None
     return decode(data, str(path), what)
+
+
+def _read_stream(fd: int, path: Path, what: str) -> bytes:
+    deadline = time.monotonic() + STREAM_TIMEOUT_S
+    chunks, size = [], 0
+    while size <= MAX_BYTES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise YamlError(f"the {what} {path} delivered no (more) text within {STREAM_TIMEOUT_S:g} s; give a "
+                            "regular file")
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def decode(data: bytes, source: str, what: str = "file") -> str:
