@@ -1,0 +1,196 @@
+"""One definition per setting: the spec validates through the `tasks/` declarations, so every value
+the task layer rejects is rejected by the spec (named by its dotted key) before any work, for every
+field; swept axes (grid and zipped), `key=value` overrides, dataset profiles and `extends`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from orchestrator import spec as S
+from orchestrator.spec import load_spec, parse_spec
+from orchestrator.spec_schema import (DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError,
+                                      declared_fields, settings_columns, sweepable_keys)
+from tasks.models import ModelSettings
+from tasks.settings import SettingsError, base_type
+
+
+def problems_of(text: str, overrides=()) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        if overrides:
+            load_spec(None, list(overrides))
+        else:
+            parse_spec(text, "test.yaml")
+    return info.value.problems
+
+
+def bad_values(tp, rule) -> list:
+    """Values that break a field's declaration: out of each bound, outside the choices, wrong type."""
+    kind, nullable = base_type(tp)
+    out = []
+    for bound, below in ((rule.ge, True), (rule.gt, True), (rule.le, False), (rule.lt, False)):
+        if bound is not None and abs(bound) < 1e15:
+            step = 1 if kind is int else 0.5
+            out.append(bound - step if below and rule.ge is not None and bound == rule.ge else
+                       bound if below else bound + step if rule.le is not None and bound == rule.le else bound)
+    allowed = rule.allowed()
+    if allowed is not None:
+        out.append("not-one-of-them")
+    out.append({int: "three", float: "x", str: 7, bool: "yes"}[kind])
+    if kind in (int, float):
+        out.append(True)                  # a bool is not a number here
+    if kind is float:
+        out.append(math.inf)
+    if kind is int:
+        out.append(2.5)
+    if not nullable:
+        out.append(None)
+    return out
+
+
+FIELDS = [(section, f.name, tp, rule) for section, cls in SETTINGS_CLASSES.items()
+          for f, tp, rule in declared_fields(cls)
+          if not (section == "data" and f.name in (*DATA_AXIS_FIELDS, "root", "dataset"))]
+CASES = [(section, name, value) for section, name, tp, rule in FIELDS for value in bad_values(tp, rule)]
+
+
+@pytest.mark.parametrize("section, name, value", CASES,
+                         ids=[f"{s}.{n}={json.dumps(v)}" for s, n, v in CASES])
+def test_a_value_the_task_layer_rejects_is_rejected_by_the_spec(section, name, value):
+    cls = SETTINGS_CLASSES[section]
+    with pytest.raises((SettingsError, TypeError)):
+        cls(**{name: value})
+    if value is math.inf:
+        return   # YAML .inf: the same path as any float (spec files cannot hold a Python inf literally)
+    problems = problems_of(f"name: x\n{section}: {{{name}: {json.dumps(value)}}}\n")
+    assert any(p.startswith(f"`{section}.{name}`") for p in problems), problems
+
+
+def test_every_constrained_field_is_covered():
+    covered = {(s, n) for s, n, _ in CASES}
+    assert covered == {(s, n) for s, n, _, _ in FIELDS}
+    assert len(CASES) > 100
+
+
+@pytest.mark.parametrize("body, field", [
+    ("models: [{name: small_cnn, width: 0}]", "`models[0].width`"),
+    ("models: [{name: small_cnn, width: true}]", "`models[0].width`"),
+    ("resources: {pretrain: {cpus: 0}}", "`resources.pretrain.cpus`"),
+    ("resources: {align: {gpus: 1.5}}", "`resources.align.gpus`"),
+    ("resources: {pretrain: {workers: 0}}", "`resources.pretrain.workers`"),
+    ("resources: {pretrain: {custom: {CPU: 1}}}", "`resources.pretrain.custom`"),
+    ("max_concurrent: 0", "`max_concurrent`"),
+    ("mlflow: {enabled: 'yes'}", "`mlflow.enabled`"),
+])
+def test_orchestrator_settings_are_declared_and_checked_the_same_way(body, field):
+    assert any(p.startswith(field) for p in problems_of(f"name: x\n{body}\n")), field
+    with pytest.raises(SettingsError):
+        ModelSettings(width=0)
+    with pytest.raises(SettingsError):
+        ResourceSettings(gpus=1.5)
+
+
+def test_settings_columns_are_the_declared_fields_with_their_types():
+    columns = dict(settings_columns())
+    assert columns["finetune.lam"] is float and columns["pretrain.epochs"] is int
+    assert columns["paths.precision"] is str and columns["model.name"] is str
+    assert "data.seed" not in columns and "data.root" not in columns and "data.cue_proportion" not in columns
+    for section, cls in SETTINGS_CLASSES.items():
+        for f, tp, _ in declared_fields(cls):
+            key = f"{section}.{f.name}"
+            if key in columns:
+                assert columns[key] is base_type(tp)[0], key
+
+
+# ----- axes -----
+
+def test_grid_axes_combine_and_each_variant_holds_its_values():
+    spec = parse_spec("name: x\nfinetune: {lam: {grid: [1, 3, 10]}}\naxes: [{finetune.lr: [0.01, 0.1], "
+                      "finetune.epochs: [30, 10]}]\n")
+    assert spec.swept_keys == ("finetune.lam", "finetune.lr", "finetune.epochs")
+    combos = {(v.finetune.lam, v.finetune.lr, v.finetune.epochs) for v in spec.variants}
+    assert combos == {(lam, lr, ep) for lam in (1.0, 3.0, 10.0) for lr, ep in ((0.01, 30), (0.1, 10))}
+    assert all(isinstance(v.finetune.lam, float) for v in spec.variants)
+    assert spec.resolved["axes"] == [{"finetune.lam": [1, 3, 10]}, {"finetune.lr": [0.01, 0.1],
+                                                                      "finetune.epochs": [30, 10]}]
+    assert spec.variants[0].label() == "finetune.lam=1, finetune.lr=0.01, finetune.epochs=30"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("finetune: {lam: {grid: [1, 3]}}\naxes: [{finetune.lam: [1, 2]}]", "`finetune.lam`: is swept twice"),
+    ("axes: [{finetune.lr: [0.1, 0.2], finetune.epochs: [3]}]", "the lists have different lengths"),
+    ("data: {dataset: {grid: [digits, cifar10]}}", "`data.dataset`: cannot be swept"),
+    ("finetune: {lam: {grid: [1, -1]}}", "`finetune.lam`: -1 is not allowed; must be >= 0 (in the combination "
+                                         "finetune.lam=-1)"),
+    ("finetune: {lam: {grid: []}}", "give a non-empty list"),
+    ("finetune: {lam: {grid: [1, 1]}}", "repeats a value"),
+    ("axes: [{finetune.methods: [[naive], [cbft]]}]", "`finetune.methods`: cannot be swept"),
+    ("axes: {finetune.lr: [1]}", "`axes`"),
+])
+def test_bad_axes_are_named(text, message):
+    problems = problems_of(f"name: x\n{text}\n")
+    assert any(message in p for p in problems), problems
+
+
+def test_every_setting_of_every_section_is_sweepable():
+    keys = set(sweepable_keys())
+    for section, cls in SETTINGS_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            assert (key in keys) == (key not in ("data.dataset", "data.root", "data.cue_proportion", "data.seed")), key
+
+
+# ----- overrides, profiles, extends -----
+
+def test_overrides_are_dotted_keys_with_yaml_values_validated_like_the_file():
+    spec = load_spec(None, ["finetune.lam=5", "seeds=[3, 4]", "paths.pairs=[cue~nocue]", "finetune.lr={grid: [0.1, 1]}"])
+    assert spec.seeds == (3, 4) and spec.pairs == ("cue~nocue",) and spec.swept_keys == ("finetune.lr",)
+    assert {v.finetune.lam for v in spec.variants} == {5.0} and "with finetune.lam=5" in spec.source
+    assert any(p.startswith("`finetune.lam`: -3") for p in problems_of("", ["finetune.lam=-3"]))
+    assert any("not `key=value`" in p for p in problems_of("", ["finetune.lam"]))
+    assert any("`seeds`" in p for p in problems_of("", ["seeds=[0, 0]"]))
+
+
+def test_a_dataset_profile_sits_between_the_defaults_and_the_spec():
+    profile = S.profile_for("digits")
+    spec = parse_spec("name: x\nfinetune: {lam: 7}\n")
+    assert spec.variants[0].finetune.lam == 7.0                                   # the spec wins
+    assert spec.variants[0].finetune.lr == profile["finetune"]["lr"]              # then the profile
+    assert spec.variants[0].finetune.margin == SETTINGS_CLASSES["finetune"]().margin   # then the default
+    assert S.profile_for("no_such_dataset") == {} and S.profile_for("../x") == {}
+
+
+def test_extends_merges_a_shipped_sweep_or_a_file_under_the_spec(tmp_path):
+    spec = parse_spec("name: x\nextends: default\nseeds: [4]\n")
+    default = load_spec(None)
+    assert spec.seeds == (4,) and spec.pairs == default.pairs and spec.name == "x"
+    base = tmp_path / "base.yaml"
+    base.write_text("name: base\nfinetune: {lam: 9, methods: [cbft]}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\nfinetune: {lr: 0.5}\n")
+    spec = load_spec(child)
+    assert spec.methods == ("cbft",) and spec.variants[0].finetune.lam == 9.0
+    assert spec.variants[0].finetune.lr == 0.5
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("name: loop\nextends: loop.yaml\n")
+    with pytest.raises(SpecError, match="levels"):
+        load_spec(loop)
+    assert any("neither a shipped sweep" in p for p in problems_of("name: x\nextends: nope\n"))
+
+
+def test_json_schema_enums_come_from_the_declarations():
+    schema = S.spec_json_schema()["properties"]
+    for section, cls in SETTINGS_CLASSES.items():
+        for f, tp, rule in declared_fields(cls):
+            if f.name in STRUCTURAL.get(section, ()) or section == "data" and f.name in DATA_AXIS_FIELDS:
+                continue
+            prop = schema[section]["properties"][f.name]
+            plain = prop["anyOf"][0]
+            plain = plain.get("anyOf", [plain])[0]
+            if rule.allowed() is not None:
+                assert plain["enum"] == list(rule.allowed()), f"{section}.{f.name}"
+            for key, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le)):
+                if bound is not None:
+                    assert plain[key] == bound, f"{section}.{f.name}"
