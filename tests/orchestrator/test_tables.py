@@ -1,0 +1,151 @@
+"""Parquet fragments: schemas (labels and settings columns in every table), atomic idempotent
+writes, corrupt or foreign fragments, timestamps, closed vocabularies of columns."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from orchestrator import tables, vocab
+from orchestrator.layout import Storage, SweepLayout
+from tests.orchestrator.synthetic import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
+
+
+@pytest.fixture()
+def layout(tmp_path):
+    return SweepLayout(Storage(str(tmp_path / "store")), "test-sweep")
+
+
+def test_roundtrip_every_table(layout):
+    sweep = synthetic_sweep()
+    write_sweep(layout, sweep)
+    for table, by_task in sweep.items():
+        df = tables.read_table(layout, table)
+        expected = [dict(r, task_id=t) for t, rows in by_task.items() for r in rows]
+        assert list(df.columns) == tables.SCHEMAS[table].names
+        assert len(df) == len(expected)
+        assert set(df["task_id"]) == set(by_task)
+        for t in by_task:
+            assert tables.verify_fragment(layout, table, t)
+    paths = tables.read_table(layout, "paths")
+    want = sum(r["loss"] for rows in sweep["paths"].values() for r in rows)
+    assert paths["loss"].sum() == pytest.approx(want)
+    assert len(paths) == 3 * len(PAIRS) * 11 * 4
+    assert paths["alignment"].isna().sum() == 3 * 5 * 11 * 4  # None survives as null
+    one = tables.read_fragment(layout, "barriers", next(iter(sweep["barriers"])))
+    assert len(one) == 4 * 2 * 2 and list(one.columns) == tables.SCHEMAS["barriers"].names
+    tasks = tables.read_table(layout, "tasks")
+    assert str(tasks["started_at"].dt.tz) == "UTC"
+    assert tasks.set_index("task_id").loc["finetune-naive-s1", "parents"].tolist() == ["pretrain-p0.8-s1"]
+
+
+def test_rewrite_replaces_fragment(layout):
+    rows = [{"eval_set": e, "loss": 1.0, "acc": 0.5, "n": 10} for e in EVAL_SETS]
+    tables.write_fragment(layout, "evaluations", "t1", rows)
+    tables.write_fragment(layout, "evaluations", "t2", rows)
+    tables.write_fragment(layout, "evaluations", "t1", rows)
+    assert len(tables.read_table(layout, "evaluations")) == 8
+    tables.write_fragment(layout, "evaluations", "t1", [dict(r, acc=0.9) for r in rows[:2]])
+    df = tables.read_table(layout, "evaluations")
+    assert len(df) == 6
+    assert df[df["task_id"] == "t1"]["acc"].tolist() == [0.9, 0.9]
+    leftovers = [n for n in layout.storage.listdir(layout.table_dir("evaluations"))
+                 if not n.rstrip("/").endswith(".parquet")]
+    assert leftovers == []  # no temporary files left behind
+
+
+def test_truncated_fragment_is_detected_and_skipped(layout):
+    rows = [{"epoch": i, "split": "train", "loss": 1.0 / (i + 1)} for i in range(50)]
+    for t in ("good", "bad"):
+        tables.write_fragment(layout, "train_curves", t, rows)
+    path = layout.fragment("train_curves", "bad")
+    data = layout.storage.read_bytes(path)
+    layout.storage.write_bytes(path, data[: len(data) // 2])
+    assert tables.verify_fragment(layout, "train_curves", "good")
+    assert not tables.verify_fragment(layout, "train_curves", "bad")
+    assert not tables.verify_fragment(layout, "train_curves", "never-written")
+    with pytest.warns(RuntimeWarning, match="bad.parquet"):
+        df = tables.read_table(layout, "train_curves")
+    assert set(df["task_id"]) == {"good"} and len(df) == 50
+
+
+def test_fragment_of_another_task_fails_verification(layout):
+    tables.write_fragment(layout, "evaluations", "t1",
+                         [{"eval_set": "cue", "loss": 1.0, "acc": 0.5, "n": 3}])
+    layout.storage.write_bytes(layout.fragment("evaluations", "t2"),
+                               layout.storage.read_bytes(layout.fragment("evaluations", "t1")))
+    assert not tables.verify_fragment(layout, "evaluations", "t2")
+
+
+def test_empty_table_has_schema_columns(layout):
+    for table, schema in tables.SCHEMAS.items():
+        df = tables.read_table(layout, table)
+        assert df.empty and list(df.columns) == schema.names
+
+
+@pytest.mark.parametrize("row, column, message", [
+    ({"eval_set": "cue", "loss": "high", "acc": 0.5, "n": 3}, "loss", "row 1: value 'high'"),
+    ({"eval_set": "cue", "los": 1.0, "acc": 0.5, "n": 3}, "los", "did you mean `loss`"),
+    ({"eval_set": "cue", "acc": 0.5, "n": 3}, "loss", "required"),
+    ({"eval_set": None, "loss": 1.0, "acc": 0.5, "n": 3}, "eval_set", "required"),
+    ({"eval_set": "cue", "loss": 1.0, "acc": 0.5, "n": 3, "kind": "pretrian"}, "kind", "allowed: pretrain"),
+    ({"eval_set": "cue", "loss": 1.0, "acc": 0.5, "n": 3, "task_id": "other"}, "task_id", "differs"),
+])
+def test_schema_errors_name_the_column(layout, row, column, message):
+    good = {"eval_set": "nocue", "loss": 1.0, "acc": 0.5, "n": 3}
+    with pytest.raises(tables.SchemaError, match=f"`evaluations.{column}`") as info:
+        tables.write_fragment(layout, "evaluations", "t1", [good, row])
+    assert message in str(info.value)
+    assert info.value.column == column
+    assert not layout.storage.exists(layout.fragment("evaluations", "t1"))
+
+
+def test_unknown_table_lists_the_tables(layout):
+    with pytest.raises(ValueError, match="allowed: tasks, evaluations"):
+        tables.write_fragment(layout, "evals", "t1", [])
+
+
+def test_timestamps_accept_epoch_seconds_and_iso(layout):
+    rows = [{"kind": "pretrain", "status": vocab.FINISHED, "started_at": 1_700_000_000.5,
+             "finished_at": "2023-11-14T22:13:30+00:00"}]
+    tables.write_fragment(layout, "tasks", "t1", rows)
+    df = tables.read_table(layout, "tasks")
+    assert df["started_at"][0] == pd.Timestamp(1_700_000_000.5, unit="s", tz="UTC")
+    assert df["finished_at"][0] == pd.Timestamp("2023-11-14T22:13:30Z")
+
+
+def test_every_table_carries_the_labels_and_every_settings_column():
+    for table, schema in tables.SCHEMAS.items():
+        names = set(schema.names)
+        assert set(tables.SETTINGS_COLUMNS) <= names, table
+        assert {"task_id", "dataset", "model", "seed", "cue_proportion", "variant"} <= names, table
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        assert {"pair_type", "pair_design", "endpoint_a", "endpoint_b", "init_seed_a", "init_seed_b",
+                "data_seed_a", "data_seed_b", "path_kind", "alignment"} <= set(tables.SCHEMAS[table].names)
+    assert set(tables.SCHEMAS) == set(vocab.TABLES)
+
+
+def test_settings_columns_keep_their_types_and_allow_groupby(layout):
+    rows = [{"eval_set": "cue", "loss": 1.0, "acc": 0.5, "n": 3, "finetune.lam": lam, "pretrain.epochs": 20,
+             "paths.precision": "fp32"} for lam in (1.0, 3.0)]
+    tables.write_fragment(layout, "evaluations", "t1", rows)
+    df = tables.read_table(layout, "evaluations")
+    assert df.groupby("finetune.lam")["acc"].count().to_dict() == {1.0: 1, 3.0: 1}
+    assert df["pretrain.epochs"].dtype == "int64" and df["finetune.margin"].isna().all()
+    with pytest.raises(tables.SchemaError, match="`evaluations.finetune.lam`"):
+        tables.write_fragment(layout, "evaluations", "t2", [{**rows[0], "finetune.lam": "three"}])
+
+
+@pytest.mark.parametrize("table, column, value", [
+    ("tasks", "status", "done"), ("tasks", "kind", "pretrian"), ("paths", "path_kind", "cubic"),
+    ("barriers", "metric", "f1"), ("barriers", "definition", "max"),
+])
+def test_closed_columns_take_only_the_vocabulary(layout, table, column, value):
+    required = {"tasks": {"kind": "pretrain", "status": vocab.FINISHED},
+                "paths": {"pair_type": "cue~nocue", "path_kind": "linear", "alpha": 0.0, "eval_set": "cue",
+                          "loss": 1.0, "acc": 0.5},
+                "barriers": {"pair_type": "cue~nocue", "path_kind": "linear", "eval_set": "cue", "metric": "loss",
+                             "definition": "chord", "value": 0.1}}[table]
+    tables.write_fragment(layout, table, "ok", [required])
+    with pytest.raises(tables.SchemaError, match=f"`{table}.{column}`.*allowed"):
+        tables.write_fragment(layout, table, "bad", [{**required, column: value}])
