@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.graph import TASK_KINDS, build_graph
+from orchestrator.graph import build_graph
+from orchestrator.vocab import TABLES, TASK_KINDS
 from orchestrator.layout import LayoutError, Storage, SweepLayout
 from orchestrator.spec import load_spec
 
@@ -24,7 +25,7 @@ def all_paths(layout: SweepLayout) -> list[str]:
         paths += [layout.task_dir(task.kind, task.id), layout.log_file(task.kind, task.id),
                   *layout.checkpoint_files(task.kind, task.id).values(),
                   *layout.resume_files(task.kind, task.id).values()]
-        for table in ("tasks", "evaluations", "train_curves", "paths", "barriers"):
+        for table in TABLES:
             paths += [layout.table_dir(table), layout.fragment(table, task.id)]
     return paths
 
@@ -44,6 +45,10 @@ def test_paths_follow_the_documented_layout(layout, tmp_path):
     assert layout.mlflow_uri() == f"sqlite:///{root}/mlflow.db"
     assert layout.ray_dir() == f"{root}/ray"
     assert layout.lock_file().startswith(root + "/")
+    assert layout.plan_file() == f"{root}/plan.parquet" and layout.spec_version_file(2) == f"{root}/spec-v2.yaml"
+    assert layout.marker_file("finetune", "f-1") == f"{root}/tasks/finetune/f-1/done.json"
+    assert layout.resume_dir("midpoint", "m-1") == f"{root}/tasks/midpoint/m-1/resume"
+    assert layout.compacted_file("paths", "0001") == f"{root}/results/paths/part-0001.parquet"
 
 
 def test_every_path_stays_under_the_sweep_root(layout):
@@ -137,3 +142,21 @@ def test_remote_storage_has_uris_and_no_sqlite():
 def test_task_kinds_are_valid_names(layout):
     for kind in TASK_KINDS:
         assert layout.task_dir(kind, f"{kind}-0").endswith(f"/tasks/{kind}/{kind}-0")
+
+
+def test_reads_refuse_what_is_not_a_regular_file_or_too_large(layout, tmp_path):
+    import os
+
+    storage = layout.storage
+    fifo = layout.task_file("pretrain", "p-1", "done.json")
+    os.makedirs(os.path.dirname(fifo))
+    os.mkfifo(fifo)                                   # reading it would block forever
+    assert not storage.is_file(fifo) and not storage.is_file(layout.task_dir("pretrain", "p-1"))
+    with pytest.raises(OSError, match="not a regular file"):
+        storage.read_bytes(fifo)
+    big = layout.spec_file()
+    storage.write_bytes(big, b"x" * 101)
+    assert storage.is_file(big) and storage.read_bytes(big, max_bytes=101) == b"x" * 101
+    with pytest.raises(OSError, match="more than the 100"):
+        storage.read_bytes(big, max_bytes=100)
+    assert not storage.is_file(layout.log_file("pretrain", "never"))
