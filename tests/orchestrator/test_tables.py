@@ -149,3 +149,14 @@ def test_closed_columns_take_only_the_vocabulary(layout, table, column, value):
     tables.write_fragment(layout, table, "ok", [required])
     with pytest.raises(tables.SchemaError, match=f"`{table}.{column}`.*allowed"):
         tables.write_fragment(layout, table, "bad", [{**required, column: value}])
+
+
+def test_63_bit_integers_survive_a_column_with_missing_values(layout):
+    """`tasks.init_seed` is set for models and missing for the other kinds; read back, a seed must be
+    the seed (float64 would round 7990320522671557885 to 7990320522671557632)."""
+    seed = 7990320522671557885
+    tables.write_fragment(layout, "tasks", "model", [{"kind": "pretrain", "status": vocab.FINISHED, "init_seed": seed}])
+    tables.write_fragment(layout, "tasks", "path", [{"kind": "path_eval", "status": vocab.FINISHED}])
+    df = tables.read_table(layout, "tasks").set_index("task_id")
+    assert df.loc["model", "init_seed"] == seed
+    assert int(df.loc["model", "init_seed"]) == seed
