@@ -1,0 +1,149 @@
+"""A single-process training task stopped after an epoch resumes from its saved state (in-process,
+the way a Tune trial runs it: `work.run_here`).
+
+Resume is shown, not assumed: the rerun must *start* from the saved epoch (the state it was handed,
+and the epochs it trains), and end with weights and a curve equal to an uninterrupted run. A restart
+from scratch also produces every epoch's curve row and, being deterministic, the same weights, so
+only the epochs actually trained tell a resume from a restart. Ray Train's path: test_distributed.py.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from orchestrator import outputs, tables, vocab, work
+from orchestrator.graph import build_graph
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import load_spec
+from tests.conftest import write_spec
+
+
+class Stopped(Exception):
+    pass
+
+
+class Observed:
+    """Wraps `work.attach_storage_resume`, as `run_here` calls it: records the state each attempt
+    resumes from and the epochs it trains, and stops an attempt right after `stop_after` is saved."""
+
+    def __init__(self, monkeypatch):
+        self.resumed: list[int | None] = []
+        self.trained: list[list[int]] = []
+        self.stop_after: int | None = None
+        real = work.attach_storage_resume
+
+        def attach(env, layout, kind, task_id, log):
+            real(env, layout, kind, task_id, log)
+            save, load = env.on_epoch, env.resume_state
+            epochs, stop = [], self.stop_after
+            self.trained.append(epochs)
+
+            def resume_state():
+                state = load()
+                self.resumed.append(None if state is None else state.epoch)
+                return state
+
+            def on_epoch(report):
+                save(report)
+                epochs.append(report.epoch)
+                if report.epoch == stop:
+                    raise Stopped(f"stopped after epoch {report.epoch}")
+
+            env.on_epoch, env.resume_state = on_epoch, resume_state
+
+        monkeypatch.setattr(work, "attach_storage_resume", attach)
+
+
+def run(task, graph, layout) -> work.TaskResult:
+    return work.run_here(task, layout, "real", None, {p: graph.tasks[p].kind for p in task.parents})
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A tiny spec whose tasks train a few epochs, and a directory where its pretrained models are
+    finished (copied by the tests that need them as parents)."""
+    tmp = tmp_path_factory.mktemp("resume")
+    spec = load_spec(write_spec(tmp, "resumable", pretrain={"epochs": 4},
+                                finetune={"methods": ["lpft", "cbft"], "epochs": 3, "llrt_epochs": 2},
+                                midpoint={"epochs": 3}, paths={"kinds": ["quadratic"]}))
+    graph = build_graph(spec)
+    pretrained = tmp / "pretrained"
+    for task in graph.tasks.values():
+        if task.kind == "pretrain":
+            assert run(task, graph, _layout(pretrained)).status == vocab.DONE
+    return spec, graph, pretrained
+
+
+def _layout(root: Path) -> SweepLayout:
+    return SweepLayout(Storage(str(root)), "resumable")
+
+
+def _role(graph, kind, method=None):
+    return next(t for t in graph.tasks.values() if t.kind == kind and (method is None or t.config.get("method") == method)
+                and (kind != "pretrain" or t.labels["cue_proportion"] > 0))
+
+
+def _weights(layout, task) -> dict[str, torch.Tensor]:
+    return outputs.load_checkpoint(layout, task.kind, task.id)[0]
+
+
+def _curve(layout, task) -> pd.DataFrame:
+    df = tables.read_fragment(layout, vocab.TRAIN_CURVES, task.id).sort_values("epoch").reset_index(drop=True)
+    return df[["epoch", "split", "loss", "acc"]]
+
+
+@pytest.mark.parametrize("kind, method, stop, total", [
+    ("pretrain", None, 1, 4),
+    ("midpoint", None, 1, 3),
+    ("finetune", "lpft", 1, 5),     # in the head phase (LP-FT: 2 head epochs, then 3 full ones)
+    ("finetune", "lpft", 3, 5),     # in the full fine-tuning phase
+    ("finetune", "cbft", 0, 3),
+])
+def test_a_stopped_training_task_resumes_after_its_last_epoch(sweep, tmp_path, monkeypatch, kind, method, stop, total):
+    spec, graph, pretrained = sweep
+    task = _role(graph, kind, method)
+    stopped, clean = _layout(tmp_path / "stopped"), _layout(tmp_path / "clean")
+    if kind != "pretrain":
+        for layout in (stopped, clean):
+            shutil.copytree(pretrained, layout.storage.root)
+    observed = Observed(monkeypatch)
+
+    observed.stop_after = stop
+    first = run(task, graph, stopped)
+    assert first.status == vocab.FAILED and f"stopped after epoch {stop}" in first.error
+    assert outputs.read_marker(stopped, task.kind, task.id) is None
+    resume_dir = Path(stopped.storage.local_path(stopped.resume_dir(task.kind, task.id)))
+    assert (resume_dir / "meta.json").is_file() and (resume_dir / "model.safetensors").is_file()
+
+    observed.stop_after = None
+    assert run(task, graph, stopped).status == vocab.DONE
+    assert run(task, graph, clean).status == vocab.DONE             # never stopped
+    assert observed.resumed == [None, stop + 1, None]               # the rerun was handed the saved state
+    assert observed.trained == [list(range(stop + 1)), list(range(stop + 1, total)), list(range(total))]
+    assert not resume_dir.exists()                                  # dropped once the task finished
+
+    resumed, uninterrupted = _weights(stopped, task), _weights(clean, task)
+    assert resumed.keys() == uninterrupted.keys()
+    for name, value in uninterrupted.items():
+        assert torch.equal(resumed[name], value), name
+    pd.testing.assert_frame_equal(_curve(stopped, task), _curve(clean, task))
+    assert list(_curve(stopped, task)["epoch"]) == list(range(total))   # the epochs before the stop are kept
+
+
+def test_a_torn_resume_state_starts_the_task_over(sweep, tmp_path, monkeypatch):
+    spec, graph, _ = sweep
+    task = _role(graph, "pretrain")
+    layout = _layout(tmp_path / "torn")
+    observed = Observed(monkeypatch)
+    observed.stop_after = 1
+    assert run(task, graph, layout).status == vocab.FAILED
+    tensors = Path(layout.storage.local_path(layout.resume_files(task.kind, task.id)["model.safetensors"]))
+    tensors.write_bytes(tensors.read_bytes()[: tensors.stat().st_size // 2])       # a write cut short
+    observed.stop_after = None
+    assert run(task, graph, layout).status == vocab.DONE
+    assert observed.resumed == [None, None] and observed.trained[1] == [0, 1, 2, 3]
+    assert list(_curve(layout, task)["epoch"]) == [0, 1, 2, 3]
