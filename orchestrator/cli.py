@@ -1,4 +1,4 @@
-"""`mmc-sweep` (also `python -m orchestrator`): run, plan, status, report, schema, data download.
+"""`mmc-sweep` (also `python -m orchestrator`): run, plan, status, report, compact, schema, data download.
 
 Exit status: 0 success, 1 some tasks failed or were skipped, 2 bad input (spec, storage, lock,
 resources, arguments) with nothing run and nothing written, 130 interrupted (finished tasks kept).
@@ -29,17 +29,25 @@ def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
 def load(items: list[str], flags: dict | None = None):
     """Load and validate a spec with `key=value` overrides and flag overrides (validated like the
     keys they replace)."""
-    from orchestrator.spec import load_spec
+    from orchestrator.spec import SpecError, load_spec
 
     spec_path, overrides = _split_spec_and_overrides(items)
     for item in overrides:
         if "=" not in item:
             raise UsageError(f"{item!r}: only the first argument may be a spec file; overrides are key=value "
                              "(e.g. finetune.lam=3)")
-    for key, value in (flags or {}).items():
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    return load_spec(spec_path, overrides)
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    overrides += [f"{key}={json.dumps(value)}" for key, value in given.items()]
+    try:
+        return load_spec(spec_path, overrides)
+    except SpecError as exc:   # name the flag the user typed next to the key it overrides
+        problems = list(exc.problems)
+        for key in given:
+            problems = [p.replace(f"`{key}`:", f"`{key}` ({FLAGS[key]}):", 1) for p in problems]
+        raise SpecError(problems, exc.source) from None
+
+
+FLAGS = {"storage": "--storage", "max_concurrent": "--max-concurrent", "mlflow.tracking_uri": "--tracking-uri"}
 
 
 def cmd_run(args) -> int:
@@ -126,6 +134,17 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_compact(args) -> int:
+    from orchestrator import compact
+    from orchestrator.lock import sweep_lock
+
+    layout = _layout_for(args.dir)
+    with sweep_lock(layout):
+        done = compact.compact(layout)
+    print(compact.summary(done))
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from orchestrator.spec import spec_json_schema
 
@@ -196,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.set_defaults(func=cmd_report)
 
+    compact = sub.add_parser("compact", help="merge a sweep's per-task result files into a few part files per "
+                                             "table (a run does it when it ends; this is for sweeps written before)")
+    compact.add_argument("dir", help="<storage>/<sweep>, e.g. mmc-runs/default")
+    compact.set_defaults(func=cmd_compact)
+
     schema = sub.add_parser("schema", help="print the JSON schema of sweep specs (for editors)")
     schema.set_defaults(func=cmd_schema)
 
@@ -228,11 +252,12 @@ def _main(argv: list[str] | None) -> int:
     from orchestrator.errors import SweepError
     from orchestrator.layout import LayoutError, redact
     from orchestrator.spec_schema import SpecError
+    from orchestrator.yaml_io import YamlError
     from tasks.datasets import DataError
 
     try:
         return args.func(args)
-    except (SpecError, SweepError, UsageError, LayoutError, DataError) as exc:
+    except (SpecError, SweepError, UsageError, LayoutError, DataError, YamlError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as exc:
