@@ -1,26 +1,88 @@
-"""Barrier summaries, text tables and the fine-tuning table (Table 1 layout)."""
+"""Barrier summaries and their intervals (coverage simulated), facets by swept settings, the
+mechanism table, text tables and the fine-tuning table (Table 1 layout)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
-from orchestrator import stats
-from tests.orchestrator.test_sinks import EVAL_SETS, METHODS, SEEDS, synthetic_sweep
+from orchestrator import stats, vocab
+from tests.orchestrator.report_data import EVAL_SETS, METHODS, PAIRS, SEEDS, synthetic_sweep
+
+LEVEL = 0.95
+DRAWS = 4000
 
 
-def _frame(tables, table: str) -> pd.DataFrame:
-    return pd.DataFrame([dict(r, task_id=t) for t, rows in tables[table].items() for r in rows])
+def _frame(data, table: str) -> pd.DataFrame:
+    return pd.DataFrame([dict(r, task_id=t) for t, rows in data[table].items() for r in rows])
 
 
-def test_summarize_matches_numpy():
+# ----------------------------------------------------------------------------------------------
+# Intervals that cover
+# ----------------------------------------------------------------------------------------------
+
+def _samples(kind: str, n: int, rng) -> tuple[np.ndarray, float]:
+    """DRAWS samples of n values from a known distribution, and its true mean."""
+    if kind == "normal":                       # barrier-like: mean 0.7, sd 0.3
+        return rng.normal(0.7, 0.3, (DRAWS, n)), 0.7
+    return rng.gamma(5.0, 0.1, (DRAWS, n)), 0.5     # skewed, positive
+
+
+@pytest.mark.parametrize("kind", ["normal", "gamma"])
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_t_interval_covers_the_true_mean(kind, n):
+    rng = np.random.default_rng(1000 * n + len(kind))
+    samples, mean = _samples(kind, n, rng)
+    covered = 0
+    for values in samples:
+        low, high = stats.t_interval(values, LEVEL)
+        covered += low <= mean <= high
+    assert 0.90 <= covered / DRAWS <= 0.98, f"{kind}, n = {n}: {covered / DRAWS:.3f} of draws covered"
+
+
+def _percentile_bootstrap(samples: np.ndarray, rng, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """The interval the report used before: percentiles of the means of resampled values."""
+    draws, n = samples.shape
+    idx = rng.integers(0, n, (draws, n_boot, n))
+    means = np.take_along_axis(np.broadcast_to(samples[:, None, :], idx.shape), idx, axis=2).mean(axis=2)
+    return np.percentile(means, 100 * (1 - LEVEL) / 2, axis=1), np.percentile(means, 100 * (1 + LEVEL) / 2, axis=1)
+
+
+def test_the_old_percentile_bootstrap_does_not_cover_at_n3():
+    """The bug the t-interval replaced: with 3 values the bootstrap interval is about [min, max]."""
+    rng = np.random.default_rng(7)
+    samples, mean = _samples("normal", 3, rng)
+    low, high = _percentile_bootstrap(samples, rng)
+    coverage = float(np.mean((low <= mean) & (mean <= high)))
+    assert coverage < 0.85, f"the bootstrap covered {coverage:.3f}: the simulation no longer shows the bug"
+    t_low, t_high = np.array([stats.t_interval(v, LEVEL) for v in samples[:200]]).T
+    assert np.median((high[:200] - low[:200]) / (t_high - t_low)) < 0.5      # far narrower than t
+
+
+def test_t_interval_is_the_textbook_formula_and_nan_below_two():
+    values = np.array([0.2, 0.5, 0.9, 0.4])
+    half = scipy_stats.t.ppf(0.975, 3) * values.std(ddof=1) / 2
+    assert stats.t_interval(values) == pytest.approx((values.mean() - half, values.mean() + half))
+    assert all(np.isnan(stats.t_interval([1.0])))
+    est = stats.Estimate.of([0.1, np.nan, 0.3])
+    assert est.n == 2 and est.mean == pytest.approx(0.2) and "(n = 2)" in est.text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Summaries
+# ----------------------------------------------------------------------------------------------
+
+def test_summarize_matches_numpy_and_scipy():
     barriers = _frame(synthetic_sweep(), "barriers")
-    summary = stats.summarize(barriers, seed=0, n_boot=500)
-    keys = list(stats.GROUP_KEYS)
-    assert list(summary.columns[: len(keys)]) == keys
-    # every (pair, path, alignment, eval set, metric, definition) appears once
-    assert len(summary) == 6 * 4 * 2 * 2
+    summary = stats.summarize(barriers)
+    keys = [*stats.GROUP_KEYS, "dataset", "model", "cue_proportion"]
+    assert list(summary.columns) == [*keys, *stats.SUMMARY_COLUMNS]
+    assert len(summary) == len(PAIRS) * len(EVAL_SETS) * 2 * 2
     for row in summary.itertuples(index=False):
         mask = np.ones(len(barriers), dtype=bool)
         for k in keys:
@@ -28,42 +90,30 @@ def test_summarize_matches_numpy():
             mask &= barriers[k].isna().to_numpy() if pd.isna(v) else (barriers[k] == v).to_numpy()
         vals = barriers.loc[mask, "value"].to_numpy()
         assert row.n == len(vals) == len(SEEDS)
-        assert row.mean == pytest.approx(np.mean(vals))
-        assert row.std == pytest.approx(np.std(vals, ddof=1))
-        assert vals.min() - 1e-12 <= row.ci_low <= row.mean <= row.ci_high <= vals.max() + 1e-12
+        assert row.mean == pytest.approx(np.mean(vals)) and row.std == pytest.approx(np.std(vals, ddof=1))
+        low, high = scipy_stats.t.interval(0.95, len(vals) - 1, loc=np.mean(vals), scale=scipy_stats.sem(vals))
+        assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
 
 
 def test_summarize_single_value_and_nan():
-    df = pd.DataFrame({"pair_type": ["a", "b", "b", "b"], "path_kind": "linear", "alignment": None,
-                       "eval_set": "cue", "metric": "loss", "definition": "chord",
-                       "value": [0.7, 1.0, np.nan, 3.0]})
+    df = pd.DataFrame({"pair_type": ["a", "b", "b", "b"], "path_kind": vocab.LINEAR, "alignment": None,
+                       "eval_set": "cue", "metric": "loss", "definition": "chord", "value": [0.7, 1.0, np.nan, 3.0]})
     out = stats.summarize(df).set_index("pair_type")
-    assert out.loc["a", "n"] == 1 and out.loc["a", "std"] == 0.0
-    assert out.loc["a", "ci_low"] == out.loc["a", "ci_high"] == 0.7
+    assert out.loc["a", "n"] == 1 and np.isnan(out.loc["a", "std"]) and np.isnan(out.loc["a", "ci_low"])
     assert out.loc["b", "n"] == 2 and out.loc["b", "mean"] == pytest.approx(2.0)
     assert out["alignment"].isna().all()  # None group keys are kept, not dropped
 
 
-def test_bootstrap_interval_width_matches_normal_theory():
-    rng = np.random.default_rng(1)
-    vals = rng.normal(5.0, 2.0, size=60)
-    df = pd.DataFrame({"pair_type": "x", "path_kind": "linear", "alignment": None, "eval_set": "cue",
-                       "metric": "loss", "definition": "chord", "value": vals})
-    row = stats.summarize(df, seed=3, n_boot=4000).iloc[0]
-    half = 1.96 * vals.std(ddof=1) / np.sqrt(len(vals))
-    assert row.ci_high - row.ci_low == pytest.approx(2 * half, rel=0.15)
-    assert (row.ci_low + row.ci_high) / 2 == pytest.approx(vals.mean(), abs=0.2 * half)
-    again = stats.summarize(df, seed=3, n_boot=4000).iloc[0]
-    assert (again.ci_low, again.ci_high) == (row.ci_low, row.ci_high)  # seeded
-
-
-def test_summarize_keeps_datasets_apart():
-    base = {"pair_type": "p", "path_kind": "linear", "alignment": None, "eval_set": "cue",
-            "metric": "loss", "definition": "chord"}
-    df = pd.DataFrame([dict(base, dataset=d, value=v) for d, v in
-                       (("digits", 1.0), ("digits", 2.0), ("cifar10", 5.0))])
+def test_summarize_keeps_datasets_apart_and_groups_by_swept_settings():
+    base = {"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue", "metric": "loss",
+            "definition": "chord"}
+    df = pd.DataFrame([dict(base, dataset=d, value=v) for d, v in (("digits", 1.0), ("digits", 2.0), ("cifar10", 5.0))])
     out = stats.summarize(df).set_index("dataset")
     assert out.loc["digits", "mean"] == 1.5 and out.loc["cifar10", "mean"] == 5.0
+    swept = pd.DataFrame([dict(base, value=v, **{"finetune.lam": lam}) for v, lam in
+                          ((1.0, 1.0), (3.0, 1.0), (10.0, 3.0), (7.0, None))])
+    out = stats.summarize(swept, swept=("finetune.lam",))
+    assert sorted(out["n"]) == [1, 1, 2] and "finetune.lam" in out.columns
 
 
 def test_summarize_empty():
@@ -71,10 +121,48 @@ def test_summarize_empty():
     assert out.empty and {"n", "mean", "ci_low"} <= set(out.columns)
 
 
+def test_facets_share_rows_no_axis_affects():
+    df = pd.DataFrame({"finetune.lam": [1.0, 3.0, None, 1.0], "finetune.lr": [0.1, 0.1, None, 0.2],
+                       "x": ["a", "b", "shared", "c"]})
+    combos = stats.swept_combos([df], ("finetune.lam", "finetune.lr"))
+    assert combos == [{"finetune.lam": 1.0, "finetune.lr": 0.1}, {"finetune.lam": 1.0, "finetune.lr": 0.2},
+                      {"finetune.lam": 3.0, "finetune.lr": 0.1}]
+    assert list(stats.facet(df, combos[0])["x"]) == ["a", "shared"]
+    assert stats.facet_label(combos[2]) == "finetune.lam = 3, finetune.lr = 0.1"
+    assert stats.swept_combos([df], ()) == [{}] and stats.swept_combos([df], ("absent.key",)) == [{}]
+
+
+def test_controls_follow_their_pair():
+    order = stats.order_pairs(["pretrained~ft:cbft", "nocue~nocue:self", "cue~cue", "cue~nocue:same-init",
+                               "pretrained~ft:naive", "cue~nocue", "cue~cue:spawn@2"], ("naive", "cbft"))
+    assert order == ["cue~nocue", "cue~nocue:same-init", "cue~cue", "cue~cue:spawn@2", "nocue~nocue:self",
+                     "pretrained~ft:naive", "pretrained~ft:cbft"]
+
+
+def test_mechanism_table_at_the_endpoints():
+    paths = _frame(synthetic_sweep(), "paths")
+    mech = stats.mechanism_table(paths)
+    assert set(mech["pair_type"]) == {p[0] for p in PAIRS} and (mech["n"] == len(SEEDS)).all()
+    assert mech["agree_a@0"].to_numpy() == pytest.approx(1.0) and mech["agree_b@1"].to_numpy() == pytest.approx(1.0)
+    row = mech[(mech["pair_type"] == "cue~nocue") & (mech["path_kind"] == vocab.LINEAR)].iloc[0]
+    assert row["reliance_randimg@0"] > 0.5 > abs(row["reliance_randimg@1"])
+    assert row["reliance_randimg@0_low"] <= row["reliance_randimg@0"] <= row["reliance_randimg@0_high"]
+
+
+def test_stats_and_figures_import_no_torch():
+    """The figure workers import these modules; the tasks/ registries (torch) load only on use."""
+    code = "import sys, orchestrator.stats, orchestrator.figures; print('torch' in sys.modules, 'scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Text tables and Table 1
+# ----------------------------------------------------------------------------------------------
+
 def test_format_table_aligns_and_marks_missing():
     df = pd.DataFrame({"name": ["alpha", "b"], "value": [1.23456, np.nan], "n": [3, 10]})
-    text = stats.format_table(df, digits=2)
-    lines = text.splitlines()
+    lines = stats.format_table(df, digits=2).splitlines()
     assert lines[0].split() == ["name", "value", "n"]
     assert "1.23" in lines[2] and "—" in lines[3]
     assert lines[2].index("1.23") + 4 == lines[3].index("—") + 1  # numbers right-aligned
@@ -83,42 +171,40 @@ def test_format_table_aligns_and_marks_missing():
 
 
 def test_finetune_table_cells_match_seed_statistics():
-    tables = synthetic_sweep()
-    evaluations, tasks = _frame(tables, "evaluations"), _frame(tables, "tasks")
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
     text, long = stats.finetune_table(evaluations, tasks)
-    assert text["method"].tolist() == [stats.PRETRAINED_NOCUE, stats.PRETRAINED_CUE, *METHODS]
-    assert text.columns.tolist() == ["method"] + [f"80% {e}" for e in EVAL_SETS]
-    cbft = evaluations[(evaluations["method"] == "cbft") & (evaluations["eval_set"] == "randimg")]
-    accs = cbft["acc"].to_numpy()
-    want = f"{100 * accs.mean():.1f} ± {100 * accs.std(ddof=1):.1f}"
-    assert text.set_index("method").loc["cbft", "80% randimg"] == want
-    ref = evaluations[(evaluations["kind"] == "pretrain") & (evaluations["cue_proportion"] == 0)
+    assert text["method"].tolist() == [stats.PRETRAINED_NOCUE, stats.PRETRAINED_CUE,
+                                       *[m for m in stats.methods() if m in METHODS]]
+    assert text.columns.tolist() == ["method"] + [f"80% {e}" for e in EVAL_SETS] + ["n"]
+    accs = evaluations[(evaluations["method"] == "cbft") & (evaluations["eval_set"] == "randimg")]["acc"].to_numpy()
+    assert text.set_index("method").loc["cbft", "80% randimg"] == f"{100 * accs.mean():.1f} ± {100 * accs.std(ddof=1):.1f}"
+    assert (text["n"] == str(len(SEEDS))).all() and (long["n"] == len(SEEDS)).all()
+    ref = evaluations[(evaluations["kind"] == vocab.PRETRAIN) & (evaluations["cue_proportion"] == 0)
                       & (evaluations["eval_set"] == "nocue")]["acc"]
     cell = long[(long["row"] == stats.PRETRAINED_NOCUE) & (long["eval_set"] == "nocue")]
     assert len(cell) == 1 and cell["mean"].iloc[0] == pytest.approx(ref.mean())
-    assert (long["n"] == len(SEEDS)).all()
 
 
-def test_finetune_table_marks_missing_cells():
-    tables = synthetic_sweep()
-    evaluations, tasks = _frame(tables, "evaluations"), _frame(tables, "tasks")
+def test_finetune_table_marks_missing_cells_and_one_seed():
+    data = synthetic_sweep(seeds=(0,))
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
     evaluations = evaluations[evaluations["method"] != "cbft"]
-    failed = tasks["method"] == "cbft"
-    tasks.loc[failed, "status"] = "failed"
-    extra = tasks[tasks["method"] == "naive"].head(1).assign(task_id="ft-llrt", method="llrt",
-                                                             cue_proportion=0.9, status="failed")
+    tasks.loc[tasks["method"] == "cbft", "status"] = vocab.FAILED
+    extra = tasks[tasks["method"] == "naive"].head(1).assign(task_id="ft-llrt", method="llrt", cue_proportion=0.9,
+                                                              status=vocab.FAILED)
     text, _ = stats.finetune_table(evaluations, pd.concat([tasks, extra], ignore_index=True))
     table = text.set_index("method")
-    assert (table.loc["cbft"] == stats.MISSING).all() and (table.loc["llrt"] == stats.MISSING).all()
-    assert table.loc["naive", "90% nocue"] == stats.MISSING
-    assert table.loc["naive", "80% nocue"] != stats.MISSING
-    # the no-cue reference is repeated under every cue proportion
+    cells = [c for c in table.columns if c != "n"]
+    assert (table.loc["cbft", cells] == stats.MISSING).all() and (table.loc["llrt", cells] == stats.MISSING).all()
+    assert table.loc["naive", "90% nocue"] == stats.MISSING and "±" not in table.loc["naive", "80% nocue"]
+    assert table.loc["naive", "n"] == "1"
     assert table.loc[stats.PRETRAINED_NOCUE, "90% cue"] == table.loc[stats.PRETRAINED_NOCUE, "80% cue"]
 
 
 def test_finetune_table_ignores_evaluations_of_failed_tasks():
-    tables = synthetic_sweep()
-    evaluations, tasks = _frame(tables, "evaluations"), _frame(tables, "tasks")
-    tasks.loc[tasks["method"] == "naive", "status"] = "failed"
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    tasks.loc[tasks["method"] == "naive", "status"] = vocab.FAILED
     table = stats.finetune_table(evaluations, tasks).text.set_index("method")
-    assert (table.loc["naive"] == stats.MISSING).all()
+    assert (table.loc["naive"].drop("n") == stats.MISSING).all()
