@@ -10,13 +10,15 @@ environment. Each hook is driven by one variable:
 - MMC_TEST_PAUSE_AFTER_EPOCH=`<task id prefix or kind>:<epoch>`: a single-process training task
   saves its resume state after that epoch, creates `<dir>/paused-<task id>` and then blocks until it
   is killed (a driver killed mid-task, at a known point).
-- the runner `events`: creates `<dir>/running/<task id>` while it runs, records how many tasks were
-  running when it started, and with MMC_TEST_WAIT_FOR=`<kind>:<n>` a task of that kind waits (up to
-  WAIT_TIMEOUT_S) until n tasks of its kind run at once: concurrency is shown by a barrier, not by
-  overlapping sleeps. It fails the tasks named by MMC_FAIL_TASKS like every runner.
+- the runner `events`: creates `<dir>/running/<task id>` while it runs and records how many tasks were
+  running when it started; with MMC_TEST_WAIT_FOR=`<kind>:<n>` a task of that kind waits (up to
+  WAIT_TIMEOUT_S) until n tasks of its kind *of the same sweep* have started (`partners`): a task that
+  saw n partners was still running when the n-th one started, so concurrency is shown by a barrier,
+  not by overlapping sleeps. It fails the tasks named by MMC_FAIL_TASKS like every runner.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -145,8 +147,12 @@ def _events_runner(work):
         if want:
             kind, n = want.rsplit(":", 1)
             if task.kind == kind:
+                sweep = hashlib.sha256(env.layout.root.encode()).hexdigest()[:16]
+                arrived = root / "arrived" / sweep / kind
+                arrived.mkdir(parents=True, exist_ok=True)
+                (arrived / task.id).touch()
                 deadline = time.monotonic() + WAIT_TIMEOUT_S
-                while (partners := len(list(running.glob(f"{kind}~*")))) < int(n) and time.monotonic() < deadline:
+                while (partners := len(list(arrived.iterdir()))) < int(n) and time.monotonic() < deadline:
                     time.sleep(POLL_S)
         node_id = None
         try:

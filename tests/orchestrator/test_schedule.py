@@ -1,4 +1,6 @@
-"""The dependency-aware scheduler: SweepState/DagSearcher alone, then a graph of sleeping tasks on Ray."""
+"""The dependency-aware scheduler: SweepState/DagSearcher alone, then a graph of `events` tasks on Ray
+(tests/hooks: each task records how many tasks run beside it, and the pretrain tasks wait for each
+other, so concurrency is shown by a barrier rather than by overlapping sleeps)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from orchestrator.graph import build_graph
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.outputs import read_marker
 from orchestrator.spec import load_spec
-from orchestrator.work import FAIL_TASK_ENV_VAR, SLEEP_S_ENV_VAR
-from tests.conftest import write_spec
+from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED
+from orchestrator.work import FAIL_TASK_ENV_VAR, TaskResult
+from tests.conftest import start_local_ray, write_spec
+from tests.hooks.mmc_test_hooks import WAIT_ENV, hook_env
 
-SLEEP_S = 1.2   # long enough that a second trial actor starts (1-3 s) before the first task ends
-FAILING_KIND = "midpoint"   # the sleep runner fails every task of this kind (set before Ray starts)
+FAILING_KIND = "midpoint"   # the events runner fails every task of this kind (set before Ray starts)
 
 
 def _graph(tmp_path, **overrides):
@@ -46,13 +49,13 @@ def test_only_tasks_whose_parents_finished_are_ready(graph):
     assert roots and {graph.tasks[t].kind for t in roots} == {"pretrain"}
     assert _ready(state) == roots
     nocue, cue = sorted(roots, key=lambda t: graph.tasks[t].labels["cue_proportion"])
-    state.states[cue].status = S.DONE
+    state.states[cue].status = DONE
     assert _ready(state) == {nocue} | {t for t, task in graph.tasks.items() if task.parents == (cue,)}
-    state.states[nocue].status = S.CACHED          # cached counts as finished
+    state.states[nocue].status = CACHED          # cached counts as finished
     expected = {t for t, task in graph.tasks.items()
                 if task.parents and set(task.parents) <= {cue, nocue}}
     assert _ready(state) == expected
-    state.states[cue].status = S.RUNNING           # running does not
+    state.states[cue].status = RUNNING           # running does not
     assert all(cue not in graph.tasks[t].parents for t in _ready(state))
 
 
@@ -62,24 +65,24 @@ def test_a_failure_skips_exactly_the_pending_descendants(graph):
                  if task.kind == "pretrain" and task.labels["cue_proportion"] == 0.0)
     skipped = state.mark_failed(nocue, "boom")
     assert skipped == graph.descendants(nocue) and skipped
-    assert state.states[nocue].status == S.FAILED and state.states[nocue].error == "boom"
+    assert state.states[nocue].status == FAILED and state.states[nocue].error == "boom"
     for task_id in skipped:
-        assert state.states[task_id].status == S.SKIPPED
+        assert state.states[task_id].status == SKIPPED
         assert nocue in state.states[task_id].error
     untouched = set(graph.tasks) - set(skipped) - {nocue}
-    assert untouched and all(state.states[t].status == S.PENDING for t in untouched)
-    assert state.counts()[S.SKIPPED] == len(skipped) and state.counts()[S.FAILED] == 1
+    assert untouched and all(state.states[t].status == PENDING for t in untouched)
+    assert state.counts()[SKIPPED] == len(skipped) and state.counts()[FAILED] == 1
 
 
 def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
     state = S.SweepState(graph)
     ids = list(graph.tasks)
     for task_id in ids[:2]:
-        state.states[task_id].status, state.states[task_id].duration_s = S.DONE, 10.0
-    state.states[ids[2]].status = S.CACHED
-    state.states[ids[3]].status = S.RUNNING
-    state.states[ids[4]].status = S.FAILED
-    state.states[ids[5]].status = S.SKIPPED
+        state.states[task_id].status, state.states[task_id].duration_s = DONE, 10.0
+    state.states[ids[2]].status = CACHED
+    state.states[ids[3]].status = RUNNING
+    state.states[ids[4]].status = FAILED
+    state.states[ids[5]].status = SKIPPED
     line = state.progress_line(concurrency=2)
     fields = {k: int(v) for k, v in re.findall(r"(done|cached|running|pending|failed|skipped) (\d+)", line)}
     assert fields == {"done": 2, "cached": 1, "running": 1, "pending": len(ids) - 6, "failed": 1, "skipped": 1}
@@ -103,16 +106,16 @@ def _drive(state, searcher, concurrency: int, fail: set[str] = frozenset()):
             bundle = config["task_ids"]
             for task_id in bundle:
                 for parent in state.graph.tasks[task_id].parents:
-                    assert state.states[parent].status in (S.DONE, S.CACHED), (task_id, parent)
-                assert state.states[task_id].status == S.RUNNING
+                    assert state.states[parent].status in (DONE, CACHED), (task_id, parent)
+                assert state.states[task_id].status == RUNNING
             running.append((f"trial{n}", bundle))
             order.extend(bundle)
             n += 1
             continue
         assert running, "the searcher waits although nothing runs"
         trial_id, bundle = running.pop(0)
-        results = {task_id: ({"status": "failed", "error": "injected"} if task_id in fail
-                             else {"status": "done", "duration_s": 1.0}) for task_id in bundle}
+        results = {task_id: (TaskResult(FAILED, 0.5, error="injected") if task_id in fail
+                             else TaskResult(DONE, 1.0)) for task_id in bundle}
         searcher.on_trial_complete(trial_id, S.pack_results(results))
 
 
@@ -121,7 +124,7 @@ def test_searcher_releases_every_task_after_its_parents(graph):
     searcher, started, finished = _searcher(state)
     order = _drive(state, searcher, concurrency=3)
     assert sorted(order) == sorted(graph.tasks) and started == order and sorted(finished) == sorted(order)
-    assert state.counts()[S.DONE] == len(graph)
+    assert state.counts()[DONE] == len(graph)
 
 
 def test_searcher_skips_descendants_of_a_failed_task_and_finishes(graph):
@@ -131,9 +134,9 @@ def test_searcher_skips_descendants_of_a_failed_task_and_finishes(graph):
     order = _drive(state, searcher, concurrency=2, fail={midpoint})
     skipped = set(graph.descendants(midpoint))
     assert set(order) == set(graph.tasks) - skipped
-    assert state.states[midpoint].status == S.FAILED and state.states[midpoint].error == "injected"
-    assert {t for t, s in state.states.items() if s.status == S.SKIPPED} == skipped
-    assert state.counts()[S.DONE] == len(graph) - len(skipped) - 1
+    assert state.states[midpoint].status == FAILED and state.states[midpoint].error == "injected"
+    assert {t for t, s in state.states.items() if s.status == SKIPPED} == skipped
+    assert state.counts()[DONE] == len(graph) - len(skipped) - 1
 
 
 def test_crashed_trial_without_result_fails_its_task(graph):
@@ -141,9 +144,9 @@ def test_crashed_trial_without_result_fails_its_task(graph):
     searcher, _, finished = _searcher(state)
     [task_id] = searcher.suggest("t0")["task_ids"]
     searcher.on_trial_complete("t0", None, error=True)
-    assert state.states[task_id].status == S.FAILED and "crashed" in state.states[task_id].error
+    assert state.states[task_id].status == FAILED and "crashed" in state.states[task_id].error
     assert finished == [task_id] and searcher.tasks_of("t0") == [task_id]
-    searcher.on_trial_complete("unknown-trial", {"status": "done"})    # ignored
+    searcher.on_trial_complete("unknown-trial", {"status": DONE})    # ignored
 
 
 def test_searcher_waits_while_tasks_run_and_finishes_when_nothing_can_run(graph):
@@ -151,33 +154,37 @@ def test_searcher_waits_while_tasks_run_and_finishes_when_nothing_can_run(graph)
     searcher, _, _ = _searcher(state)
     first = [searcher.suggest(f"t{i}") for i in range(3)]
     assert [c is not None for c in first] == [True, True, False]   # two roots, then wait (None)
-    state.states[first[0]["task_ids"][0]].status = S.FAILED          # failed without marking descendants
-    state.states[first[1]["task_ids"][0]].status = S.DONE
+    state.states[first[0]["task_ids"][0]].status = FAILED          # failed without marking descendants
+    state.states[first[1]["task_ids"][0]].status = DONE
     while (config := searcher.suggest("tx")) not in (None, Searcher.FINISHED):
         for task_id in config["task_ids"]:
-            state.states[task_id].status = S.DONE
+            state.states[task_id].status = DONE
     assert config is Searcher.FINISHED
-    assert state.count(S.PENDING) == 0 and state.count(S.SKIPPED) > 0
-    assert all("never" in s.error for s in state.states.values() if s.status == S.SKIPPED)
+    assert state.count(PENDING) == 0 and state.count(SKIPPED) > 0
+    assert all("never" in s.error for s in state.states.values() if s.status == SKIPPED)
 
 
 def test_bundle_results_survive_the_trip_through_tune():
-    results = {"a": {"status": "done", "metrics": {"x.y": 1.0}}, "b": {"status": "failed", "error": "boom"}}
+    results = {"a": TaskResult(DONE, 1.5, "cpu:x", {"x.y": 1.0}, [["train_loss", 0, 0.5]]),
+               "b": TaskResult(FAILED, 0.1, error="boom")}
     packed = S.pack_results(results)
-    assert packed["status"] == S.FAILED and set(packed) == {"status", S.RESULTS_KEY}
+    assert packed["status"] == FAILED and set(packed) == {"status", S.RESULTS_KEY}
+    assert isinstance(packed[S.RESULTS_KEY], str)          # one value: Tune would flatten a nested dict
     assert S.unpack_results(packed) == results
-    assert S.unpack_results(None) == {} and S.unpack_results({"status": "done"}) == {}
+    assert S.pack_results({"a": results["a"]})["status"] == DONE
+    assert S.unpack_results(None) == {} and S.unpack_results({"status": DONE}) == {}
 
 
 def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph):
     state = S.SweepState(graph)
     for task_id, task in graph.tasks.items():            # make every non-path task finished
         if task.kind != "path_eval":
-            state.states[task_id].status = S.DONE
-    n_paths = sum(1 for t in graph.tasks.values() if t.kind == "path_eval")
+            state.states[task_id].status = DONE
+    n_ready = sum(1 for t, task in graph.tasks.items() if task.kind == "path_eval" and state.is_ready(t))
+    assert 1 < n_ready < sum(1 for t in graph.tasks.values() if t.kind == "path_eval")   # aligned wait for linear
     searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=2, max_bundle=8)
     first = searcher.suggest("t0")["task_ids"]
-    assert len(first) == min(8, -(-n_paths // 2)) and len(first) > 1
+    assert len(first) == min(8, -(-n_ready // 2)) and len(first) > 1
     assert all(graph.tasks[t].kind == "path_eval" for t in first)
     single = S.DagSearcher(S.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
                            concurrency=2, max_bundle=1)
@@ -201,64 +208,56 @@ def test_trial_resources_follow_the_task():
 # ----- on Ray -----
 
 @pytest.fixture(scope="module")
-def sleepy_ray():
-    """Local Ray whose workers sleep SLEEP_S per task and fail every FAILING_KIND task."""
+def events_ray(tmp_path_factory):
+    """Local Ray whose workers run the `events` runner (tests/hooks), fail every FAILING_KIND task,
+    and hold each pretrain task until both pretrain tasks run (set before Ray starts: workers inherit it)."""
+    events = tmp_path_factory.mktemp("events")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(SLEEP_S_ENV_VAR, str(SLEEP_S))
-        mp.setenv(FAIL_TASK_ENV_VAR, FAILING_KIND)
+        for key, value in hook_env(events, **{FAIL_TASK_ENV_VAR: FAILING_KIND, WAIT_ENV: "pretrain:2"}).items():
+            mp.setenv(key, value)
+        start_local_ray(2)
         import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
-        S.init_ray(num_cpus=2)
-        yield
+        yield events
         ray.shutdown()
 
 
 def _run(tmp_path, graph, max_concurrent: int):
     layout = SweepLayout(Storage(str(tmp_path / "runs")), "sched")
-    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="sched", runner="sleep")
+    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="sched", runner="events")
     state, finished = S.SweepState(graph), []
     S.run_graph(state, layout, ctx, max_concurrent=max_concurrent, on_finish=finished.append)
     return state, layout, finished
 
 
-def _max_overlap(intervals) -> int:
-    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
-    level = peak = 0
-    for _, step in events:            # ends sort before starts at equal times
-        level += step
-        peak = max(peak, level)
-    return peak
-
-
-def test_ray_run_respects_max_concurrent_and_dependencies(sleepy_ray, tmp_path):
+def test_ray_run_respects_max_concurrent_and_dependencies(events_ray, tmp_path):
     # 0.5 CPU per task: 4 would fit on 2 CPUs, so only max_concurrent limits the width
     half = {"cpus": 0.5}
     graph = _graph(tmp_path, paths={"kinds": ["linear", "aligned"], "alignments": ["weight"]},
                    resources={k: half for k in ("pretrain", "finetune", "align", "path_eval")})
     assert "midpoint" not in graph.counts()
     state, layout, finished = _run(tmp_path, graph, max_concurrent=2)
-    assert state.counts()[S.DONE] == len(graph), state.progress_line(2)
+    assert state.counts()[DONE] == len(graph), state.progress_line(2)
     assert sorted(finished) == sorted(graph.tasks)
-    times = {t: (s.result["metrics"]["started_at"], s.result["metrics"]["finished_at"])
-             for t, s in state.states.items()}
-    assert _max_overlap(times.values()) == 2
+    metrics = {t: s.result.metrics for t, s in state.states.items()}
+    assert max(m["running_at_start"] for m in metrics.values()) <= 2       # never wider than max_concurrent
+    pretrains = [t for t, task in graph.tasks.items() if task.kind == "pretrain"]
+    assert [metrics[t]["partners"] for t in pretrains] == [2, 2]            # and as wide (both ran at once)
     for task_id, task in graph.tasks.items():
         for parent in task.parents:
-            assert times[task_id][0] >= times[parent][1], (task_id, parent)
-        marker = read_marker(layout, task)
+            assert metrics[task_id]["started_at"] >= metrics[parent]["finished_at"], (task_id, parent)
+        marker = read_marker(layout, task.kind, task.id)
         assert marker is not None and marker["meta"]["node_id"]
 
 
-def test_ray_run_fails_a_kind_and_skips_what_depends_on_it(sleepy_ray, tmp_path):
+def test_ray_run_fails_a_kind_and_skips_what_depends_on_it(events_ray, tmp_path):
     graph = _graph(tmp_path, paths={"kinds": ["quadratic"]})
     state, _, finished = _run(tmp_path, graph, max_concurrent=2)
     midpoints = {t for t, task in graph.tasks.items() if task.kind == FAILING_KIND}
     skipped = {d for m in midpoints for d in graph.descendants(m)}
     assert midpoints and skipped
-    assert {t for t, s in state.states.items() if s.status == S.FAILED} == midpoints
-    assert {t for t, s in state.states.items() if s.status == S.SKIPPED} == skipped
-    assert state.counts()[S.DONE] == len(graph) - len(midpoints) - len(skipped)
+    assert {t for t, s in state.states.items() if s.status == FAILED} == midpoints
+    assert {t for t, s in state.states.items() if s.status == SKIPPED} == skipped
+    assert state.counts()[DONE] == len(graph) - len(midpoints) - len(skipped)
     assert all("injected failure" in state.states[m].error for m in midpoints)
     assert set(finished) == set(graph.tasks) - skipped     # skipped tasks never reach a trial
