@@ -1,8 +1,11 @@
-"""The report: every file written, figures not blank, one self-contained HTML page, partial sweeps."""
+"""The report: every file written, claims first, figures not blank and not redrawn when nothing
+changed, only the plan's tasks, facets by swept settings, partial sweeps, the figure workers' wire
+format."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import matplotlib.image as mpimg
@@ -10,19 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator import report, sinks, stats
+from orchestrator import figures, report, stats, tables, vocab
 from orchestrator.layout import Storage, SweepLayout
-from tests.orchestrator.test_sinks import PAIRS, synthetic_sweep, write_sweep
-
-SPEC = "# run with: mmc-sweep run sweeps/test.yaml\nname: test-sweep\nseeds: 3\n"
-
-
-def _expected_path_figures() -> set[str]:
-    names = set()
-    for pair_type, path_kind, alignment, _p, _bump in PAIRS:
-        name = f"paths_{pair_type.replace('~', '-').replace(':', '-')}_{path_kind}"
-        names.add(name + (f"_{alignment}" if alignment else "") + ".png")
-    return names
+from tests.orchestrator.report_data import PAIRS, SEEDS, synthetic_sweep, write_plan, write_sweep
 
 
 def _pixels_vary(png: bytes) -> bool:
@@ -30,73 +23,180 @@ def _pixels_vary(png: bytes) -> bool:
     return image.ndim == 3 and float(np.var(image[..., :3])) > 0
 
 
+def _names(paths) -> set[str]:
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in paths}
+
+
 @pytest.fixture()
 def layout(tmp_path):
     return SweepLayout(Storage(str(tmp_path / "store")), "test-sweep")
 
 
-def test_full_report(layout):
-    tables = synthetic_sweep()
-    write_sweep(layout, tables)
-    n_tasks = len(tables["tasks"])
-    out = report.write_report(layout, spec_text=SPEC, provenance={"python": "3.11-test"},
-                              planned=n_tasks, n_boot=200)
+@pytest.fixture()
+def drawn(monkeypatch):
+    """Names of the figures drawn (not reused) by each `write_report`."""
+    calls: list[list[str]] = []
+    real = figures.draw_all
+
+    def spy(jobs, processes=None):
+        calls.append([j.name for j in jobs])
+        return real(jobs, processes=1)
+    monkeypatch.setattr(figures, "draw_all", spy)
+    return calls
+
+
+def test_full_report(layout, drawn):
+    data = synthetic_sweep()
+    write_sweep(layout, data)
+    out = report.write_report(layout, provenance={"python": "3.11-test", "wall_s": 1.5})
     storage = layout.storage
-    names = {p.rstrip("/").rsplit("/", 1)[-1] for p in out.files}
-    expected = {"summary.parquet", "summary.md", "finetune_table.md", "finetune_table.parquet",
-                "barriers.png", "finetune.png", "report.html"} | _expected_path_figures()
-    assert names == expected
+    pair_types = sorted({p[0] for p in PAIRS})
+    path_figures = {f"paths_{p.replace('~', '-').replace(':', '-').replace('_', '-')}.png" for p in pair_types}
+    assert _names(out.figures) == path_figures | {"barriers.png", "finetuning.png"}
+    assert _names(out.files) == _names(out.figures) | {"summary.parquet", "summary.md", "finetune_table.md",
+                                                        "finetune_table.parquet", "claims.md", "report.html",
+                                                        figures.MANIFEST}
     for path in out.files:
         assert storage.exists(path)
-    assert {p.rsplit("/", 1)[-1] for p in out.figures} == expected & {n for n in names if n.endswith(".png")}
     for path in out.figures:
         assert _pixels_vary(storage.read_bytes(path)), path
 
     summary = pd.read_parquet(io.BytesIO(storage.read_bytes(layout.report_file("summary.parquet"))))
-    direct = stats.summarize(sinks.read_table(layout, "barriers"), n_boot=200)
+    direct = stats.summarize(tables.read_table(layout, vocab.BARRIERS))
     pd.testing.assert_frame_equal(summary.reset_index(drop=True), direct, check_dtype=False)
     md = storage.read_bytes(layout.report_file("finetune_table.md")).decode()
     assert "pretrained (no cue)" in md and "cbft" in md and "±" in md and stats.MISSING not in md
+    assert storage.read_bytes(layout.report_file("claims.md")).decode().count("→ Holds") == 4
 
     page = storage.read_bytes(out.html).decode()
     assert os.fspath(out) == out.html
     assert page.count("data:image/png;base64,") == len(out.figures)
-    assert "cue~nocue" in page and "pretrained~ft:cbft" in page  # summary table
-    assert "pretrained (cue)" in page and "±" in page            # fine-tuning table
-    assert "mmc-sweep run sweeps/test.yaml" in page               # spec text
-    assert "deadbeef" in page and "abc123" in page and "3.11-test" in page  # provenance
+    sections = [page.index(f'id="{s}"') for s in ("claims", "barriers", "finetune", "paths", "provenance", "spec")]
+    assert sections == sorted(sections)                             # the claims come first
+    claims_part = page[sections[0]:sections[1]]
+    assert claims_part.count('class="claim holds"') == 4 and "cue~nocue:same-init" in claims_part
+    assert "agreement with A" in page and "acc(randimg) − chance" in page    # mechanism along the path
+    assert "<th>n</th>" in page and f"(n = {len(SEEDS)})" in page       # n on the statistics
+    assert "mmc-sweep run sweeps/test.yaml" in page                     # spec text
+    assert "deadbeef" in page and "abc123" in page and "3.11-test" in page and "1.5 s" in page
+    n_tasks = len(data[vocab.TASKS])
     assert f"{n_tasks} of {n_tasks} tasks finished" in page
-    assert "<img" in page and 'src="http' not in page             # self-contained
+    assert "<img" in page and 'src="http' not in page                   # self-contained
+    assert len(drawn) == 1 and set(drawn[0]) == _names(out.figures)
+
+
+def test_rerun_draws_only_figures_whose_inputs_changed(layout, drawn):
+    data = synthetic_sweep(seeds=(0, 1), pair_types=("cue~nocue", "cue~cue"))
+    write_sweep(layout, data)
+    first = report.write_report(layout)
+    before = {p: layout.storage.read_bytes(p) for p in first.figures}
+    second = report.write_report(layout)
+    assert drawn[1] == [] and {p: layout.storage.read_bytes(p) for p in second.figures} == before
+    page = layout.storage.read_bytes(second.html).decode()
+    assert page.count("data:image/png;base64,") == len(before) and "unchanged and reused" in page
+
+    tid = next(t for t in data[vocab.PATHS] if "cue_cue-linear" in t and t.endswith("s0"))
+    rows = [dict(r, loss=r["loss"] + 0.5 * (0 < r["alpha"] < 1)) for r in data[vocab.PATHS][tid]]
+    tables.write_fragment(layout, vocab.PATHS, tid, rows)
+    report.write_report(layout)
+    assert drawn[2] == ["paths_cue-cue.png"]                            # barriers unchanged: not redrawn
+
+    layout.storage.write_bytes(layout.report_file("paths_cue-nocue.png"), b"not a png")
+    report.write_report(layout)
+    assert drawn[3] == ["paths_cue-nocue.png"]                          # a damaged file is redrawn
+
+
+def test_report_reads_only_the_planned_tasks(layout):
+    data = synthetic_sweep(pair_types=("cue~nocue",))
+    write_sweep(layout, data)
+    tid = next(iter(data[vocab.BARRIERS]))
+    stale = [dict(r, value=99.0) for r in data[vocab.BARRIERS][tid]]
+    tables.write_fragment(layout, vocab.BARRIERS, "path_eval-of-an-older-spec", stale)
+    out = report.write_report(layout)
+    summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
+    assert summary["mean"].max() < 50 and (summary["n"] == len(SEEDS)).all()
+    assert "99.000" not in layout.storage.read_bytes(out.html).decode()
 
 
 def test_partial_report_marks_missing(layout):
-    tables = synthetic_sweep()
-    # the cbft fine-tuning failed; the quadratic paths have not run yet
-    for task_id, rows in tables["tasks"].items():
+    data = synthetic_sweep(pair_types=("cue~nocue", "pretrained~ft:naive", "pretrained~ft:cbft"))
+    planned = len(data[vocab.TASKS])
+    for rows in data[vocab.TASKS].values():           # the cbft fine-tuning failed
         if rows[0].get("method") == "cbft":
-            rows[0].update(status="failed", error="Traceback...\nRuntimeError: diverged at epoch 3")
-    for table in ("evaluations", "train_curves"):
-        tables[table] = {t: r for t, r in tables[table].items() if "cbft" not in t}
-    for table in ("tasks", "paths", "barriers"):
-        tables[table] = {t: r for t, r in tables[table].items() if "quadratic" not in t}
-    write_sweep(layout, tables)
-    planned = len(synthetic_sweep()["tasks"])
-    finished = sum(1 for rows in tables["tasks"].values() if rows[0]["status"] == "done")
-    out = report.write_report(layout, planned=planned, n_boot=100)
+            rows[0].update(status=vocab.FAILED, error="Traceback...\nRuntimeError: diverged at epoch 3")
+    for table in (vocab.EVALUATIONS, vocab.TRAIN_CURVES, vocab.PATHS, vocab.BARRIERS):
+        data[table] = {t: r for t, r in data[table].items() if "cbft" not in t}
+    full = {t: list(r) for t, r in data[vocab.TASKS].items()}
+    for table in (vocab.TASKS, vocab.PATHS, vocab.BARRIERS):  # the quadratic paths have not run yet
+        data[table] = {t: r for t, r in data[table].items() if "quadratic" not in t}
+    write_sweep(layout, data, plan=False)
+    write_plan(layout, full)                                    # the plan names every task
+    finished = sum(1 for rows in data[vocab.TASKS].values() if rows[0]["status"] == vocab.FINISHED)
+    out = report.write_report(layout)
     page = layout.storage.read_bytes(out.html).decode()
     assert f"{finished} of {planned} tasks finished" in page and "partial sweep" in page
-    assert "diverged at epoch 3" in page                      # failed tasks listed with the error
+    assert "diverged at epoch 3" in page
     md = layout.storage.read_bytes(layout.report_file("finetune_table.md")).decode()
     cbft_line = next(line for line in md.splitlines() if line.startswith("| cbft"))
-    assert cbft_line.count(stats.MISSING) == 4
-    names = {p.rsplit("/", 1)[-1] for p in out.figures}
-    assert not any("quadratic" in n for n in names) and "paths_cue-nocue_linear.png" in names
+    assert cbft_line.count(stats.MISSING) == 5                      # 4 eval sets and n
+    summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
+    assert vocab.QUADRATIC not in set(summary["path_kind"])
+    claims_md = layout.storage.read_bytes(layout.report_file("claims.md")).decode()
+    assert "Not measured" in claims_md                          # (c) without CBFT
 
 
 def test_report_on_empty_sweep(layout):
-    layout.storage.write_bytes(layout.spec_file(), SPEC.encode())
-    out = report.write_report(layout, planned=5)
+    layout.storage.write_bytes(layout.spec_file(), b"name: test-sweep\n")
+    out = report.write_report(layout)
     page = layout.storage.read_bytes(out.html).decode()
-    assert out.figures == () and "0 of 5 tasks finished" in page
-    assert "name: test-sweep" in page  # spec read from the sweep's spec.yaml
+    assert out.figures == () and "0 tasks finished" in page and "name: test-sweep" in page
+    assert "No claim can be judged yet" in page
     assert layout.storage.exists(layout.report_file("summary.parquet"))
+    assert report.summary_text(layout) == (None, "")
+
+
+def test_swept_settings_facet_table1_barriers_figures_and_claims(layout):
+    lams = (1.0, 3.0)
+    write_sweep(layout, synthetic_sweep(lams=lams, pair_types=("cue~nocue", "pretrained~ft:cbft")), lams=lams)
+    assert report.swept_keys(layout) == ("finetune.lam",)
+    out = report.write_report(layout)
+    names = _names(out.figures)
+    for lam in ("1.0", "3.0"):
+        assert {f"finetuning_finetune.lam-{lam}.png", f"barriers_finetune.lam-{lam}.png",
+                f"paths_pretrained-ft-cbft_finetune.lam-{lam}.png"} <= names
+    assert "paths_cue-nocue.png" in names                           # no axis affects it: one figure
+    md = layout.storage.read_bytes(layout.report_file("finetune_table.md")).decode()
+    assert md.count("**finetune.lam = ") == 2 and md.count("| pretrained (no cue)") == 2
+    summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
+    cbft = summary[summary["pair_type"] == "pretrained~ft:cbft"]
+    assert set(cbft["finetune.lam"]) == set(lams)
+    assert summary[summary["pair_type"] == "cue~nocue"]["finetune.lam"].isna().all()
+    page = layout.storage.read_bytes(out.html).decode()
+    barriers = page[page.index('id="barriers"'):page.index('id="finetune"')]
+    assert barriers.count("<h3>finetune.lam = ") == 2
+    assert barriers.count("<strong>cue~nocue</strong>") == 2 * 2          # per value: loss and accuracy grids
+    _, text = report.summary_text(layout)
+    assert text.count("(finetune.lam = 1)") == 2 and "[finetune.lam = 3]" in text
+
+
+def test_figure_jobs_travel_as_json_and_parquet_and_workers_draw_the_same(layout):
+    write_sweep(layout, synthetic_sweep(seeds=(0, 1)))
+    jobs = figures.figure_jobs(report.read_results(layout))[:3]
+    line = figures.encode(jobs[0])
+    message = json.loads(line)
+    assert set(message) == {"kind", "options", "frames"} and "\n" not in line
+    kind, frames, options = figures.decode(line)
+    pd.testing.assert_frame_equal(frames["paths"], jobs[0].frames["paths"])
+    assert (kind, options) == (jobs[0].kind, jobs[0].options)
+    here = figures.draw_all(jobs, processes=1)
+    pooled = figures.draw_all(jobs, processes=2)                   # one worker process and this one
+    assert pooled == here and all(png.startswith(b"\x89PNG") for png in here)
+
+
+def test_a_figure_that_cannot_be_drawn_is_left_out_with_a_warning(layout):
+    write_sweep(layout, synthetic_sweep(seeds=(0,)))
+    bad = figures.FigureJob("bad.png", figures.PATHS_SECTION, "x", "x", "x", "path",
+                            {"paths": pd.DataFrame({"pair_type": ["nothing"]})}, {"pair_type": "absent"})
+    with pytest.warns(RuntimeWarning, match="bad.png could not be drawn"):
+        out = figures.render(layout, [bad])
+    assert out == [] and not layout.storage.exists(layout.report_file("bad.png"))

@@ -19,14 +19,13 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from orchestrator import report
+from orchestrator import figures, report
 from orchestrator.layout import Storage, SweepLayout
-from tests.orchestrator.test_sinks import METHODS, PAIRS, synthetic_sweep, write_sweep
+from tests.orchestrator.report_data import METHODS, PAIRS, synthetic_sweep, write_sweep
 
 CHROMIUM_ENV_VAR = "MMC_CHROMIUM"          # path of the browser binary, if not on PATH
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER_TIMEOUT_S = 90
-SPEC = "# run with: mmc-sweep run sweeps/browser.yaml\nname: browser-sweep\n"
 
 
 def find_chromium() -> str:
@@ -60,17 +59,18 @@ def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A finished synthetic sweep (3 seeds, 6 pair/path combinations, naive and cbft fine-tuning)
-    and its report, the figures drawn by two worker processes (the path big sweeps take)."""
+    """A finished synthetic sweep (3 seeds, every pair type with its controls, naive, cbft and
+    naive_cued fine-tuning) and its report, the figures drawn by this process and a worker process
+    (the path big sweeps take)."""
     tmp = tmp_path_factory.mktemp("browser")
     layout = SweepLayout(Storage(str(tmp / "store")), "browser-sweep")
     tables = synthetic_sweep()
     write_sweep(layout, tables)
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mp.setenv(report.REPORT_WORKERS_ENV_VAR, "2")
-        mp.setattr(report, "MIN_FIGURES_PER_WORKER", 2)
-        rep = report.write_report(layout, spec_text=SPEC, planned=len(tables["tasks"]), n_boot=100)
+        mp.setenv(figures.REPORT_WORKERS_ENV_VAR, "2")
+        mp.setattr(figures, "MIN_JOBS_PER_WORKER", 2)
+        rep = report.write_report(layout)
     problems = [str(w.message) for w in caught if "report" in str(w.message)]
     assert not problems, problems
     return layout, rep, tmp
@@ -95,7 +95,7 @@ def test_every_figure_loads_and_is_not_blank(finished):
 
     images = {img["name"]: img for img in result["images"]}
     expected = {Path(p).name for p in rep.figures}
-    assert len(expected) == len(PAIRS) + 2                 # paths, barriers, fine-tuning
+    assert len(expected) == len({p[0] for p in PAIRS}) + 2   # one per pair type, barriers, fine-tuning
     assert set(images) == expected and len(result["images"]) == len(expected)
     for name, img in images.items():
         assert img["complete"] and img["width"] > 300 and img["height"] > 200, (name, img)
@@ -103,7 +103,7 @@ def test_every_figure_loads_and_is_not_blank(finished):
         assert not is_blank(img), f"{name} looks blank: {img}"
 
     # the tables, as the browser parsed them
-    assert result["tables"] >= 5      # progress, barriers (x2 + all), fine-tuning, provenance
+    assert result["tables"] >= 9      # progress, 4 claims, barriers (x2 + all), fine-tuning, mechanism, provenance
     text = re.sub(r"<[^>]+>", " ", dom)
     n_tasks = len(synthetic_sweep()["tasks"])
     assert f"{n_tasks} of {n_tasks} tasks finished" in " ".join(text.split())
@@ -115,6 +115,8 @@ def test_every_figure_loads_and_is_not_blank(finished):
         assert f">{method}<" in table1
     assert table1.count("±") >= 4 * (2 + len(METHODS))   # every cell filled: mean ± std
     assert 'class="missing"' not in table1
+    claims = dom[dom.index('id="claims"'):dom.index('id="barriers"')]
+    assert claims.count('class="claim holds"') == 4 and claims.count("✓") >= 12
     assert "deadbeef" in dom and "abc123" in dom          # provenance: git revision, spec hash
 
 
