@@ -8,6 +8,7 @@ in the trial process, which avoids the ~20 s start of a Train worker group.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -25,12 +26,16 @@ from ray.tune.search import Searcher
 from orchestrator import distributed, work
 from orchestrator.graph import Graph, Task
 from orchestrator.layout import Storage, SweepLayout
-from orchestrator.vocab import (BUNDLE_KINDS, CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS)
+from orchestrator.vocab import (BUNDLE_KINDS, CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED,
+                               TRAINING_KINDS)
 from orchestrator.work import TaskResult
 
 TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
 PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
 DEFAULT_PROGRESS_INTERVAL_S = 5.0
+
+
+FINISHED_STATUSES = (DONE, CACHED)   # a parent in one of these lets its children run
 
 
 @dataclass
@@ -41,21 +46,74 @@ class TaskState:
     started_at: float | None = None
     result: TaskResult | None = None
 
+    def __setattr__(self, name: str, value) -> None:
+        old = self.__dict__.get(name)
+        object.__setattr__(self, name, value)
+        if name == "status" and old != value:
+            owner = self.__dict__.get("_owner")
+            if owner is not None:
+                owner._status_changed(self.__dict__["_task_id"], old, value)
+
+
+class _States(dict):
+    """task id -> TaskState; a state put in is counted (and watched) by its SweepState."""
+
+    def __init__(self, owner: SweepState, states: dict):
+        super().__init__()
+        self._owner = owner
+        for task_id, s in states.items():
+            self[task_id] = s
+
+    def __setitem__(self, task_id: str, s: TaskState) -> None:
+        old = self.get(task_id)
+        if old is not None:
+            object.__setattr__(old, "_owner", None)
+            self._owner._status_changed(task_id, old.status, None)
+        super().__setitem__(task_id, s)
+        object.__setattr__(s, "_owner", self._owner)
+        object.__setattr__(s, "_task_id", task_id)
+        self._owner._status_changed(task_id, None, s.status)
+
 
 @dataclass
 class SweepState:
-    """Status of every task of one invocation; the searcher and the progress line read it."""
+    """Status of every task of one invocation; the searcher and the progress line read it.
+
+    Counts per status and the set of ready tasks are kept up to date as statuses change (assigning
+    `states[t].status` is enough), so nothing here scans the whole graph per event."""
 
     graph: Graph
     states: dict[str, TaskState] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        self._counts: dict[str | None, int] = dict.fromkeys(RUN_STATUSES, 0)
+        self._ready: ReadySet | None = None
+        given = self.states
+        self.states = _States(self, {})
         for task_id in self.graph.tasks:
-            self.states.setdefault(task_id, TaskState())
+            self.states[task_id] = given.get(task_id) or TaskState()
+        for task_id, s in given.items():
+            if task_id not in self.states:
+                self.states[task_id] = s
+
+    def _status_changed(self, task_id: str, old: str | None, new: str | None) -> None:
+        if old is not None:
+            self._counts[old] = self._counts.get(old, 0) - 1
+        if new is not None:
+            self._counts[new] = self._counts.get(new, 0) + 1
+        if self._ready is not None and task_id in self.graph.tasks:
+            self._ready.status_changed(task_id, old, new)
+
+    @property
+    def ready(self) -> ReadySet:
+        """The pending tasks whose parents have all finished (built once, then kept up to date)."""
+        if self._ready is None:
+            self._ready = ReadySet(self)
+        return self._ready
 
     def count(self, status: str) -> int:
-        return sum(1 for s in self.states.values() if s.status == status)
+        return self._counts.get(status, 0)
 
     def counts(self) -> dict[str, int]:
         keys = (DONE, RUNNING, PENDING, FAILED, SKIPPED, CACHED)
@@ -64,15 +122,23 @@ class SweepState:
     def is_ready(self, task_id: str) -> bool:
         task = self.graph.tasks[task_id]
         return self.states[task_id].status == PENDING and all(
-            self.states[p].status in (DONE, CACHED) for p in task.parents
+            self.states[p].status in FINISHED_STATUSES for p in task.parents
         )
 
     def mark_failed(self, task_id: str, error: str) -> list[str]:
-        """Mark a task failed and its pending descendants skipped; return the skipped ids."""
+        """Mark a task failed and its pending descendants skipped; return the skipped ids (in the
+        graph's order). Visits the task's descendants only."""
         self.states[task_id].status = FAILED
         self.states[task_id].error = error
+        found, stack = set(), [task_id]
+        while stack:
+            for child in self.graph.children(stack.pop()):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+        order = self.ready.index
         skipped = []
-        for child in self.graph.descendants(task_id):
+        for child in sorted(found, key=order.__getitem__):
             state = self.states[child]
             if state.status == PENDING:
                 state.status = SKIPPED
@@ -99,6 +165,92 @@ class SweepState:
         )
 
 
+class ReadySet:
+    """The ready tasks of a SweepState, by (kind, resources), each group in graph order.
+
+    Every task counts its parents that have not finished; a parent finishing decrements its children's
+    counts and a child reaching zero while pending becomes ready. Updates cost O(children) per status
+    change and picking the next task O(log n): no scan of the pending tasks per suggestion."""
+
+    def __init__(self, state: SweepState):
+        graph = state.graph
+        self._state = state
+        self.index = {task_id: i for i, task_id in enumerate(graph.tasks)}
+        self._unfinished: dict[str, int] = {}
+        self._heaps: dict[tuple, list[tuple[int, str]]] = {}
+        self._sizes: dict[tuple, int] = {}
+        self._members: set[str] = set()
+        for task_id, task in graph.tasks.items():
+            self._unfinished[task_id] = sum(
+                1 for p in task.parents if state.states[p].status not in FINISHED_STATUSES)
+            if self._unfinished[task_id] == 0 and state.states[task_id].status == PENDING:
+                self._add(task_id)
+
+    def group(self, task_id: str) -> tuple:
+        task = self._state.graph.tasks[task_id]
+        return task.kind, task.resources
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._members
+
+    def __iter__(self):
+        return iter(sorted(self._members, key=self.index.__getitem__))
+
+    def size(self, group: tuple) -> int:
+        return self._sizes.get(group, 0)
+
+    def _add(self, task_id: str) -> None:
+        if task_id not in self._members:
+            self._members.add(task_id)
+            group = self.group(task_id)
+            heapq.heappush(self._heaps.setdefault(group, []), (self.index[task_id], task_id))
+            self._sizes[group] = self._sizes.get(group, 0) + 1
+
+    def _discard(self, task_id: str) -> None:
+        if task_id in self._members:     # its heap entry goes lazily
+            self._members.discard(task_id)
+            self._sizes[self.group(task_id)] -= 1
+
+    def _head(self, group: tuple) -> tuple[int, str] | None:
+        heap = self._heaps[group]
+        while heap and heap[0][1] not in self._members:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def first(self) -> str | None:
+        """The ready task that comes first in the graph's order."""
+        heads = [h for h in (self._head(g) for g in list(self._heaps)) if h is not None]
+        return min(heads)[1] if heads else None
+
+    def take(self, group: tuple, n: int) -> list[str]:
+        """Up to `n` ready tasks of `group`, first in the graph's order first; they leave the set."""
+        out = []
+        while len(out) < n and self._head(group) is not None:
+            _, task_id = heapq.heappop(self._heaps[group])
+            self._discard(task_id)
+            out.append(task_id)
+        return out
+
+    def status_changed(self, task_id: str, old: str | None, new: str | None) -> None:
+        was, now = old in FINISHED_STATUSES, new in FINISHED_STATUSES
+        if was != now:
+            delta = -1 if now else 1
+            states = self._state.states
+            for child in self._state.graph.children(task_id):
+                self._unfinished[child] += delta
+                if self._unfinished[child] == 0 and states[child].status == PENDING:
+                    self._add(child)
+                elif delta > 0:
+                    self._discard(child)
+        if new == PENDING and self._unfinished[task_id] == 0:
+            self._add(task_id)
+        elif new != PENDING:
+            self._discard(task_id)
+
+
 MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
 DEFAULT_MAX_BUNDLE = 8
 
@@ -109,15 +261,14 @@ class DagSearcher(Searcher):
     A trial runs one task, or a *bundle* of up to `max_bundle` ready single-worker tasks of a short
     kind (`BUNDLE_KINDS`) with the same resources: starting a trial costs about as much as a path
     evaluation on the built-in data, so bundling keeps small sweeps from being all overhead. Bundles
-    are sized so that the ready work still spreads over `concurrency` trials.
+    are sized so that the ready work still spreads over `concurrency` trials. The ready tasks come
+    from `SweepState.ready`, kept up to date incrementally: a suggestion costs O(log n), not a scan.
     """
 
     def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
                  concurrency: int = 1, max_bundle: int | None = None):
         super().__init__()
         self._state = state
-        self._order = list(state.graph.tasks)
-        self._cursor = 0          # every task before the cursor is no longer pending
         self._trial_to_tasks: dict[str, list[str]] = {}
         self._finished_trials: dict[str, list[str]] = {}
         self._on_start = on_start
@@ -128,7 +279,7 @@ class DagSearcher(Searcher):
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for experiment restore; we resume from the output cache
         # instead (see orchestrator.outputs), so drop the live callbacks and state.
-        return {"_order": self._order}
+        return {}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -142,22 +293,20 @@ class DagSearcher(Searcher):
     def tasks_of(self, trial_id: str) -> list[str]:
         return self._finished_trials.get(trial_id) or self._trial_to_tasks.get(trial_id) or []
 
-    def _bundle(self, first: str, ready: list[str]) -> list[str]:
-        graph = self._state.graph
-        head = graph.tasks[first]
+    def _bundle(self, first: str) -> list[str]:
+        ready = self._state.ready
+        head = self._state.graph.tasks[first]
+        group = ready.group(first)
         if head.kind not in BUNDLE_KINDS or head.resources.workers > 1 or self._max_bundle == 1:
-            return [first]
-        mates = [t for t in ready if graph.tasks[t].kind == head.kind and graph.tasks[t].resources == head.resources]
-        size = min(self._max_bundle, max(1, -(-len(mates) // self._concurrency)))
-        return mates[:size]
+            return ready.take(group, 1)
+        size = min(self._max_bundle, max(1, -(-ready.size(group) // self._concurrency)))
+        return ready.take(group, size)
 
     def suggest(self, trial_id: str):
         states = self._state.states
-        while self._cursor < len(self._order) and states[self._order[self._cursor]].status != PENDING:
-            self._cursor += 1
-        ready = [t for t in self._order[self._cursor:] if self._state.is_ready(t)]
-        if ready:
-            bundle = self._bundle(ready[0], ready)
+        first = self._state.ready.first()
+        if first is not None:
+            bundle = self._bundle(first)
             now = time.time()
             for task_id in bundle:
                 states[task_id].status = RUNNING
@@ -168,10 +317,10 @@ class DagSearcher(Searcher):
             return {"task_ids": bundle}
         if self._state.count(RUNNING) == 0:
             # Nothing runs and nothing is ready: whatever is still pending can never run.
-            for task_id in self._order:
-                if states[task_id].status == PENDING:
-                    states[task_id].status = SKIPPED
-                    states[task_id].error = "skipped: inputs never became available"
+            for task_id, s in states.items():
+                if s.status == PENDING:
+                    s.status = SKIPPED
+                    s.error = "skipped: inputs never became available"
             return Searcher.FINISHED
         return None
 

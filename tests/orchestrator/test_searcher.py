@@ -1,0 +1,212 @@
+"""The searcher's incremental ready set and status counts (no Ray): SweepState, ReadySet, DagSearcher.
+
+The ready set is kept up to date from status changes instead of scanning the pending tasks; these
+tests compare it with the definition (`SweepState.is_ready`) on diamonds, failures, cached parents,
+statuses set from outside, and random walks over the default graph.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+from ray.tune.search import Searcher
+
+from orchestrator import schedule as S
+from orchestrator.graph import LABEL_KEYS, Graph, Resources, Task, build_graph
+from orchestrator.spec import load_spec
+from orchestrator.work import TaskResult
+
+LABELS = {k: None for k in LABEL_KEYS}
+
+
+def _task(kind: str, name: str, *parents: Task, cpus: float = 1) -> Task:
+    return Task(kind, {"name": name}, tuple(p.id for p in parents), LABELS, Resources(cpus=cpus))
+
+
+def _graph(*tasks: Task) -> Graph:
+    return Graph({t.id: t for t in tasks})
+
+
+def _diamond():
+    """a -> b, a -> c, (b, c) -> d, plus an unrelated e."""
+    a = _task("pretrain", "a")
+    b = _task("finetune", "b", a)
+    c = _task("midpoint", "c", a)
+    d = _task("path_eval", "d", b, c)
+    e = _task("pretrain", "e")
+    return _graph(a, b, c, d, e), (a, b, c, d, e)
+
+
+def _by_definition(state: S.SweepState) -> set[str]:
+    return {t for t in state.graph.tasks if state.is_ready(t)}
+
+
+def _counted(state: S.SweepState) -> dict[str, int]:
+    return {k: sum(1 for s in state.states.values() if s.status == k) for k in state.counts()}
+
+
+def _check(state: S.SweepState) -> None:
+    assert set(state.ready) == _by_definition(state)
+    assert state.counts() == _counted(state)
+
+
+def _searcher(state, concurrency: int = 1, max_bundle: int | None = None):
+    started, finished = [], []
+    searcher = S.DagSearcher(state, on_start=started.append, on_finish=finished.append, concurrency=concurrency,
+                             max_bundle=max_bundle)
+    return searcher, started, finished
+
+
+def _complete(searcher, trial: str, config: dict, failed: set[str] = frozenset(), crashed: bool = False) -> None:
+    results = {t: TaskResult(S.FAILED if t in failed else S.DONE, 0.01, error="boom" if t in failed else None)
+               for t in config["task_ids"]}
+    searcher.on_trial_complete(trial, None if crashed else S.pack_results(results), error=crashed)
+
+
+# ----- the ready set ---------------------------------------------------------------------------
+
+def test_diamond_child_waits_for_both_parents():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph)
+    assert list(state.ready) == [a.id, e.id]
+    state.states[a.id].status = S.RUNNING
+    assert list(state.ready) == [e.id]
+    state.states[a.id].status = S.DONE
+    assert list(state.ready) == [b.id, c.id, e.id]
+    state.states[b.id].status = S.DONE
+    assert d.id not in state.ready                  # c has not finished
+    state.states[c.id].status = S.CACHED            # cached counts as finished
+    assert d.id in state.ready
+    _check(state)
+
+
+def test_ready_set_follows_statuses_set_from_outside_and_replaced_states():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph)
+    state.ready   # built now; every change below must reach it
+    for tid in (a.id, b.id, c.id):
+        state.states[tid].status = S.DONE
+    assert d.id in state.ready
+    state.states[b.id].status = S.PENDING           # a finished parent is pending again (e.g. invalidated)
+    assert d.id not in state.ready and b.id in state.ready
+    state.states[b.id] = S.TaskState(status=S.CACHED)   # a state object replaced altogether
+    assert d.id in state.ready
+    _check(state)
+
+
+def test_state_built_from_given_statuses():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph, states={a.id: S.TaskState(status=S.CACHED), b.id: S.TaskState(status=S.DONE)})
+    assert list(state.ready) == [c.id, e.id]
+    assert state.counts()[S.CACHED] == 1 and state.counts()[S.PENDING] == 3
+    _check(state)
+
+
+def test_a_failure_skips_exactly_the_pending_descendants_in_graph_order():
+    graph = build_graph(load_spec(None, ["seeds=[0,1]"]))
+    state = S.SweepState(graph)
+    root = next(t for t, task in graph.tasks.items() if task.kind == "pretrain")
+    skipped = state.mark_failed(root, "boom")
+    assert skipped == graph.descendants(root) and skipped
+    assert all(state.states[t].status == S.SKIPPED and root in state.states[t].error for t in skipped)
+    assert state.counts()[S.SKIPPED] == len(skipped) and state.counts()[S.FAILED] == 1
+    assert not set(skipped) & set(state.ready)
+    _check(state)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_walk_over_the_default_graph_matches_the_definition(seed):
+    graph = build_graph(load_spec(None, ["seeds=[0,1]"]))
+    state = S.SweepState(graph)
+    rng = random.Random(seed)
+    ids = list(graph.tasks)
+    for step in range(400):
+        task_id = rng.choice(ids)
+        if rng.random() < 0.1:
+            state.mark_failed(task_id, "boom")
+        else:
+            state.states[task_id].status = rng.choice(S.RUN_STATUSES)
+        if step % 20 == 0:
+            _check(state)
+    _check(state)
+
+
+# ----- the searcher ----------------------------------------------------------------------------
+
+def test_searcher_runs_a_diamond_in_order():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph)
+    searcher, started, finished = _searcher(state)
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    assert (first, second) == ({"task_ids": [a.id]}, {"task_ids": [e.id]})
+    assert searcher.suggest("t3") is None            # b, c, d wait for a; something is running
+    _complete(searcher, "t1", first)
+    got = [searcher.suggest("t3"), searcher.suggest("t4")]
+    assert got == [{"task_ids": [b.id]}, {"task_ids": [c.id]}]
+    _complete(searcher, "t3", got[0])
+    assert searcher.suggest("t5") is None            # d still waits for c
+    _complete(searcher, "t4", got[1])
+    last = searcher.suggest("t5")
+    assert last == {"task_ids": [d.id]}
+    _complete(searcher, "t2", second)
+    _complete(searcher, "t5", last)
+    assert searcher.suggest("t6") is Searcher.FINISHED
+    assert started == [a.id, e.id, b.id, c.id, d.id] and sorted(finished) == sorted(started)
+    assert state.counts()[S.DONE] == 5 and len(state.ready) == 0
+
+
+def test_searcher_failure_skips_descendants_and_the_rest_goes_on():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph)
+    searcher, _, finished = _searcher(state)
+    cfg = searcher.suggest("t1")
+    _complete(searcher, "t1", cfg)
+    b_cfg, c_cfg = searcher.suggest("t2"), searcher.suggest("t3")
+    _complete(searcher, "t2", b_cfg, failed={b.id})
+    assert state.states[b.id].status == S.FAILED and state.states[b.id].error == "boom"
+    assert state.states[d.id].status == S.SKIPPED
+    e_cfg = searcher.suggest("t4")
+    assert e_cfg == {"task_ids": [e.id]}
+    _complete(searcher, "t3", c_cfg, crashed=True)   # a crashed trial fails its task with a reason
+    assert "crashed" in state.states[c.id].error
+    _complete(searcher, "t4", e_cfg)
+    assert searcher.suggest("t5") is Searcher.FINISHED
+    assert state.counts() == {S.DONE: 2, S.RUNNING: 0, S.PENDING: 0, S.FAILED: 2, S.SKIPPED: 1, S.CACHED: 0}
+
+
+def test_pending_tasks_that_can_never_run_are_skipped_at_the_end():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph)
+    state.states[a.id].status = S.FAILED             # failed outside the searcher: b, c, d stay pending
+    state.states[e.id].status = S.CACHED
+    searcher, _, _ = _searcher(state)
+    assert searcher.suggest("t1") is Searcher.FINISHED
+    assert {state.states[t].status for t in (b.id, c.id, d.id)} == {S.SKIPPED}
+    assert "never became available" in state.states[d.id].error
+
+
+def test_bundles_take_ready_tasks_of_one_group_in_graph_order():
+    root = _task("pretrain", "root")
+    paths = [_task("path_eval", f"p{i}", root) for i in range(10)]
+    other = _task("path_eval", "big", root, cpus=2)     # other resources: never in the same bundle
+    aligns = [_task("align", f"a{i}", root) for i in range(3)]
+    graph = _graph(root, paths[0], other, *paths[1:], *aligns)
+    state = S.SweepState(graph)
+    searcher, _, _ = _searcher(state, concurrency=2, max_bundle=4)
+    _complete(searcher, "t0", searcher.suggest("t0"))
+    first = searcher.suggest("t1")["task_ids"]
+    assert first == [p.id for p in paths[:4]]              # ceil(10 / 2) = 5, capped at 4
+    second = searcher.suggest("t2")["task_ids"]
+    assert second == [other.id]
+    third = searcher.suggest("t3")["task_ids"]
+    assert third == [p.id for p in paths[4:7]]             # ceil(6 / 2) = 3
+    assert all(state.states[t].status == S.RUNNING for t in first + second + third)
+    _check(state)
+
+
+def test_the_searcher_drops_its_live_state_when_pickled():
+    import pickle
+
+    graph, _ = _diamond()
+    searcher, _, _ = _searcher(S.SweepState(graph))
+    assert pickle.loads(pickle.dumps(searcher)).__dict__ == {}
