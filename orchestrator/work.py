@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import socket
 import time
 import traceback
@@ -282,6 +283,41 @@ def run_sleep(task: Task, env: TaskEnv) -> TaskOutput:
                       meta={"node_id": node_id, "pid": os.getpid(), "host": socket.gethostname()})
 
 
+def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
+    """Writes rows of every table at the sizes the real task would (epochs, alphas x eval sets, barriers),
+    with made-up values and no checkpoint, computing nothing: the result tables at scale (benchmarks)."""
+    _maybe_fail(task)
+    rng = random.Random(task.id)
+    sets = data_lib.EVAL_SETS
+    if task.kind == vocab.PATH_EVAL:
+        n = int(task.settings.get("paths.num_alphas") or 11)
+        alphas = [i / (n - 1) for i in range(n)] if n > 1 else [0.0, 1.0]
+        rows = []
+        for eval_set in sets:
+            height = rng.uniform(0, 1)
+            for a in alphas:
+                bump = height * 4 * a * (1 - a)
+                rows.append({"alpha": a, "eval_set": eval_set, "loss": 0.3 + bump, "acc": max(0.0, 0.9 - 0.5 * bump),
+                             "n": 1000, "agree_a": 1 - a, "agree_b": a, "reliance_randimg": rng.uniform(0, 0.5),
+                             "reliance_randcue": rng.uniform(0, 0.5)})
+        return _path_output(task, rows, paths_lib.barriers(rows))
+    epochs = {vocab.PRETRAIN: "pretrain.epochs", vocab.FINETUNE: "finetune.epochs",
+              vocab.MIDPOINT: "midpoint.epochs"}.get(task.kind)
+    if epochs is None:   # align: a checkpoint and facts only, no rows
+        return TaskOutput(metrics={"weight_distance_before": 1.0, "weight_distance_after": 0.5, "identity": 0.0},
+                          meta={"identity": False})
+    curve = [{"epoch": e, "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05, "duration_s": 0.0}
+             for e in range(int(task.settings.get(epochs) or 1))]
+    out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
+    out.steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in out.tables[vocab.TRAIN_CURVES]
+                 for m in ("loss", "acc")]
+    if task.kind != vocab.MIDPOINT:
+        rows = [{"eval_set": e, "loss": rng.uniform(0.1, 2.0), "acc": rng.uniform(0.1, 0.99), "n": 1000} for e in sets]
+        out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
+        out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
+    return out
+
+
 KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
     vocab.PRETRAIN: run_pretrain,
     vocab.FINETUNE: run_finetune,
@@ -289,7 +325,8 @@ KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
     vocab.ALIGN: run_align,
     vocab.PATH_EVAL: run_path_eval,
 }
-RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop, "sleep": run_sleep}
+RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop, "sleep": run_sleep,
+                                                              "synthetic": run_synthetic}
 
 
 # ---------------------------------------------------------------- running one task here
