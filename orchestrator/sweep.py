@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator import outputs, plan, preflight, tables, vocab
+from orchestrator import compact, outputs, plan, preflight, tables, vocab
 from orchestrator.errors import SweepError
 from orchestrator.graph import Graph, build_graph
 from orchestrator.layout import SweepLayout, redact
@@ -154,15 +154,20 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
 
     def finished(task_id: str) -> None:
         recorder.record(task_id)
-        for child in graph.descendants(task_id):
-            if state.states[child].status == vocab.SKIPPED:
-                recorder.record(child)
+        if state.states[task_id].status == vocab.FAILED:
+            for child in graph.descendants(task_id):
+                if state.states[child].status == vocab.SKIPPED:
+                    recorder.record(child)
 
     progress = ProgressPrinter(state, spec.max_concurrent or _default_concurrency())
-    run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
-    for task_id, s in state.states.items():   # pending tasks that could never run
-        if s.status == vocab.SKIPPED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
-            recorder.record(task_id)
+    try:
+        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
+        for task_id, s in state.states.items():   # pending tasks that could never run
+            if s.status == vocab.SKIPPED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
+                recorder.record(task_id)
+    finally:   # also when interrupted: every queued `tasks` row is written, then the fragments compacted
+        recorder.close()
+        compact.compact_after_run(layout, log)
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     _summarize(outcome, log)
     if report:

@@ -1,0 +1,399 @@
+"""Compaction of result fragments into part files: same rows before and after, idempotent, crash-safe
+(an exception or a SIGKILL at every step, then a rerun: every row exactly once), newer fragments win,
+parts merge, object stores (pyarrow's mock file system), the CLI, and sweeps that compact when they end
+or are interrupted and resume afterwards without recomputing anything."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from orchestrator import cli, compact, outputs, recording, schedule, sweep, tables, vocab, work
+from orchestrator.graph import build_graph
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import dump_spec, load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "compacted"
+
+
+def write_sweep(layout: SweepLayout, graph) -> None:
+    """Every task's outputs as the synthetic runner writes them, and its `tasks` row (no Ray)."""
+    for task in graph.tasks.values():
+        result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+        assert result.status == vocab.DONE, result.error
+        row = recording.task_row(task, vocab.FINISHED, spec_hash="test", rev=None, duration_s=result.duration_s)
+        tables.write_fragment(layout, vocab.TASKS, task.id, [row])
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """Two seeds of the default graph (100 tasks), written once; each test works on a copy."""
+    directory = tmp_path_factory.mktemp("template")
+    spec = load_spec(None, [f"seeds=[0,1]", f"storage={directory}", f"name={NAME}"])
+    graph = build_graph(spec)
+    layout = SweepLayout(Storage(str(directory)), NAME)
+    layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
+    write_sweep(layout, graph)
+    return directory, graph, snapshot(layout)
+
+
+@pytest.fixture
+def swept(template, tmp_path):
+    directory, graph, before = template
+    shutil.copytree(directory, tmp_path / "store")
+    return SweepLayout(Storage(str(tmp_path / "store")), NAME), graph, before
+
+
+def snapshot(layout) -> dict[str, pd.DataFrame]:
+    return {t: tables.read_table(layout, t) for t in vocab.TABLES}
+
+
+def assert_same_rows(layout, before: dict[str, pd.DataFrame]) -> None:
+    for table, expected in before.items():
+        got = tables.read_table(layout, table)
+        assert got["task_id"].tolist() == expected["task_id"].tolist(), table
+        pd.testing.assert_frame_equal(got, expected, obj=table)
+
+
+def fragments(layout, table: str) -> list[str]:
+    return list(tables.list_table(layout, table).fragments)
+
+
+def assert_all_verified(layout, graph) -> None:
+    for task_id, task in graph.tasks.items():
+        assert outputs.verify_outputs(layout, task.kind, task_id) == (True, ""), task_id
+        assert tables.verify_fragment(layout, vocab.TASKS, task_id), task_id
+
+
+# ----- compaction ------------------------------------------------------------------------------
+
+def test_compaction_keeps_every_row_and_leaves_two_files_per_table(swept):
+    layout, graph, before = swept
+    assert len(fragments(layout, vocab.TASKS)) == len(graph)
+    done = compact.compact(layout)
+    assert {t: c.files for t, c in done.items()} == {t: 2 for t in vocab.TABLES}   # one part + the manifest
+    assert done[vocab.TASKS].absorbed == len(graph) and done[vocab.PATHS].rows == len(before[vocab.PATHS])
+    assert all(not fragments(layout, t) for t in vocab.TABLES)
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)       # finished tasks stay finished (outputs.verify_outputs)
+    for task_id, task in graph.tasks.items():   # one task's rows, read back from its part
+        for table in ([vocab.PATHS, vocab.BARRIERS] if task.kind == vocab.PATH_EVAL else [vocab.TASKS]):
+            expected = before[table][before[table]["task_id"] == task_id].reset_index(drop=True)
+            pd.testing.assert_frame_equal(tables.read_fragment(layout, table, task_id), expected, check_dtype=False)
+    with pytest.raises(FileNotFoundError):
+        tables.read_fragment(layout, vocab.PATHS, "path_eval-0000000000000000")
+
+
+def test_compaction_is_idempotent(swept):
+    layout, graph, before = swept
+    compact.compact(layout)
+    root = Path(layout.root) / "results"
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    again = compact.compact(layout)
+    assert not any(c.changed for c in again.values())
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == stamps
+    assert_same_rows(layout, before)
+
+
+def test_a_run_leaves_fewer_fragments_than_the_threshold_alone(swept, monkeypatch):
+    layout, graph, before = swept
+    done = compact.compact(layout, min_fragments=len(graph) + 1)
+    assert not any(c.changed for c in done.values())
+    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, str(len(graph)))
+    logged = []
+    compact.compact_after_run(layout, log=logged.append)
+    assert not fragments(layout, vocab.TASKS) and fragments(layout, vocab.EVALUATIONS)   # 18 < 100 stay
+    assert logged and "tasks 100 fragments -> 2 files" in logged[0]
+    assert_same_rows(layout, before)
+
+
+@pytest.mark.parametrize("step", ["part", "manifest", "delete"])
+def test_an_exception_at_any_step_loses_and_duplicates_nothing(swept, monkeypatch, step):
+    layout, graph, before = swept
+
+    class Boom(Exception):
+        pass
+
+    real_manifest, real_delete, deleted = compact._write_manifest, compact._delete_file, []
+
+    def failing_manifest(*args):
+        if step == "manifest":
+            real_manifest(*args)
+        raise Boom
+
+    def failing_delete(fs, path):
+        if len(deleted) == 30:
+            raise Boom
+        deleted.append(path)
+        real_delete(fs, path)
+
+    if step == "delete":
+        monkeypatch.setattr(compact, "_delete_file", failing_delete)
+    else:
+        monkeypatch.setattr(compact, "_write_manifest", failing_manifest)
+    with pytest.raises(Boom):
+        compact.compact(layout)
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    monkeypatch.undo()
+    compact.compact(layout)
+    assert_same_rows(layout, before)
+    assert all(compact.files_per_table(layout)[t] == 2 for t in vocab.TABLES)
+    assert not list((Path(layout.root) / "results").rglob("*.tmp-*"))
+
+
+KILL = """
+import os, signal, sys
+from orchestrator import compact
+from orchestrator.layout import Storage, SweepLayout
+step, root, name = sys.argv[1:4]
+layout = SweepLayout(Storage(root), name)
+die = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+if step == "writing":        # in the middle of writing the part
+    write = compact._HashingFile.write
+    compact._HashingFile.write = lambda self, data: die() if self.tell() > 2000 else write(self, data)
+elif step == "part":         # the part written, the manifest not
+    compact._write_manifest = die
+elif step == "manifest":     # the manifest written, no fragment deleted
+    real = compact._write_manifest
+    compact._write_manifest = lambda *a: (real(*a), die())
+elif step == "delete":       # half of the fragments deleted
+    real, n = compact._delete_file, []
+    compact._delete_file = lambda fs, path: die() if len(n) == 50 else (n.append(1), real(fs, path))
+compact.compact(layout)
+"""
+
+
+@pytest.mark.parametrize("step", ["writing", "part", "manifest", "delete"])
+def test_compaction_killed_at_any_step_then_rerun_keeps_every_row_once(swept, step):
+    layout, graph, before = swept
+    root = str(Path(layout.root).parent)
+    proc = subprocess.run([sys.executable, "-c", KILL, step, root, NAME], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    compact.compact(layout)
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    assert all(compact.files_per_table(layout)[t] == 2 for t in vocab.TABLES)
+    assert not list((Path(layout.root) / "results").rglob("*.tmp-*"))
+
+
+def test_a_task_rerun_after_compaction_wins_and_is_absorbed_next_time(swept):
+    layout, graph, before = swept
+    compact.compact(layout)
+    rerun = next(t for t, task in graph.tasks.items() if task.kind == vocab.PATH_EVAL)
+    old = tables.read_fragment(layout, vocab.PATHS, rerun)
+    new_rows = [{"pair_type": r.pair_type, "path_kind": r.path_kind, "alpha": r.alpha, "eval_set": r.eval_set,
+                 "loss": 99.0, "acc": 0.5} for r in old.itertuples()][:7]
+    tables.write_fragment(layout, vocab.PATHS, rerun, new_rows)
+    expected = before[vocab.PATHS]
+    expected = pd.concat([expected[expected.task_id != rerun],
+                          tables.read_fragment(layout, vocab.PATHS, rerun)]).sort_values("task_id", kind="stable")
+    got = tables.read_table(layout, vocab.PATHS)
+    assert len(got) == len(expected) and (got[got.task_id == rerun]["loss"] == 99.0).all()
+    assert got[got.task_id == rerun].shape[0] == 7
+    assert tables.compacted_digest(layout, layout.fragment(vocab.PATHS, rerun)) is not None
+    done = compact.compact(layout)[vocab.PATHS]
+    assert done.absorbed == 1 and done.files == 3          # two parts + the manifest
+    pd.testing.assert_frame_equal(tables.read_table(layout, vocab.PATHS), expected.reset_index(drop=True))
+    assert (tables.read_fragment(layout, vocab.PATHS, rerun)["loss"] == 99.0).all()
+
+
+def test_many_parts_and_stale_parts_are_merged(swept, monkeypatch):
+    layout, graph, before = swept
+    monkeypatch.setattr(compact, "MAX_PARTS", 3)
+    table, full = vocab.TASKS, before[vocab.TASKS]
+    saved = {t: layout.storage.read_bytes(layout.fragment(table, t)) for t in graph.tasks}
+    for task_id in saved:
+        layout.storage.delete(layout.fragment(table, task_id))
+    ids = sorted(saved)
+    for i in range(5):                                      # five runs, each compacting its own tasks
+        for task_id in ids[i::5]:
+            layout.storage.write_bytes(layout.fragment(table, task_id), saved[task_id])
+        compact.compact_table(layout, table)
+        assert len(tables.read_manifest(layout, table).parts) <= 3
+    pd.testing.assert_frame_equal(tables.read_table(layout, table), full)
+    for task_id in ids[:60]:                                # most tasks ran again: the old parts go stale
+        row = recording.task_row(graph.tasks[task_id], vocab.FAILED, spec_hash="test", rev=None, error="again")
+        tables.write_fragment(layout, table, task_id, [row])
+    compact.compact_table(layout, table)
+    manifest = tables.read_manifest(layout, table)
+    live = manifest.live_rows()
+    assert all(live[p] >= (1 - compact.STALE_FRACTION) * info.rows for p, info in manifest.parts.items())
+    assert compact.files_per_table(layout)[table] == len(manifest.parts) + 1
+    got = tables.read_table(layout, table)
+    assert got["task_id"].tolist() == full["task_id"].tolist()
+    assert (got.set_index("task_id").loc[ids[:60], "error"] == "again").all()
+    assert got.set_index("task_id").loc[ids[60:], "error"].isna().all()
+
+
+def test_a_corrupt_part_is_not_trusted(swept):
+    layout, graph, before = swept
+    compact.compact(layout)
+    (name,) = tables.read_manifest(layout, vocab.BARRIERS).parts
+    part = Path(layout.compacted_file(vocab.BARRIERS, name))
+    blob = bytearray(part.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    part.write_bytes(bytes(blob))
+    with pytest.warns(RuntimeWarning, match="sha256 differs"):
+        assert tables.read_table(layout, vocab.BARRIERS).empty
+    task_id = before[vocab.BARRIERS]["task_id"].iloc[0]
+    assert not tables.verify_fragment(layout, vocab.BARRIERS, task_id)
+    assert tables.compacted_digest(layout, layout.fragment(vocab.BARRIERS, task_id)) is None
+    assert outputs.verify_outputs(layout, vocab.PATH_EVAL, task_id)[0] is False   # it will be recomputed
+    assert tables.verify_fragment(layout, vocab.PATHS, task_id)                   # other tables are fine
+
+
+def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept):
+    layout, graph, before = swept
+    compact.compact(layout)
+    layout.storage.write_bytes(tables.manifest_path(layout, vocab.PATHS), b"not parquet")
+    with pytest.raises(compact.CompactionError, match="manifest"):
+        compact.compact_table(layout, vocab.PATHS)
+    with pytest.warns(RuntimeWarning, match="manifest"):
+        assert tables.read_table(layout, vocab.PATHS).empty
+
+
+def test_compacted_digest_ignores_paths_that_are_not_fragments(swept):
+    layout, graph, _ = swept
+    compact.compact(layout)
+    task = next(iter(graph.tasks.values()))
+    assert tables.compacted_digest(layout, layout.fragment(vocab.TASKS, task.id)) is not None
+    assert tables.compacted_digest(layout, layout.marker_file(task.kind, task.id)) is None
+    assert tables.compacted_digest(layout, layout.compacted_file(vocab.TASKS, "x")) is None
+    assert tables.compacted_digest(layout, "/elsewhere/results/tasks/x.parquet") is None
+
+
+def test_on_an_object_store(template):
+    """pyarrow's mock file system stands in for s3:// (no local paths, moves and listings through pyarrow.fs)."""
+    directory, graph, before = template
+    storage = Storage("mock:///bucket/sweeps")
+    assert not storage.is_local
+    layout = SweepLayout(storage, NAME)
+    local = Path(directory) / NAME / "results"
+    for path in local.rglob("*.parquet"):
+        storage.write_bytes(storage.join(layout.root, "results", str(path.relative_to(local))), path.read_bytes())
+    assert_same_rows(layout, before)
+    compact.compact(layout)
+    assert all(n == 2 for n in compact.files_per_table(layout).values())
+    infos = storage.fs.get_file_info(pafs.FileSelector(layout.table_dir(vocab.PATHS)))
+    assert sorted(i.base_name.split("-")[0] for i in infos) == ["_manifest.parquet", "part"]
+    assert_same_rows(layout, before)
+    task_id = before[vocab.PATHS]["task_id"].iloc[-1]
+    assert len(tables.read_fragment(layout, vocab.PATHS, task_id)) == 44
+    assert tables.verify_fragment(layout, vocab.PATHS, task_id)
+
+
+def test_cli_compacts_a_sweep_written_before(swept, capsys):
+    layout, graph, before = swept
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
+    assert "compacted results" in capsys.readouterr().out
+    assert_same_rows(layout, before)
+    assert all(n == 2 for n in compact.files_per_table(layout).values())
+    assert cli.main(["compact", str(Path(layout.root).parent / "nope")]) == cli.EXIT_BAD_INPUT
+
+
+def test_cli_refuses_while_a_run_holds_the_lock(swept, capsys):
+    layout, graph, _ = swept
+    layout.storage.write_bytes(layout.lock_file(), b'{"pid": 1, "host": "elsewhere", "started_at": 0}')
+    assert cli.main(["compact", layout.root]) == cli.EXIT_BAD_INPUT
+    assert "another `mmc-sweep run`" in capsys.readouterr().err
+    assert len(fragments(layout, vocab.TASKS)) == len(graph)
+
+
+# ----- sweeps that compact when they end (tasks run inline, without Ray) -------------------------
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def inline_run_graph(stop_after: int | None):
+    """`schedule.run_graph` without Ray: ready tasks one by one in this process; Ctrl-C after `stop_after`."""
+    def run_graph(state, layout, ctx, *, max_concurrent, on_finish, progress=None, run_name=None):
+        ran = 0
+        while (task_id := state.ready.first()) is not None:
+            task = ctx.graph.tasks[task_id]
+            state.states[task_id].status, state.states[task_id].started_at = vocab.RUNNING, 0.0
+            result = work.run_here(task, layout, ctx.runner, ctx.data_root,
+                                   {p: ctx.graph.tasks[p].kind for p in task.parents})
+            state.states[task_id].result, state.states[task_id].duration_s = result, result.duration_s
+            if result.status == vocab.DONE:
+                state.states[task_id].status = vocab.DONE
+            else:
+                state.mark_failed(task_id, result.error)
+            on_finish(task_id)
+            ran += 1
+            if stop_after is not None and ran >= stop_after:
+                raise Interrupted
+    return run_graph
+
+
+@pytest.fixture
+def inline(monkeypatch):
+    monkeypatch.setattr(sweep, "_connect", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
+    monkeypatch.setattr(sweep, "cluster_resources", lambda: {"CPU": 2})
+    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+
+    def use(stop_after=None):
+        monkeypatch.setattr(sweep, "run_graph", inline_run_graph(stop_after))
+    return use
+
+
+def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path, inline):
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=resumed"])
+    graph = build_graph(spec)
+    inline(stop_after=20)
+    logged = []
+    with pytest.raises(Interrupted):
+        sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+    layout = SweepLayout(Storage(str(tmp_path)), "resumed")
+    assert any(line.startswith("compacted results") for line in logged)
+    first = tables.read_table(layout, vocab.TASKS)
+    assert len(first) == 20 and first["task_id"].is_unique and first["mlflow_run_id"].notna().all()
+    assert all(compact.files_per_table(layout)[t] <= 2 for t in vocab.TABLES)
+
+    inline()
+    logged.clear()
+    outcome = sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+    assert "20 already finished" in "\n".join(logged)
+    assert outcome.counts["cached"] == 20 and outcome.counts["done"] == len(graph) - 20
+    tasks = tables.read_table(layout, vocab.TASKS)
+    assert sorted(tasks["task_id"]) == sorted(graph.tasks) and (tasks["status"] == vocab.FINISHED).all()
+    paths = tables.read_table(layout, vocab.PATHS)
+    assert paths.groupby("task_id").size().eq(44).all()
+    assert set(paths["task_id"]) == {t for t, task in graph.tasks.items() if task.kind == vocab.PATH_EVAL}
+    assert all(compact.files_per_table(layout)[t] <= 3 for t in vocab.TABLES)   # at most 2 parts + manifest
+
+    inline()
+    again = sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+    assert again.counts["cached"] == len(graph) and again.counts["done"] == 0
+    pd.testing.assert_frame_equal(tables.read_table(layout, vocab.TASKS), tasks)
+
+
+# ----- a real run on Ray -------------------------------------------------------------------------
+
+def test_a_run_on_ray_compacts_and_a_rerun_skips_every_finished_task(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=onray", "max_concurrent=2"])
+    graph = build_graph(spec)
+    first = sweep.run_sweep(spec, runner="synthetic", report=False, log=lambda *a: None)
+    assert first.ok and first.counts["done"] == len(graph)
+    layout = first.layout
+    assert all(compact.files_per_table(layout)[t] == 2 for t in vocab.TABLES)
+    before = snapshot(layout)
+    assert sorted(before[vocab.TASKS]["task_id"]) == sorted(graph.tasks)
+    second = sweep.run_sweep(spec, runner="synthetic", report=False, log=lambda *a: None)
+    assert second.counts["cached"] == len(graph) and second.counts["done"] == 0
+    assert_same_rows(layout, before)
