@@ -258,8 +258,9 @@ def check_ray_address(address: str | None) -> None:
             pass
     except OSError as exc:
         raise SweepError(f"--address {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
-                         f"({exc.strerror or type(exc).__name__}); start it (`ray start --head`), fix the address, or "
-                         "leave --address out to run on a local Ray") from None
+                         f"({exc.strerror or type(exc).__name__}); start it (`ray start --head "
+                         "--dashboard-host=127.0.0.1`), fix the address, or leave --address out to run on a local "
+                         "Ray") from None
 
 
 # ----- the cluster -----

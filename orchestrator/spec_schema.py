@@ -624,7 +624,8 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
             if value > n_train:
                 out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}; "
                            f"use at most {n_train}")
-        for key, value in (("pretrain.batch_size", v.pretrain.batch_size), ("midpoint.batch_size", v.midpoint.batch_size)):
+        for key, value in (("pretrain.batch_size", v.pretrain.batch_size),
+                           ("midpoint.batch_size", v.midpoint.batch_size)):
             if value > n_train:
                 out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}, so "
                            f"an epoch would have no full batch; use at most {n_train}")

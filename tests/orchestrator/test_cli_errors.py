@@ -174,11 +174,12 @@ def test_bad_specs_through_real_subprocesses(tmp_path):
     (b"name: x\n\x00\x00\xff\xfe", "is not UTF-8 text"),
     (b"# " + b"x" * 1_000_001 + b"\n", "is larger than 1000000 bytes"),
     (b"name: x\nseeds: [" + b", ".join(b"-1" for _ in range(5000)) + b"]\n", "... and 4975 more (fix these first)"),
-    (b"name: x\nseeds: [" + b", ".join(str(i).encode() for i in range(10_001)) + b"]\n", "`seeds`: 10001 items; at most 10000"),
+    (b"name: x\nseeds: [" + b", ".join(str(i).encode() for i in range(10_001)) + b"]\n",
+     "`seeds`: 10001 items; at most 10000"),
     (b"name: x\ndata: {cue: " + b"z" * 200_000 + b"}\n", "`data.cue`: 'zzzzzzzz"),
     (b"name: x\ndescription: " + b"d" * 10_001 + b"\n", "`description`: 'dddd"),
-    (b"name: x\nseeds: [" + b", ".join(str(i).encode() for i in range(9000)) + b"]\nfinetune: {lam: {grid: [1, 2, 3]}}\n",
-     "tasks; at most 2,000,000"),
+    (b"name: x\nseeds: [" + b", ".join(str(i).encode() for i in range(9000)) + b"]\n"
+     b"finetune: {lam: {grid: [1, 2, 3]}}\n", "tasks; at most 2,000,000"),
 ], ids=["latin1", "utf16", "binary", "too-large", "5000-problems", "10001-seeds", "200k-value", "long-description",
         "plans-too-many-tasks"])
 def test_hostile_spec_files_are_refused(content, needle, tmp_path, cwd, capsys):

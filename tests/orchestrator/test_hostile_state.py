@@ -373,7 +373,8 @@ HOSTILE_SPECS = {
                    "more than 100000 values once aliases are expanded"),
     "deeply-nested": (b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested more than 32 levels deep"),
     "too-large": (b"#" * (preflight.MAX_SPEC_BYTES + 1), "more than the 1000000 expected"),
-    "python-tag": (b"name: !!python/object/apply:os.system [touch PWNED]\n", "the tag '!!python/object/apply:os.system'"),
+    "python-tag": (b"name: !!python/object/apply:os.system [touch PWNED]\n",
+                   "the tag '!!python/object/apply:os.system'"),
 }
 
 
