@@ -293,7 +293,7 @@ def test_unreachable_ray_address_fails_fast(tmp_path, cwd, capsys):
     address = f"ray://alice:{SECRET}@127.0.0.1:{closed_port()}"
     code, out, err, elapsed = main(capsys, "run", str(spec), "--storage", str(storage), "--address", address)
     assert_refused(code, err, storage, "--address 'ray://***@127.0.0.1:", "no Ray cluster answers within 2 s",
-                   "start it (`ray start --head`)", out=out, elapsed=elapsed)
+                   "start it (`ray start --head", out=out, elapsed=elapsed)
     assert not storage.exists() and written(cwd) == []
 
 
