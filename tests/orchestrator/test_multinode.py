@@ -1,0 +1,301 @@
+"""Multi-node truth: `python -m orchestrator run SPEC --address ...` against a Ray cluster whose
+worker node has a disk of its own (see tests/orchestrator/ns_cluster.py), plus the pieces of
+`orchestrator.visibility` that need no cluster.
+
+The cluster is module-scoped; each test looks only at its own sweep directory and at what it
+changed, so the tests do not depend on their order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from orchestrator import tables
+from orchestrator.graph import build_graph
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import load_spec
+from orchestrator import visibility
+from tests.conftest import REPO, write_spec
+from tests.orchestrator.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
+
+# 2 pretrain, 1 finetune, 2 path evaluations (cue~nocue, pretrained~ft): 1 epoch, width 8
+SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+         "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
+         "max_concurrent": 2}
+CLI_TIMEOUT_S = 300
+CIFAR_FILES = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"]
+TABLES = ("evaluations", "train_curves", "paths", "barriers")
+
+
+def cli(cluster, spec: Path, *args: str, address: str | None = "cluster", timeout: float = CLI_TIMEOUT_S,
+        popen: bool = False):
+    """`python -m orchestrator run SPEC --no-report [--address CLUSTER] ARGS` with the cluster's token and
+    no RAY_ADDRESS of the caller (address=None: a local Ray of its own)."""
+    cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", *args]
+    if address:
+        cmd += ["--address", cluster.address if address == "cluster" else address]
+    if popen:   # output to a file: a full pipe would stall the sweep while the test watches it
+        log = open(cluster.base / f"{spec.stem}-{time.time_ns()}.out", "w+")
+        proc = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        proc.log = log
+        return proc
+    return subprocess.run(cmd, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=timeout)
+
+
+def head_files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*"))
+
+
+def worker_files(cluster, root: Path) -> list[str]:
+    out = cluster.in_worker("find", str(root), "-mindepth", "1")
+    assert out.returncode == 0, out.stderr
+    return sorted(out.stdout.split())
+
+
+def spec_file(cluster, name: str, folder: str = "specs", **overrides) -> Path:
+    directory = cluster.base / folder
+    directory.mkdir(exist_ok=True)
+    return write_spec(directory, name, **{**SMALL, **overrides})
+
+
+def layout_of(spec) -> SweepLayout:
+    return SweepLayout(Storage(spec.storage), spec.name)
+
+
+def worker_node(cluster) -> dict:
+    (node,) = [n for n in cluster.nodes() if n["alive"] and WORKER_RESOURCE in n["resources"]]
+    return node
+
+
+# ---------------------------------------------------------------- refused: local paths
+
+def test_local_storage_data_and_mlflow_store_are_refused_before_any_task_runs(ns_cluster):
+    cluster = ns_cluster
+    for name in CIFAR_FILES:   # a dataset that exists on the head's disk only
+        path = cluster.data_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not really cifar" * 8)
+    store = f"sqlite:///{cluster.storage_dir}/tracking.db"
+    spec = spec_file(cluster, "local", storage=str(cluster.storage_dir),
+                     data={"dataset": "cifar10", "root": str(cluster.data_dir)}, mlflow={"tracking_uri": store})
+    before = head_files(cluster.disk), worker_files(cluster, cluster.disk)
+    worker = worker_node(cluster)
+
+    out = cli(cluster, spec)
+
+    assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
+    err = out.stderr
+    assert "Traceback" not in err, err
+    node = f"{worker['ip']} (host {WORKER_HOST}, node id {worker['id'][:12]})"
+    sweep_dir = cluster.storage_dir / "local"
+    assert (f"`storage` must be reachable from every node of the Ray cluster, but the sweep directory {sweep_dir}"
+            in err), err
+    assert f"  - node {node}: the directory does not exist there" in err, err
+    assert "s3://BUCKET/mmc-runs" in err and "gs://BUCKET/mmc-runs" in err and "NFS" in err
+    assert "`data.root` must hold the same dataset on every node" in err, err
+    assert f"{cluster.data_dir}/cifar-10-batches-py/data_batch_1 is missing (and 5 more of its 6 files)" in err
+    assert (f"`mlflow.tracking_uri` must be reachable from every node of the Ray cluster, but "
+            f"{cluster.storage_dir}, the directory of the MLflow store {store}") in err
+    assert "the driver's probe file is not in it" in err and "--tracking-uri http://HOST:5000" in err
+    assert f"mmc-sweep data download cifar10 --root {cluster.data_dir}" in err
+    assert "sweep `local`" not in out.stdout   # refused before the plan was even printed: no task ran
+    # nothing written, on either node (no sweep directory, lock, probe or MLflow file)
+    assert (head_files(cluster.disk), worker_files(cluster, cluster.disk)) == before
+    print("\n--- the refusal, as the CLI prints it ---\n" + err[err.index("error: "):])
+
+
+def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
+    """Storage and MLflow store on the shared directory; the dataset copied to the same path on each node."""
+    cluster = ns_cluster
+    for name in CIFAR_FILES:
+        path = cluster.data_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"c" * 100)
+    copy = " && ".join(f"mkdir -p {(cluster.data_dir / n).parent} && head -c 100 /dev/zero > {cluster.data_dir / n}"
+                       for n in CIFAR_FILES)
+    assert cluster.in_worker("sh", "-c", copy).returncode == 0
+    spec = spec_file(cluster, "copies", storage=str(cluster.shared / "copies-runs"),
+                     data={"dataset": "cifar10", "root": str(cluster.data_dir)},
+                     mlflow={"tracking_uri": f"sqlite:///{cluster.shared}/copies-mlflow/mlflow.db"})
+    before = head_files(cluster.shared), worker_files(cluster, cluster.shared)
+    script = ("import json, sys, ray\n"
+              "from orchestrator.spec import load_spec\n"
+              "from orchestrator.layout import Storage, SweepLayout\n"
+              "from orchestrator.visibility import check_shared_paths, targets\n"
+              "spec = load_spec(sys.argv[1]); layout = SweepLayout(Storage(spec.storage), spec.name)\n"
+              "ray.init(address=sys.argv[2], log_to_driver=False, logging_level='ERROR')\n"
+              "print('KEYS', json.dumps([t.key for t in targets(spec, layout)]))\n"
+              "print('PROBLEMS', json.dumps(check_shared_paths(spec, layout)))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(spec), cluster.address], cwd=REPO, env=cluster.env,
+                         capture_output=True, text=True, timeout=120)
+    said = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.stdout.splitlines()
+            if ln.startswith(("KEYS ", "PROBLEMS "))}
+    assert said.get("KEYS") == ["storage", "data.root", "mlflow.tracking_uri"], out.stdout[-2000:] + out.stderr[-2000:]
+    assert said["PROBLEMS"] == []
+    # the probes are gone again, and so are the directories made for them
+    assert (head_files(cluster.shared), worker_files(cluster, cluster.shared)) == before
+
+
+# ---------------------------------------------------------------- shared storage: a sweep on both nodes
+
+@pytest.mark.slow
+def test_shared_storage_sweep_runs_tasks_on_both_nodes(ns_cluster):
+    cluster = ns_cluster
+    on_worker, on_head = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}, {"cpus": 1, "custom": {HEAD_RESOURCE: 1}}
+    storage = cluster.shared / "both-runs"
+    spec = spec_file(cluster, "both", storage=str(storage),
+                     resources={"pretrain": on_worker, "finetune": on_head, "path_eval": on_head})
+    graph = build_graph(load_spec(spec))
+    worker_disk = worker_files(cluster, cluster.disk)
+
+    out = cli(cluster, spec)
+
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    tasks = tables.read_table(SweepLayout(Storage(str(storage)), "both"), "tasks")
+    assert sorted(tasks["task_id"]) == sorted(graph.tasks) and set(tasks["status"]) == {"finished"}
+    hosts = {row.task_id: row.device.rsplit(":", 1)[-1] for row in tasks.itertuples()}   # cpu:<arch>:<host>
+    for task_id, task in graph.tasks.items():
+        assert (hosts[task_id] == WORKER_HOST) == (task.kind == "pretrain"), (task_id, hosts[task_id])
+    assert len(set(hosts.values())) == 2
+    assert worker_files(cluster, cluster.disk) == worker_disk   # the worker wrote nothing to its own disk
+
+
+# ---------------------------------------------------------------- a node dies mid-sweep
+
+@pytest.mark.slow
+def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_cluster, tmp_path):
+    """The fine-tuning task runs on the worker (custom resource; pretraining and path evaluation run
+    anywhere) and is held there after its epoch by the test hook, its resume state saved, while the head
+    finishes the rest it can. Then the worker node is SIGKILLed: the task fails, its dependent is skipped,
+    the sweep ends with exit 1. With a new worker the same command finishes the rest: every task once,
+    and the tables equal a single-node run of the same spec."""
+    from tests.hooks.mmc_test_hooks import PAUSE_ENV, hook_env
+
+    cluster = ns_cluster
+    storage = cluster.shared / "kill-runs"
+    spec = spec_file(cluster, "kill", storage=str(storage),
+                     resources={"finetune": {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}})
+    single_spec = spec_file(cluster, "kill", folder="single")   # the same tasks: resources are not in ids
+    graph = build_graph(load_spec(spec))
+    layout = SweepLayout(Storage(str(storage)), "kill")
+    events = cluster.shared / "kill-events"
+
+    t0 = time.time()
+    reference = cli(cluster, single_spec, "--storage", str(tmp_path / "single"), "--num-cpus", "2", address=None)
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+
+    t1 = time.time()
+    cluster.kill_worker()   # a worker whose fine-tuning tasks hold after epoch 0 until killed
+    held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
+    proc = cli(cluster, spec, popen=True)
+    try:
+        held = _wait_for(lambda: list(events.glob("paused-*")), proc)
+        cluster.kill_worker()
+        proc.wait(timeout=CLI_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        first = _output(proc)
+    (held_task,) = [p.name[len("paused-"):] for p in held]
+    assert graph.tasks[held_task].kind == "finetune"
+    assert proc.returncode == 1, first[-3000:]    # the task on the dead node failed; the head went on
+    assert "Rerun the same command to retry them" in first, first[-3000:]
+    first_tasks = tables.read_table(layout, "tasks").set_index("task_id")
+    assert first_tasks.loc[held_task, "status"] == "failed", first_tasks[["status", "device"]]
+    done_before = int((first_tasks["status"] == "finished").sum())
+    assert done_before >= 2   # both pretrainings, before the fine-tuning could start
+
+    t2 = time.time()
+    cluster.start_worker()
+    cluster.wait_for_nodes(alive=2, gone=(held_worker,))
+    t3 = time.time()
+    again = cli(cluster, spec)
+    print(f"\nsingle-node run {t1 - t0:.0f} s, held worker + killed run {t2 - t1:.0f} s, "
+          f"new worker {t3 - t2:.0f} s, rerun {time.time() - t3:.0f} s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
+
+    single = SweepLayout(Storage(str(tmp_path / "single")), "kill")
+    tasks = tables.read_table(layout, "tasks")
+    assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
+    assert set(tasks["status"]) == {"finished"}
+    assert tasks.set_index("task_id").loc[held_task, "device"].endswith(WORKER_HOST)   # on the new worker
+    for table in TABLES:
+        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
+        assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-6, obj=table)
+
+
+def _output(proc: subprocess.Popen) -> str:
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout_s: float = 240):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if found := condition():
+            return found
+        if proc.poll() is not None:
+            pytest.fail("the sweep ended before a task was held on the worker node:\n" + _output(proc)[-3000:])
+        time.sleep(0.1)
+    pytest.fail("no task was held on the worker node:\n" + _output(proc)[-3000:])
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition") if c in df.columns]
+    drop = [c for c in ("duration_s", "started_at", "finished_at") if c in df.columns]
+    return df.drop(columns=drop).sort_values(keys).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- no cluster needed
+
+def test_targets_are_the_local_paths_only(tmp_path):
+    from orchestrator.spec import parse_spec
+
+    data = tmp_path / "data"
+    for name in CIFAR_FILES:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(b"x" * 3)
+    spec = parse_spec(f"name: t\nstorage: {tmp_path}/runs\ndata: {{dataset: cifar10, root: {data}}}\n"
+                      f"mlflow: {{tracking_uri: 'sqlite:///{tmp_path}/m/mlflow.db'}}\n")
+    found = {t.key: t for t in visibility.targets(spec, layout_of(spec))}
+    assert found["storage"].directory == f"{tmp_path}/runs/t" and found["storage"].writable
+    assert found["data.root"].files == tuple((str(data / n), 3) for n in CIFAR_FILES)
+    assert found["mlflow.tracking_uri"].directory == f"{tmp_path}/m"
+
+    remote = parse_spec("name: t\nstorage: s3://bucket/runs\nmlflow: {tracking_uri: 'http://mlflow:5000'}\n")
+    on_s3 = SimpleNamespace(storage=SimpleNamespace(is_local=False), root="bucket/runs/t")   # no network here
+    assert visibility.targets(remote, on_s3) == []
+    builtin = parse_spec(f"name: t\nstorage: {tmp_path}/runs\ndata: {{root: {data}}}\n")   # digits reads no files
+    assert [t.key for t in visibility.targets(builtin, layout_of(builtin))] == ["storage"]
+    assert visibility.mlflow_store_dir("file:///srv/mlruns") == "/srv/mlruns"
+    assert visibility.mlflow_store_dir("databricks") is None
+    assert visibility.check_shared_paths(spec, layout_of(spec)) == []   # no Ray connected: nothing to check
+
+
+def test_a_node_reports_missing_changed_and_foreign_files(tmp_path):
+    (tmp_path / "a").write_bytes(b"12345")
+    assert visibility._see_files([(str(tmp_path / "a"), 5)]) is None
+    assert visibility._see_files([(str(tmp_path / "a"), 6), (str(tmp_path / "b"), 1)]) == \
+        f"{tmp_path}/a has 5 bytes, not 6 (and 1 more of its 2 files)"
+    probe = {"directory": str(tmp_path), "path": str(tmp_path / ".mmc-visibility-x"), "token": "abc", "writable": True}
+    assert "another one" in visibility._see_probe(probe, "node")
+    (tmp_path / ".mmc-visibility-x").write_text("abc\n")
+    assert visibility._see_probe(probe, "node") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mmc-visibility-x", "a"]   # its own file is gone
+    (tmp_path / ".mmc-visibility-x").write_text("other\n")
+    assert "holds something else" in visibility._see_probe(probe, "node")
+    assert visibility._see_probe({**probe, "directory": str(tmp_path / "nope")}, "node") == \
+        "the directory does not exist there"
