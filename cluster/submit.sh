@@ -3,6 +3,21 @@
 #   cluster/submit.sh sweeps/cifar10_vgg13.yaml [--storage s3://bucket/mmc-runs]
 # RAY_ADDRESS defaults to the local dashboard (http://127.0.0.1:8265); for a remote cluster use
 # `ray dashboard cluster/cluster.yaml` (port-forward) or the KubeRay head service address.
+#
+# Every node must reach the sweep's `storage`, its `data.root` and its MLflow store: tasks run on
+# any node, write their outputs under `storage` and read the dataset under `data.root` there. Use
+# s3:// or gs:// storage (or an NFS path mounted on every node), a dataset on NFS or at the same path
+# on every node, and `--tracking-uri` of an MLflow server. On a cluster of several nodes,
+# `mmc-sweep run` checks this before any task runs and stops with exit 2 otherwise, e.g.:
+#   error: `storage` must be reachable from every node of the Ray cluster, but the sweep directory
+#   /home/ubuntu/mmc-runs/cifar10_vgg13, which the driver writes on its node 10.0.1.5 (host ip-10-0-1-5,
+#   node id 8d25e1264b50), is not visible from:
+#     - node 10.0.2.17 (host ip-10-0-2-17, node id 18c8de1c3612): the directory does not exist there
+#   Tasks run on any node and write their checkpoints and results under `storage`; the tasks that
+#   follow and the driver read them back on their own nodes, so every node must see the same directory.
+#   Fix: give `storage` an object store (`storage: s3://BUCKET/mmc-runs` or `gs://BUCKET/mmc-runs`, or
+#   `--storage s3://BUCKET/mmc-runs`), or a directory mounted at the same path on every node (an NFS
+#   export such as /mnt/nfs/mmc-runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spec=${1:?usage: cluster/submit.sh SPEC.yaml [extra mmc-sweep run args]}
