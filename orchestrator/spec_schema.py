@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from collections import Counter
 import json
 import re
@@ -673,18 +674,29 @@ def settings_classes() -> dict[str, type]:
 
 def settings_columns() -> list[tuple[str, type]]:
     """(`<section>.<field>`, python type) of every setting a result row can carry, in a fixed order."""
+    return list(_settings_columns())
+
+
+@functools.lru_cache(maxsize=None)
+def _settings_columns() -> tuple[tuple[str, type], ...]:
     out = []
     for section, cls in settings_classes().items():
         for f, tp, _rule in declared_fields(cls):
             if section == "data" and f.name in (*DATA_AXIS_FIELDS, "root"):
                 continue
             out.append((f"{section}.{f.name}", base_type(tp)[0]))
-    return out
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _column_names() -> frozenset[str]:
+    return frozenset(name for name, _ in _settings_columns())
 
 
 def settings_values(section: str, settings: Any) -> dict[str, Any]:
-    """`<section>.<field>` -> value for one settings object (the columns of `settings_columns`)."""
-    names = {name for name, _ in settings_columns()}
+    """`<section>.<field>` -> value for one settings object (the columns of `settings_columns`).
+    Called for every planned task: the columns are computed once (type hints are slow)."""
+    names = _column_names()
     return {key: value for f in dataclasses.fields(settings)
             if (key := f"{section}.{f.name}") in names and not isinstance(value := getattr(settings, f.name), tuple)}
 
