@@ -129,7 +129,11 @@ def cmd_report(args) -> int:
     _summary, text = report.summary_text(layout)
     if text:
         print(text)
-    rep = report.write_report(layout)
+    try:
+        rep = report.write_report(layout)
+    except OSError as exc:   # e.g. a directory where report.html goes, a full or read-only disk
+        raise UsageError(f"cannot write the report into {layout.report_dir()}: {exc}; move what is in the way "
+                         "or free the storage, then run `mmc-sweep report` again") from None
     print(f"report: {rep.html}")
     return EXIT_OK
 

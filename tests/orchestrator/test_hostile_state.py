@@ -450,3 +450,28 @@ def test_unreadable_plan_is_refused_by_status(fault, finished, capsys):
     assert code == cli.EXIT_BAD_INPUT and elapsed < MAX_SECONDS, err
     assert f"cannot read the status of {finished.root}" in err and "plan.parquet" in err and "Traceback" not in err
     assert finished.snapshot() == before
+
+
+# ----- report ---------------------------------------------------------------------------------
+
+def _fragment(content: bytes | None):
+    def plant(s: Sweep) -> None:
+        folder = s.root / "results" / "paths"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{s.task.id}.parquet"
+        os.mkfifo(path) if content is None else path.write_bytes(content)
+    return plant
+
+
+@pytest.mark.parametrize("fault", ["garbled-fragment", "fifo-fragment"])
+def test_report_skips_unreadable_fragments(fault, finished, capsys):
+    {"garbled-fragment": _fragment(b"garbage"), "fifo-fragment": _fragment(None)}[fault](finished)
+    code, out, err, elapsed = finished.command(capsys, "report")
+    assert code == 0 and elapsed < 60, err
+    assert "Traceback" not in err and (finished.root / "report" / "report.html").is_file()
+
+
+def test_report_over_a_directory_named_report_html_is_refused(finished, capsys):
+    (finished.root / "report" / "report.html").mkdir(parents=True)
+    code, out, err, elapsed = finished.command(capsys, "report")
+    assert code == cli.EXIT_BAD_INPUT and "cannot write the report into" in err and "Traceback" not in err, err
