@@ -239,6 +239,10 @@ def _http_answers(scheme: str, host: str, port: int | None, path: str, timeout: 
         conn.close()
 
 
+def _address_flag(address: str) -> str:
+    return "$RAY_ADDRESS" if address == os.environ.get("RAY_ADDRESS") else "--address"
+
+
 def check_ray_address(address: str | None) -> None:
     """An explicit Ray address (host:port, ray://host:port, http://host:port) must accept a
     connection within the connect timeout; `auto` and addresses Ray resolves itself are left to Ray."""
@@ -251,13 +255,14 @@ def check_ray_address(address: str | None) -> None:
     except ValueError:
         host, port = None, None
     if not host or not port:
-        raise SweepError(f"--address {redact(address)!r} is not host:port, ray://host:port or http://host:port")
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port, ray://host:port or "
+                         "http://host:port")
     timeout = connect_timeout_s()
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise SweepError(f"--address {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
                          f"({exc.strerror or type(exc).__name__}); start it (`ray start --head "
                          "--dashboard-host=127.0.0.1`), fix the address, or leave --address out to run on a local "
                          "Ray") from None
