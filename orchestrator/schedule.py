@@ -8,13 +8,17 @@ in the trial process, which avoids the ~20 s start of a Train worker group.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import logging
+import math
 import os
+import statistics
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -253,6 +257,10 @@ class ReadySet:
 
 MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
 DEFAULT_MAX_BUNDLE = 8
+SHORT_TASK_S = 0.1           # a kind whose tasks take less than this (median so far) is bundled too
+TARGET_TRIAL_S = 2.0         # bundles of measured-short tasks grow until a trial takes about this long ...
+MAX_ADAPTIVE_BUNDLE = 64     # ... up to this many tasks (unless MMC_MAX_BUNDLE or `max_bundle` caps them)
+_DURATION_SAMPLES = 3        # finished tasks of a kind before its median counts
 
 
 class DagSearcher(Searcher):
@@ -261,8 +269,11 @@ class DagSearcher(Searcher):
     A trial runs one task, or a *bundle* of up to `max_bundle` ready single-worker tasks of a short
     kind (`BUNDLE_KINDS`) with the same resources: starting a trial costs about as much as a path
     evaluation on the built-in data, so bundling keeps small sweeps from being all overhead. Bundles
-    are sized so that the ready work still spreads over `concurrency` trials. The ready tasks come
-    from `SweepState.ready`, kept up to date incrementally: a suggestion costs O(log n), not a scan.
+    are sized so that the ready work still spreads over `concurrency` trials. Kinds measured in this
+    run to take under `SHORT_TASK_S` per task are bundled as well, and bundles of measured-short tasks
+    grow towards `TARGET_TRIAL_S` per trial (at most `MAX_ADAPTIVE_BUNDLE` tasks) unless `max_bundle`
+    or MMC_MAX_BUNDLE set a cap. The ready tasks come from `SweepState.ready`, kept up to date
+    incrementally: a suggestion costs O(log n), not a scan.
     """
 
     def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
@@ -274,7 +285,10 @@ class DagSearcher(Searcher):
         self._on_start = on_start
         self._on_finish = on_finish
         self._concurrency = max(1, concurrency)
-        self._max_bundle = max(1, int(os.environ.get(MAX_BUNDLE_ENV_VAR, max_bundle or DEFAULT_MAX_BUNDLE)))
+        explicit = os.environ.get(MAX_BUNDLE_ENV_VAR) or max_bundle
+        self._max_bundle = max(1, int(explicit or DEFAULT_MAX_BUNDLE))
+        self._adaptive = not explicit
+        self._durations: dict[str, deque] = {}     # kind -> durations of its latest finished tasks
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for experiment restore; we resume from the output cache
@@ -293,13 +307,23 @@ class DagSearcher(Searcher):
     def tasks_of(self, trial_id: str) -> list[str]:
         return self._finished_trials.get(trial_id) or self._trial_to_tasks.get(trial_id) or []
 
+    def typical_duration(self, kind: str) -> float | None:
+        """Median duration of the latest finished tasks of `kind` in this run (None: too few yet)."""
+        recent = self._durations.get(kind)
+        return statistics.median(recent) if recent and len(recent) >= _DURATION_SAMPLES else None
+
     def _bundle(self, first: str) -> list[str]:
         ready = self._state.ready
         head = self._state.graph.tasks[first]
         group = ready.group(first)
-        if head.kind not in BUNDLE_KINDS or head.resources.workers > 1 or self._max_bundle == 1:
+        typical = self.typical_duration(head.kind)
+        short = typical is not None and typical < SHORT_TASK_S
+        if (head.kind not in BUNDLE_KINDS and not short) or head.resources.workers > 1 or self._max_bundle == 1:
             return ready.take(group, 1)
-        size = min(self._max_bundle, max(1, -(-ready.size(group) // self._concurrency)))
+        cap = self._max_bundle
+        if self._adaptive and typical is not None:
+            cap = max(cap, min(MAX_ADAPTIVE_BUNDLE, math.ceil(TARGET_TRIAL_S / max(typical, 1e-3))))
+        size = min(cap, max(1, -(-ready.size(group) // self._concurrency)))
         return ready.take(group, size)
 
     def suggest(self, trial_id: str):
@@ -314,7 +338,11 @@ class DagSearcher(Searcher):
             self._trial_to_tasks[trial_id] = bundle
             for task_id in bundle:
                 self._on_start(task_id)
-            return {"task_ids": bundle}
+            graph = self._state.graph
+            tasks = tuple(graph.tasks[t] for t in bundle)
+            parent_kinds = {p: graph.tasks[p].kind for task in tasks for p in task.parents}
+            return {"task_ids": bundle, RESOURCES_KEY: trial_resources(tasks[0]),
+                    PAYLOAD_KEY: TrialPayload(tasks, parent_kinds)}
         if self._state.count(RUNNING) == 0:
             # Nothing runs and nothing is ready: whatever is still pending can never run.
             for task_id, s in states.items():
@@ -344,6 +372,9 @@ class DagSearcher(Searcher):
             else:
                 state.status = DONE
                 state.duration_s = task_result.duration_s
+                if task_result.duration_s is not None:
+                    kind = self._state.graph.tasks[task_id].kind
+                    self._durations.setdefault(kind, deque(maxlen=16)).append(float(task_result.duration_s))
             self._on_finish(task_id)
 
 
@@ -368,7 +399,11 @@ class _CrashReasons(Callback):
     def __init__(self, state: SweepState, searcher: DagSearcher):
         self._state, self._searcher = state, searcher
 
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        _drop_payload(trial)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        _drop_payload(trial)
         task_ids = self._searcher.tasks_of(trial.trial_id)
         path = getattr(trial, "error_file", None)
         if not task_ids or not path:
@@ -384,12 +419,22 @@ class _CrashReasons(Callback):
                 self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
 
 
+def _drop_payload(trial) -> None:
+    """A finished trial's tasks are no longer needed: Tune keeps every trial (and its config) to the end."""
+    for holder in (getattr(trial, "config", None), getattr(trial, "evaluated_params", None)):
+        if isinstance(holder, dict):
+            holder.pop(PAYLOAD_KEY, None)
+
+
 QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray.tune.execution.tune_controller")
 
 
 def quiet_ray_logs() -> None:
     """Our progress line replaces Tune's tables; failures are reported by us with their reasons."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default CSV/JSON/TensorBoard loggers write (and fsync) files for every trial: the results
+    # go to our tables and MLflow instead
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
@@ -417,26 +462,63 @@ class ProgressPrinter:
 class TrialContext:
     """What every trial needs besides its task id; shipped once through the object store."""
 
-    graph: Graph
+    graph: Graph | None  # the driver's; trials get their own tasks in their config (TrialPayload)
     storage_uri: str
     sweep: str
     runner: str          # key of orchestrator.work.RUNNERS
     data_root: str | None = None
 
 
-def run_task(task: Task, ctx: TrialContext) -> TaskResult:
+def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None = None) -> TaskResult:
     """Run one task from a trial: a training task with several workers through Ray Train, any
-    other task in this process."""
+    other task in this process. `parent_kinds`: kind of each parent (default: from `ctx.graph`)."""
     layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
-    parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
+    if parent_kinds is None:
+        parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
     if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
         return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)
     return work.run_here(task, layout, ctx.runner, ctx.data_root, parent_kinds)
 
 
+PAYLOAD_KEY = "tasks"        # the trial config's entry holding the bundle's tasks (a TrialPayload)
+RESOURCES_KEY = "resources"  # ... and what the trial reserves (`trial_resources` of its first task)
+
+
+class TrialPayload:
+    """The tasks a trial runs and their parents' kinds, shipped in the trial's config: a trial gets its
+    own tasks, not the whole graph (which would be O(graph) to ship and unpickle per trial). Opaque to
+    Tune: it prints as a short tag and is never deep-copied."""
+
+    __slots__ = ("tasks", "parent_kinds")
+
+    def __init__(self, tasks: tuple[Task, ...], parent_kinds: dict[str, str]):
+        self.tasks, self.parent_kinds = tasks, parent_kinds
+
+    def __reduce__(self):
+        return TrialPayload, (self.tasks, self.parent_kinds)
+
+    def __deepcopy__(self, memo) -> TrialPayload:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{len(self.tasks)}tasks"
+
+    __str__ = __repr__
+
+
 def _trial(config: dict, ctx: TrialContext) -> None:
-    results = {task_id: run_task(ctx.graph.tasks[task_id], ctx) for task_id in config["task_ids"]}
+    payload = config.get(PAYLOAD_KEY)
+    if payload is None:   # a context that still carries the graph
+        tasks, parent_kinds = [ctx.graph.tasks[t] for t in config["task_ids"]], None
+    else:
+        tasks, parent_kinds = payload.tasks, payload.parent_kinds
+    results = {task.id: run_task(task, ctx, parent_kinds) for task in tasks}
     tune.report(pack_results(results))
+
+
+def _config_resources(config: dict) -> dict:
+    """What a trial reserves, from its config (a function of the config alone: nothing else is pickled)."""
+    return config[RESOURCES_KEY]
 
 
 def _trial_name(trial) -> str:
@@ -480,10 +562,9 @@ def run_graph(
 
     quiet_ray_logs()
     searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=concurrency)
-    graph = ctx.graph
-    trainable = tune.with_resources(
-        tune.with_parameters(_trial, ctx=ctx),
-        lambda config: trial_resources(graph.tasks[config["task_ids"][0]]),
+    trainable = tune.with_resources(   # neither the trainable nor the shipped context holds the graph
+        tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None)),
+        _config_resources,
     )
     tuner = tune.Tuner(
         trainable,

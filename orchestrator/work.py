@@ -301,13 +301,15 @@ def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
                              "n": 1000, "agree_a": 1 - a, "agree_b": a, "reliance_randimg": rng.uniform(0, 0.5),
                              "reliance_randcue": rng.uniform(0, 0.5)})
         return _path_output(task, rows, paths_lib.barriers(rows))
-    epochs = {vocab.PRETRAIN: "pretrain.epochs", vocab.FINETUNE: "finetune.epochs",
-              vocab.MIDPOINT: "midpoint.epochs"}.get(task.kind)
-    if epochs is None:   # align: a checkpoint and facts only, no rows
+    if task.kind == vocab.ALIGN:   # a checkpoint and facts only, no rows
         return TaskOutput(metrics={"weight_distance_before": 1.0, "weight_distance_after": 0.5, "identity": 0.0},
                           meta={"identity": False})
-    curve = [{"epoch": e, "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05, "duration_s": 0.0}
-             for e in range(int(task.settings.get(epochs) or 1))]
+    epochs = int(task.settings.get(f"{task.kind}.epochs") or 0)
+    if task.kind == vocab.FINETUNE:   # llrt: its head epochs; lpft: head epochs, then the others
+        head = int(task.settings.get("finetune.llrt_epochs") or 0)
+        epochs = {"llrt": head, "lpft": head + epochs}.get(task.config.get("method"), epochs)
+    curve = [{"epoch": e, "split": curve_split(task, e), "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05,
+              "duration_s": 0.0} for e in range(max(1, epochs))]
     out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
     out.steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in out.tables[vocab.TRAIN_CURVES]
                  for m in ("loss", "acc")]

@@ -57,8 +57,9 @@ def _searcher(state, concurrency: int = 1, max_bundle: int | None = None):
     return searcher, started, finished
 
 
-def _complete(searcher, trial: str, config: dict, failed: set[str] = frozenset(), crashed: bool = False) -> None:
-    results = {t: TaskResult(S.FAILED if t in failed else S.DONE, 0.01, error="boom" if t in failed else None)
+def _complete(searcher, trial: str, config: dict, failed: set[str] = frozenset(), crashed: bool = False,
+              duration_s: float = 0.01) -> None:
+    results = {t: TaskResult(S.FAILED if t in failed else S.DONE, duration_s, error="boom" if t in failed else None)
                for t in config["task_ids"]}
     searcher.on_trial_complete(trial, None if crashed else S.pack_results(results), error=crashed)
 
@@ -138,16 +139,16 @@ def test_searcher_runs_a_diamond_in_order():
     state = S.SweepState(graph)
     searcher, started, finished = _searcher(state)
     first, second = searcher.suggest("t1"), searcher.suggest("t2")
-    assert (first, second) == ({"task_ids": [a.id]}, {"task_ids": [e.id]})
+    assert (first["task_ids"], second["task_ids"]) == ([a.id], [e.id])
     assert searcher.suggest("t3") is None            # b, c, d wait for a; something is running
     _complete(searcher, "t1", first)
     got = [searcher.suggest("t3"), searcher.suggest("t4")]
-    assert got == [{"task_ids": [b.id]}, {"task_ids": [c.id]}]
+    assert [g["task_ids"] for g in got] == [[b.id], [c.id]]
     _complete(searcher, "t3", got[0])
     assert searcher.suggest("t5") is None            # d still waits for c
     _complete(searcher, "t4", got[1])
     last = searcher.suggest("t5")
-    assert last == {"task_ids": [d.id]}
+    assert last["task_ids"] == [d.id]
     _complete(searcher, "t2", second)
     _complete(searcher, "t5", last)
     assert searcher.suggest("t6") is Searcher.FINISHED
@@ -166,7 +167,7 @@ def test_searcher_failure_skips_descendants_and_the_rest_goes_on():
     assert state.states[b.id].status == S.FAILED and state.states[b.id].error == "boom"
     assert state.states[d.id].status == S.SKIPPED
     e_cfg = searcher.suggest("t4")
-    assert e_cfg == {"task_ids": [e.id]}
+    assert e_cfg["task_ids"] == [e.id]
     _complete(searcher, "t3", c_cfg, crashed=True)   # a crashed trial fails its task with a reason
     assert "crashed" in state.states[c.id].error
     _complete(searcher, "t4", e_cfg)
@@ -210,3 +211,54 @@ def test_the_searcher_drops_its_live_state_when_pickled():
     graph, _ = _diamond()
     searcher, _, _ = _searcher(S.SweepState(graph))
     assert pickle.loads(pickle.dumps(searcher)).__dict__ == {}
+
+
+def test_a_trial_gets_its_own_tasks_and_resources_not_the_graph():
+    graph, (a, b, c, d, e) = _diamond()
+    state = S.SweepState(graph, states={t: S.TaskState(status=S.DONE) for t in (a.id, b.id, c.id)})
+    searcher, _, _ = _searcher(state)
+    config = searcher.suggest("t1")
+    payload = config[S.PAYLOAD_KEY]
+    assert [t.id for t in payload.tasks] == [d.id] and payload.parent_kinds == {b.id: "finetune", c.id: "midpoint"}
+    assert S._config_resources(config) == S.trial_resources(d) == {"cpu": 1}
+    import copy
+    import pickle
+
+    assert copy.deepcopy(config)[S.PAYLOAD_KEY] is payload and str(payload) == "1tasks"   # cheap for Tune
+    again = pickle.loads(pickle.dumps(payload))
+    assert [t.id for t in again.tasks] == [d.id] and again.tasks[0] == d
+    trial = type("Trial", (), {"config": dict(config), "evaluated_params": dict(config)})()
+    S._drop_payload(trial)
+    assert S.PAYLOAD_KEY not in trial.config and S.PAYLOAD_KEY not in trial.evaluated_params
+
+
+def _many(kind: str, n: int):
+    root = _task("pretrain", "root")
+    return root, [_task(kind, f"{kind}{i}", root) for i in range(n)]
+
+
+@pytest.mark.parametrize("duration_s, bundled", [(0.005, True), (0.5, False)])
+def test_kinds_measured_short_are_bundled_and_bundles_grow(duration_s, bundled, monkeypatch):
+    monkeypatch.delenv(S.MAX_BUNDLE_ENV_VAR, raising=False)
+    root, mids = _many("midpoint", 300)
+    state = S.SweepState(_graph(root, *mids))
+    searcher, _, _ = _searcher(state, concurrency=2)
+    _complete(searcher, "t0", searcher.suggest("t0"))
+    for i in range(1, 4):                              # three single tasks measure the kind
+        config = searcher.suggest(f"t{i}")
+        assert len(config["task_ids"]) == 1
+        _complete(searcher, f"t{i}", config, duration_s=duration_s)
+    assert searcher.typical_duration("midpoint") == pytest.approx(duration_s)
+    size = len(searcher.suggest("t9")["task_ids"])
+    assert size == (S.MAX_ADAPTIVE_BUNDLE if bundled else 1)
+
+
+def test_an_explicit_bundle_cap_holds_for_short_kinds_too(monkeypatch):
+    monkeypatch.setenv(S.MAX_BUNDLE_ENV_VAR, "4")
+    root, paths = _many("path_eval", 40)
+    state = S.SweepState(_graph(root, *paths))
+    searcher, _, _ = _searcher(state, concurrency=1)
+    _complete(searcher, "t0", searcher.suggest("t0"))
+    config = searcher.suggest("t1")
+    _complete(searcher, "t1", config, duration_s=0.001)
+    assert len(config["task_ids"]) == 4 and len(searcher.suggest("t2")["task_ids"]) == 4

@@ -1,0 +1,194 @@
+"""The pieces that let a sweep scale: the synthetic runner (rows of every table at realistic sizes, nothing
+computed), the task recorder (rows and MLflow runs written off the scheduling thread, in batches, every row
+exactly once) and the scale benchmark (a quick run keeps it working)."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+import torch
+
+from orchestrator import recording, tables, vocab, work
+from orchestrator import schedule as S
+from orchestrator.graph import build_graph
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import load_spec
+from orchestrator.tracking import MlflowSink
+from orchestrator.work import TaskResult
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return build_graph(load_spec(None, ["seeds=[0]"]))
+
+
+@pytest.fixture
+def layout(tmp_path):
+    return SweepLayout(Storage(str(tmp_path)), "scale")
+
+
+# ----- the synthetic runner --------------------------------------------------------------------
+
+def test_synthetic_runner_writes_every_table_at_the_real_sizes(graph, layout):
+    sizes: dict[str, dict[str, set]] = {}
+    for task in graph.tasks.values():
+        result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+        assert result.status == vocab.DONE, result.error
+        marker = json.loads(layout.storage.read_bytes(layout.marker_file(task.kind, task.id)))
+        counts = {t: len(tables.read_fragment(layout, t, task.id)) for t in marker["tables"]}
+        for table, n in counts.items():
+            sizes.setdefault(task.kind, {}).setdefault(table, set()).add(n)
+        if task.kind == vocab.PATH_EVAL:
+            assert counts == {vocab.PATHS: task.settings["paths.num_alphas"] * 4, vocab.BARRIERS: 16}
+            assert any(k.startswith("barrier.") for k in result.metrics) and len(result.steps) > 100
+        elif task.kind == vocab.ALIGN:
+            assert counts == {}
+        else:
+            epochs = {"llrt": task.settings.get("finetune.llrt_epochs"),
+                      "lpft": task.settings.get("finetune.llrt_epochs", 0) + task.settings.get("finetune.epochs", 0),
+                      }.get(task.config.get("method"), task.settings.get(f"{task.kind}.epochs"))
+            assert counts[vocab.TRAIN_CURVES] == epochs
+            assert counts.get(vocab.EVALUATIONS, 0) == (0 if task.kind == vocab.MIDPOINT else 4)
+    assert set(sizes) == {vocab.PRETRAIN, vocab.FINETUNE, vocab.MIDPOINT, vocab.PATH_EVAL}
+    paths = tables.read_table(layout, vocab.PATHS)
+    assert paths[tables.SETTINGS_COLUMNS[0]].notna().all()       # the settings columns are filled in
+    assert paths["loss"].between(0.3, 1.3).all() and paths["agree_a"].between(0, 1).all()
+
+
+def test_synthetic_runner_fails_where_asked(graph, layout, monkeypatch):
+    monkeypatch.setenv(work.FAIL_TASK_ENV_VAR, "midpoint")
+    task = next(t for t in graph.tasks.values() if t.kind == vocab.MIDPOINT)
+    result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+    assert result.status == vocab.FAILED and "injected failure" in result.error
+
+
+# ----- the task recorder -----------------------------------------------------------------------
+
+def ended_state(graph) -> tuple[S.SweepState, dict[str, str]]:
+    """A few tasks in every final status, as the scheduler leaves them."""
+    state = S.SweepState(graph)
+    ids = list(graph.tasks)
+    roles = {"done": ids[0], "failed": ids[1], "cached": ids[2], "done2": ids[3]}
+    for role in ("done", "done2"):
+        s = state.states[roles[role]]
+        s.status, s.started_at, s.duration_s = S.DONE, 1_700_000_000.0, 1.5
+        s.result = TaskResult(S.DONE, 1.5, "cpu:test", metrics={"eval.cue.acc": 0.75, "nan": float("nan")},
+                              steps=[["curve", i, 0.1 * i] for i in range(5)])
+    s = state.states[roles["failed"]]
+    s.status, s.error, s.started_at, s.duration_s = S.FAILED, "RuntimeError: boom\ntraceback", 1_700_000_000.0, 0.5
+    state.states[roles["cached"]].status = S.CACHED
+    skipped = state.mark_failed(roles["failed"], "RuntimeError: boom\ntraceback")
+    roles["skipped"] = skipped[0]
+    return state, roles
+
+
+def mlflow_runs(uri: str, experiment: str) -> dict:
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    out = {}
+    for r in runs:
+        if "mlflow.parentRunId" not in r.data.tags:
+            continue
+        history = {k: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, k))
+                   for k in r.data.metrics}
+        artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id))
+        tags = {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"}
+        out[r.info.run_name] = {"status": r.info.status, "tags": tags, "params": r.data.params,
+                                "metrics": r.data.metrics, "history": history, "artifacts": artifacts,
+                                "run_id": r.info.run_id, "end": r.info.end_time is not None}
+    return out
+
+
+def record_all(graph, tmp_path, bulk: bool) -> dict:
+    """Record tasks in every status (one twice) with MLflow; check rows and runs; return the runs."""
+    state, roles = ended_state(graph)
+    layout = SweepLayout(Storage(str(tmp_path)), "rec")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sink = MlflowSink(uri, "rec")
+    parent = sink.start_parent()
+    recorder = recording.TaskRecorder(layout, state, "hash", sink, parent, "rev")
+    if not bulk:
+        recorder._bulk = False
+    for role in ("done", "failed", "cached", "skipped", "done2", "done"):   # "done" twice: one row
+        recorder.record(roles[role])
+    recorder.close()
+    assert recorder.written == 5 and not recorder.failures
+    rows = tables.read_table(layout, vocab.TASKS).set_index("task_id")
+    assert sorted(rows.index) == sorted(roles.values())
+    assert rows.loc[roles["failed"], "status"] == vocab.FAILED and "boom" in rows.loc[roles["failed"], "error"]
+    assert rows.loc[roles["skipped"], "status"] == vocab.SKIPPED and bool(rows.loc[roles["cached"], "cached"])
+    assert rows.loc[roles["done"], "device"] == "cpu:test"
+    runs = mlflow_runs(uri, "rec")
+    assert {name: r["run_id"] for name, r in runs.items()} == rows["mlflow_run_id"].to_dict()
+    done = runs[roles["done"]]
+    assert done["status"] == "FINISHED" and done["end"]
+    assert done["metrics"]["eval.cue.acc"] == 0.75 and done["metrics"]["duration_s"] == 1.5
+    assert done["history"]["curve"] == [(i, pytest.approx(0.1 * i)) for i in range(5)]
+    assert done["tags"]["task_kind"] == graph.tasks[roles["done"]].kind and done["params"]["task_id"] == roles["done"]
+    failed = runs[roles["failed"]]
+    assert failed["status"] == "FAILED" and "boom" in failed["tags"]["error"] and failed["artifacts"] == ["error.txt"]
+    assert runs[roles["skipped"]]["status"] == "KILLED"
+    assert recorder._bulk is not None and bool(recorder._bulk) == bulk   # batched unless told otherwise
+    return runs
+
+
+def test_batched_and_one_by_one_mlflow_runs_hold_the_same(graph, tmp_path):
+    got = {}
+    for bulk in (True, False):
+        runs = record_all(graph, tmp_path / str(bulk), bulk)
+        got[bulk] = json.dumps({name: {k: v for k, v in r.items() if k != "run_id"} for name, r in runs.items()},
+                               sort_keys=True, default=str)       # NaN metrics compare as text
+    assert got[True] == got[False]
+
+
+def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
+    state = S.SweepState(graph)
+    for s in state.states.values():
+        s.status = S.DONE
+    layout = SweepLayout(Storage(str(tmp_path)), "many")
+    recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
+    for task_id in graph.tasks:
+        recorder.record(task_id)
+    recorder.close()
+    recorder.close()                                            # idempotent
+    assert recorder.written == len(graph)
+    assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(graph.tasks)
+
+
+def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, monkeypatch, capsys):
+    state = S.SweepState(graph)
+    ids = list(graph.tasks)[:5]
+    for task_id in ids:
+        state.states[task_id].status = S.DONE
+    real = tables.write_fragment
+
+    def flaky(layout, table, task_id, rows):
+        if task_id == ids[2]:
+            raise OSError("disk full")
+        return real(layout, table, task_id, rows)
+
+    monkeypatch.setattr(tables, "write_fragment", flaky)
+    layout = SweepLayout(Storage(str(tmp_path)), "flaky")
+    recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
+    for task_id in ids:
+        recorder.record(task_id)
+    recorder.close()
+    assert recorder.written == 4 and len(recorder.failures) == 1 and ids[2] in recorder.failures[0]
+    assert "could not be written" in capsys.readouterr().err
+    assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(set(ids) - {ids[2]})
+
+
+# ----- the benchmark -----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_scale_benchmark_quick(tmp_path):
+    from bench import scale
+
+    payload = scale.main(["--quick", "--out", str(tmp_path)])
+    (size,) = payload["sizes"].values()
+    m = size["after"]["median"]
+    assert m["tasks"] == 50 and max(m["files"].values()) <= 2 and m["driver_cpu_per_task_ms"] > 0
+    assert payload["planning"]["tasks"] == 1000
+    assert json.loads((tmp_path / "scale.json").read_text())["sizes"]
