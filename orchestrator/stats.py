@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -65,17 +66,23 @@ def chance(datasets) -> float | None:
 # Intervals and summaries
 # ----------------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=4096)
+def t_quantile(level: float, df: int) -> float:
+    """The (1 + level) / 2 quantile of Student's t with `df` degrees of freedom."""
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(0.5 + level / 2, df))
+
+
 def t_interval(values, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval of the mean of independent `values`: mean ± t_{(1+level)/2, n-1} s / sqrt(n);
     (nan, nan) for fewer than 2 values (no spread to estimate)."""
-    from scipy import stats as scipy_stats
-
     values = np.asarray(values, dtype=np.float64)
     n = values.size
     if n < 2:
         return math.nan, math.nan
     mean, sem = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, n - 1)) * sem
+    half = t_quantile(float(level), n - 1) * sem
     return mean - half, mean + half
 
 

@@ -31,7 +31,16 @@ def test_every_claim_holds_when_the_data_separate_it():
     assert all(r.est.n == 3 for r in d.rows)                                    # n on every statistic
     c = judged["c"]
     assert any("naive_cued" in check.text and check.required for check in c.checks)
-    assert "Holds" in d.sentence()
+    assert "Holds" in d.sentence() and not d.notes and not c.notes
+
+
+def test_a_missing_control_is_named_in_the_verdict():
+    """Without naive_cued, CBFT's advantage over naive may come from its extra data: the verdict says so."""
+    data = synthetic_sweep()
+    for table in data:
+        data[table] = {t: r for t, r in data[table].items() if "naive_cued" not in t}
+    c = {k.key: k for k in claims.judge(_results(data))}["c"]
+    assert c.verdict == claims.HOLDS and "naive_cued" in c.sentence() and "was not run" in c.sentence()
 
 
 def test_a_barrier_like_that_of_same_data_pairs_is_not_called_a_mechanism():
