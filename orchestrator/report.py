@@ -35,6 +35,7 @@ class Report:
     figures: tuple[str, ...] = ()
     summary: str | None = None
     files: tuple[str, ...] = field(default=())   # every file written or kept, figures and html included
+    text: str = ""                               # the terminal summary (`summary_text`'s text)
 
     def __fspath__(self) -> str:
         return self.html
@@ -208,12 +209,18 @@ def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str =
 
 def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     """The barrier summary of the sweep's plan and the terminal text of its key tables: loss barriers
-    and Table 1 (one per combination of swept values), then the claims' verdicts."""
+    and Table 1 (one per combination of swept values), then the claims' verdicts. (`write_report`
+    returns the same text as `Report.text`, without reading the tables a second time.)"""
     results = read_results(layout, read_plan(layout))
-    if results[vocab.BARRIERS].empty and results[vocab.EVALUATIONS].empty:
-        return None, ""
     swept = swept_keys(layout)
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
+    return (summary if not summary.empty else None), _text(results, swept, summary,
+                                                           claims_lib.judge(results, swept))
+
+
+def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts) -> str:
+    if results[vocab.BARRIERS].empty and results[vocab.EVALUATIONS].empty:
+        return ""
     lines = []
     for combo in stats.swept_combos([summary], swept) if not summary.empty else []:
         where = f" ({stats.facet_label(combo)})" if combo else ""
@@ -225,11 +232,10 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
         where = f" ({stats.facet_label(combo)})" if combo else ""
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over n seeds{where}:",
                   stats.format_table(table.text)]
-    verdicts = claims_lib.judge(results, swept)
     if verdicts:
         lines += ["", "claims (details: report.html, or `mmc-sweep claims`):",
                   claims_lib.claims_text(verdicts, detail=False).rstrip()]
-    return (summary if not summary.empty else None), "\n".join(lines)
+    return "\n".join(lines)
 
 
 def print_claims(layout, log=print) -> list:
@@ -304,7 +310,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks)
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
-                  files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),))
+                  files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
+                  text=_text(results, swept, summary, verdicts))
 
 
 def local_paths(layout, paths) -> list[str]:

@@ -82,6 +82,7 @@ def test_full_report(layout, drawn):
     n_tasks = len(data[vocab.TASKS])
     assert f"{n_tasks} of {n_tasks} tasks finished" in page
     assert "<img" in page and 'src="http' not in page                   # self-contained
+    assert out.text == report.summary_text(layout)[1] and "HOLDS" in out.text
     assert len(drawn) == 1 and set(drawn[0]) == _names(out.figures)
 
 
