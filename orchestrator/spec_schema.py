@@ -273,13 +273,18 @@ def extract_axes(raw: dict, problems: list[str]) -> tuple[tuple, dict]:
             problems.append(f"`axes[{i}]`: {show(group)} is not allowed; must map dotted keys to lists, "
                             "e.g. {finetune.lr: [0.01, 0.1], finetune.epochs: [30, 10]}")
             continue
-        entries = [(str(k), _axis_values(f"axes[{i}].{k}", v, problems)) for k, v in group.items()]
+        zipped = len(group) > 1   # a key may repeat a value there; the combinations must differ
+        entries = [(str(k), _axis_values(f"axes[{i}].{k}", v, problems, unique=not zipped)) for k, v in group.items()]
         lengths = {len(v) for _, v in entries if v}
         if len(lengths) > 1:
             problems.append(f"`axes[{i}]`: the lists have different lengths {sorted(lengths)}; zipped keys "
                             "need one value each per combination")
             continue
         if any(not v for _, v in entries):
+            continue
+        combos = [json.dumps(c, sort_keys=True, default=str) for c in zip(*(v for _, v in entries))]
+        if len(set(combos)) < len(combos):
+            problems.append(f"`axes[{i}]`: repeats a combination of values; list each combination once")
             continue
         groups.append(tuple(entries))
         for key, values in entries:
@@ -319,7 +324,7 @@ def extract_axes(raw: dict, problems: list[str]) -> tuple[tuple, dict]:
     return tuple(groups), base
 
 
-def _axis_values(where: str, values: Any, problems: list[str]) -> tuple:
+def _axis_values(where: str, values: Any, problems: list[str], unique: bool = True) -> tuple:
     if not isinstance(values, list) or not values:
         problems.append(f"`{where}`: {show(values)} is not allowed; give a non-empty list of values to sweep")
         return ()
@@ -327,7 +332,7 @@ def _axis_values(where: str, values: Any, problems: list[str]) -> tuple:
         problems.append(f"`{where}`: {len(values)} values; at most {MAX_LIST}")
         return ()
     keys = [json.dumps(v, sort_keys=True, default=str) for v in values]
-    if len(set(keys)) < len(keys):
+    if unique and len(set(keys)) < len(keys):
         problems.append(f"`{where}`: {show(values)} repeats a value; list each value once")
         return ()
     return tuple(values)
