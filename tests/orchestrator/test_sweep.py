@@ -1,8 +1,11 @@
-"""A whole sweep through `run_sweep` on a local Ray: tables, report, MLflow, the cache on rerun, the CLI."""
+"""A whole sweep through `run_sweep` on a local Ray: tables (labels and settings on every row), the
+resolved spec and the plan written once, report, MLflow, the cache on rerun, a changed spec refused
+or made a new version, the CLI."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,17 +14,18 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from orchestrator import sinks
+from orchestrator import plan, tables, vocab
+from orchestrator.errors import SweepError
 from orchestrator.graph import build_graph
-from orchestrator.spec import load_spec
+from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import dump_spec, load_spec
 from orchestrator.sweep import run_sweep
 from tasks.data import EVAL_SETS
-from tests.conftest import REPO, write_spec
+from tests.conftest import REPO, clean_env, write_spec
 
 # pretrain x2 (no cue, cue), one cue~nocue pair: linear + quadratic (a midpoint) -> 5 tasks
 OVERRIDES = {"finetune": {"methods": []},
              "paths": {"pairs": ["cue~nocue"], "kinds": ["linear", "quadratic"]}}
-TABLES = ("tasks", "evaluations", "train_curves", "paths", "barriers")
 
 
 def _snapshot(layout) -> dict[str, int]:
@@ -31,18 +35,26 @@ def _snapshot(layout) -> dict[str, int]:
             for sub in ("tasks", "results") for p in (root / sub).rglob("*") if p.is_file()}
 
 
+def _mlflow_runs(layout, name: str) -> list:
+    client = mlflow.MlflowClient(tracking_uri=layout.mlflow_uri())
+    experiment = client.get_experiment_by_name(name)
+    return [] if experiment is None else client.search_runs([experiment.experiment_id], max_results=1000)
+
+
 @pytest.fixture(scope="module")
 def sweep(ray_local, tmp_path_factory):
-    """The tiny sweep run twice; what each run saw."""
+    """The tiny sweep run twice; what each run saw, captured before any test touches the directory."""
     directory = tmp_path_factory.mktemp("sweep")
     path = write_spec(directory, "tiny", **OVERRIDES)
     spec = load_spec(path)
-    first = run_sweep(spec, spec_text=path.read_text(), num_cpus=2)
-    tables = {t: sinks.read_table(first.layout, t) for t in TABLES}
+    first = run_sweep(spec, num_cpus=2)
+    tables_first = {t: tables.read_table(first.layout, t) for t in vocab.TABLES}
     files = _snapshot(first.layout)
-    second = run_sweep(spec, spec_text=path.read_text(), num_cpus=2)
+    second = run_sweep(spec, num_cpus=2)
     return {"path": path, "spec": spec, "graph": build_graph(spec), "first": first, "second": second,
-            "tables": tables, "files": files}
+            "tables": tables_first, "files": files, "files_after_rerun": _snapshot(second.layout),
+            "tables_after_rerun": {t: tables.read_table(second.layout, t) for t in vocab.TABLES},
+            "runs": _mlflow_runs(first.layout, spec.name), "directory": directory}
 
 
 def _ids(graph, *kinds) -> set[str]:
@@ -52,38 +64,67 @@ def _ids(graph, *kinds) -> set[str]:
 def test_first_run_finishes_every_task(sweep):
     graph, first = sweep["graph"], sweep["first"]
     assert graph.counts() == {"pretrain": 2, "midpoint": 1, "path_eval": 2}
-    assert first.ok and first.counts["done"] == len(graph), first.counts
+    assert first.ok and first.counts[vocab.DONE] == len(graph), first.counts
 
 
 def test_every_table_holds_the_expected_rows(sweep):
-    graph, spec, tables = sweep["graph"], sweep["spec"], sweep["tables"]
-    tasks = tables["tasks"]
+    graph, spec, result = sweep["graph"], sweep["spec"], sweep["tables"]
+    v = spec.variants[0]
+    tasks = result["tasks"]
     assert sorted(tasks["task_id"]) == sorted(graph.tasks)
-    assert set(tasks["status"]) == {"finished"} and not tasks["cached"].any()
+    assert set(tasks["status"]) == {vocab.FINISHED} and not tasks["cached"].any()
     for row in tasks.itertuples():
         assert row.kind == graph.tasks[row.task_id].kind
         assert list(row.parents) == list(graph.tasks[row.task_id].parents)
         assert row.duration_s > 0 and row.device
 
-    evaluations = tables["evaluations"]
+    evaluations = result["evaluations"]
     assert set(evaluations["task_id"]) == _ids(graph, "pretrain")
     assert len(evaluations) == 2 * len(EVAL_SETS)
     assert evaluations["acc"].between(0, 1).all()
 
-    curves = tables["train_curves"]
+    curves = result["train_curves"]
     assert set(curves["task_id"]) == _ids(graph, "pretrain", "midpoint")
-    epochs = {"pretrain": spec.pretrain.epochs, "midpoint": spec.midpoint.epochs}
+    epochs = {"pretrain": v.pretrain.epochs, "midpoint": v.midpoint.epochs}
     assert len(curves) == sum(epochs[graph.tasks[t].kind] for t in _ids(graph, "pretrain", "midpoint"))
 
-    paths = tables["paths"]
+    paths = result["paths"]
     assert set(paths["task_id"]) == _ids(graph, "path_eval")
-    assert len(paths) == 2 * spec.paths.num_alphas * len(EVAL_SETS)
+    assert len(paths) == 2 * v.paths.num_alphas * len(EVAL_SETS)
     assert set(paths["path_kind"]) == {"linear", "quadratic"} and set(paths["pair_type"]) == {"cue~nocue"}
+    assert set(paths["pair_design"]) == {"independent"}
 
-    barriers = tables["barriers"]
+    barriers = result["barriers"]
     assert set(barriers["task_id"]) == _ids(graph, "path_eval")
     assert len(barriers) == 2 * len(EVAL_SETS) * 2 * 2        # x metric (loss, acc) x definition
     assert barriers["value"].notna().all()
+
+
+def test_rows_carry_their_task_labels_and_resolved_settings(sweep):
+    graph, spec, result = sweep["graph"], sweep["spec"], sweep["tables"]
+    v = spec.variants[0]
+    for table in ("evaluations", "train_curves", "paths", "barriers"):
+        for row in result[table].to_dict("records"):
+            task = graph.tasks[row["task_id"]]
+            assert row["seed"] == task.labels["seed"] and row["cue_proportion"] == task.labels["cue_proportion"]
+            for key, value in task.settings.items():
+                if key in row:
+                    assert row[key] == value, (table, key)
+            assert row["pretrain.epochs"] == v.pretrain.epochs and row["model.width"] == 8, table
+    barriers = result["barriers"]
+    assert (barriers["paths.num_alphas"] == v.paths.num_alphas).all()
+    assert barriers["midpoint.epochs"].isna().sum() == len(barriers) // 2     # only the quadratic path has one
+    for row in barriers.to_dict("records"):
+        a, b = graph.tasks[row["endpoint_a"]], graph.tasks[row["endpoint_b"]]
+        assert (row["init_seed_a"], row["init_seed_b"]) == (a.labels["init_seed"], b.labels["init_seed"])
+
+
+def test_the_resolved_spec_and_the_plan_are_written_once(sweep):
+    layout, spec, graph = sweep["first"].layout, sweep["spec"], sweep["graph"]
+    assert layout.storage.read_text(layout.spec_file()) == dump_spec(spec)
+    stored = plan.read_plan(layout)
+    assert list(stored["task_id"]) == list(graph.tasks)
+    assert not layout.storage.exists(layout.spec_version_file(1))
 
 
 def test_report_and_checkpoints_exist(sweep):
@@ -94,48 +135,70 @@ def test_report_and_checkpoints_exist(sweep):
     assert sweep["first"].summary is not None and len(sweep["first"].summary) > 0
     for task_id in _ids(graph, "pretrain", "midpoint"):
         kind = graph.tasks[task_id].kind
-        assert all(storage.exists(p) for p in layout.checkpoint_files(kind, task_id).values())
+        assert all(storage.is_file(p) for p in layout.checkpoint_files(kind, task_id).values())
+        assert not storage.exists(layout.resume_dir(kind, task_id))        # dropped once finished
 
 
-def test_mlflow_holds_one_parent_and_a_child_per_task(sweep):
-    layout, graph, spec = sweep["first"].layout, sweep["graph"], sweep["spec"]
-    client = mlflow.MlflowClient(tracking_uri=layout.mlflow_uri())
-    experiment = client.get_experiment_by_name(spec.name)
-    assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+def test_mlflow_holds_one_parent_per_run_and_a_child_per_computed_task(sweep):
+    graph, runs = sweep["graph"], sweep["runs"]
     parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
     children = defaultdict(list)
     for r in runs:
         if "mlflow.parentRunId" in r.data.tags:
             children[r.data.tags["mlflow.parentRunId"]].append(r)
-    assert len(parents) >= 2                       # one per invocation (the CLI test adds one)
+    assert len(parents) == 2                                       # one per invocation
     assert set(children) <= set(parents) and len(children) == 1   # the rerun computed nothing
     (parent_id, kids), = children.items()
     assert sorted(r.info.run_name for r in kids) == sorted(graph.tasks)
     assert all(r.info.status == "FINISHED" for r in kids)
-    assert parents[parent_id].info.status == "FINISHED"
+    assert all(r.info.status == "FINISHED" for r in parents.values())
     run_ids = dict(zip(sweep["tables"]["tasks"]["task_id"], sweep["tables"]["tasks"]["mlflow_run_id"]))
     assert {r.info.run_id: r.info.run_name for r in kids} == {v: k for k, v in run_ids.items()}
-    path_eval = next(r for r in kids if r.data.tags.get("task_kind") == "path_eval"
-                     or r.data.params.get("kind") == "path_eval")
+    path_eval = next(r for r in kids if r.data.tags.get("task_kind") == "path_eval")
     assert any(k.startswith("barrier.") for k in path_eval.data.metrics)
+    assert path_eval.data.params["paths.num_alphas"] == "3" and path_eval.data.params["pair_type"] == "cue~nocue"
 
 
 def test_rerun_recomputes_nothing(sweep):
     graph, second = sweep["graph"], sweep["second"]
-    assert second.ok and second.counts["cached"] == len(graph) and second.counts["done"] == 0, second.counts
-    assert _snapshot(second.layout) == sweep["files"]        # no file rewritten, none added
-    for table in TABLES:
-        again = sinks.read_table(second.layout, table)
-        assert len(again) == len(sweep["tables"][table]), table
-    assert sinks.read_table(second.layout, "tasks")["task_id"].is_unique
+    assert second.ok and second.counts[vocab.CACHED] == len(graph) and second.counts[vocab.DONE] == 0, second.counts
+    assert sweep["files_after_rerun"] == sweep["files"]        # no file rewritten, none added
+    for table in vocab.TABLES:
+        assert len(sweep["tables_after_rerun"][table]) == len(sweep["tables"][table]), table
+    assert sweep["tables_after_rerun"]["tasks"]["task_id"].is_unique
 
 
-def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
+def _copy(sweep, name: str):
+    """A copy of the finished sweep directory (tests that change it must not change the shared one)."""
+    source = Path(sweep["first"].layout.storage.root)
+    target = sweep["directory"] / name
+    shutil.copytree(source, target)
+    return dataclasses.replace(sweep["spec"], storage=str(target))
+
+
+def test_a_changed_setting_is_refused_and_a_new_version_reuses_what_did_not_change(sweep, ray_local):
+    spec = _copy(sweep, "versions")
+    changed = dataclasses.replace(load_spec(sweep["path"], ["paths.num_alphas=2"]), storage=spec.storage)
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    before = _snapshot(layout)
+    with pytest.raises(SweepError, match=r"paths.num_alphas: 3 -> 2[\s\S]*--new-version"):
+        run_sweep(changed, num_cpus=2, report=False)
+    assert _snapshot(layout) == before
+    logged = []
+    outcome = run_sweep(changed, num_cpus=2, report=False, new_version=True, log=logged.append)
+    assert outcome.ok and outcome.counts[vocab.DONE] == 2 and outcome.counts[vocab.CACHED] == 3, outcome.counts
+    archived = layout.spec_version_file(1)
+    assert any(f"the previous spec is kept as {archived}" in line for line in logged), logged
+    assert layout.storage.read_text(archived) == dump_spec(sweep["spec"])
+    assert layout.storage.read_text(layout.spec_file()) == dump_spec(changed)
+    paths = tables.read_table(layout, "paths")
+    new_ids = {t.id for t in build_graph(changed).tasks.values() if t.kind == "path_eval"}
+    assert set(paths[paths["task_id"].isin(new_ids)]["alpha"]) == {0.0, 1.0}
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+                          cwd=REPO, env=clean_env(), timeout=timeout)
 
 
 def test_cli_plan_prints_the_counts(sweep):
@@ -148,11 +211,13 @@ def test_cli_plan_prints_the_counts(sweep):
     assert "nothing was run" in out.stdout
 
 
-def test_cli_run_of_a_finished_sweep_exits_0(sweep, ray_local):
-    # a second driver on the module's Ray (starting another Ray would cost ~15 s)
-    address = ray_local.get_runtime_context().gcs_address
-    out = _cli("run", str(sweep["path"]), "--address", address, "--no-report")
+def test_cli_run_of_a_finished_sweep_exits_0_without_starting_ray(sweep):
+    spec = _copy(sweep, "cli")
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    before = _snapshot(layout)
+    out = _cli("run", str(sweep["path"]), "--storage", spec.storage, "--no-report")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     n = len(sweep["graph"])
     assert f"{n} already finished, 0 to run" in out.stdout
-    assert _snapshot(sweep["first"].layout) == sweep["files"]
+    assert "Started a local Ray instance" not in out.stdout + out.stderr
+    assert _snapshot(layout) == before
