@@ -7,6 +7,7 @@ within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
 """
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import socket
@@ -239,6 +240,31 @@ def _http_answers(scheme: str, host: str, port: int | None, path: str, timeout: 
         conn.close()
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"   # + empty SETTINGS
+
+
+def _grpc_answers(host: str, port: int, timeout: float) -> None:
+    """Ray's GCS and client server speak gRPC: one answers the HTTP/2 preface with a SETTINGS frame
+    at once. A port that accepts and stays silent (not Ray, a hung node) would keep `ray.init`
+    retrying for minutes; it fails here within `timeout`. With TLS (`RAY_USE_TLS`) only the
+    connection is checked."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true", "yes"):
+            return
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        sock.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                raise ConnectionError(errno.ECONNRESET, "closed without a gRPC answer")
+            header += chunk
+        if header[3] != 0x04:   # frame type SETTINGS
+            raise ConnectionError(errno.EPROTO, "not a gRPC (Ray) endpoint")
+
+
 def _address_flag(address: str) -> str:
     return "$RAY_ADDRESS" if address == os.environ.get("RAY_ADDRESS") else "--address"
 
@@ -259,11 +285,14 @@ def check_ray_address(address: str | None) -> None:
                          "http://host:port")
     timeout = connect_timeout_s()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
+        if parsed.scheme in ("http", "https"):   # a job-submission / dashboard address
+            _http_answers(parsed.scheme, host, port, "", timeout)
+        else:
+            _grpc_answers(host, port, timeout)
+    except (OSError, http.client.HTTPException) as exc:
         raise SweepError(f"{_address_flag(address)} {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
-                         f"({exc.strerror or type(exc).__name__}); start it (`ray start --head "
+                         f"({'no answer' if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__}); "
+                         "start it (`ray start --head "
                          "--dashboard-host=127.0.0.1`), fix the address, or leave --address out to run on a local "
                          "Ray") from None
 

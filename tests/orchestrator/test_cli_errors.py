@@ -307,6 +307,40 @@ def test_unreachable_ray_address_fails_fast(tmp_path, cwd, capsys):
     assert not storage.exists() and written(cwd) == []
 
 
+@pytest.mark.parametrize("server", ["silent", "http1"])
+def test_ray_address_that_is_not_ray_fails_fast(server, tmp_path, cwd, capsys, silent_port):
+    """A port that accepts and never answers (or answers HTTP/1.1) kept `ray.init` retrying for minutes."""
+    import threading
+
+    port = silent_port
+    if server == "http1":
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+
+        def answer():
+            conn, _ = listener.accept()
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            conn.close()
+        threading.Thread(target=answer, daemon=True).start()
+    spec = write_spec(tmp_path)
+    storage = tmp_path / "storage"
+    code, out, err, elapsed = main(capsys, "run", str(spec), "--storage", str(storage), "--address",
+                                   f"127.0.0.1:{port}")
+    needle = "(no answer)" if server == "silent" else "(not a gRPC (Ray) endpoint)"
+    assert_refused(code, err, storage, f"--address '127.0.0.1:{port}': no Ray cluster answers within 2 s", needle,
+                   out=out, elapsed=elapsed)
+    assert elapsed < 2 * 2 + 2 and not storage.exists()
+
+
+def test_a_real_ray_passes_the_address_check(ray_local):
+    """Control: Ray's GCS answers the check at once."""
+    address = ray_local._private.worker.global_worker.node.gcs_address
+    start = time.monotonic()
+    preflight.check_ray_address(address)
+    assert time.monotonic() - start < 2
+
+
 def test_unreachable_ray_address_from_the_environment(tmp_path, cwd, capsys, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{closed_port()}")
     spec = write_spec(tmp_path)
