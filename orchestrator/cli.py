@@ -120,22 +120,31 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from orchestrator import report
+    from orchestrator import preflight, report
 
     layout = _layout_for(args.dir)
-    from orchestrator import preflight
-
     preflight.check_report_dir(layout)
-    _summary, text = report.summary_text(layout)
-    if text:
-        print(text)
     try:
         rep = report.write_report(layout)
     except OSError as exc:   # e.g. a directory where report.html goes, a full or read-only disk
         raise UsageError(f"cannot write the report into {layout.report_dir()}: {exc}; move what is in the way "
                          "or free the storage, then run `mmc-sweep report` again") from None
+    if rep.text:
+        print(rep.text)
     print(f"report: {rep.html}")
     return EXIT_OK
+
+
+def cmd_claims(args) -> int:
+    """Run a sweep (default: the built-in one; finished tasks are reused) and print the paper's
+    claims judged against their controls."""
+    from orchestrator.report import print_claims
+    from orchestrator.sweep import run_sweep
+
+    spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})
+    outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)
+    print_claims(outcome.layout)
+    return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
 
 
 def cmd_compact(args) -> int:
@@ -202,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runner", default="real", choices=["real", "noop", "sleep", "synthetic"], help=argparse.SUPPRESS)
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     run.set_defaults(func=cmd_run)
+
+    claims = sub.add_parser("claims", help="run a sweep (default: the built-in one) and judge the paper's claims "
+                                           "against their controls")
+    claims.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]",
+                        help="as for run, e.g. 'seeds=[10,11,12]' name=claims_10")
+    claims.add_argument("--storage", help="override `storage`")
+    claims.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
+    claims.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
+    claims.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    claims.add_argument("--new-version", action="store_true", help="as for run")
+    claims.set_defaults(func=cmd_claims)
 
     plan = sub.add_parser("plan", help="print the task graph of a sweep without running anything")
     plan.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]")

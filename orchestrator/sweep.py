@@ -169,9 +169,10 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         recorder.close()
         compact.compact_after_run(layout, log)
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
-    _summarize(outcome, log)
     if report:
         _write_report(outcome, spec, rev, mlflow_sink, parent_run_id, log)
+    else:
+        _summarize(outcome, log)
     if mlflow_sink is not None:
         mlflow_sink.finish_parent(parent_run_id, status="FINISHED" if outcome.ok else "FAILED",
                                   metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} |
@@ -250,6 +251,8 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
                                                               "torch": torch.__version__, "wall_s": outcome.wall_s})
         outcome.report_html = str(rep.html)
+        if rep.text:
+            log(rep.text)
         if mlflow_sink is not None:
             mlflow_sink.log_artifacts(parent_run_id, [outcome.report_html, *[str(f) for f in rep.figures]])
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
