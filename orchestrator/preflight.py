@@ -292,9 +292,8 @@ def check_ray_address(address: str | None) -> None:
     except (OSError, http.client.HTTPException) as exc:
         raise SweepError(f"{_address_flag(address)} {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
                          f"({'no answer' if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__}); "
-                         "start it (`ray start --head "
-                         "--dashboard-host=127.0.0.1`), fix the address, or leave --address out to run on a local "
-                         "Ray") from None
+                         "start it (`ray start --head --dashboard-host=127.0.0.1`), fix the address, or leave "
+                         "--address out to run on a local Ray") from None
 
 
 # ----- the cluster -----
