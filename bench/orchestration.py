@@ -158,7 +158,7 @@ def _ms(value) -> str:
 def run_sweep_overhead(name: str, runner: str, num_cpus: int) -> dict:
     import pandas as pd
 
-    from orchestrator import sinks
+    from orchestrator import tables
     from orchestrator.sweep import run_sweep
     with tempfile.TemporaryDirectory(prefix="mmc-bench-sweep-") as storage:
         spec = load(name, storage=storage)
@@ -166,7 +166,7 @@ def run_sweep_overhead(name: str, runner: str, num_cpus: int) -> dict:
         start = time.time()
         outcome = run_sweep(spec, runner=runner, num_cpus=num_cpus, report=False, log=log_lines.append)
         wall = time.time() - start
-        table = sinks.read_table(outcome.layout, "tasks")
+        table = tables.read_table(outcome.layout, "tasks")
     table = table[table["status"] == "finished"]
     held = pd.to_datetime(table["finished_at"], utc=True) - pd.to_datetime(table["started_at"], utc=True)
     overhead = list(held.dt.total_seconds() - table["duration_s"].astype(float))

@@ -183,9 +183,12 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
 # ----- the benchmark -----------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_scale_benchmark_quick(tmp_path):
+def test_scale_benchmark_quick(tmp_path, monkeypatch):
     from bench import scale
 
+    from orchestrator import compact
+
+    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")     # 50 tasks: fewer fragments than a run compacts
     payload = scale.main(["--quick", "--out", str(tmp_path)])
     (size,) = payload["sizes"].values()
     m = size["after"]["median"]

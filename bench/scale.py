@@ -1,0 +1,287 @@
+"""Scale: whole sweeps of 1k-20k tasks (synthetic or no-op runner), the driver's cost per task, files and reads.
+
+    python -m bench.scale                                  # 1k, 4.1k, 20k tasks + planning at 100k (~30+ min)
+    python -m bench.scale --tasks 1000,5000 --repeats 2
+    python -m bench.scale --tasks 1000 --runner noop --before REV   # also the code of git REV, alternating
+    python -m bench.scale --quick                          # 1 seed (50 tasks), planning at 1k
+
+Sizes are seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`: 50 tasks per seed), so
+1,000 tasks = 20 seeds. Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
+local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
+- wall: `run_sweep` from the call to the return, the compaction of its results at its end included
+  (`compact_s` of it); Ray's start is timed apart (`ray_init_s`);
+- driver CPU per task: user+sys CPU of the driver process (`getrusage(RUSAGE_SELF)`: the Tune controller,
+  the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
+  its tasks;
+  Ray's own processes (raylet, GCS, the trial workers) are not in it;
+- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
+  with `orchestrator.tables.read_table`, from fragments (read just before the run compacts them: that
+  read is subtracted from the run's wall and CPU) and from parts (after).
+Planning: `build_graph` of a 100,000-task spec (2,000 seeds, via the `seeds=[...]` override).
+With `--before REV`, `orchestrator/` and `tasks/` of that git revision are exported to a temporary
+directory and run the same sweeps (no compaction, no synthetic runner there: use `--runner noop`);
+variants alternate (A B, B A, ...) and medians are reported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import common
+
+RESULT_PREFIX = "SCALE-RESULT "
+TASKS_PER_SEED = 50
+
+
+def parse_args(argv=None):
+    p = common.base_parser(__doc__.split("\n")[0])
+    p.add_argument("--tasks", default="1000,4100,20000", help="sweep sizes (tasks; rounded to whole seeds)")
+    p.add_argument("--runner", default="synthetic", choices=["synthetic", "noop"])
+    p.add_argument("--plan-tasks", type=int, default=100_000, help="size of the planned sweep")
+    p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--num-cpus", type=int, default=2)
+    p.add_argument("--no-mlflow", action="store_true", help="runs without MLflow tracking")
+    p.add_argument("--before", default=None, help="git revision to compare with (its orchestrator/ and tasks/)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--one", type=int, default=None, help=argparse_hidden())
+    p.add_argument("--storage", default=None, help=argparse_hidden())
+    p.add_argument("--profile", default=None, help="(with --one) write a cProfile of the driver here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.plan_tasks = "50", min(args.plan_tasks, 1000)
+    args.repeats = args.repeats or 1
+    return args
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def seeds_for(tasks: int) -> int:
+    return max(1, round(tasks / TASKS_PER_SEED))
+
+
+# --------------------------------------------------------------------------- one run, in its own process
+
+def one_run(args) -> dict:
+    """Run one sweep here and return its figures (called in a fresh process)."""
+    from orchestrator import tables, vocab
+    from orchestrator.schedule import init_ray
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep import run_sweep
+
+    try:
+        from orchestrator import compact
+    except ImportError:           # the code of an earlier revision
+        compact = None
+    seeds = seeds_for(args.one)
+    storage = args.storage or tempfile.mkdtemp(prefix="mmc-bench-scale-")
+    os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "30")
+    measured: dict = {}
+    if compact is not None:   # the run compacts when it ends; read its fragments first (timed apart)
+        real_compact = compact.compact_after_run
+
+        def compact_after_run(layout, log=print):
+            measured["files_before_compaction"] = _files(layout, tables, vocab)
+            measured["peak_rss_run_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            cpu = _cpu()
+            measured["read_fragments_s"], measured["rows"] = _read_all(layout, tables, vocab)
+            measured["read_fragments_cpu_s"] = _cpu() - cpu
+            cpu, wall = _cpu(), time.perf_counter()
+            done = real_compact(layout, log)
+            measured["compact_s"], measured["compact_cpu_s"] = time.perf_counter() - wall, _cpu() - cpu
+            return done
+
+        compact.compact_after_run = compact_after_run
+    overrides = [f"seeds={list(range(seeds))}", f"storage={storage}", "name=scale",
+                 f"max_concurrent={args.max_concurrent}"]
+    if args.no_mlflow:
+        overrides.append("mlflow.enabled=false")
+    spec = load_spec(None, overrides)
+    start = time.perf_counter()
+    init_ray(num_cpus=args.num_cpus)
+    ray_init_s = time.perf_counter() - start
+    load_before = os.getloadavg()[0]
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    outcome = run_sweep(spec, runner=args.runner, num_cpus=args.num_cpus, report=False, log=_quiet)
+    run_s, run_cpu = time.perf_counter() - wall0, _cpu() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    layout = outcome.layout
+    n = len(outcome.state.states)
+    result = {"tasks": n, "seeds": seeds, "runner": args.runner, "mlflow": not args.no_mlflow,
+              "counts": outcome.counts, "ray_init_s": ray_init_s, "loadavg_1m_before": load_before,
+              "loadavg_1m_after": os.getloadavg()[0]}
+    result["files"] = _files(layout, tables, vocab)
+    result["read_s"], rows = _read_all(layout, tables, vocab)
+    if compact is None:
+        measured = {"files_before_compaction": result["files"], "read_fragments_s": result["read_s"], "rows": rows,
+                    "compact_s": 0.0, "compact_cpu_s": 0.0}
+    assert rows == measured["rows"], (rows, measured["rows"])
+    result.update(measured)
+    # the fragments were read inside the run, for this benchmark only: not part of the run's figures
+    read_cpu = measured.get("read_fragments_cpu_s", 0.0)
+    result["wall_s"] = result["run_s"] = run_s - (result["read_fragments_s"] if compact is not None else 0.0)
+    result["driver_cpu_s"] = result["run_cpu_s"] = run_cpu - read_cpu
+    result["driver_cpu_per_task_ms"] = 1e3 * result["driver_cpu_s"] / max(n, 1)
+    result["wall_per_task_ms"] = 1e3 * result["wall_s"] / max(n, 1)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # with this script's reads
+    result.setdefault("peak_rss_run_mib", result["peak_rss_mib"])
+    overhead = _overheads(layout, tables, vocab)
+    result["overhead_median_s"], result["overhead_p95_s"] = overhead
+    return result
+
+
+def _quiet(line: str) -> None:
+    if line.startswith(("sweep `", "finished in", "compacted")):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _files(layout, tables, vocab) -> dict[str, int]:
+    out = {}
+    for table in vocab.TABLES:
+        directory = Path(layout.storage.local_path(layout.table_dir(table)))
+        out[table] = sum(1 for p in directory.iterdir() if p.is_file()) if directory.exists() else 0
+    return out
+
+
+def _read_all(layout, tables, vocab) -> tuple[float, dict[str, int]]:
+    start = time.perf_counter()
+    rows = {table: len(tables.read_table(layout, table)) for table in vocab.TABLES}
+    return time.perf_counter() - start, rows
+
+
+def _overheads(layout, tables, vocab) -> tuple[float | None, float | None]:
+    import pandas as pd
+
+    t = tables.read_table(layout, vocab.TASKS)
+    t = t[t["status"] == "finished"]
+    if t.empty:
+        return None, None
+    held = pd.to_datetime(t["finished_at"], utc=True) - pd.to_datetime(t["started_at"], utc=True)
+    overhead = (held.dt.total_seconds() - t["duration_s"].astype(float)).dropna().sort_values()
+    return float(overhead.median()), float(overhead.quantile(0.95))
+
+
+# --------------------------------------------------------------------------- the parent
+
+def export_revision(rev: str) -> str:
+    """`orchestrator/` and `tasks/` of `rev` in a temporary directory (PYTHONPATH'd before the repo)."""
+    directory = tempfile.mkdtemp(prefix=f"mmc-bench-rev-{rev[:10]}-")
+    archive = subprocess.run(["git", "archive", rev, "orchestrator", "tasks"], cwd=common.REPO, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
+    return directory
+
+
+def spawn(args, tasks: int, code: str | None) -> dict:
+    command = [sys.executable, "-m", "bench.scale", "--one", str(tasks), "--runner", args.runner,
+               "--max-concurrent", str(args.max_concurrent), "--num-cpus", str(args.num_cpus)]
+    if args.no_mlflow:
+        command.append("--no-mlflow")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (code, str(common.REPO)) if p)}
+    env.pop("RAY_ADDRESS", None)
+    with tempfile.TemporaryDirectory(prefix="mmc-bench-scale-") as storage:
+        proc = subprocess.run([*command, "--storage", storage], cwd=common.REPO, env=env, capture_output=True,
+                              text=True, timeout=args.timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"run of {tasks} tasks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def planning(target: int, repeats: int) -> dict:
+    from orchestrator.graph import build_graph
+    from orchestrator.spec import load_spec
+
+    seeds = seeds_for(target)
+    times, load = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        spec = load_spec(None, [f"seeds={list(range(seeds))}"])
+        load.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        graph = build_graph(spec)
+        times.append(time.perf_counter() - start)
+    print(f"planning: {len(graph)} tasks ({seeds} seeds): load_spec {common.median(load):.2f} s, build_graph "
+          f"{common.median(times):.2f} s", flush=True)
+    return {"tasks": len(graph), "seeds": seeds, "build_graph_s": common.summary(times),
+            "load_spec_s": common.summary(load)}
+
+
+FIGURES = ("wall_s", "run_s", "driver_cpu_per_task_ms", "peak_rss_run_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
+           "overhead_median_s", "overhead_p95_s")
+
+
+def medians(runs: list[dict]) -> dict:
+    out = {k: statistics.median(r[k] for r in runs) for k in FIGURES if all(r.get(k) is not None for r in runs)}
+    out["files"] = runs[-1]["files"]
+    out["files_before_compaction"] = runs[-1]["files_before_compaction"]
+    out["tasks"] = runs[-1]["tasks"]
+    return out
+
+
+def describe(name: str, m: dict) -> str:
+    files = max(m["files"].values())
+    return (f"{name:>8} {m['tasks']:>6} tasks: wall {m['wall_s']:7.1f} s ({1e3 * m['wall_s'] / m['tasks']:5.1f} ms/task), "
+            f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB, "
+            f"<= {files} files/table (from {max(m['files_before_compaction'].values())}), read all tables "
+            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.one is not None:
+        print(RESULT_PREFIX + json.dumps(one_run(args), default=str), flush=True)
+        return {}
+    env = common.environment()
+    print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
+    payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,
+                     "runner": args.runner, "mlflow": not args.no_mlflow, "max_concurrent": args.max_concurrent}
+    payload["planning"] = planning(args.plan_tasks, max(1, min(args.repeats, 3)))
+    variants = {"after": None}
+    if args.before:
+        variants = {"before": export_revision(args.before), "after": None}
+        payload["before_rev"] = args.before
+    payload["sizes"] = {}
+    for tasks in [int(x) for x in args.tasks.split(",")]:
+        runs: dict[str, list[dict]] = {name: [] for name in variants}
+        names = list(variants)
+        for r in range(args.repeats):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                result = spawn(args, tasks, variants[name])
+                runs[name].append(result)
+                print(f"  {name} round {r + 1}: {json.dumps({k: result.get(k) for k in FIGURES})} "
+                      f"load {result['loadavg_1m_before']:.1f}-{result['loadavg_1m_after']:.1f}", flush=True)
+        payload["sizes"][str(tasks)] = {name: {"median": medians(rs), "runs": rs} for name, rs in runs.items()}
+        for name, rs in runs.items():
+            print(describe(name, medians(rs)), flush=True)
+    payload["loadavg_1m_end"] = os.getloadavg()[0]
+    common.write_json("scale", payload, args.out, args.tag)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
