@@ -186,7 +186,7 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
     to_delete = absorbed + duplicates
     to_delete += [listing.parts[n] for n in sorted(merge) if n in listing.parts] + orphans
     to_delete += [tables.FileStamp(p, 0, 0) for p in listing.temporary_parts]
-    result.deleted = _delete(layout, to_delete)
+    result.deleted = _delete(layout, table, to_delete)
     result.files = _count_files(tables.list_table(layout, table))
     result.seconds = time.perf_counter() - start
     return result
@@ -369,17 +369,17 @@ def _write_manifest(layout, manifest: tables.Manifest) -> None:
     layout.storage.write_bytes(tables.manifest_path(layout, manifest.table), tables.manifest_bytes(manifest))
 
 
-def _delete(layout, stamps: list[tables.FileStamp]) -> int:
+def _delete(layout, table: str, stamps: list[tables.FileStamp]) -> int:
     """Delete files that the manifest made redundant; a fragment changed since it was listed (its task
-    wrote it again meanwhile) is newer and stays."""
+    wrote it again meanwhile) is newer and stays. One listing checks them all (not a request per file)."""
     fs, deleted = layout.storage.fs, 0
+    infos = fs.get_file_info(pafs.FileSelector(layout.table_dir(table), allow_not_found=True))
+    now = {info.path: (info.size or 0, info.mtime_ns or 0) for info in infos}
     for stamp in stamps:
-        if stamp.size or stamp.mtime_ns:
-            info = fs.get_file_info(stamp.path)
-            if info.type == pafs.FileType.NotFound:
-                continue
-            if (info.size, info.mtime_ns) != (stamp.size, stamp.mtime_ns):
-                continue
+        if stamp.path not in now:
+            continue
+        if (stamp.size or stamp.mtime_ns) and now[stamp.path] != (stamp.size, stamp.mtime_ns):
+            continue
         try:
             _delete_file(fs, stamp.path)
             deleted += 1
