@@ -547,11 +547,11 @@ def run_graph(
     run_name: str | None = None,
 ) -> None:
     """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`."""
+    if state.count(PENDING) == 0:   # nothing to run (Ray may not even be started)
+        (progress or ProgressPrinter(state, max_concurrent or 1)).maybe_print(force=True)
+        return
     concurrency = max_concurrent or max(1, int(cluster_resources().get("CPU", 1)))
     progress = progress or ProgressPrinter(state, concurrency)
-    if state.count(PENDING) == 0:
-        progress.maybe_print(force=True)
-        return
 
     def started(task_id: str) -> None:
         progress.maybe_print()
@@ -596,8 +596,8 @@ def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+    else:   # "local": a private Ray, never a `ray start` cluster that happens to run on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="WARNING")
 
 

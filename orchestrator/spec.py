@@ -131,6 +131,8 @@ def _read(path: str | Path | None, source: str) -> Any:
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
     """`finetune.lam=3`, `seeds=[0,1,2]`, `paths.pairs=[cue~nocue]`: dotted keys, YAML values."""
+    if raw is not None and not isinstance(raw, dict):
+        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {schema.type_name(raw)}"], source)
     out = copy.deepcopy(raw) if isinstance(raw, dict) else {}
     problems = []
     for item in overrides:
@@ -180,8 +182,9 @@ def _extends(raw: dict, source: str, base_dir: Path | None, depth: int = 0) -> d
         if not path.is_file():
             raise SpecError([f"`extends`: {parent!r} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
                              f"nor a spec file"], source)
-        text, base_dir = read_text(path, "spec file"), path.parent
     try:
+        if text is None:
+            text, base_dir = read_text(path, "spec file"), path.parent
         base = parse_yaml(text)
     except YamlError as e:
         raise SpecError([f"`extends`: {parent}: {e}"], source) from None
@@ -295,9 +298,15 @@ def dump_spec(spec: SweepSpec) -> str:
     """The resolved spec as YAML (every key), loadable again with `parse_spec` to the same spec."""
     import yaml
 
+    from orchestrator.layout import redact
+
     head = ("# The resolved spec of this sweep: every key, as run (mmc-sweep writes it; "
-            "`mmc-sweep run` compares a rerun's spec with it).\n")
-    return head + yaml.safe_dump(spec.resolved, sort_keys=False, allow_unicode=True)
+            "`mmc-sweep run` compares a rerun's spec with it). Credentials in URIs are redacted.\n")
+    resolved = copy.deepcopy(spec.resolved)
+    resolved["storage"] = redact(resolved["storage"])   # where, not what: never compared
+    if resolved["mlflow"].get("tracking_uri"):
+        resolved["mlflow"]["tracking_uri"] = redact(resolved["mlflow"]["tracking_uri"])
+    return head + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
 
 NOT_SCIENCE = ("storage", "resources", "max_concurrent", "mlflow")   # where and how, not what

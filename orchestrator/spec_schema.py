@@ -658,13 +658,30 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
 
 
 def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
-    """An upper bound of the tasks a spec plans (computed without planning)."""
-    per_seed_models = 4 + 2 * len(pairs)
-    n_props = len(top["cue_proportions"])
-    per_pair = 1 + len(top["path_kinds"]) * (1 + len(top["alignments"]))
-    pairs_per_seed = len(pairs) * max(1, n_props) * max(1, len(top["methods"]))
-    per_model = len(top["seeds"]) * (per_seed_models * n_props + len(top["methods"]) * n_props + pairs_per_seed * per_pair)
-    return n_variants * len(top["models"]) * per_model
+    """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
+    for a spec without axes, an upper bound with them (tasks shared between combinations counted
+    once per combination)."""
+    cue = sum(1 for p in top["cue_proportions"] if p > 0)
+    nocue = int(0.0 in top["cue_proportions"])
+    kinds, methods = top["path_kinds"], len(top["methods"])
+    per_path = ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
+                + 2 * len(top["alignments"]) * (vocab.ALIGNED in kinds))
+    models: set = set()
+    finetunes = paths = 0
+    for pair, design, epoch in pairs:
+        props = nocue if pair == vocab.NOCUE_NOCUE else cue
+        n_pairs = props * (methods if pair == vocab.PRETRAINED_FT else 1)
+        paths += n_pairs * (1 if design == vocab.SELF else per_path)
+        models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
+        if pair == vocab.CUE_NOCUE:
+            models.update([("primary", "nocue")] + ([("same-init", p) for p in range(cue)] if design == vocab.SAME_INIT
+                                                    else []))
+        elif pair == vocab.PRETRAINED_FT:
+            finetunes = cue * methods
+        elif design in (vocab.INDEPENDENT, vocab.SPAWN):
+            models.update((pair, design, epoch, p) for p in range(props))
+    per_seed = len(models) + finetunes + paths
+    return n_variants * len(top["models"]) * len(top["seeds"]) * per_seed
 
 
 # ----- the settings every result row carries -----

@@ -159,7 +159,8 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
                 if state.states[child].status == vocab.SKIPPED:
                     recorder.record(child)
 
-    progress = ProgressPrinter(state, spec.max_concurrent or _default_concurrency())
+    progress = ProgressPrinter(state, spec.max_concurrent or (_default_concurrency() if state.count(vocab.PENDING)
+                                                             else 1))
     try:
         run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
         for task_id, s in state.states.items():   # pending tasks that could never run

@@ -69,8 +69,8 @@ def read_record(files: dict[str, bytes]) -> dict:
         raise CorruptCheckpointError(META_FILE, "missing")
     try:
         record = json.loads(files[META_FILE].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptCheckpointError(META_FILE, f"not valid JSON ({error})") from error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise CorruptCheckpointError(META_FILE, f"not valid JSON ({type(error).__name__})") from None
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) or "meta" not in record:
         raise CorruptCheckpointError(META_FILE, "not a checkpoint record (needs `sha256` and `meta`)")
     if record.get("format") != FORMAT_VERSION:

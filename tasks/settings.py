@@ -25,6 +25,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable
 
 RULE_KEY = "mmc_rule"
@@ -80,6 +81,7 @@ def rule_for(cls: type, name: str) -> Rule:
     return next(rule for f, _tp, rule in declared_fields(cls) if f.name == name)
 
 
+@lru_cache(maxsize=None)
 def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any, Rule]]:
     """(field, resolved type, rule) for every field of a settings dataclass, in declaration order."""
     hints = typing.get_type_hints(cls)
