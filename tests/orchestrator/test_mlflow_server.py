@@ -1,13 +1,15 @@
 """An MLflow tracking server on 127.0.0.1 over a sweep's own store (`<sweep>/mlflow.db`, artifacts
 in `<sweep>/mlflow-artifacts`): the parent run, its child runs and the report artifacts are found
-through the server's REST API, as a user browsing `mlflow server`/`mlflow ui` would see them."""
+through the server's REST API, as a user browsing `mlflow server`/`mlflow ui` would see them.
+The server picks its own port (`--port 0`, read back from its log): no port is chosen and released
+by the test, so no other process can take it in between."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import plots, report, sinks
+from orchestrator import plots, report, tables, tracking, vocab
 from orchestrator.layout import Storage, SweepLayout
-from tests.orchestrator.test_sinks import synthetic_sweep, write_sweep
+from tests.orchestrator.synthetic import synthetic_sweep, write_sweep
 
-SERVER_START_TIMEOUT_S = 90     # mlflow server imports a lot; the CI machine may be busy
+SERVER_START_TIMEOUT_S = 300    # mlflow server imports a lot; the machine may be busy
 SERVER_STOP_TIMEOUT_S = 20
 SWEEP = "served-sweep"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LISTENING = re.compile(rb"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,21 @@ def logged_sweep(tmp_path_factory):
     (path tasks with their path plot), the report and its figures on the parent."""
     tmp = tmp_path_factory.mktemp("mlflow-server")
     layout = SweepLayout(Storage(str(tmp / "store")), SWEEP)
-    tables = synthetic_sweep()
+    sweep = synthetic_sweep()
     # a few tasks of every kind the synthetic sweep has keep the logging quick
-    chosen = [t for t in tables["tasks"] if t.startswith(("pretrain-p0.0-s0", "pretrain-p0.8-s0",
-                                                          "finetune-cbft-s0"))]
-    chosen += [t for t in tables["tasks"] if t.startswith("path_eval") and t.endswith("s0")][:3]
-    tables = {name: {t: rows for t, rows in by_task.items() if t in chosen}
-              for name, by_task in tables.items()}
-    write_sweep(layout, tables)
+    chosen = [t for t in sweep["tasks"] if t.startswith(("pretrain-p0.0-s0", "pretrain-p0.8-s0",
+                                                         "finetune-cbft-s0"))]
+    chosen += [t for t in sweep["tasks"] if t.startswith("path_eval") and t.endswith("s0")][:3]
+    sweep = {name: {t: rows for t, rows in by_task.items() if t in chosen}
+             for name, by_task in sweep.items()}
+    write_sweep(layout, sweep)
 
-    sink = sinks.MlflowSink(layout.mlflow_uri(), SWEEP)
+    sink = tracking.MlflowSink(layout.mlflow_uri(), SWEEP)
     parent = sink.start_parent(params={"spec_hash": "abc123"}, tags={"sweep": SWEEP},
                                run_name="sweep-test")
     children, path_plots = {}, {}
-    paths = sinks.read_table(layout, "paths")
-    for task_id, (row,) in tables["tasks"].items():
+    paths = tables.read_table(layout, vocab.PATHS)
+    for task_id, (row,) in sweep["tasks"].items():
         artifacts = []
         if row["kind"] == "path_eval":
             png = tmp / f"path_{task_id}.png"
@@ -66,7 +65,7 @@ def logged_sweep(tmp_path_factory):
                                           params={"seed": row["seed"]},
                                           metrics={"duration_s": row["duration_s"]},
                                           artifacts=artifacts)
-    rep = report.write_report(layout, spec_text=f"name: {SWEEP}\n", planned=len(chosen), n_boot=50)
+    rep = report.write_report(layout)
     sink.finish_parent(parent, metrics={"tasks_finished": len(chosen)},
                        artifacts=report.local_paths(layout, [rep.html, *rep.figures]))
     figures = {Path(p).name for p in rep.figures}
@@ -75,25 +74,28 @@ def logged_sweep(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(logged_sweep):
-    """`mlflow server` on a free 127.0.0.1 port over the sweep's store; stopped afterwards."""
+    """`mlflow server` on a port of its own choosing on 127.0.0.1 over the sweep's store; stopped afterwards."""
     layout, *_, tmp = logged_sweep
-    port = free_port()
-    artifacts = sinks.default_artifact_location(layout.mlflow_uri())
+    artifacts = tracking.default_artifact_location(layout.mlflow_uri())
     command = [sys.executable, "-m", "mlflow", "server",
                "--backend-store-uri", layout.mlflow_uri(),
                "--default-artifact-root", artifacts, "--artifacts-destination", artifacts,
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+               "--host", "127.0.0.1", "--port", "0", "--workers", "1"]
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed in the teardown
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
                             start_new_session=True)   # its own process group: uvicorn workers too
-    base = f"http://127.0.0.1:{port}"
+    base = None
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"mlflow server exited with {proc.returncode}:\n"
                             + (tmp / "server.log").read_text()[-3000:])
+            found = LISTENING.search((tmp / "server.log").read_bytes())
+            base = found.group(1).decode() if found else None
             try:
+                if base is None:
+                    raise ConnectionError("not listening yet")
                 with urllib.request.urlopen(base + "/health", timeout=5) as response:
                     if response.status == 200:
                         break

@@ -1,0 +1,255 @@
+"""A rerunnable mutation check: does the test suite catch the bugs that matter?
+
+Each mutant changes one line of a core module (the bug it stands for is named); the script copies the
+working tree to a temporary directory (the shared tree is never touched), runs the tests that should
+catch it there, and reports the mutant *killed* (a test failed) or *survived* (every test passed: the
+suite does not notice that bug). Before the mutants, the same tests run on the unmutated copy: a test
+that already fails there cannot judge anything (`baseline fails`).
+
+    python scripts/mutants.py                 # every mutant; prints a table
+    python scripts/mutants.py --only M05 M11  # some of them
+    python scripts/mutants.py --list          # the mutants and their tests
+    python scripts/mutants.py --write         # also write the result into docs/MUTANTS.md
+
+A mutant whose line is no longer in its file is reported `stale` (the code moved on: update it here).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "MUTANTS.md"
+TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    bug: str                     # what the mutant stands for
+    path: str                    # file, relative to the repository
+    find: str                    # the exact text of the line part to change (must occur `occurrence`+1 times)
+    replace: str
+    tests: tuple[str, ...]       # pytest node ids that should fail
+    occurrence: int = 0          # which occurrence of `find` (0: the first)
+
+
+T_RESUME = "tests/orchestrator/test_resume.py::test_a_stopped_training_task_resumes_after_its_last_epoch"
+T_CLAIMS = "tests/orchestrator/test_faults.py::test_readme_fault_claim"
+T_GRAPH = "tests/orchestrator/test_graph.py"
+T_GOLDEN = "tests/orchestrator/test_golden.py"
+
+MUTANTS = [
+    Mutant("M01", "pretrain ignores its saved resume state (resume set to None in work.py)",
+           "orchestrator/work.py", "resume = env.resume_state()", "resume = None",
+           (f"{T_RESUME}[pretrain-None-1-4]",)),
+    Mutant("M02", "finetune ignores its saved resume state",
+           "orchestrator/work.py", "resume = env.resume_state()", "resume = None",
+           (f"{T_RESUME}[finetune-lpft-3-5]",), occurrence=1),
+    Mutant("M03", "midpoint ignores its saved resume state",
+           "orchestrator/work.py", "resume = env.resume_state()", "resume = None",
+           (f"{T_RESUME}[midpoint-None-1-3]",), occurrence=2),
+    Mutant("M04", "the in-process resume state is never loaded (resume.py returns None)",
+           "orchestrator/resume.py", "return log.state({name: storage.read_bytes(p) for name, p in paths.items()})",
+           "return None", (f"{T_RESUME}[pretrain-None-1-4]",)),
+    Mutant("M05", "a Tune trial never attaches the per-epoch resume state",
+           "orchestrator/work.py", "attach_storage_resume(env, layout, task.kind, task.id, env.resume_log)", "pass",
+           (f"{T_RESUME}[pretrain-None-1-4]",)),
+    Mutant("M06", "Ray Train workers ignore their checkpoint (resume state None in distributed.py)",
+           "orchestrator/distributed.py", "return log.state(files)", "return None",
+           ("tests/orchestrator/test_distributed.py::test_killed_training_worker_is_replaced_and_the_task_resumes_from_its_checkpoint",)),
+    Mutant("M07", "a torn resume state raises instead of starting the task over",
+           "orchestrator/resume.py", "except (CorruptCheckpointError, KeyError, TypeError, ValueError):",
+           "except (KeyError,):", ("tests/orchestrator/test_resume.py::test_a_torn_resume_state_starts_the_task_over",
+                                   f"{T_CLAIMS}[a torn resume checkpoint starts the task over]")),
+    Mutant("M08", "each no-cue model paired with itself (nocue~nocue barriers 0 by construction)",
+           "orchestrator/graph.py", "elif design == vocab.INDEPENDENT:",
+           "elif design == vocab.INDEPENDENT and pair != vocab.NOCUE_NOCUE:", (T_GOLDEN, T_GRAPH)),
+    Mutant("M09", "the main cue~nocue pair shares its initialisation (the same-init control as the main design)",
+           "orchestrator/graph.py", "if design == vocab.SAME_INIT:", "if True:", (T_GOLDEN, T_GRAPH)),
+    Mutant("M10", "the same-type partner drawn from the primary's seed stream (a model paired with itself)",
+           "orchestrator/graph.py", 'seed = init_seed(s, p, "b")', 'seed = init_seed(s, p, "a")', (T_GOLDEN, T_GRAPH)),
+    Mutant("M11", "task ids shortened (every stored sweep orphaned)",
+           "orchestrator/graph.py", "hexdigest()[:16]", "hexdigest()[:12]", (T_GOLDEN, T_GRAPH)),
+    Mutant("M12", "settings identity: 1 and 1.0 no longer the same value (a clause of the equality removed)",
+           "tasks/settings.py", "if isinstance(a, (int, float)) and isinstance(b, (int, float)):", "if False:",
+           (T_GOLDEN, T_GRAPH)),
+    Mutant("M13", "settings identity: True equal to 1 (the bool clause removed)",
+           "tasks/settings.py", "if isinstance(a, bool) or isinstance(b, bool):", "if False:", (T_GOLDEN,)),
+    Mutant("M14", "a default changed silently (CBFT's lam 1.0 -> 2.0; cached outputs would be reused)",
+           "tasks/finetune.py", "lam: float = setting(1.0,", "lam: float = setting(2.0,", (T_GOLDEN,)),
+    Mutant("M15", "CBFT drops lam (the invariance weight)",
+           "tasks/finetune.py", "loss = loss + self.settings.lam * class_mean_invariance(",
+           "loss = loss + class_mean_invariance(",
+           ("tests/tasks/test_finetune.py::test_cbft_objective_matches_a_hand_computation_with_its_own_lambda_and_margin",)),
+    Mutant("M16", "CBFT drops the margin of its barrier loss",
+           "tasks/finetune.py", "return (self.settings.margin - F.cross_entropy(logits, y)).abs()",
+           "return (1.0 - F.cross_entropy(logits, y)).abs()",
+           ("tests/tasks/test_finetune.py::test_cbft_objective_matches_a_hand_computation_with_its_own_lambda_and_margin",)),
+    Mutant("M17", "CBFT's cue batches drawn from the clean subset",
+           "tasks/finetune.py", "return CBFTObjective(model, clean, cue_set(data, index), settings,",
+           "return CBFTObjective(model, clean, clean, settings,",
+           ("tests/tasks/test_finetune.py::test_the_cue_set_is_exactly_the_training_set_minus_the_clean_subset",)),
+    Mutant("M18", "alignment no longer switches the models to eval mode (permutations from batch statistics)",
+           "tasks/align.py", "model_a.eval(), model_b.eval()", "pass",
+           ("tests/tasks/test_align.py::test_align_of_models_in_train_mode_matches_eval_mode_and_keeps_their_bn_statistics",)),
+    Mutant("M19", "a missing output file is not checked (the run would read a missing file)",
+           "orchestrator/outputs.py", "if not storage.is_file(path):", "if False:",
+           (f"{T_CLAIMS}[a missing output file is recomputed]",), occurrence=1),
+    Mutant("M20", "the missing `tasks` row of a task finished before the driver died is never written",
+           "orchestrator/sweep.py", "recorder.record(task_id)   # a driver killed between done.json and the tasks row",
+           "pass",
+           (f"{T_CLAIMS}[the tasks row missing after the driver died between marker and row is written on rerun]",)),
+    Mutant("M21", "Ctrl-C exits 1 instead of 130",
+           "orchestrator/cli.py", "return EXIT_INTERRUPTED", "return EXIT_TASKS_FAILED",
+           ("tests/orchestrator/test_faults.py::test_driver_interrupted_then_killed_mid_task_resumes_each_time",)),
+    Mutant("M22", "max_concurrent not passed to Tune (more tasks at once than asked for)",
+           "orchestrator/schedule.py", "max_concurrent_trials=max_concurrent,", "max_concurrent_trials=None,",
+           ("tests/orchestrator/test_schedule.py::test_ray_run_respects_max_concurrent_and_dependencies",)),
+    Mutant("M23", "a failed task's descendants are not skipped",
+           "orchestrator/schedule.py", "found, stack = set(), [task_id]", "found, stack = set(), []",
+           ("tests/orchestrator/test_schedule.py::test_a_failure_skips_exactly_the_pending_descendants",)),
+    Mutant("M24", "two orchestrator modules import each other (work <-> distributed)",
+           "orchestrator/work.py", "from orchestrator import outputs, tables, vocab",
+           "from orchestrator import distributed, outputs, tables, vocab",
+           ("tests/orchestrator/test_imports.py",)),
+    Mutant("M25", "a path kind spelled as a literal outside vocab.py",
+           "orchestrator/work.py", 'if cfg["path_kind"] == vocab.QUADRATIC:', 'if cfg["path_kind"] == "quadratic":',
+           ("tests/orchestrator/test_vocab.py",)),
+    Mutant("M26", "a garbled done.json counted as finished (markers parsed without their check)",
+           "orchestrator/outputs.py", "marker, reason = _marker(layout, kind, task_id)", "marker, reason = {'files': {}}, ''",
+           (f"{T_CLAIMS}[a garbled done.json is recomputed]",)),
+]
+
+
+def copy_tree(target: Path) -> None:
+    """The working tree as git sees it (tracked and untracked, not ignored) into `target`."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def apply(root: Path, m: Mutant) -> str | None:
+    """Apply `m` under `root`; returns the original text, or None when the line is not there."""
+    path = root / m.path
+    text = path.read_text()
+    start = -1
+    for _ in range(m.occurrence + 1):
+        start = text.find(m.find, start + 1)
+        if start < 0:
+            return None
+    path.write_text(text[:start] + m.replace + text[start + len(m.find):])
+    return text
+
+
+def pytest(root: Path, tests: tuple[str, ...], log: Path) -> tuple[int, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(root)
+    start = time.monotonic()
+    with open(log, "w") as f:
+        try:
+            rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p",
+                                 "no:randomly", *tests], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                timeout=TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    return rc, time.monotonic() - start
+
+
+def failing_test(log: Path) -> str:
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split()[1].split(" - ")[0]
+    return "?"
+
+
+def run(mutants: list[Mutant], keep: bool) -> list[tuple[Mutant, str, str, float]]:
+    root = Path(tempfile.mkdtemp(prefix="mmc-mutants-"))
+    logs = root / "_logs"
+    logs.mkdir()
+    print(f"copy of the working tree: {root}", flush=True)
+    copy_tree(root)
+    results = []
+    baselines: dict[tuple[str, ...], tuple[int, str]] = {}
+    try:
+        for m in mutants:
+            if m.tests not in baselines:
+                log = logs / f"baseline-{len(baselines)}.log"
+                rc, _ = pytest(root, m.tests, log)
+                baselines[m.tests] = (rc, failing_test(log) if rc else "")
+            rc0, failed0 = baselines[m.tests]
+            if rc0 != 0:
+                results.append((m, "baseline fails", failed0, 0.0))
+                print(f"{m.id}: baseline fails ({failed0})", flush=True)
+                continue
+            original = apply(root, m)
+            if original is None:
+                results.append((m, "stale", f"`{m.find}` not in {m.path}", 0.0))
+                print(f"{m.id}: stale", flush=True)
+                continue
+            try:
+                log = logs / f"{m.id}.log"
+                rc, seconds = pytest(root, m.tests, log)
+            finally:
+                (root / m.path).write_text(original)
+            verdict = "killed" if rc == 1 else "survived" if rc == 0 else "timeout" if rc == -1 else f"error (exit {rc})"
+            results.append((m, verdict, failing_test(log) if rc else "", seconds))
+            print(f"{m.id}: {verdict} in {seconds:.0f}s {results[-1][2]}", flush=True)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def table(results) -> str:
+    lines = ["| id | the bug | where | verdict | caught by | s |", "| --- | --- | --- | --- | --- | --- |"]
+    for m, verdict, by, seconds in results:
+        lines.append(f"| {m.id} | {m.bug} | `{m.path}` | **{verdict}** | `{by}` | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def write_doc(results) -> None:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = DOC.read_text() if DOC.is_file() else ""
+    marker = "## Last result"
+    head = text.split(marker)[0].rstrip() + "\n\n" if marker in text else text
+    counts = {v: sum(1 for r in results if r[1] == v) for v in dict.fromkeys(r[1] for r in results)}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    DOC.write_text(f"{head}{marker}\n\n`python scripts/mutants.py --write` at {rev} ({when}): {summary}.\n\n"
+                   f"{table(results)}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="mutant ids to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and their tests")
+    parser.add_argument("--write", action="store_true", help=f"write the result into {DOC.relative_to(REPO)}")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy and its logs")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
+    if args.list:
+        for m in chosen:
+            print(f"{m.id}  {m.bug}\n      {m.path}: `{m.find}` -> `{m.replace}`\n      tests: {' '.join(m.tests)}")
+        return 0
+    results = run(chosen, args.keep)
+    print(table(results))
+    if args.write:
+        write_doc(results)
+    return 0 if all(r[1] in ("killed", "baseline fails") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
