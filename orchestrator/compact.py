@@ -321,15 +321,16 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[t
     entries: dict[str, tables.Entry] = {}
     sink = writer = None
     buffer: list[pa.Table] = []
-    buffered = 0
+    buffered = 0.0
     offset = 0
+    bytes_per_row = None
 
     def flush() -> None:
         nonlocal buffer, buffered
         if buffer:
             block = pa.concat_tables(buffer).replace_schema_metadata(schema.metadata)
             writer.write_table(block, row_group_size=max(1, block.num_rows))
-            buffer, buffered = [], 0
+            buffer, buffered = [], 0.0
 
     try:
         for task_id, digest, rows in items:
@@ -337,11 +338,14 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[t
                 storage.makedirs(layout.table_dir(table))
                 sink = _HashingFile(storage.fs.open_output_stream(tmp))
                 writer = pq.ParquetWriter(sink, schema, compression="zstd")
-            entries[task_id] = tables.Entry(name, digest, offset, rows.num_rows)
-            offset += rows.num_rows
-            if rows.num_rows:
+            n = rows.num_rows
+            entries[task_id] = tables.Entry(name, digest, offset, n)
+            offset += n
+            if n:
+                if bytes_per_row is None:            # measured once: `nbytes` per table costs ~0.2 ms
+                    bytes_per_row = max(1.0, rows.nbytes / n)
                 buffer.append(rows)
-                buffered += rows.nbytes
+                buffered += n * bytes_per_row
             if buffered >= ROW_GROUP_BYTES:
                 flush()
         if writer is None:
