@@ -1,7 +1,8 @@
 """A rerunnable mutation check: does the test suite catch the bugs that matter?
 
 Each mutant changes one line of a core module (the bug it stands for is named); the script copies the
-working tree to a temporary directory (the shared tree is never touched), runs the tests that should
+committed tree (HEAD; `--working-tree`: with uncommitted changes) to a temporary directory (the
+shared tree is never touched), runs the tests that should
 catch it there, and reports the mutant *killed* (a test failed) or *survived* (every test passed: the
 suite does not notice that bug). Before the mutants, the same tests run on the unmutated copy: a test
 that already fails there cannot judge anything (`baseline fails`).
@@ -130,8 +131,14 @@ MUTANTS = [
 ]
 
 
-def copy_tree(target: Path) -> None:
-    """The working tree as git sees it (tracked and untracked, not ignored) into `target`."""
+def copy_tree(target: Path, working_tree: bool) -> None:
+    """The committed tree (HEAD; reproducible) or, with `working_tree`, the working tree as git sees it
+    (tracked and untracked files with their uncommitted changes, not the ignored ones) into `target`."""
+    if not working_tree:
+        archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        return
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                            capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -175,12 +182,12 @@ def failing_test(log: Path) -> str:
     return "?"
 
 
-def run(mutants: list[Mutant], keep: bool) -> list[tuple[Mutant, str, str, float]]:
+def run(mutants: list[Mutant], keep: bool, working_tree: bool = False) -> list[tuple[Mutant, str, str, float]]:
     root = Path(tempfile.mkdtemp(prefix="mmc-mutants-"))
     logs = root / "_logs"
     logs.mkdir()
-    print(f"copy of the working tree: {root}", flush=True)
-    copy_tree(root)
+    print(f"copy of {'the working tree' if working_tree else 'HEAD'}: {root}", flush=True)
+    copy_tree(root, working_tree)
     results = []
     baselines: dict[tuple[str, ...], tuple[int, str]] = {}
     try:
@@ -238,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and their tests")
     parser.add_argument("--write", action="store_true", help=f"write the result into {DOC.relative_to(REPO)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy and its logs")
+    parser.add_argument("--working-tree", action="store_true", help="mutate the working tree with its uncommitted "
+                        "changes (default: the committed HEAD)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
     if args.list:
         for m in chosen:
             print(f"{m.id}  {m.bug}\n      {m.path}: `{m.find}` -> `{m.replace}`\n      tests: {' '.join(m.tests)}")
         return 0
-    results = run(chosen, args.keep)
+    results = run(chosen, args.keep, args.working_tree)
     print(table(results))
     if args.write:
         write_doc(results)

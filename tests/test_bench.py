@@ -61,9 +61,10 @@ def test_memory_one_task_kind(tmp_path):
     assert memory.tree_rss_kib(os.getpid()) > 0
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(600)
 def test_orchestration_quick(tmp_path):
-    orchestration.main(["--quick", "--out", str(tmp_path), "--tasks", "2", "--chain", "2", "--plan-tasks", "200"])
+    orchestration.main(["--quick", "--out", str(tmp_path), "--tasks", "2", "--chain", "2", "--plan-tasks", "200",
+                        "--noop-sweep", "none"])
     payload = read(tmp_path, "orchestration")
     assert payload["planning"]["tasks"] >= 200
     assert payload["noop_graph"]["done"] == 4 and payload["noop_graph"]["overhead"]["n"] == 4

@@ -1,10 +1,11 @@
 """`ray job submit -- python -m orchestrator run SPEC` against a local Ray head, as on a cluster.
 
-The head is a Ray started in a helper process of its own (`ray.init` with a dashboard, in a fresh
-temp dir): every port is chosen by Ray itself and the dashboard's address is read back, so no port
-is picked and released by the test for another process to take first (`ray start --head` cannot
-do that: its client-server port must be fixed). The helper is stopped by closing its stdin, then
-its process group is killed; `ray stop` would stop every Ray on the machine.
+The head gets its own temp dir (so no other `ray.init()` on this machine attaches to it) and is
+stopped by signalling the `ray start --block` process group this test started; `ray stop` would
+stop every Ray on the machine. Ports: the GCS, node manager, object manager, runtime-env agent and
+workers take ports Ray allocates itself (0 / unset); Ray 2.60 refuses 0 for the dashboard, its
+agent's HTTP port and the client server, so those are chosen free just before the start, and a
+head that could not bind them (another process took one in between) is started again on new ones.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,43 +27,83 @@ import pytest
 
 from orchestrator import tables, vocab
 from orchestrator.graph import build_graph
-from orchestrator.spec import load_spec
 from orchestrator.layout import Storage, SweepLayout
+from orchestrator.spec import load_spec
 from tests.conftest import REPO, clean_env, write_spec
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_START_TIMEOUT_S = 300
+HEAD_ATTEMPTS = 3
 JOB_TIMEOUT_S = 600
-HEAD = """
-import sys, ray
-ctx = ray.init(num_cpus=2, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
-               _temp_dir=sys.argv[1], log_to_driver=False)
-print("DASHBOARD http://" + ctx.dashboard_url, flush=True)
-sys.stdin.read()          # until the test closes our stdin
-ray.shutdown()
-"""
+CHOSEN_PORTS = ("--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+                "--dashboard-agent-grpc-port", "--metrics-export-port")
+RAY_PORTS = ("--port=0", "--runtime-env-agent-port=0")     # allocated by Ray itself
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _env() -> dict:
     return clean_env(RAY_AUTH_MODE="token")
 
 
-@pytest.fixture(scope="module")
-def ray_head():
-    """A Ray head with a dashboard on ports Ray chose; yields the dashboard URL."""
+def _dashboard_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True          # it answers (e.g. 401 without the token)
+    except OSError:
+        return False
+
+
+def _agent_failed(temp_dir: str) -> bool:
+    logs = Path(temp_dir, "session_latest", "logs")
+    return any("address already in use" in p.read_text(errors="replace") for p in logs.glob("dashboard_agent*"))
+
+
+def _start_head():
+    """`ray start --head --block`; returns (process, dashboard URL, log) or None when a port was taken."""
+    ports = dict(zip(CHOSEN_PORTS, _free_ports(len(CHOSEN_PORTS))))
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")      # short: Ray's socket paths are length-limited
     log = open(Path(temp_dir) / "head.log", "w")
-    head = subprocess.Popen([sys.executable, "-c", HEAD, temp_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=log, env=_env(), text=True, start_new_session=True)
+    cmd = [RAY, "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0", "--node-ip-address=127.0.0.1",
+           "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temp_dir}", *RAY_PORTS,
+           *[f"{k}={v}" for k, v in ports.items()]]
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+    url = f"http://127.0.0.1:{ports['--dashboard-port']}"
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while not _dashboard_up(url):
+        if head.poll() is not None or _agent_failed(temp_dir) or time.monotonic() > deadline:
+            _stop(head)
+            text = (Path(temp_dir) / "head.log").read_text()
+            log.close()
+            if "already in use" in text or _agent_failed(temp_dir):
+                return None
+            pytest.fail("the Ray head did not come up:\n" + text[-3000:])
+        time.sleep(0.5)
+    return head, url, log
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A local Ray head with a dashboard; yields the dashboard URL."""
+    for _ in range(HEAD_ATTEMPTS):
+        started = _start_head()
+        if started is not None:
+            break
+    else:
+        pytest.fail(f"the Ray head could not bind its ports in {HEAD_ATTEMPTS} attempts")
+    head, url, log = started
     try:
-        line = ""
-        deadline = time.monotonic() + HEAD_START_TIMEOUT_S
-        while not line.startswith("DASHBOARD "):
-            line = head.stdout.readline()
-            assert line or head.poll() is None, "the Ray head exited:\n" + (Path(temp_dir) / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head did not start"
-        url = line.split()[1]
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
         yield url
     finally:
         _stop(head)
@@ -67,17 +111,16 @@ def ray_head():
 
 
 def _stop(head: subprocess.Popen) -> None:
-    """Close the helper's stdin (it shuts Ray down), then SIGKILL whatever is left of its group."""
-    try:
-        head.stdin.close()
-        head.wait(timeout=60)
-    except (subprocess.TimeoutExpired, OSError):
-        pass
-    try:
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    head.wait(timeout=30)
+    """SIGTERM, then SIGKILL, to the process group of our `ray start` (raylet, GCS, dashboard, workers)."""
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            head.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
@@ -86,10 +129,14 @@ def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
     graph = build_graph(load_spec(path))
     storage = tmp_path / "storage"
     job_id = f"mmc-test-{uuid.uuid4().hex[:8]}"
-    submit = subprocess.run(
-        [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", str(REPO),
-         "--no-wait", "--", "python", "-m", "orchestrator", "run", str(path), "--storage", str(storage)],
-        capture_output=True, text=True, env=_env(), timeout=300)
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while True:   # the head's job agent registers a little after the dashboard answers
+        submit = subprocess.run(
+            [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", str(REPO),
+             "--no-wait", "--", "python", "-m", "orchestrator", "run", str(path), "--storage", str(storage)],
+            capture_output=True, text=True, env=_env(), timeout=300)
+        if submit.returncode == 0 or "No available agent" not in submit.stderr or time.monotonic() > deadline:
+            break
     assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
 
     deadline, status, out = time.monotonic() + JOB_TIMEOUT_S, None, None
