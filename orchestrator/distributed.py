@@ -2,10 +2,10 @@
 
 The training function of `tasks/` is the same as in one process: `tasks.train.fit` shards every
 global batch by rank and all-reduces gradients when `torch.distributed` is initialised, which
-TorchTrainer does. Each epoch every worker calls `ray.train.report`; rank 0 attaches the training
-state (`orchestrator.resume.ResumeLog`) as a checkpoint, so a worker that dies is replaced and the
-task resumes from its last epoch (`FailureConfig`). Runs are named by task id under the sweep's
-storage, so a restarted driver resumes them as well.
+TorchTrainer does. After every epoch rank 0 stores the training state where a one-process task
+stores it (`orchestrator.resume`, on the sweep's storage) and all ranks wait for it; a worker that
+dies is replaced (`FailureConfig`) and the new worker group, like a restarted driver, continues
+after the last stored epoch.
 """
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ import tempfile
 import time
 
 import ray.train
-from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from orchestrator import vocab, work
 from orchestrator.graph import Resources, Task
 from orchestrator.layout import SweepLayout
-from orchestrator.resume import ResumeLog
+from orchestrator.resume import ResumeLog, attach_storage_resume
 from orchestrator.work import TaskResult
-from tasks.checkpoint import META_FILE, TENSORS_FILE
 
 MAX_WORKER_FAILURES_ENV_VAR = "MMC_MAX_WORKER_FAILURES"
 DEFAULT_MAX_WORKER_FAILURES = 2
@@ -58,34 +57,20 @@ def _train_worker(config: dict) -> dict:
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device() if torch.cuda.is_available() and task.resources.gpus else torch.device("cpu")
     log = ResumeLog(lambda epoch: work.curve_split(task, epoch))
-
-    def resume_state():
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            return None
-        with checkpoint.as_directory() as directory:
-            files = {}
-            for name in (TENSORS_FILE, META_FILE):
-                with open(os.path.join(directory, name), "rb") as f:
-                    files[name] = f.read()
-        return log.state(files)
+    env = work.TaskEnv(layout=layout, device=device, data_root=config["data_root"],
+                       parent_kinds=config["parent_kinds"], resume_log=log, rank=rank)
+    attach_storage_resume(env, layout, task.kind, task.id, log)   # the same state as a one-process task
+    save = env.on_epoch
 
     def on_epoch(report) -> None:
-        metrics = {"epoch": report.epoch, "loss": report.loss, "acc": report.acc}
-        files = log.files(report)     # every rank keeps the curve; rank 0 saves the state
         if rank == 0:
-            with tempfile.TemporaryDirectory() as directory:
-                for name, blob in files.items():
-                    with open(os.path.join(directory, name), "wb") as f:
-                        f.write(blob)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
-        else:
-            ray.train.report(metrics)
+            save(report)        # atomic files on the sweep's storage; every rank reads them after a restart
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()   # the state of this epoch is stored before any rank goes on (or dies)
+        ray.train.report({"epoch": report.epoch, "loss": report.loss, "acc": report.acc})
         _maybe_crash(task, report.epoch, rank)
 
-    env = work.TaskEnv(layout=layout, device=device, data_root=config["data_root"],
-                       parent_kinds=config["parent_kinds"], on_epoch=on_epoch, resume_state=resume_state,
-                       resume_log=log, rank=rank)
+    env.on_epoch = on_epoch
     result = work.execute(task, config["runner"], env)
     if result.status != vocab.DONE:
         raise RuntimeError(result.error)
