@@ -376,20 +376,20 @@ def _write_manifest(layout, manifest: tables.Manifest) -> None:
 def _delete(layout, table: str, stamps: list[tables.FileStamp]) -> int:
     """Delete files that the manifest made redundant; a fragment changed since it was listed (its task
     wrote it again meanwhile) is newer and stays. One listing checks them all (not a request per file)."""
-    fs, deleted = layout.storage.fs, 0
+    fs = layout.storage.fs
     infos = fs.get_file_info(pafs.FileSelector(layout.table_dir(table), allow_not_found=True))
     now = {info.path: (info.size or 0, info.mtime_ns or 0) for info in infos}
-    for stamp in stamps:
-        if stamp.path not in now:
-            continue
-        if (stamp.size or stamp.mtime_ns) and now[stamp.path] != (stamp.size, stamp.mtime_ns):
-            continue
+    paths = [s.path for s in stamps if s.path in now and not ((s.size or s.mtime_ns) and
+                                                               now[s.path] != (s.size, s.mtime_ns))]
+
+    def delete(path: str) -> int:
         try:
-            _delete_file(fs, stamp.path)
-            deleted += 1
+            _delete_file(fs, path)
+            return 1
         except FileNotFoundError:
-            pass
-    return deleted
+            return 0
+
+    return sum(_prefetch(delete, paths))   # deletions in parallel: a file system call (a request) each
 
 
 def _delete_file(fs, path: str) -> None:
