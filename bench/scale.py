@@ -44,7 +44,7 @@ def parse_args(argv=None):
     p = common.base_parser(__doc__.split("\n")[0])
     p.add_argument("--tasks", default="1000,4100,20000", help="sweep sizes (tasks; rounded to whole seeds)")
     p.add_argument("--runner", default="synthetic", choices=["synthetic", "noop"])
-    p.add_argument("--plan-tasks", type=int, default=100_000, help="size of the planned sweep")
+    p.add_argument("--plan-tasks", type=int, default=100_000, help="size of the planned sweep (0: none)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--no-mlflow", action="store_true", help="runs without MLflow tracking")
@@ -273,7 +273,8 @@ def main(argv=None) -> dict:
     print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
     payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,
                      "runner": args.runner, "mlflow": not args.no_mlflow, "max_concurrent": args.max_concurrent}
-    payload["planning"] = planning(args.plan_tasks, max(1, min(args.repeats, 3)))
+    if args.plan_tasks:
+        payload["planning"] = planning(args.plan_tasks, max(1, min(args.repeats, 3)))
     variants = {"after": None}
     if args.before:
         variants = {"before": export_revision(args.before), "after": None}
