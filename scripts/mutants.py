@@ -178,7 +178,7 @@ def pytest(root: Path, tests: tuple[str, ...], log: Path) -> tuple[int, float]:
 def failing_test(log: Path) -> str:
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith(("FAILED ", "ERROR ")):
-            return line.split()[1].split(" - ")[0]
+            return line.split(" ", 1)[1].split(" - ")[0]
     return "?"
 
 
