@@ -35,14 +35,10 @@ KEY_CALLS = {"get", "pop", "setdefault", "settings_values", "getattr", "hasattr"
 # (module, enclosing function, word): literals that spell a vocabulary word but mean something else.
 # At module level the scope is `<module>:NAME`, NAME the variable being assigned.
 ALLOWED = {
-    ("report.py", "_draw", "finetune"): "the name of the fine-tuning figure job",
-    ("report.py", "_render_figures", "finetune"): "the name and section of the fine-tuning figure",
-    ("report.py", "_figures_html", "finetune"): "the section of the fine-tuning figure",
     ("spec_schema.py", "<module>:TOP_KEYS", "pretrain"): "the spec's top-level keys (settings sections)",
     ("spec_schema.py", "<module>:TOP_KEYS", "finetune"): "the spec's top-level keys (settings sections)",
     ("spec_schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
     ("spec_schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
-    ("report.py", "_banner", "failed"): "a CSS class of the progress banner",
     ("report.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
     ("tables.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
     ("work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
