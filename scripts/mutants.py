@@ -124,7 +124,7 @@ MUTANTS = [
            ("tests/orchestrator/test_imports.py",)),
     Mutant("M25", "a path kind spelled as a literal outside vocab.py",
            "orchestrator/work.py", 'if cfg["path_kind"] == vocab.QUADRATIC:', 'if cfg["path_kind"] == "quadratic":',
-           ("tests/orchestrator/test_vocab.py",)),
+           ("tests/orchestrator/test_vocab.py::test_no_vocabulary_word_is_spelled_as_a_literal_outside_vocab[work.py]",)),
     Mutant("M26", "a garbled done.json counted as finished (markers parsed without their check)",
            "orchestrator/outputs.py", "marker, reason = _marker(layout, kind, task_id)", "marker, reason = {'files': {}}, ''",
            (f"{T_CLAIMS}[a garbled done.json is recomputed]",)),

@@ -14,7 +14,10 @@ environment. Each hook is driven by one variable:
   running when it started; with MMC_TEST_WAIT_FOR=`<kind>:<n>` a task of that kind waits (up to
   WAIT_TIMEOUT_S) until n tasks of its kind *of the same sweep* have started (`partners`): a task that
   saw n partners was still running when the n-th one started, so concurrency is shown by a barrier,
-  not by overlapping sleeps. It fails the tasks named by MMC_FAIL_TASKS like every runner.
+  not by overlapping sleeps. With MMC_TEST_HOLD_FOR=`<kind>:<n>:<seconds>` a task of that kind stays
+  running until n tasks of its kind run at once (or the seconds pass) and records the most it saw
+  (`peak`): if the scheduler allowed n at once, they would all be running together, so a peak below n
+  shows a limit held. It fails the tasks named by MMC_FAIL_TASKS like every runner.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from pathlib import Path
 
 HOOKS_DIR = Path(__file__).resolve().parent
 EVENTS_ENV, PAUSE_ENV, WAIT_ENV = "MMC_TEST_EVENTS_DIR", "MMC_TEST_PAUSE_AFTER_EPOCH", "MMC_TEST_WAIT_FOR"
+HOLD_ENV = "MMC_TEST_HOLD_FOR"
 WAIT_TIMEOUT_S = 120.0
 POLL_S = 0.01
 
@@ -154,6 +158,17 @@ def _events_runner(work):
                 deadline = time.monotonic() + WAIT_TIMEOUT_S
                 while (partners := len(list(arrived.iterdir()))) < int(n) and time.monotonic() < deadline:
                     time.sleep(POLL_S)
+        hold = os.environ.get(HOLD_ENV)
+        peak = None
+        if hold:
+            kind, n, seconds = hold.split(":")
+            if task.kind == kind:
+                deadline, peak = time.monotonic() + float(seconds), 0
+                while time.monotonic() < deadline:
+                    peak = max(peak, len(list(running.glob(f"{kind}~*"))))
+                    if peak >= int(n):
+                        break
+                    time.sleep(POLL_S)
         node_id = None
         try:
             import ray
@@ -164,7 +179,8 @@ def _events_runner(work):
         me.unlink()
         return work.TaskOutput(metrics={"started_at": started, "finished_at": time.time(),
                                         "running_at_start": float(at_start),
-                                        **({"partners": float(partners)} if partners is not None else {})},
+                                        **({"partners": float(partners)} if partners is not None else {}),
+                                        **({"peak": float(peak)} if peak is not None else {})},
                                meta={"node_id": node_id, "pid": os.getpid(), "host": socket.gethostname()})
 
     return run_events

@@ -17,7 +17,7 @@ from orchestrator.spec import load_spec
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED
 from orchestrator.work import FAIL_TASK_ENV_VAR, TaskResult
 from tests.conftest import start_local_ray, write_spec
-from tests.hooks.mmc_test_hooks import WAIT_ENV, hook_env
+from tests.hooks.mmc_test_hooks import HOLD_ENV, WAIT_ENV, hook_env
 
 FAILING_KIND = "midpoint"   # the events runner fails every task of this kind (set before Ray starts)
 
@@ -210,11 +210,15 @@ def test_trial_resources_follow_the_task():
 @pytest.fixture(scope="module")
 def events_ray(tmp_path_factory):
     """Local Ray whose workers run the `events` runner (tests/hooks), fail every FAILING_KIND task,
-    and hold each pretrain task until both pretrain tasks run (set before Ray starts: workers inherit it)."""
+    hold each pretrain task until both pretrain tasks run, and keep each align task running until 3
+    align tasks run at once or 10 s pass (set before Ray starts: workers inherit it). One task per
+    trial (no bundles), so that the number of trials is the number of tasks running."""
     events = tmp_path_factory.mktemp("events")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in hook_env(events, **{FAIL_TASK_ENV_VAR: FAILING_KIND, WAIT_ENV: "pretrain:2"}).items():
+        for key, value in hook_env(events, **{FAIL_TASK_ENV_VAR: FAILING_KIND, WAIT_ENV: "pretrain:2",
+                                              HOLD_ENV: "align:3:10"}).items():
             mp.setenv(key, value)
+        mp.setenv(S.MAX_BUNDLE_ENV_VAR, "1")
         start_local_ray(2)
         import ray
 
@@ -240,7 +244,9 @@ def test_ray_run_respects_max_concurrent_and_dependencies(events_ray, tmp_path):
     assert state.counts()[DONE] == len(graph), state.progress_line(2)
     assert sorted(finished) == sorted(graph.tasks)
     metrics = {t: s.result.metrics for t, s in state.states.items()}
-    assert max(m["running_at_start"] for m in metrics.values()) <= 2       # never wider than max_concurrent
+    assert max(m["running_at_start"] for m in metrics.values()) <= 2       # never wider than max_concurrent ...
+    aligns = [t for t, task in graph.tasks.items() if task.kind == "align"]
+    assert len(aligns) == 3 and max(metrics[t]["peak"] for t in aligns) == 2   # ... although 3 could run (CPUs)
     pretrains = [t for t, task in graph.tasks.items() if task.kind == "pretrain"]
     assert [metrics[t]["partners"] for t in pretrains] == [2, 2]            # and as wide (both ran at once)
     for task_id, task in graph.tasks.items():
