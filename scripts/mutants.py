@@ -65,7 +65,7 @@ MUTANTS = [
            "orchestrator/work.py", "attach_storage_resume(env, layout, task.kind, task.id, env.resume_log)", "pass",
            (f"{T_RESUME}[pretrain-None-1-4]",)),
     Mutant("M06", "Ray Train workers ignore their checkpoint (resume state None in distributed.py)",
-           "orchestrator/distributed.py", "return log.state(files)", "return None",
+           "orchestrator/distributed.py", "    save = env.on_epoch\n", "    save, env.resume_state = env.on_epoch, (lambda: None)\n",
            ("tests/orchestrator/test_distributed.py::test_killed_training_worker_is_replaced_and_the_task_resumes_from_its_checkpoint",)),
     Mutant("M07", "a torn resume state raises instead of starting the task over",
            "orchestrator/resume.py", "except (CorruptCheckpointError, KeyError, TypeError, ValueError):",
@@ -228,15 +228,23 @@ def table(results) -> str:
 
 
 def write_doc(results) -> None:
+    """Replace the "Last result" of docs/MUTANTS.md: this run's rows, and the earlier rows of mutants
+    not run this time (each row says the revision it was judged at)."""
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = DOC.read_text() if DOC.is_file() else ""
     marker = "## Last result"
-    head = text.split(marker)[0].rstrip() + "\n\n" if marker in text else text
-    counts = {v: sum(1 for r in results if r[1] == v) for v in dict.fromkeys(r[1] for r in results)}
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
-    DOC.write_text(f"{head}{marker}\n\n`python scripts/mutants.py --write` at {rev} ({when}): {summary}.\n\n"
-                   f"{table(results)}\n")
+    head, _, previous = text.partition(marker)
+    rows = {line.split("|")[1].strip(): line for line in previous.splitlines()
+            if line.startswith("| M") and line.count("|") >= 8}
+    for m, verdict, by, seconds in results:
+        rows[m.id] = f"| {m.id} | {m.bug} | `{m.path}` | **{verdict}** | `{by}` | {seconds:.0f} | {rev} {when} |"
+    ordered = [rows[m.id] for m in MUTANTS if m.id in rows]
+    verdicts = [line.split("|")[4].strip().strip("*") for line in ordered]
+    summary = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    DOC.write_text(f"{head.rstrip()}\n\n{marker}\n\n`python scripts/mutants.py --write`, last at {rev} ({when}): "
+                   f"{summary}.\n\n| id | the bug | where | verdict | caught by | s | judged at |\n"
+                   "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(ordered) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
