@@ -14,9 +14,10 @@ models of a seed are independent. Partners are trained only where a pair type ne
   X~X:spawn@K            M(p, s)  vs its child: M(p, s)'s first K epochs, then another data order
   X~X:self               M(p, s)  vs itself, BatchNorm re-estimated on a fresh sample per alpha
   pretrained~ft:<m>      M(p, s)  vs M(p, s) fine-tuned with method m
-Each pair gets, per path kind: linear -> path_eval; quadratic -> midpoint + path_eval; aligned ->
-per alignment method, align + path_eval (which reuses the linear path's rows when the alignment is
-the identity). `self` pairs get the linear path only (the others are the same path).
+Each pair gets, per path kind (`paths.kinds`; `paths.finetuned_kinds` for pretrained~ft pairs):
+linear -> path_eval; quadratic -> midpoint + path_eval; aligned -> per alignment method, align +
+path_eval (which reuses the linear path's rows when the alignment is the identity). `self` pairs get
+the linear path only (the others are the same path).
 """
 from __future__ import annotations
 
@@ -268,7 +269,8 @@ class _Plan:
         eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
                        "path": identity_dict(paths), "seed": pair.seed}
         eval_settings = {**lineage, **settings_values("paths", paths)}
-        kinds = [vocab.LINEAR] if pair.design == vocab.SELF else list(spec.path_kinds)
+        kinds = [vocab.LINEAR] if pair.design == vocab.SELF else \
+            list(spec.finetuned_kinds if pair.pair == vocab.PRETRAINED_FT else spec.path_kinds)
         linear = None
         if vocab.LINEAR in kinds:
             linear = self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.LINEAR, "via": None,

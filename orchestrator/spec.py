@@ -66,6 +66,7 @@ class SweepSpec:
     methods: tuple[str, ...]            # finetune.methods
     pairs: tuple[str, ...]              # paths.pairs, as written (`cue~cue:spawn@2`)
     path_kinds: tuple[str, ...]         # paths.kinds
+    finetuned_kinds: tuple[str, ...]    # paths.finetuned_kinds (the pretrained~ft pairs)
     alignments: tuple[str, ...]         # paths.alignments
     axes: tuple[tuple[tuple[str, tuple], ...], ...]   # zipped groups of (dotted key, values)
     variants: tuple[Variant, ...]
@@ -284,6 +285,7 @@ def _resolved(top: dict, first: Variant, axes: tuple, base: dict) -> dict:
     out["cue_proportions"] = list(top["cue_proportions"])
     out["finetune"]["methods"] = list(top["methods"])
     out["paths"].update(pairs=list(top["pairs"]), kinds=list(top["path_kinds"]),
+                        finetuned_kinds=list(top["finetuned_kinds"]),
                         alignments=list(top["alignments"]))
     out["axes"] = [{key: list(values) for key, values in group} for group in axes]
     out["resources"] = {kind: {**as_dict(r), "custom": dict(r.custom)} for kind, r in top["resources"].items()}

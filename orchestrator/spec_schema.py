@@ -40,7 +40,7 @@ SETTINGS_CLASSES: dict[str, type] = {"data": DataSettings, "pretrain": OptimSett
                                      "midpoint": MidpointSettings, "align": AlignSettings, "paths": PathSettings}
 DATA_AXIS_FIELDS = ("cue_proportion", "seed")   # given per model by `cue_proportions` and `seeds`
 # Keys of those sections that are not settings of one task (lists that shape the graph, where data lives).
-STRUCTURAL = {"data": ("root",), "finetune": ("methods",), "paths": ("pairs", "kinds", "alignments")}
+STRUCTURAL = {"data": ("root",), "finetune": ("methods",), "paths": ("pairs", "kinds", "finetuned_kinds", "alignments")}
 NOT_SWEEPABLE = ("data.dataset", "data.root")   # one dataset (and its profile) per sweep
 
 
@@ -103,6 +103,8 @@ LIST_KEYS = {
     "finetune.methods": (_default_methods(), "fine-tuning methods applied to every cue model"),
     "paths.pairs": (vocab.PAIRS, "pair types (and controls `<pair>:<design>`) whose paths are evaluated"),
     "paths.kinds": (vocab.PATH_KINDS, "linear | quadratic (trained midpoint) | aligned (permutation)"),
+    "paths.finetuned_kinds": ((vocab.LINEAR,), "path kinds of the pretrained~ft pairs (the paper's fine-tuning "
+                                               "claims use the linear path; add quadratic or aligned if you need them)"),
     "paths.alignments": (("activation",), "alignment methods of aligned paths"),
 }
 TOP_KEYS = ("name", "description", "extends", "storage", "data", "models", "seeds", "cue_proportions",
@@ -399,7 +401,8 @@ def validate_top(raw: dict, problems: list[str]) -> dict | None:
         return None
     return dict(name=name, storage=run.storage, data_root=root, models=models, seeds=lists["seeds"],
                 cue_proportions=lists["cue_proportions"], methods=lists["finetune.methods"],
-                pairs=lists["paths.pairs"], path_kinds=lists["paths.kinds"], alignments=lists["paths.alignments"],
+                pairs=lists["paths.pairs"], path_kinds=lists["paths.kinds"],
+                finetuned_kinds=lists["paths.finetuned_kinds"], alignments=lists["paths.alignments"],
                 resources=resources, max_concurrent=run.max_concurrent, mlflow=mlflow)
 
 
@@ -442,6 +445,7 @@ def _item_problem(key: str, item: Any) -> str | None:
     if key == "cue_proportions":
         return value_problem(item, float, rule_for(DataSettings, "cue_proportion"))
     choices = {"finetune.methods": tuple(FINETUNE_METHODS), "paths.kinds": vocab.PATH_KINDS,
+               "paths.finetuned_kinds": vocab.PATH_KINDS,
                "paths.alignments": tuple(ALIGNMENTS)}.get(key)
     if choices is not None:
         if not isinstance(item, str) or item not in choices:
@@ -581,13 +585,17 @@ def spec_problems(top: dict, variants: list) -> list[str]:
             problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top["methods"]:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
-    if vocab.ALIGNED in top["path_kinds"]:
+    for key in ("path_kinds", "finetuned_kinds"):
+        name = "paths.kinds" if key == "path_kinds" else "paths.finetuned_kinds"
+        if vocab.ALIGNED not in top[key] or (key == "finetuned_kinds" and
+                                             not any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)):
+            continue
         if not top["alignments"]:
-            problems.append("`paths.alignments`: [] is empty but `paths.kinds` has 'aligned'; give at least one "
+            problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
                             f"of {', '.join(ALIGNMENTS)}")
         for model in top["models"]:
             if not supports_alignment(model.name):
-                problems.append(f"`paths.kinds`: 'aligned' needs a permutation spec, which model {model.name!r} "
+                problems.append(f"`{name}`: 'aligned' needs a permutation spec, which model {model.name!r} "
                                 "does not have (tasks/align.py knows the built-in models); drop 'aligned'")
     for kind, r in top["resources"].items():
         if r.workers > 1 and kind not in vocab.TRAINING_KINDS:
@@ -663,15 +671,18 @@ def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
     once per combination)."""
     cue = sum(1 for p in top["cue_proportions"] if p > 0)
     nocue = int(0.0 in top["cue_proportions"])
-    kinds, methods = top["path_kinds"], len(top["methods"])
-    per_path = ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
+    methods = len(top["methods"])
+
+    def per_path(kinds) -> int:
+        return ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
                 + 2 * len(top["alignments"]) * (vocab.ALIGNED in kinds))
     models: set = set()
     finetunes = paths = 0
     for pair, design, epoch in pairs:
         props = nocue if pair == vocab.NOCUE_NOCUE else cue
         n_pairs = props * (methods if pair == vocab.PRETRAINED_FT else 1)
-        paths += n_pairs * (1 if design == vocab.SELF else per_path)
+        kinds = top["finetuned_kinds"] if pair == vocab.PRETRAINED_FT else top["path_kinds"]
+        paths += n_pairs * (1 if design == vocab.SELF else per_path(kinds))
         models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
         if pair == vocab.CUE_NOCUE:
             models.update([("primary", "nocue")] + ([("same-init", p) for p in range(cue)] if design == vocab.SAME_INIT
@@ -757,7 +768,7 @@ def json_schema() -> dict:
                 for name, cls in SETTINGS_CLASSES.items()}
     sections["data"]["properties"]["root"] = {"type": ["string", "null"], "description": "dataset files"}
     sections["finetune"]["properties"]["methods"] = {**str_list, "description": LIST_KEYS["finetune.methods"][1]}
-    for key in ("pairs", "kinds", "alignments"):
+    for key in ("pairs", "kinds", "finetuned_kinds", "alignments"):
         sections["paths"]["properties"][key] = {**str_list, "description": LIST_KEYS[f"paths.{key}"][1]}
     resource = _class_schema(ResourceSettings)
     resource["properties"]["custom"] = {"type": "object", "additionalProperties": {"type": "number"}}
