@@ -169,6 +169,11 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     finally:   # also when interrupted: every queued `tasks` row is written, then the fragments compacted
         recorder.close()
         compact.compact_after_run(layout, log)
+    if state.count(vocab.RUNNING) or state.count(vocab.PENDING):
+        # Tune stops gracefully on Ctrl-C and returns: tasks left running or pending mean an interrupt.
+        if mlflow_sink is not None:
+            mlflow_sink.finish_parent(parent_run_id, status="KILLED")
+        raise KeyboardInterrupt
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     if report:
         _write_report(outcome, spec, rev, mlflow_sink, parent_run_id, log)
