@@ -213,11 +213,19 @@ def spawn(args, tasks: int, code: str | None) -> dict:
                "--max-concurrent", str(args.max_concurrent), "--num-cpus", str(args.num_cpus)]
     if args.no_mlflow:
         command.append("--no-mlflow")
+    # `python -m` puts the working directory first on sys.path: run an earlier revision from its own
+    # directory (its orchestrator/ and tasks/), with this repository after it for `bench`
+    cwd = code or str(common.REPO)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (code, str(common.REPO)) if p)}
     env.pop("RAY_ADDRESS", None)
+    if code is not None:
+        which = subprocess.run([sys.executable, "-c", "import orchestrator; print(orchestrator.__file__)"], cwd=cwd,
+                               env=env, capture_output=True, text=True).stdout.strip()
+        if not which.startswith(code):
+            raise RuntimeError(f"the earlier revision would not be the code that runs (orchestrator from {which})")
     with tempfile.TemporaryDirectory(prefix="mmc-bench-scale-") as storage:
-        proc = subprocess.run([*command, "--storage", storage], cwd=common.REPO, env=env, capture_output=True,
-                              text=True, timeout=args.timeout)
+        proc = subprocess.run([*command, "--storage", storage], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"run of {tasks} tasks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"

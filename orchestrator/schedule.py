@@ -420,10 +420,14 @@ class _CrashReasons(Callback):
 
 
 def _drop_payload(trial) -> None:
-    """A finished trial's tasks are no longer needed: Tune keeps every trial (and its config) to the end."""
-    for holder in (getattr(trial, "config", None), getattr(trial, "evaluated_params", None)):
+    """A finished trial's tasks and its tasks' results (metrics and step series, already handed to the
+    searcher) are no longer needed: Tune keeps every trial, its config and last result to the end and
+    writes them into its experiment state."""
+    for holder, key in ((getattr(trial, "config", None), PAYLOAD_KEY),
+                        (getattr(trial, "evaluated_params", None), PAYLOAD_KEY),
+                        (getattr(trial, "last_result", None), RESULTS_KEY)):
         if isinstance(holder, dict):
-            holder.pop(PAYLOAD_KEY, None)
+            holder.pop(key, None)
 
 
 QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray.tune.execution.tune_controller")

@@ -227,9 +227,11 @@ def test_a_trial_gets_its_own_tasks_and_resources_not_the_graph():
     assert copy.deepcopy(config)[S.PAYLOAD_KEY] is payload and str(payload) == "1tasks"   # cheap for Tune
     again = pickle.loads(pickle.dumps(payload))
     assert [t.id for t in again.tasks] == [d.id] and again.tasks[0] == d
-    trial = type("Trial", (), {"config": dict(config), "evaluated_params": dict(config)})()
+    result = S.pack_results({d.id: TaskResult(S.DONE, 0.1)})
+    trial = type("Trial", (), {"config": dict(config), "evaluated_params": dict(config), "last_result": result})()
     S._drop_payload(trial)
     assert S.PAYLOAD_KEY not in trial.config and S.PAYLOAD_KEY not in trial.evaluated_params
+    assert trial.last_result == {"status": S.DONE}
 
 
 def _many(kind: str, n: int):
