@@ -21,15 +21,16 @@ MAIN_PAIRS = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")
 
 def expected_counts(models: int = 1, seeds: int = 3, cue_props: int = 1, has_nocue: bool = True,
                     methods: int = 4, alignments: int = 1, kinds=("linear", "quadratic", "aligned"),
-                    pairs=MAIN_PAIRS, variants: int = 1) -> dict:
-    """Tasks of a sweep by kind, from the pair types' definitions in graph.py's docstring."""
+                    pairs=MAIN_PAIRS, variants: int = 1, finetuned_kinds=("linear",)) -> dict:
+    """Tasks of a sweep by kind, from the pair types' definitions in graph.py's docstring (pretrained~ft
+    pairs get `finetuned_kinds`, the others `kinds`)."""
     cue = [f"cue{i}" for i in range(cue_props)]
-    trained, n_pairs, n_self = set(), 0, 0
+    trained, n_pairs, n_self, n_ft = set(), 0, 0, 0
     for text in pairs:
         pair, design, epoch = vocab.parse_pair_type(text)
         if pair == "pretrained~ft":
             trained |= {("primary", p) for p in cue}
-            n_pairs += len(cue) * methods
+            n_ft += len(cue) * methods
             continue
         props = (["nocue"] if has_nocue else []) if pair == "nocue~nocue" else cue
         for p in props:
@@ -42,10 +43,13 @@ def expected_counts(models: int = 1, seeds: int = 3, cue_props: int = 1, has_noc
                 n_pairs += 1
             else:
                 n_self += 1
+    def paths(n, kinds):
+        return {"midpoint": n * ("quadratic" in kinds), "align": n * alignments * ("aligned" in kinds),
+                "path_eval": n * (("linear" in kinds) + ("quadratic" in kinds) + alignments * ("aligned" in kinds))}
+
+    main, ft = paths(n_pairs, kinds), paths(n_ft, finetuned_kinds)
     per = {"pretrain": len(trained), "finetune": len(cue) * methods * ("pretrained~ft" in pairs),
-           "midpoint": n_pairs * ("quadratic" in kinds), "align": n_pairs * alignments * ("aligned" in kinds),
-           "path_eval": n_pairs * (("linear" in kinds) + ("quadratic" in kinds) + alignments * ("aligned" in kinds))
-           + n_self}
+           **{k: main[k] + ft[k] + (n_self if k == "path_eval" else 0) for k in main}}
     return {kind: n * models * seeds * variants for kind, n in per.items() if n}
 
 
@@ -62,9 +66,9 @@ def _path_evals(graph):
 def test_default_sweep_counts():
     graph = build_graph(load_spec(None))
     pairs = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "nocue~nocue:self")
-    assert graph.counts() == expected_counts(pairs=pairs)
-    assert graph.counts() == {"pretrain": 15, "finetune": 12, "midpoint": 24, "align": 24, "path_eval": 75}
-    assert len(graph) == 150
+    assert graph.counts() == expected_counts(pairs=pairs, methods=5)
+    assert graph.counts() == {"pretrain": 15, "finetune": 15, "midpoint": 12, "align": 12, "path_eval": 54}
+    assert len(graph) == 108
 
 
 def test_big_sweep_matches_the_count_formula():
@@ -108,6 +112,10 @@ def test_planning_reads_the_settings_declarations_a_fixed_number_of_times(monkey
     ("paths: {pairs: ['cue~nocue', 'cue~nocue:same-init'], kinds: [quadratic]}\ncue_proportions: [0.0, 0.5, 0.8]\n",
      dict(cue_props=2, pairs=("cue~nocue", "cue~nocue:same-init"), kinds=("quadratic",))),
     ("paths: {pairs: ['nocue~nocue:self'], kinds: [quadratic, aligned]}\n", dict(pairs=("nocue~nocue:self",))),
+    ("paths: {finetuned_kinds: [linear, quadratic, aligned]}\n",
+     dict(finetuned_kinds=("linear", "quadratic", "aligned"))),
+    ("paths: {pairs: [pretrained~ft], kinds: [linear], finetuned_kinds: [quadratic]}\n",
+     dict(pairs=("pretrained~ft",), kinds=("linear",), finetuned_kinds=("quadratic",))),
 ])
 def test_smaller_sweeps_match_the_count_formula(text, args):
     assert build_graph(parse_spec("name: x\n" + text)).counts() == expected_counts(**args)
@@ -286,9 +294,10 @@ def test_shared_tasks_appear_once():
     graph = build_graph(parse_spec("name: x\n"))
     pretrain_ids = _ids(graph, "pretrain")
     assert len(pretrain_ids) == len(set(pretrain_ids)) == 12
-    # the primary cue model is reached from cue~nocue, cue~cue and four pretrained~ft pairs
+    # the primary cue model is reached from cue~nocue and cue~cue (3 path kinds each) and from four
+    # pretrained~ft pairs (their linear path: paths.finetuned_kinds)
     reached = Counter(p for t in _path_evals(graph) for p in t.parents if graph.tasks[p].kind == "pretrain")
-    assert max(reached.values()) == 3 * 6
+    assert max(reached.values()) == 3 + 3 + 4
     configs = [canonical_json({"kind": t.kind, "config": t.config}) for t in graph.tasks.values()]
     assert len(configs) == len(set(configs))
 
@@ -338,7 +347,8 @@ def test_labels_name_the_pair_and_its_seeds():
     graph = build_graph(load_spec(None))
     types = {t.labels["pair_type"] for t in _path_evals(graph)}
     assert types == {"cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft:naive", "pretrained~ft:llrt",
-                     "pretrained~ft:lpft", "pretrained~ft:cbft", "cue~nocue:same-init", "nocue~nocue:self"}
+                     "pretrained~ft:lpft", "pretrained~ft:cbft", "pretrained~ft:naive_cued", "cue~nocue:same-init",
+                     "nocue~nocue:self"}
     for t in _path_evals(graph):
         a, b = graph.tasks[t.labels["endpoint_a"]], graph.tasks[t.labels["endpoint_b"]]
         assert [a.id, b.id] == t.config["endpoints"]
@@ -443,8 +453,8 @@ def test_settings_of_a_task_cover_its_lineage():
 
 def test_describe_plan_shows_counts_dependencies_and_pairs():
     text = describe_plan(build_graph(load_spec(None)))
-    assert text.splitlines()[0] == "150 tasks"
-    for line in ("pretrain      15", "finetune      12", "midpoint      24", "align         24", "path_eval     75"):
+    assert text.splitlines()[0] == "108 tasks"
+    for line in ("pretrain      15", "finetune      15", "midpoint      12", "align         12", "path_eval     54"):
         assert line in text, text
     assert "| pretrain×2 + midpoint (12)" in text
     assert "pretrained~ft:cbft 3" in text and "nocue~nocue:self 3" in text and "cue~nocue:same-init 3" in text

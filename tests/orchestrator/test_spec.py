@@ -37,7 +37,7 @@ def test_default_spec_loads_with_every_section():
     spec = load_spec(None)
     assert spec.name == "default" and spec.dataset == "digits" and spec.models == (ModelSettings("small_cnn"),)
     assert spec.seeds == (0, 1, 2) and spec.cue_proportions == (0.0, 0.8) and spec.cue_models == (0.8,)
-    assert spec.methods == ("naive", "llrt", "lpft", "cbft")
+    assert spec.methods == ("naive", "llrt", "lpft", "cbft", "naive_cued") and spec.finetuned_kinds == ("linear",)
     assert spec.pairs == ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init",
                           "nocue~nocue:self")
     assert spec.path_kinds == ("linear", "quadratic", "aligned") and spec.alignments == ("activation",)
