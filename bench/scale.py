@@ -79,8 +79,12 @@ def one_run(args) -> dict:
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
 
+    import orchestrator
+
     try:
         from orchestrator import compact
+        if Path(compact.__file__).parent != Path(orchestrator.__file__).parent:
+            compact = None        # an editable install found it in the repository, not in the revision run
     except ImportError:           # the code of an earlier revision
         compact = None
     seeds = seeds_for(args.one)
