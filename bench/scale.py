@@ -5,8 +5,8 @@
     python -m bench.scale --tasks 1000 --runner noop --before REV   # also the code of git REV, alternating
     python -m bench.scale --quick                          # 1 seed (50 tasks), planning at 1k
 
-Sizes are seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`: 50 tasks per seed), so
-1,000 tasks = 20 seeds. Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
+Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
+closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
 local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
 - wall: `run_sweep` from the call to the return, the compaction of its results at its end included
   (`compact_s` of it); Ray's start is timed apart (`ray_init_s`);
@@ -18,8 +18,9 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   with `orchestrator.tables.read_table`, from fragments (read just before the run compacts them: that
   read is subtracted from the run's wall and CPU) and from parts (after).
 Planning: `build_graph` of a 100,000-task spec (2,000 seeds, via the `seeds=[...]` override).
-With `--before REV`, `orchestrator/` and `tasks/` of that git revision are exported to a temporary
-directory and run the same sweeps (no compaction, no synthetic runner there: use `--runner noop`);
+With `--before REV` (and `--after REV`, default: this working tree), `orchestrator/` and `tasks/` of that
+git revision are exported to a temporary directory and run the same sweeps (before b0cc1ad+1 there is
+no compaction and no synthetic runner: use `--runner noop`);
 variants alternate (A B, B A, ...) and medians are reported.
 """
 from __future__ import annotations
@@ -37,7 +38,6 @@ from pathlib import Path
 from bench import common
 
 RESULT_PREFIX = "SCALE-RESULT "
-TASKS_PER_SEED = 50
 
 
 def parse_args(argv=None):
@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--no-mlflow", action="store_true", help="runs without MLflow tracking")
     p.add_argument("--before", default=None, help="git revision to compare with (its orchestrator/ and tasks/)")
+    p.add_argument("--after", default=None, help="with --before: the revision to compare it with (default: this tree)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     p.add_argument("--one", type=int, default=None, help=argparse_hidden())
     p.add_argument("--storage", default=None, help=argparse_hidden())
@@ -66,8 +67,16 @@ def argparse_hidden():
     return argparse.SUPPRESS
 
 
+def tasks_per_seed() -> int:
+    """Tasks one seed adds to the built-in default sweep (of the code that runs)."""
+    from orchestrator.graph import build_graph
+    from orchestrator.spec import load_spec
+
+    return len(build_graph(load_spec(None, ["seeds=[0]"])))
+
+
 def seeds_for(tasks: int) -> int:
-    return max(1, round(tasks / TASKS_PER_SEED))
+    return max(1, round(tasks / tasks_per_seed()))
 
 
 # --------------------------------------------------------------------------- one run, in its own process
@@ -289,8 +298,9 @@ def main(argv=None) -> dict:
         payload["planning"] = planning(args.plan_tasks, max(1, min(args.repeats, 3)))
     variants = {"after": None}
     if args.before:
-        variants = {"before": export_revision(args.before), "after": None}
-        payload["before_rev"] = args.before
+        variants = {"before": export_revision(args.before),
+                    "after": export_revision(args.after) if args.after else None}
+        payload["before_rev"], payload["after_rev"] = args.before, args.after or "working tree"
     payload["sizes"] = {}
     for tasks in [int(x) for x in args.tasks.split(",")]:
         runs: dict[str, list[dict]] = {name: [] for name in variants}

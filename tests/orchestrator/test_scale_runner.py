@@ -192,6 +192,7 @@ def test_scale_benchmark_quick(tmp_path, monkeypatch):
     payload = scale.main(["--quick", "--out", str(tmp_path)])
     (size,) = payload["sizes"].values()
     m = size["after"]["median"]
-    assert m["tasks"] == 50 and max(m["files"].values()) <= 2 and m["driver_cpu_per_task_ms"] > 0
-    assert payload["planning"]["tasks"] == 1000
+    per_seed = scale.tasks_per_seed()
+    assert m["tasks"] == per_seed and max(m["files"].values()) <= 2 and m["driver_cpu_per_task_ms"] > 0
+    assert payload["planning"]["tasks"] == scale.seeds_for(1000) * per_seed
     assert json.loads((tmp_path / "scale.json").read_text())["sizes"]
