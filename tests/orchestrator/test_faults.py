@@ -131,7 +131,8 @@ def failed_sweep(tmp_path_factory):
     MLflow's runs are read before any test reruns a copy of the sweep."""
     root = tmp_path_factory.mktemp("faults")
     spec = write_spec(root, "faults", finetune={"lr": 1e30},
-                      paths={"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear", "quadratic"]})
+                      paths={"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear", "quadratic"],
+                             "finetuned_kinds": ["linear", "quadratic"]})
     roles = tasks_by_role(spec)
     midpoint = roles[("midpoint", "cue~nocue", "quadratic", 0)]
     proc = run_cli(spec, root / "storage", **{FAIL_TASK_ENV_VAR: midpoint.id})
