@@ -30,7 +30,7 @@ from typing import Any
 
 from orchestrator import vocab
 from orchestrator.spec import SweepSpec, Variant
-from orchestrator.spec_schema import settings_values
+from orchestrator.columns import settings_values
 from tasks.data import DataSettings, data_identity
 from tasks.finetune import settings_used
 from tasks.models import ModelSettings, model_identity

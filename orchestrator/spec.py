@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import spec_schema as schema
-from orchestrator.spec_schema import SpecError, show
+from orchestrator.messages import show, type_name
+from orchestrator.spec_axes import extract_axes
+from orchestrator.spec_jsonschema import json_schema
+from orchestrator.spec_rules import spec_problems
+from orchestrator.spec_schema import SpecError
 from orchestrator.yaml_io import YamlError, decode, parse_yaml, read_text
 from tasks.settings import as_dict
 
@@ -133,7 +137,7 @@ def _read(path: str | Path | None, source: str) -> Any:
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
     """`finetune.lam=3`, `seeds=[0,1,2]`, `paths.pairs=[cue~nocue]`: dotted keys, YAML values."""
     if raw is not None and not isinstance(raw, dict):
-        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {schema.type_name(raw)}"], source)
+        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"], source)
     out = copy.deepcopy(raw) if isinstance(raw, dict) else {}
     problems = []
     for item in overrides:
@@ -229,18 +233,18 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
         raise SpecError(["the spec is empty; it needs at least `name:` (`mmc-sweep plan` shows the "
                          "built-in default sweep)"], source)
     if not isinstance(raw, dict):
-        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {schema.type_name(raw)}"],
+        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"],
                         source)
     raw = _extends(raw, source, base_dir)
     problems = schema.unknown_keys(raw)
     dataset = (raw.get("data") or {}).get("dataset", schema.DEFAULT_DATASET) if isinstance(raw.get("data"), dict) \
         else schema.DEFAULT_DATASET
     full = merge(profile_for(dataset), raw)
-    axes, base = schema.extract_axes(full, problems)
+    axes, base = extract_axes(full, problems)
     top = schema.validate_top(base, problems)
     variants = _variants(base, axes, problems)
     if not problems and top is not None and variants:
-        problems += schema.spec_problems(top, variants)
+        problems += spec_problems(top, variants)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
     resolved = _resolved(top, variants[0], axes, base)
@@ -343,4 +347,4 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def spec_json_schema() -> dict:
     """JSON schema of a sweep spec, generated from the settings declarations (for editors)."""
-    return schema.json_schema()
+    return json_schema()

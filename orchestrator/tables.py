@@ -35,9 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
-from orchestrator.spec_schema import settings_columns
+from orchestrator.columns import settings_columns
 
 SCHEMA_VERSION = "2"
+PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}   # nullable ints: 63-bit seeds must not pass through float64
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
@@ -639,8 +640,8 @@ def read_fragment(layout, table: str, task_id: str) -> pd.DataFrame:
         rows = _compacted_rows(layout, table, task_id)
         if rows is None:
             raise
-        return rows.to_pandas()
-    return parse_fragment(table, data, task_id).to_pandas()
+        return rows.to_pandas(types_mapper=PANDAS_TYPES.get)
+    return parse_fragment(table, data, task_id).to_pandas(types_mapper=PANDAS_TYPES.get)
 
 
 class _Vanished(Exception):
@@ -662,7 +663,7 @@ def read_arrow(layout, table: str) -> pa.Table:
 
 def read_table(layout, table: str) -> pd.DataFrame:
     """`read_arrow` as a DataFrame (empty, with the schema's columns, if nothing was written)."""
-    return read_arrow(layout, table).to_pandas()
+    return read_arrow(layout, table).to_pandas(types_mapper=PANDAS_TYPES.get)
 
 
 def _warn(message: str) -> None:

@@ -11,8 +11,10 @@ import pytest
 
 from orchestrator import spec as S
 from orchestrator.spec import load_spec, parse_spec
-from orchestrator.spec_schema import (DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError,
-                                      declared_fields, settings_columns, sweepable_keys)
+from orchestrator.columns import settings_columns
+from orchestrator.spec_axes import sweepable_keys
+from orchestrator.spec_schema import DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError
+from tasks.settings import declared_fields
 from tasks.models import ModelSettings
 from tasks.settings import SettingsError, base_type
 
