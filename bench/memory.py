@@ -54,8 +54,7 @@ def argparse_hidden():
 
 def load(spec_name: str, storage: str):
     from orchestrator.spec import load_spec
-    spec = load_spec(common.SWEEPS.get(spec_name, spec_name))
-    return spec.model_copy(update={"storage": storage})
+    return load_spec(common.SWEEPS.get(spec_name, spec_name), [f"storage={json.dumps(str(storage))}"])
 
 
 def run_one_task(spec_name: str, storage: str, task_id: str) -> None:

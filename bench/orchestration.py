@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 import io
+import json
 import math
 import statistics
 import tempfile
@@ -60,9 +61,9 @@ def stats(values: list[float]) -> dict:
 
 
 def load(name: str, **update):
+    """A shipped sweep (or spec file) with top-level overrides, e.g. `load("default", seeds=[0, 1])`."""
     from orchestrator.spec import load_spec
-    spec = load_spec(common.SWEEPS.get(name, name))
-    return spec.model_copy(update=update) if update else spec
+    return load_spec(common.SWEEPS.get(name, name), [f"{k}={json.dumps(v)}" for k, v in update.items()])
 
 
 # --------------------------------------------------------------------------- planning
@@ -70,12 +71,10 @@ def load(name: str, **update):
 def planning(target: int, repeats: int) -> dict:
     from orchestrator.graph import build_graph
     from orchestrator.spec import dump_spec, parse_spec
-    base = load("default")
     seeds = 3
-    while len(build_graph(base.model_copy(update={"seeds": list(range(seeds))}))) < target:
-        seeds = max(seeds + 1, int(seeds * target / len(build_graph(base.model_copy(
-            update={"seeds": list(range(seeds))})))))
-    spec = base.model_copy(update={"seeds": list(range(seeds))})
+    while len(build_graph(load("default", seeds=list(range(seeds))))) < target:
+        seeds = max(seeds + 1, int(seeds * target / len(build_graph(load("default", seeds=list(range(seeds)))))))
+    spec = load("default", seeds=list(range(seeds)))
     text = dump_spec(spec)
     times, validate = [], []
     for _ in range(repeats):

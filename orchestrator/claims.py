@@ -166,7 +166,7 @@ class _Slice:
         lab = self.labels[self.labels["kind"] == kind]
         if method is not None:
             lab = lab[lab["method"] == method]
-        if cue is not None:
+        if cue is not None and len(lab):   # (an empty list would select columns)
             lab = lab[[stats.is_no_cue(p) != cue for p in lab["cue_proportion"]]]
         out = self.acc.loc[self.acc.index.intersection(lab.index)]
         key = [self.parent.get(t) or t for t in out.index] if kind == vocab.FINETUNE else list(out.index)
@@ -369,7 +369,7 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -> list
                     df = stats.facet(df, combo)
                     if model is not None and "model" in df:
                         df = df[df["model"].isna() | (df["model"] == model)]
-                    if p is not None and "cue_proportion" in df:
+                    if p is not None and "cue_proportion" in df and len(df):   # (an empty list would select columns)
                         df = df[[stats.is_no_cue(v) or v == p for v in df["cue_proportion"]]]
                     return df
                 s = _Slice(keep(ev), keep(bars), tasks, chance)

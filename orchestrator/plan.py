@@ -16,7 +16,6 @@ from orchestrator.graph import LABEL_KEYS, Graph, canonical_json
 from orchestrator.layout import SweepLayout
 
 MAX_PLAN_BYTES = 2_000_000_000
-PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}   # nullable ints: 63-bit seeds must not pass through float64
 
 
 def plan_table(graph: Graph) -> pa.Table:
@@ -56,6 +55,6 @@ def read_plan(layout: SweepLayout) -> pd.DataFrame | None:
         return None
     try:
         table = pq.read_table(pa.BufferReader(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)))
-        return table.to_pandas(types_mapper=PANDAS_TYPES.get)
+        return table.to_pandas(types_mapper=tables.PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"the plan {path} is unreadable ({exc}); rerun the sweep to write it again") from None

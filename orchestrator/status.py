@@ -13,7 +13,7 @@ from orchestrator import outputs, tables, vocab
 from orchestrator.layout import SweepLayout
 from orchestrator.plan import read_plan
 
-COLUMNS = ("planned", "finished", "failed", "skipped", "remaining")
+COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
 
 
 def status_counts(layout: SweepLayout) -> dict[str, dict[str, int]]:
@@ -28,7 +28,7 @@ def status_counts(layout: SweepLayout) -> dict[str, dict[str, int]]:
         c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
         c["planned"] += 1
         if outputs.read_marker(layout, kind, task_id) is not None:
-            c["finished"] += 1
+            c[vocab.FINISHED] += 1
         elif last.get(task_id) in (vocab.FAILED, vocab.SKIPPED):
             c[last[task_id]] += 1
         else:
@@ -48,7 +48,7 @@ def format_status(counts: dict[str, dict[str, int]]) -> str:
             total[k] += c[k]
     lines.append("-" * len(header))
     lines.append(f"{'total':<10}" + "".join(f"{total[k]:>11}" for k in COLUMNS))
-    done = total["finished"] / max(1, total["planned"])
+    done = total[vocab.FINISHED] / max(1, total["planned"])
     bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
     lines.append(f"[{bar}] {100 * done:.0f}% finished")
     return "\n".join(lines)

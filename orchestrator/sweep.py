@@ -12,12 +12,14 @@ same command resumes.
 """
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from orchestrator import compact, outputs, plan, preflight, tables, vocab
@@ -172,7 +174,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     if state.count(vocab.RUNNING) or state.count(vocab.PENDING):
         # Tune stops gracefully on Ctrl-C and returns: tasks left running or pending mean an interrupt.
         if mlflow_sink is not None:
-            mlflow_sink.finish_parent(parent_run_id, status="KILLED")
+            mlflow_sink.finish_parent(parent_run_id, status=vocab.MLFLOW_KILLED)
         raise KeyboardInterrupt
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     if report:
@@ -180,7 +182,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     else:
         _summarize(outcome, log)
     if mlflow_sink is not None:
-        mlflow_sink.finish_parent(parent_run_id, status="FINISHED" if outcome.ok else "FAILED",
+        mlflow_sink.finish_parent(parent_run_id, status=vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
                                   metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} |
                                   {"wall_s": outcome.wall_s})
         outcome.mlflow_ui = mlflow_ui_command(spec, layout)
@@ -257,6 +259,8 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
                                                               "torch": torch.__version__, "wall_s": outcome.wall_s})
         outcome.report_html = str(rep.html)
+        if rep.summary:
+            outcome.summary = pd.read_parquet(io.BytesIO(outcome.layout.storage.read_bytes(rep.summary)))
         if rep.text:
             log(rep.text)
         if mlflow_sink is not None:

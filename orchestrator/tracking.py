@@ -142,7 +142,7 @@ class MlflowSink:
     def log_task(self, parent_run_id: str, task_kind: str, task_id: str,
                  params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
                  curves: Sequence[tuple[str, int, float]] = (),
-                 artifacts: Sequence[str | Path] = (), status: str = "FINISHED",
+                 artifacts: Sequence[str | Path] = (), status: str = vocab.MLFLOW_FINISHED,
                  error: str | None = None) -> str:
         """One finished (or failed) task as a child run of `parent_run_id`; returns its run id."""
         if status not in vocab.MLFLOW_STATUSES:
@@ -160,7 +160,7 @@ class MlflowSink:
             self.client.set_terminated(run_id, status)
         return run_id
 
-    def finish_parent(self, run_id: str, status: str = "FINISHED",
+    def finish_parent(self, run_id: str, status: str = vocab.MLFLOW_FINISHED,
                       metrics: Mapping[str, Any] | None = None,
                       artifacts: Sequence[str | Path] = ()) -> None:
         """Log the invocation's summary metrics and artifacts (e.g. report figures) and close it."""

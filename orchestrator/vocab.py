@@ -77,8 +77,10 @@ RUN_STATUSES = (PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED)
 FINISHED = "finished"                      # a task whose outputs exist (done now or cached earlier)
 STATUS_IN_TABLE = {DONE: FINISHED, CACHED: FINISHED, FAILED: FAILED, SKIPPED: SKIPPED}
 TABLE_STATUSES = (FINISHED, FAILED, SKIPPED)
-STATUS_IN_MLFLOW = {DONE: "FINISHED", CACHED: "FINISHED", FAILED: "FAILED", SKIPPED: "KILLED"}  # skipped: never ran
-MLFLOW_STATUSES = ("FINISHED", "FAILED", "KILLED")
+MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED = "FINISHED", "FAILED", "KILLED"
+STATUS_IN_MLFLOW = {DONE: MLFLOW_FINISHED, CACHED: MLFLOW_FINISHED, FAILED: MLFLOW_FAILED,
+                    SKIPPED: MLFLOW_KILLED}   # skipped: never ran
+MLFLOW_STATUSES = (MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED)
 
 # ----- spec sections that hold settings (dotted keys `<section>.<field>`; rows carry them as columns) -----
 SETTINGS_SECTIONS = ("data", "model", "pretrain", "finetune", "midpoint", "align", "paths")

@@ -169,6 +169,9 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | 
                 *, seed: int | None = None) -> Classifier:
     """Build a registered model. With `seed`, the initialisation is drawn from that seed alone
     (the global RNG state is left untouched); without it, from the global RNG."""
+    if name not in MODELS and not plugins.is_import_path(name) and name not in plugins.plugin_names(plugins.MODEL_GROUP):
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}, an import path `package.module:build`, "
+                         f"or an entry point of group {plugins.MODEL_GROUP}")
     builder = MODELS.get(name) or plugins.resolve(name, plugins.MODEL_GROUP)
     if width is not None and width < 1:
         raise ValueError(f"`width` must be a positive integer or None, got {width!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestrator import sinks
+from orchestrator import tables
 from orchestrator.spec import load_spec
 from orchestrator.sweep import run_sweep
 from tasks.data import DataSettings, load_cue_data
@@ -103,5 +103,5 @@ def test_a_sweep_with_gpu_tasks_runs_them_on_the_gpu(tmp_path):
     finally:
         ray.shutdown()
     assert outcome.ok, outcome.counts
-    tasks = sinks.read_table(outcome.layout, "tasks")
+    tasks = tables.read_table(outcome.layout, "tasks")
     assert len(tasks) > 0 and tasks["device"].str.startswith("cuda").all(), tasks[["kind", "device"]]

@@ -187,7 +187,7 @@ def test_every_problem_is_reported_at_once():
             "data: {dataset: cifar10, cue: dominoes}\nstorage: ftp://x\npaths: {num_alphas: 1}\n")
     problems = problems_of(text)
     fields = ("`name`", "`pretrian`", "`seeds`", "`cue_proportions[0]`", "`models[0].name`", "`pretrain.epochs`",
-              "`pretrain.lr`", "`finetune.methods[0]`", "`data.cue`", "`storage`", "`paths.num_alphas`")
+              "`pretrain.lr`", "`finetune.methods[0]`", "`data.cue`", "`data.root`", "`storage`", "`paths.num_alphas`")
     for field in fields:
         assert any(p.startswith(field) for p in problems), (field, problems)
     assert len(problems) == len(fields)

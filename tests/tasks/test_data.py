@@ -301,7 +301,7 @@ def test_dominoes_pairs_by_class(dominoes_root):
 # ---- settings and errors ---------------------------------------------------------------------
 
 def test_settings_validation_names_field_and_choices():
-    with pytest.raises(ValueError, match=r"`dataset`: 'mnist' is not allowed; allowed: digits, cifar10"):
+    with pytest.raises(ValueError, match=r"`dataset`: 'mnist' is not a dataset; allowed: digits, cifar10"):
         DataSettings(dataset="mnist")
     with pytest.raises(ValueError, match=r"`cue_proportion`: 1.5 is not allowed; must be >= 0 and <= 1"):
         DataSettings(cue_proportion=1.5)
