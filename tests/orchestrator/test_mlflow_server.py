@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator import plots, report, tables, tracking, vocab
 from orchestrator.layout import Storage, SweepLayout
-from tests.orchestrator.synthetic import synthetic_sweep, write_sweep
+from tests.orchestrator.report_data import synthetic_sweep, write_sweep
 
 SERVER_START_TIMEOUT_S = 300    # mlflow server imports a lot; the machine may be busy
 SERVER_STOP_TIMEOUT_S = 20

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator import tables, vocab
 from orchestrator.layout import Storage, SweepLayout
-from tests.orchestrator.synthetic import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
+from tests.orchestrator.report_data import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
 
 
 @pytest.fixture()
@@ -31,12 +31,13 @@ def test_roundtrip_every_table(layout):
     want = sum(r["loss"] for rows in sweep["paths"].values() for r in rows)
     assert paths["loss"].sum() == pytest.approx(want)
     assert len(paths) == 3 * len(PAIRS) * 11 * 4
-    assert paths["alignment"].isna().sum() == 3 * 5 * 11 * 4  # None survives as null
+    unaligned = sum(1 for pair in PAIRS if pair[2] is None)
+    assert paths["alignment"].isna().sum() == 3 * unaligned * 11 * 4  # None survives as null
     one = tables.read_fragment(layout, "barriers", next(iter(sweep["barriers"])))
     assert len(one) == 4 * 2 * 2 and list(one.columns) == tables.SCHEMAS["barriers"].names
     tasks = tables.read_table(layout, "tasks")
     assert str(tasks["started_at"].dt.tz) == "UTC"
-    assert tasks.set_index("task_id").loc["finetune-naive-s1", "parents"].tolist() == ["pretrain-p0.8-s1"]
+    assert tasks.set_index("task_id").loc["finetune-naive-s1", "parents"].tolist() == ["pretrain-cue-s1"]
 
 
 def test_rewrite_replaces_fragment(layout):
