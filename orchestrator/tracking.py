@@ -172,5 +172,3 @@ class MlflowSink:
         finally:
             self.client.set_terminated(run_id, status)
 
-    # INTERNALS.md names the closing call `finish`.
-    finish = finish_parent

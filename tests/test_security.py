@@ -350,9 +350,6 @@ def test_tracking_credentials_are_not_printed_when_mlflow_fails(tmp_path, capsys
     assert FAKE_SECRET not in out + err
 
 
-@pytest.mark.xfail(strict=True, reason="spec.dump_spec writes `storage` and `mlflow.tracking_uri` unredacted into "
-                   "<sweep>/spec.yaml (and report.html embeds it); they are not science, so dump_spec (or "
-                   "sweep._run_locked) can redact them without changing the rerun comparison")
 def test_tracking_credentials_do_not_reach_the_sweep_directory(tmp_path, capsys, http_404_server):
     uri = f"http://alice:{FAKE_SECRET}@127.0.0.1:{http_404_server}"
     spec, storage = _finished_sweep(tmp_path, mlflow={"enabled": True})

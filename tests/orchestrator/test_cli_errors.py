@@ -166,9 +166,6 @@ def test_bad_specs_through_real_subprocesses(tmp_path):
         assert out == ""
 
 
-@pytest.mark.xfail(strict=True, reason="spec.apply_overrides replaces a spec that is not a mapping by {} when any "
-                   "override or flag is given (--storage included), so a list or scalar spec is reported as "
-                   "'`name`: is missing' (fix in spec.py: refuse a non-mapping before applying overrides)")
 @pytest.mark.parametrize("stem", ["not_a_mapping", "scalar_document"])
 def test_spec_that_is_not_a_mapping_is_named_as_such_with_flags(stem, tmp_path, capsys):
     path = BAD_SPEC_DIR / f"{stem}.yaml"

@@ -132,9 +132,6 @@ def test_a_finished_sweep_reruns_without_ray(finished, capsys):
     assert elapsed < 60
 
 
-@pytest.mark.xfail(strict=True, reason="schedule.run_graph asks Ray for the CPU count before it checks that "
-                   "nothing is pending: a finished sweep with `max_concurrent: null` (the default) is a "
-                   "RaySystemError traceback (fix in schedule.py: return early before cluster_resources())")
 def test_a_finished_sweep_with_default_max_concurrent_reruns(tmp_path, capsys):
     finished = Sweep(tmp_path, max_concurrent=None)
     code, out, err, _ = finished.run(capsys)
