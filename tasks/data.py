@@ -91,14 +91,10 @@ class DataSettings(Settings):
 
     def cross_problems(self) -> list[tuple[str, str]]:
         if self.dataset not in DATASETS:
-            if not plugins.is_import_path(self.dataset) and \
-                    self.dataset not in plugins.plugin_names(plugins.DATASET_GROUP):
-                return [("dataset", f"{self.dataset!r} is not a dataset; allowed: {', '.join(DATASETS)}, an import "
-                                    f"path `package.module:load`, or an entry point of group {plugins.DATASET_GROUP}")]
-            try:
-                plugins.resolve(self.dataset, plugins.DATASET_GROUP)
-            except plugins.PluginError as exc:
-                return [("dataset", str(exc))]
+            problem = plugins.name_problem(self.dataset, tuple(DATASETS), plugins.DATASET_GROUP, "dataset",
+                                           "package.module:load")
+            if problem:
+                return [("dataset", problem)]
             allowed = ("box",)
         else:
             allowed = DATASETS[self.dataset].cues

@@ -139,16 +139,8 @@ class ModelSettings(Settings):
         return self.name if self.width is None else f"{self.name}-w{self.width}"
 
     def cross_problems(self) -> list[tuple[str, str]]:
-        if self.name in MODELS:
-            return []
-        if not plugins.is_import_path(self.name) and self.name not in plugins.plugin_names(plugins.MODEL_GROUP):
-            return [("name", f"{self.name!r} is not a model; allowed: {', '.join(MODELS)}, an import path "
-                             f"`package.module:build`, or an entry point of group {plugins.MODEL_GROUP}")]
-        try:
-            plugins.resolve(self.name, plugins.MODEL_GROUP)
-        except plugins.PluginError as exc:
-            return [("name", str(exc))]
-        return []
+        problem = plugins.name_problem(self.name, tuple(MODELS), plugins.MODEL_GROUP, "model", "package.module:build")
+        return [("name", problem)] if problem else []
 
 
 def model_identity(settings: ModelSettings) -> dict:

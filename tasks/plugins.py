@@ -38,6 +38,20 @@ def plugin_names(group: str) -> tuple[str, ...]:
     return tuple(sorted(_entry_points(group)))
 
 
+def name_problem(name: str, builtins, group: str, what: str, example: str) -> str | None:
+    """Why `name` names no `what` (a built-in, an import path, or an entry point of `group`), or None."""
+    if name in builtins:
+        return None
+    if not is_import_path(name) and name not in plugin_names(group):
+        return (f"{name!r} is not a {what}; allowed: {', '.join(builtins)}, an import path `{example}`, or an entry "
+                f"point of group {group}")
+    try:
+        resolve(name, group)
+    except PluginError as exc:
+        return str(exc)
+    return None
+
+
 @lru_cache(maxsize=None)
 def resolve(name: str, group: str) -> Callable:
     """The object named `name`: `module:attr`, or an entry point of `group`."""

@@ -30,22 +30,12 @@ from orchestrator.layout import Storage, SweepLayout
 from orchestrator.outputs import TaskOutput
 from orchestrator.spec import dump_spec, load_spec, science
 from orchestrator.sweep import SweepState
+from tests.orchestrator.test_cli_errors import GOOD
 
 pytestmark = pytest.mark.timeout(120)   # a hang is a failure, not a stuck suite
 
 MAX_SECONDS = 10
-SPEC = {
-    "name": "good",
-    "data": {"dataset": "digits"},
-    "models": [{"name": "small_cnn", "width": 8}],
-    "seeds": [0],
-    "cue_proportions": [0.0, 0.9],
-    "pretrain": {"epochs": 1},
-    "finetune": {"methods": ["naive"]},
-    "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2},
-    "max_concurrent": 2,
-    "mlflow": {"enabled": False},
-}
+SPEC = {**GOOD, "max_concurrent": 2, "mlflow": {"enabled": False}}
 
 
 class RayStarted(Exception):
