@@ -63,18 +63,16 @@ def run_one_task(spec_name: str, storage: str, task_id: str) -> None:
     from orchestrator import work
     from orchestrator.graph import build_graph
     from orchestrator.layout import Storage, SweepLayout
-    from orchestrator.sweep import spec_data_root
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     spec = load(spec_name, storage)
     graph = build_graph(spec)
     task = graph.tasks[task_id]
     layout = SweepLayout(Storage(spec.storage), spec.name)
-    env = work.TaskEnv(layout=layout, device=work.device_for(task), data_root=spec_data_root(spec),
-                       parent_kinds={p: graph.tasks[p].kind for p in task.parents})
+    parent_kinds = {p: graph.tasks[p].kind for p in task.parents}
     start = time.perf_counter()
-    result = work.execute(task, layout, "real", env)
-    print(json.dumps({"task_id": task_id, "kind": task.kind, "status": result["status"],
-                      "error": result.get("error"), "seconds": time.perf_counter() - start,
+    result = work.run_here(task, layout, "real", spec.data_root, parent_kinds)
+    print(json.dumps({"task_id": task_id, "kind": task.kind, "status": result.status,
+                      "error": result.error, "seconds": time.perf_counter() - start,
                       "maxrss_mib_start": before / 1024, "maxrss_mib_imports": imported / 1024,
                       "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

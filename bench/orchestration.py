@@ -109,7 +109,8 @@ def noop_graph(n_independent: int, n_chain: int):
 
 def run_noop_graph(n_independent: int, n_chain: int, max_concurrent: int) -> dict:
     from orchestrator.layout import Storage, SweepLayout
-    from orchestrator.schedule import ProgressPrinter, SweepState, TrialContext, run_graph
+    from orchestrator.schedule import TrialContext, run_graph
+    from orchestrator.sweep_state import ProgressPrinter, SweepState
     graph = noop_graph(n_independent, n_chain)
     finished_at: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="mmc-bench-orch-") as storage:
@@ -129,7 +130,7 @@ def run_noop_graph(n_independent: int, n_chain: int, max_concurrent: int) -> dic
     chain_ids = [t for t, task in graph.tasks.items() if "bench_chain" in task.config]
     for task_id, s in state.states.items():
         if task_id in finished_at and s.started_at is not None:
-            task_s = (s.result or {}).get("duration_s") or 0.0
+            task_s = (s.result.duration_s if s.result else 0.0) or 0.0
             overhead.append(finished_at[task_id] - s.started_at - task_s)
             if task_id not in cold:
                 steady.append(overhead[-1])

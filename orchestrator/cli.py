@@ -87,7 +87,7 @@ def cmd_plan(args) -> int:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.layout import LayoutError, Storage, SweepLayout, redact
+    from orchestrator.layout import Storage, SweepLayout, redact
 
     path = directory.rstrip("/")
     parent, _, name = path.rpartition("/")

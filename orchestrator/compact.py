@@ -40,6 +40,8 @@ import pyarrow.parquet as pq
 from orchestrator import tables, vocab
 from orchestrator.errors import SweepError
 from orchestrator.layout import SweepLayout, redact
+from orchestrator.manifest import Entry, FileStamp, Listing, Manifest, PartInfo, _part_verified, forget_cached, list_table, manifest_bytes, manifest_path, read_manifest
+from orchestrator.schemas import SCHEMAS
 
 MIN_FRAGMENTS_ENV_VAR = "MMC_COMPACT_MIN_FRAGMENTS"
 DEFAULT_MIN_FRAGMENTS_AFTER_RUN = 64   # fewer new fragments than this: a run leaves them as they are
@@ -87,7 +89,7 @@ def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int
     try:
         return {table: compact_table(layout, table, min_fragments=min_fragments) for table in table_names}
     finally:
-        tables.forget_cached(layout)
+        forget_cached(layout)
 
 
 def compact_after_run(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
@@ -117,9 +119,9 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
     start = time.perf_counter()
     tables.check_table(table)
     result = TableCompaction(table)
-    listing = tables.list_table(layout, table)
+    listing = list_table(layout, table)
     try:
-        manifest = tables.read_manifest(layout, table) or tables.Manifest(table)
+        manifest = read_manifest(layout, table) or Manifest(table)
     except ValueError as exc:
         raise CompactionError(f"{exc}; not compacting `{table}` (its fragments stay readable). Restore the "
                               "manifest, or move the table's part files and the manifest away to start over "
@@ -151,14 +153,14 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
     merge = _stale_parts(manifest, listing, newer)
     if parts_after_new > MAX_PARTS:
         merge = {name for name in manifest.parts if name in listing.parts}
-    broken = {name for name in merge if not tables._part_verified(layout, table, manifest.parts[name])}
+    broken = {name for name in merge if not _part_verified(layout, table, manifest.parts[name])}
     for name in sorted(broken):
         print(f"warning: not merging the compacted part {name} of `{table}`: it is missing or its sha256 differs "
               "from the manifest's", file=sys.stderr)
     merge -= broken
 
-    new_entries: dict[str, tables.Entry] = {}
-    absorbed: list[tables.FileStamp] = []
+    new_entries: dict[str, Entry] = {}
+    absorbed: list[FileStamp] = []
     new_part = None
     if absorb or merge:
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
@@ -179,20 +181,20 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
         still_used = {e.part for e in tasks.values()}
         dropped = {n for n in parts if n not in still_used and n != getattr(new_part, "name", None)}
         parts = {n: info for n, info in parts.items() if n not in dropped}
-        _write_manifest(layout, tables.Manifest(table, parts, tasks))
+        _write_manifest(layout, Manifest(table, parts, tasks))
         merge |= dropped
-    tables.forget_cached(layout)
+    forget_cached(layout)
 
     to_delete = absorbed + duplicates
     to_delete += [listing.parts[n] for n in sorted(merge) if n in listing.parts] + orphans
-    to_delete += [tables.FileStamp(p, 0, 0) for p in listing.temporary_parts]
+    to_delete += [FileStamp(p, 0, 0) for p in listing.temporary_parts]
     result.deleted = _delete(layout, table, to_delete)
-    result.files = _count_files(tables.list_table(layout, table))
+    result.files = _count_files(list_table(layout, table))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _stale_parts(manifest: tables.Manifest, listing: tables.Listing, newer: set[str]) -> set[str]:
+def _stale_parts(manifest: Manifest, listing: Listing, newer: set[str]) -> set[str]:
     """Parts of which more than STALE_FRACTION of the rows will no longer count once `newer` tasks'
     fragments are absorbed."""
     live = dict.fromkeys(manifest.parts, 0)
@@ -203,7 +205,7 @@ def _stale_parts(manifest: tables.Manifest, listing: tables.Listing, newer: set[
             if name in listing.parts and info.rows and live[name] < (1 - STALE_FRACTION) * info.rows}
 
 
-def _count_files(listing: tables.Listing) -> int:
+def _count_files(listing: Listing) -> int:
     return len(listing.fragments) + len(listing.parts) + int(listing.manifest)
 
 
@@ -213,7 +215,7 @@ def _count_files(listing: tables.Listing) -> int:
 Item = tuple[str, str, pa.Table]
 
 
-def _fragment_source(layout, table: str, absorb: dict[str, tables.FileStamp], result: TableCompaction,
+def _fragment_source(layout, table: str, absorb: dict[str, FileStamp], result: TableCompaction,
                      absorbed: list) -> Iterator[Item]:
     def load(item):
         task_id, stamp = item
@@ -249,7 +251,7 @@ def _prefetch(fn, items: list, window: int = PREFETCH) -> Iterator:
             yield pending.popleft().result()
 
 
-def _part_source(layout, table: str, name: str, manifest: tables.Manifest, exclude: set[str]) -> Iterator[Item]:
+def _part_source(layout, table: str, name: str, manifest: Manifest, exclude: set[str]) -> Iterator[Item]:
     """The rows that still count in an older part, task by task, reading one row group at a time."""
     entries = [(t, e) for t, e in manifest.entries_of(name) if t not in exclude]
     if not entries:
@@ -274,7 +276,7 @@ def _part_source(layout, table: str, name: str, manifest: tables.Manifest, exclu
                     loaded[i] = tables._conform(table, parquet.read_row_group(i))
                 a, b = bounds[i]
                 pieces.append(loaded[i].slice(max(lo, a) - a, min(hi, b) - max(lo, a)))
-            rows = pa.concat_tables(pieces) if pieces else tables.SCHEMAS[table].empty_table()
+            rows = pa.concat_tables(pieces) if pieces else SCHEMAS[table].empty_table()
             yield task_id, entry.sha256, rows
 
 
@@ -310,15 +312,15 @@ class _HashingFile:
         return self._hash.hexdigest()
 
 
-def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[tables.PartInfo | None,
-                                                                            dict[str, tables.Entry]]:
+def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[PartInfo | None,
+                                                                            dict[str, Entry]]:
     """Stream `items` into `part-<name>.parquet` (temporary name, then moved into place). Returns the
     part's info and the entries of its tasks; (None, {}) when there was nothing to write."""
     storage = layout.storage
     path = layout.compacted_file(table, name)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    schema = tables.SCHEMAS[table].with_metadata({**tables._schema_metadata(table), **PART_METADATA})
-    entries: dict[str, tables.Entry] = {}
+    schema = SCHEMAS[table].with_metadata({**tables._schema_metadata(table), **PART_METADATA})
+    entries: dict[str, Entry] = {}
     sink = writer = None
     buffer: list[pa.Table] = []
     buffered = 0.0
@@ -339,7 +341,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[t
                 sink = _HashingFile(storage.fs.open_output_stream(tmp))
                 writer = pq.ParquetWriter(sink, schema, compression="zstd")
             n = rows.num_rows
-            entries[task_id] = tables.Entry(name, digest, offset, n)
+            entries[task_id] = Entry(name, digest, offset, n)
             offset += n
             if n:
                 if bytes_per_row is None:            # measured once: `nbytes` per table costs ~0.2 ms
@@ -353,7 +355,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[t
         flush()
         writer.close()
         sink.close()
-        info = tables.PartInfo(name, sink.digest, offset, sink.tell())
+        info = PartInfo(name, sink.digest, offset, sink.tell())
         storage.fs.move(tmp, path)
         return info, entries
     except BaseException:
@@ -369,11 +371,11 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[t
         raise
 
 
-def _write_manifest(layout, manifest: tables.Manifest) -> None:
-    layout.storage.write_bytes(tables.manifest_path(layout, manifest.table), tables.manifest_bytes(manifest))
+def _write_manifest(layout, manifest: Manifest) -> None:
+    layout.storage.write_bytes(manifest_path(layout, manifest.table), manifest_bytes(manifest))
 
 
-def _delete(layout, table: str, stamps: list[tables.FileStamp]) -> int:
+def _delete(layout, table: str, stamps: list[FileStamp]) -> int:
     """Delete files that the manifest made redundant; a fragment changed since it was listed (its task
     wrote it again meanwhile) is newer and stays. One listing checks them all (not a request per file)."""
     fs = layout.storage.fs
@@ -398,5 +400,5 @@ def _delete_file(fs, path: str) -> None:
 
 def files_per_table(layout: SweepLayout) -> dict[str, int]:
     """How many files each result table has (fragments, parts, manifest)."""
-    return {table: _count_files(tables.list_table(layout, table)) for table in vocab.TABLES}
+    return {table: _count_files(list_table(layout, table)) for table in vocab.TABLES}
 

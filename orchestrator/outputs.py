@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from orchestrator import tables, vocab
+from orchestrator import manifest, tables, vocab
 from orchestrator.graph import Task
 from orchestrator.layout import SweepLayout
 from tasks.checkpoint import checkpoint_files, read_checkpoint
@@ -130,7 +130,7 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, 
     sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
     for name, digest in marker["files"].items():
         path = allowed[name]
-        if tables.compacted_digest(layout, path) == digest:
+        if manifest.compacted_digest(layout, path) == digest:
             continue   # a fragment whose rows were compacted into a verified part file
         try:
             if not storage.is_file(path):

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import tables
+from orchestrator import schemas
 from orchestrator.graph import LABEL_KEYS, Graph, canonical_json
 from orchestrator.layout import SweepLayout
 
@@ -32,8 +32,8 @@ def plan_table(graph: Graph) -> pa.Table:
     }
     for key in LABEL_KEYS:
         columns[key] = [t.labels.get(key) for t in tasks]
-    fields = {f.name: f for f in tables.SCHEMAS["tasks"]}
-    for name in tables.SETTINGS_COLUMNS:
+    fields = {f.name: f for f in schemas.SCHEMAS["tasks"]}
+    for name in schemas.SETTINGS_COLUMNS:
         columns[name] = [t.settings.get(name) for t in tasks]
     schema = pa.schema([pa.field("parents", pa.list_(pa.string())) if name == "parents" else
                         pa.field(name, fields[name].type if name in fields else pa.string())
@@ -55,6 +55,6 @@ def read_plan(layout: SweepLayout) -> pd.DataFrame | None:
         return None
     try:
         table = pq.read_table(pa.BufferReader(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)))
-        return table.to_pandas(types_mapper=tables.PANDAS_TYPES.get)
+        return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"the plan {path} is unreadable ({exc}); rerun the sweep to write it again") from None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from orchestrator import outputs, tables, vocab
+from orchestrator import outputs, schemas, tables, vocab
 from orchestrator.graph import Task, canonical_json
 from orchestrator.layout import SweepLayout, redact
 
@@ -32,7 +32,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
              duration_s: float | None = None, device: str | None = None, mlflow_run_id: str | None = None,
              cached: bool = False, started_at: float | None = None, finished_at: float | None = None) -> dict:
     """The task's row of the `tasks` table (`status` in vocab.TABLE_STATUSES)."""
-    names = set(tables.SCHEMAS[vocab.TASKS].names)
+    names = set(schemas.SCHEMAS[vocab.TASKS].names)
     return {
         **{k: v for k, v in {**task.labels, **task.settings}.items() if k in names},
         "task_id": task.id, "kind": task.kind, "status": status, "parents": list(task.parents),

@@ -28,7 +28,8 @@ from orchestrator.graph import Graph, build_graph
 from orchestrator.layout import SweepLayout, redact
 from orchestrator.lock import sweep_lock
 from orchestrator.recording import TaskRecorder
-from orchestrator.schedule import ProgressPrinter, SweepState, TrialContext, cluster_resources, init_ray, run_graph
+from orchestrator.schedule import TrialContext, cluster_resources, init_ray, run_graph
+from orchestrator.sweep_state import ProgressPrinter, SweepState
 from orchestrator.spec import SweepSpec, dump_spec, spec_hash
 
 MLFLOW_TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",

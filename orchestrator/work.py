@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from orchestrator import outputs, tables, vocab
+from orchestrator import outputs, schemas, tables, vocab
 from orchestrator.graph import Task
 from orchestrator.layout import SweepLayout
 from orchestrator.outputs import TaskOutput
@@ -100,7 +100,7 @@ def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def rows_for(task: Task, table: str, rows: list[dict]) -> list[dict]:
     """Rows of `table`: the task's labels and settings where the table has such columns, then `rows`."""
-    names = set(tables.SCHEMAS[table].names)
+    names = set(schemas.SCHEMAS[table].names)
     base = {"task_id": task.id, "kind": task.kind, **task.labels, **task.settings}
     return [{k: v for k, v in {**base, **row}.items() if k in names} for row in rows]
 

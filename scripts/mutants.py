@@ -116,7 +116,7 @@ MUTANTS = [
            "orchestrator/schedule.py", "max_concurrent_trials=max_concurrent,", "max_concurrent_trials=None,",
            ("tests/orchestrator/test_schedule.py::test_ray_run_respects_max_concurrent_and_dependencies",)),
     Mutant("M23", "a failed task's descendants are not skipped",
-           "orchestrator/schedule.py", "found, stack = set(), [task_id]", "found, stack = set(), []",
+           "orchestrator/sweep_state.py", "found, stack = set(), [task_id]", "found, stack = set(), []",
            ("tests/orchestrator/test_schedule.py::test_a_failure_skips_exactly_the_pending_descendants",)),
     Mutant("M24", "two orchestrator modules import each other (work <-> distributed)",
            "orchestrator/work.py", "from orchestrator import outputs, tables, vocab",

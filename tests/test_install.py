@@ -4,7 +4,6 @@ is installed. The stub is a bash script standing in for `python`: it logs every 
 those markers. One that finds EXTERNALLY-MANAGED next to itself refuses `pip install` the way PEP 668 does."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path

@@ -26,7 +26,7 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("aligned")
     spec = load_spec("sweeps/smoke.yaml", [f"storage={json.dumps(str(root))}", "finetune.methods=[llrt]",
                                            "paths.pairs=[pretrained~ft, cue~nocue]", "paths.kinds=[linear, aligned]",
-                                           "paths.alignments=[activation]"])
+                                           "paths.finetuned_kinds=[linear, aligned]", "paths.alignments=[activation]"])
     graph = build_graph(spec)
     layout = SweepLayout(Storage(spec.storage), spec.name)
     run_inline(graph, layout)

@@ -186,7 +186,7 @@ def test_spec_that_is_not_a_mapping_is_named_as_such_with_flags(stem, tmp_path, 
     (b"name: x\ndata: {cue: " + b"z" * 200_000 + b"}\n", "`data.cue`: 'zzzzzzzz"),
     (b"name: x\ndescription: " + b"d" * 10_001 + b"\n", "`description`: 'dddd"),
     (b"name: x\nseeds: [" + b", ".join(str(i).encode() for i in range(9000)) + b"]\n"
-     b"finetune: {lam: {grid: [1, 2, 3]}}\n", "tasks; at most 2,000,000"),
+     b"pretrain: {epochs: {grid: [1, 2, 3, 4, 5, 6, 7, 8, 9]}}\n", "tasks; at most 2,000,000"),
 ], ids=["latin1", "utf16", "binary", "too-large", "5000-problems", "10001-seeds", "200k-value", "long-description",
         "plans-too-many-tasks"])
 def test_hostile_spec_files_are_refused(content, needle, tmp_path, cwd, capsys):

@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from orchestrator import cli, compact, outputs, recording, schedule, sweep, tables, vocab, work
+from orchestrator import cli, compact, manifest, outputs, recording, sweep, tables, vocab, work
 from orchestrator.graph import build_graph
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.spec import dump_spec, load_spec
@@ -38,7 +38,7 @@ def write_sweep(layout: SweepLayout, graph) -> None:
 def template(tmp_path_factory):
     """Two seeds of the default graph (100 tasks), written once; each test works on a copy."""
     directory = tmp_path_factory.mktemp("template")
-    spec = load_spec(None, [f"seeds=[0,1]", f"storage={directory}", f"name={NAME}"])
+    spec = load_spec(None, ["seeds=[0,1]", f"storage={directory}", f"name={NAME}"])
     graph = build_graph(spec)
     layout = SweepLayout(Storage(str(directory)), NAME)
     layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
@@ -65,7 +65,7 @@ def assert_same_rows(layout, before: dict[str, pd.DataFrame]) -> None:
 
 
 def fragments(layout, table: str) -> list[str]:
-    return list(tables.list_table(layout, table).fragments)
+    return list(manifest.list_table(layout, table).fragments)
 
 
 def assert_all_verified(layout, graph) -> None:
@@ -111,8 +111,8 @@ def test_a_run_leaves_fewer_fragments_than_the_threshold_alone(swept, monkeypatc
     monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, str(len(graph)))
     logged = []
     compact.compact_after_run(layout, log=logged.append)
-    assert not fragments(layout, vocab.TASKS) and fragments(layout, vocab.EVALUATIONS)   # 18 < 100 stay
-    assert logged and "tasks 100 fragments -> 2 files" in logged[0]
+    assert not fragments(layout, vocab.TASKS) and fragments(layout, vocab.EVALUATIONS)   # fewer than len(graph) stay
+    assert logged and f"tasks {len(graph)} fragments -> 2 files" in logged[0]
     assert_same_rows(layout, before)
 
 
@@ -203,7 +203,7 @@ def test_a_task_rerun_after_compaction_wins_and_is_absorbed_next_time(swept):
     got = tables.read_table(layout, vocab.PATHS)
     assert len(got) == len(expected) and (got[got.task_id == rerun]["loss"] == 99.0).all()
     assert got[got.task_id == rerun].shape[0] == 7
-    assert tables.compacted_digest(layout, layout.fragment(vocab.PATHS, rerun)) is not None
+    assert manifest.compacted_digest(layout, layout.fragment(vocab.PATHS, rerun)) is not None
     done = compact.compact(layout)[vocab.PATHS]
     assert done.absorbed == 1 and done.files == 3          # two parts + the manifest
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.PATHS), expected.reset_index(drop=True))
@@ -222,16 +222,16 @@ def test_many_parts_and_stale_parts_are_merged(swept, monkeypatch):
         for task_id in ids[i::5]:
             layout.storage.write_bytes(layout.fragment(table, task_id), saved[task_id])
         compact.compact_table(layout, table)
-        assert len(tables.read_manifest(layout, table).parts) <= 3
+        assert len(manifest.read_manifest(layout, table).parts) <= 3
     pd.testing.assert_frame_equal(tables.read_table(layout, table), full)
     for task_id in ids[:60]:                                # most tasks ran again: the old parts go stale
         row = recording.task_row(graph.tasks[task_id], vocab.FAILED, spec_hash="test", rev=None, error="again")
         tables.write_fragment(layout, table, task_id, [row])
     compact.compact_table(layout, table)
-    manifest = tables.read_manifest(layout, table)
-    live = manifest.live_rows()
-    assert all(live[p] >= (1 - compact.STALE_FRACTION) * info.rows for p, info in manifest.parts.items())
-    assert compact.files_per_table(layout)[table] == len(manifest.parts) + 1
+    current = manifest.read_manifest(layout, table)
+    live = current.live_rows()
+    assert all(live[p] >= (1 - compact.STALE_FRACTION) * info.rows for p, info in current.parts.items())
+    assert compact.files_per_table(layout)[table] == len(current.parts) + 1
     got = tables.read_table(layout, table)
     assert got["task_id"].tolist() == full["task_id"].tolist()
     assert (got.set_index("task_id").loc[ids[:60], "error"] == "again").all()
@@ -241,7 +241,7 @@ def test_many_parts_and_stale_parts_are_merged(swept, monkeypatch):
 def test_a_corrupt_part_is_not_trusted(swept):
     layout, graph, before = swept
     compact.compact(layout)
-    (name,) = tables.read_manifest(layout, vocab.BARRIERS).parts
+    (name,) = manifest.read_manifest(layout, vocab.BARRIERS).parts
     part = Path(layout.compacted_file(vocab.BARRIERS, name))
     blob = bytearray(part.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
@@ -250,7 +250,7 @@ def test_a_corrupt_part_is_not_trusted(swept):
         assert tables.read_table(layout, vocab.BARRIERS).empty
     task_id = before[vocab.BARRIERS]["task_id"].iloc[0]
     assert not tables.verify_fragment(layout, vocab.BARRIERS, task_id)
-    assert tables.compacted_digest(layout, layout.fragment(vocab.BARRIERS, task_id)) is None
+    assert manifest.compacted_digest(layout, layout.fragment(vocab.BARRIERS, task_id)) is None
     assert outputs.verify_outputs(layout, vocab.PATH_EVAL, task_id)[0] is False   # it will be recomputed
     assert tables.verify_fragment(layout, vocab.PATHS, task_id)                   # other tables are fine
 
@@ -258,7 +258,7 @@ def test_a_corrupt_part_is_not_trusted(swept):
 def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept):
     layout, graph, before = swept
     compact.compact(layout)
-    layout.storage.write_bytes(tables.manifest_path(layout, vocab.PATHS), b"not parquet")
+    layout.storage.write_bytes(manifest.manifest_path(layout, vocab.PATHS), b"not parquet")
     with pytest.raises(compact.CompactionError, match="manifest"):
         compact.compact_table(layout, vocab.PATHS)
     with pytest.warns(RuntimeWarning, match="manifest"):
@@ -269,10 +269,10 @@ def test_compacted_digest_ignores_paths_that_are_not_fragments(swept):
     layout, graph, _ = swept
     compact.compact(layout)
     task = next(iter(graph.tasks.values()))
-    assert tables.compacted_digest(layout, layout.fragment(vocab.TASKS, task.id)) is not None
-    assert tables.compacted_digest(layout, layout.marker_file(task.kind, task.id)) is None
-    assert tables.compacted_digest(layout, layout.compacted_file(vocab.TASKS, "x")) is None
-    assert tables.compacted_digest(layout, "/elsewhere/results/tasks/x.parquet") is None
+    assert manifest.compacted_digest(layout, layout.fragment(vocab.TASKS, task.id)) is not None
+    assert manifest.compacted_digest(layout, layout.marker_file(task.kind, task.id)) is None
+    assert manifest.compacted_digest(layout, layout.compacted_file(vocab.TASKS, "x")) is None
+    assert manifest.compacted_digest(layout, "/elsewhere/results/tasks/x.parquet") is None
 
 
 def test_on_an_object_store(template):

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import torch
 
-from orchestrator import outputs, schedule as S, tables, vocab
+from orchestrator import outputs, schedule as S, sweep_state, tables, vocab
 from orchestrator.distributed import CRASH_AT_EPOCH_ENV_VAR, CRASH_MARKER_DIR_ENV_VAR
 from orchestrator.graph import build_graph
 from orchestrator.layout import Storage, SweepLayout
@@ -149,7 +149,7 @@ def test_custom_resources_place_tasks_on_matching_nodes(cluster, tmp_path):
     graph = build_graph(spec)
     layout = SweepLayout(Storage(str(tmp_path / "runs")), spec.name)
     ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner="events")
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     S.run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent)
     assert state.counts()[vocab.DONE] == len(graph), state.progress_line(4)
 

@@ -146,45 +146,24 @@ def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
     assert (head_files(cluster.shared), worker_files(cluster, cluster.shared)) == before
 
 
-# ---------------------------------------------------------------- shared storage: a sweep on both nodes
-
-@pytest.mark.slow
-def test_shared_storage_sweep_runs_tasks_on_both_nodes(ns_cluster):
-    cluster = ns_cluster
-    on_worker, on_head = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}, {"cpus": 1, "custom": {HEAD_RESOURCE: 1}}
-    storage = cluster.shared / "both-runs"
-    spec = spec_file(cluster, "both", storage=str(storage),
-                     resources={"pretrain": on_worker, "finetune": on_head, "path_eval": on_head})
-    graph = build_graph(load_spec(spec))
-    worker_disk = worker_files(cluster, cluster.disk)
-
-    out = cli(cluster, spec)
-
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    tasks = tables.read_table(SweepLayout(Storage(str(storage)), "both"), "tasks")
-    assert sorted(tasks["task_id"]) == sorted(graph.tasks) and set(tasks["status"]) == {"finished"}
-    hosts = {row.task_id: row.device.rsplit(":", 1)[-1] for row in tasks.itertuples()}   # cpu:<arch>:<host>
-    for task_id, task in graph.tasks.items():
-        assert (hosts[task_id] == WORKER_HOST) == (task.kind == "pretrain"), (task_id, hosts[task_id])
-    assert len(set(hosts.values())) == 2
-    assert worker_files(cluster, cluster.disk) == worker_disk   # the worker wrote nothing to its own disk
-
-
-# ---------------------------------------------------------------- a node dies mid-sweep
+# ---------------------------------------------------------------- shared storage; a node dies mid-sweep
 
 @pytest.mark.slow
 def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_cluster, tmp_path):
-    """The fine-tuning task runs on the worker (custom resource; pretraining and path evaluation run
-    anywhere) and is held there after its epoch by the test hook, its resume state saved, while the head
-    finishes the rest it can. Then the worker node is SIGKILLed: the task fails, its dependent is skipped,
-    the sweep ends with exit 1. With a new worker the same command finishes the rest: every task once,
-    and the tables equal a single-node run of the same spec."""
+    """A sweep on both nodes through the shared storage. The fine-tuning task runs on the worker
+    (custom resource), pretraining and path evaluation on the head, and the worker writes nothing to
+    its own disk. The fine-tuning is held on the worker after its epoch by the test hook, its resume
+    state saved, while the head finishes the rest it can. Then the worker node is SIGKILLed: the task
+    fails, its dependent is skipped, the sweep ends with exit 1. With a new worker the same command
+    finishes the rest: every task once, each on its node, and the tables equal a single-node run of
+    the same spec."""
     from tests.hooks.mmc_test_hooks import PAUSE_ENV, hook_env
 
     cluster = ns_cluster
     storage = cluster.shared / "kill-runs"
+    on_worker, on_head = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}, {"cpus": 1, "custom": {HEAD_RESOURCE: 1}}
     spec = spec_file(cluster, "kill", storage=str(storage),
-                     resources={"finetune": {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}})
+                     resources={"pretrain": on_head, "finetune": on_worker, "path_eval": on_head})
     single_spec = spec_file(cluster, "kill", folder="single")   # the same tasks: resources are not in ids
     graph = build_graph(load_spec(spec))
     layout = SweepLayout(Storage(str(storage)), "kill")
@@ -219,6 +198,7 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     t2 = time.time()
     cluster.start_worker()
     cluster.wait_for_nodes(alive=2, gone=(held_worker,))
+    worker_disk = worker_files(cluster, cluster.disk)     # the new worker's own (fresh) disk
     t3 = time.time()
     again = cli(cluster, spec)
     print(f"\nsingle-node run {t1 - t0:.0f} s, held worker + killed run {t2 - t1:.0f} s, "
@@ -230,7 +210,11 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     tasks = tables.read_table(layout, "tasks")
     assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
     assert set(tasks["status"]) == {"finished"}
-    assert tasks.set_index("task_id").loc[held_task, "device"].endswith(WORKER_HOST)   # on the new worker
+    hosts = {row.task_id: row.device.rsplit(":", 1)[-1] for row in tasks.itertuples()}   # cpu:<arch>:<host>
+    for task_id, task in graph.tasks.items():    # the held fine-tuning ran again on the new worker
+        assert (hosts[task_id] == WORKER_HOST) == (task.kind == "finetune"), (task_id, hosts[task_id])
+    assert len(set(hosts.values())) == 2
+    assert worker_files(cluster, cluster.disk) == worker_disk   # the worker wrote nothing to its own disk
     for table in TABLES:
         got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
         assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator import plan, tables
+from orchestrator import plan, schemas
 from orchestrator.graph import LABEL_KEYS, build_graph, canonical_json
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.spec import load_spec, parse_spec
@@ -44,10 +44,10 @@ def test_the_plan_round_trips_every_task(layout):
 def test_plan_columns_are_typed_like_the_result_tables(layout):
     graph = build_graph(parse_spec("name: x\nseeds: [0]\nfinetune: {lam: {grid: [1, 3]}}\n"))
     table = plan.plan_table(graph)
-    types = {f.name: f.type for f in tables.SCHEMAS["tasks"]}
+    types = {f.name: f.type for f in schemas.SCHEMAS["tasks"]}
     for name in ("seed", "cue_proportion", "init_seed_a", "finetune.lam", "pretrain.epochs", "paths.precision"):
         assert table.schema.field(name).type == types[name], name
-    assert set(tables.SETTINGS_COLUMNS) <= set(table.column_names)
+    assert set(schemas.SETTINGS_COLUMNS) <= set(table.column_names)
 
 
 def test_a_sweep_that_never_started_has_no_plan_and_a_torn_one_is_named(layout):

@@ -9,8 +9,7 @@ import mlflow
 import pytest
 import torch
 
-from orchestrator import recording, tables, vocab, work
-from orchestrator import schedule as S
+from orchestrator import recording, schemas, sweep_state, tables, vocab, work
 from orchestrator.graph import build_graph
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.spec import load_spec
@@ -52,7 +51,7 @@ def test_synthetic_runner_writes_every_table_at_the_real_sizes(graph, layout):
             assert counts.get(vocab.EVALUATIONS, 0) == (0 if task.kind == vocab.MIDPOINT else 4)
     assert set(sizes) == {vocab.PRETRAIN, vocab.FINETUNE, vocab.MIDPOINT, vocab.PATH_EVAL}
     paths = tables.read_table(layout, vocab.PATHS)
-    assert paths[tables.SETTINGS_COLUMNS[0]].notna().all()       # the settings columns are filled in
+    assert paths[schemas.SETTINGS_COLUMNS[0]].notna().all()       # the settings columns are filled in
     assert paths["loss"].between(0.3, 1.3).all() and paths["agree_a"].between(0, 1).all()
 
 
@@ -65,19 +64,19 @@ def test_synthetic_runner_fails_where_asked(graph, layout, monkeypatch):
 
 # ----- the task recorder -----------------------------------------------------------------------
 
-def ended_state(graph) -> tuple[S.SweepState, dict[str, str]]:
+def ended_state(graph) -> tuple[sweep_state.SweepState, dict[str, str]]:
     """A few tasks in every final status, as the scheduler leaves them."""
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     ids = list(graph.tasks)
     roles = {"done": ids[0], "failed": ids[1], "cached": ids[2], "done2": ids[3]}
     for role in ("done", "done2"):
         s = state.states[roles[role]]
-        s.status, s.started_at, s.duration_s = S.DONE, 1_700_000_000.0, 1.5
-        s.result = TaskResult(S.DONE, 1.5, "cpu:test", metrics={"eval.cue.acc": 0.75, "nan": float("nan")},
+        s.status, s.started_at, s.duration_s = vocab.DONE, 1_700_000_000.0, 1.5
+        s.result = TaskResult(vocab.DONE, 1.5, "cpu:test", metrics={"eval.cue.acc": 0.75, "nan": float("nan")},
                               steps=[["curve", i, 0.1 * i] for i in range(5)])
     s = state.states[roles["failed"]]
-    s.status, s.error, s.started_at, s.duration_s = S.FAILED, "RuntimeError: boom\ntraceback", 1_700_000_000.0, 0.5
-    state.states[roles["cached"]].status = S.CACHED
+    s.status, s.error, s.started_at, s.duration_s = vocab.FAILED, "RuntimeError: boom\ntraceback", 1_700_000_000.0, 0.5
+    state.states[roles["cached"]].status = vocab.CACHED
     skipped = state.mark_failed(roles["failed"], "RuntimeError: boom\ntraceback")
     roles["skipped"] = skipped[0]
     return state, roles
@@ -144,9 +143,9 @@ def test_batched_and_one_by_one_mlflow_runs_hold_the_same(graph, tmp_path):
 
 
 def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     for s in state.states.values():
-        s.status = S.DONE
+        s.status = vocab.DONE
     layout = SweepLayout(Storage(str(tmp_path)), "many")
     recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
     for task_id in graph.tasks:
@@ -158,10 +157,10 @@ def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
 
 
 def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, monkeypatch, capsys):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     ids = list(graph.tasks)[:5]
     for task_id in ids:
-        state.states[task_id].status = S.DONE
+        state.states[task_id].status = vocab.DONE
     real = tables.write_fragment
 
     def flaky(layout, table, task_id, rows):

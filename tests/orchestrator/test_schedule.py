@@ -9,7 +9,7 @@ import re
 import pytest
 from ray.tune.search import Searcher
 
-from orchestrator import schedule as S
+from orchestrator import schedule as S, sweep_state
 from orchestrator.graph import build_graph
 from orchestrator.layout import Storage, SweepLayout
 from orchestrator.outputs import read_marker
@@ -28,7 +28,7 @@ def _graph(tmp_path, **overrides):
 
 @pytest.fixture
 def graph(tmp_path):
-    """The smoke graph: 2 pretrain, 2 finetune, 3 midpoint, 6 align, 12 path_eval."""
+    """The smoke graph: 2 pretrain, 2 finetune, 1 midpoint, 2 align, 6 path_eval."""
     return _graph(tmp_path)
 
 
@@ -44,7 +44,7 @@ def _ready(state) -> set[str]:
 # ----- SweepState -----
 
 def test_only_tasks_whose_parents_finished_are_ready(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     roots = {t for t, task in graph.tasks.items() if not task.parents}
     assert roots and {graph.tasks[t].kind for t in roots} == {"pretrain"}
     assert _ready(state) == roots
@@ -60,7 +60,7 @@ def test_only_tasks_whose_parents_finished_are_ready(graph):
 
 
 def test_a_failure_skips_exactly_the_pending_descendants(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     nocue = next(t for t, task in graph.tasks.items()
                  if task.kind == "pretrain" and task.labels["cue_proportion"] == 0.0)
     skipped = state.mark_failed(nocue, "boom")
@@ -75,7 +75,7 @@ def test_a_failure_skips_exactly_the_pending_descendants(graph):
 
 
 def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     ids = list(graph.tasks)
     for task_id in ids[:2]:
         state.states[task_id].status, state.states[task_id].duration_s = DONE, 10.0
@@ -89,7 +89,7 @@ def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
     assert f"3/{len(ids)} finished" in line
     remaining = len(ids) - 6 + 1                   # pending + running, 10 s each, 2 at a time
     assert re.search(r"ETA (\d+)s", line).group(1) == f"{10.0 * remaining / 2:.0f}"
-    assert "ETA ?" in S.SweepState(graph).progress_line(concurrency=2)   # nothing measured yet
+    assert "ETA ?" in sweep_state.SweepState(graph).progress_line(concurrency=2)   # nothing measured yet
 
 
 # ----- DagSearcher (driven by hand like Tune would) -----
@@ -120,7 +120,7 @@ def _drive(state, searcher, concurrency: int, fail: set[str] = frozenset()):
 
 
 def test_searcher_releases_every_task_after_its_parents(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, started, finished = _searcher(state)
     order = _drive(state, searcher, concurrency=3)
     assert sorted(order) == sorted(graph.tasks) and started == order and sorted(finished) == sorted(order)
@@ -128,7 +128,7 @@ def test_searcher_releases_every_task_after_its_parents(graph):
 
 
 def test_searcher_skips_descendants_of_a_failed_task_and_finishes(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     midpoint = next(t for t, task in graph.tasks.items() if task.kind == "midpoint")
     searcher, _, _ = _searcher(state)
     order = _drive(state, searcher, concurrency=2, fail={midpoint})
@@ -140,7 +140,7 @@ def test_searcher_skips_descendants_of_a_failed_task_and_finishes(graph):
 
 
 def test_crashed_trial_without_result_fails_its_task(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, _, finished = _searcher(state)
     [task_id] = searcher.suggest("t0")["task_ids"]
     searcher.on_trial_complete("t0", None, error=True)
@@ -150,7 +150,7 @@ def test_crashed_trial_without_result_fails_its_task(graph):
 
 
 def test_searcher_waits_while_tasks_run_and_finishes_when_nothing_can_run(graph):
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, _, _ = _searcher(state)
     first = [searcher.suggest(f"t{i}") for i in range(3)]
     assert [c is not None for c in first] == [True, True, False]   # two roots, then wait (None)
@@ -175,8 +175,9 @@ def test_bundle_results_survive_the_trip_through_tune():
     assert S.unpack_results(None) == {} and S.unpack_results({"status": DONE}) == {}
 
 
-def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph):
-    state = S.SweepState(graph)
+def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph, monkeypatch):
+    monkeypatch.delenv(S.MAX_BUNDLE_ENV_VAR, raising=False)   # events_ray (module scope) may have set it
+    state = sweep_state.SweepState(graph)
     for task_id, task in graph.tasks.items():            # make every non-path task finished
         if task.kind != "path_eval":
             state.states[task_id].status = DONE
@@ -186,7 +187,7 @@ def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph):
     first = searcher.suggest("t0")["task_ids"]
     assert len(first) == min(8, -(-n_ready // 2)) and len(first) > 1
     assert all(graph.tasks[t].kind == "path_eval" for t in first)
-    single = S.DagSearcher(S.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
+    single = S.DagSearcher(sweep_state.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
                            concurrency=2, max_bundle=1)
     assert len(single.suggest("t0")["task_ids"]) == 1
 
@@ -229,7 +230,7 @@ def events_ray(tmp_path_factory):
 def _run(tmp_path, graph, max_concurrent: int):
     layout = SweepLayout(Storage(str(tmp_path / "runs")), "sched")
     ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="sched", runner="events")
-    state, finished = S.SweepState(graph), []
+    state, finished = sweep_state.SweepState(graph), []
     S.run_graph(state, layout, ctx, max_concurrent=max_concurrent, on_finish=finished.append)
     return state, layout, finished
 
@@ -237,7 +238,8 @@ def _run(tmp_path, graph, max_concurrent: int):
 def test_ray_run_respects_max_concurrent_and_dependencies(events_ray, tmp_path):
     # 0.5 CPU per task: 4 would fit on 2 CPUs, so only max_concurrent limits the width
     half = {"cpus": 0.5}
-    graph = _graph(tmp_path, paths={"kinds": ["linear", "aligned"], "alignments": ["weight"]},
+    graph = _graph(tmp_path, paths={"kinds": ["linear", "aligned"], "finetuned_kinds": ["linear", "aligned"],
+                                    "alignments": ["weight"]},
                    resources={k: half for k in ("pretrain", "finetune", "align", "path_eval")})
     assert "midpoint" not in graph.counts()
     state, layout, finished = _run(tmp_path, graph, max_concurrent=2)

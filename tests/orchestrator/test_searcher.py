@@ -11,7 +11,7 @@ import random
 import pytest
 from ray.tune.search import Searcher
 
-from orchestrator import schedule as S
+from orchestrator import schedule as S, sweep_state, vocab
 from orchestrator.graph import LABEL_KEYS, Graph, Resources, Task, build_graph
 from orchestrator.spec import load_spec
 from orchestrator.work import TaskResult
@@ -37,15 +37,15 @@ def _diamond():
     return _graph(a, b, c, d, e), (a, b, c, d, e)
 
 
-def _by_definition(state: S.SweepState) -> set[str]:
+def _by_definition(state: sweep_state.SweepState) -> set[str]:
     return {t for t in state.graph.tasks if state.is_ready(t)}
 
 
-def _counted(state: S.SweepState) -> dict[str, int]:
+def _counted(state: sweep_state.SweepState) -> dict[str, int]:
     return {k: sum(1 for s in state.states.values() if s.status == k) for k in state.counts()}
 
 
-def _check(state: S.SweepState) -> None:
+def _check(state: sweep_state.SweepState) -> None:
     assert set(state.ready) == _by_definition(state)
     assert state.counts() == _counted(state)
 
@@ -59,7 +59,7 @@ def _searcher(state, concurrency: int = 1, max_bundle: int | None = None):
 
 def _complete(searcher, trial: str, config: dict, failed: set[str] = frozenset(), crashed: bool = False,
               duration_s: float = 0.01) -> None:
-    results = {t: TaskResult(S.FAILED if t in failed else S.DONE, duration_s, error="boom" if t in failed else None)
+    results = {t: TaskResult(vocab.FAILED if t in failed else vocab.DONE, duration_s, error="boom" if t in failed else None)
                for t in config["task_ids"]}
     searcher.on_trial_complete(trial, None if crashed else S.pack_results(results), error=crashed)
 
@@ -68,49 +68,49 @@ def _complete(searcher, trial: str, config: dict, failed: set[str] = frozenset()
 
 def test_diamond_child_waits_for_both_parents():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     assert list(state.ready) == [a.id, e.id]
-    state.states[a.id].status = S.RUNNING
+    state.states[a.id].status = vocab.RUNNING
     assert list(state.ready) == [e.id]
-    state.states[a.id].status = S.DONE
+    state.states[a.id].status = vocab.DONE
     assert list(state.ready) == [b.id, c.id, e.id]
-    state.states[b.id].status = S.DONE
+    state.states[b.id].status = vocab.DONE
     assert d.id not in state.ready                  # c has not finished
-    state.states[c.id].status = S.CACHED            # cached counts as finished
+    state.states[c.id].status = vocab.CACHED            # cached counts as finished
     assert d.id in state.ready
     _check(state)
 
 
 def test_ready_set_follows_statuses_set_from_outside_and_replaced_states():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     state.ready   # built now; every change below must reach it
     for tid in (a.id, b.id, c.id):
-        state.states[tid].status = S.DONE
+        state.states[tid].status = vocab.DONE
     assert d.id in state.ready
-    state.states[b.id].status = S.PENDING           # a finished parent is pending again (e.g. invalidated)
+    state.states[b.id].status = vocab.PENDING           # a finished parent is pending again (e.g. invalidated)
     assert d.id not in state.ready and b.id in state.ready
-    state.states[b.id] = S.TaskState(status=S.CACHED)   # a state object replaced altogether
+    state.states[b.id] = sweep_state.TaskState(status=vocab.CACHED)   # a state object replaced altogether
     assert d.id in state.ready
     _check(state)
 
 
 def test_state_built_from_given_statuses():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph, states={a.id: S.TaskState(status=S.CACHED), b.id: S.TaskState(status=S.DONE)})
+    state = sweep_state.SweepState(graph, states={a.id: sweep_state.TaskState(status=vocab.CACHED), b.id: sweep_state.TaskState(status=vocab.DONE)})
     assert list(state.ready) == [c.id, e.id]
-    assert state.counts()[S.CACHED] == 1 and state.counts()[S.PENDING] == 3
+    assert state.counts()[vocab.CACHED] == 1 and state.counts()[vocab.PENDING] == 3
     _check(state)
 
 
 def test_a_failure_skips_exactly_the_pending_descendants_in_graph_order():
     graph = build_graph(load_spec(None, ["seeds=[0,1]"]))
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     root = next(t for t, task in graph.tasks.items() if task.kind == "pretrain")
     skipped = state.mark_failed(root, "boom")
     assert skipped == graph.descendants(root) and skipped
-    assert all(state.states[t].status == S.SKIPPED and root in state.states[t].error for t in skipped)
-    assert state.counts()[S.SKIPPED] == len(skipped) and state.counts()[S.FAILED] == 1
+    assert all(state.states[t].status == vocab.SKIPPED and root in state.states[t].error for t in skipped)
+    assert state.counts()[vocab.SKIPPED] == len(skipped) and state.counts()[vocab.FAILED] == 1
     assert not set(skipped) & set(state.ready)
     _check(state)
 
@@ -118,7 +118,7 @@ def test_a_failure_skips_exactly_the_pending_descendants_in_graph_order():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_walk_over_the_default_graph_matches_the_definition(seed):
     graph = build_graph(load_spec(None, ["seeds=[0,1]"]))
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     rng = random.Random(seed)
     ids = list(graph.tasks)
     for step in range(400):
@@ -126,7 +126,7 @@ def test_random_walk_over_the_default_graph_matches_the_definition(seed):
         if rng.random() < 0.1:
             state.mark_failed(task_id, "boom")
         else:
-            state.states[task_id].status = rng.choice(S.RUN_STATUSES)
+            state.states[task_id].status = rng.choice(vocab.RUN_STATUSES)
         if step % 20 == 0:
             _check(state)
     _check(state)
@@ -136,7 +136,7 @@ def test_random_walk_over_the_default_graph_matches_the_definition(seed):
 
 def test_searcher_runs_a_diamond_in_order():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, started, finished = _searcher(state)
     first, second = searcher.suggest("t1"), searcher.suggest("t2")
     assert (first["task_ids"], second["task_ids"]) == ([a.id], [e.id])
@@ -153,36 +153,36 @@ def test_searcher_runs_a_diamond_in_order():
     _complete(searcher, "t5", last)
     assert searcher.suggest("t6") is Searcher.FINISHED
     assert started == [a.id, e.id, b.id, c.id, d.id] and sorted(finished) == sorted(started)
-    assert state.counts()[S.DONE] == 5 and len(state.ready) == 0
+    assert state.counts()[vocab.DONE] == 5 and len(state.ready) == 0
 
 
 def test_searcher_failure_skips_descendants_and_the_rest_goes_on():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, _, finished = _searcher(state)
     cfg = searcher.suggest("t1")
     _complete(searcher, "t1", cfg)
     b_cfg, c_cfg = searcher.suggest("t2"), searcher.suggest("t3")
     _complete(searcher, "t2", b_cfg, failed={b.id})
-    assert state.states[b.id].status == S.FAILED and state.states[b.id].error == "boom"
-    assert state.states[d.id].status == S.SKIPPED
+    assert state.states[b.id].status == vocab.FAILED and state.states[b.id].error == "boom"
+    assert state.states[d.id].status == vocab.SKIPPED
     e_cfg = searcher.suggest("t4")
     assert e_cfg["task_ids"] == [e.id]
     _complete(searcher, "t3", c_cfg, crashed=True)   # a crashed trial fails its task with a reason
     assert "crashed" in state.states[c.id].error
     _complete(searcher, "t4", e_cfg)
     assert searcher.suggest("t5") is Searcher.FINISHED
-    assert state.counts() == {S.DONE: 2, S.RUNNING: 0, S.PENDING: 0, S.FAILED: 2, S.SKIPPED: 1, S.CACHED: 0}
+    assert state.counts() == {vocab.DONE: 2, vocab.RUNNING: 0, vocab.PENDING: 0, vocab.FAILED: 2, vocab.SKIPPED: 1, vocab.CACHED: 0}
 
 
 def test_pending_tasks_that_can_never_run_are_skipped_at_the_end():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph)
-    state.states[a.id].status = S.FAILED             # failed outside the searcher: b, c, d stay pending
-    state.states[e.id].status = S.CACHED
+    state = sweep_state.SweepState(graph)
+    state.states[a.id].status = vocab.FAILED             # failed outside the searcher: b, c, d stay pending
+    state.states[e.id].status = vocab.CACHED
     searcher, _, _ = _searcher(state)
     assert searcher.suggest("t1") is Searcher.FINISHED
-    assert {state.states[t].status for t in (b.id, c.id, d.id)} == {S.SKIPPED}
+    assert {state.states[t].status for t in (b.id, c.id, d.id)} == {vocab.SKIPPED}
     assert "never became available" in state.states[d.id].error
 
 
@@ -192,7 +192,7 @@ def test_bundles_take_ready_tasks_of_one_group_in_graph_order():
     other = _task("path_eval", "big", root, cpus=2)     # other resources: never in the same bundle
     aligns = [_task("align", f"a{i}", root) for i in range(3)]
     graph = _graph(root, paths[0], other, *paths[1:], *aligns)
-    state = S.SweepState(graph)
+    state = sweep_state.SweepState(graph)
     searcher, _, _ = _searcher(state, concurrency=2, max_bundle=4)
     _complete(searcher, "t0", searcher.suggest("t0"))
     first = searcher.suggest("t1")["task_ids"]
@@ -201,7 +201,7 @@ def test_bundles_take_ready_tasks_of_one_group_in_graph_order():
     assert second == [other.id]
     third = searcher.suggest("t3")["task_ids"]
     assert third == [p.id for p in paths[4:7]]             # ceil(6 / 2) = 3
-    assert all(state.states[t].status == S.RUNNING for t in first + second + third)
+    assert all(state.states[t].status == vocab.RUNNING for t in first + second + third)
     _check(state)
 
 
@@ -209,13 +209,13 @@ def test_the_searcher_drops_its_live_state_when_pickled():
     import pickle
 
     graph, _ = _diamond()
-    searcher, _, _ = _searcher(S.SweepState(graph))
+    searcher, _, _ = _searcher(sweep_state.SweepState(graph))
     assert pickle.loads(pickle.dumps(searcher)).__dict__ == {}
 
 
 def test_a_trial_gets_its_own_tasks_and_resources_not_the_graph():
     graph, (a, b, c, d, e) = _diamond()
-    state = S.SweepState(graph, states={t: S.TaskState(status=S.DONE) for t in (a.id, b.id, c.id)})
+    state = sweep_state.SweepState(graph, states={t: sweep_state.TaskState(status=vocab.DONE) for t in (a.id, b.id, c.id)})
     searcher, _, _ = _searcher(state)
     config = searcher.suggest("t1")
     payload = config[S.PAYLOAD_KEY]
@@ -227,11 +227,11 @@ def test_a_trial_gets_its_own_tasks_and_resources_not_the_graph():
     assert copy.deepcopy(config)[S.PAYLOAD_KEY] is payload and str(payload) == "1tasks"   # cheap for Tune
     again = pickle.loads(pickle.dumps(payload))
     assert [t.id for t in again.tasks] == [d.id] and again.tasks[0] == d
-    result = S.pack_results({d.id: TaskResult(S.DONE, 0.1)})
+    result = S.pack_results({d.id: TaskResult(vocab.DONE, 0.1)})
     trial = type("Trial", (), {"config": dict(config), "evaluated_params": dict(config), "last_result": result})()
     S._drop_payload(trial)
     assert S.PAYLOAD_KEY not in trial.config and S.PAYLOAD_KEY not in trial.evaluated_params
-    assert trial.last_result == {"status": S.DONE}
+    assert trial.last_result == {"status": vocab.DONE}
 
 
 def _many(kind: str, n: int):
@@ -243,7 +243,7 @@ def _many(kind: str, n: int):
 def test_kinds_measured_short_are_bundled_and_bundles_grow(duration_s, bundled, monkeypatch):
     monkeypatch.delenv(S.MAX_BUNDLE_ENV_VAR, raising=False)
     root, mids = _many("midpoint", 300)
-    state = S.SweepState(_graph(root, *mids))
+    state = sweep_state.SweepState(_graph(root, *mids))
     searcher, _, _ = _searcher(state, concurrency=2)
     _complete(searcher, "t0", searcher.suggest("t0"))
     for i in range(1, 4):                              # three single tasks measure the kind
@@ -258,7 +258,7 @@ def test_kinds_measured_short_are_bundled_and_bundles_grow(duration_s, bundled, 
 def test_an_explicit_bundle_cap_holds_for_short_kinds_too(monkeypatch):
     monkeypatch.setenv(S.MAX_BUNDLE_ENV_VAR, "4")
     root, paths = _many("path_eval", 40)
-    state = S.SweepState(_graph(root, *paths))
+    state = sweep_state.SweepState(_graph(root, *paths))
     searcher, _, _ = _searcher(state, concurrency=1)
     _complete(searcher, "t0", searcher.suggest("t0"))
     config = searcher.suggest("t1")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestrator import tables, vocab
+from orchestrator import schemas, tables, vocab
 from orchestrator.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
 
@@ -22,7 +22,7 @@ def test_roundtrip_every_table(layout):
     for table, by_task in sweep.items():
         df = tables.read_table(layout, table)
         expected = [dict(r, task_id=t) for t, rows in by_task.items() for r in rows]
-        assert list(df.columns) == tables.SCHEMAS[table].names
+        assert list(df.columns) == schemas.SCHEMAS[table].names
         assert len(df) == len(expected)
         assert set(df["task_id"]) == set(by_task)
         for t in by_task:
@@ -34,7 +34,7 @@ def test_roundtrip_every_table(layout):
     unaligned = sum(1 for pair in PAIRS if pair[2] is None)
     assert paths["alignment"].isna().sum() == 3 * unaligned * 11 * 4  # None survives as null
     one = tables.read_fragment(layout, "barriers", next(iter(sweep["barriers"])))
-    assert len(one) == 4 * 2 * 2 and list(one.columns) == tables.SCHEMAS["barriers"].names
+    assert len(one) == 4 * 2 * 2 and list(one.columns) == schemas.SCHEMAS["barriers"].names
     tasks = tables.read_table(layout, "tasks")
     assert str(tasks["started_at"].dt.tz) == "UTC"
     assert tasks.set_index("task_id").loc["finetune-naive-s1", "parents"].tolist() == ["pretrain-cue-s1"]
@@ -79,7 +79,7 @@ def test_fragment_of_another_task_fails_verification(layout):
 
 
 def test_empty_table_has_schema_columns(layout):
-    for table, schema in tables.SCHEMAS.items():
+    for table, schema in schemas.SCHEMAS.items():
         df = tables.read_table(layout, table)
         assert df.empty and list(df.columns) == schema.names
 
@@ -116,14 +116,14 @@ def test_timestamps_accept_epoch_seconds_and_iso(layout):
 
 
 def test_every_table_carries_the_labels_and_every_settings_column():
-    for table, schema in tables.SCHEMAS.items():
+    for table, schema in schemas.SCHEMAS.items():
         names = set(schema.names)
-        assert set(tables.SETTINGS_COLUMNS) <= names, table
+        assert set(schemas.SETTINGS_COLUMNS) <= names, table
         assert {"task_id", "dataset", "model", "seed", "cue_proportion", "variant"} <= names, table
     for table in (vocab.PATHS, vocab.BARRIERS):
         assert {"pair_type", "pair_design", "endpoint_a", "endpoint_b", "init_seed_a", "init_seed_b",
-                "data_seed_a", "data_seed_b", "path_kind", "alignment"} <= set(tables.SCHEMAS[table].names)
-    assert set(tables.SCHEMAS) == set(vocab.TABLES)
+                "data_seed_a", "data_seed_b", "path_kind", "alignment"} <= set(schemas.SCHEMAS[table].names)
+    assert set(schemas.SCHEMAS) == set(vocab.TABLES)
 
 
 def test_settings_columns_keep_their_types_and_allow_groupby(layout):

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestrator import tracking, vocab
+from orchestrator import tracking
 
 
 def test_mlflow_parent_children_metrics_and_secrets(tmp_path):

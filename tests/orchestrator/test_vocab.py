@@ -40,7 +40,7 @@ ALLOWED = {
     ("spec_schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
     ("spec_schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
     ("report.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
-    ("tables.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
+    ("schemas.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
     ("work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
 }
 
