@@ -167,8 +167,8 @@ def pytest(root: Path, tests: tuple[str, ...], log: Path) -> tuple[int, float]:
     start = time.monotonic()
     with open(log, "w") as f:
         try:
-            rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p",
-                                 "no:randomly", *tests], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
+            rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
+                                 "-p", "no:randomly", *tests], cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT,
                                 timeout=TIMEOUT_S).returncode
         except subprocess.TimeoutExpired:
             rc = -1

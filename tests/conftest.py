@@ -1,5 +1,8 @@
 """Shared fixtures: one thread per process, a local 2-CPU Ray per test module, tiny sweep specs.
 
+pytest-xdist runs the test files in 2 processes (`-n 2 --dist loadfile` in pyproject.toml; `-n 0`
+runs everything in one), each with its own Ray temp directory.
+
 The suite is independent of the caller's environment: a `RAY_ADDRESS` (a cluster the caller uses)
 is removed before any test runs, so no test attaches to it; local Rays are started with
 `num_gpus=0` and subprocesses get `clean_env()`, so a GPU on the machine changes nothing outside
@@ -29,6 +32,11 @@ torch.set_num_threads(1)   # the machine has 2 cores shared by everybody
 for _name in FOREIGN_ENV:
     os.environ.pop(_name, None)
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs test files in parallel processes (pyproject's addopts). Each gets its own Ray
+    # temp directory, inherited by its subprocesses: a `ray.init()` without an address then never
+    # finds another worker's cluster (Ray looks for `ray_current_cluster` there).
+    os.environ["RAY_TMPDIR"] = f"/tmp/mmc-test-{os.environ['PYTEST_XDIST_WORKER']}"
 os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "1")
 
 

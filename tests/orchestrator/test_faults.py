@@ -457,7 +457,7 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
         _kill_session(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-2000:]}"
     assert "interrupted: finished tasks are kept" in err
-    assert verified(layout, first) == (True, "") and not verified(layout, target)[0]
+    assert verified(layout, first) == (True, "") and not verified(layout, target)[0], f"{out[-3000:]}\n{err[-3000:]}"
     assert status_table(layout).loc[first.id, "status"] == vocab.FINISHED   # its row was written too
     kept = mtimes(layout, first)
 
