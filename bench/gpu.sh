@@ -13,7 +13,7 @@ OUT="${MMC_BENCH_OUT:-bench/out}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu.log"
 export MMC_BENCH_OUT="$OUT"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
 WORKERS="${BENCH_WORKERS:-8}"
 failed=()
 
@@ -44,7 +44,7 @@ step() {   # step NAME TIMEOUT_S command...
 }
 
 # GPU tests, if any are marked (pytest exits 5 when none are collected: not a failure).
-step gpu-tests 75 bash -c "$PY -m pytest -m gpu -q -x tests; rc=\$?; [ \$rc -eq 5 ] && echo 'no GPU tests collected' && exit 0; exit \$rc"
+step gpu-tests 75 bash -c "$PY -m pytest -m gpu -q -x -n 0 -p no:randomly -p no:cacheprovider tests/test_gpu.py; rc=\$?; [ \$rc -eq 5 ] && echo 'no GPU tests collected' && exit 0; exit \$rc"
 step train-throughput 100 "$PY" -m bench.train_throughput --device cuda --tag gpu --models vgg13,small_cnn \
     --train 50000 --batch 512 --workers "$WORKERS" --repeats 3
 step path-eval 120 "$PY" -m bench.path_eval --device cuda --tag gpu --models vgg13,small_cnn --train 10000 --test 5000 \
