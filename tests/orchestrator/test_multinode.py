@@ -81,13 +81,14 @@ def worker_node(cluster) -> dict:
 
 def test_local_storage_data_and_mlflow_store_are_refused_before_any_task_runs(ns_cluster):
     cluster = ns_cluster
+    root = cluster.data_dir / "head-only"      # a root of this test's own: other tests copy datasets to theirs
     for name in CIFAR_FILES:   # a dataset that exists on the head's disk only
-        path = cluster.data_dir / name
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not really cifar" * 8)
     store = f"sqlite:///{cluster.storage_dir}/tracking.db"
     spec = spec_file(cluster, "local", storage=str(cluster.storage_dir),
-                     data={"dataset": "cifar10", "root": str(cluster.data_dir)}, mlflow={"tracking_uri": store})
+                     data={"dataset": "cifar10", "root": str(root)}, mlflow={"tracking_uri": store})
     before = head_files(cluster.disk), worker_files(cluster, cluster.disk)
     worker = worker_node(cluster)
 
@@ -103,11 +104,11 @@ def test_local_storage_data_and_mlflow_store_are_refused_before_any_task_runs(ns
     assert f"  - node {node}: the directory does not exist there" in err, err
     assert "s3://BUCKET/mmc-runs" in err and "gs://BUCKET/mmc-runs" in err and "NFS" in err
     assert "`data.root` must hold the same dataset on every node" in err, err
-    assert f"{cluster.data_dir}/cifar-10-batches-py/data_batch_1 is missing (and 5 more of its 6 files)" in err
+    assert f"{root}/cifar-10-batches-py/data_batch_1 is missing (and 5 more of its 6 files)" in err
     assert (f"`mlflow.tracking_uri` must be reachable from every node of the Ray cluster, but "
             f"{cluster.storage_dir}, the directory of the MLflow store {store}") in err
     assert "the driver's probe file is not in it" in err and "--tracking-uri http://HOST:5000" in err
-    assert f"mmc-sweep data download cifar10 --root {cluster.data_dir}" in err
+    assert f"mmc-sweep data download cifar10 --root {root}" in err
     assert "sweep `local`" not in out.stdout   # refused before the plan was even printed: no task ran
     # nothing written, on either node (no sweep directory, lock, probe or MLflow file)
     assert (head_files(cluster.disk), worker_files(cluster, cluster.disk)) == before
@@ -117,15 +118,15 @@ def test_local_storage_data_and_mlflow_store_are_refused_before_any_task_runs(ns
 def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
     """Storage and MLflow store on the shared directory; the dataset copied to the same path on each node."""
     cluster = ns_cluster
+    root = cluster.data_dir / "copies"         # a root of this test's own (see the test above)
     for name in CIFAR_FILES:
-        path = cluster.data_dir / name
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"c" * 100)
-    copy = " && ".join(f"mkdir -p {(cluster.data_dir / n).parent} && head -c 100 /dev/zero > {cluster.data_dir / n}"
-                       for n in CIFAR_FILES)
+    copy = " && ".join(f"mkdir -p {(root / n).parent} && head -c 100 /dev/zero > {root / n}" for n in CIFAR_FILES)
     assert cluster.in_worker("sh", "-c", copy).returncode == 0
     spec = spec_file(cluster, "copies", storage=str(cluster.shared / "copies-runs"),
-                     data={"dataset": "cifar10", "root": str(cluster.data_dir)},
+                     data={"dataset": "cifar10", "root": str(root)},
                      mlflow={"tracking_uri": f"sqlite:///{cluster.shared}/copies-mlflow/mlflow.db"})
     before = head_files(cluster.shared), worker_files(cluster, cluster.shared)
     script = ("import json, sys, ray\n"
