@@ -123,8 +123,8 @@ def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
         paths += n_pairs * (1 if design == vocab.SELF else per_path(kinds))
         models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
         if pair == vocab.CUE_NOCUE:
-            models.update([("primary", "nocue")] + ([(vocab.SAME_INIT, p) for p in range(cue)] if design == vocab.SAME_INIT
-                                                    else []))
+            models.update([(vocab.SAME_INIT, p) for p in range(cue)] if design == vocab.SAME_INIT
+                          else [("primary", "nocue")])   # same-init pairs the cue model with its own no-cue twin
         elif pair == vocab.PRETRAINED_FT:
             finetunes = cue * methods
         elif design in (vocab.INDEPENDENT, vocab.SPAWN):
