@@ -166,8 +166,8 @@ class _Slice:
         lab = self.labels[self.labels["kind"] == kind]
         if method is not None:
             lab = lab[lab["method"] == method]
-        if cue is not None and len(lab):   # (an empty list would select columns)
-            lab = lab[[stats.is_no_cue(p) != cue for p in lab["cue_proportion"]]]
+        if cue is not None:
+            lab = lab[lab["cue_proportion"].map(lambda p: stats.is_no_cue(p) != cue).astype(bool)]
         out = self.acc.loc[self.acc.index.intersection(lab.index)]
         key = [self.parent.get(t) or t for t in out.index] if kind == vocab.FINETUNE else list(out.index)
         return out.set_axis(key, axis=0)
@@ -369,8 +369,8 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -> list
                     df = stats.facet(df, combo)
                     if model is not None and "model" in df:
                         df = df[df["model"].isna() | (df["model"] == model)]
-                    if p is not None and "cue_proportion" in df and len(df):   # (an empty list would select columns)
-                        df = df[[stats.is_no_cue(v) or v == p for v in df["cue_proportion"]]]
+                    if p is not None and "cue_proportion" in df:
+                        df = df[df["cue_proportion"].map(lambda v: stats.is_no_cue(v) or v == p).astype(bool)]
                     return df
                 s = _Slice(keep(ev), keep(bars), tasks, chance)
                 context = " · ".join(x for x in (str(model) if len(models) > 1 else "",

@@ -36,6 +36,7 @@ class Report:
     summary: str | None = None
     files: tuple[str, ...] = field(default=())   # every file written or kept, figures and html included
     text: str = ""                               # the terminal summary (`summary_text`'s text)
+    summary_table: pd.DataFrame | None = field(default=None, compare=False)   # summary.parquet's rows (None: empty)
 
     def __fspath__(self) -> str:
         return self.html
@@ -311,7 +312,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
-                  text=_text(results, swept, summary, verdicts))
+                  text=_text(results, swept, summary, verdicts),
+                  summary_table=summary if not summary.empty else None)
 
 
 def local_paths(layout, paths) -> list[str]:

@@ -64,7 +64,7 @@ class DagSearcher(Searcher):
         self._on_start = on_start
         self._on_finish = on_finish
         self._concurrency = max(1, concurrency)
-        explicit = os.environ.get(MAX_BUNDLE_ENV_VAR) or max_bundle
+        explicit = max_bundle if max_bundle is not None else os.environ.get(MAX_BUNDLE_ENV_VAR)   # the argument wins
         self._max_bundle = max(1, int(explicit or DEFAULT_MAX_BUNDLE))
         self._adaptive = not explicit
         self._durations: dict[str, deque] = {}     # kind -> durations of its latest finished tasks

@@ -12,14 +12,12 @@ same command resumes.
 """
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from orchestrator import compact, outputs, plan, preflight, tables, vocab
@@ -260,8 +258,7 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
                                                               "torch": torch.__version__, "wall_s": outcome.wall_s})
         outcome.report_html = str(rep.html)
-        if rep.summary:
-            outcome.summary = pd.read_parquet(io.BytesIO(outcome.layout.storage.read_bytes(rep.summary)))
+        outcome.summary = rep.summary_table
         if rep.text:
             log(rep.text)
         if mlflow_sink is not None:

@@ -176,7 +176,7 @@ def test_bundle_results_survive_the_trip_through_tune():
 
 
 def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph, monkeypatch):
-    monkeypatch.delenv(S.MAX_BUNDLE_ENV_VAR, raising=False)   # events_ray (module scope) may have set it
+    monkeypatch.setenv(S.MAX_BUNDLE_ENV_VAR, "1")            # as events_ray sets it: the argument still wins
     state = sweep_state.SweepState(graph)
     for task_id, task in graph.tasks.items():            # make every non-path task finished
         if task.kind != "path_eval":
