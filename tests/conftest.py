@@ -32,11 +32,12 @@ torch.set_num_threads(1)   # the machine has 2 cores shared by everybody
 for _name in FOREIGN_ENV:
     os.environ.pop(_name, None)
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist runs test files in parallel processes (pyproject's addopts). Each gets its own Ray
-    # temp directory, inherited by its subprocesses: a `ray.init()` without an address then never
-    # finds another worker's cluster (Ray looks for `ray_current_cluster` there).
-    os.environ["RAY_TMPDIR"] = f"/tmp/mmc-test-{os.environ['PYTEST_XDIST_WORKER']}"
+# pytest-xdist runs test files in parallel processes (pyproject's addopts), and several pytest runs may
+# share a machine. Each process gets its own Ray temp directory (its run, its xdist worker), inherited by
+# its subprocesses: a `ray.init()` without an address then never finds another process's cluster (Ray
+# looks for `ray_current_cluster` there). The controlling process names the run; its workers inherit it.
+os.environ.setdefault("MMC_TEST_RUN_ID", str(os.getpid()))
+os.environ["RAY_TMPDIR"] = f"/tmp/mmc-test-{os.environ['MMC_TEST_RUN_ID']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "1")
 
 

@@ -143,8 +143,12 @@ while True:
     nodes = [{"id": n["NodeID"], "alive": bool(n["Alive"]), "ip": n["NodeManagerAddress"],
               "host": n.get("NodeManagerHostname"), "resources": n.get("Resources", {})} for n in ray.nodes()]
     alive = [n for n in nodes if n["alive"]]
+    # the resources as a sweep's preflight sees them (ray.cluster_resources()), not only the node list
+    visible = ray.cluster_resources()
     ok = (len(alive) == want["alive"] and all(any(r in n["resources"] for n in alive) for r in want["with"])
-          and not any(n["id"] in want["gone"] for n in alive))
+          and all(visible.get(r, 0) >= 1 for r in want["with"])
+          and not any(n["id"] in want["gone"] for n in alive)
+          and all(any(r in n["resources"] and n["id"] not in want["old"] for n in alive) for r in want["new"]))
     if ok or time.time() > deadline:
         print("NODES" + json.dumps(nodes))
         break
@@ -172,6 +176,8 @@ class NsCluster:
         self.worker_ns: str | None = None
         self._logs: list = []
         self._workers_started = 0
+        self._old_workers: set[str] = set()       # node ids of workers killed earlier
+        self._worker_id: str | None = None
 
     # ---- starting
 
@@ -223,17 +229,26 @@ class NsCluster:
                 raise RuntimeError("the worker's namespace did not come up:\n" + self.log_tail(f"{name}.log"))
             time.sleep(0.05)
         self.worker_ns = ns
-        nodes = self.wait_for_nodes(alive=2, timeout_s=timeout_s)
-        worker = [n for n in nodes if n["alive"] and WORKER_RESOURCE in n["resources"]]
+        # a node that is new (not a killed worker still listed as alive) and whose resources the
+        # cluster's resource view shows: what a sweep's preflight reads right after this returns
+        nodes = self.nodes(alive=2, new_worker=True, timeout_s=timeout_s)
+        worker = [n for n in nodes if n["alive"] and WORKER_RESOURCE in n["resources"]
+                  and n["id"] not in self._old_workers]
         if self.worker.poll() is not None or len(worker) != 1:
             raise RuntimeError(f"the worker node did not join: {nodes}\n" + self.log_tail(f"{name}.log"))
-        return worker[0]["id"]
+        self._worker_id = worker[0]["id"]
+        return self._worker_id
 
-    def nodes(self, *, alive: int = 0, gone: tuple[str, ...] = (), timeout_s: float = 0) -> list[dict]:
+    def nodes(self, *, alive: int = 0, gone: tuple[str, ...] = (), new_worker: bool = False,
+              timeout_s: float = 0) -> list[dict]:
         """`ray.nodes()` of the cluster (from a separate driver process), once the wanted state holds or
-        `timeout_s` passed: `alive` nodes alive, with a head and (if alive > 1) a worker, none of `gone`."""
+        `timeout_s` passed: `alive` nodes alive, with a head and (if alive > 1) a worker, their resources
+        visible in `ray.cluster_resources()`, none of `gone`; with `new_worker`, a worker that is none of
+        the workers started before."""
         want = {"alive": alive, "with": [HEAD_RESOURCE] + ([WORKER_RESOURCE] if alive > 1 else []),
-                "gone": list(gone)} if alive else {"alive": -1, "with": [], "gone": []}
+                "gone": list(gone), "new": [WORKER_RESOURCE] if new_worker else [],
+                "old": sorted(self._old_workers)} \
+            if alive else {"alive": -1, "with": [], "gone": [], "new": [], "old": []}
         out = subprocess.run([sys.executable, "-c", _NODES_SCRIPT, self.address, json.dumps(want), str(timeout_s)],
                              capture_output=True, text=True, env=self.env, cwd=self.base, timeout=timeout_s + 60)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("NODES")), None)
@@ -271,6 +286,9 @@ class NsCluster:
             _kill_all(lambda: pids_in_session(self.worker.pid), "the worker node")
         self.worker.wait(timeout=30)
         self.worker, self.worker_ns = None, None
+        if self._worker_id is not None:
+            self._old_workers.add(self._worker_id)
+            self._worker_id = None
 
     def stop(self) -> None:
         try:
