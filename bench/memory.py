@@ -53,16 +53,16 @@ def argparse_hidden():
 
 
 def load(spec_name: str, storage: str):
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.sweep_spec import load_spec
     return load_spec(common.SWEEPS.get(spec_name, spec_name), [f"storage={json.dumps(str(storage))}"])
 
 
 def run_one_task(spec_name: str, storage: str, task_id: str) -> None:
     """Child process: run one task whose parents are already stored; print peak RSS as JSON."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    from orchestrator import work
-    from orchestrator.graph import build_graph
-    from orchestrator.layout import Storage, SweepLayout
+    from orchestrator.run import work
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.storage.layout import Storage, SweepLayout
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     spec = load(spec_name, storage)
     graph = build_graph(spec)
@@ -106,7 +106,7 @@ def with_ancestors(graph, ids: list[str]) -> list[str]:
 
 
 def per_kind(spec_name: str, kinds: list[str] | None = None) -> dict:
-    from orchestrator.graph import build_graph
+    from orchestrator.graph.dag import build_graph
     with tempfile.TemporaryDirectory(prefix="mmc-bench-mem-") as storage:
         graph = build_graph(load(spec_name, storage))
         order = with_ancestors(graph, targets(graph, kinds))

@@ -6,7 +6,7 @@
 
 1. planning: `build_graph` (and spec validation) on the default sweep with enough seeds for >= 10,000 tasks;
 2. no-op graph: N independent no-op tasks (plus a chain of M dependent ones) straight through
-   `orchestrator.schedule.run_graph` (Ray Tune, DagSearcher) with runner "noop";
+   `orchestrator.run.schedule.run_graph` (Ray Tune, DagSearcher) with runner "noop";
    per-task overhead = (finish seen by the driver - start handed out by the searcher) - task time;
 3. no-op sweep: the whole default sweep through `run_sweep` (tables, MLflow, no report) with runner
    "noop"; overhead from the `tasks` table: finished_at - started_at - duration_s;
@@ -62,15 +62,15 @@ def stats(values: list[float]) -> dict:
 
 def load(name: str, **update):
     """A shipped sweep (or spec file) with top-level overrides, e.g. `load("default", seeds=[0, 1])`."""
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.sweep_spec import load_spec
     return load_spec(common.SWEEPS.get(name, name), [f"{k}={json.dumps(v)}" for k, v in update.items()])
 
 
 # --------------------------------------------------------------------------- planning
 
 def planning(target: int, repeats: int) -> dict:
-    from orchestrator.graph import build_graph
-    from orchestrator.spec import dump_spec, parse_spec
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.spec.sweep_spec import dump_spec, parse_spec
     seeds = 3
     while len(build_graph(load("default", seeds=list(range(seeds))))) < target:
         seeds = max(seeds + 1, int(seeds * target / len(build_graph(load("default", seeds=list(range(seeds)))))))
@@ -93,7 +93,7 @@ def planning(target: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------- no-op graph through run_graph
 
 def noop_graph(n_independent: int, n_chain: int):
-    from orchestrator.graph import LABEL_KEYS, Graph, Resources, Task
+    from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task
     tasks: dict = {}
     labels = {k: None for k in LABEL_KEYS}
     for i in range(n_independent):
@@ -108,9 +108,9 @@ def noop_graph(n_independent: int, n_chain: int):
 
 
 def run_noop_graph(n_independent: int, n_chain: int, max_concurrent: int) -> dict:
-    from orchestrator.layout import Storage, SweepLayout
-    from orchestrator.schedule import TrialContext, run_graph
-    from orchestrator.sweep_state import ProgressPrinter, SweepState
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from orchestrator.run.schedule import TrialContext, run_graph
+    from orchestrator.run.state import ProgressPrinter, SweepState
     graph = noop_graph(n_independent, n_chain)
     finished_at: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="mmc-bench-orch-") as storage:
@@ -158,8 +158,8 @@ def _ms(value) -> str:
 def run_sweep_overhead(name: str, runner: str, num_cpus: int) -> dict:
     import pandas as pd
 
-    from orchestrator import tables
-    from orchestrator.sweep import run_sweep
+    from orchestrator.results import tables
+    from orchestrator.run.sweep import run_sweep
     with tempfile.TemporaryDirectory(prefix="mmc-bench-sweep-") as storage:
         spec = load(name, storage=storage)
         log_lines: list[str] = []
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
     payload["planning"] = planning(args.plan_tasks, args.repeats)
 
     import ray
-    from orchestrator.schedule import init_ray
+    from orchestrator.run.schedule import init_ray
     start = time.time()
     init_ray(num_cpus=args.num_cpus)
     payload["ray_init_s"] = time.time() - start

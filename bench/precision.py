@@ -15,7 +15,8 @@ import json
 import numpy as np
 
 from bench.common import base_parser, start, write_json
-from orchestrator import outputs, vocab
+from orchestrator import vocab
+from orchestrator.results import outputs
 from orchestrator.api import open_sweep
 from tasks import data as data_lib
 from tasks import paths as paths_lib

@@ -15,7 +15,7 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
 - driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
-  with `orchestrator.tables.read_table`, from fragments (read just before the run compacts them: that
+  with `orchestrator.results.tables.read_table`, from fragments (read just before the run compacts them: that
   read is subtracted from the run's wall and CPU) and from parts (after).
 Planning: `build_graph` of a 100,000-task spec (2,000 seeds, via the `seeds=[...]` override).
 With `--before REV` (and `--after REV`, default: this working tree), `orchestrator/` and `tasks/` of that
@@ -69,8 +69,8 @@ def argparse_hidden():
 
 def tasks_per_seed() -> int:
     """Tasks one seed adds to the built-in default sweep (of the code that runs)."""
-    from orchestrator.graph import build_graph
-    from orchestrator.spec import load_spec
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.spec.sweep_spec import load_spec
 
     return len(build_graph(load_spec(None, ["seeds=[0]"])))
 
@@ -83,15 +83,16 @@ def seeds_for(tasks: int) -> int:
 
 def one_run(args) -> dict:
     """Run one sweep here and return its figures (called in a fresh process)."""
-    from orchestrator import tables, vocab
-    from orchestrator.schedule import init_ray
-    from orchestrator.spec import load_spec
-    from orchestrator.sweep import run_sweep
+    from orchestrator import vocab
+    from orchestrator.results import tables
+    from orchestrator.run.schedule import init_ray
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.run.sweep import run_sweep
 
     import orchestrator
 
     try:
-        from orchestrator import compact
+        from orchestrator.results import compact
         if Path(compact.__file__).parent != Path(orchestrator.__file__).parent:
             compact = None        # an editable install found it in the repository, not in the revision run
     except ImportError:           # the code of an earlier revision
@@ -116,8 +117,7 @@ def one_run(args) -> dict:
 
         compact.compact_after_run = compact_after_run
     try:   # the recording thread's share of the driver's CPU
-        from orchestrator import recording
-
+        from orchestrator.run import recording
         real_close = recording.TaskRecorder.close
 
         def close(self):
@@ -247,8 +247,8 @@ def spawn(args, tasks: int, code: str | None) -> dict:
 
 
 def planning(target: int, repeats: int) -> dict:
-    from orchestrator.graph import build_graph
-    from orchestrator.spec import load_spec
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.spec.sweep_spec import load_spec
 
     seeds = seeds_for(target)
     times, load = [], []

@@ -9,6 +9,5 @@ __all__ = ["load", "open_sweep", "run"]
 def __getattr__(name: str):
     if name in __all__:
         from orchestrator import api
-
         return getattr(api, name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -19,16 +19,17 @@ from functools import cached_property
 
 import pandas as pd
 
-from orchestrator import tables, vocab
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.plan import read_plan
-from orchestrator.yaml_io import decode, parse_yaml
+from orchestrator import vocab
+from orchestrator.results import tables
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.results.plan import read_plan
+from orchestrator.spec.yaml_io import decode, parse_yaml
 
 
 def load(spec: str | None = None, *overrides: str, **flags):
     """The validated `SweepSpec` of a spec file (None: the built-in default sweep) with `key=value`
     overrides; keyword flags are overrides too (`storage="/tmp/runs"`, `max_concurrent=4`)."""
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.sweep_spec import load_spec
 
     extra = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     return load_spec(spec, [*overrides, *extra])
@@ -38,7 +39,7 @@ def run(spec: str | None = None, *overrides: str, runner: str = "real", num_cpus
         address: str | None = None, report: bool = True, new_version: bool = False, **flags):
     """Run (or resume) a sweep like `mmc-sweep run`; returns its `SweepOutcome` (`.ok`, `.counts`,
     `.layout`, `.report_html`). Raises SpecError / SweepError for bad input."""
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run.sweep import run_sweep
 
     return run_sweep(load(spec, *overrides, **flags), runner=runner, num_cpus=num_cpus, ray_address=address,
                      report=report, new_version=new_version)

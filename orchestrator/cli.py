@@ -29,7 +29,7 @@ def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
 def load(items: list[str], flags: dict | None = None):
     """Load and validate a spec with `key=value` overrides and flag overrides (validated like the
     keys they replace)."""
-    from orchestrator.spec import SpecError, load_spec
+    from orchestrator.spec.sweep_spec import SpecError, load_spec
 
     spec_path, overrides = _split_spec_and_overrides(items)
     for item in overrides:
@@ -51,7 +51,7 @@ FLAGS = {"storage": "--storage", "max_concurrent": "--max-concurrent", "mlflow.t
 
 
 def cmd_run(args) -> int:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run.sweep import run_sweep
 
     if args.num_cpus is not None and not 1 <= args.num_cpus <= 100_000:
         raise UsageError(f"--num-cpus {args.num_cpus} is not allowed; give a whole number of CPUs >= 1")
@@ -63,12 +63,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from orchestrator.graph import build_graph, describe_plan
-    from orchestrator.spec import dump_spec
+    from orchestrator.graph.dag import build_graph, describe_plan
+    from orchestrator.spec.sweep_spec import dump_spec
 
     spec = load(args.items)
     if args.resolved:
-        from orchestrator.layout import redact
+        from orchestrator.uris import redact
 
         print(redact(dump_spec(spec)), end="")   # storage / tracking URIs may carry credentials
         return EXIT_OK
@@ -87,7 +87,8 @@ def cmd_plan(args) -> int:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.layout import Storage, SweepLayout, redact
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from orchestrator.uris import redact
 
     path = directory.rstrip("/")
     parent, _, name = path.rpartition("/")
@@ -120,8 +121,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from orchestrator import preflight, report
-
+    from orchestrator.report import build as report
+    from orchestrator.run import preflight
     layout = _layout_for(args.dir)
     preflight.check_report_dir(layout)
     try:
@@ -138,8 +139,8 @@ def cmd_report(args) -> int:
 def cmd_claims(args) -> int:
     """Run a sweep (default: the built-in one; finished tasks are reused) and print the paper's
     claims judged against their controls."""
-    from orchestrator.report import print_claims
-    from orchestrator.sweep import run_sweep
+    from orchestrator.report.build import print_claims
+    from orchestrator.run.sweep import run_sweep
 
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})
     outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)
@@ -148,8 +149,8 @@ def cmd_claims(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from orchestrator import compact
-    from orchestrator.lock import sweep_lock
+    from orchestrator.results import compact
+    from orchestrator.storage.lock import sweep_lock
 
     layout = _layout_for(args.dir)
     with sweep_lock(layout):
@@ -159,7 +160,7 @@ def cmd_compact(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from orchestrator.spec import spec_json_schema
+    from orchestrator.spec.sweep_spec import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=2))
     return EXIT_OK
@@ -274,9 +275,10 @@ def _main(argv: list[str] | None) -> int:
     if extra:   # overrides given after options: `run SPEC --storage X finetune.lam=3`
         args.items = [*args.items, *extra]
     from orchestrator.errors import SweepError
-    from orchestrator.layout import LayoutError, redact
-    from orchestrator.spec_schema import SpecError
-    from orchestrator.yaml_io import YamlError
+    from orchestrator.storage.layout import LayoutError
+    from orchestrator.uris import redact
+    from orchestrator.spec.schema import SpecError
+    from orchestrator.spec.yaml_io import YamlError
     from tasks.datasets import DataError
 
     try:

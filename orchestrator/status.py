@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import time
 
-from orchestrator import outputs, tables, vocab
-from orchestrator.layout import SweepLayout
-from orchestrator.plan import read_plan
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.storage.layout import SweepLayout
+from orchestrator.results.plan import read_plan
 
 COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
 

@@ -2,7 +2,7 @@
 
 Every setting of a task is declared once, with `setting(...)`, in the `tasks/` dataclass that uses
 it. That declaration is the whole schema: the dataclass checks itself when built (`Settings`), and
-the sweep spec (`orchestrator/spec.py`) generates its validation, its JSON schema and its docs from
+the sweep spec (`orchestrator/spec/sweep_spec.py`) generates its validation, its JSON schema and its docs from
 the same declarations, so a default or a limit cannot drift between the layers.
 
     @dataclass(frozen=True)

@@ -41,3 +41,18 @@ def test_every_test_a_doc_names_exists(doc):
 def test_every_file_a_doc_names_exists(doc):
     missing = [p for p in _PATH.findall(doc.read_text()) if not (REPO / p).exists() and "<" not in p]
     assert not missing, f"{doc.name} names files that do not exist: {missing}"
+
+
+def test_the_map_names_every_module():
+    """docs/MAP.md names every module of `orchestrator/` (as its path inside the package, e.g.
+    `run/work.py`) and of `tasks/`, so the map cannot fall behind the code."""
+    text = (REPO / "docs" / "MAP.md").read_text()
+    named = set(re.findall(r"`([\w/]+\.py)`", text))
+    missing = []
+    for package in ("orchestrator", "tasks"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO / package).as_posix()
+            if path.name == "__init__.py" or relative in named:
+                continue
+            missing.append(f"{package}/{relative}")
+    assert not missing, f"docs/MAP.md does not name: {missing}"

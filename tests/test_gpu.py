@@ -89,9 +89,9 @@ def test_path_curves_on_the_gpu_match_the_cpu(digits, endpoints):
 def test_a_sweep_with_gpu_tasks_runs_them_on_the_gpu(tmp_path):
     ray = pytest.importorskip("ray")      # a bare GPU image may have torch only: the tasks/ tests above still run
     pytest.importorskip("mlflow")
-    from orchestrator import tables
-    from orchestrator.spec import load_spec
-    from orchestrator.sweep import run_sweep
+    from orchestrator.results import tables
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.run.sweep import run_sweep
 
     if ray.is_initialized():
         ray.shutdown()

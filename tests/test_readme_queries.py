@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import synthetic_sweep, write_sweep
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -15,8 +15,11 @@ import mlflow
 import pytest
 import yaml
 
-from orchestrator import cli, outputs, schedule, sweep, tracking
-from orchestrator.layout import LayoutError, Storage, SweepLayout, check_name, redact
+from orchestrator import cli
+from orchestrator.results import outputs
+from orchestrator.run import schedule, sweep, tracking
+from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, check_name
+from orchestrator.uris import redact
 from tasks.checkpoint import checkpoint_files
 from tasks.data import DataError, DataSettings, load_cue_data
 
@@ -88,7 +91,7 @@ def test_no_code_path_unpickles_a_file():
 
 
 def test_the_restricted_loader_and_spec_loader_are_restricted():
-    from orchestrator import yaml_io
+    from orchestrator.spec import yaml_io
     from tasks import datasets
 
     assert issubclass(yaml_io._Loader, yaml.SafeLoader)
@@ -150,7 +153,7 @@ def test_planted_pickle_in_place_of_a_checkpoint_is_refused(tmp_path):
 # ----- servers and dashboards bind to localhost ------------------------------------------------
 
 def test_printed_mlflow_ui_command_binds_localhost(tmp_path):
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_spec import parse_spec
 
     command = sweep.mlflow_ui_command(parse_spec("name: s\n"), SweepLayout(Storage(tmp_path), "s"))
     assert "--host 127.0.0.1" in command and "0.0.0.0" not in command
@@ -318,9 +321,9 @@ def _finished_sweep(tmp_path: Path, **changes) -> tuple[Path, Path]:
     """A sweep directory whose every task is finished (written without Ray), and its spec."""
     import torch
 
-    from orchestrator import plan
-    from orchestrator.graph import build_graph
-    from orchestrator.spec import dump_spec, load_spec
+    from orchestrator.results import plan
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.spec.sweep_spec import dump_spec, load_spec
 
     raw = {"name": "creds", "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 8}],
            "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},

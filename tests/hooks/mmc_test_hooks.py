@@ -1,6 +1,6 @@
 """Hooks that let tests observe and steer a sweep from inside its processes, without sleeps.
 
-Installed into `orchestrator.work` by `sitecustomize.py` (next to this file) in every process whose
+Installed into `orchestrator.run.work` by `sitecustomize.py` (next to this file) in every process whose
 environment has MMC_TEST_HOOKS=1 and this directory on PYTHONPATH; `hook_env()` builds that
 environment. Each hook is driven by one variable:
 
@@ -86,7 +86,7 @@ def _matches(task, who: str) -> bool:
 
 
 def install(work) -> None:
-    """Patch the freshly imported `orchestrator.work` module."""
+    """Patch the freshly imported `orchestrator.run.work` module."""
     work.RUNNERS["events"] = _events_runner(work)
     execute = work.execute
 

@@ -1,5 +1,5 @@
 """Loaded by every Python process started with `tests/hooks` on PYTHONPATH (a sweep's driver, its Ray
-workers). Inert unless MMC_TEST_HOOKS=1: then `mmc_test_hooks.install` runs on `orchestrator.work`
+workers). Inert unless MMC_TEST_HOOKS=1: then `mmc_test_hooks.install` runs on `orchestrator.run.work`
 right after that module is imported, in whichever process imports it."""
 import os
 import sys
@@ -10,7 +10,7 @@ if os.environ.get("MMC_TEST_HOOKS") == "1":
 
     class _AfterImport(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "orchestrator.work":
+            if name != "orchestrator.run.work":
                 return None
             sys.meta_path.remove(self)
             try:

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import tables, vocab
-
+from orchestrator import vocab
+from orchestrator.results import tables
 EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
 ALPHAS = [i / 10 for i in range(11)]
 SEEDS = (0, 1, 2)

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from orchestrator import outputs, tables, vocab
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
-from orchestrator.work import run_here
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run.work import run_here
 
 
 def run_inline(graph, layout):

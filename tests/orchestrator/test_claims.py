@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestrator import claims, vocab
-from orchestrator.stats import Estimate
+from orchestrator import vocab
+from orchestrator.report import claims
+from orchestrator.report.stats import Estimate
 from tests.orchestrator.report_data import synthetic_sweep
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import cli, preflight, sweep, yaml_io
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
+from orchestrator import cli
+from orchestrator.run import preflight, sweep
+from orchestrator.spec import yaml_io
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 BAD_SPEC_DIR = Path(__file__).parent / "bad_specs"
@@ -650,7 +652,7 @@ def test_good_spec_passes_every_check_before_ray(tmp_path, cwd):
 
 
 def test_remote_storage_needs_and_accepts_a_tracking_uri_override():
-    from orchestrator.spec import SpecError
+    from orchestrator.spec.sweep_spec import SpecError
 
     spec_path = str(REPO / "sweeps" / "smoke.yaml")
     with pytest.raises(SpecError, match="tracking_uri"):

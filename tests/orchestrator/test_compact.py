@@ -16,10 +16,12 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from orchestrator import cli, compact, manifest, outputs, recording, sweep, tables, vocab, work
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import dump_spec, load_spec
+from orchestrator import cli, vocab
+from orchestrator.results import compact, manifest, outputs, tables
+from orchestrator.run import recording, sweep, work
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import dump_spec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "compacted"
@@ -153,8 +155,8 @@ def test_an_exception_at_any_step_loses_and_duplicates_nothing(swept, monkeypatc
 
 KILL = """
 import os, signal, sys
-from orchestrator import compact
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator.results import compact
+from orchestrator.storage.layout import Storage, SweepLayout
 step, root, name = sys.argv[1:4]
 layout = SweepLayout(Storage(root), name)
 die = lambda *a: os.kill(os.getpid(), signal.SIGKILL)

@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import fields
 from importlib import resources
 
-from orchestrator import spec_schema, vocab
-from orchestrator.graph import build_graph
-from orchestrator.spec import DEFAULT_SPEC_RESOURCE, PROFILE_RESOURCE, load_spec
-from orchestrator.yaml_io import parse_yaml
+from orchestrator import vocab
+from orchestrator.spec import schema as spec_schema
+from orchestrator.graph.dag import build_graph
+from orchestrator.spec.sweep_spec import DEFAULT_SPEC_RESOURCE, PROFILE_RESOURCE, load_spec
+from orchestrator.spec.yaml_io import parse_yaml
 
 
 def _shipped(resource: str) -> dict:
-    return parse_yaml(resources.files("orchestrator").joinpath(resource).read_text(encoding="utf-8")) or {}
+    return parse_yaml(resources.files("orchestrator.spec").joinpath(resource).read_text(encoding="utf-8")) or {}
 
 
 def test_the_default_sweep_resolves_and_plans():

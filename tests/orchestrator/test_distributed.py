@@ -10,12 +10,14 @@ import dataclasses
 import pytest
 import torch
 
-from orchestrator import outputs, schedule as S, sweep_state, tables, vocab
-from orchestrator.distributed import CRASH_AT_EPOCH_ENV_VAR, CRASH_MARKER_DIR_ENV_VAR
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
-from orchestrator.sweep import run_sweep
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.run import schedule as S, state as sweep_state
+from orchestrator.run.distributed import CRASH_AT_EPOCH_ENV_VAR, CRASH_MARKER_DIR_ENV_VAR
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run.sweep import run_sweep
 from tasks import data as data_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
@@ -135,8 +137,7 @@ def cluster(monkeypatch, tmp_path):
 
 
 def test_custom_resources_place_tasks_on_matching_nodes(cluster, tmp_path):
-    from orchestrator import preflight
-
+    from orchestrator.run import preflight
     _, gpu_nodes = cluster
     wants = {"cpus": 0.5, "custom": {"fake_gpu": 1}}
     path = write_spec(tmp_path, "nodes", paths={"pairs": ["cue~nocue"], "kinds": ["linear", "aligned"],

@@ -28,12 +28,14 @@ import pytest
 import torch
 import yaml
 
-from orchestrator import outputs, tables, vocab, work
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
-from orchestrator.sweep import run_sweep
-from orchestrator.work import FAIL_TASK_ENV_VAR
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.run import work
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run.sweep import run_sweep
+from orchestrator.run.work import FAIL_TASK_ENV_VAR
 from tests.conftest import REPO, clean_env, start_local_ray
 from tests.hooks.mmc_test_hooks import PAUSE_ENV, hook_env, resumed_from, trained_epochs
 

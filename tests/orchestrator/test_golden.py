@@ -43,8 +43,8 @@ def _model(task) -> dict:
 def default_graph() -> dict:
     """The default sweep's plan: every task id with its kind and parents, and every pair with its
     design, seed, cue proportion, both endpoints (and their seeds) and its path tasks."""
-    from orchestrator.graph import build_graph
-    from orchestrator.spec import load_spec
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.spec.sweep_spec import load_spec
 
     graph = build_graph(load_spec(None))
     pairs: dict[str, dict] = {}
@@ -179,7 +179,7 @@ def test_settings_defaults_are_pinned():
 
 
 def test_the_pinned_settings_cover_every_spec_section():
-    from orchestrator.spec_schema import settings_classes as spec_classes
+    from orchestrator.spec.schema import settings_classes as spec_classes
 
     pinned = {f"{c.__module__}.{c.__qualname__}" for c in settings_classes()}
     assert {f"{c.__module__}.{c.__qualname__}" for c in spec_classes().values()} <= pinned

@@ -1,6 +1,6 @@
 """Task graph: counts, content-hash ids, deduplication, which models are paired, configs per kind,
 swept settings, plan text. Counts are checked against a planner written here from the docstring of
-`orchestrator/graph.py` (which models each pair type trains), not against the code's own loops."""
+`orchestrator/graph/dag.py` (which models each pair type trains), not against the code's own loops."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from orchestrator import vocab
-from orchestrator.graph import (LABEL_KEYS, Resources, Task, build_graph, canonical_json, describe_plan,
+from orchestrator.graph.dag import (LABEL_KEYS, Resources, Task, build_graph, canonical_json, describe_plan,
                                 init_seed, task_id)
-from orchestrator.spec import load_spec, parse_spec
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
 from tasks.models import ModelSettings, build_model
 from tasks.settings import Settings, from_identity, identity_dict, setting
 
@@ -163,7 +163,7 @@ def test_each_pair_type_pairs_the_models_its_definition_names():
 
 def test_main_pairs_of_one_type_share_no_model():
     """Disjoint pairs: within a pair type (and cue proportion), no model is in two pairs, so their
-    barriers are independent draws (what the t-intervals of orchestrator/stats.py assume)."""
+    barriers are independent draws (what the t-intervals of orchestrator/report/stats.py assume)."""
     graph = build_graph(parse_spec("name: x\nseeds: [0, 1, 2, 3]\ncue_proportions: [0.0, 0.5, 0.9]\n"))
     by_group = defaultdict(list)
     for (pair_type, variant, _seed, p), ends in _pairs(graph).items():

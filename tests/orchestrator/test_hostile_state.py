@@ -24,12 +24,14 @@ import pytest
 import torch
 import yaml
 
-from orchestrator import cli, outputs, plan, preflight, sweep
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.outputs import TaskOutput
-from orchestrator.spec import dump_spec, load_spec, science
-from orchestrator.sweep import SweepState
+from orchestrator import cli
+from orchestrator.results import outputs, plan
+from orchestrator.run import preflight, sweep
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.results.outputs import TaskOutput
+from orchestrator.spec.sweep_spec import dump_spec, load_spec, science
+from orchestrator.run.sweep import SweepState
 from tests.orchestrator.test_cli_errors import GOOD
 
 pytestmark = pytest.mark.timeout(120)   # a hang is a failure, not a stuck suite

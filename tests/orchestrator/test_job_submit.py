@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tables, vocab
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
+from orchestrator import vocab
+from orchestrator.results import tables
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
 from tests.conftest import REPO, clean_env, write_spec
 
 RAY = str(Path(sys.executable).with_name("ray"))

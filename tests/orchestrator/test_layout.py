@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.graph import build_graph
+from orchestrator.graph.dag import build_graph
 from orchestrator.vocab import TABLES, TASK_KINDS
-from orchestrator.layout import LayoutError, Storage, SweepLayout
-from orchestrator.spec import load_spec
+from orchestrator.storage.layout import LayoutError, Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
 
 BAD_NAMES = ["..", ".", "", "a/b", "../x", "/abs", ".hidden", "a\\b", "x..y", "-flag", "a b", "a\0b"]
 

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import plots, report, tables, tracking, vocab
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator import vocab
+from orchestrator.report import build as report, plots
+from orchestrator.results import tables
+from orchestrator.run import tracking
+from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import synthetic_sweep, write_sweep
 
 SERVER_START_TIMEOUT_S = 300    # mlflow server imports a lot; the machine may be busy

@@ -1,6 +1,6 @@
 """Multi-node truth: `python -m orchestrator run SPEC --address ...` against a Ray cluster whose
 worker node has a disk of its own (see tests/orchestrator/ns_cluster.py), plus the pieces of
-`orchestrator.visibility` that need no cluster.
+`orchestrator.run.visibility` that need no cluster.
 
 The cluster is module-scoped; each test looks only at its own sweep directory and at what it
 changed, so the tests do not depend on their order.
@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from orchestrator import tables
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
-from orchestrator import visibility
+from orchestrator.results import tables
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run import visibility
 from tests.conftest import REPO, write_spec
 from tests.orchestrator.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
 
@@ -130,9 +130,9 @@ def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
                      mlflow={"tracking_uri": f"sqlite:///{cluster.shared}/copies-mlflow/mlflow.db"})
     before = head_files(cluster.shared), worker_files(cluster, cluster.shared)
     script = ("import json, sys, ray\n"
-              "from orchestrator.spec import load_spec\n"
-              "from orchestrator.layout import Storage, SweepLayout\n"
-              "from orchestrator.visibility import check_shared_paths, targets\n"
+              "from orchestrator.spec.sweep_spec import load_spec\n"
+              "from orchestrator.storage.layout import Storage, SweepLayout\n"
+              "from orchestrator.run.visibility import check_shared_paths, targets\n"
               "spec = load_spec(sys.argv[1]); layout = SweepLayout(Storage(spec.storage), spec.name)\n"
               "ray.init(address=sys.argv[2], log_to_driver=False, logging_level='ERROR')\n"
               "print('KEYS', json.dumps([t.key for t in targets(spec, layout)]))\n"
@@ -247,7 +247,7 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- no cluster needed
 
 def test_targets_are_the_local_paths_only(tmp_path):
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_spec import parse_spec
 
     data = tmp_path / "data"
     for name in CIFAR_FILES:

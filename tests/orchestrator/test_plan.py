@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from orchestrator import plan, schemas
-from orchestrator.graph import LABEL_KEYS, build_graph, canonical_json
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec, parse_spec
+from orchestrator.results import plan, schemas
+from orchestrator.graph.dag import LABEL_KEYS, build_graph, canonical_json
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
 
 
 @pytest.fixture()

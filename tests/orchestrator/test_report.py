@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator import figures, report, stats, tables, vocab
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator import vocab
+from orchestrator.report import build as report, figures, stats
+from orchestrator.results import tables
+from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import PAIRS, SEEDS, synthetic_sweep, write_plan, write_sweep
 
 

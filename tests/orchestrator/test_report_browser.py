@@ -19,8 +19,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from orchestrator import figures, report
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator.report import build as report, figures
+from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import METHODS, PAIRS, synthetic_sweep, write_sweep
 
 CHROMIUM_ENV_VAR = "MMC_CHROMIUM"          # path of the browser binary, if not on PATH

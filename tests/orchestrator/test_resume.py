@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
-from orchestrator import outputs, tables, vocab, work
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.run import work
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
 from tests.conftest import write_spec
 
 

@@ -9,12 +9,14 @@ import mlflow
 import pytest
 import torch
 
-from orchestrator import recording, schemas, sweep_state, tables, vocab, work
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import load_spec
-from orchestrator.tracking import MlflowSink
-from orchestrator.work import TaskResult
+from orchestrator import vocab
+from orchestrator.results import schemas, tables
+from orchestrator.run import recording, state as sweep_state, work
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run.tracking import MlflowSink
+from orchestrator.run.work import TaskResult
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +187,7 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
 def test_scale_benchmark_quick(tmp_path, monkeypatch):
     from bench import scale
 
-    from orchestrator import compact
-
+    from orchestrator.results import compact
     monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")     # 50 tasks: fewer fragments than a run compacts
     payload = scale.main(["--quick", "--out", str(tmp_path)])
     (size,) = payload["sizes"].values()

@@ -9,13 +9,13 @@ import re
 import pytest
 from ray.tune.search import Searcher
 
-from orchestrator import schedule as S, sweep_state
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.outputs import read_marker
-from orchestrator.spec import load_spec
+from orchestrator.run import schedule as S, state as sweep_state
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.results.outputs import read_marker
+from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED
-from orchestrator.work import FAIL_TASK_ENV_VAR, TaskResult
+from orchestrator.run.work import FAIL_TASK_ENV_VAR, TaskResult
 from tests.conftest import start_local_ray, write_spec
 from tests.hooks.mmc_test_hooks import HOLD_ENV, WAIT_ENV, hook_env
 
@@ -193,7 +193,7 @@ def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph, monkeypa
 
 
 def test_trial_resources_follow_the_task():
-    from orchestrator.graph import Resources, Task
+    from orchestrator.graph.dag import Resources, Task
 
     def task(kind, **r):
         return Task(kind, {"x": 1}, (), {}, Resources(**r))

@@ -11,10 +11,11 @@ import random
 import pytest
 from ray.tune.search import Searcher
 
-from orchestrator import schedule as S, sweep_state, vocab
-from orchestrator.graph import LABEL_KEYS, Graph, Resources, Task, build_graph
-from orchestrator.spec import load_spec
-from orchestrator.work import TaskResult
+from orchestrator import vocab
+from orchestrator.run import schedule as S, state as sweep_state
+from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task, build_graph
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.run.work import TaskResult
 
 LABELS = {k: None for k in LABEL_KEYS}
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import preflight, spec as S, vocab
-from orchestrator.graph import build_graph
-from orchestrator.spec import load_spec, parse_spec
-from orchestrator.spec_schema import LIST_KEYS, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError
-from orchestrator.sweep import unfinished_kinds
+from orchestrator import vocab
+from orchestrator.run import preflight
+from orchestrator.spec import sweep_spec as S
+from orchestrator.graph.dag import build_graph
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.spec.schema import LIST_KEYS, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError
+from orchestrator.run.sweep import unfinished_kinds
 from tasks.models import ModelSettings
 from tasks.settings import as_dict
 
@@ -148,7 +150,7 @@ def test_spec_hash_ignores_where_and_how_things_run():
 def test_json_schema_names_every_top_level_key_and_section_field():
     schema = S.spec_json_schema()
     assert schema["required"] == ["name"] and schema["additionalProperties"] is False
-    from orchestrator.spec_schema import TOP_KEYS
+    from orchestrator.spec.schema import TOP_KEYS
 
     assert set(schema["properties"]) == set(TOP_KEYS)
     for section, cls in SETTINGS_CLASSES.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import spec_rules
-from orchestrator.graph import build_graph
-from orchestrator.spec import load_spec
+from orchestrator.spec import rules as spec_rules
+from orchestrator.graph.dag import build_graph
+from orchestrator.spec.sweep_spec import load_spec
 
 CASES = [
     ("sweeps/smoke.yaml", []),

@@ -9,11 +9,11 @@ import math
 
 import pytest
 
-from orchestrator import spec as S
-from orchestrator.spec import load_spec, parse_spec
-from orchestrator.columns import settings_columns
-from orchestrator.spec_axes import sweepable_keys
-from orchestrator.spec_schema import DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError
+from orchestrator.spec import sweep_spec as S
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.spec.columns import settings_columns
+from orchestrator.spec.axes import sweepable_keys
+from orchestrator.spec.schema import DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError
 from tasks.settings import declared_fields
 from tasks.models import ModelSettings
 from tasks.settings import SettingsError, base_type

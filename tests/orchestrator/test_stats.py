@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from orchestrator import stats, vocab
+from orchestrator import vocab
+from orchestrator.report import stats
 from tests.orchestrator.report_data import EVAL_SETS, METHODS, PAIRS, SEEDS, synthetic_sweep
 
 LEVEL = 0.95
@@ -151,7 +152,7 @@ def test_mechanism_table_at_the_endpoints():
 
 def test_stats_and_figures_import_no_torch():
     """The figure workers import these modules; the tasks/ registries (torch) load only on use."""
-    code = "import sys, orchestrator.stats, orchestrator.figures; print('torch' in sys.modules, 'scipy' in sys.modules)"
+    code = "import sys, orchestrator.report.stats, orchestrator.report.figures; print('torch' in sys.modules, 'scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

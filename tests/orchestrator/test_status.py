@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from orchestrator import cli, outputs, plan, status, tables, vocab
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import dump_spec, load_spec
+from orchestrator import cli, status, vocab
+from orchestrator.results import outputs, plan, tables
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import dump_spec, load_spec
 from tests.conftest import SMOKE_SPEC
 
 
@@ -141,8 +142,8 @@ def test_status_reports_the_stored_plan_not_a_new_one(sweep, capsys, monkeypatch
     def no_planning(*args, **kwargs):
         raise AssertionError("status re-planned the sweep")
 
-    monkeypatch.setattr("orchestrator.graph.build_graph", no_planning)
-    monkeypatch.setattr("orchestrator.spec.load_spec", no_planning)
+    monkeypatch.setattr("orchestrator.graph.dag.build_graph", no_planning)
+    monkeypatch.setattr("orchestrator.spec.sweep_spec.load_spec", no_planning)
     finish(layout, list(graph.tasks.values())[:2])
     assert cli.main(["status", directory]) == 0
     assert rows_of(capsys.readouterr().out)["total"] == {"planned": len(graph), "finished": 2, "failed": 0,

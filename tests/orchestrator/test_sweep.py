@@ -14,12 +14,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from orchestrator import plan, tables, vocab
+from orchestrator import vocab
+from orchestrator.results import plan, tables
 from orchestrator.errors import SweepError
-from orchestrator.graph import build_graph
-from orchestrator.layout import Storage, SweepLayout
-from orchestrator.spec import dump_spec, load_spec
-from orchestrator.sweep import run_sweep
+from orchestrator.graph.dag import build_graph
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.spec.sweep_spec import dump_spec, load_spec
+from orchestrator.run.sweep import run_sweep
 from tasks.data import EVAL_SETS
 from tests.conftest import REPO, clean_env, write_spec
 

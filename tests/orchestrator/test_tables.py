@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestrator import schemas, tables, vocab
-from orchestrator.layout import Storage, SweepLayout
+from orchestrator import vocab
+from orchestrator.results import schemas, tables
+from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
 
 

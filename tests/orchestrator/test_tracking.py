@@ -1,4 +1,4 @@
-"""MLflow tracking (`orchestrator.tracking`): one parent run per invocation, a child run per task with
+"""MLflow tracking (`orchestrator.run.tracking`): one parent run per invocation, a child run per task with
 its parameters, metrics and step series, secrets never logged, safe from several threads."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestrator import tracking
-
-
+from orchestrator.run import tracking
 def test_mlflow_parent_children_metrics_and_secrets(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sink = tracking.MlflowSink(uri, "test-sweep")

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import vocab
-
 PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
-MODULES = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "vocab.py")
+MODULES = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "vocab.py")
 
 WORDS = {
     **{w: "task kind" for w in vocab.TASK_KINDS},
@@ -35,13 +34,13 @@ KEY_CALLS = {"get", "pop", "setdefault", "settings_values", "getattr", "hasattr"
 # (module, enclosing function, word): literals that spell a vocabulary word but mean something else.
 # At module level the scope is `<module>:NAME`, NAME the variable being assigned.
 ALLOWED = {
-    ("spec_schema.py", "<module>:TOP_KEYS", "pretrain"): "the spec's top-level keys (settings sections)",
-    ("spec_schema.py", "<module>:TOP_KEYS", "finetune"): "the spec's top-level keys (settings sections)",
-    ("spec_schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
-    ("spec_schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
-    ("report.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
-    ("schemas.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
-    ("work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
+    ("spec/schema.py", "<module>:TOP_KEYS", "pretrain"): "the spec's top-level keys (settings sections)",
+    ("spec/schema.py", "<module>:TOP_KEYS", "finetune"): "the spec's top-level keys (settings sections)",
+    ("spec/schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
+    ("spec/schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
+    ("report/build.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
+    ("results/schemas.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
+    ("run/work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
 }
 
 

@@ -1,0 +1,328 @@
+"""Expand a sweep spec into a DAG of tasks with content-hash ids.
+
+A task's id is a hash of its kind and its canonical config (settings as `tasks.settings.identity_dict`,
+keys sorted, parent ids inside), so equal work gets equal ids: a task reached from two swept
+combinations is one task, a rerun finds the outputs of the last one, and adding a setting keeps old
+ids. `data.root` and resources are never part of an id.
+
+Models. For each model, combination of swept values, seed s and cue proportion p, the *primary*
+model M(p, s) has its own initialisation and data order, drawn from (s, p): the cue and no-cue
+models of a seed are independent. Partners are trained only where a pair type needs them:
+  cue~nocue              M(p, s)  vs M(0, s)                       independent inits, disjoint pairs
+  cue~cue / nocue~nocue  M(p, s)  vs M'(p, s)  (second init/order)  disjoint pairs, one per seed
+  cue~nocue:same-init    M(p, s)  vs the no-cue model started from M(p, s)'s init and order
+  X~X:spawn@K            M(p, s)  vs its child: M(p, s)'s first K epochs, then another data order
+  X~X:self               M(p, s)  vs itself, BatchNorm re-estimated on a fresh sample per alpha
+  pretrained~ft:<m>      M(p, s)  vs M(p, s) fine-tuned with method m
+Each pair gets, per path kind (`paths.kinds`; `paths.finetuned_kinds` for pretrained~ft pairs):
+linear -> path_eval; quadratic -> midpoint + path_eval; aligned -> per alignment method, align +
+path_eval (which reuses the linear path's rows when the alignment is the identity). `self` pairs get
+the linear path only (the others are the same path).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+from orchestrator import vocab
+from orchestrator.spec.sweep_spec import SweepSpec, Variant
+from orchestrator.spec.columns import settings_values
+from tasks.data import DataSettings, data_identity
+from tasks.finetune import settings_used
+from tasks.models import ModelSettings, model_identity
+from tasks.seeding import derive_seed
+from tasks.settings import identity_dict
+
+LABEL_KEYS = ("dataset", "cue_proportion", "model", "seed", "method", "init_seed", "data_seed",
+              "path_kind", "alignment", "pair_type", "pair_design", "endpoint_a", "endpoint_b",
+              "init_seed_a", "init_seed_b", "data_seed_a", "data_seed_b", "variant")
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1       # per worker
+    gpus: float = 0       # per worker; a fraction < 1 shares a GPU
+    workers: int = 1      # > 1: data-parallel through Ray Train
+    custom: tuple[tuple[str, float], ...] = ()   # per worker, extra Ray resources as sorted (name, amount)
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str
+    config: dict                  # canonical, JSON-able; settings as identity dicts; parent ids inside
+    parents: tuple[str, ...]
+    labels: dict                  # LABEL_KEYS, None where not applicable
+    resources: Resources = field(default=Resources(), compare=False)
+    settings: dict = field(default_factory=dict, compare=False)   # `<section>.<field>` of its lineage
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @cached_property
+    def id(self) -> str:
+        return task_id(self.kind, self.config)
+
+
+def task_id(kind: str, config: dict) -> str:
+    """`<kind>-<first 16 hex digits of sha256(canonical JSON of kind and config)>`."""
+    text = canonical_json({"kind": kind, "config": config})
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    tasks: dict[str, Task]        # insertion order is a topological order
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @cached_property
+    def _children(self) -> dict[str, list[str]]:
+        children: dict[str, list[str]] = {task_id: [] for task_id in self.tasks}
+        for task_id, task in self.tasks.items():
+            for parent in task.parents:
+                children[parent].append(task_id)
+        return children
+
+    def children(self, task_id: str) -> list[str]:
+        return list(self._children[task_id])
+
+    def descendants(self, task_id: str) -> list[str]:
+        """Every task that depends on `task_id`, directly or not, in topological order."""
+        found, stack = set(), [task_id]
+        while stack:
+            for child in self._children[stack.pop()]:
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+        return [t for t in self.tasks if t in found]
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(task.kind for task in self.tasks.values())
+        return {kind: counts[kind] for kind in vocab.TASK_KINDS if counts[kind]}
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, no NaN: equal values give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# ----- seeds of a model -----
+
+def init_seed(seed: int, cue_proportion: float, role: str) -> int:
+    """The initialisation (and data-order) seed of a model: its own stream per (seed, p, role)."""
+    return derive_seed(seed, "init", repr(float(cue_proportion)), role)
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What identifies one pretrained model besides the settings: seeds and how it was trained."""
+    p: float
+    seed: int
+    init: int          # initialisation seed
+    order: int         # data-order seed
+    spawn: tuple[int, int] | None = None   # (K, order seed from epoch K on)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    pair: str
+    design: str
+    epoch: int | None
+    a: Task
+    b: Task
+    p: float
+    seed: int
+    method: str | None = None
+
+
+class _Builder:
+    """Adds tasks once each (by id), in topological order."""
+
+    def __init__(self, spec: SweepSpec):
+        self.spec = spec
+        self.tasks: dict[str, Task] = {}
+        self.resources = {kind: Resources(r.cpus, r.gpus, r.workers, tuple(r.custom))
+                          for kind, r in spec.resources.items()}
+
+    def add(self, kind: str, config: dict, parents: tuple[str, ...], settings: dict, **labels: Any) -> Task:
+        labels["variant"] = variant_label(self.spec.swept_keys, settings)
+        task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS}, self.resources[kind],
+                    settings)
+        return self.tasks.setdefault(task.id, task)
+
+
+def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
+    """`finetune.lam=3, finetune.lr=0.02`: the swept settings that define a task (None when no axis
+    affects it, so a task shared by every value of an axis does not name one of them)."""
+    parts = [f"{key}={settings[key]:g}" if isinstance(settings[key], float) else f"{key}={settings[key]}"
+             for key in swept_keys if key in settings]
+    return ", ".join(parts) or None
+
+
+def build_graph(spec: SweepSpec) -> Graph:
+    """Every task of the sweep, deduplicated, in topological order."""
+    b = _Builder(spec)
+    pairs = [vocab.parse_pair_type(text) for text in spec.pairs]
+    for variant in spec.variants:
+        for model in spec.models:
+            _Plan(b, variant, model, pairs).build()
+    return Graph(b.tasks)
+
+
+class _Plan:
+    """The tasks of one model in one combination of swept values."""
+
+    def __init__(self, b: _Builder, variant: Variant, model: ModelSettings, pairs: list):
+        self.b, self.v, self.model, self.pairs = b, variant, model, pairs
+        self.spec = b.spec
+        self.model_settings = settings_values("model", model)
+        self.pretrained: dict[_Model, Task] = {}
+
+    # -- models --
+    def data_settings(self, p: float, seed: int) -> DataSettings:
+        return replace(self.v.data, cue_proportion=float(p), seed=seed)
+
+    def pretrain(self, m: _Model) -> Task:
+        if m in self.pretrained:
+            return self.pretrained[m]
+        data = self.data_settings(m.p, m.seed)
+        config = {"data": data_identity(data), "model": model_identity(self.model),
+                  "train": identity_dict(self.v.pretrain), "init_seed": m.init, "order_seed": m.order}
+        if m.spawn is not None:
+            config["spawn"] = {"epoch": m.spawn[0], "order_seed": m.spawn[1]}
+        settings = {**settings_values("data", data), **self.model_settings, **settings_values("pretrain", self.v.pretrain)}
+        task = self.b.add(vocab.PRETRAIN, config, (), settings, dataset=data.dataset, cue_proportion=float(m.p),
+                          model=self.model.label, seed=m.seed, init_seed=m.init, data_seed=data.seed)
+        self.pretrained[m] = task
+        return task
+
+    def primary(self, p: float, s: int) -> _Model:
+        seed = init_seed(s, p, "a")
+        return _Model(p, s, seed, seed)
+
+    def partner(self, p: float, s: int) -> _Model:
+        seed = init_seed(s, p, "b")
+        return _Model(p, s, seed, seed)
+
+    def finetune(self, parent: Task, method: str) -> Task:
+        """Fine-tuning of `parent` with `method`; only the settings the method reads define the task."""
+        labels, used = parent.labels, settings_used(method)
+        identity = {k: v for k, v in identity_dict(self.v.finetune).items() if k in used}
+        config = {"pretrain": parent.id, "method": method, "finetune": identity,
+                  "data": parent.config["data"], "model": parent.config["model"], "seed": labels["seed"]}
+        settings = {**parent.settings, **{k: v for k, v in settings_values("finetune", self.v.finetune).items()
+                                          if k.split(".", 1)[1] in used}}
+        return self.b.add(vocab.FINETUNE, config, (parent.id,), settings, **{**labels, "method": method})
+
+    # -- pairs --
+    def build(self) -> None:
+        for s in self.spec.seeds:
+            for pair in self._pairs(s):
+                self._add_paths(pair)
+
+    def _pairs(self, s: int):
+        cue_props, spec = self.spec.cue_models, self.spec
+        for pair, design, epoch in self.pairs:
+            if pair == vocab.PRETRAINED_FT:
+                for p in cue_props:
+                    parent = self.pretrain(self.primary(p, s))
+                    for method in spec.methods:
+                        yield _Pair(pair, vocab.FINE_TUNED, None, parent, self.finetune(parent, method), p, s, method)
+                continue
+            props = [0.0] if pair == vocab.NOCUE_NOCUE else cue_props
+            for p in props:
+                first = self.primary(p, s)
+                a = self.pretrain(first)
+                if pair == vocab.CUE_NOCUE:
+                    nocue = self.primary(0.0, s)
+                    if design == vocab.SAME_INIT:
+                        nocue = replace(nocue, init=first.init, order=first.order)
+                    b = self.pretrain(nocue)
+                elif design == vocab.INDEPENDENT:
+                    b = self.pretrain(self.partner(p, s))
+                elif design == vocab.SPAWN:
+                    b = self.pretrain(replace(first, spawn=(epoch, init_seed(s, p, f"spawn@{epoch}"))))
+                else:   # self
+                    b = a
+                yield _Pair(pair, design, epoch, a, b, p, s)
+
+    def _add_paths(self, pair: _Pair) -> None:
+        spec, v = self.spec, self.v
+        a, b = pair.a, pair.b
+        name = vocab.pair_type_name(pair.pair, pair.design, pair.epoch, pair.method)
+        endpoints = [a.id, b.id]
+        parents_ab = (a.id,) if a.id == b.id else (a.id, b.id)
+        common = {"endpoints": endpoints, "model": a.config["model"]}
+        lineage = {**a.settings, **b.settings}
+        labels = dict(dataset=v.data.dataset, cue_proportion=float(pair.p), model=self.model.label, seed=pair.seed,
+                      method=pair.method, pair_type=name, pair_design=pair.design + (f"@{pair.epoch}" if pair.epoch
+                                                                                   is not None else ""),
+                      endpoint_a=a.id, endpoint_b=b.id, init_seed_a=a.labels["init_seed"],
+                      init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
+                      data_seed_b=b.labels["data_seed"])
+        paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
+        eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
+                       "path": identity_dict(paths), "seed": pair.seed}
+        eval_settings = {**lineage, **settings_values("paths", paths)}
+        kinds = [vocab.LINEAR] if pair.design == vocab.SELF else \
+            list(spec.finetuned_kinds if pair.pair == vocab.PRETRAINED_FT else spec.path_kinds)
+        linear = None
+        if vocab.LINEAR in kinds:
+            linear = self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.LINEAR, "via": None,
+                                                  "alignment": None},
+                                parents_ab, eval_settings, **labels, path_kind=vocab.LINEAR)
+        if vocab.QUADRATIC in kinds:
+            mid_settings = {**lineage, **settings_values("midpoint", v.midpoint)}
+            mid = self.b.add(vocab.MIDPOINT, {**common, "data": [a.config["data"], b.config["data"]],
+                                              "train": identity_dict(v.midpoint), "seed": pair.seed},
+                             parents_ab, mid_settings, **labels, path_kind=vocab.QUADRATIC)
+            self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.QUADRATIC, "via": mid.id, "alignment": None},
+                       (*parents_ab, mid.id), {**eval_settings, **settings_values("midpoint", v.midpoint)},
+                       **labels, path_kind=vocab.QUADRATIC)
+        if vocab.ALIGNED in kinds:
+            align_settings = {**lineage, **settings_values("align", v.align)}
+            for method in spec.alignments:
+                al = self.b.add(vocab.ALIGN, {**common, "method": method, "data": a.config["data"],
+                                              "align": identity_dict(v.align), "seed": pair.seed},
+                                parents_ab, align_settings, **labels, path_kind=vocab.ALIGNED, alignment=method)
+                extra = (linear.id,) if linear is not None else ()
+                self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.ALIGNED, "via": al.id,
+                                             "alignment": method, "linear": linear.id if linear else None},
+                           (*parents_ab, al.id, *extra), {**eval_settings, **settings_values("align", v.align)},
+                           **labels, path_kind=vocab.ALIGNED, alignment=method)
+
+
+# ----- describing -----
+
+def describe_plan(graph: Graph) -> str:
+    """Counts per kind, what each kind depends on, pairs per type and per-task resources."""
+    counts = graph.counts()
+    lines = [f"{len(graph)} tasks"]
+    shapes: dict[str, Counter] = {kind: Counter() for kind in counts}
+    resources: dict[str, Resources] = {}
+    pairs: dict[str, set] = {}
+    for task in graph.tasks.values():
+        parent_kinds = Counter(graph.tasks[p].kind for p in task.parents)
+        shapes[task.kind][" + ".join(f"{k}×{n}" if n > 1 else k for k, n in
+                                     sorted(parent_kinds.items(), key=lambda kv: vocab.TASK_KINDS.index(kv[0])))] += 1
+        resources.setdefault(task.kind, task.resources)
+        if task.labels.get("pair_type"):
+            pairs.setdefault(task.labels["pair_type"], set()).add(
+                (task.labels["endpoint_a"], task.labels["endpoint_b"], task.labels.get("variant")))
+    width = max(len(k) for k in counts) if counts else 0
+    for kind, n in counts.items():
+        r = resources[kind]
+        lines.append(f"  {kind:<{width}} {n:>6}   {r.cpus:g} cpu, {r.gpus:g} gpu"
+                     + "".join(f", {v:g} {k}" for k, v in r.custom)
+                     + (f", {r.workers} workers" if r.workers > 1 else "") + " each")
+        for i, (shape, m) in enumerate(shapes[kind].most_common()):
+            arrow = "←" if i == 0 else "|"
+            lines.append(f"  {'':<{width}} {'':>6}   {arrow} {shape or 'nothing'} ({m})")
+    if pairs:
+        lines.append("pairs: " + ", ".join(f"{t} {len(v)}" for t, v in pairs.items()))
+    return "\n".join(lines)

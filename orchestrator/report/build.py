@@ -1,0 +1,328 @@
+"""The sweep report: the claims with their controls, summary tables, figures and one self-contained
+report.html, written to `layout.report_dir()` from the result tables of the sweep's stored plan
+(rows of tasks the plan does not name, e.g. of an earlier spec version, are never mixed in). Works
+on a partial sweep (missing cells "—"). Figures: `figures`; the page: `report_html`; the claims:
+`claims`; statistics: `stats`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.report import claims as claims_lib
+from orchestrator import vocab
+from orchestrator.report import figures, html as report_html, stats
+from orchestrator.results import tables
+from orchestrator.results.plan import read_plan
+from orchestrator.spec.yaml_io import YamlError, parse_yaml
+
+MAX_SPEC_BYTES = 2_000_000
+
+
+@dataclass(frozen=True)
+class Report:
+    """Paths (storage paths) of what `write_report` wrote. `os.fspath(report)` is the HTML page."""
+
+    html: str
+    figures: tuple[str, ...] = ()
+    summary: str | None = None
+    files: tuple[str, ...] = field(default=())   # every file written or kept, figures and html included
+    text: str = ""                               # the terminal summary (`summary_text`'s text)
+    summary_table: pd.DataFrame | None = field(default=None, compare=False)   # summary.parquet's rows (None: empty)
+
+    def __fspath__(self) -> str:
+        return self.html
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a sweep
+# ----------------------------------------------------------------------------------------------
+
+def read_results(layout, plan: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Every result table as a DataFrame, restricted to the tasks of the sweep's plan (rows a
+    sweep's earlier versions left behind are never mixed in); empty ones where nothing was written."""
+    out = {table: tables.read_table(layout, table) for table in vocab.TABLES}
+    if plan is not None:
+        planned = set(plan["task_id"])
+        out = {table: df[df["task_id"].isin(planned)].reset_index(drop=True) for table, df in out.items()}
+    return out
+
+
+def read_spec_text(layout) -> str | None:
+    try:
+        path = layout.spec_file()
+        if layout.storage.exists(path):
+            return layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES).decode("utf-8", errors="replace")
+    except Exception as exc:  # noqa: BLE001 - the report must not fail on a missing spec
+        warnings.warn(f"could not read the spec for the report: {exc}", RuntimeWarning, stacklevel=2)
+    return None
+
+
+def swept_keys(layout, spec_text: str | None = None) -> tuple[str, ...]:
+    """The swept settings (`<section>.<field>`) of the sweep: the `axes` of its resolved spec.yaml."""
+    text = spec_text if spec_text is not None else read_spec_text(layout)
+    try:
+        spec = parse_yaml(text) if text else None
+    except YamlError:
+        return ()
+    axes = spec.get("axes") if isinstance(spec, dict) else None
+    keys = [key for group in axes if isinstance(group, dict) for key in group] if isinstance(axes, list) else []
+    return tuple(dict.fromkeys(k for k in keys if isinstance(k, str)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress and provenance
+# ----------------------------------------------------------------------------------------------
+
+def planned_by_kind(plan: pd.DataFrame | None) -> dict[str, list[str]] | None:
+    """Task ids per kind of the sweep's stored plan; None without a plan."""
+    if plan is None:
+        return None
+    out: dict[str, list[str]] = {}
+    for task_id, kind in zip(plan["task_id"], plan["kind"]):
+        out.setdefault(kind, []).append(task_id)
+    return out
+
+
+def _latest(tasks: pd.DataFrame) -> pd.DataFrame:
+    return tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
+
+
+def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None) -> pd.DataFrame:
+    """Per task kind: planned (from the stored plan, when known), finished, failed, skipped, and
+    how many have not run yet; a total row last."""
+    latest = _latest(tasks)
+    status = dict(zip(latest["task_id"], latest["status"])) if not latest.empty else {}
+    known_plan = plan is not None
+    if plan is None:
+        plan = {}
+        for task_id, kind in (zip(latest["task_id"], latest["kind"]) if not latest.empty else ()):
+            plan.setdefault(kind, []).append(task_id)
+    rows = []
+    for kind in [k for k in vocab.TASK_KINDS if k in plan] + sorted(set(plan) - set(vocab.TASK_KINDS)):
+        states = [status.get(t) for t in plan[kind]]
+        counts = {s: sum(x == s for x in states) for s in vocab.TABLE_STATUSES}
+        rows.append({"kind": kind, "planned": len(states) if known_plan else None, **counts,
+                     "not run yet": len(states) - sum(counts.values())})
+    df = pd.DataFrame(rows, columns=["kind", "planned", *vocab.TABLE_STATUSES, "not run yet"])
+    if not df.empty:
+        total = {c: (df[c].sum() if c != "kind" else "total") for c in df.columns}
+        total["planned"] = int(df["planned"].sum()) if known_plan else None
+        df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+    return df
+
+
+def _distinct(tasks: pd.DataFrame, column: str) -> str:
+    values = sorted({str(v) for v in tasks[column].dropna()}) if column in tasks.columns else []
+    return ", ".join(values) if values else stats.MISSING
+
+
+def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
+    """Provenance that the tasks table records: spec hashes, git revisions, versions, devices,
+    hosts, compute time (sum of task durations) and wall time (first start to last finish)."""
+    if tasks.empty:
+        return {}
+    done = tasks[tasks["status"] == vocab.FINISHED]
+    devices = tasks["device"].dropna().value_counts().sort_index()
+    out = {
+        "spec hash": _distinct(tasks, "spec_hash"),
+        "git revision": _distinct(tasks, "git_rev"),
+        "torch version": _distinct(tasks, "torch_version"),
+        "devices": ", ".join(f"{d} ({n} tasks)" for d, n in devices.items()) or stats.MISSING,
+        "hosts": _distinct(tasks, "host"),
+        "task compute time": f"{done['duration_s'].fillna(0).sum():.1f} s (sum over finished tasks)",
+    }
+    reused = tasks.get("cached")
+    reused = int(reused.fillna(False).astype(bool).sum()) if reused is not None else 0
+    if reused:
+        out["cached tasks"] = f"{reused} (outputs of an earlier run, verified and reused)"
+    starts, ends = tasks["started_at"].dropna(), tasks["finished_at"].dropna()
+    if len(starts) and len(ends):
+        out["wall time"] = f"{(ends.max() - starts.min()).total_seconds():.1f} s " \
+                           f"({starts.min():%Y-%m-%d %H:%M:%S} to {ends.max():%Y-%m-%d %H:%M:%S} UTC)"
+    return out
+
+
+# Keys callers (sweep.run_sweep) pass, as the report names them.
+_PROVENANCE_ALIASES = {"spec_hash": "spec hash", "git_rev": "git revision", "torch": "torch version",
+                       "wall_s": "wall time of this invocation"}
+
+
+def _caller_provenance(provenance: Mapping[str, object] | None) -> dict[str, str]:
+    out = {}
+    for key, value in (provenance or {}).items():
+        if key == "wall_s" and isinstance(value, (int, float)):
+            value = f"{value:.1f} s"
+        out[_PROVENANCE_ALIASES.get(key, key)] = stats.MISSING if value is None else str(value)
+    return out
+
+
+def software_versions() -> dict[str, str]:
+    """Python and the versions of the libraries that produced and rendered the results."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for package in ("torch", "ray", "mlflow", "numpy", "pandas", "pyarrow", "matplotlib"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"software": ", ".join(f"{k} {v}" for k, v in out.items())}
+
+
+# ----------------------------------------------------------------------------------------------
+# Summaries for the terminal
+# ----------------------------------------------------------------------------------------------
+
+def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str = "chord",
+                  digits: int = 3) -> pd.DataFrame:
+    """Rows pair type × path (controls after their pair; model/cue proportion where they vary), an
+    `n` column (pairs), one column per eval set: "mean [95% t-interval]" (the mean alone at n = 1)."""
+    sel = summary[(summary["metric"] == metric) & (summary["definition"] == definition)]
+    if sel.empty:
+        return pd.DataFrame()
+    sel = sel.assign(path=[stats.path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    extra = stats.varying_labels(sel)
+    sets = stats.order_values(sel["eval_set"], stats.eval_sets())
+    rows = []
+    for key, group in sel.groupby(["pair_type", "path", *extra], sort=False, dropna=False):
+        cells = dict(zip(["pair type", "path", *extra], key))
+        cells["n"] = "/".join(sorted({str(int(n)) for n in group["n"]}))
+        by_set = group.set_index("eval_set")
+        for eval_set in sets:
+            r = by_set.loc[eval_set] if eval_set in by_set.index else None
+            cells[eval_set] = stats.MISSING if r is None or pd.isna(r["mean"]) else f"{r['mean']:.{digits}f}" + (
+                "" if pd.isna(r["ci_low"]) else f" [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]")
+        rows.append(cells)
+    out = pd.DataFrame(rows)
+    order = [stats.pair_sort_key(p, stats.methods()) + stats.variant_sort_key(v)
+             for p, v in zip(out["pair type"], out["path"])]
+    return out.assign(_o=order).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
+    """The barrier summary of the sweep's plan and the terminal text of its key tables: loss barriers
+    and Table 1 (one per combination of swept values), then the claims' verdicts. (`write_report`
+    returns the same text as `Report.text`, without reading the tables a second time.)"""
+    results = read_results(layout, read_plan(layout))
+    swept = swept_keys(layout)
+    summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
+    return (summary if not summary.empty else None), _text(results, swept, summary,
+                                                           claims_lib.judge(results, swept))
+
+
+def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts) -> str:
+    if results[vocab.BARRIERS].empty and results[vocab.EVALUATIONS].empty:
+        return ""
+    lines = []
+    for combo in stats.swept_combos([summary], swept) if not summary.empty else []:
+        where = f" ({stats.facet_label(combo)})" if combo else ""
+        lines += ["", f"loss barrier (chord), mean over n pairs [95% t-interval]{where}:",
+                  stats.format_table(barrier_pivot(stats.facet(summary, combo)))]
+    ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
+    for combo in stats.swept_combos([ev], swept) if not ev.empty else []:
+        table = stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))
+        where = f" ({stats.facet_label(combo)})" if combo else ""
+        lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over n seeds{where}:",
+                  stats.format_table(table.text)]
+    if verdicts:
+        lines += ["", "claims (details: report.html, or `mmc-sweep claims`):",
+                  claims_lib.claims_text(verdicts, detail=False).rstrip()]
+    return "\n".join(lines)
+
+
+def print_claims(layout, log=print) -> list:
+    """Judge the claims (a)–(d) on a sweep's results (its plan's tasks only) and print them with
+    their controls. What `mmc-sweep claims` prints after running the sweep."""
+    results = read_results(layout, read_plan(layout))
+    verdicts = claims_lib.judge(results, swept_keys(layout))
+    log(claims_lib.claims_text(verdicts) if verdicts else
+        "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)")
+    return verdicts
+
+
+# ----------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def write_report(layout, provenance: Mapping[str, object] | None = None, title: str | None = None) -> Report:
+    """Write summary.parquet/.md, finetune_table.parquet/.md, the figures and report.html into
+    `layout.report_dir()` from the result tables of the sweep's plan. Returns a `Report`."""
+    started = time.perf_counter()
+    storage = layout.storage
+    plan_df = read_plan(layout)
+    results = read_results(layout, plan_df)
+    spec_text = read_spec_text(layout)
+    swept = swept_keys(layout, spec_text)
+    summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
+    ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
+    combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
+    table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
+    verdicts = claims_lib.judge(results, swept)
+    drawn = time.perf_counter()
+    figs = figures.render(layout, figures.figure_jobs(results, swept))
+    drawn = time.perf_counter() - drawn
+
+    written: list[str] = []
+
+    def put(name: str, data: bytes) -> str:
+        path = layout.report_file(name)
+        storage.write_bytes(path, data)
+        written.append(path)
+        return path
+
+    summary_path = put("summary.parquet", _parquet_bytes(summary))
+    put("summary.md", (stats.format_markdown(summary) + "\n").encode())
+    long = pd.concat([t.long.assign(**{k: v for k, v in combo.items()}) for combo, t in table1], ignore_index=True)
+    put("finetune_table.parquet", _parquet_bytes(long))
+    put("finetune_table.md", "\n\n".join((f"**{stats.facet_label(combo)}**\n\n" if combo else "")
+                                         + stats.format_markdown(t.text) for combo, t in table1).encode() + b"\n")
+    put("claims.md", claims_lib.claims_text(verdicts).encode() if verdicts else b"no claim can be judged yet\n")
+    figure_paths = tuple(layout.report_file(f.name) for f in figs)
+
+    plan = planned_by_kind(plan_df)
+    progress = progress_table(tasks, plan)
+    reused = sum(f.reused for f in figs)
+    prov = {"sweep": str(getattr(layout, "root", "")), **task_provenance(tasks), **_caller_provenance(provenance),
+            **software_versions(),
+            "report rendered in": f"{time.perf_counter() - started:.1f} s ({len(figs)} figures, {reused} of them "
+                                  f"unchanged and reused; drawing {drawn:.1f} s)"}
+    page = report_html.render_page(
+        title=title or f"mmc-sweep report: {getattr(layout, 'sweep', '')}".rstrip(": "),
+        progress=progress, planned=sum(map(len, plan.values())) if plan else None, claims=verdicts,
+        summary=summary, swept=swept, table1=table1, figures=figs, provenance=prov, spec_text=spec_text,
+        mechanism=stats.mechanism_table(results[vocab.PATHS], swept=swept),
+        agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], stats.eval_sets())[0]
+        if not results[vocab.PATHS].empty else "",
+        failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks)
+    html_path = put("report.html", page.encode("utf-8"))
+    return Report(html=html_path, figures=figure_paths, summary=summary_path,
+                  files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
+                  text=_text(results, swept, summary, verdicts),
+                  summary_table=summary if not summary.empty else None)
+
+
+def local_paths(layout, paths) -> list[str]:
+    """Local filesystem paths of storage paths (for MLflow artifacts); skips non-local ones."""
+    out = []
+    for path in paths:
+        local = layout.storage.local_path(path)
+        if local is not None:
+            out.append(os.fspath(local))
+    return out

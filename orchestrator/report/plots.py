@@ -1,0 +1,401 @@
+"""Report figures (matplotlib, Agg backend: no display needed). Each function takes result rows
+and returns a Figure; `figure_png` renders one to PNG bytes.
+
+Orders (evaluation sets, fine-tuning methods) and chance come in as arguments, resolved by the
+caller from the `tasks/` registries, so a figure worker never imports torch. Figures use fixed
+margins (in inches) instead of `tight_layout`/`bbox_inches="tight"` (each costs a full extra draw)
+and few, fixed ticks (tick objects are most of matplotlib's drawing time). Accuracy, agreement and
+cue reliance are in percent everywhere (as in the paper's Table 1)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from orchestrator import vocab  # noqa: E402
+from orchestrator.report.stats import (PRETRAINED_CUE, PRETRAINED_NOCUE, order_pairs, order_values,  # noqa: E402
+                                path_variant, variant_sort_key)
+
+DPI = 100
+BANDS = ("minmax", "std")
+# What each counterfactual set asks, and which way a model without cue reliance should go.
+EVAL_SET_TITLES = {"nocue": "nocue (clean) ↑", "cue": "cue", "randcue": "randcue (random cue)",
+                   "randimg": "randimg (random image) ↓"}
+_ENDPOINT_NAMES = {"cue": "cue model", "nocue": "no-cue model", "pretrained": "pretrained cue model"}
+CONTEXT_KEYS = ("dataset", "model", "cue_proportion")
+UNIT_TICKS = (0.0, 0.5, 1.0)
+NOTE_STEP = 0.085            # height of one barrier note (a line per path kind) above the curves, in axes units
+PERCENT_TICKS = (0, 50, 100)
+
+# Applied while a figure is built (not globally). A fixed title position (`axes.titley`) spares
+# matplotlib a tick-label bounding-box pass per axes on every draw.
+STYLE = {"font.size": 9.5, "axes.titlesize": 9.5, "axes.labelsize": 9.5, "legend.fontsize": 8.5,
+         "xtick.labelsize": 8.5, "ytick.labelsize": 8.5, "axes.titley": 1.0}
+
+
+def _styled(plot: Callable[..., Figure]) -> Callable[..., Figure]:
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs) -> Figure:
+        with plt.rc_context(STYLE):
+            return plot(*args, **kwargs)
+    return wrapper
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label: `pretrained~ft:naive` -> `pretrained-ft-naive`."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(text)).strip("-")
+
+
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """Render a figure to PNG bytes and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", pil_kwargs={"compress_level": 3})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _margins(fig: Figure, left: float, right: float, top: float, bottom: float,
+             wspace: float = 0.25, hspace: float = 0.2) -> None:
+    """Fixed margins in inches (one draw per figure instead of three)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+                        wspace=wspace, hspace=hspace)
+
+
+def endpoint_names(pair_type: str) -> tuple[str, str]:
+    """Readable names of a pair's endpoints: `cue~nocue` -> ("cue model", "no-cue model"),
+    `pretrained~ft:cbft` -> ("pretrained cue model", "fine-tuned (cbft)")."""
+    pair, _, design = str(pair_type).partition(":")
+    a, _, b = pair.partition("~")
+    if a == vocab.PRETRAINED_FT.partition("~")[0]:
+        return _ENDPOINT_NAMES.get(a, a), f"fine-tuned ({design})" if design else "fine-tuned model"
+    first, second = _ENDPOINT_NAMES.get(a, a or "?"), _ENDPOINT_NAMES.get(b, b or "?")
+    if a == b:
+        return f"{first} A", f"{second} B"
+    return first, second
+
+
+def context_text(rows: pd.DataFrame) -> str:
+    """"digits · small_cnn · cue proportion 80%" for the labels the rows share."""
+    parts = []
+    for col in CONTEXT_KEYS:
+        values = order_values(rows[col], ()) if col in rows.columns else []
+        if len(values) == 1:
+            parts.append(f"cue proportion {float(values[0]):.0%}" if col == "cue_proportion" else str(values[0]))
+    return " · ".join(parts)
+
+
+def _series(sel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One series per path kind (with alignment), and per dataset/model/cue proportion that varies."""
+    sel = sel.assign(_variant=[path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    keys = [k for k in CONTEXT_KEYS if k in sel.columns and sel[k].nunique(dropna=True) > 1]
+    out = []
+    for key, rows in sel.groupby(["_variant", *keys], sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        extra = ", ".join(f"p = {v:.0%}" if k == "cue_proportion" else str(v) for k, v in zip(keys, key[1:]))
+        out.append((key[0] + (f" ({extra})" if extra else ""), rows))
+    return sorted(out, key=lambda s: (variant_sort_key(s[0]), s[0]))
+
+
+def _curves(rows: pd.DataFrame, metric: str, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """alpha [A] and values [A, tasks] of one metric (mean over rows of a task at an alpha)."""
+    alpha, a_idx = np.unique(rows["alpha"].to_numpy(dtype=float), return_inverse=True)
+    _, t_idx = np.unique(rows["task_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    sums = np.zeros((alpha.size, t_idx.max() + 1))
+    counts = np.zeros_like(sums)
+    vals = rows[metric].to_numpy(dtype=float)
+    ok = np.isfinite(vals)
+    np.add.at(sums, (a_idx[ok], t_idx[ok]), vals[ok])
+    np.add.at(counts, (a_idx[ok], t_idx[ok]), 1.0)
+    with np.errstate(invalid="ignore"):
+        values = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
+    return alpha, values * scale
+
+
+def chord_barriers(alpha: np.ndarray, values: np.ndarray, sign: float) -> np.ndarray:
+    """Per task: max over alpha of sign * (value - straight line between the endpoints)."""
+    a = alpha[:, None]
+    line = (1 - a) * values[:1] + a * values[-1:]
+    return np.nanmax(sign * (values - line), axis=0)
+
+
+def _band(ax, alpha, values, colour, band: str, ls: str = "-", label: str | None = None, marker="o"):
+    """Mean over tasks (line) and the spread across them (band); returns the mean."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN alphas (a missing point)
+        mean = np.nanmean(values, axis=1)
+        if values.shape[1] > 1:
+            if band == "minmax":
+                low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+            else:
+                spread = np.nan_to_num(np.nanstd(values, axis=1, ddof=1))
+                low, high = mean - spread, mean + spread
+            ax.fill_between(alpha, low, high, alpha=0.18, color=colour, lw=0)
+    ax.plot(alpha, mean, marker=marker, ms=3, lw=1.6, color=colour, ls=ls, label=label)
+    return mean
+
+
+def _axes_grid(fig: Figure, rows: list[str], n_sets: int) -> dict[tuple[str, int], plt.Axes]:
+    """Rows of one panel per eval set; the cue-reliance row has two wide panels."""
+    grid = fig.add_gridspec(len(rows), 2 * n_sets)
+    axes: dict[tuple[str, int], plt.Axes] = {}
+    first = None
+    for r, row in enumerate(rows):
+        if row == "reliance":
+            spans = [(0, n_sets), (n_sets, 2 * n_sets)]
+        else:
+            spans = [(2 * j, 2 * j + 2) for j in range(n_sets)]
+        for j, (lo, hi) in enumerate(spans):
+            ax = fig.add_subplot(grid[r, lo:hi], sharex=first)
+            first = first or ax
+            axes[(row, j)] = ax
+    return axes
+
+
+@_styled
+def plot_path(paths: pd.DataFrame, pair_type: str, path_kind: str | None = None, alignment: str | None = None,
+              band: str = "minmax", *, eval_sets: Sequence[str] = (), chance: float | None = None,
+              loss_limits: Mapping[str, tuple[float, float]] | None = None, subtitle: str = "") -> Figure:
+    """One pair type along every path kind (colours), one column per eval set. Rows: loss; accuracy;
+    prediction agreement with endpoint A (solid) and B (dashed); and, in two wide panels, the cue
+    reliance of the model at alpha (acc(randimg) − chance; acc(nocue) − acc(randcue)). Lines are
+    means over pairs, bands their spread (min–max or ± 1 std); dashed straight lines join the
+    endpoints (the chord barrier is the largest gap to it, annotated as mean ± std over pairs).
+    `path_kind`/`alignment` restrict the figure to one path; `loss_limits` fixes the loss axes."""
+    if band not in BANDS:
+        raise ValueError(f"`band`: {band!r} is not allowed; allowed: {', '.join(BANDS)}")
+    sel = paths[paths["pair_type"] == pair_type]
+    if path_kind is not None:
+        sel = sel[(sel["path_kind"] == path_kind)
+                  & (sel["alignment"].isna() if alignment is None else sel["alignment"] == alignment)]
+    if sel.empty:
+        raise ValueError(f"no path rows for pair_type={pair_type!r}, path_kind={path_kind!r}, alignment={alignment!r}")
+    sets = order_values(sel["eval_set"], eval_sets)
+    series = _series(sel)
+    has = {c: c in sel.columns and sel[c].notna().any() for c in
+           ("agree_a", "agree_b", "reliance_randimg", "reliance_randcue")}
+    rows = ["loss", "acc"] + (["agree"] if has["agree_a"] or has["agree_b"] else []) \
+        + (["reliance"] if has["reliance_randimg"] or has["reliance_randcue"] else [])
+    legend_rows = -(-(len(series) + 1) // 3)
+    fig = plt.figure(figsize=(2.9 * len(sets) + 0.9, 2.3 * len(rows) + 1.3 + 0.2 * legend_rows))
+    _margins(fig, left=0.75, right=0.15, top=1.0, bottom=0.55 + 0.2 * legend_rows, wspace=0.9, hspace=0.42)
+    axes = _axes_grid(fig, rows, len(sets))
+    start, end = endpoint_names(pair_type)
+    for s, (label, srows) in enumerate(series):
+        colour = f"C{s}"
+        by_set = dict(tuple(srows.groupby("eval_set")))
+        for j, eval_set in enumerate(sets):
+            rows_e = by_set.get(eval_set)
+            if rows_e is None:
+                continue
+            for metric, scale, sign in (("loss", 1.0, 1.0), ("acc", 100.0, -1.0)):
+                ax = axes[(metric, j)]
+                alpha, values = _curves(rows_e, metric, scale)
+                mean = _band(ax, alpha, values, colour, band, label=label if (metric, j) == ("loss", 0) else None)
+                ax.plot(alpha[[0, -1]], mean[[0, -1]], ls="--", lw=0.8, color=colour, alpha=0.6)
+                barrier = chord_barriers(alpha, values, sign)
+                digits, unit = (2, "") if metric == "loss" else (1, " pp")
+                spread = f" ± {np.std(barrier, ddof=1):.{digits}f}" if barrier.size > 1 else ""
+                ax.text(0.03, 0.97 - NOTE_STEP * s, f"{np.mean(barrier):.{digits}f}{spread}{unit}",
+                        transform=ax.transAxes, va="top", ha="left", fontsize=7, color=colour)
+            if "agree" in rows:
+                ax = axes[("agree", j)]
+                for column, ls in (("agree_a", "-"), ("agree_b", "--")):
+                    if has[column]:
+                        _band(ax, *_curves(rows_e, column, 100.0), colour, band, ls=ls, marker=None)
+        if "reliance" in rows:
+            per_alpha = srows.drop_duplicates(["task_id", "alpha"])
+            for j, column in enumerate(("reliance_randimg", "reliance_randcue")):
+                if has[column]:
+                    _band(axes[("reliance", j)], *_curves(per_alpha, column, 100.0), colour, band)
+    titles = {("reliance", 0): "cue reliance: acc(randimg) − chance",
+              ("reliance", 1): "cue reliance: acc(nocue) − acc(randcue)"}
+    ylabels = {"loss": "loss", "acc": "accuracy (%)", "agree": "agreement (%)", "reliance": "pp"}
+    for (row, j), ax in axes.items():
+        ax.grid(alpha=0.3)
+        ax.set_xticks(UNIT_TICKS)
+        ax.set_xlim(-0.03, 1.03)
+        headroom = 1.0 / (1.0 - NOTE_STEP * len(series) - 0.03)   # the barrier notes sit above the curves
+        if row == "loss":
+            ax.set_title(EVAL_SET_TITLES.get(sets[j], sets[j]))
+            low, high = (loss_limits or {}).get(sets[j]) or (0.0, ax.get_ylim()[1])
+            ax.set_ylim(low, low + (high - low) * headroom)
+            ax.set_yticks([t for t in MaxNLocator(4).tick_values(low, high) if low <= t <= low + 1.08 * (high - low)])
+        elif row in ("acc", "agree"):
+            ax.set_ylim(-3, -3 + 106 * (headroom if row == "acc" else 1.0))
+            ax.set_yticks(PERCENT_TICKS)
+            if row == "agree":
+                ax.set_title("agreement with A (—), with B (- -)", fontsize=8.5)
+        else:
+            ax.set_title(titles[(row, j)], fontsize=8.5)
+            ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+        if j == 0:
+            ax.set_ylabel(ylabels[row])
+        if row == rows[-1]:
+            ax.set_xlabel("α")
+    handles, labels = axes[("loss", 0)].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], ls="--", color="grey", lw=0.8))
+    labels.append("straight line between the endpoints")
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    n_pairs = sel.drop_duplicates(["task_id"]).groupby(["path_kind", "alignment"], dropna=False).size()
+    n_text = f"{n_pairs.min()}" if n_pairs.min() == n_pairs.max() else f"{n_pairs.min()}–{n_pairs.max()}"
+    context = " · ".join(x for x in (context_text(sel), subtitle) if x)
+    chance_note = f" · chance {100 * chance:.0f}%" if chance else ""
+    fig.suptitle(f"{pair_type}: α = 0 is A, the {start}; α = 1 is B, the {end}\n"
+                 f"n = {n_text} pair{'s' * (n_text != '1')} per path kind" + chance_note
+                 + (f" · {context}" if context else ""), fontsize=10.5, y=0.99)
+    return fig
+
+
+def path_loss_limits(paths: pd.DataFrame, pad: float = 0.05) -> dict[str, tuple[float, float]]:
+    """Loss axis limits per eval set that fit every curve of `paths`, so figures can be compared
+    side by side. Start at 0."""
+    out = {}
+    for eval_set, rows in paths.groupby("eval_set"):
+        high = float(np.nanmax(rows["loss"].to_numpy(dtype=float))) if len(rows) else 1.0
+        high = high if np.isfinite(high) and high > 0 else 1.0
+        out[str(eval_set)] = (0.0, high * (1 + pad))
+    return out
+
+
+def _strip(ax, centres: np.ndarray, data: Sequence[np.ndarray], colour: str, width: float,
+           rng: np.random.Generator) -> None:
+    """Individual values (jittered points), their mean (black bar), a box when n >= 5."""
+    xs = [c + rng.uniform(-0.3, 0.3, d.size) * width for c, d in zip(centres, data)]
+    if xs:
+        ax.scatter(np.concatenate(xs), np.concatenate(data), s=14, color=colour, alpha=0.85, zorder=3,
+                   edgecolors="white", linewidths=0.4)
+    means = [(c, d.mean()) for c, d in zip(centres, data) if d.size]
+    if means:
+        cx, my = zip(*means)
+        ax.hlines(my, np.array(cx) - 0.45 * width, np.array(cx) + 0.45 * width, color="black", lw=1.6, zorder=4)
+    big = [(c, d) for c, d in zip(centres, data) if d.size >= 5]
+    if big:
+        ax.boxplot([d for _, d in big], positions=[c for c, _ in big], widths=0.8 * width, showfliers=False,
+                   manage_ticks=False, medianprops={"color": colour}, boxprops={"color": colour},
+                   whiskerprops={"color": colour}, capprops={"color": colour})
+
+
+@_styled
+def plot_barriers(barriers: pd.DataFrame, metric: str | Sequence[str] = "loss", definition: str = "chord", *,
+                  eval_sets: Sequence[str] = (), method_order: Sequence[str] = (), subtitle: str = "") -> Figure:
+    """Distribution of barriers across pairs: one row per eval set, one column per metric (e.g.
+    ("loss", "acc"); accuracy drops in percentage points); x = pair type (controls next to their
+    pair), one colour per path kind (and alignment). Points are single pairs, black bars their
+    mean, boxes appear from 5 pairs on."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    sel = barriers[barriers["metric"].isin(metrics) & (barriers["definition"] == definition)]
+    if sel.empty:
+        raise ValueError(f"no barrier rows with metric={metric!r}, definition={definition!r}")
+    metrics = [m for m in metrics if (sel["metric"] == m).any()]
+    sel = sel.assign(variant=[path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    variants = sorted(order_values(sel["variant"], ()), key=variant_sort_key)
+    pair_types = order_pairs(sel["pair_type"], method_order)
+    sets = order_values(sel["eval_set"], eval_sets)
+    panel_w = max(3.6, 0.75 * len(pair_types) + 1.0)
+    fig, axes = plt.subplots(len(sets), len(metrics), figsize=(panel_w * len(metrics) + 1.1, 2.2 * len(sets) + 2.0),
+                             sharex=True, squeeze=False)
+    rotate = 0.075 * sum(map(len, pair_types)) > 0.85 * panel_w   # inches of tick text
+    _margins(fig, left=0.9, right=0.2, top=1.05, bottom=0.8 + (0.035 * max(map(len, pair_types)) if rotate else 0.2),
+             wspace=0.22, hspace=0.18)
+    width = 0.8 / len(variants)
+    x = np.arange(len(pair_types))
+    rng = np.random.default_rng(0)
+    for c, m in enumerate(metrics):
+        for r, eval_set in enumerate(sets):
+            ax = axes[r, c]
+            cell = sel[(sel["metric"] == m) & (sel["eval_set"] == eval_set)]
+            for k, variant in enumerate(variants):
+                rows = cell[cell["variant"] == variant]
+                scale = 100.0 if m == "acc" else 1.0
+                data = [rows[rows["pair_type"] == p]["value"].dropna().to_numpy(dtype=float) * scale for p in pair_types]
+                _strip(ax, x + (k - (len(variants) - 1) / 2) * width, data, f"C{k}", width, rng)
+            ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_xlim(-0.5, len(pair_types) - 0.5)
+            low, high = ax.get_ylim()
+            floor = 1.0 if m == "acc" else 0.02      # no magnified noise around 0
+            ax.set_ylim(min(low, -0.05 * floor), max(high, floor))
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+            if r == 0:
+                ax.set_title(f"{'loss barrier' if m == 'loss' else 'accuracy drop (pp)'} ({definition})")
+            if c == 0:
+                ax.set_ylabel(EVAL_SET_TITLES.get(eval_set, eval_set))
+    counts = sel.drop_duplicates("task_id").groupby(["pair_type", "variant"])["task_id"].count().groupby(level=0).max()
+    labels = [f"{p}\n(n = {counts.get(p, 0)})" for p in pair_types]
+    for ax in axes[-1]:
+        ax.set_xticks(x, labels, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=f"C{k}", label=v) for k, v in enumerate(variants)]
+    handles.append(plt.Line2D([], [], color="black", lw=1.6, label="mean over pairs"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_size_inches()[1]))
+    context = " · ".join(x for x in (context_text(sel), subtitle) if x)
+    fig.suptitle("Barriers along each path, one point per pair" + (f" · {context}" if context else ""),
+                 fontsize=11, y=0.995)
+    return fig
+
+
+@_styled
+def plot_finetune(long: pd.DataFrame, *, eval_sets: Sequence[str] = (), chance: float | None = None,
+                  subtitle: str = "") -> Figure:
+    """Grouped bars: accuracy (%) on each eval set (bars) per model/method (groups), one panel per
+    cue proportion, from `stats.finetune_long` rows; error bars are the std over seeds, the dotted
+    line is chance (a fraction)."""
+    if long.empty:
+        raise ValueError("no pretrain/finetune evaluation rows to plot")
+    props = sorted(long["cue_proportion"].unique())
+    sets = order_values(long["eval_set"], eval_sets)
+    rows = list(dict.fromkeys(long["row"]))
+    panel_w = max(4.4, 0.95 * len(rows) + 0.8)
+    width_in = panel_w * len(props) + 1.0
+    n_entries = len(sets) + 1
+    ncol = max(1, min(n_entries, int(width_in // 2.3)))
+    legend_rows = -(-n_entries // ncol)
+    fig, axes = plt.subplots(1, len(props), figsize=(width_in, 4.4 + 0.2 * legend_rows), sharey=True, squeeze=False)
+    _margins(fig, left=0.8, right=0.2, top=1.0, bottom=0.85 + 0.2 * legend_rows, wspace=0.08)
+    width = 0.8 / len(sets)
+    n_refs = sum(r in (PRETRAINED_NOCUE, PRETRAINED_CUE) for r in rows)   # references, left of a grey line
+    for j, p in enumerate(props):
+        ax = axes[0, j]
+        cell = long[long["cue_proportion"] == p].set_index(["row", "eval_set"])
+        x = np.arange(len(rows))
+        for k, eval_set in enumerate(sets):
+            means = np.array([cell["mean"].get((r, eval_set), np.nan) for r in rows]) * 100
+            stds = np.array([cell["std"].get((r, eval_set), np.nan) for r in rows]) * 100
+            ax.bar(x + (k - (len(sets) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                   label=EVAL_SET_TITLES.get(eval_set, eval_set), color=f"C{k}", error_kw={"lw": 0.8})
+        if chance is not None:
+            ax.axhline(100 * chance, color="black", lw=0.9, ls=":", label=f"chance ({100 * chance:.0f}%)")
+        if 0 < n_refs < len(rows):
+            ax.axvline(n_refs - 0.5, color="grey", lw=0.8)
+        ax.set_xticks(x, [r.replace(" (", "\n(") for r in rows])
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_ylim(0, 105)
+        ax.set_yticks((0, 25, 50, 75, 100))
+        n = cell["n"]
+        n_text = f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
+        ax.set_title(f"cue proportion {p:.0%} ({n_text} seed{'s' * (n_text != 'n = 1')})")
+        ax.grid(axis="y", alpha=0.3)
+        if j == 0:
+            ax.set_ylabel("accuracy (%)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    title = "Accuracy on the counterfactual test sets (mean ± std over seeds)"
+    if width_in < 8:
+        title = title.replace(" (", "\n(")
+    fig.suptitle(title + (f" · {subtitle}" if subtitle else ""), fontsize=10.5, y=0.985)
+    return fig

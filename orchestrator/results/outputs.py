@@ -1,0 +1,172 @@
+"""A task's outputs on storage: checkpoint, result fragments, and the `done.json` marker written last.
+
+A task is finished exactly when its marker exists and every file it lists still has the sha256
+recorded there. That check is the whole cache: a corrupt checkpoint or a truncated fragment fails
+it, so the task is recomputed on the next run instead of being used. Markers are read defensively:
+one that is not a regular file, not JSON, too large or too deep, of the wrong shape, or listing a
+file that is not one of this task's outputs counts as "not finished" (the task runs again).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from orchestrator import vocab
+from orchestrator.results import manifest, tables
+from orchestrator.graph.dag import Task
+from orchestrator.storage.layout import SweepLayout
+from tasks.checkpoint import checkpoint_files, read_checkpoint
+
+MARKER_VERSION = 2
+MAX_MARKER_BYTES = 10_000_000
+_HEX = set("0123456789abcdef")
+
+
+@dataclass
+class TaskOutput:
+    """What one task produced, before it is written."""
+
+    tables: dict[str, list[dict]] = field(default_factory=dict)   # table name -> rows
+    checkpoint: dict[str, torch.Tensor] | None = None
+    meta: dict = field(default_factory=dict)                      # recorded in meta.json and done.json
+    metrics: dict[str, float] = field(default_factory=dict)       # scalars for MLflow
+    steps: list[tuple[str, int, float]] = field(default_factory=list)   # MLflow step series (key, step, value)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def output_files(layout: SweepLayout, kind: str, task_id: str) -> dict[str, str]:
+    """Every file a task of `kind` may list in its marker: relative name -> storage path."""
+    paths = [*layout.checkpoint_files(kind, task_id).values(), *(layout.fragment(t, task_id) for t in vocab.TABLES)]
+    return {_relative(layout, p): p for p in paths}
+
+
+def _relative(layout: SweepLayout, path: str) -> str:
+    return path[len(layout.root) + 1:]
+
+
+def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
+    """Write checkpoint and fragments, then the marker; returns the marker's content."""
+    storage = layout.storage
+    files: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    if output.checkpoint is not None:
+        meta = {"task_id": task.id, "kind": task.kind, "config": task.config, **output.meta}
+        blobs = checkpoint_files(output.checkpoint, meta)
+        paths = layout.checkpoint_files(task.kind, task.id)
+        for name, blob in blobs.items():
+            storage.write_bytes(paths[name], blob)
+            files[_relative(layout, paths[name])] = _sha256(blob)
+            sizes[_relative(layout, paths[name])] = len(blob)
+    for table, rows in output.tables.items():
+        if table == vocab.TASKS:
+            continue  # the driver writes the `tasks` row (it knows the MLflow run id)
+        path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
+        files[_relative(layout, path)] = _sha256(data)
+        sizes[_relative(layout, path)] = len(data)
+    marker = {
+        "version": MARKER_VERSION,
+        "task_id": task.id,
+        "kind": task.kind,
+        "files": files,
+        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
+        "tables": sorted(t for t in output.tables if t != vocab.TASKS),
+        "metrics": output.metrics,
+        "steps": [list(x) for x in output.steps],
+        "meta": output.meta,
+        "finished_at": time.time(),
+    }
+    storage.write_bytes(layout.marker_file(task.kind, task.id),
+                        json.dumps(marker, indent=1, default=str).encode())
+    return marker
+
+
+def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
+    """The task's marker, or None when it is missing or not a well-formed marker of this task."""
+    marker, _reason = _marker(layout, kind, task_id)
+    return marker
+
+
+def _marker(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict | None, str]:
+    path = layout.marker_file(kind, task_id)
+    storage = layout.storage
+    try:
+        if not storage.exists(path):
+            return None, "no done.json"
+        if not storage.is_file(path):
+            return None, f"{path} is not a regular file"
+        data = json.loads(storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return None, f"{path} is unreadable ({type(exc).__name__})"
+    allowed = output_files(layout, kind, task_id)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") != MARKER_VERSION:
+        return None, f"{path} is not a marker of this task"
+    for name, digest in files.items():
+        if name not in allowed:
+            return None, f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
+        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+            return None, f"{path} holds a malformed sha256 for {name}"
+    for key in ("metrics", "meta"):
+        if not isinstance(data.get(key, {}), dict):
+            return None, f"{path}: `{key}` is not a mapping"
+    if not isinstance(data.get("tables", []), list):
+        return None, f"{path}: `tables` is not a list"
+    return data, ""
+
+
+def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, str]:
+    """(True, "") if the task's outputs exist and match their recorded hashes, else (False, reason).
+    Never blocks: only regular files are read."""
+    marker, reason = _marker(layout, kind, task_id)
+    if marker is None:
+        return False, reason
+    storage, allowed = layout.storage, output_files(layout, kind, task_id)
+    sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
+    for name, digest in marker["files"].items():
+        path = allowed[name]
+        if manifest.compacted_digest(layout, path) == digest:
+            continue   # a fragment whose rows were compacted into a verified part file
+        try:
+            if not storage.is_file(path):
+                return False, f"missing {path}"
+            size = sizes.get(name)
+            if isinstance(size, int) and storage.fs.get_file_info(path).size != size:
+                return False, f"size mismatch in {path}"
+            if _file_sha256(storage, path) != digest:
+                return False, f"sha256 mismatch in {path}"
+        except OSError as exc:
+            return False, f"unreadable {path} ({exc})"
+    return True, ""
+
+
+HASH_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _file_sha256(storage, path: str) -> str:
+    """sha256 of a stored file, read in chunks (a huge or sparse file does not have to fit in memory)."""
+    digest = hashlib.sha256()
+    with storage.fs.open_input_stream(path) as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def invalidate(layout: SweepLayout, kind: str, task_id: str) -> None:
+    """Remove the marker so the task reruns (its files are replaced atomically by the rerun)."""
+    path = layout.marker_file(kind, task_id)
+    if layout.storage.exists(path):
+        layout.storage.delete(path)
+
+
+def load_checkpoint(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read and verify a task's checkpoint (safetensors + meta.json); never unpickles."""
+    paths = layout.checkpoint_files(kind, task_id)
+    files = {name: layout.storage.read_bytes(path) for name, path in paths.items()}
+    return read_checkpoint(files)

@@ -1,0 +1,366 @@
+"""Result tables: one Parquet fragment per task per table, explicit schemas, and the readers.
+
+Fragments live at ``layout.fragment(table, task_id)`` (``results/<table>/<task_id>.parquet``) and
+are written whole and atomically through ``Storage.write_bytes``, so rerunning a task replaces its
+fragment instead of appending duplicates, and many workers can write at once without clashing.
+Every table has an explicit schema (``orchestrator.results.schemas``); rows are checked against it before anything is
+written, and errors name the table, the column, the row and what is allowed. Every row carries the
+task's labels and the resolved settings of its lineage as `<section>.<field>` columns.
+
+At the end of a run `orchestrator.results.compact` merges the fragments into a few part files per table
+(``results/<table>/part-<name>.parquet``) listed by a manifest (``orchestrator.results.manifest``); the readers here (`read_table`,
+`read_arrow`, `read_fragment`, `verify_fragment`) read parts and fragments alike, every task's rows
+exactly once, and a fragment written after its task was compacted wins.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from orchestrator.results.manifest import compacted_entry, list_table, read_manifest, sha256_hex
+from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMAS
+
+class SchemaError(ValueError):
+    """Rows that do not fit a table's schema; the message names table, column and row."""
+
+    def __init__(self, table: str, column: str | None, message: str):
+        self.table = table
+        self.column = column
+        where = f"`{table}.{column}`" if column else f"`{table}`"
+        super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):
+        return (_rebuild_schema_error, (self.table, self.column, str(self)))
+
+
+def _rebuild_schema_error(table: str, column: str | None, text: str) -> SchemaError:
+    err = SchemaError.__new__(SchemaError)
+    ValueError.__init__(err, text)
+    err.table, err.column = table, column
+    return err
+
+
+# ----------------------------------------------------------------------------------------------
+# Parquet fragments
+# ----------------------------------------------------------------------------------------------
+
+def check_table(table: str) -> pa.Schema:
+    """The schema of `table`, or a ValueError listing the known tables."""
+    if table not in SCHEMAS:
+        raise ValueError(f"`table`: {table!r} is not a result table; allowed: {', '.join(SCHEMAS)}")
+    return SCHEMAS[table]
+
+
+def _to_timestamp(value: Any) -> Any:
+    """datetime (naive = UTC), pandas Timestamp, epoch seconds or ISO string -> aware datetime."""
+    if value is None or isinstance(value, _dt.datetime):
+        if isinstance(value, _dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=_dt.timezone.utc)
+        return value
+    if isinstance(value, bool):
+        return value  # let pyarrow reject it with the column named
+    if isinstance(value, (int, float)):
+        return _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+    if isinstance(value, str):
+        return _to_timestamp(_dt.datetime.fromisoformat(value))
+    return value
+
+
+def _column(table: str, field: pa.Field, values: list) -> pa.Array:
+    if pa.types.is_timestamp(field.type):
+        try:
+            values = [_to_timestamp(v) for v in values]
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise SchemaError(table, field.name, f"cannot read a timestamp: {exc}") from None
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        for i, v in enumerate(values):
+            try:
+                pa.array([v], type=field.type)
+            except Exception:
+                raise SchemaError(
+                    table, field.name,
+                    f"row {i}: value {v!r} ({type(v).__name__}) is not a valid {field.type}",
+                ) from None
+        raise SchemaError(table, field.name, f"not a valid {field.type} column: {exc}") from None
+
+
+def rows_to_table(table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Check `rows` against `SCHEMAS[table]` and build an Arrow table; fills in `task_id`."""
+    schema = check_table(table)
+    names = schema.names
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - set(names))
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], names, n=1)
+            also = f"; did you mean `{hint[0]}`?" if hint else ""
+            raise SchemaError(table, unknown[0],
+                              f"row {i}: unknown column{also} allowed: {', '.join(names)}")
+        if row.get("task_id", task_id) != task_id:
+            raise SchemaError(table, "task_id",
+                              f"row {i}: {row['task_id']!r} differs from the fragment's {task_id!r}")
+    arrays = []
+    for field in schema:
+        if field.name == "task_id":
+            values = [task_id] * len(rows)
+        else:
+            values = [row.get(field.name) for row in rows]
+        if not field.nullable:
+            missing = [i for i, v in enumerate(values) if v is None]
+            if missing:
+                raise SchemaError(table, field.name,
+                                  f"required column missing or None in row {missing[0]}")
+        allowed = ALLOWED_VALUES.get((table, field.name))
+        if allowed:
+            for i, v in enumerate(values):
+                if v is not None and v not in allowed:
+                    raise SchemaError(table, field.name,
+                                      f"row {i}: {v!r} is not allowed; allowed: {', '.join(allowed)}")
+        arrays.append(_column(table, field, values))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def schema_metadata(table: str) -> dict[bytes, bytes]:
+    return {b"mmc_sweep.table": table.encode(), b"mmc_sweep.schema_version": SCHEMA_VERSION.encode()}
+
+
+def fragment_bytes(table: str, arrow_table: pa.Table) -> bytes:
+    """Serialise one fragment to Parquet bytes in memory: snappy and no column statistics, which write
+    and read 2-3x faster than zstd for a fragment's few rows (and are smaller); compacted parts, which
+    are read by many, use zstd and keep statistics."""
+    sink = io.BytesIO()
+    pq.write_table(arrow_table.replace_schema_metadata(schema_metadata(table)), sink,
+                   compression="snappy", write_statistics=False)
+    return sink.getvalue()
+
+
+def write_fragment(layout, table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Validate `rows` and write them as the task's fragment of `table` (atomic; replaces any
+    earlier fragment of the same task, so rewriting is idempotent). Returns the fragment path."""
+    return write_fragment_bytes(layout, table, task_id, rows)[0]
+
+
+def write_fragment_bytes(layout, table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, bytes]:
+    """`write_fragment`, also returning the bytes written (callers hash them without a read-back)."""
+    data = fragment_bytes(table, rows_to_table(table, task_id, list(rows)))
+    path = layout.fragment(table, task_id)
+    layout.storage.write_bytes(path, data)
+    return path, data
+
+
+def conform(table: str, arrow_table: pa.Table) -> pa.Table:
+    """Select and cast a fragment's columns to the current schema (missing nullable columns -> null)."""
+    schema = SCHEMAS[table]
+    if arrow_table.schema.equals(schema, check_metadata=False):
+        return arrow_table.replace_schema_metadata(None)    # written with the current schema: as it is
+    arrays = []
+    for field in schema:
+        if field.name in arrow_table.column_names:
+            column = arrow_table.column(field.name)
+            arrays.append(column if column.type == field.type else column.cast(field.type))
+        elif field.nullable:
+            arrays.append(pa.nulls(arrow_table.num_rows, type=field.type))
+        else:
+            raise ValueError(f"required column `{field.name}` is missing")
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def parse_fragment(table: str, data: bytes, task_id: str | None = None) -> pa.Table:
+    """Parse fragment bytes and conform them to the schema; raises on anything wrong."""
+    check_table(table)
+    arrow_table = conform(table, pq.read_table(pa.BufferReader(data)))
+    if task_id is not None and arrow_table.num_rows:
+        ids = set(arrow_table.column("task_id").to_pylist())
+        if ids != {task_id}:
+            raise ValueError(f"fragment holds task ids {sorted(ids)}, expected {task_id!r}")
+    return arrow_table
+
+
+_READ_RETRIES = 3            # a compaction running meanwhile may move rows from fragments into a part
+_PARALLEL_READS_FROM = 64    # fragments read by a thread pool from this many on (object stores: latency)
+_READ_THREADS = 16
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers: fragments and compacted parts (see orchestrator.results.manifest)
+# ----------------------------------------------------------------------------------------------
+
+def verify_fragment(layout, table: str, task_id: str) -> bool:
+    """True if the task's rows of `table` are stored intact: its fragment exists, parses and fits the
+    schema, or its rows were compacted into a part that still has its recorded sha256."""
+    path = layout.fragment(table, task_id)
+    try:
+        if layout.storage.exists(path):
+            parse_fragment(table, layout.storage.read_bytes(path), task_id)
+            return True
+        return compacted_entry(layout, table, task_id) is not None
+    except Exception:  # noqa: BLE001 - any failure means "not a good fragment"
+        return False
+
+
+def read_fragment(layout, table: str, task_id: str) -> pd.DataFrame:
+    """One task's rows of `table` as a DataFrame, from its fragment or, once compacted, from its part
+    (raises FileNotFoundError if it has neither, ValueError if unreadable)."""
+    path = layout.fragment(table, task_id)
+    try:
+        data = layout.storage.read_bytes(path)
+    except FileNotFoundError:
+        rows = _compacted_rows(layout, table, task_id)
+        if rows is None:
+            raise
+        return rows.to_pandas(types_mapper=PANDAS_TYPES.get)
+    return parse_fragment(table, data, task_id).to_pandas(types_mapper=PANDAS_TYPES.get)
+
+
+class _Vanished(Exception):
+    """A file listed a moment ago is gone: a compaction ran meanwhile; read again."""
+
+
+def read_arrow(layout, table: str) -> pa.Table:
+    """Every row of `table`: compacted parts plus fragments not absorbed into them (a fragment newer
+    than its compacted rows wins), each task's rows exactly once. Unreadable fragments and parts are
+    skipped with a warning. Rows are ordered by task id (within a task, as written)."""
+    check_table(table)
+    for _attempt in range(_READ_RETRIES):
+        try:
+            return _read_once(layout, table, strict=True)
+        except _Vanished:
+            continue
+    return _read_once(layout, table, strict=False)
+
+
+def read_table(layout, table: str) -> pd.DataFrame:
+    """`read_arrow` as a DataFrame (empty, with the schema's columns, if nothing was written)."""
+    return read_arrow(layout, table).to_pandas(types_mapper=PANDAS_TYPES.get)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _read_once(layout, table: str, strict: bool) -> pa.Table:
+    storage = layout.storage
+    listing = list_table(layout, table)          # list first, then the manifest: a compaction in between
+    manifest = None                              # leaves fragments that the newer manifest accounts for
+    if listing.manifest or listing.parts:
+        try:
+            manifest = read_manifest(layout, table)
+        except ValueError as exc:
+            _warn(f"{exc}; its compacted rows are left out (`mmc-sweep compact` refuses to run until it is "
+                  "restored)")
+    absorbed = manifest.tasks if manifest is not None else {}
+
+    def load(item):
+        task_id, stamp = item
+        try:
+            data = storage.read_bytes(stamp.path)
+        except FileNotFoundError:
+            if task_id in absorbed or not strict:
+                return task_id, None, None
+            raise _Vanished(stamp.path) from None
+        except OSError as exc:
+            return task_id, None, exc
+        entry = absorbed.get(task_id)
+        if entry is not None and sha256_hex(data) == entry.sha256:
+            return task_id, None, None           # compacted; its deletion is still pending
+        try:
+            return task_id, parse_fragment(table, data), None
+        except Exception as exc:  # noqa: BLE001 - one corrupt fragment must not hide the rest
+            return task_id, None, exc
+
+    items = list(listing.fragments.items())
+    if len(items) >= _PARALLEL_READS_FROM:
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            loaded = list(pool.map(load, items))
+    else:
+        loaded = [load(item) for item in items]
+    fragments, newer = [], set()
+    for (task_id, arrow, error), (_, stamp) in zip(loaded, items):
+        if error is not None:
+            _warn(f"skipping unreadable result fragment {stamp.path}: {error}")
+        if task_id in absorbed and (arrow is not None or error is not None):
+            newer.add(task_id)                   # the task ran again after compaction: its fragment wins
+        if arrow is not None:
+            fragments.append(arrow)
+
+    pieces = []
+    if manifest is not None:
+        live = manifest.live_rows()
+        for name, info in sorted(manifest.parts.items()):
+            if not live.get(name):
+                continue
+            path = layout.compacted_file(table, name)
+            try:
+                data = storage.read_bytes(path)
+            except FileNotFoundError:
+                if strict:
+                    raise _Vanished(path) from None
+                _warn(f"the compacted part {path} is missing: {live[name]} rows of `{table}` are left out")
+                continue
+            if len(data) != info.size or sha256_hex(data) != info.sha256:
+                _warn(f"skipping the compacted part {path}: its sha256 differs from the manifest's "
+                      f"({live[name]} rows of `{table}` are left out; rerun the sweep to recompute them)")
+                continue
+            try:
+                part = conform(table, pq.read_table(pa.BufferReader(data)))
+            except Exception as exc:  # noqa: BLE001
+                _warn(f"skipping the unreadable compacted part {path}: {exc}")
+                continue
+            keep = [(e.offset, e.rows) for t, e in manifest.entries_of(name) if t not in newer and e.rows]
+            if sum(r for _, r in keep) != part.num_rows:
+                part = part.take(_ranges(keep)) if keep else part.slice(0, 0)
+            pieces.append(part)
+    if not pieces and not fragments:
+        return SCHEMAS[table].empty_table()
+    out = pa.concat_tables(pieces + fragments)
+    if len(pieces) + (1 if fragments else 0) > 1:
+        out = out.take(pc.sort_indices(out, sort_keys=[("task_id", "ascending")]))   # stable
+    return out
+
+
+def _ranges(spans: list[tuple[int, int]]) -> pa.Array:
+    """Row indices of the (offset, rows) spans, in order."""
+    offsets = np.fromiter((o for o, _ in spans), dtype=np.int64, count=len(spans))
+    lengths = np.fromiter((n for _, n in spans), dtype=np.int64, count=len(spans))
+    ends = np.cumsum(lengths)
+    steps = np.ones(int(ends[-1]), dtype=np.int64)
+    steps[0] = offsets[0]
+    steps[ends[:-1]] = offsets[1:] - (offsets[:-1] + lengths[:-1]) + 1
+    return pa.array(np.cumsum(steps))
+
+
+def _compacted_rows(layout, table: str, task_id: str) -> pa.Table | None:
+    """The task's rows from its part, reading only the row groups that hold them."""
+    entry = compacted_entry(layout, table, task_id)
+    if entry is None:
+        return None
+    path = layout.compacted_file(table, entry.part)
+    with layout.storage.fs.open_input_file(path) as f:
+        parquet = pq.ParquetFile(f)
+        groups, start, first = [], 0, None
+        for i in range(parquet.metadata.num_row_groups):
+            n = parquet.metadata.row_group(i).num_rows
+            if start < entry.offset + entry.rows and start + n > entry.offset:
+                groups.append(i)
+                first = start if first is None else first
+            start += n
+        if not entry.rows:
+            return SCHEMAS[table].empty_table()
+        rows = parquet.read_row_groups(groups).slice(entry.offset - first, entry.rows)
+    rows = conform(table, rows)
+    if set(rows.column("task_id").to_pylist()) != {task_id}:
+        raise ValueError(f"{path}: the rows of {task_id!r} are not where its manifest says")
+    return rows

@@ -1,0 +1,342 @@
+"""Checks before any work: storage, dataset files, endpoints, the stored spec, the cluster.
+
+Each check raises `SweepError` (the CLI exits 2) with a message that names the key or flag, the
+problem and the fix, and leaves nothing behind: directories a probe created are removed, secrets
+in URIs are redacted. Network endpoints (a Ray address, an MLflow tracking server) must answer
+within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
+"""
+from __future__ import annotations
+
+import errno
+import http.client
+import os
+import socket
+import ssl
+import time
+import urllib.parse
+import uuid
+
+import pyarrow.fs as pafs
+
+from orchestrator.spec import sweep_spec as spec_lib
+from orchestrator.errors import SweepError
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.uris import redact
+from orchestrator.spec.sweep_spec import SweepSpec
+from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
+
+CONNECT_TIMEOUT_S_ENV_VAR = "MMC_CONNECT_TIMEOUT_S"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+MAX_SPEC_BYTES = 1_000_000
+
+
+def connect_timeout_s() -> float:
+    try:
+        value = float(os.environ.get(CONNECT_TIMEOUT_S_ENV_VAR, DEFAULT_CONNECT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_CONNECT_TIMEOUT_S
+    return value if 0 < value < 3600 else DEFAULT_CONNECT_TIMEOUT_S
+
+
+# ----- storage -----
+
+def open_layout(spec: SweepSpec) -> SweepLayout:
+    """The sweep's layout on its storage; a storage URI that pyarrow cannot open is a SweepError."""
+    try:
+        return SweepLayout(Storage(spec.storage), spec.name)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad URIs
+        reason = redact((str(exc).strip().splitlines() or [""])[0])   # pyarrow's first line; the rest is a search log
+        raise SweepError(f"storage {redact(spec.storage)!r} cannot be opened: {type(exc).__name__}: {reason}. "
+                         "Give a local directory or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs, "
+                         "file:///abs/path) in `storage` or with --storage.") from None
+
+
+def new_directories(layout: SweepLayout) -> list[str]:
+    """The directories up to the sweep root that do not exist yet, outermost first."""
+    storage = layout.storage
+    try:
+        local = storage.local_path(layout.root)
+        if local is None:   # object stores: only the root and the sweep "directory" are ours
+            return [path for path in (storage.root, layout.root) if not storage.exists(path)]
+        missing = []
+        for path in (local, *local.parents):
+            if path.exists():
+                break
+            missing.append(str(path))
+        return missing[::-1]
+    except Exception:  # noqa: BLE001 - check_storage reports an unreachable storage
+        return []
+
+
+def remove_new_directories(layout: SweepLayout, created: list[str]) -> None:
+    """Undo `created` directories that are still empty (a run stopped before any work)."""
+    storage = layout.storage
+    for path in reversed(created):
+        try:
+            if storage.is_local:
+                os.rmdir(path)      # only ever removes an empty directory
+            elif storage.exists(path) and not storage.listdir(path):
+                storage.delete(path)
+        except Exception:  # noqa: BLE001 - best effort (not empty, already gone); never mask the real error
+            pass
+
+
+def check_storage(layout: SweepLayout) -> None:
+    """Fail if the storage is missing, unwritable or full; leaves nothing behind."""
+    created = new_directories(layout)
+    try:
+        if layout.storage.exists(layout.root) and not layout.storage.fs.get_file_info(layout.root).type.name \
+                == "Directory":
+            raise SweepError(f"storage: {redact(layout.root)} exists and is not a directory; give another "
+                             "`storage` or sweep `name`")
+        probe = layout.storage.join(layout.root, f"probe-{uuid.uuid4().hex}")
+        layout.storage.write_bytes(probe, b"mmc-sweep storage probe\n")
+        layout.storage.delete(probe)
+    except SweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SweepError(f"storage `{redact(layout.root)}` is not writable: {type(exc).__name__}: "
+                         f"{redact(str(exc))}. Give a writable local directory or a pyarrow.fs URI (s3://, gs://, "
+                         "file://) in `storage` or with --storage.") from None
+    finally:
+        remove_new_directories(layout, created)
+
+
+def sweep_dirs(layout: SweepLayout) -> list[str]:
+    """The directories of a sweep that runs write into (see `layout`)."""
+    from orchestrator import vocab
+    return [layout.report_dir(), layout.storage.join(layout.root, "results"),
+            *(layout.table_dir(t) for t in vocab.TABLES), layout.storage.join(layout.root, "tasks"),
+            *(layout.storage.join(layout.root, "tasks", k) for k in vocab.TASK_KINDS),
+            layout.storage.join(layout.root, "ray")]
+
+
+def check_report_dir(layout: SweepLayout) -> None:
+    """Every directory of the sweep that runs write into (`report/`, `results/`, `tasks/`, `ray/`,
+    ...) must be a directory if it exists; a file (or FIFO, device) there is refused before any work,
+    instead of failing when the first result is written."""
+    storage = layout.storage
+    for path in sweep_dirs(layout):
+        try:
+            kind = storage.fs.get_file_info(path).type
+        except OSError:
+            continue   # under a file: its parent is reported
+        if kind not in (pafs.FileType.NotFound, pafs.FileType.Directory):
+            raise SweepError(f"{redact(path)} is not a directory, but mmc-sweep writes into a directory there; move "
+                             "it away (or give another `storage` or sweep `name`)")
+
+
+# ----- data -----
+
+def check_data(spec: SweepSpec) -> None:
+    """Fail if a real dataset's files are not under `data.root` (only presence; tasks parse them
+    through the restricted unpickler)."""
+    from tasks.datasets import missing_files
+
+    root = spec.data_root
+    if root is None:
+        return   # the built-in dataset (a real one without a root is a spec error)
+    missing = [str(p) for p in missing_files(spec.dataset, root)]
+    if missing:
+        shown = "\n  - ".join(missing[:6]) + (f"\n  ... and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise SweepError(f"dataset `{spec.dataset}` is not under data.root {root}; missing:\n  - {shown}\n"
+                         f"Fetch it with `mmc-sweep data download {spec.dataset} --root {root}`.")
+
+
+# ----- the stored spec -----
+
+def stored_spec(layout: SweepLayout) -> dict | None:
+    """The resolved spec stored with the sweep (None for a new sweep); SweepError when it is unreadable."""
+    path = layout.spec_file()
+    if not layout.storage.exists(path):
+        return None
+    if not layout.storage.is_file(path):
+        raise SweepError(f"the stored spec {redact(path)} is not a regular file (a directory, FIFO or device); move "
+                         "it away (finished tasks are kept), or use another sweep `name`")
+    try:
+        raw = parse_yaml(decode(layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES), path, "stored spec"))
+    except (OSError, YamlError) as exc:
+        reason = redact(str(exc).replace(f"the stored spec {path} ", "").replace(f"{path} ", ""))
+        problem = reason if reason.startswith("is ") else f"is unreadable ({reason})"
+        raise SweepError(f"the stored spec {redact(path)} {problem}; rerun with --new-version to replace it (finished "
+                         "tasks are kept), or use another sweep `name`") from None
+    if not isinstance(raw, dict):
+        raise SweepError(f"the stored spec {redact(path)} is not a mapping; rerun with --new-version to replace it, or "
+                         "use another sweep `name`")
+    return raw
+
+
+def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool) -> list[str]:
+    """The settings that differ from the sweep's stored spec; SweepError unless `new_version`.
+    Where and how a sweep runs (storage, resources, max_concurrent, MLflow) may always change.
+    With `new_version`, an unreadable stored spec (a regular file) is replaced too (it is archived)."""
+    try:
+        old = stored_spec(layout)
+    except SweepError:
+        if new_version and layout.storage.is_file(layout.spec_file()):
+            return ["spec.yaml: <unreadable> -> this spec"]
+        raise
+    if old is None:
+        return []
+    changes = spec_lib.differences(old, spec.resolved)
+    if changes and not new_version:
+        shown = "\n  - ".join(changes[:20]) + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        raise SweepError(f"sweep `{spec.name}` in {redact(layout.root)} was run with other settings; this spec "
+                         f"changes:\n  - {shown}\nA sweep directory holds the results of one spec. Give the spec "
+                         "another `name`, or rerun with --new-version to make this spec the sweep's new version "
+                         "(finished tasks with unchanged settings are reused; reports cover the new plan only).")
+    return changes
+
+
+# ----- endpoints -----
+
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def check_tracking_server(uri: str | None) -> None:
+    """An MLflow tracking server (http/https) must answer an HTTP request, and a database server
+    (postgresql/mysql/mssql) accept a connection, within the connect timeout."""
+    if not uri:
+        return
+    try:
+        parsed = urllib.parse.urlsplit(uri)
+        scheme = parsed.scheme.lower().split("+", 1)[0]
+        host, port = parsed.hostname, parsed.port
+    except ValueError as exc:
+        raise SweepError(f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r} is not a valid URI ({exc})") from None
+    if scheme not in ("http", "https", *DATABASE_PORTS):
+        return
+    what = f"--tracking-uri / `mlflow.tracking_uri` {redact(uri)!r}"
+    if not host:
+        raise SweepError(f"{what} names no host; give e.g. http://127.0.0.1:5000")
+    timeout = connect_timeout_s()
+    try:
+        if scheme in DATABASE_PORTS:
+            with socket.create_connection((host, port or DATABASE_PORTS[scheme]), timeout=timeout):
+                return
+        _http_answers(scheme, host, port, parsed.path, timeout)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or type(exc).__name__
+        raise SweepError(f"{what} does not answer within {timeout:g} s ({reason}); start the MLflow server, fix the "
+                         "URI, or set `mlflow.enabled: false`") from None
+
+
+def _http_answers(scheme: str, host: str, port: int | None, path: str, timeout: float) -> None:
+    """GET <path>/health and read the status line, all within `timeout` seconds; any HTTP status
+    (401, 404, ...) and any TLS certificate problem count as an answer (MLflow reports those itself)."""
+    deadline = time.monotonic() + timeout
+    if scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE   # reachability only; MLflow verifies
+        conn = http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    try:
+        conn.connect()
+        conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
+        conn.request("GET", path.rstrip("/") + "/health", headers={"Connection": "close"})
+        conn.getresponse().read(1024)
+    finally:
+        conn.close()
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"   # + empty SETTINGS
+
+
+def _grpc_answers(host: str, port: int, timeout: float) -> None:
+    """Ray's GCS and client server speak gRPC: one answers the HTTP/2 preface with a SETTINGS frame
+    at once. A port that accepts and stays silent (not Ray, a hung node) would keep `ray.init`
+    retrying for minutes; it fails here within `timeout`. With TLS (`RAY_USE_TLS`) only the
+    connection is checked."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true", "yes"):
+            return
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        sock.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                raise ConnectionError(errno.ECONNRESET, "closed without a gRPC answer")
+            header += chunk
+        if header[3] != 0x04:   # frame type SETTINGS
+            raise ConnectionError(errno.EPROTO, "not a gRPC (Ray) endpoint")
+
+
+def _address_flag(address: str) -> str:
+    return "$RAY_ADDRESS" if address == os.environ.get("RAY_ADDRESS") else "--address"
+
+
+def check_ray_address(address: str | None) -> None:
+    """An explicit Ray address (host:port, ray://host:port, http://host:port) must accept a
+    connection within the connect timeout; `auto` and addresses Ray resolves itself are left to Ray."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    text = address if "://" in address else f"tcp://{address}"
+    try:
+        parsed = urllib.parse.urlparse(text)
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port, ray://host:port or "
+                         "http://host:port")
+    timeout = connect_timeout_s()
+    try:
+        if parsed.scheme in ("http", "https"):   # a job-submission / dashboard address
+            _http_answers(parsed.scheme, host, port, "", timeout)
+        else:
+            _grpc_answers(host, port, timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
+                         f"({'no answer' if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__}); "
+                         "start it (`ray start --head --dashboard-host=127.0.0.1`), fix the address, or leave "
+                         "--address out to run on a local Ray") from None
+
+
+# ----- the cluster -----
+
+def check_resources(spec: SweepSpec, cluster: dict, kinds: list[str]) -> list[str]:
+    """Problems running `spec`'s task `kinds` on a cluster. `cluster` is `ray.cluster_resources()`
+    ({"CPU": n, "GPU": n, ...}), optionally with "nodes": a list of such dicts, one per node."""
+    problems: list[str] = []
+    total_cpu, total_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    nodes = cluster.get("nodes") or [{"CPU": total_cpu, "GPU": total_gpu}]
+    node_cpu = max(float(n.get("CPU", 0)) for n in nodes)
+    node_gpu = max(float(n.get("GPU", 0)) for n in nodes)
+    for kind in kinds:
+        r = spec.resources[kind]
+        field = f"`resources.{kind}"
+        if r.gpus > 0 and total_gpu == 0:
+            problems.append(f"{field}.gpus`: {r.gpus:g} but the cluster has no GPU; set "
+                            f"`resources.{kind}.gpus: 0` to run on CPUs")
+            continue
+        for unit, per, node_max, total in (("cpus", r.cpus, node_cpu, total_cpu),
+                                           ("gpus", r.gpus, node_gpu, total_gpu)):
+            if per > node_max:
+                problems.append(f"{field}.{unit}`: {per:g} per worker but the largest node has "
+                                f"{node_max:g}; use at most {node_max:g}")
+            elif per * r.workers > total:
+                problems.append(f"{field}`: {r.workers} workers x {per:g} {unit} = {per * r.workers:g} "
+                                f"but the cluster has {total:g}; use fewer workers or {unit}")
+        for name, amount in r.custom:   # a missing custom resource would wait forever
+            have = float(cluster.get(name, 0))
+            if amount * r.workers > have:
+                problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
+                                f"has {have:g} of `{name}`; start nodes with that resource or remove it")
+    return problems
+
+
+def check_cluster(spec: SweepSpec, layout: SweepLayout, cluster: dict, kinds: list[str]) -> None:
+    """Resources for every task kind, and (on several nodes) that every node sees the storage,
+    the data root and a local MLflow store."""
+    problems = check_resources(spec, cluster, kinds)
+    if problems:
+        raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
+    from orchestrator.run.visibility import check_shared_paths
+
+    problems = check_shared_paths(spec, layout)
+    if problems:
+        raise SweepError("\n\n".join(problems))

@@ -1,0 +1,70 @@
+"""Per-epoch resume state of a training task, shared by both ways a task runs.
+
+After every epoch the training state (model, optimiser, epoch) and the curve rows so far become
+two checkpoint files (`tasks.checkpoint`: safetensors + JSON, never a pickle). A task running in a
+Tune trial keeps them under `layout.resume_dir` (`attach_storage_resume`); a Ray Train task hands
+them to `ray.train.report` (`orchestrator.run.distributed`). Either way, a restarted task continues after
+the last finished epoch with exactly the weights of an uninterrupted run and keeps the curve rows of
+the epochs before the restart.
+"""
+from __future__ import annotations
+
+from orchestrator.storage.layout import SweepLayout
+from tasks.checkpoint import CorruptCheckpointError, checkpoint_files, read_checkpoint
+from tasks.train import TrainState, train_state_from_tensors, train_state_tensors
+
+
+class ResumeLog:
+    """The curve rows of finished epochs, and the (de)serialisation of a training state with them.
+
+    `split_of(epoch)` names the curve split of an epoch (fine-tuning's LP-FT has two)."""
+
+    def __init__(self, split_of):
+        self.split_of = split_of
+        self.curve: list[dict] = []
+
+    def files(self, report) -> dict[str, bytes]:
+        """Record `report` (a `tasks.train.EpochReport`) and return the state's checkpoint files."""
+        self.curve = [row for row in self.curve if row["epoch"] < report.epoch]
+        self.curve.append({"epoch": report.epoch, "split": self.split_of(report.epoch),
+                           "loss": report.loss, "acc": report.acc})
+        tensors, meta = train_state_tensors(report.state())
+        meta["curve"] = list(self.curve)
+        return checkpoint_files(tensors, meta)
+
+    def state(self, files: dict[str, bytes]) -> TrainState | None:
+        """The training state in `files` (and its curve rows); None when they are torn or corrupt."""
+        try:
+            tensors, meta = read_checkpoint(files)
+            state = train_state_from_tensors(tensors, meta)
+        except (CorruptCheckpointError, KeyError, TypeError, ValueError):
+            return None
+        curve = meta.get("curve", [])
+        self.curve = [row for row in curve if isinstance(row, dict)] if isinstance(curve, list) else []
+        return state
+
+    def full_curve(self, resumed: TrainState | None, rows: list[dict]) -> list[dict]:
+        """A task's curve: the saved rows of the epochs before `resumed`, then the `rows` it trained."""
+        if resumed is None:
+            return rows
+        return [row for row in self.curve if row["epoch"] < resumed.epoch] + rows
+
+
+def attach_storage_resume(env, layout: SweepLayout, kind: str, task_id: str, log: ResumeLog) -> None:
+    """Make `env` (a `work.TaskEnv`) save its state to `layout.resume_files` after every epoch and
+    start from the saved state when there is one."""
+    storage, paths = layout.storage, layout.resume_files(kind, task_id)
+
+    def save(report) -> None:
+        for name, blob in log.files(report).items():
+            storage.write_bytes(paths[name], blob)
+
+    def load() -> TrainState | None:
+        try:
+            if not all(storage.is_file(p) for p in paths.values()):
+                return None
+            return log.state({name: storage.read_bytes(p) for name, p in paths.items()})
+        except OSError:
+            return None   # unreadable: start the task over
+
+    env.on_epoch, env.resume_state = save, load

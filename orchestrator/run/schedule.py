@@ -1,0 +1,369 @@
+"""Run a task graph on Ray: one Ray Tune run per invocation, a dependency-aware searcher.
+
+The searcher hands Tune a task only when all of its parents have finished; a failed task marks
+its descendants skipped and the rest of the graph goes on. Tasks whose verified output already
+exists (see `orchestrator.results.outputs`) never reach Ray. Training tasks with more than one worker run
+through Ray Train (`TorchTrainer`, DDP) inside their Tune trial; single-worker tasks run directly
+in the trial process, which avoids the ~20 s start of a Train worker group.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import ray
+from ray import tune
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from orchestrator.run import distributed, work
+from orchestrator.graph.dag import Graph, Task
+from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.run.state import ProgressPrinter, SweepState
+from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS
+from orchestrator.run.work import TaskResult
+
+TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
+
+
+MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
+DEFAULT_MAX_BUNDLE = 8
+SHORT_TASK_S = 0.1           # a kind whose tasks take less than this (median so far) is bundled too
+TARGET_TRIAL_S = 2.0         # bundles of measured-short tasks grow until a trial takes about this long ...
+MAX_ADAPTIVE_BUNDLE = 64     # ... up to this many tasks (unless MMC_MAX_BUNDLE or `max_bundle` caps them)
+_DURATION_SAMPLES = 3        # finished tasks of a kind before its median counts
+
+
+class DagSearcher(Searcher):
+    """Suggests tasks only when their parents are done; FINISHED once nothing can run any more.
+
+    A trial runs one task, or a *bundle* of up to `max_bundle` ready single-worker tasks of a short
+    kind (`BUNDLE_KINDS`) with the same resources: starting a trial costs about as much as a path
+    evaluation on the built-in data, so bundling keeps small sweeps from being all overhead. Bundles
+    are sized so that the ready work still spreads over `concurrency` trials. Kinds measured in this
+    run to take under `SHORT_TASK_S` per task are bundled as well, and bundles of measured-short tasks
+    grow towards `TARGET_TRIAL_S` per trial (at most `MAX_ADAPTIVE_BUNDLE` tasks) unless `max_bundle`
+    or MMC_MAX_BUNDLE set a cap. The ready tasks come from `SweepState.ready`, kept up to date
+    incrementally: a suggestion costs O(log n), not a scan.
+    """
+
+    def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
+                 concurrency: int = 1, max_bundle: int | None = None):
+        super().__init__()
+        self._state = state
+        self._trial_to_tasks: dict[str, list[str]] = {}
+        self._finished_trials: dict[str, list[str]] = {}
+        self._on_start = on_start
+        self._on_finish = on_finish
+        self._concurrency = max(1, concurrency)
+        explicit = max_bundle if max_bundle is not None else os.environ.get(MAX_BUNDLE_ENV_VAR)   # the argument wins
+        self._max_bundle = max(1, int(explicit or DEFAULT_MAX_BUNDLE))
+        self._adaptive = not explicit
+        self._durations: dict[str, deque] = {}     # kind -> durations of its latest finished tasks
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its searcher for experiment restore; we resume from the output cache
+        # instead (see orchestrator.results.outputs), so drop the live callbacks and state.
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:  # noqa: D102 - see __getstate__
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:  # noqa: D102
+        pass
+
+    def tasks_of(self, trial_id: str) -> list[str]:
+        return self._finished_trials.get(trial_id) or self._trial_to_tasks.get(trial_id) or []
+
+    def typical_duration(self, kind: str) -> float | None:
+        """Median duration of the latest finished tasks of `kind` in this run (None: too few yet)."""
+        recent = self._durations.get(kind)
+        return statistics.median(recent) if recent and len(recent) >= _DURATION_SAMPLES else None
+
+    def _bundle(self, first: str) -> list[str]:
+        ready = self._state.ready
+        head = self._state.graph.tasks[first]
+        group = ready.group(first)
+        typical = self.typical_duration(head.kind)
+        short = typical is not None and typical < SHORT_TASK_S
+        if (head.kind not in BUNDLE_KINDS and not short) or head.resources.workers > 1 or self._max_bundle == 1:
+            return ready.take(group, 1)
+        cap = self._max_bundle
+        if self._adaptive and typical is not None:
+            cap = max(cap, min(MAX_ADAPTIVE_BUNDLE, math.ceil(TARGET_TRIAL_S / max(typical, 1e-3))))
+        size = min(cap, max(1, -(-ready.size(group) // self._concurrency)))
+        return ready.take(group, size)
+
+    def suggest(self, trial_id: str):
+        states = self._state.states
+        first = self._state.ready.first()
+        if first is not None:
+            bundle = self._bundle(first)
+            now = time.time()
+            for task_id in bundle:
+                states[task_id].status = RUNNING
+                states[task_id].started_at = now
+            self._trial_to_tasks[trial_id] = bundle
+            for task_id in bundle:
+                self._on_start(task_id)
+            graph = self._state.graph
+            tasks = tuple(graph.tasks[t] for t in bundle)
+            parent_kinds = {p: graph.tasks[p].kind for task in tasks for p in task.parents}
+            return {"task_ids": bundle, RESOURCES_KEY: trial_resources(tasks[0]),
+                    PAYLOAD_KEY: TrialPayload(tasks, parent_kinds)}
+        if self._state.count(RUNNING) == 0:
+            # Nothing runs and nothing is ready: whatever is still pending can never run.
+            for task_id, s in states.items():
+                if s.status == PENDING:
+                    s.status = SKIPPED
+                    s.error = "skipped: inputs never became available"
+            return Searcher.FINISHED
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        bundle = self._trial_to_tasks.pop(trial_id, None)
+        if bundle is None:
+            return
+        self._finished_trials[trial_id] = bundle
+        per_task = unpack_results(result)
+        for task_id in bundle:
+            state = self._state.states[task_id]
+            if state.status != RUNNING:
+                continue
+            task_result = per_task.get(task_id)
+            state.duration_s = time.time() - (state.started_at or time.time())
+            state.result = task_result
+            if error or task_result is None or task_result.status != DONE:
+                reason = (task_result.error if task_result else None) or \
+                    "the trial crashed (worker died or was killed); see the Ray logs"
+                self._state.mark_failed(task_id, reason)
+            else:
+                state.status = DONE
+                state.duration_s = task_result.duration_s
+                if task_result.duration_s is not None:
+                    kind = self._state.graph.tasks[task_id].kind
+                    self._durations.setdefault(kind, deque(maxlen=16)).append(float(task_result.duration_s))
+            self._on_finish(task_id)
+
+
+RESULTS_KEY = "task_results_json"   # one JSON string: Tune would flatten a nested dict of results
+
+
+def pack_results(results: dict[str, TaskResult]) -> dict:
+    """The trial's report: per-task results as one JSON string, plus a summary status."""
+    status = DONE if all(r.status == DONE for r in results.values()) else FAILED
+    return {"status": status, RESULTS_KEY: json.dumps({k: r.to_dict() for k, r in results.items()}, default=str)}
+
+
+def unpack_results(result: dict | None) -> dict[str, TaskResult]:
+    if not result or RESULTS_KEY not in result:
+        return {}
+    return {k: TaskResult.from_dict(v) for k, v in json.loads(result[RESULTS_KEY]).items()}
+
+
+class _CrashReasons(Callback):
+    """Copies the error of a crashed trial (not a task that failed cleanly) into its task state."""
+
+    def __init__(self, state: SweepState, searcher: DagSearcher):
+        self._state, self._searcher = state, searcher
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        _drop_payload(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        _drop_payload(trial)
+        task_ids = self._searcher.tasks_of(trial.trial_id)
+        path = getattr(trial, "error_file", None)
+        if not task_ids or not path:
+            return
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            return
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        for task_id in task_ids:
+            if self._state.states[task_id].status == FAILED:
+                self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
+
+
+def _drop_payload(trial) -> None:
+    """A finished trial's tasks and its tasks' results (metrics and step series, already handed to the
+    searcher) are no longer needed: Tune keeps every trial, its config and last result to the end and
+    writes them into its experiment state."""
+    for holder, key in ((getattr(trial, "config", None), PAYLOAD_KEY),
+                        (getattr(trial, "evaluated_params", None), PAYLOAD_KEY),
+                        (getattr(trial, "last_result", None), RESULTS_KEY)):
+        if isinstance(holder, dict):
+            holder.pop(key, None)
+
+
+QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air", "ray.tune.execution.tune_controller")
+
+
+def quiet_ray_logs() -> None:
+    """Our progress line replaces Tune's tables; failures are reported by us with their reasons."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default CSV/JSON/TensorBoard loggers write (and fsync) files for every trial: the results
+    # go to our tables and MLflow instead
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its task id; shipped once through the object store."""
+
+    graph: Graph | None  # the driver's; trials get their own tasks in their config (TrialPayload)
+    storage_uri: str
+    sweep: str
+    runner: str          # key of orchestrator.run.work.RUNNERS
+    data_root: str | None = None
+
+
+def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None = None) -> TaskResult:
+    """Run one task from a trial: a training task with several workers through Ray Train, any
+    other task in this process. `parent_kinds`: kind of each parent (default: from `ctx.graph`)."""
+    layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
+    if parent_kinds is None:
+        parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
+    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
+        return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)
+    return work.run_here(task, layout, ctx.runner, ctx.data_root, parent_kinds)
+
+
+PAYLOAD_KEY = "tasks"        # the trial config's entry holding the bundle's tasks (a TrialPayload)
+RESOURCES_KEY = "resources"  # ... and what the trial reserves (`trial_resources` of its first task)
+
+
+class TrialPayload:
+    """The tasks a trial runs and their parents' kinds, shipped in the trial's config: a trial gets its
+    own tasks, not the whole graph (which would be O(graph) to ship and unpickle per trial). Opaque to
+    Tune: it prints as a short tag and is never deep-copied."""
+
+    __slots__ = ("tasks", "parent_kinds")
+
+    def __init__(self, tasks: tuple[Task, ...], parent_kinds: dict[str, str]):
+        self.tasks, self.parent_kinds = tasks, parent_kinds
+
+    def __reduce__(self):
+        return TrialPayload, (self.tasks, self.parent_kinds)
+
+    def __deepcopy__(self, memo) -> TrialPayload:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{len(self.tasks)}tasks"
+
+    __str__ = __repr__
+
+
+def _trial(config: dict, ctx: TrialContext) -> None:
+    payload = config.get(PAYLOAD_KEY)
+    if payload is None:   # a context that still carries the graph
+        tasks, parent_kinds = [ctx.graph.tasks[t] for t in config["task_ids"]], None
+    else:
+        tasks, parent_kinds = payload.tasks, payload.parent_kinds
+    results = {task.id: run_task(task, ctx, parent_kinds) for task in tasks}
+    tune.report(pack_results(results))
+
+
+def _config_resources(config: dict) -> dict:
+    """What a trial reserves, from its config (a function of the config alone: nothing else is pickled)."""
+    return config[RESOURCES_KEY]
+
+
+def _trial_name(trial) -> str:
+    ids = trial.config.get("task_ids") or [trial.trial_id]
+    return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
+
+
+def trial_resources(task: Task) -> dict:
+    """What the task's Tune trial reserves: the task's own resources, or next to nothing when it
+    only drives Ray Train workers (which reserve `distributed.worker_resources` each)."""
+    r = task.resources
+    if r.workers > 1 and task.kind in TRAINING_KINDS:
+        return {"cpu": TRIAL_CPU_WITH_TRAIN_WORKERS}
+    request = distributed.worker_resources(r)
+    return {"cpu": request.pop("CPU"), **({"gpu": request.pop("GPU")} if "GPU" in request else {}), **request}
+
+
+def run_graph(
+    state: SweepState,
+    layout: SweepLayout,
+    ctx: TrialContext,
+    *,
+    max_concurrent: int | None,
+    on_finish: Callable[[str], None] = lambda task_id: None,
+    progress: ProgressPrinter | None = None,
+    run_name: str | None = None,
+) -> None:
+    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`."""
+    if state.count(PENDING) == 0:   # nothing to run (Ray may not even be started)
+        (progress or ProgressPrinter(state, max_concurrent or 1)).maybe_print(force=True)
+        return
+    concurrency = max_concurrent or max(1, int(cluster_resources().get("CPU", 1)))
+    progress = progress or ProgressPrinter(state, concurrency)
+
+    def started(task_id: str) -> None:
+        progress.maybe_print()
+
+    def finished(task_id: str) -> None:
+        on_finish(task_id)
+        progress.maybe_print(force=state.states[task_id].status == FAILED)
+
+    quiet_ray_logs()
+    searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=concurrency)
+    trainable = tune.with_resources(   # neither the trainable nor the shipped context holds the graph
+        tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None)),
+        _config_resources,
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=layout.ray_dir(),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[_CrashReasons(state, searcher)],
+        ),
+    )
+    tuner.fit()
+    progress.maybe_print(force=True)
+
+
+def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+    """Connect to RAY_ADDRESS / `address` if given (cluster, `ray job submit`), else start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:   # "local": a private Ray, never a `ray start` cluster that happens to run on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="WARNING")
+
+
+def cluster_resources() -> dict:
+    return dict(ray.cluster_resources())

@@ -1,0 +1,385 @@
+"""Turn a graph `Task` into calls of the pure-PyTorch work units in `tasks/`, and write what they return.
+
+`RUNNERS` maps a runner name to a function `(task, env) -> TaskOutput`: `real` does the science,
+`noop` nothing (orchestration overhead), `sleep` sleeps and records where it ran (scheduling tests),
+`synthetic` writes rows of every table at realistic sizes without computing them (scale benchmarks).
+`execute` runs one task in this process and writes its outputs; it never imports Ray. Which
+process runs a task (a Tune trial, or Ray Train workers) is `orchestrator.run.schedule`'s choice.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from orchestrator import vocab
+from orchestrator.results import outputs, schemas, tables
+from orchestrator.graph.dag import Task
+from orchestrator.storage.layout import SweepLayout
+from orchestrator.results.outputs import TaskOutput
+from orchestrator.run.resume import ResumeLog, attach_storage_resume
+from tasks import align as align_lib
+from tasks import data as data_lib
+from tasks import finetune as finetune_lib
+from tasks import paths as paths_lib
+from tasks.evaluate import evaluate_sets
+from tasks.models import ModelSettings, build_model
+from tasks.settings import from_identity
+from tasks.train import OptimSettings, cross_entropy_objective, fit
+
+FAIL_TASK_ENV_VAR = "MMC_FAIL_TASKS"   # comma-separated task-id prefixes (or kinds) that raise: fault tests
+
+
+@dataclass
+class TaskResult:
+    """What a task reports to the driver (through Tune as JSON)."""
+
+    status: str                        # vocab.DONE or vocab.FAILED
+    duration_s: float
+    device: str | None = None
+    metrics: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)    # (key, step, value): curves for MLflow's charts
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskResult:
+        return cls(**{k: d.get(k) for k in ("status", "duration_s", "device", "error")},
+                   metrics=d.get("metrics") or {}, steps=d.get("steps") or [])
+
+
+@dataclass
+class TaskEnv:
+    """Where and how a task runs: storage, device, data root, and the epoch hooks of training."""
+
+    layout: SweepLayout
+    device: torch.device
+    data_root: str | None = None
+    parent_kinds: dict[str, str] = field(default_factory=dict)
+    on_epoch: Callable | None = None                   # called with tasks.train.EpochReport
+    resume_state: Callable[[], object] = lambda: None    # returns a tasks.train.TrainState or None
+    resume_log: ResumeLog | None = None                  # curve rows of the epochs before a resume
+    rank: int = 0
+
+
+# ---------------------------------------------------------------- helpers
+
+def _data(config: dict, env: TaskEnv) -> data_lib.CueData:
+    values = {k: v for k, v in config.items() if k != "version"}
+    settings = replace(from_identity(data_lib.DataSettings, values), root=env.data_root)
+    return data_lib.load_cue_data(settings, env.device)
+
+
+def _model(config: dict, data: data_lib.CueData, seed: int | None = None) -> torch.nn.Module:
+    m = from_identity(ModelSettings, {k: v for k, v in config.items() if k != "version"})
+    return build_model(m.name, data.num_classes, data.in_channels, m.width, seed=seed)
+
+
+def _load_state(env: TaskEnv, task_id: str) -> dict[str, torch.Tensor]:
+    tensors, _meta = outputs.load_checkpoint(env.layout, env.parent_kinds[task_id], task_id)
+    return tensors
+
+
+def _model_with_state(config: dict, data: data_lib.CueData, state: dict) -> torch.nn.Module:
+    model = _model(config, data)
+    model.load_state_dict(state)
+    return model
+
+
+def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def rows_for(task: Task, table: str, rows: list[dict]) -> list[dict]:
+    """Rows of `table`: the task's labels and settings where the table has such columns, then `rows`."""
+    names = set(schemas.SCHEMAS[table].names)
+    base = {"task_id": task.id, "kind": task.kind, **task.labels, **task.settings}
+    return [{k: v for k, v in {**base, **row}.items() if k in names} for row in rows]
+
+
+def _curve(task: Task, env: TaskEnv, resume, rows: list[dict]) -> list[dict]:
+    full = env.resume_log.full_curve(resume, rows) if env.resume_log is not None else rows
+    return rows_for(task, vocab.TRAIN_CURVES, [{"split": "train", **row} for row in full])
+
+
+def _trained(task: Task, env: TaskEnv, model, data, resume, curve: list[dict], checkpoint: dict) -> TaskOutput:
+    """The output of a training task: evaluation rows (none for a midpoint), curve, checkpoint, and the
+    same numbers as MLflow metrics (per set) and step series (per epoch)."""
+    curve_rows = _curve(task, env, resume, curve)
+    steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in curve_rows for m in ("loss", "acc")
+             if r.get(m) is not None]
+    out = TaskOutput(tables={vocab.TRAIN_CURVES: curve_rows}, checkpoint=checkpoint, steps=steps)
+    if model is not None:
+        rows = evaluate_sets(model, data.eval_sets, device=env.device)
+        out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
+        out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
+    return out
+
+
+def curve_split(task: Task, epoch: int) -> str:
+    """The `split` of a training task's curve row for `epoch` (as the task itself labels it)."""
+    if task.kind == vocab.FINETUNE:
+        settings = from_identity(finetune_lib.FinetuneSettings, task.config["finetune"])
+        return finetune_lib.curve_split(task.config["method"], epoch, settings)
+    return "train"
+
+
+def _maybe_fail(task: Task) -> None:
+    prefixes = [p for p in os.environ.get(FAIL_TASK_ENV_VAR, "").split(",") if p]
+    if any(task.id.startswith(p) or task.kind == p for p in prefixes):
+        raise RuntimeError(f"injected failure for task {task.id} ({FAIL_TASK_ENV_VAR})")
+
+
+# ---------------------------------------------------------------- the task kinds
+
+def run_pretrain(task: Task, env: TaskEnv) -> TaskOutput:
+    cfg = task.config
+    data = _data(cfg["data"], env)
+    model = _model(cfg["model"], data, seed=cfg["init_seed"]).to(env.device)
+    settings = from_identity(OptimSettings, cfg["train"])
+    spawn = cfg.get("spawn") or {}
+    objective = cross_entropy_objective(data.train, settings.batch_size, cfg["order_seed"],
+                                        spawn_seed=spawn.get("order_seed"), spawn_epoch=spawn.get("epoch", 0))
+    resume = env.resume_state()
+    curve = fit(model, objective, model.parameters(), settings, seed=cfg["order_seed"], device=env.device,
+                on_epoch=env.on_epoch, resume=resume)
+    return _trained(task, env, model, data, resume, curve, _state_dict(model))
+
+
+def run_finetune(task: Task, env: TaskEnv) -> TaskOutput:
+    cfg = task.config
+    data = _data(cfg["data"], env)
+    model = _model_with_state(cfg["model"], data, _load_state(env, cfg["pretrain"])).to(env.device)
+    settings = from_identity(finetune_lib.FinetuneSettings, cfg["finetune"])
+    resume = env.resume_state()
+    curve = finetune_lib.finetune(model, cfg["method"], data, settings, seed=cfg["seed"], device=env.device,
+                                  on_epoch=env.on_epoch, resume=resume)
+    return _trained(task, env, model, data, resume, curve, _state_dict(model))
+
+
+def run_midpoint(task: Task, env: TaskEnv) -> TaskOutput:
+    cfg = task.config
+    id_a, id_b = cfg["endpoints"]
+    datas = [_data(d, env) for d in cfg["data"]]
+    train = data_lib.Split(torch.cat([d.train.x for d in datas]), torch.cat([d.train.y for d in datas]))
+    model = _model(cfg["model"], datas[0]).to(env.device)   # the architecture; its init is the midpoint's own
+    settings = from_identity(paths_lib.MidpointSettings, cfg["train"])
+    resume = env.resume_state()
+    state_mid, curve = paths_lib.train_midpoint(
+        model, _load_state(env, id_a), _load_state(env, id_b), train, settings,
+        seed=cfg["seed"], device=env.device, on_epoch=env.on_epoch, resume=resume)
+    return _trained(task, env, None, None, resume, curve, {k: v.detach().cpu() for k, v in state_mid.items()})
+
+
+def run_align(task: Task, env: TaskEnv) -> TaskOutput:
+    cfg = task.config
+    id_a, id_b = cfg["endpoints"]
+    data = _data(cfg["data"], env)
+    state_b = _load_state(env, id_b)
+    model_a = _model_with_state(cfg["model"], data, _load_state(env, id_a)).to(env.device)
+    model_b = _model_with_state(cfg["model"], data, state_b).to(env.device)
+    settings = from_identity(align_lib.AlignSettings, cfg.get("align", {}))
+    x = data.train_clean.x[: settings.samples].float()
+    permuted = align_lib.align(model_a, model_b, cfg["method"], x, seed=cfg["seed"])
+    before = _distance(model_a.state_dict(), state_b)
+    after = _distance(model_a.state_dict(), permuted)
+    identity = all(torch.equal(permuted[k].cpu(), state_b[k].cpu()) for k in state_b)
+    facts = {"weight_distance_before": before, "weight_distance_after": after, "identity": identity}
+    return TaskOutput(checkpoint={k: v.detach().cpu() for k, v in permuted.items()},
+                      metrics={"weight_distance_before": before, "weight_distance_after": after,
+                               "identity": float(identity)}, meta=facts)
+
+
+def _distance(state_a: dict, state_b: dict) -> float:
+    total = 0.0
+    for key, a in state_a.items():
+        if a.is_floating_point() and "running" not in key:
+            total += float(((a.float().cpu() - state_b[key].float().cpu()) ** 2).sum())
+    return total ** 0.5
+
+
+def run_path_eval(task: Task, env: TaskEnv) -> TaskOutput:
+    cfg = task.config
+    if cfg["path_kind"] == vocab.ALIGNED and cfg.get("linear") and _is_identity(env, cfg["via"]):
+        return _same_as_linear(task, env, cfg["linear"])
+    id_a, id_b = cfg["endpoints"]
+    data = _data(cfg["data"], env)
+    model = _model(cfg["model"], data).to(env.device)
+    state_a, midpoint = _load_state(env, id_a), None
+    if cfg["path_kind"] == vocab.QUADRATIC:
+        midpoint, state_b = _load_state(env, cfg["via"]), _load_state(env, id_b)
+    elif cfg["path_kind"] == vocab.ALIGNED:
+        state_b = _load_state(env, cfg["via"])   # model B permuted onto A
+    else:
+        state_b = _load_state(env, id_b)
+    settings = from_identity(paths_lib.PathSettings, cfg.get("path", {}))
+    rows = paths_lib.evaluate_path(model, state_a, state_b, midpoint=midpoint, bn_data=data.train_clean.x,
+                                   sets=data.eval_sets, settings=settings, device=env.device, seed=cfg.get("seed", 0))
+    return _path_output(task, rows, paths_lib.barriers(rows))
+
+
+def _path_output(task: Task, rows: list[dict], barrier_rows: list[dict], **meta) -> TaskOutput:
+    metrics = {f"barrier.{r['eval_set']}.{r['metric']}.{r['definition']}": r["value"] for r in barrier_rows}
+    alphas = sorted({r["alpha"] for r in rows})
+    steps = [(f"path.{r['eval_set']}.{m}", alphas.index(r["alpha"]), r[m]) for r in rows
+             for m in ("loss", "acc", "agree_a", "agree_b") if r.get(m) is not None]
+    return TaskOutput(tables={vocab.PATHS: rows_for(task, vocab.PATHS, rows),
+                              vocab.BARRIERS: rows_for(task, vocab.BARRIERS, barrier_rows)},
+                      metrics=metrics, steps=steps, meta=meta)
+
+
+def _is_identity(env: TaskEnv, align_id: str) -> bool:
+    marker = outputs.read_marker(env.layout, env.parent_kinds[align_id], align_id) or {}
+    return (marker.get("meta") or {}).get("identity") is True
+
+
+PATH_COLUMNS = ("alpha", "eval_set", "loss", "acc", "n", "agree_a", "agree_b", "reliance_randimg", "reliance_randcue")
+
+
+def _same_as_linear(task: Task, env: TaskEnv, linear_id: str) -> TaskOutput:
+    """The aligned path when the alignment is the identity: the linear path's rows, not recomputed."""
+    paths = tables.read_fragment(env.layout, vocab.PATHS, linear_id)
+    rows = [{k: v for k, v in row.items() if k in PATH_COLUMNS} for row in paths.to_dict("records")]
+    return _path_output(task, rows, paths_lib.barriers(rows), reused_rows_of=linear_id)
+
+
+# ---------------------------------------------------------------- runners
+
+def run_real(task: Task, env: TaskEnv) -> TaskOutput:
+    _maybe_fail(task)
+    return KIND_RUNNERS[task.kind](task, env)
+
+
+def run_noop(task: Task, env: TaskEnv) -> TaskOutput:
+    """Does no work (benchmarks of orchestration overhead)."""
+    return TaskOutput()
+
+
+SLEEP_S_ENV_VAR = "MMC_SLEEP_TASK_S"   # how long the `sleep` runner sleeps (seconds)
+DEFAULT_SLEEP_S = 0.5
+
+
+def run_sleep(task: Task, env: TaskEnv) -> TaskOutput:
+    """Sleeps and records when (metrics) and where (meta: Ray node id, pid) it ran: scheduling tests."""
+    _maybe_fail(task)
+    started = time.time()
+    time.sleep(float(os.environ.get(SLEEP_S_ENV_VAR, DEFAULT_SLEEP_S)))
+    node_id = None
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:
+        pass
+    return TaskOutput(metrics={"started_at": started, "finished_at": time.time()},
+                      meta={"node_id": node_id, "pid": os.getpid(), "host": socket.gethostname()})
+
+
+def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
+    """Writes rows of every table at the sizes the real task would (epochs, alphas x eval sets, barriers),
+    with made-up values and no checkpoint, computing nothing: the result tables at scale (benchmarks)."""
+    _maybe_fail(task)
+    rng = random.Random(task.id)
+    sets = data_lib.EVAL_SETS
+    if task.kind == vocab.PATH_EVAL:
+        n = int(task.settings.get("paths.num_alphas") or 11)
+        alphas = [i / (n - 1) for i in range(n)] if n > 1 else [0.0, 1.0]
+        rows = []
+        for eval_set in sets:
+            height = rng.uniform(0, 1)
+            for a in alphas:
+                bump = height * 4 * a * (1 - a)
+                rows.append({"alpha": a, "eval_set": eval_set, "loss": 0.3 + bump, "acc": max(0.0, 0.9 - 0.5 * bump),
+                             "n": 1000, "agree_a": 1 - a, "agree_b": a, "reliance_randimg": rng.uniform(0, 0.5),
+                             "reliance_randcue": rng.uniform(0, 0.5)})
+        return _path_output(task, rows, paths_lib.barriers(rows))
+    if task.kind == vocab.ALIGN:   # a checkpoint and facts only, no rows
+        return TaskOutput(metrics={"weight_distance_before": 1.0, "weight_distance_after": 0.5, "identity": 0.0},
+                          meta={"identity": False})
+    epochs = int(task.settings.get(f"{task.kind}.epochs") or 0)
+    if task.kind == vocab.FINETUNE:   # llrt: its head epochs; lpft: head epochs, then the others
+        head = int(task.settings.get("finetune.llrt_epochs") or 0)
+        epochs = {"llrt": head, "lpft": head + epochs}.get(task.config.get("method"), epochs)
+    curve = [{"epoch": e, "split": curve_split(task, e), "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05,
+              "duration_s": 0.0} for e in range(max(1, epochs))]
+    out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
+    out.steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in out.tables[vocab.TRAIN_CURVES]
+                 for m in ("loss", "acc")]
+    if task.kind != vocab.MIDPOINT:
+        rows = [{"eval_set": e, "loss": rng.uniform(0.1, 2.0), "acc": rng.uniform(0.1, 0.99), "n": 1000} for e in sets]
+        out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
+        out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
+    return out
+
+
+KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
+    vocab.PRETRAIN: run_pretrain,
+    vocab.FINETUNE: run_finetune,
+    vocab.MIDPOINT: run_midpoint,
+    vocab.ALIGN: run_align,
+    vocab.PATH_EVAL: run_path_eval,
+}
+RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop, "sleep": run_sleep,
+                                                              "synthetic": run_synthetic}
+
+
+# ---------------------------------------------------------------- running one task here
+
+def device_for(task: Task) -> torch.device:
+    if task.resources.gpus and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.machine()}:{socket.gethostname()}"
+
+
+def format_error(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:])
+
+
+def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
+    """Run `task` here and (on rank 0) write its outputs; never raises."""
+    start = time.time()
+    device = describe_device(env.device)
+    try:
+        output = RUNNERS[runner](task, env)
+        if env.rank == 0:
+            output.meta.setdefault("device", device)
+            output.meta.setdefault("duration_s", time.time() - start)
+            outputs.write_outputs(env.layout, task, output)
+            _drop_resume_state(env.layout, task)
+        return TaskResult(vocab.DONE, time.time() - start, device, output.metrics, [list(x) for x in output.steps])
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a failed task with its reason
+        return TaskResult(vocab.FAILED, time.time() - start, device, error=format_error(exc))
+
+
+def _drop_resume_state(layout: SweepLayout, task: Task) -> None:
+    """A finished task's per-epoch state is no longer needed (a VGG-13 one is ~75 MB): delete it."""
+    try:
+        layout.storage.delete(layout.resume_dir(task.kind, task.id))
+    except OSError:
+        pass   # only disk space is at stake; the task's outputs are written and verified
+
+
+def run_here(task: Task, layout: SweepLayout, runner: str, data_root: str | None,
+             parent_kinds: dict[str, str]) -> TaskResult:
+    """Run `task` in this process (a Tune trial), resuming a training task from its saved epoch."""
+    env = TaskEnv(layout=layout, device=device_for(task), data_root=data_root, parent_kinds=parent_kinds)
+    if task.kind in vocab.TRAINING_KINDS and runner == "real":
+        env.resume_log = ResumeLog(lambda epoch: curve_split(task, epoch))
+        attach_storage_resume(env, layout, task.kind, task.id, env.resume_log)
+    return execute(task, runner, env)

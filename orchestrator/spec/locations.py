@@ -1,0 +1,87 @@
+"""Where a sweep lives, as a spec names it: storage URIs, the data root, MLflow tracking URIs; their
+checks (messages name the key, redacted through `orchestrator.uris.redact`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.messages import show
+from orchestrator.uris import UriError, after_scheme, local_path_of, redact, scheme
+
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def check_storage(value: str, problems: list[str]) -> None:
+    kind = scheme(value)
+    if not value.strip():
+        problems.append("`storage`: '' is not allowed; give a local directory or a URI such as s3://bucket/runs")
+    elif kind is not None:
+        if kind not in STORAGE_SCHEMES:
+            problems.append(f"`storage`: {show(redact(value))} has an unknown URI scheme {kind!r}; allowed: a "
+                            f"local path or {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+        elif not after_scheme(value).strip("/"):
+            problems.append(f"`storage`: {show(redact(value))} names no location after the scheme")
+        elif kind == "file":
+            try:
+                local_path_of(value)
+            except UriError as e:
+                problems.append(f"`storage`: {e}")
+
+
+def check_root(value: Any, problems: list[str]) -> str | None:
+    """An existing local directory (returned absolute; `file://` URIs are local paths); None passes.
+    Other URIs are refused: the dataset loaders read local files only."""
+    from pathlib import Path
+
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.append(f"`data.root`: {show(value)} is not allowed; give the directory holding the dataset files")
+        return None
+    if scheme(value) is not None:
+        try:
+            local = local_path_of(value)
+        except UriError:
+            local = None
+        if local is None:
+            problems.append(f"`data.root`: {show(redact(value))} is not a local directory; the datasets are read from "
+                            "local files (on a cluster: a directory every node mounts), so copy them there and give "
+                            "its path")
+            return None
+        value = local
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        problems.append(f"`data.root`: {show(value)} is not an existing directory; download a dataset with "
+                        f"`mmc-sweep data download NAME --root {value}`")
+        return None
+    return str(path.resolve())
+
+
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
+def check_tracking_uri(value: str, problems: list[str]) -> None:
+    """An MLflow tracking URI: a server (http/https with a host), a database URI, or a local path."""
+    import urllib.parse
+
+    fix = ("give a tracking server (http://host:5000), a database URI (sqlite:////abs/mlflow.db, "
+           "postgresql://host/db) or leave it out for the SQLite file in the sweep directory")
+    if not value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} is not allowed; {fix}")
+        return
+    kind = scheme(value)
+    if kind is None:
+        return   # a local path (MLflow's file store)
+    kind = kind.split("+", 1)[0]
+    if kind not in TRACKING_SCHEMES:
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} has the scheme {kind!r}, which MLflow does "
+                        f"not track to; {fix}")
+        return
+    if kind in ("http", "https"):
+        try:
+            parsed = urllib.parse.urlsplit(value)
+            ok = bool(parsed.hostname) and (parsed.port or 1) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} names no valid host[:port]; {fix}")
+

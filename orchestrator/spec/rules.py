@@ -1,0 +1,131 @@
+"""Rules between sections of a spec (checked for every combination of swept values), and how many
+tasks a spec plans, counted without planning."""
+from __future__ import annotations
+
+from orchestrator import vocab
+from orchestrator.uris import is_remote, redact
+from orchestrator.messages import show
+from tasks.align import ALIGNMENTS
+from tasks.data import DataError, dataset_info
+from tasks.finetune import CBFT_FAMILY
+from tasks.models import supports_alignment
+
+MAX_TASKS = 2_000_000          # tasks a spec may plan
+
+
+def spec_problems(top: dict, variants: list) -> list[str]:
+    """Rules between keys of different sections (checked for every combination of swept values)."""
+    problems: list[str] = []
+    props, pairs = top["cue_proportions"], [vocab.parse_pair_type(p) for p in top["pairs"]]
+    has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
+    needs = {vocab.CUE_NOCUE: (has_cue and has_nocue, "both 0.0 and a proportion > 0"),
+             vocab.CUE_CUE: (has_cue, "a proportion > 0"), vocab.NOCUE_NOCUE: (has_nocue, "0.0"),
+             vocab.PRETRAINED_FT: (has_cue, "a proportion > 0")}
+    for text, (pair, _design, _epoch) in zip(top["pairs"], pairs):
+        ok, what = needs[pair]
+        if not ok:
+            problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
+    if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top["methods"]:
+        problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
+    for key in ("path_kinds", "finetuned_kinds"):
+        name = "paths.kinds" if key == "path_kinds" else "paths.finetuned_kinds"
+        if vocab.ALIGNED not in top[key] or (key == "finetuned_kinds" and
+                                             not any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)):
+            continue
+        if not top["alignments"]:
+            problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
+                            f"of {', '.join(ALIGNMENTS)}")
+        for model in top["models"]:
+            if not supports_alignment(model.name):
+                problems.append(f"`{name}`: 'aligned' needs a permutation spec, which model {model.name!r} "
+                                "does not have (tasks/align.py knows the built-in models); drop 'aligned'")
+    for kind, r in top["resources"].items():
+        if r.workers > 1 and kind not in vocab.TRAINING_KINDS:
+            problems.append(f"`resources.{kind}.workers`: {r.workers} is not allowed; only "
+                            f"{', '.join(vocab.TRAINING_KINDS)} run data-parallel, use 1")
+    storage, mlflow = top["storage"], top["mlflow"]
+    if mlflow.enabled and mlflow.tracking_uri is None and is_remote(storage):
+        problems.append(f"`mlflow.tracking_uri`: is required when `storage` is the remote URI {show(redact(storage))} "
+                        "(the default SQLite store needs a local directory); give a tracking server URI or set "
+                        "`mlflow.enabled: false`")
+    for variant in variants:
+        problems += [p + _suffix(variant) for p in _variant_problems(top, variant, pairs)]
+    estimate = estimate_tasks(top, len(variants), pairs)
+    if estimate > MAX_TASKS:
+        problems.append(f"the spec plans about {estimate:,} tasks; at most {MAX_TASKS:,} (fewer seeds, "
+                        "models, proportions, methods, pairs or swept values)")
+    return problems
+
+
+def _suffix(variant) -> str:
+    return f" (in the combination {variant.label()})" if variant.swept else ""
+
+
+def _variant_problems(top: dict, v, pairs: list) -> list[str]:
+    out: list[str] = []
+    try:
+        info = dataset_info(v.data.dataset, top["data_root"])
+    except (DataError, ValueError) as exc:
+        return [f"`data.dataset`: {exc}"]
+    n_train = getattr(info, "train_size", None)
+    if n_train:
+        for key, value in (("finetune.clean_subset", v.finetune.clean_subset),
+                           ("paths.bn_reset_samples", v.paths.bn_reset_samples), ("align.samples", v.align.samples)):
+            if value > n_train:
+                out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}; "
+                           f"use at most {n_train}")
+        for key, value in (("pretrain.batch_size", v.pretrain.batch_size),
+                           ("midpoint.batch_size", v.midpoint.batch_size)):
+            if value > n_train:
+                out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}, so "
+                           f"an epoch would have no full batch; use at most {n_train}")
+        cue_batch = v.finetune.cue_batch_size or v.finetune.batch_size
+        if any(m in CBFT_FAMILY for m in top["methods"]) and v.finetune.clean_subset <= n_train \
+                and n_train - v.finetune.clean_subset < cue_batch:
+            out.append(f"`finetune.clean_subset`: {v.finetune.clean_subset} leaves {n_train - v.finetune.clean_subset} "
+                       f"cued training images for cbft, fewer than its cue batch {cue_batch}; lower `clean_subset`, "
+                       "`cue_batch_size` or `batch_size`")
+    for kind, batches in ((vocab.PRETRAIN, [("batch_size", v.pretrain.batch_size)]),
+                          (vocab.MIDPOINT, [("batch_size", v.midpoint.batch_size)]),
+                          (vocab.FINETUNE, [("batch_size", v.finetune.batch_size),
+                                            ("cue_batch_size", v.finetune.cue_batch_size)])):
+        workers = top["resources"][kind].workers
+        for name, size in batches:
+            if size is not None and size % workers:
+                out.append(f"`{kind}.{name}`: {size} is not divisible by `resources.{kind}.workers` {workers}; "
+                           f"use a multiple of {workers}")
+    for pair, design, epoch in pairs:
+        if design == vocab.SPAWN and epoch > v.pretrain.epochs:
+            out.append(f"`paths.pairs`: '{pair}:spawn@{epoch}' shares {epoch} epochs but `pretrain.epochs` is "
+                       f"{v.pretrain.epochs}; use K <= {v.pretrain.epochs}")
+    return out
+
+
+def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
+    """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
+    for a spec without axes, an upper bound with them (tasks shared between combinations counted
+    once per combination)."""
+    cue = sum(1 for p in top["cue_proportions"] if p > 0)
+    nocue = int(0.0 in top["cue_proportions"])
+    methods = len(top["methods"])
+
+    def per_path(kinds) -> int:
+        return ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
+                + 2 * len(top["alignments"]) * (vocab.ALIGNED in kinds))
+    models: set = set()
+    finetunes = paths = 0
+    for pair, design, epoch in pairs:
+        props = nocue if pair == vocab.NOCUE_NOCUE else cue
+        n_pairs = props * (methods if pair == vocab.PRETRAINED_FT else 1)
+        kinds = top["finetuned_kinds"] if pair == vocab.PRETRAINED_FT else top["path_kinds"]
+        paths += n_pairs * (1 if design == vocab.SELF else per_path(kinds))
+        models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
+        if pair == vocab.CUE_NOCUE:
+            models.update([(vocab.SAME_INIT, p) for p in range(cue)] if design == vocab.SAME_INIT
+                          else [("primary", "nocue")])   # same-init pairs the cue model with its own no-cue twin
+        elif pair == vocab.PRETRAINED_FT:
+            finetunes = cue * methods
+        elif design in (vocab.INDEPENDENT, vocab.SPAWN):
+            models.update((pair, design, epoch, p) for p in range(props))
+    per_seed = len(models) + finetunes + paths
+    return n_variants * len(top["models"]) * len(top["seeds"]) * per_seed
