@@ -6,7 +6,7 @@ Permutations map B's channels onto A's: the aligned B has `w_b.index_select(axis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -15,10 +15,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from tasks.settings import Settings, setting
-from tasks.models import BasicBlock, Classifier, ConvBN, PlainCNN, ResNet
+from tasks.models import Classifier
+from tasks.permutation import AlignmentUnsupported, PermutationSpec, trace_permutation_spec
 
 Perms = dict[str, Tensor]
-_BN_ENTRIES = ("weight", "bias", "running_mean", "running_var")
 _RUNNING_STATS = ("running_mean", "running_var")
 
 
@@ -28,81 +28,10 @@ class AlignSettings(Settings):
                            "matched (activation matching); at most the training set")
 
 
-@dataclass(frozen=True)
-class PermutationSpec:
-    """`axes`: state name -> one group name (or None) per axis.
-    `points`: group -> names of modules whose ReLU'd outputs show that group's channels."""
-
-    axes: dict[str, tuple[str | None, ...]]
-    points: dict[str, tuple[str, ...]]
-    groups: dict[str, tuple[tuple[str, int], ...]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        groups: dict[str, list[tuple[str, int]]] = {}
-        for name, axis_groups in self.axes.items():
-            for axis, group in enumerate(axis_groups):
-                if group is not None:
-                    groups.setdefault(group, []).append((name, axis))
-        object.__setattr__(self, "groups", {g: tuple(v) for g, v in groups.items()})
-
-
-def _conv_axes(name: str, group_out: str | None, group_in: str | None) -> dict:
-    return {f"{name}.weight": (group_out, group_in, None, None)}
-
-
-def _bn_axes(name: str, group: str) -> dict:
-    return {f"{name}.{entry}": (group,) for entry in _BN_ENTRIES}
-
-
-def _convbn_axes(name: str, group_out: str, group_in: str | None) -> dict:
-    return {**_conv_axes(f"{name}.conv", group_out, group_in), **_bn_axes(f"{name}.bn", group_out)}
-
-
-def _plain_spec(model: PlainCNN) -> PermutationSpec:
-    axes, points, prev = {}, {}, None
-    for i in range(len(model.blocks)):
-        group = f"blocks.{i}"
-        axes.update(_convbn_axes(group, group, prev))
-        points[group] = (group,)
-        prev = group
-    axes["head.weight"] = (None, prev)
-    axes["head.bias"] = (None,)
-    return PermutationSpec(axes, points)
-
-
-def _resnet_spec(model: ResNet) -> PermutationSpec:
-    """One group per residual stage (stem + block outputs + projections of that width) plus one
-    group for each block's internal channels; a new stage starts at each projection shortcut."""
-    stage = "stage.0"
-    axes, points = _convbn_axes("stem", stage, None), {stage: ["stem"]}
-    n_stages = 0
-    for k, block in enumerate(model.blocks):
-        if not isinstance(block, BasicBlock):
-            raise ValueError(f"`blocks.{k}` is a {type(block).__name__}; a ResNet spec needs BasicBlocks")
-        name, inner, prev = f"blocks.{k}", f"blocks.{k}.inner", stage
-        if isinstance(block.shortcut, ConvBN):
-            n_stages += 1
-            stage = f"stage.{n_stages}"
-            axes.update(_convbn_axes(f"{name}.shortcut", stage, prev))
-            points[stage] = []
-        axes.update(_conv_axes(f"{name}.conv1", inner, prev))
-        axes.update(_bn_axes(f"{name}.bn1", inner))
-        axes.update(_conv_axes(f"{name}.conv2", stage, inner))
-        axes.update(_bn_axes(f"{name}.bn2", stage))
-        points[inner] = [f"{name}.bn1"]
-        points[stage].append(name)
-    axes["head.weight"] = (None, stage)
-    axes["head.bias"] = (None,)
-    return PermutationSpec(axes, {g: tuple(v) for g, v in points.items()})
-
-
-def permutation_spec(model: Classifier) -> PermutationSpec:
-    """The permutation spec of a model built by `tasks.models`."""
-    if isinstance(model, PlainCNN):
-        return _plain_spec(model)
-    if isinstance(model, ResNet):
-        return _resnet_spec(model)
-    raise ValueError(f"no permutation spec for {type(model).__name__}; supported: PlainCNN, ResNet")
+def permutation_spec(model: nn.Module) -> PermutationSpec:
+    """The permutation spec of `model` (built-in or your own), derived by tracing its forward
+    (tasks/permutation.py); raises `AlignmentUnsupported` for a model the tracer cannot permute."""
+    return trace_permutation_spec(model)
 
 
 def permute_state(state: dict[str, Tensor], spec: PermutationSpec, perms: Perms) -> dict[str, Tensor]:

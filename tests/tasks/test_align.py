@@ -71,17 +71,6 @@ def test_spec_covers_every_state_entry_with_matching_sizes(name, width, shape):
     assert set(spec.points) == set(spec.groups)
 
 
-def test_resnet_stream_shares_one_group_per_stage():
-    spec = permutation_spec(build_model("resnet18", 10, width=4))
-    stages = sorted(g for g in spec.groups if g.startswith("stage."))
-    assert stages == ["stage.0", "stage.1", "stage.2", "stage.3"]
-    assert spec.points["stage.0"] == ("stem", "blocks.0", "blocks.1")
-    assert spec.axes["blocks.2.shortcut.conv.weight"] == ("stage.1", "stage.0", None, None)
-    assert spec.axes["blocks.3.conv2.weight"] == ("stage.1", "blocks.3.inner", None, None)
-    assert spec.axes["head.weight"] == (None, "stage.3")
-    assert len(spec.groups) == 4 + 8
-
-
 @pytest.mark.parametrize("name,width,shape", MODELS)
 def test_permute_state_keeps_the_function(name, width, shape):
     model, x = _model(name, width, shape, seed=0), _data(shape)
