@@ -3,8 +3,10 @@
 A model builder takes (num_classes, in_channels, width) and returns a classifier with a
 `features(x)` method (penultimate features, used by last-layer retraining and CBFT) and an
 `nn.Linear` `head`; subclassing `tasks.models.Classifier` gives `forward = head(features(x))`.
-Task ids include a hash of this file, so editing it reruns what depends on it. Aligned paths need a
-permutation spec, which user models do not have: use `paths.kinds: [linear, quadratic]`.
+Task ids include a hash of this file, so editing it reruns what depends on it. Aligned paths work too:
+the permutation spec is traced from `forward` (tasks/permutation.py: convs, linear layers, BatchNorm,
+ReLU, pooling, residual additions); a model using anything else (grouped convs, attention, LayerNorm,
+concatenation, ...) is refused with the operation named (`tasks.models.alignment_problem`).
 """
 from torch import Tensor, nn
 

@@ -1,8 +1,8 @@
 """Classifiers: the paper's VGG-13 variant, CIFAR ResNet-18 and a small CNN for fast CPU runs.
 
 Every conv is bias-free and followed by BatchNorm2d (+ ReLU); module names are short and regular
-(`blocks.3.conv`, `blocks.3.bn`, `stem.conv`, `blocks.5.shortcut.bn`, `head`) because
-`tasks.align` builds permutation specs from them.
+(`blocks.3.conv`, `blocks.3.bn`, `stem.conv`, `blocks.5.shortcut.bn`, `head`). Permutation specs are
+traced from the forward passes (`tasks.permutation`), for these models and for models of your own.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks import plugins
+from tasks.permutation import trace_permutation_spec
 from tasks.settings import Settings, identity_dict, setting
 
 
@@ -152,9 +153,27 @@ def model_identity(settings: ModelSettings) -> dict:
     return identity
 
 
-def supports_alignment(name: str) -> bool:
-    """Whether `tasks.align` can permute models named `name` (the built-in architectures)."""
-    return name in MODELS
+def alignment_problem(name: str, width: int | None = None, *, num_classes: int = 10,
+                      in_channels: int = 3) -> str | None:
+    """Why `tasks.align` cannot permute the model `name` (built in or your own), or None when it can:
+    the model is built (on the meta device: no weights are drawn) and its forward traced
+    (`tasks.permutation`)."""
+    try:
+        try:
+            with torch.device("meta"):
+                model = build_model(name, num_classes, in_channels, width)
+        except Exception:  # noqa: BLE001 - a builder that needs real tensors: build it on the CPU
+            model = build_model(name, num_classes, in_channels, width, seed=0)
+        trace_permutation_spec(model)
+    except (ValueError, TypeError) as exc:   # AlignmentUnsupported, or a name that builds no classifier
+        return str(exc)
+    return None
+
+
+def supports_alignment(name: str, width: int | None = None) -> bool:
+    """Whether `tasks.align` can permute models named `name`: the built-ins, and a model of your own
+    whose forward the permutation tracer accepts (`alignment_problem` says why not)."""
+    return alignment_problem(name, width) is None
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | None = None,

@@ -8,8 +8,10 @@ from tasks.align import (ALIGNMENTS, _capture, _CorrelationStats, align, align_b
                          permutation_spec, permute_state)
 from tasks.models import build_model
 
-# small widths keep these fast; vgg13 on 16x16 ends at 1x1, which is fine
-MODELS = [("small_cnn", None, (1, 16, 16)), ("vgg13", 8, (3, 16, 16)), ("resnet18", 8, (3, 16, 16))]
+# small widths keep these fast; vgg13 on 16x16 ends at 1x1, which is fine. The last is a model of your
+# own (examples/custom_model.py): its spec is traced like the built-ins' (tests/tasks/test_permutation_trace.py)
+MODELS = [("small_cnn", None, (1, 16, 16)), ("vgg13", 8, (3, 16, 16)), ("resnet18", 8, (3, 16, 16)),
+          ("examples.custom_model:build", 8, (1, 12, 12))]
 
 
 def _data(shape, n=256, seed=0):

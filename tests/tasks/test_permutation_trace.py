@@ -1,10 +1,19 @@
 """Permutation specs traced from a model's forward (tasks/permutation.py): the built-ins' equal the
-hand-written specs they replaced. The built-ins also go through every alignment test of test_align.py."""
-import pytest
+hand-written specs they replaced, models of your own are aligned like the built-ins, and what the
+tracer cannot permute through is refused with one clear error.
 
-from tasks.align import permutation_spec
-from tasks.models import BasicBlock, ConvBN, PlainCNN, ResNet, build_model
-from tasks.permutation import trace_permutation_spec
+The built-ins and examples/custom_model.py also go through every alignment test of test_align.py."""
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tasks.align import align, permutation_spec
+from tasks.models import BasicBlock, Classifier, ConvBN, PlainCNN, ResNet, alignment_problem, build_model, supports_alignment
+from tasks.permutation import AlignmentUnsupported, trace_permutation_spec
+from tests.tasks.test_align import _data, _logits, _model, _randomly_permuted, _with_state
 
 BUILTINS = [("small_cnn", 3), ("vgg13", 2), ("resnet18", 3)]
 BN_ENTRIES = ("weight", "bias", "running_mean", "running_var")
@@ -85,3 +94,178 @@ def test_a_resnet_stage_is_one_group_across_its_residual_adds():
     assert len(spec.groups) == 4 + 8
     assert spec.points[group[("stem.conv.weight", 0)]] == ("stem", "blocks.0", "blocks.1")
     assert spec.axes["stem.conv.weight"][1] is None and spec.axes["head.weight"][0] is None
+
+
+# Models of your own that use what the tracer supports beyond the built-ins.
+class _Block(nn.Module):
+    """torchvision's BasicBlock: one inplace ReLU module used twice, `out += identity`, a downsample."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionLike(Classifier):
+    """Max-pooled stem, two stages, adaptive pooling + flatten, a hidden linear layer before the head."""
+
+    def __init__(self, num_classes, in_channels, w):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w)
+        self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        self.layer1, self.layer2 = nn.Sequential(_Block(w, w, 1), _Block(w, w, 1)), nn.Sequential(_Block(w, 2 * w, 2))
+        self.avgpool, self.fc, self.head = nn.AdaptiveAvgPool2d((1, 1)), nn.Linear(2 * w, 3 * w), nn.Linear(3 * w, num_classes)
+        nn.init.constant_(self.fc.bias, 1.0)   # hidden units alive on random images (activation matching
+                                               # pairs a dead unit arbitrarily)
+
+    def features(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = torch.flatten(self.avgpool(self.layer2(self.layer1(x))), 1)
+        return F.relu(self.fc(x))
+
+
+class Functional(Classifier):
+    """Functional ops, conv biases: a 1x1 conv added to the image (its output channels are the input's,
+    never permuted), F.max_pool2d, .relu(), a conv + BN without ReLU (watched at its BN), adaptive
+    pooling, view(N, -1), dropout, scaling by a number."""
+
+    def __init__(self, num_classes, in_channels, w):
+        super().__init__()
+        self.pre, self.conv1 = nn.Conv2d(in_channels, in_channels, 1), nn.Conv2d(in_channels, w, 3, padding=1)
+        self.conv2, self.conv3 = nn.Conv2d(w, 2 * w, 3, padding=1), nn.Conv2d(2 * w, 2 * w, 1, bias=False)
+        self.bn3, self.drop, self.head = nn.BatchNorm2d(2 * w), nn.Dropout(0.5), nn.Linear(2 * w, num_classes)
+
+    def features(self, x):
+        x = x + 0.5 * self.pre(x)
+        x = F.max_pool2d(self.conv1(x).relu(), 2)
+        x = torch.relu(self.conv2(x)) * 2.0
+        x = F.adaptive_avg_pool2d(self.bn3(self.conv3(x)), 1)
+        return self.drop(x.view(x.size(0), -1))
+
+
+def torchvision_like(num_classes, in_channels, width=None):
+    return TorchvisionLike(num_classes, in_channels, width or 4)
+
+
+def functional(num_classes, in_channels, width=None):
+    return Functional(num_classes, in_channels, width or 4)
+
+
+ZOO = ["torchvision_like", "functional"]
+
+
+def test_the_zoo_specs_tie_what_they_should():
+    spec = permutation_spec(torchvision_like(10, 3, 4))
+    group = {(n, ax): g for g, entries in spec.groups.items() for n, ax in entries}
+    stem = group[("conv1.weight", 0)]
+    assert group[("layer1.1.conv2.weight", 0)] == group[("layer2.0.downsample.0.weight", 1)] == stem
+    assert spec.points[stem] == ("relu", "layer1.0", "layer1.1")
+    assert spec.points[group[("layer1.0.conv1.weight", 0)]] == ("layer1.0.bn1",)   # its shared ReLU runs twice
+    assert group[("layer2.0.downsample.0.weight", 0)] == group[("fc.weight", 1)] != stem
+    assert spec.points[group[("fc.weight", 0)]] == ("fc",) and group[("head.weight", 1)] == group[("fc.weight", 0)]
+    assert len(spec.groups) == 1 + 2 + 1 + 1 + 1 and spec.axes["head.weight"][0] is None
+    spec = permutation_spec(functional(10, 3, 4))
+    assert spec.axes["pre.weight"] == (None,) * 4 and spec.axes["pre.bias"] == (None,)
+    assert spec.axes["conv1.weight"][1] is None
+    assert [spec.points[g] for g in spec.groups] == [("conv1",), ("conv2",), ("bn3",)]
+
+
+@pytest.mark.parametrize("builder", ZOO)
+def test_a_traced_permutation_keeps_the_function_and_alignment_undoes_it(builder):
+    name, shape = f"{__name__}:{builder}", (3, 12, 12)
+    assert supports_alignment(name)
+    model, x = _model(name, 4, shape, seed=0), _data(shape, n=128)
+    state_b, perms = _randomly_permuted(model, seed=1)
+    assert all(not torch.equal(p, torch.arange(len(p))) for p in perms.values())
+    model_b = _with_state(model, state_b)
+    torch.testing.assert_close(_logits(model_b, x), _logits(model, x), atol=1e-4, rtol=0)
+    for method in ("activation", "weight"):
+        aligned = align(model, model_b, method, x, seed=0)
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(aligned[key], value, atol=1e-5, rtol=0, msg=f"{method}: {key}")
+
+
+# Models the tracer refuses: (what, trunk, head input, modules, the refused node, words of the message).
+# A trunk's output is averaged over positions, unless it is already [N, D] (flat=True).
+class _Net(Classifier):
+    def __init__(self, trunk, head_in, flat=False, **modules):
+        super().__init__()
+        for key, module in modules.items():
+            setattr(self, key, module)
+        self._trunk, self._flat, self.head = trunk, flat, nn.Linear(head_in, 3)
+
+    def trunk(self, x):
+        return self._trunk(self, x)
+
+    def features(self, x):
+        return self.trunk(x) if self._flat else super().features(x)
+
+
+def _conv(c_in=3, c_out=4, **kw):
+    return nn.Conv2d(c_in, c_out, 3, padding=1, **kw)
+
+
+REFUSED = [
+    ("grouped conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4, groups=2)), "b",
+     "grouped or depthwise"),
+    ("depthwise conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4, groups=4)), "b",
+     "grouped or depthwise"),
+    ("LayerNorm", lambda m, x: m.n(m.a(x)), 4, dict(a=_conv(), n=nn.LayerNorm([4, 6, 6])), "n", "LayerNorm `n`"),
+    ("data-dependent branch", lambda m, x: m.a(x) if x.mean() > 0 else -m.a(x), 4, dict(a=_conv()), "forward",
+     "cannot be traced"),
+    ("channel concat", lambda m, x: torch.cat([m.a(x), m.b(x)], 1), 8, dict(a=_conv(), b=_conv()), "cat",
+     "torch.cat"),
+    ("flatten before pooling", lambda m, x: torch.flatten(m.a(x), 1), 144, dict(a=_conv(), flat=True), "flatten",
+     "flattens the channel axis together with other axes"),
+    ("reshape across channels", lambda m, x: m.a(x).reshape(x.shape[0], 2, -1, 6), 2, dict(a=_conv()), "reshape",
+     "may mix channels"),
+    ("attention", lambda m, x: m.att(*[m.a(x).flatten(2).transpose(1, 2)] * 3)[0].transpose(1, 2)[..., None], 4,
+     dict(a=_conv(), att=nn.MultiheadAttention(4, 2, batch_first=True)), "transpose", "Tensor.transpose"),
+    ("parameter used in forward", lambda m, x: m.a(x) * m.scale, 4, dict(a=_conv(), scale=nn.Parameter(torch.ones(4, 1, 1))),
+     "scale", "get_attr"),
+    ("module run twice", lambda m, x: m.b(m.b(m.a(x))), 4, dict(a=_conv(), b=_conv(4, 4)), "b",
+     "runs more than once"),
+    ("broadcast add", lambda m, x: m.a(x) + m.b(x), 4, dict(a=_conv(), b=_conv(c_out=1)), "add",
+     "combines 4 with 1 channels"),
+    ("product of tensors", lambda m, x: m.a(x) * m.b(x), 4, dict(a=_conv(), b=_conv()), "mul", "multiplies"),
+]
+
+
+@pytest.mark.parametrize("what,trunk,head_in,modules,node,reason", REFUSED, ids=[r[0] for r in REFUSED])
+def test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error(what, trunk, head_in, modules, node, reason):
+    model = _Net(trunk, head_in, **modules)
+    assert model(torch.randn(2, 3, 6, 6)).shape == (2, 3)      # the model runs: only the tracer refuses it
+    with pytest.raises(AlignmentUnsupported) as info:
+        permutation_spec(model)
+    message = str(info.value)
+    assert info.value.node == node, message
+    assert reason in message and f"node `{node}`" in message and "_Net" in message, message
+    assert "supports nn.Conv1d/2d/3d with groups=1" in message and "without 'aligned'" in message
+    again = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(again, AlignmentUnsupported) and str(again) == message
+    with pytest.raises(AlignmentUnsupported):
+        align(model, model, "weight", None)
+
+
+def grouped(num_classes, in_channels, width=None):
+    return _Net(lambda m, x: m.b(m.a(x)), 4, a=_conv(in_channels), b=_conv(4, 4, groups=2))
+
+
+def test_alignment_problem_names_a_user_model_the_tracer_refuses():
+    assert supports_alignment("examples.custom_model:build", width=3)
+    assert all(supports_alignment(name) for name, _ in BUILTINS)
+    assert alignment_problem(f"{__name__}:functional") is None
+    problem = alignment_problem(f"{__name__}:grouped")
+    assert "cannot align _Net: node `b`" in problem and "grouped or depthwise convolution (groups=2)" in problem
+    assert not supports_alignment(f"{__name__}:grouped")
+    assert "unknown model 'nope'" in alignment_problem("nope")
