@@ -47,6 +47,8 @@ T_RESUME = "tests/orchestrator/test_resume.py::test_a_stopped_training_task_resu
 T_CLAIMS = "tests/orchestrator/test_faults.py::test_readme_fault_claim"
 T_GRAPH = "tests/orchestrator/test_graph.py"
 T_GOLDEN = "tests/orchestrator/test_golden.py"
+T_TRACE = "tests/tasks/test_permutation_trace.py"
+T_ALIGN = "tests/tasks/test_align.py"
 
 MUTANTS = [
     Mutant("M01", "pretrain ignores its saved resume state (resume set to None in work.py)",
@@ -128,6 +130,29 @@ MUTANTS = [
     Mutant("M26", "a garbled done.json counted as finished (markers parsed without their check)",
            "orchestrator/results/outputs.py", "marker, reason = _marker(layout, kind, task_id)", "marker, reason = {'files': {}}, ''",
            (f"{T_CLAIMS}[a garbled done.json is recomputed]",)),
+    Mutant("M27", "the permutation tracer forgets to tie the groups of a residual add (ResNet stages split)",
+           "tasks/permutation.py", "return _Value(self._union(a.group, b.group, node), a.ndim or b.ndim, a.flat and b.flat)",
+           "return _Value(a.group, a.ndim or b.ndim, a.flat and b.flat)",
+           (f"{T_ALIGN}::test_permute_state_keeps_the_function", f"{T_TRACE}::test_a_resnet_stage_is_one_group_across_its_residual_adds")),
+    Mutant("M28", "the traced spec permutes the model's output (logits) channels",
+           "tasks/permutation.py", "                    self._union(self.values[arg].group, _FIXED, node)", "                    pass",
+           (f"{T_ALIGN}::test_permute_state_keeps_the_function",)),
+    Mutant("M29", "the tracer flattens channels together with positions (flatten before 1x1 pooling accepted)",
+           "tasks/permutation.py", "if start == 0 or start == 1 and not x.spatial_free:", "if start == 0:",
+           (f"{T_TRACE}::test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error",)),
+    Mutant("M30", "the tracer permutes a grouped convolution like a dense one",
+           "tasks/permutation.py", "if m.groups != 1:", "if False:",
+           (f"{T_TRACE}::test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error",)),
+    Mutant("M31", "a ReLU module that runs twice is used as a watch point (its hook sees the wrong channels)",
+           "tasks/permutation.py", "if self.tracer.calls[m] == 1)", "if True)",
+           (f"{T_TRACE}::test_a_traced_permutation_keeps_the_function_and_alignment_undoes_it",)),
+    Mutant("M32", "traced entries in execution order (a ResNet's groups reordered: weight matching finds other permutations)",
+           "tasks/permutation.py", "stack.extend((arg, False) for arg in node.all_input_nodes if arg not in rank)",
+           "stack.extend((arg, False) for arg in reversed(node.all_input_nodes) if arg not in rank)",
+           (f"{T_TRACE}::test_traced_specs_of_the_builtins_equal_the_hand_written_ones_in_the_same_order",)),
+    Mutant("M33", "the spec checks accept any model of your own for aligned paths (alignment_problem does not trace)",
+           "tasks/models.py", "trace_permutation_spec(model)", "None",
+           (f"{T_TRACE}::test_alignment_problem_names_a_user_model_the_tracer_refuses",)),
 ]
 
 
