@@ -5,9 +5,9 @@ The tracer follows the channel axis (axis 1) of every value through the graph. A
 linear layer starts a new group on its output and reads its input's group on its weight's input axis;
 BatchNorm carries its input's group; ReLU, pooling, dropout, the mean over spatial axes and a
 flatten once the spatial axes are 1x1 keep it; adding two tensors ties their groups (union-find), so
-a residual stream is one group. The model's input and output channels are never
-permuted: every group tied to them is left out. Anything else is refused with `AlignmentUnsupported`,
-so a spec is derived only when permuting it provably keeps the function.
+a residual stream is one group. The model's input and output channels are never permuted: every group
+tied to them is left out. Any other operation is refused with `AlignmentUnsupported`, so a spec is
+derived only when every operation on the way is one known to commute with channel permutations.
 """
 from __future__ import annotations
 
@@ -124,6 +124,9 @@ def trace_permutation_spec(model: nn.Module) -> PermutationSpec:
 
 
 class _Walk:
+    """One pass over the graph in order: each node's `_Value` (or `_SHAPE`), the groups' union-find, the
+    state entries' axes, the modules producing groups and the ReLUs (candidate points)."""
+
     def __init__(self, model: nn.Module, label: str, tracer: _Tracer):
         self.modules = dict(model.named_modules())
         self.label, self.tracer = label, tracer
