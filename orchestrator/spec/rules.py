@@ -8,7 +8,7 @@ from orchestrator.messages import show
 from tasks.align import ALIGNMENTS
 from tasks.data import DataError, dataset_info
 from tasks.finetune import CBFT_FAMILY
-from tasks.models import supports_alignment
+from tasks.models import alignment_problem
 
 MAX_TASKS = 2_000_000          # tasks a spec may plan
 
@@ -36,9 +36,10 @@ def spec_problems(top: dict, variants: list) -> list[str]:
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
                             f"of {', '.join(ALIGNMENTS)}")
         for model in top["models"]:
-            if not supports_alignment(model.name):
-                problems.append(f"`{name}`: 'aligned' needs a permutation spec, which model {model.name!r} "
-                                "does not have (tasks/align.py knows the built-in models); drop 'aligned'")
+            problem = alignment_problem(model.name, model.width)
+            if problem:
+                problems.append(f"`{name}`: 'aligned' needs the permutation groups of model {model.name!r}, traced "
+                                f"from its forward pass: {problem}")
     for kind, r in top["resources"].items():
         if r.workers > 1 and kind not in vocab.TRAINING_KINDS:
             problems.append(f"`resources.{kind}.workers`: {r.workers} is not allowed; only "
