@@ -47,6 +47,15 @@ T_RESUME = "tests/orchestrator/test_resume.py::test_a_stopped_training_task_resu
 T_CLAIMS = "tests/orchestrator/test_faults.py::test_readme_fault_claim"
 T_GRAPH = "tests/orchestrator/test_graph.py"
 T_GOLDEN = "tests/orchestrator/test_golden.py"
+T_FT = "tests/tasks/test_science_finetune.py"
+T_PATHS = "tests/tasks/test_science_paths.py"
+T_ALIGN = "tests/tasks/test_science_align.py"
+T_DATA = "tests/tasks/test_science_data.py"
+T_WIRING = "tests/orchestrator/test_science_wiring.py"
+T_CBFT_RECIPE = f"{T_FT}::test_cbft_family_matches_its_recipe_step_by_step"
+T_MIDPOINT = f"{T_PATHS}::test_train_midpoint_matches_the_papers_control_point_training"
+T_PATH_ROWS = f"{T_PATHS}::test_every_row_of_a_path_is_the_hand_evaluated_point_at_its_alpha"
+T_MATCHING = f"{T_ALIGN}::test_activation_matching_solves_the_assignment_of_the_summed_correlations_of_every_point"
 T_TRACE = "tests/tasks/test_permutation_trace.py"
 T_ALIGN = "tests/tasks/test_align.py"
 
@@ -153,6 +162,85 @@ MUTANTS = [
     Mutant("M33", "the spec checks accept any model of your own for aligned paths (alignment_problem does not trace)",
            "tasks/models.py", "trace_permutation_spec(model)", "None",
            (f"{T_TRACE}::test_alignment_problem_names_a_user_model_the_tracer_refuses",)),
+    # the science (issue 21): a step of a recipe skipped, the wrong models' data, part of a stage, the wrong images
+    Mutant("M60", "llrt keeps the pretrained head (never re-initialised)",
+           "tasks/finetune.py", "reset_head(model.head, seed)", "None",
+           (f"{T_FT}::test_llrt_trains_a_fresh_seeded_head_on_eval_mode_features_of_the_frozen_backbone",
+            f"{T_FT}::test_llrt_result_does_not_depend_on_the_pretrained_head")),
+    Mutant("M61", "llrt's frozen-backbone features computed in train mode (batch statistics)",
+           "tasks/finetune.py", "    model.eval()\n    chunks = []", "    model.train()\n    chunks = []",
+           (f"{T_FT}::test_llrt_trains_a_fresh_seeded_head_on_eval_mode_features_of_the_frozen_backbone",)),
+    Mutant("M62", "lpft skips its probe phase (naive fine-tuning only)",
+           "tasks/finetune.py", "if resume is None or resume.epoch < head_epochs:", "if False:",
+           (f"{T_FT}::test_lpft_probes_the_head_on_the_frozen_backbone_then_trains_all_weights",)),
+    Mutant("M63", "naive fine-tunes on the subset's cued images instead of its clean ones",
+           "tasks/finetune.py", "_, clean = clean_subset(data, settings.clean_subset, seed)",   # in finetune_naive
+           "index, clean = clean_subset(data, settings.clean_subset, seed); clean = data.train.subset(index)",
+           (f"{T_FT}::test_naive_trains_all_weights_with_sgd_on_the_clean_subset",), occurrence=0),
+    Mutant("M64", "cbft drops its invariance term (the barrier ablation run as cbft)",
+           "tasks/finetune.py", "        elif invariant:\n", "        elif False:\n", (f"{T_CBFT_RECIPE}[cbft]",)),
+    Mutant("M65", "cbft ignores its warm-up epochs",
+           "tasks/finetune.py", "epoch >= self.settings.warmup_epochs", "epoch >= 0", (f"{T_CBFT_RECIPE}[cbft]",)),
+    Mutant("M66", "cbft's theta_pre follows theta (a view, not a copy: the path point collapses onto theta)",
+           "tasks/finetune.py", "self.pretrained = ({k: p.detach().clone()", "self.pretrained = ({k: p.detach()",
+           (f"{T_CBFT_RECIPE}[cbft]",)),
+    Mutant("M67", "cbft's barrier at (1-t) theta_pre + t theta (t and 1-t swapped)",
+           "tasks/finetune.py", "t * self.pretrained[name] + (1 - t) * p", "(1 - t) * self.pretrained[name] + t * p",
+           (f"{T_CBFT_RECIPE}[cbft]",)),
+    Mutant("M68", "naive_cued takes cbft's barrier step instead of CE on the cue batch",
+           "tasks/finetune.py", '"naive_cued": ("cue_ce", False),', '"naive_cued": ("barrier", False),',
+           (f"{T_CBFT_RECIPE}[naive_cued]",)),
+    Mutant("M69", "the linear midpoint initialised at endpoint A",
+           "tasks/paths.py", "init = interpolate(state_a, state_b, 0.5)", "init = interpolate(state_a, state_b, 0.0)",
+           (f"{T_MIDPOINT}[linear]",)),
+    Mutant("M70", "the fresh midpoint initialised with the template model's weights (unseeded)",
+           "tasks/paths.py", "init = fresh_state(model, seed)", "init = {k: v.clone() for k, v in model.state_dict().items()}",
+           (f"{T_MIDPOINT}[fresh]",)),
+    Mutant("M71", "the midpoint trained on the curve with A and B swapped",
+           "tasks/paths.py", "objective = BezierObjective(state_a, state_b, train,",
+           "objective = BezierObjective(state_b, state_a, train,", (f"{T_MIDPOINT}[fresh]",)),
+    Mutant("M72", "the midpoint trained on endpoint A's training set only",
+           "orchestrator/run/work.py",
+           "train = data_lib.Split(torch.cat([d.train.x for d in datas]), torch.cat([d.train.y for d in datas]))",
+           "train = datas[0].train",
+           (f"{T_WIRING}::test_the_midpoint_trains_on_both_endpoints_training_sets_each_at_its_cue_proportion",)),
+    Mutant("M73", "a ResNet stage matched on its last point only",
+           "tasks/align.py", "score = sum(stats[m].correlation() for m in mods)", "score = stats[mods[-1]].correlation()",
+           (f"{T_MATCHING}[resnet18-8-shape2]",)),
+    Mutant("M74", "activation statistics of the first batch of images only",
+           "tasks/align.py", "x[start:start + batch_size]", "x[:batch_size]", (f"{T_MATCHING}[small_cnn-4-shape0]",)),
+    Mutant("M75", "channel correlation not centred (raw second moments)",
+           "tasks/align.py", "cov = sab - sa[:, None] * sb[None, :]", "cov = sab", (T_MATCHING,)),
+    Mutant("M76", "activation matching on the cued training images",
+           "orchestrator/run/work.py", "x = data.train_clean.x[: settings.samples].float()",
+           "x = data.train.x[: settings.samples].float()",
+           (f"{T_WIRING}::test_activation_matching_sees_the_clean_training_images",)),
+    Mutant("M77", "weight matching scores BN running statistics too",
+           "tasks/align.py", "return [(n, ax) for n, ax in spec.groups[group] if not n.endswith(_RUNNING_STATS)]",
+           "return list(spec.groups[group])",
+           (f"{T_ALIGN}::test_weight_matching_reads_weights_and_bn_affine_parameters_but_not_running_statistics",)),
+    Mutant("M78", "the loss chord drawn to the wrong endpoints (L(1) at alpha 0)",
+           "tasks/paths.py", '("loss", "chord"): max(v - ((1 - t) * loss[0] + t * loss[-1])',
+           '("loss", "chord"): max(v - ((1 - t) * loss[-1] + t * loss[0])',
+           (f"{T_PATHS}::test_barriers_equal_the_definitions_on_random_curves",)),
+    Mutant("M79", "BN re-estimation pools batches without the between-batch variance",
+           "tasks/paths.py", "self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)", "self.m2 = self.m2 + m2",
+           (f"{T_PATHS}::test_reset_bn_sets_every_layers_statistics_to_the_moments_of_its_input_over_the_sample",)),
+    Mutant("M80", "the quadratic path evaluated with the midpoint and B swapped",
+           "tasks/paths.py", "state = bezier(state_a, midpoint, state_b, alpha)",
+           "state = bezier(state_a, state_b, midpoint, alpha)", (f"{T_PATH_ROWS}[quadratic]",)),
+    Mutant("M81", "the aligned path evaluated against the unaligned B",
+           "orchestrator/run/work.py", 'state_b = _load_state(env, cfg["via"])   # model B permuted onto A',
+           "state_b = _load_state(env, id_b)",
+           (f"{T_WIRING}::test_a_path_runs_from_a_to_b_through_its_via_with_bn_from_clean_training_images",)),
+    Mutant("M82", "cue quotas rounded half to even (2.5 -> 2 cued samples)",
+           "tasks/data.py", "quota = torch.floor(proportion * counts.double() + 0.5).long()",
+           "quota = torch.round(proportion * counts.double()).long()",
+           (f"{T_DATA}::test_each_class_gets_p_times_its_size_rounded_half_up",)),
+    Mutant("M83", "randcue never paints the true class (a shifted label, not a uniform one)",
+           "tasks/data.py", "random_labels = torch.randint(0, num_classes, (y.numel(),), generator=gen)",
+           "random_labels = (y + torch.randint(1, num_classes, (y.numel(),), generator=gen)) % num_classes",
+           (f"{T_DATA}::test_randcue_paints_a_uniformly_random_class_true_class_included",)),
 ]
 
 
