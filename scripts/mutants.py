@@ -49,13 +49,13 @@ T_GRAPH = "tests/orchestrator/test_graph.py"
 T_GOLDEN = "tests/orchestrator/test_golden.py"
 T_FT = "tests/tasks/test_science_finetune.py"
 T_PATHS = "tests/tasks/test_science_paths.py"
-T_ALIGN = "tests/tasks/test_science_align.py"
+T_SCIENCE_ALIGN = "tests/tasks/test_science_align.py"
 T_DATA = "tests/tasks/test_science_data.py"
 T_WIRING = "tests/orchestrator/test_science_wiring.py"
 T_CBFT_RECIPE = f"{T_FT}::test_cbft_family_matches_its_recipe_step_by_step"
 T_MIDPOINT = f"{T_PATHS}::test_train_midpoint_matches_the_papers_control_point_training"
 T_PATH_ROWS = f"{T_PATHS}::test_every_row_of_a_path_is_the_hand_evaluated_point_at_its_alpha"
-T_MATCHING = f"{T_ALIGN}::test_activation_matching_solves_the_assignment_of_the_summed_correlations_of_every_point"
+T_MATCHING = f"{T_SCIENCE_ALIGN}::test_activation_matching_solves_the_assignment_of_the_summed_correlations_of_every_point"
 T_TRACE = "tests/tasks/test_permutation_trace.py"
 T_ALIGN = "tests/tasks/test_align.py"
 
@@ -218,7 +218,7 @@ MUTANTS = [
     Mutant("M77", "weight matching scores BN running statistics too",
            "tasks/align.py", "return [(n, ax) for n, ax in spec.groups[group] if not n.endswith(_RUNNING_STATS)]",
            "return list(spec.groups[group])",
-           (f"{T_ALIGN}::test_weight_matching_reads_weights_and_bn_affine_parameters_but_not_running_statistics",)),
+           (f"{T_SCIENCE_ALIGN}::test_weight_matching_reads_weights_and_bn_affine_parameters_but_not_running_statistics",)),
     Mutant("M78", "the loss chord drawn to the wrong endpoints (L(1) at alpha 0)",
            "tasks/paths.py", '("loss", "chord"): max(v - ((1 - t) * loss[0] + t * loss[-1])',
            '("loss", "chord"): max(v - ((1 - t) * loss[-1] + t * loss[0])',
