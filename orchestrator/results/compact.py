@@ -67,7 +67,6 @@ class TableCompaction:
     absorbed: int = 0            # fragments whose rows went into the new part
     rows: int = 0                # rows written into the new part
     part: str | None = None      # the new part's name
-    merged_parts: int = 0        # older parts rewritten into the new one
     deleted: int = 0             # files deleted (absorbed fragments, merged and orphaned parts)
     skipped: list[str] = field(default_factory=list)   # unreadable fragments left in place
     files: int = 0               # files of the table afterwards
@@ -170,7 +169,6 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
         sources += [_part_source(layout, table, p, manifest, exclude=newer) for p in sorted(merge)]
         new_part, new_entries = _write_part(layout, table, name, heapq.merge(*sources, key=lambda x: x[0]))
         result.absorbed = len(absorbed)
-        result.merged_parts = len(merge)
         if new_part is not None:
             result.part, result.rows = new_part.name, new_part.rows
 

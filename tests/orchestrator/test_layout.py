@@ -22,7 +22,7 @@ def all_paths(layout: SweepLayout) -> list[str]:
     paths = [layout.spec_file(), layout.lock_file(), layout.report_dir(), layout.report_file("report.html"),
              layout.mlflow_db(), layout.ray_dir()]
     for task in graph.tasks.values():
-        paths += [layout.task_dir(task.kind, task.id), layout.log_file(task.kind, task.id),
+        paths += [layout.task_dir(task.kind, task.id), layout.marker_file(task.kind, task.id),
                   *layout.checkpoint_files(task.kind, task.id).values(),
                   *layout.resume_files(task.kind, task.id).values()]
         for table in TABLES:
@@ -105,7 +105,7 @@ def test_atomic_write_leaves_no_temporary_files(layout):
 def test_exists_listdir_delete(layout):
     storage = layout.storage
     assert storage.listdir(layout.table_dir("tasks")) == []
-    storage.write_text(layout.log_file("pretrain", "pretrain-1"), "hello")
+    storage.write_text(layout.task_file("pretrain", "pretrain-1", "note.txt"), "hello")
     storage.write_text(layout.spec_file(), "name: x\n")
     assert storage.exists(layout.spec_file()) and storage.read_text(layout.spec_file()) == "name: x\n"
     assert storage.listdir(layout.root) == ["spec.yaml", "tasks"]
@@ -159,4 +159,4 @@ def test_reads_refuse_what_is_not_a_regular_file_or_too_large(layout, tmp_path):
     assert storage.is_file(big) and storage.read_bytes(big, max_bytes=101) == b"x" * 101
     with pytest.raises(OSError, match="more than the 100"):
         storage.read_bytes(big, max_bytes=100)
-    assert not storage.is_file(layout.log_file("pretrain", "never"))
+    assert not storage.is_file(layout.task_file("pretrain", "never", "note.txt"))
