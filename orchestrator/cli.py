@@ -64,13 +64,14 @@ def cmd_run(args) -> int:
 
 def cmd_plan(args) -> int:
     from orchestrator.graph.dag import build_graph, describe_plan
-    from orchestrator.spec.sweep_spec import dump_spec
+    from orchestrator.spec.sweep_spec import dump_spec, explain_spec
 
     spec = load(args.items)
-    if args.resolved:
+    if args.resolved or args.explain:
         from orchestrator.uris import redact
 
-        print(redact(dump_spec(spec)), end="")   # storage / tracking URIs may carry credentials
+        text = explain_spec(spec) if args.explain else dump_spec(spec)
+        print(redact(text), end="")   # storage / tracking URIs (and overrides) may carry credentials
         return EXIT_OK
     start = time.perf_counter()
     graph = build_graph(spec)
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]")
     plan.add_argument("--list", action="store_true", help="also list every task id with its parents")
     plan.add_argument("--resolved", action="store_true", help="print the resolved spec (every key) instead")
+    plan.add_argument("--explain", action="store_true", help="the resolved spec with the layer that set each key "
+                      "(default, profile:<dataset>, extends:<sweep>, file:<spec>, override:<key=value>)")
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="progress of a sweep directory by task kind")

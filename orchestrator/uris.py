@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+SCHEME_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]+:"   # `s3:`; one letter before ':' is a Windows drive (`C:/x`)
+_SCHEME = re.compile(f"^({SCHEME_PATTERN[:-1]}):")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")   # up to the last @: secrets may hold '/'
 _QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]*(?:token|secret|passw|pwd|signature|sig|credential|key)"
                            r"[a-z0-9_.-]*=)[^&;\s'\"<>#]+")

@@ -81,6 +81,3 @@ MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED = "FINISHED", "FAILED", "KILLED"
 STATUS_IN_MLFLOW = {DONE: MLFLOW_FINISHED, CACHED: MLFLOW_FINISHED, FAILED: MLFLOW_FAILED,
                     SKIPPED: MLFLOW_KILLED}   # skipped: never ran
 MLFLOW_STATUSES = (MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED)
-
-# ----- spec sections that hold settings (dotted keys `<section>.<field>`; rows carry them as columns) -----
-SETTINGS_SECTIONS = ("data", "model", "pretrain", "finetune", "midpoint", "align", "paths")

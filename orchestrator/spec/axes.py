@@ -56,7 +56,7 @@ def extract_axes(raw: dict, problems: list[str]) -> tuple[tuple, dict]:
             continue
         if any(not v for _, v in entries):
             continue
-        combos = [json.dumps(c, sort_keys=True, default=str) for c in zip(*(v for _, v in entries))]
+        combos = [json.dumps([_value_key(v) for v in c]) for c in zip(*(v for _, v in entries))]
         if len(set(combos)) < len(combos):
             problems.append(f"`axes[{i}]`: repeats a combination of values; list each combination once")
             continue
@@ -105,8 +105,15 @@ def _axis_values(where: str, values: Any, problems: list[str], unique: bool = Tr
     if len(values) > MAX_LIST:
         problems.append(f"`{where}`: {len(values)} values; at most {MAX_LIST}")
         return ()
-    keys = [json.dumps(v, sort_keys=True, default=str) for v in values]
+    keys = [_value_key(v) for v in values]
     if unique and len(set(keys)) < len(keys):
         problems.append(f"`{where}`: {show(values)} repeats a value; list each value once")
         return ()
     return tuple(values)
+
+
+def _value_key(value: Any) -> str:
+    """Equal values give equal keys: 1 and 1.0 are one number (as in a JSON schema's `uniqueItems`), true is not 1."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+    return json.dumps(value, sort_keys=True, default=str)

@@ -5,9 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.messages import show
-from orchestrator.uris import UriError, after_scheme, local_path_of, redact, scheme
+from orchestrator.uris import SCHEME_PATTERN, UriError, after_scheme, local_path_of, redact, scheme
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
+# ----- the same checks, as far as a JSON schema can say them (for editors) -----
+
+def _any_case(words: tuple[str, ...]) -> str:
+    return "(?:" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w)
+                            for w in words) + ")"
+
+
+NO_SCHEME = f"(?!{SCHEME_PATTERN})"
+END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it)
+# a local path with some text, or a known scheme with something after it but slashes
+# (a file URI names a local absolute path: file:/x, file:///x, file://localhost/x)
+STORAGE_JSON = {"pattern": rf"^(?:{NO_SCHEME}[\s\S]*\S|{_any_case(('file',))}:(?://localhost/|///[\s\S]*[^/]|/(?!/)"
+                           rf"[\s\S]*[^/])|{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
+ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_any_case(('file',))}:)"}
+# a local path or a scheme MLflow tracks to (`postgresql+psycopg2:`; http(s) with a host), without spaces or
+# control characters
+_HTTP, _TEXT, _PLUS = ("http", "https"), r"[^\s\x00-\x1f]", r"(?:\+[A-Za-z0-9+.-]*)?"
+TRACKING_JSON = {"pattern": rf"^(?:{NO_SCHEME}{_TEXT}+|{_any_case(_HTTP)}{_PLUS}://[^/?#\s\x00-\x1f]{_TEXT}*|"
+                            rf"{_any_case(tuple(s for s in TRACKING_SCHEMES if s not in _HTTP))}{_PLUS}:{_TEXT}*){END}"}
 
 
 def check_storage(value: str, problems: list[str]) -> None:
@@ -55,8 +77,6 @@ def check_root(value: Any, problems: list[str]) -> str | None:
         return None
     return str(path.resolve())
 
-
-TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
 
 def check_tracking_uri(value: str, problems: list[str]) -> None:

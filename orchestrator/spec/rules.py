@@ -13,38 +13,40 @@ from tasks.models import alignment_problem
 MAX_TASKS = 2_000_000          # tasks a spec may plan
 
 
-def spec_problems(top: dict, variants: list) -> list[str]:
-    """Rules between keys of different sections (checked for every combination of swept values)."""
+def spec_problems(top, variants: list) -> list[str]:
+    """Rules between keys of different sections (checked for every combination of swept values);
+    `top` is the spec's `schema.TopLevel`."""
     problems: list[str] = []
-    props, pairs = top["cue_proportions"], [vocab.parse_pair_type(p) for p in top["pairs"]]
+    props, pairs = top.cue_proportions, [vocab.parse_pair_type(p) for p in top.paths.pairs]
     has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
     needs = {vocab.CUE_NOCUE: (has_cue and has_nocue, "both 0.0 and a proportion > 0"),
              vocab.CUE_CUE: (has_cue, "a proportion > 0"), vocab.NOCUE_NOCUE: (has_nocue, "0.0"),
              vocab.PRETRAINED_FT: (has_cue, "a proportion > 0")}
-    for text, (pair, _design, _epoch) in zip(top["pairs"], pairs):
+    for text, (pair, _design, _epoch) in zip(top.paths.pairs, pairs):
         ok, what = needs[pair]
         if not ok:
-            problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
-    if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top["methods"]:
+            problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; "
+                            f"got {show(list(props))}")
+    if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
-    for key in ("path_kinds", "finetuned_kinds"):
-        name = "paths.kinds" if key == "path_kinds" else "paths.finetuned_kinds"
-        if vocab.ALIGNED not in top[key] or (key == "finetuned_kinds" and
+    for key in ("kinds", "finetuned_kinds"):
+        name = f"paths.{key}"
+        if vocab.ALIGNED not in getattr(top.paths, key) or (key == "finetuned_kinds" and
                                              not any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)):
             continue
-        if not top["alignments"]:
+        if not top.paths.alignments:
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
                             f"of {', '.join(ALIGNMENTS)}")
-        for model in top["models"]:
+        for model in top.models:
             problem = alignment_problem(model.name, model.width)
             if problem:
                 problems.append(f"`{name}`: 'aligned' needs the permutation groups of model {model.name!r}, traced "
                                 f"from its forward pass: {problem}")
-    for kind, r in top["resources"].items():
+    for kind, r in top.resources.items():
         if r.workers > 1 and kind not in vocab.TRAINING_KINDS:
             problems.append(f"`resources.{kind}.workers`: {r.workers} is not allowed; only "
                             f"{', '.join(vocab.TRAINING_KINDS)} run data-parallel, use 1")
-    storage, mlflow = top["storage"], top["mlflow"]
+    storage, mlflow = top.storage, top.mlflow
     if mlflow.enabled and mlflow.tracking_uri is None and is_remote(storage):
         problems.append(f"`mlflow.tracking_uri`: is required when `storage` is the remote URI {show(redact(storage))} "
                         "(the default SQLite store needs a local directory); give a tracking server URI or set "
@@ -65,7 +67,7 @@ def _suffix(variant) -> str:
 def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     out: list[str] = []
     try:
-        info = dataset_info(v.data.dataset, top["data_root"])
+        info = dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
     n_train = getattr(info, "train_size", None)
@@ -81,7 +83,7 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
                 out.append(f"`{key}`: {value} is more than the {n_train} training images of {v.data.dataset!r}, so "
                            f"an epoch would have no full batch; use at most {n_train}")
         cue_batch = v.finetune.cue_batch_size or v.finetune.batch_size
-        if any(m in CBFT_FAMILY for m in top["methods"]) and v.finetune.clean_subset <= n_train \
+        if any(m in CBFT_FAMILY for m in top.finetune.methods) and v.finetune.clean_subset <= n_train \
                 and n_train - v.finetune.clean_subset < cue_batch:
             out.append(f"`finetune.clean_subset`: {v.finetune.clean_subset} leaves {n_train - v.finetune.clean_subset} "
                        f"cued training images for cbft, fewer than its cue batch {cue_batch}; lower `clean_subset`, "
@@ -90,7 +92,7 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
                           (vocab.MIDPOINT, [("batch_size", v.midpoint.batch_size)]),
                           (vocab.FINETUNE, [("batch_size", v.finetune.batch_size),
                                             ("cue_batch_size", v.finetune.cue_batch_size)])):
-        workers = top["resources"][kind].workers
+        workers = top.resources[kind].workers
         for name, size in batches:
             if size is not None and size % workers:
                 out.append(f"`{kind}.{name}`: {size} is not divisible by `resources.{kind}.workers` {workers}; "
@@ -102,23 +104,23 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     return out
 
 
-def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
+def estimate_tasks(top, n_variants: int, pairs: list) -> int:
     """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
     for a spec without axes, an upper bound with them (tasks shared between combinations counted
     once per combination)."""
-    cue = sum(1 for p in top["cue_proportions"] if p > 0)
-    nocue = int(0.0 in top["cue_proportions"])
-    methods = len(top["methods"])
+    cue = sum(1 for p in top.cue_proportions if p > 0)
+    nocue = int(0.0 in top.cue_proportions)
+    methods = len(top.finetune.methods)
 
     def per_path(kinds) -> int:
         return ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
-                + 2 * len(top["alignments"]) * (vocab.ALIGNED in kinds))
+                + 2 * len(top.paths.alignments) * (vocab.ALIGNED in kinds))
     models: set = set()
     finetunes = paths = 0
     for pair, design, epoch in pairs:
         props = nocue if pair == vocab.NOCUE_NOCUE else cue
         n_pairs = props * (methods if pair == vocab.PRETRAINED_FT else 1)
-        kinds = top["finetuned_kinds"] if pair == vocab.PRETRAINED_FT else top["path_kinds"]
+        kinds = top.paths.finetuned_kinds if pair == vocab.PRETRAINED_FT else top.paths.kinds
         paths += n_pairs * (1 if design == vocab.SELF else per_path(kinds))
         models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
         if pair == vocab.CUE_NOCUE:
@@ -129,4 +131,4 @@ def estimate_tasks(top: dict, n_variants: int, pairs: list) -> int:
         elif design in (vocab.INDEPENDENT, vocab.SPAWN):
             models.update((pair, design, epoch, p) for p in range(props))
     per_seed = len(models) + finetunes + paths
-    return n_variants * len(top["models"]) * len(top["seeds"]) * per_seed
+    return n_variants * len(top.models) * len(top.seeds) * per_seed

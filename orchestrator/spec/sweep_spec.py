@@ -1,13 +1,14 @@
 """The sweep spec: what to run (settings, swept axes, models, seeds, pairs) and where (storage,
 resources, MLflow). `load_spec` reads YAML, `SweepSpec` is the validated, resolved result.
 
-Every setting is declared once, in the `tasks/` dataclass that uses it (`tasks.settings.setting`);
-this module validates the spec *through* those declarations (`orchestrator.spec.schema`), so a
-value the task layer would reject is rejected here, before any work. A spec is resolved in layers,
-later ones winning:
+Every key is declared once: the top level in `orchestrator.spec.schema.TopLevel`, each setting in
+the `tasks/` dataclass that uses it (`tasks.settings.setting`); this module validates the spec
+*through* those declarations (`orchestrator.spec.validation`), so a value the task layer would
+reject is rejected here, before any work. A spec is resolved in layers (`orchestrator.spec.layers`),
+later ones winning, and `SweepSpec.provenance` names the layer that set each key:
 
-    dataclass defaults < the dataset's profile (orchestrator/spec/profiles/<dataset>.yaml)
-                       < `extends:` a shipped sweep < the spec file < `key=value` overrides
+    default < the dataset's profile (orchestrator/spec/profiles/<dataset>.yaml)
+            < `extends:` a shipped sweep or a file < the spec file < `key=value` overrides
 
 Any setting can be swept: `finetune.lam: {grid: [1, 3, 10]}` inline, or zipped groups under
 `axes:` (`- {finetune.lr: [0.01, 0.1], finetune.epochs: [30, 10]}`); the axes combine as a grid,
@@ -19,66 +20,96 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-from orchestrator.spec import schema
 from orchestrator.messages import show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
+# (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
+from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, layer, profile_for, shipped_sweeps, with_extends,
+                                      with_overrides, with_profile)
 from orchestrator.spec.rules import spec_problems
-from orchestrator.spec.schema import SpecError
+from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
+                                      NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
+                                      key_of)
+from orchestrator.spec.validation import read_sections, read_top, unknown_keys
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
+from tasks.align import AlignSettings
+from tasks.data import DataSettings
+from tasks.finetune import FinetuneSettings
+from tasks.paths import MidpointSettings, PathSettings
 from tasks.settings import as_dict
+from tasks.train import OptimSettings
 
 DEFAULT_SPEC_RESOURCE = "sweeps/default.yaml"   # package data of `orchestrator.spec`
-PROFILE_RESOURCE = "profiles/{dataset}.yaml"
 MAX_VARIANTS = 10_000
-MAX_EXTENDS_DEPTH = 5
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One combination of swept values and the settings every task of that combination uses.
-    `data` has the defaults for `cue_proportion` and `seed`; each model fills in its own."""
+    """One combination of swept values and the settings every task of that combination uses: one
+    field per section of `schema.TopLevel` whose settings may be swept. `data` has the defaults for
+    `cue_proportion` and `seed`; each model fills in its own."""
 
     swept: tuple[tuple[str, Any], ...]     # (dotted key, value) per axis, in axis order
-    sections: tuple[tuple[str, Any], ...]  # (section, settings object) for schema.SETTINGS_SECTIONS
-
-    def __getattr__(self, name: str) -> Any:
-        for section, settings in object.__getattribute__(self, "sections"):
-            if section == name:
-                return settings
-        raise AttributeError(name)
+    data: DataSettings
+    pretrain: OptimSettings
+    finetune: FinetuneSettings
+    midpoint: MidpointSettings
+    align: AlignSettings
+    paths: PathSettings
 
     def label(self) -> str:
         return ", ".join(f"{key}={show(value)}" for key, value in self.swept) or "(no swept settings)"
 
 
 @dataclass(frozen=True)
-class SweepSpec:
-    """A validated sweep. Lists are tuples; `resolved` is the spec with every key written out."""
+class Provenance:
+    """Which layer set each key of a resolved spec (`plan --resolved --explain`)."""
 
-    name: str
-    storage: str
-    data_root: str | None
-    models: tuple                       # tasks.models.ModelSettings
-    seeds: tuple[int, ...]
-    cue_proportions: tuple[float, ...]
-    methods: tuple[str, ...]            # finetune.methods
-    pairs: tuple[str, ...]              # paths.pairs, as written (`cue~cue:spawn@2`)
-    path_kinds: tuple[str, ...]         # paths.kinds
-    finetuned_kinds: tuple[str, ...]    # paths.finetuned_kinds (the pretrained~ft pairs)
-    alignments: tuple[str, ...]         # paths.alignments
-    axes: tuple[tuple[tuple[str, tuple], ...], ...]   # zipped groups of (dotted key, values)
+    layers: tuple[str, ...]                # lowest first: default, profile:, extends:, file:, override:
+    keys: dict                             # dotted key of the resolved spec -> its layer
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: its top-level keys (`top`, declared by `schema.TopLevel`), one Variant per
+    combination of swept values, and `resolved`, the spec with every key written out."""
+
+    top: TopLevel
     variants: tuple[Variant, ...]
-    resources: dict                     # task kind -> spec_schema.ResourceSettings
-    max_concurrent: int | None
-    mlflow: Any                         # spec_schema.MlflowSettings
     resolved: dict
     source: str = "<spec>"
+    provenance: Provenance = field(default=Provenance((), {}), compare=False, repr=False)
+
+    # the top-level keys other modules read, by their names
+    name = property(lambda self: self.top.name)
+    description = property(lambda self: self.top.description)
+    storage = property(lambda self: self.top.storage)
+    models = property(lambda self: self.top.models)                     # tasks.models.ModelSettings
+    seeds = property(lambda self: self.top.seeds)
+    cue_proportions = property(lambda self: self.top.cue_proportions)
+    axes = property(lambda self: self.top.axes)                         # zipped groups of (dotted key, values)
+    resources = property(lambda self: self.top.resources)               # task kind -> schema.ResourceSettings
+    max_concurrent = property(lambda self: self.top.max_concurrent)
+    mlflow = property(lambda self: self.top.mlflow)                     # schema.MlflowSettings
+    data_root = property(lambda self: self.top.data.root)
+    methods = property(lambda self: self.top.finetune.methods)          # finetune.methods
+    pairs = property(lambda self: self.top.paths.pairs)                 # as written (`cue~cue:spawn@2`)
+    path_kinds = property(lambda self: self.top.paths.kinds)            # paths.kinds
+    finetuned_kinds = property(lambda self: self.top.paths.finetuned_kinds)   # of the pretrained~ft pairs
+    alignments = property(lambda self: self.top.paths.alignments)       # paths.alignments
+
+    def with_top(self, **changes: Any) -> SweepSpec:
+        """This spec with top-level keys changed (`storage=...`), its resolved spec written again.
+        The values are not validated: give what `load_spec` would accept."""
+        from dataclasses import replace
+
+        top = replace(self.top, **changes)
+        return replace(self, top=top, resolved=_resolved(top, self.variants[0]))
 
     @property
     def dataset(self) -> str:
@@ -109,10 +140,11 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     overrides; SpecError lists every problem."""
     source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else str(path)
     raw = _read(path, source)
+    label = f"file:{source}"
     if overrides:
-        raw = apply_overrides(raw, overrides, source)
         source = f"{source} with {' '.join(overrides)}"
-    return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None)
+    return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
+                         overrides=overrides, label=label)
 
 
 def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
@@ -135,120 +167,38 @@ def _read(path: str | Path | None, source: str) -> Any:
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
-    """`finetune.lam=3`, `seeds=[0,1,2]`, `paths.pairs=[cue~nocue]`: dotted keys, YAML values."""
+    """`raw` with `key=value` overrides (see `layers.with_overrides`)."""
     if raw is not None and not isinstance(raw, dict):
         raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"], source)
-    out = copy.deepcopy(raw) if isinstance(raw, dict) else {}
-    problems = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(p.isidentifier() for p in parts):
-            problems.append(f"override {item!r} is not `key=value` with a dotted key (e.g. finetune.lam=3)")
-            continue
-        try:
-            value = parse_yaml(text)
-        except YamlError as e:
-            problems.append(f"override {item!r}: {e}")
-            continue
-        target = out
-        for part in parts[:-1]:
-            node = target.setdefault(part, {})
-            if not isinstance(node, dict):
-                problems.append(f"override {item!r}: `{part}` is not a mapping in the spec")
-                break
-            target = node
-        else:
-            target[parts[-1]] = value
-    if problems:
-        raise SpecError(problems, source)
-    return out
-
-
-def _resource_text(name: str) -> str | None:
-    file = importlib_resources.files("orchestrator.spec").joinpath(name)
-    return decode(file.read_bytes(), f"<built-in {name}>") if file.is_file() else None
-
-
-def _extends(raw: dict, source: str, base_dir: Path | None, depth: int = 0) -> dict:
-    """Merge the sweep named by `extends:` (a shipped sweep's name, or a path relative to the spec)
-    under `raw`."""
-    parent = raw.get("extends")
-    if parent is None:
-        return raw
-    if not isinstance(parent, str) or not parent:
-        raise SpecError([f"`extends`: {show(parent)} is not allowed; give a shipped sweep name "
-                         f"({', '.join(shipped_sweeps())}) or a spec file path"], source)
-    if depth >= MAX_EXTENDS_DEPTH:
-        raise SpecError([f"`extends`: more than {MAX_EXTENDS_DEPTH} levels (a loop?)"], source)
-    text = _resource_text(f"sweeps/{parent}.yaml") if "/" not in parent and not parent.endswith(".yaml") else None
-    if text is None:
-        path = Path(parent) if Path(parent).is_absolute() or base_dir is None else base_dir / parent
-        if not path.is_file():
-            raise SpecError([f"`extends`: {parent!r} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
-                             f"nor a spec file"], source)
-    try:
-        if text is None:
-            text, base_dir = read_text(path, "spec file"), path.parent
-        base = parse_yaml(text)
-    except YamlError as e:
-        raise SpecError([f"`extends`: {parent}: {e}"], source) from None
-    if not isinstance(base, dict):
-        raise SpecError([f"`extends`: {parent!r} is not a mapping"], source)
-    base = _extends(base, source, base_dir, depth + 1)
-    merged = merge(base, {k: v for k, v in raw.items() if k != "extends"})
-    return merged
-
-
-def shipped_sweeps() -> list[str]:
-    folder = importlib_resources.files("orchestrator.spec").joinpath("sweeps")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def merge(base: dict, top: dict) -> dict:
-    """`top` over `base`: mappings merge key by key; lists, scalars and `{grid: ...}` replace."""
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not schema.is_grid(value) \
-                and not schema.is_grid(out[key]):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def profile_for(dataset: Any) -> dict:
-    """The partial spec tuned for `dataset` ({} when it has none)."""
-    if not isinstance(dataset, str) or not dataset.isidentifier():
-        return {}
-    text = _resource_text(PROFILE_RESOURCE.format(dataset=dataset))
-    return parse_yaml(text) if text else {}
+    return with_overrides(layer(raw or {}, "file"), list(overrides), source).raw
 
 
 # ----- validation -----
 
-def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None) -> SweepSpec:
-    """Resolve (`extends`, the dataset's profile) and validate spec data, collecting every problem."""
-    if raw is None:
+def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None, overrides: list[str] = (),
+                  label: str | None = None) -> SweepSpec:
+    """Resolve the layers (`key=value` overrides, `extends`, the dataset's profile) and validate,
+    collecting every problem."""
+    if raw is None and not overrides:
         raise SpecError(["the spec is empty; it needs at least `name:` (`mmc-sweep plan` shows the "
                          "built-in default sweep)"], source)
-    if not isinstance(raw, dict):
+    if raw is not None and not isinstance(raw, dict):
         raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"],
                         source)
-    raw = _extends(raw, source, base_dir)
-    problems = schema.unknown_keys(raw)
-    dataset = (raw.get("data") or {}).get("dataset", schema.DEFAULT_DATASET) if isinstance(raw.get("data"), dict) \
-        else schema.DEFAULT_DATASET
-    full = merge(profile_for(dataset), raw)
-    axes, base = extract_axes(full, problems)
-    top = schema.validate_top(base, problems)
+    spec = with_overrides(layer(raw or {}, label or f"file:{source}"), list(overrides), source)
+    spec = with_extends(spec, source, base_dir)
+    problems = unknown_keys(spec.raw)
+    data = spec.raw.get("data")
+    full = with_profile(spec, data.get("dataset", DEFAULT_DATASET) if isinstance(data, dict) else DEFAULT_DATASET)
+    axes, base = extract_axes(full.raw, problems)
+    top = read_top(base, axes, problems)
     variants = _variants(base, axes, problems)
     if not problems and top is not None and variants:
         problems += spec_problems(top, variants)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
-    resolved = _resolved(top, variants[0], axes, base)
-    return SweepSpec(**top, axes=axes, variants=tuple(variants), resolved=resolved, source=source)
+    resolved = _resolved(top, variants[0])
+    return SweepSpec(top, tuple(variants), resolved, source, _provenance(resolved, full, top.axes))
 
 
 def _variants(base: dict, axes: tuple, problems: list[str]) -> list[Variant]:
@@ -266,36 +216,65 @@ def _variants(base: dict, axes: tuple, problems: list[str]) -> list[Variant]:
                       for (key, _), value in zip(group, values))
         raw = copy.deepcopy(base)
         for key, value in swept:
-            section, field = key.split(".", 1)
-            raw.setdefault(section, {})[field] = value
+            section, field_name = key.split(".", 1)
+            raw.setdefault(section, {})[field_name] = value
         where = f" (in the combination {', '.join(f'{k}={show(v)}' for k, v in swept)})" if swept else ""
-        sections = schema.validate_sections(raw, problems, where)
+        sections = read_sections(raw, problems, where)
         if sections is not None:
-            out.append(Variant(swept, tuple(sections.items())))
+            out.append(Variant(swept, **sections))
     return out
 
 
-def _resolved(top: dict, first: Variant, axes: tuple, base: dict) -> dict:
-    """Every key of the spec written out (the first combination's values, then the axes)."""
-    out: dict[str, Any] = {"name": top["name"], "storage": top["storage"]}
-    for section, settings in first.sections:
-        values = as_dict(settings)
-        if section == "data":
-            values = {k: v for k, v in values.items() if k not in schema.DATA_AXIS_FIELDS}
-            values["root"] = top["data_root"]
-        out[section] = values
-    out["models"] = [as_dict(m) for m in top["models"]]
-    out["seeds"] = list(top["seeds"])
-    out["cue_proportions"] = list(top["cue_proportions"])
-    out["finetune"]["methods"] = list(top["methods"])
-    out["paths"].update(pairs=list(top["pairs"]), kinds=list(top["path_kinds"]),
-                        finetuned_kinds=list(top["finetuned_kinds"]),
-                        alignments=list(top["alignments"]))
-    out["axes"] = [{key: list(values) for key, values in group} for group in axes]
-    out["resources"] = {kind: {**as_dict(r), "custom": dict(r.custom)} for kind, r in top["resources"].items()}
-    out["max_concurrent"] = top["max_concurrent"]
-    out["mlflow"] = as_dict(top["mlflow"])
+def _plain(obj: Any) -> dict:
+    """A settings object (or a section's lists) as the resolved spec writes it."""
+    return {f.name: key_of(f).write(getattr(obj, f.name)) if key_of(f).write else getattr(obj, f.name)
+            for f in fields(obj)}
+
+
+def _written(kind: str, value: Any, first: Any = None, skip: tuple = ()) -> Any:
+    if kind == SECTION:
+        values = {k: v for k, v in as_dict(first).items() if k not in skip}
+        return {**values, **(_plain(value) if value is not None else {})}
+    if kind == AXES:
+        return [{key: list(values) for key, values in group} for group in value]
+    if kind == SETTINGS_LIST:
+        return [_plain(s) for s in value]
+    if kind == SETTINGS:
+        return _plain(value)
+    if kind == PER_NAME:
+        return {name: _plain(s) for name, s in value.items()}
+    return list(value) if kind == LIST else value
+
+
+def _resolved(top: TopLevel, first: Variant) -> dict:
+    """Every declared key written out (the first combination's settings, then the axes)."""
+    out = {d.name: _written(d.kind, getattr(top, d.name), getattr(first, d.name, None), d.key.per_model)
+           for d in declared() if d.kind != LAYER}
     return json.loads(json.dumps(out))   # plain JSON types (tuples -> lists)
+
+
+def _leaves(tree: dict, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
+
+
+def _provenance(resolved: dict, full: Layered, axes: tuple) -> Provenance:
+    """The layer of every key of `resolved`; a swept key names the layer that swept it."""
+    swept, keys, grids = {key for group in axes for key, _ in group}, {}, False
+    for path in _leaves(resolved):
+        dotted, label = ".".join(path), full.origin(path)
+        if dotted in swept:
+            value = full.raw.get(path[0], {}).get(path[1]) if isinstance(full.raw.get(path[0]), dict) else None
+            grids |= is_grid(value)
+            label = f"{label}, swept" if is_grid(value) else f"{full.origin(('axes',))}, swept by axes"
+        keys[dotted] = label
+    if grids:   # the resolved `axes` also lists the `{grid: ...}` values
+        written = f"{keys['axes']} and " if "axes" in full.raw else ""
+        keys["axes"] = f"{written}the {{grid: ...}} values"
+    return Provenance(("default", *full.layers), keys)
 
 
 # ----- writing, hashing, comparing -----
@@ -315,14 +294,45 @@ def dump_spec(spec: SweepSpec) -> str:
     return head + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
 
-NOT_SCIENCE = ("storage", "resources", "max_concurrent", "mlflow")   # where and how, not what
+def explain_spec(spec: SweepSpec) -> str:
+    """The resolved spec (as `dump_spec`, loadable again), each key with the layer that set it.
+    Credentials in URIs are redacted."""
+    from orchestrator.uris import redact
+
+    layers = redact(" < ".join(spec.provenance.layers))
+    found: list[tuple[str, str]] = []
+    _explain(spec.resolved, (), spec.provenance.keys, found)
+    lines = [(redact(text), redact(why)) for text, why in found]
+    width = min(max(len(text) for text, _ in lines), 48)
+    head = (f"# The resolved spec of `{spec.name}`: every key, with the layer that set it (later layers win):\n"
+            f"#   {layers}\n")
+    return head + "".join(f"{text.ljust(width)}  # {why}\n" if why else f"{text}\n" for text, why in lines)
+
+
+def _explain(tree: dict, path: tuple, keys: dict, lines: list) -> None:
+    indent = "  " * len(path)
+    for key, value in tree.items():
+        where = (*path, key)
+        if isinstance(value, dict) and value:
+            lines.append((f"{indent}{_flow(key)}:", ""))
+            _explain(value, where, keys, lines)
+        else:
+            lines.append((f"{indent}{_flow(key)}: {_flow(value)}", keys.get(".".join(map(str, where)), "")))
+
+
+def _flow(value: Any) -> str:
+    """`value` as one line of YAML."""
+    import yaml
+
+    return yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10 ** 9).strip()[1:-1]
 
 
 def science(resolved: dict) -> dict:
     """The part of a resolved spec that determines results (not where or how it runs)."""
     out = {k: v for k, v in resolved.items() if k not in NOT_SCIENCE}
-    if isinstance(out.get("data"), dict):
-        out["data"] = {k: v for k, v in out["data"].items() if k != "root"}
+    for section, name in NOT_SCIENCE_IN_SECTIONS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != name}
     return out
 
 

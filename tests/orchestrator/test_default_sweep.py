@@ -23,8 +23,7 @@ def test_the_default_sweep_resolves_and_plans():
     graph = build_graph(spec)
     kinds = {task.kind for task in graph.tasks.values()}
     assert kinds == set(vocab.TASK_KINDS)
-    assert set(spec.resolved) >= {"name", "storage", "data", "models", "seeds", "cue_proportions", "axes",
-                                  "resources", "max_concurrent", "mlflow", *vocab.SETTINGS_SECTIONS} - {"model"}
+    assert set(spec.resolved) == set(spec_schema.TOP_KEYS) - {"extends"}   # extends: resolved away
 
 
 def test_main_pairs_are_independent_and_disjoint_and_controls_are_present():

@@ -5,7 +5,6 @@ cluster. Inside the Ray workers, tests/hooks records what each attempt did."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -48,8 +47,8 @@ def train_runs(tmp_path_factory):
             mp.setenv(key, value)            # before Ray starts: its workers inherit them
         start_local_ray(2)
         try:
-            crashed = run_sweep(dataclasses.replace(spec, storage=str(tmp / "crashed")), report=False)
-            clean = run_sweep(dataclasses.replace(spec, storage=str(tmp / "clean")), report=False)
+            crashed = run_sweep(spec.with_top(storage=str(tmp / "crashed")), report=False)
+            clean = run_sweep(spec.with_top(storage=str(tmp / "clean")), report=False)
         finally:
             ray.shutdown()
     return task, crashed, clean, events, markers

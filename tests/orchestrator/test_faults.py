@@ -12,7 +12,6 @@ fault happen and checks the stated outcome.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -260,7 +259,7 @@ def finished(tmp_path_factory):
     events = root / "events"
     spec = load_spec(write_spec(root, "claims", pretrain={"epochs": 2},
                                 paths={"kinds": ["linear", "quadratic"]}, finetune={"methods": []}))
-    spec = dataclasses.replace(spec, storage=str(root / "finished"))
+    spec = spec.with_top(storage=str(root / "finished"))
     with pytest.MonkeyPatch.context() as mp:
         for key, value in hook_env(events).items():
             mp.setenv(key, value)
@@ -370,7 +369,7 @@ README_CLAIMS = {
 @pytest.mark.parametrize("claim", list(README_CLAIMS))
 def test_readme_fault_claim(claim, finished, tmp_path, monkeypatch):
     spec, graph, _, events = finished
-    spec = dataclasses.replace(spec, storage=str(tmp_path / "storage"))
+    spec = spec.with_top(storage=str(tmp_path / "storage"))
     shutil.copytree(finished[0].storage, spec.storage)
     layout = SweepLayout(Storage(spec.storage), spec.name)
     make, check = README_CLAIMS[claim]

@@ -12,7 +12,8 @@ from orchestrator.run import preflight
 from orchestrator.spec import sweep_spec as S
 from orchestrator.graph.dag import build_graph
 from orchestrator.spec.sweep_spec import load_spec, parse_spec
-from orchestrator.spec.schema import LIST_KEYS, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError
+from orchestrator.spec.schema import (LIST, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError, declared,
+                                      lists_class)
 from orchestrator.run.sweep import unfinished_kinds
 from tasks.models import ModelSettings
 from tasks.settings import as_dict
@@ -86,10 +87,13 @@ def test_a_minimal_spec_resolves_every_key_to_the_profile_or_the_declared_defaul
             expected = profile.get(section, {}).get(name, default)
             expected = list(expected) if isinstance(expected, tuple) else expected
             assert resolved[section][name] == expected, f"{section}.{name}"
-    for key, (default, _doc) in LIST_KEYS.items():
-        section, _, name = key.rpartition(".")
-        value = resolved[section][name] if section else resolved[key]
-        assert value == list(profile.get(key, default)), key
+    lists = [("", d) for d in declared() if d.kind == LIST] + [
+        (section, d) for section in SETTINGS_CLASSES if lists_class(section) for d in declared(lists_class(section))
+        if d.kind == LIST]
+    assert len(lists) == 7
+    for section, d in lists:
+        value = resolved[section][d.name] if section else resolved[d.name]
+        assert value == list(profile.get(d.name, d.default) if not section else d.default), d.name
     assert resolved["models"] == [as_dict(ModelSettings("small_cnn"))]
     assert resolved["storage"] == "./mmc-runs" and resolved["max_concurrent"] is None and spec.max_concurrent is None
     assert resolved["mlflow"] == as_dict(MlflowSettings()) and resolved["axes"] == []
@@ -104,6 +108,13 @@ def test_resolved_spec_names_every_declared_key():
         assert fields <= set(resolved[section]), section
     assert set(resolved) >= {"name", "storage", "models", "seeds", "cue_proportions", "axes", "resources",
                              "max_concurrent", "mlflow"}
+
+
+def test_with_top_changes_a_top_level_key_and_the_resolved_spec():
+    spec = load_spec(None)
+    moved = spec.with_top(storage="/elsewhere")
+    assert moved.storage == "/elsewhere" == moved.resolved["storage"] and spec.storage == "./mmc-runs"
+    assert moved.variants == spec.variants and S.spec_hash(moved) == S.spec_hash(spec)
 
 
 def test_dump_spec_round_trips():
@@ -149,10 +160,12 @@ def test_spec_hash_ignores_where_and_how_things_run():
 
 def test_json_schema_names_every_top_level_key_and_section_field():
     schema = S.spec_json_schema()
-    assert schema["required"] == ["name"] and schema["additionalProperties"] is False
+    assert schema["anyOf"] == [{"required": ["name"]}, {"required": ["extends"]}]
+    assert schema["additionalProperties"] is False
     from orchestrator.spec.schema import TOP_KEYS
 
     assert set(schema["properties"]) == set(TOP_KEYS)
+    assert all(prop["description"] for prop in schema["properties"].values())
     for section, cls in SETTINGS_CLASSES.items():
         fields = {f.name for f in dataclasses.fields(cls)} - ({"cue_proportion", "seed"} if section == "data" else set())
         assert fields <= set(schema["properties"][section]["properties"]), section

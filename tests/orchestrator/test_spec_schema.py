@@ -13,7 +13,8 @@ from orchestrator.spec import sweep_spec as S
 from orchestrator.spec.sweep_spec import load_spec, parse_spec
 from orchestrator.spec.columns import settings_columns
 from orchestrator.spec.axes import sweepable_keys
-from orchestrator.spec.schema import DATA_AXIS_FIELDS, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings, SpecError
+from orchestrator.spec.schema import (DATA_AXIS_FIELDS, NOT_SWEEPABLE, SETTINGS_CLASSES, STRUCTURAL, ResourceSettings,
+                                      SpecError)
 from tasks.settings import declared_fields
 from tasks.models import ModelSettings
 from tasks.settings import SettingsError, base_type
@@ -189,7 +190,9 @@ def test_json_schema_enums_come_from_the_declarations():
             if f.name in STRUCTURAL.get(section, ()) or section == "data" and f.name in DATA_AXIS_FIELDS:
                 continue
             prop = schema[section]["properties"][f.name]
-            plain = prop["anyOf"][0]
+            sweepable = f"{section}.{f.name}" not in NOT_SWEEPABLE
+            assert ("grid" in json.dumps(prop)) == sweepable, f"{section}.{f.name}"   # `{grid: ...}` only there
+            plain = prop["anyOf"][0] if sweepable else prop
             plain = plain.get("anyOf", [plain])[0]
             if rule.allowed() is not None:
                 assert plain["enum"] == list(rule.allowed()), f"{section}.{f.name}"

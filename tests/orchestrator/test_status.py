@@ -4,7 +4,6 @@ directory. The plan is the one written when the run started: status never re-pla
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -23,7 +22,7 @@ from tests.conftest import SMOKE_SPEC
 def sweep(tmp_path):
     """The smoke sweep's directory as a run leaves it when it starts (spec.yaml, plan.parquet), no
     task run yet: (layout, graph, DIR)."""
-    spec = dataclasses.replace(load_spec(SMOKE_SPEC), storage=str(tmp_path / "runs"))
+    spec = load_spec(SMOKE_SPEC).with_top(storage=str(tmp_path / "runs"))
     layout = SweepLayout(Storage(spec.storage), spec.name)
     graph = build_graph(spec)
     layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
@@ -135,7 +134,7 @@ def test_status_reports_the_stored_plan_not_a_new_one(sweep, capsys, monkeypatch
     """A sweep written before the spec (or a code default) changed: status counts the tasks that run
     planned, even though planning its spec.yaml today would give another graph."""
     layout, graph, directory = sweep
-    other = dataclasses.replace(load_spec(SMOKE_SPEC, ["seeds=[0, 1, 2]"]), storage=layout.storage.root)
+    other = load_spec(SMOKE_SPEC, ["seeds=[0, 1, 2]"]).with_top(storage=layout.storage.root)
     assert len(build_graph(other)) != len(graph)
     layout.storage.write_bytes(layout.spec_file(), dump_spec(other).encode())
 

@@ -4,7 +4,6 @@ or made a new version, the CLI."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 import sys
@@ -174,12 +173,12 @@ def _copy(sweep, name: str):
     source = Path(sweep["first"].layout.storage.root)
     target = sweep["directory"] / name
     shutil.copytree(source, target)
-    return dataclasses.replace(sweep["spec"], storage=str(target))
+    return sweep["spec"].with_top(storage=str(target))
 
 
 def test_a_changed_setting_is_refused_and_a_new_version_reuses_what_did_not_change(sweep, ray_local):
     spec = _copy(sweep, "versions")
-    changed = dataclasses.replace(load_spec(sweep["path"], ["paths.num_alphas=2"]), storage=spec.storage)
+    changed = load_spec(sweep["path"], ["paths.num_alphas=2"]).with_top(storage=spec.storage)
     layout = SweepLayout(Storage(spec.storage), spec.name)
     before = _snapshot(layout)
     with pytest.raises(SweepError, match=r"paths.num_alphas: 3 -> 2[\s\S]*--new-version"):

@@ -34,10 +34,6 @@ KEY_CALLS = {"get", "pop", "setdefault", "settings_values", "getattr", "hasattr"
 # (module, enclosing function, word): literals that spell a vocabulary word but mean something else.
 # At module level the scope is `<module>:NAME`, NAME the variable being assigned.
 ALLOWED = {
-    ("spec/schema.py", "<module>:TOP_KEYS", "pretrain"): "the spec's top-level keys (settings sections)",
-    ("spec/schema.py", "<module>:TOP_KEYS", "finetune"): "the spec's top-level keys (settings sections)",
-    ("spec/schema.py", "<module>:TOP_KEYS", "midpoint"): "the spec's top-level keys (settings sections)",
-    ("spec/schema.py", "<module>:TOP_KEYS", "align"): "the spec's top-level keys (settings sections)",
     ("report/build.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
     ("results/schemas.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
     ("run/work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
@@ -132,7 +128,7 @@ def test_the_scan_flags_values_and_leaves_docs_and_keys_alone(source, expected):
 
 def test_every_word_has_one_meaning_and_the_lists_are_consistent():
     for name in ("TASK_KINDS", "PATH_KINDS", "PAIRS", "RUN_STATUSES", "TABLE_STATUSES", "MLFLOW_STATUSES",
-                 "TABLES", "METRICS", "DEFINITIONS", "SETTINGS_SECTIONS"):
+                 "TABLES", "METRICS", "DEFINITIONS"):
         values = getattr(vocab, name)
         assert len(values) == len(set(values)), name
     assert set(vocab.TRAINING_KINDS) | set(vocab.BUNDLE_KINDS) == set(vocab.TASK_KINDS)

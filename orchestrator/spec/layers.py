@@ -1,0 +1,165 @@
+"""The layers a spec is resolved from, and which layer set each key. Later layers win:
+
+    default < profile:<dataset> < extends:<sweep or file> < file:<spec> < override:<key=value>
+
+`default` is the declaration (`tasks/` dataclasses, `orchestrator/spec/schema.py`); a profile is
+`orchestrator/spec/profiles/<dataset>.yaml`; `extends:` names a shipped sweep or a spec file, which
+may extend another (below it); overrides are the command line's `key=value` items, applied to the
+file before it is merged. Mappings merge key by key; lists, scalars and `{grid: ...}` replace.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+from orchestrator.messages import show
+from orchestrator.spec.schema import SpecError, is_grid
+from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
+
+DEFAULT = "default"
+PROFILE_RESOURCE = "profiles/{dataset}.yaml"
+MAX_EXTENDS_DEPTH = 5
+
+Path_ = tuple[str, ...]   # a key's path: ("finetune", "lam")
+
+
+@dataclass(frozen=True)
+class Layered:
+    """A raw spec and the layer that set each of its values: `origins` maps a key's path to the
+    layer that last replaced it; a value takes the label of its nearest listed path (itself or a
+    mapping above it, `()` for the whole layer)."""
+
+    raw: dict
+    origins: dict = field(default_factory=dict)
+    layers: tuple[str, ...] = ()              # the labels, lowest first
+
+    def origin(self, path: Path_) -> str:
+        """The layer that set the value at `path`; `default` when no layer holds it."""
+        node = self.raw
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return DEFAULT
+            node = node[part]
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.origins:
+                return self.origins[path[:n]]
+        return DEFAULT
+
+
+def layer(raw: dict, label: str) -> Layered:
+    return Layered(raw, {(): label}, (label,))
+
+
+def stack(base: Layered, top: Layered) -> Layered:
+    """`top` merged over `base`, each value keeping the layer that set it: mappings merge key by key;
+    lists, scalars and `{grid: ...}` replace."""
+    out, origins = copy.deepcopy(base.raw), dict(base.origins)
+    _merge_into(out, origins, (), top.raw, top)
+    return Layered(out, origins, base.layers + top.layers)
+
+
+def _merge_into(out: dict, origins: dict, prefix: Path_, top: dict, source: Layered) -> None:
+    for key, value in top.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not is_grid(value) \
+                and not is_grid(out[key]):
+            _merge_into(out[key], origins, path, value, source)
+        else:
+            out[key] = copy.deepcopy(value)
+            _set_origin(origins, path, source.origin(path), source.origins)
+
+
+def _set_origin(origins: dict, path: Path_, label: str, below: dict | None = None) -> None:
+    """`path` was replaced: its old origins go, its new ones (`label`, and any of `below` under it) come."""
+    for old in [p for p in origins if p[:len(path)] == path]:
+        del origins[old]
+    origins[path] = label
+    origins.update({p: v for p, v in (below or {}).items() if len(p) > len(path) and p[:len(path)] == path})
+
+
+# ----- the layers -----
+
+def with_overrides(file: Layered, overrides: list[str], source: str) -> Layered:
+    """`finetune.lam=3`, `seeds=[0,1,2]`, `paths.pairs=[cue~nocue]`: dotted keys, YAML values, each
+    replacing its key in the file."""
+    out, origins, problems = copy.deepcopy(file.raw), dict(file.origins), []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(p.isidentifier() for p in parts):
+            problems.append(f"override {item!r} is not `key=value` with a dotted key (e.g. finetune.lam=3)")
+            continue
+        try:
+            value = parse_yaml(text)
+        except YamlError as e:
+            problems.append(f"override {item!r}: {e}")
+            continue
+        target = out
+        for part in parts[:-1]:
+            node = target.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"override {item!r}: `{part}` is not a mapping in the spec")
+                break
+            target = node
+        else:
+            target[parts[-1]] = value
+            _set_origin(origins, tuple(parts), f"override:{item}")
+    if problems:
+        raise SpecError(problems, source)
+    return Layered(out, origins, file.layers + tuple(f"override:{item}" for item in overrides))
+
+
+def resource_text(name: str) -> str | None:
+    file = importlib_resources.files("orchestrator.spec").joinpath(name)
+    return decode(file.read_bytes(), f"<built-in {name}>") if file.is_file() else None
+
+
+def shipped_sweeps() -> list[str]:
+    folder = importlib_resources.files("orchestrator.spec").joinpath("sweeps")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int = 0) -> Layered:
+    """The sweep named by `extends:` (a shipped sweep's name, or a path relative to the spec) merged
+    under `spec`."""
+    parent = spec.raw.get("extends")
+    if parent is None:
+        return spec
+    if not isinstance(parent, str) or not parent:
+        raise SpecError([f"`extends`: {show(parent)} is not allowed; give a shipped sweep name "
+                         f"({', '.join(shipped_sweeps())}) or a spec file path"], source)
+    if depth >= MAX_EXTENDS_DEPTH:
+        raise SpecError([f"`extends`: more than {MAX_EXTENDS_DEPTH} levels (a loop?)"], source)
+    text = resource_text(f"sweeps/{parent}.yaml") if "/" not in parent and not parent.endswith(".yaml") else None
+    if text is None:
+        path = Path(parent) if Path(parent).is_absolute() or base_dir is None else base_dir / parent
+        if not path.is_file():
+            raise SpecError([f"`extends`: {parent!r} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
+                             f"nor a spec file"], source)
+    try:
+        if text is None:
+            text, base_dir = read_text(path, "spec file"), path.parent
+        base = parse_yaml(text)
+    except YamlError as e:
+        raise SpecError([f"`extends`: {parent}: {e}"], source) from None
+    if not isinstance(base, dict):
+        raise SpecError([f"`extends`: {parent!r} is not a mapping"], source)
+    base_layers = with_extends(layer(base, f"extends:{parent}"), source, base_dir, depth + 1)
+    own = Layered({k: v for k, v in spec.raw.items() if k != "extends"},
+                  {p: v for p, v in spec.origins.items() if p[:1] != ("extends",)}, spec.layers)
+    return stack(base_layers, own)
+
+
+def profile_for(dataset: Any) -> dict:
+    """The partial spec tuned for `dataset` ({} when it has none)."""
+    if not isinstance(dataset, str) or not dataset.isidentifier():
+        return {}
+    text = resource_text(PROFILE_RESOURCE.format(dataset=dataset))
+    return parse_yaml(text) if text else {}
+
+
+def with_profile(spec: Layered, dataset: Any) -> Layered:
+    return stack(layer(profile_for(dataset), f"profile:{dataset}"), spec) if profile_for(dataset) else spec

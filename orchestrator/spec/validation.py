@@ -1,0 +1,243 @@
+"""Reading a spec through its declaration (`schema.TopLevel` and the settings classes it names):
+unknown keys, types, bounds, choices, lists, and the checks a rule cannot say. Each message names
+the key in backticks, the bad value (shortened) and what is allowed; every problem is collected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections import Counter
+from typing import Any
+
+from orchestrator.messages import MAX_SHOWN, a_type, show
+from orchestrator.spec.schema import (AXES, DATA_AXIS_FIELDS, LAYER, LIST, MAX_LIST, PER_NAME, SCALAR, SECTION,
+                                      SETTINGS, SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, TOP_KEYS, Declared,
+                                      TopLevel, declared, key_of, lists_class, section_fields, top_key)
+from tasks.settings import SettingsError, base_type, declared_fields, value_problem
+
+
+def _unknown(key: Any, known: list[str], where: str) -> str:
+    name = f"{where}.{key}" if where else str(key)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    hint = f"did you mean `{where + '.' if where else ''}{close[0]}`?" if close else f"allowed: {', '.join(known)}"
+    return f"`{show(name)[1:-1] if isinstance(name, str) else name}`: unknown key; {hint}"
+
+
+def _unknown_in(cls: type, body: Any, where: str) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    known = [f.name for f in dataclasses.fields(cls)]
+    return [_unknown(k, known, where) for k in body if k not in known]
+
+
+def unknown_keys(raw: dict) -> list[str]:
+    """Unknown keys at the top level and in the settings sections (as written, before the profile)."""
+    problems = [_unknown(key, list(TOP_KEYS), "") for key in raw if key not in TOP_KEYS]
+    for section in SETTINGS_CLASSES:
+        value = raw.get(section)
+        if isinstance(value, dict):
+            known = section_fields(section)
+            problems += [_unknown(k, known + (list(DATA_AXIS_FIELDS) if section == "data" else []), section)
+                         if not (section == "data" and k in DATA_AXIS_FIELDS) else
+                         f"`data.{k}`: is set per model by `{'cue_proportions' if k == 'cue_proportion' else 'seeds'}`"
+                         f"; list the values there" for k in value if k not in known]
+    return problems
+
+
+def _check_value(value: Any, tp: Any, rule, where: str) -> tuple[Any, str | None]:
+    """(normalised value, problem or None): ints become floats for float settings."""
+    problem = value_problem(value, tp, rule)
+    if problem:
+        return value, f"`{where}`: {_shorten(problem, value)}"
+    kind, _ = base_type(tp)
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    return value, None
+
+
+def _shorten(problem: str, value: Any) -> str:
+    full = repr(value)
+    return problem.replace(full, show(value), 1) if len(full) > MAX_SHOWN else problem
+
+
+def _settings(cls: type, raw: Any, where: str, problems: list[str], skip: tuple = ()):
+    """Build settings `cls` from a raw mapping through its declarations; None on problems."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"`{where}`: {show(raw)} is not allowed; must be a mapping of `key: value` lines "
+                        f"(got {a_type(raw)})")
+        return None
+    values, before = {}, len(problems)
+    for f, tp, rule in declared_fields(cls):
+        if f.name in skip or f.name not in raw:
+            continue
+        name, read = f"{where}.{f.name}" if where else f.name, key_of(f).read
+        if read is not None:
+            value = read(raw[f.name], name, problems, raw)
+            if value is None:
+                continue
+        else:
+            value, problem = _check_value(raw[f.name], tp, rule, name)
+            if problem:
+                problems.append(problem)
+                continue
+        values[f.name] = value
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**values)
+    except SettingsError as e:
+        problems.extend(f"`{where + '.' if where else ''}{name}`: {text}" for name, text in e.problems)
+        return None
+
+
+# ----- one reader per kind of key -----
+
+def _scalar_problem(d: Declared, value: Any) -> str | None:
+    problem = value_problem(value, d.tp, d.rule)
+    if problem is None and isinstance(value, str):
+        how = d.key
+        if (how.pattern is not None and not how.pattern.match(value)) or len(value) < (how.min_length or 0) \
+                or len(value) > (how.max_length or len(value)):
+            problem = f"{value!r} is not allowed"
+    return problem
+
+
+def read_scalar(d: Declared, body: dict, where: str, problems: list[str]) -> Any:
+    value = body[d.name] if d.name in body else d.default
+    if d.key.required and value is None:
+        problems.append(f"`{where}`: is missing; {d.key.required}")
+        return None
+    problem = _scalar_problem(d, value)
+    if problem:
+        problems.append(f"`{where}`: {show(value)} is not allowed; {d.key.fix}" if d.key.fix else
+                        f"`{where}`: {_shorten(problem, value)}")
+        return None
+    if base_type(d.tp)[0] is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return d.key.check(value, where, problems, body) if d.key.check else value
+
+
+def _item_problem(d: Declared, item: Any) -> str | None:
+    if d.key.item_check is not None:
+        return d.key.item_check(item)
+    allowed = d.rule.allowed()
+    if allowed is not None:
+        ok = isinstance(item, str) and item in allowed
+        return None if ok else f"{show(item)} is not allowed; allowed: {', '.join(allowed)}"
+    problem = value_problem(item, d.item, d.rule)
+    return f"{show(item)} is not allowed; {d.key.fix}" if problem and d.key.fix else problem
+
+
+def read_list(d: Declared, body: dict, where: str, problems: list[str]) -> tuple | None:
+    value = body.get(d.name)
+    if value is None:
+        return d.default
+    if not isinstance(value, list):
+        problems.append(f"`{where}`: {show(value)} is not allowed; must be a list, e.g. {show(list(d.default))}")
+        return None
+    if d.key.non_empty and not value:
+        problems.append(f"`{where}`: [] is empty; give at least one value")
+        return None
+    if len(value) > MAX_LIST:
+        problems.append(f"`{where}`: {len(value)} items; at most {MAX_LIST}")
+        return None
+    out, before = [], len(problems)
+    for i, item in enumerate(value):
+        problem = _item_problem(d, item)
+        if problem:
+            problems.append(f"`{where}[{i}]`: {problem}")
+        else:
+            out.append(float(item) if d.item is float else item)
+    counts = Counter(out)   # items are numbers or strings (hashable); 0.0 and -0.0 count as one
+    dups = sorted({show(v) for v in out if counts[v] > 1})
+    if dups:
+        problems.append(f"`{where}`: {show(value)} repeats {', '.join(dups)}; list each once")
+    return tuple(out) if len(problems) == before else None
+
+
+def read_settings_list(d: Declared, body: dict, where: str, problems: list[str]) -> tuple | None:
+    value = body.get(d.name)
+    if value is None:
+        return d.default
+    if not isinstance(value, list) or not value:
+        problems.append(f"`{where}`: {show(value)} is not allowed; {d.key.fix}")
+        return None
+    if len(value) > MAX_LIST:
+        problems.append(f"`{where}`: {len(value)} items; at most {MAX_LIST}")
+        return None
+    out, before = [], len(problems)
+    for i, entry in enumerate(value):
+        item = {d.key.shorthand: entry} if isinstance(entry, str) and d.key.shorthand else entry
+        problems += _unknown_in(d.item, item, f"{where}[{i}]")
+        settings = _settings(d.item, item, f"{where}[{i}]", problems)
+        if settings is not None:
+            out.append(settings)
+    out = d.key.check(tuple(out), where, problems, body) if d.key.check else tuple(out)
+    return out if len(problems) == before else None
+
+
+def read_settings(d: Declared, body: dict, where: str, problems: list[str]) -> Any:
+    value, before = body.get(d.name, {}), len(problems)
+    settings = _settings(d.tp, value, where, problems)
+    if settings is not None and d.key.check:
+        settings = d.key.check(settings, where, problems, body)
+    problems += _unknown_in(d.tp, value, where)
+    return settings if len(problems) == before else None
+
+
+def read_per_name(d: Declared, body: dict, where: str, problems: list[str]) -> dict | None:
+    value, before = body.get(d.name) or {}, len(problems)
+    if not isinstance(value, dict):
+        problems.append(f"`{where}`: {show(value)} is not allowed; {d.key.fix}")
+        return None
+    problems += [_unknown(k, list(d.key.per), where) for k in value if k not in d.key.per]
+    out = {}
+    for name in d.key.per:
+        problems += _unknown_in(d.tp, value.get(name), f"{where}.{name}")
+        out[name] = _settings(d.tp, value.get(name, {}), f"{where}.{name}", problems)
+    return out if len(problems) == before else None
+
+
+def read_section(d: Declared, body: dict, where: str, problems: list[str]) -> Any:
+    """A section's keys with one value per sweep (its settings are read per combination: `read_sections`)."""
+    cls = lists_class(d.name)
+    if cls is None:
+        return None
+    inner, values, before = body.get(d.name), {}, len(problems)
+    inner = inner if isinstance(inner, dict) else {}
+    for item in declared(cls):
+        values[item.name] = READERS[item.kind](item, inner, f"{where}.{item.name}", problems)
+    return cls(**values) if len(problems) == before else None
+
+
+READERS = {SCALAR: read_scalar, LIST: read_list, SETTINGS_LIST: read_settings_list, SETTINGS: read_settings,
+           PER_NAME: read_per_name, SECTION: read_section}
+
+
+def read_top(raw: dict, axes: tuple, problems: list[str]) -> TopLevel | None:
+    """Every declared key but the swept settings: name, storage, models, lists, resources, MLflow..."""
+    values, before = {}, len(problems)
+    for d in declared():
+        if d.kind == AXES:
+            values[d.name] = axes                # read by spec/axes.py
+        elif d.kind != LAYER:                    # extends: read while resolving the layers
+            values[d.name] = READERS[d.kind](d, raw, d.name, problems)
+    return TopLevel(**values) if len(problems) == before else None
+
+
+def read_sections(raw: dict, problems: list[str], where_suffix: str = "") -> dict | None:
+    """The settings objects of every settings section of `raw` (one combination of swept values);
+    None when one is invalid."""
+    out, local = {}, []
+    for section, cls in SETTINGS_CLASSES.items():
+        body = raw.get(section)
+        if body is not None and not isinstance(body, dict):
+            local.append(f"`{section}`: {show(body)} is not allowed; must be a mapping of `key: value` lines "
+                         f"(got {a_type(body)})")
+            continue
+        body = {k: v for k, v in (body or {}).items() if k not in STRUCTURAL.get(section, ())}
+        out[section] = _settings(cls, body, section, local, skip=top_key(section).key.per_model)
+    problems.extend(p + where_suffix for p in local)
+    return None if local else out

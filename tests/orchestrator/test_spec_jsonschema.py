@@ -1,0 +1,136 @@
+"""The JSON schema (`mmc-sweep schema`, for editors) and the validator agree: every spec of the bad-spec
+corpus and every bad value of every declared field that the validator refuses, the JSON schema refuses
+too, unless its rule is one a JSON schema cannot say (listed below with the reason; the schema must
+then accept the file, so the list stays true); valid specs pass both."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from orchestrator.spec.jsonschema import json_schema
+from orchestrator.spec.schema import SECTION, SETTINGS, SpecError, declared
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.spec.yaml_io import YamlError, parse_yaml, read_text
+from tests.orchestrator.test_spec_schema import CASES
+
+REPO = Path(__file__).resolve().parents[2]
+BAD_SPECS = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
+VALIDATOR = jsonschema.Draft202012Validator(json_schema())
+
+SIZE = "the dataset's size"
+ACROSS = "a rule across keys, checked once the layers are merged (spec/rules.py, a class's cross_problems)"
+FINITE = "JSON has no NaN or infinity (YAML has)"
+WHOLE = "a JSON schema counts 1000.0 as an integer"
+EXTENDS = "the file `extends` names"
+FILES = "the file system"
+PLUGINS = "a name outside the registry may be an import path or an entry point"
+COMBINATIONS = "the combinations of swept values"
+NOT_EXPRESSIBLE = {
+    "align_samples_above_train": SIZE, "bn_reset_above_train": SIZE, "bn_reset_above_train_in_grid": SIZE,
+    "clean_subset_above_train": SIZE, "cue_batch_too_big": SIZE, "midpoint_batch_above_train": SIZE,
+    "pretrain_batch_above_train": SIZE,
+    "aligned_without_alignments": ACROSS, "kinds_empty_with_aligned": ACROSS, "batch_not_divisible": ACROSS,
+    "cue_batch_not_divisible": ACROSS, "midpoint_batch_not_divisible": ACROSS, "pretrain_batch_not_divisible": ACROSS,
+    "clean_subset_below_batch": ACROSS, "two_problems_in_two_combinations": ACROSS, "cue_cue_without_cue": ACROSS,
+    "cue_nocue_without_nocue": ACROSS, "ft_pair_without_methods": ACROSS, "pair_spawn_beyond_epochs": ACROSS,
+    "spawn_in_one_combination": ACROSS, "dominoes_cue_wrong_dataset": ACROSS, "mlflow_remote_storage": ACROSS,
+    "storage_s3_credentials": ACROSS, "axes_value_bad_in_one_combination": ACROSS,
+    "duplicate_model": "one model written two ways ([small_cnn, {name: small_cnn}])",
+    "cpus_nan": FINITE, "grid_value_inf": FINITE, "lr_inf": FINITE, "lr_nan": FINITE, "margin_inf": FINITE,
+    "midpoint_lr_nan": FINITE, "proportion_nan": FINITE, "weight_decay_inf": FINITE,
+    "exponent_int": WHOLE, "float_for_int": WHOLE,
+    "extends_absolute_missing": EXTENDS, "extends_directory": EXTENDS, "extends_invalid_yaml": EXTENDS,
+    "extends_list_file": EXTENDS, "extends_loop_a": EXTENDS, "extends_loop_b": EXTENDS, "extends_self": EXTENDS,
+    "extends_unknown": EXTENDS,
+    "root_file_uri": FILES, "root_not_a_directory": FILES,
+    "unknown_dataset": PLUGINS, "unknown_model": PLUGINS,
+    "axes_swept_twice": COMBINATIONS, "axes_too_many": COMBINATIONS, "axes_unequal": COMBINATIONS,
+    "tracking_uri_bad_port": "a port in range (urllib's rule)",
+}
+
+
+def schema_errors(raw) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in VALIDATOR.iter_errors(raw)]
+
+
+def test_the_schema_is_a_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(json_schema())
+
+
+@pytest.mark.parametrize("path", BAD_SPECS, ids=lambda p: p.stem)
+def test_the_schema_refuses_what_the_validator_refuses(path):
+    with pytest.raises(SpecError):
+        load_spec(path)
+    try:
+        raw = parse_yaml(read_text(path, "spec file"))
+    except YamlError:
+        assert path.stem not in NOT_EXPRESSIBLE
+        return                              # refused as YAML, before any schema
+    errors = schema_errors(raw)
+    if path.stem in NOT_EXPRESSIBLE:
+        assert not errors, f"the schema now refuses {path.name}: take it off NOT_EXPRESSIBLE ({errors})"
+    else:
+        assert errors, f"the validator refuses {path.name} but the JSON schema accepts it"
+
+
+def test_every_unsayable_rule_names_a_spec_of_the_corpus():
+    assert set(NOT_EXPRESSIBLE) <= {p.stem for p in BAD_SPECS}
+
+
+@pytest.mark.parametrize("section, name, value", [c for c in CASES if c[2] is not math.inf],
+                         ids=lambda v: json.dumps(v) if not isinstance(v, str) else v)
+def test_the_schema_refuses_every_bad_value_of_every_setting(section, name, value):
+    raw = parse_yaml(f"name: x\n{section}: {{{name}: {json.dumps(value)}}}\n")
+    assert schema_errors(raw), f"{section}.{name}: {value!r}"
+
+
+VALID = [
+    "name: x\n",
+    "name: my.sweep-1_a\ndescription: a sweep\nstorage: file:///tmp/runs\nmax_concurrent: 3\n",
+    "name: x\nstorage: s3://bucket/runs\nmlflow: {tracking_uri: 'http://127.0.0.1:5000'}\n",
+    "name: x\nstorage: file://localhost/tmp/x\n"
+    "mlflow: {enabled: false, tracking_uri: 'postgresql+psycopg2://u@h/db'}\n",
+    "name: x\nfinetune: {lam: {grid: [1, 3]}, methods: [naive, cbft]}\n"
+    "axes: [{finetune.lr: [0.01, 0.1], finetune.epochs: [30, 30]}, {paths.num_alphas: [3, 5]}]\n",
+    "name: x\nresources: {pretrain: {cpus: 0.5, gpus: 2, workers: 2, custom: {accel: 0.01}}, "
+    "path_eval: {gpus: 0.25}}\n",
+    "name: x\nseeds: [3]\ncue_proportions: [0, 0.5]\nmodels: [small_cnn, {name: small_cnn, width: 32}]\n"
+    "paths: {pairs: ['cue~cue:spawn@2', 'cue~nocue:same-init', 'nocue~nocue:self', 'cue~nocue:independent'], "
+    "kinds: [linear], num_alphas: 5}\n",
+    "extends: default\nseeds: [4]\n",                         # the name comes from the sweep it extends
+]
+
+
+@pytest.mark.parametrize("text", VALID)
+def test_valid_specs_pass_both(text):
+    parse_spec(text)
+    assert schema_errors(parse_yaml(text)) == []
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")) + [
+    REPO / "orchestrator" / "spec" / "sweeps" / "default.yaml"], ids=lambda p: p.name)
+def test_shipped_sweeps_pass_the_schema(path):
+    assert schema_errors(parse_yaml(path.read_text())) == []
+
+
+def test_a_root_may_come_from_the_sweep_a_spec_extends(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "base.yaml").write_text(f"name: base\ndata: {{dataset: cifar10, root: '{tmp_path / 'data'}'}}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\ndata: {dataset: cifar10}\nseeds: [1]\n")
+    assert load_spec(child).data_root == str(tmp_path / "data")
+    assert schema_errors(parse_yaml(child.read_text())) == []
+    assert schema_errors(parse_yaml("name: child\ndata: {dataset: cifar10}\n"))   # without: refused, as missing_root
+
+
+def test_every_top_level_key_and_setting_is_described():
+    props = json_schema()["properties"]
+    for d in declared():
+        assert props[d.name]["description"], d.name
+        if d.kind in (SECTION, SETTINGS):
+            for name, inner in props[d.name]["properties"].items():
+                assert inner.get("description"), f"{d.name}.{name}"
