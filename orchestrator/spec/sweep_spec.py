@@ -166,13 +166,6 @@ def _read(path: str | Path | None, source: str) -> Any:
         raise SpecError([str(e)], source) from None
 
 
-def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
-    """`raw` with `key=value` overrides (see `layers.with_overrides`)."""
-    if raw is not None and not isinstance(raw, dict):
-        raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"], source)
-    return with_overrides(layer(raw or {}, "file"), list(overrides), source).raw
-
-
 # ----- validation -----
 
 def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None, overrides: list[str] = (),
