@@ -78,6 +78,9 @@ class DataSettings(Settings):
                        "default box is read as dominoes there)")
     cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
     seed: int = setting(0, ge=0, le=INT64_MAX, doc="data seed: which samples get the cue, counterfactual draws")
+    cue_seed: int | None = setting(None, ge=0, le=INT64_MAX, doc="which training samples carry the cue and how "
+                                   "it is painted on them; null: drawn from `seed` (a `cue~cue:resubset` partner "
+                                   "gets another: the same data distribution, another cued subset)")
     eval_split: str = setting("test", choices=EVAL_SPLITS, doc="images the four counterfactual sets are built "
                               "from: test (for reporting) | val (the validation images carved from the training "
                               "split, for choosing settings; never trained on either way)")
@@ -549,13 +552,14 @@ def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") ->
     info = dataset_info(settings.dataset, settings.root)
     device = torch.device(device)
     base = _load_base(settings, device)
-    cued = choose_cued(base.y_train, settings.cue_proportion, generator(settings.seed, "cued"))
+    cue_seed = settings.seed if settings.cue_seed is None else settings.cue_seed
+    cued = choose_cued(base.y_train, settings.cue_proportion, generator(cue_seed, "cued"))
     y_train = base.y_train.to(device)
     train_clean = Split(base.x_train, y_train)
     if bool(cued.any()):
         x = base.x_train.clone()
         index = cued.nonzero().squeeze(1)
-        base.cue_train.paint(x, index, base.y_train[index], generator(settings.seed, "train_cue"))
+        base.cue_train.paint(x, index, base.y_train[index], generator(cue_seed, "train_cue"))
         train = Split(x, y_train)
     else:
         train = train_clean

@@ -5,7 +5,8 @@ Every rank of a distributed run evaluates the whole split (no sharding), so all 
 Precision of evaluation passes (`PRECISIONS`): "fp32"; "bf16" (autocast: matmuls and convolutions in
 bfloat16, accumulation and the loss in float32); "auto" = bf16 where the device computes it natively
 (CUDA GPUs with bf16 support; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. bf16 evaluates 2.5-4x
-faster on such CPUs and moves path curves by much less than their sampling noise (BENCHMARKS.md).
+faster on such CPUs, but it moves barriers by more than their tolerance (23 of 192 barrier values of a digits
+sweep beyond max(0.005, 2%), docs/SCIENCE.md), so fp32 is the default.
 Training always runs in float32 on CPU (bf16 autocast on CUDA, see `tasks.train`). Images and models
 are channels_last everywhere (`tasks.train.prepare_batch`).
 """

@@ -10,6 +10,7 @@ alpha anyway.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -26,6 +27,8 @@ from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepar
 
 State = dict[str, Tensor]
 BN_SAMPLES = ("fixed", "resample")
+BN_DATA = ("clean", "endpoints", "mix")
+BARRIER_DEFINITIONS = ("chord", "mean_endpoints", "worse_endpoint")   # `barriers`; the orchestrator's vocab.DEFINITIONS
 
 # Seed tags, so that different uses of one seed draw independent streams.
 _TAG_INIT = "midpoint-init"
@@ -48,6 +51,10 @@ class PathSettings(Settings):
                              "same first bn_reset_samples clean training images | resample: on a fresh seeded "
                              "random draw per alpha (a model against itself then shows the barrier BN-sample "
                              "noise alone makes)")
+    bn_data: str = setting("clean", choices=BN_DATA, doc="the images BatchNorm is re-estimated on at each alpha: "
+                           "clean (the paper's: clean training images) | endpoints (each endpoint's own training "
+                           "distribution, mixed along the path: a share 1 - alpha from A's, alpha from B's) | mix "
+                           "(half from each endpoint's training distribution at every alpha)")
 
     def alphas(self) -> list[float]:
         """`num_alphas` evenly spaced points; exactly 0.0 and 1.0 at the ends."""
@@ -233,18 +240,34 @@ class FoldedBN:
 
 # --------------------------------------------------------------------------- path evaluation
 
-def draw_bn_sample(bn_data: Tensor, settings: PathSettings, *, seed: int, alpha_index: int) -> Tensor:
-    """The images that re-estimate BatchNorm at the `alpha_index`-th alpha of a path.
+def draw_bn_sample(bn_data: Tensor, settings: PathSettings, *, seed: int, alpha_index: int,
+                   bn_data_b: Tensor | None = None, alpha: float = 0.0) -> Tensor:
+    """The images that re-estimate BatchNorm at the `alpha_index`-th alpha (`alpha`) of a path.
 
-    `fixed`: the first `bn_reset_samples` of `bn_data`, the same at every alpha. `resample`: a seeded
-    draw without replacement of `bn_reset_samples` from all of `bn_data`, fresh for each alpha
-    (stream (seed, "bn-sample", alpha_index)), so evaluating a model against itself measures how far
-    the choice of BN sample alone moves a curve."""
+    Which images: `fixed` takes the first `bn_reset_samples` indices of the training set, the same at
+    every alpha; `resample` a seeded draw without replacement of `bn_reset_samples` indices, fresh for
+    each alpha (stream (seed, "bn-sample", alpha_index)), so evaluating a model against itself
+    measures how far the choice of BN sample alone moves a curve.
+
+    From which distribution (`settings.bn_data`): `clean` takes them all from `bn_data` (the clean
+    training images). `endpoints` and `mix` need `bn_data_b` too (`bn_data` then holds endpoint A's
+    training images, `bn_data_b` B's, the same images in the same order with each endpoint's cues):
+    the first round((1 - alpha) * N) drawn indices come from A's (`endpoints`; half of them for
+    `mix`), the rest from B's, so the two shares are different images."""
     size = min(settings.bn_reset_samples, len(bn_data))
     if settings.bn_sample == "fixed":
-        return bn_data[:size]
-    pick = torch.randperm(len(bn_data), generator=generator(seed, _TAG_BN_SAMPLE, alpha_index))[:size]
-    return bn_data[pick.to(bn_data.device)]
+        index = torch.arange(size)
+    else:
+        index = torch.randperm(len(bn_data), generator=generator(seed, _TAG_BN_SAMPLE, alpha_index))[:size]
+    index = index.to(bn_data.device)
+    if settings.bn_data == "clean":
+        return bn_data[index]
+    if bn_data_b is None or len(bn_data_b) != len(bn_data):
+        raise ValueError(f"`bn_data` {settings.bn_data!r} needs both endpoints' training images (`bn_data_b`, as "
+                         "many as `bn_data`)")
+    share_a = 0.5 if settings.bn_data == "mix" else 1.0 - alpha
+    k = int(math.floor(share_a * size + 0.5))
+    return torch.cat([bn_data[index[:k]], bn_data_b.to(bn_data.device)[index[k:]]])
 
 
 def agreement(pred: Tensor, reference: Tensor) -> float:
@@ -276,13 +299,14 @@ def _endpoints_first(alphas: list[float]) -> list[int]:
 
 def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint: State | None = None,
                   bn_data: Tensor, sets: dict[str, Split], settings: PathSettings,
-                  device: torch.device | str, seed: int = 0) -> list[dict]:
+                  device: torch.device | str, seed: int = 0, bn_data_b: Tensor | None = None) -> list[dict]:
     """Loss, accuracy and mechanism on every set at `settings.num_alphas` points of the path A -> B.
 
     Linear path, or the Bezier path through `midpoint` when given. At each alpha the state is
     loaded into `model` (used as scratch: it ends holding the alpha = 1 state, in channels_last),
     BN statistics are re-estimated once on `draw_bn_sample(bn_data, settings, seed=seed, ...)` (clean
-    training images) and shared by every set, which are then evaluated with BN folded into the
+    training images; with `settings.bn_data` `endpoints` or `mix`, `bn_data` and `bn_data_b` are A's and
+    B's training images) and shared by every set, which are then evaluated with BN folded into the
     convolutions (`FoldedBN`), all in `settings.precision`.
 
     Rows, in ascending alpha, one per (alpha, set): {alpha, eval_set, loss, acc, n, agree_a, agree_b,
@@ -313,8 +337,8 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
         else:
             state = bezier(state_a, midpoint, state_b, alpha)
         model.load_state_dict(state)
-        reset_bn(model, draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i), settings.eval_batch_size,
-                 precision)
+        sample = draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i, bn_data_b=bn_data_b, alpha=alpha)
+        reset_bn(model, sample, settings.eval_batch_size, precision)
         evaluator = folded.refresh()
         results = {name: evaluate(evaluator, split, batch_size=settings.eval_batch_size, device=device,
                                   precision=precision, predictions=True) for name, split in sets.items()}
@@ -334,13 +358,16 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
 
 
 def barriers(rows: list[dict]) -> list[dict]:
-    """Barrier heights per eval set from path rows ({alpha, eval_set, loss, acc}).
+    """Barrier heights per eval set from path rows ({alpha, eval_set, loss, acc}), by `BARRIER_DEFINITIONS`:
 
-    loss  chord:          max_a [L(a) - ((1-a) L(0) + a L(1))]
+    loss  chord:          max_a [L(a) - ((1-a) L(0) + a L(1))]      (the paper's)
     loss  mean_endpoints: max_a L(a) - (L(0) + L(1)) / 2
+    loss  worse_endpoint: max_a L(a) - max(L(0), L(1))             (peak above the worse endpoint, >= 0)
     acc   chord:          max_a [((1-a) A(0) + a A(1)) - A(a)]     (a drop, >= 0)
     acc   mean_endpoints: (A(0) + A(1)) / 2 - min_a A(a)
-    Alphas are rescaled so the smallest is 0 and the largest 1.
+    acc   worse_endpoint: min(A(0), A(1)) - min_a A(a)             (a drop below the worse endpoint, >= 0)
+    Alphas are rescaled so the smallest is 0 and the largest 1. A curve with a non-finite loss or
+    accuracy gives NaN for every barrier of that set (never a finite number from non-finite work).
     """
     by_set: dict[str, dict[float, dict]] = {}
     for row in rows:
@@ -361,11 +388,15 @@ def barriers(rows: list[dict]) -> list[dict]:
         values = {
             ("loss", "chord"): max(v - ((1 - t) * loss[0] + t * loss[-1]) for t, v in zip(ts, loss)),
             ("loss", "mean_endpoints"): max(loss) - 0.5 * (loss[0] + loss[-1]),
+            ("loss", "worse_endpoint"): max(loss) - max(loss[0], loss[-1]),
             ("acc", "chord"): max(((1 - t) * acc[0] + t * acc[-1]) - v for t, v in zip(ts, acc)),
             ("acc", "mean_endpoints"): 0.5 * (acc[0] + acc[-1]) - min(acc),
+            ("acc", "worse_endpoint"): min(acc[0], acc[-1]) - min(acc),
         }
+        finite = all(math.isfinite(v) for v in loss + acc)
         for (metric, definition), value in values.items():
-            out.append({"eval_set": name, "metric": metric, "definition": definition, "value": value})
+            out.append({"eval_set": name, "metric": metric, "definition": definition,
+                        "value": value if finite else math.nan})
     return out
 
 

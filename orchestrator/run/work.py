@@ -222,7 +222,10 @@ def run_path_eval(task: Task, env: TaskEnv) -> TaskOutput:
     else:
         state_b = _load_state(env, id_b)
     settings = from_identity(paths_lib.PathSettings, cfg.get("path", {}))
-    rows = paths_lib.evaluate_path(model, state_a, state_b, midpoint=midpoint, bn_data=data.train_clean.x,
+    bn_a, bn_b = data.train_clean.x, None
+    if cfg.get("bn_data"):        # each endpoint's own training images (`paths.bn_data` endpoints / mix)
+        bn_a, bn_b = (_data(config, env).train.x for config in cfg["bn_data"])
+    rows = paths_lib.evaluate_path(model, state_a, state_b, midpoint=midpoint, bn_data=bn_a, bn_data_b=bn_b,
                                    sets=data.eval_sets, settings=settings, device=env.device, seed=cfg.get("seed", 0))
     return _path_output(task, rows, paths_lib.barriers(rows))
 

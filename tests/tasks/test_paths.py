@@ -12,6 +12,7 @@ from tasks.data import Split
 from tasks.evaluate import evaluate
 from tasks.models import build_model
 from tasks.paths import (
+    BARRIER_DEFINITIONS,
     FoldedBN,
     MidpointSettings,
     PathSettings,
@@ -235,7 +236,7 @@ def test_barrier_of_a_model_with_itself_is_zero():
     rows = evaluate_path(tiny_model(0), a, a, bn_data=train.x, sets=sets, settings=settings, device="cpu")
     result = barriers(rows)
     assert {(r["eval_set"], r["metric"], r["definition"]) for r in result} == {
-        (s, m, d) for s in sets for m in ("loss", "acc") for d in ("chord", "mean_endpoints")}
+        (s, m, d) for s in sets for m in ("loss", "acc") for d in BARRIER_DEFINITIONS}
     for r in result:
         assert abs(r["value"]) < 1e-5, r
 
@@ -253,7 +254,71 @@ def test_barriers_match_hand_computed_values():
     # acc chord: at 0.25, (0.75*0.9 + 0.25*0.7) - 0.5 = 0.35; mean_endpoints: 0.8 - 0.5 = 0.3
     assert got[("s", "acc", "chord")] == pytest.approx(0.35)
     assert got[("s", "acc", "mean_endpoints")] == pytest.approx(0.3)
-    assert all(got[("flat", m, d)] == pytest.approx(0.0) for m in ("loss", "acc") for d in ("chord", "mean_endpoints"))
+    # worse endpoint: loss peak 3.0 is the worse endpoint itself -> 0; acc: min(0.9, 0.7) - 0.5 = 0.2
+    assert got[("s", "loss", "worse_endpoint")] == pytest.approx(0.0)
+    assert got[("s", "acc", "worse_endpoint")] == pytest.approx(0.2)
+    assert all(got[("flat", m, d)] == pytest.approx(0.0) for m in ("loss", "acc") for d in BARRIER_DEFINITIONS)
+
+
+def test_a_non_finite_curve_gives_nan_barriers_never_a_finite_number():
+    rows = [{"alpha": a, "eval_set": "s", "loss": v, "acc": 0.5} for a, v in ((0.0, 1.0), (0.5, float("nan")), (1.0, 1.0))]
+    assert all(r["value"] != r["value"] for r in barriers(rows))
+
+
+def test_bn_data_takes_each_endpoints_share_of_distinct_images_along_the_path():
+    """`clean`: the clean images; `endpoints`: the first round((1-a) N) drawn indices from A's training
+    images, the rest from B's (the same images, each with its endpoint's cues); `mix`: half and half."""
+    n, size = 40, 10
+    clean = torch.arange(n, dtype=torch.float32)[:, None]
+    a_imgs, b_imgs = clean + 1000, clean + 2000          # A's and B's versions of the same images
+    for sample in ("fixed", "resample"):
+        for choice, alpha, from_a in (("clean", 0.3, None), ("endpoints", 0.0, 10), ("endpoints", 0.3, 7),
+                                      ("endpoints", 1.0, 0), ("mix", 0.0, 5), ("mix", 0.9, 5)):
+            settings = PathSettings(bn_reset_samples=size, bn_sample=sample, bn_data=choice)
+            base = clean if choice == "clean" else a_imgs
+            got = draw_bn_sample(base, settings, seed=3, alpha_index=2, bn_data_b=None if choice == "clean" else b_imgs,
+                                 alpha=alpha)
+            index = draw_bn_sample(clean, PathSettings(bn_reset_samples=size, bn_sample=sample), seed=3,
+                                   alpha_index=2)[:, 0].long()
+            if from_a is None:
+                assert torch.equal(got[:, 0].long(), index)
+                continue
+            expect = torch.cat([a_imgs[index[:from_a]], b_imgs[index[from_a:]]])
+            assert torch.equal(got, expect), (sample, choice, alpha)
+    with pytest.raises(ValueError, match="both endpoints"):
+        draw_bn_sample(a_imgs, PathSettings(bn_reset_samples=size, bn_data="mix"), seed=0, alpha_index=0)
+
+
+def test_bn_data_changes_the_endpoint_statistics_as_specified():
+    """Re-estimated on A's own training images, the path's alpha-0 point reproduces the BN statistics of
+    A's images; on clean images it does not: the endpoint statistics follow `paths.bn_data`."""
+    data = blobs(64, 0)
+    a, b = trained_state(0, data), trained_state(1, data)
+    a_imgs = data.x + 3.0                                   # A's training distribution: shifted images
+    model = tiny_model(9)
+    stats = {}
+    for choice in ("clean", "endpoints"):
+        settings = PathSettings(num_alphas=2, bn_reset_samples=64, bn_data=choice)
+        evaluate_path(model, a, b, bn_data=data.x if choice == "clean" else a_imgs,
+                      bn_data_b=None if choice == "clean" else data.x, sets={"s": data}, settings=settings,
+                      device="cpu")
+        bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))     # holds alpha = 1 (B) now
+        stats[choice] = bn.running_mean.clone()
+    # alpha = 1 re-estimates on B's images in both cases (B's share is 1): the same statistics
+    assert torch.allclose(stats["clean"], stats["endpoints"], atol=1e-5)
+    reference = tiny_model(9)
+    reference.load_state_dict(a)
+    losses = {}
+    for choice, images in (("clean", data.x), ("endpoints", a_imgs)):
+        reset_bn(reference, images[:64])
+        settings = PathSettings(num_alphas=2, bn_reset_samples=64, bn_data=choice)
+        rows = evaluate_path(model, a, b, bn_data=data.x if choice == "clean" else a_imgs,
+                             bn_data_b=None if choice == "clean" else data.x, sets={"s": data}, settings=settings,
+                             device="cpu")
+        expected = evaluate(reference, data, batch_size=64, device="cpu")
+        losses[choice] = rows[0]["loss"]
+        assert rows[0]["loss"] == pytest.approx(expected["loss"], rel=1e-2, abs=1e-5), choice
+    assert abs(losses["clean"] - losses["endpoints"]) > 0.1     # A's own images move the endpoint
 
 
 def test_barriers_reject_duplicate_alphas():
