@@ -22,10 +22,11 @@ PATH_KINDS = (LINEAR, QUADRATIC, ALIGNED)
 CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT = "cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft"
 PAIRS = (CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT)
 INDEPENDENT, SAME_INIT, SPAWN, SELF, FINE_TUNED = "independent", "same-init", "spawn", "self", "fine-tuned"
+RESUBSET = "resubset"
 # Which designs each pair accepts (the first is the main one). spawn is written `spawn@K` (K epochs shared).
 PAIR_DESIGNS = {
     CUE_NOCUE: (INDEPENDENT, SAME_INIT),
-    CUE_CUE: (INDEPENDENT, SPAWN, SELF),
+    CUE_CUE: (INDEPENDENT, SPAWN, RESUBSET, SELF),
     NOCUE_NOCUE: (INDEPENDENT, SPAWN, SELF),
     PRETRAINED_FT: (FINE_TUNED,),
 }
@@ -33,6 +34,8 @@ DESIGN_MEANING = {
     INDEPENDENT: "independent initialisations and data order, same data seed",
     SAME_INIT: "the same initialisation and data order; only the data differ (the paper's reference code)",
     SPAWN: "children of one run: the first K epochs shared, then different data order (Frankle et al.)",
+    RESUBSET: "the same initialisation and data order, another seeded cued subset at the same proportion: a "
+              "same-data control of same-init pairs",
     SELF: "a model with itself, BatchNorm re-estimated on a fresh sample at each alpha: the noise floor",
     FINE_TUNED: "a pretrained cue model and its fine-tuned child",
 }
@@ -43,7 +46,7 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     """`cue~cue:spawn@2` -> ("cue~cue", "spawn", 2); `cue~nocue` -> ("cue~nocue", "independent", None).
     Raises ValueError naming what is allowed."""
     match = _PAIR_TYPE.match(text) if isinstance(text, str) else None
-    allowed = ", ".join([*PAIRS, "cue~nocue:same-init", "cue~cue:spawn@K", "nocue~nocue:self", "..."])
+    allowed = ", ".join([*PAIRS, "cue~nocue:same-init", "cue~cue:spawn@K", "cue~cue:resubset", "nocue~nocue:self", "..."])
     if not match or match["pair"] not in PAIRS:
         raise ValueError(f"{text!r} is not a pair type; allowed: {allowed}")
     pair, design, epoch = match["pair"], match["design"] or PAIR_DESIGNS[match["pair"]][0], match["epoch"]
@@ -69,7 +72,7 @@ def pair_type_name(pair: str, design: str, epoch: int | None = None, method: str
 TASKS, EVALUATIONS, TRAIN_CURVES, PATHS, BARRIERS = "tasks", "evaluations", "train_curves", "paths", "barriers"
 TABLES = (TASKS, EVALUATIONS, TRAIN_CURVES, PATHS, BARRIERS)
 METRICS = ("loss", "acc")
-DEFINITIONS = ("chord", "mean_endpoints")
+DEFINITIONS = ("chord", "mean_endpoints", "worse_endpoint")   # barrier definitions: tasks.paths.BARRIER_DEFINITIONS
 
 # ----- statuses: of a task during a run, and their spellings in the `tasks` table and in MLflow -----
 PENDING, RUNNING, DONE, CACHED, FAILED, SKIPPED = "pending", "running", "done", "cached", "failed", "skipped"

@@ -12,6 +12,7 @@ models of a seed are independent. Partners are trained only where a pair type ne
   cue~cue / nocue~nocue  M(p, s)  vs M'(p, s)  (second init/order)  disjoint pairs, one per seed
   cue~nocue:same-init    M(p, s)  vs the no-cue model started from M(p, s)'s init and order
   X~X:spawn@K            M(p, s)  vs its child: M(p, s)'s first K epochs, then another data order
+  cue~cue:resubset       M(p, s)  vs a model from M(p, s)'s init and order, another seeded cued subset
   X~X:self               M(p, s)  vs itself, BatchNorm re-estimated on a fresh sample per alpha
   pretrained~ft:<m>      M(p, s)  vs M(p, s) fine-tuned with method m
 Each pair gets, per path kind (`paths.kinds`; `paths.finetuned_kinds` for pretrained~ft pairs):
@@ -126,6 +127,7 @@ class _Model:
     init: int          # initialisation seed
     order: int         # data-order seed
     spawn: tuple[int, int] | None = None   # (K, order seed from epoch K on)
+    cue_seed: int | None = None            # another cued subset (`data.cue_seed`); None: drawn from the seed
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ class _Plan:
     def pretrain(self, m: _Model) -> Task:
         if m in self.pretrained:
             return self.pretrained[m]
-        data = self.data_settings(m.p, m.seed)
+        data = replace(self.data_settings(m.p, m.seed), cue_seed=m.cue_seed)
         config = {"data": data_identity(data), "model": model_identity(self.model),
                   "train": identity_dict(self.v.pretrain), "init_seed": m.init, "order_seed": m.order}
         if m.spawn is not None:
@@ -247,6 +249,8 @@ class _Plan:
                     b = self.pretrain(self.partner(p, s))
                 elif design == vocab.SPAWN:
                     b = self.pretrain(replace(first, spawn=(epoch, init_seed(s, p, f"spawn@{epoch}"))))
+                elif design == vocab.RESUBSET:
+                    b = self.pretrain(replace(first, cue_seed=derive_seed(s, "cue-subset", repr(float(p)))))
                 else:   # self
                     b = a
                 yield _Pair(pair, design, epoch, a, b, p, s)
@@ -268,6 +272,8 @@ class _Plan:
         paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
         eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
                        "path": identity_dict(paths), "seed": pair.seed}
+        if paths.bn_data != "clean":   # BatchNorm re-estimated on the endpoints' own training data
+            eval_config["bn_data"] = [a.config["data"], b.config["data"]]
         eval_settings = {**lineage, **settings_values("paths", paths)}
         kinds = [vocab.LINEAR] if pair.design == vocab.SELF else \
             list(spec.finetuned_kinds if pair.pair == vocab.PRETRAINED_FT else spec.path_kinds)

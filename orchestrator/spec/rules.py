@@ -128,7 +128,7 @@ def estimate_tasks(top, n_variants: int, pairs: list) -> int:
                           else [("primary", "nocue")])   # same-init pairs the cue model with its own no-cue twin
         elif pair == vocab.PRETRAINED_FT:
             finetunes = cue * methods
-        elif design in (vocab.INDEPENDENT, vocab.SPAWN):
+        elif design in (vocab.INDEPENDENT, vocab.SPAWN, vocab.RESUBSET):
             models.update((pair, design, epoch, p) for p in range(props))
     per_seed = len(models) + finetunes + paths
     return n_variants * len(top.models) * len(top.seeds) * per_seed

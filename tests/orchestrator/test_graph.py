@@ -36,7 +36,8 @@ def expected_counts(models: int = 1, seeds: int = 3, cue_props: int = 1, has_noc
         for p in props:
             trained.add(("primary", p))
             partner = {("cue~nocue", "independent"): ("primary", "nocue"), ("cue~nocue", "same-init"): ("same-init", p),
-                       "independent": ("partner", p), "spawn": (f"spawn@{epoch}", p), "self": None}
+                       "independent": ("partner", p), "spawn": (f"spawn@{epoch}", p), "resubset": ("resubset", p),
+                       "self": None}
             b = partner.get((pair, design), partner.get(design))
             if b is not None:
                 trained.add(b)
@@ -65,10 +66,11 @@ def _path_evals(graph):
 
 def test_default_sweep_counts():
     graph = build_graph(load_spec(None))
-    pairs = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "nocue~nocue:self")
+    pairs = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "cue~cue:spawn@0",
+             "cue~cue:resubset", "nocue~nocue:self")
     assert graph.counts() == expected_counts(pairs=pairs, methods=5)
-    assert graph.counts() == {"pretrain": 15, "finetune": 15, "midpoint": 12, "align": 12, "path_eval": 54}
-    assert len(graph) == 108
+    assert graph.counts() == {"pretrain": 21, "finetune": 15, "midpoint": 18, "align": 18, "path_eval": 72}
+    assert len(graph) == 144
 
 
 def test_big_sweep_matches_the_count_formula():
@@ -155,6 +157,10 @@ def test_each_pair_type_pairs_the_models_its_definition_names():
             assert (la["init_seed"], lb["init_seed"]) == (init_seed(seed, q, "a"), init_seed(seed, q, "b"))
         elif pair_type == "nocue~nocue:self":
             assert a_id == b_id and la["cue_proportion"] == 0.0
+        elif pair_type in ("cue~cue:spawn@0", "cue~cue:resubset"):   # a second model from A's initialisation
+            assert la["init_seed"] == lb["init_seed"] == init_seed(seed, 0.8, "a") and a_id != b_id
+            assert (b.config.get("spawn") is not None) == (pair_type == "cue~cue:spawn@0")
+            assert ("cue_seed" in b.config["data"]) == (pair_type == "cue~cue:resubset")
         else:
             method = pair_type.split(":")[1]
             assert b.kind == "finetune" and b.parents == (a_id,) and b.labels["method"] == method
@@ -348,7 +354,7 @@ def test_labels_name_the_pair_and_its_seeds():
     types = {t.labels["pair_type"] for t in _path_evals(graph)}
     assert types == {"cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft:naive", "pretrained~ft:llrt",
                      "pretrained~ft:lpft", "pretrained~ft:cbft", "pretrained~ft:naive_cued", "cue~nocue:same-init",
-                     "nocue~nocue:self"}
+                     "cue~cue:spawn@0", "cue~cue:resubset", "nocue~nocue:self"}
     for t in _path_evals(graph):
         a, b = graph.tasks[t.labels["endpoint_a"]], graph.tasks[t.labels["endpoint_b"]]
         assert [a.id, b.id] == t.config["endpoints"]
@@ -357,7 +363,7 @@ def test_labels_name_the_pair_and_its_seeds():
         assert (t.labels["data_seed_a"], t.labels["data_seed_b"]) == (a.labels["data_seed"], b.labels["data_seed"])
         design = vocab.parse_pair_type(t.labels["pair_type"].split(":")[0] if t.labels["pair_type"].startswith(
             "pretrained~ft") else t.labels["pair_type"])[1]
-        assert t.labels["pair_design"] == design
+        assert t.labels["pair_design"].split("@")[0] == design   # spawn@K names its epoch
         assert (t.labels["alignment"] is not None) == (t.labels["path_kind"] == "aligned")
 
 
@@ -453,8 +459,31 @@ def test_settings_of_a_task_cover_its_lineage():
 
 def test_describe_plan_shows_counts_dependencies_and_pairs():
     text = describe_plan(build_graph(load_spec(None)))
-    assert text.splitlines()[0] == "108 tasks"
-    for line in ("pretrain      15", "finetune      15", "midpoint      12", "align         12", "path_eval     54"):
+    assert text.splitlines()[0] == "144 tasks"
+    for line in ("pretrain      21", "finetune      15", "midpoint      18", "align         18", "path_eval     72"):
         assert line in text, text
-    assert "| pretrain×2 + midpoint (12)" in text
+    assert "| pretrain×2 + midpoint (18)" in text
     assert "pretrained~ft:cbft 3" in text and "nocue~nocue:self 3" in text and "cue~nocue:same-init 3" in text
+
+
+def test_resubset_partner_shares_init_and_order_and_differs_in_exactly_the_cued_subset():
+    """`cue~cue:resubset`: B starts from A's initialisation and data order; its data differ from A's only
+    in `cue_seed` (another cued subset at the same proportion), so the cued samples differ but their
+    number per class, the clean images, the clean subset and the evaluation sets do not."""
+    from tasks.data import DataSettings, load_cue_data
+
+    graph = build_graph(parse_spec("name: x\nseeds: [4]\npaths: {pairs: ['cue~cue:resubset'], kinds: [linear]}\n"))
+    ((pair_type, _, seed, _p), (a_id, b_id)), = _pairs(graph).items()
+    a, b = graph.tasks[a_id], graph.tasks[b_id]
+    assert pair_type == "cue~cue:resubset" and a_id != b_id
+    assert a.config["init_seed"] == b.config["init_seed"] and a.config["order_seed"] == b.config["order_seed"]
+    diff = {k for k in set(a.config["data"]) | set(b.config["data"])
+            if a.config["data"].get(k) != b.config["data"].get(k)}
+    assert diff == {"cue_seed"} and {k for k in set(a.config) | set(b.config) if a.config.get(k) != b.config.get(k)} \
+        == {"data"}
+    da = load_cue_data(from_identity(DataSettings, {k: v for k, v in a.config["data"].items() if k != "version"}))
+    db = load_cue_data(from_identity(DataSettings, {k: v for k, v in b.config["data"].items() if k != "version"}))
+    assert not torch.equal(da.cued, db.cued)
+    assert torch.equal(torch.bincount(da.train.y[da.cued]), torch.bincount(db.train.y[db.cued]))
+    assert torch.equal(da.train_clean.x, db.train_clean.x)
+    assert all(torch.equal(da.eval_sets[k].x, db.eval_sets[k].x) for k in da.eval_sets)

@@ -142,7 +142,7 @@ def test_every_setting_of_every_section_is_sweepable():
     for section, cls in SETTINGS_CLASSES.items():
         for f in dataclasses.fields(cls):
             key = f"{section}.{f.name}"
-            assert (key in keys) == (key not in ("data.dataset", "data.root", "data.cue_proportion", "data.seed")), key
+            assert (key in keys) == (key not in ("data.dataset", "data.root", *(f"data.{k}" for k in DATA_AXIS_FIELDS))), key
 
 
 # ----- overrides, profiles, extends -----
