@@ -123,7 +123,11 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
             if bound is not None and not holds(bound):
                 return f"{value!r} is not allowed; must be {rule.bounds_text()}"
     allowed = rule.allowed()
-    if allowed is not None and value not in allowed:
+    if allowed is not None and kind is tuple:      # the choices of a tuple setting are those of its items
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            return f"{list(value)!r} is not allowed: {', '.join(map(repr, bad))}; allowed items: {', '.join(map(str, allowed))}"
+    elif allowed is not None and value not in allowed:
         return f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
     return None
 

@@ -22,8 +22,10 @@ def _value(d: Declared | None, tp: Any, rule) -> dict:
     """One value of type `tp` under `rule` (and the Key of `d`: patterns, lengths, extra keywords)."""
     kind, nullable = base_type(tp)
     js = {int: {"type": "integer", "minimum": -INT64_MAX - 1, "maximum": INT64_MAX}, float: {"type": "number"},
-          str: {"type": "string"}, bool: {"type": "boolean"}}.get(kind, {})
+          str: {"type": "string"}, bool: {"type": "boolean"}, tuple: {"type": "array"}}.get(kind, {})
     js = dict(js)
+    if kind is tuple and rule.allowed() is not None:      # choices of a tuple setting: of its items
+        return {**js, "items": {"enum": list(rule.allowed())}, "uniqueItems": True}
     for name, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le),
                         ("exclusiveMaximum", rule.lt)):
         if bound is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from orchestrator import vocab
+from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.messages import show
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
@@ -250,7 +251,7 @@ class TopLevel:
     storage: str = key("./mmc-runs", check=_storage, json=STORAGE_JSON, science=False,
                        doc="local path or URI (file://, s3://, gs://, hdfs://); runs go to <storage>/<name>/; "
                            "on a cluster every node must see it")
-    data: DataPlace = key(DataPlace(), swept=DataSettings, per_model=("cue_proportion", "seed"),
+    data: DataPlace = key(DataPlace(), swept=DataSettings, per_model=("cue_proportion", "seed", "cue_seed"),
                           once=("dataset", "root"), doc="the dataset and its cue (one dataset per sweep)")
     pretrain: None = key(None, swept=OptimSettings, doc="training of the cue and no-cue models")
     finetune: FinetuneLists = key(FinetuneLists(), swept=FinetuneSettings,
@@ -281,6 +282,8 @@ class TopLevel:
                                      doc="tasks running at once; null: as many as the cluster's resources allow")
     mlflow: MlflowSettings = key(MlflowSettings(), check=_tracking, science=False,
                                  doc="MLflow tracking: a parent run per sweep, a child run per task")
+    claims: ClaimRules = key(ClaimRules(), doc="decision rules of the paper's claims, declared before the results "
+                                               "(docs/SCIENCE.md, 'Verdicts'); changing them is a new spec version")
 
 
 # ----- the declaration, walked -----

@@ -17,6 +17,7 @@ and each combination is a `Variant` with its own fully resolved settings.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -96,6 +97,7 @@ class SweepSpec:
     resources = property(lambda self: self.top.resources)               # task kind -> schema.ResourceSettings
     max_concurrent = property(lambda self: self.top.max_concurrent)
     mlflow = property(lambda self: self.top.mlflow)                     # schema.MlflowSettings
+    claims = property(lambda self: self.top.claims)                     # claim_rules.ClaimRules
     data_root = property(lambda self: self.top.data.root)
     methods = property(lambda self: self.top.finetune.methods)          # finetune.methods
     pairs = property(lambda self: self.top.paths.pairs)                 # as written (`cue~cue:spawn@2`)
@@ -335,17 +337,50 @@ def spec_hash(spec: SweepSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """`key: old -> new` for every science setting that differs between two resolved specs."""
+def differences(old: dict, new: dict, prefix: str = "", baseline: dict | None = None) -> list[str]:
+    """`key: old -> new` for every science setting that differs between two resolved specs. A key the
+    stored spec lacks (added to mmc-sweep since it was written) at the value it takes by default is no
+    change."""
     out = []
-    old, new = (science(old), science(new)) if not prefix else (old, new)
+    if not prefix:
+        baseline = _baseline(new)
+        old, new = science(old), science(new)
     for key in sorted(set(old) | set(new), key=str):
         a, b, where = old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}"
+        if key not in old and _dig(baseline or {}, where) == b:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += differences(a, b, f"{where}.")
+            out += differences(a, b, f"{where}.", baseline)
         elif a != b:
             out.append(f"{where}: {show(a)} -> {show(b)}")
     return out
+
+
+_MISSING = object()
+
+
+def _baseline(resolved: dict) -> dict:
+    """The resolved spec a spec naming only its dataset gets: the values every key takes by default."""
+    data = resolved.get("data") if isinstance(resolved.get("data"), dict) else {}
+    dataset = data.get("dataset", DEFAULT_DATASET)
+    try:
+        return _baseline_of(dataset)
+    except SpecError:       # a dataset that needs a root: the declared defaults, without its profile
+        return _baseline_of(DEFAULT_DATASET)
+
+
+@functools.lru_cache(maxsize=8)
+def _baseline_of(dataset: str) -> dict:
+    return science(validate_spec({"name": "baseline", "data": {"dataset": dataset}}, "<defaults>").resolved)
+
+
+def _dig(resolved: dict, where: str) -> Any:
+    value: Any = resolved
+    for part in where.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
 
 
 def spec_json_schema() -> dict:

@@ -14,6 +14,8 @@ from orchestrator.spec.schema import (AXES, DATA_AXIS_FIELDS, LAYER, LIST, MAX_L
                                       SETTINGS, SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, TOP_KEYS, Declared,
                                       TopLevel, declared, key_of, lists_class, section_fields, top_key)
 from tasks.settings import SettingsError, base_type, declared_fields, value_problem
+SET_BY = {"cue_proportion": "`cue_proportions`; list the values there", "seed": "`seeds`; list the values there",
+          "cue_seed": "the pair design `cue~cue:resubset` (another cued subset); leave it out"}
 
 
 def _unknown(key: Any, known: list[str], where: str) -> str:
@@ -39,13 +41,15 @@ def unknown_keys(raw: dict) -> list[str]:
             known = section_fields(section)
             problems += [_unknown(k, known + (list(DATA_AXIS_FIELDS) if section == "data" else []), section)
                          if not (section == "data" and k in DATA_AXIS_FIELDS) else
-                         f"`data.{k}`: is set per model by `{'cue_proportions' if k == 'cue_proportion' else 'seeds'}`"
-                         f"; list the values there" for k in value if k not in known]
+                         f"`data.{k}`: is set per model by {SET_BY[k]}" for k in value if k not in known]
     return problems
 
 
 def _check_value(value: Any, tp: Any, rule, where: str) -> tuple[Any, str | None]:
-    """(normalised value, problem or None): ints become floats for float settings."""
+    """(normalised value, problem or None): ints become floats for float settings, lists tuples for
+    tuple settings."""
+    if base_type(tp)[0] is tuple and isinstance(value, list):
+        value = tuple(value)
     problem = value_problem(value, tp, rule)
     if problem:
         return value, f"`{where}`: {_shorten(problem, value)}"

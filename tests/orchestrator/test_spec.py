@@ -12,7 +12,7 @@ from orchestrator.run import preflight
 from orchestrator.spec import sweep_spec as S
 from orchestrator.graph.dag import build_graph
 from orchestrator.spec.sweep_spec import load_spec, parse_spec
-from orchestrator.spec.schema import (LIST, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError, declared,
+from orchestrator.spec.schema import (DATA_AXIS_FIELDS, LIST, SETTINGS_CLASSES, MlflowSettings, ResourceSettings, SpecError, declared,
                                       lists_class)
 from orchestrator.run.sweep import unfinished_kinds
 from tasks.models import ModelSettings
@@ -42,7 +42,7 @@ def test_default_spec_loads_with_every_section():
     assert spec.seeds == (0, 1, 2) and spec.cue_proportions == (0.0, 0.8) and spec.cue_models == (0.8,)
     assert spec.methods == ("naive", "llrt", "lpft", "cbft", "naive_cued") and spec.finetuned_kinds == ("linear",)
     assert spec.pairs == ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init",
-                          "nocue~nocue:self")
+                          "cue~cue:spawn@0", "cue~cue:resubset", "nocue~nocue:self")
     assert spec.path_kinds == ("linear", "quadratic", "aligned") and spec.alignments == ("activation",)
     assert spec.axes == () and len(spec.variants) == 1 and spec.swept_keys == ()
     assert spec.max_concurrent == 2 and spec.mlflow.enabled
@@ -81,7 +81,7 @@ def test_a_minimal_spec_resolves_every_key_to_the_profile_or_the_declared_defaul
     resolved, profile = spec.resolved, S.profile_for("digits")
     for section, cls in SETTINGS_CLASSES.items():
         for name, default in as_dict(cls()).items():
-            if section == "data" and name in ("cue_proportion", "seed"):
+            if section == "data" and name in DATA_AXIS_FIELDS:
                 assert name not in resolved["data"]          # set per model by cue_proportions / seeds
                 continue
             expected = profile.get(section, {}).get(name, default)
@@ -104,7 +104,7 @@ def test_a_minimal_spec_resolves_every_key_to_the_profile_or_the_declared_defaul
 def test_resolved_spec_names_every_declared_key():
     resolved = load_spec(None).resolved
     for section, cls in SETTINGS_CLASSES.items():
-        fields = {f.name for f in dataclasses.fields(cls)} - ({"cue_proportion", "seed"} if section == "data" else set())
+        fields = {f.name for f in dataclasses.fields(cls)} - (set(DATA_AXIS_FIELDS) if section == "data" else set())
         assert fields <= set(resolved[section]), section
     assert set(resolved) >= {"name", "storage", "models", "seeds", "cue_proportions", "axes", "resources",
                              "max_concurrent", "mlflow"}
@@ -167,7 +167,7 @@ def test_json_schema_names_every_top_level_key_and_section_field():
     assert set(schema["properties"]) == set(TOP_KEYS)
     assert all(prop["description"] for prop in schema["properties"].values())
     for section, cls in SETTINGS_CLASSES.items():
-        fields = {f.name for f in dataclasses.fields(cls)} - ({"cue_proportion", "seed"} if section == "data" else set())
+        fields = {f.name for f in dataclasses.fields(cls)} - (set(DATA_AXIS_FIELDS) if section == "data" else set())
         assert fields <= set(schema["properties"][section]["properties"]), section
 
 
@@ -284,3 +284,30 @@ def test_only_kinds_with_unfinished_tasks_are_checked():
     assert unfinished_kinds(graph, {**verified, pretrain: (True, "")}) == ["path_eval"]
     assert unfinished_kinds(graph, {t: (True, "") for t in graph.tasks}) == []
     assert preflight.check_resources(spec, {"CPU": 2}, list(vocab.TASK_KINDS))   # the rest would not fit
+
+
+def test_the_claims_rules_are_a_validated_section_of_the_resolved_spec():
+    spec = load_spec(None, ["claims.acc_margin=0.05", "claims.barrier_sets=[cue]"])
+    assert spec.claims.acc_margin == 0.05 and spec.claims.barrier_sets == ("cue",)
+    assert spec.resolved["claims"]["barrier_sets"] == ["cue"] and spec.resolved["claims"]["level"] == 0.95
+    assert S.parse_spec(S.dump_spec(spec)).claims == spec.claims
+    for overrides, fragments in ((["claims.level=1.5", "claims.x=1"], ("`claims.level`", "`claims.x`: unknown key")),
+                                 (["claims.basin_sets=[]", "claims.check_definition=chord"],
+                                  ("`claims.basin_sets`", "`claims.check_definition`"))):
+        with pytest.raises(SpecError) as err:
+            load_spec(None, overrides)
+        assert all(f in str(err.value) for f in fragments), str(err.value)
+    schema = S.spec_json_schema()["properties"]["claims"]
+    assert schema["additionalProperties"] is False and schema["properties"]["barrier_sets"]["items"]["enum"]
+
+
+def test_a_stored_spec_from_before_a_key_existed_is_not_a_changed_spec():
+    """Keys added later (a section, or a setting) at the value they implicitly had are no change; any
+    other value is."""
+    new = load_spec(None).resolved
+    old = {k: v for k, v in new.items() if k != "claims"}
+    old["paths"] = {k: v for k, v in new["paths"].items() if k != "bn_data"}
+    assert S.differences(old, new) == []
+    changed = load_spec(None, ["claims.acc_margin=0.05", "paths.bn_data=mix"]).resolved
+    assert S.differences(old, changed) == ["claims: '<absent>' -> " + S.show(changed["claims"]),
+                                           "paths.bn_data: '<absent>' -> 'mix'"]

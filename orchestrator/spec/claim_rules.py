@@ -1,0 +1,75 @@
+"""The decision rules of the paper's claims, declared before any result: the spec's `claims:` section.
+
+Every verdict of `orchestrator.report.claims` follows these values and nothing else; the resolved
+spec records them (so changing them is a new spec version), and the report and `mmc-sweep claims`
+print them next to each verdict. What each rule means, and why these defaults, is in
+docs/SCIENCE.md ("Verdicts"). Accuracies and cue-reliance indices are fractions (0.02 = 2 pp).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator import vocab
+from tasks.settings import Settings, setting
+
+METRICS = ("loss", "acc")
+
+
+def _eval_sets() -> tuple[str, ...]:
+    from tasks.data import EVAL_SETS
+
+    return tuple(EVAL_SETS)
+
+
+@dataclass(frozen=True)
+class ClaimRules(Settings):
+    level: float = setting(0.95, gt=0.5, lt=1.0, doc="two-sided confidence level of every interval; a comparison "
+                           "is decided when its interval excludes 0 (or the margin): alpha = 1 - level")
+    power: float = setting(0.8, gt=0.05, lt=1.0, doc="power at which the smallest detectable effect and the seeds a "
+                           "decision would take are computed")
+    barrier_metric: str = setting("loss", choices=METRICS, doc="barrier metric of the connectivity comparisons "
+                                  "(b)-(d): loss (nats) | acc (an accuracy drop)")
+    barrier_definition: str = setting("chord", choices=vocab.DEFINITIONS, doc="barrier definition the comparisons "
+                                      "use: chord (the paper's) | worse_endpoint (peak above the worse endpoint) | "
+                                      "mean_endpoints")
+    check_definition: str | None = setting("worse_endpoint", choices=vocab.DEFINITIONS, doc="a second definition "
+                                           "every barrier comparison is also decided with; where the two decide "
+                                           "opposite ways, the endpoints' own losses decide the comparison and it "
+                                           "is not testable; null: no second definition")
+    barrier_sets: tuple = setting(("nocue", "cue"), choices=_eval_sets, doc="eval sets on which barrier comparisons of (b) and (d) are "
+                                  "judged (the two training distributions); each is a comparison of its own")
+    basin_sets: tuple = setting(("cue",), choices=_eval_sets, doc="eval sets on which (c) 'CBFT leaves the pretrained model's linear "
+                                "basin' is judged (CBFT's barrier term acts on cue data)")
+    floor_acc: float = setting(0.10, ge=0, le=1, doc="a path sits at the chance floor on a set when, on average "
+                               "over its pairs, its lowest accuracy is within this of chance ...")
+    floor_loss: float = setting(0.25, ge=0, le=100, doc="... or its highest loss within this (nats) of the chance "
+                                "loss ln(classes); a barrier comparison whose lower side sits at the floor is not "
+                                "testable (the barrier is then chance loss minus endpoint loss)")
+    barrier_effect: float = setting(0.05, gt=0, le=100, doc="smallest barrier difference the claims are about (the "
+                                    "metric's units); an undecided comparison that could not detect it at `power` "
+                                    "with the seeds run is not testable (underpowered), not 'cannot be separated'")
+    reliance_effect: float = setting(0.05, gt=0, le=1, doc="smallest difference of a cue-reliance index or an "
+                                     "accuracy the claims are about (0.05 = 5 pp), as `barrier_effect`")
+    acc_margin: float = setting(0.02, ge=0, le=1, doc="(c) non-inferiority margin: CBFT's clean accuracy may be at "
+                                "most this below naive fine-tuning's and naive_cued's (the paper's 2 pp)")
+    keep_fraction: float = setting(0.5, ge=0, le=1, doc="(b) naive fine-tuning keeps the cue reliance: its randimg "
+                                   "reliance is above this fraction of its own parent's (paired)")
+    no_reliance_margin: float = setting(0.05, gt=0, le=1, doc="(c, supporting) 'no reliance left': CBFT's reliance "
+                                        "indices within +- this of 0 (equivalence, two one-sided tests)")
+    aligned_works: float = setting(0.1, gt=0, le=100, doc="(d) independent-init pairs are compared after alignment "
+                                   "only where alignment works for their same-data controls: each control's "
+                                   "aligned barrier has its upper interval bound below this")
+
+    def cross_problems(self) -> list[tuple[str, str]]:
+        out = []
+        for name in ("barrier_sets", "basin_sets"):
+            if not getattr(self, name):
+                out.append((name, f"[] is empty; give at least one of {', '.join(_eval_sets())}"))
+        if self.check_definition == self.barrier_definition:
+            out.append(("check_definition", f"{self.check_definition!r} is `barrier_definition` itself; give "
+                                            "another definition or null"))
+        return out
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
