@@ -8,6 +8,7 @@ on a partial sweep (missing cells "—"). Figures: `figures`; the page: `report_
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 import time
@@ -24,7 +25,11 @@ from orchestrator import vocab
 from orchestrator.report import figures, html as report_html, stats
 from orchestrator.results import tables
 from orchestrator.results.plan import read_plan
+from orchestrator.spec.claim_rules import ClaimRules
+from orchestrator.spec.schema import top_key
+from orchestrator.spec.validation import read_settings
 from orchestrator.spec.yaml_io import YamlError, parse_yaml
+from tasks.settings import as_dict
 
 MAX_SPEC_BYTES = 2_000_000
 
@@ -66,6 +71,24 @@ def read_spec_text(layout) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the report must not fail on a missing spec
         warnings.warn(f"could not read the spec for the report: {exc}", RuntimeWarning, stacklevel=2)
     return None
+
+
+def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict]:
+    """The claims' decision rules of the sweep's resolved spec.yaml (its `claims:` section; the defaults
+    for a spec written before the section existed) and that section as the spec states it."""
+    text = spec_text if spec_text is not None else read_spec_text(layout)
+    try:
+        spec = parse_yaml(text) if text else None
+    except YamlError:
+        spec = None
+    raw = spec.get("claims") if isinstance(spec, dict) else None
+    problems: list[str] = []
+    rules = read_settings(top_key("claims"), {"claims": raw if isinstance(raw, dict) else {}}, "claims", problems)
+    if rules is None:
+        warnings.warn(f"the stored spec's `claims:` section is not valid ({'; '.join(problems)}); the claims are "
+                      "judged by the default rules", RuntimeWarning, stacklevel=2)
+        rules = ClaimRules()
+    return rules, json.loads(json.dumps(as_dict(rules)))
 
 
 def swept_keys(layout, spec_text: str | None = None) -> tuple[str, ...]:
@@ -215,10 +238,11 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     and Table 1 (one per combination of swept values), then the claims' verdicts. (`write_report`
     returns the same text as `Report.text`, without reading the tables a second time.)"""
     results = read_results(layout, read_plan(layout))
-    swept = swept_keys(layout)
+    spec_text = read_spec_text(layout)
+    swept = swept_keys(layout, spec_text)
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
-    return (summary if not summary.empty else None), _text(results, swept, summary,
-                                                           claims_lib.judge(results, swept))
+    return (summary if not summary.empty else None), _text(results, swept, summary, claims_lib.judge(
+        results, swept, stored_rules(layout, spec_text)[0]))
 
 
 def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts) -> str:
@@ -245,7 +269,8 @@ def print_claims(layout, log=print) -> list:
     """Judge the claims (a)–(d) on a sweep's results (its plan's tasks only) and print them with
     their controls. What `mmc-sweep claims` prints after running the sweep."""
     results = read_results(layout, read_plan(layout))
-    verdicts = claims_lib.judge(results, swept_keys(layout))
+    spec_text = read_spec_text(layout)
+    verdicts = claims_lib.judge(results, swept_keys(layout, spec_text), stored_rules(layout, spec_text)[0])
     log(claims_lib.claims_text(verdicts) if verdicts else
         "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)")
     return verdicts
@@ -274,7 +299,9 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
     combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
     table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
-    verdicts = claims_lib.judge(results, swept)
+    rules, rules_dict = stored_rules(layout, spec_text)
+    verdicts = claims_lib.judge(results, swept, rules)
+    drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)
     drawn = time.perf_counter()
     figs = figures.render(layout, figures.figure_jobs(results, swept))
     drawn = time.perf_counter() - drawn
@@ -294,6 +321,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     put("finetune_table.md", "\n\n".join((f"**{stats.facet_label(combo)}**\n\n" if combo else "")
                                          + stats.format_markdown(t.text) for combo, t in table1).encode() + b"\n")
     put("claims.md", claims_lib.claims_text(verdicts).encode() if verdicts else b"no claim can be judged yet\n")
+    put("endpoint_drift.parquet", _parquet_bytes(drift))
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
     plan = planned_by_kind(plan_df)
@@ -310,7 +338,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         mechanism=stats.mechanism_table(results[vocab.PATHS], swept=swept),
         agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], stats.eval_sets())[0]
         if not results[vocab.PATHS].empty else "",
-        failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks)
+        failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks,
+        rules=rules_dict, drift=drift)
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),

@@ -1,209 +1,111 @@
-"""The paper's claims (a)–(d), each judged against its controls from a sweep's result tables.
+"""The paper's claims (a)–(d), each judged against its controls by the rules of the spec's `claims:`
+section (`orchestrator.spec.claim_rules.ClaimRules`), declared before any result.
 
-Every statistic is a mean over independent models or pairs with its 95% t-interval
-(`stats.t_interval`, n = models or pairs). A comparison is decided only when the data separate it:
-two groups of independent pairs when their intervals do not overlap, paired quantities (the linear
-and quadratic path of the same pair; two fine-tuning methods of the same pretrained model) when the
-interval of their per-pair difference excludes 0. Otherwise it cannot be separated from
-seed-to-seed variation, and a claim holds only when every comparison it needs is decided its way.
+Every comparison is a difference with its interval at the rules' level — paired within seed where
+both sides share a seed (they share a model or its data there), else of independent groups — decided
+by the test the claim's words need: "above" (superiority), "not below … by more than a margin"
+(non-inferiority), "within a margin of" (equivalence). A comparison that cannot discriminate is *not
+testable here*, never decided: too few seeds, a power too low for the effect the claim is about,
+a lower side sitting at the chance floor, or two barrier definitions deciding opposite ways. How
+checks make a verdict: `orchestrator.report.verdicts`; the tests: `orchestrator.report.comparisons`.
 
-The report shows the claims as its first section; `mmc-sweep claims [SPEC] [key=value ...]` runs a
-spec (the shipped default sweep without one) with `run_sweep`, so its tasks are cached and shared
-with `mmc-sweep run`, then prints them (`report.print_claims`).
+The report shows the claims as its first section with the rules beside them; `mmc-sweep claims
+[SPEC] [key=value ...]` runs a spec with `run_sweep` (tasks cached and shared with `mmc-sweep run`)
+and prints them with the power of each comparison (`report.print_claims`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import pandas as pd
 
 from orchestrator import vocab
+from orchestrator.report import comparisons as cmp
 from orchestrator.report import stats
 from orchestrator.report.stats import Estimate
+from orchestrator.report.verdicts import (CLAIM, CONTROL, FAILS, HOLDS, NOT_TESTABLE, PP, RANDCUE, RANDIMG,
+                                          REFERENCE, UNSEPARATED, Check, Claim, Row, Slice, check)
+from orchestrator.spec.claim_rules import ClaimRules
 
-HOLDS, FAILS, UNSEPARATED, TOO_FEW, UNMEASURED = (
-    "holds", "does not hold", "cannot be separated from seed-to-seed variation", "too few seeds to judge",
-    "not measured")
-YES, NO, OVERLAP, FEW, MISSING = "yes", "no", "overlap", "few", "missing"
-MARKS = {YES: "✓", NO: "✗", OVERLAP: "≈", FEW: "n<2", MISSING: "—"}
-CLAIM, CONTROL, REFERENCE = "claim", "control", "reference"      # the role of a statistic shown with a claim
-# The fine-tuning methods the claims are about (names in tasks.finetune.FINETUNE_METHODS): CBFT, naive
-# fine-tuning, naive fine-tuning with CBFT's extra cued data (the control), CBFT's two steps alone.
-CBFT, NAIVE, NAIVE_CUED, ABLATIONS = "cbft", "naive", "naive_cued", ("cbft_barrier", "cbft_invariance")
-FOCUS_SETS = ("nocue", "cue")        # the two training distributions: where barrier verdicts are taken
-RANDIMG, RANDCUE = "acc(randimg) − chance", "acc(nocue) − acc(randcue)"
-PP = 100.0                           # fractions shown in percent / percentage points
-
-
-@dataclass(frozen=True)
-class Row:
-    """One statistic shown with a claim: what it is about, the measure, the estimate, its role."""
-    label: str
-    measure: str
-    est: Estimate
-    role: str = CLAIM
-    scale: float = 1.0
-    unit: str = ""
-
-    def value(self) -> str:
-        return _fmt(self.est, self.scale, self.unit).rsplit(" (n =", 1)[0]
+MARKS = cmp.MARKS
+YES, NO, OVERLAP, UNTESTABLE, MISSING = cmp.YES, cmp.NO, cmp.OVERLAP, cmp.UNTESTABLE, cmp.MISSING
+# The fine-tuning methods the claims are about (names in tasks.finetune.FINETUNE_METHODS).
+CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT = "cbft", "naive", "naive_cued", "lpft", "llrt"
+ABLATIONS = ("cbft_barrier", "cbft_invariance")
+EMPTY = pd.Series(dtype=float)
+__all__ = ["Check", "Claim", "ClaimRules", "FAILS", "HOLDS", "MARKS", "NOT_TESTABLE", "Row", "UNSEPARATED",
+           "claims_text", "judge"]
 
 
-@dataclass(frozen=True)
-class Check:
-    """One comparison a claim needs: its text, the outcome (YES/NO/OVERLAP/FEW/MISSING), the
-    evidence; a check that is not `required` supports the reading but does not decide the verdict."""
-    text: str
-    outcome: str
-    evidence: str
-    required: bool = True
+class _Judge:
+    """Checks of one claim on one context, by the rules."""
 
+    def __init__(self, s: Slice, rules: ClaimRules, claim: Claim):
+        self.s, self.r, self.c = s, rules, claim
 
-@dataclass
-class Claim:
-    key: str
-    statement: str
-    context: str = ""
-    rows: list[Row] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)       # what the verdict does not cover
+    def power(self, diff: cmp.Diff, effect: float, scale: float = 1.0, unit: str = "") -> str:
+        return cmp.power_text(diff, effect, self.r.power, scale, unit)
 
-    @property
-    def verdict(self) -> str:
-        outcomes = {c.outcome for c in self.checks if c.required}
-        for outcome, verdict in ((NO, FAILS), (OVERLAP, UNSEPARATED), (FEW, TOO_FEW), (MISSING, UNMEASURED)):
-            if outcome in outcomes:
-                return verdict
-        return HOLDS if outcomes else UNMEASURED
+    # -- accuracies and reliance (fractions, shown in pp) --
+    def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None) -> None:
+        """a above b (or above 0 without b), paired by seed."""
+        diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
+        decision = cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp")
+        self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
+                                   power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
-    def sentence(self) -> str:
-        """The verdict in one plain sentence, naming what decided it, then what it does not cover."""
-        return " ".join([self._verdict_sentence(), *self.notes])
+    def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None) -> None:
+        diff = cmp.compare(a, b, self.r.level)
+        decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
+        self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
+                                   power=self.power(diff, max(margin, self.r.reliance_effect), PP, " pp")))
 
-    def _verdict_sentence(self) -> str:
-        needed = [c for c in self.checks if c.required]
+    def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None) -> None:
+        diff = cmp.one_sample(a, self.r.level)
+        decision = cmp.equivalence(diff, margin, self.r.power, PP, " pp")
+        self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
+                                   unit=" pp", power=self.power(diff, margin, PP, " pp")))
 
-        def those(outcome: str) -> str:         # the evidence of each is listed with the checks
-            return "; ".join(f"“{c.text}”" for c in needed if c.outcome == outcome) + "."
-        verdict = self.verdict
-        if verdict == HOLDS:
-            return f"Holds: each of the {len(needed)} comparisons it needs is decided as claimed."
-        if verdict == FAILS:
-            return "Does not hold: the data show the opposite of " + those(NO)
-        if verdict == UNSEPARATED:
-            return "Cannot be separated from seed-to-seed variation: the 95% intervals overlap for " + those(OVERLAP)
-        if verdict == TOO_FEW:
-            return "Too few independent models or pairs to judge (an interval needs n ≥ 2): " + those(FEW)
-        missing = [c.text for c in needed if c.outcome == MISSING]
-        return "Not measured by this sweep" + (f": {'; '.join(missing)}" if missing else "") + "."
+    # -- barriers --
+    def values(self, pair: tuple[str, str], eval_set: str, definition: str | None = None) -> pd.Series:
+        return self.s.barrier(*pair, eval_set, self.r.barrier_metric, definition or self.r.barrier_definition)
 
+    def barrier_above(self, text: str, higher: tuple[str, str], lower: tuple[str, str], eval_set: str,
+                      group: str | None) -> None:
+        """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards."""
+        r = self.r
+        diff = cmp.compare(self.values(higher, eval_set), self.values(lower, eval_set), r.level)
+        decision = cmp.superiority(diff, r.barrier_effect, r.power)
+        if decision.outcome in (YES, NO, OVERLAP):
+            decision = self._guard(decision, higher, lower, eval_set)
+        self.c.checks.append(check(text, decision, diff, group, power=self.power(diff, r.barrier_effect)))
 
-# ----------------------------------------------------------------------------------------------
-# Comparisons
-# ----------------------------------------------------------------------------------------------
+    def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str) -> cmp.Decision:
+        r, s = self.r, self.s
+        lo_acc, hi_loss = s.extremes(*lower, eval_set)
+        if cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
+            both = cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss)
+            return cmp.Decision(UNTESTABLE, f"{'both paths collapse' if both else f'the {lower[0]} path collapses'} "
+                                f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
+                                f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
+                                f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
+                                "endpoints' own loss; judge it on another set, after alignment or with a wider model")
+        if r.check_definition:
+            other = cmp.compare(self.values(higher, eval_set, r.check_definition),
+                                self.values(lower, eval_set, r.check_definition), r.level)
+            second = cmp.superiority(other, r.barrier_effect, r.power)
+            if cmp.opposite(decision, second):
+                return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
+                                    f"opposite ways ({other.text()} by {r.check_definition}): the endpoints' own "
+                                    "losses decide the comparison")
+        return decision
 
-def _fmt(est: Estimate, scale: float = 1.0, unit: str = "") -> str:
-    return est.text(digits=1 if scale != 1.0 else 3, scale=scale, unit=unit)
-
-
-def separated(a: Estimate, b: Estimate) -> str:
-    """Is a above b? YES/NO when their 95% intervals do not overlap, else OVERLAP; FEW at n = 1."""
-    if not a.n or not b.n:
-        return MISSING
-    if math.isnan(a.ci_low) or math.isnan(b.ci_low):
-        return FEW
-    return YES if a.ci_low > b.ci_high else NO if a.ci_high < b.ci_low else OVERLAP
-
-
-def positive(est: Estimate) -> str:
-    """Is the mean above 0? YES/NO when the interval excludes 0."""
-    if not est.n:
-        return MISSING
-    if math.isnan(est.ci_low):
-        return FEW
-    return YES if est.ci_low > 0 else NO if est.ci_high < 0 else OVERLAP
-
-
-def check_above(text: str, a: Estimate, b: Estimate, names: tuple[str, str], scale=1.0, unit="",
-                required=True) -> Check:
-    evidence = f"{names[0]} {_fmt(a, scale, unit)} vs {names[1]} {_fmt(b, scale, unit)}"
-    return Check(text, separated(a, b), evidence, required)
-
-
-def check_paired(text: str, diff: Estimate, scale=1.0, unit="", required=True) -> Check:
-    return Check(text, positive(diff), f"paired difference {_fmt(diff, scale, unit)}", required)
-
-
-def paired_diff(a: pd.Series, b: pd.Series) -> Estimate:
-    """Estimate of a − b over the keys both have (one value per independent pair or model)."""
-    common = a.index.intersection(b.index)
-    return Estimate.of((a[common] - b[common]).to_numpy(dtype=float))
-
-
-# ----------------------------------------------------------------------------------------------
-# The data of one context (model, cue proportion, combination of swept values)
-# ----------------------------------------------------------------------------------------------
-
-class _Slice:
-    def __init__(self, evaluations: pd.DataFrame, barriers: pd.DataFrame, tasks: pd.DataFrame, chance: float):
-        self.chance = chance
-        ev = stats.with_labels(evaluations, tasks) if not evaluations.empty else evaluations
-        self.acc = ev.pivot_table(index="task_id", columns="eval_set", values="acc") if not ev.empty else None
-        self.labels = ev.drop_duplicates("task_id").set_index("task_id") if not ev.empty else None
-        latest = tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
-        self.parent = {t: (p[0] if p is not None and len(p) else None)
-                       for t, p in zip(latest.get("task_id", []), latest.get("parents", []))}
-        sel = barriers[(barriers["metric"] == "loss") & (barriers["definition"] == "chord")]
-        self.barriers = sel.assign(path=[stats.path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
-        self._groups = dict(tuple(self.barriers.groupby(["pair_type", "path", "eval_set"]))) if len(sel) else {}
-        self.methods = stats.methods()
-
-    def models(self, kind: str, method: str | None = None, cue: bool | None = None) -> pd.DataFrame:
-        """Accuracies (rows: models, columns: eval sets) of pretrained cue / no-cue models or of a
-        fine-tuning method, indexed by the pretrained model (the key that pairs methods)."""
-        if self.labels is None or (method is not None and method not in self.methods):
-            return pd.DataFrame()
-        lab = self.labels[self.labels["kind"] == kind]
-        if method is not None:
-            lab = lab[lab["method"] == method]
-        if cue is not None:
-            lab = lab[lab["cue_proportion"].map(lambda p: stats.is_no_cue(p) != cue).astype(bool)]
-        out = self.acc.loc[self.acc.index.intersection(lab.index)]
-        key = [self.parent.get(t) or t for t in out.index] if kind == vocab.FINETUNE else list(out.index)
-        return out.set_axis(key, axis=0)
-
-    def reliance(self, acc: pd.DataFrame) -> dict[str, pd.Series]:
-        """Per model, the two cue-reliance indices of the paths table (tasks.paths.cue_reliance)."""
-        out = {}
-        if "randimg" in acc:
-            out[RANDIMG] = acc["randimg"] - self.chance
-        if {"nocue", "randcue"} <= set(acc.columns):
-            out[RANDCUE] = acc["nocue"] - acc["randcue"]
-        return out
-
-    def barrier(self, pair_type: str, path: str, eval_set: str, by_a: bool = False) -> pd.Series:
-        """Loss barriers (chord) per pair, keyed by its endpoints (by endpoint A with `by_a`)."""
-        rows = self._groups.get((pair_type, path, eval_set), self.barriers.iloc[:0])
-        key = rows["endpoint_a"].astype(str) + ("" if by_a else "|" + rows["endpoint_b"].astype(str))
-        return pd.Series(rows["value"].to_numpy(dtype=float), index=key.to_numpy()).groupby(level=0).mean()
-
-    def pair_types(self) -> list[str]:
-        return list(self.barriers["pair_type"].dropna().unique())
-
-    def paths(self, pair_type: str) -> list[str]:
-        return sorted(self.barriers[self.barriers["pair_type"] == pair_type]["path"].unique(),
-                      key=stats.variant_sort_key)
-
-    def noise_floor(self) -> str | None:
-        """The first `X~X:self` pair type present: a model with itself, the noise floor."""
-        for pair_type in stats.order_pairs(self.pair_types()):
-            try:
-                if vocab.parse_pair_type(pair_type)[1] == vocab.SELF:
-                    return pair_type
-            except ValueError:
-                continue
-        return None
+    def barrier_row(self, pair: tuple[str, str], eval_set: str, role: str) -> None:
+        r = self.r
+        others = tuple((d, Estimate.of(self.values(pair, eval_set, d))) for d in vocab.DEFINITIONS
+                       if d != r.barrier_definition)
+        self.c.rows.append(Row(f"{pair[0]} {pair[1]}", f"{r.barrier_metric} barrier ({r.barrier_definition}) on "
+                               f"{eval_set}", Estimate.of(self.values(pair, eval_set)), role, also=others))
 
 
 def _reliance_rows(c: Claim, label: str, rel: dict[str, pd.Series], role: str) -> None:
@@ -212,136 +114,164 @@ def _reliance_rows(c: Claim, label: str, rel: dict[str, pd.Series], role: str) -
             c.rows.append(Row(label, measure, Estimate.of(rel[measure]), role, PP, " pp"))
 
 
-def claim_a(s: _Slice) -> Claim:
-    c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs "
-                   "accuracy); a model trained without it does not.")
+def _guards_text(r: ClaimRules) -> str:
+    check_def = f"; not testable where the {r.check_definition} definition decides the other way" \
+        if r.check_definition else ""
+    return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
+            f"side sits at the chance floor (lowest accuracy ≤ chance + {r.floor_acc:g} or highest loss ≥ ln K − "
+            f"{r.floor_loss:g}){check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
+
+
+def claim_a(s: Slice, r: ClaimRules) -> Claim:
+    c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs accuracy); "
+                   "a model trained without it does not.",
+              f"Paired within seed, {r.level:.0%} intervals: the cue models' randimg reliance above 0, above the no-cue "
+              f"models', and the cost of a random cue above the no-cue models'; not testable where a comparison could "
+              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power.")
+    j = _Judge(s, r, c)
     cue, nocue = s.models(vocab.PRETRAIN, cue=True), s.models(vocab.PRETRAIN, cue=False)
     rc, rn = s.reliance(cue), s.reliance(nocue)
     for label, acc, rel, role in (("cue model", cue, rc, CLAIM), ("no-cue model", nocue, rn, CONTROL)):
-        for eval_set in FOCUS_SETS:
+        for eval_set in ("nocue", "cue"):
             if eval_set in acc:
                 c.rows.append(Row(label, f"acc({eval_set})", Estimate.of(acc[eval_set]), role, PP, "%"))
         _reliance_rows(c, label, rel, role)
-    cue_ri, nocue_ri = Estimate.of(rc.get(RANDIMG, [])), Estimate.of(rn.get(RANDIMG, []))
-    c.checks += [
-        Check("the cue model scores above chance on randimg", positive(cue_ri), f"{RANDIMG} {_fmt(cue_ri, PP, ' pp')}"),
-        check_above("it does so more than the no-cue model", cue_ri, nocue_ri, ("cue", "no-cue"), PP, " pp"),
-        check_above("a random cue costs the cue model more accuracy than the no-cue model",
-                    Estimate.of(rc.get(RANDCUE, [])), Estimate.of(rn.get(RANDCUE, [])), ("cue", "no-cue"), PP, " pp")]
+    j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies")
+    j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
+            rn.get(RANDIMG, EMPTY), "more than no-cue")
+    j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
+            rn.get(RANDCUE, EMPTY), "random cue costs")
     return c
 
 
-def claim_b(s: _Slice) -> Claim:
+def claim_b(s: Slice, r: ClaimRules) -> Claim:
+    ref = next((p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE, vocab.CUE_NOCUE) if p in s.pair_types()), None)
     c = Claim("b", "Naive fine-tuning on clean data keeps the cue reliance and stays linearly connected to the "
-                   "pretrained model (its barrier is below that between independently trained models).")
-    rel = s.reliance(s.models(vocab.FINETUNE, method=NAIVE))
+                   "pretrained model (its barrier is below that between independently trained models).",
+              f"Paired within seed, {r.level:.0%} intervals: the naive fine-tuning's randimg reliance above "
+              f"{r.keep_fraction:g} × its own parent's; on each of {', '.join(r.barrier_sets)}, its linear barrier to "
+              f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}.")
+    j = _Judge(s, r, c)
+    rel, parent = s.reliance(s.models(vocab.FINETUNE, method=NAIVE)), s.reliance(s.parents(NAIVE))
     _reliance_rows(c, NAIVE, rel, CLAIM)
-    est = Estimate.of(rel.get(RANDIMG, []))
-    c.checks.append(Check("naive fine-tuning keeps randimg above chance", positive(est),
-                          f"{RANDIMG} {_fmt(est, PP, ' pp')}"))
-    ft = vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=NAIVE)
-    refs = [p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE, vocab.CUE_NOCUE) if p in s.pair_types()][:1]
-    floor = s.noise_floor()
-    for eval_set in FOCUS_SETS:
-        b = Estimate.of(s.barrier(ft, vocab.LINEAR, eval_set))
-        c.rows.append(Row(f"{ft} {vocab.LINEAR}", f"loss barrier on {eval_set}", b))
-        for ref, role in [(r, CONTROL) for r in refs] + ([(floor, REFERENCE)] if floor else []):
-            r = Estimate.of(s.barrier(ref, vocab.LINEAR, eval_set))
-            c.rows.append(Row(f"{ref} {vocab.LINEAR}", f"loss barrier on {eval_set}", r, role))
-            if role == CONTROL:
-                c.checks.append(check_above(f"on {eval_set}, its linear barrier is below that of {ref}", r, b,
-                                            (ref, ft)))
-        if not refs:
-            c.checks.append(Check(f"on {eval_set}, its linear barrier is below that of independently trained "
-                                  "models", MISSING, "no cue~cue, nocue~nocue or cue~nocue pairs"))
+    _reliance_rows(c, "its pretrained parent", parent, REFERENCE)
+    j.above(f"naive fine-tuning keeps more than {r.keep_fraction:g} of its parent's randimg reliance",
+            rel.get(RANDIMG, EMPTY), r.keep_fraction * parent.get(RANDIMG, EMPTY), "keeps reliance")
+    j.above("naive fine-tuning keeps randimg above chance", rel.get(RANDIMG, EMPTY), None, None)
+    ft = (vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=NAIVE), vocab.LINEAR)
+    for eval_set in r.barrier_sets:
+        j.barrier_row(ft, eval_set, CLAIM)
+        if ref is None:
+            c.checks.append(Check(f"on {eval_set}, its linear barrier is below that of independently trained models",
+                                  MISSING, "—", "stays connected", "no cue~cue, nocue~nocue or cue~nocue pairs"))
+            continue
+        j.barrier_row((ref, vocab.LINEAR), eval_set, CONTROL)
+        j.barrier_above(f"on {eval_set}, its linear barrier is below that of {ref}", (ref, vocab.LINEAR), ft, eval_set,
+                        "stays connected")
     return c
 
 
-def claim_c(s: _Slice) -> Claim:
-    acc = {m: s.models(vocab.FINETUNE, method=m) for m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)}
-    also = "" if acc[NAIVE_CUED].empty else ", also with the same extra cued data"
+def claim_c(s: Slice, r: ClaimRules) -> Claim:
+    acc = {m: s.models(vocab.FINETUNE, method=m) for m in (CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT, *ABLATIONS)}
+    cued = not acc[NAIVE_CUED].empty
     c = Claim("c", "CBFT lowers the cue reliance (randimg towards chance, randcue towards clean accuracy) more "
-                   f"than naive fine-tuning{also}, and leaves the pretrained model's linear basin.")
-    shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
+                   f"than naive fine-tuning{', also with the same extra cued data' if cued else ''}, keeps its clean "
+                   "accuracy, and leaves the pretrained model's linear basin.",
+              f"Paired within the pretrained model, {r.level:.0%} intervals: CBFT's two reliance indices below "
+              f"naive's{' and naive_cued' + chr(39) + 's' if cued else ''}; its clean accuracy not below theirs by "
+              f"more than {PP * r.acc_margin:g} pp (non-inferiority); on {', '.join(r.basin_sets)}, its linear barrier "
+              f"to the pretrained model above naive's; {_guards_text(r)}. Supporting: reliance within "
+              f"±{PP * r.no_reliance_margin:g} pp of 0 (equivalence), and LP-FT / LLRT beside it.")
+    j = _Judge(s, r, c)
     rel = {m: s.reliance(a) for m, a in acc.items()}
-    for m in shown:
-        if not acc[m].empty:
-            role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
-            c.rows.append(Row(m, "acc(nocue)", Estimate.of(acc[m].get("nocue", [])), role, PP, "%"))
-            _reliance_rows(c, m, rel[m], role)
-    if acc[NAIVE_CUED].empty:
+    for m in [m for m in s.methods if not acc.get(m, pd.DataFrame()).empty]:
+        role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
+        c.rows.append(Row(m, "acc(nocue)", Estimate.of(acc[m].get("nocue", EMPTY)), role, PP, "%"))
+        _reliance_rows(c, m, rel[m], role)
+    if not cued:
         c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was not run: this sweep cannot tell "
                        "CBFT's objective apart from the extra data it sees.")
-    empty = pd.Series(dtype=float)
-    for other in (NAIVE, NAIVE_CUED):
-        required = other == NAIVE or not acc[other].empty        # the control counts where it ran
+    for other in [NAIVE] + ([NAIVE_CUED] if cued else []):
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
-            diff = paired_diff(rel[other].get(measure, empty), rel[CBFT].get(measure, empty))
-            c.checks.append(check_paired(f"CBFT has a lower {what} than {other}", diff, PP, " pp", required))
-    for measure, what in ((RANDIMG, "randimg to chance"), (RANDCUE, "randcue to its clean accuracy")):
-        left = Estimate.of(rel[CBFT].get(measure, []))                  # reliance left: > 0 when separated
-        c.checks.append(Check(f"CBFT brings {what} (no reliance left)", {YES: NO, NO: YES, OVERLAP: YES}.get(
-            positive(left), positive(left)), f"{measure} {_fmt(left, PP, ' pp')}", required=False))
-    diff = paired_diff(acc[CBFT].get("nocue", empty), acc[NAIVE].get("nocue", empty))
-    c.checks.append(Check("CBFT's clean accuracy is not below naive fine-tuning's (no loss detected)",
-                          MISSING if not diff.n else NO if positive(diff) == NO else YES,
-                          f"paired difference {_fmt(diff, PP, ' pp')}"))
-    for eval_set in FOCUS_SETS:
-        bars = {m: s.barrier(vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=m), vocab.LINEAR,
-                             eval_set, by_a=True) for m in shown}
-        for m in (m for m in shown if len(bars[m])):
-            c.rows.append(Row(f"{vocab.PRETRAINED_FT}:{m} {vocab.LINEAR}", f"loss barrier on {eval_set}",
-                              Estimate.of(bars[m]), CLAIM if m == CBFT else CONTROL))
-        c.checks.append(check_paired(f"on {eval_set}, CBFT's linear barrier to the pretrained model exceeds naive's",
-                                     paired_diff(bars.get(CBFT, empty), bars.get(NAIVE, empty)),
-                                     required=eval_set == "cue"))
+            j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
+                    rel[CBFT].get(measure, EMPTY), f"{what} below {other}")
+        j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
+                    acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}")
+    for other in (LPFT, LLRT):
+        if not acc[other].empty:
+            j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
+                    rel[CBFT].get(RANDIMG, EMPTY), None)
+    for measure, what in ((RANDIMG, "randimg at chance"), (RANDCUE, "randcue at its clean accuracy")):
+        j.near_zero(f"CBFT leaves no reliance: {what}", rel[CBFT].get(measure, EMPTY), r.no_reliance_margin, None)
+    shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
+    for eval_set in r.basin_sets:
+        for m in shown:
+            pair = (vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=m), vocab.LINEAR)
+            if len(j.values(pair, eval_set)):
+                j.barrier_row(pair, eval_set, CLAIM if m == CBFT else CONTROL)
+        cb, nv = ((vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=m), vocab.LINEAR)
+                  for m in (CBFT, NAIVE))
+        j.barrier_above(f"on {eval_set}, CBFT's linear barrier to the pretrained model exceeds naive's", cb, nv,
+                        eval_set, "leaves the basin")
     return c
 
 
-def claim_d(s: _Slice) -> Claim:
-    main, floor = vocab.CUE_NOCUE, s.noise_floor()
-    aligned = any(p.startswith(vocab.ALIGNED) for p in s.paths(main))
-    c = Claim("d", "Cue and no-cue models are not linearly connected — beyond the barrier between two models "
-                   f"trained on the same data{', and also after alignment' if aligned else ''} — but a quadratic "
-                   "path connects them better.")
-    if not aligned:
-        c.notes.append("No aligned paths were run: the claim is not tested after alignment.")
-    same = [p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE) if p in s.pair_types()]
-    shown = stats.order_pairs([p for p in s.pair_types() if not p.startswith(vocab.PRETRAINED_FT)])
-    for eval_set in FOCUS_SETS:
-        def est(pair: str, path: str = vocab.LINEAR) -> Estimate:
-            return Estimate.of(s.barrier(pair, path, eval_set))
-        for pair in shown:
-            for path in s.paths(pair):
-                c.rows.append(Row(f"{pair} {path}", f"loss barrier on {eval_set}", est(pair, path),
-                                  CLAIM if pair == main else CONTROL))
-        linear = est(main)
+def claim_d(s: Slice, r: ClaimRules) -> Claim:
+    same_init = s.designs(vocab.CUE_NOCUE, vocab.SAME_INIT)
+    controls = s.designs(vocab.CUE_CUE, vocab.SPAWN, vocab.RESUBSET) + s.designs(vocab.NOCUE_NOCUE, vocab.SPAWN)
+    independent = [p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE) if p in s.pair_types()]
+    c = Claim("d", "Cue and no-cue models are not linearly connected beyond the barrier between models trained on "
+                   "the same data — from one initialisation (the same-init design), and after alignment where "
+                   "alignment connects same-data pairs — but a quadratic path connects them better.",
+              f"On each of {', '.join(r.barrier_sets)}, paired within seed, {r.level:.0%} intervals: the linear barrier "
+              f"of cue~nocue:same-init above that of each same-data control from the same initialisation (X~X:spawn@K, "
+              f"cue~cue:resubset); the quadratic path below the linear one; where alignment works for the same-data "
+              f"controls (aligned barrier's upper bound below {r.aligned_works:g}), cue~nocue above them after "
+              f"alignment; {_guards_text(r)}. Supporting: independent-init linear barriers, the noise floor.")
+    c.optional.add("after alignment")
+    j = _Judge(s, r, c)
+    floor = s.noise_floor()
+    main = same_init[0] if same_init else vocab.CUE_NOCUE
+    for pair in stats.order_pairs([p for p in s.pair_types() if not p.startswith(vocab.PRETRAINED_FT)]):
+        for path in s.paths(pair):
+            for eval_set in r.barrier_sets:
+                j.barrier_row((pair, path), eval_set, CLAIM if pair.startswith(vocab.CUE_NOCUE) else CONTROL)
+    for eval_set in r.barrier_sets:
+        if not same_init or not controls:
+            missing = "cue~nocue:same-init" if not same_init else "cue~cue:spawn@0 or cue~cue:resubset"
+            c.checks.append(Check(f"on {eval_set}, the same-init cue~nocue barrier is above that of same-data pairs "
+                                  "from the same initialisation", MISSING, "—", "same-init design",
+                                  f"not measured: add {missing} to paths.pairs"))
+        for control in controls if same_init else []:
+            j.barrier_above(f"on {eval_set}, the {same_init[0]} linear barrier is above that of {control}",
+                            (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, "same-init design")
+        j.barrier_above(f"on {eval_set}, the quadratic path lowers the {main} barrier", (main, vocab.LINEAR),
+                        (main, vocab.QUADRATIC), eval_set, "quadratic connects")
+        _aligned_checks(j, independent, eval_set)
+        for ref in independent:
+            j.barrier_above(f"on {eval_set}, the independent-init cue~nocue linear barrier is above that of {ref}",
+                            (vocab.CUE_NOCUE, vocab.LINEAR), (ref, vocab.LINEAR), eval_set, None)
         if floor:
-            c.checks.append(check_above(f"on {eval_set}, the cue~nocue linear barrier is above the noise floor "
-                                        f"({floor})", linear, est(floor), (main, floor)))
-        else:
-            c.checks.append(Check(f"on {eval_set}, the cue~nocue linear barrier is above 0", positive(linear),
-                                  _fmt(linear)))
-        for pair in same:
-            c.checks.append(check_above(f"on {eval_set}, the cue~nocue linear barrier is above that of {pair}",
-                                        linear, est(pair), (main, pair)))
-        if not same:
-            c.checks.append(Check(f"on {eval_set}, the cue~nocue linear barrier is above that of pairs trained on "
-                                  "the same data", MISSING, "no cue~cue or nocue~nocue pairs in this sweep"))
-        for path in [p for p in s.paths(main) if p.startswith(vocab.ALIGNED)]:
-            for pair in [p for p in same if path in s.paths(p)]:
-                c.checks.append(check_above(f"on {eval_set}, the cue~nocue barrier after {path} alignment is above "
-                                            f"that of {pair}", est(main, path), est(pair, path), (main, pair)))
-        quadratic = s.barrier(main, vocab.QUADRATIC, eval_set)
-        c.checks.append(check_paired(f"on {eval_set}, the quadratic path lowers the cue~nocue barrier",
-                                     paired_diff(s.barrier(main, vocab.LINEAR, eval_set), quadratic)))
-        if floor and len(quadratic):
-            above = separated(Estimate.of(quadratic), est(floor))
-            c.checks.append(Check(f"on {eval_set}, no quadratic barrier is left above the noise floor",
-                                  {YES: NO, NO: YES, OVERLAP: YES}.get(above, above),
-                                  f"quadratic {_fmt(Estimate.of(quadratic))} vs {floor} {_fmt(est(floor))}",
-                                  required=False))
+            j.barrier_above(f"on {eval_set}, the {main} linear barrier is above the noise floor ({floor})",
+                            (main, vocab.LINEAR), (floor, vocab.LINEAR), eval_set, None)
     return c
+
+
+def _aligned_checks(j: _Judge, independent: list[str], eval_set: str) -> None:
+    """cue~nocue above each same-data pair after alignment, only where alignment connects that pair."""
+    s, r = j.s, j.r
+    for path in [p for p in s.paths(vocab.CUE_NOCUE) if p.startswith(vocab.ALIGNED)]:
+        for ref in [p for p in independent if path in s.paths(p)]:
+            text = f"on {eval_set}, after {path.split(' ', 1)[-1].strip('()')} alignment the cue~nocue barrier is " \
+                   f"above that of {ref}"
+            control = Estimate.of(j.values((ref, path), eval_set))
+            if control.n >= 2 and not control.ci_high < r.aligned_works:
+                j.c.checks.append(Check(text, UNTESTABLE, f"{ref} aligned {control.text()}", "after alignment",
+                                        f"alignment does not connect the same-data pairs here ({ref}'s aligned "
+                                        f"barrier {control.mean:.3f}, upper bound {control.ci_high:.3f} ≥ "
+                                        f"{r.aligned_works:g}): a wider model would (sweeps/mechanism_width.yaml)"))
+                continue
+            j.barrier_above(text, (vocab.CUE_NOCUE, path), (ref, path), eval_set, "after alignment")
 
 
 CLAIMS = (claim_a, claim_b, claim_c, claim_d)
@@ -351,12 +281,14 @@ def _values(frames: list[pd.DataFrame], column: str) -> set:
     return {v for f in frames if column in f.columns for v in f[column].dropna()}
 
 
-def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -> list[Claim]:
-    """Every claim per context: model, cue proportion of the cue models, combination of swept
-    values (one context for the usual sweep). Rows of no-cue models and pairs (cue proportion 0)
-    and of tasks no axis affects belong to every context. [] without results or when the dataset's
-    class count (for chance) is unknown."""
+def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: ClaimRules | None = None) -> list[Claim]:
+    """Every claim per context: model, cue proportion of the cue models, combination of swept values
+    (one context for the usual sweep), by `rules` (the spec's `claims:`; the defaults without one).
+    Rows of no-cue models and pairs (cue proportion 0) and of tasks no axis affects belong to every
+    context. [] without results or when the dataset's class count (for chance) is unknown."""
+    rules = rules or ClaimRules()
     ev, bars, tasks = results[vocab.EVALUATIONS], results[vocab.BARRIERS], results[vocab.TASKS]
+    paths = results.get(vocab.PATHS, pd.DataFrame())
     chance = stats.chance(_values([ev, bars], "dataset"))
     if chance is None:
         return []
@@ -373,20 +305,20 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -> list
                     if p is not None and "cue_proportion" in df:
                         df = df[df["cue_proportion"].map(lambda v: stats.is_no_cue(v) or v == p).astype(bool)]
                     return df
-                s = _Slice(keep(ev), keep(bars), tasks, chance)
+                s = Slice(keep(ev), keep(bars), keep(paths) if not paths.empty else paths, tasks, chance)
                 context = " · ".join(x for x in (str(model) if len(models) > 1 else "",
                                                  f"cue proportion {p:.0%}" if len(proportions) > 1 else "",
                                                  stats.facet_label(combo)) if x)
                 for make in CLAIMS:
-                    claim = make(s)
+                    claim = make(s, rules)
                     claim.context = context
                     out.append(claim)
     return out
 
 
-def claims_text(claims: list[Claim], detail: bool = True) -> str:
-    """The claims for a terminal: with `detail`, each claim's verdict sentence, its comparisons and the
-    statistics behind them; without, one line per claim."""
+def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) -> str:
+    """The claims for a terminal: with `detail`, each claim's rule, verdict sentence, comparisons (with
+    their power) and the statistics behind them; without, one line per claim."""
     lines = []
     for claim in claims:
         where = f" [{claim.context}]" if claim.context else ""
@@ -394,12 +326,18 @@ def claims_text(claims: list[Claim], detail: bool = True) -> str:
             note = " (see its notes)" if claim.notes else ""
             lines.append(f"({claim.key}){where} {claim.verdict.upper()}{note}: {claim.statement}")
             continue
-        lines.append(f"({claim.key}){where} {claim.statement}\n    → {claim.sentence()}")
-        lines += [f"      {MARKS[c.outcome]:<3} {c.text}: {c.evidence}" + ("" if c.required else " (supporting)")
-                  for c in claim.checks]
+        lines += [f"({claim.key}){where} {claim.statement}", f"    rule: {claim.rule}", f"    → {claim.sentence()}"]
+        for c in claim.checks:
+            kind = "" if c.required else " (supporting)"
+            lines.append(f"      {MARKS[c.outcome]:<2} {c.text}: {c.evidence}{kind}")
+            if c.reason:
+                lines.append(f"           not testable: {c.reason}" if c.outcome == UNTESTABLE else f"           {c.reason}")
+            if power and c.power:
+                lines.append(f"           power: {c.power}")
         if claim.rows:
-            table = pd.DataFrame([{"": r.role, "model / pair": r.label, "measure": r.measure, "n": r.est.n,
-                                   "mean [95% t-interval]": r.value()} for r in claim.rows])
-            lines.append("\n".join("    " + line for line in stats.format_table(table).splitlines()))
+            table = pd.DataFrame([{"": row.role, "model / pair": row.label, "measure": row.measure, "n": row.est.n,
+                                   "mean [interval]": row.value(),
+                                   **{d: e.text(3).rsplit(" (n =", 1)[0] for d, e in row.also}} for row in claim.rows])
+            lines.append("\n".join("    " + line for line in stats.format_table(table.fillna("")).splitlines()))
         lines.append("")
     return "\n".join(lines)

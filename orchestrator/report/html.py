@@ -21,7 +21,7 @@ from orchestrator import vocab
 from orchestrator.report import plots, stats
 MARKS = claims_lib.MARKS
 VERDICT_CLASS = {claims_lib.HOLDS: "holds", claims_lib.FAILS: "fails", claims_lib.UNSEPARATED: "unseparated",
-                 claims_lib.TOO_FEW: "unmeasured", claims_lib.UNMEASURED: "unmeasured"}
+                 claims_lib.NOT_TESTABLE: "unmeasured"}
 
 
 @lru_cache(maxsize=None)
@@ -104,29 +104,68 @@ def failed_table(failed: pd.DataFrame) -> str:
             "the task's log and its MLflow run.</p>" + html_table(shown))
 
 
-def claims_html(claims: Sequence[claims_lib.Claim]) -> str:
+def claims_html(claims: Sequence[claims_lib.Claim], rules: Mapping[str, object] | None = None) -> str:
+    """The claims with their rules (the spec's `claims:` section, printed as the spec states it), each
+    verdict, its comparisons (with why a comparison is not testable, and its power) and statistics."""
     if not claims:
         return "<p><em>No claim can be judged yet: no results (or the dataset's class count is unknown).</em></p>"
     out, context = [], None
+    if rules:
+        out.append('<details class="rules" id="claim-rules"><summary>Decision rules (the spec\'s <code>claims:</code>, '
+                   "fixed before the results)</summary>" + kv_table({k: _rule_text(v) for k, v in rules.items()})
+                   + "</details>")
     for claim in claims:
         if claim.context != context and claim.context:
             out.append(f"<h3>{esc(claim.context)}</h3>")
         context = claim.context
-        checks = "".join(f'<li><span class="mark {c.outcome}">{MARKS[c.outcome]}</span>{esc(c.text)} '
-                         f'<span class="muted">— {esc(c.evidence)}{"" if c.required else " (supporting)"}</span></li>'
-                         for c in claim.checks)
+        checks = "".join(
+            f'<li><span class="mark {c.outcome}">{MARKS[c.outcome]}</span>{esc(c.text)} '
+            f'<span class="muted">— {esc(c.evidence)}{"" if c.required else " (supporting)"}</span>'
+            + (f'<br><span class="reason">{"not testable: " if c.outcome == claims_lib.UNTESTABLE else ""}'
+               f"{esc(c.reason)}</span>" if c.reason else "")
+            + (f'<br><span class="muted power">power: {esc(c.power)}</span>' if c.power else "") + "</li>"
+            for c in claim.checks)
+        also = [d for d, _ in claim.rows[0].also] if claim.rows and claim.rows[0].also else []
         rows = "".join(
             f'<tr class="{r.role}"><td class="row">{esc(r.role)}</td><td class="row">{esc(r.label)}</td>'
-            f'<td class="row">{esc(r.measure)}</td><td>{r.est.n}</td>'
-            f"<td>{esc(r.value())}</td></tr>"
+            f'<td class="row">{esc(r.measure)}</td><td>{r.est.n}</td><td>{esc(r.value())}</td>'
+            + "".join(f"<td>{esc(e.text(3).rsplit(' (n =', 1)[0])}</td>" for _, e in r.also)
+            + "".join("<td></td>" for _ in range(len(also) - len(r.also))) + "</tr>"
             for r in claim.rows)
         table = ("<details><summary>The statistics behind it</summary><table><thead><tr><th>role</th>"
-                 "<th>model / pair</th><th>measure</th><th>n</th><th>mean [95% t-interval]</th></tr></thead>"
-                 f"<tbody>{rows}</tbody></table></details>") if rows else ""
+                 "<th>model / pair</th><th>measure</th><th>n</th><th>mean [interval]</th>"
+                 + "".join(f"<th>{esc(d)}</th>" for d in also) + f"</tr></thead><tbody>{rows}</tbody></table></details>") \
+            if rows else ""
         out.append(f'<div class="claim {VERDICT_CLASS[claim.verdict]}"><p><strong>({esc(claim.key)})</strong> '
                    f'{esc(claim.statement)} <span class="verdict">{esc(claim.verdict)}</span></p>'
+                   f'<p class="rule"><em>Rule:</em> {esc(claim.rule)}</p>'
                    f"<p>{esc(claim.sentence())}</p><ul class=\"checks\">{checks}</ul>{table}</div>")
     return "".join(out)
+
+
+def drift_html(drift: pd.DataFrame) -> str:
+    """Endpoints on the path (BatchNorm re-estimated) against the trained models, per pair type."""
+    if drift.empty:
+        return "<p><em>No path endpoints to compare yet.</em></p>"
+    shown = pd.DataFrame({
+        "pair type": drift["pair_type"], "path": drift["path"], "endpoint": drift["endpoint"],
+        "eval set": drift["eval_set"], "n": drift["n"],
+        "loss: path − trained": [_interval(m, lo, hi, 1.0, 3) for m, lo, hi in
+                                 zip(drift["loss_drift"], drift["loss_low"], drift["loss_high"])],
+        "accuracy: path − trained (pp)": [_interval(m, lo, hi, 100.0, 1) for m, lo, hi in
+                                          zip(drift["acc_drift"], drift["acc_low"], drift["acc_high"])]})
+    return html_table(shown)
+
+
+def _interval(mean, low, high, scale: float, digits: int) -> str:
+    if mean != mean:
+        return stats.MISSING
+    ci = "" if low != low else f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+    return f"{scale * mean:+.{digits}f}{ci}"
+
+
+def _rule_text(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else "null" if value is None else str(value)
 
 
 def barrier_grid(summary: pd.DataFrame, metric: str = "loss", definition: str = "chord", digits: int = 3) -> str:
@@ -268,7 +307,8 @@ def figures_html(figs: Sequence[figures_lib.Figure], section: str, headings: boo
 def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, claims: Sequence[claims_lib.Claim],
                 summary: pd.DataFrame, swept: Sequence[str], table1, figures: Sequence[figures_lib.Figure],
                 provenance: Mapping[str, object], spec_text: str | None, failed: pd.DataFrame,
-                mechanism: pd.DataFrame | None = None, agreement_set: str = "") -> str:
+                mechanism: pd.DataFrame | None = None, agreement_set: str = "",
+                rules: Mapping[str, object] | None = None, drift: pd.DataFrame | None = None) -> str:
     """The whole page, from `templates/report.html`."""
     failed_html = failed_table(failed)
     swept_note = (" With swept settings (" + ", ".join(f"<code>{esc(k)}</code>" for k in swept) + "), every table "
@@ -278,7 +318,8 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
         title=esc(title), css=template("report.css"), js=template("selftest.js"),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         failed_link='<a href="#failed">Failed tasks</a>' if failed_html else "",
-        banner=banner(progress, planned), swept_note=swept_note, claims=claims_html(claims),
+        banner=banner(progress, planned), swept_note=swept_note, claims=claims_html(claims, rules),
+        drift=drift_html(drift if drift is not None else pd.DataFrame()),
         barriers=barriers_html(summary, swept), barrier_figures=figures_html(figures, figures_lib.BARRIERS_SECTION),
         table1=table1_html(table1), table1_figures=figures_html(figures, figures_lib.TABLE1_SECTION),
         agreement_set=esc(agreement_set or "the first evaluation set"),

@@ -418,3 +418,45 @@ def mechanism_table(paths: pd.DataFrame, alphas: Sequence[float] = (0.0, 0.5, 1.
     df = df.assign(_p=[pair_sort_key(p, methods()) for p in df["pair_type"]],
                    _v=[variant_sort_key(path_variant(k, a)) for k, a in zip(df["path_kind"], df["alignment"])])
     return df.sort_values(["_p", "_v"]).drop(columns=["_p", "_v"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Endpoints on the path vs the trained models (BatchNorm re-estimation drift)
+# ----------------------------------------------------------------------------------------------
+
+def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequence[str] | None = None) -> pd.DataFrame:
+    """How far the path's endpoints (alpha 0 and 1, BatchNorm re-estimated on `paths.bn_data`) are from
+    the trained models (their own BatchNorm statistics; the `evaluations` of the endpoint tasks, on the
+    same counterfactual sets): per pair type, path, endpoint (A / B) and eval set, n pairs and the mean
+    [interval] of loss(path) − loss(trained) and of acc(path) − acc(trained). An aligned path's B is
+    the permuted model, which computes the trained B's function."""
+    columns = ["pair_type", "path", "endpoint", "eval_set", "n", "loss_drift", "loss_low", "loss_high",
+               "acc_drift", "acc_low", "acc_high"]
+    if paths.empty or evaluations.empty or "endpoint_a" not in paths:
+        return pd.DataFrame(columns=columns)
+    trained = evaluations.drop_duplicates(["task_id", "eval_set"], keep="last").set_index(["task_id", "eval_set"])
+    lo, hi = paths["alpha"].min(), paths["alpha"].max()
+    rows = []
+    for endpoint, alpha, column in (("A", lo, "endpoint_a"), ("B", hi, "endpoint_b")):
+        at = paths[paths["alpha"] == alpha]
+        key = pd.MultiIndex.from_arrays([at[column], at["eval_set"]])
+        found = key.isin(trained.index)
+        at, key = at[found], key[found]
+        if at.empty:
+            continue
+        ref = trained.loc[key]
+        rows.append(at.assign(endpoint=endpoint, loss_d=at["loss"].to_numpy() - ref["loss"].to_numpy(),
+                              acc_d=at["acc"].to_numpy() - ref["acc"].to_numpy()))
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    both = pd.concat(rows, ignore_index=True)
+    both = both.assign(path=[path_variant(k, a) for k, a in zip(both["path_kind"], both["alignment"])])
+    by = ["pair_type", "path", "endpoint", "eval_set", *[c for c in (swept or ()) if c in both.columns]]
+    out = []
+    for key, group in both.groupby(by, dropna=False, sort=False):
+        loss, acc = Estimate.of(group["loss_d"]), Estimate.of(group["acc_d"])
+        out.append([*key, loss.n, loss.mean, loss.ci_low, loss.ci_high, acc.mean, acc.ci_low, acc.ci_high])
+    df = pd.DataFrame(out, columns=[*by, *columns[4:]])
+    order = [pair_sort_key(p, methods()) + variant_sort_key(v) for p, v in zip(df["pair_type"], df["path"])]
+    return df.assign(_o=order).sort_values(["_o", "endpoint", "eval_set"], kind="stable").drop(columns="_o") \
+        .reset_index(drop=True)

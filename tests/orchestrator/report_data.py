@@ -31,6 +31,9 @@ PAIRS = (
     ("cue~nocue", "quadratic", None, "cue", "nocue", 0.2),
     ("cue~nocue", "aligned", "activation", "cue", "nocue", 1.5),
     ("cue~nocue:same-init", "linear", None, "cue", "nocue", 0.3),
+    ("cue~nocue:same-init", "quadratic", None, "cue", "nocue", 0.02),
+    ("cue~cue:spawn@0", "linear", None, "cue", "cue_s", 0.03),
+    ("cue~cue:resubset", "linear", None, "cue", "cue_r", 0.02),
     ("cue~cue", "linear", None, "cue", "cue_b", 0.4),
     ("cue~cue", "aligned", "activation", "cue", "cue_b", 0.3),
     ("nocue~nocue", "linear", None, "nocue", "nocue_b", 0.4),
@@ -39,11 +42,13 @@ PAIRS = (
     ("pretrained~ft:cbft", "linear", None, "cue", "cbft", 1.5),
     ("pretrained~ft:naive_cued", "linear", None, "cue", "naive_cued", 0.05),
 )
-SPEC = "# run with: mmc-sweep run sweeps/test.yaml\nname: test-sweep\nseeds: [0, 1, 2]\naxes: []\n"
+# a clean-accuracy margin the synthetic 3 seeds can decide (the default 2 pp would need about 15)
+SPEC = ("# run with: mmc-sweep run sweeps/test.yaml\nname: test-sweep\nseeds: [0, 1, 2]\naxes: []\n"
+        "claims: {acc_margin: 0.2, barrier_sets: [nocue, cue]}\n")
 
 
 def barrier_rows(path_rows: list[dict]) -> list[dict]:
-    """Chord and mean-endpoint barriers of loss (and accuracy drop), computed directly."""
+    """Chord, mean-endpoint and worse-endpoint barriers of loss (and accuracy drop), computed directly."""
     out = []
     for eval_set in EVAL_SETS:
         rows = sorted((r for r in path_rows if r["eval_set"] == eval_set), key=lambda r: r["alpha"])
@@ -52,7 +57,8 @@ def barrier_rows(path_rows: list[dict]) -> list[dict]:
             v = sign * np.array([r[metric] for r in rows])
             chord = np.max(v - ((1 - a) * v[0] + a * v[-1]))
             mean_end = np.max(v) - 0.5 * (v[0] + v[-1])
-            for definition, value in (("chord", chord), ("mean_endpoints", mean_end)):
+            worse = np.max(v) - max(v[0], v[-1])
+            for definition, value in (("chord", chord), ("mean_endpoints", mean_end), ("worse_endpoint", worse)):
                 out.append({"eval_set": eval_set, "metric": metric, "definition": definition, "value": float(value)})
     return out
 
@@ -87,10 +93,10 @@ def synthetic_sweep(seeds=SEEDS, *, lams=None, scale: dict | None = None, accura
     lam_values = list(lams) if lams else [None]
     ids: dict[tuple, str] = {}
     for s in seeds:
-        for model, p in (("cue", P), ("nocue", 0.0), ("cue_b", P), ("nocue_b", 0.0)):
+        for model, p in (("cue", P), ("nocue", 0.0), ("cue_b", P), ("nocue_b", 0.0), ("cue_s", P), ("cue_r", P)):
             tid = ids[(model, s, None)] = f"pretrain-{model}-s{s}"
             task(tid, vocab.PRETRAIN, cue_proportion=p, seed=s)
-            if not model.endswith("_b"):
+            if model in ("cue", "nocue"):
                 evaluate(tid, vocab.PRETRAIN, model, cue_proportion=p, seed=s)
             out[vocab.TRAIN_CURVES][tid] = [{"kind": vocab.PRETRAIN, "epoch": e, "split": "train", "loss": 2 / (e + 1),
                                              "acc": 1 - 1 / (e + 2), "lr": 0.05} for e in range(3)]
@@ -110,13 +116,13 @@ def synthetic_sweep(seeds=SEEDS, *, lams=None, scale: dict | None = None, accura
             for lam in lam_values if ft else [None]:
                 swept = {"finetune.lam": float(lam), "variant": f"finetune.lam={lam:g}"} if lam is not None else {}
                 ea, eb = ids[(a, s, None)], ids[(b, s, lam if ft else None)]
-                tid = f"path_eval-{pair_type}-{kind}-{alignment}-s{s}".replace("~", "_").replace(":", "_") + (
+                tid = f"path_eval-{pair_type}-{kind}-{alignment}-s{s}".replace("~", "_").replace(":", "_").replace("@", "-at") + (
                     f"-lam{lam:g}" if lam is not None else "")
                 p = 0.0 if a.startswith("nocue") else P
                 labels = {"pair_type": pair_type, "path_kind": kind, "alignment": alignment, "cue_proportion": p,
                           "seed": s, "endpoint_a": ea, "endpoint_b": eb, **swept}
                 task(tid, vocab.PATH_EVAL, parents=[ea, eb], **labels)
-                ra, rb = (acc_of[m]["randimg"] - 0.1 for m in (a.removesuffix("_b"), b.removesuffix("_b")))
+                ra, rb = (acc_of[m if m in acc_of else m.rsplit("_", 1)[0]]["randimg"] - 0.1 for m in (a, b))
                 rows = []
                 for e in EVAL_SETS:
                     for alpha in ALPHAS:

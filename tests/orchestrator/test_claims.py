@@ -1,14 +1,17 @@
-"""The claims (a)–(d) judged against their controls: they hold when the data separate them, and the
-verdict says so plainly when they do not hold, cannot be told apart from seed-to-seed variation,
-have too few seeds, or were not measured."""
+"""The claims (a)–(d) judged against their controls by rules declared in the spec: they hold when the
+data separate them; the verdict says plainly when they do not hold, cannot be separated, or are not
+testable here (a comparison that cannot discriminate is never decided)."""
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from orchestrator import vocab
-from orchestrator.report import claims
-from orchestrator.report.stats import Estimate
+from orchestrator.report import claims, comparisons as cmp
+from orchestrator.spec.claim_rules import ClaimRules
 from tests.orchestrator.report_data import synthetic_sweep
 
 
@@ -16,79 +19,161 @@ def _results(data) -> dict[str, pd.DataFrame]:
     return {t: pd.DataFrame([dict(r, task_id=i) for i, rows in data[t].items() for r in rows]) for t in vocab.TABLES}
 
 
-def _judge(**kwargs) -> dict[str, claims.Claim]:
+def _judge(rules: ClaimRules | None = None, data=None, **kwargs) -> dict[str, claims.Claim]:
     lams = kwargs.get("lams")
-    found = claims.judge(_results(synthetic_sweep(**kwargs)), ("finetune.lam",) if lams else ())
+    found = claims.judge(_results(data or synthetic_sweep(**kwargs)), ("finetune.lam",) if lams else (), rules)
     return {c.key: c for c in found} if not lams else found
 
 
+LOOSE = ClaimRules(acc_margin=0.2)      # a clean-accuracy margin the synthetic 3 seeds can decide
+
+
+def _checks(claim: claims.Claim, text: str) -> list:
+    found = [c for c in claim.checks if text in c.text]
+    assert found, f"no check mentions {text!r}: {[c.text for c in claim.checks]}"
+    return found
+
+
 def test_every_claim_holds_when_the_data_separate_it():
-    judged = _judge()
+    judged = _judge(LOOSE)
     assert {k: c.verdict for k, c in judged.items()} == {k: claims.HOLDS for k in "abcd"}
     d = judged["d"]
-    assert any("cue~cue" in c.text and c.required for c in d.checks)          # the same-data control
-    assert any("noise floor" in c.text for c in d.checks)
+    assert {c.group for c in d.checks if c.required} >= {"same-init design", "quadratic connects"}
+    assert all(c.outcome == claims.YES for c in _checks(d, "cue~cue:resubset"))       # paired with its control
+    assert all("paired" in c.evidence for c in _checks(d, "same-init"))
     assert {r.role for r in d.rows} == {"claim", "control"}
-    assert all(r.est.n == 3 for r in d.rows)                                    # n on every statistic
-    c = judged["c"]
-    assert any("naive_cued" in check.text and check.required for check in c.checks)
-    assert "Holds" in d.sentence() and not d.notes and not c.notes
+    assert all(r.est.n == 3 for r in d.rows)
+    assert "Holds" in d.sentence() and "naive_cued" in " ".join(c.text for c in judged["c"].checks)
 
 
-def test_a_missing_control_is_named_in_the_verdict():
-    """Without naive_cued, CBFT's advantage over naive may come from its extra data: the verdict says so."""
+def test_a_saturated_comparison_is_not_testable_never_does_not_hold():
+    """Both same-data controls collapse to chance on every set (peak loss near ln 10, accuracy near 10%):
+    their barrier is chance loss minus the endpoints' loss, so the comparison cannot discriminate."""
+    d = _judge(LOOSE, scale={"cue~cue:spawn@0": 100.0, "cue~cue:resubset": 100.0})["d"]
+    same_init = [c for c in d.checks if c.group == "same-init design"]
+    assert same_init and all(c.outcome == claims.UNTESTABLE for c in same_init)
+    assert all("collapse" in c.reason and "chance" in c.reason for c in same_init)
+    assert d.verdict == claims.NOT_TESTABLE and "Not testable here" in d.sentence()
+    assert "Does not hold" not in d.sentence()
+
+
+def test_a_saturated_lower_side_makes_the_independent_comparison_untestable():
+    d = _judge(LOOSE, scale={"cue~cue": 100.0, "nocue~nocue": 100.0, "cue~nocue": 100.0})["d"]
+    independent = [c for c in d.checks if "independent-init" in c.text]
+    assert independent and all(c.outcome == claims.UNTESTABLE and "both paths collapse" in c.reason
+                               for c in independent)
+
+
+def test_non_inferiority_crossing_the_margin_cannot_be_separated():
+    """CBFT's clean accuracy 3 pp below naive's with a 2 pp margin: the interval crosses −2 pp, so the
+    check is not ✓ (absence of evidence does not pass)."""
+    diff = cmp.Diff(True, 10, -0.03, 0.005, 9.0, 0.95, 0.016)       # interval ≈ [−4.1, −1.9] pp: crosses −2 pp
+    assert cmp.non_inferiority(diff, 0.02, 0.8).outcome == cmp.OVERLAP
+    assert cmp.non_inferiority(dataclasses.replace(diff, mean=-0.035), 0.02, 0.8).outcome == cmp.NO
+    assert cmp.non_inferiority(dataclasses.replace(diff, mean=0.0), 0.02, 0.8).outcome == cmp.YES
+    c = _judge(ClaimRules(acc_margin=0.02), accuracy={"cbft": {"nocue": 0.60}})["c"]
+    check = _checks(c, "clean accuracy is not below naive's")[0]
+    assert check.outcome == claims.NO and c.verdict == claims.FAILS
+
+
+def test_an_undecided_comparison_is_underpowered_or_not_separated_by_the_power_rule():
+    wide = cmp.Diff(True, 3, 0.01, 0.05, 2.0, 0.95, 0.087)
+    decision = cmp.superiority(wide, 0.05, 0.8)
+    assert decision.outcome == cmp.UNTESTABLE and "underpowered" in decision.reason and "seeds would detect" in decision.reason
+    narrow = cmp.Diff(True, 30, 0.001, 0.005, 29.0, 0.95, 0.027)
+    assert cmp.superiority(narrow, 0.05, 0.8).outcome == cmp.OVERLAP       # could have seen 0.05: a real null
+    assert cmp.detectable(narrow, 0.8) < 0.05
+    needed = cmp.seeds_needed(wide, 0.05, 0.8)
+    assert needed is not None and needed > 3
+    assert cmp.detectable(dataclasses.replace(wide, n=needed, df=needed - 1, se=wide.sd / np.sqrt(needed)), 0.8) <= 0.05
+
+
+def test_one_seed_is_not_testable_and_a_missing_control_is_named():
+    judged = _judge(seeds=(0,))
+    assert {c.verdict for c in judged.values()} == {claims.NOT_TESTABLE}
+    assert "too few seeds" in judged["a"].sentence()
     data = synthetic_sweep()
-    for table in data:
-        data[table] = {t: r for t, r in data[table].items() if "naive_cued" not in t}
-    c = {k.key: k for k in claims.judge(_results(data))}["c"]
-    assert c.verdict == claims.HOLDS and "naive_cued" in c.sentence() and "was not run" in c.sentence()
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        data[table] = {t: r for t, r in data[table].items() if "spawn" not in t and "resubset" not in t}
+    d = _judge(LOOSE, data=data)["d"]
+    assert d.verdict == claims.NOT_TESTABLE and "cue~cue:spawn@0 or cue~cue:resubset" in d.sentence()
 
 
-def test_a_barrier_like_that_of_same_data_pairs_is_not_called_a_mechanism():
-    """cue~nocue barely above the cue~cue/nocue~nocue barriers: not separable, said plainly."""
-    d = _judge(scale={"cue~nocue": 0.22})["d"]
-    assert d.verdict == claims.UNSEPARATED
-    assert "cannot be separated from seed-to-seed variation" in d.sentence().lower()
-    assert "cue~cue" in d.sentence() or "nocue~nocue" in d.sentence()
+def test_a_failing_supporting_check_changes_the_wording():
+    """CBFT leaves some reliance (randimg 15 pp above chance): 'no reliance left' is decided the other
+    way, and the verdict says "holds, except …" instead of sitting under a plain "holds"."""
+    c = _judge(LOOSE, accuracy={"cbft": {"randimg": 0.25}})["c"]
+    assert c.verdict == claims.HOLDS
+    assert c.sentence().startswith("Holds, except that “CBFT leaves no reliance: randimg at chance")
+
+
+def test_two_definitions_deciding_opposite_ways_make_a_comparison_untestable():
+    judge = claims._Judge(None, ClaimRules(), claims.Claim("x", ""))
+
+    class FakeSlice:
+        chance = 0.1
+
+        def extremes(self, *_):
+            return 0.8, 0.5
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            up = {"a": 1.0, "b": 0.0} if definition == "chord" else {"a": 0.0, "b": 1.0}
+            return pd.Series(up[pair] + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+    judge.s = FakeSlice()
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "nocue", "g")
+    assert judge.c.checks[0].outcome == claims.UNTESTABLE and "opposite ways" in judge.c.checks[0].reason
 
 
 def test_a_claim_the_data_contradict_does_not_hold():
-    """CBFT keeps the cue (like naive): the paired differences go the wrong way."""
-    judged = _judge(accuracy={"cbft": {"randimg": 0.97, "randcue": 0.05}})
+    judged = _judge(LOOSE, accuracy={"cbft": {"randimg": 0.97, "randcue": 0.05}})
     assert judged["c"].verdict == claims.FAILS and "Does not hold" in judged["c"].sentence()
     assert judged["a"].verdict == claims.HOLDS
 
 
-def test_one_seed_is_too_few_and_missing_controls_are_named():
-    judged = _judge(seeds=(0,))
-    assert {c.verdict for c in judged.values()} == {claims.TOO_FEW}
-    data = synthetic_sweep()
-    for table in (vocab.PATHS, vocab.BARRIERS):
-        data[table] = {t: r for t, r in data[table].items() if "cue_cue" not in t and "nocue_nocue" not in t}
-    d = {c.key: c for c in claims.judge(_results(data))}["d"]
-    assert d.verdict == claims.UNMEASURED
-    assert "same data" in d.sentence()
+def test_naive_fine_tuning_that_loses_its_reliance_does_not_keep_it():
+    """(b) 'keeps the reliance' is a paired comparison with the parent, not 'randimg above chance'."""
+    b = _judge(LOOSE, accuracy={"naive": {"randimg": 0.30}})["b"]
+    keep = _checks(b, "keeps more than 0.5")[0]
+    assert keep.outcome == claims.NO and b.verdict == claims.FAILS
+    assert _checks(b, "above chance")[0].outcome == claims.YES and not _checks(b, "above chance")[0].required
+
+
+def test_the_rules_change_the_verdicts_they_name():
+    strict = _judge(ClaimRules(acc_margin=0.0))["c"]
+    assert strict.verdict in (claims.NOT_TESTABLE, claims.UNSEPARATED, claims.FAILS)
+    assert "0 pp" in strict.rule or "margin 0 pp" in " ".join(c.text for c in strict.checks)
+    acc_rules = _judge(ClaimRules(barrier_metric="acc", check_definition=None))["d"]
+    assert "acc barriers" in acc_rules.rule and all("acc barrier" in r.measure for r in acc_rules.rows)
 
 
 def test_claims_per_combination_of_swept_values():
-    judged = _judge(lams=(1.0, 3.0))
+    judged = _judge(LOOSE, lams=(1.0, 3.0))
     assert [c.context for c in judged] == ["finetune.lam = 1"] * 4 + ["finetune.lam = 3"] * 4
     assert {c.verdict for c in judged} == {claims.HOLDS}
 
 
 @pytest.mark.parametrize("a, b, outcome", [
-    ((1.0, 1.1, 0.9, 1.05), (0.1, 0.2, 0.15), claims.YES),
-    ((0.1, 0.2, 0.15), (1.0, 1.1, 0.9), claims.NO),
-    ((0.5, 1.5, 1.0), (0.6, 1.2, 0.9), claims.OVERLAP),
-    ((1.0,), (0.1, 0.2), claims.FEW),
-    ((), (0.1, 0.2), claims.MISSING),
+    ((1.0, 1.1, 0.9, 1.05), (0.1, 0.2, 0.15), cmp.YES),
+    ((0.1, 0.2, 0.15), (1.0, 1.1, 0.9), cmp.NO),
+    ((1.0,), (0.1, 0.2), cmp.UNTESTABLE),
+    ((), (0.1, 0.2), cmp.MISSING),
 ])
-def test_separated(a, b, outcome):
-    assert claims.separated(Estimate.of(a), Estimate.of(b)) == outcome
+def test_independent_superiority(a, b, outcome):
+    diff = cmp.independent(a, b, 0.95)
+    assert cmp.superiority(diff, 0.05, 0.8).outcome == outcome
 
 
-def test_claims_text_shows_verdicts_checks_and_n():
-    text = claims.claims_text(list(_judge().values()))
-    assert text.count("→ Holds") == 4 and "✓" in text and "n = 3" in text and "95% t-interval" in text
-    short = claims.claims_text(list(_judge().values()), detail=False)
+def test_pairing_within_seed_uses_the_per_seed_differences():
+    a = pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2])
+    b = a - 0.1 + pd.Series([0.001, -0.001, 0.0], index=[0, 1, 2])
+    diff = cmp.compare(a, b, 0.95)
+    assert diff.paired and diff.n == 3 and diff.low > 0                       # the seed effect cancels
+    assert cmp.independent(a.to_numpy(), b.to_numpy(), 0.95).low < 0        # unpaired, it would not
+
+
+def test_claims_text_shows_rules_verdicts_checks_power_and_n():
+    text = claims.claims_text(list(_judge(LOOSE).values()))
+    assert text.count("→ Holds") == 4 and text.count("rule: ") == 4 and "✓" in text and "n = 3" in text
+    assert "power: detectable" in text
+    short = claims.claims_text(list(_judge(LOOSE).values()), detail=False)
     assert short.count("HOLDS") == 4 and "✓" not in short

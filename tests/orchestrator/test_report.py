@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -17,7 +18,7 @@ from orchestrator import vocab
 from orchestrator.report import build as report, figures, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.report_data import PAIRS, SEEDS, synthetic_sweep, write_plan, write_sweep
+from tests.orchestrator.report_data import PAIRS, SEEDS, SPEC, synthetic_sweep, write_plan, write_sweep
 
 
 def _pixels_vary(png: bytes) -> bool:
@@ -53,11 +54,11 @@ def test_full_report(layout, drawn):
     out = report.write_report(layout, provenance={"python": "3.11-test", "wall_s": 1.5})
     storage = layout.storage
     pair_types = sorted({p[0] for p in PAIRS})
-    path_figures = {f"paths_{p.replace('~', '-').replace(':', '-').replace('_', '-')}.png" for p in pair_types}
+    path_figures = {f"paths_{p.replace('~', '-').replace(':', '-').replace('_', '-').replace('@', '-')}.png" for p in pair_types}
     assert _names(out.figures) == path_figures | {"barriers.png", "finetuning.png"}
     assert _names(out.files) == _names(out.figures) | {"summary.parquet", "summary.md", "finetune_table.md",
                                                         "finetune_table.parquet", "claims.md", "report.html",
-                                                        figures.MANIFEST}
+                                                        "endpoint_drift.parquet", figures.MANIFEST}
     for path in out.files:
         assert storage.exists(path)
     for path in out.figures:
@@ -145,7 +146,7 @@ def test_partial_report_marks_missing(layout):
     summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
     assert vocab.QUADRATIC not in set(summary["path_kind"])
     claims_md = layout.storage.read_bytes(layout.report_file("claims.md")).decode()
-    assert "Not measured" in claims_md                          # (c) without CBFT
+    assert "Not testable here" in claims_md and "no values" in claims_md   # (c) without CBFT
 
 
 def test_report_on_empty_sweep(layout):
@@ -203,3 +204,29 @@ def test_a_figure_that_cannot_be_drawn_is_left_out_with_a_warning(layout):
     with pytest.warns(RuntimeWarning, match="bad.png could not be drawn"):
         out = figures.render(layout, [bad])
     assert out == [] and not layout.storage.exists(layout.report_file("bad.png"))
+
+
+def test_the_rules_printed_in_the_report_equal_the_spec(tmp_path):
+    """The report prints the claims' decision rules as the stored spec states them (defaults filled in),
+    and judges by them: a stricter margin in the spec changes the printed rule and the verdict."""
+    from orchestrator.report.build import stored_rules
+    from orchestrator.spec.claim_rules import ClaimRules
+    from tasks.settings import as_dict
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "rules")
+    write_sweep(layout, synthetic_sweep())
+    report.write_report(layout)
+    page = layout.storage.read_bytes(layout.report_file("report.html")).decode()
+    rules = dict(as_dict(ClaimRules()), acc_margin=0.2, barrier_sets=("nocue", "cue"))
+    section = page[page.index('id="claim-rules"'):page.index("</details>", page.index('id="claim-rules"'))]
+    shown = dict(re.findall(r'<th class="row">([a-z_]+)</th><td class="row">([^<]*)</td>', section))
+    assert shown == {k: ", ".join(v) if isinstance(v, tuple) else "null" if v is None else str(v)
+                     for k, v in rules.items()}
+    assert stored_rules(layout)[0] == ClaimRules(**rules)
+    assert page.count("Rule:</em>") == 4 and "margin 20 pp" in page
+
+    strict = SweepLayout(Storage(str(tmp_path / "runs")), "strict")
+    write_sweep(strict, synthetic_sweep(), spec=SPEC.replace("acc_margin: 0.2", "acc_margin: 0.0"))
+    report.write_report(strict)
+    claims_md = strict.storage.read_bytes(strict.report_file("claims.md")).decode()
+    assert "margin 0 pp" in claims_md and claims_md.count("→ Holds") == 3

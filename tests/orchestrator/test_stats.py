@@ -83,7 +83,7 @@ def test_summarize_matches_numpy_and_scipy():
     summary = stats.summarize(barriers)
     keys = [*stats.GROUP_KEYS, "dataset", "model", "cue_proportion"]
     assert list(summary.columns) == [*keys, *stats.SUMMARY_COLUMNS]
-    assert len(summary) == len(PAIRS) * len(EVAL_SETS) * 2 * 2
+    assert len(summary) == len(PAIRS) * len(EVAL_SETS) * 2 * len(vocab.DEFINITIONS)
     for row in summary.itertuples(index=False):
         mask = np.ones(len(barriers), dtype=bool)
         for k in keys:

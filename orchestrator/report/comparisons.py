@@ -1,0 +1,244 @@
+"""How one comparison of a claim is decided: a difference with its interval, the test the claim's
+rule names (superiority, non-inferiority within a margin, equivalence within a margin), the power
+the seeds run give it, and the guards that make it not testable instead of decided.
+
+Differences are paired within seed where both sides have a value for the same seeds (the designs
+share a model or a data seed there), else of two independent groups (Welch). Outcomes:
+
+    YES        decided as the claim states (the interval clears 0, or the margin)
+    NO         decided the other way
+    OVERLAP    cannot be separated: the interval straddles 0 (or the margin), although the seeds run
+               could have detected the effect the claim is about
+    UNTESTABLE the comparison cannot discriminate here, with the reason: too few seeds, a power too
+               low for the claimed effect, both paths at the chance floor, two barrier definitions
+               deciding opposite ways
+    MISSING    not measured by this sweep
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+YES, NO, OVERLAP, UNTESTABLE, MISSING = "yes", "no", "overlap", "untestable", "missing"
+MARKS = {YES: "✓", NO: "✗", OVERLAP: "≈", UNTESTABLE: "∅", MISSING: "—"}
+MAX_SEEDS = 1000                   # "seeds needed" is shown as "more than" this beyond it
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(q, df))
+
+
+@dataclass(frozen=True)
+class Diff:
+    """a − b: paired within seed (`n` pairs) or of two independent groups (Welch; `n` the smaller
+    group), with its two-sided interval at `level`. `sd` is the spread of one unit (the per-seed
+    difference, or √2 × the pooled SD of one model) from which seeds-needed is computed."""
+
+    paired: bool
+    n: int
+    mean: float
+    se: float
+    df: float
+    level: float
+    sd: float
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half if self.n >= 2 else math.nan
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half if self.n >= 2 else math.nan
+
+    @property
+    def half(self) -> float:
+        return t_quantile(0.5 + self.level / 2, self.df) * self.se if self.n >= 2 else math.nan
+
+    def text(self, scale: float = 1.0, unit: str = "", digits: int = 3) -> str:
+        if not self.n:
+            return "—"
+        interval = "" if self.n < 2 else f" [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
+        kind = "paired" if self.paired else "two groups"
+        return f"{scale * self.mean:+.{digits}f}{unit}{interval} ({kind}, n = {self.n})"
+
+
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def paired(a: pd.Series, b: pd.Series, level: float) -> Diff:
+    """a − b over the keys (seeds) both have."""
+    common = a.index.intersection(b.index)
+    d = _finite((a[common].astype(float) - b[common].astype(float)).to_numpy())
+    n = int(d.size)
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    return Diff(True, n, float(d.mean()) if n else math.nan, sd / math.sqrt(n) if n > 1 else math.nan,
+                float(max(n - 1, 1)), level, sd)
+
+
+def independent(a, b, level: float) -> Diff:
+    """Welch's difference of means of two independent groups."""
+    a, b = _finite(a), _finite(b)
+    na, nb = a.size, b.size
+    if not na or not nb:
+        return Diff(False, 0, math.nan, math.nan, 1.0, level, math.nan)
+    mean = float(a.mean() - b.mean())
+    if na < 2 or nb < 2:
+        return Diff(False, min(na, nb), mean, math.nan, 1.0, level, math.nan)
+    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if va + vb > 0 else float(na + nb - 2)
+    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    return Diff(False, min(na, nb), mean, se, float(df), level, math.sqrt(2) * pooled)
+
+
+def compare(a: pd.Series, b: pd.Series, level: float) -> Diff:
+    """Paired within seed where both sides have at least two common seeds, else independent."""
+    common = a.dropna().index.intersection(b.dropna().index)
+    if len(common) >= 2 and a.index.is_unique and b.index.is_unique:
+        return paired(a, b, level)
+    return independent(a.to_numpy(), b.to_numpy(), level)
+
+
+def one_sample(values: pd.Series, level: float) -> Diff:
+    """The mean of `values` (each a per-seed quantity) as a difference from 0."""
+    return paired(values, pd.Series(0.0, index=values.index), level)
+
+
+# ----------------------------------------------------------------------------------------------
+# Power
+# ----------------------------------------------------------------------------------------------
+
+def detectable(diff: Diff, power: float) -> float:
+    """The smallest true difference this comparison detects with probability `power` (two-sided test
+    at `diff.level`): (t_{1-α/2} + t_{power}) · SE; NaN below n = 2 or without spread."""
+    if diff.n < 2 or not diff.se == diff.se:
+        return math.nan
+    return (t_quantile(0.5 + diff.level / 2, diff.df) + t_quantile(power, diff.df)) * diff.se
+
+
+def seeds_needed(diff: Diff, effect: float, power: float) -> int | None:
+    """Seeds (pairs, or models per group) a comparison with this spread needs to detect `effect`
+    at `power`; None without a spread to go by. Capped at MAX_SEEDS + 1."""
+    if not diff.sd == diff.sd or effect <= 0:
+        return None
+    if diff.sd == 0:
+        return 2
+    for n in range(2, MAX_SEEDS + 1):
+        df = n - 1 if diff.paired else 2 * n - 2
+        se = diff.sd / math.sqrt(n) if diff.paired else diff.sd / math.sqrt(n)
+        if (t_quantile(0.5 + diff.level / 2, df) + t_quantile(power, df)) * se <= effect:
+            return n
+    return MAX_SEEDS + 1
+
+
+def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit: str = "") -> str:
+    """`detectable ≥ 0.12 at 80% power with n = 3; 0.05 needs ≈ 14 seeds`."""
+    if diff.n < 2:
+        return f"n = {diff.n}: no spread to judge power"
+    mde = detectable(diff, power)
+    need = seeds_needed(diff, effect, power)
+    need_text = "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"≈ {need}")
+    return (f"detectable ≥ {scale * mde:.3g}{unit} at {power:.0%} power with n = {diff.n}; "
+            f"{scale * effect:.3g}{unit} needs {need_text} seeds")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    reason: str = ""           # why not testable (UNTESTABLE) or what is missing (MISSING)
+
+
+def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
+               distance: float | None = None) -> Decision:
+    """OVERLAP when the seeds could have detected `effect`, else UNTESTABLE (underpowered). `distance`: how far
+    the observed difference is from what the test compares it with (0, or the margin)."""
+    mde = detectable(diff, power)
+    if mde == mde and mde > effect:
+        observed = abs(diff.mean) if distance is None else abs(distance)
+        where = "" if distance is None else " from the margin"
+        return Decision(UNTESTABLE, f"underpowered: with n = {diff.n} the smallest difference detectable at "
+                                    f"{power:.0%} power is {scale * mde:.3g}{unit}, above the "
+                                    f"{scale * effect:.3g}{unit} the claim is about; {_seeds(diff, effect, power)} "
+                                    f"seeds would detect that, {_seeds(diff, observed, power)} the observed "
+                                    f"{scale * observed:.3g}{unit}{where}")
+    return Decision(OVERLAP)
+
+
+def _seeds(diff: Diff, effect: float, power: float) -> str:
+    need = seeds_needed(diff, effect, power)
+    return "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"about {need}")
+
+
+def _precheck(diff: Diff) -> Decision | None:
+    if not diff.n:
+        return Decision(MISSING, "no values")
+    if diff.n < 2 or not diff.se == diff.se:
+        return Decision(UNTESTABLE, f"too few seeds: n = {diff.n} (an interval needs 2)")
+    return None
+
+
+def superiority(diff: Diff, effect: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+    """Is a above b? YES when the interval of a − b lies above 0, NO when below."""
+    early = _precheck(diff)
+    if early:
+        return early
+    if diff.low > 0:
+        return Decision(YES)
+    if diff.high < 0:
+        return Decision(NO)
+    return _undecided(diff, effect, power, scale, unit)
+
+
+def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+    """Is a not below b by more than `margin`? YES when the interval of a − b lies above −margin, NO
+    when it lies below −margin; an interval that crosses −margin cannot separate the two."""
+    early = _precheck(diff)
+    if early:
+        return early
+    if diff.low > -margin:
+        return Decision(YES)
+    if diff.high < -margin:
+        return Decision(NO)
+    return _undecided(diff, max(margin, 1e-12), power, scale, unit, diff.mean + margin)
+
+
+def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+    """Is |a − b| below `margin` (two one-sided tests)? YES when the interval lies inside ±margin, NO
+    when it lies wholly outside; otherwise not separated."""
+    early = _precheck(diff)
+    if early:
+        return early
+    if -margin < diff.low and diff.high < margin:
+        return Decision(YES)
+    if diff.low > margin or diff.high < -margin:
+        return Decision(NO)
+    return _undecided(diff, max(margin, 1e-12), power, scale, unit)
+
+
+# ----------------------------------------------------------------------------------------------
+# Guards of barrier comparisons
+# ----------------------------------------------------------------------------------------------
+
+def at_floor(min_acc: float, max_loss: float, chance: float, floor_acc: float, floor_loss: float) -> bool:
+    """A path (its mean lowest accuracy and mean highest loss over its pairs) collapses to chance."""
+    chance_loss = math.log(1.0 / chance) if chance > 0 else math.inf
+    return (min_acc == min_acc and min_acc <= chance + floor_acc) or \
+        (max_loss == max_loss and max_loss >= chance_loss - floor_loss)
+
+
+def opposite(a: Decision, b: Decision) -> bool:
+    """Two decisions of one comparison (two barrier definitions) that go opposite ways."""
+    return {a.outcome, b.outcome} == {YES, NO}

@@ -1,0 +1,244 @@
+"""What a claim is made of — the comparisons it needs (`Check`), grouped, the statistics shown with it
+(`Row`), its verdict — and the data of one context it is judged on (`Slice`).
+
+A verdict follows from the claim's checks by a rule fixed before any result:
+
+- Checks are grouped (one group per statement: e.g. "the barrier is above that of the same-data
+  controls", with one check per eval set and control). A group is decided the other way (NO) if any
+  of its checks is, not separated (OVERLAP) if any is, decided as claimed (YES) if any is and the
+  rest are not testable, and not testable only when none of its checks is testable.
+- The claim **does not hold** if a required group is NO; it **cannot be separated** if one is
+  OVERLAP; it is **not testable here** if a required group is not testable (the reasons say what
+  would make it testable); otherwise it **holds**. An `optional` group (e.g. "after alignment, where
+  alignment works for the controls") decides like a required one when testable and is only listed
+  when not.
+- Supporting checks never decide; one that is not decided as claimed changes the wording to
+  "holds, except …".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from orchestrator import vocab
+from orchestrator.report import stats
+from orchestrator.report.comparisons import MARKS, MISSING, NO, OVERLAP, UNTESTABLE, YES, Decision, Diff
+
+HOLDS, FAILS, UNSEPARATED, NOT_TESTABLE = "holds", "does not hold", "cannot be separated", "not testable here"
+VERDICTS = (HOLDS, FAILS, UNSEPARATED, NOT_TESTABLE)
+CLAIM, CONTROL, REFERENCE = "claim", "control", "reference"      # the role of a statistic shown with a claim
+PP = 100.0
+RANDIMG, RANDCUE = "acc(randimg) − chance", "acc(nocue) − acc(randcue)"   # the cue-reliance indices
+
+
+@dataclass(frozen=True)
+class Row:
+    """One statistic shown with a claim: what it is about, the measure, the estimate, its role; `also`:
+    the same statistic under other barrier definitions (shown beside it)."""
+    label: str
+    measure: str
+    est: stats.Estimate
+    role: str = CLAIM
+    scale: float = 1.0
+    unit: str = ""
+    also: tuple = ()           # ((definition, Estimate), ...)
+
+    def value(self) -> str:
+        return _fmt(self.est, self.scale, self.unit)
+
+
+def _fmt(est: stats.Estimate, scale: float = 1.0, unit: str = "") -> str:
+    return est.text(digits=1 if scale != 1.0 else 3, scale=scale, unit=unit).rsplit(" (n =", 1)[0]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison a claim needs: its text, the outcome, the evidence (the difference and its
+    interval), why it is not testable (if so), its power; `group` ties the checks of one statement
+    (None: a supporting check, which never decides)."""
+    text: str
+    outcome: str
+    evidence: str
+    group: str | None = None
+    reason: str = ""
+    power: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.group is not None
+
+
+def check(text: str, decision: Decision, diff: Diff | None, group: str | None, *, scale: float = 1.0,
+          unit: str = "", power: str = "", evidence: str = "") -> Check:
+    shown = evidence or ("" if diff is None else diff.text(scale, unit, digits=1 if scale != 1.0 else 3))
+    return Check(text, decision.outcome, shown or "—", group, decision.reason, power)
+
+
+@dataclass
+class Claim:
+    key: str
+    statement: str
+    rule: str = ""                                        # the decision rule, from the spec's `claims:`
+    context: str = ""
+    rows: list[Row] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)        # what the verdict does not cover
+    optional: set[str] = field(default_factory=set)       # groups that decide only where testable
+
+    def groups(self) -> dict[str, str]:
+        """group -> its outcome (see the module docstring)."""
+        out: dict[str, list[str]] = {}
+        for c in self.checks:
+            if c.group is not None:
+                out.setdefault(c.group, []).append(c.outcome)
+        return {g: next((o for o in (NO, OVERLAP, YES) if o in outcomes), UNTESTABLE) for g, outcomes in out.items()}
+
+    @property
+    def verdict(self) -> str:
+        groups = self.groups()
+        outcomes = set(groups.values())
+        if NO in outcomes:
+            return FAILS
+        if OVERLAP in outcomes:
+            return UNSEPARATED
+        if any(o == UNTESTABLE and g not in self.optional for g, o in groups.items()):
+            return NOT_TESTABLE
+        return HOLDS if YES in outcomes else NOT_TESTABLE
+
+    def sentence(self) -> str:
+        """The verdict in plain words, naming what decided it, then what it does not cover."""
+        return " ".join([self._verdict_sentence(), *self.notes])
+
+    def _those(self, outcome: str, required: bool = True) -> list[Check]:
+        return [c for c in self.checks if c.required == required and c.outcome == outcome]
+
+    def _verdict_sentence(self) -> str:
+        def quoted(checks: list[Check], reasons: bool = False) -> str:
+            return "; ".join(f"“{c.text}”" + (f" ({c.reason})" if reasons and c.reason else "") for c in checks)
+
+        verdict = self.verdict
+        untestable = [c for c in self.checks if c.required and c.outcome in (UNTESTABLE, MISSING)]
+        if verdict == FAILS:
+            return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}."
+        if verdict == UNSEPARATED:
+            return (f"Cannot be separated: the interval straddles 0 (or the margin) for {quoted(self._those(OVERLAP))}, "
+                    "although the seeds run could detect the effect the claim is about.")
+        if verdict == NOT_TESTABLE:
+            blocking = [c for c in untestable if c.group not in self.optional] or untestable
+            return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
+        decided = [c for c in self.checks if c.required and c.outcome == YES]
+        failing = [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
+        head = "Holds" if not failing else "Holds, except that " + "; ".join(
+            f"“{c.text}” {'is decided the other way' if c.outcome == NO else 'is not separated'}" for c in failing)
+        text = f"{head}: the {len(decided)} comparison{'s' if len(decided) != 1 else ''} it needs that can " \
+               "discriminate here are decided as claimed."
+        if untestable:
+            text += f" Not testable here: {quoted(untestable, reasons=True)}."
+        return text
+
+
+# ----------------------------------------------------------------------------------------------
+# The data of one context (model, cue proportion, combination of swept values)
+# ----------------------------------------------------------------------------------------------
+
+class Slice:
+    def __init__(self, evaluations: pd.DataFrame, barriers: pd.DataFrame, paths: pd.DataFrame, tasks: pd.DataFrame,
+                 chance: float):
+        self.chance = chance
+        ev = stats.with_labels(evaluations, tasks) if not evaluations.empty else evaluations
+        self.acc = ev.pivot_table(index="task_id", columns="eval_set", values="acc") if not ev.empty else None
+        self.labels = ev.drop_duplicates("task_id").set_index("task_id") if not ev.empty else None
+        latest = tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
+        self.parent = {t: (p[0] if p is not None and len(p) else None)
+                       for t, p in zip(latest.get("task_id", []), latest.get("parents", []))}
+        self.barriers = barriers.assign(path=[stats.path_variant(k, a) for k, a in
+                                              zip(barriers["path_kind"], barriers["alignment"])]) \
+            if len(barriers) else barriers.assign(path=pd.Series(dtype=object))
+        self._groups = dict(tuple(self.barriers.groupby(["pair_type", "path", "eval_set", "metric", "definition"]))) \
+            if len(self.barriers) else {}
+        self._extremes = self._curve_extremes(paths)
+        self.methods = stats.methods()
+
+    @staticmethod
+    def _curve_extremes(paths: pd.DataFrame) -> dict:
+        """(pair type, path, eval set) -> (mean over pairs of the lowest accuracy, of the highest loss)."""
+        if paths.empty or "pair_type" not in paths:
+            return {}
+        p = paths.assign(path=[stats.path_variant(k, a) for k, a in zip(paths["path_kind"], paths["alignment"])])
+        per_pair = p.groupby(["pair_type", "path", "eval_set", "task_id"]).agg(lo=("acc", "min"), hi=("loss", "max"))
+        means = per_pair.groupby(level=[0, 1, 2]).mean()
+        return {key: (float(r.lo), float(r.hi)) for key, r in means.iterrows()}
+
+    def extremes(self, pair_type: str, path: str, eval_set: str) -> tuple[float, float]:
+        return self._extremes.get((pair_type, path, eval_set), (np.nan, np.nan))
+
+    # -- models --
+    def models(self, kind: str, method: str | None = None, cue: bool | None = None) -> pd.DataFrame:
+        """Accuracies (rows: seeds, columns: eval sets; the mean over a seed's models) of pretrained
+        cue / no-cue models or of a fine-tuning method."""
+        if self.labels is None or (method is not None and method not in self.methods):
+            return pd.DataFrame()
+        lab = self.labels[self.labels["kind"] == kind]
+        if method is not None:
+            lab = lab[lab["method"] == method]
+        if cue is not None:
+            lab = lab[lab["cue_proportion"].map(lambda p: stats.is_no_cue(p) != cue).astype(bool)]
+        out = self.acc.loc[self.acc.index.intersection(lab.index)]
+        return out.groupby(lab.loc[out.index, "seed"].to_numpy()).mean() if len(out) else pd.DataFrame()
+
+    def parents(self, method: str) -> pd.DataFrame:
+        """Accuracies of the pretrained parents of `method`'s fine-tunings, by seed."""
+        if self.labels is None or method not in self.methods:
+            return pd.DataFrame()
+        lab = self.labels[(self.labels["kind"] == vocab.FINETUNE) & (self.labels["method"] == method)]
+        pairs = [(self.parent.get(t), s) for t, s in zip(lab.index, lab["seed"])]
+        pairs = [(p, s) for p, s in pairs if p in self.acc.index]
+        if not pairs:
+            return pd.DataFrame()
+        out = self.acc.loc[[p for p, _ in pairs]]
+        return out.groupby(np.array([s for _, s in pairs])).mean()
+
+    def reliance(self, acc: pd.DataFrame) -> dict[str, pd.Series]:
+        """Per seed, the two cue-reliance indices of the paths table (tasks.paths.cue_reliance)."""
+        out = {}
+        if "randimg" in acc:
+            out[RANDIMG] = acc["randimg"] - self.chance
+        if {"nocue", "randcue"} <= set(acc.columns):
+            out[RANDCUE] = acc["nocue"] - acc["randcue"]
+        return out
+
+    # -- pairs --
+    def barrier(self, pair_type: str, path: str, eval_set: str, metric: str, definition: str) -> pd.Series:
+        """Barriers per pair of a pair type and path on a set, indexed by seed (the mean of a seed's pairs)."""
+        rows = self._groups.get((pair_type, path, eval_set, metric, definition))
+        if rows is None or rows.empty:
+            return pd.Series(dtype=float)
+        return pd.Series(rows["value"].to_numpy(dtype=float), index=rows["seed"].to_numpy()).groupby(level=0).mean()
+
+    def pair_types(self) -> list[str]:
+        return list(self.barriers["pair_type"].dropna().unique()) if len(self.barriers) else []
+
+    def paths(self, pair_type: str) -> list[str]:
+        return sorted(self.barriers[self.barriers["pair_type"] == pair_type]["path"].unique(),
+                      key=stats.variant_sort_key)
+
+    def designs(self, pair: str, *designs: str) -> list[str]:
+        """The pair types present whose pair is `pair` and design one of `designs`."""
+        out = []
+        for pair_type in stats.order_pairs(self.pair_types()):
+            try:
+                p, design, _ = vocab.parse_pair_type(pair_type)
+            except ValueError:
+                continue
+            if p == pair and design in designs:
+                out.append(pair_type)
+        return out
+
+    def noise_floor(self) -> str | None:
+        """The first `X~X:self` pair type present: a model with itself, the noise floor."""
+        found = self.designs(vocab.CUE_CUE, vocab.SELF) + self.designs(vocab.NOCUE_NOCUE, vocab.SELF)
+        return found[0] if found else None
+
+
