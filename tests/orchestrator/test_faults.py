@@ -176,7 +176,7 @@ def test_failed_and_diverged_tasks_are_recorded_and_dependents_skipped(failed_sw
             assert outputs.read_marker(layout, task.kind, task.id) is None, f"{task.id} left a done.json"
     linear = roles[("path_eval", "cue~nocue", "linear", 0)]
     barriers = tables.read_table(layout, vocab.BARRIERS)
-    assert set(barriers["task_id"]) == {linear.id} and len(barriers) == 16   # 4 sets x 2 metrics x 2 defs
+    assert set(barriers["task_id"]) == {linear.id} and len(barriers) == 4 * 2 * len(vocab.DEFINITIONS)   # 4 sets x 2 metrics x definitions
     assert not set(tables.read_table(layout, vocab.EVALUATIONS)["task_id"]) & {finetune.id, midpoint.id}
 
 
@@ -482,7 +482,7 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
     curve = tables.read_fragment(layout, vocab.TRAIN_CURVES, target.id)
     assert sorted(curve["epoch"]) == [0, 1, 2, 3]           # the epochs before each stop were kept
     expected_rows = {vocab.TASKS: 3, vocab.EVALUATIONS: 2 * 4, vocab.TRAIN_CURVES: 2 * 4, vocab.PATHS: 2 * 4,
-                     vocab.BARRIERS: 4 * 2 * 2}     # nothing missing, nothing doubled
+                     vocab.BARRIERS: 4 * 2 * len(vocab.DEFINITIONS)}     # nothing missing, nothing doubled
     for table, n in expected_rows.items():
         assert len(tables.read_table(layout, table)) == n, table
 

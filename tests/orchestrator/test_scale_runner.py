@@ -41,7 +41,7 @@ def test_synthetic_runner_writes_every_table_at_the_real_sizes(graph, layout):
         for table, n in counts.items():
             sizes.setdefault(task.kind, {}).setdefault(table, set()).add(n)
         if task.kind == vocab.PATH_EVAL:
-            assert counts == {vocab.PATHS: task.settings["paths.num_alphas"] * 4, vocab.BARRIERS: 16}
+            assert counts == {vocab.PATHS: task.settings["paths.num_alphas"] * 4, vocab.BARRIERS: 4 * 2 * len(vocab.DEFINITIONS)}
             assert any(k.startswith("barrier.") for k in result.metrics) and len(result.steps) > 100
         elif task.kind == vocab.ALIGN:
             assert counts == {}

@@ -35,7 +35,7 @@ def test_roundtrip_every_table(layout):
     unaligned = sum(1 for pair in PAIRS if pair[2] is None)
     assert paths["alignment"].isna().sum() == 3 * unaligned * 11 * 4  # None survives as null
     one = tables.read_fragment(layout, "barriers", next(iter(sweep["barriers"])))
-    assert len(one) == 4 * 2 * 2 and list(one.columns) == schemas.SCHEMAS["barriers"].names
+    assert len(one) == 4 * 2 * len(vocab.DEFINITIONS) and list(one.columns) == schemas.SCHEMAS["barriers"].names
     tasks = tables.read_table(layout, "tasks")
     assert str(tasks["started_at"].dt.tz) == "UTC"
     assert tasks.set_index("task_id").loc["finetune-naive-s1", "parents"].tolist() == ["pretrain-cue-s1"]
