@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 from tasks.data import CueData, Split, clean_subset_indices, iterate_batches
 from tasks.seeding import derive_seed, generator
-from tasks.settings import Settings, setting
+from tasks.settings import Settings, restrict, setting
 from tasks.train import (SCHEDULES, EpochReport, OptimSettings, TrainState, cross_entropy_objective,
                          distributed_rank, fit, prepare_batch)
 
@@ -439,11 +439,15 @@ def finetune(model: nn.Module, method: str, data: CueData, settings: FinetuneSet
              device: torch.device | str, on_epoch: OnEpoch = None, resume: TrainState | None = None) -> list[dict]:
     """Fine-tune `model` (holding the pretrained weights) in place with `method`; returns curve rows
     {epoch, split, loss, acc} of the epochs run. `resume`: a state `on_epoch` saw (via
-    `EpochReport.state()`); training continues after it, exactly as if never stopped."""
+    `EpochReport.state()`); training continues after it, exactly as if never stopped.
+
+    The method sees `settings` restricted to `settings_used(method)`, the fields its task id holds:
+    reading any other raises `tasks.settings.UndeclaredSettingRead` instead of computing with a value
+    that a sweep over that field would not tell apart."""
     if method not in FINETUNE_METHODS:
         raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")
-    return FINETUNE_METHODS[method](model, data, settings, seed=seed, device=device, on_epoch=on_epoch,
-                                    resume=resume)
+    view = restrict(settings, settings_used(method), f"fine-tuning method `{method}` (tasks/finetune.settings_used)")
+    return FINETUNE_METHODS[method](model, data, view, seed=seed, device=device, on_epoch=on_epoch, resume=resume)
 
 
 def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
@@ -462,7 +466,11 @@ _HEAD_FIELDS = ("clean_subset", "batch_size", "momentum", "llrt_epochs", "llrt_l
 
 def settings_used(method: str) -> tuple[str, ...]:
     """The `FinetuneSettings` fields that `method` reads: a task of `method` is the same task whatever
-    the other fields are (a sweep over `lam` shares its naive fine-tuning tasks)."""
+    the other fields are (a sweep over `lam` shares its naive fine-tuning tasks). The task id holds
+    exactly these (orchestrator/graph/dag.py), and `finetune` hands the method a view of exactly these,
+    so a method that reads another field fails instead of sharing a result it should not; a field listed
+    here that the method never reads makes sweeps over it retrain needlessly
+    (tests/orchestrator/test_identity.py checks both against what every method reads)."""
     if method == "llrt":
         return _HEAD_FIELDS
     if method == "lpft":

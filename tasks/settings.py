@@ -18,15 +18,23 @@ A setting's `id_default` (normally its default) is the value that task identitie
 field added later with `id_default` equal to its default keeps every old task id; changing a
 default while keeping `id_default` at the old value changes the ids of exactly the tasks that now
 run differently (see `identity_dict`).
+
+What a task's code may read is part of its identity too. `restrict(obj, fields, owner)` hands code a view
+of a settings object whose reads of any other field raise `UndeclaredSettingRead` (a fine-tuning method
+gets a view of exactly the fields its id holds, `tasks.finetune.settings_used`), and within
+`recording_reads()` every object rebuilt from a task id (`from_identity`) records the fields read from it,
+so a test can compare what each task reads with what its id holds (tests/orchestrator/test_identity.py).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 RULE_KEY = "mmc_rule"
 _SAME = object()           # id_default: "the same as the default"
@@ -181,7 +189,9 @@ def from_identity(cls: type, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - set(filled))
     if unknown:
         raise SettingsError(cls.__name__, [(name, "is not a setting of this kind") for name in unknown])
-    return cls(**filled)
+    obj = cls(**filled)
+    recorder = _RECORDER.get()
+    return obj if recorder is None else _view(obj, None, "", recorder.setdefault(cls, set()))
 
 
 def identity_dict(obj: Any) -> dict[str, Any]:
@@ -218,3 +228,109 @@ def override(cls: type, name: str, default: Any) -> Any:
     base = next(f for f in dataclasses.fields(cls) if f.name == name)
     rule = rule_of(base)
     return field(default=default, metadata={RULE_KEY: dataclasses.replace(rule, id_default=_SAME)})
+
+
+# --------------------------------------------------------------------------- what code reads
+
+class UndeclaredSettingRead(RuntimeError):
+    """Code read a field of a restricted settings view (`restrict`) that the view does not hold: a
+    setting the task's id leaves out, which a sweep over it would silently share."""
+
+
+_VIEW = "_mmc_view"            # instance attribute of a view: its _Watch
+_RECORDER: contextvars.ContextVar[dict[type, set[str]] | None] = contextvars.ContextVar("mmc_reads", default=None)
+
+
+@dataclass(frozen=True)
+class _Watch:
+    allowed: frozenset[str] | None     # None: every field
+    owner: str                         # who reads, for the error message
+    reads: set[str] | None             # fields read so far (recording_reads), else None
+
+
+def restrict(obj: Any, fields: Iterable[str], owner: str) -> Any:
+    """A view of settings object `obj` (the same values, `isinstance` of its class) whose reads of a
+    field outside `fields` raise `UndeclaredSettingRead` naming `owner`. A view of a view keeps the
+    reads recorded so far (`recording_reads`)."""
+    fields = frozenset(fields)
+    unknown = sorted(fields - _field_names(_declared_class(type(obj))))
+    if unknown:
+        raise ValueError(f"{_declared_class(type(obj)).__name__} has no field {', '.join(unknown)}")
+    watch = _watch_of(obj)
+    return _view(obj, fields, owner, watch.reads if watch is not None else None)
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[dict[type, set[str]]]:
+    """Within the block, every settings object rebuilt from a task id (`from_identity`), and every view
+    made of one, records the fields read from it: yields {settings class: names of the fields read}.
+    Reads made while an object is built (validation) are not reads of the code that uses it."""
+    reads: dict[type, set[str]] = {}
+    token = _RECORDER.set(reads)
+    try:
+        yield reads
+    finally:
+        _RECORDER.reset(token)
+
+
+def _watch_of(obj: Any) -> _Watch | None:
+    return object.__getattribute__(obj, "__dict__").get(_VIEW)
+
+
+def _declared_class(cls: type) -> type:
+    """The settings class a view class shows (the class itself for any other)."""
+    return cls.__dict__.get("_mmc_shows", cls)
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _view(obj: Any, allowed: frozenset[str] | None, owner: str, reads: set[str] | None) -> Any:
+    cls = _declared_class(type(obj))
+    values = {f.name: object.__getattribute__(obj, f.name) for f in dataclasses.fields(cls) if f.init}
+    view = object.__new__(_view_class(cls))
+    object.__getattribute__(view, "__dict__").update(values)
+    object.__setattr__(view, _VIEW, _Watch(allowed, owner, reads))
+    return view
+
+
+def _rebuild_view(cls: type, values: dict, allowed: frozenset[str] | None, owner: str) -> Any:
+    return _view(cls(**values), allowed, owner, None)   # recorded reads stay in the process that read
+
+
+@lru_cache(maxsize=None)
+def _view_class(cls: type) -> type:
+    """A subclass of settings class `cls` whose field reads go through the instance's _Watch. Plain
+    objects of `cls` never pay for it; views are marked (`_mmc_shows`) so that listings of the settings
+    classes can leave them out."""
+    names = _field_names(cls)
+
+    def __getattribute__(self, name):
+        if name in names:
+            watch = object.__getattribute__(self, "__dict__").get(_VIEW)
+            if watch is not None:
+                if watch.reads is not None:
+                    watch.reads.add(name)
+                if watch.allowed is not None and name not in watch.allowed:
+                    raise UndeclaredSettingRead(
+                        f"{watch.owner} read `{name}` of {cls.__name__}, a setting its task id does not hold "
+                        f"(a sweep over `{name}` would reuse one result for every value); declare it with "
+                        f"the ones it holds ({', '.join(sorted(watch.allowed))}), or stop reading it")
+        return object.__getattribute__(self, name)
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: object.__getattribute__(self, f.name) for f in dataclasses.fields(cls) if f.init}
+
+    def __reduce__(self):
+        watch = object.__getattribute__(self, "__dict__").get(_VIEW)
+        return _rebuild_view, (cls, values(self), watch.allowed if watch else None, watch.owner if watch else "")
+
+    def __repr__(self):   # messages may show a view whole; showing is not computing with it
+        return repr(cls(**values(self)))
+
+    return type(cls.__name__, (cls,), {"__getattribute__": __getattribute__, "__reduce__": __reduce__,
+                                       "__repr__": __repr__,
+                                       "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                       "_mmc_shows": cls, "__doc__": cls.__doc__})

@@ -14,7 +14,7 @@ import random
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -75,7 +75,7 @@ class TaskEnv:
 
 def _data(config: dict, env: TaskEnv) -> data_lib.CueData:
     values = {k: v for k, v in config.items() if k != "version"}
-    settings = replace(from_identity(data_lib.DataSettings, values), root=env.data_root)
+    settings = from_identity(data_lib.DataSettings, {**values, "root": env.data_root})   # where, not what
     return data_lib.load_cue_data(settings, env.device)
 
 

@@ -87,3 +87,33 @@ def test_settings_errors_survive_pickling():
         Toy(n=0)
     again = pickle.loads(pickle.dumps(info.value))
     assert str(again) == str(info.value) and again.problems == info.value.problems
+
+
+# ----- what code reads (task identity: tests/orchestrator/test_identity.py runs every task kind) -----
+
+def test_a_restricted_view_refuses_reads_of_fields_it_does_not_hold():
+    import pickle
+
+    view = S.restrict(Toy(n=4, mode="b"), ["n", "x"], "toy method `a`")
+    assert isinstance(view, Toy) and (view.n, view.x) == (4, 0.5)
+    with pytest.raises(S.UndeclaredSettingRead, match=r"toy method `a` read `mode` of Toy, a setting its task id "
+                                                       r"does not hold .* \(n, x\)"):
+        view.mode
+    assert repr(view) == repr(Toy(n=4, mode="b"))          # showing a view is not computing with it
+    again = pickle.loads(pickle.dumps(view))
+    assert again.n == 4
+    with pytest.raises(S.UndeclaredSettingRead):
+        again.mode
+    with pytest.raises(ValueError, match="no field nope"):
+        S.restrict(Toy(), ["nope"], "x")
+
+
+def test_objects_rebuilt_from_an_identity_record_the_fields_read():
+    with S.recording_reads() as reads:
+        rebuilt = S.from_identity(Toy, {"n": 4})
+        assert rebuilt.x == 0.5
+        view = S.restrict(rebuilt, ["n", "cap"], "toy")    # a view keeps recording into the same set
+        assert view.cap is None
+        assert Toy(n=2).mode == "a"                          # not rebuilt from an id: not recorded
+    assert reads == {Toy: {"x", "cap"}}                      # validation while building is not a read
+    assert type(S.from_identity(Toy, {"n": 4})) is Toy     # outside the block: the plain class
