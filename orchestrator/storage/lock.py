@@ -1,47 +1,133 @@
-"""`run.lock`: one driver per sweep directory.
+"""`run.lock`: one driver per sweep directory, on one machine or across a cluster.
 
-On local or NFS storage the lock is created exclusively, so of two drivers started at the same
-moment exactly one wins. A lock left by a driver that died (its pid is gone on the same host) is
-taken over. Object stores have no exclusive create: there the lock is written and read back, which
-is best effort. A lock file that cannot be read as the lock of a driver (garbled, a list, a
-directory, a FIFO) is refused with a message naming it, never parsed blindly or waited on.
+The lock names its holder (pid, host, the machine's boot id and pid namespace, the process's start time)
+and carries a lease: the holder rewrites `renewed_at` every `lease_s / 3` seconds while it holds the lock.
+Another driver takes the lock over only when its holder is *provably gone*:
+
+- on the same machine (same host name, and the same boot id and pid namespace where the lock records
+  them), its pid is not running, or is running but started at another time (the pid was reused); or
+- anywhere, its lease expired: not renewed for `lease_s` + `MAX_CLOCK_SKEW_S` by this host's clock (the
+  hosts of a cluster keep their clocks within a minute of each other).
+
+Whatever its pid looks like here, a lock of another machine whose lease is live, or that has no lease
+(an older lock), is never taken over: the error names its holder and says when to delete it.
+
+On local or NFS storage the lock is created exclusively, so of two drivers started at the same moment
+exactly one wins; a takeover moves the stale lock aside (an atomic rename) and puts it back if what it
+moved was not the lock it judged stale. Object stores have no exclusive create: there the lock is written
+and read back, which is best effort (the lease maps onto conditional writes: create if absent, renew and
+take over only if the object is still the one read). A lock file that cannot be read as the lock of a
+driver (garbled, a list, a directory, a FIFO) is refused with a message naming it, never parsed blindly
+or waited on. A holder whose lock was taken over while it lived (it was stopped for longer than its
+lease) stops as if interrupted, so two drivers never write one sweep for long.
 """
 from __future__ import annotations
 
+import _thread
 import getpass
 import json
+import math
 import os
 import socket
+import sys
+import threading
 import time
+import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 from orchestrator.errors import SweepError
 from orchestrator.storage.layout import SweepLayout
 
 MAX_LOCK_BYTES = 4096
 MAX_PID = 2 ** 31 - 1   # pid_t; a larger "pid" is not a process id
+LEASE_ENV_VAR = "MMC_LOCK_LEASE_S"   # seconds a lock stays valid without renewal (default LEASE_S)
+LEASE_S = 60.0
+MAX_CLOCK_SKEW_S = 60.0
 
 
 class LockError(SweepError):
     """Another driver holds the sweep, or the lock file is not a lock."""
 
 
+# ----- who this process is -----
+
+def _read_first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.readline().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _boot_id() -> str | None:
+    """This machine's boot id (Linux), or None: a reboot or another machine has another one."""
+    return _read_first_line("/proc/sys/kernel/random/boot_id")
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux), e.g. `pid:[4026531836]`: containers on one machine differ."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux), or None."""
+    line = _read_first_line(f"/proc/{pid}/stat")
+    if line is None or ")" not in line:
+        return None
+    fields = line.rsplit(")", 1)[1].split()
+    try:
+        return int(fields[19])     # field 22 of stat; fields[0] is field 3 (the state)
+    except (IndexError, ValueError):
+        return None
+
+
+def lease_seconds() -> float:
+    """The lease a new lock gets: `MMC_LOCK_LEASE_S`, or LEASE_S."""
+    text = os.environ.get(LEASE_ENV_VAR, "")
+    try:
+        value = float(text) if text else LEASE_S
+    except ValueError:
+        raise SweepError(f"{LEASE_ENV_VAR}={text!r} is not a number of seconds; unset it or give e.g. 60") from None
+    if not (math.isfinite(value) and 0.1 <= value <= 86_400):
+        raise SweepError(f"{LEASE_ENV_VAR}={text!r} is not allowed; give seconds between 0.1 and 86400")
+    return value
+
+
+def _me() -> dict:
+    pid, now = os.getpid(), time.time()
+    return {"pid": pid, "host": socket.gethostname(), "user": getpass.getuser(), "started_at": now,
+            "boot_id": _boot_id(), "pid_ns": _pid_namespace(), "pid_start": _process_start(pid),
+            "token": uuid.uuid4().hex, "lease_s": lease_seconds(), "renewed_at": now}
+
+
+# ----- reading a lock -----
+
+def _parse(data: bytes) -> dict | None:
+    """The lock's content as {pid, host, ...}; {} while it is empty; None when it is not a lock."""
+    try:
+        content = json.loads(data or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(content, dict):
+        return None
+    pid = content.get("pid")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID):
+        return None
+    return content
+
+
 def _holder(layout: SweepLayout) -> dict | None:
-    """The lock's content as {pid, host, started_at, ...}; {} while it is empty; None when it is
-    not a lock at all."""
     storage, path = layout.storage, layout.lock_file()
     try:
         if not storage.is_file(path):
             return None
-        data = json.loads(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES) or b"{}")
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return _parse(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES))
+    except OSError:
         return None
-    if not isinstance(data, dict):
-        return None
-    pid = data.get("pid")
-    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID):
-        return None
-    return data
 
 
 def _pid_alive(pid: int) -> bool:
@@ -54,10 +140,41 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(other: dict) -> bool:
-    """A lock of a dead process on this host (a killed driver)."""
+def _number(value) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def same_machine(other: dict) -> bool:
+    """Whether the lock's holder ran on this machine, in this pid namespace (so its pid means the same
+    process here). Older locks record only the host name."""
+    if other.get("host") != socket.gethostname():
+        return False
+    return all(other.get(key) is None or other.get(key) == mine
+               for key, mine in (("boot_id", _boot_id()), ("pid_ns", _pid_namespace())))
+
+
+def lease_left(other: dict, now: float | None = None) -> float | None:
+    """Seconds until the lock's lease expires (negative: expired), or None for a lock without a lease."""
+    renewed, lease = _number(other.get("renewed_at")), _number(other.get("lease_s"))
+    if renewed is None or lease is None or lease <= 0:
+        return None
+    return renewed + lease + MAX_CLOCK_SKEW_S - (time.time() if now is None else now)
+
+
+def holder_gone(other: dict) -> bool:
+    """The rule of the module docstring: the holder's process provably ended (same machine, pid not
+    running or reused) or its lease expired. A lock of another machine with a live lease, or without
+    a lease, never counts as gone."""
     pid = other.get("pid")
-    return isinstance(pid, int) and other.get("host") == socket.gethostname() and not _pid_alive(pid)
+    if isinstance(pid, int) and same_machine(other):
+        if not _pid_alive(pid):
+            return True
+        recorded = other.get("pid_start")
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and _process_start(pid) not in (None, recorded):
+            return True
+    left = lease_left(other)
+    return left is not None and left < 0
 
 
 def _busy(layout: SweepLayout, other: dict | None) -> LockError:
@@ -70,8 +187,40 @@ def _busy(layout: SweepLayout, other: dict | None) -> LockError:
         and 0 <= started < 1e11 else "at an unknown time"
     who = (f"pid {other.get('pid')} on {str(other.get('host'))[:100]}, started {when}" if other.get("pid")
            else "its lock file is being written")
-    return LockError(f"another `mmc-sweep run` ({who}) is using {layout.root}. Wait for it to finish, "
+    left = lease_left(other)
+    if left is not None and other.get("pid"):
+        later = f"it is taken over if not renewed within {max(left, 0):.0f} s"
+    elif other.get("pid") and not same_machine(other):
+        later = "it holds no lease, so it is never taken over from another host"
+    else:
+        later = ""
+    return LockError(f"another `mmc-sweep run` ({who}) is using {layout.root}"
+                     f"{f' ({later})' if later else ''}. Wait for it to finish, "
                      f"or delete {path} if that run is gone.")
+
+
+# ----- taking and holding it -----
+
+def _take_over_local(layout: SweepLayout, local: Path, stale: dict) -> None:
+    """Remove the stale lock `stale` at `local`, never another one: move it aside atomically, and put
+    back what was moved if it is not `stale` (a driver replaced it meanwhile)."""
+    aside = local.with_name(f"{local.name}.stale-{uuid.uuid4().hex}")
+    try:
+        os.rename(local, aside)
+    except FileNotFoundError:
+        return                      # another driver removed it first; the exclusive create decides
+    try:
+        moved = _parse(aside.read_bytes()) if aside.is_file() and aside.stat().st_size <= MAX_LOCK_BYTES else None
+    except OSError:
+        moved = None
+    if moved != stale:
+        try:
+            os.link(aside, local)   # create-if-absent: never over a lock written since
+        except OSError:
+            pass
+        aside.unlink(missing_ok=True)
+        raise _busy(layout, moved)
+    aside.unlink(missing_ok=True)
 
 
 def _acquire(layout: SweepLayout, me: dict) -> None:
@@ -81,10 +230,10 @@ def _acquire(layout: SweepLayout, me: dict) -> None:
     if local is None:    # object stores have no exclusive create: write, then read back
         if storage.exists(path):
             other = _holder(layout)
-            if other is None or not _is_stale(other):
+            if other is None or not holder_gone(other):
                 raise _busy(layout, other)
         storage.write_bytes(path, data)
-        if (_holder(layout) or {}).get("pid") != me["pid"]:
+        if (_holder(layout) or {}).get("token") != me["token"]:
             raise _busy(layout, _holder(layout))
         return
     local.parent.mkdir(parents=True, exist_ok=True)
@@ -93,9 +242,9 @@ def _acquire(layout: SweepLayout, me: dict) -> None:
             fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)   # atomic: one winner
         except FileExistsError:
             other = _holder(layout)
-            if other is None or not _is_stale(other):
+            if other is None or not holder_gone(other):
                 raise _busy(layout, other) from None
-            local.unlink(missing_ok=True)   # a killed driver's lock: take it over
+            _take_over_local(layout, local, other)
             continue
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -103,16 +252,40 @@ def _acquire(layout: SweepLayout, me: dict) -> None:
     raise _busy(layout, _holder(layout))
 
 
+def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
+    """Rewrite `renewed_at` every lease / 3 while held. A lock that now holds another driver's token was
+    taken over (this process was stopped past its lease): say so and stop this driver as if interrupted."""
+    while not stop.wait(me["lease_s"] / 3):
+        try:
+            current = _holder(layout)
+            if current is not None and current.get("token") not in (None, me["token"]) and current.get("pid"):
+                print(f"error: another driver (pid {current.get('pid')} on {str(current.get('host'))[:100]}) took "
+                      f"over {layout.lock_file()} after this one's lease ran out; stopping this run",
+                      file=sys.stderr, flush=True)
+                _thread.interrupt_main()
+                return
+            if current is not None and current.get("token") == me["token"]:
+                me["renewed_at"] = time.time()
+                layout.storage.write_bytes(layout.lock_file(), json.dumps(me).encode())
+        except Exception:  # noqa: BLE001 - a storage hiccup: the next renewal tries again (the lease allows 2)
+            continue
+
+
 @contextmanager
 def sweep_lock(layout: SweepLayout):
     """Hold `run.lock` of the sweep for the duration of the block (see the module docstring)."""
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(), "started_at": time.time()}
+    me = _me()
     _acquire(layout, me)
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(layout, me, stop), name="mmc-lock-lease", daemon=True)
+    renewer.start()
     try:
         yield
     finally:
+        stop.set()
+        renewer.join(timeout=10)
         try:
-            if (_holder(layout) or {}).get("pid") == me["pid"]:
+            if (_holder(layout) or {}).get("token") == me["token"]:
                 layout.storage.delete(layout.lock_file())
         except Exception:  # noqa: BLE001 - the lock is advisory; never mask the real error
             pass

@@ -1,0 +1,146 @@
+"""`run.lock` across hosts: a live driver's lock is never taken over, whatever its pid looks like here;
+a lock whose holder is provably gone (same machine and its process ended, or its lease expired) is.
+The rule is `orchestrator.storage.lock.holder_gone` (docs/FAILURES.md, "Two runs on one sweep")."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.storage import lock
+from orchestrator.storage.layout import Storage, SweepLayout
+
+
+@pytest.fixture
+def layout(tmp_path):
+    layout = SweepLayout(Storage(tmp_path), "held")
+    Path(layout.root).mkdir()
+    return layout
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _plant(layout, **record) -> dict:
+    Path(layout.lock_file()).write_text(json.dumps(record))
+    return record
+
+
+def _this_machine() -> dict:
+    return {"host": socket.gethostname(), "boot_id": lock._boot_id(), "pid_ns": lock._pid_namespace()}
+
+
+def _refused(layout, record) -> None:
+    with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(pid \d+ on "):
+        with lock.sweep_lock(layout):
+            pass
+    assert json.loads(Path(layout.lock_file()).read_text()) == record      # left exactly as it was
+    assert sorted(p.name for p in Path(layout.root).iterdir()) == ["run.lock"]
+
+
+def _taken_over(layout) -> None:
+    with lock.sweep_lock(layout):
+        held = json.loads(Path(layout.lock_file()).read_text())
+        assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+    assert sorted(p.name for p in Path(layout.root).iterdir()) == []          # released, nothing left aside
+
+
+@pytest.mark.parametrize("pid", ["dead", "alive", "init"])
+def test_a_live_lease_of_another_host_is_never_taken_over_whatever_its_pid_is_here(layout, pid):
+    number = {"dead": _dead_pid(), "alive": os.getpid(), "init": 1}[pid]
+    record = _plant(layout, pid=number, host="another-host", boot_id="another-boot", pid_ns="pid:[1]",
+                    started_at=time.time(), renewed_at=time.time(), lease_s=60, token="theirs")
+    _refused(layout, record)
+
+
+def test_a_lock_of_another_host_without_a_lease_is_never_taken_over(layout):
+    record = _plant(layout, pid=_dead_pid(), host="another-host", started_at=time.time() - 86_400)
+    _refused(layout, record)
+
+
+def test_the_same_host_name_on_another_machine_is_not_this_machine(layout):
+    """Containers on several machines may share a host name: a dead pid here proves nothing there."""
+    record = _plant(layout, pid=_dead_pid(), host=socket.gethostname(), boot_id="another-boot",
+                    renewed_at=time.time(), lease_s=60, token="theirs")
+    _refused(layout, record)
+
+
+def test_an_expired_lease_is_taken_over_even_from_another_host_with_a_live_pid(layout):
+    _plant(layout, pid=os.getpid(), host="another-host", boot_id="another-boot",
+           renewed_at=time.time() - lock.LEASE_S - lock.MAX_CLOCK_SKEW_S - 60, lease_s=lock.LEASE_S, token="theirs")
+    _taken_over(layout)
+
+
+def test_a_dead_pid_on_this_machine_is_taken_over_at_once(layout):
+    _plant(layout, pid=_dead_pid(), renewed_at=time.time(), lease_s=60, token="theirs", **_this_machine())
+    _taken_over(layout)
+
+
+@pytest.mark.skipif(lock._process_start(os.getpid()) is None, reason="needs /proc/<pid>/stat")
+def test_a_pid_reused_by_another_process_on_this_machine_is_taken_over(layout):
+    _plant(layout, pid=os.getpid(), pid_start=lock._process_start(os.getpid()) + 1, renewed_at=time.time(),
+           lease_s=60, token="theirs", **_this_machine())
+    _taken_over(layout)
+
+
+def test_a_live_driver_on_this_machine_is_not_taken_over(layout):
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        record = _plant(layout, pid=holder.pid, pid_start=lock._process_start(holder.pid), renewed_at=time.time(),
+                        lease_s=60, token="theirs", **_this_machine())
+        _refused(layout, record)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _wait_for(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_the_holder_renews_its_lease(layout, monkeypatch):
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    with lock.sweep_lock(layout):
+        first = json.loads(Path(layout.lock_file()).read_text())
+        assert first["lease_s"] == 0.3 and first["token"]
+        _wait_for(lambda: json.loads(Path(layout.lock_file()).read_text())["renewed_at"] > first["renewed_at"],
+                  "a renewal")
+
+
+def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout, monkeypatch):
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    newcomer = {"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60, "token": "theirs"}
+    with pytest.raises(KeyboardInterrupt):
+        with lock.sweep_lock(layout):
+            Path(layout.lock_file()).write_text(json.dumps(newcomer))
+            _wait_for(lambda: False, "the stop")
+    assert json.loads(Path(layout.lock_file()).read_text()) == newcomer
+
+
+def test_a_bad_lease_setting_is_refused(layout, monkeypatch):
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "soon")
+    with pytest.raises(lock.SweepError, match="MMC_LOCK_LEASE_S='soon' is not a number"):
+        with lock.sweep_lock(layout):
+            pass
+    assert not Path(layout.lock_file()).exists()
+
+
+def test_a_takeover_never_removes_a_lock_written_since_the_stale_one_was_read(layout):
+    """Two drivers judge one lock stale; the first replaces it; the second must not remove the new one."""
+    fresh = _plant(layout, pid=os.getpid(), renewed_at=time.time(), lease_s=60, token="first", **_this_machine())
+    stale = {"pid": _dead_pid(), "host": "another-host", "renewed_at": 0, "lease_s": 60, "token": "old"}
+    with pytest.raises(lock.LockError, match="another `mmc-sweep run`"):
+        lock._take_over_local(layout, Path(layout.lock_file()), stale)
+    assert json.loads(Path(layout.lock_file()).read_text()) == fresh
+    assert sorted(p.name for p in Path(layout.root).iterdir()) == ["run.lock"]
