@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orchestrator.uris import redact_warnings
+
+    redact_warnings()
     try:
         return _main(argv)
     except BrokenPipeError:   # `mmc-sweep plan --list | head`: the reader left; not an error of ours

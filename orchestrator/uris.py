@@ -61,3 +61,26 @@ def redact(text: object) -> str:
     """Credentials in URIs never printed: `s3://KEY:SECRET@bucket/x` -> `s3://***@bucket/x`,
     `https://host/x?token=abc` -> `https://host/x?token=***` (errs on the side of hiding more)."""
     return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", str(text)))
+
+
+def redacting(write):
+    """`write` (e.g. `print`) that redacts every message first: the one door a driver's lines go out by."""
+    def write_redacted(text: object = "", *args, **kwargs):
+        return write(redact(text), *args, **kwargs)
+    return write_redacted
+
+
+def redact_warnings() -> None:
+    """Show every Python warning of this process redacted (the command line installs it once: warnings
+    from pyarrow, MLflow, the report or the tables may quote a URI)."""
+    import warnings
+
+    show = warnings.showwarning
+    if getattr(show, "redacts", False):
+        return
+
+    def show_redacted(message, category, filename, lineno, file=None, line=None):
+        show(redact(message), category, filename, lineno, file, line)
+
+    show_redacted.redacts = True
+    warnings.showwarning = show_redacted

@@ -275,6 +275,22 @@ def test_redact_hides_credentials_in_uris(text, shown):
     assert redact(text) == shown and FAKE_SECRET not in redact(text)
 
 
+def test_the_drivers_lines_and_warnings_go_out_redacted():
+    import warnings
+
+    from orchestrator.uris import redact_warnings, redacting
+
+    lines: list[str] = []
+    redacting(lines.append)(f"warning: upload to http://u:{FAKE_SECRET}@h/x failed")
+    assert lines == ["warning: upload to http://***@h/x failed"]
+    with warnings.catch_warnings(record=True) as seen:      # restores the process's warning display after
+        warnings.simplefilter("always")
+        redact_warnings()
+        redact_warnings()                                     # once is enough; twice changes nothing
+        warnings.warn(f"retrying s3://k:{FAKE_SECRET}@bucket/x", RuntimeWarning)
+    assert [str(w.message) for w in seen] == ["retrying s3://***@bucket/x"]
+
+
 def test_mlflow_params_and_tags_never_hold_credentials_in_uris(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     sink = tracking.MlflowSink(uri, experiment_name="uris")
@@ -359,3 +375,92 @@ def test_tracking_credentials_do_not_reach_the_sweep_directory(tmp_path, capsys,
     assert cli.main(["run", str(spec), "--storage", str(storage), "--no-report", "--tracking-uri", uri]) == 0
     leaked = [str(p) for p in storage.rglob("*") if p.is_file() and FAKE_SECRET.encode() in p.read_bytes()]
     assert leaked == []
+
+
+# ----- every sink of a whole run -----------------------------------------------------------------
+
+def _holding(root: Path, secret: str) -> list[str]:
+    """Files under `root` whose bytes hold `secret` (as text, or in the URL encoding MLflow may store)."""
+    needles = (secret.encode(), secret.encode("utf-16-le"))
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and any(n in path.read_bytes() for n in needles):
+                found.append(str(path.relative_to(root)))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_no_sink_of_a_run_holds_a_credential(tmp_path):
+    """Credentials planted in the spec's storage URI (overridden on the command line), the MLflow tracking
+    URI, a task's exception (a model of your own that fails with an s3://KEY:SECRET@… URI) and the
+    exceptions of the driver's side jobs (compaction, batched MLflow logging, the report's upload, closing
+    the MLflow run: `tests/leaks.py`): not in stdout or stderr of `run` (progress lines, warnings, the failure
+    summary), `status` or `report`, nor in any file of the sweep directory (the `tasks` table's errors,
+    spec.yaml, plan, report.html, Ray's trial directories), the MLflow store and its artifacts (error tags,
+    error.txt), or Ray's session logs."""
+    import shutil
+    import tempfile
+
+    from tests import leaks
+
+    secret = leaks.SECRET
+    store = tmp_path / "mlflow"
+    store.mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "leaks", "storage": leaks.URIS[0],
+        "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 4}, {"name": "tests.leaks:build"}],
+        "seeds": [0], "cue_proportions": [0.0, 0.9], "pretrain": {"epochs": 1, "batch_size": 64},
+        "finetune": {"methods": ["naive"], "clean_subset": 64, "epochs": 1, "batch_size": 32},
+        "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "num_alphas": 2,
+                  "bn_reset_samples": 64},
+        "max_concurrent": 2,
+        "mlflow": {"enabled": True, "tracking_uri": f"sqlite:///{store}/mlflow.db?password={secret}"}}))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="mmc-leak-", dir="/tmp"))   # short: Ray's socket paths have a limit
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MMC_FAIL_TASKS")}
+        env.update(PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp), CUDA_VISIBLE_DEVICES="",
+                   MMC_PROGRESS_INTERVAL_S="0.5")
+        storage = tmp_path / "storage"
+        driver = ("import sys; from tests import leaks; leaks.install_driver_faults(); "
+                  "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
+
+        def cli(*args: str, faults: bool = False) -> subprocess.CompletedProcess:
+            command = ["-c", driver] if faults else ["-m", "orchestrator"]
+            return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=600)
+
+        run = cli("run", str(spec), "--storage", str(storage), "--num-cpus", "2", faults=True)
+        printed = {"run": run.stdout + run.stderr}
+        assert run.returncode == 1 and "Traceback" not in printed["run"], printed["run"][-4000:]  # tasks failed
+        for shown in ("initial weights from s3://***@bucket", "results were not compacted", "report failed",
+                      "batched MLflow logging failed", "MLflow could not close the sweep's run",
+                      "RuntimeWarning: retrying s3://***@bucket"):
+            assert shown in printed["run"], (shown, printed["run"][-4000:])     # each fault was met, and said
+        sweep_dir = storage / "leaks"
+        for command in ("status", "report"):
+            done = cli(command, str(sweep_dir))
+            printed[command] = done.stdout + done.stderr
+            assert done.returncode in (0, 1) and "Traceback" not in printed[command], printed[command][-2000:]
+        assert [name for name, text in printed.items() if secret in text] == [], printed
+        assert (sweep_dir / "report" / "report.html").is_file()
+        assert b"initial weights from s3://***@bucket" in (store / "mlflow.db").read_bytes()   # errors reached MLflow
+        errors = [e for e in pd_errors(sweep_dir) if e]
+        assert errors and all("s3://***@bucket" in e for e in errors if "initial weights" in e), errors
+        leaked = {"sweep": _holding(sweep_dir, secret), "mlflow": _holding(store, secret),
+                  "ray": _holding(ray_tmp, secret)}
+        assert leaked == {"sweep": [], "mlflow": [], "ray": []}
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def pd_errors(sweep_dir: Path) -> list[str]:
+    """The `error` column of a sweep's `tasks` table."""
+    from orchestrator.results import tables
+    from orchestrator.storage.layout import Storage, SweepLayout
+
+    frame = tables.read_table(SweepLayout(Storage(sweep_dir.parent), sweep_dir.name), "tasks")
+    return [e for e in frame["error"].tolist() if isinstance(e, str)]

@@ -26,7 +26,7 @@ from orchestrator.run import preflight
 from orchestrator.errors import SweepError
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
-from orchestrator.uris import redact
+from orchestrator.uris import redact, redacting
 from orchestrator.storage.lock import sweep_lock
 from orchestrator.run.recording import TaskRecorder
 from orchestrator.run.schedule import TrialContext, cluster_resources, init_ray, run_graph
@@ -89,8 +89,10 @@ def unfinished_kinds(graph: Graph, verified: dict) -> list[str]:
 def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = None, ray_address: str | None = None,
               report: bool = True, new_version: bool = False, log=print) -> SweepOutcome:
     """Run (or resume) a sweep; never raises for task failures (see `SweepOutcome.ok`); raises
-    SweepError (before any work, leaving nothing behind) for bad input."""
+    SweepError (before any work, leaving nothing behind) for bad input. Every line goes out through
+    `log`, redacted (credentials in URIs never printed, whatever message carries them)."""
     start = time.time()
+    log = redacting(log)
     for key, value in MLFLOW_TIMEOUT_ENV.items():
         os.environ.setdefault(key, value)
     graph = build_graph(spec)
@@ -175,8 +177,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         compact.compact_after_run(layout, log)
     if state.count(vocab.RUNNING) or state.count(vocab.PENDING):
         # Tune stops gracefully on Ctrl-C and returns: tasks left running or pending mean an interrupt.
-        if mlflow_sink is not None:
-            mlflow_sink.finish_parent(parent_run_id, status=vocab.MLFLOW_KILLED)
+        _finish_mlflow(mlflow_sink, parent_run_id, log, status=vocab.MLFLOW_KILLED)
         raise KeyboardInterrupt
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     if report:
@@ -184,9 +185,9 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     else:
         _summarize(outcome, log)
     if mlflow_sink is not None:
-        mlflow_sink.finish_parent(parent_run_id, status=vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
-                                  metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} |
-                                  {"wall_s": outcome.wall_s})
+        _finish_mlflow(mlflow_sink, parent_run_id, log,
+                       status=vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
+                       metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s})
         outcome.mlflow_ui = mlflow_ui_command(spec, layout)
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
@@ -196,6 +197,18 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     if outcome.mlflow_ui:
         log(f"browse:  {outcome.mlflow_ui}")
     return outcome
+
+
+def _finish_mlflow(sink, run_id, log, **kwargs) -> None:
+    """Close the invocation's MLflow parent run; a tracking failure at the very end is a warning, never a
+    traceback over finished results."""
+    if sink is None:
+        return
+    try:
+        sink.finish_parent(run_id, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the results are in Parquet whatever MLflow does
+        log(f"warning: MLflow could not close the sweep's run ({type(exc).__name__}: {redact(str(exc))}); "
+            "the results are in the Parquet tables")
 
 
 def _default_concurrency() -> int:
@@ -247,7 +260,7 @@ def _summarize(outcome: SweepOutcome, log) -> None:
     try:
         outcome.summary, text = report.summary_text(outcome.layout)
     except Exception as exc:  # noqa: BLE001 - a summary failure must not hide finished results
-        log(f"(summary unavailable: {type(exc).__name__}: {exc})")
+        log(f"(summary unavailable: {type(exc).__name__}: {redact(str(exc))})")
         return
     if text:
         log(text)
@@ -265,7 +278,7 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         if mlflow_sink is not None:
             mlflow_sink.log_artifacts(parent_run_id, [outcome.report_html, *[str(f) for f in rep.figures]])
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
-        log(f"warning: report failed: {type(exc).__name__}: {exc}")
+        log(f"warning: report failed: {type(exc).__name__}: {redact(str(exc))}")
 
 
 def _print_failures(outcome: SweepOutcome, log) -> None:
