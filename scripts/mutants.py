@@ -58,6 +58,10 @@ T_PATH_ROWS = f"{T_PATHS}::test_every_row_of_a_path_is_the_hand_evaluated_point_
 T_MATCHING = f"{T_SCIENCE_ALIGN}::test_activation_matching_solves_the_assignment_of_the_summed_correlations_of_every_point"
 T_TRACE = "tests/tasks/test_permutation_trace.py"
 T_ALIGN = "tests/tasks/test_align.py"
+T_READS = "tests/orchestrator/test_identity.py::test_every_setting_a_task_reads_is_in_its_id"
+T_UNREAD = "tests/orchestrator/test_identity.py::test_every_setting_in_a_task_id_is_read_by_it_or_its_ancestors"
+T_SINKS = "tests/test_security.py::test_no_sink_of_a_run_holds_a_credential"
+T_LOCK = "tests/orchestrator/test_lock.py"
 
 MUTANTS = [
     Mutant("M01", "pretrain ignores its saved resume state (resume set to None in work.py)",
@@ -162,6 +166,38 @@ MUTANTS = [
     Mutant("M33", "the spec checks accept any model of your own for aligned paths (alignment_problem does not trace)",
            "tasks/models.py", "trace_permutation_spec(model)", "None",
            (f"{T_TRACE}::test_alignment_problem_names_a_user_model_the_tracer_refuses",)),
+    # identity: what a task reads against what its id holds (M40+: numbered apart from the science mutants)
+    Mutant("M40", "naive fine-tuning reads a setting its id omits (`margin`; a sweep over it shares one result)",
+           "tasks/finetune.py", 'cross_entropy_objective(clean, settings.batch_size, derive_seed(seed, "finetune-naive"))',
+           'cross_entropy_objective(clean, settings.batch_size if settings.margin >= 0 else 1, '
+           'derive_seed(seed, "finetune-naive"))', (T_READS,)),
+    Mutant("M41", "the ablations without the invariance term read and use `lam` (not in their ids)",
+           "tasks/finetune.py", "invariant = self.invariance and epoch >= self.settings.warmup_epochs",
+           "invariant = epoch >= self.settings.warmup_epochs", (T_READS,)),
+    Mutant("M42", "a setting a method reads dropped from its task id (fine-tuning `lr`)",
+           "orchestrator/graph/dag.py", "identity_dict(self.v.finetune).items() if k in used}",
+           'identity_dict(self.v.finetune).items() if k in used and k != "lr"}', (T_READS,)),
+    Mutant("M43", "a data setting dropped from every data identity (`eval_split`)",
+           "tasks/data.py", 'if k != "root"}', 'if k not in ("root", "eval_split")}', (T_READS,)),
+    Mutant("M44", "a setting no method of its kind reads put in naive fine-tuning's id (`lam`: needless retraining)",
+           "tasks/finetune.py", "        return _OPTIM_FIELDS\n", '        return _OPTIM_FIELDS + ("lam",)\n', (T_UNREAD,)),
+    # redaction
+    Mutant("M45", "a failed task's error stored in the `tasks` table with its credential",
+           "orchestrator/run/recording.py", '"error": redact(error) if error else error,', '"error": error,', (T_SINKS,)),
+    Mutant("M46", "a credential printed in a warning (batched MLflow logging failed)",
+           "orchestrator/run/recording.py", "({type(exc).__name__}: {redact(str(exc))[:300]})",
+           "({type(exc).__name__}: {str(exc)[:300]})", (T_SINKS,)),
+    Mutant("M47", "the command line shows Python warnings unredacted",
+           "orchestrator/cli.py", "    redact_warnings()\n", "    pass\n", (T_SINKS,)),
+    # the lock across hosts
+    Mutant("M48", "a driver takes over the lock of a live driver on another host (its pid is dead here)",
+           "orchestrator/storage/lock.py", "if isinstance(pid, int) and same_machine(other):",
+           "if isinstance(pid, int):", (T_LOCK,)),
+    Mutant("M49", "a live lease counted as expired (any lock with a lease taken over)",
+           "orchestrator/storage/lock.py", "return left is not None and left < 0", "return left is not None", (T_LOCK,)),
+    Mutant("M50", "the same host name taken for the same machine (boot id and pid namespace ignored)",
+           "orchestrator/storage/lock.py", "    return all(other.get(key) is None or other.get(key) == mine",
+           "    return True or all(other.get(key) is None or other.get(key) == mine", (T_LOCK,)),
     # the science (issue 21): a step of a recipe skipped, the wrong models' data, part of a stage, the wrong images
     Mutant("M60", "llrt keeps the pretrained head (never re-initialised)",
            "tasks/finetune.py", "reset_head(model.head, seed)", "None",
