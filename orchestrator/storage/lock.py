@@ -18,8 +18,10 @@ moved was not the lock it judged stale. Object stores have no exclusive create: 
 and read back, which is best effort (the lease maps onto conditional writes: create if absent, renew and
 take over only if the object is still the one read). A lock file that cannot be read as the lock of a
 driver (garbled, a list, a directory, a FIFO) is refused with a message naming it, never parsed blindly
-or waited on. A holder whose lock was taken over while it lived (it was stopped for longer than its
-lease) stops as if interrupted, so two drivers never write one sweep for long.
+or waited on. A renewal moves the lock aside and links it back, so it never overwrites another driver's
+lock either. A holder whose lock was taken over while it lived (it was stopped for longer than its lease)
+stops as if interrupted, so two drivers never write one sweep for long; a lock deleted by hand while its
+holder lives is written again at the next renewal.
 """
 from __future__ import annotations
 
@@ -252,23 +254,58 @@ def _acquire(layout: SweepLayout, me: dict) -> None:
     raise _busy(layout, _holder(layout))
 
 
+def _renew_local(local: Path, me: dict) -> dict | None:
+    """Renew this driver's lock at `local` without ever overwriting another's: move it aside (atomic, like a
+    takeover), and put the renewed lock back only where no lock is (a hard link: create-if-absent). Returns
+    None when renewed (or when the lock was deleted and is recreated), else the lock that replaced ours."""
+    aside = local.with_name(f"{local.name}.renew-{uuid.uuid4().hex}")
+    try:
+        os.rename(local, aside)
+    except FileNotFoundError:      # deleted by hand: hold it again, unless another driver already does
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return _parse(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(me).encode())
+        return None
+    try:
+        current = _parse(aside.read_bytes()[:MAX_LOCK_BYTES + 1]) if aside.is_file() else None
+        mine = current is not None and current.get("token") == me["token"]
+        if mine:
+            me["renewed_at"] = time.time()
+            aside.write_bytes(json.dumps(me).encode())
+        try:
+            os.link(aside, local)
+        except FileExistsError:    # a driver found no lock in this instant and took it: it holds the sweep now
+            return _parse(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
+        return None if mine else (current or {"pid": None})
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
-    """Rewrite `renewed_at` every lease / 3 while held. A lock that now holds another driver's token was
-    taken over (this process was stopped past its lease): say so and stop this driver as if interrupted."""
+    """Renew the lease every lease / 3 while held. A lock that now belongs to another driver was taken over
+    (this process was stopped past its lease): say so and stop this driver as if interrupted."""
+    local = layout.storage.local_path(layout.lock_file())
     while not stop.wait(me["lease_s"] / 3):
         try:
-            current = _holder(layout)
-            if current is not None and current.get("token") not in (None, me["token"]) and current.get("pid"):
-                print(f"error: another driver (pid {current.get('pid')} on {str(current.get('host'))[:100]}) took "
-                      f"over {layout.lock_file()} after this one's lease ran out; stopping this run",
-                      file=sys.stderr, flush=True)
-                _thread.interrupt_main()
-                return
-            if current is not None and current.get("token") == me["token"]:
-                me["renewed_at"] = time.time()
-                layout.storage.write_bytes(layout.lock_file(), json.dumps(me).encode())
+            if local is not None:
+                other = _renew_local(local, me)
+            else:   # object stores: best effort until conditional writes (see the module docstring)
+                current = _holder(layout)
+                other = current if current and current.get("token") not in (None, me["token"]) else None
+                if current is not None and current.get("token") == me["token"]:
+                    me["renewed_at"] = time.time()
+                    layout.storage.write_bytes(layout.lock_file(), json.dumps(me).encode())
         except Exception:  # noqa: BLE001 - a storage hiccup: the next renewal tries again (the lease allows 2)
             continue
+        if other is not None:
+            print(f"error: another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
+                  f"{layout.lock_file()} after this one's lease ran out; stopping this run", file=sys.stderr,
+                  flush=True)
+            _thread.interrupt_main()
+            return
 
 
 @contextmanager

@@ -102,6 +102,20 @@ def test_a_live_driver_on_this_machine_is_not_taken_over(layout):
         holder.wait()
 
 
+def _read(layout) -> dict | None:
+    """The lock as it is now; None in the instant a renewal has moved it aside."""
+    try:
+        return json.loads(Path(layout.lock_file()).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _read_held(layout) -> dict:
+    found: list[dict] = []
+    _wait_for(lambda: found.append(_read(layout)) or found[-1] is not None, "a readable lock")
+    return found[-1]
+
+
 def _wait_for(condition, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -112,10 +126,9 @@ def _wait_for(condition, what: str, timeout: float = 30) -> None:
 def test_the_holder_renews_its_lease(layout, monkeypatch):
     monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
     with lock.sweep_lock(layout):
-        first = json.loads(Path(layout.lock_file()).read_text())
+        first = _read_held(layout)
         assert first["lease_s"] == 0.3 and first["token"]
-        _wait_for(lambda: json.loads(Path(layout.lock_file()).read_text())["renewed_at"] > first["renewed_at"],
-                  "a renewal")
+        _wait_for(lambda: (_read(layout) or first)["renewed_at"] > first["renewed_at"], "a renewal")
 
 
 def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout, monkeypatch):
@@ -123,9 +136,20 @@ def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout
     newcomer = {"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60, "token": "theirs"}
     with pytest.raises(KeyboardInterrupt):
         with lock.sweep_lock(layout):
-            Path(layout.lock_file()).write_text(json.dumps(newcomer))
+            fresh = Path(layout.root) / "newcomer"
+            fresh.write_text(json.dumps(newcomer))
+            os.replace(fresh, layout.lock_file())       # as a takeover writes it: atomically
             _wait_for(lambda: False, "the stop")
     assert json.loads(Path(layout.lock_file()).read_text()) == newcomer
+    assert sorted(p.name for p in Path(layout.root).iterdir()) == ["run.lock"]
+
+
+def test_a_lock_deleted_by_hand_while_held_is_written_again(layout, monkeypatch):
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    with lock.sweep_lock(layout):
+        token = _read_held(layout)["token"]
+        Path(layout.lock_file()).unlink()
+        _wait_for(lambda: (_read(layout) or {}).get("token") == token, "the lock written again")
 
 
 def test_a_bad_lease_setting_is_refused(layout, monkeypatch):
