@@ -124,15 +124,14 @@ def _changed_specs(spec):
                 continue
             if section == "model":
                 changed = [_other_value(section, m, f.name) for m in spec.models]
-                yield key, (dataclasses.replace(spec, models=tuple(changed)) if None not in changed else None)
+                yield key, (spec.with_top(models=tuple(changed)) if None not in changed else None)
                 continue
             variants = []
             for v in spec.variants:
                 new = _other_value(section, getattr(v, section), f.name)
                 if new is None:
                     break
-                variants.append(dataclasses.replace(v, sections=tuple((s, new if s == section else o)
-                                                                      for s, o in v.sections)))
+                variants.append(dataclasses.replace(v, **{section: new}))
             yield key, (dataclasses.replace(spec, variants=tuple(variants)) if len(variants) == len(spec.variants)
                         else None)
 
