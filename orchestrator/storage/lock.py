@@ -20,7 +20,7 @@ take over only if the object is still the one read). A lock file that cannot be 
 driver (garbled, a list, a directory, a FIFO) is refused with a message naming it, never parsed blindly
 or waited on. A renewal moves the lock aside and links it back, so it never overwrites another driver's
 lock either. A holder whose lock was taken over while it lived (it was stopped for longer than its lease)
-stops as if interrupted, so two drivers never write one sweep for long; a lock deleted by hand while its
+stops as if interrupted (or, where SIGINT is ignored, as if terminated), so two drivers never write one sweep for long; a lock deleted by hand while its
 holder lives is written again at the next renewal.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import getpass
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -304,8 +305,18 @@ def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
             print(f"error: another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
                   f"{layout.lock_file()} after this one's lease ran out; stopping this run", file=sys.stderr,
                   flush=True)
-            _thread.interrupt_main()
+            _stop_this_driver()
             return
+
+
+def _stop_this_driver() -> None:
+    """Stop the process as Ctrl-C does (finished tasks kept, exit 130). Where Python does not handle SIGINT
+    (a background job of a shell ignores it), end it as SIGTERM does: like a killed driver, which loses
+    nothing (every write is atomic)."""
+    if callable(signal.getsignal(signal.SIGINT)):
+        _thread.interrupt_main()
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextmanager

@@ -131,7 +131,17 @@ def test_the_holder_renews_its_lease(layout, monkeypatch):
         _wait_for(lambda: (_read(layout) or first)["renewed_at"] > first["renewed_at"], "a renewal")
 
 
-def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout, monkeypatch):
+@pytest.fixture
+def sigint_handled():
+    """Ctrl-C handled by Python, as in a shell's foreground (a background job of a script ignores it)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout, monkeypatch, sigint_handled):
     monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
     newcomer = {"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60, "token": "theirs"}
     with pytest.raises(KeyboardInterrupt):
@@ -168,3 +178,27 @@ def test_a_takeover_never_removes_a_lock_written_since_the_stale_one_was_read(la
         lock._take_over_local(layout, Path(layout.lock_file()), stale)
     assert json.loads(Path(layout.lock_file()).read_text()) == fresh
     assert sorted(p.name for p in Path(layout.root).iterdir()) == ["run.lock"]
+
+
+def test_a_holder_that_ignores_sigint_is_terminated_when_its_lock_is_taken_over(layout):
+    import signal
+    import sys
+
+    script = f"""
+import json, os, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+from orchestrator.storage import lock
+from orchestrator.storage.layout import Storage, SweepLayout
+layout = SweepLayout(Storage({str(Path(layout.root).parent)!r}), {Path(layout.root).name!r})
+with lock.sweep_lock(layout):
+    fresh = Path(layout.root) / "newcomer"
+    fresh.write_text(json.dumps({{"pid": 1, "host": "another-host", "token": "theirs"}}))
+    os.replace(fresh, layout.lock_file())
+    time.sleep(60)
+sys.exit(3)
+"""
+    env = {**os.environ, lock.LEASE_ENV_VAR: "0.3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr)
+    assert "took over" in proc.stderr and json.loads(Path(layout.lock_file()).read_text())["token"] == "theirs"
