@@ -21,7 +21,7 @@ import torch
 from orchestrator import vocab
 from orchestrator.graph.dag import build_graph
 from orchestrator.run.work import TaskEnv, execute
-from orchestrator.spec.schema import settings_classes
+from orchestrator.spec.schema import DATA_AXIS_FIELDS, settings_classes
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tasks.align import ALIGNMENTS
@@ -33,12 +33,11 @@ from tasks.settings import base_type, declared_fields, recording_reads
 # Read by tasks, in no id, by design (DESIGN.md: `data.root` and resources are never part of an id): where
 # the dataset files are, not what they hold.
 READ_OUTSIDE_IDENTITY = {"data.root"}
-# Settings this check cannot change in a spec, and why their identity is checked elsewhere.
-NOT_CHANGEABLE = {
-    "data.cue_proportion": "set per model from `cue_proportions`; in every data identity (test_graph, test_golden)",
-    "data.seed": "set per model from `seeds`; in every data identity (test_graph, test_golden)",
-    "data.cue": "each dataset has one cue, so no other value is valid for the digits",
-}
+# Settings this check cannot change in a spec, and why their identity is checked elsewhere: the data
+# settings the graph gives each model (`cue_proportions`, `seeds`, the resubset design's `cue_seed`: a
+# spec's value is not the one a task reads; they are in every data identity, test_graph, test_golden), and
+# the cue (each dataset has one, so no other value is valid for the digits).
+NOT_CHANGEABLE = {f"data.{name}" for name in DATA_AXIS_FIELDS} | {"data.cue"}
 # Values for string settings without `choices`.
 OTHER_STRINGS = {"data.dataset": tuple(DATASETS), "model.name": tuple(MODELS), "data.root": ("/elsewhere",)}
 # Reads that happen only under some values of other settings, and that the sweep below cannot reach (none
