@@ -101,3 +101,22 @@ def test_layout_ab_quick(tmp_path):
     (result,) = read(tmp_path, "layout_ab")["results"]
     assert set(result["eval_speedup"]) == {"nchw_fp32", "cl_fp32", "cl_folded_fp32", "cl_folded_bf16"}
     assert result["eval_speedup"]["nchw_fp32"] == 1.0 and all(v > 0 for v in result["train_images_per_s"].values())
+
+
+def test_table_spread_counts_the_values_two_runs_disagree_on(tmp_path):
+    from bench import table_spread
+    from orchestrator import vocab
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from tests.orchestrator.report_data import synthetic_sweep, write_sweep
+
+    a, b = (SweepLayout(Storage(str(tmp_path / name)), "s") for name in ("a", "b"))
+    data = synthetic_sweep(seeds=(0, 1), pair_types=("cue~nocue",))
+    write_sweep(a, data)
+    task = next(iter(data[vocab.BARRIERS]))
+    data[vocab.BARRIERS][task][0]["value"] += 0.5           # one barrier moves beyond the tolerance
+    data[vocab.BARRIERS][task][1]["value"] += 1e-9          # another by float rounding
+    write_sweep(b, data)
+    out = table_spread.spread(a, b).set_index(["table", "column"])
+    row = out.loc[(vocab.BARRIERS, "value")]
+    assert row["differ"] == 2 and row["beyond max(0.005, 2%)"] == 1 and row["max |diff|"] == pytest.approx(0.5)
+    assert out.loc[(vocab.PATHS, "loss"), "differ"] == 0
