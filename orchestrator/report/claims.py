@@ -58,7 +58,7 @@ class _Judge:
         diff = cmp.compare(a, b, self.r.level)
         decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
-                                   power=self.power(diff, max(margin, self.r.reliance_effect), PP, " pp")))
+                                   power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None) -> None:
         diff = cmp.one_sample(a, self.r.level)
