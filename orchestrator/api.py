@@ -36,13 +36,16 @@ def load(spec: str | None = None, *overrides: str, **flags):
 
 
 def run(spec: str | None = None, *overrides: str, runner: str = "real", num_cpus: int | None = None,
-        address: str | None = None, report: bool = True, new_version: bool = False, **flags):
+        address: str | None = None, report: bool = True, new_version: bool = False,
+        autoscaler_config: str | None = None, wait_for_nodes_s: float | None = None, **flags):
     """Run (or resume) a sweep like `mmc-sweep run`; returns its `SweepOutcome` (`.ok`, `.counts`,
-    `.layout`, `.report_html`). Raises SpecError / SweepError for bad input."""
+    `.layout`, `.report_html`). Raises SpecError / SweepError for bad input. `autoscaler_config` and
+    `wait_for_nodes_s` are `--autoscaler-config` and `--wait-for-nodes`."""
     from orchestrator.run.sweep import run_sweep
 
+    waits = {} if wait_for_nodes_s is None else {"wait_for_nodes_s": wait_for_nodes_s}
     return run_sweep(load(spec, *overrides, **flags), runner=runner, num_cpus=num_cpus, ray_address=address,
-                     report=report, new_version=new_version)
+                     report=report, new_version=new_version, autoscaler_config=autoscaler_config, **waits)
 
 
 @dataclass(frozen=True)

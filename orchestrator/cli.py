@@ -51,14 +51,19 @@ FLAGS = {"storage": "--storage", "max_concurrent": "--max-concurrent", "mlflow.t
 
 
 def cmd_run(args) -> int:
+    from orchestrator.run import capacity
     from orchestrator.run.sweep import run_sweep
 
     if args.num_cpus is not None and not 1 <= args.num_cpus <= 100_000:
         raise UsageError(f"--num-cpus {args.num_cpus} is not allowed; give a whole number of CPUs >= 1")
+    if not (math.isfinite(args.wait_for_nodes) and 0 <= args.wait_for_nodes <= capacity.MAX_WAIT_FOR_NODES_S):
+        raise UsageError(f"--wait-for-nodes {args.wait_for_nodes:g} is not allowed; give seconds between 0 and "
+                         f"{capacity.MAX_WAIT_FOR_NODES_S}")
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent,
                              "mlflow.tracking_uri": args.tracking_uri})
     outcome = run_sweep(spec, runner=args.runner, num_cpus=args.num_cpus, ray_address=args.address,
-                        report=not args.no_report, new_version=args.new_version)
+                        report=not args.no_report, new_version=args.new_version,
+                        autoscaler_config=args.autoscaler_config, wait_for_nodes_s=args.wait_for_nodes)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
 
 
@@ -195,6 +200,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.run.capacity import DEFAULT_WAIT_FOR_NODES_S   # light: no Ray, torch or Arrow
+
     p = _Parser(prog="mmc-sweep", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -207,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", help="override `mlflow.tracking_uri` (needed with remote storage)")
     run.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--wait-for-nodes", type=float, default=DEFAULT_WAIT_FOR_NODES_S, metavar="SECONDS",
+                     help="on a cluster that cannot run the sweep yet while nodes are starting (or its autoscaler "
+                          "was asked for them), wait this long for them before refusing (default: "
+                          f"{DEFAULT_WAIT_FOR_NODES_S})")
+    run.add_argument("--autoscaler-config", metavar="YAML",
+                     help="the node types the cluster's autoscaler can start: the `ray up` cluster YAML or KubeRay "
+                          "RayCluster/RayJob YAML it was started with (default: read from the head's autoscaler "
+                          "when the driver runs on the head, as with `ray job submit`)")
     run.add_argument("--new-version", action="store_true",
                      help="the spec changes settings of an existing sweep: make it the sweep's new version (the old "
                           "spec is kept as spec-v<N>.yaml; unchanged finished tasks are reused)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import math
 import os
 import socket
 import ssl
@@ -329,14 +330,98 @@ def check_resources(spec: SweepSpec, cluster: dict, kinds: list[str]) -> list[st
     return problems
 
 
+def _refusal(problems: list[str], header: str = "the cluster cannot run this sweep") -> SweepError:
+    return SweepError(f"{header}:\n  - " + "\n  - ".join(problems))
+
+
 def check_cluster(spec: SweepSpec, layout: SweepLayout, cluster: dict, kinds: list[str]) -> None:
     """Resources for every task kind, and (on several nodes) that every node sees the storage,
-    the data root and a local MLflow store."""
+    the data root and a local MLflow store. `cluster`: what the cluster has (`check_resources`), or can
+    grow to where an autoscaler adds nodes (`wait_for_cluster` decided)."""
     problems = check_resources(spec, cluster, kinds)
     if problems:
-        raise SweepError("the cluster cannot run this sweep:\n  - " + "\n  - ".join(problems))
+        raise _refusal(problems)
     from orchestrator.run.visibility import check_shared_paths
 
     problems = check_shared_paths(spec, layout)
     if problems:
         raise SweepError("\n\n".join(problems))
+
+
+# ----- a cluster that is still growing
+
+WAIT_POLL_S = 1.0                  # how often the cluster is re-read while waiting
+WAIT_REPORT_S = 15.0               # how often the wait says what it waits for
+AUTOSCALER_REACT_S = 60.0          # how long an autoscaler that was asked for nodes may take to start one
+
+
+def wait_for_cluster(spec: SweepSpec, kinds: list[str], read, *, wait_s: float, counts: dict | None = None,
+                     ask=None, log=print, sleep=time.sleep, clock=time.monotonic):
+    """The first reading of the cluster (`read()`, a `capacity.ClusterView`) that can run the sweep's
+    task `kinds`; SweepError (today's message) when none can within `wait_s` seconds.
+
+    - The cluster has what the tasks need now: go.
+    - An autoscaler runs and its node types are known: refuse only what no node type could ever run
+      (the message names the node types considered), else go at once and say what the sweep will ask
+      the autoscaler for; the tasks' own demand makes it start nodes, and they wait for them.
+    - Otherwise wait while nodes are on their way (the autoscaler is starting some, or a node is
+      still joining: listed before its resources count), up to `wait_s`, saying what it waits for.
+      An autoscaler of unknown node types is asked for one task of each missing kind (`ask(bundles)`,
+      `ray.autoscaler.sdk.request_resources`) and given AUTOSCALER_REACT_S to start a node for them.
+    `counts`: unfinished tasks per kind (what the sweep asks for)."""
+    view, start, said, asked = read(), clock(), -math.inf, False
+    while True:
+        problems = check_resources(spec, view.now(), kinds)
+        if not problems:
+            return view
+        if view.can_grow:
+            ever = check_resources(spec, view.at_most(), kinds)
+            if ever:
+                raise _refusal(ever, "the cluster cannot run this sweep, even with every node its autoscaler can "
+                                     f"start (node types considered: {view.node_types.describe()})")
+            log(_growth_plan(spec, view, kinds, counts or {}))
+            return view
+        elapsed = clock() - start
+        if view.autoscaler is not None and ask is not None and not asked:
+            ask(_bundles(spec, view, kinds))
+            asked = True
+        waiting = view.starting or (asked and elapsed < AUTOSCALER_REACT_S)
+        if elapsed >= wait_s or not waiting:
+            waited = f" (waited {elapsed:.0f} s for nodes; --wait-for-nodes {wait_s:g})" if elapsed >= 1 else ""
+            raise _refusal(problems, f"the cluster cannot run this sweep{waited}")
+        if clock() - said >= WAIT_REPORT_S:
+            coming = (f"the autoscaler is starting {view.autoscaler.describe_pending()}" if view.pending_nodes
+                      else "a node is joining" if view.registering else "the autoscaler was asked for nodes")
+            log(f"waiting for nodes ({elapsed:.0f} of at most {wait_s:g} s; {coming}): the cluster has "
+                f"{view.summary()}; missing: " + "; ".join(problems))
+            said = clock()
+        sleep(WAIT_POLL_S)
+        view = read()
+
+
+def _bundles(spec: SweepSpec, view, kinds: list[str]) -> list[dict]:
+    """One task of each kind the cluster cannot run now: its workers' resources."""
+    from orchestrator.run.distributed import worker_resources
+
+    missing = [k for k in kinds if check_resources(spec, view.now(), [k])]
+    return [worker_resources(spec.resources[k]) for k in missing for _ in range(spec.resources[k].workers)]
+
+
+def _growth_plan(spec: SweepSpec, view, kinds: list[str], counts: dict) -> str:
+    """What the sweep will ask the autoscaler for, and what waiting for it means."""
+    from orchestrator.run import capacity
+    from orchestrator.run.node_types import describe_resources
+
+    asks = []
+    for kind in kinds:
+        r = spec.resources[kind]
+        demand = capacity.demand_of(r)
+        at_once = view.slots(demand)
+        if spec.max_concurrent:
+            at_once = min(at_once, spec.max_concurrent)
+        if counts.get(kind):
+            at_once = min(at_once, counts[kind])
+        asks.append(f"{kind}: up to {max(1, at_once)} at once x {{{describe_resources(demand)}}}")
+    return (f"cluster: {view.summary()} now; its autoscaler can start {view.describe_growth()}.\n"
+            f"The sweep asks it for " + "; ".join(asks) + ". Tasks wait until nodes have joined (on a cloud, "
+            "the first ones take minutes); the autoscaler removes idle nodes again.")

@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from orchestrator.run import distributed, work
+from orchestrator.run import capacity, distributed, work
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.run.state import ProgressPrinter, SweepState
@@ -53,17 +53,24 @@ class DagSearcher(Searcher):
     grow towards `TARGET_TRIAL_S` per trial (at most `MAX_ADAPTIVE_BUNDLE` tasks) unless `max_bundle`
     or MMC_MAX_BUNDLE set a cap. The ready tasks come from `SweepState.ready`, kept up to date
     incrementally: a suggestion costs O(log n), not a scan.
+
+    `concurrency` is a fixed number of trials in flight, or a `capacity.Concurrency` that follows the
+    cluster: then the trials in flight of each resource kind (GPU tasks, CPU tasks) stay within what
+    the cluster has (or can grow to), re-read as nodes join and leave, and a ready task of a kind with
+    room goes before one of a kind without.
     """
 
     def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
-                 concurrency: int = 1, max_bundle: int | None = None):
+                 concurrency: int | capacity.Concurrency = 1, max_bundle: int | None = None):
         super().__init__()
         self._state = state
         self._trial_to_tasks: dict[str, list[str]] = {}
         self._finished_trials: dict[str, list[str]] = {}
         self._on_start = on_start
         self._on_finish = on_finish
-        self._concurrency = max(1, concurrency)
+        self._capacity = concurrency if isinstance(concurrency, capacity.Concurrency) else None
+        self._concurrency = 1 if self._capacity is not None else max(1, concurrency)
+        self._in_flight: dict[str, int] = {}      # resource kind -> trials suggested and not completed
         explicit = max_bundle if max_bundle is not None else os.environ.get(MAX_BUNDLE_ENV_VAR)   # the argument wins
         self._max_bundle = max(1, int(explicit or DEFAULT_MAX_BUNDLE))
         self._adaptive = not explicit
@@ -91,6 +98,13 @@ class DagSearcher(Searcher):
         recent = self._durations.get(kind)
         return statistics.median(recent) if recent and len(recent) >= _DURATION_SAMPLES else None
 
+    def _limit(self, task: Task) -> int:
+        return self._capacity.limit(task.resources) if self._capacity is not None else self._concurrency
+
+    def _has_room(self, task_id: str) -> bool:
+        task = self._state.graph.tasks[task_id]
+        return self._in_flight.get(capacity.kind_of(task.resources), 0) < self._limit(task)
+
     def _bundle(self, first: str) -> list[str]:
         ready = self._state.ready
         head = self._state.graph.tasks[first]
@@ -102,14 +116,18 @@ class DagSearcher(Searcher):
         cap = self._max_bundle
         if self._adaptive and typical is not None:
             cap = max(cap, min(MAX_ADAPTIVE_BUNDLE, math.ceil(TARGET_TRIAL_S / max(typical, 1e-3))))
-        size = min(cap, max(1, -(-ready.size(group) // self._concurrency)))
+        size = min(cap, max(1, -(-ready.size(group) // self._limit(head))))
         return ready.take(group, size)
 
     def suggest(self, trial_id: str):
         states = self._state.states
-        first = self._state.ready.first()
+        first = self._state.ready.first(self._has_room if self._capacity is not None else None)
+        if first is None and len(self._state.ready):
+            return None     # ready tasks, but their kinds have as many trials in flight as the cluster holds
         if first is not None:
             bundle = self._bundle(first)
+            kind = capacity.kind_of(self._state.graph.tasks[first].resources)
+            self._in_flight[kind] = self._in_flight.get(kind, 0) + 1
             now = time.time()
             for task_id in bundle:
                 states[task_id].status = RUNNING
@@ -136,6 +154,8 @@ class DagSearcher(Searcher):
         if bundle is None:
             return
         self._finished_trials[trial_id] = bundle
+        kind = capacity.kind_of(self._state.graph.tasks[bundle[0]].resources)
+        self._in_flight[kind] = self._in_flight.get(kind, 0) - 1
         per_task = unpack_results(result)
         for task_id in bundle:
             state = self._state.states[task_id]
@@ -309,13 +329,16 @@ def run_graph(
     on_finish: Callable[[str], None] = lambda task_id: None,
     progress: ProgressPrinter | None = None,
     run_name: str | None = None,
+    concurrency: capacity.Concurrency | None = None,
 ) -> None:
-    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`."""
+    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`.
+    Trials in flight follow the cluster (`concurrency`, by default read from the connected cluster),
+    at most `max_concurrent`."""
     if state.count(PENDING) == 0:   # nothing to run (Ray may not even be started)
         (progress or ProgressPrinter(state, max_concurrent or 1)).maybe_print(force=True)
         return
-    concurrency = max_concurrent or max(1, int(cluster_resources().get("CPU", 1)))
-    progress = progress or ProgressPrinter(state, concurrency)
+    concurrency = concurrency or capacity.Concurrency(capacity.read_cluster, max_concurrent)
+    progress = progress or ProgressPrinter(state, concurrency.typical, cluster=concurrency.summary)
 
     def started(task_id: str) -> None:
         progress.maybe_print()
@@ -335,7 +358,9 @@ def run_graph(
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=-1,
-            max_concurrent_trials=max_concurrent,
+            # the searcher keeps trials in flight within what the cluster holds; Tune's own bound only
+            # has to let that many through (and keeps that many waiting for resources: the autoscaler's demand)
+            max_concurrent_trials=max_concurrent or max(1, state.count(PENDING)),
             reuse_actors=True,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,

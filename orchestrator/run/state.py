@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from orchestrator.graph.dag import Graph
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED
@@ -202,9 +203,11 @@ class ReadySet:
             heapq.heappop(heap)
         return heap[0] if heap else None
 
-    def first(self) -> str | None:
-        """The ready task that comes first in the graph's order."""
+    def first(self, allowed: Callable[[str], bool] | None = None) -> str | None:
+        """The ready task that comes first in the graph's order (of the groups whose first task is `allowed`)."""
         heads = [h for h in (self._head(g) for g in list(self._heaps)) if h is not None]
+        if allowed is not None:
+            heads = [h for h in heads if allowed(h[1])]
         return min(heads)[1] if heads else None
 
     def take(self, group: tuple, n: int) -> list[str]:
@@ -234,11 +237,15 @@ class ReadySet:
 
 
 class ProgressPrinter:
-    """Prints one progress line on every change, at most every `interval_s`, and on demand."""
+    """Prints one progress line on every change, at most every `interval_s`, and on demand.
+    `concurrency` (for the ETA) may be a function, re-read per line; `cluster()` ends the line (the
+    cluster's nodes and GPUs now)."""
 
-    def __init__(self, state: SweepState, concurrency: int, interval_s: float | None = None, stream=None):
+    def __init__(self, state: SweepState, concurrency: int | Callable[[], int], interval_s: float | None = None,
+                 stream=None, cluster: Callable[[], str] | None = None):
         self._state = state
         self._concurrency = concurrency
+        self._cluster = cluster
         self._interval_s = float(os.environ.get(PROGRESS_INTERVAL_S_ENV_VAR, interval_s or DEFAULT_PROGRESS_INTERVAL_S))
         self._stream = stream or sys.stdout
         self._last = 0.0
@@ -249,4 +256,6 @@ class ProgressPrinter:
             now = time.time()
             if force or now - self._last >= self._interval_s:
                 self._last = now
-                print(self._state.progress_line(self._concurrency), file=self._stream, flush=True)
+                concurrency = self._concurrency() if callable(self._concurrency) else self._concurrency
+                line = self._state.progress_line(concurrency)
+                print(line + (f" | {self._cluster()}" if self._cluster else ""), file=self._stream, flush=True)

@@ -1,9 +1,11 @@
 """One `mmc-sweep run`: spec → graph → checks → cache → Ray → tables, MLflow, summary, report.
 
 The story of a run, in order; each step is a call into the module that owns it:
-1. plan the graph (`graph`), check data, endpoints and storage (`preflight`);
+1. plan the graph (`graph`), check data, endpoints and storage (`preflight`), read the autoscaler's node
+   types if given (`node_types`);
 2. take the sweep's lock (`lock`), compare the spec with the stored one, verify finished outputs
-   (`outputs`), and only if something is left to do, connect to Ray and check the cluster;
+   (`outputs`), and only if something is left to do, connect to Ray and check the cluster: what it has,
+   or can grow to, waiting a bounded time for nodes that are on their way (`capacity`, `preflight`);
 3. write the resolved spec and the plan (`plan`), run what is left (`schedule`), recording every
    task's row and MLflow run as it ends (`recording`);
 4. print the summary and write the report (`report`).
@@ -22,14 +24,16 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.results import compact, outputs, plan, tables
-from orchestrator.run import preflight
+from orchestrator.run import capacity, preflight
+from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
+from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import SweepError
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
 from orchestrator.storage.lock import sweep_lock
 from orchestrator.run.recording import TaskRecorder
-from orchestrator.run.schedule import TrialContext, cluster_resources, init_ray, run_graph
+from orchestrator.run.schedule import TrialContext, init_ray, run_graph
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
 
@@ -87,10 +91,14 @@ def unfinished_kinds(graph: Graph, verified: dict) -> list[str]:
 
 
 def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = None, ray_address: str | None = None,
-              report: bool = True, new_version: bool = False, log=print) -> SweepOutcome:
+              report: bool = True, new_version: bool = False, log=print, autoscaler_config: str | None = None,
+              wait_for_nodes_s: float = capacity.DEFAULT_WAIT_FOR_NODES_S) -> SweepOutcome:
     """Run (or resume) a sweep; never raises for task failures (see `SweepOutcome.ok`); raises
     SweepError (before any work, leaving nothing behind) for bad input. Every line goes out through
-    `log`, redacted (credentials in URIs never printed, whatever message carries them)."""
+    `log`, redacted (credentials in URIs never printed, whatever message carries them).
+    `autoscaler_config`: the autoscaler's node types (a `ray up` or KubeRay YAML; default: the config of the
+    head's autoscaler when this runs on the head). `wait_for_nodes_s`: how long to wait for nodes that are
+    on their way before refusing a sweep the cluster cannot run yet (a cluster at `ray_address` only)."""
     start = time.time()
     log = redacting(log)
     for key, value in MLFLOW_TIMEOUT_ENV.items():
@@ -100,6 +108,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
     address = ray_address or os.environ.get("RAY_ADDRESS")
     preflight.check_ray_address(address)
+    given_types = read_node_types(autoscaler_config) if autoscaler_config else None
     layout = preflight.open_layout(spec)
     created = preflight.new_directories(layout)
     preflight.check_storage(layout)
@@ -109,10 +118,16 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
             preflight.check_report_dir(layout)
             verified = verify_all(graph, layout)
             kinds = unfinished_kinds(graph, verified)
+            concurrency = None
             if kinds:   # a finished sweep needs no cluster: skip Ray's ~10 s start
                 _connect(num_cpus, address)
-                preflight.check_cluster(spec, layout, cluster_resources(), kinds)
-            return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log)
+                read = _cluster_reader(given_types, local=not address, log=log)
+                view = _wait_for_cluster(spec, graph, verified, kinds, read, wait_s=wait_for_nodes_s if address else 0,
+                                         log=log)
+                preflight.check_cluster(spec, layout, view.at_most(), kinds)
+                concurrency = Concurrency(read, spec.max_concurrent, view=view)
+            return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
+                               concurrency=concurrency)
     except SweepError:
         preflight.remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
@@ -127,6 +142,58 @@ def _connect(num_cpus: int | None, address: str | None) -> None:
                          "(or RAY_ADDRESS), or leave it out to run on a local Ray") from None
 
 
+def _cluster_reader(given: NodeTypes | None, *, local: bool, log):
+    """`read()` -> the cluster now (`capacity.ClusterView`), with the autoscaler's node types: `given`
+    (checked against the autoscaler that runs), else those of the head's autoscaler when this runs on
+    the head. A local Ray this run started has no autoscaler."""
+    types = given if given is not None or local else _head_node_types(log)
+
+    def read() -> ClusterView:
+        return read_cluster(types, autoscaled=not local)
+
+    if given is not None:
+        _check_autoscaler(given, read())
+    return read
+
+
+def _head_node_types(log) -> NodeTypes | None:
+    try:
+        import ray
+
+        path = head_autoscaler_config(ray.get_runtime_context().gcs_address)
+        return read_node_types(path, "the head's autoscaler config") if path else None
+    except SweepError as exc:   # not the user's input: go on as without an autoscaler config
+        log(f"warning: {exc}; going on without the autoscaler's node types")
+    except Exception:  # noqa: BLE001 - no address to match, /proc unreadable: nothing found
+        pass
+    return None
+
+
+def _check_autoscaler(types: NodeTypes, view: ClusterView) -> None:
+    flag = f"{AUTOSCALER_CONFIG_FLAG} {types.source}"
+    if view.autoscaler is None:
+        raise SweepError(f"{flag}: the cluster runs no autoscaler (`ray status` shows none), so no node of those "
+                         f"types would start; start the cluster with `ray up {types.source}` (KubeRay: "
+                         f"`enableInTreeAutoscaling: true`), or leave {AUTOSCALER_CONFIG_FLAG} out")
+    if not view.autoscaler.types & types.names():
+        raise SweepError(f"{flag} names the node types {', '.join(sorted(types.names()))}, but the cluster's "
+                         f"autoscaler reports {', '.join(sorted(view.autoscaler.types))}; give the file the cluster "
+                         f"was started with, or leave {AUTOSCALER_CONFIG_FLAG} out")
+
+
+def _wait_for_cluster(spec: SweepSpec, graph: Graph, verified: dict, kinds: list[str], read, *, wait_s: float,
+                      log) -> ClusterView:
+    counts: dict[str, int] = {}
+    for task_id, (ok, _) in verified.items():
+        if not ok:
+            counts[graph.tasks[task_id].kind] = counts.get(graph.tasks[task_id].kind, 0) + 1
+    ask = capacity.ResourceRequest()
+    try:
+        return preflight.wait_for_cluster(spec, kinds, read, wait_s=wait_s, counts=counts, ask=ask, log=log)
+    finally:
+        ask.clear()   # a request stays until replaced: the tasks' own demand takes over from here
+
+
 def _archive_spec(layout: SweepLayout) -> str:
     storage = layout.storage
     version = 1
@@ -137,7 +204,8 @@ def _archive_spec(layout: SweepLayout) -> str:
 
 
 def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, verified: dict,
-                changes: list[str], *, runner: str, report: bool, log) -> SweepOutcome:
+                changes: list[str], *, runner: str, report: bool, log,
+                concurrency: Concurrency | None = None) -> SweepOutcome:
     """The body of `run_sweep` once the lock is held and the cluster fits the sweep."""
     if changes:
         log(f"new version of sweep `{spec.name}` ({len(changes)} setting(s) changed); the previous spec is kept "
@@ -165,10 +233,13 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
                 if state.states[child].status == vocab.SKIPPED:
                     recorder.record(child)
 
-    progress = ProgressPrinter(state, spec.max_concurrent or (_default_concurrency() if state.count(vocab.PENDING)
-                                                             else 1))
+    if concurrency is not None and state.count(vocab.PENDING):
+        progress = ProgressPrinter(state, concurrency.typical, cluster=concurrency.summary)
+    else:
+        progress = ProgressPrinter(state, spec.max_concurrent or 1)
     try:
-        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress)
+        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress,
+                  concurrency=concurrency)
         for task_id, s in state.states.items():   # pending tasks that could never run
             if s.status == vocab.SKIPPED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
                 recorder.record(task_id)
@@ -209,14 +280,6 @@ def _finish_mlflow(sink, run_id, log, **kwargs) -> None:
     except Exception as exc:  # noqa: BLE001 - the results are in Parquet whatever MLflow does
         log(f"warning: MLflow could not close the sweep's run ({type(exc).__name__}: {redact(str(exc))}); "
             "the results are in the Parquet tables")
-
-
-def _default_concurrency() -> int:
-    """Without `max_concurrent`: as many tasks as the cluster has CPUs (resources cap it further)."""
-    try:
-        return max(1, int(cluster_resources().get("CPU", 1)))
-    except Exception:  # noqa: BLE001 - Ray not started (nothing to run)
-        return 1
 
 
 def _kind_counts(graph: Graph) -> str:

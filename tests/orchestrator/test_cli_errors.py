@@ -26,6 +26,7 @@ import yaml
 
 from orchestrator import cli
 from orchestrator.run import preflight, sweep
+from orchestrator.run.capacity import ClusterView
 from orchestrator.spec import yaml_io
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
@@ -539,7 +540,7 @@ def test_data_download_of_an_unknown_dataset_is_refused(tmp_path, capsys):
 
 def test_more_gpus_than_the_cluster_has_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sweep, "init_ray", lambda **kwargs: None)
-    monkeypatch.setattr(sweep, "cluster_resources", lambda: {"CPU": 2.0, "memory": 8e9})
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2.0, "memory": 8e9}))
     storage = tmp_path / "storage"
     spec = write_spec(tmp_path, resources={"pretrain": {"cpus": 1, "gpus": 2}})
     code, out, err, elapsed = main(capsys, "run", str(spec), "--storage", str(storage))

@@ -19,6 +19,7 @@ import torch
 from orchestrator import cli, vocab
 from orchestrator.results import compact, manifest, outputs, tables
 from orchestrator.run import recording, sweep, work
+from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
@@ -322,7 +323,7 @@ class Interrupted(KeyboardInterrupt):
 
 def inline_run_graph(stop_after: int | None):
     """`schedule.run_graph` without Ray: ready tasks one by one in this process; Ctrl-C after `stop_after`."""
-    def run_graph(state, layout, ctx, *, max_concurrent, on_finish, progress=None, run_name=None):
+    def run_graph(state, layout, ctx, *, max_concurrent, on_finish, progress=None, run_name=None, concurrency=None):
         ran = 0
         while (task_id := state.ready.first()) is not None:
             task = ctx.graph.tasks[task_id]
@@ -345,7 +346,7 @@ def inline_run_graph(stop_after: int | None):
 def inline(monkeypatch):
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
     monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
-    monkeypatch.setattr(sweep, "cluster_resources", lambda: {"CPU": 2})
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
     monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
 
     def use(stop_after=None):

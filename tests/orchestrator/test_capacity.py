@@ -1,0 +1,351 @@
+"""What the cluster can run and how many trials follow it, without a cluster: node types read from
+autoscaling configs (`node_types`), views of a cluster (`capacity.ClusterView`), the bounded wait of
+the preflight (`preflight.wait_for_cluster`, a fake clock), and the searcher's trials in flight as
+nodes join and leave (`DagSearcher` with a `capacity.Concurrency` over views the test changes).
+The same on a real autoscaling cluster: tests/orchestrator/test_autoscaling.py."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator import cli
+from orchestrator.errors import SweepError
+from orchestrator.graph.dag import Resources, build_graph
+from orchestrator.run import capacity, preflight, schedule as S, state as sweep_state, sweep
+from orchestrator.run.capacity import AutoscalerStatus, ClusterView, Concurrency
+from orchestrator.run.node_types import NodeType, NodeTypes, head_autoscaler_config, read_node_types
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.vocab import DONE, RUNNING
+from tests.conftest import write_spec
+
+HEAD = {"CPU": 0.0, "memory": 1e9, "node:__internal_head__": 1.0}
+GPU_NODE = {"CPU": 1.0, "GPU": 1.0, "memory": 1e9}
+GPU_WORKER = NodeType("gpu_worker", (("CPU", 1.0), ("GPU", 1.0)), min_workers=0, max_workers=2)
+TYPES = NodeTypes((NodeType("head", (("CPU", 0.0),), head=True), GPU_WORKER), "cluster.yaml")
+AUTOSCALER = AutoscalerStatus(active={"head": 1})
+
+
+def _view(*workers: dict, types: NodeTypes | None = TYPES, autoscaler=AUTOSCALER, joining: dict | None = None,
+          pending: dict | None = None) -> ClusterView:
+    """A cluster of the head and `workers`; `joining`: one more node listed whose resources are not counted yet."""
+    nodes = [HEAD, *workers] + ([joining] if joining else [])
+    visible: dict[str, float] = {}
+    for node in (HEAD, *workers):
+        for k, v in node.items():
+            visible[k] = visible.get(k, 0.0) + v
+    if pending is not None and autoscaler is not None:
+        autoscaler = AutoscalerStatus(autoscaler.active, pending)
+    return ClusterView(tuple(nodes), visible, types if autoscaler is not None else None, autoscaler)
+
+
+def _spec(tmp_path, **resources):
+    return load_spec(write_spec(tmp_path, resources={k: v for k, v in resources.items()}))
+
+
+# ----- node types from files
+
+def test_a_ray_up_config_gives_each_node_type_with_its_resources_and_counts(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text("max_workers: 3\nhead_node_type: head\navailable_node_types:\n"
+                    "  head: {resources: {CPU: 0}, node_config: {}}\n"
+                    "  gpu: {resources: {CPU: 4, GPU: 1, accel_a10g: 1}, min_workers: 1, max_workers: 8}\n"
+                    "  cpu: {resources: {}, max_workers: 2}\n")
+    types = read_node_types(path)
+    assert [(t.name, t.amounts, t.min_workers, t.max_workers, t.head) for t in types.types] == [
+        ("head", {"CPU": 0.0}, 0, 0, True), ("gpu", {"CPU": 4.0, "GPU": 1.0, "accel_a10g": 1.0}, 1, 8, False),
+        ("cpu", {}, 0, 2, False)]
+    assert types.max_workers == 3 and not types.complete     # `cpu` leaves its resources to the cloud
+    assert types.describe() == ("head (CPU 0; the head), gpu (CPU 4, GPU 1, accel_a10g 1; 1-8 nodes), "
+                                "cpu (resources not given; 0-2 nodes)")
+
+
+def test_a_kuberay_rayjob_gives_its_groups(tmp_path):
+    path = tmp_path / "rayjob.yaml"
+    path.write_text(json.dumps({"kind": "RayJob", "spec": {"rayClusterSpec": {
+        "enableInTreeAutoscaling": True,
+        "headGroupSpec": {"rayStartParams": {"num-cpus": "0"}},
+        "workerGroupSpecs": [
+            {"groupName": "gpu", "replicas": 0, "minReplicas": 0, "maxReplicas": 4, "rayStartParams": {},
+             "template": {"spec": {"containers": [{"resources": {"limits": {"cpu": "8", "nvidia.com/gpu": "1"}}}]}}},
+            {"groupName": "small", "maxReplicas": 2,
+             "rayStartParams": {"num-cpus": "500m", "resources": '"{\\"fake\\": 2}"'}}]}}}))
+    types = read_node_types(path)
+    assert [(t.name, t.amounts, t.min_workers, t.max_workers) for t in types.types] == [
+        ("headgroup", {"CPU": 0.0}, 0, 0), ("gpu", {"CPU": 8.0, "GPU": 1.0}, 0, 4),
+        ("small", {"CPU": 0.5, "fake": 2.0}, 0, 2)]
+    fixed = json.loads(path.read_text())
+    fixed["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] = False   # a fixed cluster: replicas, not max
+    path.write_text(json.dumps(fixed))
+    assert [t.max_workers for t in read_node_types(path).workers] == []
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[1, 2]", "neither a `ray up` cluster YAML"),
+    ("available_node_types: {w: {resources: {GPU: -1}, max_workers: 1}}", "available_node_types.w.resources.GPU is -1"),
+    ("available_node_types: {w: {resources: {GPU: 1}, max_workers: 1.5}}", "available_node_types.w.max_workers is 1.5"),
+    ("available_node_types: {w: 3}", "available_node_types.w is not a mapping"),
+    ("a: [", "invalid YAML"),
+])
+def test_a_bad_autoscaling_config_is_refused_naming_the_flag_and_the_file(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SweepError, match="--autoscaler-config") as caught:
+        read_node_types(path)
+    assert needle in str(caught.value) and str(path) in str(caught.value)
+    with pytest.raises(SweepError, match="cannot read the autoscaling config"):
+        read_node_types(tmp_path / "missing.yaml")
+
+
+def test_the_heads_autoscaler_config_is_found_by_the_clusters_gcs_port(tmp_path):
+    def process(pid: int, *args: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes("\0".join(args).encode() + b"\0")
+
+    process(10, "python", "-u", "/x/ray/autoscaler/_private/monitor.py", "--gcs-address=10.0.0.1:6380",
+            "--autoscaling-config=/other.yaml")                                  # another cluster's
+    process(11, "python", "other.py", "--gcs-address=10.0.0.1:6379", "--autoscaling-config=/nope.yaml")
+    process(12, "python", "-u", "/x/ray/autoscaler/v2/monitor.py", "--logs-dir=/l", "--gcs-address=10.0.0.1:6379",
+            "--autoscaling-config=~/ray_bootstrap_config.yaml")
+    (tmp_path / "self").mkdir()
+    found = head_autoscaler_config("127.0.0.1:6379", proc=str(tmp_path))
+    assert found == str(Path("~/ray_bootstrap_config.yaml").expanduser())
+    assert head_autoscaler_config("127.0.0.1:7000", proc=str(tmp_path)) is None
+
+
+# ----- views of a cluster
+
+def test_a_view_knows_what_the_cluster_has_now_and_can_grow_to():
+    view = _view()
+    assert view.can_grow and not view.starting and view.now()["nodes"] == [HEAD]
+    grown = view.at_most()
+    assert grown["GPU"] == 2 and grown["CPU"] == 2 and grown["nodes"] == [HEAD, GPU_WORKER.amounts]
+    assert view.slots({"CPU": 1, "GPU": 1}) == 2 and view.slots({"CPU": 1, "GPU": 0.5}) == 4
+    assert view.slots({"CPU": 0.5}) == 4            # a CPU task: CPUs only
+    assert view.slots({"CPU": 1, "GPU": 1, "fake": 1}) == 0
+    capped = _view(types=NodeTypes(TYPES.types, "c.yaml", max_workers=1))
+    assert capped.at_most()["GPU"] == 1             # the cluster-wide max_workers
+    fixed = _view(GPU_NODE, autoscaler=None)        # no autoscaler: what it has
+    assert not fixed.can_grow and fixed.slots({"CPU": 1, "GPU": 1}) == 1 and fixed.at_most() == fixed.now()
+    joining = _view(GPU_NODE, joining=GPU_NODE, autoscaler=None)
+    assert joining.registering and joining.starting and joining.summary() == "3 nodes, 1 CPUs, 1 GPUs, 1 starting"
+    launching = _view(pending={"gpu_worker": 2})
+    assert launching.starting and launching.summary() == "1 node, 0 CPUs, 0 GPUs, 2 starting"
+
+
+# ----- the preflight's wait
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _wait(spec, views, wait_s=600.0, ask=None):
+    """`wait_for_cluster` over a sequence of views (the last repeats) with a fake clock."""
+    clock, said, reads = Clock(), [], []
+
+    def read():
+        reads.append(clock.now)
+        return views[min(len(reads) - 1, len(views) - 1)]
+
+    kinds = ["pretrain", "finetune", "path_eval"]
+    try:
+        view = preflight.wait_for_cluster(spec, kinds, read, wait_s=wait_s, counts={"pretrain": 2}, ask=ask,
+                                          log=said.append, sleep=clock.sleep, clock=clock)
+    except SweepError as exc:
+        return exc, said, clock.now
+    return view, said, clock.now
+
+
+def test_a_gpu_sweep_on_a_cpu0_head_whose_autoscaler_starts_gpu_nodes_goes_at_once(tmp_path):
+    spec = _spec(tmp_path, **{k: {"cpus": 1, "gpus": 1} for k in ("pretrain", "finetune", "path_eval")})
+    assert preflight.check_resources(spec, _view().now(), ["pretrain"])      # the head alone has no GPU ...
+    view, said, waited = _wait(spec, [_view()])
+    assert isinstance(view, ClusterView) and waited == 0                      # ... yet it is accepted, at once
+    assert said == ["cluster: 1 node, 0 CPUs, 0 GPUs now; its autoscaler can start gpu_worker (CPU 1, GPU 1; "
+                    "0-2 nodes).\nThe sweep asks it for pretrain: up to 2 at once x {CPU 1, GPU 1}; finetune: up to "
+                    "2 at once x {CPU 1, GPU 1}; path_eval: up to 2 at once x {CPU 1, GPU 1}. Tasks wait until nodes "
+                    "have joined (on a cloud, the first ones take minutes); the autoscaler removes idle nodes again."]
+
+
+def test_what_no_node_type_could_run_is_refused_at_once_naming_the_node_types(tmp_path):
+    spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 2}, finetune={"cpus": 1, "custom": {"tpu": 1}})
+    error, said, waited = _wait(spec, [_view()])
+    assert isinstance(error, SweepError) and waited == 0 and said == []
+    assert str(error) == (
+        "the cluster cannot run this sweep, even with every node its autoscaler can start (node types considered: "
+        "head (CPU 0; the head), gpu_worker (CPU 1, GPU 1; 0-2 nodes)):\n"
+        "  - `resources.pretrain.gpus`: 2 per worker but the largest node has 1; use at most 1\n"
+        "  - `resources.finetune.custom.tpu`: 1 workers x 1 but the cluster has 0 of `tpu`; start nodes with that "
+        "resource or remove it")
+
+
+def test_without_nodes_on_their_way_the_refusal_is_todays_and_immediate(tmp_path):
+    spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1})
+    error, said, waited = _wait(spec, [_view(autoscaler=None)])
+    assert isinstance(error, SweepError) and waited == 0 and said == []
+    assert str(error).startswith("the cluster cannot run this sweep:\n  - `resources.pretrain.gpus`: 1 but the "
+                                 "cluster has no GPU")
+
+
+def test_a_node_that_is_still_joining_is_waited_for(tmp_path):
+    spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1})
+    joining = _view(autoscaler=None, joining=GPU_NODE)      # listed, its GPU not counted yet
+    joined = _view(GPU_NODE, autoscaler=None)
+    view, said, waited = _wait(spec, [joining, joining, joining, joined])
+    assert view is joined and waited == 3 * preflight.WAIT_POLL_S
+    assert len(said) == 1 and said[0].startswith("waiting for nodes (0 of at most 600 s; a node is joining): the "
+                                                 "cluster has 2 nodes, 0 CPUs, 0 GPUs, 1 starting; missing: ")
+
+
+def test_nodes_that_never_come_are_waited_for_at_most_the_limit(tmp_path):
+    spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1})
+    launching = _view(types=None, pending={"gpu_worker": 1})   # an autoscaler is starting a node, types unknown
+    asked = []
+    error, said, waited = _wait(spec, [launching], wait_s=30, ask=asked.append)
+    assert isinstance(error, SweepError) and waited == 30
+    assert str(error).startswith("the cluster cannot run this sweep (waited 30 s for nodes; --wait-for-nodes 30):")
+    assert said[0].startswith("waiting for nodes (0 of at most 30 s; the autoscaler is starting 1 gpu_worker)")
+    assert len(said) == 2                                    # every WAIT_REPORT_S, not every poll
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}, {"CPU": 1.0}, {"CPU": 1.0}]]   # one task of each kind, once
+
+
+def test_an_autoscaler_of_unknown_types_is_asked_and_given_time_to_react(tmp_path):
+    spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1, "workers": 2})
+    idle = _view(types=None)                                 # it runs, starts nothing, its node types unknown
+    asked = []
+    error, said, waited = _wait(spec, [idle], ask=asked.append)
+    assert isinstance(error, SweepError) and waited == preflight.AUTOSCALER_REACT_S
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}] * 2 + [{"CPU": 1.0}] * 2]   # both workers of a pretraining, ...
+    assert "the autoscaler was asked for nodes" in said[0]
+    started = _view(GPU_NODE, GPU_NODE, types=None)
+    view, _, waited = _wait(spec, [idle, idle, started], ask=asked.append)
+    assert view is started and waited == 2
+
+
+def test_an_autoscaler_config_given_for_a_cluster_without_that_autoscaler_is_refused():
+    with pytest.raises(SweepError, match="the cluster runs no autoscaler"):
+        sweep._check_autoscaler(TYPES, _view(autoscaler=None))
+    with pytest.raises(SweepError, match="names the node types gpu_worker, head, but the cluster's autoscaler "
+                                         "reports node_1, node_2"):
+        sweep._check_autoscaler(TYPES, _view(autoscaler=AutoscalerStatus({"node_1": 1, "node_2": 1})))
+    sweep._check_autoscaler(TYPES, _view())
+
+
+# ----- trials in flight follow the cluster
+
+class Views:
+    """A Concurrency over a view the test replaces (re-read on every question: refresh_s=0)."""
+
+    def __init__(self, view: ClusterView, max_concurrent=None):
+        self.view = view
+        self.concurrency = Concurrency(lambda: self.view, max_concurrent, refresh_s=0)
+
+
+def _gpu_graph(tmp_path):
+    gpu = {"cpus": 1, "gpus": 1}
+    return build_graph(load_spec(write_spec(tmp_path, seeds=[0, 1, 2], finetune={"methods": ["naive"]},
+                                            paths={"pairs": ["cue~nocue"], "kinds": ["linear"], "alignments": []},
+                                            resources={"pretrain": gpu, "finetune": gpu, "path_eval": {"cpus": 1}})))
+
+
+def _suggest_all(searcher, prefix: str) -> list[list[str]]:
+    out = []
+    while (config := searcher.suggest(f"{prefix}{len(out)}")) is not None:
+        out.append(config["task_ids"])
+    return out
+
+
+def test_trials_in_flight_follow_the_gpus_as_nodes_join_and_leave(tmp_path):
+    graph = _gpu_graph(tmp_path)
+    state = sweep_state.SweepState(graph)
+    fixed = Views(_view(GPU_NODE, autoscaler=None))           # no autoscaler: one GPU node
+    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=fixed.concurrency)
+    first = _suggest_all(searcher, "a")
+    assert len(first) == 1                                    # 6 pretrainings ready, 1 GPU
+    fixed.view = _view(GPU_NODE, GPU_NODE, GPU_NODE, autoscaler=None)   # two nodes join
+    assert len(_suggest_all(searcher, "b")) == 2
+    fixed.view = _view(GPU_NODE, autoscaler=None)             # two leave: nothing new until trials end
+    assert _suggest_all(searcher, "c") == []
+    for trial in ("a0", "b0", "b1"):
+        searcher.on_trial_complete(trial, S.pack_results({t: S.TaskResult(DONE, 1.0)
+                                                          for t in searcher.tasks_of(trial)}))
+    kinds = [graph.tasks[b[0]].kind for b in _suggest_all(searcher, "d")]
+    assert kinds.count("pretrain") == 1                       # one GPU again (and the path eval now ready: CPUs)
+
+
+def test_with_an_autoscaler_trials_wait_for_the_nodes_it_can_start(tmp_path):
+    graph = _gpu_graph(tmp_path)
+    state = sweep_state.SweepState(graph)
+    grows = Views(_view())                                    # the head alone; gpu_worker x 2 can start
+    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=grows.concurrency)
+    assert len(_suggest_all(searcher, "a")) == 2              # the demand for both nodes, not one at a time
+    bounded = Views(_view(), max_concurrent=1)
+    other = S.DagSearcher(sweep_state.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
+                          concurrency=bounded.concurrency)
+    assert len(_suggest_all(other, "a")) == 1                 # max_concurrent bounds it
+
+
+def test_a_cpu_task_goes_before_a_gpu_task_that_waits_for_room(tmp_path):
+    graph = _gpu_graph(tmp_path)
+    state = sweep_state.SweepState(graph)
+    pretrains = [t for t, task in graph.tasks.items() if task.kind == "pretrain"]
+    for task_id in pretrains[2:]:                             # one seed's pretrainings done: its path eval is ready
+        state.states[task_id].status = DONE
+    views = Views(_view(GPU_NODE, {"CPU": 4.0}, autoscaler=None))
+    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=views.concurrency)
+    kinds = [graph.tasks[bundle[0]].kind for bundle in _suggest_all(searcher, "a")]
+    assert kinds.count("pretrain") == 1 and {"finetune", "path_eval"} & set(kinds)
+    assert "path_eval" in kinds                               # a CPU task, although GPU tasks come first in order
+    assert all(state.states[t].status == RUNNING for t in searcher.tasks_of("a0"))
+
+
+def test_the_progress_line_ends_with_the_clusters_nodes_and_gpus(tmp_path):
+    graph = _gpu_graph(tmp_path)
+    views = Views(_view(GPU_NODE, pending={"gpu_worker": 1}))
+    out = io.StringIO()
+    sweep_state.ProgressPrinter(sweep_state.SweepState(graph), views.concurrency.typical, stream=out,
+                                cluster=views.concurrency.summary).maybe_print(force=True)
+    assert out.getvalue().rstrip().endswith("| cluster 2 nodes, 1 CPUs, 1 GPUs, 1 starting")
+
+
+def test_concurrency_rereads_the_cluster_only_when_its_view_is_old():
+    reads, now = [], [0.0]
+    concurrency = Concurrency(lambda: reads.append(now[0]) or _view(GPU_NODE, autoscaler=None), refresh_s=5,
+                              clock=lambda: now[0])
+    gpu = Resources(cpus=1, gpus=1)
+    assert concurrency.limit(gpu) == 1 and concurrency.limit(gpu) == 1 and reads == [0.0]
+    now[0] = 5.0
+    assert concurrency.limit(gpu) == 1 and reads == [0.0, 5.0]
+
+
+# ----- the command line
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e9"])
+def test_a_bad_wait_for_nodes_is_refused(tmp_path, capsys, value):
+    spec = write_spec(tmp_path)
+    assert cli.main(["run", str(spec), "--wait-for-nodes", value]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: --wait-for-nodes") and "give seconds between 0 and 86400" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreadable_autoscaler_config_is_refused_before_anything_is_written(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert cli.main(["run", str(spec), "--autoscaler-config", str(tmp_path / "nope.yaml")]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --autoscaler-config {tmp_path / 'nope.yaml'}: cannot read the autoscaling config")
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+def test_the_wait_default_is_declared_once():
+    assert cli.build_parser().parse_args(["run"]).wait_for_nodes == capacity.DEFAULT_WAIT_FOR_NODES_S
+    assert sweep.run_sweep.__kwdefaults__["wait_for_nodes_s"] == capacity.DEFAULT_WAIT_FOR_NODES_S
