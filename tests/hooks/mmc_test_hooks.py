@@ -14,7 +14,10 @@ environment. Each hook is driven by one variable:
   running when it started; with MMC_TEST_WAIT_FOR=`<kind>:<n>` a task of that kind waits (up to
   WAIT_TIMEOUT_S) until n tasks of its kind *of the same sweep* have started (`partners`): a task that
   saw n partners was still running when the n-th one started, so concurrency is shown by a barrier,
-  not by overlapping sleeps. With MMC_TEST_HOLD_FOR=`<kind>:<n>:<seconds>` a task of that kind stays
+  not by overlapping sleeps. With any other runner, MMC_TEST_WAIT_FOR holds a task of that kind the same
+  way before it runs and writes the partners it saw to `<dir>/partners/<task id>` (`partners(dir)`); a
+  test adds partners of its own (`release(dir, sweep root, kind)`) to let held tasks go, and sees who
+  waits (`arrivals`). With MMC_TEST_HOLD_FOR=`<kind>:<n>:<seconds>` a task of that kind stays
   running until n tasks of its kind run at once (or the seconds pass) and records the most it saw
   (`peak`): if the scheduler allowed n at once, they would all be running together, so a peak below n
   shows a limit held. It fails the tasks named by MMC_FAIL_TASKS like every runner.
@@ -93,6 +96,12 @@ def install(work) -> None:
     def execute_with_hooks(task, runner, env):
         if os.environ.get(EVENTS_ENV):
             _observe(task, env)
+        if runner != "events" and os.environ.get(WAIT_ENV):
+            seen = _wait_for_partners(task, env)
+            if seen is not None:
+                directory = Path(os.environ[EVENTS_ENV]) / "partners"
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / task.id).write_text(str(seen))
         pause = os.environ.get(PAUSE_ENV)
         if pause:
             who, epoch = pause.rsplit(":", 1)
@@ -136,6 +145,48 @@ def _pause_after(task, env, epoch: int) -> None:
     env.on_epoch = save_then_pause
 
 
+def _arrived(root: Path, sweep_root: str, kind: str) -> Path:
+    return root / "arrived" / hashlib.sha256(sweep_root.encode()).hexdigest()[:16] / kind
+
+
+def _wait_for_partners(task, env) -> int | None:
+    """MMC_TEST_WAIT_FOR=`<kind>:<n>`: a task of that kind waits until n tasks of its kind (of its sweep)
+    have arrived, or WAIT_TIMEOUT_S passed; returns how many it saw (None: not its kind)."""
+    want = os.environ.get(WAIT_ENV)
+    if not want:
+        return None
+    kind, n = want.rsplit(":", 1)
+    if task.kind != kind:
+        return None
+    arrived = _arrived(Path(os.environ[EVENTS_ENV]), env.layout.root, kind)
+    arrived.mkdir(parents=True, exist_ok=True)
+    (arrived / task.id).touch()
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while (partners := len(list(arrived.iterdir()))) < int(n) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    return partners
+
+
+def arrivals(events_dir, sweep_root: str, kind: str) -> set[str]:
+    """The tasks of `kind` that have reached the MMC_TEST_WAIT_FOR barrier (held, or let go since)."""
+    arrived = _arrived(Path(events_dir), sweep_root, kind)
+    return {p.name for p in arrived.iterdir()} if arrived.is_dir() else set()
+
+
+def release(events_dir, sweep_root: str, kind: str, name: str = "released-by-the-test") -> None:
+    """One more partner at the barrier of `kind` (of the sweep at `sweep_root`): held tasks may go once
+    the count is reached."""
+    arrived = _arrived(Path(events_dir), sweep_root, kind)
+    arrived.mkdir(parents=True, exist_ok=True)
+    (arrived / name).touch()
+
+
+def partners(events_dir) -> dict[str, int]:
+    """task id -> the partners it saw at the barrier (runners other than `events`)."""
+    directory = Path(events_dir) / "partners"
+    return {p.name: int(p.read_text()) for p in directory.iterdir()} if directory.is_dir() else {}
+
+
 def _events_runner(work):
     def run_events(task, env):
         work._maybe_fail(task)
@@ -146,18 +197,7 @@ def _events_runner(work):
         started = time.time()
         me.write_text(str(os.getpid()))
         at_start = len(list(running.iterdir()))
-        partners = None
-        want = os.environ.get(WAIT_ENV)
-        if want:
-            kind, n = want.rsplit(":", 1)
-            if task.kind == kind:
-                sweep = hashlib.sha256(env.layout.root.encode()).hexdigest()[:16]
-                arrived = root / "arrived" / sweep / kind
-                arrived.mkdir(parents=True, exist_ok=True)
-                (arrived / task.id).touch()
-                deadline = time.monotonic() + WAIT_TIMEOUT_S
-                while (partners := len(list(arrived.iterdir()))) < int(n) and time.monotonic() < deadline:
-                    time.sleep(POLL_S)
+        partners = _wait_for_partners(task, env)
         hold = os.environ.get(HOLD_ENV)
         peak = None
         if hold:

@@ -1,0 +1,202 @@
+"""A sweep on a cluster that scales from zero (tests/orchestrator/autoscaling_cluster.py): a head with
+`CPU: 0` and a GPU worker type with `min_workers: 0`, as cluster/cluster.yaml ships, right after `ray up`.
+
+The sweep's tasks ask for a GPU each (synthetic runner: real tables, no computing). It is accepted
+although the cluster has no GPU yet, the autoscaler starts two GPU nodes at once for it, and both
+pretraining tasks run at once: they wait at a barrier of the test hooks (MMC_TEST_WAIT_FOR) for a third
+partner, which the test adds only once it has seen both there. Before that, the test SIGKILLs one of the
+two nodes (a spot instance taken back): its task fails, the rest of the sweep goes on and it ends with
+exit 1. The autoscaler gives up the dead node and removes the idle one: the cluster is its head alone
+again. The same command then starts nodes anew and finishes: every task once, and the tables of the
+same tasks run one after another in one process.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator import vocab
+from orchestrator.graph.dag import build_graph
+from orchestrator.results import tables
+from orchestrator.run import work
+from orchestrator.run.node_types import read_node_types
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.conftest import REPO, write_spec
+from tests.hooks.mmc_test_hooks import WAIT_ENV, arrivals, hook_env, partners, release
+from tests.orchestrator import autoscaling_cluster as fake
+
+GPU_TASK = {"cpus": 1, "gpus": 1}
+# 2 pretrain, 1 finetune, 2 path evaluations; every task on a GPU node; no MLflow (not what is tested)
+SPEC = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+        "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
+        "resources": {kind: GPU_TASK for kind in vocab.TASK_KINDS}, "max_concurrent": None,
+        "mlflow": {"enabled": False}}
+TABLES = ("evaluations", "train_curves", "paths", "barriers")
+CLI_TIMEOUT_S = 300
+WAIT_S = 180
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The autoscaling cluster; its nodes' workers hold every pretraining task until three have arrived."""
+    events = tmp_path_factory.mktemp("events")
+    c = fake.start_cluster(hook_env(events, **{WAIT_ENV: "pretrain:3"}))
+    c.events = events
+    try:
+        yield c
+    finally:
+        fake.stop_cluster(c)
+
+
+def cli(cluster, spec: Path, *args: str, popen: bool = False):
+    """`python -m orchestrator run SPEC --no-report --runner synthetic --address CLUSTER ARGS`."""
+    cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", "--runner", "synthetic",
+           "--address", cluster.address, *args]
+    if popen:   # output to a file: a full pipe would stall the sweep while the test watches it
+        log = open(cluster.base / f"{spec.stem}-{time.time_ns()}.out", "w+")
+        proc = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        proc.log = log
+        return proc
+    return subprocess.run(cmd, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+def _output(proc) -> str:
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def _wait_for(condition, proc, what: str, cluster, timeout_s: float = WAIT_S):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if found := condition():
+            return found
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep ended before {what}:\n{_output(proc)[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"not within {timeout_s} s: {what}\n{_output(proc)[-3000:] if proc else ''}\n{cluster.log_tail()}")
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition") if c in df.columns]
+    drop = [c for c in ("duration_s", "started_at", "finished_at") if c in df.columns]
+    return df.drop(columns=drop).sort_values(keys).reset_index(drop=True)
+
+
+def one_process_tables(spec_path: Path, storage: Path) -> SweepLayout:
+    """The same tasks run one after another in this process (no Ray): the tables a single node writes."""
+    spec = load_spec(spec_path)
+    graph = build_graph(spec)
+    layout = SweepLayout(Storage(str(storage)), spec.name)
+    for task in graph.tasks.values():    # the graph's order puts parents first
+        result = work.run_here(task, layout, "synthetic", None, {p: graph.tasks[p].kind for p in task.parents})
+        assert result.status == vocab.DONE, result.error
+    return layout
+
+
+@pytest.mark.slow
+def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(cluster, tmp_path):
+    spec = write_spec(tmp_path, "auto", storage=str(tmp_path / "runs"), **SPEC)
+    graph = build_graph(load_spec(spec))
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "auto")
+    pretrains = sorted(t for t, task in graph.tasks.items() if task.kind == "pretrain")
+    assert cluster.node_ids() == set()          # the head alone: no GPU anywhere yet
+
+    t0 = time.time()
+    proc = cli(cluster, spec, popen=True)
+    try:
+        # accepted, and the autoscaler starts two GPU nodes: both pretraining tasks run at once
+        held = _wait_for(lambda: len(arrivals(cluster.events, layout.root, "pretrain")) == 2, proc,
+                         "both pretraining tasks were running at once", cluster)
+        nodes = cluster.node_ids()
+        assert held and len(nodes) == 2, nodes
+        t1 = time.time()
+        victim = sorted(nodes)[0]
+        cluster.kill_node(victim)              # a node lost mid-task (a spot instance taken back)
+        _wait_for(lambda: "failed 1" in _output(proc), proc, "the task on the killed node failed", cluster)
+        release(cluster.events, layout.root, "pretrain")    # the other pretraining task goes on
+        proc.wait(timeout=CLI_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    first = _output(proc)
+    assert proc.returncode == 1, first[-3000:]
+    assert "its autoscaler can start gpu_worker (CPU 1, GPU 1; 0-2 nodes)" in first, first[-3000:]
+    assert "The sweep asks it for pretrain: up to 2 at once x {CPU 1, GPU 1}" in first, first[-3000:]
+    assert re.search(r"\| cluster [23] nodes, [12] CPUs, [12] GPUs", first), first[-3000:]   # the nodes, as they join
+    assert "Adding 2 node(s) of type gpu_worker" in cluster.monitor_log()
+    first_tasks = tables.read_table(layout, "tasks").set_index("task_id")
+    failed = first_tasks.index[first_tasks["status"] == "failed"].tolist()
+    assert len(failed) == 1 and failed[0] in pretrains, first_tasks[["status", "error"]]
+    assert "crashed" in first_tasks.loc[failed[0], "error"]
+    survivor = next(t for t in pretrains if t not in failed)
+    assert first_tasks.loc[survivor, "status"] == "finished" and partners(cluster.events)[survivor] == 3
+    done_before = int((first_tasks["status"] == "finished").sum())
+
+    # the idle node is removed and the killed one given up: the cluster is its head alone again
+    _wait_for(lambda: not cluster.node_ids() and "Removing 1 nodes of type gpu_worker (idle)" in cluster.monitor_log(),
+              None, "the cluster scaled back to its head", cluster, timeout_s=120)
+    t2 = time.time()
+    again = cli(cluster, spec)
+    print(f"\nfirst run {t1 - t0:.0f} s to both tasks held, {t2 - t1:.0f} s to the end and scale-down; "
+          f"rerun {time.time() - t2:.0f} s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
+
+    tasks = tables.read_table(layout, "tasks")
+    assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
+    assert set(tasks["status"]) == {"finished"}
+    (tmp_path / "single").mkdir()
+    single = one_process_tables(write_spec(tmp_path / "single", "auto", **{**SPEC, "resources": {}}),
+                                tmp_path / "single" / "runs")
+    for table in TABLES:
+        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
+        assert len(want), table
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-12, obj=table)
+
+
+def test_what_no_node_type_could_run_is_refused_naming_the_node_types(cluster, tmp_path):
+    """Two GPUs per task: no node type has them. Refused at once (no wait), the node types named, nothing
+    written, no node started."""
+    spec = write_spec(tmp_path, "toobig", storage=str(tmp_path / "runs"),
+                      **{**SPEC, "resources": {"pretrain": {"cpus": 1, "gpus": 2}}})
+    start = time.time()
+    out = cli(cluster, spec, "--autoscaler-config", str(cluster.config_file))
+    assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert ("the cluster cannot run this sweep, even with every node its autoscaler can start (node types "
+            "considered: ray.head.default (CPU 0; the head), gpu_worker (CPU 1, GPU 1; 0-2 nodes))") in out.stderr
+    assert "`resources.pretrain.gpus`: 2 per worker but the largest node has 1; use at most 1" in out.stderr
+    assert time.time() - start < 120 and "waiting for nodes" not in out.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- no cluster needed
+
+def _shape(types) -> tuple:
+    head = next(t for t in types.types if t.head)
+    return (head.amounts.get("CPU"), [(t.amounts.get("GPU", 0) >= 1, t.min_workers, t.max_workers >= 2)
+                                      for t in types.workers])
+
+
+def test_the_shipped_cluster_configs_have_the_tested_shape(tmp_path):
+    """cluster/cluster.yaml and cluster/rayjob.yaml: a head that runs no tasks and one GPU worker type
+    that starts at zero nodes and may grow, as the autoscaling test's cluster."""
+    tested = tmp_path / "tested.json"
+    tested.write_text(__import__("json").dumps(fake.config("127.0.0.1:1")))
+    want = _shape(read_node_types(tested))
+    assert want == (0.0, [(True, 0, True)])
+    for shipped in ("cluster/cluster.yaml", "cluster/rayjob.yaml"):
+        types = read_node_types(REPO / shipped)
+        assert _shape(types) == want, (shipped, types.describe())
+        assert types.complete, shipped     # what a worker provides is written out, not left to the cloud
