@@ -95,6 +95,27 @@ def start_local_ray(num_cpus: int = 2) -> None:
              logging_level="WARNING")
 
 
+NODE_START_TIMEOUT_S = 120   # a node joining on 2 busy cores
+
+
+def wait_for_resources(want: dict[str, float], timeout_s: float = NODE_START_TIMEOUT_S) -> dict:
+    """Once `ray.cluster_resources()` of the connected Ray (what a sweep's preflight reads) shows at least
+    `want`, the resources; a fixture that starts nodes returns only then (a node is listed alive a moment
+    before its resources count)."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = ray.cluster_resources()
+        if all(have.get(name, 0) >= amount for name, amount in want.items()):
+            return have
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster shows {have}, not yet {want}, after {timeout_s:g} s")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray with 2 CPUs for the whole test module (shut down afterwards)."""

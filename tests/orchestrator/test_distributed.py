@@ -21,7 +21,7 @@ from tasks import data as data_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
 from tasks.settings import from_identity
-from tests.conftest import start_local_ray, write_spec
+from tests.conftest import NODE_START_TIMEOUT_S, start_local_ray, wait_for_resources, write_spec
 from tests.hooks.mmc_test_hooks import WAIT_ENV, hook_env, resumed_from, trained_epochs
 
 ONLY_PRETRAIN = {"cue_proportions": [0.0], "finetune": {"methods": []}, "paths": {"pairs": ["nocue~nocue:self"],
@@ -126,8 +126,9 @@ def cluster(monkeypatch, tmp_path):
                                                       "include_dashboard": False})
     nodes = [c.add_node(num_cpus=1, num_gpus=0, resources={"fake_gpu": 1}, object_store_memory=small)
              for _ in range(2)]
-    c.wait_for_nodes()
+    c.wait_for_nodes(timeout=NODE_START_TIMEOUT_S)
     ray.init(address=c.address, log_to_driver=False)
+    wait_for_resources({"CPU": 3, "fake_gpu": 2})   # both nodes counted, as the sweep's preflight reads them
     try:
         yield c, {n.node_id for n in nodes}
     finally:
