@@ -358,9 +358,10 @@ def run_graph(
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=-1,
-            # the searcher keeps trials in flight within what the cluster holds; Tune's own bound only
-            # has to let that many through (and keeps that many waiting for resources: the autoscaler's demand)
-            max_concurrent_trials=max_concurrent or max(1, state.count(PENDING)),
+            # the searcher holds the trials in flight to what the cluster holds and to max_concurrent
+            # (capacity.Concurrency); Tune's bound only has to let that many through, and keeps those that
+            # wait for resources pending: the demand an autoscaler starts nodes for
+            max_concurrent_trials=max(1, state.count(PENDING)),
             reuse_actors=True,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
