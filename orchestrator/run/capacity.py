@@ -9,8 +9,8 @@ status comes which nodes it is starting; a cluster without an autoscaler (or wit
 `ray start` runs) has none.
 
 `Concurrency` turns views into the number of trials in flight (running or waiting for resources), per
-resource kind: GPUs for tasks that ask for GPUs, CPUs otherwise, re-read every `REFRESH_S` as nodes join
-and leave, bounded by `max_concurrent`. Where an autoscaler can add nodes of known types, the count is
+resource kind (tasks that ask for GPUs, and the others), as many as the scarcest resource they ask for
+allows, re-read every `REFRESH_S` as nodes join and leave, bounded by `max_concurrent`. Where an autoscaler can add nodes of known types, the count is
 what the cluster can grow to: trials waiting for resources are the demand the autoscaler starts nodes
 for, so a cluster that is only its head grows to what the sweep can use at once instead of one node
 (and one task) at a time.
@@ -106,14 +106,13 @@ class ClusterView:
         return {**totals, "nodes": [dict(n) for n in self.nodes] + [t.amounts for t in workers]}
 
     def slots(self, demand: dict) -> int:
-        """How many tasks that each hold `demand` fit at once (GPUs for a GPU task, CPUs otherwise, and
-        every custom resource) in what the cluster has, or can grow to where an autoscaler can add nodes."""
+        """How many tasks that each hold `demand` fit at once in what the cluster has, or can grow to where
+        an autoscaler can add nodes: the scarcest of the resources they ask for (a GPU task's GPUs, or its
+        CPUs where its nodes have fewer CPUs than it needs per GPU share; a CPU task's CPUs; custom ones)."""
         cluster = self.at_most() if self.can_grow else self.now()
-        kind = "GPU" if demand.get("GPU") else "CPU"
         fits = math.inf
         for name, amount in demand.items():
-            counted = name == kind or name not in ("CPU", "GPU")   # a GPU task: its GPUs, not its CPUs
-            if amount > 0 and counted:
+            if amount > 0:
                 fits = min(fits, math.floor(float(cluster.get(name, 0)) / amount + _EPS))
         return int(fits) if fits != math.inf else 1
 

@@ -122,8 +122,9 @@ def test_a_view_knows_what_the_cluster_has_now_and_can_grow_to():
     assert view.can_grow and not view.starting and view.now()["nodes"] == [HEAD]
     grown = view.at_most()
     assert grown["GPU"] == 2 and grown["CPU"] == 2 and grown["nodes"] == [HEAD, GPU_WORKER.amounts]
-    assert view.slots({"CPU": 1, "GPU": 1}) == 2 and view.slots({"CPU": 1, "GPU": 0.5}) == 4
-    assert view.slots({"CPU": 0.5}) == 4            # a CPU task: CPUs only
+    assert view.slots({"CPU": 1, "GPU": 1}) == 2 and view.slots({"CPU": 0.5, "GPU": 0.5}) == 4
+    assert view.slots({"CPU": 1, "GPU": 0.5}) == 2  # the scarcest resource: 2 CPUs, though GPUs for 4
+    assert view.slots({"CPU": 0.5}) == 4
     assert view.slots({"CPU": 1, "GPU": 1, "fake": 1}) == 0
     capped = _view(types=NodeTypes(TYPES.types, "c.yaml", max_workers=1))
     assert capped.at_most()["GPU"] == 1             # the cluster-wide max_workers
