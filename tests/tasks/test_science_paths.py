@@ -240,7 +240,9 @@ def numpy_barriers(alphas, loss, acc) -> dict[tuple[str, str], float]:
     return {("loss", "chord"): float(np.max(lo - ((1 - t) * lo[0] + t * lo[-1]))),
             ("loss", "mean_endpoints"): float(lo.max() - (lo[0] + lo[-1]) / 2),
             ("acc", "chord"): float(np.max(((1 - t) * ac[0] + t * ac[-1]) - ac)),
-            ("acc", "mean_endpoints"): float((ac[0] + ac[-1]) / 2 - ac.min())}
+            ("loss", "worse_endpoint"): float(lo.max() - max(lo[0], lo[-1])),
+            ("acc", "mean_endpoints"): float((ac[0] + ac[-1]) / 2 - ac.min()),
+            ("acc", "worse_endpoint"): float(min(ac[0], ac[-1]) - ac.min())}
 
 
 def test_barriers_equal_the_definitions_on_random_curves():
@@ -263,7 +265,7 @@ def test_barriers_equal_the_definitions_on_random_curves():
                      for al, lo, ac in zip(grid, loss, acc)]
     random.Random(1).shuffle(rows)
     got = {(r["eval_set"], r["metric"], r["definition"]): r["value"] for r in barriers(rows)}
-    assert len(got) == 4 * len(expected)
+    assert len(got) == 6 * len(expected)
     for set_name, values in expected.items():
         for (metric, definition), value in values.items():
             assert got[(set_name, metric, definition)] == pytest.approx(value, abs=1e-12), (set_name, metric, definition)
