@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
@@ -79,7 +80,9 @@ def metric_value(value: Any) -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def user() -> str:
+    """The user name MLflow's client would record (`mlflow.user`)."""
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in this environment (some containers)
