@@ -202,23 +202,31 @@ class MlflowTracker:
     def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
                artifacts: Iterable[str | Path] = ()) -> None:
         """Log this invocation's metrics (step: the invocation) and `artifacts` (missing files skipped) on the
-        parent run and close it with `status` (vocab.MLFLOW_STATUSES)."""
+        parent run and close it with `status` (vocab.MLFLOW_STATUSES); failures are warnings."""
         if status not in vocab.MLFLOW_STATUSES:
             raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
         if self.parent_run_id is None:
             return
         try:
             self._log(self.parent_run_id, metrics=metrics, step=self.invocation)
-            for path in artifacts:
-                if Path(path).is_file():
-                    self.client.log_artifact(self.parent_run_id, str(path))
+            self.log_artifacts(artifacts)
         except Exception as exc:  # noqa: BLE001 - the results are in Parquet and the report
-            warn(f"MLflow could not store the sweep's metrics or report: {type(exc).__name__}: {exc}")
-        finally:
-            try:
-                self.client.set_terminated(self.parent_run_id, status)
-            except Exception as exc:  # noqa: BLE001
-                warn(f"MLflow could not close the sweep's run: {type(exc).__name__}: {exc}")
+            warn(f"MLflow could not store the sweep's report or metrics ({type(exc).__name__}: {exc}); "
+                 "the report and the Parquet tables are in the sweep directory")
+        try:
+            self.end_parent(status)
+        except Exception as exc:  # noqa: BLE001
+            warn(f"MLflow could not close the sweep's run ({type(exc).__name__}: {exc}); "
+                 "the results are in the Parquet tables")
+
+    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+        """Upload local files to the parent run (missing files are skipped)."""
+        for path in paths:
+            if Path(path).is_file():
+                self.client.log_artifact(self.parent_run_id, str(path))
+
+    def end_parent(self, status: str) -> None:
+        self.client.set_terminated(self.parent_run_id, status)
 
     def ui_command(self) -> str | None:
         return ui_command(self.tracking_uri)
