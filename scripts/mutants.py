@@ -187,8 +187,8 @@ MUTANTS = [
     Mutant("M45", "a failed task's error stored in the `tasks` table with its credential",
            "orchestrator/run/recording.py", '"error": redact(error) if error else error,', '"error": error,', (T_SINKS,)),
     Mutant("M46", "a credential printed in a warning (batched MLflow logging failed)",
-           "orchestrator/run/recording.py", "({type(exc).__name__}: {redact(str(exc))[:300]})",
-           "({type(exc).__name__}: {str(exc)[:300]})", (T_SINKS,)),
+           "orchestrator/run/tracking.py", 'print(f"warning: {redact(message)}", file=sys.stderr)',
+           'print(f"warning: {message}", file=sys.stderr)', (T_SINKS,)),
     Mutant("M47", "the command line shows Python warnings unredacted",
            "orchestrator/cli.py", "    redact_warnings()\n", "    pass\n", (T_SINKS,)),
     # the lock across hosts

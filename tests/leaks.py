@@ -15,7 +15,7 @@ def build(num_classes: int, in_channels: int, width: int | None = None):
 def install_driver_faults() -> None:
     """Make the driver's side jobs fail with credentials in their messages (call before the CLI)."""
     from orchestrator.results import compact
-    from orchestrator.run import recording, tracking
+    from orchestrator.run import tracking, tracking_sql
 
     import warnings
 
@@ -25,15 +25,15 @@ def install_driver_faults() -> None:
             raise OSError(f"request to {uri} failed: 403 Forbidden")
         return fail
 
-    upload = tracking.MlflowSink.log_artifacts
+    upload = tracking.MlflowTracker.log_artifacts
 
-    def upload_fails(self, run_id, artifacts):
+    def upload_fails(self, artifacts):
         artifacts = list(artifacts)
         if artifacts:
             raise OSError(f"upload of {len(artifacts)} files to {URIS[1]} failed: 403 Forbidden")
-        upload(self, run_id, artifacts)
+        upload(self, artifacts)
 
     compact.compact = failing(URIS[0])
-    recording._SqlBulkLogger.log = failing(URIS[2])
-    tracking.MlflowSink.log_artifacts = upload_fails
-    tracking.MlflowSink.finish_parent = failing(URIS[3])
+    tracking_sql.SqlRunWriter.write = failing(URIS[2])
+    tracking.MlflowTracker.log_artifacts = upload_fails
+    tracking.MlflowTracker.end_parent = failing(URIS[3])

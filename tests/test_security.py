@@ -17,7 +17,7 @@ import yaml
 
 from orchestrator import cli
 from orchestrator.results import outputs
-from orchestrator.run import schedule, sweep, tracking
+from orchestrator.run import child_runs, schedule, sweep, tracking
 from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, check_name
 from orchestrator.uris import redact
 from tasks.checkpoint import checkpoint_files
@@ -217,22 +217,37 @@ def test_storage_refuses_paths_outside_its_root(tmp_path):
 FAKE_SECRET = "FAKEsecretVALUE-7f3a9c1e"
 
 
+def _tracker_with_one_task(uri: str, experiment: str, *, params=None, tags=None, error=None):
+    """A tracker on `uri` with its parent run started and one (pretrain) task logged; (tracker, parent, child)."""
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.run import recording
+    from orchestrator.spec.sweep_spec import load_spec
+
+    graph = build_graph(load_spec(None, ["seeds=[0]"]))
+    tracker = tracking.MlflowTracker(uri, experiment_name=experiment)
+    parent = tracker.start(tracking.SweepRun(graph=graph, sweep=experiment, version=1, spec_hash="h",
+                                             params=params or {}, tags=tags or {}))
+    task = next(t for t in graph.tasks.values() if t.kind == "pretrain")
+    ended = recording.EndedTask(task, "failed" if error else "done", error, 1.0, 1.0, 2.0, "cpu",
+                                {"secret_metric": 1.0, "acc": 0.5}, [])
+    child = tracker.tasks_ended([ended])[task.id]
+    tracker.finish("FINISHED")
+    return tracker, parent, child
+
+
 def test_mlflow_sink_never_logs_secret_keys(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    sink = tracking.MlflowSink(uri, experiment_name="secrets")
-    parent = sink.start_parent(params={"sweep": "s", "api_token": FAKE_SECRET}, tags={"aws_secret": FAKE_SECRET})
-    child = sink.log_task(parent, "pretrain", "pretrain-0123456789abcdef",
-                          params={"lr": 0.1, "token": FAKE_SECRET, "storage": {"password": FAKE_SECRET,
-                                                                               "Credentials": FAKE_SECRET}},
-                          metrics={"secret_metric": 1.0, "acc": 0.5})
-    sink.finish_parent(parent)
+    _, parent, child = _tracker_with_one_task(
+        uri, "secrets", params={"sweep": "s", "api_token": FAKE_SECRET, "storage": {"password": FAKE_SECRET,
+                                                                                     "Credentials": FAKE_SECRET}},
+        tags={"aws_secret": FAKE_SECRET})
     client = mlflow.MlflowClient(uri)
     for run_id in (parent, child):
         data = client.get_run(run_id).data
         flat = json.dumps([data.params, data.tags, data.metrics])
         assert FAKE_SECRET not in flat
-        assert not [k for k in (*data.params, *data.metrics) if tracking.is_secret(k)]
-    assert client.get_run(child).data.params["lr"] == "0.1"
+        assert not [k for k in (*data.params, *data.metrics) if child_runs.is_secret(k)]
+    assert client.get_run(child).data.metrics["acc"] == 0.5
     assert FAKE_SECRET.encode() not in (tmp_path / "mlflow.db").read_bytes()
 
 
@@ -293,20 +308,19 @@ def test_the_drivers_lines_and_warnings_go_out_redacted():
 
 def test_mlflow_params_and_tags_never_hold_credentials_in_uris(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    sink = tracking.MlflowSink(uri, experiment_name="uris")
     storage = f"s3://AKIAFAKE:{FAKE_SECRET}@bucket/runs"
-    parent = sink.start_parent(params={"storage": storage, "nested": {"root": f"gs://u:{FAKE_SECRET}@b/d"}},
-                               tags={"where": storage})
-    child = sink.log_task(parent, "pretrain", "pretrain-0123456789abcdef", params={"uri": [storage]},
-                          status="FAILED", error=f"OSError: cannot open {storage}")
-    sink.finish_parent(parent)
+    _, parent, child = _tracker_with_one_task(
+        uri, "uris", params={"storage": storage, "nested": {"root": f"gs://u:{FAKE_SECRET}@b/d"}, "uri": [storage]},
+        tags={"where": storage}, error=f"OSError: cannot open {storage}")
     client = mlflow.MlflowClient(uri)
     for run_id in (parent, child):
         data = client.get_run(run_id).data
         assert FAKE_SECRET not in json.dumps([data.params, data.tags])
     assert client.get_run(parent).data.params["storage"] == "s3://***@bucket/runs"
+    assert "s3://***@bucket/runs" in client.get_run(child).data.tags["error"]
     assert FAKE_SECRET.encode() not in (tmp_path / "mlflow.db").read_bytes()
     artifacts = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "error.txt" for p in artifacts)
     assert not [p for p in artifacts if FAKE_SECRET.encode() in p.read_bytes()]
 
 
@@ -436,7 +450,8 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
         run = cli("run", str(spec), "--storage", str(storage), "--num-cpus", "2", faults=True)
         printed = {"run": run.stdout + run.stderr}
         assert run.returncode == 1 and "Traceback" not in printed["run"], printed["run"][-4000:]  # tasks failed
-        for shown in ("initial weights from s3://***@bucket", "results were not compacted", "report failed",
+        for shown in ("initial weights from s3://***@bucket", "results were not compacted",
+                      "MLflow could not store the sweep's report",
                       "batched MLflow logging failed", "MLflow could not close the sweep's run",
                       "RuntimeWarning: retrying s3://***@bucket"):
             assert shown in printed["run"], (shown, printed["run"][-4000:])     # each fault was met, and said

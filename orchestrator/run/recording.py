@@ -1,13 +1,15 @@
-"""What the driver records of every task as it ends: its `tasks` row and its MLflow child run.
+"""What the driver records of every task as it ends, in its two sinks: the `tasks` table (`TasksTable`,
+Parquet) and MLflow (a `tracking` tracker: a child run per task).
 
-The driver is the only writer of both (one writer for the SQLite store). Tasks report their
-metrics and step series (training curves per epoch, path curves per alpha) in their result, so
-recording re-reads nothing; a task found finished on storage without a row (the driver died in
-between) is recorded from its `done.json`.
+The driver is the only writer of both (one writer for the SQLite store). Tasks report their metrics and
+step series (training curves per epoch, path curves per alpha) in their result, so recording re-reads
+nothing; a task found finished on storage without a row (the driver died in between) is recorded from
+its `done.json`.
 
-Recording is off the scheduling path: `TaskRecorder.record` (called by the scheduler's thread as a
-task ends) takes a snapshot of the task's state and queues it; one background thread logs the MLflow
-run and then writes the `tasks` row (which holds the run's id), in the order the tasks ended.
+Recording is off the scheduling path: `TaskRecorder.record` (called by the scheduler's thread as a task
+ends) takes a snapshot of the task's state and queues it; one background thread turns each batch of
+snapshots into `EndedTask`s, hands them to the tracker (`tasks_ended`, one SQL transaction for the batch
+where it can) and then writes their `tasks` rows (which hold the runs' ids), in the order the tasks ended.
 `TaskRecorder.close()` — at the end of every run, an interrupted one included — waits until every
 queued row is written. A driver killed outright may lose queued rows; the next run writes the row of
 every finished task that has none (`orchestrator.run.sweep`), and failed tasks run again anyway.
@@ -27,6 +29,7 @@ from orchestrator import vocab
 from orchestrator.results import outputs, schemas, tables
 from orchestrator.graph.dag import Task, canonical_json
 from orchestrator.storage.layout import SweepLayout
+from orchestrator.run.tracking import NullTracker
 from orchestrator.uris import redact
 
 
@@ -62,26 +65,75 @@ class _Ended:
     result: object          # work.TaskResult or None
 
 
+@dataclass(frozen=True)
+class EndedTask:
+    """A task that ended, as every sink records it."""
+
+    task: Task
+    status: str             # run status: vocab.DONE, CACHED, FAILED or SKIPPED
+    error: str | None
+    duration_s: float | None
+    started_at: float | None
+    ended_at: float
+    device: str | None
+    metrics: dict           # name -> number
+    steps: list             # (name, step, value): training curves per epoch, path curves per alpha
+
+
+class TasksTable:
+    """The driver's Parquet sink: one `tasks` row per ended task (a fragment of its own)."""
+
+    def __init__(self, layout: SweepLayout, spec_hash: str, rev: str | None, *, strict: bool = False):
+        self.layout, self.spec_hash, self.rev, self.strict = layout, spec_hash, rev, strict
+        self.written = 0                         # rows written
+        self.failures: list[str] = []            # rows that could not be written (each also printed)
+
+    def tasks_ended(self, ended: list[EndedTask], run_ids: dict[str, str]) -> None:
+        for e in ended:
+            row = task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
+                           error=e.error, duration_s=e.duration_s, device=e.device,
+                           mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
+                           started_at=e.started_at, finished_at=e.ended_at)
+            try:
+                tables.write_fragment(self.layout, vocab.TASKS, e.task.id, [row])
+                self.written += 1
+            except Exception as exc:  # noqa: BLE001 - keep recording the others; say which row is missing
+                message = f"{e.task.id}: {type(exc).__name__}: {redact(str(exc))}"
+                self.failures.append(message)
+                print(f"warning: the `tasks` row of {message} could not be written; the next run writes it if "
+                      "the task finished", file=sys.stderr)
+                if self.strict:
+                    raise
+
+
 _STOP = object()
+BATCH_SIZE = 256          # tasks per batch: one database transaction for all their MLflow runs
+BATCH_WAIT_S = 0.5        # how long the recording thread gathers tasks ending after the first of a batch
 
 
 class TaskRecorder:
-    """Writes the `tasks` row and the MLflow child run of each task, once per status per invocation, on a
-    background thread (`background=False`: at once, in the caller's thread)."""
+    """Hands each ended task to the tracker (MLflow) and the `tasks` table, once per status per invocation, on
+    a background thread (`background=False`: at once, in the caller's thread)."""
 
-    def __init__(self, layout: SweepLayout, state, spec_hash: str, mlflow_sink, parent_run_id, rev: str | None,
+    def __init__(self, layout: SweepLayout, state, spec_hash: str, tracker=None, rev: str | None = None,
                  *, background: bool = True):
-        self.layout, self.state, self.spec_hash = layout, state, spec_hash
-        self.mlflow, self.parent_run_id, self.rev = mlflow_sink, parent_run_id, rev
+        self.layout, self.state = layout, state
+        self.tracker = tracker if tracker is not None else NullTracker()
+        self.table = TasksTable(layout, spec_hash, rev, strict=not background)
         self.background = background
         self.thread_cpu_s = 0.0                  # CPU time the recording thread used (benchmarks)
-        self.written = 0                         # rows written
-        self.failures: list[str] = []            # rows that could not be written (each also printed)
         self._recorded: dict[str, str] = {}      # task id -> status already recorded in this invocation
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._bulk: _SqlBulkLogger | bool | None = None   # None: not tried yet; False: run by run
         self._lock = threading.Lock()
+
+    @property
+    def written(self) -> int:
+        return self.table.written
+
+    @property
+    def failures(self) -> list[str]:
+        return self.table.failures
 
     # ---- the scheduler's side -------------------------------------------------------------------
     def record(self, task_id: str) -> None:
@@ -149,178 +201,18 @@ class TaskRecorder:
             self.thread_cpu_s = time.thread_time() - start
 
     def _write_batch(self, items: list[_Ended]) -> None:
-        run_ids: dict[str, str] = {}
-        if self.mlflow is not None and items:
-            if self._bulk is None:
-                self._bulk = _SqlBulkLogger.create(self.mlflow)
-            if self._bulk:
-                try:
-                    run_ids = self._bulk.log([self._mlflow_run(ended) for ended in items], self.parent_run_id)
-                except Exception as exc:  # noqa: BLE001 - fall back to one call per run, for good
-                    print(f"warning: batched MLflow logging failed ({type(exc).__name__}: {redact(str(exc))[:300]});"
-                          " logging run by run from now on", file=sys.stderr)
-                    self._bulk = False
-        for ended in items:
-            self._write(ended, run_ids.get(ended.task_id, _UNLOGGED))
+        ended = [self._ended_task(item) for item in items]
+        run_ids = self.tracker.tasks_ended(ended) if ended else {}
+        self.table.tasks_ended(ended, run_ids)
 
-    def _write(self, ended: _Ended, run_id) -> None:
-        """Write the task's row; `run_id` is its MLflow run's, or _UNLOGGED: log its run here first."""
+    def _ended_task(self, ended: _Ended) -> EndedTask:
         task = self.state.graph.tasks[ended.task_id]
-        result = ended.result
-        if run_id is _UNLOGGED:
-            run_id = None
-            if self.mlflow is not None:
-                try:
-                    run_id = self._log_mlflow(task, ended)
-                except Exception as exc:  # noqa: BLE001 - tracking must never lose computed results
-                    print(f"warning: MLflow logging failed for {ended.task_id}: {redact(str(exc))}", file=sys.stderr)
-        row = task_row(task, vocab.STATUS_IN_TABLE[ended.status], spec_hash=self.spec_hash, rev=self.rev,
-                       error=ended.error, duration_s=ended.duration_s,
-                       device=getattr(result, "device", None), mlflow_run_id=run_id,
-                       cached=ended.status == vocab.CACHED, started_at=ended.started_at, finished_at=ended.ended_at)
-        try:
-            tables.write_fragment(self.layout, vocab.TASKS, ended.task_id, [row])
-            self.written += 1
-        except Exception as exc:  # noqa: BLE001 - keep recording the others; say which row is missing
-            message = f"{ended.task_id}: {type(exc).__name__}: {redact(str(exc))}"
-            self.failures.append(message)
-            print(f"warning: the `tasks` row of {message} could not be written; the next run writes it if the "
-                  "task finished", file=sys.stderr)
-            if not self.background:
-                raise
-
-    def _mlflow_run(self, ended: _Ended) -> _Run:
-        """What the task's MLflow child run holds."""
-        task = self.state.graph.tasks[ended.task_id]
-        metrics, steps = {}, []
-        result = ended.result
+        result, metrics, steps = ended.result, {}, []
         if ended.status in (vocab.DONE, vocab.CACHED):
             if result is None:   # finished in an earlier invocation: what its marker recorded
                 marker = outputs.read_marker(self.layout, task.kind, task.id) or {}
                 metrics, steps = dict(marker.get("metrics") or {}), list(marker.get("steps") or [])
             else:
                 metrics, steps = dict(result.metrics), list(result.steps)
-        if ended.duration_s is not None:
-            metrics["duration_s"] = ended.duration_s
-        params = {"kind": task.kind, "task_id": task.id, **{k: v for k, v in task.labels.items() if v is not None},
-                  **{k: v for k, v in task.settings.items() if v is not None},
-                  "resources": {"cpus": task.resources.cpus, "gpus": task.resources.gpus,
-                                "workers": task.resources.workers}}
-        return _Run(task.id, task.kind, params, metrics, [tuple(x) for x in steps],
-                    vocab.STATUS_IN_MLFLOW[ended.status], redact(ended.error) if ended.error else None,
-                    ended.started_at, ended.ended_at)
-
-    def _log_mlflow(self, task: Task, ended: _Ended) -> str:
-        run = self._mlflow_run(ended)
-        return self.mlflow.log_task(self.parent_run_id, task.kind, task.id, params=run.params, metrics=run.metrics,
-                                    curves=run.curves, status=run.status, error=run.error)
-
-
-# ----------------------------------------------------------------------------------------------
-# MLflow child runs in batches
-
-BATCH_SIZE = 256          # tasks per batch: one database transaction for all their MLflow runs
-BATCH_WAIT_S = 0.5        # how long the recording thread gathers tasks ending after the first of a batch
-_UNLOGGED = object()      # "not logged yet": log this one run by itself
-
-
-@dataclass(frozen=True)
-class _Run:
-    task_id: str
-    kind: str
-    params: dict
-    metrics: dict
-    curves: list
-    status: str              # vocab.MLFLOW_STATUSES
-    error: str | None
-    started_at: float | None
-    ended_at: float
-
-
-class _SqlBulkLogger:
-    """Child runs of many tasks written in one transaction of MLflow's SQL store (SQLite, PostgreSQL, MySQL):
-    ~1 ms of CPU per run instead of ~25-40 ms through one client call per run, table and step.
-
-    The rows are the ones `MlflowSink.log_task` leaves (runs, tags, params, metrics, latest metrics, the
-    same names, truncations and secret filters of `orchestrator.run.tracking`), inserted with SQLAlchemy's
-    executemany through MLflow's own table models. Other stores (an MLflow server over HTTP) log run by
-    run; so does everything after any failure here (`TaskRecorder._write_batch`)."""
-
-    def __init__(self, sink, store, models):
-        self.sink, self.store, self.models = sink, store, models
-        experiment = store.get_experiment(sink.experiment_id)
-        self.artifact_location = experiment.artifact_location
-        self.experiment_id = int(sink.experiment_id)
-
-    @classmethod
-    def create(cls, sink) -> _SqlBulkLogger | bool:
-        """A bulk logger for `sink`'s store, or False where its store is not MLflow's SQL store."""
-        try:
-            from mlflow.store.tracking import dbmodels
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-            store = sink.client._tracking_client.store
-            if not isinstance(store, SqlAlchemyStore):
-                return False
-            models = dbmodels.models
-            for name in ("SqlRun", "SqlTag", "SqlParam", "SqlMetric", "SqlLatestMetric"):
-                getattr(models, name)
-            return cls(sink, store, models)
-        except Exception:  # noqa: BLE001 - an MLflow without these internals: run by run
-            return False
-
-    def log(self, runs: list[_Run], parent_run_id: str) -> dict[str, str]:
-        """Insert the runs (one transaction); returns task id -> run id."""
-        import uuid
-
-        from mlflow.utils.uri import append_to_uri_path
-        from sqlalchemy import insert
-
-        from orchestrator.run import tracking
-        m = self.models
-        rows = {"runs": [], "tags": [], "params": [], "metrics": [], "latest": []}
-        ids: dict[str, str] = {}
-        now_ms = int(time.time() * 1000)
-        for run in runs:
-            run_id = uuid.uuid4().hex
-            ids[run.task_id] = run_id
-            start_ms = int((run.started_at or run.ended_at) * 1000)
-            rows["runs"].append({
-                "run_uuid": run_id, "name": run.task_id, "experiment_id": self.experiment_id,
-                "artifact_uri": append_to_uri_path(self.artifact_location, run_id, "artifacts"),
-                "source_type": "UNKNOWN", "source_name": "", "entry_point_name": "", "user_id": "unknown",
-                "status": run.status, "start_time": start_ms, "end_time": int(run.ended_at * 1000),
-                "deleted_time": None, "source_version": "", "lifecycle_stage": "active"})
-            tags = {"mlflow.parentRunId": parent_run_id, "task_kind": run.kind, "task_id": run.task_id,
-                    "error": run.error, "mlflow.runName": run.task_id}
-            rows["tags"] += [{"run_uuid": run_id, "key": k, "value": str(v)[:tracking.MAX_TAG_VALUE]}
-                             for k, v in tags.items() if v is not None and not tracking.is_secret(k)]
-            rows["params"] += [{"run_uuid": run_id, "key": k, "value": v}
-                               for k, v in tracking.flatten_params(run.params).items()]
-            points = [(k, v, 0) for k, v in run.metrics.items()] + [(k, v, int(step)) for k, step, v in run.curves]
-            latest: dict[str, dict] = {}
-            seen = set()
-            for key, value, step in points:
-                v = tracking.metric_value(value)
-                if v is None or tracking.is_secret(key) or (key, step, v) in seen:
-                    continue
-                seen.add((key, step, v))
-                is_nan, v = self.store.sanitize_metric_value(v)
-                row = {"run_uuid": run_id, "key": key, "value": v, "timestamp": now_ms, "step": step, "is_nan": is_nan}
-                rows["metrics"].append(row)
-                if key not in latest or (step, v) > (latest[key]["step"], latest[key]["value"]):
-                    latest[key] = row
-            rows["latest"] += list(latest.values())
-        with self.store.ManagedSessionMaker() as session:
-            for model, name in ((m.SqlRun, "runs"), (m.SqlTag, "tags"), (m.SqlParam, "params"),
-                                (m.SqlMetric, "metrics"), (m.SqlLatestMetric, "latest")):
-                if rows[name]:
-                    session.execute(insert(model), rows[name])
-        for run in runs:
-            if run.error:
-                try:
-                    self.sink.client.log_text(ids[run.task_id], run.error, "error.txt")
-                except Exception as exc:  # noqa: BLE001 - the run and its error tag are there already
-                    print(f"warning: MLflow could not store error.txt of {run.task_id}: {redact(str(exc))}",
-                          file=sys.stderr)
-        return ids
+        return EndedTask(task, ended.status, ended.error, ended.duration_s, ended.started_at, ended.ended_at,
+                         getattr(result, "device", None), metrics, [tuple(x) for x in steps])

@@ -32,13 +32,11 @@ from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
 from orchestrator.storage.lock import sweep_lock
+from orchestrator.run import tracking
 from orchestrator.run.recording import TaskRecorder
 from orchestrator.run.schedule import TrialContext, init_ray, run_graph
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
-
-MLFLOW_TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-                      "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}   # fail in seconds, not minutes
 
 
 @dataclass
@@ -47,7 +45,8 @@ class SweepOutcome:
     state: SweepState
     summary: object = None            # pandas DataFrame of aggregate barrier statistics
     report_html: str | None = None
-    mlflow_ui: str | None = None
+    mlflow_ui: str | None = None      # the command that serves a store without a server (`mlflow ui ...`)
+    mlflow_url: str | None = None     # the experiment's runs table in MLflow's UI
     wall_s: float = 0.0
     counts: dict = field(default_factory=dict)
 
@@ -59,6 +58,16 @@ class SweepOutcome:
 def git_rev() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_commit() -> str | None:
+    """The full commit of the code that runs (`mlflow.source.git.commit`)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -101,8 +110,6 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
     on their way before refusing a sweep the cluster cannot run yet (a cluster at `ray_address` only)."""
     start = time.time()
     log = redacting(log)
-    for key, value in MLFLOW_TIMEOUT_ENV.items():
-        os.environ.setdefault(key, value)
     graph = build_graph(spec)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
@@ -194,13 +201,19 @@ def _wait_for_cluster(spec: SweepSpec, graph: Graph, verified: dict, kinds: list
         ask.clear()   # a request stays until replaced: the tasks' own demand takes over from here
 
 
+def archived_versions(layout: SweepLayout) -> int:
+    """How many earlier spec versions the sweep keeps (`spec-v<N>.yaml`); the current one is this + 1."""
+    version = 0
+    while layout.storage.exists(layout.spec_version_file(version + 1)):
+        version += 1
+    return version
+
+
 def _archive_spec(layout: SweepLayout) -> str:
     storage = layout.storage
-    version = 1
-    while storage.exists(layout.spec_version_file(version)):
-        version += 1
-    storage.write_bytes(layout.spec_version_file(version), storage.read_bytes(layout.spec_file()))
-    return layout.spec_version_file(version)
+    path = layout.spec_version_file(archived_versions(layout) + 1)
+    storage.write_bytes(path, storage.read_bytes(layout.spec_file()))
+    return path
 
 
 def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, verified: dict,
@@ -217,9 +230,9 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
         f"{state.count(vocab.CACHED)} already finished, {state.count(vocab.PENDING)} to run; "
         f"storage {redact(layout.root)}")
-    mlflow_sink, parent_run_id = _start_mlflow(spec, layout, state, log)
     rev = git_rev()
-    recorder = TaskRecorder(layout, state, short_hash(spec), mlflow_sink, parent_run_id, rev)
+    tracker = _start_tracking(spec, layout, graph, log)
+    recorder = TaskRecorder(layout, state, short_hash(spec), tracker, rev)
     for task_id, s in state.states.items():
         if s.status == vocab.CACHED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
             recorder.record(task_id)   # a driver killed between done.json and the tasks row
@@ -248,38 +261,24 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         compact.compact_after_run(layout, log)
     if state.count(vocab.RUNNING) or state.count(vocab.PENDING):
         # Tune stops gracefully on Ctrl-C and returns: tasks left running or pending mean an interrupt.
-        _finish_mlflow(mlflow_sink, parent_run_id, log, status=vocab.MLFLOW_KILLED)
+        tracker.finish(vocab.MLFLOW_KILLED)
         raise KeyboardInterrupt
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
-    if report:
-        _write_report(outcome, spec, rev, mlflow_sink, parent_run_id, log)
-    else:
-        _summarize(outcome, log)
-    if mlflow_sink is not None:
-        _finish_mlflow(mlflow_sink, parent_run_id, log,
-                       status=vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
-                       metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s})
-        outcome.mlflow_ui = mlflow_ui_command(spec, layout)
+    report_files = _write_report(outcome, spec, rev, log) if report else _summarize(outcome, log)
+    tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
+                   metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
+                   artifacts=report_files)
+    outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
     log(f"results: {redact(layout.storage.join(layout.root, 'results'))}")
     if outcome.report_html:
         log(f"report:  {outcome.report_html}")
-    if outcome.mlflow_ui:
-        log(f"browse:  {outcome.mlflow_ui}")
+    if outcome.mlflow_url:
+        if outcome.mlflow_ui:
+            log(f"mlflow:  {outcome.mlflow_ui}")
+        log(f"browse:  {outcome.mlflow_url}")
     return outcome
-
-
-def _finish_mlflow(sink, run_id, log, **kwargs) -> None:
-    """Close the invocation's MLflow parent run; a tracking failure at the very end is a warning, never a
-    traceback over finished results."""
-    if sink is None:
-        return
-    try:
-        sink.finish_parent(run_id, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the results are in Parquet whatever MLflow does
-        log(f"warning: MLflow could not close the sweep's run ({type(exc).__name__}: {redact(str(exc))}); "
-            "the results are in the Parquet tables")
 
 
 def _kind_counts(graph: Graph) -> str:
@@ -290,46 +289,47 @@ def _tracking_uri(spec: SweepSpec, layout: SweepLayout) -> str:
     return spec.mlflow.tracking_uri or layout.mlflow_uri()
 
 
-def _start_mlflow(spec: SweepSpec, layout: SweepLayout, state: SweepState, log):
+def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log):
+    """The sweep's tracker, its parent run started; a `NullTracker` when tracking is off or unavailable."""
     if not spec.mlflow.enabled:
-        return None, None
-    from orchestrator.run.tracking import MlflowSink
-
+        return tracking.NullTracker()
     uri = None
     try:
         uri = _tracking_uri(spec, layout)
-        sink = MlflowSink(uri, experiment_name=spec.name)
-        run_id = sink.start_parent(
-            params={"sweep": spec.name, "tasks": len(state.graph.tasks), "spec_hash": short_hash(spec),
-                    "storage": redact(layout.root), "max_concurrent": spec.max_concurrent,
-                    "swept": ", ".join(spec.swept_keys) or "-"},
-            tags={"mmc.spec_hash": short_hash(spec), "mmc.git_rev": git_rev() or "unknown"})
-        return sink, run_id
+        tracker = tracking.MlflowTracker(uri, experiment_name=spec.name)
+        tracker.start(tracking.SweepRun(
+            graph=graph, sweep=spec.name, version=archived_versions(layout) + 1, spec_hash=short_hash(spec),
+            spec_text=dump_spec(spec), source=spec.source, git_commit=git_commit(),
+            params={"swept": ", ".join(spec.swept_keys) or "-"},
+            tags={"mmc.storage": redact(layout.root), "mmc.max_concurrent": spec.max_concurrent,
+                  "mmc.git_rev": git_rev() or "unknown"}))
+        return tracker
     except Exception as exc:  # noqa: BLE001 - results still land in Parquet
         log(f"warning: MLflow tracking at {redact(str(uri))} unavailable ({redact(str(exc)).splitlines()[0]}); "
             "results go to Parquet only")
-        return None, None
+        return tracking.NullTracker()
 
 
-def mlflow_ui_command(spec: SweepSpec, layout: SweepLayout) -> str:
-    uri = redact(_tracking_uri(spec, layout))
-    if not uri.startswith("sqlite:"):
-        return f"open {uri} in a browser (experiment `{spec.name}`)"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+def mlflow_ui_command(spec: SweepSpec, layout: SweepLayout) -> str | None:
+    """The command that serves the sweep's MLflow store on 127.0.0.1 (None for a tracking server)."""
+    return tracking.ui_command(_tracking_uri(spec, layout))
 
 
-def _summarize(outcome: SweepOutcome, log) -> None:
+def _summarize(outcome: SweepOutcome, log) -> list[str]:
+    """Print the summary (no report); no files to upload."""
     from orchestrator.report import build as report
     try:
         outcome.summary, text = report.summary_text(outcome.layout)
     except Exception as exc:  # noqa: BLE001 - a summary failure must not hide finished results
         log(f"(summary unavailable: {type(exc).__name__}: {redact(str(exc))})")
-        return
+        return []
     if text:
         log(text)
+    return []
 
 
-def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, parent_run_id, log) -> None:
+def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]:
+    """Write the report; returns its local files (report.html and the figures) for MLflow."""
     from orchestrator.report import build as report
     try:
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
@@ -338,10 +338,10 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         outcome.summary = rep.summary_table
         if rep.text:
             log(rep.text)
-        if mlflow_sink is not None:
-            mlflow_sink.log_artifacts(parent_run_id, [outcome.report_html, *[str(f) for f in rep.figures]])
+        return [str(p) for p in report.local_paths(outcome.layout, [rep.html, *rep.figures])]
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
         log(f"warning: report failed: {type(exc).__name__}: {redact(str(exc))}")
+        return []
 
 
 def _print_failures(outcome: SweepOutcome, log) -> None:

@@ -1,60 +1,117 @@
-"""MLflow tracking: one experiment per sweep, one parent run per invocation, one child run per task.
+"""MLflow, the one outside system a sweep reports to as it runs, behind one small interface:
 
-Runs are created with explicit ids (no global active run), parameters and metrics go in batches,
-keys that may hold credentials are never logged, and URIs are redacted in every tag and message.
+    tracker.start(sweep_run)          the sweep version's parent run (created, or continued on a rerun)
+    tracker.tasks_ended(ended)        child runs of tasks that ended (a batch); returns task id -> run id
+    tracker.finish(status, metrics=, artifacts=)    the report on the parent run, which is then closed
+
+`MlflowTracker` does it; `NullTracker` does nothing (tracking off or unavailable). Neither raises once
+started: a run that cannot be logged is a warning, and the results still land in Parquet.
+
+What a user of MLflow finds: one experiment per sweep; one parent run per sweep version (a rerun of the
+same spec continues it, `<sweep> v<N>`) with the resolved spec as `spec.yaml`, the report and its figures,
+the datasets as inputs, `mlflow.source.name` (the spec) and `mlflow.source.git.commit`; one child run per
+task (what it holds: `child_runs`). `browse_url()` opens the experiment on its runs table: MLflow 3's UI
+shows a GenAI overview unless the URL says `workflowType=machine_learning` (it reads that, not the
+experiment's `mlflow.experimentKind` tag, which is set too).
+
+Child runs go in one SQL transaction per batch where the store is MLflow's SQL store (`tracking_sql`), else
+(a tracking server, or after any failure of the SQL path) run by run through the client. For a SQLite store
+the artifacts live next to the database (`<sweep>/mlflow-artifacts`); MLflow records that location as an
+absolute path, so it is re-pointed at every start: a moved or copied sweep directory logs into itself.
 """
-
 from __future__ import annotations
 
-import json
+import os
+import sys
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator import vocab
+from orchestrator.graph.dag import Graph
+from orchestrator.run import child_runs, tracking_sql
+from orchestrator.run.child_runs import ChildRun, clean_tags, flatten_params
 from orchestrator.uris import redact
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-SECRET_WORDS = ("token", "secret", "password", "credential")
-MAX_PARAM_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
+RUNS_VIEW = "workflowType=machine_learning"      # what makes MLflow 3's UI show the runs table
+UI_PORT = 5000
+ARTIFACTS_DIR = "mlflow-artifacts"               # next to a SQLite store
+SWEEP_ROLE_TAG, SWEEP_ROLE = "mmc.role", "sweep"
+SPEC_HASH_TAG, VERSION_TAG, INVOCATIONS_TAG = "mmc.spec_hash", "mmc.version", "mmc.invocations"
+SOURCE_NAME_TAG, SOURCE_TYPE_TAG, GIT_COMMIT_TAG = "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}   # a tracking server fails in seconds, not minutes
 
 
-def is_secret(key: str) -> bool:
-    """Keys that may hold credentials are never logged."""
-    low = key.lower()
-    return any(word in low for word in SECRET_WORDS)
+def warn(message: str) -> None:
+    print(f"warning: {redact(message)}", file=sys.stderr)
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts -> dotted keys; values as strings (lists as JSON), truncated to MLflow's limits.
-    Secret-looking keys are dropped; credentials in URIs are redacted."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        full = f"{prefix}{key}"
-        if is_secret(full):
-            continue
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{full}."))
-            continue
-        if isinstance(value, (list, tuple)):
-            text = json.dumps(list(value), default=str)
-        else:
-            text = "None" if value is None else str(value)
-        flat[full[:MAX_PARAM_KEY]] = redact(text)[:MAX_PARAM_VALUE]
-    return flat
+@dataclass(frozen=True)
+class SweepRun:
+    """What the parent run of a sweep version holds."""
+
+    graph: Graph
+    sweep: str                    # the sweep's name (= the experiment's)
+    version: int                  # the sweep's spec version (1 + the archived specs)
+    spec_hash: str                # identifies the version: a rerun with this hash continues its parent run
+    spec_text: str = ""           # the resolved spec, logged as spec.yaml
+    source: str = ""              # mlflow.source.name: the spec file (and overrides)
+    git_commit: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)   # set once, when the parent run is created
+    tags: Mapping[str, Any] = field(default_factory=dict)     # set at every start (storage, max_concurrent)
 
 
-def metric_value(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
+class NullTracker:
+    """Tracking off: every call does nothing."""
+
+    experiment_id = parent_run_id = None
+
+    def start(self, run: SweepRun) -> None:
+        pass
+
+    def tasks_ended(self, ended: Sequence) -> dict[str, str]:
+        return {}
+
+    def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
+               artifacts: Iterable[str | Path] = ()) -> None:
+        pass
+
+    def ui_command(self) -> str | None:
         return None
-    return out
+
+    def browse_url(self) -> str | None:
+        return None
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """For a local SQLite store, artifacts next to the database (not in the CWD); None for other stores."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        db = Path(tracking_uri[len(prefix):])
+        return (db.parent / ARTIFACTS_DIR).absolute().as_uri()
+    return None
+
+
+def ui_command(tracking_uri: str) -> str | None:
+    """The command that serves a store without a server (None for a tracking server: it is one)."""
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return f"mlflow ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1 --port {UI_PORT}"
+
+
+def browse_url(tracking_uri: str, experiment_id: str | None) -> str:
+    """The URL of the experiment's runs table (on `mlflow ui`'s address for a store without a server)."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else \
+        f"http://127.0.0.1:{UI_PORT}"
+    where = f"#/experiments/{urllib.parse.quote(str(experiment_id))}/runs" if experiment_id else "#/experiments"
+    return redact(f"{base}/{where}?{RUNS_VIEW}")
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -62,113 +119,216 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """For a local SQLite store, keep artifacts next to the database (not in the CWD)."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        db = Path(tracking_uri[len(prefix):])
-        return (db.parent / "mlflow-artifacts").absolute().as_uri()
-    return None
+class MlflowTracker:
+    """One sweep's MLflow experiment. Explicit run ids throughout (no global active run), so `tasks_ended`
+    may run on another thread than `start`/`finish`."""
 
-
-class MlflowSink:
-    """One parent run per invocation, one child run per task; explicit run ids throughout (no
-    global active run), so it may be used from several threads at once."""
-
-    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None):
+    def __init__(self, tracking_uri: str, experiment_name: str):
+        for key, value in TIMEOUT_ENV.items():
+            os.environ.setdefault(key, value)
         from mlflow import MlflowClient  # imported lazily: mlflow is slow to import
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            location = artifact_location or default_artifact_location(tracking_uri)
+        self.experiment_id = self._experiment(experiment_name)
+        self.parent_run_id: str | None = None
+        self.invocation = 0
+        self._names: dict[str, str] = {}
+        self._common_tags: dict[str, str] = {}
+        self.sql = self._sql_writer()
+        self._relocate_artifacts()
+
+    # ---- the interface -------------------------------------------------------------------------
+    def start(self, run: SweepRun) -> str:
+        """Create the version's parent run, or continue it (same spec hash); returns its run id."""
+        self._names = child_runs.run_names(run.graph)
+        self._common_tags = clean_tags({SOURCE_NAME_TAG: run.source or None, SOURCE_TYPE_TAG: "LOCAL",
+                                        GIT_COMMIT_TAG: run.git_commit})
+        found = self._parent_of(run.spec_hash)
+        if found is None:
+            tags = {SWEEP_ROLE_TAG: SWEEP_ROLE, SPEC_HASH_TAG: run.spec_hash, VERSION_TAG: run.version,
+                    child_runs.USER_TAG: child_runs.user(), child_runs.NOTE_TAG: _parent_note(run)}
+            created = self.client.create_run(self.experiment_id, run_name=f"{run.sweep} v{run.version}",
+                                             tags=clean_tags(tags))
+            self.parent_run_id, self.invocation = created.info.run_id, 1
+            self._log(self.parent_run_id, params={"sweep": run.sweep, "version": run.version,
+                                                  "spec_hash": run.spec_hash, "tasks": len(run.graph.tasks),
+                                                  **run.params})
+            self._log_datasets(self.parent_run_id, child_runs.sweep_datasets(run.graph))
+        else:
+            self.parent_run_id = found.info.run_id
+            self.invocation = int(found.data.tags.get(INVOCATIONS_TAG, "1")) + 1
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        for key, value in {**self._common_tags, INVOCATIONS_TAG: str(self.invocation),
+                           **clean_tags(run.tags)}.items():
+            self.client.set_tag(self.parent_run_id, key, value)
+        if run.spec_text:
+            self.client.log_text(self.parent_run_id, redact(run.spec_text), "spec.yaml")
+        return self.parent_run_id
+
+    def tasks_ended(self, ended: Sequence) -> dict[str, str]:
+        """Child runs of `ended` (`recording.EndedTask`s): task id -> run id of those logged (never raises)."""
+        if self.parent_run_id is None or not ended:
+            return {}
+        runs = []
+        for e in ended:
             try:
-                self.experiment_id = self.client.create_experiment(experiment_name,
-                                                                   artifact_location=location)
+                runs.append(child_runs.child_run(e, self._names.get(e.task.id, e.task.id), self.parent_run_id,
+                                                 self._common_tags))
+            except Exception as exc:  # noqa: BLE001 - tracking must never lose computed results
+                warn(f"MLflow run of {e.task.id} not logged: {type(exc).__name__}: {exc}")
+        ids: dict[str, str] = {}
+        if self.sql is not None:
+            try:
+                ids = self.sql.write(runs)
+            except Exception as exc:  # noqa: BLE001 - fall back to one call per run, for good
+                warn(f"batched MLflow logging failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                     "logging run by run from now on")
+                self.sql = None
+        for run in runs:
+            if run.task_id not in ids:
+                try:
+                    ids[run.task_id] = self._log_child(run)
+                except Exception as exc:  # noqa: BLE001 - tracking must never lose computed results
+                    warn(f"MLflow logging failed for {run.task_id}: {exc}")
+        for run in runs:
+            if run.error and run.task_id in ids:
+                try:
+                    self.client.log_text(ids[run.task_id], run.error, "error.txt")
+                except Exception as exc:  # noqa: BLE001 - the run and its error tag are there already
+                    warn(f"MLflow could not store error.txt of {run.task_id}: {exc}")
+        return ids
+
+    def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
+               artifacts: Iterable[str | Path] = ()) -> None:
+        """Log this invocation's metrics (step: the invocation) and `artifacts` (missing files skipped) on the
+        parent run and close it with `status` (vocab.MLFLOW_STATUSES); failures are warnings."""
+        if status not in vocab.MLFLOW_STATUSES:
+            raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
+        if self.parent_run_id is None:
+            return
+        try:
+            self._log(self.parent_run_id, metrics=metrics, step=self.invocation)
+            self.log_artifacts(artifacts)
+        except Exception as exc:  # noqa: BLE001 - the results are in Parquet and the report
+            warn(f"MLflow could not store the sweep's report or metrics ({type(exc).__name__}: {exc}); "
+                 "the report and the Parquet tables are in the sweep directory")
+        try:
+            self.end_parent(status)
+        except Exception as exc:  # noqa: BLE001
+            warn(f"MLflow could not close the sweep's run ({type(exc).__name__}: {exc}); "
+                 "the results are in the Parquet tables")
+
+    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+        """Upload local files to the parent run (missing files are skipped)."""
+        for path in paths:
+            if Path(path).is_file():
+                self.client.log_artifact(self.parent_run_id, str(path))
+
+    def end_parent(self, status: str) -> None:
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def ui_command(self) -> str | None:
+        return ui_command(self.tracking_uri)
+
+    def browse_url(self) -> str:
+        return browse_url(self.tracking_uri, self.experiment_id)
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _experiment(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = self.client.create_experiment(
+                    name, artifact_location=default_artifact_location(self.tracking_uri))
             except Exception:  # noqa: BLE001 - another process created it first
-                experiment = self.client.get_experiment_by_name(experiment_name)
+                experiment = self.client.get_experiment_by_name(name)
                 if experiment is None:
                     raise
-                self.experiment_id = experiment.experiment_id
+                experiment_id = experiment.experiment_id
         else:
-            self.experiment_id = experiment.experiment_id
-        # MLflow 3 opens experiments without this tag on its GenAI overview ("0 traces"); a sweep is
-        # classic model development: show its runs table.
-        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            experiment_id = experiment.experiment_id
+        # the experiment kind MLflow 3 shows (its UI reads the URL's workflowType first: `browse_url`)
+        self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment_id
 
-    # -- internals -------------------------------------------------------------------------------
-    def _create_run(self, run_name: str, tags: Mapping[str, Any]) -> str:
-        clean = {k: redact(str(v))[:MAX_TAG_VALUE] for k, v in tags.items()
-                 if v is not None and not is_secret(k)}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=clean)
-        return run.info.run_id
+    def _sql_writer(self) -> tracking_sql.SqlRunWriter | None:
+        store = tracking_sql.sql_store(self.client)
+        if store is None:
+            return None
+        missing = tracking_sql.missing_internals(store)
+        if missing:
+            import mlflow
+
+            warn(f"MLflow {mlflow.__version__} lacks {', '.join(missing)}: child runs are logged one by one "
+                 "(slower)")
+            return None
+        return tracking_sql.SqlRunWriter(store, self.experiment_id)
+
+    def _relocate_artifacts(self) -> None:
+        """A SQLite store keeps its artifacts next to it, wherever the sweep directory is now."""
+        location = default_artifact_location(self.tracking_uri)
+        if location is None:
+            return
+        if self.sql is None:
+            current = self.client.get_experiment(self.experiment_id).artifact_location
+            if current != location:
+                warn(f"the MLflow experiment's artifacts stay in {current} (this MLflow cannot re-point them "
+                     f"to {location})")
+            return
+        old = self.sql.artifact_location()
+        if old != location and (old.startswith("file:") or old.startswith("/")):
+            self.sql.relocate_artifacts(location)
+
+    def _parent_of(self, spec_hash: str):
+        found = self.client.search_runs(
+            [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`{SWEEP_ROLE_TAG}` = '{SWEEP_ROLE}' AND tags.`{SPEC_HASH_TAG}` = '{spec_hash}'")
+        return found[0] if found else None
 
     def _log(self, run_id: str, params: Mapping[str, Any] | None = None,
-             metrics: Mapping[str, Any] | None = None,
-             curves: Sequence[tuple[str, int, float]] = ()) -> None:
+             metrics: Mapping[str, Any] | None = None, step: int = 0) -> None:
         from mlflow.entities import Metric, Param
 
         now_ms = int(time.time() * 1000)
         param_list = [Param(k, v) for k, v in flatten_params(params or {}).items()]
-        metric_list = []
-        for key, value in (metrics or {}).items():
-            v = metric_value(value)
-            if v is not None and not is_secret(key):
-                metric_list.append(Metric(key, v, now_ms, 0))
-        for key, step, value in curves:
-            v = metric_value(value)
-            if v is not None and not is_secret(key):
-                metric_list.append(Metric(key, v, now_ms, int(step)))
+        metric_list = [Metric(k, v, now_ms, step) for k, v, _ in child_runs.points(
+            (k, v, step) for k, v in (metrics or {}).items())]
         for chunk in _chunks(param_list, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
         for chunk in _chunks(metric_list, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
-    def log_artifacts(self, run_id: str, artifacts: Iterable[str | Path]) -> None:
-        """Upload local files to a run (missing files are skipped)."""
-        for path in artifacts:
-            if Path(path).is_file():
-                self.client.log_artifact(run_id, str(path))
+    def _log_datasets(self, run_id: str, datasets: Sequence[child_runs.DatasetRef]) -> None:
+        if not datasets:
+            return
+        from mlflow.entities import DatasetInput, InputTag
 
-    # -- public ----------------------------------------------------------------------------------
-    def start_parent(self, params: Mapping[str, Any] | None = None,
-                     tags: Mapping[str, Any] | None = None, run_name: str | None = None) -> str:
-        """Create the invocation's parent run; returns its run id."""
-        run_id = self._create_run(run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags or {})
-        self._log(run_id, params=params)
+        self.client.log_inputs(run_id, datasets=[
+            DatasetInput(d.entity(), tags=[InputTag(tracking_sql.DATASET_CONTEXT_TAG, child_runs.DATASET_CONTEXT)])
+            for d in datasets])
+
+    def _log_child(self, run: ChildRun) -> str:
+        """One child run through the client (what `tracking_sql.SqlRunWriter.write` does for many at once)."""
+        from mlflow.entities import Metric, Param
+
+        tags = {k: v for k, v in run.tags.items() if k != child_runs.RUN_NAME_TAG}
+        run_id = self.client.create_run(self.experiment_id, start_time=run.start_ms, tags=tags,
+                                        run_name=run.name).info.run_id
+        try:
+            now_ms = int(time.time() * 1000)
+            for chunk in _chunks([Param(k, v) for k, v in run.params.items()], MAX_PARAMS_PER_BATCH):
+                self.client.log_batch(run_id, params=chunk)
+            for chunk in _chunks([Metric(k, v, now_ms, s) for k, v, s in run.metrics], MAX_METRICS_PER_BATCH):
+                self.client.log_batch(run_id, metrics=chunk)
+            self._log_datasets(run_id, run.datasets)
+        finally:
+            self.client.set_terminated(run_id, run.status, end_time=run.end_ms)
         return run_id
 
-    def log_task(self, parent_run_id: str, task_kind: str, task_id: str,
-                 params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-                 curves: Sequence[tuple[str, int, float]] = (),
-                 artifacts: Sequence[str | Path] = (), status: str = vocab.MLFLOW_FINISHED,
-                 error: str | None = None) -> str:
-        """One finished (or failed) task as a child run of `parent_run_id`; returns its run id."""
-        if status not in vocab.MLFLOW_STATUSES:
-            raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
-        tags = {"mlflow.parentRunId": parent_run_id, "task_kind": task_kind, "task_id": task_id}
-        if error:
-            tags["error"] = error
-        run_id = self._create_run(task_id, tags)
-        try:
-            self._log(run_id, params=params, metrics=metrics, curves=curves)
-            self.log_artifacts(run_id, artifacts)
-            if error:
-                self.client.log_text(run_id, redact(error), "error.txt")
-        finally:
-            self.client.set_terminated(run_id, status)
-        return run_id
 
-    def finish_parent(self, run_id: str, status: str = vocab.MLFLOW_FINISHED,
-                      metrics: Mapping[str, Any] | None = None,
-                      artifacts: Sequence[str | Path] = ()) -> None:
-        """Log the invocation's summary metrics and artifacts (e.g. report figures) and close it."""
-        if status not in vocab.MLFLOW_STATUSES:
-            raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
-        try:
-            self._log(run_id, metrics=metrics)
-            self.log_artifacts(run_id, artifacts)
-        finally:
-            self.client.set_terminated(run_id, status)
-
+def _parent_note(run: SweepRun) -> str:
+    return (f"Sweep `{run.sweep}`, spec version {run.version} (spec hash {run.spec_hash[:16]}): "
+            f"{len(run.graph.tasks)} tasks, one child run each (open a child for its settings, metrics and curves). "
+            "A rerun of the same spec continues this run; its metrics are per invocation (step = invocation). "
+            f"{child_runs.PATH_NOTE}")

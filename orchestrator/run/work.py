@@ -22,6 +22,7 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import outputs, schemas, tables
 from orchestrator.graph.dag import Task
+from orchestrator.run.child_runs import ALPHA_STEPS
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.outputs import TaskOutput
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
@@ -99,6 +100,18 @@ def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+def curve_steps(curve_rows: list[dict]) -> list[tuple]:
+    """A training curve as step series, one point per epoch: `<split>_loss`, `<split>_acc` (`train_loss`,
+    `llrt_acc`)."""
+    return [(f"{r['split']}_{m}", int(r["epoch"]), r[m]) for r in curve_rows for m in ("loss", "acc")
+            if r.get(m) is not None]
+
+
+def alpha_step(alpha: float) -> int:
+    """The step of a path curve's point at `alpha` (MLflow steps are integers): round(ALPHA_STEPS·α)."""
+    return round(ALPHA_STEPS * float(alpha))
+
+
 def rows_for(task: Task, table: str, rows: list[dict]) -> list[dict]:
     """Rows of `table`: the task's labels and settings where the table has such columns, then `rows`."""
     names = set(schemas.SCHEMAS[table].names)
@@ -115,8 +128,7 @@ def _trained(task: Task, env: TaskEnv, model, data, resume, curve: list[dict], c
     """The output of a training task: evaluation rows (none for a midpoint), curve, checkpoint, and the
     same numbers as MLflow metrics (per set) and step series (per epoch)."""
     curve_rows = _curve(task, env, resume, curve)
-    steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in curve_rows for m in ("loss", "acc")
-             if r.get(m) is not None]
+    steps = curve_steps(curve_rows)
     out = TaskOutput(tables={vocab.TRAIN_CURVES: curve_rows}, checkpoint=checkpoint, steps=steps)
     if model is not None:
         rows = evaluate_sets(model, data.eval_sets, device=env.device)
@@ -232,8 +244,7 @@ def run_path_eval(task: Task, env: TaskEnv) -> TaskOutput:
 
 def _path_output(task: Task, rows: list[dict], barrier_rows: list[dict], **meta) -> TaskOutput:
     metrics = {f"barrier.{r['eval_set']}.{r['metric']}.{r['definition']}": r["value"] for r in barrier_rows}
-    alphas = sorted({r["alpha"] for r in rows})
-    steps = [(f"path.{r['eval_set']}.{m}", alphas.index(r["alpha"]), r[m]) for r in rows
+    steps = [(f"path.{r['eval_set']}.{m}", alpha_step(r["alpha"]), r[m]) for r in rows
              for m in ("loss", "acc", "agree_a", "agree_b") if r.get(m) is not None]
     return TaskOutput(tables={vocab.PATHS: rows_for(task, vocab.PATHS, rows),
                               vocab.BARRIERS: rows_for(task, vocab.BARRIERS, barrier_rows)},
@@ -315,8 +326,7 @@ def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
     curve = [{"epoch": e, "split": curve_split(task, e), "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05,
               "duration_s": 0.0} for e in range(max(1, epochs))]
     out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
-    out.steps = [(f"train_{r['split']}_{m}", int(r["epoch"]), r[m]) for r in out.tables[vocab.TRAIN_CURVES]
-                 for m in ("loss", "acc")]
+    out.steps = curve_steps(out.tables[vocab.TRAIN_CURVES])
     if task.kind != vocab.MIDPOINT:
         rows = [{"eval_set": e, "loss": rng.uniform(0.1, 2.0), "acc": rng.uniform(0.1, 0.99), "n": 1000} for e in sets]
         out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)

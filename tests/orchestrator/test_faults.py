@@ -185,7 +185,7 @@ def test_failed_tasks_are_failed_mlflow_runs_with_the_reason(failed_sweep):
     layout = layout_of(spec, storage)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     child_runs = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    children = {r.info.run_name: r for r in child_runs}
+    children = {r.data.tags["task_id"]: r for r in child_runs}
     assert len(children) == len(child_runs), "a task was logged as more than one MLflow run"
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     assert set(children) == {t.id for t in roles.values()}

@@ -15,7 +15,7 @@ from orchestrator.run import recording, state as sweep_state, work
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
-from orchestrator.run.tracking import MlflowSink
+from orchestrator.run.tracking import MlflowTracker, SweepRun
 from orchestrator.run.work import TaskResult
 
 
@@ -96,9 +96,13 @@ def mlflow_runs(uri: str, experiment: str) -> dict:
                    for k in r.data.metrics}
         artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id))
         tags = {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"}
-        out[r.info.run_name] = {"status": r.info.status, "tags": tags, "params": r.data.params,
+        inputs = sorted((d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+                         d.dataset.profile, tuple((t.key, t.value) for t in d.tags)) for d in r.inputs.dataset_inputs)
+        out[tags["task_id"]] = {"status": r.info.status, "tags": tags, "params": r.data.params,
                                 "metrics": r.data.metrics, "history": history, "artifacts": artifacts,
-                                "run_id": r.info.run_id, "end": r.info.end_time is not None}
+                                "run_id": r.info.run_id, "name": r.info.run_name, "inputs": inputs,
+                                "times": (r.info.start_time, r.info.end_time), "user": r.info.user_id,
+                                "end": r.info.end_time is not None}
     return out
 
 
@@ -107,11 +111,11 @@ def record_all(graph, tmp_path, bulk: bool) -> dict:
     state, roles = ended_state(graph)
     layout = SweepLayout(Storage(str(tmp_path)), "rec")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    sink = MlflowSink(uri, "rec")
-    parent = sink.start_parent()
-    recorder = recording.TaskRecorder(layout, state, "hash", sink, parent, "rev")
+    tracker = MlflowTracker(uri, "rec")
+    tracker.start(SweepRun(graph=graph, sweep="rec", version=1, spec_hash="hash", git_commit="abc"))
     if not bulk:
-        recorder._bulk = False
+        tracker.sql = None                      # run by run through MLflow's client
+    recorder = recording.TaskRecorder(layout, state, "hash", tracker, "rev")
     for role in ("done", "failed", "cached", "skipped", "done2", "done"):   # "done" twice: one row
         recorder.record(roles[role])
     recorder.close()
@@ -122,16 +126,17 @@ def record_all(graph, tmp_path, bulk: bool) -> dict:
     assert rows.loc[roles["skipped"], "status"] == vocab.SKIPPED and bool(rows.loc[roles["cached"], "cached"])
     assert rows.loc[roles["done"], "device"] == "cpu:test"
     runs = mlflow_runs(uri, "rec")
-    assert {name: r["run_id"] for name, r in runs.items()} == rows["mlflow_run_id"].to_dict()
+    assert {task_id: r["run_id"] for task_id, r in runs.items()} == rows["mlflow_run_id"].to_dict()
     done = runs[roles["done"]]
     assert done["status"] == "FINISHED" and done["end"]
     assert done["metrics"]["eval.cue.acc"] == 0.75 and done["metrics"]["duration_s"] == 1.5
     assert done["history"]["curve"] == [(i, pytest.approx(0.1 * i)) for i in range(5)]
     assert done["tags"]["task_kind"] == graph.tasks[roles["done"]].kind and done["params"]["task_id"] == roles["done"]
+    assert done["inputs"] and done["times"] == (1_700_000_000_000, done["times"][1])
     failed = runs[roles["failed"]]
     assert failed["status"] == "FAILED" and "boom" in failed["tags"]["error"] and failed["artifacts"] == ["error.txt"]
-    assert runs[roles["skipped"]]["status"] == "KILLED"
-    assert recorder._bulk is not None and bool(recorder._bulk) == bulk   # batched unless told otherwise
+    assert runs[roles["skipped"]]["status"] == "KILLED" and not runs[roles["skipped"]]["inputs"]
+    assert (tracker.sql is not None) == bulk          # batched unless told otherwise, and no fallback
     return runs
 
 
@@ -139,8 +144,8 @@ def test_batched_and_one_by_one_mlflow_runs_hold_the_same(graph, tmp_path):
     got = {}
     for bulk in (True, False):
         runs = record_all(graph, tmp_path / str(bulk), bulk)
-        got[bulk] = json.dumps({name: {k: v for k, v in r.items() if k != "run_id"} for name, r in runs.items()},
-                               sort_keys=True, default=str)       # NaN metrics compare as text
+        got[bulk] = json.dumps({name: {k: v for k, v in r.items() if k not in ("run_id", "times")}
+                                for name, r in runs.items()}, sort_keys=True, default=str)   # NaN compares as text
     assert got[True] == got[False]
 
 
@@ -149,7 +154,7 @@ def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
     for s in state.states.values():
         s.status = vocab.DONE
     layout = SweepLayout(Storage(str(tmp_path)), "many")
-    recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
+    recorder = recording.TaskRecorder(layout, state, "hash")
     for task_id in graph.tasks:
         recorder.record(task_id)
     recorder.close()
@@ -172,7 +177,7 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
 
     monkeypatch.setattr(tables, "write_fragment", flaky)
     layout = SweepLayout(Storage(str(tmp_path)), "flaky")
-    recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
+    recorder = recording.TaskRecorder(layout, state, "hash")
     for task_id in ids:
         recorder.record(task_id)
     recorder.close()

@@ -139,24 +139,35 @@ def test_report_and_checkpoints_exist(sweep):
         assert not storage.exists(layout.resume_dir(kind, task_id))        # dropped once finished
 
 
-def test_mlflow_holds_one_parent_per_run_and_a_child_per_computed_task(sweep):
-    graph, runs = sweep["graph"], sweep["runs"]
+def test_mlflow_holds_one_parent_per_version_and_a_child_per_computed_task(sweep):
+    graph, runs, spec = sweep["graph"], sweep["runs"], sweep["spec"]
     parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
     children = defaultdict(list)
     for r in runs:
         if "mlflow.parentRunId" in r.data.tags:
             children[r.data.tags["mlflow.parentRunId"]].append(r)
-    assert len(parents) == 2                                       # one per invocation
-    assert set(children) <= set(parents) and len(children) == 1   # the rerun computed nothing
-    (parent_id, kids), = children.items()
-    assert sorted(r.info.run_name for r in kids) == sorted(graph.tasks)
+    (parent,) = parents.values()                                   # the rerun continued the version's run
+    assert parent.info.run_name == f"{spec.name} v1" and parent.info.status == "FINISHED"
+    assert parent.data.tags["mmc.invocations"] == "2" and parent.data.tags["mlflow.source.name"] == spec.source
+    assert set(children) == {parent.info.run_id}                   # the rerun computed nothing
+    kids = children[parent.info.run_id]
+    assert sorted(r.data.tags["task_id"] for r in kids) == sorted(graph.tasks)
+    cue = max(t.labels["cue_proportion"] for t in graph.tasks.values())
+    assert {r.info.run_name for r in kids} == {f"pretrain cue p={cue:g} seed 0", "pretrain nocue seed 0",
+                                               "midpoint cue~nocue seed 0", "path linear cue~nocue seed 0",
+                                               "path quadratic cue~nocue seed 0"}
     assert all(r.info.status == "FINISHED" for r in kids)
-    assert all(r.info.status == "FINISHED" for r in parents.values())
     run_ids = dict(zip(sweep["tables"]["tasks"]["task_id"], sweep["tables"]["tasks"]["mlflow_run_id"]))
-    assert {r.info.run_id: r.info.run_name for r in kids} == {v: k for k, v in run_ids.items()}
+    assert {r.info.run_id: r.data.tags["task_id"] for r in kids} == {v: k for k, v in run_ids.items()}
     path_eval = next(r for r in kids if r.data.tags.get("task_kind") == "path_eval")
     assert any(k.startswith("barrier.") for k in path_eval.data.metrics)
     assert path_eval.data.params["paths.num_alphas"] == "3" and path_eval.data.params["pair_type"] == "cue~nocue"
+    client = mlflow.MlflowClient(tracking_uri=sweep["first"].layout.mlflow_uri())
+    steps = {m.step for m in client.get_metric_history(path_eval.info.run_id, "path.cue.loss")}
+    assert steps == {0, 500, 1000}                                  # 3 alphas, against 1000·α
+    pretrain = next(r for r in kids if r.data.tags.get("task_kind") == "pretrain")
+    assert "train_loss" in pretrain.data.metrics and not [k for k in pretrain.data.metrics if "train_train" in k]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "report.html"}
 
 
 def test_rerun_recomputes_nothing(sweep):
@@ -221,3 +232,37 @@ def test_cli_run_of_a_finished_sweep_exits_0_without_starting_ray(sweep):
     assert f"{n} already finished, 0 to run" in out.stdout
     assert "Started a local Ray instance" not in out.stdout + out.stderr
     assert _snapshot(layout) == before
+
+
+def _files(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_copied_sweep_directory_reruns_reports_and_uploads_its_report_into_itself(sweep):
+    """MLflow records an absolute artifact location: a copy of a sweep directory must log into itself, not
+    into the original (still there), and must work once the original is gone (a sweep brought back from a
+    cluster)."""
+    name = sweep["spec"].name
+    original = Path(sweep["first"].layout.storage.root)
+    before = _files(original / name / "mlflow-artifacts")
+    first_copy, second_copy = sweep["directory"] / "copy-1", sweep["directory"] / "copy-2"
+    shutil.copytree(original, first_copy)
+    out = _cli("run", str(sweep["path"]), "--storage", str(first_copy))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert _files(original / name / "mlflow-artifacts") == before          # nothing written into the original
+    shutil.copytree(first_copy, second_copy)
+    shutil.rmtree(first_copy)                                                # ... and now the original is gone
+    out = _cli("run", str(sweep["path"]), "--storage", str(second_copy))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "warning" not in out.stdout + out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "report:" in out.stdout and "browse:  http://127.0.0.1:5000/#/experiments/" in out.stdout
+    assert not first_copy.exists()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{second_copy / name / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    assert experiment.artifact_location == (second_copy / name / "mlflow-artifacts").as_uri()
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`mmc.role` = 'sweep'")
+    assert parent.data.tags["mmc.invocations"] == "4"                       # 2 here, 2 copied along
+    assert "report.html" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    uploaded = second_copy / name / "mlflow-artifacts" / parent.info.run_id / "artifacts" / "report.html"
+    assert uploaded.read_bytes() == (second_copy / name / "report" / "report.html").read_bytes()

@@ -1,63 +1,209 @@
-"""MLflow tracking (`orchestrator.run.tracking`): one parent run per invocation, a child run per task with
-its parameters, metrics and step series, secrets never logged, safe from several threads."""
+"""MLflow tracking (`orchestrator.run.tracking`, `child_runs`, `tracking_sql`): one parent run per sweep version
+(a rerun continues it), a child run per task named for what it is, its settings, metrics, curves (paths
+against α) and datasets, secrets never logged; the SQL fast path's MLflow internals present; a moved store
+re-points its artifacts."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import json
+import shutil
 
+import mlflow
 import pytest
 
-from orchestrator.run import tracking
-def test_mlflow_parent_children_metrics_and_secrets(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sink = tracking.MlflowSink(uri, "test-sweep")
-    parent = sink.start_parent(params={"sweep": "test", "api_token": "xyz"},
-                               tags={"spec_hash": "abc", "db_password": "hunter2"})
-    artifact = tmp_path / "curve.txt"
-    artifact.write_text("hello")
-    params = {"train": {"lr": 0.05, "epochs": 3, "secret_key": "s"}, "models": ["a", "b"],
-              "long": "x" * 10_000, "aws_credentials": {"id": "k"}}
-    child_ok = sink.log_task(parent, "pretrain", "pretrain-123", params=params,
-                             metrics={"eval/nocue/acc": 0.9, "my_secret": 1.0},
-                             curves=[("train/loss", ep, 1.0 / (ep + 1)) for ep in range(4)],
-                             artifacts=[str(artifact)])
-    child_bad = sink.log_task(parent, "finetune", "finetune-456", params={"method": "cbft"},
-                              status="FAILED", error="Traceback ...\nRuntimeError: boom")
-    with ThreadPoolExecutor(4) as pool:  # explicit run ids: safe from several threads
-        threaded = list(pool.map(lambda i: sink.log_task(parent, "path_eval", f"path_eval-{i}",
-                                                         metrics={"barrier": i}), range(6)))
-    sink.finish_parent(parent, "FINISHED", metrics={"tasks_finished": 1}, artifacts=[str(artifact)])
+from orchestrator import vocab
+from orchestrator.graph.dag import build_graph
+from orchestrator.run import child_runs, recording, tracking, tracking_sql
+from orchestrator.run.work import alpha_step
+from orchestrator.spec.sweep_spec import load_spec
 
-    client = sink.client
-    children = client.search_runs([sink.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
-    assert {r.info.run_id for r in children} == {child_ok, child_bad, *threaded}
-    assert sorted(client.get_run(r).data.metrics["barrier"] for r in threaded) == list(range(6))
-    ok, bad, par = (client.get_run(r) for r in (child_ok, child_bad, parent))
-    assert ok.info.run_name == "pretrain-123" and ok.info.status == "FINISHED"
-    assert bad.info.status == "FAILED" and "boom" in bad.data.tags["error"]
-    assert par.info.status == "FINISHED" and par.data.metrics["tasks_finished"] == 1
-    assert ok.data.params["train.lr"] == "0.05" and ok.data.params["models"] == '["a", "b"]'
-    assert len(ok.data.params["long"]) == tracking.MAX_PARAM_VALUE
-    history = client.get_metric_history(child_ok, "train/loss")
-    assert sorted((m.step, m.value) for m in history) == [(ep, 1.0 / (ep + 1)) for ep in range(4)]
-    assert ok.data.metrics["eval/nocue/acc"] == pytest.approx(0.9)
-    everything = [*ok.data.params, *ok.data.metrics, *par.data.params, *par.data.tags]
-    assert not [k for k in everything if tracking.is_secret(k)]
+
+@pytest.fixture(scope="module")
+def graph():
+    return build_graph(load_spec(None, ["seeds=[0]"]))
+
+
+def of_kind(graph, kind: str, **labels):
+    return next(t for t in graph.tasks.values()
+                if t.kind == kind and all(t.labels.get(k) == v for k, v in labels.items()))
+
+
+def ended(task, status=vocab.DONE, metrics=None, steps=(), error=None) -> recording.EndedTask:
+    return recording.EndedTask(task, status, error, 1.5, 1_700_000_000.0, 1_700_000_010.0, "cpu", metrics or {},
+                               list(steps))
+
+
+def sweep_run(graph, spec_hash="abc123", version=1, **kw) -> tracking.SweepRun:
+    return tracking.SweepRun(graph=graph, sweep="test-sweep", version=version, spec_hash=spec_hash,
+                             spec_text="name: test-sweep\n", source="sweeps/test.yaml", git_commit="0123abcd" * 5,
+                             **kw)
+
+
+def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    assert tracker.sql is not None                            # a SQLite store: the batched path
+    parent = tracker.start(sweep_run(graph, params={"swept": "-", "api_token": "xyz"},
+                                     tags={"mmc.storage": "/x", "db_password": "hunter2"}))
+    pretrain = of_kind(graph, vocab.PRETRAIN, cue_proportion=0.8)
+    path = of_kind(graph, vocab.PATH_EVAL, path_kind="linear", pair_type="cue~nocue")
+    midpoint = of_kind(graph, vocab.MIDPOINT, pair_type="cue~nocue")
+    alphas = [0.0, 0.25, 0.5, 1.0]
+    ids = tracker.tasks_ended([
+        ended(pretrain, metrics={"eval.cue.acc": 0.9, "my_secret": 1.0},
+              steps=[("train_loss", ep, 1.0 / (ep + 1)) for ep in range(4)]),
+        ended(path, metrics={"barrier.cue.loss.chord": 0.4},
+              steps=[("path.cue.loss", alpha_step(a), 0.3 + a * (1 - a)) for a in alphas]),
+        ended(midpoint, vocab.FAILED, error="Traceback ...\nRuntimeError: boom"),
+    ])
+    report = tmp_path / "report.html"
+    report.write_text("<!DOCTYPE html>")
+    tracker.finish("FAILED", metrics={"tasks_done": 2}, artifacts=[report, tmp_path / "missing.png"])
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == (tmp_path / "mlflow-artifacts").as_uri()   # next to the database
+    par = client.get_run(parent)
+    assert par.info.run_name == "test-sweep v1" and par.info.status == "FAILED"
+    assert par.data.tags["mlflow.source.name"] == "sweeps/test.yaml"
+    assert par.data.tags["mlflow.source.git.commit"] == "0123abcd" * 5
+    assert par.data.params["spec_hash"] == "abc123" and par.data.params["tasks"] == str(len(graph))
+    assert par.data.metrics["tasks_done"] == 2
+    assert {a.path for a in client.list_artifacts(parent)} == {"spec.yaml", "report.html"}
+    assert {d.dataset.name for d in par.inputs.dataset_inputs} == {"digits cue p=0.8", "digits nocue"}
     assert "db_password" not in par.data.tags and "api_token" not in par.data.params
-    assert [a.path for a in client.list_artifacts(child_ok)] == ["curve.txt"]
-    assert [a.path for a in client.list_artifacts(parent)] == ["curve.txt"]
-    assert "error.txt" in [a.path for a in client.list_artifacts(child_bad)]
-    assert (tmp_path / "mlflow-artifacts").is_dir()  # artifacts stay next to the database
-    # a second sink on the same store finds the experiment again
-    assert tracking.MlflowSink(uri, "test-sweep").experiment_id == sink.experiment_id
+
+    children = client.search_runs([tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert {r.data.tags["task_id"]: r.info.run_id for r in children} == ids
+    runs = {r.data.tags["task_id"]: r for r in children}
+    pre, pth, mid = runs[pretrain.id], runs[path.id], runs[midpoint.id]
+    assert pre.info.run_name == "pretrain cue p=0.8 seed 0" and pre.info.status == "FINISHED"
+    assert pth.info.run_name == "path linear cue~nocue seed 0"
+    assert mid.info.run_name == "midpoint cue~nocue seed 0" and mid.info.status == "FAILED"
+    assert pre.data.tags["task_kind"] == "pretrain" and pre.data.tags["mlflow.source.git.commit"] == "0123abcd" * 5
+    assert pre.data.params["pretrain.lr"] == "0.05" and pre.data.params["cue_proportion"] == "0.8"
+    assert pre.data.metrics["eval.cue.acc"] == pytest.approx(0.9) and pre.data.metrics["duration_s"] == 1.5
+    assert "my_secret" not in pre.data.metrics
+    history = client.get_metric_history(pre.info.run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in history) == [(ep, 1.0 / (ep + 1)) for ep in range(4)]
+    curve = sorted((m.step, m.value) for m in client.get_metric_history(pth.info.run_id, "path.cue.loss"))
+    assert [s for s, _ in curve] == [0, 250, 500, 1000]                    # the x-axis is 1000·α
+    assert "round(1000·α)" in pth.data.tags["mlflow.note.content"]
+    assert [d.dataset.name for d in pre.inputs.dataset_inputs] == ["digits cue p=0.8"]
+    assert sorted(d.dataset.name for d in mid.inputs.dataset_inputs) == ["digits cue p=0.8", "digits nocue"]
+    assert not pth.inputs.dataset_inputs
+    assert "boom" in mid.data.tags["error"] and [a.path for a in client.list_artifacts(mid.info.run_id)] == ["error.txt"]
+    everything = [*pre.data.params, *pre.data.metrics, *par.data.params, *par.data.tags]
+    assert not [k for k in everything if child_runs.is_secret(k)]
     with pytest.raises(ValueError, match="allowed: FINISHED, FAILED"):
-        sink.log_task(parent, "pretrain", "x", status="DONE")
+        tracker.finish("DONE")
+
+
+def test_a_rerun_of_the_same_spec_continues_its_parent_and_a_new_version_gets_its_own(graph, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pretrain = of_kind(graph, vocab.PRETRAIN)
+    first = tracking.MlflowTracker(uri, "test-sweep")
+    parent = first.start(sweep_run(graph))
+    first.finish("FAILED", metrics={"tasks_done": 1})
+    again = tracking.MlflowTracker(uri, "test-sweep")
+    assert again.start(sweep_run(graph, tags={"mmc.storage": "/moved"})) == parent
+    client = mlflow.MlflowClient(uri)
+    assert client.get_run(parent).info.status == "RUNNING"                # running again
+    again.tasks_ended([ended(pretrain)])
+    again.finish("FINISHED", metrics={"tasks_done": 2})
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED" and run.data.tags["mmc.invocations"] == "2"
+    assert run.data.tags["mmc.storage"] == "/moved"
+    assert [(m.step, m.value) for m in client.get_metric_history(parent, "tasks_done")] == [(1, 1), (2, 2)]
+    newer = tracking.MlflowTracker(uri, "test-sweep")
+    other = newer.start(sweep_run(graph, spec_hash="def456", version=2))
+    newer.finish("FINISHED")
+    assert other != parent and client.get_run(other).info.run_name == "test-sweep v2"
+
+
+def test_run_names_say_what_each_task_is_and_are_unique(graph):
+    names = child_runs.run_names(graph)
+    assert len(set(names.values())) == len(graph)
+    named = {names[t.id] for t in graph.tasks.values()}
+    for expected in ("pretrain cue p=0.8 seed 0", "path linear cue~nocue seed 0", "path quadratic cue~cue seed 0",
+                     "path aligned activation nocue~nocue seed 0", "finetune cbft cue p=0.8 seed 0",
+                     "path linear pretrained~ft:cbft seed 0", "midpoint cue~nocue:same-init seed 0"):
+        assert expected in named, sorted(named)
+    # the pair's second model of the same cue and seed is told apart by its id
+    second = of_kind(graph, vocab.PATH_EVAL, pair_type="cue~cue", path_kind="linear").labels["endpoint_b"]
+    assert names[second] == f"pretrain cue p=0.8 seed 0 #{second.split('-')[1][:6]}"
+    swept = build_graph(load_spec(None, ["seeds=[0]", "cue_proportions=[0.0, 0.5, 0.8]"]))
+    names = child_runs.run_names(swept)
+    assert len(set(names.values())) == len(swept)
+    assert any(n.startswith("path linear cue~nocue seed 0 cue_proportion=0.5") for n in names.values())
+
+
+def test_the_sql_fast_path_finds_the_mlflow_internals_it_uses(tmp_path):
+    """The batched path writes MLflow's tables directly: an MLflow that renamed or dropped any of them fails
+    here (at run time the tracker would fall back to one client call per run, with a warning)."""
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = tracking_sql.sql_store(client)
+    assert store is not None, "MLflow's SQLite store is no longer its SqlAlchemyStore"
+    assert tracking_sql.missing_internals(store) == []
+
+
+def test_missing_internals_are_named_and_logging_goes_on_run_by_run(graph, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tracking_sql, "MODELS", (*tracking_sql.MODELS, "SqlGone"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    assert tracker.sql is None and "lacks dbmodels.models.SqlGone" in capsys.readouterr().err
+    tracker.start(sweep_run(graph))
+    task = of_kind(graph, vocab.PRETRAIN)
+    ids = tracker.tasks_ended([ended(task)])
+    assert mlflow.MlflowClient(uri).get_run(ids[task.id]).info.run_name == "pretrain cue p=0.8 seed 0"
+
+
+def test_a_moved_store_logs_its_artifacts_into_its_new_place(graph, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    tracker = tracking.MlflowTracker(f"sqlite:///{old / 'mlflow.db'}", "test-sweep")
+    parent = tracker.start(sweep_run(graph))
+    task = of_kind(graph, vocab.PRETRAIN)
+    child = tracker.tasks_ended([ended(task)])[task.id]
+    tracker.finish("FINISHED")
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    uri = f"sqlite:///{new / 'mlflow.db'}"
+    moved = tracking.MlflowTracker(uri, "test-sweep")
+    assert moved.start(sweep_run(graph)) == parent
+    report = tmp_path / "report.html"
+    report.write_text("<!DOCTYPE html>")
+    moved.finish("FINISHED", artifacts=[report])
+    client = mlflow.MlflowClient(uri)
+    assert client.get_experiment(moved.experiment_id).artifact_location == (new / "mlflow-artifacts").as_uri()
+    for run_id in (parent, child):
+        assert client.get_run(run_id).info.artifact_uri.startswith((new / "mlflow-artifacts").as_uri())
+    assert (new / "mlflow-artifacts" / parent / "artifacts" / "report.html").is_file()
+    assert not old.exists()
+
+
+def test_browse_url_opens_the_runs_table_and_hides_credentials():
+    assert tracking.browse_url("sqlite:////x/mlflow.db", "3") == \
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert tracking.browse_url("https://u:pw@mlflow.example:5000/", "7") == \
+        "https://***@mlflow.example:5000/#/experiments/7/runs?workflowType=machine_learning"
+    assert tracking.ui_command("sqlite:////x/mlflow.db") == \
+        "mlflow ui --backend-store-uri sqlite:////x/mlflow.db --host 127.0.0.1 --port 5000"
+    assert tracking.ui_command("http://127.0.0.1:5000") is None
+
+
+def test_the_null_tracker_does_nothing(graph):
+    null = tracking.NullTracker()
+    null.start(sweep_run(graph))
+    assert null.tasks_ended([ended(of_kind(graph, vocab.PRETRAIN))]) == {}
+    null.finish("FINISHED", artifacts=["x"])
+    assert null.browse_url() is None and null.ui_command() is None
 
 
 def test_flatten_params_drops_secrets_and_truncates():
-    flat = tracking.flatten_params({"a": {"b": {"c": 1}}, "Password": "p", "k" * 300: "v",
-                                 "x": None})
-    assert flat["a.b.c"] == "1" and flat["x"] == "None"
+    flat = child_runs.flatten_params({"a": {"b": {"c": 1}}, "Password": "p", "k" * 300: "v", "x": None,
+                                      "l": [1, "two"]})
+    assert flat["a.b.c"] == "1" and flat["x"] == "None" and json.loads(flat["l"]) == [1, "two"]
     assert "Password" not in flat
-    assert ("k" * tracking.MAX_PARAM_KEY) in flat
+    assert ("k" * child_runs.MAX_PARAM_KEY) in flat
+    assert len(child_runs.flatten_params({"long": "x" * 10_000})["long"]) == child_runs.MAX_PARAM_VALUE
