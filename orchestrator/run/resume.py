@@ -27,7 +27,7 @@ class ResumeLog:
         """Record `report` (a `tasks.train.EpochReport`) and return the state's checkpoint files."""
         self.curve = [row for row in self.curve if row["epoch"] < report.epoch]
         self.curve.append({"epoch": report.epoch, "split": self.split_of(report.epoch),
-                           "loss": report.loss, "acc": report.acc})
+                           "loss": report.loss, "acc": report.acc, "lr": report.lr, "duration_s": report.duration_s})
         tensors, meta = train_state_tensors(report.state())
         meta["curve"] = list(self.curve)
         return checkpoint_files(tensors, meta)
@@ -44,10 +44,11 @@ class ResumeLog:
         return state
 
     def full_curve(self, resumed: TrainState | None, rows: list[dict]) -> list[dict]:
-        """A task's curve: the saved rows of the epochs before `resumed`, then the `rows` it trained."""
-        if resumed is None:
-            return rows
-        return [row for row in self.curve if row["epoch"] < resumed.epoch] + rows
+        """A task's curve: the saved rows of the epochs before `resumed`, then the `rows` it trained,
+        each with the wall time of its epoch (`duration_s`, as recorded after the epoch)."""
+        before = [] if resumed is None else [row for row in self.curve if row["epoch"] < resumed.epoch]
+        took = {row["epoch"]: row.get("duration_s") for row in self.curve}
+        return before + [{**row, "duration_s": row.get("duration_s", took.get(row["epoch"]))} for row in rows]
 
 
 def attach_storage_resume(env, layout: SweepLayout, kind: str, task_id: str, log: ResumeLog) -> None:

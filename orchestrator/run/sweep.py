@@ -355,4 +355,10 @@ def _print_failures(outcome: SweepOutcome, log) -> None:
         log(f"  - {tid}: {redact(first)}")
     if len(failed) > 20:
         log(f"  ... and {len(failed) - 20} more (see the `tasks` table)")
-    log("Rerun the same command to retry them; finished tasks are not recomputed.")
+    same = [vocab.error_type(s.error) for _, s in failed if vocab.error_type(s.error) in vocab.DETERMINISTIC_ERRORS]
+    if same:
+        log(f"{len(same)} of them ({', '.join(sorted(set(same)))}) would fail the same way again: training is seeded "
+            "and their settings stay what they are. Change what the error names (e.g. a lower `lr` after a "
+            "DivergenceError), then rerun; finished tasks are not recomputed.")
+    if len(same) < len(failed):
+        log(f"Rerun the same command to retry {'the others' if same else 'them'}; finished tasks are not recomputed.")
