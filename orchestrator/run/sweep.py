@@ -15,10 +15,8 @@ same command resumes.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -28,6 +26,7 @@ from orchestrator.run import capacity, preflight
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import SweepError
+from orchestrator.provenance import revision_label
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
@@ -57,12 +56,9 @@ class SweepOutcome:
 
 
 def git_rev() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The label of the code's source revision (`orchestrator.provenance`): where the sweep was submitted
+    from (MMC_SOURCE_REVISION), else this checkout; `+dirty.<diff hash>` with uncommitted changes."""
+    return revision_label()
 
 
 def short_hash(spec: SweepSpec) -> str:
@@ -103,6 +99,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
     log = redacting(log)
     for key, value in MLFLOW_TIMEOUT_ENV.items():
         os.environ.setdefault(key, value)
+    git_rev()   # a malformed MMC_SOURCE_REVISION stops here, before anything is written
     graph = build_graph(spec)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
