@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from orchestrator import vocab
+from orchestrator import status, vocab
 from orchestrator.results import outputs, tables
 from orchestrator.run import work
 from orchestrator.graph.dag import build_graph
@@ -336,8 +336,8 @@ def _torn_resume_state(layout, graph, ctx, monkeypatch):
     class Stop(Exception):
         pass
 
-    def attach(env, layout_, kind, task_id, log):
-        real(env, layout_, kind, task_id, log)
+    def attach(env, layout_, kind, task_id, log, **kwargs):
+        real(env, layout_, kind, task_id, log, **kwargs)
         save = env.on_epoch
 
         def save_then_stop(report):
@@ -477,6 +477,10 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
 
     proc = _start_paused(spec, storage, events, target, 1)
     try:
+        # watched from another terminal meanwhile: the task's progress.json says epoch 2 of 4 is done
+        running = {r["task_id"]: r for r in status.status_snapshot(layout)["running"]}
+        assert (running[target.id]["epoch"], running[target.id]["epochs"]) == (2, 4), running
+        assert running[target.id]["eta_s"] is not None and running[target.id]["loss"] is not None
         os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C reaches the terminal's process group
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -497,6 +501,8 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
     assert "1 already finished, 2 to run" in rerun.stdout, rerun.stdout[-3000:]
     assert mtimes(layout, first) == kept                     # nothing finished was recomputed or rewritten
     assert resumed_from(events, target.id) == [None, 2, 3]
+    assert status.status_snapshot(layout)["running"] == []                     # finished: no longer running
+    assert json.loads(layout.storage.read_bytes(layout.progress_file("pretrain", target.id)))["epoch"] == 4
     assert trained_epochs(events, target.id) == [[0, 1], [2], [3]]
 
     reference = SweepLayout(Storage(tmp_path / "uninterrupted"), "killed")
