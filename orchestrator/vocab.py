@@ -13,6 +13,7 @@ PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL = "pretrain", "finetune", "midpoi
 TASK_KINDS = (PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL)          # also the topological order
 TRAINING_KINDS = (PRETRAIN, FINETUNE, MIDPOINT)   # may run data-parallel; save a resume state per epoch
 BUNDLE_KINDS = (ALIGN, PATH_EVAL)                 # short tasks that may share one Tune trial
+MODEL_KINDS = (PRETRAIN, FINETUNE, MIDPOINT, ALIGN)   # write a model's weights (align: B permuted onto A)
 
 # ----- paths -----
 LINEAR, QUADRATIC, ALIGNED = "linear", "quadratic", "aligned"

@@ -16,9 +16,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- tested: readme-queries -->"
 
 
-def readme_block(marker: str) -> str:
-    text = README.read_text()
-    assert marker in text, f"README.md has no block marked {marker!r}"
+def readme_block(marker: str, doc: Path = README) -> str:
+    text = doc.read_text()
+    assert marker in text, f"{doc.name} has no block marked {marker!r}"
     match = re.search(r"```python\n(.*?)```", text[text.index(marker):], re.S)
     return match.group(1)
 
@@ -57,3 +57,13 @@ def test_readme_queries_run_and_agree(runs_dir):
     assert "barrier" in text and " n " in text.replace("│", " ")          # DuckDB's columns
     # activation and weight matching are separate rows in every tool's output (pandas, DuckDB, polars)
     assert text.count("activation") >= 3 and text.count("weight") >= 3, text
+
+
+def test_analysis_md_api_block_runs(tmp_path, monkeypatch, capsys):
+    """docs/ANALYSIS.md's Python block, on a sweep with activation and weight matching: the two stay apart."""
+    write_sweep(SweepLayout(Storage(tmp_path / "mmc-runs"), "default"), with_weight_matching(synthetic_sweep()))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_block("<!-- tested: analysis-api -->", README.parent / "docs" / "ANALYSIS.md"),
+                 "ANALYSIS.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "activation" in out and "weight" in out and "linear" in out
