@@ -119,9 +119,10 @@ class Sweep:
         return df[columns].sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
 
     def load_model(self, task_id: str, device: str = "cpu"):
-        """The model a task trained (pretrain, finetune), the midpoint of a quadratic path (midpoint) or
-        the second endpoint permuted onto the first (align), built from the task's stored config and
-        loaded from its verified safetensors checkpoint; in eval mode on `device`."""
+        """The model a task trained (pretrain, finetune), the trained control point θ of a quadratic path
+        (midpoint; the path's own point at α = ½ is ¼A + ½θ + ¼B) or the second endpoint permuted onto
+        the first (align), built from the task's stored config and loaded from its verified safetensors
+        checkpoint; in eval mode on `device`."""
         import torch
 
         from tasks.data import DataSettings, dataset_info

@@ -124,6 +124,15 @@ class TerminalLine:
         if not self.interactive:
             print(text, file=self.stream, flush=True)
             return
-        line = f"{bar(fraction, 20)} {text}"[:max(20, shutil.get_terminal_size().columns - 1)]
+        line = _fit(f"{bar(fraction, 20)} {text}", max(40, shutil.get_terminal_size().columns - 1))
         self.stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
         self.stream.flush()
+
+
+def _fit(line: str, width: int) -> str:
+    """`line` cut in the middle to `width` characters, so that its start (the bar, the counts) and its end
+    (the ETA) stay visible."""
+    if len(line) <= width:
+        return line
+    head = (width - 1) * 2 // 3
+    return line[:head] + "…" + line[len(line) - (width - 1 - head):]

@@ -285,7 +285,7 @@ def test_a_training_task_keeps_its_progress_json_up_to_date(sweep):
     assert (record["epoch"], record["start_epoch"]) == (2, 2)
 
 
-def test_the_run_draws_a_bar_on_a_terminal_and_lines_elsewhere():
+def test_the_run_draws_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
     """`mmc-sweep run`'s progress: on a terminal one line redrawn in place behind a bar (ended before
     anything else is printed); in a log or a pipe (`ray job logs`) one plain line per update."""
     class Stream(list):
@@ -308,6 +308,11 @@ def test_the_run_draws_a_bar_on_a_terminal_and_lines_elsewhere():
     line.show("4/4 finished", 1.0, final=True)
     assert tty[0].startswith("\r\x1b[2K[#####...............] 1/4 finished") and not tty[0].endswith("\n")
     assert tty[1].startswith("\r\x1b[2K[####################] 4/4") and tty[1].endswith("\n")
+    monkeypatch.setenv("COLUMNS", "80")        # an 80-column terminal: cut in the middle, the ETA kept
+    narrow = Stream(True)
+    progress_lib.TerminalLine(narrow).show("[  88.1s] 1/3 finished | done 1 | cached 0 | running 1 | pending 1 | "
+                                           "failed 0 | skipped 0 | ETA 12s", 0.3)
+    assert narrow[0].endswith("ETA 12s") and len(narrow[0]) <= len("\r\x1b[2K") + 79 and "…" in narrow[0]
     pipe = Stream(False)
     progress_lib.TerminalLine(pipe).show("1/4 finished", 0.25)
     assert "".join(pipe) == "1/4 finished\n"
