@@ -77,11 +77,13 @@ def _column_dictionary() -> dict[str, dict[str, str]]:
 def test_the_column_dictionary_matches_the_schemas():
     """Every column of every result table (orchestrator/results/schemas.py) is in docs/ANALYSIS.md's
     column dictionary with the tables that hold it and its type, and the dictionary names no column
-    the schemas lack; the `<section>.<field>` settings columns are described once, as a pattern."""
+    the schemas lack; a column of a closed set of values names each; the `<section>.<field>` settings
+    columns are described once, as a pattern."""
     import pyarrow as pa
 
     from orchestrator import vocab
-    from orchestrator.results.schemas import SCHEMAS, SETTINGS_COLUMNS
+    from orchestrator.results.schemas import ALLOWED_VALUES, SCHEMAS, SETTINGS_COLUMNS
+    from tasks.data import EVAL_SETS
     from orchestrator.spec.schema import SETTINGS_CLASSES
 
     type_names = {pa.string(): "string", pa.float64(): "float64", pa.int64(): "int64", pa.bool_(): "bool",
@@ -89,8 +91,8 @@ def test_the_column_dictionary_matches_the_schemas():
     documented = _column_dictionary()
     pattern = documented.pop("<section>.<field>", None)
     assert pattern is not None and pattern["tables"] == "all"
-    assert all(f"`{section}`" in pattern["meaning"] for section in SETTINGS_CLASSES)
-    assert all(c.split(".", 1)[0] in SETTINGS_CLASSES for c in SETTINGS_COLUMNS)
+    sections = {c.split(".", 1)[0] for c in SETTINGS_COLUMNS}
+    assert set(SETTINGS_CLASSES) <= sections and all(f"`{section}`" in pattern["meaning"] for section in sections)
     problems = []
     held: dict[str, dict[str, str]] = {}
     for table, schema in SCHEMAS.items():
@@ -108,4 +110,7 @@ def test_the_column_dictionary_matches_the_schemas():
         if {row["type"]} != set(types.values()):
             problems.append(f"{column}: documented as {row['type']}, the schemas say {sorted(set(types.values()))}")
     problems += [f"{column} is documented but no table has it" for column in documented if column not in held]
+    closed = {column: values for (_, column), values in ALLOWED_VALUES.items()} | {"eval_set": EVAL_SETS}
+    problems += [f"{column}: the meaning does not name `{value}`" for column, values in closed.items()
+                 for value in values if f"`{value}`" not in documented.get(column, {}).get("meaning", "")]
     assert not problems, "docs/ANALYSIS.md's column dictionary and the schemas disagree:\n" + "\n".join(problems)

@@ -4,6 +4,7 @@ directory. The plan is the one written when the run started: status never re-pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
