@@ -18,10 +18,24 @@
 #   Fix: give `storage` an object store (`storage: s3://BUCKET/mmc-runs` or `gs://BUCKET/mmc-runs`, or
 #   `--storage s3://BUCKET/mmc-runs`), or a directory mounted at the same path on every node (an NFS
 #   export such as /mnt/nfs/mmc-runs).
+#
+# Provenance: the job's working directory is a copy of this checkout without `.git`, so the revision is
+# taken here and handed to the job as MMC_SOURCE_REVISION (`<commit>`, `+dirty.<sha256 of git diff HEAD>`
+# with uncommitted changes; orchestrator/provenance.py): the `tasks` table, the report and MLflow show it.
+# The job is named `mmc-<spec file name>-<UTC time>` (MMC_SUBMISSION_ID overrides it), and its metadata
+# (the dashboard's job page, `ray job list`) holds the spec, the arguments and the revision.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spec=${1:?usage: cluster/submit.sh SPEC.yaml [extra mmc-sweep run args]}
 shift
 export RAY_ADDRESS=${RAY_ADDRESS:-http://127.0.0.1:8265}
+python=${PYTHON:-python3}
+revision=$("$python" -m orchestrator.provenance)
+name=$(basename "$spec" .yaml)
+submission_id=${MMC_SUBMISSION_ID:-mmc-$name-$(date -u +%Y%m%d-%H%M%S)}
+metadata=$("$python" -c 'import json, sys
+print(json.dumps({"job_name": f"mmc-sweep {sys.argv[1]}", "mmc.spec": sys.argv[2], "mmc.arguments": " ".join(sys.argv[4:]),
+                  "mmc.source_revision": sys.argv[3] or "unknown"}))' "$name" "$spec" "$revision" "$@")
 exec ray job submit --address "$RAY_ADDRESS" --runtime-env cluster/runtime_env.yaml \
-  -- python -m orchestrator run "$spec" "$@"
+  --submission-id "$submission_id" --metadata-json "$metadata" \
+  -- env MMC_SOURCE_REVISION="$revision" python -m orchestrator run "$spec" "$@"

@@ -1,15 +1,20 @@
-"""The Python API, for notebooks and scripts: run a spec, open a sweep's tables.
+"""The Python API, for notebooks and scripts: run a spec, open a sweep, read its tables, its barrier
+summary, its claims, its path curves and its models.
 
     import orchestrator as mmc
 
     outcome = mmc.run("sweeps/smoke.yaml", "finetune.lam={grid: [1, 3]}", storage="/tmp/runs")
-    sweep = mmc.open_sweep("/tmp/runs/smoke")
+    sweep = mmc.open_sweep("/tmp/runs/smoke")    # repr: name, storage, tasks finished/planned, tables
     barriers = sweep.table("barriers")           # pandas, conformed to the current schema
     barriers.groupby("finetune.lam")["value"].mean()
+    sweep.summary()                              # the report's barrier statistics (summary.parquet)
+    [c.verdict for c in sweep.claims()]          # the claims (a)-(d); sweep.claims().frame() as a table
+    sweep.path_curves(pair_type="cue~nocue", eval_set="nocue", path_kind="linear")   # pair x alpha
+    model = sweep.load_model(task_id)            # a torch module in eval mode, from its safetensors
     sweep.spec                                   # the resolved spec (a dict), sweep.plan the planned tasks
 
 `run` is `mmc-sweep run` (same checks, same caching, same outputs); `open_sweep` reads only what is
-stored (spec.yaml, plan.parquet, results/), like `mmc-sweep status` and `report`.
+stored (spec.yaml, plan.parquet, results/, checkpoints), like `mmc-sweep status` and `report`.
 """
 from __future__ import annotations
 
@@ -20,10 +25,14 @@ from functools import cached_property
 import pandas as pd
 
 from orchestrator import vocab
-from orchestrator.results import tables
+from orchestrator.messages import show
+from orchestrator.report import stats
+from orchestrator.report.build import print_claims, swept_keys
+from orchestrator.results import outputs, tables
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.results.plan import read_plan
 from orchestrator.spec.yaml_io import decode, parse_yaml
+from orchestrator.uris import redact
 
 
 def load(spec: str | None = None, *overrides: str, **flags):
@@ -73,6 +82,99 @@ class Sweep:
 
     def tables(self, planned_only: bool = True) -> dict[str, pd.DataFrame]:
         return {name: self.table(name, planned_only) for name in vocab.TABLES}
+
+    def summary(self) -> pd.DataFrame:
+        """The barrier statistics of the report (`report/summary.parquet`, computed afresh from the
+        tables): per pair type, path kind, alignment, eval set, metric and definition (and dataset,
+        model, cue proportion and swept settings where they vary), n pairs, mean, std, ci_low, ci_high."""
+        return stats.summarize(self.table(vocab.BARRIERS), swept=swept_keys(self.layout))
+
+    def claims(self) -> Claims:
+        """The paper's claims (a)-(d) judged against their controls: what `mmc-sweep claims` prints.
+        A list of claims (`.key`, `.statement`, `.verdict`, `.sentence()`, `.checks`, `.rows`) with
+        `.frame()`: one row per claim (`.frame(checks=True)`: per comparison)."""
+        return Claims(print_claims(self.layout, log=lambda text: None))
+
+    def path_curves(self, pair_type: str | None = None, eval_set: str | None = None, path_kind: str | None = None,
+                    alignment: str | None = None) -> pd.DataFrame:
+        """The `paths` table as tidy curves: one row per pair x alpha (x eval set, unless `eval_set` picks
+        one), the pair's labels, the swept settings, then loss, acc, agreement with each endpoint and the
+        two cue-reliance indices, sorted by pair and alpha. Each filter takes one value of its column;
+        a value the sweep does not have is a ValueError listing those it has."""
+        df = self.table(vocab.PATHS)
+        for column, value in (("pair_type", pair_type), ("eval_set", eval_set), ("path_kind", path_kind),
+                              ("alignment", alignment)):
+            if value is None:
+                continue
+            present = sorted({str(v) for v in df[column].dropna()})
+            if value not in present:
+                raise ValueError(f"`{column}`={show(value)} is not in the `paths` table of sweep {self.layout.sweep}; "
+                                 f"it has: {', '.join(present) or 'no rows yet'}")
+            df = df[df[column] == value]
+        keys = ["pair_type", "path_kind", "alignment", "seed", "endpoint_a", "endpoint_b", "task_id"]
+        swept = [k for k in swept_keys(self.layout) if k in df.columns]
+        measures = ["loss", "acc", "agree_a", "agree_b", "reliance_randimg", "reliance_randcue"]
+        columns = [*keys, *swept, *(["eval_set"] if eval_set is None else []), "alpha", *measures]
+        order = [c for c in columns if c not in measures]
+        return df[columns].sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
+
+    def load_model(self, task_id: str, device: str = "cpu"):
+        """The model a task trained (pretrain, finetune), the trained control point θ of a quadratic path
+        (midpoint; the path's own point at α = ½ is ¼A + ½θ + ¼B) or the second endpoint permuted onto
+        the first (align), built from the task's stored config and loaded from its verified safetensors
+        checkpoint; in eval mode on `device`."""
+        import torch
+
+        from tasks.data import DataSettings, dataset_info
+        from tasks.models import ModelSettings, build_model
+        from tasks.settings import from_identity
+
+        plan = self.plan
+        row = plan[plan["task_id"] == task_id] if plan is not None else plan
+        if row is None or row.empty:
+            raise KeyError(f"{task_id!r} is not a task of sweep {self.layout.sweep} (its plan.parquet; e.g. "
+                           f"{', '.join(plan['task_id'].head(3)) if plan is not None else 'none planned'})")
+        kind = row["kind"].iloc[0]
+        if kind not in vocab.MODEL_KINDS:
+            raise ValueError(f"{task_id} is a {kind} task, which has no model: load one of "
+                             f"{', '.join(vocab.MODEL_KINDS)} (a path's endpoints are its `endpoint_a`, `endpoint_b`)")
+        ok, reason = outputs.verify_outputs(self.layout, kind, task_id)
+        if not ok:
+            raise FileNotFoundError(f"{task_id} has no finished checkpoint ({reason}); run the sweep first")
+        config = json.loads(row["config_json"].iloc[0])
+        data = config["data"][0] if isinstance(config["data"], list) else config["data"]   # a midpoint's: 2
+        data = from_identity(DataSettings, {k: v for k, v in data.items() if k != "version"})
+        settings = from_identity(ModelSettings, {k: v for k, v in config["model"].items() if k != "version"})
+        info = dataset_info(data.dataset, (self.spec.get("data") or {}).get("root"))
+        model = build_model(settings.name, info.num_classes, info.in_channels, settings.width)
+        tensors, _meta = outputs.load_checkpoint(self.layout, kind, task_id)
+        model.load_state_dict(tensors)
+        return model.to(torch.device(device)).eval()
+
+    def __repr__(self) -> str:
+        plan = self.plan
+        planned = set(plan["task_id"]) if plan is not None else set()
+        tasks = self.table(vocab.TASKS)
+        finished = set(tasks.loc[tasks["status"] == vocab.FINISHED, "task_id"]) & planned if not tasks.empty else set()
+        written = [t for t in vocab.TABLES if self.layout.storage.listdir(self.layout.table_dir(t))]
+        return (f"<Sweep {self.layout.sweep!r} at {redact(self.layout.root)}: {len(finished)}/{len(planned)} tasks "
+                f"finished; tables {', '.join(written) or 'none yet'} (sweep.table(name))>")
+
+
+class Claims(list):
+    """The judged claims, a list of `orchestrator.report.claims.Claim` (`.verdict`, `.sentence()`)."""
+
+    def frame(self, checks: bool = False) -> pd.DataFrame:
+        """One row per claim (key, context, statement, verdict, sentence); with `checks`, one row per
+        comparison a claim needs (check, outcome, evidence, required) instead."""
+        base = [{"claim": c.key, "context": c.context, "statement": c.statement, "verdict": c.verdict} for c in self]
+        if not checks:
+            return pd.DataFrame([{**b, "sentence": c.sentence()} for b, c in zip(base, self)],
+                                columns=["claim", "context", "statement", "verdict", "sentence"])
+        return pd.DataFrame([{**b, "check": k.text, "outcome": k.outcome, "evidence": k.evidence, "required": k.required}
+                             for b, c in zip(base, self) for k in c.checks],
+                            columns=["claim", "context", "statement", "verdict", "check", "outcome", "evidence",
+                                     "required"])
 
 
 def open_sweep(directory: str) -> Sweep:

@@ -75,11 +75,21 @@ def cmd_plan(args) -> int:
     if args.resolved or args.explain:
         from orchestrator.uris import redact
 
-        text = explain_spec(spec) if args.explain else dump_spec(spec)
-        print(redact(text), end="")   # storage / tracking URIs (and overrides) may carry credentials
+        if args.json and args.explain:
+            raise UsageError("--json and --explain: give one (--json --resolved prints the resolved spec as JSON)")
+        text = redact(explain_spec(spec) if args.explain else dump_spec(spec))   # URIs may carry credentials
+        if args.json:
+            from orchestrator.spec.yaml_io import parse_yaml
+
+            print(json.dumps(parse_yaml(text), indent=2))
+        else:
+            print(text, end="")
         return EXIT_OK
     start = time.perf_counter()
     graph = build_graph(spec)
+    if args.json:
+        print(json.dumps(plan_json(spec, graph, with_tasks=args.list), indent=2))
+        return EXIT_OK
     print(describe_plan(graph))
     if spec.axes:
         print("swept: " + "; ".join(", ".join(f"{key} {list(values)}" for key, values in group) for group in spec.axes)
@@ -89,6 +99,21 @@ def cmd_plan(args) -> int:
             print(f"{task.id}  parents={','.join(task.parents) or '-'}")
     print(f"(planned in {time.perf_counter() - start:.3f}s; nothing was run)")
     return EXIT_OK
+
+
+def plan_json(spec, graph, with_tasks: bool = False) -> dict:
+    """`plan --json`: the sweep's name, its task count and counts per kind, the pairs per pair type, the
+    swept settings and their combinations, and (`--list`) every task with its kind, parents and labels."""
+    from orchestrator.graph.dag import LABEL_KEYS, pair_counts
+
+    out = {"sweep": spec.name, "tasks": len(graph), "kinds": graph.counts(), "pairs": pair_counts(graph),
+           "swept": [{key: list(values) for key, values in group} for group in spec.axes],
+           "combinations": len(spec.variants)}
+    if with_tasks:
+        out["task_list"] = [{"task_id": task.id, "kind": task.kind, "parents": list(task.parents),
+                             **{key: task.labels.get(key) for key in LABEL_KEYS if task.labels.get(key) is not None}}
+                            for task in graph.tasks.values()]
+    return out
 
 
 def _layout_for(directory: str):
@@ -121,7 +146,7 @@ def cmd_status(args) -> int:
         raise UsageError(f"--interval {args.interval} is not allowed; give seconds between 0.1 and 3600")
     layout = _layout_for(args.dir)
     try:
-        return print_status(layout, watch=args.watch, interval_s=args.interval)
+        return print_status(layout, watch=args.watch, interval_s=args.interval, as_json=args.json)
     except (ValueError, OSError) as exc:   # stored state that cannot be read (a garbled plan.parquet, ...)
         raise UsageError(f"cannot read the status of {args.dir}: {exc}") from None
 
@@ -246,12 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--resolved", action="store_true", help="print the resolved spec (every key) instead")
     plan.add_argument("--explain", action="store_true", help="the resolved spec with the layer that set each key "
                       "(default, profile:<dataset>, extends:<sweep>, file:<spec>, override:<key=value>)")
+    plan.add_argument("--json", action="store_true", help="print it as JSON, for scripts: with --resolved the "
+                      "resolved spec, else the counts per kind, pairs and swept settings (with --list every task)")
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="progress of a sweep directory by task kind")
     status.add_argument("dir", help="<storage>/<sweep>, e.g. mmc-runs/default")
     status.add_argument("--watch", action="store_true", help="refresh until every task has finished")
     status.add_argument("--interval", type=float, default=2.0, help="refresh interval in seconds")
+    status.add_argument("--json", action="store_true", help="print one JSON object (per refresh with --watch): "
+                        "counts per kind, running tasks with their epoch and ETA, failed tasks with their reason")
     status.set_defaults(func=cmd_status)
 
     report = sub.add_parser("report", help="write summary tables, figures and report.html of a sweep")

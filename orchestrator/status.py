@@ -1,75 +1,175 @@
-"""`mmc-sweep status DIR`: progress of a sweep by task kind, read from storage alone.
+"""`mmc-sweep status DIR [--watch] [--json]`: progress of a sweep, read from storage alone.
 
-Works while a run is going on (from another terminal) and after it: the plan comes from the
-sweep's `plan.parquet` (written when the run started; never re-planned), finished tasks from their
-verified `done.json`, failures from the `tasks` table.
+Works while a run is going on (from another terminal or machine) and after it: the plan comes from
+the sweep's `plan.parquet` (written when the run started; never re-planned), finished tasks from
+their verified `done.json`, failures and task durations from the `tasks` table, and the epoch a
+running training task has reached from its `progress.json` (`orchestrator.run.progress`). It shows
+counts per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the
+failed tasks with their one-line reason, and an ETA of the whole sweep. `--json` prints the same as
+one JSON object (`status_snapshot`; one per refresh with `--watch`).
 """
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 
+import pandas as pd
+
 from orchestrator import vocab
 from orchestrator.results import outputs, tables
-from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.plan import read_plan
+from orchestrator.run import progress as progress_lib
+from orchestrator.storage.layout import SweepLayout
+from orchestrator.uris import redact
 
 COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
+FAILED_SHOWN = 10            # failed tasks listed by name (the JSON lists them all)
+RECENT_TASKS = 200           # finished tasks whose overlap estimates how many run at once
 
 
 def status_counts(layout: SweepLayout) -> dict[str, dict[str, int]]:
+    """Per task kind: planned, finished, failed, skipped, remaining (`status_snapshot`'s counts)."""
+    return status_snapshot(layout)["counts"]
+
+
+def status_snapshot(layout: SweepLayout, now: float | None = None) -> dict:
+    """What `mmc-sweep status` shows, as plain data (the `--json` output):
+
+    sweep, directory, at (ISO time), counts {kind: {planned, finished, failed, skipped, remaining}},
+    total, finished_fraction, running [{task_id, kind, epoch, epochs, elapsed_s, eta_s, loss, acc,
+    updated_s_ago}], failed [{task_id, kind, error}] (the error's first line), eta_s (null: unknown)."""
+    now = time.time() if now is None else now
     plan = read_plan(layout)
     if plan is None:
         raise FileNotFoundError(f"{layout.root} has no plan.parquet yet (the sweep never started a run); "
                                 "run it first")
-    tasks = tables.read_table(layout, vocab.TASKS)
-    last = dict(zip(tasks["task_id"], tasks["status"])) if not tasks.empty else {}
+    rows = tables.read_table(layout, vocab.TASKS)
+    latest = rows.drop_duplicates("task_id", keep="last").set_index("task_id") if not rows.empty else None
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
+    running, failed, remaining = [], [], []
     for task_id, kind in zip(plan["task_id"], plan["kind"]):
         c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
         c["planned"] += 1
         if outputs.read_marker(layout, kind, task_id) is not None:
             c[vocab.FINISHED] += 1
-        elif last.get(task_id) in (vocab.FAILED, vocab.SKIPPED):
-            c[last[task_id]] += 1
+            continue
+        last = latest.loc[task_id] if latest is not None and task_id in latest.index else None
+        record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
+        ended = _seconds(last["finished_at"]) if last is not None else None
+        if record is not None and (ended is None or record.get("updated_at", 0) > ended):
+            running.append(_running(record, task_id, kind, now))      # (again) after its last recorded end
+            c["remaining"] += 1
+        elif last is not None and last["status"] in (vocab.FAILED, vocab.SKIPPED):
+            c[last["status"]] += 1
+            if last["status"] == vocab.FAILED:
+                failed.append({"task_id": task_id, "kind": kind, "error": _first_line(last["error"])})
         else:
             c["remaining"] += 1
-    return counts
+            remaining.append(kind)
+    total = {k: sum(c[k] for c in counts.values()) for k in COLUMNS}
+    return {
+        "sweep": layout.sweep, "directory": redact(layout.root),
+        "at": pd.Timestamp(now, unit="s", tz="UTC").isoformat(timespec="seconds"),
+        "counts": counts, "total": total,
+        "finished_fraction": total[vocab.FINISHED] / max(1, total["planned"]),
+        "running": running, "failed": failed,
+        "eta_s": _sweep_eta(rows, remaining, running),
+    }
 
 
-def format_status(counts: dict[str, dict[str, int]]) -> str:
+def _seconds(value) -> float | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).timestamp()
+
+
+def _first_line(error) -> str:
+    text = "" if error is None or (isinstance(error, float) and math.isnan(error)) else str(error)
+    return redact(text.strip().splitlines()[0]) if text.strip() else "unknown error"
+
+
+def _running(record: dict, task_id: str, kind: str, now: float) -> dict:
+    return {"task_id": task_id, "kind": kind, "epoch": record.get("epoch"), "epochs": record.get("epochs"),
+            "elapsed_s": round(now - record.get("started_at", now), 1),
+            "eta_s": _round(progress_lib.eta_s(record, now)), "loss": record.get("loss"), "acc": record.get("acc"),
+            "updated_s_ago": round(now - record.get("updated_at", now), 1)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _sweep_eta(rows: pd.DataFrame, remaining: list[str], running: list[dict]) -> float | None:
+    """Seconds until the plan is done, roughly: the tasks not started take the mean duration of their
+    kind's finished tasks (else of all finished tasks), the running ones their own ETA, and the work
+    is shared by as many tasks at once as the latest finished tasks overlapped (at least the running
+    ones). None before any task finished here (cached tasks took no time in this directory)."""
+    if not remaining and not running:
+        return 0.0
+    done = rows[(rows["status"] == vocab.FINISHED) & ~rows["cached"].fillna(False).astype(bool)
+                & rows["duration_s"].notna()] if not rows.empty else rows
+    if done.empty:
+        return None
+    mean = done.groupby("kind")["duration_s"].mean().to_dict()
+    overall = float(done["duration_s"].mean())
+    work = sum(mean.get(kind, overall) for kind in remaining)
+    work += sum(r["eta_s"] if r["eta_s"] is not None else mean.get(r["kind"], overall) for r in running)
+    recent = done.sort_values("finished_at").tail(RECENT_TASKS)
+    span = (_seconds(recent["finished_at"].max()) or 0) - (_seconds(recent["started_at"].min()) or 0)
+    at_once = recent["duration_s"].sum() / span if span > 0 else 1.0
+    return round(work / max(1.0, at_once, len(running)), 1)
+
+
+def format_status(snapshot: dict) -> str:
+    """The table of counts per kind, the bar and ETA, the running training tasks and the failed ones."""
+    counts = snapshot["counts"]
     header = f"{'kind':<10}" + "".join(f"{c:>11}" for c in COLUMNS)
     lines = [header, "-" * len(header)]
-    total = dict.fromkeys(COLUMNS, 0)
     for kind, c in counts.items():
-        if not c["planned"]:
-            continue
-        lines.append(f"{kind:<10}" + "".join(f"{c[k]:>11}" for k in COLUMNS))
-        for k in COLUMNS:
-            total[k] += c[k]
-    lines.append("-" * len(header))
-    lines.append(f"{'total':<10}" + "".join(f"{total[k]:>11}" for k in COLUMNS))
-    done = total[vocab.FINISHED] / max(1, total["planned"])
-    bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
-    lines.append(f"[{bar}] {100 * done:.0f}% finished")
+        if c["planned"]:
+            lines.append(f"{kind:<10}" + "".join(f"{c[k]:>11}" for k in COLUMNS))
+    total = snapshot["total"]
+    lines += ["-" * len(header), f"{'total':<10}" + "".join(f"{total[k]:>11}" for k in COLUMNS)]
+    fraction = snapshot["finished_fraction"]
+    eta = "" if total["remaining"] == 0 or snapshot["eta_s"] is None else \
+        f"; ETA ~{progress_lib.duration(snapshot['eta_s'])}"
+    lines.append(f"{progress_lib.bar(fraction)} {100 * fraction:.0f}% finished{eta}")
+    if snapshot["running"]:
+        lines += ["", f"running training tasks ({len(snapshot['running'])}):"]
+        for r in snapshot["running"]:
+            epochs = f"epoch {r['epoch']}/{r['epochs'] if r['epochs'] is not None else '?'}"
+            loss = f"  loss {r['loss']:.3f}" if isinstance(r["loss"], (int, float)) else ""
+            lines.append(f"  {r['task_id']}  {epochs:<14} {progress_lib.duration(r['elapsed_s'])} elapsed  "
+                         f"ETA {progress_lib.duration(r['eta_s'])}{loss}  (last epoch "
+                         f"{progress_lib.duration(r['updated_s_ago'])} ago)")
+    if snapshot["failed"]:
+        skipped = total[vocab.SKIPPED]
+        lines += ["", f"failed ({len(snapshot['failed'])}" + (f"; {skipped} skipped because of them" if skipped else "")
+                  + "):"]
+        lines += [f"  {f['task_id']}  {f['error']}" for f in snapshot["failed"][:FAILED_SHOWN]]
+        if len(snapshot["failed"]) > FAILED_SHOWN:
+            lines.append(f"  ... and {len(snapshot['failed']) - FAILED_SHOWN} more (`mmc-sweep status --json`, or "
+                         "the `tasks` table)")
     return "\n".join(lines)
 
 
 def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2.0,
-                 stream=None) -> int:
-    """Print the progress table (refreshing every `interval_s` with `watch` until nothing is
-    left to run). Returns 1 if some tasks failed or were skipped, else 0. `stream` defaults to
-    the current `sys.stdout` (looked up at call time, so redirection and capture work)."""
+                 stream=None, as_json: bool = False) -> int:
+    """Print the status (refreshing every `interval_s` with `watch` until nothing is left to run;
+    `as_json`: one JSON object per line). Returns 1 if some tasks failed or were skipped, else 0.
+    `stream` defaults to the current `sys.stdout` (looked up at call time, so redirection and
+    capture work)."""
     stream = stream if stream is not None else sys.stdout
     while True:
-        counts = status_counts(layout)
-        text = format_status(counts)
-        if watch and stream.isatty():
-            stream.write("\x1b[2J\x1b[H")
-        print(f"{layout.root}  ({time.strftime('%H:%M:%S')})", file=stream)
-        print(text, file=stream, flush=True)
-        remaining = sum(c["remaining"] for c in counts.values())
-        if not watch or remaining == 0:
-            failed = sum(c["failed"] + c["skipped"] for c in counts.values())
-            return 1 if failed else 0
+        snapshot = status_snapshot(layout)
+        if as_json:
+            print(json.dumps(snapshot), file=stream, flush=True)
+        else:
+            if watch and stream.isatty():
+                stream.write("\x1b[2J\x1b[H")
+            print(f"{layout.root}  ({time.strftime('%H:%M:%S')})", file=stream)
+            print(format_status(snapshot), file=stream, flush=True)
+        total = snapshot["total"]
+        if not watch or total["remaining"] == 0:
+            return 1 if total[vocab.FAILED] + total[vocab.SKIPPED] else 0
         time.sleep(interval_s)

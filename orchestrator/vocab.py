@@ -13,6 +13,7 @@ PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL = "pretrain", "finetune", "midpoi
 TASK_KINDS = (PRETRAIN, FINETUNE, MIDPOINT, ALIGN, PATH_EVAL)          # also the topological order
 TRAINING_KINDS = (PRETRAIN, FINETUNE, MIDPOINT)   # may run data-parallel; save a resume state per epoch
 BUNDLE_KINDS = (ALIGN, PATH_EVAL)                 # short tasks that may share one Tune trial
+MODEL_KINDS = (PRETRAIN, FINETUNE, MIDPOINT, ALIGN)   # write a model's weights (align: B permuted onto A)
 
 # ----- paths -----
 LINEAR, QUADRATIC, ALIGNED = "linear", "quadratic", "aligned"
@@ -84,3 +85,13 @@ MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED = "FINISHED", "FAILED", "KILLED"
 STATUS_IN_MLFLOW = {DONE: MLFLOW_FINISHED, CACHED: MLFLOW_FINISHED, FAILED: MLFLOW_FAILED,
                     SKIPPED: MLFLOW_KILLED}   # skipped: never ran
 MLFLOW_STATUSES = (MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED)
+
+# ----- failures: errors a rerun with the same settings repeats (training is seeded; bad settings stay bad) -----
+DETERMINISTIC_ERRORS = ("DivergenceError", "SettingsError", "DataError", "AlignmentUnsupported", "PluginError")
+
+
+def error_type(error: str | None) -> str | None:
+    """The exception's name in a task's error text (`DivergenceError: loss is nan …` -> `DivergenceError`)."""
+    head = (error or "").strip().split(":", 1)[0]
+    return head if head.isidentifier() else None
+

@@ -266,7 +266,7 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
     """Train `params` of `model` on `objective` for epochs [start, settings.epochs).
 
     start is `resume.epoch` when resuming (model and optimiser are loaded from it), else
-    `start_epoch`. Returns curve rows {epoch, split="train", loss, acc}, identical on every rank.
+    `start_epoch`. Returns curve rows {epoch, split="train", loss, acc, lr}, identical on every rank.
     Raises DivergenceError as soon as a loss is NaN/inf (on every rank at the same step)."""
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -327,7 +327,7 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
         broadcast_state(model)  # buffers (BN running stats) drift apart per rank
         report = EpochReport(epoch, loss_sum / count, correct / count, optimizer.param_groups[0]["lr"],
                              time.perf_counter() - started, model, optimizer)
-        rows.append({"epoch": epoch, "split": "train", "loss": report.loss, "acc": report.acc})
+        rows.append({"epoch": epoch, "split": "train", "loss": report.loss, "acc": report.acc, "lr": report.lr})
         if on_epoch is not None:
             on_epoch(report)
     return rows

@@ -26,7 +26,8 @@ SMOKE_SPEC = REPO / "sweeps" / "smoke.yaml"
 FOREIGN_ENV = ("RAY_ADDRESS", "MMC_FAIL_TASKS", "MMC_SLEEP_TASK_S", "MMC_MAX_BUNDLE", "MMC_CRASH_WORKER_AT_EPOCH",
                "MMC_CRASH_MARKER_DIR", "MMC_MAX_WORKER_FAILURES", "MMC_CONNECT_TIMEOUT_S", "MLFLOW_TRACKING_URI",
                "MMC_COMPACT_MIN_FRAGMENTS", "MMC_TEST_HOOKS", "MMC_TEST_EVENTS_DIR", "MMC_TEST_PAUSE_AFTER_EPOCH",
-               "MMC_TEST_WAIT_FOR", "MMC_LOCK_LEASE_S")
+               "MMC_TEST_WAIT_FOR", "MMC_LOCK_LEASE_S",
+               "MMC_SOURCE_REVISION")
 
 torch.set_num_threads(1)   # the machine has 2 cores shared by everybody
 for _name in FOREIGN_ENV:

@@ -311,15 +311,12 @@ def describe_plan(graph: Graph) -> str:
     lines = [f"{len(graph)} tasks"]
     shapes: dict[str, Counter] = {kind: Counter() for kind in counts}
     resources: dict[str, Resources] = {}
-    pairs: dict[str, set] = {}
     for task in graph.tasks.values():
         parent_kinds = Counter(graph.tasks[p].kind for p in task.parents)
         shapes[task.kind][" + ".join(f"{k}×{n}" if n > 1 else k for k, n in
                                      sorted(parent_kinds.items(), key=lambda kv: vocab.TASK_KINDS.index(kv[0])))] += 1
         resources.setdefault(task.kind, task.resources)
-        if task.labels.get("pair_type"):
-            pairs.setdefault(task.labels["pair_type"], set()).add(
-                (task.labels["endpoint_a"], task.labels["endpoint_b"], task.labels.get("variant")))
+    pairs = pair_counts(graph)
     width = max(len(k) for k in counts) if counts else 0
     for kind, n in counts.items():
         r = resources[kind]
@@ -330,5 +327,15 @@ def describe_plan(graph: Graph) -> str:
             arrow = "←" if i == 0 else "|"
             lines.append(f"  {'':<{width}} {'':>6}   {arrow} {shape or 'nothing'} ({m})")
     if pairs:
-        lines.append("pairs: " + ", ".join(f"{t} {len(v)}" for t, v in pairs.items()))
+        lines.append("pairs: " + ", ".join(f"{t} {n}" for t, n in pairs.items()))
     return "\n".join(lines)
+
+
+def pair_counts(graph: Graph) -> dict[str, int]:
+    """Pairs of models (endpoints and swept combination) per pair type, in the graph's order."""
+    pairs: dict[str, set] = {}
+    for task in graph.tasks.values():
+        if task.labels.get("pair_type"):
+            pairs.setdefault(task.labels["pair_type"], set()).add(
+                (task.labels["endpoint_a"], task.labels["endpoint_b"], task.labels.get("variant")))
+    return {pair_type: len(found) for pair_type, found in pairs.items()}

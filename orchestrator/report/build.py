@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.report import claims as claims_lib
-from orchestrator import vocab
+from orchestrator import provenance, vocab
+from orchestrator.provenance import format_versions
 from orchestrator.report import figures, html as report_html, stats
 from orchestrator.results import tables
 from orchestrator.results.plan import read_plan
@@ -145,9 +145,9 @@ def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None
     return df
 
 
-def _distinct(tasks: pd.DataFrame, column: str) -> str:
+def _distinct(tasks: pd.DataFrame, column: str, sep: str = ", ") -> str:
     values = sorted({str(v) for v in tasks[column].dropna()}) if column in tasks.columns else []
-    return ", ".join(values) if values else stats.MISSING
+    return sep.join(values) if values else stats.MISSING
 
 
 def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
@@ -161,6 +161,7 @@ def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
         "spec hash": _distinct(tasks, "spec_hash"),
         "git revision": _distinct(tasks, "git_rev"),
         "torch version": _distinct(tasks, "torch_version"),
+        "software (run)": _distinct(tasks, "versions", sep="; "),   # each value lists several packages
         "devices": ", ".join(f"{d} ({n} tasks)" for d, n in devices.items()) or stats.MISSING,
         "hosts": _distinct(tasks, "host"),
         "task compute time": f"{done['duration_s'].fillna(0).sum():.1f} s (sum over finished tasks)",
@@ -191,16 +192,9 @@ def _caller_provenance(provenance: Mapping[str, object] | None) -> dict[str, str
 
 
 def software_versions() -> dict[str, str]:
-    """Python and the versions of the libraries that produced and rendered the results."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for package in ("torch", "ray", "mlflow", "numpy", "pandas", "pyarrow", "matplotlib"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return {"software": ", ".join(f"{k} {v}" for k, v in out.items())}
+    """Python and the versions of the libraries of this process, which renders the report (the run's
+    are in the `tasks` table's `versions`: "software (run)")."""
+    return {"software (report)": format_versions(provenance.software_versions())}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("host", pa.string()),
         _f("git_rev", pa.string()),
         _f("torch_version", pa.string()),
+        _f("versions", pa.string()),                     # python and library versions of the driver
         _f("cached", pa.bool_()),                        # output was already present: not recomputed
         _f("mlflow_run_id", pa.string()),
         _f("error", pa.string()),

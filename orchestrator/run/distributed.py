@@ -21,6 +21,7 @@ from orchestrator import vocab
 from orchestrator.run import work
 from orchestrator.graph.dag import Resources, Task
 from orchestrator.storage.layout import SweepLayout
+from orchestrator.run.progress import planned_epochs
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
 from orchestrator.run.work import TaskResult
 
@@ -60,7 +61,8 @@ def _train_worker(config: dict) -> dict:
     log = ResumeLog(lambda epoch: work.curve_split(task, epoch))
     env = work.TaskEnv(layout=layout, device=device, data_root=config["data_root"],
                        parent_kinds=config["parent_kinds"], resume_log=log, rank=rank)
-    attach_storage_resume(env, layout, task.kind, task.id, log)   # the same state as a one-process task
+    attach_storage_resume(env, layout, task.kind, task.id, log,   # the same state as a one-process task
+                          epochs=planned_epochs(task))
     save = env.on_epoch
 
     def on_epoch(report) -> None:

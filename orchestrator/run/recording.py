@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from orchestrator import vocab
+from orchestrator.provenance import format_versions, software_versions
 from orchestrator.results import outputs, schemas, tables
 from orchestrator.graph.dag import Task, canonical_json
 from orchestrator.storage.layout import SweepLayout
@@ -42,7 +43,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
         **{k: v for k, v in {**task.labels, **task.settings}.items() if k in names},
         "task_id": task.id, "kind": task.kind, "status": status, "parents": list(task.parents),
         "spec_hash": spec_hash, "duration_s": duration_s, "device": device, "git_rev": rev,
-        "torch_version": torch.__version__, "cached": cached, "mlflow_run_id": mlflow_run_id,
+        "torch_version": torch.__version__, "versions": _VERSIONS, "cached": cached, "mlflow_run_id": mlflow_run_id,
         "error": redact(error) if error else error, "host": _HOST,
         "num_workers": task.resources.workers, "config_json": canonical_json(task.config),
         "finished_at": time.time() if finished_at is None else finished_at, "started_at": started_at,
@@ -50,6 +51,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
 
 
 _HOST = socket.gethostname()
+_VERSIONS = format_versions(software_versions())
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the epochs before the restart.
 """
 from __future__ import annotations
 
+from orchestrator.run.progress import ProgressWriter
 from orchestrator.storage.layout import SweepLayout
 from tasks.checkpoint import CorruptCheckpointError, checkpoint_files, read_checkpoint
 from tasks.train import TrainState, train_state_from_tensors, train_state_tensors
@@ -27,7 +28,7 @@ class ResumeLog:
         """Record `report` (a `tasks.train.EpochReport`) and return the state's checkpoint files."""
         self.curve = [row for row in self.curve if row["epoch"] < report.epoch]
         self.curve.append({"epoch": report.epoch, "split": self.split_of(report.epoch),
-                           "loss": report.loss, "acc": report.acc})
+                           "loss": report.loss, "acc": report.acc, "lr": report.lr, "duration_s": report.duration_s})
         tensors, meta = train_state_tensors(report.state())
         meta["curve"] = list(self.curve)
         return checkpoint_files(tensors, meta)
@@ -44,22 +45,33 @@ class ResumeLog:
         return state
 
     def full_curve(self, resumed: TrainState | None, rows: list[dict]) -> list[dict]:
-        """A task's curve: the saved rows of the epochs before `resumed`, then the `rows` it trained."""
-        if resumed is None:
-            return rows
-        return [row for row in self.curve if row["epoch"] < resumed.epoch] + rows
+        """A task's curve: the saved rows of the epochs before `resumed`, then the `rows` it trained,
+        each with the wall time of its epoch (`duration_s`, as recorded after the epoch)."""
+        before = [] if resumed is None else [row for row in self.curve if row["epoch"] < resumed.epoch]
+        took = {row["epoch"]: row.get("duration_s") for row in self.curve}
+        return before + [{**row, "duration_s": row.get("duration_s", took.get(row["epoch"]))} for row in rows]
 
 
-def attach_storage_resume(env, layout: SweepLayout, kind: str, task_id: str, log: ResumeLog) -> None:
+def attach_storage_resume(env, layout: SweepLayout, kind: str, task_id: str, log: ResumeLog,
+                          epochs: int | None = None) -> None:
     """Make `env` (a `work.TaskEnv`) save its state to `layout.resume_files` after every epoch and
-    start from the saved state when there is one."""
+    start from the saved state when there is one; rank 0 also keeps the task's `progress.json`
+    (`orchestrator.run.progress`; `epochs`: the epochs it plans) up to date."""
     storage, paths = layout.storage, layout.resume_files(kind, task_id)
+    progress = ProgressWriter(layout, kind, task_id, epochs)
 
     def save(report) -> None:
         for name, blob in log.files(report).items():
             storage.write_bytes(paths[name], blob)
+        progress.epoch(report)
 
     def load() -> TrainState | None:
+        state = _load()
+        if env.rank == 0:
+            progress.start(state.epoch if state is not None else 0)
+        return state
+
+    def _load() -> TrainState | None:
         try:
             if not all(storage.is_file(p) for p in paths.values()):
                 return None

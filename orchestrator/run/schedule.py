@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import statistics
 import time
 from collections import deque
@@ -305,7 +306,13 @@ def _config_resources(config: dict) -> dict:
     return config[RESOURCES_KEY]
 
 
+def trainable_name(sweep: str) -> str:
+    """`mmc_sweep_<sweep>`: the name of the trials' actors (their `repr` in the Ray dashboard)."""
+    return "mmc_sweep_" + re.sub(r"\W", "_", sweep)
+
+
 def _trial_name(trial) -> str:
+    """The task id (`pretrain-3f9c…`: its kind and hash), `<first>+<n>` for a bundle of n + 1 tasks."""
     ids = trial.config.get("task_ids") or [trial.trial_id]
     return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
 
@@ -349,10 +356,9 @@ def run_graph(
 
     quiet_ray_logs()
     searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=concurrency)
-    trainable = tune.with_resources(   # neither the trainable nor the shipped context holds the graph
-        tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None)),
-        _config_resources,
-    )
+    with_context = tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None))
+    with_context.__name__ = trainable_name(ctx.sweep)   # what the Ray dashboard calls the trial actors
+    trainable = tune.with_resources(with_context, _config_resources)   # no trainable holds the graph
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

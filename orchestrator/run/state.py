@@ -13,6 +13,7 @@ from typing import Callable
 
 from orchestrator.graph.dag import Graph
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED
+from orchestrator.run.progress import TerminalLine
 from orchestrator.run.work import TaskResult
 
 PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
@@ -247,7 +248,7 @@ class ProgressPrinter:
         self._concurrency = concurrency
         self._cluster = cluster
         self._interval_s = float(os.environ.get(PROGRESS_INTERVAL_S_ENV_VAR, interval_s or DEFAULT_PROGRESS_INTERVAL_S))
-        self._stream = stream or sys.stdout
+        self._line = TerminalLine(stream or sys.stdout)   # a bar redrawn in place on a terminal
         self._last = 0.0
         self._lock = threading.Lock()
 
@@ -257,5 +258,6 @@ class ProgressPrinter:
             if force or now - self._last >= self._interval_s:
                 self._last = now
                 concurrency = self._concurrency() if callable(self._concurrency) else self._concurrency
-                line = self._state.progress_line(concurrency)
-                print(line + (f" | {self._cluster()}" if self._cluster else ""), file=self._stream, flush=True)
+                line = self._state.progress_line(concurrency) + (f" | {self._cluster()}" if self._cluster else "")
+                done = self._state.count(DONE) + self._state.count(CACHED)
+                self._line.show(line, done / max(1, len(self._state.states)), final=force)

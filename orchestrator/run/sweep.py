@@ -15,10 +15,8 @@ same command resumes.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -28,6 +26,7 @@ from orchestrator.run import capacity, preflight
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import SweepError
+from orchestrator.provenance import revision_label, source_revision
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
@@ -56,22 +55,15 @@ class SweepOutcome:
 
 
 def git_rev() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The label of the code's source revision (`orchestrator.provenance`): where the sweep was submitted
+    from (MMC_SOURCE_REVISION), else this checkout; `+dirty.<diff hash>` with uncommitted changes."""
+    return revision_label()
 
 
 def git_commit() -> str | None:
-    """The full commit of the code that runs (`mlflow.source.git.commit`)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The full commit of the code that runs (`mlflow.source.git.commit`), from the same source as `git_rev`."""
+    revision = source_revision()
+    return revision.commit if revision is not None else None
 
 
 def short_hash(spec: SweepSpec) -> str:
@@ -110,6 +102,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
     on their way before refusing a sweep the cluster cannot run yet (a cluster at `ray_address` only)."""
     start = time.time()
     log = redacting(log)
+    git_rev()   # a malformed MMC_SOURCE_REVISION stops here, before anything is written
     graph = build_graph(spec)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
@@ -355,4 +348,10 @@ def _print_failures(outcome: SweepOutcome, log) -> None:
         log(f"  - {tid}: {redact(first)}")
     if len(failed) > 20:
         log(f"  ... and {len(failed) - 20} more (see the `tasks` table)")
-    log("Rerun the same command to retry them; finished tasks are not recomputed.")
+    same = [vocab.error_type(s.error) for _, s in failed if vocab.error_type(s.error) in vocab.DETERMINISTIC_ERRORS]
+    if same:
+        log(f"{len(same)} of them ({', '.join(sorted(set(same)))}) would fail the same way again: training is seeded "
+            "and their settings stay what they are. Change what the error names (e.g. a lower `lr` after a "
+            "DivergenceError), then rerun; finished tasks are not recomputed.")
+    if len(same) < len(failed):
+        log(f"Rerun the same command to retry {'the others' if same else 'them'}; finished tasks are not recomputed.")

@@ -25,6 +25,7 @@ from orchestrator.graph.dag import Task
 from orchestrator.run.child_runs import ALPHA_STEPS
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.outputs import TaskOutput
+from orchestrator.run.progress import planned_epochs
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
 from tasks import align as align_lib
 from tasks import data as data_lib
@@ -319,10 +320,7 @@ def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
     if task.kind == vocab.ALIGN:   # a checkpoint and facts only, no rows
         return TaskOutput(metrics={"weight_distance_before": 1.0, "weight_distance_after": 0.5, "identity": 0.0},
                           meta={"identity": False})
-    epochs = int(task.settings.get(f"{task.kind}.epochs") or 0)
-    if task.kind == vocab.FINETUNE:   # llrt: its head epochs; lpft: head epochs, then the others
-        head = int(task.settings.get("finetune.llrt_epochs") or 0)
-        epochs = {"llrt": head, "lpft": head + epochs}.get(task.config.get("method"), epochs)
+    epochs = planned_epochs(task) or 0
     curve = [{"epoch": e, "split": curve_split(task, e), "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05,
               "duration_s": 0.0} for e in range(max(1, epochs))]
     out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
@@ -394,5 +392,5 @@ def run_here(task: Task, layout: SweepLayout, runner: str, data_root: str | None
     env = TaskEnv(layout=layout, device=device_for(task), data_root=data_root, parent_kinds=parent_kinds)
     if task.kind in vocab.TRAINING_KINDS and runner == "real":
         env.resume_log = ResumeLog(lambda epoch: curve_split(task, epoch))
-        attach_storage_resume(env, layout, task.kind, task.id, env.resume_log)
+        attach_storage_resume(env, layout, task.kind, task.id, env.resume_log, epochs=planned_epochs(task))
     return execute(task, runner, env)

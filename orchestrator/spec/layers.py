@@ -15,9 +15,11 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import SweepError
 from orchestrator.messages import show
 from orchestrator.spec.schema import SpecError, is_grid
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
+from tasks.data import DATASETS
 
 DEFAULT = "default"
 PROFILE_RESOURCE = "profiles/{dataset}.yaml"
@@ -154,10 +156,18 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
 
 
 def profile_for(dataset: Any) -> dict:
-    """The partial spec tuned for `dataset` ({} when it has none)."""
+    """The partial spec tuned for `dataset`: {} for a dataset of your own. Every built-in dataset has
+    a profile in the package data; one that is missing (an install without its package data) is a
+    SweepError, not {}: the spec would otherwise run with another dataset's settings, silently."""
     if not isinstance(dataset, str) or not dataset.isidentifier():
         return {}
-    text = resource_text(PROFILE_RESOURCE.format(dataset=dataset))
+    name = PROFILE_RESOURCE.format(dataset=dataset)
+    text = resource_text(name)
+    if text is None and dataset in DATASETS:
+        where = importlib_resources.files("orchestrator.spec")
+        raise SweepError(f"the built-in profile of dataset `{dataset}` ({name}) is missing from the installed "
+                         f"package at {where}: the install lacks its package data; reinstall mmc-sweep "
+                         "(`pip install --force-reinstall mmc-sweep`, or `pip install -e .` in a checkout)")
     return parse_yaml(text) if text else {}
 
 

@@ -6,7 +6,7 @@
   plan.parquet                           every planned task: id, kind, parents, labels, settings, config
   run.lock                               held by the running invocation
   mlflow.db                              default MLflow tracking store (local storage only)
-  tasks/<kind>/<task_id>/                model.safetensors, meta.json, resume/, ...
+  tasks/<kind>/<task_id>/                model.safetensors, meta.json, progress.json, resume/, ...
   results/<table>/<task_id>.parquet      one fragment per task
   report/                                summary tables, figures, report.html
   ray/                                   Ray Tune / Train run directories (storage_path)
@@ -214,6 +214,10 @@ class SweepLayout:
     def resume_files(self, kind: str, task_id: str) -> dict[str, str]:
         """Training state saved after each epoch (same file names as a checkpoint) for resuming."""
         return {name: self.storage.join(self.resume_dir(kind, task_id), name) for name in CHECKPOINT_FILES}
+
+    def progress_file(self, kind: str, task_id: str) -> str:
+        """`progress.json`: a training task's latest finished epoch, rewritten after every epoch (status)."""
+        return self.task_file(kind, task_id, "progress.json")
 
     def table_dir(self, table: str) -> str:
         return self._path("results", check_name(table, "table"))

@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from orchestrator import vocab
+from orchestrator import status, vocab
 from orchestrator.results import outputs, tables
 from orchestrator.run import work
 from orchestrator.graph.dag import build_graph
@@ -141,6 +141,30 @@ def failed_sweep(tmp_path_factory):
     return spec, root / "storage", roles, proc, runs
 
 
+def test_the_advice_after_failures_tells_deterministic_errors_from_transient_ones():
+    """A diverged task or bad settings fail the same way on a rerun: the advice is to change them, not to
+    rerun; a crashed trial or a lost node may pass on a rerun."""
+    from types import SimpleNamespace
+
+    from orchestrator.run.state import TaskState
+    from orchestrator.run.sweep import _print_failures
+
+    def advice(*errors: str) -> str:
+        states = {f"t{i}": TaskState(status=vocab.FAILED, error=e) for i, e in enumerate(errors)}
+        lines: list[str] = []
+        _print_failures(SimpleNamespace(state=SimpleNamespace(states=states, count=lambda status: 0)), lines.append)
+        return "\n".join(lines)
+
+    diverged = "DivergenceError: training diverged: loss is nan at epoch 0, step 3; lower `lr`\nTraceback ..."
+    crashed = "the trial crashed (worker died or was killed); see the Ray logs"
+    assert "Rerun the same command" not in advice(diverged, "SettingsError: `lr`: must be > 0")
+    assert "would fail the same way again" in advice(diverged) and "lower `lr`" in advice(diverged)
+    assert "Rerun the same command to retry them" in advice(crashed, "OSError: [Errno 28] No space left")
+    assert "fail the same way" not in advice(crashed)
+    mixed = advice(diverged, crashed)
+    assert "1 of them (DivergenceError)" in mixed and "retry the others" in mixed
+
+
 def test_failed_and_diverged_tasks_are_recorded_and_dependents_skipped(failed_sweep):
     spec, storage, roles, proc, _ = failed_sweep
     layout = layout_of(spec, storage)
@@ -150,7 +174,8 @@ def test_failed_and_diverged_tasks_are_recorded_and_dependents_skipped(failed_sw
     assert "2 task(s) failed, 4 skipped because of them" in proc.stdout
     assert f"{midpoint.id}: RuntimeError: injected failure" in proc.stdout
     assert f"{finetune.id}: DivergenceError" in proc.stdout
-    assert "Rerun the same command" in proc.stdout
+    assert "1 of them (DivergenceError) would fail the same way again" in proc.stdout
+    assert "Rerun the same command to retry the others" in proc.stdout
 
     tasks = status_table(layout)
     assert set(tasks.index) == {t.id for t in roles.values()}
@@ -311,8 +336,8 @@ def _torn_resume_state(layout, graph, ctx, monkeypatch):
     class Stop(Exception):
         pass
 
-    def attach(env, layout_, kind, task_id, log):
-        real(env, layout_, kind, task_id, log)
+    def attach(env, layout_, kind, task_id, log, **kwargs):
+        real(env, layout_, kind, task_id, log, **kwargs)
         save = env.on_epoch
 
         def save_then_stop(report):
@@ -452,6 +477,10 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
 
     proc = _start_paused(spec, storage, events, target, 1)
     try:
+        # watched from another terminal meanwhile: the task's progress.json says epoch 2 of 4 is done
+        running = {r["task_id"]: r for r in status.status_snapshot(layout)["running"]}
+        assert (running[target.id]["epoch"], running[target.id]["epochs"]) == (2, 4), running
+        assert running[target.id]["eta_s"] is not None and running[target.id]["loss"] is not None
         os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C reaches the terminal's process group
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -472,6 +501,8 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
     assert "1 already finished, 2 to run" in rerun.stdout, rerun.stdout[-3000:]
     assert mtimes(layout, first) == kept                     # nothing finished was recomputed or rewritten
     assert resumed_from(events, target.id) == [None, 2, 3]
+    assert status.status_snapshot(layout)["running"] == []                     # finished: no longer running
+    assert json.loads(layout.storage.read_bytes(layout.progress_file("pretrain", target.id)))["epoch"] == 4
     assert trained_epochs(events, target.id) == [[0, 1], [2], [3]]
 
     reference = SweepLayout(Storage(tmp_path / "uninterrupted"), "killed")

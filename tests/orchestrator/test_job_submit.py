@@ -1,4 +1,5 @@
-"""`ray job submit -- python -m orchestrator run SPEC` against a local Ray head, as on a cluster.
+"""`cluster/submit.sh SPEC` (`ray job submit ... -- python -m orchestrator run SPEC`) against a local Ray
+head, as on a cluster, from a git checkout: the job records the checkout's revision.
 
 The head gets its own temp dir (so no other `ray.init()` on this machine attaches to it) and is
 stopped by signalling the `ray start --block` process group this test started; `ray stop` would
@@ -11,7 +12,7 @@ head that could not bind them (another process took one in between) is started a
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import vocab
+from orchestrator import provenance, vocab
 from orchestrator.results import tables
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -52,8 +53,10 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _env() -> dict:
-    return clean_env(RAY_AUTH_MODE="token")
+def _env(**extra: str) -> dict:
+    """The test's python first on PATH: `ray`, the job's `python` and cluster/submit.sh's are this one."""
+    return clean_env(RAY_AUTH_MODE="token", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                     **extra)
 
 
 def _dashboard_up(url: str) -> bool:
@@ -124,34 +127,46 @@ def _stop(head: subprocess.Popen) -> None:
             continue
 
 
+def _checkout(tmp_path: Path) -> Path:
+    """A git checkout of the project (its packages, cluster/, pyproject.toml, .gitignore) with one commit and
+    one uncommitted change: what a user submits from."""
+    root = tmp_path / "checkout"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("orchestrator", "tasks", "cluster"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    for name in ("pyproject.toml", ".gitignore"):
+        shutil.copy2(REPO / name, root / name)
+    git = ["git", "-C", str(root), "-c", "user.name=mmc-test", "-c", "user.email=mmc-test@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the submitted checkout"]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=120)
+    with open(root / "tasks" / "__init__.py", "a") as f:
+        f.write("# an uncommitted change\n")
+    return root
+
+
 def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
+    """cluster/submit.sh, from a git checkout with uncommitted changes: the job runs the sweep in a copy of
+    the checkout without `.git`, and the `tasks` table and the report record the checkout's revision
+    (`+dirty.` with the hash of its diff); the job carries the sweep's name and the revision in its
+    submission id and metadata."""
+    checkout = _checkout(tmp_path)
+    revision = provenance.git_revision(checkout / "orchestrator")
+    assert revision is not None and revision.dirty
     path = write_spec(tmp_path, "job", cue_proportions=[0.0], finetune={"methods": []},
                       paths={"pairs": ["nocue~nocue:self"]})
     graph = build_graph(load_spec(path))
     storage = tmp_path / "storage"
     job_id = f"mmc-test-{uuid.uuid4().hex[:8]}"
+    env = _env(RAY_ADDRESS=ray_head, MMC_SUBMISSION_ID=job_id, PYTHON=sys.executable)
+    env.pop("PYTHONPATH")                 # the checkout's own code, on both sides
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while True:   # the head's job agent registers a little after the dashboard answers
-        submit = subprocess.run(
-            [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", str(REPO),
-             "--no-wait", "--", "python", "-m", "orchestrator", "run", str(path), "--storage", str(storage)],
-            capture_output=True, text=True, env=_env(), timeout=300)
+        submit = subprocess.run(["bash", str(checkout / "cluster" / "submit.sh"), str(path), "--storage", str(storage)],
+                                cwd=tmp_path, capture_output=True, text=True, env=env, timeout=JOB_TIMEOUT_S)
         if submit.returncode == 0 or "No available agent" not in submit.stderr or time.monotonic() > deadline:
             break
-    assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
-
-    deadline, status, out = time.monotonic() + JOB_TIMEOUT_S, None, None
-    while time.monotonic() < deadline:
-        out = subprocess.run([RAY, "job", "status", "--address", ray_head, job_id],
-                             capture_output=True, text=True, env=_env(), timeout=120)
-        found = re.search(r"Job '[^']+' (succeeded|failed|was stopped|stopped)", out.stdout + out.stderr)
-        if found:             # e.g. "Job 'mmc-test-1a2b3c4d' succeeded"
-            status = found.group(1).split()[-1]
-            break
-        time.sleep(2)         # polling the job's status; each poll is itself a subprocess of seconds
-    logs = subprocess.run([RAY, "job", "logs", "--address", ray_head, job_id],
-                          capture_output=True, text=True, env=_env(), timeout=120).stdout
-    assert status == "succeeded", f"job ended {status}:\n{out.stdout[-1000:] if out else ''}\n{logs[-4000:]}"
+    logs = submit.stdout + submit.stderr
+    assert submit.returncode == 0, logs[-4000:]
 
     layout = SweepLayout(Storage(str(storage)), "job")
     rows = tables.read_table(layout, vocab.TASKS)
@@ -160,3 +175,11 @@ def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
     assert set(tables.read_table(layout, vocab.EVALUATIONS)["task_id"]) == pretrains
     assert len(tables.read_table(layout, vocab.TRAIN_CURVES)) == len(pretrains) * 1     # 1 epoch each
     assert "finished in" in logs and f"done {len(graph)}" in logs
+
+    assert set(rows["git_rev"]) == {revision.label}, (set(rows["git_rev"]), revision)   # not this repository's
+    assert rows["versions"].str.contains("torch ").all()
+    page = (storage / "job" / "report" / "report.html").read_text()
+    assert revision.label in page and "software (run)" in page
+    listed = subprocess.run([RAY, "job", "list", "--address", ray_head], capture_output=True, text=True, env=_env(),
+                            timeout=120).stdout
+    assert job_id in listed and "mmc-sweep job" in listed and revision.to_env() in listed

@@ -38,8 +38,8 @@ class Observed:
         self.stop_after: int | None = None
         real = work.attach_storage_resume
 
-        def attach(env, layout, kind, task_id, log):
-            real(env, layout, kind, task_id, log)
+        def attach(env, layout, kind, task_id, log, **kwargs):
+            real(env, layout, kind, task_id, log, **kwargs)
             save, load = env.on_epoch, env.resume_state
             epochs, stop = [], self.stop_after
             self.trained.append(epochs)

@@ -4,14 +4,17 @@ directory. The plan is the one written when the run started: status never re-pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 
+import pandas as pd
 import pytest
 
 from orchestrator import cli, status, vocab
 from orchestrator.results import outputs, plan, tables
+from orchestrator.run import progress as progress_lib
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
@@ -159,3 +162,158 @@ def test_a_sweep_without_a_plan_is_named(sweep, capsys):
 def test_not_a_sweep_directory(tmp_path, capsys):
     assert cli.main(["status", str(tmp_path)]) == cli.EXIT_BAD_INPUT
     assert "not a sweep directory (no spec.yaml)" in capsys.readouterr().err
+
+
+def progress(layout, task, epoch: int, epochs: int, started_at: float, updated_at: float, start_epoch: int = 0):
+    """What a running training task leaves after `epoch` finished epochs (orchestrator.run.progress)."""
+    record = {"version": progress_lib.PROGRESS_VERSION, "task_id": task.id, "kind": task.kind, "epochs": epochs,
+              "epoch": epoch, "start_epoch": start_epoch, "started_at": started_at, "updated_at": updated_at,
+              "loss": 0.5, "acc": 0.8, "epoch_s": 10.0}
+    layout.storage.write_bytes(layout.progress_file(task.kind, task.id), json.dumps(record).encode())
+
+
+def test_running_tasks_show_their_epoch_elapsed_time_and_eta_and_failures_their_reason(sweep, capsys):
+    """Mid-run, from another terminal: the running training tasks with epoch k/N, elapsed time and ETA
+    (from their progress.json), the failed ones with the first line of their error, and an ETA of the
+    sweep from the durations of the finished tasks; the same as one JSON object with --json."""
+    layout, graph, directory = sweep
+    by_kind = {k: [t for t in graph.tasks.values() if t.kind == k] for k in vocab.TASK_KINDS}
+    pretrains, finetunes = by_kind["pretrain"], by_kind["finetune"]
+    now = time.time()
+    finish(layout, pretrains)
+    for task in pretrains:                      # their rows: 20 s each, one after the other
+        tables.write_fragment(layout, vocab.TASKS, task.id, [{
+            "task_id": task.id, "kind": task.kind, "status": vocab.FINISHED, "parents": [], "duration_s": 20.0,
+            "cached": False, "started_at": pd.Timestamp(now - 100, unit="s", tz="UTC"),
+            "finished_at": pd.Timestamp(now - 80, unit="s", tz="UTC")}])
+    tables.write_fragment(layout, vocab.TASKS, finetunes[0].id, [{
+        "task_id": finetunes[0].id, "kind": "finetune", "status": vocab.FAILED, "parents": [pretrains[0].id],
+        "error": "RuntimeError: boom\nTraceback (most recent call last): ...",
+        "finished_at": pd.Timestamp(now - 600, unit="s", tz="UTC")}])
+    progress(layout, finetunes[1], epoch=3, epochs=10, started_at=now - 30, updated_at=now - 1)
+    progress(layout, finetunes[0], epoch=1, epochs=10, started_at=now - 900, updated_at=now - 899)  # before it failed
+
+    snap = status.status_snapshot(layout, now=now)
+    assert [r["task_id"] for r in snap["running"]] == [finetunes[1].id]
+    run = snap["running"][0]
+    assert (run["epoch"], run["epochs"], run["elapsed_s"]) == (3, 10, 30.0)
+    assert run["eta_s"] == pytest.approx(7 * 29 / 3 - 1, abs=0.2)   # 7 epochs at 29 s / 3, the last ended 1 s ago
+    assert snap["failed"] == [{"task_id": finetunes[0].id, "kind": "finetune", "error": "RuntimeError: boom"}]
+    assert snap["eta_s"] is not None and snap["eta_s"] > run["eta_s"] / 2
+
+    assert cli.main(["status", directory]) == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"{finetunes[1].id}\s+epoch 3/10\s+\d+s elapsed\s+ETA \d+m?\d*s\s+loss 0\.500", out), out
+    assert f"{finetunes[0].id}  RuntimeError: boom" in out and "failed (1" in out
+    assert re.search(r"% finished; ETA ~\d", out)
+
+    assert cli.main(["status", directory, "--json"]) == 1
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["counts"] == snap["counts"] and parsed["running"][0]["task_id"] == finetunes[1].id
+    assert parsed["failed"][0]["error"] == "RuntimeError: boom" and parsed["directory"] == layout.root
+
+
+def test_watch_with_json_prints_one_object_per_refresh(sweep):
+    layout, graph, _ = sweep
+    tasks = list(graph.tasks.values())
+    finish(layout, tasks[:5])
+
+    class Stream(list):
+        def write(self, text):
+            self.append(text)
+            if text.startswith("{") and len(self.objects()) == 1:
+                finish(layout, tasks[5:])
+
+        def objects(self):
+            return [json.loads(line) for line in "".join(self).splitlines() if line.strip()]
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    stream = Stream()
+    assert status.print_status(layout, watch=True, interval_s=0.01, stream=stream, as_json=True) == 0
+    assert [o["total"]["finished"] for o in stream.objects()] == [5, len(tasks)]
+
+
+def test_plan_json_is_the_plan_for_scripts(capsys):
+    graph = build_graph(load_spec(SMOKE_SPEC))
+    assert cli.main(["plan", str(SMOKE_SPEC), "--json", "--list"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sweep"] == "smoke" and out["tasks"] == len(graph) and out["kinds"] == graph.counts()
+    assert out["pairs"] == {"cue~nocue": 1, "pretrained~ft:naive": 1, "pretrained~ft:cbft": 1}
+    assert [t["task_id"] for t in out["task_list"]] == list(graph.tasks)
+    assert out["task_list"][-1]["parents"] == list(list(graph.tasks.values())[-1].parents)
+    assert cli.main(["plan", str(SMOKE_SPEC), "--json", "--resolved",
+                     "mlflow.tracking_uri=http://user:secret@127.0.0.1:5000"]) == 0
+    text = capsys.readouterr().out
+    resolved = json.loads(text)
+    assert resolved["name"] == "smoke" and resolved["pretrain"]["epochs"] == 1 and "secret" not in text
+    assert resolved["mlflow"]["tracking_uri"] == "http://***@127.0.0.1:5000"
+
+
+def test_a_training_task_keeps_its_progress_json_up_to_date(sweep):
+    """What status reads is what a training task writes: on start (or resume) its starting epoch, after
+    every epoch the epochs done, of the epochs it plans (LP-FT: head epochs, then the others)."""
+    import torch
+
+    from orchestrator.run import work
+    from orchestrator.run.resume import ResumeLog, attach_storage_resume
+    from tasks.train import EpochReport
+
+    layout, graph, _ = sweep
+    task = next(t for t in graph.tasks.values() if t.kind == "pretrain")
+    assert progress_lib.planned_epochs(task) == task.settings["pretrain.epochs"]
+    lpft = dataclasses.replace(task, kind="finetune", config={"method": "lpft"},
+                               settings={"finetune.epochs": 3, "finetune.llrt_epochs": 2})
+    assert progress_lib.planned_epochs(lpft) == 5
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
+    attach_storage_resume(env, layout, task.kind, task.id, ResumeLog(lambda epoch: "train"), epochs=4)
+    assert env.resume_state() is None
+    record = progress_lib.read_progress(layout, task.kind, task.id)
+    assert (record["epoch"], record["start_epoch"], record["epochs"]) == (0, 0, 4)
+    model = torch.nn.Linear(2, 2)
+    for epoch in range(2):
+        env.on_epoch(EpochReport(epoch, 0.5 - 0.1 * epoch, 0.7, 0.05, 0.01, model, torch.optim.SGD(model.parameters(), 0.1)))
+    record = progress_lib.read_progress(layout, task.kind, task.id)
+    assert (record["epoch"], record["epochs"], record["loss"]) == (2, 4, 0.4)
+    assert status.status_snapshot(layout)["running"][0]["epoch"] == 2
+
+    assert env.resume_state().epoch == 2                    # a restarted attempt starts at its saved epoch
+    record = progress_lib.read_progress(layout, task.kind, task.id)
+    assert (record["epoch"], record["start_epoch"]) == (2, 2)
+
+
+def test_the_run_draws_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
+    """`mmc-sweep run`'s progress: on a terminal one line redrawn in place behind a bar (ended before
+    anything else is printed); in a log or a pipe (`ray job logs`) one plain line per update."""
+    class Stream(list):
+        def __init__(self, tty):
+            super().__init__()
+            self.tty = tty
+
+        def write(self, text):
+            self.append(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return self.tty
+
+    tty = Stream(True)
+    line = progress_lib.TerminalLine(tty)
+    line.show("1/4 finished", 0.25)
+    line.show("4/4 finished", 1.0, final=True)
+    assert tty[0].startswith("\r\x1b[2K[#####...............] 1/4 finished") and not tty[0].endswith("\n")
+    assert tty[1].startswith("\r\x1b[2K[####################] 4/4") and tty[1].endswith("\n")
+    monkeypatch.setenv("COLUMNS", "80")        # an 80-column terminal: cut in the middle, the ETA kept
+    narrow = Stream(True)
+    progress_lib.TerminalLine(narrow).show("[  88.1s] 1/3 finished | done 1 | cached 0 | running 1 | pending 1 | "
+                                           "failed 0 | skipped 0 | ETA 12s", 0.3)
+    assert narrow[0].endswith("ETA 12s") and len(narrow[0]) <= len("\r\x1b[2K") + 79 and "…" in narrow[0]
+    pipe = Stream(False)
+    progress_lib.TerminalLine(pipe).show("1/4 finished", 0.25)
+    assert "".join(pipe) == "1/4 finished\n"

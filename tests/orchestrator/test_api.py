@@ -1,0 +1,138 @@
+"""The Python API for notebooks (`orchestrator.api`): a sweep's repr, its barrier summary, its judged
+claims (objects and a frame), its path curves as a tidy frame, and its models loaded from their
+checkpoints, ready to evaluate (checked against the accuracies the tasks recorded)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+import orchestrator as mmc
+from orchestrator import vocab
+from orchestrator.report import claims as claims_lib
+from orchestrator.report.build import summary_text
+from orchestrator.storage.layout import Storage, SweepLayout
+from tasks import data as data_lib
+from tasks.evaluate import evaluate_sets
+from tasks.settings import from_identity
+from tests.conftest import write_spec
+from tests.orchestrator.report_data import ALPHAS, EVAL_SETS, SEEDS, synthetic_sweep, write_sweep
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api") / "runs"
+    write_sweep(SweepLayout(Storage(root), "syn"), synthetic_sweep())
+    return mmc.open_sweep(str(root / "syn"))
+
+
+def test_repr_names_the_sweep_its_storage_progress_and_tables(synthetic):
+    text = repr(synthetic)
+    n = len(synthetic.plan)
+    assert text.startswith("<Sweep 'syn' at ") and synthetic.layout.root in text
+    assert f"{n}/{n} tasks finished" in text and "tasks, evaluations, train_curves, paths, barriers" in text
+
+
+def test_summary_is_the_reports_barrier_summary(synthetic):
+    summary = synthetic.summary()
+    expected, _ = summary_text(synthetic.layout)
+    pd.testing.assert_frame_equal(summary.reset_index(drop=True), expected.reset_index(drop=True))
+    row = summary[(summary.pair_type == "cue~nocue") & (summary.path_kind == "linear") & (summary.eval_set == "nocue")
+                  & (summary.metric == "loss") & (summary.definition == "chord")]
+    assert len(row) == 1 and int(row["n"].iloc[0]) == len(SEEDS)
+
+
+def test_claims_are_objects_with_verdicts_and_a_frame(synthetic):
+    claims = synthetic.claims()
+    _, text = summary_text(synthetic.layout)       # what `mmc-sweep run` prints: one line per claim
+    printed = re.findall(r"^\((\w)\) (.+?)(?: \(see its notes\))?: ", text, re.M)
+    assert [(c.key, c.verdict.upper()) for c in claims] == printed and [c.key for c in claims] == ["a", "b", "c", "d"]
+    assert claims[0].verdict == claims_lib.HOLDS and claims[0].sentence().startswith("Holds")
+    frame = claims.frame()
+    assert list(frame["claim"]) == ["a", "b", "c", "d"] and list(frame["verdict"]) == [c.verdict for c in claims]
+    checks = claims.frame(checks=True)
+    assert len(checks) == sum(len(c.checks) for c in claims) and set(checks["outcome"]) <= set(claims_lib.MARKS)
+
+
+def test_path_curves_are_one_row_per_pair_and_alpha(synthetic):
+    curves = synthetic.path_curves(pair_type="cue~nocue", eval_set="nocue", path_kind="linear")
+    assert len(curves) == len(SEEDS) * len(ALPHAS)
+    assert not curves.duplicated(["task_id", "alpha"]).any() and "eval_set" not in curves.columns
+    assert set(curves["pair_type"]) == {"cue~nocue"} and set(curves["path_kind"]) == {"linear"}
+    first = curves[curves["task_id"] == curves["task_id"].iloc[0]]
+    assert list(first["alpha"]) == sorted(ALPHAS)
+    assert {"loss", "acc", "agree_a", "agree_b", "reliance_randimg", "reliance_randcue", "seed"} <= set(curves.columns)
+    every_set = synthetic.path_curves(pair_type="cue~nocue", path_kind="aligned")
+    assert len(every_set) == len(SEEDS) * len(ALPHAS) * len(EVAL_SETS) and set(every_set["alignment"]) == {"activation"}
+    with pytest.raises(ValueError, match=r"`eval_set`='clean' is not in the `paths` table .* it has: cue, nocue, "
+                                         r"randcue, randimg"):
+        synthetic.path_curves(eval_set="clean")
+
+
+def test_load_model_needs_a_model_task(synthetic):
+    with pytest.raises(KeyError, match="not a task of sweep syn"):
+        synthetic.load_model("pretrain-0000")
+    path_eval = synthetic.plan.loc[synthetic.plan["kind"] == vocab.PATH_EVAL, "task_id"].iloc[0]
+    with pytest.raises(ValueError, match="path_eval task, which has no model.*endpoint_a"):
+        synthetic.load_model(path_eval)
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory, ray_local):
+    """A tiny real sweep, run through the API: two pretrained models, a naive fine-tuning, a midpoint and a
+    weight alignment, their paths."""
+    tmp = tmp_path_factory.mktemp("api-real")
+    spec = write_spec(tmp, "smoke", finetune={"methods": ["naive"]},
+                      paths={"pairs": ["cue~nocue", "pretrained~ft"], "alignments": ["weight"]},
+                      mlflow={"enabled": False})
+    outcome = mmc.run(str(spec), storage=str(tmp / "mmc-runs"), report=False)
+    assert outcome.ok, outcome.counts
+    return mmc.open_sweep(str(tmp / "mmc-runs" / "smoke"))
+
+
+@pytest.mark.slow
+def test_load_model_gives_each_trained_model_ready_to_evaluate(real):
+    evaluations = real.table(vocab.EVALUATIONS)
+    plan = real.plan.set_index("task_id")
+    for task_id in evaluations["task_id"].unique():          # pretrained and fine-tuned models
+        model = real.load_model(task_id)
+        assert not model.training
+        config = json.loads(plan.loc[task_id, "config_json"])
+        settings = from_identity(data_lib.DataSettings, {k: v for k, v in config["data"].items() if k != "version"})
+        data = data_lib.load_cue_data(dataclasses.replace(settings, root=None), torch.device("cpu"))
+        got = {r["eval_set"]: r["acc"] for r in evaluate_sets(model, data.eval_sets, device=torch.device("cpu"))}
+        recorded = evaluations[evaluations["task_id"] == task_id].set_index("eval_set")["acc"].to_dict()
+        assert got == pytest.approx(recorded, abs=1e-6), task_id
+    for kind in (vocab.MIDPOINT, vocab.ALIGN):                 # the midpoint's control point, B permuted onto A
+        task_id = real.plan.loc[real.plan["kind"] == kind, "task_id"].iloc[0]
+        model = real.load_model(task_id)
+        assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.slow
+def test_a_real_run_records_the_curve_lr_epoch_times_and_progress(real):
+    curves = real.table(vocab.TRAIN_CURVES)
+    assert curves["lr"].notna().all() and (curves["duration_s"] > 0).all()
+    for task_id, kind in zip(real.plan["task_id"], real.plan["kind"]):
+        if kind in vocab.TRAINING_KINDS:
+            record = json.loads(real.layout.storage.read_bytes(real.layout.progress_file(kind, task_id)))
+            assert record["epoch"] == record["epochs"] == len(curves[curves["task_id"] == task_id])
+    assert repr(real).startswith("<Sweep 'smoke' at ") and f"{len(real.plan)}/{len(real.plan)} tasks finished" in repr(real)
+
+
+@pytest.mark.slow
+def test_readme_python_block_runs_on_a_real_sweep(real, capsys, monkeypatch):
+    """README's "From Python" block, as written, from the directory that holds `mmc-runs/`."""
+    from tests.test_readme_queries import readme_block
+
+    monkeypatch.chdir(real.layout.storage.root.rsplit("/", 1)[0])
+    namespace: dict = {}
+    exec(compile(readme_block("<!-- tested: readme-python -->"), "README.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "<Sweep 'smoke' at " in out and "(a) " in out and "reliance_randimg" in out
+    assert isinstance(namespace["model"], torch.nn.Module) and not namespace["model"].training
+    assert len(namespace["curves"]) == 3 and list(namespace["curves"]["alpha"]) == [0.0, 0.5, 1.0]
