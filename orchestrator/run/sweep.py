@@ -263,7 +263,8 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, mlflow_sink, pare
         if rep.text:
             log(rep.text)
         if mlflow_sink is not None:
-            mlflow_sink.log_artifacts(parent_run_id, [outcome.report_html, *[str(f) for f in rep.figures]])
+            mlflow_sink.log_artifacts(parent_run_id, [outcome.report_html, *[str(f) for f in rep.figures],
+                                                      *([rep.clusters] if rep.clusters else [])])
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
         log(f"warning: report failed: {type(exc).__name__}: {exc}")
 
