@@ -200,6 +200,7 @@ class _Plan:
         self.spec = b.spec
         self.model_settings = settings_values("model", model)
         self.pretrained: dict[_Model, Task] = {}
+        self._eval_data: dict[int, dict] = {}      # seed -> identity of the clean evaluation data
 
     # -- models --
     def data_settings(self, p: float, seed: int) -> DataSettings:
@@ -315,8 +316,9 @@ class _Plan:
                       init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
                       data_seed_b=b.labels["data_seed"])
         paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
-        eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
-                       "path": identity_dict(paths), "seed": pair.seed}
+        if pair.seed not in self._eval_data:
+            self._eval_data[pair.seed] = data_identity(self.data_settings(0.0, pair.seed))
+        eval_config = {**common, "data": self._eval_data[pair.seed], "path": identity_dict(paths), "seed": pair.seed}
         if paths.bn_data != "clean":   # BatchNorm re-estimated on the endpoints' own training data
             eval_config["bn_data"] = [a.config["data"], b.config["data"]]
         eval_settings = {**lineage, **settings_values("paths", paths)}

@@ -328,7 +328,11 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
         c.checks.append(Check(text, decision.outcome, evidence, "within < across", decision.reason, power))
         ari_text = f"{where}, the clusters match the reliance groups (adjusted Rand index above chance)"
         if m.ari_test is None:
-            c.checks.append(Check(ari_text, MISSING, "—", None, m.threshold.text()))
+            n = m.models["cluster"].nunique()
+            why = m.threshold.text() if m.threshold.value is None else \
+                f"{'one cluster' if n == 1 else 'every model its own cluster'} at the threshold " \
+                f"{m.threshold.value:.3f}: the index is undefined"
+            c.checks.append(Check(ari_text, MISSING, "—", None, why))
         else:
             a = m.ari_test
             ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, 1e-12, r.power)

@@ -417,7 +417,7 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         other = barrier_matrix(_rows(part, eval_set, path, rules.check_definition), ids_known)
         if not np.isnan(other).any():
             made.check = within_across(other, groups, rules.permutations)
-    if threshold.value is not None:
+    if threshold.value is not None and 1 < len(set(clusters[known])) < known.sum():   # else the index is undefined
         made.ari, made.ari_test = ari_test(clusters[known], groups, rules.permutations)
     ext = extremes[(extremes["eval_set"] == eval_set) & (extremes["path"] == path)]
     if len(ext):

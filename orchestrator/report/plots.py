@@ -438,6 +438,7 @@ def plot_mechanism_map(models: pd.DataFrame, matrix: pd.DataFrame, linkage: pd.D
         order = list(range(k))
     if threshold is not None and len(tree):
         ax_d.axvline(threshold, color="black", ls="--", lw=0.9)
+        ax_d.set_xlim(max(ax_d.get_xlim()[0], 1.05 * threshold), 0)
     ax_d.set_xlabel(unit, fontsize=8)
     for spine in ("top", "right", "left"):
         ax_d.spines[spine].set_visible(False)
