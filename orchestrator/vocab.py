@@ -43,6 +43,12 @@ DESIGN_MEANING = {
 _PAIR_TYPE = re.compile(r"^(?P<pair>[a-z]+~[a-z]+)(?::(?P<design>[a-z-]+)(?:@(?P<epoch>\d{1,6}))?)?$")
 
 
+# Pairs of a population (`population:` in the spec): every unordered pair of the models a sweep trains.
+# `population` is the pair type and design of the pairs only the population plans; a pair a pair type
+# above already plans keeps that type (the same endpoints and path are one task).
+POPULATION = "population"
+
+
 def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     """`cue~cue:spawn@2` -> ("cue~cue", "spawn", 2); `cue~nocue` -> ("cue~nocue", "independent", None).
     Raises ValueError naming what is allowed."""

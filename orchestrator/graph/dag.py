@@ -19,6 +19,15 @@ Each pair gets, per path kind (`paths.kinds`; `paths.finetuned_kinds` for pretra
 linear -> path_eval; quadratic -> midpoint + path_eval; aligned -> per alignment method, align +
 path_eval (which reuses the linear path's rows when the alignment is the identity). `self` pairs get
 the linear path only (the others are the same path).
+
+Population (`population:`, orchestrator/spec/population.py). After every pair type of every
+combination is planned, each combination's population — the primary models of every proportion and
+seed, the models the control pairs train, the fine-tuned ones, as filtered — is paired all with all:
+K models give K(K-1)/2 unordered pairs, each with the population's path kinds. A pair whose endpoints
+and path a pair type already plans is that task (its `pair_type` stays the pair type's; the endpoints
+keep that pair's order); every other one is oriented by its endpoints' ids and labelled `population`,
+evaluated with the smaller of the two seeds, so its id depends only on the two endpoints and the path
+settings: adding models to a sweep adds only their pairs.
 """
 from __future__ import annotations
 
@@ -137,7 +146,7 @@ class _Pair:
     epoch: int | None
     a: Task
     b: Task
-    p: float
+    p: float | None
     seed: int
     method: str | None = None
 
@@ -150,6 +159,10 @@ class _Builder:
         self.tasks: dict[str, Task] = {}
         self.resources = {kind: Resources(r.cpus, r.gpus, r.workers, tuple(r.custom))
                           for kind, r in spec.resources.items()}
+        # every path planned, by (endpoint a, endpoint b, what the path is without its endpoints): a
+        # population pair a pair type already plans is that pair's path
+        self.paths: dict[tuple[str, str, str], Task] = {}
+        self.oriented: set[tuple[str, str]] = set()     # endpoints of the pair types' pairs, in their order
 
     def add(self, kind: str, config: dict, parents: tuple[str, ...], settings: dict, **labels: Any) -> Task:
         labels["variant"] = variant_label(self.spec.swept_keys, settings)
@@ -170,9 +183,12 @@ def build_graph(spec: SweepSpec) -> Graph:
     """Every task of the sweep, deduplicated, in topological order."""
     b = _Builder(spec)
     pairs = [vocab.parse_pair_type(text) for text in spec.pairs]
-    for variant in spec.variants:
-        for model in spec.models:
-            _Plan(b, variant, model, pairs).build()
+    plans = [_Plan(b, variant, model, pairs) for variant in spec.variants for model in spec.models]
+    for plan in plans:
+        plan.build()
+    if spec.population.enabled:    # after every pair type, so that a pair they plan keeps its type
+        for plan in plans:
+            plan.build_population()
     return Graph(b.tasks)
 
 
@@ -184,6 +200,7 @@ class _Plan:
         self.spec = b.spec
         self.model_settings = settings_values("model", model)
         self.pretrained: dict[_Model, Task] = {}
+        self._eval_data: dict[int, dict] = {}      # seed -> identity of the clean evaluation data
 
     # -- models --
     def data_settings(self, p: float, seed: int) -> DataSettings:
@@ -227,6 +244,32 @@ class _Plan:
             for pair in self._pairs(s):
                 self._add_paths(pair)
 
+    def population(self) -> list[Task]:
+        """The models of this combination's population, in planning order (spec/population.py)."""
+        pop, spec = self.spec.population, self.spec
+        props = [p for p in spec.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions]
+        models: list[Task] = []
+        if vocab.PRETRAIN in pop.kinds:
+            models += [self.pretrain(self.primary(p, s)) for s in spec.seeds for p in props]
+            if pop.controls:
+                models += [t for m, t in self.pretrained.items() if m != self.primary(m.p, m.seed) and m.p in props]
+        if vocab.FINETUNE in pop.kinds:
+            methods = [m for m in spec.methods if not pop.methods or m in pop.methods]
+            models += [self.finetune(self.pretrain(self.primary(p, s)), method)
+                       for s in spec.seeds for p in props if p > 0 for method in methods]
+        return list({t.id: t for t in models}.values())
+
+    def build_population(self) -> None:
+        """Every unordered pair of the population, with the population's path kinds."""
+        models = self.population()
+        for i, first in enumerate(models):
+            for second in models[i + 1:]:
+                a, b = sorted((first, second), key=lambda t: t.id)
+                if (b.id, a.id) in self.b.oriented:        # a pair type's pair: its order
+                    a, b = b, a
+                seed = min(a.labels["seed"], b.labels["seed"])
+                self._add_paths(_Pair(vocab.POPULATION, vocab.POPULATION, None, a, b, None, seed))
+
     def _pairs(self, s: int):
         cue_props, spec = self.spec.cue_models, self.spec
         for pair, design, epoch in self.pairs:
@@ -258,49 +301,70 @@ class _Plan:
     def _add_paths(self, pair: _Pair) -> None:
         spec, v = self.spec, self.v
         a, b = pair.a, pair.b
-        name = vocab.pair_type_name(pair.pair, pair.design, pair.epoch, pair.method)
+        population = pair.pair == vocab.POPULATION
+        name = vocab.POPULATION if population else vocab.pair_type_name(pair.pair, pair.design, pair.epoch,
+                                                                        pair.method)
         endpoints = [a.id, b.id]
         parents_ab = (a.id,) if a.id == b.id else (a.id, b.id)
         common = {"endpoints": endpoints, "model": a.config["model"]}
         lineage = {**a.settings, **b.settings}
-        labels = dict(dataset=v.data.dataset, cue_proportion=float(pair.p), model=self.model.label, seed=pair.seed,
+        labels = dict(dataset=v.data.dataset, cue_proportion=None if pair.p is None else float(pair.p),
+                      model=self.model.label, seed=pair.seed if a.labels["seed"] == b.labels["seed"] else None,
                       method=pair.method, pair_type=name, pair_design=pair.design + (f"@{pair.epoch}" if pair.epoch
                                                                                    is not None else ""),
                       endpoint_a=a.id, endpoint_b=b.id, init_seed_a=a.labels["init_seed"],
                       init_seed_b=b.labels["init_seed"], data_seed_a=a.labels["data_seed"],
                       data_seed_b=b.labels["data_seed"])
         paths = replace(v.paths, bn_sample="resample") if pair.design == vocab.SELF else v.paths
-        eval_config = {**common, "data": data_identity(self.data_settings(0.0, pair.seed)),
-                       "path": identity_dict(paths), "seed": pair.seed}
+        if pair.seed not in self._eval_data:
+            self._eval_data[pair.seed] = data_identity(self.data_settings(0.0, pair.seed))
+        eval_config = {**common, "data": self._eval_data[pair.seed], "path": identity_dict(paths), "seed": pair.seed}
         if paths.bn_data != "clean":   # BatchNorm re-estimated on the endpoints' own training data
             eval_config["bn_data"] = [a.config["data"], b.config["data"]]
         eval_settings = {**lineage, **settings_values("paths", paths)}
-        kinds = [vocab.LINEAR] if pair.design == vocab.SELF else \
-            list(spec.finetuned_kinds if pair.pair == vocab.PRETRAINED_FT else spec.path_kinds)
-        linear = None
-        if vocab.LINEAR in kinds:
+        if population:
+            kinds = list(spec.population.path_kinds)
+        else:
+            kinds = [vocab.LINEAR] if pair.design == vocab.SELF else \
+                list(spec.finetuned_kinds if pair.pair == vocab.PRETRAINED_FT else spec.path_kinds)
+            self.b.oriented.add((a.id, b.id))
+        base = {key: value for key, value in eval_config.items() if key != "endpoints"}
+
+        def planned(kind: str, alignment: str | None = None, via: dict | None = None) -> tuple[str, str, str]:
+            """This pair's path `kind` as the builder knows it: by endpoints and settings, not by id."""
+            return a.id, b.id, canonical_json([base, kind, alignment, via])
+
+        linear = self.b.paths.get(planned(vocab.LINEAR)) if population or vocab.LINEAR in kinds else None
+        if vocab.LINEAR in kinds and linear is None:
             linear = self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.LINEAR, "via": None,
                                                   "alignment": None},
                                 parents_ab, eval_settings, **labels, path_kind=vocab.LINEAR)
-        if vocab.QUADRATIC in kinds:
+            self.b.paths[planned(vocab.LINEAR)] = linear
+        if vocab.QUADRATIC in kinds and not (population and planned(vocab.QUADRATIC, via=identity_dict(v.midpoint))
+                                             in self.b.paths):
             mid_settings = {**lineage, **settings_values("midpoint", v.midpoint)}
             mid = self.b.add(vocab.MIDPOINT, {**common, "data": [a.config["data"], b.config["data"]],
                                               "train": identity_dict(v.midpoint), "seed": pair.seed},
                              parents_ab, mid_settings, **labels, path_kind=vocab.QUADRATIC)
-            self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.QUADRATIC, "via": mid.id, "alignment": None},
-                       (*parents_ab, mid.id), {**eval_settings, **settings_values("midpoint", v.midpoint)},
-                       **labels, path_kind=vocab.QUADRATIC)
+            self.b.paths[planned(vocab.QUADRATIC, via=identity_dict(v.midpoint))] = self.b.add(
+                vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.QUADRATIC, "via": mid.id, "alignment": None},
+                (*parents_ab, mid.id), {**eval_settings, **settings_values("midpoint", v.midpoint)},
+                **labels, path_kind=vocab.QUADRATIC)
         if vocab.ALIGNED in kinds:
             align_settings = {**lineage, **settings_values("align", v.align)}
             for method in spec.alignments:
+                slot = planned(vocab.ALIGNED, method, identity_dict(v.align))
+                if population and slot in self.b.paths:
+                    continue
                 al = self.b.add(vocab.ALIGN, {**common, "method": method, "data": a.config["data"],
                                               "align": identity_dict(v.align), "seed": pair.seed},
                                 parents_ab, align_settings, **labels, path_kind=vocab.ALIGNED, alignment=method)
                 extra = (linear.id,) if linear is not None else ()
-                self.b.add(vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.ALIGNED, "via": al.id,
-                                             "alignment": method, "linear": linear.id if linear else None},
-                           (*parents_ab, al.id, *extra), {**eval_settings, **settings_values("align", v.align)},
-                           **labels, path_kind=vocab.ALIGNED, alignment=method)
+                self.b.paths[slot] = self.b.add(
+                    vocab.PATH_EVAL, {**eval_config, "path_kind": vocab.ALIGNED, "via": al.id, "alignment": method,
+                                      "linear": linear.id if linear else None},
+                    (*parents_ab, al.id, *extra), {**eval_settings, **settings_values("align", v.align)},
+                    **labels, path_kind=vocab.ALIGNED, alignment=method)
 
 
 # ----- describing -----

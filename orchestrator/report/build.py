@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from orchestrator.report import claims as claims_lib
 from orchestrator import provenance, vocab
 from orchestrator.provenance import format_versions
-from orchestrator.report import figures, html as report_html, stats
+from orchestrator.report import figures, html as report_html, mechanism_map, stats
 from orchestrator.results import tables
 from orchestrator.results.plan import read_plan
 from orchestrator.spec.claim_rules import ClaimRules
@@ -44,6 +44,7 @@ class Report:
     files: tuple[str, ...] = field(default=())   # every file written or kept, figures and html included
     text: str = ""                               # the terminal summary (`summary_text`'s text)
     summary_table: pd.DataFrame | None = field(default=None, compare=False)   # summary.parquet's rows (None: empty)
+    clusters: str | None = None                  # clusters.parquet (the mechanism maps' models), where there are maps
 
     def __fspath__(self) -> str:
         return self.html
@@ -294,10 +295,11 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
     table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
     rules, rules_dict = stored_rules(layout, spec_text)
-    verdicts = claims_lib.judge(results, swept, rules)
+    maps = mechanism_map.maps(results, swept, rules)
+    verdicts = claims_lib.judge(results, swept, rules, maps=maps)
     drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)
     drawn = time.perf_counter()
-    figs = figures.render(layout, figures.figure_jobs(results, swept))
+    figs = figures.render(layout, figures.figure_jobs(results, swept, maps))
     drawn = time.perf_counter() - drawn
 
     written: list[str] = []
@@ -316,6 +318,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
                                          + stats.format_markdown(t.text) for combo, t in table1).encode() + b"\n")
     put("claims.md", claims_lib.claims_text(verdicts).encode() if verdicts else b"no claim can be judged yet\n")
     put("endpoint_drift.parquet", _parquet_bytes(drift))
+    clusters = put("clusters.parquet", _parquet_bytes(mechanism_map.clusters_table(maps))) if maps else None
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
     plan = planned_by_kind(plan_df)
@@ -333,12 +336,12 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], stats.eval_sets())[0]
         if not results[vocab.PATHS].empty else "",
         failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks,
-        rules=rules_dict, drift=drift)
+        rules=rules_dict, drift=drift, maps=maps)
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
                   text=_text(results, swept, summary, verdicts),
-                  summary_table=summary if not summary.empty else None)
+                  summary_table=summary if not summary.empty else None, clusters=clusters)
 
 
 def local_paths(layout, paths) -> list[str]:

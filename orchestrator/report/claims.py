@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from orchestrator import vocab
 from orchestrator.report import comparisons as cmp
+from orchestrator.report import mechanism_map as mmap
 from orchestrator.report import stats
 from orchestrator.report.stats import Estimate
 from orchestrator.report.verdicts import (CLAIM, CONTROL, FAILS, HOLDS, NOT_TESTABLE, PP, RANDCUE, RANDIMG,
@@ -274,6 +276,92 @@ def _aligned_checks(j: _Judge, independent: list[str], eval_set: str) -> None:
             j.barrier_above(text, (vocab.CUE_NOCUE, path), (ref, path), eval_set, "after alignment")
 
 
+def claim_e(found: list, r: ClaimRules) -> Claim:
+    """Connectivity clusters follow mechanism, on the mechanism maps of one context
+    (`report/mechanism_map.py`)."""
+    half = r.alpha / 2
+    c = Claim("e", "Connectivity clusters follow mechanism: models that rely on the cue are better connected with "
+                   "each other than with models that do not (the barrier within a reliance group is below the "
+                   "barrier across groups), and the map's clusters match the reliance groups.",
+              f"On each of {', '.join(r.barrier_sets)} and each path of the population ({r.barrier_metric} barriers, "
+              f"{r.barrier_definition}), a model relies on the cue when acc(randimg) − chance > "
+              f"{PP * r.reliance_cut:g} pp. The mean barrier across the two groups minus within them, against its "
+              f"null from relabeling the models ({r.permutations} relabelings, group sizes kept; models, not pairs, "
+              f"are exchangeable), decided when a one-sided p-value is at most α/2 = {half:g}; not testable with "
+              f"fewer than 2 models in a group, where no relabeling could reach α/2, where the within-group paths sit "
+              f"at the chance floor, where the {r.check_definition or 'second'} definition decides the other way, or "
+              f"where it could not detect {r.barrier_effect:g} at {r.power:.0%} power. Supporting: the adjusted Rand "
+              "index of the clusters (the tree cut at the threshold of the sweep's same-data controls) and the "
+              "groups, tested with the same relabelings.")
+    for m in found:
+        where = f"on {m.eval_set}, {m.path} path"
+        groups = m.models["group"].to_numpy()
+        relies, ignores = int((groups == mmap.RELIES).sum()), int((groups == mmap.IGNORES).sum())
+        iu = np.triu_indices(m.k, 1)
+        known = (groups[iu[0]] != None) & (groups[iu[1]] != None)   # noqa: E711 - an object array
+        same = known & (groups[iu[0]] == groups[iu[1]])
+        label = f"{m.k} models: {relies} rely on the cue, {ignores} do not" + \
+            (f" ({m.left_out} left out: pairs missing)" if m.left_out else "")
+        for role, which, mask in ((CLAIM, "within reliance groups", same), (CONTROL, "across them", known & ~same)):
+            values = m.matrix[iu][mask]
+            c.rows.append(Row(label, f"{where}: barrier {which} (pairs share models: no interval)",
+                              Estimate(int(values.size), float(values.mean()) if values.size else math.nan,
+                                       float(values.std(ddof=1)) if values.size > 1 else math.nan, math.nan,
+                                       math.nan), role))
+        test = m.within_across
+        text = f"{where}, the barrier within reliance groups is below the barrier across them"
+        if test is None:
+            c.checks.append(Check(text, UNTESTABLE, "—", "within < across",
+                                  f"too few models in a group: {relies} rely on the cue, {ignores} do not (a "
+                                  "permutation test needs 2 in each)" if relies + ignores else
+                                  "the models' cue reliance is not measured"))
+            continue
+        decision = cmp.permutation(test.observed, test.p_upper, test.p_lower, test.min_p, test.sd, r.level,
+                                   r.barrier_effect, r.power)
+        if decision.outcome in (YES, NO, OVERLAP):
+            decision = _map_guards(decision, m, r)
+        evidence = (f"across − within {test.observed:+.3f} (p = {test.p_upper:.3g} one-sided; "
+                    f"{'all ' if test.exact else ''}{test.null.size} relabelings)")
+        power = (f"smallest p-value these models allow {test.min_p:.3g}; detectable ≥ "
+                 f"{cmp.permutation_detectable(test.sd, r.level, r.power):.3g} at {r.power:.0%} power "
+                 f"(null sd {test.sd:.3g})")
+        c.checks.append(Check(text, decision.outcome, evidence, "within < across", decision.reason, power))
+        ari_text = f"{where}, the clusters match the reliance groups (adjusted Rand index above chance)"
+        if m.ari_test is None:
+            n = m.models["cluster"].nunique()
+            why = m.threshold.text() if m.threshold.value is None else \
+                f"{'one cluster' if n == 1 else 'every model its own cluster'} at the threshold " \
+                f"{m.threshold.value:.3f}: the index is undefined"
+            c.checks.append(Check(ari_text, MISSING, "—", None, why))
+        else:
+            a = m.ari_test
+            ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, 1e-12, r.power)
+            c.checks.append(Check(ari_text, ari_decision.outcome, f"ARI {m.ari:.2f} (p = {a.p_upper:.3g} one-sided; "
+                                  f"{m.models['cluster'].nunique()} clusters)", None, ari_decision.reason))
+    if not found:
+        c.checks.append(Check("the population's barriers", MISSING, "—", "within < across",
+                              "no population of 3 or more models with barriers (`population:` in the spec)"))
+    return c
+
+
+def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
+    """Claim (e)'s guards, as those of the barrier comparisons: the within-group paths at the chance
+    floor; the check definition deciding the other way."""
+    lo_acc, hi_loss = m.within_extremes
+    if m.chance and cmp.at_floor(lo_acc, hi_loss, m.chance, r.floor_acc, r.floor_loss):
+        return cmp.Decision(UNTESTABLE, f"the paths within reliance groups collapse to chance on {m.eval_set} "
+                                        f"(lowest accuracy {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers "
+                                        "are chance loss minus the endpoints' own loss")
+    if m.check is not None:
+        second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
+                                 r.level, r.barrier_effect, r.power)
+        if cmp.opposite(decision, second):
+            return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
+                                            f"opposite ways (across − within {m.check.observed:+.3f} by "
+                                            f"{r.check_definition})")
+    return decision
+
+
 CLAIMS = (claim_a, claim_b, claim_c, claim_d)
 
 
@@ -281,11 +369,14 @@ def _values(frames: list[pd.DataFrame], column: str) -> set:
     return {v for f in frames if column in f.columns for v in f[column].dropna()}
 
 
-def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: ClaimRules | None = None) -> list[Claim]:
+def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: ClaimRules | None = None,
+          maps: list | None = None) -> list[Claim]:
     """Every claim per context: model, cue proportion of the cue models, combination of swept values
     (one context for the usual sweep), by `rules` (the spec's `claims:`; the defaults without one).
     Rows of no-cue models and pairs (cue proportion 0) and of tasks no axis affects belong to every
-    context. [] without results or when the dataset's class count (for chance) is unknown."""
+    context. Claim (e), where the sweep has a population, per model and combination of swept values,
+    on its mechanism maps (`maps`: `mechanism_map.maps`, computed when not given). [] without results
+    or when the dataset's class count (for chance) is unknown."""
     rules = rules or ClaimRules()
     ev, bars, tasks = results[vocab.EVALUATIONS], results[vocab.BARRIERS], results[vocab.TASKS]
     paths = results.get(vocab.PATHS, pd.DataFrame())
@@ -313,6 +404,12 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
                     claim = make(s, rules)
                     claim.context = context
                     out.append(claim)
+    if mmap.population_models(bars):      # (e): only where the sweep has a population
+        found = mmap.maps(results, swept, rules) if maps is None else maps
+        for key in dict.fromkeys(m.context_label() for m in found) or [""]:
+            claim = claim_e([m for m in found if m.context_label() == key], rules)
+            claim.context = key
+            out.append(claim)
     return out
 
 

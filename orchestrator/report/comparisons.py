@@ -242,3 +242,39 @@ def at_floor(min_acc: float, max_loss: float, chance: float, floor_acc: float, f
 def opposite(a: Decision, b: Decision) -> bool:
     """Two decisions of one comparison (two barrier definitions) that go opposite ways."""
     return {a.outcome, b.outcome} == {YES, NO}
+
+
+# ----------------------------------------------------------------------------------------------
+# Permutation tests (claim (e): the models' groups relabeled)
+# ----------------------------------------------------------------------------------------------
+
+def permutation(observed: float, p_upper: float, p_lower: float, min_p: float, null_sd: float, level: float,
+                effect: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+    """Is the statistic above its null distribution? YES when its upper-tail p-value is at most α/2,
+    NO when the lower-tail one is (the two tails of the rules' two-sided level); not testable when no
+    relabeling of these models could reach α/2, or when the null's spread hides the claimed effect."""
+    half = (1.0 - level) / 2.0
+    if not observed == observed:
+        return Decision(MISSING, "no values")
+    if min_p > half:
+        return Decision(UNTESTABLE, f"too few models: the smallest p-value relabeling them can give is {min_p:.3g}, "
+                                    f"above α/2 = {half:.3g}")
+    if p_upper <= half:
+        return Decision(YES)
+    if p_lower <= half:
+        return Decision(NO)
+    mde = permutation_detectable(null_sd, level, power)
+    if mde == mde and mde > effect:
+        return Decision(UNTESTABLE, f"underpowered: with these models the smallest difference detectable at "
+                                    f"{power:.0%} power is {scale * mde:.3g}{unit} (from the spread of the "
+                                    f"permutation null), above the {scale * effect:.3g}{unit} the claim is about")
+    return Decision(OVERLAP)
+
+
+def permutation_detectable(null_sd: float, level: float, power: float) -> float:
+    """The smallest shift of the statistic a permutation test detects at `power` (normal approximation
+    of its null): (z_{1-α/2} + z_power) · the null's SD."""
+    from scipy import stats as scipy_stats
+
+    half = (1.0 - level) / 2.0
+    return (float(scipy_stats.norm.ppf(1.0 - half)) + float(scipy_stats.norm.ppf(power))) * null_sd

@@ -37,6 +37,7 @@ MIN_JOBS_PER_WORKER = 3                         # a worker costs about one figur
 WORKER_TIMEOUT_S = 600
 MANIFEST = "figures.json"
 PATHS_SECTION, BARRIERS_SECTION, TABLE1_SECTION = "paths", "barriers", "table1"   # where a figure goes on the page
+MAP_SECTION = "map"
 MAX_PNG_BYTES = 64_000_000
 _WORKER_CODE = "from orchestrator.report.figures import serve; serve()"
 
@@ -47,7 +48,7 @@ def code_version() -> str:
 
     digest = hashlib.sha256(matplotlib.__version__.encode())
     here = Path(__file__).resolve().parent
-    for name in ("figures.py", "plots.py", "stats.py"):
+    for name in ("figures.py", "plots.py", "stats.py", "mechanism_map.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -107,6 +108,11 @@ BARRIER_CAPTION = ("Chord barriers of every pair (points) and their mean (black 
                    "pairs; controls next to their pair), path kind (colour) and evaluation set (rows): loss barrier "
                    "(left) and accuracy drop in percentage points (right). Linear connectivity means a barrier near "
                    "0, or near the noise floor (X~X:self) where the sweep has one.")
+MAP_CAPTION = ("Every model of the population against every other: the {metric} barrier ({definition}) of the {path} "
+               "path between them on {eval_set} (darker: higher). Rows and columns follow the average-linkage "
+               "dendrogram (left); the tree is cut at the dashed line, {threshold}, and each cluster is outlined "
+               "and numbered [n]. Left of the rows: each model's cue proportion and its reliance on the cue "
+               "(acc(randimg) − chance). Models that share a mechanism should sit in one outlined block.")
 TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over seeds, whiskers: std; n in each "
                   "panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
                   "model without cue reliance scores high on nocue and randcue and about chance (dotted) on randimg.")
@@ -139,12 +145,41 @@ def _titled(title: str, label: str) -> str:
     return title + (f" ({label})" if label else "")
 
 
-def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -> list[FigureJob]:
+def map_jobs(found) -> list[FigureJob]:
+    """One figure per mechanism map (`mechanism_map.maps`)."""
+    from orchestrator.report.mechanism_map import model_label
+
+    jobs = []
+    for m in found:
+        models = m.models.assign(label=[model_label(r) for _, r in m.models.iterrows()])
+        models = models[["label", "cue_proportion", "method", "reliance_randimg", "cluster"]].astype(
+            {"cue_proportion": float, "reliance_randimg": float, "cluster": int})
+        matrix = pd.DataFrame(m.matrix, columns=[str(i) for i in range(m.k)])
+        tree = pd.DataFrame(m.linkage if m.linkage is not None else [], columns=["a", "b", "height", "size"])
+        unit = f"{m.metric} barrier" if m.metric == "loss" else "accuracy drop"
+        name = f"map_{plots.slug(m.eval_set)}_{plots.slug(m.path)}{_suffix(m.context)}.png"
+        label = m.label()
+        jobs.append(FigureJob(
+            name, MAP_SECTION, m.context_label(), f"Mechanism map: {label} ({m.k} models)",
+            MAP_CAPTION.format(metric=m.metric, definition=m.definition, path=m.path, eval_set=m.eval_set,
+                               threshold=m.threshold.text()),
+            "map", {"models": models.reset_index(drop=True), "matrix": matrix, "linkage": tree},
+            {"threshold": m.threshold.value, "title": f"Mechanism map · {label} · {m.k} models", "unit": unit,
+             "chance": m.chance, "cut": m.cut}))
+    return jobs
+
+
+def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), maps=()) -> list[FigureJob]:
     """Every figure the data allow, with the orders and chance resolved from the `tasks/` registries:
-    one per pair type (and model, cue proportion, combination of swept values where they vary),
-    the barrier distributions and the fine-tuning bars (per combination of swept values)."""
+    one per pair type (and model, cue proportion, combination of swept values where they vary; the
+    population's pairs are drawn by its maps instead), the barrier distributions and the fine-tuning
+    bars (per combination of swept values), one per mechanism map (`maps`)."""
     sets, methods = list(stats.eval_sets()), list(stats.methods())
     paths, barriers = results[vocab.PATHS], results[vocab.BARRIERS]
+    if not paths.empty and "pair_type" in paths:
+        paths = paths[paths["pair_type"] != vocab.POPULATION]
+    if not barriers.empty and "pair_type" in barriers:
+        barriers = barriers[barriers["pair_type"] != vocab.POPULATION]
     evaluations, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
     chance = stats.chance(pd.concat([paths.get("dataset", pd.Series(dtype=object)),
                                      evaluations.get("dataset", pd.Series(dtype=object))]))
@@ -174,7 +209,7 @@ def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = ()) -
             jobs.append(FigureJob(
                 f"finetuning{_suffix(combo)}.png", TABLE1_SECTION, label, _titled("Fine-tuning comparison", label),
                 TABLE1_CAPTION, "table1", {"long": long}, {"eval_sets": sets, "chance": chance, "subtitle": label}))
-    return jobs
+    return jobs + map_jobs(maps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,6 +220,7 @@ DRAW = {
     "path": lambda f, o: plots.plot_path(f["paths"], **o),
     "barriers": lambda f, o: plots.plot_barriers(f["barriers"], **o),
     "table1": lambda f, o: plots.plot_finetune(f["long"], **o),
+    "map": lambda f, o: plots.plot_mechanism_map(f["models"], f["matrix"], f["linkage"], **o),
 }
 
 

@@ -286,6 +286,34 @@ def mechanism_html(mech: pd.DataFrame) -> str:
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def map_html(maps: Sequence, figs: Sequence[figures_lib.Figure]) -> str:
+    """The mechanism maps of the population: one row per map (models, threshold, clusters, components,
+    the permutation test and the adjusted Rand index of claim (e)), then their figures."""
+    if not maps:
+        return ""
+    rows = []
+    for m in maps:
+        test, ari = m.within_across, m.ari_test
+        rows.append({
+            "context": m.context_label() or stats.MISSING, "eval set": m.eval_set, "path": m.path, "models": m.k,
+            "left out": m.left_out, "threshold": m.threshold.text(), "clusters": int(m.models["cluster"].nunique()),
+            "components": int(m.models["component"].nunique()),
+            "across − within": stats.MISSING if test is None else f"{test.observed:+.3f}",
+            "p (one-sided)": stats.MISSING if test is None else f"{test.p_upper:.3g}",
+            "ARI": stats.MISSING if ari is None else f"{m.ari:.2f} (p = {ari.p_upper:.3g})"})
+    table = html_table(pd.DataFrame(rows))
+    return ('<h2 id="map">Mechanism map: every model against every other</h2>'
+            "<p>The population's models (<code>population:</code> in the spec), each pair's barrier (the claims' "
+            "metric and definition) on each of the claims' barrier sets, clustered (average linkage) and cut at a "
+            "threshold the sweep's own controls set: the upper interval bound of the mean barrier of the same-data "
+            "pairs from one initialisation (X~X:spawn@K, cue~cue:resubset), else of the noise floor (X~X:self). "
+            "Components link models whose barrier is at most the threshold. Across − within: the mean barrier "
+            "across the reliance groups minus within them, with its permutation p-value (the models' groups "
+            "relabeled); ARI: the adjusted Rand index of the clusters and the groups. Claim (e) decides with these. "
+            'Every model with its cluster: <a href="clusters.parquet">clusters.parquet</a>.</p>'
+            + table + figures_html(figs, figures_lib.MAP_SECTION))
+
+
 def figure_html(fig: figures_lib.Figure) -> str:
     data = base64.b64encode(fig.png).decode("ascii")
     return (f'<figure id="fig-{esc(fig.name[:-4])}"><img data-name="{esc(fig.name)}" alt="{esc(fig.title)}" '
@@ -308,7 +336,8 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
                 summary: pd.DataFrame, swept: Sequence[str], table1, figures: Sequence[figures_lib.Figure],
                 provenance: Mapping[str, object], spec_text: str | None, failed: pd.DataFrame,
                 mechanism: pd.DataFrame | None = None, agreement_set: str = "",
-                rules: Mapping[str, object] | None = None, drift: pd.DataFrame | None = None) -> str:
+                rules: Mapping[str, object] | None = None, drift: pd.DataFrame | None = None,
+                maps: Sequence = ()) -> str:
     """The whole page, from `templates/report.html`."""
     failed_html = failed_table(failed)
     swept_note = (" With swept settings (" + ", ".join(f"<code>{esc(k)}</code>" for k in swept) + "), every table "
@@ -318,6 +347,7 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
         title=esc(title), css=template("report.css"), js=template("selftest.js"),
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         failed_link='<a href="#failed">Failed tasks</a>' if failed_html else "",
+        map_link='<a href="#map">Mechanism map</a>' if maps else "", mechanism_map=map_html(maps, figures),
         banner=banner(progress, planned), swept_note=swept_note, claims=claims_html(claims, rules),
         drift=drift_html(drift if drift is not None else pd.DataFrame()),
         barriers=barriers_html(summary, swept), barrier_figures=figures_html(figures, figures_lib.BARRIERS_SECTION),

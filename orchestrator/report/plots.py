@@ -399,3 +399,94 @@ def plot_finetune(long: pd.DataFrame, *, eval_sets: Sequence[str] = (), chance: 
         title = title.replace(" (", "\n(")
     fig.suptitle(title + (f" · {subtitle}" if subtitle else ""), fontsize=10.5, y=0.985)
     return fig
+
+
+@_styled
+def plot_mechanism_map(models: pd.DataFrame, matrix: pd.DataFrame, linkage: pd.DataFrame, *, threshold=None,
+                       title: str = "", unit: str = "loss barrier", chance: float | None = None,
+                       cut: float | None = None) -> Figure:
+    """The mechanism map of a population: the average-linkage dendrogram (left; the dashed line is the
+    clustering threshold), the annotations of each model (cue proportion, fine-tuning method,
+    acc(randimg) − chance; its cluster in the label) and the heat map of the barrier between every two
+    models (rows and columns in the dendrogram's order, clusters outlined). `models` and `matrix` are
+    in the same order; `linkage` is scipy's linkage matrix of `matrix` (empty below two models)."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    k = len(models)
+    if k < 2:
+        raise ValueError("a mechanism map needs at least two models")
+    values = matrix.to_numpy(dtype=float)
+    side = float(np.clip(0.13 * k, 3.2, 11.0))            # the heat map, inches
+    dendro_w, notes_w, label_w = 1.4, 0.75, 1.55
+    fig = plt.figure(figsize=(0.35 + dendro_w + notes_w + side + label_w + 1.0, side + 1.5))
+    W, H = fig.get_size_inches()
+    bottom, top = 0.45, 1.2
+    h = (H - bottom - top) / H
+    def box(left, width):   # noqa: E306 - axes at fixed inches
+        return fig.add_axes([left / W, bottom / H, width / W, h])
+    ax_d = box(0.35, dendro_w)
+    ax_n = box(0.35 + dendro_w + 0.05, notes_w - 0.1)
+    ax_h = box(0.35 + dendro_w + notes_w, side)
+    ax_c = fig.add_axes([(0.35 + dendro_w + notes_w + side + label_w) / W, bottom / H, 0.14 / W, h * 0.5])
+    tree = linkage.to_numpy(dtype=float)
+    if len(tree):
+        d = dendrogram(tree, orientation="left", ax=ax_d, no_labels=True, color_threshold=threshold or 0,
+                       above_threshold_color="0.55")
+        order = [int(i) for i in d["leaves"]]      # leaf i sits at y = 10 i + 5: row i of the heat map, top down
+        ax_d.set_ylim(10 * k, 0)
+    else:
+        order = list(range(k))
+    if threshold is not None and len(tree):
+        ax_d.axvline(threshold, color="black", ls="--", lw=0.9)
+        ax_d.set_xlim(max(ax_d.get_xlim()[0], 1.05 * threshold), 0)
+    ax_d.set_xlabel(unit, fontsize=8)
+    for spine in ("top", "right", "left"):
+        ax_d.spines[spine].set_visible(False)
+    ax_d.set_yticks([])
+    ax_d.tick_params(labelsize=7)
+    shown = values[np.ix_(order, order)]
+    top_value = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
+    image = ax_h.imshow(shown, cmap="magma_r", vmin=0.0, vmax=max(top_value, 1e-9), interpolation="nearest",
+                        aspect="auto")
+    cbar = fig.colorbar(image, cax=ax_c)
+    cbar.set_label(unit, fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    rows = models.iloc[order].reset_index(drop=True)
+    clusters = rows["cluster"].to_numpy()
+    start = 0
+    for i in range(1, k + 1):       # outline each run of one cluster along the diagonal
+        if i == k or clusters[i] != clusters[start]:
+            if i - start > 1:
+                ax_h.add_patch(plt.Rectangle((start - 0.5, start - 0.5), i - start, i - start, fill=False,
+                                             ec="#1e88e5", lw=1.4))
+            start = i
+    ax_h.set_xticks([])
+    ax_h.yaxis.tick_right()
+    size = 7 if k <= 40 else 5 if k <= 80 else 4
+    ax_h.set_yticks(range(k), [f"{label}  [{c}]" for label, c in zip(rows["label"], clusters)], fontsize=size)
+    # annotations: cue proportion (grey), method (letter), reliance (red)
+    props = rows["cue_proportion"].to_numpy(dtype=float)
+    reliance = rows["reliance_randimg"].to_numpy(dtype=float)
+    span = max(1.0 - (chance or 0.0), 1e-9)
+    notes = np.stack([np.nan_to_num(props, nan=0.0), np.clip(np.nan_to_num(reliance, nan=0.0) / span, 0, 1)], axis=1)
+    ax_n.imshow(notes[:, :1], cmap="Greys", vmin=0, vmax=1, aspect="auto", extent=(-0.5, 0.5, k - 0.5, -0.5))
+    ax_n.imshow(notes[:, 1:], cmap="Reds", vmin=0, vmax=1, aspect="auto", extent=(0.5, 1.5, k - 0.5, -0.5))
+    for i, (method, p, r) in enumerate(zip(rows["method"], props, reliance)):
+        if isinstance(method, str) and k <= 80:
+            ax_n.text(2.0, i, method[:6], va="center", ha="left", fontsize=size)
+        if cut is not None and r == r and r > cut and k <= 80:
+            ax_n.text(1.0, i, "•", va="center", ha="center", fontsize=size, color="white")
+    ax_n.set_xlim(-0.5, 3.8)
+    ax_n.set_ylim(k - 0.5, -0.5)
+    ax_n.set_yticks([])
+    ax_n.set_xticks([0, 1, 2.6], ["cue p", "reliance", "method"], rotation=90, fontsize=7)
+    ax_n.xaxis.tick_top()
+    for spine in ax_n.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(title or "Mechanism map", fontsize=10, y=1 - 0.12 / H)
+    fig.text(0.5, 1 - 0.42 / H, "cue p: the model's cue proportion (white 0, black 1) · reliance: acc(randimg) − "
+             "chance (white 0, red all)" + (f", • above {100 * cut:g} pp" if cut is not None else "")
+             + "\n[n]: the model's cluster; each cluster outlined" + ("; dashed: the threshold" if threshold is not None
+                                                                      else ""),
+             fontsize=7, color="0.3", ha="center", va="top")
+    return fig

@@ -331,7 +331,8 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]
         outcome.summary = rep.summary_table
         if rep.text:
             log(rep.text)
-        return [str(p) for p in report.local_paths(outcome.layout, [rep.html, *rep.figures])]
+        return [str(p) for p in report.local_paths(outcome.layout, [rep.html, *rep.figures,
+                                                                      *([rep.clusters] if rep.clusters else [])])]
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
         log(f"warning: report failed: {type(exc).__name__}: {redact(str(exc))}")
         return []

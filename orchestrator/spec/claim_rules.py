@@ -59,6 +59,10 @@ class ClaimRules(Settings):
     aligned_works: float = setting(0.1, gt=0, le=100, doc="(d) independent-init pairs are compared after alignment "
                                    "only where alignment works for their same-data controls: each control's "
                                    "aligned barrier has its upper interval bound below this")
+    reliance_cut: float = setting(0.25, gt=0, lt=1, doc="(e) a model relies on the cue when its randimg reliance "
+                                  "(acc(randimg) - chance) is above this: the reliance groups of the mechanism map")
+    permutations: int = setting(2000, ge=100, le=1_000_000, doc="(e) relabelings of the models drawn for its "
+                                "permutation tests (every relabeling when there are at most this many)")
 
     def cross_problems(self) -> list[tuple[str, str]]:
         out = []

@@ -29,10 +29,12 @@ def spec_problems(top, variants: list) -> list[str]:
                             f"got {show(list(props))}")
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
-    for key in ("kinds", "finetuned_kinds"):
-        name = f"paths.{key}"
-        if vocab.ALIGNED not in getattr(top.paths, key) or (key == "finetuned_kinds" and
-                                             not any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)):
+    problems += _population_problems(top)
+    for name, kinds in (("paths.kinds", top.paths.kinds), ("paths.finetuned_kinds", top.paths.finetuned_kinds),
+                        ("population.path_kinds", top.population.path_kinds)):
+        if vocab.ALIGNED not in kinds or (name == "paths.finetuned_kinds" and
+                                          not any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)) or \
+                (name == "population.path_kinds" and not top.population.enabled):
             continue
         if not top.paths.alignments:
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
@@ -58,6 +60,21 @@ def spec_problems(top, variants: list) -> list[str]:
         problems.append(f"the spec plans about {estimate:,} tasks; at most {MAX_TASKS:,} (fewer seeds, "
                         "models, proportions, methods, pairs or swept values)")
     return problems
+
+
+def _population_problems(top) -> list[str]:
+    pop = top.population
+    out = []
+    for key, values, allowed in (("cue_proportions", pop.cue_proportions, top.cue_proportions),
+                                 ("methods", pop.methods, top.finetune.methods)):
+        other = "finetune.methods" if key == "methods" else key
+        out += [f"`population.{key}`: {show(v)} is not one of `{other}` {show(list(allowed))}; list only values of "
+                f"`{other}`, or [] for all of them" for v in values if v not in allowed]
+    if vocab.FINETUNE in pop.kinds and not (top.finetune.methods and any(
+            p > 0 and (not pop.cue_proportions or p in pop.cue_proportions) for p in top.cue_proportions)):
+        out.append("`population.kinds`: 'finetune' needs `finetune.methods` and a cue proportion > 0 in "
+                   "`cue_proportions` (and in `population.cue_proportions` if given)")
+    return out
 
 
 def _suffix(variant) -> str:
@@ -108,27 +125,57 @@ def estimate_tasks(top, n_variants: int, pairs: list) -> int:
     """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
     for a spec without axes, an upper bound with them (tasks shared between combinations counted
     once per combination)."""
-    cue = sum(1 for p in top.cue_proportions if p > 0)
-    nocue = int(0.0 in top.cue_proportions)
-    methods = len(top.finetune.methods)
+    cue_props = [p for p in top.cue_proportions if p > 0]
+    nocue = [0.0] if 0.0 in top.cue_proportions else []
+    methods = top.finetune.methods
 
     def per_path(kinds) -> int:
         return ((vocab.LINEAR in kinds) + 2 * (vocab.QUADRATIC in kinds)
                 + 2 * len(top.paths.alignments) * (vocab.ALIGNED in kinds))
+    # one seed's models, each (role, ..., the cue proportion of its data): primaries, the control pairs'
+    # models, fine-tunings; and the pairs between two different ones, with their path kinds
+    primary = lambda p: ("primary", p)   # noqa: E731
     models: set = set()
-    finetunes = paths = 0
+    finetunes: set = set()
+    between: list[tuple[tuple, tuple, tuple]] = []
+    paths = 0
     for pair, design, epoch in pairs:
-        props = nocue if pair == vocab.NOCUE_NOCUE else cue
-        n_pairs = props * (methods if pair == vocab.PRETRAINED_FT else 1)
+        props = nocue if pair == vocab.NOCUE_NOCUE else cue_props
         kinds = top.paths.finetuned_kinds if pair == vocab.PRETRAINED_FT else top.paths.kinds
-        paths += n_pairs * (1 if design == vocab.SELF else per_path(kinds))
-        models.update(("primary", "nocue" if pair == vocab.NOCUE_NOCUE else p) for p in range(props))
-        if pair == vocab.CUE_NOCUE:
-            models.update([(vocab.SAME_INIT, p) for p in range(cue)] if design == vocab.SAME_INIT
-                          else [("primary", "nocue")])   # same-init pairs the cue model with its own no-cue twin
-        elif pair == vocab.PRETRAINED_FT:
-            finetunes = cue * methods
-        elif design in (vocab.INDEPENDENT, vocab.SPAWN, vocab.RESUBSET):
-            models.update((pair, design, epoch, p) for p in range(props))
-    per_seed = len(models) + finetunes + paths
-    return n_variants * len(top.models) * len(top.seeds) * per_seed
+        for p in props:
+            models.add(primary(p))
+            if pair == vocab.PRETRAINED_FT:
+                for method in methods:
+                    finetunes.add((vocab.FINETUNE, method, p))
+                    between.append((primary(p), (vocab.FINETUNE, method, p), kinds))
+                continue
+            if design == vocab.SELF:
+                paths += 1
+                continue
+            if pair == vocab.CUE_NOCUE:   # same-init pairs the cue model with its own no-cue twin
+                other = (vocab.SAME_INIT, p, 0.0) if design == vocab.SAME_INIT else primary(0.0)
+            else:
+                other = (pair, design, epoch, p)
+            models.add(other)
+            between.append((primary(p), other, kinds))
+    paths += sum(per_path(kinds) for _, _, kinds in between)
+    population = 0
+    pop = top.population
+    if pop.enabled:     # every unordered pair of the chosen models, less the paths the pairs above plan
+        props = [p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions]
+        chosen: set = set()
+        if vocab.PRETRAIN in pop.kinds:
+            chosen |= {primary(p) for p in props}
+            if pop.controls:
+                chosen |= {m for m in models if m[0] != "primary" and m[-1] in props}
+        if vocab.FINETUNE in pop.kinds:
+            chosen |= {(vocab.FINETUNE, m, p) for p in props if p > 0 for m in methods
+                       if not pop.methods or m in pop.methods}
+        models |= {primary(m[-1]) for m in chosen if m[0] in ("primary", vocab.FINETUNE)}   # themselves, or parents
+        finetunes |= {m for m in chosen if m[0] == vocab.FINETUNE}
+        k = len(chosen) * len(top.seeds)
+        covered = sum(per_path([kind for kind in kinds if kind in pop.path_kinds])
+                      for a, b, kinds in between if a in chosen and b in chosen)
+        population = k * (k - 1) // 2 * per_path(pop.path_kinds) - covered * len(top.seeds)
+    per_seed = len(models) + len(finetunes) + paths
+    return n_variants * len(top.models) * (len(top.seeds) * per_seed + population)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from orchestrator import vocab
 from orchestrator.spec.claim_rules import ClaimRules
+from orchestrator.spec.population import Population
 from orchestrator.messages import show
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
@@ -270,6 +271,8 @@ class TopLevel:
     cue_proportions: tuple[float, ...] = key((0.0, 0.8), like=rule_for(DataSettings, "cue_proportion"),
                                              non_empty=True,
                                              doc="0.0 trains the no-cue models; each p > 0 trains cue models")
+    population: Population = key(Population(), doc="a population of models paired with every other one (the "
+                                                   "mechanism map): which models, which paths; off by default")
     axes: tuple = key((), axes=True, doc="zipped groups of swept settings, e.g. [{finetune.lr: [0.01, 0.1], "
                                          "finetune.epochs: [30, 10]}]; the groups (and `{grid: [...]}` values) "
                                          "combine as a grid")

@@ -98,6 +98,7 @@ class SweepSpec:
     max_concurrent = property(lambda self: self.top.max_concurrent)
     mlflow = property(lambda self: self.top.mlflow)                     # schema.MlflowSettings
     claims = property(lambda self: self.top.claims)                     # claim_rules.ClaimRules
+    population = property(lambda self: self.top.population)             # population.Population
     data_root = property(lambda self: self.top.data.root)
     methods = property(lambda self: self.top.finetune.methods)          # finetune.methods
     pairs = property(lambda self: self.top.paths.pairs)                 # as written (`cue~cue:spawn@2`)

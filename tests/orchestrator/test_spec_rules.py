@@ -19,6 +19,15 @@ CASES = [
     (None, ["cue_proportions=[0.0, 0.5]", "paths.pairs=[nocue~nocue, cue~nocue]", "paths.kinds=[quadratic]"]),
     (None, ["paths.pairs=[cue~nocue:same-init]"]),       # the control alone needs no independent no-cue model
     (None, ["paths.pairs=[cue~cue:self, nocue~nocue:self]", "finetune.methods=[]"]),
+    # a population: every model with every other one, deduplicated with the pair types' pairs
+    (None, ["population.kinds=[pretrain, finetune]"]),
+    (None, ["population.kinds=[pretrain, finetune]", "population.path_kinds=[linear, aligned, quadratic]",
+            "seeds=[0, 1]"]),
+    (None, ["population.kinds=[finetune]", "population.methods=[naive, cbft]", "paths.pairs=[]"]),
+    (None, ["population.kinds=[pretrain]", "population.controls=false", "population.cue_proportions=[0.8]",
+            "population.path_kinds=[aligned]", "paths.kinds=[linear]"]),
+    (None, ["population.kinds=[pretrain]", "cue_proportions=[0.0, 0.25, 0.5]", "paths.pairs=[cue~cue, nocue~nocue, "
+            "cue~nocue:same-init, pretrained~ft]", "paths.kinds=[aligned]", "population.path_kinds=[linear, aligned]"]),
 ]
 
 
