@@ -136,3 +136,13 @@ def test_readme_python_block_runs_on_a_real_sweep(real, capsys, monkeypatch):
     assert "<Sweep 'smoke' at " in out and "(a) " in out and "reliance_randimg" in out
     assert isinstance(namespace["model"], torch.nn.Module) and not namespace["model"].training
     assert len(namespace["curves"]) == 3 and list(namespace["curves"]["alpha"]) == [0.0, 0.5, 1.0]
+
+
+def test_the_api_run_stays_callable_after_the_run_package_is_imported(tmp_path):
+    """Importing `orchestrator.run.<module>` binds `orchestrator.run` to the package; it still runs a sweep."""
+    import subprocess
+    import sys
+    code = ("import orchestrator as mmc\nimport orchestrator.run.sweep\n"
+            "try:\n    mmc.run('/nonexistent/spec.yaml')\nexcept Exception as exc:\n    print(type(exc).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and "not callable" not in out.stderr and out.stdout.strip() != "TypeError", out
