@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.graph.dag import LABEL_KEYS, Graph, build_graph, canonical_json
 from orchestrator.results import schemas
+from orchestrator.results.manifest import read_parquet_bytes
 from orchestrator.storage.layout import LinkError, SweepLayout
 from orchestrator.uris import redact
 
@@ -59,7 +60,7 @@ def read_plan(layout: SweepLayout) -> pd.DataFrame | None:
     if not layout.storage.exists(path):
         return None
     try:
-        table = pq.read_table(pa.BufferReader(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)))
+        table = read_parquet_bytes(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES))
         return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"the plan {path} is unreadable ({exc}); rerun the sweep to write it again") from None
