@@ -95,7 +95,7 @@ def test_readme_queries_run_and_agree(runs_dir):
 
 def test_analysis_examples_run(runs_dir):
     text = run_block(readme_block(ANALYSIS_MARKER, ANALYSIS), runs_dir, "docs/ANALYSIS.md")
-    assert "cue~nocue" in text and "count" in text
+    assert "pair_type" in text and "count" in text
     assert "activation" in text and "weight" in text and "linear" in text   # the two alignments stay apart
 
 

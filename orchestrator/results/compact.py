@@ -85,6 +85,7 @@ class TableCompaction:
     absorbed: int = 0            # fragments whose rows went into the new part
     rows: int = 0                # rows written into the new part
     part: str | None = None      # the new part's name
+    merged_parts: int = 0        # older parts rewritten into the new one
     deleted: int = 0             # files deleted (absorbed fragments, merged and orphaned parts, temporary files)
     skipped: list[str] = field(default_factory=list)   # unreadable fragments (moved to the quarantine)
     files: int = 0               # data files of the table afterwards (fragments and parts)
@@ -227,6 +228,7 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
         items = _first_of_each_task(heapq.merge(*sources, key=lambda item: (item[0], item[1])))
         new_part, new_entries = _write_part(layout, table, name, items)
         result.absorbed = len(absorbed)
+        result.merged_parts = len(merge)
         result.restored = sum(1 for t, e in manifest.tasks.items() if e.part in broken and t in new_entries)
         if new_part is not None:
             result.part, result.rows = new_part.name, new_part.rows

@@ -28,6 +28,7 @@ import yaml
 from orchestrator import cli
 from orchestrator.results import outputs, plan
 from orchestrator.run import preflight, sweep
+from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.results.outputs import TaskOutput
@@ -350,7 +351,7 @@ def compacted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
     monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
-    monkeypatch.setattr(sweep, "cluster_resources", lambda: {"CPU": 2})
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
     monkeypatch.setattr(sweep, "run_graph", inline_run_graph(None))
     monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
     s = Sweep.__new__(Sweep)
