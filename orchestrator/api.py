@@ -30,7 +30,7 @@ from orchestrator.report import stats
 from orchestrator.report.build import print_claims, swept_keys
 from orchestrator.results import outputs, tables
 from orchestrator.storage.layout import Storage, SweepLayout
-from orchestrator.results.plan import read_plan
+from orchestrator.results.plan import plan_of
 from orchestrator.spec.yaml_io import decode, parse_yaml
 from orchestrator.uris import redact
 
@@ -69,14 +69,17 @@ class Sweep:
         return parse_yaml(decode(data, self.layout.spec_file(), "stored spec"))
 
     @cached_property
-    def plan(self) -> pd.DataFrame | None:
-        return read_plan(self.layout)
+    def plan(self) -> pd.DataFrame:
+        """The planned tasks (plan.parquet; rebuilt from spec.yaml if that file is gone; ValueError if
+        neither can be had)."""
+        return plan_of(self.layout)[0]
 
     def table(self, name: str, planned_only: bool = True) -> pd.DataFrame:
         """One result table (`tasks`, `evaluations`, `train_curves`, `paths`, `barriers`), every
-        fragment conformed to the current schema; by default only rows of the current plan's tasks."""
+        fragment conformed to the current schema; by default only rows of the current plan's tasks
+        (`planned_only=False`: also rows an earlier spec version left in the directory)."""
         df = tables.read_table(self.layout, name)
-        if planned_only and self.plan is not None:
+        if planned_only:
             df = df[df["task_id"].isin(set(self.plan["task_id"]))].reset_index(drop=True)
         return df
 

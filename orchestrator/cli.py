@@ -118,7 +118,7 @@ def plan_json(spec, graph, with_tasks: bool = False) -> dict:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.storage.layout import Storage, SweepLayout
+    from orchestrator.storage.layout import LinkError, Storage, SweepLayout
     from orchestrator.uris import redact
 
     path = directory.rstrip("/")
@@ -127,6 +127,8 @@ def _layout_for(directory: str):
         layout = SweepLayout(Storage(parent or "."), name)
         is_sweep = layout.storage.is_file(layout.spec_file())
         exists = is_sweep or layout.storage.exists(layout.spec_file())
+    except LinkError as exc:    # the sweep directory (or its spec.yaml) is a symbolic link
+        raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for unusable URIs
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UsageError(f"{redact(directory)} is not a sweep directory ({redact(reason)})") from None
@@ -161,6 +163,10 @@ def cmd_report(args) -> int:
     except OSError as exc:   # e.g. a directory where report.html goes, a full or read-only disk
         raise UsageError(f"cannot write the report into {layout.report_dir()}: {exc}; move what is in the way "
                          "or free the storage, then run `mmc-sweep report` again") from None
+    except ValueError as exc:   # no plan, and the stored spec cannot be planned: never pool two versions
+        raise UsageError(str(exc)) from None
+    if rep.note:
+        print(rep.note, file=sys.stderr)
     if rep.text:
         print(rep.text)
     print(f"report: {rep.html}")
@@ -183,7 +189,10 @@ def cmd_compact(args) -> int:
     from orchestrator.results import compact
     from orchestrator.storage.lock import sweep_lock
 
+    from orchestrator.run import preflight
+
     layout = _layout_for(args.dir)
+    preflight.check_links(layout)
     with sweep_lock(layout):
         done = compact.compact(layout)
     print(compact.summary(done))

@@ -1,12 +1,16 @@
 """`mmc-sweep status DIR [--watch] [--json]`: progress of a sweep, read from storage alone.
 
 Works while a run is going on (from another terminal or machine) and after it: the plan comes from
-the sweep's `plan.parquet` (written when the run started; never re-planned), finished tasks from
-their verified `done.json`, failures and task durations from the `tasks` table, and the epoch a
-running training task has reached from its `progress.json` (`orchestrator.run.progress`). It shows
-counts per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the
-failed tasks with their one-line reason, and an ETA of the whole sweep. `--json` prints the same as
-one JSON object (`status_snapshot`; one per refresh with `--watch`).
+the sweep's `plan.parquet` (written when the run started; never re-planned; rebuilt from spec.yaml only
+when the file is gone), failures and task durations from the `tasks` table, and the epoch a running
+training task has reached from its `progress.json` (`orchestrator.run.progress`). A task counts as
+finished only when its `done.json` verifies as a run would check it (`outputs.verify_outputs`: every
+listed file's size and sha256, compacted rows in parts that verify); a task whose outputs were damaged
+after it finished counts as remaining and is named, as the next run will recompute it. It shows counts
+per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
+with their one-line reason, damaged tasks, and an ETA of the whole sweep. `--json` prints the same as
+one JSON object (`status_snapshot`; one per refresh with `--watch`, which hashes a file again only
+when its size or mtime changed).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import pandas as pd
 
 from orchestrator import vocab
 from orchestrator.results import outputs, tables
-from orchestrator.results.plan import read_plan
+from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.run import progress as progress_lib
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact
@@ -34,27 +38,29 @@ def status_counts(layout: SweepLayout) -> dict[str, dict[str, int]]:
     return status_snapshot(layout)["counts"]
 
 
-def status_snapshot(layout: SweepLayout, now: float | None = None) -> dict:
+def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict | None = None) -> dict:
     """What `mmc-sweep status` shows, as plain data (the `--json` output):
 
     sweep, directory, at (ISO time), counts {kind: {planned, finished, failed, skipped, remaining}},
     total, finished_fraction, running [{task_id, kind, epoch, epochs, elapsed_s, eta_s, loss, acc,
-    updated_s_ago}], failed [{task_id, kind, error}] (the error's first line), eta_s (null: unknown)."""
+    updated_s_ago}], failed [{task_id, kind, error}] (the error's first line), damaged {task_id: why its
+    finished outputs no longer verify}, note (e.g. the plan was rebuilt from spec.yaml), eta_s (null:
+    unknown). `hashes`: see `outputs.verify_outputs`. ValueError when the plan cannot be had."""
     now = time.time() if now is None else now
-    plan = read_plan(layout)
-    if plan is None:
-        raise FileNotFoundError(f"{layout.root} has no plan.parquet yet (the sweep never started a run); "
-                                "run it first")
+    plan, rebuilt = plan_of(layout)
     rows = tables.read_table(layout, vocab.TASKS)
     latest = rows.drop_duplicates("task_id", keep="last").set_index("task_id") if not rows.empty else None
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
-    running, failed, remaining = [], [], []
+    running, failed, remaining, damaged = [], [], [], {}
     for task_id, kind in zip(plan["task_id"], plan["kind"]):
         c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
         c["planned"] += 1
-        if outputs.read_marker(layout, kind, task_id) is not None:
+        ok, reason = outputs.verify_outputs(layout, kind, task_id, hashes)
+        if ok:
             c[vocab.FINISHED] += 1
             continue
+        if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:
+            damaged[task_id] = reason
         last = latest.loc[task_id] if latest is not None and task_id in latest.index else None
         record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
         ended = _seconds(last["finished_at"]) if last is not None else None
@@ -74,9 +80,21 @@ def status_snapshot(layout: SweepLayout, now: float | None = None) -> dict:
         "at": pd.Timestamp(now, unit="s", tz="UTC").isoformat(timespec="seconds"),
         "counts": counts, "total": total,
         "finished_fraction": total[vocab.FINISHED] / max(1, total["planned"]),
-        "running": running, "failed": failed,
+        "running": running, "failed": failed, "damaged": damaged,
+        "note": rebuilt_note(layout, plan) if rebuilt else "",
         "eta_s": _sweep_eta(rows, remaining, running),
     }
+
+
+def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:
+    if not damaged:
+        return ""
+    lines = [f"{len(damaged)} finished task(s) no longer verify and count as remaining; the next run recomputes "
+             "them:"]
+    lines += [f"  - {task_id}: {reason}" for task_id, reason in list(damaged.items())[:shown]]
+    if len(damaged) > shown:
+        lines.append(f"  ... and {len(damaged) - shown} more")
+    return "\n".join(lines)
 
 
 def _seconds(value) -> float | None:
@@ -160,15 +178,22 @@ def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2
     `stream` defaults to the current `sys.stdout` (looked up at call time, so redirection and
     capture work)."""
     stream = stream if stream is not None else sys.stdout
+    hashes: dict = {}
     while True:
-        snapshot = status_snapshot(layout)
+        snapshot = status_snapshot(layout, hashes=hashes)
         if as_json:
             print(json.dumps(snapshot), file=stream, flush=True)
         else:
             if watch and stream.isatty():
                 stream.write("\x1b[2J\x1b[H")
             print(f"{layout.root}  ({time.strftime('%H:%M:%S')})", file=stream)
-            print(format_status(snapshot), file=stream, flush=True)
+            if snapshot["note"]:
+                print(snapshot["note"], file=stream)
+            print(format_status(snapshot), file=stream)
+            if snapshot["damaged"]:
+                print(format_damaged(snapshot["damaged"]), file=stream)
+            print("(finished: done.json and every output it lists verified by size and sha256)", file=stream,
+                  flush=True)
         total = snapshot["total"]
         if not watch or total["remaining"] == 0:
             return 1 if total[vocab.FAILED] + total[vocab.SKIPPED] else 0

@@ -2,7 +2,8 @@
 report.html, written to `layout.report_dir()` from the result tables of the sweep's stored plan
 (rows of tasks the plan does not name, e.g. of an earlier spec version, are never mixed in). Works
 on a partial sweep (missing cells "—"). Figures: `figures`; the page: `report_html`; the claims:
-`claims`; statistics: `stats`.
+`claims`; statistics: `stats`. Without `plan.parquet` the plan is rebuilt from the stored spec.yaml, or
+the report is refused (`plan.plan_of`): it never pools the rows of two spec versions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from orchestrator import provenance, vocab
 from orchestrator.provenance import format_versions
 from orchestrator.report import figures, html as report_html, mechanism_map, stats
 from orchestrator.results import tables
-from orchestrator.results.plan import read_plan
+from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.spec.schema import top_key
 from orchestrator.spec.validation import read_settings
@@ -45,6 +46,7 @@ class Report:
     text: str = ""                               # the terminal summary (`summary_text`'s text)
     summary_table: pd.DataFrame | None = field(default=None, compare=False)   # summary.parquet's rows (None: empty)
     clusters: str | None = None                  # clusters.parquet (the mechanism maps' models), where there are maps
+    note: str = ""                               # e.g. plan.parquet was missing: the plan came from spec.yaml
 
     def __fspath__(self) -> str:
         return self.html
@@ -232,7 +234,7 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     """The barrier summary of the sweep's plan and the terminal text of its key tables: loss barriers
     and Table 1 (one per combination of swept values), then the claims' verdicts. (`write_report`
     returns the same text as `Report.text`, without reading the tables a second time.)"""
-    results = read_results(layout, read_plan(layout))
+    results = read_results(layout, plan_of(layout)[0])
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
@@ -263,7 +265,7 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
 def print_claims(layout, log=print) -> list:
     """Judge the claims (a)–(d) on a sweep's results (its plan's tasks only) and print them with
     their controls. What `mmc-sweep claims` prints after running the sweep."""
-    results = read_results(layout, read_plan(layout))
+    results = read_results(layout, plan_of(layout)[0])
     spec_text = read_spec_text(layout)
     verdicts = claims_lib.judge(results, swept_keys(layout, spec_text), stored_rules(layout, spec_text)[0])
     log(claims_lib.claims_text(verdicts) if verdicts else
@@ -286,7 +288,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     `layout.report_dir()` from the result tables of the sweep's plan. Returns a `Report`."""
     started = time.perf_counter()
     storage = layout.storage
-    plan_df = read_plan(layout)
+    plan_df, rebuilt = plan_of(layout)
     results = read_results(layout, plan_df)
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
@@ -341,7 +343,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
                   text=_text(results, swept, summary, verdicts),
-                  summary_table=summary if not summary.empty else None, clusters=clusters)
+                  summary_table=summary if not summary.empty else None, clusters=clusters,
+                  note=rebuilt_note(layout, plan_df) if rebuilt else "")
 
 
 def local_paths(layout, paths) -> list[str]:

@@ -1,24 +1,41 @@
-"""Compaction: a sweep's per-task result fragments merged into a few part files per table.
+"""Compaction: a sweep's per-task result fragments merged into a few part files per table, and the
+table's state mended when something damaged it.
 
 Every task writes one small Parquet fragment per table (`orchestrator.results.tables`); at 10^5 tasks that
 is ~5x10^5 files, minutes to read locally and one request per file on an object store. At the end
 of a run (finished or interrupted) and with `mmc-sweep compact DIR`, each table's fragments are
 streamed, in task-id order, into one new part file `results/<table>/part-<name>.parquet` (row groups
-of ~`ROW_GROUP_BYTES`), and the table's manifest `results/<table>/_manifest.parquet` records where
-each task's rows are and the sha256 of the fragment they came from. Then the fragments are deleted.
+of ~`ROW_GROUP_BYTES`), and the table's manifest `results/_manifests/<table>.parquet` records where
+each task's rows are and the sha256 and size of the fragment they came from. Then the fragments are
+deleted. Afterwards `results/<table>/*.parquet` holds every task's rows exactly once: a part with rows
+that no longer count (the task ran again) is rewritten into the new one, and the manifest lives
+outside the table's directory.
 
 Crash safety, step by step (every file is written to a temporary name and moved into place):
 1. the part is written: until the manifest names it, readers ignore it (an orphan, deleted by the
    next compaction) and still read the fragments;
 2. the manifest is replaced: from now on readers take those tasks' rows from the part, and ignore
-   fragments whose sha256 the manifest records (absorbed; only their deletion is pending);
-3. absorbed fragments are deleted, and merged or orphaned parts after them.
-A crash between any two steps loses and duplicates nothing, and rerunning compaction finishes the
-job. A fragment that differs from its absorbed version (the task ran again after compaction) is
-newer: it wins over the part's rows and is absorbed into the next part. When a table would have more
-than `MAX_PARTS` parts, or a part holds mostly rows that no longer count, those parts are merged
-into the new one. Compaction must hold the sweep's lock (`orchestrator.storage.lock`): the driver compacts
-inside its run, `mmc-sweep compact` takes the lock itself.
+   fragments whose sha256 the manifest records while that part verifies (absorbed; only their
+   deletion is pending);
+3. absorbed fragments are deleted, and merged or orphaned parts and temporary files after them.
+A crash between any two steps loses and duplicates nothing, and rerunning compaction (or the next
+run) finishes the job. A fragment that differs from its absorbed version (the task ran again after
+compaction) is newer: it wins over the part's rows and is absorbed into the next part.
+
+Damage is mended, never spread (every part is checked against its recorded size and sha256):
+- a part that is missing, or whose size or sha256 differ, is dropped from the manifest; the rows of
+  its tasks come back from their fragments where those still have the recorded sha256, or from the
+  damaged part itself where they re-serialise to exactly that sha256 (`tables.salvage_part`); the
+  other tasks' outputs no longer verify, so the next run recomputes them. A damaged part is moved to
+  `results/_quarantine/<table>/`, never deleted;
+- a part file under another name with a missing part's sha256 (renamed or copied) takes its place;
+- a file that is not the fragment of the task it is named after (garbled, or a copy of a part) is
+  moved to the quarantine as well, so that globs over the table read data files only;
+- temporary files of writes that never finished (a driver killed during compaction) are deleted.
+`repair` does exactly this at the start of a run, before the run decides which tasks are finished.
+When a table would have more than `MAX_PARTS` parts, they are merged into the new one. Compaction
+must hold the sweep's lock (`orchestrator.storage.lock`): the driver compacts inside its run,
+`mmc-sweep compact` takes the lock itself.
 """
 from __future__ import annotations
 
@@ -34,25 +51,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
-from orchestrator.results import tables
 from orchestrator.errors import SweepError
-from orchestrator.storage.layout import SweepLayout
-from orchestrator.uris import redact
-from orchestrator.results.manifest import Entry, FileStamp, Listing, Manifest, PartInfo, part_verified, forget_cached, list_table, manifest_bytes, manifest_path, read_manifest
+from orchestrator.results import tables
+from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
+                                           PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
+                                           part_state, read_manifest, sha256_hex, temporary_manifests)
 from orchestrator.results.schemas import SCHEMAS
+from orchestrator.storage.layout import LayoutError, SweepLayout, check_name
+from orchestrator.uris import redact
 
 MIN_FRAGMENTS_ENV_VAR = "MMC_COMPACT_MIN_FRAGMENTS"
 DEFAULT_MIN_FRAGMENTS_AFTER_RUN = 64   # fewer new fragments than this: a run leaves them as they are
 MAX_PARTS = 8                          # more parts than this in a table: they are merged
-STALE_FRACTION = 0.5                   # a part with more than this share of rows that no longer count is merged
 ROW_GROUP_BYTES = 16 << 20             # in-memory Arrow size of a row group: whole-table scans stay fast,
                                        # one task's rows (`tables.read_fragment`) read one small group
 PREFETCH = 32                          # fragments read ahead by a thread pool (object stores: latency)
 PART_METADATA = {b"mmc_sweep.part": b"1"}
+REPAIR_ONLY = sys.maxsize              # `min_fragments` of `repair`: mend, absorb no new fragment
 
 
 class CompactionError(SweepError):
@@ -67,14 +85,20 @@ class TableCompaction:
     absorbed: int = 0            # fragments whose rows went into the new part
     rows: int = 0                # rows written into the new part
     part: str | None = None      # the new part's name
-    deleted: int = 0             # files deleted (absorbed fragments, merged and orphaned parts)
-    skipped: list[str] = field(default_factory=list)   # unreadable fragments left in place
-    files: int = 0               # files of the table afterwards
+    merged_parts: int = 0        # older parts rewritten into the new one
+    deleted: int = 0             # files deleted (absorbed fragments, merged and orphaned parts, temporary files)
+    skipped: list[str] = field(default_factory=list)   # unreadable fragments (moved to the quarantine)
+    files: int = 0               # data files of the table afterwards (fragments and parts)
     seconds: float = 0.0
+    restored: int = 0            # tasks whose rows came back from a damaged part (verified by sha256)
+    lost: list[str] = field(default_factory=list)     # tasks whose rows were in a lost part: to be recomputed
+    quarantined: list[str] = field(default_factory=list)   # files moved to results/_quarantine/<table>/
+    adopted: list[str] = field(default_factory=list)  # parts found again under another name
+    migrated: bool = False       # the manifest moved out of the table's directory
 
     @property
     def changed(self) -> bool:
-        return bool(self.part or self.deleted)
+        return bool(self.part or self.deleted or self.quarantined or self.lost or self.adopted or self.migrated)
 
 
 def min_fragments_after_run() -> int:
@@ -85,8 +109,10 @@ def min_fragments_after_run() -> int:
 
 
 def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1) -> dict[str, TableCompaction]:
-    """Compact every table that has at least `min_fragments` fragments to absorb (or orphaned or mostly
-    stale parts). The caller holds the sweep's lock. Idempotent: a second call changes nothing."""
+    """Compact every table that has at least `min_fragments` fragments to absorb, and mend every table
+    whatever its count (see the module docstring). The caller holds the sweep's lock. Idempotent: a
+    second call changes nothing."""
+    layout.storage.check(layout.results_dir())    # a link where `results/` belongs: LinkError, nothing touched
     try:
         return {table: compact_table(layout, table, min_fragments=min_fragments) for table in table_names}
     finally:
@@ -96,8 +122,20 @@ def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int
 def compact_after_run(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
     """The end of a run (also an interrupted one): compact, print one line, never raise for a
     compaction problem (the fragments stay, readers read them; `mmc-sweep compact` retries)."""
+    return _quietly(layout, min_fragments_after_run(), log)
+
+
+def repair(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
+    """The start of a run, before it decides which tasks are finished: mend what damaged the tables
+    (lost or damaged parts, renamed parts, stray files, temporary files, rows a glob would count
+    twice); new fragments are absorbed only where a part is rewritten anyway. Prints what was done;
+    never raises."""
+    return _quietly(layout, REPAIR_ONLY, log)
+
+
+def _quietly(layout: SweepLayout, min_fragments: int, log) -> dict[str, TableCompaction]:
     try:
-        done = compact(layout, min_fragments=min_fragments_after_run())
+        done = compact(layout, min_fragments=min_fragments)
     except Exception as exc:  # noqa: BLE001 - results are safe in their fragments either way
         log(f"warning: results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
             f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
@@ -111,7 +149,23 @@ def compact_after_run(layout: SweepLayout, log=print) -> dict[str, TableCompacti
 def summary(done: dict[str, TableCompaction]) -> str:
     parts = [f"{t} {c.absorbed} fragments -> {c.files} files" for t, c in done.items()]
     seconds = sum(c.seconds for c in done.values())
-    return f"compacted results in {seconds:.1f}s: " + ", ".join(parts)
+    lines = [f"compacted results in {seconds:.1f}s: " + ", ".join(parts)]
+    for t, c in done.items():
+        if c.restored or c.lost:
+            lines.append(f"  {t}: a compacted part was missing or damaged; the rows of {c.restored} of its tasks were "
+                         "restored (from their fragments or the damaged part, each verified by its sha256)"
+                         + (f", those of {len(c.lost)} are lost: their outputs no longer verify, and the next run "
+                            f"recomputes them (e.g. {c.lost[0]})" if c.lost else ""))
+        if c.adopted:
+            lines.append(f"  {t}: {len(c.adopted)} part(s) found under another name and put back")
+        if c.quarantined:
+            lines.append(f"  {t}: {len(c.quarantined)} damaged or foreign file(s) moved to "
+                         f"results/_quarantine/{t}/ (e.g. {c.quarantined[0].rsplit('/', 1)[-1]})")
+    return "\n".join(lines)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,6 +173,7 @@ def summary(done: dict[str, TableCompaction]) -> str:
 def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) -> TableCompaction:
     start = time.perf_counter()
     tables.check_table(table)
+    storage = layout.storage
     result = TableCompaction(table)
     listing = list_table(layout, table)
     try:
@@ -127,92 +182,153 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
         raise CompactionError(f"{exc}; not compacting `{table}` (its fragments stay readable). Restore the "
                               "manifest, or move the table's part files and the manifest away to start over "
                               "(their rows are then lost)") from None
-    orphans = [stamp for name, stamp in listing.parts.items() if name not in manifest.parts]
-    if len(listing.fragments) < min_fragments and not orphans and not listing.temporary_parts and \
-            not (min_fragments <= 1 and _stale_parts(manifest, listing, set())):
+    temporary = listing.temporary + temporary_manifests(layout, table)
+    states = {name: part_state(layout, table, info) for name, info in manifest.parts.items()}
+    orphans = {name: stamp for name, stamp in listing.parts.items() if name not in manifest.parts}
+    _adopt_renamed_parts(layout, table, manifest, states, orphans, result)
+    broken = {name for name, state in states.items() if state in (PART_MISSING, PART_DAMAGED)}
+    known = [t for t in listing.fragments if t in manifest.tasks]
+    new = len(listing.fragments) - len(known)
+    too_many = sum(state == PART_OK for state in states.values()) > MAX_PARTS
+    if new < min_fragments and not known and not orphans and not temporary and not broken and not too_many \
+            and not listing.legacy_manifest and not _stale_parts(manifest, states, set()):
         result.files = _count_files(listing)
         result.seconds = time.perf_counter() - start
         return result
 
-    # Fragments of tasks the manifest knows: absorbed (same sha256; delete) or newer (absorb again).
-    duplicates, newer = [], set()
+    # Fragments of tasks the manifest knows: absorbed (same sha256, part intact: delete) or to absorb
+    # (newer, or the only copy left of rows whose part is lost).
+    duplicates, absorb = [], {}
     for task_id, stamp in listing.fragments.items():
         entry = manifest.tasks.get(task_id)
-        if entry is None:
-            continue
-        try:
-            digest = hashlib.sha256(layout.storage.read_bytes(stamp.path)).hexdigest()
-        except FileNotFoundError:
-            continue
-        if digest == entry.sha256:
-            duplicates.append(stamp)
-        else:
-            newer.add(task_id)
-    absorb = {t: s for t, s in listing.fragments.items() if t not in manifest.tasks or t in newer}
+        if entry is not None and states[entry.part] == PART_OK and (entry.size is None or stamp.size == entry.size):
+            try:
+                data = storage.read_bytes(stamp.path)
+            except FileNotFoundError:
+                continue
+            if entry.matches(data):
+                duplicates.append(stamp)
+                continue
+        absorb[task_id] = stamp
+    newer = {t for t in absorb if t in manifest.tasks}
 
-    parts_after_new = len(manifest.parts) + (1 if absorb else 0)
-    merge = _stale_parts(manifest, listing, newer)
-    if parts_after_new > MAX_PARTS:
-        merge = {name for name in manifest.parts if name in listing.parts}
-    broken = {name for name in merge if not part_verified(layout, table, manifest.parts[name])}
-    for name in sorted(broken):
-        print(f"warning: not merging the compacted part {name} of `{table}`: it is missing or its sha256 differs "
-              "from the manifest's", file=sys.stderr)
-    merge -= broken
+    salvaged = _salvage(layout, table, manifest, broken, states)
+    usable = {name for name, state in states.items() if state == PART_OK}
+    merge = _stale_parts(manifest, states, newer)
+    if len(usable) + (1 if absorb or salvaged else 0) > MAX_PARTS:
+        merge = set(usable)
 
     new_entries: dict[str, Entry] = {}
     absorbed: list[FileStamp] = []
     new_part = None
-    if absorb or merge:
+    if absorb or merge or salvaged:
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        sources = [_fragment_source(layout, table, absorb, result, absorbed)]
-        sources += [_part_source(layout, table, p, manifest, exclude=newer) for p in sorted(merge)]
-        new_part, new_entries = _write_part(layout, table, name, heapq.merge(*sources, key=lambda x: x[0]))
+        sources = [_fragment_source(layout, table, absorb, result, absorbed), iter(salvaged)]
+        sources += [_part_source(layout, table, p, manifest) for p in sorted(merge)]
+        items = _first_of_each_task(heapq.merge(*sources, key=lambda item: (item[0], item[1])))
+        new_part, new_entries = _write_part(layout, table, name, items)
         result.absorbed = len(absorbed)
+        result.merged_parts = len(merge)
+        result.restored = sum(1 for t, e in manifest.tasks.items() if e.part in broken and t in new_entries)
         if new_part is not None:
             result.part, result.rows = new_part.name, new_part.rows
 
-    if new_part is not None or merge:
-        parts = {n: info for n, info in manifest.parts.items() if n not in merge}
-        tasks = {t: e for t, e in manifest.tasks.items() if e.part not in merge and t not in new_entries}
+    gone = merge | broken
+    if new_part is not None or gone or listing.legacy_manifest:
+        parts = {n: info for n, info in manifest.parts.items() if n not in gone}
+        tasks = {t: e for t, e in manifest.tasks.items() if e.part in parts and t not in new_entries}
         if new_part is not None:
             parts[new_part.name] = new_part
             tasks.update(new_entries)
         still_used = {e.part for e in tasks.values()}
         dropped = {n for n in parts if n not in still_used and n != getattr(new_part, "name", None)}
         parts = {n: info for n, info in parts.items() if n not in dropped}
+        result.lost = sorted(t for t, e in manifest.tasks.items() if e.part in broken and t not in tasks)
         _write_manifest(layout, Manifest(table, parts, tasks))
+        if listing.legacy_manifest:
+            storage.delete(layout.legacy_manifest_file(table))
+            result.migrated = True
         merge |= dropped
     forget_cached(layout)
 
     to_delete = absorbed + duplicates
-    to_delete += [listing.parts[n] for n in sorted(merge) if n in listing.parts] + orphans
-    to_delete += [FileStamp(p, 0, 0) for p in listing.temporary_parts]
+    to_delete += [listing.parts[n] for n in sorted(merge) if n in listing.parts] + list(orphans.values())
+    to_delete += [FileStamp(p, 0, 0) for p in temporary]
     result.deleted = _delete(layout, table, to_delete)
+    damaged = [listing.parts[n].path for n in sorted(broken) if n in listing.parts]
+    result.quarantined = [_quarantine(layout, table, path) for path in damaged + result.skipped]
+    result.quarantined = [q for q in result.quarantined if q]
     result.files = _count_files(list_table(layout, table))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _stale_parts(manifest: Manifest, listing: Listing, newer: set[str]) -> set[str]:
-    """Parts of which more than STALE_FRACTION of the rows will no longer count once `newer` tasks'
-    fragments are absorbed."""
+def _adopt_renamed_parts(layout, table: str, manifest: Manifest, states: dict[str, str],
+                         orphans: dict[str, FileStamp], result: TableCompaction) -> None:
+    """A part file under another name (renamed, or copied before the original was lost) that has a
+    missing part's size and sha256 is that part: move it back to the name the manifest records."""
+    for name in sorted(n for n, state in states.items() if state == PART_MISSING):
+        info = manifest.parts[name]
+        for orphan, stamp in sorted(orphans.items()):
+            if stamp.size != info.size:
+                continue
+            try:
+                same = sha256_hex(layout.storage.read_bytes(stamp.path)) == info.sha256
+            except OSError:
+                continue
+            if same:
+                layout.storage.move(stamp.path, layout.compacted_file(table, name))
+                del orphans[orphan]
+                states[name] = PART_OK
+                result.adopted.append(name)
+                break
+
+
+def _stale_parts(manifest: Manifest, states: dict[str, str], newer: set[str]) -> set[str]:
+    """Intact parts holding rows that will no longer count once `newer` tasks' fragments are absorbed:
+    they are rewritten, so that a glob over the table's files reads every task's rows once."""
     live = dict.fromkeys(manifest.parts, 0)
     for task_id, entry in manifest.tasks.items():
         if task_id not in newer:
             live[entry.part] += entry.rows
-    return {name for name, info in manifest.parts.items()
-            if name in listing.parts and info.rows and live[name] < (1 - STALE_FRACTION) * info.rows}
+    return {name for name, info in manifest.parts.items() if states.get(name) == PART_OK and live[name] < info.rows}
 
 
 def _count_files(listing: Listing) -> int:
-    return len(listing.fragments) + len(listing.parts) + int(listing.manifest)
+    return len(listing.fragments) + len(listing.parts)
+
+
+def _quarantine(layout, table: str, path: str) -> str | None:
+    """Move a damaged or foreign file out of the table's directory (kept for inspection); its new path."""
+    name = path.rsplit("/", 1)[-1]
+    try:
+        check_name(name)
+    except LayoutError:
+        name = "file"
+    target = layout.quarantine_file(table, f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}-{name}")
+    try:
+        layout.storage.move(path, target)
+    except FileNotFoundError:
+        return None
+    _warn(f"moved {path} to {target}: it is damaged, or not the result fragment its name says")
+    return target
 
 
 # ----------------------------------------------------------------------------------------------
-# Sources of rows, each yielding (task_id, sha256 of its fragment, Arrow rows) in task-id order
+# Sources of rows, each yielding (task_id, priority, sha256 and size of its fragment, Arrow rows) in
+# task-id order; for a task that several sources hold, the lowest priority wins: its own fragment,
+# then rows taken back from a damaged part, then the rows of an intact part being merged.
 
-Item = tuple[str, str, pa.Table]
+Item = tuple[str, int, str, "int | None", pa.Table]
+_FRAGMENT, _SALVAGED, _PART = 0, 1, 2
+
+
+def _first_of_each_task(items: Iterator[Item]) -> Iterator[Item]:
+    last = None
+    for item in items:
+        if item[0] != last:
+            last = item[0]
+            yield item
 
 
 def _fragment_source(layout, table: str, absorb: dict[str, FileStamp], result: TableCompaction,
@@ -224,40 +340,59 @@ def _fragment_source(layout, table: str, absorb: dict[str, FileStamp], result: T
         except FileNotFoundError:
             return task_id, stamp, None, None          # deleted meanwhile
         try:
-            return task_id, stamp, hashlib.sha256(data).hexdigest(), tables.parse_fragment(table, data, task_id)
-        except Exception as exc:  # noqa: BLE001 - leave a corrupt fragment where it is; readers warn
+            return task_id, stamp, data, tables.parse_fragment(table, data, task_id)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: set aside, never absorbed
             return task_id, stamp, None, exc
 
-    for task_id, stamp, digest, rows in _prefetch(load, sorted(absorb.items())):
+    for task_id, stamp, data, rows in _prefetch(load, sorted(absorb.items())):
         if isinstance(rows, Exception):
             result.skipped.append(stamp.path)
-            print(f"warning: not compacting the unreadable fragment {stamp.path}: {rows}", file=sys.stderr)
+            _warn(f"not compacting {stamp.path}: {rows}")
         elif rows is not None:
             absorbed.append(stamp)
-            yield task_id, digest, rows
+            yield task_id, _FRAGMENT, sha256_hex(data), len(data), rows
+
+
+def _salvage(layout, table: str, manifest: Manifest, broken: set[str], states: dict[str, str]) -> list[Item]:
+    """The rows of every task of a damaged part that still re-serialise to their fragment's sha256."""
+    out: list[Item] = []
+    for name in sorted(n for n in broken if states[n] == PART_DAMAGED):
+        try:
+            data = layout.storage.read_bytes(layout.compacted_file(table, name))
+        except OSError:
+            continue
+        entries = manifest.entries_of(name)
+        for task_id, rows in tables.salvage_part(table, data, entries).items():
+            entry = manifest.tasks[task_id]
+            out.append((task_id, _SALVAGED, entry.sha256, entry.size, rows))
+    return sorted(out, key=lambda item: item[0])
 
 
 def _prefetch(fn, items: list, window: int = PREFETCH) -> Iterator:
-    """`map(fn, items)` in order, `window` calls ahead on a thread pool."""
+    """`map(fn, items)` in order, `window` calls ahead on a thread pool (shut down however the
+    consumer stops: no thread outlives the generator)."""
     if len(items) < 2 * window:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(max_workers=min(window, 8)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(window, 8))
+    try:
         pending = deque(pool.submit(fn, item) for item in items[:window])
         for item in items[window:]:
             yield pending.popleft().result()
             pending.append(pool.submit(fn, item))
         while pending:
             yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _part_source(layout, table: str, name: str, manifest: Manifest, exclude: set[str]) -> Iterator[Item]:
-    """The rows that still count in an older part, task by task, reading one row group at a time."""
-    entries = [(t, e) for t, e in manifest.entries_of(name) if t not in exclude]
+def _part_source(layout, table: str, name: str, manifest: Manifest) -> Iterator[Item]:
+    """The rows that still count in an intact part, task by task, reading one row group at a time."""
+    entries = manifest.entries_of(name)
     if not entries:
         return
     path = layout.compacted_file(table, name)
-    with layout.storage.fs.open_input_file(path) as f:
+    with layout.storage.open_input_file(path) as f:
         parquet = pq.ParquetFile(f)
         bounds, start = [], 0
         for i in range(parquet.metadata.num_row_groups):
@@ -273,11 +408,11 @@ def _part_source(layout, table: str, name: str, manifest: Manifest, exclude: set
             pieces = []
             for i in wanted:
                 if i not in loaded:
-                    loaded[i] = tables.conform(table, parquet.read_row_group(i))
+                    loaded[i] = tables.conform(table, parquet.read_row_group(i, use_threads=False))
                 a, b = bounds[i]
                 pieces.append(loaded[i].slice(max(lo, a) - a, min(hi, b) - max(lo, a)))
             rows = pa.concat_tables(pieces) if pieces else SCHEMAS[table].empty_table()
-            yield task_id, entry.sha256, rows
+            yield task_id, _PART, entry.sha256, entry.size, rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,13 +470,12 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
             buffer, buffered = [], 0.0
 
     try:
-        for task_id, digest, rows in items:
+        for task_id, _priority, digest, size, rows in items:
             if writer is None:
-                storage.makedirs(layout.table_dir(table))
-                sink = _HashingFile(storage.fs.open_output_stream(tmp))
+                sink = _HashingFile(storage.open_output_stream(tmp))
                 writer = pq.ParquetWriter(sink, schema, compression="zstd")
             n = rows.num_rows
-            entries[task_id] = Entry(name, digest, offset, n)
+            entries[task_id] = Entry(name, digest, offset, n, size)
             offset += n
             if n:
                 if bytes_per_row is None:            # measured once: `nbytes` per table costs ~0.2 ms
@@ -356,7 +490,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
         writer.close()
         sink.close()
         info = PartInfo(name, sink.digest, offset, sink.tell())
-        storage.fs.move(tmp, path)
+        storage.move(tmp, path)
         return info, entries
     except BaseException:
         try:
@@ -366,8 +500,10 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
                 sink.close()
         except Exception:  # noqa: BLE001
             pass
-        if storage.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-            storage.fs.delete_file(tmp)
+        try:
+            storage.delete(tmp)
+        except Exception:  # noqa: BLE001 - never mask the real error; the next compaction deletes it
+            pass
         raise
 
 
@@ -377,10 +513,13 @@ def _write_manifest(layout, manifest: Manifest) -> None:
 
 def _delete(layout, table: str, stamps: list[FileStamp]) -> int:
     """Delete files that the manifest made redundant; a fragment changed since it was listed (its task
-    wrote it again meanwhile) is newer and stays. One listing checks them all (not a request per file)."""
-    fs = layout.storage.fs
-    infos = fs.get_file_info(pafs.FileSelector(layout.table_dir(table), allow_not_found=True))
-    now = {info.path: (info.size or 0, info.mtime_ns or 0) for info in infos}
+    wrote it again meanwhile) is newer and stays. One listing per directory checks them all (not a
+    request per file)."""
+    storage = layout.storage
+    fs = storage.fs
+    directories = {path.rsplit("/", 1)[0] for path in (s.path for s in stamps)}
+    now = {info.path: (info.size or 0, info.mtime_ns or 0)
+           for directory in sorted(directories) for info in storage.list_infos(storage.check(directory))}
     paths = [s.path for s in stamps if s.path in now and not ((s.size or s.mtime_ns) and
                                                                now[s.path] != (s.size, s.mtime_ns))]
 
@@ -399,6 +538,6 @@ def _delete_file(fs, path: str) -> None:
 
 
 def files_per_table(layout: SweepLayout) -> dict[str, int]:
-    """How many files each result table has (fragments, parts, manifest)."""
+    """How many data files each result table has (fragments and parts: what `results/<table>/*.parquet` matches)."""
     return {table: _count_files(list_table(layout, table)) for table in vocab.TABLES}
 

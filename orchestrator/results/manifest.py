@@ -2,12 +2,20 @@
 `orchestrator.results.tables` trust.
 
 `results/<table>/part-<name>.parquet` holds the rows of many tasks, each task's rows contiguous;
-`results/<table>/_manifest.parquet` says which task's rows are where: one row per task (task_id,
-part, offset, rows, and the sha256 of the fragment its rows came from), and in its metadata the
-sha256, row count and size of every part. A part counts only once the manifest names it, and a
-task's rows in a part count only while the manifest maps the task to that part. A fragment counts
-unless the manifest records its exact sha256 (absorbed, its deletion still pending): a fragment
-that differs is newer (the task ran again after compaction) and wins over the part's rows.
+`results/_manifests/<table>.parquet` says which task's rows are where: one row per task (task_id,
+part, offset, rows, and the sha256 and size of the fragment its rows came from), and in its metadata
+the sha256, row count and size of every part. The manifest sits outside the table's directory, so
+`results/<table>/*.parquet` matches data files only (sweeps compacted before kept it there as
+`_manifest.parquet`: it is read until the next compaction moves it).
+
+What counts, checked whenever it decides something (sizes first, then sha256):
+- a part counts only once the manifest names it, and only while it has the size and sha256 the
+  manifest recorded (`part_state`); a damaged part's tasks whose rows still re-serialise to their
+  fragment's recorded sha256 are restored from it (`tables.salvage_part`), the others recomputed;
+- a task's rows in a part count only while the manifest maps the task to that part;
+- a fragment counts as absorbed (its deletion pending) only while it has exactly the recorded sha256
+  AND the part holding its rows verifies; a fragment that differs is newer (the task ran again after
+  compaction) and wins over the part's rows; one whose part is missing or damaged restores its rows.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 
@@ -23,10 +30,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
-MANIFEST_NAME = "_manifest.parquet"
-MANIFEST_VERSION = "1"
+
+MANIFEST_VERSION = "2"                 # 2: fragment sizes; 1 (read only): without them
+_READABLE_VERSIONS = (b"1", b"2")
 PART_PREFIX = "part-"
+TEMPORARY_MARK = ".tmp-"               # `Storage.write_bytes` and the part writer write `<name>.tmp-<uuid>` first
 _PARQUET = ".parquet"
+
+# What `part_state` finds
+PART_OK, PART_MISSING, PART_DAMAGED, PART_UNREADABLE = "ok", "missing", "damaged", "unreadable"
 
 _MANIFEST_SCHEMA = pa.schema([
     pa.field("task_id", pa.string(), nullable=False),
@@ -34,6 +46,7 @@ _MANIFEST_SCHEMA = pa.schema([
     pa.field("sha256", pa.string(), nullable=False),
     pa.field("offset", pa.int64(), nullable=False),
     pa.field("rows", pa.int64(), nullable=False),
+    pa.field("size", pa.int64()),
 ])
 
 
@@ -49,12 +62,18 @@ class PartInfo:
 
 @dataclass(frozen=True)
 class Entry:
-    """Where one task's rows are: `rows` rows from `offset` in part `part`; `sha256` of its fragment."""
+    """Where one task's rows are: `rows` rows from `offset` in part `part`; `sha256` and `size` (None:
+    not recorded, manifests of version 1) of the fragment they came from."""
 
     part: str
     sha256: str
     offset: int
     rows: int
+    size: int | None = None
+
+    def matches(self, data: bytes) -> bool:
+        """Whether `data` is exactly the fragment these rows came from (size first: no hash when it differs)."""
+        return (self.size is None or len(data) == self.size) and sha256_hex(data) == self.sha256
 
 
 @dataclass
@@ -76,7 +95,7 @@ class Manifest:
 
 
 def manifest_path(layout, table: str) -> str:
-    return layout.storage.join(layout.table_dir(table), MANIFEST_NAME)
+    return layout.manifest_file(table)
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
@@ -84,7 +103,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     arrow = pa.table({
         "task_id": [t for t, _ in tasks], "part": [e.part for _, e in tasks],
         "sha256": [e.sha256 for _, e in tasks], "offset": [e.offset for _, e in tasks],
-        "rows": [e.rows for _, e in tasks],
+        "rows": [e.rows for _, e in tasks], "size": [e.size for _, e in tasks],
     }, schema=_MANIFEST_SCHEMA)
     parts = {p.name: {"sha256": p.sha256, "rows": p.rows, "size": p.size} for p in manifest.parts.values()}
     meta = {b"mmc_sweep.table": manifest.table.encode(), b"mmc_sweep.manifest_version": MANIFEST_VERSION.encode(),
@@ -94,40 +113,61 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     return sink.getvalue()
 
 
+def read_parquet_bytes(data) -> pa.Table:
+    """A whole Parquet file held in memory, read on this thread: no thread pool, no read-ahead. Arrow's
+    background threads that still hold a buffer of Python bytes when the interpreter exits take the
+    GIL after finalisation and abort the process ("terminate called without an active exception",
+    exit 134); reads that never hand a buffer to another thread cannot."""
+    return pq.ParquetFile(pa.BufferReader(data), pre_buffer=False).read(use_threads=False)
+
+
 def parse_manifest(table: str, data: bytes) -> Manifest:
     """Raises ValueError when `data` is not a manifest of `table` that holds together."""
     try:
-        arrow = pq.read_table(pa.BufferReader(data))
+        arrow = read_parquet_bytes(data)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"not a Parquet file ({exc})") from None
     meta = arrow.schema.metadata or {}
-    if meta.get(b"mmc_sweep.table") != table.encode() or \
-            meta.get(b"mmc_sweep.manifest_version") != MANIFEST_VERSION.encode():
-        raise ValueError(f"not a version-{MANIFEST_VERSION} manifest of table `{table}`")
+    if meta.get(b"mmc_sweep.table") != table.encode() or meta.get(b"mmc_sweep.manifest_version") not in \
+            _READABLE_VERSIONS:
+        raise ValueError(f"not a manifest of table `{table}` (versions {', '.join(v.decode() for v in _READABLE_VERSIONS)})")
     try:
         raw_parts = json.loads(meta[b"mmc_sweep.parts"])
         parts = {name: PartInfo(name, str(p["sha256"]), int(p["rows"]), int(p["size"]))
                  for name, p in raw_parts.items()}
-        columns = {name: arrow.column(name).to_pylist() for name in _MANIFEST_SCHEMA.names}
+        columns = {name: arrow.column(name).to_pylist() if name in arrow.column_names else [None] * arrow.num_rows
+                   for name in _MANIFEST_SCHEMA.names}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"malformed manifest ({type(exc).__name__}: {exc})") from None
     interned = {name: name for name in parts}
     tasks = {}
-    for task_id, part, sha, offset, rows in zip(*(columns[n] for n in _MANIFEST_SCHEMA.names)):
+    for task_id, part, sha, offset, rows, size in zip(*(columns[n] for n in _MANIFEST_SCHEMA.names)):
         if part not in interned or offset is None or rows is None or offset < 0 or rows < 0 \
-                or offset + rows > parts[part].rows:
+                or offset + rows > parts[part].rows or (size is not None and size < 0):
             raise ValueError(f"manifest entry of {task_id!r} points outside its part {part!r}")
-        tasks[task_id] = Entry(interned[part], sha, offset, rows)
+        tasks[task_id] = Entry(interned[part], sha, offset, rows, size)
     return Manifest(table, parts, tasks)
+
+
+def _stored_manifest_path(layout, table: str) -> str | None:
+    """The manifest file that counts: the current location, else an earlier version's; None: neither."""
+    for path in (layout.manifest_file(table), layout.legacy_manifest_file(table)):
+        if layout.storage.stamp(path) is not None:
+            return path
+    return None
 
 
 def read_manifest(layout, table: str) -> Manifest | None:
     """The table's manifest as stored now (None: never compacted); ValueError when it is unreadable."""
-    path = manifest_path(layout, table)
+    path = _stored_manifest_path(layout, table)
+    if path is None:
+        return None
     try:
         data = layout.storage.read_bytes(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ValueError(f"the manifest {path} is unreadable: {exc}") from None
     try:
         return parse_manifest(table, data)
     except ValueError as exc:
@@ -143,12 +183,13 @@ class FileStamp:
 
 @dataclass
 class Listing:
-    """What a table's directory holds: fragments by task id, parts by name, leftover temporary parts."""
+    """What a table's directory holds: fragments by task id, parts by name, leftover temporary files
+    (of writes that never finished), and whether an earlier version's manifest is still there."""
 
     fragments: dict[str, FileStamp] = field(default_factory=dict)
     parts: dict[str, FileStamp] = field(default_factory=dict)
-    temporary_parts: list[str] = field(default_factory=list)
-    manifest: bool = False
+    temporary: list[str] = field(default_factory=list)
+    legacy_manifest: bool = False
 
 
 def list_table(layout, table: str) -> Listing:
@@ -157,41 +198,33 @@ def list_table(layout, table: str) -> Listing:
 
     directory = layout.table_dir(table)
     out = Listing()
-    infos = layout.storage.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-    for info in infos:
+    for info in layout.storage.list_infos(directory):
         name = info.base_name
         if info.type != pafs.FileType.File or name.startswith("."):
             continue
         stamp = FileStamp(f"{directory}/{name}", info.size or 0, info.mtime_ns or 0)
-        if name == MANIFEST_NAME:
-            out.manifest = True
-        elif name.startswith(PART_PREFIX):
-            if name.endswith(_PARQUET):
-                out.parts[name[len(PART_PREFIX):-len(_PARQUET)]] = stamp
-            elif ".parquet.tmp-" in name:
-                out.temporary_parts.append(stamp.path)
+        if TEMPORARY_MARK in name:
+            out.temporary.append(stamp.path)
+        elif name == "_manifest.parquet":
+            out.legacy_manifest = True
+        elif name.startswith(PART_PREFIX) and name.endswith(_PARQUET):
+            out.parts[name[len(PART_PREFIX):-len(_PARQUET)]] = stamp
         elif name.endswith(_PARQUET) and not name.startswith("_"):
             out.fragments[name[:-len(_PARQUET)]] = stamp
     out.fragments = dict(sorted(out.fragments.items()))
     return out
 
 
-def sha256_hex(data: bytes) -> str:
+def temporary_manifests(layout, table: str) -> list[str]:
+    """Temporary files of manifest writes of `table` that never finished (a driver killed meanwhile)."""
+    prefix = f"{table}{_PARQUET}{TEMPORARY_MARK}"
+    directory = layout.manifests_dir()
+    return [f"{directory}/{info.base_name}" for info in layout.storage.list_infos(directory)
+            if info.base_name.startswith(prefix)]
+
+
+def sha256_hex(data) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _stamp(storage, path: str) -> tuple[int, int] | None:
-    """(size, mtime_ns) of a file, None when it does not exist: the key of the caches below."""
-    if storage.is_local:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
-    import pyarrow.fs as pafs
-
-    info = storage.fs.get_file_info(path)
-    return None if info.type == pafs.FileType.NotFound else (info.size or 0, info.mtime_ns or 0)
 
 
 # Per-process caches, keyed by (storage uri, path) and checked against the file's size and mtime on
@@ -199,26 +232,27 @@ def _stamp(storage, path: str) -> tuple[int, int] | None:
 # manifest once and hash a part once, not once per task.
 _CACHE_LOCK = threading.Lock()
 _MANIFESTS: dict[tuple[str, str], tuple[tuple[int, int], Manifest | None]] = {}
-_VERIFIED_PARTS: dict[tuple[str, str], tuple[tuple[int, int], bool]] = {}
+_PART_STATES: dict[tuple[str, str], tuple[tuple[int, int], str]] = {}
 
 
 def forget_cached(layout) -> None:
     """Drop this sweep's cached manifests and part checks (after a compaction rewrote them)."""
     prefix = layout.root + "/"
     with _CACHE_LOCK:
-        for cache in (_MANIFESTS, _VERIFIED_PARTS):
+        for cache in (_MANIFESTS, _PART_STATES):
             for key in [k for k in cache if k[0] == layout.storage.uri and k[1].startswith(prefix)]:
                 del cache[key]
 
 
 def _cached_manifest(layout, table: str) -> Manifest | None:
-    storage, path = layout.storage, manifest_path(layout, table)
-    stamp = _stamp(storage, path)
+    storage = layout.storage
+    path = _stored_manifest_path(layout, table)
+    stamp = storage.stamp(path) if path is not None else None
+    if stamp is None:
+        return None
     key = (storage.uri, path)
     with _CACHE_LOCK:
         hit = _MANIFESTS.get(key)
-    if stamp is None:
-        return None
     if hit is not None and hit[0] == stamp:
         return hit[1]
     try:
@@ -230,24 +264,40 @@ def _cached_manifest(layout, table: str) -> Manifest | None:
     return manifest
 
 
-def part_verified(layout, table: str, info: PartInfo) -> bool:
-    """Whether the part exists and has the sha256 its manifest recorded (hashed once per process)."""
+def check_part(info: PartInfo, data: bytes) -> str:
+    """PART_OK when `data` has the part's recorded size and sha256, else PART_DAMAGED."""
+    return PART_OK if len(data) == info.size and sha256_hex(data) == info.sha256 else PART_DAMAGED
+
+
+def part_state(layout, table: str, info: PartInfo) -> str:
+    """PART_OK (exists with the recorded size and sha256), PART_MISSING, PART_DAMAGED (size or sha256
+    differ) or PART_UNREADABLE (an I/O error: nothing can be said). Hashed once per process while the
+    file's size and mtime stay the same."""
     storage, path = layout.storage, layout.compacted_file(table, info.name)
-    stamp = _stamp(storage, path)
+    stamp = storage.stamp(path)
     if stamp is None:
-        return False
+        return PART_MISSING
+    if stamp[0] != info.size:
+        return PART_DAMAGED
     key = (storage.uri, path)
     with _CACHE_LOCK:
-        hit = _VERIFIED_PARTS.get(key)
+        hit = _PART_STATES.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
     try:
-        ok = stamp[0] == info.size and sha256_hex(storage.read_bytes(path)) == info.sha256
+        state = check_part(info, storage.read_bytes(path))
+    except FileNotFoundError:
+        return PART_MISSING
     except OSError:
-        ok = False
+        return PART_UNREADABLE
     with _CACHE_LOCK:
-        _VERIFIED_PARTS[key] = (stamp, ok)
-    return ok
+        _PART_STATES[key] = (stamp, state)
+    return state
+
+
+def part_verified(layout, table: str, info: PartInfo) -> bool:
+    """Whether the part exists and has the size and sha256 its manifest recorded."""
+    return part_state(layout, table, info) == PART_OK
 
 
 def compacted_entry(layout, table: str, task_id: str) -> Entry | None:

@@ -18,7 +18,7 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import manifest, tables
 from orchestrator.graph.dag import Task
-from orchestrator.storage.layout import SweepLayout
+from orchestrator.storage.layout import LinkError, SweepLayout
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 
 MARKER_VERSION = 2
@@ -102,6 +102,8 @@ def _marker(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict | None, 
         if not storage.is_file(path):
             return None, f"{path} is not a regular file"
         data = json.loads(storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES))
+    except LinkError:
+        raise                 # a link in the sweep directory is refused, not taken for "not finished"
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"{path} is unreadable ({type(exc).__name__})"
     allowed = output_files(layout, kind, task_id)
@@ -121,9 +123,11 @@ def _marker(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict | None, 
     return data, ""
 
 
-def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, str]:
+def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None = None) -> tuple[bool, str]:
     """(True, "") if the task's outputs exist and match their recorded hashes, else (False, reason).
-    Never blocks: only regular files are read."""
+    Never blocks: only regular files are read. `hashes` (a dict the caller keeps) remembers each
+    file's sha256 by its size and mtime, so that a caller that verifies again and again (`status
+    --watch`) hashes only what changed."""
     marker, reason = _marker(layout, kind, task_id)
     if marker is None:
         return False, reason
@@ -137,9 +141,18 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str) -> tuple[bool, 
             if not storage.is_file(path):
                 return False, f"missing {path}"
             size = sizes.get(name)
-            if isinstance(size, int) and storage.fs.get_file_info(path).size != size:
+            stamp = storage.stamp(path)
+            if stamp is None:
+                return False, f"missing {path}"
+            if isinstance(size, int) and stamp[0] != size:
                 return False, f"size mismatch in {path}"
-            if _file_sha256(storage, path) != digest:
+            key = (path, *stamp)
+            found = hashes.get(key) if hashes is not None else None
+            if found is None:
+                found = _file_sha256(storage, path)
+                if hashes is not None:
+                    hashes[key] = found
+            if found != digest:
                 return False, f"sha256 mismatch in {path}"
         except OSError as exc:
             return False, f"unreadable {path} ({exc})"
@@ -152,7 +165,7 @@ HASH_CHUNK_BYTES = 8 * 1024 * 1024
 def _file_sha256(storage, path: str) -> str:
     """sha256 of a stored file, read in chunks (a huge or sparse file does not have to fit in memory)."""
     digest = hashlib.sha256()
-    with storage.fs.open_input_stream(path) as f:
+    with storage.open_input_stream(path) as f:
         while chunk := f.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

@@ -1,6 +1,9 @@
 """The plan of a sweep, written once when a run starts: every task's id, kind, parents, labels,
 settings and config (`plan.parquet`). `status` and `report` read it and never re-plan, so what they
-say about a sweep does not change when a default changes in the code later.
+say about a sweep does not change when a default changes in the code later. Only when the file is
+gone (deleted, or a driver killed between writing spec.yaml and the plan) is the plan of the current
+version rebuilt from the stored spec.yaml (`plan_of`); if that fails, they refuse: the rows of every
+version in the directory are never pooled.
 """
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.graph.dag import LABEL_KEYS, Graph, build_graph, canonical_json
 from orchestrator.results import schemas
-from orchestrator.graph.dag import LABEL_KEYS, Graph, canonical_json
-from orchestrator.storage.layout import SweepLayout
+from orchestrator.results.manifest import read_parquet_bytes
+from orchestrator.storage.layout import LinkError, SweepLayout
+from orchestrator.uris import redact
 
 MAX_PLAN_BYTES = 2_000_000_000
+MAX_SPEC_BYTES = 1_000_000
 
 
 def plan_table(graph: Graph) -> pa.Table:
@@ -54,7 +60,37 @@ def read_plan(layout: SweepLayout) -> pd.DataFrame | None:
     if not layout.storage.exists(path):
         return None
     try:
-        table = pq.read_table(pa.BufferReader(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)))
+        table = read_parquet_bytes(layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES))
         return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"the plan {path} is unreadable ({exc}); rerun the sweep to write it again") from None
+
+
+def plan_of(layout: SweepLayout) -> tuple[pd.DataFrame, bool]:
+    """(the sweep's plan, whether it was rebuilt): `plan.parquet`, or, when that file is gone, the plan
+    of the spec version stored in `spec.yaml` (`load` + `build_graph`, as the run that wrote it did).
+    ValueError when neither can be had: the caller refuses rather than mix the rows of all versions."""
+    plan = read_plan(layout)
+    if plan is not None:
+        return plan, False
+    from orchestrator.spec.sweep_spec import parse_spec
+    from orchestrator.spec.yaml_io import decode
+
+    path = layout.spec_file()
+    try:
+        text = decode(layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES), path, "stored spec")
+        graph = build_graph(parse_spec(text, path))
+    except LinkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reason the stored spec cannot be planned (plugins run code)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{redact(layout.root)} has no plan.parquet, and its spec.yaml cannot be planned again "
+                         f"({redact(reason)}); without a plan the rows of every spec version in the directory would "
+                         f"be mixed. Run the sweep again (`mmc-sweep run` with its spec) to write the plan") from None
+    table = plan_table(graph)
+    return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get), True
+
+
+def rebuilt_note(layout: SweepLayout, plan: pd.DataFrame) -> str:
+    return (f"note: {redact(layout.plan_file())} is missing; the plan of the stored spec.yaml was rebuilt "
+            f"({len(plan)} tasks) and only their rows are used")

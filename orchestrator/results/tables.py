@@ -10,7 +10,9 @@ task's labels and the resolved settings of its lineage as `<section>.<field>` co
 At the end of a run `orchestrator.results.compact` merges the fragments into a few part files per table
 (``results/<table>/part-<name>.parquet``) listed by a manifest (``orchestrator.results.manifest``); the readers here (`read_table`,
 `read_arrow`, `read_fragment`, `verify_fragment`) read parts and fragments alike, every task's rows
-exactly once, and a fragment written after its task was compacted wins.
+exactly once, and a fragment written after its task was compacted wins. A part is used only while
+it has its recorded sha256; from a damaged one, `salvage_part` takes back the rows of every task that
+still re-serialise to exactly the fragment they came from (its recorded sha256), and nothing else.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.results.manifest import compacted_entry, list_table, read_manifest, sha256_hex
+from orchestrator.results.manifest import (PART_OK, Entry, check_part, compacted_entry, list_table, read_manifest,
+                                           read_parquet_bytes)
 from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMAS
+from orchestrator.storage.layout import LinkError
 
 class SchemaError(ValueError):
     """Rows that do not fit a table's schema; the message names table, column and row."""
@@ -181,11 +185,13 @@ def conform(table: str, arrow_table: pa.Table) -> pa.Table:
 def parse_fragment(table: str, data: bytes, task_id: str | None = None) -> pa.Table:
     """Parse fragment bytes and conform them to the schema; raises on anything wrong."""
     check_table(table)
-    arrow_table = conform(table, pq.read_table(pa.BufferReader(data)))
+    arrow_table = conform(table, read_parquet_bytes(data))
     if task_id is not None and arrow_table.num_rows:
         ids = set(arrow_table.column("task_id").to_pylist())
         if ids != {task_id}:
-            raise ValueError(f"fragment holds task ids {sorted(ids)}, expected {task_id!r}")
+            shown = ", ".join(repr(i) for i in sorted(ids, key=str)[:3]) + (", ..." if len(ids) > 3 else "")
+            raise ValueError(f"it is not the result fragment of task {task_id!r}: it holds the rows of "
+                             f"{len(ids)} task id(s) ({shown})")
     return arrow_table
 
 
@@ -255,27 +261,45 @@ def _read_once(layout, table: str, strict: bool) -> pa.Table:
     storage = layout.storage
     listing = list_table(layout, table)          # list first, then the manifest: a compaction in between
     manifest = None                              # leaves fragments that the newer manifest accounts for
-    if listing.manifest or listing.parts:
-        try:
-            manifest = read_manifest(layout, table)
-        except ValueError as exc:
-            _warn(f"{exc}; its compacted rows are left out (`mmc-sweep compact` refuses to run until it is "
-                  "restored)")
-    absorbed = manifest.tasks if manifest is not None else {}
+    try:
+        manifest = read_manifest(layout, table)
+    except LinkError:
+        raise                                    # refused, never read around
+    except ValueError as exc:
+        _warn(f"{exc}; its compacted rows are left out (`mmc-sweep compact` refuses to run until it is "
+              "restored)")
+    compacted = manifest.tasks if manifest is not None else {}
+    parts: dict[str, bytes | None] = {}          # the parts whose rows count, read once; None: missing
+
+    def part_data(name: str) -> bytes | None:
+        if name not in parts:
+            parts[name] = None
+            try:
+                if name not in listing.parts:
+                    raise FileNotFoundError(name)
+                parts[name] = storage.read_bytes(layout.compacted_file(table, name))
+            except FileNotFoundError:
+                if strict:                       # a compaction replaced it since the listing: list again
+                    raise _Vanished(name) from None
+        return parts[name]
+
+    live = manifest.live_rows() if manifest is not None else {}
+    intact = {name: part_data(name) is not None and check_part(info, part_data(name)) == PART_OK
+              for name, info in (manifest.parts.items() if manifest is not None else ()) if live.get(name)}
 
     def load(item):
         task_id, stamp = item
         try:
             data = storage.read_bytes(stamp.path)
         except FileNotFoundError:
-            if task_id in absorbed or not strict:
+            if task_id in compacted or not strict:
                 return task_id, None, None
             raise _Vanished(stamp.path) from None
         except OSError as exc:
             return task_id, None, exc
-        entry = absorbed.get(task_id)
-        if entry is not None and sha256_hex(data) == entry.sha256:
-            return task_id, None, None           # compacted; its deletion is still pending
+        entry = compacted.get(task_id)
+        if entry is not None and intact.get(entry.part) and entry.matches(data):
+            return task_id, None, None           # compacted into a part that verifies; its deletion is pending
         try:
             return task_id, parse_fragment(table, data), None
         except Exception as exc:  # noqa: BLE001 - one corrupt fragment must not hide the rest
@@ -291,43 +315,81 @@ def _read_once(layout, table: str, strict: bool) -> pa.Table:
     for (task_id, arrow, error), (_, stamp) in zip(loaded, items):
         if error is not None:
             _warn(f"skipping unreadable result fragment {stamp.path}: {error}")
-        if task_id in absorbed and (arrow is not None or error is not None):
-            newer.add(task_id)                   # the task ran again after compaction: its fragment wins
         if arrow is not None:
             fragments.append(arrow)
+            if task_id in compacted:
+                newer.add(task_id)               # ran again after compaction, or restores a lost part: it wins
 
     pieces = []
-    if manifest is not None:
-        live = manifest.live_rows()
-        for name, info in sorted(manifest.parts.items()):
-            if not live.get(name):
-                continue
-            path = layout.compacted_file(table, name)
+    for name in sorted(intact):
+        path = layout.compacted_file(table, name)
+        wanted = [(t, e) for t, e in manifest.entries_of(name) if t not in newer]
+        if not wanted:
+            continue
+        if intact[name]:
             try:
-                data = storage.read_bytes(path)
-            except FileNotFoundError:
-                if strict:
-                    raise _Vanished(path) from None
-                _warn(f"the compacted part {path} is missing: {live[name]} rows of `{table}` are left out")
-                continue
-            if len(data) != info.size or sha256_hex(data) != info.sha256:
-                _warn(f"skipping the compacted part {path}: its sha256 differs from the manifest's "
-                      f"({live[name]} rows of `{table}` are left out; rerun the sweep to recompute them)")
-                continue
-            try:
-                part = conform(table, pq.read_table(pa.BufferReader(data)))
+                part = conform(table, read_parquet_bytes(parts[name]))
             except Exception as exc:  # noqa: BLE001
                 _warn(f"skipping the unreadable compacted part {path}: {exc}")
                 continue
-            keep = [(e.offset, e.rows) for t, e in manifest.entries_of(name) if t not in newer and e.rows]
+            keep = [(e.offset, e.rows) for _, e in wanted if e.rows]
             if sum(r for _, r in keep) != part.num_rows:
                 part = part.take(_ranges(keep)) if keep else part.slice(0, 0)
             pieces.append(part)
+            continue
+        restored = salvage_part(table, parts[name], wanted) if parts[name] is not None else {}
+        what = "is missing" if parts[name] is None else "has a size or sha256 other than the manifest's"
+        lost = len(wanted) - len(restored)
+        _warn(f"the compacted part {path} {what}: the rows of {len(restored)} of its {len(wanted)} tasks were "
+              f"restored from it (each verified by its fragment's sha256)"
+              + (f"; {lost} tasks' rows of `{table}` are left out until the next run recomputes them" if lost else ""))
+        pieces += [restored[t] for t, _ in wanted if t in restored]
     if not pieces and not fragments:
         return SCHEMAS[table].empty_table()
     out = pa.concat_tables(pieces + fragments)
     if len(pieces) + (1 if fragments else 0) > 1:
         out = out.take(pc.sort_indices(out, sort_keys=[("task_id", "ascending")]))   # stable
+    return out
+
+
+def salvage_part(table: str, data: bytes, entries: list[tuple[str, Entry]]) -> dict[str, pa.Table]:
+    """From a part that no longer has its recorded sha256, the rows of each task in `entries` that
+    re-serialise to exactly the fragment they came from (its recorded sha256): rows that are provably
+    the task's own. Row groups that cannot be read, and tasks whose rows differ, are left out."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+    except Exception:  # noqa: BLE001 - a footer that does not parse: nothing can be taken from it
+        return {}
+    groups: dict[int, pa.Table | None] = {}
+    bounds, start = [], 0
+    for n in sizes:
+        bounds.append((start, start + n))
+        start += n
+    out = {}
+    schema = SCHEMAS[table]
+    for task_id, entry in entries:
+        lo, hi = entry.offset, entry.offset + entry.rows
+        wanted = [i for i, (a, b) in enumerate(bounds) if a < hi and b > lo]
+        pieces = []
+        for i in wanted:
+            if i not in groups:
+                try:
+                    groups[i] = conform(table, parquet.read_row_group(i, use_threads=False))
+                except Exception:  # noqa: BLE001 - a damaged row group
+                    groups[i] = None
+            if groups[i] is None:
+                break
+            a, _ = bounds[i]
+            pieces.append(groups[i].slice(max(lo, a) - a, min(hi, bounds[i][1]) - max(lo, a)))
+        else:
+            try:
+                rows = pa.concat_tables(pieces) if pieces else schema.empty_table()
+                rows = pa.Table.from_arrays(rows.columns, schema=schema)
+                if rows.num_rows == entry.rows and entry.matches(fragment_bytes(table, rows)):
+                    out[task_id] = rows
+            except Exception:  # noqa: BLE001 - rows that do not fit the schema are not the task's
+                continue
     return out
 
 
@@ -348,7 +410,7 @@ def _compacted_rows(layout, table: str, task_id: str) -> pa.Table | None:
     if entry is None:
         return None
     path = layout.compacted_file(table, entry.part)
-    with layout.storage.fs.open_input_file(path) as f:
+    with layout.storage.open_input_file(path) as f:
         parquet = pq.ParquetFile(f)
         groups, start, first = [], 0, None
         for i in range(parquet.metadata.num_row_groups):

@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
-from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.storage.layout import LinkError, Storage, SweepLayout
 from orchestrator.uris import redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
@@ -95,6 +95,8 @@ def check_storage(layout: SweepLayout) -> None:
         layout.storage.delete(probe)
     except SweepError:
         raise
+    except LinkError as exc:   # the sweep directory (or a directory in it) is a link
+        raise SweepError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise SweepError(f"storage `{redact(layout.root)}` is not writable: {type(exc).__name__}: "
                          f"{redact(str(exc))}. Give a writable local directory or a pyarrow.fs URI (s3://, gs://, "
@@ -106,20 +108,31 @@ def check_storage(layout: SweepLayout) -> None:
 def sweep_dirs(layout: SweepLayout) -> list[str]:
     """The directories of a sweep that runs write into (see `layout`)."""
     from orchestrator import vocab
-    return [layout.report_dir(), layout.storage.join(layout.root, "results"),
+    return [layout.report_dir(), layout.results_dir(), layout.manifests_dir(),
             *(layout.table_dir(t) for t in vocab.TABLES), layout.storage.join(layout.root, "tasks"),
             *(layout.storage.join(layout.root, "tasks", k) for k in vocab.TASK_KINDS),
             layout.storage.join(layout.root, "ray")]
 
 
+def check_links(layout: SweepLayout) -> None:
+    """No symbolic link anywhere in the sweep directory (the directory itself included): a link where
+    a directory or file of the sweep belongs could lead writes and deletions (report, results, tasks,
+    lock, MLflow store and artifacts, Ray's files) outside the storage. Refused before any work, naming
+    the link; `Storage` refuses every path through one as well (`LinkError`)."""
+    links = layout.storage.find_links(layout.root)
+    if links:
+        raise SweepError(str(LinkError(links[0])))
+
+
 def check_report_dir(layout: SweepLayout) -> None:
     """Every directory of the sweep that runs write into (`report/`, `results/`, `tasks/`, `ray/`,
     ...) must be a directory if it exists; a file (or FIFO, device) there is refused before any work,
-    instead of failing when the first result is written."""
+    instead of failing when the first result is written. No link anywhere in the sweep (`check_links`)."""
+    check_links(layout)
     storage = layout.storage
     for path in sweep_dirs(layout):
         try:
-            kind = storage.fs.get_file_info(path).type
+            kind = storage.file_info(path).type
         except OSError:
             continue   # under a file: its parent is reported
         if kind not in (pafs.FileType.NotFound, pafs.FileType.Directory):

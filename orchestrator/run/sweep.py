@@ -6,8 +6,8 @@ The story of a run, in order; each step is a call into the module that owns it:
 2. take the sweep's lock (`lock`), compare the spec with the stored one, verify finished outputs
    (`outputs`), and only if something is left to do, connect to Ray and check the cluster: what it has,
    or can grow to, waiting a bounded time for nodes that are on their way (`capacity`, `preflight`);
-3. write the resolved spec and the plan (`plan`), run what is left (`schedule`), recording every
-   task's row and MLflow run as it ends (`recording`);
+3. write the resolved spec and the plan (`plan`), mend damaged result parts (`compact.repair`), run what
+   is left (`schedule`), recording every task's row and MLflow run as it ends (`recording`);
 4. print the summary and write the report (`report`).
 A killed driver leaves only finished tasks behind (each behind its `done.json`), so rerunning the
 same command resumes.
@@ -218,6 +218,8 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
             f"as {_archive_spec(layout)}")
     layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
     plan.write_plan(layout, graph)
+    if any(c.changed for c in compact.repair(layout, log).values()):   # damaged or lost result parts mended
+        verified = verify_all(graph, layout)
     state = SweepState(graph)
     mark_cached(state, layout, verified, log)
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "

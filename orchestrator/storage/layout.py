@@ -7,13 +7,18 @@
   run.lock                               held by the running invocation
   mlflow.db                              default MLflow tracking store (local storage only)
   tasks/<kind>/<task_id>/                model.safetensors, meta.json, progress.json, resume/, ...
-  results/<table>/<task_id>.parquet      one fragment per task
+  results/<table>/<task_id>.parquet      one fragment per task (part-<name>.parquet: compacted)
+  results/_manifests/<table>.parquet     which task's rows are in which compacted part
+  results/_quarantine/<table>/           damaged parts and unreadable files that compaction moved aside
   report/                                summary tables, figures, report.html
   ray/                                   Ray Tune / Train run directories (storage_path)
 ```
 `Storage` wraps a `pyarrow.fs` filesystem (local path, file://, s3://, gs://, hdfs://); paths it
 takes and returns are in that filesystem's namespace (absolute paths for local storage,
-"bucket/key" for object stores). Every name is checked so that nothing escapes the root.
+"bucket/key" for object stores). Every name is checked so that nothing escapes the root, and on local
+storage no path goes through a symbolic link below the root (`LinkError`): a link inside a sweep
+directory could lead reads, writes and deletions outside the storage. The storage root itself (and
+what is above it) may be a link.
 """
 from __future__ import annotations
 
@@ -33,6 +38,31 @@ CHECKPOINT_FILES = ("model.safetensors", "meta.json")
 
 class LayoutError(UriError):
     """A name that would leave the storage root, or a request the storage cannot serve."""
+
+
+class LinkError(LayoutError):
+    """A symbolic link inside a sweep directory, where mmc-sweep's own directory or file belongs."""
+
+    def __init__(self, path: str):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        self.path = path
+        super().__init__(f"{path} is a symbolic link (to {target}); mmc-sweep never reads, writes or deletes "
+                         f"through a link inside a sweep directory, which could lead outside the storage. Replace "
+                         f"it with the directory or file itself (or remove it), or point `storage` at the real "
+                         f"location")
+
+    def __reduce__(self):
+        return _rebuild_link_error, (self.path, str(self))
+
+
+def _rebuild_link_error(path: str, text: str) -> LinkError:
+    err = LinkError.__new__(LinkError)
+    LayoutError.__init__(err, text)
+    err.path = path
+    return err
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -80,6 +110,81 @@ class Storage:
         """The URI (for local storage: the absolute path) of a path under the root, e.g. for Ray."""
         self._check_under_root(path)
         return self.uri + path[len(self.root):]
+
+    def check(self, path: str) -> str:
+        """`path` itself, once checked: under the root and, on local storage, through no symbolic link
+        below the root (LayoutError, LinkError otherwise). Every method below checks its paths."""
+        self._check_under_root(path)
+        return path
+
+    def find_links(self, path: str, limit: int = 1) -> list[str]:
+        """Symbolic links at or below `path` (and between the root and it), at most `limit` of them;
+        [] on storage without links (object stores). Walks without following links."""
+        if not self.is_local:
+            return []
+        self._check_under_root(path, links=False)
+        found: list[str] = []
+        try:
+            self._check_no_link(path)
+        except LinkError as exc:
+            return [exc.path]
+        stack = [path]
+        while stack and len(found) < limit:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue      # not a directory (or gone): nothing below it
+            for entry in entries:
+                if entry.is_symlink():
+                    found.append(entry.path.replace(os.sep, "/"))
+                    if len(found) >= limit:
+                        break
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+        return sorted(found)
+
+    def stamp(self, path: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) of a file, None when nothing is there."""
+        self._check_under_root(path)
+        if self.is_local:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            return st.st_size, st.st_mtime_ns
+        info = self.fs.get_file_info(path)
+        return None if info.type == pafs.FileType.NotFound else (info.size or 0, info.mtime_ns or 0)
+
+    def file_info(self, path: str) -> pafs.FileInfo:
+        self._check_under_root(path)
+        return self.fs.get_file_info(path)
+
+    def list_infos(self, path: str) -> list[pafs.FileInfo]:
+        """`pafs.FileInfo` of every entry of a directory (one request on an object store); [] if it
+        does not exist."""
+        self._check_under_root(path)
+        return self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+
+    def open_input_file(self, path: str):
+        self._check_under_root(path)
+        return self.fs.open_input_file(path)
+
+    def open_input_stream(self, path: str):
+        self._check_under_root(path)
+        return self.fs.open_input_stream(path)
+
+    def open_output_stream(self, path: str):
+        """A stream that writes `path` directly (not atomic: write a temporary name, then `move`)."""
+        self._check_under_root(path)
+        self.fs.create_dir(_parent(path), recursive=True)
+        return self.fs.open_output_stream(path)
+
+    def move(self, source: str, destination: str) -> None:
+        """Rename a file (atomic on local storage), creating the destination's directory."""
+        self._check_under_root(source)
+        self._check_under_root(destination)
+        self.fs.create_dir(_parent(destination), recursive=True)
+        self.fs.move(source, destination)
 
     def local_path(self, path: str) -> Path | None:
         """The local file system path, or None when the storage is not local."""
@@ -138,9 +243,7 @@ class Storage:
 
     def listdir(self, path: str) -> list[str]:
         """Names (not paths) in a directory, sorted; [] if it does not exist."""
-        self._check_under_root(path)
-        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return sorted(info.base_name for info in infos)
+        return sorted(info.base_name for info in self.list_infos(path))
 
     def makedirs(self, path: str) -> None:
         self._check_under_root(path)
@@ -161,10 +264,27 @@ class Storage:
             return False
         return all(s not in ("..", ".") for s in path[len(self.root):].split("/"))
 
-    def _check_under_root(self, path: str) -> None:
+    def _check_under_root(self, path: str, links: bool = True) -> None:
         if not self._is_under_root(path):
             raise LayoutError(f"{path!r} is not under the storage root {self.root!r}; build paths "
                               f"with `Storage.join` or `SweepLayout`")
+        if links and self.is_local:
+            self._check_no_link(path)
+
+    def _check_no_link(self, path: str) -> None:
+        """LinkError when a component of `path` below the root (the last one included) is a symbolic
+        link; components that do not exist yet are fine (they will be created as directories)."""
+        current = self.root.rstrip("/")
+        for segment in path[len(self.root):].strip("/").split("/"):
+            if not segment:
+                continue
+            current = f"{current}/{segment}"
+            try:
+                mode = os.lstat(current).st_mode
+            except OSError:
+                return    # missing (or under a file): nothing below it can be a link
+            if stat.S_ISLNK(mode):
+                raise LinkError(current)
 
 
 class SweepLayout:
@@ -242,9 +362,31 @@ class SweepLayout:
                               f"not {self.storage.uri!r}; set `mlflow.tracking_uri` in the spec")
         return f"sqlite:///{path.as_posix()}"
 
+    def results_dir(self) -> str:
+        return self._path("results")
+
     def compacted_file(self, table: str, name: str) -> str:
         """A compacted file of `table` (many tasks' rows): `results/<table>/part-<name>.parquet`."""
         return self.storage.join(self.table_dir(table), f"part-{check_name(name, 'part name')}.parquet")
+
+    def manifests_dir(self) -> str:
+        """Where the compaction manifests live: beside the tables, not in them, so that
+        `results/<table>/*.parquet` matches data files only."""
+        return self._path("results", "_manifests")
+
+    def manifest_file(self, table: str) -> str:
+        """Which task's rows of `table` are in which compacted part: `results/_manifests/<table>.parquet`."""
+        return self.storage.join(self.manifests_dir(), f"{check_name(table, 'table')}.parquet")
+
+    def legacy_manifest_file(self, table: str) -> str:
+        """Where sweeps compacted by earlier versions kept the manifest (inside the table's directory);
+        read when `manifest_file` is missing, moved by the next compaction."""
+        return self.storage.join(self.table_dir(table), "_manifest.parquet")
+
+    def quarantine_file(self, table: str, name: str) -> str:
+        """Where compaction moves a damaged part or an unreadable file of `table` (out of the glob
+        `results/<table>/*.parquet`, kept for inspection): `results/_quarantine/<table>/<name>`."""
+        return self._path("results", "_quarantine", check_name(table, "table"), check_name(name, "file name"))
 
     def ray_dir(self) -> str:
         """Ray Tune/Train `storage_path`, as a URI (an absolute path for local storage)."""

@@ -20,6 +20,7 @@ import socket
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -27,6 +28,7 @@ import yaml
 from orchestrator import cli
 from orchestrator.results import outputs, plan
 from orchestrator.run import preflight, sweep
+from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.results.outputs import TaskOutput
@@ -158,21 +160,10 @@ def _fifo(s: Sweep) -> None:
     os.mkfifo(s.marker)
 
 
-def _dev_zero(s: Sweep) -> None:
-    s.marker.unlink()
-    s.marker.symlink_to("/dev/zero")
-
-
 def _listed_fifo(s: Sweep) -> None:
     path = s.listed()
     path.unlink()
     os.mkfifo(path)
-
-
-def _listed_dev_zero(s: Sweep) -> None:
-    path = s.listed()
-    path.unlink()
-    path.symlink_to("/dev/zero")
 
 
 def _listed_directory(s: Sweep) -> None:
@@ -212,7 +203,6 @@ HOSTILE_MARKERS = {
     "nan": _write('{"version": NaN, "files": {}}'),
     "directory": _directory,
     "fifo": _fifo,
-    "dev-zero": _dev_zero,
     "files-a-list": _edit(lambda s, m: m.update(files=["model.safetensors"])),
     "files-missing": _edit(lambda s, m: m.pop("files")),
     "wrong-task-id": _edit(lambda s, m: m.update(task_id="pretrain-0000000000000000")),
@@ -228,7 +218,6 @@ HOSTILE_MARKERS = {
     "size-wrong": _edit(lambda s, m: m["sizes"].update({k: 1 for k in m["sizes"]})),
     "listed-file-truncated": _truncated,
     "listed-file-fifo": _listed_fifo,
-    "listed-file-dev-zero": _listed_dev_zero,
     "listed-file-directory": _listed_directory,
     "listed-file-sparse-64GiB": _sparse_huge,
 }
@@ -250,9 +239,10 @@ def test_hostile_marker_counts_as_not_finished(fault, finished, capsys):
     code, out, err, elapsed = finished.command(capsys, "status")   # from another terminal, while it runs
     assert code == 0 and elapsed < MAX_SECONDS, err
     assert_no_traceback(out, err)
-    if not content_fault:   # status reads markers only (it does not hash every output)
-        total = [line for line in out.splitlines() if line.startswith("total")][0].split()
-        assert int(total[2]) == len(finished.graph.tasks) - 1 and int(total[5]) == 1, out   # finished, remaining
+    total = [line for line in out.splitlines() if line.startswith("total")][0].split()
+    assert int(total[2]) == len(finished.graph.tasks) - 1 and int(total[5]) == 1, out   # finished, remaining
+    if content_fault:       # status verifies as a run does, and names what it found
+        assert f"{finished.task.id}: " in out and "no longer verify" in out, out
 
     code, out, err, elapsed = finished.run(capsys)
     assert code == "ray" and elapsed < MAX_SECONDS, err   # every check passed; the task is left to compute
@@ -348,6 +338,169 @@ def test_report_into_a_report_file_is_refused(finished, capsys):
     code, out, err, elapsed = finished.command(capsys, "report")
     assert code == cli.EXIT_BAD_INPUT and "report is not a directory" in err and "Traceback" not in err
     assert finished.snapshot() == before
+
+
+# ----- compacted results damaged after the run: nothing lost --------------------------------------
+
+@pytest.fixture
+def compacted(tmp_path, monkeypatch):
+    """A sweep run to the end through the CLI (tasks inline, the synthetic runner, deterministic like
+    CPU training), its results compacted into one part per table: (Sweep, every table's rows)."""
+    from orchestrator.results import compact
+    from tests.orchestrator.test_compact import inline_run_graph
+
+    monkeypatch.setattr(sweep, "_connect", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
+    monkeypatch.setattr(sweep, "run_graph", inline_run_graph(None))
+    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+    s = Sweep.__new__(Sweep)
+    s.tmp, s.spec_path, s.storage = tmp_path, tmp_path / "spec.yaml", tmp_path / "storage"
+    s.spec_path.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    assert cli.main(["run", str(s.spec_path), "--storage", str(s.storage), "--no-report", "--runner", "synthetic"]) == 0
+    spec = load_spec(s.spec_path)
+    s.layout = SweepLayout(Storage(s.storage), spec.name)
+    s.graph = build_graph(spec)
+    s.task = next(t for t in s.graph.tasks.values() if t.kind == "path_eval")
+    s.root = Path(s.layout.root)
+    assert sorted(p.name.split("-")[0] for p in (s.root / "results" / "paths").iterdir()) == ["part"]
+    return s, _all_rows(s)
+
+
+def _all_rows(s: Sweep) -> dict:
+    from orchestrator.api import open_sweep
+
+    opened = open_sweep(str(s.root))
+    return {t: opened.table(t) for t in ("evaluations", "train_curves", "paths", "barriers", "tasks")}
+
+
+def _parts(s: Sweep) -> list[Path]:
+    return sorted((s.root / "results").glob("*/part-*.parquet"))
+
+
+def _flip(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+DAMAGE = {   # what happened to the compacted parts (or the markers) after the run finished
+    "parts-deleted": lambda s: [p.unlink() for p in _parts(s)],
+    "parts-flipped-byte": lambda s: [_flip(p) for p in _parts(s)],
+    "parts-truncated": lambda s: [p.write_bytes(p.read_bytes()[:-100]) for p in _parts(s)],
+    "parts-renamed": lambda s: [p.rename(p.with_name("part-renamed-" + p.name[5:])) for p in _parts(s)],
+    "part-copied-as-a-fragment": lambda s: shutil.copy(_parts(s)[0], _parts(s)[0].with_name("copy.parquet")),
+    "marker-deleted": lambda s: Path(s.layout.marker_file(s.task.kind, s.task.id)).unlink(),
+    "compaction-temporaries": lambda s: [(p.parent / (p.name + ".tmp-0123abcd")).write_bytes(b"half")
+                                         for p in [*_parts(s), *sorted((s.root / "results" / "_manifests").iterdir())]],
+}
+
+
+@pytest.mark.parametrize("fault", list(DAMAGE))
+def test_damaged_results_are_mended_and_nothing_is_lost(fault, compacted, capsys):
+    """A compacted part deleted, damaged, renamed or copied, a done.json deleted (the task recomputed while
+    its rows are still compacted), temporary files of a killed compaction: `status` does not call the damaged tasks finished; the rerun (exit 0) restores
+    or recomputes exactly what is missing, and afterwards every table (read by mmc-sweep, and by a glob
+    over its data files) holds each task's rows once, equal to the original run's."""
+    import pyarrow.dataset as ds
+
+    s, original = compacted
+    DAMAGE[fault](s)
+    code, out, err, _ = s.command(capsys, "status")
+    assert code == 0 and "Traceback" not in err
+    total = [line for line in out.splitlines() if line.startswith("total")][0].split()
+    healthy = fault in ("compaction-temporaries", "part-copied-as-a-fragment")
+    assert (int(total[2]) == len(s.graph)) == healthy, out     # finished only what verifies
+
+    code, out, err, _ = s.run(capsys, "--runner", "synthetic")
+    assert code == 0 and "Traceback" not in err, err
+    again = _all_rows(s)
+    for table in ("evaluations", "train_curves", "paths", "barriers"):
+        pd.testing.assert_frame_equal(again[table], original[table], obj=table)
+    assert sorted(again["tasks"]["task_id"]) == sorted(original["tasks"]["task_id"])   # one row each, none lost
+    for table, rows in again.items():                                                  # what a glob reads
+        files = sorted(str(p) for p in (s.root / "results" / table).glob("*.parquet"))
+        assert ds.dataset(files, format="parquet").count_rows() == len(rows), table
+    assert not list((s.root / "results").rglob("*.tmp-*"))
+    code, out, err, _ = s.command(capsys, "status")
+    assert code == 0 and "100% finished" in out, out
+
+
+# ----- symbolic links: nothing read, written or deleted through them -----------------------------
+
+def _outside_tree(tmp: Path) -> Path:
+    """A directory outside the storage with files a link could expose to writes and deletions."""
+    outside = tmp / "outside"
+    (outside / "sub").mkdir(parents=True, exist_ok=True)
+    for name in ("report.html", "summary.parquet", "precious.txt", "sub/keep.txt"):
+        (outside / name).write_text(f"not mmc-sweep's: {name}\n")
+    return outside
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    return {str(p.relative_to(root)): (os.lstat(p).st_mode, os.lstat(p).st_size, os.lstat(p).st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def _link(where: str, target: str = "dir"):
+    """Replace `where` (under the sweep directory; "." is the sweep directory itself) by a symbolic link:
+    to a directory outside the storage, to a file outside it, or to /dev/zero."""
+    def plant(s: Sweep) -> Path:
+        outside = _outside_tree(s.tmp)
+        path = s.root if where == "." else s.root / where.format(task=s.task.id, kind=s.task.kind)
+        if where == ".":
+            moved = s.tmp / "moved-sweep"
+            shutil.move(str(s.root), moved)
+            path.symlink_to(moved)
+            return path
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to({"dir": outside, "file": outside / "precious.txt", "dev-zero": Path("/dev/zero")}[target])
+        return path
+    return plant
+
+
+LINKS = {
+    "report-dir": _link("report"),
+    "results-dir": _link("results"),
+    "table-dir": _link("results/paths"),
+    "manifests-dir": _link("results/_manifests"),
+    "tasks-kind-dir": _link("tasks/{kind}"),
+    "task-dir": _link("tasks/{kind}/{task}"),
+    "ray-dir": _link("ray"),
+    "lock-file": _link("run.lock", "file"),
+    "mlflow-db": _link("mlflow.db", "file"),
+    "marker-dev-zero": _link("tasks/{kind}/{task}/done.json", "dev-zero"),
+    "checkpoint-dev-zero": _link("tasks/{kind}/{task}/model.safetensors", "dev-zero"),
+    "checkpoint-outside": _link("tasks/{kind}/{task}/model.safetensors", "file"),
+    "sweep-dir": _link("."),
+}
+
+
+@pytest.mark.parametrize("fault", list(LINKS))
+def test_a_link_in_the_sweep_is_refused_and_nothing_outside_is_touched(fault, finished, capsys):
+    """A symbolic link where a directory or file of the sweep belongs could send the report, results,
+    checkpoints, the lock or MLflow's files outside the storage: run, report and compact refuse it with
+    exit 2 naming the link, before any work; status reads nothing through it; nothing changes anywhere."""
+    link = LINKS[fault](finished)
+    outside = finished.tmp / "outside"
+    before, sweep_before = _tree(outside), finished.snapshot()
+    for command in ("run", "report", "compact", "status"):
+        if command == "run":
+            code, out, err, elapsed = finished.run(capsys)
+        else:
+            code, out, err, elapsed = finished.command(capsys, command)
+        assert_no_traceback(out, err)
+        assert elapsed < MAX_SECONDS, (command, err)
+        if command != "status" or code != 0:
+            assert code == cli.EXIT_BAD_INPUT, (command, code, out, err)
+            assert err.count("error: ") == 1 and f"{link} is a symbolic link" in err, (command, err)
+        assert _tree(outside) == before, command                 # nothing written or deleted outside
+        assert finished.snapshot() == sweep_before, command      # and nothing inside either
+    assert Path("/dev/zero").exists()
 
 
 # ----- the stored spec ------------------------------------------------------------------------

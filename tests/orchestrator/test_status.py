@@ -5,6 +5,7 @@ directory. The plan is the one written when the run started: status never re-pla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import time
@@ -152,11 +153,42 @@ def test_status_reports_the_stored_plan_not_a_new_one(sweep, capsys, monkeypatch
                                                          "skipped": 0, "remaining": len(graph) - 2}
 
 
-def test_a_sweep_without_a_plan_is_named(sweep, capsys):
-    layout, _, directory = sweep
+def test_a_sweep_without_a_plan_is_counted_from_its_stored_spec(sweep, capsys):
+    """plan.parquet gone: the plan of the stored spec.yaml is rebuilt (and said so); a spec.yaml that
+    cannot be planned any more is refused with exit 2 naming plan.parquet."""
+    layout, graph, directory = sweep
     layout.storage.delete(layout.plan_file())
+    finish(layout, list(graph.tasks.values())[:2])
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert "plan.parquet is missing; the plan of the stored spec.yaml was rebuilt" in out
+    assert rows_of(out)["total"] == {"planned": len(graph), "finished": 2, "failed": 0, "skipped": 0,
+                                     "remaining": len(graph) - 2}
+    layout.storage.write_bytes(layout.spec_file(), layout.storage.read_bytes(layout.spec_file()) + b"\nbogus_key: 1\n")
     assert cli.main(["status", directory]) == cli.EXIT_BAD_INPUT
-    assert "no plan.parquet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no plan.parquet, and its spec.yaml cannot be planned again" in err and "Traceback" not in err
+
+
+def test_finished_tasks_whose_outputs_were_damaged_count_as_remaining(sweep, capsys):
+    """status verifies what it reports: a checkpoint truncated after its task finished is named, and
+    the task counts as remaining (the next run recomputes it)."""
+    layout, graph, directory = sweep
+    task = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN)
+    blob = b"weights" * 100
+    layout.storage.write_bytes(layout.task_file(task.kind, task.id, "model.safetensors"), blob)
+    name = layout.task_file(task.kind, task.id, "model.safetensors")[len(layout.root) + 1:]
+    marker = {"version": outputs.MARKER_VERSION, "task_id": task.id, "kind": task.kind,
+              "files": {name: hashlib.sha256(blob).hexdigest()}, "sizes": {name: len(blob)},
+              "tables": [], "metrics": {}, "meta": {}, "finished_at": time.time()}
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    assert cli.main(["status", directory]) == 0
+    assert rows_of(capsys.readouterr().out)["pretrain"]["finished"] == 1
+    layout.storage.write_bytes(layout.task_file(task.kind, task.id, "model.safetensors"), blob[:-1])
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert rows_of(out)["pretrain"]["finished"] == 0 and rows_of(out)["pretrain"]["remaining"] == 2
+    assert "1 finished task(s) no longer verify" in out and f"{task.id}: size mismatch" in out
 
 
 def test_not_a_sweep_directory(tmp_path, capsys):
