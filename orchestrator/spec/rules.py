@@ -56,6 +56,10 @@ def spec_problems(top, variants: list) -> list[str]:
     for variant in variants:
         problems += [p + _suffix(variant) for p in _variant_problems(top, variant, pairs)]
     estimate = estimate_tasks(top, len(variants), pairs)
+    if estimate == 0:
+        problems.append(f"the spec plans no task: `paths.pairs` is {show(list(top.paths.pairs))}, so nothing needs a "
+                        "model trained (models are trained for the pairs that compare them; fine-tunings "
+                        "(`finetune.methods`) for the pair 'pretrained~ft'); list pairs, e.g. [cue~nocue, pretrained~ft]")
     if estimate > MAX_TASKS:
         problems.append(f"the spec plans about {estimate:,} tasks; at most {MAX_TASKS:,} (fewer seeds, "
                         "models, proportions, methods, pairs or swept values)")

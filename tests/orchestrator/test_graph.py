@@ -108,7 +108,6 @@ def test_planning_reads_the_settings_declarations_a_fixed_number_of_times(monkey
      dict(cue_props=2, has_nocue=False, alignments=2, pairs=("cue~cue",))),
     ("cue_proportions: [0.0]\nfinetune: {methods: []}\npaths: {pairs: [nocue~nocue]}\n",
      dict(cue_props=0, methods=0, pairs=("nocue~nocue",))),
-    ("paths: {pairs: []}\n", dict(pairs=())),
     ("paths: {pairs: ['cue~cue:spawn@2', 'nocue~nocue:spawn@1', 'cue~cue:self']}\n",
      dict(pairs=("cue~cue:spawn@2", "nocue~nocue:spawn@1", "cue~cue:self"))),
     ("paths: {pairs: ['cue~nocue', 'cue~nocue:same-init'], kinds: [quadratic]}\ncue_proportions: [0.0, 0.5, 0.8]\n",

@@ -41,7 +41,7 @@ NOT_EXPRESSIBLE = {
     "storage_s3_credentials": ACROSS, "axes_value_bad_in_one_combination": ACROSS,
     "population_proportion_not_in_sweep": ACROSS, "population_method_not_run": ACROSS,
     "population_finetune_without_cue": ACROSS, "population_path_kinds_empty": ACROSS,
-    "population_proportion_text": ACROSS,
+    "population_proportion_text": ACROSS, "plans_no_task": ACROSS, "methods_without_the_pair_that_trains_them": ACROSS,
     "duplicate_model": "one model written two ways ([small_cnn, {name: small_cnn}])",
     "cpus_nan": FINITE, "grid_value_inf": FINITE, "lr_inf": FINITE, "lr_nan": FINITE, "margin_inf": FINITE,
     "midpoint_lr_nan": FINITE, "proportion_nan": FINITE, "weight_decay_inf": FINITE,
