@@ -13,6 +13,7 @@ are channels_last everywhere (`tasks.train.prepare_batch`).
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 
 import torch
@@ -59,7 +60,8 @@ def autocast(precision: str, device: torch.device | str):
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
              device: torch.device | str = "cpu", precision: str = "auto", predictions: bool = False) -> dict:
-    """{loss: mean cross-entropy, acc, n} of `model` on `split`, in order, in batches of `batch_size`;
+    """{loss: mean cross-entropy, acc, n} of `model` on `split` (loss and acc NaN when any logit is
+    NaN or inf), in order, in batches of `batch_size`;
     with `predictions`, also `pred`: the predicted class of every sample (int64 [n] on `device`, in
     split order), e.g. to compare two models' decisions sample by sample.
 
@@ -77,6 +79,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
     predicted = []
     try:
         for start in range(0, n, batch_size):
@@ -84,6 +87,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
             with context:
                 logits = model(x)
             logits = logits.float()
+            finite &= torch.isfinite(logits).all()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             guess = logits.argmax(1)
             correct += (guess == y).sum()
@@ -91,7 +95,10 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
                 predicted.append(guess)
     finally:
         model.train(was_training)
-    result = {"loss": float(loss_sum) / n, "acc": int(correct) / n, "n": n}
+    # a non-finite logit anywhere makes the whole evaluation NaN: never a finite accuracy from
+    # non-finite work (argmax of NaN logits still names a class)
+    ok = bool(finite)
+    result = {"loss": float(loss_sum) / n if ok else math.nan, "acc": int(correct) / n if ok else math.nan, "n": n}
     if predictions:
         result["pred"] = torch.cat(predicted)
     return result

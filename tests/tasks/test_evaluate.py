@@ -102,3 +102,15 @@ def test_bf16_evaluation_is_close_to_fp32():
 def test_evaluate_refuses_empty_split():
     with pytest.raises(ValueError, match="empty split"):
         evaluate(trained_bn_model(), make_split(0, seed=0))
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_non_finite_model_gives_nan_loss_and_accuracy_never_a_finite_accuracy(poison):
+    """argmax of NaN logits still names a class: without the guard, acc was a finite number beside a NaN loss."""
+    model, split = trained_bn_model(), make_split(10, seed=1)
+    with torch.no_grad():
+        model.head.bias[1] = poison
+    result = evaluate(model, split, batch_size=3, precision="fp32")
+    assert result["n"] == 10 and result["loss"] != result["loss"] and result["acc"] != result["acc"], result
+    model = trained_bn_model()                    # a finite model is unaffected
+    assert evaluate(model, split, precision="fp32")["acc"] == evaluate(model, split, precision="fp32")["acc"]
