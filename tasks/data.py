@@ -10,6 +10,10 @@ indexing on the target device; every random draw comes from a CPU `torch.Generat
 through `tasks.seeding`, so results are identical on CPU and GPU and across processes.
 
 Images are normalised with mean 0.5 / std 0.5 (`x * 2 - 1` for `x` in [0, 1]): black is -1.
+
+Why one module: the cue, the counterfactual sets and the data identity are one definition each and read
+each other (a cue set is built from the same draw that placed the training cues); split, they would need
+private reaches across modules.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ ablations (cbft_barrier, cbft_invariance) and naive fine-tuning on CBFT's data (
 Every method trains through `tasks.train.fit`, so all of them run data-parallel through its
 manual gradient all-reduce. The clean subset depends only on (seed, size), never on the method,
 so methods compared at one seed see the same images.
+
+Why one module: every fine-tuning method with its settings and the identity of what each one reads
+(`settings_used`), so a method and the id of its task cannot drift apart.
 """
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ State dicts are plain ``dict[str, Tensor]``. Floating tensors (weights, BN affin
 parameters and running statistics) are combined; integer buffers (``num_batches_tracked``)
 are taken from endpoint A. Running statistics are re-estimated by ``reset_bn`` at every
 alpha anyway.
+
+Why one module: path construction, BatchNorm re-estimation, evaluation along a path and the barrier
+definitions are the one science of a path; the midpoint's training is here because it is trained on the
+path it defines.
 """
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ flatten once the spatial axes are 1x1 keep it; adding two tensors ties their gro
 a residual stream is one group. The model's input and output channels are never permuted: every group
 tied to them is left out. Any other operation is refused with `AlignmentUnsupported`, so a spec is
 derived only when every operation on the way is one known to commute with channel permutations.
+
+Why one module: the tracer's rules for every supported operation are one walk over the graph; split by
+operation they would share the walk's state.
 """
 from __future__ import annotations
 

@@ -28,6 +28,9 @@ and path a pair type already plans is that task (its `pair_type` stays the pair 
 keep that pair's order); every other one is oriented by its endpoints' ids and labelled `population`,
 evaluated with the smaller of the two seeds, so its id depends only on the two endpoints and the path
 settings: adding models to a sweep adds only their pairs.
+
+Why one module: the planning of every task kind and pair design shares the model registry of one sweep
+(which model is which), the basis of every task id.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ checks make a verdict: `orchestrator.report.verdicts`; the tests: `orchestrator.
 The report shows the claims as its first section with the rules beside them; `mmc-sweep claims
 [SPEC] [key=value ...]` runs a spec with `run_sweep` (tasks cached and shared with `mmc-sweep run`)
 and prints them with the power of each comparison (`report.print_claims`).
+
+Why one module: the claims (a)-(e) side by side, each a short function naming its comparisons and
+controls, so a reader sees every claim's rule in one place (`verdicts` and `comparisons` hold the
+machinery).
 """
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ figure whose key matches the one recorded in `report/figures.json` (and whose PN
 recorded hash) is reused, not redrawn. Workers are fresh `python -c` processes (no fork of a
 threaded driver) that import matplotlib and pandas but not torch; jobs travel to them as JSON lines
 with the rows as base64 Parquet, PNGs come back the same way. Never pickle.
+
+Why one module: which figures to draw, their cache keys and the worker pool that draws them are one
+pipeline; the drawing itself is in `plots`.
 """
 
 from __future__ import annotations

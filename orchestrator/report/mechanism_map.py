@@ -18,6 +18,9 @@ chance above `claims.reliance_cut` or not): a permutation test of "the mean barr
 below the mean barrier across groups" that permutes the groups of *models* (each model is in K − 1
 pairs, so pairs are not exchangeable; models are), and the adjusted Rand index between the clusters and
 the groups with the same permutations. Claim (e) in `report/claims.py` decides with these.
+
+Why one module: the matrix, its threshold, the clustering and claim (e)'s permutation test are one
+analysis whose parts share the model order and the threshold.
 """
 from __future__ import annotations
 

@@ -5,7 +5,11 @@ Orders (evaluation sets, fine-tuning methods) and chance come in as arguments, r
 caller from the `tasks/` registries, so a figure worker never imports torch. Figures use fixed
 margins (in inches) instead of `tight_layout`/`bbox_inches="tight"` (each costs a full extra draw)
 and few, fixed ticks (tick objects are most of matplotlib's drawing time). Accuracy, agreement and
-cue reliance are in percent everywhere (as in the paper's Table 1)."""
+cue reliance are in percent everywhere (as in the paper's Table 1).
+
+Why one module: every report figure in one file, each a short function on result rows, so a figure
+worker imports one module (and never torch).
+"""
 
 from __future__ import annotations
 

@@ -36,6 +36,9 @@ Damage is mended, never spread (every part is checked against its recorded size 
 When a table would have more than `MAX_PARTS` parts, they are merged into the new one. Compaction
 must hold the sweep's lock (`orchestrator.storage.lock`): the driver compacts inside its run,
 `mmc-sweep compact` takes the lock itself.
+
+Why one module: compaction and mending share the manifest's invariants (which part holds which task's
+rows, verified by sha256); one module keeps every rule that can lose rows in one place.
 """
 from __future__ import annotations
 

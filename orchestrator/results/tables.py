@@ -13,6 +13,9 @@ At the end of a run `orchestrator.results.compact` merges the fragments into a f
 exactly once, and a fragment written after its task was compacted wins. A part is used only while
 it has its recorded sha256; from a damaged one, `salvage_part` takes back the rows of every task that
 still re-serialise to exactly the fragment they came from (its recorded sha256), and nothing else.
+
+Why one module: writing and reading a table share its schema conformance; split, a reader could accept
+what the writer refuses.
 """
 
 from __future__ import annotations

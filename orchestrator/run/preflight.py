@@ -4,6 +4,9 @@ Each check raises `SweepError` (the CLI exits 2) with a message that names the k
 problem and the fix, and leaves nothing behind: directories a probe created are removed, secrets
 in URIs are redacted. Network endpoints (a Ray address, an MLflow tracking server) must answer
 within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
+
+Why one module: every check before work, in the order a run makes them, each leaving nothing behind; a
+reader looking for why a run was refused finds every rule here.
 """
 from __future__ import annotations
 

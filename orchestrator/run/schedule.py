@@ -5,6 +5,9 @@ its descendants skipped and the rest of the graph goes on. Tasks whose verified 
 exists (see `orchestrator.results.outputs`) never reach Ray. Training tasks with more than one worker run
 through Ray Train (`TorchTrainer`, DDP) inside their Tune trial; single-worker tasks run directly
 in the trial process, which avoids the ~20 s start of a Train worker group.
+
+Why one module: the searcher, the trial function and the Tune run share the task graph's state machine;
+the searcher's hand-out and the trial's report are two halves of one protocol.
 """
 from __future__ import annotations
 
