@@ -262,7 +262,7 @@ def test_environment_credentials_do_not_reach_the_sweep_directory(tmp_path):
     env.update(AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET, HF_TOKEN=FAKE_SECRET,
                MY_PASSWORD=FAKE_SECRET)
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--storage",
-                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "noop"],
+                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "tests.support.runners:noop"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert FAKE_SECRET not in proc.stdout + proc.stderr
