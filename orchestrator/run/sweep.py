@@ -28,7 +28,7 @@ from orchestrator.results import compact, outputs, plan, tables
 from orchestrator.run import capacity, preflight, work
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
-from orchestrator.errors import SweepError
+from orchestrator.errors import MmcError, SweepError
 from orchestrator.provenance import revision_label, source_revision
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
@@ -149,7 +149,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
                 concurrency = Concurrency(read, spec.max_concurrent, view=view)
             return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
                                concurrency=concurrency)
-    except SweepError:
+    except MmcError:
         preflight.remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
 
