@@ -54,6 +54,10 @@ MAX_WORKER_FAILURES = Knob(
 COMPACT_MIN_FRAGMENTS = Knob(
     "MMC_COMPACT_MIN_FRAGMENTS", int, 64, 1, 10_000_000,
     "a table's new per-task files a run must leave before it compacts them into part files when it ends")
+LOCK_LEASE_S = Knob(
+    "MMC_LOCK_LEASE_S", float, 60.0, 0.1, 86_400,
+    "seconds a sweep's `run.lock` stays valid without renewal (its driver renews it while it runs); another "
+    "driver takes over a lock older than this")
 REPORT_WORKERS = Knob(
     "MMC_REPORT_WORKERS", int, 4, 1, 1_024,
     "processes drawing the report's figures, this one included (1: no worker processes; never more than "
@@ -61,7 +65,7 @@ REPORT_WORKERS = Knob(
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEOUT_S, VISIBILITY_TIMEOUT_S,
                                               MAX_BUNDLE, MAX_WORKER_FAILURES, COMPACT_MIN_FRAGMENTS,
-                                              REPORT_WORKERS)}
+                                              LOCK_LEASE_S, REPORT_WORKERS)}
 
 
 def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | None:

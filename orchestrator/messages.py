@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from orchestrator.uris import redact
+
 MAX_SHOWN = 80                 # characters of a value shown in a message
 
 
@@ -43,11 +45,12 @@ LOGGER = "orchestrator"     # every module logs under it: logging.getLogger(__na
 
 class ConsoleHandler(logging.Handler):
     """The CLI's output: INFO (the story of a run, progress lines) to stdout as it is; warnings and
-    errors to stderr as `warning: ...` / `error: ...`. Looks up sys.stdout/sys.stderr per message."""
+    errors to stderr as `warning: ...` / `error: ...`; every message redacted (`uris.redact`: credentials
+    in URIs never shown). Looks up sys.stdout/sys.stderr per message."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = self.format(record)
+            text = redact(self.format(record))
             if record.levelno >= logging.WARNING:
                 stream, text = sys.stderr, ("error: " if record.levelno >= logging.ERROR else "warning: ") + text
             else:

@@ -306,6 +306,20 @@ def test_the_drivers_lines_and_warnings_go_out_redacted():
     assert [str(w.message) for w in seen] == ["retrying s3://***@bucket/x"]
 
 
+def test_logged_messages_go_out_redacted(capsys):
+    """The one channel of warnings and progress (`logging` under `orchestrator`, the CLI's console
+    handler) redacts every message, whichever module logs it."""
+    import logging
+
+    from orchestrator.messages import to_console
+
+    to_console()
+    logging.getLogger("orchestrator.results.tables").warning(f"skipping s3://k:{FAKE_SECRET}@bucket/x.parquet")
+    logging.getLogger("orchestrator.run.sweep").info(f"storage gs://u:{FAKE_SECRET}@b/runs")
+    out, err = capsys.readouterr()
+    assert err == "warning: skipping s3://***@bucket/x.parquet\n" and out == "storage gs://***@b/runs\n"
+
+
 def test_mlflow_params_and_tags_never_hold_credentials_in_uris(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = f"s3://AKIAFAKE:{FAKE_SECRET}@bucket/runs"

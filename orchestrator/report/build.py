@@ -90,8 +90,8 @@ def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict
     problems: list[str] = []
     rules = read_settings(top_key("claims"), {"claims": raw if isinstance(raw, dict) else {}}, "claims", problems)
     if rules is None:
-        warnings.warn(f"the stored spec's `claims:` section is not valid ({'; '.join(problems)}); the claims are "
-                      "judged by the default rules", RuntimeWarning, stacklevel=2)
+        _LOG.warning(f"the stored spec's `claims:` section is not valid ({'; '.join(problems)}); the claims are "
+                     "judged by the default rules")
         rules = ClaimRules()
     return rules, json.loads(json.dumps(as_dict(rules)))
 

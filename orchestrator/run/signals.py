@@ -9,7 +9,8 @@ once (exit 130): every write is atomic (a temporary file renamed into place), so
 half-written. What is lost: the work of the tasks that were running (a training task keeps its last
 finished epoch), and the `tasks` rows still queued, which the next run writes for every finished task.
 
-Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
+A signal the process was started ignoring stays ignored (`nohup mmc-sweep run ...` survives a closed
+terminal). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
 Signal handlers belong to the main thread; elsewhere (a run started from a thread) nothing is installed.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class StopSignals:
         self.stopping = False          # a first stop signal (or Ctrl-C through Tune) was received
         self._in_tune = False          # Tune's own SIGINT handler is in place (it stops trials gracefully)
         self._previous: dict[int, object] = {}
+        self._ignored: set[int] = set()
         self.active = False            # inside `stop_like_ctrl_c`
 
     # ---- installing -------------------------------------------------------------------------------
@@ -44,6 +46,10 @@ class StopSignals:
         for sig in STOP_SIGNALS:
             if sig == signal.SIGINT and self._in_tune:
                 continue                    # Tune's handler stays in place while Tune runs
+            if sig not in self._previous and signal.getsignal(sig) == signal.SIG_IGN:
+                self._ignored.add(sig)      # ignored on purpose (`nohup`, a shell's background job): left so
+            if sig in self._ignored:
+                continue
             previous = signal.signal(sig, self._handle)
             self._previous.setdefault(sig, previous)
 
@@ -54,6 +60,7 @@ class StopSignals:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
+        self._ignored.clear()
         self.stopping, self._in_tune, self.active = False, False, False
 
     @contextmanager

@@ -83,6 +83,31 @@ def parent_runs(layout) -> list:
     return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
+def test_an_ignored_signal_stays_ignored_and_every_handler_comes_back():
+    """`nohup mmc-sweep run` ignores SIGHUP: the run leaves it ignored; after the run the process's own
+    handlers are back (the Python API restores them too)."""
+    from orchestrator.run.signals import STOPS, stop_like_ctrl_c
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_like_ctrl_c():
+            with stop_like_ctrl_c():                              # nested (the CLI around run_sweep): one
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+                assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == STOPS._handle
+                STOPS.install()                                   # again, as after ray.init
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == STOPS._handle
+            with pytest.raises(KeyboardInterrupt):               # outside Tune: as Ctrl-C
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == \
+            {s: before[s] for s in (signal.SIGINT, signal.SIGTERM)}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_stop_signal_ends_the_run_like_ctrl_c(sig, sweep):
