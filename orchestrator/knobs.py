@@ -1,7 +1,8 @@
 """Every environment variable mmc-sweep reads, declared once: name (with its unit), type, default,
 allowed range and meaning. Code reads a variable only through `read` (a test checks that no other
 module of `orchestrator/` or `tasks/` looks at `MMC_*`), which validates it: a value that is not a
-number, or out of range, is a `KnobError` (exit 2) naming the variable and what is allowed. The CLI
+number, or out of range (or, for a text variable, not of its form), is a `KnobError` (exit 2) naming
+the variable and what is allowed. The CLI
 and `run_sweep` check every variable before any work (`check_all`).
 
 README's table of variables is `python -m orchestrator.knobs` (a test compares the two).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -23,14 +25,18 @@ class KnobError(MmcError):
 @dataclass(frozen=True)
 class Knob:
     name: str                  # MMC_..., the unit at the end (_S: seconds)
-    type: type                 # int or float
+    type: type                 # int, float, or str (text of the form `pattern`)
     default: int | float | None
-    minimum: int | float
-    maximum: int | float
+    minimum: int | float | None
+    maximum: int | float | None
     meaning: str               # one sentence for the docs (Markdown)
     unset: str = ""            # what no value means, when `default` is None
+    pattern: str | None = None   # str: the whole value matches this regular expression ...
+    form: str = ""               # ... which this names (Markdown)
 
     def allowed(self) -> str:
+        if self.type is str:
+            return self.form
         what = "a whole number" if self.type is int else "a number"
         return f"{what} from {_show(self.minimum)} to {_show(self.maximum)}"
 
@@ -62,18 +68,30 @@ REPORT_WORKERS = Knob(
     "MMC_REPORT_WORKERS", int, 4, 1, 1_024,
     "processes drawing the report's figures, this one included (1: no worker processes; never more than "
     "the CPUs this process may use)")
+SOURCE_REVISION = Knob(
+    "MMC_SOURCE_REVISION", str, None, None, None,
+    "the source revision of the code a sweep runs, recorded in the `tasks` table's `git_rev` and the report; "
+    "`cluster/submit.sh` sets it from the submitting checkout (a job's copy has no `.git`)",
+    unset="the git checkout the package runs from, else unknown",
+    pattern=r"[0-9a-f]{7,64}(\+dirty\.[0-9a-f]{8,64})?",
+    form="a git revision: `<commit>` or `<commit>+dirty.<sha256 of git diff HEAD>`, in hex")
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEOUT_S, VISIBILITY_TIMEOUT_S,
                                               MAX_BUNDLE, MAX_WORKER_FAILURES, COMPACT_MIN_FRAGMENTS,
-                                              LOCK_LEASE_S, REPORT_WORKERS)}
+                                              LOCK_LEASE_S, REPORT_WORKERS, SOURCE_REVISION)}
 
 
-def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | None:
+def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | str | None:
     """The variable's value, validated, or None when it is unset (or empty)."""
     raw = (os.environ if environ is None else environ).get(knob.name)
     if raw is None or not raw.strip():
         return None
     text = raw.strip()
+    if knob.type is str:
+        if not re.fullmatch(knob.pattern or ".*", text):
+            raise KnobError(f"`{knob.name}`={raw[:80]!r} is not {knob.form}; give one, or unset it"
+                            f"{_default_text(knob)}")
+        return text
     try:
         value = knob.type(text)
     except ValueError:
@@ -86,7 +104,7 @@ def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float |
     return value
 
 
-def read(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | None:
+def read(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | str | None:
     """The variable's value, validated, or its default when it is unset."""
     value = given(knob, environ)
     return knob.default if value is None else value
@@ -112,6 +130,10 @@ def _default(knob: Knob) -> str:
     return knob.unset if knob.default is None else _show(knob.default)
 
 
+def _range(knob: Knob) -> str:
+    return knob.form if knob.type is str else f"{_show(knob.minimum)} to {_show(knob.maximum)}"
+
+
 def _show(number: int | float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
@@ -119,7 +141,7 @@ def _show(number: int | float) -> str:
 def markdown_table() -> str:
     """The table README shows (`python -m orchestrator.knobs`)."""
     rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{k.name}` | {_default(k)} | {_show(k.minimum)} to {_show(k.maximum)} | {k.meaning} |"
+    rows += [f"| `{k.name}` | {_default(k)} | {_range(k)} | {k.meaning} |"
              for k in KNOBS.values()]
     return "\n".join(rows)
 

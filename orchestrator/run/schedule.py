@@ -267,7 +267,7 @@ class TrialContext:
     graph: Graph | None  # the driver's; trials get their own tasks in their config (TrialPayload)
     storage_uri: str
     sweep: str
-    runner: str          # key of orchestrator.run.work.RUNNERS
+    runner: str          # a name in orchestrator.run.work.RUNNERS, or an import path (`work.resolve_runner`)
     data_root: str | None = None
 
 

@@ -51,14 +51,18 @@ def test_readme_lists_every_variable_as_declared():
     readme = (REPO / "README.md").read_text()
     assert knobs.markdown_table() in readme, ("README's table of environment variables differs from "
                                               "orchestrator/knobs.py: paste `python -m orchestrator.knobs`")
-    assert set(re.findall(r"`(MMC_[A-Z0-9_]+)`", readme)) <= set(knobs.KNOBS) | {"MMC_CHROMIUM"}
+    submit_sh = set(re.findall(r"\b(MMC_[A-Z0-9_]+)", (REPO / "cluster" / "submit.sh").read_text()))
+    assert set(re.findall(r"`(MMC_[A-Z0-9_]+)`", readme)) <= set(knobs.KNOBS) | submit_sh | {"MMC_CHROMIUM"}
 
 
 def test_every_variable_is_kept_out_of_the_tests():
     assert set(knobs.KNOBS) <= set(FOREIGN_ENV)
 
 
-@pytest.mark.parametrize("knob", list(knobs.KNOBS.values()), ids=lambda k: k.name)
+NUMBERS = [k for k in knobs.KNOBS.values() if k.type is not str]
+
+
+@pytest.mark.parametrize("knob", NUMBERS, ids=lambda k: k.name)
 def test_each_variable_is_read_validated(knob):
     assert knobs.read(knob, {}) == knob.default
     assert knobs.read(knob, {knob.name: " "}) == knob.default                       # empty: unset
@@ -71,6 +75,17 @@ def test_each_variable_is_read_validated(knob):
     if knob.type is int:
         with pytest.raises(knobs.KnobError, match="not a whole number"):
             knobs.read(knob, {knob.name: "2.5"})
+
+
+def test_a_text_variable_is_held_to_its_form():
+    knob = knobs.SOURCE_REVISION
+    assert [k.name for k in knobs.KNOBS.values() if k.type is str] == [knob.name]
+    assert knobs.read(knob, {}) is None and knobs.read(knob, {knob.name: " "}) is None
+    for good in ("0123456", "0123456789abcdef" * 2 + "+dirty." + "ab" * 32):
+        assert knobs.read(knob, {knob.name: f" {good} "}) == good
+    for bad in ("main", "v1.0; rm -rf /", "0123456+dirty", "0123456+dirty.xyz", "0123456\nother"):
+        with pytest.raises(knobs.KnobError, match=re.escape(f"`{knob.name}`={bad!r} is not a git revision")):
+            knobs.read(knob, {knob.name: bad})
 
 
 def test_check_all_names_every_bad_variable():
