@@ -229,7 +229,7 @@ def test_runners_are_chosen_by_name_or_import_path_and_a_bad_one_is_refused(tmp_
 def test_the_recorder_listens_to_status_changes_and_writes_each_ended_task_once(graph, tmp_path):
     state = sweep_state.SweepState(graph)
     layout = SweepLayout(Storage(str(tmp_path)), "listened")
-    recorder = recording.TaskRecorder(layout, state, "hash", None, None, None)
+    recorder = recording.TaskRecorder(layout, state, "hash")
     state.subscribe(recorder.on_status)
     root = next(t for t, task in graph.tasks.items() if task.kind == vocab.PRETRAIN)
     below = graph.descendants(root)
