@@ -4,7 +4,10 @@ for each other, so concurrency is shown by a barrier rather than by overlapping 
 
 from __future__ import annotations
 
+import io
+import logging
 import re
+import sys
 
 import pytest
 from ray.tune.search import Searcher
@@ -102,6 +105,28 @@ def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
     remaining = len(ids) - 6 + 1                   # pending + running, 10 s each, 2 at a time
     assert re.search(r"ETA (\d+)s", line).group(1) == f"{10.0 * remaining / 2:.0f}"
     assert "ETA ?" in sweep_state.SweepState(graph).progress_line(concurrency=2)   # nothing measured yet
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_is_a_log_line_off_a_terminal_and_a_bar_on_one(graph, caplog, monkeypatch):
+    """A log file, `ray job logs`, a pipe: the line is an INFO message of the `orchestrator` logger, like
+    every other line of a run; on a terminal a bar redrawn in place, not a log record."""
+    state = sweep_state.SweepState(graph)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        sweep_state.ProgressPrinter(state, 2).maybe_print(force=True)
+    assert [r.getMessage() for r in caplog.records] == [state.progress_line(2)] and sys.stdout.getvalue() == ""
+    caplog.clear()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        sweep_state.ProgressPrinter(state, 2).maybe_print(force=True)
+    assert caplog.records == [] and terminal.getvalue().startswith("\r\x1b[2K")
+    assert f"0/{len(graph)} finished" in terminal.getvalue()
 
 
 # ----- DagSearcher (driven by hand like Tune would) -----
