@@ -33,6 +33,21 @@ from tasks.seeding import generator  # noqa: E402
 from tasks.train import OptimSettings, cross_entropy_objective, fit  # noqa: E402
 
 
+# --------------------------------------------------------------------------- runners of the sweep benchmarks
+
+def runner(name: str) -> str:
+    """What `run_sweep(runner=...)` takes for the benchmark runner `name` (`noop`, `synthetic`, `real`):
+    `real` itself, the import path of the test-support runner (tests/support/runners.py), or the bare name
+    for an earlier revision that still had the fake runners built in (`bench.scale --before REV`)."""
+    if name == "real":
+        return name
+    try:
+        from orchestrator.run import work
+    except ImportError:              # before the orchestrator's packages by layer
+        from orchestrator import work
+    return name if name in getattr(work, "RUNNERS", {}) else f"tests.support.runners:{name}"
+
+
 # --------------------------------------------------------------------------- CLI, provenance, output
 
 def base_parser(description: str) -> argparse.ArgumentParser:

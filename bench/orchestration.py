@@ -16,7 +16,6 @@ Ray start-up is timed separately and not part of any per-task figure.
 from __future__ import annotations
 
 
-import io
 import json
 import math
 import statistics
@@ -116,12 +115,13 @@ def run_noop_graph(n_independent: int, n_chain: int, max_concurrent: int) -> dic
     with tempfile.TemporaryDirectory(prefix="mmc-bench-orch-") as storage:
         layout = SweepLayout(Storage(storage), "bench-noop")
         state = SweepState(graph)
-        ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="bench-noop", runner="noop")
+        ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="bench-noop",
+                           runner=common.runner("noop"))
+        state.subscribe(lambda task_id, before, after: finished_at.setdefault(task_id, time.time())
+                        if before.status == "running" and after.status in ("done", "failed") else None)
         start = time.time()
         run_graph(state, layout, ctx, max_concurrent=max_concurrent,
-                  on_finish=lambda task_id: finished_at.setdefault(task_id, time.time()),
-                  progress=ProgressPrinter(state, max_concurrent, interval_s=1e9, stream=io.StringIO()),
-                  run_name="bench-noop")
+                  progress=ProgressPrinter(state, max_concurrent, interval_s=1e9), run_name="bench-noop")
         wall = time.time() - start
     overhead, chain_gaps = [], []
     first = sorted(state.states.items(), key=lambda kv: kv[1].started_at or 0)[:max_concurrent]
@@ -164,7 +164,8 @@ def run_sweep_overhead(name: str, runner: str, num_cpus: int) -> dict:
         spec = load(name, storage=storage)
         log_lines: list[str] = []
         start = time.time()
-        outcome = run_sweep(spec, runner=runner, num_cpus=num_cpus, report=False, log=log_lines.append)
+        outcome = run_sweep(spec, runner=common.runner(runner), num_cpus=num_cpus, report=False,
+                            log=log_lines.append)
         wall = time.time() - start
         table = tables.read_table(outcome.layout, "tasks")
     table = table[table["status"] == "finished"]

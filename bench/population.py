@@ -79,7 +79,7 @@ def one_run(spec, new_version: bool) -> dict:
     from orchestrator.run.sweep import run_sweep
 
     cpu0, start = time.process_time(), time.perf_counter()
-    outcome = run_sweep(spec, runner="synthetic", num_cpus=2, report=False, new_version=new_version,
+    outcome = run_sweep(spec, runner=common.runner("synthetic"), num_cpus=2, report=False, new_version=new_version,
                         log=lambda line: line.startswith(("sweep `", "finished in")) and print("   ", line))
     states = outcome.state.states
     ran = {}

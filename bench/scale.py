@@ -144,7 +144,7 @@ def one_run(args) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    outcome = run_sweep(spec, runner=args.runner, num_cpus=args.num_cpus, report=False, log=_quiet)
+    outcome = run_sweep(spec, runner=common.runner(args.runner), num_cpus=args.num_cpus, report=False, log=_quiet)
     run_s, run_cpu = time.perf_counter() - wall0, _cpu() - cpu0
     if profiler is not None:
         profiler.disable()

@@ -48,8 +48,10 @@ def run(spec: str | None = None, *overrides: str, runner: str = "real", num_cpus
         address: str | None = None, report: bool = True, new_version: bool = False,
         autoscaler_config: str | None = None, wait_for_nodes_s: float | None = None, **flags):
     """Run (or resume) a sweep like `mmc-sweep run`; returns its `SweepOutcome` (`.ok`, `.counts`,
-    `.layout`, `.report_html`). Raises SpecError / SweepError for bad input. `autoscaler_config` and
-    `wait_for_nodes_s` are `--autoscaler-config` and `--wait-for-nodes`."""
+    `.layout`, `.report_html`). Raises an `orchestrator.errors.MmcError` (SpecError, SweepError, ...) for
+    bad input, KeyboardInterrupt when stopped (Ctrl-C, SIGTERM, SIGHUP). `runner`: `real`, or an import
+    path `package.module:function`. `autoscaler_config` and `wait_for_nodes_s` are `--autoscaler-config`
+    and `--wait-for-nodes`."""
     from orchestrator.run.sweep import run_sweep
 
     waits = {} if wait_for_nodes_s is None else {"wait_for_nodes_s": wait_for_nodes_s}

@@ -1,21 +1,27 @@
 """`mmc-sweep` (also `python -m orchestrator`): run, plan, status, report, compact, schema, data download.
 
 Exit status: 0 success, 1 some tasks failed or were skipped, 2 bad input (spec, storage, lock,
-resources, arguments) with nothing run and nothing written, 130 interrupted (finished tasks kept).
+resources, arguments, environment variables) with nothing run and nothing written, 130 interrupted
+(Ctrl-C, SIGTERM, SIGHUP; finished tasks kept). Bad input is an `orchestrator.errors.MmcError`, shown
+as one `error:` line; messages go through `logging` (`orchestrator.messages.ConsoleHandler`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 import time
 
+from orchestrator.errors import MmcError
+
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_LOG = logging.getLogger(__name__)
 
 
-class UsageError(ValueError):
+class UsageError(MmcError, ValueError):
     """A bad command-line argument (exit 2)."""
 
 
@@ -209,7 +215,7 @@ def cmd_schema(args) -> int:
 def cmd_data_download(args) -> int:
     from pathlib import Path
 
-    from tasks.datasets import download
+    from tasks.datasets import DataError, download
 
     root = Path(args.root)
     for parent in (root, *root.parents):
@@ -219,6 +225,8 @@ def cmd_data_download(args) -> int:
             break
     try:
         download(args.name, args.root)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:   # a root that cannot be created or written (permissions, read-only, full disk)
         raise UsageError(f"--root {args.root}: cannot write the dataset there ({exc.strerror or exc}); give a "
                          "writable directory") from None
@@ -259,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new-version", action="store_true",
                      help="the spec changes settings of an existing sweep: make it the sweep's new version (the old "
                           "spec is kept as spec-v<N>.yaml; unchanged finished tasks are reused)")
-    run.add_argument("--runner", default="real", choices=["real", "noop", "sleep", "synthetic"], help=argparse.SUPPRESS)
+    run.add_argument("--runner", default="real", help=argparse.SUPPRESS)   # or package.module:function (tests)
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     run.set_defaults(func=cmd_run)
 
@@ -333,21 +341,19 @@ def _main(argv: list[str] | None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:   # overrides given after options: `run SPEC --storage X finetune.lam=3`
         args.items = [*args.items, *extra]
-    from orchestrator.errors import SweepError
-    from orchestrator.storage.layout import LayoutError
+    from orchestrator import knobs
+    from orchestrator.messages import to_console
+    from orchestrator.run.signals import stop_like_ctrl_c
     from orchestrator.uris import redact
-    from orchestrator.spec.schema import SpecError
-    from orchestrator.spec.yaml_io import YamlError
-    from tasks.datasets import DataError
 
+    to_console()
     try:
-        return args.func(args)
-    except (SpecError, SweepError, UsageError, LayoutError, DataError, YamlError) as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileNotFoundError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        knobs.check_all()
+        with stop_like_ctrl_c():   # SIGTERM and SIGHUP: as Ctrl-C (exit 130); a second one ends at once
+            return args.func(args)
+    except MmcError as exc:
+        _LOG.error(redact(str(exc)))
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished tasks are kept; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

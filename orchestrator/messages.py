@@ -1,8 +1,14 @@
-"""How values appear in error messages: roughly as YAML spells them, shortened, with their type."""
+"""How values appear in error messages (roughly as YAML spells them, shortened, with their type), and
+where messages go: every module logs to `logging.getLogger(__name__)` under the `orchestrator` logger,
+which the CLI shows through `ConsoleHandler` (one channel for the story of a run, progress and warnings)."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from typing import Any
+
+from orchestrator.uris import redact
 
 MAX_SHOWN = 80                 # characters of a value shown in a message
 
@@ -30,3 +36,38 @@ def a_type(value: Any) -> str:
     """`type_name` with its article: "a list", "an integer"."""
     name = type_name(value)
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+# ----- where messages go -----------------------------------------------------------------------
+
+LOGGER = "orchestrator"     # every module logs under it: logging.getLogger(__name__)
+
+
+class ConsoleHandler(logging.Handler):
+    """The CLI's output: INFO (the story of a run, progress lines) to stdout as it is; warnings and
+    errors to stderr as `warning: ...` / `error: ...`; every message redacted (`uris.redact`: credentials
+    in URIs never shown). Looks up sys.stdout/sys.stderr per message."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = redact(self.format(record))
+            if record.levelno >= logging.WARNING:
+                stream, text = sys.stderr, ("error: " if record.levelno >= logging.ERROR else "warning: ") + text
+            else:
+                stream = sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)
+
+
+def to_console(only_if_unhandled: bool = False) -> None:
+    """Show orchestrator's messages on the terminal (once per process). `only_if_unhandled`: only when
+    no handler would take them otherwise (the Python API; the CLI always shows them)."""
+    logger = logging.getLogger(LOGGER)
+    if any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        return
+    if only_if_unhandled and logger.hasHandlers():
+        return
+    logger.addHandler(ConsoleHandler())
+    logger.setLevel(logging.INFO)

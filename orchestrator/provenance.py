@@ -23,10 +23,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator import knobs
 from orchestrator.errors import SweepError
 
-# Environment knob (one of the MMC_* variables): the revision of the submitting checkout.
-SOURCE_REVISION_ENV_VAR = "MMC_SOURCE_REVISION"
+SOURCE_REVISION_ENV_VAR = knobs.SOURCE_REVISION.name   # the revision of the submitting checkout
 GIT_TIMEOUT_S = 10
 _REVISION = re.compile(r"^(?P<commit>[0-9a-f]{7,64})(?:\+dirty\.(?P<diff>[0-9a-f]{8,64}))?$")
 PACKAGES = ("torch", "numpy", "ray", "mlflow", "pyarrow", "pandas", "safetensors", "matplotlib")
@@ -59,8 +59,8 @@ class SourceRevision:
 
 def source_revision(environ=None) -> SourceRevision | None:
     """The revision of the code that runs (see the module's docstring); None when unknown. A malformed
-    MMC_SOURCE_REVISION is a SweepError (exit 2)."""
-    given = (os.environ if environ is None else environ).get(SOURCE_REVISION_ENV_VAR, "").strip()
+    MMC_SOURCE_REVISION is a KnobError (exit 2)."""
+    given = knobs.given(knobs.SOURCE_REVISION, environ)
     if given:
         return SourceRevision.parse(given)
     return git_revision(Path(__file__).resolve().parent)

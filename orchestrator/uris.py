@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from orchestrator.errors import MmcError
+
 SCHEME_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]+:"   # `s3:`; one letter before ':' is a Windows drive (`C:/x`)
 _SCHEME = re.compile(f"^({SCHEME_PATTERN[:-1]}):")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")   # up to the last @: secrets may hold '/'
@@ -14,7 +16,7 @@ _QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]*(?:token|secret|passw|pwd|sig
                            r"[a-z0-9_.-]*=)[^&;\s'\"<>#]+")
 
 
-class UriError(ValueError):
+class UriError(MmcError, ValueError):
     """A URI that names no usable location (e.g. `file://host/x`, a file URI on another host)."""
 
 

@@ -4,7 +4,8 @@ pytest-xdist runs the test files in 2 processes (`-n 2 --dist loadfile` in pypro
 runs everything in one), each with its own Ray temp directory.
 
 The suite is independent of the caller's environment: a `RAY_ADDRESS` (a cluster the caller uses)
-is removed before any test runs, so no test attaches to it; local Rays are started with
+and every `MMC_*` variable (`FOREIGN_ENV`) are removed before any test runs, so no test attaches to
+the caller's cluster or inherits a knob; local Rays are started with
 `num_gpus=0` and subprocesses get `clean_env()`, so a GPU on the machine changes nothing outside
 the `gpu`-marked tests.
 """
@@ -20,18 +21,22 @@ import pytest
 import torch
 import yaml
 
+from orchestrator.knobs import KNOBS
+from tests.support.runners import ENV_VARS as TEST_RUNNER_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SPEC = REPO / "sweeps" / "smoke.yaml"
-# Variables of the caller's environment that would change what a test does.
-FOREIGN_ENV = ("RAY_ADDRESS", "MMC_FAIL_TASKS", "MMC_SLEEP_TASK_S", "MMC_MAX_BUNDLE", "MMC_CRASH_WORKER_AT_EPOCH",
-               "MMC_CRASH_MARKER_DIR", "MMC_MAX_WORKER_FAILURES", "MMC_CONNECT_TIMEOUT_S", "MLFLOW_TRACKING_URI",
-               "MMC_COMPACT_MIN_FRAGMENTS", "MMC_TEST_HOOKS", "MMC_TEST_EVENTS_DIR", "MMC_TEST_PAUSE_AFTER_EPOCH",
-               "MMC_TEST_WAIT_FOR", "MMC_LOCK_LEASE_S",
-               "MMC_SOURCE_REVISION")
+# Variables of the caller's environment that would change what a test does: every variable mmc-sweep
+# reads (orchestrator.knobs), the test runners' own, a Ray cluster, an MLflow server.
+FOREIGN_ENV = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", *KNOBS, *TEST_RUNNER_ENV)
 
 torch.set_num_threads(1)   # the machine has 2 cores shared by everybody
 for _name in FOREIGN_ENV:
     os.environ.pop(_name, None)
+# Ray workers of a local Ray started in a test import the test runners (tests/support/runners.py) by
+# import path: the repository is on their path however pytest was started.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                          if p and p != str(REPO)]])
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # pytest-xdist runs test files in parallel processes (pyproject's addopts), and several pytest runs may
 # share a machine. Each process gets its own Ray temp directory (its run, its xdist worker), inherited by

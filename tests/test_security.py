@@ -262,7 +262,7 @@ def test_environment_credentials_do_not_reach_the_sweep_directory(tmp_path):
     env.update(AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET, HF_TOKEN=FAKE_SECRET,
                MY_PASSWORD=FAKE_SECRET)
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--storage",
-                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "noop"],
+                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "tests.support.runners:noop"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert FAKE_SECRET not in proc.stdout + proc.stderr
@@ -304,6 +304,20 @@ def test_the_drivers_lines_and_warnings_go_out_redacted():
         redact_warnings()                                     # once is enough; twice changes nothing
         warnings.warn(f"retrying s3://k:{FAKE_SECRET}@bucket/x", RuntimeWarning)
     assert [str(w.message) for w in seen] == ["retrying s3://***@bucket/x"]
+
+
+def test_logged_messages_go_out_redacted(capsys):
+    """The one channel of warnings and progress (`logging` under `orchestrator`, the CLI's console
+    handler) redacts every message, whichever module logs it."""
+    import logging
+
+    from orchestrator.messages import to_console
+
+    to_console()
+    logging.getLogger("orchestrator.results.tables").warning(f"skipping s3://k:{FAKE_SECRET}@bucket/x.parquet")
+    logging.getLogger("orchestrator.run.sweep").info(f"storage gs://u:{FAKE_SECRET}@b/runs")
+    out, err = capsys.readouterr()
+    assert err == "warning: skipping s3://***@bucket/x.parquet\n" and out == "storage gs://***@b/runs\n"
 
 
 def test_mlflow_params_and_tags_never_hold_credentials_in_uris(tmp_path):

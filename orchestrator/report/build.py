@@ -12,7 +12,7 @@ import io
 import json
 import os
 import time
-import warnings
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +31,8 @@ from orchestrator.spec.schema import top_key
 from orchestrator.spec.validation import read_settings
 from orchestrator.spec.yaml_io import YamlError, parse_yaml
 from tasks.settings import as_dict
+
+_LOG = logging.getLogger(__name__)
 
 MAX_SPEC_BYTES = 2_000_000
 
@@ -72,7 +74,7 @@ def read_spec_text(layout) -> str | None:
         if layout.storage.exists(path):
             return layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES).decode("utf-8", errors="replace")
     except Exception as exc:  # noqa: BLE001 - the report must not fail on a missing spec
-        warnings.warn(f"could not read the spec for the report: {exc}", RuntimeWarning, stacklevel=2)
+        _LOG.warning(f"could not read the spec for the report: {exc}")
     return None
 
 
@@ -88,8 +90,8 @@ def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict
     problems: list[str] = []
     rules = read_settings(top_key("claims"), {"claims": raw if isinstance(raw, dict) else {}}, "claims", problems)
     if rules is None:
-        warnings.warn(f"the stored spec's `claims:` section is not valid ({'; '.join(problems)}); the claims are "
-                      "judged by the default rules", RuntimeWarning, stacklevel=2)
+        _LOG.warning(f"the stored spec's `claims:` section is not valid ({'; '.join(problems)}); the claims are "
+                     "judged by the default rules")
         rules = ClaimRules()
     return rules, json.loads(json.dumps(as_dict(rules)))
 

@@ -26,16 +26,17 @@ import tempfile
 import threading
 import time
 import traceback
-import warnings
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.report import plots, stats
-REPORT_WORKERS_ENV_VAR = "MMC_REPORT_WORKERS"   # processes drawing figures (this one included); 1: no workers
-DEFAULT_REPORT_WORKERS = 4
+
+_LOG = logging.getLogger(__name__)
+
 MIN_JOBS_PER_WORKER = 3                         # a worker costs about one figure to start
 WORKER_TIMEOUT_S = 600
 MANIFEST = "figures.json"
@@ -265,13 +266,9 @@ def serve(stdin=None, stdout=None) -> None:
 
 
 def report_workers(n_jobs: int) -> int:
-    """Processes drawing `n_jobs` figures, this one included: `$MMC_REPORT_WORKERS` (default 4), at
+    """Processes drawing `n_jobs` figures, this one included: `$MMC_REPORT_WORKERS` (`knobs.REPORT_WORKERS`, default 4), at
     most one per CPU available to this process and one per MIN_JOBS_PER_WORKER figures."""
-    try:
-        wanted = int(os.environ.get(REPORT_WORKERS_ENV_VAR, DEFAULT_REPORT_WORKERS))
-    except ValueError:
-        raise ValueError(f"`{REPORT_WORKERS_ENV_VAR}`: {os.environ[REPORT_WORKERS_ENV_VAR]!r} is not an integer; "
-                         "use e.g. 1 (draw in this process only) or 4") from None
+    wanted = knobs.read(knobs.REPORT_WORKERS)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(wanted, cpus or 1, n_jobs // MIN_JOBS_PER_WORKER))
 
@@ -281,7 +278,7 @@ class _Worker:
 
     def __init__(self, jobs: "queue.Queue[int]", lines: list[str], results: dict, log_dir: str, index: int):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-               REPORT_WORKERS_ENV_VAR: "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+               knobs.REPORT_WORKERS.name: "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
         self.log = open(os.path.join(log_dir, f"worker{index}.log"), "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, env=env, text=True)
@@ -321,8 +318,7 @@ def _draw_here(job: FigureJob) -> bytes | None:
     try:
         return draw(job.kind, job.frames, job.options)
     except Exception as exc:  # noqa: BLE001 - one bad figure must not cost the report
-        warnings.warn(f"report: figure {job.name} could not be drawn ({type(exc).__name__}: {exc})",
-                      RuntimeWarning, stacklevel=3)
+        _LOG.warning(f"report: figure {job.name} could not be drawn ({type(exc).__name__}: {exc})")
         return None
 
 
@@ -343,7 +339,7 @@ def draw_all(jobs: list[FigureJob], processes: int | None = None) -> list[bytes 
         try:
             workers = [_Worker(todo, lines, results, tmp, w) for w in range(processes - 1)]
         except OSError as exc:
-            warnings.warn(f"report: no figure workers ({exc}); drawing in this process", RuntimeWarning, stacklevel=2)
+            _LOG.warning(f"report: no figure workers ({exc}); drawing in this process")
         while True:
             try:
                 i = todo.get_nowait()

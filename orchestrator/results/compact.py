@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import os
+import logging
 import sys
 import time
 import uuid
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.errors import SweepError
 from orchestrator.results import tables
 from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
@@ -66,14 +66,15 @@ from orchestrator.results.schemas import SCHEMAS
 from orchestrator.storage.layout import LayoutError, SweepLayout, check_name
 from orchestrator.uris import redact
 
-MIN_FRAGMENTS_ENV_VAR = "MMC_COMPACT_MIN_FRAGMENTS"
-DEFAULT_MIN_FRAGMENTS_AFTER_RUN = 64   # fewer new fragments than this: a run leaves them as they are
 MAX_PARTS = 8                          # more parts than this in a table: they are merged
 ROW_GROUP_BYTES = 16 << 20             # in-memory Arrow size of a row group: whole-table scans stay fast,
                                        # one task's rows (`tables.read_fragment`) read one small group
 PREFETCH = 32                          # fragments read ahead by a thread pool (object stores: latency)
 PART_METADATA = {b"mmc_sweep.part": b"1"}
 REPAIR_ONLY = sys.maxsize              # `min_fragments` of `repair`: mend, absorb no new fragment
+
+
+_LOG = logging.getLogger(__name__)
 
 
 class CompactionError(SweepError):
@@ -105,10 +106,8 @@ class TableCompaction:
 
 
 def min_fragments_after_run() -> int:
-    try:
-        return max(1, int(os.environ.get(MIN_FRAGMENTS_ENV_VAR, DEFAULT_MIN_FRAGMENTS_AFTER_RUN)))
-    except ValueError:
-        return DEFAULT_MIN_FRAGMENTS_AFTER_RUN
+    """Fewer new fragments than this in a table: a run leaves them as they are (`knobs.COMPACT_MIN_FRAGMENTS`)."""
+    return knobs.read(knobs.COMPACT_MIN_FRAGMENTS)
 
 
 def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1) -> dict[str, TableCompaction]:
@@ -122,13 +121,13 @@ def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int
         forget_cached(layout)
 
 
-def compact_after_run(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
+def compact_after_run(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
     """The end of a run (also an interrupted one): compact, print one line, never raise for a
     compaction problem (the fragments stay, readers read them; `mmc-sweep compact` retries)."""
     return _quietly(layout, min_fragments_after_run(), log)
 
 
-def repair(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
+def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
     """The start of a run, before it decides which tasks are finished: mend what damaged the tables
     (lost or damaged parts, renamed parts, stray files, temporary files, rows a glob would count
     twice); new fragments are absorbed only where a part is rewritten anyway. Prints what was done;
@@ -137,11 +136,12 @@ def repair(layout: SweepLayout, log=print) -> dict[str, TableCompaction]:
 
 
 def _quietly(layout: SweepLayout, min_fragments: int, log) -> dict[str, TableCompaction]:
+    log = log or _LOG.info
     try:
         done = compact(layout, min_fragments=min_fragments)
     except Exception as exc:  # noqa: BLE001 - results are safe in their fragments either way
-        log(f"warning: results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
-            f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
+        _LOG.warning(f"results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
+                     f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
         return {}
     changed = {t: c for t, c in done.items() if c.changed}
     if changed:
@@ -168,7 +168,7 @@ def summary(done: dict[str, TableCompaction]) -> str:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    _LOG.warning(message)
 
 
 # ----------------------------------------------------------------------------------------------

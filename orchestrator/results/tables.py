@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import io
-import warnings
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,6 +38,9 @@ from orchestrator.results.manifest import (PART_OK, Entry, check_part, compacted
                                            read_parquet_bytes)
 from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMAS
 from orchestrator.storage.layout import LinkError
+
+_LOG = logging.getLogger(__name__)
+
 
 class SchemaError(ValueError):
     """Rows that do not fit a table's schema; the message names table, column and row."""
@@ -257,7 +260,7 @@ def read_table(layout, table: str) -> pd.DataFrame:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    _LOG.warning(message)
 
 
 def _read_once(layout, table: str, strict: bool) -> pa.Table:

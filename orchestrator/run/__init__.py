@@ -1,7 +1,7 @@
 """Layer 6, running a sweep: checks before work (`preflight`, `visibility`), task states
 (`state`), the Ray Tune searcher and trials (`schedule`), what each task kind computes (`work`),
 Ray Train (`distributed`), resume state (`resume`), the driver's records (`recording`) and MLflow
-(`tracking`, `child_runs`, `tracking_sql`), and the story of one run (`sweep`)."""
+(`tracking`, `child_runs`, `tracking_sql`), stop signals (`signals`), and the story of one run (`sweep`)."""
 from __future__ import annotations
 
 from importlib import import_module

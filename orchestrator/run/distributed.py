@@ -9,15 +9,13 @@ after the last stored epoch.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 
 import ray.train
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.run import work
 from orchestrator.graph.dag import Resources, Task
 from orchestrator.storage.layout import SweepLayout
@@ -25,10 +23,6 @@ from orchestrator.run.progress import planned_epochs
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
 from orchestrator.run.work import TaskResult
 
-MAX_WORKER_FAILURES_ENV_VAR = "MMC_MAX_WORKER_FAILURES"
-DEFAULT_MAX_WORKER_FAILURES = 2
-CRASH_AT_EPOCH_ENV_VAR = "MMC_CRASH_WORKER_AT_EPOCH"   # fault injection: "task_prefix:epoch" (rank 1 dies once)
-CRASH_MARKER_DIR_ENV_VAR = "MMC_CRASH_MARKER_DIR"       # where the "already crashed once" marker goes
 
 
 def worker_resources(r: Resources) -> dict:
@@ -40,15 +34,31 @@ def worker_resources(r: Resources) -> dict:
     return request
 
 
-def _maybe_crash(task: Task, epoch: int, rank: int) -> None:
-    crash = os.environ.get(CRASH_AT_EPOCH_ENV_VAR, "")
-    if not crash:
-        return
-    prefix, at = crash.rsplit(":", 1)
-    marker = os.path.join(os.environ.get(CRASH_MARKER_DIR_ENV_VAR, tempfile.gettempdir()), f"mmc-crashed-{task.id}")
-    if task.id.startswith(prefix) and epoch == int(at) and rank == 1 and not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)   # simulate a worker that dies mid-task, once
+class TaskFailedError(RuntimeError):
+    """A task that raised on a Ray Train worker: its formatted error and its exception's class name
+    (a plain exception: it pickles across processes)."""
+
+    def __init__(self, error: str, error_type: str | None):
+        super().__init__(error, error_type)
+        self.error, self.error_type = error, error_type
+
+    def __str__(self) -> str:
+        return self.error
+
+
+def _error_type(exc: BaseException) -> str:
+    """The class name of what failed: a worker's `TaskFailedError` inside Ray Train's error, else `exc`'s."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, TaskFailedError) and e.error_type:
+            return e.error_type
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(x, BaseException)]
+        todo += [x for x in (getattr(e, "worker_failures", None) or {}).values() if isinstance(x, BaseException)]
+    return type(exc).__name__
 
 
 def _train_worker(config: dict) -> dict:
@@ -71,12 +81,11 @@ def _train_worker(config: dict) -> dict:
         if torch.distributed.is_initialized():
             torch.distributed.barrier()   # the state of this epoch is stored before any rank goes on (or dies)
         ray.train.report({"epoch": report.epoch, "loss": report.loss, "acc": report.acc})
-        _maybe_crash(task, report.epoch, rank)
 
     env.on_epoch = on_epoch
     result = work.execute(task, config["runner"], env)
     if result.status != vocab.DONE:
-        raise RuntimeError(result.error)
+        raise TaskFailedError(result.error, result.error_type)
     return result.to_dict()   # rank 0's becomes `Result.return_value`
 
 
@@ -94,15 +103,15 @@ def run_with_ray_train(task: Task, layout: SweepLayout, runner: str, data_root: 
         run_config=RunConfig(
             name=f"train-{task.id}",
             storage_path=layout.ray_dir(),
-            failure_config=FailureConfig(max_failures=int(os.environ.get(MAX_WORKER_FAILURES_ENV_VAR,
-                                                                          DEFAULT_MAX_WORKER_FAILURES))),
+            failure_config=FailureConfig(max_failures=knobs.read(knobs.MAX_WORKER_FAILURES)),
         ),
     )
     device = f"ray-train x{r.workers}"
     try:
         returned = getattr(trainer.fit(), "return_value", None)
     except Exception as exc:  # noqa: BLE001
-        return TaskResult(vocab.FAILED, time.time() - start, device, error=work.format_error(exc))
+        return TaskResult(vocab.FAILED, time.time() - start, device, error=work.format_error(exc),
+                          error_type=_error_type(exc))
     result = TaskResult.from_dict(returned) if isinstance(returned, dict) else TaskResult(vocab.DONE, 0.0)
     result.duration_s, result.device = time.time() - start, device
     return result

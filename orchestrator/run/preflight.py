@@ -3,7 +3,7 @@
 Each check raises `SweepError` (the CLI exits 2) with a message that names the key or flag, the
 problem and the fix, and leaves nothing behind: directories a probe created are removed, secrets
 in URIs are redacted. Network endpoints (a Ray address, an MLflow tracking server) must answer
-within `DEFAULT_CONNECT_TIMEOUT_S` seconds (`MMC_CONNECT_TIMEOUT_S`).
+within `knobs.CONNECT_TIMEOUT_S` (`MMC_CONNECT_TIMEOUT_S`, 10 s by default).
 
 Why one module: every check before work, in the order a run makes them, each leaving nothing behind; a
 reader looking for why a run was refused finds every rule here.
@@ -22,6 +22,7 @@ import uuid
 
 import pyarrow.fs as pafs
 
+from orchestrator import knobs
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
 from orchestrator.storage.layout import LinkError, Storage, SweepLayout
@@ -29,17 +30,11 @@ from orchestrator.uris import redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
 
-CONNECT_TIMEOUT_S_ENV_VAR = "MMC_CONNECT_TIMEOUT_S"
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_SPEC_BYTES = 1_000_000
 
 
 def connect_timeout_s() -> float:
-    try:
-        value = float(os.environ.get(CONNECT_TIMEOUT_S_ENV_VAR, DEFAULT_CONNECT_TIMEOUT_S))
-    except ValueError:
-        return DEFAULT_CONNECT_TIMEOUT_S
-    return value if 0 < value < 3600 else DEFAULT_CONNECT_TIMEOUT_S
+    return knobs.read(knobs.CONNECT_TIMEOUT_S)
 
 
 # ----- storage -----

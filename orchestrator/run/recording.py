@@ -6,8 +6,9 @@ step series (training curves per epoch, path curves per alpha) in their result, 
 nothing; a task found finished on storage without a row (the driver died in between) is recorded from
 its `done.json`.
 
-Recording is off the scheduling path: `TaskRecorder.record` (called by the scheduler's thread as a task
-ends) takes a snapshot of the task's state and queues it; one background thread turns each batch of
+Recording is off the scheduling path: the recorder listens to the sweep's state
+(`SweepState.subscribe(recorder.on_status)`): a task that ends (done, failed, skipped) is queued with the
+state it ended in; one background thread turns each batch of
 snapshots into `EndedTask`s, hands them to the tracker (`tasks_ended`, one SQL transaction for the batch
 where it can) and then writes their `tasks` rows (which hold the runs' ids), in the order the tasks ended.
 `TaskRecorder.close()` — at the end of every run, an interrupted one included — waits until every
@@ -16,9 +17,9 @@ every finished task that has none (`orchestrator.run.sweep`), and failed tasks r
 """
 from __future__ import annotations
 
+import logging
 import queue
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,10 +34,13 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.run.tracking import NullTracker
 from orchestrator.uris import redact
 
+log = logging.getLogger(__name__)
+
 
 def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error: str | None = None,
              duration_s: float | None = None, device: str | None = None, mlflow_run_id: str | None = None,
-             cached: bool = False, started_at: float | None = None, finished_at: float | None = None) -> dict:
+             cached: bool = False, started_at: float | None = None, finished_at: float | None = None,
+             error_type: str | None = None) -> dict:
     """The task's row of the `tasks` table (`status` in vocab.TABLE_STATUSES)."""
     names = set(schemas.SCHEMAS[vocab.TASKS].names)
     return {
@@ -44,7 +48,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
         "task_id": task.id, "kind": task.kind, "status": status, "parents": list(task.parents),
         "spec_hash": spec_hash, "duration_s": duration_s, "device": device, "git_rev": rev,
         "torch_version": torch.__version__, "versions": _VERSIONS, "cached": cached, "mlflow_run_id": mlflow_run_id,
-        "error": redact(error) if error else error, "host": _HOST,
+        "error": redact(error) if error else error, "error_type": error_type, "host": _HOST,
         "num_workers": task.resources.workers, "config_json": canonical_json(task.config),
         "finished_at": time.time() if finished_at is None else finished_at, "started_at": started_at,
     }
@@ -61,6 +65,7 @@ class _Ended:
     task_id: str
     status: str             # run status (vocab.RUN_STATUSES)
     error: str | None
+    error_type: str | None
     duration_s: float | None
     started_at: float | None
     ended_at: float
@@ -80,6 +85,7 @@ class EndedTask:
     device: str | None
     metrics: dict           # name -> number
     steps: list             # (name, step, value): training curves per epoch, path curves per alpha
+    error_type: str | None = None   # the class name of the exception a failed task raised
 
 
 class TasksTable:
@@ -95,15 +101,15 @@ class TasksTable:
             row = task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
                            error=e.error, duration_s=e.duration_s, device=e.device,
                            mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
-                           started_at=e.started_at, finished_at=e.ended_at)
+                           started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type)
             try:
                 tables.write_fragment(self.layout, vocab.TASKS, e.task.id, [row])
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - keep recording the others; say which row is missing
                 message = f"{e.task.id}: {type(exc).__name__}: {redact(str(exc))}"
                 self.failures.append(message)
-                print(f"warning: the `tasks` row of {message} could not be written; the next run writes it if "
-                      "the task finished", file=sys.stderr)
+                log.warning(f"the `tasks` row of {message} could not be written; the next run writes it if "
+                            "the task finished")
                 if self.strict:
                     raise
 
@@ -138,13 +144,21 @@ class TaskRecorder:
         return self.table.failures
 
     # ---- the scheduler's side -------------------------------------------------------------------
-    def record(self, task_id: str) -> None:
-        s = self.state.states[task_id]
+    ENDED = (vocab.DONE, vocab.FAILED, vocab.SKIPPED)   # the statuses `on_status` records
+
+    def on_status(self, task_id: str, before, after) -> None:
+        """The listener of `SweepState.subscribe`: records a task that ended in this run."""
+        if after.status in self.ENDED:
+            self.record(task_id, after)
+
+    def record(self, task_id: str, s=None) -> None:
+        """Queue the row of `task_id` in its state `s` (default: its state now), once per status."""
+        s = self.state.states[task_id] if s is None else s
         status = vocab.STATUS_IN_TABLE[s.status]
         if self._recorded.get(task_id) == status:
-            return   # e.g. a skipped task reached again from a second failed ancestor
+            return   # e.g. a failed task whose reason was filled in after it ended
         self._recorded[task_id] = status
-        ended = _Ended(task_id, s.status, s.error, s.duration_s, s.started_at, time.time(), s.result)
+        ended = _Ended(task_id, s.status, s.error, s.error_type, s.duration_s, s.started_at, time.time(), s.result)
         if not self.background:
             self._write_batch([ended])
             return
@@ -217,4 +231,4 @@ class TaskRecorder:
             else:
                 metrics, steps = dict(result.metrics), list(result.steps)
         return EndedTask(task, ended.status, ended.error, ended.duration_s, ended.started_at, ended.ended_at,
-                         getattr(result, "device", None), metrics, [tuple(x) for x in steps])
+                         getattr(result, "device", None), metrics, [tuple(x) for x in steps], ended.error_type)

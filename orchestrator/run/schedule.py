@@ -21,16 +21,17 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
 
 import ray
 from ray import tune
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from orchestrator import knobs
 from orchestrator.run import capacity, distributed, work
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.run.signals import STOPS
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS
 from orchestrator.run.work import TaskResult
@@ -38,8 +39,7 @@ from orchestrator.run.work import TaskResult
 TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
 
 
-MAX_BUNDLE_ENV_VAR = "MMC_MAX_BUNDLE"
-DEFAULT_MAX_BUNDLE = 8
+DEFAULT_MAX_BUNDLE = 8         # tasks per bundle unless MMC_MAX_BUNDLE or `max_bundle` say otherwise
 SHORT_TASK_S = 0.1           # a kind whose tasks take less than this (median so far) is bundled too
 TARGET_TRIAL_S = 2.0         # bundles of measured-short tasks grow until a trial takes about this long ...
 MAX_ADAPTIVE_BUNDLE = 64     # ... up to this many tasks (unless MMC_MAX_BUNDLE or `max_bundle` caps them)
@@ -64,18 +64,15 @@ class DagSearcher(Searcher):
     room goes before one of a kind without.
     """
 
-    def __init__(self, state: SweepState, on_start: Callable[[str], None], on_finish: Callable[[str], None],
-                 concurrency: int | capacity.Concurrency = 1, max_bundle: int | None = None):
+    def __init__(self, state: SweepState, concurrency: int | capacity.Concurrency = 1, max_bundle: int | None = None):
         super().__init__()
         self._state = state
         self._trial_to_tasks: dict[str, list[str]] = {}
         self._finished_trials: dict[str, list[str]] = {}
-        self._on_start = on_start
-        self._on_finish = on_finish
         self._capacity = concurrency if isinstance(concurrency, capacity.Concurrency) else None
         self._concurrency = 1 if self._capacity is not None else max(1, concurrency)
         self._in_flight: dict[str, int] = {}      # resource kind -> trials suggested and not completed
-        explicit = max_bundle if max_bundle is not None else os.environ.get(MAX_BUNDLE_ENV_VAR)   # the argument wins
+        explicit = max_bundle if max_bundle is not None else knobs.given(knobs.MAX_BUNDLE)   # the argument wins
         self._max_bundle = max(1, int(explicit or DEFAULT_MAX_BUNDLE))
         self._adaptive = not explicit
         self._durations: dict[str, deque] = {}     # kind -> durations of its latest finished tasks
@@ -124,7 +121,6 @@ class DagSearcher(Searcher):
         return ready.take(group, size)
 
     def suggest(self, trial_id: str):
-        states = self._state.states
         first = self._state.ready.first(self._has_room if self._capacity is not None else None)
         if first is None and len(self._state.ready):
             return None     # ready tasks, but their kinds have as many trials in flight as the cluster holds
@@ -133,12 +129,9 @@ class DagSearcher(Searcher):
             kind = capacity.kind_of(self._state.graph.tasks[first].resources)
             self._in_flight[kind] = self._in_flight.get(kind, 0) + 1
             now = time.time()
-            for task_id in bundle:
-                states[task_id].status = RUNNING
-                states[task_id].started_at = now
             self._trial_to_tasks[trial_id] = bundle
             for task_id in bundle:
-                self._on_start(task_id)
+                self._state.set_status(task_id, RUNNING, started_at=now)
             graph = self._state.graph
             tasks = tuple(graph.tasks[t] for t in bundle)
             parent_kinds = {p: graph.tasks[p].kind for task in tasks for p in task.parents}
@@ -146,10 +139,8 @@ class DagSearcher(Searcher):
                     PAYLOAD_KEY: TrialPayload(tasks, parent_kinds)}
         if self._state.count(RUNNING) == 0:
             # Nothing runs and nothing is ready: whatever is still pending can never run.
-            for task_id, s in states.items():
-                if s.status == PENDING:
-                    s.status = SKIPPED
-                    s.error = "skipped: inputs never became available"
+            for task_id in [t for t, s in self._state.states.items() if s.status == PENDING]:
+                self._state.set_status(task_id, SKIPPED, "skipped: inputs never became available")
             return Searcher.FINISHED
         return None
 
@@ -166,19 +157,17 @@ class DagSearcher(Searcher):
             if state.status != RUNNING:
                 continue
             task_result = per_task.get(task_id)
-            state.duration_s = time.time() - (state.started_at or time.time())
-            state.result = task_result
             if error or task_result is None or task_result.status != DONE:
                 reason = (task_result.error if task_result else None) or \
                     "the trial crashed (worker died or was killed); see the Ray logs"
-                self._state.mark_failed(task_id, reason)
+                self._state.set_status(task_id, FAILED, reason, result=task_result,
+                                       error_type=task_result.error_type if task_result else None,
+                                       duration_s=time.time() - (state.started_at or time.time()))
             else:
-                state.status = DONE
-                state.duration_s = task_result.duration_s
+                self._state.set_status(task_id, DONE, result=task_result, duration_s=task_result.duration_s)
                 if task_result.duration_s is not None:
                     kind = self._state.graph.tasks[task_id].kind
                     self._durations.setdefault(kind, deque(maxlen=16)).append(float(task_result.duration_s))
-            self._on_finish(task_id)
 
 
 RESULTS_KEY = "task_results_json"   # one JSON string: Tune would flatten a nested dict of results
@@ -202,6 +191,12 @@ class _CrashReasons(Callback):
     def __init__(self, state: SweepState, searcher: DagSearcher):
         self._state, self._searcher = state, searcher
 
+    def __getstate__(self) -> dict:
+        return {}   # Tune pickles its callbacks for experiment restore; like the searcher's, this is live state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         _drop_payload(trial)
 
@@ -217,9 +212,28 @@ class _CrashReasons(Callback):
         except OSError:
             return
         lines = [line for line in text.strip().splitlines() if line.strip()]
+        error_type = error_type_in(lines)
         for task_id in task_ids:
-            if self._state.states[task_id].status == FAILED:
-                self._state.states[task_id].error = "trial crashed: " + " | ".join(lines[-3:])
+            state = self._state.states[task_id]
+            if state.status == FAILED:
+                self._state.set_status(task_id, FAILED, "trial crashed: " + " | ".join(lines[-3:]),
+                                       error_type=state.error_type or error_type)
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt))"
+                             r"(?:\((?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\))?(?::|$)")
+
+
+def error_type_in(lines: list[str]) -> str | None:
+    """The class name of the last exception a traceback's text names (`ray.exceptions.ActorDiedError:
+    ...` -> `ActorDiedError`, `RayTaskError(ValueError): ...` -> `ValueError`); None when no line starts
+    with one. (Read from text: Tune's pickled copy
+    of the exception is never unpickled here.)"""
+    for line in reversed(lines):
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match:
+            return match.group(2) or match.group(1)   # RayTaskError(ZeroDivisionError): the inner one
+    return None
 
 
 def _drop_payload(trial) -> None:
@@ -253,7 +267,7 @@ class TrialContext:
     graph: Graph | None  # the driver's; trials get their own tasks in their config (TrialPayload)
     storage_uri: str
     sweep: str
-    runner: str          # key of orchestrator.run.work.RUNNERS
+    runner: str          # a name in orchestrator.run.work.RUNNERS, or an import path (`work.resolve_runner`)
     data_root: str | None = None
 
 
@@ -336,29 +350,30 @@ def run_graph(
     ctx: TrialContext,
     *,
     max_concurrent: int | None,
-    on_finish: Callable[[str], None] = lambda task_id: None,
     progress: ProgressPrinter | None = None,
     run_name: str | None = None,
     concurrency: capacity.Concurrency | None = None,
 ) -> None:
-    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state`.
-    Trials in flight follow the cluster (`concurrency`, by default read from the connected cluster),
-    at most `max_concurrent`."""
+    """Run every pending task of `state` on the connected Ray cluster; statuses land in `state` (listen
+    to them with `state.subscribe`). `progress` prints as tasks start and end. Trials in flight follow
+    the cluster (`concurrency`, by default read from the connected cluster), at most `max_concurrent`."""
     if state.count(PENDING) == 0:   # nothing to run (Ray may not even be started)
         (progress or ProgressPrinter(state, max_concurrent or 1)).maybe_print(force=True)
         return
     concurrency = concurrency or capacity.Concurrency(capacity.read_cluster, max_concurrent)
     progress = progress or ProgressPrinter(state, concurrency.typical, cluster=concurrency.summary)
+    unsubscribe = state.subscribe(progress.on_change)
+    try:
+        _fit(state, layout, ctx, concurrency, run_name)
+    finally:
+        unsubscribe()
+    progress.maybe_print(force=True)
 
-    def started(task_id: str) -> None:
-        progress.maybe_print()
 
-    def finished(task_id: str) -> None:
-        on_finish(task_id)
-        progress.maybe_print(force=state.states[task_id].status == FAILED)
-
+def _fit(state: SweepState, layout: SweepLayout, ctx: TrialContext, concurrency: capacity.Concurrency,
+         run_name: str | None) -> None:
     quiet_ray_logs()
-    searcher = DagSearcher(state, on_start=started, on_finish=finished, concurrency=concurrency)
+    searcher = DagSearcher(state, concurrency=concurrency)
     with_context = tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None))
     with_context.__name__ = trainable_name(ctx.sweep)   # what the Ray dashboard calls the trial actors
     trainable = tune.with_resources(with_context, _config_resources)   # no trainable holds the graph
@@ -383,8 +398,8 @@ def run_graph(
             callbacks=[_CrashReasons(state, searcher)],
         ),
     )
-    tuner.fit()
-    progress.maybe_print(force=True)
+    with STOPS.tune_running():   # a first stop signal goes to Tune, which stops its trials
+        tuner.fit()
 
 
 def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:

@@ -1,99 +1,113 @@
 """The state of a sweep's tasks while it runs: each task's status, result and timing (`SweepState`),
-the tasks ready to start (`ReadySet`, kept up to date as tasks finish: no scan per suggestion), and
-the progress line (`ProgressPrinter`)."""
+the tasks ready to start (`ReadySet`), and the progress line (`ProgressPrinter`).
+
+A task's status changes in one place, `SweepState.set_status`; whatever follows a change listens to
+it (`SweepState.subscribe`, like the callbacks of Ray Train's controller): the counts per status, the
+ready set, the progress line, the driver's recorder. A task that fails skips its pending
+descendants right there (`Graph.descendants`), each a change the listeners hear of. Task states are
+frozen: a listener keeps the one it is handed, and nothing changes one behind the listeners' backs.
+"""
 from __future__ import annotations
 
 import heapq
-import os
-import sys
+import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 
+from orchestrator import knobs
 from orchestrator.graph.dag import Graph
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED
 from orchestrator.run.progress import TerminalLine
 from orchestrator.run.work import TaskResult
 
-PROGRESS_INTERVAL_S_ENV_VAR = "MMC_PROGRESS_INTERVAL_S"
-DEFAULT_PROGRESS_INTERVAL_S = 5.0
-
 FINISHED_STATUSES = (DONE, CACHED)   # a parent in one of these lets its children run
 
+log = logging.getLogger(__name__)
 
-@dataclass
+
+@dataclass(frozen=True)
 class TaskState:
     status: str = PENDING
-    error: str | None = None
+    error: str | None = None           # why a task failed or was skipped
+    error_type: str | None = None      # the class name of the exception a failed task raised
     duration_s: float | None = None
     started_at: float | None = None
     result: TaskResult | None = None
 
-    def __setattr__(self, name: str, value) -> None:
-        old = self.__dict__.get(name)
-        object.__setattr__(self, name, value)
-        if name == "status" and old != value:
-            owner = self.__dict__.get("_owner")
-            if owner is not None:
-                owner._status_changed(self.__dict__["_task_id"], old, value)
+
+Listener = Callable[[str, TaskState, TaskState], None]   # (task id, state before, state after)
 
 
-class _States(dict):
-    """task id -> TaskState; a state put in is counted (and watched) by its SweepState."""
-
-    def __init__(self, owner: SweepState, states: dict):
-        super().__init__()
-        self._owner = owner
-        for task_id, s in states.items():
-            self[task_id] = s
-
-    def __setitem__(self, task_id: str, s: TaskState) -> None:
-        old = self.get(task_id)
-        if old is not None:
-            object.__setattr__(old, "_owner", None)
-            self._owner._status_changed(task_id, old.status, None)
-        super().__setitem__(task_id, s)
-        object.__setattr__(s, "_owner", self._owner)
-        object.__setattr__(s, "_task_id", task_id)
-        self._owner._status_changed(task_id, None, s.status)
-
-
-@dataclass
 class SweepState:
     """Status of every task of one invocation; the searcher and the progress line read it.
 
-    Counts per status and the set of ready tasks are kept up to date as statuses change (assigning
-    `states[t].status` is enough), so nothing here scans the whole graph per event."""
+    `states` is read-only; `set_status` changes a task's state and tells every listener, in the order
+    they subscribed: first the counts, then (once built) the ready set, then the others. Nothing here
+    scans the whole graph per change."""
 
-    graph: Graph
-    states: dict[str, TaskState] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        self._counts: dict[str | None, int] = dict.fromkeys(RUN_STATUSES, 0)
+    def __init__(self, graph: Graph, states: dict[str, TaskState] | None = None):
+        self.graph = graph
+        self.started_at = time.time()
+        given = dict(states or {})
+        self._states = {task_id: given.pop(task_id, None) or TaskState() for task_id in graph.tasks}
+        self._states.update(given)
+        self.states = MappingProxyType(self._states)
+        self._counts: dict[str, int] = dict.fromkeys(RUN_STATUSES, 0)
+        for s in self._states.values():
+            self._counts[s.status] = self._counts.get(s.status, 0) + 1
+        self._listeners: list[Listener] = [self._count]
         self._ready: ReadySet | None = None
-        given = self.states
-        self.states = _States(self, {})
-        for task_id in self.graph.tasks:
-            self.states[task_id] = given.get(task_id) or TaskState()
-        for task_id, s in given.items():
-            if task_id not in self.states:
-                self.states[task_id] = s
 
-    def _status_changed(self, task_id: str, old: str | None, new: str | None) -> None:
-        if old is not None:
-            self._counts[old] = self._counts.get(old, 0) - 1
-        if new is not None:
-            self._counts[new] = self._counts.get(new, 0) + 1
-        if self._ready is not None and task_id in self.graph.tasks:
-            self._ready.status_changed(task_id, old, new)
+    # ---- changes ----------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(task_id, before, after)` after every change; returns the unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
+    def set_status(self, task_id: str, status: str, reason: str | None = None, **facts) -> list[str]:
+        """Give `task_id` the status `status` (`reason`: why it failed or was skipped; `facts`: its other
+        fields, `started_at`, `duration_s`, `result`, `error_type`, kept from before unless given).
+        A task that fails first skips its pending descendants (returned, in the graph's order), then the
+        listeners hear of the failure: by then the counts hold the whole change."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown task status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
+        before = self._states[task_id]
+        after = replace(before, status=status, error=reason, error_type=facts.pop("error_type", None), **facts)
+        self._states[task_id] = after
+        skipped = self._skip_descendants(task_id) if status == FAILED else []
+        self._tell(task_id, before, after)
+        return skipped
+
+    def _skip_descendants(self, task_id: str) -> list[str]:
+        skipped = []
+        for child in self.graph.descendants(task_id):
+            before = self._states[child]
+            if before.status == PENDING:
+                after = replace(before, status=SKIPPED, error=f"skipped: upstream task {task_id} failed", error_type=None)
+                self._states[child] = after
+                self._tell(child, before, after)
+                skipped.append(child)
+        return skipped
+
+    def _tell(self, task_id: str, before: TaskState, after: TaskState) -> None:
+        for listener in list(self._listeners):
+            listener(task_id, before, after)
+
+    def _count(self, task_id: str, before: TaskState, after: TaskState) -> None:
+        self._counts[before.status] -= 1
+        self._counts[after.status] = self._counts.get(after.status, 0) + 1
+
+    # ---- reading ----------------------------------------------------------------------------
     @property
     def ready(self) -> ReadySet:
         """The pending tasks whose parents have all finished (built once, then kept up to date)."""
         if self._ready is None:
             self._ready = ReadySet(self)
+            self._listeners.insert(1, self._ready.status_changed)   # right after the counts
         return self._ready
 
     def count(self, status: str) -> int:
@@ -108,27 +122,6 @@ class SweepState:
         return self.states[task_id].status == PENDING and all(
             self.states[p].status in FINISHED_STATUSES for p in task.parents
         )
-
-    def mark_failed(self, task_id: str, error: str) -> list[str]:
-        """Mark a task failed and its pending descendants skipped; return the skipped ids (in the
-        graph's order). Visits the task's descendants only."""
-        self.states[task_id].status = FAILED
-        self.states[task_id].error = error
-        found, stack = set(), [task_id]
-        while stack:
-            for child in self.graph.children(stack.pop()):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-        order = self.ready.index
-        skipped = []
-        for child in sorted(found, key=order.__getitem__):
-            state = self.states[child]
-            if state.status == PENDING:
-                state.status = SKIPPED
-                state.error = f"skipped: upstream task {task_id} failed"
-                skipped.append(child)
-        return skipped
 
     def eta_s(self, concurrency: int) -> float | None:
         finished = [s.duration_s for s in self.states.values() if s.status == DONE and s.duration_s is not None]
@@ -220,7 +213,11 @@ class ReadySet:
             out.append(task_id)
         return out
 
-    def status_changed(self, task_id: str, old: str | None, new: str | None) -> None:
+    def status_changed(self, task_id: str, before: TaskState, after: TaskState) -> None:
+        """The listener that keeps the set up to date (`SweepState.ready` subscribes it)."""
+        if task_id not in self._unfinished:   # a state kept for a task outside the graph
+            return
+        old, new = before.status, after.status
         was, now = old in FINISHED_STATUSES, new in FINISHED_STATUSES
         if was != now:
             delta = -1 if now else 1
@@ -238,19 +235,26 @@ class ReadySet:
 
 
 class ProgressPrinter:
-    """Prints one progress line on every change, at most every `interval_s`, and on demand.
-    `concurrency` (for the ETA) may be a function, re-read per line; `cluster()` ends the line (the
-    cluster's nodes and GPUs now)."""
+    """The progress line: on a change at most every `interval_s` (`$MMC_PROGRESS_INTERVAL_S` wins), at
+    once when a task fails, and on demand. Subscribe `on_change`. On a terminal (or to `stream`) it is a
+    bar redrawn in place (`progress.TerminalLine`); elsewhere (a log file, `ray job logs`, a pipe) an INFO
+    message, like every other line of the run. `concurrency` (for the ETA) may be a function, re-read per
+    line; `cluster()` ends the line (the cluster's nodes and GPUs now)."""
 
     def __init__(self, state: SweepState, concurrency: int | Callable[[], int], interval_s: float | None = None,
                  stream=None, cluster: Callable[[], str] | None = None):
         self._state = state
         self._concurrency = concurrency
         self._cluster = cluster
-        self._interval_s = float(os.environ.get(PROGRESS_INTERVAL_S_ENV_VAR, interval_s or DEFAULT_PROGRESS_INTERVAL_S))
-        self._line = TerminalLine(stream or sys.stdout)   # a bar redrawn in place on a terminal
+        self._interval_s = knobs.given(knobs.PROGRESS_INTERVAL_S) or interval_s or knobs.PROGRESS_INTERVAL_S.default
+        terminal = stream is None and bool(getattr(sys.stdout, "isatty", None) and sys.stdout.isatty())
+        self._line = TerminalLine(stream or sys.stdout) if stream is not None or terminal else None
         self._last = 0.0
         self._lock = threading.Lock()
+
+    def on_change(self, task_id: str, before: TaskState, after: TaskState) -> None:
+        if before.status != after.status:
+            self.maybe_print(force=after.status == FAILED)
 
     def maybe_print(self, force: bool = False) -> None:
         with self._lock:
@@ -259,5 +263,8 @@ class ProgressPrinter:
                 self._last = now
                 concurrency = self._concurrency() if callable(self._concurrency) else self._concurrency
                 line = self._state.progress_line(concurrency) + (f" | {self._cluster()}" if self._cluster else "")
+                if self._line is None:
+                    log.info(line)
+                    return
                 done = self._state.count(DONE) + self._state.count(CACHED)
                 self._line.show(line, done / max(1, len(self._state.states)), final=force)

@@ -9,23 +9,26 @@ The story of a run, in order; each step is a call into the module that owns it:
 3. write the resolved spec and the plan (`plan`), mend damaged result parts (`compact.repair`), run what
    is left (`schedule`), recording every task's row and MLflow run as it ends (`recording`);
 4. print the summary and write the report (`report`).
-A killed driver leaves only finished tasks behind (each behind its `done.json`), so rerunning the
-same command resumes.
+Task states change through `SweepState.set_status`; the recorder and the progress line listen to them.
+SIGTERM and SIGHUP stop a run as Ctrl-C does (`signals`). A killed driver leaves only finished tasks
+behind (each behind its `done.json`), so rerunning the same command resumes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
+from orchestrator.messages import to_console
 from orchestrator.results import compact, outputs, plan, tables
-from orchestrator.run import capacity, preflight
+from orchestrator.run import capacity, preflight, work
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
-from orchestrator.errors import SweepError
+from orchestrator.errors import MmcError, SweepError
 from orchestrator.provenance import revision_label, source_revision
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
@@ -34,8 +37,11 @@ from orchestrator.storage.lock import sweep_lock
 from orchestrator.run import tracking
 from orchestrator.run.recording import TaskRecorder
 from orchestrator.run.schedule import TrialContext, init_ray, run_graph
+from orchestrator.run.signals import STOPS, stop_like_ctrl_c
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,12 +81,12 @@ def verify_all(graph: Graph, layout: SweepLayout) -> dict[str, tuple[bool, str]]
     return {task_id: outputs.verify_outputs(layout, task.kind, task_id) for task_id, task in graph.tasks.items()}
 
 
-def mark_cached(state: SweepState, layout: SweepLayout, verified: dict[str, tuple[bool, str]], log=print) -> None:
+def mark_cached(state: SweepState, layout: SweepLayout, verified: dict[str, tuple[bool, str]], log=_LOG.info) -> None:
     """Tasks with verified outputs are cached; broken outputs are invalidated and recomputed."""
     for task_id, task in state.graph.tasks.items():
         ok, reason = verified[task_id]
         if ok:
-            state.states[task_id].status = vocab.CACHED
+            state.set_status(task_id, vocab.CACHED)
         elif reason != "no done.json":
             log(f"recomputing {task_id}: its stored output is not valid ({reason})")
             outputs.invalidate(layout, task.kind, task_id)
@@ -92,14 +98,28 @@ def unfinished_kinds(graph: Graph, verified: dict) -> list[str]:
 
 
 def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = None, ray_address: str | None = None,
-              report: bool = True, new_version: bool = False, log=print, autoscaler_config: str | None = None,
+              report: bool = True, new_version: bool = False, log=None, autoscaler_config: str | None = None,
               wait_for_nodes_s: float = capacity.DEFAULT_WAIT_FOR_NODES_S) -> SweepOutcome:
-    """Run (or resume) a sweep; never raises for task failures (see `SweepOutcome.ok`); raises
-    SweepError (before any work, leaving nothing behind) for bad input. Every line goes out through
-    `log`, redacted (credentials in URIs never printed, whatever message carries them).
+    """Run (or resume) a sweep; never raises for task failures (see `SweepOutcome.ok`); raises an
+    MmcError (before any work, leaving nothing behind) for bad input, KeyboardInterrupt when stopped
+    (Ctrl-C, SIGTERM, SIGHUP). `runner`: `real`, or an import path `package.module:function` (tests,
+    benchmarks). `log`: where the story of the run goes (default: INFO messages of this module, shown
+    on the terminal unless logging is set up otherwise); every line is redacted (credentials in URIs are
+    never printed, whatever message carries them).
     `autoscaler_config`: the autoscaler's node types (a `ray up` or KubeRay YAML; default: the config of the
     head's autoscaler when this runs on the head). `wait_for_nodes_s`: how long to wait for nodes that are
     on their way before refusing a sweep the cluster cannot run yet (a cluster at `ray_address` only)."""
+    to_console(only_if_unhandled=True)
+    log = log or _LOG.info
+    knobs.check_all()
+    work.resolve_runner(runner)
+    with stop_like_ctrl_c():
+        return _run_sweep(spec, runner, num_cpus, ray_address, report, new_version, log, autoscaler_config,
+                          wait_for_nodes_s)
+
+
+def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: str | None, report: bool,
+               new_version: bool, log, autoscaler_config: str | None, wait_for_nodes_s: float) -> SweepOutcome:
     start = time.time()
     log = redacting(log)
     git_rev()   # a malformed MMC_SOURCE_REVISION stops here, before anything is written
@@ -121,6 +141,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
             concurrency = None
             if kinds:   # a finished sweep needs no cluster: skip Ray's ~10 s start
                 _connect(num_cpus, address)
+                STOPS.install()   # ray.init put Ray's own SIGTERM handler (exit 134, a stack dump) in place
                 read = _cluster_reader(given_types, local=not address, log=log)
                 view = _wait_for_cluster(spec, graph, verified, kinds, read, wait_s=wait_for_nodes_s if address else 0,
                                          log=log)
@@ -128,7 +149,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = "real", num_cpus: int | None = N
                 concurrency = Concurrency(read, spec.max_concurrent, view=view)
             return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
                                concurrency=concurrency)
-    except SweepError:
+    except MmcError:
         preflight.remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
 
@@ -163,7 +184,7 @@ def _head_node_types(log) -> NodeTypes | None:
         path = head_autoscaler_config(ray.get_runtime_context().gcs_address)
         return read_node_types(path, "the head's autoscaler config") if path else None
     except SweepError as exc:   # not the user's input: go on as without an autoscaler config
-        log(f"warning: {exc}; going on without the autoscaler's node types")
+        _LOG.warning(f"{exc}; going on without the autoscaler's node types")
     except Exception:  # noqa: BLE001 - no address to match, /proc unreadable: nothing found
         pass
     return None
@@ -231,33 +252,31 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     for task_id, s in state.states.items():
         if s.status == vocab.CACHED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
             recorder.record(task_id)   # a driver killed between done.json and the tasks row
+    state.subscribe(recorder.on_status)   # every task that ends from now on: its row and MLflow run
     ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner=runner,
                        data_root=spec.data_root)
-
-    def finished(task_id: str) -> None:
-        recorder.record(task_id)
-        if state.states[task_id].status == vocab.FAILED:
-            for child in graph.descendants(task_id):
-                if state.states[child].status == vocab.SKIPPED:
-                    recorder.record(child)
-
     if concurrency is not None and state.count(vocab.PENDING):
         progress = ProgressPrinter(state, concurrency.typical, cluster=concurrency.summary)
     else:
         progress = ProgressPrinter(state, spec.max_concurrent or 1)
+    interrupted: KeyboardInterrupt | None = None
     try:
-        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, on_finish=finished, progress=progress,
+        run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, progress=progress,
                   concurrency=concurrency)
-        for task_id, s in state.states.items():   # pending tasks that could never run
-            if s.status == vocab.SKIPPED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
-                recorder.record(task_id)
+    except KeyboardInterrupt as exc:   # stopped before Tune ran (Tune itself stops gracefully and returns)
+        interrupted = exc
     finally:   # also when interrupted: every queued `tasks` row is written, then the fragments compacted
+        # Tune stops gracefully on Ctrl-C (and SIGTERM, SIGHUP) and returns: tasks left running or pending
+        # mean an interrupt.
+        if interrupted is None and (state.count(vocab.RUNNING) or state.count(vocab.PENDING)):
+            interrupted = KeyboardInterrupt()
+        if interrupted is not None:
+            STOPS.stopping = True   # a stop signal from now on ends the driver at once
         recorder.close()
         compact.compact_after_run(layout, log)
-    if state.count(vocab.RUNNING) or state.count(vocab.PENDING):
-        # Tune stops gracefully on Ctrl-C and returns: tasks left running or pending mean an interrupt.
+    if interrupted is not None:
         tracker.finish(vocab.MLFLOW_KILLED)
-        raise KeyboardInterrupt
+        raise interrupted
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     report_files = _write_report(outcome, spec, rev, log) if report else _summarize(outcome, log)
     tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
@@ -300,8 +319,8 @@ def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log):
                   "mmc.git_rev": git_rev() or "unknown"}))
         return tracker
     except Exception as exc:  # noqa: BLE001 - results still land in Parquet
-        log(f"warning: MLflow tracking at {redact(str(uri))} unavailable ({redact(str(exc)).splitlines()[0]}); "
-            "results go to Parquet only")
+        _LOG.warning(f"MLflow tracking at {redact(str(uri))} unavailable ({redact(str(exc)).splitlines()[0]}); "
+                     "results go to Parquet only")
         return tracking.NullTracker()
 
 
@@ -336,7 +355,7 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]
         return [str(p) for p in report.local_paths(outcome.layout, [rep.html, *rep.figures,
                                                                       *([rep.clusters] if rep.clusters else [])])]
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
-        log(f"warning: report failed: {type(exc).__name__}: {redact(str(exc))}")
+        _LOG.warning(f"report failed: {type(exc).__name__}: {redact(str(exc))}")
         return []
 
 

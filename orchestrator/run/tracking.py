@@ -21,8 +21,8 @@ absolute path, so it is re-pointed at every start: a moved or copied sweep direc
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,8 +49,12 @@ TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIME
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}   # a tracking server fails in seconds, not minutes
 
 
+log = logging.getLogger(__name__)
+
+
 def warn(message: str) -> None:
-    print(f"warning: {redact(message)}", file=sys.stderr)
+    """A warning of the tracker (the `orchestrator` logger: `warning: ...` on the console)."""
+    log.warning(redact(message))
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator import knobs
 from orchestrator.uris import UriError, is_remote, local_path_of
 
 PROBE_PREFIX = ".mmc-visibility-"
-TIMEOUT_S_ENV_VAR = "MMC_VISIBILITY_TIMEOUT_S"
-DEFAULT_TIMEOUT_S = 60.0
 MAX_NODES_SHOWN = 5
 
 
@@ -176,7 +175,7 @@ def check_shared_paths(spec, layout, *, timeout_s: float | None = None) -> list[
     if not wanted:
         return []
     if timeout_s is None:
-        timeout_s = float(os.environ.get(TIMEOUT_S_ENV_VAR, DEFAULT_TIMEOUT_S))
+        timeout_s = knobs.read(knobs.VISIBILITY_TIMEOUT_S)
     return check_targets(wanted, nodes, timeout_s=timeout_s, driver_node=ray.get_runtime_context().get_node_id())
 
 
@@ -237,7 +236,7 @@ def check_targets(wanted: list[Target], nodes: list[dict], *, timeout_s: float, 
         keys = ", ".join(f"`{t.key}`" for t in wanted)
         problems.append(f"could not check that {keys} {'is' if len(wanted) == 1 else 'are'} reachable from every "
                         f"node of the Ray cluster:\n{_node_lines(unreachable)}\n"
-                        f"Check the node with `ray status`, or raise {TIMEOUT_S_ENV_VAR} (now {timeout_s:g} s).")
+                        f"Check the node with `ray status`, or raise {knobs.VISIBILITY_TIMEOUT_S.name} (now {timeout_s:g} s).")
     return problems
 
 

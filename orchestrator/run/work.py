@@ -1,16 +1,15 @@
 """Turn a graph `Task` into calls of the pure-PyTorch work units in `tasks/`, and write what they return.
 
-`RUNNERS` maps a runner name to a function `(task, env) -> TaskOutput`: `real` does the science,
-`noop` nothing (orchestration overhead), `sleep` sleeps and records where it ran (scheduling tests),
-`synthetic` writes rows of every table at realistic sizes without computing them (scale benchmarks).
-`execute` runs one task in this process and writes its outputs; it never imports Ray. Which
-process runs a task (a Tune trial, or Ray Train workers) is `orchestrator.run.schedule`'s choice.
+A runner is a function `(task, env) -> TaskOutput`, named by a key of `RUNNERS` (`real`: the science
+of `KIND_RUNNERS`) or by an import path `package.module:function` (`resolve_runner`): tests and
+benchmarks bring their own (`tests/support/runners.py`: no-op, sleeping, synthetic rows, fault
+injection), which Ray workers import like any plugin. `execute` runs one task in this process and
+writes its outputs; it never imports Ray. Which process runs a task (a Tune trial, or Ray Train
+workers) is `orchestrator.run.schedule`'s choice.
 """
 from __future__ import annotations
 
-import os
 import platform
-import random
 import socket
 import time
 import traceback
@@ -26,6 +25,7 @@ from orchestrator.run.child_runs import ALPHA_STEPS
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.outputs import TaskOutput
 from orchestrator.run.progress import planned_epochs
+from orchestrator.errors import MmcError
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
 from tasks import align as align_lib
 from tasks import data as data_lib
@@ -33,10 +33,11 @@ from tasks import finetune as finetune_lib
 from tasks import paths as paths_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
+from tasks.plugins import name_problem, resolve
 from tasks.settings import from_identity
 from tasks.train import OptimSettings, cross_entropy_objective, fit
 
-FAIL_TASK_ENV_VAR = "MMC_FAIL_TASKS"   # comma-separated task-id prefixes (or kinds) that raise: fault tests
+RUNNER_GROUP = "mmc_sweep.runners"   # entry points naming runners of installed packages
 
 
 @dataclass
@@ -49,13 +50,14 @@ class TaskResult:
     metrics: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)    # (key, step, value): curves for MLflow's charts
     error: str | None = None
+    error_type: str | None = None                # the class name of the exception a failed task raised
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TaskResult:
-        return cls(**{k: d.get(k) for k in ("status", "duration_s", "device", "error")},
+        return cls(**{k: d.get(k) for k in ("status", "duration_s", "device", "error", "error_type")},
                    metrics=d.get("metrics") or {}, steps=d.get("steps") or [])
 
 
@@ -120,7 +122,8 @@ def rows_for(task: Task, table: str, rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in {**base, **row}.items() if k in names} for row in rows]
 
 
-def _curve(task: Task, env: TaskEnv, resume, rows: list[dict]) -> list[dict]:
+def curve_rows(task: Task, env: TaskEnv, resume, rows: list[dict]) -> list[dict]:
+    """The `train_curves` rows of a training task: the epochs before a resume (`resume`), then `rows`."""
     full = env.resume_log.full_curve(resume, rows) if env.resume_log is not None else rows
     return rows_for(task, vocab.TRAIN_CURVES, [{"split": "train", **row} for row in full])
 
@@ -128,9 +131,8 @@ def _curve(task: Task, env: TaskEnv, resume, rows: list[dict]) -> list[dict]:
 def _trained(task: Task, env: TaskEnv, model, data, resume, curve: list[dict], checkpoint: dict) -> TaskOutput:
     """The output of a training task: evaluation rows (none for a midpoint), curve, checkpoint, and the
     same numbers as MLflow metrics (per set) and step series (per epoch)."""
-    curve_rows = _curve(task, env, resume, curve)
-    steps = curve_steps(curve_rows)
-    out = TaskOutput(tables={vocab.TRAIN_CURVES: curve_rows}, checkpoint=checkpoint, steps=steps)
+    rows = curve_rows(task, env, resume, curve)
+    out = TaskOutput(tables={vocab.TRAIN_CURVES: rows}, checkpoint=checkpoint, steps=curve_steps(rows))
     if model is not None:
         rows = evaluate_sets(model, data.eval_sets, device=env.device)
         out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
@@ -144,12 +146,6 @@ def curve_split(task: Task, epoch: int) -> str:
         settings = from_identity(finetune_lib.FinetuneSettings, task.config["finetune"])
         return finetune_lib.curve_split(task.config["method"], epoch, settings)
     return "train"
-
-
-def _maybe_fail(task: Task) -> None:
-    prefixes = [p for p in os.environ.get(FAIL_TASK_ENV_VAR, "").split(",") if p]
-    if any(task.id.startswith(p) or task.kind == p for p in prefixes):
-        raise RuntimeError(f"injected failure for task {task.id} ({FAIL_TASK_ENV_VAR})")
 
 
 # ---------------------------------------------------------------- the task kinds
@@ -240,10 +236,12 @@ def run_path_eval(task: Task, env: TaskEnv) -> TaskOutput:
         bn_a, bn_b = (_data(config, env).train.x for config in cfg["bn_data"])
     rows = paths_lib.evaluate_path(model, state_a, state_b, midpoint=midpoint, bn_data=bn_a, bn_data_b=bn_b,
                                    sets=data.eval_sets, settings=settings, device=env.device, seed=cfg.get("seed", 0))
-    return _path_output(task, rows, paths_lib.barriers(rows))
+    return path_output(task, rows, paths_lib.barriers(rows))
 
 
-def _path_output(task: Task, rows: list[dict], barrier_rows: list[dict], **meta) -> TaskOutput:
+def path_output(task: Task, rows: list[dict], barrier_rows: list[dict], **meta) -> TaskOutput:
+    """The output of a path evaluation: its `paths` and `barriers` rows, the barriers as MLflow metrics
+    and the curves along the path as step series."""
     metrics = {f"barrier.{r['eval_set']}.{r['metric']}.{r['definition']}": r["value"] for r in barrier_rows}
     steps = [(f"path.{r['eval_set']}.{m}", alpha_step(r["alpha"]), r[m]) for r in rows
              for m in ("loss", "acc", "agree_a", "agree_b") if r.get(m) is not None]
@@ -264,72 +262,14 @@ def _same_as_linear(task: Task, env: TaskEnv, linear_id: str) -> TaskOutput:
     """The aligned path when the alignment is the identity: the linear path's rows, not recomputed."""
     paths = tables.read_fragment(env.layout, vocab.PATHS, linear_id)
     rows = [{k: v for k, v in row.items() if k in PATH_COLUMNS} for row in paths.to_dict("records")]
-    return _path_output(task, rows, paths_lib.barriers(rows), reused_rows_of=linear_id)
+    return path_output(task, rows, paths_lib.barriers(rows), reused_rows_of=linear_id)
 
 
 # ---------------------------------------------------------------- runners
 
 def run_real(task: Task, env: TaskEnv) -> TaskOutput:
-    _maybe_fail(task)
+    """The science: the task kind's function of `KIND_RUNNERS`."""
     return KIND_RUNNERS[task.kind](task, env)
-
-
-def run_noop(task: Task, env: TaskEnv) -> TaskOutput:
-    """Does no work (benchmarks of orchestration overhead)."""
-    return TaskOutput()
-
-
-SLEEP_S_ENV_VAR = "MMC_SLEEP_TASK_S"   # how long the `sleep` runner sleeps (seconds)
-DEFAULT_SLEEP_S = 0.5
-
-
-def run_sleep(task: Task, env: TaskEnv) -> TaskOutput:
-    """Sleeps and records when (metrics) and where (meta: Ray node id, pid) it ran: scheduling tests."""
-    _maybe_fail(task)
-    started = time.time()
-    time.sleep(float(os.environ.get(SLEEP_S_ENV_VAR, DEFAULT_SLEEP_S)))
-    node_id = None
-    try:
-        import ray
-
-        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except ImportError:
-        pass
-    return TaskOutput(metrics={"started_at": started, "finished_at": time.time()},
-                      meta={"node_id": node_id, "pid": os.getpid(), "host": socket.gethostname()})
-
-
-def run_synthetic(task: Task, env: TaskEnv) -> TaskOutput:
-    """Writes rows of every table at the sizes the real task would (epochs, alphas x eval sets, barriers),
-    with made-up values and no checkpoint, computing nothing: the result tables at scale (benchmarks)."""
-    _maybe_fail(task)
-    rng = random.Random(task.id)
-    sets = data_lib.EVAL_SETS
-    if task.kind == vocab.PATH_EVAL:
-        n = int(task.settings.get("paths.num_alphas") or 11)
-        alphas = [i / (n - 1) for i in range(n)] if n > 1 else [0.0, 1.0]
-        rows = []
-        for eval_set in sets:
-            height = rng.uniform(0, 1)
-            for a in alphas:
-                bump = height * 4 * a * (1 - a)
-                rows.append({"alpha": a, "eval_set": eval_set, "loss": 0.3 + bump, "acc": max(0.0, 0.9 - 0.5 * bump),
-                             "n": 1000, "agree_a": 1 - a, "agree_b": a, "reliance_randimg": rng.uniform(0, 0.5),
-                             "reliance_randcue": rng.uniform(0, 0.5)})
-        return _path_output(task, rows, paths_lib.barriers(rows))
-    if task.kind == vocab.ALIGN:   # a checkpoint and facts only, no rows
-        return TaskOutput(metrics={"weight_distance_before": 1.0, "weight_distance_after": 0.5, "identity": 0.0},
-                          meta={"identity": False})
-    epochs = planned_epochs(task) or 0
-    curve = [{"epoch": e, "split": curve_split(task, e), "loss": 2.0 / (e + 1), "acc": 1 - 1 / (e + 2), "lr": 0.05,
-              "duration_s": 0.0} for e in range(max(1, epochs))]
-    out = TaskOutput(tables={vocab.TRAIN_CURVES: _curve(task, env, None, curve)})
-    out.steps = curve_steps(out.tables[vocab.TRAIN_CURVES])
-    if task.kind != vocab.MIDPOINT:
-        rows = [{"eval_set": e, "loss": rng.uniform(0.1, 2.0), "acc": rng.uniform(0.1, 0.99), "n": 1000} for e in sets]
-        out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
-        out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
-    return out
 
 
 KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
@@ -339,8 +279,23 @@ KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
     vocab.ALIGN: run_align,
     vocab.PATH_EVAL: run_path_eval,
 }
-RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real, "noop": run_noop, "sleep": run_sleep,
-                                                              "synthetic": run_synthetic}
+RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real}
+
+
+class RunnerError(MmcError):
+    """A runner name that names no runner; the message says what is allowed."""
+
+
+def resolve_runner(name: str) -> Callable[[Task, TaskEnv], TaskOutput]:
+    """The runner `name`: a key of `RUNNERS`, an import path `package.module:function`, or an entry
+    point of the group `RUNNER_GROUP`; a RunnerError (exit 2) names what is allowed."""
+    if name in RUNNERS:
+        return RUNNERS[name]
+    problem = name_problem(name, RUNNERS, RUNNER_GROUP, "runner", "package.module:function")
+    runner = None if problem else resolve(name, RUNNER_GROUP)
+    if problem or not callable(runner):
+        raise RunnerError(f"`--runner`: {problem or f'{name!r} is not a function `(task, env) -> TaskOutput`'}")
+    return runner
 
 
 # ---------------------------------------------------------------- running one task here
@@ -367,7 +322,7 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
     start = time.time()
     device = describe_device(env.device)
     try:
-        output = RUNNERS[runner](task, env)
+        output = resolve_runner(runner)(task, env)
         if env.rank == 0:
             output.meta.setdefault("device", device)
             output.meta.setdefault("duration_s", time.time() - start)
@@ -375,7 +330,8 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
             _drop_resume_state(env.layout, task)
         return TaskResult(vocab.DONE, time.time() - start, device, output.metrics, [list(x) for x in output.steps])
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed task with its reason
-        return TaskResult(vocab.FAILED, time.time() - start, device, error=format_error(exc))
+        return TaskResult(vocab.FAILED, time.time() - start, device, error=format_error(exc),
+                          error_type=type(exc).__name__)
 
 
 def _drop_resume_state(layout: SweepLayout, task: Task) -> None:
@@ -390,7 +346,7 @@ def run_here(task: Task, layout: SweepLayout, runner: str, data_root: str | None
              parent_kinds: dict[str, str]) -> TaskResult:
     """Run `task` in this process (a Tune trial), resuming a training task from its saved epoch."""
     env = TaskEnv(layout=layout, device=device_for(task), data_root=data_root, parent_kinds=parent_kinds)
-    if task.kind in vocab.TRAINING_KINDS and runner == "real":
+    if task.kind in vocab.TRAINING_KINDS:
         env.resume_log = ResumeLog(lambda epoch: curve_split(task, epoch))
         attach_storage_resume(env, layout, task.kind, task.id, env.resume_log, epochs=planned_epochs(task))
     return execute(task, runner, env)

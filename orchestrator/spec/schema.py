@@ -19,6 +19,7 @@ from typing import Any, Callable
 from orchestrator import vocab
 from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.spec.population import Population
+from orchestrator.errors import MmcError
 from orchestrator.messages import show
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
@@ -39,7 +40,7 @@ DEFAULT_DATASET = DataSettings().dataset
 SPEC_KEY = "mmc_spec_key"      # field metadata: the Key
 
 
-class SpecError(ValueError):
+class SpecError(MmcError, ValueError):
     """Every problem found in a sweep spec; `str()` lists them one per line."""
 
     def __init__(self, problems: list[str], source: str = "<spec>"):

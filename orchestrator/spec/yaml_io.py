@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator.errors import MmcError
+
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_ALIASES = 100
@@ -29,7 +31,7 @@ MAX_NODES = 100_000
 MAX_INT_DIGITS = 40          # far beyond int64; Python refuses 4300+ digits with a ValueError
 
 
-class YamlError(ValueError):
+class YamlError(MmcError, ValueError):
     """Text that is not acceptable YAML for mmc-sweep; the message says where and why."""
 
 

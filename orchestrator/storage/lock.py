@@ -31,22 +31,24 @@ import json
 import math
 import os
 import signal
+import logging
 import socket
-import sys
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestrator import knobs
 from orchestrator.errors import SweepError
 from orchestrator.storage.layout import SweepLayout
 
 MAX_LOCK_BYTES = 4096
 MAX_PID = 2 ** 31 - 1   # pid_t; a larger "pid" is not a process id
-LEASE_ENV_VAR = "MMC_LOCK_LEASE_S"   # seconds a lock stays valid without renewal (default LEASE_S)
-LEASE_S = 60.0
 MAX_CLOCK_SKEW_S = 60.0
+
+
+_LOG = logging.getLogger(__name__)
 
 
 class LockError(SweepError):
@@ -89,15 +91,8 @@ def _process_start(pid: int) -> int | None:
 
 
 def lease_seconds() -> float:
-    """The lease a new lock gets: `MMC_LOCK_LEASE_S`, or LEASE_S."""
-    text = os.environ.get(LEASE_ENV_VAR, "")
-    try:
-        value = float(text) if text else LEASE_S
-    except ValueError:
-        raise SweepError(f"{LEASE_ENV_VAR}={text!r} is not a number of seconds; unset it or give e.g. 60") from None
-    if not (math.isfinite(value) and 0.1 <= value <= 86_400):
-        raise SweepError(f"{LEASE_ENV_VAR}={text!r} is not allowed; give seconds between 0.1 and 86400")
-    return value
+    """The lease a new lock gets: `MMC_LOCK_LEASE_S` (`knobs.LOCK_LEASE_S`, 60 s by default)."""
+    return knobs.read(knobs.LOCK_LEASE_S)
 
 
 def _me() -> dict:
@@ -302,9 +297,8 @@ def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
         except Exception:  # noqa: BLE001 - a storage hiccup: the next renewal tries again (the lease allows 2)
             continue
         if other is not None:
-            print(f"error: another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
-                  f"{layout.lock_file()} after this one's lease ran out; stopping this run", file=sys.stderr,
-                  flush=True)
+            _LOG.error(f"another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
+                       f"{layout.lock_file()} after this one's lease ran out; stopping this run")
             _stop_this_driver()
             return
 

@@ -11,7 +11,7 @@
   id> in its environment, and removes them after IDLE_TIMEOUT_MIN idle, or HEARTBEAT_TIMEOUT_S after
   they died.
 - the environment of every process: the suite's clean one (no RAY_ADDRESS of the caller), a token of
-  this cluster, and `extra_env` (the test hooks); not CUDA_VISIBLE_DEVICES="" (a raylet with a GPU
+  this cluster, and `extra_env` (the test runners' variables); not CUDA_VISIBLE_DEVICES="" (a raylet with a GPU
   refuses to start with no visible device).
 
 `ray.cluster_utils.AutoscalingCluster` is not used: its `start()` runs `ray stop --force`, which stops

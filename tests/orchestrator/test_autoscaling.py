@@ -3,7 +3,7 @@
 
 The sweep's tasks ask for a GPU each (synthetic runner: real tables, no computing). It is accepted
 although the cluster has no GPU yet, the autoscaler starts two GPU nodes at once for it, and both
-pretraining tasks run at once: they wait at a barrier of the test hooks (MMC_TEST_WAIT_FOR) for a third
+pretraining tasks run at once: they wait at a barrier of the test runners (tests/support/runners.py, MMC_TEST_WAIT_FOR) for a third
 partner, which the test adds only once it has seen both there. Before that, the test SIGKILLs one of the
 two nodes (a spot instance taken back): its task fails, the rest of the sweep goes on and it ends with
 exit 1. The autoscaler gives up the dead node and removes the idle one: the cluster is its head alone
@@ -31,7 +31,8 @@ from orchestrator.run.node_types import read_node_types
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.conftest import REPO, write_spec
-from tests.hooks.mmc_test_hooks import WAIT_ENV, arrivals, hook_env, partners, release
+from tests.support import runners
+from tests.support.runners import WAIT_ENV, arrivals, hook_env, partners, release
 from tests.orchestrator import autoscaling_cluster as fake
 
 GPU_TASK = {"cpus": 1, "gpus": 1}
@@ -42,6 +43,7 @@ SPEC = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
         "mlflow": {"enabled": False}}
 TABLES = ("evaluations", "train_curves", "paths", "barriers")
 CLI_TIMEOUT_S = 300
+SYNTHETIC = runners.name("synthetic")
 WAIT_S = 180
 
 
@@ -58,8 +60,8 @@ def cluster(tmp_path_factory):
 
 
 def cli(cluster, spec: Path, *args: str, popen: bool = False):
-    """`python -m orchestrator run SPEC --no-report --runner synthetic --address CLUSTER ARGS`."""
-    cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", "--runner", "synthetic",
+    """`python -m orchestrator run SPEC --no-report --runner tests.support.runners:synthetic --address CLUSTER ARGS`."""
+    cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", "--runner", SYNTHETIC,
            "--address", cluster.address, *args]
     if popen:   # output to a file: a full pipe would stall the sweep while the test watches it
         log = open(cluster.base / f"{spec.stem}-{time.time_ns()}.out", "w+")
@@ -98,7 +100,7 @@ def one_process_tables(spec_path: Path, storage: Path) -> SweepLayout:
     graph = build_graph(spec)
     layout = SweepLayout(Storage(str(storage)), spec.name)
     for task in graph.tasks.values():    # the graph's order puts parents first
-        result = work.run_here(task, layout, "synthetic", None, {p: graph.tasks[p].kind for p in task.parents})
+        result = work.run_here(task, layout, SYNTHETIC, None, {p: graph.tasks[p].kind for p in task.parents})
         assert result.status == vocab.DONE, result.error
     return layout
 

@@ -269,7 +269,7 @@ def test_trials_in_flight_follow_the_gpus_as_nodes_join_and_leave(tmp_path):
     graph = _gpu_graph(tmp_path)
     state = sweep_state.SweepState(graph)
     fixed = Views(_view(GPU_NODE, autoscaler=None))           # no autoscaler: one GPU node
-    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=fixed.concurrency)
+    searcher = S.DagSearcher(state, concurrency=fixed.concurrency)
     first = _suggest_all(searcher, "a")
     assert len(first) == 1                                    # 6 pretrainings ready, 1 GPU
     fixed.view = _view(GPU_NODE, GPU_NODE, GPU_NODE, autoscaler=None)   # two nodes join
@@ -287,11 +287,10 @@ def test_with_an_autoscaler_trials_wait_for_the_nodes_it_can_start(tmp_path):
     graph = _gpu_graph(tmp_path)
     state = sweep_state.SweepState(graph)
     grows = Views(_view())                                    # the head alone; gpu_worker x 2 can start
-    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=grows.concurrency)
+    searcher = S.DagSearcher(state, concurrency=grows.concurrency)
     assert len(_suggest_all(searcher, "a")) == 2              # the demand for both nodes, not one at a time
     bounded = Views(_view(), max_concurrent=1)
-    other = S.DagSearcher(sweep_state.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
-                          concurrency=bounded.concurrency)
+    other = S.DagSearcher(sweep_state.SweepState(graph), concurrency=bounded.concurrency)
     assert len(_suggest_all(other, "a")) == 1                 # max_concurrent bounds it
 
 
@@ -300,9 +299,9 @@ def test_a_cpu_task_goes_before_a_gpu_task_that_waits_for_room(tmp_path):
     state = sweep_state.SweepState(graph)
     pretrains = [t for t, task in graph.tasks.items() if task.kind == "pretrain"]
     for task_id in pretrains[2:]:                             # one seed's pretrainings done: its path eval is ready
-        state.states[task_id].status = DONE
+        state.set_status(task_id, DONE)
     views = Views(_view(GPU_NODE, {"CPU": 4.0}, autoscaler=None))
-    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=views.concurrency)
+    searcher = S.DagSearcher(state, concurrency=views.concurrency)
     kinds = [graph.tasks[bundle[0]].kind for bundle in _suggest_all(searcher, "a")]
     assert kinds.count("pretrain") == 1 and {"finetune", "path_eval"} & set(kinds)
     assert "path_eval" in kinds                               # a CPU task, although GPU tasks come first in order

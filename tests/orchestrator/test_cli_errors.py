@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import cli
+from orchestrator import cli, knobs
 from orchestrator.run import preflight, sweep
 from orchestrator.run.capacity import ClusterView
 from orchestrator.spec import yaml_io
@@ -116,7 +116,7 @@ def no_ray(monkeypatch):
     def refuse(*args, **kwargs):
         raise RayStarted("Ray was started for a bad input")
     monkeypatch.setattr(sweep, "init_ray", refuse)
-    monkeypatch.setenv(preflight.CONNECT_TIMEOUT_S_ENV_VAR, "2")
+    monkeypatch.setenv(knobs.CONNECT_TIMEOUT_S.name, "2")
 
 
 @pytest.fixture

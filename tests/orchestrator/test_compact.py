@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from orchestrator import cli, vocab
+from orchestrator import cli, knobs, vocab
 from orchestrator.results import compact, manifest, outputs, tables
 from orchestrator.run import recording, sweep, work
 from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
+from tests.support import runners
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "compacted"
@@ -32,7 +33,8 @@ NAME = "compacted"
 def write_sweep(layout: SweepLayout, graph) -> None:
     """Every task's outputs as the synthetic runner writes them, and its `tasks` row (no Ray)."""
     for task in graph.tasks.values():
-        result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+        env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
+        result = work.execute(task, runners.name("synthetic"), env)
         assert result.status == vocab.DONE, result.error
         row = recording.task_row(task, vocab.FINISHED, spec_hash="test", rev=None, duration_s=result.duration_s)
         tables.write_fragment(layout, vocab.TASKS, task.id, [row])
@@ -112,7 +114,7 @@ def test_a_run_leaves_fewer_fragments_than_the_threshold_alone(swept, monkeypatc
     layout, graph, before = swept
     done = compact.compact(layout, min_fragments=len(graph) + 1)
     assert not any(c.changed for c in done.values())
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, str(len(graph)))
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, str(len(graph)))
     logged = []
     compact.compact_after_run(layout, log=logged.append)
     assert not fragments(layout, vocab.TASKS) and fragments(layout, vocab.EVALUATIONS)   # fewer than len(graph) stay
@@ -242,7 +244,11 @@ def test_many_parts_and_stale_parts_are_merged(swept, monkeypatch):
     assert got.set_index("task_id").loc[ids[60:], "error"].isna().all()
 
 
-def test_a_corrupt_part_is_not_trusted(swept):
+def warned(caplog, text: str) -> bool:
+    return any(r.levelname == "WARNING" and text in r.getMessage() for r in caplog.records)
+
+
+def test_a_corrupt_part_is_not_trusted(swept, caplog):
     layout, graph, before = swept
     compact.compact(layout)
     (name,) = manifest.read_manifest(layout, vocab.BARRIERS).parts
@@ -250,8 +256,8 @@ def test_a_corrupt_part_is_not_trusted(swept):
     blob = bytearray(part.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     part.write_bytes(bytes(blob))
-    with pytest.warns(RuntimeWarning, match="size or sha256 other than the manifest's"):
-        got = tables.read_table(layout, vocab.BARRIERS)
+    got = tables.read_table(layout, vocab.BARRIERS)
+    assert warned(caplog, "size or sha256 other than the manifest's")
     expected = before[vocab.BARRIERS]                        # only rows that verify come back from it
     pd.testing.assert_frame_equal(got, expected[expected.task_id.isin(set(got.task_id))].reset_index(drop=True))
     task_id = before[vocab.BARRIERS]["task_id"].iloc[0]
@@ -261,14 +267,14 @@ def test_a_corrupt_part_is_not_trusted(swept):
     assert tables.verify_fragment(layout, vocab.PATHS, task_id)                   # other tables are fine
 
 
-def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept):
+def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept, caplog):
     layout, graph, before = swept
     compact.compact(layout)
     layout.storage.write_bytes(manifest.manifest_path(layout, vocab.PATHS), b"not parquet")
     with pytest.raises(compact.CompactionError, match="manifest"):
         compact.compact_table(layout, vocab.PATHS)
-    with pytest.warns(RuntimeWarning, match="manifest"):
-        assert tables.read_table(layout, vocab.PATHS).empty
+    assert tables.read_table(layout, vocab.PATHS).empty
+    assert warned(caplog, "manifest")
 
 
 def test_compacted_digest_ignores_paths_that_are_not_fragments(swept):
@@ -326,19 +332,16 @@ class Interrupted(KeyboardInterrupt):
 
 def inline_run_graph(stop_after: int | None):
     """`schedule.run_graph` without Ray: ready tasks one by one in this process; Ctrl-C after `stop_after`."""
-    def run_graph(state, layout, ctx, *, max_concurrent, on_finish, progress=None, run_name=None, concurrency=None):
+    def run_graph(state, layout, ctx, *, max_concurrent, progress=None, run_name=None, concurrency=None):
         ran = 0
         while (task_id := state.ready.first()) is not None:
             task = ctx.graph.tasks[task_id]
-            state.states[task_id].status, state.states[task_id].started_at = vocab.RUNNING, 0.0
+            state.set_status(task_id, vocab.RUNNING, started_at=0.0)
             result = work.run_here(task, layout, ctx.runner, ctx.data_root,
                                    {p: ctx.graph.tasks[p].kind for p in task.parents})
-            state.states[task_id].result, state.states[task_id].duration_s = result, result.duration_s
-            if result.status == vocab.DONE:
-                state.states[task_id].status = vocab.DONE
-            else:
-                state.mark_failed(task_id, result.error)
-            on_finish(task_id)
+            status = vocab.DONE if result.status == vocab.DONE else vocab.FAILED
+            state.set_status(task_id, status, result.error, result=result, duration_s=result.duration_s,
+                             error_type=result.error_type)
             ran += 1
             if stop_after is not None and ran >= stop_after:
                 raise Interrupted
@@ -350,7 +353,7 @@ def inline(monkeypatch):
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
     monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
     monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
 
     def use(stop_after=None):
         monkeypatch.setattr(sweep, "run_graph", inline_run_graph(stop_after))
@@ -363,7 +366,7 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
     inline(stop_after=20)
     logged = []
     with pytest.raises(Interrupted):
-        sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+        sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     layout = SweepLayout(Storage(str(tmp_path)), "resumed")
     assert any(line.startswith("compacted results") for line in logged)
     first = tables.read_table(layout, vocab.TASKS)
@@ -372,7 +375,7 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
 
     inline()
     logged.clear()
-    outcome = sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+    outcome = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     assert "20 already finished" in "\n".join(logged)
     assert outcome.counts["cached"] == 20 and outcome.counts["done"] == len(graph) - 20
     tasks = tables.read_table(layout, vocab.TASKS)
@@ -383,7 +386,7 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
     assert all(compact.files_per_table(layout)[t] <= 2 for t in vocab.TABLES)   # at most 2 parts
 
     inline()
-    again = sweep.run_sweep(spec, runner="synthetic", report=False, log=logged.append)
+    again = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     assert again.counts["cached"] == len(graph) and again.counts["done"] == 0
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.TASKS), tasks)
 
@@ -391,16 +394,16 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
 # ----- a real run on Ray -------------------------------------------------------------------------
 
 def test_a_run_on_ray_compacts_and_a_rerun_skips_every_finished_task(ray_local, tmp_path, monkeypatch):
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
     spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=onray", "max_concurrent=2"])
     graph = build_graph(spec)
-    first = sweep.run_sweep(spec, runner="synthetic", report=False, log=lambda *a: None)
+    first = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=lambda *a: None)
     assert first.ok and first.counts["done"] == len(graph)
     layout = first.layout
     assert all(compact.files_per_table(layout)[t] == 1 for t in vocab.TABLES)
     before = snapshot(layout)
     assert sorted(before[vocab.TASKS]["task_id"]) == sorted(graph.tasks)
-    second = sweep.run_sweep(spec, runner="synthetic", report=False, log=lambda *a: None)
+    second = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=lambda *a: None)
     assert second.counts["cached"] == len(graph) and second.counts["done"] == 0
     assert_same_rows(layout, before)
 
@@ -415,7 +418,7 @@ def glob_rows(layout, table: str) -> int:
     return ds.dataset(files, format="parquet").count_rows() if files else 0
 
 
-def test_a_fragment_counts_as_compacted_only_while_its_part_verifies(swept):
+def test_a_fragment_counts_as_compacted_only_while_its_part_verifies(swept, caplog):
     """The part is lost; the recomputed fragments are byte-identical to the ones it absorbed (CPU runs
     are deterministic). They are read, and compaction absorbs them again: no row is lost."""
     layout, graph, before = swept
@@ -423,8 +426,8 @@ def test_a_fragment_counts_as_compacted_only_while_its_part_verifies(swept):
     compact.compact(layout)
     (part,) = Path(layout.table_dir(vocab.BARRIERS)).glob("part-*.parquet")
     part.unlink()
-    with pytest.warns(RuntimeWarning, match="is missing"):
-        assert tables.read_table(layout, vocab.BARRIERS).empty
+    assert tables.read_table(layout, vocab.BARRIERS).empty
+    assert warned(caplog, "is missing")
     for task_id, data in saved.items():                 # what the rerun writes for the recomputed tasks
         layout.storage.write_bytes(layout.fragment(vocab.BARRIERS, task_id), data)
     assert_same_rows(layout, before)
@@ -434,7 +437,7 @@ def test_a_fragment_counts_as_compacted_only_while_its_part_verifies(swept):
     assert_all_verified(layout, graph)
 
 
-def test_a_damaged_part_gives_back_the_rows_that_verify_and_is_set_aside(swept, monkeypatch, capsys):
+def test_a_damaged_part_gives_back_the_rows_that_verify_and_is_set_aside(swept, monkeypatch, caplog):
     layout, graph, before = swept
     monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)        # a row group per task: damage stays local
     compact.compact(layout)
@@ -446,8 +449,8 @@ def test_a_damaged_part_gives_back_the_rows_that_verify_and_is_set_aside(swept, 
     blob[middle:middle + 64] = bytes(64)
     part.write_bytes(bytes(blob))
     expected = before[vocab.PATHS]
-    with pytest.warns(RuntimeWarning, match="size or sha256 other than the manifest's"):
-        got = tables.read_table(layout, vocab.PATHS)             # readers take back what verifies
+    got = tables.read_table(layout, vocab.PATHS)                 # readers take back what verifies
+    assert warned(caplog, "size or sha256 other than the manifest's")
     assert 0 < got["task_id"].nunique() < expected["task_id"].nunique()
     pd.testing.assert_frame_equal(got, expected[expected.task_id.isin(set(got.task_id))].reset_index(drop=True))
     done = compact.compact(layout)[vocab.PATHS]
@@ -501,7 +504,7 @@ def test_a_rerun_after_compaction_leaves_globs_counting_each_task_once(swept, mo
         row = recording.task_row(graph.tasks[task_id], vocab.FAILED, spec_hash="test", rev=None, error="again")
         tables.write_fragment(layout, vocab.TASKS, task_id, [row])
     assert glob_rows(layout, vocab.TASKS) == len(graph) + len(rerun)       # counted twice until the run ends
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1000")
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1000")
     compact.compact_after_run(layout, log=lambda *a: None)
     assert glob_rows(layout, vocab.TASKS) == len(graph) == len(tables.read_table(layout, vocab.TASKS))
     assert (tables.read_table(layout, vocab.TASKS).set_index("task_id").loc[rerun, "error"] == "again").all()

@@ -1,7 +1,7 @@
 """Multi-worker training through Ray Train (DDP, gloo on CPU): a worker killed mid-task is replaced
 and the task resumes from its checkpoint (shown by the epochs each attempt trains, and by final
 weights equal to an uninterrupted run); tasks placed by custom resources on a simulated multi-node
-cluster. Inside the Ray workers, tests/hooks records what each attempt did."""
+cluster. Inside the Ray workers, the test runners (tests/support/runners.py) record what each attempt did."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import outputs, tables
 from orchestrator.run import schedule as S, state as sweep_state
-from orchestrator.run.distributed import CRASH_AT_EPOCH_ENV_VAR, CRASH_MARKER_DIR_ENV_VAR
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
@@ -22,7 +21,8 @@ from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
 from tasks.settings import from_identity
 from tests.conftest import NODE_START_TIMEOUT_S, start_local_ray, wait_for_resources, write_spec
-from tests.hooks.mmc_test_hooks import WAIT_ENV, hook_env, resumed_from, trained_epochs
+from tests.support import runners
+from tests.support.runners import CRASH_ENV, CRASH_MARKER_DIR_ENV, WAIT_ENV, hook_env, resumed_from, trained_epochs
 
 ONLY_PRETRAIN = {"cue_proportions": [0.0], "finetune": {"methods": []}, "paths": {"pairs": ["nocue~nocue:self"],
                                                                                    "num_alphas": 2}}
@@ -41,14 +41,14 @@ def train_runs(tmp_path_factory):
     markers.mkdir()
     spec = load_spec(write_spec(tmp, "ddp", **ONLY_PRETRAIN, pretrain={"epochs": 3}, resources=TWO_WORKERS))
     (task,) = [t for t in build_graph(spec).tasks.values() if t.kind == "pretrain"]
-    env = hook_env(events, **{CRASH_AT_EPOCH_ENV_VAR: f"{task.id}:1", CRASH_MARKER_DIR_ENV_VAR: str(markers)})
+    env = hook_env(events, **{CRASH_ENV: f"{task.id}:1", CRASH_MARKER_DIR_ENV: str(markers)})
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)            # before Ray starts: its workers inherit them
         start_local_ray(2)
         try:
-            crashed = run_sweep(spec.with_top(storage=str(tmp / "crashed")), report=False)
-            clean = run_sweep(spec.with_top(storage=str(tmp / "clean")), report=False)
+            crashed = run_sweep(spec.with_top(storage=str(tmp / "crashed")), report=False, runner=runners.name("real"))
+            clean = run_sweep(spec.with_top(storage=str(tmp / "clean")), report=False, runner=runners.name("real"))
         finally:
             ray.shutdown()
     return task, crashed, clean, events, markers
@@ -149,7 +149,7 @@ def test_custom_resources_place_tasks_on_matching_nodes(cluster, tmp_path):
     assert preflight.check_resources(spec, S.cluster_resources(), list(vocab.TASK_KINDS)) == []
     graph = build_graph(spec)
     layout = SweepLayout(Storage(str(tmp_path / "runs")), spec.name)
-    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner="events")
+    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner=runners.name("events"))
     state = sweep_state.SweepState(graph)
     S.run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent)
     assert state.counts()[vocab.DONE] == len(graph), state.progress_line(4)

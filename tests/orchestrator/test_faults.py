@@ -6,7 +6,8 @@ fault happen and checks the stated outcome.
   `done.json`, the `tasks` row missing after a driver died between marker and row, a torn resume
   checkpoint. Each case copies the finished sweep, makes its fault, reruns, and checks the claim.
 - The driver interrupted (Ctrl-C: exit 130) and then SIGKILLed in the middle of a training task, at
-  points chosen by the test (tests/hooks pauses the task right after an epoch's state is saved):
+  points chosen by the test (the test runner `tests.support.runners:real` pauses the task right after
+  an epoch's state is saved):
   each rerun resumes from the last saved epoch and the weights equal an uninterrupted run.
 - A disk that fills up while a task writes its outputs.
 """
@@ -34,11 +35,13 @@ from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run.sweep import run_sweep
-from orchestrator.run.work import FAIL_TASK_ENV_VAR
 from tests.conftest import REPO, clean_env, start_local_ray
-from tests.hooks.mmc_test_hooks import PAUSE_ENV, hook_env, resumed_from, trained_epochs
+from tests.support import runners
+from tests.support.processes import kill_session
+from tests.support.runners import FAIL_ENV, PAUSE_ENV, hook_env, resumed_from, trained_epochs
 
 RUN_TIMEOUT_S = 600
+REAL = runners.name("real")   # the science, plus the faults and observations the environment asks for
 EVENT_TIMEOUT_S = 300
 
 TINY = {
@@ -69,7 +72,7 @@ def write_spec(directory: Path, name: str, **sections) -> Path:
 
 def cli_command(spec: Path, storage: Path) -> list[str]:
     return [sys.executable, "-m", "orchestrator", "run", str(spec), "--storage", str(storage),
-            "--num-cpus", "2", "--no-report"]
+            "--num-cpus", "2", "--no-report", "--runner", REAL]
 
 
 def cli_env(**extra: str) -> dict:
@@ -136,7 +139,7 @@ def failed_sweep(tmp_path_factory):
                              "finetuned_kinds": ["linear", "quadratic"]})
     roles = tasks_by_role(spec)
     midpoint = roles[("midpoint", "cue~nocue", "quadratic", 0)]
-    proc = run_cli(spec, root / "storage", **{FAIL_TASK_ENV_VAR: midpoint.id})
+    proc = run_cli(spec, root / "storage", **{FAIL_ENV: midpoint.id})
     runs = mlflow_runs(layout_of(spec, root / "storage"), "faults")
     return spec, root / "storage", roles, proc, runs
 
@@ -189,10 +192,12 @@ def test_failed_and_diverged_tasks_are_recorded_and_dependents_skipped(failed_sw
         row = tasks.loc[task.id]
         if task.id == finetune.id:
             assert row["status"] == vocab.FAILED and "DivergenceError" in row["error"] and "nan" in row["error"]
+            assert row["error_type"] == "DivergenceError"
         elif task.id == midpoint.id:
             assert row["status"] == vocab.FAILED and "injected failure" in row["error"]
+            assert row["error_type"] == "RuntimeError"
         elif task.id in expected_skips:
-            assert row["status"] == vocab.SKIPPED
+            assert row["status"] == vocab.SKIPPED and pd.isna(row["error_type"])
             assert row["error"] == f"skipped: upstream task {expected_skips[task.id]} failed"
         else:   # the independent branch: both pretrains and the linear cue~nocue path
             assert row["status"] == vocab.FINISHED, (task.id, row["error"])
@@ -277,7 +282,7 @@ def test_corrupt_outputs_are_recomputed_and_failed_tasks_retried(failed_sweep, t
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished tiny sweep (2 pretrains of 2 epochs, a linear and a quadratic cue~nocue path) on a
-    local Ray whose workers record what they train (tests/hooks)."""
+    local Ray whose workers record what they train (the runner `REAL` with MMC_TEST_EVENTS_DIR)."""
     import ray
 
     root = tmp_path_factory.mktemp("claims")
@@ -290,7 +295,7 @@ def finished(tmp_path_factory):
             mp.setenv(key, value)
         start_local_ray(2)
         try:
-            outcome = run_sweep(spec, report=False)
+            outcome = run_sweep(spec, report=False, runner=REAL)
             assert outcome.ok, outcome.counts
             yield spec, build_graph(spec), root, events
         finally:
@@ -403,7 +408,7 @@ def test_readme_fault_claim(claim, finished, tmp_path, monkeypatch):
     task, message = make(*args)
     untouched = {t.id: mtimes(layout, t) for t in graph.tasks.values() if t.id != task.id}
     logged: list[str] = []
-    outcome = run_sweep(spec, report=False, log=logged.append)
+    outcome = run_sweep(spec, report=False, log=logged.append, runner=REAL)
     assert outcome.ok, outcome.counts
     if message:
         assert any(line.startswith(message) for line in logged), "\n".join(logged)
@@ -413,37 +418,6 @@ def test_readme_fault_claim(claim, finished, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # The driver interrupted (Ctrl-C), then SIGKILLed, in the middle of a training task.
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":   # field 6 of stat: session id
-                pids.append(int(entry))
-    return pids
-
-
-def _kill_session(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver and every process of its session (its local Ray), and wait for them."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-    deadline = time.monotonic() + 60
-    while (left := _session_pids(proc.pid)) and time.monotonic() < deadline:
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    assert not _session_pids(proc.pid), "processes of the killed sweep are still alive"
-
 
 def _start_paused(spec: Path, storage: Path, events: Path, task, epoch: int) -> subprocess.Popen:
     """The CLI, with `task` pausing right after its `epoch` is saved; returns once it is paused."""
@@ -455,7 +429,7 @@ def _start_paused(spec: Path, storage: Path, events: Path, task, epoch: int) -> 
     while not paused.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
-            _kill_session(proc)
+            kill_session(proc)
             pytest.fail(f"the sweep never paused {task.id} after epoch {epoch}:\n{out[-2000:]}\n{err[-2000:]}")
         time.sleep(0.05)
     paused.unlink()
@@ -484,7 +458,7 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C reaches the terminal's process group
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-2000:]}"
     assert "interrupted: finished tasks are kept" in err
     assert verified(layout, first) == (True, "") and not verified(layout, target)[0], f"{out[-3000:]}\n{err[-3000:]}"
@@ -492,7 +466,7 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
     kept = mtimes(layout, first)
 
     proc = _start_paused(spec, storage, events, target, 2)
-    _kill_session(proc)
+    kill_session(proc)
     assert not verified(layout, target)[0] and mtimes(layout, first) == kept
 
     rerun = run_cli(spec, storage, **hook_env(events))
@@ -574,7 +548,7 @@ def test_task_whose_outputs_cannot_be_written_fails_without_a_marker(tmp_path, m
                     vocab.TRAIN_CURVES: [{"epoch": 0, "split": "train", "loss": 1.0, "acc": 0.5}]},
             checkpoint={"w": torch.zeros(3)})
 
-    monkeypatch.setitem(work.RUNNERS, "produce", produce)
+    monkeypatch.setitem(work.RUNNERS, "produce", produce)     # a runner by name, as `real` is
     real_fs = layout.storage.fs
     layout.storage.fs = full = _FullDisk(real_fs, "/results/train_curves/")   # full when the curve is written
     env = work.TaskEnv(layout=layout, device=torch.device("cpu"))

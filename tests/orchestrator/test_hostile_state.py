@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from orchestrator import cli
+from orchestrator import cli, knobs
 from orchestrator.results import outputs, plan
 from orchestrator.run import preflight, sweep
 from orchestrator.run.capacity import ClusterView
@@ -35,6 +35,9 @@ from orchestrator.results.outputs import TaskOutput
 from orchestrator.spec.sweep_spec import dump_spec, load_spec, science
 from orchestrator.run.sweep import SweepState
 from tests.orchestrator.test_cli_errors import GOOD
+from tests.support import runners
+
+SYNTHETIC = runners.name("synthetic")
 
 pytestmark = pytest.mark.timeout(120)   # a hang is a failure, not a stuck suite
 
@@ -353,11 +356,11 @@ def compacted(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
     monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
     monkeypatch.setattr(sweep, "run_graph", inline_run_graph(None))
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
     s = Sweep.__new__(Sweep)
     s.tmp, s.spec_path, s.storage = tmp_path, tmp_path / "spec.yaml", tmp_path / "storage"
     s.spec_path.write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    assert cli.main(["run", str(s.spec_path), "--storage", str(s.storage), "--no-report", "--runner", "synthetic"]) == 0
+    assert cli.main(["run", str(s.spec_path), "--storage", str(s.storage), "--no-report", "--runner", SYNTHETIC]) == 0
     spec = load_spec(s.spec_path)
     s.layout = SweepLayout(Storage(s.storage), spec.name)
     s.graph = build_graph(spec)
@@ -412,7 +415,7 @@ def test_damaged_results_are_mended_and_nothing_is_lost(fault, compacted, capsys
     healthy = fault in ("compaction-temporaries", "part-copied-as-a-fragment")
     assert (int(total[2]) == len(s.graph)) == healthy, out     # finished only what verifies
 
-    code, out, err, _ = s.run(capsys, "--runner", "synthetic")
+    code, out, err, _ = s.run(capsys, "--runner", SYNTHETIC)
     assert code == 0 and "Traceback" not in err, err
     again = _all_rows(s)
     for table in ("evaluations", "train_curves", "paths", "barriers"):

@@ -1,5 +1,6 @@
 """`cluster/submit.sh SPEC` (`ray job submit ... -- python -m orchestrator run SPEC`) against a local Ray
-head, as on a cluster, from a git checkout: the job records the checkout's revision.
+head, as on a cluster, from a git checkout: the job records the checkout's revision; and `ray job stop`,
+which SIGTERMs the driver: it stops as for Ctrl-C (finished tasks recorded, exit 130).
 
 The head gets its own temp dir (so no other `ray.init()` on this machine attaches to it) and is
 stopped by signalling the `ray start --block` process group this test started; `ray stop` would
@@ -11,7 +12,9 @@ head that could not bind them (another process took one in between) is started a
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,12 +29,15 @@ from pathlib import Path
 
 import pytest
 
+import mlflow
+
 from orchestrator import provenance, vocab
 from orchestrator.results import tables
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from tests.conftest import REPO, clean_env, write_spec
+from tests.support import runners
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_START_TIMEOUT_S = 300
@@ -127,6 +133,34 @@ def _stop(head: subprocess.Popen) -> None:
             continue
 
 
+def _submit(ray_head: str, job_id: str, command: list[str], env_vars: dict | None = None) -> None:
+    runtime_env = ["--runtime-env-json", json.dumps({"env_vars": env_vars})] if env_vars else []
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while True:   # the head's job agent registers a little after the dashboard answers
+        submit = subprocess.run(
+            [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id, "--working-dir", str(REPO),
+             *runtime_env, "--no-wait", "--", *command], capture_output=True, text=True, env=_env(), timeout=300)
+        if submit.returncode == 0 or "No available agent" not in submit.stderr or time.monotonic() > deadline:
+            break
+    assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
+
+
+def _wait_for_end(ray_head: str, job_id: str) -> tuple[str | None, str, str]:
+    """(how the job ended: succeeded | failed | stopped, the last status output, the job's logs)."""
+    deadline, status, out = time.monotonic() + JOB_TIMEOUT_S, None, None
+    while time.monotonic() < deadline:
+        out = subprocess.run([RAY, "job", "status", "--address", ray_head, job_id],
+                             capture_output=True, text=True, env=_env(), timeout=120)
+        found = re.search(r"Job '[^']+' (succeeded|failed|was stopped|stopped)", out.stdout + out.stderr)
+        if found:             # e.g. "Job 'mmc-test-1a2b3c4d' succeeded"
+            status = found.group(1).split()[-1]
+            break
+        time.sleep(2)         # polling the job's status; each poll is itself a subprocess of seconds
+    logs = subprocess.run([RAY, "job", "logs", "--address", ray_head, job_id],
+                          capture_output=True, text=True, env=_env(), timeout=120).stdout
+    return status, (out.stdout[-1000:] if out else ""), logs
+
+
 def _checkout(tmp_path: Path) -> Path:
     """A git checkout of the project (its packages, cluster/, pyproject.toml, .gitignore) with one commit and
     one uncommitted change: what a user submits from."""
@@ -183,3 +217,38 @@ def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
     listed = subprocess.run([RAY, "job", "list", "--address", ray_head], capture_output=True, text=True, env=_env(),
                             timeout=120).stdout
     assert job_id in listed and "mmc-sweep job" in listed and revision.to_env() in listed
+
+
+@pytest.mark.slow
+def test_ray_job_stop_ends_the_sweep_like_ctrl_c(ray_head, tmp_path):
+    """`ray job stop` SIGTERMs the driver while a task runs (the `sleep` test runner blocks the second
+    pretraining): the job's log says so, the finished pretraining's row is written, the MLflow parent
+    run is KILLED. Ray SIGKILLs a job that has not ended RAY_JOB_STOP_WAIT_TIME_S (3 by default) after
+    the SIGTERM; the job raises it for its driver through its runtime environment."""
+    path = write_spec(tmp_path, "stopjob", finetune={"methods": []}, max_concurrent=1,
+                      paths={"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2})
+    graph = build_graph(load_spec(path))
+    first, blocked = [t for t, task in graph.tasks.items() if task.kind == "pretrain"]
+    storage, events = tmp_path / "storage", tmp_path / "events"
+    job_id = f"mmc-test-{uuid.uuid4().hex[:8]}"
+    _submit(ray_head, job_id, ["python", "-m", "orchestrator", "run", str(path), "--storage", str(storage),
+                               "--runner", runners.name("sleep")],
+            env_vars={"RAY_JOB_STOP_WAIT_TIME_S": "300", "MMC_COMPACT_MIN_FRAGMENTS": "1",
+                      **runners.hook_env(events, **{runners.SLEEP_ENV: "0.1", runners.BLOCK_ENV: blocked})})
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (events / f"blocked-{blocked}").exists():
+        assert time.monotonic() < deadline, "the job never reached the blocked task"
+        time.sleep(1)
+    stop = subprocess.run([RAY, "job", "stop", "--address", ray_head, job_id], capture_output=True, text=True,
+                          env=_env(), timeout=JOB_TIMEOUT_S)
+    assert stop.returncode == 0, stop.stdout[-2000:] + stop.stderr[-2000:]
+    status, out, logs = _wait_for_end(ray_head, job_id)
+    assert status == "stopped", f"job ended {status}:\n{out}\n{logs[-4000:]}"
+    assert "warning: SIGTERM received: stopping as for Ctrl-C" in logs, logs[-4000:]
+    assert "interrupted: finished tasks are kept" in logs and "Traceback" not in logs, logs[-4000:]
+    layout = SweepLayout(Storage(str(storage)), "stopjob")
+    rows = tables.read_table(layout, vocab.TASKS)
+    assert list(rows["task_id"]) == [first] and list(rows["status"]) == [vocab.FINISHED]
+    client = mlflow.MlflowClient(layout.mlflow_uri())
+    runs = client.search_runs([client.get_experiment_by_name("stopjob").experiment_id])
+    assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == [vocab.MLFLOW_KILLED]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import knobs
 from orchestrator.storage import lock
 from orchestrator.storage.layout import Storage, SweepLayout
 
@@ -75,7 +76,7 @@ def test_the_same_host_name_on_another_machine_is_not_this_machine(layout):
 
 def test_an_expired_lease_is_taken_over_even_from_another_host_with_a_live_pid(layout):
     _plant(layout, pid=os.getpid(), host="another-host", boot_id="another-boot",
-           renewed_at=time.time() - lock.LEASE_S - lock.MAX_CLOCK_SKEW_S - 60, lease_s=lock.LEASE_S, token="theirs")
+           renewed_at=time.time() - knobs.LOCK_LEASE_S.default - lock.MAX_CLOCK_SKEW_S - 60, lease_s=knobs.LOCK_LEASE_S.default, token="theirs")
     _taken_over(layout)
 
 
@@ -124,7 +125,7 @@ def _wait_for(condition, what: str, timeout: float = 30) -> None:
 
 
 def test_the_holder_renews_its_lease(layout, monkeypatch):
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.3")
     with lock.sweep_lock(layout):
         first = _read_held(layout)
         assert first["lease_s"] == 0.3 and first["token"]
@@ -142,7 +143,7 @@ def sigint_handled():
 
 
 def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout, monkeypatch, sigint_handled):
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.3")
     newcomer = {"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60, "token": "theirs"}
     with pytest.raises(KeyboardInterrupt):
         with lock.sweep_lock(layout):
@@ -155,7 +156,7 @@ def test_a_holder_whose_lock_was_taken_over_stops_and_leaves_the_new_lock(layout
 
 
 def test_a_lock_deleted_by_hand_while_held_is_written_again(layout, monkeypatch):
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.3")
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.3")
     with lock.sweep_lock(layout):
         token = _read_held(layout)["token"]
         Path(layout.lock_file()).unlink()
@@ -163,8 +164,8 @@ def test_a_lock_deleted_by_hand_while_held_is_written_again(layout, monkeypatch)
 
 
 def test_a_bad_lease_setting_is_refused(layout, monkeypatch):
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "soon")
-    with pytest.raises(lock.SweepError, match="MMC_LOCK_LEASE_S='soon' is not a number"):
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "soon")
+    with pytest.raises(knobs.KnobError, match="`MMC_LOCK_LEASE_S`='soon' is not a number"):
         with lock.sweep_lock(layout):
             pass
     assert not Path(layout.lock_file()).exists()
@@ -198,7 +199,7 @@ with lock.sweep_lock(layout):
     time.sleep(60)
 sys.exit(3)
 """
-    env = {**os.environ, lock.LEASE_ENV_VAR: "0.3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, knobs.LOCK_LEASE_S.name: "0.3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr)
     assert "took over" in proc.stderr and json.loads(Path(layout.lock_file()).read_text())["token"] == "theirs"

@@ -19,6 +19,7 @@ from orchestrator.run import recording, work
 from orchestrator.spec import rules as spec_rules
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support import runners
 
 SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "mechanism_map.yaml"
 
@@ -52,7 +53,7 @@ def tiny(tmp_path_factory):
     layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
     write_plan(layout, graph)
     for task in graph.tasks.values():
-        result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+        result = work.execute(task, runners.name("synthetic"), work.TaskEnv(layout=layout, device=torch.device("cpu")))
         assert result.status == vocab.DONE, result.error
         row = recording.task_row(task, vocab.FINISHED, spec_hash="test", rev=None, duration_s=result.duration_s)
         tables.write_fragment(layout, vocab.TASKS, task.id, [row])

@@ -153,12 +153,13 @@ def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
 def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_cluster, tmp_path):
     """A sweep on both nodes through the shared storage. The fine-tuning task runs on the worker
     (custom resource), pretraining and path evaluation on the head, and the worker writes nothing to
-    its own disk. The fine-tuning is held on the worker after its epoch by the test hook, its resume
+    its own disk. The fine-tuning is held on the worker after its epoch by the test runner, its resume
     state saved, while the head finishes the rest it can. Then the worker node is SIGKILLed: the task
     fails, its dependent is skipped, the sweep ends with exit 1. With a new worker the same command
     finishes the rest: every task once, each on its node, and the tables equal a single-node run of
     the same spec."""
-    from tests.hooks.mmc_test_hooks import PAUSE_ENV, hook_env
+    from tests.support import runners
+    from tests.support.runners import PAUSE_ENV, hook_env
 
     cluster = ns_cluster
     storage = cluster.shared / "kill-runs"
@@ -177,7 +178,7 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     t1 = time.time()
     cluster.kill_worker()   # a worker whose fine-tuning tasks hold after epoch 0 until killed
     held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
-    proc = cli(cluster, spec, popen=True)
+    proc = cli(cluster, spec, "--runner", runners.name("real"), popen=True)   # holds where the worker's env says
     try:
         held = _wait_for(lambda: list(events.glob("paused-*")), proc)
         cluster.kill_worker()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli, provenance
-from orchestrator.errors import SweepError
+from orchestrator.errors import MmcError
 from tests.conftest import REPO
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -29,7 +29,7 @@ def test_the_submitted_revision_wins_and_a_malformed_one_is_refused(monkeypatch)
     dirty = provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: f"{COMMIT}+dirty.{'ab' * 32}"})
     assert dirty.dirty and dirty.label == f"{COMMIT[:12]}+dirty.abababab"
     assert provenance.SourceRevision.parse(dirty.to_env()) == dirty
-    with pytest.raises(SweepError, match="MMC_SOURCE_REVISION.*not a git revision"):
+    with pytest.raises(MmcError, match="MMC_SOURCE_REVISION.*not a git revision"):
         provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: "v1.0; rm -rf /"})
 
 
@@ -37,7 +37,7 @@ def test_a_malformed_revision_stops_a_run_before_anything_is_written(monkeypatch
     monkeypatch.setenv(provenance.SOURCE_REVISION_ENV_VAR, "main")
     assert cli.main(["run", str(REPO / "sweeps" / "smoke.yaml"), "--storage", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: `MMC_SOURCE_REVISION`: 'main' is not a git revision") and err.count("\n") == 1
+    assert err.startswith("error: `MMC_SOURCE_REVISION`='main' is not a git revision") and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 

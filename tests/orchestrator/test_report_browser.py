@@ -8,17 +8,18 @@ import base64
 import html
 import io
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from orchestrator import knobs
 from orchestrator.report import build as report, figures
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.report_data import METHODS, PAIRS, synthetic_sweep, write_sweep
@@ -66,12 +67,19 @@ def finished(tmp_path_factory):
     layout = SweepLayout(Storage(str(tmp / "store")), "browser-sweep")
     tables = synthetic_sweep()
     write_sweep(layout, tables)
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mp.setenv(figures.REPORT_WORKERS_ENV_VAR, "2")
-        mp.setattr(figures, "MIN_JOBS_PER_WORKER", 2)
-        rep = report.write_report(layout)
-    problems = [str(w.message) for w in caught if "report" in str(w.message)]
+    caught: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = caught.append
+    logger = logging.getLogger("orchestrator")
+    logger.addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(knobs.REPORT_WORKERS.name, "2")
+            mp.setattr(figures, "MIN_JOBS_PER_WORKER", 2)
+            rep = report.write_report(layout)
+    finally:
+        logger.removeHandler(handler)
+    problems = [r.getMessage() for r in caught if "report" in r.getMessage()]
     assert not problems, problems
     return layout, rep, tmp
 

@@ -4,12 +4,13 @@ exactly once) and the scale benchmark (a quick run keeps it working)."""
 from __future__ import annotations
 
 import json
+import logging
 
 import mlflow
 import pytest
 import torch
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.results import schemas, tables
 from orchestrator.run import recording, state as sweep_state, work
 from orchestrator.graph.dag import build_graph
@@ -17,6 +18,9 @@ from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run.tracking import MlflowTracker, SweepRun
 from orchestrator.run.work import TaskResult
+from tests.support import runners
+
+SYNTHETIC = runners.name("synthetic")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def layout(tmp_path):
 def test_synthetic_runner_writes_every_table_at_the_real_sizes(graph, layout):
     sizes: dict[str, dict[str, set]] = {}
     for task in graph.tasks.values():
-        result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+        result = work.execute(task, SYNTHETIC, work.TaskEnv(layout=layout, device=torch.device("cpu")))
         assert result.status == vocab.DONE, result.error
         marker = json.loads(layout.storage.read_bytes(layout.marker_file(task.kind, task.id)))
         counts = {t: len(tables.read_fragment(layout, t, task.id)) for t in marker["tables"]}
@@ -58,10 +62,11 @@ def test_synthetic_runner_writes_every_table_at_the_real_sizes(graph, layout):
 
 
 def test_synthetic_runner_fails_where_asked(graph, layout, monkeypatch):
-    monkeypatch.setenv(work.FAIL_TASK_ENV_VAR, "midpoint")
+    monkeypatch.setenv(runners.FAIL_ENV, "midpoint")
     task = next(t for t in graph.tasks.values() if t.kind == vocab.MIDPOINT)
-    result = work.execute(task, "synthetic", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+    result = work.execute(task, SYNTHETIC, work.TaskEnv(layout=layout, device=torch.device("cpu")))
     assert result.status == vocab.FAILED and "injected failure" in result.error
+    assert result.error_type == "RuntimeError"
 
 
 # ----- the task recorder -----------------------------------------------------------------------
@@ -72,14 +77,13 @@ def ended_state(graph) -> tuple[sweep_state.SweepState, dict[str, str]]:
     ids = list(graph.tasks)
     roles = {"done": ids[0], "failed": ids[1], "cached": ids[2], "done2": ids[3]}
     for role in ("done", "done2"):
-        s = state.states[roles[role]]
-        s.status, s.started_at, s.duration_s = vocab.DONE, 1_700_000_000.0, 1.5
-        s.result = TaskResult(vocab.DONE, 1.5, "cpu:test", metrics={"eval.cue.acc": 0.75, "nan": float("nan")},
-                              steps=[["curve", i, 0.1 * i] for i in range(5)])
-    s = state.states[roles["failed"]]
-    s.status, s.error, s.started_at, s.duration_s = vocab.FAILED, "RuntimeError: boom\ntraceback", 1_700_000_000.0, 0.5
-    state.states[roles["cached"]].status = vocab.CACHED
-    skipped = state.mark_failed(roles["failed"], "RuntimeError: boom\ntraceback")
+        state.set_status(roles[role], vocab.DONE, started_at=1_700_000_000.0, duration_s=1.5,
+                         result=TaskResult(vocab.DONE, 1.5, "cpu:test",
+                                           metrics={"eval.cue.acc": 0.75, "nan": float("nan")},
+                                           steps=[["curve", i, 0.1 * i] for i in range(5)]))
+    state.set_status(roles["cached"], vocab.CACHED)
+    skipped = state.set_status(roles["failed"], vocab.FAILED, "RuntimeError: boom\ntraceback",
+                               error_type="RuntimeError", started_at=1_700_000_000.0, duration_s=0.5)
     roles["skipped"] = skipped[0]
     return state, roles
 
@@ -123,6 +127,8 @@ def record_all(graph, tmp_path, bulk: bool) -> dict:
     rows = tables.read_table(layout, vocab.TASKS).set_index("task_id")
     assert sorted(rows.index) == sorted(roles.values())
     assert rows.loc[roles["failed"], "status"] == vocab.FAILED and "boom" in rows.loc[roles["failed"], "error"]
+    assert rows.loc[roles["failed"], "error_type"] == "RuntimeError"
+    assert rows["error_type"].drop(roles["failed"]).isna().all()
     assert rows.loc[roles["skipped"], "status"] == vocab.SKIPPED and bool(rows.loc[roles["cached"], "cached"])
     assert rows.loc[roles["done"], "device"] == "cpu:test"
     runs = mlflow_runs(uri, "rec")
@@ -151,8 +157,8 @@ def test_batched_and_one_by_one_mlflow_runs_hold_the_same(graph, tmp_path):
 
 def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
     state = sweep_state.SweepState(graph)
-    for s in state.states.values():
-        s.status = vocab.DONE
+    for task_id in graph.tasks:
+        state.set_status(task_id, vocab.DONE)
     layout = SweepLayout(Storage(str(tmp_path)), "many")
     recorder = recording.TaskRecorder(layout, state, "hash")
     for task_id in graph.tasks:
@@ -163,11 +169,11 @@ def test_recorder_flushes_hundreds_of_rows_on_close(graph, tmp_path):
     assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(graph.tasks)
 
 
-def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, monkeypatch, capsys):
+def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, monkeypatch, caplog):
     state = sweep_state.SweepState(graph)
     ids = list(graph.tasks)[:5]
     for task_id in ids:
-        state.states[task_id].status = vocab.DONE
+        state.set_status(task_id, vocab.DONE)
     real = tables.write_fragment
 
     def flaky(layout, table, task_id, rows):
@@ -182,7 +188,7 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
         recorder.record(task_id)
     recorder.close()
     assert recorder.written == 4 and len(recorder.failures) == 1 and ids[2] in recorder.failures[0]
-    assert "could not be written" in capsys.readouterr().err
+    assert [r.levelno for r in caplog.records if "could not be written" in r.getMessage()] == [logging.WARNING]
     assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(set(ids) - {ids[2]})
 
 
@@ -192,8 +198,7 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
 def test_scale_benchmark_quick(tmp_path, monkeypatch):
     from bench import scale
 
-    from orchestrator.results import compact
-    monkeypatch.setenv(compact.MIN_FRAGMENTS_ENV_VAR, "1")     # 50 tasks: fewer fragments than a run compacts
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")   # 50 tasks: fewer fragments than a run compacts
     payload = scale.main(["--quick", "--out", str(tmp_path)])
     (size,) = payload["sizes"].values()
     m = size["after"]["median"]
@@ -201,3 +206,42 @@ def test_scale_benchmark_quick(tmp_path, monkeypatch):
     assert m["tasks"] == per_seed and max(m["files"].values()) <= 2 and m["driver_cpu_per_task_ms"] > 0
     assert payload["planning"]["tasks"] == scale.seeds_for(1000) * per_seed
     assert json.loads((tmp_path / "scale.json").read_text())["sizes"]
+
+
+# ----- runners by name or import path ------------------------------------------------------------
+
+def test_runners_are_chosen_by_name_or_import_path_and_a_bad_one_is_refused(tmp_path, capsys):
+    from orchestrator import cli
+
+    assert work.resolve_runner("real") is work.run_real
+    assert work.resolve_runner(SYNTHETIC) is runners.synthetic          # imported like a plugin
+    for bad, why in (("synthetic", "'synthetic' is not a runner; allowed: real, an import path"),
+                     ("tests.support.runners:nothing", "has no attribute 'nothing'"),
+                     ("tests.support.runners:HERE", "is not a function")):
+        with pytest.raises(work.RunnerError, match=why):
+            work.resolve_runner(bad)
+        assert cli.main(["run", "--storage", str(tmp_path / "runs"), "--runner", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: `--runner`: ") and why in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()                               # refused before any work
+
+
+def test_the_recorder_listens_to_status_changes_and_writes_each_ended_task_once(graph, tmp_path):
+    state = sweep_state.SweepState(graph)
+    layout = SweepLayout(Storage(str(tmp_path)), "listened")
+    recorder = recording.TaskRecorder(layout, state, "hash")
+    state.subscribe(recorder.on_status)
+    root = next(t for t, task in graph.tasks.items() if task.kind == vocab.PRETRAIN)
+    below = graph.descendants(root)
+    cached, done = [t for t in graph.tasks if t != root and t not in below][:2]
+    state.set_status(cached, vocab.CACHED)          # found finished: the run records it only if its row is missing
+    state.set_status(done, vocab.RUNNING)            # running: nothing to record yet
+    state.set_status(done, vocab.DONE, duration_s=2.0)
+    state.set_status(root, vocab.RUNNING)
+    state.set_status(root, vocab.FAILED, "RuntimeError: boom", error_type="RuntimeError")
+    state.set_status(root, vocab.FAILED, "trial crashed: ...", error_type="RuntimeError")   # reason filled in later
+    recorder.close()
+    rows = tables.read_table(layout, vocab.TASKS).set_index("task_id")
+    assert sorted(rows.index) == sorted([done, root, *below]) and recorder.written == len(rows)
+    assert rows.loc[root, "error"] == "RuntimeError: boom" and rows.loc[root, "error_type"] == "RuntimeError"
+    assert set(rows.loc[below, "status"]) == {vocab.SKIPPED} and rows.loc[done, "duration_s"] == 2.0

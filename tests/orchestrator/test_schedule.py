@@ -1,23 +1,28 @@
 """The dependency-aware scheduler: SweepState/DagSearcher alone, then a graph of `events` tasks on Ray
-(tests/hooks: each task records how many tasks run beside it, and the pretrain tasks wait for each
-other, so concurrency is shown by a barrier rather than by overlapping sleeps)."""
+(tests/support/runners.py: each task records how many tasks run beside it, and the pretrain tasks wait
+for each other, so concurrency is shown by a barrier rather than by overlapping sleeps)."""
 
 from __future__ import annotations
 
+import io
+import logging
 import re
+import sys
 
 import pytest
 from ray.tune.search import Searcher
 
+from orchestrator import knobs
 from orchestrator.run import schedule as S, state as sweep_state
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.results.outputs import read_marker
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED
-from orchestrator.run.work import FAIL_TASK_ENV_VAR, TaskResult
+from orchestrator.run.work import TaskResult
 from tests.conftest import start_local_ray, write_spec
-from tests.hooks.mmc_test_hooks import HOLD_ENV, WAIT_ENV, hook_env
+from tests.support import runners
+from tests.support.runners import FAIL_ENV, HOLD_ENV, WAIT_ENV, hook_env
 
 FAILING_KIND = "midpoint"   # the events runner fails every task of this kind (set before Ray starts)
 
@@ -32,9 +37,18 @@ def graph(tmp_path):
     return _graph(tmp_path)
 
 
+def _ended(state) -> list[str]:
+    """The tasks that end (done or failed) from now on, in order, as the state tells its listeners."""
+    ended = []
+    state.subscribe(lambda t, before, after: ended.append(t) if before.status == RUNNING and after.status in
+                    (DONE, FAILED) else None)
+    return ended
+
+
 def _searcher(state):
-    started, finished = [], []
-    return S.DagSearcher(state, on_start=started.append, on_finish=finished.append), started, finished
+    started = []
+    state.subscribe(lambda t, before, after: started.append(t) if after.status == RUNNING else None)
+    return S.DagSearcher(state), started, _ended(state)
 
 
 def _ready(state) -> set[str]:
@@ -49,13 +63,13 @@ def test_only_tasks_whose_parents_finished_are_ready(graph):
     assert roots and {graph.tasks[t].kind for t in roots} == {"pretrain"}
     assert _ready(state) == roots
     nocue, cue = sorted(roots, key=lambda t: graph.tasks[t].labels["cue_proportion"])
-    state.states[cue].status = DONE
+    state.set_status(cue, DONE)
     assert _ready(state) == {nocue} | {t for t, task in graph.tasks.items() if task.parents == (cue,)}
-    state.states[nocue].status = CACHED          # cached counts as finished
+    state.set_status(nocue, CACHED)              # cached counts as finished
     expected = {t for t, task in graph.tasks.items()
                 if task.parents and set(task.parents) <= {cue, nocue}}
     assert _ready(state) == expected
-    state.states[cue].status = RUNNING           # running does not
+    state.set_status(cue, RUNNING)               # running does not
     assert all(cue not in graph.tasks[t].parents for t in _ready(state))
 
 
@@ -63,7 +77,7 @@ def test_a_failure_skips_exactly_the_pending_descendants(graph):
     state = sweep_state.SweepState(graph)
     nocue = next(t for t, task in graph.tasks.items()
                  if task.kind == "pretrain" and task.labels["cue_proportion"] == 0.0)
-    skipped = state.mark_failed(nocue, "boom")
+    skipped = state.set_status(nocue, FAILED, "boom")
     assert skipped == graph.descendants(nocue) and skipped
     assert state.states[nocue].status == FAILED and state.states[nocue].error == "boom"
     for task_id in skipped:
@@ -78,11 +92,12 @@ def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
     state = sweep_state.SweepState(graph)
     ids = list(graph.tasks)
     for task_id in ids[:2]:
-        state.states[task_id].status, state.states[task_id].duration_s = DONE, 10.0
-    state.states[ids[2]].status = CACHED
-    state.states[ids[3]].status = RUNNING
-    state.states[ids[4]].status = FAILED
-    state.states[ids[5]].status = SKIPPED
+        state.set_status(task_id, DONE, duration_s=10.0)
+    state.set_status(ids[2], CACHED)
+    state.set_status(ids[3], RUNNING)
+    state.set_status(ids[5], SKIPPED)
+    assert not graph.descendants(ids[-1])          # the last task (graph order): its failure skips nothing
+    state.set_status(ids[-1], FAILED)
     line = state.progress_line(concurrency=2)
     fields = {k: int(v) for k, v in re.findall(r"(done|cached|running|pending|failed|skipped) (\d+)", line)}
     assert fields == {"done": 2, "cached": 1, "running": 1, "pending": len(ids) - 6, "failed": 1, "skipped": 1}
@@ -90,6 +105,28 @@ def test_progress_line_counts_every_status_and_estimates_the_rest(graph):
     remaining = len(ids) - 6 + 1                   # pending + running, 10 s each, 2 at a time
     assert re.search(r"ETA (\d+)s", line).group(1) == f"{10.0 * remaining / 2:.0f}"
     assert "ETA ?" in sweep_state.SweepState(graph).progress_line(concurrency=2)   # nothing measured yet
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_is_a_log_line_off_a_terminal_and_a_bar_on_one(graph, caplog, monkeypatch):
+    """A log file, `ray job logs`, a pipe: the line is an INFO message of the `orchestrator` logger, like
+    every other line of a run; on a terminal a bar redrawn in place, not a log record."""
+    state = sweep_state.SweepState(graph)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        sweep_state.ProgressPrinter(state, 2).maybe_print(force=True)
+    assert [r.getMessage() for r in caplog.records] == [state.progress_line(2)] and sys.stdout.getvalue() == ""
+    caplog.clear()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        sweep_state.ProgressPrinter(state, 2).maybe_print(force=True)
+    assert caplog.records == [] and terminal.getvalue().startswith("\r\x1b[2K")
+    assert f"0/{len(graph)} finished" in terminal.getvalue()
 
 
 # ----- DagSearcher (driven by hand like Tune would) -----
@@ -154,14 +191,13 @@ def test_searcher_waits_while_tasks_run_and_finishes_when_nothing_can_run(graph)
     searcher, _, _ = _searcher(state)
     first = [searcher.suggest(f"t{i}") for i in range(3)]
     assert [c is not None for c in first] == [True, True, False]   # two roots, then wait (None)
-    state.states[first[0]["task_ids"][0]].status = FAILED          # failed without marking descendants
-    state.states[first[1]["task_ids"][0]].status = DONE
+    state.set_status(first[0]["task_ids"][0], FAILED)              # its descendants are skipped
+    state.set_status(first[1]["task_ids"][0], DONE)
     while (config := searcher.suggest("tx")) not in (None, Searcher.FINISHED):
         for task_id in config["task_ids"]:
-            state.states[task_id].status = DONE
+            state.set_status(task_id, DONE)
     assert config is Searcher.FINISHED
-    assert state.count(PENDING) == 0 and state.count(SKIPPED) > 0
-    assert all("never" in s.error for s in state.states.values() if s.status == SKIPPED)
+    assert state.count(PENDING) == 0 and state.count(SKIPPED) > 0 and state.count(RUNNING) == 0
 
 
 def test_bundle_results_survive_the_trip_through_tune():
@@ -176,19 +212,18 @@ def test_bundle_results_survive_the_trip_through_tune():
 
 
 def test_short_tasks_are_bundled_and_spread_over_the_concurrency(graph, monkeypatch):
-    monkeypatch.setenv(S.MAX_BUNDLE_ENV_VAR, "1")            # as events_ray sets it: the argument still wins
+    monkeypatch.setenv(knobs.MAX_BUNDLE.name, "1")           # as events_ray sets it: the argument still wins
     state = sweep_state.SweepState(graph)
     for task_id, task in graph.tasks.items():            # make every non-path task finished
         if task.kind != "path_eval":
-            state.states[task_id].status = DONE
+            state.set_status(task_id, DONE)
     n_ready = sum(1 for t, task in graph.tasks.items() if task.kind == "path_eval" and state.is_ready(t))
     assert 1 < n_ready < sum(1 for t in graph.tasks.values() if t.kind == "path_eval")   # aligned wait for linear
-    searcher = S.DagSearcher(state, on_start=lambda t: None, on_finish=lambda t: None, concurrency=2, max_bundle=8)
+    searcher = S.DagSearcher(state, concurrency=2, max_bundle=8)
     first = searcher.suggest("t0")["task_ids"]
     assert len(first) == min(8, -(-n_ready // 2)) and len(first) > 1
     assert all(graph.tasks[t].kind == "path_eval" for t in first)
-    single = S.DagSearcher(sweep_state.SweepState(graph), on_start=lambda t: None, on_finish=lambda t: None,
-                           concurrency=2, max_bundle=1)
+    single = S.DagSearcher(sweep_state.SweepState(graph), concurrency=2, max_bundle=1)
     assert len(single.suggest("t0")["task_ids"]) == 1
 
 
@@ -210,16 +245,16 @@ def test_trial_resources_follow_the_task():
 
 @pytest.fixture(scope="module")
 def events_ray(tmp_path_factory):
-    """Local Ray whose workers run the `events` runner (tests/hooks), fail every FAILING_KIND task,
+    """Local Ray whose workers run the `events` runner (tests/support/runners.py), fail every FAILING_KIND task,
     hold each pretrain task until both pretrain tasks run, and keep each align task running until 3
     align tasks run at once or 10 s pass (set before Ray starts: workers inherit it). One task per
     trial (no bundles), so that the number of trials is the number of tasks running."""
     events = tmp_path_factory.mktemp("events")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in hook_env(events, **{FAIL_TASK_ENV_VAR: FAILING_KIND, WAIT_ENV: "pretrain:2",
+        for key, value in hook_env(events, **{FAIL_ENV: FAILING_KIND, WAIT_ENV: "pretrain:2",
                                               HOLD_ENV: "align:3:10"}).items():
             mp.setenv(key, value)
-        mp.setenv(S.MAX_BUNDLE_ENV_VAR, "1")
+        mp.setenv(knobs.MAX_BUNDLE.name, "1")
         start_local_ray(2)
         import ray
 
@@ -229,9 +264,10 @@ def events_ray(tmp_path_factory):
 
 def _run(tmp_path, graph, max_concurrent: int):
     layout = SweepLayout(Storage(str(tmp_path / "runs")), "sched")
-    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="sched", runner="events")
-    state, finished = sweep_state.SweepState(graph), []
-    S.run_graph(state, layout, ctx, max_concurrent=max_concurrent, on_finish=finished.append)
+    ctx = S.TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep="sched", runner=runners.name("events"))
+    state = sweep_state.SweepState(graph)
+    finished = _ended(state)
+    S.run_graph(state, layout, ctx, max_concurrent=max_concurrent)
     return state, layout, finished
 
 

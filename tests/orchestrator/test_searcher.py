@@ -1,8 +1,8 @@
 """The searcher's incremental ready set and status counts (no Ray): SweepState, ReadySet, DagSearcher.
 
-The ready set is kept up to date from status changes instead of scanning the pending tasks; these
-tests compare it with the definition (`SweepState.is_ready`) on diamonds, failures, cached parents,
-statuses set from outside, and random walks over the default graph.
+The ready set and the counts listen to `SweepState.set_status` instead of scanning the pending tasks;
+these tests compare them with the definition (`SweepState.is_ready`) on diamonds, failures, cached
+parents, statuses set from outside, and random walks over the default graph.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import random
 import pytest
 from ray.tune.search import Searcher
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.run import schedule as S, state as sweep_state
 from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task, build_graph
 from orchestrator.spec.sweep_spec import load_spec
@@ -52,9 +52,17 @@ def _check(state: sweep_state.SweepState) -> None:
 
 
 def _searcher(state, concurrency: int = 1, max_bundle: int | None = None):
+    """A searcher, and the tasks it started and the tasks that ended, in order (heard from the state)."""
     started, finished = [], []
-    searcher = S.DagSearcher(state, on_start=started.append, on_finish=finished.append, concurrency=concurrency,
-                             max_bundle=max_bundle)
+
+    def listen(task_id, before, after):
+        if after.status == vocab.RUNNING and before.status != vocab.RUNNING:
+            started.append(task_id)
+        elif before.status == vocab.RUNNING and after.status in (vocab.DONE, vocab.FAILED):
+            finished.append(task_id)
+
+    state.subscribe(listen)
+    searcher = S.DagSearcher(state, concurrency=concurrency, max_bundle=max_bundle)
     return searcher, started, finished
 
 
@@ -71,29 +79,55 @@ def test_diamond_child_waits_for_both_parents():
     graph, (a, b, c, d, e) = _diamond()
     state = sweep_state.SweepState(graph)
     assert list(state.ready) == [a.id, e.id]
-    state.states[a.id].status = vocab.RUNNING
+    state.set_status(a.id, vocab.RUNNING)
     assert list(state.ready) == [e.id]
-    state.states[a.id].status = vocab.DONE
+    state.set_status(a.id, vocab.DONE)
     assert list(state.ready) == [b.id, c.id, e.id]
-    state.states[b.id].status = vocab.DONE
+    state.set_status(b.id, vocab.DONE)
     assert d.id not in state.ready                  # c has not finished
-    state.states[c.id].status = vocab.CACHED            # cached counts as finished
+    state.set_status(c.id, vocab.CACHED)            # cached counts as finished
     assert d.id in state.ready
     _check(state)
 
 
-def test_ready_set_follows_statuses_set_from_outside_and_replaced_states():
+def test_ready_set_follows_statuses_set_from_outside():
     graph, (a, b, c, d, e) = _diamond()
     state = sweep_state.SweepState(graph)
     state.ready   # built now; every change below must reach it
     for tid in (a.id, b.id, c.id):
-        state.states[tid].status = vocab.DONE
+        state.set_status(tid, vocab.DONE)
     assert d.id in state.ready
-    state.states[b.id].status = vocab.PENDING           # a finished parent is pending again (e.g. invalidated)
+    state.set_status(b.id, vocab.PENDING)           # a finished parent is pending again (e.g. invalidated)
     assert d.id not in state.ready and b.id in state.ready
-    state.states[b.id] = sweep_state.TaskState(status=vocab.CACHED)   # a state object replaced altogether
+    state.set_status(b.id, vocab.CACHED)
     assert d.id in state.ready
     _check(state)
+
+
+def test_states_change_only_through_set_status_and_every_listener_hears_each_change():
+    graph, (a, b, c, d, e) = _diamond()
+    state = sweep_state.SweepState(graph)
+    with pytest.raises(TypeError):
+        state.states[a.id] = sweep_state.TaskState(status=vocab.DONE)    # read-only ...
+    with pytest.raises(AttributeError):
+        state.states[a.id].status = vocab.DONE                           # ... and frozen
+    heard = []
+    unsubscribe = state.subscribe(lambda t, before, after: heard.append((t, before.status, after.status,
+                                                                         state.count(vocab.SKIPPED))))
+    state.set_status(a.id, vocab.RUNNING, started_at=5.0)
+    skipped = state.set_status(a.id, vocab.FAILED, "boom", error_type="RuntimeError")
+    assert skipped == [b.id, c.id, d.id] == graph.descendants(a.id)
+    # the skipped descendants first, then the failure itself, when the counts already hold everything
+    assert heard == [(a.id, vocab.PENDING, vocab.RUNNING, 0), (b.id, vocab.PENDING, vocab.SKIPPED, 1),
+                     (c.id, vocab.PENDING, vocab.SKIPPED, 2), (d.id, vocab.PENDING, vocab.SKIPPED, 3),
+                     (a.id, vocab.RUNNING, vocab.FAILED, 3)]
+    failed = state.states[a.id]
+    assert (failed.error, failed.error_type, failed.started_at) == ("boom", "RuntimeError", 5.0)   # facts kept
+    unsubscribe()
+    state.set_status(e.id, vocab.DONE)
+    assert len(heard) == 5
+    with pytest.raises(ValueError, match="unknown task status"):
+        state.set_status(e.id, "finished")
 
 
 def test_state_built_from_given_statuses():
@@ -108,7 +142,7 @@ def test_a_failure_skips_exactly_the_pending_descendants_in_graph_order():
     graph = build_graph(load_spec(None, ["seeds=[0,1]"]))
     state = sweep_state.SweepState(graph)
     root = next(t for t, task in graph.tasks.items() if task.kind == "pretrain")
-    skipped = state.mark_failed(root, "boom")
+    skipped = state.set_status(root, vocab.FAILED, "boom")
     assert skipped == graph.descendants(root) and skipped
     assert all(state.states[t].status == vocab.SKIPPED and root in state.states[t].error for t in skipped)
     assert state.counts()[vocab.SKIPPED] == len(skipped) and state.counts()[vocab.FAILED] == 1
@@ -125,9 +159,9 @@ def test_random_walk_over_the_default_graph_matches_the_definition(seed):
     for step in range(400):
         task_id = rng.choice(ids)
         if rng.random() < 0.1:
-            state.mark_failed(task_id, "boom")
+            state.set_status(task_id, vocab.FAILED, "boom")
         else:
-            state.states[task_id].status = rng.choice(vocab.RUN_STATUSES)
+            state.set_status(task_id, rng.choice(vocab.RUN_STATUSES))
         if step % 20 == 0:
             _check(state)
     _check(state)
@@ -178,9 +212,8 @@ def test_searcher_failure_skips_descendants_and_the_rest_goes_on():
 
 def test_pending_tasks_that_can_never_run_are_skipped_at_the_end():
     graph, (a, b, c, d, e) = _diamond()
-    state = sweep_state.SweepState(graph)
-    state.states[a.id].status = vocab.FAILED             # failed outside the searcher: b, c, d stay pending
-    state.states[e.id].status = vocab.CACHED
+    state = sweep_state.SweepState(graph, states={a.id: sweep_state.TaskState(status=vocab.FAILED),  # from before:
+                                                  e.id: sweep_state.TaskState(status=vocab.CACHED)})  # b, c, d pending
     searcher, _, _ = _searcher(state)
     assert searcher.suggest("t1") is Searcher.FINISHED
     assert {state.states[t].status for t in (b.id, c.id, d.id)} == {vocab.SKIPPED}
@@ -242,7 +275,7 @@ def _many(kind: str, n: int):
 
 @pytest.mark.parametrize("duration_s, bundled", [(0.005, True), (0.5, False)])
 def test_kinds_measured_short_are_bundled_and_bundles_grow(duration_s, bundled, monkeypatch):
-    monkeypatch.delenv(S.MAX_BUNDLE_ENV_VAR, raising=False)
+    monkeypatch.delenv(knobs.MAX_BUNDLE.name, raising=False)
     root, mids = _many("midpoint", 300)
     state = sweep_state.SweepState(_graph(root, *mids))
     searcher, _, _ = _searcher(state, concurrency=2)
@@ -257,7 +290,7 @@ def test_kinds_measured_short_are_bundled_and_bundles_grow(duration_s, bundled, 
 
 
 def test_an_explicit_bundle_cap_holds_for_short_kinds_too(monkeypatch):
-    monkeypatch.setenv(S.MAX_BUNDLE_ENV_VAR, "4")
+    monkeypatch.setenv(knobs.MAX_BUNDLE.name, "4")
     root, paths = _many("path_eval", 40)
     state = sweep_state.SweepState(_graph(root, *paths))
     searcher, _, _ = _searcher(state, concurrency=1)
@@ -265,3 +298,35 @@ def test_an_explicit_bundle_cap_holds_for_short_kinds_too(monkeypatch):
     config = searcher.suggest("t1")
     _complete(searcher, "t1", config, duration_s=0.001)
     assert len(config["task_ids"]) == 4 and len(searcher.suggest("t2")["task_ids"]) == 4
+
+
+def test_a_crashed_trial_gets_the_reason_and_the_exception_type_from_its_error_file(tmp_path):
+    from types import SimpleNamespace
+
+    graph, (a, b, c, d, e) = _diamond()
+    state = sweep_state.SweepState(graph)
+    searcher, _, finished = _searcher(state)
+    config = searcher.suggest("t1")
+    searcher.on_trial_complete("t1", None, error=True)          # Tune tells the searcher first ...
+    assert state.states[a.id].error.startswith("the trial crashed") and state.states[a.id].error_type is None
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Failure # 1 (occurred at 2026-01-01)\nray::ImplicitFunc.train() (pid=7)\n"
+                          "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n")
+    trial = SimpleNamespace(trial_id="t1", error_file=str(error_file), config=dict(config), evaluated_params={},
+                            last_result={})
+    S._CrashReasons(state, searcher).on_trial_error(0, [], trial)   # ... then its callbacks
+    failed = state.states[a.id]
+    assert failed.status == vocab.FAILED and failed.error_type == "ActorDiedError"
+    assert failed.error == ("trial crashed: Failure # 1 (occurred at 2026-01-01) | ray::ImplicitFunc.train() (pid=7) | "
+                            "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.")
+    assert finished == [a.id] and state.count(vocab.FAILED) == 1 and state.count(vocab.SKIPPED) == 3
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["Traceback (most recent call last):", '  File "x.py", line 1', "RuntimeError: boom"], "RuntimeError"),
+    (["ray.exceptions.RayTaskError(ZeroDivisionError): ray::f() (pid=1)"], "ZeroDivisionError"),
+    (["tasks.train.DivergenceError: loss is nan", "", "During handling ...", "KeyboardInterrupt"], "KeyboardInterrupt"),
+    (["no exception here", "ValueErrorish text"], None),
+])
+def test_the_exception_type_is_read_from_a_traceback(lines, expected):
+    assert S.error_type_in(lines) == expected

@@ -1,0 +1,149 @@
+"""Stop signals: SIGTERM (what `ray job stop`, Kubernetes, systemd and pre-empted machines send) and
+SIGHUP (a closed terminal) stop a run the way Ctrl-C does. Ray Tune stops its trials, the driver
+writes the `tasks` row of every finished task, compacts the tables, marks the MLflow parent run
+KILLED, and `mmc-sweep` exits 130 ("interrupted"). Without this, Ray's own handler turns SIGTERM into
+exit 134 and a C++ stack dump.
+
+A second stop signal (SIGTERM, SIGHUP or Ctrl-C) while the first is being handled ends the driver at
+once (exit 130): every write is atomic (a temporary file renamed into place), so nothing is left
+half-written. What is lost: the work of the tasks that were running (a training task keeps its last
+finished epoch), and the `tasks` rows still queued, which the next run writes for every finished task.
+
+A signal the process was started ignoring stays ignored (`nohup mmc-sweep run ...` survives a closed
+terminal). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
+Signal handlers belong to the main thread; elsewhere (a run started from a thread) nothing is installed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130
+
+
+class StopSignals:
+    """The process's handler of stop signals while a run is under way (one per process: `STOPS`)."""
+
+    def __init__(self):
+        self.stopping = False          # a first stop signal (or Ctrl-C through Tune) was received
+        self._in_tune = False          # Tune's own SIGINT handler is in place (it stops trials gracefully)
+        self._previous: dict[int, object] = {}
+        self._ignored: set[int] = set()
+        self.active = False            # inside `stop_like_ctrl_c`
+
+    # ---- installing -------------------------------------------------------------------------------
+    def install(self) -> None:
+        """Handle SIGINT, SIGTERM and SIGHUP here (again: after Ray replaced a handler)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in STOP_SIGNALS:
+            if sig == signal.SIGINT and self._in_tune:
+                continue                    # Tune's handler stays in place while Tune runs
+            if sig not in self._previous and signal.getsignal(sig) == signal.SIG_IGN:
+                self._ignored.add(sig)      # ignored on purpose (`nohup`, a shell's background job): left so
+            if sig in self._ignored:
+                continue
+            previous = signal.signal(sig, self._handle)
+            self._previous.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        """Put back the handlers there were before `install`."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+        self._ignored.clear()
+        self.stopping, self._in_tune, self.active = False, False, False
+
+    @contextmanager
+    def tune_running(self):
+        """Around `Tuner.fit`: a first stop signal goes to Tune's handler, which stops the trials."""
+        self._in_tune = True
+        try:
+            yield
+        finally:
+            self._in_tune = False
+
+    # ---- handling -----------------------------------------------------------------------------------
+    def _tune_took_the_first(self) -> bool:
+        """Tune's SIGINT handler fired (it puts the previous handler, ours, back when it does)."""
+        return self._in_tune and signal.getsignal(signal.SIGINT) == self._handle
+
+    def _handle(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping or self._tune_took_the_first():
+            stop_now(name)
+        self.stopping = True
+        log.warning(f"{name} received: stopping as for Ctrl-C (finished tasks are recorded and the tables "
+                    "compacted); send it again to stop at once")
+        tune_handler = signal.getsignal(signal.SIGINT)
+        if self._in_tune and callable(tune_handler) and tune_handler != self._handle:
+            tune_handler(signal.SIGINT, frame)      # Tune stops its trials and returns
+        else:
+            raise KeyboardInterrupt
+
+
+def stop_now(name: str) -> None:
+    """End the process at once (a second stop signal), and the processes it started: a local Ray's
+    raylet, its agents and workers would otherwise stay up to a minute or two after the driver is gone."""
+    message = (f"interrupted again ({name}): stopped at once; the tasks that were running are lost, finished tasks "
+               "are kept (a `tasks` row still queued is written by the next run); rerun the same command to resume")
+    try:
+        log.error(message)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for pid in descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (from /proc; none where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+STOPS = StopSignals()
+
+
+@contextmanager
+def stop_like_ctrl_c():
+    """While inside: SIGTERM and SIGHUP stop the run as Ctrl-C does; a second stop signal ends it at once.
+    Nested uses (the CLI around `run_sweep`) share the outermost one."""
+    if STOPS.active:
+        yield STOPS
+        return
+    STOPS.install()
+    STOPS.active = True
+    try:
+        yield STOPS
+    finally:
+        STOPS.restore()

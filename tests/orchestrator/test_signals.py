@@ -1,0 +1,165 @@
+"""Stop signals end a run as Ctrl-C does: SIGTERM (`ray job stop`, Kubernetes, systemd, pre-emption) and
+SIGHUP stop the driver with exit 130, "interrupted", the finished task's row written and compacted,
+the MLflow parent run KILLED, and nothing of its local Ray left behind. A second signal ends the
+driver at once, and the rerun finishes with every row once.
+
+Each test drives the real CLI in a session of its own with the `sleep` test runner: the first
+pretraining finishes, the second blocks (tests/support/runners.py, MMC_TEST_BLOCK) until the driver
+is stopped, so the signal always comes while a task runs. (`ray job stop`: tests/orchestrator/test_job_submit.py.)
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from orchestrator import vocab
+from orchestrator.graph.dag import build_graph
+from orchestrator.results import manifest, tables
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.conftest import REPO, clean_env, write_spec
+from tests.support import runners
+from tests.support.processes import kill_session, session_pids
+
+START_TIMEOUT_S = 300      # a loaded machine starts a local Ray slowly
+STOP_TIMEOUT_S = 120
+GONE_TIMEOUT_S = 10        # what is left of the driver's local Ray after it exited
+RAY_DUMP = "SIGTERM received at time"   # Ray's own handler: a C++ stack dump and exit 134
+
+# two pretrainings (the first finishes, the second blocks) and the path between them, one at a time
+SECTIONS = {"finetune": {"methods": []}, "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2},
+            "max_concurrent": 1}
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    path = write_spec(tmp_path, "stopped", **SECTIONS)
+    graph = build_graph(load_spec(path))
+    first, blocked = [t for t, task in graph.tasks.items() if task.kind == vocab.PRETRAIN]
+    return path, graph, first, blocked, SweepLayout(Storage(str(tmp_path / "runs")), "stopped"), tmp_path / "events"
+
+
+def command(path: Path) -> list[str]:
+    return [sys.executable, "-m", "orchestrator", "run", str(path), "--num-cpus", "2", "--no-report",
+            "--runner", runners.name("sleep")]
+
+
+def env(events: Path, **extra: str) -> dict:
+    return clean_env(**runners.hook_env(events, **{runners.SLEEP_ENV: "0.1"}), MMC_PROGRESS_INTERVAL_S="60",
+                     MMC_COMPACT_MIN_FRAGMENTS="1", **extra)
+
+
+def start_blocked(path: Path, events: Path, blocked: str) -> subprocess.Popen:
+    """The CLI in a session of its own; returns once the second pretraining blocks (the first finished)."""
+    proc = subprocess.Popen(command(path), cwd=REPO, env=env(events, **{runners.BLOCK_ENV: blocked}), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    marker = events / f"blocked-{blocked}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
+            kill_session(proc)
+            pytest.fail(f"the sweep never blocked {blocked}:\n{out[-2000:]}\n{err[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+def wait_gone(sid: int) -> list[int]:
+    deadline = time.monotonic() + GONE_TIMEOUT_S
+    while (left := session_pids(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def parent_runs(layout) -> list:
+    client = mlflow.MlflowClient(layout.mlflow_uri())
+    runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id])
+    return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+
+
+def test_an_ignored_signal_stays_ignored_and_every_handler_comes_back():
+    """`nohup mmc-sweep run` ignores SIGHUP: the run leaves it ignored; after the run the process's own
+    handlers are back (the Python API restores them too)."""
+    from orchestrator.run.signals import STOPS, stop_like_ctrl_c
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_like_ctrl_c():
+            with stop_like_ctrl_c():                              # nested (the CLI around run_sweep): one
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+                assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == STOPS._handle
+                STOPS.install()                                   # again, as after ray.init
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == STOPS._handle
+            with pytest.raises(KeyboardInterrupt):               # outside Tune: as Ctrl-C
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == \
+            {s: before[s] for s in (signal.SIGINT, signal.SIGTERM)}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_ends_the_run_like_ctrl_c(sig, sweep):
+    path, graph, first, blocked, layout, events = sweep
+    proc = start_blocked(path, events, blocked)
+    try:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        left = wait_gone(proc.pid)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert f"warning: {sig.name} received: stopping as for Ctrl-C" in err
+    assert err.rstrip().endswith("interrupted: finished tasks are kept; rerun the same command to resume"), err[-2000:]
+    assert "Traceback" not in err and RAY_DUMP not in err, err[-3000:]
+    assert not left, f"processes of the stopped driver are still alive: {left}"
+    rows = tables.read_table(layout, vocab.TASKS)
+    assert list(rows["task_id"]) == [first] and list(rows["status"]) == [vocab.FINISHED]   # the running one: no row
+    assert manifest.read_manifest(layout, vocab.TASKS).parts                                # compacted
+    assert [r.info.status for r in parent_runs(layout)] == [vocab.MLFLOW_KILLED]
+
+
+@pytest.mark.slow
+def test_a_second_signal_ends_the_driver_at_once_and_the_rerun_loses_nothing(sweep):
+    path, graph, first, blocked, layout, events = sweep
+    proc = start_blocked(path, events, blocked)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        err_lines = []
+        for line in proc.stderr:              # the first is being handled: the driver says so, then ...
+            err_lines.append(line)
+            if "send it again to stop at once" in line:
+                break
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)      # ... a second one ends it at once
+        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        took = time.monotonic() - sent
+        left = wait_gone(proc.pid)
+    finally:
+        kill_session(proc)
+    err = "".join(err_lines) + err
+    assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert "error: interrupted again (SIGTERM): stopped at once; the tasks that were running are lost" in err
+    assert "Traceback" not in err and RAY_DUMP not in err, err[-3000:]
+    assert took < STOP_TIMEOUT_S / 2
+    assert not left, f"the driver's local Ray outlived it: {left}"
+
+    rerun = subprocess.run(command(path), cwd=REPO, env=env(events), capture_output=True, text=True,
+                           timeout=START_TIMEOUT_S + STOP_TIMEOUT_S)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "Traceback" not in rerun.stderr
+    rows = tables.read_table(layout, vocab.TASKS)
+    assert sorted(rows["task_id"]) == sorted(graph.tasks) and set(rows["status"]) == {vocab.FINISHED}
+    assert rows["task_id"].is_unique
+    assert vocab.MLFLOW_FINISHED in [r.info.status for r in parent_runs(layout)]

@@ -1,0 +1,1 @@
+"""What tests and benchmarks bring to a sweep: runners selected by import path (`runners`)."""
