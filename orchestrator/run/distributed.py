@@ -93,7 +93,7 @@ def run_with_ray_train(task: Task, layout: SweepLayout, runner: str, data_root: 
                                      resources_per_worker=worker_resources(r)),
         run_config=RunConfig(
             name=f"train-{task.id}",
-            storage_path=layout.ray_dir(),
+            **layout.ray_storage(),
             failure_config=FailureConfig(max_failures=int(os.environ.get(MAX_WORKER_FAILURES_ENV_VAR,
                                                                           DEFAULT_MAX_WORKER_FAILURES))),
         ),

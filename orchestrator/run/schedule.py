@@ -377,7 +377,7 @@ def run_graph(
         ),
         run_config=tune.RunConfig(
             name=run_name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=layout.ray_dir(),
+            **layout.ray_storage(),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0),
             callbacks=[_CrashReasons(state, searcher)],
