@@ -61,9 +61,11 @@ def open_layout(spec: SweepSpec) -> SweepLayout:
 def new_directories(layout: SweepLayout) -> list[str]:
     """The directories up to the sweep root that do not exist yet, outermost first."""
     storage = layout.storage
+    if storage.is_object_store:   # no directories there (a prefix exists once an object is under it)
+        return []
     try:
         local = storage.local_path(layout.root)
-        if local is None:   # object stores: only the root and the sweep "directory" are ours
+        if local is None:   # other remote file systems: only the root and the sweep directory are ours
             return [path for path in (storage.root, layout.root) if not storage.exists(path)]
         missing = []
         for path in (local, *local.parents):
@@ -123,14 +125,28 @@ def object_store_problem(storage: Storage | str, exc: BaseException) -> str | No
     return None
 
 
+def _probe_filesystem(storage: Storage) -> pafs.FileSystem:
+    """The storage's file system for the first requests: on S3 one attempt each, within the connect
+    timeout, so a silent endpoint is reported in seconds (the storage's own file system retries with backoff)."""
+    if not isinstance(storage.fs, getattr(pafs, "S3FileSystem", ())):
+        return storage.fs
+    timeout = connect_timeout_s()
+    options = {**storage.fs.__reduce__()[1][0], "connect_timeout": timeout, "request_timeout": timeout}
+    try:
+        return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+    except TypeError:   # an option this pyarrow does not take back
+        return storage.fs
+
+
 def _check_bucket(layout: SweepLayout) -> None:
     """On an object store: the bucket exists and the credentials may list it (before anything is written)."""
     storage = layout.storage
+    fs = _probe_filesystem(storage)
     bucket = storage.root.split("/", 1)[0]
     try:
-        missing = storage.fs.get_file_info(bucket).type == pafs.FileType.NotFound
-        if not missing:
-            storage.listdir(storage.root)   # a LIST: refused with wrong credentials, as every later request
+        missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+        if not missing:   # a LIST: refused with wrong credentials, as every later request would be
+            fs.get_file_info(pafs.FileSelector(storage.root, allow_not_found=True))
     except OSError as exc:
         problem = object_store_problem(storage, exc)
         if problem is None:

@@ -206,24 +206,27 @@ def test_no_credential_of_the_storage_uri_reaches_output_the_bucket_or_ray(runs)
 
 # ---------------------------------------------------------------- faults of an object store
 
-@pytest.mark.slow
-def test_wrong_credentials_and_a_missing_bucket_are_refused_before_any_task_runs(runs):
-    server, env, spec = runs["server"], runs["env"], str(runs["spec"])
+def test_wrong_credentials_a_missing_bucket_and_a_silent_endpoint_are_refused_before_any_task_runs(
+        s3_server, tmp_path):  # noqa: F811
+    server, env, spec = s3_server, env_without_aws(), str(write_spec(tmp_path, "ons3", **SMALL))
+    key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
     bucket = server.new_bucket("refused")
-    wrong = uri_with_credentials(server, bucket, runs["key"], "not-the-secret+/x")
     cases = {
-        "wrong secret": (wrong, "refused the credentials (access denied to bucket", "not-the-secret"),
-        "missing bucket": (uri_with_credentials(server, "no-such-bucket-mmc", runs["key"], runs["secret"]),
-                           "bucket `no-such-bucket-mmc` does not exist", runs["secret"]),
+        "wrong secret": (uri_with_credentials(server, bucket, key, "not-the-secret+/x"),
+                         "refused the credentials (access denied to bucket", "not-the-secret"),
+        "missing bucket": (uri_with_credentials(server, "no-such-bucket-mmc", key, secret),
+                           "bucket `no-such-bucket-mmc` does not exist", secret),
+        "silent endpoint": (uri_with_credentials(server, bucket, key, secret, endpoint="http://127.0.0.1:1"),
+                            "the object store at 127.0.0.1:1 does not answer; check the endpoint", secret),
     }
-    for name, (uri, said, secret) in cases.items():
-        out = cli("run", spec, "--storage", uri, "--runner", "noop", env=env, timeout=300)
+    for name, (uri, said, hidden) in cases.items():
+        out = cli("run", spec, "--storage", uri, "--runner", "noop", env=env, timeout=120)
         err = out.stderr
         assert out.returncode == 2, (name, out.stdout[-2000:], err[-2000:])
         lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in err, (name, err)
         assert lines[0].startswith("error: storage s3://***@") and said in lines[0], (name, lines[0])
-        assert secret not in err and urllib.parse.quote(secret, safe="") not in err, name
+        assert hidden not in err and urllib.parse.quote(hidden, safe="") not in err, name
         assert "sweep `ons3`" not in out.stdout, name   # refused before the plan was even printed
     assert server.objects(bucket) == {}          # nothing written
 
