@@ -153,7 +153,8 @@ def _check_bucket(layout: SweepLayout) -> None:
             raise
         raise SweepError(f"storage {storage.shown(storage.root)}: {problem}") from None
     if missing:
-        raise SweepError(f"storage {storage.shown(storage.root)}: {object_store_problem(storage, OSError('NoSuchBucket'))}")
+        problem = object_store_problem(storage, OSError("NoSuchBucket"))
+        raise SweepError(f"storage {storage.shown(storage.root)}: {problem}")
 
 
 def check_storage(layout: SweepLayout) -> None:

@@ -19,8 +19,9 @@ conditional writes (orchestrator/storage/conditional.py): the lock is created on
 (`If-None-Match: *`), taken over, renewed and released only if it is still the version read
 (`If-Match: <etag>`), so there too exactly one of two drivers wins and nobody overwrites another's lock.
 Where conditional writes are not available (gs://, boto3 not installed, a store that does not implement
-them) the lock is written and read back, which is best effort (a warning says so). A lock file that cannot be read as the lock of a
-driver (garbled, a list, a directory, a FIFO) is refused with a message naming it, never parsed blindly
+them) the lock is written and read back, which is best effort (a warning says so). A lock file that cannot
+be read as the lock of a driver (garbled, a list, a directory, a FIFO) is refused with a message naming it,
+never parsed blindly
 or waited on. A renewal moves the lock aside and links it back, so it never overwrites another driver's
 lock either. A holder whose lock was taken over while it lived (it was stopped for longer than its lease)
 stops as if interrupted (or, where SIGINT is ignored, as if terminated), so two drivers never write one sweep for long; a lock deleted by hand while its
@@ -374,8 +375,8 @@ def _renew(layout: SweepLayout, me: dict, stop: threading.Event, held: dict | No
             continue
         if other is not None:
             print(f"error: another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
-                  f"{layout.storage.shown(layout.lock_file())} after this one's lease ran out; stopping this run", file=sys.stderr,
-                  flush=True)
+                  f"{layout.storage.shown(layout.lock_file())} after this one's lease ran out; stopping this run",
+                  file=sys.stderr, flush=True)
             _stop_this_driver()
             return
 

@@ -361,7 +361,8 @@ def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
     assert server.objects(bucket) == {"runs/writes/tasks/pretrain/t1/done.json": 2}
     assert layout.storage.shown(layout.root) == f"s3://{bucket}/runs/writes"
     ray = layout.ray_storage()
-    assert ray["storage_path"] == f"{bucket}/runs/writes/ray" and isinstance(ray["storage_filesystem"], pafs.S3FileSystem)
+    assert ray["storage_path"] == f"{bucket}/runs/writes/ray"
+    assert isinstance(ray["storage_filesystem"], pafs.S3FileSystem)
 
 
 def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(s3_env):
