@@ -1,5 +1,9 @@
 """Where every artifact of a sweep lives: the one module that builds storage paths.
 
+Why one module: every path of a sweep directory and every read, write and deletion under it go through
+here, so the checks that keep them inside the root (names, links) and the object-store rules (one upload
+per write, no directories) guard each of them in one place.
+
 ```
 <storage>/<sweep>/
   spec.yaml                              resolved spec, as run (spec-v<N>.yaml: earlier versions)

@@ -1,5 +1,9 @@
 """`run.lock`: one driver per sweep directory, on one machine or across a cluster.
 
+Why one module: acquiring, renewing, taking over and releasing are steps of one protocol with one rule
+(who is provably gone); its local form (exclusive create, rename aside) and its object-store form
+(conditional writes) implement the same steps side by side, so the rule is written once.
+
 The lock names its holder (pid, host, the machine's boot id and pid namespace, the process's start time)
 and carries a lease: the holder rewrites `renewed_at` every `lease_s / 3` seconds while it holds the lock.
 Another driver takes the lock over only when its holder is *provably gone*:
