@@ -29,7 +29,7 @@ from orchestrator.messages import show
 from orchestrator.report import stats
 from orchestrator.report.build import print_claims, swept_keys
 from orchestrator.results import outputs, tables
-from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.storage.layout import SweepLayout, open_sweep_dir
 from orchestrator.results.plan import plan_of
 from orchestrator.spec.yaml_io import decode, parse_yaml
 from orchestrator.uris import redact
@@ -183,10 +183,9 @@ class Claims(list):
 
 
 def open_sweep(directory: str) -> Sweep:
-    """A sweep directory (`<storage>/<name>`, a local path or a pyarrow.fs URI)."""
-    path = str(directory).rstrip("/")
-    parent, _, name = path.rpartition("/")
-    layout = SweepLayout(Storage(parent or "."), name)
+    """A sweep directory (`<storage>/<name>`, a local path or a pyarrow.fs URI such as
+    `s3://bucket/runs/smoke`)."""
+    layout = open_sweep_dir(directory)
     if not layout.storage.is_file(layout.spec_file()):
-        raise FileNotFoundError(f"{directory} is not a sweep directory (no spec.yaml)")
+        raise FileNotFoundError(f"{redact(directory)} is not a sweep directory (no spec.yaml)")
     return Sweep(layout)

@@ -124,13 +124,11 @@ def plan_json(spec, graph, with_tasks: bool = False) -> dict:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.storage.layout import LinkError, Storage, SweepLayout
+    from orchestrator.storage.layout import LinkError, open_sweep_dir
     from orchestrator.uris import redact
 
-    path = directory.rstrip("/")
-    parent, _, name = path.rpartition("/")
     try:
-        layout = SweepLayout(Storage(parent or "."), name)
+        layout = open_sweep_dir(directory)
         is_sweep = layout.storage.is_file(layout.spec_file())
         exists = is_sweep or layout.storage.exists(layout.spec_file())
     except LinkError as exc:    # the sweep directory (or its spec.yaml) is a symbolic link
@@ -175,7 +173,7 @@ def cmd_report(args) -> int:
         print(rep.note, file=sys.stderr)
     if rep.text:
         print(rep.text)
-    print(f"report: {rep.html}")
+    print(f"report: {layout.storage.shown(rep.html)}")
     return EXIT_OK
 
 

@@ -102,7 +102,7 @@ def run_with_ray_train(task: Task, layout: SweepLayout, runner: str, data_root: 
                                      resources_per_worker=worker_resources(r)),
         run_config=RunConfig(
             name=f"train-{task.id}",
-            storage_path=layout.ray_dir(),
+            **layout.ray_storage(),
             failure_config=FailureConfig(max_failures=knobs.read(knobs.MAX_WORKER_FAILURES)),
         ),
     )

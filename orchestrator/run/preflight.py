@@ -26,7 +26,7 @@ from orchestrator import knobs
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
 from orchestrator.storage.layout import LinkError, Storage, SweepLayout
-from orchestrator.uris import redact
+from orchestrator.uris import after_scheme, is_remote, redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
 
@@ -44,6 +44,9 @@ def open_layout(spec: SweepSpec) -> SweepLayout:
     try:
         return SweepLayout(Storage(spec.storage), spec.name)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad URIs
+        problem = object_store_problem(str(spec.storage), exc) if is_remote(str(spec.storage)) else None
+        if problem is not None:
+            raise SweepError(f"storage {redact(spec.storage)}: {problem}") from None
         reason = redact((str(exc).strip().splitlines() or [""])[0])   # pyarrow's first line; the rest is a search log
         raise SweepError(f"storage {redact(spec.storage)!r} cannot be opened: {type(exc).__name__}: {reason}. "
                          "Give a local directory or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs, "
@@ -53,9 +56,11 @@ def open_layout(spec: SweepSpec) -> SweepLayout:
 def new_directories(layout: SweepLayout) -> list[str]:
     """The directories up to the sweep root that do not exist yet, outermost first."""
     storage = layout.storage
+    if storage.is_object_store:   # no directories there (a prefix exists once an object is under it)
+        return []
     try:
         local = storage.local_path(layout.root)
-        if local is None:   # object stores: only the root and the sweep "directory" are ours
+        if local is None:   # other remote file systems: only the root and the sweep directory are ours
             return [path for path in (storage.root, layout.root) if not storage.exists(path)]
         missing = []
         for path in (local, *local.parents):
@@ -80,8 +85,78 @@ def remove_new_directories(layout: SweepLayout, created: list[str]) -> None:
             pass
 
 
+def _endpoint(storage: Storage) -> str:
+    """Where an S3 file system sends its requests (AWS itself when no endpoint is set)."""
+    try:
+        options = storage.fs.__reduce__()[1][0]
+    except Exception:  # noqa: BLE001 - not an S3 file system
+        return ""
+    endpoint = options.get("endpoint_override") if isinstance(options, dict) else None
+    return redact(endpoint) if endpoint else f"AWS ({options.get('region') or 'default region'})"
+
+
+def object_store_problem(storage: Storage | str, exc: BaseException) -> str | None:
+    """One sentence with the fix for an object store's refusal (credentials, bucket, endpoint), or None.
+    `storage`: the Storage, or the storage URI where it could not even be opened."""
+    text = str(exc)
+    if isinstance(storage, str):
+        bucket = after_scheme(storage).lstrip("/").split("?", 1)[0].rsplit("@", 1)[-1].split("/", 1)[0]
+        where = ""
+    else:
+        bucket = storage.root.split("/", 1)[0]
+        where = f" at {_endpoint(storage)}" if storage.base_uri.startswith("s3") else ""
+    if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                     "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "PERMISSION_DENIED",
+                                     "UNAUTHENTICATED")):
+        return (f"the object store{where} refused the credentials (access denied to bucket `{bucket}`); give a key "
+                "allowed to read, write and list it: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) "
+                "in the environment of the driver and of every node (GCS: GOOGLE_APPLICATION_CREDENTIALS)")
+    if any(code in text for code in ("NO_SUCH_BUCKET", "NoSuchBucket", f"Bucket '{bucket}' not found")):
+        return (f"bucket `{bucket}` does not exist{where}; create it (`aws s3 mb s3://{bucket}`, or in the store's "
+                "console), or fix the bucket's name in `storage` / --storage")
+    if any(code in text for code in ("NETWORK_CONNECTION", "curlCode", "Could not resolve", "Couldn't connect")):
+        return (f"the object store{where} does not answer; check the endpoint (AWS_ENDPOINT_URL, or "
+                "`?endpoint_override=HOST:PORT&scheme=http` in the storage URI) and the network")
+    return None
+
+
+def _probe_filesystem(storage: Storage) -> pafs.FileSystem:
+    """The storage's file system for the first requests: on S3 one attempt each, within the connect
+    timeout, so a silent endpoint is reported in seconds (the storage's own file system retries with backoff)."""
+    if not isinstance(storage.fs, getattr(pafs, "S3FileSystem", ())):
+        return storage.fs
+    timeout = connect_timeout_s()
+    options = {**storage.fs.__reduce__()[1][0], "connect_timeout": timeout, "request_timeout": timeout}
+    try:
+        return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+    except TypeError:   # an option this pyarrow does not take back
+        return storage.fs
+
+
+def _check_bucket(layout: SweepLayout) -> None:
+    """On an object store: the bucket exists and the credentials may list it (before anything is written)."""
+    storage = layout.storage
+    fs = _probe_filesystem(storage)
+    bucket = storage.root.split("/", 1)[0]
+    try:
+        missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+        if not missing:   # a LIST: refused with wrong credentials, as every later request would be
+            fs.get_file_info(pafs.FileSelector(storage.root, allow_not_found=True))
+    except OSError as exc:
+        problem = object_store_problem(storage, exc)
+        if problem is None:
+            raise
+        raise SweepError(f"storage {storage.shown(storage.root)}: {problem}") from None
+    if missing:
+        problem = object_store_problem(storage, OSError("NoSuchBucket"))
+        raise SweepError(f"storage {storage.shown(storage.root)}: {problem}")
+
+
 def check_storage(layout: SweepLayout) -> None:
-    """Fail if the storage is missing, unwritable or full; leaves nothing behind."""
+    """Fail if the storage is missing, unwritable or full (on an object store: its bucket missing, its
+    credentials refused, its endpoint silent); leaves nothing behind."""
+    if layout.storage.is_object_store:
+        _check_bucket(layout)
     created = new_directories(layout)
     try:
         if layout.storage.exists(layout.root) and not layout.storage.fs.get_file_info(layout.root).type.name \
@@ -96,7 +171,10 @@ def check_storage(layout: SweepLayout) -> None:
     except LinkError as exc:   # the sweep directory (or a directory in it) is a link
         raise SweepError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
-        raise SweepError(f"storage `{redact(layout.root)}` is not writable: {type(exc).__name__}: "
+        problem = object_store_problem(layout.storage, exc) if layout.storage.is_object_store else None
+        if problem is not None:
+            raise SweepError(f"storage {layout.storage.shown(layout.root)}: {problem}") from None
+        raise SweepError(f"storage `{layout.storage.shown(layout.root)}` is not writable: {type(exc).__name__}: "
                          f"{redact(str(exc))}. Give a writable local directory or a pyarrow.fs URI (s3://, gs://, "
                          "file://) in `storage` or with --storage.") from None
     finally:

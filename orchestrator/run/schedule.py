@@ -392,7 +392,7 @@ def _fit(state: SweepState, layout: SweepLayout, ctx: TrialContext, concurrency:
         ),
         run_config=tune.RunConfig(
             name=run_name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=layout.ray_dir(),
+            **layout.ray_storage(),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0),
             callbacks=[_CrashReasons(state, searcher)],

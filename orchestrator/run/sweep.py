@@ -285,7 +285,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
-    log(f"results: {redact(layout.storage.join(layout.root, 'results'))}")
+    log(f"results: {layout.storage.shown(layout.storage.join(layout.root, 'results'))}")
     if outcome.report_html:
         log(f"report:  {outcome.report_html}")
     if outcome.mlflow_url:
@@ -348,7 +348,7 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]
     try:
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
                                                               "torch": torch.__version__, "wall_s": outcome.wall_s})
-        outcome.report_html = str(rep.html)
+        outcome.report_html = outcome.layout.storage.shown(rep.html)
         outcome.summary = rep.summary_table
         if rep.text:
             log(rep.text)

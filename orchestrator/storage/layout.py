@@ -1,5 +1,9 @@
 """Where every artifact of a sweep lives: the one module that builds storage paths.
 
+Why one module: every path of a sweep directory and every read, write and deletion under it go through
+here, so the checks that keep them inside the root (names, links) and the object-store rules (one upload
+per write, no directories) guard each of them in one place.
+
 ```
 <storage>/<sweep>/
   spec.yaml                              resolved spec, as run (spec-v<N>.yaml: earlier versions)
@@ -19,6 +23,11 @@ takes and returns are in that filesystem's namespace (absolute paths for local s
 storage no path goes through a symbolic link below the root (`LinkError`): a link inside a sweep
 directory could lead reads, writes and deletions outside the storage. The storage root itself (and
 what is above it) may be a link.
+
+On an object store (s3://, gs://) there are no directories and no rename: an object appears whole when
+its upload completes, or not at all, so a write is one upload (no temporary name, no copy), and a
+"directory" exists once an object is under it. S3 requests are retried with exponential backoff
+(STORAGE_ATTEMPTS tries).
 """
 from __future__ import annotations
 
@@ -34,6 +43,7 @@ from orchestrator.uris import UriError, local_path_of, redact
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
+STORAGE_ATTEMPTS = 10   # tries per S3 request (the AWS SDK waits between them: exponential backoff from 25 ms)
 
 
 class LayoutError(UriError):
@@ -73,8 +83,55 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def _object_store_types() -> tuple[type, ...]:
+    return tuple(t for t in (getattr(pafs, "S3FileSystem", None), getattr(pafs, "GcsFileSystem", None)) if t)
+
+
+def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """`pyarrow.fs.FileSystem.from_uri`, and for S3: uploads that fit in one request made as one PutObject
+    (`allow_delayed_open`, not a 3-request multipart upload), requests tried up to STORAGE_ATTEMPTS times."""
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if isinstance(fs, getattr(pafs, "S3FileSystem", ())):
+        options = dict(fs.__reduce__()[1][0])   # what from_uri resolved: endpoint, region, credentials, ...
+        options["allow_delayed_open"] = True
+        retries = pafs.AwsDefaultS3RetryStrategy(max_attempts=STORAGE_ATTEMPTS)
+        try:
+            fs = pafs.S3FileSystem(**options, retry_strategy=retries)
+        except TypeError:   # an option this pyarrow does not take back: keep from_uri's file system
+            pass
+    return fs, path
+
+
+_CREDENTIALS = ("access_key", "secret_key", "session_token")
+
+if hasattr(pafs, "S3FileSystem"):
+    class _S3PickledWithoutCredentials(pafs.S3FileSystem):
+        """An S3 file system that pickles without its key, secret and session token: what Ray keeps of its
+        `storage_filesystem` (Tune pickles it into the experiment state it writes). Unpickled elsewhere, it
+        takes its credentials from the AWS SDK's default chain (AWS_ACCESS_KEY_ID ..., profiles, roles)."""
+
+        def __reduce__(self):
+            rebuild, (options,) = super().__reduce__()
+            return rebuild, ({k: v for k, v in options.items() if k not in _CREDENTIALS},)
+
+
+def filesystem_for_ray(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """`fs` for Ray's `RunConfig(storage_filesystem=...)`: an S3 file system that works here with `fs`'s
+    credentials but never writes them into a pickle; any other file system as it is."""
+    if not isinstance(fs, getattr(pafs, "S3FileSystem", ())):
+        return fs
+    options = dict(fs.__reduce__()[1][0])
+    try:
+        return _S3PickledWithoutCredentials(**options, retry_strategy=pafs.AwsDefaultS3RetryStrategy(
+            max_attempts=STORAGE_ATTEMPTS))
+    except TypeError:   # an option this pyarrow does not take back
+        return _S3PickledWithoutCredentials(**{k: v for k, v in options.items() if k in (
+            *_CREDENTIALS, "region", "scheme", "endpoint_override")})
+
+
 class Storage:
-    """A root directory on a `pyarrow.fs` filesystem; writes are atomic (temporary name + move)."""
+    """A root directory on a `pyarrow.fs` filesystem; writes are atomic (local: temporary name + move;
+    object stores: one upload, which appears whole or not at all)."""
 
     def __init__(self, uri: str | os.PathLike):
         uri = os.fspath(uri)
@@ -82,12 +139,14 @@ class Storage:
         if local is not None:
             self.fs: pafs.FileSystem = pafs.LocalFileSystem()
             self.root = os.path.abspath(os.path.expanduser(local)).replace(os.sep, "/").rstrip("/") or "/"
-            self.uri = self.root
+            self.uri = self.base_uri = self.root
         else:
-            self.fs, path = pafs.FileSystem.from_uri(uri)
+            self.fs, path = open_filesystem(uri)
             self.root = path.rstrip("/")
             self.uri = uri.rstrip("/")
+            self.base_uri = uri.split("?", 1)[0].rstrip("/")   # s3://bucket/runs, without ?endpoint_override=...
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.is_object_store = isinstance(self.fs, _object_store_types())
 
     def __reduce__(self):
         return Storage, (self.uri,)
@@ -107,9 +166,14 @@ class Storage:
         return base
 
     def uri_of(self, path: str) -> str:
-        """The URI (for local storage: the absolute path) of a path under the root, e.g. for Ray."""
+        """The URI (for local storage: the absolute path) of a path under the root, without the storage
+        URI's query (`?endpoint_override=...`), e.g. `s3://bucket/runs/smoke/results`."""
         self._check_under_root(path)
-        return self.uri + path[len(self.root):]
+        return self.base_uri + path[len(self.root):]
+
+    def shown(self, path: str) -> str:
+        """How a path under the root appears in messages: its URI, credentials redacted."""
+        return redact(self.uri_of(path))
 
     def check(self, path: str) -> str:
         """`path` itself, once checked: under the root and, on local storage, through no symbolic link
@@ -218,8 +282,13 @@ class Storage:
         return self.fs.get_file_info(path).type == pafs.FileType.File
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Write `data` to `path` atomically: to `<path>.tmp-<uuid>`, then move into place."""
+        """Write `data` to `path` atomically: to `<path>.tmp-<uuid>`, then move into place; on an object
+        store in one upload (an object appears when its upload completes: no rename needed, none to pay)."""
         self._check_under_root(path)
+        if self.is_object_store:
+            with self.fs.open_output_stream(path) as f:
+                f.write(data)
+            return
         self.fs.create_dir(_parent(path), recursive=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:
@@ -246,8 +315,10 @@ class Storage:
         return sorted(info.base_name for info in self.list_infos(path))
 
     def makedirs(self, path: str) -> None:
+        """Create a directory; nothing on an object store (a prefix exists once an object is under it)."""
         self._check_under_root(path)
-        self.fs.create_dir(path, recursive=True)
+        if not self.is_object_store:
+            self.fs.create_dir(path, recursive=True)
 
     def delete(self, path: str) -> None:
         """Delete a file or a whole directory; nothing if it does not exist."""
@@ -389,8 +460,25 @@ class SweepLayout:
         return self._path("results", "_quarantine", check_name(table, "table"), check_name(name, "file name"))
 
     def ray_dir(self) -> str:
-        """Ray Tune/Train `storage_path`, as a URI (an absolute path for local storage)."""
+        """Where Ray Tune/Train keep their run directories, as a URI (an absolute path for local storage)."""
         return self.storage.uri_of(self._path("ray"))
+
+    def ray_storage(self) -> dict:
+        """`storage_path` and `storage_filesystem` for Ray's `RunConfig`: a path in the storage's own file
+        system, never a URI, and a file system that pickles without credentials (`filesystem_for_ray`), so no
+        credential of the storage URI reaches Ray's logs or the experiment state it writes."""
+        if self.storage.is_local:
+            return {"storage_path": self._path("ray")}
+        return {"storage_path": self._path("ray"), "storage_filesystem": filesystem_for_ray(self.storage.fs)}
+
+
+def open_sweep_dir(directory: str | os.PathLike) -> SweepLayout:
+    """The layout of a sweep directory given as `<storage>/<sweep>`: a path, or a URI whose query (e.g.
+    `s3://bucket/runs/smoke?endpoint_override=host:9000&scheme=http`) belongs to its storage."""
+    text = os.fspath(directory)
+    path, mark, query = text.partition("?")
+    parent, _, name = path.rstrip("/").rpartition("/")
+    return SweepLayout(Storage((parent or ".") + mark + query), name)
 
 
 def _parent(path: str) -> str:

@@ -1,5 +1,9 @@
 """`run.lock`: one driver per sweep directory, on one machine or across a cluster.
 
+Why one module: acquiring, renewing, taking over and releasing are steps of one protocol with one rule
+(who is provably gone); its local form (exclusive create, rename aside) and its object-store form
+(conditional writes) implement the same steps side by side, so the rule is written once.
+
 The lock names its holder (pid, host, the machine's boot id and pid namespace, the process's start time)
 and carries a lease: the holder rewrites `renewed_at` every `lease_s / 3` seconds while it holds the lock.
 Another driver takes the lock over only when its holder is *provably gone*:
@@ -14,10 +18,14 @@ Whatever its pid looks like here, a lock of another machine whose lease is live,
 
 On local or NFS storage the lock is created exclusively, so of two drivers started at the same moment
 exactly one wins; a takeover moves the stale lock aside (an atomic rename) and puts it back if what it
-moved was not the lock it judged stale. Object stores have no exclusive create: there the lock is written
-and read back, which is best effort (the lease maps onto conditional writes: create if absent, renew and
-take over only if the object is still the one read). A lock file that cannot be read as the lock of a
-driver (garbled, a list, a directory, a FIFO) is refused with a message naming it, never parsed blindly
+moved was not the lock it judged stale. On S3 (and S3-compatible stores) the same rule is kept with
+conditional writes (orchestrator/storage/conditional.py): the lock is created only if absent
+(`If-None-Match: *`), taken over, renewed and released only if it is still the version read
+(`If-Match: <etag>`), so there too exactly one of two drivers wins and nobody overwrites another's lock.
+Where conditional writes are not available (gs://, boto3 not installed, a store that does not implement
+them) the lock is written and read back, which is best effort (a warning says so). A lock file that cannot
+be read as the lock of a driver (garbled, a list, a directory, a FIFO) is refused with a message naming it,
+never parsed blindly
 or waited on. A renewal moves the lock aside and links it back, so it never overwrites another driver's
 lock either. A holder whose lock was taken over while it lived (it was stopped for longer than its lease)
 stops as if interrupted (or, where SIGINT is ignored, as if terminated), so two drivers never write one sweep for long; a lock deleted by hand while its
@@ -36,11 +44,13 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator import knobs
 from orchestrator.errors import SweepError
+from orchestrator.storage import conditional
 from orchestrator.storage.layout import SweepLayout
 
 MAX_LOCK_BYTES = 4096
@@ -176,10 +186,10 @@ def holder_gone(other: dict) -> bool:
 
 
 def _busy(layout: SweepLayout, other: dict | None) -> LockError:
-    path = layout.lock_file()
+    path, root = layout.storage.shown(layout.lock_file()), layout.storage.shown(layout.root)
     if other is None:
         return LockError(f"{path} is not a lock file of mmc-sweep (not a small JSON mapping with a pid). If no "
-                         f"other `mmc-sweep run` is using {layout.root}, delete it and run again.")
+                         f"other `mmc-sweep run` is using {root}, delete it and run again.")
     started = other.get("started_at")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) \
         and 0 <= started < 1e11 else "at an unknown time"
@@ -192,7 +202,7 @@ def _busy(layout: SweepLayout, other: dict | None) -> LockError:
         later = "it holds no lease, so it is never taken over from another host"
     else:
         later = ""
-    return LockError(f"another `mmc-sweep run` ({who}) is using {layout.root}"
+    return LockError(f"another `mmc-sweep run` ({who}) is using {root}"
                      f"{f' ({later})' if later else ''}. Wait for it to finish, "
                      f"or delete {path} if that run is gone.")
 
@@ -221,11 +231,74 @@ def _take_over_local(layout: SweepLayout, local: Path, stale: dict) -> None:
     aside.unlink(missing_ok=True)
 
 
-def _acquire(layout: SweepLayout, me: dict) -> None:
+def _read_version(cond, path: str) -> tuple[dict | None, conditional.Version] | None:
+    """The lock on an object store as (its content or None when it is not a lock, its version); None if absent."""
+    found = cond.read(path, MAX_LOCK_BYTES)
+    if found is None:
+        return None
+    return (_parse(found.data) if len(found.data) <= MAX_LOCK_BYTES else None), found
+
+
+def _acquire_conditional(layout: SweepLayout, me: dict, cond) -> str:
+    """Create the lock if absent, or take over a provably gone holder's lock if it is still the version
+    judged; returns the version (ETag) this driver holds."""
+    path, data = layout.lock_file(), json.dumps(me).encode()
+    for _attempt in range(3):
+        tag = cond.create(path, data)
+        if tag is not None:
+            return tag
+        found = _read_version(cond, path)
+        if found is None:
+            continue                    # released in between: create again
+        other, version = found
+        if other is not None and other.get("token") == me["token"]:
+            return version.tag          # this driver's own create, retried after its answer was lost
+        if other is None or not holder_gone(other):
+            raise _busy(layout, other)
+        tag = cond.replace(path, data, version.tag)   # only the lock judged stale, never a newer one
+        if tag is not None:
+            return tag
+    raise _busy(layout, _holder(layout))
+
+
+def _renew_conditional(layout: SweepLayout, me: dict, held: dict) -> dict | None:
+    """Renew on an object store: replace the lock only if it is still the version this driver wrote.
+    Returns None when renewed (or written again after it was deleted), else the lock that replaced ours."""
+    cond, path = held["cond"], layout.lock_file()
+    renewed = {**me, "renewed_at": time.time()}
+    data = json.dumps(renewed).encode()
+    tag = cond.replace(path, data, held["tag"])
+    if tag is None:
+        found = _read_version(cond, path)
+        if found is None:               # deleted by hand: hold it again, unless another driver already does
+            tag = cond.create(path, data)
+            found = None if tag is not None else _read_version(cond, path)
+        if found is not None:
+            current, version = found
+            if current is None or current.get("token") != me["token"]:
+                return current or {"pid": None}
+            tag = version.tag           # this driver's own write, retried after its answer was lost
+            renewed = current
+        if tag is None:
+            return None                 # gone again in between: the next renewal looks again
+    me.update(renewed)
+    held["tag"] = tag
+    return None
+
+
+def _acquire(layout: SweepLayout, me: dict, held: dict | None = None) -> None:
     storage, path = layout.storage, layout.lock_file()
     data = json.dumps(me).encode()
     local = storage.local_path(path)
-    if local is None:    # object stores have no exclusive create: write, then read back
+    if local is None and held is not None and held.get("cond") is not None:
+        try:
+            held["tag"] = _acquire_conditional(layout, me, held["cond"])
+            return
+        except conditional.ConditionalWritesUnsupported as exc:
+            warnings.warn(f"{storage.shown(path)}: {exc}; the sweep lock is written and read back instead, which "
+                          "does not exclude two drivers started at the same moment", RuntimeWarning, stacklevel=2)
+            held["cond"] = None
+    if local is None:    # no conditional writes: write, then read back
         if storage.exists(path):
             other = _holder(layout)
             if other is None or not holder_gone(other):
@@ -280,15 +353,18 @@ def _renew_local(local: Path, me: dict) -> dict | None:
         aside.unlink(missing_ok=True)
 
 
-def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
+def _renew(layout: SweepLayout, me: dict, stop: threading.Event, held: dict | None = None) -> None:
     """Renew the lease every lease / 3 while held. A lock that now belongs to another driver was taken over
     (this process was stopped past its lease): say so and stop this driver as if interrupted."""
     local = layout.storage.local_path(layout.lock_file())
+    held = held if held is not None else {}
     while not stop.wait(me["lease_s"] / 3):
         try:
             if local is not None:
                 other = _renew_local(local, me)
-            else:   # object stores: best effort until conditional writes (see the module docstring)
+            elif held.get("cond") is not None:
+                other = _renew_conditional(layout, me, held)
+            else:   # no conditional writes: best effort (see the module docstring)
                 current = _holder(layout)
                 other = current if current and current.get("token") not in (None, me["token"]) else None
                 if current is not None and current.get("token") == me["token"]:
@@ -298,7 +374,7 @@ def _renew(layout: SweepLayout, me: dict, stop: threading.Event) -> None:
             continue
         if other is not None:
             _LOG.error(f"another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
-                       f"{layout.lock_file()} after this one's lease ran out; stopping this run")
+                       f"{layout.storage.shown(layout.lock_file())} after this one's lease ran out; stopping this run")
             _stop_this_driver()
             return
 
@@ -317,9 +393,10 @@ def _stop_this_driver() -> None:
 def sweep_lock(layout: SweepLayout):
     """Hold `run.lock` of the sweep for the duration of the block (see the module docstring)."""
     me = _me()
-    _acquire(layout, me)
+    held = {"cond": _conditional_writes(layout), "tag": None}
+    _acquire(layout, me, held)
     stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(layout, me, stop), name="mmc-lock-lease", daemon=True)
+    renewer = threading.Thread(target=_renew, args=(layout, me, stop, held), name="mmc-lock-lease", daemon=True)
     renewer.start()
     try:
         yield
@@ -327,7 +404,27 @@ def sweep_lock(layout: SweepLayout):
         stop.set()
         renewer.join(timeout=10)
         try:
-            if (_holder(layout) or {}).get("token") == me["token"]:
+            if held["cond"] is not None:    # delete only the version this driver holds
+                found = _read_version(held["cond"], layout.lock_file())
+                if found is not None and (found[0] or {}).get("token") == me["token"]:
+                    held["cond"].delete(layout.lock_file(), found[1].tag)
+            elif (_holder(layout) or {}).get("token") == me["token"]:
                 layout.storage.delete(layout.lock_file())
         except Exception:  # noqa: BLE001 - the lock is advisory; never mask the real error
             pass
+
+
+def _conditional_writes(layout: SweepLayout):
+    """Conditional writes for the lock on an object store, or None (local storage; or, with a warning,
+    an object store where they are not available)."""
+    storage = layout.storage
+    if storage.is_local:
+        return None
+    cond = conditional.for_storage(storage)
+    if cond is None:
+        reason = ("boto3 is not installed (pip install 'mmc-sweep[s3]')" if storage.base_uri.startswith("s3")
+                  else "this object store's conditional writes are not implemented here")
+        warnings.warn(f"{storage.shown(layout.lock_file())}: {reason}; the sweep lock is written and read back "
+                      "instead, which does not exclude two drivers started at the same moment",
+                      RuntimeWarning, stacklevel=3)
+    return cond

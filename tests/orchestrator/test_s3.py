@@ -1,0 +1,378 @@
+"""Sweeps on an S3 object store: a real S3-API server (moto in server mode on 127.0.0.1, credentials checked:
+tests/orchestrator/s3_server.py), reached as a user of MinIO or Ceph would reach it.
+
+The module runs one small sweep that writes every result table (2 pretrainings, a naive fine-tuning, 2 path
+evaluations) through the real command line: on local storage, and on the bucket with the credentials and
+the endpoint in the storage URI only (`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`,
+no AWS variable set). The tests then look at what each left: equal tables, a rerun all cached, `claims`,
+`status`, `report`, `compact`, `open_sweep` and README's queries against the bucket, no credential anywhere
+(output, bucket, Ray's session files). Other tests: the lock on the object store (conditional writes), bad
+credentials / a missing bucket refused before any task runs, a killed upload."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from orchestrator import vocab
+from orchestrator.results import compact, tables
+from orchestrator.storage import conditional, lock
+from orchestrator.storage.layout import Storage, SweepLayout, open_sweep_dir
+from tests.conftest import REPO, clean_env, write_spec
+from tests.orchestrator.s3_server import s3_env, s3_server  # noqa: F401
+
+pytestmark = pytest.mark.timeout(900)
+
+# 2 pretrain (no cue, cue), 1 naive fine-tuning, 2 path evaluations (cue~nocue, pretrained~ft): every table
+SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+         "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
+         "max_concurrent": 2, "mlflow": {"enabled": False}}
+TASKS = 5
+CLI_TIMEOUT_S = 600
+# columns that say when, where and by which run a row was written, not what was computed
+VOLATILE = ("started_at", "finished_at", "duration_s", "device", "host", "mlflow_run_id", "cached")
+ROW_KEYS = ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition")
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                 "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE")
+
+
+def cli(*args: str, env: dict, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def env_without_aws(**extra: str) -> dict:
+    env = clean_env(**extra)
+    for key in AWS_VARIABLES:
+        env.pop(key, None)
+    return env
+
+
+def uri_with_credentials(server, bucket: str, key: str, secret: str, endpoint: str | None = None) -> str:
+    """The storage URI a MinIO/Ceph user gives: credentials and endpoint in it (secrets URL-encoded)."""
+    host = urllib.parse.urlsplit(endpoint or server.endpoint).netloc
+    return (f"s3://{urllib.parse.quote(key, safe='')}:{urllib.parse.quote(secret, safe='')}@{bucket}/runs"
+            f"?endpoint_override={host}&scheme=http")
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ROW_KEYS if c in df.columns]
+    return (df.drop(columns=[c for c in VOLATILE if c in df.columns]).sort_values(keys).reset_index(drop=True))
+
+
+def assert_same_tables(got: SweepLayout, want: SweepLayout) -> None:
+    """Every result table of `got` holds the rows and values of `want`'s (the same sweep elsewhere)."""
+    for table in vocab.TABLES:
+        a, b = comparable(tables.read_table(got, table)), comparable(tables.read_table(want, table))
+        assert len(a) and sorted(a.columns) == sorted(b.columns), table
+        assert a["task_id"].value_counts().to_dict() == b["task_id"].value_counts().to_dict(), table
+        pd.testing.assert_frame_equal(a, b[a.columns], check_exact=False, rtol=1e-6, atol=1e-9, obj=table)
+
+
+def holding(root: Path, needles: list[str]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        except OSError:
+            continue
+        found += [f"{path}: {n}" for n in needles if n.encode() in data]
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(s3_server, tmp_path_factory):  # noqa: F811
+    """The small sweep on local storage, then on the bucket (credentials and endpoint only in the URI)."""
+    tmp = tmp_path_factory.mktemp("s3-runs")
+    spec = write_spec(tmp, "ons3", **SMALL)
+    bucket = s3_server.new_bucket("runs")
+    key, secret = s3_server.env["AWS_ACCESS_KEY_ID"], s3_server.env["AWS_SECRET_ACCESS_KEY"]
+    uri = uri_with_credentials(s3_server, bucket, key, secret)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="mmc-s3-", dir="/tmp"))   # short: Ray's socket paths have a limit
+    env = env_without_aws(RAY_TMPDIR=str(ray_tmp))
+    try:
+        local = cli("run", str(spec), "--storage", str(tmp / "local"), "--num-cpus", "2", "--no-report", env=env)
+        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+        first = cli("run", str(spec), "--storage", uri, "--num-cpus", "2", env=env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        yield {"spec": spec, "bucket": bucket, "uri": uri, "secret": secret, "key": key, "env": env,
+               "ray_tmp": ray_tmp, "first": first, "server": s3_server,
+               "local": SweepLayout(Storage(tmp / "local"), "ons3"), "s3": SweepLayout(Storage(uri), "ons3")}
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the whole sweep on the bucket
+
+@pytest.mark.slow
+def test_a_sweep_on_s3_leaves_the_tables_of_the_same_sweep_on_local_storage(runs):
+    first = runs["first"]
+    assert f"finished in" in first.stdout and f"done {TASKS}" in first.stdout, first.stdout[-2000:]
+    bucket = runs["bucket"]
+    assert f"results: s3://***@{bucket}/runs/ons3/results" in first.stdout, first.stdout[-1000:]   # the scheme shown
+    assert f"report:  s3://***@{bucket}/runs/ons3/report/report.html" in first.stdout
+    keys = runs["server"].objects(bucket, "runs/ons3/")
+    assert "runs/ons3/spec.yaml" in keys and "runs/ons3/plan.parquet" in keys and "runs/ons3/report/report.html" in keys
+    assert sum(k.endswith("/done.json") for k in keys) == TASKS
+    assert not [k for k in keys if ".tmp-" in k], "an object store needs no temporary names"
+    assert_same_tables(runs["s3"], runs["local"])
+
+
+@pytest.mark.slow
+def test_a_rerun_on_s3_is_all_cached_and_claims_status_and_report_read_the_bucket(runs):
+    env, uri = runs["env"], runs["uri"]
+    sweep_dir = uri.replace("/runs?", "/runs/ons3?")
+    again = cli("claims", str(runs["spec"]), "--storage", uri, env=env)     # = run (cached), then the claims
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{TASKS} already finished, 0 to run" in again.stdout and f"cached {TASKS}" in again.stdout, again.stdout
+    assert "(a) " in again.stdout and "(d) " in again.stdout   # the claims, judged from the bucket's tables
+    status = cli("status", sweep_dir, env=env)
+    assert status.returncode == 0 and "finished" in status.stdout, status.stdout + status.stderr
+    report = cli("report", sweep_dir, env=env)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert f"report: s3://***@{runs['bucket']}/runs/ons3/report/report.html" in report.stdout
+    assert_same_tables(runs["s3"], runs["local"])
+
+
+@pytest.mark.slow
+def test_open_sweep_compaction_and_readme_queries_against_the_bucket(runs, monkeypatch):
+    """open_sweep on the URI; `compact` on the bucket keeps every row; with the standard AWS variables set,
+    polars reads README's glob on the bucket, and DuckDB a pyarrow dataset of it (DuckDB's own S3 reader,
+    its httpfs extension, cannot be installed offline)."""
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    import orchestrator as mmc
+
+    sweep = mmc.open_sweep(runs["uri"].replace("/runs?", "/runs/ons3?"))
+    before = {t: comparable(sweep.table(t)) for t in vocab.TABLES}
+    assert sweep.spec["name"] == "ons3" and len(sweep.plan) == TASKS
+    layout = sweep.layout
+    done = compact.compact(layout)
+    assert done and all(len([n for n in layout.storage.listdir(layout.table_dir(t)) if n.startswith("part-")]) <= 1
+                        for t in vocab.TABLES if t != vocab.TASKS)
+    for table in vocab.TABLES:
+        pd.testing.assert_frame_equal(comparable(tables.read_table(layout, table)), before[table], obj=table)
+
+    server, bucket = runs["server"], runs["bucket"]
+    for key, value in server.env.items():       # what a user of the tables sets: the standard variables
+        monkeypatch.setenv(key, value)
+    results = f"s3://{bucket}/runs/ons3/results"
+    paths = pl.read_parquet(f"{results}/paths/*.parquet", storage_options={"aws_allow_http": "true"})  # README's glob
+    assert len(paths) == len(before[vocab.PATHS])
+    by_kind = (paths.filter(pl.col("pair_type") == "cue~nocue").group_by("path_kind", "alpha")
+               .agg(pl.col("agree_a").mean()).sort("path_kind", "alpha"))
+    assert len(by_kind) == 3   # linear, 3 alphas
+    import duckdb
+    barriers = ds.dataset(f"{results}/barriers/", format="parquet")  # noqa: F841 - DuckDB reads it by name
+    found = duckdb.sql("SELECT pair_type, count(*) AS n FROM barriers WHERE metric = 'loss' GROUP BY ALL").fetchall()
+    assert sum(n for _, n in found) == int((before[vocab.BARRIERS]["metric"] == "loss").sum())
+
+
+@pytest.mark.slow
+def test_no_credential_of_the_storage_uri_reaches_output_the_bucket_or_ray(runs):
+    """The run's storage URI held the key and secret: none reaches stdout/stderr, an object in the bucket
+    (spec.yaml, plan, tables, report, Ray's experiment state) or Ray's session files (logs, state)."""
+    secret, key = runs["secret"], runs["key"]
+    needles = [secret, urllib.parse.quote(secret, safe=""), key]
+    assert [n for n in needles if n in runs["first"].stdout + runs["first"].stderr] == []
+    server, bucket = runs["server"], runs["bucket"]
+    s3 = server.client()
+    leaked = []
+    for name in server.objects(bucket):
+        body = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+        leaked += [f"{name}: {n}" for n in needles if n.encode() in body]
+    assert leaked == []
+    ray_objects = [k for k in server.objects(bucket, "runs/ons3/ray/")]
+    assert ray_objects, "Ray Tune's run directory is on the bucket (through the storage's file system)"
+    assert holding(runs["ray_tmp"], needles) == []
+
+
+# ---------------------------------------------------------------- faults of an object store
+
+def test_wrong_credentials_a_missing_bucket_and_a_silent_endpoint_are_refused_before_any_task_runs(
+        s3_server, tmp_path):  # noqa: F811
+    server, env, spec = s3_server, env_without_aws(), str(write_spec(tmp_path, "ons3", **SMALL))
+    key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
+    bucket = server.new_bucket("refused")
+    cases = {
+        "wrong secret": (uri_with_credentials(server, bucket, key, "not-the-secret+/x"),
+                         "refused the credentials (access denied to bucket", "not-the-secret"),
+        "missing bucket": (uri_with_credentials(server, "no-such-bucket-mmc", key, secret),
+                           "bucket `no-such-bucket-mmc` does not exist", secret),
+        "silent endpoint": (uri_with_credentials(server, bucket, key, secret, endpoint="http://127.0.0.1:1"),
+                            "the object store at 127.0.0.1:1 does not answer; check the endpoint", secret),
+    }
+    for name, (uri, said, hidden) in cases.items():
+        out = cli("run", spec, "--storage", uri, "--runner", "noop", env=env, timeout=120)
+        err = out.stderr
+        assert out.returncode == 2, (name, out.stdout[-2000:], err[-2000:])
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in err, (name, err)
+        assert lines[0].startswith("error: storage s3://***@") and said in lines[0], (name, lines[0])
+        assert hidden not in err and urllib.parse.quote(hidden, safe="") not in err, name
+        assert "sweep `ons3`" not in out.stdout, name   # refused before the plan was even printed
+    assert server.objects(bucket) == {}          # nothing written
+
+
+_UPLOAD = """
+import sys, time
+from orchestrator.storage.layout import Storage
+storage = Storage(sys.argv[1])
+print("writing", flush=True)
+storage.write_bytes(storage.join("big.bin"), b"x" * (64 << 20))
+print("written", flush=True)
+"""
+
+
+def test_a_killed_upload_leaves_no_object(s3_server):  # noqa: F811
+    """SIGKILL while a large object is being uploaded (a multipart upload under way): no object appears, so
+    no partial file can be taken for a finished one."""
+    server, env = s3_server, env_without_aws()
+    bucket = server.new_bucket("killed")
+    uri = uri_with_credentials(server, bucket, server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"])
+    proc = subprocess.Popen([sys.executable, "-c", _UPLOAD, uri], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    start = len(server.requests())
+    deadline = time.monotonic() + 120
+    while not any("partNumber=" in r.query for r in server.requests()[start:]):   # the first part arrived
+        assert proc.poll() is None and time.monotonic() < deadline, "the upload ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert server.objects(bucket) == {}
+
+
+# ---------------------------------------------------------------- the lock on an object store
+
+@pytest.fixture
+def s3_layout(s3_env):  # noqa: F811
+    server, bucket = s3_env
+    return SweepLayout(Storage(f"s3://{bucket}/runs"), "held")
+
+
+def _plant(layout, **record) -> None:
+    layout.storage.write_bytes(layout.lock_file(), json.dumps(record).encode())
+
+
+def test_of_drivers_started_at_once_on_s3_exactly_one_wins(s3_layout):
+    """Eight drivers create the lock in the same instant: the store's conditional create lets one win."""
+    for _round in range(3):
+        results, barrier = [], threading.Barrier(8)
+
+        def start() -> None:
+            me, held = lock._me(), {"cond": lock._conditional_writes(s3_layout), "tag": None}
+            barrier.wait()
+            try:
+                lock._acquire(s3_layout, me, held)
+                results.append(me["token"])
+            except lock.LockError:
+                results.append(None)
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [r for r in results if r]
+        assert len(winners) == 1, results
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))["token"] == winners[0]
+        s3_layout.storage.delete(s3_layout.lock_file())
+
+
+def test_the_lock_on_s3_refuses_a_live_holder_takes_over_an_expired_one_and_renews(s3_layout, monkeypatch):
+    now = time.time()
+    theirs = dict(pid=os.getpid(), host="another-host", boot_id="b", started_at=now, renewed_at=now, lease_s=60,
+                  token="theirs")
+    _plant(s3_layout, **theirs)
+    with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(pid \d+ on another-host.*is using s3://"):
+        with lock.sweep_lock(s3_layout):
+            pass
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == theirs    # left as it was
+
+    _plant(s3_layout, **{**theirs, "renewed_at": now - 3600})          # expired: taken over
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.6")
+    with lock.sweep_lock(s3_layout):
+        held = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        assert held["pid"] == os.getpid() and held["token"] != "theirs"
+        time.sleep(1.0)                                                    # renewed every 0.2 s
+        renewed = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        assert renewed["token"] == held["token"] and renewed["renewed_at"] > held["renewed_at"]
+    assert not s3_layout.storage.exists(s3_layout.lock_file())
+
+
+def test_a_takeover_on_s3_never_replaces_a_lock_written_since_it_was_judged(s3_layout):
+    """Between reading a stale lock and replacing it, another driver took it: the conditional replace fails."""
+    now = time.time()
+    _plant(s3_layout, pid=1, host="another-host", renewed_at=now - 3600, lease_s=60, token="stale")
+    cond = conditional.for_storage(s3_layout.storage)
+    read = cond.read(s3_layout.lock_file(), lock.MAX_LOCK_BYTES)
+    newer = dict(pid=2, host="third-host", renewed_at=now, lease_s=60, token="newer")
+    _plant(s3_layout, **newer)
+    assert cond.replace(s3_layout.lock_file(), b"{}", read.tag) is None
+    assert cond.delete(s3_layout.lock_file(), read.tag) is False
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == newer
+
+
+def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_written_again(s3_layout, monkeypatch):
+    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.6")
+    stopped = []
+    monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(True))
+    with lock.sweep_lock(s3_layout):
+        mine = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        s3_layout.storage.delete(s3_layout.lock_file())                   # deleted by hand
+        deadline = time.time() + 10
+        while not s3_layout.storage.exists(s3_layout.lock_file()) and time.time() < deadline:
+            time.sleep(0.05)
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))["token"] == mine["token"]
+        other = dict(pid=3, host="another-host", renewed_at=time.time(), lease_s=60, token="taker")
+        _plant(s3_layout, **other)                                         # taken over behind its back
+        while not stopped and time.time() < deadline:
+            time.sleep(0.05)
+        assert stopped == [True]
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == other
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == other   # not released: not ours
+
+
+def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
+    """A small object is one PutObject (no temporary name, no copy, no directory markers); messages and
+    Ray get the storage's URI / file system, never a path that reads like a local one."""
+    server, bucket = s3_env
+    layout = open_sweep_dir(f"s3://{bucket}/runs/writes")
+    start = len(server.requests(bucket))
+    layout.storage.write_bytes(layout.marker_file("pretrain", "t1"), b"{}")
+    assert [r.kind for r in server.requests(bucket)[start:]] == ["PUT"]
+    assert server.objects(bucket) == {"runs/writes/tasks/pretrain/t1/done.json": 2}
+    assert layout.storage.shown(layout.root) == f"s3://{bucket}/runs/writes"
+    ray = layout.ray_storage()
+    assert ray["storage_path"] == f"{bucket}/runs/writes/ray"
+    assert isinstance(ray["storage_filesystem"], pafs.S3FileSystem)
+
+
+def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(s3_env):
+    """Ray Tune pickles its `storage_filesystem` into the experiment state it writes on the bucket: the one
+    it gets reaches the bucket with the URI's credentials, and its pickle holds neither key nor secret."""
+    server, bucket = s3_env
+    key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
+    layout = open_sweep_dir(uri_with_credentials(server, bucket, key, secret).replace("/runs?", "/runs/ray?"))
+    ray = layout.ray_storage()
+    fs = ray["storage_filesystem"]
+    with fs.open_output_stream(f"{ray['storage_path']}/probe") as f:
+        f.write(b"ok")
+    assert server.objects(bucket) == {"runs/ray/ray/probe": 2}
+    for dumped in (pickle.dumps(fs), cloudpickle.dumps(fs), pickle.dumps(ray)):
+        assert key.encode() not in dumped and secret.encode() not in dumped
