@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.results import compact, tables
 from orchestrator.storage import conditional, lock
 from orchestrator.storage.layout import Storage, SweepLayout, open_sweep_dir
@@ -218,7 +218,7 @@ def test_wrong_credentials_a_missing_bucket_and_a_silent_endpoint_are_refused_be
                             "the object store at 127.0.0.1:1 does not answer; check the endpoint", secret),
     }
     for name, (uri, said, hidden) in cases.items():
-        out = cli("run", spec, "--storage", uri, "--runner", "noop", env=env, timeout=120)
+        out = cli("run", spec, "--storage", uri, "--runner", "tests.support.runners:noop", env=env, timeout=120)
         err = out.stderr
         assert out.returncode == 2, (name, out.stdout[-2000:], err[-2000:])
         lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -305,7 +305,7 @@ def test_the_lock_on_s3_refuses_a_live_holder_takes_over_an_expired_one_and_rene
     assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == theirs    # left as it was
 
     _plant(s3_layout, **{**theirs, "renewed_at": now - 3600})          # expired: taken over
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.6")
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.6")
     with lock.sweep_lock(s3_layout):
         held = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
         assert held["pid"] == os.getpid() and held["token"] != "theirs"
@@ -329,7 +329,7 @@ def test_a_takeover_on_s3_never_replaces_a_lock_written_since_it_was_judged(s3_l
 
 
 def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_written_again(s3_layout, monkeypatch):
-    monkeypatch.setenv(lock.LEASE_ENV_VAR, "0.6")
+    monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.6")
     stopped = []
     monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(True))
     with lock.sweep_lock(s3_layout):

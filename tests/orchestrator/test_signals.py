@@ -55,10 +55,18 @@ def env(events: Path, **extra: str) -> dict:
                      MMC_COMPACT_MIN_FRAGMENTS="1", **extra)
 
 
+def _default_stop_signals() -> None:
+    """A driver started under `nohup` (or by a parent ignoring SIGHUP) inherits the ignoring, and rightly
+    keeps it; these tests are about a driver that has not been told to ignore anything."""
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_blocked(path: Path, events: Path, blocked: str) -> subprocess.Popen:
     """The CLI in a session of its own; returns once the second pretraining blocks (the first finished)."""
     proc = subprocess.Popen(command(path), cwd=REPO, env=env(events, **{runners.BLOCK_ENV: blocked}), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_stop_signals)
     marker = events / f"blocked-{blocked}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while not marker.exists():
