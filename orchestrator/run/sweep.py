@@ -29,7 +29,7 @@ from orchestrator.run import capacity, preflight, work
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import MmcError, SweepError
-from orchestrator.provenance import revision_label, source_revision
+from orchestrator.provenance import SourceRevision, source_revision
 from orchestrator.graph.dag import Graph, build_graph
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
@@ -58,18 +58,6 @@ class SweepOutcome:
     @property
     def ok(self) -> bool:
         return self.counts.get(vocab.FAILED, 0) == 0 and self.counts.get(vocab.SKIPPED, 0) == 0
-
-
-def git_rev() -> str | None:
-    """The label of the code's source revision (`orchestrator.provenance`): where the sweep was submitted
-    from (MMC_SOURCE_REVISION), else this checkout; `+dirty.<diff hash>` with uncommitted changes."""
-    return revision_label()
-
-
-def git_commit() -> str | None:
-    """The full commit of the code that runs (`mlflow.source.git.commit`), from the same source as `git_rev`."""
-    revision = source_revision()
-    return revision.commit if revision is not None else None
 
 
 def short_hash(spec: SweepSpec) -> str:
@@ -122,7 +110,9 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
                new_version: bool, log, autoscaler_config: str | None, wait_for_nodes_s: float) -> SweepOutcome:
     start = time.time()
     log = redacting(log)
-    git_rev()   # a malformed MMC_SOURCE_REVISION stops here, before anything is written
+    # the code's source revision, read once (git runs three commands): a malformed MMC_SOURCE_REVISION
+    # stops here, before anything is written
+    revision = source_revision()
     graph = build_graph(spec)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
@@ -148,7 +138,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
                 preflight.check_cluster(spec, layout, view.at_most(), kinds)
                 concurrency = Concurrency(read, spec.max_concurrent, view=view)
             return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
-                               concurrency=concurrency)
+                               concurrency=concurrency, revision=revision)
     except MmcError:
         preflight.remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
@@ -232,7 +222,7 @@ def _archive_spec(layout: SweepLayout) -> str:
 
 def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, verified: dict,
                 changes: list[str], *, runner: str, report: bool, log,
-                concurrency: Concurrency | None = None) -> SweepOutcome:
+                concurrency: Concurrency | None = None, revision: SourceRevision | None = None) -> SweepOutcome:
     """The body of `run_sweep` once the lock is held and the cluster fits the sweep."""
     if changes:
         log(f"new version of sweep `{spec.name}` ({len(changes)} setting(s) changed); the previous spec is kept "
@@ -246,8 +236,8 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
         f"{state.count(vocab.CACHED)} already finished, {state.count(vocab.PENDING)} to run; "
         f"storage {redact(layout.root)}")
-    rev = git_rev()
-    tracker = _start_tracking(spec, layout, graph, log)
+    rev = revision.label if revision is not None else None
+    tracker = _start_tracking(spec, layout, graph, log, revision)
     recorder = TaskRecorder(layout, state, short_hash(spec), tracker, rev)
     for task_id, s in state.states.items():
         if s.status == vocab.CACHED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
@@ -303,7 +293,7 @@ def _tracking_uri(spec: SweepSpec, layout: SweepLayout) -> str:
     return spec.mlflow.tracking_uri or layout.mlflow_uri()
 
 
-def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log):
+def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log, revision: SourceRevision | None):
     """The sweep's tracker, its parent run started; a `NullTracker` when tracking is off or unavailable."""
     if not spec.mlflow.enabled:
         return tracking.NullTracker()
@@ -313,10 +303,10 @@ def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log):
         tracker = tracking.MlflowTracker(uri, experiment_name=spec.name)
         tracker.start(tracking.SweepRun(
             graph=graph, sweep=spec.name, version=archived_versions(layout) + 1, spec_hash=short_hash(spec),
-            spec_text=dump_spec(spec), source=spec.source, git_commit=git_commit(),
+            spec_text=dump_spec(spec), source=spec.source, git_commit=revision.commit if revision is not None else None,
             params={"swept": ", ".join(spec.swept_keys) or "-"},
             tags={"mmc.storage": redact(layout.root), "mmc.max_concurrent": spec.max_concurrent,
-                  "mmc.git_rev": git_rev() or "unknown"}))
+                  "mmc.git_rev": revision.label if revision is not None else "unknown"}))
         return tracker
     except Exception as exc:  # noqa: BLE001 - results still land in Parquet
         _LOG.warning(f"MLflow tracking at {redact(str(uri))} unavailable ({redact(str(exc)).splitlines()[0]}); "

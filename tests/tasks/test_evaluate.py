@@ -1,6 +1,8 @@
 """tasks.evaluate: mean cross-entropy and accuracy over batches, eval mode, mode restored."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -112,5 +114,5 @@ def test_a_non_finite_model_gives_nan_loss_and_accuracy_never_a_finite_accuracy(
         model.head.bias[1] = poison
     result = evaluate(model, split, batch_size=3, precision="fp32")
     assert result["n"] == 10 and result["loss"] != result["loss"] and result["acc"] != result["acc"], result
-    model = trained_bn_model()                    # a finite model is unaffected
-    assert evaluate(model, split, precision="fp32")["acc"] == evaluate(model, split, precision="fp32")["acc"]
+    finite = evaluate(trained_bn_model(), split, precision="fp32")   # a finite model is unaffected
+    assert math.isfinite(finite["loss"]) and math.isfinite(finite["acc"])
