@@ -160,11 +160,18 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from orchestrator.report import build as report
     from orchestrator.run import preflight
+    from orchestrator.storage.read_only import refused
+
     layout = _layout_for(args.dir)
     preflight.check_report_dir(layout)
+    writes = f"`mmc-sweep report` writes {layout.storage.shown(layout.report_dir())} there"
+    preflight.check_storage(layout, writes)   # before the report is computed
     try:
         rep = report.write_report(layout)
     except OSError as exc:   # e.g. a directory where report.html goes, a full or read-only disk
+        read_only = refused(layout.storage.shown(layout.root), exc, writes)
+        if read_only is not None:
+            raise read_only from None
         raise UsageError(f"cannot write the report into {layout.report_dir()}: {exc}; move what is in the way "
                          "or free the storage, then run `mmc-sweep report` again") from None
     except ValueError as exc:   # no plan, and the stored spec cannot be planned: never pool two versions
@@ -192,13 +199,23 @@ def cmd_claims(args) -> int:
 def cmd_compact(args) -> int:
     from orchestrator.results import compact
     from orchestrator.storage.lock import sweep_lock
+    from orchestrator.storage.read_only import refused
 
     from orchestrator.run import preflight
 
     layout = _layout_for(args.dir)
     preflight.check_links(layout)
-    with sweep_lock(layout):
-        done = compact.compact(layout)
+    preflight.check_storage(layout, "compaction writes the lock and the merged part files there")
+    try:
+        with sweep_lock(layout):
+            done = compact.compact(layout)
+    except OSError as exc:   # storage that turned read-only or full meanwhile: every part is written whole or not at all
+        read_only = refused(layout.storage.shown(layout.root), exc, "compaction writes the merged part files there")
+        if read_only is not None:
+            raise read_only from None
+        raise UsageError(f"cannot compact {layout.storage.shown(layout.root)}: {exc}; nothing was lost (fragments "
+                         "stay until their part is written); free the storage, then run `mmc-sweep compact` again") \
+            from None
     print(compact.summary(done))
     return EXIT_OK
 

@@ -96,7 +96,7 @@ def test_a_sweep_with_gpu_tasks_runs_them_on_the_gpu(tmp_path):
     if ray.is_initialized():
         ray.shutdown()
     gpu = {"cpus": 1, "gpus": 0.25}
-    path = write_spec(tmp_path, "gpu-smoke", finetune={"methods": ["naive"]},
+    path = write_spec(tmp_path, "gpu-smoke", finetune={"methods": []},
                       paths={"pairs": ["cue~nocue"], "kinds": ["linear", "quadratic"]},
                       resources={kind: gpu for kind in ("pretrain", "finetune", "midpoint", "align", "path_eval")})
     spec = load_spec(path)

@@ -256,7 +256,7 @@ def test_environment_credentials_do_not_reach_the_sweep_directory(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "creds", "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 8}],
-        "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+        "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": []},
         "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2}, "max_concurrent": 2}))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET, HF_TOKEN=FAKE_SECRET,
@@ -370,7 +370,7 @@ def _finished_sweep(tmp_path: Path, **changes) -> tuple[Path, Path]:
     from orchestrator.spec.sweep_spec import dump_spec, load_spec
 
     raw = {"name": "creds", "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 8}],
-           "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
+           "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": []},
            "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2}, "max_concurrent": 2,
            "mlflow": {"enabled": False}}
     spec_path = tmp_path / "spec.yaml"

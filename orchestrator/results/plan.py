@@ -79,7 +79,7 @@ def plan_of(layout: SweepLayout) -> tuple[pd.DataFrame, bool]:
     path = layout.spec_file()
     try:
         text = decode(layout.storage.read_bytes(path, max_bytes=MAX_SPEC_BYTES), path, "stored spec")
-        graph = build_graph(parse_spec(text, path))
+        graph = build_graph(parse_spec(text, path, label=f"stored:{path}"))
     except LinkError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reason the stored spec cannot be planned (plugins run code)

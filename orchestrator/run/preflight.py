@@ -26,6 +26,7 @@ from orchestrator import knobs
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
 from orchestrator.storage.layout import LinkError, Storage, SweepLayout
+from orchestrator.storage.read_only import refused
 from orchestrator.uris import after_scheme, is_remote, redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
@@ -152,9 +153,13 @@ def _check_bucket(layout: SweepLayout) -> None:
         raise SweepError(f"storage {storage.shown(storage.root)}: {problem}")
 
 
-def check_storage(layout: SweepLayout) -> None:
+RUN_WRITES = "a run writes its lock, the tasks' outputs and the results there"
+
+
+def check_storage(layout: SweepLayout, writes: str = RUN_WRITES) -> None:
     """Fail if the storage is missing, unwritable or full (on an object store: its bucket missing, its
-    credentials refused, its endpoint silent); leaves nothing behind."""
+    credentials refused, its endpoint silent); leaves nothing behind. `writes`: what the command writes
+    there, for the message of a read-only storage (`orchestrator.storage.read_only`)."""
     if layout.storage.is_object_store:
         _check_bucket(layout)
     created = new_directories(layout)
@@ -174,6 +179,9 @@ def check_storage(layout: SweepLayout) -> None:
         problem = object_store_problem(layout.storage, exc) if layout.storage.is_object_store else None
         if problem is not None:
             raise SweepError(f"storage {layout.storage.shown(layout.root)}: {problem}") from None
+        read_only = refused(layout.storage.shown(layout.root), exc, writes)
+        if read_only is not None:
+            raise read_only from None
         raise SweepError(f"storage `{layout.storage.shown(layout.root)}` is not writable: {type(exc).__name__}: "
                          f"{redact(str(exc))}. Give a writable local directory or a pyarrow.fs URI (s3://, gs://, "
                          "file://) in `storage` or with --storage.") from None

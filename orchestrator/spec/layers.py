@@ -6,6 +6,10 @@
 `orchestrator/spec/profiles/<dataset>.yaml`; `extends:` names a shipped sweep or a spec file, which
 may extend another (below it); overrides are the command line's `key=value` items, applied to the
 file before it is merged. Mappings merge key by key; lists, scalars and `{grid: ...}` replace.
+
+The keys the user set are those of the spec file and the overrides (`USER_LAYERS`): what they ask for
+is refused when the plan would drop it; a default, a profile's or an `extends:`d sweep's value is not
+a request (orchestrator/spec/rules.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
 from tasks.data import DATASETS
 
 DEFAULT = "default"
+USER_LAYERS = ("file:", "override:")   # the labels of the layers the user wrote: the spec file, the overrides
 PROFILE_RESOURCE = "profiles/{dataset}.yaml"
 MAX_EXTENDS_DEPTH = 5
 
@@ -49,6 +54,14 @@ class Layered:
             if path[:n] in self.origins:
                 return self.origins[path[:n]]
         return DEFAULT
+
+    def set_by_user(self, dotted: str) -> bool:
+        """Whether the spec file or an override set the key `dotted` (`finetune.methods`)."""
+        return is_user_layer(self.origin(tuple(dotted.split("."))))
+
+
+def is_user_layer(label: str) -> bool:
+    return label.startswith(USER_LAYERS)
 
 
 def layer(raw: dict, label: str) -> Layered:

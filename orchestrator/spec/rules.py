@@ -1,6 +1,14 @@
-"""Rules between sections of a spec (checked for every combination of swept values), and how many
-tasks a spec plans, counted without planning."""
+"""Rules between sections of a spec (checked for every combination of swept values), what a spec
+asks for that its plan would drop, and how many tasks a spec plans, counted without planning.
+
+Nothing asked for is dropped silently: a key the user set (in the spec file or a `key=value`
+override, `SweepSpec.explicit`) whose values no planned task would use (fine-tuning methods without
+the pair 'pretrained~ft', path kinds or alignments no pair evaluates, a cue proportion no pair
+trains) is refused naming what is missing. A default that cannot run is no request: it is left out.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 from orchestrator import vocab
 from orchestrator.uris import is_remote, redact
@@ -13,9 +21,9 @@ from tasks.models import alignment_problem
 MAX_TASKS = 2_000_000          # tasks a spec may plan
 
 
-def spec_problems(top, variants: list) -> list[str]:
+def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda key: False) -> list[str]:
     """Rules between keys of different sections (checked for every combination of swept values);
-    `top` is the spec's `schema.TopLevel`."""
+    `top` is the spec's `schema.TopLevel`; `explicit(dotted key)`: whether the user set that key."""
     problems: list[str] = []
     props, pairs = top.cue_proportions, [vocab.parse_pair_type(p) for p in top.paths.pairs]
     has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
@@ -30,6 +38,7 @@ def spec_problems(top, variants: list) -> list[str]:
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
+    problems += unplanned_requests(top, pairs, explicit)
     for name, kinds in (("paths.kinds", top.paths.kinds), ("paths.finetuned_kinds", top.paths.finetuned_kinds),
                         ("population.path_kinds", top.population.path_kinds)):
         if vocab.ALIGNED not in kinds or (name == "paths.finetuned_kinds" and
@@ -78,6 +87,61 @@ def _population_problems(top) -> list[str]:
             p > 0 and (not pop.cue_proportions or p in pop.cue_proportions) for p in top.cue_proportions)):
         out.append("`population.kinds`: 'finetune' needs `finetune.methods` and a cue proportion > 0 in "
                    "`cue_proportions` (and in `population.cue_proportions` if given)")
+    return out
+
+
+def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> list[str]:
+    """What a key the user set asks for that no planned task would do: one problem per key."""
+    out: list[str] = []
+    pop = top.population
+    listed = show(list(top.paths.pairs))
+    ft_pairs = any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)
+    pop_ft = pop.enabled and vocab.FINETUNE in pop.kinds
+    if explicit("finetune.methods") and top.finetune.methods and not ft_pairs and not pop_ft:
+        out.append(f"`finetune.methods`: {show(list(top.finetune.methods))} would never be trained: fine-tunings are "
+                   f"planned for the pair 'pretrained~ft', which `paths.pairs` {listed} lacks; add 'pretrained~ft' to "
+                   "`paths.pairs`, or leave `finetune.methods` out")
+    if explicit("paths.finetuned_kinds") and top.paths.finetuned_kinds and not ft_pairs:
+        out.append(f"`paths.finetuned_kinds`: {show(list(top.paths.finetuned_kinds))} would never be evaluated: they "
+                   f"are the path kinds of the pair 'pretrained~ft', which `paths.pairs` {listed} lacks; add "
+                   "'pretrained~ft' to `paths.pairs`, or leave `paths.finetuned_kinds` out")
+    # the path kinds the pairs evaluate (a `self` pair: the linear path only; pretrained~ft: its own kinds)
+    other = [p for p, d, _ in pairs if p != vocab.PRETRAINED_FT and d != vocab.SELF]
+    selfs = any(d == vocab.SELF for _, d, _ in pairs)
+    evaluated = set(top.paths.kinds) if other else {vocab.LINEAR} & set(top.paths.kinds) if selfs else set()
+    evaluated |= set(top.paths.finetuned_kinds) if ft_pairs else set()
+    dropped = [k for k in top.paths.kinds if k not in evaluated]
+    if explicit("paths.kinds") and dropped:
+        out.append(f"`paths.kinds`: {show(dropped)} would never be evaluated: every pair of `paths.pairs` {listed} "
+                   "is 'pretrained~ft' (its kinds are `paths.finetuned_kinds`) or a ':self' control (the linear "
+                   "path only); add a pair such as 'cue~nocue' to `paths.pairs`, or list the kind in "
+                   "`paths.finetuned_kinds` for the fine-tuned pairs")
+    for name, kinds, served in (("paths.kinds", top.paths.kinds, other or selfs),
+                                ("paths.finetuned_kinds", top.paths.finetuned_kinds, ft_pairs)):
+        if served and not kinds and (explicit(name) or explicit("paths.pairs")):
+            out.append(f"`{name}`: [] is empty, so the pairs of `paths.pairs` {listed} it serves would train their "
+                       f"models and evaluate no path; give at least one of {', '.join(vocab.PATH_KINDS)}")
+    used = evaluated | (set(pop.path_kinds) if pop.enabled else set())
+    if explicit("paths.alignments") and top.paths.alignments and vocab.ALIGNED not in used:
+        out.append(f"`paths.alignments`: {show(list(top.paths.alignments))} would never be used: no planned path is "
+                   "'aligned' (`paths.kinds`, `paths.finetuned_kinds` of 'pretrained~ft' pairs, "
+                   "`population.path_kinds`); add 'aligned' to one of them, or leave `paths.alignments` out")
+    if explicit("cue_proportions"):
+        trained = {0.0} if any(p in (vocab.CUE_NOCUE, vocab.NOCUE_NOCUE) for p, _, _ in pairs) else set()
+        if any(p != vocab.NOCUE_NOCUE for p, _, _ in pairs):
+            trained |= {p for p in top.cue_proportions if p > 0}
+        if pop.enabled and vocab.PRETRAIN in pop.kinds:
+            trained |= {p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions}
+        idle = [p for p in top.cue_proportions if p not in trained]
+        if idle and trained:
+            needs = "'cue~nocue' or 'nocue~nocue'" if idle == [0.0] else "'cue~nocue', 'cue~cue' or 'pretrained~ft'"
+            out.append(f"`cue_proportions`: {show(idle)} would train no model: no pair of `paths.pairs` {listed} "
+                       f"uses {'it' if len(idle) == 1 else 'them'}; add {needs} to `paths.pairs`, or leave "
+                       f"{'it' if len(idle) == 1 else 'them'} out of `cue_proportions`")
+    if explicit("population.methods") and pop.methods and vocab.FINETUNE not in pop.kinds:
+        out.append(f"`population.methods`: {show(list(pop.methods))} would choose no model: `population.kinds` "
+                   f"{show(list(pop.kinds))} lacks 'finetune'; add 'finetune' to `population.kinds`, or leave "
+                   "`population.methods` out")
     return out
 
 

@@ -30,8 +30,8 @@ from orchestrator.messages import show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
-from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, layer, profile_for, shipped_sweeps, with_extends,
-                                      with_overrides, with_profile)
+from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, is_user_layer, layer, profile_for, shipped_sweeps,
+                                      with_extends, with_overrides, with_profile)
 from orchestrator.spec.rules import spec_problems
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
@@ -106,6 +106,11 @@ class SweepSpec:
     finetuned_kinds = property(lambda self: self.top.paths.finetuned_kinds)   # of the pretrained~ft pairs
     alignments = property(lambda self: self.top.paths.alignments)       # paths.alignments
 
+    def explicit(self, dotted: str) -> bool:
+        """Whether the user set the key `dotted` (in the spec file or an override), not a default,
+        profile or `extends:`."""
+        return is_user_layer(self.provenance.keys.get(dotted, ""))
+
     def with_top(self, **changes: Any) -> SweepSpec:
         """This spec with top-level keys changed (`storage=...`), its resolved spec written again.
         The values are not validated: give what `load_spec` would accept."""
@@ -143,20 +148,21 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     overrides; SpecError lists every problem."""
     source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else str(path)
     raw = _read(path, source)
-    label = f"file:{source}"
+    label = "extends:default" if path is None else f"file:{source}"   # the built-in sweep: not the user's keys
     if overrides:
         source = f"{source} with {' '.join(overrides)}"
     return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
                          overrides=overrides, label=label)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
-    """Validate the YAML `text` of a spec; `source` names it in error messages."""
+def parse_spec(text: str, source: str = "<spec>", label: str | None = None) -> SweepSpec:
+    """Validate the YAML `text` of a spec; `source` names it in error messages; `label` is its layer
+    (`file:<source>`, the user's; `stored:<path>` for a sweep's own spec.yaml, a record, not a request)."""
     try:
         raw = parse_yaml(text)
     except YamlError as e:
         raise SpecError([str(e)], source) from None
-    return validate_spec(raw, source)
+    return validate_spec(raw, source, label=label)
 
 
 def _read(path: str | Path | None, source: str) -> Any:
@@ -190,7 +196,7 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     top = read_top(base, axes, problems)
     variants = _variants(base, axes, problems)
     if not problems and top is not None and variants:
-        problems += spec_problems(top, variants)
+        problems += spec_problems(top, variants, full.set_by_user)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
     resolved = _resolved(top, variants[0])

@@ -52,6 +52,7 @@ from orchestrator import knobs
 from orchestrator.errors import SweepError
 from orchestrator.storage import conditional
 from orchestrator.storage.layout import SweepLayout
+from orchestrator.storage.read_only import refused
 
 MAX_LOCK_BYTES = 4096
 MAX_PID = 2 ** 31 - 1   # pid_t; a larger "pid" is not a process id
@@ -394,7 +395,14 @@ def sweep_lock(layout: SweepLayout):
     """Hold `run.lock` of the sweep for the duration of the block (see the module docstring)."""
     me = _me()
     held = {"cond": _conditional_writes(layout), "tag": None}
-    _acquire(layout, me, held)
+    try:
+        _acquire(layout, me, held)
+    except OSError as exc:    # a read-only storage: one line, not a traceback
+        error = refused(layout.storage.shown(layout.root), exc, f"the lock {layout.storage.shown(layout.lock_file())} "
+                        "is written there")
+        if error is None:
+            raise
+        raise error from None
     stop = threading.Event()
     renewer = threading.Thread(target=_renew, args=(layout, me, stop, held), name="mmc-lock-lease", daemon=True)
     renewer.start()

@@ -253,7 +253,7 @@ class Views:
 
 def _gpu_graph(tmp_path):
     gpu = {"cpus": 1, "gpus": 1}
-    return build_graph(load_spec(write_spec(tmp_path, seeds=[0, 1, 2], finetune={"methods": ["naive"]},
+    return build_graph(load_spec(write_spec(tmp_path, seeds=[0, 1, 2], finetune={"methods": []},
                                             paths={"pairs": ["cue~nocue"], "kinds": ["linear"], "alignments": []},
                                             resources={"pretrain": gpu, "finetune": gpu, "path_eval": {"cpus": 1}})))
 

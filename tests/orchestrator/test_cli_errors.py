@@ -45,7 +45,7 @@ GOOD = {
     "seeds": [0],
     "cue_proportions": [0.0, 0.9],
     "pretrain": {"epochs": 1},
-    "finetune": {"methods": ["naive"]},
+    "finetune": {"methods": []},
     "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2},
 }
 

@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -37,7 +36,7 @@ from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run.sweep import run_sweep
 from tests.conftest import REPO, clean_env, start_local_ray
 from tests.support import runners
-from tests.support.processes import kill_session
+from tests.support.processes import kill_session, start_until
 from tests.support.runners import FAIL_ENV, PAUSE_ENV, hook_env, resumed_from, trained_epochs
 
 RUN_TIMEOUT_S = 600
@@ -50,7 +49,7 @@ TINY = {
     "seeds": [0],
     "cue_proportions": [0.0, 0.9],
     "pretrain": {"epochs": 1, "lr": 0.05, "batch_size": 64, "schedule": "constant"},
-    "finetune": {"methods": ["naive"], "clean_subset": 64, "epochs": 1, "batch_size": 32, "llrt_epochs": 1,
+    "finetune": {"clean_subset": 64, "epochs": 1, "batch_size": 32, "llrt_epochs": 1,
                  "warmup_epochs": 0},
     "midpoint": {"epochs": 1, "batch_size": 64, "schedule": "constant"},
     "align": {"samples": 64},
@@ -134,7 +133,7 @@ def failed_sweep(tmp_path_factory):
     """9 tasks: the cue~nocue midpoint raises (fault injection), fine-tuning diverges (lr 1e30).
     MLflow's runs are read before any test reruns a copy of the sweep."""
     root = tmp_path_factory.mktemp("faults")
-    spec = write_spec(root, "faults", finetune={"lr": 1e30},
+    spec = write_spec(root, "faults", finetune={"lr": 1e30, "methods": ["naive"]},
                       paths={"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear", "quadratic"],
                              "finetuned_kinds": ["linear", "quadratic"]})
     roles = tasks_by_role(spec)
@@ -421,17 +420,9 @@ def test_readme_fault_claim(claim, finished, tmp_path, monkeypatch):
 
 def _start_paused(spec: Path, storage: Path, events: Path, task, epoch: int) -> subprocess.Popen:
     """The CLI, with `task` pausing right after its `epoch` is saved; returns once it is paused."""
-    proc = subprocess.Popen(cli_command(spec, storage), cwd=REPO, start_new_session=True, text=True,
-                            env=cli_env(**hook_env(events, **{PAUSE_ENV: f"{task.id}:{epoch}"})),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     paused = events / f"paused-{task.id}"
-    deadline = time.monotonic() + EVENT_TIMEOUT_S
-    while not paused.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
-            kill_session(proc)
-            pytest.fail(f"the sweep never paused {task.id} after epoch {epoch}:\n{out[-2000:]}\n{err[-2000:]}")
-        time.sleep(0.05)
+    proc = start_until(cli_command(spec, storage), cli_env(**hook_env(events, **{PAUSE_ENV: f"{task.id}:{epoch}"})),
+                       REPO, paused, f"paused {task.id} after epoch {epoch}", EVENT_TIMEOUT_S)
     paused.unlink()
     return proc
 

@@ -25,9 +25,8 @@ from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.conftest import REPO, clean_env, write_spec
 from tests.support import runners
-from tests.support.processes import kill_session, session_pids
+from tests.support.processes import START_TIMEOUT_S, kill_session, session_pids, start_until
 
-START_TIMEOUT_S = 300      # a loaded machine starts a local Ray slowly
 STOP_TIMEOUT_S = 120
 GONE_TIMEOUT_S = 10        # what is left of the driver's local Ray after it exited
 RAY_DUMP = "SIGTERM received at time"   # Ray's own handler: a C++ stack dump and exit 134
@@ -55,27 +54,10 @@ def env(events: Path, **extra: str) -> dict:
                      MMC_COMPACT_MIN_FRAGMENTS="1", **extra)
 
 
-def _default_stop_signals() -> None:
-    """A driver started under `nohup` (or by a parent ignoring SIGHUP) inherits the ignoring, and rightly
-    keeps it; these tests are about a driver that has not been told to ignore anything."""
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 def start_blocked(path: Path, events: Path, blocked: str) -> subprocess.Popen:
     """The CLI in a session of its own; returns once the second pretraining blocks (the first finished)."""
-    proc = subprocess.Popen(command(path), cwd=REPO, env=env(events, **{runners.BLOCK_ENV: blocked}), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=_default_stop_signals)
-    marker = events / f"blocked-{blocked}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
-            kill_session(proc)
-            pytest.fail(f"the sweep never blocked {blocked}:\n{out[-2000:]}\n{err[-2000:]}")
-        time.sleep(0.05)
-    return proc
+    return start_until(command(path), env(events, **{runners.BLOCK_ENV: blocked}), REPO, events / f"blocked-{blocked}",
+                       f"blocked {blocked}", START_TIMEOUT_S)
 
 
 def wait_gone(sid: int) -> list[int]:

@@ -78,7 +78,7 @@ def test_the_explained_spec_is_the_resolved_spec_with_a_layer_per_line():
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert all("  # " in line for line in lines if not line.endswith(":")), lines
     assert any(line.startswith("  lam: 3.0") and line.endswith("# override:finetune.lam=3") for line in lines)
-    assert "default < profile:digits < file:<built-in sweeps/default.yaml> < override:finetune.lam=3" in text
+    assert "default < profile:digits < extends:default < override:finetune.lam=3" in text
 
 
 def test_plan_resolved_explain_on_the_command_line(tmp_path, capsys):

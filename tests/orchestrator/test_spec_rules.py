@@ -1,13 +1,16 @@
 """The task estimate that `spec_rules` checks against MAX_TASKS before anything is planned counts what
 `graph.build_graph` plans: exactly, for specs without axes (it is the planner's logic written again
-without building anything, so this test keeps the two from drifting apart)."""
+without building anything, so this test keeps the two from drifting apart). And what a spec asks for that
+its plan would drop is refused only where the user set the key (the spec file, an override): a default
+that cannot run is no request (the refusals themselves: tests/orchestrator/bad_specs/)."""
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.spec import rules as spec_rules
 from orchestrator.graph.dag import build_graph
-from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.spec.schema import SpecError
+from orchestrator.spec.sweep_spec import dump_spec, load_spec, parse_spec
 
 CASES = [
     ("sweeps/smoke.yaml", []),
@@ -38,3 +41,33 @@ def test_the_estimate_is_the_number_of_planned_tasks(path, overrides, monkeypatc
     monkeypatch.setattr(spec_rules, "estimate_tasks", lambda *a: seen.append(real(*a)) or seen[-1])
     graph = build_graph(load_spec(path, [*overrides, "name=estimate"]))
     assert seen == [len(graph.tasks)]
+
+
+def test_a_spec_naming_only_its_pairs_plans_without_the_default_fine_tunings(tmp_path):
+    """`paths.pairs: [cue~nocue]`, every other key its default: the default `finetune.methods` and
+    `paths.finetuned_kinds` serve no pair, and the user asked for neither; so it plans (it runs:
+    tests/orchestrator/test_read_only.py)."""
+    spec = parse_spec("name: x\npaths: {pairs: [cue~nocue]}\n")
+    assert spec.explicit("paths.pairs") and not spec.explicit("finetune.methods") and spec.methods
+    assert not spec.explicit("paths.finetuned_kinds") and not spec.explicit("cue_proportions")
+    assert build_graph(spec).counts() == {"pretrain": 6, "midpoint": 3, "align": 3, "path_eval": 9}
+    # the built-in default sweep and a sweep it `extends` are no request of the user's either
+    assert not load_spec(None, ["paths.pairs=[cue~nocue]"]).explicit("finetune.methods")
+    (tmp_path / "child.yaml").write_text("name: child\nextends: default\npaths: {pairs: [cue~nocue]}\n")
+    assert "finetune" not in build_graph(load_spec(tmp_path / "child.yaml")).counts()
+
+
+def test_what_the_user_set_is_refused_when_no_task_would_do_it():
+    with pytest.raises(SpecError, match="`finetune.methods`: \\['naive'\\] would never be trained"):
+        load_spec(None, ["paths.pairs=[cue~nocue]", "finetune.methods=[naive]"])
+    with pytest.raises(SpecError, match="`paths.alignments`: \\['weight'\\] would never be used"):
+        load_spec(None, ["paths.kinds=[linear]", "paths.alignments=[weight]"])
+
+
+def test_a_stored_spec_is_a_record_not_a_request():
+    """A sweep's own spec.yaml writes every key; read back to rebuild its plan, its defaults that serve
+    no pair are not refused. The same text given as a spec file is the user's: every key is set."""
+    text = dump_spec(parse_spec("name: x\npaths: {pairs: [cue~nocue]}\n"))
+    assert len(build_graph(parse_spec(text, "spec.yaml", label="stored:spec.yaml"))) == 21
+    with pytest.raises(SpecError, match="`finetune.methods`"):
+        parse_spec(text, "spec.yaml")

@@ -1,6 +1,7 @@
 """The processes of a driver started in a session of its own (`start_new_session=True`): its local Ray
 (raylet, GCS, agents, workers) lives in the same session, so a test can see what is left of a sweep
-after its driver ended, and end all of it."""
+after its driver ended, and end all of it. `start_until` starts such a driver and returns once a task
+of it has reached a point the test chose (a marker file the test runner creates)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_S = 300      # a loaded machine starts a local Ray slowly
 
 
 def session_pids(sid: int) -> list[int]:
@@ -40,3 +45,28 @@ def kill_session(proc: subprocess.Popen) -> None:
                 pass
         time.sleep(0.1)
     assert not session_pids(proc.pid), "processes of the killed sweep are still alive"
+
+
+def default_stop_signals() -> None:
+    """(In the child, before exec.) A driver started under `nohup`, or as a background job that ignores
+    SIGINT, inherits the ignoring and rightly keeps it; the tests are about a driver that has not been
+    told to ignore anything."""
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def start_until(command: list[str], env: dict, cwd: Path, marker: Path, what: str,
+                timeout_s: float = START_TIMEOUT_S) -> subprocess.Popen:
+    """`command` in a session of its own with default stop-signal handlers, its output piped; returns
+    once `marker` exists. If the driver ends first, or `timeout_s` passes, its session is killed and the
+    test fails naming `what` it waited for, with the driver's output."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=default_stop_signals)
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
+            kill_session(proc)
+            pytest.fail(f"the sweep never {what}:\n{out[-2000:]}\n{err[-2000:]}")
+        time.sleep(0.05)
+    return proc

@@ -1,0 +1,149 @@
+"""Every subcommand on a finished sweep whose storage is read-only. The suite runs as root, where chmod
+cannot make a directory read-only, so each command runs in a private mount namespace in which the
+storage is bind-mounted read-only (`unshare --mount`; the test is skipped where that is not
+permitted).
+
+What must hold: commands that only read (`status`, `status --json`, `status --watch`, `plan`,
+`schema`) succeed; those that must write (`run`, `claims`, `report`, `compact`, `data download` into
+it) exit 2 with one `error:` line naming the storage and saying it is read-only; never a traceback;
+every file under the storage is left as it was.
+
+The finished sweep is the spec that names only `paths.pairs: [cue~nocue]` (every other key its
+default): it plans, runs and finishes, though the default `finetune.methods` are then not trained
+(a default that cannot run is no request; orchestrator/spec/rules.py). Its tasks are computed by the
+synthetic test runner (rows of every table, no training), so the module costs one short run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import cli
+from tests.conftest import clean_env
+from tests.support import runners
+
+SYNTHETIC = runners.name("synthetic")
+RUN_TIMEOUT_S = 600
+COMMAND_TIMEOUT_S = 180
+SPEC_TEXT = "name: ro\npaths: {pairs: [cue~nocue]}\n"
+PLANNED = 21    # 3 seeds x (2 pretrained models, a linear path, a midpoint + path, an alignment + path)
+# the script run inside the namespace: $1 becomes read-only, the rest is the command
+READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def in_read_only(storage: Path, *command: str, timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", READ_ONLY, "sh",
+                           str(storage), *command], cwd=storage.parent, env=clean_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def not_permitted(tmp: Path) -> str | None:
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "`unshare` and `mount` are needed to make storage read-only for root"
+    probe = tmp / "probe"
+    probe.mkdir()
+    try:
+        proc = in_read_only(probe, "sh", "-c", "touch \"$0/file\"", str(probe), timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`unshare --mount` failed: {exc}"
+    if "Read-only file system" not in proc.stderr or (probe / "file").exists():
+        return f"a read-only bind mount in a mount namespace is not permitted here: {proc.stderr.strip()[:300]}"
+    return None
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under `root`: files with their sha256, directories and others by type."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        out[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() \
+            else ("dir" if path.is_dir() else "other")
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("read-only")
+    reason = not_permitted(tmp)
+    if reason:
+        pytest.skip(reason)
+    spec, storage = tmp / "ro.yaml", tmp / "storage"
+    spec.write_text(SPEC_TEXT)
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--storage", str(storage),
+                           "--num-cpus", "2", "--runner", SYNTHETIC], cwd=tmp, env=clean_env(),
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return {"spec": spec, "storage": storage, "dir": storage / "ro", "proc": proc, "before": snapshot(storage)}
+
+
+def test_a_spec_naming_only_its_pairs_plans_and_runs(finished):
+    """`paths.pairs: [cue~nocue]` and defaults otherwise: the default fine-tuning methods are not asked
+    for, so nothing is refused; the run finishes every planned task and writes its report."""
+    proc = finished["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"done {PLANNED}," in proc.stderr + proc.stdout and "failed 0" in proc.stderr + proc.stdout
+    assert (finished["dir"] / "report" / "report.html").is_file()
+
+
+def _sweep(finished) -> str:
+    return str(finished["dir"])
+
+
+READS = {   # command -> (arguments after `python -m orchestrator`, a check of stdout)
+    "status": (lambda f: ["status", _sweep(f)], lambda out: f"{PLANNED}" in out and "finished" in out),
+    "status --json": (lambda f: ["status", "--json", _sweep(f)],
+                      lambda out: json.loads(out)["total"]["finished"] == PLANNED),
+    "status --watch": (lambda f: ["status", "--watch", "--interval", "0.5", _sweep(f)], lambda out: "finished" in out),
+    "plan": (lambda f: ["plan", str(f["spec"]), f"storage={f['storage']}"], lambda out: f"{PLANNED} tasks" in out),
+    "plan --json": (lambda f: ["plan", "--json", str(f["spec"]), f"storage={f['storage']}"],
+                    lambda out: json.loads(out)["tasks"] == PLANNED),
+    "schema": (lambda f: ["schema"], lambda out: json.loads(out)["title"] == "mmc-sweep spec"),
+}
+WRITES = {  # command -> (arguments, what the one error line says it writes)
+    "run": (lambda f: ["run", str(f["spec"]), "--storage", str(f["storage"]), "--num-cpus", "2", "--runner", SYNTHETIC],
+            "a run writes its lock"),
+    "claims": (lambda f: ["claims", str(f["spec"]), "--storage", str(f["storage"]), "--num-cpus", "2"],
+               "a run writes its lock"),
+    "report": (lambda f: ["report", _sweep(f)], "`mmc-sweep report` writes"),
+    "compact": (lambda f: ["compact", _sweep(f)], "compaction writes"),
+    "data download": (lambda f: ["data", "download", "cifar10", "--root", str(f["storage"] / "data")],
+                      "cannot write the dataset there (Read-only file system)"),
+}
+
+
+def test_the_table_names_every_subcommand():
+    """A new subcommand must say here what it does on read-only storage."""
+    parser = cli.build_parser()
+    names = set()
+    for action in parser._subparsers._group_actions:   # noqa: SLF001 - argparse has no public listing
+        names |= set(action.choices)
+    assert names == {name.split()[0] for name in (*READS, *WRITES)}
+
+
+@pytest.mark.parametrize("name", READS)
+def test_reading_commands_work_on_read_only_storage(finished, name):
+    args, check = READS[name]
+    proc = in_read_only(finished["storage"], sys.executable, "-m", "orchestrator", *args(finished))
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert check(proc.stdout), proc.stdout[-3000:]
+    assert snapshot(finished["storage"]) == finished["before"]
+
+
+@pytest.mark.parametrize("name", WRITES)
+def test_writing_commands_refuse_read_only_storage_in_one_line(finished, name):
+    args, writes = WRITES[name]
+    proc = in_read_only(finished["storage"], sys.executable, "-m", "orchestrator", *args(finished))
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == cli.EXIT_BAD_INPUT, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert writes in lines[0], lines[0]
+    if name != "data download":
+        assert f"the storage `{finished['dir']}` is read-only" in lines[0], lines[0]
+    assert snapshot(finished["storage"]) == finished["before"]
