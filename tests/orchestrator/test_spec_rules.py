@@ -9,7 +9,9 @@ import pytest
 
 from orchestrator.spec import rules as spec_rules
 from orchestrator.graph.dag import build_graph
+from orchestrator.results.plan import plan_of
 from orchestrator.spec.schema import SpecError
+from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import dump_spec, load_spec, parse_spec
 
 CASES = [
@@ -64,10 +66,15 @@ def test_what_the_user_set_is_refused_when_no_task_would_do_it():
         load_spec(None, ["paths.kinds=[linear]", "paths.alignments=[weight]"])
 
 
-def test_a_stored_spec_is_a_record_not_a_request():
-    """A sweep's own spec.yaml writes every key; read back to rebuild its plan, its defaults that serve
-    no pair are not refused. The same text given as a spec file is the user's: every key is set."""
+def test_a_stored_spec_is_a_record_not_a_request(tmp_path):
+    """A sweep's own spec.yaml writes every key; read back to rebuild its plan (`status` and `report`
+    when plan.parquet is gone), its defaults that serve no pair are not refused. The same text given as
+    a spec file is the user's: every key is set."""
     text = dump_spec(parse_spec("name: x\npaths: {pairs: [cue~nocue]}\n"))
     assert len(build_graph(parse_spec(text, "spec.yaml", label="stored:spec.yaml"))) == 21
+    layout = SweepLayout(Storage(tmp_path), "x")
+    layout.storage.write_bytes(layout.spec_file(), text.encode())
+    table, rebuilt = plan_of(layout)
+    assert rebuilt and len(table) == 21
     with pytest.raises(SpecError, match="`finetune.methods`"):
         parse_spec(text, "spec.yaml")
