@@ -138,6 +138,10 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
             out.append(f"`cue_proportions`: {show(idle)} would train no model: no pair of `paths.pairs` {listed} "
                        f"uses {'it' if len(idle) == 1 else 'them'}; add {needs} to `paths.pairs`, or leave "
                        f"{'it' if len(idle) == 1 else 'them'} out of `cue_proportions`")
+    if explicit("population.cue_proportions") and pop.cue_proportions and not pop.enabled:
+        out.append(f"`population.cue_proportions`: {show(list(pop.cue_proportions))} would choose no model: "
+                   "`population.kinds` is [], so no population is planned; give `population.kinds` (pretrain and/or "
+                   "finetune), or leave `population.cue_proportions` out")
     if explicit("population.methods") and pop.methods and vocab.FINETUNE not in pop.kinds:
         out.append(f"`population.methods`: {show(list(pop.methods))} would choose no model: `population.kinds` "
                    f"{show(list(pop.kinds))} lacks 'finetune'; add 'finetune' to `population.kinds`, or leave "
