@@ -97,10 +97,13 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
     listed = show(list(top.paths.pairs))
     ft_pairs = any(p == vocab.PRETRAINED_FT for p, _, _ in pairs)
     pop_ft = pop.enabled and vocab.FINETUNE in pop.kinds
-    if explicit("finetune.methods") and top.finetune.methods and not ft_pairs and not pop_ft:
-        out.append(f"`finetune.methods`: {show(list(top.finetune.methods))} would never be trained: fine-tunings are "
-                   f"planned for the pair 'pretrained~ft', which `paths.pairs` {listed} lacks; add 'pretrained~ft' to "
-                   "`paths.pairs`, or leave `finetune.methods` out")
+    trained = top.finetune.methods if ft_pairs else (pop.methods or top.finetune.methods) if pop_ft else ()
+    untrained = [m for m in top.finetune.methods if m not in trained]
+    if explicit("finetune.methods") and untrained:
+        out.append(f"`finetune.methods`: {show(untrained)} would never be trained: fine-tunings are planned for the pair "
+                   f"'pretrained~ft', which `paths.pairs` {listed} lacks"
+                   + (f", and `population.methods` {show(list(pop.methods))} leaves them out" if pop_ft else "")
+                   + "; add 'pretrained~ft' to `paths.pairs`, or leave them out of `finetune.methods`")
     if explicit("paths.finetuned_kinds") and top.paths.finetuned_kinds and not ft_pairs:
         out.append(f"`paths.finetuned_kinds`: {show(list(top.paths.finetuned_kinds))} would never be evaluated: they "
                    f"are the path kinds of the pair 'pretrained~ft', which `paths.pairs` {listed} lacks; add "
@@ -112,10 +115,12 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
     evaluated |= set(top.paths.finetuned_kinds) if ft_pairs else set()
     dropped = [k for k in top.paths.kinds if k not in evaluated]
     if explicit("paths.kinds") and dropped:
-        out.append(f"`paths.kinds`: {show(dropped)} would never be evaluated: every pair of `paths.pairs` {listed} "
-                   "is 'pretrained~ft' (its kinds are `paths.finetuned_kinds`) or a ':self' control (the linear "
-                   "path only); add a pair such as 'cue~nocue' to `paths.pairs`, or list the kind in "
-                   "`paths.finetuned_kinds` for the fine-tuned pairs")
+        why = (f"every pair of `paths.pairs` {listed} is 'pretrained~ft' (its kinds are `paths.finetuned_kinds`) or a "
+               "':self' control (the linear path only)") if pairs else \
+            "`paths.pairs` is [] (a population's paths are `population.path_kinds`)"
+        out.append(f"`paths.kinds`: {show(dropped)} would never be evaluated: {why}; add a pair such as 'cue~nocue' to "
+                   "`paths.pairs`, list the kind in `paths.finetuned_kinds` for the fine-tuned pairs, or leave "
+                   "`paths.kinds` out")
     for name, kinds, served in (("paths.kinds", top.paths.kinds, other or selfs),
                                 ("paths.finetuned_kinds", top.paths.finetuned_kinds, ft_pairs)):
         if served and not kinds and (explicit(name) or explicit("paths.pairs")):
@@ -127,13 +132,16 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
                    "'aligned' (`paths.kinds`, `paths.finetuned_kinds` of 'pretrained~ft' pairs, "
                    "`population.path_kinds`); add 'aligned' to one of them, or leave `paths.alignments` out")
     if explicit("cue_proportions"):
-        trained = {0.0} if any(p in (vocab.CUE_NOCUE, vocab.NOCUE_NOCUE) for p, _, _ in pairs) else set()
+        models = {0.0} if any(p in (vocab.CUE_NOCUE, vocab.NOCUE_NOCUE) for p, _, _ in pairs) else set()
         if any(p != vocab.NOCUE_NOCUE for p, _, _ in pairs):
-            trained |= {p for p in top.cue_proportions if p > 0}
-        if pop.enabled and vocab.PRETRAIN in pop.kinds:
-            trained |= {p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions}
-        idle = [p for p in top.cue_proportions if p not in trained]
-        if idle and trained:
+            models |= {p for p in top.cue_proportions if p > 0}
+        chosen = {p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions}
+        if vocab.PRETRAIN in pop.kinds:
+            models |= chosen
+        if vocab.FINETUNE in pop.kinds and top.finetune.methods:   # the fine-tuned models' parents
+            models |= {p for p in chosen if p > 0}
+        idle = [p for p in top.cue_proportions if p not in models]
+        if idle and models:
             needs = "'cue~nocue' or 'nocue~nocue'" if idle == [0.0] else "'cue~nocue', 'cue~cue' or 'pretrained~ft'"
             out.append(f"`cue_proportions`: {show(idle)} would train no model: no pair of `paths.pairs` {listed} "
                        f"uses {'it' if len(idle) == 1 else 'them'}; add {needs} to `paths.pairs`, or leave "

@@ -46,6 +46,7 @@ NOT_EXPRESSIBLE = {
     "alignments_without_an_aligned_path": ACROSS, "kinds_of_ft_pairs_only": ACROSS, "kinds_of_a_self_pair": ACROSS,
     "kinds_empty_for_pairs": ACROSS, "finetuned_kinds_empty": ACROSS, "proportion_no_pair_trains": ACROSS,
     "population_methods_without_finetune": ACROSS, "population_proportions_without_a_population": ACROSS,
+    "methods_the_population_leaves_out": ACROSS,
     "duplicate_model": "one model written two ways ([small_cnn, {name: small_cnn}])",
     "cpus_nan": FINITE, "grid_value_inf": FINITE, "lr_inf": FINITE, "lr_nan": FINITE, "margin_inf": FINITE,
     "midpoint_lr_nan": FINITE, "proportion_nan": FINITE, "weight_decay_inf": FINITE,
