@@ -282,7 +282,9 @@ def _provenance(resolved: dict, full: Layered, axes: tuple) -> Provenance:
 # ----- writing, hashing, comparing -----
 
 def dump_spec(spec: SweepSpec) -> str:
-    """The resolved spec as YAML (every key), loadable again with `parse_spec` to the same spec."""
+    """The resolved spec as YAML (every key), loadable again with `parse_spec` to the same spec: as a
+    record (`label="stored:<path>"`, a sweep's spec.yaml); given back as a spec file, every key is the
+    user's, so a default that serves no listed pair (`finetune.methods` without 'pretrained~ft') is refused."""
     import yaml
 
     from orchestrator.uris import redact
