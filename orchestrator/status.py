@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 
@@ -52,10 +53,11 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     latest = rows.drop_duplicates("task_id", keep="last").set_index("task_id") if not rows.empty else None
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
     running, failed, remaining, damaged = [], [], [], {}
+    verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), hashes, processes=_cpus())
     for task_id, kind in zip(plan["task_id"], plan["kind"]):
         c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
         c["planned"] += 1
-        ok, reason = outputs.verify_outputs(layout, kind, task_id, hashes)
+        ok, reason = verified[task_id]
         if ok:
             c[vocab.FINISHED] += 1
             continue
@@ -84,6 +86,11 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
         "note": rebuilt_note(layout, plan) if rebuilt else "",
         "eta_s": _sweep_eta(rows, remaining, running),
     }
+
+
+def _cpus() -> int:
+    """CPUs this process may use: processes that verify a large sweep's markers (`outputs.verify_many`)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:

@@ -213,7 +213,7 @@ def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str =
     sel = summary[(summary["metric"] == metric) & (summary["definition"] == definition)]
     if sel.empty:
         return pd.DataFrame()
-    sel = sel.assign(path=[stats.path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    sel = sel.assign(path=stats.path_variants(sel))
     extra = stats.varying_labels(sel)
     sets = stats.order_values(sel["eval_set"], stats.eval_sets())
     rows = []

@@ -370,7 +370,7 @@ CLAIMS = (claim_a, claim_b, claim_c, claim_d)
 
 
 def _values(frames: list[pd.DataFrame], column: str) -> set:
-    return {v for f in frames if column in f.columns for v in f[column].dropna()}
+    return {v for f in frames if column in f.columns for v in f[column].dropna().unique()}
 
 
 def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: ClaimRules | None = None,
@@ -398,7 +398,7 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
                     if model is not None and "model" in df:
                         df = df[df["model"].isna() | (df["model"] == model)]
                     if p is not None and "cue_proportion" in df:
-                        df = df[df["cue_proportion"].map(lambda v: stats.is_no_cue(v) or v == p).astype(bool)]
+                        df = df[stats.per_values(df["cue_proportion"], None, lambda v: stats.is_no_cue(v) or v == p).astype(bool)]
                     return df
                 s = Slice(keep(ev), keep(bars), keep(paths) if not paths.empty else paths, tasks, chance)
                 context = " · ".join(x for x in (str(model) if len(models) > 1 else "",

@@ -176,7 +176,7 @@ def barrier_grid(summary: pd.DataFrame, metric: str = "loss", definition: str = 
     sel = summary[(summary["metric"] == metric) & (summary["definition"] == definition)]
     if sel.empty:
         return "<p><em>No barriers yet.</em></p>"
-    sel = sel.assign(path=[stats.path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    sel = sel.assign(path=stats.path_variants(sel))
     extra = stats.varying_labels(sel)
     keys = ["pair_type", "path", *extra]
     sets = stats.order_values(sel["eval_set"], stats.eval_sets())

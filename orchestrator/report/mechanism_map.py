@@ -316,7 +316,7 @@ def threshold_for(barriers: pd.DataFrame, eval_set: str, path: str, metric: str,
         return Threshold(None, "")
     rows = barriers[(barriers["eval_set"] == eval_set) & (barriers["metric"] == metric)
                     & (barriers["definition"] == definition)]
-    rows = rows.assign(path=[stats.path_variant(k, a) for k, a in zip(rows["path_kind"], rows["alignment"])])
+    rows = rows.assign(path=stats.path_variants(rows))
     types = stats.order_pairs(rows["pair_type"].dropna().unique())
 
     def designs(*wanted: str) -> list[str]:
@@ -362,8 +362,7 @@ def maps(results: dict[str, pd.DataFrame], swept: tuple[str, ...], rules) -> lis
             if model is not None:
                 part = part[part["model"] == model]
             pop = part[part["pair_type"] == vocab.POPULATION]
-            for path in stats.order_values([stats.path_variant(k, a) for k, a in
-                                            zip(pop["path_kind"], pop["alignment"])], ()):
+            for path in stats.order_values(list(stats.path_variants(pop)), ()):
                 context = {**({"model": model} if len(models) > 1 else {}), **combo}
                 for eval_set in rules.barrier_sets:
                     made = _one_map(part, table, ids, eval_set, path, rules, context, extremes)
@@ -379,12 +378,12 @@ def _extremes(paths: pd.DataFrame) -> pd.DataFrame:
     per = paths.groupby(["task_id", "eval_set"], sort=False).agg(
         endpoint_a=("endpoint_a", "first"), endpoint_b=("endpoint_b", "first"), path_kind=("path_kind", "first"),
         alignment=("alignment", "first"), lo=("acc", "min"), hi=("loss", "max")).reset_index()
-    return per.assign(path=[stats.path_variant(k, a) for k, a in zip(per["path_kind"], per["alignment"])])
+    return per.assign(path=stats.path_variants(per))
 
 
 def _rows(part: pd.DataFrame, eval_set: str, path: str, definition: str) -> pd.DataFrame:
     rows = part[(part["eval_set"] == eval_set) & (part["definition"] == definition)]
-    return rows[[stats.path_variant(k, a) == path for k, a in zip(rows["path_kind"], rows["alignment"])]]
+    return rows[stats.path_variants(rows) == path] if len(rows) else rows
 
 
 def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: str, path: str, rules,

@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from orchestrator import vocab  # noqa: E402
 from orchestrator.report.stats import (PRETRAINED_CUE, PRETRAINED_NOCUE, order_pairs, order_values,  # noqa: E402
-                                path_variant, variant_sort_key)
+                                path_variant, path_variants, variant_sort_key)
 
 DPI = 100
 BANDS = ("minmax", "std")
@@ -104,7 +104,7 @@ def context_text(rows: pd.DataFrame) -> str:
 
 def _series(sel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One series per path kind (with alignment), and per dataset/model/cue proportion that varies."""
-    sel = sel.assign(_variant=[path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    sel = sel.assign(_variant=path_variants(sel))
     keys = [k for k in CONTEXT_KEYS if k in sel.columns and sel[k].nunique(dropna=True) > 1]
     out = []
     for key, rows in sel.groupby(["_variant", *keys], sort=False, dropna=False):
@@ -306,7 +306,7 @@ def plot_barriers(barriers: pd.DataFrame, metric: str | Sequence[str] = "loss", 
     if sel.empty:
         raise ValueError(f"no barrier rows with metric={metric!r}, definition={definition!r}")
     metrics = [m for m in metrics if (sel["metric"] == m).any()]
-    sel = sel.assign(variant=[path_variant(k, a) for k, a in zip(sel["path_kind"], sel["alignment"])])
+    sel = sel.assign(variant=path_variants(sel))
     variants = sorted(order_values(sel["variant"], ()), key=variant_sort_key)
     pair_types = order_pairs(sel["pair_type"], method_order)
     sets = order_values(sel["eval_set"], eval_sets)

@@ -153,8 +153,7 @@ class Slice:
         latest = tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
         self.parent = {t: (p[0] if p is not None and len(p) else None)
                        for t, p in zip(latest.get("task_id", []), latest.get("parents", []))}
-        self.barriers = barriers.assign(path=[stats.path_variant(k, a) for k, a in
-                                              zip(barriers["path_kind"], barriers["alignment"])]) \
+        self.barriers = barriers.assign(path=stats.path_variants(barriers)) \
             if len(barriers) else barriers.assign(path=pd.Series(dtype=object))
         self._groups = dict(tuple(self.barriers.groupby(["pair_type", "path", "eval_set", "metric", "definition"]))) \
             if len(self.barriers) else {}
@@ -166,7 +165,7 @@ class Slice:
         """(pair type, path, eval set) -> (mean over pairs of the lowest accuracy, of the highest loss)."""
         if paths.empty or "pair_type" not in paths:
             return {}
-        p = paths.assign(path=[stats.path_variant(k, a) for k, a in zip(paths["path_kind"], paths["alignment"])])
+        p = paths.assign(path=stats.path_variants(paths))
         per_pair = p.groupby(["pair_type", "path", "eval_set", "task_id"]).agg(lo=("acc", "min"), hi=("loss", "max"))
         means = per_pair.groupby(level=[0, 1, 2]).mean()
         return {key: (float(r.lo), float(r.hi)) for key, r in means.iterrows()}
@@ -184,7 +183,7 @@ class Slice:
         if method is not None:
             lab = lab[lab["method"] == method]
         if cue is not None:
-            lab = lab[lab["cue_proportion"].map(lambda p: stats.is_no_cue(p) != cue).astype(bool)]
+            lab = lab[stats.per_values(lab["cue_proportion"], None, lambda p: stats.is_no_cue(p) != cue).astype(bool)]
         out = self.acc.loc[self.acc.index.intersection(lab.index)]
         return out.groupby(lab.loc[out.index, "seed"].to_numpy()).mean() if len(out) else pd.DataFrame()
 

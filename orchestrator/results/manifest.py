@@ -320,3 +320,25 @@ def compacted_digest(layout, fragment_path: str) -> str | None:
         return None
     entry = compacted_entry(layout, table, name[:-len(_PARQUET)])
     return entry.sha256 if entry is not None else None
+
+
+def compacted_digests(layout):
+    """`compacted_digest` for the many fragments of one pass over a sweep (`outputs.verify_many`): each
+    table's manifest is read and each of its parts checked once, here, instead of once per fragment.
+    Returns the lookup (fragment path -> sha256 or None), a snapshot of the manifests as they are now."""
+    prefix = f"{layout.root}/results/"
+    manifests = {table: _cached_manifest(layout, table) for table in vocab.TABLES}
+    verified = {table: {name for name, info in m.parts.items() if part_verified(layout, table, info)}
+                for table, m in manifests.items() if m is not None}
+
+    def lookup(fragment_path: str) -> str | None:
+        if not isinstance(fragment_path, str) or not fragment_path.startswith(prefix):
+            return None
+        table, _, name = fragment_path[len(prefix):].partition("/")
+        if table not in verified or "/" in name or not name.endswith(_PARQUET) or name.startswith(PART_PREFIX):
+            return None
+        entry = manifests[table].tasks.get(name[:-len(_PARQUET)])
+        return entry.sha256 if entry is not None and entry.part in verified[table] else None
+
+    return lookup
+

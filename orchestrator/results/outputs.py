@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -18,8 +21,10 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import manifest, tables
 from orchestrator.graph.dag import Task
-from orchestrator.storage.layout import LinkError, SweepLayout
+from orchestrator.storage.layout import LinkError, SweepLayout, check_name
 from tasks.checkpoint import checkpoint_files, read_checkpoint
+
+_LOG = logging.getLogger(__name__)
 
 MARKER_VERSION = 2
 MAX_MARKER_BYTES = 10_000_000
@@ -93,20 +98,29 @@ def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
     return marker
 
 
-def _marker(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict | None, str]:
-    path = layout.marker_file(kind, task_id)
+def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str] | None = None,
+            path: str | None = None) -> tuple[dict | None, str]:
+    path = layout.marker_file(kind, task_id) if path is None else path
     storage = layout.storage
     try:
-        if not storage.exists(path):
-            return None, "no done.json"
-        if not storage.is_file(path):
-            return None, f"{path} is not a regular file"
-        data = json.loads(storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES))
+        try:          # one request when it is there (the usual case); else the checks below say why not
+            raw = storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES) if allowed is not None else None
+        except LinkError:
+            raise
+        except OSError:
+            raw = None
+        if raw is None:
+            if not storage.exists(path):
+                return None, "no done.json"
+            if not storage.is_file(path):
+                return None, f"{path} is not a regular file"
+            raw = storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES)
+        data = json.loads(raw)
     except LinkError:
         raise                 # a link in the sweep directory is refused, not taken for "not finished"
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"{path} is unreadable ({type(exc).__name__})"
-    allowed = output_files(layout, kind, task_id)
+    allowed = output_files(layout, kind, task_id) if allowed is None else allowed
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") != MARKER_VERSION:
         return None, f"{path} is not a marker of this task"
@@ -128,14 +142,107 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | 
     Never blocks: only regular files are read. `hashes` (a dict the caller keeps) remembers each
     file's sha256 by its size and mtime, so that a caller that verifies again and again (`status
     --watch`) hashes only what changed."""
-    marker, reason = _marker(layout, kind, task_id)
+    return _verify(layout, kind, task_id, hashes, lambda path: manifest.compacted_digest(layout, path), None)
+
+
+def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: dict | None = None,
+                processes: int = 1) -> dict[str, tuple[bool, str]]:
+    """`verify_outputs` of many (kind, task_id), with the same answers, for a pass over a whole sweep
+    (`status`): the tables' manifests are read and their parts checked once for the pass
+    (`manifest.compacted_digests`), the names a task may list are made once per kind, and a marker
+    that is there is read in one request. With `processes` > 1 and at least `PARALLEL_FROM` tasks, forked
+    processes share the markers (reading and parsing 10^5 of them is most of `status` at that size);
+    where forking is not possible, or a process fails, this process verifies them all."""
+    tasks = list(tasks)
+    compacted = manifest.compacted_digests(layout)   # read here, before a fork: the processes share it
+    processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
+    if processes > 1:
+        out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
+        if out is not None:
+            return out
+    return _verify_some(layout, tasks, hashes, compacted)
+
+
+PARALLEL_FROM = 20_000     # tasks from which `verify_many` shares the work between processes
+
+
+def _verify_some(layout: SweepLayout, tasks: list[tuple[str, str]], hashes: dict | None,
+                 compacted) -> dict[str, tuple[bool, str]]:
+    templates: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    out = {}
+    for kind, task_id in tasks:
+        if kind not in templates:
+            templates[kind] = layout.marker_file(kind, _PROBE), _output_templates(layout, kind)
+        marker, names = templates[kind]
+        check_name(task_id, "task_id")
+        allowed = {rel.replace(_PROBE, task_id): path.replace(_PROBE, task_id) for rel, path in names}
+        out[task_id] = _verify(layout, kind, task_id, hashes, compacted, allowed, marker.replace(_PROBE, task_id))
+    return out
+
+
+_FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)
+
+
+def _verify_forked(bounds: tuple[int, int]) -> tuple[dict, dict]:
+    layout, tasks, hashes, compacted = _FORKED
+    mine = dict(hashes) if hashes is not None else None
+    out = _verify_some(layout, tasks[bounds[0]:bounds[1]], mine, compacted)
+    return out, ({k: v for k, v in mine.items() if k not in hashes} if mine is not None else {})
+
+
+def _verify_in_processes(layout, tasks, hashes, compacted, processes: int) -> dict | None:
+    """`_verify_some` in `processes` - 1 forked processes and this one; None where that cannot be done."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    step = -(-len(tasks) // processes)
+    bounds = [(i, min(len(tasks), i + step)) for i in range(0, len(tasks), step)]
+    _FORKED = (layout, tasks, hashes, compacted)
+    try:
+        with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_verify_forked, b) for b in bounds[1:]]
+            out, found = _verify_forked(bounds[0])
+            for future in futures:
+                more, seen = future.result()
+                out.update(more)
+                found.update(seen)
+    except LinkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a process that could not start or died: verify here instead
+        _LOG.debug(f"verifying in {processes} processes failed ({type(exc).__name__}: {exc}); verifying here")
+        return None
+    finally:
+        _FORKED = None
+    if hashes is not None:
+        hashes.update(found)
+    return out
+
+
+_PROBE = f"probe{uuid.uuid4().hex}"   # a task id no real one equals: the names of `output_files`, once per kind
+
+
+def _output_templates(layout: SweepLayout, kind: str) -> list[tuple[str, str]]:
+    """`output_files` of a task of `kind` with the task id `_PROBE` (replaced by each task's id)."""
+    templates = list(output_files(layout, kind, _PROBE).items())
+    if any(rel.count(_PROBE) != 1 or path.count(_PROBE) != 1 for rel, path in templates):
+        raise ValueError(f"the output names of `{kind}` do not hold the task id once")   # layout changed: say so
+    return templates
+
+
+def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, compacted,
+            allowed: dict[str, str] | None, marker_path: str | None = None) -> tuple[bool, str]:
+    marker, reason = _marker(layout, kind, task_id, allowed, marker_path)
     if marker is None:
         return False, reason
-    storage, allowed = layout.storage, output_files(layout, kind, task_id)
+    storage = layout.storage
+    allowed = output_files(layout, kind, task_id) if allowed is None else allowed
     sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
     for name, digest in marker["files"].items():
         path = allowed[name]
-        if manifest.compacted_digest(layout, path) == digest:
+        if compacted(path) == digest:
             continue   # a fragment whose rows were compacted into a verified part file
         try:
             if not storage.is_file(path):

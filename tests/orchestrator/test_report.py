@@ -231,3 +231,21 @@ def test_the_rules_printed_in_the_report_equal_the_spec(tmp_path):
     report.write_report(strict)
     claims_md = strict.storage.read_bytes(strict.report_file("claims.md")).decode()
     assert "margin 0 pp" in claims_md and claims_md.count("→ Holds") == 3
+
+
+def test_labels_computed_per_distinct_value_match_the_row_by_row_labels():
+    """`stats.path_variants` / `stats.per_values` (the report at 10^5 tasks labels 10^6 path rows) give
+    what the loop over the rows gave, missing values (None, NaN, pd.NA) included."""
+    import numpy as np
+    import pyarrow as pa
+
+    strings = pd.ArrowDtype(pa.string())
+    frame = pd.DataFrame({"path_kind": pd.array(["linear", "linear", "quadratic", None, "linear"], dtype=strings),
+                          "alignment": pd.array(["activation", None, None, "weight", "weight"], dtype=strings)})
+    looped = [stats.path_variant(k, a) for k, a in zip(frame["path_kind"], frame["alignment"])]
+    assert list(stats.path_variants(frame)) == looped == ["linear (activation)", "linear", "quadratic",
+                                                          "<NA> (weight)", "linear (weight)"]
+    proportions = pd.Series([0.0, 0.5, np.nan, 0.5, 0.25, None], dtype=object)
+    keep = lambda v: stats.is_no_cue(v) or v == 0.5   # noqa: E731
+    assert list(stats.per_values(proportions, None, keep)) == [keep(v) for v in proportions]
+    assert len(stats.path_variants(frame.iloc[:0])) == 0

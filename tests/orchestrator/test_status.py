@@ -349,3 +349,31 @@ def test_the_run_draws_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
     pipe = Stream(False)
     progress_lib.TerminalLine(pipe).show("1/4 finished", 0.25)
     assert "".join(pipe) == "1/4 finished\n"
+
+
+def test_a_pass_over_many_tasks_gives_each_task_the_answer_it_gets_alone(sweep, monkeypatch):
+    """`outputs.verify_many` (status's pass, in forked processes from `PARALLEL_FROM` tasks) answers
+    every task as `verify_outputs` does: finished, damaged checkpoint, garbled marker, no marker."""
+    layout, graph, _ = sweep
+    tasks = sorted(graph.tasks.values(), key=lambda t: t.id)
+    finish(layout, tasks[:-1])
+    blob = b"weights" * 100
+    damaged = next(t for t in tasks[:-1] if t.kind == vocab.PRETRAIN)
+    path = layout.task_file(damaged.kind, damaged.id, "model.safetensors")
+    layout.storage.write_bytes(path, blob[:-1])
+    name = path[len(layout.root) + 1:]
+    marker = {"version": outputs.MARKER_VERSION, "task_id": damaged.id, "kind": damaged.kind,
+              "files": {name: hashlib.sha256(blob).hexdigest()}, "sizes": {name: len(blob)},
+              "tables": [], "metrics": {}, "meta": {}, "finished_at": time.time()}
+    layout.storage.write_bytes(layout.marker_file(damaged.kind, damaged.id), json.dumps(marker).encode())
+    garbled = tasks[1] if tasks[1] is not damaged else tasks[2]
+    layout.storage.write_bytes(layout.marker_file(garbled.kind, garbled.id), b"{not json")
+    alone = {t.id: outputs.verify_outputs(layout, t.kind, t.id) for t in tasks}
+    assert alone[damaged.id] == (False, f"size mismatch in {path}") and alone[tasks[-1].id] == (False, "no done.json")
+    fine = next(t for t in tasks[:-1] if t not in (damaged, garbled))
+    assert alone[garbled.id] == (False, f"{layout.marker_file(garbled.kind, garbled.id)} is unreadable (JSONDecodeError)")
+    assert alone[fine.id] == (True, "")
+    pairs = [(t.kind, t.id) for t in tasks]
+    assert outputs.verify_many(layout, pairs) == alone
+    monkeypatch.setattr(outputs, "PARALLEL_FROM", 2)      # the forked processes, on a small sweep
+    assert outputs.verify_many(layout, pairs, {}, processes=3) == alone
