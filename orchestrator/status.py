@@ -5,8 +5,10 @@ the sweep's `plan.parquet` (written when the run started; never re-planned; rebu
 when the file is gone), failures and task durations from the `tasks` table, and the epoch a running
 training task has reached from its `progress.json` (`orchestrator.run.progress`). A task counts as
 finished only when its `done.json` verifies as a run would check it (`outputs.verify_outputs`: every
-listed file's size and sha256, compacted rows in parts that verify); a task whose outputs were damaged
-after it finished counts as remaining and is named, as the next run will recompute it. It shows counts
+listed file's size and sha256, compacted rows in parts that verify; all tasks in one pass,
+`outputs.verify_many`, shared by forked processes in a sweep of 20,000 tasks or more); a task whose
+outputs were damaged after it finished counts as remaining and is named, as the next run will
+recompute it. It shows counts
 per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
 with their one-line reason, damaged tasks, and an ETA of the whole sweep. `--json` prints the same as
 one JSON object (`status_snapshot`; one per refresh with `--watch`, which hashes a file again only
