@@ -120,3 +120,21 @@ def test_table_spread_counts_the_values_two_runs_disagree_on(tmp_path):
     row = out.loc[(vocab.BARRIERS, "value")]
     assert row["differ"] == 2 and row["beyond max(0.005, 2%)"] == 1 and row["max |diff|"] == pytest.approx(0.5)
     assert out.loc[(vocab.PATHS, "loss"), "differ"] == 0
+
+
+def test_a_fabricated_sweep_reads_as_a_finished_one(tmp_path):
+    """`bench.fabricate` (one seed of the default graph) leaves a sweep every task of which `status` counts
+    as finished, with the synthetic runner's rows per task; `bench.read_side` times its reads."""
+    from bench import fabricate, read_side, scale
+    from orchestrator import status, vocab
+    from orchestrator.storage.layout import open_sweep_dir
+
+    root = fabricate.fabricate(str(tmp_path), 1, log=lambda _: None, workers=1)
+    snapshot = status.status_snapshot(open_sweep_dir(root))
+    assert snapshot["total"][vocab.FINISHED] == snapshot["total"]["planned"] == scale.tasks_per_seed()
+    assert not snapshot["damaged"]
+    shape = fabricate.shape(root)
+    assert shape["paths"]["rows per task"][vocab.PATH_EVAL][:2] == [44, 44]          # 11 alphas x 4 eval sets
+    assert all(files == ["part"] for files in shape["files"].values())               # compacted: one part each
+    measured = read_side.measure(root, ["reads", "status"])
+    assert set(measured) == {f"read {t}" for t in vocab.TABLES} | {"status"}
