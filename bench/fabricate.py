@@ -4,16 +4,18 @@
 
 What it leaves is what `python -m bench.scale` (the synthetic runner through Ray, then the compaction at
 the end of the run) leaves, minus MLflow: the built-in default sweep of `seeds=[0..k)` (whole seeds,
-36 tasks each), its `spec.yaml` and `plan.parquet`, a `done.json` per task, and every result table
-as one compacted part plus its manifest. Each task's rows come from the synthetic runner itself
-(`tests.support.runners.synthetic`, the same values for the same task id), its `tasks` row from the
-recorder's `task_row`, and each fragment is serialised by the project's writer
-(`tables.rows_to_table`, `tables.fragment_bytes`) so that the markers and the manifest carry its real
-sha256 and size; only the fragments' trip through the file system (written, read back, deleted) is
-left out, and the part is written by the compaction's own writer (`compact._write_part`). Durations and
-times in the `tasks` table are made up (`duration_s` 0.05-0.5 s, the tasks one after another on two
-workers). `--check DIR`: compare a fabricated sweep with a real one of the same seeds (same tables,
-columns and rows per task); exit 1 if they differ.
+`bench.scale.tasks_per_seed()` tasks each: 48 now), its `spec.yaml` and `plan.parquet`, a `done.json`
+per task, and every result table as one compacted part plus its manifest. Each task's rows come from the
+synthetic runner itself (`tests.support.runners.synthetic`, the same values for the same task id), its
+`tasks` row from the recorder's `task_row`, and the part is written by the compaction's own writer
+(`compact._write_part`), in task-id order; the fragments' trip through the file system (written, read
+back, deleted) is left out. With `--exact` each fragment is serialised as the task would
+(`tables.rows_to_table`, `tables.fragment_bytes`), so the markers and the manifest carry its real sha256
+and size (byte-identical markers to a real run's but for times); without it (~5x faster, what 10^5
+tasks need) they carry the sha256 and size of the rows' `repr`, which no reader re-derives (only salvaging
+a damaged part would). Durations and times in the `tasks` table are made up (`duration_s` 0.05-0.5 s, the
+tasks one after another on two workers). `--check DIR`: compare a fabricated sweep with a real one of the
+same seeds (same tables, columns, dtypes, rows per task and kind, files); exit 1 if they differ.
 """
 from __future__ import annotations
 
