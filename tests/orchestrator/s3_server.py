@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -108,6 +109,15 @@ class S3Server:
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name=REGION,
                             aws_access_key_id=credentials.get("key", self.env["AWS_ACCESS_KEY_ID"]),
                             aws_secret_access_key=credentials.get("secret", self.env["AWS_SECRET_ACCESS_KEY"]))
+
+    def storage_uri(self, bucket: str, prefix: str = "runs", endpoint: str | None = None, **credentials) -> str:
+        """The storage URI a MinIO/Ceph user gives: the key, secret (URL-encoded) and endpoint in it, so that
+        no AWS variable is needed anywhere (`credentials`: key=, secret= instead of the server's)."""
+        key = credentials.get("key", self.env["AWS_ACCESS_KEY_ID"])
+        secret = credentials.get("secret", self.env["AWS_SECRET_ACCESS_KEY"])
+        host = urllib.parse.urlsplit(endpoint or self.endpoint).netloc
+        return (f"s3://{urllib.parse.quote(key, safe='')}:{urllib.parse.quote(secret, safe='')}@{bucket}/{prefix}"
+                f"?endpoint_override={host}&scheme=http")
 
     def new_bucket(self, hint: str = "b") -> str:
         self._buckets += 1

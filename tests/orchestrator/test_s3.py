@@ -1,16 +1,18 @@
 """Sweeps on an S3 object store: a real S3-API server (moto in server mode on 127.0.0.1, credentials checked:
 tests/orchestrator/s3_server.py), reached as a user of MinIO or Ceph would reach it.
 
-The module runs one small sweep that writes every result table (2 pretrainings, a naive fine-tuning, 2 path
-evaluations) through the real command line: on local storage, and on the bucket with the credentials and
-the endpoint in the storage URI only (`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`,
-no AWS variable set). The tests then look at what each left: equal tables, a rerun all cached, `claims`,
-`status`, `report`, `compact`, `open_sweep` and README's queries against the bucket, no credential anywhere
+The module runs one small sweep of real tasks that writes every result table (a pretraining, a naive
+fine-tuning of it, the path between them) twice from this process on one local Ray: on local storage, and on
+the bucket with the credentials and the endpoint in the storage URI only
+(`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`, no AWS variable set). The tests
+then look at what each left: equal tables; through the command line a rerun all cached, `claims`, `status`
+and `report` against the bucket; `compact`, `open_sweep` and README's queries on it; no credential anywhere
 (output, bucket, Ray's session files). Other tests: the lock on the object store (conditional writes), bad
 credentials / a missing bucket refused before any task runs, a killed upload."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -37,14 +39,15 @@ from tests.orchestrator.s3_server import s3_env, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.timeout(900)
 
-# 2 pretrain (no cue, cue), 1 naive fine-tuning, 2 path evaluations (cue~nocue, pretrained~ft): every table
-SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
-         "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
+# 1 pretraining (with the cue), 1 naive fine-tuning of it, 1 linear path between the two: every table is
+# written, and every kind of object (spec, plan, checkpoints read back by the next task, fragments, report)
+SMALL = {"cue_proportions": [0.9], "finetune": {"methods": ["naive"]},
+         "paths": {"pairs": ["pretrained~ft"], "kinds": ["linear"], "alignments": []},
          "max_concurrent": 2, "mlflow": {"enabled": False}}
-TASKS = 5
+TASKS = 3
 CLI_TIMEOUT_S = 600
 # columns that say when, where and by which run a row was written, not what was computed
-VOLATILE = ("started_at", "finished_at", "duration_s", "device", "host", "mlflow_run_id", "cached")
+VOLATILE = ("started_at", "finished_at", "duration_s", "device", "host", "mlflow_run_id", "cached", "git_rev")
 ROW_KEYS = ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition")
 AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
                  "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE")
@@ -53,6 +56,24 @@ AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKE
 def cli(*args: str, env: dict, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def cli_here(capsys, *args: str) -> tuple[int, str, str]:
+    """`mmc-sweep ARGS` run in this process, as `python -m orchestrator` runs it (`cli.main`) but without a
+    new interpreter's start-up: (exit status, stdout, stderr). The console handler the CLI installs on the
+    `orchestrator` logger is taken off again."""
+    from orchestrator import cli as cli_module
+
+    logger = logging.getLogger("orchestrator")
+    handlers, level = list(logger.handlers), logger.level
+    capsys.readouterr()
+    try:
+        code = cli_module.main(list(args))
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def env_without_aws(**extra: str) -> dict:
@@ -64,9 +85,7 @@ def env_without_aws(**extra: str) -> dict:
 
 def uri_with_credentials(server, bucket: str, key: str, secret: str, endpoint: str | None = None) -> str:
     """The storage URI a MinIO/Ceph user gives: credentials and endpoint in it (secrets URL-encoded)."""
-    host = urllib.parse.urlsplit(endpoint or server.endpoint).netloc
-    return (f"s3://{urllib.parse.quote(key, safe='')}:{urllib.parse.quote(secret, safe='')}@{bucket}/runs"
-            f"?endpoint_override={host}&scheme=http")
+    return server.storage_uri(bucket, endpoint=endpoint, key=key, secret=secret)
 
 
 def comparable(df: pd.DataFrame) -> pd.DataFrame:
@@ -96,21 +115,39 @@ def holding(root: Path, needles: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(s3_server, tmp_path_factory):  # noqa: F811
-    """The small sweep on local storage, then on the bucket (credentials and endpoint only in the URI)."""
+    """The small sweep on local storage, then on the bucket (credentials and endpoint only in the URI), both
+    driven from this process on one local Ray (its session files in a directory of their own); no AWS
+    variable is set while they run."""
+    import ray
+
+    from orchestrator.run.sweep import run_sweep
+    from orchestrator.spec.sweep_spec import load_spec
+
     tmp = tmp_path_factory.mktemp("s3-runs")
     spec = write_spec(tmp, "ons3", **SMALL)
     bucket = s3_server.new_bucket("runs")
     key, secret = s3_server.env["AWS_ACCESS_KEY_ID"], s3_server.env["AWS_SECRET_ACCESS_KEY"]
     uri = uri_with_credentials(s3_server, bucket, key, secret)
     ray_tmp = Path(tempfile.mkdtemp(prefix="mmc-s3-", dir="/tmp"))   # short: Ray's socket paths have a limit
-    env = env_without_aws(RAY_TMPDIR=str(ray_tmp))
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name in AWS_VARIABLES:
+            mp.delenv(name, raising=False)
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="WARNING", _temp_dir=str(ray_tmp))
+        try:
+            local = run_sweep(load_spec(spec, [f"storage={json.dumps(str(tmp / 'local'))}"]), report=False,
+                              log=lambda line: None)
+            assert local.ok, local.counts
+            first = run_sweep(load_spec(spec, [f"storage={json.dumps(uri)}"]), log=lines.append)
+            assert first.ok, (first.counts, lines)
+        finally:
+            ray.shutdown()
     try:
-        local = cli("run", str(spec), "--storage", str(tmp / "local"), "--num-cpus", "2", "--no-report", env=env)
-        assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-        first = cli("run", str(spec), "--storage", uri, "--num-cpus", "2", env=env)
-        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        yield {"spec": spec, "bucket": bucket, "uri": uri, "secret": secret, "key": key, "env": env,
-               "ray_tmp": ray_tmp, "first": first, "server": s3_server,
+        yield {"spec": spec, "bucket": bucket, "uri": uri, "secret": secret, "key": key, "env": env_without_aws(),
+               "ray_tmp": ray_tmp, "first": "\n".join(lines), "server": s3_server,
                "local": SweepLayout(Storage(tmp / "local"), "ons3"), "s3": SweepLayout(Storage(uri), "ons3")}
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -120,11 +157,11 @@ def runs(s3_server, tmp_path_factory):  # noqa: F811
 
 @pytest.mark.slow
 def test_a_sweep_on_s3_leaves_the_tables_of_the_same_sweep_on_local_storage(runs):
-    first = runs["first"]
-    assert f"finished in" in first.stdout and f"done {TASKS}" in first.stdout, first.stdout[-2000:]
+    first = runs["first"]       # what the run told its user (the CLI prints these lines)
+    assert "finished in" in first and f"done {TASKS}" in first, first[-2000:]
     bucket = runs["bucket"]
-    assert f"results: s3://***@{bucket}/runs/ons3/results" in first.stdout, first.stdout[-1000:]   # the scheme shown
-    assert f"report:  s3://***@{bucket}/runs/ons3/report/report.html" in first.stdout
+    assert f"results: s3://***@{bucket}/runs/ons3/results" in first, first[-1000:]   # the scheme shown
+    assert f"report:  s3://***@{bucket}/runs/ons3/report/report.html" in first
     keys = runs["server"].objects(bucket, "runs/ons3/")
     assert "runs/ons3/spec.yaml" in keys and "runs/ons3/plan.parquet" in keys and "runs/ons3/report/report.html" in keys
     assert sum(k.endswith("/done.json") for k in keys) == TASKS
@@ -133,18 +170,21 @@ def test_a_sweep_on_s3_leaves_the_tables_of_the_same_sweep_on_local_storage(runs
 
 
 @pytest.mark.slow
-def test_a_rerun_on_s3_is_all_cached_and_claims_status_and_report_read_the_bucket(runs):
+def test_a_rerun_on_s3_is_all_cached_and_claims_status_and_report_read_the_bucket(runs, capsys):
     env, uri = runs["env"], runs["uri"]
     sweep_dir = uri.replace("/runs?", "/runs/ons3?")
     again = cli("claims", str(runs["spec"]), "--storage", uri, env=env)     # = run (cached), then the claims
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{TASKS} already finished, 0 to run" in again.stdout and f"cached {TASKS}" in again.stdout, again.stdout
     assert "(a) " in again.stdout and "(d) " in again.stdout   # the claims, judged from the bucket's tables
-    status = cli("status", sweep_dir, env=env)
-    assert status.returncode == 0 and "finished" in status.stdout, status.stdout + status.stderr
-    report = cli("report", sweep_dir, env=env)
-    assert report.returncode == 0, report.stdout + report.stderr
-    assert f"report: s3://***@{runs['bucket']}/runs/ons3/report/report.html" in report.stdout
+    assert f"results: s3://***@{runs['bucket']}/runs/ons3/results" in again.stdout   # the command line's lines
+    code, status, err = cli_here(capsys, "status", sweep_dir)
+    assert code == 0 and "finished" in status, status + err
+    code, report, err2 = cli_here(capsys, "report", sweep_dir)
+    assert code == 0, report + err2
+    assert f"report: s3://***@{runs['bucket']}/runs/ons3/report/report.html" in report
+    said = again.stdout + again.stderr + status + err + report + err2
+    assert [n for n in (runs["secret"], runs["key"]) if n in said] == []   # the URI's credentials never shown
     assert_same_tables(runs["s3"], runs["local"])
 
 
@@ -174,7 +214,7 @@ def test_open_sweep_compaction_and_readme_queries_against_the_bucket(runs, monke
     results = f"s3://{bucket}/runs/ons3/results"
     paths = pl.read_parquet(f"{results}/paths/*.parquet", storage_options={"aws_allow_http": "true"})  # README's glob
     assert len(paths) == len(before[vocab.PATHS])
-    by_kind = (paths.filter(pl.col("pair_type") == "cue~nocue").group_by("path_kind", "alpha")
+    by_kind = (paths.filter(pl.col("pair_type") == paths["pair_type"][0]).group_by("path_kind", "alpha")
                .agg(pl.col("agree_a").mean()).sort("path_kind", "alpha"))
     assert len(by_kind) == 3   # linear, 3 alphas
     import duckdb
@@ -189,7 +229,7 @@ def test_no_credential_of_the_storage_uri_reaches_output_the_bucket_or_ray(runs)
     (spec.yaml, plan, tables, report, Ray's experiment state) or Ray's session files (logs, state)."""
     secret, key = runs["secret"], runs["key"]
     needles = [secret, urllib.parse.quote(secret, safe=""), key]
-    assert [n for n in needles if n in runs["first"].stdout + runs["first"].stderr] == []
+    assert [n for n in needles if n in runs["first"]] == []
     server, bucket = runs["server"], runs["bucket"]
     s3 = server.client()
     leaked = []
@@ -205,8 +245,10 @@ def test_no_credential_of_the_storage_uri_reaches_output_the_bucket_or_ray(runs)
 # ---------------------------------------------------------------- faults of an object store
 
 def test_wrong_credentials_a_missing_bucket_and_a_silent_endpoint_are_refused_before_any_task_runs(
-        s3_server, tmp_path):  # noqa: F811
-    server, env, spec = s3_server, env_without_aws(), str(write_spec(tmp_path, "ons3", **SMALL))
+        s3_server, tmp_path, monkeypatch, capsys):  # noqa: F811
+    server, spec = s3_server, str(write_spec(tmp_path, "ons3", **SMALL))
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
     bucket = server.new_bucket("refused")
     cases = {
@@ -218,14 +260,13 @@ def test_wrong_credentials_a_missing_bucket_and_a_silent_endpoint_are_refused_be
                             "the object store at 127.0.0.1:1 does not answer; check the endpoint", secret),
     }
     for name, (uri, said, hidden) in cases.items():
-        out = cli("run", spec, "--storage", uri, "--runner", "tests.support.runners:noop", env=env, timeout=120)
-        err = out.stderr
-        assert out.returncode == 2, (name, out.stdout[-2000:], err[-2000:])
+        code, out, err = cli_here(capsys, "run", spec, "--storage", uri, "--runner", "tests.support.runners:noop")
+        assert code == 2, (name, out[-2000:], err[-2000:])
         lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in err, (name, err)
         assert lines[0].startswith("error: storage s3://***@") and said in lines[0], (name, lines[0])
         assert hidden not in err and urllib.parse.quote(hidden, safe="") not in err, name
-        assert "sweep `ons3`" not in out.stdout, name   # refused before the plan was even printed
+        assert "sweep `ons3`" not in out, name   # refused before the plan was even printed
     assert server.objects(bucket) == {}          # nothing written
 
 
