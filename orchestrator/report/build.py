@@ -349,11 +349,18 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
                   note=rebuilt_note(layout, plan_df) if rebuilt else "")
 
 
-def local_paths(layout, paths) -> list[str]:
-    """Local filesystem paths of storage paths (for MLflow artifacts); skips non-local ones."""
+def local_paths(layout, paths, into: str | os.PathLike | None = None) -> list[str]:
+    """Local filesystem paths of storage paths (for MLflow artifacts, which are uploaded from local files).
+    A path on an object store is copied into the directory `into` under its own name when given (the files
+    of a report on S3 reach MLflow too), else skipped; a missing one is skipped."""
     out = []
     for path in paths:
         local = layout.storage.local_path(path)
         if local is not None:
             out.append(os.fspath(local))
+        elif into is not None and layout.storage.is_file(path):
+            copy = os.path.join(into, path.rsplit("/", 1)[-1])
+            with open(copy, "wb") as f:
+                f.write(layout.storage.read_bytes(path))
+            out.append(copy)
     return out

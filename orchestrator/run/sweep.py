@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -269,9 +270,10 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         raise interrupted
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     report_files = _write_report(outcome, spec, rev, log) if report else _summarize(outcome, log)
-    tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
-                   metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
-                   artifacts=report_files)
+    with tempfile.TemporaryDirectory(prefix="mmc-report-") as scratch:   # a report on an object store, copied
+        tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
+                       metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
+                       artifacts=_report_artifacts(layout, report_files, scratch))
     outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
@@ -332,8 +334,21 @@ def _summarize(outcome: SweepOutcome, log) -> list[str]:
     return []
 
 
+def _report_artifacts(layout: SweepLayout, paths: list[str], scratch: str) -> list[str]:
+    """The report's files as local files for MLflow: as they are on local storage, copied into `scratch` from
+    an object store."""
+    if not paths:
+        return []
+    from orchestrator.report import build as report
+    try:
+        return report.local_paths(layout, paths, scratch)
+    except Exception as exc:  # noqa: BLE001 - the report is in the sweep directory all the same
+        _LOG.warning(f"the report could not be copied for MLflow: {type(exc).__name__}: {redact(str(exc))}")
+        return []
+
+
 def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]:
-    """Write the report; returns its local files (report.html and the figures) for MLflow."""
+    """Write the report; returns its files (report.html and the figures, storage paths) for MLflow."""
     from orchestrator.report import build as report
     try:
         rep = report.write_report(outcome.layout, provenance={"spec_hash": short_hash(spec), "git_rev": rev,
@@ -342,8 +357,7 @@ def _write_report(outcome: SweepOutcome, spec: SweepSpec, rev, log) -> list[str]
         outcome.summary = rep.summary_table
         if rep.text:
             log(rep.text)
-        return [str(p) for p in report.local_paths(outcome.layout, [rep.html, *rep.figures,
-                                                                      *([rep.clusters] if rep.clusters else [])])]
+        return [rep.html, *rep.figures, *([rep.clusters] if rep.clusters else [])]
     except Exception as exc:  # noqa: BLE001 - a report failure must not hide finished results
         _LOG.warning(f"report failed: {type(exc).__name__}: {redact(str(exc))}")
         return []

@@ -8,6 +8,7 @@ by the test, so no other process can take it in between."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -72,49 +73,61 @@ def logged_sweep(tmp_path_factory):
     return layout, tracker, parent, children, figures, tmp
 
 
-@pytest.fixture(scope="module")
-def server(logged_sweep):
-    """`mlflow server` on a port of its own choosing on 127.0.0.1 over the sweep's store; stopped afterwards."""
-    layout, *_, tmp = logged_sweep
-    artifacts = tracking.default_artifact_location(layout.mlflow_uri())
-    command = [sys.executable, "-m", "mlflow", "server",
-               "--backend-store-uri", layout.mlflow_uri(),
-               "--default-artifact-root", artifacts, "--artifacts-destination", artifacts,
-               "--host", "127.0.0.1", "--port", "0", "--workers", "1"]
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed in the teardown
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+@contextlib.contextmanager
+def serving(directory: Path, backend: str, artifacts: str, env: dict | None = None, default_root: str | None = None,
+            stop_wait_s: float = SERVER_STOP_TIMEOUT_S):
+    """`mlflow server` on a port of its own choosing on 127.0.0.1 (backend store `backend`, artifacts proxied to
+    `artifacts`, the process environment `env`), its log in `directory`. Yields `ready()`, which returns its base
+    URL once `/health` answers (the caller may do other work while the server starts), and stops it (and every
+    process it started) afterwards: SIGTERM, SIGKILL after `stop_wait_s`."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+               *(["--default-artifact-root", default_root] if default_root else []),
+               "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", "0", "--workers", "1"]
+    log_path = directory / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory, env=env,
                             start_new_session=True)   # its own process group: uvicorn workers too
-    base = None
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    started = time.monotonic()
+
+    def ready() -> str:
+        deadline = started + SERVER_START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n"
-                            + (tmp / "server.log").read_text()[-3000:])
-            found = LISTENING.search((tmp / "server.log").read_bytes())
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n" + log_path.read_text()[-3000:])
+            found = LISTENING.search(log_path.read_bytes())
             base = found.group(1).decode() if found else None
             try:
                 if base is None:
                     raise ConnectionError("not listening yet")
                 with urllib.request.urlopen(base + "/health", timeout=5) as response:
                     if response.status == 200:
-                        break
+                        return base
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"mlflow server not healthy within {SERVER_START_TIMEOUT_S} s:\n"
-                            + (tmp / "server.log").read_text()[-3000:])
+                            + log_path.read_text()[-3000:])
             time.sleep(0.5)
-        yield base
+    try:
+        yield ready
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=SERVER_STOP_TIMEOUT_S)
+                proc.wait(timeout=stop_wait_s)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=SERVER_STOP_TIMEOUT_S)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(logged_sweep):
+    """`mlflow server` on a port of its own choosing on 127.0.0.1 over the sweep's store; stopped afterwards."""
+    layout, *_, tmp = logged_sweep
+    artifacts = tracking.default_artifact_location(layout.mlflow_uri())
+    with serving(tmp, layout.mlflow_uri(), artifacts, default_root=artifacts) as ready:
+        yield ready()
 
 
 def get(base: str, path: str, **query) -> dict:

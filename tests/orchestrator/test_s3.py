@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import cloudpickle
@@ -36,6 +37,7 @@ from orchestrator.storage import conditional, lock
 from orchestrator.storage.layout import Storage, SweepLayout, open_sweep_dir
 from tests.conftest import REPO, clean_env, write_spec
 from tests.orchestrator.s3_server import s3_env, s3_server  # noqa: F401
+from tests.orchestrator.test_mlflow_server import artifact_names, get, search_runs, serving, tags_of
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -115,21 +117,30 @@ def holding(root: Path, needles: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(s3_server, tmp_path_factory):  # noqa: F811
-    """The small sweep on local storage, then on the bucket (credentials and endpoint only in the URI), both
-    driven from this process on one local Ray (its session files in a directory of their own); no AWS
-    variable is set while they run."""
-    import ray
-
-    from orchestrator.run.sweep import run_sweep
-    from orchestrator.spec.sweep_spec import load_spec
-
+    """The small sweep on local storage, then on the bucket (credentials and endpoint only in the URI) and
+    logging to an MLflow server whose artifacts are in the bucket too, both driven from this process on one
+    local Ray (its session files in a directory of their own); no AWS variable is set while they run. The
+    server (`mlflow server`, SQLite backend, `--artifacts-destination s3://BUCKET/mlflow`) is given the
+    endpoint by MLFLOW_S3_ENDPOINT_URL and the credentials by the standard variables, as on a cluster."""
     tmp = tmp_path_factory.mktemp("s3-runs")
-    spec = write_spec(tmp, "ons3", **SMALL)
     bucket = s3_server.new_bucket("runs")
     key, secret = s3_server.env["AWS_ACCESS_KEY_ID"], s3_server.env["AWS_SECRET_ACCESS_KEY"]
     uri = uri_with_credentials(s3_server, bucket, key, secret)
     ray_tmp = Path(tempfile.mkdtemp(prefix="mmc-s3-", dir="/tmp"))   # short: Ray's socket paths have a limit
     lines: list[str] = []
+    server_env = {**env_without_aws(MLFLOW_S3_ENDPOINT_URL=s3_server.endpoint),
+                  **{k: v for k, v in s3_server.env.items() if k != "AWS_ENDPOINT_URL"}}
+    with serving(tmp, f"sqlite:///{tmp}/mlflow.db", f"s3://{bucket}/mlflow", server_env, stop_wait_s=2) as ready:
+        yield from _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines)
+
+
+def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines):  # noqa: F811
+    """The two runs of `runs` (the local one while the MLflow server starts); yields what the tests read."""
+    import ray
+
+    from orchestrator.run.sweep import run_sweep
+    from orchestrator.spec.sweep_spec import load_spec
+
     with pytest.MonkeyPatch.context() as mp:
         for name in AWS_VARIABLES:
             mp.delenv(name, raising=False)
@@ -138,16 +149,20 @@ def runs(s3_server, tmp_path_factory):  # noqa: F811
         ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="WARNING", _temp_dir=str(ray_tmp))
         try:
-            local = run_sweep(load_spec(spec, [f"storage={json.dumps(str(tmp / 'local'))}"]), report=False,
+            (tmp / "local-spec").mkdir()
+            local_spec = write_spec(tmp / "local-spec", "ons3", **SMALL)
+            local = run_sweep(load_spec(local_spec, [f"storage={json.dumps(str(tmp / 'local'))}"]), report=False,
                               log=lambda line: None)
             assert local.ok, local.counts
+            mlflow = ready()
+            spec = write_spec(tmp, "ons3", **{**SMALL, "mlflow": {"enabled": True, "tracking_uri": mlflow}})
             first = run_sweep(load_spec(spec, [f"storage={json.dumps(uri)}"]), log=lines.append)
             assert first.ok, (first.counts, lines)
         finally:
             ray.shutdown()
     try:
         yield {"spec": spec, "bucket": bucket, "uri": uri, "secret": secret, "key": key, "env": env_without_aws(),
-               "ray_tmp": ray_tmp, "first": "\n".join(lines), "server": s3_server,
+               "ray_tmp": ray_tmp, "first": "\n".join(lines), "server": s3_server, "mlflow": mlflow,
                "local": SweepLayout(Storage(tmp / "local"), "ons3"), "s3": SweepLayout(Storage(uri), "ons3")}
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -186,6 +201,31 @@ def test_a_rerun_on_s3_is_all_cached_and_claims_status_and_report_read_the_bucke
     said = again.stdout + again.stderr + status + err + report + err2
     assert [n for n in (runs["secret"], runs["key"]) if n in said] == []   # the URI's credentials never shown
     assert_same_tables(runs["s3"], runs["local"])
+
+
+@pytest.mark.slow
+def test_the_run_on_s3_logs_to_an_mlflow_server_that_keeps_the_report_and_figures_in_the_bucket(runs):
+    """Through the server's REST API: the sweep's parent run, a child run per task, and on the parent the
+    report and every figure, served from the bucket (`--artifacts-destination s3://BUCKET/mlflow`)."""
+    base, server, bucket = runs["mlflow"], runs["server"], runs["bucket"]
+    experiment = get(base, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="ons3")["experiment"]
+    found = search_runs(base, experiment["experiment_id"])
+    (parent,) = [r for r in found if r["info"]["run_name"] == "ons3 v1"]
+    assert "mlflow.parentRunId" not in tags_of(parent) and parent["info"]["status"] == "FINISHED"
+    parent_id = parent["info"]["run_id"]
+    children = [r for r in found if tags_of(r).get("mlflow.parentRunId") == parent_id]
+    assert {tags_of(r)["task_id"] for r in children} == set(tables.read_table(runs["s3"], vocab.TASKS)["task_id"])
+    report_objects = server.objects(bucket, "runs/ons3/report/")
+    figures = {key.rsplit("/", 1)[-1] for key in report_objects if key.endswith(".png")}
+    files = artifact_names(base, parent_id)
+    assert figures and {"report.html", *figures} <= set(files), (sorted(files), sorted(report_objects))
+    url = f"{base}/get-artifact?" + urllib.parse.urlencode({"path": "report.html", "run_uuid": parent_id})
+    with urllib.request.urlopen(url, timeout=30) as response:
+        served = response.read()
+    assert served.startswith(b"<!DOCTYPE html>") and b"data:image/png;base64," in served and b"ons3" in served
+    in_bucket = server.objects(bucket, "mlflow/")
+    assert [k for k in in_bucket if k.endswith("/report.html")] and all(
+        any(k.endswith(f"/{name}") for k in in_bucket) for name in figures)
 
 
 @pytest.mark.slow
