@@ -103,16 +103,43 @@ def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 _CREDENTIALS = ("access_key", "secret_key", "session_token")
+# The credentials of the file systems made for Ray in this process, by a random token that their pickles
+# carry instead: a copy unpickled in this process (Ray Tune deep-copies its trials' storage, and reads a
+# failed trial's error through the copy) works as the original; elsewhere the token means nothing.
+_HELD_CREDENTIALS: dict[str, dict] = {}
 
 if hasattr(pafs, "S3FileSystem"):
     class _S3PickledWithoutCredentials(pafs.S3FileSystem):
         """An S3 file system that pickles without its key, secret and session token: what Ray keeps of its
-        `storage_filesystem` (Tune pickles it into the experiment state it writes). Unpickled elsewhere, it
-        takes its credentials from the AWS SDK's default chain (AWS_ACCESS_KEY_ID ..., profiles, roles)."""
+        `storage_filesystem` (Tune pickles it into the experiment state it writes). Unpickled in another
+        process, it takes its credentials from the AWS SDK's default chain (AWS_ACCESS_KEY_ID ..., profiles,
+        roles); in this one, the original's again (`_HELD_CREDENTIALS`)."""
+
+        token: str | None = None
 
         def __reduce__(self):
-            rebuild, (options,) = super().__reduce__()
-            return rebuild, ({k: v for k, v in options.items() if k not in _CREDENTIALS},)
+            _rebuild, (options,) = super().__reduce__()
+            return _unpickle_for_ray, ({k: v for k, v in options.items() if k not in _CREDENTIALS}, self.token)
+
+
+def _unpickle_for_ray(options: dict, token: str | None) -> pafs.FileSystem:
+    held = _HELD_CREDENTIALS.get(token or "")
+    return _s3_for_ray({**options, **held}, token) if held else _s3_for_ray(options)
+
+
+def _s3_for_ray(options: dict, token: str | None = None) -> pafs.FileSystem:
+    """An `_S3PickledWithoutCredentials` of `options`; its credentials held under `token` (a new one if None)."""
+    try:
+        fs = _S3PickledWithoutCredentials(**options, retry_strategy=pafs.AwsDefaultS3RetryStrategy(
+            max_attempts=STORAGE_ATTEMPTS))
+    except TypeError:   # an option this pyarrow does not take back
+        fs = _S3PickledWithoutCredentials(**{k: v for k, v in options.items() if k in (
+            *_CREDENTIALS, "region", "scheme", "endpoint_override")})
+    held = {k: options[k] for k in _CREDENTIALS if options.get(k)}
+    if held:
+        fs.token = token or uuid.uuid4().hex
+        _HELD_CREDENTIALS[fs.token] = held
+    return fs
 
 
 def filesystem_for_ray(fs: pafs.FileSystem) -> pafs.FileSystem:
@@ -120,13 +147,7 @@ def filesystem_for_ray(fs: pafs.FileSystem) -> pafs.FileSystem:
     credentials but never writes them into a pickle; any other file system as it is."""
     if not isinstance(fs, getattr(pafs, "S3FileSystem", ())):
         return fs
-    options = dict(fs.__reduce__()[1][0])
-    try:
-        return _S3PickledWithoutCredentials(**options, retry_strategy=pafs.AwsDefaultS3RetryStrategy(
-            max_attempts=STORAGE_ATTEMPTS))
-    except TypeError:   # an option this pyarrow does not take back
-        return _S3PickledWithoutCredentials(**{k: v for k, v in options.items() if k in (
-            *_CREDENTIALS, "region", "scheme", "endpoint_override")})
+    return _s3_for_ray(dict(fs.__reduce__()[1][0]))
 
 
 class Storage:

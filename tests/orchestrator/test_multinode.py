@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from orchestrator import vocab
 from orchestrator.results import tables
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -26,6 +27,7 @@ from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run import visibility
 from tests.conftest import REPO, write_spec
 from tests.orchestrator.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
+from tests.orchestrator.s3_server import s3_server  # noqa: F401
 
 # 2 pretrain, 1 finetune, 2 path evaluations (cue~nocue, pretrained~ft): 1 epoch, width 8
 SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
@@ -217,6 +219,85 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
         assert (hosts[task_id] == WORKER_HOST) == (task.kind == "finetune"), (task_id, hosts[task_id])
     assert len(set(hosts.values())) == 2
     assert worker_files(cluster, cluster.disk) == worker_disk   # the worker wrote nothing to its own disk
+    for table in TABLES:
+        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
+        assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-6, obj=table)
+
+
+# every task kind (8 tasks): 2 pretrainings, a fine-tuning, a midpoint and a weight alignment between the two
+# pretrained models, and the quadratic, aligned and pretrained~ft paths
+ALL_KINDS = {"paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["quadratic", "aligned"],
+                       "alignments": ["weight"]}, "mlflow": {"enabled": False}}
+
+
+@pytest.mark.slow
+def test_on_s3_nodes_that_share_no_disk_run_every_kind_and_a_killed_worker_then_rerun_gives_the_same_tables(
+        ns_cluster, s3_server, tmp_path):  # noqa: F811
+    """No directory is shared between the nodes: storage is a bucket of the S3 server (its URI carries the
+    endpoint and the credentials; the nodes share the network, not a disk), the dataset is the built-in one
+    on each node. Every task kind is pinned to the worker; its fine-tuning is held after its epoch (the
+    test runner, with its marker on the worker's own disk), the worker node is SIGKILLed and a new worker
+    joins, as an autoscaler would bring one: the run ends with the fine-tuning failed and its path skipped.
+    The same command then finishes the rest: every task once, every kind on the worker, nothing left on
+    the worker's disk but the test runner's markers, and the tables those of a single-node run."""
+    from tests.support import runners
+    from tests.support.runners import PAUSE_ENV, hook_env
+
+    cluster, server = ns_cluster, s3_server
+    bucket = server.new_bucket("nodisk")
+    uri = server.storage_uri(bucket)
+    on_worker = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}
+    spec = spec_file(cluster, "nodisk", folder="nodisk", **ALL_KINDS,
+                     resources={kind: on_worker for kind in vocab.TASK_KINDS})
+    single_spec = spec_file(cluster, "nodisk", folder="nodisk-single", **ALL_KINDS)
+    graph = build_graph(load_spec(spec))
+    assert {t.kind for t in graph.tasks.values()} == set(vocab.TASK_KINDS)
+    layout = SweepLayout(Storage(uri), "nodisk")
+    events = cluster.storage_dir / "nodisk-events"   # on the worker's own disk (a tmpfs of its namespace)
+
+    t0 = time.time()
+    reference = cli(cluster, single_spec, "--storage", str(tmp_path / "single"), "--num-cpus", "2", address=None)
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+
+    t1 = time.time()
+    cluster.kill_worker()   # a worker whose fine-tuning holds after epoch 0 until killed
+    held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
+    worker_disk = worker_files(cluster, cluster.disk)
+    proc = cli(cluster, spec, "--storage", uri, "--runner", runners.name("real"), popen=True)
+    try:
+        held = _wait_for(lambda: [n for n in cluster.in_worker("ls", str(events)).stdout.split()
+                                  if n.startswith("paused-")], proc)
+        assert server.objects(bucket, "runs/nodisk/tasks/pretrain/"), "the pretrainings wrote to the bucket"
+        assert [p for p in worker_files(cluster, cluster.disk) if not p.startswith(str(events))] == worker_disk
+        cluster.kill_worker()
+        cluster.start_worker()                      # a new node joins while the run goes on
+        proc.wait(timeout=CLI_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        first = _output(proc)
+    (held_task,) = [name[len("paused-"):] for name in held]
+    assert graph.tasks[held_task].kind == "finetune"
+    assert proc.returncode == 1, first[-3000:]    # the task on the dead node failed
+    assert "Rerun the same command to retry them" in first, first[-3000:]
+    first_tasks = tables.read_table(layout, "tasks").set_index("task_id")
+    assert first_tasks.loc[held_task, "status"] == "failed", first_tasks[["status", "device"]]
+    done_before = int((first_tasks["status"] == "finished").sum())
+
+    t2 = time.time()
+    again = cli(cluster, spec, "--storage", uri)
+    print(f"\nsingle-node run {t1 - t0:.0f} s, held worker + killed run {t2 - t1:.0f} s, rerun {time.time() - t2:.0f} s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
+    tasks = tables.read_table(layout, "tasks")
+    assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
+    ran_on = {row.device.rsplit(":", 1)[-1] for row in tasks.itertuples()}   # cpu:<arch>:<host of the task>
+    assert set(tasks["status"]) == {"finished"} and ran_on == {WORKER_HOST}, tasks[["kind", "device"]]
+    assert set(tasks["kind"]) == set(vocab.TASK_KINDS)       # every kind ran on the worker
+    assert worker_files(cluster, cluster.disk) == worker_disk   # the new worker's disk: as fresh as the first's
+    single = SweepLayout(Storage(str(tmp_path / "single")), "nodisk")
     for table in TABLES:
         got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
         assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table

@@ -11,6 +11,7 @@ and `report` against the bucket; `compact`, `open_sweep` and README's queries on
 credentials / a missing bucket refused before any task runs, a killed upload."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -444,10 +445,14 @@ def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
     assert isinstance(ray["storage_filesystem"], pafs.S3FileSystem)
 
 
-def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(s3_env):
+def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(s3_env, monkeypatch):
     """Ray Tune pickles its `storage_filesystem` into the experiment state it writes on the bucket: the one
-    it gets reaches the bucket with the URI's credentials, and its pickle holds neither key nor secret."""
+    it gets reaches the bucket with the URI's credentials, and its pickle holds neither key nor secret. A
+    copy made in this process (Tune deep-copies a trial's storage and reads a failed trial's error through
+    it) reaches the bucket too, with no AWS variable set, and pickles without them again."""
     server, bucket = s3_env
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
     layout = open_sweep_dir(uri_with_credentials(server, bucket, key, secret).replace("/runs?", "/runs/ray?"))
     ray = layout.ray_storage()
@@ -457,3 +462,8 @@ def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(
     assert server.objects(bucket) == {"runs/ray/ray/probe": 2}
     for dumped in (pickle.dumps(fs), cloudpickle.dumps(fs), pickle.dumps(ray)):
         assert key.encode() not in dumped and secret.encode() not in dumped
+    copied = copy.deepcopy(pickle.loads(pickle.dumps(fs)))
+    with copied.open_output_stream(f"{ray['storage_path']}/copied") as f:
+        f.write(b"ok")
+    assert server.objects(bucket) == {"runs/ray/ray/probe": 2, "runs/ray/ray/copied": 2}
+    assert key.encode() not in pickle.dumps(copied) and secret.encode() not in pickle.dumps(copied)
