@@ -25,8 +25,8 @@ directory could lead reads, writes and deletions outside the storage. The storag
 what is above it) may be a link.
 
 On an object store (s3://, gs://) there are no directories and no rename: an object appears whole when
-its upload completes, or not at all, so a write is one upload (no temporary name, no copy), and a
-"directory" exists once an object is under it. S3 requests are retried with exponential backoff
+its upload completes, or not at all, so a write is one upload (no temporary name, no copy, no directory
+marker), and a "directory" exists once an object is under it. S3 requests are retried with exponential backoff
 (STORAGE_ATTEMPTS tries).
 """
 from __future__ import annotations
@@ -261,14 +261,16 @@ class Storage:
     def open_output_stream(self, path: str):
         """A stream that writes `path` directly (not atomic: write a temporary name, then `move`)."""
         self._check_under_root(path)
-        self.fs.create_dir(_parent(path), recursive=True)
+        if not self.is_object_store:   # no directories on an object store: a marker would cost a PUT per write
+            self.fs.create_dir(_parent(path), recursive=True)
         return self.fs.open_output_stream(path)
 
     def move(self, source: str, destination: str) -> None:
         """Rename a file (atomic on local storage), creating the destination's directory."""
         self._check_under_root(source)
         self._check_under_root(destination)
-        self.fs.create_dir(_parent(destination), recursive=True)
+        if not self.is_object_store:
+            self.fs.create_dir(_parent(destination), recursive=True)
         self.fs.move(source, destination)
 
     def local_path(self, path: str) -> Path | None:

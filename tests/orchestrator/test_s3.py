@@ -462,8 +462,12 @@ def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(
     assert server.objects(bucket) == {"runs/ray/ray/probe": 2}
     for dumped in (pickle.dumps(fs), cloudpickle.dumps(fs), pickle.dumps(ray)):
         assert key.encode() not in dumped and secret.encode() not in dumped
+    with layout.storage.open_output_stream(layout.fragment("paths", "t1")) as f:   # no directory marker (a PUT)
+        f.write(b"x")
+    assert server.objects(bucket) == {"runs/ray/ray/probe": 2, "runs/ray/results/paths/t1.parquet": 1}
     copied = copy.deepcopy(pickle.loads(pickle.dumps(fs)))
     with copied.open_output_stream(f"{ray['storage_path']}/copied") as f:
         f.write(b"ok")
-    assert server.objects(bucket) == {"runs/ray/ray/probe": 2, "runs/ray/ray/copied": 2}
+    assert server.objects(bucket) == {"runs/ray/ray/probe": 2, "runs/ray/results/paths/t1.parquet": 1,
+                                      "runs/ray/ray/copied": 2}
     assert key.encode() not in pickle.dumps(copied) and secret.encode() not in pickle.dumps(copied)
