@@ -4,10 +4,11 @@ tests/orchestrator/s3_server.py), reached as a user of MinIO or Ceph would reach
 The module runs one small sweep of real tasks that writes every result table (a pretraining, a naive
 fine-tuning of it, the path between them) twice from this process on one local Ray: on local storage, and on
 the bucket with the credentials and the endpoint in the storage URI only
-(`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`, no AWS variable set). The tests
-then look at what each left: equal tables; through the command line a rerun all cached, `claims`, `status`
-and `report` against the bucket; `compact`, `open_sweep` and README's queries on it; no credential anywhere
-(output, bucket, Ray's session files). Other tests: the lock on the object store (conditional writes), bad
+(`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`, no AWS variable set), logging to
+an `mlflow server` whose artifacts are in the bucket too. The tests then look at what each left: equal
+tables; through the command line a rerun all cached, `claims`, `status` and `report` against the bucket;
+the runs, report and figures through MLflow's REST API; `compact`, `open_sweep` and README's queries on the
+bucket; no credential anywhere (output, bucket, Ray's session files). Other tests: the lock on the object store (conditional writes), bad
 credentials / a missing bucket refused before any task runs, a killed upload."""
 from __future__ import annotations
 
