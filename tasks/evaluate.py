@@ -104,6 +104,61 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
     return result
 
 
+class JoinedSets:
+    """Several named splits as one tensor on `device` (float32, channels_last, built once), to evaluate
+    them all in one pass per model (`evaluate_joined`): fewer, fuller batches than one pass per split."""
+
+    def __init__(self, sets: dict[str, Split], device: torch.device | str):
+        if not sets or any(len(split) == 0 for split in sets.values()):
+            raise ValueError("cannot evaluate on an empty split")
+        self.device = torch.device(device)
+        self.x, self.y = prepare_batch(torch.cat([split.x.to(self.device) for split in sets.values()]),
+                                       torch.cat([split.y.to(self.device) for split in sets.values()]), self.device)
+        self.names = list(sets)
+        self.sizes = [len(split) for split in sets.values()]
+
+
+@torch.no_grad()
+def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1024, precision: str = "auto",
+                    predictions: bool = False) -> dict[str, dict]:
+    """`evaluate` on every split of `joined`, in one pass over their concatenation in near-equal batches
+    of at most `batch_size`: {name: {loss, acc, n[, pred]}}, each as `evaluate` gives it for that split
+    alone (per-sample losses summed in float64; NaN loss and acc for a split with a non-finite logit).
+    The model runs in eval mode on `joined.device` as it is (move it there first)."""
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` {batch_size} is not allowed; must be >= 1")
+    was_training = model.training
+    model.eval()
+    parts, guesses, finite = [], [], []
+    try:
+        with autocast(precision, joined.device):
+            for x in torch.tensor_split(joined.x, -(-len(joined.x) // batch_size)):
+                logits = model(x).float()
+                finite.append(torch.isfinite(logits).all(1))
+                guesses.append(logits.argmax(1))
+                parts.append(logits)
+    finally:
+        model.train(was_training)
+    logits = torch.cat(parts)
+    loss = F.cross_entropy(logits, joined.y, reduction="none").double()
+    guess, ok = torch.cat(guesses), torch.cat(finite)
+    correct = guess == joined.y
+    out = {}
+    for name, start, n in zip(joined.names, _starts(joined.sizes), joined.sizes):
+        part = slice(start, start + n)
+        good = bool(ok[part].all())
+        result = {"loss": float(loss[part].sum()) / n if good else math.nan,
+                  "acc": int(correct[part].sum()) / n if good else math.nan, "n": n}
+        if predictions:
+            result["pred"] = guess[part]
+        out[name] = result
+    return out
+
+
+def _starts(sizes: list[int]) -> list[int]:
+    return [sum(sizes[:i]) for i in range(len(sizes))]
+
+
 def evaluate_sets(model: nn.Module, sets: dict[str, Split], **kw) -> list[dict]:
     """`evaluate` on each named split: rows {eval_set, loss, acc, n}, in the order of `sets`."""
     return [{"eval_set": name, **evaluate(model, split, **kw)} for name, split in sets.items()]

@@ -24,7 +24,7 @@ from torch import Tensor, fx, nn
 from torch.func import functional_call
 
 from tasks.data import Split, iterate_batches
-from tasks.evaluate import PRECISIONS, autocast, evaluate, resolve_precision
+from tasks.evaluate import PRECISIONS, JoinedSets, autocast, evaluate_joined, resolve_precision
 from tasks.seeding import derive_seed, generator
 from tasks.settings import Settings, override, setting
 from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepare_batch
@@ -188,10 +188,36 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
         layer.num_batches_tracked.fill_(len(chunks))
 
 
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether an fx node is a plain (not in-place) ReLU of its one argument."""
+    if node.op == "call_function":
+        return node.target in (torch.relu, F.relu) and len(node.args) == 1 and not node.kwargs.get("inplace")
+    if node.op == "call_method":
+        return node.target == "relu" and len(node.args) == 1
+    return node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU)
+
+
+_FUSED_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+
+
+class _ConvReLU(nn.Conv2d):
+    """relu(conv(x)): on the CPU in float32 without gradients, one oneDNN primitive that applies the ReLU
+    as the convolution writes its output (one pass over the activations fewer); elsewhere the two ops."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (_FUSED_CONV is not None and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+                and torch.backends.mkldnn.is_available()):
+            return _FUSED_CONV(x, self.weight, self.bias, list(self.padding), list(self.stride),
+                               list(self.dilation), self.groups, "relu", [None], "")
+        return torch.relu(super().forward(x))
+
+
 class FoldedBN:
     """An evaluation-only view of `model` with each BatchNorm that directly follows a convolution folded
     into that convolution (W' = W * g / sqrt(var + eps), b' = beta + (b - mean) * g / sqrt(var + eps)):
-    the same function in eval mode, one elementwise pass per block fewer.
+    the same function in eval mode, one elementwise pass per block fewer. A ReLU that directly follows
+    such a convolution runs inside it (`_ConvReLU`: on the CPU in float32, one oneDNN primitive).
 
     Traced once with torch.fx; `refresh()` recomputes the folded weights from the model's current
     parameters and running statistics (after every `load_state_dict` + `reset_bn`). Every other
@@ -219,6 +245,11 @@ class FoldedBN:
             node.replace_all_uses_with(conv_node)
             graph_module.graph.erase_node(node)
             self.pairs.append((conv, bn, folded))
+            relu = next(iter(conv_node.users)) if len(conv_node.users) == 1 else None
+            if relu is not None and _is_relu(relu, modules) and isinstance(conv.padding, tuple):
+                folded.__class__ = _ConvReLU                  # the ReLU runs inside the convolution
+                relu.replace_all_uses_with(conv_node)
+                graph_module.graph.erase_node(relu)
         graph_module.graph.lint()
         graph_module.recompile()
         graph_module.delete_all_unused_submodules()   # the folded BNs (containers here are fx's own copies)
@@ -260,6 +291,8 @@ def draw_bn_sample(bn_data: Tensor, settings: PathSettings, *, seed: int, alpha_
     `mix`), the rest from B's, so the two shares are different images."""
     size = min(settings.bn_reset_samples, len(bn_data))
     if settings.bn_sample == "fixed":
+        if settings.bn_data == "clean":
+            return bn_data[:size]                  # a view: no copy of the images
         index = torch.arange(size)
     else:
         index = torch.randperm(len(bn_data), generator=generator(seed, _TAG_BN_SAMPLE, alpha_index))[:size]
@@ -328,6 +361,7 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     if midpoint is not None:
         midpoint = {k: v.to(device) for k, v in midpoint.items()}
     folded = FoldedBN(model)
+    joined = JoinedSets(sets, device)     # every set in one pass per alpha, copied to the device once
     num_classes = _num_classes(model)
     alphas = settings.alphas()
     last = len(alphas) - 1
@@ -344,8 +378,8 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
         sample = draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i, bn_data_b=bn_data_b, alpha=alpha)
         reset_bn(model, sample, settings.eval_batch_size, precision)
         evaluator = folded.refresh()
-        results = {name: evaluate(evaluator, split, batch_size=settings.eval_batch_size, device=device,
-                                  precision=precision, predictions=True) for name, split in sets.items()}
+        results = evaluate_joined(evaluator, joined, batch_size=settings.eval_batch_size, precision=precision,
+                                  predictions=True)
         pred = {name: r["pred"] for name, r in results.items()}
         if i == 0:
             pred_a = pred

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.data import Split
-from tasks.evaluate import evaluate, evaluate_sets, native_bf16, resolve_precision
+from tasks.evaluate import JoinedSets, evaluate, evaluate_joined, evaluate_sets, native_bf16, resolve_precision
 from tasks.seeding import generator
 
 
@@ -116,3 +116,26 @@ def test_a_non_finite_model_gives_nan_loss_and_accuracy_never_a_finite_accuracy(
     assert result["n"] == 10 and result["loss"] != result["loss"] and result["acc"] != result["acc"], result
     finite = evaluate(trained_bn_model(), split, precision="fp32")   # a finite model is unaffected
     assert math.isfinite(finite["loss"]) and math.isfinite(finite["acc"])
+
+
+def test_evaluate_joined_gives_each_set_what_evaluate_gives_it_alone():
+    """One pass over the concatenated sets, in batches that straddle the sets' borders: every set's loss,
+    accuracy, count and predictions are its own; a non-finite image makes only its own set NaN."""
+    model = trained_bn_model()
+    sets = {"a": make_split(7, seed=1), "b": make_split(5, seed=2), "c": make_split(9, seed=3)}
+    joined = JoinedSets(sets, "cpu")
+    results = evaluate_joined(model, joined, batch_size=4, precision="fp32", predictions=True)   # 6 batches of 3-4
+    assert list(results) == list(sets)
+    for name, split in sets.items():
+        alone = evaluate(model, split, batch_size=1024, precision="fp32", predictions=True)
+        assert results[name]["n"] == alone["n"] == len(split)
+        assert results[name]["loss"] == pytest.approx(alone["loss"], rel=1e-6)
+        assert results[name]["acc"] == alone["acc"]
+        assert torch.equal(results[name]["pred"], alone["pred"])
+    poisoned = dict(sets, b=Split(sets["b"].x.clone(), sets["b"].y))
+    poisoned["b"].x[2, 0, 0, 0] = float("nan")
+    results = evaluate_joined(model, JoinedSets(poisoned, "cpu"), batch_size=4, precision="fp32")
+    assert math.isnan(results["b"]["loss"]) and math.isnan(results["b"]["acc"])
+    assert all(math.isfinite(results[n]["loss"]) and math.isfinite(results[n]["acc"]) for n in ("a", "c"))
+    with pytest.raises(ValueError, match="empty split"):
+        JoinedSets({"a": sets["a"], "none": make_split(0, seed=0)}, "cpu")

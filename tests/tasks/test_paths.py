@@ -362,6 +362,29 @@ def test_folded_bn_computes_the_eval_mode_function_and_follows_the_model(name, c
     assert not torch.allclose(stale, model(x))
 
 
+def test_folded_bn_runs_the_relu_inside_the_convolution_and_keeps_the_function():
+    """Every conv -> BN -> ReLU block becomes one fused convolution (no ReLU left in the graph); fused
+    (no gradients, fp32 on the CPU) and unfused (gradients on) it computes the model's eval-mode function."""
+    from tasks.paths import _ConvReLU
+    model = build_model("vgg13", num_classes=5, in_channels=3, width=4, seed=0)
+    reset_bn(model, torch.randn(40, 3, 16, 16), batch_size=16, precision="fp32")
+    model.to(memory_format=torch.channels_last)
+    folded = FoldedBN(model)
+    fused = [m for m in folded.module.modules() if isinstance(m, _ConvReLU)]
+    assert len(fused) == len(model.blocks) == 10
+    assert not [n for n in folded.module.graph.nodes if "relu" in str(n.target)]
+    x = torch.randn(6, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(folded.module(x), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(folded.module(x).detach(), expected, rtol=1e-4, atol=1e-5)
+    layer = fused[0]
+    with torch.no_grad():
+        inside = layer(x)
+    assert (inside >= 0).all() and (inside == 0).any()           # the ReLU did run
+    torch.testing.assert_close(inside, torch.relu(nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)))
+
+
 def test_bf16_path_curves_stay_close_to_fp32():
     train = blobs(80, seed=0)
     sets = {"nocue": blobs(60, seed=1), "other": blobs(60, seed=2)}
