@@ -235,8 +235,12 @@ class FoldedBN:
                     and isinstance(modules[conv_node.target], nn.Conv2d) and len(conv_node.users) == 1):
                 continue
             conv, bn = modules[conv_node.target], modules[node.target]
-            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                               conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+            relu = next(iter(node.users)) if len(node.users) == 1 else None
+            fuse = (relu is not None and _is_relu(relu, modules) and isinstance(conv.padding, tuple)
+                    and conv.padding_mode == "zeros")       # the ReLU then runs inside the convolution
+            folded = (_ConvReLU if fuse else nn.Conv2d)(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                conv.groups, bias=True, padding_mode=conv.padding_mode)
             folded.weight.data = torch.empty_like(conv.weight)      # same device, dtype, memory format
             folded.bias.data = torch.empty_like(bn.running_mean)
             name = f"folded_{len(self.pairs)}"                       # a new root attribute: `model` is untouched
@@ -245,9 +249,7 @@ class FoldedBN:
             node.replace_all_uses_with(conv_node)
             graph_module.graph.erase_node(node)
             self.pairs.append((conv, bn, folded))
-            relu = next(iter(conv_node.users)) if len(conv_node.users) == 1 else None
-            if relu is not None and _is_relu(relu, modules) and isinstance(conv.padding, tuple):
-                folded.__class__ = _ConvReLU                  # the ReLU runs inside the convolution
+            if fuse:
                 relu.replace_all_uses_with(conv_node)
                 graph_module.graph.erase_node(relu)
         graph_module.graph.lint()
@@ -343,8 +345,8 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     loaded into `model` (used as scratch: it ends holding the alpha = 1 state, in channels_last),
     BN statistics are re-estimated once on `draw_bn_sample(bn_data, settings, seed=seed, ...)` (clean
     training images; with `settings.bn_data` `endpoints` or `mix`, `bn_data` and `bn_data_b` are A's and
-    B's training images) and shared by every set, which are then evaluated with BN folded into the
-    convolutions (`FoldedBN`), all in `settings.precision`.
+    B's training images) and shared by every set, which are then evaluated together in one pass
+    (`evaluate_joined`) with BN folded into the convolutions (`FoldedBN`), all in `settings.precision`.
 
     Rows, in ascending alpha, one per (alpha, set): {alpha, eval_set, loss, acc, n, agree_a, agree_b,
     reliance_randimg, reliance_randcue}. agree_a / agree_b: the fraction of the set's samples whose
