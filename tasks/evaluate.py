@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from tasks.data import Split
 from tasks.train import prepare_batch
@@ -105,17 +106,32 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
 
 
 class JoinedSets:
-    """Several named splits as one tensor on `device` (float32, channels_last, built once), to evaluate
-    them all in one pass per model (`evaluate_joined`): fewer, fuller batches than one pass per split."""
+    """Several named splits read as one, to evaluate them all in one pass per model (`evaluate_joined`):
+    fewer, fuller batches than one pass per split. The images stay where and as they are stored (moved to
+    `device` once); each batch, which may span two splits, is made float32 channels_last when it is read."""
 
     def __init__(self, sets: dict[str, Split], device: torch.device | str):
         if not sets or any(len(split) == 0 for split in sets.values()):
             raise ValueError("cannot evaluate on an empty split")
         self.device = torch.device(device)
-        self.x, self.y = prepare_batch(torch.cat([split.x.to(self.device) for split in sets.values()]),
-                                       torch.cat([split.y.to(self.device) for split in sets.values()]), self.device)
         self.names = list(sets)
         self.sizes = [len(split) for split in sets.values()]
+        self.parts = [split.x.to(self.device) for split in sets.values()]
+        self.y = torch.cat([split.y.to(self.device) for split in sets.values()])
+
+    def batches(self, batch_size: int) -> Iterator[Tensor]:
+        """The images in order, in near-equal batches of at most `batch_size`."""
+        total = len(self.y)
+        bounds = [len(chunk) for chunk in torch.tensor_split(torch.arange(total), -(-total // batch_size))]
+        starts = _starts(self.sizes)
+        begin = 0
+        for size in bounds:
+            end = begin + size
+            pieces = [x[max(begin - s, 0):min(end - s, len(x))] for x, s in zip(self.parts, starts)
+                      if s < end and s + len(x) > begin]
+            x, _ = prepare_batch(pieces[0] if len(pieces) == 1 else torch.cat(pieces), self.y[:0], self.device)
+            yield x
+            begin = end
 
 
 @torch.no_grad()
@@ -132,7 +148,7 @@ def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1
     parts, guesses, finite = [], [], []
     try:
         with autocast(precision, joined.device):
-            for x in torch.tensor_split(joined.x, -(-len(joined.x) // batch_size)):
+            for x in joined.batches(batch_size):
                 logits = model(x).float()
                 finite.append(torch.isfinite(logits).all(1))
                 guesses.append(logits.argmax(1))

@@ -124,6 +124,7 @@ def test_evaluate_joined_gives_each_set_what_evaluate_gives_it_alone():
     model = trained_bn_model()
     sets = {"a": make_split(7, seed=1), "b": make_split(5, seed=2), "c": make_split(9, seed=3)}
     joined = JoinedSets(sets, "cpu")
+    assert all(part is split.x for part, split in zip(joined.parts, sets.values()))   # no copy of the images
     results = evaluate_joined(model, joined, batch_size=4, precision="fp32", predictions=True)   # 6 batches of 3-4
     assert list(results) == list(sets)
     for name, split in sets.items():
