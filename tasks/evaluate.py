@@ -147,12 +147,13 @@ def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1
     model.eval()
     parts, guesses, finite = [], [], []
     try:
-        with autocast(precision, joined.device):
-            for x in joined.batches(batch_size):
-                logits = model(x).float()
-                finite.append(torch.isfinite(logits).all(1))
-                guesses.append(logits.argmax(1))
-                parts.append(logits)
+        for x in joined.batches(batch_size):          # made outside autocast (it would refuse float16 pieces)
+            with autocast(precision, joined.device):
+                logits = model(x)
+            logits = logits.float()
+            finite.append(torch.isfinite(logits).all(1))
+            guesses.append(logits.argmax(1))
+            parts.append(logits)
     finally:
         model.train(was_training)
     logits = torch.cat(parts)
