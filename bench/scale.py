@@ -54,6 +54,10 @@ def parse_args(argv=None):
     p.add_argument("--one", type=int, default=None, help=argparse_hidden())
     p.add_argument("--storage", default=None, help=argparse_hidden())
     p.add_argument("--profile", default=None, help="(with --one) write a cProfile of the driver here")
+    p.add_argument("--mlflow-runs", default=None,
+                   help="instead of sweeps: log this many tasks' child runs (e.g. 10000,100000) through the "
+                        "tracker into SQLite and time the logging and the searches of them")
+    p.add_argument("--no-commands", action="store_true", help="skip timing `mmc-sweep status` and `report`")
     args = p.parse_args(argv)
     if args.quick:
         args.tasks, args.plan_tasks = "50", min(args.plan_tasks, 1000)
@@ -128,6 +132,21 @@ def one_run(args) -> dict:
         recording.TaskRecorder.close = close
     except (ImportError, AttributeError):
         pass
+    try:   # MLflow's share: the tracker's child runs, timed where the recording thread calls it
+        from orchestrator.run import tracking
+        real_ended = tracking.MlflowTracker.tasks_ended
+
+        def tasks_ended(self, ended):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return real_ended(self, ended)
+            finally:
+                measured["mlflow_log_s"] = measured.get("mlflow_log_s", 0.0) + time.perf_counter() - wall
+                measured["mlflow_log_cpu_s"] = measured.get("mlflow_log_cpu_s", 0.0) + time.thread_time() - cpu
+
+        tracking.MlflowTracker.tasks_ended = tasks_ended
+    except (ImportError, AttributeError):
+        pass
     overrides = [f"seeds={list(range(seeds))}", f"storage={storage}", "name=scale",
                  f"max_concurrent={args.max_concurrent}"]
     if args.no_mlflow:
@@ -171,6 +190,97 @@ def one_run(args) -> dict:
     result.setdefault("peak_rss_run_mib", result["peak_rss_mib"])
     overhead = _overheads(layout, tables, vocab)
     result["overhead_median_s"], result["overhead_p95_s"] = overhead
+    if not args.no_mlflow:
+        result.update(search_children(layout.mlflow_uri(), "scale"))
+    if not args.no_commands:
+        result.update(time_commands(layout.storage.local_path(layout.root), args.timeout))
+    return result
+
+
+def time_commands(sweep_dir: str, timeout: float) -> dict:
+    """`mmc-sweep status` and `mmc-sweep report` on the finished sweep, each a fresh process (wall time)."""
+    out = {}
+    for name, command in (("status", ["status", sweep_dir]), ("report", ["report", sweep_dir])):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", *command], capture_output=True, text=True,
+                              timeout=timeout)
+        out[f"{name}_s"] = time.perf_counter() - start
+        if proc.returncode != 0:
+            out[f"{name}_error"] = (proc.stderr or proc.stdout)[-500:]
+    return out
+
+
+def search_children(uri: str, experiment: str) -> dict:
+    """What a user of MLflow waits for: every child run of the sweep's parent (paged, as the client does),
+    the UI's first page (100 runs, newest first) and a filtered search (one kind's runs above a metric)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`mmc.role` = 'sweep'", max_results=1)
+    out = {}
+    start, token, runs = time.perf_counter(), None, 0
+    while True:
+        page = client.search_runs([exp.experiment_id], max_results=50_000, page_token=token,
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        runs += len(page)
+        token = page.token
+        if not token:
+            break
+    out["mlflow_runs"], out["mlflow_search_all_s"] = runs, time.perf_counter() - start
+    start = time.perf_counter()
+    client.search_runs([exp.experiment_id], max_results=100, order_by=["attributes.start_time DESC"])
+    out["mlflow_first_page_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    found = client.search_runs([exp.experiment_id], max_results=1000,
+                               filter_string="tags.task_kind = 'path_eval' AND metrics.`barrier.cue.loss.chord` > 0.5")
+    out["mlflow_search_filtered_s"], out["mlflow_search_filtered_runs"] = time.perf_counter() - start, len(found)
+    return out
+
+
+# --------------------------------------------------------------------------- MLflow alone, at 10^4-10^5 runs
+
+def mlflow_only(tasks: int, directory: str) -> dict:
+    """Child runs of a `tasks`-task sweep (the synthetic runner's metrics and step series, nothing written
+    to the tables) logged through `MlflowTracker.tasks_ended` in the recorder's batches, into SQLite; then
+    `search_children`. Run in a fresh process per size."""
+    import torch
+
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.run import recording, tracking
+    from orchestrator.run.work import TaskEnv
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from tests.support import runners
+
+    seeds = seeds_for(tasks)
+    graph = build_graph(load_spec(None, [f"seeds={list(range(seeds))}", "name=scale"]))
+    env = TaskEnv(layout=SweepLayout(Storage(directory), "scale"), device=torch.device("cpu"))
+    uri = f"sqlite:///{directory}/mlflow.db"
+    tracker = tracking.MlflowTracker(uri, "scale")
+    tracker.start(tracking.SweepRun(graph=graph, sweep="scale", version=1, spec_hash="bench"))
+    ids = list(graph.tasks)
+    wall, cpu, made = 0.0, 0.0, 0.0
+    for start in range(0, len(ids), recording.BATCH_SIZE):
+        t0 = time.perf_counter()
+        batch = []
+        for task_id in ids[start:start + recording.BATCH_SIZE]:
+            task = graph.tasks[task_id]
+            out = runners.synthetic(task, env)
+            now = time.time()
+            batch.append(recording.EndedTask(task, "done", None, 0.01, now - 0.01, now, "cpu", out.metrics,
+                                             [tuple(x) for x in out.steps]))
+        made += time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        tracker.tasks_ended(batch)
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+    tracker.finish("FINISHED")
+    db = Path(directory) / "mlflow.db"
+    result = {"tasks": len(ids), "mlflow_log_s": wall, "mlflow_log_cpu_per_run_ms": 1e3 * cpu / len(ids),
+              "mlflow_log_per_run_ms": 1e3 * wall / len(ids), "db_mib": db.stat().st_size / 2**20,
+              "synthetic_outputs_s": made}
+    result.update(search_children(uri, "scale"))
     return result
 
 
@@ -226,6 +336,8 @@ def spawn(args, tasks: int, code: str | None) -> dict:
                "--max-concurrent", str(args.max_concurrent), "--num-cpus", str(args.num_cpus)]
     if args.no_mlflow:
         command.append("--no-mlflow")
+    if args.no_commands:
+        command.append("--no-commands")
     # `python -m` puts the working directory first on sys.path: run an earlier revision from its own
     # directory (its orchestrator/ and tasks/), with this repository after it for `bench`
     cwd = code or str(common.REPO)
@@ -244,6 +356,28 @@ def spawn(args, tasks: int, code: str | None) -> dict:
         raise RuntimeError(f"run of {tasks} tasks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def mlflow_sizes(args) -> dict:
+    """`--mlflow-runs N,M`: each size in a fresh process (`--one N --mlflow-runs N`)."""
+    env = common.environment()
+    payload: dict = {"benchmark": "scale-mlflow", "command": common.command_line(), "environment": env, "sizes": {}}
+    for tasks in [int(x) for x in args.mlflow_runs.split(",")]:
+        proc = subprocess.run([sys.executable, "-m", "bench.scale", "--one", str(tasks), "--mlflow-runs", str(tasks)],
+                              cwd=str(common.REPO), capture_output=True, text=True, timeout=args.timeout)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"MLflow run of {tasks} tasks failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        result = json.loads(lines[-1][len(RESULT_PREFIX):])
+        result["loadavg_1m_after"] = os.getloadavg()[0]
+        payload["sizes"][str(tasks)] = result
+        print(f"{result['tasks']:>7} child runs: logged in {result['mlflow_log_s']:.1f} s "
+              f"({result['mlflow_log_per_run_ms']:.2f} ms/run, CPU {result['mlflow_log_cpu_per_run_ms']:.2f} ms/run), "
+              f"database {result['db_mib']:.0f} MiB; search all children {result['mlflow_search_all_s']:.1f} s, "
+              f"first page {result['mlflow_first_page_s']:.2f} s, filtered {result['mlflow_search_filtered_s']:.2f} s; "
+              f"load {result['loadavg_1m_after']:.1f}", flush=True)
+    common.write_json("scale-mlflow", payload, args.out, args.tag)
+    return payload
 
 
 def planning(target: int, repeats: int) -> dict:
@@ -288,8 +422,14 @@ def describe(name: str, m: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.one is not None:
+        if args.mlflow_runs:
+            with tempfile.TemporaryDirectory(prefix="mmc-bench-mlflow-") as directory:
+                print(RESULT_PREFIX + json.dumps(mlflow_only(args.one, directory), default=str), flush=True)
+            return {}
         print(RESULT_PREFIX + json.dumps(one_run(args), default=str), flush=True)
         return {}
+    if args.mlflow_runs:
+        return mlflow_sizes(args)
     env = common.environment()
     print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
     payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,

@@ -64,6 +64,10 @@ LOCK_LEASE_S = Knob(
     "MMC_LOCK_LEASE_S", float, 60.0, 0.1, 86_400,
     "seconds a sweep's `run.lock` stays valid without renewal (its driver renews it while it runs); another "
     "driver takes over a lock older than this")
+MLFLOW_TASK_RUNS = Knob(
+    "MMC_MLFLOW_TASK_RUNS", int, 10_000, 0, 10_000_000,
+    "sweeps of at most this many tasks get an MLflow child run per task; larger ones one per task kind, with "
+    "the per-task numbers in the result tables (MLflow's search and UI slow down past ~10^4 runs)")
 REPORT_WORKERS = Knob(
     "MMC_REPORT_WORKERS", int, 4, 1, 1_024,
     "processes drawing the report's figures, this one included (1: no worker processes; never more than "
@@ -78,7 +82,7 @@ SOURCE_REVISION = Knob(
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEOUT_S, VISIBILITY_TIMEOUT_S,
                                               MAX_BUNDLE, MAX_WORKER_FAILURES, COMPACT_MIN_FRAGMENTS,
-                                              LOCK_LEASE_S, REPORT_WORKERS, SOURCE_REVISION)}
+                                              LOCK_LEASE_S, MLFLOW_TASK_RUNS, REPORT_WORKERS, SOURCE_REVISION)}
 
 
 def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | str | None:

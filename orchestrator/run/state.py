@@ -47,10 +47,15 @@ class SweepState:
 
     `states` is read-only; `set_status` changes a task's state and tells every listener, in the order
     they subscribed: first the counts, then (once built) the ready set, then the others. Nothing here
-    scans the whole graph per change."""
+    scans the whole graph per change.
 
-    def __init__(self, graph: Graph, states: dict[str, TaskState] | None = None):
+    `keep_results=False`: a task's `result` (its metrics and step series, ~38 KB for a path evaluation)
+    goes to the listeners with the change and is then not kept in `states` (the driver's recorder, a
+    listener, writes it out): at 10^5 tasks, kept results would be gigabytes of the driver's memory."""
+
+    def __init__(self, graph: Graph, states: dict[str, TaskState] | None = None, *, keep_results: bool = True):
         self.graph = graph
+        self.keep_results = keep_results
         self.started_at = time.time()
         given = dict(states or {})
         self._states = {task_id: given.pop(task_id, None) or TaskState() for task_id in graph.tasks}
@@ -80,6 +85,8 @@ class SweepState:
         self._states[task_id] = after
         skipped = self._skip_descendants(task_id) if status == FAILED else []
         self._tell(task_id, before, after)
+        if not self.keep_results and after.result is not None and self._states[task_id] is after:
+            self._states[task_id] = replace(after, result=None)   # the listeners have it
         return skipped
 
     def _skip_descendants(self, task_id: str) -> list[str]:

@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -232,7 +233,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     plan.write_plan(layout, graph)
     if any(c.changed for c in compact.repair(layout, log).values()):   # damaged or lost result parts mended
         verified = verify_all(graph, layout)
-    state = SweepState(graph)
+    state = SweepState(graph, keep_results=False)   # the recorder takes each result as its task ends
     mark_cached(state, layout, verified, log)
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
         f"{state.count(vocab.CACHED)} already finished, {state.count(vocab.PENDING)} to run; "
@@ -273,7 +274,8 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     with tempfile.TemporaryDirectory(prefix="mmc-report-") as scratch:   # a report on an object store, copied
         tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
                        metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
-                       artifacts=_report_artifacts(layout, report_files, scratch))
+                       artifacts=_report_artifacts(layout, report_files, scratch),
+                       tables=None if tracker.per_task else table_files(layout))
     outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
@@ -285,6 +287,17 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
             log(f"mlflow:  {outcome.mlflow_ui}")
         log(f"browse:  {outcome.mlflow_url}")
     return outcome
+
+
+def table_files(layout: SweepLayout) -> dict[str, list[str]]:
+    """Each result table's Parquet files, as local paths (for MLflow; none where storage is not local)."""
+    out: dict[str, list[str]] = {}
+    for table in vocab.TABLES:
+        directory = layout.storage.local_path(layout.table_dir(table))
+        if directory is None:     # an object store: the tables stay where they are
+            return {}
+        out[table] = [str(p) for p in sorted(directory.glob("*.parquet"))] if directory.is_dir() else []
+    return out
 
 
 def _kind_counts(graph: Graph) -> str:

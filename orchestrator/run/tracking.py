@@ -14,6 +14,13 @@ task (what it holds: `child_runs`). `browse_url()` opens the experiment on its r
 shows a GenAI overview unless the URL says `workflowType=machine_learning` (it reads that, not the
 experiment's `mlflow.experimentKind` tag, which is set too).
 
+At scale, one child run per task does not serve: MLflow's search and UI slow down with the runs of an
+experiment (BENCHMARKS.md §7: listing a sweep's children takes ~7 ms per run, minutes at 10^4-10^5). A
+sweep of more than `knobs.MLFLOW_TASK_RUNS` tasks gets one child run per task kind instead (`GroupRun`:
+its tasks' counts per status and the mean of each of their numbers, per invocation), and its result
+tables, the per-task numbers, are logged on the parent run under `tables/<table>/` when it finishes; a
+task's `tasks` row then names its kind's run. Which of the two a sweep gets is decided by its size alone.
+
 Child runs go in one SQL transaction per batch where the store is MLflow's SQL store (`tracking_sql`), else
 (a tracking server, or after any failure of the SQL path) run by run through the client. For a SQLite store
 the artifacts live next to the database (`<sweep>/mlflow-artifacts`); MLflow records that location as an
@@ -22,6 +29,7 @@ absolute path, so it is re-pointed at every start: a moved or copied sweep direc
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import urllib.parse
@@ -30,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import vocab
+from orchestrator import knobs, vocab
 from orchestrator.graph.dag import Graph
 from orchestrator.run import child_runs, tracking_sql
 from orchestrator.run.child_runs import ChildRun, clean_tags, flatten_params
@@ -43,6 +51,8 @@ ARTIFACTS_DIR = "mlflow-artifacts"               # next to a SQLite store
 SWEEP_ROLE_TAG, SWEEP_ROLE = "mmc.role", "sweep"
 SPEC_HASH_TAG, VERSION_TAG, INVOCATIONS_TAG = "mmc.spec_hash", "mmc.version", "mmc.invocations"
 SOURCE_NAME_TAG, SOURCE_TYPE_TAG, GIT_COMMIT_TAG = "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"
+GROUP_TAG = "mmc.group"                          # a child run of one task kind (`GroupRun`)
+TABLES_ARTIFACT_DIR = "tables"                   # the result tables on the parent run, with group runs
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
@@ -72,10 +82,53 @@ class SweepRun:
     tags: Mapping[str, Any] = field(default_factory=dict)     # set at every start (storage, max_concurrent)
 
 
+class GroupRun:
+    """The child run of one task kind in a sweep too large for a child run per task: what it logs when the
+    sweep run ends (`metrics`) is gathered in memory as its tasks end, O(number of distinct metrics)."""
+
+    def __init__(self, kind: str, run_id: str):
+        self.kind, self.run_id = kind, run_id
+        self.counts: dict[str, int] = {}                 # run status (done, cached, failed, skipped) -> tasks
+        self.sums: dict[str, float] = {}                 # metric -> sum over finished tasks (finite values)
+        self.numbers: dict[str, int] = {}                # metric -> how many values the sum holds
+
+    def add(self, ended) -> None:
+        self.counts[ended.status] = self.counts.get(ended.status, 0) + 1
+        if ended.status not in (vocab.DONE, vocab.CACHED):
+            return
+        values = dict(ended.metrics)
+        if ended.duration_s is not None:
+            values["duration_s"] = ended.duration_s
+        for key, value in values.items():
+            v = child_runs.metric_value(value)
+            if v is None or not math.isfinite(v) or child_runs.is_secret(key):
+                continue
+            self.sums[key] = self.sums.get(key, 0.0) + v
+            self.numbers[key] = self.numbers.get(key, 0) + 1
+
+    def metrics(self) -> dict[str, float]:
+        """`tasks_<status>` (counts of this invocation) and `mean.<metric>` over its finished tasks."""
+        out: dict[str, float] = {f"tasks_{status}": n for status, n in sorted(self.counts.items())}
+        out.update({f"mean.{key}": self.sums[key] / self.numbers[key] for key in sorted(self.sums)})
+        return out
+
+    def status(self, sweep_status: str) -> str:
+        """The run's end status: the sweep's, or FAILED where one of its tasks failed."""
+        if sweep_status == vocab.MLFLOW_FINISHED and self.counts.get(vocab.FAILED):
+            return vocab.MLFLOW_FAILED
+        return sweep_status
+
+
+def per_task_runs(tasks: int) -> bool:
+    """Whether a sweep of `tasks` tasks gets a child run per task (else one per task kind)."""
+    return tasks <= knobs.read(knobs.MLFLOW_TASK_RUNS)
+
+
 class NullTracker:
     """Tracking off: every call does nothing."""
 
     experiment_id = parent_run_id = None
+    per_task = True
 
     def start(self, run: SweepRun) -> None:
         pass
@@ -84,7 +137,7 @@ class NullTracker:
         return {}
 
     def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
-               artifacts: Iterable[str | Path] = ()) -> None:
+               artifacts: Iterable[str | Path] = (), tables: Mapping[str, Sequence[str | Path]] | None = None) -> None:
         pass
 
     def ui_command(self) -> str | None:
@@ -139,13 +192,16 @@ class MlflowTracker:
         self.invocation = 0
         self._names: dict[str, str] = {}
         self._common_tags: dict[str, str] = {}
+        self.per_task = True                       # a child run per task (else per kind: `GroupRun`)
+        self._groups: dict[str, GroupRun] = {}
         self.sql = self._sql_writer()
         self._relocate_artifacts()
 
     # ---- the interface -------------------------------------------------------------------------
     def start(self, run: SweepRun) -> str:
         """Create the version's parent run, or continue it (same spec hash); returns its run id."""
-        self._names = child_runs.run_names(run.graph)
+        self.per_task = per_task_runs(len(run.graph.tasks))
+        self._names = child_runs.run_names(run.graph) if self.per_task else {}
         self._common_tags = clean_tags({SOURCE_NAME_TAG: run.source or None, SOURCE_TYPE_TAG: "LOCAL",
                                         GIT_COMMIT_TAG: run.git_commit})
         found = self._parent_of(run.spec_hash)
@@ -168,12 +224,16 @@ class MlflowTracker:
             self.client.set_tag(self.parent_run_id, key, value)
         if run.spec_text:
             self.client.log_text(self.parent_run_id, redact(run.spec_text), "spec.yaml")
+        if not self.per_task:
+            self._groups = {kind: GroupRun(kind, self._group_run(kind, n)) for kind, n in run.graph.counts().items()}
         return self.parent_run_id
 
     def tasks_ended(self, ended: Sequence) -> dict[str, str]:
         """Child runs of `ended` (`recording.EndedTask`s): task id -> run id of those logged (never raises)."""
         if self.parent_run_id is None or not ended:
             return {}
+        if not self.per_task:
+            return self._to_groups(ended)
         runs = []
         for e in ended:
             try:
@@ -204,16 +264,22 @@ class MlflowTracker:
         return ids
 
     def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
-               artifacts: Iterable[str | Path] = ()) -> None:
+               artifacts: Iterable[str | Path] = (), tables: Mapping[str, Sequence[str | Path]] | None = None) -> None:
         """Log this invocation's metrics (step: the invocation) and `artifacts` (missing files skipped) on the
-        parent run and close it with `status` (vocab.MLFLOW_STATUSES); failures are warnings."""
+        parent run and close it with `status` (vocab.MLFLOW_STATUSES); failures are warnings. With group runs
+        (`per_task` false) these are closed first, and `tables` (table -> its Parquet files) are logged
+        under `tables/<table>/` of the parent run."""
         if status not in vocab.MLFLOW_STATUSES:
             raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
         if self.parent_run_id is None:
             return
+        self._finish_groups(status)
         try:
             self._log(self.parent_run_id, metrics=metrics, step=self.invocation)
             self.log_artifacts(artifacts)
+            if not self.per_task:
+                for table, files in (tables or {}).items():
+                    self.log_artifacts(files, f"{TABLES_ARTIFACT_DIR}/{table}")
         except Exception as exc:  # noqa: BLE001 - the results are in Parquet and the report
             warn(f"MLflow could not store the sweep's report or metrics ({type(exc).__name__}: {exc}); "
                  "the report and the Parquet tables are in the sweep directory")
@@ -223,11 +289,11 @@ class MlflowTracker:
             warn(f"MLflow could not close the sweep's run ({type(exc).__name__}: {exc}); "
                  "the results are in the Parquet tables")
 
-    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
-        """Upload local files to the parent run (missing files are skipped)."""
+    def log_artifacts(self, paths: Iterable[str | Path], directory: str | None = None) -> None:
+        """Upload local files to the parent run, into `directory` (missing files are skipped)."""
         for path in paths:
             if Path(path).is_file():
-                self.client.log_artifact(self.parent_run_id, str(path))
+                self.client.log_artifact(self.parent_run_id, str(path), directory)
 
     def end_parent(self, status: str) -> None:
         self.client.set_terminated(self.parent_run_id, status)
@@ -239,6 +305,42 @@ class MlflowTracker:
         return browse_url(self.tracking_uri, self.experiment_id)
 
     # ---- internals -----------------------------------------------------------------------------
+    def _group_run(self, kind: str, tasks: int) -> str:
+        """The child run of `kind` under the parent: created, or continued on a rerun."""
+        found = self.client.search_runs(
+            [self.experiment_id], max_results=1,
+            filter_string=f"tags.`{child_runs.PARENT_TAG}` = '{self.parent_run_id}' AND tags.`{GROUP_TAG}` = '{kind}'")
+        if found:
+            self.client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        tags = {**self._common_tags, child_runs.PARENT_TAG: self.parent_run_id, GROUP_TAG: kind, "task_kind": kind,
+                child_runs.USER_TAG: child_runs.user(),
+                child_runs.NOTE_TAG: (f"The {tasks} `{kind}` tasks of the sweep, in one run: per invocation (step), "
+                                      "their counts per status (`tasks_<status>`) and the mean of each number over "
+                                      "the finished ones (`mean.<metric>`). Every task's own numbers are in the "
+                                      f"result tables, logged on the parent run under `{TABLES_ARTIFACT_DIR}/`.")}
+        run_id = self.client.create_run(self.experiment_id, run_name=f"{kind} ({tasks} tasks)",
+                                        tags=clean_tags(tags)).info.run_id
+        self._log(run_id, params={"kind": kind, "tasks": tasks})
+        return run_id
+
+    def _to_groups(self, ended: Sequence) -> dict[str, str]:
+        ids = {}
+        for e in ended:
+            group = self._groups.get(e.task.kind)
+            if group is not None:
+                group.add(e)
+                ids[e.task.id] = group.run_id
+        return ids
+
+    def _finish_groups(self, status: str) -> None:
+        for group in self._groups.values():
+            try:
+                self._log(group.run_id, metrics=group.metrics(), step=self.invocation)
+                self.client.set_terminated(group.run_id, group.status(status))
+            except Exception as exc:  # noqa: BLE001 - the results are in the Parquet tables
+                warn(f"MLflow could not close the run of the `{group.kind}` tasks ({type(exc).__name__}: {exc})")
+
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
@@ -332,7 +434,10 @@ class MlflowTracker:
 
 
 def _parent_note(run: SweepRun) -> str:
-    return (f"Sweep `{run.sweep}`, spec version {run.version} (spec hash {run.spec_hash[:16]}): "
-            f"{len(run.graph.tasks)} tasks, one child run each (open a child for its settings, metrics and curves). "
-            "A rerun of the same spec continues this run; its metrics are per invocation (step = invocation). "
-            f"{child_runs.PATH_NOTE}")
+    tasks = len(run.graph.tasks)
+    children = ("one child run each (open a child for its settings, metrics and curves)" if per_task_runs(tasks)
+                else f"one child run per task kind (more than {knobs.read(knobs.MLFLOW_TASK_RUNS)} tasks; every "
+                     f"task's numbers are in the result tables under `{TABLES_ARTIFACT_DIR}/`)")
+    return (f"Sweep `{run.sweep}`, spec version {run.version} (spec hash {run.spec_hash[:16]}): {tasks} tasks, "
+            f"{children}. A rerun of the same spec continues this run; its metrics are per invocation "
+            f"(step = invocation). {child_runs.PATH_NOTE}")

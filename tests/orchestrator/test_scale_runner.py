@@ -245,3 +245,29 @@ def test_the_recorder_listens_to_status_changes_and_writes_each_ended_task_once(
     assert sorted(rows.index) == sorted([done, root, *below]) and recorder.written == len(rows)
     assert rows.loc[root, "error"] == "RuntimeError: boom" and rows.loc[root, "error_type"] == "RuntimeError"
     assert set(rows.loc[below, "status"]) == {vocab.SKIPPED} and rows.loc[done, "duration_s"] == 2.0
+
+
+def test_a_state_that_keeps_no_results_still_hands_each_result_to_the_recorder(graph, tmp_path):
+    """The driver's state drops a task's result (its metrics and step series) once the listeners have it:
+    the memory that grew with the tasks; the recorder still logs every metric and step."""
+    task_id = next(iter(graph.tasks))
+    result = TaskResult(vocab.DONE, 1.0, "cpu:test", metrics={"eval.cue.acc": 0.5},
+                        steps=[["curve", i, 0.1 * i] for i in range(3)])
+    kept = sweep_state.SweepState(graph)
+    kept.set_status(task_id, vocab.DONE, result=result)
+    assert kept.states[task_id].result is result                    # by default the state keeps it
+    state = sweep_state.SweepState(graph, keep_results=False)
+    layout = SweepLayout(Storage(str(tmp_path)), "slim")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri, "slim")
+    tracker.start(SweepRun(graph=graph, sweep="slim", version=1, spec_hash="hash"))
+    recorder = recording.TaskRecorder(layout, state, "hash", tracker)
+    state.subscribe(recorder.on_status)
+    state.set_status(task_id, vocab.RUNNING, started_at=1_700_000_000.0)
+    state.set_status(task_id, vocab.DONE, result=result, duration_s=1.0)
+    after = state.states[task_id]
+    assert after.result is None and after.status == vocab.DONE and after.duration_s == 1.0
+    recorder.close()
+    (run,) = mlflow_runs(uri, "slim").values()
+    assert run["metrics"]["eval.cue.acc"] == 0.5 and run["history"]["curve"] == [(i, pytest.approx(0.1 * i)) for i in range(3)]
+    assert tables.read_table(layout, vocab.TASKS).set_index("task_id").loc[task_id, "device"] == "cpu:test"

@@ -207,3 +207,42 @@ def test_flatten_params_drops_secrets_and_truncates():
     assert "Password" not in flat
     assert ("k" * child_runs.MAX_PARAM_KEY) in flat
     assert len(child_runs.flatten_params({"long": "x" * 10_000})["long"]) == child_runs.MAX_PARAM_VALUE
+
+
+def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(graph, tmp_path, monkeypatch):
+    """Past `MMC_MLFLOW_TASK_RUNS` tasks (MLflow's search and UI slow down with runs), a child run per task kind
+    holds its tasks' counts and means, and the tables with every task's numbers are on the parent run; at the
+    threshold itself, a child run per task."""
+    monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph) - 1))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    parent = tracker.start(sweep_run(graph))
+    assert not tracker.per_task
+    a, b = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL][:2]
+    midpoint = of_kind(graph, vocab.MIDPOINT)
+    ids = tracker.tasks_ended([ended(a, metrics={"barrier.cue.loss.chord": 0.2}, steps=[("path.cue.loss", 0, 1.0)]),
+                               ended(b, metrics={"barrier.cue.loss.chord": 0.4, "nan": float("nan")}),
+                               ended(midpoint, vocab.FAILED, error="RuntimeError: boom")])
+    table = tmp_path / "results" / "paths" / "part-x.parquet"
+    table.parent.mkdir(parents=True)
+    table.write_bytes(b"PAR1")
+    tracker.finish(vocab.MLFLOW_FINISHED, tables={vocab.PATHS: [table]})
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    children = {r.data.tags[tracking.GROUP_TAG]: r for r in client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")}
+    assert sorted(children) == sorted(graph.counts())                    # one per kind, none per task
+    paths, mid = children[vocab.PATH_EVAL], children[vocab.MIDPOINT]
+    assert ids == {a.id: paths.info.run_id, b.id: paths.info.run_id, midpoint.id: mid.info.run_id}
+    assert paths.data.metrics["tasks_done"] == 2 and paths.data.metrics["mean.barrier.cue.loss.chord"] == pytest.approx(0.3)
+    assert paths.data.metrics["mean.duration_s"] == 1.5 and "mean.nan" not in paths.data.metrics
+    assert not any(k.startswith("path.") for k in paths.data.metrics)    # the curves are in the tables
+    assert paths.info.status == "FINISHED" and mid.info.status == "FAILED" and mid.data.metrics["tasks_failed"] == 1
+    assert paths.info.run_name == f"path_eval ({graph.counts()[vocab.PATH_EVAL]} tasks)"
+    assert [f.path for f in client.list_artifacts(parent, "tables/paths")] == ["tables/paths/part-x.parquet"]
+    again = tracking.MlflowTracker(uri, "test-sweep")                    # a rerun continues the same runs
+    assert again.start(sweep_run(graph)) == parent
+    assert again.tasks_ended([ended(a)]) == {a.id: paths.info.run_id}
+    monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph)))
+    small = tracking.MlflowTracker(f"sqlite:///{tmp_path / 'small.db'}", "test-sweep")
+    small.start(sweep_run(graph))
+    assert small.per_task and len(set(small.tasks_ended([ended(a), ended(b)]).values())) == 2
