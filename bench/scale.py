@@ -175,6 +175,7 @@ def one_run(args) -> dict:
               "loadavg_1m_after": os.getloadavg()[0]}
     result["files"] = _files(layout, tables, vocab)
     result["read_s"], rows = _read_all(layout, tables, vocab)
+    result["tables_sha256"] = tables_digest(layout, tables, vocab)
     if compact is None:   # (keeps what was measured otherwise: the recorder's CPU)
         measured.update({"files_before_compaction": result["files"], "read_fragments_s": result["read_s"],
                          "rows": rows, "compact_s": 0.0, "compact_cpu_s": 0.0})
@@ -308,6 +309,23 @@ def _read_all(layout, tables, vocab) -> tuple[float, dict[str, int]]:
     return time.perf_counter() - start, rows
 
 
+RUN_SPECIFIC = ("duration_s", "started_at", "finished_at", "mlflow_run_id", "host", "git_rev", "versions",
+                "torch_version", "device")   # columns that differ between two runs of the same sweep
+
+
+def tables_digest(layout, tables, vocab) -> dict[str, str]:
+    """sha256 of every table's rows (in the readers' order: by task id, then as written) and values, the
+    columns that differ from run to run left out: equal before and after a change that keeps the results."""
+    import hashlib
+
+    out = {}
+    for table in vocab.TABLES:
+        frame = tables.read_table(layout, table)
+        frame = frame.drop(columns=[c for c in RUN_SPECIFIC if c in frame.columns])
+        out[table] = hashlib.sha256(frame.to_json(orient="split", index=False, double_precision=15).encode()).hexdigest()
+    return out
+
+
 def _overheads(layout, tables, vocab) -> tuple[float | None, float | None]:
     import pandas as pd
 
@@ -400,7 +418,8 @@ def planning(target: int, repeats: int) -> dict:
 
 
 FIGURES = ("wall_s", "run_s", "driver_cpu_per_task_ms", "recorder_cpu_s", "compact_cpu_s", "peak_rss_run_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
-           "overhead_median_s", "overhead_p95_s")
+           "overhead_median_s", "overhead_p95_s", "mlflow_log_s", "mlflow_log_cpu_s", "mlflow_search_all_s",
+           "mlflow_first_page_s", "status_s", "report_s")
 
 
 def medians(runs: list[dict]) -> dict:
@@ -416,7 +435,10 @@ def describe(name: str, m: dict) -> str:
     return (f"{name:>8} {m['tasks']:>6} tasks: wall {m['wall_s']:7.1f} s ({1e3 * m['wall_s'] / m['tasks']:5.1f} ms/task), "
             f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB, "
             f"<= {files} files/table (from {max(m['files_before_compaction'].values())}), read all tables "
-            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s")
+            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s"
+            + "".join(f", {label} {m[key]:.1f} s" for key, label in (
+                ("mlflow_log_s", "MLflow logging"), ("mlflow_search_all_s", "MLflow search of the children"),
+                ("status_s", "`status`"), ("report_s", "`report`")) if m.get(key) is not None))
 
 
 def main(argv=None) -> dict:
@@ -452,6 +474,12 @@ def main(argv=None) -> dict:
                 print(f"  {name} round {r + 1}: {json.dumps({k: result.get(k) for k in FIGURES})} "
                       f"load {result['loadavg_1m_before']:.1f}-{result['loadavg_1m_after']:.1f}", flush=True)
         payload["sizes"][str(tasks)] = {name: {"median": medians(rs), "runs": rs} for name, rs in runs.items()}
+        digests = {json.dumps(r.get("tables_sha256"), sort_keys=True) for rs in runs.values() for r in rs}
+        if len(runs) > 1 or args.repeats > 1:
+            same = len(digests) == 1
+            payload["sizes"][str(tasks)]["tables_identical"] = same
+            print(f"tables of every run {'identical' if same else 'DIFFER'} (rows and values, run-specific columns "
+                  "left out)", flush=True)
         for name, rs in runs.items():
             print(describe(name, medians(rs)), flush=True)
     payload["loadavg_1m_end"] = os.getloadavg()[0]
