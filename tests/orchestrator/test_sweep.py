@@ -266,3 +266,25 @@ def test_a_copied_sweep_directory_reruns_reports_and_uploads_its_report_into_its
     assert "report.html" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     uploaded = second_copy / name / "mlflow-artifacts" / parent.info.run_id / "artifacts" / "report.html"
     assert uploaded.read_bytes() == (second_copy / name / "report" / "report.html").read_bytes()
+
+
+def test_a_sweep_above_the_mlflow_threshold_gets_a_child_run_per_kind_and_its_tables(ray_local, tmp_path, monkeypatch):
+    """Past `MMC_MLFLOW_TASK_RUNS` tasks: every `tasks` row names its kind's child run, and the parent run holds
+    each result table's files under `tables/<table>/` (the per-task numbers)."""
+    from tests.support import runners
+
+    monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", "4")      # the tiny sweep has 5 tasks
+    spec = load_spec(write_spec(tmp_path, "grouped", **OVERRIDES))
+    outcome = run_sweep(spec, num_cpus=2, runner=runners.name("synthetic"), report=False)
+    assert outcome.ok
+    client = mlflow.MlflowClient(tracking_uri=outcome.layout.mlflow_uri())
+    runs = _mlflow_runs(outcome.layout, spec.name)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kinds = {r.data.tags["mmc.group"]: r.info.run_id for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert sorted(kinds) == sorted(build_graph(spec).counts())
+    rows = tables.read_table(outcome.layout, vocab.TASKS)
+    assert {t: kinds[k] for t, k in zip(rows["task_id"], rows["kind"])} == dict(zip(rows["task_id"], rows["mlflow_run_id"]))
+    for table in (vocab.TASKS, vocab.PATHS):
+        directory = Path(outcome.layout.storage.local_path(outcome.layout.table_dir(table)))
+        logged = [Path(f.path).name for f in client.list_artifacts(parent.info.run_id, f"tables/{table}")]
+        assert logged and logged == sorted(p.name for p in directory.glob("*.parquet"))
