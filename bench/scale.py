@@ -3,7 +3,9 @@
     python -m bench.scale                                  # 1k, 4.1k, 20k tasks + planning at 100k (~30+ min)
     python -m bench.scale --tasks 1000,5000 --repeats 2
     python -m bench.scale --tasks 1000 --runner noop --before REV   # also the code of git REV, alternating
-    python -m bench.scale --quick                          # 1 seed (50 tasks), planning at 1k
+    python -m bench.scale --quick                          # 1 seed (48 tasks), planning at 1k
+    python -m bench.scale --tasks 100000 --plan-tasks 0    # the 10^5 headline (~20+ min on 2 calm cores)
+    python -m bench.scale --mlflow-runs 10000,100000       # MLflow alone: child runs logged and searched
 
 Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
 closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
@@ -17,6 +19,14 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
 - driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
   with `orchestrator.results.tables.read_table`, from fragments (read just before the run compacts them: that
   read is subtracted from the run's wall and CPU) and from parts (after).
+After each run, as a user would: `mmc-sweep status` and `mmc-sweep report` on the sweep, each a fresh
+process (wall time: `status_s`, `report_s`); MLflow: the wall and CPU time of the tracker's child runs
+inside the run (`mlflow_log_s`), then listing every child run of the sweep's parent, the UI's first page
+and a filtered search (`mlflow_search_*`); a sha256 of every table's rows and values without the
+run-specific columns (`tables_sha256`), compared across all runs of a size (before and after must agree).
+`--mlflow-runs N`: no sweep, only the child runs of an N-task sweep (the synthetic runner's metrics and
+curves) logged through the tracker into SQLite in the recorder's batches, then the same searches
+(`MMC_MLFLOW_TASK_RUNS` decides per-task or per-kind runs, as in a sweep).
 Planning: `build_graph` of a 100,000-task spec (2,000 seeds, via the `seeds=[...]` override).
 With `--before REV` (and `--after REV`, default: this working tree), `orchestrator/` and `tasks/` of that
 git revision are exported to a temporary directory and run the same sweeps (before b0cc1ad+1 there is
