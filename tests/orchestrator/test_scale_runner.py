@@ -271,3 +271,17 @@ def test_a_state_that_keeps_no_results_still_hands_each_result_to_the_recorder(g
     (run,) = mlflow_runs(uri, "slim").values()
     assert run["metrics"]["eval.cue.acc"] == 0.5 and run["history"]["curve"] == [(i, pytest.approx(0.1 * i)) for i in range(3)]
     assert tables.read_table(layout, vocab.TASKS).set_index("task_id").loc[task_id, "device"] == "cpu:test"
+
+
+def test_tune_saves_its_experiment_state_once_and_a_users_setting_wins(monkeypatch):
+    """Tune's periodic experiment-state saves re-serialise every trial (O(trials) per save) for a restore
+    that a sweep never uses; a period given by the user is kept."""
+    from orchestrator.run import schedule
+
+    monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
+    schedule.quiet_ray_logs()
+    import os
+    assert float(os.environ["TUNE_GLOBAL_CHECKPOINT_S"]) >= 3600
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "auto")
+    schedule.quiet_ray_logs()
+    assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "auto"
