@@ -5,7 +5,7 @@ against the same sweep on local storage.
     python -m bench.object_store --tasks 1000
     python -m bench.object_store --quick           # 1 seed (36 tasks)
 
-The S3 server is moto's, on 127.0.0.1 (tests/orchestrator/s3_server.py: credentials checked, one line per
+The S3 server is moto's, on 127.0.0.1 (tests/support/s3_server.py: credentials checked, one line per
 HTTP request in its log, which is what is counted). Both sweeps run in this process on one local Ray
 (2 CPUs, max_concurrent 2) with `--runner synthetic` (every result table written at the real task's sizes,
 no checkpoint), MLflow off, no report: what is counted is the sweep's own traffic: spec, plan, lock and
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     from bench.scale import seeds_for
     from orchestrator.run.sweep import run_sweep
     from orchestrator.spec.sweep_spec import load_spec
-    from tests.orchestrator.s3_server import S3Server, moto_problem
+    from tests.support.s3_server import S3Server, moto_problem
 
     problem = moto_problem()
     if problem:

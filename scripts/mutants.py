@@ -43,25 +43,25 @@ class Mutant:
     occurrence: int = 0          # which occurrence of `find` (0: the first)
 
 
-T_RESUME = "tests/orchestrator/test_resume.py::test_a_stopped_training_task_resumes_after_its_last_epoch"
-T_CLAIMS = "tests/orchestrator/test_faults.py::test_readme_fault_claim"
-T_GRAPH = "tests/orchestrator/test_graph.py"
-T_GOLDEN = "tests/orchestrator/test_golden.py"
+T_RESUME = "tests/orchestrator/run/test_resume.py::test_a_stopped_training_task_resumes_after_its_last_epoch"
+T_CLAIMS = "tests/orchestrator/run/test_faults.py::test_readme_fault_claim"
+T_GRAPH = "tests/orchestrator/graph/test_graph.py"
+T_GOLDEN = "tests/orchestrator/graph/test_golden.py"
 T_FT = "tests/tasks/test_science_finetune.py"
 T_PATHS = "tests/tasks/test_science_paths.py"
 T_SCIENCE_ALIGN = "tests/tasks/test_science_align.py"
 T_DATA = "tests/tasks/test_science_data.py"
-T_WIRING = "tests/orchestrator/test_science_wiring.py"
+T_WIRING = "tests/orchestrator/run/test_science_wiring.py"
 T_CBFT_RECIPE = f"{T_FT}::test_cbft_family_matches_its_recipe_step_by_step"
 T_MIDPOINT = f"{T_PATHS}::test_train_midpoint_matches_the_papers_control_point_training"
 T_PATH_ROWS = f"{T_PATHS}::test_every_row_of_a_path_is_the_hand_evaluated_point_at_its_alpha"
 T_MATCHING = f"{T_SCIENCE_ALIGN}::test_activation_matching_solves_the_assignment_of_the_summed_correlations_of_every_point"
 T_TRACE = "tests/tasks/test_permutation_trace.py"
 T_ALIGN = "tests/tasks/test_align.py"
-T_READS = "tests/orchestrator/test_identity.py::test_every_setting_a_task_reads_is_in_its_id"
-T_UNREAD = "tests/orchestrator/test_identity.py::test_every_setting_in_a_task_id_is_read_by_it_or_its_ancestors"
+T_READS = "tests/orchestrator/graph/test_identity.py::test_every_setting_a_task_reads_is_in_its_id"
+T_UNREAD = "tests/orchestrator/graph/test_identity.py::test_every_setting_in_a_task_id_is_read_by_it_or_its_ancestors"
 T_SINKS = "tests/test_security.py::test_no_sink_of_a_run_holds_a_credential"
-T_LOCK = "tests/orchestrator/test_lock.py"
+T_LOCK = "tests/orchestrator/storage/test_lock.py"
 
 MUTANTS = [
     Mutant("M01", "pretrain ignores its saved resume state (resume set to None in work.py)",
@@ -82,10 +82,10 @@ MUTANTS = [
            (f"{T_RESUME}[pretrain-None-1-4]",)),
     Mutant("M06", "Ray Train workers ignore their checkpoint (resume state None in distributed.py)",
            "orchestrator/run/distributed.py", "    save = env.on_epoch\n", "    save, env.resume_state = env.on_epoch, (lambda: None)\n",
-           ("tests/orchestrator/test_distributed.py::test_killed_training_worker_is_replaced_and_the_task_resumes_from_its_checkpoint",)),
+           ("tests/orchestrator/run/test_distributed.py::test_killed_training_worker_is_replaced_and_the_task_resumes_from_its_checkpoint",)),
     Mutant("M07", "a torn resume state raises instead of starting the task over",
            "orchestrator/run/resume.py", "except (CorruptCheckpointError, KeyError, TypeError, ValueError):",
-           "except (KeyError,):", ("tests/orchestrator/test_resume.py::test_a_torn_resume_state_starts_the_task_over",
+           "except (KeyError,):", ("tests/orchestrator/run/test_resume.py::test_a_torn_resume_state_starts_the_task_over",
                                    f"{T_CLAIMS}[a torn resume checkpoint starts the task over]")),
     Mutant("M08", "each no-cue model paired with itself (nocue~nocue barriers 0 by construction)",
            "orchestrator/graph/dag.py", "elif design == vocab.INDEPENDENT:",
@@ -127,16 +127,16 @@ MUTANTS = [
            (f"{T_CLAIMS}[the tasks row missing after the driver died between marker and row is written on rerun]",)),
     Mutant("M21", "Ctrl-C exits 1 instead of 130",
            "orchestrator/cli.py", "return EXIT_INTERRUPTED", "return EXIT_TASKS_FAILED",
-           ("tests/orchestrator/test_faults.py::test_driver_interrupted_then_killed_mid_task_resumes_each_time",)),
+           ("tests/orchestrator/run/test_faults.py::test_driver_interrupted_then_killed_mid_task_resumes_each_time",)),
     Mutant("M22", "max_concurrent does not bound the trials in flight (more tasks at once than asked for)",
            "orchestrator/run/capacity.py", "return max(1, min(slots, self._max) if self._max else slots)",
            "return max(1, slots)",
-           ("tests/orchestrator/test_schedule.py::test_ray_run_respects_max_concurrent_and_dependencies",
-            "tests/orchestrator/test_capacity.py::test_with_an_autoscaler_trials_wait_for_the_nodes_it_can_start")),
+           ("tests/orchestrator/run/test_schedule.py::test_ray_run_respects_max_concurrent_and_dependencies",
+            "tests/orchestrator/run/test_capacity.py::test_with_an_autoscaler_trials_wait_for_the_nodes_it_can_start")),
     Mutant("M23", "a failed task's descendants are not skipped",
            "orchestrator/run/state.py", "skipped = self._skip_descendants(task_id) if status == FAILED else []",
            "skipped = []",
-           ("tests/orchestrator/test_schedule.py::test_a_failure_skips_exactly_the_pending_descendants",)),
+           ("tests/orchestrator/run/test_schedule.py::test_a_failure_skips_exactly_the_pending_descendants",)),
     Mutant("M24", "two orchestrator modules import each other (work <-> distributed)",
            "orchestrator/run/work.py", "from orchestrator.results import outputs, schemas, tables",
            "from orchestrator.results import outputs, schemas, tables\nfrom orchestrator.run import distributed",

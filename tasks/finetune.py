@@ -473,7 +473,7 @@ def settings_used(method: str) -> tuple[str, ...]:
     exactly these (orchestrator/graph/dag.py), and `finetune` hands the method a view of exactly these,
     so a method that reads another field fails instead of sharing a result it should not; a field listed
     here that the method never reads makes sweeps over it retrain needlessly
-    (tests/orchestrator/test_identity.py checks both against what every method reads)."""
+    (tests/orchestrator/graph/test_identity.py checks both against what every method reads)."""
     if method == "llrt":
         return _HEAD_FIELDS
     if method == "lpft":

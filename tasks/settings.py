@@ -23,7 +23,7 @@ What a task's code may read is part of its identity too. `restrict(obj, fields, 
 of a settings object whose reads of any other field raise `UndeclaredSettingRead` (a fine-tuning method
 gets a view of exactly the fields its id holds, `tasks.finetune.settings_used`), and within
 `recording_reads()` every object rebuilt from a task id (`from_identity`) records the fields read from it,
-so a test can compare what each task reads with what its id holds (tests/orchestrator/test_identity.py).
+so a test can compare what each task reads with what its id holds (tests/orchestrator/graph/test_identity.py).
 """
 from __future__ import annotations
 

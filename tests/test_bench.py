@@ -107,7 +107,7 @@ def test_table_spread_counts_the_values_two_runs_disagree_on(tmp_path):
     from bench import table_spread
     from orchestrator import vocab
     from orchestrator.storage.layout import Storage, SweepLayout
-    from tests.orchestrator.report_data import synthetic_sweep, write_sweep
+    from tests.support.report_data import synthetic_sweep, write_sweep
 
     a, b = (SweepLayout(Storage(str(tmp_path / name)), "s") for name in ("a", "b"))
     data = synthetic_sweep(seeds=(0, 1), pair_types=("cue~nocue",))

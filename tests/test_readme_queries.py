@@ -19,7 +19,7 @@ from orchestrator import vocab
 from orchestrator.api import open_sweep
 from orchestrator.results import compact
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.report_data import synthetic_sweep, write_sweep
+from tests.support.report_data import synthetic_sweep, write_sweep
 
 DOCS = Path(__file__).resolve().parents[1]
 README = DOCS / "README.md"

@@ -23,7 +23,7 @@ from orchestrator.errors import SweepError
 from orchestrator.spec import layers, sweep_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.conftest import REPO, clean_env
-from tests.orchestrator.report_data import synthetic_sweep, write_sweep
+from tests.support.report_data import synthetic_sweep, write_sweep
 
 SHIPPED = REPO / "sweeps" / "cbft_lambda.yaml"    # digits, swept axes: the profile decides most keys
 PACKAGE_DATA = ("orchestrator/spec/sweeps/default.yaml", "orchestrator/report/templates/report.html",

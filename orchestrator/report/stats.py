@@ -4,7 +4,7 @@ swept settings, and the paper's Table 1 (fine-tuning accuracy on each counterfac
 Intervals. The pairs of one pair type share no model (graph.py plans disjoint pairs), so their
 barriers are independent draws and a t-interval of their mean has its nominal coverage even for a
 handful of pairs, where a percentile bootstrap of 3 values is about [min, max] and covers far less
-(tests/orchestrator/test_stats.py simulates both). `n` is the number of pairs (or models) behind
+(tests/orchestrator/report/test_stats.py simulates both). `n` is the number of pairs (or models) behind
 each statistic.
 
 Evaluation sets, fine-tuning methods and class counts are the `tasks/` registries, imported when

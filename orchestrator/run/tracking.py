@@ -4,6 +4,10 @@
     tracker.tasks_ended(ended)        child runs of tasks that ended (a batch); returns task id -> run id
     tracker.finish(status, metrics=, artifacts=)    the report on the parent run, which is then closed
 
+Why one module: the parent run, the child runs (per task, or per kind above `MMC_MLFLOW_TASK_RUNS`) and the
+artifacts share one client, one experiment and one failure rule (a warning, never a raise); split, each
+piece would re-derive them.
+
 `MlflowTracker` does it; `NullTracker` does nothing (tracking off or unavailable). Neither raises once
 started: a run that cannot be logged is a warning, and the results still land in Parquet.
 

@@ -6,7 +6,7 @@ where the sweep directory is now (`SqlRunWriter.relocate_artifacts`: MLflow stor
 The rows are the ones MLflow's client leaves for the same `child_runs.ChildRun` (runs, tags, params, metrics,
 latest metrics, dataset inputs; a test compares the two), inserted with SQLAlchemy's executemany through
 MLflow's own table models. These are MLflow internals, not its API: `missing_internals` names what an MLflow
-lacks of them; `tests/orchestrator/test_tracking.py` calls it so that an MLflow that changed them fails loudly,
+lacks of them; `tests/orchestrator/run/test_tracking.py` calls it so that an MLflow that changed them fails loudly,
 and at run time the tracker then logs run by run (and says so) instead.
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ from tasks import data as data_lib
 from tasks.evaluate import evaluate_sets
 from tasks.settings import from_identity
 from tests.conftest import write_spec
-from tests.orchestrator.report_data import ALPHAS, EVAL_SETS, SEEDS, synthetic_sweep, write_sweep
+from tests.support.report_data import ALPHAS, EVAL_SETS, SEEDS, synthetic_sweep, write_sweep
 
 
 @pytest.fixture(scope="module")

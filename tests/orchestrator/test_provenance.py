@@ -1,7 +1,7 @@
 """The source revision a sweep records (`orchestrator.provenance`): the submitting checkout's, carried by
 MMC_SOURCE_REVISION, else this package's own git checkout, else unknown; never the revision of some other
 repository that merely contains the installed package. (The cluster path end to end:
-tests/orchestrator/test_job_submit.py.)"""
+tests/orchestrator/run/test_job_submit.py.)"""
 from __future__ import annotations
 
 import shutil

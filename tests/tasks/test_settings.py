@@ -89,7 +89,7 @@ def test_settings_errors_survive_pickling():
     assert str(again) == str(info.value) and again.problems == info.value.problems
 
 
-# ----- what code reads (task identity: tests/orchestrator/test_identity.py runs every task kind) -----
+# ----- what code reads (task identity: tests/orchestrator/graph/test_identity.py runs every task kind) -----
 
 def test_a_restricted_view_refuses_reads_of_fields_it_does_not_hold():
     import pickle

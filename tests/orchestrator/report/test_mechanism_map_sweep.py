@@ -21,7 +21,7 @@ from orchestrator.spec.sweep_spec import dump_spec, load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.support import runners
 
-SPEC = Path(__file__).resolve().parents[2] / "sweeps" / "mechanism_map.yaml"
+SPEC = Path(__file__).resolve().parents[3] / "sweeps" / "mechanism_map.yaml"
 
 
 def test_the_shipped_sweep_plans_its_population():

@@ -199,7 +199,7 @@ with lock.sweep_lock(layout):
     time.sleep(60)
 sys.exit(3)
 """
-    env = {**os.environ, knobs.LOCK_LEASE_S.name: "0.3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, knobs.LOCK_LEASE_S.name: "0.3", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr)
     assert "took over" in proc.stderr and json.loads(Path(layout.lock_file()).read_text())["token"] == "theirs"

@@ -32,8 +32,8 @@ from orchestrator.run import recording, tracking
 from orchestrator.run.work import alpha_step
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.chromium import Page
-from tests.orchestrator.report_data import synthetic_sweep, write_sweep
+from tests.support.chromium import Page
+from tests.support.report_data import synthetic_sweep, write_sweep
 
 SERVER_START_TIMEOUT_S = 300    # mlflow server imports a lot; the machine may be busy
 SERVER_STOP_TIMEOUT_S = 20

@@ -5,7 +5,7 @@ driver at once, and the rerun finishes with every row once.
 
 Each test drives the real CLI in a session of its own with the `sleep` test runner: the first
 pretraining finishes, the second blocks (tests/support/runners.py, MMC_TEST_BLOCK) until the driver
-is stopped, so the signal always comes while a task runs. (`ray job stop`: tests/orchestrator/test_job_submit.py.)
+is stopped, so the signal always comes while a task runs. (`ray job stop`: tests/orchestrator/run/test_job_submit.py.)
 """
 from __future__ import annotations
 

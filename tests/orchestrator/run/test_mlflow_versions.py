@@ -18,7 +18,7 @@ from packaging.version import Version
 
 from tests.conftest import REPO, clean_env
 
-TRACKING_TESTS = ["tests/orchestrator/test_tracking.py", "tests/orchestrator/test_scale_runner.py"]
+TRACKING_TESTS = ["tests/orchestrator/run/test_tracking.py", "tests/orchestrator/run/test_scale_runner.py"]
 SELECT = "not quick and not synthetic"      # the recorder and tracker tests of test_scale_runner
 INSTALL_TIMEOUT_S = 600
 TESTS_TIMEOUT_S = 1200

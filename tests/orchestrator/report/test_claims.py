@@ -12,7 +12,7 @@ import pytest
 from orchestrator import vocab
 from orchestrator.report import claims, comparisons as cmp
 from orchestrator.spec.claim_rules import ClaimRules
-from tests.orchestrator.report_data import synthetic_sweep
+from tests.support.report_data import synthetic_sweep
 
 
 def _results(data) -> dict[str, pd.DataFrame]:

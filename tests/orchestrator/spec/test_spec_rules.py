@@ -48,7 +48,7 @@ def test_the_estimate_is_the_number_of_planned_tasks(path, overrides, monkeypatc
 def test_a_spec_naming_only_its_pairs_plans_without_the_default_fine_tunings(tmp_path):
     """`paths.pairs: [cue~nocue]`, every other key its default: the default `finetune.methods` and
     `paths.finetuned_kinds` serve no pair, and the user asked for neither; so it plans (it runs:
-    tests/orchestrator/test_read_only.py)."""
+    tests/orchestrator/storage/test_read_only.py)."""
     spec = parse_spec("name: x\npaths: {pairs: [cue~nocue]}\n")
     assert spec.explicit("paths.pairs") and not spec.explicit("finetune.methods") and spec.methods
     assert not spec.explicit("paths.finetuned_kinds") and not spec.explicit("cue_proportions")

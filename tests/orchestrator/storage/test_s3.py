@@ -1,5 +1,5 @@
 """Sweeps on an S3 object store: a real S3-API server (moto in server mode on 127.0.0.1, credentials checked:
-tests/orchestrator/s3_server.py), reached as a user of MinIO or Ceph would reach it.
+tests/support/s3_server.py), reached as a user of MinIO or Ceph would reach it.
 
 The module runs one small sweep of real tasks that writes every result table (a pretraining, a naive
 fine-tuning of it, the path between them) twice from this process on one local Ray: on local storage, and on
@@ -38,8 +38,8 @@ from orchestrator.results import compact, tables
 from orchestrator.storage import conditional, lock
 from orchestrator.storage.layout import Storage, SweepLayout, open_sweep_dir
 from tests.conftest import REPO, clean_env, write_spec
-from tests.orchestrator.s3_server import s3_env, s3_server  # noqa: F401
-from tests.orchestrator.test_mlflow_server import artifact_names, get, search_runs, serving, tags_of
+from tests.support.s3_server import s3_env, s3_server  # noqa: F401
+from tests.orchestrator.run.test_mlflow_server import artifact_names, get, search_runs, serving, tags_of
 
 pytestmark = pytest.mark.timeout(900)
 

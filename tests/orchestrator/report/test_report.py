@@ -18,7 +18,7 @@ from orchestrator import vocab
 from orchestrator.report import build as report, figures, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.report_data import PAIRS, SEEDS, SPEC, synthetic_sweep, write_plan, write_sweep
+from tests.support.report_data import PAIRS, SEEDS, SPEC, synthetic_sweep, write_plan, write_sweep
 
 
 def _pixels_vary(png: bytes) -> bool:

@@ -2,7 +2,7 @@
 autoscaling configs (`node_types`), views of a cluster (`capacity.ClusterView`), the bounded wait of
 the preflight (`preflight.wait_for_cluster`, a fake clock), and the searcher's trials in flight as
 nodes join and leave (`DagSearcher` with a `capacity.Concurrency` over views the test changes).
-The same on a real autoscaling cluster: tests/orchestrator/test_autoscaling.py."""
+The same on a real autoscaling cluster: tests/orchestrator/run/test_autoscaling.py."""
 from __future__ import annotations
 
 import io

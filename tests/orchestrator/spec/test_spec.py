@@ -18,8 +18,8 @@ from orchestrator.run.sweep import unfinished_kinds
 from tasks.models import ModelSettings
 from tasks.settings import as_dict
 
-REPO = Path(__file__).resolve().parents[2]
-BAD_SPECS = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[3]
+BAD_SPECS = sorted((Path(__file__).parents[1] / "bad_specs").glob("*.yaml"))
 SHIPPED = sorted((REPO / "sweeps").glob("*.yaml"))
 
 

@@ -1,5 +1,5 @@
 """Multi-node truth: `python -m orchestrator run SPEC --address ...` against a Ray cluster whose
-worker node has a disk of its own (see tests/orchestrator/ns_cluster.py), plus the pieces of
+worker node has a disk of its own (see tests/support/ns_cluster.py), plus the pieces of
 `orchestrator.run.visibility` that need no cluster.
 
 The cluster is module-scoped; each test looks only at its own sweep directory and at what it
@@ -26,8 +26,8 @@ from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run import visibility
 from tests.conftest import REPO, write_spec
-from tests.orchestrator.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
-from tests.orchestrator.s3_server import s3_server  # noqa: F401
+from tests.support.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
+from tests.support.s3_server import s3_server  # noqa: F401
 
 # 2 pretrain, 1 finetune, 2 path evaluations (cue~nocue, pretrained~ft): 1 epoch, width 8
 SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},

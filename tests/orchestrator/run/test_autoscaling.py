@@ -1,4 +1,4 @@
-"""A sweep on a cluster that scales from zero (tests/orchestrator/autoscaling_cluster.py): a head with
+"""A sweep on a cluster that scales from zero (tests/support/autoscaling_cluster.py): a head with
 `CPU: 0` and a GPU worker type with `min_workers: 0`, as cluster/cluster.yaml ships, right after `ray up`.
 
 The sweep's tasks ask for a GPU each (synthetic runner: real tables, no computing). It is accepted
@@ -33,7 +33,7 @@ from orchestrator.storage.layout import Storage, SweepLayout
 from tests.conftest import REPO, write_spec
 from tests.support import runners
 from tests.support.runners import WAIT_ENV, arrivals, hook_env, partners, release
-from tests.orchestrator import autoscaling_cluster as fake
+from tests.support import autoscaling_cluster as fake
 
 GPU_TASK = {"cpus": 1, "gpus": 1}
 # 2 pretrain, 1 finetune, 2 path evaluations; every task on a GPU node; no MLflow (not what is tested)

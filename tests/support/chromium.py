@@ -1,7 +1,7 @@
 """A page in headless Chromium driven over the DevTools protocol through a pipe (`--remote-debugging-pipe`:
 no port, standard library only): open a URL, wait for text, click, screenshot. For pages that need a
 click before they show what a test checks (MLflow's runs table shows child runs once their parent row is
-expanded); `--dump-dom` is enough for the others (tests/orchestrator/test_report_browser.py)."""
+expanded); `--dump-dom` is enough for the others (tests/orchestrator/report/test_report_browser.py)."""
 from __future__ import annotations
 
 import base64
@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.orchestrator.test_report_browser import find_chromium
+from tests.orchestrator.report.test_report_browser import find_chromium
 
 
 class Page:

@@ -8,9 +8,9 @@ must be deliberate; these tests make them visible.
 
 Bumping, when a change is intended:
 
-    python -m tests.orchestrator.test_golden --update      # rewrites tests/orchestrator/golden/*.json
+    python -m tests.orchestrator.graph.test_golden --update      # rewrites tests/orchestrator/graph/golden/*.json
 
-then read `git diff tests/orchestrator/golden/` (it shows exactly which ids, pairs or defaults
+then read `git diff tests/orchestrator/graph/golden/` (it shows exactly which ids, pairs or defaults
 changed) and say why in the commit message. Changing a default: keep the field's `id_default` at the
 old value (`setting(new, id_default=old)`) unless every stored result should be recomputed.
 """
@@ -28,7 +28,7 @@ import pytest
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GRAPH_FILE, SETTINGS_FILE = GOLDEN / "default_graph.json", GOLDEN / "settings_defaults.json"
-BUMP = "if the change is intended: python -m tests.orchestrator.test_golden --update, and explain the diff"
+BUMP = "if the change is intended: python -m tests.orchestrator.graph.test_golden --update, and explain the diff"
 
 
 # ----- what is pinned -----
@@ -201,6 +201,6 @@ def test_identity_tells_bools_from_numbers_and_ints_from_floats_by_value():
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
-        sys.exit("usage: python -m tests.orchestrator.test_golden --update   (rewrites tests/orchestrator/golden/)")
+        sys.exit("usage: python -m tests.orchestrator.graph.test_golden --update   (rewrites tests/orchestrator/graph/golden/)")
     write_golden()
     print(f"wrote {GRAPH_FILE} and {SETTINGS_FILE}; review them with `git diff {GOLDEN}`")

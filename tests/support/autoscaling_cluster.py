@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.orchestrator.ns_cluster import HOOK, _kill_all, cluster_env, pids_in_session
+from tests.support.ns_cluster import HOOK, _kill_all, cluster_env, pids_in_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_TYPE, WORKER_TYPE = "ray.head.default", "gpu_worker"   # the fake provider's head must be ray.head.default

@@ -9,7 +9,7 @@ import pytest
 from orchestrator import vocab
 from orchestrator.results import schemas, tables
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.report_data import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
+from tests.support.report_data import EVAL_SETS, PAIRS, synthetic_sweep, write_sweep
 
 
 @pytest.fixture()

@@ -42,7 +42,7 @@ START_TIMEOUT_S = 120
 OBJECT_STORE_BYTES = 100 * 1024 ** 2
 # Notice a killed node within seconds, not ~30 s (cluster-wide, set on the head).
 SYSTEM_CONFIG = {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}
-HOOK = "tests.orchestrator.ns_cluster.no_ray_client_server"
+HOOK = "tests.support.ns_cluster.no_ray_client_server"
 
 
 def no_ray_client_server(ray_params, head) -> None:

@@ -112,11 +112,12 @@ def test_planning_reads_the_settings_declarations_a_fixed_number_of_times(monkey
      dict(pairs=("cue~cue:spawn@2", "nocue~nocue:spawn@1", "cue~cue:self"))),
     ("paths: {pairs: ['cue~nocue', 'cue~nocue:same-init'], kinds: [quadratic]}\ncue_proportions: [0.0, 0.5, 0.8]\n",
      dict(cue_props=2, pairs=("cue~nocue", "cue~nocue:same-init"), kinds=("quadratic",))),
-    ("paths: {pairs: ['nocue~nocue:self'], kinds: [quadratic, aligned]}\n", dict(pairs=("nocue~nocue:self",))),
+    # the default kinds (linear, quadratic, aligned) are left unused by a ':self' control: no refusal, no task
+    ("paths: {pairs: ['nocue~nocue:self']}\n", dict(pairs=("nocue~nocue:self",))),
     ("paths: {finetuned_kinds: [linear, quadratic, aligned]}\n",
      dict(finetuned_kinds=("linear", "quadratic", "aligned"))),
-    ("paths: {pairs: [pretrained~ft], kinds: [linear], finetuned_kinds: [quadratic]}\n",
-     dict(pairs=("pretrained~ft",), kinds=("linear",), finetuned_kinds=("quadratic",))),
+    ("paths: {pairs: [pretrained~ft], finetuned_kinds: [quadratic]}\n",
+     dict(pairs=("pretrained~ft",), finetuned_kinds=("quadratic",))),
 ])
 def test_smaller_sweeps_match_the_count_formula(text, args):
     assert build_graph(parse_spec("name: x\n" + text)).counts() == expected_counts(**args)

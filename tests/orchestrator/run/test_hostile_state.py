@@ -267,7 +267,7 @@ def test_hostile_marker_through_a_real_subprocess(finished):
     import sys
 
     _fifo(finished)
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "status", str(finished.root)], cwd=finished.tmp,
                           env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -350,7 +350,7 @@ def compacted(tmp_path, monkeypatch):
     """A sweep run to the end through the CLI (tasks inline, the synthetic runner, deterministic like
     CPU training), its results compacted into one part per table: (Sweep, every table's rows)."""
     from orchestrator.results import compact
-    from tests.orchestrator.test_compact import inline_run_graph
+    from tests.orchestrator.results.test_compact import inline_run_graph
 
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
     monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
@@ -514,7 +514,7 @@ HOSTILE_SPECS = {
     "garbled-yaml": (b"name: [good\n", "is unreadable (invalid YAML at line 2"),
     "a-list": (b"- name\n- good\n", "is not a mapping"),
     "a-scalar": (b"good\n", "is not a mapping"),
-    "alias-bomb": ((Path(__file__).parent / "bad_specs" / "alias_bomb.yaml").read_bytes(),
+    "alias-bomb": ((Path(__file__).parents[1] / "bad_specs" / "alias_bomb.yaml").read_bytes(),
                    "more than 100000 values once aliases are expanded"),
     "deeply-nested": (b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested more than 32 levels deep"),
     "too-large": (b"#" * (preflight.MAX_SPEC_BYTES + 1), "more than the 1000000 expected"),

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from orchestrator import vocab
 from orchestrator.report import stats
-from tests.orchestrator.report_data import EVAL_SETS, METHODS, PAIRS, SEEDS, synthetic_sweep
+from tests.support.report_data import EVAL_SETS, METHODS, PAIRS, SEEDS, synthetic_sweep
 
 LEVEL = 0.95
 DRAWS = 4000

@@ -15,10 +15,10 @@ from orchestrator.spec.jsonschema import json_schema
 from orchestrator.spec.schema import SECTION, SETTINGS, SpecError, declared
 from orchestrator.spec.sweep_spec import load_spec, parse_spec
 from orchestrator.spec.yaml_io import YamlError, parse_yaml, read_text
-from tests.orchestrator.test_spec_schema import CASES
+from tests.orchestrator.spec.test_spec_schema import CASES
 
-REPO = Path(__file__).resolve().parents[2]
-BAD_SPECS = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[3]
+BAD_SPECS = sorted((Path(__file__).parents[1] / "bad_specs").glob("*.yaml"))
 VALIDATOR = jsonschema.Draft202012Validator(json_schema())
 
 SIZE = "the dataset's size"

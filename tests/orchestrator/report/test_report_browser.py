@@ -22,7 +22,7 @@ import pytest
 from orchestrator import knobs
 from orchestrator.report import build as report, figures
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.orchestrator.report_data import METHODS, PAIRS, synthetic_sweep, write_sweep
+from tests.support.report_data import METHODS, PAIRS, synthetic_sweep, write_sweep
 
 CHROMIUM_ENV_VAR = "MMC_CHROMIUM"          # path of the browser binary, if not on PATH
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

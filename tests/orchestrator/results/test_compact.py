@@ -26,7 +26,7 @@ from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
 from tests.support import runners
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NAME = "compacted"
 
 
