@@ -54,6 +54,16 @@ def pytest_configure(config) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files holding a `slow` test run first: a stable sort on top of pytest-randomly's shuffle (so a seed
+    still replays an order), and with `--dist loadfile --no-loadscope-reorder` (pyproject) the workers take
+    the files in this order. The long files are then shared out at the start instead of one worker running
+    the last of them alone while the other idles (xdist's own reorder put files of few tests, the slow
+    ones, last)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def clean_env(**extra: str) -> dict:
     """The environment for a subprocess of a test: no caller's Ray address or fault injection, no
     visible GPU (a CPU machine's behaviour everywhere), the repository importable, plus `extra`."""

@@ -24,6 +24,8 @@ from tests.conftest import NODE_START_TIMEOUT_S, start_local_ray, wait_for_resou
 from tests.support import runners
 from tests.support.runners import CRASH_ENV, CRASH_MARKER_DIR_ENV, WAIT_ENV, hook_env, resumed_from, trained_epochs
 
+pytestmark = pytest.mark.slow    # a two-worker Ray Train pretraining in the module fixture (~1 min)
+
 ONLY_PRETRAIN = {"cue_proportions": [0.0], "finetune": {"methods": []}, "paths": {"pairs": ["nocue~nocue:self"],
                                                                                    "num_alphas": 2}}
 TWO_WORKERS = {"pretrain": {"cpus": 0.5, "workers": 2}, "path_eval": {"cpus": 0.5}}

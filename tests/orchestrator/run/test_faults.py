@@ -427,6 +427,7 @@ def _start_paused(spec: Path, storage: Path, events: Path, task, epoch: int) -> 
     return proc
 
 
+@pytest.mark.slow
 def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
     """Run 1 is interrupted with Ctrl-C while the no-cue pretrain waits after epoch 1: exit 130,
     finished tasks kept. Run 2 is SIGKILLed while that task waits after epoch 2. Run 3 finishes.
