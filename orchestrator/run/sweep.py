@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import torch
 
 from orchestrator import knobs, vocab
@@ -275,7 +276,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
                        metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
                        artifacts=_report_artifacts(layout, report_files, scratch),
-                       tables=None if tracker.per_task else table_files(layout))
+                       tables=None if tracker.per_task else table_files(layout, scratch))
     outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
@@ -289,14 +290,19 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     return outcome
 
 
-def table_files(layout: SweepLayout) -> dict[str, list[str]]:
-    """Each result table's Parquet files, as local paths (for MLflow; none where storage is not local)."""
+def table_files(layout: SweepLayout, into: str | None = None) -> dict[str, list[str]]:
+    """Each result table's Parquet files as local files (for MLflow, which uploads local files): as they are on
+    local storage; on an object store copied into `into/<table>/` (report.build.local_paths), none without it."""
+    from orchestrator.report import build as report
     out: dict[str, list[str]] = {}
     for table in vocab.TABLES:
-        directory = layout.storage.local_path(layout.table_dir(table))
-        if directory is None:     # an object store: the tables stay where they are
-            return {}
-        out[table] = [str(p) for p in sorted(directory.glob("*.parquet"))] if directory.is_dir() else []
+        files = sorted(info.path for info in layout.storage.list_infos(layout.table_dir(table))
+                       if info.type == pafs.FileType.File and info.path.endswith(".parquet"))
+        target = None
+        if into is not None and files and layout.storage.local_path(files[0]) is None:
+            target = os.path.join(into, "tables", table)
+            os.makedirs(target, exist_ok=True)
+        out[table] = report.local_paths(layout, files, target)
     return out
 
 

@@ -21,7 +21,8 @@ experiment's `mlflow.experimentKind` tag, which is set too).
 At scale, one child run per task does not serve: MLflow's search and UI slow down with the runs of an
 experiment (BENCHMARKS.md §7: listing a sweep's children takes ~7 ms per run, minutes at 10^4-10^5). A
 sweep of more than `knobs.MLFLOW_TASK_RUNS` tasks gets one child run per task kind instead (`GroupRun`:
-its tasks' counts per status and the mean of each of their numbers, per invocation), and its result
+its tasks' counts per status and the mean of each of their numbers, per invocation, and the failed tasks'
+errors in `errors.txt`, the first `GROUP_ERRORS` of them), and its result
 tables, the per-task numbers, are logged on the parent run under `tables/<table>/` when it finishes; a
 task's `tasks` row then names its kind's run. Which of the two a sweep gets is decided by its size alone.
 
@@ -57,6 +58,7 @@ SPEC_HASH_TAG, VERSION_TAG, INVOCATIONS_TAG = "mmc.spec_hash", "mmc.version", "m
 SOURCE_NAME_TAG, SOURCE_TYPE_TAG, GIT_COMMIT_TAG = "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"
 GROUP_TAG = "mmc.group"                          # a child run of one task kind (`GroupRun`)
 TABLES_ARTIFACT_DIR = "tables"                   # the result tables on the parent run, with group runs
+GROUP_ERRORS = 1000                              # failed tasks whose whole error a group run keeps in `errors.txt`
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
@@ -95,9 +97,12 @@ class GroupRun:
         self.counts: dict[str, int] = {}                 # run status (done, cached, failed, skipped) -> tasks
         self.sums: dict[str, float] = {}                 # metric -> sum over finished tasks (finite values)
         self.numbers: dict[str, int] = {}                # metric -> how many values the sum holds
+        self.errors: dict[str, str] = {}                 # failed task id -> its error (redacted), in `errors.txt`
 
     def add(self, ended) -> None:
         self.counts[ended.status] = self.counts.get(ended.status, 0) + 1
+        if ended.status == vocab.FAILED and len(self.errors) < GROUP_ERRORS:
+            self.errors[ended.task.id] = redact(ended.error or "unknown error").rstrip()
         if ended.status not in (vocab.DONE, vocab.CACHED):
             return
         values = dict(ended.metrics)
@@ -109,6 +114,13 @@ class GroupRun:
                 continue
             self.sums[key] = self.sums.get(key, 0.0) + v
             self.numbers[key] = self.numbers.get(key, 0) + 1
+
+    def errors_text(self) -> str:
+        """The failed tasks' errors, one block each (`errors.txt` of the run; the `tasks` table has them all)."""
+        failed = self.counts.get(vocab.FAILED, 0)
+        more = (f"\n... and {failed - len(self.errors)} more failed tasks: their errors are in the `tasks` table\n"
+                if failed > len(self.errors) else "")
+        return "".join(f"== {task_id}\n{error}\n\n" for task_id, error in self.errors.items()) + more
 
     def metrics(self) -> dict[str, float]:
         """`tasks_<status>` (counts of this invocation) and `mean.<metric>` over its finished tasks."""
@@ -341,6 +353,8 @@ class MlflowTracker:
         for group in self._groups.values():
             try:
                 self._log(group.run_id, metrics=group.metrics(), step=self.invocation)
+                if group.errors:
+                    self.client.log_text(group.run_id, group.errors_text(), "errors.txt")
                 self.client.set_terminated(group.run_id, group.status(status))
             except Exception as exc:  # noqa: BLE001 - the results are in the Parquet tables
                 warn(f"MLflow could not close the run of the `{group.kind}` tasks ({type(exc).__name__}: {exc})")

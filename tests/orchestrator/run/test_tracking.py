@@ -239,6 +239,9 @@ def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(
     assert paths.info.status == "FINISHED" and mid.info.status == "FAILED" and mid.data.metrics["tasks_failed"] == 1
     assert paths.info.run_name == f"path_eval ({graph.counts()[vocab.PATH_EVAL]} tasks)"
     assert [f.path for f in client.list_artifacts(parent, "tables/paths")] == ["tables/paths/part-x.parquet"]
+    assert [f.path for f in client.list_artifacts(mid.info.run_id)] == ["errors.txt"]    # a failed task's error
+    errors = client.download_artifacts(mid.info.run_id, "errors.txt", str(tmp_path))
+    assert f"== {midpoint.id}\nRuntimeError: boom" in open(errors).read()
     again = tracking.MlflowTracker(uri, "test-sweep")                    # a rerun continues the same runs
     assert again.start(sweep_run(graph)) == parent
     assert again.tasks_ended([ended(a)]) == {a.id: paths.info.run_id}
