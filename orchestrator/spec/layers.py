@@ -9,7 +9,8 @@ file before it is merged. Mappings merge key by key; lists, scalars and `{grid: 
 
 The keys the user set are those of the spec file and the overrides (`USER_LAYERS`): what they ask for
 is refused when the plan would drop it; a default, a profile's or an `extends:`d sweep's value is not
-a request (orchestrator/spec/rules.py).
+a request (orchestrator/spec/rules.py). Nor are the keys of a resolved spec (`resolved:<spec>`: a file
+`plan --resolved` or a sweep's spec.yaml wrote, every key as run), a record like a stored spec.yaml.
 """
 from __future__ import annotations
 

@@ -143,12 +143,16 @@ class SweepSpec:
 
 # ----- loading -----
 
+RESOLVED_HEAD = "# The resolved spec of this sweep: "   # how a resolved spec file starts (`dump_spec`)
+
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> SweepSpec:
     """Read, resolve and validate a spec file (None: the built-in default sweep) with `key=value`
     overrides; SpecError lists every problem."""
     source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else str(path)
-    raw = _read(path, source)
-    label = "extends:default" if path is None else f"file:{source}"   # the built-in sweep: not the user's keys
+    raw, resolved = _read(path, source)
+    # the built-in sweep's keys are not the user's; nor are those of a resolved spec (`plan --resolved`, a
+    # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
+    label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
     if overrides:
         source = f"{source} with {' '.join(overrides)}"
     return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
@@ -157,20 +161,25 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
 
 def parse_spec(text: str, source: str = "<spec>", label: str | None = None) -> SweepSpec:
     """Validate the YAML `text` of a spec; `source` names it in error messages; `label` is its layer
-    (`file:<source>`, the user's; `stored:<path>` for a sweep's own spec.yaml, a record, not a request)."""
+    (`file:<source>`, the user's; `stored:<path>` for a sweep's own spec.yaml, a record, not a request;
+    by default `file:`, or `resolved:` for a text that starts with `RESOLVED_HEAD`, a record too)."""
     try:
         raw = parse_yaml(text)
     except YamlError as e:
         raise SpecError([str(e)], source) from None
+    if label is None and text.startswith(RESOLVED_HEAD):
+        label = f"resolved:{source}"
     return validate_spec(raw, source, label=label)
 
 
-def _read(path: str | Path | None, source: str) -> Any:
+def _read(path: str | Path | None, source: str) -> tuple[Any, bool]:
+    """The file's YAML, and whether it is a resolved spec (it starts with `RESOLVED_HEAD`)."""
     try:
         if path is None:
             data = importlib_resources.files("orchestrator.spec").joinpath(DEFAULT_SPEC_RESOURCE).read_bytes()
-            return parse_yaml(decode(data, source, "spec"))
-        return parse_yaml(read_text(path, "spec file"))
+            return parse_yaml(decode(data, source, "spec")), False
+        text = read_text(path, "spec file")
+        return parse_yaml(text), text.startswith(RESOLVED_HEAD)
     except YamlError as e:
         raise SpecError([str(e)], source) from None
 
@@ -282,15 +291,16 @@ def _provenance(resolved: dict, full: Layered, axes: tuple) -> Provenance:
 # ----- writing, hashing, comparing -----
 
 def dump_spec(spec: SweepSpec) -> str:
-    """The resolved spec as YAML (every key), loadable again with `parse_spec` to the same spec: as a
-    record (`label="stored:<path>"`, a sweep's spec.yaml); given back as a spec file, every key is the
-    user's, so a default that serves no listed pair (`finetune.methods` without 'pretrained~ft') is refused."""
+    """The resolved spec as YAML (every key), loadable again to the same spec, as a record: with `parse_spec`
+    (`label="stored:<path>"`, a sweep's spec.yaml) or as a spec file, which starts with `RESOLVED_HEAD`, so
+    its keys are not taken as the user's requests (a default that serves no listed pair, `finetune.methods`
+    without 'pretrained~ft', is not refused; overrides given with it are requests as always)."""
     import yaml
 
     from orchestrator.uris import redact
 
-    head = ("# The resolved spec of this sweep: every key, as run (mmc-sweep writes it; "
-            "`mmc-sweep run` compares a rerun's spec with it). Credentials in URIs are redacted.\n")
+    head = RESOLVED_HEAD + ("every key, as run (mmc-sweep writes it; `mmc-sweep run` compares a rerun's spec "
+                            "with it). Credentials in URIs are redacted.\n")
     resolved = copy.deepcopy(spec.resolved)
     resolved["storage"] = redact(resolved["storage"])   # where, not what: never compared
     if resolved["mlflow"].get("tracking_uri"):

@@ -69,12 +69,18 @@ def test_what_the_user_set_is_refused_when_no_task_would_do_it():
 def test_a_stored_spec_is_a_record_not_a_request(tmp_path):
     """A sweep's own spec.yaml writes every key; read back to rebuild its plan (`status` and `report`
     when plan.parquet is gone), its defaults that serve no pair are not refused. The same text given as
-    a spec file is the user's: every key is set."""
+    a spec file (what `plan --resolved` prints) is a record too, as its first line says; what an override
+    adds to it is a request, and without that first line every key is the user's."""
     text = dump_spec(parse_spec("name: x\npaths: {pairs: [cue~nocue]}\n"))
     assert len(build_graph(parse_spec(text, "spec.yaml", label="stored:spec.yaml"))) == 21
     layout = SweepLayout(Storage(tmp_path), "x")
     layout.storage.write_bytes(layout.spec_file(), text.encode())
     table, rebuilt = plan_of(layout)
     assert rebuilt and len(table) == 21
+    assert len(build_graph(parse_spec(text, "resolved.yaml"))) == 21
+    (tmp_path / "resolved.yaml").write_text(text)
+    assert len(build_graph(load_spec(tmp_path / "resolved.yaml"))) == 21
+    with pytest.raises(SpecError, match="`finetune.methods`: \\['naive'\\] would never be trained"):
+        load_spec(tmp_path / "resolved.yaml", ["finetune.methods=[naive]"])
     with pytest.raises(SpecError, match="`finetune.methods`"):
-        parse_spec(text, "spec.yaml")
+        parse_spec(text.split("\n", 1)[1], "edited.yaml")
