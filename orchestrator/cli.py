@@ -186,14 +186,29 @@ def cmd_report(args) -> int:
 
 def cmd_claims(args) -> int:
     """Run a sweep (default: the built-in one; finished tasks are reused) and print the paper's
-    claims judged against their controls."""
+    claims judged against their controls; given a sweep directory, judge what it holds (nothing runs)."""
     from orchestrator.report.build import print_claims
     from orchestrator.run.sweep import run_sweep
 
+    if args.items and _names_a_directory(args.items[0]):
+        if len(args.items) > 1 or args.storage or args.max_concurrent or args.new_version:
+            raise UsageError(f"`mmc-sweep claims {args.items[0]}` judges a sweep directory as it is; it takes no "
+                             "key=value, --storage, --max-concurrent or --new-version (give a SPEC to run one)")
+        layout = _layout_for(args.items[0])
+        try:
+            print_claims(layout)
+        except (ValueError, OSError) as exc:   # no plan, and a stored spec that cannot be planned; unreadable
+            raise UsageError(f"cannot judge the claims of {args.items[0]}: {exc}") from None
+        return EXIT_OK
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})
     outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)
     print_claims(outcome.layout)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
+
+
+def _names_a_directory(item: str) -> bool:
+    """`claims DIR`: a local directory or a storage URI (a spec file is a local file)."""
+    return "://" in item or os.path.isdir(item)
 
 
 def cmd_compact(args) -> int:
@@ -286,10 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     run.set_defaults(func=cmd_run)
 
-    claims = sub.add_parser("claims", help="run a sweep (default: the built-in one) and judge the paper's claims "
+    claims = sub.add_parser("claims", help="run a sweep (default: the built-in one), or read a sweep directory, and "
+                                           "judge the paper's claims "
                                            "against their controls")
-    claims.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...]",
-                        help="as for run, e.g. 'seeds=[10,11,12]' name=claims_10")
+    claims.add_argument("items", nargs="*", metavar="[SPEC] [key=value ...] | DIR",
+                        help="as for run, e.g. 'seeds=[10,11,12]' name=claims_10; or a sweep directory "
+                             "(<storage>/<sweep>) to judge as it is, running nothing")
     claims.add_argument("--storage", help="override `storage`")
     claims.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
     claims.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")

@@ -259,7 +259,7 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over n seeds{where}:",
                   stats.format_table(table.text)]
     if verdicts:
-        lines += ["", "claims (details: report.html, or `mmc-sweep claims`):",
+        lines += ["", "claims (details: report.html, or `mmc-sweep claims <storage>/<sweep>`):",
                   claims_lib.claims_text(verdicts, detail=False).rstrip()]
     return "\n".join(lines)
 

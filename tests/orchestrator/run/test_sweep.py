@@ -312,3 +312,24 @@ def test_table_files_for_mlflow_are_copied_from_storage_that_is_not_local(tmp_pa
     for table, path in written.items():
         (copy,) = copied[table]
         assert Path(copy).parent.name == table and Path(copy).read_bytes() == f"PAR1 {table}".encode()
+
+
+def test_cli_claims_of_a_sweep_directory_judges_it_without_running_anything(sweep):
+    """`mmc-sweep claims DIR` (what the run's summary points to) reads the sweep as it is: the claims the
+    library judges, no Ray started, no file written; with overrides, or a directory that is no sweep, exit 2
+    in one line."""
+    from orchestrator.report.build import print_claims
+
+    spec = _copy(sweep, "claims-dir")
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    before = _snapshot(layout)
+    out = _cli("claims", str(layout.root))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    judged = []
+    print_claims(layout, log=judged.append)
+    assert out.stdout.strip() == judged[0].strip() and "(a)" in out.stdout
+    assert "Started a local Ray instance" not in out.stdout + out.stderr and _snapshot(layout) == before
+    refused = _cli("claims", str(layout.root), "seeds=[1]")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "takes no key=value" in refused.stderr
+    empty = _cli("claims", str(Path(spec.storage)))
+    assert empty.returncode == 2 and "not a sweep directory (no spec.yaml)" in empty.stderr

@@ -4,7 +4,7 @@ storage is bind-mounted read-only (`unshare --mount`; the test is skipped where 
 permitted).
 
 What must hold: commands that only read (`status`, `status --json`, `status --watch`, `plan`,
-`schema`) succeed; those that must write (`run`, `claims`, `report`, `compact`, `data download` into
+`schema`, `claims DIR`) succeed; those that must write (`run`, `claims`, `report`, `compact`, `data download` into
 it) exit 2 with one `error:` line naming the storage and saying it is read-only; never a traceback;
 every file under the storage is left as it was.
 
@@ -105,6 +105,7 @@ READS = {   # command -> (arguments after `python -m orchestrator`, a check of s
     "plan --json": (lambda f: ["plan", "--json", str(f["spec"]), f"storage={f['storage']}"],
                     lambda out: json.loads(out)["tasks"] == PLANNED),
     "schema": (lambda f: ["schema"], lambda out: json.loads(out)["title"] == "mmc-sweep spec"),
+    "claims DIR": (lambda f: ["claims", _sweep(f)], lambda out: "(a)" in out and "(d)" in out),
 }
 WRITES = {  # command -> (arguments, what the one error line says it writes)
     "run": (lambda f: ["run", str(f["spec"]), "--storage", str(f["storage"]), "--num-cpus", "2", "--runner", SYNTHETIC],
