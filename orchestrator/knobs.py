@@ -64,6 +64,10 @@ LOCK_LEASE_S = Knob(
     "MMC_LOCK_LEASE_S", float, 60.0, 0.1, 86_400,
     "seconds a sweep's `run.lock` stays valid without renewal (its driver renews it while it runs); another "
     "driver takes over a lock older than this")
+STORAGE_RETRY_S = Knob(
+    "MMC_STORAGE_RETRY_S", float, 120.0, 0, 86_400,
+    "seconds a request to an object store that cannot be reached (connection refused or reset, timeouts, "
+    "503 Slow Down) is tried again, waiting 0.5 s, 1 s, 2 s, ... (at most 8 s) in between, before it fails")
 MLFLOW_TASK_RUNS = Knob(
     "MMC_MLFLOW_TASK_RUNS", int, 10_000, 0, 10_000_000,
     "sweeps of at most this many tasks get an MLflow child run per task; larger ones one per task kind, with "
@@ -82,7 +86,8 @@ SOURCE_REVISION = Knob(
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEOUT_S, VISIBILITY_TIMEOUT_S,
                                               MAX_BUNDLE, MAX_WORKER_FAILURES, COMPACT_MIN_FRAGMENTS,
-                                              LOCK_LEASE_S, MLFLOW_TASK_RUNS, REPORT_WORKERS, SOURCE_REVISION)}
+                                              LOCK_LEASE_S, STORAGE_RETRY_S, MLFLOW_TASK_RUNS, REPORT_WORKERS,
+                                              SOURCE_REVISION)}
 
 
 def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | str | None:

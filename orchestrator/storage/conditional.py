@@ -9,8 +9,9 @@ configured as the storage's pyarrow file system is: its endpoint, region and cre
 else the standard AWS variables and files). `for_storage` is None where that is not possible (another
 object store, no boto3): the lock then falls back to write-and-read-back (see orchestrator/storage/lock.py).
 
-A request whose answer was lost and that boto3 retried can fail its condition against its own first
-attempt; callers therefore read the object back and recognise their own content (the lock: its token).
+A request whose answer was lost and that was tried again (by boto3, or after an outage: every request here
+is waited out like the storage's own, orchestrator/storage/retry.py) can fail its condition against its own
+first attempt; callers therefore read the object back and recognise their own content (the lock: its token).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from orchestrator.storage.retry import REQUEST_ATTEMPTS, retrying
+
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
-ATTEMPTS = 10
 
 
 class ConditionalWritesUnsupported(OSError):
@@ -51,14 +53,15 @@ def _client_options(fs: pafs.FileSystem) -> dict:
 class S3Conditional:
     """Conditional requests on the bucket of an S3 `Storage` (paths are the storage's: "bucket/key")."""
 
-    def __init__(self, fs: pafs.FileSystem):
+    def __init__(self, fs: pafs.FileSystem, where: str = "s3://"):
         import boto3
         from botocore.config import Config
         from botocore.exceptions import ClientError
 
         self._client_error = ClientError
+        self.where = where         # the storage's URI, for messages (redacted when shown)
         config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                        retries={"max_attempts": ATTEMPTS, "mode": "standard"})
+                        retries={"max_attempts": REQUEST_ATTEMPTS, "mode": "standard"})
         self.client = boto3.session.Session().client("s3", config=config, **_client_options(fs))
 
     @staticmethod
@@ -74,7 +77,7 @@ class S3Conditional:
     def _conditional(self, call, **kwargs):
         """The call's answer, or None when its condition failed (412; 409 ConditionalRequestConflict)."""
         try:
-            return call(**kwargs)
+            return retrying(lambda: call(**kwargs), self.where)
         except self._client_error as exc:
             code = self._code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -89,14 +92,17 @@ class S3Conditional:
         """The object's content (at most `max_bytes` + 1 bytes) and ETag; None when it does not exist."""
         bucket, key = self._split(path)
         try:
-            answer = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
+            return retrying(lambda: self._read(bucket, key, max_bytes), self.where)
         except self._client_error as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             if self._code(exc) == "InvalidRange":      # an empty object
-                head = self.client.head_object(Bucket=bucket, Key=key)
+                head = retrying(lambda: self.client.head_object(Bucket=bucket, Key=key), self.where)
                 return Version(b"", head["ETag"])
             raise OSError(f"{self._code(exc)}: {exc}") from None
+
+    def _read(self, bucket: str, key: str, max_bytes: int) -> Version:
+        answer = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
         return Version(answer["Body"].read(), answer["ETag"])
 
     def create(self, path: str, data: bytes) -> str | None:
@@ -123,6 +129,6 @@ def for_storage(storage) -> S3Conditional | None:
     if not getattr(storage, "is_object_store", False) or not isinstance(storage.fs, getattr(pafs, "S3FileSystem", ())):
         return None
     try:
-        return S3Conditional(storage.fs)
+        return S3Conditional(storage.fs, storage.base_uri)
     except ImportError:
         return None

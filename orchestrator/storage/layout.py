@@ -26,8 +26,12 @@ what is above it) may be a link.
 
 On an object store (s3://, gs://) there are no directories and no rename: an object appears whole when
 its upload completes, or not at all, so a write is one upload (no temporary name, no copy, no directory
-marker), and a "directory" exists once an object is under it. S3 requests are retried with exponential backoff
-(STORAGE_ATTEMPTS tries).
+marker), and a "directory" exists once an object is under it. Every request to an object store that cannot
+be reached is tried again with backoff for up to `MMC_STORAGE_RETRY_S` seconds (orchestrator/storage/retry.py);
+reading or writing a stream is retried as far as opening it (a stream cut mid-way is an OSError: its reader
+takes nothing unverified as finished). Ray Tune's own file system (`filesystem_for_ray`) relies on the AWS
+SDK's retries alone (STORAGE_ATTEMPTS tries, ~25 s): what it writes is its own state, which this package never
+reads back to decide what is done.
 """
 from __future__ import annotations
 
@@ -39,11 +43,12 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from orchestrator.storage.retry import REQUEST_ATTEMPTS, retrying
 from orchestrator.uris import UriError, local_path_of, redact
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
-STORAGE_ATTEMPTS = 10   # tries per S3 request (the AWS SDK waits between them: exponential backoff from 25 ms)
+STORAGE_ATTEMPTS = 10   # tries per S3 request of Ray's file system (the AWS SDK waits 50 ms, 100 ms, ... 12.8 s: ~25 s)
 
 
 class LayoutError(UriError):
@@ -89,12 +94,13 @@ def _object_store_types() -> tuple[type, ...]:
 
 def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """`pyarrow.fs.FileSystem.from_uri`, and for S3: uploads that fit in one request made as one PutObject
-    (`allow_delayed_open`, not a 3-request multipart upload), requests tried up to STORAGE_ATTEMPTS times."""
+    (`allow_delayed_open`, not a 3-request multipart upload), each request tried REQUEST_ATTEMPTS times by the
+    AWS SDK (`Storage` waits out a longer outage: orchestrator/storage/retry.py)."""
     fs, path = pafs.FileSystem.from_uri(uri)
     if isinstance(fs, getattr(pafs, "S3FileSystem", ())):
         options = dict(fs.__reduce__()[1][0])   # what from_uri resolved: endpoint, region, credentials, ...
         options["allow_delayed_open"] = True
-        retries = pafs.AwsDefaultS3RetryStrategy(max_attempts=STORAGE_ATTEMPTS)
+        retries = pafs.AwsDefaultS3RetryStrategy(max_attempts=REQUEST_ATTEMPTS)
         try:
             fs = pafs.S3FileSystem(**options, retry_strategy=retries)
         except TypeError:   # an option this pyarrow does not take back: keep from_uri's file system
@@ -175,6 +181,10 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({self.uri!r})"
 
+    def _io(self, call):
+        """`call()`; on an object store tried again while the store cannot be reached (`retrying`)."""
+        return call() if self.is_local else retrying(call, self.base_uri)
+
     def join(self, *parts: str) -> str:
         """A path under the root: `parts` are relative (may contain '/'), or the first one is
         already a path under the root. Raises LayoutError for anything that would escape it."""
@@ -237,41 +247,41 @@ class Storage:
             except OSError:
                 return None
             return st.st_size, st.st_mtime_ns
-        info = self.fs.get_file_info(path)
+        info = self._io(lambda: self.fs.get_file_info(path))
         return None if info.type == pafs.FileType.NotFound else (info.size or 0, info.mtime_ns or 0)
 
     def file_info(self, path: str) -> pafs.FileInfo:
         self._check_under_root(path)
-        return self.fs.get_file_info(path)
+        return self._io(lambda: self.fs.get_file_info(path))
 
     def list_infos(self, path: str) -> list[pafs.FileInfo]:
         """`pafs.FileInfo` of every entry of a directory (one request on an object store); [] if it
         does not exist."""
         self._check_under_root(path)
-        return self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return self._io(lambda: self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
 
     def open_input_file(self, path: str):
         self._check_under_root(path)
-        return self.fs.open_input_file(path)
+        return self._io(lambda: self.fs.open_input_file(path))
 
     def open_input_stream(self, path: str):
         self._check_under_root(path)
-        return self.fs.open_input_stream(path)
+        return self._io(lambda: self.fs.open_input_stream(path))
 
     def open_output_stream(self, path: str):
         """A stream that writes `path` directly (not atomic: write a temporary name, then `move`)."""
         self._check_under_root(path)
         if not self.is_object_store:   # no directories on an object store: a marker would cost a PUT per write
             self.fs.create_dir(_parent(path), recursive=True)
-        return self.fs.open_output_stream(path)
+        return self._io(lambda: self.fs.open_output_stream(path))
 
     def move(self, source: str, destination: str) -> None:
         """Rename a file (atomic on local storage), creating the destination's directory."""
         self._check_under_root(source)
         self._check_under_root(destination)
         if not self.is_object_store:
-            self.fs.create_dir(_parent(destination), recursive=True)
-        self.fs.move(source, destination)
+            self._io(lambda: self.fs.create_dir(_parent(destination), recursive=True))
+        self._io(lambda: self.fs.move(source, destination))
 
     def local_path(self, path: str) -> Path | None:
         """The local file system path, or None when the storage is not local."""
@@ -288,8 +298,12 @@ class Storage:
                 raise OSError(f"{path} is not a regular file")
             if max_bytes is not None and info.st_size > max_bytes:
                 raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
-        with self.fs.open_input_stream(path) as f:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+
+        def read() -> bytes:
+            with self.fs.open_input_stream(path) as f:
+                return f.read() if max_bytes is None else f.read(max_bytes + 1)
+
+        data = self._io(read)
         if max_bytes is not None and len(data) > max_bytes:
             raise OSError(f"{path} is more than the {max_bytes} bytes expected")
         return data
@@ -302,15 +316,18 @@ class Storage:
                 return stat.S_ISREG(os.stat(path).st_mode)
             except OSError:
                 return False
-        return self.fs.get_file_info(path).type == pafs.FileType.File
+        return self._io(lambda: self.fs.get_file_info(path)).type == pafs.FileType.File
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write `data` to `path` atomically: to `<path>.tmp-<uuid>`, then move into place; on an object
         store in one upload (an object appears when its upload completes: no rename needed, none to pay)."""
         self._check_under_root(path)
-        if self.is_object_store:
-            with self.fs.open_output_stream(path) as f:
-                f.write(data)
+        if self.is_object_store:   # tried again whole while the store cannot be reached
+            def upload() -> None:
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+
+            self._io(upload)
             return
         self.fs.create_dir(_parent(path), recursive=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -331,7 +348,7 @@ class Storage:
 
     def exists(self, path: str) -> bool:
         self._check_under_root(path)
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        return self._io(lambda: self.fs.get_file_info(path)).type != pafs.FileType.NotFound
 
     def listdir(self, path: str) -> list[str]:
         """Names (not paths) in a directory, sorted; [] if it does not exist."""
@@ -346,11 +363,15 @@ class Storage:
     def delete(self, path: str) -> None:
         """Delete a file or a whole directory; nothing if it does not exist."""
         self._check_under_root(path)
-        kind = self.fs.get_file_info(path).type
-        if kind == pafs.FileType.Directory:
-            self.fs.delete_dir(path)
-        elif kind != pafs.FileType.NotFound:
-            self.fs.delete_file(path)
+
+        def delete() -> None:
+            kind = self.fs.get_file_info(path).type
+            if kind == pafs.FileType.Directory:
+                self.fs.delete_dir(path)
+            elif kind != pafs.FileType.NotFound:
+                self.fs.delete_file(path)
+
+        self._io(delete)
 
     def _is_under_root(self, path: str) -> bool:
         path = str(path)

@@ -35,9 +35,11 @@ import pytest
 
 from orchestrator import knobs, vocab
 from orchestrator.results import compact, tables
-from orchestrator.storage import conditional, lock
+from orchestrator.storage import conditional, lock, retry
+from orchestrator.storage.retry import StoreUnreachable
 from orchestrator.storage.layout import Storage, SweepLayout, open_sweep_dir
 from tests.conftest import REPO, clean_env, write_spec
+from tests.support.flaky_proxy import FlakyProxy
 from tests.support.s3_server import s3_env, s3_server  # noqa: F401
 from tests.orchestrator.run.test_mlflow_server import artifact_names, get, search_runs, serving, tags_of
 
@@ -49,6 +51,7 @@ SMALL = {"cue_proportions": [0.9], "finetune": {"methods": ["naive"]},
          "paths": {"pairs": ["pretrained~ft"], "kinds": ["linear"], "alignments": []},
          "max_concurrent": 2, "mlflow": {"enabled": False}}
 TASKS = 3
+OUTAGE_S = 10     # the bucket's endpoint drops every connection this long in the middle of the run
 CLI_TIMEOUT_S = 600
 # columns that say when, where and by which run a row was written, not what was computed
 VOLATILE = ("started_at", "finished_at", "duration_s", "device", "host", "mlflow_run_id", "cached", "git_rev")
@@ -127,16 +130,41 @@ def runs(s3_server, tmp_path_factory):  # noqa: F811
     tmp = tmp_path_factory.mktemp("s3-runs")
     bucket = s3_server.new_bucket("runs")
     key, secret = s3_server.env["AWS_ACCESS_KEY_ID"], s3_server.env["AWS_SECRET_ACCESS_KEY"]
-    uri = uri_with_credentials(s3_server, bucket, key, secret)
+    proxy = FlakyProxy(s3_server.endpoint).start()    # the run reaches the bucket through it: see `_cut_mid_run`
+    uri = uri_with_credentials(s3_server, bucket, key, secret, endpoint=proxy.endpoint)
     ray_tmp = Path(tempfile.mkdtemp(prefix="mmc-s3-", dir="/tmp"))   # short: Ray's socket paths have a limit
     lines: list[str] = []
     server_env = {**env_without_aws(MLFLOW_S3_ENDPOINT_URL=s3_server.endpoint),
                   **{k: v for k, v in s3_server.env.items() if k != "AWS_ENDPOINT_URL"}}
-    with serving(tmp, f"sqlite:///{tmp}/mlflow.db", f"s3://{bucket}/mlflow", server_env, stop_wait_s=2) as ready:
-        yield from _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines)
+    try:
+        with serving(tmp, f"sqlite:///{tmp}/mlflow.db", f"s3://{bucket}/mlflow", server_env, stop_wait_s=2) as ready:
+            yield from _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines, proxy)
+    finally:
+        proxy.stop()
 
 
-def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines):  # noqa: F811
+def _cut_mid_run(server, bucket: str, proxy: FlakyProxy, outage: dict) -> threading.Thread:
+    """Once the first task of the run on the bucket has finished (its done.json is there), every connection
+    to the bucket is reset for OUTAGE_S seconds: the tasks still running, the driver and Ray Tune's syncs
+    meet an endpoint that drops them. `outage` gets when it began and how many connections were cut."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        while time.monotonic() < deadline and not outage.get("stop"):
+            if any(k.endswith("/done.json") for k in server.objects(bucket, "runs/ons3/tasks/")):
+                outage["began"] = time.monotonic()
+                proxy.cut(OUTAGE_S)
+                time.sleep(OUTAGE_S)
+                outage["resets"] = proxy.resets
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines, proxy):  # noqa: F811
     """The two runs of `runs` (the local one while the MLflow server starts); yields what the tests read."""
     import ray
 
@@ -148,6 +176,8 @@ def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines): 
             mp.delenv(name, raising=False)
         if ray.is_initialized():
             ray.shutdown()
+        outage: dict = {}
+        watcher = None
         ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="WARNING", _temp_dir=str(ray_tmp))
         try:
@@ -158,13 +188,18 @@ def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines): 
             assert local.ok, local.counts
             mlflow = ready()
             spec = write_spec(tmp, "ons3", **{**SMALL, "mlflow": {"enabled": True, "tracking_uri": mlflow}})
+            watcher = _cut_mid_run(s3_server, bucket, proxy, outage)
             first = run_sweep(load_spec(spec, [f"storage={json.dumps(uri)}"]), log=lines.append)
+            outage["ended"] = time.monotonic()
             assert first.ok, (first.counts, lines)
         finally:
             ray.shutdown()
+            outage["stop"] = True
+        if watcher is not None:
+            watcher.join()
     try:
         yield {"spec": spec, "bucket": bucket, "uri": uri, "secret": secret, "key": key, "env": env_without_aws(),
-               "ray_tmp": ray_tmp, "first": "\n".join(lines), "server": s3_server, "mlflow": mlflow,
+               "ray_tmp": ray_tmp, "first": "\n".join(lines), "server": s3_server, "mlflow": mlflow, "outage": outage,
                "local": SweepLayout(Storage(tmp / "local"), "ons3"), "s3": SweepLayout(Storage(uri), "ons3")}
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -174,6 +209,9 @@ def _run_both(s3_server, tmp, ready, bucket, uri, key, secret, ray_tmp, lines): 
 
 @pytest.mark.slow
 def test_a_sweep_on_s3_leaves_the_tables_of_the_same_sweep_on_local_storage(runs):
+    """... although its endpoint dropped every connection for OUTAGE_S seconds in the middle of the run."""
+    outage = runs["outage"]
+    assert outage.get("began", float("inf")) < outage["ended"] and outage["resets"] > 0, outage
     first = runs["first"]       # what the run told its user (the CLI prints these lines)
     assert "finished in" in first and f"done {TASKS}" in first, first[-2000:]
     bucket = runs["bucket"]
@@ -338,6 +376,66 @@ def test_a_killed_upload_leaves_no_object(s3_server):  # noqa: F811
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert server.objects(bucket) == {}
+
+
+def test_an_outage_shorter_than_the_retry_time_is_waited_out_and_a_longer_one_is_one_clear_error(
+        s3_env, monkeypatch, caplog):
+    """Behind a proxy that resets every connection: a write, a read and the lock's conditional create started
+    during a 3 s outage succeed once it ends (one warning, credentials redacted); with the store cut off for
+    longer than MMC_STORAGE_RETRY_S, a write is a `StoreUnreachable` that says so, and nothing was written."""
+    server, bucket = s3_env
+    proxy = FlakyProxy(server.endpoint).start()
+    try:
+        key, secret = server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
+        storage = Storage(uri_with_credentials(server, bucket, key, secret, endpoint=proxy.endpoint))
+        cond = conditional.for_storage(storage)
+        storage.write_bytes(storage.join("a"), b"1")
+        caplog.set_level(logging.WARNING, logger="orchestrator.storage")
+        for name, call in {"write": lambda: storage.write_bytes(storage.join("b"), b"2"),
+                           "read": lambda: storage.read_bytes(storage.join("a")),
+                           "lock": lambda: cond.create(storage.join("c"), b"3")}.items():
+            proxy.cut(3)
+            start = time.monotonic()
+            call()
+            assert time.monotonic() - start >= 2.5, name      # it did wait the outage out
+        assert server.objects(bucket) == {"runs/a": 1, "runs/b": 1, "runs/c": 1}
+        said = [r.getMessage() for r in caplog.records]
+        assert sum("cannot be reached" in m for m in said) == 3 and sum("answers again" in m for m in said) == 3
+        assert all(f"storage s3://***@{bucket}/runs" in m and secret not in m and key not in m for m in said)
+
+        monkeypatch.setenv(knobs.STORAGE_RETRY_S.name, "2")
+        proxy.cut(None)
+        with pytest.raises(StoreUnreachable, match=r"did not answer within MMC_STORAGE_RETRY_S=2 s .*rerun the same"
+                                                   r" command") as raised:
+            storage.write_bytes(storage.join("d"), b"4")
+        assert raised.value.exit_code == 2 and isinstance(raised.value, OSError) and secret not in str(raised.value)
+        with pytest.raises(StoreUnreachable):
+            cond.replace(storage.join("c"), b"5", "some-tag")
+        proxy.restore()
+        assert server.objects(bucket) == {"runs/a": 1, "runs/b": 1, "runs/c": 1}
+    finally:
+        proxy.stop()
+
+
+def test_answers_of_the_store_are_never_retried(s3_env):
+    """Not found, access denied, a failed condition: answers, returned at once, not waited on."""
+    server, bucket = s3_env
+    storage = Storage(f"s3://{bucket}/runs")
+    calls = []
+    real = storage.fs
+
+    class Counting:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    storage.fs = Counting()
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(storage.join("missing"))
+    assert calls == ["open_input_stream"]
+    assert not retry.is_unreachable(PermissionError("AWS Error ACCESS_DENIED during HeadObject operation"))
+    assert retry.is_unreachable(OSError("AWS Error NETWORK_CONNECTION during PutObject operation: curlCode: 7"))
+    assert retry.is_unreachable(OSError("AWS Error SLOW_DOWN during PutObject operation: Please reduce"))
 
 
 # ---------------------------------------------------------------- the lock on an object store
