@@ -244,6 +244,24 @@ def test_a_rerun_on_s3_is_all_cached_and_claims_status_and_report_read_the_bucke
 
 
 @pytest.mark.slow
+def test_a_run_looks_up_each_tables_manifest_once_when_it_verifies_the_sweep(runs, monkeypatch):
+    """The verification of every task at a run's start (`sweep.verify_all`) looks a table's manifest up once,
+    not once per fragment: on an object store a missing manifest costs 4 requests per lookup."""
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.results import manifest
+    from orchestrator.run import sweep
+    from orchestrator.spec.sweep_spec import load_spec
+
+    graph = build_graph(load_spec(runs["spec"], [f"storage={json.dumps(runs['uri'])}"]))
+    looked_up, real = [], manifest._stored_manifest_path
+    monkeypatch.setattr(manifest, "_stored_manifest_path", lambda layout, table: looked_up.append(table) or real(
+        layout, table))
+    verified = sweep.verify_all(graph, runs["s3"])
+    assert len(verified) == TASKS and all(ok for ok, _ in verified.values()), verified
+    assert sorted(looked_up) == sorted(vocab.TABLES), looked_up
+
+
+@pytest.mark.slow
 def test_the_run_on_s3_logs_to_an_mlflow_server_that_keeps_the_report_and_figures_in_the_bucket(runs):
     """Through the server's REST API: the sweep's parent run, a child run per task, and on the parent the
     report and every figure, served from the bucket (`--artifacts-destination s3://BUCKET/mlflow`)."""
