@@ -5,11 +5,14 @@ The module runs one small sweep of real tasks that writes every result table (a 
 fine-tuning of it, the path between them) twice from this process on one local Ray: on local storage, and on
 the bucket with the credentials and the endpoint in the storage URI only
 (`s3://KEY:SECRET@BUCKET/runs?endpoint_override=127.0.0.1:PORT&scheme=http`, no AWS variable set), logging to
-an `mlflow server` whose artifacts are in the bucket too. The tests then look at what each left: equal
+an `mlflow server` whose artifacts are in the bucket too. The run on the bucket goes through a proxy
+(tests/support/flaky_proxy.py) that resets every connection for OUTAGE_S seconds once its first task has
+finished: it must wait that out. The tests then look at what each left: equal
 tables; through the command line a rerun all cached, `claims`, `status` and `report` against the bucket;
 the runs, report and figures through MLflow's REST API; `compact`, `open_sweep` and README's queries on the
 bucket; no credential anywhere (output, bucket, Ray's session files). Other tests: the lock on the object store (conditional writes), bad
-credentials / a missing bucket refused before any task runs, a killed upload."""
+credentials / a missing bucket refused before any task runs, a killed upload, requests waited out through a
+shorter outage and one clear error after a longer one."""
 from __future__ import annotations
 
 import copy
