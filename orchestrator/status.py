@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 
 import pandas as pd
 
@@ -50,22 +51,25 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     finished outputs no longer verify}, note (e.g. the plan was rebuilt from spec.yaml), eta_s (null:
     unknown). `hashes`: see `outputs.verify_outputs`. ValueError when the plan cannot be had."""
     now = time.time() if now is None else now
-    plan, rebuilt = plan_of(layout)
-    rows = tables.read_table(layout, vocab.TASKS)
-    latest = rows.drop_duplicates("task_id", keep="last").set_index("task_id") if not rows.empty else None
+    plan, rebuilt = plan_of(layout, columns=("task_id", "kind"))
+    kinds, ids = plan["kind"].tolist(), plan["task_id"].tolist()
+    verified = outputs.verify_many(layout, zip(kinds, ids), hashes, processes=_cpus())
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
+    for kind in dict.fromkeys(kinds):
+        counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
+    for kind, n in Counter(kinds).items():
+        counts[kind]["planned"] = n
+    ok = [verified[task_id][0] for task_id in ids]
+    for kind, n in Counter(kind for kind, done in zip(kinds, ok) if done).items():
+        counts[kind][vocab.FINISHED] = n
+    unfinished = [(task_id, kind) for task_id, kind, done in zip(ids, kinds, ok) if not done]
+    rows = tables.read_table(layout, vocab.TASKS) if unfinished else None   # what a finished task needs: none
     running, failed, remaining, damaged = [], [], [], {}
-    verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), hashes, processes=_cpus())
-    for task_id, kind in zip(plan["task_id"], plan["kind"]):
-        c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
-        c["planned"] += 1
-        ok, reason = verified[task_id]
-        if ok:
-            c[vocab.FINISHED] += 1
-            continue
+    for task_id, kind, last in _with_last_rows(rows, unfinished):
+        c = counts[kind]
+        reason = verified[task_id][1]
         if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:
             damaged[task_id] = reason
-        last = latest.loc[task_id] if latest is not None and task_id in latest.index else None
         record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
         ended = _seconds(last["finished_at"]) if last is not None else None
         if record is not None and (ended is None or record.get("updated_at", 0) > ended):
@@ -88,6 +92,25 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
         "note": rebuilt_note(layout, plan) if rebuilt else "",
         "eta_s": _sweep_eta(rows, remaining, running),
     }
+
+
+
+
+def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
+    """(task_id, kind, its latest `tasks` row as a dict or None) of the given (task_id, kind), in their
+    order: one join with the table, not a lookup per task (only unfinished tasks come here)."""
+    if not tasks:
+        return []
+    if rows.empty:
+        return [(task_id, kind, None) for task_id, kind in tasks]
+    ids = [task_id for task_id, _ in tasks]
+    latest = rows.drop_duplicates("task_id", keep="last")
+    wanted = pd.DataFrame({"task_id": ids, "_order": range(len(ids))})
+    joined = wanted.merge(latest[["task_id", "status", "finished_at", "error"]], on="task_id", how="left",
+                          indicator=True).sort_values("_order")
+    found = (joined["_merge"] == "both").tolist()
+    records = joined[["status", "finished_at", "error"]].to_dict("records")
+    return [(task_id, kind, record if seen else None) for (task_id, kind), record, seen in zip(tasks, records, found)]
 
 
 def _cpus() -> int:
@@ -132,7 +155,7 @@ def _sweep_eta(rows: pd.DataFrame, remaining: list[str], running: list[dict]) ->
     is shared by as many tasks at once as the latest finished tasks overlapped (at least the running
     ones). None before any task finished here (cached tasks took no time in this directory)."""
     if not remaining and not running:
-        return 0.0
+        return 0.0          # (`rows` is None when every task finished)
     done = rows[(rows["status"] == vocab.FINISHED) & ~rows["cached"].fillna(False).astype(bool)
                 & rows["duration_s"].notna()] if not rows.empty else rows
     if done.empty:
