@@ -2,13 +2,16 @@
 
 Works while a run is going on (from another terminal or machine) and after it: the plan comes from
 the sweep's `plan.parquet` (written when the run started; never re-planned; rebuilt from spec.yaml only
-when the file is gone), failures and task durations from the `tasks` table, and the epoch a running
-training task has reached from its `progress.json` (`orchestrator.run.progress`). A task counts as
-finished only when its `done.json` verifies as a run would check it (`outputs.verify_outputs`: every
-listed file's size and sha256, compacted rows in parts that verify; all tasks in one pass,
-`outputs.verify_many`, shared by forked processes in a sweep of 20,000 tasks or more); a task whose
-outputs were damaged after it finished counts as remaining and is named, as the next run will
-recompute it. It shows counts
+when the file is gone; its task_id and kind columns are all status reads), failures and task durations
+from the `tasks` table, and the epoch a running training task has reached from its `progress.json`
+(`orchestrator.run.progress`). A task counts as finished only when its `done.json` verifies as a run
+would check it (`outputs.verify_outputs`, the same rule as a resumed run's cache check: the marker read
+whole and well-formed, every listed file's size and sha256, compacted rows in parts whose own size and
+sha256 verify, each part hashed once per pass; all tasks in one pass, `outputs.verify_many`, shared by
+forked processes in a sweep of 20,000 tasks or more); a task whose outputs were damaged after it
+finished counts as remaining and is named, as the next run will recompute it. Only the tasks that
+have not finished are looked up further: their latest `tasks` row (one join; the table is not read at
+all when every task finished) and, for training tasks, their `progress.json`. It shows counts
 per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
 with their one-line reason, damaged tasks, and an ETA of the whole sweep. `--json` prints the same as
 one JSON object (`status_snapshot`; one per refresh with `--watch`, which hashes a file again only
@@ -33,6 +36,8 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact
 
 COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
+CHECKED = ("finished: done.json read whole and every output it lists verified by size and sha256 (compacted rows "
+           "by their part's), as a run's cache check does")
 FAILED_SHOWN = 10            # failed tasks listed by name (the JSON lists them all)
 RECENT_TASKS = 200           # finished tasks whose overlap estimates how many run at once
 
@@ -224,8 +229,7 @@ def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2
             print(format_status(snapshot), file=stream)
             if snapshot["damaged"]:
                 print(format_damaged(snapshot["damaged"]), file=stream)
-            print("(finished: done.json and every output it lists verified by size and sha256)", file=stream,
-                  flush=True)
+            print(f"({CHECKED})", file=stream, flush=True)
         total = snapshot["total"]
         if not watch or total["remaining"] == 0:
             return 1 if total[vocab.FAILED] + total[vocab.SKIPPED] else 0

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import time
 import uuid
@@ -30,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 MARKER_VERSION = 2
 MAX_MARKER_BYTES = 10_000_000
-_HEX = set("0123456789abcdef")
+_SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
     for name, digest in files.items():
         if name not in allowed:
             return None, f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
-        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
             return None, f"{path} holds a malformed sha256 for {name}"
     for key in ("metrics", "meta"):
         if not isinstance(data.get(key, {}), dict):

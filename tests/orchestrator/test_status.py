@@ -412,6 +412,7 @@ def test_a_finished_compacted_sweep_is_verified_without_reading_the_tasks_table(
     assert cli.main(["status", directory]) == 0
     out = capsys.readouterr().out
     assert rows_of(out)["total"]["finished"] == len(graph) and "100% finished" in out and reads == []
+    assert status.CHECKED in out                               # what was checked is said
     part = next(n for n in layout.storage.listdir(layout.table_dir(vocab.BARRIERS)) if n.startswith("part-"))
     path = layout.storage.local_path(layout.storage.join(layout.table_dir(vocab.BARRIERS), part))
     path.write_bytes(path.read_bytes()[:-10])                  # truncated after the sweep finished
@@ -425,14 +426,14 @@ def test_a_finished_compacted_sweep_is_verified_without_reading_the_tasks_table(
     assert f"{path_evals[0]}: missing {layout.fragment(vocab.BARRIERS, path_evals[0])}" in out
 
 
-def test_the_quick_read_of_markers_refuses_and_answers_as_a_task_alone_does(compacted, monkeypatch):
+def test_the_quick_read_of_markers_refuses_and_answers_as_a_task_alone_does(compacted, monkeypatch, capsys):
     """`verify_many` reads local markers with one `open` (`_LocalMarkers`), yet answers as `verify_outputs`
     does: a link as the marker or as the task's directory is refused (LinkError), a FIFO is not a
     marker (and does not block), a marker listing another task's file is refused, and a task id that
     also occurs in the fixed part of its outputs' names is still matched exactly."""
     from orchestrator.storage.layout import LinkError
 
-    layout, graph, _ = compacted
+    layout, graph, directory = compacted
     tasks = sorted(graph.tasks.values(), key=lambda t: t.id)
     pairs = [(t.kind, t.id) for t in tasks]
     fifo, foreign = [t for t in tasks if t.kind == vocab.PATH_EVAL][:2]
@@ -460,18 +461,21 @@ def test_the_quick_read_of_markers_refuses_and_answers_as_a_task_alone_does(comp
     assert outputs.verify_many(layout, pairs, {}, processes=2) == alone
     monkeypatch.setattr(outputs, "PARALLEL_FROM", 20_000)
     victim = next(t for t in tasks if t.kind == vocab.PRETRAIN)
-    directory = layout.storage.local_path(layout.task_dir(victim.kind, victim.id))
-    moved = directory.with_name(directory.name + "-moved")
-    directory.rename(moved)
-    directory.symlink_to(moved)                             # the task's directory is a link
+    task_dir = layout.storage.local_path(layout.task_dir(victim.kind, victim.id))
+    moved = task_dir.with_name(task_dir.name + "-moved")
+    task_dir.rename(moved)
+    task_dir.symlink_to(moved)                              # the task's directory is a link
     for verify in (lambda: outputs.verify_outputs(layout, victim.kind, victim.id), lambda: outputs.verify_many(layout, pairs)):
         with pytest.raises(LinkError):
             verify()
-    directory.unlink()
-    moved.rename(directory)
+    task_dir.unlink()
+    moved.rename(task_dir)
     marker = layout.storage.local_path(layout.marker_file(victim.kind, victim.id))
     marker.rename(marker.with_name("elsewhere.json"))
     marker.symlink_to(marker.with_name("elsewhere.json"))   # the marker itself is a link
     for verify in (lambda: outputs.verify_outputs(layout, victim.kind, victim.id), lambda: outputs.verify_many(layout, pairs)):
         with pytest.raises(LinkError):
             verify()
+    assert cli.main(["status", directory]) == cli.EXIT_BAD_INPUT       # one line, naming the link
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(marker) in err and len(err.splitlines()) == 1, err
