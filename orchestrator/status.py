@@ -99,8 +99,6 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     }
 
 
-
-
 def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
     """(task_id, kind, its latest `tasks` row as a dict or None) of the given (task_id, kind), in their
     order: one join with the table, not a lookup per task (only unfinished tasks come here)."""
