@@ -5,8 +5,8 @@
     python -m bench.read_side /tmp/fab/scale --before main               # and git REV's code, alternating
 
 Each measurement runs in a fresh process (`--one`): wall seconds and CPU seconds (this process and the
-processes it waited for: figure workers, status's forked verifiers), and the 1-minute load when it
-ended. `report` starts from an empty `report/` directory (no figure reused). With `--before REV`,
+processes it waited for: figure workers, status's forked verifiers; `cpu_first_process_s`: this process
+alone, the critical path of `status` on two cores), and the 1-minute load when it ended. `report` starts from an empty `report/` directory (no figure reused). With `--before REV`,
 `orchestrator/` and `tasks/` of REV are exported (`bench.scale.export_revision`) and measured the same
 way, variants alternating. Prints one JSON line per sweep and variant; `--out` writes them all.
 """
@@ -28,9 +28,12 @@ from bench import common
 STEPS = ("reads", "status", "claims", "report")
 
 
-def _cpu() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _cpu(who=None) -> float:
+    """CPU seconds of this process and the processes it waited for (`who`: RUSAGE_SELF or _CHILDREN alone)."""
+    if who is not None:
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+    return _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
 
 
 def measure(directory: str, steps=STEPS) -> dict:
@@ -43,10 +46,11 @@ def measure(directory: str, steps=STEPS) -> dict:
     out: dict = {}
 
     def timed(name: str, fn) -> None:
-        cpu, wall = _cpu(), time.perf_counter()
+        cpu, own, wall = _cpu(), _cpu(resource.RUSAGE_SELF), time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             fn()
         out[name] = {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(_cpu() - cpu, 2),
+                     "cpu_first_process_s": round(_cpu(resource.RUSAGE_SELF) - own, 2),
                      "load_1m": round(os.getloadavg()[0], 1)}
 
     if "reads" in steps:

@@ -324,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "resolved spec, else the counts per kind, pairs and swept settings (with --list every task)")
     plan.set_defaults(func=cmd_plan)
 
-    status = sub.add_parser("status", help="progress of a sweep directory by task kind")
+    status = sub.add_parser("status", help="progress of a sweep directory by task kind",
+                            description="Progress of a sweep directory by task kind. A task counts as finished "
+                            "when its done.json and every output it lists verify as a run's cache check verifies "
+                            "them (sizes and sha256; compacted rows by their part's sha256); one that no longer "
+                            "does is named and counts as remaining.")
     status.add_argument("dir", help="<storage>/<sweep>, e.g. mmc-runs/default")
     status.add_argument("--watch", action="store_true", help="refresh until every task has finished")
     status.add_argument("--interval", type=float, default=2.0, help="refresh interval in seconds")

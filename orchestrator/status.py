@@ -2,13 +2,16 @@
 
 Works while a run is going on (from another terminal or machine) and after it: the plan comes from
 the sweep's `plan.parquet` (written when the run started; never re-planned; rebuilt from spec.yaml only
-when the file is gone), failures and task durations from the `tasks` table, and the epoch a running
-training task has reached from its `progress.json` (`orchestrator.run.progress`). A task counts as
-finished only when its `done.json` verifies as a run would check it (`outputs.verify_outputs`: every
-listed file's size and sha256, compacted rows in parts that verify; all tasks in one pass,
-`outputs.verify_many`, shared by forked processes in a sweep of 20,000 tasks or more); a task whose
-outputs were damaged after it finished counts as remaining and is named, as the next run will
-recompute it. It shows counts
+when the file is gone; its task_id and kind columns are all status reads), failures and task durations
+from the `tasks` table, and the epoch a running training task has reached from its `progress.json`
+(`orchestrator.run.progress`). A task counts as finished only when its `done.json` verifies as a run
+would check it (`outputs.verify_outputs`, the same rule as a resumed run's cache check: the marker read
+whole and well-formed, every listed file's size and sha256, compacted rows in parts whose own size and
+sha256 verify, each part hashed once per pass; all tasks in one pass, `outputs.verify_many`, shared by
+forked processes in a sweep of 20,000 tasks or more); a task whose outputs were damaged after it
+finished counts as remaining and is named, as the next run will recompute it. Only the tasks that
+have not finished are looked up further: their latest `tasks` row (one join; the table is not read at
+all when every task finished) and, for training tasks, their `progress.json`. It shows counts
 per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
 with their one-line reason, damaged tasks, and an ETA of the whole sweep. `--json` prints the same as
 one JSON object (`status_snapshot`; one per refresh with `--watch`, which hashes a file again only
@@ -21,6 +24,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 
 import pandas as pd
 
@@ -32,6 +36,8 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact
 
 COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
+CHECKED = ("finished: done.json read whole and every output it lists verified by size and sha256 (compacted rows "
+           "by their part's), as a run's cache check does")
 FAILED_SHOWN = 10            # failed tasks listed by name (the JSON lists them all)
 RECENT_TASKS = 200           # finished tasks whose overlap estimates how many run at once
 
@@ -50,22 +56,25 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     finished outputs no longer verify}, note (e.g. the plan was rebuilt from spec.yaml), eta_s (null:
     unknown). `hashes`: see `outputs.verify_outputs`. ValueError when the plan cannot be had."""
     now = time.time() if now is None else now
-    plan, rebuilt = plan_of(layout)
-    rows = tables.read_table(layout, vocab.TASKS)
-    latest = rows.drop_duplicates("task_id", keep="last").set_index("task_id") if not rows.empty else None
+    plan, rebuilt = plan_of(layout, columns=("task_id", "kind"))
+    kinds, ids = plan["kind"].tolist(), plan["task_id"].tolist()
+    verified = outputs.verify_many(layout, zip(kinds, ids), hashes, processes=_cpus())
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
+    for kind in dict.fromkeys(kinds):
+        counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
+    for kind, n in Counter(kinds).items():
+        counts[kind]["planned"] = n
+    ok = [verified[task_id][0] for task_id in ids]
+    for kind, n in Counter(kind for kind, done in zip(kinds, ok) if done).items():
+        counts[kind][vocab.FINISHED] = n
+    unfinished = [(task_id, kind) for task_id, kind, done in zip(ids, kinds, ok) if not done]
+    rows = tables.read_table(layout, vocab.TASKS) if unfinished else None   # what a finished task needs: none
     running, failed, remaining, damaged = [], [], [], {}
-    verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), hashes, processes=_cpus())
-    for task_id, kind in zip(plan["task_id"], plan["kind"]):
-        c = counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
-        c["planned"] += 1
-        ok, reason = verified[task_id]
-        if ok:
-            c[vocab.FINISHED] += 1
-            continue
+    for task_id, kind, last in _with_last_rows(rows, unfinished):
+        c = counts[kind]
+        reason = verified[task_id][1]
         if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:
             damaged[task_id] = reason
-        last = latest.loc[task_id] if latest is not None and task_id in latest.index else None
         record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
         ended = _seconds(last["finished_at"]) if last is not None else None
         if record is not None and (ended is None or record.get("updated_at", 0) > ended):
@@ -88,6 +97,23 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
         "note": rebuilt_note(layout, plan) if rebuilt else "",
         "eta_s": _sweep_eta(rows, remaining, running),
     }
+
+
+def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
+    """(task_id, kind, its latest `tasks` row as a dict or None) of the given (task_id, kind), in their
+    order: one join with the table, not a lookup per task (only unfinished tasks come here)."""
+    if not tasks:
+        return []
+    if rows.empty:
+        return [(task_id, kind, None) for task_id, kind in tasks]
+    ids = [task_id for task_id, _ in tasks]
+    latest = rows.drop_duplicates("task_id", keep="last")
+    wanted = pd.DataFrame({"task_id": ids, "_order": range(len(ids))})
+    joined = wanted.merge(latest[["task_id", "status", "finished_at", "error"]], on="task_id", how="left",
+                          indicator=True).sort_values("_order")
+    found = (joined["_merge"] == "both").tolist()
+    records = joined[["status", "finished_at", "error"]].to_dict("records")
+    return [(task_id, kind, record if seen else None) for (task_id, kind), record, seen in zip(tasks, records, found)]
 
 
 def _cpus() -> int:
@@ -132,7 +158,7 @@ def _sweep_eta(rows: pd.DataFrame, remaining: list[str], running: list[dict]) ->
     is shared by as many tasks at once as the latest finished tasks overlapped (at least the running
     ones). None before any task finished here (cached tasks took no time in this directory)."""
     if not remaining and not running:
-        return 0.0
+        return 0.0          # (`rows` is None when every task finished)
     done = rows[(rows["status"] == vocab.FINISHED) & ~rows["cached"].fillna(False).astype(bool)
                 & rows["duration_s"].notna()] if not rows.empty else rows
     if done.empty:
@@ -201,8 +227,7 @@ def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2
             print(format_status(snapshot), file=stream)
             if snapshot["damaged"]:
                 print(format_damaged(snapshot["damaged"]), file=stream)
-            print("(finished: done.json and every output it lists verified by size and sha256)", file=stream,
-                  flush=True)
+            print(f"({CHECKED})", file=stream, flush=True)
         total = snapshot["total"]
         if not watch or total["remaining"] == 0:
             return 1 if total[vocab.FAILED] + total[vocab.SKIPPED] else 0

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
+import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 MARKER_VERSION = 2
 MAX_MARKER_BYTES = 10_000_000
-_HEX = set("0123456789abcdef")
+_SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
 
 @dataclass
@@ -99,12 +102,14 @@ def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
 
 
 def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str] | None = None,
-            path: str | None = None) -> tuple[dict | None, str]:
+            path: str | None = None, raw: bytes | None = None) -> tuple[dict | None, str]:
+    """`raw`: the marker's bytes when the caller has already read them (`_LocalMarkers`)."""
     path = layout.marker_file(kind, task_id) if path is None else path
     storage = layout.storage
     try:
         try:          # one request when it is there (the usual case); else the checks below say why not
-            raw = storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES) if allowed is not None else None
+            if raw is None and allowed is not None:
+                raw = storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES)
         except LinkError:
             raise
         except OSError:
@@ -127,7 +132,7 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
     for name, digest in files.items():
         if name not in allowed:
             return None, f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
-        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
             return None, f"{path} holds a malformed sha256 for {name}"
     for key in ("metrics", "meta"):
         if not isinstance(data.get(key, {}), dict):
@@ -150,9 +155,10 @@ def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: d
     """`verify_outputs` of many (kind, task_id), with the same answers, for a pass over a whole sweep
     (`status`): the tables' manifests are read and their parts checked once for the pass
     (`manifest.compacted_digests`), the names a task may list are made once per kind, and a marker
-    that is there is read in one request. With `processes` > 1 and at least `PARALLEL_FROM` tasks, forked
-    processes share the markers (reading and parsing 10^5 of them is most of `status` at that size);
-    where forking is not possible, or a process fails, this process verifies them all."""
+    that is there is read in one request (on local storage: one `open` and one `read`, `_LocalMarkers`).
+    With `processes` > 1 and at least `PARALLEL_FROM` tasks, forked processes share the markers (reading
+    and parsing 10^5 of them is most of `status` at that size); where forking is not possible, or a
+    process fails, this process verifies them all."""
     tasks = list(tasks)
     compacted = manifest.compacted_digests(layout)   # read here, before a fork: the processes share it
     processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
@@ -168,16 +174,104 @@ PARALLEL_FROM = 20_000     # tasks from which `verify_many` shares the work betw
 
 def _verify_some(layout: SweepLayout, tasks: list[tuple[str, str]], hashes: dict | None,
                  compacted) -> dict[str, tuple[bool, str]]:
-    templates: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    templates: dict[str, tuple[str, _Allowed]] = {}
+    local = _LocalMarkers(layout) if layout.storage.is_local else None
     out = {}
     for kind, task_id in tasks:
         if kind not in templates:
-            templates[kind] = layout.marker_file(kind, _PROBE), _output_templates(layout, kind)
+            templates[kind] = layout.marker_file(kind, _PROBE), _Allowed(_output_templates(layout, kind))
         marker, names = templates[kind]
         check_name(task_id, "task_id")
-        allowed = {rel.replace(_PROBE, task_id): path.replace(_PROBE, task_id) for rel, path in names}
-        out[task_id] = _verify(layout, kind, task_id, hashes, compacted, allowed, marker.replace(_PROBE, task_id))
+        path = marker.replace(_PROBE, task_id)
+        raw = local.read(kind, task_id, path) if local is not None else None
+        out[task_id] = _verify(layout, kind, task_id, hashes, compacted, names.of(task_id), path, raw)
     return out
+
+
+class _Allowed:
+    """`output_files` of every task of one kind, made from its names with the task id `_PROBE`: `of(task_id)`
+    answers `name in allowed` and `allowed[name]` for one task without making its ~15 names. A listed
+    name is looked up by putting `_PROBE` back in place of the task id; where that does not find it (a
+    task id that also occurs elsewhere in a name), the task's names are made in full, as they were."""
+
+    def __init__(self, templates: list[tuple[str, str]]):
+        self.templates = dict(templates)          # relative name with _PROBE -> storage path with _PROBE
+        self.task_id, self.full, self.seen = "", None, {}
+
+    def of(self, task_id: str) -> _Allowed:
+        self.task_id, self.full, self.seen = task_id, None, {}
+        return self
+
+    def get(self, name: str) -> str | None:
+        if name in self.seen:
+            return self.seen[name]
+        template = name.replace(self.task_id, _PROBE, 1)
+        if template in self.templates and template.replace(_PROBE, self.task_id) == name:
+            path = self.seen[name] = self.templates[template].replace(_PROBE, self.task_id)
+            return path
+        if self.full is None:
+            self.full = {rel.replace(_PROBE, self.task_id): path.replace(_PROBE, self.task_id)
+                         for rel, path in self.templates.items()}
+        return self.full.get(name)
+
+    def __contains__(self, name) -> bool:
+        return self.get(name) is not None
+
+    def __getitem__(self, name: str) -> str:
+        path = self.get(name)
+        if path is None:
+            raise KeyError(name)
+        return path
+
+
+class _LocalMarkers:
+    """Markers of local storage read with the fewest system calls, as `Storage.read_bytes` would read
+    them: the directories down to `tasks/<kind>` are checked for links once per kind
+    (`Storage.check`), each task's directory by one listing of `tasks/<kind>` (no `lstat` per task), and
+    the marker itself is opened without following a link (non-blocking: a FIFO does not block) and read
+    only when `fstat` finds a regular file of at most `MAX_MARKER_BYTES`. `read` gives None for anything
+    else (missing, a link, not a regular file, unreadable, changed while read, the listing failed): the
+    caller then reads it through `Storage.read_bytes` and says why it is not a marker, as it always did."""
+
+    _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+    def __init__(self, layout: SweepLayout):
+        self.layout = layout
+        self.plain: dict[str, set[str] | None] = {}     # kind -> its task directories that are not links
+
+    def _plain_dirs(self, kind: str) -> set[str] | None:
+        if kind not in self.plain:
+            self.plain[kind] = None
+            if getattr(os, "O_NOFOLLOW", 0):
+                directory = self.layout.task_dir(kind, _PROBE).rsplit("/", 1)[0]
+                try:
+                    self.layout.storage.check(directory)         # LinkError: refused, as read_bytes would
+                    with os.scandir(directory) as entries:
+                        self.plain[kind] = {e.name for e in entries if not e.is_symlink()}
+                except LinkError:
+                    raise
+                except OSError:
+                    pass
+        return self.plain[kind]
+
+    def read(self, kind: str, task_id: str, path: str) -> bytes | None:
+        plain = self._plain_dirs(kind)
+        if plain is None or task_id not in plain:
+            return None
+        try:
+            fd = os.open(path, self._FLAGS)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MARKER_BYTES:
+                return None
+            data = os.read(fd, info.st_size + 1)
+            return data if len(data) == info.st_size else None    # changed while read: the careful way
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
 
 _FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)
@@ -233,8 +327,9 @@ def _output_templates(layout: SweepLayout, kind: str) -> list[tuple[str, str]]:
 
 
 def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, compacted,
-            allowed: dict[str, str] | None, marker_path: str | None = None) -> tuple[bool, str]:
-    marker, reason = _marker(layout, kind, task_id, allowed, marker_path)
+            allowed: dict[str, str] | None, marker_path: str | None = None,
+            raw: bytes | None = None) -> tuple[bool, str]:
+    marker, reason = _marker(layout, kind, task_id, allowed, marker_path, raw)
     if marker is None:
         return False, reason
     storage = layout.storage

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import time
 
@@ -377,3 +378,104 @@ def test_a_pass_over_many_tasks_gives_each_task_the_answer_it_gets_alone(sweep, 
     assert outputs.verify_many(layout, pairs) == alone
     monkeypatch.setattr(outputs, "PARALLEL_FROM", 2)      # the forked processes, on a small sweep
     assert outputs.verify_many(layout, pairs, {}, processes=3) == alone
+
+
+@pytest.fixture()
+def compacted(sweep):
+    """The smoke sweep finished by the synthetic runner (markers, fragments, `tasks` rows) and compacted,
+    as a run leaves it: (layout, graph, DIR)."""
+    import torch
+
+    from orchestrator.results import compact
+    from orchestrator.run import recording, work
+    from tests.support import runners
+
+    layout, graph, directory = sweep
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
+    for task in graph.tasks.values():
+        result = work.execute(task, runners.name("synthetic"), env)
+        assert result.status == vocab.DONE, result.error
+        tables.write_fragment(layout, vocab.TASKS, task.id, [recording.task_row(
+            task, vocab.FINISHED, spec_hash="test", rev=None, duration_s=result.duration_s)])
+    compact.compact(layout)
+    return layout, graph, directory
+
+
+def test_a_finished_compacted_sweep_is_verified_without_reading_the_tasks_table(compacted, capsys, monkeypatch):
+    """Every task of a compacted sweep counts as finished (its fragments' rows verified through their
+    part's sha256), the `tasks` table is read only when some task has not finished, and a part damaged
+    afterwards makes each task whose rows it holds count as remaining, named as damaged."""
+    layout, graph, directory = compacted
+    reads = []
+    read_table = tables.read_table
+    monkeypatch.setattr(tables, "read_table", lambda layout_, table: reads.append(table) or read_table(layout_, table))
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert rows_of(out)["total"]["finished"] == len(graph) and "100% finished" in out and reads == []
+    assert status.CHECKED in out                               # what was checked is said
+    part = next(n for n in layout.storage.listdir(layout.table_dir(vocab.BARRIERS)) if n.startswith("part-"))
+    path = layout.storage.local_path(layout.storage.join(layout.table_dir(vocab.BARRIERS), part))
+    path.write_bytes(path.read_bytes()[:-10])                  # truncated after the sweep finished
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    path_evals = sorted(t.id for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL)
+    assert rows_of(out)[vocab.PATH_EVAL] == {"planned": len(path_evals), "finished": 0, "failed": 0, "skipped": 0,
+                                             "remaining": len(path_evals)}
+    assert rows_of(out)["total"]["finished"] == len(graph) - len(path_evals) and reads == [vocab.TASKS]
+    assert f"{len(path_evals)} finished task(s) no longer verify" in out
+    assert f"{path_evals[0]}: missing {layout.fragment(vocab.BARRIERS, path_evals[0])}" in out
+
+
+def test_the_quick_read_of_markers_refuses_and_answers_as_a_task_alone_does(compacted, monkeypatch, capsys):
+    """`verify_many` reads local markers with one `open` (`_LocalMarkers`), yet answers as `verify_outputs`
+    does: a link as the marker or as the task's directory is refused (LinkError), a FIFO is not a
+    marker (and does not block), a marker listing another task's file is refused, and a task id that
+    also occurs in the fixed part of its outputs' names is still matched exactly."""
+    from orchestrator.storage.layout import LinkError
+
+    layout, graph, directory = compacted
+    tasks = sorted(graph.tasks.values(), key=lambda t: t.id)
+    pairs = [(t.kind, t.id) for t in tasks]
+    fifo, foreign = [t for t in tasks if t.kind == vocab.PATH_EVAL][:2]
+    marker = layout.storage.local_path(layout.marker_file(fifo.kind, fifo.id))
+    marker.unlink()
+    os.mkfifo(marker)
+    other = json.loads(layout.storage.read_bytes(layout.marker_file(foreign.kind, foreign.id)))
+    theirs = layout.fragment(vocab.PATHS, fifo.id)[len(layout.root) + 1:]
+    other["files"][theirs] = other["files"].pop(layout.fragment(vocab.PATHS, foreign.id)[len(layout.root) + 1:])
+    layout.storage.write_bytes(layout.marker_file(foreign.kind, foreign.id), json.dumps(other).encode())
+    odd = "results"                                 # occurs in "results/paths/results.parquet" twice
+    rel = layout.fragment(vocab.PATHS, odd)[len(layout.root) + 1:]
+    data = b"rows"
+    layout.storage.write_bytes(layout.fragment(vocab.PATHS, odd), data)
+    layout.storage.write_bytes(layout.marker_file(vocab.PATH_EVAL, odd), json.dumps({
+        "version": outputs.MARKER_VERSION, "task_id": odd, "kind": vocab.PATH_EVAL, "sizes": {rel: len(data)},
+        "files": {rel: hashlib.sha256(data).hexdigest()}, "tables": [], "metrics": {}, "meta": {}}).encode())
+    pairs.append((vocab.PATH_EVAL, odd))
+    alone = {task_id: outputs.verify_outputs(layout, kind, task_id) for kind, task_id in pairs}
+    assert alone[fifo.id] == (False, f"{layout.marker_file(fifo.kind, fifo.id)} is not a regular file")
+    assert alone[foreign.id][1].endswith("which is not an output of this task") and alone[odd] == (True, "")
+    assert sum(ok for ok, _ in alone.values()) == len(pairs) - 2
+    assert outputs.verify_many(layout, pairs) == alone
+    monkeypatch.setattr(outputs, "PARALLEL_FROM", 2)
+    assert outputs.verify_many(layout, pairs, {}, processes=2) == alone
+    monkeypatch.setattr(outputs, "PARALLEL_FROM", 20_000)
+    victim = next(t for t in tasks if t.kind == vocab.PRETRAIN)
+    task_dir = layout.storage.local_path(layout.task_dir(victim.kind, victim.id))
+    moved = task_dir.with_name(task_dir.name + "-moved")
+    task_dir.rename(moved)
+    task_dir.symlink_to(moved)                              # the task's directory is a link
+    for verify in (lambda: outputs.verify_outputs(layout, victim.kind, victim.id), lambda: outputs.verify_many(layout, pairs)):
+        with pytest.raises(LinkError):
+            verify()
+    task_dir.unlink()
+    moved.rename(task_dir)
+    marker = layout.storage.local_path(layout.marker_file(victim.kind, victim.id))
+    marker.rename(marker.with_name("elsewhere.json"))
+    marker.symlink_to(marker.with_name("elsewhere.json"))   # the marker itself is a link
+    for verify in (lambda: outputs.verify_outputs(layout, victim.kind, victim.id), lambda: outputs.verify_many(layout, pairs)):
+        with pytest.raises(LinkError):
+            verify()
+    assert cli.main(["status", directory]) == cli.EXIT_BAD_INPUT       # one line, naming the link
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(marker) in err and len(err.splitlines()) == 1, err
