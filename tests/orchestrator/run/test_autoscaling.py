@@ -79,14 +79,14 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(
     with ended(proc, CLI_TIMEOUT_S):
         # accepted, and the autoscaler starts two GPU nodes: both pretraining tasks run at once
         held = wait_for(lambda: len(arrivals(cluster.events, layout.root, "pretrain")) == 2, proc,
-                        "both pretraining tasks were running at once", WAIT_S, context=cluster.log_tail)
+                        "both pretraining tasks were running at once", WAIT_S, poll_s=0.2, context=cluster.log_tail)
         nodes = cluster.node_ids()
         assert held and len(nodes) == 2, nodes
         t1 = time.time()
         victim = sorted(nodes)[0]
         cluster.kill_node(victim)              # a node lost mid-task (a spot instance taken back)
         wait_for(lambda: "failed 1" in output(proc), proc, "the task on the killed node failed", WAIT_S,
-                 context=cluster.log_tail)
+                 poll_s=0.2, context=cluster.log_tail)
         release(cluster.events, layout.root, "pretrain")    # the other pretraining task goes on
     first = output(proc)
     assert proc.returncode == 1, first[-3000:]
