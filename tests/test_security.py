@@ -251,27 +251,6 @@ def test_mlflow_sink_never_logs_secret_keys(tmp_path):
     assert FAKE_SECRET.encode() not in (tmp_path / "mlflow.db").read_bytes()
 
 
-def test_environment_credentials_do_not_reach_the_sweep_directory(tmp_path):
-    """A whole (no-op) sweep with secrets in the environment: no file under storage contains them."""
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "name": "creds", "data": {"dataset": "digits"}, "models": [{"name": "small_cnn", "width": 8}],
-        "seeds": [0], "cue_proportions": [0.0, 0.9], "finetune": {"methods": []},
-        "paths": {"pairs": ["cue~nocue"], "kinds": ["linear"], "num_alphas": 2}, "max_concurrent": 2}))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET, HF_TOKEN=FAKE_SECRET,
-               MY_PASSWORD=FAKE_SECRET)
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--storage",
-                           str(tmp_path / "storage"), "--num-cpus", "2", "--runner", "tests.support.runners:noop"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert FAKE_SECRET not in proc.stdout + proc.stderr
-    files = [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
-    assert any(p.suffix == ".parquet" for p in files) and any(p.name == "mlflow.db" for p in files)
-    leaked = [str(p) for p in files if FAKE_SECRET.encode() in p.read_bytes()]
-    assert leaked == []
-
-
 # ----- credentials in URIs are never printed --------------------------------------------------
 
 @pytest.mark.parametrize("text, shown", [
@@ -428,7 +407,8 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
     the MLflow run: `tests/leaks.py`): not in stdout or stderr of `run` (progress lines, warnings, the failure
     summary), `status` or `report`, nor in any file of the sweep directory (the `tasks` table's errors,
     spec.yaml, plan, report.html, Ray's trial directories), the MLflow store and its artifacts (error tags,
-    error.txt), or Ray's session logs."""
+    error.txt), or Ray's session logs. The same run has credentials in its environment (AWS, MLflow, Hugging
+    Face, a password of the user's): none reaches what the run prints, the sweep directory or the MLflow store."""
     import shutil
     import tempfile
 
@@ -451,7 +431,8 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MMC_FAIL_TASKS")}
         env.update(PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp), CUDA_VISIBLE_DEVICES="",
-                   MMC_PROGRESS_INTERVAL_S="0.5")
+                   MMC_PROGRESS_INTERVAL_S="0.5", AWS_SECRET_ACCESS_KEY=FAKE_SECRET, MLFLOW_TRACKING_TOKEN=FAKE_SECRET,
+                   HF_TOKEN=FAKE_SECRET, MY_PASSWORD=FAKE_SECRET)
         storage = tmp_path / "storage"
         driver = ("import sys; from tests import leaks; leaks.install_driver_faults(); "
                   "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
@@ -482,6 +463,10 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
         leaked = {"sweep": _holding(sweep_dir, secret), "mlflow": _holding(store, secret),
                   "ray": _holding(ray_tmp, secret)}
         assert leaked == {"sweep": [], "mlflow": [], "ray": []}
+        from_env = {"printed": [name for name, text in printed.items() if FAKE_SECRET in text],
+                    "sweep": _holding(sweep_dir, FAKE_SECRET), "mlflow": _holding(store, FAKE_SECRET)}
+        assert from_env == {"printed": [], "sweep": [], "mlflow": []}, f"credentials of the environment leaked: {from_env}"
+        assert any(p.suffix == ".parquet" for p in sweep_dir.rglob("*")), "the sweep wrote no table to look in"
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 

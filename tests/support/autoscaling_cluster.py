@@ -22,25 +22,20 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from tests.support.ns_cluster import HOOK, _kill_all, cluster_env, pids_in_session
-
-RAY = str(Path(sys.executable).with_name("ray"))
+from tests.support.ns_cluster import (HOOK, OBJECT_STORE_BYTES, RAY, START_TIMEOUT_S, SYSTEM_CONFIG, _kill_all,
+                                      cluster_env, kill_session, node_args, pids_in_session, start_in_temp_dir,
+                                      stop_cluster)  # noqa: F401 (stop_cluster: the tests stop this cluster with it)
 HEAD_TYPE, WORKER_TYPE = "ray.head.default", "gpu_worker"   # the fake provider's head must be ray.head.default
 WORKER_RESOURCES = {"CPU": 1, "GPU": 1}
 MAX_WORKERS = 2
 IDLE_TIMEOUT_MIN = 0.25         # 15 s: a node that has just joined is claimed well within it, even on 2 busy cores
 HEARTBEAT_TIMEOUT_S = 5         # a node that stopped reporting is removed (and can be replaced) after this
-OBJECT_STORE_BYTES = 100 * 1024 ** 2
-START_TIMEOUT_S = 120
 HEAD_ATTEMPTS = 3
-SYSTEM_CONFIG = {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"
 FAKE_HEAD_ID = "f" * 51 + "00000"
 
@@ -105,10 +100,8 @@ class AutoscalingCluster:
         self.config_file.write_text(json.dumps(config(self.address)))
         temp_dir = self.base / f"ray-{attempt}"
         self._log = open(self.base / "head.log", "a")
-        cmd = [RAY, "start", "--head", "--block", f"--port={self.address.rsplit(':', 1)[1]}", "--num-cpus=0",
-               "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp_dir}",
-               f"--autoscaling-config={self.config_file}", f"--object-store-memory={OBJECT_STORE_BYTES}",
-               "--dashboard-agent-listen-port=0", "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats",
+        cmd = [RAY, "start", "--head", f"--port={self.address.rsplit(':', 1)[1]}", "--num-cpus=0", "--num-gpus=0",
+               "--include-dashboard=false", *node_args(temp_dir), f"--autoscaling-config={self.config_file}",
                f"--system-config={json.dumps(SYSTEM_CONFIG)}"]
         self.head = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.node_env,
                                      cwd=self.base, start_new_session=True)
@@ -180,9 +173,7 @@ class AutoscalingCluster:
 
     def stop(self) -> None:
         if self.head is not None:
-            head = self.head
-            _kill_all(lambda: pids_in_session(head.pid), "the Ray head and its nodes")
-            head.wait(timeout=30)
+            kill_session(self.head, "the Ray head and its nodes")
             self.head = None
         if self._log is not None:
             self._log.close()
@@ -205,18 +196,4 @@ def _ppid(pid: int) -> int | None:
 
 
 def start_cluster(extra_env: dict | None = None) -> AutoscalingCluster:
-    cluster = AutoscalingCluster(Path(tempfile.mkdtemp(prefix="mmcas-", dir="/tmp")), extra_env)   # short socket paths
-    try:
-        cluster.start()
-    except BaseException:
-        stop_cluster(cluster)
-        raise
-    return cluster
-
-
-def stop_cluster(cluster: AutoscalingCluster) -> None:
-    try:
-        cluster.stop()
-    finally:
-        shutil.rmtree(cluster.base, ignore_errors=True)
-
+    return start_in_temp_dir(lambda base: AutoscalingCluster(base, extra_env), "mmcas-")

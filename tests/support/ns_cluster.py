@@ -119,6 +119,19 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def node_args(temp_dir: Path) -> list[str]:
+    """The arguments of every `ray start` of the test clusters: blocking (the test holds the process and
+    its session), a temp dir of its own, a small object store, ports of Ray's choice, no usage stats."""
+    return ["--block", f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp_dir}",
+            "--dashboard-agent-listen-port=0", "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats"]
+
+
+def kill_session(proc: subprocess.Popen, what: str) -> None:
+    """SIGKILL every process of the session `proc` leads (a `ray start` and all it started), and reap it."""
+    _kill_all(lambda: pids_in_session(proc.pid), what)
+    proc.wait(timeout=30)
+
+
 def _kill_all(find, what: str, timeout_s: float = 20) -> None:
     """SIGKILL every process `find()` returns until none is left."""
     deadline = time.time() + timeout_s
@@ -189,14 +202,13 @@ class NsCluster:
         self._logs.append(f)
         return f
 
-    def _common_args(self, temp_dir: Path) -> list[str]:
-        return ["--block", "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp_dir}",
-                "--dashboard-agent-listen-port=0", "--min-worker-port=0", "--max-worker-port=0",
-                "--disable-usage-stats"]
+    def start(self) -> None:
+        self.start_head()
+        self.start_worker()
 
     def start_head(self) -> None:
         temp_dir = self.base / "ray-head"
-        cmd = [RAY, "start", "--head", "--port=0", "--include-dashboard=false", *self._common_args(temp_dir),
+        cmd = [RAY, "start", "--head", "--port=0", "--include-dashboard=false", "--num-cpus=1", *node_args(temp_dir),
                f"--resources={json.dumps({HEAD_RESOURCE: 1})}", f"--system-config={json.dumps(SYSTEM_CONFIG)}"]
         self.head = subprocess.Popen(cmd, stdout=self._log("head.log"), stderr=subprocess.STDOUT, env=self._node_env(),
                                      cwd=self.base, start_new_session=True)
@@ -214,7 +226,7 @@ class NsCluster:
         assert self.address and self.worker is None
         self._workers_started += 1
         name = f"worker-{self._workers_started}"
-        ray_cmd = [RAY, "start", f"--address={self.address}", *self._common_args(self.base / f"ray-{name}"),
+        ray_cmd = [RAY, "start", f"--address={self.address}", "--num-cpus=1", *node_args(self.base / f"ray-{name}"),
                    f"--resources={json.dumps({WORKER_RESOURCE: 1})}"]
         script = ('set -e; for d in "$@"; do mount -t tmpfs -o size=512m,mode=0755 mmc-ns-worker "$d"; done; '
                   f"hostname {WORKER_HOST}; exec {shlex.join(ray_cmd)}")
@@ -295,9 +307,7 @@ class NsCluster:
             self.kill_worker()
         finally:
             if self.head is not None:
-                head = self.head
-                _kill_all(lambda: pids_in_session(head.pid), "the Ray head")
-                head.wait(timeout=30)
+                kill_session(self.head, "the Ray head")
                 self.head = None
             for f in self._logs:
                 f.close()
@@ -309,23 +319,29 @@ class NsCluster:
             return ""
 
 
-def start_cluster() -> NsCluster:
-    """A head and one worker; stopped again (and its files removed) if starting fails."""
-    cluster = NsCluster(Path(tempfile.mkdtemp(prefix="mmcns-", dir="/tmp")))   # short: Ray's socket paths are limited
+def start_in_temp_dir(make, prefix: str):
+    """`make(base)` (a test cluster) in a new directory under /tmp, started; stopped again (and its files
+    removed) if starting fails. Short paths: Ray's socket paths are limited."""
+    cluster = make(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")))
     try:
-        cluster.start_head()
-        cluster.start_worker()
+        cluster.start()
     except BaseException:
         stop_cluster(cluster)
         raise
     return cluster
 
 
-def stop_cluster(cluster: NsCluster) -> None:
+def stop_cluster(cluster) -> None:
+    """Every process of a test cluster killed, its directory removed."""
     try:
         cluster.stop()
     finally:
         shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+def start_cluster() -> NsCluster:
+    """A head and one worker."""
+    return start_in_temp_dir(NsCluster, "mmcns-")
 
 
 @pytest.fixture(scope="module")

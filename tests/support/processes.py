@@ -1,13 +1,16 @@
 """The processes of a driver started in a session of its own (`start_new_session=True`): its local Ray
 (raylet, GCS, agents, workers) lives in the same session, so a test can see what is left of a sweep
 after its driver ended, and end all of it. `start_until` starts such a driver and returns once a task
-of it has reached a point the test chose (a marker file the test runner creates)."""
+of it has reached a point the test chose (a marker file the test runner creates). `start_logged` starts a
+command whose output goes to a file (`output` reads it), `wait_for` waits on what a test watches while such
+a driver runs, and `ended` makes sure it has ended, one way or the other, when the test goes on."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,46 @@ def start_until(command: list[str], env: dict, cwd: Path, marker: Path, what: st
             pytest.fail(f"the sweep never {what}:\n{out[-2000:]}\n{err[-2000:]}")
         time.sleep(0.05)
     return proc
+
+
+def start_logged(command: list[str], env: dict, cwd: Path, log_dir: Path, name: str = "driver") -> subprocess.Popen:
+    """`command` in a session of its own, its output (stdout and stderr) to a new file in `log_dir`: a full
+    pipe would stall the sweep while the test watches it. `output(proc)` reads what it wrote so far."""
+    log = open(log_dir / f"{name}-{time.time_ns()}.out", "w+")
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    proc.log = log
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a process of `start_logged` has written so far."""
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def wait_for(condition, proc: subprocess.Popen | None, what: str, timeout_s: float, poll_s: float = 0.1,
+             context=lambda: ""):
+    """The first true value of `condition()`; the test fails naming `what` (with the driver's output and
+    `context()`) if `proc` ends first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep ended before {what}:\n{output(proc)[-3000:]}")
+        time.sleep(poll_s)
+    pytest.fail(f"not within {timeout_s:g} s: {what}\n{output(proc)[-3000:] if proc else ''}\n{context()}")
+
+
+@contextmanager
+def ended(proc: subprocess.Popen, timeout_s: float):
+    """Around what a test does while a driver of `start_logged` runs: afterwards, wait up to `timeout_s`
+    for it to end; if the block failed or the driver is still running then, SIGKILL its process group."""
+    try:
+        yield proc
+        proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -12,21 +12,17 @@ same tasks run one after another in one process.
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from orchestrator import vocab
 from orchestrator.graph.dag import build_graph
 from orchestrator.results import tables
-from orchestrator.run import work
 from orchestrator.run.node_types import read_node_types
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -34,6 +30,8 @@ from tests.conftest import REPO, write_spec
 from tests.support import runners
 from tests.support.runners import WAIT_ENV, arrivals, hook_env, partners, release
 from tests.support import autoscaling_cluster as fake
+from tests.support.processes import ended, output, start_logged, wait_for
+from tests.support.reference import assert_same_tables, one_process_tables
 
 GPU_TASK = {"cpus": 1, "gpus": 1}
 # 2 pretrain, 1 finetune, 2 path evaluations; every task on a GPU node; no MLflow (not what is tested)
@@ -41,7 +39,6 @@ SPEC = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
         "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
         "resources": {kind: GPU_TASK for kind in vocab.TASK_KINDS}, "max_concurrent": None,
         "mlflow": {"enabled": False}}
-TABLES = ("evaluations", "train_curves", "paths", "barriers")
 CLI_TIMEOUT_S = 300
 SYNTHETIC = runners.name("synthetic")
 WAIT_S = 180
@@ -60,49 +57,13 @@ def cluster(tmp_path_factory):
 
 
 def cli(cluster, spec: Path, *args: str, popen: bool = False):
-    """`python -m orchestrator run SPEC --no-report --runner tests.support.runners:synthetic --address CLUSTER ARGS`."""
+    """`python -m orchestrator run SPEC --no-report --runner tests.support.runners:synthetic --address CLUSTER
+    ARGS`; popen: started, its output to a file."""
     cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", "--runner", SYNTHETIC,
            "--address", cluster.address, *args]
-    if popen:   # output to a file: a full pipe would stall the sweep while the test watches it
-        log = open(cluster.base / f"{spec.stem}-{time.time_ns()}.out", "w+")
-        proc = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        proc.log = log
-        return proc
+    if popen:
+        return start_logged(cmd, cluster.env, REPO, cluster.base, spec.stem)
     return subprocess.run(cmd, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
-
-
-def _output(proc) -> str:
-    proc.log.seek(0)
-    return proc.log.read()
-
-
-def _wait_for(condition, proc, what: str, cluster, timeout_s: float = WAIT_S):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if found := condition():
-            return found
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the sweep ended before {what}:\n{_output(proc)[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"not within {timeout_s} s: {what}\n{_output(proc)[-3000:] if proc else ''}\n{cluster.log_tail()}")
-
-
-def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-    keys = [c for c in ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition") if c in df.columns]
-    drop = [c for c in ("duration_s", "started_at", "finished_at") if c in df.columns]
-    return df.drop(columns=drop).sort_values(keys).reset_index(drop=True)
-
-
-def one_process_tables(spec_path: Path, storage: Path) -> SweepLayout:
-    """The same tasks run one after another in this process (no Ray): the tables a single node writes."""
-    spec = load_spec(spec_path)
-    graph = build_graph(spec)
-    layout = SweepLayout(Storage(str(storage)), spec.name)
-    for task in graph.tasks.values():    # the graph's order puts parents first
-        result = work.run_here(task, layout, SYNTHETIC, None, {p: graph.tasks[p].kind for p in task.parents})
-        assert result.status == vocab.DONE, result.error
-    return layout
 
 
 @pytest.mark.slow
@@ -115,23 +76,19 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(
 
     t0 = time.time()
     proc = cli(cluster, spec, popen=True)
-    try:
+    with ended(proc, CLI_TIMEOUT_S):
         # accepted, and the autoscaler starts two GPU nodes: both pretraining tasks run at once
-        held = _wait_for(lambda: len(arrivals(cluster.events, layout.root, "pretrain")) == 2, proc,
-                         "both pretraining tasks were running at once", cluster)
+        held = wait_for(lambda: len(arrivals(cluster.events, layout.root, "pretrain")) == 2, proc,
+                        "both pretraining tasks were running at once", WAIT_S, poll_s=0.2, context=cluster.log_tail)
         nodes = cluster.node_ids()
         assert held and len(nodes) == 2, nodes
         t1 = time.time()
         victim = sorted(nodes)[0]
         cluster.kill_node(victim)              # a node lost mid-task (a spot instance taken back)
-        _wait_for(lambda: "failed 1" in _output(proc), proc, "the task on the killed node failed", cluster)
+        wait_for(lambda: "failed 1" in output(proc), proc, "the task on the killed node failed", WAIT_S,
+                 poll_s=0.2, context=cluster.log_tail)
         release(cluster.events, layout.root, "pretrain")    # the other pretraining task goes on
-        proc.wait(timeout=CLI_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    first = _output(proc)
+    first = output(proc)
     assert proc.returncode == 1, first[-3000:]
     assert "its autoscaler can start gpu_worker (CPU 1, GPU 1; 0-2 nodes)" in first, first[-3000:]
     assert "The sweep asks it for pretrain: up to 2 at once x {CPU 1, GPU 1}" in first, first[-3000:]
@@ -146,8 +103,8 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(
     done_before = int((first_tasks["status"] == "finished").sum())
 
     # the idle node is removed and the killed one given up: the cluster is its head alone again
-    _wait_for(lambda: not cluster.node_ids() and "Removing 1 nodes of type gpu_worker (idle)" in cluster.monitor_log(),
-              None, "the cluster scaled back to its head", cluster, timeout_s=120)
+    wait_for(lambda: not cluster.node_ids() and "Removing 1 nodes of type gpu_worker (idle)" in cluster.monitor_log(),
+             None, "the cluster scaled back to its head", 120, poll_s=0.2, context=cluster.log_tail)
     t2 = time.time()
     again = cli(cluster, spec)
     print(f"\nfirst run {t1 - t0:.0f} s to both tasks held, {t2 - t1:.0f} s to the end and scale-down; "
@@ -160,11 +117,8 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(
     assert set(tasks["status"]) == {"finished"}
     (tmp_path / "single").mkdir()
     single = one_process_tables(write_spec(tmp_path / "single", "auto", **{**SPEC, "resources": {}}),
-                                tmp_path / "single" / "runs")
-    for table in TABLES:
-        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
-        assert len(want), table
-        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-12, obj=table)
+                                tmp_path / "single" / "runs", SYNTHETIC)
+    assert_same_tables(layout, single, rtol=1e-9, atol=1e-12)
 
 
 def test_what_no_node_type_could_run_is_refused_naming_the_node_types(cluster, tmp_path):

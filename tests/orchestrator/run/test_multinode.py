@@ -8,15 +8,12 @@ changed, so the tests do not depend on their order.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from orchestrator import vocab
@@ -26,6 +23,8 @@ from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run import visibility
 from tests.conftest import REPO, write_spec
+from tests.support.processes import ended, output, start_logged, wait_for
+from tests.support.reference import assert_same_tables, one_process_tables
 from tests.support.ns_cluster import WORKER_HOST, WORKER_RESOURCE, HEAD_RESOURCE, ns_cluster  # noqa: F401
 from tests.support.s3_server import s3_server  # noqa: F401
 
@@ -34,23 +33,19 @@ SMALL = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
          "paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear"], "alignments": []},
          "max_concurrent": 2}
 CLI_TIMEOUT_S = 300
+HELD_TIMEOUT_S = 240
 CIFAR_FILES = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"]
-TABLES = ("evaluations", "train_curves", "paths", "barriers")
 
 
 def cli(cluster, spec: Path, *args: str, address: str | None = "cluster", timeout: float = CLI_TIMEOUT_S,
         popen: bool = False):
     """`python -m orchestrator run SPEC --no-report [--address CLUSTER] ARGS` with the cluster's token and
-    no RAY_ADDRESS of the caller (address=None: a local Ray of its own)."""
+    no RAY_ADDRESS of the caller (address=None: a local Ray of its own); popen: started, its output to a file."""
     cmd = [sys.executable, "-m", "orchestrator", "run", str(spec), "--no-report", *args]
     if address:
         cmd += ["--address", cluster.address if address == "cluster" else address]
-    if popen:   # output to a file: a full pipe would stall the sweep while the test watches it
-        log = open(cluster.base / f"{spec.stem}-{time.time_ns()}.out", "w+")
-        proc = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        proc.log = log
-        return proc
+    if popen:
+        return start_logged(cmd, cluster.env, REPO, cluster.base, spec.stem)
     return subprocess.run(cmd, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -151,6 +146,20 @@ def test_shared_storage_and_per_node_dataset_copies_pass_the_check(ns_cluster):
 
 # ---------------------------------------------------------------- shared storage; a node dies mid-sweep
 
+def _kill_the_held_worker(cluster, proc, held, look=lambda: None, replace: bool = False) -> tuple[list[str], str]:
+    """While `proc` (a sweep) runs: once `held()` names the task the worker holds (the test runner's
+    `paused-<task>` markers), `look()` at the cluster, SIGKILL the worker node (with `replace`, a new worker
+    joins while the run goes on), and let the sweep end (SIGKILLed if it does not, or if a step failed).
+    Returns the held tasks and the sweep's output."""
+    with ended(proc, CLI_TIMEOUT_S):
+        found = wait_for(held, proc, "a task was held on the worker node", HELD_TIMEOUT_S)
+        look()
+        cluster.kill_worker()
+        if replace:
+            cluster.start_worker()
+    return [name[len("paused-"):] for name in found], output(proc)
+
+
 @pytest.mark.slow
 def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_cluster, tmp_path):
     """A sweep on both nodes through the shared storage. The fine-tuning task runs on the worker
@@ -158,8 +167,8 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     its own disk. The fine-tuning is held on the worker after its epoch by the test runner, its resume
     state saved, while the head finishes the rest it can. Then the worker node is SIGKILLed: the task
     fails, its dependent is skipped, the sweep ends with exit 1. With a new worker the same command
-    finishes the rest: every task once, each on its node, and the tables equal a single-node run of
-    the same spec."""
+    finishes the rest: every task once, each on its node, and the tables equal those of the same tasks
+    run one after another in one process (tests/support/reference.py)."""
     from tests.support import runners
     from tests.support.runners import PAUSE_ENV, hook_env
 
@@ -168,29 +177,15 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     on_worker, on_head = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}, {"cpus": 1, "custom": {HEAD_RESOURCE: 1}}
     spec = spec_file(cluster, "kill", storage=str(storage),
                      resources={"pretrain": on_head, "finetune": on_worker, "path_eval": on_head})
-    single_spec = spec_file(cluster, "kill", folder="single")   # the same tasks: resources are not in ids
     graph = build_graph(load_spec(spec))
     layout = SweepLayout(Storage(str(storage)), "kill")
     events = cluster.shared / "kill-events"
-
-    t0 = time.time()
-    reference = cli(cluster, single_spec, "--storage", str(tmp_path / "single"), "--num-cpus", "2", address=None)
-    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
 
     t1 = time.time()
     cluster.kill_worker()   # a worker whose fine-tuning tasks hold after epoch 0 until killed
     held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
     proc = cli(cluster, spec, "--runner", runners.name("real"), popen=True)   # holds where the worker's env says
-    try:
-        held = _wait_for(lambda: list(events.glob("paused-*")), proc)
-        cluster.kill_worker()
-        proc.wait(timeout=CLI_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        first = _output(proc)
-    (held_task,) = [p.name[len("paused-"):] for p in held]
+    (held_task,), first = _kill_the_held_worker(cluster, proc, lambda: [p.name for p in events.glob("paused-*")])
     assert graph.tasks[held_task].kind == "finetune"
     assert proc.returncode == 1, first[-3000:]    # the task on the dead node failed; the head went on
     assert "Rerun the same command to retry them" in first, first[-3000:]
@@ -205,12 +200,10 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     worker_disk = worker_files(cluster, cluster.disk)     # the new worker's own (fresh) disk
     t3 = time.time()
     again = cli(cluster, spec)
-    print(f"\nsingle-node run {t1 - t0:.0f} s, held worker + killed run {t2 - t1:.0f} s, "
-          f"new worker {t3 - t2:.0f} s, rerun {time.time() - t3:.0f} s")
+    print(f"\nheld worker + killed run {t2 - t1:.0f} s, new worker {t3 - t2:.0f} s, rerun {time.time() - t3:.0f} s")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
 
-    single = SweepLayout(Storage(str(tmp_path / "single")), "kill")
     tasks = tables.read_table(layout, "tasks")
     assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
     assert set(tasks["status"]) == {"finished"}
@@ -219,10 +212,8 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
         assert (hosts[task_id] == WORKER_HOST) == (task.kind == "finetune"), (task_id, hosts[task_id])
     assert len(set(hosts.values())) == 2
     assert worker_files(cluster, cluster.disk) == worker_disk   # the worker wrote nothing to its own disk
-    for table in TABLES:
-        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
-        assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table
-        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-6, obj=table)
+    single = one_process_tables(spec_file(cluster, "kill", folder="single"), tmp_path / "single")  # same task ids
+    assert_same_tables(layout, single, rtol=1e-5, atol=1e-6)
 
 
 # every task kind (8 tasks): 2 pretrainings, a fine-tuning, a midpoint and a weight alignment between the two
@@ -240,7 +231,8 @@ def test_on_s3_nodes_that_share_no_disk_run_every_kind_and_a_killed_worker_then_
     test runner, with its marker on the worker's own disk), the worker node is SIGKILLed and a new worker
     joins, as an autoscaler would bring one: the run ends with the fine-tuning failed and its path skipped.
     The same command then finishes the rest: every task once, every kind on the worker, nothing left on
-    the worker's disk but the test runner's markers, and the tables those of a single-node run."""
+    the worker's disk but the test runner's markers, and the tables those of the same tasks run one after
+    another in one process (tests/support/reference.py)."""
     from tests.support import runners
     from tests.support.runners import PAUSE_ENV, hook_env
 
@@ -250,35 +242,25 @@ def test_on_s3_nodes_that_share_no_disk_run_every_kind_and_a_killed_worker_then_
     on_worker = {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}
     spec = spec_file(cluster, "nodisk", folder="nodisk", **ALL_KINDS,
                      resources={kind: on_worker for kind in vocab.TASK_KINDS})
-    single_spec = spec_file(cluster, "nodisk", folder="nodisk-single", **ALL_KINDS)
     graph = build_graph(load_spec(spec))
     assert {t.kind for t in graph.tasks.values()} == set(vocab.TASK_KINDS)
     layout = SweepLayout(Storage(uri), "nodisk")
     events = cluster.storage_dir / "nodisk-events"   # on the worker's own disk (a tmpfs of its namespace)
 
-    t0 = time.time()
-    reference = cli(cluster, single_spec, "--storage", str(tmp_path / "single"), "--num-cpus", "2", address=None)
-    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
-
     t1 = time.time()
     cluster.kill_worker()   # a worker whose fine-tuning holds after epoch 0 until killed
-    held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
+    cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "finetune:0"}))
     worker_disk = worker_files(cluster, cluster.disk)
-    proc = cli(cluster, spec, "--storage", uri, "--runner", runners.name("real"), popen=True)
-    try:
-        held = _wait_for(lambda: [n for n in cluster.in_worker("ls", str(events)).stdout.split()
-                                  if n.startswith("paused-")], proc)
+
+    def held() -> list[str]:
+        return [n for n in cluster.in_worker("ls", str(events)).stdout.split() if n.startswith("paused-")]
+
+    def looked_at_while_held() -> None:
         assert server.objects(bucket, "runs/nodisk/tasks/pretrain/"), "the pretrainings wrote to the bucket"
         assert [p for p in worker_files(cluster, cluster.disk) if not p.startswith(str(events))] == worker_disk
-        cluster.kill_worker()
-        cluster.start_worker()                      # a new node joins while the run goes on
-        proc.wait(timeout=CLI_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        first = _output(proc)
-    (held_task,) = [name[len("paused-"):] for name in held]
+
+    proc = cli(cluster, spec, "--storage", uri, "--runner", runners.name("real"), popen=True)
+    (held_task,), first = _kill_the_held_worker(cluster, proc, held, look=looked_at_while_held, replace=True)
     assert graph.tasks[held_task].kind == "finetune"
     assert proc.returncode == 1, first[-3000:]    # the task on the dead node failed
     assert "Rerun the same command to retry them" in first, first[-3000:]
@@ -288,7 +270,7 @@ def test_on_s3_nodes_that_share_no_disk_run_every_kind_and_a_killed_worker_then_
 
     t2 = time.time()
     again = cli(cluster, spec, "--storage", uri)
-    print(f"\nsingle-node run {t1 - t0:.0f} s, held worker + killed run {t2 - t1:.0f} s, rerun {time.time() - t2:.0f} s")
+    print(f"\nheld worker + killed run {t2 - t1:.0f} s, rerun {time.time() - t2:.0f} s")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
     tasks = tables.read_table(layout, "tasks")
@@ -297,33 +279,8 @@ def test_on_s3_nodes_that_share_no_disk_run_every_kind_and_a_killed_worker_then_
     assert set(tasks["status"]) == {"finished"} and ran_on == {WORKER_HOST}, tasks[["kind", "device"]]
     assert set(tasks["kind"]) == set(vocab.TASK_KINDS)       # every kind ran on the worker
     assert worker_files(cluster, cluster.disk) == worker_disk   # the new worker's disk: as fresh as the first's
-    single = SweepLayout(Storage(str(tmp_path / "single")), "nodisk")
-    for table in TABLES:
-        got, want = _sorted(tables.read_table(layout, table)), _sorted(tables.read_table(single, table))
-        assert got["task_id"].value_counts().to_dict() == want["task_id"].value_counts().to_dict(), table
-        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-6, obj=table)
-
-
-def _output(proc: subprocess.Popen) -> str:
-    proc.log.seek(0)
-    return proc.log.read()
-
-
-def _wait_for(condition, proc: subprocess.Popen, timeout_s: float = 240):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if found := condition():
-            return found
-        if proc.poll() is not None:
-            pytest.fail("the sweep ended before a task was held on the worker node:\n" + _output(proc)[-3000:])
-        time.sleep(0.1)
-    pytest.fail("no task was held on the worker node:\n" + _output(proc)[-3000:])
-
-
-def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-    keys = [c for c in ("task_id", "eval_set", "split", "epoch", "alpha", "metric", "definition") if c in df.columns]
-    drop = [c for c in ("duration_s", "started_at", "finished_at") if c in df.columns]
-    return df.drop(columns=drop).sort_values(keys).reset_index(drop=True)
+    single = one_process_tables(spec_file(cluster, "nodisk", folder="nodisk-single", **ALL_KINDS), tmp_path / "single")
+    assert_same_tables(layout, single, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- no cluster needed
