@@ -320,7 +320,7 @@ MUTANTS = [
     Mutant("M90", "an interval straddling 0 with a negative mean decided 'below' (high < 0 -> mean < 0)",
            "orchestrator/report/comparisons.py", "if diff.high < 0:", "if diff.mean < 0:",
            (f"{T_CMP}::test_superiority_is_decided_by_the_interval_not_the_mean",)),
-    Mutant("M91", "equivalence decided on the mean alone (|mean| < margin), not the interval",
+    Mutant("M91", "equivalence decided on the mean alone (abs(mean) < margin), not the interval",
            "orchestrator/report/comparisons.py", "if -margin < diff.low and diff.high < margin:",
            "if abs(diff.mean) < margin:",
            (f"{T_CMP}::test_equivalence_needs_the_whole_interval_inside_the_margin",)),
