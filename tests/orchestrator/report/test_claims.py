@@ -177,3 +177,75 @@ def test_claims_text_shows_rules_verdicts_checks_power_and_n():
     assert "power: detectable" in text
     short = claims.claims_text(list(_judge(LOOSE).values()), detail=False)
     assert short.count("HOLDS") == 4 and "✓" not in short
+
+
+def _relabeled(data, p: float, suffix: str):
+    """The cue rows of `data` (cue proportion > 0) as models and pairs of another cue proportion `p`,
+    under new task ids; the no-cue rows are left out (those of the first sweep serve every proportion)."""
+    def new(task_id):
+        return f"{task_id}{suffix}"
+    out = {t: {} for t in data}
+    for table, by_task in data.items():
+        for task_id, rows in by_task.items():
+            if any(r.get("cue_proportion") == 0.0 for r in rows):
+                continue
+            out[table][new(task_id)] = [
+                {**r, "task_id": new(task_id), "cue_proportion": p,
+                 **({"parents": [new(x) for x in r["parents"]]} if "parents" in r else {}),
+                 **{k: new(r[k]) for k in ("endpoint_a", "endpoint_b") if r.get(k)}} for r in rows]
+    return out
+
+
+def test_each_cue_proportion_is_judged_on_its_own_seeds():
+    """At 80% CBFT leaves no reliance (claim (c) holds); at 60% it keeps all of it (randimg 0.97): the
+    two contexts are judged apart, each on its own models (3 seeds each, never 6 pooled)."""
+    first = synthetic_sweep()
+    second = _relabeled(synthetic_sweep(accuracy={"cbft": {"randimg": 0.97, "randcue": 0.05}}, rng_seed=1), 0.6,
+                        "-p60")
+    data = {t: {**first[t], **second[t]} for t in first}
+    found = claims.judge(_results(data), (), LOOSE)
+    by = {(c.context, c.key): c for c in found}
+    assert {c.context for c in found} == {"cue proportion 60%", "cue proportion 80%"}
+    assert by[("cue proportion 80%", "c")].verdict == claims.HOLDS
+    assert by[("cue proportion 60%", "c")].verdict == claims.FAILS
+    for context, randimg in (("cue proportion 80%", 0.11), ("cue proportion 60%", 0.97)):
+        row = next(r for r in by[(context, "c")].rows if r.label == "cbft" and r.measure == claims.RANDIMG)
+        assert row.est.n == 3 and row.est.mean == pytest.approx(randimg - 0.1, abs=0.05)
+
+
+def test_naive_fine_tuning_keeps_the_reliance_above_the_fraction_of_its_parents():
+    """Naive keeps 0.55 of reliance against the parent's 0.85: above 0.5 × 0.85, so ✓, although it is
+    below the parent's whole reliance."""
+    b = _judge(LOOSE, accuracy={"naive": {"randimg": 0.65}})["b"]
+    keep = _checks(b, "keeps more than 0.5")[0]
+    assert keep.outcome == claims.YES
+
+
+def test_leaving_the_basin_is_judged_on_the_basin_sets_only():
+    c = _judge(dataclasses.replace(LOOSE, basin_sets=("nocue",)))["c"]
+    basin = [x for x in c.checks if x.group == "leaves the basin"]
+    assert basin and all(x.text.startswith("on nocue,") for x in basin)
+
+
+def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_the_rule():
+    """The control's aligned barriers 0.0, 0.08, 0.16: mean 0.08 below `aligned_works` 0.1, but its
+    upper bound (0.08 + t_.975(2) · 0.08 / √3 ≈ 0.28) is not: alignment is not shown to connect it."""
+    judge = claims._Judge(None, ClaimRules(), claims.Claim("d", ""))
+    aligned = "aligned (activation)"
+
+    class FakeSlice:
+        chance = 0.1
+
+        def paths(self, pair):
+            return [vocab.LINEAR, aligned]
+
+        def extremes(self, *_):
+            return 0.8, 0.5
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            values = [1.0, 1.1, 0.9] if pair == vocab.CUE_NOCUE else [0.0, 0.08, 0.16]
+            return pd.Series(values, index=[0, 1, 2])
+    judge.s = FakeSlice()
+    claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
+    (check,) = judge.c.checks
+    assert check.outcome == claims.UNTESTABLE and "does not connect" in check.reason

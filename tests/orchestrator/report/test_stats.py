@@ -209,3 +209,16 @@ def test_finetune_table_ignores_evaluations_of_failed_tasks():
     tasks.loc[tasks["method"] == "naive", "status"] = vocab.FAILED
     table = stats.finetune_table(evaluations, tasks).text.set_index("method")
     assert (table.loc["naive"].drop("n") == stats.MISSING).all()
+
+
+def test_summarize_keeps_cue_proportions_apart():
+    """Pairs of two cue proportions are two populations: one mean and interval each, never pooled."""
+    base = {"pair_type": "cue~nocue", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+            "metric": "loss", "definition": "chord"}
+    df = pd.DataFrame([dict(base, cue_proportion=p, value=v)
+                       for p, v in ((0.5, 0.2), (0.5, 0.4), (0.9, 1.0), (0.9, 1.4))])
+    out = stats.summarize(df).set_index("cue_proportion")
+    assert sorted(out.index) == [0.5, 0.9] and out["n"].tolist() == [2, 2]
+    assert out.loc[0.5, "mean"] == pytest.approx(0.3) and out.loc[0.9, "mean"] == pytest.approx(1.2)
+    half = scipy_stats.t.ppf(0.975, 1) * np.std([1.0, 1.4], ddof=1) / np.sqrt(2)
+    assert (out.loc[0.9, "ci_low"], out.loc[0.9, "ci_high"]) == pytest.approx((1.2 - half, 1.2 + half))

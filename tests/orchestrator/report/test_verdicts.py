@@ -1,0 +1,73 @@
+"""How checks make a verdict (orchestrator.report.verdicts), on hand-made checks and frames: a group's
+outcome (✗ over ≈ over ✓ over not testable), the verdict rule (a required group not testable makes the
+claim not testable; an optional one does not), the chance floor read from each pair's lowest accuracy
+and highest loss along its path, and the cue-reliance indices of the claims."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from orchestrator import vocab
+from orchestrator.report import verdicts
+from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES
+from orchestrator.report.verdicts import Check, Claim
+
+EMPTY = pd.DataFrame()
+
+
+def _claim(*outcomes_by_group, optional=()) -> Claim:
+    claim = Claim("x", "a statement")
+    for group, outcome in outcomes_by_group:
+        claim.checks.append(Check(f"{group}: {outcome}", outcome, "—", group))
+    claim.optional |= set(optional)
+    return claim
+
+
+@pytest.mark.parametrize("outcomes, expected", [
+    ((YES, NO), NO),                    # one ✗ decides the group the other way, whatever else it holds
+    ((NO, YES, YES), NO),
+    ((YES, OVERLAP), OVERLAP),
+    ((YES, UNTESTABLE), YES),           # decided where it can be; the rest could not discriminate
+    ((UNTESTABLE, UNTESTABLE), UNTESTABLE),
+])
+def test_a_groups_outcome_is_its_worst_decided_check(outcomes, expected):
+    claim = _claim(*(("g", o) for o in outcomes))
+    assert claim.groups() == {"g": expected}
+
+
+def test_a_group_with_a_check_decided_the_other_way_makes_the_claim_fail():
+    claim = _claim(("g", YES), ("g", NO), ("h", YES))
+    assert claim.verdict == verdicts.FAILS
+
+
+def test_a_required_group_not_testable_makes_the_claim_not_testable_an_optional_one_does_not():
+    assert _claim(("g", YES), ("h", UNTESTABLE)).verdict == verdicts.NOT_TESTABLE
+    assert _claim(("g", YES), ("h", UNTESTABLE), optional=("h",)).verdict == verdicts.HOLDS
+    assert _claim(("g", YES), ("h", NO), optional=("h",)).verdict == verdicts.FAILS       # decides where testable
+    assert _claim(("g", UNTESTABLE), optional=("g",)).verdict == verdicts.NOT_TESTABLE    # nothing decided
+    assert _claim().verdict == verdicts.NOT_TESTABLE
+
+
+def _path_rows(task_id: str, accs, losses, pair_type="cue~cue", eval_set="cue") -> list[dict]:
+    alphas = [i / (len(accs) - 1) for i in range(len(accs))]
+    return [{"task_id": task_id, "pair_type": pair_type, "path_kind": vocab.LINEAR, "alignment": None,
+             "eval_set": eval_set, "alpha": a, "acc": acc, "loss": loss}
+            for a, acc, loss in zip(alphas, accs, losses)]
+
+
+def test_the_chance_floor_reads_each_pairs_lowest_accuracy_and_highest_loss_averaged_over_pairs():
+    """Pair 1 dips to 0.12 accuracy / 2.2 nats, pair 2 to 0.18 / 2.0: the floor is judged on
+    (0.15, 2.1), the means of the extremes; the means along the paths (about 0.6, 0.8) would hide it."""
+    paths = pd.DataFrame(_path_rows("p1", [0.9, 0.5, 0.12, 0.5, 0.9], [0.3, 1.0, 2.2, 1.0, 0.3])
+                         + _path_rows("p2", [0.8, 0.4, 0.18, 0.4, 0.8], [0.4, 1.1, 2.0, 1.1, 0.4]))
+    s = verdicts.Slice(EMPTY, EMPTY, paths, EMPTY, chance=0.1)
+    assert s.extremes("cue~cue", vocab.LINEAR, "cue") == pytest.approx((0.15, 2.1))
+    assert all(v != v for v in s.extremes("cue~cue", vocab.LINEAR, "nocue"))          # not measured: NaN
+
+
+def test_the_reliance_indices_are_randimg_minus_chance_and_nocue_minus_randcue():
+    s = verdicts.Slice(EMPTY, EMPTY, EMPTY, EMPTY, chance=0.1)
+    acc = pd.DataFrame({"nocue": [0.9, 0.8], "randcue": [0.3, 0.5], "randimg": [0.6, 0.15]}, index=[0, 1])
+    rel = s.reliance(acc)
+    assert rel[verdicts.RANDIMG].tolist() == pytest.approx([0.5, 0.05])
+    assert rel[verdicts.RANDCUE].tolist() == pytest.approx([0.6, 0.3])
