@@ -58,8 +58,14 @@ def measure(directory: str, steps=STEPS) -> dict:
                      "load_1m": round(os.getloadavg()[0], 1)}
 
     if "reads" in steps:
+        from orchestrator.report import build
+        projected = getattr(build, "report_columns", None)      # an earlier revision may not have it
+        swept = build.swept_keys(layout)
         for table in vocab.TABLES:
             timed(f"read {table}", lambda: tables.read_table(layout, table))
+            if projected is not None:
+                timed(f"read {table}, the report's columns",
+                      lambda: tables.read_table(layout, table, projected(table, swept)))
     if "status" in steps:
         from orchestrator import status
         timed("status", lambda: status.print_status(layout))
