@@ -4,11 +4,19 @@
     python -m bench.read_side /tmp/fab/scale                             # this tree
     python -m bench.read_side /tmp/fab/scale --before main               # and git REV's code, alternating
 
+    python -m bench.read_side /tmp/fab/scale --same main                 # same tables and report as main's?
+
 Each measurement runs in a fresh process (`--one`): wall seconds and CPU seconds (this process and the
 processes it waited for: figure workers, status's forked verifiers; `cpu_first_process_s`: this process
-alone, the critical path of `status` on two cores), and the 1-minute load when it ended. `report` starts from an empty `report/` directory (no figure reused). With `--before REV`,
+alone, the critical path of `status` on two cores), and the 1-minute load when it ended. `report` is
+written into a copy of the sweep directory made of hard links (`linked_copy`, without its `report/`: no
+figure reused, and the sweep read is never written to). With `--before REV`,
 `orchestrator/` and `tasks/` of REV are exported (`bench.scale.export_revision`) and measured the same
 way, variants alternating. Prints one JSON line per sweep and variant; `--out` writes them all.
+
+`--same REV` measures nothing: REV's code and this tree's each read every table and write the report
+of a linked copy, and every table, every report table (Parquet, Markdown), the page (apart from its
+timings and the copy's path) and every figure's PNG are compared; exit 1, naming what differs.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from bench import common
@@ -54,8 +63,14 @@ def measure(directory: str, steps=STEPS) -> dict:
                      "load_1m": round(os.getloadavg()[0], 1)}
 
     if "reads" in steps:
+        from orchestrator.report import build
+        projected = getattr(build, "report_columns", None)      # an earlier revision may not have it
+        swept = build.swept_keys(layout)
         for table in vocab.TABLES:
             timed(f"read {table}", lambda: tables.read_table(layout, table))
+            if projected is not None:
+                timed(f"read {table}, the report's columns",
+                      lambda: tables.read_table(layout, table, projected(table, swept)))
     if "status" in steps:
         from orchestrator import status
         timed("status", lambda: status.print_status(layout))
@@ -64,9 +79,87 @@ def measure(directory: str, steps=STEPS) -> dict:
         timed("claims", lambda: build.print_claims(layout))
     if "report" in steps:
         from orchestrator.report import build
-        shutil.rmtree(str(layout.storage.local_path(layout.report_dir())), ignore_errors=True)
-        timed("report", lambda: build.write_report(layout))
+        with tempfile.TemporaryDirectory(prefix="mmc-read-side-") as tmp:
+            copy = open_sweep_dir(linked_copy(directory, os.path.join(tmp, layout.sweep)))
+            timed("report", lambda: build.write_report(copy))
     return out
+
+
+def linked_copy(directory: str, into: str) -> str:
+    """`directory` (a local sweep directory) as hard links under `into`, without its `report/`: a report
+    written there replaces files (written to a temporary name, renamed into place) and never changes
+    the original's."""
+    shutil.copytree(directory, into, copy_function=os.link, ignore=lambda d, names: ["report"]
+                    if os.path.samefile(d, directory) and "report" in names else [])
+    return into
+
+
+_DUMP = """
+import sys
+from orchestrator import vocab
+from orchestrator.report import build
+from orchestrator.results import tables
+from orchestrator.storage.layout import open_sweep_dir
+layout = open_sweep_dir(sys.argv[1])
+for table in vocab.TABLES:
+    tables.read_table(layout, table).to_pickle(f"{sys.argv[2]}/{table}.pkl")
+build.write_report(layout)
+"""
+
+
+def same_outputs(directory: str, rev: str) -> list[str]:
+    """What differs between REV's tables and report of `directory` and this tree's (empty: nothing)."""
+    import difflib
+    import re
+
+    import pandas as pd
+    from bench.scale import export_revision
+
+    tmp = tempfile.mkdtemp(prefix="mmc-read-side-same-")
+    name = os.path.basename(os.path.normpath(directory))
+    out = {}
+    for variant, code in (("before", export_revision(rev)), ("after", None)):
+        root = os.path.join(tmp, variant)
+        os.makedirs(os.path.join(root, "tables"))
+        copy = linked_copy(directory, os.path.join(root, name))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (code, str(common.REPO)) if p)}
+        subprocess.run([sys.executable, "-c", _DUMP, copy, os.path.join(root, "tables")], cwd=code or str(common.REPO),
+                       env=env, check=True)
+        out[variant] = (root, copy)
+    problems = []
+    (before, copy_a), (after, copy_b) = out["before"], out["after"]
+    for table in sorted(os.listdir(os.path.join(before, "tables"))):
+        try:
+            pd.testing.assert_frame_equal(pd.read_pickle(os.path.join(before, "tables", table)),
+                                          pd.read_pickle(os.path.join(after, "tables", table)))
+        except AssertionError as exc:
+            problems.append(f"table {table}: {str(exc).splitlines()[0]}")
+    files_a, files_b = sorted(os.listdir(os.path.join(copy_a, "report"))), sorted(os.listdir(os.path.join(copy_b, "report")))
+    if files_a != files_b:
+        problems.append(f"report files differ: {sorted(set(files_a) ^ set(files_b))}")
+    timing = re.compile(rb"report rendered in</th><td[^>]*>[^<]*|Generated [0-9-]+ [0-9:]+ UTC")
+    for file in sorted(set(files_a) & set(files_b)):
+        a = open(os.path.join(copy_a, "report", file), "rb").read()
+        b = open(os.path.join(copy_b, "report", file), "rb").read()
+        if file.endswith(".parquet"):
+            try:
+                pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(a)), pd.read_parquet(io.BytesIO(b)))
+            except AssertionError as exc:
+                problems.append(f"report/{file}: {str(exc).splitlines()[0]}")
+        elif file.endswith(".html"):
+            a = timing.sub(b"", a.replace(copy_a.encode(), b"SWEEP"))
+            b = timing.sub(b"", b.replace(copy_b.encode(), b"SWEEP"))
+            if a != b:
+                lines = difflib.unified_diff(a.decode().splitlines(), b.decode().splitlines(), lineterm="", n=0)
+                problems.append(f"report/{file} differs (timings and the copy's path left out): "
+                                + " | ".join(list(lines)[2:6])[:2000])
+        elif file != "figures.json" and a != b:    # figures.json: keys hash the drawing code, which may differ
+            problems.append(f"report/{file} differs")
+    if problems:
+        problems.append(f"(both kept in {tmp})")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return problems
 
 
 def spawn(directory: str, code: str | None, steps: list[str]) -> dict:
@@ -84,9 +177,19 @@ def main(argv=None) -> int:
     p.add_argument("--steps", default=",".join(STEPS))
     p.add_argument("--before", default=None, help="git revision to compare with (its orchestrator/ and tasks/)")
     p.add_argument("--out", default=None, help="write every result as JSON here")
+    p.add_argument("--same", default=None, metavar="REV",
+                   help="compare every table and the report with git revision REV's (nothing is timed)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     steps = args.steps.split(",")
+    if args.same:
+        failed = False
+        for directory in args.directories:
+            problems = same_outputs(directory, args.same)
+            failed = failed or bool(problems)
+            print(f"{directory}: " + ("same tables and report as " + args.same if not problems else
+                                      "differs from " + args.same + ":\n  " + "\n  ".join(problems)), flush=True)
+        return 1 if failed else 0
     if args.one:
         print(json.dumps(measure(args.directories[0], steps)))
         return 0

@@ -187,6 +187,8 @@ def facet(df: pd.DataFrame, combo: Mapping[str, object]) -> pd.DataFrame:
 
 def order_values(values, order: Sequence[str]) -> list:
     """Distinct non-null `values`: those named in `order` first, in that order, then the rest sorted."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.unique()       # a column of 10^6 rows: distinct values first, in Arrow/NumPy
     present = [v for v in pd.unique(pd.Series(list(values), dtype=object)) if v is not None and v == v]
     return [v for v in order if v in present] + sorted(v for v in present if v not in order)
 
@@ -248,13 +250,12 @@ def per_values(first: pd.Series, second: pd.Series | None, fn) -> np.ndarray:
 
 def _distinct(column: pd.Series) -> tuple[np.ndarray, list]:
     """Codes of every row and the distinct values they index, a missing value as the column holds it."""
-    values = np.asarray(column.to_numpy(dtype=object), dtype=object)
-    codes, uniques = pd.factorize(values)
-    uniques = list(uniques)
+    codes, uniques = pd.factorize(column)      # in the column's own Arrow/NumPy form: no Python object per row
+    uniques = list(np.asarray(uniques, dtype=object))
     missing = codes < 0
     if missing.any():
         codes = np.where(missing, len(uniques), codes)
-        uniques.append(values[np.argmax(missing)])
+        uniques.append(pd.Series(column).iloc[[int(np.argmax(missing))]].to_numpy(dtype=object)[0])
     return codes, uniques
 
 

@@ -155,8 +155,10 @@ class Slice:
                        for t, p in zip(latest.get("task_id", []), latest.get("parents", []))}
         self.barriers = barriers.assign(path=stats.path_variants(barriers)) \
             if len(barriers) else barriers.assign(path=pd.Series(dtype=object))
-        self._groups = dict(tuple(self.barriers.groupby(["pair_type", "path", "eval_set", "metric", "definition"]))) \
-            if len(self.barriers) else {}
+        keys = ["pair_type", "path", "eval_set", "metric", "definition"]
+        self._groups = dict(tuple(self.barriers[[*keys, "value", "seed"]].groupby(keys))) \
+            if len(self.barriers) else {}       # `barrier` reads value and seed: only those are split
+        self._paths = self.barriers[["pair_type", "path"]].drop_duplicates() if len(self.barriers) else None
         self._extremes = self._curve_extremes(paths)
         self.methods = stats.methods()
 
@@ -165,7 +167,7 @@ class Slice:
         """(pair type, path, eval set) -> (mean over pairs of the lowest accuracy, of the highest loss)."""
         if paths.empty or "pair_type" not in paths:
             return {}
-        p = paths.assign(path=stats.path_variants(paths))
+        p = paths[["pair_type", "eval_set", "task_id", "acc", "loss"]].assign(path=stats.path_variants(paths))
         per_pair = p.groupby(["pair_type", "path", "eval_set", "task_id"]).agg(lo=("acc", "min"), hi=("loss", "max"))
         means = per_pair.groupby(level=[0, 1, 2]).mean()
         return {key: (float(r.lo), float(r.hi)) for key, r in means.iterrows()}
@@ -220,8 +222,9 @@ class Slice:
         return list(self.barriers["pair_type"].dropna().unique()) if len(self.barriers) else []
 
     def paths(self, pair_type: str) -> list[str]:
-        return sorted(self.barriers[self.barriers["pair_type"] == pair_type]["path"].unique(),
-                      key=stats.variant_sort_key)
+        if self._paths is None:
+            return []
+        return sorted(self._paths[self._paths["pair_type"] == pair_type]["path"].unique(), key=stats.variant_sort_key)
 
     def designs(self, pair: str, *designs: str) -> list[str]:
         """The pair types present whose pair is `pair` and design one of `designs`."""

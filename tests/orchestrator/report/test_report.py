@@ -249,3 +249,32 @@ def test_labels_computed_per_distinct_value_match_the_row_by_row_labels():
     keep = lambda v: stats.is_no_cue(v) or v == 0.5   # noqa: E731
     assert list(stats.per_values(proportions, None, keep)) == [keep(v) for v in proportions]
     assert len(stats.path_variants(frame.iloc[:0])) == 0
+
+
+def test_the_report_reads_only_the_swept_settings_and_judges_the_same(layout):
+    """`read_results(..., swept)` leaves out the settings columns no axis sweeps (25 of the `paths`
+    table's 68 columns are read at 10^5 tasks): the summary, Table 1, the claims and the figures' data
+    are the same as from every column."""
+    from orchestrator.report import claims as claims_lib
+    from orchestrator.results.schemas import SETTINGS_COLUMNS
+
+    lams = (1.0, 3.0)
+    write_sweep(layout, synthetic_sweep(lams=lams, pair_types=("cue~nocue", "pretrained~ft:cbft")), lams=lams)
+    swept = report.swept_keys(layout)
+    full, projected = report.read_results(layout), report.read_results(layout, swept=swept)
+    for table in vocab.TABLES:
+        dropped = set(full[table].columns) - set(projected[table].columns)
+        assert dropped == set(SETTINGS_COLUMNS) - set(swept), table
+        pd.testing.assert_frame_equal(projected[table], full[table][list(projected[table].columns)])
+    pd.testing.assert_frame_equal(stats.summarize(projected[vocab.BARRIERS], swept=swept),
+                                  stats.summarize(full[vocab.BARRIERS], swept=swept))
+    assert claims_lib.claims_text(claims_lib.judge(projected, swept)) == claims_lib.claims_text(claims_lib.judge(full, swept))
+    jobs = [figures.figure_jobs(r, swept) for r in (projected, full)]
+    assert [j.key("v") for j in jobs[0]] == [j.key("v") for j in jobs[1]]
+
+
+def test_distinct_values_are_found_without_a_loop_over_the_rows():
+    """`order_values` of a column gives what the list of its values gave."""
+    column = pd.Series(["b", None, "a", "c", "a", "b"] * 1000, dtype="str")
+    assert stats.order_values(column, ("c",)) == stats.order_values(list(column), ("c",)) == ["c", "a", "b"]
+    assert stats.order_values(pd.Index(column), ()) == ["a", "b", "c"]

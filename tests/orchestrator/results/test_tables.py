@@ -162,3 +162,34 @@ def test_63_bit_integers_survive_a_column_with_missing_values(layout):
     df = tables.read_table(layout, "tasks").set_index("task_id")
     assert df.loc["model", "init_seed"] == seed
     assert int(df.loc["model", "init_seed"]) == seed
+
+
+def test_a_projected_read_gives_the_full_reads_values(layout):
+    """`columns=` (what the report reads at 10^5 tasks) and `task_ids=` give exactly the full read's
+    rows and values, from compacted parts and from fragments alike (one task rerun after compaction)."""
+    from orchestrator.results import compact
+
+    sweep = synthetic_sweep()
+    write_sweep(layout, sweep)
+    compact.compact(layout)
+    rerun = next(iter(sweep["paths"]))
+    tables.write_fragment(layout, "paths", rerun, [dict(r, loss=9.0) for r in sweep["paths"][rerun][:5]])
+    for table in vocab.TABLES:
+        full = tables.read_table(layout, table)
+        names = schemas.SCHEMAS[table].names
+        for wanted in (names[1:4], [names[-1], "seed", names[5]], [c for c in names if c in schemas.SETTINGS_COLUMNS]):
+            got = tables.read_table(layout, table, columns=wanted)
+            assert list(got.columns) == [c for c in names if c == "task_id" or c in wanted]
+            pd.testing.assert_frame_equal(got, full[list(got.columns)], obj=f"{table} {wanted}")
+        some = sorted(set(full["task_id"]))[::3]
+        pd.testing.assert_frame_equal(tables.read_table(layout, table, task_ids=some),
+                                      full[full["task_id"].isin(some)].reset_index(drop=True))
+    paths = tables.read_table(layout, "paths", columns=["loss"])
+    assert (paths[paths["task_id"] == rerun]["loss"] == 9.0).all() and (paths["task_id"] == rerun).sum() == 5
+
+
+def test_an_unknown_column_is_named_with_the_tables_columns(layout):
+    with pytest.raises(ValueError, match=r"`columns`: 'losss' is not a column of the `paths` table; did you mean `loss`\?"):
+        tables.read_table(layout, "paths", columns=["alpha", "losss"])
+    empty = tables.read_table(layout, "paths", columns=["alpha"])
+    assert list(empty.columns) == ["task_id", "alpha"] and empty.empty
