@@ -164,7 +164,7 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
     moments = {layer: _PooledMoments() for layer in layers}
     handles = [layer.register_forward_hook(moments[layer]) for layer in layers]
     momenta = {layer: layer.momentum for layer in layers}
-    chunks = torch.tensor_split(torch.arange(len(x)), -(-len(x) // batch_size))
+    chunks = torch.tensor_split(x, -(-len(x) // batch_size))      # views: no copy of the images
     labels = torch.zeros(0, dtype=torch.int64)
     context = autocast(precision, device)
     try:
@@ -173,8 +173,8 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
             layer.momentum = 1.0          # buffers = this batch's statistics (read by the hooks)
         model.train()
         with torch.no_grad(), context:
-            for idx in chunks:
-                batch, _ = prepare_batch(x[idx.to(x.device)], labels, device)
+            for chunk in chunks:
+                batch, _ = prepare_batch(chunk, labels, device)
                 model(batch)
     finally:
         for handle in handles:
