@@ -347,8 +347,8 @@ def alpha_workers(device: torch.device | str, num_alphas: int) -> int:
     return max(1, min(torch.get_num_threads(), num_alphas))
 
 
-def _map_alphas(evaluate_alpha: Callable, order: list[int], scratches: list) -> dict[int, tuple]:
-    """{i: (evaluate_alpha(i, *scratch), scratch)} for every alpha index in `order`, taken in that order.
+def _map_alphas(evaluate_alpha: Callable, order: list[int], scratches: list) -> dict[int, object]:
+    """{i: evaluate_alpha(i, *scratch)} for every alpha index in `order`, taken in that order.
 
     One scratch (a model and its `FoldedBN`): in this thread. Several: one Python thread per scratch, each
     taking the next alpha until none is left, with torch's intra-op threads set to 1 while they run (restored
@@ -356,9 +356,9 @@ def _map_alphas(evaluate_alpha: Callable, order: list[int], scratches: list) -> 
     operations split across threads (their OpenMP regions wait for every thread). The first error is raised
     once all threads have stopped."""
     if len(scratches) == 1:
-        return {i: (evaluate_alpha(i, *scratches[0]), scratches[0]) for i in order}
+        return {i: evaluate_alpha(i, *scratches[0]) for i in order}
     pending, lock = iter(order), threading.Lock()
-    done: dict[int, tuple] = {}
+    done: dict[int, object] = {}
     errors: list[BaseException] = []
 
     def work(scratch) -> None:
@@ -369,7 +369,7 @@ def _map_alphas(evaluate_alpha: Callable, order: list[int], scratches: list) -> 
             if i is None:
                 return
             try:
-                done[i] = (evaluate_alpha(i, *scratch), scratch)
+                done[i] = evaluate_alpha(i, *scratch)
             except BaseException as error:   # re-raised by the caller's thread below
                 errors.append(error)
 
@@ -440,10 +440,10 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     models = [model] + [copy.deepcopy(model) for _ in range(alpha_workers(device, len(alphas)) - 1)]
     done = _map_alphas(evaluate_alpha, _endpoints_first(alphas), [(m, FoldedBN(m)) for m in models])
     model.load_state_dict(final)          # the alpha = 1 state, re-estimated, ends in `model`
-    pred = {i: {name: r["pred"] for name, r in results.items()} for i, (results, _) in done.items()}
+    pred = {i: {name: r["pred"] for name, r in results.items()} for i, results in done.items()}
     rows = []
     for i, alpha in enumerate(alphas):
-        results = done[i][0]
+        results = done[i]
         reliance = cue_reliance({name: r["acc"] for name, r in results.items()}, num_classes)
         rows += [{"alpha": alpha, "eval_set": name, "loss": float(r["loss"]), "acc": float(r["acc"]),
                   "n": int(r["n"]), "agree_a": agreement(pred[i][name], pred[0][name]),
