@@ -8,7 +8,8 @@
 Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__` (`--pipelines`: the
 reference's torchvision-style steps, and/or our leanest per-sample code), a standard DataLoader,
 a fresh model per alpha and set, BN re-estimated with momentum 0.1 over the whole training set
-separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions`.
+separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions` (on the CPU,
+`alpha_workers` alphas side by side, one intra-op thread each: `--threads` sets how many).
 All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is
 the same at every alpha, so the baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
 baseline against itself (other random draws and shuffles) gives the noise level.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from bench import common, reference
 from tasks.evaluate import PRECISIONS, resolve_precision
 from tasks.models import build_model
-from tasks.paths import PathSettings, evaluate_path
+from tasks.paths import PathSettings, alpha_workers, evaluate_path
 
 GPU_PEAK_FLOPS = 790e12            # H100 bf16 dense, measured (PERF_NOTES.md)
 
@@ -106,7 +107,8 @@ def bench_model(model_name: str, args, device) -> dict:
     n_train, n_test = len(cue.train_clean), len(cue.eval_sets["nocue"])
     print(f"\n== {model_name} (width {width or 'default'}) on {data.name}: {n_train} train / {n_test} test per set, "
           f"{alphas} alphas (baseline {ref_alphas}), N={min(args.bn_samples, n_train)}, device {device}, "
-          f"fast in {'/'.join(precisions)}, baseline pipelines {'/'.join(pipelines)} ({args.workers} workers)")
+          f"fast in {'/'.join(precisions)} ({alpha_workers(device, alphas)} alphas side by side), baseline pipelines "
+          f"{'/'.join(pipelines)} ({args.workers} workers)")
 
     def make_model():
         return build_model(model_name, data.num_classes, data.in_channels, width, seed=0)
@@ -173,8 +175,9 @@ def bench_model(model_name: str, args, device) -> dict:
     result = {
         "model": model_name, "width": width, "data": data.name, "n_train": n_train, "n_test_per_set": n_test,
         "alphas": alphas, "ref_alphas": ref_alphas, "bn_reset_samples": n_reset, "eval_batch": args.eval_batch,
-        "ref_batch": args.ref_batch, "workers": args.workers, "repeats": args.repeats, "precisions": precisions,
-        "pipelines": pipelines, "seconds": {name: common.summary(t) for name, t in times.items()},
+        "ref_batch": args.ref_batch, "workers": args.workers, "alpha_workers": alpha_workers(device, alphas),
+        "repeats": args.repeats, "precisions": precisions, "pipelines": pipelines,
+        "seconds": {name: common.summary(t) for name, t in times.items()},
         "ms_per_alpha": {name: v * 1e3 for name, v in per_alpha.items()}, "speedup_per_alpha": speedups,
         "projected_speedup_paper_sizes": projected, "forward_images_fast": images_fast,
         "forward_images_reference": images_ref, "forward_gflop_per_image": flops / 1e9,

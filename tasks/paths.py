@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -163,7 +164,7 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
     moments = {layer: _PooledMoments() for layer in layers}
     handles = [layer.register_forward_hook(moments[layer]) for layer in layers]
     momenta = {layer: layer.momentum for layer in layers}
-    chunks = torch.tensor_split(torch.arange(len(x)), -(-len(x) // batch_size))
+    chunks = torch.tensor_split(x, -(-len(x) // batch_size))      # views: no copy of the images
     labels = torch.zeros(0, dtype=torch.int64)
     context = autocast(precision, device)
     try:
@@ -172,8 +173,8 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
             layer.momentum = 1.0          # buffers = this batch's statistics (read by the hooks)
         model.train()
         with torch.no_grad(), context:
-            for idx in chunks:
-                batch, _ = prepare_batch(x[idx.to(x.device)], labels, device)
+            for chunk in chunks:
+                batch, _ = prepare_batch(chunk, labels, device)
                 model(batch)
     finally:
         for handle in handles:
@@ -336,6 +337,58 @@ def _endpoints_first(alphas: list[float]) -> list[int]:
     return ends + [i for i in range(len(alphas)) if i not in ends]
 
 
+def alpha_workers(device: torch.device | str, num_alphas: int) -> int:
+    """How many alphas `evaluate_path` evaluates at once: on the CPU one per intra-op thread
+    (`torch.get_num_threads()`, at most `num_alphas`), each alpha's work then running on one thread;
+    elsewhere 1. Every alpha is computed with one intra-op thread whatever this returns, so a path's numbers
+    do not depend on the thread count (BENCHMARKS.md §1)."""
+    if torch.device(device).type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), num_alphas))
+
+
+def _map_alphas(evaluate_alpha: Callable, order: list[int], scratches: list) -> dict[int, object]:
+    """{i: evaluate_alpha(i, *scratch)} for every alpha index in `order`, taken in that order.
+
+    One scratch (a model and its `FoldedBN`): in this thread. Several: one Python thread per scratch, each
+    taking the next alpha until none is left, with torch's intra-op threads set to 1 while they run (restored
+    afterwards): on a few CPU cores, whole alphas side by side use them better than one alpha's small
+    operations split across threads (their OpenMP regions wait for every thread). The first error is raised
+    once all threads have stopped."""
+    if len(scratches) == 1:
+        return {i: evaluate_alpha(i, *scratches[0]) for i in order}
+    pending, lock = iter(order), threading.Lock()
+    done: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(scratch) -> None:
+        torch.set_num_threads(1)          # this thread's own OpenMP/MKL setting (torch reads it per thread)
+        while not errors:
+            with lock:
+                i = next(pending, None)
+            if i is None:
+                return
+            try:
+                done[i] = evaluate_alpha(i, *scratch)
+            except BaseException as error:   # re-raised by the caller's thread below
+                errors.append(error)
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        threads = [threading.Thread(target=work, args=(scratch,), name=f"path-alpha-{k}", daemon=True)
+                   for k, scratch in enumerate(scratches)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        torch.set_num_threads(threads_before)
+    if errors:
+        raise errors[0]
+    return done
+
+
 def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint: State | None = None,
                   bn_data: Tensor, sets: dict[str, Split], settings: PathSettings,
                   device: torch.device | str, seed: int = 0, bn_data_b: Tensor | None = None) -> list[dict]:
@@ -347,6 +400,8 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     training images; with `settings.bn_data` `endpoints` or `mix`, `bn_data` and `bn_data_b` are A's and
     B's training images) and shared by every set, which are then evaluated together in one pass
     (`evaluate_joined`) with BN folded into the convolutions (`FoldedBN`), all in `settings.precision`.
+    On the CPU with several intra-op threads, `alpha_workers` alphas run side by side, each on its own copy
+    of `model` and one thread; each alpha's numbers are those of a one-thread run either way.
 
     Rows, in ascending alpha, one per (alpha, set): {alpha, eval_set, loss, acc, n, agree_a, agree_b,
     reliance_randimg, reliance_randcue}. agree_a / agree_b: the fraction of the set's samples whose
@@ -362,39 +417,39 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     state_a, state_b = ({k: v.to(device) for k, v in s.items()} for s in (state_a, state_b))
     if midpoint is not None:
         midpoint = {k: v.to(device) for k, v in midpoint.items()}
-    folded = FoldedBN(model)
     joined = JoinedSets(sets, device)     # every set in one pass per alpha, copied to the device once
     num_classes = _num_classes(model)
     alphas = settings.alphas()
     last = len(alphas) - 1
-    pred_a: dict[str, Tensor] = {}
-    pred_b: dict[str, Tensor] | None = None
-    by_alpha: dict[int, list[dict]] = {}
-    for i in _endpoints_first(alphas):
+    final: State = {}
+
+    def evaluate_alpha(i: int, scratch: nn.Module, folded: FoldedBN) -> dict[str, dict]:
         alpha = alphas[i]
         if midpoint is None:
             state = interpolate(state_a, state_b, alpha)
         else:
             state = bezier(state_a, midpoint, state_b, alpha)
-        model.load_state_dict(state)
+        scratch.load_state_dict(state)
         sample = draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i, bn_data_b=bn_data_b, alpha=alpha)
-        reset_bn(model, sample, settings.eval_batch_size, precision)
-        evaluator = folded.refresh()
-        results = evaluate_joined(evaluator, joined, batch_size=settings.eval_batch_size, precision=precision,
-                                  predictions=True)
-        pred = {name: r["pred"] for name, r in results.items()}
-        if i == 0:
-            pred_a = pred
-        elif i == last:
-            pred_b = pred
+        reset_bn(scratch, sample, settings.eval_batch_size, precision)
+        if i == last:
+            final.update({k: v.clone() for k, v in scratch.state_dict().items()})
+        return evaluate_joined(folded.refresh(), joined, batch_size=settings.eval_batch_size, precision=precision,
+                               predictions=True)
+
+    models = [model] + [copy.deepcopy(model) for _ in range(alpha_workers(device, len(alphas)) - 1)]
+    done = _map_alphas(evaluate_alpha, _endpoints_first(alphas), [(m, FoldedBN(m)) for m in models])
+    model.load_state_dict(final)          # the alpha = 1 state, re-estimated, ends in `model`
+    pred = {i: {name: r["pred"] for name, r in results.items()} for i, results in done.items()}
+    rows = []
+    for i, alpha in enumerate(alphas):
+        results = done[i]
         reliance = cue_reliance({name: r["acc"] for name, r in results.items()}, num_classes)
-        by_alpha[i] = [{"alpha": alpha, "eval_set": name, "loss": float(r["loss"]), "acc": float(r["acc"]),
-                        "n": int(r["n"]), "agree_a": agreement(pred[name], pred_a[name]),
-                        "agree_b": None if pred_b is None else agreement(pred[name], pred_b[name]), **reliance}
-                       for name, r in results.items()]
-    for row in by_alpha[0]:       # alpha 0 ran before B's predictions were known
-        row["agree_b"] = agreement(pred_a[row["eval_set"]], pred_b[row["eval_set"]])
-    return [row for i in range(len(alphas)) for row in by_alpha[i]]
+        rows += [{"alpha": alpha, "eval_set": name, "loss": float(r["loss"]), "acc": float(r["acc"]),
+                  "n": int(r["n"]), "agree_a": agreement(pred[i][name], pred[0][name]),
+                  "agree_b": agreement(pred[i][name], pred[last][name]), **reliance}
+                 for name, r in results.items()]
+    return rows
 
 
 def barriers(rows: list[dict]) -> list[dict]:

@@ -2,6 +2,7 @@
 midpoint training. Tiny models and synthetic data only."""
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -16,6 +17,7 @@ from tasks.paths import (
     FoldedBN,
     MidpointSettings,
     PathSettings,
+    alpha_workers,
     barriers,
     bezier,
     draw_bn_sample,
@@ -399,6 +401,66 @@ def test_bf16_path_curves_stay_close_to_fp32():
         assert r16["loss"] == pytest.approx(r32["loss"], rel=0.03, abs=0.01)
         assert abs(r16["acc"] - r32["acc"]) <= 3 / 60              # a few borderline samples may flip
     assert [r["loss"] for r in rows["fp32"]] != [r["loss"] for r in rows["bf16"]]   # bf16 did run
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_alphas_side_by_side_give_exactly_the_one_thread_numbers():
+    # Large enough that BN statistics and convolutions split across two threads round differently
+    # (checked below), so alphas run with two intra-op threads each would not match bit for bit.
+    g = torch.Generator().manual_seed(0)
+    make = lambda seed: build_model("small_cnn", num_classes=3, in_channels=1, width=8, seed=seed)
+    a, b = state_of(make(1)), state_of(make(2))
+    bn_x = torch.randn(600, 1, 16, 16, generator=g)
+    sets = {"nocue": Split(torch.randn(300, 1, 16, 16, generator=g), torch.arange(300) % 3),
+            "other": Split(torch.randn(200, 1, 16, 16, generator=g), torch.arange(200) % 3)}
+    settings = PathSettings(num_alphas=5, bn_reset_samples=600, eval_batch_size=1024, precision="fp32")
+    rows, models, stats = {}, {}, {}
+    for threads in (1, 2):
+        with intra_op_threads(threads):
+            assert alpha_workers("cpu", settings.num_alphas) == threads
+            models[threads] = make(0)
+            rows[threads] = evaluate_path(models[threads], a, b, bn_data=bn_x, sets=sets, settings=settings,
+                                          device="cpu")
+            assert torch.get_num_threads() == threads                   # restored after the side-by-side run
+            probe = make(0).to(memory_format=torch.channels_last)      # as evaluate_path runs it
+            probe.load_state_dict(interpolate(a, b, 0.5))
+            reset_bn(probe, bn_x, batch_size=1024, precision="fp32")
+            stats[threads] = torch.cat([m.running_var for m in probe.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert not torch.equal(stats[1], stats[2])          # two threads would round differently: the test can fail
+    assert rows[2] == rows[1]                           # every loss, accuracy and agreement, exactly
+    for key, value in models[1].state_dict().items():   # the scratch model ends holding alpha = 1, re-estimated
+        torch.testing.assert_close(models[2].state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert alpha_workers("cpu", 1) == 1 and alpha_workers("meta", 5) == 1
+
+
+def test_an_error_in_an_alpha_run_side_by_side_reaches_the_caller(monkeypatch):
+    import tasks.paths as paths_module
+    train = blobs(60, seed=0)
+    a, b = trained_state(0, train, steps=2), trained_state(1, train, steps=2)
+    calls = []
+    original = paths_module.reset_bn
+
+    def failing_reset_bn(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("alpha failed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(paths_module, "reset_bn", failing_reset_bn)
+    with intra_op_threads(2):
+        with pytest.raises(RuntimeError, match="alpha failed"):
+            evaluate_path(tiny_model(0), a, b, bn_data=train.x, sets={"nocue": blobs(20, seed=1)},
+                          settings=PathSettings(num_alphas=6, bn_reset_samples=20), device="cpu")
+        assert torch.get_num_threads() == 2
 
 
 # --------------------------------------------------------------------------- midpoint training
