@@ -156,7 +156,7 @@ MUTANTS = [
            "orchestrator/run/work.py", 'if cfg["path_kind"] == vocab.QUADRATIC:', 'if cfg["path_kind"] == "quadratic":',
            ("tests/orchestrator/test_vocab.py::test_no_vocabulary_word_is_spelled_as_a_literal_outside_vocab[run/work.py]",)),
     Mutant("M26", "a garbled done.json counted as finished (markers parsed without their check)",
-           "orchestrator/results/outputs.py", "marker, reason = _marker(layout, kind, task_id, allowed, marker_path)", "marker, reason = {'files': {}}, ''",
+           "orchestrator/results/outputs.py", "marker, reason = _marker(layout, kind, task_id, allowed, marker_path, raw)", "marker, reason = {'files': {}}, ''",
            (f"{T_CLAIMS}[a garbled done.json is recomputed]",)),
     Mutant("M27", "the permutation tracer forgets to tie the groups of a residual add (ResNet stages split)",
            "tasks/permutation.py", "return _Value(self._union(a.group, b.group, node), a.ndim or b.ndim, a.flat and b.flat)",
@@ -200,7 +200,8 @@ MUTANTS = [
     Mutant("M45", "a failed task's error stored in the `tasks` table with its credential",
            "orchestrator/run/recording.py", '"error": redact(error) if error else error,', '"error": error,', (T_SINKS,)),
     Mutant("M46", "a credential printed in a warning (batched MLflow logging failed)",
-           "orchestrator/run/tracking.py", "log.warning(redact(message))", "log.warning(message)", (T_SINKS,)),
+           "orchestrator/run/tracking.py", "log.warning(redact(message))", "log.warning(message)",
+           (T_SINKS, "tests/orchestrator/run/test_tracking.py::test_the_trackers_warnings_are_redacted_in_the_log_record_itself")),
     Mutant("M47", "the command line shows Python warnings unredacted",
            "orchestrator/cli.py", "    redact_warnings()\n", "    pass\n", (T_SINKS,)),
     # the lock across hosts

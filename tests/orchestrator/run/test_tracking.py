@@ -249,3 +249,14 @@ def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(
     small = tracking.MlflowTracker(f"sqlite:///{tmp_path / 'small.db'}", "test-sweep")
     small.start(sweep_run(graph))
     assert small.per_task and len(set(small.tasks_ended([ended(a), ended(b)]).values())) == 2
+
+
+def test_the_trackers_warnings_are_redacted_in_the_log_record_itself(caplog):
+    """Every handler of the `orchestrator` logger (a user's file handler too, not only the CLI's console,
+    which redacts again) gets a tracker warning without the credential."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="orchestrator"):
+        tracking.warn("batched MLflow logging failed (postgresql://bob:hunter2secret@db/mlflow refused)")
+    assert [r.getMessage() for r in caplog.records] == [
+        "batched MLflow logging failed (postgresql://***@db/mlflow refused)"]
