@@ -10,15 +10,21 @@
 Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
 closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
 local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
-- wall: `run_sweep` from the call to the return, the compaction of its results at its end included
-  (`compact_s` of it); Ray's start is timed apart (`ray_init_s`);
+- wall: `run_sweep` from the call to the return, the compaction of its results included: the bundles
+  the recording thread compacts while the run goes (`compact_bundle_s`, `compact_bundles`) and the tail
+  at its end (`compact_end_s`; `compact_s` is both, `compact_cpu_s` their CPU); Ray's start is timed
+  apart (`ray_init_s`);
 - driver CPU per task: user+sys CPU of the driver process (`getrusage(RUSAGE_SELF)`: the Tune controller,
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
 - driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
-  with `orchestrator.results.tables.read_table`, from fragments (read just before the run compacts them: that
-  read is subtracted from the run's wall and CPU) and from parts (after).
+  with `orchestrator.results.tables.read_table`, from what the run left before the compaction at its end
+  (read just before it: that read is subtracted from the run's wall and CPU) and from parts (after, one
+  table at a time, each timed: `read_table_s`). Above `--sample-above` tasks (20,000) the fragments of a
+  sample of the tasks (1 in tasks/10,000, by a hash of the task id) are read one at a time and the time
+  projected to all fragments, and the rows compared and digested are the sample's: memory stays that of
+  one table (reading every fragment of 10^5 tasks at once held 8.4 GiB and took longer than the run).
 After each run, as a user would: `mmc-sweep status` and `mmc-sweep report` on the sweep, each a fresh
 process (wall time: `status_s`, `report_s`); MLflow: the wall and CPU time of the tracker's child runs
 inside the run (`mlflow_log_s`), then listing every child run of the sweep's parent, the UI's first page

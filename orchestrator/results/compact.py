@@ -22,6 +22,14 @@ A crash between any two steps loses and duplicates nothing, and rerunning compac
 run) finishes the job. A fragment that differs from its absorbed version (the task ran again after
 compaction) is newer: it wins over the part's rows and is absorbed into the next part.
 
+While a run goes, its recording thread compacts the fragments written so far every
+`bundle_tasks(n)` ended tasks (`compact_bundle`: the same steps, a new part per table; temporary
+files are then tasks' writes in flight, not leftovers, and stay), so that the end of the run reads
+only the last bundle's fragments and a run leaves at most MAX_PARTS - 1 parts per table. A writer
+that still holds the rows of a fragment it wrote (the driver, for the `tasks` rows) hands them in
+(`rows_of`): a fragment whose bytes have the sha256 and size recorded with them is not parsed again
+(a Parquet fragment's parse, ~1 ms, is most of compaction's cost).
+
 Damage is mended, never spread (every part is checked against its recorded size and sha256):
 - a part that is missing, or whose size or sha256 differ, is dropped from the manifest; the rows of
   its tasks come back from their fragments where those still have the recorded sha256, or from the

@@ -246,6 +246,25 @@ def test_scale_benchmark_quick(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "scale.json").read_text())["sizes"] and "report_s" not in m
 
 
+def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leaves(tmp_path):
+    """`bench.fabricate --uncompacted` (compaction benchmarks) leaves every fragment as the tasks write them;
+    compacting them gives the tables, rows and files of the compacted fabrication, every task finished."""
+    from bench import fabricate
+    from orchestrator import status
+    from orchestrator.results import compact, manifest
+    from orchestrator.storage.layout import open_sweep_dir
+
+    loose = fabricate.fabricate(str(tmp_path / "loose"), 1, log=lambda _: None, workers=1, uncompacted=True)
+    layout = open_sweep_dir(loose)
+    assert all(not manifest.list_table(layout, t).parts for t in vocab.TABLES)
+    assert len(manifest.list_table(layout, vocab.TASKS).fragments) == len(build_graph(load_spec(None, ["seeds=[0]"])))
+    compact.compact(layout)
+    snapshot = status.status_snapshot(layout)
+    assert snapshot["total"][vocab.FINISHED] == snapshot["total"]["planned"] and not snapshot["damaged"]
+    exact = fabricate.fabricate(str(tmp_path / "exact"), 1, log=lambda _: None, workers=1, exact=True)
+    assert fabricate.shape(loose) == fabricate.shape(exact)
+
+
 # ----- runners by name or import path ------------------------------------------------------------
 
 def test_runners_are_chosen_by_name_or_import_path_and_a_bad_one_is_refused(tmp_path, capsys):
