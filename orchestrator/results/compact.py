@@ -121,17 +121,18 @@ def min_fragments_after_run() -> int:
 
 
 def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1, rows_of=None,
-            running: bool = False) -> dict[str, TableCompaction]:
+            running: bool = False, finished=None) -> dict[str, TableCompaction]:
     """Compact every table that has at least `min_fragments` fragments to absorb, and mend every table
     whatever its count (see the module docstring). The caller holds the sweep's lock. Idempotent: a
     second call changes nothing. `rows_of(path)`: the rows of a fragment the caller wrote itself, as
     `(sha256, size, rows)` (or None): a fragment with that sha256 and size is not parsed again.
     `running`: tasks are still writing (a bundle during a run): temporary files are theirs, not left
-    over, and stay."""
+    over, and stay; with `finished(task_id)`, only the fragments of tasks for which it is true (ended for
+    good: none of their files will be written again in this run) are absorbed or deleted."""
     layout.storage.check(layout.results_dir())    # a link where `results/` belongs: LinkError, nothing touched
     try:
-        return {table: compact_table(layout, table, min_fragments=min_fragments, rows_of=rows_of, running=running)
-                for table in table_names}
+        return {table: compact_table(layout, table, min_fragments=min_fragments, rows_of=rows_of, running=running,
+                                     finished=finished) for table in table_names}
     finally:
         forget_cached(layout)
 
@@ -149,12 +150,13 @@ def bundle_tasks(tasks: int) -> int:
     return max(BUNDLE_MIN_TASKS, -(-tasks // (MAX_PARTS - 2)))
 
 
-def compact_bundle(layout: SweepLayout, rows_of=None, log=None) -> dict[str, TableCompaction]:
+def compact_bundle(layout: SweepLayout, rows_of=None, log=None, finished=None) -> dict[str, TableCompaction]:
     """While a run goes (its driver holds the lock; tasks are still writing): absorb the fragments written
     so far into a new part per table, with the same steps and crash safety as at the end (a fragment is
     deleted only once the part and the manifest naming it are in place); temporary files stay (they are
-    writes in flight). Never raises: the fragments stay, and the end of the run compacts them."""
-    return _quietly(layout, 1, log or _LOG.debug, rows_of, running=True)
+    writes in flight), and with `finished`, the fragments of tasks that may still write stay as they are.
+    Never raises: the fragments stay, and the end of the run compacts them."""
+    return _quietly(layout, 1, log or _LOG.debug, rows_of, running=True, finished=finished)
 
 
 def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
@@ -165,11 +167,11 @@ def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
     return _quietly(layout, REPAIR_ONLY, log)
 
 
-def _quietly(layout: SweepLayout, min_fragments: int, log, rows_of=None, running: bool = False
+def _quietly(layout: SweepLayout, min_fragments: int, log, rows_of=None, running: bool = False, finished=None
              ) -> dict[str, TableCompaction]:
     log = log or _LOG.info
     try:
-        done = compact(layout, min_fragments=min_fragments, rows_of=rows_of, running=running)
+        done = compact(layout, min_fragments=min_fragments, rows_of=rows_of, running=running, finished=finished)
     except Exception as exc:  # noqa: BLE001 - results are safe in their fragments either way
         _LOG.warning(f"results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
                      f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
@@ -205,12 +207,14 @@ def _warn(message: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, rows_of=None,
-                  running: bool = False) -> TableCompaction:
+                  running: bool = False, finished=None) -> TableCompaction:
     start = time.perf_counter()
     tables.check_table(table)
     storage = layout.storage
     result = TableCompaction(table)
     listing = list_table(layout, table)
+    if finished is not None:   # fragments of tasks that may still write them: left for later
+        listing.fragments = {t: stamp for t, stamp in listing.fragments.items() if finished(t)}
     try:
         manifest = read_manifest(layout, table) or Manifest(table)
     except ValueError as exc:

@@ -13,8 +13,8 @@ snapshots into `EndedTask`s, hands them to the tracker (`tasks_ended`, one SQL t
 where it can) and then writes their `tasks` rows (which hold the runs' ids), in the order the tasks ended.
 `TaskRecorder.close()` — at the end of every run, an interrupted one included — waits until every
 queued row is written. Every `compact.bundle_tasks(n)` ended tasks the same thread compacts the
-result fragments written so far (`compact.compact_bundle`: a part per table), so that the end of the
-run reads only the last bundle's fragments; the `tasks` rows it wrote itself since the last bundle are
+result fragments written so far by tasks that ended for good (done or cached: `compact.compact_bundle`,
+a part per table), so that the end of the run reads only the last bundle's fragments; the `tasks` rows it wrote itself since the last bundle are
 kept (`TasksTable.rows_of`) and not parsed back. A driver killed outright may lose queued rows; the next run writes the row of
 every finished task that has none (`orchestrator.run.sweep`), and failed tasks run again anyway.
 """
@@ -251,13 +251,18 @@ class TaskRecorder:
         """Compact the fragments written so far (the run goes on meanwhile; rows keep queueing)."""
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
-            compact.compact_bundle(self.layout, self.table.rows_of)
+            compact.compact_bundle(self.layout, self.table.rows_of, finished=self._ended_for_good)
         finally:
             self.table.forget_rows()
             self._ended_since = 0
             self.compactions += 1
             self.compact_s += time.perf_counter() - wall
             self.compact_cpu_s += time.thread_time() - cpu
+
+    def _ended_for_good(self, task_id: str) -> bool:
+        """Whether none of the task's files will be written again in this run (a bundle may absorb them)."""
+        s = self.state.states.get(task_id)
+        return s is not None and s.status in (vocab.DONE, vocab.CACHED) and self._recorded.get(task_id) is not None
 
     def _write_batch(self, items: list[_Ended]) -> None:
         ended = [self._ended_task(item) for item in items]
