@@ -6,6 +6,7 @@
     python -m bench.scale --quick                          # 1 seed (48 tasks), planning at 1k
     python -m bench.scale --tasks 100000 --plan-tasks 0    # the 10^5 headline (~20+ min on 2 calm cores)
     python -m bench.scale --mlflow-runs 10000,100000       # MLflow alone: child runs logged and searched
+    python -m bench.scale --compaction DIR                 # compaction alone (DIR: bench.fabricate --uncompacted)
 
 Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
 closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
@@ -74,6 +75,13 @@ def parse_args(argv=None):
                    help="instead of sweeps: log this many tasks' child runs (e.g. 10000,100000) through the "
                         "tracker into SQLite and time the logging and the searches of them")
     p.add_argument("--no-commands", action="store_true", help="skip timing `mmc-sweep status` and `report`")
+    p.add_argument("--compaction", default=None, metavar="DIR",
+                   help="instead of sweeps: time the compaction of a copy of the uncompacted sweep DIR "
+                        "(`bench.fabricate --uncompacted`), as `--compaction-mode` says")
+    p.add_argument("--compaction-mode", default="bundles", choices=["end", "rows-at-end", "bundles"],
+                   help="end: every fragment at the end (what an earlier revision does too); rows-at-end: the "
+                        "same with the `tasks` rows handed in as the driver keeps them; bundles: that, in "
+                        "bundles of `compact.bundle_tasks(n)` tasks in the plan's order, the last one at the end")
     p.add_argument("--sample-above", type=int, default=20_000,
                    help="above this many tasks, fragments are read and tables digested for a sample of the "
                         "tasks only (1 in tasks/10,000 by a hash of the task id; memory stays bounded)")
@@ -427,6 +435,70 @@ def _overheads(layout, tables, vocab) -> tuple[float | None, float | None]:
     return float(overhead.median()), float(overhead.quantile(0.95))
 
 
+# --------------------------------------------------------------------------- compaction alone
+
+def compaction_only(directory: str, mode: str) -> dict:
+    """Compaction of a copy of an uncompacted sweep (`bench.fabricate --uncompacted`): CPU and wall of
+    each phase. `bundles`/`rows-at-end`: the `tasks` rows handed in as the recorder keeps them (parsed
+    here, outside the timed part); `bundles`: fragments appear bundle by bundle in the plan's order
+    (parents first, as tasks end) and each bundle is compacted as the recording thread does it."""
+    import shutil
+
+    from orchestrator import vocab
+    from orchestrator.results import compact, manifest, tables
+    from orchestrator.results.plan import read_plan
+    from orchestrator.storage.layout import open_sweep_dir
+
+    work = tempfile.mkdtemp(prefix="mmc-bench-compaction-")
+    root = os.path.join(work, "sweep")
+    shutil.copytree(directory, root)
+    layout = open_sweep_dir(root)
+    out: dict = {"mode": mode, "loadavg_1m_before": os.getloadavg()[0]}
+    try:
+        if mode == "end":
+            cpu, wall = _cpu(), time.perf_counter()
+            done = compact.compact(layout)
+            phases = [{"tasks": None, "tail": True, "cpu_s": _cpu() - cpu, "wall_s": time.perf_counter() - wall,
+                       "fragments": sum(d.absorbed for d in done.values())}]
+        else:
+            order = list(read_plan(layout)["task_id"])
+            bundle = compact.bundle_tasks(len(order)) if mode == "bundles" else len(order)
+            held, files = os.path.join(work, "held"), {}
+            for table in vocab.TABLES:
+                os.makedirs(os.path.join(held, table))
+                for task_id, stamp in manifest.list_table(layout, table).fragments.items():
+                    aside = os.path.join(held, table, os.path.basename(stamp.path))
+                    os.rename(stamp.path, aside)
+                    files.setdefault(task_id, []).append((table, aside, stamp.path))
+            phases = []
+            for start in range(0, len(order), bundle):
+                chunk, kept = order[start:start + bundle], {}
+                for task_id in chunk:
+                    for table, aside, path in files.get(task_id, []):
+                        os.rename(aside, path)
+                        if table == vocab.TASKS:
+                            data = Path(path).read_bytes()
+                            kept[path] = (manifest.sha256_hex(data), len(data),
+                                          tables.parse_fragment(table, data, task_id))
+                tail = start + bundle >= len(order)
+                cpu, wall = _cpu(), time.perf_counter()
+                done = compact.compact(layout, rows_of=kept.get, running=not tail)
+                phases.append({"tasks": len(chunk), "tail": tail, "cpu_s": _cpu() - cpu,
+                               "wall_s": time.perf_counter() - wall, "fragments": sum(d.absorbed for d in done.values())})
+            out["bundle"] = bundle
+        out.update(phases=phases, cpu_s=sum(p["cpu_s"] for p in phases), wall_s=sum(p["wall_s"] for p in phases),
+                   fragments=sum(p["fragments"] for p in phases), files=compact.files_per_table(layout),
+                   end_cpu_s=phases[-1]["cpu_s"], end_wall_s=phases[-1]["wall_s"],
+                   loadavg_1m_after=os.getloadavg()[0])
+        out["cpu_per_fragment_ms"] = 1e3 * out["cpu_s"] / max(1, out["fragments"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"compaction ({mode}) of {out['fragments']} fragments: CPU {out['cpu_s']:.1f} s "
+          f"({out['cpu_per_fragment_ms']:.2f} ms per fragment), wall {out['wall_s']:.1f} s; at the end: CPU "
+          f"{out['end_cpu_s']:.1f} s, wall {out['end_wall_s']:.1f} s; files per table {out['files']}", flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------- the parent
 
 def export_revision(rev: str) -> str:
@@ -545,6 +617,11 @@ def main(argv=None) -> dict:
         return {}
     if args.mlflow_runs:
         return mlflow_sizes(args)
+    if args.compaction:
+        payload = {"benchmark": "scale-compaction", "command": common.command_line(),
+                   "environment": common.environment(), "result": compaction_only(args.compaction, args.compaction_mode)}
+        common.write_json("scale-compaction", payload, args.out, args.tag)
+        return payload
     env = common.environment()
     print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
     payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,

@@ -246,10 +246,11 @@ def test_scale_benchmark_quick(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "scale.json").read_text())["sizes"] and "report_s" not in m
 
 
-def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leaves(tmp_path):
+def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leaves(tmp_path, monkeypatch):
     """`bench.fabricate --uncompacted` (compaction benchmarks) leaves every fragment as the tasks write them;
-    compacting them gives the tables, rows and files of the compacted fabrication, every task finished."""
-    from bench import fabricate
+    compacting them gives the tables, rows and files of the compacted fabrication, every task finished;
+    `bench.scale --compaction` times that in bundles on a copy."""
+    from bench import fabricate, scale
     from orchestrator import status
     from orchestrator.results import compact, manifest
     from orchestrator.storage.layout import open_sweep_dir
@@ -258,6 +259,11 @@ def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leave
     layout = open_sweep_dir(loose)
     assert all(not manifest.list_table(layout, t).parts for t in vocab.TABLES)
     assert len(manifest.list_table(layout, vocab.TASKS).fragments) == len(build_graph(load_spec(None, ["seeds=[0]"])))
+    monkeypatch.setattr(compact, "BUNDLE_MIN_TASKS", 20)
+    timed = scale.compaction_only(loose, "bundles")               # on a copy: the directory stays as it is
+    total = sum(len(manifest.list_table(layout, t).fragments) for t in vocab.TABLES)
+    assert len(timed["phases"]) == 3 and timed["fragments"] == total and set(timed["files"].values()) == {3}
+    assert timed["cpu_s"] > timed["end_cpu_s"] > 0
     compact.compact(layout)
     snapshot = status.status_snapshot(layout)
     assert snapshot["total"][vocab.FINISHED] == snapshot["total"]["planned"] and not snapshot["damaged"]
