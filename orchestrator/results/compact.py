@@ -78,6 +78,8 @@ MAX_PARTS = 8                          # more parts than this in a table: they a
 ROW_GROUP_BYTES = 16 << 20             # in-memory Arrow size of a row group: whole-table scans stay fast,
                                        # one task's rows (`tables.read_fragment`) read one small group
 PREFETCH = 32                          # fragments read ahead by a thread pool (object stores: latency)
+GATHER = 256                           # a row group's pieces made contiguous every this many: a parsed fragment
+                                       # holds ~10-30 KiB of buffers for ~1 KiB of rows (padding per column)
 PART_METADATA = {b"mmc_sweep.part": b"1"}
 REPAIR_ONLY = sys.maxsize              # `min_fragments` of `repair`: mend, absorb no new fragment
 BUNDLE_MIN_TASKS = 4096                # a run compacts while it goes every this many ended tasks or more:
@@ -500,15 +502,17 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
     schema = SCHEMAS[table].with_metadata({**tables.schema_metadata(table), **PART_METADATA})
     entries: dict[str, Entry] = {}
     sink = writer = None
-    buffer: list[pa.Table] = []
+    buffer: list[pa.Table] = []        # contiguous blocks of GATHER pieces, then the latest pieces
+    gathered = 0                        # how many of `buffer` are such blocks
     buffered = 0.0
     offset = 0
     bytes_per_row = None
 
     def flush() -> None:
-        nonlocal buffer, buffered
+        nonlocal buffer, buffered, gathered
         if buffer:
             block = pa.concat_tables(buffer).replace_schema_metadata(schema.metadata)
+            gathered = 0
             writer.write_table(block, row_group_size=max(1, block.num_rows))
             buffer, buffered = [], 0.0
 
@@ -525,6 +529,9 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
                     bytes_per_row = max(1.0, rows.nbytes / n)
                 buffer.append(rows)
                 buffered += n * bytes_per_row
+                if len(buffer) - gathered >= GATHER:   # copy the pieces into one block; theirs are freed
+                    buffer[gathered:] = [pa.concat_tables(buffer[gathered:]).combine_chunks()]
+                    gathered += 1
             if buffered >= ROW_GROUP_BYTES:
                 flush()
         if writer is None:
