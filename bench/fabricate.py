@@ -43,8 +43,12 @@ CHUNK = 2000                 # tasks per job of the worker pool
 EPOCH_S = 1.8e9              # when the fabricated sweep's first task started (2027-01-15)
 
 
-def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers: int = 2, exact: bool = False) -> str:
-    """Write the sweep directory `<storage>/<name>` of about `tasks` tasks (whole seeds); returns its path."""
+def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers: int = 2, exact: bool = False,
+              uncompacted: bool = False) -> str:
+    """Write the sweep directory `<storage>/<name>` of about `tasks` tasks (whole seeds); returns its path.
+    `uncompacted`: every task's fragments written as the task writes them (implies `exact`) and left
+    there, no part: what a run leaves just before the compaction at its end (compaction benchmarks)."""
+    exact = exact or uncompacted
     from orchestrator import vocab
     from orchestrator.graph.dag import build_graph
     from orchestrator.results import compact, manifest as manifest_lib, plan
@@ -62,7 +66,7 @@ def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers:
     ids = sorted(graph.tasks)
     chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
     items: dict[str, list] = {table: [] for table in vocab.TABLES}
-    jobs = [(storage, name, seeds, chunk, i * CHUNK, exact) for i, chunk in enumerate(chunks)]
+    jobs = [(storage, name, seeds, chunk, i * CHUNK, exact, uncompacted) for i, chunk in enumerate(chunks)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:   # in task-id order, as compaction writes
         for i, done in enumerate(pool.imap(_chunk, jobs)):
             for table, (meta, rows) in done.items():
@@ -70,7 +74,7 @@ def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers:
                 items[table] += [(task_id, 0, digest, size, rows.slice(at, n))
                                  for (task_id, digest, size, n), at in zip(meta, offsets)]
             log(f"  {min(len(ids), (i + 1) * CHUNK)} tasks ({time.perf_counter() - start:.0f} s)")
-    for table in vocab.TABLES:   # the compaction's own writer; rows in task-id order, as it writes them
+    for table in vocab.TABLES if not uncompacted else ():   # the compaction's writer, rows in task-id order
         part = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-fabricated"
         info, entries = compact._write_part(layout, table, part, iter(items.pop(table)))
         if info is not None:
@@ -98,7 +102,8 @@ def _chunk(job) -> dict[str, list]:
     from orchestrator.storage.layout import open_sweep_dir
     from tests.support import runners
 
-    storage, name, seeds, ids, first, exact = job
+    storage, name, seeds, ids, first, exact, *rest = job
+    uncompacted = bool(rest and rest[0])
     if (storage, name) not in _GRAPHS:
         spec = load_spec(None, [f"seeds={list(range(seeds))}", f"storage={storage}", f"name={name}"])
         _GRAPHS[(storage, name)] = spec, build_graph(spec)
@@ -137,9 +142,16 @@ def _chunk(job) -> dict[str, list]:
             row = {**row, "started_at": tables._to_timestamp(started),
                    "finished_at": tables._to_timestamp(started + duration)}
         (_fragment if exact else _fast_fragment)(tables, vocab.TASKS, task_id, [row], items)
+        if uncompacted:   # the fragments as the task (and the recorder, for `tasks`) writes them; no part
+            for table, queued in items.items():
+                for queued_id, _, _, _, _, data in queued:
+                    layout.storage.write_bytes(layout.fragment(table, queued_id), data)
+                queued.clear()
+    if uncompacted:
+        return {}
     if exact:
-        return {table: ([(t, d, s, r.num_rows) for t, _, d, s, r in queued],
-                        pa.concat_tables([r for *_, r in queued]) if queued else None)
+        return {table: ([(t, d, s, r.num_rows) for t, _, d, s, r, _ in queued],
+                        pa.concat_tables([r for *_, r, _ in queued]) if queued else None)
                 for table, queued in items.items()}
     return {table: ([(t, d, s, len(r)) for t, _, d, s, r in queued],
                     tables.conform(table, pa.Table.from_pylist([x for *_, r in queued for x in r],
@@ -161,7 +173,7 @@ def _fragment(tables, table: str, task_id: str, rows: list[dict], items: dict) -
     `--check` compares the result with a real run)."""
     arrow = tables.rows_to_table(table, task_id, rows)
     data = tables.fragment_bytes(table, arrow)
-    items[table].append((task_id, 0, hashlib.sha256(data).hexdigest(), len(data), tables.conform(table, arrow)))
+    items[table].append((task_id, 0, hashlib.sha256(data).hexdigest(), len(data), tables.conform(table, arrow), data))
     return data
 
 
@@ -197,6 +209,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="processes that run the synthetic tasks")
     p.add_argument("--exact", action="store_true",
                    help="serialise every fragment as the task would (its real sha256 and size; ~10x slower)")
+    p.add_argument("--uncompacted", action="store_true",
+                   help="leave every fragment as the tasks write them, no part (what compaction reads; implies --exact)")
     p.add_argument("--check", default=None, help="a real sweep directory of the same seeds to compare with")
     args = p.parse_args(argv)
     if args.check:
@@ -207,7 +221,7 @@ def main(argv=None) -> int:
                 print(f"differs: {key}:\n  real       {real[key]}\n  fabricated {fake.get(key)}")
         print("same shape" if same else "shapes differ")
         return 0 if same else 1
-    fabricate(args.storage, args.tasks, args.name, workers=args.workers, exact=args.exact)
+    fabricate(args.storage, args.tasks, args.name, workers=args.workers, exact=args.exact, uncompacted=args.uncompacted)
     return 0
 
 

@@ -6,19 +6,26 @@
     python -m bench.scale --quick                          # 1 seed (48 tasks), planning at 1k
     python -m bench.scale --tasks 100000 --plan-tasks 0    # the 10^5 headline (~20+ min on 2 calm cores)
     python -m bench.scale --mlflow-runs 10000,100000       # MLflow alone: child runs logged and searched
+    python -m bench.scale --compaction DIR                 # compaction alone (DIR: bench.fabricate --uncompacted)
 
 Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
 closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
 local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
-- wall: `run_sweep` from the call to the return, the compaction of its results at its end included
-  (`compact_s` of it); Ray's start is timed apart (`ray_init_s`);
+- wall: `run_sweep` from the call to the return, the compaction of its results included: the bundles
+  the recording thread compacts while the run goes (`compact_bundle_s`, `compact_bundles`) and the tail
+  at its end (`compact_end_s`; `compact_s` is both, `compact_cpu_s` their CPU); Ray's start is timed
+  apart (`ray_init_s`);
 - driver CPU per task: user+sys CPU of the driver process (`getrusage(RUSAGE_SELF)`: the Tune controller,
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
 - driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
-  with `orchestrator.results.tables.read_table`, from fragments (read just before the run compacts them: that
-  read is subtracted from the run's wall and CPU) and from parts (after).
+  with `orchestrator.results.tables.read_table`, from what the run left before the compaction at its end
+  (read just before it: that read is subtracted from the run's wall and CPU) and from parts (after, one
+  table at a time, each timed: `read_table_s`). Above `--sample-above` tasks (20,000) the fragments of a
+  sample of the tasks (1 in tasks/10,000, by a hash of the task id) are read one at a time and the time
+  projected to all fragments, and the rows compared and digested are the sample's: memory stays that of
+  one table (reading every fragment of 10^5 tasks at once held 8.4 GiB and took longer than the run).
 After each run, as a user would: `mmc-sweep status` and `mmc-sweep report` on the sweep, each a fresh
 process (wall time: `status_s`, `report_s`); MLflow: the wall and CPU time of the tracker's child runs
 inside the run (`mlflow_log_s`), then listing every child run of the sweep's parent, the UI's first page
@@ -68,6 +75,16 @@ def parse_args(argv=None):
                    help="instead of sweeps: log this many tasks' child runs (e.g. 10000,100000) through the "
                         "tracker into SQLite and time the logging and the searches of them")
     p.add_argument("--no-commands", action="store_true", help="skip timing `mmc-sweep status` and `report`")
+    p.add_argument("--compaction", default=None, metavar="DIR",
+                   help="instead of sweeps: time the compaction of a copy of the uncompacted sweep DIR "
+                        "(`bench.fabricate --uncompacted`), as `--compaction-mode` says")
+    p.add_argument("--compaction-mode", default="bundles", choices=["end", "rows-at-end", "bundles"],
+                   help="end: every fragment at the end (what an earlier revision does too); rows-at-end: the "
+                        "same with the `tasks` rows handed in as the driver keeps them; bundles: that, in "
+                        "bundles of `compact.bundle_tasks(n)` tasks in the plan's order, the last one at the end")
+    p.add_argument("--sample-above", type=int, default=20_000,
+                   help="above this many tasks, fragments are read and tables digested for a sample of the "
+                        "tasks only (1 in tasks/10,000 by a hash of the task id; memory stays bounded)")
     args = p.parse_args(argv)
     if args.quick:
         args.tasks, args.plan_tasks = "50", min(args.plan_tasks, 1000)
@@ -112,21 +129,26 @@ def one_run(args) -> dict:
     except ImportError:           # the code of an earlier revision
         compact = None
     seeds = seeds_for(args.one)
+    sample = sample_of(seeds * tasks_per_seed(), args.sample_above)
     storage = args.storage or tempfile.mkdtemp(prefix="mmc-bench-scale-")
     os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "30")
     measured: dict = {}
     if compact is not None:   # the run compacts when it ends; read its fragments first (timed apart)
         real_compact = compact.compact_after_run
 
-        def compact_after_run(layout, log=print):
+        def compact_after_run(layout, log=print, **kwargs):
             measured["files_before_compaction"] = _files(layout, tables, vocab)
             measured["peak_rss_run_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             cpu = _cpu()
-            measured["read_fragments_s"], measured["rows"] = _read_all(layout, tables, vocab)
+            read_s, measured["rows"], measured["read_fragments_read"] = _read_fragments(layout, tables, vocab,
+                                                                                        sample)
+            fragments = sum(measured["files_before_compaction"].values())   # (parts too, if any: a few)
+            measured["read_fragments_s"] = read_s * fragments / max(1, measured["read_fragments_read"])
+            measured["read_fragments_measured_s"] = read_s
             measured["read_fragments_cpu_s"] = _cpu() - cpu
             cpu, wall = _cpu(), time.perf_counter()
-            done = real_compact(layout, log)
-            measured["compact_s"], measured["compact_cpu_s"] = time.perf_counter() - wall, _cpu() - cpu
+            done = real_compact(layout, log, **kwargs)
+            measured["compact_end_s"], measured["compact_end_cpu_s"] = time.perf_counter() - wall, _cpu() - cpu
             return done
 
         compact.compact_after_run = compact_after_run
@@ -136,8 +158,14 @@ def one_run(args) -> dict:
 
         def close(self):
             real_close(self)
-            measured["recorder_cpu_s"] = measured.get("recorder_cpu_s", 0.0) + self.thread_cpu_s
+            bundles = getattr(self, "compact_cpu_s", 0.0)   # the bundles it compacted while the run went
+            measured["recorder_cpu_s"] = measured.get("recorder_cpu_s", 0.0) + self.thread_cpu_s - bundles
+            measured["compact_bundles"] = measured.get("compact_bundles", 0) + getattr(self, "compactions", 0)
+            measured["compact_bundle_cpu_s"] = measured.get("compact_bundle_cpu_s", 0.0) + bundles
+            measured["compact_bundle_s"] = measured.get("compact_bundle_s", 0.0) + getattr(self, "compact_s", 0.0)
             self.thread_cpu_s = 0.0
+            if hasattr(self, "compact_cpu_s"):
+                self.compactions, self.compact_s, self.compact_cpu_s = 0, 0.0, 0.0
 
         recording.TaskRecorder.close = close
     except (ImportError, AttributeError):
@@ -184,16 +212,22 @@ def one_run(args) -> dict:
               "counts": outcome.counts, "ray_init_s": ray_init_s, "loadavg_1m_before": load_before,
               "loadavg_1m_after": os.getloadavg()[0]}
     result["files"] = _files(layout, tables, vocab)
-    result["read_s"], rows = _read_all(layout, tables, vocab)
-    result["tables_sha256"] = tables_digest(layout, tables, vocab)
+    result["read_s"], result["read_table_s"], rows, result["tables_sha256"] = read_and_digest(
+        layout, tables, vocab, sample)
+    result["digest_tasks"] = "all" if sample is None else f"1 in {sample.stride} by task id hash"
     if compact is None:   # (keeps what was measured otherwise: the recorder's CPU)
         measured.update({"files_before_compaction": result["files"], "read_fragments_s": result["read_s"],
-                         "rows": rows, "compact_s": 0.0, "compact_cpu_s": 0.0})
-    assert rows == measured["rows"], (rows, measured["rows"])
+                         "rows": rows, "compact_end_s": 0.0, "compact_end_cpu_s": 0.0})
+    measured["compact_s"] = measured.get("compact_end_s", 0.0) + measured.get("compact_bundle_s", 0.0)
+    measured["compact_cpu_s"] = measured.get("compact_end_cpu_s", 0.0) + measured.get("compact_bundle_cpu_s", 0.0)
+    if not same_rows(measured["rows"], rows):
+        raise AssertionError("the tables' rows differ before and after the compaction")
+    measured["rows"] = {t: r if isinstance(r, int) else sum(r.values()) for t, r in measured["rows"].items()}
     result.update(measured)
     # the fragments were read inside the run, for this benchmark only: not part of the run's figures
     read_cpu = measured.get("read_fragments_cpu_s", 0.0)
-    result["wall_s"] = result["run_s"] = run_s - (result["read_fragments_s"] if compact is not None else 0.0)
+    result["wall_s"] = result["run_s"] = run_s - (measured.get("read_fragments_measured_s", 0.0) if compact is not None
+                                                  else 0.0)
     result["driver_cpu_s"] = result["run_cpu_s"] = run_cpu - read_cpu
     result["driver_cpu_per_task_ms"] = 1e3 * result["driver_cpu_s"] / max(n, 1)
     result["wall_per_task_ms"] = 1e3 * result["wall_s"] / max(n, 1)
@@ -313,27 +347,80 @@ def _files(layout, tables, vocab) -> dict[str, int]:
     return out
 
 
-def _read_all(layout, tables, vocab) -> tuple[float, dict[str, int]]:
+class Sample:
+    """Task ids in a deterministic sample: 1 in `stride` by a hash of the id (the same tasks in every run)."""
+
+    def __init__(self, stride: int):
+        self.stride = stride
+
+    def __contains__(self, task_id: str) -> bool:
+        import hashlib
+
+        return int(hashlib.sha256(task_id.encode()).hexdigest()[:8], 16) % self.stride == 0
+
+    def of(self, ids) -> list:
+        return [t for t in ids if t in self]
+
+
+def sample_of(tasks: int, above: int) -> Sample | None:
+    """The tasks whose rows the benchmark reads from their fragments and digests (None: every task): up to
+    `above` tasks all of them; above, 1 in `tasks // 10,000` (~10,000 tasks; at least 1 in 2), the same
+    tasks in every run of a size (before and after compare the same sample). Reading every fragment of
+    10^5 tasks held 8.4 GiB and took longer than the run."""
+    return None if tasks <= above else Sample(max(2, tasks // 10_000))
+
+
+def _read_fragments(layout, tables, vocab, sample) -> tuple[float, dict, int]:
+    """Every table read from what the run left before the compaction at its end (with `sample`: only the
+    sample's fragments, one at a time): seconds, rows (per table; with `sample`, per table and task),
+    fragments read."""
     start = time.perf_counter()
-    rows = {table: len(tables.read_table(layout, table)) for table in vocab.TABLES}
-    return time.perf_counter() - start, rows
+    if sample is None:
+        rows = {table: len(tables.read_table(layout, table)) for table in vocab.TABLES}
+        return time.perf_counter() - start, rows, sum(_files(layout, tables, vocab).values())
+    from orchestrator.results.manifest import list_table
+
+    rows: dict = {}
+    for table in vocab.TABLES:
+        rows[table] = {t: len(tables.read_fragment(layout, table, t))
+                       for t in sorted(sample.of(list_table(layout, table).fragments))}
+    return time.perf_counter() - start, rows, sum(len(r) for r in rows.values())
 
 
 RUN_SPECIFIC = ("duration_s", "started_at", "finished_at", "mlflow_run_id", "host", "git_rev", "versions",
                 "torch_version", "device")   # columns that differ between two runs of the same sweep
 
 
-def tables_digest(layout, tables, vocab) -> dict[str, str]:
-    """sha256 of every table's rows (in the readers' order: by task id, then as written) and values, the
-    columns that differ from run to run left out: equal before and after a change that keeps the results."""
+def read_and_digest(layout, tables, vocab, sample) -> tuple[float, dict[str, float], dict, dict[str, str]]:
+    """Every table read whole (`tables.read_table`, one at a time: memory holds one table), timed; then
+    the rows of the sampled tasks (every task with `sample` None) counted (per table; with `sample`, per
+    table and task) and digested: sha256 of the rows (in the readers' order: by task id, then as written)
+    and values, the columns that differ from run to run left out: equal before and after a change that
+    keeps the results."""
     import hashlib
 
-    out = {}
+    total, each, rows, digests = 0.0, {}, {}, {}
     for table in vocab.TABLES:
+        start = time.perf_counter()
         frame = tables.read_table(layout, table)
+        each[table] = time.perf_counter() - start
+        total += each[table]
+        if sample is None:
+            rows[table] = len(frame)
+        else:
+            frame = frame[frame["task_id"].isin(sample.of(frame["task_id"].unique()))]
+            rows[table] = {str(k): int(v) for k, v in frame.groupby("task_id", sort=False).size().items()}
         frame = frame.drop(columns=[c for c in RUN_SPECIFIC if c in frame.columns])
-        out[table] = hashlib.sha256(frame.to_json(orient="split", index=False, double_precision=15).encode()).hexdigest()
-    return out
+        digests[table] = hashlib.sha256(frame.to_json(orient="split", index=False, double_precision=15).encode()).hexdigest()
+        del frame
+    return total, each, rows, digests
+
+
+def same_rows(before: dict, after: dict) -> bool:
+    """The rows read before the compaction (per table, or per table and sampled task that still had its
+    fragment) are the rows after it."""
+    return all(before[t] == after[t] if isinstance(before[t], int) else
+               all(after[t].get(task, 0) == n for task, n in before[t].items()) for t in before)
 
 
 def _overheads(layout, tables, vocab) -> tuple[float | None, float | None]:
@@ -346,6 +433,70 @@ def _overheads(layout, tables, vocab) -> tuple[float | None, float | None]:
     held = pd.to_datetime(t["finished_at"], utc=True) - pd.to_datetime(t["started_at"], utc=True)
     overhead = (held.dt.total_seconds() - t["duration_s"].astype(float)).dropna().sort_values()
     return float(overhead.median()), float(overhead.quantile(0.95))
+
+
+# --------------------------------------------------------------------------- compaction alone
+
+def compaction_only(directory: str, mode: str) -> dict:
+    """Compaction of a copy of an uncompacted sweep (`bench.fabricate --uncompacted`): CPU and wall of
+    each phase. `bundles`/`rows-at-end`: the `tasks` rows handed in as the recorder keeps them (parsed
+    here, outside the timed part); `bundles`: fragments appear bundle by bundle in the plan's order
+    (parents first, as tasks end) and each bundle is compacted as the recording thread does it."""
+    import shutil
+
+    from orchestrator import vocab
+    from orchestrator.results import compact, manifest, tables
+    from orchestrator.results.plan import read_plan
+    from orchestrator.storage.layout import open_sweep_dir
+
+    work = tempfile.mkdtemp(prefix="mmc-bench-compaction-")
+    root = os.path.join(work, "sweep")
+    shutil.copytree(directory, root)
+    layout = open_sweep_dir(root)
+    out: dict = {"mode": mode, "loadavg_1m_before": os.getloadavg()[0]}
+    try:
+        if mode == "end":
+            cpu, wall = _cpu(), time.perf_counter()
+            done = compact.compact(layout)
+            phases = [{"tasks": None, "tail": True, "cpu_s": _cpu() - cpu, "wall_s": time.perf_counter() - wall,
+                       "fragments": sum(d.absorbed for d in done.values())}]
+        else:
+            order = list(read_plan(layout)["task_id"])
+            bundle = compact.bundle_tasks(len(order)) if mode == "bundles" else len(order)
+            held, files = os.path.join(work, "held"), {}
+            for table in vocab.TABLES:
+                os.makedirs(os.path.join(held, table))
+                for task_id, stamp in manifest.list_table(layout, table).fragments.items():
+                    aside = os.path.join(held, table, os.path.basename(stamp.path))
+                    os.rename(stamp.path, aside)
+                    files.setdefault(task_id, []).append((table, aside, stamp.path))
+            phases = []
+            for start in range(0, len(order), bundle):
+                chunk, kept = order[start:start + bundle], {}
+                for task_id in chunk:
+                    for table, aside, path in files.get(task_id, []):
+                        os.rename(aside, path)
+                        if table == vocab.TASKS:
+                            data = Path(path).read_bytes()
+                            kept[path] = (manifest.sha256_hex(data), len(data),
+                                          tables.parse_fragment(table, data, task_id))
+                tail = start + bundle >= len(order)
+                cpu, wall = _cpu(), time.perf_counter()
+                done = compact.compact(layout, rows_of=kept.get, running=not tail)
+                phases.append({"tasks": len(chunk), "tail": tail, "cpu_s": _cpu() - cpu,
+                               "wall_s": time.perf_counter() - wall, "fragments": sum(d.absorbed for d in done.values())})
+            out["bundle"] = bundle
+        out.update(phases=phases, cpu_s=sum(p["cpu_s"] for p in phases), wall_s=sum(p["wall_s"] for p in phases),
+                   fragments=sum(p["fragments"] for p in phases), files=compact.files_per_table(layout),
+                   end_cpu_s=phases[-1]["cpu_s"], end_wall_s=phases[-1]["wall_s"],
+                   loadavg_1m_after=os.getloadavg()[0])
+        out["cpu_per_fragment_ms"] = 1e3 * out["cpu_s"] / max(1, out["fragments"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"compaction ({mode}) of {out['fragments']} fragments: CPU {out['cpu_s']:.1f} s "
+          f"({out['cpu_per_fragment_ms']:.2f} ms per fragment), wall {out['wall_s']:.1f} s; at the end: CPU "
+          f"{out['end_cpu_s']:.1f} s, wall {out['end_wall_s']:.1f} s; files per table {out['files']}", flush=True)
+    return out
 
 
 # --------------------------------------------------------------------------- the parent
@@ -366,6 +517,7 @@ def spawn(args, tasks: int, code: str | None) -> dict:
         command.append("--no-mlflow")
     if args.no_commands:
         command.append("--no-commands")
+    command += ["--sample-above", str(args.sample_above)]
     # `python -m` puts the working directory first on sys.path: run an earlier revision from its own
     # directory (its orchestrator/ and tasks/), with this repository after it for `bench`
     cwd = code or str(common.REPO)
@@ -427,7 +579,8 @@ def planning(target: int, repeats: int) -> dict:
             "load_spec_s": common.summary(load)}
 
 
-FIGURES = ("wall_s", "run_s", "driver_cpu_per_task_ms", "recorder_cpu_s", "compact_cpu_s", "peak_rss_run_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
+FIGURES = ("wall_s", "run_s", "driver_cpu_per_task_ms", "recorder_cpu_s", "compact_cpu_s", "compact_end_s",
+           "compact_end_cpu_s", "compact_bundle_s", "compact_bundle_cpu_s", "compact_bundles", "peak_rss_run_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
            "overhead_median_s", "overhead_p95_s", "mlflow_log_s", "mlflow_log_cpu_s", "mlflow_search_all_s",
            "mlflow_first_page_s", "status_s", "report_s")
 
@@ -445,7 +598,9 @@ def describe(name: str, m: dict) -> str:
     return (f"{name:>8} {m['tasks']:>6} tasks: wall {m['wall_s']:7.1f} s ({1e3 * m['wall_s'] / m['tasks']:5.1f} ms/task), "
             f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB, "
             f"<= {files} files/table (from {max(m['files_before_compaction'].values())}), read all tables "
-            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s"
+            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s "
+            f"(CPU {m.get('compact_cpu_s', 0):.1f} s; at the end {m.get('compact_end_s', 0):.1f} s, CPU "
+            f"{m.get('compact_end_cpu_s', 0):.1f} s; {m.get('compact_bundles', 0):.0f} bundles during the run)"
             + "".join(f", {label} {m[key]:.1f} s" for key, label in (
                 ("mlflow_log_s", "MLflow logging"), ("mlflow_search_all_s", "MLflow search of the children"),
                 ("status_s", "`status`"), ("report_s", "`report`")) if m.get(key) is not None))
@@ -462,6 +617,11 @@ def main(argv=None) -> dict:
         return {}
     if args.mlflow_runs:
         return mlflow_sizes(args)
+    if args.compaction:
+        payload = {"benchmark": "scale-compaction", "command": common.command_line(),
+                   "environment": common.environment(), "result": compaction_only(args.compaction, args.compaction_mode)}
+        common.write_json("scale-compaction", payload, args.out, args.tag)
+        return payload
     env = common.environment()
     print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
     payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,

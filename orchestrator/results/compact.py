@@ -22,6 +22,14 @@ A crash between any two steps loses and duplicates nothing, and rerunning compac
 run) finishes the job. A fragment that differs from its absorbed version (the task ran again after
 compaction) is newer: it wins over the part's rows and is absorbed into the next part.
 
+While a run goes, its recording thread compacts the fragments written so far every
+`bundle_tasks(n)` ended tasks (`compact_bundle`: the same steps, a new part per table; temporary
+files are then tasks' writes in flight, not leftovers, and stay), so that the end of the run reads
+only the last bundle's fragments and a run leaves at most MAX_PARTS - 1 parts per table. A writer
+that still holds the rows of a fragment it wrote (the driver, for the `tasks` rows) hands them in
+(`rows_of`): a fragment whose bytes have the sha256 and size recorded with them is not parsed again
+(a Parquet fragment's parse, ~1 ms, is most of compaction's cost).
+
 Damage is mended, never spread (every part is checked against its recorded size and sha256):
 - a part that is missing, or whose size or sha256 differ, is dropped from the manifest; the rows of
   its tasks come back from their fragments where those still have the recorded sha256, or from the
@@ -70,8 +78,12 @@ MAX_PARTS = 8                          # more parts than this in a table: they a
 ROW_GROUP_BYTES = 16 << 20             # in-memory Arrow size of a row group: whole-table scans stay fast,
                                        # one task's rows (`tables.read_fragment`) read one small group
 PREFETCH = 32                          # fragments read ahead by a thread pool (object stores: latency)
+GATHER = 256                           # a row group's pieces made contiguous every this many: a parsed fragment
+                                       # holds ~10-30 KiB of buffers for ~1 KiB of rows (padding per column)
 PART_METADATA = {b"mmc_sweep.part": b"1"}
 REPAIR_ONLY = sys.maxsize              # `min_fragments` of `repair`: mend, absorb no new fragment
+BUNDLE_MIN_TASKS = 4096                # a run compacts while it goes every this many ended tasks or more:
+                                       # every `bundle_tasks(n)`, so that a run leaves <= MAX_PARTS - 1 parts
 
 
 _LOG = logging.getLogger(__name__)
@@ -110,21 +122,43 @@ def min_fragments_after_run() -> int:
     return knobs.read(knobs.COMPACT_MIN_FRAGMENTS)
 
 
-def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1) -> dict[str, TableCompaction]:
+def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1, rows_of=None,
+            running: bool = False, finished=None) -> dict[str, TableCompaction]:
     """Compact every table that has at least `min_fragments` fragments to absorb, and mend every table
     whatever its count (see the module docstring). The caller holds the sweep's lock. Idempotent: a
-    second call changes nothing."""
+    second call changes nothing. `rows_of(path)`: the rows of a fragment the caller wrote itself, as
+    `(sha256, size, rows)` (or None): a fragment with that sha256 and size is not parsed again.
+    `running`: tasks are still writing (a bundle during a run): temporary files are theirs, not left
+    over, and stay; with `finished(task_id)`, only the fragments of tasks for which it is true (ended for
+    good: none of their files will be written again in this run) are absorbed or deleted."""
     layout.storage.check(layout.results_dir())    # a link where `results/` belongs: LinkError, nothing touched
     try:
-        return {table: compact_table(layout, table, min_fragments=min_fragments) for table in table_names}
+        return {table: compact_table(layout, table, min_fragments=min_fragments, rows_of=rows_of, running=running,
+                                     finished=finished) for table in table_names}
     finally:
         forget_cached(layout)
 
 
-def compact_after_run(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
+def compact_after_run(layout: SweepLayout, log=None, rows_of=None) -> dict[str, TableCompaction]:
     """The end of a run (also an interrupted one): compact, print one line, never raise for a
     compaction problem (the fragments stay, readers read them; `mmc-sweep compact` retries)."""
-    return _quietly(layout, min_fragments_after_run(), log)
+    return _quietly(layout, min_fragments_after_run(), log, rows_of)
+
+
+def bundle_tasks(tasks: int) -> int:
+    """Ended tasks between two compactions while a run of `tasks` tasks goes (`compact_bundle`): at least
+    BUNDLE_MIN_TASKS, and few enough bundles that the run leaves at most MAX_PARTS - 1 parts per table
+    (no merge rewrites them); the end of the run then reads only the fragments of the last bundle."""
+    return max(BUNDLE_MIN_TASKS, -(-tasks // (MAX_PARTS - 2)))
+
+
+def compact_bundle(layout: SweepLayout, rows_of=None, log=None, finished=None) -> dict[str, TableCompaction]:
+    """While a run goes (its driver holds the lock; tasks are still writing): absorb the fragments written
+    so far into a new part per table, with the same steps and crash safety as at the end (a fragment is
+    deleted only once the part and the manifest naming it are in place); temporary files stay (they are
+    writes in flight), and with `finished`, the fragments of tasks that may still write stay as they are.
+    Never raises: the fragments stay, and the end of the run compacts them."""
+    return _quietly(layout, 1, log or _LOG.debug, rows_of, running=True, finished=finished)
 
 
 def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
@@ -135,10 +169,11 @@ def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
     return _quietly(layout, REPAIR_ONLY, log)
 
 
-def _quietly(layout: SweepLayout, min_fragments: int, log) -> dict[str, TableCompaction]:
+def _quietly(layout: SweepLayout, min_fragments: int, log, rows_of=None, running: bool = False, finished=None
+             ) -> dict[str, TableCompaction]:
     log = log or _LOG.info
     try:
-        done = compact(layout, min_fragments=min_fragments)
+        done = compact(layout, min_fragments=min_fragments, rows_of=rows_of, running=running, finished=finished)
     except Exception as exc:  # noqa: BLE001 - results are safe in their fragments either way
         _LOG.warning(f"results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
                      f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
@@ -173,19 +208,22 @@ def _warn(message: str) -> None:
 
 # ----------------------------------------------------------------------------------------------
 
-def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) -> TableCompaction:
+def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, rows_of=None,
+                  running: bool = False, finished=None) -> TableCompaction:
     start = time.perf_counter()
     tables.check_table(table)
     storage = layout.storage
     result = TableCompaction(table)
     listing = list_table(layout, table)
+    if finished is not None:   # fragments of tasks that may still write them: left for later
+        listing.fragments = {t: stamp for t, stamp in listing.fragments.items() if finished(t)}
     try:
         manifest = read_manifest(layout, table) or Manifest(table)
     except ValueError as exc:
         raise CompactionError(f"{exc}; not compacting `{table}` (its fragments stay readable). Restore the "
                               "manifest, or move the table's part files and the manifest away to start over "
                               "(their rows are then lost)") from None
-    temporary = listing.temporary + temporary_manifests(layout, table)
+    temporary = [] if running else listing.temporary + temporary_manifests(layout, table)
     states = {name: part_state(layout, table, info) for name, info in manifest.parts.items()}
     orphans = {name: stamp for name, stamp in listing.parts.items() if name not in manifest.parts}
     _adopt_renamed_parts(layout, table, manifest, states, orphans, result)
@@ -226,7 +264,7 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1) ->
     new_part = None
     if absorb or merge or salvaged:
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        sources = [_fragment_source(layout, table, absorb, result, absorbed), iter(salvaged)]
+        sources = [_fragment_source(layout, table, absorb, result, absorbed, rows_of), iter(salvaged)]
         sources += [_part_source(layout, table, p, manifest) for p in sorted(merge)]
         items = _first_of_each_task(heapq.merge(*sources, key=lambda item: (item[0], item[1])))
         new_part, new_entries = _write_part(layout, table, name, items)
@@ -335,25 +373,29 @@ def _first_of_each_task(items: Iterator[Item]) -> Iterator[Item]:
 
 
 def _fragment_source(layout, table: str, absorb: dict[str, FileStamp], result: TableCompaction,
-                     absorbed: list) -> Iterator[Item]:
+                     absorbed: list, rows_of=None) -> Iterator[Item]:
     def load(item):
         task_id, stamp = item
         try:
             data = layout.storage.read_bytes(stamp.path)
         except FileNotFoundError:
-            return task_id, stamp, None, None          # deleted meanwhile
+            return task_id, stamp, None, None, None          # deleted meanwhile
+        digest = sha256_hex(data)
+        known = rows_of(stamp.path) if rows_of is not None else None
+        if known is not None and known[0] == digest and known[1] == len(data):
+            return task_id, stamp, digest, len(data), known[2]   # the rows these very bytes were written from
         try:
-            return task_id, stamp, data, tables.parse_fragment(table, data, task_id)
+            return task_id, stamp, digest, len(data), tables.parse_fragment(table, data, task_id)
         except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: set aside, never absorbed
-            return task_id, stamp, None, exc
+            return task_id, stamp, None, None, exc
 
-    for task_id, stamp, data, rows in _prefetch(load, sorted(absorb.items())):
+    for task_id, stamp, digest, size, rows in _prefetch(load, sorted(absorb.items())):
         if isinstance(rows, Exception):
             result.skipped.append(stamp.path)
             _warn(f"not compacting {stamp.path}: {rows}")
         elif rows is not None:
             absorbed.append(stamp)
-            yield task_id, _FRAGMENT, sha256_hex(data), len(data), rows
+            yield task_id, _FRAGMENT, digest, size, rows
 
 
 def _salvage(layout, table: str, manifest: Manifest, broken: set[str], states: dict[str, str]) -> list[Item]:
@@ -460,15 +502,17 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
     schema = SCHEMAS[table].with_metadata({**tables.schema_metadata(table), **PART_METADATA})
     entries: dict[str, Entry] = {}
     sink = writer = None
-    buffer: list[pa.Table] = []
+    buffer: list[pa.Table] = []        # contiguous blocks of GATHER pieces, then the latest pieces
+    gathered = 0                        # how many of `buffer` are such blocks
     buffered = 0.0
     offset = 0
     bytes_per_row = None
 
     def flush() -> None:
-        nonlocal buffer, buffered
+        nonlocal buffer, buffered, gathered
         if buffer:
             block = pa.concat_tables(buffer).replace_schema_metadata(schema.metadata)
+            gathered = 0
             writer.write_table(block, row_group_size=max(1, block.num_rows))
             buffer, buffered = [], 0.0
 
@@ -485,6 +529,9 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
                     bytes_per_row = max(1.0, rows.nbytes / n)
                 buffer.append(rows)
                 buffered += n * bytes_per_row
+                if len(buffer) - gathered >= GATHER:   # copy the pieces into one block; theirs are freed
+                    buffer[gathered:] = [pa.concat_tables(buffer[gathered:]).combine_chunks()]
+                    gathered += 1
             if buffered >= ROW_GROUP_BYTES:
                 flush()
         if writer is None:

@@ -12,7 +12,10 @@ state it ended in; one background thread turns each batch of
 snapshots into `EndedTask`s, hands them to the tracker (`tasks_ended`, one SQL transaction for the batch
 where it can) and then writes their `tasks` rows (which hold the runs' ids), in the order the tasks ended.
 `TaskRecorder.close()` — at the end of every run, an interrupted one included — waits until every
-queued row is written. A driver killed outright may lose queued rows; the next run writes the row of
+queued row is written. Every `compact.bundle_tasks(n)` ended tasks the same thread compacts the
+result fragments written so far by tasks that ended for good (done or cached: `compact.compact_bundle`,
+a part per table), so that the end of the run reads only the last bundle's fragments; the `tasks` rows it wrote itself since the last bundle are
+kept (`TasksTable.rows_of`) and not parsed back. A driver killed outright may lose queued rows; the next run writes the row of
 every finished task that has none (`orchestrator.run.sweep`), and failed tasks run again anyway.
 """
 from __future__ import annotations
@@ -24,11 +27,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+import pyarrow as pa
 import torch
 
 from orchestrator import vocab
 from orchestrator.provenance import format_versions, software_versions
-from orchestrator.results import outputs, schemas, tables
+from orchestrator.results import compact, outputs, schemas, tables
+from orchestrator.results.manifest import sha256_hex
 from orchestrator.graph.dag import Task, canonical_json
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.run.tracking import NullTracker
@@ -95,15 +100,30 @@ class TasksTable:
         self.layout, self.spec_hash, self.rev, self.strict = layout, spec_hash, rev, strict
         self.written = 0                         # rows written
         self.failures: list[str] = []            # rows that could not be written (each also printed)
+        self._kept: dict[str, tuple[str, int, pa.Table, int]] = {}   # fragment path -> sha256, size, rows
+
+    def rows_of(self, path: str) -> tuple[str, int, pa.Table] | None:
+        """The rows of a fragment written here since `forget_rows` (`compact.compact`'s `rows_of`): its
+        sha256, its size and the Arrow rows its bytes were serialised from (conformed)."""
+        kept = self._kept.get(path)
+        return None if kept is None else (kept[0], kept[1], kept[2].slice(kept[3], 1))
+
+    def forget_rows(self) -> None:
+        self._kept = {}
 
     def tasks_ended(self, ended: list[EndedTask], run_ids: dict[str, str]) -> None:
+        written: list[tuple[str, str, int, pa.Table]] = []
         for e in ended:
             row = task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
                            error=e.error, duration_s=e.duration_s, device=e.device,
                            mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
                            started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type)
             try:
-                tables.write_fragment(self.layout, vocab.TASKS, e.task.id, [row])
+                arrow = tables.rows_to_table(vocab.TASKS, e.task.id, [row])
+                data = tables.fragment_bytes(vocab.TASKS, arrow)
+                path = self.layout.fragment(vocab.TASKS, e.task.id)
+                self.layout.storage.write_bytes(path, data)
+                written.append((path, sha256_hex(data), len(data), arrow))
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - keep recording the others; say which row is missing
                 message = f"{e.task.id}: {type(exc).__name__}: {redact(str(exc))}"
@@ -112,6 +132,10 @@ class TasksTable:
                             "the task finished")
                 if self.strict:
                     raise
+        if written:   # one block per batch: a few hundred one-row tables would cost ~10 KiB each
+            block = tables.conform(vocab.TASKS, pa.concat_tables([arrow for *_, arrow in written]))
+            for offset, (path, digest, size, _) in enumerate(written):
+                self._kept[path] = (digest, size, block, offset)
 
 
 _STOP = object()
@@ -130,6 +154,10 @@ class TaskRecorder:
         self.table = TasksTable(layout, spec_hash, rev, strict=not background)
         self.background = background
         self.thread_cpu_s = 0.0                  # CPU time the recording thread used (benchmarks)
+        self.compact_every = compact.bundle_tasks(len(state.graph.tasks)) if background else 0
+        self.compactions = 0                     # bundles compacted while the run went
+        self.compact_s = self.compact_cpu_s = 0.0   # their wall and CPU time (in `thread_cpu_s` too)
+        self._ended_since = 0                    # tasks recorded since the last bundle
         self._recorded: dict[str, str] = {}      # task id -> status already recorded in this invocation
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -209,12 +237,32 @@ class TaskRecorder:
                 items = [item for item in batch if item is not _STOP]
                 try:
                     self._write_batch(items)
+                    self._ended_since += len(items)
+                    if self.compact_every and self._ended_since >= self.compact_every and not stop:
+                        self._compact_bundle()
                 finally:
                     for _ in batch:
                         self._queue.task_done()
                     self.thread_cpu_s = time.thread_time() - start
         finally:
             self.thread_cpu_s = time.thread_time() - start
+
+    def _compact_bundle(self) -> None:
+        """Compact the fragments written so far (the run goes on meanwhile; rows keep queueing)."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            compact.compact_bundle(self.layout, self.table.rows_of, finished=self._ended_for_good)
+        finally:
+            self.table.forget_rows()
+            self._ended_since = 0
+            self.compactions += 1
+            self.compact_s += time.perf_counter() - wall
+            self.compact_cpu_s += time.thread_time() - cpu
+
+    def _ended_for_good(self, task_id: str) -> bool:
+        """Whether none of the task's files will be written again in this run (a bundle may absorb them)."""
+        s = self.state.states.get(task_id)
+        return s is not None and s.status in (vocab.DONE, vocab.CACHED) and self._recorded.get(task_id) is not None
 
     def _write_batch(self, items: list[_Ended]) -> None:
         ended = [self._ended_task(item) for item in items]

@@ -537,3 +537,110 @@ def test_temporary_files_of_a_killed_compaction_are_deleted_by_the_next_run(swep
     done = compact.repair(layout, log=lambda *a: None)
     assert done[vocab.PATHS].deleted == len(planted) and not any(p.exists() for p in planted)
     assert_same_rows(layout, before)
+
+
+# ----- bundles while a run goes ------------------------------------------------------------------
+
+def hold_back(layout, graph, keep) -> dict[str, bytes]:
+    """Take away the fragments of the tasks not in `keep` (tasks that have not finished yet); their bytes."""
+    held = {}
+    for table in vocab.TABLES:
+        for task_id, stamp in manifest.list_table(layout, table).fragments.items():
+            if task_id not in keep:
+                held[stamp.path] = layout.storage.read_bytes(stamp.path)
+                layout.storage.delete(stamp.path)
+    return held
+
+
+def test_a_bundle_during_a_run_keeps_writes_in_flight_and_the_end_absorbs_the_rest(swept, monkeypatch):
+    layout, graph, before = swept
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
+    first = set(sorted(graph.tasks)[: len(graph) // 2])
+    held = hold_back(layout, graph, first)
+    in_flight = Path(layout.fragment(vocab.PATHS, "path_eval-0000000000000000") + ".tmp-89ab")
+    in_flight.write_bytes(b"a task writing right now")
+    running = next(t for t in sorted(graph.tasks) if t not in first and graph.tasks[t].kind == vocab.PATH_EVAL)
+    for path in [p for p in held if running in p]:             # a task still running has written some files
+        layout.storage.write_bytes(path, held.pop(path))
+    done = compact.compact_bundle(layout, finished=first.__contains__)
+    assert in_flight.exists()                                  # a task's write in flight: not a leftover
+    assert done[vocab.TASKS].absorbed == len(first)
+    assert fragments(layout, vocab.TASKS) == fragments(layout, vocab.PATHS) == [running]   # it may write again
+    for path, data in held.items():                            # the other tasks finish after the bundle
+        layout.storage.write_bytes(path, data)
+    assert_same_rows(layout, before)                           # a part and fragments: every row once
+    assert_all_verified(layout, graph)
+    in_flight.unlink()
+    done = compact.compact_after_run(layout, log=lambda *a: None)
+    assert {t: c.files for t, c in done.items()} == {t: 2 for t in vocab.TABLES}   # a part per bundle, none merged
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    assert compact.bundle_tasks(100) == compact.BUNDLE_MIN_TASKS
+    assert compact.bundle_tasks(10 ** 6) * (compact.MAX_PARTS - 2) >= 10 ** 6   # <= MAX_PARTS - 1 parts per run
+
+
+@pytest.mark.parametrize("step", ["writing", "manifest", "delete"])
+def test_a_bundle_killed_at_any_step_then_the_end_of_the_run_keeps_every_row_once(swept, step, monkeypatch):
+    layout, graph, before = swept
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
+    first = set(sorted(graph.tasks)[: len(graph) // 3])
+    held = hold_back(layout, graph, first)
+    compact.compact_bundle(layout)                             # the first bundle, then more tasks finish
+    for path, data in held.items():
+        layout.storage.write_bytes(path, data)
+    script = KILL.replace("compact.compact(layout)", "compact.compact(layout, running=True)")
+    proc = subprocess.run([sys.executable, "-c", script, step, str(Path(layout.root).parent), NAME], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    compact.compact_after_run(layout, log=lambda *a: None)
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+    assert all(compact.files_per_table(layout)[t] <= 2 for t in vocab.TABLES)
+    assert not list((Path(layout.root) / "results").rglob("*.tmp-*"))
+
+
+def test_rows_the_writer_kept_are_not_parsed_again_and_make_the_same_part(swept, monkeypatch):
+    layout, graph, before = swept
+    copy = SweepLayout(Storage(str(Path(layout.root).parent.parent / "copy")), NAME)
+    shutil.copytree(Path(layout.root), Path(copy.root))
+    table = vocab.TASKS
+    recorder = recording.TasksTable(layout, "test", None)     # the driver writes the `tasks` rows
+    ended = [recording.EndedTask(graph.tasks[t], vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []) for t in sorted(graph.tasks)]
+    recorder.tasks_ended(ended, {})
+    for e in ended:
+        shutil.copy(layout.fragment(table, e.task.id), copy.fragment(table, e.task.id))
+    changed = ended[1].task.id                                 # rewritten since (another writer): parsed
+    row = recording.task_row(graph.tasks[changed], vocab.FAILED, spec_hash="test", rev=None, error="again")
+    for target in (layout, copy):
+        tables.write_fragment(target, table, changed, [row])
+    parsed, real = [], tables.parse_fragment
+    monkeypatch.setattr(tables, "parse_fragment", lambda t, data, task_id=None: (parsed.append((t, task_id)),
+                                                                                 real(t, data, task_id))[1])
+    compact.compact_table(layout, table, rows_of=recorder.rows_of)
+    assert parsed == [(table, changed)]
+    compact.compact_table(copy, table)                         # every fragment parsed
+    assert len(parsed) == 1 + len(graph)
+    (kept,), (read,) = (manifest.read_manifest(x, table).parts.values() for x in (layout, copy))
+    assert (kept.sha256, kept.size) == (read.sha256, read.size)   # the same bytes: the same rows
+    assert tables.read_table(layout, table).set_index("task_id").loc[changed, "error"] == "again"
+
+
+def test_pieces_gathered_into_blocks_make_the_same_part(swept, monkeypatch):
+    """A row group's pieces are copied into contiguous blocks as they come (a parsed fragment's buffers
+    take ~10-30x its rows' size; at 10^4 fragments they held ~1 GiB): the part's bytes are the same."""
+    layout, graph, before = swept
+    copy = SweepLayout(Storage(str(Path(layout.root).parent.parent / "copy")), NAME)
+    shutil.copytree(Path(layout.root), Path(copy.root))
+    compact.compact(copy)
+    monkeypatch.setattr(compact, "GATHER", 3)
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 20_000)     # several row groups, each from several blocks
+    compact.compact(layout)
+    monkeypatch.undo()
+    assert_same_rows(layout, before)
+    for table in vocab.TABLES:
+        (gathered,), (plain,) = (manifest.read_manifest(x, table).parts.values() for x in (layout, copy))
+        assert gathered.rows == plain.rows and gathered.rows > 0
+        if table == vocab.PATHS:
+            assert pq.ParquetFile(layout.compacted_file(table, gathered.name)).metadata.num_row_groups > 1

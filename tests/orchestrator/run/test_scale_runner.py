@@ -174,14 +174,14 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
     ids = list(graph.tasks)[:5]
     for task_id in ids:
         state.set_status(task_id, vocab.DONE)
-    real = tables.write_fragment
+    real = Storage.write_bytes
 
-    def flaky(layout, table, task_id, rows):
-        if task_id == ids[2]:
+    def flaky(self, path, data):
+        if ids[2] in path:
             raise OSError("disk full")
-        return real(layout, table, task_id, rows)
+        return real(self, path, data)
 
-    monkeypatch.setattr(tables, "write_fragment", flaky)
+    monkeypatch.setattr(Storage, "write_bytes", flaky)
     layout = SweepLayout(Storage(str(tmp_path)), "flaky")
     recorder = recording.TaskRecorder(layout, state, "hash")
     for task_id in ids:
@@ -192,6 +192,39 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
     assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(set(ids) - {ids[2]})
 
 
+def test_the_recorder_compacts_a_bundle_every_so_many_ended_tasks_from_the_rows_it_kept(graph, tmp_path,
+                                                                                         monkeypatch):
+    """While a run goes, the recording thread compacts what was written every `compact_every` ended tasks
+    (the end of the run then reads only the last bundle's fragments); the `tasks` rows it wrote itself
+    are taken as they were written, not parsed back."""
+    from orchestrator.results import compact, manifest
+
+    state = sweep_state.SweepState(graph)
+    for task_id in graph.tasks:
+        state.set_status(task_id, vocab.DONE)
+    layout = SweepLayout(Storage(str(tmp_path)), "bundled")
+    recorder = recording.TaskRecorder(layout, state, "hash")
+    assert recorder.compact_every == compact.bundle_tasks(len(graph))
+    recorder.compact_every = 10
+    parsed, real = [], tables.parse_fragment
+    monkeypatch.setattr(tables, "parse_fragment", lambda t, data, task_id=None: (parsed.append(t),
+                                                                                 real(t, data, task_id))[1])
+    monkeypatch.setattr(recording, "BATCH_WAIT_S", 0.0)
+    ids = sorted(graph.tasks)
+    for i, task_id in enumerate(ids):
+        recorder.record(task_id)
+        if i % 10 == 9:
+            recorder.flush()                                   # the next rows queue after the bundle
+    recorder.close()
+    assert recorder.compactions == len(graph) // 10 and recorder.compact_cpu_s > 0
+    assert vocab.TASKS not in parsed                            # every row taken as it was written
+    listing = manifest.list_table(layout, vocab.TASKS)
+    assert len(listing.parts) == len(graph) // 10 and len(listing.fragments) == len(graph) % 10   # the tail
+    assert tables.read_table(layout, vocab.TASKS)["task_id"].tolist() == ids
+    compact.compact_after_run(layout, log=lambda *a: None, rows_of=recorder.table.rows_of)
+    assert tables.read_table(layout, vocab.TASKS)["task_id"].tolist() == ids
+
+
 # ----- the benchmark -----------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -200,13 +233,42 @@ def test_scale_benchmark_quick(tmp_path, monkeypatch):
 
     monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")   # 50 tasks: fewer fragments than a run compacts
     # status and report are timed on real sweeps elsewhere; here the benchmark's own run and reads
-    payload = scale.main(["--quick", "--no-commands", "--out", str(tmp_path)])
+    # the rows read and digested for a sample of the tasks, as above 20,000 tasks (memory stays bounded)
+    payload = scale.main(["--quick", "--no-commands", "--sample-above", "0", "--out", str(tmp_path)])
     (size,) = payload["sizes"].values()
     m = size["after"]["median"]
+    (run,) = size["after"]["runs"]
+    assert run["digest_tasks"] == "1 in 2 by task id hash" and 0 < run["read_fragments_read"] < sum(run["files_before_compaction"].values())
+    assert 0 < sum(run["rows"].values()) < 2000 and set(run["tables_sha256"]) == set(vocab.TABLES)
     per_seed = scale.tasks_per_seed()
     assert m["tasks"] == per_seed and max(m["files"].values()) <= 2 and m["driver_cpu_per_task_ms"] > 0
     assert payload["planning"]["tasks"] == scale.seeds_for(1000) * per_seed
     assert json.loads((tmp_path / "scale.json").read_text())["sizes"] and "report_s" not in m
+
+
+def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leaves(tmp_path, monkeypatch):
+    """`bench.fabricate --uncompacted` (compaction benchmarks) leaves every fragment as the tasks write them;
+    compacting them gives the tables, rows and files of the compacted fabrication, every task finished;
+    `bench.scale --compaction` times that in bundles on a copy."""
+    from bench import fabricate, scale
+    from orchestrator import status
+    from orchestrator.results import compact, manifest
+    from orchestrator.storage.layout import open_sweep_dir
+
+    loose = fabricate.fabricate(str(tmp_path / "loose"), 1, log=lambda _: None, workers=1, uncompacted=True)
+    layout = open_sweep_dir(loose)
+    assert all(not manifest.list_table(layout, t).parts for t in vocab.TABLES)
+    assert len(manifest.list_table(layout, vocab.TASKS).fragments) == len(build_graph(load_spec(None, ["seeds=[0]"])))
+    monkeypatch.setattr(compact, "BUNDLE_MIN_TASKS", 20)
+    timed = scale.compaction_only(loose, "bundles")               # on a copy: the directory stays as it is
+    total = sum(len(manifest.list_table(layout, t).fragments) for t in vocab.TABLES)
+    assert len(timed["phases"]) == 3 and timed["fragments"] == total and set(timed["files"].values()) == {3}
+    assert timed["cpu_s"] > timed["end_cpu_s"] > 0
+    compact.compact(layout)
+    snapshot = status.status_snapshot(layout)
+    assert snapshot["total"][vocab.FINISHED] == snapshot["total"]["planned"] and not snapshot["damaged"]
+    exact = fabricate.fabricate(str(tmp_path / "exact"), 1, log=lambda _: None, workers=1, exact=True)
+    assert fabricate.shape(loose) == fabricate.shape(exact)
 
 
 # ----- runners by name or import path ------------------------------------------------------------
