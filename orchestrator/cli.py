@@ -75,7 +75,8 @@ def cmd_run(args) -> int:
 
 def cmd_plan(args) -> int:
     from orchestrator.graph.dag import build_graph, describe_plan
-    from orchestrator.spec.sweep_spec import dump_spec, explain_spec
+    from orchestrator.spec.explain import explain_spec
+    from orchestrator.spec.sweep_spec import dump_spec
 
     spec = load(args.items)
     if args.resolved or args.explain:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.report import claims as claims_lib
@@ -372,4 +373,19 @@ def local_paths(layout, paths, into: str | os.PathLike | None = None) -> list[st
             with open(copy, "wb") as f:
                 f.write(layout.storage.read_bytes(path))
             out.append(copy)
+    return out
+
+
+def table_files(layout, into: str | None = None) -> dict[str, list[str]]:
+    """Each result table's Parquet files as local files (for MLflow, which uploads local files): as they are on
+    local storage; on an object store copied into `into/tables/<table>/` (`local_paths`), none without it."""
+    out: dict[str, list[str]] = {}
+    for table in vocab.TABLES:
+        files = sorted(info.path for info in layout.storage.list_infos(layout.table_dir(table))
+                       if info.type == pafs.FileType.File and info.path.endswith(".parquet"))
+        target = None
+        if into is not None and files and layout.storage.local_path(files[0]) is None:
+            target = os.path.join(into, "tables", table)
+            os.makedirs(target, exist_ok=True)
+        out[table] = local_paths(layout, files, target)
     return out

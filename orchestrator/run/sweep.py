@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import torch
 
 from orchestrator import knobs, vocab
@@ -275,10 +274,11 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     outcome = SweepOutcome(layout=layout, state=state, counts=state.counts(), wall_s=time.time() - start)
     report_files = _write_report(outcome, spec, rev, log) if report else _summarize(outcome, log)
     with tempfile.TemporaryDirectory(prefix="mmc-report-") as scratch:   # a report on an object store, copied
+        from orchestrator.report import build as report   # the report's and tables' files, local for MLflow
         tracker.finish(vocab.MLFLOW_FINISHED if outcome.ok else vocab.MLFLOW_FAILED,
                        metrics={f"tasks_{k}": v for k, v in outcome.counts.items()} | {"wall_s": outcome.wall_s},
                        artifacts=_report_artifacts(layout, report_files, scratch),
-                       tables=None if tracker.per_task else table_files(layout, scratch))
+                       tables=None if tracker.per_task else report.table_files(layout, scratch))
     outcome.mlflow_ui, outcome.mlflow_url = tracker.ui_command(), tracker.browse_url()
     _print_failures(outcome, log)
     log(f"finished in {outcome.wall_s:.1f}s: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
@@ -290,22 +290,6 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
             log(f"mlflow:  {outcome.mlflow_ui}")
         log(f"browse:  {outcome.mlflow_url}")
     return outcome
-
-
-def table_files(layout: SweepLayout, into: str | None = None) -> dict[str, list[str]]:
-    """Each result table's Parquet files as local files (for MLflow, which uploads local files): as they are on
-    local storage; on an object store copied into `into/<table>/` (report.build.local_paths), none without it."""
-    from orchestrator.report import build as report
-    out: dict[str, list[str]] = {}
-    for table in vocab.TABLES:
-        files = sorted(info.path for info in layout.storage.list_infos(layout.table_dir(table))
-                       if info.type == pafs.FileType.File and info.path.endswith(".parquet"))
-        target = None
-        if into is not None and files and layout.storage.local_path(files[0]) is None:
-            target = os.path.join(into, "tables", table)
-            os.makedirs(target, exist_ok=True)
-        out[table] = report.local_paths(layout, files, target)
-    return out
 
 
 def _kind_counts(graph: Graph) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 
 # public name -> the module of this package that defines it (imported on first use)
-_EXPORTS = {"load_spec": "sweep_spec", "parse_spec": "sweep_spec", "dump_spec": "sweep_spec", "spec_hash": "sweep_spec", "SweepSpec": "sweep_spec", "Variant": "sweep_spec", "spec_json_schema": "sweep_spec", "explain_spec": "sweep_spec",
+_EXPORTS = {"load_spec": "sweep_spec", "parse_spec": "sweep_spec", "dump_spec": "sweep_spec", "spec_hash": "sweep_spec", "SweepSpec": "sweep_spec", "Variant": "sweep_spec", "spec_json_schema": "sweep_spec", "explain_spec": "explain",
             "SpecError": "schema", "TopLevel": "schema"}
 __all__ = sorted(_EXPORTS)
 

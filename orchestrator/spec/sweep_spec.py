@@ -143,7 +143,7 @@ class SweepSpec:
 
 # ----- loading -----
 
-RESOLVED_HEAD = "# The resolved spec of this sweep: "   # how a resolved spec file starts (`dump_spec`)
+RESOLVED_HEAD = "# The resolved spec of "   # how a resolved spec file starts (`dump_spec`, `explain_spec`)
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> SweepSpec:
     """Read, resolve and validate a spec file (None: the built-in default sweep) with `key=value`
@@ -299,46 +299,13 @@ def dump_spec(spec: SweepSpec) -> str:
 
     from orchestrator.uris import redact
 
-    head = RESOLVED_HEAD + ("every key, as run (mmc-sweep writes it; `mmc-sweep run` compares a rerun's spec "
+    head = RESOLVED_HEAD + ("this sweep: every key, as run (mmc-sweep writes it; `mmc-sweep run` compares a rerun's spec "
                             "with it). Credentials in URIs are redacted.\n")
     resolved = copy.deepcopy(spec.resolved)
     resolved["storage"] = redact(resolved["storage"])   # where, not what: never compared
     if resolved["mlflow"].get("tracking_uri"):
         resolved["mlflow"]["tracking_uri"] = redact(resolved["mlflow"]["tracking_uri"])
     return head + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
-
-
-def explain_spec(spec: SweepSpec) -> str:
-    """The resolved spec (as `dump_spec`, loadable again), each key with the layer that set it.
-    Credentials in URIs are redacted."""
-    from orchestrator.uris import redact
-
-    layers = redact(" < ".join(spec.provenance.layers))
-    found: list[tuple[str, str]] = []
-    _explain(spec.resolved, (), spec.provenance.keys, found)
-    lines = [(redact(text), redact(why)) for text, why in found]
-    width = min(max(len(text) for text, _ in lines), 48)
-    head = (f"# The resolved spec of `{spec.name}`: every key, with the layer that set it (later layers win):\n"
-            f"#   {layers}\n")
-    return head + "".join(f"{text.ljust(width)}  # {why}\n" if why else f"{text}\n" for text, why in lines)
-
-
-def _explain(tree: dict, path: tuple, keys: dict, lines: list) -> None:
-    indent = "  " * len(path)
-    for key, value in tree.items():
-        where = (*path, key)
-        if isinstance(value, dict) and value:
-            lines.append((f"{indent}{_flow(key)}:", ""))
-            _explain(value, where, keys, lines)
-        else:
-            lines.append((f"{indent}{_flow(key)}: {_flow(value)}", keys.get(".".join(map(str, where)), "")))
-
-
-def _flow(value: Any) -> str:
-    """`value` as one line of YAML."""
-    import yaml
-
-    return yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10 ** 9).strip()[1:-1]
 
 
 def science(resolved: dict) -> dict:

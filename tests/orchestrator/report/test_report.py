@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -278,3 +279,28 @@ def test_distinct_values_are_found_without_a_loop_over_the_rows():
     column = pd.Series(["b", None, "a", "c", "a", "b"] * 1000, dtype="str")
     assert stats.order_values(column, ("c",)) == stats.order_values(list(column), ("c",)) == ["c", "a", "b"]
     assert stats.order_values(pd.Index(column), ()) == ["a", "b", "c"]
+
+
+def test_table_files_for_mlflow_are_copied_from_storage_that_is_not_local(tmp_path):
+    """MLflow uploads local files: on local storage the tables' Parquet files are given as they are; on an object
+    store (here: local storage that says it is not) they are copied into a scratch directory, one per table
+    (parts of two tables may share a name), byte for byte; without a scratch directory, none."""
+    from orchestrator.report.build import table_files
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "t")
+    written = {}
+    for table in (vocab.TASKS, vocab.PATHS):
+        path = layout.storage.join(layout.table_dir(table), "part-0.parquet")
+        layout.storage.write_bytes(path, f"PAR1 {table}".encode())
+        written[table] = path
+    layout.storage.write_bytes(layout.storage.join(layout.table_dir(vocab.PATHS), "_manifest.json"), b"{}")
+    local = table_files(layout)
+    assert local[vocab.TASKS] == [written[vocab.TASKS]] and local[vocab.PATHS] == [written[vocab.PATHS]]
+    assert local[vocab.BARRIERS] == []
+    layout.storage.is_local = False
+    assert all(files == [] for files in table_files(layout).values())
+    copied = table_files(layout, str(tmp_path / "scratch"))
+    for table, path in written.items():
+        (copy,) = copied[table]
+        assert Path(copy).parent.name == table and Path(copy).read_bytes() == f"PAR1 {table}".encode()
+

@@ -290,30 +290,6 @@ def test_a_sweep_above_the_mlflow_threshold_gets_a_child_run_per_kind_and_its_ta
         assert logged and logged == sorted(p.name for p in directory.glob("*.parquet"))
 
 
-def test_table_files_for_mlflow_are_copied_from_storage_that_is_not_local(tmp_path):
-    """MLflow uploads local files: on local storage the tables' Parquet files are given as they are; on an object
-    store (here: local storage that says it is not) they are copied into a scratch directory, one per table
-    (parts of two tables may share a name), byte for byte; without a scratch directory, none."""
-    from orchestrator.run.sweep import table_files
-
-    layout = SweepLayout(Storage(str(tmp_path / "runs")), "t")
-    written = {}
-    for table in (vocab.TASKS, vocab.PATHS):
-        path = layout.storage.join(layout.table_dir(table), "part-0.parquet")
-        layout.storage.write_bytes(path, f"PAR1 {table}".encode())
-        written[table] = path
-    layout.storage.write_bytes(layout.storage.join(layout.table_dir(vocab.PATHS), "_manifest.json"), b"{}")
-    local = table_files(layout)
-    assert local[vocab.TASKS] == [written[vocab.TASKS]] and local[vocab.PATHS] == [written[vocab.PATHS]]
-    assert local[vocab.BARRIERS] == []
-    layout.storage.is_local = False
-    assert all(files == [] for files in table_files(layout).values())
-    copied = table_files(layout, str(tmp_path / "scratch"))
-    for table, path in written.items():
-        (copy,) = copied[table]
-        assert Path(copy).parent.name == table and Path(copy).read_bytes() == f"PAR1 {table}".encode()
-
-
 def test_cli_claims_of_a_sweep_directory_judges_it_without_running_anything(sweep):
     """`mmc-sweep claims DIR` (what the run's summary points to) reads the sweep as it is: the claims the
     library judges, no Ray started, no file written; with overrides, or a directory that is no sweep, exit 2

@@ -8,7 +8,8 @@ import yaml
 
 from orchestrator import cli
 from orchestrator.spec.schema import declared
-from orchestrator.spec.sweep_spec import Variant, explain_spec, load_spec, parse_spec
+from orchestrator.spec.explain import explain_spec
+from orchestrator.spec.sweep_spec import Variant, load_spec, parse_spec
 from tests.conftest import write_spec
 
 
