@@ -340,8 +340,9 @@ def _endpoints_first(alphas: list[float]) -> list[int]:
 def alpha_workers(device: torch.device | str, num_alphas: int) -> int:
     """How many alphas `evaluate_path` evaluates at once: on the CPU one per intra-op thread
     (`torch.get_num_threads()`, at most `num_alphas`), each alpha's work then running on one thread;
-    elsewhere 1. Every alpha is computed with one intra-op thread whatever this returns, so a path's numbers
-    do not depend on the thread count (BENCHMARKS.md §1)."""
+    elsewhere 1. Where it is more than 1, every alpha is computed with one intra-op thread, so a path's
+    numbers are those of a one-thread run (BENCHMARKS.md §1). Memory: a model copy and one alpha's
+    activations per worker (a Ray path task gets as many threads as its `cpus`)."""
     if torch.device(device).type != "cpu":
         return 1
     return max(1, min(torch.get_num_threads(), num_alphas))
