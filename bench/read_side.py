@@ -102,7 +102,7 @@ from orchestrator.results import tables
 from orchestrator.storage.layout import open_sweep_dir
 layout = open_sweep_dir(sys.argv[1])
 for table in vocab.TABLES:
-    tables.read_table(layout, table).to_pickle(f"{sys.argv[2]}/{table}.pkl")
+    tables.read_table(layout, table).to_parquet(f"{sys.argv[2]}/{table}.parquet")
 build.write_report(layout)
 """
 
@@ -130,8 +130,8 @@ def same_outputs(directory: str, rev: str) -> list[str]:
     (before, copy_a), (after, copy_b) = out["before"], out["after"]
     for table in sorted(os.listdir(os.path.join(before, "tables"))):
         try:
-            pd.testing.assert_frame_equal(pd.read_pickle(os.path.join(before, "tables", table)),
-                                          pd.read_pickle(os.path.join(after, "tables", table)))
+            pd.testing.assert_frame_equal(pd.read_parquet(os.path.join(before, "tables", table)),
+                                          pd.read_parquet(os.path.join(after, "tables", table)))
         except AssertionError as exc:
             problems.append(f"table {table}: {str(exc).splitlines()[0]}")
     files_a, files_b = sorted(os.listdir(os.path.join(copy_a, "report"))), sorted(os.listdir(os.path.join(copy_b, "report")))

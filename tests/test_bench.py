@@ -137,4 +137,5 @@ def test_a_fabricated_sweep_reads_as_a_finished_one(tmp_path):
     assert shape["paths"]["rows per task"][vocab.PATH_EVAL][:2] == [44, 44]          # 11 alphas x 4 eval sets
     assert all(files == ["part"] for files in shape["files"].values())               # compacted: one part each
     measured = read_side.measure(root, ["reads", "status"])
-    assert set(measured) == {f"read {t}" for t in vocab.TABLES} | {"status"}
+    assert set(measured) == ({f"read {t}" for t in vocab.TABLES} | {f"read {t}, the report's columns" for t in vocab.TABLES}
+                             | {"status"})
