@@ -191,7 +191,9 @@ def cmd_claims(args) -> int:
     from orchestrator.report.build import print_claims
     from orchestrator.run.sweep import run_sweep
 
-    if args.items and _names_a_directory(args.items[0]):
+    from orchestrator.uris import scheme
+
+    if args.items and (scheme(args.items[0]) or os.path.isdir(args.items[0])):   # DIR: a spec is a local file
         if len(args.items) > 1 or args.storage or args.max_concurrent or args.new_version:
             raise UsageError(f"`mmc-sweep claims {args.items[0]}` judges a sweep directory as it is; it takes no "
                              "key=value, --storage, --max-concurrent or --new-version (give a SPEC to run one)")
@@ -205,11 +207,6 @@ def cmd_claims(args) -> int:
     outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)
     print_claims(outcome.layout)
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
-
-
-def _names_a_directory(item: str) -> bool:
-    """`claims DIR`: a local directory or a storage URI (a spec file is a local file)."""
-    return "://" in item or os.path.isdir(item)
 
 
 def cmd_compact(args) -> int:

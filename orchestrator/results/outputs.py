@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import manifest, tables
 from orchestrator.graph.dag import Task
-from orchestrator.storage.layout import LinkError, SweepLayout, check_name
+from orchestrator.storage.layout import LinkError, SweepLayout, check_name, read_regular_file
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 
 _LOG = logging.getLogger(__name__)
@@ -228,12 +227,10 @@ class _LocalMarkers:
     """Markers of local storage read with the fewest system calls, as `Storage.read_bytes` would read
     them: the directories down to `tasks/<kind>` are checked for links once per kind
     (`Storage.check`), each task's directory by one listing of `tasks/<kind>` (no `lstat` per task), and
-    the marker itself is opened without following a link (non-blocking: a FIFO does not block) and read
-    only when `fstat` finds a regular file of at most `MAX_MARKER_BYTES`. `read` gives None for anything
+    the marker itself is read by `storage.layout.read_regular_file` (what `Storage.read_bytes` reads local
+    files with) without following a link, at most `MAX_MARKER_BYTES`, whole. `read` gives None for anything
     else (missing, a link, not a regular file, unreadable, changed while read, the listing failed): the
     caller then reads it through `Storage.read_bytes` and says why it is not a marker, as it always did."""
-
-    _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
     def __init__(self, layout: SweepLayout):
         self.layout = layout
@@ -259,19 +256,9 @@ class _LocalMarkers:
         if plain is None or task_id not in plain:
             return None
         try:
-            fd = os.open(path, self._FLAGS)
+            return read_regular_file(path, MAX_MARKER_BYTES, follow_links=False, whole=True)
         except OSError:
             return None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MARKER_BYTES:
-                return None
-            data = os.read(fd, info.st_size + 1)
-            return data if len(data) == info.st_size else None    # changed while read: the careful way
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
 
 
 _FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)

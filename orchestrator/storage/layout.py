@@ -293,11 +293,7 @@ class Storage:
         stream forever: OSError); with `max_bytes`, a larger file is an OSError too."""
         self._check_under_root(path)
         if self.is_local:
-            info = os.stat(path)
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(f"{path} is not a regular file")
-            if max_bytes is not None and info.st_size > max_bytes:
-                raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
+            return read_regular_file(path, max_bytes)
 
         def read() -> bytes:
             with self.fs.open_input_stream(path) as f:
@@ -523,6 +519,33 @@ def open_sweep_dir(directory: str | os.PathLike) -> SweepLayout:
     path, mark, query = text.partition("?")
     parent, _, name = path.rstrip("/").rpartition("/")
     return SweepLayout(Storage((parent or ".") + mark + query), name)
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular_file(path: str, max_bytes: int | None = None, follow_links: bool = True,
+                      whole: bool = False) -> bytes:
+    """A local regular file's bytes in one `open`, `fstat` and read (non-blocking: a FIFO or device never
+    blocks; it is an OSError, as is a file larger than `max_bytes`). `follow_links=False`: a link is an
+    OSError (where the platform can tell); `whole`: a file whose size changed while read is one too."""
+    flags = _OPEN_FLAGS | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise OSError(f"{path} is more than the {max_bytes} bytes expected")
+    if whole and len(data) != info.st_size:
+        raise OSError(f"{path} changed while it was read")
+    return data
 
 
 def _parent(path: str) -> str:

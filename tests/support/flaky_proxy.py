@@ -18,11 +18,13 @@ import urllib.parse
 _CHUNK = 1 << 16
 
 
-def _reset(sock: socket.socket) -> None:
-    """Close with RST (linger 0), not a polite FIN; a thread blocked reading it wakes (SHUT_RD)."""
+def _close(sock: socket.socket, reset: bool = False) -> None:
+    """Shut down and close, never raising. `reset`: with RST (linger 0), not a polite FIN; a thread blocked
+    reading it wakes (SHUT_RD)."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RD)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD if reset else socket.SHUT_RDWR)
     except OSError:
         pass
     try:
@@ -66,7 +68,7 @@ class FlakyProxy:
             doomed, self._open = list(self._open), set()
             self.resets += len(doomed)
         for sock in doomed:
-            _reset(sock)
+            _close(sock, reset=True)
 
     def outage_for(self, seconds: float, after: float = 0.0) -> threading.Thread:
         """`cut(seconds)` in `after` seconds, from a thread (returned, started)."""
@@ -92,13 +94,13 @@ class FlakyProxy:
             if self.is_down():
                 with self._lock:
                     self.resets += 1
-                _reset(client)
+                _close(client, reset=True)
                 continue
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
                 server.settimeout(None)
             except OSError:
-                _reset(client)
+                _close(client, reset=True)
                 continue
             with self._lock:
                 self._open.update((client, server))
@@ -116,11 +118,4 @@ class FlakyProxy:
             self._open.discard(source)
             self._open.discard(sink)
         for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
+            _close(sock)
