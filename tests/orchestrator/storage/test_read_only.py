@@ -11,11 +11,13 @@ every file under the storage is left as it was.
 The finished sweep is the spec that names only `paths.pairs: [cue~nocue]` (every other key its
 default): it plans, runs and finishes, though the default `finetune.methods` are then not trained
 (a default that cannot run is no request; orchestrator/spec/rules.py). Its tasks are computed by the
-synthetic test runner (rows of every table, no training), so the module costs one short run.
+synthetic test runner (rows of every table, no training), so the module costs one short run. The
+subcommands then run one after another in one interpreter inside one namespace (tests/support/cli_batch.py:
+each through `cli.main` as `python -m orchestrator` runs it, its output, exit status and the storage's
+snapshot kept apart), so the module pays two interpreter start-ups, not one per subcommand.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ import pytest
 from orchestrator import cli
 from tests.conftest import clean_env
 from tests.support import runners
+from tests.support.cli_batch import snapshot
 
 pytestmark = pytest.mark.slow    # a sweep, then every subcommand in a mount namespace of its own
 
@@ -57,16 +60,6 @@ def not_permitted(tmp: Path) -> str | None:
     if "Read-only file system" not in proc.stderr or (probe / "file").exists():
         return f"a read-only bind mount in a mount namespace is not permitted here: {proc.stderr.strip()[:300]}"
     return None
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry under `root`: files with their sha256, directories and others by type."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        out[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() \
-            else ("dir" if path.is_dir() else "other")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -128,25 +121,38 @@ def test_the_table_names_every_subcommand():
     assert names == {name.split()[0] for name in (*READS, *WRITES)}
 
 
+@pytest.fixture(scope="module")
+def commands(finished, tmp_path_factory):
+    """Every command of READS and WRITES, run in one read-only namespace (tests/support/cli_batch.py):
+    name -> {"code", "out", "err", "snapshot"}."""
+    tmp = tmp_path_factory.mktemp("read-only-commands")
+    batch = {name: args(finished) for name, (args, _) in {**READS, **WRITES}.items()}
+    (tmp / "commands.json").write_text(json.dumps(batch))
+    proc = in_read_only(finished["storage"], sys.executable, "-m", "tests.support.cli_batch", str(tmp / "commands.json"),
+                        str(tmp / "results.json"), str(finished["storage"]), timeout=COMMAND_TIMEOUT_S * len(batch))
+    assert proc.returncode == 0 and (tmp / "results.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((tmp / "results.json").read_text())
+
+
 @pytest.mark.parametrize("name", READS)
-def test_reading_commands_work_on_read_only_storage(finished, name):
-    args, check = READS[name]
-    proc = in_read_only(finished["storage"], sys.executable, "-m", "orchestrator", *args(finished))
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert check(proc.stdout), proc.stdout[-3000:]
-    assert snapshot(finished["storage"]) == finished["before"]
+def test_reading_commands_work_on_read_only_storage(finished, commands, name):
+    _, check = READS[name]
+    proc = commands[name]
+    assert "Traceback" not in proc["err"], proc["err"][-3000:]
+    assert proc["code"] == 0, proc["err"][-3000:]
+    assert check(proc["out"]), proc["out"][-3000:]
+    assert proc["snapshot"] == finished["before"] == snapshot(finished["storage"])
 
 
 @pytest.mark.parametrize("name", WRITES)
-def test_writing_commands_refuse_read_only_storage_in_one_line(finished, name):
-    args, writes = WRITES[name]
-    proc = in_read_only(finished["storage"], sys.executable, "-m", "orchestrator", *args(finished))
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.returncode == cli.EXIT_BAD_INPUT, proc.stderr[-3000:]
-    lines = proc.stderr.strip().splitlines()
+def test_writing_commands_refuse_read_only_storage_in_one_line(finished, commands, name):
+    _, writes = WRITES[name]
+    proc = commands[name]
+    assert "Traceback" not in proc["err"], proc["err"][-3000:]
+    assert proc["code"] == cli.EXIT_BAD_INPUT, proc["err"][-3000:]
+    lines = proc["err"].strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert writes in lines[0], lines[0]
     if name != "data download":
         assert f"the storage `{finished['dir']}` is read-only" in lines[0], lines[0]
-    assert snapshot(finished["storage"]) == finished["before"]
+    assert proc["snapshot"] == finished["before"] == snapshot(finished["storage"])
