@@ -54,7 +54,10 @@ SMALL = {"cue_proportions": [0.9], "finetune": {"methods": ["naive"]},
          "paths": {"pairs": ["pretrained~ft"], "kinds": ["linear"], "alignments": []},
          "max_concurrent": 2, "mlflow": {"enabled": False}}
 TASKS = 3
-OUTAGE_S = 10     # the bucket's endpoint drops every connection this long in the middle of the run
+# the bucket's endpoint drops every connection this long in the middle of the run: longer than the AWS SDK's
+# own tries (a fraction of a second), so each request is waited out by orchestrator.storage.retry, after
+# its 0.5, 1 and 2 s waits (10 s cost 15.5 s: the next try after 7.5 s comes at 15.5 s)
+OUTAGE_S = 3
 CLI_TIMEOUT_S = 600
 # columns that say when, where and by which run a row was written, not what was computed
 VOLATILE = ("started_at", "finished_at", "duration_s", "device", "host", "mlflow_run_id", "cached", "git_rev")
