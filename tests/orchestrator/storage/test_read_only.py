@@ -1,5 +1,5 @@
 """Every subcommand on a finished sweep whose storage is read-only. The suite runs as root, where chmod
-cannot make a directory read-only, so each command runs in a private mount namespace in which the
+cannot make a directory read-only, so the commands run in a private mount namespace in which the
 storage is bind-mounted read-only (`unshare --mount`; the test is skipped where that is not
 permitted).
 
@@ -31,7 +31,7 @@ from tests.conftest import clean_env
 from tests.support import runners
 from tests.support.cli_batch import snapshot
 
-pytestmark = pytest.mark.slow    # a sweep, then every subcommand in a mount namespace of its own
+pytestmark = pytest.mark.slow    # a sweep, then every subcommand in a read-only mount namespace
 
 SYNTHETIC = runners.name("synthetic")
 RUN_TIMEOUT_S = 600
