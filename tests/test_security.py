@@ -413,6 +413,7 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
     import tempfile
 
     from tests import leaks
+    from tests.support.cli_batch import run_batch
 
     secret = leaks.SECRET
     store = tmp_path / "mlflow"
@@ -438,8 +439,8 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
         driver = ("import sys; from tests import leaks; leaks.install_driver_faults(); "
                   "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
 
-        def cli(*args: str, faults: bool = False, module: bool = False) -> subprocess.CompletedProcess:
-            command = ["-c", driver] if faults else [] if module else ["-m", "orchestrator"]
+        def cli(*args: str, faults: bool = False) -> subprocess.CompletedProcess:
+            command = ["-c", driver] if faults else ["-m", "orchestrator"]
             return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, capture_output=True,
                                   text=True, timeout=600)
 
@@ -453,12 +454,10 @@ def test_no_sink_of_a_run_holds_a_credential(tmp_path):
             assert shown in printed["run"], (shown, printed["run"][-4000:])     # each fault was met, and said
         sweep_dir = storage / "leaks"
         batch = {command: [command, str(sweep_dir)] for command in ("status", "report")}   # one interpreter
-        (tmp_path / "commands.json").write_text(json.dumps(batch))
-        both = cli("-m", "tests.support.cli_batch", str(tmp_path / "commands.json"), str(tmp_path / "done.json"),
-                   module=True)
-        assert both.returncode == 0, both.stdout[-2000:] + both.stderr[-2000:]
+        both, results = run_batch(batch, tmp_path / "batch", env, REPO)
+        assert both.returncode == 0 and sorted(results) == sorted(batch), both.stdout[-2000:] + both.stderr[-2000:]
         printed["status and report's interpreter"] = both.stdout + both.stderr
-        for command, done in json.loads((tmp_path / "done.json").read_text()).items():
+        for command, done in results.items():
             printed[command] = done["out"] + done["err"]
             assert done["code"] in (0, 1) and "Traceback" not in printed[command], printed[command][-2000:]
         assert [name for name, text in printed.items() if secret in text] == [], printed

@@ -6,7 +6,7 @@ one environment (a read-only mount namespace) pays one interpreter's start-up, n
     python -m tests.support.cli_batch COMMANDS.json RESULTS.json [ROOT]
 
 COMMANDS.json: {name: [argument, ...]}; RESULTS.json gets {name: {"code", "out", "err", "snapshot"}}, the
-snapshot (`snapshot(ROOT)`, None without ROOT) taken right after that command. The console handler the CLI installs on the
+snapshot (`snapshot(ROOT)`, None without ROOT) taken right after that command; `run_batch` runs it so from a test. The console handler the CLI installs on the
 `orchestrator` logger is taken off after each command, so each installs its own as a new process would."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -51,6 +52,20 @@ def run_command(args: list[str]) -> dict:
             logger.handlers[:] = handlers
             logger.setLevel(level)
     return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+
+
+def run_batch(commands: dict[str, list[str]], work: Path, env: dict, cwd: Path, prefix: tuple[str, ...] = (),
+              root: Path | None = None, timeout: float = 600) -> tuple[subprocess.CompletedProcess, dict]:
+    """The module run on `commands` (name -> arguments after `mmc-sweep`) in a new interpreter, behind
+    `prefix` (a command that ends by running the rest, e.g. a namespace), its files in `work`: (that
+    interpreter's CompletedProcess, name -> {"code", "out", "err", "snapshot"}; {} if it wrote none)."""
+    work.mkdir(parents=True, exist_ok=True)
+    asked, results = work / "commands.json", work / "results.json"
+    asked.write_text(json.dumps(commands))
+    proc = subprocess.run([*prefix, sys.executable, "-m", __name__, str(asked), str(results),
+                           *([str(root)] if root else [])], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc, json.loads(results.read_text()) if results.is_file() else {}
 
 
 def main(argv: list[str]) -> int:

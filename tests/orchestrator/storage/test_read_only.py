@@ -29,7 +29,7 @@ import pytest
 from orchestrator import cli
 from tests.conftest import clean_env
 from tests.support import runners
-from tests.support.cli_batch import snapshot
+from tests.support.cli_batch import run_batch, snapshot
 
 pytestmark = pytest.mark.slow    # a sweep, then every subcommand in a read-only mount namespace
 
@@ -42,9 +42,13 @@ PLANNED = 7    # 2 pretrained models, a linear path, a midpoint + path, an align
 READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
 
 
+def read_only(storage: Path) -> tuple[str, ...]:
+    """The command line that runs what follows it in a mount namespace where `storage` is read-only."""
+    return ("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", READ_ONLY, "sh", str(storage))
+
+
 def in_read_only(storage: Path, *command: str, timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", READ_ONLY, "sh",
-                           str(storage), *command], cwd=storage.parent, env=clean_env(), capture_output=True,
+    return subprocess.run([*read_only(storage), *command], cwd=storage.parent, env=clean_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -125,13 +129,12 @@ def test_the_table_names_every_subcommand():
 def commands(finished, tmp_path_factory):
     """Every command of READS and WRITES, run in one read-only namespace (tests/support/cli_batch.py):
     name -> {"code", "out", "err", "snapshot"}."""
-    tmp = tmp_path_factory.mktemp("read-only-commands")
+    storage = finished["storage"]
     batch = {name: args(finished) for name, (args, _) in {**READS, **WRITES}.items()}
-    (tmp / "commands.json").write_text(json.dumps(batch))
-    proc = in_read_only(finished["storage"], sys.executable, "-m", "tests.support.cli_batch", str(tmp / "commands.json"),
-                        str(tmp / "results.json"), str(finished["storage"]), timeout=COMMAND_TIMEOUT_S * len(batch))
-    assert proc.returncode == 0 and (tmp / "results.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((tmp / "results.json").read_text())
+    proc, done = run_batch(batch, tmp_path_factory.mktemp("read-only-commands"), clean_env(), storage.parent,
+                           prefix=read_only(storage), root=storage, timeout=COMMAND_TIMEOUT_S * len(batch))
+    assert proc.returncode == 0 and sorted(done) == sorted(batch), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return done
 
 
 @pytest.mark.parametrize("name", READS)
