@@ -290,22 +290,27 @@ def test_a_sweep_above_the_mlflow_threshold_gets_a_child_run_per_kind_and_its_ta
         assert logged and logged == sorted(p.name for p in directory.glob("*.parquet"))
 
 
-def test_cli_claims_of_a_sweep_directory_judges_it_without_running_anything(sweep):
+def test_cli_claims_of_a_sweep_directory_judges_it_without_running_anything(sweep, tmp_path):
     """`mmc-sweep claims DIR` (what the run's summary points to) reads the sweep as it is: the claims the
     library judges, no Ray started, no file written; with overrides, or a directory that is no sweep, exit 2
-    in one line."""
+    in one line. (The three commands in one interpreter: tests/support/cli_batch.py.)"""
     from orchestrator.report.build import print_claims
+    from tests.support.cli_batch import run_batch
 
     spec = _copy(sweep, "claims-dir")
     layout = SweepLayout(Storage(spec.storage), spec.name)
     before = _snapshot(layout)
-    out = _cli("claims", str(layout.root))
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    proc, done = run_batch({"dir": ["claims", str(layout.root)], "overrides": ["claims", str(layout.root), "seeds=[1]"],
+                            "empty": ["claims", str(Path(spec.storage))]}, tmp_path / "batch", clean_env(), REPO)
+    assert proc.returncode == 0 and len(done) == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = done["dir"]
+    assert out["code"] == 0, out["out"][-2000:] + out["err"][-2000:]
     judged = []
     print_claims(layout, log=judged.append)
-    assert out.stdout.strip() == judged[0].strip() and "(a)" in out.stdout
-    assert "Started a local Ray instance" not in out.stdout + out.stderr and _snapshot(layout) == before
-    refused = _cli("claims", str(layout.root), "seeds=[1]")
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "takes no key=value" in refused.stderr
-    empty = _cli("claims", str(Path(spec.storage)))
-    assert empty.returncode == 2 and "not a sweep directory (no spec.yaml)" in empty.stderr
+    assert out["out"].strip() == judged[0].strip() and "(a)" in out["out"]
+    printed = "".join(r["out"] + r["err"] for r in done.values()) + proc.stdout + proc.stderr
+    assert "Started a local Ray instance" not in printed and _snapshot(layout) == before
+    refused = done["overrides"]
+    assert refused["code"] == 2 and refused["err"].count("\n") == 1 and "takes no key=value" in refused["err"]
+    empty = done["empty"]
+    assert empty["code"] == 2 and "not a sweep directory (no spec.yaml)" in empty["err"]
