@@ -19,7 +19,13 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
-- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
+- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything; `peak_rss_run_mib`), its
+  course over the run (`rss_samples_mib`: seconds, MiB, of which shared memory, every second), the RSS then by kind
+  (`rss_parts_mib`: anonymous, file-backed, shared) and around each bundle compacted during the run
+  (`rss_bundles_mib`); with `--tracemalloc` also the Python heap then and its biggest owners by file:line
+  (`tracemalloc_top`; slow; `MMC_BENCH_TRACE_FILE=F` writes them to F at once); with `MMC_BENCH_TRIM=1`, after
+  those figures, what `gc.collect`, `malloc_trim` and Arrow's `release_unused` hand back and Python's own
+  allocator's arenas (`pymalloc`); files per result table after the run, and the time to read every table
   with `orchestrator.results.tables.read_table`, from what the run left before the compaction at its end
   (read just before it: that read is subtracted from the run's wall and CPU) and from parts (after, one
   table at a time, each timed: `read_table_s`). Above `--sample-above` tasks (20,000) the fragments of a
