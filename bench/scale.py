@@ -207,6 +207,7 @@ def one_run(args) -> dict:
             measured["compact_bundles"] = measured.get("compact_bundles", 0) + getattr(self, "compactions", 0)
             measured["compact_bundle_cpu_s"] = measured.get("compact_bundle_cpu_s", 0.0) + bundles
             measured["compact_bundle_s"] = measured.get("compact_bundle_s", 0.0) + getattr(self, "compact_s", 0.0)
+            measured["release_memory_s"] = measured.get("release_memory_s", 0.0) + getattr(self, "release_s", 0.0)
             self.thread_cpu_s = 0.0
             if hasattr(self, "compact_cpu_s"):
                 self.compactions, self.compact_s, self.compact_cpu_s = 0, 0.0, 0.0
