@@ -19,7 +19,13 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
-- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything), files per result table after the run, and the time to read every table
+- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything; `peak_rss_run_mib`), its
+  course over the run (`rss_samples_mib`: seconds, MiB, of which shared memory, every second), the RSS then by kind
+  (`rss_parts_mib`: anonymous, file-backed, shared) and around each bundle compacted during the run
+  (`rss_bundles_mib`); with `--tracemalloc` also the Python heap then and its biggest owners by file:line
+  (`tracemalloc_top`; slow; `MMC_BENCH_TRACE_FILE=F` writes them to F at once); with `MMC_BENCH_TRIM=1`, after
+  those figures, what `gc.collect`, `malloc_trim` and Arrow's `release_unused` hand back and Python's own
+  allocator's arenas (`pymalloc`); files per result table after the run, and the time to read every table
   with `orchestrator.results.tables.read_table`, from what the run left before the compaction at its end
   (read just before it: that read is subtracted from the run's wall and CPU) and from parts (after, one
   table at a time, each timed: `read_table_s`). Above `--sample-above` tasks (20,000) the fragments of a
@@ -71,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--one", type=int, default=None, help=argparse_hidden())
     p.add_argument("--storage", default=None, help=argparse_hidden())
     p.add_argument("--profile", default=None, help="(with --one) write a cProfile of the driver here")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="also trace the driver's Python allocations (`tracemalloc`, slow): the top owners by "
+                        "file:line when the tasks have ended (`tracemalloc_top`) next to the RSS then")
     p.add_argument("--mlflow-runs", default=None,
                    help="instead of sweeps: log this many tasks' child runs (e.g. 10000,100000) through the "
                         "tracker into SQLite and time the logging and the searches of them")
@@ -139,6 +148,28 @@ def one_run(args) -> dict:
         def compact_after_run(layout, log=print, **kwargs):
             measured["files_before_compaction"] = _files(layout, tables, vocab)
             measured["peak_rss_run_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            measured["rss_tasks_ended_mib"] = rss.now_mib()
+            measured["rss_parts_mib"] = rss.parts_mib()
+            measured.update(rss.summary())
+            if args.tracemalloc:
+                measured.update(traced_owners())
+                if os.environ.get("MMC_BENCH_TRACE_FILE"):   # at once: the rest of the run takes a while
+                    Path(os.environ["MMC_BENCH_TRACE_FILE"]).write_text(json.dumps(measured, default=str))
+            if os.environ.get("MMC_BENCH_TRIM"):   # how much of the RSS is freed memory not handed back
+                import ctypes
+                import gc
+
+                import pyarrow as pa
+
+                measured["pymalloc"] = pymalloc_stats()
+                gc.collect()
+                measured["rss_after_gc_mib"] = rss.now_mib()
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                measured["rss_after_malloc_trim_mib"] = rss.now_mib()
+                pa.default_memory_pool().release_unused()
+                measured["rss_after_arrow_release_mib"] = rss.now_mib()
+                if os.environ.get("MMC_BENCH_TRACE_FILE"):
+                    Path(os.environ["MMC_BENCH_TRACE_FILE"]).write_text(json.dumps(measured, default=str))
             cpu = _cpu()
             read_s, measured["rows"], measured["read_fragments_read"] = _read_fragments(layout, tables, vocab,
                                                                                         sample)
@@ -152,6 +183,19 @@ def one_run(args) -> dict:
             return done
 
         compact.compact_after_run = compact_after_run
+        if hasattr(compact, "compact_bundle"):   # the RSS around each bundle the recording thread compacts
+            real_bundle = compact.compact_bundle
+
+            def compact_bundle(*a, **kwargs):
+                before = rss.now_mib()
+                try:
+                    return real_bundle(*a, **kwargs)
+                finally:
+                    measured.setdefault("rss_bundles_mib", []).append(
+                        {"before": before, "after": rss.now_mib(),
+                         "peak_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+            compact.compact_bundle = compact_bundle
     try:   # the recording thread's share of the driver's CPU
         from orchestrator.run import recording
         real_close = recording.TaskRecorder.close
@@ -163,6 +207,7 @@ def one_run(args) -> dict:
             measured["compact_bundles"] = measured.get("compact_bundles", 0) + getattr(self, "compactions", 0)
             measured["compact_bundle_cpu_s"] = measured.get("compact_bundle_cpu_s", 0.0) + bundles
             measured["compact_bundle_s"] = measured.get("compact_bundle_s", 0.0) + getattr(self, "compact_s", 0.0)
+            measured["release_memory_s"] = measured.get("release_memory_s", 0.0) + getattr(self, "release_s", 0.0)
             self.thread_cpu_s = 0.0
             if hasattr(self, "compact_cpu_s"):
                 self.compactions, self.compact_s, self.compact_cpu_s = 0, 0.0, 0.0
@@ -193,6 +238,12 @@ def one_run(args) -> dict:
     start = time.perf_counter()
     init_ray(num_cpus=args.num_cpus)
     ray_init_s = time.perf_counter() - start
+    measured["rss_before_run_mib"] = rss.now_mib()
+    rss.start()
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(1)
     load_before = os.getloadavg()[0]
     cpu0, wall0 = _cpu(), time.perf_counter()
     profiler = None
@@ -240,6 +291,97 @@ def one_run(args) -> dict:
     if not args.no_commands:
         result.update(time_commands(layout.storage.local_path(layout.root), args.timeout))
     return result
+
+
+class RssSampler:
+    """The driver's resident memory now (`/proc/self/statm`) and, sampled every `every_s` on a thread, its
+    course over the run: where the peak came (`rss_samples_mib`: (seconds, MiB, of which shared memory MiB),
+    at most ~200 kept)."""
+
+    def __init__(self, every_s: float = 1.0):
+        self.every_s, self.samples, self.started = every_s, [], time.perf_counter()
+        self._stop = None
+
+    @staticmethod
+    def now_mib() -> float:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:
+            return float("nan")
+
+    @staticmethod
+    def parts_mib() -> dict:
+        """The RSS by kind (`/proc/self/status`): anonymous (the heaps), file-backed (libraries, mapped files),
+        shared memory (Ray's object store, mapped into every worker and the driver)."""
+        try:
+            with open("/proc/self/status") as f:
+                return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in f
+                        if line.startswith(("RssAnon", "RssFile", "RssShmem"))}
+        except OSError:
+            return {}
+
+    def start(self) -> None:
+        import threading
+
+        self.started, self._stop = time.perf_counter(), threading.Event()
+        threading.Thread(target=self._sample, name="bench-rss", daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.samples.append((round(time.perf_counter() - self.started, 1), round(self.now_mib(), 1),
+                                 round(self.parts_mib().get("RssShmem", 0.0), 1)))
+
+    def summary(self) -> dict:
+        if self._stop is not None:
+            self._stop.set()
+        step = max(1, len(self.samples) // 200)
+        top = max(self.samples, key=lambda s: s[1], default=(None, None))
+        return {"rss_samples_mib": self.samples[::step], "rss_max_sampled_mib": top[1], "rss_max_sampled_at_s": top[0]}
+
+
+rss = RssSampler()
+
+
+def pymalloc_stats() -> dict:
+    """Python's small-object allocator (`sys._debugmallocstats`): the arenas it holds from the system and
+    the bytes in live blocks; the difference is freed memory it cannot hand back (an arena goes back only
+    when every block in it is free)."""
+    with tempfile.TemporaryFile(mode="w+") as out:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    stats = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition("=")
+        name = name.strip().strip("#").strip()
+        if name in ("arenas allocated current", "bytes in allocated blocks", "bytes in available blocks") \
+                and value.strip().replace(",", "").isdigit():
+            stats[name] = int(value.strip().replace(",", ""))
+    return stats
+
+
+def traced_owners(top: int = 40) -> dict:
+    """What `tracemalloc` holds now: its total (Python's own allocations; the rest of the RSS is Ray's and
+    the libraries' native memory), its peak, and the biggest owners by file:line and by file."""
+    import tracemalloc
+
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    current, peak = tracemalloc.get_traced_memory()
+
+    def rows(key: str) -> list:
+        return [{"where": str(s.traceback[0]) if key == "lineno" else s.traceback[0].filename,
+                 "mib": round(s.size / 2**20, 2), "blocks": s.count} for s in snapshot.statistics(key)[:top]]
+
+    return {"tracemalloc_mib": current / 2**20, "tracemalloc_peak_mib": peak / 2**20,
+            "tracemalloc_top": rows("lineno"), "tracemalloc_files": rows("filename")}
 
 
 def time_commands(sweep_dir: str, timeout: float) -> dict:
@@ -517,6 +659,8 @@ def spawn(args, tasks: int, code: str | None) -> dict:
         command.append("--no-mlflow")
     if args.no_commands:
         command.append("--no-commands")
+    if args.tracemalloc:
+        command.append("--tracemalloc")
     command += ["--sample-above", str(args.sample_above)]
     # `python -m` puts the working directory first on sys.path: run an earlier revision from its own
     # directory (its orchestrator/ and tasks/), with this repository after it for `bench`

@@ -139,3 +139,23 @@ def test_a_fabricated_sweep_reads_as_a_finished_one(tmp_path):
     measured = read_side.measure(root, ["reads", "status"])
     assert set(measured) == ({f"read {t}" for t in vocab.TABLES} | {f"read {t}, the report's columns" for t in vocab.TABLES}
                              | {"status"})
+
+
+def test_scale_reads_the_drivers_memory_by_kind_and_its_python_owners():
+    import tracemalloc
+
+    from bench import scale
+
+    assert scale.RssSampler.now_mib() > 0
+    assert set(scale.RssSampler.parts_mib()) == {"RssAnon", "RssFile", "RssShmem"}
+    arenas = scale.pymalloc_stats()
+    assert arenas["arenas allocated current"] > 0 and arenas["bytes in allocated blocks"] > 0
+    tracemalloc.start(1)
+    try:
+        held = [bytearray(1 << 20) for _ in range(4)]   # 4 MiB from one line of this file
+        owners = scale.traced_owners()
+    finally:
+        tracemalloc.stop()
+    assert len(held) == 4 and owners["tracemalloc_mib"] >= 4
+    top = owners["tracemalloc_top"][0]
+    assert top["where"].startswith(__file__) and top["mib"] >= 4

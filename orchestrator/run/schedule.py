@@ -94,6 +94,10 @@ class DagSearcher(Searcher):
     def tasks_of(self, trial_id: str) -> list[str]:
         return self._finished_trials.get(trial_id) or self._trial_to_tasks.get(trial_id) or []
 
+    def forget_trial(self, trial_id: str) -> list[str]:
+        """The tasks of a finished trial, forgotten here (Tune's callbacks have heard of its end)."""
+        return self._finished_trials.pop(trial_id, None) or []
+
     def typical_duration(self, kind: str) -> float | None:
         """Median duration of the latest finished tasks of `kind` in this run (None: too few yet)."""
         recent = self._durations.get(kind)
@@ -198,11 +202,12 @@ class _CrashReasons(Callback):
         self.__dict__.update(state)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        _drop_payload(trial)
+        forget_finished_trial(trial)
+        self._searcher.forget_trial(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        _drop_payload(trial)
-        task_ids = self._searcher.tasks_of(trial.trial_id)
+        forget_finished_trial(trial)
+        task_ids = self._searcher.forget_trial(trial.trial_id)
         path = getattr(trial, "error_file", None)
         if not task_ids or not path:
             return
@@ -236,15 +241,29 @@ def error_type_in(lines: list[str]) -> str | None:
     return None
 
 
-def _drop_payload(trial) -> None:
-    """A finished trial's tasks and its tasks' results (metrics and step series, already handed to the
-    searcher) are no longer needed: Tune keeps every trial, its config and last result to the end and
-    writes them into its experiment state."""
-    for holder, key in ((getattr(trial, "config", None), PAYLOAD_KEY),
-                        (getattr(trial, "evaluated_params", None), PAYLOAD_KEY),
-                        (getattr(trial, "last_result", None), RESULTS_KEY)):
+TUNE_CONFIG_IN_RESULT = "config"   # the key of the trial's config in every result Tune fills in (`Trainable`)
+
+
+def forget_finished_trial(trial) -> None:
+    """Cut what Tune keeps of a finished trial to what names it. Tune keeps every trial to the end of the
+    run, writes each into its experiment state and reads them back into its result grid; the run reads none
+    of it back (the searcher has the tasks' results, the recorder writes them out). Dropped: the bundle's
+    tasks in the config (`TrialPayload`), the tasks' results in the last result, the copy of the config
+    (tasks included, unpickled per trial) that every result carries, and Tune's running statistics of every
+    number reported (`metric_analysis`, `metric_n_steps`: 6 numbers and 2 deques per number), which only
+    schedulers and stoppers read (a sweep has neither). What is left: the task ids, the resources, the
+    result's status and Tune's own timings."""
+    # the result as stored (`Trial.last_result` of a trial that never reported asks its actor for a default one)
+    metadata = getattr(trial, "run_metadata", None)
+    result = metadata.last_result if metadata is not None else None
+    for holder, keys in ((getattr(trial, "config", None), (PAYLOAD_KEY,)),
+                         (getattr(trial, "evaluated_params", None), (PAYLOAD_KEY,)),
+                         (result, (RESULTS_KEY, TUNE_CONFIG_IN_RESULT))):
         if isinstance(holder, dict):
-            holder.pop(key, None)
+            for key in keys:
+                holder.pop(key, None)
+    if metadata is not None:
+        metadata.metric_analysis, metadata.metric_n_steps = {}, {}
 
 
 EXPERIMENT_STATE_PERIOD_S = 24 * 3600   # how often Tune saves its experiment state (TUNE_GLOBAL_CHECKPOINT_S)

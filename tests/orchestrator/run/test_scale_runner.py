@@ -225,6 +225,44 @@ def test_the_recorder_compacts_a_bundle_every_so_many_ended_tasks_from_the_rows_
     assert tables.read_table(layout, vocab.TASKS)["task_id"].tolist() == ids
 
 
+def test_the_recorder_keeps_a_batch_of_rows_in_one_block_and_hands_memory_back_after_each_bundle(graph, tmp_path,
+                                                                                                 monkeypatch):
+    """The `tasks` rows kept until the next bundle are one contiguous block per batch (a concatenation would
+    keep every one-row table's buffers, ~9 KiB per row), and after each bundle the recording thread trims
+    the driver's allocators; every row is written, compacted and read back all the same."""
+    from orchestrator.results import compact
+
+    released = []
+    monkeypatch.setattr(recording, "release_freed_memory", lambda: released.append(True))
+    monkeypatch.setattr(recording, "BATCH_WAIT_S", 0.0)
+    state = sweep_state.SweepState(graph)
+    ids = sorted(graph.tasks)[:20]
+    for task_id in ids:
+        state.set_status(task_id, vocab.DONE)
+    layout = SweepLayout(Storage(str(tmp_path)), "released")
+    recorder = recording.TaskRecorder(layout, state, "hash")
+    recorder.compact_every = 0                                  # rows only
+    for task_id in ids[:5]:
+        recorder.record(task_id)
+    recorder.flush()
+    kept = [recorder.table.rows_of(layout.fragment(vocab.TASKS, t)) for t in ids[:5]]
+    assert [rows["task_id"][0].as_py() for _, _, rows in kept] == ids[:5] and not released
+    table = recording.TasksTable(SweepLayout(Storage(str(tmp_path)), "block"), "hash", "rev")
+    table.tasks_ended([recording.EndedTask(graph.tasks[t], vocab.DONE, None, 0.1, 0.0, 1.0, "cpu", {}, [])
+                       for t in ids[:3]], {})
+    (block,) = {id(kept[2]): kept[2] for kept in table._kept.values()}.values()
+    assert block.num_rows == 3 and all(column.num_chunks == 1 for column in block.columns)
+    recorder.compact_every = 5                                  # then a bundle every 5 rows
+    for i, task_id in enumerate(ids[5:]):
+        recorder.record(task_id)
+        if i % 5 == 4:
+            recorder.flush()
+    recorder.close()
+    assert recorder.compactions == 3 and len(released) == 3
+    compact.compact_after_run(layout, log=lambda *a: None, rows_of=recorder.table.rows_of)
+    assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == ids
+
+
 # ----- the benchmark -----------------------------------------------------------------------------
 
 @pytest.mark.slow

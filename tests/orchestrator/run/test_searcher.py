@@ -261,11 +261,35 @@ def test_a_trial_gets_its_own_tasks_and_resources_not_the_graph():
     assert copy.deepcopy(config)[S.PAYLOAD_KEY] is payload and str(payload) == "1tasks"   # cheap for Tune
     again = pickle.loads(pickle.dumps(payload))
     assert [t.id for t in again.tasks] == [d.id] and again.tasks[0] == d
+
+
+def test_tune_keeps_a_finished_trial_small_and_can_still_save_it():
+    """Tune keeps every trial to the end of the run; once finished, neither its tasks (in its config and
+    again in every result's copy of the config) nor the tasks' results nor Tune's running statistics of
+    every reported number stay with it, and Tune can still write its experiment state."""
+    from ray.tune.experiment import Trial
+
+    graph, (a, b, c, d, e) = _diamond()
+    state = sweep_state.SweepState(graph, states={t: sweep_state.TaskState(status=vocab.DONE) for t in (a.id, b.id, c.id)})
+    searcher, _, _ = _searcher(state)
+    config = searcher.suggest("t1")
+    trial = Trial("mmc_sweep_test", stub=True, trial_id="t1", config=config, evaluated_params=dict(config))
     result = S.pack_results({d.id: TaskResult(vocab.DONE, 0.1)})
-    trial = type("Trial", (), {"config": dict(config), "evaluated_params": dict(config), "last_result": result})()
-    S._drop_payload(trial)
+    for step in (1, 2):   # what Tune fills in: the config, timings, the iteration
+        trial.update_last_result({**result, "config": trial.config, "training_iteration": step, "time_this_iter_s": 0.1})
+    assert trial.metric_analysis and trial.metric_n_steps and "config" in trial.last_result
+    searcher.on_trial_complete("t1", trial.last_result)
+    assert state.states[d.id].status == vocab.DONE
+    S.forget_finished_trial(trial)
     assert S.PAYLOAD_KEY not in trial.config and S.PAYLOAD_KEY not in trial.evaluated_params
-    assert trial.last_result == {"status": vocab.DONE}
+    assert trial.config["task_ids"] == [d.id]                   # what names it stays
+    assert S.RESULTS_KEY not in trial.last_result and "config" not in trial.last_result
+    assert trial.last_result["status"] == vocab.DONE and trial.last_result["training_iteration"] == 2
+    assert trial.metric_analysis == {} and trial.metric_n_steps == {}
+    saved, metadata = trial.get_json_state()                    # Tune's experiment state, as it writes it at the end
+    assert d.id in saved and S.RESULTS_KEY not in metadata and b"TrialPayload".hex() not in saved + metadata
+    assert searcher.tasks_of("t1") == [d.id] and searcher.forget_trial("t1") == [d.id]
+    assert searcher.tasks_of("t1") == [] and searcher.forget_trial("t1") == []
 
 
 def _many(kind: str, n: int):
