@@ -5,6 +5,12 @@ recorded there. That check is the whole cache: a corrupt checkpoint or a truncat
 it, so the task is recomputed on the next run instead of being used. Markers are read defensively:
 one that is not a regular file, not JSON, too large or too deep, of the wrong shape, or listing a
 file that is not one of this task's outputs counts as "not finished" (the task runs again).
+
+The marker is compact JSON (version 3): no indentation, and the MLflow step series (`steps`) held as one
+string per series, `{key: "[step,value,step,value,...]"}`, so that a pass over every marker of a sweep
+(`status`, a resume's cache check) parses ~1 KB of structure per task, not a few hundred numbers it never
+uses (`marker_steps` reads them back). Markers of version 2 (indented, `steps` a list of
+[key, step, value]) are read and verified as before: a resumed older sweep recomputes nothing.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from tasks.checkpoint import checkpoint_files, read_checkpoint
 
 _LOG = logging.getLogger(__name__)
 
-MARKER_VERSION = 2
+MARKER_VERSION = 3              # what `write_outputs` writes
+MARKER_VERSIONS = (2, 3)        # what is read: 2 = indented, `steps` a list of [key, step, value]
 MAX_MARKER_BYTES = 10_000_000
 _SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
@@ -77,26 +84,70 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
         path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
         files[_relative(layout, path)] = _sha256(data)
         sizes[_relative(layout, path)] = len(data)
-    marker = {
-        "version": MARKER_VERSION,
-        "task_id": task.id,
-        "kind": task.kind,
-        "files": files,
-        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
-        "tables": sorted(t for t in output.tables if t != vocab.TASKS),
-        "metrics": output.metrics,
-        "steps": [list(x) for x in output.steps],
-        "meta": output.meta,
-        "finished_at": time.time(),
-    }
-    storage.write_bytes(layout.marker_file(task.kind, task.id),
-                        json.dumps(marker, indent=1, default=str).encode())
+    marker = make_marker(task.id, task.kind, files, sizes, [t for t in output.tables if t != vocab.TASKS],
+                         output.metrics, output.steps, output.meta, time.time())
+    storage.write_bytes(layout.marker_file(task.kind, task.id), marker_bytes(marker))
     return marker
 
 
+def make_marker(task_id: str, kind: str, files: dict[str, str], sizes: dict[str, int], tables_: Iterable[str],
+                metrics: dict, steps: Iterable, meta: dict, finished_at: float) -> dict:
+    """The content of a task's `done.json` (`write_outputs`; `bench/fabricate.py` writes the same)."""
+    return {
+        "version": MARKER_VERSION,
+        "task_id": task_id,
+        "kind": kind,
+        "files": files,
+        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
+        "tables": sorted(tables_),
+        "metrics": metrics,
+        "steps": encode_steps(steps),
+        "meta": meta,
+        "finished_at": finished_at,
+    }
+
+
+def marker_bytes(marker: dict) -> bytes:
+    """A marker as written: compact JSON (values JSON cannot hold as they are written as text)."""
+    return json.dumps(marker, separators=(",", ":"), default=str).encode()
+
+
+def encode_steps(steps: Iterable) -> dict[str, str]:
+    """(key, step, value) series as the marker holds them: {key: "[step,value,step,value,...]"}, in order."""
+    series: dict[str, list] = {}
+    for key, step, value in steps:
+        series.setdefault(str(key), []).extend((step, value))
+    return {key: json.dumps(points, separators=(",", ":"), default=str) for key, points in series.items()}
+
+
+def marker_steps(marker: dict) -> list[list]:
+    """A marker's step series as [key, step, value] (version 2 holds them so; version 3 as `encode_steps`
+    writes them: each key's points in their order, the keys in the order they first came). A series that
+    does not read back is left out with a warning: the steps only draw MLflow's charts (the numbers are
+    in the task's tables), and the task stays finished."""
+    steps = marker.get("steps")
+    if isinstance(steps, list):
+        return steps
+    out = []
+    for key, text in (steps.items() if isinstance(steps, dict) else ()):
+        try:
+            points = json.loads(text)
+            if not (isinstance(points, list) and len(points) % 2 == 0):
+                raise ValueError("not a list of (step, value) pairs")
+        except (TypeError, ValueError, RecursionError) as exc:
+            _LOG.warning(f"the marker of {marker.get('task_id')} holds an unreadable step series {key!r} "
+                         f"({type(exc).__name__}); left out")
+            continue
+        out += [[key, points[i], points[i + 1]] for i in range(0, len(points), 2)]
+    return out
+
+
 def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
-    """The task's marker, or None when it is missing or not a well-formed marker of this task."""
+    """The task's marker, or None when it is missing or not a well-formed marker of this task; `steps`
+    as [key, step, value] lists whatever its version (`marker_steps`)."""
     marker, _reason = _marker(layout, kind, task_id)
+    if marker is not None:
+        marker["steps"] = marker_steps(marker)
     return marker
 
 
@@ -126,7 +177,7 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
         return None, f"{path} is unreadable ({type(exc).__name__})"
     allowed = output_files(layout, kind, task_id) if allowed is None else allowed
     files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") != MARKER_VERSION:
+    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") not in MARKER_VERSIONS:
         return None, f"{path} is not a marker of this task"
     for name, digest in files.items():
         if name not in allowed:
@@ -138,6 +189,8 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
             return None, f"{path}: `{key}` is not a mapping"
     if not isinstance(data.get("tables", []), list):
         return None, f"{path}: `tables` is not a list"
+    if data["version"] >= 3 and not isinstance(data.get("steps", {}), dict):
+        return None, f"{path}: `steps` is not a mapping"
     return data, ""
 
 
@@ -264,10 +317,12 @@ class _LocalMarkers:
 _FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)
 
 
-def _verify_forked(bounds: tuple[int, int]) -> tuple[dict, dict]:
+def _verify_forked(share: tuple[int, int]) -> tuple[dict, dict]:
+    """The tasks `start`, `start + every`, ... of the pass (`share` = (start, every)): each process gets
+    as many tasks of each kind as the next (the kinds' markers differ in size and they come in runs)."""
     layout, tasks, hashes, compacted = _FORKED
     mine = dict(hashes) if hashes is not None else None
-    out = _verify_some(layout, tasks[bounds[0]:bounds[1]], mine, compacted)
+    out = _verify_some(layout, tasks[share[0]::share[1]], mine, compacted)
     return out, ({k: v for k, v in mine.items() if k not in hashes} if mine is not None else {})
 
 
@@ -279,13 +334,12 @@ def _verify_in_processes(layout, tasks, hashes, compacted, processes: int) -> di
     global _FORKED
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
-    step = -(-len(tasks) // processes)
-    bounds = [(i, min(len(tasks), i + step)) for i in range(0, len(tasks), step)]
+    shares = [(i, processes) for i in range(processes)]
     _FORKED = (layout, tasks, hashes, compacted)
     try:
-        with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_verify_forked, b) for b in bounds[1:]]
-            out, found = _verify_forked(bounds[0])
+        with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_verify_forked, share) for share in shares[1:]]
+            out, found = _verify_forked(shares[0])
             for future in futures:
                 more, seen = future.result()
                 out.update(more)
