@@ -212,7 +212,7 @@ def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: d
     and parsing 10^5 of them is most of `status` at that size); where forking is not possible, or a
     process fails, this process verifies them all."""
     tasks = list(tasks)
-    compacted = manifest.compacted_digests(layout)   # read here, before a fork: the processes share it
+    compacted = manifest.compacted_digests(layout)   # each manifest read when first needed, in each process
     processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
     if processes > 1:
         out = _verify_in_processes(layout, tasks, hashes, compacted, processes)

@@ -538,7 +538,13 @@ def read_regular_file(path: str, max_bytes: int | None = None, follow_links: boo
         if max_bytes is not None and info.st_size > max_bytes:
             raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
         with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+            if max_bytes is None:
+                data = f.read()
+            else:     # the size fstat gave and one byte more (not a buffer of `max_bytes` per read); if there
+                want = min(info.st_size, max_bytes) + 1          # is more, the file grew: the rest, to the limit
+                data = f.read(want)
+                if len(data) == want <= max_bytes:
+                    data += f.read(max_bytes + 1 - want)
     finally:
         os.close(fd)
     if max_bytes is not None and len(data) > max_bytes:
