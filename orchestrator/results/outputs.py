@@ -14,6 +14,7 @@ uses (`marker_steps` reads them back). Markers of version 2 (indented, `steps` a
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -214,11 +215,15 @@ def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: d
     tasks = list(tasks)
     compacted = manifest.compacted_digests(layout)   # each manifest read when first needed, in each process
     processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
-    if processes > 1:
-        out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
-        if out is not None:
-            return out
-    return _verify_some(layout, tasks, hashes, compacted)
+    gc.freeze()     # the objects made so far (torch, pandas, the plan) are not scanned again by each
+    try:            # collection the pass's ~10^5 parsed markers set off, nor copied into forked processes
+        if processes > 1:
+            out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
+            if out is not None:
+                return out
+        return _verify_some(layout, tasks, hashes, compacted)
+    finally:
+        gc.unfreeze()
 
 
 PARALLEL_FROM = 20_000     # tasks from which `verify_many` shares the work between processes
