@@ -92,7 +92,7 @@ def _chunk(job) -> dict[str, list]:
 
     from orchestrator import vocab
     from orchestrator.graph.dag import build_graph
-    from orchestrator.results import outputs, tables
+    from orchestrator.results import marker_format, tables
     from orchestrator.results.schemas import SCHEMAS
     from orchestrator.run.recording import task_row
     from orchestrator.run.sweep import short_hash
@@ -125,8 +125,9 @@ def _chunk(job) -> dict[str, list]:
             data = (_fragment if exact else _fast_fragment)(tables, table, task_id, rows, items)
             relative = layout.fragment(table, task_id)[len(layout.root) + 1:]
             files[relative], sizes[relative] = hashlib.sha256(data).hexdigest(), len(data)
-        data = outputs.marker_bytes(outputs.make_marker(task_id, task.kind, files, sizes, out.tables, out.metrics,
-                                                        out.steps, out.meta, started + duration))
+        marker = marker_format.make_marker(task_id, task.kind, files, sizes, out.tables, out.metrics, out.steps,
+                                           out.meta, started + duration)
+        data = marker_format.marker_bytes(marker)
         if exact:
             layout.storage.write_bytes(layout.marker_file(task.kind, task_id), data)
         else:   # the same bytes, without the storage's temporary name and rename (local storage only)

@@ -6,11 +6,7 @@ it, so the task is recomputed on the next run instead of being used. Markers are
 one that is not a regular file, not JSON, too large or too deep, of the wrong shape, or listing a
 file that is not one of this task's outputs counts as "not finished" (the task runs again).
 
-The marker is compact JSON (version 3): no indentation, and the MLflow step series (`steps`) held as one
-string per series, `{key: "[step,value,step,value,...]"}`, so that a pass over every marker of a sweep
-(`status`, a resume's cache check) parses ~1 KB of structure per task, not a few hundred numbers it never
-uses (`marker_steps` reads them back). Markers of version 2 (indented, `steps` a list of
-[key, step, value]) are read and verified as before: a resumed older sweep recomputes nothing.
+What a marker holds and how it is written: `results/marker_format.py`.
 """
 from __future__ import annotations
 
@@ -29,14 +25,14 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.results import manifest, tables
+from orchestrator.results.marker_format import (MARKER_VERSION, MARKER_VERSIONS, make_marker,  # noqa: F401
+                                                  marker_bytes, marker_steps)
 from orchestrator.graph.dag import Task
 from orchestrator.storage.layout import LinkError, SweepLayout, check_name, read_regular_file
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 
 _LOG = logging.getLogger(__name__)
 
-MARKER_VERSION = 3              # what `write_outputs` writes
-MARKER_VERSIONS = (2, 3)        # what is read: 2 = indented, `steps` a list of [key, step, value]
 MAX_MARKER_BYTES = 10_000_000
 _SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
@@ -89,58 +85,6 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
                          output.metrics, output.steps, output.meta, time.time())
     storage.write_bytes(layout.marker_file(task.kind, task.id), marker_bytes(marker))
     return marker
-
-
-def make_marker(task_id: str, kind: str, files: dict[str, str], sizes: dict[str, int], tables_: Iterable[str],
-                metrics: dict, steps: Iterable, meta: dict, finished_at: float) -> dict:
-    """The content of a task's `done.json` (`write_outputs`; `bench/fabricate.py` writes the same)."""
-    return {
-        "version": MARKER_VERSION,
-        "task_id": task_id,
-        "kind": kind,
-        "files": files,
-        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
-        "tables": sorted(tables_),
-        "metrics": metrics,
-        "steps": encode_steps(steps),
-        "meta": meta,
-        "finished_at": finished_at,
-    }
-
-
-def marker_bytes(marker: dict) -> bytes:
-    """A marker as written: compact JSON (values JSON cannot hold as they are written as text)."""
-    return json.dumps(marker, separators=(",", ":"), default=str).encode()
-
-
-def encode_steps(steps: Iterable) -> dict[str, str]:
-    """(key, step, value) series as the marker holds them: {key: "[step,value,step,value,...]"}, in order."""
-    series: dict[str, list] = {}
-    for key, step, value in steps:
-        series.setdefault(str(key), []).extend((step, value))
-    return {key: json.dumps(points, separators=(",", ":"), default=str) for key, points in series.items()}
-
-
-def marker_steps(marker: dict) -> list[list]:
-    """A marker's step series as [key, step, value] (version 2 holds them so; version 3 as `encode_steps`
-    writes them: each key's points in their order, the keys in the order they first came). A series that
-    does not read back is left out with a warning: the steps only draw MLflow's charts (the numbers are
-    in the task's tables), and the task stays finished."""
-    steps = marker.get("steps")
-    if isinstance(steps, list):
-        return steps
-    out = []
-    for key, text in (steps.items() if isinstance(steps, dict) else ()):
-        try:
-            points = json.loads(text)
-            if not (isinstance(points, list) and len(points) % 2 == 0):
-                raise ValueError("not a list of (step, value) pairs")
-        except (TypeError, ValueError, RecursionError) as exc:
-            _LOG.warning(f"the marker of {marker.get('task_id')} holds an unreadable step series {key!r} "
-                         f"({type(exc).__name__}); left out")
-            continue
-        out += [[key, points[i], points[i + 1]] for i in range(0, len(points), 2)]
-    return out
 
 
 def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:

@@ -12,7 +12,7 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.graph.dag import build_graph
-from orchestrator.results import outputs
+from orchestrator.results import marker_format, outputs
 from orchestrator.run import work
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -117,7 +117,7 @@ def test_a_step_series_that_does_not_read_back_is_left_out_not_the_task(finished
     first, *rest = stored["steps"]
     stored["steps"][first] = stored["steps"][first][:-5]
     layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(stored).encode())
-    with caplog.at_level(logging.WARNING, logger=outputs.__name__):
+    with caplog.at_level(logging.WARNING, logger=marker_format.__name__):
         steps = outputs.read_marker(layout, task.kind, task.id)["steps"]
     assert _by_key(steps) == {k: v for k, v in _by_key(results[task.id].steps).items() if k != first}
     assert f"unreadable step series {first!r}" in caplog.text
