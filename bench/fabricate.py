@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import json
 import multiprocessing
 import random
 import sys
@@ -93,7 +92,7 @@ def _chunk(job) -> dict[str, list]:
 
     from orchestrator import vocab
     from orchestrator.graph.dag import build_graph
-    from orchestrator.results import outputs, tables
+    from orchestrator.results import marker_format, tables
     from orchestrator.results.schemas import SCHEMAS
     from orchestrator.run.recording import task_row
     from orchestrator.run.sweep import short_hash
@@ -126,10 +125,9 @@ def _chunk(job) -> dict[str, list]:
             data = (_fragment if exact else _fast_fragment)(tables, table, task_id, rows, items)
             relative = layout.fragment(table, task_id)[len(layout.root) + 1:]
             files[relative], sizes[relative] = hashlib.sha256(data).hexdigest(), len(data)
-        marker = {"version": outputs.MARKER_VERSION, "task_id": task_id, "kind": task.kind, "files": files,
-                  "sizes": sizes, "tables": sorted(out.tables), "metrics": out.metrics,
-                  "steps": [list(x) for x in out.steps], "meta": out.meta, "finished_at": started + duration}
-        data = json.dumps(marker, indent=1, default=str).encode()
+        marker = marker_format.make_marker(task_id, task.kind, files, sizes, out.tables, out.metrics, out.steps,
+                                           out.meta, started + duration)
+        data = marker_format.marker_bytes(marker)
         if exact:
             layout.storage.write_bytes(layout.marker_file(task.kind, task_id), data)
         else:   # the same bytes, without the storage's temporary name and rename (local storage only)

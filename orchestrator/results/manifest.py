@@ -324,21 +324,29 @@ def compacted_digest(layout, fragment_path: str) -> str | None:
 
 def compacted_digests(layout):
     """`compacted_digest` for the many fragments of one pass over a sweep (`outputs.verify_many`): each
-    table's manifest is read and each of its parts checked once, here, instead of once per fragment.
-    Returns the lookup (fragment path -> sha256 or None), a snapshot of the manifests as they are now."""
+    table's manifest is read and each of its parts checked once, instead of once per fragment, when a
+    fragment of that table is first looked up (a table no marker lists, such as `tasks`, is not read; in
+    forked processes each reads what its own tasks list). Returns the lookup (fragment path -> sha256 or
+    None), a snapshot of each manifest as it is when first looked up."""
     prefix = f"{layout.root}/results/"
-    manifests = {table: _cached_manifest(layout, table) for table in vocab.TABLES}
-    verified = {table: {name for name, info in m.parts.items() if part_verified(layout, table, info)}
-                for table, m in manifests.items() if m is not None}
+    snapshots: dict[str, tuple[Manifest, set[str]] | None] = {}
+
+    def snapshot(table: str) -> tuple[Manifest, set[str]] | None:
+        if table not in snapshots:
+            m = _cached_manifest(layout, table)
+            snapshots[table] = None if m is None else \
+                (m, {name for name, info in m.parts.items() if part_verified(layout, table, info)})
+        return snapshots[table]
 
     def lookup(fragment_path: str) -> str | None:
         if not isinstance(fragment_path, str) or not fragment_path.startswith(prefix):
             return None
         table, _, name = fragment_path[len(prefix):].partition("/")
-        if table not in verified or "/" in name or not name.endswith(_PARQUET) or name.startswith(PART_PREFIX):
+        if table not in vocab.TABLES or "/" in name or not name.endswith(_PARQUET) or name.startswith(PART_PREFIX):
             return None
-        entry = manifests[table].tasks.get(name[:-len(_PARQUET)])
-        return entry.sha256 if entry is not None and entry.part in verified[table] else None
+        found = snapshot(table)
+        entry = found[0].tasks.get(name[:-len(_PARQUET)]) if found is not None else None
+        return entry.sha256 if entry is not None and entry.part in found[1] else None
 
     return lookup
 

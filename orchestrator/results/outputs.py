@@ -5,9 +5,12 @@ recorded there. That check is the whole cache: a corrupt checkpoint or a truncat
 it, so the task is recomputed on the next run instead of being used. Markers are read defensively:
 one that is not a regular file, not JSON, too large or too deep, of the wrong shape, or listing a
 file that is not one of this task's outputs counts as "not finished" (the task runs again).
+
+What a marker holds and how it is written: `results/marker_format.py`.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -22,13 +25,14 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.results import manifest, tables
+from orchestrator.results.marker_format import (MARKER_VERSION, MARKER_VERSIONS, make_marker,  # noqa: F401
+                                                  marker_bytes, marker_steps)
 from orchestrator.graph.dag import Task
 from orchestrator.storage.layout import LinkError, SweepLayout, check_name, read_regular_file
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 
 _LOG = logging.getLogger(__name__)
 
-MARKER_VERSION = 2
 MAX_MARKER_BYTES = 10_000_000
 _SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
@@ -77,26 +81,18 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
         path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
         files[_relative(layout, path)] = _sha256(data)
         sizes[_relative(layout, path)] = len(data)
-    marker = {
-        "version": MARKER_VERSION,
-        "task_id": task.id,
-        "kind": task.kind,
-        "files": files,
-        "sizes": sizes,   # checked before hashing: a truncated or swapped file fails without being read
-        "tables": sorted(t for t in output.tables if t != vocab.TASKS),
-        "metrics": output.metrics,
-        "steps": [list(x) for x in output.steps],
-        "meta": output.meta,
-        "finished_at": time.time(),
-    }
-    storage.write_bytes(layout.marker_file(task.kind, task.id),
-                        json.dumps(marker, indent=1, default=str).encode())
+    marker = make_marker(task.id, task.kind, files, sizes, [t for t in output.tables if t != vocab.TASKS],
+                         output.metrics, output.steps, output.meta, time.time())
+    storage.write_bytes(layout.marker_file(task.kind, task.id), marker_bytes(marker))
     return marker
 
 
 def read_marker(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
-    """The task's marker, or None when it is missing or not a well-formed marker of this task."""
+    """The task's marker, or None when it is missing or not a well-formed marker of this task; `steps`
+    as [key, step, value] lists whatever its version (`marker_steps`)."""
     marker, _reason = _marker(layout, kind, task_id)
+    if marker is not None:
+        marker["steps"] = marker_steps(marker)
     return marker
 
 
@@ -126,7 +122,7 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
         return None, f"{path} is unreadable ({type(exc).__name__})"
     allowed = output_files(layout, kind, task_id) if allowed is None else allowed
     files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") != MARKER_VERSION:
+    if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") not in MARKER_VERSIONS:
         return None, f"{path} is not a marker of this task"
     for name, digest in files.items():
         if name not in allowed:
@@ -138,6 +134,8 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
             return None, f"{path}: `{key}` is not a mapping"
     if not isinstance(data.get("tables", []), list):
         return None, f"{path}: `tables` is not a list"
+    if data["version"] >= 3 and not isinstance(data.get("steps", {}), dict):
+        return None, f"{path}: `steps` is not a mapping"
     return data, ""
 
 
@@ -159,13 +157,17 @@ def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: d
     and parsing 10^5 of them is most of `status` at that size); where forking is not possible, or a
     process fails, this process verifies them all."""
     tasks = list(tasks)
-    compacted = manifest.compacted_digests(layout)   # read here, before a fork: the processes share it
+    compacted = manifest.compacted_digests(layout)   # each manifest read when first needed, in each process
     processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
-    if processes > 1:
-        out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
-        if out is not None:
-            return out
-    return _verify_some(layout, tasks, hashes, compacted)
+    gc.freeze()     # the objects made so far (torch, pandas, the plan) are not scanned again by each
+    try:            # collection the pass's ~10^5 parsed markers set off, nor copied into forked processes
+        if processes > 1:
+            out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
+            if out is not None:
+                return out
+        return _verify_some(layout, tasks, hashes, compacted)
+    finally:
+        gc.unfreeze()
 
 
 PARALLEL_FROM = 20_000     # tasks from which `verify_many` shares the work between processes
@@ -264,10 +266,12 @@ class _LocalMarkers:
 _FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)
 
 
-def _verify_forked(bounds: tuple[int, int]) -> tuple[dict, dict]:
+def _verify_forked(share: tuple[int, int]) -> tuple[dict, dict]:
+    """The tasks `start`, `start + every`, ... of the pass (`share` = (start, every)): each process gets
+    as many tasks of each kind as the next (the kinds' markers differ in size and they come in runs)."""
     layout, tasks, hashes, compacted = _FORKED
     mine = dict(hashes) if hashes is not None else None
-    out = _verify_some(layout, tasks[bounds[0]:bounds[1]], mine, compacted)
+    out = _verify_some(layout, tasks[share[0]::share[1]], mine, compacted)
     return out, ({k: v for k, v in mine.items() if k not in hashes} if mine is not None else {})
 
 
@@ -279,13 +283,12 @@ def _verify_in_processes(layout, tasks, hashes, compacted, processes: int) -> di
     global _FORKED
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
-    step = -(-len(tasks) // processes)
-    bounds = [(i, min(len(tasks), i + step)) for i in range(0, len(tasks), step)]
+    shares = [(i, processes) for i in range(processes)]
     _FORKED = (layout, tasks, hashes, compacted)
     try:
-        with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_verify_forked, b) for b in bounds[1:]]
-            out, found = _verify_forked(bounds[0])
+        with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_verify_forked, share) for share in shares[1:]]
+            out, found = _verify_forked(shares[0])
             for future in futures:
                 more, seen = future.result()
                 out.update(more)

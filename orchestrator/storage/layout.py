@@ -537,8 +537,13 @@ def read_regular_file(path: str, max_bytes: int | None = None, follow_links: boo
             raise OSError(f"{path} is not a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise OSError(f"{path} is {info.st_size} bytes, more than the {max_bytes} expected")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is None:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+        else:     # the size fstat gave and one byte more (not a buffer of `max_bytes` per read); if there is
+            data = _read_up_to(fd, min(info.st_size, max_bytes) + 1)   # more, the file grew: the rest, to the limit
+            if len(data) == min(info.st_size, max_bytes) + 1 <= max_bytes:
+                data += _read_up_to(fd, max_bytes + 1 - len(data))
     finally:
         os.close(fd)
     if max_bytes is not None and len(data) > max_bytes:
@@ -546,6 +551,15 @@ def read_regular_file(path: str, max_bytes: int | None = None, follow_links: boo
     if whole and len(data) != info.st_size:
         raise OSError(f"{path} changed while it was read")
     return data
+
+
+def _read_up_to(fd: int, n: int) -> bytes:
+    """Up to `n` bytes from `fd`, fewer only at the end of the file."""
+    chunks = []
+    while n > 0 and (chunk := os.read(fd, n)):
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 def _parent(path: str) -> str:

@@ -160,3 +160,31 @@ def test_reads_refuse_what_is_not_a_regular_file_or_too_large(layout, tmp_path):
     with pytest.raises(OSError, match="more than the 100"):
         storage.read_bytes(big, max_bytes=100)
     assert not storage.is_file(layout.task_file("pretrain", "never", "note.txt"))
+
+
+def test_a_local_read_takes_the_size_fstat_gave_and_what_a_growing_file_added(tmp_path, monkeypatch):
+    """`read_regular_file` reads the size `fstat` gave and one byte more (not `max_bytes` at once); a file
+    that grew since is read on to the limit (and is refused when it must be read whole or is too large)."""
+    import os
+
+    from orchestrator.storage import layout as layout_module
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 100)
+    read = layout_module.read_regular_file
+    assert read(str(path), 100) == read(str(path), 10_000) == read(str(path), 100, whole=True) == b"x" * 100
+    with pytest.raises(OSError, match="more than the 99"):
+        read(str(path), 99)
+    fstat = os.fstat
+
+    class Smaller:          # what fstat said before the file grew to 100 bytes
+        def __init__(self, fd):
+            self.info = fstat(fd)
+            self.st_mode, self.st_size = self.info.st_mode, 40
+
+    monkeypatch.setattr(layout_module.os, "fstat", Smaller)
+    assert read(str(path), 1000) == b"x" * 100
+    with pytest.raises(OSError, match="changed while it was read"):
+        read(str(path), 1000, whole=True)
+    with pytest.raises(OSError, match="more than the 60 bytes"):
+        read(str(path), 60)
