@@ -215,10 +215,11 @@ def _schema(table: str, columns: Sequence[str] | None) -> pa.Schema:
 
 
 def read_part_bytes(table: str, data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
-    """A compacted part held in memory, conformed to the schema, its string columns (but `task_id`) as
-    Arrow dictionaries of the schema's string type (`decode`: the schema's own types), as Parquet holds
-    them: a reader that merges parts takes the rows in task-id order on the dictionaries' indices and
-    decodes each string once (`_in_task_order`). With `columns`, only those columns are decoded (a
+    """A compacted part held in memory, its columns those of the schema (missing nullable ones null,
+    others cast to the schema's types) but its string columns other than `task_id`, which stay Arrow
+    dictionaries of strings, as Parquet holds them: the reader that merges parts takes the rows in task-id
+    order on the dictionaries' indices and decodes each string once, to the schema's types
+    (`_in_task_order`). With `columns`, only those columns are decoded (a
     10^5-task sweep's `paths` part holds 2.2 M rows of 68 columns). On this thread, no read-ahead (see
     `manifest.read_parquet_bytes`)."""
     schema = _schema(table, columns)
