@@ -16,6 +16,14 @@ tasks need) they carry the sha256 and size of the rows' `repr`, which no reader 
 a damaged part would). Durations and times in the `tasks` table are made up (`duration_s` 0.05-0.5 s, the
 tasks one after another on two workers). `--check DIR`: compare a fabricated sweep with a real one of the
 same seeds (same tables, columns, dtypes, rows per task and kind, files); exit 1 if they differ.
+
+    python -m bench.fabricate --storage /tmp/mmc-fab --parts 6 --into /tmp/mmc-fab6   # -> /tmp/mmc-fab6/scale
+
+`--parts N --into DIR` (`repart`): a copy of the fabricated sweep's spec, plan and result tables with
+each table in N parts, as a run's bundles leave it (a run of 10^5 tasks: 6): every task's rows in the
+part of its hash (bundles are by end time, which the task id does not order), each part in task-id
+order, written by the compaction's writer under one manifest; the markers are not copied (`status`
+needs them, table reads do not). The source is only read.
 """
 from __future__ import annotations
 
@@ -80,6 +88,44 @@ def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers:
             compact._write_manifest(layout, manifest_lib.Manifest(table, {info.name: info}, entries))
     log(f"fabricated {len(graph)} tasks in {time.perf_counter() - start:.1f} s: {layout.root}")
     return layout.root
+
+
+def repart(source: str, target: str, parts: int, log=print) -> str:
+    """Copy the sweep directory `source` to `target` (spec, plan, result tables; no markers) with each
+    table's rows in `parts` parts (see the module docstring); returns `target`."""
+    import shutil
+
+    from orchestrator import vocab
+    from orchestrator.results import compact, manifest as manifest_lib, tables
+    from orchestrator.storage.layout import open_sweep_dir
+
+    start = time.perf_counter()
+    Path(target).mkdir(parents=True, exist_ok=False)
+    for name in ("spec.yaml", "plan.parquet"):
+        shutil.copyfile(Path(source) / name, Path(target) / name)
+    src, dst = open_sweep_dir(source), open_sweep_dir(target)
+    for table in vocab.TABLES:
+        arrow = tables.read_arrow(src, table)
+        old = manifest_lib.read_manifest(src, table)
+        ids = arrow.column("task_id").to_pylist()
+        bounds, at = {}, 0
+        while at < len(ids):            # each task's rows are contiguous (read in task-id order)
+            task_id, first = ids[at], at
+            while at < len(ids) and ids[at] == task_id:
+                at += 1
+            bounds[task_id] = (first, at - first)
+        group = {t: int(hashlib.sha256(t.encode()).hexdigest(), 16) % parts for t in old.tasks}
+        infos, entries = {}, {}
+        for k in range(parts):
+            items = [(t, 0, e.sha256, e.size, arrow.slice(*bounds.get(t, (0, 0))))
+                     for t, e in sorted(old.tasks.items()) if group[t] == k]
+            info, written = compact._write_part(dst, table, f"{k:02d}-fabricated", iter(items))
+            if info is not None:
+                infos[info.name] = info
+                entries.update(written)
+        compact._write_manifest(dst, manifest_lib.Manifest(table, infos, entries))
+        log(f"  {table}: {arrow.num_rows} rows in {len(infos)} parts ({time.perf_counter() - start:.0f} s)")
+    return target
 
 
 _GRAPHS: dict = {}
@@ -210,7 +256,16 @@ def main(argv=None) -> int:
     p.add_argument("--uncompacted", action="store_true",
                    help="leave every fragment as the tasks write them, no part (what compaction reads; implies --exact)")
     p.add_argument("--check", default=None, help="a real sweep directory of the same seeds to compare with")
+    p.add_argument("--parts", type=int, default=None,
+                   help="with --into: copy the fabricated sweep with each table in this many parts (as bundles leave it)")
+    p.add_argument("--into", default=None, help="where --parts writes its copy (<into>/<name>)")
     args = p.parse_args(argv)
+    if args.parts is not None:
+        if args.parts < 1 or not args.into:
+            print("error: `--parts` needs a count >= 1 and `--into DIR` (a new directory for the copy)", file=sys.stderr)
+            return 2
+        repart(str(Path(args.storage) / args.name), str(Path(args.into) / args.name), args.parts)
+        return 0
     if args.check:
         real, fake = shape(args.check), shape(str(Path(args.storage) / args.name))
         same = real == fake

@@ -14,6 +14,10 @@ figure reused, and the sweep read is never written to). With `--before REV`,
 `orchestrator/` and `tasks/` of REV are exported (`bench.scale.export_revision`) and measured the same
 way, variants alternating. Prints one JSON line per sweep and variant; `--out` writes them all.
 
+`--tables-before REV` times each table's `tables.read_table` in one process, REV's `results/tables.py` (loaded
+from its file; the modules it imports are this tree's) and this tree's alternating, `--rounds` rounds, and
+checks that both give the same frame.
+
 `--same REV` measures nothing: REV's code and this tree's each read every table and write the report
 of a linked copy, and every table, every report table (Parquet, Markdown), the page (apart from its
 timings and the copy's path) and every figure's PNG are compared; exit 1, naming what differs.
@@ -162,6 +166,35 @@ def same_outputs(directory: str, rev: str) -> list[str]:
     return problems
 
 
+def tables_side_by_side(directory: str, rev: str, rounds: int = 3) -> list[dict]:
+    """Each table read whole by REV's `tables.read_table` and by this tree's, in this process, alternating;
+    wall and CPU seconds of each read; AssertionError if the two frames differ."""
+    import importlib.util
+
+    import pandas as pd
+    from bench.scale import export_revision
+    from orchestrator import vocab
+    from orchestrator.results import tables
+    from orchestrator.storage.layout import open_sweep_dir
+
+    spec = importlib.util.spec_from_file_location("tables_before", os.path.join(export_revision(rev), "orchestrator",
+                                                                                 "results", "tables.py"))
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    layout, out = open_sweep_dir(directory), []
+    for r in range(rounds):
+        for table in vocab.TABLES:
+            frames = {}
+            for name, module in (("before", before), ("after", tables))[::1 if r % 2 == 0 else -1]:
+                cpu, wall = _cpu(resource.RUSAGE_SELF), time.perf_counter()
+                frames[name] = module.read_table(layout, table)
+                out.append({"round": r, "table": table, "variant": name, "wall_s": round(time.perf_counter() - wall, 2),
+                            "cpu_s": round(_cpu(resource.RUSAGE_SELF) - cpu, 2), "load_1m": round(os.getloadavg()[0], 1)})
+                print(json.dumps(out[-1]), flush=True)
+            pd.testing.assert_frame_equal(frames["before"], frames["after"], obj=table)
+    return out
+
+
 def spawn(directory: str, code: str | None, steps: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (code, str(common.REPO)) if p)}
     proc = subprocess.run([sys.executable, "-m", "bench.read_side", directory, "--one", "--steps", ",".join(steps)],
@@ -179,6 +212,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write every result as JSON here")
     p.add_argument("--same", default=None, metavar="REV",
                    help="compare every table and the report with git revision REV's (nothing is timed)")
+    p.add_argument("--tables-before", default=None, metavar="REV",
+                   help="time each table's read_table, REV's and this tree's alternating in one process")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --tables-before")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     steps = args.steps.split(",")
@@ -190,6 +226,13 @@ def main(argv=None) -> int:
             print(f"{directory}: " + ("same tables and report as " + args.same if not problems else
                                       "differs from " + args.same + ":\n  " + "\n  ".join(problems)), flush=True)
         return 1 if failed else 0
+    if args.tables_before:
+        results = [row for d in args.directories for row in tables_side_by_side(d, args.tables_before, args.rounds)]
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"command": common.command_line(), "environment": common.environment(), "results": results},
+                          f, indent=1)
+        return 0
     if args.one:
         print(json.dumps(measure(args.directories[0], steps)))
         return 0

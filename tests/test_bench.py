@@ -139,6 +139,14 @@ def test_a_fabricated_sweep_reads_as_a_finished_one(tmp_path):
     measured = read_side.measure(root, ["reads", "status"])
     assert set(measured) == ({f"read {t}" for t in vocab.TABLES} | {f"read {t}, the report's columns" for t in vocab.TABLES}
                              | {"status"})
+    # `--parts 3`: the same tables from three parts each, as a run's bundles leave them
+    import pandas as pd
+
+    from orchestrator.results import tables
+    copy = open_sweep_dir(fabricate.repart(root, str(tmp_path / "parts3" / "scale"), 3, log=lambda _: None))
+    assert all(files == ["part"] * 3 for files in fabricate.shape(copy.root)["files"].values())
+    for table in vocab.TABLES:
+        pd.testing.assert_frame_equal(tables.read_table(copy, table), tables.read_table(open_sweep_dir(root), table))
 
 
 def test_scale_reads_the_drivers_memory_by_kind_and_its_python_owners():

@@ -4,6 +4,7 @@ writes, corrupt or foreign fragments, timestamps, closed vocabularies of columns
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from orchestrator import vocab
@@ -193,3 +194,40 @@ def test_an_unknown_column_is_named_with_the_tables_columns(layout):
         tables.read_table(layout, "paths", columns=["alpha", "losss"])
     empty = tables.read_table(layout, "paths", columns=["alpha"])
     assert list(empty.columns) == ["task_id", "alpha"] and empty.empty
+
+
+
+def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout):
+    """Parts as a run's bundles leave them (each in task-id order, their tasks interleaved), a task rerun
+    after compaction and tasks not yet compacted: every table reads as its rows written one task at a
+    time in task-id order (within a task, as written), the newer fragment winning, with the schema's
+    Arrow types and the dtypes (`str`, `Int64`, UTC timestamps) of that reference."""
+    from orchestrator.results import compact
+
+    sweep = {table: sorted(by_task.items()) for table, by_task in synthetic_sweep().items()}
+    late = {i for i in range(max(len(items) for items in sweep.values())) if i % 21 == 14}
+    for k in range(3):       # three compactions, each of every third task: three interleaved parts per table
+        for table, items in sweep.items():
+            for i, (task_id, rows) in enumerate(items):
+                if i % 3 == k and i not in late:
+                    tables.write_fragment(layout, table, task_id, rows)
+        compact.compact(layout)
+    for table, items in sweep.items():
+        assert sum(n.startswith("part-") for n in layout.storage.listdir(layout.table_dir(table))) == 3
+        for i in late & set(range(len(items))):     # written after the last compaction: fragments
+            tables.write_fragment(layout, table, *items[i])
+        first, rows = items[0]                      # rerun after compaction: its new rows win
+        items[0] = (first, [dict(r, **({"loss": 9.0} if "loss" in r else {})) for r in rows[:2]])
+        tables.write_fragment(layout, table, *items[0])
+    for table, items in sweep.items():
+        reference = pa.concat_tables([tables.rows_to_table(table, t, rows) for t, rows in items]).to_pandas(
+            types_mapper=schemas.PANDAS_TYPES.get)
+        arrow = tables.read_arrow(layout, table)
+        assert arrow.schema.equals(schemas.SCHEMAS[table], check_metadata=False), table
+        pd.testing.assert_frame_equal(arrow.to_pandas(types_mapper=schemas.PANDAS_TYPES.get), reference, obj=table)
+        got = tables.read_table(layout, table)
+        pd.testing.assert_frame_equal(got, reference, obj=table)
+        assert all(str(got[f.name].dtype) == "str" for f in schemas.SCHEMAS[table] if pa.types.is_string(f.type))
+        some = [t for t, _ in items][1::4]
+        pd.testing.assert_frame_equal(tables.read_table(layout, table, task_ids=some),
+                                      reference[reference["task_id"].isin(some)].reset_index(drop=True))
