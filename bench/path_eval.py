@@ -9,7 +9,8 @@ Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__` 
 reference's torchvision-style steps, and/or our leanest per-sample code), a standard DataLoader,
 a fresh model per alpha and set, BN re-estimated with momentum 0.1 over the whole training set
 separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions` (on the CPU,
-`alpha_workers` alphas side by side, one intra-op thread each: `--threads` sets how many).
+`alpha_workers` alphas side by side, one intra-op thread each: `--threads` sets how many; `--untraced` adds each
+with `reset_bn`'s own re-estimation pass instead of the traced `ResetPass`, the code before it, in the same rounds).
 All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is
 the same at every alpha, so the baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
 baseline against itself (other random draws and shuffles) gives the noise level.
