@@ -9,17 +9,21 @@ Baseline (bench/reference.py): per-sample Dataset drawing cues in `__getitem__` 
 reference's torchvision-style steps, and/or our leanest per-sample code), a standard DataLoader,
 a fresh model per alpha and set, BN re-estimated with momentum 0.1 over the whole training set
 separately for each of the four evaluation sets. Fast: `evaluate_path` in each of `--precisions` (on the CPU,
-`alpha_workers` alphas side by side, one intra-op thread each: `--threads` sets how many).
+`alpha_workers` alphas side by side, one intra-op thread each: `--threads` sets how many; `--untraced` adds each
+with `reset_bn`'s own re-estimation pass instead of the traced `ResetPass`, the code before it, in the same rounds).
 All variants run alternately; medians are reported. The time per alpha is compared (per-alpha cost is
 the same at every alpha, so the baseline may run fewer alphas: `--ref-alphas`). Curves are compared at the alphas both ran; the
 baseline against itself (other random draws and shuffles) gives the noise level.
 """
 from __future__ import annotations
 
+import contextlib
+from unittest import mock
+
 from bench import common, reference
 from tasks.evaluate import PRECISIONS, resolve_precision
 from tasks.models import build_model
-from tasks.paths import PathSettings, alpha_workers, evaluate_path
+from tasks.paths import PathSettings, ResetPass, alpha_workers, evaluate_path
 
 GPU_PEAK_FLOPS = 790e12            # H100 bf16 dense, measured (PERF_NOTES.md)
 
@@ -41,6 +45,8 @@ def parse_args(argv=None):
                                                               "resolving auto are dropped)")
     p.add_argument("--pipelines", default="torchvision", help="baseline per-sample pipelines: comma-separated "
                                                               f"{'/'.join(reference.PIPELINES)}")
+    p.add_argument("--untraced", action="store_true", help="also run each fast variant with `reset_bn`'s own "
+                                                           "re-estimation pass instead of `ResetPass` (`-untraced`)")
     p.add_argument("--train", type=int, default=5000, help="synthetic CIFAR training images")
     p.add_argument("--test", type=int, default=1000, help="synthetic CIFAR test images per evaluation set")
     p.add_argument("--vgg-width", type=int, default=64, help="vgg13 width (64 = the paper's)")
@@ -115,12 +121,18 @@ def bench_model(model_name: str, args, device) -> dict:
 
     counter = iter(range(10 ** 6))
 
-    def fast(precision: str):
+    def fast(precision: str, traced: bool = True):
         settings = PathSettings(num_alphas=alphas, bn_reset_samples=args.bn_samples, eval_batch_size=args.eval_batch,
                                 precision=precision)
         scratch = make_model()
-        return lambda: evaluate_path(scratch, state_a, state_b, bn_data=cue.train_clean.x, sets=cue.eval_sets,
+
+        def run():
+            with contextlib.ExitStack() as stack:
+                if not traced:           # the code before ResetPass: reset_bn's own pass at every alpha
+                    stack.enter_context(mock.patch.object(ResetPass, "applies", lambda *_: False))
+                return evaluate_path(scratch, state_a, state_b, bn_data=cue.train_clean.x, sets=cue.eval_sets,
                                      settings=settings, device=device)
+        return run
 
     def baseline(pipeline: str):
         train_set, eval_sets = reference.reference_sets(data, pipeline)
@@ -129,6 +141,8 @@ def bench_model(model_name: str, args, device) -> dict:
             device=device, batch_size=args.ref_batch, workers=args.workers, seed=next(counter))
 
     variants = {f"fast-{p}": fast(p) for p in precisions}
+    if args.untraced:
+        variants.update({f"fast-{p}-untraced": fast(p, traced=False) for p in precisions})
     variants.update({f"ref-{p}": baseline(p) for p in pipelines})
     for name in variants:
         if name.startswith("fast"):
@@ -164,6 +178,16 @@ def bench_model(model_name: str, args, device) -> dict:
     if len(precisions) > 1:
         diffs[f"fast-{precisions[1]} vs fast-{precisions[0]}"] = curve_diffs(last[f"fast-{precisions[1]}"],
                                                                              last[f"fast-{precisions[0]}"])
+    traced_gain = {}
+    for p in (p for p in precisions if args.untraced):
+        key, rounds = f"fast-{p} vs fast-{p}-untraced", zip(times[f"fast-{p}"], times[f"fast-{p}-untraced"])
+        exact = curve_diffs(last[f"fast-{p}"], last[f"fast-{p}-untraced"])
+        traced_gain[key] = {"median": per_alpha[f"fast-{p}-untraced"] / per_alpha[f"fast-{p}"],
+                            "per_round": [u / t for t, u in rounds],
+                            "max_abs_diff": {m: max(d[m] for d in exact.values()) for m in ("loss", "acc")}}
+        print(f"ResetPass gain {key}: {traced_gain[key]['median']:.2f}x of the medians, per round "
+              f"{' / '.join(f'{g:.2f}x' for g in traced_gain[key]['per_round'])}; rows max |difference| "
+              f"loss {traced_gain[key]['max_abs_diff']['loss']:.2e}, acc {traced_gain[key]['max_abs_diff']['acc']:.2e}")
     noise = curve_diffs(results[first_ref][0], results[first_ref][-1]) if args.repeats > 1 else None
     print("curves, max |difference| per set (alphas both ran):")
     for key, per_set in diffs.items():
@@ -181,7 +205,7 @@ def bench_model(model_name: str, args, device) -> dict:
         "ms_per_alpha": {name: v * 1e3 for name, v in per_alpha.items()}, "speedup_per_alpha": speedups,
         "projected_speedup_paper_sizes": projected, "forward_images_fast": images_fast,
         "forward_images_reference": images_ref, "forward_gflop_per_image": flops / 1e9,
-        "curve_max_abs_diff": diffs, "reference_noise": noise, "rows": last,
+        "curve_max_abs_diff": diffs, "reference_noise": noise, "reset_pass_gain": traced_gain, "rows": last,
     }
     if device.type == "cuda":
         best = min(common.median(times[n]) for n in variants if n.startswith("fast"))

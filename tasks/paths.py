@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -139,7 +140,8 @@ class _PooledMoments:
         self.count = total
 
 
-def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str = "auto") -> None:
+def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str = "auto", *,
+             traced: ResetPass | None = None) -> None:
     """Re-estimate every BatchNorm's running statistics on images `x`, exactly.
 
     One forward pass in train mode (each BN normalises with its batch's statistics, as
@@ -153,14 +155,19 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
     statistics match the activations seen there). Per-batch moments are BN's own (float32 buffers,
     read with momentum 1.0), pooled across batches in float64.
     Afterwards the model is in eval mode and each BN keeps its momentum. No-op without BN.
+    `traced`: a `ResetPass` of `model`, which computes the same statistics (within float rounding) with less
+    work on the CPU in float32; used there, ignored elsewhere.
     """
+    device = next(model.parameters(), torch.empty(0)).device
+    if traced is not None and traced.applies(precision, device):
+        traced.run(x, batch_size)
+        return
     layers = _bn_layers(model)
     if not layers:
         model.eval()
         return
     if len(x) < 2:
         raise ValueError(f"reset_bn needs at least 2 samples, got {len(x)}")
-    device = next(model.parameters()).device
     moments = {layer: _PooledMoments() for layer in layers}
     handles = [layer.register_forward_hook(moments[layer]) for layer in layers]
     momenta = {layer: layer.momentum for layer in layers}
@@ -274,6 +281,193 @@ class FoldedBN:
             folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
             folded.bias.copy_(shift)
         return self.module
+
+
+class _BatchMoments(nn.Module):
+    """One BatchNorm of `ResetPass`: train-mode BN of a batch (normalised with the batch's own statistics, as
+    in `reset_bn`) with the ReLU that follows it applied in place (`relu`); only the statistics where nothing
+    reads the output (`normalise` False). Returns (output, (n, mean, M2)) as `_PooledMoments.add` takes them."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, relu: bool):
+        super().__init__()
+        self.bn, self.relu, self.normalise = bn, relu, True
+
+    def forward(self, y: Tensor) -> tuple[Tensor, tuple[int, Tensor, Tensor]]:
+        bn = self.bn
+        n = y.numel() // y.shape[1]
+        mean, var = torch.zeros_like(bn.running_mean), torch.ones_like(bn.running_var)   # momentum 1.0: the batch's
+        if self.normalise:
+            y = F.batch_norm(y, mean, var, bn.weight, bn.bias, True, 1.0, bn.eps)
+            if self.relu:
+                y = y.relu_()
+        else:
+            torch.batch_norm_update_stats(y, mean, var, 1.0)
+        return y, (n, mean.double(), var.double() * (n - 1))
+
+
+class _InputBlock(_BatchMoments):
+    """The first BatchNorm of `ResetPass` when it follows a convolution of the images themselves, with that
+    convolution (and its ReLU). Given the moments of the batch's image patches (`patches`: count, mean [D],
+    biased covariance [D, D], float64), the BN's statistics follow without convolving (mean = W mu,
+    variance = w Sigma w^T per channel) and the convolution runs once with the BN folded in and the ReLU fused
+    (`_ConvReLU`'s primitive); without them, convolution then `_BatchMoments`."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, relu: bool):
+        super().__init__(bn, relu)
+        self.conv = conv
+        self.patches: tuple[int, Tensor, Tensor] | None = None
+        self.folded = (_ConvReLU if relu else nn.Conv2d)(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, Tensor, Tensor]]:
+        if self.patches is None:
+            return super().forward(self.conv(x))
+        count, mu, sigma = self.patches
+        conv, bn, folded = self.conv, self.bn, self.folded
+        w = conv.weight.double().flatten(1)                                  # [C, D], D in unfold's order
+        shifted_mean = w @ mu                                               # the mean less the conv's bias
+        var = ((w @ sigma) * w).sum(1)                                      # biased, as BN normalises with
+        scale = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        shift = -shifted_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+        folded.weight.data = (conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
+        folded.bias.data = shift.to(conv.weight.dtype)
+        mean = shifted_mean + conv.bias.double() if conv.bias is not None else shifted_mean
+        return folded(x), (count, mean, var * count)
+
+
+def _patch_moments(x: Tensor, conv: nn.Conv2d, part: int = 64) -> tuple[int, Tensor, Tensor]:
+    """(count, mean [D], biased covariance [D, D]) in float64 of the patches `conv` reads from images `x`
+    (`F.unfold`, zero padding), over every image and position; `part` images at a time."""
+    d = conv.in_channels * math.prod(conv.kernel_size)
+    total, sums, outer = 0, x.new_zeros(d, dtype=torch.float64), x.new_zeros(d, d, dtype=torch.float64)
+    for piece in x.split(part):
+        p = F.unfold(piece.double(), conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        p = p.transpose(1, 2).reshape(-1, d)
+        total += len(p)
+        sums += p.sum(0)
+        outer += p.T @ p
+    mean = sums / total
+    return total, mean, outer / total - torch.outer(mean, mean)
+
+
+class PatchMoments:
+    """`_patch_moments` of image batches, kept while the very batch (same storage, offset, shape, strides and
+    version; the tensor is held, so its memory is not reused) comes again: for a BN sample that every alpha of a
+    path shares. Thread-safe: one per path, shared by the alphas run side by side."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.kept: dict[tuple, tuple[Tensor, tuple[int, Tensor, Tensor]]] = {}
+
+    def of(self, chunk: Tensor, batch: Tensor, conv: nn.Conv2d) -> tuple[int, Tensor, Tensor]:
+        """The moments of `batch` (`chunk` prepared for the model) as `conv` reads it; `chunk` names it."""
+        key = (chunk.untyped_storage().data_ptr(), chunk.storage_offset(), tuple(chunk.shape), chunk.stride(),
+               chunk.dtype, chunk.device, chunk._version, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+        with self.lock:
+            if key not in self.kept:
+                self.kept[key] = (chunk, _patch_moments(batch, conv))
+            return self.kept[key][1]
+
+
+class ResetPass:
+    """`reset_bn`'s re-estimation pass over `model`, traced once (torch.fx) into a graph that does less work
+    for the same statistics, within float rounding (tests/tasks/test_paths.py):
+    - the first BatchNorm, when it directly follows a convolution of the images (with `patches`, a
+      `PatchMoments` for a sample that repeats): its statistics from the moments of the image patches, the
+      convolution then run once with that BN folded in and its ReLU fused, instead of convolution, train-mode
+      BN and ReLU, each a pass over the largest activations (`_InputBlock`);
+    - every other BN train-mode on the batch as in `reset_bn`, the ReLU after it in place (`_BatchMoments`);
+    - nothing runs that no BN's statistics need (the last BN's normalisation, its ReLU, the pooling, the head).
+    Used by `reset_bn(..., traced=...)` on the CPU in float32 (`applies`); modules are shared with `model`."""
+
+    def __init__(self, model: nn.Module, patches: PatchMoments | None = None):
+        self.model, self.patches = model, patches
+        graph_module = fx.symbolic_trace(model)
+        graph = graph_module.graph
+        modules = dict(graph_module.named_modules())
+        images = next((n for n in graph.nodes if n.op == "placeholder"), None)
+        self.layers: list[nn.modules.batchnorm._BatchNorm] = []
+        self.input_block: _InputBlock | None = None
+        outputs, blocks = [], []
+        for node in list(graph.nodes):
+            bn = modules.get(node.target) if node.op == "call_module" else None
+            if not (isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats and node.args):
+                continue
+            relu = next(iter(node.users)) if len(node.users) == 1 else None
+            relu = relu if relu is not None and _is_relu(relu, modules) else None
+            source = node.args[0]
+            conv = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
+            first = (not self.layers and isinstance(conv, nn.Conv2d) and source.args and source.args[0] is images
+                     and len(source.users) == 1 and conv.groups == 1 and isinstance(conv.padding, tuple)
+                     and conv.padding_mode == "zeros" and isinstance(bn, nn.BatchNorm2d))
+            block = _InputBlock(conv, bn, relu is not None) if first else _BatchMoments(bn, relu is not None)
+            name = f"reset_{len(self.layers)}"
+            graph_module.add_submodule(name, block)
+            with graph.inserting_after(node):
+                call = graph.call_module(name, (images,) if first else (source,))
+            with graph.inserting_after(call):
+                out = graph.call_function(operator.getitem, (call, 0))
+            with graph.inserting_after(out):
+                outputs.append(graph.call_function(operator.getitem, (call, 1)))
+            if relu is not None:
+                relu.replace_all_uses_with(out)
+                graph.erase_node(relu)
+            node.replace_all_uses_with(out)
+            graph.erase_node(node)
+            if first:
+                graph.erase_node(source)
+                self.input_block = block
+            self.layers.append(bn)
+            blocks.append((block, out))
+        for node in [n for n in graph.nodes if n.op == "output"]:
+            graph.erase_node(node)
+        graph.output(tuple(outputs))
+        graph.eliminate_dead_code()
+        for block, out in blocks:
+            block.normalise = bool(out.users)
+        graph.lint()
+        graph_module.recompile()
+        self.module = graph_module
+        self.unique = len({id(layer) for layer in self.layers}) == len(self.layers)    # no BN called twice
+
+    def applies(self, precision: str, device: torch.device | str) -> bool:
+        """Whether `reset_bn` runs this pass: on the CPU in float32 (elsewhere its own, as before)."""
+        return self.unique and torch.device(device).type == "cpu" and resolve_precision(precision, device) == "fp32"
+
+    @torch.no_grad()
+    def run(self, x: Tensor, batch_size: int) -> None:
+        """`reset_bn(model, x, batch_size)`: the same buffers set, the model left in eval mode."""
+        model, layers = self.model, self.layers
+        if not layers:
+            model.eval()
+            return
+        if len(x) < 2:
+            raise ValueError(f"reset_bn needs at least 2 samples, got {len(x)}")
+        device = next(model.parameters()).device
+        moments = [_PooledMoments() for _ in layers]
+        chunks = torch.tensor_split(x, -(-len(x) // batch_size))
+        labels = torch.zeros(0, dtype=torch.int64)
+        block = self.input_block
+        model.train()
+        try:
+            for chunk in chunks:
+                batch, _ = prepare_batch(chunk, labels, device)
+                if block is not None and self.patches is not None:
+                    block.patches = self.patches.of(chunk, batch, block.conv)
+                for pooled, stats in zip(moments, self.module(batch)):
+                    pooled.add(*stats)
+        finally:
+            if block is not None:
+                block.patches = None
+            model.eval()
+        for layer, m in zip(layers, moments):
+            layer.running_mean.copy_(m.mean.to(layer.running_mean.dtype))
+            layer.running_var.copy_((m.m2 / max(m.count - 1, 1)).to(layer.running_var.dtype))
+            layer.num_batches_tracked.fill_(len(chunks))
 
 
 # --------------------------------------------------------------------------- path evaluation
@@ -400,7 +594,9 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     BN statistics are re-estimated once on `draw_bn_sample(bn_data, settings, seed=seed, ...)` (clean
     training images; with `settings.bn_data` `endpoints` or `mix`, `bn_data` and `bn_data_b` are A's and
     B's training images) and shared by every set, which are then evaluated together in one pass
-    (`evaluate_joined`) with BN folded into the convolutions (`FoldedBN`), all in `settings.precision`.
+    (`evaluate_joined`) with BN folded into the convolutions (`FoldedBN`), all in `settings.precision`; on the
+    CPU in fp32 the re-estimation runs as a `ResetPass` (the same statistics within float rounding, less work;
+    with a `fixed` `clean` sample the first layer's patch moments are computed once per path).
     On the CPU with several intra-op threads, `alpha_workers` alphas run side by side, each on its own copy
     of `model` and one thread; each alpha's numbers are those of a one-thread run either way.
 
@@ -424,7 +620,7 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     last = len(alphas) - 1
     final: State = {}
 
-    def evaluate_alpha(i: int, scratch: nn.Module, folded: FoldedBN) -> dict[str, dict]:
+    def evaluate_alpha(i: int, scratch: nn.Module, folded: FoldedBN, traced: ResetPass) -> dict[str, dict]:
         alpha = alphas[i]
         if midpoint is None:
             state = interpolate(state_a, state_b, alpha)
@@ -432,14 +628,17 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
             state = bezier(state_a, midpoint, state_b, alpha)
         scratch.load_state_dict(state)
         sample = draw_bn_sample(bn_data, settings, seed=seed, alpha_index=i, bn_data_b=bn_data_b, alpha=alpha)
-        reset_bn(scratch, sample, settings.eval_batch_size, precision)
+        reset_bn(scratch, sample, settings.eval_batch_size, precision, traced=traced)
         if i == last:
             final.update({k: v.clone() for k, v in scratch.state_dict().items()})
         return evaluate_joined(folded.refresh(), joined, batch_size=settings.eval_batch_size, precision=precision,
                                predictions=True)
 
     models = [model] + [copy.deepcopy(model) for _ in range(alpha_workers(device, len(alphas)) - 1)]
-    done = _map_alphas(evaluate_alpha, _endpoints_first(alphas), [(m, FoldedBN(m)) for m in models])
+    # every alpha re-estimates BN on the same images: their patch moments are computed once (`ResetPass`)
+    patches = PatchMoments() if settings.bn_sample == "fixed" and settings.bn_data == "clean" else None
+    done = _map_alphas(evaluate_alpha, _endpoints_first(alphas),
+                       [(m, FoldedBN(m), ResetPass(m, patches)) for m in models])
     model.load_state_dict(final)          # the alpha = 1 state, re-estimated, ends in `model`
     pred = {i: {name: r["pred"] for name, r in results.items()} for i, results in done.items()}
     rows = []

@@ -10,13 +10,15 @@ import torch
 from torch import nn
 
 from tasks.data import Split
-from tasks.evaluate import evaluate
+from tasks.evaluate import evaluate, resolve_precision
 from tasks.models import build_model
 from tasks.paths import (
     BARRIER_DEFINITIONS,
     FoldedBN,
     MidpointSettings,
+    PatchMoments,
     PathSettings,
+    ResetPass,
     alpha_workers,
     barriers,
     bezier,
@@ -131,6 +133,46 @@ def test_reset_bn_replaces_old_statistics_and_skips_models_without_bn():
     reset_bn(plain, x, batch_size=8)
     for k, v in plain.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_reset_pass_runs_only_what_the_statistics_need_and_keeps_reset_bns_numbers():
+    model = tiny_model(0).to(memory_format=torch.channels_last)
+    own = copy.deepcopy(model)
+    x = blobs(37, seed=5).x                       # 4 batches of at most 10
+    reset_bn(own, x, batch_size=10, precision="fp32")
+    calls = {"head": 0, "first conv": 0}
+    model.head.register_forward_hook(lambda *_: calls.__setitem__("head", calls["head"] + 1))
+    model.blocks[0].conv.register_forward_hook(lambda *_: calls.__setitem__("first conv", calls["first conv"] + 1))
+    fast = ResetPass(model, PatchMoments())
+    for run in range(2):
+        reset_bn(model, x, batch_size=10, precision="fp32", traced=fast)
+        for key, value in own.state_dict().items():
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        assert not model.training and model.blocks[0].bn.momentum == 0.1
+    # the head never runs; the first convolution never runs alone: its BN's statistics come from the image
+    # patches and it runs once, with that BN folded in and its ReLU fused
+    assert calls == {"head": 0, "first conv": 0}
+    assert [block.normalise for block in fast.module.children() if hasattr(block, "normalise")] == [True] * 3 + [False]
+    # elsewhere (bf16, another device) reset_bn runs its own pass
+    assert not fast.applies("bf16", "cpu") and not fast.applies("fp32", "meta")
+    assert fast.applies("auto", "cpu") == (resolve_precision("auto", "cpu") == "fp32")
+
+
+def test_patch_moments_are_kept_for_the_very_images_only():
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    images = torch.randn(12, 2, 5, 5)
+    cache = PatchMoments()
+    first = cache.of(images[:6], images[:6], conv)
+    assert cache.of(images[:6], images[:6], conv) is first                # the same batch again: kept
+    count, mean, cov = first
+    patches = nn.functional.unfold(images[:6].double(), 3, padding=1).transpose(1, 2).reshape(-1, 18)
+    assert count == 6 * 25
+    torch.testing.assert_close(mean, patches.mean(0))
+    torch.testing.assert_close(cov, torch.cov(patches.T, correction=0))
+    assert cache.of(images[6:], images[6:], conv) is not first           # other images of the same tensor
+    images[:6].mul_(2.0)                                                  # changed in place: computed again
+    again = cache.of(images[:6], images[:6], conv)
+    torch.testing.assert_close(again[2], 4.0 * cov)
 
 
 # --------------------------------------------------------------------------- path evaluation
@@ -440,6 +482,34 @@ def test_alphas_side_by_side_give_exactly_the_one_thread_numbers():
     for key, value in models[1].state_dict().items():   # the scratch model ends holding alpha = 1, re-estimated
         torch.testing.assert_close(models[2].state_dict()[key], value, rtol=0, atol=0, msg=key)
     assert alpha_workers("cpu", 1) == 1 and alpha_workers("meta", 5) == 1
+
+
+@pytest.mark.parametrize("bn_sample", ["fixed", "resample"])
+def test_path_rows_with_the_reset_pass_equal_those_of_reset_bns_own_pass(monkeypatch, bn_sample):
+    import tasks.paths as paths_module
+    train = blobs(90, seed=0)
+    a, b = trained_state(0, train, steps=20), trained_state(1, train, steps=20)
+    sets = {"nocue": blobs(40, seed=1), "other": blobs(30, seed=2)}
+    settings = PathSettings(num_alphas=5, bn_reset_samples=70, eval_batch_size=32, precision="fp32",
+                            bn_sample=bn_sample)
+    computed = []
+    original = paths_module._patch_moments
+    monkeypatch.setattr(paths_module, "_patch_moments", lambda *args: computed.append(1) or original(*args))
+    rows = {}
+    for traced in (True, False):
+        with monkeypatch.context() as patch:
+            if not traced:
+                patch.setattr(paths_module.ResetPass, "applies", lambda *_: False)
+            rows[traced] = evaluate_path(tiny_model(0), a, b, bn_data=train.x, sets=sets, settings=settings,
+                                         device="cpu")
+    # patch moments once per BN batch of the path when every alpha shares the sample, never otherwise
+    assert len(computed) == (3 if bn_sample == "fixed" else 0)
+    assert len(rows[True]) == len(rows[False]) == 10
+    for fast, own in zip(rows[True], rows[False]):
+        assert {k: v for k, v in fast.items() if k != "loss"} == {k: v for k, v in own.items() if k != "loss"}
+        assert abs(fast["loss"] - own["loss"]) <= 1e-5, fast
+    for fast, own in zip(barriers(rows[True]), barriers(rows[False])):
+        assert fast["value"] == pytest.approx(own["value"], abs=1e-5) and fast["eval_set"] == own["eval_set"]
 
 
 def test_an_error_in_an_alpha_run_side_by_side_reaches_the_caller(monkeypatch):

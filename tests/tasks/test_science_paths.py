@@ -15,8 +15,8 @@ from torch import nn
 
 from tasks.data import Split
 from tasks.models import build_model
-from tasks.paths import (MIDPOINT_INITS, MidpointSettings, PathSettings, barriers, bezier, draw_alpha, evaluate_path,
-                         fresh_state, interpolate, reset_bn, train_midpoint)
+from tasks.paths import (MIDPOINT_INITS, MidpointSettings, PathSettings, PatchMoments, ResetPass, barriers, bezier,
+                         draw_alpha, evaluate_path, fresh_state, interpolate, reset_bn, train_midpoint)
 
 K = 3
 
@@ -173,6 +173,24 @@ def test_reset_bn_sets_every_layers_statistics_to_the_moments_of_its_input_over_
     x = images(40, seed=1).x
     expected = bn_inputs_by_batch(m, list(x.split(10)))            # 4 batches of 10, BN in train mode
     reset_bn(m, x, batch_size=10, precision="fp32")
+    assert_moments_of_inputs(m, expected)
+
+
+@pytest.mark.parametrize("patches", [False, True], ids=["batch-statistics", "patch-moments"])
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18", "vgg13"])
+def test_the_reset_pass_sets_every_layers_statistics_to_the_moments_of_its_input_over_the_sample(name, patches):
+    # the traced pass evaluate_path runs on the CPU in fp32; with `PatchMoments` the first BN's statistics come
+    # from the moments of the image patches (the second run reads them back from the cache)
+    m = model(0, name)
+    x = images(40, seed=1).x
+    expected = bn_inputs_by_batch(m, list(x.split(10)))
+    fast = ResetPass(m, PatchMoments() if patches else None)
+    for _ in range(2):
+        reset_bn(m, x, batch_size=10, precision="fp32", traced=fast)
+        assert_moments_of_inputs(m, expected)
+
+
+def assert_moments_of_inputs(m: nn.Module, expected: dict[str, torch.Tensor]) -> None:
     layers = {n: layer for n, layer in m.named_modules() if isinstance(layer, nn.BatchNorm2d)}
     assert set(layers) == set(expected) and len(layers) >= 4
     for n, layer in layers.items():
