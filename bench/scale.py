@@ -84,6 +84,9 @@ def parse_args(argv=None):
                    help="instead of sweeps: log this many tasks' child runs (e.g. 10000,100000) through the "
                         "tracker into SQLite and time the logging and the searches of them")
     p.add_argument("--no-commands", action="store_true", help="skip timing `mmc-sweep status` and `report`")
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep the sweep's storage in DIR (new or empty; one size, one run) for later reads and "
+                        "commands (`bench.read_side DIR/scale`)")
     p.add_argument("--compaction", default=None, metavar="DIR",
                    help="instead of sweeps: time the compaction of a copy of the uncompacted sweep DIR "
                         "(`bench.fabricate --uncompacted`), as `--compaction-mode` says")
@@ -672,9 +675,13 @@ def spawn(args, tasks: int, code: str | None) -> dict:
                                env=env, capture_output=True, text=True).stdout.strip()
         if not which.startswith(code):
             raise RuntimeError(f"the earlier revision would not be the code that runs (orchestrator from {which})")
-    with tempfile.TemporaryDirectory(prefix="mmc-bench-scale-") as storage:
-        proc = subprocess.run([*command, "--storage", storage], cwd=cwd, env=env, capture_output=True, text=True,
+    if args.keep:
+        proc = subprocess.run([*command, "--storage", args.keep], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=args.timeout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="mmc-bench-scale-") as storage:
+            proc = subprocess.run([*command, "--storage", storage], cwd=cwd, env=env, capture_output=True,
+                                  text=True, timeout=args.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"run of {tasks} tasks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
@@ -766,6 +773,9 @@ def main(argv=None) -> dict:
                    "environment": common.environment(), "result": compaction_only(args.compaction, args.compaction_mode)}
         common.write_json("scale-compaction", payload, args.out, args.tag)
         return payload
+    if args.keep and (args.before or args.repeats not in (None, 1) or "," in args.tasks
+                      or (os.path.isdir(args.keep) and os.listdir(args.keep))):
+        raise SystemExit(f"--keep {args.keep}: one size, one run, no --before, and a new or empty directory")
     env = common.environment()
     print(f"{env['cpu']}; {env['cpu_count']} CPUs; load {env['loadavg_1m']}", flush=True)
     payload: dict = {"benchmark": "scale", "command": common.command_line(), "environment": env,

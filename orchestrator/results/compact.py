@@ -81,6 +81,8 @@ PREFETCH = 32                          # fragments read ahead by a thread pool (
 GATHER = 256                           # a row group's pieces made contiguous every this many: a parsed fragment
                                        # holds ~10-30 KiB of buffers for ~1 KiB of rows (padding per column)
 PART_METADATA = {b"mmc_sweep.part": b"1"}
+PART_COMPRESSION = "snappy"            # decodes ~1.5x faster than zstd (a 10^5-task `paths` part: 0.66 against
+                                       # 0.98 s of CPU) for ~1.2x the bytes; every Parquet reader knows it
 REPAIR_ONLY = sys.maxsize              # `min_fragments` of `repair`: mend, absorb no new fragment
 BUNDLE_MIN_TASKS = 4096                # a run compacts while it goes every this many ended tasks or more:
                                        # every `bundle_tasks(n)`, so that a run leaves <= MAX_PARTS - 1 parts
@@ -520,7 +522,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
         for task_id, _priority, digest, size, rows in items:
             if writer is None:
                 sink = _HashingFile(storage.open_output_stream(tmp))
-                writer = pq.ParquetWriter(sink, schema, compression="zstd")
+                writer = pq.ParquetWriter(sink, schema, compression=PART_COMPRESSION)
             n = rows.num_rows
             entries[task_id] = Entry(name, digest, offset, n, size)
             offset += n

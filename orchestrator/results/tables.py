@@ -24,6 +24,7 @@ import datetime as _dt
 import difflib
 import io
 import logging
+import os
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -40,6 +41,23 @@ from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VE
 from orchestrator.storage.layout import LinkError
 
 _LOG = logging.getLogger(__name__)
+
+
+def use_jemalloc() -> str:
+    """Arrow's default memory pool made jemalloc's where this pyarrow has it and the user chose none
+    (`ARROW_DEFAULT_MEMORY_POOL`); the pool's name. Reading a large table allocates and frees gigabytes
+    in a few seconds: mimalloc hands freed memory back to the system at once and the next column faults
+    it in again (on the 2-vCPU VM, reading a 10^5-task sweep's `paths` table took 2.5-4.0 s with
+    mimalloc, 2.0-2.1 s with jemalloc; BENCHMARKS §7c)."""
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        try:
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+        except NotImplementedError:   # a pyarrow built without jemalloc (Windows): its default stays
+            pass
+    return pa.default_memory_pool().backend_name
+
+
+use_jemalloc()
 
 
 class SchemaError(ValueError):
@@ -414,16 +432,17 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
                 newer.add(task_id)               # ran again after compaction, or restores a lost part: it wins
 
     pieces = []
-    for name in sorted(intact):
+    wanted_of = {name: [(t, e) for t, e in manifest.entries_of(name) if t not in newer] for name in sorted(intact)}
+    decoded = _decode_parts(table, {name: parts[name] for name, w in wanted_of.items() if w and intact[name]},
+                            columns)
+    for name, wanted in wanted_of.items():
         path = layout.compacted_file(table, name)
-        wanted = [(t, e) for t, e in manifest.entries_of(name) if t not in newer]
         if not wanted:
             continue
         if intact[name]:
-            try:
-                part = read_part_bytes(table, parts[name], columns)
-            except Exception as exc:  # noqa: BLE001
-                _warn(f"skipping the unreadable compacted part {path}: {exc}")
+            part = decoded.pop(name)
+            if isinstance(part, Exception):
+                _warn(f"skipping the unreadable compacted part {path}: {part}")
                 continue
             keep = [(e.offset, e.rows) for _, e in wanted if e.rows]
             if sum(r for _, r in keep) != part.num_rows:
@@ -448,6 +467,37 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
     return _in_task_order(_schema(table, columns), pieces, sort, strings)
 
 
+def _threads(n: int) -> int:
+    """Threads for `n` pieces of work that release the GIL (decoding parts, taking columns): the CPUs this
+    process may use, at most `_DECODE_THREADS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n, cpus, _DECODE_THREADS))
+
+
+_DECODE_THREADS = 4
+
+
+def _in_threads(function, items: list) -> list:
+    """`[function(item) for item in items]`, in `_threads` Python threads (joined before this returns:
+    no Arrow thread outlives the call, see `manifest.read_parquet_bytes`)."""
+    threads = _threads(len(items))
+    if threads == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(function, items))
+
+
+def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] | None) -> dict:
+    """`read_part_bytes` of each part, in threads: name -> the part, or the exception it raised."""
+    def decode(name):
+        try:
+            return read_part_bytes(table, data[name], columns)
+        except Exception as exc:  # noqa: BLE001 - the caller warns and skips that part
+            return exc
+    names = list(data)
+    return dict(zip(names, _in_threads(decode, names)))
+
+
 def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, strings: pa.DataType) -> pa.Table:
     """`pieces` (parts as `read_part_bytes` gives them, fragments) as one table of `schema`; with `sort`,
     ordered by task id, each task's rows as written (a stable sort of the `task_id` column alone, whose
@@ -464,8 +514,8 @@ def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, string
         del ids
     chunks_of = {field.name: [c for p in pieces for c in p.column(field.name).chunks] for field in schema}
     pieces.clear()
-    columns = []
-    for field in schema:
+
+    def arrange(field: pa.Field) -> pa.ChunkedArray:
         chunks = chunks_of.pop(field.name)
         if any(pa.types.is_dictionary(c.type) for c in chunks):
             chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in chunks]
@@ -474,8 +524,9 @@ def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, string
         if order is not None:
             column = column.take(order)
         target = strings if pa.types.is_string(field.type) else field.type
-        columns.append(column.cast(target) if column.type != target else column)
-        del column
+        return column.cast(target) if column.type != target else column
+
+    columns = _in_threads(arrange, list(schema))     # Arrow's take and cast release the GIL
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_type(strings) if pa.types.is_string(f.type) else f
                                                            for f in schema]))
 
