@@ -29,7 +29,7 @@ from collections import Counter
 import pandas as pd
 
 from orchestrator import vocab
-from orchestrator.results import outputs, tables
+from orchestrator.results import outputs
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.run import progress as progress_lib
 from orchestrator.storage.layout import SweepLayout
@@ -68,7 +68,10 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     for kind, n in Counter(kind for kind, done in zip(kinds, ok) if done).items():
         counts[kind][vocab.FINISHED] = n
     unfinished = [(task_id, kind) for task_id, kind, done in zip(ids, kinds, ok) if not done]
-    rows = tables.read_table(layout, vocab.TASKS) if unfinished else None   # what a finished task needs: none
+    rows = None
+    if unfinished:           # a finished task needs no row (and so not the tables' schemas, nor torch behind them)
+        from orchestrator.results import tables
+        rows = tables.read_table(layout, vocab.TASKS)
     running, failed, remaining, damaged = [], [], [], {}
     for task_id, kind, last in _with_last_rows(rows, unfinished):
         c = counts[kind]

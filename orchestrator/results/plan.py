@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import io
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.graph.dag import LABEL_KEYS, Graph, build_graph, canonical_json
-from orchestrator.results import schemas
+from orchestrator.results.pandas_types import PANDAS_TYPES
 from orchestrator.results.manifest import read_parquet_bytes
 from orchestrator.storage.layout import LinkError, SweepLayout
 from orchestrator.uris import redact
+
+if TYPE_CHECKING:
+    from orchestrator.graph.dag import Graph
 
 MAX_PLAN_BYTES = 2_000_000_000
 MAX_SPEC_BYTES = 1_000_000
@@ -26,7 +29,11 @@ MAX_SPEC_BYTES = 1_000_000
 
 def plan_table(graph: Graph) -> pa.Table:
     """One row per task, columns: task_id, kind, parents, config_json, resources_json, the labels and
-    the `<section>.<field>` settings (typed as in the result tables)."""
+    the `<section>.<field>` settings (typed as in the result tables). The graph and the schemas are
+    imported here, not with the module: reading a plan (`status`) needs neither, nor torch behind them."""
+    from orchestrator.graph.dag import LABEL_KEYS, canonical_json
+    from orchestrator.results import schemas
+
     tasks = list(graph.tasks.values())
     columns: dict[str, list] = {
         "task_id": [t.id for t in tasks], "kind": [t.kind for t in tasks],
@@ -62,7 +69,7 @@ def read_plan(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> pd
     try:
         data = layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)
         table = read_parquet_bytes(data) if columns is None else _read_columns(data, columns)
-        return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
+        return table.to_pandas(types_mapper=PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"the plan {path} is unreadable ({exc}); rerun the sweep to write it again") from None
 
@@ -81,6 +88,7 @@ def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tupl
     plan = read_plan(layout, columns)
     if plan is not None:
         return plan, False
+    from orchestrator.graph.dag import build_graph
     from orchestrator.spec.sweep_spec import parse_spec
     from orchestrator.spec.yaml_io import decode
 
@@ -97,7 +105,7 @@ def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tupl
                          f"be mixed. Run the sweep again (`mmc-sweep run` with its spec) to write the plan") from None
     table = plan_table(graph)
     table = table.select(list(columns)) if columns is not None else table
-    return table.to_pandas(types_mapper=schemas.PANDAS_TYPES.get), True
+    return table.to_pandas(types_mapper=PANDAS_TYPES.get), True
 
 
 def rebuilt_note(layout: SweepLayout, plan: pd.DataFrame) -> str:

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestrator import vocab
+from orchestrator.results.pandas_types import PANDAS_TYPES  # noqa: F401 - the readers' name for it
 from orchestrator.spec.columns import settings_columns
 
 SCHEMA_VERSION = "2"
-PANDAS_TYPES = {pa.int64(): pd.Int64Dtype()}   # nullable ints: 63-bit seeds must not pass through float64
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 

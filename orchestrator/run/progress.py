@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from typing import TYPE_CHECKING
 
 from orchestrator import vocab
-from orchestrator.graph.dag import Task
 from orchestrator.storage.layout import SweepLayout
+
+if TYPE_CHECKING:      # the graph (and torch behind it) is not imported by readers of progress (`status`)
+    from orchestrator.graph.dag import Task
 
 PROGRESS_VERSION = 1
 MAX_PROGRESS_BYTES = 64_000

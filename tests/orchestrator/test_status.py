@@ -479,3 +479,24 @@ def test_the_quick_read_of_markers_refuses_and_answers_as_a_task_alone_does(comp
     assert cli.main(["status", directory]) == cli.EXIT_BAD_INPUT       # one line, naming the link
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(marker) in err and len(err.splitlines()) == 1, err
+
+
+def test_status_of_a_finished_sweep_imports_neither_torch_nor_the_spec(sweep):
+    """`status` of a finished sweep reads the plan and the markers: torch, scipy and the spec (whose
+    settings live in `tasks/`) are ~1.3 s of a fresh process's imports and none of it is needed."""
+    import subprocess
+    import sys
+
+    layout, graph, directory = sweep
+    finish(layout, graph.tasks.values())
+    probe = ("import sys; from orchestrator import cli; code = cli.main(['status', sys.argv[1]]); "
+             "heavy = [m for m in ('torch', 'scipy', 'tasks', 'orchestrator.spec.schema') if m in sys.modules]; "
+             "print('HEAVY', heavy); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", probe, directory], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout
+    first = next(iter(graph.tasks.values()))         # a failed task: its row is read (the schemas, lazily)
+    fail(layout, [first])
+    os.remove(layout.storage.local_path(layout.marker_file(first.kind, first.id)))
+    proc = subprocess.run([sys.executable, "-c", probe, directory], capture_output=True, text=True, timeout=120)
+    assert f"{first.id}  RuntimeError: boom" in proc.stdout, proc.stdout + proc.stderr
