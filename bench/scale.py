@@ -28,7 +28,8 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   allocator's arenas (`pymalloc`); files per result table after the run, and the time to read every table
   with `orchestrator.results.tables.read_table`, from what the run left before the compaction at its end
   (read just before it: that read is subtracted from the run's wall and CPU) and from parts (after, one
-  table at a time, each timed: `read_table_s`). Above `--sample-above` tasks (20,000) the fragments of a
+  table at a time, each timed: `read_table_s`; and after the commands below, by a fresh process as a
+  user's analysis reads them: `read_table_fresh_s`). Above `--sample-above` tasks (20,000) the fragments of a
   sample of the tasks (1 in tasks/10,000, by a hash of the task id) are read one at a time and the time
   projected to all fragments, and the rows compared and digested are the sample's: memory stays that of
   one table (reading every fragment of 10^5 tasks at once held 8.4 GiB and took longer than the run).
@@ -293,6 +294,7 @@ def one_run(args) -> dict:
         result.update(search_children(layout.mlflow_uri(), "scale"))
     if not args.no_commands:
         result.update(time_commands(layout.storage.local_path(layout.root), args.timeout))
+    result["read_table_fresh_s"] = time_fresh_reads(layout.storage.local_path(layout.root), args.timeout)
     return result
 
 
@@ -398,6 +400,30 @@ def time_commands(sweep_dir: str, timeout: float) -> dict:
         if proc.returncode != 0:
             out[f"{name}_error"] = (proc.stderr or proc.stdout)[-500:]
     return out
+
+
+_FRESH_READS = """
+import json, sys, time
+from orchestrator import vocab
+from orchestrator.results import tables
+from orchestrator.storage.layout import open_sweep_dir
+layout, out = open_sweep_dir(sys.argv[1]), {}
+for table in vocab.TABLES:
+    start = time.perf_counter()
+    frame = tables.read_table(layout, table)
+    out[table] = time.perf_counter() - start
+    del frame
+print(json.dumps(out))
+"""
+
+
+def time_fresh_reads(sweep_dir: str, timeout: float) -> dict[str, float]:
+    """Every table read whole, one at a time, by a fresh process after the run, as a user's analysis reads
+    it (`read_table_fresh_s`; `read_table_s` is the same read inside the driver's process right after the
+    run, Ray still up)."""
+    proc = subprocess.run([sys.executable, "-c", _FRESH_READS, sweep_dir], capture_output=True, text=True,
+                          timeout=timeout, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def search_children(uri: str, experiment: str) -> dict:
@@ -741,6 +767,9 @@ def medians(runs: list[dict]) -> dict:
     out["files"] = runs[-1]["files"]
     out["files_before_compaction"] = runs[-1]["files_before_compaction"]
     out["tasks"] = runs[-1]["tasks"]
+    if all(r.get("read_table_fresh_s") for r in runs):
+        out["read_table_fresh_s"] = {t: statistics.median(r["read_table_fresh_s"][t] for r in runs)
+                                     for t in runs[-1]["read_table_fresh_s"]}
     return out
 
 
@@ -749,7 +778,9 @@ def describe(name: str, m: dict) -> str:
     return (f"{name:>8} {m['tasks']:>6} tasks: wall {m['wall_s']:7.1f} s ({1e3 * m['wall_s'] / m['tasks']:5.1f} ms/task), "
             f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB, "
             f"<= {files} files/table (from {max(m['files_before_compaction'].values())}), read all tables "
-            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s), compaction {m['compact_s']:.1f} s "
+            f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s)"
+            + (f", slowest table read by a fresh process {max(m['read_table_fresh_s'].values()):.2f} s"
+               if m.get("read_table_fresh_s") else "") + f", compaction {m['compact_s']:.1f} s "
             f"(CPU {m.get('compact_cpu_s', 0):.1f} s; at the end {m.get('compact_end_s', 0):.1f} s, CPU "
             f"{m.get('compact_end_cpu_s', 0):.1f} s; {m.get('compact_bundles', 0):.0f} bundles during the run)"
             + "".join(f", {label} {m[key]:.1f} s" for key, label in (
