@@ -7,6 +7,10 @@ one that is not a regular file, not JSON, too large or too deep, of the wrong sh
 file that is not one of this task's outputs counts as "not finished" (the task runs again).
 
 What a marker holds and how it is written: `results/marker_format.py`.
+
+Why one module: a task is finished by one rule, whether one task is checked (a run's cache check,
+`verify_outputs`) or a whole sweep in one pass (`status`, `verify_many`, with its read-ahead and forked
+processes); the pass calls the same `_marker` and `_verify`, and apart they could drift.
 """
 from __future__ import annotations
 

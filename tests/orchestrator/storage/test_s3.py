@@ -264,7 +264,8 @@ def test_a_run_looks_up_each_tables_manifest_once_when_it_verifies_the_sweep(run
         layout, table))
     verified = sweep.verify_all(graph, runs["s3"])
     assert len(verified) == TASKS and all(ok for ok, _ in verified.values()), verified
-    assert sorted(looked_up) == sorted(vocab.TABLES), looked_up
+    # once each, and only the tables the markers list: the `tasks` rows are the driver's (no marker lists them)
+    assert sorted(looked_up) == sorted(set(vocab.TABLES) - {vocab.TASKS}), looked_up
 
 
 @pytest.mark.slow
