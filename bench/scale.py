@@ -402,28 +402,15 @@ def time_commands(sweep_dir: str, timeout: float) -> dict:
     return out
 
 
-_FRESH_READS = """
-import json, sys, time
-from orchestrator import vocab
-from orchestrator.results import tables
-from orchestrator.storage.layout import open_sweep_dir
-layout, out = open_sweep_dir(sys.argv[1]), {}
-for table in vocab.TABLES:
-    start = time.perf_counter()
-    frame = tables.read_table(layout, table)
-    out[table] = time.perf_counter() - start
-    del frame
-print(json.dumps(out))
-"""
-
-
 def time_fresh_reads(sweep_dir: str, timeout: float) -> dict[str, float]:
     """Every table read whole, one at a time, by a fresh process after the run, as a user's analysis reads
-    it (`read_table_fresh_s`; `read_table_s` is the same read inside the driver's process right after the
-    run, Ray still up)."""
-    proc = subprocess.run([sys.executable, "-c", _FRESH_READS, sweep_dir], capture_output=True, text=True,
-                          timeout=timeout, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    it (`read_table_fresh_s`: `bench.read_side`'s `reads` step, wall seconds; `read_table_s` is the same read
+    inside the driver's process right after the run, Ray still up)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.read_side", sweep_dir, "--one", "--steps", "reads"],
+                          cwd=str(common.REPO), capture_output=True, text=True, timeout=timeout, check=True)
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name[len("read "):]: m["wall_s"] for name, m in measured.items()
+            if name.startswith("read ") and "," not in name}
 
 
 def search_children(uri: str, experiment: str) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from collections import Counter
 import pandas as pd
 
 from orchestrator import vocab
+from orchestrator.machine import usable_cpus
 from orchestrator.results import outputs
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.run import progress as progress_lib
@@ -58,7 +58,7 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     now = time.time() if now is None else now
     plan, rebuilt = plan_of(layout, columns=("task_id", "kind"))
     kinds, ids = plan["kind"].tolist(), plan["task_id"].tolist()
-    verified = outputs.verify_many(layout, zip(kinds, ids), hashes, processes=_cpus())
+    verified = outputs.verify_many(layout, zip(kinds, ids), hashes, processes=usable_cpus())
     counts = {kind: dict.fromkeys(COLUMNS, 0) for kind in vocab.TASK_KINDS}
     for kind in dict.fromkeys(kinds):
         counts.setdefault(kind, dict.fromkeys(COLUMNS, 0))
@@ -119,9 +119,6 @@ def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
     return [(task_id, kind, record if seen else None) for (task_id, kind), record, seen in zip(tasks, records, found)]
 
 
-def _cpus() -> int:
-    """CPUs this process may use: processes that verify a large sweep's markers (`outputs.verify_many`)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:

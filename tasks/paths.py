@@ -189,11 +189,17 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
         for layer in layers:
             layer.momentum = momenta[layer]
         model.eval()
-    for layer in layers:
-        m = moments[layer]
+    _store_statistics(layers, [moments[layer] for layer in layers], len(chunks))
+
+
+def _store_statistics(layers: list[nn.modules.batchnorm._BatchNorm], moments: list[_PooledMoments],
+                      batches: int) -> None:
+    """Each BN's running statistics from its pooled moments: the mean and the unbiased variance (torch's
+    convention), `batches` as `num_batches_tracked` (`reset_bn`, `ResetPass`)."""
+    for layer, m in zip(layers, moments):
         layer.running_mean.copy_(m.mean.to(layer.running_mean.dtype))
         layer.running_var.copy_((m.m2 / max(m.count - 1, 1)).to(layer.running_var.dtype))
-        layer.num_batches_tracked.fill_(len(chunks))
+        layer.num_batches_tracked.fill_(batches)
 
 
 def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -270,17 +276,26 @@ class FoldedBN:
     def refresh(self) -> nn.Module:
         """Fold the model's current convolution weights and BN statistics; returns `module`."""
         for conv, bn, folded in self.pairs:
-            scale = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            shift = -bn.running_mean * scale
-            if bn.bias is not None:
-                shift = shift + bn.bias
-            if conv.bias is not None:
-                shift = shift + conv.bias * scale
-            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-            folded.bias.copy_(shift)
+            weight, bias = fold_bn(conv.weight, conv.bias, bn, bn.running_mean, bn.running_var)
+            folded.weight.copy_(weight)
+            folded.bias.copy_(bias)
         return self.module
+
+
+def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.modules.batchnorm._BatchNorm, mean: Tensor,
+            var: Tensor) -> tuple[Tensor, Tensor]:
+    """The weight and bias of a convolution (`weight`, `bias`: None for none) with the BatchNorm `bn` that
+    follows it folded in, for BN statistics `mean` and `var`, computed in their dtype:
+    W' = W * g / sqrt(var + eps), b' = beta + (b - mean) * g / sqrt(var + eps)."""
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(scale.dtype)
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(scale.dtype)
+    if bias is not None:
+        shift = shift + bias.to(scale.dtype) * scale
+    return weight.to(scale.dtype) * scale.view(-1, 1, 1, 1), shift
 
 
 class _BatchMoments(nn.Module):
@@ -327,14 +342,9 @@ class _InputBlock(_BatchMoments):
         w = conv.weight.double().flatten(1)                                  # [C, D], D in unfold's order
         shifted_mean = w @ mu                                               # the mean less the conv's bias
         var = ((w @ sigma) * w).sum(1)                                      # biased, as BN normalises with
-        scale = torch.rsqrt(var + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -shifted_mean * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
-        folded.weight.data = (conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
-        folded.bias.data = shift.to(conv.weight.dtype)
+        weight, bias = fold_bn(conv.weight, None, bn, shifted_mean, var)    # in float64; the conv's bias
+        folded.weight.data = weight.to(conv.weight.dtype)                  # cancels against the mean's
+        folded.bias.data = bias.to(conv.weight.dtype)
         mean = shifted_mean + conv.bias.double() if conv.bias is not None else shifted_mean
         return folded(x), (count, mean, var * count)
 
@@ -435,8 +445,13 @@ class ResetPass:
         self.unique = len({id(layer) for layer in self.layers}) == len(self.layers)    # no BN called twice
 
     def applies(self, precision: str, device: torch.device | str) -> bool:
-        """Whether `reset_bn` runs this pass: on the CPU in float32 (elsewhere its own, as before)."""
-        return self.unique and torch.device(device).type == "cpu" and resolve_precision(precision, device) == "fp32"
+        """Whether `reset_bn` runs this pass: on the CPU in float32 (`runs_on`; elsewhere its own, as before)."""
+        return self.unique and ResetPass.runs_on(precision, device)
+
+    @staticmethod
+    def runs_on(precision: str, device: torch.device | str) -> bool:
+        """Whether a `ResetPass` is used in `precision` on `device` (worth tracing a model for): CPU, float32."""
+        return torch.device(device).type == "cpu" and resolve_precision(precision, device) == "fp32"
 
     @torch.no_grad()
     def run(self, x: Tensor, batch_size: int) -> None:
@@ -464,10 +479,7 @@ class ResetPass:
             if block is not None:
                 block.patches = None
             model.eval()
-        for layer, m in zip(layers, moments):
-            layer.running_mean.copy_(m.mean.to(layer.running_mean.dtype))
-            layer.running_var.copy_((m.m2 / max(m.count - 1, 1)).to(layer.running_var.dtype))
-            layer.num_batches_tracked.fill_(len(chunks))
+        _store_statistics(layers, moments, len(chunks))
 
 
 # --------------------------------------------------------------------------- path evaluation
@@ -620,7 +632,7 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     last = len(alphas) - 1
     final: State = {}
 
-    def evaluate_alpha(i: int, scratch: nn.Module, folded: FoldedBN, traced: ResetPass) -> dict[str, dict]:
+    def evaluate_alpha(i: int, scratch: nn.Module, folded: FoldedBN, traced: ResetPass | None) -> dict[str, dict]:
         alpha = alphas[i]
         if midpoint is None:
             state = interpolate(state_a, state_b, alpha)
@@ -637,8 +649,9 @@ def evaluate_path(model: nn.Module, state_a: State, state_b: State, *, midpoint:
     models = [model] + [copy.deepcopy(model) for _ in range(alpha_workers(device, len(alphas)) - 1)]
     # every alpha re-estimates BN on the same images: their patch moments are computed once (`ResetPass`)
     patches = PatchMoments() if settings.bn_sample == "fixed" and settings.bn_data == "clean" else None
+    traced = ResetPass.runs_on(precision, device)          # elsewhere `reset_bn`'s own pass: nothing to trace
     done = _map_alphas(evaluate_alpha, _endpoints_first(alphas),
-                       [(m, FoldedBN(m), ResetPass(m, patches)) for m in models])
+                       [(m, FoldedBN(m), ResetPass(m, patches) if traced else None) for m in models])
     model.load_state_dict(final)          # the alpha = 1 state, re-estimated, ends in `model`
     pred = {i: {name: r["pred"] for name, r in results.items()} for i, results in done.items()}
     rows = []

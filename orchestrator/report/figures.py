@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator import knobs, vocab
+from orchestrator.machine import usable_cpus
 from orchestrator.report import plots, stats
 
 _LOG = logging.getLogger(__name__)
@@ -269,8 +270,7 @@ def report_workers(n_jobs: int) -> int:
     """Processes drawing `n_jobs` figures, this one included: `$MMC_REPORT_WORKERS` (`knobs.REPORT_WORKERS`, default 4), at
     most one per CPU available to this process and one per MIN_JOBS_PER_WORKER figures."""
     wanted = knobs.read(knobs.REPORT_WORKERS)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(wanted, cpus or 1, n_jobs // MIN_JOBS_PER_WORKER))
+    return max(1, min(wanted, usable_cpus(), n_jobs // MIN_JOBS_PER_WORKER))
 
 
 class _Worker:

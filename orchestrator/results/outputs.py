@@ -14,6 +14,7 @@ processes); the pass calls the same `_marker` and `_verify`, and apart they coul
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -23,6 +24,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -186,31 +188,22 @@ def _verify_some(layout: SweepLayout, tasks: list[tuple[str, str]], hashes: dict
                  compacted) -> dict[str, tuple[bool, str]]:
     templates: dict[str, tuple[str, _Allowed]] = {}
     local = _LocalMarkers(layout) if layout.storage.is_local else None
+    read_ahead = local is not None and len(tasks) >= 2 * _PREFETCH_THREADS
     out = {}
-    pool = None
-    if local is not None and len(tasks) >= 2 * _PREFETCH_THREADS:
-        from concurrent.futures import ThreadPoolExecutor
-        pool = ThreadPoolExecutor(max_workers=_PREFETCH_THREADS)
-    try:
-        _verify_batches(layout, tasks, hashes, compacted, templates, local, pool, out)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    with ThreadPoolExecutor(_PREFETCH_THREADS) if read_ahead else contextlib.nullcontext() as pool:
+        for start in range(0, len(tasks), _PREFETCH_BATCH):
+            batch = tasks[start:start + _PREFETCH_BATCH]
+            paths = []
+            for kind, task_id in batch:
+                if kind not in templates:
+                    templates[kind] = layout.marker_file(kind, _PROBE), _Allowed(_output_templates(layout, kind))
+                check_name(task_id, "task_id")
+                paths.append(templates[kind][0].replace(_PROBE, task_id))
+            raws = local.read_many(batch, paths, pool) if local is not None else [None] * len(batch)
+            for (kind, task_id), path, raw in zip(batch, paths, raws):
+                names = templates[kind][1].of(task_id)
+                out[task_id] = _verify(layout, kind, task_id, hashes, compacted, names, path, raw)
     return out
-
-
-def _verify_batches(layout, tasks, hashes, compacted, templates, local, pool, out) -> None:
-    for start in range(0, len(tasks), _PREFETCH_BATCH):
-        batch = tasks[start:start + _PREFETCH_BATCH]
-        paths = []
-        for kind, task_id in batch:
-            if kind not in templates:
-                templates[kind] = layout.marker_file(kind, _PROBE), _Allowed(_output_templates(layout, kind))
-            check_name(task_id, "task_id")
-            paths.append(templates[kind][0].replace(_PROBE, task_id))
-        raws = local.read_many(batch, paths, pool) if local is not None else [None] * len(batch)
-        for (kind, task_id), path, raw in zip(batch, paths, raws):
-            out[task_id] = _verify(layout, kind, task_id, hashes, compacted, templates[kind][1].of(task_id), path, raw)
 
 
 _PREFETCH_BATCH = 1024    # markers read ahead by `_LocalMarkers.read_many` at a time
@@ -294,11 +287,11 @@ class _LocalMarkers:
         """`read` of each (kind, task_id) at `paths`; with `pool`, in its threads (the reads release the
         GIL): right after a run of 10^5 tasks most markers are no longer in the page cache, and one thread
         left the CPUs half idle waiting on the disk."""
+        items = list(zip(tasks, paths))
         if pool is None:
-            return [self.read(kind, task_id, path) for (kind, task_id), path in zip(tasks, paths)]
+            return [self.read(kind, task_id, path) for (kind, task_id), path in items]
         for kind in {kind for kind, _ in tasks}:
             self._plain_dirs(kind)                       # each kind's listing once, before the threads
-        items = list(zip(tasks, paths))
         step = -(-len(items) // _PREFETCH_THREADS)     # one slice per thread: a future per marker cost ~10 us
 
         def read_slice(start: int) -> list[bytes | None]:

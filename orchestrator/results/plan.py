@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.results.pandas_types import PANDAS_TYPES
 from orchestrator.results.manifest import read_parquet_bytes
+from orchestrator.results.pandas_types import PANDAS_TYPES
 from orchestrator.storage.layout import LinkError, SweepLayout
 from orchestrator.uris import redact
 

@@ -6,7 +6,6 @@ Rows are checked against these in `orchestrator.results.tables` before anything 
 
 from __future__ import annotations
 
-import pandas as pd
 import pyarrow as pa
 
 from orchestrator import vocab

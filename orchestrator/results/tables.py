@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from orchestrator.machine import usable_cpus
 from orchestrator.results.manifest import (PART_OK, Entry, check_part, compacted_entry, list_table, read_manifest,
                                            read_parquet_bytes)
 from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMAS
@@ -232,21 +233,25 @@ def _schema(table: str, columns: Sequence[str] | None) -> pa.Schema:
     return pa.schema([schema.field(n) for n in columns])
 
 
-def read_part_bytes(table: str, data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+def read_part_bytes(table: str, data: bytes, columns: Sequence[str] | None = None,
+                    row_groups: Sequence[int] | None = None, metadata: pq.FileMetaData | None = None) -> pa.Table:
     """A compacted part held in memory, its columns those of the schema (missing nullable ones null,
     others cast to the schema's types) but its string columns other than `task_id`, which stay Arrow
     dictionaries of strings, as Parquet holds them: the reader that merges parts takes the rows in task-id
     order on the dictionaries' indices and decodes each string once, to the schema's types
     (`_in_task_order`). With `columns`, only those columns are decoded (a
-    10^5-task sweep's `paths` part holds 2.2 M rows of 68 columns). On this thread, no read-ahead (see
+    10^5-task sweep's `paths` part holds 2.2 M rows of 68 columns); with `row_groups`, only those row groups
+    (in their order); `metadata`: the part's footer, parsed already. On this thread, no read-ahead (see
     `manifest.read_parquet_bytes`)."""
     schema = _schema(table, columns)
-    parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
+    parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False, metadata=metadata)
     stored = parquet.schema_arrow
     wanted = [n for n in schema.names if n in stored.names]
     encoded = [n for n in wanted if n != "task_id" and pa.types.is_string(stored.field(n).type)]
-    parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False, read_dictionary=encoded)
-    read = parquet.read(columns=wanted, use_threads=False)
+    parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False, metadata=parquet.metadata,
+                             read_dictionary=encoded)      # the footer parsed once
+    read = (parquet.read(columns=wanted, use_threads=False) if row_groups is None else
+            parquet.read_row_groups(row_groups, columns=wanted, use_threads=False))
     arrays = []
     for field in schema:
         if field.name not in read.column_names:
@@ -467,35 +472,50 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
     return _in_task_order(_schema(table, columns), pieces, sort, strings)
 
 
-def _threads(n: int) -> int:
-    """Threads for `n` pieces of work that release the GIL (decoding parts, taking columns): the CPUs this
-    process may use, at most `_DECODE_THREADS`."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n, cpus, _DECODE_THREADS))
-
-
-_DECODE_THREADS = 4
+_DECODE_THREADS = 4          # at most this many threads decode parts and take columns
+_THREADED_FROM_ROWS = 65_536  # fewer rows: one thread (a pool's start and its GIL hand-offs cost more)
 
 
 def _in_threads(function, items: list) -> list:
-    """`[function(item) for item in items]`, in `_threads` Python threads (joined before this returns:
-    no Arrow thread outlives the call, see `manifest.read_parquet_bytes`)."""
-    threads = _threads(len(items))
-    if threads == 1:
+    """`[function(item) for item in items]`, in as many Python threads as the CPUs this process may use (at
+    most `_DECODE_THREADS`; joined before this returns: no Arrow thread outlives the call, see
+    `manifest.read_parquet_bytes`)."""
+    threads = min(len(items), usable_cpus(), _DECODE_THREADS)
+    if threads <= 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(function, items))
 
 
 def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] | None) -> dict:
-    """`read_part_bytes` of each part, in threads: name -> the part, or the exception it raised."""
-    def decode(name):
+    """`read_part_bytes` of each part, in threads (a part's row groups split between them, so that one large
+    part is not decoded on one thread): name -> the part, or the exception it raised."""
+    threads = min(usable_cpus(), _DECODE_THREADS)
+    work, failed = [], {}
+    for name, part in data.items():
         try:
-            return read_part_bytes(table, data[name], columns)
+            metadata = pq.ParquetFile(pa.BufferReader(part), pre_buffer=False).metadata
         except Exception as exc:  # noqa: BLE001 - the caller warns and skips that part
+            failed[name] = exc
+            continue
+        groups = list(range(metadata.num_row_groups))
+        share = -(-len(groups) // threads) if metadata.num_rows >= _THREADED_FROM_ROWS else len(groups)
+        work += [(name, metadata, groups[i:i + share]) for i in range(0, len(groups), share)] or [(name, metadata, None)]
+
+    def decode(item):
+        name, metadata, row_groups = item
+        try:
+            return read_part_bytes(table, data[name], columns, row_groups, metadata)
+        except Exception as exc:  # noqa: BLE001
             return exc
-    names = list(data)
-    return dict(zip(names, _in_threads(decode, names)))
+    pieces: dict[str, list] = {}
+    for (name, _, _), piece in zip(work, _in_threads(decode, work)):
+        pieces.setdefault(name, []).append(piece)
+    out = dict(failed)
+    for name, got in pieces.items():
+        error = next((p for p in got if isinstance(p, Exception)), None)
+        out[name] = error if error is not None else (got[0] if len(got) == 1 else pa.concat_tables(got))
+    return out
 
 
 def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, strings: pa.DataType) -> pa.Table:
@@ -526,7 +546,10 @@ def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, string
         target = strings if pa.types.is_string(field.type) else field.type
         return column.cast(target) if column.type != target else column
 
-    columns = _in_threads(arrange, list(schema))     # Arrow's take and cast release the GIL
+    fields = list(schema)
+    rows = sum(len(chunk) for chunk in chunks_of[fields[0].name]) if fields else 0
+    columns = (_in_threads(arrange, fields) if rows >= _THREADED_FROM_ROWS   # Arrow's take and cast release the GIL
+               else [arrange(field) for field in fields])
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_type(strings) if pa.types.is_string(f.type) else f
                                                            for f in schema]))
 

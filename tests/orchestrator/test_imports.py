@@ -2,7 +2,7 @@
 and the layers below it; no module reaches into another module's private names; no import cycles.
 
     words    vocab, errors, messages, uris, knobs,     (shared words: import nothing of orchestrator's
-             provenance                                 but each other)
+             provenance, machine                        but each other)
     spec     orchestrator.spec.*                        a YAML spec -> SweepSpec
     graph    orchestrator.graph.*                       SweepSpec -> Graph of tasks
     storage  orchestrator.storage.*                     paths, files, the lock
@@ -23,7 +23,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
 LAYERS = ("words", "spec", "graph", "storage", "results", "report", "run", "faces")
-WORDS = ("vocab", "errors", "messages", "uris", "knobs", "provenance")
+WORDS = ("vocab", "errors", "messages", "uris", "knobs", "provenance", "machine")
 FACES = ("cli", "api", "status", "__main__", "__init__")
 
 

@@ -87,9 +87,17 @@ def test_an_old_indented_marker_with_its_series_still_verifies(finished):
     assert outputs.read_marker(layout, task.kind, task.id)["steps"] == [list(x) for x in results[task.id].steps]
 
 
-@pytest.mark.parametrize("version", [2, 3])
-def test_a_damaged_output_and_a_truncated_marker_are_named(finished, version):
+@pytest.mark.parametrize("version,read_ahead", [(2, False), (3, False), (3, True)])
+def test_a_damaged_output_and_a_truncated_marker_are_named(finished, version, read_ahead, monkeypatch):
+    """... alone and in a pass, also when the pass reads its markers ahead in threads, in several batches."""
     layout, tasks, _ = finished
+    if read_ahead:
+        assert len(tasks) >= 4
+        monkeypatch.setattr(outputs, "_PREFETCH_THREADS", 2)
+        monkeypatch.setattr(outputs, "_PREFETCH_BATCH", 3)
+        read_many, calls = outputs._LocalMarkers.read_many, []
+        monkeypatch.setattr(outputs._LocalMarkers, "read_many",
+                            lambda self, batch, paths, pool: calls.append(pool) or read_many(self, batch, paths, pool))
     damaged, truncated = [t for t in tasks if t.kind == vocab.PATH_EVAL][:2]
     if version == 2:
         for task in (damaged, truncated):
@@ -106,6 +114,8 @@ def test_a_damaged_output_and_a_truncated_marker_are_named(finished, version):
     assert alone[damaged.id] == (False, f"sha256 mismatch in {fragment}")
     assert alone[truncated.id] == (False, f"{marker} is unreadable (JSONDecodeError)")
     assert sum(ok for ok, _ in alone.values()) == len(tasks) - 2
+    if read_ahead:
+        assert len(calls) == -(-len(tasks) // 3) and all(pool is not None for pool in calls)
 
 
 def test_a_step_series_that_does_not_read_back_is_left_out_not_the_task(finished, caplog):

@@ -197,12 +197,21 @@ def test_an_unknown_column_is_named_with_the_tables_columns(layout):
 
 
 
-def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout, threaded, monkeypatch):
     """Parts as a run's bundles leave them (each in task-id order, their tasks interleaved), a task rerun
     after compaction and tasks not yet compacted: every table reads as its rows written one task at a
     time in task-id order (within a task, as written), the newer fragment winning, with the schema's
-    Arrow types and the dtypes (`str`, `Int64`, UTC timestamps) of that reference."""
+    Arrow types and the dtypes (`str`, `Int64`, UTC timestamps) of that reference; the same when the
+    parts are decoded and the columns taken in threads (a large table's read, forced here)."""
     from orchestrator.results import compact
+
+    if threaded:
+        monkeypatch.setattr(tables, "_THREADED_FROM_ROWS", 0)
+        monkeypatch.setattr(tables, "usable_cpus", lambda: 4)
+        monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)      # parts of many row groups, split between threads
+    in_threads, calls = tables._in_threads, []       # what went to threads: parts, columns
+    monkeypatch.setattr(tables, "_in_threads", lambda f, items: calls.append(items) or in_threads(f, items))
 
     sweep = {table: sorted(by_task.items()) for table, by_task in synthetic_sweep().items()}
     late = {i for i in range(max(len(items) for items in sweep.values())) if i % 21 == 14}
@@ -231,3 +240,7 @@ def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout):
         some = [t for t, _ in items][1::4]
         pd.testing.assert_frame_equal(tables.read_table(layout, table, task_ids=some),
                                       reference[reference["task_id"].isin(some)].reset_index(drop=True))
+    columns_in_threads = [items for items in calls if items and isinstance(items[0], pa.Field)]
+    assert bool(columns_in_threads) == threaded                  # a small table's columns: on this thread
+    split_parts = [items for items in calls if items and isinstance(items[0], tuple) and len(items) > 3]
+    assert bool(split_parts) == threaded                         # more row-group ranges than parts
