@@ -359,12 +359,56 @@ def read_table(layout, table: str, columns: Sequence[str] | None = None,
                task_ids: Collection[str] | None = None) -> pd.DataFrame:
     """`read_arrow` as a DataFrame (empty, with the schema's columns, if nothing was written): strings
     as pandas' `str` dtype, 64-bit integers as nullable `Int64`, timestamps UTC. The strings are decoded
-    straight to the large strings pandas' `str` holds (no second copy of their offsets), and the table
-    is converted on this thread, each Arrow column freed once converted (`self_destruct`; the frame's
-    columns are pandas' own, writable): Arrow's thread pool cost ~7x the CPU (2.5 s against 0.3 s for the
+    straight to the large strings pandas' `str` holds (no second copy of their offsets), and the frame is
+    made by `_frame`, on this thread (Arrow's thread pool cost ~7x the CPU: 2.5 s against 0.3 s for the
     2.2 M `paths` rows of a 10^5-task sweep, on 2 busy cores)."""
     arrow = _read_arrow(layout, table, columns, task_ids, strings=pa.large_string())
-    return arrow.to_pandas(types_mapper=PANDAS_TYPES.get, use_threads=False, self_destruct=True)
+    names, taken = arrow.column_names, list(arrow.columns)
+    del arrow
+    return _frame(names, taken)
+
+
+def _frame(names: list[str], columns: list[pa.ChunkedArray]) -> pd.DataFrame:
+    """The columns as `to_pandas(types_mapper=PANDAS_TYPES.get)` makes them (the same dtypes and values),
+    but a 64-bit number column's values handed to pandas without a copy where Arrow allocated them
+    (writable: the frame owns them from now on, so `columns` must be handed over, not shared), one pandas
+    block per column: no consolidation. A float column's nulls become NaN first (Arrow's `fill_null`);
+    an int column without nulls keeps its values (with a mask of False), one with nulls is converted by
+    pandas (a copy and its mask). Each entry of `columns` is let go once converted. Reading a 10^5-task
+    sweep's `paths` (2.2 M rows, 45 number columns), `to_pandas` copied ~1 GB into memory the process had
+    to fault in (on the 2-vCPU VM, 0.9-1.4 s of a 2-3.5 s read; BENCHMARKS §7c)."""
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = _pandas_values(columns[i])
+        columns[i] = None
+    return pd.DataFrame(out, columns=names, copy=False)
+
+
+def _pandas_values(column: pa.ChunkedArray):
+    """One column for `_frame`: a numpy array, a pandas extension array, or (types it leaves to Arrow)
+    a Series."""
+    kind = column.type
+    if not (pa.types.is_float64(kind) or pa.types.is_int64(kind)):
+        return pa.table([column], names=["_"]).to_pandas(types_mapper=PANDAS_TYPES.get, use_threads=False)["_"]
+    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_int64(kind):
+        if array.null_count:                      # pandas' own conversion (a copy and the mask)
+            return pd.Int64Dtype().__from_arrow__(array)
+        return pd.arrays.IntegerArray(_numpy_view(array), np.zeros(len(array), dtype=bool), copy=False)
+    if array.null_count:
+        array = pc.fill_null(array, float("nan"))     # what to_pandas makes of a null float (a new buffer)
+    return _numpy_view(array)
+
+
+def _numpy_view(array: pa.Array) -> np.ndarray:
+    """The values of a 64-bit number array without nulls as numpy's, without a copy where Arrow's buffer is
+    writable (allocated by Arrow for this array, not a view of bytes read from a file); a copy otherwise."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    buffer = array.buffers()[1]
+    if buffer is None or not len(array):
+        return np.zeros(len(array), dtype=dtype)
+    view = np.frombuffer(buffer, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+    return view if view.flags.writeable else view.copy()
 
 
 def _warn(message: str) -> None:
@@ -437,7 +481,8 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
                 newer.add(task_id)               # ran again after compaction, or restores a lost part: it wins
 
     pieces = []
-    wanted_of = {name: [(t, e) for t, e in manifest.entries_of(name) if t not in newer] for name in sorted(intact)}
+    entries = manifest.entries_by_part() if manifest is not None else {}
+    wanted_of = {name: [(t, e) for t, e in entries.get(name, ()) if t not in newer] for name in sorted(intact)}
     decoded = _decode_parts(table, {name: parts[name] for name, w in wanted_of.items() if w and intact[name]},
                             columns)
     for name, wanted in wanted_of.items():
@@ -541,7 +586,7 @@ def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, string
             chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in chunks]
         column = pa.chunked_array(chunks, type=chunks[0].type if chunks else field.type)
         del chunks
-        if order is not None:
+        if order is not None and not _constant(column):
             column = column.take(order)
         target = strings if pa.types.is_string(field.type) else field.type
         return column.cast(target) if column.type != target else column
@@ -552,6 +597,25 @@ def _in_task_order(schema: pa.Schema, pieces: list[pa.Table], sort: bool, string
                else [arrange(field) for field in fields])
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_type(strings) if pa.types.is_string(f.type) else f
                                                            for f in schema]))
+
+
+def _constant(column: pa.ChunkedArray) -> bool:
+    """Whether every value of `column` is the same, bit for bit, and none is null: any order of its rows
+    is the column itself, and `_in_task_order` takes none (a sweep's settings columns are mostly so: 20
+    of the 68 columns of the default sweep's `paths`). Found cheaply or not at all: a dictionary column
+    is constant when each chunk's dictionary is one and the same value; a 64-bit number column when the
+    least and greatest of its bits, read as int64 (NaNs and signed zeros told apart), are equal."""
+    if column.null_count or not column.num_chunks:
+        return False
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        first = column.chunk(0).dictionary
+        return all(len(c.dictionary) == 1 and c.dictionary.equals(first) for c in column.chunks)
+    if not (pa.types.is_int64(kind) or pa.types.is_float64(kind)):
+        return False
+    bits = pa.chunked_array([c.view(pa.int64()) for c in column.chunks], type=pa.int64())
+    low, high = pc.min_max(bits).values()
+    return low == high
 
 
 def salvage_part(table: str, data: bytes, entries: list[tuple[str, Entry]]) -> dict[str, pa.Table]:

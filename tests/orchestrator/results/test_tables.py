@@ -244,3 +244,73 @@ def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout, thr
     assert bool(columns_in_threads) == threaded                  # a small table's columns: on this thread
     split_parts = [items for items in calls if items and isinstance(items[0], tuple) and len(items) > 3]
     assert bool(split_parts) == threaded                         # more row-group ranges than parts
+
+
+def test_a_frame_is_to_pandas_with_writable_columns_of_its_own():
+    """`read_table`'s frame (`tables._frame`) is what `to_pandas(types_mapper=PANDAS_TYPES.get)` gives
+    (dtypes and values: nulls, NaN, -0.0, 63-bit ints, strings, timestamps, lists, several chunks, no
+    rows), and every column can be written to without changing another."""
+    import numpy as np
+
+    ints = pa.chunked_array([pa.array([1, None, 2**62 + 1]), pa.array([4])])
+    table = pa.table({
+        "i": pa.chunked_array([pa.array([7, 8, 2**62 + 3, 9], pa.int64())]),
+        "i_nulls": ints,
+        "f": pa.array([0.0, -0.0, float("nan"), 1.5]),
+        "f_nulls": pa.chunked_array([pa.array([None, 2.0]), pa.array([float("nan"), None])]),
+        "s": pa.array(["a", None, "c", "d"], pa.large_string()),
+        "t": pa.array([0, 1, None, 3], pa.timestamp("us", tz="UTC")),
+        "b": pa.array([True, False, None, True]),
+        "l": pa.array([["x"], [], None, ["y", "z"]], pa.list_(pa.string())),
+    })
+    for arrow in (table, table.slice(1, 2), table.slice(0, 0)):
+        reference = arrow.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
+        got = tables._frame(arrow.column_names, list(arrow.columns))
+        pd.testing.assert_frame_equal(got, reference)
+        assert list(np.signbit(got["f"])) == list(np.signbit(reference["f"]))
+    got = tables._frame(table.column_names, list(table.columns))
+    before = got.copy()
+    for column in ("i", "i_nulls", "f", "f_nulls"):
+        got.loc[0, column] = 5
+        assert got.loc[0, column] == 5
+        others = [c for c in got.columns if c != column]
+        pd.testing.assert_frame_equal(got[others], before[others])
+        before = got.copy()
+
+
+def test_columns_of_one_value_are_told_apart_bit_for_bit():
+    """A column is left in place (not reordered) only when every value is the same bit for bit and none is
+    null: -0.0 among 0.0, a NaN among numbers, a null, a second dictionary value each make it a column
+    to reorder."""
+    zeros = pa.chunked_array([pa.array([0.0, 0.0]), pa.array([0.0])])
+    assert tables._constant(zeros)
+    assert tables._constant(pa.chunked_array([pa.array([3, 3]), pa.array([3])]))
+    assert tables._constant(pa.chunked_array([pa.array(["a", "a"]).dictionary_encode(), pa.array(["a"]).dictionary_encode()]))
+    for varied in ([0.0, -0.0], [1.0, float("nan")], [1.0, None], [2**62, 2**62 + 1]):
+        assert not tables._constant(pa.chunked_array([pa.array(varied)])), varied
+    assert not tables._constant(pa.chunked_array([pa.array(["a"]).dictionary_encode(), pa.array(["b"]).dictionary_encode()]))
+    assert not tables._constant(pa.chunked_array([pa.array(["a", None]).dictionary_encode()]))
+    assert not tables._constant(pa.chunked_array([], pa.float64()))
+
+
+def test_interleaved_parts_keep_a_near_constant_columns_rows_in_place(layout):
+    """Read from interleaved parts, a column that is one value but for a -0.0 and a NaN in one task each
+    comes back in task order, bit for bit (pandas' equality would let -0.0 pass for 0.0)."""
+    import numpy as np
+
+    from orchestrator.results import compact
+
+    items = sorted(synthetic_sweep()["paths"].items())[:12]
+    odd = {items[4][0]: -0.0, items[7][0]: float("nan")}
+    items = [(t, [dict(r, loss=odd.get(t, 0.0)) for r in rows]) for t, rows in items]
+    for k in range(3):
+        for i, (task_id, rows) in enumerate(items):
+            if i % 3 == k:
+                tables.write_fragment(layout, "paths", task_id, rows)
+        compact.compact(layout, ["paths"])
+    reference = pa.concat_tables([tables.rows_to_table("paths", t, rows) for t, rows in items]).to_pandas(
+        types_mapper=schemas.PANDAS_TYPES.get)
+    got = tables.read_table(layout, "paths")
+    pd.testing.assert_frame_equal(got, reference)
+    assert list(np.signbit(got["loss"])) == list(np.signbit(reference["loss"]))
+    assert list(np.isnan(got["loss"])) == list(np.isnan(reference["loss"]))
