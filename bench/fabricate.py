@@ -3,7 +3,8 @@
     python -m bench.fabricate --tasks 100000 --storage /tmp/mmc-fab      # -> /tmp/mmc-fab/scale
 
 What it leaves is what `python -m bench.scale` (the synthetic runner through Ray, then the compaction at
-the end of the run) leaves, minus MLflow: the built-in default sweep of `seeds=[0..k)` (whole seeds,
+the end of the run) leaves, minus MLflow (and with the marker index in one file, a run's in one per
+bundle): the built-in default sweep of `seeds=[0..k)` (whole seeds,
 `bench.scale.tasks_per_seed()` tasks each: 48 now), its `spec.yaml` and `plan.parquet`, a `done.json`
 per task, and every result table as one compacted part plus its manifest. Each task's rows come from the
 synthetic runner itself (`tests.support.runners.synthetic`, the same values for the same task id), its
@@ -58,7 +59,7 @@ def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers:
     exact = exact or uncompacted
     from orchestrator import vocab
     from orchestrator.graph.dag import build_graph
-    from orchestrator.results import compact, manifest as manifest_lib, plan
+    from orchestrator.results import compact, manifest as manifest_lib, outputs, plan
     from orchestrator.spec.sweep_spec import dump_spec, load_spec
     from orchestrator.storage.layout import open_sweep_dir
 
@@ -86,6 +87,8 @@ def fabricate(storage: str, tasks: int, name: str = "scale", log=print, workers:
         info, entries = compact._write_part(layout, table, part, iter(items.pop(table)))
         if info is not None:
             compact._write_manifest(layout, manifest_lib.Manifest(table, {info.name: info}, entries))
+    if not uncompacted:        # a run indexes its finished tasks' markers (here in one file, a run's in one per bundle)
+        outputs.index_markers(layout, [(graph.tasks[t].kind, t) for t in ids])
     log(f"fabricated {len(graph)} tasks in {time.perf_counter() - start:.1f} s: {layout.root}")
     return layout.root
 

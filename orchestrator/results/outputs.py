@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator import vocab
-from orchestrator.results import manifest
+from orchestrator.results import manifest, marker_index
 from orchestrator.results.marker_format import (MARKER_VERSION, MARKER_VERSIONS, make_marker,  # noqa: F401
                                                   marker_bytes, marker_steps)
 from orchestrator.storage.layout import LinkError, SweepLayout, check_name, read_regular_file
@@ -135,11 +136,9 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict) or data.get("task_id") != task_id or data.get("version") not in MARKER_VERSIONS:
         return None, f"{path} is not a marker of this task"
-    for name, digest in files.items():
-        if name not in allowed:
-            return None, f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
-        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-            return None, f"{path} holds a malformed sha256 for {name}"
+    problem = _listed_problem(path, files, allowed)
+    if problem:
+        return None, problem
     for key in ("metrics", "meta"):
         if not isinstance(data.get(key, {}), dict):
             return None, f"{path}: `{key}` is not a mapping"
@@ -148,6 +147,55 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
     if data["version"] >= 3 and not isinstance(data.get("steps", {}), dict):
         return None, f"{path}: `steps` is not a mapping"
     return data, ""
+
+
+def _listed_problem(path: str, files: dict, allowed) -> str:
+    """Why a marker's `files` {name: sha256} cannot be this task's ("" when they can): a name that is
+    not one of its outputs, or a malformed sha256."""
+    for name, digest in files.items():
+        if name not in allowed:
+            return f"{path} lists {str(name)[:100]!r}, which is not an output of this task"
+        if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+            return f"{path} holds a malformed sha256 for {name}"
+    return ""
+
+
+def index_markers(layout: SweepLayout, tasks: Iterable[tuple[str, str]]) -> int:
+    """Add the markers of these (kind, task_id) — tasks a run finished — to the marker index
+    (`results/marker_index`), for `status`: each marker read once, between two `lstat`s that give the same
+    stamp, and indexed only when it passes the checks `_marker` reads a marker with. Local storage only;
+    the number of markers indexed. Never raises: the index is a cache (what is not in it is read)."""
+    if not layout.storage.is_local:
+        return 0
+    entries, templates = [], {}
+    try:
+        for kind, task_id in tasks:
+            if kind not in templates:
+                templates[kind] = layout.marker_file(kind, _PROBE), _Allowed(_output_templates(layout, kind))
+            check_name(task_id, "task_id")
+            path = templates[kind][0].replace(_PROBE, task_id)
+            try:
+                before = os.lstat(path)
+                raw = read_regular_file(path, MAX_MARKER_BYTES, follow_links=False, whole=True)
+                after = os.lstat(path)
+            except OSError:
+                continue
+            stamp = marker_index.stamp_of(after)
+            if marker_index.stamp_of(before) != stamp:
+                continue                  # changed while read: left to be read by `status`
+            data, _reason = _marker(layout, kind, task_id, templates[kind][1].of(task_id), path, raw)
+            if data is None:
+                continue
+            sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
+            entries.append((task_id, marker_index.Entry(
+                kind, stamp, dict(data["files"]),
+                {n: v for n, v in sizes.items() if n in data["files"] and type(v) is int})))
+        marker_index.write_index(layout, entries)
+    except Exception as exc:  # noqa: BLE001 - status reads the markers instead
+        _LOG.warning(f"the markers of {len(entries)} finished tasks were not indexed ({type(exc).__name__}: "
+                     f"{exc}); `status` reads them instead")
+        return 0
+    return len(entries)
 
 
 def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None = None) -> tuple[bool, str]:
@@ -169,14 +217,15 @@ def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: d
     process fails, this process verifies them all."""
     tasks = list(tasks)
     compacted = manifest.compacted_digests(layout)   # each manifest read when first needed, in each process
+    known = marker_index.read_index(layout) if layout.storage.is_local else {}   # read once, before any fork
     processes = min(processes, len(tasks) // (PARALLEL_FROM // 2)) if len(tasks) >= PARALLEL_FROM else 1
     gc.freeze()     # the objects made so far (torch, pandas, the plan) are not scanned again by each
     try:            # collection the pass's ~10^5 parsed markers set off, nor copied into forked processes
         if processes > 1:
-            out = _verify_in_processes(layout, tasks, hashes, compacted, processes)
+            out = _verify_in_processes(layout, tasks, hashes, compacted, known, processes)
             if out is not None:
                 return out
-        return _verify_some(layout, tasks, hashes, compacted)
+        return _verify_some(layout, tasks, hashes, compacted, known)
     finally:
         gc.unfreeze()
 
@@ -185,9 +234,9 @@ PARALLEL_FROM = 20_000     # tasks from which `verify_many` shares the work betw
 
 
 def _verify_some(layout: SweepLayout, tasks: list[tuple[str, str]], hashes: dict | None,
-                 compacted) -> dict[str, tuple[bool, str]]:
+                 compacted, known: dict) -> dict[str, tuple[bool, str]]:
     templates: dict[str, tuple[str, _Allowed]] = {}
-    local = _LocalMarkers(layout) if layout.storage.is_local else None
+    local = _LocalMarkers(layout, known) if layout.storage.is_local else None
     read_ahead = local is not None and len(tasks) >= 2 * _PREFETCH_THREADS
     out = {}
     with ThreadPoolExecutor(_PREFETCH_THREADS) if read_ahead else contextlib.nullcontext() as pool:
@@ -253,10 +302,13 @@ class _LocalMarkers:
     the marker itself is read by `storage.layout.read_regular_file` (what `Storage.read_bytes` reads local
     files with) without following a link, at most `MAX_MARKER_BYTES`, whole. `read` gives None for anything
     else (missing, a link, not a regular file, unreadable, changed while read, the listing failed): the
-    caller then reads it through `Storage.read_bytes` and says why it is not a marker, as it always did."""
+    caller then reads it through `Storage.read_bytes` and says why it is not a marker, as it always did.
+    A marker in the run's index (`known`, `results/marker_index`) whose stamp (one `lstat`: size, mtime,
+    ctime, inode) is still the one indexed is not read: `read` gives its index entry."""
 
-    def __init__(self, layout: SweepLayout):
+    def __init__(self, layout: SweepLayout, known: dict | None = None):
         self.layout = layout
+        self.known = known or {}
         self.plain: dict[str, set[str] | None] = {}     # kind -> its task directories that are not links
 
     def _plain_dirs(self, kind: str) -> set[str] | None:
@@ -274,11 +326,19 @@ class _LocalMarkers:
                     pass
         return self.plain[kind]
 
-    def read(self, kind: str, task_id: str, path: str) -> bytes | None:
+    def read(self, kind: str, task_id: str, path: str) -> bytes | marker_index.Entry | None:
         plain = self._plain_dirs(kind)
         if plain is None or task_id not in plain:
             return None
+        row = self.known.get(task_id)
         try:
+            if row is not None and row[0] == kind:
+                info = os.lstat(path)
+                if stat.S_ISREG(info.st_mode) and marker_index.stamp_of(info) == marker_index.stamp_in(row):
+                    try:
+                        return marker_index.entry_of(row)
+                    except ValueError:
+                        pass                    # a malformed entry: the marker is read
             return read_regular_file(path, MAX_MARKER_BYTES, follow_links=False, whole=True)
         except OSError:
             return None
@@ -299,19 +359,19 @@ class _LocalMarkers:
         return [raw for raws in pool.map(read_slice, range(0, len(items), step)) for raw in raws]
 
 
-_FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted)
+_FORKED: tuple | None = None     # what a forked process verifies: (layout, tasks, hashes, compacted, known)
 
 
 def _verify_forked(share: tuple[int, int]) -> tuple[dict, dict]:
     """The tasks `start`, `start + every`, ... of the pass (`share` = (start, every)): each process gets
     as many tasks of each kind as the next (the kinds' markers differ in size and they come in runs)."""
-    layout, tasks, hashes, compacted = _FORKED
+    layout, tasks, hashes, compacted, known = _FORKED
     mine = dict(hashes) if hashes is not None else None
-    out = _verify_some(layout, tasks[share[0]::share[1]], mine, compacted)
+    out = _verify_some(layout, tasks[share[0]::share[1]], mine, compacted, known)
     return out, ({k: v for k, v in mine.items() if k not in hashes} if mine is not None else {})
 
 
-def _verify_in_processes(layout, tasks, hashes, compacted, processes: int) -> dict | None:
+def _verify_in_processes(layout, tasks, hashes, compacted, known, processes: int) -> dict | None:
     """`_verify_some` in `processes` - 1 forked processes and this one; None where that cannot be done."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -320,7 +380,7 @@ def _verify_in_processes(layout, tasks, hashes, compacted, processes: int) -> di
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     shares = [(i, processes) for i in range(processes)]
-    _FORKED = (layout, tasks, hashes, compacted)
+    _FORKED = (layout, tasks, hashes, compacted, known)
     try:
         with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_verify_forked, share) for share in shares[1:]]
@@ -354,12 +414,18 @@ def _output_templates(layout: SweepLayout, kind: str) -> list[tuple[str, str]]:
 
 def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, compacted,
             allowed: dict[str, str] | None, marker_path: str | None = None,
-            raw: bytes | None = None) -> tuple[bool, str]:
-    marker, reason = _marker(layout, kind, task_id, allowed, marker_path, raw)
+            raw: bytes | marker_index.Entry | None = None) -> tuple[bool, str]:
+    """`raw`: the marker's bytes, or its index entry (an unchanged marker; its listed files are checked
+    as a marker's are)."""
+    allowed = output_files(layout, kind, task_id) if allowed is None else allowed
+    if isinstance(raw, marker_index.Entry):
+        reason = _listed_problem(marker_path or layout.marker_file(kind, task_id), raw.files, allowed)
+        marker = None if reason else {"files": raw.files, "sizes": raw.sizes}
+    else:
+        marker, reason = _marker(layout, kind, task_id, allowed, marker_path, raw)
     if marker is None:
         return False, reason
     storage = layout.storage
-    allowed = output_files(layout, kind, task_id) if allowed is None else allowed
     sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
     for name, digest in marker["files"].items():
         path = allowed[name]

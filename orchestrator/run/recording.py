@@ -33,7 +33,7 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.provenance import format_versions, software_versions
-from orchestrator.results import compact, outputs, schemas, tables
+from orchestrator.results import compact, marker_index, outputs, schemas, tables
 from orchestrator.results.manifest import sha256_hex
 from orchestrator.graph.dag import Task, canonical_json
 from orchestrator.storage.layout import SweepLayout
@@ -160,6 +160,8 @@ class TaskRecorder:
         self.compactions = 0                     # bundles compacted while the run went
         self.compact_s = self.compact_cpu_s = 0.0   # their wall and CPU time (in `thread_cpu_s` too)
         self._ended_since = 0                    # tasks recorded since the last bundle
+        self._to_index: list[tuple[str, str]] = []   # (kind, task id) finished since the markers were last indexed
+        self.index_s = 0.0                       # wall time spent indexing markers (benchmarks)
         self.release_s = 0.0                     # wall time spent handing freed memory back (benchmarks)
         self._recorded: dict[str, str] = {}      # task id -> status already recorded in this invocation
         self._queue: queue.Queue = queue.Queue()
@@ -243,6 +245,9 @@ class TaskRecorder:
                     self._ended_since += len(items)
                     if self.compact_every and self._ended_since >= self.compact_every and not stop:
                         self._compact_bundle()
+                        self._index_markers()
+                    if stop:
+                        self._index_markers(last=True)
                 finally:
                     for _ in batch:
                         self._queue.task_done()
@@ -263,6 +268,20 @@ class TaskRecorder:
             self.compact_s += time.perf_counter() - wall
             self.compact_cpu_s += time.thread_time() - cpu
 
+    def _index_markers(self, last: bool = False) -> None:
+        """Index the markers of the tasks finished since the last time (`outputs.index_markers`, for
+        `status`); at the end of the run, merge the index's files when there are many."""
+        start = time.perf_counter()
+        try:
+            outputs.index_markers(self.layout, self._to_index)
+            if last:
+                marker_index.merge_index(self.layout)
+        except Exception as exc:  # noqa: BLE001 - a cache: status reads the markers instead
+            log.warning(f"the marker index was not updated ({type(exc).__name__}: {redact(str(exc))})")
+        finally:
+            self._to_index = []
+            self.index_s += time.perf_counter() - start
+
     def _release_freed_memory(self) -> None:
         """Hand back to the system what a bundle's compaction and the rows it absorbed freed: glibc's arenas
         and Arrow's pool keep it otherwise (~150-250 MiB at 10^4 tasks)."""
@@ -276,6 +295,9 @@ class TaskRecorder:
         return s is not None and s.status in (vocab.DONE, vocab.CACHED) and self._recorded.get(task_id) is not None
 
     def _write_batch(self, items: list[_Ended]) -> None:
+        if self.background:
+            self._to_index += [(self.state.graph.tasks[i.task_id].kind, i.task_id) for i in items
+                               if i.status in (vocab.DONE, vocab.CACHED)]
         ended = [self._ended_task(item) for item in items]
         run_ids = self.tracker.tasks_ended(ended) if ended else {}
         self.table.tasks_ended(ended, run_ids)

@@ -13,6 +13,7 @@ per write, no directories) guard each of them in one place.
   tasks/<kind>/<task_id>/                model.safetensors, meta.json, progress.json, resume/, ...
   results/<table>/<task_id>.parquet      one fragment per task (part-<name>.parquet: compacted)
   results/_manifests/<table>.parquet     which task's rows are in which compacted part
+  results/_markers/index-<time>.parquet  the finished tasks' markers as a run found them (`status`'s cache)
   results/_quarantine/<table>/           damaged parts and unreadable files that compaction moved aside
   report/                                summary tables, figures, report.html
   ray/                                   Ray Tune / Train run directories (storage_path)
@@ -488,6 +489,14 @@ class SweepLayout:
     def manifest_file(self, table: str) -> str:
         """Which task's rows of `table` are in which compacted part: `results/_manifests/<table>.parquet`."""
         return self.storage.join(self.manifests_dir(), f"{check_name(table, 'table')}.parquet")
+
+    def marker_index_dir(self) -> str:
+        """Where a run indexes the markers of the tasks it finished, for `status`: `results/_markers/`
+        (see orchestrator.results.marker_index)."""
+        return self._path("results", "_markers")
+
+    def marker_index_file(self, name: str) -> str:
+        return self.storage.join(self.marker_index_dir(), check_name(name, "file name"))
 
     def legacy_manifest_file(self, table: str) -> str:
         """Where sweeps compacted by earlier versions kept the manifest (inside the table's directory);

@@ -87,10 +87,14 @@ def test_an_old_indented_marker_with_its_series_still_verifies(finished):
     assert outputs.read_marker(layout, task.kind, task.id)["steps"] == [list(x) for x in results[task.id].steps]
 
 
-@pytest.mark.parametrize("version,read_ahead", [(2, False), (3, False), (3, True)])
-def test_a_damaged_output_and_a_truncated_marker_are_named(finished, version, read_ahead, monkeypatch):
-    """... alone and in a pass, also when the pass reads its markers ahead in threads, in several batches."""
+@pytest.mark.parametrize("version,read_ahead,indexed", [(2, False, False), (3, False, False), (3, True, False),
+                                                     (3, True, True)])
+def test_a_damaged_output_and_a_truncated_marker_are_named(finished, version, read_ahead, indexed, monkeypatch):
+    """... alone and in a pass, also when the pass reads its markers ahead in threads, in several batches,
+    and when a run indexed every marker before the damage (a rewritten marker is read, not its entry)."""
     layout, tasks, _ = finished
+    if indexed:
+        assert outputs.index_markers(layout, [(t.kind, t.id) for t in tasks]) == len(tasks)
     if read_ahead:
         assert len(tasks) >= 4
         monkeypatch.setattr(outputs, "_PREFETCH_THREADS", 2)
@@ -135,3 +139,49 @@ def test_a_step_series_that_does_not_read_back_is_left_out_not_the_task(finished
     stored["steps"] = [["x", 0, 1.0]]                                   # version 3 holds a mapping
     layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(stored).encode())
     assert outputs.verify_outputs(layout, task.kind, task.id)[1].endswith("`steps` is not a mapping")
+
+
+def test_an_indexed_marker_is_not_read_while_its_stamp_holds(finished, monkeypatch):
+    """A marker the run indexed is not read again by the pass while its size, mtime, ctime and inode are
+    those indexed (the answers stay those of the markers read alone); one rewritten in place to the same
+    size with its mtime put back (only its ctime moves) is read and judged; a forged entry that lists another task's file is
+    refused with the marker's own reason; a garbled index file is skipped."""
+    import os
+
+    from orchestrator.results import marker_index
+
+    layout, tasks, _ = finished
+    ids = [(t.kind, t.id) for t in tasks]
+    assert outputs.index_markers(layout, ids) == len(tasks)
+    reads = []
+    read_file = outputs.read_regular_file
+    monkeypatch.setattr(outputs, "read_regular_file", lambda path, *a, **k: reads.append(path) or read_file(path, *a, **k))
+    assert outputs.verify_many(layout, ids) == {t.id: (True, "") for t in tasks}
+    assert reads == []                                                   # every marker answered by its entry
+
+    changed, forged = [t for t in tasks if t.kind == vocab.PATH_EVAL][:2]
+    path = layout.marker_file(changed.kind, changed.id)
+    raw, info = _raw(layout, changed), os.stat(path)
+    other = next(t for t in tasks if t.kind == changed.kind and t.id not in (changed.id, forged.id))
+    assert len(other.id) == len(changed.id)
+    with open(path, "r+b") as f:                                   # in place: same inode, same size
+        f.write(raw.replace(changed.id.encode(), other.id.encode()))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))        # and the mtime put back: only ctime moved
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (info.st_size, info.st_mtime_ns, info.st_ino)
+
+    rows = marker_index.read_index(layout)
+    entry = marker_index.entry_of(rows[forged.id])
+    stolen = layout.fragment(vocab.PATHS, other.id)[len(layout.root) + 1:]
+    marker_index.write_index(layout, [(forged.id, entry._replace(files={**entry.files, stolen: "0" * 64}))])
+    layout.storage.write_bytes(layout.marker_index_file("index-99999999T999999.999999999-garbled.parquet"), b"PAR1 not one")
+
+    reads.clear()
+    alone, many = _answers(layout, tasks)
+    assert alone[changed.id] == many[changed.id] == (False, f"{path} is not a marker of this task")
+    forged_path = layout.marker_file(forged.kind, forged.id)
+    assert many[forged.id] == (False, f"{forged_path} lists {stolen!r}, which is not an output of this task")
+    assert alone[forged.id] == (True, "")              # its marker itself is fine: only the entry was forged
+    assert {k: v for k, v in many.items() if k not in (changed.id, forged.id)} == \
+        {t.id: (True, "") for t in tasks if t.id not in (changed.id, forged.id)}
+    assert path in reads and forged_path not in reads

@@ -386,3 +386,39 @@ def test_tune_saves_its_experiment_state_once_and_a_users_setting_wins(monkeypat
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "auto")
     schedule.quiet_ray_logs()
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "auto"
+
+
+def test_the_recorder_indexes_the_markers_of_finished_tasks_with_each_bundle_and_at_the_end(graph, layout,
+                                                                                            monkeypatch):
+    """The markers of the tasks that finished are indexed with each bundle and at the end of the run (a
+    failed task's not), the index's files merged at the end when there are more than MERGE_FROM, and then
+    `status`'s pass reads none of them."""
+    from orchestrator.results import marker_index, outputs
+
+    monkeypatch.setattr(recording, "BATCH_WAIT_S", 0.0)
+    monkeypatch.setattr(marker_index, "MERGE_FROM", 3)
+    state = sweep_state.SweepState(graph)
+    ids = sorted(graph.tasks)
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
+    failed = ids[7]
+    for task_id in ids:
+        if task_id != failed:
+            assert work.execute(graph.tasks[task_id], SYNTHETIC, env).status == vocab.DONE
+        state.set_status(task_id, vocab.FAILED if task_id == failed else vocab.DONE)
+    recorder = recording.TaskRecorder(layout, state, "hash")
+    recorder.compact_every = 5
+    files = []
+    for i, task_id in enumerate(ids):
+        recorder.record(task_id)
+        if i % 5 == 4:
+            recorder.flush()
+            files.append(len(marker_index.index_files(layout)))
+    recorder.close()
+    assert files[:3] == [1, 2, 3] and len(marker_index.index_files(layout)) == 1     # merged at the end
+    assert set(marker_index.read_index(layout)) == set(ids) - {failed}
+    reads = []
+    read_file = outputs.read_regular_file
+    monkeypatch.setattr(outputs, "read_regular_file", lambda path, *a, **k: reads.append(path) or read_file(path, *a, **k))
+    verified = outputs.verify_many(layout, [(graph.tasks[t].kind, t) for t in ids])
+    assert {t for t, (ok, _) in verified.items() if ok} == set(ids) - {failed}
+    assert reads == []                                          # the failed task has no marker to read
