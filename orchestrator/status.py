@@ -9,8 +9,8 @@ would check it (`outputs.verify_outputs`, the same rule as a resumed run's cache
 whole and well-formed, every listed file's size and sha256, compacted rows in parts whose own size and
 sha256 verify, each part hashed once per pass; all tasks in one pass, `outputs.verify_many`, shared by
 forked processes in a sweep of 20,000 tasks or more); a marker the run indexed when the task finished
-(`results/marker_index`) is not read again while its size, mtime, ctime and inode are unchanged: the
-files it lists are verified all the same; a task whose outputs were damaged after it
+(`results/marker_index`) is not read again while its size, mtime, ctime and inode are unchanged, nor a
+checkpoint it lists that the run hashed then (the other files it lists are verified as always); a task whose outputs were damaged after it
 finished counts as remaining and is named, as the next run will recompute it. Only the tasks that
 have not finished are looked up further: their latest `tasks` row (one join; the table is not read at
 all when every task finished) and, for training tasks, their `progress.json`. It shows counts
@@ -38,8 +38,9 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact
 
 COLUMNS = ("planned", *vocab.TABLE_STATUSES, "remaining")
-CHECKED = ("finished: done.json read whole (or unchanged since the run indexed it: size, mtime, ctime, inode) and "
-           "every output it lists verified by size and sha256 (compacted rows by their part's), as a run's cache check does")
+CHECKED = ("finished: done.json read whole and every output it lists verified by size and sha256 (compacted rows by "
+           "their part's), as a run's cache check does; a marker or checkpoint unchanged (size, mtime, ctime, inode) "
+           "since the run indexed and hashed it is taken as then")
 FAILED_SHOWN = 10            # failed tasks listed by name (the JSON lists them all)
 RECENT_TASKS = 200           # finished tasks whose overlap estimates how many run at once
 

@@ -163,8 +163,10 @@ def _listed_problem(path: str, files: dict, allowed) -> str:
 def index_markers(layout: SweepLayout, tasks: Iterable[tuple[str, str]]) -> int:
     """Add the markers of these (kind, task_id) — tasks a run finished — to the marker index
     (`results/marker_index`), for `status`: each marker read once, between two `lstat`s that give the same
-    stamp, and indexed only when it passes the checks `_marker` reads a marker with. Local storage only;
-    the number of markers indexed. Never raises: the index is a cache (what is not in it is read)."""
+    stamp, and indexed only when it passes the checks `_marker` reads a marker with; each file it lists
+    outside `results/` (a checkpoint) hashed once, between two `lstat`s, its stamp kept where it has the
+    listed sha256 (`status` then hashes it only once it changed). Local storage only; the number of
+    markers indexed. Never raises: the index is a cache (what is not in it is read)."""
     if not layout.storage.is_local:
         return 0
     entries, templates = [], {}
@@ -187,15 +189,31 @@ def index_markers(layout: SweepLayout, tasks: Iterable[tuple[str, str]]) -> int:
             if data is None:
                 continue
             sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
+            allowed = templates[kind][1]
+            hashed = {name: found for name, digest in data["files"].items() if not name.startswith("results/")
+                      and (found := _hashed_stamp(layout.storage, allowed[name], digest)) is not None}
             entries.append((task_id, marker_index.Entry(
                 kind, stamp, dict(data["files"]),
-                {n: v for n, v in sizes.items() if n in data["files"] and type(v) is int})))
+                {n: v for n, v in sizes.items() if n in data["files"] and type(v) is int}, hashed)))
         marker_index.write_index(layout, entries)
     except Exception as exc:  # noqa: BLE001 - status reads the markers instead
         _LOG.warning(f"the markers of {len(entries)} finished tasks were not indexed ({type(exc).__name__}: "
                      f"{exc}); `status` reads them instead")
         return 0
     return len(entries)
+
+
+def _hashed_stamp(storage, path: str, digest: str) -> tuple | None:
+    """The stamp of the regular file at `path` if it has the sha256 `digest` and did not change while hashed."""
+    try:
+        before = os.lstat(path)
+        if not stat.S_ISREG(before.st_mode) or _file_sha256(storage, path) != digest:
+            return None
+        after = os.lstat(path)
+    except OSError:
+        return None
+    stamp = marker_index.stamp_of(after)
+    return stamp if marker_index.stamp_of(before) == stamp else None
 
 
 def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None = None) -> tuple[bool, str]:
@@ -427,10 +445,13 @@ def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, c
         return False, reason
     storage = layout.storage
     sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
+    hashed = raw.hashed if isinstance(raw, marker_index.Entry) else {}    # {name: the stamp the run hashed it at}
     for name, digest in marker["files"].items():
         path = allowed[name]
         if compacted(path) == digest:
             continue   # a fragment whose rows were compacted into a verified part file
+        if name in hashed and _unchanged(path, hashed[name]):
+            continue   # hashed by the run when it indexed the task, unchanged since
         try:
             if not storage.is_file(path):
                 return False, f"missing {path}"
@@ -451,6 +472,15 @@ def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, c
         except OSError as exc:
             return False, f"unreadable {path} ({exc})"
     return True, ""
+
+
+def _unchanged(path: str, stamp: tuple) -> bool:
+    """Whether the local file at `path` is a regular file with this stamp (`marker_index.stamp_of`)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and marker_index.stamp_of(info) == stamp
 
 
 HASH_CHUNK_BYTES = 8 * 1024 * 1024

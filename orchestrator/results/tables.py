@@ -372,9 +372,9 @@ def _frame(names: list[str], columns: list[pa.ChunkedArray]) -> pd.DataFrame:
     """The columns as `to_pandas(types_mapper=PANDAS_TYPES.get)` makes them (the same dtypes and values),
     but a 64-bit number column's values handed to pandas without a copy where Arrow allocated them
     (writable: the frame owns them from now on, so `columns` must be handed over, not shared), one pandas
-    block per column: no consolidation. A float column's nulls become NaN first (Arrow's `fill_null`);
-    an int column without nulls keeps its values (with a mask of False), one with nulls is converted by
-    pandas (a copy and its mask). Each entry of `columns` is let go once converted. Reading a 10^5-task
+    block per column: no consolidation. A float column's nulls become NaN in place; an int column keeps its
+    values and gets a mask (False where there are no nulls). Each entry of `columns` is let go once
+    converted. Reading a 10^5-task
     sweep's `paths` (2.2 M rows, 45 number columns), `to_pandas` copied ~1 GB into memory the process had
     to fault in (on the 2-vCPU VM, 0.9-1.4 s of a 2-3.5 s read; BENCHMARKS §7c)."""
     out = {}
@@ -391,24 +391,32 @@ def _pandas_values(column: pa.ChunkedArray):
     if not (pa.types.is_float64(kind) or pa.types.is_int64(kind)):
         return pa.table([column], names=["_"]).to_pandas(types_mapper=PANDAS_TYPES.get, use_threads=False)["_"]
     array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
+    values = _own_values(array)
+    if values is None:                            # not Arrow's memory to hand over: a copy
+        values = (array if mask is None else pc.fill_null(array, 0)).to_numpy(zero_copy_only=False).copy()
     if pa.types.is_int64(kind):
-        if array.null_count:                      # pandas' own conversion (a copy and the mask)
-            return pd.Int64Dtype().__from_arrow__(array)
-        return pd.arrays.IntegerArray(_numpy_view(array), np.zeros(len(array), dtype=bool), copy=False)
-    if array.null_count:
-        array = pc.fill_null(array, float("nan"))     # what to_pandas makes of a null float (a new buffer)
-    return _numpy_view(array)
+        return pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool) if mask is None else mask, copy=False)
+    if mask is not None:
+        np.copyto(values, np.nan, where=mask)     # what to_pandas makes of a null float
+    return values
 
 
-def _numpy_view(array: pa.Array) -> np.ndarray:
-    """The values of a 64-bit number array without nulls as numpy's, without a copy where Arrow's buffer is
-    writable (allocated by Arrow for this array, not a view of bytes read from a file); a copy otherwise."""
-    dtype = np.dtype(array.type.to_pandas_dtype())
-    buffer = array.buffers()[1]
-    if buffer is None or not len(array):
-        return np.zeros(len(array), dtype=dtype)
-    view = np.frombuffer(buffer, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
-    return view if view.flags.writeable else view.copy()
+def _own_values(array: pa.Array) -> np.ndarray | None:
+    """The values of a 64-bit number array as a writable numpy view of Arrow's buffer, where Arrow allocated
+    it (not a view of bytes read from a file) apart from the validity bitmap; None otherwise. The read's
+    arrays are its own (decoded, taken, concatenated or cast by it): the frame takes their memory over."""
+    buffers = array.buffers()
+    values = buffers[1]
+    if values is None or not len(array):
+        return None
+    view = np.frombuffer(values, dtype=np.dtype(array.type.to_pandas_dtype()), count=len(array),
+                         offset=array.offset * 8)
+    validity = buffers[0]
+    if not view.flags.writeable or (validity is not None and validity.address < values.address + values.size
+                                    and values.address < validity.address + validity.size):
+        return None                               # (an array of nulls may hold one zeroed buffer for both)
+    return view
 
 
 def _warn(message: str) -> None:

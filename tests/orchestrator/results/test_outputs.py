@@ -185,3 +185,45 @@ def test_an_indexed_marker_is_not_read_while_its_stamp_holds(finished, monkeypat
     assert {k: v for k, v in many.items() if k not in (changed.id, forged.id)} == \
         {t.id: (True, "") for t in tasks if t.id not in (changed.id, forged.id)}
     assert path in reads and forged_path not in reads
+
+
+def test_a_checkpoint_the_run_hashed_when_it_indexed_the_task_is_hashed_again_only_once_it_changed(finished,
+                                                                                                   monkeypatch):
+    """`status` hashed every checkpoint on every call (at paper scale ~250 files of ~40 MB): a checkpoint
+    that the run hashed when it indexed the task is not hashed again while its size, mtime, ctime and
+    inode hold; rewritten in place to the same size with its mtime put back, it is hashed and named. A
+    `hashed` key inside a marker itself is not trusted."""
+    import hashlib
+    import os
+
+    from orchestrator.results import marker_index
+
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PRETRAIN)
+    checkpoint = layout.checkpoint_files(task.kind, task.id)["model.safetensors"]
+    blob = bytes(range(256)) * 64
+    layout.storage.write_bytes(checkpoint, blob)
+    name = checkpoint[len(layout.root) + 1:]
+    marker = json.loads(_raw(layout, task))
+    marker["files"][name], marker["sizes"][name] = hashlib.sha256(blob).hexdigest(), len(blob)
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    ids = [(t.kind, t.id) for t in tasks]
+    assert outputs.index_markers(layout, ids) == len(tasks)
+    hashed = []
+    file_sha256 = outputs._file_sha256
+    monkeypatch.setattr(outputs, "_file_sha256", lambda storage, path: hashed.append(path) or file_sha256(storage, path))
+    assert outputs.verify_many(layout, ids)[task.id] == (True, "") and checkpoint not in hashed
+
+    info = os.stat(checkpoint)
+    with open(checkpoint, "r+b") as f:
+        f.write(b"\xff")                                              # same size, same inode
+    os.utime(checkpoint, ns=(info.st_atime_ns, info.st_mtime_ns))
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (False, f"sha256 mismatch in {checkpoint}") and checkpoint in hashed
+
+    hashed.clear()                                                    # a marker cannot vouch for its own files
+    layout.storage.write_bytes(checkpoint, blob)
+    marker["hashed"] = {name: list(marker_index.stamp_of(os.stat(checkpoint)))}
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    assert outputs.verify_many(layout, ids)[task.id] == (True, "") and checkpoint in hashed
+

@@ -262,6 +262,10 @@ def test_a_frame_is_to_pandas_with_writable_columns_of_its_own():
         "t": pa.array([0, 1, None, 3], pa.timestamp("us", tz="UTC")),
         "b": pa.array([True, False, None, True]),
         "l": pa.array([["x"], [], None, ["y", "z"]], pa.list_(pa.string())),
+        "ro": pa.Array.from_buffers(pa.float64(), 4, [None, pa.py_buffer(np.arange(4.0).tobytes())]),  # read-only
+        "ro_nulls": pa.Array.from_buffers(pa.int64(), 4, [pa.py_buffer(bytes([0b1011])),
+                                                          pa.py_buffer(np.arange(4).tobytes())]),
+        "all_nulls": pa.nulls(4, pa.int64()),
     })
     for arrow in (table, table.slice(1, 2), table.slice(0, 0)):
         reference = arrow.to_pandas(types_mapper=schemas.PANDAS_TYPES.get)
@@ -270,7 +274,7 @@ def test_a_frame_is_to_pandas_with_writable_columns_of_its_own():
         assert list(np.signbit(got["f"])) == list(np.signbit(reference["f"]))
     got = tables._frame(table.column_names, list(table.columns))
     before = got.copy()
-    for column in ("i", "i_nulls", "f", "f_nulls"):
+    for column in ("i", "i_nulls", "f", "f_nulls", "ro", "ro_nulls", "all_nulls"):
         got.loc[0, column] = 5
         assert got.loc[0, column] == 5
         others = [c for c in got.columns if c != column]
