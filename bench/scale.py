@@ -13,7 +13,8 @@ closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28
 local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
 - wall: `run_sweep` from the call to the return, the compaction of its results included: the bundles
   the recording thread compacts while the run goes (`compact_bundle_s`, `compact_bundles`) and the tail
-  at its end (`compact_end_s`; `compact_s` is both, `compact_cpu_s` their CPU); Ray's start is timed
+  at its end (`compact_end_s`; `compact_s` is both, `compact_cpu_s` their CPU), and the markers the
+  recording thread indexes with each bundle and at the end (`index_markers_s`, wall); Ray's start is timed
   apart (`ray_init_s`);
 - driver CPU per task: user+sys CPU of the driver process (`getrusage(RUSAGE_SELF)`: the Tune controller,
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
@@ -212,9 +213,11 @@ def one_run(args) -> dict:
             measured["compact_bundle_cpu_s"] = measured.get("compact_bundle_cpu_s", 0.0) + bundles
             measured["compact_bundle_s"] = measured.get("compact_bundle_s", 0.0) + getattr(self, "compact_s", 0.0)
             measured["release_memory_s"] = measured.get("release_memory_s", 0.0) + getattr(self, "release_s", 0.0)
+            measured["index_markers_s"] = measured.get("index_markers_s", 0.0) + getattr(self, "index_s", 0.0)
             self.thread_cpu_s = 0.0
             if hasattr(self, "compact_cpu_s"):
                 self.compactions, self.compact_s, self.compact_cpu_s = 0, 0.0, 0.0
+            self.index_s = 0.0
 
         recording.TaskRecorder.close = close
     except (ImportError, AttributeError):
