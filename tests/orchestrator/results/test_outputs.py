@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import torch
@@ -164,11 +165,13 @@ def test_an_indexed_marker_is_not_read_while_its_stamp_holds(finished, monkeypat
     raw, info = _raw(layout, changed), os.stat(path)
     other = next(t for t in tasks if t.kind == changed.kind and t.id not in (changed.id, forged.id))
     assert len(other.id) == len(changed.id)
+    time.sleep(0.02)                      # ctime follows the kernel's coarse clock (ticks of up to 10 ms)
     with open(path, "r+b") as f:                                   # in place: same inode, same size
         f.write(raw.replace(changed.id.encode(), other.id.encode()))
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))        # and the mtime put back: only ctime moved
     after = os.stat(path)
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (info.st_size, info.st_mtime_ns, info.st_ino)
+    assert after.st_ctime_ns != info.st_ctime_ns
 
     rows = marker_index.read_index(layout)
     entry = marker_index.entry_of(rows[forged.id])
@@ -215,9 +218,11 @@ def test_a_checkpoint_the_run_hashed_when_it_indexed_the_task_is_hashed_again_on
     assert outputs.verify_many(layout, ids)[task.id] == (True, "") and checkpoint not in hashed
 
     info = os.stat(checkpoint)
+    time.sleep(0.02)                      # ctime follows the kernel's coarse clock (ticks of up to 10 ms)
     with open(checkpoint, "r+b") as f:
         f.write(b"\xff")                                              # same size, same inode
     os.utime(checkpoint, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert os.stat(checkpoint).st_ctime_ns != info.st_ctime_ns
     alone, many = _answers(layout, tasks)
     assert alone[task.id] == many[task.id] == (False, f"sha256 mismatch in {checkpoint}") and checkpoint in hashed
 
