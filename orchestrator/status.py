@@ -10,8 +10,9 @@ whole and well-formed, every listed file's size and sha256, compacted rows in pa
 sha256 verify, each part hashed once per pass; all tasks in one pass, `outputs.verify_many`, shared by
 forked processes in a sweep of 20,000 tasks or more); a marker the run indexed when the task finished
 (`results/marker_index`) is not read again while its size, mtime, ctime and inode are unchanged, nor a
-checkpoint it lists that the run hashed then (the other files it lists are verified as always); a task whose outputs were damaged after it
-finished counts as remaining and is named, as the next run will recompute it. Only the tasks that
+checkpoint it lists that the run hashed then (the other files it lists are verified as always); a task
+whose outputs were damaged after it finished counts as remaining and is named, as the next run will
+recompute it. Only the tasks that
 have not finished are looked up further: their latest `tasks` row (one join; the table is not read at
 all when every task finished) and, for training tasks, their `progress.json`. It shows counts
 per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
@@ -120,8 +121,6 @@ def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
     found = (joined["_merge"] == "both").tolist()
     records = joined[["status", "finished_at", "error"]].to_dict("records")
     return [(task_id, kind, record if seen else None) for (task_id, kind), record, seen in zip(tasks, records, found)]
-
-
 
 
 def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:

@@ -12,8 +12,9 @@ scale ~250 files of ~40 MB that `status` hashed on every call) the stamp at whic
 found the marker's sha256. Only markers that passed the checks a marker is read with are indexed. An
 entry counts only while the marker's stamp is still the one recorded, and a file's stamp only while the
 file's is; otherwise, and for anything the index does not hold, the marker is read and the file hashed
-as before. The index is a cache: an index file that does
-not read is skipped (the markers are read), and deleting `results/_markers/` loses nothing.
+as before. The index is a cache: an index file that does not read is skipped (the markers are read), and
+deleting `results/_markers/` loses nothing. Only the tasks a run finishes are indexed: the tasks of a sweep
+finished before this index existed are read by `status` until they run again.
 
 Files accumulate, one per bundle; the end of a run merges them into one when there are more than
 `MERGE_FROM` (the newest entry of each task kept). This module is the format alone: reading and writing

@@ -10,7 +10,10 @@ What a marker holds and how it is written: `results/marker_format.py`.
 
 Why one module: a task is finished by one rule, whether one task is checked (a run's cache check,
 `verify_outputs`) or a whole sweep in one pass (`status`, `verify_many`, with its read-ahead and forked
-processes); the pass calls the same `_marker` and `_verify`, and apart they could drift.
+processes); the pass calls the same `_marker` and `_verify`, and apart they could drift. The pass alone
+also takes what the run indexed (`index_markers`, `results/marker_index`): a marker, or a checkpoint the
+run hashed, that has not changed since (size, mtime, ctime, inode) is not read again; the entry's listed
+files go through the same `_listed_problem` and `_verify`.
 """
 from __future__ import annotations
 
@@ -176,22 +179,22 @@ def index_markers(layout: SweepLayout, tasks: Iterable[tuple[str, str]]) -> int:
                 templates[kind] = layout.marker_file(kind, _PROBE), _Allowed(_output_templates(layout, kind))
             check_name(task_id, "task_id")
             path = templates[kind][0].replace(_PROBE, task_id)
-            try:
-                before = os.lstat(path)
-                raw = read_regular_file(path, MAX_MARKER_BYTES, follow_links=False, whole=True)
-                after = os.lstat(path)
-            except OSError:
-                continue
-            stamp = marker_index.stamp_of(after)
-            if marker_index.stamp_of(before) != stamp:
-                continue                  # changed while read: left to be read by `status`
+            read = _while_unchanged(path, lambda p: read_regular_file(p, MAX_MARKER_BYTES, follow_links=False,
+                                                                      whole=True))
+            if read is None:
+                continue                  # missing, unreadable or changed while read: `status` reads it
+            raw, stamp = read
             data, _reason = _marker(layout, kind, task_id, templates[kind][1].of(task_id), path, raw)
             if data is None:
                 continue
             sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
             allowed = templates[kind][1]
-            hashed = {name: found for name, digest in data["files"].items() if not name.startswith("results/")
-                      and (found := _hashed_stamp(layout.storage, allowed[name], digest)) is not None}
+            hashed = {}
+            for name, digest in data["files"].items():
+                if not name.startswith("results/"):      # a checkpoint (fragments: their part's sha256)
+                    found = _while_unchanged(allowed[name], lambda p: _file_sha256(layout.storage, p))
+                    if found is not None and found[0] == digest:
+                        hashed[name] = found[1]
             entries.append((task_id, marker_index.Entry(
                 kind, stamp, dict(data["files"]),
                 {n: v for n, v in sizes.items() if n in data["files"] and type(v) is int}, hashed)))
@@ -203,17 +206,18 @@ def index_markers(layout: SweepLayout, tasks: Iterable[tuple[str, str]]) -> int:
     return len(entries)
 
 
-def _hashed_stamp(storage, path: str, digest: str) -> tuple | None:
-    """The stamp of the regular file at `path` if it has the sha256 `digest` and did not change while hashed."""
+def _while_unchanged(path: str, read):
+    """(`read(path)`, the file's stamp) where `path` is a local regular file whose stamp (`marker_index.stamp_of`)
+    is the same before and after the read; None otherwise (missing, unreadable, a link, changed meanwhile)."""
     try:
         before = os.lstat(path)
-        if not stat.S_ISREG(before.st_mode) or _file_sha256(storage, path) != digest:
+        if not stat.S_ISREG(before.st_mode):
             return None
-        after = os.lstat(path)
+        out = read(path)
+        stamp = marker_index.stamp_of(os.lstat(path))
     except OSError:
         return None
-    stamp = marker_index.stamp_of(after)
-    return stamp if marker_index.stamp_of(before) == stamp else None
+    return (out, stamp) if marker_index.stamp_of(before) == stamp else None
 
 
 def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None = None) -> tuple[bool, str]:
@@ -350,13 +354,11 @@ class _LocalMarkers:
             return None
         row = self.known.get(task_id)
         try:
-            if row is not None and row[0] == kind:
-                info = os.lstat(path)
-                if stat.S_ISREG(info.st_mode) and marker_index.stamp_of(info) == marker_index.stamp_in(row):
-                    try:
-                        return marker_index.entry_of(row)
-                    except ValueError:
-                        pass                    # a malformed entry: the marker is read
+            if row is not None and row[0] == kind and _unchanged(path, marker_index.stamp_in(row)):
+                try:
+                    return marker_index.entry_of(row)
+                except ValueError:
+                    pass                        # a malformed entry: the marker is read
             return read_regular_file(path, MAX_MARKER_BYTES, follow_links=False, whole=True)
         except OSError:
             return None

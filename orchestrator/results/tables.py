@@ -374,9 +374,8 @@ def _frame(names: list[str], columns: list[pa.ChunkedArray]) -> pd.DataFrame:
     (writable: the frame owns them from now on, so `columns` must be handed over, not shared), one pandas
     block per column: no consolidation. A float column's nulls become NaN in place; an int column keeps its
     values and gets a mask (False where there are no nulls). Each entry of `columns` is let go once
-    converted. Reading a 10^5-task
-    sweep's `paths` (2.2 M rows, 45 number columns), `to_pandas` copied ~1 GB into memory the process had
-    to fault in (on the 2-vCPU VM, 0.9-1.4 s of a 2-3.5 s read; BENCHMARKS §7c)."""
+    converted. Reading a 10^5-task sweep's `paths` (2.2 M rows, 45 number columns), `to_pandas` copied ~1 GB
+    into memory the process had to fault in (on the 2-vCPU VM, 0.9-1.4 s of a 2-3.5 s read; BENCHMARKS §7c)."""
     out = {}
     for i, name in enumerate(names):
         out[name] = _pandas_values(columns[i])
@@ -489,8 +488,7 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
                 newer.add(task_id)               # ran again after compaction, or restores a lost part: it wins
 
     pieces = []
-    entries = manifest.entries_by_part() if manifest is not None else {}
-    wanted_of = {name: [(t, e) for t, e in entries.get(name, ()) if t not in newer] for name in sorted(intact)}
+    wanted_of = {name: [(t, e) for t, e in manifest.entries_of(name) if t not in newer] for name in sorted(intact)}
     decoded = _decode_parts(table, {name: parts[name] for name, w in wanted_of.items() if w and intact[name]},
                             columns)
     for name, wanted in wanted_of.items():
@@ -553,7 +551,8 @@ def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] |
             continue
         groups = list(range(metadata.num_row_groups))
         share = -(-len(groups) // threads) if metadata.num_rows >= _THREADED_FROM_ROWS else len(groups)
-        work += [(name, metadata, groups[i:i + share]) for i in range(0, len(groups), share)] or [(name, metadata, None)]
+        work += ([(name, metadata, groups[i:i + share]) for i in range(0, len(groups), share)]
+                 or [(name, metadata, None)])
 
     def decode(item):
         name, metadata, row_groups = item

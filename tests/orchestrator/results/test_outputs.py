@@ -145,8 +145,8 @@ def test_a_step_series_that_does_not_read_back_is_left_out_not_the_task(finished
 def test_an_indexed_marker_is_not_read_while_its_stamp_holds(finished, monkeypatch):
     """A marker the run indexed is not read again by the pass while its size, mtime, ctime and inode are
     those indexed (the answers stay those of the markers read alone); one rewritten in place to the same
-    size with its mtime put back (only its ctime moves) is read and judged; a forged entry that lists another task's file is
-    refused with the marker's own reason; a garbled index file is skipped."""
+    size with its mtime put back (only its ctime moves) is read and judged; a forged entry that lists
+    another task's file is refused with the marker's own reason; a garbled index file is skipped."""
     import os
 
     from orchestrator.results import marker_index
@@ -232,3 +232,22 @@ def test_a_checkpoint_the_run_hashed_when_it_indexed_the_task_is_hashed_again_on
     layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
     assert outputs.verify_many(layout, ids)[task.id] == (True, "") and checkpoint in hashed
 
+
+
+def test_a_checkpoint_damaged_before_the_run_indexed_it_is_not_vouched_for(finished):
+    """The run hashes a checkpoint when it indexes the task and keeps its stamp only where the sha256 is the
+    listed one: one damaged in between (after the task wrote it) is hashed by `status` and named."""
+    import hashlib
+
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PRETRAIN)
+    checkpoint = layout.checkpoint_files(task.kind, task.id)["model.safetensors"]
+    blob = bytes(range(256)) * 64
+    name = checkpoint[len(layout.root) + 1:]
+    marker = json.loads(_raw(layout, task))
+    marker["files"][name], marker["sizes"][name] = hashlib.sha256(blob).hexdigest(), len(blob)
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    layout.storage.write_bytes(checkpoint, blob[::-1])                  # same size, other bytes
+    ids = [(t.kind, t.id) for t in tasks]
+    assert outputs.index_markers(layout, ids) == len(tasks)
+    assert outputs.verify_many(layout, ids)[task.id] == (False, f"sha256 mismatch in {checkpoint}")
