@@ -6,7 +6,6 @@ Permutations map B's channels onto A's: the aligned B has `w_b.index_select(axis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -14,18 +13,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from tasks.settings import Settings, setting
+from tasks.settings.align import AlignSettings  # noqa: F401 - declared there (torch-free)
 from tasks.models import Classifier
 from tasks.permutation import AlignmentUnsupported, PermutationSpec, trace_permutation_spec
 
 Perms = dict[str, Tensor]
 _RUNNING_STATS = ("running_mean", "running_var")
-
-
-@dataclass(frozen=True)
-class AlignSettings(Settings):
-    samples: int = setting(500, ge=2, le=1_000_000, doc="clean training images whose activations are "
-                           "matched (activation matching); at most the training set")
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:

@@ -34,81 +34,15 @@ from tasks import datasets as raw
 from tasks.datasets import DataError, download_hint
 from tasks import plugins
 from tasks.seeding import generator
-from tasks.settings import INT64_MAX, Settings, identity_dict, setting
+from tasks.settings import identity_dict
+from tasks.settings.data import (CUES, DATASETS, EVAL_SETS, EVAL_SPLITS,  # noqa: F401 - declared there
+                                 DatasetInfo, DataSettings)
 
 __all__ = [
     "CUES", "DATASETS", "EVAL_SETS", "EVAL_SPLITS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
     "box_colours", "box_corners", "choose_cued", "clean_subset_indices", "cue_count", "iterate_batches",
     "load_cue_data", "validation_count", "validation_indices",
 ]
-
-CUES = ("box", "dominoes")
-EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
-EVAL_SPLITS = ("test", "val")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: tuple[int, int]  # (height, width) as the model sees it
-    cues: tuple[str, ...]  # allowed cues, the first is the default
-    needs_root: bool  # False: bundled (no download)
-    storage_dtype: torch.dtype  # how images are held in memory; batches are float32
-    box_layout: str = "grid"  # where box cues go: "grid" (the paper's) or "ring" (border only; see box_corners)
-    train_size: int = 0  # training images after the validation carve-out (the published files)
-    val_size: int = 0  # validation images carved from the published training split (fixed draw)
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, 1, (20, 20), ("box",), False, torch.float32, box_layout="ring",
-                          train_size=1200, val_size=200),
-    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, torch.float16, train_size=45000, val_size=5000),
-    "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, torch.float16,
-                            train_size=45000, val_size=5000),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, torch.float16,
-                                 train_size=55000, val_size=5000),
-    "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, torch.float16,  # CIFAR-10's split
-                            train_size=45000, val_size=5000),
-}
-
-
-@dataclass(frozen=True)
-class DataSettings(Settings):
-    dataset: str = setting("digits", doc="digits (built in) | cifar10 | cifar100 | fashion_mnist | dominoes, or "
-                           "your own: `package.module:load` or an entry point of group mmc_sweep.datasets")
-    cue: str = setting("box", choices=CUES, doc="box; dominoes for the dominoes dataset (its only cue; the "
-                       "default box is read as dominoes there)")
-    cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
-    seed: int = setting(0, ge=0, le=INT64_MAX, doc="data seed: which samples get the cue, counterfactual draws")
-    cue_seed: int | None = setting(None, ge=0, le=INT64_MAX, doc="which training samples carry the cue and how "
-                                   "it is painted on them; null: drawn from `seed` (a `cue~cue:resubset` partner "
-                                   "gets another: the same data distribution, another cued subset)")
-    eval_split: str = setting("test", choices=EVAL_SPLITS, doc="images the four counterfactual sets are built "
-                              "from: test (for reporting) | val (the validation images carved from the training "
-                              "split, for choosing settings; never trained on either way)")
-    root: str | None = setting(None, doc="directory of the dataset files (None for digits)")
-
-    def __post_init__(self) -> None:
-        info = DATASETS.get(self.dataset)
-        if info is not None and self.cue == "box" and "box" not in info.cues:
-            object.__setattr__(self, "cue", info.cues[0])  # the field default means "this dataset's cue"
-        super().__post_init__()
-
-    def cross_problems(self) -> list[tuple[str, str]]:
-        if self.dataset not in DATASETS:
-            problem = plugins.name_problem(self.dataset, tuple(DATASETS), plugins.DATASET_GROUP, "dataset",
-                                           "package.module:load")
-            if problem:
-                return [("dataset", problem)]
-            allowed = ("box",)
-        else:
-            allowed = DATASETS[self.dataset].cues
-        if self.cue not in allowed:
-            return [("cue", f"{self.cue!r} is not available for dataset {self.dataset!r}; allowed: {', '.join(allowed)}")]
-        return []
-
 
 @dataclass(frozen=True, eq=False)
 class Split:
@@ -281,7 +215,7 @@ def dataset_info(name: str, root: str | None = None) -> DatasetInfo:
     n = len(arrays.y_train)
     val = max(1, round(USER_VAL_FRACTION * n))
     return DatasetInfo(name, arrays.num_classes, arrays.x_train.shape[1], tuple(arrays.x_train.shape[2:]), ("box",),
-                       False, torch.float32, train_size=n - val, val_size=val)
+                       False, "float32", train_size=n - val, val_size=val)
 
 
 def validation_count(info: DatasetInfo, n_published: int) -> int:
@@ -316,13 +250,14 @@ def _carve(info: DatasetInfo, x: np.ndarray | Tensor, y: np.ndarray | Tensor) ->
 
 def _load_base(settings: DataSettings, device: torch.device) -> _Base:
     info = dataset_info(settings.dataset, settings.root)
+    dtype = getattr(torch, info.storage_dtype)      # how the images are held
     if settings.dataset not in DATASETS:
         arrays = _user_arrays(settings.dataset, settings.root)
         x_tr, y_tr, x_va, y_va = _carve(info, arrays.x_train, arrays.y_train.astype(np.int64))
         cue = BoxCue.build(info, device)
-        return _Base(_normalise(x_tr, device, info.storage_dtype), torch.from_numpy(y_tr),
-                     _normalise(x_va, device, info.storage_dtype), torch.from_numpy(y_va),
-                     _normalise(arrays.x_test, device, info.storage_dtype),
+        return _Base(_normalise(x_tr, device, dtype), torch.from_numpy(y_tr),
+                     _normalise(x_va, device, dtype), torch.from_numpy(y_va),
+                     _normalise(arrays.x_test, device, dtype),
                      torch.from_numpy(arrays.y_test.astype(np.int64)), cue, cue)
     if settings.dataset == "digits":
         x_all, y_all, x_te, y_te = _digits_base()
@@ -341,21 +276,21 @@ def _load_base(settings: DataSettings, device: torch.device) -> _Base:
         blank = -1.0  # a black top half (normalised)
 
         def stack(cifar: np.ndarray) -> Tensor:
-            x = torch.full((cifar.shape[0], 3, *info.image_size), blank, dtype=info.storage_dtype, device=device)
-            x[:, :, width:, :] = _normalise(cifar, device, info.storage_dtype)
+            x = torch.full((cifar.shape[0], 3, *info.image_size), blank, dtype=dtype, device=device)
+            x[:, :, width:, :] = _normalise(cifar, device, dtype)
             return x
 
         cx_tr, cy_tr, cx_va, cy_va = _carve(info, cx_all, cy_all)
-        pool_tr = DominoPool.build(_normalise(fx_tr, device, info.storage_dtype, (width, width)), fy_tr)
-        pool_te = DominoPool.build(_normalise(fx_te, device, info.storage_dtype, (width, width)), fy_te)
+        pool_tr = DominoPool.build(_normalise(fx_tr, device, dtype, (width, width)), fy_tr)
+        pool_te = DominoPool.build(_normalise(fx_te, device, dtype, (width, width)), fy_te)
         return _Base(stack(cx_tr), torch.from_numpy(cy_tr), stack(cx_va), torch.from_numpy(cy_va),
                      stack(cx_te), torch.from_numpy(cy_te), DominoCue(pool_tr), DominoCue(pool_te))
     x_all, y_all, x_te, y_te = _raw_arrays(settings.dataset, root)
     x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
     cue = BoxCue.build(info, device)
-    return _Base(_normalise(x_tr, device, info.storage_dtype), torch.from_numpy(y_tr),
-                 _normalise(x_va, device, info.storage_dtype), torch.from_numpy(y_va),
-                 _normalise(x_te, device, info.storage_dtype), torch.from_numpy(y_te), cue, cue)
+    return _Base(_normalise(x_tr, device, dtype), torch.from_numpy(y_tr),
+                 _normalise(x_va, device, dtype), torch.from_numpy(y_va),
+                 _normalise(x_te, device, dtype), torch.from_numpy(y_te), cue, cue)
 
 
 # ---------------------------------------------------------------------------------------------

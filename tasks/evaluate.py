@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tasks.data import Split
+from tasks.settings.paths import PRECISIONS
 from tasks.train import prepare_batch
 
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16(device: torch.device | str) -> bool:

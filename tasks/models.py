@@ -6,7 +6,6 @@ traced from the forward passes (`tasks.permutation`), for these models and for m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -14,7 +13,8 @@ from torch import Tensor, nn
 
 from tasks import plugins
 from tasks.permutation import trace_permutation_spec
-from tasks.settings import Settings, identity_dict, setting
+from tasks.settings import identity_dict
+from tasks.settings.models import BUILT_IN_MODELS, ModelSettings  # noqa: F401 - declared there (torch-free)
 
 
 class ConvBN(nn.Module):
@@ -120,28 +120,7 @@ def small_cnn(num_classes: int, in_channels: int = 3, width: int | None = None) 
     return PlainCNN([(w, 1), (2 * w, 2), (2 * w, 1), (4 * w, 2)], num_classes, in_channels)
 
 
-MODELS: dict[str, Callable[..., Classifier]] = {
-    "small_cnn": small_cnn,
-    "vgg13": vgg13,
-    "resnet18": resnet18,
-}
-
-
-@dataclass(frozen=True)
-class ModelSettings(Settings):
-    name: str = setting("small_cnn", doc="small_cnn | vgg13 | resnet18, or your own: `package.module:build` "
-                        "or an entry point of group mmc_sweep.models (tasks/plugins.py)",
-                        id_default="")   # '' is never a name: task ids always name their model
-    width: int | None = setting(None, ge=1, le=4096, doc="base width (channels of the first block); "
-                                "None: the model's own (16 for small_cnn, 64 otherwise)")
-
-    @property
-    def label(self) -> str:
-        return self.name if self.width is None else f"{self.name}-w{self.width}"
-
-    def cross_problems(self) -> list[tuple[str, str]]:
-        problem = plugins.name_problem(self.name, tuple(MODELS), plugins.MODEL_GROUP, "model", "package.module:build")
-        return [("name", problem)] if problem else []
+MODELS: dict[str, Callable[..., Classifier]] = {name: globals()[name] for name in BUILT_IN_MODELS}
 
 
 def model_identity(settings: ModelSettings) -> dict:

@@ -17,7 +17,6 @@ import copy
 import math
 import operator
 import threading
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -26,14 +25,13 @@ from torch import Tensor, fx, nn
 from torch.func import functional_call
 
 from tasks.data import Split, iterate_batches
-from tasks.evaluate import PRECISIONS, JoinedSets, autocast, evaluate_joined, resolve_precision
+from tasks.evaluate import JoinedSets, autocast, evaluate_joined, resolve_precision
 from tasks.seeding import derive_seed, generator
-from tasks.settings import Settings, override, setting
-from tasks.train import OptimSettings, TrainState, distributed_rank, fit, prepare_batch
+from tasks.settings.paths import (BN_DATA, BN_SAMPLES, MIDPOINT_INITS, PRECISIONS,  # noqa: F401 - declared there
+                                  MidpointSettings, PathSettings)
+from tasks.train import TrainState, distributed_rank, fit, prepare_batch
 
 State = dict[str, Tensor]
-BN_SAMPLES = ("fixed", "resample")
-BN_DATA = ("clean", "endpoints", "mix")
 BARRIER_DEFINITIONS = ("chord", "mean_endpoints", "worse_endpoint")   # `barriers`; the orchestrator's vocab.DEFINITIONS
 
 # Seed tags, so that different uses of one seed draw independent streams.
@@ -41,31 +39,6 @@ _TAG_INIT = "midpoint-init"
 _TAG_BATCHES = "midpoint-batches"
 _TAG_ALPHA = "midpoint-alpha"
 _TAG_BN_SAMPLE = "bn-sample"
-
-
-@dataclass(frozen=True)
-class PathSettings(Settings):
-    """Evaluation of a path: where along it, BatchNorm re-estimation, batching and precision."""
-
-    num_alphas: int = setting(11, ge=2, le=1001, doc="evenly spaced alphas in [0, 1], both endpoints included")
-    bn_reset_samples: int = setting(1000, ge=2, le=10_000_000, doc="clean training samples that re-estimate "
-                                    "BatchNorm at each alpha; at most the training set (BENCHMARKS.md)")
-    eval_batch_size: int = setting(1024, ge=1, le=1_000_000, doc="batch for BN re-estimation and evaluation")
-    precision: str = setting("fp32", choices=PRECISIONS, doc="fp32 | bf16 | auto (bf16 where native); "
-                             "bf16 moves barriers by more than their tolerance (docs/SCIENCE.md)")
-    bn_sample: str = setting("fixed", choices=BN_SAMPLES, doc="fixed: every alpha re-estimates BatchNorm on the "
-                             "same first bn_reset_samples clean training images | resample: on a fresh seeded "
-                             "random draw per alpha (a model against itself then shows the barrier BN-sample "
-                             "noise alone makes)")
-    bn_data: str = setting("clean", choices=BN_DATA, doc="the images BatchNorm is re-estimated on at each alpha: "
-                           "clean (the paper's: clean training images) | endpoints (each endpoint's own training "
-                           "distribution, mixed along the path: a share 1 - alpha from A's, alpha from B's) | mix "
-                           "(half from each endpoint's training distribution at every alpha)")
-
-    def alphas(self) -> list[float]:
-        """`num_alphas` evenly spaced points; exactly 0.0 and 1.0 at the ends."""
-        k = self.num_alphas - 1
-        return [i / k for i in range(k + 1)]
 
 
 # --------------------------------------------------------------------------- combining states
@@ -709,19 +682,6 @@ def barriers(rows: list[dict]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- midpoint training
-
-MIDPOINT_INITS = ("fresh", "linear")
-
-
-@dataclass(frozen=True)
-class MidpointSettings(OptimSettings):
-    """Training of the quadratic path's control point. Defaults: the paper's (15 epochs, lr 0.1, x0.1 at 10)."""
-
-    epochs: int = override(OptimSettings, "epochs", 15)
-    step_epochs: int = override(OptimSettings, "step_epochs", 10)
-    init: str = setting("fresh", choices=MIDPOINT_INITS, doc="fresh: the model's own seeded initialisation; "
-                        "linear: (A + B) / 2")
-
 
 def fresh_state(model: nn.Module, seed: int) -> State:
     """The model's own initialisation (every `reset_parameters`), drawn from `seed` on the CPU

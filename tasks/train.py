@@ -25,24 +25,9 @@ from torch import Tensor, nn
 
 from tasks.data import Split, iterate_batches
 from tasks.seeding import derive_seed
-from tasks.settings import Settings, setting
+from tasks.settings.train import SCHEDULES, OptimSettings  # noqa: F401 - declared there (torch-free)
 
-SCHEDULES = ("step", "cosine", "constant")
 _GLOBAL_RNG_STREAM = "fit-global-rng"
-
-
-@dataclass(frozen=True)
-class OptimSettings(Settings):
-    """SGD with momentum and a per-epoch schedule. Defaults: the paper's pretraining (Lubana et al.)."""
-
-    epochs: int = setting(100, ge=1, le=100_000, doc="training epochs")
-    lr: float = setting(0.1, gt=0, doc="peak (epoch 0) learning rate")
-    momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
-    weight_decay: float = setting(1e-4, ge=0, doc="L2 weight decay")
-    batch_size: int = setting(256, ge=1, le=1_000_000, doc="global batch, over all data-parallel workers")
-    schedule: str = setting("step", choices=SCHEDULES, doc="step | cosine | constant")
-    step_epochs: int = setting(40, ge=1, le=100_000, doc="step schedule: lr x gamma every step_epochs")
-    gamma: float = setting(0.1, gt=0, le=1, doc="step schedule: lr factor")
 
 
 class DivergenceError(RuntimeError):

@@ -40,7 +40,7 @@ MISSING = "—"
 # ----------------------------------------------------------------------------------------------
 
 def eval_sets() -> tuple[str, ...]:
-    from tasks.data import EVAL_SETS
+    from tasks.settings.data import EVAL_SETS
 
     return tuple(EVAL_SETS)
 
@@ -58,7 +58,7 @@ def row_order() -> tuple[str, ...]:
 
 def chance(datasets) -> float | None:
     """1 / number of classes of the dataset(s) named (one class count among them), else None."""
-    from tasks.data import DATASETS
+    from tasks.settings.data import DATASETS
 
     counts = {DATASETS[d].num_classes if d in DATASETS else None for d in pd.unique(pd.Series(list(datasets)).dropna())}
     return 1.0 / counts.pop() if len(counts) == 1 and None not in counts else None

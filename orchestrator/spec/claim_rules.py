@@ -16,7 +16,7 @@ METRICS = ("loss", "acc")
 
 
 def _eval_sets() -> tuple[str, ...]:
-    from tasks.data import EVAL_SETS
+    from tasks.settings.data import EVAL_SETS
 
     return tuple(EVAL_SETS)
 

@@ -12,7 +12,7 @@ from orchestrator.spec.axes import sweepable_keys
 from orchestrator.spec.schema import (AXES, INT64_MAX, LAYER, LIST, MAX_LIST, PER_NAME, SCALAR, SECTION, SETTINGS,
                                       SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, Declared, declared, lists_class,
                                       section_fields)
-from tasks.data import DATASETS
+from tasks.settings.data import DATASETS
 from tasks.settings import base_type, declared_fields
 
 END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it)

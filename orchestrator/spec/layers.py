@@ -24,7 +24,7 @@ from orchestrator.errors import SweepError
 from orchestrator.messages import show
 from orchestrator.spec.schema import SpecError, is_grid
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
-from tasks.data import DATASETS
+from tasks.settings.data import DATASETS
 
 DEFAULT = "default"
 USER_LAYERS = ("file:", "override:")   # the labels of the layers the user wrote: the spec file, the overrides

@@ -38,12 +38,12 @@ from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NA
                                       key_of)
 from orchestrator.spec.validation import read_sections, read_top, unknown_keys
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
-from tasks.align import AlignSettings
-from tasks.data import DataSettings
-from tasks.finetune import FinetuneSettings
-from tasks.paths import MidpointSettings, PathSettings
+from tasks.settings.align import AlignSettings
+from tasks.settings.data import DataSettings
+from tasks.settings.finetune import FinetuneSettings
+from tasks.settings.paths import MidpointSettings, PathSettings
 from tasks.settings import as_dict
-from tasks.train import OptimSettings
+from tasks.settings.train import OptimSettings
 
 DEFAULT_SPEC_RESOURCE = "sweeps/default.yaml"   # package data of `orchestrator.spec`
 MAX_VARIANTS = 10_000

@@ -500,3 +500,30 @@ def test_status_of_a_finished_sweep_imports_neither_torch_nor_the_spec(sweep):
     os.remove(layout.storage.local_path(layout.marker_file(first.kind, first.id)))
     proc = subprocess.run([sys.executable, "-c", probe, directory], capture_output=True, text=True, timeout=120)
     assert f"{first.id}  RuntimeError: boom" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_status_and_the_tables_of_a_sweep_are_read_without_torch(sweep):
+    """`mmc-sweep status`, `open_sweep(DIR).table(...)` and `tables.read_table` load no torch (nor scipy):
+    the tables' columns come from `tasks/settings/`, which imports neither (importing torch was ~2 s of a
+    10^5-task sweep's 3 s `status`). Checked in a fresh interpreter in which importing torch fails."""
+    import subprocess
+    import sys
+
+    layout, graph, directory = sweep
+    fail(layout, list(graph.tasks.values())[:2])
+    finish(layout, list(graph.tasks.values())[2:])
+    code = f"""
+import sys
+sys.modules["torch"] = sys.modules["scipy"] = None          # any import of them raises ImportError
+from orchestrator import cli, open_sweep, vocab
+from orchestrator.results import tables
+from orchestrator.storage.layout import open_sweep_dir
+code = cli.main(["status", {directory!r}])
+rows = [len(open_sweep({directory!r}).table(t)) for t in vocab.TABLES]
+assert rows == [len(tables.read_table(open_sweep_dir({directory!r}), t)) for t in vocab.TABLES]
+print("rows", rows, "exit", code)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "rows [2, 0, 0, 0, 0] exit 1" in out.stdout, out.stdout[-2000:]      # 2 failed: exit 1
+    assert rows_of(out.stdout)["total"]["finished"] == len(graph.tasks) - 2

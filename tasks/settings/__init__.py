@@ -1,7 +1,8 @@
 """Settings: frozen dataclasses whose fields declare their own default, bounds, choices and meaning.
 
-Every setting of a task is declared once, with `setting(...)`, in the `tasks/` dataclass that uses
-it. That declaration is the whole schema: the dataclass checks itself when built (`Settings`), and
+Every setting of a task is declared once, with `setting(...)`, in the settings dataclass of its task
+kind (`tasks/settings/<kind>.py`: no torch there, so that reading a sweep's tables or its status imports
+none). That declaration is the whole schema: the dataclass checks itself when built (`Settings`), and
 the sweep spec (`orchestrator/spec/sweep_spec.py`) generates its validation, its JSON schema and its docs from
 the same declarations, so a default or a limit cannot drift between the layers.
 
@@ -130,12 +131,14 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
                 ("<=", rule.le, lambda b: value <= b), ("<", rule.lt, lambda b: value < b)):
             if bound is not None and not holds(bound):
                 return f"{value!r} is not allowed; must be {rule.bounds_text()}"
+    if rule.choices is None or (kind is tuple and not value):
+        return None                                # (a registry's choices are looked up only when needed)
     allowed = rule.allowed()
-    if allowed is not None and kind is tuple:      # the choices of a tuple setting are those of its items
+    if kind is tuple:                              # the choices of a tuple setting are those of its items
         bad = [v for v in value if v not in allowed]
         if bad:
             return f"{list(value)!r} is not allowed: {', '.join(map(repr, bad))}; allowed items: {', '.join(map(str, allowed))}"
-    elif allowed is not None and value not in allowed:
+    elif value not in allowed:
         return f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
     return None
 

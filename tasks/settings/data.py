@@ -1,0 +1,75 @@
+"""What a dataset with a spurious cue is set by, and the datasets built in (`tasks.data` builds the
+images, the cue and the counterfactual sets)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks import plugins
+from tasks.settings import INT64_MAX, Settings, setting
+
+CUES = ("box", "dominoes")
+EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
+EVAL_SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]  # (height, width) as the model sees it
+    cues: tuple[str, ...]  # allowed cues, the first is the default
+    needs_root: bool  # False: bundled (no download)
+    storage_dtype: str  # the torch dtype images are held in memory as; batches are float32
+    box_layout: str = "grid"  # where box cues go: "grid" (the paper's) or "ring" (border only; see box_corners)
+    train_size: int = 0  # training images after the validation carve-out (the published files)
+    val_size: int = 0  # validation images carved from the published training split (fixed draw)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("digits", 10, 1, (20, 20), ("box",), False, "float32", box_layout="ring",
+                          train_size=1200, val_size=200),
+    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, "float16", train_size=45000, val_size=5000),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, "float16",
+                            train_size=45000, val_size=5000),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, "float16",
+                                 train_size=55000, val_size=5000),
+    "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, "float16",  # CIFAR-10's split
+                            train_size=45000, val_size=5000),
+}
+
+
+@dataclass(frozen=True)
+class DataSettings(Settings):
+    dataset: str = setting("digits", doc="digits (built in) | cifar10 | cifar100 | fashion_mnist | dominoes, or "
+                           "your own: `package.module:load` or an entry point of group mmc_sweep.datasets")
+    cue: str = setting("box", choices=CUES, doc="box; dominoes for the dominoes dataset (its only cue; the "
+                       "default box is read as dominoes there)")
+    cue_proportion: float = setting(0.0, ge=0, le=1, doc="fraction of each class's training samples with the cue")
+    seed: int = setting(0, ge=0, le=INT64_MAX, doc="data seed: which samples get the cue, counterfactual draws")
+    cue_seed: int | None = setting(None, ge=0, le=INT64_MAX, doc="which training samples carry the cue and how "
+                                   "it is painted on them; null: drawn from `seed` (a `cue~cue:resubset` partner "
+                                   "gets another: the same data distribution, another cued subset)")
+    eval_split: str = setting("test", choices=EVAL_SPLITS, doc="images the four counterfactual sets are built "
+                              "from: test (for reporting) | val (the validation images carved from the training "
+                              "split, for choosing settings; never trained on either way)")
+    root: str | None = setting(None, doc="directory of the dataset files (None for digits)")
+
+    def __post_init__(self) -> None:
+        info = DATASETS.get(self.dataset)
+        if info is not None and self.cue == "box" and "box" not in info.cues:
+            object.__setattr__(self, "cue", info.cues[0])  # the field default means "this dataset's cue"
+        super().__post_init__()
+
+    def cross_problems(self) -> list[tuple[str, str]]:
+        if self.dataset not in DATASETS:
+            problem = plugins.name_problem(self.dataset, tuple(DATASETS), plugins.DATASET_GROUP, "dataset",
+                                           "package.module:load")
+            if problem:
+                return [("dataset", problem)]
+            allowed = ("box",)
+        else:
+            allowed = DATASETS[self.dataset].cues
+        if self.cue not in allowed:
+            return [("cue", f"{self.cue!r} is not available for dataset {self.dataset!r}; allowed: {', '.join(allowed)}")]
+        return []

@@ -1,0 +1,26 @@
+"""What a model is set by: its name (built in or your own) and width (`tasks.models` builds it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks import plugins
+from tasks.settings import Settings, setting
+
+BUILT_IN_MODELS = ("small_cnn", "vgg13", "resnet18")   # each the name of its builder in tasks/models.py (MODELS)
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    name: str = setting("small_cnn", doc="small_cnn | vgg13 | resnet18, or your own: `package.module:build` "
+                        "or an entry point of group mmc_sweep.models (tasks/plugins.py)",
+                        id_default="")   # '' is never a name: task ids always name their model
+    width: int | None = setting(None, ge=1, le=4096, doc="base width (channels of the first block); "
+                                "None: the model's own (16 for small_cnn, 64 otherwise)")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.width is None else f"{self.name}-w{self.width}"
+
+    def cross_problems(self) -> list[tuple[str, str]]:
+        problem = plugins.name_problem(self.name, BUILT_IN_MODELS, plugins.MODEL_GROUP, "model", "package.module:build")
+        return [("name", problem)] if problem else []
