@@ -120,6 +120,8 @@ def small_cnn(num_classes: int, in_channels: int = 3, width: int | None = None) 
     return PlainCNN([(w, 1), (2 * w, 2), (2 * w, 1), (4 * w, 2)], num_classes, in_channels)
 
 
+# The built-in builders, by name: each name of `tasks.settings.models.BUILT_IN_MODELS` (what a spec is checked
+# against, without torch) is the function of that name above.
 MODELS: dict[str, Callable[..., Classifier]] = {name: globals()[name] for name in BUILT_IN_MODELS}
 
 
