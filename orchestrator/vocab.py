@@ -2,7 +2,8 @@
 
 Task kinds, path kinds, pair types and designs, result tables and status words live here and
 nowhere else; every other module imports them. Evaluation sets, fine-tuning methods, models and
-datasets are the `tasks/` registries (`tasks.data.EVAL_SETS`, `tasks.finetune.FINETUNE_METHODS`, ...).
+datasets are the `tasks/` registries (`tasks.settings.data.EVAL_SETS`, `tasks.finetune.FINETUNE_METHODS`,
+...), whose names `tasks/settings/` gives without importing torch.
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 from orchestrator import vocab
+from tasks.settings.data import DATASETS, EVAL_SETS
+from tasks.settings.finetune import method_names
+
 GROUP_KEYS = ("pair_type", "path_kind", "alignment", "eval_set", "metric", "definition")
 # Added to the grouping when present in the barriers table with at least one value, so a sweep over
 # several datasets or models never mixes them.
@@ -36,19 +39,15 @@ MISSING = "—"
 
 
 # ----------------------------------------------------------------------------------------------
-# The tasks/ registries (lazily: they import torch)
+# The tasks/ registries
 # ----------------------------------------------------------------------------------------------
 
 def eval_sets() -> tuple[str, ...]:
-    from tasks.settings.data import EVAL_SETS
-
-    return tuple(EVAL_SETS)
+    return EVAL_SETS
 
 
 def methods() -> tuple[str, ...]:
-    from tasks.finetune import FINETUNE_METHODS
-
-    return tuple(FINETUNE_METHODS)
+    return method_names()
 
 
 def row_order() -> tuple[str, ...]:
@@ -58,8 +57,6 @@ def row_order() -> tuple[str, ...]:
 
 def chance(datasets) -> float | None:
     """1 / number of classes of the dataset(s) named (one class count among them), else None."""
-    from tasks.settings.data import DATASETS
-
     counts = {DATASETS[d].num_classes if d in DATASETS else None for d in pd.unique(pd.Series(list(datasets)).dropna())}
     return 1.0 / counts.pop() if len(counts) == 1 and None not in counts else None
 

@@ -11,14 +11,9 @@ from dataclasses import dataclass
 
 from orchestrator import vocab
 from tasks.settings import Settings, setting
+from tasks.settings.data import EVAL_SETS
 
 METRICS = ("loss", "acc")
-
-
-def _eval_sets() -> tuple[str, ...]:
-    from tasks.settings.data import EVAL_SETS
-
-    return tuple(EVAL_SETS)
 
 
 @dataclass(frozen=True)
@@ -36,9 +31,9 @@ class ClaimRules(Settings):
                                            "every barrier comparison is also decided with; where the two decide "
                                            "opposite ways, the endpoints' own losses decide the comparison and it "
                                            "is not testable; null: no second definition")
-    barrier_sets: tuple = setting(("nocue", "cue"), choices=_eval_sets, doc="eval sets on which barrier comparisons of (b) and (d) are "
+    barrier_sets: tuple = setting(("nocue", "cue"), choices=EVAL_SETS, doc="eval sets on which barrier comparisons of (b) and (d) are "
                                   "judged (the two training distributions); each is a comparison of its own")
-    basin_sets: tuple = setting(("cue",), choices=_eval_sets, doc="eval sets on which (c) 'CBFT leaves the pretrained model's linear "
+    basin_sets: tuple = setting(("cue",), choices=EVAL_SETS, doc="eval sets on which (c) 'CBFT leaves the pretrained model's linear "
                                 "basin' is judged (CBFT's barrier term acts on cue data)")
     floor_acc: float = setting(0.10, ge=0, le=1, doc="a path sits at the chance floor on a set when, on average "
                                "over its pairs, its lowest accuracy is within this of chance ...")
@@ -68,7 +63,7 @@ class ClaimRules(Settings):
         out = []
         for name in ("barrier_sets", "basin_sets"):
             if not getattr(self, name):
-                out.append((name, f"[] is empty; give at least one of {', '.join(_eval_sets())}"))
+                out.append((name, f"[] is empty; give at least one of {', '.join(EVAL_SETS)}"))
         if self.check_definition == self.barrier_definition:
             out.append(("check_definition", f"{self.check_definition!r} is `barrier_definition` itself; give "
                                             "another definition or null"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import re
 import typing
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from orchestrator.errors import MmcError
 from orchestrator.messages import show
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
-from tasks.settings.align import AlignSettings
+from tasks.settings.align import AlignSettings, alignment_names
 from tasks.settings.data import DATASETS, DataSettings
-from tasks.settings.finetune import FinetuneSettings
+from tasks.settings.finetune import FinetuneSettings, method_names
 from tasks.settings.models import ModelSettings
 from tasks.settings.paths import MidpointSettings, PathSettings
 from tasks.settings import INT64_MAX, Rule, Settings, declared_fields, rule_for, setting, value_problem
@@ -108,12 +107,6 @@ def key_of(f: dataclasses.Field) -> Key:
 
 
 # ----- what rules cannot say (named by the declarations below) -----
-
-def _names(module: str, registry: str) -> tuple[str, ...]:
-    """The names of a registry of `tasks/` (its values are torch code: imported when a spec is checked, not
-    when this module is, so that reading a sweep's tables needs no torch)."""
-    return tuple(getattr(importlib.import_module(module), registry))
-
 
 def _storage(value: str, where: str, problems: list[str], body: dict) -> str:
     check_storage(value, problems)
@@ -221,7 +214,7 @@ class DataPlace:
 class FinetuneLists:
     """The `finetune` keys that shape the graph rather than set a task."""
 
-    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft"), choices=lambda: _names("tasks.finetune", "FINETUNE_METHODS"),
+    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft"), choices=method_names,
                                    doc="fine-tuning methods applied to every cue model")
 
 
@@ -237,7 +230,7 @@ class PathLists:
                                            doc="path kinds of the pretrained~ft pairs (the paper's fine-tuning "
                                                "claims use the linear path; add quadratic or aligned if you need "
                                                "them)")
-    alignments: tuple[str, ...] = key(("activation",), choices=lambda: _names("tasks.align", "ALIGNMENTS"),
+    alignments: tuple[str, ...] = key(("activation",), choices=alignment_names,
                                       doc="alignment methods of aligned paths")
 
 

@@ -10,6 +10,14 @@ from tasks.settings.train import SCHEDULES, OptimSettings
 CBFT_INVARIANCES = ("unpaired", "twins")
 
 
+def method_names() -> tuple[str, ...]:
+    """The fine-tuning methods, `tasks.finetune.FINETUNE_METHODS` (torch code: imported on the first call, when
+    a spec is checked or a report drawn, so that this module stays free of torch)."""
+    from tasks.finetune import FINETUNE_METHODS
+
+    return tuple(FINETUNE_METHODS)
+
+
 @dataclass(frozen=True)
 class FinetuneSettings(Settings):
     """Fine-tuning on a small clean subset. Defaults: the paper's (Lubana et al.; VGG-13 on CIFAR-10)."""
