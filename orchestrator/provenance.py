@@ -106,6 +106,19 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def torch_version() -> str:
+    """The installed torch's version, read from its distribution (the driver, which runs no task, never
+    imports torch); torch's own `__version__` where torch is not an installed distribution."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        import torch
+
+        return torch.__version__
+
+
 def format_versions(versions: dict[str, str]) -> str:
     """`python 3.11.7, torch 2.13.0, ...` (the `versions` column of the `tasks` table)."""
     return ", ".join(f"{name} {version}" for name, version in versions.items())

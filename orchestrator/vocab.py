@@ -94,6 +94,8 @@ STATUS_IN_MLFLOW = {DONE: MLFLOW_FINISHED, CACHED: MLFLOW_FINISHED, FAILED: MLFL
 MLFLOW_STATUSES = (MLFLOW_FINISHED, MLFLOW_FAILED, MLFLOW_KILLED)
 
 # ----- failures: errors a rerun with the same settings repeats (training is seeded; bad settings stay bad) -----
+REAL_RUNNER = "real"   # the runner of the science (orchestrator.run.work.RUNNERS); tests bring others by import path
+
 DETERMINISTIC_ERRORS = ("DivergenceError", "SettingsError", "DataError", "AlignmentUnsupported", "PluginError")
 
 

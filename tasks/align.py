@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from tasks.settings.align import AlignSettings  # noqa: F401 - declared there (torch-free)
+from tasks.settings.align import ALIGNMENT_NAMES, AlignSettings  # noqa: F401 - declared there (torch-free)
 from tasks.models import Classifier
 from tasks.permutation import AlignmentUnsupported, PermutationSpec, trace_permutation_spec
 
@@ -150,19 +150,17 @@ def align_by_weights(state_a: dict[str, Tensor], state_b: dict[str, Tensor], spe
     return {g: p.cpu() for g, p in perms.items()}
 
 
-def _by_activations(model_a: Classifier, model_b: Classifier, x: Tensor, seed: int) -> Perms:
+def _by_activation(model_a: Classifier, model_b: Classifier, x: Tensor, seed: int) -> Perms:
     return align_by_activations(model_a, model_b, x)
 
 
-def _by_weights(model_a: Classifier, model_b: Classifier, x: Tensor | None, seed: int) -> Perms:
+def _by_weight(model_a: Classifier, model_b: Classifier, x: Tensor | None, seed: int) -> Perms:
     spec = permutation_spec(model_a)
     return align_by_weights(model_a.state_dict(), model_b.state_dict(), spec, seed=seed)
 
 
 ALIGNMENTS: dict[str, Callable[[Classifier, Classifier, Tensor | None, int], Perms]] = {
-    "activation": _by_activations,
-    "weight": _by_weights,
-}
+    name: globals()[f"_by_{name}"] for name in ALIGNMENT_NAMES}   # method -> _by_<method>
 
 
 def align(model_a: Classifier, model_b: Classifier, method: str, x: Tensor | None,

@@ -34,8 +34,7 @@ from tasks import datasets as raw
 from tasks.datasets import DataError, download_hint
 from tasks import plugins
 from tasks.seeding import generator
-from tasks.settings import identity_dict
-from tasks.settings.data import (CUES, DATASETS, EVAL_SETS, EVAL_SPLITS,  # noqa: F401 - declared there
+from tasks.settings.data import (CUES, DATA_VERSION, DATASETS, EVAL_SETS, EVAL_SPLITS, data_identity,  # noqa: F401
                                  DatasetInfo, DataSettings)
 
 __all__ = [
@@ -174,18 +173,6 @@ class ImageArrays:
 
 
 USER_VAL_FRACTION = 0.1   # validation images carved from a user dataset's training split
-# The version of the images the built-in datasets yield; part of every task id. Bump it when they
-# change (2: the validation images were carved out of the training splits).
-DATA_VERSION = 2
-
-
-def data_identity(settings: DataSettings) -> dict:
-    """What identifies a task's data in its id: the settings (as `identity_dict`, without `root`) and
-    the data's version (DATA_VERSION, or a dataset of your own's `tasks.plugins.version`)."""
-    identity = {k: v for k, v in identity_dict(settings).items() if k != "root"}
-    identity["version"] = DATA_VERSION if settings.dataset in DATASETS else \
-        plugins.version(settings.dataset, plugins.DATASET_GROUP)
-    return identity
 
 
 @lru_cache(maxsize=4)

@@ -25,7 +25,8 @@ from torch.func import functional_call
 from tasks.data import CueData, Split, clean_subset_indices, iterate_batches
 from tasks.seeding import derive_seed, generator
 from tasks.settings import restrict
-from tasks.settings.finetune import CBFT_INVARIANCES, FinetuneSettings  # noqa: F401 - declared there
+from tasks.settings.finetune import (CBFT_FAMILY, CBFT_INVARIANCES, FINETUNE_METHOD_NAMES,  # noqa: F401 - declared there
+                                     FinetuneSettings, settings_used)
 from tasks.train import (EpochReport, TrainState, cross_entropy_objective,
                          distributed_rank, fit, prepare_batch)
 
@@ -210,16 +211,6 @@ def invariance_loss(f_clean: Tensor, f_cued: Tensor, y: Tensor, classes: Tensor)
     return class_mean_invariance(f_clean, y, f_cued, y, classes.numel(), classes)
 
 
-# What each method of the CBFT family does per pair of batches (clean batch, cue batch):
-# (first step on the cue batch: "barrier" | "cue_ce" | None, whether the clean step adds the invariance term).
-CBFT_FAMILY: dict[str, tuple[str | None, bool]] = {
-    "cbft": ("barrier", True),             # the paper's method
-    "cbft_barrier": ("barrier", False),    # ablation: barrier step + clean CE
-    "cbft_invariance": (None, True),       # ablation: clean CE + lam * invariance, no barrier step
-    "naive_cued": ("cue_ce", False),       # control: naive fine-tuning on the same data, same step count
-}
-
-
 class CBFTObjective:
     """Connectivity-based fine-tuning (Lubana et al. 2023) and its ablations, per pair of batches
     (a clean batch from the clean subset, a cue batch from the rest of the training set):
@@ -384,15 +375,8 @@ def finetune_naive_cued(model: nn.Module, data: CueData, settings: FinetuneSetti
                                       on_epoch=on_epoch, resume=resume)
 
 
-FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {
-    "naive": finetune_naive,
-    "llrt": finetune_llrt,
-    "lpft": finetune_lpft,
-    "cbft": finetune_cbft,
-    "cbft_barrier": finetune_cbft_barrier,
-    "cbft_invariance": finetune_cbft_invariance,
-    "naive_cued": finetune_naive_cued,
-}
+FINETUNE_METHODS: dict[str, Callable[..., list[dict]]] = {   # method -> finetune_<method>
+    name: globals()[f"finetune_{name}"] for name in FINETUNE_METHOD_NAMES}
 
 
 def finetune(model: nn.Module, method: str, data: CueData, settings: FinetuneSettings, *, seed: int,
@@ -418,28 +402,3 @@ def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
     if method == "llrt" or (method == "lpft" and epoch < settings.llrt_epochs):
         return "llrt"
     return "train"
-
-
-_OPTIM_FIELDS = ("clean_subset", "epochs", "lr", "batch_size", "weight_decay", "momentum", "schedule")
-_HEAD_FIELDS = ("clean_subset", "batch_size", "momentum", "llrt_epochs", "llrt_lr")
-
-
-def settings_used(method: str) -> tuple[str, ...]:
-    """The `FinetuneSettings` fields that `method` reads: a task of `method` is the same task whatever
-    the other fields are (a sweep over `lam` shares its naive fine-tuning tasks). The task id holds
-    exactly these (orchestrator/graph/dag.py), and `finetune` hands the method a view of exactly these,
-    so a method that reads another field fails instead of sharing a result it should not; a field listed
-    here that the method never reads makes sweeps over it retrain needlessly
-    (tests/orchestrator/graph/test_identity.py checks both against what every method reads)."""
-    if method == "llrt":
-        return _HEAD_FIELDS
-    if method == "lpft":
-        return tuple(dict.fromkeys(_HEAD_FIELDS + _OPTIM_FIELDS))
-    if method in CBFT_FAMILY:
-        first_step, invariance = CBFT_FAMILY[method]
-        extra = ("cue_batch_size",) + (("margin",) if first_step == "barrier" else ()) \
-            + (("lam", "warmup_epochs", "cbft_invariance") if invariance else ())
-        return _OPTIM_FIELDS + extra
-    if method in FINETUNE_METHODS:
-        return _OPTIM_FIELDS
-    raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")

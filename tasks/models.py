@@ -13,8 +13,7 @@ from torch import Tensor, nn
 
 from tasks import plugins
 from tasks.permutation import trace_permutation_spec
-from tasks.settings import identity_dict
-from tasks.settings.models import BUILT_IN_MODELS, ModelSettings  # noqa: F401 - declared there (torch-free)
+from tasks.settings.models import BUILT_IN_MODELS, ModelSettings, model_identity  # noqa: F401 - declared there (torch-free)
 
 
 class ConvBN(nn.Module):
@@ -123,15 +122,6 @@ def small_cnn(num_classes: int, in_channels: int = 3, width: int | None = None) 
 # The built-in builders, by name: each name of `tasks.settings.models.BUILT_IN_MODELS` (what a spec is checked
 # against, without torch) is the function of that name above.
 MODELS: dict[str, Callable[..., Classifier]] = {name: globals()[name] for name in BUILT_IN_MODELS}
-
-
-def model_identity(settings: ModelSettings) -> dict:
-    """What identifies a model in a task id: its settings (name always, width when set), and a
-    user model's version (tasks.plugins.version)."""
-    identity = identity_dict(settings)
-    if settings.name not in MODELS:
-        identity["version"] = plugins.version(settings.name, plugins.MODEL_GROUP)
-    return identity
 
 
 def alignment_problem(name: str, width: int | None = None, *, num_classes: int = 10,

@@ -8,8 +8,10 @@ nearby parts (seed 1 vs 2, epoch 3 vs 4) give unrelated streams.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _SEED_BITS = 63
 
@@ -33,6 +35,8 @@ def derive_seed(*parts: int | str) -> int:
 
 def generator(*parts: int | str, device: torch.device | str = "cpu") -> torch.Generator:
     """A `torch.Generator` on `device` seeded with `derive_seed(*parts)`."""
+    import torch   # here, not at the top: the driver derives task seeds (orchestrator/graph) without torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(*parts))
     return gen

@@ -44,9 +44,9 @@ from typing import Any
 from orchestrator import vocab
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
 from orchestrator.spec.columns import settings_values
-from tasks.data import DataSettings, data_identity
-from tasks.finetune import settings_used
-from tasks.models import ModelSettings, model_identity
+from tasks.settings.data import DataSettings, data_identity
+from tasks.settings.finetune import settings_used
+from tasks.settings.models import ModelSettings, model_identity
 from tasks.seeding import derive_seed
 from tasks.settings import identity_dict
 

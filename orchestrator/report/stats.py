@@ -26,7 +26,7 @@ import pandas as pd
 
 from orchestrator import vocab
 from tasks.settings.data import DATASETS, EVAL_SETS
-from tasks.settings.finetune import method_names
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 
 GROUP_KEYS = ("pair_type", "path_kind", "alignment", "eval_set", "metric", "definition")
 # Added to the grouping when present in the barriers table with at least one value, so a sweep over
@@ -47,7 +47,7 @@ def eval_sets() -> tuple[str, ...]:
 
 
 def methods() -> tuple[str, ...]:
-    return method_names()
+    return FINETUNE_METHOD_NAMES
 
 
 def row_order() -> tuple[str, ...]:

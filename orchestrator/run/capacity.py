@@ -130,14 +130,18 @@ class ClusterView:
         return ", ".join(t.describe() for t in self.node_types.workers) or "no worker nodes"
 
 
+def worker_resources(resources) -> dict:
+    """The Ray resources one worker of a task reserves (also a single-worker task's trial)."""
+    out = {"CPU": resources.cpus}
+    if resources.gpus:
+        out["GPU"] = resources.gpus
+    out.update(dict(resources.custom))
+    return out
+
+
 def demand_of(resources) -> dict:
     """What a task holds while it runs: every worker's resources (a `graph.dag.Resources`)."""
-    out = {"CPU": resources.cpus * resources.workers}
-    if resources.gpus:
-        out["GPU"] = resources.gpus * resources.workers
-    for name, amount in resources.custom:
-        out[name] = amount * resources.workers
-    return out
+    return {name: amount * resources.workers for name, amount in worker_resources(resources).items()}
 
 
 def kind_of(resources) -> str:

@@ -17,21 +17,13 @@ from ray.train.torch import TorchTrainer
 
 from orchestrator import knobs, vocab
 from orchestrator.run import work
-from orchestrator.graph.dag import Resources, Task
+from orchestrator.run.capacity import worker_resources
+from orchestrator.graph.dag import Task
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.run.progress import planned_epochs
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
-from orchestrator.run.work import TaskResult
+from orchestrator.run.task_result import TaskResult
 
-
-
-def worker_resources(r: Resources) -> dict:
-    """The Ray resources one worker of a task reserves (also a single-worker task's trial)."""
-    request = {"CPU": r.cpus}
-    if r.gpus:
-        request["GPU"] = r.gpus
-    request.update(dict(r.custom))
-    return request
 
 
 class TaskFailedError(RuntimeError):

@@ -498,7 +498,7 @@ def wait_for_cluster(spec: SweepSpec, kinds: list[str], read, *, wait_s: float, 
 
 def _bundles(spec: SweepSpec, view, kinds: list[str]) -> list[dict]:
     """One task of each kind the cluster cannot run now: its workers' resources."""
-    from orchestrator.run.distributed import worker_resources
+    from orchestrator.run.capacity import worker_resources
 
     missing = [k for k in kinds if check_resources(spec, view.now(), [k])]
     return [worker_resources(spec.resources[k]) for k in missing for _ in range(spec.resources[k].workers)]

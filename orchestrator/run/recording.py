@@ -29,10 +29,9 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-import torch
 
 from orchestrator import vocab
-from orchestrator.provenance import format_versions, software_versions
+from orchestrator.provenance import format_versions, software_versions, torch_version
 from orchestrator.results import compact, marker_index, outputs, schemas, tables
 from orchestrator.results.manifest import sha256_hex
 from orchestrator.graph.dag import Task, canonical_json
@@ -53,7 +52,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
         **{k: v for k, v in {**task.labels, **task.settings}.items() if k in names},
         "task_id": task.id, "kind": task.kind, "status": status, "parents": list(task.parents),
         "spec_hash": spec_hash, "duration_s": duration_s, "device": device, "git_rev": rev,
-        "torch_version": torch.__version__, "versions": _VERSIONS, "cached": cached, "mlflow_run_id": mlflow_run_id,
+        "torch_version": _TORCH, "versions": _VERSIONS, "cached": cached, "mlflow_run_id": mlflow_run_id,
         "error": redact(error) if error else error, "error_type": error_type, "host": _HOST,
         "num_workers": task.resources.workers, "config_json": canonical_json(task.config),
         "finished_at": time.time() if finished_at is None else finished_at, "started_at": started_at,
@@ -62,6 +61,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
 
 _HOST = socket.gethostname()
 _VERSIONS = format_versions(software_versions())
+_TORCH = torch_version()
 
 
 @dataclass(frozen=True)

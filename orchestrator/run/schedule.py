@@ -28,13 +28,13 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from orchestrator import knobs
-from orchestrator.run import capacity, distributed, work
+from orchestrator.run import capacity
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.run.signals import STOPS
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS
-from orchestrator.run.work import TaskResult
+from orchestrator.run.task_result import TaskResult
 
 TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
 
@@ -301,8 +301,13 @@ def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None 
     layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
     if parent_kinds is None:
         parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
+    # imported here, in the trial's process: the driver imports neither torch nor Ray Train's torch module
     if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
+        from orchestrator.run import distributed
+
         return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)
+    from orchestrator.run import work
+
     return work.run_here(task, layout, ctx.runner, ctx.data_root, parent_kinds)
 
 
@@ -360,11 +365,11 @@ def _trial_name(trial) -> str:
 
 def trial_resources(task: Task) -> dict:
     """What the task's Tune trial reserves: the task's own resources, or next to nothing when it
-    only drives Ray Train workers (which reserve `distributed.worker_resources` each)."""
+    only drives Ray Train workers (which reserve `capacity.worker_resources` each)."""
     r = task.resources
     if r.workers > 1 and task.kind in TRAINING_KINDS:
         return {"cpu": TRIAL_CPU_WITH_TRAIN_WORKERS}
-    request = distributed.worker_resources(r)
+    request = capacity.worker_resources(r)
     return {"cpu": request.pop("CPU"), **({"gpu": request.pop("GPU")} if "GPU" in request else {}), **request}
 
 

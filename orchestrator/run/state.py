@@ -22,7 +22,7 @@ from orchestrator import knobs
 from orchestrator.graph.dag import Graph
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED
 from orchestrator.run.progress import TerminalLine
-from orchestrator.run.work import TaskResult
+from orchestrator.run.task_result import TaskResult
 
 FINISHED_STATUSES = (DONE, CACHED)   # a parent in one of these lets its children run
 

@@ -13,7 +13,7 @@ import platform
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -27,6 +27,7 @@ from orchestrator.results.outputs import TaskOutput
 from orchestrator.run.progress import planned_epochs
 from orchestrator.errors import MmcError
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
+from orchestrator.run.task_result import TaskResult
 from tasks import align as align_lib
 from tasks import data as data_lib
 from tasks import finetune as finetune_lib
@@ -38,27 +39,6 @@ from tasks.settings import from_identity
 from tasks.train import OptimSettings, cross_entropy_objective, fit
 
 RUNNER_GROUP = "mmc_sweep.runners"   # entry points naming runners of installed packages
-
-
-@dataclass
-class TaskResult:
-    """What a task reports to the driver (through Tune as JSON)."""
-
-    status: str                        # vocab.DONE or vocab.FAILED
-    duration_s: float
-    device: str | None = None
-    metrics: dict = field(default_factory=dict)
-    steps: list = field(default_factory=list)    # (key, step, value): curves for MLflow's charts
-    error: str | None = None
-    error_type: str | None = None                # the class name of the exception a failed task raised
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TaskResult:
-        return cls(**{k: d.get(k) for k in ("status", "duration_s", "device", "error", "error_type")},
-                   metrics=d.get("metrics") or {}, steps=d.get("steps") or [])
 
 
 @dataclass
@@ -279,7 +259,7 @@ KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
     vocab.ALIGN: run_align,
     vocab.PATH_EVAL: run_path_eval,
 }
-RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {"real": run_real}
+RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {vocab.REAL_RUNNER: run_real}
 
 
 class RunnerError(MmcError):

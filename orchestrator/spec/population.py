@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from orchestrator import vocab
 from tasks.settings import Settings, setting
-from tasks.settings.finetune import method_names
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 
 MODEL_KINDS = (vocab.PRETRAIN, vocab.FINETUNE)
 
@@ -35,7 +35,7 @@ class Population(Settings):
                              "nocue~nocue partners, spawn children, resubset and same-init models)")
     cue_proportions: tuple = setting((), doc="only models trained at these cue proportions (each one of "
                                      "`cue_proportions`); []: every proportion")
-    methods: tuple = setting((), choices=method_names, doc="only fine-tuned models of these methods (each one of "
+    methods: tuple = setting((), choices=FINETUNE_METHOD_NAMES, doc="only fine-tuned models of these methods (each one of "
                              "`finetune.methods`); []: every method")
     path_kinds: tuple = setting((vocab.LINEAR,), choices=vocab.PATH_KINDS, doc="paths evaluated between every two "
                                 "models: linear (the default), aligned (permutation alignment first; "

@@ -13,10 +13,11 @@ from typing import Callable
 from orchestrator import vocab
 from orchestrator.uris import is_remote, redact
 from orchestrator.messages import show
-from tasks.align import ALIGNMENTS
-from tasks.data import DataError, dataset_info
-from tasks.finetune import CBFT_FAMILY
-from tasks.models import alignment_problem
+from tasks.datasets import DataError
+from tasks.settings.align import ALIGNMENT_NAMES
+from tasks.settings.data import DATASETS
+from tasks.settings.finetune import CBFT_FAMILY
+from tasks.settings.models import BUILT_IN_MODELS
 
 MAX_TASKS = 2_000_000          # tasks a spec may plan
 
@@ -47,9 +48,9 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
             continue
         if not top.paths.alignments:
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
-                            f"of {', '.join(ALIGNMENTS)}")
+                            f"of {', '.join(ALIGNMENT_NAMES)}")
         for model in top.models:
-            problem = alignment_problem(model.name, model.width)
+            problem = _alignment_problem(model)
             if problem:
                 problems.append(f"`{name}`: 'aligned' needs the permutation groups of model {model.name!r}, traced "
                                 f"from its forward pass: {problem}")
@@ -157,6 +158,26 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
     return out
 
 
+def _alignment_problem(model) -> str | None:
+    """Why `tasks.align` cannot permute `model` (a `ModelSettings`), or None. The built-in models are
+    permutable at every width (tests/tasks/test_permutation_trace.py); a model of your own is built and
+    traced, which imports torch (checking a spec of built-ins does not)."""
+    if model.name in BUILT_IN_MODELS:
+        return None
+    from tasks.models import alignment_problem
+
+    return alignment_problem(model.name, model.width)
+
+
+def _dataset_info(name: str, root: str | None):
+    """The facts of dataset `name`: a built-in's from its settings; a dataset of your own is loaded (torch)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    from tasks.data import dataset_info
+
+    return dataset_info(name, root)
+
+
 def _suffix(variant) -> str:
     return f" (in the combination {variant.label()})" if variant.swept else ""
 
@@ -164,7 +185,7 @@ def _suffix(variant) -> str:
 def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     out: list[str] = []
     try:
-        info = dataset_info(v.data.dataset, top.data.root)
+        info = _dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
     n_train = getattr(info, "train_size", None)

@@ -23,9 +23,9 @@ from orchestrator.errors import MmcError
 from orchestrator.messages import show
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
-from tasks.settings.align import AlignSettings, alignment_names
+from tasks.settings.align import ALIGNMENT_NAMES, AlignSettings
 from tasks.settings.data import DATASETS, DataSettings
-from tasks.settings.finetune import FinetuneSettings, method_names
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES, FinetuneSettings
 from tasks.settings.models import ModelSettings
 from tasks.settings.paths import MidpointSettings, PathSettings
 from tasks.settings import INT64_MAX, Rule, Settings, declared_fields, rule_for, setting, value_problem
@@ -214,7 +214,7 @@ class DataPlace:
 class FinetuneLists:
     """The `finetune` keys that shape the graph rather than set a task."""
 
-    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft"), choices=method_names,
+    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft"), choices=FINETUNE_METHOD_NAMES,
                                    doc="fine-tuning methods applied to every cue model")
 
 
@@ -230,7 +230,7 @@ class PathLists:
                                            doc="path kinds of the pretrained~ft pairs (the paper's fine-tuning "
                                                "claims use the linear path; add quadratic or aligned if you need "
                                                "them)")
-    alignments: tuple[str, ...] = key(("activation",), choices=alignment_names,
+    alignments: tuple[str, ...] = key(("activation",), choices=ALIGNMENT_NAMES,
                                       doc="alignment methods of aligned paths")
 
 

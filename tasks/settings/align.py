@@ -6,12 +6,7 @@ from dataclasses import dataclass
 from tasks.settings import Settings, setting
 
 
-def alignment_names() -> tuple[str, ...]:
-    """The alignment methods, `tasks.align.ALIGNMENTS` (torch code: imported on the first call, when a spec is
-    checked, so that this module stays free of torch)."""
-    from tasks.align import ALIGNMENTS
-
-    return tuple(ALIGNMENTS)
+ALIGNMENT_NAMES = ("activation", "weight")   # the methods of `tasks.align.ALIGNMENTS`, named here without torch
 
 
 @dataclass(frozen=True)

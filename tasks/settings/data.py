@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks import plugins
-from tasks.settings import INT64_MAX, Settings, setting
+from tasks.settings import INT64_MAX, Settings, identity_dict, setting
 
 CUES = ("box", "dominoes")
 EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
@@ -73,3 +73,17 @@ class DataSettings(Settings):
         if self.cue not in allowed:
             return [("cue", f"{self.cue!r} is not available for dataset {self.dataset!r}; allowed: {', '.join(allowed)}")]
         return []
+
+
+# The version of the images the built-in datasets yield; part of every task id. Bump it when they
+# change (2: the validation images were carved out of the training splits).
+DATA_VERSION = 2
+
+
+def data_identity(settings: DataSettings) -> dict:
+    """What identifies a task's data in its id: the settings (as `identity_dict`, without `root`) and
+    the data's version (DATA_VERSION, or a dataset of your own's `tasks.plugins.version`)."""
+    identity = {k: v for k, v in identity_dict(settings).items() if k != "root"}
+    identity["version"] = DATA_VERSION if settings.dataset in DATASETS else \
+        plugins.version(settings.dataset, plugins.DATASET_GROUP)
+    return identity

@@ -10,12 +10,17 @@ from tasks.settings.train import SCHEDULES, OptimSettings
 CBFT_INVARIANCES = ("unpaired", "twins")
 
 
-def method_names() -> tuple[str, ...]:
-    """The fine-tuning methods, `tasks.finetune.FINETUNE_METHODS` (torch code: imported on the first call, when
-    a spec is checked or a report drawn, so that this module stays free of torch)."""
-    from tasks.finetune import FINETUNE_METHODS
+# The fine-tuning methods: `tasks.finetune.FINETUNE_METHODS` maps each to its function `finetune_<method>`
+FINETUNE_METHOD_NAMES = ("naive", "llrt", "lpft", "cbft", "cbft_barrier", "cbft_invariance", "naive_cued")
 
-    return tuple(FINETUNE_METHODS)
+# What each method of the CBFT family does per pair of batches (clean batch, cue batch):
+# (first step on the cue batch: "barrier" | "cue_ce" | None, whether the clean step adds the invariance term).
+CBFT_FAMILY: dict[str, tuple[str | None, bool]] = {
+    "cbft": ("barrier", True),             # the paper's method
+    "cbft_barrier": ("barrier", False),    # ablation: barrier step + clean CE
+    "cbft_invariance": (None, True),       # ablation: clean CE + lam * invariance, no barrier step
+    "naive_cued": ("cue_ce", False),       # control: naive fine-tuning on the same data, same step count
+}
 
 
 @dataclass(frozen=True)
@@ -59,3 +64,28 @@ class FinetuneSettings(Settings):
         """Settings of the head-only phase: as in the reference, no weight decay, cosine schedule."""
         return OptimSettings(epochs=self.llrt_epochs, lr=self.llrt_lr, momentum=self.momentum,
                              weight_decay=0.0, batch_size=self.batch_size, schedule="cosine")
+
+
+_OPTIM_FIELDS = ("clean_subset", "epochs", "lr", "batch_size", "weight_decay", "momentum", "schedule")
+_HEAD_FIELDS = ("clean_subset", "batch_size", "momentum", "llrt_epochs", "llrt_lr")
+
+
+def settings_used(method: str) -> tuple[str, ...]:
+    """The `FinetuneSettings` fields that `method` reads: a task of `method` is the same task whatever
+    the other fields are (a sweep over `lam` shares its naive fine-tuning tasks). The task id holds
+    exactly these (orchestrator/graph/dag.py), and `finetune` hands the method a view of exactly these,
+    so a method that reads another field fails instead of sharing a result it should not; a field listed
+    here that the method never reads makes sweeps over it retrain needlessly
+    (tests/orchestrator/graph/test_identity.py checks both against what every method reads)."""
+    if method == "llrt":
+        return _HEAD_FIELDS
+    if method == "lpft":
+        return tuple(dict.fromkeys(_HEAD_FIELDS + _OPTIM_FIELDS))
+    if method in CBFT_FAMILY:
+        first_step, invariance = CBFT_FAMILY[method]
+        extra = ("cue_batch_size",) + (("margin",) if first_step == "barrier" else ()) \
+            + (("lam", "warmup_epochs", "cbft_invariance") if invariance else ())
+        return _OPTIM_FIELDS + extra
+    if method in FINETUNE_METHOD_NAMES:
+        return _OPTIM_FIELDS
+    raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHOD_NAMES)}")

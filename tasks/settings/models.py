@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks import plugins
-from tasks.settings import Settings, setting
+from tasks.settings import Settings, identity_dict, setting
 
 BUILT_IN_MODELS = ("small_cnn", "vgg13", "resnet18")   # each the name of its builder in tasks/models.py (MODELS)
 
@@ -24,3 +24,12 @@ class ModelSettings(Settings):
     def cross_problems(self) -> list[tuple[str, str]]:
         problem = plugins.name_problem(self.name, BUILT_IN_MODELS, plugins.MODEL_GROUP, "model", "package.module:build")
         return [("name", problem)] if problem else []
+
+
+def model_identity(settings: ModelSettings) -> dict:
+    """What identifies a model in a task id: its settings (name always, width when set), and a
+    user model's version (tasks.plugins.version)."""
+    identity = identity_dict(settings)
+    if settings.name not in BUILT_IN_MODELS:
+        identity["version"] = plugins.version(settings.name, plugins.MODEL_GROUP)
+    return identity

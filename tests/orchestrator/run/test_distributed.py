@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow    # a two-worker Ray Train pretraining in the mod
 
 ONLY_PRETRAIN = {"cue_proportions": [0.0], "finetune": {"methods": []}, "paths": {"pairs": ["nocue~nocue:self"],
                                                                                    "num_alphas": 2}}
+# Ray Train's controller looks at its workers every 2 s by default; a tiny task's run ends sooner noticed
+TRAIN_POLL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 TWO_WORKERS = {"pretrain": {"cpus": 0.5, "workers": 2}, "path_eval": {"cpus": 0.5}}
 
 
@@ -43,7 +45,8 @@ def train_runs(tmp_path_factory):
     markers.mkdir()
     spec = load_spec(write_spec(tmp, "ddp", **ONLY_PRETRAIN, pretrain={"epochs": 3}, resources=TWO_WORKERS))
     (task,) = [t for t in build_graph(spec).tasks.values() if t.kind == "pretrain"]
-    env = hook_env(events, **{CRASH_ENV: f"{task.id}:1", CRASH_MARKER_DIR_ENV: str(markers)})
+    env = hook_env(events, **{CRASH_ENV: f"{task.id}:1", CRASH_MARKER_DIR_ENV: str(markers)},
+                   **TRAIN_POLL)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)            # before Ray starts: its workers inherit them
