@@ -10,7 +10,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from tasks.settings.align import ALIGNMENT_NAMES, AlignSettings  # noqa: F401 - declared there (torch-free)
@@ -42,6 +41,8 @@ def permute_state(state: dict[str, Tensor], spec: PermutationSpec, perms: Perms)
 
 def _solve(score: np.ndarray) -> Tensor:
     """The permutation p maximising sum_i score[i, p[i]]."""
+    from scipy.optimize import linear_sum_assignment   # here: every task's process imports this module (0.25 s)
+
     _, cols = linear_sum_assignment(score, maximize=True)
     return torch.as_tensor(cols, dtype=torch.long)
 

@@ -129,6 +129,22 @@ def _column(table: str, field: pa.Field, values: list) -> pa.Array:
 
 def rows_to_table(table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Check `rows` against `SCHEMAS[table]` and build an Arrow table; fills in `task_id`."""
+    return _checked_table(table, rows, [task_id] * len(rows), fragment_of=task_id)
+
+
+def rows_of_tasks_to_table(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """`rows_to_table` for the rows of several tasks, each naming its own `task_id` (the driver's `tasks`
+    rows of a batch: checked and built at once, then written one fragment per task from slices)."""
+    missing = [i for i, row in enumerate(rows) if not row.get("task_id")]
+    if missing:
+        raise SchemaError(table, "task_id", f"row {missing[0]}: no task_id")
+    return _checked_table(table, rows, [row["task_id"] for row in rows])
+
+
+def _checked_table(table: str, rows: Sequence[Mapping[str, Any]], task_ids: list[str],
+                   fragment_of: str | None = None) -> pa.Table:
+    """`rows` checked and built, the `task_id` column from `task_ids`; `fragment_of`: the one task whose
+    fragment this is (a row naming another is refused)."""
     schema = check_table(table)
     names = schema.names
     for i, row in enumerate(rows):
@@ -138,15 +154,12 @@ def rows_to_table(table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -
             also = f"; did you mean `{hint[0]}`?" if hint else ""
             raise SchemaError(table, unknown[0],
                               f"row {i}: unknown column{also} allowed: {', '.join(names)}")
-        if row.get("task_id", task_id) != task_id:
+        if fragment_of is not None and row.get("task_id", fragment_of) != fragment_of:
             raise SchemaError(table, "task_id",
-                              f"row {i}: {row['task_id']!r} differs from the fragment's {task_id!r}")
+                              f"row {i}: {row['task_id']!r} differs from the fragment's {fragment_of!r}")
     arrays = []
     for field in schema:
-        if field.name == "task_id":
-            values = [task_id] * len(rows)
-        else:
-            values = [row.get(field.name) for row in rows]
+        values = task_ids if field.name == "task_id" else [row.get(field.name) for row in rows]
         if not field.nullable:
             missing = [i for i, v in enumerate(values) if v is None]
             if missing:
@@ -172,7 +185,8 @@ def fragment_bytes(table: str, arrow_table: pa.Table) -> bytes:
     are read by many, use zstd and keep statistics."""
     sink = io.BytesIO()
     pq.write_table(arrow_table.replace_schema_metadata(schema_metadata(table)), sink,
-                   compression="snappy", write_statistics=False)
+                   compression="snappy", write_statistics=False,
+                   use_dictionary=arrow_table.num_rows > 1)   # a one-row column's dictionary never pays (~20%)
     return sink.getvalue()
 
 

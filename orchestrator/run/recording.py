@@ -95,7 +95,8 @@ class EndedTask:
 
 
 class TasksTable:
-    """The driver's Parquet sink: one `tasks` row per ended task (a fragment of its own)."""
+    """The driver's Parquet sink: one `tasks` row per ended task (a fragment of its own), a batch's rows
+    checked and built as one Arrow table and each fragment written from its slice."""
 
     def __init__(self, layout: SweepLayout, spec_hash: str, rev: str | None, *, strict: bool = False):
         self.layout, self.spec_hash, self.rev, self.strict = layout, spec_hash, rev, strict
@@ -113,18 +114,24 @@ class TasksTable:
         self._kept = {}
 
     def tasks_ended(self, ended: list[EndedTask], run_ids: dict[str, str]) -> None:
-        written: list[tuple[str, str, int, pa.Table]] = []
-        for e in ended:
-            row = task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
-                           error=e.error, duration_s=e.duration_s, device=e.device,
-                           mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
-                           started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type)
+        rows = [task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
+                         error=e.error, duration_s=e.duration_s, device=e.device,
+                         mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
+                         started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type) for e in ended]
+        try:   # the batch's rows checked and built at once (~0.5 ms a row on its own), each written from a slice
+            block = tables.rows_of_tasks_to_table(vocab.TASKS, rows)
+        except Exception:  # noqa: BLE001 - a row that does not fit: each row on its own, the others written
+            block = None
+        written: list[tuple[str, str, int, int]] = []   # path, sha256, size, row of `block`
+        arrows: list[pa.Table] = []
+        for i, (e, row) in enumerate(zip(ended, rows)):
             try:
-                arrow = tables.rows_to_table(vocab.TASKS, e.task.id, [row])
+                arrow = block.slice(i, 1) if block is not None else tables.rows_to_table(vocab.TASKS, e.task.id, [row])
                 data = tables.fragment_bytes(vocab.TASKS, arrow)
                 path = self.layout.fragment(vocab.TASKS, e.task.id)
                 self.layout.storage.write_bytes(path, data)
-                written.append((path, sha256_hex(data), len(data), arrow))
+                written.append((path, sha256_hex(data), len(data), i if block is not None else len(arrows)))
+                arrows.append(arrow)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - keep recording the others; say which row is missing
                 message = f"{e.task.id}: {type(exc).__name__}: {redact(str(exc))}"
@@ -133,11 +140,12 @@ class TasksTable:
                             "the task finished")
                 if self.strict:
                     raise
-        if written:   # one block per batch, copied (`combine_chunks`): a concatenation would keep every one-row
-            # table's own buffers, ~9 KiB per row (1.1 KiB copied), until the next bundle
-            block = tables.conform(vocab.TASKS, pa.concat_tables([arrow for *_, arrow in written])).combine_chunks()
-            for offset, (path, digest, size, _) in enumerate(written):
-                self._kept[path] = (digest, size, block, offset)
+        if written:   # kept as one block per batch: the built block, or the one-row tables copied into one
+            # (`combine_chunks`: a concatenation would keep every one-row table's own buffers, ~9 KiB per row)
+            kept = tables.conform(vocab.TASKS, block if block is not None else
+                                  pa.concat_tables(arrows).combine_chunks())
+            for path, digest, size, offset in written:
+                self._kept[path] = (digest, size, kept, offset)
 
 
 _STOP = object()

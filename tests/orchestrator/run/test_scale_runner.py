@@ -12,6 +12,7 @@ import torch
 
 from orchestrator import knobs, vocab
 from orchestrator.results import schemas, tables
+from orchestrator.results.manifest import sha256_hex
 from orchestrator.run import recording, state as sweep_state, work
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -190,6 +191,43 @@ def test_a_row_that_cannot_be_written_does_not_stop_the_others(graph, tmp_path, 
     assert recorder.written == 4 and len(recorder.failures) == 1 and ids[2] in recorder.failures[0]
     assert [r.levelno for r in caplog.records if "could not be written" in r.getMessage()] == [logging.WARNING]
     assert sorted(tables.read_table(layout, vocab.TASKS)["task_id"]) == sorted(set(ids) - {ids[2]})
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_a_batch_of_rows_is_written_one_fragment_per_task_and_a_row_that_does_not_fit_spares_the_others(
+        graph, tmp_path, monkeypatch, bad):
+    """The driver builds a batch's `tasks` rows at once and writes each task's fragment from its slice; a row
+    that does not fit the schema makes the batch fall back to one row at a time, so only that row is missing.
+    The rows kept for compaction (`rows_of`) are the rows of the bytes on storage, each at its own offset."""
+    ids = list(graph.tasks)[:6]
+    real_row = recording.task_row
+
+    def row(task, *args, **kwargs):
+        out = real_row(task, *args, **kwargs)
+        return {**out, "duration_s": "slow"} if bad and task.id == ids[3] else out
+
+    monkeypatch.setattr(recording, "task_row", row)
+    layout = SweepLayout(Storage(str(tmp_path)), "batch")
+    table = recording.TasksTable(layout, "hash", None)
+    ended = [recording.EndedTask(graph.tasks[t], vocab.DONE, None, float(i), 1.0, 2.0 + i, "cpu", {}, [])
+             for i, t in enumerate(ids)]
+    table.tasks_ended(ended, {t: f"run-{t}" for t in ids})
+    written = [t for t in ids if not (bad and t == ids[3])]
+    assert table.written == len(written) and len(table.failures) == int(bad)
+    if bad:
+        assert ids[3] in table.failures[0] and "SchemaError" in table.failures[0] and "duration_s" in table.failures[0]
+    stored = tables.read_table(layout, vocab.TASKS).set_index("task_id")
+    assert sorted(stored.index) == sorted(written)
+    for i, task_id in enumerate(ids):
+        path = layout.fragment(vocab.TASKS, task_id)
+        if task_id not in written:
+            assert table.rows_of(path) is None and not layout.storage.exists(path)
+            continue
+        digest, size, kept = table.rows_of(path)
+        data = layout.storage.read_bytes(path)
+        assert (digest, size) == (sha256_hex(data), len(data))
+        assert kept.equals(tables.parse_fragment(vocab.TASKS, data, task_id))
+        assert stored.loc[task_id, "duration_s"] == float(i) and stored.loc[task_id, "mlflow_run_id"] == f"run-{task_id}"
 
 
 def test_the_recorder_compacts_a_bundle_every_so_many_ended_tasks_from_the_rows_it_kept(graph, tmp_path,
