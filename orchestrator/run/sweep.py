@@ -36,6 +36,7 @@ from orchestrator.uris import redact, redacting
 from orchestrator.storage.lock import sweep_lock
 from orchestrator.run import tracking
 from orchestrator.run.recording import TaskRecorder
+from orchestrator.run.runners import plugin_runner
 from orchestrator.run.schedule import TrialContext, init_ray, run_graph
 from orchestrator.run.signals import STOPS, stop_like_ctrl_c
 from orchestrator.run.state import ProgressPrinter, SweepState
@@ -103,9 +104,7 @@ def run_sweep(spec: SweepSpec, *, runner: str = vocab.REAL_RUNNER, num_cpus: int
     log = log or _LOG.info
     knobs.check_all()
     if runner != vocab.REAL_RUNNER:   # a test's or benchmark's runner, by import path: one clear error now
-        from orchestrator.run import work   # (imports torch; the driver of the science's runner needs none)
-
-        work.resolve_runner(runner)
+        plugin_runner(runner)
     with stop_like_ctrl_c():
         return _run_sweep(spec, runner, num_cpus, ray_address, report, new_version, log, autoscaler_config,
                           wait_for_nodes_s)

@@ -25,8 +25,8 @@ from orchestrator.run.child_runs import ALPHA_STEPS
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.outputs import TaskOutput
 from orchestrator.run.progress import planned_epochs
-from orchestrator.errors import MmcError
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
+from orchestrator.run.runners import RUNNER_GROUP, RunnerError, plugin_runner  # noqa: F401 - declared there
 from orchestrator.run.task_result import TaskResult
 from tasks import align as align_lib
 from tasks import data as data_lib
@@ -34,11 +34,9 @@ from tasks import finetune as finetune_lib
 from tasks import paths as paths_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
-from tasks.plugins import name_problem, resolve
 from tasks.settings import from_identity
 from tasks.train import OptimSettings, cross_entropy_objective, fit
 
-RUNNER_GROUP = "mmc_sweep.runners"   # entry points naming runners of installed packages
 
 
 @dataclass
@@ -262,20 +260,12 @@ KIND_RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {
 RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {vocab.REAL_RUNNER: run_real}
 
 
-class RunnerError(MmcError):
-    """A runner name that names no runner; the message says what is allowed."""
-
-
 def resolve_runner(name: str) -> Callable[[Task, TaskEnv], TaskOutput]:
     """The runner `name`: a key of `RUNNERS`, an import path `package.module:function`, or an entry
     point of the group `RUNNER_GROUP`; a RunnerError (exit 2) names what is allowed."""
     if name in RUNNERS:
         return RUNNERS[name]
-    problem = name_problem(name, RUNNERS, RUNNER_GROUP, "runner", "package.module:function")
-    runner = None if problem else resolve(name, RUNNER_GROUP)
-    if problem or not callable(runner):
-        raise RunnerError(f"`--runner`: {problem or f'{name!r} is not a function `(task, env) -> TaskOutput`'}")
-    return runner
+    return plugin_runner(name, RUNNERS)
 
 
 # ---------------------------------------------------------------- running one task here

@@ -49,10 +49,8 @@ from pathlib import Path
 
 from orchestrator import vocab
 from orchestrator.results.outputs import TaskOutput
-from orchestrator.run import work
 from orchestrator.run.progress import planned_epochs
-from tasks import data as data_lib
-from tasks import paths as paths_lib
+from tasks.settings.data import EVAL_SETS
 
 FAIL_ENV, SLEEP_ENV = "MMC_FAIL_TASKS", "MMC_SLEEP_TASK_S"
 EVENTS_ENV, PAUSE_ENV, WAIT_ENV, HOLD_ENV = ("MMC_TEST_EVENTS_DIR", "MMC_TEST_PAUSE_AFTER_EPOCH", "MMC_TEST_WAIT_FOR",
@@ -114,6 +112,9 @@ def real(task, env) -> TaskOutput:
         who, epoch = pause.rsplit(":", 1)
         if _matches(task, who):
             _pause_after(task, env, int(epoch))
+    from orchestrator.run import work   # here, as in every runner: the driver checks a runner by importing
+    # this module, and a driver imports no torch (tests/orchestrator/run/test_sweep.py)
+
     return work.run_real(task, env)
 
 
@@ -122,8 +123,11 @@ def synthetic(task, env) -> TaskOutput:
     with made-up values and no checkpoint, computing nothing: the result tables at scale (benchmarks)."""
     fail_if_asked(task)
     _hold_at_barrier(task, env)
+    from orchestrator.run import work
+    from tasks import paths as paths_lib
+
     rng = random.Random(task.id)
-    sets = data_lib.EVAL_SETS
+    sets = EVAL_SETS
     if task.kind == vocab.PATH_EVAL:
         n = int(task.settings.get("paths.num_alphas") or 11)
         alphas = [i / (n - 1) for i in range(n)] if n > 1 else [0.0, 1.0]
