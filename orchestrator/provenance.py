@@ -107,16 +107,14 @@ def software_versions() -> dict[str, str]:
 
 
 def torch_version() -> str:
-    """The installed torch's version, read from its distribution (the driver, which runs no task, never
-    imports torch); torch's own `__version__` where torch is not an installed distribution."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("torch")
-    except metadata.PackageNotFoundError:
+    """The installed torch's version, from its distribution (`software_versions`: the driver, which runs no
+    task, never imports torch); torch's own `__version__` where torch is not an installed distribution."""
+    version = software_versions().get("torch")
+    if version is None:
         import torch
 
-        return torch.__version__
+        version = torch.__version__
+    return version
 
 
 def format_versions(versions: dict[str, str]) -> str:

@@ -35,7 +35,7 @@ from tasks.datasets import DataError, download_hint
 from tasks import plugins
 from tasks.seeding import generator
 from tasks.settings.data import (CUES, DATA_VERSION, DATASETS, EVAL_SETS, EVAL_SPLITS, data_identity,  # noqa: F401
-                                 DatasetInfo, DataSettings)
+                                 dataset_info, DatasetInfo, DataSettings)
 
 __all__ = [
     "CUES", "DATASETS", "EVAL_SETS", "EVAL_SPLITS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
@@ -194,10 +194,9 @@ def _user_arrays(name: str, root: str | None) -> ImageArrays:
     return arrays
 
 
-def dataset_info(name: str, root: str | None = None) -> DatasetInfo:
-    """The facts of a built-in dataset, or of a dataset of your own (loaded once per process)."""
-    if name in DATASETS:
-        return DATASETS[name]
+def user_dataset_info(name: str, root: str | None = None) -> DatasetInfo:
+    """The facts of a dataset of your own, from its arrays (loaded once per process); `dataset_info` (in
+    `tasks.settings.data`) gives a built-in's without loading anything."""
     arrays = _user_arrays(name, root)
     n = len(arrays.y_train)
     val = max(1, round(USER_VAL_FRACTION * n))

@@ -25,6 +25,8 @@ from orchestrator.report import claims as claims_lib
 from orchestrator import provenance, vocab
 from orchestrator.provenance import format_versions
 from orchestrator.report import figures, html as report_html, mechanism_map, stats
+from tasks.settings.data import EVAL_SETS
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 from orchestrator.results import tables
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.results.schemas import SCHEMAS, SETTINGS_COLUMNS
@@ -224,7 +226,7 @@ def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str =
         return pd.DataFrame()
     sel = sel.assign(path=stats.path_variants(sel))
     extra = stats.varying_labels(sel)
-    sets = stats.order_values(sel["eval_set"], stats.eval_sets())
+    sets = stats.order_values(sel["eval_set"], EVAL_SETS)
     rows = []
     for key, group in sel.groupby(["pair_type", "path", *extra], sort=False, dropna=False):
         cells = dict(zip(["pair type", "path", *extra], key))
@@ -236,7 +238,7 @@ def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str =
                 "" if pd.isna(r["ci_low"]) else f" [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]")
         rows.append(cells)
     out = pd.DataFrame(rows)
-    order = [stats.pair_sort_key(p, stats.methods()) + stats.variant_sort_key(v)
+    order = [stats.pair_sort_key(p, FINETUNE_METHOD_NAMES) + stats.variant_sort_key(v)
              for p, v in zip(out["pair type"], out["path"])]
     return out.assign(_o=order).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
 
@@ -347,7 +349,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         progress=progress, planned=sum(map(len, plan.values())) if plan else None, claims=verdicts,
         summary=summary, swept=swept, table1=table1, figures=figs, provenance=prov, spec_text=spec_text,
         mechanism=stats.mechanism_table(results[vocab.PATHS], swept=swept),
-        agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], stats.eval_sets())[0]
+        agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], EVAL_SETS)[0]
         if not results[vocab.PATHS].empty else "",
         failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks,
         rules=rules_dict, drift=drift, maps=maps)

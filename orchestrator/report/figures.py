@@ -35,6 +35,8 @@ import pandas as pd
 from orchestrator import knobs, vocab
 from orchestrator.machine import usable_cpus
 from orchestrator.report import plots, stats
+from tasks.settings.data import EVAL_SETS
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 
 _LOG = logging.getLogger(__name__)
 
@@ -179,7 +181,7 @@ def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), m
     one per pair type (and model, cue proportion, combination of swept values where they vary; the
     population's pairs are drawn by its maps instead), the barrier distributions and the fine-tuning
     bars (per combination of swept values), one per mechanism map (`maps`)."""
-    sets, methods = list(stats.eval_sets()), list(stats.methods())
+    sets, methods = list(EVAL_SETS), list(FINETUNE_METHOD_NAMES)
     paths, barriers = results[vocab.PATHS], results[vocab.BARRIERS]
     if not paths.empty and "pair_type" in paths:
         paths = paths[paths["pair_type"] != vocab.POPULATION]

@@ -19,6 +19,8 @@ from orchestrator.report import claims as claims_lib
 from orchestrator.report import figures as figures_lib
 from orchestrator import vocab
 from orchestrator.report import plots, stats
+from tasks.settings.data import EVAL_SETS
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 MARKS = claims_lib.MARKS
 VERDICT_CLASS = {claims_lib.HOLDS: "holds", claims_lib.FAILS: "fails", claims_lib.UNSEPARATED: "unseparated",
                  claims_lib.NOT_TESTABLE: "unmeasured"}
@@ -179,9 +181,9 @@ def barrier_grid(summary: pd.DataFrame, metric: str = "loss", definition: str = 
     sel = sel.assign(path=stats.path_variants(sel))
     extra = stats.varying_labels(sel)
     keys = ["pair_type", "path", *extra]
-    sets = stats.order_values(sel["eval_set"], stats.eval_sets())
+    sets = stats.order_values(sel["eval_set"], EVAL_SETS)
     rows = sel[keys].drop_duplicates()
-    order = [stats.pair_sort_key(p, stats.methods()) + stats.variant_sort_key(v)
+    order = [stats.pair_sort_key(p, FINETUNE_METHOD_NAMES) + stats.variant_sort_key(v)
              for p, v in zip(rows["pair_type"], rows["path"])]
     rows = rows.assign(_o=order).sort_values(["_o", *extra]).drop(columns="_o")
     lookup = {tuple(r[k] for k in keys) + (r["eval_set"],): r for _, r in sel.iterrows()}

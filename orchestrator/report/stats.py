@@ -42,17 +42,9 @@ MISSING = "—"
 # The tasks/ registries
 # ----------------------------------------------------------------------------------------------
 
-def eval_sets() -> tuple[str, ...]:
-    return EVAL_SETS
-
-
-def methods() -> tuple[str, ...]:
-    return FINETUNE_METHOD_NAMES
-
-
 def row_order() -> tuple[str, ...]:
     """Rows of Table 1: the pretrained references, then the fine-tuning methods."""
-    return (PRETRAINED_NOCUE, PRETRAINED_CUE, *methods())
+    return (PRETRAINED_NOCUE, PRETRAINED_CUE, *FINETUNE_METHOD_NAMES)
 
 
 def chance(datasets) -> float | None:
@@ -373,7 +365,7 @@ def finetune_long(evaluations: pd.DataFrame, tasks: pd.DataFrame | None = None) 
     out = grouped.agg(n="count", mean="mean", std=lambda s: s.std(ddof=1) if len(s) > 1 else 0.0)
     out = out.reset_index()[columns]
     row_rank = {r: i for i, r in enumerate(order_values(out["row"], row_order()))}
-    set_rank = {e: i for i, e in enumerate(order_values(out["eval_set"], eval_sets()))}
+    set_rank = {e: i for i, e in enumerate(order_values(out["eval_set"], EVAL_SETS))}
     out = out.assign(_r=out["row"].map(row_rank), _s=out["eval_set"].map(set_rank))
     return out.sort_values(["_r", "cue_proportion", "_s"]).drop(columns=["_r", "_s"]).reset_index(drop=True)
 
@@ -399,7 +391,7 @@ def finetune_table(evaluations: pd.DataFrame, tasks: pd.DataFrame | None = None)
         rows += list(tasks[tasks["kind"] == vocab.FINETUNE]["method"].dropna())
     rows = order_values(rows, row_order())
     props = sorted(set(props))
-    sets = order_values(sets, eval_sets()) or list(eval_sets())
+    sets = order_values(sets, EVAL_SETS) or list(EVAL_SETS)
     lookup = {(r.row, r.cue_proportion, r.eval_set): r for r in long.itertuples(index=False)}
     text_rows = []
     for row in rows:
@@ -431,7 +423,7 @@ def mechanism_table(paths: pd.DataFrame, alphas: Sequence[float] = (0.0, 0.5, 1.
     cue-reliance indices, with their 95% t-intervals (`<column>@<alpha>`, `..._low`, `..._high`)."""
     if paths.empty or not any(c in paths.columns and paths[c].notna().any() for c in MECHANISM_COLUMNS):
         return pd.DataFrame()
-    eval_set = eval_set or order_values(paths["eval_set"], eval_sets())[0]
+    eval_set = eval_set or order_values(paths["eval_set"], EVAL_SETS)[0]
     rows = paths[paths["eval_set"] == eval_set]
     by = group_keys(rows, ("pair_type", "path_kind", "alignment"), swept)
     out = []
@@ -448,7 +440,7 @@ def mechanism_table(paths: pd.DataFrame, alphas: Sequence[float] = (0.0, 0.5, 1.
                 record.update({name: est.mean, f"{name}_low": est.ci_low, f"{name}_high": est.ci_high})
         out.append(record)
     df = pd.DataFrame(out)
-    df = df.assign(_p=[pair_sort_key(p, methods()) for p in df["pair_type"]],
+    df = df.assign(_p=[pair_sort_key(p, FINETUNE_METHOD_NAMES) for p in df["pair_type"]],
                    _v=[variant_sort_key(v) for v in path_variants(df)])
     return df.sort_values(["_p", "_v"]).drop(columns=["_p", "_v"]).reset_index(drop=True)
 
@@ -490,6 +482,6 @@ def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequen
         loss, acc = Estimate.of(group["loss_d"]), Estimate.of(group["acc_d"])
         out.append([*key, loss.n, loss.mean, loss.ci_low, loss.ci_high, acc.mean, acc.ci_low, acc.ci_high])
     df = pd.DataFrame(out, columns=[*by, *columns[4:]])
-    order = [pair_sort_key(p, methods()) + variant_sort_key(v) for p, v in zip(df["pair_type"], df["path"])]
+    order = [pair_sort_key(p, FINETUNE_METHOD_NAMES) + variant_sort_key(v) for p, v in zip(df["pair_type"], df["path"])]
     return df.assign(_o=order).sort_values(["_o", "endpoint", "eval_set"], kind="stable").drop(columns="_o") \
         .reset_index(drop=True)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from orchestrator import vocab
 from orchestrator.report import stats
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 from orchestrator.report.comparisons import MARKS, MISSING, NO, OVERLAP, UNTESTABLE, YES, Decision, Diff
 
 HOLDS, FAILS, UNSEPARATED, NOT_TESTABLE = "holds", "does not hold", "cannot be separated", "not testable here"
@@ -160,7 +161,7 @@ class Slice:
             if len(self.barriers) else {}       # `barrier` reads value and seed: only those are split
         self._paths = self.barriers[["pair_type", "path"]].drop_duplicates() if len(self.barriers) else None
         self._extremes = self._curve_extremes(paths)
-        self.methods = stats.methods()
+        self.methods = FINETUNE_METHOD_NAMES
 
     @staticmethod
     def _curve_extremes(paths: pd.DataFrame) -> dict:

@@ -134,11 +134,9 @@ def rows_to_table(table: str, task_id: str, rows: Sequence[Mapping[str, Any]]) -
 
 def rows_of_tasks_to_table(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """`rows_to_table` for the rows of several tasks, each naming its own `task_id` (the driver's `tasks`
-    rows of a batch: checked and built at once, then written one fragment per task from slices)."""
-    missing = [i for i, row in enumerate(rows) if not row.get("task_id")]
-    if missing:
-        raise SchemaError(table, "task_id", f"row {missing[0]}: no task_id")
-    return _checked_table(table, rows, [row["task_id"] for row in rows])
+    rows of a batch: checked and built at once, then written one fragment per task from slices); a row
+    without one is refused like any missing required column."""
+    return _checked_table(table, rows, [row.get("task_id") for row in rows])
 
 
 def _checked_table(table: str, rows: Sequence[Mapping[str, Any]], task_ids: list[str],

@@ -15,7 +15,7 @@ from orchestrator.uris import is_remote, redact
 from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
-from tasks.settings.data import DATASETS
+from tasks.settings.data import dataset_info
 from tasks.settings.finetune import CBFT_FAMILY
 from tasks.settings.models import BUILT_IN_MODELS
 
@@ -169,15 +169,6 @@ def _alignment_problem(model) -> str | None:
     return alignment_problem(model.name, model.width)
 
 
-def _dataset_info(name: str, root: str | None):
-    """The facts of dataset `name`: a built-in's from its settings; a dataset of your own is loaded (torch)."""
-    if name in DATASETS:
-        return DATASETS[name]
-    from tasks.data import dataset_info
-
-    return dataset_info(name, root)
-
-
 def _suffix(variant) -> str:
     return f" (in the combination {variant.label()})" if variant.swept else ""
 
@@ -185,7 +176,7 @@ def _suffix(variant) -> str:
 def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     out: list[str] = []
     try:
-        info = _dataset_info(v.data.dataset, top.data.root)
+        info = dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
     n_train = getattr(info, "train_size", None)

@@ -87,3 +87,13 @@ def data_identity(settings: DataSettings) -> dict:
     identity["version"] = DATA_VERSION if settings.dataset in DATASETS else \
         plugins.version(settings.dataset, plugins.DATASET_GROUP)
     return identity
+
+
+def dataset_info(name: str, root: str | None = None) -> DatasetInfo:
+    """The facts of a built-in dataset (`DATASETS`), or of a dataset of your own: loaded by
+    `tasks.data.user_dataset_info` (numpy, and your code, imported only then)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    from tasks.data import user_dataset_info
+
+    return user_dataset_info(name, root)

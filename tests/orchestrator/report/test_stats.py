@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 
 from orchestrator import vocab
 from orchestrator.report import stats
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 from tests.support.report_data import EVAL_SETS, METHODS, PAIRS, SEEDS, synthetic_sweep
 
 LEVEL = 0.95
@@ -176,7 +177,7 @@ def test_finetune_table_cells_match_seed_statistics():
     evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
     text, long = stats.finetune_table(evaluations, tasks)
     assert text["method"].tolist() == [stats.PRETRAINED_NOCUE, stats.PRETRAINED_CUE,
-                                       *[m for m in stats.methods() if m in METHODS]]
+                                       *[m for m in FINETUNE_METHOD_NAMES if m in METHODS]]
     assert text.columns.tolist() == ["method"] + [f"80% {e}" for e in EVAL_SETS] + ["n"]
     accs = evaluations[(evaluations["method"] == "cbft") & (evaluations["eval_set"] == "randimg")]["acc"].to_numpy()
     assert text.set_index("method").loc["cbft", "80% randimg"] == f"{100 * accs.mean():.1f} ± {100 * accs.std(ddof=1):.1f}"

@@ -84,3 +84,17 @@ def test_a_stored_spec_is_a_record_not_a_request(tmp_path):
         load_spec(tmp_path / "resolved.yaml", ["finetune.methods=[naive]"])
     with pytest.raises(SpecError, match="`finetune.methods`"):
         parse_spec(text.split("\n", 1)[1], "edited.yaml")
+
+
+def test_aligned_paths_trace_a_model_of_your_own_and_refuse_one_the_tracer_cannot_permute():
+    """'aligned' needs a model's permutation groups: a built-in model has them at every width
+    (tests/tasks/test_permutation_trace.py), a model of your own is built and traced when the spec is
+    checked, and one the tracer cannot permute is refused naming the key, the model and why."""
+    own = ["models=[{name: examples.custom_model:build, width: 3}]", "paths.kinds=[linear, aligned]", "name=own"]
+    assert build_graph(load_spec(None, own)).counts()["align"] > 0
+    grouped = ["models=[{name: tests.tasks.test_permutation_trace:grouped, width: 4}]", "paths.kinds=[linear, aligned]",
+               "name=grouped"]
+    with pytest.raises(SpecError, match="`paths.kinds`: 'aligned' needs the permutation groups of model "
+                                        "'tests.tasks.test_permutation_trace:grouped'.*groups=2"):
+        load_spec(None, grouped)
+    load_spec(None, [*grouped[:1], "paths.kinds=[linear]", "paths.alignments=[]", "name=grouped"])   # no 'aligned'
