@@ -28,7 +28,6 @@ import pandas as pd
 from orchestrator import vocab
 from orchestrator.messages import show
 from orchestrator.report import stats
-from orchestrator.report.build import print_claims, swept_keys
 from orchestrator.results import outputs, tables
 from orchestrator.storage.layout import SweepLayout, open_sweep_dir
 from orchestrator.results.plan import plan_of
@@ -83,8 +82,15 @@ class Sweep:
         (`planned_only=False`: also rows an earlier spec version left in the directory). `columns`:
         only these (and `task_id`), the same values as the full table's; a 10^5-task sweep's `paths`
         table has 2.2 M rows of 68 columns. Strings are pandas' `str` dtype, integers `Int64`."""
-        planned = self.plan["task_id"].tolist() if planned_only else None
+        planned = self._planned_ids if planned_only else None
         return tables.read_table(self.layout, name, columns, planned)
+
+    @cached_property
+    def _planned_ids(self) -> list[str]:
+        """The plan's task ids: its one column read (`plan` reads all of them: 0.2 s at 10^5 tasks)."""
+        if "plan" in self.__dict__:
+            return self.plan["task_id"].tolist()
+        return plan_of(self.layout, ("task_id",))[0]["task_id"].tolist()
 
     def tables(self, planned_only: bool = True) -> dict[str, pd.DataFrame]:
         return {name: self.table(name, planned_only) for name in vocab.TABLES}
@@ -93,12 +99,17 @@ class Sweep:
         """The barrier statistics of the report (`report/summary.parquet`, computed afresh from the
         tables): per pair type, path kind, alignment, eval set, metric and definition (and dataset,
         model, cue proportion and swept settings where they vary), n pairs, mean, std, ci_low, ci_high."""
+        # the report's modules load matplotlib (0.3 s): imported here, not for every table read
+        from orchestrator.report.build import swept_keys
+
         return stats.summarize(self.table(vocab.BARRIERS), swept=swept_keys(self.layout))
 
     def claims(self) -> Claims:
         """The paper's claims (a)-(d) judged against their controls: what `mmc-sweep claims` prints.
         A list of claims (`.key`, `.statement`, `.verdict`, `.sentence()`, `.checks`, `.rows`) with
         `.frame()`: one row per claim (`.frame(checks=True)`: per comparison)."""
+        from orchestrator.report.build import print_claims
+
         return Claims(print_claims(self.layout, log=lambda text: None))
 
     def path_curves(self, pair_type: str | None = None, eval_set: str | None = None, path_kind: str | None = None,
@@ -107,6 +118,8 @@ class Sweep:
         one), the pair's labels, the swept settings, then loss, acc, agreement with each endpoint and the
         two cue-reliance indices, sorted by pair and alpha. Each filter takes one value of its column;
         a value the sweep does not have is a ValueError listing those it has."""
+        from orchestrator.report.build import swept_keys
+
         keys = ["pair_type", "path_kind", "alignment", "seed", "endpoint_a", "endpoint_b", "task_id"]
         swept = [k for k in swept_keys(self.layout) if k in tables.SCHEMAS[vocab.PATHS].names]
         measures = ["loss", "acc", "agree_a", "agree_b", "reliance_randimg", "reliance_randcue"]

@@ -84,7 +84,16 @@ class Manifest:
 
     def entries_of(self, part: str) -> list[tuple[str, Entry]]:
         """The tasks whose rows count in `part`, in the order of their rows."""
-        return sorted(((t, e) for t, e in self.tasks.items() if e.part == part), key=lambda te: te[1].offset)
+        return self.entries_by_part().get(part, [])
+
+    def entries_by_part(self) -> dict[str, list[tuple[str, Entry]]]:
+        """`entries_of` every part that has any, in one pass over the tasks."""
+        out: dict[str, list[tuple[str, Entry]]] = {}
+        for item in self.tasks.items():
+            out.setdefault(item[1].part, []).append(item)
+        for entries in out.values():
+            entries.sort(key=lambda te: te[1].offset)
+        return out
 
     def live_rows(self) -> dict[str, int]:
         """Rows of each part that still count (the rest belong to tasks that moved on)."""

@@ -46,6 +46,25 @@ def test_summary_is_the_reports_barrier_summary(synthetic):
     assert len(row) == 1 and int(row["n"].iloc[0]) == len(SEEDS)
 
 
+def test_reading_a_table_loads_neither_torch_nor_matplotlib(synthetic):
+    """`open_sweep(DIR).table(...)` in a fresh interpreter in which importing torch or matplotlib fails
+    (the report's figures loaded matplotlib with the API: 0.3 s of a 10^5-task sweep's 2-3 s `paths`
+    read); the same rows as in this process."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["torch"] = sys.modules["matplotlib"] = None
+import orchestrator as mmc
+sweep = mmc.open_sweep({synthetic.layout.root!r})
+print("rows", [len(sweep.table(t)) for t in {list(vocab.TABLES)!r}])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"rows {[len(synthetic.table(t)) for t in vocab.TABLES]}" in out.stdout
+
+
 def test_claims_are_objects_with_verdicts_and_a_frame(synthetic):
     claims = synthetic.claims()
     _, text = summary_text(synthetic.layout)       # what `mmc-sweep run` prints: one line per claim
