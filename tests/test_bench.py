@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from bench import bn_samples, common, layout_ab, memory, orchestration, path_eval, train_throughput
+from bench import bn_samples, common, layout_ab, memory, orchestration, paper_sweep, path_eval, train_throughput
+from orchestrator import vocab
 
 
 def read(out, name: str) -> dict:
@@ -167,3 +168,27 @@ def test_scale_reads_the_drivers_memory_by_kind_and_its_python_owners():
     assert len(held) == 4 and owners["tracemalloc_mib"] >= 4
     top = owners["tracemalloc_top"][0]
     assert top["where"].startswith(__file__) and top["mib"] >= 4
+
+
+def test_paper_sweep_quick_projects_every_task_of_the_papers_sweep(tmp_path):
+    """`bench.paper_sweep --quick`: every role of `sweeps/cifar10_vgg13.yaml` measured through `work.run_here`,
+    each of its 534 tasks projected as its role's fixed cost plus its planned epochs of each phase, and the
+    wall-time bounds ordered."""
+    out = paper_sweep.main(["--quick", "--out", str(tmp_path)])
+    assert read(tmp_path, "paper_sweep")["per_role"] == json.loads(json.dumps(out["per_role"]))
+    roles, per_role = out["roles"], out["per_role"]
+    assert set(roles) == set(per_role) and {r.split(":")[0] for r in roles} == set(vocab.TASK_KINDS)
+    assert {r for r in roles if r.startswith("finetune:")} == {f"finetune:{m}" for m in
+                                                              ("naive", "llrt", "lpft", "cbft", "naive_cued")}
+    assert sum(r["tasks"] for r in per_role.values()) == 534 and not out["paper_sizes"]
+    pretrain, cbft = roles["pretrain"], roles["finetune:cbft"]
+    assert len(pretrain["epochs_s"]) == 1 and len(cbft["epochs_s"]) == 2     # cbft: its warm-up epoch, then one
+    assert per_role["pretrain"]["projected_s_per_task"] == pytest.approx(
+        pretrain["fixed_s"] + 100 * pretrain["per_epoch_s"]["epoch"])        # the paper's 100 epochs
+    assert per_role["finetune:cbft"]["projected_s_per_task"] == pytest.approx(
+        cbft["fixed_s"] + cbft["per_epoch_s"]["warm-up epoch"] + 19 * cbft["per_epoch_s"]["epoch"])
+    assert roles["path_eval:linear"]["fixed_s"] == roles["path_eval:linear"]["measured_s"]
+    sweep = out["sweep"]
+    assert 0 < sweep["critical_path_s"] <= sweep["serial_s"]
+    for bound in sweep["wall_s"].values():
+        assert sweep["critical_path_s"] <= bound["at_least"] <= bound["at_most"]
