@@ -8,10 +8,10 @@ alignment, each path kind) runs once through `orchestrator.run.work.run_here`, a
 CIFAR-10-shaped synthetic files written in the published format (`cifar-10-batches-py/`, 50,000 training
 images with the 5,000 validation images carved from them, 10,000 test images) with few epochs (`--epochs`).
 Each task of the whole sweep (534 tasks) is then projected from the run of its role: the measured cost of
-what is not an epoch (loading, evaluation, writing) plus its planned epochs times the measured time of an
-epoch of the same phase (from the task's `train_curves` rows: llrt's and lpft's head-only epochs, cbft's
-warm-up epochs and the rest are told apart). Alignment and path evaluation have no epochs: their measured
-time is theirs.
+what is not an epoch (loading, evaluation, writing), plus for each phase its first epoch as measured and its
+other planned epochs at the pace of the phase's later measured epochs (an epoch: its `train_curves` time plus
+its end-of-epoch checkpoint and records, timed around `fit`'s callback; llrt's and lpft's head-only epochs,
+cbft's warm-up epochs and the rest are told apart; a first epoch pays its phase's warm-up). Alignment and path evaluation have no epochs: their measured time is theirs.
 
 The sweep's wall time on G GPUs is bounded, not simulated: at least the longest chain of dependent tasks
 (the critical path) and at least the sum of each task's time times its GPU share (`resources.<kind>.gpus`)
@@ -37,7 +37,7 @@ from bench import common
 SPEC = common.REPO / "sweeps" / "cifar10_vgg13.yaml"
 GPU_COUNTS = (1, 8)
 CIFAR_DIR = "cifar-10-batches-py"
-QUICK = ['models=[{"name": "vgg13", "width": 4}]', "align.samples=64", "paths.bn_reset_samples=64",
+SMALL = ["align.samples=64", "paths.bn_reset_samples=64",
          "paths.num_alphas=3", "paths.eval_batch_size=256", "finetune.clean_subset=64", "finetune.batch_size=32",
          "pretrain.batch_size=64", "midpoint.batch_size=64"]
 
@@ -47,12 +47,16 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=50_000, help="training images of the synthetic CIFAR-10 files "
                                                               "(the validation images are carved from them)")
     p.add_argument("--test", type=int, default=10_000, help="test images of the synthetic CIFAR-10 files")
-    p.add_argument("--epochs", type=int, default=1, help="epochs run per training phase (cbft: its warm-up "
-                                                         "epochs, then this many more)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs run per training phase (cbft: its warm-up "
+                                                         "epochs, then this many more; lpft and the fine-tuning "
+                                                         "methods: one more than this in their all-weights phase)")
     p.add_argument("--gpus", default=",".join(map(str, GPU_COUNTS)), help="GPU counts to bound the wall time on")
+    p.add_argument("--small", action="store_true", help="--quick's settings (few samples, 3 alphas) at the sizes "
+                                                        "given: a check of the projection on the CPU")
+    p.add_argument("--width", type=int, default=None, help="VGG-13 width (default: the spec's, 64; --quick: 4)")
     args = p.parse_args(argv)
     if args.quick:
-        args.images, args.test = 700, 100
+        args.images, args.test, args.small, args.width = 700, 100, True, args.width or 4
     return args
 
 
@@ -113,14 +117,44 @@ def with_ancestors(graph, ids) -> list[str]:
     return [t for t in graph.tasks if t in needed]          # topological (graph insertion) order
 
 
-def epoch_seconds(layout, task_id: str) -> list[float]:
-    """Seconds of each epoch of a training task, in order (its `train_curves` rows summed per epoch)."""
+_AFTER_EPOCH_S: list[float] = []     # seconds of each end-of-epoch callback of the task being run
+
+
+def time_epoch_callbacks() -> None:
+    """Make every `fit` the tasks call time its `on_epoch` callback (the epoch's checkpoint, progress and
+    curve rows, which an epoch's recorded `duration_s` leaves out) into `_AFTER_EPOCH_S`."""
+    import orchestrator.run.work
+    import tasks.finetune
+    import tasks.paths
+    import tasks.train
+
+    def timed(fit):
+        def fit_timing_its_callback(*args, on_epoch=None, **kwargs):
+            if on_epoch is not None:
+                callback = on_epoch
+
+                def on_epoch(report):
+                    start = time.perf_counter()
+                    callback(report)
+                    _AFTER_EPOCH_S.append(time.perf_counter() - start)
+            return fit(*args, on_epoch=on_epoch, **kwargs)
+        return fit_timing_its_callback
+    for module in (orchestrator.run.work, tasks.finetune, tasks.paths):
+        if module.fit is tasks.train.fit:
+            module.fit = timed(tasks.train.fit)
+
+
+def epoch_seconds(layout, task_id: str, after_epoch_s: list[float]) -> list[float]:
+    """Seconds of each epoch of a training task, in order: its `train_curves` rows summed per epoch, plus
+    the time of its end-of-epoch callback (`after_epoch_s`, one per epoch)."""
     from orchestrator import vocab
     from orchestrator.results import tables
 
     curve = tables.read_fragment(layout, vocab.TRAIN_CURVES, task_id)
     per_epoch = curve.dropna(subset=["duration_s"]).groupby("epoch")["duration_s"].sum().sort_index()
-    return [float(v) for v in per_epoch]
+    if len(after_epoch_s) != len(per_epoch):
+        raise RuntimeError(f"{task_id}: {len(per_epoch)} epochs in its curve, {len(after_epoch_s)} callbacks timed")
+    return [float(v) + after for v, after in zip(per_epoch, after_epoch_s)]
 
 
 def phases(role_name: str, settings: dict) -> list[tuple[str, int]]:
@@ -152,14 +186,22 @@ def cost_model(role_name: str, wall_s: float, epochs_s: list[float], settings: d
     if start != len(epochs_s):
         raise RuntimeError(f"{role_name}: {len(epochs_s)} epochs in its curve, its phases say {start}")
     return {"fixed_s": max(0.0, wall_s - sum(epochs_s)),
-            "per_epoch_s": {name: statistics.mean(v) for name, v in per_phase.items() if v}}
+            "per_epoch_s": {name: {"first_s": v[0], "steady_s": statistics.mean(v[1:]) if len(v) > 1 else v[0]}
+                            for name, v in per_phase.items() if v}}
 
 
 def projected_seconds(role_name: str, model: dict, settings: dict) -> float:
-    """One task's projected time: its role's fixed cost plus its planned epochs of each phase."""
+    """One task's projected time: its role's fixed cost plus its planned epochs of each phase, the first of a
+    phase as measured (it pays the phase's warm-up: allocations, kernels chosen) and the rest at the measured
+    steady pace (the mean of the phase's later epochs; the first, where only one was run)."""
     if not model["per_epoch_s"]:
         return model["fixed_s"]
-    return model["fixed_s"] + sum(n * model["per_epoch_s"][name] for name, n in phases(role_name, settings) if n)
+    total = model["fixed_s"]
+    for name, n in phases(role_name, settings):
+        if n:
+            epoch = model["per_epoch_s"][name]
+            total += epoch["first_s"] + (n - 1) * epoch["steady_s"]
+    return total
 
 
 def critical_path_s(graph, seconds: dict[str, float]) -> float:
@@ -188,19 +230,20 @@ def main(argv=None) -> dict:
     from orchestrator.spec.sweep_spec import load_spec
     from orchestrator.storage.layout import Storage, SweepLayout
 
-    quick = QUICK if args.quick else []
+    reduced = [*(SMALL if args.small else []),
+             *([f'models=[{{"name": "vgg13", "width": {args.width}}}]'] if args.width else [])]
     with tempfile.TemporaryDirectory(prefix="mmc-bench-paper-") as tmp:
         root = Path(tmp) / "data"
         started = time.perf_counter()
         write_cifar10(root, args.images, args.test)
         print(f"synthetic CIFAR-10 files: {args.images} + {args.test} images in {time.perf_counter() - started:.1f} s")
         where = [f"data.root={json.dumps(str(root))}", f"storage={json.dumps(str(Path(tmp) / 'runs'))}"]
-        planned_spec = load_spec(str(SPEC), [*where, *quick])
+        planned_spec = load_spec(str(SPEC), [*where, *reduced])
         planned = build_graph(planned_spec)
         # a spawned pretraining (`spawn@K`) trains all its epochs itself: measured as any pretraining, whose
         # few measured epochs could not share K of them
         pairs = [p for p in planned_spec.pairs if ":spawn@" not in p]
-        measured_spec = load_spec(str(SPEC), [*where, *quick, *measured_overrides(args.epochs),
+        measured_spec = load_spec(str(SPEC), [*where, *reduced, *measured_overrides(args.epochs),
                                               f"paths.pairs={json.dumps(pairs)}"])
         graph = build_graph(measured_spec)
         layout = SweepLayout(Storage(measured_spec.storage), measured_spec.name)
@@ -209,13 +252,17 @@ def main(argv=None) -> dict:
         print(f"{len(planned.tasks)} tasks planned ({planned.counts()}); measuring {len(chosen)} roles "
               f"with {len(order)} tasks on {device}")
         wall: dict[str, float] = {}
+        after_epoch: dict[str, list[float]] = {}
+        time_epoch_callbacks()
         for task_id in order:
             task = graph.tasks[task_id]
+            _AFTER_EPOCH_S.clear()
             start = time.perf_counter()
             result = work.run_here(task, layout, "real", measured_spec.data_root,
                                    {p: graph.tasks[p].kind for p in task.parents})
             common.sync(device)
             wall[task_id] = time.perf_counter() - start
+            after_epoch[task_id] = list(_AFTER_EPOCH_S)
             if result.status != "done":
                 raise SystemExit(f"{task_id} ({role(task)}) failed: {result.error}")
             print(f"  {role(task):<22} {wall[task_id]:8.2f} s")
@@ -224,7 +271,8 @@ def main(argv=None) -> dict:
             chosen[role(graph.tasks[task_id])] = task_id
         for name, task_id in chosen.items():
             task = graph.tasks[task_id]
-            epochs = epoch_seconds(layout, task_id) if task.kind in ("pretrain", "midpoint", "finetune") else []
+            epochs = (epoch_seconds(layout, task_id, after_epoch[task_id])
+                      if task.kind in ("pretrain", "midpoint", "finetune") else [])
             roles[name] = {"task_id": task_id, "measured_s": wall[task_id], "epochs_s": epochs,
                            **cost_model(name, wall[task_id], epochs, task.settings)}
     seconds = {t: projected_seconds(role(task), roles[role(task)], task.settings) for t, task in planned.tasks.items()}
@@ -243,9 +291,10 @@ def main(argv=None) -> dict:
     for g, w in sweep["wall_s"].items():
         print(f"  on {g} GPU(s): between {w['at_least'] / 3600:.2f} h and {w['at_most'] / 3600:.2f} h")
     payload = {"benchmark": "paper_sweep", "command": common.command_line(), "environment": env,
-               "spec": str(SPEC.relative_to(common.REPO)), "sizes": {"images": args.images, "test": args.test,
-                                                                     "quick": args.quick, "epochs_run": args.epochs},
-               "paper_sizes": not args.quick and args.images == 50_000 and args.test == 10_000,
+               "spec": str(SPEC.relative_to(common.REPO)),
+               "sizes": {"images": args.images, "test": args.test, "small": args.small, "width": args.width,
+                         "epochs_run": args.epochs},
+               "paper_sizes": not args.small and not args.width and args.images == 50_000 and args.test == 10_000,
                "roles": roles, "per_role": per_role, "sweep": sweep}
     common.write_json("paper_sweep", payload, args.out, args.tag)
     return payload

@@ -182,11 +182,15 @@ def test_paper_sweep_quick_projects_every_task_of_the_papers_sweep(tmp_path):
                                                               ("naive", "llrt", "lpft", "cbft", "naive_cued")}
     assert sum(r["tasks"] for r in per_role.values()) == 534 and not out["paper_sizes"]
     pretrain, cbft = roles["pretrain"], roles["finetune:cbft"]
-    assert len(pretrain["epochs_s"]) == 1 and len(cbft["epochs_s"]) == 2     # cbft: its warm-up epoch, then one
+    assert len(pretrain["epochs_s"]) == 2 and len(cbft["epochs_s"]) == 3     # cbft: its warm-up epoch, then two
+    first, steady = pretrain["per_epoch_s"]["epoch"]["first_s"], pretrain["per_epoch_s"]["epoch"]["steady_s"]
+    assert (first, steady) == (pretrain["epochs_s"][0], pretrain["epochs_s"][1])
     assert per_role["pretrain"]["projected_s_per_task"] == pytest.approx(
-        pretrain["fixed_s"] + 100 * pretrain["per_epoch_s"]["epoch"])        # the paper's 100 epochs
+        pretrain["fixed_s"] + first + 99 * steady)                           # the paper's 100 epochs
+    warm, rest = cbft["per_epoch_s"]["warm-up epoch"], cbft["per_epoch_s"]["epoch"]
+    assert warm["first_s"] == cbft["epochs_s"][0] and rest["steady_s"] == cbft["epochs_s"][2]
     assert per_role["finetune:cbft"]["projected_s_per_task"] == pytest.approx(
-        cbft["fixed_s"] + cbft["per_epoch_s"]["warm-up epoch"] + 19 * cbft["per_epoch_s"]["epoch"])
+        cbft["fixed_s"] + warm["first_s"] + rest["first_s"] + 18 * rest["steady_s"])   # 1 warm-up epoch of 20
     assert roles["path_eval:linear"]["fixed_s"] == roles["path_eval:linear"]["measured_s"]
     sweep = out["sweep"]
     assert 0 < sweep["critical_path_s"] <= sweep["serial_s"]
