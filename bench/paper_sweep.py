@@ -288,8 +288,9 @@ def main(argv=None) -> dict:
               f"{row['total_s'] / 3600:>8.2f}")
     print(f"\nwhole sweep: {sweep['serial_s'] / 3600:.2f} h of tasks one after another; critical path "
           f"{sweep['critical_path_s'] / 60:.1f} min")
+    unit = "GPU(s)" if device.type == "cuda" else f"device(s) like this run's ({device})"
     for g, w in sweep["wall_s"].items():
-        print(f"  on {g} GPU(s): between {w['at_least'] / 3600:.2f} h and {w['at_most'] / 3600:.2f} h")
+        print(f"  on {g} {unit}: between {w['at_least'] / 3600:.2f} h and {w['at_most'] / 3600:.2f} h")
     payload = {"benchmark": "paper_sweep", "command": common.command_line(), "environment": env,
                "spec": str(SPEC.relative_to(common.REPO)),
                "sizes": {"images": args.images, "test": args.test, "small": args.small, "width": args.width,
