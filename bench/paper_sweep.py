@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import common
+from bench.memory import with_ancestors
 
 SPEC = common.REPO / "sweeps" / "cifar10_vgg13.yaml"
 GPU_COUNTS = (1, 8)
@@ -105,16 +106,6 @@ def targets(graph) -> dict[str, str]:
     for task_id, task in graph.tasks.items():
         chosen.setdefault(role(task), task_id)
     return chosen
-
-
-def with_ancestors(graph, ids) -> list[str]:
-    needed, stack = set(), list(ids)
-    while stack:
-        task_id = stack.pop()
-        if task_id not in needed:
-            needed.add(task_id)
-            stack.extend(graph.tasks[task_id].parents)
-    return [t for t in graph.tasks if t in needed]          # topological (graph insertion) order
 
 
 _AFTER_EPOCH_S: list[float] = []     # seconds of each end-of-epoch callback of the task being run
