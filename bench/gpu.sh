@@ -55,9 +55,10 @@ step bn-samples 50 "$PY" -m bench.bn_samples --device cuda --tag gpu --models vg
     --test 5000 --vgg-epochs 2 --vgg-n 500,1000,2000,5000,10000 --alphas 5 --subsets 2 --eval-batch 4096
 step layout-ab 60 "$PY" -m bench.layout_ab --device cuda --tag gpu --images 8192 --eval-batch 4096 --train-batch 512 --compile
 step memory 40 "$PY" -m bench.memory --device cuda --tag gpu --gpu-only --train 10000 --test 5000 --eval-batches 1024,4096
-# The paper's sweep (sweeps/cifar10_vgg13.yaml), every role once through the workers' code at full CIFAR sizes, one
-# epoch per phase, and the whole sweep projected on 1 and 8 GPUs (needs the orchestrator's dependencies: pyarrow, pandas).
-step paper-sweep 240 "$PY" -m bench.paper_sweep --device cuda --tag gpu
+# The paper's sweep (sweeps/cifar10_vgg13.yaml), every role once through the workers' code at full CIFAR sizes, two
+# epochs per phase, the whole sweep projected on 1 and 8 GPUs, and 4 path evaluations packed on the GPU against one
+# after another (needs the orchestrator's dependencies: pyarrow, pandas).
+step paper-sweep 300 "$PY" -m bench.paper_sweep --device cuda --tag gpu --packing 4
 
 echo
 echo "=== figures: $OUT/*-gpu*.json; log: $LOG"

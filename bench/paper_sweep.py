@@ -23,9 +23,12 @@ With sizes below the paper's (`--quick`, `--images`, `--test`), the projection i
 """
 from __future__ import annotations
 
+import argparse
 import json
 import pickle
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true", help="--quick's settings (few samples, 3 alphas) at the sizes "
                                                         "given: a check of the projection on the CPU")
     p.add_argument("--width", type=int, default=None, help="VGG-13 width (default: the spec's, 64; --quick: 4)")
+    p.add_argument("--packing", type=int, default=0, help="also run this many path evaluations at once, each in a "
+                                                          "process of its own, against one after another (0: not)")
+    p.add_argument("--run-task", nargs=3, metavar=("OVERRIDES", "TASK_ID", "START_AT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.images, args.test, args.small, args.width = 700, 100, True, args.width or 4
@@ -213,8 +219,70 @@ def bounds(graph, seconds: dict[str, float], gpu_counts) -> dict:
                        for g in gpu_counts}}
 
 
+def run_task_child(overrides: list[str], task_id: str, start_at: float) -> None:
+    """A process of `measure_packing`: plan the measured sweep, wait until `start_at` (epoch seconds; 0: do
+    not wait), run one task whose parents are stored, print when it was ready, started and ended."""
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.run import work
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.storage.layout import Storage, SweepLayout
+
+    spec = load_spec(str(SPEC), overrides)
+    graph = build_graph(spec)
+    task = graph.tasks[task_id]
+    ready = time.time()
+    time.sleep(max(0.0, start_at - ready))
+    start = time.time()
+    result = work.run_here(task, SweepLayout(Storage(spec.storage), spec.name), "real", spec.data_root,
+                           {p: graph.tasks[p].kind for p in task.parents})
+    common.sync(work.device_for(task))
+    print(json.dumps({"task_id": task_id, "status": result.status, "error": result.error, "ready": ready,
+                      "start": start, "end": time.time()}))
+
+
+def measure_packing(overrides: list[str], graph, done: set[str], k: int) -> dict:
+    """`k` path evaluations whose parents are stored, each in a process of its own (as Ray's workers share a
+    GPU at `gpus: 1/k`): one after another, then all at once (started together once every process is ready).
+    `speedup`: their times one after another over the span of the runs at once (k: packing loses nothing;
+    1: it gains nothing)."""
+    ids = [t for t, task in graph.tasks.items() if task.kind == "path_eval" and set(task.parents) <= done][:k]
+    if len(ids) < k:
+        return {"skipped": f"{len(ids)} path evaluations have their parents stored, {k} asked for"}
+
+    def spawn(task_id: str, start_at: float) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "bench.paper_sweep", "--run-task", json.dumps(overrides),
+                                 task_id, repr(start_at)], cwd=common.REPO, stdout=subprocess.PIPE, text=True)
+
+    def result(proc: subprocess.Popen) -> dict:
+        out, _ = proc.communicate(timeout=1800)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        row = json.loads(lines[-1]) if lines else {}
+        if proc.returncode or row.get("status") != "done":
+            raise SystemExit(f"a packed path evaluation failed (exit {proc.returncode}): {row.get('error')}")
+        return row
+
+    alone = []
+    for task_id in ids:
+        launched = time.time()
+        row = result(spawn(task_id, 0.0))
+        alone.append({**row, "launched": launched})
+    wait = max(r["ready"] - r["launched"] for r in alone)
+    start_at = time.time() + 2 * wait + 1.0            # every process ready by then
+    together = [result(proc) for proc in [spawn(t, start_at) for t in ids]]
+    one_after_another = sum(r["end"] - r["start"] for r in alone)
+    span = max(r["end"] for r in together) - min(r["start"] for r in together)
+    return {"tasks": ids, "alone_s": [r["end"] - r["start"] for r in alone],
+            "together_s": [r["end"] - r["start"] for r in together], "together_span_s": span,
+            "starts_spread_s": max(r["start"] for r in together) - min(r["start"] for r in together),
+            "speedup": one_after_another / span}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.run_task:
+        overrides, task_id, start_at = args.run_task
+        run_task_child(json.loads(overrides), task_id, float(start_at))
+        return {}
     device, env = common.start(args)
     from orchestrator.graph.dag import build_graph
     from orchestrator.run import work
@@ -234,8 +302,8 @@ def main(argv=None) -> dict:
         # a spawned pretraining (`spawn@K`) trains all its epochs itself: measured as any pretraining, whose
         # few measured epochs could not share K of them
         pairs = [p for p in planned_spec.pairs if ":spawn@" not in p]
-        measured_spec = load_spec(str(SPEC), [*where, *reduced, *measured_overrides(args.epochs),
-                                              f"paths.pairs={json.dumps(pairs)}"])
+        overrides = [*where, *reduced, *measured_overrides(args.epochs), f"paths.pairs={json.dumps(pairs)}"]
+        measured_spec = load_spec(str(SPEC), overrides)
         graph = build_graph(measured_spec)
         layout = SweepLayout(Storage(measured_spec.storage), measured_spec.name)
         chosen = targets(graph)
@@ -266,6 +334,7 @@ def main(argv=None) -> dict:
                       if task.kind in ("pretrain", "midpoint", "finetune") else [])
             roles[name] = {"task_id": task_id, "measured_s": wall[task_id], "epochs_s": epochs,
                            **cost_model(name, wall[task_id], epochs, task.settings)}
+        packing = measure_packing(overrides, graph, set(order), args.packing) if args.packing else None
     seconds = {t: projected_seconds(role(task), roles[role(task)], task.settings) for t, task in planned.tasks.items()}
     per_role: dict[str, dict] = {}
     for task_id, task in planned.tasks.items():
@@ -282,12 +351,18 @@ def main(argv=None) -> dict:
     unit = "GPU(s)" if device.type == "cuda" else f"device(s) like this run's ({device})"
     for g, w in sweep["wall_s"].items():
         print(f"  on {g} {unit}: between {w['at_least'] / 3600:.2f} h and {w['at_most'] / 3600:.2f} h")
+    if packing and "speedup" in packing:
+        print(f"{args.packing} path evaluations at once, a process each: {packing['together_span_s']:.2f} s against "
+              f"{sum(packing['alone_s']):.2f} s one after another ({packing['speedup']:.2f}x; "
+              f"{args.packing}x if packing lost nothing)")
+    elif packing:
+        print(f"packing not measured: {packing['skipped']}")
     payload = {"benchmark": "paper_sweep", "command": common.command_line(), "environment": env,
                "spec": str(SPEC.relative_to(common.REPO)),
                "sizes": {"images": args.images, "test": args.test, "small": args.small, "width": args.width,
                          "epochs_run": args.epochs},
                "paper_sizes": not args.small and not args.width and args.images == 50_000 and args.test == 10_000,
-               "roles": roles, "per_role": per_role, "sweep": sweep}
+               "roles": roles, "per_role": per_role, "sweep": sweep, "packing": packing}
     common.write_json("paper_sweep", payload, args.out, args.tag)
     return payload
 

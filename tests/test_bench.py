@@ -172,9 +172,9 @@ def test_scale_reads_the_drivers_memory_by_kind_and_its_python_owners():
 
 def test_paper_sweep_quick_projects_every_task_of_the_papers_sweep(tmp_path):
     """`bench.paper_sweep --quick`: every role of `sweeps/cifar10_vgg13.yaml` measured through `work.run_here`,
-    each of its 534 tasks projected as its role's fixed cost plus its planned epochs of each phase, and the
-    wall-time bounds ordered."""
-    out = paper_sweep.main(["--quick", "--out", str(tmp_path)])
+    each of its 534 tasks projected as its role's fixed cost plus its planned epochs of each phase, the
+    wall-time bounds ordered, and two path evaluations run in processes of their own, alone and together."""
+    out = paper_sweep.main(["--quick", "--packing", "2", "--out", str(tmp_path)])
     assert read(tmp_path, "paper_sweep")["per_role"] == json.loads(json.dumps(out["per_role"]))
     roles, per_role = out["roles"], out["per_role"]
     assert set(roles) == set(per_role) and {r.split(":")[0] for r in roles} == set(vocab.TASK_KINDS)
@@ -192,6 +192,10 @@ def test_paper_sweep_quick_projects_every_task_of_the_papers_sweep(tmp_path):
     assert per_role["finetune:cbft"]["projected_s_per_task"] == pytest.approx(
         cbft["fixed_s"] + warm["first_s"] + rest["first_s"] + 18 * rest["steady_s"])   # 1 warm-up epoch of 20
     assert roles["path_eval:linear"]["fixed_s"] == roles["path_eval:linear"]["measured_s"]
+    packing = out["packing"]              # two path evaluations, a process each: alone, then started together
+    assert len(set(packing["tasks"])) == 2 and all(t.startswith("path_eval-") for t in packing["tasks"])
+    assert packing["starts_spread_s"] < min(packing["together_s"]) and packing["together_span_s"] >= max(packing["together_s"])
+    assert packing["speedup"] == pytest.approx(sum(packing["alone_s"]) / packing["together_span_s"])
     sweep = out["sweep"]
     assert 0 < sweep["critical_path_s"] <= sweep["serial_s"]
     for bound in sweep["wall_s"].values():
