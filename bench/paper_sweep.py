@@ -24,6 +24,7 @@ With sizes below the paper's (`--quick`, `--images`, `--test`), the projection i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pickle
 import statistics
@@ -62,6 +63,9 @@ def parse_args(argv=None):
                                                           "process of its own, against one after another (0: not)")
     p.add_argument("--run-task", nargs=3, metavar=("OVERRIDES", "TASK_ID", "START_AT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for name, least in (("epochs", 1), ("packing", 0), ("images", 10), ("test", 1)):
+        if getattr(args, name) < least:
+            p.error(f"--{name}: {getattr(args, name)} is not allowed; at least {least}")
     if args.quick:
         args.images, args.test, args.small, args.width = 700, 100, True, args.width or 4
     return args
@@ -117,9 +121,11 @@ def targets(graph) -> dict[str, str]:
 _AFTER_EPOCH_S: list[float] = []     # seconds of each end-of-epoch callback of the task being run
 
 
-def time_epoch_callbacks() -> None:
-    """Make every `fit` the tasks call time its `on_epoch` callback (the epoch's checkpoint, progress and
-    curve rows, which an epoch's recorded `duration_s` leaves out) into `_AFTER_EPOCH_S`."""
+@contextlib.contextmanager
+def epoch_callbacks_timed():
+    """Within the block, every `fit` the tasks call times its `on_epoch` callback (the epoch's checkpoint,
+    progress and curve rows, which an epoch's recorded `duration_s` leaves out) into `_AFTER_EPOCH_S`; the
+    modules' own `fit` is put back afterwards."""
     import orchestrator.run.work
     import tasks.finetune
     import tasks.paths
@@ -136,9 +142,15 @@ def time_epoch_callbacks() -> None:
                     _AFTER_EPOCH_S.append(time.perf_counter() - start)
             return fit(*args, on_epoch=on_epoch, **kwargs)
         return fit_timing_its_callback
-    for module in (orchestrator.run.work, tasks.finetune, tasks.paths):
-        if module.fit is tasks.train.fit:
-            module.fit = timed(tasks.train.fit)
+    modules = (orchestrator.run.work, tasks.finetune, tasks.paths)
+    saved = [module.fit for module in modules]
+    for module in modules:
+        module.fit = timed(tasks.train.fit)
+    try:
+        yield
+    finally:
+        for module, fit in zip(modules, saved):
+            module.fit = fit
 
 
 def epoch_seconds(layout, task_id: str, after_epoch_s: list[float]) -> list[float]:
@@ -286,6 +298,7 @@ def main(argv=None) -> dict:
     device, env = common.start(args)
     from orchestrator.graph.dag import build_graph
     from orchestrator.run import work
+    from orchestrator.spec.schema import SpecError
     from orchestrator.spec.sweep_spec import load_spec
     from orchestrator.storage.layout import Storage, SweepLayout
 
@@ -297,7 +310,10 @@ def main(argv=None) -> dict:
         write_cifar10(root, args.images, args.test)
         print(f"synthetic CIFAR-10 files: {args.images} + {args.test} images in {time.perf_counter() - started:.1f} s")
         where = [f"data.root={json.dumps(str(root))}", f"storage={json.dumps(str(Path(tmp) / 'runs'))}"]
-        planned_spec = load_spec(str(SPEC), [*where, *reduced])
+        try:
+            planned_spec = load_spec(str(SPEC), [*where, *reduced])
+        except SpecError as exc:               # e.g. sizes too small for the spec's samples: say which
+            raise SystemExit(f"error: {exc}\n(--small takes the spec's sample counts down with the sizes)") from None
         planned = build_graph(planned_spec)
         # a spawned pretraining (`spawn@K`) trains all its epochs itself: measured as any pretraining, whose
         # few measured epochs could not share K of them
@@ -312,18 +328,20 @@ def main(argv=None) -> dict:
               f"with {len(order)} tasks on {device}")
         wall: dict[str, float] = {}
         after_epoch: dict[str, list[float]] = {}
-        time_epoch_callbacks()
         for task_id in order:
             task = graph.tasks[task_id]
             _AFTER_EPOCH_S.clear()
             start = time.perf_counter()
-            result = work.run_here(task, layout, "real", measured_spec.data_root,
-                                   {p: graph.tasks[p].kind for p in task.parents})
-            common.sync(device)
+            with epoch_callbacks_timed():
+                result = work.run_here(task, layout, "real", measured_spec.data_root,
+                                       {p: graph.tasks[p].kind for p in task.parents})
+                common.sync(device)
             wall[task_id] = time.perf_counter() - start
             after_epoch[task_id] = list(_AFTER_EPOCH_S)
             if result.status != "done":
-                raise SystemExit(f"{task_id} ({role(task)}) failed: {result.error}")
+                hint = "" if args.small or args.images >= 50_000 else \
+                    "\n(with fewer images than the paper's, --small takes the spec's sample counts down too)"
+                raise SystemExit(f"{task_id} ({role(task)}) failed: {result.error}{hint}")
             print(f"  {role(task):<22} {wall[task_id]:8.2f} s")
         roles = {}
         for task_id in order:                    # each role's last task run: the first one paid the start-up

@@ -174,7 +174,11 @@ def test_paper_sweep_quick_projects_every_task_of_the_papers_sweep(tmp_path):
     """`bench.paper_sweep --quick`: every role of `sweeps/cifar10_vgg13.yaml` measured through `work.run_here`,
     each of its 534 tasks projected as its role's fixed cost plus its planned epochs of each phase, the
     wall-time bounds ordered, and two path evaluations run in processes of their own, alone and together."""
+    import tasks.train
+    from orchestrator.run import work
+
     out = paper_sweep.main(["--quick", "--packing", "2", "--out", str(tmp_path)])
+    assert work.fit is tasks.train.fit                 # the epoch callbacks were timed only while the tasks ran
     assert read(tmp_path, "paper_sweep")["per_role"] == json.loads(json.dumps(out["per_role"]))
     roles, per_role = out["roles"], out["per_role"]
     assert set(roles) == set(per_role) and {r.split(":")[0] for r in roles} == set(vocab.TASK_KINDS)

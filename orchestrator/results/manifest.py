@@ -84,16 +84,14 @@ class Manifest:
 
     def entries_of(self, part: str) -> list[tuple[str, Entry]]:
         """The tasks whose rows count in `part`, in the order of their rows."""
-        return self.entries_by_part().get(part, [])
+        return _in_row_order(item for item in self.tasks.items() if item[1].part == part)
 
     def entries_by_part(self) -> dict[str, list[tuple[str, Entry]]]:
-        """`entries_of` every part that has any, in one pass over the tasks."""
+        """`entries_of` every part that has any, in one pass over the tasks (a reader wants them all)."""
         out: dict[str, list[tuple[str, Entry]]] = {}
         for item in self.tasks.items():
             out.setdefault(item[1].part, []).append(item)
-        for entries in out.values():
-            entries.sort(key=lambda te: te[1].offset)
-        return out
+        return {part: _in_row_order(entries) for part, entries in out.items()}
 
     def live_rows(self) -> dict[str, int]:
         """Rows of each part that still count (the rest belong to tasks that moved on)."""
@@ -101,6 +99,10 @@ class Manifest:
         for e in self.tasks.values():
             out[e.part] = out.get(e.part, 0) + e.rows
         return out
+
+
+def _in_row_order(entries) -> list[tuple[str, Entry]]:
+    return sorted(entries, key=lambda te: te[1].offset)
 
 
 def manifest_path(layout, table: str) -> str:

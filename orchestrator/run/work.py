@@ -26,7 +26,7 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.results.outputs import TaskOutput
 from orchestrator.run.progress import planned_epochs
 from orchestrator.run.resume import ResumeLog, attach_storage_resume
-from orchestrator.run.runners import RUNNER_GROUP, RunnerError, plugin_runner  # noqa: F401 - declared there
+from orchestrator.run.runners import plugin_runner
 from orchestrator.run.task_result import TaskResult
 from tasks import align as align_lib
 from tasks import data as data_lib
@@ -262,7 +262,7 @@ RUNNERS: dict[str, Callable[[Task, TaskEnv], TaskOutput]] = {vocab.REAL_RUNNER: 
 
 def resolve_runner(name: str) -> Callable[[Task, TaskEnv], TaskOutput]:
     """The runner `name`: a key of `RUNNERS`, an import path `package.module:function`, or an entry
-    point of the group `RUNNER_GROUP`; a RunnerError (exit 2) names what is allowed."""
+    point of the group `runners.RUNNER_GROUP`; a `runners.RunnerError` (exit 2) names what is allowed."""
     if name in RUNNERS:
         return RUNNERS[name]
     return plugin_runner(name, RUNNERS)

@@ -351,13 +351,14 @@ def test_an_uncompacted_fabricated_sweep_compacts_into_what_a_finished_run_leave
 
 def test_runners_are_chosen_by_name_or_import_path_and_a_bad_one_is_refused(tmp_path, capsys):
     from orchestrator import cli
+    from orchestrator.run.runners import RunnerError
 
     assert work.resolve_runner("real") is work.run_real
     assert work.resolve_runner(SYNTHETIC) is runners.synthetic          # imported like a plugin
     for bad, why in (("synthetic", "'synthetic' is not a runner; allowed: real, an import path"),
                      ("tests.support.runners:nothing", "has no attribute 'nothing'"),
                      ("tests.support.runners:HERE", "is not a function")):
-        with pytest.raises(work.RunnerError, match=why):
+        with pytest.raises(RunnerError, match=why):
             work.resolve_runner(bad)
         assert cli.main(["run", "--storage", str(tmp_path / "runs"), "--runner", bad]) == 2
         err = capsys.readouterr().err
