@@ -20,7 +20,8 @@ local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's ow
   the searcher, the recording thread with MLflow, the compaction, the summary) over the run, divided by
   its tasks;
   Ray's own processes (raylet, GCS, the trial workers) are not in it;
-- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything; `peak_rss_run_mib`), its
+- driver peak RSS (`ru_maxrss` when the tasks have ended, before this script reads anything; `peak_rss_run_mib`;
+  during the compaction at the end, which merges every table into one part: `peak_rss_compact_end_mib`), its
   course over the run (`rss_samples_mib`: seconds, MiB, of which shared memory, every second), the RSS then by kind
   (`rss_parts_mib`: anonymous, file-backed, shared) and around each bundle compacted during the run
   (`rss_bundles_mib`); with `--tracemalloc` also the Python heap then and its biggest owners by file:line
@@ -183,8 +184,10 @@ def one_run(args) -> dict:
             measured["read_fragments_measured_s"] = read_s
             measured["read_fragments_cpu_s"] = _cpu() - cpu
             cpu, wall = _cpu(), time.perf_counter()
-            done = real_compact(layout, log, **kwargs)
+            with RssPeak() as peak:     # a finished run merges every table into one part here
+                done = real_compact(layout, log, **kwargs)
             measured["compact_end_s"], measured["compact_end_cpu_s"] = time.perf_counter() - wall, _cpu() - cpu
+            measured["peak_rss_compact_end_mib"] = peak.mib
             return done
 
         compact.compact_after_run = compact_after_run
@@ -349,6 +352,30 @@ class RssSampler:
 
 
 rss = RssSampler()
+
+
+class RssPeak:
+    """The driver's greatest resident memory while the block runs (sampled every 0.1 s on a thread; `ru_maxrss`
+    cannot tell a step's peak from the earlier ones): `mib`."""
+
+    def __init__(self):
+        import threading
+
+        self.mib, self._stop = RssSampler.now_mib(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="bench-rss-peak", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            self.mib = max(self.mib, RssSampler.now_mib())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.mib = round(max(self.mib, RssSampler.now_mib()), 1)
 
 
 def pymalloc_stats() -> dict:
@@ -747,7 +774,7 @@ def planning(target: int, repeats: int) -> dict:
 
 
 FIGURES = ("wall_s", "run_s", "driver_cpu_per_task_ms", "recorder_cpu_s", "compact_cpu_s", "compact_end_s",
-           "compact_end_cpu_s", "compact_bundle_s", "compact_bundle_cpu_s", "compact_bundles", "peak_rss_run_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
+           "compact_end_cpu_s", "compact_bundle_s", "compact_bundle_cpu_s", "compact_bundles", "peak_rss_run_mib", "peak_rss_compact_end_mib", "peak_rss_mib", "read_fragments_s", "read_s", "compact_s",
            "overhead_median_s", "overhead_p95_s", "mlflow_log_s", "mlflow_log_cpu_s", "mlflow_search_all_s",
            "mlflow_first_page_s", "status_s", "report_s")
 
@@ -766,7 +793,9 @@ def medians(runs: list[dict]) -> dict:
 def describe(name: str, m: dict) -> str:
     files = max(m["files"].values())
     return (f"{name:>8} {m['tasks']:>6} tasks: wall {m['wall_s']:7.1f} s ({1e3 * m['wall_s'] / m['tasks']:5.1f} ms/task), "
-            f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB, "
+            f"driver CPU {m['driver_cpu_per_task_ms']:5.1f} ms/task, peak RSS {m['peak_rss_run_mib']:6.0f} MiB"
+            + (f" ({m['peak_rss_compact_end_mib']:.0f} MiB compacting at the end)" if m.get("peak_rss_compact_end_mib")
+               else "") + ", "
             f"<= {files} files/table (from {max(m['files_before_compaction'].values())}), read all tables "
             f"{m['read_s']:.2f} s (fragments {m['read_fragments_s']:.2f} s)"
             + (f", slowest table read by a fresh process {max(m['read_table_fresh_s'].values()):.2f} s"

@@ -221,7 +221,7 @@ def cmd_compact(args) -> int:
     preflight.check_storage(layout, "compaction writes the lock and the merged part files there")
     try:
         with sweep_lock(layout):
-            done = compact.compact(layout)
+            done = compact.compact(layout, one_part=True)
     except OSError as exc:   # storage that turned read-only or full meanwhile: every part is written whole or not at all
         read_only = refused(layout.storage.shown(layout.root), exc, "compaction writes the merged part files there")
         if read_only is not None:

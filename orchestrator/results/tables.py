@@ -248,14 +248,14 @@ def _schema(table: str, columns: Sequence[str] | None) -> pa.Schema:
 
 
 def read_part_bytes(table: str, data: bytes, columns: Sequence[str] | None = None,
-                    row_groups: Sequence[int] | None = None, metadata: pq.FileMetaData | None = None) -> pa.Table:
+                    metadata: pq.FileMetaData | None = None) -> pa.Table:
     """A compacted part held in memory, its columns those of the schema (missing nullable ones null,
     others cast to the schema's types) but its string columns other than `task_id`, which stay Arrow
     dictionaries of strings, as Parquet holds them: the reader that merges parts takes the rows in task-id
     order on the dictionaries' indices and decodes each string once, to the schema's types
-    (`_in_task_order`). With `columns`, only those columns are decoded (a
-    10^5-task sweep's `paths` part holds 2.2 M rows of 68 columns); with `row_groups`, only those row groups
-    (in their order); `metadata`: the part's footer, parsed already. On this thread, no read-ahead (see
+    (`_in_task_order`). With `columns`, only those columns are decoded (a 10^5-task sweep's `paths` part holds
+    2.2 M rows of 68 columns). A number column comes out as one block (Arrow's Parquet reader appends its row
+    groups into one array). `metadata`: the part's footer, parsed already. On this thread, no read-ahead (see
     `manifest.read_parquet_bytes`)."""
     schema = _schema(table, columns)
     parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False, metadata=metadata)
@@ -264,8 +264,7 @@ def read_part_bytes(table: str, data: bytes, columns: Sequence[str] | None = Non
     encoded = [n for n in wanted if n != "task_id" and pa.types.is_string(stored.field(n).type)]
     parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False, metadata=parquet.metadata,
                              read_dictionary=encoded)      # the footer parsed once
-    read = (parquet.read(columns=wanted, use_threads=False) if row_groups is None else
-            parquet.read_row_groups(row_groups, columns=wanted, use_threads=False))
+    read = parquet.read(columns=wanted, use_threads=False)
     arrays = []
     for field in schema:
         if field.name not in read.column_names:
@@ -573,9 +572,11 @@ def _in_threads(function, items: list) -> list:
 
 
 def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] | None) -> dict:
-    """`read_part_bytes` of each part, in threads (a part's row groups split between them, so that one large
-    part is not decoded on one thread): name -> the part, or the exception it raised."""
+    """`read_part_bytes` of each part, in threads: a large part's columns split between them (each column
+    decoded whole by one thread is one block of memory: a number column of a part that needs no take goes to
+    pandas without a copy, `_frame`): name -> the part, or the exception it raised."""
     threads = min(usable_cpus(), _DECODE_THREADS)
+    names = list(columns or SCHEMAS[table].names)
     work, failed = [], {}
     for name, part in data.items():
         try:
@@ -583,15 +584,13 @@ def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] |
         except Exception as exc:  # noqa: BLE001 - the caller warns and skips that part
             failed[name] = exc
             continue
-        groups = list(range(metadata.num_row_groups))
-        share = -(-len(groups) // threads) if metadata.num_rows >= _THREADED_FROM_ROWS else len(groups)
-        work += ([(name, metadata, groups[i:i + share]) for i in range(0, len(groups), share)]
-                 or [(name, metadata, None)])
+        shares = threads if metadata.num_rows >= _THREADED_FROM_ROWS else 1
+        work += [(name, metadata, tuple(names[i::shares])) for i in range(shares) if names[i::shares]]
 
     def decode(item):
-        name, metadata, row_groups = item
+        name, metadata, share = item
         try:
-            return read_part_bytes(table, data[name], columns, row_groups, metadata)
+            return read_part_bytes(table, data[name], share, metadata=metadata)
         except Exception as exc:  # noqa: BLE001
             return exc
     pieces: dict[str, list] = {}
@@ -600,7 +599,11 @@ def _decode_parts(table: str, data: dict[str, bytes], columns: tuple[str, ...] |
     out = dict(failed)
     for name, got in pieces.items():
         error = next((p for p in got if isinstance(p, Exception)), None)
-        out[name] = error if error is not None else (got[0] if len(got) == 1 else pa.concat_tables(got))
+        if error is not None:
+            out[name] = error
+            continue
+        by_name = {n: c for piece in got for n, c in zip(piece.column_names, piece.columns)}
+        out[name] = pa.Table.from_arrays([by_name[n] for n in names], names=names)
     return out
 
 

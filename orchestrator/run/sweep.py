@@ -267,7 +267,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         if interrupted is not None:
             STOPS.stopping = True   # a stop signal from now on ends the driver at once
         recorder.close()   # (it compacted a bundle every `compact.bundle_tasks` ended tasks: the tail is left)
-        compact.compact_after_run(layout, log, rows_of=recorder.table.rows_of)
+        compact.compact_after_run(layout, log, rows_of=recorder.table.rows_of, one_part=interrupted is None)
     if interrupted is not None:
         tracker.finish(vocab.MLFLOW_KILLED)
         raise interrupted

@@ -313,6 +313,12 @@ def test_cli_compacts_a_sweep_written_before(swept, capsys):
     assert "compacted results" in capsys.readouterr().out
     assert_same_rows(layout, before)
     assert all(n == 1 for n in compact.files_per_table(layout).values())
+    rerun = sorted(graph.tasks)[0]                           # a task ran again: its part and new rows, merged
+    tables.write_fragment(layout, vocab.TASKS, rerun, [recording.task_row(graph.tasks[rerun], vocab.FAILED,
+                                                                          spec_hash="test", rev=None, error="again")])
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
+    assert compact.files_per_table(layout)[vocab.TASKS] == 1
+    assert tables.read_table(layout, vocab.TASKS).set_index("task_id").loc[rerun, "error"] == "again"
     assert cli.main(["compact", str(Path(layout.root).parent / "nope")]) == cli.EXIT_BAD_INPUT
 
 
@@ -383,7 +389,7 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
     paths = tables.read_table(layout, vocab.PATHS)
     assert paths.groupby("task_id").size().eq(44).all()
     assert set(paths["task_id"]) == {t for t, task in graph.tasks.items() if task.kind == vocab.PATH_EVAL}
-    assert all(compact.files_per_table(layout)[t] <= 2 for t in vocab.TABLES)   # at most 2 parts
+    assert all(compact.files_per_table(layout)[t] == 1 for t in vocab.TABLES)   # a finished run: one part
 
     inline()
     again = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
@@ -577,6 +583,25 @@ def test_a_bundle_during_a_run_keeps_writes_in_flight_and_the_end_absorbs_the_re
     assert_all_verified(layout, graph)
     assert compact.bundle_tasks(100) == compact.BUNDLE_MIN_TASKS
     assert compact.bundle_tasks(10 ** 6) * (compact.MAX_PARTS - 2) >= 10 ** 6   # <= MAX_PARTS - 1 parts per run
+
+    # the end of a run that was not interrupted: the parts merged into one, a fragment beside them absorbed
+    # whatever the threshold, rows in task-id order as the manifest says
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, str(10 ** 6))
+    rerun = sorted(graph.tasks)[3]
+    row = recording.task_row(graph.tasks[rerun], vocab.FAILED, spec_hash="test", rev=None, error="again")
+    tables.write_fragment(layout, vocab.TASKS, rerun, [row])
+    read = snapshot(layout)
+    done = compact.compact_after_run(layout, log=lambda *a: None, one_part=True)
+    assert {t: c.files for t, c in done.items()} == {t: 1 for t in vocab.TABLES}
+    assert done[vocab.TASKS].absorbed == 1 and all(c.merged_parts == 2 for c in done.values())
+    assert_same_rows(layout, read)
+    assert read[vocab.TASKS].set_index("task_id").loc[rerun, "error"] == "again"
+    for table in vocab.TABLES:
+        (part, info), = manifest.read_manifest(layout, table).parts.items()
+        entries = manifest.read_manifest(layout, table).entries_of(part)
+        assert [t for t, _ in entries] == sorted(t for t, _ in entries)
+        assert [e.offset for _, e in entries] == [sum(e.rows for _, e in entries[:i]) for i in range(len(entries))]
+    assert not any(c.changed for c in compact.compact_after_run(layout, log=lambda *a: None, one_part=True).values())
 
 
 @pytest.mark.parametrize("step", ["writing", "manifest", "delete"])

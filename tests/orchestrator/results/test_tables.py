@@ -248,7 +248,44 @@ def test_interleaved_parts_read_in_task_order_with_the_schemas_types(layout, thr
     columns_in_threads = [items for items in calls if items and isinstance(items[0], pa.Field)]
     assert bool(columns_in_threads) == threaded                  # a small table's columns: on this thread
     split_parts = [items for items in calls if items and isinstance(items[0], tuple) and len(items) > 3]
-    assert bool(split_parts) == threaded                         # more row-group ranges than parts
+    assert bool(split_parts) == threaded                         # more column shares than parts
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_one_part_is_read_as_it_is_stored(layout, threaded, monkeypatch):
+    """A table compacted into one part (`one_part`: what a finished run leaves) reads as its rows written one
+    task at a time in task-id order, without sorting or taking a row, with each number column one block
+    that the frame takes over without a copy; the same when its columns are decoded in threads."""
+    from orchestrator.results import compact
+
+    if threaded:
+        monkeypatch.setattr(tables, "_THREADED_FROM_ROWS", 0)
+        monkeypatch.setattr(tables, "usable_cpus", lambda: 4)
+        monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)      # a part of many row groups
+    sweep = {table: sorted(by_task.items()) for table, by_task in synthetic_sweep().items()}
+    for k in range(3):                                          # three interleaved parts per table, merged
+        for table, items in sweep.items():
+            for task_id, rows in items[k::3]:
+                tables.write_fragment(layout, table, task_id, rows)
+        compact.compact(layout, one_part=k == 2)
+    sorts, blocks = [], []
+    monkeypatch.setattr(tables.pc, "sort_indices", lambda *a, **k: sorts.append(a) or pytest.fail("sorted"))
+    values, owned = tables._pandas_values, tables._own_values
+    number = (pa.int64(), pa.float64())
+    monkeypatch.setattr(tables, "_pandas_values", lambda column: blocks.append((column.type, column.num_chunks, (
+        owned(column.chunk(0)) is not None if column.type in number and column.num_chunks else None))) or values(column))
+    for table, items in sweep.items():
+        assert [n for n in layout.storage.listdir(layout.table_dir(table)) if n.startswith("part-")] != []
+        assert compact.files_per_table(layout)[table] == 1
+        reference = pa.concat_tables([tables.rows_to_table(table, t, rows) for t, rows in items]).to_pandas(
+            types_mapper=schemas.PANDAS_TYPES.get)
+        pd.testing.assert_frame_equal(tables.read_arrow(layout, table).to_pandas(types_mapper=schemas.PANDAS_TYPES.get),
+                                      reference, obj=table)
+        blocks.clear()
+        pd.testing.assert_frame_equal(tables.read_table(layout, table), reference, obj=table)
+        numbers = [(kind, chunks, own) for kind, chunks, own in blocks if kind in number]
+        assert numbers and all((chunks, own) == (1, True) for _, chunks, own in numbers), (table, numbers)  # no copy
+    assert not sorts
 
 
 def test_a_frame_is_to_pandas_with_writable_columns_of_its_own():
