@@ -338,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.set_defaults(func=cmd_report)
 
-    compact = sub.add_parser("compact", help="merge a sweep's per-task result files into a few part files per "
-                                             "table (a run does it when it ends; this is for sweeps written before)")
+    compact = sub.add_parser("compact", help="merge a sweep's per-task result files and part files into one part "
+                                             "file per table (a run does it when it ends; this is for sweeps "
+                                             "written before, or interrupted)")
     compact.add_argument("dir", help="<storage>/<sweep>, e.g. mmc-runs/default")
     compact.set_defaults(func=cmd_compact)
 

@@ -1,5 +1,5 @@
-"""Compaction: a sweep's per-task result fragments merged into a few part files per table, and the
-table's state mended when something damaged it.
+"""Compaction: a sweep's per-task result fragments merged into part files (one per table when a run ends),
+and the table's state mended when something damaged it.
 
 Every task writes one small Parquet fragment per table (`orchestrator.results.tables`); at 10^5 tasks that
 is ~5x10^5 files, minutes to read locally and one request per file on an object store. At the end

@@ -7,10 +7,11 @@ Every table has an explicit schema (``orchestrator.results.schemas``); rows are 
 written, and errors name the table, the column, the row and what is allowed. Every row carries the
 task's labels and the resolved settings of its lineage as `<section>.<field>` columns.
 
-At the end of a run `orchestrator.results.compact` merges the fragments into a few part files per table
-(``results/<table>/part-<name>.parquet``) listed by a manifest (``orchestrator.results.manifest``); the readers here (`read_table`,
-`read_arrow`, `read_fragment`, `verify_fragment`) read parts and fragments alike, every task's rows
-exactly once, and a fragment written after its task was compacted wins. A part is used only while
+While a run goes and at its end `orchestrator.results.compact` merges the fragments into part files
+(``results/<table>/part-<name>.parquet``; one per table, in task-id order, once a run ends) listed by a
+manifest (``orchestrator.results.manifest``); the readers here (`read_table`, `read_arrow`, `read_fragment`,
+`verify_fragment`) read parts and fragments alike, every task's rows exactly once, and a fragment written
+after its task was compacted wins; one part alone is read as it is stored (no sort). A part is used only while
 it has its recorded sha256; from a damaged one, `salvage_part` takes back the rows of every task that
 still re-serialise to exactly the fragment they came from (its recorded sha256), and nothing else.
 
