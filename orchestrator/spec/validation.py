@@ -14,7 +14,9 @@ from orchestrator.spec.schema import (AXES, DATA_AXIS_FIELDS, LAYER, LIST, MAX_L
                                       SETTINGS, SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, TOP_KEYS, Declared,
                                       TopLevel, declared, key_of, lists_class, section_fields, top_key)
 from tasks.settings import SettingsError, base_type, declared_fields, value_problem
-SET_BY = {"cue_proportion": "`cue_proportions`; list the values there", "seed": "`seeds`; list the values there",
+SET_BY = {"cue_proportion": "`cue_proportions`; list the values there, at the top level (e.g. `cue_proportions: "
+                            "[0.0, 0.8]`)",
+          "seed": "`seeds`; list the values there, at the top level (e.g. `seeds: [0, 1]`)",
           "cue_seed": "the pair design `cue~cue:resubset` (another cued subset); leave it out"}
 
 
@@ -39,9 +41,17 @@ def unknown_keys(raw: dict) -> list[str]:
         value = raw.get(section)
         if isinstance(value, dict):
             known = section_fields(section)
-            problems += [_unknown(k, known + (list(DATA_AXIS_FIELDS) if section == "data" else []), section)
-                         if not (section == "data" and k in DATA_AXIS_FIELDS) else
-                         f"`data.{k}`: is set per model by {SET_BY[k]}" for k in value if k not in known]
+            for k in value:
+                if k in known:
+                    continue
+                if section == "data" and k in DATA_AXIS_FIELDS:
+                    problems.append(f"`data.{k}`: is set per model by {SET_BY[k]}")
+                elif k in TOP_KEYS:            # e.g. `cue_proportions` or `seeds` written inside a section
+                    problems.append(f"`{section}.{k}`: unknown key; `{k}` is a top-level key: move it out of "
+                                    f"`{section}`")
+                else:
+                    problems.append(_unknown(k, known + (list(DATA_AXIS_FIELDS) if section == "data" else []),
+                                             section))
     return problems
 
 
