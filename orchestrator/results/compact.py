@@ -63,6 +63,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -154,7 +155,8 @@ def compact_after_run(layout: SweepLayout, log=None, rows_of=None, one_part: boo
     its rows in task-id order, so that a reader decodes it as it is: no sort, no take, and each number
     column one block that pandas takes over without a copy (reading a 10^5-task sweep's `paths`, 2.2 M
     rows, from six parts spent ~40% of its time ordering them; BENCHMARKS §7c). The merge rewrites the
-    bundles' parts once (~0.2 ms per task for the five tables on the 2-vCPU VM)."""
+    bundles' parts once, a row group at a time (`_write_part`: ~0.1 ms per task for the five tables of a
+    10^5-task sweep on the 2-vCPU VM)."""
     return _quietly(layout, min_fragments_after_run(), log, rows_of, one_part=one_part)
 
 
@@ -282,7 +284,7 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     if absorb or merge or salvaged:
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         sources = [_fragment_source(layout, table, absorb, result, absorbed, rows_of), iter(salvaged)]
-        sources += [_part_source(layout, table, p, manifest) for p in sorted(merge)]
+        sources += [_part_source(p, manifest) for p in sorted(merge)]
         items = _first_of_each_task(heapq.merge(*sources, key=lambda item: (item[0], item[1])))
         new_part, new_entries = _write_part(layout, table, name, items)
         result.absorbed = len(absorbed)
@@ -377,7 +379,16 @@ def _quarantine(layout, table: str, path: str) -> str | None:
 # task-id order; for a task that several sources hold, the lowest priority wins: its own fragment,
 # then rows taken back from a damaged part, then the rows of an intact part being merged.
 
-Item = tuple[str, int, str, "int | None", pa.Table]
+@dataclass(frozen=True)
+class _Span:
+    """A task's rows in an intact part being merged: `rows` rows from row `offset`."""
+
+    part: str
+    offset: int
+    rows: int
+
+
+Item = tuple[str, int, str, "int | None", "pa.Table | _Span"]
 _FRAGMENT, _SALVAGED, _PART = 0, 1, 2
 
 
@@ -448,33 +459,11 @@ def _prefetch(fn, items: list, window: int = PREFETCH) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _part_source(layout, table: str, name: str, manifest: Manifest) -> Iterator[Item]:
-    """The rows that still count in an intact part, task by task, reading one row group at a time."""
-    entries = manifest.entries_of(name)
-    if not entries:
-        return
-    path = layout.compacted_file(table, name)
-    with layout.storage.open_input_file(path) as f:
-        parquet = pq.ParquetFile(f)
-        bounds, start = [], 0
-        for i in range(parquet.metadata.num_row_groups):
-            n = parquet.metadata.row_group(i).num_rows
-            bounds.append((start, start + n))
-            start += n
-        loaded: dict[int, pa.Table] = {}
-        for task_id, entry in sorted(entries):           # rows were written in task-id order
-            lo, hi = entry.offset, entry.offset + entry.rows
-            wanted = [i for i, (a, b) in enumerate(bounds) if a < hi and b > lo]
-            for i in [i for i in loaded if i not in wanted and bounds[i][1] <= lo]:
-                del loaded[i]
-            pieces = []
-            for i in wanted:
-                if i not in loaded:
-                    loaded[i] = tables.conform(table, parquet.read_row_group(i, use_threads=False))
-                a, b = bounds[i]
-                pieces.append(loaded[i].slice(max(lo, a) - a, min(hi, b) - max(lo, a)))
-            rows = pa.concat_tables(pieces) if pieces else SCHEMAS[table].empty_table()
-            yield task_id, _PART, entry.sha256, entry.size, rows
+def _part_source(name: str, manifest: Manifest) -> Iterator[Item]:
+    """The rows that still count in an intact part, task by task, as spans of the part (read by `_write_part`,
+    a row group at a time, for many tasks at once)."""
+    for task_id, entry in sorted(manifest.entries_of(name)):
+        yield task_id, _PART, entry.sha256, entry.size, _Span(name, entry.offset, entry.rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,47 +498,134 @@ class _HashingFile:
         return self._hash.hexdigest()
 
 
+class _PartRows:
+    """The rows of an intact part being merged, read a row group at a time; a row group stays loaded while the
+    spans asked for next may still need it (they come in task-id order, and so does a part's rows)."""
+
+    def __init__(self, layout, table: str, name: str):
+        self._table, self._loaded = table, {}
+        self._file = layout.storage.open_input_file(layout.compacted_file(table, name))
+        self._parquet = pq.ParquetFile(self._file)
+        metadata = self._parquet.metadata
+        self._bounds, start = [], 0
+        for i in range(metadata.num_row_groups):
+            n = metadata.row_group(i).num_rows
+            self._bounds.append((start, start + n))
+            start += n
+        self.bytes_per_row = 1.0               # in memory, measured on its first row group (Parquet's sizes are of
+        if self._bounds:                       # its encoded pages: ~10x smaller for a `paths` part)
+            first = self._loaded[0] = self._row_group(0)
+            self.bytes_per_row = max(1.0, first.nbytes / max(1, first.num_rows))
+
+    def _row_group(self, i: int) -> pa.Table:
+        return tables.conform(self._table, self._parquet.read_row_group(i, use_threads=False))
+
+    def rows(self, spans: list[tuple[int, int]]) -> pa.Table:
+        """The rows of the (offset, rows) spans (each of at least one row), in their order."""
+        lo, hi = min(o for o, _ in spans), max(o + n for o, n in spans)
+        wanted = [i for i, (a, b) in enumerate(self._bounds) if a < hi and b > lo]
+        for i in [i for i in self._loaded if i not in wanted]:
+            del self._loaded[i]
+        for i in wanted:
+            if i not in self._loaded:
+                self._loaded[i] = self._row_group(i)
+        base = self._bounds[wanted[0]][0]
+        block = pa.concat_tables([self._loaded[i] for i in wanted])
+        if sum(n for _, n in spans) == hi - lo and all(a + n == b for (a, n), (b, _) in pairwise(spans)):
+            return block.slice(lo - base, hi - lo)          # one run of rows (no task of it replaced): no copy
+        return block.take(tables.row_indices([(o - base, n) for o, n in spans]))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _RowGroup:
+    """The rows of the next row group of a part being written, task by task in task-id order: a task's own rows
+    (a fragment's, or rows taken back from a damaged part) or a span of a part being merged. The spans of each
+    part are read at once and the pieces put in task order by one take (`table`): no Arrow call per task."""
+
+    def __init__(self):
+        self.bytes = 0.0
+        self._slots: list[tuple[str, int, int]] = []     # per task with rows: (part or "", row in its piece, rows)
+        self._blocks: list[pa.Table] = []                # own rows, GATHER tables at a time made contiguous
+        self._pending: list[pa.Table] = []
+        self._own = 0
+        self._spans: dict[str, list[tuple[int, int]]] = {}
+        self._part_rows: dict[str, int] = {}
+
+    def add(self, rows: pa.Table | _Span) -> None:
+        if isinstance(rows, _Span):
+            if rows.rows:
+                at = self._part_rows.get(rows.part, 0)
+                self._slots.append((rows.part, at, rows.rows))
+                self._spans.setdefault(rows.part, []).append((rows.offset, rows.rows))
+                self._part_rows[rows.part] = at + rows.rows
+        elif rows.num_rows:
+            self._slots.append(("", self._own, rows.num_rows))
+            self._own += rows.num_rows
+            self._pending.append(rows)
+            if len(self._pending) >= GATHER:   # copy the pieces into one block; theirs are freed
+                self._blocks.append(pa.concat_tables(self._pending).combine_chunks())
+                self._pending = []
+
+    def table(self, readers: dict[str, _PartRows]) -> pa.Table | None:
+        pieces, base, start = [], {}, 0
+        if self._own:
+            pieces.append(pa.concat_tables(self._blocks + self._pending))
+            base[""], start = 0, self._own
+        for part, spans in self._spans.items():
+            pieces.append(readers[part].rows(spans))
+            base[part], start = start, start + self._part_rows[part]
+        if not pieces:
+            return None
+        block = pa.concat_tables(pieces)
+        if len(pieces) > 1:                    # tasks of several sources interleave: into task-id order
+            block = block.take(tables.row_indices([(base[key] + at, n) for key, at, n in self._slots]))
+        return block
+
+
 def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[PartInfo | None,
                                                                             dict[str, Entry]]:
-    """Stream `items` into `part-<name>.parquet` (temporary name, then moved into place). Returns the
-    part's info and the entries of its tasks; (None, {}) when there was nothing to write."""
+    """Stream `items` into `part-<name>.parquet` (temporary name, then moved into place), a row group of
+    ~`ROW_GROUP_BYTES` at a time. Returns the part's info and the entries of its tasks; (None, {}) when there
+    was nothing to write."""
     storage = layout.storage
     path = layout.compacted_file(table, name)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     schema = SCHEMAS[table].with_metadata({**tables.schema_metadata(table), **PART_METADATA})
     entries: dict[str, Entry] = {}
     sink = writer = None
-    buffer: list[pa.Table] = []        # contiguous blocks of GATHER pieces, then the latest pieces
-    gathered = 0                        # how many of `buffer` are such blocks
-    buffered = 0.0
+    readers: dict[str, _PartRows] = {}
+    group = _RowGroup()
     offset = 0
-    bytes_per_row = None
+    bytes_per_row = None                       # of rows given as tables, measured once: `nbytes` costs ~0.2 ms
 
     def flush() -> None:
-        nonlocal buffer, buffered, gathered
-        if buffer:
-            block = pa.concat_tables(buffer).replace_schema_metadata(schema.metadata)
-            gathered = 0
-            writer.write_table(block, row_group_size=max(1, block.num_rows))
-            buffer, buffered = [], 0.0
+        nonlocal group
+        block = group.table(readers)
+        group = _RowGroup()
+        if block is not None:
+            writer.write_table(block.replace_schema_metadata(schema.metadata), row_group_size=max(1, block.num_rows))
 
     try:
         for task_id, _priority, digest, size, rows in items:
             if writer is None:
                 sink = _HashingFile(storage.open_output_stream(tmp))
                 writer = pq.ParquetWriter(sink, schema, compression=PART_COMPRESSION)
-            n = rows.num_rows
+            if isinstance(rows, _Span):
+                if rows.part not in readers:
+                    readers[rows.part] = _PartRows(layout, table, rows.part)
+                n, weight = rows.rows, readers[rows.part].bytes_per_row
+            else:
+                n = rows.num_rows
+                if n and bytes_per_row is None:
+                    bytes_per_row = max(1.0, rows.nbytes / n)
+                weight = bytes_per_row or 0.0
             entries[task_id] = Entry(name, digest, offset, n, size)
             offset += n
-            if n:
-                if bytes_per_row is None:            # measured once: `nbytes` per table costs ~0.2 ms
-                    bytes_per_row = max(1.0, rows.nbytes / n)
-                buffer.append(rows)
-                buffered += n * bytes_per_row
-                if len(buffer) - gathered >= GATHER:   # copy the pieces into one block; theirs are freed
-                    buffer[gathered:] = [pa.concat_tables(buffer[gathered:]).combine_chunks()]
-                    gathered += 1
-            if buffered >= ROW_GROUP_BYTES:
+            group.add(rows)
+            group.bytes += n * weight
+            if group.bytes >= ROW_GROUP_BYTES:
                 flush()
         if writer is None:
             return None, {}
@@ -572,6 +648,9 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
         except Exception:  # noqa: BLE001 - never mask the real error; the next compaction deletes it
             pass
         raise
+    finally:
+        for reader in readers.values():
+            reader.close()
 
 
 def _write_manifest(layout, manifest: Manifest) -> None:

@@ -534,7 +534,7 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
                 continue
             keep = [(e.offset, e.rows) for _, e in wanted if e.rows]
             if sum(r for _, r in keep) != part.num_rows:
-                part = part.take(_ranges(keep)) if keep else part.slice(0, 0)
+                part = part.take(row_indices(keep)) if keep else part.slice(0, 0)
             pieces.append(part)
             continue
         restored = salvage_part(table, parts[name], wanted) if parts[name] is not None else {}
@@ -730,8 +730,8 @@ def salvage_part(table: str, data: bytes, entries: list[tuple[str, Entry]]) -> d
     return out
 
 
-def _ranges(spans: list[tuple[int, int]]) -> pa.Array:
-    """Row indices of the (offset, rows) spans, in order."""
+def row_indices(spans: list[tuple[int, int]]) -> pa.Array:
+    """Row indices of the (offset, rows) spans, in order (at least one span; each of at least one row)."""
     offsets = np.fromiter((o for o, _ in spans), dtype=np.int64, count=len(spans))
     lengths = np.fromiter((n for _, n in spans), dtype=np.int64, count=len(spans))
     ends = np.cumsum(lengths)

@@ -313,7 +313,7 @@ def test_cli_compacts_a_sweep_written_before(swept, capsys):
     assert "compacted results" in capsys.readouterr().out
     assert_same_rows(layout, before)
     assert all(n == 1 for n in compact.files_per_table(layout).values())
-    rerun = sorted(graph.tasks)[0]                           # a task ran again: its part and new rows, merged
+    rerun = min(graph.tasks)                                 # a task ran again: its part and new rows, merged
     tables.write_fragment(layout, vocab.TASKS, rerun, [recording.task_row(graph.tasks[rerun], vocab.FAILED,
                                                                           spec_hash="test", rev=None, error="again")])
     assert cli.main(["compact", layout.root]) == cli.EXIT_OK
@@ -624,6 +624,37 @@ def test_a_bundle_killed_at_any_step_then_the_end_of_the_run_keeps_every_row_onc
     assert_all_verified(layout, graph)
     assert all(compact.files_per_table(layout)[t] <= 2 for t in vocab.TABLES)
     assert not list((Path(layout.root) / "results").rglob("*.tmp-*"))
+
+
+def test_interleaved_parts_merged_into_one_keep_every_row_in_task_order(swept, monkeypatch):
+    """Three bundles' parts (their tasks interleaved, each part of many row groups), two tasks rerun since: merged
+    into one part (`one_part`) a row group of several tasks at a time, each part's rows read a row group at a
+    time: every table reads as before, each task's rows where its entry says, in task-id order."""
+    layout, graph, _ = swept
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 3_000)       # parts of many small row groups
+    ids = sorted(graph.tasks)
+    for k in range(3):
+        compact.compact_bundle(layout, finished=lambda t, k=k: ids.index(t) % 3 == k)
+    assert all(len(manifest.read_manifest(layout, t).parts) == 3 for t in vocab.TABLES)
+    for rerun in (ids[4], ids[-1]):
+        row = recording.task_row(graph.tasks[rerun], vocab.FAILED, spec_hash="test", rev=None, error="again")
+        tables.write_fragment(layout, vocab.TASKS, rerun, [row])
+    read = snapshot(layout)
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 40_000)      # a row group spans several of each part's
+    done = compact.compact(layout, one_part=True)
+    assert {t: c.files for t, c in done.items()} == {t: 1 for t in vocab.TABLES}
+    assert all(c.merged_parts == 3 for c in done.values())
+    assert_same_rows(layout, read)
+    assert_all_verified(layout, graph)
+    for table in vocab.TABLES:
+        (part,) = manifest.read_manifest(layout, table).parts
+        entries = manifest.read_manifest(layout, table).entries_of(part)
+        assert [t for t, _ in entries] == sorted(t for t, _ in entries)
+        if table in (vocab.PATHS, vocab.TASKS):
+            assert pq.ParquetFile(layout.compacted_file(table, part)).metadata.num_row_groups > 1
+        for task_id in sorted(set(read[table]["task_id"]))[::7]:
+            expected = read[table][read[table]["task_id"] == task_id].reset_index(drop=True)
+            pd.testing.assert_frame_equal(tables.read_fragment(layout, table, task_id), expected, check_dtype=False)
 
 
 def test_rows_the_writer_kept_are_not_parsed_again_and_make_the_same_part(swept, monkeypatch):
