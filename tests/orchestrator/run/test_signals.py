@@ -79,9 +79,14 @@ def test_an_ignored_signal_stays_ignored_and_every_handler_comes_back():
     handlers are back (the Python API restores them too)."""
     from orchestrator.run.signals import STOPS, stop_like_ctrl_c
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    original = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # a process's usual handlers (a test worker started from a shell's background job inherits SIGINT ignored,
+    # which the run rightly leaves ignored), then SIGHUP ignored as `nohup` leaves it
+    before = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
     try:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         with stop_like_ctrl_c():
             with stop_like_ctrl_c():                              # nested (the CLI around run_sweep): one
                 assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
@@ -95,7 +100,7 @@ def test_an_ignored_signal_stays_ignored_and_every_handler_comes_back():
         assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == \
             {s: before[s] for s in (signal.SIGINT, signal.SIGTERM)}
     finally:
-        for s, handler in before.items():
+        for s, handler in original.items():
             signal.signal(s, handler)
 
 
