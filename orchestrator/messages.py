@@ -27,6 +27,11 @@ def show(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, plural but for one: "1 file", "2 files" (nouns that take an -s)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def type_name(value: Any) -> str:
     return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)

@@ -70,6 +70,7 @@ import pyarrow.parquet as pq
 
 from orchestrator import knobs, vocab
 from orchestrator.errors import SweepError
+from orchestrator.messages import counted
 from orchestrator.results import tables
 from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
                                            PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
@@ -201,7 +202,8 @@ def _quietly(layout: SweepLayout, min_fragments: int, log, rows_of=None, running
 
 
 def summary(done: dict[str, TableCompaction]) -> str:
-    parts = [f"{t} {c.absorbed} fragments -> {c.files} files" for t, c in done.items()]
+    parts = [f"{t} {counted(c.absorbed, 'fragment')}" + (f" and {counted(c.merged_parts, 'part')}" if c.merged_parts
+             else "") + f" -> {counted(c.files, 'file')}" for t, c in done.items()]
     seconds = sum(c.seconds for c in done.values())
     lines = [f"compacted results in {seconds:.1f}s: " + ", ".join(parts)]
     for t, c in done.items():

@@ -118,7 +118,7 @@ def test_a_run_leaves_fewer_fragments_than_the_threshold_alone(swept, monkeypatc
     logged = []
     compact.compact_after_run(layout, log=logged.append)
     assert not fragments(layout, vocab.TASKS) and fragments(layout, vocab.EVALUATIONS)   # fewer than len(graph) stay
-    assert logged and f"tasks {len(graph)} fragments -> 1 files" in logged[0]
+    assert logged and f"tasks {len(graph)} fragments -> 1 file" in logged[0]
     assert_same_rows(layout, before)
 
 
@@ -591,9 +591,11 @@ def test_a_bundle_during_a_run_keeps_writes_in_flight_and_the_end_absorbs_the_re
     row = recording.task_row(graph.tasks[rerun], vocab.FAILED, spec_hash="test", rev=None, error="again")
     tables.write_fragment(layout, vocab.TASKS, rerun, [row])
     read = snapshot(layout)
-    done = compact.compact_after_run(layout, log=lambda *a: None, one_part=True)
+    logged = []
+    done = compact.compact_after_run(layout, log=logged.append, one_part=True)
     assert {t: c.files for t, c in done.items()} == {t: 1 for t in vocab.TABLES}
     assert done[vocab.TASKS].absorbed == 1 and all(c.merged_parts == 2 for c in done.values())
+    assert "tasks 1 fragment and 2 parts -> 1 file" in logged[0]
     assert_same_rows(layout, read)
     assert read[vocab.TASKS].set_index("task_id").loc[rerun, "error"] == "again"
     for table in vocab.TABLES:
