@@ -59,7 +59,8 @@ MAX_WORKER_FAILURES = Knob(
     "times Ray Train replaces the worker group of a data-parallel task (`workers` > 1) before the task fails")
 COMPACT_MIN_FRAGMENTS = Knob(
     "MMC_COMPACT_MIN_FRAGMENTS", int, 64, 1, 10_000_000,
-    "a table's new per-task files a run must leave before it compacts them into part files when it ends")
+    "a table's new per-task files a run must leave before it compacts them into part files when it ends (a "
+    "finished run merges a table that has a part already into one, whatever the number)")
 LOCK_LEASE_S = Knob(
     "MMC_LOCK_LEASE_S", float, 60.0, 0.1, 86_400,
     "seconds a sweep's `run.lock` stays valid without renewal (its driver renews it while it runs); another "
