@@ -555,7 +555,9 @@ class _RowGroup:
         self._spans: dict[str, list[tuple[int, int]]] = {}
         self._part_rows: dict[str, int] = {}
 
-    def add(self, rows: pa.Table | _Span) -> None:
+    def add(self, rows: pa.Table | _Span, nbytes: float) -> None:
+        """A task's rows, `nbytes` their estimated size in memory (what `bytes` adds up to a row group's)."""
+        self.bytes += nbytes
         if isinstance(rows, _Span):
             if rows.rows:
                 at = self._part_rows.get(rows.part, 0)
@@ -625,8 +627,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
                 weight = bytes_per_row or 0.0
             entries[task_id] = Entry(name, digest, offset, n, size)
             offset += n
-            group.add(rows)
-            group.bytes += n * weight
+            group.add(rows, n * weight)
             if group.bytes >= ROW_GROUP_BYTES:
                 flush()
         if writer is None:
