@@ -298,6 +298,113 @@ def test_dominoes_pairs_by_class(dominoes_root):
         assert matches and i not in matches
 
 
+
+def test_dominoes_validation_images_are_painted_from_the_training_pool(dominoes_root):
+    """The validation images are training-split images: with `eval_split: val` their cue halves come from
+    the FashionMNIST training pool, of the image's own class (`cue`, `randimg`)."""
+    root, levels, labels, _ = dominoes_root
+    sets = load_cue_data(DataSettings(dataset="dominoes", cue_proportion=0.5, seed=4, root=str(root),
+                                      eval_split="val")).eval_sets
+    y = sets["nocue"].y
+    assert len(y) == 10
+    for name in ("cue", "randimg"):
+        sources = top_source(sets[name].x, levels["train"])
+        assert min(sources) >= 0, name
+        assert [int(labels["train"][s]) for s in sources] == y.tolist(), name
+    assert min(top_source(sets["randcue"].x, levels["train"])) >= 0
+
+
+def test_cue_seed_decides_which_samples_carry_the_cue_and_how_it_is_painted_and_nothing_else(dominoes_root):
+    """`cue_seed` stands in for `seed` for the training cue only (which samples, which pool images); the
+    counterfactual sets still follow `seed`."""
+    root = str(dominoes_root[0])
+    own = load_cue_data(DataSettings(dataset="dominoes", cue_proportion=0.5, seed=4, cue_seed=9, root=root))
+    as_seed = load_cue_data(DataSettings(dataset="dominoes", cue_proportion=0.5, seed=9, root=root))
+    plain = load_cue_data(DataSettings(dataset="dominoes", cue_proportion=0.5, seed=4, root=root))
+    assert torch.equal(own.cued, as_seed.cued) and not torch.equal(own.cued, plain.cued)
+    assert torch.equal(own.train.x, as_seed.train.x)
+    for name in data.EVAL_SETS:
+        assert torch.equal(own.eval_sets[name].x, plain.eval_sets[name].x), name
+
+
+def test_cifar100_randcue_paints_boxes_of_all_hundred_classes(tmp_path):
+    """randcue draws its cue class from all K classes: for CIFAR-100 the box colour (label div 10) varies too."""
+    write_cifar100(tmp_path)
+    sets = load_cue_data(DataSettings(dataset="cifar100", seed=2, root=str(tmp_path))).eval_sets
+    nocue, randcue = sets["nocue"].x, sets["randcue"].x
+    colours = data.box_colours(100, 3)
+    seen_groups = set()
+    for i in range(len(nocue)):
+        position = box_class(randcue[i], nocue[i], CIFAR_BOXES)
+        assert position >= 0, i
+        r, c = CIFAR_BOXES[position]
+        colour = randcue[i, :, r, c].float()
+        group = [g for g in range(10) if torch.equal(colour, colours[10 * g].half().float())]
+        assert len(group) == 1, (i, colour)
+        seen_groups.add(group[0])
+    assert len(seen_groups) >= 6        # 100 images, 10 equally likely colours
+
+
+def test_grayscale_box_brightness_steps_down_by_label_div_10():
+    """2.0 - (label div 10) / ceil(K / 10): 2.0 for ten classes, 2.0 and 1.5 for twenty, thirds for 25."""
+    assert data.box_colours(10, 1).squeeze(1).tolist() == [2.0] * 10
+    assert data.box_colours(20, 1).squeeze(1).tolist() == [2.0] * 10 + [1.5] * 10
+    assert data.box_colours(25, 1).squeeze(1).tolist() == pytest.approx([2.0] * 10 + [5 / 3] * 10 + [4 / 3] * 5)
+
+
+def test_digits_are_the_upscaled_glyphs_in_minus_one_to_one_jittered_over_offsets_two_to_six():
+    """Black is -1 and full ink +1 (so the ink of an image, (x + 1) / 2, sums to its 12x12 glyph's up to noise),
+    and each glyph's offset is uniform in [2, 6] per axis (mean 4), the noise std 0.3 (the free border ring)."""
+    images, _ = data._digits_arrays()
+    glyphs = torch.nn.functional.interpolate(torch.as_tensor(images, dtype=torch.float32)[:, None] / 16.0,
+                                             size=(12, 12), mode="bilinear", align_corners=False)
+    x_train, _, x_test, _ = data._digits_base()
+    x = torch.cat([x_train, x_test]).double()
+    assert x.shape == (1797, 1, 20, 20)
+    ink, glyph_ink = (x + 1) / 2, glyphs.double()
+    assert float(ink.sum()) == pytest.approx(float(glyph_ink.sum()), rel=0.01)
+    for axis in (2, 3):        # pooled centre of ink = mean offset + pooled centre of the glyphs
+        shape = [1, 1, 1, 1]
+        shape[axis] = 20
+        centre = float((ink * torch.arange(20.0).view(shape)).sum() / ink.sum())
+        shape[axis] = 12
+        glyph_centre = float((glyph_ink * torch.arange(12.0).view(shape)).sum() / glyph_ink.sum())
+        assert centre - glyph_centre == pytest.approx(4.0, abs=0.15), axis
+    border = torch.ones(20, 20, dtype=torch.bool)
+    border[2:18, 2:18] = False
+    assert float(x[:, 0][:, border].mean()) == pytest.approx(-1.0, abs=0.01)
+    assert float(x[:, 0][:, border].std()) == pytest.approx(0.3, abs=0.01)
+
+
+def test_digit_images_are_drawn_from_their_own_seed_not_the_global_rng():
+    """Every process builds the same digits: offsets, noise and split order come from a fixed seed alone."""
+    cached = data._digits_base()
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        fresh = data._digits_base.__wrapped__()
+        assert all(torch.equal(a, b) for a, b in zip(fresh, cached)), global_seed
+
+def test_each_digit_image_carries_the_label_of_its_glyph():
+    """The mean image of each label is the mean glyph of that digit blurred over the 25 offsets in [2, 6]^2:
+    nearer to it than to any other digit's (labels shuffled apart from their images are all nearest one digit)."""
+    images, labels = data._digits_arrays()
+    glyphs = torch.nn.functional.interpolate(torch.as_tensor(images, dtype=torch.float32)[:, None] / 16.0,
+                                             size=(12, 12), mode="bilinear", align_corners=False).double()
+    labels = torch.as_tensor(labels)
+    x_train, y_train, x_test, y_test = data._digits_base()
+    ink, y = (torch.cat([x_train, x_test])[:, 0].double() + 1) / 2, torch.cat([y_train, y_test])
+    assert torch.equal(torch.bincount(y), torch.bincount(labels))
+    expected = torch.zeros(10, 20, 20, dtype=torch.float64)
+    for k in range(10):
+        mean_glyph = glyphs[labels == k, 0].mean(0)
+        for r in range(2, 7):
+            for c in range(2, 7):
+                expected[k, r:r + 12, c:c + 12] += mean_glyph / 25
+    observed = torch.stack([ink[y == k].mean(0) for k in range(10)])
+    rms = (observed[:, None] - expected[None]).pow(2).mean((2, 3)).sqrt()      # [observed label, digit]
+    assert rms.argmin(1).tolist() == list(range(10))
+    assert float(rms.diagonal().max()) < 0.03
+
 # ---- settings and errors ---------------------------------------------------------------------
 
 def test_settings_validation_names_field_and_choices():
@@ -378,6 +485,39 @@ def test_clean_subset_is_seeded_and_without_replacement():
     with pytest.raises(ValueError, match="`size` 1401 is not allowed; must be between 0 and the 1400"):
         clean_subset_indices(1400, 1401, seed=0)
 
+
+
+def test_a_smaller_clean_subset_is_the_first_draws_of_a_larger_one():
+    """Indices come in draw order: the subset of size k is the first k of the subset of size m > k."""
+    big = clean_subset_indices(300, 120, seed=5)
+    for k in (0, 1, 40, 119):
+        assert torch.equal(clean_subset_indices(300, k, seed=5), big[:k]), k
+
+
+# ---- datasets of your own: loaded by tests.tasks.test_data:<name> ---------------------------------
+
+def _user_images(n: int, labels: np.ndarray, num_classes: int) -> data.ImageArrays:
+    x = np.random.default_rng(0).integers(0, 256, (n, 1, 6, 6), dtype=np.uint8)
+    return data.ImageArrays(x, labels, x[:5], labels[:5], num_classes)
+
+
+def user_47(root):
+    return _user_images(47, np.arange(47) % 3, 3)
+
+
+def user_label_equal_to_k(root):
+    return _user_images(20, np.arange(20) % 4, 3)     # labels 0..3 with 3 classes: 3 is out of range
+
+
+def test_a_user_datasets_validation_share_is_a_tenth_of_its_training_split_rounded():
+    info = data.user_dataset_info("tests.tasks.test_data:user_47")
+    assert (info.train_size, info.val_size) == (42, 5)     # 4.7 -> 5
+    assert (info.num_classes, info.in_channels, info.image_size) == (3, 1, (6, 6))
+
+
+def test_a_user_dataset_with_a_label_equal_to_its_class_count_is_refused():
+    with pytest.raises(DataError, match=r"integer labels in \[0, 3\)"):
+        data.dataset_info("tests.tasks.test_data:user_label_equal_to_k")
 
 # ---- seeding ---------------------------------------------------------------------------------
 

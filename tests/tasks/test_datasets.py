@@ -245,6 +245,31 @@ def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
     assert len(calls) == 1  # second call found everything in place
 
 
+def test_download_re_extracts_a_partly_extracted_dataset_from_its_verified_archive(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
+                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
+    calls = _count_fetches(monkeypatch)
+    root = tmp_path / "data"
+    datasets.download("cifar10", root)
+    (root / "cifar-10-batches-py" / "data_batch_3").unlink()     # one batch lost; the others are still there
+    datasets.download("cifar10", root)
+    assert len(calls) == 1                                       # the archive kept its md5: extracted, not fetched
+    assert datasets.load_cifar10(root)[0].shape == (100, 3, 32, 32)
+
+
+def test_download_replaces_an_archive_on_disk_whose_md5_is_wrong(tmp_path, monkeypatch):
+    archive = _cifar10_archive(tmp_path)
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
+                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
+    calls = _count_fetches(monkeypatch)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / archive.name).write_bytes(archive.read_bytes()[:-100])   # a torn earlier download
+    datasets.download("cifar10", root)
+    assert len(calls) == 1 and _md5(root / archive.name) == _md5(archive)
+    assert datasets.load_cifar10(root)[0].shape == (100, 3, 32, 32)
+
 def test_download_tries_mirrors_in_order(tmp_path, monkeypatch):
     archive = _cifar10_archive(tmp_path)
     missing = (tmp_path / "nowhere.tar.gz").as_uri()

@@ -146,3 +146,43 @@ def test_evaluate_joined_gives_each_set_what_evaluate_gives_it_alone():
         assert low[name]["loss"] == pytest.approx(evaluate(model, sets[name], precision="fp32")["loss"], abs=0.05)
     with pytest.raises(ValueError, match="empty split"):
         JoinedSets({"a": sets["a"], "none": make_split(0, seed=0)}, "cpu")
+
+
+def test_a_non_finite_image_in_any_batch_makes_the_whole_evaluation_nan():
+    """Only the first of four batches holds a NaN image: the result is still NaN, never the later batches' numbers."""
+    model, split = trained_bn_model(), make_split(10, seed=1)
+    x = split.x.clone()
+    x[1, 0, 0, 0] = float("nan")
+    result = evaluate(model, Split(x, split.y), batch_size=3, precision="fp32")
+    assert math.isnan(result["loss"]) and math.isnan(result["acc"]), result
+
+
+def test_evaluate_joined_restores_the_models_mode_and_keeps_its_batchnorm_statistics():
+    model, sets = trained_bn_model(), {"a": make_split(7, seed=1), "b": make_split(5, seed=2)}
+    running = model.body[2].running_mean.clone()
+    for mode in (True, False):
+        model.train(mode)
+        evaluate_joined(model, JoinedSets(sets, "cpu"), batch_size=4, precision="fp32")
+        assert model.training == mode
+    assert torch.equal(model.body[2].running_mean, running)
+
+
+def test_joined_batches_are_near_equal_and_never_larger_than_the_batch_size():
+    """21 images in batches of at most 4: ceil(21 / 4) = 6 batches of 4, 4, 4, 3, 3, 3, in order."""
+    sets = {"a": make_split(7, seed=1), "b": make_split(5, seed=2), "c": make_split(9, seed=3)}
+    batches = list(JoinedSets(sets, "cpu").batches(4))
+    assert [len(x) for x in batches] == [4, 4, 4, 3, 3, 3]
+    assert torch.equal(torch.cat(batches), torch.cat([s.x for s in sets.values()]).float())
+    assert [len(x) for x in JoinedSets(sets, "cpu").batches(100)] == [21]
+
+
+def test_a_non_finite_image_makes_only_its_own_set_nan_even_in_a_batch_it_shares():
+    """The first image of `b` shares its batch with the last images of `a`: `a` stays finite and exact."""
+    model = trained_bn_model()
+    sets = {"a": make_split(7, seed=1), "b": make_split(5, seed=2)}
+    poisoned = dict(sets, b=Split(sets["b"].x.clone(), sets["b"].y))
+    poisoned["b"].x[0, 0, 0, 0] = float("nan")
+    results = evaluate_joined(model, JoinedSets(poisoned, "cpu"), batch_size=4, precision="fp32")  # 4+4+4: a|b at 7
+    assert math.isnan(results["b"]["loss"]) and math.isnan(results["b"]["acc"])
+    alone = evaluate(model, sets["a"], precision="fp32")
+    assert results["a"]["loss"] == pytest.approx(alone["loss"], rel=1e-6) and results["a"]["acc"] == alone["acc"]

@@ -103,3 +103,72 @@ def _train(model, opt, x, y, gen, epochs):
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int) -> None:
+    """Eval-mode BN with running statistics and affine parameters away from identity (mild enough that the
+    signal survives every ReLU)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            c = bn.num_features
+            bn.running_mean.copy_(0.2 * torch.randn(c, generator=gen))
+            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+            bn.bias.copy_(0.2 * torch.randn(c, generator=gen))
+    model.eval()
+
+
+def _conv_bn(x, conv: nn.Conv2d, bn: nn.BatchNorm2d, stride: int, relu: bool):
+    """conv (padding kernel // 2, no bias) -> eval-mode BatchNorm -> optional ReLU, written out."""
+    y = F.conv2d(x, conv.weight, stride=stride, padding=conv.weight.shape[-1] // 2)
+    y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return torch.relu(y) if relu else y
+
+
+def test_small_cnn_is_four_convbn_relu_blocks_of_widths_w_2w_2w_4w_strides_1_2_1_2_then_average_pool():
+    model = build_model("small_cnn", 5, in_channels=2, width=3, seed=0)
+    _randomise_batchnorm(model, seed=1)
+    assert [b.conv.out_channels for b in model.blocks] == [3, 6, 6, 12]
+    x = torch.randn(4, 2, 9, 9, generator=torch.Generator().manual_seed(2))
+    h = x
+    for block, stride in zip(model.blocks, (1, 2, 1, 2)):
+        h = _conv_bn(h, block.conv, block.bn, stride, relu=True)
+        assert float((h > 0).double().mean()) > 0.2          # the signal reaches every block
+    assert h.shape[-2:] == (3, 3)
+    features = h.mean(dim=(2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(model.trunk(x), h)
+        torch.testing.assert_close(model.features(x), features)
+        torch.testing.assert_close(model(x), features @ model.head.weight.T + model.head.bias)
+
+
+def test_resnet18_matches_the_cifar_basic_block_recipe_written_out():
+    """stem conv-BN-ReLU (stride 1); per block relu(bn1(conv1 x)) -> bn2(conv2 .) + shortcut(x) -> ReLU, the
+    shortcut a 1x1 conv-BN without ReLU where the shape changes; stride 2 in the first block of stages 2-4
+    only; widths w, 2w, 4w, 8w; average pool; linear head."""
+    model = build_model("resnet18", 5, in_channels=3, width=4, seed=0)
+    _randomise_batchnorm(model, seed=1)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    h = _conv_bn(x, model.stem.conv, model.stem.bn, 1, relu=True)
+    strides = [1, 1, 2, 1, 2, 1, 2, 1]
+    widths = [4, 4, 8, 8, 16, 16, 32, 32]
+    assert len(model.blocks) == 8
+    for block, stride, width in zip(model.blocks, strides, widths):
+        assert block.conv2.out_channels == width
+        out = torch.relu(F.batch_norm(F.conv2d(h, block.conv1.weight, stride=stride, padding=1),
+                                      block.bn1.running_mean, block.bn1.running_var, block.bn1.weight,
+                                      block.bn1.bias, False, 0.0, block.bn1.eps))
+        out = F.batch_norm(F.conv2d(out, block.conv2.weight, stride=1, padding=1), block.bn2.running_mean,
+                           block.bn2.running_var, block.bn2.weight, block.bn2.bias, False, 0.0, block.bn2.eps)
+        if stride != 1 or h.shape[1] != width:
+            shortcut = _conv_bn(h, block.shortcut.conv, block.shortcut.bn, stride, relu=False)
+        else:
+            assert isinstance(block.shortcut, nn.Identity)
+            shortcut = h
+        h = torch.relu(out + shortcut)
+        assert float((h > 0).double().mean()) > 0.2          # the signal reaches every block
+    assert h.shape[-2:] == (2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.trunk(x), h)
+        torch.testing.assert_close(model(x), h.mean(dim=(2, 3)) @ model.head.weight.T + model.head.bias)

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 
 from tasks.checkpoint import checkpoint_files, read_checkpoint
-from tasks.data import Split
+from tasks.data import Split, iterate_batches
 from tasks.seeding import generator
 from tasks.train import (DivergenceError, OptimSettings, cross_entropy_objective, fit, lr_at, make_optimizer,
                          make_scheduler, train_state_from_tensors, train_state_tensors)
@@ -179,6 +180,35 @@ def test_a_spawned_child_resumed_from_the_parents_state_at_k_equals_one_trained_
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
+def test_the_cross_entropy_objective_shuffles_each_epoch_by_seed_and_epoch_and_drops_the_last_partial_batch():
+    """42 samples in batches of 8: five full batches per epoch (two samples left out), each epoch in the order
+    `iterate_batches` gives for (seed, epoch)."""
+    split = blobs(n=42)
+    objective = cross_entropy_objective(split, 8, seed=3)
+    orders = []
+    for epoch in range(3):
+        got, want = list(objective.batches(epoch)), list(iterate_batches(split, 8, seed=3, epoch=epoch))
+        assert [len(y) for _, y in got] == [8] * 5, epoch
+        assert all(torch.equal(a[1], b[1]) and torch.equal(a[0], b[0]) for a, b in zip(got, want, strict=True))
+        orders.append(torch.cat([y for _, y in got]))
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+
+
+def test_an_epochs_reported_loss_and_accuracy_are_the_mean_cross_entropy_and_accuracy_over_its_samples():
+    """With a negligible lr the model stays put: epoch 0 reports the mean cross-entropy and the accuracy of the
+    initial model over the 40 samples its five batches of 8 hold."""
+    split = blobs(n=42)
+    model = make_model(0, bn=False)
+    with torch.no_grad():
+        x = torch.cat([x for x, _ in iterate_batches(split, 8, seed=3, epoch=0)])
+        y = torch.cat([y for _, y in iterate_batches(split, 8, seed=3, epoch=0)])
+        logits = model(x)
+    settings = OptimSettings(epochs=1, lr=1e-12, momentum=0.0, weight_decay=0.0, batch_size=8, schedule="constant")
+    rows = fit(model, cross_entropy_objective(split, 8, seed=3), model.parameters(), settings, seed=0, device="cpu")
+    assert rows[0]["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert rows[0]["acc"] == pytest.approx((logits.argmax(1) == y).double().mean().item())
+    assert 0.0 < rows[0]["acc"] < 1.0
+
 def test_huge_lr_raises_divergence_error():
     model = make_model(0, bn=False)
     settings = OptimSettings(epochs=5, lr=1e30, batch_size=16, schedule="constant")
@@ -217,7 +247,12 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         model = make_model(0 if rank == 0 else 100 + rank, bn=False)
         rows = fit(model, cross_entropy_objective(blobs(), DDP_SETTINGS.batch_size, seed=5), model.parameters(),
                    DDP_SETTINGS, seed=5, device="cpu")
-        torch.save({"state": model.state_dict(), "rows": rows}, f"{out_dir}/rank{rank}.pt")
+        # with BatchNorm: each rank's running statistics come from its own half batches until fit broadcasts them
+        bn_model = make_model(0 if rank == 0 else 100 + rank, bn=True)
+        fit(bn_model, cross_entropy_objective(blobs(), DDP_SETTINGS.batch_size, seed=5), bn_model.parameters(),
+            DDP_SETTINGS, seed=5, device="cpu")
+        torch.save({"state": model.state_dict(), "rows": rows, "bn_state": bn_model.state_dict()},
+                   f"{out_dir}/rank{rank}.pt")
         dist.barrier()   # both ranks done before either tears gloo down
     finally:
         dist.destroy_process_group()
@@ -249,3 +284,20 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         assert ddp_row["loss"] == pytest.approx(row["loss"], rel=1e-5)
         assert ddp_row["acc"] == pytest.approx(row["acc"])
     assert not torch.equal(results[0]["state"]["head.weight"], make_model(0, bn=False).head.weight)
+    bn_states = [r["bn_state"] for r in results]        # every epoch ends with rank 0's buffers on every rank
+    assert float(bn_states[0]["body.2.running_mean"].abs().sum()) > 0
+    for name, value in bn_states[0].items():
+        assert torch.equal(bn_states[1][name], value), name
+
+
+def test_each_rank_and_epoch_draws_its_own_global_rng_stream():
+    """Dropout masks differ across data-parallel ranks (each sees other samples) as across epochs."""
+    from tasks.train import _seeded_global_rng
+
+    draws = {}
+    for rank, epoch in ((0, 2), (1, 2), (0, 3)):
+        with _seeded_global_rng(5, epoch, rank, torch.device("cpu")):
+            draws[rank, epoch] = torch.rand(4)
+    assert len({tuple(d.tolist()) for d in draws.values()}) == 3
+    with _seeded_global_rng(5, 2, 1, torch.device("cpu")):
+        assert torch.equal(torch.rand(4), draws[1, 2])
