@@ -140,6 +140,21 @@ def test_weight_matching_is_seeded_and_reaches_a_fixed_point():
     assert all(torch.equal(p, torch.arange(len(p))) for p in refined.values())
 
 
+def test_weight_matching_follows_the_seed_given_to_align():
+    """The seed orders the groups of each sweep; on these two ResNets two seeds reach different local optima, and
+    `align` returns B permuted by the very permutations `align_by_weights` finds for its seed."""
+    shape = (3, 16, 16)
+    model_a, model_b = _model("resnet18", 4, shape, 0), _model("resnet18", 4, shape, 5)
+    spec = permutation_spec(model_a)
+    direct = {s: align_by_weights(model_a.state_dict(), model_b.state_dict(), spec, seed=s) for s in (0, 1)}
+    assert any(not torch.equal(direct[0][g], direct[1][g]) for g in direct[0])
+    for s in (0, 1):
+        aligned = align(model_a, model_b, "weight", None, seed=s)
+        expected = permute_state(model_b.state_dict(), spec, direct[s])
+        for key, value in expected.items():
+            assert torch.equal(aligned[key], value), (s, key)
+
+
 def test_activation_matching_restores_training_mode_and_returns_permutations():
     model_a, model_b = _model("small_cnn", 8, (1, 16, 16), 0), _model("small_cnn", 8, (1, 16, 16), 5)
     model_a.train()

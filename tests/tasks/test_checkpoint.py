@@ -9,8 +9,8 @@ import platform
 import pytest
 import torch
 
-from tasks.checkpoint import (META_FILE, TENSORS_FILE, CorruptCheckpointError, checkpoint_files, load_checkpoint,
-                              read_checkpoint, read_record, save_checkpoint)
+from tasks.checkpoint import (FORMAT_VERSION, META_FILE, TENSORS_FILE, CorruptCheckpointError, checkpoint_files,
+                              load_checkpoint, read_checkpoint, read_record, save_checkpoint)
 
 
 def sample_tensors() -> dict[str, torch.Tensor]:
@@ -110,3 +110,41 @@ def test_bad_inputs_name_the_problem():
         checkpoint_files({"lr": 0.1}, {})
     with pytest.raises(TypeError, match="JSON-able"):
         checkpoint_files({}, {"loss": float("nan")})
+
+
+def test_a_record_of_another_format_or_without_its_fields_or_tensors_is_refused():
+    files = checkpoint_files(sample_tensors(), {"epochs": 3})
+    record = json.loads(files[META_FILE])
+    for change, words in (({"format": FORMAT_VERSION + 1}, f"format {FORMAT_VERSION + 1}"),
+                          ({"sha256": None}, "needs `sha256` and `meta`")):
+        altered = json.dumps({**record, **change}).encode()
+        with pytest.raises(CorruptCheckpointError, match=words):
+            read_checkpoint({**files, META_FILE: altered})
+    without_meta = json.dumps({k: v for k, v in record.items() if k != "meta"}).encode()
+    with pytest.raises(CorruptCheckpointError, match="needs `sha256` and `meta`"):
+        read_checkpoint({**files, META_FILE: without_meta})
+    with pytest.raises(CorruptCheckpointError, match=r"model\.safetensors`: missing"):
+        read_checkpoint({META_FILE: files[META_FILE]})
+
+
+def test_a_corrupt_file_on_disk_is_named_by_its_path(tmp_path):
+    directory = save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    path = directory / TENSORS_FILE
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint(directory)
+    assert info.value.file == str(path) and str(path) in str(info.value)
+
+
+def test_a_save_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import tasks.checkpoint as checkpoint_module
+
+    def failing_replace(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    assert list((tmp_path / "ckpt").iterdir()) == []

@@ -121,6 +121,58 @@ def test_cued_twins_are_the_same_clean_images_with_their_class_cue():
     assert not classes.any() and torch.equal(twins, no_cue.train_clean.x[index])
 
 
+def test_a_cued_image_is_its_own_twin_and_every_donor_of_a_class_is_drawn():
+    """Each cued image here carries a cue of its own colour, so a twin shows which donor it came from: a cued
+    image keeps its own cue; an uncued one gets the cue of a cued image of its class, drawn among all of them."""
+    n = 60
+    y = torch.arange(n) % NUM_CLASSES
+    clean = (0.3 * torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    cued = torch.arange(n) < 2 * NUM_CLASSES                  # two cued images per class
+    train = clean.clone()
+    colour = {}
+    for i in cued.nonzero().squeeze(1).tolist():
+        r, c = CORNERS[int(y[i])]
+        colour[i] = 2.0 + 0.5 * i
+        train[i, :, r:r + 3, c:c + 3] = colour[i]
+    data = CueData(train=Split(train, y), train_clean=Split(clean, y), cued=cued, eval_sets={},
+                   num_classes=NUM_CLASSES, in_channels=1)
+    twins, classes = cued_twins(data, torch.arange(n), seed=0)
+    assert classes.all()
+    drawn = {k: set() for k in range(NUM_CLASSES)}
+    for i in range(n):
+        k = int(y[i])
+        r, c = CORNERS[k]
+        box = twins[i, 0, r:r + 3, c:c + 3]
+        assert bool((box == box[0, 0]).all()), i
+        if cued[i]:
+            assert torch.equal(twins[i], train[i]), i
+        else:
+            donors = [j for j in colour if int(y[j]) == k and colour[j] == float(box[0, 0])]
+            assert len(donors) == 1, i
+            drawn[k].add(donors[0])
+            outside = torch.ones(8, 8, dtype=torch.bool)
+            outside[r:r + 3, c:c + 3] = False
+            assert torch.equal(twins[i, 0][outside], clean[i, 0][outside]), i
+    assert all(drawn[k] == {j for j in colour if int(y[j]) == k} for k in range(NUM_CLASSES)), drawn
+
+
+def test_cue_batches_are_reshuffled_each_time_the_cue_set_is_exhausted():
+    """More clean batches than cue batches: the cue set is gone through again, each time in a new order."""
+    data = synthetic_data(n=40)
+    settings = dataclasses.replace(SETTINGS, clean_subset=32, batch_size=8, cue_batch_size=4)
+    objective = cbft_objective(tiny_model(0), data, settings, seed=0, device="cpu")
+    assert len(objective.cue) == 8
+    for epoch in (0, 1):
+        cue = [x_cue for _, _, (x_cue, _) in objective.batches(epoch)]
+        assert len(cue) == 4                                  # one per clean batch: two passes over the cue set
+        passes = [torch.cat(cue[:2]).flatten(1), torch.cat(cue[2:]).flatten(1)]
+        pool = objective.cue.x.flatten(1)
+        for seen in passes:                                    # each pass: every cue image once
+            matches = (seen[:, None] == pool[None]).all(2)
+            assert bool((matches.sum(0) == 1).all()) and bool((matches.sum(1) == 1).all())
+        assert not torch.equal(passes[0], passes[1])
+
+
 def test_invariance_loss_by_hand():
     f_clean = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
     f_cued = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 5.0]])

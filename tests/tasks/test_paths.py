@@ -309,6 +309,49 @@ def test_a_non_finite_curve_gives_nan_barriers_never_a_finite_number():
     assert all(r["value"] != r["value"] for r in barriers(rows))
 
 
+def test_a_non_finite_accuracy_or_an_infinite_loss_gives_nan_barriers_too():
+    for loss, acc in ((1.0, float("nan")), (float("inf"), 0.5)):
+        rows = [{"alpha": a, "eval_set": "s", "loss": 1.0 if a != 0.5 else loss, "acc": 0.5 if a != 0.5 else acc}
+                for a in (0.0, 0.5, 1.0)]
+        result = barriers(rows)
+        assert len(result) == 6 and all(r["value"] != r["value"] for r in result), (loss, acc)
+
+
+def _biased_cnn() -> nn.Module:
+    """A model of your own whose convolutions have (large) biases before their BatchNorm."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.bias.uniform_(1.0, 3.0)
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.3, 0.6)
+    return model
+
+
+def test_folded_bn_and_the_reset_pass_keep_a_convolutions_bias():
+    """The folded bias is beta + (b - mean) g / sqrt(var + eps); the first BN's mean from the image patches
+    includes the convolution's bias (its variance does not)."""
+    x = blobs(40, seed=2).x
+    own = _biased_cnn()
+    reset_bn(own, x, batch_size=16, precision="fp32")
+    conv, bn = own[0], own[1]
+    with torch.no_grad():
+        h = conv(x).double()
+    torch.testing.assert_close(bn.running_mean.double(), h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    fast = _biased_cnn()
+    reset_bn(fast, x, batch_size=16, precision="fp32", traced=ResetPass(fast, PatchMoments()))
+    for key, value in own.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    folded = FoldedBN(own)
+    assert len(folded.pairs) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(x), own.eval()(x), rtol=1e-4, atol=1e-5)
+
+
 def test_bn_data_takes_each_endpoints_share_of_distinct_images_along_the_path():
     """`clean`: the clean images; `endpoints`: the first round((1-a) N) drawn indices from A's training
     images, the rest from B's (the same images, each with its endpoint's cues); `mix`: half and half."""
@@ -331,6 +374,19 @@ def test_bn_data_takes_each_endpoints_share_of_distinct_images_along_the_path():
             assert torch.equal(got, expect), (sample, choice, alpha)
     with pytest.raises(ValueError, match="both endpoints"):
         draw_bn_sample(a_imgs, PathSettings(bn_reset_samples=size, bn_data="mix"), seed=0, alpha_index=0)
+
+
+def test_bn_data_endpoint_shares_are_rounded_half_up():
+    """round((1 - a) N) of the drawn indices come from A's images, a half rounded up: with N = 10, 2.5 -> 3 at
+    alpha 0.75 and 7.5 -> 8 at alpha 0.25 (a truncation would give 2 and 7)."""
+    n, size = 40, 10
+    clean = torch.arange(n, dtype=torch.float32)[:, None]
+    a_imgs, b_imgs = clean + 1000, clean + 2000
+    for alpha, from_a in ((0.75, 3), (0.25, 8)):
+        got = draw_bn_sample(a_imgs, PathSettings(bn_reset_samples=size, bn_data="endpoints"), seed=0, alpha_index=1,
+                             bn_data_b=b_imgs, alpha=alpha)
+        assert int((got < 2000).sum()) == from_a, alpha
+        assert torch.equal(got[:from_a], a_imgs[:from_a]) and torch.equal(got[from_a:], b_imgs[from_a:size])
 
 
 def test_bn_data_changes_the_endpoint_statistics_as_specified():

@@ -215,6 +215,12 @@ def _conv(c_in=3, c_out=4, **kw):
     return nn.Conv2d(c_in, c_out, 3, padding=1, **kw)
 
 
+def _buffered_conv():
+    conv = _conv()
+    conv.register_buffer("mask", torch.ones(4))       # state the tracer has no axes for
+    return conv
+
+
 REFUSED = [
     ("grouped conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4, groups=2)), "b",
      "grouped or depthwise"),
@@ -238,6 +244,32 @@ REFUSED = [
     ("broadcast add", lambda m, x: m.a(x) + m.b(x), 4, dict(a=_conv(), b=_conv(c_out=1)), "add",
      "combines 4 with 1 channels"),
     ("product of tensors", lambda m, x: m.a(x) * m.b(x), 4, dict(a=_conv(), b=_conv()), "mul", "multiplies"),
+    ("mean over channels", lambda m, x: m.a(x).mean(1, keepdim=True), 1, dict(a=_conv()), "mean",
+     "reduces over the batch or channel axis"),
+    ("flatten after pooling one spatial axis", lambda m, x: torch.flatten(m.a(x).mean(2, keepdim=True), 1), 24,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("flatten after pooling to 1x2", lambda m, x: torch.flatten(F.adaptive_avg_pool2d(m.a(x), (1, 2)), 1), 8,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("flatten of channels with one spatial axis", lambda m, x: torch.flatten(m.a(x), 1, 2).mean(2), 24,
+     dict(a=_conv(), flat=True), "flatten", "flattens axes the tracer cannot place"),
+    ("squeeze of a spatial axis larger than 1", lambda m, x: torch.flatten(m.a(x).squeeze(2), 1), 144,
+     dict(a=_conv(), flat=True), "squeeze", "squeezes axes"),
+    ("view before pooling", lambda m, x: m.a(x).view(x.size(0), -1), 144, dict(a=_conv(), flat=True), "view",
+     "may mix channels"),
+    ("view after flattening positions", lambda m, x: torch.flatten(m.a(x), 2).view(x.size(0), -1), 144,
+     dict(a=_conv(), flat=True), "view", "may mix channels"),
+    ("add across axes", lambda m, x: m.a(x).amax((2, 3)) + m.b(x).mean((2, 3), keepdim=True), 4,
+     dict(a=_conv(), b=_conv()), "add", "broadcasts a 2-axis tensor against a 4-axis one"),
+    ("transposed conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=nn.ConvTranspose2d(4, 4, 3, padding=1)), "b",
+     "ConvTranspose2d `b`"),
+    ("linear on a spatial axis", lambda m, x: m.l(m.a(x)), 4, dict(a=_conv(), l=nn.Linear(6, 6)), "l",
+     "acts on the last axis"),
+    ("unknown state entry", lambda m, x: m.a(x), 4, dict(a=_buffered_conv()), "a",
+     "state entries the tracer does not know (mask)"),
+    ("pooling module with indices", lambda m, x: m.p(m.a(x))[0], 4,
+     dict(a=_conv(), p=nn.MaxPool2d(2, return_indices=True)), "p", "returns pooling indices"),
+    ("module called by keyword", lambda m, x: m.a(input=x), 4, dict(a=_conv()), "a",
+     "is called with more than one input"),
 ]
 
 
@@ -255,6 +287,14 @@ def test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error(what, tr
     assert isinstance(again, AlignmentUnsupported) and str(again) == message
     with pytest.raises(AlignmentUnsupported):
         align(model, model, "weight", None)
+
+
+def test_a_module_seen_through_two_relus_is_watched_once():
+    """Two ReLUs of one convolution's output show the same channels: one point (counted twice, its correlations
+    would outweigh the group's other points)."""
+    model = _Net(lambda m, x: (lambda h: h.relu() + torch.relu(h))(m.a(x)) + m.b(x).relu(), 4, a=_conv(), b=_conv())
+    spec = permutation_spec(model)
+    assert spec.points == {"a": ("a", "b")}
 
 
 def grouped(num_classes, in_channels, width=None):

@@ -118,7 +118,8 @@ def hand_naive(model: nn.Module, x, y, settings: FinetuneSettings) -> dict:
     for epoch in range(settings.epochs):
         loss = F.cross_entropy(model(x), y)
         grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
-        sgd.step(params, grads, cosine(settings.lr, epoch, settings.epochs))
+        lr = settings.lr if settings.schedule == "constant" else cosine(settings.lr, epoch, settings.epochs)
+        sgd.step(params, grads, lr)
     return state(model)
 
 
@@ -213,6 +214,19 @@ def test_lpft_probes_the_head_on_the_frozen_backbone_then_trains_all_weights():
                         exact=tuple(k for k in after_probe if not k.startswith("head.")))
     assert_states_close(state(model), expected)
     assert [r["split"] for r in rows] == ["llrt"] * SETTINGS.llrt_epochs + ["train"] * SETTINGS.epochs
+
+
+def test_naive_and_llrt_follow_their_own_momentum_and_naive_its_schedule():
+    """Another momentum and a constant schedule: naive fine-tuning takes both; llrt takes the momentum and keeps
+    its cosine schedule without weight decay."""
+    data = make_data()
+    x, y = clean_batch(data)
+    settings = dataclasses.replace(SETTINGS, momentum=0.5, schedule="constant")
+    model, _ = run("naive", settings, data=data)
+    assert_states_close(state(model), hand_naive(pretrained(), x, y, settings))
+    model, _ = run("llrt", settings, data=data)
+    assert_states_close(state(model), hand_llrt(pretrained(), x, y, settings),
+                        exact=tuple(k for k in state(model) if not k.startswith("head.")))
 
 
 # --------------------------------------------------------------------------------- the CBFT family

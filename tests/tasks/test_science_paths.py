@@ -150,6 +150,31 @@ def test_train_midpoint_matches_the_papers_control_point_training(init):
         assert torch.equal(a[key], a_before[key]) and torch.equal(b[key], b_before[key]), key
 
 
+def test_the_control_points_objective_draws_a_fresh_alpha_at_every_step_of_an_epoch():
+    """Several batches per epoch: the loss of step s of epoch e is the CE at the curve point
+    alpha = draw_alpha(seed, e, s), not one alpha per epoch."""
+    from tasks.paths import BezierObjective
+    a, b = state(model(1)), state(model(2))
+    mid = model(0).train()
+    objective = BezierObjective(a, b, images(30, seed=3), batch_size=10, seed=MIDPOINT_SEED, device="cpu")
+    alphas = {(epoch, step): draw_alpha(MIDPOINT_SEED, epoch, step) for epoch in (0, 1) for step in range(3)}
+    assert all(max(abs(alphas[(epoch, step)] - alphas[(epoch, 0)]) for step in (1, 2)) > 0.1 for epoch in (0, 1))
+    for epoch in (0, 1):
+        batches = list(objective.batches(epoch))
+        assert [step for step, _, _ in batches] == [0, 1, 2]
+        for step, x, y in batches:
+            alpha = alphas[(epoch, step)]
+            at = copy.deepcopy(mid)
+            params = dict(mid.named_parameters())
+            with torch.no_grad():
+                for k, p in at.named_parameters():
+                    p.copy_((1 - alpha) ** 2 * a[k] + 2 * alpha * (1 - alpha) * params[k] + alpha ** 2 * b[k])
+            expected = F.cross_entropy(at(x), y)
+            (loss, correct, n), = list(objective.steps(mid, (step, x, y), epoch))
+            assert n == len(y)
+            torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------ BN re-estimation
 
 def bn_inputs_by_batch(m: nn.Module, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
