@@ -249,3 +249,100 @@ def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_
     claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
     (check,) = judge.c.checks
     assert check.outcome == claims.UNTESTABLE and "does not connect" in check.reason
+
+
+def test_a_random_cue_that_costs_the_cue_model_nothing_makes_claim_a_fail():
+    """The cue model keeps 0.85 under a random cue against 0.70 clean (cost −15 pp), the no-cue model
+    0.80 against 0.80: 'a random cue costs the cue model more' is decided the other way, whatever randimg says."""
+    a = _judge(LOOSE, accuracy={"cue": {"randcue": 0.85}})["a"]
+    cost = _checks(a, "a random cue costs")[0]
+    assert cost.outcome == claims.NO and a.verdict == claims.FAILS
+    assert _checks(a, "above chance on randimg")[0].outcome == claims.YES
+
+
+def test_a_separable_difference_whose_lower_side_sits_at_the_floor_is_not_testable_not_unseparated():
+    """Ten seeds, the two paths' barriers equal within 0.001: this would be 'cannot be separated', but the
+    lower path collapses to chance, so the comparison is not testable."""
+    judge = claims._Judge(None, ClaimRules(check_definition=None), claims.Claim("x", ""))
+    noise = np.array([0.001, -0.001] * 5)
+
+    class FakeSlice:
+        chance = 0.1
+
+        def extremes(self, pair, path, eval_set):
+            return (0.12, 2.2) if pair == "b" else (0.8, 0.5)
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series(1.0 + (noise if pair == "a" else 0.0), index=range(10))
+    judge.s = FakeSlice()
+    diff = cmp.compare(FakeSlice().barrier("a", 0, 0, 0, 0), FakeSlice().barrier("b", 0, 0, 0, 0), 0.95)
+    assert cmp.superiority(diff, 0.05, 0.8).outcome == cmp.OVERLAP       # without the floor
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    assert judge.c.checks[0].outcome == claims.UNTESTABLE and "collapses" in judge.c.checks[0].reason
+
+
+def test_the_independent_init_and_noise_floor_comparisons_of_d_only_support():
+    d = _judge(LOOSE)["d"]
+    for text in ("independent-init", "noise floor"):
+        assert all(not c.required for c in _checks(d, text))
+
+
+def test_rows_without_a_model_label_belong_to_every_model():
+    """The no-cue models' rows carry no model label (shared by every model of the sweep): claim (a)
+    still compares with them, on all three seeds."""
+    results = _results(synthetic_sweep())
+    ev = results[vocab.EVALUATIONS]
+    results[vocab.EVALUATIONS] = ev.assign(model=ev["model"].where(ev["cue_proportion"] > 0, None))
+    a = {c.key: c for c in claims.judge(results, (), LOOSE)}["a"]
+    assert a.verdict == claims.HOLDS
+    assert all(r.est.n == 3 for r in a.rows if r.label == "no-cue model")
+
+
+def test_the_shipped_rules_are_the_ones_declared_in_docs_science():
+    """docs/SCIENCE.md ("Verdicts", "Rules before results") declares these defaults before any result;
+    changing one is a new spec version, never a silent edit."""
+    r = ClaimRules()
+    assert (r.level, r.power, r.barrier_metric, r.barrier_definition, r.check_definition) == \
+        (0.95, 0.8, "loss", "chord", "worse_endpoint")
+    assert tuple(r.barrier_sets) == ("nocue", "cue") and tuple(r.basin_sets) == ("cue",)
+    assert (r.floor_acc, r.floor_loss, r.barrier_effect, r.reliance_effect) == (0.10, 0.25, 0.05, 0.05)
+    assert (r.acc_margin, r.keep_fraction, r.no_reliance_margin, r.aligned_works) == (0.02, 0.5, 0.05, 0.1)
+    assert (r.reliance_cut, r.permutations) == (0.25, 2000)
+    assert r.alpha == pytest.approx(0.05) and ClaimRules(level=0.9).alpha == pytest.approx(0.1)
+
+
+def test_a_lower_path_twenty_points_above_chance_is_not_at_the_floor():
+    """Lowest accuracy 0.30 with chance 0.10 is beyond floor_acc (0.10), peak loss 1.0 far below ln 10 − 0.25:
+    the comparison is decided; at 0.19 accuracy (within 0.10 of chance) it is not testable."""
+    for lowest, outcome in ((0.30, claims.YES), (0.19, claims.UNTESTABLE)):
+        judge = claims._Judge(None, ClaimRules(check_definition=None), claims.Claim("x", ""))
+
+        class FakeSlice:
+            chance = 0.1
+
+            def extremes(self, pair, path, eval_set):
+                return (lowest, 1.0) if pair == "b" else (0.8, 0.5)
+
+            def barrier(self, pair, path, eval_set, metric, definition):
+                return pd.Series((1.0 if pair == "a" else 0.2) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+        judge.s = FakeSlice()
+        judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+        assert judge.c.checks[0].outcome == outcome
+
+
+def test_b_compares_with_independently_trained_cue_models_first():
+    b = _judge(LOOSE)["b"]
+    assert all("below that of cue~cue" in c.text for c in b.checks if c.group == "stays connected")
+
+
+def test_d_compares_the_same_init_pairs_with_every_same_data_control_from_one_initialisation():
+    """A nocue~nocue:spawn@0 control is a same-data pair from one initialisation too: (d) checks it."""
+    results = _results(synthetic_sweep())
+    for table in (vocab.BARRIERS, vocab.PATHS):
+        df = results[table]
+        spawn = df[df["pair_type"] == "cue~cue:spawn@0"]
+        results[table] = pd.concat([df, spawn.assign(pair_type="nocue~nocue:spawn@0", cue_proportion=0.0,
+                                                      task_id=spawn["task_id"] + "-nocue")], ignore_index=True)
+    d = {c.key: c for c in claims.judge(results, (), LOOSE)}["d"]
+    checks = _checks(d, "above that of nocue~nocue:spawn@0")
+    assert len(checks) == 2 and all(c.group == "same-init design" and c.outcome == claims.YES for c in checks)

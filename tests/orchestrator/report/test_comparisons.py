@@ -124,3 +124,79 @@ def test_a_permutation_test_decides_each_tail_at_half_alpha(p_upper, p_lower, mi
         assert got.outcome in (cmp.OVERLAP, cmp.UNTESTABLE) and "too few models" not in got.reason
     else:
         assert got.outcome == outcome
+
+
+def _welch_seeds_needed(sd_one_model: float, effect: float, power: float) -> int:
+    """Models per group two independent groups need: SE of the difference √2·σ/√n on 2n − 2 df."""
+    for n in range(2, 1001):
+        se = math.sqrt(2) * sd_one_model / math.sqrt(n)
+        if (scipy_stats.t.ppf(0.975, 2 * n - 2) + scipy_stats.t.ppf(0.8, 2 * n - 2)) * se <= effect:
+            return n
+    raise AssertionError("more than 1000")
+
+
+def test_seeds_needed_for_two_groups_is_the_two_sample_power_formula():
+    """Two groups of models with SD 0.1 each: the difference of two means has SE √2 · 0.1 / √n on 2n − 2
+    degrees of freedom; the seeds per group that detect 0.1 come from that, written out here."""
+    a = np.array([0.9, 1.1, 1.0, 0.8, 1.2])          # sample SD 0.158
+    b = a - 0.3
+    diff = cmp.independent(a, b, LEVEL)
+    sd = np.std(a, ddof=1)
+    assert diff.sd == pytest.approx(math.sqrt(2) * sd)
+    assert cmp.seeds_needed(diff, 0.1, 0.8) == _welch_seeds_needed(sd, 0.1, 0.8)
+    paired = cmp.Diff(True, 5, 0.0, 0.05, 4.0, LEVEL, 0.1)
+    n = cmp.seeds_needed(paired, 0.1, 0.8)              # one-sample: SE σ/√n on n − 1 df
+    for m, ok in ((n, True), (n - 1, False)):
+        se = 0.1 / math.sqrt(m)
+        assert bool((scipy_stats.t.ppf(0.975, m - 1) + scipy_stats.t.ppf(0.8, m - 1)) * se <= 0.1) is ok
+
+
+def test_without_spread_two_seeds_suffice_and_an_interval_needs_two_not_three():
+    assert cmp.seeds_needed(cmp.Diff(True, 3, 0.2, 0.0, 2.0, LEVEL, 0.0), 0.05, 0.8) == 2
+    # two seeds, clearly apart: 1.0 ± t_.975(1) · 0.01 = [0.873, 1.127] lies above 0
+    two = cmp.Diff(True, 2, 1.0, 0.01, 1.0, LEVEL, 0.01 * math.sqrt(2))
+    assert two.low == pytest.approx(1.0 - scipy_stats.t.ppf(0.975, 1) * 0.01)
+    assert cmp.superiority(two, 0.05, 0.8).outcome == cmp.YES
+
+
+def test_equivalence_is_not_decided_the_other_way_while_the_interval_straddles_the_margin():
+    """Mean 0.06 outside ±0.05, but its interval [0.037, 0.083] straddles +0.05: not NO. With n = 30
+    and se 0.005 the seeds could detect 0.05, so it cannot be separated (OVERLAP), not underpowered."""
+    straddles = cmp.Diff(True, 10, 0.06, 0.01, 9.0, LEVEL, 0.01 * math.sqrt(10))
+    assert cmp.equivalence(straddles, 0.05, 0.8).outcome in (cmp.OVERLAP, cmp.UNTESTABLE)
+    narrow = cmp.Diff(True, 30, 0.05, 0.005, 29.0, LEVEL, 0.005 * math.sqrt(30))
+    assert (scipy_stats.t.ppf(0.975, 29) + scipy_stats.t.ppf(0.8, 29)) * 0.005 < 0.05
+    assert cmp.equivalence(narrow, 0.05, 0.8).outcome == cmp.OVERLAP
+
+
+def test_only_a_yes_against_a_no_is_opposite():
+    D = cmp.Decision
+    assert cmp.opposite(D(cmp.YES), D(cmp.NO)) and cmp.opposite(D(cmp.NO), D(cmp.YES))
+    for a, b in ((cmp.YES, cmp.OVERLAP), (cmp.NO, cmp.OVERLAP), (cmp.YES, cmp.UNTESTABLE), (cmp.YES, cmp.YES)):
+        assert not cmp.opposite(D(a), D(b))
+
+
+def test_the_permutation_detectable_shift_is_the_two_sided_normal_formula():
+    expected = (scipy_stats.norm.ppf(0.975) + scipy_stats.norm.ppf(0.8)) * 0.02
+    assert cmp.permutation_detectable(0.02, LEVEL, 0.8) == pytest.approx(expected)
+
+
+def test_an_underpowered_reason_counts_seeds_for_the_observed_distance():
+    """Non-inferiority: mean −0.03 with margin 0.02 is 0.01 from the margin; superiority: a mean of
+    −0.01 is 0.01 from 0 (its size, whatever its sign)."""
+    wide = cmp.Diff(True, 3, -0.03, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3))
+    decision = cmp.non_inferiority(wide, 0.02, 0.8, 100.0, " pp")
+    assert decision.outcome == cmp.UNTESTABLE and "the observed 1 pp from the margin" in decision.reason
+    below = cmp.Diff(True, 3, -0.01, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3))
+    reason = cmp.superiority(below, 0.05, 0.8).reason
+    need = cmp.seeds_needed(below, 0.01, 0.8)
+    shown = f"more than {cmp.MAX_SEEDS}" if need > cmp.MAX_SEEDS else f"about {need}"
+    assert f"{shown} the observed 0.01" in reason
+
+
+def test_a_side_with_two_values_for_one_seed_is_not_paired():
+    """Seed 0 twice on one side: the per-seed differences are not defined, so two groups (Welch)."""
+    a = pd.Series([1.0, 1.2, 2.0, 3.0], index=[0, 0, 1, 2])
+    b = pd.Series([0.5, 1.5, 2.5], index=[0, 1, 2])
+    diff = cmp.compare(a, b, LEVEL)
+    assert not diff.paired and diff.mean == pytest.approx(a.mean() - b.mean())

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.report import claims, mechanism_map as mm
+from orchestrator import vocab
+from orchestrator.report import claims, comparisons as cmp, mechanism_map as mm, stats
 from orchestrator.spec.claim_rules import ClaimRules
 from tests.orchestrator.report.test_mechanism_map import planted, results_of
 
@@ -53,3 +54,154 @@ def test_a_model_exactly_at_the_reliance_cut_does_not_rely_on_the_cue():
     assert found and all(m.within_across is not None for m in found)
     assert all(sorted(m.models["group"].value_counts().tolist()) == [6, 6] for m in found)
     assert math.isfinite(found[0].within_across.observed)
+
+
+# ----- the permutation test's p-values and smallest p-value -----
+
+def test_the_lower_tail_p_value_counts_the_observed_relabeling():
+    """Groups further apart within than across (3 + 3 models, 10 partitions): the observed relabeling
+    and its mirror are the most extreme low ones, so p_lower = 2/20, never 0."""
+    matrix, truth = planted([3, 3], within=(0.8, 1.2), across=(0.0, 0.1))
+    test = mm.within_across(matrix, truth == 0, 1000)
+    assert test.exact and test.p_lower == pytest.approx(2 / 20) and test.p_upper == pytest.approx(1.0)
+    assert test.sd == pytest.approx(np.std(test.null, ddof=1))
+
+
+def test_random_relabelings_never_promise_a_smaller_p_value_than_the_partitions_allow():
+    """4 + 4 models: 35 partitions, p >= 2/70 whatever the number of random relabelings drawn."""
+    matrix, truth = planted([4, 4], seed=3)
+    test = mm.within_across(matrix, truth == 0, n=50)
+    assert not test.exact and test.null.size == 51
+    assert test.min_p == pytest.approx(2 / 70)
+
+
+def test_relabelings_are_exact_when_there_are_exactly_as_many_as_allowed():
+    perms, exact = mm.labelings(np.array([1, 1, 0, 0, 0], dtype=bool), 10)      # C(5, 2) = 10
+    assert exact and len(perms) == 10 and len({p.tobytes() for p in perms}) == 10
+
+
+# ----- the matrix, its threshold and components -----
+
+def test_the_model_missing_most_pairs_is_left_out_first():
+    nan = np.nan
+    m = np.array([[0, 1, nan, 1], [1, 0, nan, 1], [nan, nan, 0, 1], [1, 1, 1, 0]], dtype=float)
+    assert mm.complete(m) == [0, 1, 3]
+
+
+def test_a_pair_of_a_model_with_itself_leaves_the_diagonal_at_zero():
+    pairs = pd.DataFrame({"endpoint_a": ["a", "a", "b"], "endpoint_b": ["a", "b", "b"], "value": [0.3, 0.5, 0.4]})
+    m = mm.barrier_matrix(pairs, ["a", "b"])
+    np.testing.assert_allclose(m, [[0.0, 0.5], [0.5, 0.0]])
+
+
+def test_components_link_barriers_at_the_threshold():
+    m = np.array([[0.0, 0.3, 1.0], [0.3, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    assert mm.components(m, 0.3).tolist() == [1, 1, 2]
+
+
+def test_an_aligned_map_takes_its_controls_aligned_barriers_where_they_have_them():
+    rows = [{"pair_type": "cue~cue:spawn@0", "path_kind": kind, "alignment": align, "eval_set": "cue",
+             "metric": "loss", "definition": "chord", "value": v}
+            for kind, align, values in (("linear", None, [0.5, 0.6, 0.7]), ("aligned", "activation", [0.01, 0.02, 0.03]))
+            for v in values]
+    t = mm.threshold_for(pd.DataFrame(rows), "cue", "aligned (activation)", "loss", "chord", 0.95)
+    est = stats.Estimate.of([0.01, 0.02, 0.03])
+    assert t.source == "cue~cue:spawn@0" and t.value == pytest.approx(est.ci_high)
+
+
+# ----- maps of a population: components, extremes, the ARI -----
+
+CHAIN = np.array([                        # models 0-2 rely on the cue, 3-5 do not
+    [0.00, 0.05, 0.50, 1.0, 1.0, 1.0],
+    [0.05, 0.00, 0.05, 1.0, 1.0, 1.0],
+    [0.50, 0.05, 0.00, 1.0, 1.0, 1.0],
+    [1.0, 1.0, 1.0, 0.00, 0.05, 0.05],
+    [1.0, 1.0, 1.0, 0.05, 0.00, 0.05],
+    [1.0, 1.0, 1.0, 0.05, 0.05, 0.00]])
+RELIANCE = np.array([0.8, 0.8, 0.8, 0.0, 0.0, 0.0])
+
+
+def _with_paths(results, lowest_within, lowest_across, peak_within, peak_across):
+    """A path per population pair whose accuracy dips to `lowest_*` and loss peaks at `peak_*` midway."""
+    rows = []
+    bars = results[vocab.BARRIERS]
+    pop = bars[bars["pair_type"] == vocab.POPULATION].drop_duplicates("task_id")
+    ids = sorted(set(pop["endpoint_a"]) | set(pop["endpoint_b"]))
+    for r in pop.itertuples():
+        within = (RELIANCE[ids.index(r.endpoint_a)] > 0.25) == (RELIANCE[ids.index(r.endpoint_b)] > 0.25)
+        lo, hi = (lowest_within, peak_within) if within else (lowest_across, peak_across)
+        for eval_set in ("nocue", "cue"):
+            for alpha, acc, loss in ((0.0, 0.9, 0.3), (0.5, lo, hi), (1.0, 0.9, 0.3)):
+                rows.append({"task_id": r.task_id, "eval_set": eval_set, "endpoint_a": r.endpoint_a,
+                             "endpoint_b": r.endpoint_b, "path_kind": vocab.LINEAR, "alignment": None,
+                             "alpha": alpha, "acc": acc, "loss": loss})
+    return {**results, vocab.PATHS: pd.DataFrame(rows)}
+
+
+def test_components_follow_chains_that_the_average_linkage_clusters_do_not():
+    """0–1 and 1–2 are below the threshold (≈ 0.10 from the controls 0.05, 0.08, 0.06), 0–2 is not: one
+    component {0, 1, 2}; average linkage joins 2 to {0, 1} at (0.05 + 0.5) / 2 = 0.275, so not one cluster."""
+    (m, *_) = mm.maps(results_of(CHAIN, RELIANCE), (), ClaimRules(permutations=500))
+    comp, clus = m.models["component"].tolist(), m.models["cluster"].tolist()
+    assert comp[0] == comp[1] == comp[2] != comp[3] == comp[4] == comp[5]
+    assert clus[0] == clus[1] != clus[2]
+
+
+def test_the_within_group_extremes_are_the_lowest_accuracy_and_highest_loss_of_within_group_paths():
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.5, 0.2, 1.0, 2.0)
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.within_extremes == pytest.approx((0.5, 1.0))
+
+
+def test_one_cluster_leaves_the_adjusted_rand_index_undefined():
+    """Controls far apart (threshold above every barrier): one cluster, no index, its check not measured."""
+    results = results_of(CHAIN, RELIANCE, controls=(5.0, 5.1, 5.2))
+    found = mm.maps(results, (), ClaimRules(permutations=500))
+    assert all(m.ari_test is None and m.models["cluster"].nunique() == 1 for m in found)
+    (e,) = [c for c in claims.judge(results, (), ClaimRules(permutations=500)) if c.key == "e"]
+    ari = [c for c in e.checks if "adjusted Rand" in c.text]
+    assert ari and all(c.outcome == claims.MISSING and "one cluster" in c.reason for c in ari)
+
+
+# ----- claim (e)'s guards and its index check, on hand-made maps -----
+
+def _map(test: mm.Permutation, within_extremes=(0.9, 0.5), ari_test=None) -> mm.MechanismMap:
+    models = pd.DataFrame({"task_id": [f"m{i}" for i in range(6)], "group": [mm.RELIES] * 3 + [mm.IGNORES] * 3,
+                           "cluster": [1, 1, 1, 2, 2, 2]})
+    return mm.MechanismMap("cue", vocab.LINEAR, "loss", "chord", models, CHAIN.copy(), mm.Threshold(0.1, "x", 3),
+                           within_across=test, ari=1.0 if ari_test else math.nan, ari_test=ari_test,
+                           within_extremes=within_extremes, chance=0.1)
+
+
+def _permutation(observed, p_upper, p_lower, sd=0.001):
+    null = np.array([-sd, sd] * 50)
+    return mm.Permutation(observed, null, p_upper, p_lower, 0.001, False)
+
+
+def test_claim_e_is_not_testable_where_the_within_group_paths_peak_near_chance_loss():
+    """Undecided with a null narrow enough to see 0.05 (would be 'cannot be separated'); the within-group
+    paths peak at 2.2 nats, within 0.25 of ln 10 = 2.30: not testable."""
+    rules = ClaimRules(check_definition=None)
+    assert cmp.permutation(0.0, 0.5, 0.5, 0.001, _permutation(0.0, 0.5, 0.5).sd, 0.95, 0.05, 0.8).outcome == cmp.OVERLAP
+    c = claims.claim_e([_map(_permutation(0.0, 0.5, 0.5), within_extremes=(0.9, 2.2))], rules)
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == claims.UNTESTABLE and "collapse" in check.reason
+    c = claims.claim_e([_map(_permutation(0.0, 0.5, 0.5), within_extremes=(0.9, 1.9))], rules)
+    assert [x for x in c.checks if x.group == "within < across"][0].outcome == claims.OVERLAP
+
+
+def test_claim_e_decides_the_index_on_its_upper_tail():
+    ari = _permutation(1.0, 0.001, 0.999)
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), ari_test=ari)], ClaimRules(check_definition=None))
+    (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
+    assert index.outcome == claims.YES and not index.required
+    assert c.verdict == claims.HOLDS
+
+
+def test_the_threshold_takes_resubset_controls_as_same_data_pairs_from_one_initialisation():
+    rows = [{"pair_type": pair_type, "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+             "metric": "loss", "definition": "chord", "value": v}
+            for pair_type, values in (("cue~cue:resubset", [0.05, 0.07, 0.09]), ("cue~cue:self", [0.01, 0.02]))
+            for v in values]
+    t = mm.threshold_for(pd.DataFrame(rows), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert t.source == "cue~cue:resubset" and t.value == pytest.approx(stats.Estimate.of([0.05, 0.07, 0.09]).ci_high)

@@ -223,3 +223,62 @@ def test_summarize_keeps_cue_proportions_apart():
     assert out.loc[0.5, "mean"] == pytest.approx(0.3) and out.loc[0.9, "mean"] == pytest.approx(1.2)
     half = scipy_stats.t.ppf(0.975, 1) * np.std([1.0, 1.4], ddof=1) / np.sqrt(2)
     assert (out.loc[0.9, "ci_low"], out.loc[0.9, "ci_high"]) == pytest.approx((1.2 - half, 1.2 + half))
+
+
+def test_a_dataset_label_missing_on_some_rows_still_keeps_datasets_apart():
+    base = {"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue", "metric": "loss",
+            "definition": "chord"}
+    df = pd.DataFrame([dict(base, dataset=d, value=v)
+                       for d, v in (("digits", 1.0), ("digits", 2.0), ("cifar10", 5.0), (None, 7.0))])
+    out = stats.summarize(df)
+    assert sorted(out["mean"]) == [1.5, 5.0, 7.0] and sorted(out["n"]) == [1, 1, 2]
+
+
+def test_a_setting_column_with_two_values_is_a_swept_axis():
+    base = {"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue", "metric": "loss",
+            "definition": "chord"}
+    df = pd.DataFrame([dict(base, value=v, **{"finetune.lam": lam}) for v, lam in ((1.0, 1.0), (3.0, 1.0), (10.0, 3.0))])
+    out = stats.summarize(df).set_index("finetune.lam")         # swept columns found, not given
+    assert out.loc[1.0, "mean"] == 2.0 and out.loc[3.0, "mean"] == 10.0
+
+
+def test_a_retried_task_counts_by_its_latest_status():
+    """A fine-tuning that failed, was retried and finished: its evaluations count (its latest status);
+    one that finished and then failed on a rerun does not."""
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    naive = tasks["task_id"].str.startswith("finetune-naive")
+    retried = tasks[naive].assign(status=vocab.FAILED)
+    tasks = pd.concat([retried, tasks], ignore_index=True)                   # failed first, finished last
+    table = stats.finetune_table(evaluations, tasks).text.set_index("method")
+    assert table.loc["naive", "n"] == str(len(SEEDS))
+    tasks = pd.concat([tasks, retried], ignore_index=True)                   # failed last
+    table = stats.finetune_table(evaluations, tasks).text.set_index("method")
+    assert (table.loc["naive"].drop("n") == stats.MISSING).all()
+
+
+def test_endpoint_drift_is_path_minus_trained_at_each_end():
+    """Two pairs; the path's endpoint A (alpha 0) and B (alpha 1) against the trained models' own rows."""
+    paths, evals = [], []
+    for k, (la, lb) in enumerate(((0.5, 0.7), (0.6, 0.9))):
+        a, b = f"m{k}a", f"m{k}b"
+        for alpha, loss in ((0.0, la), (0.5, 2.0), (1.0, lb)):
+            paths.append({"task_id": f"p{k}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+                          "eval_set": "cue", "alpha": alpha, "loss": loss, "acc": 0.9, "endpoint_a": a, "endpoint_b": b})
+        evals += [{"task_id": a, "eval_set": "cue", "loss": 0.4, "acc": 0.95},
+                  {"task_id": b, "eval_set": "cue", "loss": 0.5, "acc": 0.8}]
+    drift = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals)).set_index("endpoint")
+    assert drift.loc["A", "n"] == 2 and drift.loc["A", "loss_drift"] == pytest.approx(((0.5 - 0.4) + (0.6 - 0.4)) / 2)
+    assert drift.loc["B", "loss_drift"] == pytest.approx(((0.7 - 0.5) + (0.9 - 0.5)) / 2)
+    assert drift.loc["A", "acc_drift"] == pytest.approx(0.9 - 0.95) and drift.loc["B", "acc_drift"] == pytest.approx(0.1)
+
+
+def test_cue_proportion_is_a_label_worth_a_column_only_with_two_cue_settings_above_zero():
+    assert stats.varying_labels(pd.DataFrame({"cue_proportion": [0.0, 0.8, 0.8]})) == []
+    assert stats.varying_labels(pd.DataFrame({"cue_proportion": [0.0, 0.5, 0.8]})) == ["cue_proportion"]
+
+
+def test_chance_needs_one_class_count():
+    assert stats.chance(["digits", "cifar10"]) == pytest.approx(0.1)          # 10 classes each
+    assert stats.chance(["digits", "cifar100"]) is None                      # 10 and 100: no one chance
+    assert stats.chance(["cifar100"]) == pytest.approx(0.01)

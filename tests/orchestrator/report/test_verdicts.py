@@ -29,6 +29,7 @@ def _claim(*outcomes_by_group, optional=()) -> Claim:
     ((YES, OVERLAP), OVERLAP),
     ((YES, UNTESTABLE), YES),           # decided where it can be; the rest could not discriminate
     ((UNTESTABLE, UNTESTABLE), UNTESTABLE),
+    ((OVERLAP, NO), NO),                # ✗ over ≈, in whichever order the checks come
 ])
 def test_a_groups_outcome_is_its_worst_decided_check(outcomes, expected):
     claim = _claim(*(("g", o) for o in outcomes))
@@ -71,3 +72,48 @@ def test_the_reliance_indices_are_randimg_minus_chance_and_nocue_minus_randcue()
     rel = s.reliance(acc)
     assert rel[verdicts.RANDIMG].tolist() == pytest.approx([0.5, 0.05])
     assert rel[verdicts.RANDCUE].tolist() == pytest.approx([0.6, 0.3])
+
+
+def test_a_claim_with_one_group_decided_the_other_way_fails_even_when_another_is_not_separated():
+    claim = _claim(("g", OVERLAP), ("h", NO), ("k", YES))
+    assert claim.verdict == verdicts.FAILS and claim.sentence().startswith("Does not hold")
+    assert _claim(("g", OVERLAP), ("k", YES)).verdict == verdicts.UNSEPARATED
+
+
+def test_the_chance_floor_is_the_mean_over_pairs_of_each_pairs_extremes_not_their_median():
+    """Three pairs dipping to 0.10, 0.20 and 0.60: the mean lowest accuracy is 0.30 (median 0.20)."""
+    paths = pd.DataFrame(_path_rows("p1", [0.9, 0.10, 0.9], [0.3, 2.0, 0.3])
+                         + _path_rows("p2", [0.9, 0.20, 0.9], [0.3, 1.0, 0.3])
+                         + _path_rows("p3", [0.9, 0.60, 0.9], [0.3, 0.6, 0.3]))
+    s = verdicts.Slice(EMPTY, EMPTY, paths, EMPTY, chance=0.1)
+    assert s.extremes("cue~cue", vocab.LINEAR, "cue") == pytest.approx((0.30, 1.2))
+
+
+def _evaluations(rows) -> pd.DataFrame:
+    return pd.DataFrame([{"task_id": t, "kind": vocab.PRETRAIN, "cue_proportion": p, "seed": s, "method": None,
+                          "eval_set": e, "acc": a} for t, p, s, e, a in rows])
+
+
+def test_a_seeds_accuracy_is_the_mean_of_its_models_and_cue_and_no_cue_models_are_kept_apart():
+    ev = _evaluations([("m1", 0.8, 0, "randimg", 0.9), ("m2", 0.8, 0, "randimg", 0.5),
+                       ("m3", 0.8, 1, "randimg", 0.7), ("n1", 0.0, 0, "randimg", 0.1),
+                       ("n2", float("nan"), 1, "randimg", 0.12)])
+    s = verdicts.Slice(ev, EMPTY, EMPTY, EMPTY, chance=0.1)
+    cue = s.models(vocab.PRETRAIN, cue=True)["randimg"]
+    assert cue.to_dict() == pytest.approx({0: 0.7, 1: 0.7})                   # (0.9 + 0.5) / 2 for seed 0
+    assert s.models(vocab.PRETRAIN, cue=False)["randimg"].to_dict() == pytest.approx({0: 0.1, 1: 0.12})
+
+
+def _barrier_rows(pair_type: str, values_by_seed) -> list[dict]:
+    return [{"task_id": f"{pair_type}-{seed}-{i}", "pair_type": pair_type, "path_kind": vocab.LINEAR,
+             "alignment": None, "eval_set": "cue", "metric": "loss", "definition": "chord", "value": v, "seed": seed}
+            for seed, values in values_by_seed.items() for i, v in enumerate(values)]
+
+
+def test_a_seeds_barrier_is_the_mean_of_its_pairs_and_the_noise_floor_is_the_first_self_pair():
+    bars = pd.DataFrame(_barrier_rows("cue~cue", {0: [0.2, 0.6], 1: [0.5]})
+                        + _barrier_rows("nocue~nocue:self", {0: [0.01]}) + _barrier_rows("cue~cue:self", {0: [0.02]}))
+    s = verdicts.Slice(EMPTY, bars, EMPTY, EMPTY, chance=0.1)
+    got = s.barrier("cue~cue", vocab.LINEAR, "cue", "loss", "chord")
+    assert got.to_dict() == pytest.approx({0: 0.4, 1: 0.5})
+    assert s.noise_floor() == "cue~cue:self"                # cue~cue before nocue~nocue, as the pairs are ordered
