@@ -17,7 +17,7 @@ share a model or a data seed there), else of two independent groups (Welch). Out
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -39,7 +39,8 @@ def t_quantile(q: float, df: float) -> float:
 class Diff:
     """a − b: paired within seed (`n` pairs) or of two independent groups (Welch; `n` the smaller
     group), with its two-sided interval at `level`. `sd` is the spread of one unit (the per-seed
-    difference, or √2 × the pooled SD of one model) from which seeds-needed is computed."""
+    difference, or √2 × the pooled SD of one model) from which seeds-needed is computed. `unpaired`:
+    the seeds measured on one side only, left out of a paired difference (shown in its text)."""
 
     paired: bool
     n: int
@@ -48,6 +49,7 @@ class Diff:
     df: float
     level: float
     sd: float
+    unpaired: int = 0
 
     @property
     def low(self) -> float:
@@ -66,7 +68,9 @@ class Diff:
             return "—"
         interval = "" if self.n < 2 else f" [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
         kind = "paired" if self.paired else "two groups"
-        return f"{scale * self.mean:+.{digits}f}{unit}{interval} ({kind}, n = {self.n})"
+        left_out = "" if not self.unpaired else \
+            f"; {self.unpaired} seed{'s' if self.unpaired > 1 else ''} measured on one side only left out"
+        return f"{scale * self.mean:+.{digits}f}{unit}{interval} ({kind}, n = {self.n}{left_out})"
 
 
 def _finite(values) -> np.ndarray:
@@ -101,10 +105,12 @@ def independent(a, b, level: float) -> Diff:
 
 
 def compare(a: pd.Series, b: pd.Series, level: float) -> Diff:
-    """Paired within seed where both sides have at least two common seeds, else independent."""
-    common = a.dropna().index.intersection(b.dropna().index)
+    """Paired within seed where both sides have at least two common seeds, else independent; a paired
+    difference counts the seeds it leaves out (measured on one side only)."""
+    seeds_a, seeds_b = a.dropna().index, b.dropna().index
+    common = seeds_a.intersection(seeds_b)
     if len(common) >= 2 and a.index.is_unique and b.index.is_unique:
-        return paired(a, b, level)
+        return replace(paired(a, b, level), unpaired=len(seeds_a.symmetric_difference(seeds_b)))
     return independent(a.to_numpy(), b.to_numpy(), level)
 
 

@@ -200,3 +200,18 @@ def test_a_side_with_two_values_for_one_seed_is_not_paired():
     b = pd.Series([0.5, 1.5, 2.5], index=[0, 1, 2])
     diff = cmp.compare(a, b, LEVEL)
     assert not diff.paired and diff.mean == pytest.approx(a.mean() - b.mean())
+
+
+def test_a_paired_difference_says_how_many_seeds_it_leaves_out():
+    """Seeds 0-2 on one side, 0-1 and 3 on the other: paired on 0 and 1, seeds 2 and 3 left out and said so;
+    with the same seeds on both sides the text is as before."""
+    a = pd.Series([1.0, 2.0, 4.0], index=[0, 1, 2])
+    b = pd.Series([0.5, 1.0, 9.0], index=[0, 1, 3])
+    diff = cmp.compare(a, b, LEVEL)
+    assert diff.paired and diff.n == 2 and diff.unpaired == 2
+    assert diff.mean == pytest.approx(((1.0 - 0.5) + (2.0 - 1.0)) / 2)
+    assert diff.text().endswith("(paired, n = 2; 2 seeds measured on one side only left out)")
+    same = cmp.compare(a, a - 1.0, LEVEL)
+    assert same.unpaired == 0 and same.text().endswith("(paired, n = 3)")
+    one = cmp.compare(pd.Series([1.0, 2.0, float("nan")], index=[0, 1, 2]), pd.Series([0.0, 0.0, 0.0]), LEVEL)
+    assert one.n == 2 and one.text().endswith("1 seed measured on one side only left out)")
