@@ -117,3 +117,68 @@ def test_objects_rebuilt_from_an_identity_record_the_fields_read():
         assert Toy(n=2).mode == "a"                          # not rebuilt from an id: not recorded
     assert reads == {Toy: {"x", "cap"}}                      # validation while building is not a read
     assert type(S.from_identity(Toy, {"n": 4})) is Toy     # outside the block: the plain class
+
+
+# ----- bounds are inclusive where declared so; identities read back -----
+
+def test_the_bounds_ge_and_le_allow_the_bound_itself_and_gt_lt_do_not():
+    assert Toy(n=1).n == 1 and Toy(n=10).n == 10          # ge=1, le=10: both ends allowed
+    assert Toy(cap=1).cap == 1
+    for x in (0, 0.0, 1, 1.0):                             # gt=0, lt=1: neither end
+        with pytest.raises(S.SettingsError, match="must be > 0 and < 1"):
+            Toy(x=x)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_every_shipped_numeric_setting_accepts_its_declared_bounds(cls):
+    for f, tp, rule in S.declared_fields(cls):
+        kind, _ = S.base_type(tp)
+        for bound in (rule.ge, rule.le):
+            if kind in (int, float) and bound is not None:
+                value = kind(bound)
+                assert S.value_problem(value, tp, rule) is None, f"{cls.__name__}.{f.name}={value}"
+
+
+def test_whole_numbers_span_the_signed_64_bit_range():
+    assert S.value_problem(-2 ** 63, int, S.Rule()) is None and S.value_problem(2 ** 63 - 1, int, S.Rule()) is None
+    assert "64 bits" in S.value_problem(-2 ** 63 - 1, int, S.Rule())
+    assert "64 bits" in S.value_problem(2 ** 63, int, S.Rule())
+
+
+def test_from_identity_fills_a_left_out_field_with_its_id_default_not_its_current_default():
+    """An id written before `renamed_default` changed its default (4 -> 5) left 4 out: reading it back
+    gives 4, the value that task ran with."""
+    assert S.from_identity(Toy, {}).renamed_default == 4
+    assert S.from_identity(Toy, S.identity_dict(Toy())) == Toy()
+    assert S.from_identity(Toy, S.identity_dict(Toy(n=9, renamed_default=4))) == Toy(n=9, renamed_default=4)
+
+
+def test_an_overridden_default_is_what_the_subclass_identities_leave_out():
+    """`override` gives a subclass its own default with the same bounds; its ids leave out that default
+    (normally a setting's id default is its default), not the parent's renamed id default."""
+    @dataclasses.dataclass(frozen=True)
+    class Sub(Toy):
+        renamed_default: int = S.override(Toy, "renamed_default", 6)
+
+    assert S.identity_dict(Sub()) == {}
+    assert S.identity_dict(Sub(renamed_default=4)) == {"renamed_default": 4}
+    assert S.from_identity(Sub, {}) == Sub()
+    with pytest.raises(S.SettingsError):
+        Sub(n=0)
+
+
+def test_data_identity_is_the_settings_without_root_and_the_data_version():
+    from tasks.settings.data import DATA_VERSION, data_identity
+
+    here = DataSettings(cue_proportion=0.8, seed=3, root="/data/here")
+    assert data_identity(here) == {"cue_proportion": 0.8, "seed": 3, "version": DATA_VERSION}
+    assert data_identity(here) == data_identity(dataclasses.replace(here, root="/elsewhere"))
+    assert data_identity(DataSettings()) == {"version": DATA_VERSION}
+
+
+def test_model_identity_always_names_the_model_and_its_width_when_set():
+    from tasks.settings.models import model_identity
+
+    assert model_identity(ModelSettings()) == {"name": "small_cnn"}
+    assert model_identity(ModelSettings("vgg13", width=32)) == {"name": "vgg13", "width": 32}
+    assert ModelSettings("vgg13", width=32).label == "vgg13-w32" and ModelSettings("vgg13").label == "vgg13"

@@ -11,7 +11,7 @@ import torch
 
 from orchestrator import vocab
 from orchestrator.graph.dag import (LABEL_KEYS, Resources, Task, build_graph, canonical_json, describe_plan,
-                                init_seed, task_id)
+                                init_seed, pair_counts, task_id)
 from orchestrator.spec.sweep_spec import load_spec, parse_spec
 from tasks.models import ModelSettings, build_model
 from tasks.settings import Settings, from_identity, identity_dict, setting
@@ -383,6 +383,21 @@ def test_the_self_control_gets_one_linear_path_with_fresh_bn_samples():
     assert all("bn_sample" not in t.config["path"] for t in _path_evals(graph) if t not in self_paths)
 
 
+def test_bn_data_from_the_endpoints_names_each_endpoints_own_training_data_in_order():
+    """`paths.bn_data: endpoints`: BatchNorm is re-estimated on endpoint A's training distribution and B's,
+    so the path's config holds both endpoints' data, A's first; `clean` holds none."""
+    graph = build_graph(load_spec(None, ["paths.bn_data=endpoints", "seeds=[0]"]))
+    cue_nocue = [t for t in _path_evals(graph) if t.labels["pair_type"] == "cue~nocue"]
+    assert cue_nocue
+    for t in _path_evals(graph):
+        a, b = (graph.tasks[e] for e in t.config["endpoints"])
+        assert t.config["bn_data"] == [a.config["data"], b.config["data"]]
+    for t in cue_nocue:
+        a, b = (graph.tasks[e] for e in t.config["endpoints"])
+        assert a.labels["cue_proportion"] > 0 and b.labels["cue_proportion"] == 0.0
+    assert all("bn_data" not in t.config for t in _path_evals(build_graph(load_spec(None, ["seeds=[0]"]))))
+
+
 def test_children_and_descendants():
     graph = build_graph(load_spec(None))
     pretrain = next(t for t in graph.tasks.values() if t.kind == "pretrain" and t.labels["cue_proportion"] > 0)
@@ -394,6 +409,22 @@ def test_children_and_descendants():
     assert descendants == sorted(descendants, key=order.index)
     leaf = next(t for t in _path_evals(graph) if t.config["path_kind"] == "quadratic")
     assert graph.children(leaf.id) == [] and graph.descendants(leaf.id) == []
+
+
+def test_descendants_are_every_task_that_depends_on_it_through_any_chain_of_parents():
+    """A population of fine-tuned models pairs two fine-tunings: that path depends on their pretrained
+    parents only through them (a grandchild), and is still a descendant of each."""
+    graph = build_graph(load_spec(None, ["population.kinds=[finetune]", "finetune.methods=[naive, cbft]",
+                                         "paths.pairs=[cue~nocue]", "seeds=[0]", "paths.kinds=[linear]"]))
+    ancestors: dict[str, set] = {}
+    for task_id, task in graph.tasks.items():      # topological order: parents first
+        ancestors[task_id] = set(task.parents).union(*(ancestors[p] for p in task.parents))
+    grandchildren = 0
+    for task_id in graph.tasks:
+        expected = [t for t in graph.tasks if task_id in ancestors[t]]
+        assert graph.descendants(task_id) == expected
+        grandchildren += len(set(expected) - set(graph.children(task_id)))
+    assert grandchildren > 0
 
 
 def test_resources_come_from_the_spec_and_are_not_in_the_id():
@@ -432,6 +463,17 @@ def test_a_method_that_does_not_read_the_swept_setting_is_one_task():
     naive = next(t for t in swept.tasks.values() if t.kind == "finetune" and t.config["method"] == "naive")
     assert "lam" not in naive.config["finetune"] and "finetune.lam" not in naive.settings
     assert naive.labels["variant"] is None
+
+
+def test_pair_counts_count_a_pair_once_per_swept_combination_that_evaluates_it():
+    """A swept path setting evaluates the same two models once per value: one pair per (endpoints,
+    combination); the pretrained models, shared by both values, pair the same way."""
+    graph = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear], num_alphas: {grid: [5, 9]}}"
+                                   "\nseeds: [0, 1]\n"))
+    assert graph.counts() == {"pretrain": 4, "path_eval": 4}
+    assert pair_counts(graph) == {"cue~nocue": 4}
+    one = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear]}\nseeds: [0, 1]\n"))
+    assert pair_counts(one) == {"cue~nocue": 2}
 
 
 def test_zipped_axes_make_one_combination_per_position():

@@ -123,3 +123,56 @@ def test_bad_population_is_one_clear_error_per_problem():
     text = str(e.value)
     assert "`population.methods`: 'lpft' is not one of `finetune.methods`" in text
     assert "`population.cue_proportions`: 0.3 is not one of `cue_proportions`" in text
+
+
+def test_population_cue_proportions_filter_the_control_pairs_models_too():
+    """`population.cue_proportions: [0.8]` chooses only models trained at 0.8: the cue~cue partner at 0.8
+    is in the population (controls: true), the nocue~nocue partner at 0.0 is not."""
+    g = graph("population.kinds=[pretrain]", "population.controls=true", "population.cue_proportions=[0.8]",
+              "paths.pairs=[cue~cue, nocue~nocue]", "finetune.methods=[]", "seeds=[0, 1]")
+    population = {e for t in g.tasks.values() if t.labels["pair_type"] == vocab.POPULATION
+                  for e in t.config["endpoints"]}
+    at = {p: {t for t, task in g.tasks.items() if task.kind == vocab.PRETRAIN and task.labels["cue_proportion"] == p}
+          for p in (0.0, 0.8)}
+    assert len(at[0.8]) == 4 and len(at[0.0]) == 4       # per seed, each pair type's two models
+    assert population == at[0.8]                          # primaries and partners at 0.8, nothing at 0.0
+
+
+def test_a_population_aligned_path_reuses_the_linear_path_a_pair_type_planned_for_its_endpoints():
+    """An aligned path reuses its pair's linear path (the rows of an identity alignment): a population
+    without linear paths of its own still links, for a pair a pair type evaluated linearly, that path."""
+    g = graph("population.kinds=[pretrain]", "population.path_kinds=[aligned]", "paths.kinds=[linear]",
+              "paths.pairs=[cue~nocue]", "finetune.methods=[]", "seeds=[0, 1]")
+    linear = {frozenset(t.config["endpoints"]): t for t in g.tasks.values()
+              if t.kind == vocab.PATH_EVAL and t.config["path_kind"] == vocab.LINEAR}
+    assert len(linear) == 2                                    # the cue~nocue pair of each seed
+    aligned = [t for t in g.tasks.values() if t.kind == vocab.PATH_EVAL and t.config["path_kind"] == vocab.ALIGNED]
+    k = len(models(g))
+    assert len(aligned) == k * (k - 1) // 2
+    for t in aligned:
+        mine = linear.get(frozenset(t.config["endpoints"]))
+        assert t.config["linear"] == (mine.id if mine else None)
+        assert (mine is not None and mine.id in t.parents) or mine is None
+    assert sum(t.config["linear"] is not None for t in aligned) == 2
+
+
+def test_a_population_pair_across_seeds_trains_and_evaluates_with_the_smaller_seed():
+    g = graph("paths.pairs=[]", "population.kinds=[pretrain]", "population.path_kinds=[quadratic]",
+              "cue_proportions=[0.0, 0.8]", "seeds=[0, 1, 2]", "finetune.methods=[]")
+    paths = [t for t in g.tasks.values() if t.kind in (vocab.MIDPOINT, vocab.PATH_EVAL)]
+    assert len(paths) == 2 * 15
+    for t in paths:
+        seeds = [g.tasks[e].labels["seed"] for e in t.config["endpoints"]]
+        assert t.config["seed"] == min(seeds), (t.kind, seeds)
+    assert any(g.tasks[t.config["endpoints"][0]].labels["seed"] > g.tasks[t.config["endpoints"][1]].labels["seed"]
+               for t in paths)                       # endpoints in id order: the first is not always the smaller
+
+
+@pytest.mark.parametrize("extra, idle", [
+    (["population.kinds=[pretrain]", "population.cue_proportions=[0.0, 0.8]"], "[0.5]"),
+    (["population.kinds=[finetune]"], "[0.0]"),     # fine-tunings train their cue parents only
+])
+def test_a_proportion_the_population_leaves_out_trains_no_model_and_is_refused(extra, idle):
+    with pytest.raises(SpecError) as e:
+        load_spec(None, ["paths.pairs=[]", "cue_proportions=[0.0, 0.5, 0.8]", "finetune.methods=[naive]", *extra])
+    assert f"`cue_proportions`: {idle} would train no model" in str(e.value)

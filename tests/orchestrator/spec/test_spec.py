@@ -134,6 +134,17 @@ def test_relative_root_is_resolved_and_a_uri_root_is_refused(tmp_path, monkeypat
     assert problems
 
 
+def test_spec_hash_ignores_where_the_data_lies(tmp_path):
+    """`data.root` is where the files are, not what is run: moving them is no change of the sweep."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a = parse_spec(f"name: x\ndata: {{root: {tmp_path / 'a'}}}\n")
+    b = parse_spec(f"name: x\ndata: {{root: {tmp_path / 'b'}}}\n")
+    assert a.resolved["data"]["root"] != b.resolved["data"]["root"]
+    assert "root" not in S.science(a.resolved)["data"]
+    assert S.spec_hash(a) == S.spec_hash(b) and S.differences(a.resolved, b.resolved) == []
+
+
 def test_dominoes_dataset_defaults_to_dominoes_cue(tmp_path):
     spec = parse_spec(f"name: x\ndata: {{dataset: dominoes, root: '{tmp_path}'}}\n")
     assert spec.data.cue == "dominoes"
@@ -311,3 +322,126 @@ def test_a_stored_spec_from_before_a_key_existed_is_not_a_changed_spec():
     changed = load_spec(None, ["claims.acc_margin=0.05", "paths.bn_data=mix"]).resolved
     assert S.differences(old, changed) == ["claims: '<absent>' -> " + S.show(changed["claims"]),
                                            "paths.bn_data: '<absent>' -> 'mix'"]
+
+
+# ----- bounds: the largest allowed value is allowed, the next one is not -----
+
+def test_axes_may_make_exactly_max_variants_combinations_and_no_more(monkeypatch):
+    monkeypatch.setattr(S, "MAX_VARIANTS", 4)
+    spec = parse_spec("name: x\nfinetune: {lam: {grid: [1, 3]}, lr: {grid: [0.01, 0.1]}}\n")
+    assert len(spec.variants) == 4
+    problems = problems_of("name: x\nfinetune: {lam: {grid: [1, 3, 10]}, lr: {grid: [0.01, 0.1]}}\n")
+    assert any("6 combinations of swept values; at most 4" in p for p in problems), problems
+
+
+def test_an_axis_of_one_key_repeating_a_value_is_refused_naming_that_key_and_value():
+    """Each message names the key and the bad value (spec/validation.py); in a zipped group one key may
+    repeat a value as long as the combinations differ."""
+    problems = problems_of("name: x\naxes: [{finetune.lam: [1, 3, 1]}]\n")
+    assert problems == ["`axes[0].finetune.lam`: [1, 3, 1] repeats a value; list each value once"], problems
+    spec = parse_spec("name: x\naxes: [{finetune.lam: [1, 1], finetune.lr: [0.01, 0.1]}]\n")
+    assert [v.swept for v in spec.variants] == [(("finetune.lam", 1), ("finetune.lr", 0.01)),
+                                                (("finetune.lam", 1), ("finetune.lr", 0.1))]
+
+
+def test_spawn_may_share_every_pretraining_epoch_and_no_more():
+    assert parse_spec("name: x\npaths: {pairs: ['cue~cue:spawn@20']}\npretrain: {epochs: 20}\n")
+    problems = problems_of("name: x\npaths: {pairs: ['cue~cue:spawn@21']}\npretrain: {epochs: 20}\n")
+    assert any(p.startswith("`paths.pairs`") and "use K <= 20" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("key", ["paths.bn_reset_samples", "align.samples", "pretrain.batch_size",
+                                 "midpoint.batch_size"])
+def test_a_sample_count_may_be_the_whole_training_set_and_no_more(key):
+    """digits has 1200 training images (tasks/settings/data.py): all of them may be used, not one more."""
+    section, name = key.split(".")
+    assert parse_spec(f"name: x\n{section}: {{{name}: 1200}}\n")
+    problems = problems_of(f"name: x\n{section}: {{{name}: 1201}}\n")
+    assert any(p.startswith(f"`{key}`: 1201 is more than the 1200 training images") for p in problems), problems
+
+
+def test_cbft_needs_a_full_cue_batch_of_cued_images_left_beside_the_clean_subset():
+    """digits: 1200 training images; the clean subset leaves the rest cued for cbft's cue batch (its own
+    size, or `batch_size` when unset): exactly one batch left is enough, one image fewer is not."""
+    head = "name: x\nfinetune: {methods: [cbft], batch_size: 64, "
+    assert parse_spec(head + "clean_subset: 1136}\n")
+    problems = problems_of(head + "clean_subset: 1137}\n")
+    assert any(p.startswith("`finetune.clean_subset`: 1137 leaves 63 cued training images for cbft, fewer than "
+                            "its cue batch 64") for p in problems), problems
+    assert parse_spec(head + "clean_subset: 1137, cue_batch_size: 63}\n")
+    problems = problems_of(head + "clean_subset: 1000, cue_batch_size: 201}\n")
+    assert any("leaves 200 cued training images for cbft, fewer than its cue batch 201" in p for p in problems)
+    assert parse_spec("name: x\nfinetune: {methods: [naive], batch_size: 64, clean_subset: 1200}\n")
+
+
+def test_a_population_may_choose_the_no_cue_models_but_fine_tuned_ones_need_a_cued_proportion():
+    spec = parse_spec("name: x\npopulation: {kinds: [pretrain], cue_proportions: [0.0]}\n")
+    assert spec.population.cue_proportions == (0.0,)
+    problems = problems_of("name: x\npopulation: {kinds: [finetune], cue_proportions: [0.0]}\n")
+    assert any(p.startswith("`population.kinds`: 'finetune' needs `finetune.methods` and a cue proportion > 0")
+               for p in problems), problems
+
+
+def test_a_swept_list_repeating_a_number_as_int_and_float_repeats_it():
+    """1 and 1.0 are one value of a float setting (spec/axes.py): sweeping both would run it twice."""
+    problems = problems_of("name: x\nfinetune: {lam: {grid: [1, 3, 1.0]}}\n")
+    assert problems == ["`finetune.lam`: [1, 3, 1.0] repeats a value; list each value once"], problems
+    problems = problems_of("name: x\naxes: [{finetune.lam: [3, 3.0], finetune.lr: [0.1, 0.1]}]\n")
+    assert any(p.startswith("`axes[0]`: repeats a combination") for p in problems), problems
+
+
+def test_a_list_may_hold_max_list_items_and_no_more(monkeypatch):
+    from orchestrator.spec import axes, validation
+
+    monkeypatch.setattr(axes, "MAX_LIST", 5)
+    monkeypatch.setattr(validation, "MAX_LIST", 5)
+    spec = parse_spec("name: x\nfinetune: {lam: {grid: [1, 2, 3, 4, 5]}}\nseeds: [0, 1, 2, 3, 4]\n")
+    assert len(spec.variants) == 5 and spec.seeds == (0, 1, 2, 3, 4)
+    problems = problems_of("name: x\nfinetune: {lam: {grid: [1, 2, 3, 4, 5, 6]}}\nseeds: [0, 1, 2, 3, 4, 5]\n")
+    assert "`finetune.lam`: 6 values; at most 5" in problems and "`seeds`: 6 items; at most 5" in problems, problems
+
+
+def test_a_spec_may_plan_exactly_max_tasks_and_no_more(monkeypatch):
+    from orchestrator.spec import rules
+
+    planned = len(build_graph(load_spec(None)))
+    monkeypatch.setattr(rules, "MAX_TASKS", planned)
+    assert len(build_graph(load_spec(None))) == planned
+    monkeypatch.setattr(rules, "MAX_TASKS", planned - 1)
+    with pytest.raises(SpecError, match=f"plans about {planned:,} tasks; at most {planned - 1:,}"):
+        load_spec(None)
+
+
+def test_population_defaults_pair_every_model_including_the_controls_with_linear_paths():
+    """population.py: kinds [] (no population), controls true, every proportion and method, linear paths."""
+    pop = load_spec(None).population
+    assert (pop.kinds, pop.controls, pop.cue_proportions, pop.methods, pop.path_kinds) == ((), True, (), (), ("linear",))
+    assert not pop.enabled
+    # without a population its path kinds choose nothing: [] is no problem there
+    assert not load_spec(None, ["population.path_kinds=[]"]).population.enabled
+    problems = problems_of("name: x\npopulation: {kinds: [pretrain], path_kinds: []}\n")
+    assert any(p.startswith("`population.path_kinds`: [] is empty") for p in problems), problems
+
+
+def test_whole_numbers_in_a_list_of_proportions_are_the_same_spec_as_their_floats():
+    """`cue_proportions: [0, 1]` is `[0.0, 1.0]`: the same resolved spec, hash and tasks."""
+    ints = parse_spec("name: x\ncue_proportions: [0, 1]\n")
+    floats = parse_spec("name: x\ncue_proportions: [0.0, 1.0]\n")
+    assert ints.resolved["cue_proportions"] == [0.0, 1.0]
+    assert all(type(p) is float for p in ints.cue_proportions)
+    assert S.spec_hash(ints) == S.spec_hash(floats) and S.differences(floats.resolved, ints.resolved) == []
+
+
+def test_a_description_may_have_max_description_characters_and_no_more():
+    from orchestrator.spec.schema import MAX_DESCRIPTION
+
+    text = "d" * MAX_DESCRIPTION
+    assert parse_spec(f"name: x\ndescription: {text}\n").description == text
+    problems = problems_of(f"name: x\ndescription: {text}d\n")
+    assert len(problems) == 1 and problems[0].startswith("`description`"), problems
+
+
+def test_the_resolved_spec_writes_the_first_combination_of_swept_values():
+    spec = parse_spec("name: x\nfinetune: {lam: {grid: [3, 1, 10]}}\n")
+    assert spec.resolved["finetune"]["lam"] == 3.0
+    assert spec.resolved["axes"] == [{"finetune.lam": [3, 1, 10]}]
