@@ -41,6 +41,14 @@ class Population(Settings):
                                 "models: linear (the default), aligned (permutation alignment first; "
                                 "`paths.alignments`), quadratic (a trained midpoint per pair: costly)")
 
+    def __post_init__(self) -> None:
+        numbers = self.cue_proportions
+        if all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in numbers):
+            # whole numbers as the floats they stand for, as the top-level `cue_proportions` reads them:
+            # [1] and [1.0] are one spec (one resolved text, one spec hash)
+            object.__setattr__(self, "cue_proportions", tuple(float(p) for p in numbers))
+        super().__post_init__()
+
     def cross_problems(self) -> list[tuple[str, str]]:
         out = []
         bad = [p for p in self.cue_proportions if isinstance(p, bool) or not isinstance(p, (int, float))

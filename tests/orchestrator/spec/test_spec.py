@@ -145,6 +145,16 @@ def test_spec_hash_ignores_where_the_data_lies(tmp_path):
     assert S.spec_hash(a) == S.spec_hash(b) and S.differences(a.resolved, b.resolved) == []
 
 
+def test_a_population_proportion_written_as_a_whole_number_is_the_same_spec_as_its_float():
+    """`population.cue_proportions: [1]` is [1.0], as the top-level list reads it: one resolved text, one
+    spec hash, one graph."""
+    text = "name: x\ncue_proportions: [0.0, 1.0]\npopulation: {{kinds: [pretrain], cue_proportions: [{}]}}\n"
+    whole, real = parse_spec(text.format("1")), parse_spec(text.format("1.0"))
+    assert whole.resolved["population"]["cue_proportions"] == [1.0]
+    assert isinstance(whole.resolved["population"]["cue_proportions"][0], float)
+    assert S.spec_hash(whole) == S.spec_hash(real)
+    assert list(build_graph(whole).tasks) == list(build_graph(real).tasks)
+
 def test_dominoes_dataset_defaults_to_dominoes_cue(tmp_path):
     spec = parse_spec(f"name: x\ndata: {{dataset: dominoes, root: '{tmp_path}'}}\n")
     assert spec.data.cue == "dominoes"
