@@ -702,3 +702,134 @@ def test_pieces_gathered_into_blocks_make_the_same_part(swept, monkeypatch):
         assert gathered.rows == plain.rows and gathered.rows > 0
         if table == vocab.PATHS:
             assert pq.ParquetFile(layout.compacted_file(table, gathered.name)).metadata.num_row_groups > 1
+
+
+# ----- small tables written directly (no run) ------------------------------------------------------
+
+def _small(tmp_path) -> SweepLayout:
+    return SweepLayout(Storage(str(tmp_path / "small")), "small")
+
+
+def _evaluations(loss: float) -> list[dict]:
+    return [{"eval_set": "cue", "loss": loss, "acc": 0.5, "n": 10}, {"eval_set": "nocue", "loss": loss + 1, "acc": 0.5, "n": 10}]
+
+
+def test_a_single_new_fragment_is_compacted_at_the_default_threshold(tmp_path):
+    """`min_fragments=1` (the default): one fragment to absorb is enough."""
+    layout = _small(tmp_path)
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t0", _evaluations(1.0))
+    done = compact.compact_table(layout, vocab.EVALUATIONS)
+    assert (done.absorbed, done.rows, done.files) == (1, 2, 1) and done.part is not None
+    assert not fragments(layout, vocab.EVALUATIONS)
+    assert tables.read_table(layout, vocab.EVALUATIONS)["loss"].tolist() == [1.0, 2.0]
+
+
+def test_kept_rows_are_used_only_for_the_very_bytes_they_were_written_as(tmp_path):
+    """`rows_of`: rows the writer kept count only for a fragment with their sha256 and size; a fragment of
+    the same size but other bytes is parsed, and its own rows go into the part."""
+    layout = _small(tmp_path)
+    path = tables.write_fragment(layout, vocab.EVALUATIONS, "t0", _evaluations(1.0))
+    data = layout.storage.read_bytes(path)
+    stale = tables.rows_to_table(vocab.EVALUATIONS, "t0", _evaluations(7.0))
+    compact.compact_table(layout, vocab.EVALUATIONS,
+                          rows_of=lambda p: (manifest.sha256_hex(b"other bytes"), len(data), stale) if p == path else None)
+    assert tables.read_table(layout, vocab.EVALUATIONS)["loss"].tolist() == [1.0, 2.0]
+
+
+def test_prefetch_gives_every_result_in_order():
+    for n in (0, 3, 2 * 4 - 1, 2 * 4, 100):
+        assert list(compact._prefetch(lambda x: x * x, list(range(n)), window=4)) == [x * x for x in range(n)]
+
+
+def test_a_fragment_written_again_after_it_was_listed_is_not_deleted(tmp_path):
+    """`_delete` deletes what the manifest made redundant, but a fragment whose size or mtime changed since it
+    was listed was written again meanwhile: it is newer and stays."""
+    layout = _small(tmp_path)
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t0", _evaluations(1.0))
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t1", _evaluations(1.0))
+    listed = manifest.list_table(layout, vocab.EVALUATIONS).fragments
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t1", _evaluations(1.0) * 3)   # rewritten since
+    assert compact._delete(layout, vocab.EVALUATIONS, [listed["t0"], listed["t1"]]) == 1
+    assert fragments(layout, vocab.EVALUATIONS) == ["t1"]
+
+
+def test_parts_are_merged_only_once_there_would_be_more_than_max_parts(tmp_path, monkeypatch):
+    layout = _small(tmp_path)
+    monkeypatch.setattr(compact, "MAX_PARTS", 3)
+    for i in range(3):
+        tables.write_fragment(layout, vocab.EVALUATIONS, f"t{i}", _evaluations(float(i)))
+        assert compact.compact_table(layout, vocab.EVALUATIONS).merged_parts == 0
+    assert len(manifest.read_manifest(layout, vocab.EVALUATIONS).parts) == 3      # MAX_PARTS parts: kept
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t3", _evaluations(3.0))
+    assert compact.compact_table(layout, vocab.EVALUATIONS).merged_parts == 3     # one more: merged
+    assert len(manifest.read_manifest(layout, vocab.EVALUATIONS).parts) == 1
+    assert tables.read_table(layout, vocab.EVALUATIONS)["task_id"].tolist() == [f"t{i // 2}" for i in range(8)]
+
+
+def test_one_part_absorbs_even_fewer_fragments_than_the_threshold(tmp_path):
+    """`one_part`: a part and fragments beside it would be read in two pieces, so every fragment goes in."""
+    layout = _small(tmp_path)
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t1", _evaluations(1.0))
+    compact.compact_table(layout, vocab.EVALUATIONS)
+    tables.write_fragment(layout, vocab.EVALUATIONS, "t0", _evaluations(0.0))
+    assert compact.compact_table(layout, vocab.EVALUATIONS, min_fragments=100).part is None   # below the threshold
+    done = compact.compact_table(layout, vocab.EVALUATIONS, min_fragments=100, one_part=True)
+    assert done.absorbed == 1 and done.files == 1 and not fragments(layout, vocab.EVALUATIONS)
+    assert tables.read_table(layout, vocab.EVALUATIONS)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+
+
+def test_a_part_whose_every_task_ran_again_is_deleted(tmp_path):
+    """Rerun tasks' rows win; a part left with no row that counts is dropped from the manifest and deleted
+    (also one that never held a row: tasks that wrote empty fragments), so that a glob over the table's
+    files counts each task once."""
+    for first in (_evaluations, lambda loss: []):
+        layout = SweepLayout(Storage(str(tmp_path / f"small-{id(first)}")), "small")
+        for i in range(2):
+            tables.write_fragment(layout, vocab.EVALUATIONS, f"t{i}", first(float(i)))
+        compact.compact_table(layout, vocab.EVALUATIONS)
+        assert len(manifest.read_manifest(layout, vocab.EVALUATIONS).parts) == 1
+        for i in range(2):
+            tables.write_fragment(layout, vocab.EVALUATIONS, f"t{i}", _evaluations(10.0 + i))
+        compact.compact_table(layout, vocab.EVALUATIONS)
+        current = manifest.read_manifest(layout, vocab.EVALUATIONS)
+        assert len(current.parts) == 1
+        assert compact.files_per_table(layout)[vocab.EVALUATIONS] == 1
+        glob = pd.read_parquet(layout.table_dir(vocab.EVALUATIONS))
+        assert sorted(glob["loss"]) == [10.0, 11.0, 11.0, 12.0]
+
+
+def test_a_manifest_entry_pointing_outside_its_part_is_refused(tmp_path):
+    """A manifest whose task's rows would lie beyond its part's recorded rows does not hold together: it is
+    refused (readers warn, compaction stops), never read as rows of another task or none."""
+    from dataclasses import replace
+
+    layout = _small(tmp_path)
+    for i in range(2):
+        tables.write_fragment(layout, vocab.EVALUATIONS, f"t{i}", _evaluations(float(i)))
+    compact.compact_table(layout, vocab.EVALUATIONS)
+    good = manifest.read_manifest(layout, vocab.EVALUATIONS)
+    (info,) = good.parts.values()
+    assert (good.tasks["t1"].offset, good.tasks["t1"].rows, info.rows) == (2, 2, 4)
+    for offset, rows in ((3, 2), (2, 3), (4, 1)):
+        bad = manifest.Manifest(vocab.EVALUATIONS, good.parts,
+                                {**good.tasks, "t1": replace(good.tasks["t1"], offset=offset, rows=rows)})
+        with pytest.raises(ValueError, match="points outside its part"):
+            manifest.parse_manifest(vocab.EVALUATIONS, manifest.manifest_bytes(bad))
+    bad = manifest.Manifest(vocab.EVALUATIONS, good.parts,
+                            {**good.tasks, "t1": replace(good.tasks["t1"], offset=2, rows=2)})
+    assert manifest.parse_manifest(vocab.EVALUATIONS, manifest.manifest_bytes(bad)).tasks == good.tasks
+
+
+def test_a_manifest_rewritten_by_another_process_is_read_again(tmp_path):
+    """The per-process cache of manifests holds only while the file's size and mtime do: a manifest another
+    process rewrote (no `forget_cached` here) is read again."""
+    layout = _small(tmp_path)
+    for i in range(2):
+        tables.write_fragment(layout, vocab.EVALUATIONS, f"t{i}", _evaluations(float(i)))
+    compact.compact_table(layout, vocab.EVALUATIONS)
+    assert manifest.compacted_entry(layout, vocab.EVALUATIONS, "t1") is not None
+    current = manifest.read_manifest(layout, vocab.EVALUATIONS)
+    fewer = manifest.Manifest(vocab.EVALUATIONS, current.parts, {"t0": current.tasks["t0"]})
+    layout.storage.write_bytes(manifest.manifest_path(layout, vocab.EVALUATIONS), manifest.manifest_bytes(fewer))
+    assert manifest.compacted_entry(layout, vocab.EVALUATIONS, "t1") is None
+    assert manifest.compacted_entry(layout, vocab.EVALUATIONS, "t0") == current.tasks["t0"]

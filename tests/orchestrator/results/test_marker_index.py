@@ -58,3 +58,28 @@ def test_a_file_that_is_not_an_index_is_skipped(layout, data):
         data = sink.getvalue()
     layout.storage.write_bytes(layout.marker_index_file("index-99999999T999999.999999999-x.parquet"), data)
     assert _read(layout) == {"a": _entry(1)}
+
+
+def test_an_entry_that_lists_a_name_twice_is_malformed():
+    names = ["results/paths/t.parquet", "results/paths/t.parquet"]
+    row = ("path_eval", 1, 2, 3, 4, (names, ["a" * 64, "b" * 64], [1, 2], [None, None]), 0, 2)
+    with pytest.raises(ValueError, match="malformed"):
+        marker_index.entry_of(row)
+    row = ("path_eval", 1, 2, 3, 4, (names[:1], ["a" * 64], [1], [None]), 0, 1)
+    assert marker_index.entry_of(row).files == {names[0]: "a" * 64}
+
+
+def test_an_index_whose_names_and_sha256s_do_not_pair_up_is_skipped(layout):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    marker_index.write_index(layout, [("a", _entry(1))])
+    arrow = pa.table({"task_id": ["b", "c"], "kind": ["path_eval"] * 2, "size": [1, 2], "mtime_ns": [1, 2],
+                      "ctime_ns": [1, 2], "inode": pa.array([1, 2], pa.uint64()),
+                      "names": [["x", "y"], ["z"]], "sha256": [["1" * 64], ["2" * 64, "3" * 64]],
+                      "sizes": [[1, 2], [3]], "stamps": [[None, None], [None]]}, schema=marker_index.SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(arrow, sink)
+    layout.storage.write_bytes(layout.marker_index_file("index-99999999T999999.999999999-x.parquet"),
+                               sink.getvalue().to_pybytes())
+    assert _read(layout) == {"a": _entry(1)}

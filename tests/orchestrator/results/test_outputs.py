@@ -251,3 +251,80 @@ def test_a_checkpoint_damaged_before_the_run_indexed_it_is_not_vouched_for(finis
     ids = [(t.kind, t.id) for t in tasks]
     assert outputs.index_markers(layout, ids) == len(tasks)
     assert outputs.verify_many(layout, ids)[task.id] == (False, f"sha256 mismatch in {checkpoint}")
+
+
+def test_a_fragment_rewritten_after_compaction_is_checked_not_vouched_for_by_its_part(finished):
+    """A fragment counts as compacted only while its marker lists the sha256 the manifest recorded: a task
+    that ran again after compaction lists its new fragment's sha256, and that file must be there and match."""
+    import hashlib
+
+    from orchestrator.results import compact
+
+    layout, tasks, _ = finished
+    compact.compact(layout)
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    fragment = layout.fragment(vocab.PATHS, task.id)
+    assert not layout.storage.exists(fragment)                           # absorbed into the part
+    assert outputs.verify_outputs(layout, task.kind, task.id) == (True, "")
+    rerun = b"the rerun's fragment"
+    layout.storage.write_bytes(fragment, rerun)
+    marker = json.loads(_raw(layout, task))
+    name = fragment[len(layout.root) + 1:]
+    marker["files"][name], marker["sizes"][name] = hashlib.sha256(rerun).hexdigest(), len(rerun)
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (True, "")
+    layout.storage.delete(fragment)                                      # the rerun's fragment is lost
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (False, f"missing {fragment}")
+
+
+def test_a_fragment_compacted_into_a_damaged_part_no_longer_verifies(finished):
+    """A fragment's rows count as compacted only while the part holding them has its recorded sha256: once
+    the part is damaged, the tasks whose fragments it absorbed are not finished (alone or in a pass)."""
+    from orchestrator.results import compact, manifest
+
+    layout, tasks, _ = finished
+    compact.compact(layout)
+    ids = [(t.kind, t.id) for t in tasks]
+    assert outputs.verify_many(layout, ids) == {t.id: (True, "") for t in tasks}
+    (name,) = manifest.read_manifest(layout, vocab.PATHS).parts
+    part = layout.compacted_file(vocab.PATHS, name)
+    data = bytearray(layout.storage.read_bytes(part))
+    data[len(data) // 2] ^= 1                                            # same size, other bytes
+    layout.storage.write_bytes(part, bytes(data))
+    alone, many = _answers(layout, tasks)
+    assert alone == many
+    path_evals = [t for t in tasks if t.kind == vocab.PATH_EVAL]
+    for task in path_evals:
+        assert many[task.id] == (False, f"missing {layout.fragment(vocab.PATHS, task.id)}")
+
+
+def test_a_truncated_fragment_is_told_by_its_size_without_hashing_it(finished, monkeypatch):
+    """The marker records each file's size: a file of another size fails the check at once (named a size
+    mismatch), before any hashing."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    fragment = layout.fragment(vocab.PATHS, task.id)
+    layout.storage.write_bytes(fragment, layout.storage.read_bytes(fragment)[:-10])
+    hashed = []
+    file_sha256 = outputs._file_sha256
+    monkeypatch.setattr(outputs, "_file_sha256", lambda storage, path: hashed.append(path) or file_sha256(storage, path))
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (False, f"size mismatch in {fragment}")
+    assert fragment not in hashed
+
+
+@pytest.mark.parametrize("digest", ["0" * 63, "0" * 65, "0" * 64 + "\n", "A" * 64, 7])
+def test_a_marker_listing_a_malformed_sha256_is_no_marker(finished, digest):
+    """A recorded sha256 is exactly 64 lowercase hex digits; anything else makes the marker not this task's."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    marker = json.loads(_raw(layout, task))
+    name = next(iter(marker["files"]))
+    marker["files"][name] = digest
+    path = layout.marker_file(task.kind, task.id)
+    layout.storage.write_bytes(path, json.dumps(marker).encode())
+    assert outputs.read_marker(layout, task.kind, task.id) is None
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (False, f"{path} holds a malformed sha256 for {name}")

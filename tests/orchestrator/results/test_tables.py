@@ -382,3 +382,130 @@ def test_a_read_pauses_the_cycle_collector_and_leaves_it_as_it_was(layout, monke
         assert gc.isenabled() == was_on
     finally:
         gc.enable()
+
+
+def _evaluations(loss: float = 1.0) -> list[dict]:
+    return [{"eval_set": e, "loss": loss + i, "acc": 0.5, "n": 10, "kind": "finetune"} for i, e in enumerate(EVAL_SETS)]
+
+
+def test_a_fragment_holding_another_tasks_rows_besides_its_own_is_refused(layout):
+    """A fragment is the rows of the one task it is named after: one that also holds rows of another task
+    does not parse as that task's, does not verify, and is not read as its rows."""
+    rows = [dict(r, task_id="t1") for r in _evaluations()] + [dict(r, task_id="t2") for r in _evaluations()]
+    data = tables.fragment_bytes("evaluations", tables.rows_of_tasks_to_table("evaluations", rows))
+    with pytest.raises(ValueError, match="2 task id"):
+        tables.parse_fragment("evaluations", data, "t1")
+    layout.storage.write_bytes(layout.fragment("evaluations", "t1"), data)
+    assert not tables.verify_fragment(layout, "evaluations", "t1")
+    with pytest.raises(ValueError):
+        tables.read_fragment(layout, "evaluations", "t1")
+
+
+def test_a_fragment_missing_a_required_column_does_not_parse():
+    """Missing nullable columns read as null; a missing required one is an error, never a column of nulls."""
+    rows = tables.rows_to_table("evaluations", "t1", _evaluations())
+    data = tables.fragment_bytes("evaluations", rows.drop_columns(["variant"]))
+    assert tables.parse_fragment("evaluations", data, "t1")["variant"].null_count == len(EVAL_SETS)
+    with pytest.raises(ValueError, match="required column `loss`"):
+        tables.parse_fragment("evaluations", tables.fragment_bytes("evaluations", rows.drop_columns(["loss"])), "t1")
+
+
+def test_row_indices_of_spans_are_each_spans_rows_in_order():
+    assert tables.row_indices([(0, 2), (5, 1), (7, 3)]).to_pylist() == [0, 1, 5, 7, 8, 9]
+    assert tables.row_indices([(4, 2), (1, 2)]).to_pylist() == [4, 5, 1, 2]
+    assert tables.row_indices([(3, 1)]).to_pylist() == [3]
+
+
+def test_a_compacted_tasks_rows_are_read_from_a_part_of_many_row_groups(layout, monkeypatch):
+    """`read_fragment` of a compacted task reads the row groups that hold its rows and gives exactly its rows."""
+    from orchestrator.results import compact
+
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)           # a row group per task
+    written = {f"t{i}": _evaluations(loss=10.0 * i) for i in range(4)}
+    for task_id, rows in written.items():
+        tables.write_fragment(layout, "evaluations", task_id, rows)
+    compact.compact(layout, ["evaluations"])
+    assert not layout.storage.exists(layout.fragment("evaluations", "t2"))
+    for task_id, rows in written.items():
+        df = tables.read_fragment(layout, "evaluations", task_id)
+        assert df["task_id"].tolist() == [task_id] * len(rows)
+        assert df["loss"].tolist() == [r["loss"] for r in rows]
+        assert df["eval_set"].tolist() == [r["eval_set"] for r in rows]
+
+
+def test_a_column_of_one_value_keeps_every_row_beyond_one_shared_block(layout, monkeypatch):
+    """A part's string column of one value (or none) is read as repeated blocks: every row is still there."""
+    from orchestrator.results import compact
+
+    monkeypatch.setattr(tables, "_REPEATED_ROWS", 5)
+    for i in range(3):
+        tables.write_fragment(layout, "evaluations", f"t{i}", _evaluations())
+    compact.compact(layout, ["evaluations"], one_part=True)
+    df = tables.read_table(layout, "evaluations")
+    assert len(df) == 3 * len(EVAL_SETS)
+    assert df["kind"].tolist() == ["finetune"] * len(df) and df["variant"].isna().all()
+    assert df["task_id"].tolist() == [f"t{i}" for i in range(3) for _ in EVAL_SETS]
+
+
+def test_an_aware_timestamp_keeps_its_instant(layout):
+    """Naive datetimes are UTC; an aware one in another zone is the same instant, not its wall clock in UTC."""
+    import datetime as dt
+
+    started = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    rows = [{"kind": "pretrain", "status": vocab.FINISHED, "started_at": started,
+             "finished_at": dt.datetime(2024, 5, 1, 12, 0)}]
+    tables.write_fragment(layout, "tasks", "t1", rows)
+    df = tables.read_table(layout, "tasks")
+    assert df["started_at"][0] == pd.Timestamp("2024-05-01T10:00:00Z")
+    assert df["finished_at"][0] == pd.Timestamp("2024-05-01T12:00:00Z")
+
+
+def test_salvage_takes_back_only_the_rows_that_reserialise_to_their_fragment(layout):
+    """From a damaged part, a task's rows are restored only where they give exactly its fragment's sha256."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from orchestrator.results import compact, manifest
+
+    for i in range(3):
+        tables.write_fragment(layout, "evaluations", f"t{i}", _evaluations(loss=10.0 * i))
+    compact.compact(layout, ["evaluations"])
+    found = manifest.read_manifest(layout, "evaluations")
+    (name,) = found.parts
+    part = pq.read_table(layout.compacted_file("evaluations", name))
+    is_t1 = pc.equal(part.column("task_id"), "t1")
+    loss = pc.if_else(is_t1, pc.add(part.column("loss"), 0.5), part.column("loss"))
+    damaged = part.set_column(part.schema.get_field_index("loss"), "loss", loss)
+    sink = pa.BufferOutputStream()
+    pq.write_table(damaged, sink)
+    restored = tables.salvage_part("evaluations", sink.getvalue().to_pybytes(), found.entries_of(name))
+    assert sorted(restored) == ["t0", "t2"]
+    assert restored["t2"].column("loss").to_pylist() == [r["loss"] for r in _evaluations(loss=20.0)]
+
+
+def test_a_read_of_some_tasks_gives_their_rows_only(layout):
+    for i in range(4):
+        tables.write_fragment(layout, "evaluations", f"t{i}", _evaluations())
+    df = tables.read_table(layout, "evaluations", task_ids=["t1", "t3"])
+    assert df["task_id"].tolist() == ["t1"] * len(EVAL_SETS) + ["t3"] * len(EVAL_SETS)
+    assert tables.read_arrow(layout, "evaluations", task_ids=["t2"]).num_rows == len(EVAL_SETS)
+    # a file named after t1 that holds t2's rows: chosen by the rows' own task ids, as a full read labels them
+    layout.storage.write_bytes(layout.fragment("evaluations", "t1"),
+                               layout.storage.read_bytes(layout.fragment("evaluations", "t2")))
+    assert tables.read_table(layout, "evaluations", task_ids=["t1", "t3"])["task_id"].tolist() == ["t3"] * len(EVAL_SETS)
+
+
+@pytest.mark.parametrize("column", ["eval_set", "loss", "acc", "n"])
+def test_an_evaluation_without_a_measured_value_is_refused(layout, column):
+    """An evaluation row holds what was measured: its set, loss, accuracy and number of examples."""
+    row = {"eval_set": "cue", "loss": 1.0, "acc": 0.5, "n": 3}
+    with pytest.raises(tables.SchemaError, match=f"`evaluations.{column}`: required"):
+        tables.write_fragment(layout, "evaluations", "t1", [{k: v for k, v in row.items() if k != column}])
+
+
+def test_fragments_alone_are_read_in_task_id_order(layout):
+    """Rows are ordered by task id, whatever order the fragments were written in."""
+    for task_id in ("t3", "t1", "t4", "t0", "t2"):
+        tables.write_fragment(layout, "evaluations", task_id, _evaluations())
+    assert tables.read_table(layout, "evaluations")["task_id"].tolist() == \
+        [f"t{i}" for i in range(5) for _ in EVAL_SETS]

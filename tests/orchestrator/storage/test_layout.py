@@ -188,3 +188,10 @@ def test_a_local_read_takes_the_size_fstat_gave_and_what_a_growing_file_added(tm
         read(str(path), 1000, whole=True)
     with pytest.raises(OSError, match="more than the 60 bytes"):
         read(str(path), 60)
+
+
+def test_names_up_to_255_characters_are_taken(layout):
+    """A name is one path segment: up to 255 characters (what file systems allow), no more."""
+    assert layout.task_dir("pretrain", "t" * 255).endswith("/" + "t" * 255)
+    with pytest.raises(LayoutError):
+        layout.task_dir("pretrain", "t" * 256)
