@@ -73,8 +73,12 @@ def test_claims_are_objects_with_verdicts_and_a_frame(synthetic):
     assert claims[0].verdict == claims_lib.HOLDS and claims[0].sentence().startswith("Holds")
     frame = claims.frame()
     assert list(frame["claim"]) == ["a", "b", "c", "d"] and list(frame["verdict"]) == [c.verdict for c in claims]
+    assert list(frame["context"]) == [c.context for c in claims] and list(frame["sentence"]) == [c.sentence() for c in claims]
     checks = claims.frame(checks=True)
     assert len(checks) == sum(len(c.checks) for c in claims) and set(checks["outcome"]) <= set(claims_lib.MARKS)
+    every = [(c.key, k.text, k.outcome, k.evidence, k.required) for c in claims for k in c.checks]
+    assert list(checks[["claim", "check", "outcome", "evidence", "required"]].itertuples(index=False, name=None)) == every
+    assert not all(required for *_, required in every)          # supporting comparisons are told apart
 
 
 def test_path_curves_are_one_row_per_pair_and_alpha(synthetic):
@@ -165,3 +169,54 @@ def test_the_api_run_stays_callable_after_the_run_package_is_imported(tmp_path):
             "try:\n    mmc.run('/nonexistent/spec.yaml')\nexcept Exception as exc:\n    print(type(exc).__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0 and "not callable" not in out.stderr and out.stdout.strip() != "TypeError", out
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A synthetic sweep of `finetune.lam` over two values (fine-tuning and its pairs), one earlier spec
+    version's stale row left in its `barriers` table, one fine-tuning failed, one path's rows stored in
+    reverse order of alpha."""
+    lams = (1.0, 3.0)
+    root = tmp_path_factory.mktemp("api-swept") / "runs"
+    layout = SweepLayout(Storage(root), "lam")
+    data = synthetic_sweep(seeds=(0, 1), lams=lams, pair_types=("cue~nocue", "pretrained~ft:cbft"))
+    failed = next(t for t in data[vocab.TASKS] if t.startswith("finetune-naive"))
+    data[vocab.TASKS][failed] = [dict(data[vocab.TASKS][failed][0], status=vocab.FAILED, error="RuntimeError: boom")]
+    reverse = next(t for t in data[vocab.PATHS] if "cue_nocue-linear" in t)
+    data[vocab.PATHS][reverse] = data[vocab.PATHS][reverse][::-1]
+    write_sweep(layout, data, lams=lams)
+    from orchestrator.results import tables as tables_lib
+    some = next(iter(data[vocab.BARRIERS]))
+    tables_lib.write_fragment(layout, vocab.BARRIERS, "path_eval-of-an-older-spec", data[vocab.BARRIERS][some])
+    return mmc.open_sweep(str(root / "lam")), lams, len(data[vocab.BARRIERS][some])
+
+
+def test_tables_hold_the_plans_rows_unless_asked_for_every_row(swept):
+    sweep, _, stale = swept
+    planned = sweep.table(vocab.BARRIERS)
+    assert "path_eval-of-an-older-spec" not in set(planned["task_id"])
+    every = sweep.table(vocab.BARRIERS, planned_only=False)
+    assert len(every) == len(planned) + stale and "path_eval-of-an-older-spec" in set(every["task_id"])
+    assert len(sweep.tables(planned_only=False)[vocab.BARRIERS]) == len(every)
+    assert len(sweep.tables()[vocab.BARRIERS]) == len(planned)
+
+
+def test_repr_counts_only_finished_tasks(swept):
+    sweep = swept[0]
+    n = len(sweep.plan)
+    assert f"{n - 1}/{n} tasks finished" in repr(sweep)
+
+
+def test_summary_and_path_curves_carry_the_swept_settings(swept):
+    sweep, lams, _ = swept
+    summary = sweep.summary()
+    cbft = summary[summary["pair_type"] == "pretrained~ft:cbft"]
+    assert set(cbft["finetune.lam"]) == set(lams) and summary.loc[summary["pair_type"] == "cue~nocue", "finetune.lam"].isna().all()
+    curves = sweep.path_curves(pair_type="pretrained~ft:cbft", eval_set="nocue")
+    assert set(curves["finetune.lam"]) == set(lams) and len(curves) == 2 * len(lams) * len(ALPHAS)
+
+
+def test_path_curves_are_sorted_by_alpha_whatever_the_stored_order(swept):
+    curves = swept[0].path_curves(pair_type="cue~nocue", eval_set="cue", path_kind="linear")
+    for _, curve in curves.groupby("task_id"):
+        assert list(curve["alpha"]) == sorted(ALPHAS)

@@ -70,3 +70,18 @@ def test_an_installed_package_inside_another_repository_has_no_revision(tmp_path
     _git(repo, "commit", "-q", "-m", "one")
     assert provenance.git_revision(site / "orchestrator") is None
     assert provenance.git_revision(tmp_path) is None                         # not a checkout at all
+
+
+def test_software_versions_are_the_installed_distributions():
+    """`software_versions`: Python's version and each installed package's own distribution version, as the
+    `versions` column writes them (`name version, ...`); torch's is its distribution's."""
+    import platform
+    from importlib import metadata
+
+    versions = provenance.software_versions()
+    assert versions["python"] == platform.python_version()
+    for package in ("numpy", "pandas", "pyarrow"):
+        assert versions[package] == metadata.version(package)
+    assert set(versions) <= {"python", *provenance.PACKAGES}
+    assert provenance.torch_version() == metadata.version("torch")
+    assert provenance.format_versions({"python": "3.11.7", "torch": "2.13.0"}) == "python 3.11.7, torch 2.13.0"

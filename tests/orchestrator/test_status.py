@@ -233,6 +233,13 @@ def test_running_tasks_show_their_epoch_elapsed_time_and_eta_and_failures_their_
     assert run["eta_s"] == pytest.approx(7 * 29 / 3 - 1, abs=0.2)   # 7 epochs at 29 s / 3, the last ended 1 s ago
     assert snap["failed"] == [{"task_id": finetunes[0].id, "kind": "finetune", "error": "RuntimeError: boom"}]
     assert snap["eta_s"] is not None and snap["eta_s"] > run["eta_s"] / 2
+    n_finetune = len(finetunes)
+    assert snap["counts"]["finetune"] == {"planned": n_finetune, "finished": 0, "failed": 1, "skipped": 0,
+                                          "remaining": n_finetune - 1}     # the running one remains
+    # the rest at the pretrains' mean (20 s), the running one its own ETA, shared by the pretrains' overlap
+    waiting = len(graph) - len(pretrains) - 2
+    at_once = 20.0 * len(pretrains) / 20.0
+    assert snap["eta_s"] == pytest.approx((20.0 * waiting + run["eta_s"]) / max(1.0, at_once), abs=0.2)
 
     assert cli.main(["status", directory]) == 1
     out = capsys.readouterr().out
@@ -527,3 +534,51 @@ print("rows", rows, "exit", code)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "rows [2, 0, 0, 0, 0] exit 1" in out.stdout, out.stdout[-2000:]      # 2 failed: exit 1
     assert rows_of(out.stdout)["total"]["finished"] == len(graph.tasks) - 2
+
+
+def test_a_retried_task_counts_by_its_latest_row_and_skipped_tasks_make_exit_1(sweep, capsys):
+    """A task skipped in one run (its parent failed) and failed when run again counts as failed with the
+    later error; a sweep whose only problem is skipped tasks still exits 1, and the failed header says
+    how many were skipped."""
+    layout, graph, directory = sweep
+    finetunes = [t for t in graph.tasks.values() if t.kind == vocab.FINETUNE]
+    retried, skipped = finetunes[0], finetunes[1]
+    tables.write_fragment(layout, vocab.TASKS, retried.id, [
+        {"task_id": retried.id, "kind": retried.kind, "status": vocab.SKIPPED, "parents": list(retried.parents)},
+        {"task_id": retried.id, "kind": retried.kind, "status": vocab.FAILED, "parents": list(retried.parents),
+         "error": "RuntimeError: second attempt"}])
+    path_eval = next(t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL)
+    fail(layout, [skipped, path_eval], vocab.SKIPPED)
+    snap = status.status_snapshot(layout)
+    assert snap["counts"][vocab.FINETUNE][vocab.FAILED] == 1 and snap["counts"][vocab.FINETUNE][vocab.SKIPPED] == 1
+    assert snap["failed"] == [{"task_id": retried.id, "kind": vocab.FINETUNE, "error": "RuntimeError: second attempt"}]
+    assert "failed (1; 2 skipped because of them):" in status.format_status(snap)
+    layout.storage.delete(layout.fragment(vocab.TASKS, retried.id))
+    assert cli.main(["status", directory]) == 1                     # skipped only: still worth exit 1
+    rows = rows_of(capsys.readouterr().out)
+    assert rows["total"][vocab.SKIPPED] == 2 and rows["total"][vocab.FAILED] == 0
+
+
+def test_the_sweep_eta_takes_each_kinds_mean_duration_over_the_tasks_not_started(sweep):
+    """Finished one after the other (no overlap): the tasks not started take their kind's mean duration of
+    the finished ones (two path evaluations of 30 s: 30 s each), kinds with none finished the mean of all
+    finished; the sum is the ETA."""
+    layout, graph, _ = sweep
+    by_kind = {k: [t for t in graph.tasks.values() if t.kind == k] for k in vocab.TASK_KINDS}
+    first = [*by_kind[vocab.PRETRAIN], by_kind[vocab.FINETUNE][0], *by_kind[vocab.PATH_EVAL][:2]]
+    now = time.time()
+    start = now - 1000.0
+    seconds = {vocab.PRETRAIN: 20.0, vocab.FINETUNE: 60.0, vocab.PATH_EVAL: 30.0}
+    durations = {t.id: seconds[t.kind] for t in first}
+    finish(layout, first)
+    for task in first:
+        tables.write_fragment(layout, vocab.TASKS, task.id, [{
+            "task_id": task.id, "kind": task.kind, "status": vocab.FINISHED, "parents": list(task.parents),
+            "duration_s": durations[task.id], "cached": False, "started_at": pd.Timestamp(start, unit="s", tz="UTC"),
+            "finished_at": pd.Timestamp(start + durations[task.id], unit="s", tz="UTC")}])
+        start += durations[task.id]
+    overall = sum(durations.values()) / len(durations)
+    rest = [t for t in graph.tasks.values() if t.id not in durations]
+    expected = sum(seconds.get(t.kind, overall) for t in rest)
+    assert {vocab.FINETUNE, vocab.PATH_EVAL, vocab.ALIGN} <= {t.kind for t in rest}
+    assert status.status_snapshot(layout, now=now)["eta_s"] == pytest.approx(expected, abs=0.1)

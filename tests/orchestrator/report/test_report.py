@@ -121,6 +121,11 @@ def test_report_reads_only_the_planned_tasks(layout):
     summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
     assert summary["mean"].max() < 50 and (summary["n"] == len(SEEDS)).all()
     assert "99.000" not in layout.storage.read_bytes(out.html).decode()
+    terminal, text = report.summary_text(layout)              # `mmc-sweep run`'s summary and `claims`: the same rows
+    assert (terminal["n"] == len(SEEDS)).all() and terminal["mean"].max() < 50
+    printed = []
+    report.print_claims(layout, log=printed.append)
+    assert printed == [layout.storage.read_bytes(layout.report_file("claims.md")).decode()]
 
 
 def test_partial_report_marks_missing(layout):
@@ -304,3 +309,118 @@ def test_table_files_for_mlflow_are_copied_from_storage_that_is_not_local(tmp_pa
         (copy,) = copied[table]
         assert Path(copy).parent.name == table and Path(copy).read_bytes() == f"PAR1 {table}".encode()
 
+
+
+def _task_rows(rows: list[dict]) -> pd.DataFrame:
+    """A `tasks` table as `tables.read_table` gives it, from a few rows (later rows are later records)."""
+    return pd.DataFrame([{"cached": False, "duration_s": None, "host": None, "device": None, "versions": None,
+                          "started_at": None, "finished_at": None, **r} for r in rows])
+
+
+def test_progress_counts_each_planned_task_by_its_latest_row():
+    """A task that failed and was retried counts as finished, one that finished and failed on a rerun as
+    failed; a planned task without a row has not run yet; the last row totals the kinds."""
+    plan = {vocab.PRETRAIN: ["p0", "p1", "p2", "p3"], vocab.FINETUNE: ["f0", "f1"]}
+    tasks = _task_rows([
+        {"task_id": "p0", "kind": vocab.PRETRAIN, "status": vocab.FAILED},
+        {"task_id": "p0", "kind": vocab.PRETRAIN, "status": vocab.FINISHED},      # retried: finished
+        {"task_id": "p1", "kind": vocab.PRETRAIN, "status": vocab.FINISHED},
+        {"task_id": "f0", "kind": vocab.FINETUNE, "status": vocab.FINISHED},
+        {"task_id": "f0", "kind": vocab.FINETUNE, "status": vocab.FAILED},        # rerun: failed
+        {"task_id": "f1", "kind": vocab.FINETUNE, "status": vocab.SKIPPED},
+        {"task_id": "not-planned", "kind": vocab.FINETUNE, "status": vocab.FINISHED},
+    ])
+    table = report.progress_table(tasks, plan).set_index("kind")
+    assert table.loc[vocab.PRETRAIN].to_dict() == {"planned": 4, vocab.FINISHED: 2, vocab.FAILED: 0,
+                                                   vocab.SKIPPED: 0, "not run yet": 2}
+    assert table.loc[vocab.FINETUNE].to_dict() == {"planned": 2, vocab.FINISHED: 0, vocab.FAILED: 1,
+                                                   vocab.SKIPPED: 1, "not run yet": 0}
+    assert table.loc["total"].to_dict() == {"planned": 6, vocab.FINISHED: 2, vocab.FAILED: 1, vocab.SKIPPED: 1,
+                                            "not run yet": 2}
+
+
+def test_task_provenance_sums_finished_durations_and_spans_first_start_to_last_finish():
+    t0 = pd.Timestamp("2025-01-01 00:00:00", tz="UTC")
+    tasks = _task_rows([
+        {"task_id": "a", "status": vocab.FINISHED, "duration_s": 10.0, "host": "node-1", "device": "cuda:0",
+         "versions": "python 3.11, torch 2.13.0", "started_at": t0, "finished_at": t0 + pd.Timedelta(seconds=10)},
+        {"task_id": "b", "status": vocab.FINISHED, "duration_s": 5.0, "host": "node-2", "device": "cuda:0",
+         "cached": True, "started_at": t0 + pd.Timedelta(seconds=30), "finished_at": t0 + pd.Timedelta(seconds=35)},
+        {"task_id": "c", "status": vocab.FAILED, "duration_s": 100.0, "host": "node-2", "device": "cpu",
+         "started_at": t0 + pd.Timedelta(seconds=40), "finished_at": t0 + pd.Timedelta(seconds=140)},
+    ])
+    prov = report.task_provenance(tasks)
+    assert prov["task compute time"].startswith("15.0 s ")                  # the failed task's 100 s not counted
+    assert prov["hosts"] == "node-1, node-2" and prov["devices"] == "cpu (1 tasks), cuda:0 (2 tasks)"
+    assert prov["software (run)"] == "python 3.11, torch 2.13.0"
+    assert prov["cached tasks"].startswith("1 ")
+    assert prov["wall time"] == "140.0 s (2025-01-01 00:00:00 to 2025-01-01 00:02:20 UTC)"
+    caller = report._caller_provenance({"wall_s": 2.25, "git_rev": None})
+    assert caller == {"wall time of this invocation": "2.2 s", "git revision": stats.MISSING}
+
+
+def _barrier_summary(layout) -> pd.DataFrame:
+    write_sweep(layout, synthetic_sweep(pair_types=("cue~nocue",)))
+    return stats.summarize(tables.read_table(layout, vocab.BARRIERS))
+
+
+def test_barrier_tables_show_each_cells_chord_mean_and_interval(layout):
+    """The terminal pivot and the page's grid: the chord loss barrier's mean with its 95% interval, per
+    eval set; the grid's n column gives the range of n where the eval sets differ."""
+    from orchestrator.report import html as report_html
+
+    summary = _barrier_summary(layout)
+    pick = summary[(summary.pair_type == "cue~nocue") & (summary.path_kind == "linear") & (summary.metric == "loss")
+                   & (summary.definition == "chord")].set_index("eval_set")
+    assert set(pick.index) == {"nocue", "cue", "randcue", "randimg"}
+    pivot = report.barrier_pivot(summary)
+    row = pivot[(pivot["pair type"] == "cue~nocue") & (pivot["path"] == "linear")].iloc[0]
+    grid = report_html.barrier_grid(summary)
+    for eval_set, r in pick.iterrows():
+        cell = f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        assert row[eval_set] == cell
+        assert (f"{r['mean']:.3f} <span class=\"muted\">[{r['ci_low']:.3f}, {r['ci_high']:.3f}]</span>" in grid)
+    assert f"<td>{len(SEEDS)}</td>" in grid
+    fewer = summary.copy()
+    fewer.loc[(fewer.pair_type == "cue~nocue") & (fewer.path_kind == "linear") & (fewer.eval_set == "cue"), "n"] = 2
+    assert f"<td>2–{len(SEEDS)}</td>" in report_html.barrier_grid(fewer)
+
+
+def test_the_page_says_partial_or_bad_from_the_counts():
+    """The banner: complete only when every planned task finished; partial (amber) when some have not run;
+    bad (red) when some failed or were skipped, skipped ones included."""
+    from orchestrator.report import html as report_html
+
+    plan = {vocab.PRETRAIN: ["p0", "p1", "p2"]}
+    done = _task_rows([{"task_id": t, "kind": vocab.PRETRAIN, "status": vocab.FINISHED} for t in ("p0", "p1", "p2")])
+    assert 'class="banner ok"' in report_html.banner(report.progress_table(done, plan), 3)
+    partial = report_html.banner(report.progress_table(done.iloc[:2], plan), 3)
+    assert 'class="banner partial"' in partial and "2 of 3 tasks finished" in partial
+    skipped = done.assign(status=[vocab.FINISHED, vocab.FINISHED, vocab.SKIPPED])
+    bad = report_html.banner(report.progress_table(skipped, plan), 3)
+    assert 'class="banner bad"' in bad and "(1 failed or skipped)" in bad
+
+
+def test_endpoint_drift_shows_loss_and_accuracy_in_their_units():
+    from orchestrator.report import html as report_html
+
+    drift = pd.DataFrame({"pair_type": ["cue~cue"], "path": ["linear"], "endpoint": ["A"], "eval_set": ["cue"], "n": [3],
+                          "loss_drift": [0.125], "loss_low": [0.1], "loss_high": [0.15],
+                          "acc_drift": [-0.05], "acc_low": [-0.07], "acc_high": [-0.03]})
+    page = report_html.drift_html(drift)
+    assert "<td>+0.125 [0.100, 0.150]</td>" in page and "<td>-5.0 [-7.0, -3.0]</td>" in page
+
+
+def test_the_mechanism_table_shows_agreement_with_each_endpoint_in_percent(layout):
+    """Along a path, agreement with A is 100% at α = 0 and agreement with B is 100% at α = 1 (the path's ends
+    are the models); the synthetic pairs agree 30% with the other endpoint there."""
+    from orchestrator.report import html as report_html
+
+    write_sweep(layout, synthetic_sweep(pair_types=("cue~nocue",)))
+    mech = stats.mechanism_table(tables.read_table(layout, vocab.PATHS))
+    page = report_html.mechanism_html(mech)
+    linear = next(r for r in page.split("<tr>") if "cue~nocue" in r)
+    cells = re.findall(r'<td title="[^"]*">([-\d.]+)</td>', linear)
+    alphas = len([a for a in re.findall(r"<th>α = ([\d.]+)</th>", page)]) // 4
+    agree_a, agree_b = cells[:alphas], cells[alphas:2 * alphas]
+    assert (agree_a[0], agree_a[-1], agree_b[0], agree_b[-1]) == ("100.0", "30.0", "30.0", "100.0")
