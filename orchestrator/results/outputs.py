@@ -455,10 +455,8 @@ def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, c
         if name in hashed and _unchanged(path, hashed[name]):
             continue   # hashed by the run when it indexed the task, unchanged since
         try:
-            if not storage.is_file(path):
-                return False, f"missing {path}"
             size = sizes.get(name)
-            stamp = storage.stamp(path)
+            stamp = storage.file_stamp(path)
             if stamp is None:
                 return False, f"missing {path}"
             if isinstance(size, int) and stamp[0] != size:

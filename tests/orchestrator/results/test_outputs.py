@@ -328,3 +328,19 @@ def test_a_marker_listing_a_malformed_sha256_is_no_marker(finished, digest):
     assert outputs.read_marker(layout, task.kind, task.id) is None
     alone, many = _answers(layout, tasks)
     assert alone[task.id] == many[task.id] == (False, f"{path} holds a malformed sha256 for {name}")
+
+
+def test_an_output_that_is_gone_or_not_a_regular_file_is_missing(finished):
+    """A fragment deleted, or a directory where it was: the task does not verify, alone or in a pass."""
+    import os
+
+    layout, tasks, _ = finished
+    gone, replaced = [t for t in tasks if t.kind == vocab.PATH_EVAL][:2]
+    for task in (gone, replaced):
+        os.remove(layout.fragment(vocab.PATHS, task.id))
+    os.mkdir(layout.fragment(vocab.PATHS, replaced.id))
+    alone, many = _answers(layout, tasks)
+    assert alone == many
+    for task in (gone, replaced):
+        assert alone[task.id] == (False, f"missing {layout.fragment(vocab.PATHS, task.id)}")
+    assert sum(ok for ok, _ in alone.values()) == len(tasks) - 2
