@@ -370,6 +370,8 @@ def test_barrier_tables_show_each_cells_chord_mean_and_interval(layout):
     from orchestrator.report import html as report_html
 
     summary = _barrier_summary(layout)
+    for column in ("mean", "ci_low", "ci_high"):      # other definitions (equal to the chord's on a peak at 0.5)
+        summary.loc[summary.definition != "chord", column] += 1.0   # told apart from it
     pick = summary[(summary.pair_type == "cue~nocue") & (summary.path_kind == "linear") & (summary.metric == "loss")
                    & (summary.definition == "chord")].set_index("eval_set")
     assert set(pick.index) == {"nocue", "cue", "randcue", "randimg"}
@@ -424,3 +426,22 @@ def test_the_mechanism_table_shows_agreement_with_each_endpoint_in_percent(layou
     alphas = len([a for a in re.findall(r"<th>α = ([\d.]+)</th>", page)]) // 4
     agree_a, agree_b = cells[:alphas], cells[alphas:2 * alphas]
     assert (agree_a[0], agree_a[-1], agree_b[0], agree_b[-1]) == ("100.0", "30.0", "30.0", "100.0")
+    lower = mech.copy()                    # each cell is the mean; its interval only in the cell's title
+    for column in [c for c in mech.columns if c.endswith("_low")]:
+        lower[column] = lower[column] - 0.05
+    shifted = next(r for r in report_html.mechanism_html(lower).split("<tr>") if "cue~nocue" in r)
+    assert re.findall(r'<td title="[^"]*">([-\d.]+)</td>', shifted) == cells
+    assert shifted != linear
+
+
+def test_the_claims_table_gives_each_statistic_its_own_n():
+    """The n column of a claim's statistics is each row's own number of values, not a count of rows."""
+    from orchestrator.report import html as report_html
+    from orchestrator.report import verdicts
+
+    claim = verdicts.Claim("a", "a statement")
+    for n in (2, 5, 7):
+        claim.rows.append(verdicts.Row(f"pair {n}", "loss barrier", stats.Estimate.of(np.arange(n, dtype=float))))
+    page = report_html.claims_html([claim])
+    shown = re.findall(r'<td class="row">loss barrier</td><td>(\d+)</td>', page)
+    assert shown == ["2", "5", "7"]
