@@ -456,7 +456,7 @@ def _verify(layout: SweepLayout, kind: str, task_id: str, hashes: dict | None, c
             continue   # hashed by the run when it indexed the task, unchanged since
         try:
             size = sizes.get(name)
-            stamp = storage.file_stamp(path)
+            stamp = storage.stamp(path, regular=True)
             if stamp is None:
                 return False, f"missing {path}"
             if isinstance(size, int) and stamp[0] != size:

@@ -239,30 +239,20 @@ class Storage:
                     stack.append(entry.path)
         return sorted(found)
 
-    def stamp(self, path: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) of a file, None when nothing is there."""
+    def stamp(self, path: str, regular: bool = False) -> tuple[int, int] | None:
+        """(size, mtime_ns) of a file, None when nothing is there; with `regular`, None also for anything
+        but a regular file (a directory, FIFO or device): `is_file` and the stamp in one request."""
         self._check_under_root(path)
         if self.is_local:
             try:
                 st = os.stat(path)
             except OSError:
                 return None
-            return st.st_size, st.st_mtime_ns
+            return None if regular and not stat.S_ISREG(st.st_mode) else (st.st_size, st.st_mtime_ns)
         info = self._io(lambda: self.fs.get_file_info(path))
-        return None if info.type == pafs.FileType.NotFound else (info.size or 0, info.mtime_ns or 0)
-
-    def file_stamp(self, path: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) of a regular file, None when nothing or something else (a directory, FIFO or
-        device) is there: `is_file` and `stamp` in one request."""
-        self._check_under_root(path)
-        if self.is_local:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-            return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
-        info = self._io(lambda: self.fs.get_file_info(path))
-        return (info.size or 0, info.mtime_ns or 0) if info.type == pafs.FileType.File else None
+        if info.type == pafs.FileType.NotFound or regular and info.type != pafs.FileType.File:
+            return None
+        return info.size or 0, info.mtime_ns or 0
 
     def file_info(self, path: str) -> pafs.FileInfo:
         self._check_under_root(path)

@@ -160,10 +160,12 @@ def test_reads_refuse_what_is_not_a_regular_file_or_too_large(layout, tmp_path):
     with pytest.raises(OSError, match="more than the 100"):
         storage.read_bytes(big, max_bytes=100)
     assert not storage.is_file(layout.task_file("pretrain", "never", "note.txt"))
-    size, mtime_ns = storage.file_stamp(big)           # a regular file: its stamp; anything else: None
+    size, mtime_ns = storage.stamp(big, regular=True)   # a regular file: its stamp; anything else: None
     assert size == 101 and mtime_ns == os.stat(big).st_mtime_ns and (size, mtime_ns) == storage.stamp(big)
-    assert storage.file_stamp(fifo) is None and storage.file_stamp(layout.task_dir("pretrain", "p-1")) is None
-    assert storage.file_stamp(layout.task_file("pretrain", "never", "note.txt")) is None
+    assert storage.stamp(fifo, regular=True) is None
+    assert storage.stamp(layout.task_dir("pretrain", "p-1"), regular=True) is None
+    assert storage.stamp(fifo) is not None                   # without `regular`: whatever is there
+    assert storage.stamp(layout.task_file("pretrain", "never", "note.txt"), regular=True) is None
 
 
 def test_a_local_read_takes_the_size_fstat_gave_and_what_a_growing_file_added(tmp_path, monkeypatch):
