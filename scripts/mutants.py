@@ -642,6 +642,10 @@ MUTANTS = [
            "orchestrator/provenance.py", "metadata.version(package)",
            "metadata.version(\"torch\")",
            ("tests/orchestrator/test_provenance.py::test_software_versions_are_the_installed_distributions",)),
+    Mutant("M172", "weight matching takes an improvement only above 1e-3 of the largest score (a near-tie's better permutation left)",
+           "tasks/align.py", "if gain > 1e-12 * max(",
+           "if gain > 1e-3 * max(",
+           ("tests/tasks/test_align.py::test_weight_matching_takes_a_small_improvement_not_only_large_ones",)),
 ]
 
 

@@ -210,3 +210,22 @@ def test_unknown_method_lists_the_allowed_ones():
         align(model, model, "hungarian", None)
     with pytest.raises(ValueError, match="needs data"):
         align(model, model, "activation", None)
+
+
+def test_weight_matching_takes_a_small_improvement_not_only_large_ones():
+    """Two channels of one group nearly equal (everything they touch ε apart) and swapped in B: the swap
+    improves the matching by only ~ε² of the largest score, and weight matching still finds it."""
+    model = _model("small_cnn", 8, (1, 16, 16), 0)
+    spec = permutation_spec(model)
+    group = next(iter(spec.groups))
+    gen = torch.Generator().manual_seed(3)
+    state_a = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, axis in spec.groups[group]:
+        t = state_a[name].movedim(axis, 0)
+        t[1] = t[0] + 1e-3 * torch.randn(t[0].shape, generator=gen)   # a view: writes into state_a[name]
+    swap = {g: torch.arange(len(p)) for g, p in align_by_weights(state_a, state_a, spec).items()}
+    swap[group] = swap[group].clone()
+    swap[group][:2] = torch.tensor([1, 0])
+    state_b = permute_state(state_a, spec, swap)
+    found = align_by_weights(state_a, state_b, spec)
+    assert all(torch.equal(found[g], swap[g]) for g in spec.groups), {g: found[g][:4] for g in found}
