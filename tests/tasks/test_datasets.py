@@ -233,12 +233,16 @@ def _count_fetches(monkeypatch) -> list[str]:
     return calls
 
 
-def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
+def _served_cifar10(tmp_path, monkeypatch):
+    """A small CIFAR-10 archive as the one resource to download: (archive, fetch calls, data root)."""
     archive = _cifar10_archive(tmp_path)
     resource = Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True)
     monkeypatch.setitem(datasets.RESOURCES, "cifar10", (resource,))
-    calls = _count_fetches(monkeypatch)
-    root = tmp_path / "data"
+    return archive, _count_fetches(monkeypatch), tmp_path / "data"
+
+
+def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
+    archive, calls, root = _served_cifar10(tmp_path, monkeypatch)
     assert datasets.download("cifar10", root) == root
     assert datasets.load_cifar10(root)[0].shape == (100, 3, 32, 32)
     datasets.download("cifar10", root)
@@ -246,11 +250,7 @@ def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
 
 
 def test_download_re_extracts_a_partly_extracted_dataset_from_its_verified_archive(tmp_path, monkeypatch):
-    archive = _cifar10_archive(tmp_path)
-    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
-                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
-    calls = _count_fetches(monkeypatch)
-    root = tmp_path / "data"
+    _, calls, root = _served_cifar10(tmp_path, monkeypatch)
     datasets.download("cifar10", root)
     (root / "cifar-10-batches-py" / "data_batch_3").unlink()     # one batch lost; the others are still there
     datasets.download("cifar10", root)
@@ -259,11 +259,7 @@ def test_download_re_extracts_a_partly_extracted_dataset_from_its_verified_archi
 
 
 def test_download_replaces_an_archive_on_disk_whose_md5_is_wrong(tmp_path, monkeypatch):
-    archive = _cifar10_archive(tmp_path)
-    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
-                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
-    calls = _count_fetches(monkeypatch)
-    root = tmp_path / "data"
+    archive, calls, root = _served_cifar10(tmp_path, monkeypatch)
     root.mkdir()
     (root / archive.name).write_bytes(archive.read_bytes()[:-100])   # a torn earlier download
     datasets.download("cifar10", root)
