@@ -75,7 +75,8 @@ class SweepState:
 
     def set_status(self, task_id: str, status: str, reason: str | None = None, **facts) -> list[str]:
         """Give `task_id` the status `status` (`reason`: why it failed or was skipped; `facts`: its other
-        fields, `started_at`, `duration_s`, `result`, `error_type`, kept from before unless given).
+        fields, `started_at`, `duration_s` and `result` kept from before unless given; `error` and
+        `error_type` are this status's: None unless given, so a task that failed and then finished has none).
         A task that fails first skips its pending descendants (returned, in the graph's order), then the
         listeners hear of the failure: by then the counts hold the whole change."""
         if status not in RUN_STATUSES:

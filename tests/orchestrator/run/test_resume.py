@@ -18,6 +18,7 @@ import torch
 from orchestrator import vocab
 from orchestrator.results import outputs, tables
 from orchestrator.run import work
+from orchestrator.run.progress import read_progress
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
@@ -120,6 +121,8 @@ def test_a_stopped_training_task_resumes_after_its_last_epoch(sweep, tmp_path, m
     assert outputs.read_marker(stopped, task.kind, task.id) is None
     resume_dir = Path(stopped.storage.local_path(stopped.resume_dir(task.kind, task.id)))
     assert (resume_dir / "meta.json").is_file() and (resume_dir / "model.safetensors").is_file()
+    progress = read_progress(stopped, task.kind, task.id)       # what `status` shows of the stopped task
+    assert (progress["epochs"], progress["epoch"], progress["start_epoch"]) == (total, stop + 1, 0)
 
     observed.stop_after = None
     assert run(task, graph, stopped).status == vocab.DONE
@@ -149,3 +152,59 @@ def test_a_torn_resume_state_starts_the_task_over(sweep, tmp_path, monkeypatch):
     assert run(task, graph, layout).status == vocab.DONE
     assert observed.resumed == [None, None] and observed.trained[1] == [0, 1, 2, 3]
     assert list(_curve(layout, task)["epoch"]) == [0, 1, 2, 3]
+
+
+# ----- the resume log and storage resume on their own (no training) ---------------------------------
+
+def _report(model, optimizer, epoch: int, duration_s: float):
+    from tasks.train import EpochReport
+
+    return EpochReport(epoch=epoch, loss=1.0 / (epoch + 1), acc=0.1 * epoch, lr=0.05, duration_s=duration_s,
+                       _model=model, _optimizer=optimizer)
+
+
+def _env():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(rank=0, on_epoch=None, resume_state=lambda: None)
+
+
+def test_a_resumed_attempt_reports_its_start_epoch_and_keeps_every_epochs_wall_time(tmp_path):
+    from orchestrator.run.resume import ResumeLog, attach_storage_resume
+
+    layout = _layout(tmp_path)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    first_env, first_log = _env(), ResumeLog(lambda epoch: "train")
+    attach_storage_resume(first_env, layout, "pretrain", "pretrain-x", first_log, epochs=5)
+    assert first_env.resume_state() is None
+    for epoch, took in enumerate((0.5, 0.25, 2.0)):
+        first_env.on_epoch(_report(model, optimizer, epoch, took))
+
+    env, log = _env(), ResumeLog(lambda epoch: "train")
+    attach_storage_resume(env, layout, "pretrain", "pretrain-x", log, epochs=5)
+    state = env.resume_state()
+    assert state.epoch == 3                                   # three epochs finished: the next is 3
+    progress = read_progress(layout, "pretrain", "pretrain-x")
+    assert (progress["start_epoch"], progress["epoch"], progress["epochs"]) == (3, 3, 5)
+    env.on_epoch(_report(model, optimizer, 3, 4.0))
+    assert read_progress(layout, "pretrain", "pretrain-x")["epoch"] == 4
+    trained = [{"epoch": 3, "split": "train", "loss": 0.25, "acc": 0.3, "lr": 0.05}]    # as `fit` returns it
+    curve = log.full_curve(state, trained)
+    assert [(r["epoch"], r["duration_s"]) for r in curve] == [(0, 0.5), (1, 0.25), (2, 2.0), (3, 4.0)]
+
+
+def test_an_epoch_reported_again_replaces_its_row_and_drops_the_later_ones():
+    from orchestrator.run.resume import ResumeLog
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    log = ResumeLog(lambda epoch: "llrt" if epoch < 1 else "train")
+    for epoch in (0, 1, 2):
+        log.files(_report(model, optimizer, epoch, 1.0))
+    assert [(r["epoch"], r["split"]) for r in log.curve] == [(0, "llrt"), (1, "train"), (2, "train")]
+    files = log.files(_report(model, optimizer, 1, 9.0))       # epoch 1 run again (from the state after epoch 0)
+    assert [(r["epoch"], r["duration_s"]) for r in log.curve] == [(0, 1.0), (1, 9.0)]
+    again = ResumeLog(lambda epoch: "train")
+    assert again.state(files).epoch == 2
+    assert [r["epoch"] for r in again.curve] == [0, 1]
