@@ -665,11 +665,11 @@ MUTANTS = [
     Mutant("M177", "every `tasks` row of a recorded batch is its first task's row",
            "orchestrator/run/recording.py", "arrow = block.slice(i, 1) if block is not None",
            "arrow = block.slice(0, 1) if block is not None",
-           ("tests/orchestrator/run/test_work.py::test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id",)),
+           ("tests/orchestrator/run/test_recording.py::test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id",)),
     Mutant("M178", "a cached task's `tasks` row not marked cached",
            "orchestrator/run/recording.py", "cached=e.status == vocab.CACHED,",
            "cached=False,",
-           ("tests/orchestrator/run/test_work.py::test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id",)),
+           ("tests/orchestrator/run/test_recording.py::test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id",)),
 ]
 
 

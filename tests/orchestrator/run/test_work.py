@@ -2,8 +2,7 @@
 makes of what the science returns: each seed from its own key of the config, each kind's settings
 from its own section, the alignment's distances and identity, the names of the metrics and step
 series (`child_runs`' docstring), the aligned path that reuses the linear path's rows, and the
-result `execute` reports; then, for the same graph, what the driver records of each task
-(`recording.py`, `state.py`, `child_runs.py`: its `tasks` row and child run).
+result `execute` reports. What the driver records of these tasks: test_recording.py, test_state.py.
 
 The science functions are replaced by stand-ins that record their arguments (as in
 test_science_wiring.py); the graph is a smoke sweep with seed 3, so a seed of 0 is never right by
@@ -11,19 +10,15 @@ accident."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import pytest
 import torch
 
 from orchestrator import vocab
-from orchestrator.graph.dag import Resources, build_graph
-from orchestrator.results import outputs, tables
+from orchestrator.results import outputs
 from orchestrator.results.outputs import TaskOutput
 from orchestrator.run import work
-from orchestrator.spec.sweep_spec import load_spec
-from orchestrator.storage.layout import Storage, SweepLayout
 from tasks import align as align_lib
 from tasks import finetune as finetune_lib
 from tasks import paths as paths_lib
@@ -31,7 +26,7 @@ from tasks.data import DataSettings, load_cue_data
 from tasks.models import build_model
 from tasks.settings import from_identity
 from tasks.train import OptimSettings
-from tests.conftest import write_spec
+from tests.support.work_graph import first, layout_in, smoke_graph
 
 
 class Called(Exception):
@@ -40,9 +35,7 @@ class Called(Exception):
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("work")
-    return build_graph(load_spec(write_spec(tmp, seeds=[3], finetune={"methods": ["naive", "lpft"]},
-                                            paths={"bn_data": "endpoints"})))
+    return smoke_graph(tmp_path_factory.mktemp("work"))
 
 
 @pytest.fixture
@@ -68,12 +61,6 @@ def record(monkeypatch, module, name: str) -> dict:
 def run(runner, task, env=None) -> None:
     with pytest.raises(Called):
         runner(task, env or work.TaskEnv(layout=None, device=torch.device("cpu")))
-
-
-def first(graph, kind: str, **where):
-    found = [t for t in graph.tasks.values() if t.kind == kind and all(t.config.get(k) == v for k, v in where.items())]
-    assert found, (kind, where)
-    return found[0]
 
 
 def same_state(a: dict, b: dict) -> bool:
@@ -251,14 +238,10 @@ def test_a_curve_keeps_the_split_each_row_names(graph):
 
 # ----------------------------------------------------------------- the aligned path of an identity alignment
 
-def _layout(tmp_path) -> SweepLayout:
-    return SweepLayout(Storage(str(tmp_path / "storage")), "work")
-
-
 @pytest.mark.parametrize("identity", [True, False, None])   # None: a marker that does not say
 def test_the_aligned_path_of_an_identity_alignment_is_the_linear_paths_rows_under_its_own_id(graph, states, tmp_path,
                                                                                             monkeypatch, identity):
-    layout = _layout(tmp_path)
+    layout = layout_in(tmp_path)
     aligned = first(graph, vocab.PATH_EVAL, path_kind=vocab.ALIGNED)
     linear, align = graph.tasks[aligned.config["linear"]], graph.tasks[aligned.config["via"]]
     rows = [{"alpha": a, "eval_set": "cue", "loss": 1.0 + a * (1 - a), "acc": 0.5, "n": 10,
@@ -285,7 +268,7 @@ def test_the_aligned_path_of_an_identity_alignment_is_the_linear_paths_rows_unde
 # ----------------------------------------------------------------- execute and device
 
 def test_execute_reports_the_runners_metrics_and_steps_and_writes_its_outputs(graph, tmp_path, monkeypatch):
-    layout = _layout(tmp_path)
+    layout = layout_in(tmp_path)
     task = first(graph, vocab.ALIGN)
     output = TaskOutput(checkpoint={"w": torch.arange(3.0)}, metrics={"m": 1.5}, steps=[("s", 2, 0.25), ("s", 4, 0.5)])
     monkeypatch.setitem(work.RUNNERS, "fixed", lambda t, env: output)
@@ -302,195 +285,3 @@ def test_a_task_without_gpus_runs_on_the_cpu_even_where_cuda_is_available(graph,
     assert not task.resources.gpus
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert work.device_for(task) == torch.device("cpu")
-
-
-# ----------------------------------------------------------------- what the driver records of each task
-# (`orchestrator/run/recording.py`, `state.py`, `child_runs.py`: the `tasks` rows and child runs of the
-# tasks `work` ran)
-
-class Tracker:
-    """A tracker that keeps what it is handed and gives each task the run id `run-<task id>`."""
-
-    def __init__(self):
-        self.ended: list = []
-
-    def tasks_ended(self, ended):
-        self.ended += list(ended)
-        return {e.task.id: f"run-{e.task.id}" for e in ended}
-
-
-def _tasks_row(layout, task_id: str) -> dict:
-    rows = tables.read_fragment(layout, vocab.TASKS, task_id).to_dict("records")
-    assert len(rows) == 1, rows
-    return rows[0]
-
-
-def test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id(graph, tmp_path):
-    from orchestrator.run import recording
-
-    layout = _layout(tmp_path)
-    table = recording.TasksTable(layout, "hash", "rev", strict=True)
-    pre, path, mid = first(graph, vocab.PRETRAIN), first(graph, vocab.PATH_EVAL), first(graph, vocab.MIDPOINT)
-    mid = dataclasses.replace(mid, resources=Resources(cpus=2, workers=3))    # Ray Train: 3 workers of 2 CPUs
-    ended = [recording.EndedTask(pre, vocab.CACHED, None, 1.0, 100.0, 110.0, "cpu:x", {}, []),
-             recording.EndedTask(path, vocab.DONE, None, 2.0, 200.0, 220.0, "cpu:y", {}, []),
-             recording.EndedTask(mid, vocab.FAILED, "boom", 3.0, 300.0, 330.0, "cpu:z", {}, [], "RuntimeError")]
-    table.tasks_ended(ended, {t.id: f"run-{t.id}" for t in (pre, path, mid)})
-    assert table.written == 3 and not table.failures
-    for e, status in zip(ended, ("finished", "finished", "failed")):
-        row = _tasks_row(layout, e.task.id)
-        assert (row["task_id"], row["kind"], row["status"]) == (e.task.id, e.task.kind, status)
-        assert row["cached"] is (e.status == vocab.CACHED)
-        assert row["mlflow_run_id"] == f"run-{e.task.id}"
-        assert list(row["parents"]) == list(e.task.parents)
-        assert row["device"] == e.device and row["duration_s"] == e.duration_s
-        assert row["num_workers"] == e.task.resources.workers
-        started, finished = (pd_seconds(row[k]) for k in ("started_at", "finished_at"))
-        assert (started, finished) == (e.started_at, e.ended_at)
-    assert _tasks_row(layout, mid.id)["error_type"] == "RuntimeError"
-    assert list(_tasks_row(layout, path.id)["parents"]) == list(path.parents) != []
-
-
-def pd_seconds(value) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value)
-
-
-def _recorder(graph, tmp_path, tracker):
-    from orchestrator.run import recording
-    from orchestrator.run.state import SweepState
-
-    state = SweepState(graph)
-    recorder = recording.TaskRecorder(_layout(tmp_path), state, "hash", tracker, background=False)
-    state.subscribe(recorder.on_status)
-    return state, recorder
-
-
-def test_a_failed_task_and_the_descendants_it_skips_are_each_recorded_once(graph, tmp_path):
-    tracker = Tracker()
-    state, recorder = _recorder(graph, tmp_path, tracker)
-    root = first(graph, vocab.PRETRAIN)
-    skipped = state.set_status(root.id, vocab.FAILED, "boom", error_type="RuntimeError")
-    assert skipped and set(skipped) == set(graph.descendants(root.id))
-    state.set_status(root.id, vocab.FAILED, "boom, with its traceback")     # the reason filled in later
-    recorded = [(e.task.id, e.status) for e in tracker.ended]
-    assert recorded.count((root.id, vocab.FAILED)) == 1
-    assert sorted(t for t, s in recorded if s == vocab.SKIPPED) == sorted(skipped)
-    assert len(recorded) == 1 + len(skipped) == recorder.written
-    assert _tasks_row(recorder.layout, skipped[0])["status"] == "skipped"
-    failed = next(e for e in tracker.ended if e.task.id == root.id)
-    assert failed.error_type == "RuntimeError"
-
-
-def test_a_task_that_failed_and_then_finished_in_the_same_run_is_recorded_finished(graph, tmp_path):
-    tracker = Tracker()
-    state, recorder = _recorder(graph, tmp_path, tracker)
-    task = next(t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL and not list(graph.descendants(t.id)))
-    state.set_status(task.id, vocab.FAILED, "boom")
-    state.set_status(task.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0, "cpu:x", {"m": 1.0}, [["s", 0, 2.0]]))
-    assert [(e.task.id, e.status) for e in tracker.ended] == [(task.id, vocab.FAILED), (task.id, vocab.DONE)]
-    assert _tasks_row(recorder.layout, task.id)["status"] == "finished"
-    done = tracker.ended[-1]
-    assert done.metrics == {"m": 1.0} and done.steps == [("s", 0, 2.0)] and done.device == "cpu:x"
-
-
-def test_a_task_found_finished_on_storage_is_recorded_with_the_metrics_and_steps_of_its_marker(graph, tmp_path):
-    tracker = Tracker()
-    state, recorder = _recorder(graph, tmp_path, tracker)
-    task = first(graph, vocab.ALIGN)
-    outputs.write_outputs(recorder.layout, task, TaskOutput(checkpoint={"w": torch.zeros(2)}, metrics={"m": 0.5},
-                                                            steps=[("s", 3, 0.25)]))
-    state.set_status(task.id, vocab.CACHED)
-    recorder.record(task.id)
-    (ended,) = tracker.ended
-    assert ended.status == vocab.CACHED and ended.metrics == {"m": 0.5} and ended.steps == [("s", 3, 0.25)]
-    assert _tasks_row(recorder.layout, task.id)["cached"]
-    assert recorder._ended_for_good(task.id)         # a cached task's files are not written again in this run
-
-
-def test_a_child_run_logs_each_step_series_point_at_its_step_and_the_times_of_its_task(graph):
-    from orchestrator.run import child_runs, recording
-
-    task = first(graph, vocab.PATH_EVAL)
-    steps = [("path.cue.loss", 0, 0.5), ("path.cue.loss", 500, 0.5), ("path.cue.loss", 1000, 0.25)]
-    ended = recording.EndedTask(task, vocab.DONE, None, 4.0, 100.0, 110.5, "cpu", {"barrier.cue.loss.chord": 0.1},
-                                steps)
-    run = child_runs.child_run(ended, "a name", "parent")
-    assert set(run.metrics) == {("path.cue.loss", 0.5, 0), ("path.cue.loss", 0.5, 500), ("path.cue.loss", 0.25, 1000),
-                                ("barrier.cue.loss.chord", 0.1, 0), ("duration_s", 4.0, 0)}
-    assert (run.start_ms, run.end_ms) == (100_000, 110_500)
-    assert run.status == vocab.STATUS_IN_MLFLOW[vocab.DONE]
-    failed = child_runs.child_run(recording.EndedTask(task, vocab.FAILED, "RuntimeError: boom", None, None, 7.0,
-                                                      None, {}, []), "n", "parent")
-    assert failed.status == vocab.STATUS_IN_MLFLOW[vocab.FAILED] and failed.tags["error"] == "RuntimeError: boom"
-    assert failed.start_ms == failed.end_ms == 7000            # never started: its end
-
-
-def test_a_skipped_training_task_has_no_datasets_and_a_midpoint_learns_from_both_endpoints(graph):
-    from orchestrator.run import child_runs, recording
-
-    mid = first(graph, vocab.MIDPOINT)
-    refs = child_runs.dataset_inputs(mid)
-    a, b = (graph.tasks[e].config["data"] for e in mid.config["endpoints"])
-    assert a != b and len(refs) == 2
-    assert [json.loads(r.source) for r in refs] == [{"dataset": mid.labels["dataset"], **c} for c in (a, b)]
-    assert refs[0].digest != refs[1].digest
-    done = child_runs.child_run(recording.EndedTask(mid, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []), "n", "p")
-    assert done.datasets == refs
-    skipped = child_runs.child_run(recording.EndedTask(mid, vocab.SKIPPED, "skipped", None, None, 2.0, None, {}, []),
-                                   "n", "p")
-    assert skipped.datasets == ()
-    assert child_runs.NOTE_TAG not in done.tags           # the note on alpha steps is a path's alone
-
-
-def test_a_path_evaluations_child_run_says_its_curves_are_logged_against_alpha(graph):
-    from orchestrator.run import child_runs, recording
-
-    path = first(graph, vocab.PATH_EVAL)
-    run = child_runs.child_run(recording.EndedTask(path, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []), "n", "p")
-    assert run.tags[child_runs.NOTE_TAG] == child_runs.PATH_NOTE
-    assert (run.tags["task_id"], run.tags["task_kind"], run.tags[child_runs.PARENT_TAG]) == (path.id, path.kind, "p")
-
-
-# ----------------------------------------------------------------- the sweep state the recorder listens to
-
-def test_a_failure_skips_only_the_pending_descendants_and_keeps_its_error_type(graph):
-    from orchestrator.run.state import SweepState
-
-    state = SweepState(graph)
-    root = first(graph, vocab.PRETRAIN)
-    below = list(graph.descendants(root.id))
-    assert len(below) >= 3
-    running, cached = below[0], below[1]
-    state.set_status(cached, vocab.CACHED)
-    state.set_status(running, vocab.RUNNING)
-    skipped = state.set_status(root.id, vocab.FAILED, "boom", error_type="ValueError")
-    assert sorted(skipped) == sorted(set(below) - {running, cached})
-    assert state.states[running].status == vocab.RUNNING and state.states[cached].status == vocab.CACHED
-    assert state.states[root.id].error_type == "ValueError" and state.states[root.id].error == "boom"
-    assert all(state.states[t].error_type is None for t in skipped)
-
-
-@pytest.mark.parametrize("keep", [True, False])
-def test_a_result_goes_to_the_listeners_and_is_kept_only_when_asked(graph, keep):
-    from orchestrator.run.state import SweepState
-
-    state = SweepState(graph, keep_results=keep)
-    heard = []
-    state.subscribe(lambda task_id, before, after: heard.append(after.result))
-    task = first(graph, vocab.PRETRAIN)
-    result = work.TaskResult(vocab.DONE, 1.0, "cpu", {"m": 1.0})
-    state.set_status(task.id, vocab.DONE, result=result, duration_s=1.0)
-    assert heard == [result]
-    assert (state.states[task.id].result is result) is keep
-    assert state.states[task.id].status == vocab.DONE and state.states[task.id].duration_s == 1.0
-
-
-def test_a_task_that_failed_and_then_finished_has_no_error_left(graph):
-    from orchestrator.run.state import SweepState
-
-    state = SweepState(graph)
-    task = next(t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL and not list(graph.descendants(t.id)))
-    state.set_status(task.id, vocab.FAILED, "boom", error_type="RuntimeError")
-    state.set_status(task.id, vocab.RUNNING)
-    state.set_status(task.id, vocab.DONE, duration_s=2.0)
-    assert (state.states[task.id].error, state.states[task.id].error_type) == (None, None)
