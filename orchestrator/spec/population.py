@@ -43,7 +43,8 @@ class Population(Settings):
 
     def __post_init__(self) -> None:
         numbers = self.cue_proportions
-        if all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0 for p in numbers):
+        if isinstance(numbers, tuple) and all(isinstance(p, (int, float)) and not isinstance(p, bool)
+                                              and 0.0 <= p <= 1.0 for p in numbers):
             # whole numbers as the floats they stand for, as the top-level `cue_proportions` reads them:
             # [1] and [1.0] are one spec (one resolved text, one spec hash); a bad list is shown as written
             object.__setattr__(self, "cue_proportions", tuple(float(p) for p in numbers))

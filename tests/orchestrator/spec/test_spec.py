@@ -155,6 +155,12 @@ def test_a_population_proportion_written_as_a_whole_number_is_the_same_spec_as_i
     assert S.spec_hash(whole) == S.spec_hash(real)
     assert list(build_graph(whole).tasks) == list(build_graph(real).tasks)
     assert any("`population.cue_proportions`: [2] is not allowed" in p for p in problems_of(text.format("2")))
+    from orchestrator.spec.population import Population
+    from tasks.settings import SettingsError
+
+    for bad in (None, 5, "x"):              # built in Python: one clear error, not a TypeError
+        with pytest.raises(SettingsError, match="`cue_proportions`"):
+            Population(kinds=("pretrain",), cue_proportions=bad)
 
 def test_dominoes_dataset_defaults_to_dominoes_cue(tmp_path):
     spec = parse_spec(f"name: x\ndata: {{dataset: dominoes, root: '{tmp_path}'}}\n")
