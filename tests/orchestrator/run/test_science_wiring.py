@@ -17,14 +17,10 @@ from orchestrator.graph.dag import build_graph
 from orchestrator.spec.sweep_spec import load_spec
 from tasks import align as align_lib
 from tasks import paths as paths_lib
-from tasks.data import EVAL_SETS, CueData, DataSettings, load_cue_data
-from tasks.models import build_model
-from tasks.settings import from_identity
+from tasks.data import EVAL_SETS, DataSettings, load_cue_data
 from tests.conftest import write_spec
+from tests.support.work_graph import data_of, distinct_states, record, run, same_state
 
-
-class Called(Exception):
-    """Raised by the recording stand-in once it has its arguments."""
 
 
 @pytest.fixture(scope="module")
@@ -34,35 +30,11 @@ def graph(tmp_path_factory):
 
 @pytest.fixture
 def states(graph, monkeypatch):
-    """A distinct random state for every task id; `_load_state` returns it."""
-    ids = sorted(graph.tasks)
-    table = {task_id: build_model("small_cnn", 10, 1, 8, seed=i).state_dict() for i, task_id in enumerate(ids)}
-    monkeypatch.setattr(work, "_load_state", lambda env, task_id: table[task_id])
-    return table
+    return distinct_states(graph, monkeypatch)
 
 
-def record(monkeypatch, module, name: str) -> dict:
-    seen: dict = {}
-
-    def stand_in(*args, **kwargs):
-        seen.update(args=args, kwargs=kwargs)
-        raise Called
-
-    monkeypatch.setattr(module, name, stand_in)
-    return seen
 
 
-def run(runner, task) -> None:
-    with pytest.raises(Called):
-        runner(task, work.TaskEnv(layout=None, device=torch.device("cpu")))
-
-
-def data_of(config: dict) -> CueData:
-    return load_cue_data(from_identity(DataSettings, {k: v for k, v in config.items() if k != "version"}))
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 def tasks_of(graph, kind: str, **where) -> list:

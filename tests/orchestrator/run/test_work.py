@@ -22,15 +22,12 @@ from orchestrator.run import work
 from tasks import align as align_lib
 from tasks import finetune as finetune_lib
 from tasks import paths as paths_lib
-from tasks.data import DataSettings, load_cue_data
 from tasks.models import build_model
 from tasks.settings import from_identity
 from tasks.train import OptimSettings
-from tests.support.work_graph import first, layout_in, smoke_graph
+from tests.support.work_graph import (data_of, distinct_states, first, layout_in, record, run,
+                                      same_state, smoke_graph)
 
-
-class Called(Exception):
-    """Raised by a recording stand-in once it has its arguments."""
 
 
 @pytest.fixture(scope="module")
@@ -40,31 +37,10 @@ def graph(tmp_path_factory):
 
 @pytest.fixture
 def states(graph, monkeypatch):
-    """A distinct random state for every task id; `_load_state` returns it."""
-    ids = sorted(graph.tasks)
-    table = {task_id: build_model("small_cnn", 10, 1, 8, seed=100 + i).state_dict() for i, task_id in enumerate(ids)}
-    monkeypatch.setattr(work, "_load_state", lambda env, task_id: table[task_id])
-    return table
+    return distinct_states(graph, monkeypatch)
 
 
-def record(monkeypatch, module, name: str) -> dict:
-    seen: dict = {}
 
-    def stand_in(*args, **kwargs):
-        seen.update(args=args, kwargs=kwargs)
-        raise Called
-
-    monkeypatch.setattr(module, name, stand_in)
-    return seen
-
-
-def run(runner, task, env=None) -> None:
-    with pytest.raises(Called):
-        runner(task, env or work.TaskEnv(layout=None, device=torch.device("cpu")))
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 def with_config(task, **changes):
@@ -134,11 +110,7 @@ def test_a_path_is_evaluated_with_its_settings_seed_and_each_endpoints_own_bn_im
     assert kwargs["settings"] == from_identity(paths_lib.PathSettings, cfg["path"])
     assert kwargs["seed"] == 3
     id_a, id_b = cfg["endpoints"]
-    def training_images(task_id):
-        config = {k: v for k, v in graph.tasks[task_id].config["data"].items() if k != "version"}
-        return load_cue_data(from_identity(DataSettings, config)).train.x
-
-    train_a, train_b = training_images(id_a), training_images(id_b)
+    train_a, train_b = (data_of(graph.tasks[e].config["data"]).train.x for e in (id_a, id_b))
     assert not torch.equal(train_a, train_b), "the endpoints' training images must differ to tell them apart"
     assert torch.equal(kwargs["bn_data"], train_a) and torch.equal(kwargs["bn_data_b"], train_b)
 
