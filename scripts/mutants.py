@@ -670,6 +670,23 @@ MUTANTS = [
            "orchestrator/run/recording.py", "cached=e.status == vocab.CACHED,",
            "cached=False,",
            ("tests/orchestrator/run/test_recording.py::test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id",)),
+    Mutant("M179", "Holm's step-down bar replaced by Bonferroni's (every p-value against α/2k)",
+           "orchestrator/report/verdicts.py", "if c.p_other > half / (k - j):", "if c.p_other > half / k:",
+           ("tests/orchestrator/report/test_verdicts.py",)),
+    Mutant("M180", "a claim's ✗ judged at each comparison's own level (no family-wise correction)",
+           "orchestrator/report/verdicts.py", "if c.outcome != NO or not c.required or id(c) in rejected:",
+           "if True:", ("tests/orchestrator/report/test_verdicts.py", "tests/orchestrator/report/test_claims.py")),
+    Mutant("M181", "the p-value of the other way of a non-inferiority test ignores the margin",
+           "orchestrator/report/comparisons.py", "p = _below(diff.mean + margin, diff)", "p = _below(diff.mean, diff)",
+           ("tests/orchestrator/report/test_comparisons.py",)),
+    Mutant("M182", "a guard that makes a barrier comparison not testable drops it from the claim's family",
+           "orchestrator/report/claims.py", """"endpoints' own loss; judge it on another set, after alignment or with a wider model",
+                                decision.p_other)""", """"endpoints' own loss; judge it on another set, after alignment or with a wider model")""",
+           ("tests/orchestrator/report/test_claims.py",)),
+    Mutant("M183", "Holm's step-down goes on past the first p-value that misses its bar",
+           "orchestrator/report/verdicts.py", """        if c.p_other > half / (k - j):
+            break""", """        if c.p_other > half / (k - j):
+            continue""", ("tests/orchestrator/report/test_verdicts.py",)),
 ]
 
 

@@ -7,7 +7,9 @@ by the test the claim's words need: "above" (superiority), "not below … by mor
 (non-inferiority), "within a margin of" (equivalence). A comparison that cannot discriminate is *not
 testable here*, never decided: too few seeds, a power too low for the effect the claim is about,
 a lower side sitting at the chance floor, or two barrier definitions deciding opposite ways. How
-checks make a verdict: `orchestrator.report.verdicts`; the tests: `orchestrator.report.comparisons`.
+checks make a verdict (a comparison decided the other way fails a claim only across the claim's
+comparisons: Holm, `verdicts.family_wise`): `orchestrator.report.verdicts`; the tests:
+`orchestrator.report.comparisons`.
 
 The report shows the claims as its first section with the rules beside them; `mmc-sweep claims
 [SPEC] [key=value ...]` runs a spec with `run_sweep` (tasks cached and shared with `mmc-sweep run`)
@@ -30,7 +32,8 @@ from orchestrator.report import mechanism_map as mmap
 from orchestrator.report import stats
 from orchestrator.report.stats import Estimate
 from orchestrator.report.verdicts import (CLAIM, CONTROL, FAILS, HOLDS, NOT_TESTABLE, PP, RANDCUE, RANDIMG,
-                                          REFERENCE, UNSEPARATED, Check, Claim, Row, Slice, check)
+                                          REFERENCE, UNSEPARATED, Check, Claim, Row, Slice, check,
+                                          family_wise)
 from orchestrator.spec.claim_rules import ClaimRules
 
 MARKS = cmp.MARKS
@@ -95,7 +98,8 @@ class _Judge:
                                 f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
                                 f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
                                 f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
-                                "endpoints' own loss; judge it on another set, after alignment or with a wider model")
+                                "endpoints' own loss; judge it on another set, after alignment or with a wider model",
+                                decision.p_other)
         if r.check_definition:
             other = cmp.compare(self.values(higher, eval_set, r.check_definition),
                                 self.values(lower, eval_set, r.check_definition), r.level)
@@ -103,7 +107,7 @@ class _Judge:
             if cmp.opposite(decision, second):
                 return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
                                     f"opposite ways ({other.text()} by {r.check_definition}): the endpoints' own "
-                                    "losses decide the comparison")
+                                    "losses decide the comparison", decision.p_other)
         return decision
 
     def barrier_row(self, pair: tuple[str, str], eval_set: str, role: str) -> None:
@@ -147,7 +151,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             rn.get(RANDIMG, EMPTY), "more than no-cue")
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
             rn.get(RANDCUE, EMPTY), "random cue costs")
-    return c
+    return family_wise(c, r.level)
 
 
 def claim_b(s: Slice, r: ClaimRules) -> Claim:
@@ -174,7 +178,7 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
         j.barrier_row((ref, vocab.LINEAR), eval_set, CONTROL)
         j.barrier_above(f"on {eval_set}, its linear barrier is below that of {ref}", (ref, vocab.LINEAR), ft, eval_set,
                         "stays connected")
-    return c
+    return family_wise(c, r.level)
 
 
 def claim_c(s: Slice, r: ClaimRules) -> Claim:
@@ -219,7 +223,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                   for m in (CBFT, NAIVE))
         j.barrier_above(f"on {eval_set}, CBFT's linear barrier to the pretrained model exceeds naive's", cb, nv,
                         eval_set, "leaves the basin")
-    return c
+    return family_wise(c, r.level)
 
 
 def claim_d(s: Slice, r: ClaimRules) -> Claim:
@@ -260,7 +264,7 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
         if floor:
             j.barrier_above(f"on {eval_set}, the {main} linear barrier is above the noise floor ({floor})",
                             (main, vocab.LINEAR), (floor, vocab.LINEAR), eval_set, None)
-    return c
+    return family_wise(c, r.level)
 
 
 def _aligned_checks(j: _Judge, independent: list[str], eval_set: str) -> None:
@@ -329,7 +333,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
         power = (f"smallest p-value these models allow {test.min_p:.3g}; detectable ≥ "
                  f"{cmp.permutation_detectable(test.sd, r.level, r.power):.3g} at {r.power:.0%} power "
                  f"(null sd {test.sd:.3g})")
-        c.checks.append(Check(text, decision.outcome, evidence, "within < across", decision.reason, power))
+        c.checks.append(Check(text, decision.outcome, evidence, "within < across", decision.reason, power,
+                              decision.p_other))
         ari_text = f"{where}, the clusters match the reliance groups (adjusted Rand index above chance)"
         if m.ari_test is None:
             n = m.models["cluster"].nunique()
@@ -345,7 +350,7 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
     if not found:
         c.checks.append(Check("the population's barriers", MISSING, "—", "within < across",
                               "no population of 3 or more models with barriers (`population:` in the spec)"))
-    return c
+    return family_wise(c, r.level)
 
 
 def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
@@ -355,14 +360,14 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
     if m.chance and cmp.at_floor(lo_acc, hi_loss, m.chance, r.floor_acc, r.floor_loss):
         return cmp.Decision(UNTESTABLE, f"the paths within reliance groups collapse to chance on {m.eval_set} "
                                         f"(lowest accuracy {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers "
-                                        "are chance loss minus the endpoints' own loss")
+                                        "are chance loss minus the endpoints' own loss", decision.p_other)
     if m.check is not None:
         second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
                                  r.level, r.barrier_effect, r.power)
         if cmp.opposite(decision, second):
             return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
                                             f"opposite ways (across − within {m.check.observed:+.3f} by "
-                                            f"{r.check_definition})")
+                                            f"{r.check_definition})", decision.p_other)
     return decision
 
 

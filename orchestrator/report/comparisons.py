@@ -13,6 +13,11 @@ share a model or a data seed there), else of two independent groups (Welch). Out
                low for the claimed effect, both paths at the chance floor, two barrier definitions
                deciding opposite ways
     MISSING    not measured by this sweep
+
+Each decision with an interval also carries `p_other`, the one-sided p-value of "the other way": how
+far the data sit on the side opposite the claim's (NO at the comparison's own level exactly when it
+is below α/2). A claim with several comparisons uses it to hold its rate of false "does not hold"
+(`verdicts.family_wise`).
 """
 from __future__ import annotations
 
@@ -165,6 +170,17 @@ def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit
 class Decision:
     outcome: str
     reason: str = ""           # why not testable (UNTESTABLE) or what is missing (MISSING)
+    p_other: float = math.nan  # one-sided p-value of the other way (module docstring); NaN without an interval
+
+
+def _below(x: float, diff: Diff) -> float:
+    """P(T ≤ x / SE) for Student's t with the difference's df: the one-sided p-value that the true
+    difference lies below the observed one shifted by x (x = mean: below 0)."""
+    if diff.se == 0:
+        return 0.0 if x < 0 else 1.0
+    from scipy.special import stdtr        # Student's t CDF as a ufunc: scipy.stats.t.cdf without its overhead
+
+    return float(stdtr(diff.df, x / diff.se))
 
 
 def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
@@ -201,11 +217,12 @@ def superiority(diff: Diff, effect: float, power: float, scale: float = 1.0, uni
     early = _precheck(diff)
     if early:
         return early
+    p = _below(diff.mean, diff)
     if diff.low > 0:
-        return Decision(YES)
+        return Decision(YES, p_other=p)
     if diff.high < 0:
-        return Decision(NO)
-    return _undecided(diff, effect, power, scale, unit)
+        return Decision(NO, p_other=p)
+    return replace(_undecided(diff, effect, power, scale, unit), p_other=p)
 
 
 def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
@@ -214,11 +231,12 @@ def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0,
     early = _precheck(diff)
     if early:
         return early
+    p = _below(diff.mean + margin, diff)
     if diff.low > -margin:
-        return Decision(YES)
+        return Decision(YES, p_other=p)
     if diff.high < -margin:
-        return Decision(NO)
-    return _undecided(diff, max(margin, 1e-12), power, scale, unit, diff.mean + margin)
+        return Decision(NO, p_other=p)
+    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit, diff.mean + margin), p_other=p)
 
 
 def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
@@ -227,11 +245,12 @@ def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, uni
     early = _precheck(diff)
     if early:
         return early
+    p = min(_below(diff.mean + margin, diff), _below(margin - diff.mean, diff))   # wholly below -m, or above m
     if -margin < diff.low and diff.high < margin:
-        return Decision(YES)
+        return Decision(YES, p_other=p)
     if diff.low > margin or diff.high < -margin:
-        return Decision(NO)
-    return _undecided(diff, max(margin, 1e-12), power, scale, unit)
+        return Decision(NO, p_other=p)
+    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit), p_other=p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,15 +285,16 @@ def permutation(observed: float, p_upper: float, p_lower: float, min_p: float, n
         return Decision(UNTESTABLE, f"too few models: the smallest p-value relabeling them can give is {min_p:.3g}, "
                                     f"above α/2 = {half:.3g}")
     if p_upper <= half:
-        return Decision(YES)
+        return Decision(YES, p_other=p_lower)
     if p_lower <= half:
-        return Decision(NO)
+        return Decision(NO, p_other=p_lower)
     mde = permutation_detectable(null_sd, level, power)
     if mde == mde and mde > effect:
         return Decision(UNTESTABLE, f"underpowered: with these models the smallest difference detectable at "
                                     f"{power:.0%} power is {scale * mde:.3g}{unit} (from the spread of the "
-                                    f"permutation null), above the {scale * effect:.3g}{unit} the claim is about")
-    return Decision(OVERLAP)
+                                    f"permutation null), above the {scale * effect:.3g}{unit} the claim is about",
+                        p_lower)
+    return Decision(OVERLAP, p_other=p_lower)
 
 
 def permutation_detectable(null_sd: float, level: float, power: float) -> float:

@@ -14,10 +14,18 @@ A verdict follows from the claim's checks by a rule fixed before any result:
   when not.
 - Supporting checks never decide; one that is not decided as claimed changes the wording to
   "holds, except …".
+- **Family-wise**, for "does not hold" (`family_wise`): a claim has k required comparisons with an
+  interval, and one decided the other way fails it; each at its own level alone, a true claim would
+  fail up to k·α/2 of the time (20% for 8 at 95%). So a check decided the other way by its own
+  interval stays NO only where Holm's step-down over the claim's k one-sided p-values of the other
+  way (`Decision.p_other`) rejects it at α/2 in all; the others are OVERLAP ("cannot be separated",
+  with the p-value and the bar it missed). "Holds" needs every required group decided as claimed,
+  each at its own level: an intersection-union test, whose false "holds" is at most α/2 already.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -58,13 +66,17 @@ def _fmt(est: stats.Estimate, scale: float = 1.0, unit: str = "") -> str:
 class Check:
     """One comparison a claim needs: its text, the outcome, the evidence (the difference and its
     interval), why it is not testable (if so), its power; `group` ties the checks of one statement
-    (None: a supporting check, which never decides)."""
+    (None: a supporting check, which never decides). `p_other`: the one-sided p-value of the other
+    way (NaN without an interval); `alone`: decided the other way by its own interval, but not across
+    the claim's comparisons (`family_wise`), so OVERLAP."""
     text: str
     outcome: str
     evidence: str
     group: str | None = None
     reason: str = ""
     power: str = ""
+    p_other: float = math.nan
+    alone: bool = False
 
     @property
     def required(self) -> bool:
@@ -74,7 +86,38 @@ class Check:
 def check(text: str, decision: Decision, diff: Diff | None, group: str | None, *, scale: float = 1.0,
           unit: str = "", power: str = "", evidence: str = "") -> Check:
     shown = evidence or ("" if diff is None else diff.text(scale, unit, digits=1 if scale != 1.0 else 3))
-    return Check(text, decision.outcome, shown or "—", group, decision.reason, power)
+    return Check(text, decision.outcome, shown or "—", group, decision.reason, power, decision.p_other)
+
+
+def family_wise(claim: Claim, level: float) -> Claim:
+    """Holm's step-down on the side of "does not hold" (module docstring): sort the claim's required
+    checks with a p-value of the other way; the j-th smallest (from 0) is rejected while every one up
+    to it is at most (α/2) / (k − j). A rejected NO stays NO; every other NO becomes OVERLAP, saying
+    why. A rejected check that is not NO (a guard made it not testable) stays as it was. Changes
+    `claim` in place and returns it; the rule is appended to `claim.rule`."""
+    half = (1.0 - level) / 2.0
+    family = sorted((c for c in claim.checks if c.required and c.p_other == c.p_other), key=lambda c: c.p_other)
+    k = len(family)
+    rejected: set[int] = set()
+    for j, c in enumerate(family):
+        if c.p_other > half / (k - j):
+            break
+        rejected.add(id(c))
+    stop = half / (k - len(rejected)) if len(rejected) < k else 0.0     # the bar the step-down stopped at
+
+    def judged(c: Check) -> Check:
+        if c.outcome != NO or not c.required or id(c) in rejected:
+            return c
+        return replace(c, outcome=OVERLAP, alone=True,
+                       reason=f"decided the other way by its own {level:.0%} interval (one-sided p = {c.p_other:.3g}), "
+                              f"but not across the claim's {k} comparisons: Holm's step-down stopped at the bar "
+                              f"p ≤ {stop:.3g}")
+
+    claim.checks = [judged(c) for c in claim.checks]
+    if k > 1:
+        claim.rule += (f" A comparison decided the other way counts against the claim only across its {k} "
+                       f"comparisons: Holm's step-down at one-sided α/2 = {half:g} in all.")
+    return claim
 
 
 @dataclass
@@ -124,8 +167,13 @@ class Claim:
         if verdict == FAILS:
             return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}."
         if verdict == UNSEPARATED:
-            return (f"Cannot be separated: the interval straddles 0 (or the margin) for {quoted(self._those(OVERLAP))}, "
-                    "although the seeds run could detect the effect the claim is about.")
+            straddle = [c for c in self._those(OVERLAP) if not c.alone]
+            alone = [c for c in self._those(OVERLAP) if c.alone]
+            parts = ([f"the interval straddles 0 (or the margin) for {quoted(straddle)}, although the seeds run "
+                      "could detect the effect the claim is about"] if straddle else []) + \
+                ([f"{quoted(alone)} {'is' if len(alone) == 1 else 'are'} decided the other way by {'its' if len(alone) == 1 else 'their'} own "
+                  "interval but not across the claim's comparisons (family-wise, Holm)"] if alone else [])
+            return f"Cannot be separated: {'; '.join(parts)}."
         if verdict == NOT_TESTABLE:
             blocking = [c for c in untestable if c.group not in self.optional] or untestable
             return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."

@@ -53,6 +53,7 @@ def test_a_saturated_comparison_is_not_testable_never_does_not_hold():
     same_init = [c for c in d.checks if c.group == "same-init design"]
     assert same_init and all(c.outcome == claims.UNTESTABLE for c in same_init)
     assert all("collapse" in c.reason and "chance" in c.reason for c in same_init)
+    assert all(0 <= c.p_other <= 1 for c in same_init)     # still in the claim's family (Holm's k)
     assert d.verdict == claims.NOT_TESTABLE and "Not testable here" in d.sentence()
     assert "Does not hold" not in d.sentence()
 
@@ -72,8 +73,9 @@ def test_non_inferiority_crossing_the_margin_cannot_be_separated():
     assert cmp.non_inferiority(dataclasses.replace(diff, mean=-0.035), 0.02, 0.8).outcome == cmp.NO
     assert cmp.non_inferiority(dataclasses.replace(diff, mean=0.0), 0.02, 0.8).outcome == cmp.YES
     c = _judge(ClaimRules(acc_margin=0.02), accuracy={"cbft": {"nocue": 0.60}})["c"]
-    check = _checks(c, "clean accuracy is not below naive's")[0]
-    assert check.outcome == claims.NO and c.verdict == claims.FAILS
+    clean = _checks(c, "clean accuracy is not below")          # against naive and naive_cued
+    assert all(k.p_other < 0.025 for k in clean)               # each decided the other way by its own interval
+    assert claims.NO in {k.outcome for k in clean} and c.verdict == claims.FAILS
 
 
 def test_an_undecided_comparison_is_underpowered_or_not_separated_by_the_power_rule():
@@ -252,12 +254,26 @@ def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_
 
 
 def test_a_random_cue_that_costs_the_cue_model_nothing_makes_claim_a_fail():
-    """The cue model keeps 0.85 under a random cue against 0.70 clean (cost −15 pp), the no-cue model
-    0.80 against 0.80: 'a random cue costs the cue model more' is decided the other way, whatever randimg says."""
-    a = _judge(LOOSE, accuracy={"cue": {"randcue": 0.85}})["a"]
+    """The cue model keeps 0.95 under a random cue against 0.70 clean (cost −25 pp), the no-cue model
+    0.80 against 0.80: 'a random cue costs the cue model more' is decided the other way, across the
+    claim's three comparisons too (Holm), whatever randimg says."""
+    a = _judge(LOOSE, accuracy={"cue": {"randcue": 0.95}})["a"]
     cost = _checks(a, "a random cue costs")[0]
     assert cost.outcome == claims.NO and a.verdict == claims.FAILS
     assert _checks(a, "above chance on randimg")[0].outcome == claims.YES
+
+
+def test_a_comparison_decided_the_other_way_only_by_its_own_interval_cannot_fail_the_claim():
+    """A cost of −12 pp [−19, −4] over 3 seeds: decided the other way at 95% alone (one-sided p ≈ 0.01), but
+    claim (a) has three comparisons and Holm's first bar is 0.025 / 3. The claim cannot be separated, and
+    says which comparison and which bar."""
+    a = _judge(LOOSE, accuracy={"cue": {"randcue": 0.85}})["a"]
+    cost = _checks(a, "a random cue costs")[0]
+    assert 0.025 / 3 < cost.p_other < 0.025 and cost.evidence.startswith("-11.6 pp [-19.0, -4.2]")
+    assert cost.outcome == claims.OVERLAP and cost.alone and "3 comparisons" in cost.reason and "p ≤ 0.00833" in cost.reason
+    assert a.verdict == claims.UNSEPARATED
+    assert "decided the other way by its own interval but not across the claim's comparisons" in a.sentence()
+    assert "Holm" in a.rule and "3 comparisons" in a.rule
 
 
 def test_a_separable_difference_whose_lower_side_sits_at_the_floor_is_not_testable_not_unseparated():

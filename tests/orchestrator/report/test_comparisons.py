@@ -215,3 +215,31 @@ def test_a_paired_difference_says_how_many_seeds_it_leaves_out():
     assert same.unpaired == 0 and same.text().endswith("(paired, n = 3)")
     one = cmp.compare(pd.Series([1.0, 2.0, float("nan")], index=[0, 1, 2]), pd.Series([0.0, 0.0, 0.0]), LEVEL)
     assert one.n == 2 and one.text().endswith("1 seed measured on one side only left out)")
+
+
+@pytest.mark.parametrize("test, margin", [("superiority", 0.0), ("non_inferiority", 0.02), ("equivalence", 0.05)])
+def test_the_p_value_of_the_other_way_is_below_half_alpha_exactly_when_the_interval_decides_no(test, margin):
+    """`p_other` is the one-sided t p-value of the side opposite the claim's: below α/2 where the
+    interval lies wholly on that side (NO), and never for YES. Checked against scipy on a grid of
+    differences, with one hand value: superiority, mean −0.05, SE 0.01, 9 df → t.cdf(−5, 9)."""
+    rng = np.random.default_rng(0)
+    decide = getattr(cmp, test)
+    for _ in range(300):
+        n = int(rng.integers(2, 12))
+        diff = cmp.Diff(True, n, float(rng.normal(0, 0.06)), float(rng.uniform(0.002, 0.03)), float(n - 1), LEVEL, 0.1)
+        got = decide(diff, margin, 0.8) if test != "superiority" else decide(diff, 0.05, 0.8)
+        low_side = scipy_stats.t.cdf((diff.mean + margin) / diff.se, diff.df)
+        high_side = scipy_stats.t.sf((diff.mean - margin) / diff.se, diff.df)
+        expected = min(low_side, high_side) if test == "equivalence" else low_side
+        assert got.p_other == pytest.approx(expected, rel=1e-9, abs=1e-300)
+        assert (got.outcome == cmp.NO) == (got.p_other < (1 - LEVEL) / 2)
+    hand = cmp.superiority(cmp.Diff(True, 10, -0.05, 0.01, 9.0, LEVEL, 0.0316), 0.05, 0.8)
+    assert hand.outcome == cmp.NO and hand.p_other == pytest.approx(scipy_stats.t.cdf(-5.0, 9))
+
+
+def test_a_comparison_without_an_interval_has_no_p_value_and_a_permutation_test_gives_its_lower_tail():
+    assert math.isnan(cmp.superiority(cmp.Diff(True, 1, -1.0, math.nan, 1.0, LEVEL, math.nan), 0.05, 0.8).p_other)
+    assert cmp.permutation(0.1, 0.99, 0.01, 0.001, 0.01, LEVEL, 0.05, 0.8).p_other == 0.01
+    assert cmp.permutation(0.1, 0.01, 0.99, 0.001, 0.01, LEVEL, 0.05, 0.8).p_other == 0.99
+    zero = cmp.Diff(True, 3, -0.1, 0.0, 2.0, LEVEL, 0.0)          # identical per-seed differences
+    assert cmp.superiority(zero, 0.05, 0.8).outcome == cmp.NO and cmp.superiority(zero, 0.05, 0.8).p_other == 0.0

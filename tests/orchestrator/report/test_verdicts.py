@@ -4,12 +4,13 @@ claim not testable; an optional one does not), the chance floor read from each p
 and highest loss along its path, and the cue-reliance indices of the claims."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from orchestrator import vocab
 from orchestrator.report import verdicts
-from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES
+from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES, Diff, superiority
 from orchestrator.report.verdicts import Check, Claim
 
 EMPTY = pd.DataFrame()
@@ -39,6 +40,81 @@ def test_a_groups_outcome_is_its_worst_decided_check(outcomes, expected):
 def test_a_group_with_a_check_decided_the_other_way_makes_the_claim_fail():
     claim = _claim(("g", YES), ("g", NO), ("h", YES))
     assert claim.verdict == verdicts.FAILS
+
+
+def _family(*checks) -> Claim:
+    """(outcome, p_other, group) per check."""
+    claim = Claim("x", "a statement")
+    claim.checks = [Check(f"check {i}", o, "—", g, p_other=p) for i, (o, p, g) in enumerate(checks)]
+    return verdicts.family_wise(claim, 0.95)
+
+
+def test_one_comparison_decided_the_other_way_keeps_its_own_level():
+    claim = _family((NO, 0.02, "g"))
+    assert [c.outcome for c in claim.checks] == [NO] and claim.verdict == verdicts.FAILS
+    assert "Holm" not in claim.rule                                  # nothing to correct with one comparison
+
+
+def test_a_no_stays_no_only_where_holms_step_down_rejects_it():
+    """k = 3 comparisons with a p-value (α/2 = 0.025 in all): the smallest, 0.001, clears 0.025/3; the
+    next, 0.02, must clear 0.025/2 = 0.0125 and does not, so it is only "cannot be separated"."""
+    claim = _family((NO, 0.02, "g"), (NO, 0.001, "h"), (YES, 0.9, "i"))
+    assert [c.outcome for c in claim.checks] == [OVERLAP, NO, YES]
+    assert claim.checks[0].alone and "3 comparisons" in claim.checks[0].reason and "p ≤ 0.0125" in claim.checks[0].reason
+    assert claim.verdict == verdicts.FAILS and "Holm" in claim.rule
+
+
+def test_once_the_step_down_stops_no_larger_p_value_is_rejected():
+    """0.009 misses the first bar (0.025/3 ≈ 0.00833): the step-down stops there, so 0.010 is not
+    rejected though it is below the second bar (0.0125); both name the bar it stopped at."""
+    claim = _family((NO, 0.009, "g"), (NO, 0.010, "h"), (YES, 0.9, "i"))
+    assert [c.outcome for c in claim.checks] == [OVERLAP, OVERLAP, YES]
+    assert all("stopped at the bar p ≤ 0.00833" in c.reason for c in claim.checks[:2])
+    assert claim.verdict == verdicts.UNSEPARATED
+
+
+def test_holm_steps_down_past_bonferronis_bar():
+    """0.01 is above Bonferroni's 0.025/3 but, second in line after 0.001, clears Holm's 0.025/2."""
+    claim = _family((NO, 0.01, "g"), (NO, 0.001, "h"), (YES, 0.9, "i"))
+    assert [c.outcome for c in claim.checks] == [NO, NO, YES]
+
+
+def test_a_claim_with_only_comparisons_decided_the_other_way_alone_cannot_be_separated():
+    claim = _family((NO, 0.02, "g"), (YES, 0.99, "h"), (YES, 0.98, "i"))
+    assert claim.checks[0].outcome == OVERLAP and claim.verdict == verdicts.UNSEPARATED
+    assert "“check 0” is decided the other way by its own interval but not across the claim's comparisons" \
+        in claim.sentence()
+    assert "straddles" not in claim.sentence()
+
+
+def test_the_family_is_the_required_comparisons_with_an_interval():
+    """A supporting check and one without an interval are outside the family (k = 2 here, not 4), and a
+    supporting ✗ keeps its mark; a guard-blocked comparison (not testable, p-value kept) is in it."""
+    nan = float("nan")
+    claim = _family((NO, 0.012, "g"), (YES, 0.99, "h"), (NO, 0.001, None), (UNTESTABLE, nan, "i"))
+    assert [c.outcome for c in claim.checks] == [NO, YES, NO, UNTESTABLE]       # 0.012 ≤ 0.025 / 2
+    blocked = _family((NO, 0.012, "g"), (UNTESTABLE, 0.3, "h"), (YES, 0.99, "i"))
+    assert blocked.checks[0].outcome == OVERLAP                                   # 0.012 > 0.025 / 3
+
+
+def test_holm_holds_false_does_not_hold_at_half_alpha_where_each_check_alone_does_not():
+    """Eight true differences of exactly 0 (the claim's boundary: "above" is not false), three seeds
+    each, 4,000 claims: "does not hold" at each check's own level comes out in about 1 − 0.975^8 ≈ 18%;
+    with Holm at most α/2 = 2.5%."""
+    rng = np.random.default_rng(7)
+    n, k, trials = 3, 8, 4000
+    d = rng.normal(0.0, 1.0, size=(trials, k, n))
+    mean, se = d.mean(axis=2), d.std(axis=2, ddof=1) / np.sqrt(n)
+    alone = family = 0
+    for t in range(trials):
+        claim = Claim("x", "k checks")
+        for i in range(k):
+            diff = Diff(True, n, float(mean[t, i]), float(se[t, i]), float(n - 1), 0.95, float(se[t, i] * np.sqrt(n)))
+            claim.checks.append(verdicts.check(f"c{i}", superiority(diff, 100.0, 0.8), diff, f"g{i}"))  # 100: fast
+        alone += claim.verdict == verdicts.FAILS
+        family += verdicts.family_wise(claim, 0.95).verdict == verdicts.FAILS
+    assert 0.14 < alone / trials < 0.22
+    assert family / trials <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / trials)
 
 
 def test_a_required_group_not_testable_makes_the_claim_not_testable_an_optional_one_does_not():
