@@ -13,7 +13,7 @@ from orchestrator.spec.schema import (AXES, INT64_MAX, LAYER, LIST, MAX_LIST, PE
                                       SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, Declared, declared, lists_class,
                                       section_fields)
 from tasks.settings.data import DATASETS
-from tasks.settings import base_type, declared_fields
+from tasks.settings import Rule, base_type, declared_fields, item_type
 
 END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it)
 
@@ -26,6 +26,9 @@ def _value(d: Declared | None, tp: Any, rule) -> dict:
     js = dict(js)
     if kind is tuple and rule.allowed() is not None:      # choices of a tuple setting: of its items
         return {**js, "items": {"enum": list(rule.allowed())}, "uniqueItems": True}
+    if kind is tuple and item_type(tp) is not None:       # a typed tuple: its items under the field's bounds
+        return {**js, "items": _value(None, item_type(tp), Rule(rule.ge, rule.gt, rule.le, rule.lt)),
+                "uniqueItems": True}
     for name, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le),
                         ("exclusiveMaximum", rule.lt)):
         if bound is not None:

@@ -33,30 +33,16 @@ class Population(Settings):
                            "and/or finetune (every fine-tuned model); [] (the default): no population pairs")
     controls: bool = setting(True, doc="include the pretrained models that only control pairs train (cue~cue and "
                              "nocue~nocue partners, spawn children, resubset and same-init models)")
-    cue_proportions: tuple = setting((), doc="only models trained at these cue proportions (each one of "
-                                     "`cue_proportions`); []: every proportion")
+    cue_proportions: tuple[float, ...] = setting((), ge=0.0, le=1.0, doc="only models trained at these cue "
+                                                 "proportions (each one of `cue_proportions`); []: every proportion")
     methods: tuple = setting((), choices=FINETUNE_METHOD_NAMES, doc="only fine-tuned models of these methods (each one of "
                              "`finetune.methods`); []: every method")
     path_kinds: tuple = setting((vocab.LINEAR,), choices=vocab.PATH_KINDS, doc="paths evaluated between every two "
                                 "models: linear (the default), aligned (permutation alignment first; "
                                 "`paths.alignments`), quadratic (a trained midpoint per pair: costly)")
 
-    def __post_init__(self) -> None:
-        numbers = self.cue_proportions
-        if isinstance(numbers, tuple) and all(isinstance(p, (int, float)) and not isinstance(p, bool)
-                                              and 0.0 <= p <= 1.0 for p in numbers):
-            # whole numbers as the floats they stand for, as the top-level `cue_proportions` reads them:
-            # [1] and [1.0] are one spec (one resolved text, one spec hash); a bad list is shown as written
-            object.__setattr__(self, "cue_proportions", tuple(float(p) for p in numbers))
-        super().__post_init__()
-
     def cross_problems(self) -> list[tuple[str, str]]:
         out = []
-        bad = [p for p in self.cue_proportions if isinstance(p, bool) or not isinstance(p, (int, float))
-               or not 0.0 <= p <= 1.0]
-        if bad:
-            out.append(("cue_proportions", f"{list(bad)!r} is not allowed; give proportions in [0, 1] "
-                                           "(each one of `cue_proportions`)"))
         if self.kinds and not self.path_kinds:
             out.append(("path_kinds", f"[] is empty; give at least one of {', '.join(vocab.PATH_KINDS)}"))
         for name in ("kinds", "cue_proportions", "methods", "path_kinds"):

@@ -12,7 +12,9 @@ the same declarations, so a default or a limit cannot drift between the layers.
 
     PathSettings(num_alphas=1)   # SettingsError: `num_alphas`: 1 is not allowed; must be >= 2
 
-Rules that tie fields of one dataclass together go in `cross_problems()`. Every float must be
+A typed tuple (`shares: tuple[float, ...] = setting((), ge=0, le=1)`) checks each item as a value of its
+own under the field's bounds, and holds whole numbers as the floats they stand for ([1] and [1.0] are
+one value, one identity). Rules that tie fields of one dataclass together go in `cross_problems()`. Every float must be
 finite; every number should have an upper bound that a task can actually run (documented in `doc`).
 
 A setting's `id_default` (normally its default) is the value that task identities leave out: a
@@ -97,13 +99,27 @@ def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any, Rule]]:
     return [(f, hints[f.name], rule_of(f)) for f in dataclasses.fields(cls)]
 
 
-def base_type(tp: Any) -> tuple[type, bool]:
-    """(int | float | str | bool, whether None is allowed) of a field annotation."""
+def _unwrapped(tp: Any) -> tuple[Any, bool]:
+    """(the annotation without `| None`, whether None is allowed)."""
     args = typing.get_args(tp)
     if args and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return inner[0], True
+        return [a for a in args if a is not type(None)][0], True
     return tp, False
+
+
+def base_type(tp: Any) -> tuple[type, bool]:
+    """(int | float | str | bool | tuple, whether None is allowed) of a field annotation; a typed
+    tuple (`tuple[float, ...]`) is a tuple."""
+    inner, nullable = _unwrapped(tp)
+    return typing.get_origin(inner) or inner, nullable
+
+
+def item_type(tp: Any) -> type | None:
+    """The item type of a `tuple[X, ...]` field (None for a bare `tuple` or a scalar). Its items are
+    checked as X under the field's bounds, and whole numbers become floats where X is float."""
+    inner, _ = _unwrapped(tp)
+    args = typing.get_args(inner)
+    return args[0] if typing.get_origin(inner) is tuple and len(args) == 2 and args[1] is Ellipsis else None
 
 
 def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
@@ -121,6 +137,13 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
         ok = isinstance(value, kind)
     if not ok:
         return f"{value!r} is not allowed; must be {_kind_text(kind)} (got {type(value).__name__})"
+    items = item_type(tp) if kind is tuple else None
+    if items is not None:                          # each item as a value of its own, under the field's bounds
+        bounds = Rule(rule.ge, rule.gt, rule.le, rule.lt)
+        for i, item in enumerate(value):
+            problem = value_problem(item, items, bounds)
+            if problem:
+                return f"{list(value)!r} is not allowed: item {i} must be {problem.split('; must be ', 1)[-1]}"
     if kind is float and not math.isfinite(value):
         return f"{value!r} is not allowed; must be a finite number"
     if kind is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
@@ -160,6 +183,9 @@ class Settings:
     def __post_init__(self) -> None:
         problems = field_problems(self)
         if not problems:
+            for f, tp, _rule in declared_fields(type(self)):     # [1] and [1.0] are one value (and one hash)
+                if item_type(tp) is float and isinstance(getattr(self, f.name), tuple):
+                    object.__setattr__(self, f.name, tuple(float(v) for v in getattr(self, f.name)))
             problems = list(self.cross_problems())
         if problems:
             raise SettingsError(type(self).__name__, problems)

@@ -182,3 +182,31 @@ def test_model_identity_always_names_the_model_and_its_width_when_set():
     assert model_identity(ModelSettings()) == {"name": "small_cnn"}
     assert model_identity(ModelSettings("vgg13", width=32)) == {"name": "vgg13", "width": 32}
     assert ModelSettings("vgg13", width=32).label == "vgg13-w32" and ModelSettings("vgg13").label == "vgg13"
+
+
+@dataclasses.dataclass(frozen=True)
+class Fractions(S.Settings):
+    shares: tuple[float, ...] = S.setting((), ge=0.0, le=1.0)
+    maybe: tuple[int, ...] | None = S.setting(None, ge=1)
+
+
+def test_a_typed_tuple_checks_each_item_and_reads_whole_numbers_as_the_floats_they_stand_for():
+    """`tuple[float, ...]`: items are floats under the field's bounds; [1] and [1.0] are one value, so
+    one identity; a refused list is shown as written, with the item that is wrong."""
+    assert Fractions(shares=(1, 0.5)).shares == (1.0, 0.5) and isinstance(Fractions(shares=(1,)).shares[0], float)
+    assert Fractions(shares=(1,)) == Fractions(shares=(1.0,))
+    assert Fractions(maybe=(2, 3)).maybe == (2, 3) and Fractions().maybe is None
+    for value, needle in [((0.5, 2), "`shares`: [0.5, 2] is not allowed: item 1 must be >= 0 and <= 1"),
+                          (("half",), "['half'] is not allowed: item 0 must be a number (got str)"),
+                          ((True,), "[True] is not allowed: item 0 must be a number (got bool)"),
+                          ((math.nan,), "item 0 must be a finite number"),
+                          ([0.5], "[0.5] is not allowed; must be tuple (got list)")]:
+        with pytest.raises(S.SettingsError) as info:
+            Fractions(shares=value)
+        assert needle in str(info.value), str(info.value)
+    with pytest.raises(S.SettingsError, match="item 0 must be >= 1"):
+        Fractions(maybe=(0,))
+    with pytest.raises(S.SettingsError, match="item 0 must be a whole number"):
+        Fractions(maybe=(1.5,))
+    assert S.base_type(tuple[float, ...]) == (tuple, False) and S.base_type(tuple[int, ...] | None) == (tuple, True)
+    assert S.item_type(tuple[float, ...]) is float and S.item_type(tuple) is None and S.item_type(float) is None
