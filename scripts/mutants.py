@@ -687,6 +687,14 @@ MUTANTS = [
            "orchestrator/report/verdicts.py", """        if c.p_other > half / (k - j):
             break""", """        if c.p_other > half / (k - j):
             continue""", ("tests/orchestrator/report/test_verdicts.py",)),
+    Mutant("M184", "a file replaced while it is read on an object store is read once, torn or not",
+           "orchestrator/storage/layout.py", "            if not replaced:\n                return data",
+           "            if True:\n                return data",
+           ("tests/orchestrator/storage/test_s3.py::test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all",)),
+    Mutant("M185", "a replaced file's read kept whatever the object's size after it",
+           "orchestrator/storage/layout.py", "if after is not None and after[0] == len(data):",
+           "if after is not None:",
+           ("tests/orchestrator/storage/test_s3.py::test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all",)),
 ]
 
 

@@ -361,7 +361,7 @@ def _read_manifest(layout) -> dict:
     path = layout.report_file(MANIFEST)
     try:
         if layout.storage.exists(path):
-            data = json.loads(layout.storage.read_bytes(path, max_bytes=10_000_000))
+            data = json.loads(layout.storage.read_bytes(path, max_bytes=10_000_000, replaced=True))
             return data if isinstance(data, dict) and isinstance(data.get("figures"), dict) else {}
     except (OSError, ValueError):
         pass

@@ -174,7 +174,7 @@ def read_manifest(layout, table: str) -> Manifest | None:
     if path is None:
         return None
     try:
-        data = layout.storage.read_bytes(path)
+        data = layout.storage.read_bytes(path, replaced=True)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -267,7 +267,7 @@ def _cached_manifest(layout, table: str) -> Manifest | None:
     if hit is not None and hit[0] == stamp:
         return hit[1]
     try:
-        manifest = parse_manifest(table, storage.read_bytes(path))
+        manifest = parse_manifest(table, storage.read_bytes(path, replaced=True))
     except (OSError, ValueError):
         manifest = None
     with _CACHE_LOCK:

@@ -67,7 +67,7 @@ def read_plan(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> pd
     if not layout.storage.exists(path):
         return None
     try:
-        data = layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES)
+        data = layout.storage.read_bytes(path, max_bytes=MAX_PLAN_BYTES, replaced=True)
         table = read_parquet_bytes(data) if columns is None else _read_columns(data, columns)
         return table.to_pandas(types_mapper=PANDAS_TYPES.get)
     except (OSError, pa.ArrowException) as exc:

@@ -77,7 +77,7 @@ def read_progress(layout: SweepLayout, kind: str, task_id: str) -> dict | None:
     try:
         if not layout.storage.is_file(path):
             return None
-        record = json.loads(layout.storage.read_bytes(path, max_bytes=MAX_PROGRESS_BYTES))
+        record = json.loads(layout.storage.read_bytes(path, max_bytes=MAX_PROGRESS_BYTES, replaced=True))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get("version") == PROGRESS_VERSION else None

@@ -30,7 +30,9 @@ its upload completes, or not at all, so a write is one upload (no temporary name
 marker), and a "directory" exists once an object is under it. Every request to an object store that cannot
 be reached is tried again with backoff for up to `MMC_STORAGE_RETRY_S` seconds (orchestrator/storage/retry.py);
 reading or writing a stream is retried as far as opening it (a stream cut mid-way is an OSError: its reader
-takes nothing unverified as finished). Ray Tune's own file system (`filesystem_for_ray`) relies on the AWS
+takes nothing unverified as finished). A read is a size request then a byte request, so a file replaced
+while others read it (the lock, a progress record, a manifest, the plan) is read with `replaced=True`,
+which keeps only bytes whose length the object still has (`Storage.read_bytes`). Ray Tune's own file system (`filesystem_for_ray`) relies on the AWS
 SDK's retries alone (STORAGE_ATTEMPTS tries, ~25 s): what it writes is its own state, which this package never
 reads back to decide what is done.
 """
@@ -39,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +52,7 @@ from orchestrator.uris import UriError, local_path_of, redact
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
+REPLACED_READ_ATTEMPTS = 20   # reads of a file replaced while it is read (`Storage.read_bytes`)
 STORAGE_ATTEMPTS = 10   # tries per S3 request of Ray's file system (the AWS SDK waits 50 ms, 100 ms, ... 12.8 s: ~25 s)
 
 
@@ -292,9 +296,16 @@ class Storage:
         self._check_under_root(path)
         return Path(path) if self.is_local else None
 
-    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
+    def read_bytes(self, path: str, max_bytes: int | None = None, *, replaced: bool = False) -> bytes:
         """The file's bytes. Local paths must be regular files (a FIFO or device would block or
-        stream forever: OSError); with `max_bytes`, a larger file is an OSError too."""
+        stream forever: OSError); with `max_bytes`, a larger file is an OSError too.
+
+        `replaced`: the file may be replaced while it is read (the lock, a progress record, a manifest).
+        On an object store pyarrow asks an object's size, then its bytes (HEAD, then GET): a replacement
+        of another size in between gives the new bytes cut to the old size or padded with zeros (a third
+        of such reads on a local S3 server). With `replaced`, bytes are kept only when the object's size
+        after the read equals their length, else read again (REPLACED_READ_ATTEMPTS; then OSError). A
+        local file is replaced by a rename, so its reads are whole anyway."""
         self._check_under_root(path)
         if self.is_local:
             return read_regular_file(path, max_bytes)
@@ -303,10 +314,17 @@ class Storage:
             with self.fs.open_input_stream(path) as f:
                 return f.read() if max_bytes is None else f.read(max_bytes + 1)
 
-        data = self._io(read)
-        if max_bytes is not None and len(data) > max_bytes:
-            raise OSError(f"{path} is more than the {max_bytes} bytes expected")
-        return data
+        for attempt in range(REPLACED_READ_ATTEMPTS if replaced else 1):
+            data = self._io(read)
+            if max_bytes is not None and len(data) > max_bytes:
+                raise OSError(f"{path} is more than the {max_bytes} bytes expected")
+            if not replaced:
+                return data
+            after = self.stamp(path, regular=True)
+            if after is not None and after[0] == len(data):
+                return data
+            time.sleep(0.01 * (attempt + 1))
+        raise OSError(f"{self.shown(path)} was replaced while it was read, {REPLACED_READ_ATTEMPTS} times in a row")
 
     def is_file(self, path: str) -> bool:
         """Whether `path` is a regular file (not a directory, FIFO or device)."""

@@ -134,7 +134,7 @@ def _holder(layout: SweepLayout) -> dict | None:
     try:
         if not storage.is_file(path):
             return None
-        return _parse(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES))
+        return _parse(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES, replaced=True))
     except OSError:
         return None
 

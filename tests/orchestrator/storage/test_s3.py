@@ -508,7 +508,7 @@ def test_of_drivers_started_at_once_on_s3_exactly_one_wins(s3_layout):
             t.join()
         winners = [r for r in results if r]
         assert len(winners) == 1, results
-        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))["token"] == winners[0]
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))["token"] == winners[0]
         s3_layout.storage.delete(s3_layout.lock_file())
 
 
@@ -520,15 +520,15 @@ def test_the_lock_on_s3_refuses_a_live_holder_takes_over_an_expired_one_and_rene
     with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(pid \d+ on another-host.*is using s3://"):
         with lock.sweep_lock(s3_layout):
             pass
-    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == theirs    # left as it was
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True)) == theirs    # left as it was
 
     _plant(s3_layout, **{**theirs, "renewed_at": now - 3600})          # expired: taken over
     monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.6")
     with lock.sweep_lock(s3_layout):
-        held = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        held = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))
         assert held["pid"] == os.getpid() and held["token"] != "theirs"
         time.sleep(1.0)                                                    # renewed every 0.2 s
-        renewed = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        renewed = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))
         assert renewed["token"] == held["token"] and renewed["renewed_at"] > held["renewed_at"]
     assert not s3_layout.storage.exists(s3_layout.lock_file())
 
@@ -543,7 +543,7 @@ def test_a_takeover_on_s3_never_replaces_a_lock_written_since_it_was_judged(s3_l
     _plant(s3_layout, **newer)
     assert cond.replace(s3_layout.lock_file(), b"{}", read.tag) is None
     assert cond.delete(s3_layout.lock_file(), read.tag) is False
-    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == newer
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True)) == newer
 
 
 def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_written_again(s3_layout, monkeypatch):
@@ -551,19 +551,19 @@ def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_wr
     stopped = []
     monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(True))
     with lock.sweep_lock(s3_layout):
-        mine = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))
+        mine = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))
         s3_layout.storage.delete(s3_layout.lock_file())                   # deleted by hand
         deadline = time.time() + 10
         while not s3_layout.storage.exists(s3_layout.lock_file()) and time.time() < deadline:
             time.sleep(0.05)
-        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file()))["token"] == mine["token"]
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))["token"] == mine["token"]
         other = dict(pid=3, host="another-host", renewed_at=time.time(), lease_s=60, token="taker")
         _plant(s3_layout, **other)                                         # taken over behind its back
         while not stopped and time.time() < deadline:
             time.sleep(0.05)
         assert stopped == [True]
-        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == other
-    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file())) == other   # not released: not ours
+        assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True)) == other
+    assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True)) == other   # not released: not ours
 
 
 def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
@@ -579,6 +579,39 @@ def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
     ray = layout.ray_storage()
     assert ray["storage_path"] == f"{bucket}/runs/writes/ray"
     assert isinstance(ray["storage_filesystem"], pafs.S3FileSystem)
+
+
+def test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all(s3_env):
+    """pyarrow reads an object as HEAD (its size) then GET: replaced in between by one of another size,
+    the bytes come back cut to the old size or padded with zeros. The lock, progress records and
+    manifests are replaced while others read them: `read_bytes(replaced=True)` returns only a version
+    that was written, whole. Plain reads of the same object, meanwhile, are counted torn or not."""
+    server, bucket = s3_env
+    layout = open_sweep_dir(f"s3://{bucket}/runs/replaced")
+    path = layout.progress_file("pretrain", "t1")
+    versions = [json.dumps({"version": i, "pad": "x" * (i % 7)}).encode() for i in range(100_000)]
+    layout.storage.write_bytes(path, versions[0])
+    stop = threading.Event()
+
+    def replace_again_and_again() -> None:
+        for data in versions[1:]:
+            if stop.is_set():
+                return
+            layout.storage.write_bytes(path, data)
+
+    writer = threading.Thread(target=replace_again_and_again)
+    writer.start()
+    whole, torn = [], 0
+    try:
+        for _ in range(60):
+            whole.append(layout.storage.read_bytes(path, replaced=True))
+            torn += layout.storage.read_bytes(path) not in versions
+    finally:
+        stop.set()
+        writer.join()
+    assert all(data in versions for data in whole), \
+        f"{[d for d in whole if d not in versions][:3]} (plain reads torn meanwhile: {torn} of 60)"
+    assert len({json.loads(d)["version"] for d in whole}) > 10        # it was being replaced all along
 
 
 def test_the_file_system_given_to_ray_works_and_pickles_without_the_credentials(s3_env, monkeypatch):
