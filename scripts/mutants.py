@@ -695,6 +695,11 @@ MUTANTS = [
            "orchestrator/storage/layout.py", "if after is not None and after[0] == len(data):",
            "if after is not None:",
            ("tests/orchestrator/storage/test_s3.py::test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all",)),
+    Mutant("M186", "claim (a)'s 'a model trained without it does not' judged on the cue model",
+           "orchestrator/report/claims.py",
+           'j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),',
+           'j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rc.get(RANDIMG, EMPTY),',
+           ("tests/orchestrator/report/test_claims.py",)),
 ]
 
 

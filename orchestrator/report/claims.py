@@ -137,7 +137,8 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
                    "a model trained without it does not.",
               f"Paired within seed, {r.level:.0%} intervals: the cue models' randimg reliance above 0, above the no-cue "
               f"models', and the cost of a random cue above the no-cue models'; not testable where a comparison could "
-              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power.")
+              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power. Supporting: the no-cue models' randimg "
+              f"reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
     j = _Judge(s, r, c)
     cue, nocue = s.models(vocab.PRETRAIN, cue=True), s.models(vocab.PRETRAIN, cue=False)
     rc, rn = s.reliance(cue), s.reliance(nocue)
@@ -151,6 +152,8 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             rn.get(RANDIMG, EMPTY), "more than no-cue")
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
             rn.get(RANDCUE, EMPTY), "random cue costs")
+    j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),
+                r.no_reliance_margin, None)
     return family_wise(c, r.level)
 
 

@@ -50,7 +50,8 @@ class ClaimRules(Settings):
     keep_fraction: float = setting(0.5, ge=0, le=1, doc="(b) naive fine-tuning keeps the cue reliance: its randimg "
                                    "reliance is above this fraction of its own parent's (paired)")
     no_reliance_margin: float = setting(0.05, gt=0, le=1, doc="(c, supporting) 'no reliance left': CBFT's reliance "
-                                        "indices within +- this of 0 (equivalence, two one-sided tests)")
+                                        "indices within +- this of 0 (equivalence, two one-sided tests); (a, "
+                                        "supporting) the no-cue models' randimg reliance within +- this of 0")
     aligned_works: float = setting(0.1, gt=0, le=100, doc="(d) independent-init pairs are compared after alignment "
                                    "only where alignment works for their same-data controls: each control's "
                                    "aligned barrier has its upper interval bound below this")
