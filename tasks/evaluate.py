@@ -6,7 +6,8 @@ Precision of evaluation passes (`PRECISIONS`): "fp32"; "bf16" (autocast: matmuls
 bfloat16, accumulation and the loss in float32); "auto" = bf16 where the device computes it natively
 (CUDA GPUs with bf16 support; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. bf16 evaluates 2.5-4x
 faster on such CPUs, but it moves barriers by more than their tolerance (23 of 192 barrier values of a digits
-sweep beyond max(0.005, 2%), docs/SCIENCE.md), so fp32 is the default.
+sweep beyond max(0.005, 2%), docs/SCIENCE.md), so fp32 is the default, of `paths.precision` and of these
+functions: a trained model's evaluation rows are fp32 on every machine.
 Training always runs in float32 on CPU (bf16 autocast on CUDA, see `tasks.train`). Images and models
 are channels_last everywhere (`tasks.train.prepare_batch`).
 """
@@ -59,7 +60,7 @@ def autocast(precision: str, device: torch.device | str):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
-             device: torch.device | str = "cpu", precision: str = "auto", predictions: bool = False) -> dict:
+             device: torch.device | str = "cpu", precision: str = "fp32", predictions: bool = False) -> dict:
     """{loss: mean cross-entropy, acc, n} of `model` on `split` (loss and acc NaN when any logit is
     NaN or inf), in order, in batches of `batch_size`;
     with `predictions`, also `pred`: the predicted class of every sample (int64 [n] on `device`, in
@@ -134,7 +135,7 @@ class JoinedSets:
 
 
 @torch.no_grad()
-def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1024, precision: str = "auto",
+def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1024, precision: str = "fp32",
                     predictions: bool = False) -> dict[str, dict]:
     """`evaluate` on every split of `joined`, in one pass over their concatenation in near-equal batches
     of at most `batch_size`: {name: {loss, acc, n[, pred]}}, each as `evaluate` gives it for that split
