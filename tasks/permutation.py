@@ -228,7 +228,9 @@ class _Walk:
         if isinstance(m, _POOLS):
             if getattr(m, "return_indices", False):
                 self._refuse(node, "returns pooling indices")
-            return self._pooled(x, m.output_size if isinstance(m, _POOLS[2:]) else None)
+            if isinstance(m, _POOLS[2:]):
+                return self._pooled(x, m.output_size)
+            return self._pooled(x, None, m.padding)
         return self._flatten(node, x, m.start_dim, m.end_dim)   # nn.Flatten
 
     def _produce(self, node: fx.Node, m: nn.Module, layout: dict, group_in: int, size: int) -> int:
@@ -261,8 +263,11 @@ class _Walk:
             at = _INDICES_AT.get(target)
             if node.kwargs.get("return_indices") or at is not None and len(args) > at and args[at]:
                 self._refuse(node, "returns pooling indices")
-            size = (args[1] if len(args) > 1 else node.kwargs.get("output_size")) if _POOL_FUNCTIONS[target] else None
-            return self._pooled(self._tensor(node, args[0]), size)
+            if _POOL_FUNCTIONS[target]:                       # adaptive
+                size = args[1] if len(args) > 1 else node.kwargs.get("output_size")
+                return self._pooled(self._tensor(node, args[0]), size)
+            padding = args[3] if len(args) > 3 else node.kwargs.get("padding", 0)
+            return self._pooled(self._tensor(node, args[0]), None, padding)
         if target is torch.flatten:
             return self._flatten(node, self._tensor(node, args[0]), *_params(node, ("start_dim", 0), ("end_dim", -1)))
         if target in (torch.mean, torch.sum, torch.amax):
@@ -303,9 +308,15 @@ class _Walk:
             self._refuse(node, f"broadcasts a {a.ndim}-axis tensor against a {b.ndim}-axis one")
         return _Value(self._union(a.group, b.group, node), a.ndim or b.ndim, a.flat and b.flat)
 
-    def _pooled(self, x: _Value, output_size) -> _Value:
+    def _pooled(self, x: _Value, output_size, padding=0) -> _Value:
+        """A pool keeps the channels. The map is known to be 1x1 after an adaptive pool to 1 (a None size
+        keeps that axis as it was), or after a pool without padding of a 1x1 map: a pool never enlarges a
+        map but by its padding, and an adaptive pool to 2 enlarges a 1x1 one."""
+        if output_size is None:                               # not adaptive
+            pads = padding if isinstance(padding, (tuple, list)) else (padding,)
+            return _Value(x.group, x.ndim, x.flat and all(p == 0 for p in pads))
         sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
-        return _Value(x.group, x.ndim, x.flat or (output_size is not None and all(s == 1 for s in sizes)))
+        return _Value(x.group, x.ndim, all(s == 1 or s is None and x.flat for s in sizes))
 
     def _flatten(self, node: fx.Node, x: _Value, start: int, end: int) -> _Value:
         if x.ndim is None or start < 0 or end not in (-1, x.ndim - 1):

@@ -186,3 +186,66 @@ def test_a_non_finite_image_makes_only_its_own_set_nan_even_in_a_batch_it_shares
     assert math.isnan(results["b"]["loss"]) and math.isnan(results["b"]["acc"])
     alone = evaluate(model, sets["a"], precision="fp32")
     assert results["a"]["loss"] == pytest.approx(alone["loss"], rel=1e-6) and results["a"]["acc"] == alone["acc"]
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_a_cpu_computes_bf16_natively_with_either_avx512_bf16_or_amx(monkeypatch, avx512_bf16, amx, native):
+    """"CPUs with AVX512-BF16 or AMX" (module docstring): either feature alone is enough."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert native_bf16("cpu") is native
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+
+
+def test_bf16_evaluation_runs_the_layers_in_bfloat16_and_fp32_in_float32():
+    """"bf16" is autocast to bfloat16 (not float16): the head's matmul yields bfloat16 logits, in `evaluate` and in
+    `evaluate_joined`; "fp32" leaves them float32."""
+    model, split = trained_bn_model(), make_split(6, seed=1)
+    seen = []
+    model.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        evaluate(model, split, batch_size=4, precision="bf16")
+        evaluate_joined(model, JoinedSets({"a": split}, "cpu"), batch_size=4, precision="bf16")
+    assert seen == [torch.bfloat16] * 4
+    seen.clear()
+    evaluate(model, split, batch_size=4, precision="fp32")
+    evaluate_joined(model, JoinedSets({"a": split}, "cpu"), batch_size=4, precision="fp32")
+    assert seen == [torch.float32] * 4
+
+
+def test_a_batch_size_of_one_is_allowed_and_gives_the_whole_set_numbers():
+    """Batches of one image (the smallest allowed, `batch_size >= 1`): eval-mode BN treats samples independently,
+    so loss and accuracy equal the whole-set reference; 0 is refused."""
+    model, split = trained_bn_model(), make_split(5, seed=1)
+    model.eval()
+    with torch.no_grad():
+        logits = model(split.x.float())
+    reference = {"loss": F.cross_entropy(logits, split.y).item(),
+                 "acc": (logits.argmax(1) == split.y).double().mean().item(), "n": 5}
+    assert evaluate(model, split, batch_size=1, precision="fp32") == pytest.approx(reference, rel=1e-6)
+    joined = evaluate_joined(model, JoinedSets({"a": split, "b": split}, "cpu"), batch_size=1, precision="fp32")
+    assert joined["a"] == pytest.approx(reference, rel=1e-6) and joined["b"] == pytest.approx(reference, rel=1e-6)
+    with pytest.raises(ValueError, match="`batch_size` 0"):
+        evaluate(model, split, batch_size=0)
+    with pytest.raises(ValueError, match="`batch_size` 0"):
+        evaluate_joined(model, JoinedSets({"a": split}, "cpu"), batch_size=0)
+
+
+def test_evaluation_is_fp32_by_default_even_where_the_machine_computes_bf16_natively(monkeypatch):
+    """A trained model's evaluation rows must not depend on the machine that ran the task (its id does
+    not name the machine): `evaluate`, `evaluate_sets` and `evaluate_joined` default to fp32, and
+    "auto" is only what a caller asks for."""
+    import tasks.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "native_bf16", lambda device: True)
+    model, split = trained_bn_model(), make_split(6, seed=1)
+    seen = []
+    model.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    evaluate(model, split, batch_size=4)
+    evaluate_sets(model, {"a": split}, batch_size=4)
+    evaluate_joined(model, JoinedSets({"a": split}, "cpu"), batch_size=4)
+    assert seen == [torch.float32] * 6
+    seen.clear()
+    evaluate(model, split, batch_size=6, precision="auto")
+    assert seen == [torch.bfloat16]

@@ -222,6 +222,15 @@ def _buffered_conv():
 
 
 REFUSED = [
+    ("a 1x1 map pooled back up to 2x2, then flattened",
+     lambda m, x: torch.flatten(F.adaptive_avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 2), 1), 16,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("a 1x1 map enlarged by a padded pool, then flattened",
+     lambda m, x: torch.flatten(F.avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 2, 1, 1), 1), 16,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("a 1x1 map enlarged by a padded pooling module, then flattened",
+     lambda m, x: torch.flatten(m.p(F.adaptive_avg_pool2d(m.a(x), 1)), 1), 16,
+     dict(a=_conv(), p=nn.AvgPool2d(2, 1, 1), flat=True), "flatten", "flattens the channel axis together with other axes"),
     ("grouped conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4, groups=2)), "b",
      "grouped or depthwise"),
     ("depthwise conv", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4, groups=4)), "b",
@@ -243,7 +252,8 @@ REFUSED = [
      "runs more than once"),
     ("broadcast add", lambda m, x: m.a(x) + m.b(x), 4, dict(a=_conv(), b=_conv(c_out=1)), "add",
      "combines 4 with 1 channels"),
-    ("product of tensors", lambda m, x: m.a(x) * m.b(x), 4, dict(a=_conv(), b=_conv()), "mul", "multiplies"),
+    ("product of tensors", lambda m, x: m.a(x) * m.b(x), 4, dict(a=_conv(), b=_conv()), "mul",
+     "(operator.mul) multiplies"),
     ("mean over channels", lambda m, x: m.a(x).mean(1, keepdim=True), 1, dict(a=_conv()), "mean",
      "reduces over the batch or channel axis"),
     ("flatten after pooling one spatial axis", lambda m, x: torch.flatten(m.a(x).mean(2, keepdim=True), 1), 24,
@@ -270,6 +280,17 @@ REFUSED = [
      dict(a=_conv(), p=nn.MaxPool2d(2, return_indices=True)), "p", "returns pooling indices"),
     ("module called by keyword", lambda m, x: m.a(input=x), 4, dict(a=_conv()), "a",
      "is called with more than one input"),
+    ("flatten from a negative start before pooling", lambda m, x: torch.flatten(m.a(x), -3), 144,
+     dict(a=_conv(), flat=True), "flatten", "flattens axes the tracer cannot place"),
+    ("flatten after adding a pooled map to an unpooled one",
+     lambda m, x: torch.flatten(m.a(x).mean((2, 3), keepdim=True) + m.b(x), 1), 144, dict(a=_conv(), b=_conv(), flat=True),
+     "flatten", "flattens the channel axis together with other axes"),
+    ("squeeze of the channel axis", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).squeeze(1).flatten(1), 4,
+     dict(a=_conv(), flat=True), "squeeze", "squeezes axes that may be the batch or channel axis"),
+    ("view to a fixed batch size", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).view(2, -1), 4,
+     dict(a=_conv(), flat=True), "view", "may mix channels"),
+    ("mean over every axis", lambda m, x: (lambda h: h - h.mean())(m.a(x)), 4, dict(a=_conv()), "mean",
+     "reduces over axes the tracer cannot place"),
 ]
 
 
@@ -287,6 +308,55 @@ def test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error(what, tr
     assert isinstance(again, AlignmentUnsupported) and str(again) == message
     with pytest.raises(AlignmentUnsupported):
         align(model, model, "weight", None)
+
+
+# Models the tracer accepts, one supported operation each (SUPPORTED in tasks/permutation.py): (what, trunk, head
+# input, modules, the modules whose output channels are the ones the head reads).
+ACCEPTED = [
+    ("difference of two branches (a residual by subtraction)", lambda m, x: torch.relu(m.a(x)) - torch.relu(m.b(x)), 4,
+     dict(a=_conv(), b=_conv()), ("a", "b")),
+    ("torch.sub and Tensor.sub of branches", lambda m, x: torch.sub(m.a(x), m.b(x)).sub(m.c(x)).relu(), 4,
+     dict(a=_conv(), b=_conv(), c=_conv()), ("a", "b", "c")),
+    ("in-place add_ and sub_ of branches", lambda m, x: m.a(x).relu().add_(m.b(x).relu()).sub_(m.c(x)), 4,
+     dict(a=_conv(), b=_conv(), c=_conv()), ("a", "b", "c")),
+    ("mean over both spatial axes kept as 1x1, then flatten(1)",
+     lambda m, x: torch.flatten(m.a(x).mean((2, 3), keepdim=True), 1), 4, dict(a=_conv(), flat=True), ("a",)),
+    ("flatten with its last axis given", lambda m, x: torch.flatten(F.adaptive_avg_pool2d(m.a(x), 1), 1, 3), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("adaptive pooling with output_size by keyword",
+     lambda m, x: torch.flatten(F.adaptive_avg_pool2d(m.a(x), output_size=1), 1), 4, dict(a=_conv(), flat=True), ("a",)),
+    ("view to the channel count", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).view(x.size(0), 4), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("view by a shape tuple after contiguous",
+     lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).contiguous().view((x.size(0), -1)), 4, dict(a=_conv(), flat=True),
+     ("a",)),
+    ("squeeze of both spatial axes", lambda m, x: F.adaptive_max_pool2d(m.a(x), 1).squeeze((2, 3)), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("sum over the spatial axes counted from the end, then dropout",
+     lambda m, x: F.dropout(m.a(x).sum((-2, -1)), 0.5, training=False), 4, dict(a=_conv(), flat=True), ("a",)),
+    ("flatten of [N, C] features", lambda m, x: m.a(x).amax((2, 3)).flatten(1), 4, dict(a=_conv(), flat=True), ("a",)),
+    ("pooling a 1x1 map again", lambda m, x: torch.flatten(F.max_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 1), 1), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("a ReLU'd 1x1 conv added to the image (fixed channels)", lambda m, x: m.a(x + m.pre(x).relu()), 4,
+     dict(a=_conv(), pre=nn.Conv2d(3, 3, 1)), ("a",)),
+]
+
+
+@pytest.mark.parametrize("what,trunk,head_in,modules,tied", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_the_tracer_follows_the_channels_through_every_supported_operation(what, trunk, head_in, modules, tied):
+    """Every operation here keeps the channel axis (SUPPORTED): the channels the head reads are one group, the
+    output channels of every module in `tied`; the channels of the image (and of what is added to it) are never
+    permuted and are no group; permuting every group keeps the function."""
+    model = _Net(trunk, head_in, **modules).eval()
+    spec = permutation_spec(model)
+    group = spec.axes["head.weight"][1]
+    assert group is not None and [spec.axes[f"{m}.weight"][0] for m in tied] == [group] * len(tied), spec.axes
+    assert set(spec.points) == set(spec.groups) and all(spec.points.values()), spec.points
+    assert all(gs[0] is None for n, gs in spec.axes.items() if n.startswith(("pre.", "head.")))
+    state_b, perms = _randomly_permuted(model, seed=1)
+    assert not torch.equal(perms[group], torch.arange(len(perms[group])))
+    x = torch.randn(8, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_logits(_with_state(model, state_b), x), _logits(model, x), atol=1e-5, rtol=0)
 
 
 def test_a_module_seen_through_two_relus_is_watched_once():
