@@ -5,6 +5,8 @@ import hashlib
 import json
 import pickle
 import platform
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +150,43 @@ def test_a_save_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
     assert list((tmp_path / "ckpt").iterdir()) == []
+
+
+def test_a_save_interrupted_after_the_tensors_leaves_no_meta_json(tmp_path, monkeypatch):
+    """meta.json is written last: a save that dies after its first file never leaves a meta.json beside
+    missing or older tensors, so a half-written checkpoint reads as missing, never as complete."""
+    import tasks.checkpoint as checkpoint_module
+
+    real_replace, replaced = checkpoint_module.os.replace, []
+
+    def replace_once(source, target):
+        if replaced:
+            raise OSError("killed")
+        replaced.append(Path(target).name)
+        real_replace(source, target)
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace_once)
+    with pytest.raises(OSError, match="killed"):
+        save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    assert replaced == [TENSORS_FILE] and not (tmp_path / "ckpt" / META_FILE).exists()
+    with pytest.raises(CorruptCheckpointError, match=r"meta\.json`: missing"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_the_record_holds_the_tensor_files_size_and_a_utc_creation_time():
+    """meta.json records `size` (bytes of model.safetensors) and `created_utc`, an ISO time in UTC (offset 0)
+    within a minute of now."""
+    before = datetime.now(timezone.utc)
+    files = checkpoint_files(sample_tensors(), {})
+    record = read_record(files)
+    assert record["size"] == len(files[TENSORS_FILE])
+    created = datetime.fromisoformat(record["created_utc"])
+    assert created.utcoffset() == timedelta(0)
+    assert abs(created - before) < timedelta(minutes=1)
+
+
+def test_a_corrupt_checkpoint_error_keeps_its_file_and_problem_across_processes():
+    """Ray pickles the error: the copy names the same file and the same problem, in that order."""
+    error = CorruptCheckpointError("run/ckpt/model.safetensors", "sha256 mismatch")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.file, copy.problem) == ("run/ckpt/model.safetensors", "sha256 mismatch") and str(copy) == str(error)

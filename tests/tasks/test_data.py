@@ -540,3 +540,229 @@ def test_generator_streams_repeat():
     a = torch.rand(5, generator=generator(3, 4))
     assert torch.equal(a, torch.rand(5, generator=generator(3, 4)))
     assert not torch.equal(a, torch.rand(5, generator=generator(3, 5)))
+
+
+# ---- mutation hunt (data): behaviours the suite did not pin yet -----------------------------------
+
+def test_the_digit_split_is_a_seeded_shuffle_of_the_file_not_its_first_1400_images():
+    """docs/SCIENCE.md: offsets, noise *and split* come from a constant seed. A shuffled split agrees with the
+    file's label sequence at about one position in ten (ten classes); the file's own order would agree everywhere."""
+    _, labels = data._digits_arrays()
+    _, y_train, _, y_test = data._digits_base()
+    in_file_order = torch.as_tensor(labels)
+    agree = float((torch.cat([y_train, y_test]) == in_file_order).double().mean())
+    assert agree < 0.2
+    assert torch.equal(torch.bincount(torch.cat([y_train, y_test])), torch.bincount(in_file_order))
+
+
+def test_the_digit_offsets_are_drawn_independently_per_axis():
+    """Each glyph's row and column offsets are two independent draws in [2, 6]: the offset variance (2 per axis)
+    dominates the centre of ink, so row and column centres of ink are nearly uncorrelated (one shared offset
+    would correlate them at about 0.8)."""
+    x_train, _, x_test, _ = data._digits_base()
+    ink = ((torch.cat([x_train, x_test])[:, 0].double() + 1) / 2).clamp(0, 1)
+    ink = torch.where(ink > 0.5, ink, torch.zeros_like(ink))       # the glyph, not the noise
+    total = ink.sum((1, 2))
+    rows = (ink * torch.arange(20.0, dtype=torch.float64).view(1, 20, 1)).sum((1, 2)) / total
+    cols = (ink * torch.arange(20.0, dtype=torch.float64).view(1, 1, 20)).sum((1, 2)) / total
+    assert abs(float(torch.corrcoef(torch.stack([rows, cols]))[0, 1])) < 0.2
+
+
+def test_writing_into_a_loaded_evaluation_set_never_leaks_into_a_later_load():
+    """Each load owns its tensors: the raw digits cache must not be handed out (a caller that paints or
+    normalises in place would otherwise change every later task's test images)."""
+    first = load_cue_data(DataSettings(seed=11))
+    for name in data.EVAL_SETS:
+        first.eval_sets[name].x.zero_()
+    again = load_cue_data(DataSettings(seed=11))
+    assert float(again.eval_sets["nocue"].x.abs().sum()) > 0
+    assert float(data._digits_base()[2].abs().sum()) > 0
+
+
+def _bilinear_reference(image: np.ndarray, out: int) -> np.ndarray:
+    """Bilinear resize of one [H, W] float image with half-pixel centres (align_corners=False), written out:
+    output pixel i samples the input at (i + 0.5) * H / out - 0.5, clamped at the first pixel."""
+    def weights(size_in: int) -> np.ndarray:
+        w = np.zeros((out, size_in))
+        for i in range(out):
+            src = max((i + 0.5) * size_in / out - 0.5, 0.0)
+            lo = min(int(np.floor(src)), size_in - 1)
+            hi = min(lo + 1, size_in - 1)
+            frac = src - lo
+            w[i, lo] += 1 - frac
+            w[i, hi] += frac
+        return w
+    return weights(image.shape[0]) @ image @ weights(image.shape[1]).T
+
+
+def test_a_resized_image_is_the_bilinear_half_pixel_resample_of_its_normalised_pixels():
+    """The dominoes' FashionMNIST halves are resized 28 -> 32 bilinearly (align_corners=False) and normalised
+    to x * 2 - 1; checked against the interpolation written out in numpy."""
+    images = np.random.default_rng(3).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
+    out = data._normalise(images, torch.device("cpu"), torch.float32, (32, 32))
+    assert out.shape == (2, 1, 32, 32) and out.dtype == torch.float32
+    for i in range(2):
+        expected = _bilinear_reference(images[i, 0] / 255.0, 32) * 2 - 1
+        np.testing.assert_allclose(out[i, 0].numpy(), expected, atol=1e-5)
+
+
+def test_cue_count_rounds_half_up():
+    """docs/SCIENCE.md: exactly floor(p * n + 0.5) samples of a class carry the cue: 2.5 -> 3, 3.5 -> 4, 1.4 -> 1."""
+    assert [data.cue_count(5, 0.5), data.cue_count(7, 0.5), data.cue_count(7, 0.2), data.cue_count(3, 0.9)] == [3, 4, 1, 3]
+    assert data.cue_count(10, 0.0) == 0 and data.cue_count(10, 1.0) == 10
+
+
+def test_other_file_sizes_hold_out_the_published_fraction_rounded_to_the_nearest_image():
+    """CIFAR-10 holds out 5,000 of 50,000 (a tenth): 97 images hold out 9.7 -> 10, 94 hold out 9.4 -> 9."""
+    info = data.DATASETS["cifar10"]
+    assert data.validation_count(info, 97) == 10
+    assert data.validation_count(info, 94) == 9
+    keep, held_out = data.validation_indices(info, 97)
+    assert len(held_out) == 10 and len(keep) == 87
+
+
+def test_a_training_split_too_small_to_hold_out_one_validation_image_is_refused():
+    """4 CIFAR-10 images hold out round(0.4) = 0: validation would be empty, which is refused."""
+    with pytest.raises(DataError, match="cannot hold out 0 validation images from a training split of 4"):
+        data.validation_indices(data.DATASETS["cifar10"], 4)
+
+
+def test_grid_boxes_of_a_non_square_image_follow_its_height_for_rows_and_its_width_for_columns():
+    """20 rows x 32 columns: rows near 1, middle 20 // 2 - 1 = 9, far 20 - 1 - 3 = 16; columns 1, 15, 28; the
+    tenth spot at ((1 + 9) // 2, (1 + 15) // 2) = (5, 8)."""
+    corners = data.box_corners(20, 32).tolist()
+    rows, cols = (1, 9, 16), (1, 15, 28)
+    assert corners == [[r, c] for r in rows for c in cols] + [[5, 8]]
+
+
+def test_ring_boxes_of_a_non_square_image_sit_on_its_border():
+    """Ring on 20 x 32: far row 17, far column 29, edge-centre row 9; top/bottom columns 0, round(29/3) = 10,
+    round(58/3) = 19, 29."""
+    corners = data.box_corners(20, 32, layout="ring").tolist()
+    along = (0, 10, 19, 29)
+    assert corners == [[0, c] for c in along] + [[9, 0], [9, 29]] + [[17, c] for c in along]
+
+
+def test_rgb_box_colours_for_thirty_classes_are_red_green_and_blue():
+    """Hue (label div 10) / 3: 0 red, 1/3 green, 2/3 blue (fully saturated, normalised to -1/+1)."""
+    colours = data.box_colours(30, 3)
+    assert colours[0].tolist() == [1.0, -1.0, -1.0] and colours[9].tolist() == [1.0, -1.0, -1.0]
+    assert colours[10].tolist() == [-1.0, 1.0, -1.0]
+    assert colours[25].tolist() == [-1.0, -1.0, 1.0]
+
+
+def test_batches_drop_the_last_partial_batch_by_default():
+    """The docstring: only with `drop_last=False` is the final smaller batch yielded; 23 rows in 5s: 4 batches."""
+    batches = [y for _, y in iterate_batches(numbered_split(23), 5, seed=0, epoch=0)]
+    assert [len(y) for y in batches] == [5, 5, 5, 5]
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="`batch_size` 0 is not allowed; must be >= 1"):
+        next(iterate_batches(numbered_split(20), 0, seed=0, epoch=0))
+
+
+def test_real_datasets_are_held_in_float16_and_loaded_that_way(tmp_path):
+    """docs/SCIENCE.md: float16 storage for the real datasets (the built-in digits stay float32)."""
+    assert {name: info.storage_dtype for name, info in data.DATASETS.items()} == {
+        "digits": "float32", "cifar10": "float16", "cifar100": "float16", "fashion_mnist": "float16",
+        "dominoes": "float16"}
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    loaded = load_cue_data(DataSettings(dataset="fashion_mnist", cue_proportion=0.5, root=str(tmp_path)))
+    assert loaded.train.x.dtype == loaded.eval_sets["cue"].x.dtype == torch.float16
+
+
+def test_default_data_settings_are_the_built_in_digits_without_cues_evaluated_on_the_test_split():
+    """The defaults are part of every task id (ids leave defaults out): digits, box cue, p = 0, seed 0, the cue
+    drawn from `seed`, the test split, no root."""
+    d = DataSettings()
+    assert (d.dataset, d.cue, d.cue_proportion, d.seed, d.cue_seed, d.eval_split, d.root) == (
+        "digits", "box", 0.0, 0, None, "test", None)
+
+
+def user_four(root):
+    x = np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 1, 2, 2)
+    return data.ImageArrays(x, np.array([0, 1, 0, 1]), x[:2], np.array([0, 1]), 2)
+
+
+def user_one_class(root):
+    return _user_images(10, np.zeros(10, dtype=np.int64), 1)
+
+
+def user_four_channels(root):
+    x = np.zeros((6, 4, 5, 5), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(6) % 2, x[:2], np.array([0, 1]), 2)
+
+
+def user_channels_differ(root):
+    x = np.zeros((6, 1, 5, 5), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(6) % 2, np.zeros((2, 3, 5, 5), dtype=np.uint8), np.array([0, 1]), 2)
+
+
+def user_distinct_test(root):
+    rng = np.random.default_rng(7)
+    x_train = rng.integers(0, 128, (30, 1, 6, 6), dtype=np.uint8)          # dark training images
+    x_test = rng.integers(128, 256, (5, 1, 6, 6), dtype=np.uint8)          # bright test images
+    return data.ImageArrays(x_train, np.arange(30) % 3, x_test, np.array([0, 1, 2, 0, 1]), 3)
+
+
+def test_a_user_dataset_of_four_images_still_holds_out_one_for_validation():
+    """A tenth of 4 rounds to 0, but at least one image is held out (an empty validation set is no split)."""
+    info = data.user_dataset_info("tests.tasks.test_data:user_four")
+    assert (info.train_size, info.val_size) == (3, 1)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("user_one_class", "2 to 10000 classes"),
+    ("user_four_channels", "C = 1 or 3"),
+    ("user_channels_differ", "train and test images must have one shape"),
+])
+def test_a_user_dataset_needs_two_classes_one_or_three_channels_and_one_image_shape(name, message):
+    with pytest.raises(DataError, match=message):
+        data.dataset_info(f"tests.tasks.test_data:{name}")
+
+
+def test_a_user_dataset_trains_on_its_training_split_and_is_evaluated_on_its_test_split():
+    """The counterfactual sets of `eval_split: test` are built from the dataset's own test images (here all
+    brighter than any training image), normalised as x / 255 * 2 - 1."""
+    name = "tests.tasks.test_data:user_distinct_test"
+    arrays = user_distinct_test(None)
+    loaded = load_cue_data(DataSettings(dataset=name, cue_proportion=0.5, seed=1))
+    keep, _ = data.validation_indices(data.dataset_info(name), 30)
+    torch.testing.assert_close(loaded.train_clean.x, normalise(arrays.x_train[keep.numpy()]))
+    torch.testing.assert_close(loaded.eval_sets["nocue"].x, normalise(arrays.x_test))
+    assert loaded.eval_sets["nocue"].y.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_derive_seed_is_the_top_63_bits_of_sha256_over_the_type_tagged_comma_joined_parts():
+    """The recipe written out (tasks/seeding.py): every recorded sweep's streams depend on it, so it may not
+    drift: ints tagged `i`, strings `s`, joined by commas, the first 8 digest bytes big-endian, shifted to 63 bits."""
+    import hashlib
+
+    def reference(text: str) -> int:
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+    assert derive_seed(1, 2, 3) == reference("i1,i2,i3")
+    assert derive_seed(7, "randcue") == reference("i7,srandcue")
+    assert derive_seed(0) == reference("i0")
+
+
+def test_a_domino_pool_draws_each_image_of_the_requested_class_uniformly():
+    """A cued sample's top half is a uniformly random pool image of its class: class 0 has pool images 0, 3 and
+    5, each drawn about a third of the time (3000 draws: 1000 +- 26 each), and never another class's image."""
+    labels = np.array([0, 1, 2, 0, 1, 0, 2], dtype=np.int64)
+    pool = data.DominoPool.build(torch.zeros(7, 1, 2, 2), labels)
+    drawn = pool.draw(torch.zeros(3000, dtype=torch.long), generator(0, "pool"))
+    counts = torch.bincount(drawn, minlength=7)
+    assert counts[[1, 2, 4, 6]].sum() == 0
+    assert all(880 < int(counts[i]) < 1120 for i in (0, 3, 5)), counts.tolist()
+    twos = pool.draw(torch.full((300,), 2), generator(1, "pool"))
+    assert set(twos.tolist()) == {2, 6}
+
+
+def test_a_domino_pool_without_images_of_a_class_names_the_class():
+    """A pool lacking the last class (9) cannot pair it: the error names the class instead of failing on an index."""
+    pool = data.DominoPool.build(torch.zeros(9, 1, 2, 2), np.arange(9, dtype=np.int64))
+    with pytest.raises(DataError, match=r"no images of classes \[9\]"):
+        pool.draw(torch.tensor([3, 9]), generator(0, "pool"))

@@ -58,7 +58,8 @@ def write_cifar100(root: Path, n_train: int = 200, n_test: int = 100, seed: int 
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C}
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
+             np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}    # the IDX type codes (LeCun's format)
     header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
@@ -344,3 +345,94 @@ def test_published_checksums_are_wired():
     assert {r.filename for r in datasets.RESOURCES["fashion_mnist"]} == {
         "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+
+
+# ---- mutation hunt (data): formats, refusals and download shortcuts -------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.float32, np.float64])
+def test_read_idx_reads_signed_and_float_types_stored_big_endian(tmp_path, dtype):
+    """IDX stores every multi-byte value big-endian; 0x09 is signed int8, 0x0B signed int16, 0x0D/0x0E floats.
+    Negative and fractional values must come back as written (native byte order)."""
+    array = (np.arange(-6, 6).reshape(3, 4) * (1.5 if np.dtype(dtype).kind == "f" else 1)).astype(dtype)
+    (tmp_path / "a.idx").write_bytes(idx_bytes(array))
+    read = datasets.read_idx(tmp_path / "a.idx")
+    assert read.dtype == np.dtype(dtype) and read.dtype.isnative
+    np.testing.assert_array_equal(read, array)
+
+
+def test_read_idx_refuses_trailing_bytes_and_a_bad_second_magic_byte(tmp_path):
+    """The file must be exactly header (4 + 4 * ndim bytes) + data: 12 + 6 = 18 bytes here (a longer file is another
+    shape or a torn write), and both leading magic bytes are zero."""
+    good = idx_bytes(np.arange(6, dtype=np.uint8).reshape(2, 3))
+    (tmp_path / "long").write_bytes(good + b"\x00\x00")
+    with pytest.raises(DataError, match=r"IDX header says shape \[2, 3\] \(18 bytes\), file has 20"):
+        datasets.read_idx(tmp_path / "long")
+    (tmp_path / "magic").write_bytes(b"\x00\x01" + good[2:])
+    with pytest.raises(DataError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "magic")
+
+
+def test_a_cifar_batch_whose_labels_do_not_match_its_images_or_whose_data_is_not_uint8_is_refused(tmp_path):
+    images = make_images(4, (3, 32, 32), 0)
+    write_cifar_batch(tmp_path / "short_labels", images, np.arange(3))
+    with pytest.raises(DataError, match="3 labels for 4 images"):
+        datasets.read_cifar_batch(tmp_path / "short_labels")
+    batch = {b"data": images.reshape(4, -1).astype(np.int16), b"labels": [0, 1, 2, 3]}
+    (tmp_path / "int16").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=r"`data` must be uint8 \[N, 3072\], got int16"):
+        datasets.read_cifar_batch(tmp_path / "int16")
+
+
+def test_fashion_mnist_with_fewer_labels_than_images_is_refused(tmp_path):
+    images, labels = fashion_arrays()
+    labels["train"] = labels["train"][:-1]
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    with pytest.raises(DataError, match=r"\(39,\) labels for 40 images"):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("member", ["/abs.txt", "C:/evil.txt"])
+def test_an_archive_member_with_an_absolute_path_is_refused_before_extraction(tmp_path, member):
+    archive = tmp_path / "abs.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DataError, match="unsafe archive member"):
+        datasets.extract_tar(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.txt"))
+
+
+def test_cifar10_provides_five_training_batches_and_a_test_batch(tmp_path):
+    """The layout of the module docstring: <root>/cifar-10-batches-py/data_batch_1..5, test_batch; a lost
+    fifth batch is a missing file."""
+    folder = tmp_path / "cifar-10-batches-py"
+    assert datasets.expected_files("cifar10", tmp_path) == [folder / f"data_batch_{i}" for i in (1, 2, 3, 4, 5)] + [
+        folder / "test_batch"]
+    write_cifar10(tmp_path)
+    (folder / "data_batch_5").unlink()
+    assert datasets.missing_files("cifar10", tmp_path) == [folder / "data_batch_5"]
+
+
+def test_fashion_files_are_found_where_they_are_in_torchvision_layout(tmp_path):
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "FashionMNIST" / "raw", images, labels, compress=False)
+    found = datasets.dataset_files("fashion_mnist", tmp_path)
+    assert found == [tmp_path / "FashionMNIST" / "raw" / stem for stem in datasets.FASHION_STEMS]
+    assert datasets.missing_files("fashion_mnist", tmp_path) == []
+
+
+def test_download_skips_fashion_files_the_user_already_decompressed(tmp_path, monkeypatch):
+    """`download` is idempotent: a raw `...-ubyte` file in place (no `.gz` beside it) is not fetched again."""
+    served = tmp_path / "served_fashion"
+    images, labels = fashion_arrays()
+    write_fashion(served, images, labels)
+    fashion = tuple(Resource(p.name, (p.as_uri(),), _md5(p), extract=False, subdir="fashion-mnist")
+                    for p in sorted(served.iterdir()))
+    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", fashion)
+    calls = _count_fetches(monkeypatch)
+    root = tmp_path / "data"
+    write_fashion(root / "fashion-mnist", images, labels, compress=False)
+    datasets.download("fashion_mnist", root)
+    assert calls == []
+    assert not any(p.suffix == ".gz" for p in (root / "fashion-mnist").iterdir())

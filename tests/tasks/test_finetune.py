@@ -17,6 +17,7 @@ from tasks.finetune import (
     class_mean_invariance,
     clean_subset,
     cue_set,
+    compute_features,
     cued_twins,
     curve_split,
     draw_t,
@@ -94,6 +95,45 @@ def test_clean_subset_is_distinct_seeded_and_method_independent():
     assert torch.equal(split.x, data.train_clean.x[index]) and torch.equal(split.y, data.train.y[index])
     assert torch.equal(clean_subset(data, 40, seed=3)[0], index)
     assert not torch.equal(clean_subset(data, 40, seed=4)[0], index)
+
+
+@pytest.mark.parametrize("method", ["naive", "llrt", "lpft"])
+def test_naive_llrt_and_lpft_train_on_batches_of_batch_size_that_cover_the_clean_subset(monkeypatch, method):
+    """`batch_size` is the clean batch of every phase (`FinetuneSettings.batch_size`): with 24 clean images and
+    batches of 8, each epoch takes three optimiser steps on batches of 8, every clean image once (not one full
+    batch)."""
+    import tasks.finetune as finetune_module
+    objectives = []
+    original = finetune_module.fit
+
+    def recording_fit(model, objective, *args, **kwargs):
+        objectives.append(objective)
+        return original(model, objective, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "fit", recording_fit)
+    data = synthetic_data()
+    finetune(tiny_model(), method, data, SETTINGS, seed=1, device="cpu")
+    assert len(objectives) == (2 if method == "lpft" else 1)
+    _, clean = clean_subset(data, SETTINGS.clean_subset, seed=1)
+    for objective in objectives:
+        batches = list(objective.batches(0))
+        assert [len(y) for _, y in batches] == [SETTINGS.batch_size] * (SETTINGS.clean_subset // SETTINGS.batch_size)
+        assert sorted(torch.cat([y for _, y in batches]).tolist()) == sorted(clean.y.tolist())
+
+
+def test_backbone_features_are_computed_in_eval_mode_whatever_the_batching_and_leave_the_mode_alone():
+    """Penultimate features of every image, in eval mode, in batches of `batch_size`: the same as one eval-mode
+    pass over all of them; the model keeps the mode it had."""
+    model = tiny_model(0)
+    split = synthetic_data().train_clean.subset(torch.arange(13))
+    with torch.no_grad():
+        expected = copy.deepcopy(model).eval().features(split.x)
+    for training in (True, False):
+        model.train(training)
+        got = compute_features(model, split, torch.device("cpu"), batch_size=5)      # 5 + 5 + 3
+        assert model.training == training
+        assert torch.equal(got.y, split.y)
+        torch.testing.assert_close(got.x, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_method_lists_the_allowed_ones():
@@ -249,6 +289,32 @@ def test_twins_warmup_is_plain_ce_on_the_pass_with_the_twins_and_adds_their_inva
     expected = F.cross_entropy(model.head(feats[:n]), y) + TWINS.lam * invariance_loss(
         feats[:n], feats[n:], y, torch.ones(NUM_CLASSES, dtype=torch.bool))
     torch.testing.assert_close(later, expected)
+
+
+def test_twins_invariance_leaves_out_a_class_without_a_cued_donor():
+    """A class with no cued training image has no twin (its "twins" are its clean images): the invariance
+    term is the mean over the classes in the batch that have a donor only (here 0 and 1), not a mean that
+    counts class 2's zero distance as a third term."""
+    data = synthetic_data()
+    cued = data.cued & (data.train.y != 2)
+    train_x = torch.where(cued[:, None, None, None], data.train.x, data.train_clean.x)
+    data = dataclasses.replace(data, train=Split(train_x, data.train.y), cued=cued)
+    model = tiny_model(0)
+    objective = cbft_objective(model, data, TWINS, seed=0, device="cpu")
+    assert objective.classes.tolist() == [True, True, False]
+    model.train()
+    batch = next(iter(objective.batches(TWINS.warmup_epochs)))
+    _, (pair, y), _ = batch
+    assert set(y.tolist()) == {0, 1, 2}
+    loss, _, n = list(objective.steps(model, batch, TWINS.warmup_epochs))[1]
+    feats = copy.deepcopy(model).features(torch.cat([pair[:, 0], pair[:, 1]]))
+    f_clean, f_twin = feats[:n], feats[n:]
+    terms = []
+    for k in (0, 1):
+        a, b = f_clean[y == k].mean(0), f_twin[y == k].mean(0)
+        terms.append(((a / a.norm() - b / b.norm()) ** 2).sum())
+    expected = F.cross_entropy(model.head(f_clean), y) + TWINS.lam * torch.stack(terms).mean()
+    torch.testing.assert_close(loss, expected)
 
 
 def _moved_from_pretrained(seed: int = 0):

@@ -172,3 +172,52 @@ def test_resnet18_matches_the_cifar_basic_block_recipe_written_out():
     with torch.no_grad():
         torch.testing.assert_close(model.trunk(x), h)
         torch.testing.assert_close(model(x), h.mean(dim=(2, 3)) @ model.head.weight.T + model.head.bias)
+
+
+def test_a_basic_block_that_changes_width_at_stride_1_projects_its_shortcut():
+    """"shortcut (identity or 1x1 ConvBN)": a block that keeps its width and stride adds its input as it is; one
+    that widens (even at stride 1) needs a 1x1 conv-BN without ReLU to add its input to a wider output."""
+    from tasks.models import BasicBlock, ConvBN
+
+    assert isinstance(BasicBlock(4, 4, 1).shortcut, nn.Identity)
+    widening = BasicBlock(2, 4, 1)
+    assert isinstance(widening.shortcut, ConvBN) and widening.shortcut.conv.kernel_size == (1, 1)
+    assert widening.shortcut.conv.stride == (1, 1) and not widening.shortcut.relu
+    assert widening(torch.randn(2, 2, 5, 5)).shape == (2, 4, 5, 5)
+
+
+@pytest.mark.parametrize("width", [0, -3])
+def test_a_width_below_one_is_refused_not_replaced_by_the_default(width):
+    """`width` is "a positive integer or None": 0 must not silently build the default width (`width or 64`)."""
+    with pytest.raises(ValueError, match="`width` must be a positive integer"):
+        build_model("small_cnn", 10, width=width)
+
+
+class _NoFeatures(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.head = nn.Linear(4, k)
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+class _SequentialHead(Classifier):
+    def __init__(self, k):
+        super().__init__()
+        self.body = nn.Conv2d(1, 4, 3)
+        self.head = nn.Sequential(nn.Linear(4, k))
+
+    def trunk(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("builder", [_NoFeatures, _SequentialHead])
+def test_a_model_without_a_features_method_or_a_linear_head_is_refused(monkeypatch, builder):
+    """Last-layer retraining and CBFT read `features(x)` and retrain an nn.Linear `head`: a model lacking either
+    is refused when it is built."""
+    from tasks import models
+
+    monkeypatch.setitem(models.MODELS, "mine", lambda num_classes, in_channels, width: builder(num_classes))
+    with pytest.raises(TypeError, match="features"):
+        build_model("mine", 3, 1)

@@ -427,6 +427,56 @@ def test_barriers_reject_duplicate_alphas():
         barriers(rows)
 
 
+def test_barriers_need_at_least_two_alphas_per_eval_set():
+    """A barrier compares the path with its two endpoints: one alpha is no path, and says so (not a division
+    by zero while rescaling the alphas)."""
+    rows = [{"alpha": 0.0, "eval_set": "s", "loss": 1.0, "acc": 0.5},
+            {"alpha": 0.0, "eval_set": "t", "loss": 1.0, "acc": 0.5}, {"alpha": 1.0, "eval_set": "t", "loss": 2.0, "acc": 0.4}]
+    with pytest.raises(ValueError, match="at least 2 alphas"):
+        barriers(rows)
+
+
+@pytest.mark.parametrize("sample", ["fixed", "resample"])
+def test_a_bn_sample_larger_than_the_training_set_splits_all_of_it_between_the_endpoints(sample):
+    """`bn_reset_samples` above the number of training images: the sample is every image once, and at
+    alpha 0.5 `endpoints` takes round(0.5 * 10) = 5 of them from A's images and the other 5 from B's."""
+    n = 10
+    clean = torch.arange(n, dtype=torch.float32)[:, None]
+    a_imgs, b_imgs = clean + 1000, clean + 2000
+    settings = PathSettings(bn_reset_samples=25, bn_sample=sample, bn_data="endpoints")
+    got = draw_bn_sample(a_imgs, settings, seed=0, alpha_index=2, bn_data_b=b_imgs, alpha=0.5)
+    assert len(got) == n
+    assert int((got < 2000).sum()) == 5 and int((got >= 2000).sum()) == 5
+    assert sorted((got[:, 0] % 1000).long().tolist()) == list(range(n))     # every image once, from one endpoint
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_every_alpha_re_estimates_batchnorm_in_the_paths_precision(monkeypatch, precision):
+    """BN statistics must match the activations they normalise: each alpha's re-estimation runs in
+    `settings.precision`, with `eval_batch_size` batches, on the sample of that alpha."""
+    import tasks.paths as paths_module
+    train = blobs(40, seed=0)
+    a, b = trained_state(0, train, steps=2), trained_state(1, train, steps=2)
+    seen = []
+    original = paths_module.reset_bn
+
+    def recording_reset_bn(model, x, batch_size=1024, precision="auto", **kwargs):
+        seen.append((len(x), batch_size, precision))
+        return original(model, x, batch_size, precision, **kwargs)
+
+    monkeypatch.setattr(paths_module, "reset_bn", recording_reset_bn)
+    settings = PathSettings(num_alphas=3, bn_reset_samples=30, eval_batch_size=16, precision=precision)
+    evaluate_path(tiny_model(0), a, b, bn_data=train.x, sets={"nocue": blobs(12, seed=1)}, settings=settings,
+                  device="cpu")
+    assert seen == [(30, 16, precision)] * 3
+
+
+def test_no_more_alphas_run_side_by_side_than_the_path_has():
+    """One alpha per intra-op thread, at most `num_alphas` of them (a copy of the model each)."""
+    with intra_op_threads(2):
+        assert alpha_workers("cpu", 1) == 1 and alpha_workers("cpu", 2) == 2 and alpha_workers("cpu", 5) == 2
+
+
 def test_settings_validate():
     with pytest.raises(ValueError, match="num_alphas"):
         PathSettings(num_alphas=1)

@@ -1,5 +1,7 @@
 """Models and datasets of your own (tasks/plugins.py): resolved by import path, checked, versioned."""
+import hashlib
 import importlib
+import importlib.metadata
 import sys
 import textwrap
 
@@ -111,3 +113,44 @@ def test_image_arrays_round_trip_through_a_user_loader(user_module):
     assert (info.num_classes, info.in_channels, info.train_size, info.val_size) == (4, 3, 180, 20)
     data = load_cue_data(DataSettings(dataset="userdata_ok:load", cue_proportion=1.0))
     assert data.cued.all() and data.train.x.shape == (180, 3, 12, 12)
+
+
+@pytest.mark.parametrize("name, is_path", [
+    ("pkg.mod:build", True), ("_m:_b2", True), ("examples.custom_model:build", True),
+    ("pkg.mod:build extra", False), ("pkg.mod:build-2", False), ("pkg.mod:2build", False), ("pkg.mod", False),
+    (":build", False), ("2pkg:build", False), ("pkg:a:b", False), ("small_cnn", False),
+])
+def test_an_import_path_is_a_dotted_module_a_colon_and_one_identifier(name, is_path):
+    """`package.module:function`: the whole name must match; the attribute is a Python identifier."""
+    assert plugins.is_import_path(name) is is_path
+
+
+def test_an_installed_plugin_is_versioned_by_its_distribution():
+    """Code from an installed distribution (numpy's `numpy.random` module, top-level package `numpy`) is
+    versioned `<distribution>==<version>`, read from the installed metadata."""
+    plugins.version.cache_clear()
+    assert plugins.version("numpy.random:default_rng", plugins.MODEL_GROUP) == \
+        f"numpy=={importlib.metadata.version('numpy')}"
+
+
+def test_a_local_plugin_is_versioned_by_the_sha256_of_its_module_source(user_module, tmp_path):
+    """"else `src:<sha256[:12]>` of its module's source": the hash of the file's text, 12 hex digits."""
+    user_module("usermod_hash", """
+        def build(k, c, w=None):
+            return None
+    """)
+    text = (tmp_path / "usermod_hash.py").read_text()
+    expected = "src:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    assert plugins.version("usermod_hash:build", plugins.MODEL_GROUP) == expected
+
+
+def test_the_entry_point_names_of_a_group_are_that_groups_sorted(monkeypatch):
+    """`plugin_names(group)` lists the entry points installed for that group only, sorted."""
+    class Point:
+        def __init__(self, name):
+            self.name = name
+
+    installed = {plugins.DATASET_GROUP: [Point("zeta"), Point("alpha")], plugins.MODEL_GROUP: [Point("net")]}
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: installed.get(group, []))
+    assert plugins.plugin_names(plugins.DATASET_GROUP) == ("alpha", "zeta")
+    assert plugins.plugin_names(plugins.MODEL_GROUP) == ("net",)

@@ -90,3 +90,17 @@ def test_the_clean_subset_is_drawn_without_replacement_from_the_clean_images_by_
     assert not torch.equal(clean_subset(data, 20, seed=4)[0], index)
     everything = clean_subset_indices(50, 50, seed=9)
     assert sorted(everything.tolist()) == list(range(50))
+
+
+def test_the_cued_samples_of_a_class_are_those_with_the_smallest_seeded_keys():
+    """The recipe of `choose_cued` written out: one float64 uniform key per sample from the stream, and in each
+    class the floor(p * n + 0.5) samples with the smallest keys carry the cue (so a smaller p cues a subset)."""
+    y = shuffled_labels()
+    keys = torch.rand(len(y), generator=generator(6, "cued"), dtype=torch.float64)
+    for p in (0.3, 0.6):
+        expected = torch.zeros(len(y), dtype=torch.bool)
+        for k in range(5):
+            members = (y == k).nonzero().squeeze(1)
+            quota = math.floor(p * len(members) + 0.5)
+            expected[members[torch.argsort(keys[members])[:quota]]] = True
+        assert torch.equal(choose_cued(y, p, generator(6, "cued")), expected), p

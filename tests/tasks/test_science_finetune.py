@@ -155,6 +155,19 @@ def test_reset_head_draws_nn_linears_default_distribution_from_its_seed():
     assert not torch.equal(other.weight, head.weight) and not torch.equal(other.bias, head.bias)
 
 
+def test_reset_head_draws_the_bias_from_the_same_symmetric_interval():
+    """nn.Linear's default bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like its weight: with 4000 biases, both
+    ends of the interval are reached, their mean is 0 and their sd bound / sqrt(3)."""
+    head = nn.Linear(16, 4000)
+    bound = 1 / math.sqrt(16)
+    reset_head(head, seed=3)
+    b = head.bias.detach().double()
+    assert float(b.min()) >= -bound and float(b.max()) <= bound
+    assert float(b.min()) < -0.95 * bound and float(b.max()) > 0.95 * bound
+    assert abs(float(b.mean())) < 0.05 * bound
+    assert float(b.std()) == pytest.approx(bound / math.sqrt(3), rel=0.05)
+
+
 def hand_llrt(model: nn.Module, x, y, settings: FinetuneSettings, seed: int = SEED) -> dict:
     """A fresh seeded head trained alone on features of the frozen backbone in eval mode: cosine lr
     `llrt_lr`, no weight decay, `llrt_epochs` full-batch epochs."""

@@ -85,6 +85,18 @@ def test_fresh_state_is_the_architectures_own_initialisation_whatever_the_templa
     assert not torch.equal(fresh_state(template, seed=5)["blocks.1.conv.weight"], fresh["blocks.1.conv.weight"])
 
 
+def test_a_fresh_midpoint_is_not_the_initialisation_of_a_model_built_from_the_same_seed():
+    """The fresh control point is drawn from its own stream of `seed` ("midpoint-init"): a midpoint task whose
+    seed equals its endpoints' initialisation seed must not start at their initialisation (the same draw as
+    `build_model(..., seed=seed)`), which would put M on A's or B's starting point."""
+    for seed in (0, 4):
+        built = build_model("small_cnn", num_classes=K, in_channels=1, width=4, seed=seed).state_dict()
+        fresh = fresh_state(model(9), seed=seed)
+        for key, value in built.items():
+            if key.endswith("conv.weight") or key == "head.weight":
+                assert not torch.equal(fresh[key], value), (seed, key)
+
+
 def test_draw_alpha_is_uniform_on_0_1():
     a = torch.tensor([draw_alpha(2, epoch, step) for epoch in range(40) for step in range(50)], dtype=torch.float64)
     assert 0.0 <= float(a.min()) and float(a.max()) < 1.0

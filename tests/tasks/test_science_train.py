@@ -3,11 +3,14 @@ accuracy are means over samples (batches weighted by their sizes), and every epo
 (BatchNorm normalises with batch statistics and updates its running statistics)."""
 from __future__ import annotations
 
+import math
+import pickle
+
 import pytest
 import torch
 from torch import nn
 
-from tasks.train import OptimSettings, fit
+from tasks.train import DivergenceError, OptimSettings, fit
 
 SETTINGS = OptimSettings(epochs=1, lr=1e-12, momentum=0.0, weight_decay=0.0, batch_size=4, schedule="constant")
 
@@ -135,3 +138,152 @@ def test_the_global_rng_of_each_epoch_is_seeded_by_seed_and_epoch_and_restored_a
     assert torch.equal(torch.random.get_rng_state(), state)       # the caller's RNG is left as it was
     assert len(set(first)) == 3                                    # a fresh stream every epoch
     assert draws(3) == first and draws(4) != first                 # repeatable from `seed`, and only from it
+
+
+class LossesByEpoch:
+    """Epoch e runs one batch of 4 samples per entry of `losses[e]`, with that loss (reaching the weights)."""
+
+    def __init__(self, losses: list[list[float]]):
+        self.losses = losses
+
+    def batches(self, epoch: int):
+        return list(range(len(self.losses[epoch])))
+
+    def steps(self, model: nn.Module, batch: int, epoch: int):
+        yield model.weight.sum() * 0.0 + self.losses[epoch][batch], 0, 4
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_loss_stops_training_naming_its_epoch_and_step(bad):
+    """The third step (0-based step 2: steps count optimiser steps, not samples) of the second epoch (epoch 1)
+    diverges: every non-finite loss, inf as well as NaN, is a divergence reported at (epoch 1, step 2)."""
+    settings = OptimSettings(epochs=3, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=4, schedule="constant")
+    model, finished = nn.Linear(1, 1), []
+    with pytest.raises(DivergenceError) as info:
+        fit(model, LossesByEpoch([[1.0, 1.0, 1.0], [1.0, 1.0, bad], [1.0, 1.0, 1.0]]), model.parameters(), settings,
+            seed=0, device="cpu", on_epoch=lambda report: finished.append(report.epoch))
+    assert (info.value.epoch, info.value.step) == (1, 2)
+    assert str(info.value.value) == str(bad) and finished == [0]
+
+
+class OneParameterPerStep:
+    """One batch yielding two steps: the first loss reaches only `w`, the second only `v`."""
+
+    def batches(self, epoch: int):
+        return [0]
+
+    def steps(self, model: nn.Module, batch: int, epoch: int):
+        yield (model.w * LinearLoss.c).sum(), 0, 1
+        yield (model.v * LinearLoss.d).sum(), 0, 1
+
+
+def test_a_parameter_without_a_gradient_in_a_step_is_left_alone_by_that_step():
+    """A parameter the step's loss does not reach has no gradient, so torch's SGD skips it: no weight decay and
+    no momentum step. `w` moves once (step 1: p -= lr·(c + wd·p)), `v` once (step 2: p -= lr·(d + wd·p));
+    zeroed instead of cleared gradients would move `w` again in step 2 by lr·(m·buf + wd·w)."""
+    settings = OptimSettings(epochs=1, lr=0.1, momentum=0.5, weight_decay=0.1, batch_size=1, schedule="constant")
+    model = Linear2()
+    w0, v0 = model.w.detach().clone(), model.v.detach().clone()
+    fit(model, OneParameterPerStep(), model.parameters(), settings, seed=0, device="cpu")
+    torch.testing.assert_close(model.w.detach(), w0 - 0.1 * (LinearLoss.c + 0.1 * w0))
+    torch.testing.assert_close(model.v.detach(), v0 - 0.1 * (LinearLoss.d + 0.1 * v0))
+
+
+class OtherRank:
+    """A stand-in for `torch.distributed` with a second rank: `all_reduce` adds what that rank sends
+    (`others(tensor)` says what, by the tensor this rank sends); `broadcast` keeps this rank's tensors."""
+
+    def __init__(self, others):
+        self.others, self.calls = others, []
+
+    def all_reduce(self, tensor):
+        self.calls.append(tensor.clone())
+        tensor.add_(self.others(tensor))
+
+    def broadcast(self, tensor, src):
+        assert src == 0
+
+
+def test_the_step_reduction_averages_the_loss_and_gives_zeros_where_only_another_rank_has_a_gradient(monkeypatch):
+    """This rank: loss 1.0, gradients on `a` only; the other rank: loss 3.0, gradients on `a` and `b`; nobody on
+    `c`. The control all-reduce sums [loss, has-grad flags] to [4, 2, 1, 0]: the mean loss is 4 / 2 = 2, `b` gets
+    a zero gradient (so both ranks send same-sized buffers), `c` stays without one (the optimiser skips it)."""
+    import tasks.train as train_module
+
+    fake = OtherRank(lambda tensor: torch.tensor([3.0, 1.0, 1.0, 0.0], dtype=tensor.dtype))
+    monkeypatch.setattr(train_module.dist, "all_reduce", fake.all_reduce)
+    a, b, c = (nn.Parameter(torch.ones(k)) for k in (2, 3, 4))
+    a.grad = torch.full((2,), 5.0)
+    mean = train_module._reduce_step(1.0, [a, b, c], 2)
+    assert mean == pytest.approx(2.0)
+    assert fake.calls[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert torch.equal(a.grad, torch.full((2,), 5.0))
+    assert b.grad is not None and torch.equal(b.grad, torch.zeros(3))
+    assert c.grad is None
+
+
+def test_gradients_are_averaged_over_ranks_in_one_buffer_per_dtype(monkeypatch):
+    """Two ranks: every gradient becomes (mine + the other rank's) / 2, element by element, for float32 and
+    float64 parameters alike; a parameter without a gradient stays without one."""
+    import tasks.train as train_module
+
+    a, b = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(3))
+    c, d = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    a.grad, b.grad = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([10.0, 20.0, 30.0])
+    d.grad = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    theirs = {torch.float32: torch.tensor([3.0, 2.0, 1.0, 0.0, -10.0, 0.0, 10.0]),
+              torch.float64: torch.tensor([3.0, 5.0], dtype=torch.float64)}
+    fake = OtherRank(lambda tensor: theirs[tensor.dtype])
+    monkeypatch.setattr(train_module.dist, "all_reduce", fake.all_reduce)
+    train_module.all_reduce_gradients([a, b, c, d], 2)
+    assert len(fake.calls) == 2
+    assert a.grad.tolist() == [[2.0, 2.0], [2.0, 2.0]] and b.grad.tolist() == [0.0, 10.0, 20.0]
+    assert c.grad is None and d.grad.tolist() == [2.0, 2.0]
+
+
+def test_a_loss_that_diverges_on_another_rank_stops_this_rank_at_the_same_step(monkeypatch):
+    """Data-parallel: this rank's losses are all finite, the other rank's second step (epoch 0, step 1) is NaN.
+    Every rank must raise there (a rank that went on would wait forever in the next all-reduce)."""
+    import tasks.train as train_module
+
+    model = nn.Linear(1, 1, bias=False)            # one parameter: the control buffer is [loss, has-grad]
+    other_losses = iter([1.0, float("nan"), 1.0, 1.0])
+
+    def others(tensor):
+        if tensor.dtype == torch.float64 and len(tensor) == 2:      # the per-step control all-reduce
+            return torch.tensor([next(other_losses), 1.0], dtype=torch.float64)
+        return tensor.clone()                                        # gradients and sums: the same as this rank's
+    fake = OtherRank(others)
+    monkeypatch.setattr(train_module, "distributed_rank", lambda: (0, 2))
+    monkeypatch.setattr(train_module.dist, "all_reduce", fake.all_reduce)
+    monkeypatch.setattr(train_module.dist, "broadcast", fake.broadcast)
+    with pytest.raises(DivergenceError) as info:
+        fit(model, LossesByEpoch([[1.0, 1.0, 1.0, 1.0]]), model.parameters(), SETTINGS, seed=0, device="cpu")
+    assert (info.value.epoch, info.value.step) == (0, 1) and math.isnan(info.value.value)
+
+
+def test_a_divergence_error_keeps_its_epoch_step_and_value_across_processes():
+    """Ray and spawn pickle the error: the copy names the same epoch, step and loss (distinct numbers, so a
+    swapped pair shows)."""
+    error = DivergenceError(3, 7, float("inf"))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.epoch, copy.step, copy.value) == (3, 7, float("inf")) and str(copy) == str(error)
+    assert "epoch 3, step 7" in str(copy)
+
+
+def test_an_epoch_without_samples_is_refused_naming_the_epoch():
+    """An objective that yields no batch in epoch 0 (a split smaller than one batch): a ValueError that says so,
+    not a division by zero."""
+    model = nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="epoch 0 had no samples"):
+        fit(model, LossesByEpoch([[]]), model.parameters(), SETTINGS, seed=0, device="cpu")
+
+
+def test_a_train_state_with_a_tensor_of_neither_the_model_nor_the_optimiser_is_refused():
+    """Names start with `model/` or `optimizer/`; anything else is a foreign file, not silently dropped."""
+    from tasks.train import TrainState, train_state_from_tensors, train_state_tensors
+
+    tensors, meta = train_state_tensors(TrainState({"w": torch.ones(2)}, {"state": {}, "param_groups": []}, 1))
+    assert set(tensors) == {"model/w"}
+    with pytest.raises(ValueError, match="unexpected tensor 'extra/w'"):
+        train_state_from_tensors({**tensors, "extra/w": torch.zeros(1)}, meta)
