@@ -93,6 +93,7 @@ def retrying(call: Callable[[], T], where: str, budget_s: float | None = None,
                 budget_s = retry_seconds() if budget_s is None else budget_s
                 _warn(where, exc, budget_s)
             if now - started + wait > budget_s:
+                _gave_up()
                 raise StoreUnreachable(
                     f"storage {redact(where)}: the object store did not answer within {knobs.STORAGE_RETRY_S.name}"
                     f"={budget_s:g} s ({_reason(exc)}); nothing unfinished was recorded as done. Check the "
@@ -113,6 +114,12 @@ def _warn(where: str, exc: BaseException, budget_s: float) -> None:
         _Outage.warned, _Outage.since = True, time.monotonic()
     _LOG.warning(f"storage {redact(where)}: the object store cannot be reached ({_reason(exc)}); "
                  f"retrying with backoff for up to {budget_s:g} s ({knobs.STORAGE_RETRY_S.name})")
+
+
+def _gave_up() -> None:
+    """The outage ends for this process with the error that says so: a later one is warned of again."""
+    with _Outage.lock:
+        _Outage.warned = False
 
 
 def _recovered(where: str, waited_s: float) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,127 @@ def test_an_unreadable_autoscaler_config_is_refused_before_anything_is_written(t
 def test_the_wait_default_is_declared_once():
     assert cli.build_parser().parse_args(["run"]).wait_for_nodes == capacity.DEFAULT_WAIT_FOR_NODES_S
     assert sweep.run_sweep.__kwdefaults__["wait_for_nodes_s"] == capacity.DEFAULT_WAIT_FOR_NODES_S
+
+
+# ----- what a view counts, by hand
+
+def test_node_types_whose_resources_the_config_leaves_to_the_cloud_cannot_be_grown_to():
+    """A worker type with `resources: {}` is filled in by the cloud provider: what it adds is unknown."""
+    unknown = NodeTypes((NodeType("head", (("CPU", 0.0),), head=True), NodeType("cpu", (), max_workers=2)), "c.yaml")
+    view = _view(types=unknown)
+    assert not unknown.complete and not view.can_grow and view.at_most() == view.now()
+
+
+def test_what_the_cluster_grows_to_is_its_head_plus_every_worker_type_at_its_maximum():
+    """A head with 2 CPUs (listed after a worker started by hand) + gpu_worker x 2 (1 CPU, 1 GPU each)."""
+    head = {"CPU": 2.0, "memory": 1e9, "node:__internal_head__": 1.0}
+    view = ClusterView((GPU_NODE, head), {"CPU": 3.0, "GPU": 1.0, "memory": 2e9}, TYPES, AUTOSCALER)
+    grown = view.at_most()
+    assert (grown["CPU"], grown["GPU"]) == (4.0, 2.0) and view.slots({"CPU": 1.0}) == 4
+
+
+def test_the_cluster_wide_worker_cap_counts_the_largest_nodes_of_each_resource_first():
+    """At most 2 workers in all: one 4-GPU node (its maximum) and then one 1-GPU node = 5 GPUs; for CPUs the
+    8-CPU small nodes first: 2 x 8 = 16."""
+    big = NodeType("big", (("CPU", 1.0), ("GPU", 4.0)), max_workers=1)
+    small = NodeType("small", (("CPU", 8.0), ("GPU", 1.0)), max_workers=3)
+    view = _view(types=NodeTypes((NodeType("head", (("CPU", 0.0),), head=True), big, small), "c.yaml", max_workers=2))
+    grown = view.at_most()
+    assert (grown["GPU"], grown["CPU"]) == (5.0, 16.0)
+    uncapped = _view(types=NodeTypes((NodeType("head", (("CPU", 0.0),), head=True), big, small), "c.yaml"))
+    assert uncapped.at_most()["GPU"] == 4.0 + 3 * 1.0
+
+
+def test_nodes_up_now_beyond_the_config_count_in_what_the_cluster_grows_to():
+    """Five GPU nodes started by hand, while the config allows two gpu_workers: the cluster has at least 5."""
+    view = _view(*[GPU_NODE] * 5)
+    assert view.at_most()["GPU"] == 5.0 and view.slots({"CPU": 1.0, "GPU": 1.0}) == 5
+
+
+def test_slots_count_fractional_resources_exactly():
+    """0.3 CPUs hold three tasks of 0.1 CPU (0.3 / 0.1 is 2.9999999999999996 in floating point)."""
+    view = ClusterView(({"CPU": 0.3},), {"CPU": 0.3})
+    assert view.slots({"CPU": 0.1}) == 3 and view.slots({"CPU": 0.1, "GPU": 0.0}) == 3
+
+
+def test_a_task_holds_every_workers_resources():
+    resources = Resources(cpus=2, gpus=0.5, workers=3, custom=(("tpu", 1.0),))
+    assert capacity.worker_resources(resources) == {"CPU": 2, "GPU": 0.5, "tpu": 1.0}
+    assert capacity.demand_of(resources) == {"CPU": 6, "GPU": 1.5, "tpu": 3.0}
+    assert capacity.demand_of(Resources(cpus=1)) == {"CPU": 1}
+    assert capacity.kind_of(resources) == "GPU" and capacity.kind_of(Resources(cpus=4)) == "CPU"
+
+
+def test_a_cluster_that_cannot_be_read_keeps_its_last_view_and_at_least_one_trial_runs():
+    answers = [_view(GPU_NODE, GPU_NODE, autoscaler=None)]
+
+    def read():
+        if not answers:
+            raise ConnectionError("the GCS is briefly unreachable")
+        return answers.pop()
+
+    concurrency = Concurrency(read, refresh_s=0)
+    gpu = Resources(cpus=1, gpus=1)
+    assert concurrency.limit(gpu) == 2 and concurrency.limit(gpu) == 2      # the second read failed
+    blind = Concurrency(read, refresh_s=0)                                   # never read: an empty cluster
+    assert blind.limit(gpu) == 1 and blind.typical() == 1 and blind.summary() == "cluster 0 nodes, 0 CPUs, 0 GPUs"
+
+
+def test_the_typical_limit_is_the_one_cpu_tasks_bounded_by_max_concurrent_and_at_least_one():
+    four = _view({"CPU": 4.0}, autoscaler=None)
+    assert Concurrency(lambda: four).typical() == 4 and Concurrency(lambda: four, 2).typical() == 2
+    none = _view(GPU_NODE, autoscaler=None)
+    assert Concurrency(lambda: none).limit(Resources(cpus=1, gpus=2)) == 1        # no slot: still one at a time
+    assert Concurrency(lambda: _view(autoscaler=None)).typical() == 1              # the head has 0 CPUs
+
+
+# ----- the autoscaler's status (its readers given what Ray would answer)
+
+def _status(monkeypatch, v1_report: dict | None = None, v2=None):
+    import ray
+    from ray.autoscaler.v2 import sdk, utils
+    from ray.experimental import internal_kv
+
+    monkeypatch.setattr(utils, "is_autoscaler_v2", lambda fetch_from_server=False: v2 is not None)
+    raw = json.dumps({"autoscaler_report": v1_report}).encode() if v1_report is not None else None
+    monkeypatch.setattr(internal_kv, "_internal_kv_get", lambda key: raw)
+    monkeypatch.setattr(sdk, "get_cluster_status", lambda address: v2)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(gcs_address="127.0.0.1:6379"))
+    return capacity.read_autoscaler_status()
+
+
+def test_the_v1_autoscalers_report_gives_the_nodes_it_is_launching_and_starting_per_type(monkeypatch):
+    status = _status(monkeypatch, {"active_nodes": {"head": 1}, "pending_launches": {"gpu": 2, "cpu": 0},
+                                   "pending_nodes": [["id1", "10.0.0.5", "gpu", "setting-up"],
+                                                     ["id2", "10.0.0.6", "big", "waiting-for-ssh"]]})
+    assert status == AutoscalerStatus({"head": 1}, {"gpu": 3, "big": 1}, "v1")
+    assert status.types == {"head", "gpu", "big"} and status.describe_pending() == "1 big, 3 gpu"
+
+
+def test_the_v2_autoscalers_status_counts_each_launch_of_several_nodes(monkeypatch):
+    node = lambda name: types.SimpleNamespace(ray_node_type_name=name)   # noqa: E731
+    v2 = types.SimpleNamespace(active_nodes=[node("head")], idle_nodes=[node("gpu")],
+                               pending_launches=[types.SimpleNamespace(ray_node_type_name="gpu", count=3)],
+                               pending_nodes=[node("cpu")])
+    assert _status(monkeypatch, v2=v2) == AutoscalerStatus({"head": 1, "gpu": 1}, {"gpu": 3, "cpu": 1}, "v2")
+
+
+def test_only_the_read_only_autoscaler_of_a_cluster_without_a_config_counts_as_none(monkeypatch):
+    assert _status(monkeypatch, {"active_nodes": {"node_1": 1, "node_2": 1}}) is None
+    assert _status(monkeypatch, {"active_nodes": {"node_1": 1, "gpu_worker": 1}}) is not None
+    assert _status(monkeypatch, {"active_nodes": {"node_1": 1}, "pending_launches": {"node_2": 1}}) is not None
+    assert _status(monkeypatch, None) is None
+
+
+def test_a_resource_request_is_cleared_once_after_the_wait(monkeypatch):
+    from ray.autoscaler import sdk
+
+    asked = []
+    monkeypatch.setattr(sdk, "request_resources", lambda bundles: asked.append(bundles))
+    request = capacity.ResourceRequest()
+    request.clear()
+    assert asked == []                               # nothing asked: nothing to clear
+    request([{"CPU": 1.0, "GPU": 1.0}])
+    request.clear()
+    request.clear()
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}], []] and request.bundles is None
