@@ -403,7 +403,9 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
     tree, order, clusters = cluster(matrix, threshold.value)
     models = table.set_index("task_id").loc[mine].reset_index()
     reliance = models["reliance_randimg"].to_numpy(dtype=float)
-    models["group"] = np.where(np.isnan(reliance), None, np.where(reliance > rules.reliance_cut, RELIES, IGNORES))
+    groups = np.where(reliance > rules.reliance_cut, RELIES, IGNORES).astype(object)
+    groups[np.isnan(reliance)] = None                    # not measured: in no group
+    models["group"] = pd.Series(groups, index=models.index, dtype=object)   # object: None stays None (pandas 3)
     models["cluster"] = clusters
     models["component"] = components(matrix, threshold.value, order)
     made = MechanismMap(eval_set, path, rules.barrier_metric, rules.barrier_definition, models, matrix, threshold,

@@ -181,8 +181,9 @@ class Claim:
         failing = [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
         head = "Holds" if not failing else "Holds, except that " + "; ".join(
             f"“{c.text}” {'is decided the other way' if c.outcome == NO else 'is not separated'}" for c in failing)
-        text = f"{head}: the {len(decided)} comparison{'s' if len(decided) != 1 else ''} it needs that can " \
-               "discriminate here are decided as claimed."
+        one = len(decided) == 1
+        text = f"{head}: the {len(decided)} comparison{'' if one else 's'} it needs that can discriminate here " \
+               f"{'is' if one else 'are'} decided as claimed."
         if untestable:
             text += f" Not testable here: {quoted(untestable, reasons=True)}."
         return text

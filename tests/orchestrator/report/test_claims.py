@@ -373,3 +373,77 @@ def test_a_no_cue_model_that_relies_on_the_cue_qualifies_claim_a_without_decidin
     check = _checks(a, "no-cue model does not rely")[0]
     assert check.outcome == claims.NO and not check.required
     assert a.verdict == claims.HOLDS and a.sentence().startswith("Holds, except that “the no-cue model does not rely")
+
+
+class _UndecidedSlice:
+    """Ten seeds whose per-seed differences a − b are 0.005 ± 0.02: SE = 0.02 · √(10/9) / √10 ≈ 0.0067, so
+    the 95% interval 0.005 ± 0.015 straddles 0, and the smallest difference detectable at 80% power is
+    (t_.975(9) + t_.8(9)) · SE ≈ 0.021. Neither path near the chance floor."""
+    chance = 0.1
+    noise = np.array([0.02, -0.02] * 5)
+
+    def extremes(self, *_):
+        return 0.8, 0.5
+
+    def barrier(self, pair, path, eval_set, metric, definition):
+        return pd.Series((0.005 + self.noise if pair == "a" else 0.0) + 1.0, index=range(10))
+
+
+@pytest.mark.parametrize("effect, outcome", [(0.3, cmp.OVERLAP), (0.01, cmp.UNTESTABLE)])
+def test_a_barrier_comparison_is_judged_underpowered_against_the_barrier_effect_of_the_rules(effect, outcome):
+    """The same undecided barrier difference (detectable ≈ 0.02): against a barrier effect of 0.3 the seeds
+    could have seen it (cannot be separated); against 0.01 they could not (not testable). The reliance
+    effect, set the other way, must not matter."""
+    rules = ClaimRules(barrier_effect=effect, reliance_effect=0.3 if effect < 0.1 else 0.01, check_definition=None)
+    judge = claims._Judge(None, rules, claims.Claim("x", ""))
+    judge.s = _UndecidedSlice()
+    diff = cmp.compare(judge.s.barrier("a", 0, 0, 0, 0), judge.s.barrier("b", 0, 0, 0, 0), 0.95)
+    assert diff.low < 0 < diff.high and 0.01 < cmp.detectable(diff, 0.8) < 0.3
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    assert judge.c.checks[0].outcome == outcome
+
+
+@pytest.mark.parametrize("effect, outcome", [(0.3, cmp.OVERLAP), (0.01, cmp.UNTESTABLE)])
+def test_a_reliance_comparison_is_judged_underpowered_against_the_reliance_effect_of_the_rules(effect, outcome):
+    """As the barrier comparison, for "above" on reliance: the rules' reliance effect decides, not the
+    barrier effect (set the other way)."""
+    rules = ClaimRules(reliance_effect=effect, barrier_effect=0.3 if effect < 0.1 else 0.01)
+    judge = claims._Judge(None, rules, claims.Claim("x", ""))
+    s = _UndecidedSlice()
+    a, b = s.barrier("a", 0, 0, 0, 0), s.barrier("b", 0, 0, 0, 0)
+    judge.above("a above b", a, b, "g")
+    assert judge.c.checks[0].outcome == outcome
+
+
+def test_b_judges_staying_connected_on_every_barrier_set():
+    """(b)'s barrier comparisons run on each of `barrier_sets` (nocue and cue), not on the basin sets (cue)."""
+    b = _judge(LOOSE)["b"]
+    sets = {c.text.split(",")[0] for c in b.checks if c.group == "stays connected"}
+    assert sets == {"on nocue", "on cue"}
+
+
+def test_lp_ft_beside_cbft_only_supports_claim_c():
+    """LP-FT (here a copy of naive's fine-tunings under another method) is shown beside CBFT as a
+    supporting check (docs/SCIENCE.md: "supporting: LP-FT and LLRT beside it"), never a required one."""
+    results = _results(synthetic_sweep())
+    ev = results[vocab.EVALUATIONS]
+    naive = ev[ev["method"] == "naive"]
+    results[vocab.EVALUATIONS] = pd.concat([ev, naive.assign(method="lpft", task_id=naive["task_id"] + "-lpft")],
+                                           ignore_index=True)
+    c = {x.key: x for x in claims.judge(results, (), LOOSE)}["c"]
+    (lpft,) = _checks(c, "than lpft")
+    assert lpft.outcome == claims.YES and not lpft.required
+    assert c.verdict == claims.HOLDS
+
+
+def test_the_claims_text_leaves_the_power_out_when_asked():
+    judged = list(_judge(LOOSE).values())
+    assert "power: " in claims.claims_text(judged) and "power: " not in claims.claims_text(judged, power=False)
+
+
+def test_d_judges_the_quadratic_path_on_the_same_init_pair_where_there_is_one():
+    """(d) is judged primarily on the shared-initialisation pairs: the quadratic path is compared with the
+    linear one of cue~nocue:same-init, on each barrier set."""
+    d = _judge(LOOSE)["d"]
+    quadratic = [c for c in d.checks if c.group == "quadratic connects"]
+    assert len(quadratic) == 2 and all("lowers the cue~nocue:same-init barrier" in c.text for c in quadratic)

@@ -243,3 +243,52 @@ def test_a_comparison_without_an_interval_has_no_p_value_and_a_permutation_test_
     assert cmp.permutation(0.1, 0.01, 0.99, 0.001, 0.01, LEVEL, 0.05, 0.8).p_other == 0.99
     zero = cmp.Diff(True, 3, -0.1, 0.0, 2.0, LEVEL, 0.0)          # identical per-seed differences
     assert cmp.superiority(zero, 0.05, 0.8).outcome == cmp.NO and cmp.superiority(zero, 0.05, 0.8).p_other == 0.0
+
+
+def test_two_seeds_are_enough_when_the_spread_is_small():
+    """Paired, per-seed SD 0.005, effect 0.1: with n = 2, (t_.975(1) + t_.8(1)) · 0.005 / √2 ≈ 0.05 ≤ 0.1,
+    so 2 seeds (the fewest an interval takes), never 3."""
+    assert (scipy_stats.t.ppf(0.975, 1) + scipy_stats.t.ppf(0.8, 1)) * 0.005 / math.sqrt(2) <= 0.1
+    assert cmp.seeds_needed(cmp.Diff(True, 5, 0.0, 0.002, 4.0, LEVEL, 0.005), 0.1, 0.8) == 2
+
+
+def test_seeds_needed_for_two_groups_counts_two_n_minus_two_degrees_of_freedom():
+    """Two groups, SD of the difference unit 0.03, effect 0.1: with n = 2 per group the test has 2 df and
+    (t_.975(2) + t_.8(2)) · 0.03 / √2 ≈ 0.114 > 0.1; 3 per group (4 df: ≈ 0.064) is the first that
+    reaches it. (3 df for n = 2 would wrongly say 2 suffice.)"""
+    def mde(n, df):
+        return (scipy_stats.t.ppf(0.975, df) + scipy_stats.t.ppf(0.8, df)) * 0.03 / math.sqrt(n)
+    assert mde(2, 2) > 0.1 and mde(3, 4) <= 0.1
+    assert cmp.seeds_needed(cmp.Diff(False, 3, 0.0, 0.02, 4.0, LEVEL, 0.03), 0.1, 0.8) == 3
+
+
+def test_a_difference_exactly_at_zero_without_spread_is_no_evidence_of_the_other_way():
+    """Every per-seed difference exactly 0: the interval [0, 0] does not lie below 0, so the decision is not
+    NO and its p-value of the other way is not below α/2 either (NO exactly when p < α/2)."""
+    at_zero = cmp.Diff(True, 3, 0.0, 0.0, 2.0, LEVEL, 0.0)
+    got = cmp.superiority(at_zero, 0.05, 0.8)
+    assert got.outcome != cmp.NO and got.p_other >= (1 - LEVEL) / 2
+
+
+def test_an_undecided_non_inferiority_is_judged_underpowered_against_its_margin():
+    """Margin 0.2 (20 pp), mean −0.2, SE 0.02 on 9 df: the interval straddles −0.2. The smallest difference
+    detectable, (t_.975(9) + t_.8(9)) · 0.02 ≈ 0.063, is below the 0.2 the comparison is about: it could
+    have separated, so OVERLAP (not underpowered)."""
+    diff = cmp.Diff(True, 10, -0.2, 0.02, 9.0, LEVEL, 0.02 * math.sqrt(10))
+    assert 0.05 < (scipy_stats.t.ppf(0.975, 9) + scipy_stats.t.ppf(0.8, 9)) * 0.02 < 0.2
+    assert cmp.non_inferiority(diff, 0.2, 0.8).outcome == cmp.OVERLAP
+
+
+def test_non_inferiority_needs_the_whole_interval_above_minus_the_margin():
+    """Mean −1.5 pp is above −2 pp, but its interval [−2.6, −0.4] pp crosses −2 pp: not ✓."""
+    diff = cmp.Diff(True, 10, -0.015, 0.005, 9.0, LEVEL, 0.005 * math.sqrt(10))
+    assert diff.low < -0.02 < diff.mean
+    assert cmp.non_inferiority(diff, 0.02, 0.8).outcome in (cmp.OVERLAP, cmp.UNTESTABLE)
+
+
+@pytest.mark.parametrize("null_sd, outcome", [(0.1, cmp.UNTESTABLE), (0.001, cmp.OVERLAP)])
+def test_an_undecided_permutation_test_is_underpowered_only_when_its_null_hides_the_effect(null_sd, outcome):
+    """(z_.975 + z_.8) · null sd: 0.28 for sd 0.1 (above the 0.05 effect: underpowered), 0.0028 for 0.001
+    (a real null: cannot be separated)."""
+    got = cmp.permutation(0.0, 0.5, 0.5, 0.001, null_sd, LEVEL, 0.05, 0.8)
+    assert got.outcome == outcome

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from orchestrator import vocab
 from orchestrator.report import claims, comparisons as cmp, mechanism_map as mm, stats
@@ -205,3 +206,160 @@ def test_the_threshold_takes_resubset_controls_as_same_data_pairs_from_one_initi
             for v in values]
     t = mm.threshold_for(pd.DataFrame(rows), "cue", vocab.LINEAR, "loss", "chord", 0.95)
     assert t.source == "cue~cue:resubset" and t.value == pytest.approx(stats.Estimate.of([0.05, 0.07, 0.09]).ci_high)
+
+
+# ----- the clustering rule, by hand -----
+
+def test_clusters_join_two_groups_at_their_average_barrier():
+    """Barriers 0–1 0.1, 0–2 0.2, 1–2 0.5: average linkage joins 2 to {0, 1} at (0.2 + 0.5) / 2 = 0.35, so a
+    cut at 0.4 leaves one cluster (complete linkage would join at 0.5 and keep 2 apart)."""
+    m = np.array([[0.0, 0.1, 0.2], [0.1, 0.0, 0.5], [0.2, 0.5, 0.0]])
+    tree, _, clusters = mm.cluster(m, 0.4)
+    assert tree[:, 2].tolist() == pytest.approx([0.1, 0.35])
+    assert len(set(clusters)) == 1
+
+
+def test_without_a_threshold_every_model_is_its_own_cluster():
+    m = np.array([[0.0, 0.1, 0.2], [0.1, 0.0, 0.5], [0.2, 0.5, 0.0]])
+    _, _, clusters = mm.cluster(m, None)
+    assert sorted(clusters.tolist()) == [1, 2, 3]
+
+
+def test_the_across_groups_row_of_claim_e_counts_only_pairs_of_models_with_a_known_group():
+    """Models 0–2 rely on the cue, 3–4 do not, 5's reliance is not measured: 3 · 2 = 6 pairs across the
+    groups (all 1.0 in CHAIN), 3 + 1 = 4 within; the pairs of model 5 are in neither."""
+    test = _permutation(0.9, 0.001, 0.999)
+    found = _map(test)
+    found.models["group"] = pd.Series([mm.RELIES] * 3 + [mm.IGNORES] * 2 + [None], dtype=object)
+    c = claims.claim_e([found], ClaimRules(check_definition=None))
+    rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est for r in c.rows}
+    assert rows["across them"].n == 6 and rows["across them"].mean == pytest.approx(1.0)
+    assert rows["within reliance groups"].n == 4
+
+
+def test_a_model_whose_reliance_is_not_measured_is_in_no_group_of_the_map():
+    """3 + 3 models with reliance, a 7th without (randimg not measured): the map leaves it out of both
+    groups (its group is None, not a string NaN that `!= None` would count, as pandas 3's string columns
+    made it), so claim (e) shows 3 + 3 = 6 pairs within the groups and 3 · 3 = 9 across them."""
+    matrix, truth = planted([3, 3, 1], seed=4)
+    reliance = np.where(truth == 0, 0.8, 0.0)
+    reliance[truth == 2] = np.nan
+    (m, *_) = mm.maps(results_of(matrix, reliance), (), ClaimRules(permutations=500))
+    c = claims.claim_e([m], ClaimRules(permutations=500))
+    rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est.n for r in c.rows if r.measure.startswith("on nocue")}
+    assert rows == {"within reliance groups": 6, "across them": 9}
+    assert m.models["group"].dtype == object and sum(g is None for g in m.models["group"]) == 1
+
+
+def _first_appearances(labels, order) -> list:
+    seen: list = []
+    for i in order:
+        if labels[i] not in seen:
+            seen.append(labels[i])
+    return seen
+
+
+def test_a_maps_components_are_numbered_along_the_leaf_order_as_its_clusters():
+    """Labels 1, 2, … in the order they first appear along the dendrogram's leaves (stable across reports),
+    for components as for clusters (seed 1 puts a model of the second row's group first in the leaves)."""
+    matrix, truth = planted([3, 3], seed=1)
+    (m, *_) = mm.maps(results_of(matrix, np.where(truth == 0, 0.8, 0.0)), (), ClaimRules(permutations=500))
+    for column in ("cluster", "component"):
+        assert _first_appearances(m.models[column].tolist(), m.order) == [1, 2], column
+
+
+def test_random_relabelings_never_promise_a_p_value_below_one_over_their_count_plus_one():
+    """10 + 10 models (C(20, 10) = 184,756 relabelings) with 100 drawn and the observed one: the smallest
+    p-value is 1/101, not 2/184,756."""
+    matrix, truth = planted([10, 10], seed=2)
+    test = mm.within_across(matrix, truth == 0, n=100)
+    assert not test.exact and test.null.size == 101
+    assert test.min_p == pytest.approx(1 / 101)
+
+
+def test_the_maps_reliance_indices_are_randimg_minus_chance_and_nocue_minus_randcue():
+    """As the claims' (verdicts.Slice.reliance): 0.9 − 0.1 on randimg, 0.8 − 0.3 for the random cue."""
+    ev = pd.DataFrame({"task_id": "m", "eval_set": ["nocue", "randcue", "randimg"], "acc": [0.8, 0.3, 0.9]})
+    tasks = pd.DataFrame({"task_id": ["m"], "kind": [vocab.PRETRAIN], "status": [vocab.FINISHED]})
+    row = mm.model_table(ev, tasks, ["m"], chance=0.1).iloc[0]
+    assert (row["reliance_randimg"], row["reliance_randcue"]) == pytest.approx((0.8, 0.5))
+
+
+def _controls(values, metric="loss", eval_set="cue"):
+    return [{"pair_type": "cue~cue:spawn@0", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": eval_set,
+             "metric": metric, "definition": "chord", "value": v} for v in values]
+
+
+def test_a_threshold_below_zero_counts_as_zero_as_the_barriers_do():
+    """Controls' chord barriers −0.05, −0.04, −0.06: their upper bound is below 0; on the map's scale, where
+    barriers below 0 count as 0, the threshold is 0."""
+    values = [-0.05, -0.04, -0.06]
+    assert stats.Estimate.of(values).ci_high < 0
+    t = mm.threshold_for(pd.DataFrame(_controls(values)), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert t.value == 0.0
+
+
+def test_the_threshold_reads_the_controls_of_its_own_metric_at_the_rules_level():
+    """Loss controls 0.05, 0.07, 0.09 beside accuracy ones of 0.5: the loss map's threshold is the loss
+    controls' upper bound at the level asked for (90% here: scipy's t.interval)."""
+    loss = [0.05, 0.07, 0.09]
+    bars = pd.DataFrame(_controls(loss) + _controls([0.5, 0.6, 0.7], metric="acc"))
+    _, high = scipy_stats.t.interval(0.90, 2, loc=np.mean(loss), scale=scipy_stats.sem(loss))
+    t = mm.threshold_for(bars, "cue", vocab.LINEAR, "loss", "chord", 0.90)
+    assert t.n == 3 and t.value == pytest.approx(high)
+
+
+def test_a_map_of_loss_barriers_ignores_the_accuracy_barriers_of_the_same_pairs():
+    """The population's accuracy barriers (here 0.7 for every pair) sit beside the loss ones in the
+    barriers table: the loss map's matrix is the loss barriers alone."""
+    matrix, truth = planted([3, 3], seed=4)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    bars = results[vocab.BARRIERS]
+    results[vocab.BARRIERS] = pd.concat([bars, bars.assign(metric="acc", value=0.7)], ignore_index=True)
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    np.testing.assert_allclose(m.matrix, matrix)
+
+
+def test_every_model_its_own_cluster_leaves_the_adjusted_rand_index_undefined():
+    """Controls at 0.001 (threshold 0.001) below every population barrier (0.05 or more): each model its own
+    cluster, so no index and its check not measured."""
+    matrix, truth = planted([3, 3], within=(0.05, 0.1), seed=4)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0), controls=(0.001, 0.001, 0.001))
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.models["cluster"].nunique() == 6 and m.ari_test is None
+    (e,) = [c for c in claims.judge(results, (), ClaimRules(permutations=500)) if c.key == "e"]
+    ari = [c for c in e.checks if "adjusted Rand" in c.text]
+    assert ari and all(c.outcome == claims.MISSING and "every model its own cluster" in c.reason for c in ari)
+
+
+def test_a_map_says_how_many_models_it_left_out_for_missing_pairs():
+    """Seven models, one pair of model 0 not measured: one model is left out (the map of the other six)."""
+    matrix, truth = planted([4, 3], seed=4)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    bars = results[vocab.BARRIERS]
+    ids = sorted(set(bars.loc[bars["pair_type"] == vocab.POPULATION, "endpoint_a"]))
+    gone = (bars["endpoint_a"] == ids[0]) & (bars["endpoint_b"] == ids[1])
+    results[vocab.BARRIERS] = bars[~gone]
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert (m.k, m.left_out) == (6, 1)
+
+
+def test_random_relabelings_are_the_same_on_every_report():
+    """The relabelings are drawn from a fixed seed: the same matrix and groups give the same null and
+    p-values each time they are computed."""
+    matrix, truth = planted([10, 10], seed=2)
+    first, second = (mm.within_across(matrix, truth == 0, n=100) for _ in range(2))
+    np.testing.assert_array_equal(first.null, second.null)
+    assert (first.p_upper, first.p_lower) == (second.p_upper, second.p_lower)
+
+
+def test_an_undecided_index_check_is_never_read_as_a_real_null():
+    """The rules declare no effect size for the adjusted Rand index (unitless; the barrier effect is in
+    nats): an index its null does not separate is not testable, never "cannot be separated", so it
+    does not qualify the claim's "holds"."""
+    ari = _permutation(0.0, 0.5, 0.5)
+    assert cmp.permutation_detectable(ari.sd, 0.95, 0.8) < ClaimRules().barrier_effect
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), ari_test=ari)], ClaimRules(check_definition=None))
+    (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
+    assert index.outcome == claims.UNTESTABLE and "underpowered" in index.reason
+    assert c.verdict == claims.HOLDS and c.sentence().startswith("Holds:")

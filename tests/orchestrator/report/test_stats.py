@@ -282,3 +282,78 @@ def test_chance_needs_one_class_count():
     assert stats.chance(["digits", "cifar10"]) == pytest.approx(0.1)          # 10 classes each
     assert stats.chance(["digits", "cifar100"]) is None                      # 10 and 100: no one chance
     assert stats.chance(["cifar100"]) == pytest.approx(0.01)
+
+
+# ----------------------------------------------------------------------------------------------
+# Levels, texts and orders a reader sees
+# ----------------------------------------------------------------------------------------------
+
+def test_an_estimates_text_scales_its_interval_as_its_mean():
+    """A reliance of 0.50 [0.40, 0.60] shown in pp is 50.0 pp [40.0, 60.0]: the interval on the mean's scale."""
+    est = stats.Estimate(3, 0.5, 0.1, 0.4, 0.6)
+    assert est.text(digits=1, scale=100.0, unit=" pp") == "50.0 pp [40.0, 60.0] (n = 3)"
+
+
+def test_summaries_and_estimates_use_the_level_asked_for():
+    """A 90% interval is mean ± t_.95(n − 1) · s / √n (scipy's t.interval at 0.90), narrower than the 95% one."""
+    values = [0.2, 0.5, 0.9, 0.4]
+    low, high = scipy_stats.t.interval(0.90, 3, loc=np.mean(values), scale=scipy_stats.sem(values))
+    est = stats.Estimate.of(values, 0.90)
+    assert (est.ci_low, est.ci_high) == pytest.approx((low, high))
+    df = pd.DataFrame({"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+                       "metric": "loss", "definition": "chord", "value": values})
+    row = stats.summarize(df, level=0.90).iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+
+
+def test_a_setting_column_with_one_value_is_not_a_swept_axis():
+    """Only a `<section>.<field>` column taking several values is a swept axis: one value adds no column."""
+    df = pd.DataFrame({"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+                       "metric": "loss", "definition": "chord", "value": [1.0, 3.0], "finetune.lam": [2.0, 2.0]})
+    out = stats.summarize(df)
+    assert "finetune.lam" not in out.columns and out["n"].tolist() == [2]
+
+
+def test_spawn_controls_are_ordered_by_their_epoch_as_a_number():
+    """spawn@0, @2, @10: the epoch K ascending (as numbers, not as text where "10" < "2")."""
+    assert stats.order_pairs(["cue~cue:spawn@10", "cue~cue:spawn@2", "cue~cue:spawn@0"]) == \
+        ["cue~cue:spawn@0", "cue~cue:spawn@2", "cue~cue:spawn@10"]
+
+
+def test_an_evaluation_of_a_task_missing_from_the_tasks_table_still_counts():
+    """Only rows of tasks whose latest status is not finished are dropped: a task the tasks table does not
+    name has no status, so its evaluations (with their own labels) stay in Table 1."""
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    tasks = tasks[tasks["method"] != "naive"]
+    table = stats.finetune_table(evaluations, tasks).text.set_index("method")
+    assert table.loc["naive", "n"] == str(len(SEEDS)) and stats.MISSING not in table.loc["naive"].tolist()
+
+
+def test_labels_from_the_tasks_table_only_fill_what_the_evaluations_lack():
+    """An evaluation that names its own seed keeps it; the tasks table fills only a missing label."""
+    ev = pd.DataFrame({"task_id": ["t1", "t2"], "seed": [5.0, None], "acc": [0.5, 0.6]})
+    tasks = pd.DataFrame({"task_id": ["t1", "t2"], "seed": [1, 2], "status": vocab.FINISHED})
+    assert stats.with_labels(ev, tasks)["seed"].tolist() == [5.0, 2.0]
+
+
+def test_table_one_shows_the_range_of_seeds_where_cells_differ():
+    """naive with 3 seeds on every set but one seed's `nocue` evaluation missing: cells of 2 and 3 seeds,
+    shown as the range "2–3" (smallest–largest)."""
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    first_naive = sorted(evaluations.loc[evaluations["method"] == "naive", "task_id"].unique())[0]
+    evaluations = evaluations[~((evaluations["task_id"] == first_naive) & (evaluations["eval_set"] == "nocue"))]
+    table = stats.finetune_table(evaluations, tasks).text.set_index("method")
+    assert table.loc["naive", "n"] == "2–3"
+
+
+def test_the_mechanism_table_defaults_to_the_first_evaluation_set():
+    """`eval_set` defaults to the first evaluation set (EVAL_SETS order: nocue before randimg), whatever
+    order the rows come in: agreement 0.9 on nocue, 0.2 on randimg."""
+    rows = [{"task_id": f"p{s}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+             "eval_set": e, "alpha": a, "agree_a": agree, "agree_b": agree, "reliance_randimg": 0.0,
+             "reliance_randcue": 0.0}
+            for s in range(2) for e, agree in (("randimg", 0.2), ("nocue", 0.9)) for a in (0.0, 0.5, 1.0)]
+    mech = stats.mechanism_table(pd.DataFrame(rows))
+    assert mech["agree_a@0.5"].tolist() == pytest.approx([0.9])

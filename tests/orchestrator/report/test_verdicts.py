@@ -193,3 +193,52 @@ def test_a_seeds_barrier_is_the_mean_of_its_pairs_and_the_noise_floor_is_the_fir
     got = s.barrier("cue~cue", vocab.LINEAR, "cue", "loss", "chord")
     assert got.to_dict() == pytest.approx({0: 0.4, 1: 0.5})
     assert s.noise_floor() == "cue~cue:self"                # cue~cue before nocue~nocue, as the pairs are ordered
+
+
+def test_a_not_testable_verdict_names_the_required_checks_that_block_it_not_the_optional_ones():
+    """Required group g not testable, optional group h not testable too: g alone blocks the claim, so the
+    sentence names g (with its reason) and leaves h out."""
+    claim = Claim("x", "a statement", optional={"h"})
+    claim.checks = [Check("the required one", UNTESTABLE, "—", "g", "too few seeds"),
+                    Check("the optional one", UNTESTABLE, "—", "h", "alignment does not connect"),
+                    Check("a decided one", YES, "—", "k")]
+    assert claim.verdict == verdicts.NOT_TESTABLE
+    sentence = claim.sentence()
+    assert "“the required one” (too few seeds)" in sentence and "the optional one" not in sentence
+
+
+@pytest.mark.parametrize("outcome, wording", [(NO, "is decided the other way"), (OVERLAP, "is not separated")])
+def test_a_supporting_check_not_decided_as_claimed_qualifies_the_holds(outcome, wording):
+    """Supporting checks never decide; one decided the other way or not separated turns "holds" into
+    "holds, except that …", saying which of the two it is."""
+    claim = _claim(("g", YES))
+    claim.checks.append(Check("the supporting one", outcome, "—", None))
+    assert claim.verdict == verdicts.HOLDS
+    assert claim.sentence().startswith(f"Holds, except that “the supporting one” {wording}:")
+
+
+def test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested():
+    """Group g decided ✓ on one set and not testable on the other: the claim holds on the 1 comparison that
+    can discriminate, and the sentence says what it does not cover (the other, with its reason)."""
+    claim = Claim("x", "a statement")
+    claim.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", UNTESTABLE, "—", "g", "the floor")]
+    assert claim.verdict == verdicts.HOLDS
+    sentence = claim.sentence()
+    assert sentence.startswith("Holds: the 1 comparison it needs that can discriminate here is decided") and \
+        sentence.endswith(" Not testable here: “on nocue” (the floor).")
+
+
+def test_a_claims_paths_come_in_the_path_kinds_order():
+    """linear, quadratic, then aligned (vocab.PATH_KINDS), whatever the rows' or the alphabet's order."""
+    rows = [dict(r, path_kind=kind, alignment=align) for kind, align in
+            (("aligned", "activation"), ("quadratic", None), (vocab.LINEAR, None))
+            for r in _barrier_rows("cue~cue", {0: [0.1]})]
+    s = verdicts.Slice(EMPTY, pd.DataFrame(rows), EMPTY, EMPTY, chance=0.1)
+    assert s.paths("cue~cue") == [vocab.LINEAR, vocab.QUADRATIC, "aligned (activation)"]
+
+
+def test_a_claim_row_in_percentage_points_shows_one_decimal():
+    """Reliance in pp: 12.3 pp [10.0, 14.6] (one decimal); a barrier in nats keeps three."""
+    pp = verdicts.Row("m", "reliance", verdicts.stats.Estimate(3, 0.1234, 0.01, 0.1, 0.1456), scale=100.0, unit=" pp")
+    nats = verdicts.Row("p", "barrier", verdicts.stats.Estimate(3, 0.1234, 0.01, 0.1, 0.1456))
+    assert pp.value() == "12.3 pp [10.0, 14.6]" and nats.value() == "0.123 [0.100, 0.146]"
