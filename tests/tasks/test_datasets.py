@@ -242,6 +242,17 @@ def _served_cifar10(tmp_path, monkeypatch):
     return archive, _count_fetches(monkeypatch), tmp_path / "data"
 
 
+def _served_fashion(tmp_path, monkeypatch):
+    """Small FashionMNIST files as the resources to download: (images, labels by split)."""
+    served = tmp_path / "served_fashion"
+    images, labels = fashion_arrays()
+    write_fashion(served, images, labels)
+    fashion = tuple(Resource(p.name, (p.as_uri(),), _md5(p), extract=False, subdir="fashion-mnist")
+                    for p in sorted(served.iterdir()))
+    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", fashion)
+    return images, labels
+
+
 def test_download_verifies_extracts_and_is_idempotent(tmp_path, monkeypatch):
     archive, calls, root = _served_cifar10(tmp_path, monkeypatch)
     assert datasets.download("cifar10", root) == root
@@ -314,17 +325,8 @@ def test_download_refuses_symlink_members(tmp_path):
 
 
 def test_download_dominoes_fetches_cifar10_and_fashion(tmp_path, monkeypatch):
-    archive = _cifar10_archive(tmp_path)
-    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
-                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
-    served = tmp_path / "served_fashion"
-    images, labels = fashion_arrays()
-    write_fashion(served, images, labels)
-    fashion = tuple(Resource(p.name, (p.as_uri(),), _md5(p), extract=False, subdir="fashion-mnist")
-                    for p in sorted(served.iterdir()))
-    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", fashion)
-    calls = _count_fetches(monkeypatch)
-    root = tmp_path / "data"
+    _, labels = _served_fashion(tmp_path, monkeypatch)
+    _, calls, root = _served_cifar10(tmp_path, monkeypatch)
     datasets.download("dominoes", root)
     assert len(calls) == 5
     np.testing.assert_array_equal(datasets.load_fashion_mnist(root)[1], labels["train"])
@@ -424,12 +426,7 @@ def test_fashion_files_are_found_where_they_are_in_torchvision_layout(tmp_path):
 
 def test_download_skips_fashion_files_the_user_already_decompressed(tmp_path, monkeypatch):
     """`download` is idempotent: a raw `...-ubyte` file in place (no `.gz` beside it) is not fetched again."""
-    served = tmp_path / "served_fashion"
-    images, labels = fashion_arrays()
-    write_fashion(served, images, labels)
-    fashion = tuple(Resource(p.name, (p.as_uri(),), _md5(p), extract=False, subdir="fashion-mnist")
-                    for p in sorted(served.iterdir()))
-    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", fashion)
+    images, labels = _served_fashion(tmp_path, monkeypatch)
     calls = _count_fetches(monkeypatch)
     root = tmp_path / "data"
     write_fashion(root / "fashion-mnist", images, labels, compress=False)
