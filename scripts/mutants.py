@@ -680,9 +680,8 @@ MUTANTS = [
            "orchestrator/report/comparisons.py", "p = _below(diff.mean + margin, diff)", "p = _below(diff.mean, diff)",
            ("tests/orchestrator/report/test_comparisons.py",)),
     Mutant("M182", "a guard that makes a barrier comparison not testable drops it from the claim's family",
-           "orchestrator/report/claims.py", """"endpoints' own loss; judge it on another set, after alignment or with a wider model",
-                                decision.p_other)""", """"endpoints' own loss; judge it on another set, after alignment or with a wider model")""",
-           ("tests/orchestrator/report/test_claims.py",)),
+           "orchestrator/report/comparisons.py", "return replace(self, outcome=UNTESTABLE, reason=reason)",
+           "return Decision(UNTESTABLE, reason)", ("tests/orchestrator/report/test_claims.py",)),
     Mutant("M183", "Holm's step-down goes on past the first p-value that misses its bar",
            "orchestrator/report/verdicts.py", """        if c.p_other > half / (k - j):
             break""", """        if c.p_other > half / (k - j):

@@ -94,20 +94,19 @@ class _Judge:
         lo_acc, hi_loss = s.extremes(*lower, eval_set)
         if cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
             both = cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss)
-            return cmp.Decision(UNTESTABLE, f"{'both paths collapse' if both else f'the {lower[0]} path collapses'} "
-                                f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
-                                f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
-                                f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
-                                "endpoints' own loss; judge it on another set, after alignment or with a wider model",
-                                decision.p_other)
+            return decision.blocked(f"{'both paths collapse' if both else f'the {lower[0]} path collapses'} "
+                                    f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
+                                    f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
+                                    f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
+                                    "endpoints' own loss; judge it on another set, after alignment or with a wider model")
         if r.check_definition:
             other = cmp.compare(self.values(higher, eval_set, r.check_definition),
                                 self.values(lower, eval_set, r.check_definition), r.level)
             second = cmp.superiority(other, r.barrier_effect, r.power)
             if cmp.opposite(decision, second):
-                return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
-                                    f"opposite ways ({other.text()} by {r.check_definition}): the endpoints' own "
-                                    "losses decide the comparison", decision.p_other)
+                return decision.blocked(f"the {r.barrier_definition} and {r.check_definition} barriers decide "
+                                        f"opposite ways ({other.text()} by {r.check_definition}): the endpoints' own "
+                                        "losses decide the comparison")
         return decision
 
     def barrier_row(self, pair: tuple[str, str], eval_set: str, role: str) -> None:
@@ -361,16 +360,16 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
     floor; the check definition deciding the other way."""
     lo_acc, hi_loss = m.within_extremes
     if m.chance and cmp.at_floor(lo_acc, hi_loss, m.chance, r.floor_acc, r.floor_loss):
-        return cmp.Decision(UNTESTABLE, f"the paths within reliance groups collapse to chance on {m.eval_set} "
-                                        f"(lowest accuracy {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers "
-                                        "are chance loss minus the endpoints' own loss", decision.p_other)
+        return decision.blocked(f"the paths within reliance groups collapse to chance on {m.eval_set} "
+                                f"(lowest accuracy {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers "
+                                "are chance loss minus the endpoints' own loss")
     if m.check is not None:
         second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
                                  r.level, r.barrier_effect, r.power)
         if cmp.opposite(decision, second):
-            return cmp.Decision(UNTESTABLE, f"the {r.barrier_definition} and {r.check_definition} barriers decide "
-                                            f"opposite ways (across − within {m.check.observed:+.3f} by "
-                                            f"{r.check_definition})", decision.p_other)
+            return decision.blocked(f"the {r.barrier_definition} and {r.check_definition} barriers decide "
+                                    f"opposite ways (across − within {m.check.observed:+.3f} by "
+                                    f"{r.check_definition})")
     return decision
 
 

@@ -172,6 +172,11 @@ class Decision:
     reason: str = ""           # why not testable (UNTESTABLE) or what is missing (MISSING)
     p_other: float = math.nan  # one-sided p-value of the other way (module docstring); NaN without an interval
 
+    def blocked(self, reason: str) -> Decision:
+        """This comparison made not testable by a guard (the chance floor, two definitions disagreeing):
+        its p-value stays, so it keeps its place among a claim's comparisons (`verdicts.family_wise`)."""
+        return replace(self, outcome=UNTESTABLE, reason=reason)
+
 
 def _below(x: float, diff: Diff) -> float:
     """P(T ≤ x / SE) for Student's t with the difference's df: the one-sided p-value that the true
