@@ -99,6 +99,7 @@ def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any, Rule]]:
     return [(f, hints[f.name], rule_of(f)) for f in dataclasses.fields(cls)]
 
 
+@lru_cache(maxsize=None)
 def _unwrapped(tp: Any) -> tuple[Any, bool]:
     """(the annotation without `| None`, whether None is allowed)."""
     args = typing.get_args(tp)
@@ -107,6 +108,7 @@ def _unwrapped(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+@lru_cache(maxsize=None)
 def base_type(tp: Any) -> tuple[type, bool]:
     """(int | float | str | bool | tuple, whether None is allowed) of a field annotation; a typed
     tuple (`tuple[float, ...]`) is a tuple."""
@@ -114,12 +116,19 @@ def base_type(tp: Any) -> tuple[type, bool]:
     return typing.get_origin(inner) or inner, nullable
 
 
+@lru_cache(maxsize=None)
 def item_type(tp: Any) -> type | None:
     """The item type of a `tuple[X, ...]` field (None for a bare `tuple` or a scalar). Its items are
     checked as X under the field's bounds, and whole numbers become floats where X is float."""
     inner, _ = _unwrapped(tp)
     args = typing.get_args(inner)
     return args[0] if typing.get_origin(inner) is tuple and len(args) == 2 and args[1] is Ellipsis else None
+
+
+@lru_cache(maxsize=None)
+def _float_tuples(cls: type) -> tuple[str, ...]:
+    """The `tuple[float, ...]` fields of a settings class (their items are held as floats)."""
+    return tuple(f.name for f, tp, _rule in declared_fields(cls) if item_type(tp) is float)
 
 
 def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
@@ -183,9 +192,9 @@ class Settings:
     def __post_init__(self) -> None:
         problems = field_problems(self)
         if not problems:
-            for f, tp, _rule in declared_fields(type(self)):     # [1] and [1.0] are one value (and one hash)
-                if item_type(tp) is float and isinstance(getattr(self, f.name), tuple):
-                    object.__setattr__(self, f.name, tuple(float(v) for v in getattr(self, f.name)))
+            for name in _float_tuples(type(self)):                 # [1] and [1.0] are one value (and one hash)
+                if getattr(self, name) is not None:
+                    object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
             problems = list(self.cross_problems())
         if problems:
             raise SettingsError(type(self).__name__, problems)

@@ -210,3 +210,12 @@ def test_a_typed_tuple_checks_each_item_and_reads_whole_numbers_as_the_floats_th
         Fractions(maybe=(1.5,))
     assert S.base_type(tuple[float, ...]) == (tuple, False) and S.base_type(tuple[int, ...] | None) == (tuple, True)
     assert S.item_type(tuple[float, ...]) is float and S.item_type(tuple) is None and S.item_type(float) is None
+
+
+@dataclasses.dataclass(frozen=True)
+class MaybeFractions(S.Settings):
+    shares: tuple[float, ...] | None = S.setting(None, ge=0.0, le=1.0)
+
+
+def test_a_typed_tuple_that_may_be_none_is_none_or_floats():
+    assert MaybeFractions().shares is None and MaybeFractions(shares=(1, 0.5)).shares == (1.0, 0.5)
