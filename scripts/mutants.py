@@ -750,6 +750,7 @@ MUTANTS = [
     Mutant("M235", "a supporting check that cannot be separated leaves 'holds' unqualified", "orchestrator/report/verdicts.py", "c.outcome in (NO, OVERLAP)]", "c.outcome in (NO,)]", ("tests/orchestrator/report/test_verdicts.py::test_a_supporting_check_not_decided_as_claimed_qualifies_the_holds",)),
     Mutant("M236", "Table 1 drops evaluations of tasks the tasks table does not name", "orchestrator/report/stats.py", 'ev = ev[ev["status"].isna() | (ev["status"] == vocab.FINISHED)]', 'ev = ev[ev["status"] == vocab.FINISHED]', ("tests/orchestrator/report/test_stats.py::test_an_evaluation_of_a_task_missing_from_the_tasks_table_still_counts",)),
     Mutant("M237", "the map's unknown group stored through numpy (pandas 3: NaN, counted as a group by claim (e))", "orchestrator/report/mechanism_map.py", 'models["group"] = pd.Series(groups, index=models.index, dtype=object)', 'models["group"] = np.where(np.isnan(reliance), None, groups)', ("tests/orchestrator/report/test_mechanism_map_rules.py::test_a_model_whose_reliance_is_not_measured_is_in_no_group_of_the_map",)),
+    Mutant("M238", "supporting checks read at α/2 each, not as a family (Holm)", "orchestrator/report/verdicts.py", '((True, "comparisons"), (False, "supporting checks"))', '((True, "comparisons"),)', ("tests/orchestrator/report/test_verdicts.py::test_supporting_checks_are_a_family_of_their_own",)),
 ]
 
 

@@ -13,7 +13,8 @@ A verdict follows from the claim's checks by a rule fixed before any result:
   alignment works for the controls") decides like a required one when testable and is only listed
   when not.
 - Supporting checks never decide; one that is not decided as claimed changes the wording to
-  "holds, except …".
+  "holds, except …". Their "decided the other way" is family-wise too, over the claim's supporting
+  checks as a family of their own (`family_wise`).
 - **Family-wise**, for "does not hold" (`family_wise`): a claim has k required comparisons with an
   interval, and one decided the other way fails it; each at its own level alone, a true claim would
   fail up to k·α/2 of the time (20% for 8 at 95%). So a check decided the other way by its own
@@ -90,33 +91,36 @@ def check(text: str, decision: Decision, diff: Diff | None, group: str | None, *
 
 
 def family_wise(claim: Claim, level: float) -> Claim:
-    """Holm's step-down on the side of "does not hold" (module docstring): sort the claim's required
-    checks with a p-value of the other way; the j-th smallest (from 0) is rejected while every one up
-    to it is at most (α/2) / (k − j). A rejected NO stays NO; every other NO becomes OVERLAP, saying
-    why. A rejected check that is not NO (a guard made it not testable) stays as it was. Changes
-    `claim` in place and returns it; the rule is appended to `claim.rule`."""
+    """Holm's step-down on the side of "does not hold" (module docstring), over the claim's required
+    checks and, as a family of their own, over its supporting checks: sort a family's checks with a
+    p-value of the other way; the j-th smallest (from 0) is rejected while every one up to it is at most
+    (α/2) / (k − j). A rejected NO stays NO; every other NO becomes OVERLAP, saying why. A rejected check
+    that is not NO (a guard made it not testable) stays as it was. Changes `claim` in place and returns
+    it; the rule is appended to `claim.rule`."""
     half = (1.0 - level) / 2.0
-    family = sorted((c for c in claim.checks if c.required and c.p_other == c.p_other), key=lambda c: c.p_other)
-    k = len(family)
-    rejected: set[int] = set()
-    for j, c in enumerate(family):
-        if c.p_other > half / (k - j):
-            break
-        rejected.add(id(c))
-    stop = half / (k - len(rejected)) if len(rejected) < k else 0.0     # the bar the step-down stopped at
-
-    def judged(c: Check) -> Check:
-        if c.outcome != NO or not c.required or id(c) in rejected:
-            return c
-        return replace(c, outcome=OVERLAP, alone=True,
-                       reason=f"decided the other way by its own {level:.0%} interval (one-sided p = {c.p_other:.3g}), "
-                              f"but not across the claim's {k} comparisons: Holm's step-down stopped at the bar "
+    demoted: dict[int, str] = {}        # id(check) -> why it is not decided the other way
+    sizes = {}
+    for required, what in ((True, "comparisons"), (False, "supporting checks")):
+        family = sorted((c for c in claim.checks if c.required == required and c.p_other == c.p_other),
+                        key=lambda c: c.p_other)
+        k = sizes[required] = len(family)
+        rejected = 0
+        while rejected < k and family[rejected].p_other <= half / (k - rejected):
+            rejected += 1
+        stop = half / (k - rejected) if rejected < k else 0.0      # the bar the step-down stopped at
+        for c in family[rejected:]:
+            demoted[id(c)] = (f"decided the other way by its own {level:.0%} interval (one-sided p = {c.p_other:.3g}), "
+                              f"but not across the claim's {k} {what}: Holm's step-down stopped at the bar "
                               f"p ≤ {stop:.3g}")
 
-    claim.checks = [judged(c) for c in claim.checks]
-    if k > 1:
-        claim.rule += (f" A comparison decided the other way counts against the claim only across its {k} "
+    claim.checks = [replace(c, outcome=OVERLAP, alone=True, reason=demoted[id(c)])
+                    if c.outcome == NO and id(c) in demoted else c for c in claim.checks]
+    if sizes[True] > 1:
+        claim.rule += (f" A comparison decided the other way counts against the claim only across its {sizes[True]} "
                        f"comparisons: Holm's step-down at one-sided α/2 = {half:g} in all.")
+    if sizes[False] > 1:
+        claim.rule += (f" A supporting check is reported decided the other way only across the claim's {sizes[False]} "
+                       "supporting checks, by the same step-down.")
     return claim
 
 
@@ -180,7 +184,9 @@ class Claim:
         decided = [c for c in self.checks if c.required and c.outcome == YES]
         failing = [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
         head = "Holds" if not failing else "Holds, except that " + "; ".join(
-            f"“{c.text}” {'is decided the other way' if c.outcome == NO else 'is not separated'}" for c in failing)
+            f"“{c.text}” " + ("is decided the other way" if c.outcome == NO else "is decided the other way by its "
+                              "own interval only (family-wise, Holm)" if c.alone else "is not separated")
+            for c in failing)
         one = len(decided) == 1
         text = f"{head}: the {len(decided)} comparison{'' if one else 's'} it needs that can discriminate here " \
                f"{'is' if one else 'are'} decided as claimed."

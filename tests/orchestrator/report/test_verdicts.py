@@ -89,12 +89,36 @@ def test_a_claim_with_only_comparisons_decided_the_other_way_alone_cannot_be_sep
 
 def test_the_family_is_the_required_comparisons_with_an_interval():
     """A supporting check and one without an interval are outside the family (k = 2 here, not 4), and a
-    supporting ✗ keeps its mark; a guard-blocked comparison (not testable, p-value kept) is in it."""
+    supporting ✗ alone in its own family keeps its mark; a guard-blocked comparison (not testable,
+    p-value kept) is in it."""
     nan = float("nan")
     claim = _family((NO, 0.012, "g"), (YES, 0.99, "h"), (NO, 0.001, None), (UNTESTABLE, nan, "i"))
     assert [c.outcome for c in claim.checks] == [NO, YES, NO, UNTESTABLE]       # 0.012 ≤ 0.025 / 2
     blocked = _family((NO, 0.012, "g"), (UNTESTABLE, 0.3, "h"), (YES, 0.99, "i"))
     assert blocked.checks[0].outcome == OVERLAP                                   # 0.012 > 0.025 / 3
+
+
+def test_supporting_checks_are_a_family_of_their_own():
+    """Three supporting checks (group None) beside two required ones: the supporting ✗ at p = 0.001
+    clears 0.025/3 and stays ✗; the one at 0.02 must then clear 0.025/2 and does not, so the claim
+    "holds, except that" it is decided the other way by its own interval only. Each family counts its
+    own k: in `mixed`, the required ✗ at 0.011 is judged among the 2 required comparisons (bar 0.025/2),
+    not among 4 with the supporting checks' small p-values."""
+    claim = _family((YES, 0.99, "g"), (YES, 0.98, "h"), (NO, 0.001, None), (NO, 0.02, None), (YES, 0.9, None))
+    assert [c.outcome for c in claim.checks] == [YES, YES, NO, OVERLAP, YES]
+    assert claim.verdict == verdicts.HOLDS
+    assert "3 supporting checks" in claim.checks[3].reason and "p ≤ 0.0125" in claim.checks[3].reason
+    sentence = claim.sentence()
+    assert "“check 2” is decided the other way;" in sentence
+    assert "“check 3” is decided the other way by its own interval only (family-wise, Holm)" in sentence
+    assert "3 supporting checks" in claim.rule and "2 comparisons" in claim.rule
+    mixed = _family((NO, 0.011, "g"), (YES, 0.99, "h"), (NO, 0.0001, None), (NO, 0.0002, None))
+    assert [c.outcome for c in mixed.checks] == [NO, YES, NO, NO]   # 0.011 ≤ 0.025/2: supporting p-values do not count
+
+
+def test_a_single_supporting_check_keeps_its_own_level():
+    claim = _family((YES, 0.99, "g"), (NO, 0.02, None))
+    assert [c.outcome for c in claim.checks] == [YES, NO] and "supporting checks" not in claim.rule
 
 
 def test_holm_holds_false_does_not_hold_at_half_alpha_where_each_check_alone_does_not():
