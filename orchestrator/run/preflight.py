@@ -369,8 +369,9 @@ def _address_flag(address: str) -> str:
 
 def check_ray_address(address: str | None) -> None:
     """An explicit Ray address (host:port, ray://host:port, http://host:port) must accept a
-    connection within the connect timeout; `auto` and addresses Ray resolves itself are left to Ray."""
-    if not address or address == "auto" or address.startswith("local"):
+    connection within the connect timeout, `localhost:6379` too; `auto` and `local` (Ray finds or starts
+    the cluster itself) are left to Ray."""
+    if not address or address in ("auto", "local"):
         return
     text = address if "://" in address else f"tcp://{address}"
     try:

@@ -1,0 +1,389 @@
+"""The checks before any work (`orchestrator.run.preflight`), by hand and without a cluster or a server:
+what a cluster's resources allow (boundaries included), the bounded wait for nodes (a fake clock), the
+endpoints' checks (the connections stood in for), an object store's refusals (a stand-in file system),
+and what the cluster check refuses. The same through the CLI: tests/orchestrator/test_cli_errors.py."""
+from __future__ import annotations
+
+import http.client
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.fs as pafs
+import pytest
+
+from orchestrator import knobs
+from orchestrator.errors import SweepError
+from orchestrator.run import preflight, visibility
+from orchestrator.run.capacity import AutoscalerStatus, ClusterView
+from orchestrator.spec.sweep_spec import parse_spec
+from orchestrator.storage.layout import Storage, SweepLayout
+
+HEAD = {"CPU": 2.0, "memory": 1e9, "node:__internal_head__": 1.0}
+GPU_NODE = {"CPU": 1.0, "GPU": 1.0}
+
+
+def _spec(text: str = ""):
+    return parse_spec("name: x\n" + text)
+
+
+# ----- what the cluster's resources allow
+
+def test_a_worker_fits_on_the_largest_node_though_the_other_nodes_are_smaller():
+    """8 CPUs and 2 GPUs per worker: only the second node has them, which is enough."""
+    spec = _spec("resources: {pretrain: {cpus: 8, gpus: 2}}\n")
+    cluster = {"CPU": 10, "GPU": 3, "nodes": [{"CPU": 2, "GPU": 1}, {"CPU": 8, "GPU": 2}]}
+    assert preflight.check_resources(spec, cluster, ["pretrain"]) == []
+
+
+def test_resources_exactly_as_large_as_the_cluster_fit():
+    """2 workers x (4 CPUs, 1 GPU, 1 accel) on two nodes of exactly that: 8 CPUs, 2 GPUs, 2 accel."""
+    spec = _spec("resources: {pretrain: {cpus: 4, gpus: 1, workers: 2, custom: {accel: 1}}}\n")
+    cluster = {"CPU": 8, "GPU": 2, "accel": 2, "nodes": [{"CPU": 4, "GPU": 1, "accel": 1}] * 2}
+    assert preflight.check_resources(spec, cluster, ["pretrain"]) == []
+
+
+def test_every_worker_of_a_task_counts_against_the_cluster():
+    """4 workers x (2 CPUs, 1 GPU, 1 accel) = 8 CPUs, 4 GPUs, 4 accel, on a cluster of 6 CPUs, 3 GPUs, 3 accel
+    (each node holds one worker)."""
+    spec = _spec("resources: {pretrain: {cpus: 2, gpus: 1, workers: 4, custom: {accel: 1}}}\n")
+    cluster = {"CPU": 6, "GPU": 3, "accel": 3, "nodes": [{"CPU": 2, "GPU": 1, "accel": 1}] * 3}
+    assert preflight.check_resources(spec, cluster, ["pretrain"]) == [
+        "`resources.pretrain`: 4 workers x 2 cpus = 8 but the cluster has 6; use fewer workers or cpus",
+        "`resources.pretrain`: 4 workers x 1 gpus = 4 but the cluster has 3; use fewer workers or gpus",
+        "`resources.pretrain.custom.accel`: 4 workers x 1 but the cluster has 3 of `accel`; start nodes with that "
+        "resource or remove it"]
+
+
+def test_a_worker_larger_than_every_node_is_named_once_for_that_resource():
+    """5 CPUs per worker on nodes of 4: the node size is the problem (the total, 10 > 8, follows from it)."""
+    spec = _spec("resources: {pretrain: {cpus: 5, workers: 2}}\n")
+    cluster = {"CPU": 8, "nodes": [{"CPU": 4}] * 2}
+    assert preflight.check_resources(spec, cluster, ["pretrain"]) == [
+        "`resources.pretrain.cpus`: 5 per worker but the largest node has 4; use at most 4"]
+
+
+def test_gpus_on_a_cluster_without_gpus_are_one_problem():
+    spec = _spec("resources: {finetune: {cpus: 1, gpus: 1}}\n")
+    assert preflight.check_resources(spec, {"CPU": 4, "nodes": [{"CPU": 4}]}, ["finetune"]) == [
+        "`resources.finetune.gpus`: 1 but the cluster has no GPU; set `resources.finetune.gpus: 0` to run on CPUs"]
+
+
+# ----- the cluster check
+
+def test_nodes_that_do_not_see_the_sweeps_paths_refuse_the_run(tmp_path, monkeypatch):
+    """The resources fit, but a node does not see `storage`: refused with every problem the check found."""
+    monkeypatch.setattr(visibility, "check_shared_paths", lambda spec, layout: ["storage: node b", "data.root: node c"])
+    with pytest.raises(SweepError) as caught:
+        preflight.check_cluster(_spec(), None, {"CPU": 8}, ["pretrain"])
+    assert str(caught.value) == "storage: node b\n\ndata.root: node c"
+
+
+# ----- the wait for nodes (a fake clock)
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _wait(spec, views, kinds, wait_s=600.0, ask=None, counts=None):
+    """`wait_for_cluster` over `views` (the last repeats): (result or SweepError, what it said, when it read)."""
+    clock, said, reads = Clock(), [], []
+
+    def read():
+        reads.append(clock.now)
+        return views[min(len(reads) - 1, len(views) - 1)]
+
+    try:
+        result = preflight.wait_for_cluster(spec, kinds, read, wait_s=wait_s, counts=counts, ask=ask,
+                                            log=said.append, sleep=clock.sleep, clock=clock)
+    except SweepError as exc:
+        result = exc
+    return result, said, reads
+
+
+def _joining() -> ClusterView:
+    """The head, and a GPU node listed whose resources do not count yet (still joining)."""
+    return ClusterView((HEAD, GPU_NODE), {"CPU": 2.0, "memory": 1e9})
+
+
+def test_a_node_that_never_joins_is_waited_for_exactly_the_limit_reading_every_second_saying_every_15_s():
+    """docs/FAILURES.md: re-read every second, say every 15 s what it waits for, at most --wait-for-nodes."""
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    error, said, reads = _wait(spec, [_joining()], ["pretrain"], wait_s=40)
+    assert isinstance(error, SweepError)
+    assert reads == [float(s) for s in range(41)]
+    assert [line.split(";")[0] for line in said] == ["waiting for nodes (0 of at most 40 s",
+                                                     "waiting for nodes (15 of at most 40 s",
+                                                     "waiting for nodes (30 of at most 40 s"]
+    assert str(error).startswith("the cluster cannot run this sweep (waited 40 s for nodes; --wait-for-nodes 40):")
+
+
+def test_a_one_second_wait_says_it_waited():
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    error, _, reads = _wait(spec, [_joining()], ["pretrain"], wait_s=1)
+    assert reads == [0.0, 1.0]
+    assert str(error).startswith("the cluster cannot run this sweep (waited 1 s for nodes; --wait-for-nodes 1):")
+
+
+def test_an_autoscaler_of_unknown_node_types_gets_60_s_for_a_node_and_is_asked_only_for_what_is_missing():
+    """docs/FAILURES.md: asked once for one task of each missing kind, then given 60 s. The CPU kinds fit on
+    the head now: only pretraining's GPU worker is asked for."""
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    idle = ClusterView((HEAD,), dict(HEAD), None, AutoscalerStatus(active={"head": 1}))
+    asked = []
+    error, said, reads = _wait(spec, [idle], ["pretrain", "finetune", "path_eval"], ask=asked.append)
+    assert isinstance(error, SweepError) and reads[-1] == 60.0
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}]]
+
+
+def test_a_cluster_without_an_autoscaler_is_not_asked_for_nodes_and_refused_at_once():
+    """Nothing on its way and nobody to ask: the refusal comes at once (docs/FAILURES.md)."""
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    fixed = ClusterView((HEAD,), dict(HEAD))
+    asked = []
+    error, said, reads = _wait(spec, [fixed], ["pretrain"], ask=asked.append)
+    assert isinstance(error, SweepError) and reads == [0.0] and asked == [] and said == []
+
+
+def _growing(max_workers: int = 4) -> ClusterView:
+    from orchestrator.run.node_types import NodeType, NodeTypes
+
+    types = NodeTypes((NodeType("head", (("CPU", 2.0),), head=True),
+                       NodeType("gpu_worker", (("CPU", 1.0), ("GPU", 1.0)), max_workers=max_workers)), "c.yaml")
+    return ClusterView((HEAD,), dict(HEAD), types, AutoscalerStatus(active={"head": 1}))
+
+
+def test_the_growth_plan_asks_for_no_more_at_once_than_max_concurrent():
+    """4 GPU nodes could start; max_concurrent 1 keeps one pretraining in flight."""
+    spec = _spec("max_concurrent: 1\nresources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    view, said, _ = _wait(spec, [_growing()], ["pretrain"])
+    assert isinstance(view, ClusterView) and "The sweep asks it for pretrain: up to 1 at once x {CPU 1, GPU 1}." in said[0]
+
+
+def test_the_growth_plan_asks_for_no_more_at_once_than_the_tasks_left():
+    """4 GPU nodes could start but 3 pretrainings are left; the kinds without a count get what fits."""
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1}, finetune: {cpus: 1, gpus: 1}}\n")
+    view, said, _ = _wait(spec, [_growing()], ["pretrain", "finetune"], counts={"pretrain": 3})
+    assert isinstance(view, ClusterView)
+    assert "pretrain: up to 3 at once x {CPU 1, GPU 1}; finetune: up to 4 at once x {CPU 1, GPU 1}." in said[0]
+
+
+# ----- endpoints (the connections stood in for)
+
+class Conn:
+    """An http.client connection that records what it was asked and answers 200."""
+    made: list = []
+
+    def __init__(self, host, port, timeout, context=None):
+        self.host, self.port, self.sock, self.asked, self.read = host, port, None, None, False
+        Conn.made.append(self)
+
+    def connect(self):
+        self.sock = SimpleNamespace(settimeout=lambda s: None)
+
+    def request(self, method, path, headers=None):
+        self.asked = (method, path)
+
+    def getresponse(self):
+        return SimpleNamespace(read=lambda n: setattr(self, "read", True) or b"ok")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def http_conn(monkeypatch):
+    Conn.made = []
+    monkeypatch.setattr(http.client, "HTTPConnection", Conn)
+    monkeypatch.setattr(http.client, "HTTPSConnection", Conn)
+    return Conn.made
+
+
+def test_an_https_tracking_server_is_asked_for_its_health_on_port_443(http_conn):
+    preflight.check_tracking_server("https://mlflow.example.org/team/")
+    (conn,) = http_conn
+    assert (conn.host, conn.port, conn.asked, conn.read) == ("mlflow.example.org", 443, ("GET", "/team/health"), True)
+
+
+def test_a_ray_dashboard_address_is_asked_over_http(http_conn):
+    preflight.check_ray_address("http://10.0.0.1:8265")
+    (conn,) = http_conn
+    assert (conn.host, conn.port, conn.asked) == ("10.0.0.1", 8265, ("GET", "/health"))
+
+
+def test_a_tracking_uri_without_a_host_is_refused():
+    with pytest.raises(SweepError, match=r"'http:///mlflow' names no host; give e.g. http://127.0.0.1:5000"):
+        preflight.check_tracking_server("http:///mlflow")
+
+
+class Sock:
+    """A connected socket whose peer sends `answer` (in pieces of at most `piece` bytes), then closes."""
+
+    def __init__(self, answer: bytes, piece: int = 4):
+        self.answer, self.piece, self.sent = answer, piece, b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def settimeout(self, seconds):
+        pass
+
+    def sendall(self, data):
+        self.sent += data
+
+    def recv(self, size):
+        out, self.answer = self.answer[:min(size, self.piece)], self.answer[min(size, self.piece):]
+        return out
+
+
+@pytest.fixture
+def connections(monkeypatch):
+    """socket.create_connection stood in for: records the addresses; answers with `connections.answer`."""
+    made = SimpleNamespace(addresses=[], answer=b"", socks=[])
+
+    def connect(address, timeout=None):
+        made.addresses.append(address)
+        made.socks.append(Sock(made.answer))
+        return made.socks[-1]
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    monkeypatch.setenv(knobs.CONNECT_TIMEOUT_S.name, "3")
+    return made
+
+
+@pytest.mark.parametrize("uri, address", [
+    ("postgresql+psycopg2://u@db.example/mlflow", ("db.example", 5432)),
+    ("postgresql://u@db.example:6543/mlflow", ("db.example", 6543)),
+    ("mysql+pymysql://u@db.example/mlflow", ("db.example", 3306)),
+    ("mssql+pyodbc://u@db.example/mlflow", ("db.example", 1433)),
+])
+def test_a_tracking_database_is_reached_at_its_dialects_default_port(uri, address, connections):
+    """The standard ports: PostgreSQL 5432, MySQL 3306, SQL Server 1433 (a `+driver` names the same dialect)."""
+    preflight.check_tracking_server(uri)
+    assert connections.addresses == [address]
+
+
+SETTINGS = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"   # a server's first SETTINGS frame
+
+
+def test_a_grpc_server_answering_the_http2_preface_with_settings_passes(connections):
+    """An HTTP/2 frame header: 3 bytes of length, the type (4: SETTINGS), flags (0), the stream id."""
+    connections.answer = SETTINGS
+    preflight.check_ray_address("10.0.0.1:6379")
+    assert connections.addresses == [("10.0.0.1", 6379)]
+    assert connections.socks[0].sent.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+
+def test_a_peer_that_closes_within_the_frame_header_is_not_ray(connections):
+    connections.answer = SETTINGS[:5]
+    with pytest.raises(SweepError, match=r"no Ray cluster answers within 3 s \(closed without a gRPC answer\)"):
+        preflight.check_ray_address("10.0.0.1:6379")
+
+
+def test_an_address_of_a_host_starting_with_l_is_checked(connections):
+    connections.answer = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    with pytest.raises(SweepError, match="not a gRPC"):
+        preflight.check_ray_address("lab-head:6379")
+
+
+@pytest.mark.parametrize("address", ["localhost:6379", "localhost:1", "ray://localhost:10001"])
+def test_an_address_on_localhost_is_checked_like_any_other(connections, address):
+    """Only `auto` and `local` are Ray's to resolve; `localhost:PORT` is an explicit host:port, so a
+    port that does not answer as Ray is refused at once instead of Ray retrying for minutes."""
+    connections.answer = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    with pytest.raises(SweepError, match="not a gRPC"):
+        preflight.check_ray_address(address)
+
+
+@pytest.mark.parametrize("address", ["auto", "local", None, ""])
+def test_auto_and_local_are_left_to_ray(connections, address):
+    preflight.check_ray_address(address)
+    assert connections.addresses == []
+
+
+# ----- an object store's refusals (a stand-in file system)
+
+def test_a_storage_uri_with_credentials_names_the_bucket_alone():
+    """`s3://KEY:SECRET@bucket/runs`: the bucket is what follows the credentials, never the credentials."""
+    problem = preflight.object_store_problem("s3://AKIAFAKE:s3cr3t@my-bucket/runs", OSError("NoSuchBucket"))
+    assert "bucket `my-bucket` does not exist" in problem and "s3cr3t" not in problem
+
+
+@pytest.mark.parametrize("code", ["ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                  "PERMISSION_DENIED", "UNAUTHENTICATED"])
+def test_every_refusal_of_credentials_is_told_as_such(code):
+    problem = preflight.object_store_problem("gs://b/runs", OSError(f"When listing: {code} (request id 1)"))
+    assert problem.startswith("the object store refused the credentials (access denied to bucket `b`)")
+
+
+class StoreFS:
+    """An object store's file system: whether the bucket exists, and what a LIST does."""
+
+    def __init__(self, bucket_exists: bool, listing_error: str | None = None):
+        self.bucket_exists, self.listing_error, self.listed = bucket_exists, listing_error, []
+
+    def get_file_info(self, what):
+        if isinstance(what, pafs.FileSelector):
+            self.listed.append(what.base_dir)
+            if self.listing_error:
+                raise OSError(self.listing_error)
+            return []
+        return SimpleNamespace(type=pafs.FileType.Directory if self.bucket_exists else pafs.FileType.NotFound)
+
+
+def _bucket_layout(fs) -> SimpleNamespace:
+    storage = SimpleNamespace(fs=fs, root="bucket/runs/x", base_uri="gs://bucket/runs", shown=lambda p: f"gs://{p}")
+    return SimpleNamespace(storage=storage)
+
+
+def test_an_existing_bucket_is_listed_once_and_passes():
+    fs = StoreFS(bucket_exists=True)
+    preflight._check_bucket(_bucket_layout(fs))
+    assert fs.listed == ["bucket/runs/x"]
+
+
+def test_a_bucket_that_exists_but_refuses_the_listing_is_a_credentials_problem():
+    with pytest.raises(SweepError, match=r"gs://bucket/runs/x: the object store refused the credentials"):
+        preflight._check_bucket(_bucket_layout(StoreFS(bucket_exists=True, listing_error="AccessDenied")))
+
+
+def test_a_missing_bucket_is_named():
+    with pytest.raises(SweepError, match="bucket `bucket` does not exist; create it"):
+        preflight._check_bucket(_bucket_layout(StoreFS(bucket_exists=False)))
+
+
+# ----- the stored spec
+
+def test_a_stored_spec_that_is_a_directory_is_to_be_moved_away_not_replaced(tmp_path):
+    """--new-version replaces only a regular file: for a directory the fix is to move it away."""
+    layout = SweepLayout(Storage(tmp_path), "x")
+    Path(layout.spec_file()).mkdir(parents=True)
+    with pytest.raises(SweepError) as caught:
+        preflight.stored_spec(layout)
+    assert str(caught.value) == (f"the stored spec {layout.spec_file()} is not a regular file (a directory, FIFO or "
+                                 "device); move it away (finished tasks are kept), or use another sweep `name`")
+
+
+# ----- data
+
+def test_at_most_six_missing_dataset_files_are_listed_then_how_many_more(tmp_path, monkeypatch):
+    import tasks.datasets
+
+    missing = [tmp_path / f"f{i}" for i in range(8)]
+    monkeypatch.setattr(tasks.datasets, "missing_files", lambda dataset, root: missing)
+    spec = _spec(f"data: {{dataset: cifar10, root: {tmp_path}}}\n")
+    with pytest.raises(SweepError) as caught:
+        preflight.check_data(spec)
+    listed = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+    assert listed == [f"  - {p}" for p in missing[:6]]
+    assert "\n  ... and 2 more\n" in str(caught.value)
