@@ -45,10 +45,6 @@ class Population(Settings):
         out = []
         if self.kinds and not self.path_kinds:
             out.append(("path_kinds", f"[] is empty; give at least one of {', '.join(vocab.PATH_KINDS)}"))
-        for name in ("kinds", "cue_proportions", "methods", "path_kinds"):
-            values = list(getattr(self, name))
-            if len(set(values)) != len(values):
-                out.append((name, f"{values!r} repeats a value; list each once"))
         return out
 
     @property

@@ -164,15 +164,26 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
             if bound is not None and not holds(bound):
                 return f"{value!r} is not allowed; must be {rule.bounds_text()}"
     if rule.choices is None or (kind is tuple and not value):
-        return None                                # (a registry's choices are looked up only when needed)
+        return _repeated(value) if items is not None else None   # (a registry's choices: looked up only when needed)
     allowed = rule.allowed()
     if kind is tuple:                              # the choices of a tuple setting are those of its items
         bad = [v for v in value if v not in allowed]
         if bad:
             return f"{list(value)!r} is not allowed: {', '.join(map(repr, bad))}; allowed items: {', '.join(map(str, allowed))}"
+        return _repeated(value)
     elif value not in allowed:
         return f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
     return None
+
+
+def _repeated(value: tuple) -> str | None:
+    """A tuple setting of choices or of typed items lists each value once (1 and 1.0 are one value), as
+    the JSON schema's `uniqueItems` says: a repeat would double a comparison or a model."""
+    dups: list = []
+    for v in value:
+        if value.count(v) > 1 and v not in dups:
+            dups.append(v)
+    return f"{list(value)!r} repeats {', '.join(map(repr, dups))}; list each once" if dups else None
 
 
 def field_problems(obj: Any) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -142,3 +143,61 @@ def test_every_top_level_key_and_setting_is_described():
         if d.kind in (SECTION, SETTINGS):
             for name, inner in props[d.name]["properties"].items():
                 assert inner.get("description"), f"{d.name}.{name}"
+
+
+# ----- boundaries the two must agree on -----
+
+AGREE = [   # (spec, whether both accept it)
+    ("name: x\ndescription: {}\n".format("d" * 10_000), True),                 # MAX_DESCRIPTION characters
+    ("name: x\ndescription: {}\n".format("d" * 10_001), False),
+    ("name: x\nextends: ''\n", False),
+    ("name: x\ndescription: null\nmax_concurrent: null\nmlflow: {tracking_uri: null}\ndata: {root: null}\n"
+     "finetune: {cue_batch_size: null}\n", True),                               # a nullable key may be null
+    ("name: x\naxes: [{finetune.lam: [1, 1]}]\n", False),                       # one key alone repeats a value
+    ("name: x\naxes: [{finetune.lam: [1, 1], finetune.lr: [0.01, 0.1]}]\n", True),   # zipped: the pairs differ
+    ("name: x\naxes: [{finetune.lam: []}]\n", False),
+    ("name: x\npopulation: {kinds: [pretrain], cue_proportions: [0.8, 0.8]}\n", False),
+    ("name: x\npopulation: {kinds: [pretrain], cue_proportions: [0.8]}\n", True),
+    ("name: x\npopulation: {kinds: [pretrain, pretrain]}\n", False),              # a list of choices repeats one
+    ("name: x\nresources: {pretrain: {custom: {accel: 0}}}\n", True),
+    ("name: x\nseeds: [9223372036854775807]\n", True),                         # 2^63 - 1
+    ("name: x\nmodels: [small_cnn, small_cnn]\n", False),
+    ("name: x\nclaims: {barrier_sets: [cue, cue]}\n", False),                # a comparison would be judged twice
+    ("name: x\nclaims: {basin_sets: [cue, nocue]}\n", True),
+]
+
+
+@pytest.mark.parametrize("text, valid", AGREE, ids=[t[8:50] for t, _ in AGREE])
+def test_the_schema_and_the_validator_agree_at_the_edges(text, valid):
+    if valid:
+        parse_spec(text)
+    else:
+        with pytest.raises(SpecError):
+            parse_spec(text)
+    assert (schema_errors(parse_yaml(text)) == []) == valid, schema_errors(parse_yaml(text))
+
+
+def test_the_schema_allows_max_list_items_in_every_list_and_no_more(monkeypatch):
+    """MAX_LIST bounds each list (seeds, a section's lists, `{grid: ...}`, an axis), as in the validator
+    (tests/orchestrator/spec/test_spec.py::test_a_list_may_hold_max_list_items_and_no_more)."""
+    from orchestrator.spec import jsonschema as J
+
+    monkeypatch.setattr(J, "MAX_LIST", 3)
+    validator = jsonschema.Draft202012Validator(J.json_schema())
+    lists = {"seeds: {}": "[0, 1, 2, 3]", "cue_proportions: {}": "[0.0, 0.1, 0.2, 0.3]",
+             "finetune: {{methods: {}}}": "[naive, llrt, lpft, cbft]",
+             "finetune: {{lam: {{grid: {}}}}}": "[1, 2, 3, 4]", "axes: [{{finetune.lam: {}}}]": "[1, 2, 3, 4]",
+             "models: {}": "[small_cnn, vgg13, resnet18, {name: vgg13, width: 8}]"}
+    for body, four in lists.items():
+        three = ", ".join(four.split(", ")[:3]) + "]"
+        assert not list(validator.iter_errors(parse_yaml(f"name: x\n{body.format(three)}\n"))), body
+        assert list(validator.iter_errors(parse_yaml(f"name: x\n{body.format(four)}\n"))), body
+
+
+def test_every_pattern_means_the_same_to_an_editor():
+    """Editors read JSON schema patterns as ECMA-262 regular expressions, where `\\Z` is the letter Z:
+    the end of the text must be written `(?![\\s\\S])`, and the Python-only syntax not at all."""
+    patterns = re.findall(r'"pattern": ("(?:[^"\\]|\\.)*")', json.dumps(json_schema()))
+    assert len(patterns) >= 4
+    for pattern in map(json.loads, patterns):
+        assert not re.search(r"\\[AZz]|\(\?P", pattern), pattern
