@@ -77,6 +77,16 @@ def test_each_variable_is_read_validated(knob):
             knobs.read(knob, {knob.name: "2.5"})
 
 
+@pytest.mark.parametrize("knob", NUMBERS, ids=lambda k: k.name)
+def test_each_variable_allows_its_minimum_and_nothing_below(knob):
+    """The allowed range is closed at both ends ("from <minimum> to <maximum>"): the minimum itself is
+    allowed; the next step below it (1 for a whole number, a hundredth of the minimum or 0.001 otherwise) is not."""
+    assert knobs.read(knob, {knob.name: str(knob.minimum)}) == knob.minimum
+    below = knob.minimum - 1 if knob.type is int else knob.minimum - max(abs(knob.minimum) / 100, 0.001)
+    with pytest.raises(knobs.KnobError, match="is out of range"):
+        knobs.read(knob, {knob.name: str(below)})
+
+
 def test_a_text_variable_is_held_to_its_form():
     knob = knobs.SOURCE_REVISION
     assert [k.name for k in knobs.KNOBS.values() if k.type is str] == [knob.name]

@@ -4,10 +4,11 @@ file, a `key=value` override; swept keys name the layer that swept them. The exp
 resolved spec, loadable again, with credentials redacted."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from orchestrator import cli
-from orchestrator.spec.schema import declared
+from orchestrator.spec.schema import SpecError, declared
 from orchestrator.spec.explain import explain_spec
 from orchestrator.spec.sweep_spec import Variant, load_spec, parse_spec
 from tests.conftest import write_spec
@@ -97,3 +98,84 @@ def test_variant_has_a_field_per_swept_section():
     """Adding a swept section is `schema.TopLevel` plus a field of `Variant`; this keeps them together."""
     swept = [d.name for d in declared() if d.key.swept is not None]
     assert [f for f in Variant.__dataclass_fields__ if f != "swept"] == swept
+
+
+def test_an_override_of_a_whole_mapping_drops_what_an_earlier_override_set_inside_it():
+    """Overrides apply in order, each replacing its key: `finetune={epochs: 2}` replaces the whole
+    `finetune` mapping, so the earlier `finetune.lam=3` is gone and `lam` comes from the layers below
+    (the digits profile's 10.0) and is labelled so, not as the dropped override."""
+    spec = load_spec(None, ["finetune.lam=3", "finetune={epochs: 2}"])
+    keys = spec.provenance.keys
+    assert spec.variants[0].finetune.lam == 10.0 and keys["finetune.lam"] == "profile:digits"
+    assert keys["finetune.epochs"] == "override:finetune={epochs: 2}"
+    assert not spec.explicit("finetune.lam") and spec.explicit("finetune.epochs")
+    # the later mapping sets `lam` again: it is that override's, not the replaced one's
+    spec = load_spec(None, ["finetune.lam=3", "finetune={lam: 4}"])
+    assert spec.variants[0].finetune.lam == 4.0 and spec.provenance.keys["finetune.lam"] == "override:finetune={lam: 4}"
+
+
+def test_an_override_value_may_hold_an_equals_sign():
+    """`key=value`: the key ends at the first `=`; the value is all the rest."""
+    spec = load_spec(None, ["description=a=b", "name=x"])
+    assert spec.description == "a=b" and spec.provenance.keys["description"] == "override:description=a=b"
+
+
+def test_a_spec_may_extend_through_max_extends_depth_levels_and_no_more(tmp_path):
+    """MAX_EXTENDS_DEPTH (5) sweeps may stand below a spec file, each extending the next; a sixth is refused."""
+    for i in range(1, 7):
+        tail = f"extends: b{i + 1}.yaml\n" if i < 6 else ""
+        (tmp_path / f"b{i}.yaml").write_text(f"name: b{i}\n{tail}seeds: [{i}]\n")
+    five = tmp_path / "five.yaml"
+    five.write_text("name: five\nextends: b2.yaml\n")            # b2 .. b6
+    spec = load_spec(five)
+    assert spec.seeds == (2,) and spec.provenance.layers == (
+        "default", "profile:digits", *(f"extends:b{i}.yaml" for i in (6, 5, 4, 3, 2)), f"file:{five}")
+    six = tmp_path / "six.yaml"
+    six.write_text("name: six\nextends: b1.yaml\n")              # b1 .. b6
+    with pytest.raises(SpecError, match="`extends`: more than 5 levels"):
+        load_spec(six)
+
+
+def test_a_sweep_that_extends_another_names_it_relative_to_its_own_file(tmp_path):
+    """`extends:` is "a spec file (relative to this one)": the file a sub-directory's sweep extends lies
+    beside that sweep, not beside the spec that extends it."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text("name: base\nextends: grand.yaml\n")
+    (tmp_path / "sub" / "grand.yaml").write_text("name: grand\nseeds: [7]\n")
+    (tmp_path / "grand.yaml").write_text("name: decoy\nseeds: [8]\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: sub/base.yaml\n")
+    spec = load_spec(child)
+    assert spec.seeds == (7,) and spec.provenance.keys["seeds"] == "extends:grand.yaml"
+
+
+def test_only_the_spec_file_and_the_overrides_are_the_users_requests(tmp_path):
+    """USER_LAYERS: a key set by the file or an override is a request; one set by a default, the
+    profile or an `extends:`d sweep is not."""
+    (tmp_path / "base.yaml").write_text("name: base\nseeds: [5]\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\nfinetune: {lam: 4}\n")
+    spec = load_spec(child, ["paths.pairs=[cue~nocue]"])
+    assert spec.explicit("paths.pairs") and spec.explicit("finetune.lam") and spec.explicit("name")
+    assert not spec.explicit("seeds") and not spec.explicit("finetune.lr") and not spec.explicit("finetune.margin")
+
+
+def test_an_override_of_a_mapping_in_no_layer_below_keeps_its_label_under_the_files():
+    """`resources` is in no layer below the file (the default sweep and the profile leave it out): the
+    file's `resources` comes in whole, and what an override set inside it keeps the override's label,
+    however deep (a key's own path, or its mapping's, one level under `resources`)."""
+    keys = load_spec(None, ["resources.pretrain={gpus: 0.5}"]).provenance.keys
+    assert keys["resources.pretrain.gpus"] == "override:resources.pretrain={gpus: 0.5}"
+    assert keys["resources.pretrain.cpus"] == "default"
+    keys = load_spec(None, ["resources={pretrain: {gpus: 0.5}}"]).provenance.keys
+    assert keys["resources.pretrain.gpus"] == "override:resources={pretrain: {gpus: 0.5}}"
+
+
+def test_the_explained_spec_never_shows_a_credential_even_without_the_cli():
+    """explain_spec: "Credentials in URIs are redacted" in the text itself (the Python API prints it
+    without the CLI's redacting console), in values, in the layers of the header and in each key's layer."""
+    secret = "s3://AKIAFAKE:SUPERSECRETfake@bucket/runs"
+    text = explain_spec(load_spec(None, [f"storage={secret}", "mlflow.enabled=false"]))
+    assert "SUPERSECRET" not in text and "AKIAFAKE" not in text
+    assert "storage: 's3://***@bucket/runs'" in text and "# override:storage=s3://***@bucket/runs" in text
+    assert "< override:storage=s3://***@bucket/runs" in text.splitlines()[1]

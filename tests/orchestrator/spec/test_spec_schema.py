@@ -199,3 +199,51 @@ def test_json_schema_enums_come_from_the_declarations():
             for key, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le)):
                 if bound is not None:
                     assert plain[key] == bound, f"{section}.{f.name}"
+
+
+# ----- the error message, resources -----
+
+def test_a_spec_error_shows_max_problems_shown_problems_and_counts_the_rest():
+    """All problems are kept; the message lists the first MAX_PROBLEMS_SHOWN (25) and says how many more."""
+    from orchestrator.spec.schema import MAX_PROBLEMS_SHOWN
+
+    problems = [f"`k{i}`: bad" for i in range(MAX_PROBLEMS_SHOWN + 1)]
+    lines = str(SpecError(problems, "s.yaml")).splitlines()
+    assert lines[0] == f"s.yaml: {MAX_PROBLEMS_SHOWN + 1} problems in the sweep spec:"
+    assert lines[1:-1] == [f"  - `k{i}`: bad" for i in range(MAX_PROBLEMS_SHOWN)]
+    assert lines[-1] == "  ... and 1 more (fix these first)"
+    exactly = str(SpecError(problems[:MAX_PROBLEMS_SHOWN], "s.yaml")).splitlines()
+    assert exactly[1:] == [f"  - `k{i}`: bad" for i in range(MAX_PROBLEMS_SHOWN)]      # no "... and 0 more"
+
+
+@pytest.mark.parametrize("name", ["CPU", "GPU", "cpu", "gpu", "memory", "object_store_memory"])
+def test_ray_s_own_resources_are_not_custom_resources(name):
+    """Ray schedules CPU, GPU, memory and object_store_memory itself: a custom resource of that name
+    would ask Ray for them behind `cpus`/`gpus`."""
+    problems = problems_of(f"name: x\nresources: {{pretrain: {{custom: {{{name}: 1}}}}}}\n")
+    assert any(p.startswith("`resources.pretrain.custom`") and "not a custom resource name" in p for p in problems)
+
+
+def test_a_custom_resource_amount_is_a_number_from_zero_and_written_as_a_float():
+    """RESOURCE_AMOUNT: >= 0 (0 is allowed, as the JSON schema's minimum says); `1` is the amount 1.0,
+    so a spec writing 1 or 1.0 is one spec."""
+    spec = parse_spec("name: x\nresources: {pretrain: {custom: {accel: 1, zero: 0}}}\n")
+    assert spec.resources["pretrain"].custom == (("accel", 1.0), ("zero", 0.0))
+    assert all(type(amount) is float for _, amount in spec.resources["pretrain"].custom)
+    assert spec.resolved["resources"]["pretrain"]["custom"] == {"accel": 1.0, "zero": 0.0}
+    assert spec.resources == parse_spec("name: x\nresources: {pretrain: {custom: {zero: 0.0, accel: 1.0}}}\n").resources
+    problems = problems_of("name: x\nresources: {pretrain: {custom: {accel: -0.5}}}\n")
+    assert any(p.startswith("`resources.pretrain.custom.accel`: -0.5") for p in problems), problems
+
+
+def test_a_dataset_of_your_own_needs_no_root():
+    """examples/custom_dataset.py: a loader takes `root`, "None if not given": only the built-in datasets
+    that read downloaded files (tasks/settings/data.py, `needs_root`) require `data.root`. (The data
+    section's check, called directly: validating a whole spec would load the dataset to learn its size.)"""
+    from orchestrator.spec.schema import _data_root
+
+    problems: list[str] = []
+    assert _data_root(None, "data.root", problems, {"dataset": "examples.custom_dataset:load"}) is None
+    assert problems == []
+    assert _data_root(None, "data.root", problems, {"dataset": "cifar10"}) is None
+    assert len(problems) == 1 and problems[0].startswith("`data.root`: is required for dataset 'cifar10'")

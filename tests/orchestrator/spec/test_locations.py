@@ -1,0 +1,83 @@
+"""Where a sweep lives (`orchestrator.spec.locations`): storage URIs must name a location after a known
+scheme, a tracking URI a server with a host, a database or a local path, `data.root` an existing local
+directory (`~` is the home directory). The JSON schema's patterns (for editors) refuse and accept the
+same values as the checks, wherever a pattern can say the rule."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestrator.spec.locations import (STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
+                                         check_tracking_uri)
+
+
+def storage_problems(value: str) -> list[str]:
+    problems: list[str] = []
+    check_storage(value, problems)
+    return problems
+
+
+def tracking_problems(value: str) -> list[str]:
+    problems: list[str] = []
+    check_tracking_uri(value, problems)
+    return problems
+
+
+STORAGE = [   # (value, accepted)
+    ("./mmc-runs", True), ("/abs/runs", True), ("s3://bucket", True), ("s3://bucket/runs", True),
+    ("gs://b/x", True), ("hdfs://nn/x", True), ("file:///tmp/runs", True), ("file://localhost/tmp/x", True),
+    ("file:/tmp/x", True), ("S3://bucket", True),
+    ("s3://", False), ("s3:///", False), ("gs://", False), ("file://", False), ("file:///", False),
+    ("ftp://host/x", False), ("", False),
+]
+
+
+@pytest.mark.parametrize("value, accepted", STORAGE)
+def test_storage_names_a_location_after_a_known_scheme(value, accepted):
+    """docs: `storage` is a local path or a URI (file://, s3://, gs://, hdfs://) naming where runs go:
+    a scheme with nothing but slashes after it names no place."""
+    assert (storage_problems(value) == []) == accepted, storage_problems(value)
+    if value.lower() in ("s3://", "s3:///", "gs://", "file:///"):
+        assert storage_problems(value) == [f"`storage`: {value!r} names no location after the scheme"]
+
+
+@pytest.mark.parametrize("value, accepted", STORAGE)
+def test_the_storage_pattern_of_the_json_schema_agrees_with_the_check(value, accepted):
+    assert bool(re.search(STORAGE_JSON["pattern"], value)) == accepted, value
+
+
+TRACKING = [
+    ("http://127.0.0.1:5000", True), ("https://mlflow.example.org", True), ("sqlite:////abs/mlflow.db", True),
+    ("postgresql+psycopg2://u@h/db", True), ("mysql://h/db", True), ("databricks", True), ("mlruns", True),
+    ("file:///tmp/mlruns", True),
+    ("http://", False), ("https:///path", False), ("ftp://host", False), ("gopher+x://h", False),
+    ("http://h /x", False), ("a\tb", False), ("", False),
+]
+
+
+@pytest.mark.parametrize("value, accepted", TRACKING)
+def test_a_tracking_uri_is_a_server_with_a_host_a_database_or_a_local_path(value, accepted):
+    """A scheme's `+driver` suffix (postgresql+psycopg2) is the database's driver: the scheme is what
+    comes before it. http(s) needs a host; whitespace is never part of a URI."""
+    assert (tracking_problems(value) == []) == accepted, tracking_problems(value)
+
+
+@pytest.mark.parametrize("value, accepted", TRACKING)
+def test_the_tracking_pattern_of_the_json_schema_agrees_with_the_check(value, accepted):
+    assert bool(re.search(TRACKING_JSON["pattern"], value)) == accepted, value
+
+
+def test_a_root_under_the_home_directory_may_be_written_with_a_tilde(tmp_path, monkeypatch):
+    """`~/data` is the home directory's `data` (as a shell reads it), returned absolute."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    problems: list[str] = []
+    assert check_root("~/data", problems) == str((tmp_path / "data").resolve()) and problems == []
+
+
+def test_a_root_as_a_file_uri_is_its_local_directory_and_other_uris_are_refused(tmp_path):
+    problems: list[str] = []
+    assert check_root(f"file://{tmp_path}", problems) == str(tmp_path.resolve()) and problems == []
+    assert check_root("s3://bucket/data", problems) is None
+    assert len(problems) == 1 and problems[0].startswith("`data.root`: 's3://bucket/data' is not a local directory")

@@ -1,0 +1,174 @@
+"""Reading YAML from users (`orchestrator.spec.yaml_io`): YAML 1.2 core scalars, integers without a
+leading zero and of at most MAX_INT_DIGITS digits, every limit (bytes, depth, aliases, expanded nodes)
+allowing exactly its value and refusing one more, streams read to their end and no further, and
+errors that say where. The bad-spec corpus (tests/orchestrator/bad_specs/) holds the refusals as a user
+meets them; these tests hold the boundaries."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from orchestrator.spec import yaml_io
+from orchestrator.spec.yaml_io import YamlError, parse_yaml, read_text
+
+
+# ----- YAML 1.2 core scalars -----
+
+@pytest.mark.parametrize("text, value", [
+    ("true", True), ("False", False), ("yes", "yes"), ("on", "on"), ("No", "No"),   # YAML 1.1 words are text
+    ("", None), ("~", None), ("null", None), ("NULL", None),
+    ("0o17", 15), ("0x1F", 31), ("0x10", 16), ("0o10", 8),                           # 1.2 octal and hex
+    ("0", 0), ("-0", 0), ("+12", 12), ("-12", -12),
+    ("1e3", 1000.0), ("1E-2", 0.01), ("0.5", 0.5), ("-.5", -0.5),
+    ("1:30", "1:30"),                                                                # not sexagesimal 90
+    (".inf", math.inf), (".Inf", math.inf), ("+.inf", math.inf), ("-.inf", -math.inf), ("-.INF", -math.inf),
+])
+def test_plain_scalars_read_as_the_yaml_1_2_core_schema_says(text, value):
+    """YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2): `0o17` is octal 15, `0x1F` hex 31, `.Inf`
+    any-case infinity with its sign; `yes`/`on` and `1:30` are text (they were YAML 1.1 bools and base 60)."""
+    read = parse_yaml(f"k: {text}\n")["k"]
+    assert read == value and type(read) is type(value), (text, read)
+
+
+@pytest.mark.parametrize("text", [".nan", ".NaN", ".NAN"])
+def test_nan_reads_in_every_spelling_yaml_1_2_allows(text):
+    value = parse_yaml(f"k: {text}\n")["k"]
+    assert isinstance(value, float) and math.isnan(value)
+
+
+@pytest.mark.parametrize("text", ["07", "00", "-07", "+007", "-00"])
+def test_an_integer_with_a_leading_zero_is_refused_whatever_its_sign(text):
+    """YAML 1.1 reads 07 as octal, 1.2 as 7: the reader cannot tell which was meant; a sign in front
+    changes nothing about that."""
+    with pytest.raises(YamlError, match="has a leading zero"):
+        parse_yaml(f"k: {text}\n")
+
+
+def test_an_integer_may_have_max_int_digits_and_no_more_and_its_sign_is_no_digit():
+    n = yaml_io.MAX_INT_DIGITS
+    assert parse_yaml("9" * n) == int("9" * n)
+    assert parse_yaml("-" + "9" * n) == -int("9" * n)
+    with pytest.raises(YamlError, match=f"an integer of {n + 1} digits; at most {n}"):
+        parse_yaml("9" * (n + 1))
+
+
+# ----- limits: the largest allowed is allowed, one more is not -----
+
+def test_a_document_may_use_max_aliases_aliases_and_no_more():
+    n = yaml_io.MAX_ALIASES
+    text = "a: &x 1\nb: [{}]\n"
+    assert parse_yaml(text.format(", ".join(["*x"] * n)))["b"] == [1] * n
+    with pytest.raises(YamlError, match=f"more than {n} aliases"):
+        parse_yaml(text.format(", ".join(["*x"] * (n + 1))))
+
+
+def test_a_document_may_nest_max_depth_levels_and_no_more():
+    """`[[...]]` with n brackets is n levels deep (the outer list is level 1)."""
+    n = yaml_io.MAX_DEPTH
+    assert parse_yaml("[" * n + "]" * n) is not None
+    with pytest.raises(YamlError, match=f"nested more than {n} levels deep"):
+        parse_yaml("[" * (n + 1) + "]" * (n + 1))
+
+
+@pytest.mark.parametrize("text, nodes", [
+    ("[a, b, c]", 4),                               # the list and its three items
+    ("{a: 1, b: 2}", 5),                            # the mapping, two keys, two values
+    ("x: &a [1, 2]\ny: *a\n", 9),                   # mapping, 2 keys, the list (3 nodes) twice: aliases expanded
+    ("x: &a {k: [1, 2]}\ny: [*a, *a]\n", 1 + 2 + 5 + 1 + 5 + 5),
+])
+def test_a_document_may_hold_max_nodes_values_once_aliases_are_expanded_and_no_more(text, nodes, monkeypatch):
+    """Every node counts: a mapping's keys as well as its values, an alias as the whole node it names."""
+    monkeypatch.setattr(yaml_io, "MAX_NODES", nodes)
+    assert parse_yaml(text) is not None
+    monkeypatch.setattr(yaml_io, "MAX_NODES", nodes - 1)
+    with pytest.raises(YamlError, match=f"more than {nodes - 1} values once aliases are expanded"):
+        parse_yaml(text)
+
+
+def test_text_may_have_max_bytes_characters_and_no_more(monkeypatch):
+    monkeypatch.setattr(yaml_io, "MAX_BYTES", 10)
+    assert parse_yaml("k: 1234567") == {"k": 1234567}             # 10 characters
+    with pytest.raises(YamlError, match="11 characters is more than the 10"):
+        parse_yaml("k: 12345678")
+
+
+def test_a_file_may_have_max_bytes_bytes_and_a_larger_one_is_refused_not_cut(tmp_path, monkeypatch):
+    """A file one byte too large must be refused: reading only its first MAX_BYTES bytes would run a
+    spec the user did not write (its tail cut off)."""
+    monkeypatch.setattr(yaml_io, "MAX_BYTES", 10)
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"k: 1234567")
+    assert read_text(path) == "k: 1234567"
+    path.write_bytes(b"k: 12345678")
+    with pytest.raises(YamlError, match="larger than 10 bytes"):
+        read_text(path)
+
+
+# ----- streams (a pipe, /dev/stdin, a device) -----
+
+def _pipe_path(data: bytes, close_writer: bool = True) -> tuple[str, list[int]]:
+    r, w = os.pipe()
+    os.write(w, data)
+    fds = [r]
+    if close_writer:
+        os.close(w)
+    else:
+        fds.append(w)
+    return f"/proc/self/fd/{r}", fds
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_pipe_whose_writer_is_done_reads_to_its_end(monkeypatch):
+    """The end of a pipe's text ends the read at once (not the stream timeout)."""
+    monkeypatch.setattr(yaml_io, "STREAM_TIMEOUT_S", 2.0)
+    path, fds = _pipe_path(b"name: x\nseeds: [1]\n")
+    try:
+        assert read_text(path, "spec file") == "name: x\nseeds: [1]\n"
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_pipe_that_stalls_fails_after_the_stream_timeout(monkeypatch):
+    """Its writer still open and nothing more coming: what came so far is not the whole file."""
+    monkeypatch.setattr(yaml_io, "STREAM_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(yaml_io, "MAX_BYTES", 8)
+    path, fds = _pipe_path(b"name: xy", close_writer=False)        # exactly MAX_BYTES so far
+    try:
+        with pytest.raises(YamlError, match="delivered no \\(more\\) text within 0.2 s"):
+            read_text(path, "spec file")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_stream_is_refused_after_max_bytes_not_cut_to_them(monkeypatch):
+    """/dev/zero never ends: it must be refused as too large, not read as MAX_BYTES NUL characters."""
+    monkeypatch.setattr(yaml_io, "MAX_BYTES", 65536)
+    with pytest.raises(YamlError, match="/dev/zero is larger than 65536 bytes"):
+        read_text("/dev/zero", "spec file")
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(YamlError, match="is a directory, not a spec file"):
+        read_text(tmp_path, "spec file")
+
+
+# ----- errors say where -----
+
+def test_a_repeated_key_names_both_lines():
+    with pytest.raises(YamlError, match=r"^line 4: key 'a' appears twice \(first on line 2\)$"):
+        parse_yaml("name: x\na: 1\nb: 2\na: 3\n")
+
+
+def test_a_syntax_error_names_its_line_and_column_and_where_the_unclosed_bracket_opened():
+    """Lines and columns count from 1, as editors show them: the `[` opens on line 2, the `:` that
+    breaks it is line 3, column 2."""
+    with pytest.raises(YamlError) as err:
+        parse_yaml("name: x\na: [1, 2\nb: 3\n")
+    assert str(err.value) == ("invalid YAML at line 3, column 2: expected ',' or ']', but got ':' "
+                              "(while parsing a flow sequence started on line 2)")
