@@ -582,3 +582,93 @@ def test_the_sweep_eta_takes_each_kinds_mean_duration_over_the_tasks_not_started
     expected = sum(seconds.get(t.kind, overall) for t in rest)
     assert {vocab.FINETUNE, vocab.PATH_EVAL, vocab.ALIGN} <= {t.kind for t in rest}
     assert status.status_snapshot(layout, now=now)["eta_s"] == pytest.approx(expected, abs=0.1)
+
+
+# ----- the sweep's ETA and the printed table, from hand-made rows (no sweep directory) ----------------
+
+def _rows(*tasks: tuple) -> pd.DataFrame:
+    """`tasks` rows of finished tasks: (kind, started at, finished at) in seconds, optionally `cached`."""
+    return pd.DataFrame([{"task_id": f"t{i}", "kind": kind, "status": vocab.FINISHED, "duration_s": end - start,
+                          "cached": bool(cached[0]) if cached else False,
+                          "started_at": pd.Timestamp(start, unit="s", tz="UTC"),
+                          "finished_at": pd.Timestamp(end, unit="s", tz="UTC")}
+                         for i, (kind, start, end, *cached) in enumerate(tasks)])
+
+
+def test_the_sweep_eta_shares_the_work_by_how_many_of_the_finished_tasks_ran_at_once():
+    """Four path evaluations of 10 s in [0, 15] (two from 0 s, two from 5 s) ran 40 s of work in 15 s: 8/3 at
+    once. Six more of 10 s: 60 s of work, at 8/3 at once 22.5 s."""
+    rows = _rows(("path_eval", 0, 10), ("path_eval", 0, 10), ("path_eval", 5, 15), ("path_eval", 5, 15))
+    assert status._sweep_eta(rows, ["path_eval"] * 6, []) == pytest.approx(60 / (40 / 15), abs=0.05)
+
+
+def test_the_sweep_eta_reads_the_overlap_of_the_latest_finished_tasks_only():
+    """Fifty tasks one after the other long ago, then the latest RECENT_TASKS all at once (10 s each, within
+    the same 10 s): the work left is shared by RECENT_TASKS tasks at once, as the latest ones ran."""
+    old = [("path_eval", 10 * i, 10 * i + 10) for i in range(50)]
+    recent = [("path_eval", 1000, 1010)] * status.RECENT_TASKS
+    rows = _rows(*recent, *old)                      # the table's order is not the order they finished in
+    assert status._sweep_eta(rows, ["path_eval"] * 100, []) == pytest.approx(100 * 10 / status.RECENT_TASKS, abs=0.05)
+
+
+def test_the_sweep_eta_takes_the_mean_of_a_kinds_computed_tasks_not_its_cached_ones():
+    """Path evaluations of 10, 20 and 60 s, one after the other (one at a time): their mean is 30 s (the median
+    would be 20 s); cached rows (a task found finished, 0 s) take no part. One left: 30 s."""
+    rows = _rows(("path_eval", 0, 10), ("path_eval", 10, 30), ("path_eval", 30, 90),
+                 ("path_eval", 90, 90, True), ("path_eval", 90, 90, True))
+    assert status._sweep_eta(rows, ["path_eval"], []) == pytest.approx(30.0, abs=0.05)
+
+
+def test_the_sweep_eta_of_running_tasks_is_their_own_eta_or_their_kinds_mean_shared_by_the_running_ones():
+    """No overlap in the finished rows (one at a time): still, four tasks running at once share the work of the
+    four (100 s each: 100 s); a running task without an ETA of its own takes its kind's mean (50 s); with
+    nothing left, the ETA is 0."""
+    rows = _rows(("finetune", 0, 50), ("pretrain", 50, 60))
+    running = [{"kind": "pretrain", "eta_s": 100.0} for _ in range(4)]
+    assert status._sweep_eta(rows, [], running) == pytest.approx(100.0, abs=0.05)
+    assert status._sweep_eta(rows, [], [{"kind": "finetune", "eta_s": None}]) == pytest.approx(50.0, abs=0.05)
+    assert status._sweep_eta(None, [], []) == 0.0
+
+
+def _snapshot(counts: dict, failed: int = 0, eta_s=None) -> dict:
+    total = {k: sum(c[k] for c in counts.values()) for k in status.COLUMNS}
+    return {"counts": counts, "total": total, "finished_fraction": total["finished"] / max(1, total["planned"]),
+            "running": [], "eta_s": eta_s,
+            "failed": [{"task_id": f"task{i:02d}", "kind": "finetune", "error": "RuntimeError: boom"} for i in range(failed)]}
+
+
+def _count(planned=0, finished=0, failed=0, skipped=0, remaining=0) -> dict:
+    return {"planned": planned, "finished": finished, "failed": failed, "skipped": skipped, "remaining": remaining}
+
+
+def test_the_table_shows_only_the_kinds_the_plan_holds_and_no_eta_once_nothing_remains():
+    snap = _snapshot({"pretrain": _count(2, 2), "finetune": _count(0), "path_eval": _count(3, 3)}, eta_s=0.0)
+    text = status.format_status(snap)
+    assert set(rows_of(text)) == {"pretrain", "path_eval", "total"}
+    assert "100% finished" in text and "ETA" not in text
+    going = _snapshot({"pretrain": _count(2, 1, remaining=1)}, eta_s=90.0)
+    assert "50% finished; ETA ~1m30s" in status.format_status(going)
+
+
+@pytest.mark.parametrize("n_failed, shown, more", [(10, 10, None), (12, 10, "  ... and 2 more")])
+def test_the_table_names_the_first_ten_failed_tasks_and_counts_the_rest(n_failed, shown, more):
+    snap = _snapshot({"finetune": _count(n_failed, failed=n_failed)}, failed=n_failed)
+    lines = status.format_status(snap).splitlines()
+    assert sum(line.startswith("  task") for line in lines) == shown == status.FAILED_SHOWN
+    assert [line for line in lines if "more" in line] == ([more + " (`mmc-sweep status --json`, or the `tasks` table)"]
+                                                          if more else [])
+
+
+@pytest.mark.parametrize("n, more", [(5, []), (7, ["  ... and 2 more"])])
+def test_damaged_tasks_are_named_up_to_five_and_the_rest_counted(n, more):
+    lines = status.format_damaged({f"t{i}": "size mismatch" for i in range(n)}).splitlines()
+    assert lines[0].startswith(f"{n} finished task(s) no longer verify")
+    assert lines[1:] == [f"  - t{i}: size mismatch" for i in range(5)] + more
+
+
+def test_a_running_tasks_times_are_since_its_start_and_since_its_last_epoch():
+    """elapsed: since the attempt started (60 s); the last epoch: since the record was updated (5 s)."""
+    record = {"epoch": 2, "epochs": 4, "start_epoch": 0, "started_at": 940.0, "updated_at": 995.0, "loss": 0.5, "acc": 0.9}
+    run = status._running(record, "t", "pretrain", now=1000.0)
+    assert (run["elapsed_s"], run["updated_s_ago"]) == (60.0, 5.0)
+    assert run["eta_s"] == pytest.approx(2 * 55 / 2 - 5)   # 2 epochs left at 27.5 s each, the last ended 5 s ago

@@ -164,3 +164,139 @@ def test_a_second_signal_ends_the_driver_at_once_and_the_rerun_loses_nothing(swe
     assert sorted(rows["task_id"]) == sorted(graph.tasks) and set(rows["status"]) == {vocab.FINISHED}
     assert rows["task_id"].is_unique
     assert vocab.MLFLOW_FINISHED in [r.info.status for r in parent_runs(layout)]
+
+
+# ----- the handler's decisions, without a driver (fast) -----------------------------------------------
+
+class StoppedAtOnce(Exception):
+    """`stop_now` was called: the driver would end here (exit 130)."""
+
+
+@pytest.fixture
+def handlers(monkeypatch):
+    """The process's usual handlers of the three stop signals for the test (put back after it), and `stop_now`
+    replaced by a stand-in that raises StoppedAtOnce naming the signal."""
+    from orchestrator.run import signals
+
+    original = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    for s, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                       (signal.SIGHUP, signal.SIG_DFL)):
+        signal.signal(s, handler)
+
+    def stop_now(name):
+        raise StoppedAtOnce(name)
+
+    monkeypatch.setattr(signals, "stop_now", stop_now)
+    try:
+        yield signals
+    finally:
+        signals.STOPS.restore()
+        for s, handler in original.items():
+            signal.signal(s, handler)
+
+
+def outcome(sig) -> str:
+    """What raising `sig` in this process did: `KeyboardInterrupt` (stopped as Ctrl-C), `at once (NAME)`
+    (`stop_now`), or `returned` (handed to Tune's handler). Caught here, so that a wrong outcome fails the
+    test instead of interrupting the test session."""
+    try:
+        signal.raise_signal(sig)
+    except KeyboardInterrupt:
+        return "KeyboardInterrupt"
+    except StoppedAtOnce as exc:
+        return f"at once ({exc})"
+    return "returned"
+
+
+def test_a_second_stop_signal_ends_the_driver_at_once_and_a_new_run_starts_afresh(handlers):
+    """The first SIGTERM stops the run as Ctrl-C (KeyboardInterrupt) and is remembered; a second one ends the
+    driver at once. Once that run is over, the next run in the same process takes its first signal as a first."""
+    with handlers.stop_like_ctrl_c() as stops:
+        assert outcome(signal.SIGTERM) == "KeyboardInterrupt" and stops.stopping
+        assert outcome(signal.SIGHUP) == "at once (SIGHUP)"
+    assert not handlers.STOPS.stopping
+    with handlers.stop_like_ctrl_c():
+        assert outcome(signal.SIGTERM) == "KeyboardInterrupt"
+
+
+def tune_like_handler(calls: list, ours):
+    """What Tune's SIGINT handler does: it stops the trials and puts the previous handler (ours) back."""
+    def handler(signum, frame):
+        calls.append(signum)
+        signal.signal(signal.SIGINT, ours)
+    return handler
+
+
+def test_while_tune_runs_the_first_signal_goes_to_tunes_handler_and_the_second_ends_at_once(handlers):
+    """Inside `tune_running` with Tune's SIGINT handler in place: a first SIGTERM is handed to Tune's handler
+    (which stops its trials and returns; no KeyboardInterrupt), a second ends the driver at once."""
+    stops = handlers.STOPS
+    calls = []
+    with handlers.stop_like_ctrl_c(), stops.tune_running():
+        signal.signal(signal.SIGINT, tune_like_handler(calls, stops._handle))   # Tuner.fit installs its own
+        assert outcome(signal.SIGTERM) == "returned"
+        assert calls == [signal.SIGINT] and stops.stopping
+        assert outcome(signal.SIGTERM) == "at once (SIGTERM)"
+
+
+def test_a_stop_signal_after_tune_took_a_ctrl_c_ends_the_driver_at_once(handlers):
+    """Ctrl-C while Tune runs goes straight to Tune's handler (ours never hears of it), which puts ours back:
+    a SIGTERM after that is a second stop signal."""
+    stops = handlers.STOPS
+    calls = []
+    with handlers.stop_like_ctrl_c(), stops.tune_running():
+        signal.signal(signal.SIGINT, tune_like_handler(calls, stops._handle))
+        assert outcome(signal.SIGINT) == "returned"
+        assert calls == [signal.SIGINT] and not stops.stopping
+        assert outcome(signal.SIGTERM) == "at once (SIGTERM)"
+
+
+def test_once_tune_returned_a_first_signal_stops_as_ctrl_c_again(handlers):
+    with handlers.stop_like_ctrl_c() as stops:
+        with stops.tune_running():
+            pass
+        assert outcome(signal.SIGTERM) == "KeyboardInterrupt"
+
+
+def test_stopping_at_once_kills_every_process_the_driver_started_and_exits_130(monkeypatch):
+    """`stop_now`: SIGKILL to each descendant (a raylet left alive would outlive the driver), then exit 130."""
+    from orchestrator.run import signals
+
+    class Exited(Exception):
+        pass
+
+    killed, exits = [], []
+    monkeypatch.setattr(signals, "descendants", lambda pid: [11, 12] if pid == signals.os.getpid() else [])
+    monkeypatch.setattr(signals.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+
+    def exit_(code):
+        exits.append(code)
+        raise Exited
+
+    monkeypatch.setattr(signals.os, "_exit", exit_)
+    with pytest.raises(Exited):
+        signals.stop_now("SIGTERM")
+    assert killed == [(11, signal.SIGKILL), (12, signal.SIGKILL)] and exits == [130]
+
+
+def test_the_descendants_of_a_process_are_read_from_proc_down_the_whole_tree(monkeypatch):
+    """/proc/<pid>/stat is `pid (comm) state ppid ...`; comm may hold spaces and parentheses, so the parent is
+    the second field after the *last* `)`. Driver 100 started 200 and 400; 200 started 300 (its comm holds
+    `) `); 500 belongs to someone else; entries that are not pids are skipped."""
+    from orchestrator.run import signals
+
+    stats = {"100": "100 (python) S 1 100", "200": "200 (ray::IDLE) S 100 100", "300": "300 (a) b (c)) R 200 100",
+             "400": "400 (raylet) S 100 100", "500": "500 (other) S 1 500"}
+    monkeypatch.setattr(signals.os, "listdir", lambda path: ["self", "net", *stats] if path == "/proc" else [])
+
+    def fake_open(path, *args, **kwargs):
+        import io
+
+        pid = path.split("/")[2]
+        if pid not in stats:
+            raise FileNotFoundError(path)
+        return io.StringIO(stats[pid])
+
+    monkeypatch.setattr(signals, "open", fake_open, raising=False)
+    assert sorted(signals.descendants(100)) == [200, 300, 400]
+    assert signals.descendants(200) == [300] and signals.descendants(500) == []

@@ -1,0 +1,275 @@
+"""The searcher's arithmetic and the trial's plumbing, without Ray: the median of a kind's latest durations,
+the size of a bundle, the trials in flight per resource kind, what a finished or crashed task keeps, the
+trial's name, what a trial runs and reports, and where a task runs (in the trial or through Ray Train).
+
+Every expected value is written out from the docstrings of `orchestrator.run.schedule` (and README's
+MMC_MAX_BUNDLE row), not read back from the code.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.search import Searcher
+
+from orchestrator import knobs, vocab
+from orchestrator.run import capacity, schedule as S, state as sweep_state
+from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task
+from orchestrator.run.task_result import TaskResult
+
+LABELS = {k: None for k in LABEL_KEYS}
+
+
+def _task(kind: str, name: str, *parents: Task, cpus: float = 1, gpus: float = 0, workers: int = 1) -> Task:
+    return Task(kind, {"name": name}, tuple(p.id for p in parents), LABELS, Resources(cpus=cpus, gpus=gpus, workers=workers))
+
+
+def _graph(*tasks: Task) -> Graph:
+    return Graph({t.id: t for t in tasks})
+
+
+def _done(searcher, trial: str, config: dict, duration_s: float = 0.01, **fields) -> None:
+    results = {t: TaskResult(vocab.DONE, duration_s, **fields) for t in config["task_ids"]}
+    searcher.on_trial_complete(trial, S.pack_results(results))
+
+
+def _root_and(kind: str, n: int, **resources):
+    root = _task("pretrain", "root")
+    return root, [_task(kind, f"{kind}{i}", root, **resources) for i in range(n)]
+
+
+def _started_after_root(tasks, concurrency=1, max_bundle=None):
+    """A searcher whose root task (a pretraining every other task depends on) has finished."""
+    state = sweep_state.SweepState(_graph(*tasks))
+    searcher = S.DagSearcher(state, concurrency=concurrency, max_bundle=max_bundle)
+    _done(searcher, "t0", searcher.suggest("t0"))
+    return state, searcher
+
+
+@pytest.fixture(autouse=True)
+def no_bundle_knob(monkeypatch):
+    monkeypatch.delenv(knobs.MAX_BUNDLE.name, raising=False)
+
+
+# ----- a kind's typical duration ----------------------------------------------------------------
+
+def test_the_typical_duration_is_the_median_of_the_latest_sixteen_finished_tasks_of_a_kind():
+    """`typical_duration`: the *median* of the kind's latest finished tasks (16 kept), once 3 finished.
+    Three tasks of 0.01, 0.02 and 0.9 s: median 0.02 (their mean, 0.31, would call the kind long). Then 20
+    more of 9 s and 16 of 1 s: the latest 16 are all 1 s (the median of all 39 would be 9 s)."""
+    root, mids = _root_and("midpoint", 40)
+    state, searcher = _started_after_root([root, *mids], max_bundle=1)
+    durations = [0.01, 0.02, 0.9] + [9.0] * 20 + [1.0] * 16
+    for i, seconds in enumerate(durations, 1):
+        if i == 3:
+            assert searcher.typical_duration("midpoint") is None          # two samples: not yet
+        config = searcher.suggest(f"t{i}")
+        assert len(config["task_ids"]) == 1
+        _done(searcher, f"t{i}", config, duration_s=seconds)
+        if i == 3:
+            assert searcher.typical_duration("midpoint") == pytest.approx(statistics.median([0.01, 0.02, 0.9]))
+    assert statistics.median(durations) == 9.0
+    assert searcher.typical_duration("midpoint") == pytest.approx(1.0)
+    assert searcher.typical_duration("pretrain") is None                   # one sample of its own only
+
+
+def test_a_kind_measured_at_exactly_the_short_threshold_is_not_bundled():
+    """Kinds "whose tasks take under 0.1 s" are bundled (README, MMC_MAX_BUNDLE): a midpoint kind whose median
+    is exactly SHORT_TASK_S stays one task per trial."""
+    root, mids = _root_and("midpoint", 20)
+    state, searcher = _started_after_root([root, *mids])
+    for i in range(1, 4):
+        config = searcher.suggest(f"t{i}")
+        _done(searcher, f"t{i}", config, duration_s=S.SHORT_TASK_S)
+    assert searcher.typical_duration("midpoint") == S.SHORT_TASK_S
+    assert len(searcher.suggest("t9")["task_ids"]) == 1
+
+
+def test_bundles_of_measured_short_tasks_hold_enough_tasks_for_the_target_trial_time():
+    """Measured at 0.07 s a task, a bundle grows to ceil(TARGET_TRIAL_S / 0.07) = ceil(28.57) = 29 tasks (at
+    least the target time per trial; below the 64-task ceiling; one trial in flight takes all it may)."""
+    root, mids = _root_and("midpoint", 200)
+    state, searcher = _started_after_root([root, *mids])
+    for i in range(1, 4):
+        _done(searcher, f"t{i}", searcher.suggest(f"t{i}"), duration_s=0.07)
+    expected = math.ceil(S.TARGET_TRIAL_S / 0.07)
+    assert expected == 29 and expected < S.MAX_ADAPTIVE_BUNDLE
+    assert len(searcher.suggest("t9")["task_ids"]) == expected
+
+
+def test_a_bundle_takes_its_share_of_the_ready_work_rounded_up():
+    """Nine ready path evaluations and two trials in flight: ceil(9 / 2) = 5 in the first bundle (the ready work
+    spread over the trials in flight, rounded up), then ceil(4 / 2) = 2 of the four left."""
+    root, paths = _root_and("path_eval", 9)
+    state, searcher = _started_after_root([root, *paths], concurrency=2, max_bundle=8)
+    first = searcher.suggest("t1")["task_ids"]
+    second = searcher.suggest("t2")["task_ids"]
+    assert (len(first), len(second)) == (5, 2)
+    assert first + second == [p.id for p in paths[:7]]
+
+
+# ----- trials in flight per resource kind (a concurrency that follows the cluster) -------------------
+
+class FixedLimits(capacity.Concurrency):
+    """A cluster whose room is fixed: `limits[kind]` trials of each resource kind at once."""
+
+    def __init__(self, **limits: int):
+        self.limits = limits
+
+    def limit(self, resources) -> int:
+        return self.limits[capacity.kind_of(resources)]
+
+
+def test_trials_in_flight_stay_within_each_resource_kinds_limit_and_free_their_room_when_done():
+    """Two CPU trials at once: the third waits (None, not FINISHED) until one of them completes; a GPU task
+    counts against the GPU limit only, so it starts while the CPU tasks fill theirs."""
+    cpu = [_task("pretrain", f"c{i}") for i in range(4)]
+    gpu = _task("pretrain", "g", gpus=1)
+    state = sweep_state.SweepState(_graph(*cpu, gpu))
+    searcher = S.DagSearcher(state, concurrency=FixedLimits(CPU=2, GPU=1))
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    assert (first["task_ids"], second["task_ids"]) == ([cpu[0].id], [cpu[1].id])
+    third = searcher.suggest("t3")
+    assert third["task_ids"] == [gpu.id]                                   # the GPU kind has room of its own
+    assert searcher.suggest("t4") is None                                  # both kinds full
+    assert searcher.suggest("t4") is None                                  # ... and still full when asked again
+    _done(searcher, "t1", first)
+    assert searcher.suggest("t4")["task_ids"] == [cpu[2].id]               # one CPU trial ended: room for one
+    assert searcher.suggest("t5") is None
+    _done(searcher, "t2", second)
+    _done(searcher, "t3", third)
+    assert searcher.suggest("t5")["task_ids"] == [cpu[3].id]
+
+
+def test_a_bundle_spreads_the_ready_work_over_its_resource_kinds_limit():
+    """With a concurrency that follows the cluster (3 CPU trials), ten ready path evaluations make bundles of
+    ceil(10 / 3) = 4, then ceil(6 / 3) = 2 (cap 8)."""
+    root, paths = _root_and("path_eval", 10)
+    state = sweep_state.SweepState(_graph(root, *paths))
+    searcher = S.DagSearcher(state, concurrency=FixedLimits(CPU=3, GPU=1), max_bundle=8)
+    _done(searcher, "t0", searcher.suggest("t0"))
+    assert len(searcher.suggest("t1")["task_ids"]) == 4
+    assert len(searcher.suggest("t2")["task_ids"]) == 2
+
+
+# ----- what an ended task keeps ---------------------------------------------------------------------
+
+def test_a_finished_task_keeps_its_reported_duration_and_a_crashed_one_the_time_since_it_started(monkeypatch):
+    """A task that finished keeps the duration its trial reported; a task whose trial crashed (no result)
+    keeps the time from its start (the searcher's clock when it handed the task out) to the crash."""
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(S.time, "time", lambda: clock.now)
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    state = sweep_state.SweepState(_graph(a, b))
+    searcher = S.DagSearcher(state, concurrency=2)
+    first = searcher.suggest("t1")
+    searcher.suggest("t2")
+    assert state.states[a.id].started_at == 100.0
+    clock.now = 107.5
+    _done(searcher, "t1", first, duration_s=0.25)
+    searcher.on_trial_complete("t2", None, error=True)
+    assert state.states[a.id].status == vocab.DONE and state.states[a.id].duration_s == 0.25
+    assert state.states[b.id].status == vocab.FAILED and state.states[b.id].duration_s == pytest.approx(7.5)
+
+
+def test_a_task_that_failed_cleanly_keeps_its_error_and_its_exception_type():
+    a = _task("pretrain", "a")
+    state = sweep_state.SweepState(_graph(a))
+    searcher = S.DagSearcher(state)
+    config = searcher.suggest("t1")
+    result = TaskResult(vocab.FAILED, 0.5, error="DivergenceError: loss is nan", error_type="DivergenceError")
+    searcher.on_trial_complete("t1", S.pack_results({a.id: result}))
+    failed = state.states[a.id]
+    assert (failed.status, failed.error, failed.error_type) == (vocab.FAILED, "DivergenceError: loss is nan", "DivergenceError")
+    assert config["task_ids"] == [a.id] and searcher.suggest("t2") is Searcher.FINISHED
+
+
+def test_a_task_result_keeps_every_field_through_the_trip_through_tune():
+    """`TaskResult.to_dict`/`from_dict` (the trial's JSON report) keep every field, the exception type too."""
+    result = TaskResult(vocab.FAILED, 2.5, "cpu", {"acc": 0.5}, [["loss", 1, 0.25]], "ValueError: bad", "ValueError")
+    assert TaskResult.from_dict(result.to_dict()) == result
+    assert S.unpack_results(S.pack_results({"x": result})) == {"x": result}
+
+
+# ----- the trial ------------------------------------------------------------------------------------
+
+def test_a_bundles_trial_is_named_after_its_first_task_and_how_many_others_it_holds():
+    """`<first>+<n>` for a bundle of n + 1 tasks; a single task's trial is the task id."""
+    assert S._trial_name(SimpleNamespace(config={"task_ids": ["a", "b", "c"]}, trial_id="x")) == "a+2"
+    assert S._trial_name(SimpleNamespace(config={"task_ids": ["a"]}, trial_id="x")) == "a"
+    assert S._trial_name(SimpleNamespace(config={}, trial_id="x")) == "x"
+
+
+def test_a_bundles_payload_names_the_kinds_of_the_parents_of_every_task_in_it():
+    """Path evaluations of different pairs in one bundle: the payload carries the kind of every parent of
+    every task, not only of the first task's parents."""
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    ft = _task("finetune", "ft", a)
+    paths = [_task("path_eval", "p0", a, b), _task("path_eval", "p1", a, ft)]
+    state = sweep_state.SweepState(_graph(a, b, ft, *paths),
+                                   states={t.id: sweep_state.TaskState(status=vocab.DONE) for t in (a, b, ft)})
+    searcher = S.DagSearcher(state, max_bundle=8)
+    config = searcher.suggest("t1")
+    assert config["task_ids"] == [p.id for p in paths]
+    assert config[S.PAYLOAD_KEY].parent_kinds == {a.id: "pretrain", b.id: "pretrain", ft.id: "finetune"}
+
+
+def test_a_trial_runs_every_task_of_its_bundle_and_reports_them_all(monkeypatch):
+    a = _task("pretrain", "a")
+    paths = [_task("path_eval", f"p{i}", a) for i in range(3)]
+    ran, reports = [], []
+    monkeypatch.setattr(S, "run_task", lambda task, ctx, kinds: ran.append((task.id, kinds)) or TaskResult(vocab.DONE, 0.1))
+    monkeypatch.setattr(S.tune, "report", reports.append)
+    ctx = S.TrialContext(graph=None, storage_uri="/nowhere", sweep="s", runner="real")
+    S._trial({"task_ids": [p.id for p in paths], S.PAYLOAD_KEY: S.TrialPayload(tuple(paths), {a.id: "pretrain"})}, ctx)
+    assert ran == [(p.id, {a.id: "pretrain"}) for p in paths]
+    assert len(reports) == 1 and sorted(S.unpack_results(reports[0])) == sorted(p.id for p in paths)
+    assert reports[0]["status"] == vocab.DONE
+
+
+@pytest.fixture
+def where_tasks_run(monkeypatch):
+    """`run_task` with both ways stubbed: returns the list of (way, task id, parent kinds) it took."""
+    taken = []
+    from orchestrator.run import work
+
+    monkeypatch.setattr(work, "run_here", lambda task, layout, runner, root, kinds:
+                        taken.append(("here", task.id, kinds)) or TaskResult(vocab.DONE, 0.0))
+    fake = types.ModuleType("orchestrator.run.distributed")
+    fake.run_with_ray_train = lambda task, layout, runner, root, kinds: taken.append(("ray-train", task.id, kinds)) or \
+        TaskResult(vocab.DONE, 0.0)
+    import orchestrator.run
+
+    monkeypatch.setitem(sys.modules, "orchestrator.run.distributed", fake)
+    monkeypatch.setattr(orchestrator.run, "distributed", fake, raising=False)
+    return taken
+
+
+def test_only_a_training_task_with_several_workers_runs_through_ray_train(where_tasks_run, tmp_path):
+    """Data-parallel training (`workers` > 1 of a training kind) goes through Ray Train; a single-worker
+    training task, and a path evaluation even with `workers: 2`, run in the trial's own process. The parent
+    kinds given are passed on; without them they come from the context's graph."""
+    root = _task("pretrain", "root")
+    single = _task("finetune", "single", root)
+    ddp = _task("finetune", "ddp", root, workers=2)
+    path = _task("path_eval", "path", root, workers=2)
+    ctx = S.TrialContext(graph=_graph(root, single, ddp, path), storage_uri=str(tmp_path), sweep="s", runner="real")
+    S.run_task(single, ctx, {root.id: "given"})
+    S.run_task(ddp, ctx, {root.id: "given"})
+    S.run_task(path, ctx)
+    assert where_tasks_run == [("here", single.id, {root.id: "given"}), ("ray-train", ddp.id, {root.id: "given"}),
+                               ("here", path.id, {root.id: "pretrain"})]
+
+
+def test_a_run_with_nothing_pending_prints_its_progress_and_starts_no_tune(monkeypatch):
+    a = _task("pretrain", "a")
+    state = sweep_state.SweepState(_graph(a), states={a.id: sweep_state.TaskState(status=vocab.CACHED)})
+    monkeypatch.setattr(S, "_fit", lambda *args, **kwargs: pytest.fail("Tune started for a sweep with nothing to run"))
+    printed = []
+    progress = SimpleNamespace(maybe_print=lambda force=False: printed.append(force))
+    S.run_graph(state, layout=None, ctx=None, max_concurrent=2, progress=progress)
+    assert printed == [True]
