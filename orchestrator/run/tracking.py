@@ -129,7 +129,8 @@ class GroupRun:
         return out
 
     def status(self, sweep_status: str) -> str:
-        """The run's end status: the sweep's, or FAILED where one of its tasks failed."""
+        """The run's end status: the sweep's, except that a sweep that finished ends FAILED where one of its
+        tasks failed (a killed or failed sweep keeps its own status)."""
         if sweep_status == vocab.MLFLOW_FINISHED and self.counts.get(vocab.FAILED):
             return vocab.MLFLOW_FAILED
         return sweep_status
@@ -179,8 +180,11 @@ def ui_command(tracking_uri: str) -> str | None:
     return f"mlflow ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1 --port {UI_PORT}"
 
 
-def browse_url(tracking_uri: str, experiment_id: str | None) -> str:
-    """The URL of the experiment's runs table (on `mlflow ui`'s address for a store without a server)."""
+def browse_url(tracking_uri: str, experiment_id: str | None) -> str | None:
+    """The URL of the experiment's runs table (on `mlflow ui`'s address for a store without a server);
+    None for Databricks, whose workspace address the URI does not hold."""
+    if tracking_uri.startswith("databricks"):
+        return None
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else \
         f"http://127.0.0.1:{UI_PORT}"
     where = f"#/experiments/{urllib.parse.quote(str(experiment_id))}/runs" if experiment_id else "#/experiments"
@@ -317,7 +321,7 @@ class MlflowTracker:
     def ui_command(self) -> str | None:
         return ui_command(self.tracking_uri)
 
-    def browse_url(self) -> str:
+    def browse_url(self) -> str | None:
         return browse_url(self.tracking_uri, self.experiment_id)
 
     # ---- internals -----------------------------------------------------------------------------

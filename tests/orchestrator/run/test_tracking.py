@@ -5,8 +5,11 @@ re-points its artifacts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -16,6 +19,27 @@ from orchestrator.graph.dag import build_graph
 from orchestrator.run import child_runs, recording, tracking, tracking_sql
 from orchestrator.run.work import alpha_step
 from orchestrator.spec.sweep_spec import load_spec
+
+
+_TEMPLATE: list[Path] = []     # one MLflow SQLite store per process, migrated once
+
+
+def new_store(tmp_path_factory, directory: Path, name: str = "mlflow.db") -> str:
+    """The URI of a new, empty MLflow SQLite store in `directory`: a copy of one made once per process (MLflow
+    migrates a new SQLite store for seconds; copying the migrated file takes a fraction of one)."""
+    if not _TEMPLATE:
+        template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+        mlflow.MlflowClient(f"sqlite:///{template}").search_experiments()
+        _TEMPLATE.append(template)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATE[0], directory / name)
+    return f"sqlite:///{directory / name}"
+
+
+@pytest.fixture
+def store(tmp_path_factory, tmp_path):
+    """`store()`: the URI of a new MLflow store in tmp_path (`store(directory, name)` elsewhere)."""
+    return lambda directory=tmp_path, name="mlflow.db": new_store(tmp_path_factory, directory, name)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +63,8 @@ def sweep_run(graph, spec_hash="abc123", version=1, **kw) -> tracking.SweepRun:
                              **kw)
 
 
-def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path, store):
+    uri = store()
     tracker = tracking.MlflowTracker(uri, "test-sweep")
     assert tracker.sql is not None                            # a SQLite store: the batched path
     parent = tracker.start(sweep_run(graph, params={"swept": "-", "api_token": "xyz"},
@@ -63,6 +87,8 @@ def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path):
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment(tracker.experiment_id)
     assert experiment.artifact_location == (tmp_path / "mlflow-artifacts").as_uri()   # next to the database
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
+    assert tracker.sql is not None                            # the batch went in by SQL, without a fallback
     par = client.get_run(parent)
     assert par.info.run_name == "test-sweep v1" and par.info.status == "FAILED"
     assert par.data.tags["mlflow.source.name"] == "sweeps/test.yaml"
@@ -99,8 +125,8 @@ def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path):
         tracker.finish("DONE")
 
 
-def test_a_rerun_of_the_same_spec_continues_its_parent_and_a_new_version_gets_its_own(graph, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_rerun_of_the_same_spec_continues_its_parent_and_a_new_version_gets_its_own(graph, tmp_path, store):
+    uri = store()
     pretrain = of_kind(graph, vocab.PRETRAIN)
     first = tracking.MlflowTracker(uri, "test-sweep")
     parent = first.start(sweep_run(graph))
@@ -138,18 +164,18 @@ def test_run_names_say_what_each_task_is_and_are_unique(graph):
     assert any(n.startswith("path linear cue~nocue seed 0 cue_proportion=0.5") for n in names.values())
 
 
-def test_the_sql_fast_path_finds_the_mlflow_internals_it_uses(tmp_path):
+def test_the_sql_fast_path_finds_the_mlflow_internals_it_uses(tmp_path, store):
     """The batched path writes MLflow's tables directly: an MLflow that renamed or dropped any of them fails
     here (at run time the tracker would fall back to one client call per run, with a warning)."""
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(store())
     store = tracking_sql.sql_store(client)
     assert store is not None, "MLflow's SQLite store is no longer its SqlAlchemyStore"
     assert tracking_sql.missing_internals(store) == []
 
 
-def test_missing_internals_are_named_and_logging_goes_on_run_by_run(graph, tmp_path, monkeypatch, caplog):
+def test_missing_internals_are_named_and_logging_goes_on_run_by_run(graph, tmp_path, monkeypatch, caplog, store):
     monkeypatch.setattr(tracking_sql, "MODELS", (*tracking_sql.MODELS, "SqlGone"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store()
     tracker = tracking.MlflowTracker(uri, "test-sweep")
     assert tracker.sql is None and "lacks dbmodels.models.SqlGone" in caplog.text   # a warning on the log
     tracker.start(sweep_run(graph))
@@ -158,10 +184,9 @@ def test_missing_internals_are_named_and_logging_goes_on_run_by_run(graph, tmp_p
     assert mlflow.MlflowClient(uri).get_run(ids[task.id]).info.run_name == "pretrain cue p=0.8 seed 0"
 
 
-def test_a_moved_store_logs_its_artifacts_into_its_new_place(graph, tmp_path):
+def test_a_moved_store_logs_its_artifacts_into_its_new_place(graph, tmp_path, store):
     old, new = tmp_path / "old", tmp_path / "new"
-    old.mkdir()
-    tracker = tracking.MlflowTracker(f"sqlite:///{old / 'mlflow.db'}", "test-sweep")
+    tracker = tracking.MlflowTracker(store(old), "test-sweep")
     parent = tracker.start(sweep_run(graph))
     task = of_kind(graph, vocab.PRETRAIN)
     child = tracker.tasks_ended([ended(task)])[task.id]
@@ -209,12 +234,12 @@ def test_flatten_params_drops_secrets_and_truncates():
     assert len(child_runs.flatten_params({"long": "x" * 10_000})["long"]) == child_runs.MAX_PARAM_VALUE
 
 
-def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(graph, tmp_path, monkeypatch):
+def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(graph, tmp_path, monkeypatch, store):
     """Past `MMC_MLFLOW_TASK_RUNS` tasks (MLflow's search and UI slow down with runs), a child run per task kind
     holds its tasks' counts and means, and the tables with every task's numbers are on the parent run; at the
     threshold itself, a child run per task."""
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph) - 1))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store()
     tracker = tracking.MlflowTracker(uri, "test-sweep")
     parent = tracker.start(sweep_run(graph))
     assert not tracker.per_task
@@ -242,11 +267,14 @@ def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(
     assert [f.path for f in client.list_artifacts(mid.info.run_id)] == ["errors.txt"]    # a failed task's error
     errors = client.download_artifacts(mid.info.run_id, "errors.txt", str(tmp_path))
     assert f"== {midpoint.id}\nRuntimeError: boom" in open(errors).read()
+    assert paths.data.params == {"kind": vocab.PATH_EVAL, "tasks": str(graph.counts()[vocab.PATH_EVAL])}
+    assert client.list_artifacts(paths.info.run_id) == []               # no failed task: no errors.txt
     again = tracking.MlflowTracker(uri, "test-sweep")                    # a rerun continues the same runs
     assert again.start(sweep_run(graph)) == parent
+    assert client.get_run(paths.info.run_id).info.status == "RUNNING"   # its kinds' runs are running again
     assert again.tasks_ended([ended(a)]) == {a.id: paths.info.run_id}
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph)))
-    small = tracking.MlflowTracker(f"sqlite:///{tmp_path / 'small.db'}", "test-sweep")
+    small = tracking.MlflowTracker(store(tmp_path, "small.db"), "test-sweep")
     small.start(sweep_run(graph))
     assert small.per_task and len(set(small.tasks_ended([ended(a), ended(b)]).values())) == 2
 
@@ -260,3 +288,129 @@ def test_the_trackers_warnings_are_redacted_in_the_log_record_itself(caplog):
         tracking.warn("batched MLflow logging failed (postgresql://bob:hunter2secret@db/mlflow refused)")
     assert [r.getMessage() for r in caplog.records] == [
         "batched MLflow logging failed (postgresql://***@db/mlflow refused)"]
+
+
+def test_a_group_run_averages_its_finished_tasks_and_keeps_the_first_errors_redacted(graph, monkeypatch):
+    """A kind's run counts its tasks per status; `mean.<metric>` averages the finite, non-secret numbers of the
+    finished (done or cached) tasks, a duration of 0 s included; `errors.txt` keeps the first GROUP_ERRORS
+    failed tasks' errors, credentials hidden, and says how many more failed. Hand count: losses 1, 3, 5 ->
+    mean 3; durations 1.5, 1.5, 0 -> 1; 3 failed, 2 kept -> "1 more"."""
+    monkeypatch.setattr(tracking, "GROUP_ERRORS", 2)
+    tasks = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL][:7]
+    group = tracking.GroupRun(vocab.PATH_EVAL, "run-id")
+    group.add(ended(tasks[0], metrics={"loss": 1.0, "api_token_count": 5.0, "inf": float("inf")}))
+    group.add(ended(tasks[1], vocab.CACHED, metrics={"loss": 3.0}))
+    for task in tasks[2:5]:
+        group.add(ended(task, vocab.FAILED, metrics={"loss": 100.0},
+                        error=f"OSError: s3://AKID:hunter2secret@bucket/{task.id} refused\n"))
+    group.add(ended(tasks[5], vocab.SKIPPED))
+    group.add(dataclasses.replace(ended(tasks[6], metrics={"loss": 5.0}), duration_s=0.0))
+    assert group.metrics() == {"tasks_cached": 1, "tasks_done": 2, "tasks_failed": 3, "tasks_skipped": 1,
+                               "mean.duration_s": pytest.approx(1.0), "mean.loss": pytest.approx(3.0)}
+    text = group.errors_text()
+    assert list(group.errors) == [tasks[2].id, tasks[3].id] and "hunter2secret" not in text
+    assert f"== {tasks[2].id}\nOSError: s3://***@bucket/{tasks[2].id} refused\n\n" in text
+    assert text.endswith("\n... and 1 more failed tasks: their errors are in the `tasks` table\n")
+    assert group.status(vocab.MLFLOW_FINISHED) == vocab.MLFLOW_FAILED
+    one = tracking.GroupRun(vocab.MIDPOINT, "run-id")
+    one.add(ended(of_kind(graph, vocab.MIDPOINT), vocab.FAILED, error="RuntimeError: boom"))
+    assert one.errors_text() == f"== {of_kind(graph, vocab.MIDPOINT).id}\nRuntimeError: boom\n\n"   # none more
+    assert tracking.GroupRun(vocab.MIDPOINT, "x").status(vocab.MLFLOW_FINISHED) == vocab.MLFLOW_FINISHED
+
+
+def test_urls_and_commands_for_every_kind_of_store_hide_credentials():
+    """Without an experiment the URL opens the experiments list; a Databricks or HTTP store is served already
+    (no `mlflow ui` command); the command for a database store shows no password."""
+    assert tracking.browse_url("sqlite:////x/mlflow.db", None) == \
+        "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    assert tracking.ui_command("databricks") is None and tracking.ui_command("https://mlflow.example") is None
+    assert tracking.browse_url("databricks", "3") is None and tracking.browse_url("databricks://prof", None) is None
+    assert tracking.ui_command("postgresql://bob:hunter2secret@db:5432/mlflow") == \
+        "mlflow ui --backend-store-uri postgresql://***@db:5432/mlflow --host 127.0.0.1 --port 5000"
+
+
+def test_batches_cover_every_item_within_mlflows_limits():
+    """MLflow's `log_batch` takes at most 100 params and 1000 metrics (mlflow.utils.validation): the tracker's
+    batches must fit them, and together hold every item once, in order."""
+    from mlflow.utils import validation
+
+    assert tracking.MAX_PARAMS_PER_BATCH <= validation.MAX_PARAMS_TAGS_PER_BATCH
+    assert tracking.MAX_METRICS_PER_BATCH <= validation.MAX_METRICS_PER_BATCH
+    chunks = list(tracking._chunks(list(range(250)), 100))
+    assert chunks == [list(range(100)), list(range(100, 200)), list(range(200, 250))]
+    assert list(tracking._chunks([], 100)) == []
+
+
+def test_a_parent_run_takes_more_params_than_one_batch_and_a_redacted_spec_and_keeps_the_users_timeouts(
+        graph, tmp_path, store, monkeypatch):
+    """250 swept settings are logged in batches MLflow accepts, all of them; spec.yaml never holds a credential;
+    the tracker's HTTP timeouts are defaults only: a user's own MLFLOW_HTTP_REQUEST_TIMEOUT stays."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    run = dataclasses.replace(sweep_run(graph, params={f"p{i:03d}": i for i in range(250)}),
+                              spec_text="name: test-sweep\nstorage: s3://AKID:hunter2secret@bucket/runs\n")
+    parent = tracker.start(run)
+    client = mlflow.MlflowClient(uri)
+    params = client.get_run(parent).data.params
+    assert {f"p{i:03d}" for i in range(250)} <= set(params) and params["p249"] == "249"
+    spec = client.download_artifacts(parent, "spec.yaml", str(tmp_path))
+    assert open(spec).read() == "name: test-sweep\nstorage: s3://***@bucket/runs\n"
+
+
+def test_after_a_failed_batch_every_later_batch_goes_run_by_run(graph, store, caplog):
+    """A failure of the SQL path is one warning; that batch and every later one are logged through the client
+    (the SQL path is not tried again)."""
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    tracker.start(sweep_run(graph))
+
+    class Broken:
+        def write(self, runs):
+            raise RuntimeError("database is locked")
+
+    tracker.sql = Broken()
+    a, b = [t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN][:2]
+    ids = {**tracker.tasks_ended([ended(a)]), **tracker.tasks_ended([ended(b)])}
+    assert tracker.sql is None and caplog.text.count("batched MLflow logging failed") == 1
+    client = mlflow.MlflowClient(uri)
+    assert {client.get_run(ids[t.id]).data.tags["task_id"] for t in (a, b)} == {a.id, b.id}
+
+
+def test_only_a_local_artifact_location_is_repointed_next_to_the_store():
+    """A SQLite store's artifacts follow the sweep directory: a `file:` or absolute-path location elsewhere is
+    re-pointed next to the database; one already there, or one on an object store (a user's choice), stays."""
+    class Sql:
+        def __init__(self, location):
+            self.location, self.moved = location, []
+
+        def artifact_location(self):
+            return self.location
+
+        def relocate_artifacts(self, location):
+            self.moved.append(location)
+
+    tracker = tracking.MlflowTracker.__new__(tracking.MlflowTracker)
+    tracker.tracking_uri = "sqlite:////sweeps/s/mlflow.db"
+    here = "file:///sweeps/s/mlflow-artifacts"
+    for old, moved in (("file:///old/s/mlflow-artifacts", [here]), ("/old/s/mlflow-artifacts", [here]),
+                       (here, []), ("s3://bucket/mlflow-artifacts", [])):
+        tracker.sql = Sql(old)
+        tracker._relocate_artifacts()
+        assert tracker.sql.moved == moved, old
+
+
+def test_log_artifacts_uploads_the_files_given_into_the_directory_named_and_nothing_else(tmp_path):
+    """`log_artifacts` uploads files; a missing path or a directory (which MLflow's `log_artifact` cannot take as
+    a file) is skipped, so that the files after it still land."""
+    from types import SimpleNamespace
+
+    calls = []
+    tracker = tracking.MlflowTracker.__new__(tracking.MlflowTracker)
+    tracker.parent_run_id = "parent"
+    tracker.client = SimpleNamespace(log_artifact=lambda run_id, path, directory: calls.append((run_id, path, directory)))
+    (tmp_path / "report.html").write_text("<!DOCTYPE html>")
+    (tmp_path / "figures").mkdir()
+    tracker.log_artifacts([tmp_path / "figures", tmp_path / "missing.png", tmp_path / "report.html"], "tables/paths")
+    assert calls == [("parent", str(tmp_path / "report.html"), "tables/paths")]

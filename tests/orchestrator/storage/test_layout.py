@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.graph.dag import build_graph
 from orchestrator.vocab import TABLES, TASK_KINDS
-from orchestrator.storage.layout import LayoutError, Storage, SweepLayout
+from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, open_sweep_dir
 from orchestrator.spec.sweep_spec import load_spec
 
 BAD_NAMES = ["..", ".", "", "a/b", "../x", "/abs", ".hidden", "a\\b", "x..y", "-flag", "a b", "a\0b"]
@@ -201,3 +201,181 @@ def test_names_up_to_255_characters_are_taken(layout):
     assert layout.task_dir("pretrain", "t" * 255).endswith("/" + "t" * 255)
     with pytest.raises(LayoutError):
         layout.task_dir("pretrain", "t" * 256)
+
+
+S3_URI = "s3://AKIDLAYOUT:S3CRETLAYOUT@bkt/runs?region=us-east-1&endpoint_override=127.0.0.1:9&scheme=http"
+
+
+def test_the_result_bookkeeping_lives_where_the_layout_documents_it(layout):
+    """The module's tree: manifests in `results/_manifests/<table>.parquet`, the marker index in
+    `results/_markers/`, quarantined files in `results/_quarantine/<table>/` (all beside the tables, out of
+    the glob `results/<table>/*.parquet`); a training task's `progress.json` in its directory. A sweep
+    written by one version is read by the next only if these names never move."""
+    root = layout.root
+    assert layout.results_dir() == f"{root}/results" and layout.report_dir() == f"{root}/report"
+    assert layout.mlflow_db() == f"{root}/mlflow.db"
+    assert layout.manifests_dir() == f"{root}/results/_manifests"
+    assert layout.manifest_file("paths") == f"{root}/results/_manifests/paths.parquet"
+    assert layout.legacy_manifest_file("paths") == f"{root}/results/paths/_manifest.parquet"
+    assert layout.marker_index_dir() == f"{root}/results/_markers"
+    assert layout.marker_index_file("index-1.parquet") == f"{root}/results/_markers/index-1.parquet"
+    assert layout.quarantine_file("paths", "part-1.parquet") == f"{root}/results/_quarantine/paths/part-1.parquet"
+    assert layout.progress_file("pretrain", "p-1") == f"{root}/tasks/pretrain/p-1/progress.json"
+    for make in (lambda: layout.marker_index_file("../x"), lambda: layout.quarantine_file("paths", ".."),
+                 lambda: layout.manifest_file("a/b")):
+        with pytest.raises(LayoutError):
+            make()
+
+
+def test_a_symbolic_link_inside_the_sweep_is_refused_and_the_storage_root_may_be_one(tmp_path):
+    """No read, write or deletion goes through a link below the storage root (it could lead outside the
+    storage); the root itself, and what is above it, may be a link."""
+    import os
+
+    from orchestrator.storage.layout import LinkError
+
+    real, outside = tmp_path / "real", tmp_path / "outside"
+    (real / "sw").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(real, tmp_path / "root-link")
+    storage = Storage(str(tmp_path / "root-link"))                 # the root through a link: fine
+    layout = SweepLayout(storage, "sw")
+    storage.write_bytes(layout.spec_file(), b"x")
+    assert (real / "sw" / "spec.yaml").read_bytes() == b"x"
+    os.symlink(outside, real / "sw" / "tasks")                      # a link where `tasks/` belongs
+    target = layout.task_file("pretrain", "p-1", "meta.json")
+    for act in (lambda: storage.write_bytes(target, b"y"), lambda: storage.read_bytes(target),
+                lambda: storage.delete(layout.task_dir("pretrain", "p-1")), lambda: storage.check(target)):
+        with pytest.raises(LinkError):
+            act()
+    assert list(outside.iterdir()) == []
+    assert storage.find_links(layout.task_dir("pretrain", "p-1")) == [f"{layout.root}/tasks"]   # a link above it
+
+
+def test_find_links_returns_at_most_limit_links(layout):
+    """`find_links(path, limit)`: the links at or below `path`, no more than `limit` of them."""
+    import os
+
+    storage = layout.storage
+    links = [f"{layout.task_dir(kind, 't-1')}/{name}" for kind in ("a", "b") for name in ("l1", "l2", "l3")]
+    for link in links:                                   # three links in each of two directories
+        storage.makedirs(link.rsplit("/", 1)[0])
+        os.symlink("/", link)
+    assert storage.find_links(layout.root) == storage.find_links(layout.root, limit=1)
+    for limit in (1, 2, 4):
+        assert len(storage.find_links(layout.root, limit=limit)) == limit
+    assert storage.find_links(layout.root, limit=10) == sorted(links)
+
+
+def test_a_move_out_of_the_root_is_refused(layout, tmp_path):
+    storage = layout.storage
+    storage.write_bytes(layout.spec_file(), b"x")
+    with pytest.raises(LayoutError):
+        storage.move(layout.spec_file(), str(tmp_path / "elsewhere.yaml"))
+    assert not (tmp_path / "elsewhere.yaml").exists() and storage.read_bytes(layout.spec_file()) == b"x"
+
+
+def test_listdir_is_sorted_whatever_order_the_file_system_lists(layout):
+    import random
+
+    storage = layout.storage
+    names = [f"n{i:02d}" for i in range(30)]
+    for name in random.Random(0).sample(names, len(names)):
+        storage.write_bytes(storage.join(layout.root, name), b"")
+    assert storage.listdir(layout.root) == names
+
+
+def test_a_remote_read_with_a_limit_refuses_a_larger_file_instead_of_cutting_it():
+    """`read_bytes(max_bytes=)` on storage that is not local reads one byte more than the limit, so that a
+    larger file is an OSError, never its first `max_bytes` bytes taken for the whole."""
+    storage = Storage("mock:///bucket/runs")
+    path = storage.join("s", "spec.yaml")
+    storage.write_bytes(path, b"x" * 101)
+    assert storage.read_bytes(path, max_bytes=101) == b"x" * 101
+    with pytest.raises(OSError, match="more than the 100"):
+        storage.read_bytes(path, max_bytes=100)
+    assert storage.is_file(path) and not storage.is_file(storage.join("s"))        # a directory is no file
+    assert storage.stamp(path, regular=True)[0] == 101 and storage.stamp(storage.join("s"), regular=True) is None
+
+
+def test_a_remote_storage_uri_with_a_trailing_slash_is_the_same_storage():
+    slashed, plain = Storage("mock:///bucket/runs/"), Storage("mock:///bucket/runs")
+    assert slashed.root == plain.root == "bucket/runs"
+    assert slashed.uri_of(slashed.join("s", "spec.yaml")) == "mock:///bucket/runs/s/spec.yaml"
+
+
+def test_a_storage_path_starting_with_a_tilde_is_under_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Storage("~/runs").root == f"{tmp_path}/runs"
+
+
+def test_a_local_read_that_must_not_follow_links_refuses_one(tmp_path):
+    import os
+
+    from orchestrator.storage.layout import read_regular_file
+
+    (tmp_path / "f").write_bytes(b"data")
+    os.symlink(tmp_path / "f", tmp_path / "link")
+    assert read_regular_file(str(tmp_path / "link")) == b"data"
+    assert read_regular_file(str(tmp_path / "f"), follow_links=False) == b"data"
+    with pytest.raises(OSError):
+        read_regular_file(str(tmp_path / "link"), follow_links=False)
+
+
+def test_s3_storage_keeps_its_query_for_the_file_system_and_out_of_uris_and_messages():
+    """`s3://KEY:SECRET@bucket/runs?endpoint_override=...`: the file system gets the endpoint (and uploads in
+    one request: `allow_delayed_open`); paths' URIs leave the query out; messages show no credential; a
+    pickled storage is the same storage (its URI, not its root)."""
+    storage = Storage(S3_URI)
+    options = storage.fs.__reduce__()[1][0]
+    assert options["endpoint_override"] == "127.0.0.1:9" and options["allow_delayed_open"] is True
+    assert storage.root == "bkt/runs" and storage.is_object_store
+    path = SweepLayout(storage, "sw").spec_file()
+    assert storage.uri_of(path) == "s3://AKIDLAYOUT:S3CRETLAYOUT@bkt/runs/sw/spec.yaml"
+    assert storage.shown(path) == "s3://***@bkt/runs/sw/spec.yaml"
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.uri == storage.uri and copy.is_object_store and copy.root == "bkt/runs"
+    opened = open_sweep_dir(S3_URI.replace("/runs?", "/runs/sw?"))
+    assert opened.sweep == "sw" and opened.storage.uri == storage.uri
+    assert opened.storage.fs.__reduce__()[1][0]["endpoint_override"] == "127.0.0.1:9"
+
+
+def test_ray_gets_a_path_and_a_file_system_that_pickles_without_credentials(monkeypatch):
+    """Ray's `storage_path` is a path in the storage's file system (no URI, no credential in it); its file
+    system pickles without key, secret or token; unpickled in this process it has them again (held by a
+    token), elsewhere (token unknown) the AWS SDK's default chain supplies them."""
+    import pyarrow.fs as pafs
+
+    from orchestrator.storage import layout as layout_module
+
+    ray = SweepLayout(Storage(S3_URI), "sw").ray_storage()
+    assert ray["storage_path"] == "bkt/runs/sw/ray"
+    pickled = pickle.dumps(ray["storage_filesystem"])
+    assert b"S3CRETLAYOUT" not in pickled and b"AKIDLAYOUT" not in pickled
+    here = pafs.S3FileSystem.__reduce__(pickle.loads(pickled))[1][0]
+    assert (here["access_key"], here["secret_key"]) == ("AKIDLAYOUT", "S3CRETLAYOUT")
+    assert here["endpoint_override"] == "127.0.0.1:9"
+    monkeypatch.setattr(layout_module, "_HELD_CREDENTIALS", {})                  # another process
+    elsewhere = pafs.S3FileSystem.__reduce__(pickle.loads(pickled))[1][0]
+    assert not elsewhere["access_key"] and not elsewhere["secret_key"]
+
+
+def test_a_write_refusal_is_told_from_other_failures_by_its_errno_or_its_text():
+    """EROFS is 'read-only', EACCES and EPERM 'not writable (...)', found in `errno` or in pyarrow's text
+    (`[errno 30]`, any case) or as 'Read-only file system'; a full disk or a missing file is no refusal."""
+    import errno
+
+    from orchestrator.storage.read_only import FIX, refused, write_refusal
+
+    assert write_refusal(OSError(errno.EROFS, "x")) == "read-only"
+    assert write_refusal(OSError(errno.EACCES, "x")) == "not writable (permission denied)"
+    assert write_refusal(OSError(errno.EPERM, "x")) == "not writable (operation not permitted)"
+    assert write_refusal(OSError("Failed to open local file 'x'. Detail: [errno 13] Permission denied")) == \
+        "not writable (permission denied)"
+    assert write_refusal(OSError("IOError: [Errno 30] x")) == "read-only"
+    assert write_refusal(OSError("Cannot create directory: Read-only file system")) == "read-only"
+    assert write_refusal(OSError(errno.ENOSPC, "No space left on device")) is None
+    assert write_refusal(FileNotFoundError(errno.ENOENT, "x")) is None
+    assert refused("/mnt/runs/sw", OSError(errno.ENOSPC, "full"), "`run` writes results") is None
+    error = refused("/mnt/runs/sw", OSError(errno.EROFS, "x"), "`run` writes results")
+    assert str(error) == f"the storage `/mnt/runs/sw` is read-only: `run` writes results, and nothing was written; {FIX}"
