@@ -1,0 +1,214 @@
+"""Which figures the report draws (jobs, their options, orders and chance), their cache keys (what a
+figure depends on), how many worker processes draw them, and reusing/removing figures between
+reports. Drawing is replaced by a fake where only the bookkeeping is under test."""
+
+from __future__ import annotations
+
+import json
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import vocab
+from orchestrator.report import figures
+from orchestrator.report.mechanism_map import MechanismMap, Threshold
+from orchestrator.storage.layout import Storage, SweepLayout
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
+from tests.support.report_data import synthetic_sweep
+
+PAIR_TYPES = ("pretrained~ft:cbft", "cue~cue", "pretrained~ft:naive", "cue~nocue")
+
+
+def _results(data) -> dict[str, pd.DataFrame]:
+    """table -> DataFrame of every row of `synthetic_sweep`'s output."""
+    return {t: pd.DataFrame([{"task_id": tid, **r} for tid, rows in data[t].items() for r in rows]) for t in vocab.TABLES}
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, pd.DataFrame]:
+    """A small sweep, and a population's pairs (pair type `population`, huge losses) next to it."""
+    out = _results(synthetic_sweep(seeds=(0, 1), pair_types=PAIR_TYPES))
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        frame = out[table]
+        population = frame[frame["pair_type"] == "cue~nocue"].assign(pair_type=vocab.POPULATION, task_id="pop-1")
+        if table == vocab.PATHS:
+            population = population.assign(loss=100.0)
+        else:
+            population = population.assign(value=100.0)
+        out[table] = pd.concat([frame, population], ignore_index=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def jobs(results) -> list[figures.FigureJob]:
+    return figures.figure_jobs(results)
+
+
+def test_one_path_figure_per_pair_type_in_the_pair_order_and_none_for_the_population(jobs):
+    """Main pairs in vocab order (cue~nocue before cue~cue), fine-tuning pairs in the registry's method
+    order (naive before cbft); the population's pairs are drawn by its maps only."""
+    paths = [j for j in jobs if j.section == figures.PATHS_SECTION]
+    assert [j.options["pair_type"] for j in paths] == ["cue~nocue", "cue~cue", "pretrained~ft:naive",
+                                                       "pretrained~ft:cbft"]
+    assert [j.name for j in paths][0] == "paths_cue-nocue.png"
+    assert all(vocab.POPULATION not in set(j.frames["paths"]["pair_type"]) for j in jobs if "paths" in j.frames)
+
+
+def test_the_barrier_figure_shows_loss_and_accuracy_in_method_order_without_the_population(jobs):
+    (job,) = [j for j in jobs if j.section == figures.BARRIERS_SECTION]
+    assert job.kind == "barriers" and job.options["metric"] == ["loss", "acc"]
+    assert list(job.options["method_order"]) == list(FINETUNE_METHOD_NAMES)
+    assert vocab.POPULATION not in set(job.frames["barriers"]["pair_type"])
+    assert set(job.frames["barriers"]["definition"]) == {"chord"}
+
+
+def test_chance_is_one_over_the_datasets_classes_on_path_and_finetune_figures(jobs):
+    """digits has 10 classes: chance 0.1, on the path figures (the title's note) and Table 1's dotted line."""
+    kinds = {j.kind: j for j in jobs}
+    assert kinds["path"].options["chance"] == pytest.approx(0.1)
+    assert kinds["table1"].options["chance"] == pytest.approx(0.1)
+    assert list(kinds["table1"].frames["long"]["row"].unique())[:2] == ["pretrained (no cue)", "pretrained (cue)"]
+
+
+def test_a_pair_types_loss_limits_fit_its_own_rows_only(results, jobs):
+    """The loss axes are shared by every figure of one pair type: (0, 1.05 × its highest loss per set),
+    not stretched by another pair type's (or the population's) losses."""
+    paths = results[vocab.PATHS]
+    (job,) = [j for j in jobs if j.options.get("pair_type") == "cue~cue"]
+    own = paths[paths["pair_type"] == "cue~cue"].groupby("eval_set")["loss"].max()
+    assert set(job.options["loss_limits"]) == set(own.index)
+    for eval_set, high in own.items():
+        assert job.options["loss_limits"][eval_set] == [0.0, pytest.approx(1.05 * high)]
+
+
+def test_a_pair_type_with_two_cue_proportions_gets_a_figure_per_proportion_labelled_in_percent(results):
+    paths = results[vocab.PATHS]
+    cue = paths[paths["pair_type"] == "cue~cue"]
+    half = cue.assign(cue_proportion=0.5, task_id=cue["task_id"] + "-half")
+    only = {**results, vocab.PATHS: pd.concat([cue, half], ignore_index=True),
+            vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}
+    jobs = figures.figure_jobs(only)
+    assert [j.name for j in jobs] == ["paths_cue-cue_cue-proportion-0.5.png", "paths_cue-cue_cue-proportion-0.8.png"]
+    assert [j.options["subtitle"] for j in jobs] == ["cue_proportion = 50%", "cue_proportion = 80%"]
+    assert jobs[0].options["loss_limits"] == jobs[1].options["loss_limits"]        # shared by the facets
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys: a figure is redrawn when (and only when) what it depends on changed
+# ---------------------------------------------------------------------------------------------
+
+def _job(**options) -> figures.FigureJob:
+    frame = pd.DataFrame({"alpha": [0.0, 1.0], "loss": [0.5, 0.7]})
+    return figures.FigureJob("x.png", figures.PATHS_SECTION, "h", "t", "c", "path", {"paths": frame},
+                             {"pair_type": "cue~nocue", **options})
+
+
+def test_a_figures_key_changes_with_its_options_its_columns_and_the_code_version_and_only_then():
+    base = _job(chance=0.1)
+    assert base.key("v1") == _job(chance=0.1).key("v1")
+    assert base.key("v1") != _job(chance=0.5).key("v1")                           # an option
+    assert base.key("v1") != base.key("v2")                                       # the drawing code
+    renamed = figures.FigureJob(**{**base.__dict__, "frames": {"paths": base.frames["paths"].rename(
+        columns={"loss": "acc"})}})
+    assert base.key("v1") != renamed.key("v1")                                     # same numbers, another column
+    changed = figures.FigureJob(**{**base.__dict__, "frames": {"paths": base.frames["paths"].assign(loss=[0.5, 0.8])}})
+    assert base.key("v1") != changed.key("v1")
+
+
+def test_the_code_version_covers_every_file_that_draws(monkeypatch):
+    """A change to figures.py, plots.py, stats.py or mechanism_map.py makes every key new."""
+    contents = {name: name.encode() for name in ("figures.py", "plots.py", "stats.py", "mechanism_map.py")}
+
+    class FakePath:
+        def __init__(self, *parts):
+            self.name = str(parts[-1]).rsplit("/", 1)[-1] if parts else ""
+
+        def resolve(self):
+            return self
+
+        @property
+        def parent(self):
+            return self
+
+        def __truediv__(self, name):
+            return FakePath(name)
+
+        def read_bytes(self):
+            return contents[self.name]
+
+    monkeypatch.setattr(figures, "Path", FakePath)
+    first = figures.code_version()
+    for name in list(contents):
+        contents[name] += b"# changed"
+        assert figures.code_version() != first, name
+        contents[name] = name.encode()
+    assert figures.code_version() == first
+
+
+def test_report_workers_are_at_most_the_knob_the_cpus_and_one_per_three_figures(monkeypatch):
+    monkeypatch.setenv("MMC_REPORT_WORKERS", "4")
+    monkeypatch.setattr(figures, "usable_cpus", lambda: 2)
+    assert figures.report_workers(30) == 2                                  # the CPUs
+    monkeypatch.setattr(figures, "usable_cpus", lambda: 16)
+    assert figures.report_workers(30) == 4                                  # the knob
+    assert figures.report_workers(7) == 2                                   # 7 figures: 2 processes
+    assert figures.report_workers(2) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reuse between reports
+# ---------------------------------------------------------------------------------------------
+
+def test_unchanged_figures_are_reused_changed_ones_redrawn_and_dropped_ones_removed(tmp_path, monkeypatch):
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    drawn: list[list[str]] = []
+
+    def fake_draw_all(jobs, processes=None):
+        drawn.append([j.name for j in jobs])
+        return [f"png of {j.name} {j.options}".encode() for j in jobs]
+    monkeypatch.setattr(figures, "draw_all", fake_draw_all)
+
+    def job(name, chance):
+        return figures.FigureJob(name, figures.PATHS_SECTION, "h", "t", "c", "path",
+                                 {"paths": pd.DataFrame({"a": [1.0]})}, {"chance": chance})
+
+    first = figures.render(layout, [job("a.png", 0.1), job("b.png", 0.1)])
+    assert drawn == [["a.png", "b.png"]] and [f.reused for f in first] == [False, False]
+    second = figures.render(layout, [job("a.png", 0.1), job("b.png", 0.5)])
+    assert drawn[1] == ["b.png"] and [f.reused for f in second] == [True, False]
+    assert second[0].png == first[0].png
+    third = figures.render(layout, [job("a.png", 0.1)])
+    assert drawn[2] == [] and [f.reused for f in third] == [True]
+    assert not layout.storage.exists(layout.report_file("b.png"))            # no longer in the report: removed
+    manifest = json.loads(layout.storage.read_bytes(layout.report_file(figures.MANIFEST)))
+    assert set(manifest["figures"]) == {"a.png"}
+    layout.storage.write_bytes(layout.report_file("a.png"), b"damaged")      # not the PNG recorded: drawn again
+    fourth = figures.render(layout, [job("a.png", 0.1)])
+    assert drawn[3] == ["a.png"] and fourth[0].png == first[0].png and not fourth[0].reused
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanism maps
+# ---------------------------------------------------------------------------------------------
+
+def _map(metric: str) -> MechanismMap:
+    models = pd.DataFrame({"cue_proportion": [0.8, 0.0], "seed": [0, 1], "method": ["cbft", None],
+                           "reliance_randimg": [0.6, 0.0], "cluster": [1, 2]})
+    return MechanismMap("cue", "linear", metric, "chord", models, np.array([[0.0, 1.0], [1.0, 0.0]]),
+                        Threshold(0.3, "cue~cue:resubset", 3), linkage=np.array([[0.0, 1.0, 1.0, 2.0]]),
+                        chance=0.1, cut=0.25)
+
+
+def test_a_map_figure_carries_its_unit_chance_and_cut():
+    loss, acc = figures.map_jobs([_map("loss"), _map("acc")])
+    assert (loss.options["unit"], acc.options["unit"]) == ("loss barrier", "accuracy drop")
+    assert loss.options["chance"] == 0.1 and loss.options["cut"] == 0.25 and loss.options["threshold"] == 0.3
+    assert list(loss.frames["models"]["label"]) == ["p=0.8 s0 cbft", "p=0 s1"]
+    assert loss.section == figures.MAP_SECTION and loss.name == "map_cue_linear.png"
+
+
+def test_a_map_without_a_tree_still_gets_its_figure_job():
+    m = _map("loss")
+    m.linkage = None
+    (job,) = figures.map_jobs([m])
+    assert job.frames["linkage"].empty and list(job.frames["linkage"].columns) == ["a", "b", "height", "size"]

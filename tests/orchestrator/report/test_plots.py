@@ -1,0 +1,380 @@
+"""The report's figures as a reader sees them: which series each panel plots (in percent where the
+docstring says so), on which axes, in which order, with which labels, barrier notes and chance lines.
+Checked on the returned matplotlib Figure's artists (line data, texts, images), never on pixels; the
+expected numbers are computed here from the rows by the recipe the docstrings state."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.container import BarContainer
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from orchestrator.report import plots
+from tasks.settings.data import EVAL_SETS
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES
+
+ALPHAS = (0.0, 0.5, 1.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _path_rows(pair_type="cue~nocue", variants=(("linear", None, 2),), sets=("cue", "nocue"), loss=None, acc=None,
+               model="small_cnn", cue_proportion=0.8) -> pd.DataFrame:
+    """Rows of the `paths` table: per variant (path kind, alignment, number of pairs), task t and eval
+    set e, one row per alpha; values from `loss(t, e, alpha)` / `acc(t, e, alpha)`."""
+    loss = loss or (lambda t, e, a: 0.3 + t + 0.1 * a)
+    acc = acc or (lambda t, e, a: 0.9 - 0.1 * t)
+    rows = []
+    for kind, alignment, n in variants:
+        for t in range(n):
+            tid = f"{pair_type}-{kind}-{alignment}-{t}"
+            for e in sets:
+                for a in ALPHAS:
+                    rows.append({"task_id": tid, "pair_type": pair_type, "path_kind": kind, "alignment": alignment,
+                                 "alpha": a, "eval_set": e, "loss": loss(t, e, a), "acc": acc(t, e, a),
+                                 "agree_a": 1 - 0.6 * a - 0.1 * t, "agree_b": 0.4 + 0.6 * a,
+                                 "reliance_randimg": 0.8 - 0.5 * a + 0.1 * t, "reliance_randcue": 0.2 * (1 - a),
+                                 "dataset": "digits", "model": model, "cue_proportion": cue_proportion})
+    return pd.DataFrame(rows)
+
+
+def _data_lines(ax) -> list[Line2D]:
+    """The plotted lines of an axes, without the horizontal zero line."""
+    return [ln for ln in ax.get_lines() if ln.get_linestyle() != ":"]
+
+
+def _chord(values: np.ndarray) -> float:
+    """max over alpha of value − the straight line between its endpoints (ALPHAS spaced 0, 0.5, 1)."""
+    a = np.asarray(ALPHAS)
+    return float(np.max(values - ((1 - a) * values[0] + a * values[-1])))
+
+
+# three pairs whose loss differs in shape: the mean of a bump is not its median, the endpoints differ
+# (pair 1 rises with no bump: a chord drawn from the wrong ends would call its 0.8 rise a barrier)
+BUMPS = {0: (0.2, 1.0, 0.6), 1: (0.4, 0.7, 1.2), 2: (0.3, 2.5, 0.9)}
+ACCS = {0: (0.95, 0.50, 0.80), 1: (0.90, 0.70, 0.85), 2: (0.99, 0.20, 0.70)}
+
+
+def _three_pairs(**kw) -> pd.DataFrame:
+    return _path_rows(variants=(("linear", None, 3),), loss=lambda t, e, a: BUMPS[t][ALPHAS.index(a)]
+                      + (0.5 if e == "cue" else 0.0), acc=lambda t, e, a: ACCS[t][ALPHAS.index(a)], **kw)
+
+
+@pytest.fixture(scope="module")
+def three_pairs():
+    """One figure for the tests that read it (each figure costs ~0.15 s): eval sets cue, nocue."""
+    return plots.plot_path(_three_pairs(), "cue~nocue", eval_sets=EVAL_SETS, chance=0.1)
+
+
+def test_a_path_figure_plots_the_mean_loss_and_accuracy_in_percent_over_pairs_per_eval_set_column(three_pairs):
+    """Columns follow the eval-set order given (nocue before cue, titled as EVAL_SET_TITLES); the line is
+    the mean over pairs at each alpha (not the median), accuracy in percent; the thin dashed line joins
+    the mean's endpoints, from α = 0 to α = 1; the legend names the path kind (nothing varies besides)."""
+    fig = three_pairs
+    loss_nocue, loss_cue, acc_nocue = fig.axes[0], fig.axes[1], fig.axes[2]
+    assert [loss_nocue.get_title(), loss_cue.get_title()] == ["nocue (clean) ↑", "cue"]
+    loss = np.array([BUMPS[t] for t in range(3)])
+    acc = 100 * np.array([ACCS[t] for t in range(3)])
+    mean_line, chord_line = _data_lines(loss_nocue)[:2]
+    np.testing.assert_allclose(mean_line.get_xdata(), ALPHAS)
+    np.testing.assert_allclose(mean_line.get_ydata(), loss.mean(axis=0))
+    np.testing.assert_allclose(_data_lines(loss_cue)[0].get_ydata(), loss.mean(axis=0) + 0.5)
+    np.testing.assert_allclose(_data_lines(acc_nocue)[0].get_ydata(), acc.mean(axis=0))
+    np.testing.assert_allclose(chord_line.get_xdata(), [0.0, 1.0])
+    np.testing.assert_allclose(chord_line.get_ydata(), loss.mean(axis=0)[[0, -1]])
+    assert chord_line.get_linestyle() == "--"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["linear", "straight line between the endpoints"]
+
+
+def test_the_barrier_notes_are_the_mean_and_std_over_pairs_of_each_pairs_chord_barrier(three_pairs):
+    """Loss: per pair, the largest excess over the straight line between its own endpoints, mean ± std
+    (ddof 1) over pairs with 2 digits; accuracy: the largest drop below that line, in pp with 1 digit."""
+    fig = three_pairs
+    loss_b = np.array([_chord(np.array(BUMPS[t])) for t in range(3)])
+    acc_b = np.array([_chord(-100 * np.array(ACCS[t])) for t in range(3)])
+    assert fig.axes[0].texts[0].get_text() == f"{loss_b.mean():.2f} ± {loss_b.std(ddof=1):.2f}"
+    assert fig.axes[2].texts[0].get_text() == f"{acc_b.mean():.1f} ± {acc_b.std(ddof=1):.1f} pp"
+    assert acc_b.mean() > 0                                          # a drop is positive
+
+
+def test_the_minmax_band_spans_the_pairs_and_the_std_band_is_one_sample_std_either_side():
+    """min–max: from the lowest to the highest pair at each alpha (already with 2 pairs); std: mean ± the
+    sample std (ddof 1) over pairs."""
+    two = _path_rows(variants=(("linear", None, 2),), sets=("nocue",), loss=lambda t, e, a: 1.0 + t * (1 + a))
+    band = next(c for c in plots.plot_path(two, "cue~nocue").axes[0].collections if isinstance(c, PolyCollection))
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert np.isclose(ys.min(), 1.0) and np.isclose(ys.max(), 3.0)
+
+    fig = plots.plot_path(_three_pairs(sets=("nocue",)), "cue~nocue", band="std")
+    band = next(c for c in fig.axes[0].collections if isinstance(c, PolyCollection))
+    vertices = band.get_paths()[0].vertices
+    loss = np.array([BUMPS[t] for t in range(3)])
+    mean, sd = loss.mean(axis=0), loss.std(axis=0, ddof=1)
+    for alpha, low, high in zip(ALPHAS, mean - sd, mean + sd, strict=True):
+        at = vertices[np.isclose(vertices[:, 0], alpha), 1]
+        assert np.isclose(at, low).any() and np.isclose(at, high).any(), alpha
+
+
+def test_agreement_is_in_percent_solid_for_endpoint_a_and_dashed_for_b(three_pairs):
+    agree = three_pairs.axes[4]
+    assert agree.get_ylabel() == "agreement (%)"
+    solid, dashed = _data_lines(agree)
+    assert (solid.get_linestyle(), dashed.get_linestyle()) == ("-", "--")
+    a = np.asarray(ALPHAS)
+    np.testing.assert_allclose(solid.get_ydata(), 100 * (1 - 0.6 * a - 0.1))        # mean over t = 0, 1, 2
+    np.testing.assert_allclose(dashed.get_ydata(), 100 * (0.4 + 0.6 * a))
+
+
+def test_the_cue_reliance_panels_plot_randimg_left_and_randcue_right_at_every_alpha_in_pp(three_pairs):
+    """Reliance is one number per model on the path (not per eval set): every alpha appears once,
+    acc(randimg) − chance in the left panel, acc(nocue) − acc(randcue) in the right one."""
+    fig = three_pairs
+    left, right = fig.axes[-2], fig.axes[-1]
+    assert left.get_title() == "cue reliance: acc(randimg) − chance"
+    assert right.get_title() == "cue reliance: acc(nocue) − acc(randcue)"
+    a = np.asarray(ALPHAS)
+    (randimg,), (randcue,) = _data_lines(left), _data_lines(right)
+    np.testing.assert_allclose(randimg.get_xdata(), ALPHAS)
+    np.testing.assert_allclose(randimg.get_ydata(), 100 * (0.8 - 0.5 * a + 0.1))
+    np.testing.assert_allclose(randcue.get_ydata(), 100 * 0.2 * (1 - a))
+
+
+def test_axis_labels_sit_on_the_first_column_and_the_alpha_label_on_the_bottom_row(three_pairs):
+    fig = three_pairs
+    loss0, loss1, acc0, acc1, agree0, agree1, rel0, rel1 = fig.axes
+    assert [ax.get_ylabel() for ax in (loss0, acc0, agree0, rel0)] == ["loss", "accuracy (%)", "agreement (%)", "pp"]
+    assert [ax.get_ylabel() for ax in (loss1, acc1, agree1, rel1)] == ["", "", "", ""]
+    assert [ax.get_xlabel() for ax in fig.axes] == [""] * 6 + ["α", "α"]
+
+
+def test_the_title_names_the_endpoints_the_pairs_per_path_kind_chance_and_the_shared_labels():
+    """Chance in percent; n pairs per path kind (a range where kinds differ, the unaligned ones
+    included); the labels every row shares (only those: a model that varies is no context)."""
+    rows = _path_rows(variants=(("linear", None, 2), ("aligned", "activation", 3)), sets=("nocue",))
+    title = plots.plot_path(rows, "cue~nocue", chance=0.1)._suptitle.get_text()
+    assert title.startswith("cue~nocue: α = 0 is A, the cue model; α = 1 is B, the no-cue model\n")
+    assert "n = 2–3 pairs per path kind · chance 10% · digits · small_cnn · cue proportion 80%" in title
+    two_models = pd.concat([_path_rows(sets=("nocue",)), _path_rows(sets=("nocue",), model="wide_cnn").assign(
+        task_id=lambda d: d["task_id"] + "-wide")])
+    title = plots.plot_path(two_models, "cue~nocue")._suptitle.get_text()
+    assert "digits · cue proportion 80%" in title and "small_cnn" not in title.split("\n")[1].split(" · ")[1:]
+
+
+def test_series_follow_the_path_kind_order_and_the_legend_names_only_what_varies():
+    """linear, quadratic, aligned (vocab.PATH_KINDS order, not alphabetical), one legend entry each and
+    the chord's; dataset/model/cue proportion join a label only when they vary."""
+    rows = _path_rows(variants=(("aligned", "activation", 2), ("quadratic", None, 2), ("linear", None, 2)),
+                      sets=("nocue",))
+    fig = plots.plot_path(rows, "cue~nocue")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["linear", "quadratic", "aligned (activation)", "straight line between the endpoints"]
+
+
+def test_a_path_figure_restricted_to_the_unaligned_path_leaves_out_the_aligned_one():
+    rows = _path_rows(variants=(("linear", None, 2), ("linear", "weight", 2)), sets=("nocue",))
+    fig = plots.plot_path(rows, "cue~nocue", path_kind="linear")
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:-1] == ["linear"]
+
+
+def test_repeated_rows_of_a_pair_at_an_alpha_are_averaged_and_a_missing_point_stays_missing():
+    """`_curves` is the mean over a task's rows at an alpha; an alpha without a finite value is a gap
+    (NaN), not a 0 % point."""
+    rows = _path_rows(variants=(("linear", None, 1),), sets=("nocue",), loss=lambda t, e, a: 1.0,
+                      acc=lambda t, e, a: np.nan if a == 0.5 else 0.8)
+    doubled = pd.concat([rows, rows.assign(loss=3.0)], ignore_index=True)
+    fig = plots.plot_path(doubled, "cue~nocue")
+    np.testing.assert_allclose(_data_lines(fig.axes[0])[0].get_ydata(), [2.0, 2.0, 2.0])
+    acc = _data_lines(fig.axes[1])[0].get_ydata()
+    assert np.isnan(acc[1]) and np.allclose(acc[[0, 2]], 80.0)
+
+
+def test_loss_axes_use_each_eval_sets_own_limits_and_the_limits_fit_every_curve_from_zero():
+    """`path_loss_limits`: (0, the set's highest loss × 1.05); `plot_path` keeps each column's own
+    limits (with headroom above for the notes, the same factor in every column)."""
+    rows = _path_rows(sets=("nocue", "cue"), loss=lambda t, e, a: (4.0 if e == "nocue" else 2.0) * (0.5 + 0.5 * a))
+    limits = plots.path_loss_limits(rows)
+    assert limits == {"nocue": (0.0, pytest.approx(4.2)), "cue": (0.0, pytest.approx(2.1))}
+    fig = plots.plot_path(rows, "cue~nocue", eval_sets=EVAL_SETS, loss_limits=limits)
+    (lo0, hi0), (lo1, hi1) = fig.axes[0].get_ylim(), fig.axes[1].get_ylim()
+    assert lo0 == lo1 == 0.0 and hi0 == pytest.approx(2 * hi1) and hi1 > 2.1
+
+
+# ---------------------------------------------------------------------------------------------
+# Barrier distributions
+# ---------------------------------------------------------------------------------------------
+
+def _barrier_rows() -> pd.DataFrame:
+    """cue~nocue and two fine-tuning pairs; linear (3 pairs, values 0.1, 0.2, 0.9) and aligned (3 other
+    pairs, 0.5 each) on nocue and cue; loss and acc (acc = value / 10)."""
+    rows = []
+    for pair in ("pretrained~ft:cbft", "cue~nocue", "pretrained~ft:naive"):
+        for kind, alignment, values in (("aligned", "activation", (0.5, 0.5, 0.5)), ("linear", None, (0.1, 0.2, 0.9))):
+            for t, v in enumerate(values):
+                for e in ("cue", "nocue"):
+                    for metric, scale in (("loss", 1.0), ("acc", 0.1)):
+                        rows.append({"task_id": f"{pair}-{kind}-{t}", "pair_type": pair, "path_kind": kind,
+                                     "alignment": alignment, "eval_set": e, "metric": metric, "definition": "chord",
+                                     "value": v * scale, "dataset": "digits", "model": "small_cnn", "cue_proportion": 0.8})
+    return pd.DataFrame(rows)
+
+
+def _mean_bars(ax) -> list[tuple[float, float]]:
+    """(x centre, y) of each black mean bar."""
+    bars = [c for c in ax.collections if type(c) is LineCollection]
+    return [((s[0][0] + s[1][0]) / 2, s[0][1]) for c in bars for s in c.get_segments()]
+
+
+def test_barrier_panels_put_eval_sets_in_rows_metrics_in_columns_and_pairs_in_method_order():
+    fig = plots.plot_barriers(_barrier_rows(), ["loss", "acc"], eval_sets=EVAL_SETS, method_order=FINETUNE_METHOD_NAMES)
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["loss barrier (chord)", "accuracy drop (pp) (chord)"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["nocue (clean) ↑", "cue"]
+    ticks = [t.get_text() for t in axes[-1, 0].get_xticklabels()]
+    assert ticks == ["cue~nocue\n(n = 3)", "pretrained~ft:naive\n(n = 3)", "pretrained~ft:cbft\n(n = 3)"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["linear", "aligned (activation)", "mean over pairs"]
+
+
+def test_barrier_points_and_mean_bars_are_the_values_loss_as_is_accuracy_in_pp_each_variant_beside_its_pair():
+    """Mean bars at the mean of the pairs (0.4 for 0.1, 0.2, 0.9: not the median 0.2), the two path
+    kinds 0.4 wide apart, centred on their pair; accuracy ×100."""
+    fig = plots.plot_barriers(_barrier_rows(), ["loss", "acc"], eval_sets=EVAL_SETS, method_order=FINETUNE_METHOD_NAMES)
+    loss_ax, acc_ax = fig.axes[0], fig.axes[1]
+    bars = sorted(_mean_bars(loss_ax))
+    np.testing.assert_allclose(bars, [(x + dx, y) for x in range(3) for dx, y in ((-0.2, 0.4), (0.2, 0.5))], atol=1e-9)
+    np.testing.assert_allclose(sorted(y for _, y in _mean_bars(acc_ax)), sorted([4.0, 5.0] * 3), atol=1e-9)
+    points = loss_ax.collections[0].get_offsets()          # the linear path's pairs, jittered around x − 0.2
+    np.testing.assert_allclose(sorted(points[:, 1]), sorted([0.1, 0.2, 0.9] * 3))
+    assert np.all(np.abs(points[:, 0] - np.round(points[:, 0] + 0.2) + 0.2) <= 0.3 * 0.4 + 1e-9)
+    acc_points = np.concatenate([c.get_offsets()[:, 1] for c in acc_ax.collections if hasattr(c, "get_offsets")
+                                 and not isinstance(c, LineCollection)])
+    assert np.isclose(acc_points.max(), 9.0)
+
+
+def test_boxes_appear_from_five_pairs_on():
+    rows = _barrier_rows()
+    rows = rows[(rows.pair_type == "cue~nocue") & (rows.path_kind == "linear") & (rows.metric == "loss")]
+    four = pd.concat([rows, rows[rows.task_id.str.endswith("-0")].assign(task_id="x")], ignore_index=True)
+    five = pd.concat([four, rows[rows.task_id.str.endswith("-1")].assign(task_id="y")], ignore_index=True)
+    n_lines = [len(plots.plot_barriers(r, eval_sets=("nocue",)).axes[0].get_lines()) for r in (four, five)]
+    assert n_lines[1] > n_lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning bars (Table 1)
+# ---------------------------------------------------------------------------------------------
+
+def _long(rows=("pretrained (no cue)", "pretrained (cue)", "naive", "cbft"), props=(0.8, 0.5),
+          sets=("nocue", "cue")) -> pd.DataFrame:
+    """`stats.finetune_long` rows: mean = 0.1 × (row index + 1) + 0.01 × set index, std = mean / 10."""
+    out = []
+    for r, row in enumerate(rows):
+        for p in props:
+            for s, e in enumerate(sets):
+                mean = 0.1 * (r + 1) + 0.01 * s
+                out.append({"row": row, "cue_proportion": p, "eval_set": e, "n": 3, "mean": mean, "std": mean / 10})
+    return pd.DataFrame(out)
+
+
+def test_finetune_bars_are_accuracy_in_percent_with_std_whiskers_per_eval_set_in_order():
+    fig = plots.plot_finetune(_long(props=(0.8,)), eval_sets=EVAL_SETS, chance=0.1)
+    ax = fig.axes[0]
+    nocue, cue = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [nocue.get_label(), cue.get_label()] == ["nocue (clean) ↑", "cue"]
+    heights = [p.get_height() for p in nocue.patches]
+    np.testing.assert_allclose(heights, [10.0, 20.0, 30.0, 40.0])
+    np.testing.assert_allclose([p.get_height() for p in cue.patches], [11.0, 21.0, 31.0, 41.0])
+    centres = [p.get_x() + p.get_width() / 2 for p in nocue.patches]
+    np.testing.assert_allclose(centres, np.arange(4) - 0.2)
+    (whiskers,) = nocue.errorbar.lines[2]
+    np.testing.assert_allclose([s[:, 1] for s in whiskers.get_segments()],
+                               [[h - h / 10, h + h / 10] for h in heights])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pretrained\n(no cue)", "pretrained\n(cue)", "naive", "cbft"]
+
+
+def test_finetune_chance_line_is_in_percent_and_the_grey_line_separates_the_references():
+    fig = plots.plot_finetune(_long(props=(0.8,)), chance=0.1)
+    ax = fig.axes[0]
+    chance = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    (line,) = chance
+    assert np.allclose(line.get_ydata(), 10.0) and line.get_label() == "chance (10%)"
+    (grey,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert np.allclose(grey.get_xdata(), 1.5)                    # between the 2 references and the methods
+    only_refs = plots.plot_finetune(_long(rows=("pretrained (no cue)", "pretrained (cue)"), props=(0.8,)))
+    assert [ln for ln in only_refs.axes[0].get_lines() if ln.get_linestyle() == "-"] == []
+
+
+def test_finetune_panels_go_by_increasing_cue_proportion():
+    fig = plots.plot_finetune(_long(props=(0.8, 0.5)))
+    assert [ax.get_title().split(" (")[0] for ax in fig.axes] == ["cue proportion 50%", "cue proportion 80%"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanism map
+# ---------------------------------------------------------------------------------------------
+
+def _map_inputs():
+    """5 models: 0 and 2 close, 1 and 3 close, 4 alone; the dendrogram reorders them."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    m = np.array([[0.0, 2.0, 0.1, 2.1, 3.0],
+                  [2.0, 0.0, 2.2, 0.2, 3.1],
+                  [0.1, 2.2, 0.0, 2.3, 3.2],
+                  [2.1, 0.2, 2.3, 0.0, 3.3],
+                  [3.0, 3.1, 3.2, 3.3, 0.0]])
+    models = pd.DataFrame({"label": [f"m{i}" for i in range(5)], "cue_proportion": [0.8, 0.0, 0.8, 0.0, 0.5],
+                           "method": ["naive", None, "cbft", None, "naive"],
+                           "reliance_randimg": [0.55, 0.0, 0.25, 0.1, 0.9], "cluster": [1, 2, 1, 2, 3]})
+    tree = pd.DataFrame(linkage(squareform(m), "average"), columns=["a", "b", "height", "size"])
+    return models, pd.DataFrame(m), tree
+
+
+@pytest.fixture(scope="module")
+def mechanism_map():
+    """The map of `_map_inputs` and the dendrogram's leaf order (scipy's, computed here)."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    models, matrix, tree = _map_inputs()
+    order = dendrogram(tree.to_numpy(), no_plot=True)["leaves"]
+    fig = plots.plot_mechanism_map(models, matrix, tree, threshold=1.0, chance=0.1, cut=0.25)
+    return fig, models, matrix, order
+
+
+def test_the_mechanism_map_orders_rows_labels_and_heat_map_by_the_dendrogram(mechanism_map):
+    fig, models, matrix, order = mechanism_map
+    assert order != list(range(5))
+    ax_d, ax_n, ax_h, ax_c = fig.axes
+    np.testing.assert_allclose(ax_h.images[0].get_array(), matrix.to_numpy()[np.ix_(order, order)])
+    assert ax_h.images[0].get_clim() == (0.0, 3.3)
+    labels = [t.get_text() for t in ax_h.get_yticklabels()]
+    assert labels == [f"m{i}  [{models['cluster'][i]}]" for i in order]
+    top, bottom = ax_d.get_ylim()[1], ax_d.get_ylim()[0]
+    assert (top, bottom) == (0, 50)                      # leaf i at y = 10 i + 5, row i of the heat map top down
+    assert any(np.allclose(ln.get_xdata(), 1.0) for ln in ax_d.get_lines())      # the threshold
+    outlines = [p for p in ax_h.patches if isinstance(p, Rectangle)]
+    assert sorted(p.get_width() for p in outlines) == [2, 2]                    # clusters of 2; the lone model not
+
+
+def test_the_mechanism_map_notes_show_cue_proportion_and_reliance_above_chance_and_mark_models_above_the_cut(
+        mechanism_map):
+    """The red column is acc(randimg) − chance over its range (1 − chance), clipped to [0, 1]; the dot
+    marks reliance strictly above the cut (0.25 is not above 0.25)."""
+    fig, models, _, order = mechanism_map
+    ax_n = fig.axes[1]
+    grey, red = ax_n.images
+    assert grey.get_cmap().name == "Greys" and red.get_cmap().name == "Reds"
+    np.testing.assert_allclose(np.ravel(grey.get_array()), models["cue_proportion"].to_numpy()[order])
+    np.testing.assert_allclose(np.ravel(red.get_array()),
+                               np.clip(models["reliance_randimg"].to_numpy()[order] / 0.9, 0, 1))
+    dots = [t for t in ax_n.texts if t.get_text() == "•"]
+    assert sorted(t.get_position()[1] for t in dots) == sorted(order.index(i) for i in (0, 4))
