@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from orchestrator.storage.retry import REQUEST_ATTEMPTS, retrying
+from orchestrator.uris import redact
 
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
@@ -81,6 +82,8 @@ class S3Conditional:
         except self._client_error as exc:
             code = self._code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":          # a 404 too, but no condition failed: nothing can be written
+                raise OSError(f"{code}: the bucket of {redact(self.where)} does not exist") from None
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (404, 409, 412):
                 return None     # the object is not (or no longer) the version named
             if code in ("NotImplemented", "InvalidArgument") or status == 501:

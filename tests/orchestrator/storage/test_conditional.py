@@ -173,5 +173,18 @@ def test_a_store_without_conditional_writes_says_so(store, bucket, code, status)
         store.create("bkt/runs/s/lock", b"x")
 
 
+def test_a_bucket_that_does_not_exist_is_an_error_not_an_object_that_exists(store, bucket):
+    """S3 answers a write into a missing bucket with 404 NoSuchBucket: no condition failed, so the lock
+    must not read it as "another driver's lock exists" but as the error it is, naming the storage."""
+    def missing(**kwargs):
+        raise client_error("NoSuchBucket", 404)
+
+    bucket.put_object = bucket.delete_object = missing
+    with pytest.raises(OSError, match=r"NoSuchBucket: the bucket of s3://bkt/runs does not exist"):
+        store.create("bkt/runs/s/lock", b"x")
+    with pytest.raises(OSError, match="NoSuchBucket"):
+        store.delete("bkt/runs/s/lock", '"etag"')
+
+
 def test_paths_split_into_bucket_and_key_at_the_first_slash():
     assert conditional.S3Conditional._split("bkt/runs/s/run.lock") == ("bkt", "runs/s/run.lock")
