@@ -21,6 +21,7 @@ from orchestrator.run.node_types import NodeType, NodeTypes, head_autoscaler_con
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.vocab import DONE, RUNNING
 from tests.conftest import write_spec
+from tests.support.clock import FakeClock
 
 HEAD = {"CPU": 0.0, "memory": 1e9, "node:__internal_head__": 1.0}
 GPU_NODE = {"CPU": 1.0, "GPU": 1.0, "memory": 1e9}
@@ -139,20 +140,9 @@ def test_a_view_knows_what_the_cluster_has_now_and_can_grow_to():
 
 # ----- the preflight's wait
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def _wait(spec, views, wait_s=600.0, ask=None):
     """`wait_for_cluster` over a sequence of views (the last repeats) with a fake clock."""
-    clock, said, reads = Clock(), [], []
+    clock, said, reads = FakeClock(), [], []
 
     def read():
         reads.append(clock.now)

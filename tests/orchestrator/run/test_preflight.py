@@ -18,6 +18,7 @@ from orchestrator.run import preflight, visibility
 from orchestrator.run.capacity import AutoscalerStatus, ClusterView
 from orchestrator.spec.sweep_spec import parse_spec
 from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.clock import FakeClock
 
 HEAD = {"CPU": 2.0, "memory": 1e9, "node:__internal_head__": 1.0}
 GPU_NODE = {"CPU": 1.0, "GPU": 1.0}
@@ -81,20 +82,9 @@ def test_nodes_that_do_not_see_the_sweeps_paths_refuse_the_run(tmp_path, monkeyp
 
 # ----- the wait for nodes (a fake clock)
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def _wait(spec, views, kinds, wait_s=600.0, ask=None, counts=None):
     """`wait_for_cluster` over `views` (the last repeats): (result or SweepError, what it said, when it read)."""
-    clock, said, reads = Clock(), [], []
+    clock, said, reads = FakeClock(), [], []
 
     def read():
         reads.append(clock.now)

@@ -13,29 +13,15 @@ import pytest
 from orchestrator import knobs
 from orchestrator.storage import retry
 from orchestrator.storage.retry import StoreUnreachable
+from tests.support.clock import FakeClock
 
 SECRET = "wJalrXUtnFEMI-not-a-real-secret"
 DOWN = "AWS Error NETWORK_CONNECTION during PutObject operation: curlCode: 7, Couldn't connect to server"
 
 
-class Clock:
-    """`time.monotonic` and `sleep` of the module: sleeping moves the clock; a runaway loop fails."""
-
-    def __init__(self):
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert len(self.slept) < 100, "still retrying after 100 waits"
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    clock = Clock()
+    clock = FakeClock(max_waits=100)   # a runaway retry loop fails
     monkeypatch.setattr(retry, "time", types.SimpleNamespace(monotonic=clock.monotonic, sleep=clock.sleep))
     monkeypatch.setattr(retry._Outage, "warned", False)
     monkeypatch.setattr(retry._Outage, "since", 0.0)
