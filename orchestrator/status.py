@@ -11,8 +11,8 @@ sha256 verify, each part hashed once per pass; all tasks in one pass, `outputs.v
 forked processes in a sweep of 20,000 tasks or more); a marker the run indexed when the task finished
 (`results/marker_index`) is not read again while its size, mtime, ctime and inode are unchanged, nor a
 checkpoint it lists that the run hashed then (the other files it lists are verified as always); a task
-whose outputs were damaged after it finished counts as remaining and is named, as the next run will
-recompute it. Only the tasks that
+whose outputs (its `done.json` included) were damaged after it finished counts as remaining and is
+named, as the next run will recompute it. Only the tasks that
 have not finished are looked up further: their latest `tasks` row (one join; the table is not read at
 all when every task finished) and, for training tasks, their `progress.json`. It shows counts
 per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last loss), the failed tasks
@@ -80,7 +80,7 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     for task_id, kind, last in _with_last_rows(rows, unfinished):
         c = counts[kind]
         reason = verified[task_id][1]
-        if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:
+        if reason != "no done.json":           # it finished once (the marker is written last): damaged since
             damaged[task_id] = reason
         record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
         ended = _seconds(last["finished_at"]) if last is not None else None

@@ -796,6 +796,7 @@ MUTANTS = [
     Mutant("M281", "the barrier grid orders fine-tuning pairs alphabetically, not by the method registry", "orchestrator/report/html.py", "stats.pair_sort_key(p, FINETUNE_METHOD_NAMES)", "stats.pair_sort_key(p, ())", ("tests/orchestrator/report/test_html.py::test_the_barrier_grid_lists_pairs_in_order_names_each_pair_once_and_gives_eval_sets_in_order",)),
     Mutant("M282", "the map table's ARI shows the across-within test's p-value", "orchestrator/report/html.py", "f\"{m.ari:.2f} (p = {ari.p_upper:.3g})\"", "f\"{m.ari:.2f} (p = {test.p_upper:.3g})\"", ("tests/orchestrator/report/test_html.py::test_the_map_table_counts_clusters_and_components_and_gives_each_test_its_own_p",)),
     Mutant("M283", "a write into a missing bucket read as another driver's lock", "orchestrator/storage/conditional.py", '            if code == "NoSuchBucket":', '            if False:', ("tests/orchestrator/storage/test_conditional.py::test_a_bucket_that_does_not_exist_is_an_error_not_an_object_that_exists",)),
+    Mutant("M284", "status does not name a task whose done.json was garbled after it finished", "orchestrator/status.py", '        if reason != "no done.json":', '        if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:', ("tests/orchestrator/test_status.py::test_finished_tasks_whose_outputs_were_damaged_count_as_remaining",)),
 ]
 
 

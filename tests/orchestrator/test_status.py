@@ -190,6 +190,11 @@ def test_finished_tasks_whose_outputs_were_damaged_count_as_remaining(sweep, cap
     out = capsys.readouterr().out
     assert rows_of(out)["pretrain"]["finished"] == 0 and rows_of(out)["pretrain"]["remaining"] == 2
     assert "1 finished task(s) no longer verify" in out and f"{task.id}: size mismatch" in out
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), b'{"version": 3, "task_id": ')  # torn
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert rows_of(out)["pretrain"]["remaining"] == 2, out
+    assert "1 finished task(s) no longer verify" in out and f"{task.id}: " in out and "is unreadable" in out, out
 
 
 def test_not_a_sweep_directory(tmp_path, capsys):
