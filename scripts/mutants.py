@@ -896,10 +896,14 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
-def write_doc(results) -> None:
-    """Replace the "Last result" of docs/MUTANTS.md: this run's rows, and the earlier rows of mutants
-    not run this time (each row says the revision it was judged at)."""
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def head_revision() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def write_doc(results, rev: str) -> None:
+    """Replace the "Last result" of docs/MUTANTS.md: this run's rows, judged at `rev` (the revision the run
+    copied when it started; HEAD may have moved on since), and the earlier rows of mutants not run this
+    time (each row says the revision it was judged at)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = DOC.read_text() if DOC.is_file() else ""
     marker = "## Last result"
@@ -930,10 +934,11 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.id}  {m.bug}\n      {m.path}: `{m.find}` -> `{m.replace}`\n      tests: {' '.join(m.tests)}")
         return 0
+    rev = head_revision() + ("+working-tree" if args.working_tree else "")
     results = run(chosen, args.keep, args.working_tree)
     print(table(results))
     if args.write:
-        write_doc(results)
+        write_doc(results, rev)
     return 0 if all(r[1] in ("killed", "baseline fails") for r in results) else 1
 
 
