@@ -108,41 +108,45 @@ def test_a_file_may_have_max_bytes_bytes_and_a_larger_one_is_refused_not_cut(tmp
 
 # ----- streams (a pipe, /dev/stdin, a device) -----
 
-def _pipe_path(data: bytes, close_writer: bool = True) -> tuple[str, list[int]]:
-    r, w = os.pipe()
-    os.write(w, data)
-    fds = [r]
-    if close_writer:
-        os.close(w)
-    else:
-        fds.append(w)
-    return f"/proc/self/fd/{r}", fds
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
-def test_a_pipe_whose_writer_is_done_reads_to_its_end(monkeypatch):
+@pytest.fixture
+def pipe():
+    """`pipe(data, close_writer=True)`: the /proc path of a pipe holding `data` (its writer still open
+    with `close_writer=False`); every end is closed after the test."""
+    fds: list[int] = []
+
+    def make(data: bytes, close_writer: bool = True) -> str:
+        r, w = os.pipe()
+        os.write(w, data)
+        fds.append(r)
+        if close_writer:
+            os.close(w)
+        else:
+            fds.append(w)
+        return f"/proc/self/fd/{r}"
+
+    yield make
+    for fd in fds:
+        os.close(fd)
+
+
+@needs_proc
+def test_a_pipe_whose_writer_is_done_reads_to_its_end(monkeypatch, pipe):
     """The end of a pipe's text ends the read at once (not the stream timeout)."""
     monkeypatch.setattr(yaml_io, "STREAM_TIMEOUT_S", 2.0)
-    path, fds = _pipe_path(b"name: x\nseeds: [1]\n")
-    try:
-        assert read_text(path, "spec file") == "name: x\nseeds: [1]\n"
-    finally:
-        for fd in fds:
-            os.close(fd)
+    assert read_text(pipe(b"name: x\nseeds: [1]\n"), "spec file") == "name: x\nseeds: [1]\n"
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
-def test_a_pipe_that_stalls_fails_after_the_stream_timeout(monkeypatch):
+@needs_proc
+def test_a_pipe_that_stalls_fails_after_the_stream_timeout(monkeypatch, pipe):
     """Its writer still open and nothing more coming: what came so far is not the whole file."""
     monkeypatch.setattr(yaml_io, "STREAM_TIMEOUT_S", 0.2)
     monkeypatch.setattr(yaml_io, "MAX_BYTES", 8)
-    path, fds = _pipe_path(b"name: xy", close_writer=False)        # exactly MAX_BYTES so far
-    try:
-        with pytest.raises(YamlError, match="delivered no \\(more\\) text within 0.2 s"):
-            read_text(path, "spec file")
-    finally:
-        for fd in fds:
-            os.close(fd)
+    path = pipe(b"name: xy", close_writer=False)        # exactly MAX_BYTES so far
+    with pytest.raises(YamlError, match="delivered no \\(more\\) text within 0.2 s"):
+        read_text(path, "spec file")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
