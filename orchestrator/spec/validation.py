@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections import Counter
 from typing import Any
 
 from orchestrator.messages import MAX_SHOWN, a_type, show
 from orchestrator.spec.schema import (AXES, DATA_AXIS_FIELDS, LAYER, LIST, MAX_LIST, PER_NAME, SCALAR, SECTION,
                                       SETTINGS, SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, TOP_KEYS, Declared,
                                       TopLevel, declared, key_of, lists_class, section_fields, top_key)
-from tasks.settings import SettingsError, base_type, declared_fields, value_problem
+from tasks.settings import SettingsError, base_type, declared_fields, repeated, value_problem
 SET_BY = {"cue_proportion": "`cue_proportions`; list the values there, at the top level (e.g. `cue_proportions: "
                             "[0.0, 0.8]`)",
           "seed": "`seeds`; list the values there, at the top level (e.g. `seeds: [0, 1]`)",
@@ -164,8 +163,7 @@ def read_list(d: Declared, body: dict, where: str, problems: list[str]) -> tuple
             problems.append(f"`{where}[{i}]`: {problem}")
         else:
             out.append(float(item) if d.item is float else item)
-    counts = Counter(out)   # items are numbers or strings (hashable); 0.0 and -0.0 count as one
-    dups = sorted({show(v) for v in out if counts[v] > 1})
+    dups = [show(v) for v in repeated(out)]     # 0.0 and -0.0, 1 and 1.0 count as one
     if dups:
         problems.append(f"`{where}`: {show(value)} repeats {', '.join(dups)}; list each once")
     return tuple(out) if len(problems) == before else None
