@@ -380,7 +380,12 @@ import sys, time
 from orchestrator.storage.layout import Storage
 storage = Storage(sys.argv[1])
 print("writing", flush=True)
-storage.write_bytes(storage.join("big.bin"), b"x" * (64 << 20))
+# what `Storage.write_bytes` does on an object store (one output stream: a multipart upload), with the
+# upload held open after its first parts: however busy the machine, it is still under way when killed
+with storage.fs.open_output_stream(storage.join("big.bin")) as f:
+    f.write(b"x" * (32 << 20))
+    time.sleep(600)
+    f.write(b"x" * (32 << 20))
 print("written", flush=True)
 """
 
