@@ -65,11 +65,13 @@ def write_runs(root: Path, name: str, state: str) -> SweepLayout:
     return layout
 
 
-@pytest.fixture(params=STATES)
-def runs_dir(tmp_path, request):
+@pytest.fixture(scope="module", params=STATES)
+def runs_dir(tmp_path_factory, request):
+    """One directory per state for the whole module: every test here only reads it."""
+    root = tmp_path_factory.mktemp(request.param)
     for name in ("smoke", "default"):            # README queries `smoke`, ANALYSIS.md `default`
-        write_runs(tmp_path, name, request.param)
-    return tmp_path
+        write_runs(root, name, request.param)
+    return root
 
 
 def run_block(code: str, directory: Path, source: str) -> str:
