@@ -49,6 +49,15 @@ def drawn(monkeypatch):
     return calls
 
 
+@pytest.fixture()
+def undrawn(monkeypatch):
+    """Figures stood in for by one blank PNG each: for tests of the report's text, which draw nothing
+    they look at (drawing is most of a report's time)."""
+    blank = io.BytesIO()
+    mpimg.imsave(blank, np.zeros((2, 2, 3)), format="png")
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [blank.getvalue() for _ in jobs])
+
+
 def test_full_report(layout, drawn):
     data = synthetic_sweep()
     write_sweep(layout, data)
@@ -111,7 +120,7 @@ def test_rerun_draws_only_figures_whose_inputs_changed(layout, drawn):
     assert drawn[3] == ["paths_cue-nocue.png"]                          # a damaged file is redrawn
 
 
-def test_report_reads_only_the_planned_tasks(layout):
+def test_report_reads_only_the_planned_tasks(layout, undrawn):
     data = synthetic_sweep(pair_types=("cue~nocue",))
     write_sweep(layout, data)
     tid = next(iter(data[vocab.BARRIERS]))
@@ -128,7 +137,7 @@ def test_report_reads_only_the_planned_tasks(layout):
     assert printed == [layout.storage.read_bytes(layout.report_file("claims.md")).decode()]
 
 
-def test_partial_report_marks_missing(layout):
+def test_partial_report_marks_missing(layout, undrawn):
     data = synthetic_sweep(pair_types=("cue~nocue", "pretrained~ft:naive", "pretrained~ft:cbft"))
     planned = len(data[vocab.TASKS])
     for rows in data[vocab.TASKS].values():           # the cbft fine-tuning failed
@@ -213,7 +222,7 @@ def test_a_figure_that_cannot_be_drawn_is_left_out_with_a_warning(layout, caplog
     assert out == [] and not layout.storage.exists(layout.report_file("bad.png"))
 
 
-def test_the_rules_printed_in_the_report_equal_the_spec(tmp_path):
+def test_the_rules_printed_in_the_report_equal_the_spec(tmp_path, undrawn):
     """The report prints the claims' decision rules as the stored spec states them (defaults filled in),
     and judges by them: a stricter margin in the spec changes the printed rule and the verdict."""
     from orchestrator.report.build import stored_rules
