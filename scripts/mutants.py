@@ -805,6 +805,7 @@ MUTANTS = [
     Mutant("M290", "compact leaves several part files per table", "orchestrator/cli.py", "compact.compact(layout, one_part=True)", "compact.compact(layout)", ("tests/orchestrator/test_cli.py::test_compact_merges_every_table_into_one_part_and_prints_the_summary",)),
     Mutant("M291", "status --watch ignored (one snapshot only)", "orchestrator/cli.py", "watch=args.watch", "watch=False", ("tests/orchestrator/test_cli.py::test_status_flags_reach_print_status_and_its_exit_status_is_kept",)),
     Mutant("M292", "the report's note printed on stdout, mixed into the results", "orchestrator/cli.py", "print(rep.note, file=sys.stderr)", "print(rep.note)", ("tests/orchestrator/test_cli.py::test_report_prints_its_note_on_stderr_and_its_text_and_page_on_stdout",)),
+    Mutant("M293", "a local Ray waited for as long as --wait-for-nodes says, for nodes that never come", "orchestrator/run/sweep.py", "wait_s=wait_for_nodes_s if address else 0", "wait_s=wait_for_nodes_s", ("tests/orchestrator/run/test_sweep_steps.py::test_only_a_cluster_at_an_address_is_waited_for",)),
 ]
 
 

@@ -217,3 +217,29 @@ def test_a_runner_import_path_must_name_a_function():
     with pytest.raises(RunnerError, match=r"`--runner`: 'tests.support.runners:BLOCK_ENV' is not a function"):
         plugin_runner("tests.support.runners:BLOCK_ENV")
     assert plugin_runner(runners.name("synthetic")) is runners.synthetic
+
+
+@pytest.mark.parametrize("address, waited", [(None, 0), ("10.1.2.3:6379", 30.0)])
+def test_only_a_cluster_at_an_address_is_waited_for(monkeypatch, tmp_path, address, waited):
+    """`wait_for_nodes_s` is for nodes on their way to a cluster at an address (run_sweep's docstring); a local
+    Ray this run starts has every node it will ever have, so its wait is 0 whatever the flag says."""
+    from tests.conftest import write_spec
+
+    class Reached(Exception):
+        pass
+
+    seen = {}
+
+    def wait_for_cluster(spec, graph, verified, kinds, read, *, wait_s, log):
+        seen.update(wait_s=wait_s, read=read)
+        raise Reached
+
+    monkeypatch.setattr(sweep.preflight, "check_ray_address", lambda address: None)
+    monkeypatch.setattr(sweep, "_connect", lambda num_cpus, address: seen.update(address=address))
+    monkeypatch.setattr(sweep, "_cluster_reader", lambda given, *, local, log: f"local={local}")
+    monkeypatch.setattr(sweep, "_wait_for_cluster", wait_for_cluster)
+    spec = load_spec(write_spec(tmp_path, "waits", cue_proportions=[0.0], finetune={"methods": []},
+                                paths={"pairs": ["nocue~nocue:self"], "num_alphas": 2}))
+    with pytest.raises(Reached):
+        sweep.run_sweep(spec, ray_address=address, wait_for_nodes_s=30.0, report=False)
+    assert seen == {"address": address, "read": f"local={address is None}", "wait_s": waited}
