@@ -190,3 +190,36 @@ def test_a_corrupt_checkpoint_error_keeps_its_file_and_problem_across_processes(
     error = CorruptCheckpointError("run/ckpt/model.safetensors", "sha256 mismatch")
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.file, copy.problem) == ("run/ckpt/model.safetensors", "sha256 mismatch") and str(copy) == str(error)
+
+
+@pytest.mark.parametrize("text", [b"\xff\xfe{}", b"[1, 2]", b"null", b"[" * 100_000],
+                         ids=["not-utf8", "a-list", "null", "nested-too-deep"])
+def test_a_meta_json_that_holds_no_checkpoint_record_is_a_corrupt_checkpoint(text):
+    """Whatever meta.json holds, reading it either gives a record or raises CorruptCheckpointError naming the
+    file (a resume treats that as "start over"); never a UnicodeDecodeError, AttributeError or RecursionError."""
+    files = checkpoint_files(sample_tensors(), {})
+    with pytest.raises(CorruptCheckpointError, match=r"meta\.json`: not (valid JSON|a checkpoint record)"):
+        read_checkpoint({**files, META_FILE: text})
+
+
+def test_a_checkpoint_written_in_the_documented_format_1_layout_is_read():
+    """The module docstring's layout, written by hand: {"format": 1, "sha256", "size", "torch_version",
+    "python_version", "created_utc", "meta"} beside a safetensors file; checkpoints on disk from earlier runs must
+    stay readable, and a new record has exactly these fields."""
+    from safetensors.torch import save
+
+    blob = save({"w": torch.arange(3, dtype=torch.float32)})
+    record = {"format": 1, "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob), "torch_version": "2.0.0",
+              "python_version": "3.11.0", "created_utc": "2026-01-01T00:00:00+00:00", "meta": {"epochs": 2}}
+    tensors, meta = read_checkpoint({TENSORS_FILE: blob, META_FILE: json.dumps(record).encode()})
+    assert meta == {"epochs": 2} and torch.equal(tensors["w"], torch.arange(3, dtype=torch.float32))
+    assert set(read_record(checkpoint_files(sample_tensors(), {}))) == set(record)
+
+
+def test_a_directory_where_a_checkpoint_file_belongs_is_a_missing_file(tmp_path):
+    """"CorruptCheckpointError if a file is missing": a directory of that name is no file (not an OSError)."""
+    directory = save_checkpoint(tmp_path / "ckpt", sample_tensors(), {})
+    (directory / TENSORS_FILE).unlink()
+    (directory / TENSORS_FILE).mkdir()
+    with pytest.raises(CorruptCheckpointError, match=r"model\.safetensors`: missing"):
+        load_checkpoint(directory)

@@ -766,3 +766,185 @@ def test_a_domino_pool_without_images_of_a_class_names_the_class():
     pool = data.DominoPool.build(torch.zeros(9, 1, 2, 2), np.arange(9, dtype=np.int64))
     with pytest.raises(DataError, match=r"no images of classes \[9\]"):
         pool.draw(torch.tensor([3, 9]), generator(0, "pool"))
+
+
+# ---- mutation hunt 4 (data): streams, dtypes, refusals and edges -----------------------------------
+
+def test_every_dominoes_draw_comes_from_its_own_named_stream(dominoes_root):
+    """The recipe written out: which training samples carry the cue (`cue_seed`, "cued") and which pool image each
+    gets (`cue_seed`, "train_cue"); the `cue` set's pool images (`seed`, "cue"); `randcue`'s classes, then its pool
+    images, from (`seed`, "randcue"); `randimg`'s derangement, then its pool images, from (`seed`, "randimg"). No two
+    draws share a stream, so e.g. the `cue` set's images are not correlated with `randcue`'s classes."""
+    root, levels, labels, _ = dominoes_root
+    loaded = load_cue_data(DataSettings(dataset="dominoes", cue_proportion=0.5, seed=4, cue_seed=7, root=str(root)))
+    pool_tr = data.DominoPool.build(torch.zeros(40, 1, 1, 1), labels["train"].astype(np.int64))
+    pool_te = data.DominoPool.build(torch.zeros(20, 1, 1, 1), labels["t10k"].astype(np.int64))
+
+    y_train = loaded.train.y
+    cued = data.choose_cued(y_train, 0.5, generator(7, "cued"))
+    assert torch.equal(loaded.cued, cued)
+    index = cued.nonzero().squeeze(1)
+    expected = pool_tr.draw(y_train[index], generator(7, "train_cue"))
+    assert top_source(loaded.train.x[index], levels["train"]) == expected.tolist()
+
+    sets, y = loaded.eval_sets, loaded.eval_sets["nocue"].y
+    n = len(y)
+    assert top_source(sets["cue"].x, levels["t10k"]) == pool_te.draw(y, generator(4, "cue")).tolist()
+    gen = generator(4, "randcue")
+    classes = torch.randint(0, 10, (n,), generator=gen)
+    assert top_source(sets["randcue"].x, levels["t10k"]) == pool_te.draw(classes, gen).tolist()
+    gen = generator(4, "randimg")
+    partner = data._derangement(n, gen)
+    assert torch.equal(sets["randimg"].x[:, :, 32:], sets["nocue"].x[partner, :, 32:])
+    assert top_source(sets["randimg"].x, levels["t10k"]) == pool_te.draw(y, gen).tolist()
+
+
+def test_the_clean_subset_is_the_start_of_its_own_seeded_permutation():
+    """`clean_subset_indices` draws from the (seed, "clean_subset") stream, not from a stream another draw uses
+    (e.g. epoch 0's shuffle, which would make the clean subset the first batches of the first epoch)."""
+    expected = torch.randperm(300, generator=generator(5, "clean_subset"))[:40]
+    assert torch.equal(clean_subset_indices(300, 40, seed=5), expected)
+    first_batch = next(iterate_batches(numbered_split(300), 40, seed=5, epoch=0))[1]
+    assert not torch.equal(clean_subset_indices(300, 40, seed=5), first_batch)
+
+
+def test_a_final_batch_of_one_row_is_kept_with_drop_last_false():
+    """21 rows in 5s with `drop_last=False`: four full batches and a fifth of the one row left; every row once."""
+    batches = [y for _, y in iterate_batches(numbered_split(21), 5, seed=3, epoch=0, drop_last=False)]
+    assert [len(y) for y in batches] == [5, 5, 5, 5, 1]
+    assert sorted(torch.cat(batches).tolist()) == list(range(21))
+
+
+def test_images_are_normalised_chunk_by_chunk_without_losing_or_repeating_rows(monkeypatch):
+    """`_normalise` converts `_CHUNK` rows at a time; with chunks of 4, ten images (chunks 4, 4, 2) must still each
+    be x / 255 * 2 - 1 of their own pixels."""
+    monkeypatch.setattr(data, "_CHUNK", 4)
+    images = np.random.default_rng(5).integers(0, 256, (10, 1, 3, 3), dtype=np.uint8)
+    out = data._normalise(images, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(out, normalise(images))
+
+
+def test_an_unknown_box_layout_is_refused():
+    with pytest.raises(ValueError, match="box layout 'diagonal' is unknown; allowed: grid, ring"):
+        data.box_corners(20, 20, layout="diagonal")
+
+
+def test_box_colours_for_two_channel_images_are_refused():
+    """Box cues know grey (1 channel) and RGB (3); two channels are neither."""
+    with pytest.raises(ValueError, match="box cues support 1 or 3 channels, got 2"):
+        data.box_colours(10, 2)
+
+
+def test_hues_of_every_cifar100_group_match_hsv_with_full_saturation_and_value():
+    """RGB box colours: hue (label div 10) / ceil(K / 10), s = v = 1, normalised x * 2 - 1; checked against
+    `colorsys.hsv_to_rgb` for the ten groups of CIFAR-100 and the three of a 25-class dataset."""
+    import colorsys
+
+    for classes in (100, 25):
+        groups = math.ceil(classes / 10)
+        colours = data.box_colours(classes, 3)
+        for label in range(classes):
+            expected = [2 * v - 1 for v in colorsys.hsv_to_rgb((label // 10) / groups, 1.0, 1.0)]
+            assert colours[label].tolist() == pytest.approx(expected, abs=1e-6), (classes, label)
+
+
+def user_uint8_labels(root):
+    x = np.random.default_rng(1).integers(0, 256, (20, 1, 6, 6), dtype=np.uint8)
+    return data.ImageArrays(x, (np.arange(20) % 3).astype(np.uint8), x[:6], (np.arange(6) % 3).astype(np.uint8), 3)
+
+
+def test_a_user_datasets_uint8_labels_are_loaded_as_int64():
+    """Labels are int64 wherever they are handed out (`Split.y`), whatever integer type the dataset returns."""
+    name = "tests.tasks.test_data:user_uint8_labels"
+    loaded = load_cue_data(DataSettings(dataset=name, cue_proportion=1.0, seed=2))
+    keep, _ = data.validation_indices(data.dataset_info(name), 20)
+    assert loaded.train.y.dtype == torch.int64 and loaded.train.y.tolist() == (keep % 3).tolist()
+    for split in loaded.eval_sets.values():
+        assert split.y.dtype == torch.int64 and split.y.tolist() == [0, 1, 2, 0, 1, 2]
+    val = load_cue_data(DataSettings(dataset=name, eval_split="val"))
+    assert all(s.y.dtype == torch.int64 for s in val.eval_sets.values())
+
+
+def user_non_square(root):
+    x = np.zeros((12, 3, 5, 7), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(12) % 2, x[:2], np.array([0, 1]), 2)
+
+
+def test_a_user_datasets_image_size_is_height_then_width():
+    info = data.user_dataset_info("tests.tasks.test_data:user_non_square")
+    assert (info.in_channels, info.image_size) == (3, (5, 7))
+
+
+def user_negative_label(root):
+    return _user_images(10, np.array([0, 1, 2, -1, 0, 1, 2, 0, 1, 2]), 3)
+
+
+def user_short_labels(root):
+    x = np.zeros((10, 1, 4, 4), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(9) % 2, x[:2], np.array([0, 1]), 2)
+
+
+def user_bad_test_images(root):
+    x = np.zeros((10, 1, 4, 4), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(10) % 2, x[:2].astype(np.float32), np.array([0, 1]), 2)
+
+
+def user_bad_test_labels(root):
+    x = np.zeros((10, 1, 4, 4), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(10) % 2, x[:2], np.array([0, 2]), 2)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("user_negative_label", r"y_train must be 10 integer labels in \[0, 3\)"),
+    ("user_short_labels", r"y_train must be 10 integer labels in \[0, 2\)"),
+    ("user_bad_test_images", r"x_test must be a uint8 array \[N, C, H, W\]"),
+    ("user_bad_test_labels", r"y_test must be 2 integer labels in \[0, 2\)"),
+])
+def test_a_user_dataset_with_a_negative_label_too_few_labels_or_a_bad_test_split_is_refused(name, message):
+    """Both splits are checked: labels one per image and in [0, num_classes), images uint8 [N, C, H, W]."""
+    with pytest.raises(DataError, match=message):
+        data.dataset_info(f"tests.tasks.test_data:{name}")
+
+
+def user_ten_thousand_classes(root):
+    return _user_images(10, np.arange(10) * 999, 10_000)
+
+
+def user_no_test_images(root):
+    x = np.zeros((10, 1, 4, 4), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(10) % 2, x[:0], np.zeros(0, dtype=np.int64), 2)
+
+
+def test_a_user_dataset_may_have_ten_thousand_classes_and_an_empty_test_split():
+    """The limits are inclusive (2 to 10000 classes), and an empty split's labels need no range check."""
+    assert data.user_dataset_info("tests.tasks.test_data:user_ten_thousand_classes").num_classes == 10_000
+    assert data.user_dataset_info("tests.tasks.test_data:user_no_test_images").train_size == 9
+
+
+def test_a_home_relative_data_root_is_expanded(tmp_path, monkeypatch):
+    """`data.root: ~/datasets` names a folder in the user's home (as `mmc-sweep data download --root` does)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "datasets" / "fashion-mnist", images, labels)
+    loaded = load_cue_data(DataSettings(dataset="fashion_mnist", root="~/datasets"))
+    assert len(loaded.train) == 37
+
+
+def test_data_settings_refuse_a_negative_cue_proportion_or_cue_seed_and_dominoes_cues_on_your_own_data():
+    """p is a fraction in [0, 1]; seeds are >= 0; a dataset of your own gets box cues only."""
+    with pytest.raises(ValueError, match="`cue_proportion`"):
+        DataSettings(cue_proportion=-0.1)
+    with pytest.raises(ValueError, match="`cue_seed`"):
+        DataSettings(cue_seed=-1)
+    with pytest.raises(ValueError, match=r"`cue`: 'dominoes' is not available for dataset .*allowed: box"):
+        DataSettings(dataset="tests.tasks.test_data:user_four", cue="dominoes")
+
+
+def test_dominoes_without_cifar10_names_the_missing_batch_and_both_datasets(tmp_path):
+    """A DataError names the path it is about (`DataError.path`); dominoes' error keeps CIFAR-10's missing batch and
+    adds that the dataset needs both CIFAR-10 and FashionMNIST."""
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    with pytest.raises(DataError, match="needs both CIFAR-10 and FashionMNIST") as info:
+        load_cue_data(DataSettings(dataset="dominoes", root=str(tmp_path)))
+    assert info.value.path == str(tmp_path / "cifar-10-batches-py" / "data_batch_1")

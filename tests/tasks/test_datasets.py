@@ -433,3 +433,131 @@ def test_download_skips_fashion_files_the_user_already_decompressed(tmp_path, mo
     datasets.download("fashion_mnist", root)
     assert calls == []
     assert not any(p.suffix == ".gz" for p in (root / "fashion-mnist").iterdir())
+
+
+# ---- mutation hunt 4 (data): key spellings, torn files, layouts, published resources, download edges ------
+
+def test_a_cifar_batch_pickled_with_str_keys_reads_like_one_with_bytes_keys(tmp_path):
+    """A batch re-pickled by Python 3 has str keys ('data', 'labels'); `_get_key` looks for both spellings."""
+    images = make_images(3, (3, 32, 32), 2)
+    path = tmp_path / "str_keys"
+    path.write_bytes(pickle.dumps({"data": images.reshape(3, -1), "labels": [4, 0, 9]}, protocol=4))
+    x, y = datasets.read_cifar_batch(path)
+    np.testing.assert_array_equal(x, images)
+    assert y.tolist() == [4, 0, 9] and y.dtype == np.int64
+
+
+def test_a_truncated_gzip_idx_file_is_a_data_error_naming_the_file(tmp_path):
+    """A torn download of a `.gz` file ends before the gzip end-of-stream marker (EOFError in `gzip`): it is
+    reported as corrupt gzip data, not as a bare EOFError."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8)))[:-12])
+    with pytest.raises(DataError, match="corrupt gzip data") as info:
+        datasets.read_idx(path)
+    assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00\x08"], ids=["empty", "three-bytes"])
+def test_an_idx_file_shorter_than_its_magic_number_is_refused(tmp_path, content):
+    """The magic number is 4 bytes; an empty or 3-byte file is no IDX file (a DataError, not an IndexError)."""
+    (tmp_path / "short").write_bytes(content)
+    with pytest.raises(DataError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "short")
+
+
+def test_fashion_files_directly_in_the_root_are_found(tmp_path):
+    """The module docstring: FashionMNIST files are also found in <root>/ itself."""
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path, images, labels)
+    x_train, y_train, _, y_test = datasets.load_fashion_mnist(tmp_path)
+    np.testing.assert_array_equal(x_train[:, 0], images["train"])
+    np.testing.assert_array_equal(y_test, labels["t10k"])
+    assert datasets.missing_files("fashion_mnist", tmp_path) == []
+
+
+def test_dominoes_files_are_cifar10s_and_fashion_mnists():
+    """dominoes reads CIFAR-10 and FashionMNIST: on an empty root all ten of their files are missing."""
+    root = Path("/nonexistent-root")
+    assert datasets.missing_files("dominoes", root) == datasets.expected_files("cifar10", root) + [
+        root / "fashion-mnist" / (stem + ".gz") for stem in datasets.FASHION_STEMS]
+    assert datasets.missing_files("digits", root) == []
+
+
+def test_fashion_images_that_are_not_uint8_are_refused(tmp_path):
+    images, labels = fashion_arrays()
+    images["train"] = images["train"].astype(np.int16)
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    with pytest.raises(DataError, match=r"expected uint8 images \[N, H, W\], got int16"):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+# The md5 of each published FashionMNIST file (zalandoresearch/fashion-mnist README; torchvision uses the same).
+PUBLISHED_FASHION_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+
+def test_every_published_file_is_fetched_from_urls_that_name_it_and_checked_against_its_own_md5():
+    """Each mirror URL ends in `/<filename>` (a base without its trailing slash, or another dataset's archive, would
+    fetch the wrong thing), and each FashionMNIST file carries its own published md5."""
+    for group, resources in datasets.RESOURCES.items():
+        for resource in resources:
+            assert resource.urls, resource.filename
+            for url in resource.urls:
+                assert url.endswith("/" + resource.filename), (group, url)
+    assert {r.filename: r.md5 for r in datasets.RESOURCES["fashion_mnist"]} == PUBLISHED_FASHION_MD5
+    assert {r.filename for r in datasets.RESOURCES["cifar100"]} == {"cifar-100-python.tar.gz"}
+
+
+def test_a_member_rooted_at_a_backslash_is_refused(tmp_path):
+    """`\\evil.txt` is an absolute path on Windows: refused like `/evil.txt`, whatever the platform."""
+    archive = tmp_path / "bs.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("\\evil.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(DataError, match="unsafe archive member"):
+        datasets.extract_tar(archive, tmp_path / "out")
+
+
+def test_a_download_cut_off_on_every_mirror_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A connection that drops mid-file (OSError after some bytes) on every mirror: the error names each mirror, and
+    neither the archive nor its `.part` file is left behind."""
+    def torn(url, dest, timeout_s=60.0):
+        Path(dest).write_bytes(b"half an archive")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(datasets, "fetch_url", torn)
+    resource = Resource("x.tar.gz", ("file:///a/x.tar.gz", "file:///b/x.tar.gz"), "0" * 32, extract=True)
+    dest = tmp_path / "x.tar.gz"
+    with pytest.raises(DataError, match=r"(?s)file:///a/x.tar.gz: connection reset.*file:///b/x.tar.gz"):
+        datasets._fetch_verified(resource, dest)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_expands_a_home_relative_root_and_digits_fetch_nothing(tmp_path, monkeypatch):
+    """`--root ~/data` means the user's home (as in `data.root`); `digits` is bundled, so nothing is fetched."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(datasets, "fetch_url", lambda url, dest, timeout_s=60.0: calls.append(url))
+    assert datasets.download("digits", "~/data") == tmp_path / "data"
+    assert (tmp_path / "data").is_dir() and calls == []
+
+
+def test_an_archive_that_lacks_some_expected_files_is_refused_after_extraction(tmp_path, monkeypatch):
+    """A verified archive that extracts without `data_batch_2..5` and `test_batch` is not a usable CIFAR-10: the error
+    lists what is still missing."""
+    source = tmp_path / "source" / "cifar-10-batches-py"
+    source.mkdir(parents=True)
+    write_cifar_batch(source / "data_batch_1", make_images(2, (3, 32, 32), 0), np.array([0, 1]))
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="cifar-10-batches-py")
+    monkeypatch.setitem(datasets.RESOURCES, "cifar10",
+                        (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
+    with pytest.raises(DataError, match=r"extracted, but these files are still missing: .*data_batch_2"):
+        datasets.download("cifar10", tmp_path / "data")

@@ -249,3 +249,67 @@ def test_evaluation_is_fp32_by_default_even_where_the_machine_computes_bf16_nati
     seen.clear()
     evaluate(model, split, batch_size=6, precision="auto")
     assert seen == [torch.bfloat16]
+
+
+def test_bf16_evaluation_takes_the_cross_entropy_of_the_bfloat16_logits_in_float32():
+    """"bf16" (module docstring): matmuls in bfloat16, "accumulation and the loss in float32". The loss is the float32
+    cross-entropy of the bfloat16 logits the model returned (seen by a hook), in `evaluate` and `evaluate_joined`
+    alike; a cross-entropy computed in bfloat16 is off by its rounding (about 0.4%)."""
+    model, split = trained_bn_model(), make_split(40, seed=5)
+    outputs = []
+    model.register_forward_hook(lambda module, args, out: outputs.append(out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        alone = evaluate(model, split, batch_size=16, precision="bf16")
+        alone_logits = torch.cat(outputs)
+        outputs.clear()
+        joined = evaluate_joined(model, JoinedSets({"a": split}, "cpu"), batch_size=16, precision="bf16")["a"]
+        joined_logits = torch.cat(outputs)
+    for result, logits in ((alone, alone_logits), (joined, joined_logits)):
+        assert logits.dtype == torch.bfloat16
+        expected = F.cross_entropy(logits.float(), split.y, reduction="none").double().mean().item()
+        assert result["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_per_sample_losses_are_summed_in_float64_so_a_huge_loss_does_not_swallow_the_small_ones():
+    """The images are the logits (a flatten "model"): one sample with logits (0, 2^24) and class 0 has loss 2^24,
+    seven with logits (0, 0) have loss log 2 each; the mean is (2^24 + 7·log 2) / 8. A float32 running sum (spacing 2
+    at 2^24) drops the small losses. `evaluate` in batches of one and `evaluate_joined` ("per-sample losses summed
+    in float64") must both keep them."""
+    x = torch.zeros(8, 2, 1, 1)
+    x[0, 1, 0, 0] = 2.0 ** 24
+    split = Split(x, torch.zeros(8, dtype=torch.int64))
+    expected = (2.0 ** 24 + 7 * math.log(2.0)) / 8
+    assert evaluate(nn.Flatten(), split, batch_size=1, precision="fp32")["loss"] == pytest.approx(expected, abs=1e-5)
+    joined = evaluate_joined(nn.Flatten(), JoinedSets({"a": split, "b": split}, "cpu"), batch_size=16, precision="fp32")
+    assert joined["a"]["loss"] == pytest.approx(expected, abs=1e-5)
+    assert joined["b"]["loss"] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("available, supported, native", [(True, True, True), (True, False, False), (False, True, False)])
+def test_a_gpu_computes_bf16_natively_only_where_cuda_is_available_and_supports_it(monkeypatch, available, supported,
+                                                                                   native):
+    """"CUDA GPUs with bf16 support": both conditions, never either one alone."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: supported)
+    assert native_bf16("cuda") is native
+
+
+def test_evaluate_sets_passes_its_options_to_every_evaluation():
+    """`evaluate_sets(model, sets, **kw)` is `evaluate` on each split with the same options: asked for predictions
+    and bf16, every row holds that split's predictions and its bf16 numbers."""
+    model = trained_bn_model()
+    sets = {"nocue": make_split(7, seed=2), "cue": make_split(5, seed=3)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = evaluate_sets(model, sets, batch_size=4, precision="bf16", predictions=True)
+        for row, (name, split) in zip(rows, sets.items(), strict=True):
+            alone = evaluate(model, split, batch_size=4, precision="bf16", predictions=True)
+            assert row["eval_set"] == name and torch.equal(row["pred"], alone["pred"])
+            assert row["loss"] == alone["loss"] and row["loss"] != evaluate(model, split, precision="fp32")["loss"]
+
+
+def test_joined_sets_refuse_no_sets_at_all():
+    """Nothing to evaluate is the same error as an empty split, not a failure deep inside torch."""
+    with pytest.raises(ValueError, match="empty split"):
+        JoinedSets({}, "cpu")

@@ -221,3 +221,41 @@ def test_a_model_without_a_features_method_or_a_linear_head_is_refused(monkeypat
     monkeypatch.setitem(models.MODELS, "mine", lambda num_classes, in_channels, width: builder(num_classes))
     with pytest.raises(TypeError, match="features"):
         build_model("mine", 3, 1)
+
+
+def test_without_a_seed_the_initialisation_is_drawn_from_the_global_rng():
+    """"without it, from the global RNG": the same global seed builds the same weights, another global seed other
+    weights, and the draws advance the global RNG."""
+    torch.manual_seed(5)
+    a = build_model("small_cnn", 10, width=4)
+    drawn = torch.random.get_rng_state()
+    torch.manual_seed(5)
+    b = build_model("small_cnn", 10, width=4)
+    torch.manual_seed(6)
+    c = build_model("small_cnn", 10, width=4)
+    assert torch.equal(a.blocks[0].conv.weight, b.blocks[0].conv.weight)
+    assert not torch.equal(a.blocks[0].conv.weight, c.blocks[0].conv.weight)
+    torch.manual_seed(5)
+    assert not torch.equal(torch.random.get_rng_state(), drawn)
+
+
+@pytest.mark.parametrize("width", [0, -1])
+def test_model_settings_refuse_a_width_below_one_before_anything_is_built(width):
+    """A width below one builds no model (`build_model` refuses it): the settings refuse it up front, naming the
+    field, so a sweep never plans a task that can only fail."""
+    from tasks.models import ModelSettings
+
+    with pytest.raises(ValueError, match=f"`width`: {width} is not allowed"):
+        ModelSettings(width=width)
+    assert ModelSettings(width=1).width == 1
+
+
+def test_alignment_problem_names_a_builder_that_returns_no_classifier(monkeypatch):
+    """`alignment_problem` says *why* a model cannot be permuted, "or None": a builder that returns no classifier
+    (no `features`) is such a reason, returned as text, not raised."""
+    from tasks import models
+
+    monkeypatch.setitem(models.MODELS, "mine", lambda num_classes, in_channels, width: _NoFeatures(num_classes))
+    problem = models.alignment_problem("mine")
+    assert isinstance(problem, str) and "features" in problem
+    assert models.supports_alignment("mine") is False and models.alignment_problem("small_cnn") is None

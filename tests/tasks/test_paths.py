@@ -697,3 +697,352 @@ def test_midpoint_resume_after_an_epoch_finishes_exactly_like_an_uninterrupted_r
     assert resumed_rows == rows[2:]
     for name, value in full.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+# --------------------------------------------------------------------------- edge cases (hunt 4)
+
+def test_combining_refuses_an_extra_key_in_any_state():
+    """Endpoints (and the midpoint) must share one architecture: a key that only B or M has is refused, not
+    silently dropped."""
+    a, m, b = (state_of(tiny_model(s)) for s in (0, 1, 2))
+    extra = {**b, "extra.weight": torch.ones(2)}
+    with pytest.raises(KeyError, match="extra.weight"):
+        interpolate(a, extra, 0.5)
+    with pytest.raises(KeyError, match="extra.weight"):
+        bezier(a, {**m, "extra.weight": torch.ones(2)}, b, 0.5)
+    with pytest.raises(KeyError, match="extra.weight"):
+        interpolate({**a, "extra.weight": torch.ones(2)}, b, 0.5)
+
+
+def test_a_combined_state_shares_no_tensor_with_the_endpoints():
+    """The path's state is a new state: changing it (loading, re-estimating in place) never changes A, B or M,
+    integer buffers (taken from A) included."""
+    a, m, b = (state_of(tiny_model(s)) for s in (0, 1, 2))
+    before = {k: v.clone() for k, v in a.items()}
+    for combined in (interpolate(a, b, 0.5), bezier(a, m, b, 0.5), interpolate(a, b, 0.0)):
+        for value in combined.values():
+            value.add_(1)
+    for key, value in a.items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_float64_and_half_tensors_are_combined_like_float32_ones():
+    """Every floating tensor is combined, whatever its precision; only integer buffers come from A."""
+    a = {"w64": torch.tensor([1.0, 2.0], dtype=torch.float64), "w16": torch.tensor([1.0, 2.0], dtype=torch.float16),
+         "count": torch.tensor(3)}
+    b = {"w64": torch.tensor([3.0, 6.0], dtype=torch.float64), "w16": torch.tensor([3.0, 6.0], dtype=torch.float16),
+         "count": torch.tensor(9)}
+    half = interpolate(a, b, 0.5)
+    assert torch.equal(half["w64"], torch.tensor([2.0, 4.0], dtype=torch.float64))
+    assert torch.equal(half["w16"].float(), torch.tensor([2.0, 4.0]))
+    assert int(half["count"]) == 3
+    curve = bezier(a, {k: 0 * v for k, v in a.items()}, b, 0.5)      # 0.25 A + 0.5 * 0 + 0.25 B
+    assert torch.equal(curve["w64"], torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert torch.equal(curve["w16"].float(), torch.tensor([1.0, 2.0]))
+
+
+def test_reset_bn_forgets_non_finite_old_statistics():
+    """Re-estimation starts from reset buffers: NaN or inf statistics left in the model (a diverged
+    endpoint, an interpolation of them) do not leak into the new ones (momentum 1.0 still multiplies the old
+    buffer by 0, and 0 * NaN is NaN)."""
+    x = blobs(20, seed=1).x
+    clean = tiny_model(0)
+    reset_bn(clean, x, batch_size=8, precision="fp32")
+    for traced in (False, True):
+        model = tiny_model(0)
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.fill_(float("nan"))
+            bn.running_var.fill_(float("inf"))
+        reset_bn(model, x, batch_size=8, precision="fp32", traced=ResetPass(model) if traced else None)
+        for key, value in clean.state_dict().items():
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=(traced, key))
+
+
+def test_reset_bn_needs_two_samples_with_either_pass_and_takes_exactly_two():
+    """One sample has no variance (the docstring's guard); two are enough."""
+    x = blobs(2, seed=1).x
+    for traced in (False, True):
+        model = tiny_model(0)
+        fast = ResetPass(model) if traced else None
+        with pytest.raises(ValueError, match="at least 2 samples"):
+            reset_bn(model, x[:1], batch_size=8, precision="fp32", traced=fast)
+        reset_bn(model, x, batch_size=8, precision="fp32", traced=fast)
+        assert int(model.blocks[0].bn.num_batches_tracked) == 1
+
+
+def test_reset_bn_skips_batchnorms_that_track_no_statistics():
+    """A BN without running statistics (`track_running_stats=False`) has nothing to re-estimate; the others
+    are re-estimated as usual."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    x = blobs(20, seed=1).x
+    reset_bn(model, x, batch_size=20, precision="fp32")             # one batch: BN 1 normalises with its statistics
+    with torch.no_grad():
+        h = model[3](model[2](model[1](model[0](x)))).double()
+    torch.testing.assert_close(model[4].running_mean.double(), h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert model[1].running_mean is None and not model.training
+
+
+def test_reset_bn_in_bf16_ignores_the_traced_pass_and_matches_its_own_bf16_pass():
+    """The traced pass is float32-only (`ResetPass.applies`): handed one in bf16, `reset_bn` runs its own bf16
+    pass, so the statistics match the bf16 activations evaluated afterwards."""
+    x = blobs(30, seed=1).x
+    stats = {}
+    for name, precision, traced in (("own", "bf16", False), ("traced", "bf16", True), ("fp32", "fp32", False)):
+        model = tiny_model(0)
+        with pytest.warns(RuntimeWarning) if precision == "bf16" and resolve_precision("auto", "cpu") == "fp32" \
+                else contextlib.nullcontext():
+            reset_bn(model, x, batch_size=16, precision=precision, traced=ResetPass(model) if traced else None)
+        stats[name] = torch.cat([m.running_var for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert torch.equal(stats["traced"], stats["own"])
+    assert not torch.equal(stats["own"], stats["fp32"])                # bf16 did change the statistics
+
+
+class _SharedBN(nn.Module):
+    """One BatchNorm called after two convolutions: its statistics pool both inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv1(x)))
+        h = torch.relu(self.bn(self.conv2(h)))
+        return self.head(h.mean((2, 3)))
+
+
+def test_a_batchnorm_called_twice_is_re_estimated_on_both_inputs_even_when_handed_a_traced_pass():
+    torch.manual_seed(0)
+    own = _SharedBN()
+    fast = copy.deepcopy(own)
+    x = blobs(30, seed=1).x
+    reset_bn(own, x, batch_size=16, precision="fp32")
+    with torch.no_grad():
+        h1 = own.conv1(x)
+    first = h1.double().mean(dim=(0, 2, 3))
+    assert not torch.allclose(own.bn.running_mean.double(), first, atol=1e-3)     # the pool of both inputs
+    reset_bn(fast, x, batch_size=16, precision="fp32", traced=ResetPass(fast, PatchMoments()))
+    for key, value in own.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+class _Quirky(nn.Module):
+    """Every shape a conv -> BN pair may take in a model of one's own: a 5x5 first convolution (padding 2) and
+    F.relu; a BN output read twice; BN followed by a method that is not relu, by a module that is not a ReLU;
+    a convolution output read twice; reflect padding; a grouped convolution followed by `.relu()`; BatchNorm1d
+    before the head."""
+
+    def __init__(self):
+        super().__init__()
+        c = lambda *a, **k: nn.Conv2d(*a, **k)
+        self.conv0, self.bn0 = c(1, 4, 5, padding=2), nn.BatchNorm2d(4)
+        self.conv1, self.bn1 = c(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = c(4, 4, 3, padding=1), nn.BatchNorm2d(4, eps=0.5)
+        self.conv3, self.bn3, self.act = c(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh()
+        self.conv4, self.bn4 = c(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv5, self.bn5 = c(4, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4)
+        self.conv6, self.bn6 = c(4, 4, 3, padding=1, groups=2), nn.BatchNorm2d(4)
+        self.bn_head, self.head = nn.BatchNorm1d(4), nn.Linear(4, 3)
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.uniform_(-0.5, 0.5, generator=gen)
+
+    def forward(self, x):
+        h = nn.functional.relu(self.bn0(self.conv0(x)))
+        y = self.bn1(self.conv1(h))
+        h = y.relu() + 0.5 * y
+        h = self.bn2(self.conv2(h)).sigmoid()
+        h = self.act(self.bn3(self.conv3(h)))
+        c4 = self.conv4(h)
+        h = torch.relu(self.bn4(c4) + 0.1 * c4)
+        h = torch.relu(self.bn5(self.conv5(h)))
+        h = self.bn6(self.conv6(h)).relu()
+        return self.head(self.bn_head(h.mean((2, 3))))
+
+
+def test_folded_bn_and_the_reset_pass_keep_the_function_of_a_model_of_ones_own():
+    """FoldedBN computes the eval-mode function and the reset pass `reset_bn`'s statistics, whatever follows a
+    BN (a ReLU however written, another method or module, several readers) and whatever the convolution (5x5,
+    reflect padding, groups); only plain ReLUs that alone read a folded BN run inside the convolution."""
+    from tasks.paths import _ConvReLU
+    torch.manual_seed(0)
+    x = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    own = _Quirky()
+    reset_bn(own, x, batch_size=10, precision="fp32")
+    for patches in (None, PatchMoments()):
+        fast = _Quirky()
+        fast.load_state_dict({k: v.clone() for k, v in own.state_dict().items()})
+        for bn in (m for m in fast.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d))):
+            bn.reset_running_stats()
+        traced = ResetPass(fast, patches)
+        for _ in range(2):
+            reset_bn(fast, x, batch_size=10, precision="fp32", traced=traced)
+            for key, value in own.state_dict().items():
+                torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=(patches, key))
+    folded = FoldedBN(own)
+    assert len(folded.pairs) == 6                         # every conv -> BN but conv4 (its output is read twice)
+    fused = [m for m in folded.module.modules() if isinstance(m, _ConvReLU)]
+    assert [m.groups for m in fused] == [1, 2]            # conv0 (F.relu) and conv6 (.relu())
+    probe = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    before = state_of(own)
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(probe), own.eval()(probe), rtol=1e-4, atol=1e-5)
+    for key, value in state_of(own).items():             # evaluating the view leaves the model's BN alone
+        assert torch.equal(value, before[key]), key
+    expected = copy.deepcopy(own).eval()(probe).detach()
+    view = FoldedBN(own.train())                          # built from a model in train mode: still the eval function
+    with torch.no_grad():
+        torch.testing.assert_close(view.module(probe), expected, rtol=1e-4, atol=1e-5)
+    for key, value in state_of(own).items():
+        assert torch.equal(value, before[key]), key
+
+
+class _FirstBlock(nn.Module):
+    """A model whose first BN follows a convolution of some kind (`kind`), then one conv block and a head."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        channels = 2 if kind == "grouped" else 1
+        self.pre = nn.Conv2d(1, 3, 3, padding=1)                   # read only by `deep`
+        conv = {"grouped": dict(padding=1, groups=2), "reflect": dict(padding=1, padding_mode="reflect"),
+                "same": dict(padding="same"), "reused": dict(padding=1), "deep": dict(padding=1),
+                "strided": dict(stride=2, padding=0)}[kind]
+        self.conv = nn.Conv2d(3 if kind == "deep" else channels, 4, 3, **conv)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+        self.channels = channels
+
+    def forward(self, x):
+        c = self.conv(self.pre(x) if self.kind == "deep" else x)
+        h = torch.relu(self.bn(c))
+        if self.kind == "reused":
+            h = h + 0.1 * c
+        h = torch.relu(self.bn2(self.conv2(h)))
+        return self.head(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["grouped", "reflect", "same", "reused", "deep", "strided"])
+def test_the_reset_pass_gives_reset_bns_statistics_whatever_the_first_convolution(kind):
+    """The first BN's statistics come from image patches only where the convolution reads the images
+    themselves, alone, with zero padding and no groups; elsewhere (and always in number) they equal
+    `reset_bn`'s own; FoldedBN keeps the eval-mode function."""
+    torch.manual_seed(0)
+    own = _FirstBlock(kind)
+    fast = copy.deepcopy(own)
+    x = torch.randn(30, own.channels, 8, 8, generator=torch.Generator().manual_seed(1))
+    reset_bn(own, x, batch_size=8, precision="fp32")
+    traced = ResetPass(fast, PatchMoments())
+    assert (traced.input_block is not None) == (kind == "strided")
+    for _ in range(2):
+        reset_bn(fast, x, batch_size=8, precision="fp32", traced=traced)
+        for key, value in own.state_dict().items():
+            torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    probe = x[:5]
+    with torch.no_grad():
+        torch.testing.assert_close(FoldedBN(own).module(probe), own.eval()(probe), rtol=1e-4, atol=1e-5)
+
+
+def test_patch_moments_are_kept_per_batch_shape_layout_and_convolution():
+    """The cache returns a batch's own patch moments: not those of a longer batch starting at the same address,
+    of the same memory read with other strides, or of the same images read by a convolution of another
+    geometry."""
+    def reference(batch, conv):
+        p = nn.functional.unfold(batch.double(), conv.kernel_size, dilation=conv.dilation, padding=conv.padding,
+                                 stride=conv.stride)
+        p = p.transpose(1, 2).reshape(-1, p.shape[1])
+        return len(p), p.mean(0), torch.cov(p.T, correction=0)
+
+    images = torch.randn(10, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    others = [nn.Conv2d(1, 2, 3, padding=0), nn.Conv2d(1, 2, 3, padding=1, stride=2),
+              nn.Conv2d(1, 2, 3, padding=1, dilation=2)]                  # each differs from `conv` in one way
+    cache = PatchMoments()
+    for batch, c in [(images[:6], conv), (images[:4], conv), (images[:6].transpose(2, 3), conv)] + [
+            (images[:6], other) for other in others]:
+        count, mean, cov = cache.of(batch, batch, c)
+        n, mu, sigma = reference(batch, c)
+        assert count == n
+        torch.testing.assert_close(mean, mu)
+        torch.testing.assert_close(cov, sigma)
+    wide = nn.Conv2d(1, 2, 5, padding=2)
+    count, mean, cov = PatchMoments().of(images, images, wide)
+    n, mu, sigma = reference(images, wide)
+    assert count == n == 10 * 36
+    torch.testing.assert_close(mean, mu)
+    torch.testing.assert_close(cov, sigma)
+
+
+def test_bn_data_refuses_endpoint_images_of_another_length():
+    """A's and B's training images are the same images with each endpoint's cues: as many of each."""
+    a_imgs = torch.zeros(12, 1, 2, 2)
+    for b_imgs in (torch.ones(11, 1, 2, 2), torch.ones(13, 1, 2, 2)):
+        with pytest.raises(ValueError, match="both endpoints"):
+            draw_bn_sample(a_imgs, PathSettings(bn_reset_samples=6, bn_data="endpoints"), seed=0, alpha_index=0,
+                           bn_data_b=b_imgs, alpha=0.5)
+
+
+def test_agreement_is_the_exact_fraction_of_equal_decisions():
+    """1 of 3 and 7 of 10 equal decisions: the float64 fractions 1/3 and 7/10 (a float32 mean rounds them)."""
+    from tasks.paths import agreement
+    assert agreement(torch.tensor([0, 1, 2]), torch.tensor([0, 2, 1])) == 1 / 3
+    assert agreement(torch.arange(10), torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 0, 0])) == 0.7
+
+
+def test_settings_bounds_and_defaults():
+    """BN re-estimation needs two samples and a batch of at least one; the documented defaults (docs/SCIENCE.md:
+    fp32, a fixed clean sample; the paper's fresh midpoint, 15 epochs with lr x0.1 at 10); alphas are the
+    correctly rounded i / (num_alphas - 1), exactly 0.0 and 1.0 at the ends, for every allowed count."""
+    with pytest.raises(ValueError, match="bn_reset_samples"):
+        PathSettings(bn_reset_samples=1)
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        PathSettings(eval_batch_size=0)
+    assert PathSettings(bn_reset_samples=2).bn_reset_samples == 2
+    default = PathSettings()
+    assert (default.precision, default.bn_sample, default.bn_data) == ("fp32", "fixed", "clean")
+    mid = MidpointSettings()
+    assert (mid.init, mid.epochs, mid.step_epochs, mid.lr, mid.gamma, mid.schedule) == ("fresh", 15, 10, 0.1, 0.1, "step")
+    for n in range(2, 1002):
+        alphas = PathSettings(num_alphas=n).alphas()
+        assert len(alphas) == n and alphas[0] == 0.0 and alphas[-1] == 1.0
+        assert all(a == i / (n - 1) for i, a in enumerate(alphas)), n
+
+
+def test_the_fused_convolution_follows_cpu_autocast_like_any_convolution():
+    """Under bf16 autocast (a bf16 path) the conv + ReLU of a folded block runs in bf16 as the model's own
+    convolution does, not as the fp32 oneDNN primitive: the evaluation precision is the path's."""
+    from tasks.paths import _ConvReLU
+    torch.manual_seed(0)
+    layer = _ConvReLU(2, 4, 3, padding=1)
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+        expected = torch.relu(nn.functional.conv2d(x, layer.weight, layer.bias, padding=1))
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert torch.equal(got, expected)
+    with torch.no_grad():                                  # fp32, no autocast: the fused primitive, same function
+        torch.testing.assert_close(layer(x), torch.relu(nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)))
+
+
+def test_the_scratch_model_ends_holding_the_re_estimated_alpha_1_state():
+    """`evaluate_path` leaves `model` with endpoint B's weights and BN statistics re-estimated on the path's
+    sample (what alpha = 1 was evaluated with), not B's own stored statistics."""
+    train = blobs(40, seed=0)
+    a, b = trained_state(0, train, steps=3), trained_state(1, train, steps=3)
+    settings = PathSettings(num_alphas=3, bn_reset_samples=24, eval_batch_size=10, precision="fp32")
+    scratch = tiny_model(9)
+    evaluate_path(scratch, a, b, bn_data=train.x, sets={"nocue": blobs(12, seed=1)}, settings=settings, device="cpu")
+    reference = tiny_model(9)
+    reference.load_state_dict(b)
+    reset_bn(reference, train.x[:24], batch_size=10, precision="fp32")
+    stored = b["blocks.0.bn.running_mean"]
+    assert not torch.allclose(reference.blocks[0].bn.running_mean, stored, atol=1e-3)     # the test can fail
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(scratch.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)

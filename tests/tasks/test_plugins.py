@@ -2,6 +2,7 @@
 import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import sys
 import textwrap
 
@@ -154,3 +155,64 @@ def test_the_entry_point_names_of_a_group_are_that_groups_sorted(monkeypatch):
     monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: installed.get(group, []))
     assert plugins.plugin_names(plugins.DATASET_GROUP) == ("alpha", "zeta")
     assert plugins.plugin_names(plugins.MODEL_GROUP) == ("net",)
+
+
+class _EntryPoint:
+    def __init__(self, name, target):
+        self.name, self.target = name, target
+
+    def load(self):
+        return self.target
+
+
+@pytest.fixture
+def installed_entry_points(monkeypatch):
+    """A user's package declaring the model `mininet` (the example model's builder) in the model group and the
+    dataset `minidata` (the example loader) in the dataset group, and nothing else."""
+    import examples.custom_dataset
+    import examples.custom_model
+
+    installed = {plugins.MODEL_GROUP: [_EntryPoint("mininet", examples.custom_model.build)],
+                 plugins.DATASET_GROUP: [_EntryPoint("minidata", examples.custom_dataset.load)]}
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: installed.get(group, []))
+    plugins.resolve.cache_clear()
+    plugins.version.cache_clear()
+    yield examples.custom_model, examples.custom_dataset
+    plugins.resolve.cache_clear()
+    plugins.version.cache_clear()
+
+
+def test_an_entry_point_is_resolved_loaded_and_versioned_from_its_own_group(installed_entry_points):
+    """An entry point names its object only within its group: `mininet` is the model group's builder (loaded, not
+    the entry point itself), `minidata` the dataset group's loader, and neither is found in the other group. A
+    model entry point builds, passes the model settings and is versioned by its module's source."""
+    model_module, dataset_module = installed_entry_points
+    assert plugins.resolve("mininet", plugins.MODEL_GROUP) is model_module.build
+    assert plugins.resolve("minidata", plugins.DATASET_GROUP) is dataset_module.load
+    with pytest.raises(plugins.PluginError):
+        plugins.resolve("mininet", plugins.DATASET_GROUP)
+    model = build_model("mininet", 10, 1, 4, seed=0)
+    assert model(torch.randn(2, 1, 20, 20)).shape == (2, 10)
+    settings = ModelSettings(name="mininet")
+    source = inspect.getsource(model_module)
+    assert model_identity(settings) == {"name": "mininet",
+                                        "version": "src:" + hashlib.sha256(source.encode()).hexdigest()[:12]}
+    with pytest.raises(SettingsError, match="'minidata' is not a model"):
+        ModelSettings(name="minidata")
+
+
+def test_only_a_string_can_be_an_import_path():
+    """`is_import_path` answers False for anything that is not a string (a YAML number, None), never raises."""
+    assert plugins.is_import_path(None) is False and plugins.is_import_path(3) is False
+
+
+def test_a_plugin_whose_own_imports_fail_is_refused_naming_the_module(user_module):
+    """An ImportError raised inside the user's module (not only a missing module) is reported as a plugin
+    problem naming the module, through the settings' usual error."""
+    user_module("usermod_broken", """
+        from os import no_such_name_anywhere
+        def build(k, c, w=None):
+            return None
+    """)
+    with pytest.raises(SettingsError, match="cannot import 'usermod_broken'"):
+        ModelSettings(name="usermod_broken:build")

@@ -326,3 +326,81 @@ def test_barriers_equal_the_definitions_on_random_curves():
             assert got[(set_name, metric, definition)] == pytest.approx(value, abs=1e-12), (set_name, metric, definition)
     assert got[("unit-valley", "loss", "chord")] == pytest.approx(0.0, abs=1e-12)
     assert got[("unit-valley", "acc", "chord")] == pytest.approx(0.0, abs=1e-12)
+
+
+# ------------------------------------------------------------------------- edge cases (hunt 4)
+
+def test_a_resampled_bn_sample_is_a_draw_from_its_documented_stream():
+    """docs/SCIENCE.md: `resample` draws N of the training images without replacement from the stream
+    (seed, "bn-sample", alpha index): the first N of that stream's permutation of the training set (and
+    `fixed` the first N images), never another use of the seed (e.g. the midpoint's alphas)."""
+    from tasks.paths import draw_bn_sample
+    from tasks.seeding import generator
+    pool = torch.arange(50, dtype=torch.float32)[:, None]
+    settings = PathSettings(bn_reset_samples=12, bn_sample="resample")
+    for seed, alpha_index in ((0, 0), (3, 4)):
+        got = draw_bn_sample(pool, settings, seed=seed, alpha_index=alpha_index)[:, 0].long()
+        expected = torch.randperm(50, generator=generator(seed, "bn-sample", alpha_index))[:12]
+        assert torch.equal(got, expected), (seed, alpha_index)
+        assert len(set(got.tolist())) == 12                          # without replacement
+    fixed = draw_bn_sample(pool, PathSettings(bn_reset_samples=12), seed=3, alpha_index=4)
+    assert torch.equal(fixed[:, 0].long(), torch.arange(12))
+
+
+def test_the_control_points_objective_counts_the_correct_predictions_at_the_curve_point():
+    """The (correct, n) an objective step reports (the curve rows' accuracy) are the samples whose argmax at
+    theta(alpha) equals their label, and the batch size."""
+    from tasks.paths import BezierObjective
+    a, b = state(model(1)), state(model(2))
+    mid = model(0).train()
+    train = images(30, seed=3)
+    objective = BezierObjective(a, b, train, batch_size=10, seed=MIDPOINT_SEED, device="cpu")
+    counts = []
+    for step, x, y in objective.batches(0):
+        alpha = draw_alpha(MIDPOINT_SEED, 0, step)
+        at = copy.deepcopy(mid)
+        params = dict(mid.named_parameters())
+        with torch.no_grad():
+            for k, p in at.named_parameters():
+                p.copy_((1 - alpha) ** 2 * a[k] + 2 * alpha * (1 - alpha) * params[k] + alpha ** 2 * b[k])
+            expected = int((at(x).argmax(1) == y).sum())
+        (_, correct, n), = list(objective.steps(mid, (step, x, y), 0))
+        assert (correct, n) == (expected, len(y)), step
+        counts.append(expected)
+    assert any(2 * c != 10 for c in counts)                          # right and wrong counts differ somewhere
+
+
+def test_the_control_points_batches_cover_the_data_each_epoch_in_their_own_order():
+    """Each epoch is one pass over the training set in batches of `batch_size`, reshuffled every epoch, in an
+    order of its own stream: not the one `cross_entropy_objective` gives a model trained with the same seed on
+    the same data (a midpoint seed equal to an endpoint's must not replay the endpoint's batches)."""
+    from tasks.paths import BezierObjective
+    from tasks.train import cross_entropy_objective
+    a, b = state(model(1)), state(model(2))
+    train = Split(torch.arange(40, dtype=torch.float32)[:, None, None, None].expand(40, 1, 2, 2).clone(),
+                  torch.arange(40) % K)
+    objective = BezierObjective(a, b, train, batch_size=8, seed=5, device="cpu")
+    plain = cross_entropy_objective(train, 8, 5)
+    orders = []
+    for epoch in range(3):
+        batches = list(objective.batches(epoch))
+        assert [step for step, _, _ in batches] == list(range(5)) and all(len(x) == 8 for _, x, _ in batches)
+        order = torch.cat([x[:, 0, 0, 0] for _, x, _ in batches]).long()
+        assert sorted(order.tolist()) == list(range(40)), epoch
+        other = torch.cat([x[:, 0, 0, 0] for x, _ in plain.batches(epoch)]).long()
+        assert not torch.equal(order, other), epoch
+        orders.append(order)
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+
+
+def test_fresh_state_resets_the_statistics_of_a_batchnorm_without_affine_parameters():
+    """Every module's `reset_parameters` runs, a BN without parameters included: its running statistics come
+    back to mean 0, variance 1, no batches."""
+    template = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, affine=False), nn.Flatten(), nn.Linear(2, K))
+    with torch.no_grad():
+        template[1].running_mean.fill_(3.0)
+        template[1].running_var.fill_(7.0)
+        template[1].num_batches_tracked.fill_(5)
+    fresh = fresh_state(template, seed=1)
+    assert torch.equal(fresh["1.running_mean"], torch.zeros(2)) and torch.equal(fresh["1.running_var"], torch.ones(2))
+    assert int(fresh["1.num_batches_tracked"]) == 0

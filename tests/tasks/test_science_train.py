@@ -287,3 +287,99 @@ def test_a_train_state_with_a_tensor_of_neither_the_model_nor_the_optimiser_is_r
     assert set(tensors) == {"model/w"}
     with pytest.raises(ValueError, match="unexpected tensor 'extra/w'"):
         train_state_from_tensors({**tensors, "extra/w": torch.zeros(1)}, meta)
+
+
+class OneBatchOfTwo:
+    """Each epoch: one batch of this rank's 2 samples, 1 of them correct, loss c·w (so the gradient of `w` is c)."""
+
+    def batches(self, epoch: int):
+        return [0]
+
+    def steps(self, model: nn.Module, batch: int, epoch: int):
+        yield (model.w * LinearLoss.c).sum(), 1, 2
+
+
+def test_under_two_ranks_fit_steps_with_the_mean_gradient_and_reports_the_epoch_over_both_ranks_samples(monkeypatch):
+    """Data-parallel with a stand-in second rank: this rank has 2 samples (1 correct) and loss c·w0 = 3.5; the other
+    rank 6 samples (5 correct), loss sum 12 and gradient g. One plain SGD step (no momentum, no decay) moves `w` by
+    -lr·(c + g) / 2 (the mean over ranks, not the sum); the epoch reports the loss (2·3.5 + 12) / 8 and the accuracy
+    (1 + 5) / 8 over all 8 samples, not this rank's 3.5 and 1 / 2."""
+    import tasks.train as train_module
+
+    g = torch.tensor([1.5, 3.0, -4.0])
+
+    def others(tensor):
+        if tensor.dtype == torch.float32:                          # the flat gradient buffer of `w`
+            return g.clone()
+        if len(tensor) == 2:                                       # per step: [loss, has-grad]
+            return torch.tensor([2.0, 1.0], dtype=torch.float64)
+        return torch.tensor([12.0, 5.0, 6.0], dtype=torch.float64)    # per epoch: [loss sum, correct, count]
+    fake = OtherRank(others)
+    monkeypatch.setattr(train_module, "distributed_rank", lambda: (0, 2))
+    monkeypatch.setattr(train_module.dist, "all_reduce", fake.all_reduce)
+    monkeypatch.setattr(train_module.dist, "broadcast", fake.broadcast)
+    model = Linear2()
+    w0 = model.w.detach().clone()
+    settings = OptimSettings(epochs=1, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=8, schedule="constant")
+    rows = fit(model, OneBatchOfTwo(), [model.w], settings, seed=0, device="cpu")
+    torch.testing.assert_close(model.w.detach(), w0 - 0.1 * (LinearLoss.c + g) / 2)
+    assert rows[0]["loss"] == pytest.approx((2 * 3.5 + 12.0) / 8) and rows[0]["acc"] == pytest.approx(6 / 8)
+
+
+def test_broadcast_state_sends_every_parameter_and_buffer_from_rank_0(monkeypatch):
+    """"Copy rank 0's parameters and buffers to every rank": BatchNorm's running statistics and step count
+    included; outside distributed runs nothing is sent."""
+    import tasks.train as train_module
+
+    sent = []
+    monkeypatch.setattr(train_module.dist, "broadcast", lambda tensor, src: sent.append((tensor.data_ptr(), src)))
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    train_module.broadcast_state(model)
+    assert sent == []
+    monkeypatch.setattr(train_module, "distributed_rank", lambda: (1, 2))
+    train_module.broadcast_state(model)
+    assert sorted(ptr for ptr, _ in sent) == sorted(t.data_ptr() for t in [*model.parameters(), *model.buffers()])
+    assert len(sent) == 7 and {src for _, src in sent} == {0}
+
+
+def test_the_model_device_is_where_its_parameters_or_else_its_buffers_live():
+    """Batches go where the model is: its parameters' device, its buffers' for a model without parameters, the
+    CPU for a model with neither."""
+    from tasks.train import model_device
+
+    assert model_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert model_device(nn.BatchNorm1d(2, affine=False, device="meta")) == torch.device("meta")
+    assert model_device(nn.ReLU()) == torch.device("cpu")
+
+
+def test_each_epoch_reports_its_own_wall_time():
+    """`duration_s` is the wall time of the epoch just run: positive, and all epochs together within the time
+    the whole `fit` took."""
+    import time
+
+    model, durations = nn.Linear(1, 1), []
+    settings = OptimSettings(epochs=2, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=4, schedule="constant")
+    started = time.perf_counter()
+    fit(model, LossesByEpoch([[1.0, 1.0], [1.0]]), model.parameters(), settings, seed=0, device="cpu",
+        on_epoch=lambda report: durations.append(report.duration_s))
+    took = time.perf_counter() - started
+    assert len(durations) == 2 and all(d > 0 for d in durations) and sum(durations) <= took
+
+
+def test_a_start_epoch_that_contradicts_the_resume_state_is_refused():
+    """Resuming starts at `resume.epoch`; a different explicit `start_epoch` is a contradiction, not silently
+    overridden (0, the default, and `resume.epoch` itself are fine)."""
+    settings = OptimSettings(epochs=3, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=4, schedule="constant")
+    model, seen = nn.Linear(1, 1), []
+    fit(model, LossesByEpoch([[1.0]] * 3), model.parameters(), settings, seed=0, device="cpu",
+        on_epoch=lambda report: seen.append(report.state()))
+    state = seen[1]                                          # after epochs 0 and 1: resumes at epoch 2
+    other = nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="`start_epoch` 1 contradicts `resume.epoch` 2"):
+        fit(other, LossesByEpoch([[1.0]] * 3), other.parameters(), settings, seed=0, device="cpu",
+            resume=state, start_epoch=1)
+    for start in (0, 2):
+        again = nn.Linear(1, 1)
+        rows = fit(again, LossesByEpoch([[1.0]] * 3), again.parameters(), settings, seed=0, device="cpu",
+                   resume=state, start_epoch=start)
+        assert [row["epoch"] for row in rows] == [2]

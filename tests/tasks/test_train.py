@@ -301,3 +301,16 @@ def test_each_rank_and_epoch_draws_its_own_global_rng_stream():
     assert len({tuple(d.tolist()) for d in draws.values()}) == 3
     with _seeded_global_rng(5, 2, 1, torch.device("cpu")):
         assert torch.equal(torch.rand(4), draws[1, 2])
+
+
+@pytest.mark.parametrize("field, bad, fine", [
+    ("momentum", 1.0, 0.0), ("momentum", -0.1, 0.99), ("gamma", 0.0, 1.0), ("gamma", 1.5, 0.5),
+    ("lr", 0.0, 1e-6), ("weight_decay", -1e-4, 0.0), ("epochs", 0, 1), ("step_epochs", 0, 1),
+])
+def test_optimiser_settings_refuse_values_outside_their_meaningful_range(field, bad, fine):
+    """SGD momentum in [0, 1) (the buffer sums m^k: 1 never forgets), the step schedule's factor gamma in (0, 1]
+    (a decay; 1 is constant), a positive lr, a non-negative weight decay, at least one epoch, and at least one epoch
+    per step (`epoch // step_epochs`). The bad value is named; the boundary value beside it is accepted."""
+    with pytest.raises(ValueError, match=f"`{field}`: {bad} is not allowed"):
+        OptimSettings(**{field: bad})
+    assert getattr(OptimSettings(**{field: fine}), field) == fine
