@@ -533,3 +533,118 @@ def test_resume_after_any_epoch_finishes_exactly_like_an_uninterrupted_run(metho
     assert [r["split"] for r in rows] == [curve_split(method, r["epoch"], SETTINGS) for r in rows]
     for name, value in final.items():
         torch.testing.assert_close(snapshot(resumed)[name], value, rtol=0, atol=0, msg=name)
+
+
+# ----- batch order per epoch, small batches, refusals, the settings a method sees -----
+
+def _order(batches) -> torch.Tensor:
+    """The images of an epoch's batches, in the order drawn, one row each."""
+    return torch.cat([x.flatten(1) for x in batches])
+
+
+@pytest.mark.parametrize("method", ["naive", "llrt", "lpft"])
+def test_naive_llrt_and_lpft_draw_their_batches_in_a_new_order_each_epoch(monkeypatch, method):
+    """Every random draw comes from (seed, epoch, step) (docs/SCIENCE.md, Training): each epoch goes through the
+    clean subset in its own shuffled order, not the first epoch's order again."""
+    import tasks.finetune as finetune_module
+    objectives = []
+    original = finetune_module.fit
+
+    def recording_fit(model, objective, *args, **kwargs):
+        objectives.append(objective)
+        return original(model, objective, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "fit", recording_fit)
+    finetune(tiny_model(), method, synthetic_data(), SETTINGS, seed=1, device="cpu")
+    for objective in objectives:
+        first, second = (_order(x for x, _ in objective.batches(epoch)) for epoch in (0, 1))
+        assert sorted(first.sum(1).tolist()) == pytest.approx(sorted(second.sum(1).tolist()))   # the same images
+        assert not torch.equal(first, second)
+
+
+def test_cbft_draws_its_clean_and_cue_batches_in_a_new_order_each_epoch():
+    """Clean batches and cue batches are both reshuffled each epoch, so an epoch pairs other clean images with
+    other cue images than the one before."""
+    objective = cbft_objective(tiny_model(0), synthetic_data(), SETTINGS, seed=0, device="cpu")
+    epochs = [list(objective.batches(epoch)) for epoch in (0, 1)]
+    clean = [_order(x for _, (x, _), _ in batches) for batches in epochs]
+    cue = [_order(x for _, _, (x, _) in batches) for batches in epochs]
+    assert not torch.equal(clean[0], clean[1])
+    assert not torch.equal(cue[0], cue[1])
+
+
+def test_a_clean_batch_smaller_than_the_number_of_classes_gets_its_invariance_term():
+    """Batches of 2 images with 3 classes: the invariance term is still the mean over the classes present in both
+    batches (the class count is the model's, not the batch's), so the step neither fails nor drops a class."""
+    settings = dataclasses.replace(SETTINGS, batch_size=2, cue_batch_size=2, lam=1.5)
+    data = synthetic_data()
+    model = tiny_model(0).train()
+    objective = cbft_objective(model, data, settings, seed=0, device="cpu", method="cbft_invariance")
+    checked = 0
+    for batch in objective.batches(settings.warmup_epochs):
+        _, (x, y), (x_cue, y_cue) = batch
+        if not set(y.tolist()) & set(y_cue.tolist()) or max(y.tolist() + y_cue.tolist()) < 2:
+            continue
+        reference = copy.deepcopy(model)
+        (loss, correct, n), = objective.steps(model, batch, settings.warmup_epochs)
+        f_clean, f_cue = reference.features(x), reference.features(x_cue)
+        expected = F.cross_entropy(reference.head(f_clean), y) + 1.5 * _hand_invariance(f_clean, y, f_cue, y_cue)
+        torch.testing.assert_close(loss, expected)
+        checked += 1
+    assert checked >= 2
+
+
+def test_cbft_refuses_a_cue_set_smaller_than_one_cue_batch_naming_what_to_lower():
+    """90 training images, a clean subset of 80: 10 remain for cue batches of 16. Refused when the objective is
+    built (not an empty epoch later), naming both settings a user can lower."""
+    settings = dataclasses.replace(SETTINGS, clean_subset=80, cue_batch_size=16)
+    with pytest.raises(ValueError, match=r"only 10 training samples.*`cue_batch_size` 16.*`clean_subset`"):
+        cbft_objective(tiny_model(0), synthetic_data(), settings, seed=0, device="cpu")
+
+
+def test_twins_without_the_classes_that_have_a_donor_are_refused():
+    from tasks.finetune import CBFTObjective
+
+    data = synthetic_data()
+    _, clean = clean_subset(data, SETTINGS.clean_subset, seed=0)
+    with pytest.raises(ValueError, match="`twins` need `classes`"):
+        CBFTObjective(tiny_model(0), clean, cue_set(data, torch.arange(24)), TWINS, 0, "cpu", twins=clean.x)
+
+
+@pytest.mark.parametrize("method", sorted(FINETUNE_METHODS))
+def test_a_method_reads_exactly_the_settings_its_task_id_holds(monkeypatch, method):
+    """`finetune` hands the method a view of `settings_used(method)`: those fields read as set, every other one
+    raises UndeclaredSettingRead (a sweep over it would otherwise share one result)."""
+    import tasks.finetune as finetune_module
+    from tasks.settings import UndeclaredSettingRead, as_dict
+    from tasks.settings.finetune import settings_used
+
+    seen = []
+    monkeypatch.setitem(finetune_module.FINETUNE_METHODS, method, lambda model, data, settings, **kw: seen.append(settings) or [])
+    settings = dataclasses.replace(SETTINGS, lam=2.0, margin=0.3)
+    assert finetune(tiny_model(), method, synthetic_data(), settings, seed=1, device="cpu") == []
+    (view,) = seen
+    for name, value in as_dict(settings).items():
+        if name in settings_used(method):
+            assert getattr(view, name) == value, name
+        else:
+            with pytest.raises(UndeclaredSettingRead, match=f"`{name}`"):
+                getattr(view, name)
+
+
+def test_twins_pair_each_clean_subset_image_first_with_its_cued_twin_second():
+    """The twin method's CE is on the clean images (docs/SCIENCE.md: the clean batch, compared with its own images
+    with a cue pasted on): every pair drawn holds a clean-subset image first, then exactly its twin, with its label."""
+    data = synthetic_data()
+    index, clean = clean_subset(data, TWINS.clean_subset, seed=0)
+    twins, _ = cued_twins(data, index, seed=0)
+    assert not torch.equal(twins, clean.x)
+    objective = cbft_objective(tiny_model(0), data, TWINS, seed=0, device="cpu")
+    seen = 0
+    for _, (pair, y), _ in objective.batches(0):
+        match = (pair[:, 0].flatten(1)[:, None] == clean.x.flatten(1)[None]).all(2)
+        assert bool((match.sum(1) == 1).all())
+        j = match.double().argmax(1)
+        assert torch.equal(pair[:, 1], twins[j]) and torch.equal(y, clean.y[j])
+        seen += len(y)
+    assert seen == TWINS.clean_subset

@@ -264,10 +264,12 @@ def hand_invariance(f_clean, y_clean, f_cue, y_cue) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def hand_cbft_family(method: str, data: CueData, settings: FinetuneSettings) -> tuple[dict, list[float]]:
+def hand_cbft_family(method: str, data: CueData, settings: FinetuneSettings,
+                     clean_rows: list | None = None) -> tuple[dict, list[float]]:
     """Per epoch one clean batch (the whole clean subset) and one cue batch (the whole cue set: the cued
     training set minus the clean subset), two optimiser steps per pair (one for cbft_invariance).
-    Returns the final state and the cue batches' CE at each barrier step's path point."""
+    Returns the final state and the cue batches' CE at each barrier step's path point; `clean_rows`, when
+    given, gets (loss, accuracy) of each clean step."""
     first_step, invariance = RECIPES[method]
     model = pretrained().train()
     theta_pre = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -299,6 +301,8 @@ def hand_cbft_family(method: str, data: CueData, settings: FinetuneSettings) -> 
         loss = F.cross_entropy(model.head(f_clean), y)
         if invariance and epoch >= settings.warmup_epochs:
             loss = loss + settings.lam * hand_invariance(f_clean, y, model.features(x_cue), y_cue)
+        if clean_rows is not None:
+            clean_rows.append((float(loss.detach()), float((model.head(f_clean).argmax(1) == y).double().mean())))
         sgd.step(params, dict(zip(params, torch.autograd.grad(loss, list(params.values())))), lr)
     return state(model), barrier_ce
 
@@ -338,3 +342,66 @@ def test_lambda_margin_and_warmup_each_change_cbft(change):
     base, _ = run("cbft")
     other, _ = run("cbft", dataclasses.replace(SETTINGS, **change))
     assert not torch.equal(base.blocks[0].conv.weight, other.blocks[0].conv.weight)
+
+
+# ------------------------------------------------------------------ what the curves report, the fresh head's draws
+
+def test_reset_head_draws_the_bias_after_the_weights_not_a_copy_of_them():
+    """nn.Linear draws its bias independently of its weight; one seeded stream drawn in sequence (weights,
+    then biases) gives continuous values that never coincide, where a stream restarted for the bias would
+    copy the first weights into it."""
+    head = nn.Linear(16, 8)
+    reset_head(head, seed=4)
+    weights = set(head.weight.detach().flatten().tolist())
+    assert not weights & set(head.bias.detach().tolist())
+
+
+def hand_llrt_rows(model: nn.Module, x, y, settings: FinetuneSettings, seed: int = SEED) -> list[tuple[float, float]]:
+    """(loss, accuracy) of each llrt epoch: one full batch, so both are the fresh head's cross-entropy and
+    accuracy on the eval-mode features before that epoch's step (as `hand_llrt` trains it)."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        features = model.features(x)
+    head = nn.Linear(model.head.in_features, model.head.out_features)
+    reset_head(head, seed)
+    params = dict(head.named_parameters())
+    sgd = HandSGD(settings.momentum, 0.0)
+    rows = []
+    for epoch in range(settings.llrt_epochs):
+        logits = head(features)
+        loss = F.cross_entropy(logits, y)
+        rows.append((float(loss.detach()), float((logits.argmax(1) == y).double().mean())))
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+        sgd.step(params, grads, cosine(settings.llrt_lr, epoch, settings.llrt_epochs))
+    return rows
+
+
+def test_llrt_curve_rows_are_the_heads_loss_and_accuracy_on_the_clean_subset_before_each_step():
+    """A curve row holds the epoch's mean loss and the fraction of its images classified right: with one full
+    batch per epoch, the head's cross-entropy and accuracy on the whole clean subset before that step."""
+    data = make_data()
+    x, y = clean_batch(data)
+    settings = dataclasses.replace(SETTINGS, llrt_epochs=4)
+    expected = hand_llrt_rows(pretrained(), x, y, settings)
+    assert any(acc != 0.5 for _, acc in expected) and len({acc for _, acc in expected}) > 1
+    _, rows = run("llrt", settings, data=data)
+    assert [r["epoch"] for r in rows] == list(range(4))
+    for row, (loss, acc) in zip(rows, expected, strict=True):
+        assert row["loss"] == pytest.approx(loss, rel=RTOL, abs=ATOL)
+        assert row["acc"] == pytest.approx(acc, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["cbft", "naive_cued"])
+def test_cbft_family_curve_rows_are_the_clean_steps_loss_and_accuracy(method):
+    """The curve reports the clean step of each pair (docs/SCIENCE.md): with one pair per epoch, its row
+    holds the clean step's loss (CE, + lam * invariance after the warm-up) and the fraction of the clean
+    subset classified right, both at theta just before that step (after the cue batch's step)."""
+    data = make_data()
+    clean_rows: list[tuple[float, float]] = []
+    hand_cbft_family(method, data, SETTINGS, clean_rows)
+    assert any(acc != 0.5 for _, acc in clean_rows)
+    _, rows = run(method, data=data)
+    assert len(rows) == len(clean_rows) == SETTINGS.epochs
+    for row, (loss, acc) in zip(rows, clean_rows, strict=True):
+        assert row["loss"] == pytest.approx(loss, rel=RTOL, abs=ATOL)
+        assert row["acc"] == pytest.approx(acc, abs=1e-9)

@@ -219,3 +219,74 @@ class MaybeFractions(S.Settings):
 
 def test_a_typed_tuple_that_may_be_none_is_none_or_floats():
     assert MaybeFractions().shares is None and MaybeFractions(shares=(1, 0.5)).shares == (1.0, 0.5)
+
+
+# ----- fine-tuning settings: values that mean nothing are refused where they are declared -----
+
+@pytest.mark.parametrize("field, refused, allowed", [
+    ("lr", 0.0, 1e-6),                  # a step of size 0 trains nothing
+    ("llrt_lr", 0.0, 1e-6),
+    ("momentum", 1.0, 0.0),             # SGD momentum in [0, 1): at 1 the buffer never forgets
+    ("weight_decay", -1e-4, 0.0),       # a negative L2 penalty rewards growing weights
+    ("margin", -0.5, 0.0),              # |m - CE| with m < 0 is CE - m: plain CE, no barrier target
+    ("lam", -1.0, 0.0),                 # a negative weight rewards the very variance the term penalises
+    ("epochs", 0, 1),
+    ("llrt_epochs", 0, 1),
+    ("batch_size", 0, 1),
+    ("cue_batch_size", 0, 1),
+    ("warmup_epochs", -1, 0),           # no warm-up at all is allowed
+])
+def test_finetune_settings_refuse_values_that_mean_nothing_and_accept_the_least_that_does(field, refused, allowed):
+    with pytest.raises(S.SettingsError, match=f"`{field}`: "):
+        FinetuneSettings(**{field: refused})
+    assert getattr(FinetuneSettings(**{field: allowed}), field) == allowed
+
+
+def test_finetune_settings_accept_a_full_batch_over_the_largest_built_in_training_set():
+    """docs/SCIENCE.md: FashionMNIST keeps 55,000 training images; a clean subset may be all of them and one
+    batch may hold them all (full-batch fine-tuning), for a thousand epochs."""
+    full = FinetuneSettings(clean_subset=55_000, batch_size=55_000, cue_batch_size=55_000, epochs=1000, llrt_epochs=1000)
+    assert (full.clean_subset, full.batch_size, full.epochs) == (55_000, 55_000, 1000)
+
+
+def test_an_identity_is_plain_json_and_reads_back_to_the_same_settings():
+    """A task id is the hash of its identity written as JSON, and the stored config is read back from JSON: a
+    typed tuple appears as a list, so the identity equals its JSON round trip, and `from_identity` of the
+    round trip (lists again) is the object itself."""
+    import json
+
+    obj = Fractions(shares=(0.25, 1), maybe=(2, 3))
+    identity = S.identity_dict(obj)
+    assert identity == {"shares": [0.25, 1.0], "maybe": [2, 3]}
+    assert json.loads(json.dumps(identity)) == identity
+    assert S.from_identity(Fractions, json.loads(json.dumps(identity))) == obj
+
+
+def test_from_identity_refuses_a_key_that_is_no_setting_of_the_kind():
+    """A stored id naming a field the class no longer has (renamed, removed) must not be read as the defaults:
+    that would run, or reuse, another task than the one the id names."""
+    with pytest.raises(S.SettingsError, match="`typo`: is not a setting of this kind"):
+        S.from_identity(Toy, {"n": 4, "typo": 1})
+
+
+def test_choices_given_as_a_callable_are_looked_up_when_a_value_is_checked():
+    """`choices` may be a callable for registries defined later (`Rule`): it is called, and its result is the
+    list of allowed values, named in the refusal."""
+    @dataclasses.dataclass(frozen=True)
+    class Registered(S.Settings):
+        kind: str = S.setting("a", choices=lambda: ("a", "b"))
+
+    assert Registered(kind="b").kind == "b"
+    with pytest.raises(S.SettingsError, match="`kind`: 'c' is not allowed; allowed: a, b"):
+        Registered(kind="c")
+
+
+def test_a_clean_subset_below_one_batch_is_reported_under_clean_subset_with_the_fix():
+    """The cross-field rule names the field a sweep file sets wrong (`finetune.clean_subset` in a spec error) and
+    says what to change."""
+    with pytest.raises(S.SettingsError) as info:
+        FinetuneSettings(clean_subset=10, batch_size=64)
+    [(name, text)] = info.value.problems
+    assert name == "clean_subset"
+    assert "10 is smaller than `batch_size` 64" in text and "lower `batch_size` or raise `clean_subset`" in text
+    assert FinetuneSettings(clean_subset=64, batch_size=64).clean_subset == 64       # one full batch is enough
