@@ -291,6 +291,39 @@ REFUSED = [
      dict(a=_conv(), flat=True), "view", "may mix channels"),
     ("mean over every axis", lambda m, x: (lambda h: h - h.mean())(m.a(x)), 4, dict(a=_conv()), "mean",
      "reduces over axes the tracer cannot place"),
+    ("mean over an empty tuple of axes (every axis)", lambda m, x: (lambda h: h - h.mean(()))(m.a(x)), 4, dict(a=_conv()),
+     "mean", "reduces over axes the tracer cannot place"),
+    ("a 1x1 map enlarged by a padded max pool, then flattened",       # torch.fx passes max_pool2d's padding by keyword
+     lambda m, x: torch.flatten(F.max_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 2, 1, 1), 1), 16,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("a 1x1 map enlarged by a pool padded by keyword, then flattened",
+     lambda m, x: torch.flatten(F.avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 2, 1, padding=1), 1), 16,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("a 1x1 map enlarged by a pool padded along one axis only, then flattened",
+     lambda m, x: torch.flatten(F.avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), (2, 1), 1, (1, 0)), 1), 8,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("adaptive pooling that keeps one spatial axis (None), then flattened",
+     lambda m, x: torch.flatten(F.adaptive_avg_pool2d(m.a(x), (1, None)), 1), 24,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("torch.flatten of every axis (batch included)",
+     lambda m, x: torch.flatten(F.adaptive_avg_pool2d(m.a(x), 1)).view(x.size(0), -1), 4,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("Tensor.flatten() of every axis (batch included)",
+     lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).flatten().view(x.size(0), -1), 4,
+     dict(a=_conv(), flat=True), "flatten", "flattens the channel axis together with other axes"),
+    ("squeeze without a dim (a batch or channel axis of 1 would go too)",
+     lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).squeeze(), 4, dict(a=_conv(), flat=True), "squeeze",
+     "squeezes axes that may be the batch or channel axis"),
+    ("torch.mul of tensors", lambda m, x: torch.mul(m.a(x), m.b(x)), 4, dict(a=_conv(), b=_conv()), "mul",
+     "(torch.mul) multiplies or divides two tensors"),
+    ("torch.div of tensors", lambda m, x: torch.div(m.a(x), m.b(x)), 4, dict(a=_conv(), b=_conv()), "div",
+     "(torch.div) multiplies or divides two tensors"),
+    ("Tensor.div of tensors", lambda m, x: m.a(x).div(m.b(x)), 4, dict(a=_conv(), b=_conv()), "div",
+     "(Tensor.div) multiplies or divides two tensors"),
+    ("broadcast add of a one-channel map traced first", lambda m, x: (lambda g: m.a(x) + g)(m.b(x)), 4,
+     dict(a=_conv(), b=_conv(c_out=1)), "add", "combines 1 with 4 channels"),
+    ("linear on the last axis after a mean over one spatial axis", lambda m, x: m.l(m.a(x).mean(2)).mean(2), 4,
+     dict(a=_conv(), l=nn.Linear(6, 6), flat=True), "l", "acts on the last axis"),
 ]
 
 
@@ -339,6 +372,29 @@ ACCEPTED = [
      dict(a=_conv(), flat=True), ("a",)),
     ("a ReLU'd 1x1 conv added to the image (fixed channels)", lambda m, x: m.a(x + m.pre(x).relu()), 4,
      dict(a=_conv(), pre=nn.Conv2d(3, 3, 1)), ("a",)),
+    ("two convolutions in a row, nothing between", lambda m, x: m.b(m.a(x)), 4, dict(a=_conv(), b=_conv(4, 4)), ("b",)),
+    ("squeeze of one axis of a 1x1 map, then flatten(1)", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).squeeze(3).flatten(1),
+     4, dict(a=_conv(), flat=True), ("a",)),
+    ("an unused branch (computed, never read)", lambda m, x: (lambda h, _: h)(m.a(x), m.b(x)), 4, dict(a=_conv(), b=_conv()),
+     ("a",)),
+    ("a cast to the input's dtype", lambda m, x: m.a(x).to(x.dtype).relu(), 4, dict(a=_conv()), ("a",)),
+    ("a residual connection of linear layers with other input widths",
+     lambda m, x: (lambda h: m.c(m.b(h)) + m.d(h))(m.a(x).mean((2, 3))), 5,
+     dict(a=_conv(), b=nn.Linear(4, 6), c=nn.Linear(6, 5), d=nn.Linear(4, 5), flat=True), ("c", "d")),
+    ("average pooling of a 1x1 map with a stride and no padding",
+     lambda m, x: torch.flatten(F.avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 1, 2), 1), 4, dict(a=_conv(), flat=True),
+     ("a",)),
+    ("torch.amax and torch.sum over the spatial axes", lambda m, x: torch.amax(m.a(x), (2, 3)) + torch.sum(m.b(x), dim=(-2, -1)),
+     4, dict(a=_conv(), b=_conv(), flat=True), ("a", "b")),
+    ("mean over one axis of a 1x1 map, then flatten(1)", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).mean(2).flatten(1), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("view(-1, C) after pooling to 1x1", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).view(-1, 4), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("a Conv1d along one spatial axis, adaptive 1d pooling, flatten",
+     lambda m, x: torch.flatten(F.adaptive_avg_pool1d(m.c(m.a(x).mean(3)), 1), 1), 4,
+     dict(a=_conv(), c=nn.Conv1d(4, 4, 3, padding=1), flat=True), ("c",)),
+    ("in-place ReLU functions and functional dropout", lambda m, x: F.relu_(torch.relu_(m.a(x))) + F.dropout2d(m.b(x), 0.5, False),
+     4, dict(a=_conv(), b=_conv()), ("a", "b")),
 ]
 
 
@@ -387,3 +443,33 @@ def test_alignment_problem_names_a_user_model_the_tracer_refuses():
     assert "cannot align _Net: node `b`" in problem and "grouped or depthwise convolution (groups=2)" in problem
     assert not supports_alignment(f"{__name__}:grouped")
     assert "unknown model 'nope'" in alignment_problem("nope")
+
+
+class _Pooled(Classifier):
+    """A conv of `dims` spatial axes, BN, ReLU, then `pool` (an adaptive pooling function) to size 1 and flatten(1)."""
+
+    def __init__(self, dims, pool):
+        super().__init__()
+        conv, bn = {1: (nn.Conv1d, nn.BatchNorm1d), 2: (nn.Conv2d, nn.BatchNorm2d), 3: (nn.Conv3d, nn.BatchNorm3d)}[dims]
+        self.conv, self.bn, self.pool, self.head = conv(2, 4, 3, padding=1), bn(4), pool, nn.Linear(4, 3)
+
+    def features(self, x):
+        return torch.flatten(self.pool(torch.relu(self.bn(self.conv(x))), 1), 1)
+
+
+ADAPTIVE = [(1, F.adaptive_avg_pool1d), (1, F.adaptive_max_pool1d), (2, F.adaptive_avg_pool2d),
+            (2, F.adaptive_max_pool2d), (3, F.adaptive_avg_pool3d), (3, F.adaptive_max_pool3d)]
+
+
+@pytest.mark.parametrize("dims,pool", ADAPTIVE, ids=[p.__name__ for _, p in ADAPTIVE])
+def test_adaptive_pooling_to_one_of_any_dimension_lets_flatten_keep_the_channels(dims, pool):
+    """SUPPORTED: avg/max/adaptive pooling for Conv1d/2d/3d, and flatten once the spatial axes are 1x1. An adaptive pool
+    to size 1 leaves one value per channel, so flatten(1) keeps the channel axis: the head reads the conv's group, and
+    permuting it keeps the function."""
+    model = _Pooled(dims, pool).eval()
+    spec = permutation_spec(model)
+    assert spec.axes["head.weight"] == (None, "bn") and spec.axes["conv.weight"][:2] == ("bn", None)
+    state_b, perms = _randomly_permuted(model, seed=1)
+    assert not torch.equal(perms["bn"], torch.arange(4))
+    x = torch.randn(4, 2, *(5,) * dims, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_logits(_with_state(model, state_b), x), _logits(model, x), atol=1e-5, rtol=0)
