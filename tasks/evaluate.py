@@ -139,7 +139,8 @@ def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1
                     predictions: bool = False) -> dict[str, dict]:
     """`evaluate` on every split of `joined`, in one pass over their concatenation in near-equal batches
     of at most `batch_size`: {name: {loss, acc, n[, pred]}}, each as `evaluate` gives it for that split
-    alone (per-sample losses summed in float64; NaN loss and acc for a split with a non-finite logit).
+    alone, up to float rounding (here each sample's loss is added in float64, where `evaluate` adds each
+    batch's float32 sum in float64; NaN loss and acc for a split with a non-finite logit).
     The model runs in eval mode on `joined.device` as it is (move it there first)."""
     if batch_size < 1:
         raise ValueError(f"`batch_size` {batch_size} is not allowed; must be >= 1")
