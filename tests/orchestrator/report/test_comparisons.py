@@ -292,3 +292,114 @@ def test_an_undecided_permutation_test_is_underpowered_only_when_its_null_hides_
     (a real null: cannot be separated)."""
     got = cmp.permutation(0.0, 0.5, 0.5, 0.001, null_sd, LEVEL, 0.05, 0.8)
     assert got.outcome == outcome
+
+
+def test_two_groups_of_unequal_spread_pool_both_variances():
+    """`sd` of two groups is √2 × the pooled SD of one model, √((s_a² + s_b²) / 2): with s_a² = 0.01 and
+    s_b² = 0.09 that is √2 · √0.05 = √0.10, not the spread of either group alone."""
+    a = np.array([0.9, 1.0, 1.1])          # variance 0.01
+    b = np.array([0.2, 0.5, 0.8])          # variance 0.09
+    assert np.var(a, ddof=1) == pytest.approx(0.01) and np.var(b, ddof=1) == pytest.approx(0.09)
+    assert cmp.independent(a, b, LEVEL).sd == pytest.approx(math.sqrt(0.10))
+    assert cmp.independent(b, a, LEVEL).sd == pytest.approx(math.sqrt(0.10))
+
+
+def test_two_groups_with_one_model_on_a_side_count_the_smaller_group():
+    """`n` of two groups is the smaller group: one model against three is n = 1, an interval-less
+    difference that is not testable for too few seeds (n = 1), with the difference of the means."""
+    diff = cmp.independent([1.0], [0.2, 0.4, 0.6], LEVEL)
+    assert diff.n == 1 and diff.mean == pytest.approx(0.6)
+    decision = cmp.superiority(diff, 0.05, 0.8)
+    assert decision.outcome == cmp.UNTESTABLE and "n = 1" in decision.reason
+
+
+def _paired_mde(n: int, sd: float = 1.0) -> float:
+    return (scipy_stats.t.ppf(0.975, n - 1) + scipy_stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+
+
+def test_beyond_the_cap_seeds_needed_says_more_than_the_cap_and_at_the_cap_its_number():
+    """An effect between what 999 and 1000 paired seeds detect needs exactly 1000 (MAX_SEEDS): shown as
+    "≈ 1000"; a 100 times smaller one needs more than the cap: MAX_SEEDS + 1, shown as "more than 1000"."""
+    diff = cmp.Diff(True, 3, 0.0, 1.0 / math.sqrt(3), 2.0, LEVEL, 1.0)
+    effect = (_paired_mde(999) + _paired_mde(1000)) / 2
+    assert cmp.seeds_needed(diff, effect, 0.8) == cmp.MAX_SEEDS == 1000
+    assert f"{effect:.3g} needs ≈ 1000 seeds" in cmp.power_text(diff, effect, 0.8)
+    assert cmp.seeds_needed(diff, effect / 100, 0.8) == cmp.MAX_SEEDS + 1
+    assert cmp.power_text(diff, effect / 100, 0.8).endswith("needs more than 1000 seeds")
+
+
+def test_the_power_text_shows_both_numbers_on_the_claims_scale():
+    """Reliance in pp (scale 100): the detectable difference (t_.975 + t_.8)(2) · SE and the effect are both
+    shown in pp, with n."""
+    diff = cmp.Diff(True, 3, 0.01, 0.02, 2.0, LEVEL, 0.02 * math.sqrt(3))
+    mde = (scipy_stats.t.ppf(0.975, 2) + scipy_stats.t.ppf(0.8, 2)) * 0.02
+    text = cmp.power_text(diff, 0.05, 0.8, 100.0, " pp")
+    assert text.startswith(f"detectable ≥ {100 * mde:.3g} pp at 80% power with n = 3; 5 pp needs ")
+
+
+def test_an_underpowered_reason_counts_the_seeds_that_would_detect_the_claimed_effect():
+    """Superiority, SE 0.05 on n = 3, effect 0.05, observed 0.01: the reason gives the seeds the 0.05 the claim
+    is about needs (seeds_needed at 0.05), then those the observed 0.01 needs; the two differ."""
+    diff = cmp.Diff(True, 3, 0.01, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3))
+    for_effect, for_observed = cmp.seeds_needed(diff, 0.05, 0.8), cmp.seeds_needed(diff, 0.01, 0.8)
+    assert for_effect < for_observed
+    reason = cmp.superiority(diff, 0.05, 0.8).reason
+    assert f"the claim is about; about {for_effect} seeds would detect that" in reason
+
+
+@pytest.mark.parametrize("test, mean, margin", [
+    ("superiority", 0.0, 0.0),             # [0, 0]: not above 0, not below
+    ("non_inferiority", -0.02, 0.02),      # [−m, −m]: not above −m, not below it
+    ("equivalence", 0.05, 0.05),           # [m, m]: not inside ±m, not wholly outside
+    ("equivalence", -0.05, 0.05),
+])
+def test_an_interval_that_only_touches_the_bound_decides_neither_way(test, mean, margin):
+    """Every per-seed difference equal (SE 0): the interval is the point itself. Sitting exactly on 0 (or the
+    margin) it lies neither strictly above nor strictly below, so it is not decided; with no spread the seeds
+    could detect any effect, so the comparison cannot be separated (OVERLAP)."""
+    diff = cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
+    assert (diff.low, diff.high) == (mean, mean)
+    got = cmp.superiority(diff, 0.05, 0.8) if test == "superiority" else getattr(cmp, test)(diff, margin, 0.8)
+    assert got.outcome == cmp.OVERLAP
+
+
+def test_a_permutation_p_value_exactly_at_half_alpha_decides_and_is_reachable():
+    """α/2 = 0.025: a smallest reachable p-value of exactly α/2 is not "above α/2" (testable), and an
+    upper-tail p-value of exactly α/2 is "at most α/2" (YES)."""
+    half = (1 - LEVEL) / 2
+    got = cmp.permutation(0.1, half, 1.0, half, 0.01, LEVEL, 0.05, 0.8)
+    assert got.outcome == cmp.YES
+
+
+def test_an_underpowered_permutation_test_keeps_its_p_value_of_the_other_way():
+    """Undecided and underpowered (null SD 0.1 hides the 0.05 effect): not testable, with its lower-tail
+    p-value kept (as an underpowered difference keeps its p-value) so it keeps its place in a claim's family."""
+    got = cmp.permutation(0.0, 0.4, 0.6, 0.001, 0.1, LEVEL, 0.05, 0.8)
+    assert got.outcome == cmp.UNTESTABLE and "underpowered" in got.reason and got.p_other == 0.6
+    diff = cmp.superiority(cmp.Diff(True, 3, 0.01, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3)), 0.05, 0.8)
+    assert diff.outcome == cmp.UNTESTABLE and diff.p_other == diff.p_other
+
+
+def test_seeds_that_detect_exactly_the_claimed_effect_are_not_underpowered():
+    """The rule is "underpowered when the smallest detectable difference *exceeds* the effect": with the
+    effect set to exactly (t_.975 + t_.8)(2) · SE, the seeds detect it, so an undecided comparison cannot be
+    separated (OVERLAP); the permutation test likewise at exactly (z_.975 + z_.8) · null SD."""
+    diff = cmp.Diff(True, 3, 0.01, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3))
+    effect = (scipy_stats.t.ppf(0.5 + LEVEL / 2, 2.0) + scipy_stats.t.ppf(0.8, 2.0)) * 0.05
+    assert cmp.detectable(diff, 0.8) == effect
+    assert cmp.superiority(diff, effect, 0.8).outcome == cmp.OVERLAP
+    shift = cmp.permutation_detectable(0.02, LEVEL, 0.8)
+    assert cmp.permutation(0.0, 0.5, 0.5, 0.001, 0.02, LEVEL, shift, 0.8).outcome == cmp.OVERLAP
+
+
+def test_a_difference_without_an_interval_shows_no_interval_and_a_positive_one_its_sign():
+    """n = 1: the difference alone, no "[nan, nan]"; a difference is signed (+ for a above b)."""
+    one = cmp.independent([1.0], [0.4, 0.6], LEVEL)
+    assert one.text() == "+0.500 (two groups, n = 1)"
+    assert cmp.Diff(True, 2, -0.25, 0.0, 1.0, LEVEL, 0.0).text(100.0, " pp", 1) == "-25.0 pp [-25.0, -25.0] (paired, n = 2)"
+
+
+def test_a_permutation_test_without_an_observed_statistic_is_missing():
+    """No observed statistic (NaN): not measured (MISSING), never decided, whatever the p-values say."""
+    got = cmp.permutation(float("nan"), 0.001, 0.999, 0.001, 0.01, LEVEL, 0.05, 0.8)
+    assert got.outcome == cmp.MISSING

@@ -357,3 +357,307 @@ def test_the_mechanism_table_defaults_to_the_first_evaluation_set():
             for s in range(2) for e, agree in (("randimg", 0.2), ("nocue", 0.9)) for a in (0.0, 0.5, 1.0)]
     mech = stats.mechanism_table(pd.DataFrame(rows))
     assert mech["agree_a@0.5"].tolist() == pytest.approx([0.9])
+
+
+# ----------------------------------------------------------------------------------------------
+# Edges: missing labels, absent columns, infinite values, orders that must not depend on row order
+# ----------------------------------------------------------------------------------------------
+
+def _barrier_frame(values, **columns) -> pd.DataFrame:
+    return pd.DataFrame({"pair_type": "p", "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+                         "metric": "loss", "definition": "chord", "value": values, **columns})
+
+
+def test_chance_ignores_rows_without_a_dataset_label():
+    """Only the datasets named count: a row with no dataset label (None or NaN) is not an unknown dataset,
+    so digits' 10 classes still give chance 0.1; an unknown name leaves chance unknown."""
+    assert stats.chance(["digits", None, float("nan"), "digits"]) == pytest.approx(0.1)
+    assert stats.chance(["digits", "no-such-dataset"]) is None
+
+
+def test_an_infinite_value_is_left_out_of_an_estimate_as_a_comparison_leaves_it_out():
+    """A diverged loss (inf) is no number to average: the row shown beside a claim counts the same values as
+    the comparison it illustrates (comparisons leave non-finite values out), so n = 2 and the mean of 1 and 3."""
+    from orchestrator.report import comparisons
+    values = [1.0, np.inf, 3.0, -np.inf]
+    est = stats.Estimate.of(values)
+    assert est.n == 2 == comparisons.one_sample(pd.Series(values), 0.95).n
+    assert est.mean == pytest.approx(2.0) and np.isfinite([est.ci_low, est.ci_high]).all()
+
+
+def test_an_estimates_text_shows_three_decimals_by_default():
+    """Barriers are shown in nats with three decimals (as a claim's barrier row is): 0.1234 -> 0.123."""
+    assert stats.Estimate(3, 0.1234, 0.01, 0.1, 0.1456).text() == "0.123 [0.100, 0.146] (n = 3)"
+
+
+def test_a_swept_setting_the_barriers_table_lacks_adds_no_group():
+    """An axis that only some task kinds read need not be a column of the barriers table: summarize skips it
+    (one group of the two values, mean 2) rather than failing on a column it does not have."""
+    out = stats.summarize(_barrier_frame([1.0, 3.0]), swept=("train.lr",))
+    assert "train.lr" not in out.columns and out["n"].tolist() == [2] and out["mean"].tolist() == [2.0]
+
+
+def test_a_summary_does_not_depend_on_the_order_the_rows_came_in():
+    """Tasks finish in any order: the same barriers, shuffled, give the same summary table row for row (its
+    groups in the order of their keys), so summary.md is reproducible."""
+    rows = pd.DataFrame([{"pair_type": p, "path_kind": vocab.LINEAR, "alignment": None, "eval_set": e,
+                          "metric": "loss", "definition": "chord", "value": v}
+                         for p in ("cue~nocue", "cue~cue", "nocue~nocue") for e in ("nocue", "cue") for v in (0.1, 0.4)])
+    shuffled = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert not shuffled[["pair_type", "eval_set"]].equals(rows[["pair_type", "eval_set"]])
+    pd.testing.assert_frame_equal(stats.summarize(shuffled), stats.summarize(rows))
+    keys = stats.summarize(rows)[["pair_type", "eval_set"]].apply(tuple, axis=1).tolist()
+    assert keys == sorted(keys)
+
+
+def test_a_swept_axis_set_in_one_table_only_still_splits_the_facets():
+    """claims pass the evaluations and barriers together: an axis that is a column of the evaluations only
+    (the barriers table lacks it) still gives one facet per value."""
+    ev = pd.DataFrame({"finetune.lam": [1.0, 3.0, 1.0], "acc": [0.5, 0.6, 0.7]})
+    bars = pd.DataFrame({"value": [0.2, 0.3]})
+    assert stats.swept_combos([ev, bars], ("finetune.lam",)) == [{"finetune.lam": 1.0}, {"finetune.lam": 3.0}]
+    assert stats.swept_combos([bars, ev], ("finetune.lam",)) == [{"finetune.lam": 1.0}, {"finetune.lam": 3.0}]
+
+
+def test_axes_no_row_sets_together_give_the_grid_of_their_values():
+    """Two axes of different task kinds (no row sets both): every combination of their non-null values,
+    2 × 2 = 4 facets in sorted order; a null value is not a value of the axis."""
+    train = pd.DataFrame({"train.lr": [0.2, 0.1, None, 0.1]})
+    ft = pd.DataFrame({"finetune.lam": [3.0, 1.0, None]})
+    combos = stats.swept_combos([train, ft], ("train.lr", "finetune.lam"))
+    assert combos == [{"train.lr": lr, "finetune.lam": lam} for lr in (0.1, 0.2) for lam in (1.0, 3.0)]
+
+
+def test_a_frame_without_a_swept_column_belongs_to_every_facet():
+    """A table with no column for an axis (its tasks read no such setting) is the null case: all its rows are
+    in every facet."""
+    df = pd.DataFrame({"x": ["a", "b"]})
+    assert stats.facet(df, {"finetune.lam": 1.0})["x"].tolist() == ["a", "b"]
+
+
+def test_values_outside_the_given_order_follow_it_sorted():
+    """order_values: those named in the order first, in that order, then the rest sorted (not as they came);
+    None and NaN are no values."""
+    assert stats.order_values(["zeta", "b", None, "x", "alpha", float("nan"), "b"], ("x", "b")) == ["x", "b", "alpha", "zeta"]
+
+
+def test_fine_tuning_pairs_of_an_unlisted_method_come_after_the_listed_ones_and_unknown_pair_types_last():
+    """pair_sort_key: fine-tuning pairs by the method order, a method it does not list after those (whatever
+    its name), and a pair type that is no known pair (e.g. `population`) after every known one."""
+    order = stats.order_pairs(["pretrained~ft:aaa", "population", "pretrained~ft:cbft", "cue~cue",
+                               "pretrained~ft:naive"], ("naive", "cbft"))
+    assert order == ["cue~cue", "pretrained~ft:naive", "pretrained~ft:cbft", "pretrained~ft:aaa", "population"]
+
+
+def test_one_model_is_not_a_label_worth_a_column():
+    """Several models make a `model` column; one model (however many rows) does not."""
+    assert stats.varying_labels(pd.DataFrame({"model": ["resnet", "resnet", None]})) == []
+    assert stats.varying_labels(pd.DataFrame({"model": ["resnet", "mlp"]})) == ["model"]
+
+
+def test_paths_of_one_kind_are_ordered_by_their_alignment_whatever_order_they_come_in():
+    """Two aligned paths: ordered by kind (PATH_KINDS), then by alignment, the same for either input order."""
+    variants = ["aligned (weight)", "linear", "aligned (activation)"]
+    expected = ["linear", "aligned (activation)", "aligned (weight)"]
+    assert sorted(variants, key=stats.variant_sort_key) == expected
+    assert sorted(variants[::-1], key=stats.variant_sort_key) == expected
+
+
+def test_a_float32_column_is_formatted_and_its_missing_values_marked():
+    """A float32 column (as Parquet may hand back accuracies) is a number column like float64: `digits`
+    decimals, and NaN shown as "—", not "nan"."""
+    df = pd.DataFrame({"name": ["a", "b"], "acc": np.array([0.123456, np.nan], dtype=np.float32)})
+    lines = stats.format_table(df, digits=2).splitlines()
+    assert lines[2].split() == ["a", "0.12"] and lines[3].split() == ["b", "—"]
+    assert stats.format_markdown(df, digits=2).splitlines()[2:] == ["| a | 0.12 |", "| b | — |"]
+
+
+def test_a_fixed_width_table_is_as_wide_as_its_headers():
+    """A header longer than every value sets its column's width: the header, the rule and the rows line up
+    (the right-aligned last column ends at the same place on every line)."""
+    df = pd.DataFrame({"a_long_label": ["x", "yy"], "n": [1, 22]})
+    lines = stats.format_table(df).splitlines()
+    assert lines[1].split() == ["-" * len("a_long_label"), "--"]
+    assert len({len(line) for line in lines}) == 1 and lines[2].endswith(" 1") and lines[0].startswith("a_long_label")
+
+
+def test_a_pipe_in_a_markdown_cell_is_escaped():
+    """A `|` inside a cell (e.g. a facet label) would split the cell: it is written `\\|`, so every line of the
+    table has the same number of cell separators."""
+    md = stats.format_markdown(pd.DataFrame({"facet": ["a | b"], "n": [2]})).splitlines()
+    assert md[2] == "| a \\| b | 2 |"
+    assert len({line.replace("\\|", "").count("|") for line in md}) == 1
+
+
+def test_labels_missing_from_the_evaluations_come_from_the_tasks_table():
+    """Every label the tasks table has and the evaluations lack is filled by task id (kind, seed, method,
+    dataset, model, cue proportion)."""
+    ev = pd.DataFrame({"task_id": ["t1", "t2"], "eval_set": "cue", "acc": [0.5, 0.6]})
+    tasks = pd.DataFrame({"task_id": ["t2", "t1"], "kind": vocab.PRETRAIN, "cue_proportion": [0.0, 0.8], "seed": [2, 1],
+                          "method": None, "dataset": ["cifar10", "digits"], "model": ["mlp", "resnet"],
+                          "status": vocab.FINISHED})
+    out = stats.with_labels(ev, tasks)
+    assert out["dataset"].tolist() == ["digits", "cifar10"] and out["model"].tolist() == ["resnet", "mlp"]
+    assert out["seed"].tolist() == [1, 2] and out["cue_proportion"].tolist() == [0.8, 0.0]
+
+
+def _pretrain_evals(rows) -> pd.DataFrame:
+    """(task id, cue proportion, seed, eval set, acc) rows of pretrained models."""
+    return pd.DataFrame([{"task_id": t, "kind": vocab.PRETRAIN, "cue_proportion": p, "seed": s, "method": None,
+                          "eval_set": e, "acc": a} for t, p, s, e, a in rows])
+
+
+def test_table_one_of_a_sweep_without_cue_models_still_shows_the_no_cue_models():
+    """No cue proportion above 0 anywhere: the no-cue reference is shown under proportion 0 rather than
+    dropped (mean of 0.8 and 0.9 over its two seeds)."""
+    ev = _pretrain_evals([("n0", 0.0, 0, "nocue", 0.8), ("n1", 0.0, 1, "nocue", 0.9)])
+    text, long = stats.finetune_table(ev)
+    assert text["method"].tolist() == [stats.PRETRAINED_NOCUE]
+    assert text.loc[0, "0% nocue"].startswith("85.0 ± ") and text.loc[0, "n"] == "2"
+    assert long["n"].tolist() == [2] and long["mean"].tolist() == pytest.approx([0.85])
+
+
+def test_a_seed_without_an_accuracy_is_not_counted_in_table_one():
+    """Two cue models, one of whose `cue` accuracies was not measured (NaN): the cell is the one seed's
+    accuracy alone, n = 1 (no "±" of a single value, no "nan")."""
+    ev = _pretrain_evals([("c0", 0.8, 0, "cue", 0.9), ("c1", 0.8, 1, "cue", np.nan)])
+    text, long = stats.finetune_table(ev)
+    row = text.set_index("method").loc[stats.PRETRAINED_CUE]
+    assert row["80% cue"] == "90.0" and row["n"] == "1"
+    assert long.loc[long["row"] == stats.PRETRAINED_CUE, "n"].tolist() == [1]
+
+
+def test_table_ones_long_form_lists_the_cells_in_the_text_tables_reading_order():
+    """`long` has one row per cell of `text`, in the order the text table is read: row by row, and within a
+    row its columns left to right (cue proportion, then evaluation set)."""
+    data = synthetic_sweep()
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    extra = evaluations[evaluations["method"] == "naive"].assign(task_id=lambda d: d["task_id"] + "-p5", cue_proportion=0.5)
+    text, long = stats.finetune_table(pd.concat([evaluations, extra], ignore_index=True), tasks)
+    columns = [c for c in text.columns if c not in ("method", "n")]
+    reading = [(r, c) for r in text["method"] for c in columns
+               if text.set_index("method").loc[r, c] != stats.MISSING]
+    assert [(r.row, f"{r.cue_proportion:.0%} {r.eval_set}") for r in long.itertuples()] == reading
+
+
+def test_endpoint_drift_compares_with_a_models_latest_evaluation():
+    """A model evaluated twice on a set (a rerun): its latest row is the trained model's loss, as a task's
+    latest status is the one that counts (0.5 − 0.3, not 0.5 − 0.9)."""
+    paths = pd.DataFrame([{"task_id": "p0", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+                           "eval_set": "cue", "alpha": a, "loss": loss, "acc": 0.9, "endpoint_a": "ma", "endpoint_b": "mb"}
+                          for a, loss in ((0.0, 0.5), (1.0, 0.6))])
+    evals = pd.DataFrame([{"task_id": "ma", "eval_set": "cue", "loss": 0.9, "acc": 0.9},
+                          {"task_id": "mb", "eval_set": "cue", "loss": 0.6, "acc": 0.9},
+                          {"task_id": "ma", "eval_set": "cue", "loss": 0.3, "acc": 0.9}])
+    drift = stats.endpoint_drift(paths, evals).set_index("endpoint")
+    assert drift.loc["A", "loss_drift"] == pytest.approx(0.2) and drift.loc["B", "loss_drift"] == pytest.approx(0.0)
+
+
+def _drift_rows(k: int, loss_a: float, acc_a: float, **labels) -> tuple[list[dict], list[dict]]:
+    """Pair k: its path's endpoint A at alpha 0 (loss_a, acc_a) and B at alpha 1 (equal to the trained B);
+    the trained A has loss 0.5 and accuracy 0.8."""
+    a, b = f"m{k}a", f"m{k}b"
+    paths = [{"task_id": f"p{k}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+              "eval_set": "cue", "alpha": alpha, "loss": loss, "acc": acc, "endpoint_a": a, "endpoint_b": b, **labels}
+             for alpha, loss, acc in ((0.0, loss_a, acc_a), (1.0, 0.7, 0.9))]
+    evals = [{"task_id": a, "eval_set": "cue", "loss": 0.5, "acc": 0.8}, {"task_id": b, "eval_set": "cue", "loss": 0.7, "acc": 0.9}]
+    return paths, evals
+
+
+def test_endpoint_drift_intervals_are_the_t_intervals_of_each_drift():
+    """Three pairs whose endpoint A drifts by +0.1, +0.2, +0.6 in loss and −0.1, −0.3, −0.2 in accuracy: each
+    interval is scipy's 95% t-interval of its own drifts (low below high)."""
+    paths, evals = [], []
+    for k, (loss, acc) in enumerate(((0.6, 0.7), (0.7, 0.5), (1.1, 0.6))):
+        p, e = _drift_rows(k, loss, acc)
+        paths, evals = paths + p, evals + e
+    row = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals)).set_index("endpoint").loc["A"]
+    for column, drifts in (("loss", [0.1, 0.2, 0.6]), ("acc", [-0.1, -0.3, -0.2])):
+        low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(drifts), scale=scipy_stats.sem(drifts))
+        assert (row[f"{column}_low"], row[f"{column}_high"]) == pytest.approx((low, high))
+
+
+def test_endpoint_drift_is_given_per_swept_value():
+    """Pairs of two values of a swept setting drift differently (+0.1 at lam 1, +0.5 at lam 3): one row each."""
+    paths, evals = [], []
+    for k, (loss, lam) in enumerate(((0.6, 1.0), (0.6, 1.0), (1.0, 3.0))):
+        p, e = _drift_rows(k, loss, 0.8, **{"finetune.lam": lam})
+        paths, evals = paths + p, evals + e
+    drift = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals), swept=("finetune.lam",))
+    a = drift[drift["endpoint"] == "A"].set_index("finetune.lam")
+    assert a.loc[1.0, "n"] == 2 and a.loc[1.0, "loss_drift"] == pytest.approx(0.1)
+    assert a.loc[3.0, "n"] == 1 and a.loc[3.0, "loss_drift"] == pytest.approx(0.5)
+
+
+def test_the_mechanism_table_is_given_per_swept_value_named():
+    """`swept` named by the caller splits the table: agreement 0.9 at lam 1 and 0.3 at lam 3, one row each."""
+    rows = [{"task_id": f"p{lam}-{s}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+             "eval_set": "nocue", "alpha": a, "agree_a": agree, "agree_b": agree, "reliance_randimg": 0.0,
+             "reliance_randcue": 0.0, "finetune.lam": lam}
+            for lam, agree in ((1.0, 0.9), (3.0, 0.3)) for s in range(2) for a in (0.0, 0.5, 1.0)]
+    mech = stats.mechanism_table(pd.DataFrame(rows), swept=("finetune.lam",)).set_index("finetune.lam")
+    assert mech.loc[1.0, "agree_a@0.5"] == pytest.approx(0.9) and mech.loc[3.0, "agree_a@0.5"] == pytest.approx(0.3)
+    assert mech["n"].tolist() == [2, 2]
+
+
+def test_table_one_without_any_evaluation_still_has_a_column_per_evaluation_set():
+    """Every fine-tuning failed (no evaluation at all): the methods of the tasks table are listed under
+    every evaluation set of their cue proportion, all "—"."""
+    tasks = pd.DataFrame({"task_id": ["f0"], "kind": vocab.FINETUNE, "method": "naive", "cue_proportion": 0.8,
+                          "seed": 0, "status": vocab.FAILED})
+    text, _ = stats.finetune_table(pd.DataFrame(columns=["task_id", "eval_set", "acc"]), tasks)
+    assert text.columns.tolist() == ["method", *[f"80% {e}" for e in EVAL_SETS], "n"]
+    assert text["method"].tolist() == ["naive"] and (text.drop(columns="method").iloc[0] == stats.MISSING).all()
+
+
+def test_the_mechanism_table_reads_the_evaluation_set_asked_for():
+    """eval_set="randimg" given: the agreement on randimg (0.2), not on the default first set (0.9)."""
+    rows = [{"task_id": f"p{s}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+             "eval_set": e, "alpha": a, "agree_a": agree, "agree_b": agree, "reliance_randimg": 0.0,
+             "reliance_randcue": 0.0}
+            for s in range(2) for e, agree in (("randimg", 0.2), ("nocue", 0.9)) for a in (0.0, 0.5, 1.0)]
+    assert stats.mechanism_table(pd.DataFrame(rows), eval_set="randimg")["agree_a@0.5"].tolist() == pytest.approx([0.2])
+
+
+def test_a_missing_value_reaches_the_function_as_the_column_holds_it():
+    """per_values: fn of every row, a missing value passed as the column holds it (NaN in a float column,
+    None in an object one), never replaced by another row's value."""
+    floats = stats.per_values(pd.Series([0.5, np.nan, 0.5, np.nan]), None, repr)
+    assert floats.tolist() == ["0.5", "nan", "0.5", "nan"]
+    objects = stats.per_values(pd.Series(["a", None, "b"], dtype=object), pd.Series([1, 1, 2]), lambda x, y: f"{x}/{y}")
+    assert objects.tolist() == ["a/1", "None/1", "b/2"]
+
+
+def test_two_tables_with_the_same_swept_values_give_each_facet_once():
+    df = pd.DataFrame({"finetune.lam": [1.0, 3.0]})
+    assert stats.swept_combos([df, df.copy()], ("finetune.lam",)) == [{"finetune.lam": 1.0}, {"finetune.lam": 3.0}]
+
+
+def test_an_estimate_of_one_value_shows_the_value_without_an_interval():
+    """n = 1: the value and n, no interval (none to estimate); n = 0: "—"."""
+    assert stats.Estimate.of([0.7]).text() == "0.700 (n = 1)"
+    assert stats.Estimate.of([np.nan]).text() == stats.MISSING
+
+
+def test_the_mechanism_table_lists_pairs_in_the_pairs_order_and_each_pairs_paths_in_kind_order():
+    """Rows by pair type (vocab.PAIRS: cue~nocue before cue~cue), within one its paths by kind (linear,
+    quadratic, aligned), whatever order the rows come in."""
+    rows = [{"task_id": f"{p}-{k}-{s}", "pair_type": p, "path_kind": k, "alignment": "activation" if k == "aligned" else None,
+             "eval_set": "nocue", "alpha": a, "agree_a": 0.5, "agree_b": 0.5, "reliance_randimg": 0.0, "reliance_randcue": 0.0}
+            for p, k in (("cue~cue", "aligned"), ("cue~nocue", "quadratic"), ("cue~cue", vocab.LINEAR), ("cue~nocue", vocab.LINEAR))
+            for s in range(2) for a in (0.0, 1.0)]
+    mech = stats.mechanism_table(pd.DataFrame(rows))
+    assert list(zip(mech["pair_type"], mech["path_kind"], strict=True)) == [
+        ("cue~nocue", vocab.LINEAR), ("cue~nocue", "quadratic"), ("cue~cue", vocab.LINEAR), ("cue~cue", "aligned")]
+
+
+def test_endpoint_drift_leaves_out_an_endpoint_whose_trained_model_was_not_evaluated():
+    """Pair 1's model A has no evaluation on the set (its evaluation failed): only pair 0 gives A's drift
+    (n = 1, +0.1), both pairs give B's (n = 2)."""
+    paths, evals = [], []
+    for k in range(2):
+        p, e = _drift_rows(k, 0.6, 0.8)
+        paths, evals = paths + p, evals + [r for r in e if r["task_id"] != "m1a"]
+    drift = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals)).set_index("endpoint")
+    assert drift.loc["A", "n"] == 1 and drift.loc["A", "loss_drift"] == pytest.approx(0.1)
+    assert drift.loc["B", "n"] == 2 and drift.loc["B", "loss_drift"] == pytest.approx(0.0)

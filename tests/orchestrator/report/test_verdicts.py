@@ -266,3 +266,79 @@ def test_a_claim_row_in_percentage_points_shows_one_decimal():
     pp = verdicts.Row("m", "reliance", verdicts.stats.Estimate(3, 0.1234, 0.01, 0.1, 0.1456), scale=100.0, unit=" pp")
     nats = verdicts.Row("p", "barrier", verdicts.stats.Estimate(3, 0.1234, 0.01, 0.1, 0.1456))
     assert pp.value() == "12.3 pp [10.0, 14.6]" and nats.value() == "0.123 [0.100, 0.146]"
+
+
+def test_a_checks_evidence_is_the_text_given_else_its_difference_on_the_claims_scale():
+    """`check`: evidence written by the caller is shown as given; without it, the difference's text (one
+    decimal in pp, three in nats); with neither, "—". The decision's outcome, reason and p-value travel."""
+    from orchestrator.report.comparisons import Decision
+    diff = Diff(True, 3, 0.1234, 0.01, 2.0, 0.95, 0.02)
+    decision = Decision(YES, "a reason", 0.004)
+    given = verdicts.check("t", decision, diff, "g", evidence="seen by hand")
+    assert (given.evidence, given.outcome, given.reason, given.p_other, given.group) == ("seen by hand", YES, "a reason", 0.004, "g")
+    assert verdicts.check("t", decision, diff, "g", scale=100.0, unit=" pp").evidence.startswith("+12.3 pp [")
+    assert verdicts.check("t", decision, diff, "g").evidence.startswith("+0.123 [")
+    assert verdicts.check("t", decision, None, None).evidence == "—"
+
+
+def test_a_p_value_exactly_at_holms_bar_is_rejected():
+    """Holm rejects while p ≤ (α/2)/(k − j): "at most" the bar, so a p-value equal to it stays ✗ (k = 2: the
+    smallest, 0.001, clears (α/2)/2; the next, exactly (α/2)/1, is rejected too)."""
+    half = (1 - 0.95) / 2
+    claim = _family((NO, 0.001, "g"), (NO, half / 1, "h"))
+    assert [c.outcome for c in claim.checks] == [NO, NO]
+    first = _family((NO, half / 2, "g"), (NO, 0.9, "h"))
+    assert [c.outcome for c in first.checks] == [NO, OVERLAP]
+
+
+def test_a_claim_whose_only_untestable_groups_are_optional_names_them():
+    """Nothing decided and only an optional group, not testable: the claim is not testable, and the sentence
+    names that group's check with its reason (what would make it testable), not "nothing was measured"."""
+    claim = Claim("x", "a statement", optional={"h"})
+    claim.checks = [Check("the optional one", UNTESTABLE, "—", "h", "alignment does not connect")]
+    assert claim.verdict == verdicts.NOT_TESTABLE
+    assert claim.sentence() == "Not testable here: “the optional one” (alignment does not connect)."
+
+
+def test_holds_counts_only_the_required_comparisons_decided_as_claimed():
+    """Two required comparisons ✓ and a supporting check ✓: "the 2 comparisons it needs … are decided" (the
+    supporting one is not among what the claim needs)."""
+    claim = Claim("x", "a statement")
+    claim.checks = [Check("one", YES, "—", "g"), Check("two", YES, "—", "h"), Check("support", YES, "—", None)]
+    assert claim.sentence() == "Holds: the 2 comparisons it needs that can discriminate here are decided as claimed."
+
+
+def test_does_not_hold_names_the_required_comparison_decided_the_other_way_not_a_supporting_one():
+    """A required ✗ and a supporting ✗: the claim does not hold because of the required one, which the
+    sentence names; the supporting check never decides, so it is not named as the reason."""
+    claim = Claim("x", "a statement")
+    claim.checks = [Check("required", NO, "—", "g"), Check("support", NO, "—", None)]
+    assert claim.sentence() == "Does not hold: the data show the opposite of “required”."
+
+
+def test_a_methods_parents_are_averaged_per_seed_like_its_models():
+    """Two fine-tunings of one method at seed 0 from parents of randimg accuracy 0.9 and 0.5: the parents'
+    accuracy at seed 0 is their mean, 0.7, as a seed's models are averaged (`models`)."""
+    ev = pd.DataFrame([{"task_id": t, "kind": kind, "cue_proportion": 0.8, "seed": s, "method": m, "eval_set": "randimg",
+                        "acc": a} for t, kind, s, m, a in (("pa", vocab.PRETRAIN, 0, None, 0.9), ("pb", vocab.PRETRAIN, 0, None, 0.5),
+                                                           ("pc", vocab.PRETRAIN, 1, None, 0.6),
+                                                           ("fa", vocab.FINETUNE, 0, "naive", 0.2), ("fb", vocab.FINETUNE, 0, "naive", 0.4),
+                                                           ("fc", vocab.FINETUNE, 1, "naive", 0.3))])
+    tasks = pd.DataFrame({"task_id": ["fa", "fb", "fc"], "parents": [["pa"], ["pb"], ["pc"]]})
+    s = verdicts.Slice(ev, EMPTY, EMPTY, tasks, chance=0.1)
+    assert s.parents("naive")["randimg"].to_dict() == pytest.approx({0: 0.7, 1: 0.6})
+    assert s.models(vocab.FINETUNE, "naive")["randimg"].to_dict() == pytest.approx({0: 0.3, 1: 0.3})
+
+
+def test_a_group_not_separated_makes_the_claim_unseparated_even_beside_one_not_testable():
+    """The rule's order: does not hold (a ✗ group), else cannot be separated (a ≈ group), else not testable
+    (a required group without a testable check): one ≈ group beside one not testable is "cannot be separated"."""
+    assert _claim(("g", OVERLAP), ("h", UNTESTABLE)).verdict == verdicts.UNSEPARATED
+    assert _claim(("g", NO), ("h", UNTESTABLE)).verdict == verdicts.FAILS
+
+
+def test_a_claims_sentence_ends_with_what_its_verdict_does_not_cover():
+    """The verdict sentence, then the claim's notes (what the verdict does not cover), in order."""
+    claim = _claim(("g", YES))
+    claim.notes += ["First note.", "Second note."]
+    assert claim.sentence().endswith("decided as claimed. First note. Second note.")
