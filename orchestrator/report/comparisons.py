@@ -255,7 +255,8 @@ def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, uni
         return Decision(YES, p_other=p)
     if diff.low > margin or diff.high < -margin:
         return Decision(NO, p_other=p)
-    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit), p_other=p)
+    # a decision either way is about the nearer bound: inside ±margin (YES) or outside it (NO)
+    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit, margin - abs(diff.mean)), p_other=p)
 
 
 # ----------------------------------------------------------------------------------------------

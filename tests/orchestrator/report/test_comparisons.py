@@ -194,6 +194,20 @@ def test_an_underpowered_reason_counts_seeds_for_the_observed_distance():
     assert f"{shown} the observed 0.01" in reason
 
 
+def test_an_underpowered_equivalence_counts_seeds_for_the_distance_to_the_nearer_bound():
+    """Equivalence decides whether the interval lies inside ±margin or outside it, so what a decision needs
+    is the distance from the observed mean to the nearer bound: 0.01 for a mean of 0.04 (or -0.04) against
+    a margin of 0.05, and the whole margin for a mean of 0, not the mean's own size."""
+    for mean, distance in ((0.04, 0.01), (-0.04, 0.01), (0.0, 0.05), (0.07, 0.02)):
+        wide = cmp.Diff(True, 3, mean, 0.05, 2.0, LEVEL, 0.05 * math.sqrt(3))
+        decision = cmp.equivalence(wide, 0.05, 0.8, 100.0, " pp")
+        need = cmp.seeds_needed(wide, distance, 0.8)
+        shown = f"more than {cmp.MAX_SEEDS}" if need > cmp.MAX_SEEDS else f"about {need}"
+        assert decision.outcome == cmp.UNTESTABLE, (mean, decision)
+        assert decision.reason.endswith(f"{shown} the observed {100 * distance:.3g} pp from the margin"), \
+            (mean, decision.reason)
+
+
 def test_a_side_with_two_values_for_one_seed_is_not_paired():
     """Seed 0 twice on one side: the per-seed differences are not defined, so two groups (Welch)."""
     a = pd.Series([1.0, 1.2, 2.0, 3.0], index=[0, 0, 1, 2])
