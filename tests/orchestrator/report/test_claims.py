@@ -12,6 +12,7 @@ import pytest
 from orchestrator import vocab
 from orchestrator.report import claims, comparisons as cmp
 from orchestrator.spec.claim_rules import ClaimRules
+from tasks.settings import SettingsError
 from tests.support.report_data import synthetic_sweep
 
 
@@ -44,6 +45,15 @@ def test_every_claim_holds_when_the_data_separate_it():
     assert {r.role for r in d.rows} == {"claim", "control"}
     assert all(r.est.n == 3 for r in d.rows)
     assert "Holds" in d.sentence() and "naive_cued" in " ".join(c.text for c in judged["c"].checks)
+    # the statistics shown beside the claims (tests/support/report_data.py: ACCURACY, ± 2 pp of noise)
+    shown = {(k, r.label, r.measure): r.est.mean for k, c in judged.items() for r in c.rows}
+    assert shown[("a", "cue model", "acc(cue)")] == pytest.approx(0.99, abs=0.04)
+    assert shown[("a", "no-cue model", "acc(nocue)")] == pytest.approx(0.80, abs=0.04)
+    assert shown[("c", "naive", "acc(nocue)")] == pytest.approx(0.75, abs=0.04)
+    assert {r.role for r in judged["b"].rows if r.label == "its pretrained parent"} == {"reference"}
+    # (c)'s supporting "no reliance left" on both indices (docs/SCIENCE.md: within ±5 pp)
+    assert [c.required for c in _checks(judged["c"], "CBFT leaves no reliance")] == [False, False]
+    assert len(_checks(judged["c"], "randcue at its clean accuracy")) == 1
 
 
 def test_a_saturated_comparison_is_not_testable_never_does_not_hold():
@@ -56,6 +66,7 @@ def test_a_saturated_comparison_is_not_testable_never_does_not_hold():
     assert all(0 <= c.p_other <= 1 for c in same_init)     # still in the claim's family (Holm's k)
     assert d.verdict == claims.NOT_TESTABLE and "Not testable here" in d.sentence()
     assert "Does not hold" not in d.sentence()
+    assert "\n           not testable: " in claims.claims_text([d])
 
 
 def test_a_saturated_lower_side_makes_the_independent_comparison_untestable():
@@ -177,6 +188,10 @@ def test_claims_text_shows_rules_verdicts_checks_power_and_n():
     text = claims.claims_text(list(_judge(LOOSE).values()))
     assert text.count("→ Holds") == 4 and text.count("rule: ") == 4 and "✓" in text and "n = 3" in text
     assert "power: detectable" in text
+    # a supporting check is marked so on its line, a required one is not
+    lines = text.splitlines()
+    assert all(line.endswith("(supporting)") for line in lines if "CBFT leaves no reliance" in line)
+    assert not any(line.endswith("(supporting)") for line in lines if "keeps more than 0.5" in line)
     short = claims.claims_text(list(_judge(LOOSE).values()), detail=False)
     assert short.count("HOLDS") == 4 and "✓" not in short
 
@@ -273,6 +288,9 @@ def test_a_comparison_decided_the_other_way_only_by_its_own_interval_cannot_fail
     assert cost.outcome == claims.OVERLAP and cost.alone and "3 comparisons" in cost.reason and "p ≤ 0.00833" in cost.reason
     assert a.verdict == claims.UNSEPARATED
     assert "decided the other way by its own interval but not across the claim's comparisons" in a.sentence()
+    # the terminal shows why under the check, and never calls a decided comparison "not testable"
+    text = claims.claims_text([a])
+    assert "\n           decided the other way by its own 95% interval" in text and "not testable: decided" not in text
     assert "Holm" in a.rule and "3 comparisons" in a.rule
 
 
@@ -301,6 +319,9 @@ def test_the_independent_init_and_noise_floor_comparisons_of_d_only_support():
     d = _judge(LOOSE)["d"]
     for text in ("independent-init", "noise floor"):
         assert all(not c.required for c in _checks(d, text))
+    # the independent-init linear barriers of both same-data pairs, each on both barrier sets
+    independent = _checks(d, "independent-init")
+    assert sorted(c.text.rsplit(" ", 1)[-1] for c in independent) == ["cue~cue", "cue~cue", "nocue~nocue", "nocue~nocue"]
 
 
 def test_rows_without_a_model_label_belong_to_every_model():
@@ -424,12 +445,15 @@ def test_b_judges_staying_connected_on_every_barrier_set():
 
 def test_lp_ft_beside_cbft_only_supports_claim_c():
     """LP-FT (here a copy of naive's fine-tunings under another method) is shown beside CBFT as a
-    supporting check (docs/SCIENCE.md: "supporting: LP-FT and LLRT beside it"), never a required one."""
+    supporting check (docs/SCIENCE.md: "supporting: LP-FT and LLRT beside it"), never a required one. The
+    check is of randimg reliance: LP-FT's random cue here costs it nothing (randcue above its clean accuracy),
+    which must not matter."""
     results = _results(synthetic_sweep())
     ev = results[vocab.EVALUATIONS]
     naive = ev[ev["method"] == "naive"]
-    results[vocab.EVALUATIONS] = pd.concat([ev, naive.assign(method="lpft", task_id=naive["task_id"] + "-lpft")],
-                                           ignore_index=True)
+    lpft = naive.assign(method="lpft", task_id=naive["task_id"] + "-lpft")
+    lpft.loc[lpft["eval_set"] == "randcue", "acc"] = 0.95
+    results[vocab.EVALUATIONS] = pd.concat([ev, lpft], ignore_index=True)
     c = {x.key: x for x in claims.judge(results, (), LOOSE)}["c"]
     (lpft,) = _checks(c, "than lpft")
     assert lpft.outcome == claims.YES and not lpft.required
@@ -447,3 +471,253 @@ def test_d_judges_the_quadratic_path_on_the_same_init_pair_where_there_is_one():
     d = _judge(LOOSE)["d"]
     quadratic = [c for c in d.checks if c.group == "quadratic connects"]
     assert len(quadratic) == 2 and all("lowers the cue~nocue:same-init barrier" in c.text for c in quadratic)
+
+
+# ----- round 4: Holm across every claim, the rules' margins, metric and effects, the parents -----
+
+@pytest.mark.parametrize("key, kwargs, text, k", [
+    ("b", {"accuracy": {"naive": {"randimg": 0.46}}}, "keeps more than 0.5", 3),
+    ("c", {"scale": {"pretrained~ft:cbft": 0.015}}, "exceeds naive's", 7),
+    ("d", {"scale": {"cue~cue:spawn@0": 13.0}}, "on cue, the cue~nocue:same-init linear barrier is above that of "
+                                                 "cue~cue:spawn@0", 6),
+])
+def test_a_comparison_of_b_c_or_d_decided_the_other_way_only_by_its_own_interval_cannot_fail_the_claim(
+        key, kwargs, text, k):
+    """As for (a) (docs/SCIENCE.md, "Family-wise"): each claim's required comparisons with an interval are one
+    family. One decided the other way with a one-sided p-value between (α/2)/k and α/2, every other one going the
+    claimed way (p > α/2), is not rejected by Holm's first bar (α/2)/k: it reads "cannot be separated", and the
+    claim too, never "does not hold"."""
+    claim = _judge(LOOSE, **kwargs)[key]
+    (odd,) = _checks(claim, text)
+    family = [c for c in claim.checks if c.required and c.p_other == c.p_other]
+    assert len(family) == k
+    assert 0.025 / k < odd.p_other < 0.025 and all(c.p_other > 0.025 for c in family if c is not odd)
+    assert odd.outcome == claims.OVERLAP and odd.alone and f"{k} comparisons" in odd.reason
+    assert claim.verdict == claims.UNSEPARATED
+
+
+def test_no_reliance_left_is_judged_within_the_rules_equivalence_margin_not_the_reliance_effect():
+    """`no_reliance_margin` 0.3 (reliance effect 0.05): the no-cue model's and CBFT's randimg reliance of about
+    0.2 (accuracy 0.3 against chance 0.1; 3 seeds, interval about ±5 pp) lie within ±30 pp of 0, so both
+    "no reliance" checks are decided as claimed; within ±5 pp they would not be."""
+    rules = ClaimRules(acc_margin=0.2, no_reliance_margin=0.3)
+    judged = _judge(rules, accuracy={"nocue": {"randimg": 0.30}, "cbft": {"randimg": 0.30}})
+    for key, text in (("a", "no-cue model does not rely"), ("c", "CBFT leaves no reliance: randimg")):
+        (found,) = _checks(judged[key], text)
+        assert found.outcome == claims.YES and "within ±30 pp" in found.text, (key, found)
+
+
+def test_b_without_independently_trained_pairs_is_not_testable_never_held_on_reliance_alone():
+    """No cue~cue, nocue~nocue or cue~nocue pairs: (b)'s "stays connected" cannot be judged, and it is a
+    statement the claim needs, so (b) is not testable here, though its reliance checks hold."""
+    b = _judge(LOOSE, pair_types=("pretrained~ft:naive", "pretrained~ft:cbft"))["b"]
+    missing = [c for c in b.checks if c.outcome == claims.MISSING]
+    assert missing and all(c.required for c in missing)
+    assert _checks(b, "keeps more than 0.5")[0].outcome == claims.YES
+    assert b.verdict == claims.NOT_TESTABLE
+
+
+def test_b_compares_naive_fine_tuning_with_its_own_parent_not_the_seeds_other_cue_models():
+    """Each seed's cue~cue partner (pretrain-cue_b) evaluated too, relying on nothing (randimg at chance).
+    Naive keeps 0.30 of reliance, its parent has 0.85: below half of it (0.425), so "keeps" is decided the
+    other way. Averaged with the partner (0.425, half of it 0.21) it would wrongly pass."""
+    data = synthetic_sweep(accuracy={"naive": {"randimg": 0.40}})
+    ev = data[vocab.EVALUATIONS]
+    for s in (0, 1, 2):
+        ev[f"pretrain-cue_b-s{s}"] = [dict(r, cue_proportion=0.8) for r in ev[f"pretrain-nocue-s{s}"]]
+    b = _judge(LOOSE, data=data)["b"]
+    parent = next(r for r in b.rows if r.label == "its pretrained parent" and r.measure == claims.RANDIMG)
+    assert parent.est.mean == pytest.approx(0.85, abs=0.05)
+    assert _checks(b, "keeps more than 0.5")[0].outcome == claims.NO
+
+
+class _TwoMetricSlice:
+    """a's accuracy barriers are above b's while its loss barriers are below them."""
+    chance = 0.1
+
+    def extremes(self, *_):
+        return 0.8, 0.5
+
+    def barrier(self, pair, path, eval_set, metric, definition):
+        high = (pair == "a") == (metric == "acc")
+        return pd.Series((1.0 if high else 0.2) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+
+
+@pytest.mark.parametrize("metric, outcome", [("acc", cmp.YES), ("loss", cmp.NO)])
+def test_barrier_comparisons_read_the_barriers_of_the_rules_metric(metric, outcome):
+    judge = claims._Judge(_TwoMetricSlice(), ClaimRules(barrier_metric=metric, check_definition=None),
+                          claims.Claim("x", ""))
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    assert judge.c.checks[0].outcome == outcome
+
+
+def test_a_barrier_row_shows_the_other_two_definitions_beside_the_rules_one():
+    """The row's estimate is the rules' definition (chord, 1.0); beside it the two others (0.7, 0.5), each once."""
+    by_definition = {"chord": 1.0, "mean_endpoints": 0.7, "worse_endpoint": 0.5}
+
+    class FakeSlice:
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series(by_definition[definition] + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+    judge = claims._Judge(FakeSlice(), ClaimRules(), claims.Claim("x", ""))
+    judge.barrier_row(("a", "linear"), "cue", "claim")
+    (row,) = judge.c.rows
+    assert row.est.mean == pytest.approx(1.0)
+    assert {d: e.mean for d, e in row.also} == pytest.approx({"mean_endpoints": 0.7, "worse_endpoint": 0.5})
+    assert len(row.also) == 2
+
+
+def test_the_power_of_each_comparison_names_the_effect_its_claim_is_about():
+    """The power line tells how many seeds would detect the effect the rules name: the reliance effect (10 pp)
+    for reliance, the barrier effect (0.3) for barriers, the margin (20 pp) for non-inferiority."""
+    rules = ClaimRules(reliance_effect=0.1, barrier_effect=0.3, check_definition=None)
+    judge = claims._Judge(_UndecidedSlice(), rules, claims.Claim("x", ""))
+    a, b = judge.s.barrier("a", 0, 0, 0, 0), judge.s.barrier("b", 0, 0, 0, 0)
+    judge.above("a above b", a, b, "g")
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    judge.not_below("a not below b", a, b, 0.2, "g")
+    powers = [c.power for c in judge.c.checks]
+    assert "; 10 pp needs" in powers[0] and "; 0.3 needs" in powers[1] and "; 20 pp needs" in powers[2], powers
+
+
+def test_c_without_the_naive_cued_control_is_judged_against_naive_and_says_what_it_cannot_tell():
+    """A sweep that did not run naive_cued: (c) is decided on naive fine-tuning alone (never "not testable" for a
+    control the sweep did not ask for), and its notes say CBFT's objective cannot be told from its extra data."""
+    data = synthetic_sweep()
+    data = {table: {t: rows for t, rows in by_task.items() if "naive_cued" not in t} for table, by_task in data.items()}
+    c = _judge(LOOSE, data=data)["c"]
+    assert not any("naive_cued" in x.text for x in c.checks)
+    assert c.verdict == claims.HOLDS and any("was not run" in note for note in c.notes)
+    assert claims.claims_text([c], detail=False).startswith("(c) HOLDS (see its notes): ")
+
+
+def test_c_leaving_the_basin_is_judged_against_naive_fine_tuning_not_naive_cued():
+    """docs/SCIENCE.md: (c) "on `cue` its linear barrier to the pretrained model above naive's". naive_cued's
+    barrier here (about 1.8) is above CBFT's (1.5) and naive's (0.05) below it: the check is decided as claimed."""
+    c = _judge(LOOSE, scale={"pretrained~ft:naive_cued": 36.0})["c"]
+    (basin,) = [x for x in c.checks if x.group == "leaves the basin"]
+    assert basin.outcome == claims.YES and "exceeds naive's" in basin.text
+
+
+def test_d_after_alignment_decides_the_claim_where_alignment_connects_the_same_data_pairs():
+    """cue~cue's aligned barrier near 0.03 (upper bound below `aligned_works` 0.1: alignment connects it), and
+    cue~nocue's aligned one (0.015) below it: the optional "after alignment" group is testable, so it decides
+    like a required one, against the claim; (d) cannot hold, though every other required comparison does."""
+    d = _judge(LOOSE, scale={"cue~cue": 0.1, "cue~nocue": 0.01})["d"]
+    aligned = [c for c in d.checks if "alignment the cue~nocue barrier" in c.text]
+    assert len(aligned) == 2 and all(c.group == "after alignment" for c in aligned)
+    assert {c.outcome for c in aligned} <= {claims.NO, claims.OVERLAP}
+    assert d.verdict in (claims.FAILS, claims.UNSEPARATED)
+
+
+def test_after_alignment_with_one_seed_of_the_control_says_too_few_seeds_not_that_alignment_fails():
+    """One seed of the control's aligned barrier has no interval: the comparison is not testable for too few
+    seeds (more seeds would make it testable), not because alignment was shown not to connect the pair."""
+    judge = claims._Judge(None, ClaimRules(), claims.Claim("d", ""))
+    aligned = "aligned (activation)"
+
+    class FakeSlice:
+        chance = 0.1
+
+        def paths(self, pair):
+            return [vocab.LINEAR, aligned]
+
+        def extremes(self, *_):
+            return 0.8, 0.5
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series([1.0 if pair == vocab.CUE_NOCUE else 0.02], index=[0])
+    judge.s = FakeSlice()
+    claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
+    (check,) = judge.c.checks
+    assert check.outcome == claims.UNTESTABLE and "too few seeds" in check.reason
+
+
+class _SmallShiftSlice:
+    """Ten seeds, a − b = 0.01 ± 0.02 per seed: SE ≈ 0.0067, t ≈ 1.5, between t_.90(9) ≈ 1.38 and
+    t_.975(9) ≈ 2.26, so the interval excludes 0 at 80% and not at 95%."""
+    chance = 0.1
+    noise = np.array([0.02, -0.02] * 5)
+
+    def extremes(self, *_):
+        return 0.8, 0.5
+
+    def barrier(self, pair, path, eval_set, metric, definition):
+        return pd.Series((0.01 + self.noise if pair == "a" else 0.0) + 1.0, index=range(10))
+
+
+@pytest.mark.parametrize("level, decided", [(0.80, True), (0.95, False)])
+def test_every_comparison_uses_the_rules_level(level, decided):
+    """The same small difference is decided as claimed at the rules' level 0.80 and not at 0.95, for each kind
+    of comparison: above, barrier above, not below (margin 0), within ±2.2 pp of 0 (at 80% the interval of a
+    is about [0.1, 1.9] pp, at 95% [−0.5, 2.5] pp)."""
+    rules = ClaimRules(level=level, check_definition=None, reliance_effect=0.5, barrier_effect=0.5)
+    s = _SmallShiftSlice()
+    judge = claims._Judge(s, rules, claims.Claim("x", ""))
+    a, b = s.barrier("a", 0, 0, 0, 0), s.barrier("b", 0, 0, 0, 0)
+    judge.above("a above b", a, b, "g")
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    judge.not_below("a not below b", a, b, 0.0, "g")
+    judge.near_zero("a − 1 near 0", a - 1.0, 0.022, "g")
+    assert [c.outcome == cmp.YES for c in judge.c.checks] == [decided] * 4, [c.outcome for c in judge.c.checks]
+
+
+def test_the_chance_floor_of_each_cue_proportion_is_judged_on_its_own_paths():
+    """At 60% the same-data controls' paths collapse to chance (loss bumps ×100): there the same-init
+    comparisons are not testable; at 80% they do not, and the same comparisons are decided as claimed. The
+    paths of one proportion never guard the other's comparisons."""
+    first = synthetic_sweep()
+    second = _relabeled(synthetic_sweep(scale={"cue~cue:spawn@0": 100.0, "cue~cue:resubset": 100.0}, rng_seed=1),
+                        0.6, "-p60")
+    data = {t: {**first[t], **second[t]} for t in first}
+    by = {(c.context, c.key): c for c in claims.judge(_results(data), (), LOOSE)}
+    for context, outcome in (("cue proportion 80%", claims.YES), ("cue proportion 60%", claims.UNTESTABLE)):
+        same_init = [c for c in by[(context, "d")].checks if c.group == "same-init design"]
+        assert len(same_init) == 4 and {c.outcome for c in same_init} == {outcome}, context
+
+
+@pytest.mark.parametrize("key, value", [
+    ("level", 1.0),                 # α = 0: every interval infinite, nothing ever decided
+    ("level", 0.5),                 # each one-sided tail α/2 = 0.25: not a confidence level
+    ("power", 1.0),                 # z_power infinite: every comparison underpowered
+    ("barrier_sets", ()), ("basin_sets", ()),          # a claim with no set to be judged on
+    ("floor_acc", 1.01), ("acc_margin", 1.01), ("keep_fraction", 1.01), ("reliance_effect", 1.01),
+    ("no_reliance_margin", 1.01),                      # fractions of accuracy (module docstring)
+    ("no_reliance_margin", 0.0),    # within ±0 can never be shown
+    ("barrier_effect", 0.0), ("reliance_effect", 0.0),  # an effect of 0: no comparison could ever detect it
+    ("reliance_cut", 0.0), ("reliance_cut", 1.0),      # every model above chance, or none, relies on the cue
+    ("permutations", 10),           # p ≥ 1/11 > α/2: random relabelings could never decide
+    ("basin_sets", ("train",)),     # not an eval set
+])
+def test_rules_under_which_no_comparison_could_be_decided_are_refused(key, value):
+    with pytest.raises(SettingsError) as err:
+        ClaimRules(**{key: value})
+    assert f"`{key}`" in str(err.value)
+
+
+def test_the_extreme_rules_that_can_still_decide_are_allowed():
+    rules = ClaimRules(level=0.99, power=0.99, floor_acc=1.0, acc_margin=0.0, keep_fraction=1.0, reliance_effect=1.0,
+                       no_reliance_margin=1.0, reliance_cut=0.99, permutations=100, barrier_sets=("randimg",))
+    assert rules.alpha == pytest.approx(0.01)
+
+
+def test_after_alignment_compares_the_aligned_paths_only():
+    """The cue~nocue pair and its same-data control both have a quadratic path beside the aligned one: only the
+    aligned path is an "after alignment" comparison (the quadratic one is (d)'s own check)."""
+    judge = claims._Judge(None, ClaimRules(check_definition=None), claims.Claim("d", ""))
+    aligned = "aligned (activation)"
+
+    class FakeSlice:
+        chance = 0.1
+
+        def paths(self, pair):
+            return [vocab.LINEAR, vocab.QUADRATIC, aligned]
+
+        def extremes(self, *_):
+            return 0.8, 0.5
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series((1.0 if pair == vocab.CUE_NOCUE else 0.02) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+    judge.s = FakeSlice()
+    claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
+    (check,) = judge.c.checks
+    assert check.text.startswith("on cue, after activation alignment") and check.outcome == claims.YES

@@ -3,6 +3,7 @@ the reliance cut does not rely on the cue (the cut is "above"), and the smallest
 permutation test counts a relabeling and its mirror image as one partition when the groups are equal."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -235,6 +236,7 @@ def test_the_across_groups_row_of_claim_e_counts_only_pairs_of_models_with_a_kno
     rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est for r in c.rows}
     assert rows["across them"].n == 6 and rows["across them"].mean == pytest.approx(1.0)
     assert rows["within reliance groups"].n == 4
+    assert all(r.label == "6 models: 3 rely on the cue, 2 do not" for r in c.rows)
 
 
 def test_a_model_whose_reliance_is_not_measured_is_in_no_group_of_the_map():
@@ -342,6 +344,7 @@ def test_a_map_says_how_many_models_it_left_out_for_missing_pairs():
     results[vocab.BARRIERS] = bars[~gone]
     (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
     assert (m.k, m.left_out) == (6, 1)
+    assert "(1 left out: pairs missing)" in claims.claim_e([m], ClaimRules(permutations=500)).rows[0].label
 
 
 def test_random_relabelings_are_the_same_on_every_report():
@@ -363,3 +366,314 @@ def test_an_undecided_index_check_is_never_read_as_a_real_null():
     (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
     assert index.outcome == claims.UNTESTABLE and "underpowered" in index.reason
     assert c.verdict == claims.HOLDS and c.sentence().startswith("Holds:")
+
+
+# ----- round 4: claim (e)'s family, its guards on every outcome, its check definition -----
+
+@pytest.mark.parametrize("p_lower, outcome, verdict", [(0.02, claims.OVERLAP, claims.UNSEPARATED),
+                                                       (0.01, claims.NO, claims.FAILS)])
+def test_claim_e_decides_the_other_way_across_its_maps_by_holms_step_down(p_lower, outcome, verdict):
+    """Two maps (nocue, cue), each's "within < across" decided the other way (lower-tail p below α/2 = 0.025):
+    two comparisons, so Holm's first bar is 0.025 / 2 = 0.0125. At p = 0.02 neither is rejected (cannot be
+    separated); at p = 0.01 the first is (≤ 0.0125), then the second (≤ 0.025): the claim does not hold."""
+    found = [_map(_permutation(-0.5, 0.99, p_lower)) for _ in range(2)]
+    found[0].eval_set = "nocue"
+    c = claims.claim_e(found, ClaimRules(check_definition=None))
+    within = [x for x in c.checks if x.group == "within < across"]
+    assert len(within) == 2 and all(x.outcome == outcome for x in within)
+    assert c.verdict == verdict
+
+
+@pytest.mark.parametrize("lowest, peak", [(0.9, 2.2), (0.15, 0.5)])
+def test_claim_e_decided_the_other_way_on_within_group_paths_at_the_chance_floor_is_not_testable(lowest, peak):
+    """A "does not hold" is guarded as a "holds": the within-group paths peaking within 0.25 nats of ln 10, or
+    dipping within 10 pp of chance (0.15 against 0.10), make the comparison not testable."""
+    c = claims.claim_e([_map(_permutation(-0.5, 0.999, 0.001), within_extremes=(lowest, peak))],
+                       ClaimRules(check_definition=None))
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == claims.UNTESTABLE and "collapse" in check.reason
+
+
+@pytest.mark.parametrize("lowest, outcome", [(0.15, claims.UNTESTABLE), (0.25, claims.YES)])
+def test_claim_e_is_not_testable_where_the_within_group_paths_dip_to_chance_accuracy(lowest, outcome):
+    """floor_acc 0.10: a lowest accuracy of 0.15 is within 10 pp of chance (0.10), 0.25 is not."""
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), within_extremes=(lowest, 0.5))],
+                       ClaimRules(check_definition=None))
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == outcome
+
+
+@pytest.mark.parametrize("check_p_upper, check_p_lower, outcome", [(0.999, 0.001, claims.UNTESTABLE),
+                                                                   (0.001, 0.999, claims.YES)])
+def test_claim_e_is_not_testable_where_the_check_definition_decides_the_other_way(check_p_upper, check_p_lower,
+                                                                                    outcome):
+    """The chord barriers put the groups apart (upper-tail p 0.001); the worse-endpoint ones decide the other
+    way (lower-tail p 0.001): the endpoints decide, not the paths, so not testable. Agreeing, it holds."""
+    m = _map(_permutation(0.9, 0.001, 0.999))
+    m.check = _permutation(0.9 if outcome == claims.YES else -0.9, check_p_upper, check_p_lower)
+    c = claims.claim_e([m], ClaimRules())
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == outcome
+    assert ("opposite ways" in check.reason) == (outcome == claims.UNTESTABLE)
+
+
+# ----- round 4: the permutation statistics against independent references -----
+
+def _within_across_by_loops(m: np.ndarray, g: np.ndarray) -> float:
+    pairs = list(itertools.combinations(range(len(g)), 2))
+    across = [m[i, j] for i, j in pairs if g[i] != g[j]]
+    within = [m[i, j] for i, j in pairs if g[i] == g[j]]
+    return float(np.mean(across) - np.mean(within))
+
+
+def test_the_within_across_statistic_and_its_null_are_the_means_over_pairs_for_every_relabeling():
+    """2 + 3 models, 10 relabelings (no mirror images): the observed statistic is the mean barrier of the pairs
+    across the groups minus that of the pairs within them (each pair once, never a model with itself); the null
+    holds it for every relabeling; p_upper and p_lower count the relabelings at or beyond it."""
+    rng = np.random.default_rng(7)
+    k = 5
+    m = np.triu(rng.uniform(0.0, 1.0, (k, k)), 1)
+    m = m + m.T
+    groups = np.array([1, 1, 0, 0, 0], dtype=bool)
+    null = np.array([_within_across_by_loops(m, np.isin(np.arange(k), c))
+                     for c in itertools.combinations(range(k), 2)])
+    observed = _within_across_by_loops(m, groups)
+    test = mm.within_across(m, groups, n=100)
+    assert test.exact and test.observed == pytest.approx(observed)
+    np.testing.assert_allclose(np.sort(test.null), np.sort(null))
+    assert test.p_upper == pytest.approx(np.mean(null >= observed - 1e-9))
+    assert test.p_lower == pytest.approx(np.mean(null <= observed + 1e-9))
+
+
+@pytest.mark.parametrize("sizes, n", [([3, 3], 1000), ([6, 6], 60)])
+def test_the_index_null_is_the_adjusted_rand_index_of_the_clusters_and_each_relabeling(sizes, n):
+    """Against scikit-learn's adjusted_rand_score: the observed index, and the null as the index of the clusters
+    with each relabeling drawn by `labelings` (every one of them, or n random ones and the observed)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(5)
+    k = sum(sizes)
+    groups = np.repeat([True, False], sizes)
+    clusters = rng.integers(1, 4, k)
+    clusters[:3] = [1, 2, 3]
+    perms, _ = mm.labelings(groups, n)
+    observed, test = mm.ari_test(clusters, groups, n)
+    assert observed == pytest.approx(adjusted_rand_score(groups, clusters))
+    np.testing.assert_allclose(test.null, [adjusted_rand_score(p, clusters) for p in perms], atol=1e-12)
+
+
+# ----- round 4: the threshold's rows -----
+
+def test_the_threshold_reads_only_the_controls_of_its_own_set_and_definition():
+    """Controls on cue (chord) 0.05, 0.07, 0.09, beside others on nocue and of the worse-endpoint definition:
+    the cue chord threshold is the upper bound of the first three alone."""
+    rows = [dict(r, eval_set=s, definition=d) for s, d, values in (("cue", "chord", [0.05, 0.07, 0.09]),
+                                                                   ("nocue", "chord", [0.5, 0.6, 0.7]),
+                                                                   ("cue", "worse_endpoint", [0.9, 1.0, 1.1]))
+            for r in _controls(values)]
+    t = mm.threshold_for(pd.DataFrame(rows), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert t.n == 3 and t.value == pytest.approx(stats.Estimate.of([0.05, 0.07, 0.09]).ci_high)
+
+
+def test_a_threshold_of_one_measured_control_is_its_value_whatever_else_was_not_measured():
+    """One control measured (0.07) and one NaN: n = 1, no interval, so the threshold is that value (the
+    largest where n = 1); the NaN is no value."""
+    t = mm.threshold_for(pd.DataFrame(_controls([np.nan, 0.07])), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert (t.n, t.value) == (1, pytest.approx(0.07))
+
+
+def test_a_model_label_names_proportion_seed_and_method():
+    """`p=0.5 s0 cbft` (the docstring), a seed read back as a float included; no method: nothing after the seed."""
+    assert mm.model_label(pd.Series({"cue_proportion": 0.5, "seed": 0.0, "method": "cbft"})) == "p=0.5 s0 cbft"
+    assert mm.model_label(pd.Series({"cue_proportion": 0.0, "seed": 3, "method": None})) == "p=0 s3"
+
+
+# ----- round 4: maps of a population, end to end -----
+
+def _index_of(endpoint: str) -> int:
+    return int(endpoint.rsplit("-", 1)[1], 16)
+
+
+def test_a_map_uses_the_rules_definition_and_checks_it_on_the_check_definition():
+    """6 + 6 models whose chord barriers put the reliance groups apart and whose worse-endpoint barriers put them
+    together: the map's matrix is the chord one; the check test is run on the worse-endpoint barriers (its
+    statistic as computed by hand), so the two decide opposite ways and claim (e) is not testable. The map's
+    threshold is the controls' upper bound at the rules' level (90% here, scipy), its groups follow reliance, and
+    with 500 relabelings asked for (924 exist) 500 are drawn, for both tests."""
+    matrix, truth = planted([6, 6], seed=4)
+    same = truth[:, None] == truth[None, :]
+    worse = np.where(same, 1.0, 0.05) - np.eye(len(truth))
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    bars = results[vocab.BARRIERS]
+    pop = (bars["pair_type"] == vocab.POPULATION) & (bars["definition"] == "worse_endpoint")
+    ends = zip(bars.loc[pop, "endpoint_a"], bars.loc[pop, "endpoint_b"], strict=True)
+    bars.loc[pop, "value"] = [worse[_index_of(a), _index_of(b)] for a, b in ends]
+    rules = ClaimRules(permutations=500, level=0.90)
+    found = mm.maps(results, (), rules)
+    assert [m.eval_set for m in found] == ["nocue", "cue"]
+    m = found[0]
+    np.testing.assert_allclose(m.matrix, matrix)
+    groups = truth == 0
+    assert m.check.observed == pytest.approx(_within_across_by_loops(worse, groups)) and m.check.observed < 0
+    assert m.within_across.observed == pytest.approx(_within_across_by_loops(matrix, groups))
+    assert m.models["group"].tolist() == [mm.RELIES if g else mm.IGNORES for g in groups]
+    controls = [0.05, 0.08, 0.06]
+    _, high = scipy_stats.t.interval(0.90, 2, loc=np.mean(controls), scale=scipy_stats.sem(controls))
+    assert m.threshold.value == pytest.approx(high)
+    assert not m.within_across.exact and m.within_across.null.size == 501 and m.ari_test.null.size == 501
+    assert m.context == {} and m.chance == pytest.approx(0.1)
+    (e,) = [c for c in claims.judge(results, (), rules, maps=found) if c.key == "e"]
+    within = [c for c in e.checks if c.group == "within < across"]
+    assert len(within) == 2 and all(c.outcome == claims.UNTESTABLE and "opposite ways" in c.reason for c in within)
+
+
+def _paths_of(results, groups, lowest_within: dict, skip=()):
+    """A linear path per population pair, on nocue and cue: within-group paths dip to `lowest_within[set]`
+    midway, the others to 0.9; the pairs in `skip` have no path."""
+    rows = []
+    bars = results[vocab.BARRIERS]
+    pop = bars[bars["pair_type"] == vocab.POPULATION].drop_duplicates("task_id")
+    for r in pop.itertuples():
+        i, j = _index_of(r.endpoint_a), _index_of(r.endpoint_b)
+        if (i, j) in skip:
+            continue
+        for eval_set in ("nocue", "cue"):
+            lo = lowest_within[eval_set] if groups[i] == groups[j] else 0.9
+            for alpha, acc in ((0.0, 0.95), (0.5, lo), (1.0, 0.95)):
+                rows.append({"task_id": r.task_id, "eval_set": eval_set, "endpoint_a": r.endpoint_a,
+                             "endpoint_b": r.endpoint_b, "path_kind": vocab.LINEAR, "alignment": None,
+                             "alpha": alpha, "acc": acc, "loss": 0.3})
+    return {**results, vocab.PATHS: pd.DataFrame(rows)}
+
+
+def test_claim_e_from_the_tables_is_not_testable_on_the_set_where_within_group_paths_dip_to_chance():
+    """The within-group paths dip to 12% accuracy on nocue (chance 10% for digits' 10 classes, floor 10 pp), to
+    60% on cue; one within pair has no path (it is no value, not a NaN mean). On nocue claim (e)'s comparison
+    is not testable; on cue the planted groups are apart (decided as claimed)."""
+    matrix, truth = planted([6, 6], seed=4)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    within = next((i, j) for i, j in itertools.combinations(range(12), 2) if truth[i] == truth[j])
+    results = _paths_of(results, truth, {"nocue": 0.12, "cue": 0.6}, skip={within})
+    (e,) = [c for c in claims.judge(results, (), ClaimRules(permutations=500)) if c.key == "e"]
+    by_set = {c.text.split(",")[0]: c for c in e.checks if c.group == "within < across"}
+    assert by_set["on nocue"].outcome == claims.UNTESTABLE and "collapse" in by_set["on nocue"].reason
+    assert by_set["on cue"].outcome == claims.YES
+
+
+def test_the_maps_of_each_model_are_built_from_that_models_pairs_only():
+    """Two models of the sweep, each with its own 3 + 3 population (the second's barriers twice the first's):
+    one map per model and set, each of its own 6 models and barriers, its context naming the model."""
+    results = results_of(CHAIN, RELIANCE)
+    wide = {t: df.copy() for t, df in results.items()}
+    for t in (vocab.BARRIERS, vocab.EVALUATIONS, vocab.TASKS):
+        df = wide[t]
+        for col in ("task_id", "endpoint_a", "endpoint_b"):
+            if col in df:
+                df[col] = df[col].str.replace("pretrain-", "pretrain-w", regex=False)
+        if "model" in df:
+            df["model"] = "wide_cnn"
+    wide[vocab.BARRIERS]["value"] *= 2
+    both = {t: pd.concat([results[t], wide[t]], ignore_index=True) for t in results}
+    found = mm.maps(both, (), ClaimRules(permutations=500))
+    assert sorted((m.context.get("model"), m.eval_set) for m in found) == [
+        ("small_cnn", "cue"), ("small_cnn", "nocue"), ("wide_cnn", "cue"), ("wide_cnn", "nocue")]
+    for m in found:
+        factor = 2.0 if m.context["model"] == "wide_cnn" else 1.0
+        assert m.k == 6 and m.left_out == 0
+        np.testing.assert_allclose(m.matrix, factor * CHAIN)
+    # claim (e) per model, on that model's two maps
+    judged = [c for c in claims.judge(both, (), ClaimRules(permutations=500), maps=found) if c.key == "e"]
+    assert sorted(c.context for c in judged) == ["small_cnn", "wide_cnn"]
+    assert all(len([x for x in c.checks if x.group == "within < across"]) == 2 for c in judged)
+
+
+@pytest.mark.parametrize("level, outcome", [(0.80, claims.YES), (0.95, claims.OVERLAP)])
+def test_claim_e_decides_at_the_rules_level(level, outcome):
+    """Upper-tail p = 0.06: at most α/2 = 0.10 at level 0.80, above 0.025 at 0.95 (a null narrow enough to have
+    seen the effect: cannot be separated)."""
+    c = claims.claim_e([_map(_permutation(0.9, 0.06, 0.94))], ClaimRules(level=level, check_definition=None))
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == outcome
+
+
+def test_a_population_model_without_evaluations_takes_its_labels_from_the_tasks_table():
+    """Model n was not evaluated: its kind, cue proportion and seed come from its tasks row, its reliance is
+    not measured (NaN), so it is in no reliance group."""
+    ev = pd.DataFrame({"task_id": "m", "eval_set": ["nocue", "randcue", "randimg"], "acc": [0.8, 0.3, 0.9]})
+    tasks = pd.DataFrame({"task_id": ["m", "n"], "kind": [vocab.PRETRAIN, vocab.FINETUNE],
+                          "status": [vocab.FINISHED] * 2, "cue_proportion": [0.8, 0.5], "seed": [1, 2],
+                          "method": [None, "cbft"]})
+    table = mm.model_table(ev, tasks, ["m", "n"], chance=0.1).set_index("task_id")
+    assert (table.loc["n", "kind"], table.loc["n", "cue_proportion"], table.loc["n", "seed"],
+            table.loc["n", "method"]) == (vocab.FINETUNE, 0.5, 2, "cbft")
+    assert math.isnan(table.loc["n", "reliance_randimg"]) and math.isnan(table.loc["n", "reliance_randcue"])
+    assert table.loc["m", "reliance_randimg"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("barrier, clusters", [(0.5, [1, 2]), (0.05, [1, 1])])
+def test_two_models_are_cut_at_the_threshold_as_any_others(barrier, clusters):
+    """Two models left after `complete` drops the rest: one cluster when their barrier is at most the threshold
+    (0.1), two when it is above it, as the tree cut says for any number of models."""
+    m = np.array([[0.0, barrier], [barrier, 0.0]])
+    _, order, found = mm.cluster(m, 0.1)
+    assert sorted(order) == [0, 1] and found.tolist() == clusters
+
+
+def test_the_clusters_table_holds_a_missing_threshold_as_a_numeric_nan():
+    """A map without a threshold (no same-data control, no noise floor): its rows' threshold is NaN in a float
+    column, as every other map's, so the parquet column stays numeric."""
+    m = _map(_permutation(0.9, 0.001, 0.999))
+    m.threshold = mm.Threshold(None, "")
+    m.models = m.models.assign(kind=vocab.PRETRAIN, cue_proportion=0.8, method=None, seed=range(6), reliance_randimg=0.5,
+                               reliance_randcue=0.3, component=range(1, 7))
+    table = mm.clusters_table([m])
+    assert table["threshold"].dtype == float and table["threshold"].isna().all() and len(table) == 6
+
+
+def test_random_relabelings_one_short_of_every_partition_are_not_exact():
+    """2 of 15 models: C(15, 2) = 105 relabelings; 103 drawn and the observed one are 104, fewer than 105 (and
+    drawn with repeats): not the exact null, and the smallest p-value is 1/104, not 1/105."""
+    k = 15
+    m = np.triu(np.random.default_rng(0).uniform(0, 1, (k, k)), 1)
+    test = mm.within_across(m + m.T, np.arange(k) < 2, n=103)
+    assert test.null.size == 104 and not test.exact and test.min_p == pytest.approx(1 / 104)
+
+
+def test_a_path_measured_on_two_models_only_makes_no_map():
+    """Three models with linear paths between all of them, and an aligned path between two only: a map needs
+    three models (its docstring), so there is a linear map per set and no aligned one."""
+    matrix, truth = planted([2, 1], seed=4)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    bars = results[vocab.BARRIERS]
+    one = bars[(bars["pair_type"] == vocab.POPULATION) & (bars["task_id"] == bars["task_id"].iloc[0])]
+    aligned = one.assign(path_kind=vocab.ALIGNED, alignment="activation", task_id=one["task_id"] + "-aligned")
+    results[vocab.BARRIERS] = pd.concat([bars, aligned], ignore_index=True)
+    found = mm.maps(results, (), ClaimRules(permutations=500))
+    assert [(m.path, m.eval_set, m.k) for m in found] == [("linear", "nocue", 3), ("linear", "cue", 3)]
+
+
+def test_a_threshold_says_its_value_its_controls_and_their_count():
+    text = mm.Threshold(0.1234, "cue~cue:spawn@0", 3).text()
+    assert text.startswith("0.123") and "cue~cue:spawn@0" in text and "n = 3" in text
+
+
+def test_the_within_group_extremes_leave_out_the_paths_of_a_model_in_no_group():
+    """3 + 3 models and a 7th whose reliance is not measured: the within-group paths dip to 50% accuracy, those
+    across the groups to 90%, the 7th model's to 10%. Its pairs are in no group, so the within-group lowest
+    accuracy is 0.5 (it would sit at the chance floor with them)."""
+    matrix, truth = planted([3, 3, 1], seed=4)
+    reliance = np.where(truth == 0, 0.8, 0.0)
+    reliance[truth == 2] = np.nan
+    results = results_of(matrix, reliance)
+    rows = []
+    bars = results[vocab.BARRIERS]
+    for r in bars[bars["pair_type"] == vocab.POPULATION].drop_duplicates("task_id").itertuples():
+        i, j = _index_of(r.endpoint_a), _index_of(r.endpoint_b)
+        lo = 0.1 if 2 in (truth[i], truth[j]) else 0.5 if truth[i] == truth[j] else 0.9
+        for eval_set in ("nocue", "cue"):
+            for alpha, acc in ((0.0, 0.95), (0.5, lo), (1.0, 0.95)):
+                rows.append({"task_id": r.task_id, "eval_set": eval_set, "endpoint_a": r.endpoint_a,
+                             "endpoint_b": r.endpoint_b, "path_kind": vocab.LINEAR, "alignment": None,
+                             "alpha": alpha, "acc": acc, "loss": 0.3})
+    found = mm.maps({**results, vocab.PATHS: pd.DataFrame(rows)}, (), ClaimRules(permutations=500))
+    assert found and all(m.within_extremes == pytest.approx((0.5, 0.3)) for m in found)
