@@ -220,11 +220,11 @@ def labelings(groups: np.ndarray, n: int, seed: int = PERMUTATION_SEED) -> tuple
     return np.vstack([groups[None, :], out]), False
 
 
-def _p_values(observed: float, null: np.ndarray, groups: np.ndarray) -> Permutation:
-    """p-values of `observed` against `null` (every relabeling, or the observed one and random ones)."""
+def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool) -> Permutation:
+    """p-values of `observed` against `null`: every relabeling (`exact`, as `labelings` says), or the observed
+    one and random ones (never exact, even when as many as there are relabelings: draws repeat)."""
     k, k1 = groups.size, int(groups.sum())
     total = math.comb(k, k1)
-    exact = null.size == total
     tol = 1e-12 * max(1.0, abs(observed))
     p_up, p_lo = float(np.mean(null >= observed - tol)), float(np.mean(null <= observed + tol))
     # a relabeling and its mirror image are one partition when the groups are of equal size
@@ -239,7 +239,7 @@ def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTA
     k = groups.size
     iu = np.triu_indices(k, 1)
     values = matrix[iu]
-    perms, _ = labelings(groups, n, seed)
+    perms, exact = labelings(groups, n, seed)
     same = perms[:, iu[0]] == perms[:, iu[1]]                      # (permutations, pairs)
     n_same = same.sum(axis=1)
     n_diff = values.size - n_same
@@ -247,14 +247,14 @@ def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTA
         stat = (~same @ values) / n_diff - (same @ values) / n_same
     observed_same = groups[iu[0]] == groups[iu[1]]
     observed = float(values[~observed_same].mean() - values[observed_same].mean())
-    return _p_values(observed, stat, groups)
+    return _p_values(observed, stat, groups, exact)
 
 
 def ari_test(clusters, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> tuple[float, Permutation]:
     """The adjusted Rand index of the clusters and the groups, tested with the same relabelings."""
     groups = np.asarray(groups, dtype=bool)
     clusters = np.asarray(clusters)
-    perms, _ = labelings(groups, n, seed)
+    perms, exact = labelings(groups, n, seed)
     _, ci = np.unique(clusters, return_inverse=True)
     onehot = np.eye(ci.max() + 1)[ci]                             # (models, clusters)
     k = groups.size
@@ -263,7 +263,7 @@ def ari_test(clusters, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> t
     null = np.array([_ari_of(np.vstack([i, o]), k) for i, o in zip(inside, outside)])
     observed = adjusted_rand(clusters, groups)
     null = np.where(np.isnan(null), 0.0, null)
-    return observed, _p_values(observed if observed == observed else 0.0, null, groups)
+    return observed, _p_values(observed if observed == observed else 0.0, null, groups, exact)
 
 
 # ----------------------------------------------------------------------------------------------

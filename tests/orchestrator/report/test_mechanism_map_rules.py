@@ -630,13 +630,20 @@ def test_the_clusters_table_holds_a_missing_threshold_as_a_numeric_nan():
     assert table["threshold"].dtype == float and table["threshold"].isna().all() and len(table) == 6
 
 
-def test_random_relabelings_one_short_of_every_partition_are_not_exact():
-    """2 of 15 models: C(15, 2) = 105 relabelings; 103 drawn and the observed one are 104, fewer than 105 (and
-    drawn with repeats): not the exact null, and the smallest p-value is 1/104, not 1/105."""
+@pytest.mark.parametrize("n", [103, 104])
+def test_random_relabelings_one_short_of_every_partition_are_not_exact(n):
+    """2 of 15 models: C(15, 2) = 105 relabelings. n drawn at random and the observed one are n + 1 (104, or
+    105 as many as there are relabelings), drawn with repeats: never the exact null, for either test, and
+    the smallest p-value is 1/(n + 1)."""
     k = 15
     m = np.triu(np.random.default_rng(0).uniform(0, 1, (k, k)), 1)
-    test = mm.within_across(m + m.T, np.arange(k) < 2, n=103)
-    assert test.null.size == 104 and not test.exact and test.min_p == pytest.approx(1 / 104)
+    groups = np.arange(k) < 2
+    test = mm.within_across(m + m.T, groups, n=n)
+    assert test.null.size == n + 1 and not test.exact and test.min_p == pytest.approx(1 / (n + 1))
+    _, index = mm.ari_test(np.arange(k) % 3, groups, n=n)
+    assert index.null.size == n + 1 and not index.exact
+    exact = mm.within_across(m + m.T, groups, n=105)
+    assert exact.exact and exact.null.size == 105
 
 
 def test_a_path_measured_on_two_models_only_makes_no_map():
