@@ -97,11 +97,8 @@ def test_clean_subset_is_distinct_seeded_and_method_independent():
     assert not torch.equal(clean_subset(data, 40, seed=4)[0], index)
 
 
-@pytest.mark.parametrize("method", ["naive", "llrt", "lpft"])
-def test_naive_llrt_and_lpft_train_on_batches_of_batch_size_that_cover_the_clean_subset(monkeypatch, method):
-    """`batch_size` is the clean batch of every phase (`FinetuneSettings.batch_size`): with 24 clean images and
-    batches of 8, each epoch takes three optimiser steps on batches of 8, every clean image once (not one full
-    batch)."""
+def record_objectives(monkeypatch) -> list:
+    """The objectives `finetune` hands to `fit`, one per phase (lpft has two), in order; training runs as usual."""
     import tasks.finetune as finetune_module
     objectives = []
     original = finetune_module.fit
@@ -111,6 +108,15 @@ def test_naive_llrt_and_lpft_train_on_batches_of_batch_size_that_cover_the_clean
         return original(model, objective, *args, **kwargs)
 
     monkeypatch.setattr(finetune_module, "fit", recording_fit)
+    return objectives
+
+
+@pytest.mark.parametrize("method", ["naive", "llrt", "lpft"])
+def test_naive_llrt_and_lpft_train_on_batches_of_batch_size_that_cover_the_clean_subset(monkeypatch, method):
+    """`batch_size` is the clean batch of every phase (`FinetuneSettings.batch_size`): with 24 clean images and
+    batches of 8, each epoch takes three optimiser steps on batches of 8, every clean image once (not one full
+    batch)."""
+    objectives = record_objectives(monkeypatch)
     data = synthetic_data()
     finetune(tiny_model(), method, data, SETTINGS, seed=1, device="cpu")
     assert len(objectives) == (2 if method == "lpft" else 1)
@@ -546,15 +552,7 @@ def _order(batches) -> torch.Tensor:
 def test_naive_llrt_and_lpft_draw_their_batches_in_a_new_order_each_epoch(monkeypatch, method):
     """Every random draw comes from (seed, epoch, step) (docs/SCIENCE.md, Training): each epoch goes through the
     clean subset in its own shuffled order, not the first epoch's order again."""
-    import tasks.finetune as finetune_module
-    objectives = []
-    original = finetune_module.fit
-
-    def recording_fit(model, objective, *args, **kwargs):
-        objectives.append(objective)
-        return original(model, objective, *args, **kwargs)
-
-    monkeypatch.setattr(finetune_module, "fit", recording_fit)
+    objectives = record_objectives(monkeypatch)
     finetune(tiny_model(), method, synthetic_data(), SETTINGS, seed=1, device="cpu")
     for objective in objectives:
         first, second = (_order(x for x, _ in objective.batches(epoch)) for epoch in (0, 1))

@@ -244,9 +244,9 @@ def test_leaving_the_basin_is_judged_on_the_basin_sets_only():
     assert basin and all(x.text.startswith("on nocue,") for x in basin)
 
 
-def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_the_rule():
-    """The control's aligned barriers 0.0, 0.08, 0.16: mean 0.08 below `aligned_works` 0.1, but its
-    upper bound (0.08 + t_.975(2) · 0.08 / √3 ≈ 0.28) is not: alignment is not shown to connect it."""
+def _aligned_check(control: list[float]):
+    """Claim (d)'s "after alignment" check of the cue~cue control whose aligned barriers per seed are
+    `control`, against a cue~nocue pair at 1.0, 1.1, 0.9 (linear and activation-aligned paths)."""
     judge = claims._Judge(None, ClaimRules(), claims.Claim("d", ""))
     aligned = "aligned (activation)"
 
@@ -260,11 +260,18 @@ def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_
             return 0.8, 0.5
 
         def barrier(self, pair, path, eval_set, metric, definition):
-            values = [1.0, 1.1, 0.9] if pair == vocab.CUE_NOCUE else [0.0, 0.08, 0.16]
-            return pd.Series(values, index=[0, 1, 2])
+            values = [1.0, 1.1, 0.9] if pair == vocab.CUE_NOCUE else control
+            return pd.Series(values, index=range(len(values)))
     judge.s = FakeSlice()
     claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
     (check,) = judge.c.checks
+    return check
+
+
+def test_after_alignment_is_not_testable_where_the_controls_upper_bound_reaches_the_rule():
+    """The control's aligned barriers 0.0, 0.08, 0.16: mean 0.08 below `aligned_works` 0.1, but its
+    upper bound (0.08 + t_.975(2) · 0.08 / √3 ≈ 0.28) is not: alignment is not shown to connect it."""
+    check = _aligned_check([0.0, 0.08, 0.16])
     assert check.outcome == claims.UNTESTABLE and "does not connect" in check.reason
 
 
@@ -612,23 +619,7 @@ def test_d_after_alignment_decides_the_claim_where_alignment_connects_the_same_d
 def test_after_alignment_with_one_seed_of_the_control_says_too_few_seeds_not_that_alignment_fails():
     """One seed of the control's aligned barrier has no interval: the comparison is not testable for too few
     seeds (more seeds would make it testable), not because alignment was shown not to connect the pair."""
-    judge = claims._Judge(None, ClaimRules(), claims.Claim("d", ""))
-    aligned = "aligned (activation)"
-
-    class FakeSlice:
-        chance = 0.1
-
-        def paths(self, pair):
-            return [vocab.LINEAR, aligned]
-
-        def extremes(self, *_):
-            return 0.8, 0.5
-
-        def barrier(self, pair, path, eval_set, metric, definition):
-            return pd.Series([1.0 if pair == vocab.CUE_NOCUE else 0.02], index=[0])
-    judge.s = FakeSlice()
-    claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
-    (check,) = judge.c.checks
+    check = _aligned_check([0.02])
     assert check.outcome == claims.UNTESTABLE and "too few seeds" in check.reason
 
 
