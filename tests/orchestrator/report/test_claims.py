@@ -403,18 +403,22 @@ def test_a_no_cue_model_that_relies_on_the_cue_qualifies_claim_a_without_decidin
     assert a.verdict == claims.HOLDS and a.sentence().startswith("Holds, except that “the no-cue model does not rely")
 
 
-class _UndecidedSlice:
-    """Ten seeds whose per-seed differences a − b are 0.005 ± 0.02: SE = 0.02 · √(10/9) / √10 ≈ 0.0067, so
-    the 95% interval 0.005 ± 0.015 straddles 0, and the smallest difference detectable at 80% power is
-    (t_.975(9) + t_.8(9)) · SE ≈ 0.021. Neither path near the chance floor."""
+class _ShiftSlice:
+    """Ten seeds whose per-seed differences a − b are `shift` ± 0.02: SE = 0.02 · √(10/9) / √10 ≈ 0.0067, and
+    neither path near the chance floor. The default 0.005: the 95% interval 0.005 ± 0.015 straddles 0, and
+    the smallest difference detectable at 80% power is (t_.975(9) + t_.8(9)) · SE ≈ 0.021. A shift of 0.01:
+    t ≈ 1.5, between t_.90(9) ≈ 1.38 and t_.975(9) ≈ 2.26, so the interval excludes 0 at 80% and not at 95%."""
     chance = 0.1
     noise = np.array([0.02, -0.02] * 5)
+
+    def __init__(self, shift: float = 0.005):
+        self.shift = shift
 
     def extremes(self, *_):
         return 0.8, 0.5
 
     def barrier(self, pair, path, eval_set, metric, definition):
-        return pd.Series((0.005 + self.noise if pair == "a" else 0.0) + 1.0, index=range(10))
+        return pd.Series((self.shift + self.noise if pair == "a" else 0.0) + 1.0, index=range(10))
 
 
 @pytest.mark.parametrize("effect, outcome", [(0.3, cmp.OVERLAP), (0.01, cmp.UNTESTABLE)])
@@ -424,7 +428,7 @@ def test_a_barrier_comparison_is_judged_underpowered_against_the_barrier_effect_
     effect, set the other way, must not matter."""
     rules = ClaimRules(barrier_effect=effect, reliance_effect=0.3 if effect < 0.1 else 0.01, check_definition=None)
     judge = claims._Judge(None, rules, claims.Claim("x", ""))
-    judge.s = _UndecidedSlice()
+    judge.s = _ShiftSlice()
     diff = cmp.compare(judge.s.barrier("a", 0, 0, 0, 0), judge.s.barrier("b", 0, 0, 0, 0), 0.95)
     assert diff.low < 0 < diff.high and 0.01 < cmp.detectable(diff, 0.8) < 0.3
     judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
@@ -437,7 +441,7 @@ def test_a_reliance_comparison_is_judged_underpowered_against_the_reliance_effec
     barrier effect (set the other way)."""
     rules = ClaimRules(reliance_effect=effect, barrier_effect=0.3 if effect < 0.1 else 0.01)
     judge = claims._Judge(None, rules, claims.Claim("x", ""))
-    s = _UndecidedSlice()
+    s = _ShiftSlice()
     a, b = s.barrier("a", 0, 0, 0, 0), s.barrier("b", 0, 0, 0, 0)
     judge.above("a above b", a, b, "g")
     assert judge.c.checks[0].outcome == outcome
@@ -577,7 +581,7 @@ def test_the_power_of_each_comparison_names_the_effect_its_claim_is_about():
     """The power line tells how many seeds would detect the effect the rules name: the reliance effect (10 pp)
     for reliance, the barrier effect (0.3) for barriers, the margin (20 pp) for non-inferiority."""
     rules = ClaimRules(reliance_effect=0.1, barrier_effect=0.3, check_definition=None)
-    judge = claims._Judge(_UndecidedSlice(), rules, claims.Claim("x", ""))
+    judge = claims._Judge(_ShiftSlice(), rules, claims.Claim("x", ""))
     a, b = judge.s.barrier("a", 0, 0, 0, 0), judge.s.barrier("b", 0, 0, 0, 0)
     judge.above("a above b", a, b, "g")
     judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
@@ -623,26 +627,13 @@ def test_after_alignment_with_one_seed_of_the_control_says_too_few_seeds_not_tha
     assert check.outcome == claims.UNTESTABLE and "too few seeds" in check.reason
 
 
-class _SmallShiftSlice:
-    """Ten seeds, a − b = 0.01 ± 0.02 per seed: SE ≈ 0.0067, t ≈ 1.5, between t_.90(9) ≈ 1.38 and
-    t_.975(9) ≈ 2.26, so the interval excludes 0 at 80% and not at 95%."""
-    chance = 0.1
-    noise = np.array([0.02, -0.02] * 5)
-
-    def extremes(self, *_):
-        return 0.8, 0.5
-
-    def barrier(self, pair, path, eval_set, metric, definition):
-        return pd.Series((0.01 + self.noise if pair == "a" else 0.0) + 1.0, index=range(10))
-
-
 @pytest.mark.parametrize("level, decided", [(0.80, True), (0.95, False)])
 def test_every_comparison_uses_the_rules_level(level, decided):
     """The same small difference is decided as claimed at the rules' level 0.80 and not at 0.95, for each kind
     of comparison: above, barrier above, not below (margin 0), within ±2.2 pp of 0 (at 80% the interval of a
     is about [0.1, 1.9] pp, at 95% [−0.5, 2.5] pp)."""
     rules = ClaimRules(level=level, check_definition=None, reliance_effect=0.5, barrier_effect=0.5)
-    s = _SmallShiftSlice()
+    s = _ShiftSlice(0.01)
     judge = claims._Judge(s, rules, claims.Claim("x", ""))
     a, b = s.barrier("a", 0, 0, 0, 0), s.barrier("b", 0, 0, 0, 0)
     judge.above("a above b", a, b, "g")
