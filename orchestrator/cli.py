@@ -98,6 +98,8 @@ def cmd_plan(args) -> int:
         print(json.dumps(plan_json(spec, graph, with_tasks=args.list), indent=2))
         return EXIT_OK
     print(describe_plan(graph))
+    for note in spec.notes:
+        print(f"note: {note}")
     if spec.axes:
         print("swept: " + "; ".join(", ".join(f"{key} {list(values)}" for key, values in group) for group in spec.axes)
               + f" ({len(spec.variants)} combinations)")
@@ -109,13 +111,13 @@ def cmd_plan(args) -> int:
 
 
 def plan_json(spec, graph, with_tasks: bool = False) -> dict:
-    """`plan --json`: the sweep's name, its task count and counts per kind, the pairs per pair type, the
-    swept settings and their combinations, and (`--list`) every task with its kind, parents and labels."""
+    """`plan --json`: the sweep's name, task counts (all, per kind), pairs per pair type, swept settings and
+    their combinations, what a default left out (`notes`), and (`--list`) each task's kind, parents, labels."""
     from orchestrator.graph.dag import LABEL_KEYS, pair_counts
 
     out = {"sweep": spec.name, "tasks": len(graph), "kinds": graph.counts(), "pairs": pair_counts(graph),
            "swept": [{key: list(values) for key, values in group} for group in spec.axes],
-           "combinations": len(spec.variants)}
+           "combinations": len(spec.variants), "notes": list(spec.notes)}
     if with_tasks:
         out["task_list"] = [{"task_id": task.id, "kind": task.kind, "parents": list(task.parents),
                              **{key: task.labels.get(key) for key in LABEL_KEYS if task.labels.get(key) is not None}}

@@ -237,6 +237,8 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         verified = verify_all(graph, layout)
     state = SweepState(graph, keep_results=False)   # the recorder takes each result as its task ends
     mark_cached(state, layout, verified, log)
+    for note in spec.notes:
+        log(f"note: {note}")
     log(f"sweep `{spec.name}`: {len(graph.tasks)} tasks ({_kind_counts(graph)}); "
         f"{state.count(vocab.CACHED)} already finished, {state.count(vocab.PENDING)} to run; "
         f"storage {redact(layout.root)}")

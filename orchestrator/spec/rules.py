@@ -27,15 +27,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     `top` is the spec's `schema.TopLevel`; `explicit(dotted key)`: whether the user set that key."""
     problems: list[str] = []
     props, pairs = top.cue_proportions, [vocab.parse_pair_type(p) for p in top.paths.pairs]
-    has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
-    needs = {vocab.CUE_NOCUE: (has_cue and has_nocue, "both 0.0 and a proportion > 0"),
-             vocab.CUE_CUE: (has_cue, "a proportion > 0"), vocab.NOCUE_NOCUE: (has_nocue, "0.0"),
-             vocab.PRETRAINED_FT: (has_cue, "a proportion > 0")}
-    for text, (pair, _design, _epoch) in zip(top.paths.pairs, pairs):
-        ok, what = needs[pair]
-        if not ok:
-            problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; "
-                            f"got {show(list(props))}")
+    for text, what in unservable_pairs(top.paths.pairs, props).items():
+        problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
@@ -74,6 +67,21 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
         problems.append(f"the spec plans about {estimate:,} tasks; at most {MAX_TASKS:,} (fewer seeds, "
                         "models, proportions, methods, pairs or swept values)")
     return problems
+
+
+def unservable_pairs(pair_types: tuple[str, ...], props: tuple[float, ...]) -> dict[str, str]:
+    """The pair types (as written) whose models `cue_proportions` `props` cannot train, each with what it
+    needs: a cue model needs a proportion > 0, a no-cue model 0.0."""
+    has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
+    needs = {vocab.CUE_NOCUE: (has_cue and has_nocue, "both 0.0 and a proportion > 0"),
+             vocab.CUE_CUE: (has_cue, "a proportion > 0"), vocab.NOCUE_NOCUE: (has_nocue, "0.0"),
+             vocab.PRETRAINED_FT: (has_cue, "a proportion > 0")}
+    out = {}
+    for text in pair_types:
+        ok, what = needs[vocab.parse_pair_type(text)[0]]
+        if not ok:
+            out[text] = what
+    return out
 
 
 def _population_problems(top) -> list[str]:

@@ -214,16 +214,27 @@ class DataPlace:
 class FinetuneLists:
     """The `finetune` keys that shape the graph rather than set a task."""
 
-    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft"), choices=FINETUNE_METHOD_NAMES,
-                                   doc="fine-tuning methods applied to every cue model")
+    methods: tuple[str, ...] = key(("naive", "llrt", "lpft", "cbft", "naive_cued"), choices=FINETUNE_METHOD_NAMES,
+                                   doc="fine-tuning methods applied to every cue model (naive_cued: naive "
+                                       "fine-tuning with CBFT's extra cued data, claim (c)'s control)")
+
+
+# The pairs a spec evaluates unless it lists its own: the main pairs (independent initialisations), then
+# the same-init design that separates mechanism from initialisation (claim (d)), its same-data controls
+# from one initialisation, and the noise floor. A default whose models `cue_proportions` cannot train is
+# left out (sweep_spec.py says so when it plans).
+DEFAULT_PAIRS = (*vocab.PAIRS, vocab.pair_type_name(vocab.CUE_NOCUE, vocab.SAME_INIT),
+                 vocab.pair_type_name(vocab.CUE_CUE, vocab.SPAWN, 0), vocab.pair_type_name(vocab.CUE_CUE, vocab.RESUBSET),
+                 vocab.pair_type_name(vocab.NOCUE_NOCUE, vocab.SELF))
 
 
 @dataclass(frozen=True)
 class PathLists:
     """The `paths` keys that shape the graph rather than set a task."""
 
-    pairs: tuple[str, ...] = key(vocab.PAIRS, item_check=_pair_type, json={"pattern": _pair_type_pattern()},
-                                 doc="pair types (and controls `<pair>:<design>`) whose paths are evaluated")
+    pairs: tuple[str, ...] = key(DEFAULT_PAIRS, item_check=_pair_type, json={"pattern": _pair_type_pattern()},
+                                 doc="pair types (and controls `<pair>:<design>`) whose paths are evaluated; "
+                                     "by default the main pairs and the controls the claims need")
     kinds: tuple[str, ...] = key(vocab.PATH_KINDS, choices=vocab.PATH_KINDS,
                                  doc="linear | quadratic (trained midpoint) | aligned (permutation)")
     finetuned_kinds: tuple[str, ...] = key((vocab.LINEAR,), choices=vocab.PATH_KINDS,

@@ -32,7 +32,7 @@ from orchestrator.spec.jsonschema import json_schema
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
 from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, is_user_layer, layer, profile_for, shipped_sweeps,
                                       with_extends, with_overrides, with_profile)
-from orchestrator.spec.rules import spec_problems
+from orchestrator.spec.rules import spec_problems, unservable_pairs
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
@@ -85,6 +85,7 @@ class SweepSpec:
     resolved: dict
     source: str = "<spec>"
     provenance: Provenance = field(default=Provenance((), {}), compare=False, repr=False)
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)   # what a default left out, and why
 
     # the top-level keys other modules read, by their names
     name = property(lambda self: self.top.name)
@@ -204,12 +205,34 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     axes, base = extract_axes(full.raw, problems)
     top = read_top(base, axes, problems)
     variants = _variants(base, axes, problems)
+    dropped: dict[str, str] = {}
     if not problems and top is not None and variants:
+        top, dropped = _without_unservable_default_pairs(top, full)
         problems += spec_problems(top, variants, full.set_by_user)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
     resolved = _resolved(top, variants[0])
-    return SweepSpec(top, tuple(variants), resolved, source, _provenance(resolved, full, top.axes))
+    provenance, notes = _provenance(resolved, full, top.axes), ()
+    if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
+        provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
+        left_out = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items())
+        notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}, which `cue_proportions` "
+                 f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",)
+    return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
+
+
+def _without_unservable_default_pairs(top: TopLevel, full: Layered) -> tuple[TopLevel, dict[str, str]]:
+    """A `paths.pairs` the user did not set (the default's, a profile's or an `extends:`) without the pair
+    types `cue_proportions` cannot train, and those left out with what each needs: a default that cannot
+    run is no request. Pairs the user listed stay (`spec_problems` refuses them), and so does a list none
+    of whose pairs can run (the same refusal says why)."""
+    dropped = unservable_pairs(top.paths.pairs, top.cue_proportions)
+    kept = tuple(p for p in top.paths.pairs if p not in dropped)
+    if full.set_by_user("paths.pairs") or not dropped or not kept:
+        return top, {}
+    from dataclasses import replace
+
+    return replace(top, paths=replace(top.paths, pairs=kept)), dropped
 
 
 def _variants(base: dict, axes: tuple, problems: list[str]) -> list[Variant]:

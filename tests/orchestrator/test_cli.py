@@ -303,6 +303,23 @@ def test_plan_text_names_the_combinations_and_lists_tasks_only_with_list(capsys)
     assert "parents=-" in capsys.readouterr().out     # a pretraining task has no parent
 
 
+def test_plan_says_which_inherited_pairs_the_proportions_cannot_train(tmp_path, capsys):
+    """A spec that extends smoke.yaml does not list its pairs: with `cue_proportions: [0.8]`, smoke's
+    cue~nocue cannot run, so the plan says so instead of planning less in silence (text and --json).
+    The same pairs in the user's own file are refused (tests/orchestrator/graph/test_graph.py)."""
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(f"name: mine\nextends: {SMOKE_SPEC}\ncue_proportions: [0.8]\n")
+    assert cli.main(["plan", str(spec), "--json"]) == cli.EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    (note,) = out["notes"]
+    assert note.startswith("`paths.pairs` (extends:") and "left out 'cue~nocue' (needs both 0.0" in note, note
+    assert set(out["pairs"]) == {"pretrained~ft:naive", "pretrained~ft:cbft"}
+    assert cli.main(["plan", str(spec)]) == cli.EXIT_OK
+    assert f"note: {note}\n" in capsys.readouterr().out
+    assert cli.main(["plan", str(SMOKE_SPEC), "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["notes"] == []
+
+
 def test_plan_json_with_explain_is_refused(capsys):
     assert cli.main(["plan", str(SMOKE_SPEC), "--json", "--explain"]) == cli.EXIT_BAD_INPUT
     out, err = capsys.readouterr()

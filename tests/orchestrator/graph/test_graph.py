@@ -12,16 +12,19 @@ import torch
 from orchestrator import vocab
 from orchestrator.graph.dag import (LABEL_KEYS, Resources, Task, build_graph, canonical_json, describe_plan,
                                 init_seed, pair_counts, task_id)
-from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.spec.sweep_spec import SpecError, load_spec, parse_spec
 from tasks.models import ModelSettings, build_model
+from tests.conftest import SMOKE_SPEC
 from tasks.settings import Settings, from_identity, identity_dict, setting
 
 MAIN_PAIRS = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft")
+# what a spec that does not list `paths.pairs` gets (the schema's docs): the main pairs and the claims' controls
+DEFAULT_PAIRS = (*MAIN_PAIRS, "cue~nocue:same-init", "cue~cue:spawn@0", "cue~cue:resubset", "nocue~nocue:self")
 
 
 def expected_counts(models: int = 1, seeds: int = 3, cue_props: int = 1, has_nocue: bool = True,
-                    methods: int = 4, alignments: int = 1, kinds=("linear", "quadratic", "aligned"),
-                    pairs=MAIN_PAIRS, variants: int = 1, finetuned_kinds=("linear",)) -> dict:
+                    methods: int = 5, alignments: int = 1, kinds=("linear", "quadratic", "aligned"),
+                    pairs=DEFAULT_PAIRS, variants: int = 1, finetuned_kinds=("linear",)) -> dict:
     """Tasks of a sweep by kind, from the pair types' definitions in graph.py's docstring (pretrained~ft
     pairs get `finetuned_kinds`, the others `kinds`)."""
     cue = [f"cue{i}" for i in range(cue_props)]
@@ -66,11 +69,40 @@ def _path_evals(graph):
 
 def test_default_sweep_counts():
     graph = build_graph(load_spec(None))
-    pairs = ("cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "cue~cue:spawn@0",
-             "cue~cue:resubset", "nocue~nocue:self")
-    assert graph.counts() == expected_counts(pairs=pairs, methods=5)
+    assert graph.counts() == expected_counts()
     assert graph.counts() == {"pretrain": 21, "finetune": 15, "midpoint": 18, "align": 18, "path_eval": 72}
     assert len(graph) == 144
+    # a spec that gives only its name plans the built-in sweep's tasks: its keys are the defaults
+    assert set(build_graph(parse_spec("name: x\n")).tasks) == set(graph.tasks)
+
+
+@pytest.mark.parametrize("props,kept", [
+    ("[0.5, 0.9]", ("cue~cue", "pretrained~ft", "cue~cue:spawn@0", "cue~cue:resubset")),
+    ("[0.0]", ("nocue~nocue", "nocue~nocue:self")),
+])
+def test_default_pairs_that_the_proportions_cannot_train_are_left_out_and_said(props, kept):
+    spec = parse_spec(f"name: x\ncue_proportions: {props}\n")
+    assert spec.pairs == kept
+    left_out = [p for p in DEFAULT_PAIRS if p not in kept]
+    (note,) = spec.notes
+    assert all(repr(p) in note for p in left_out) and not any(repr(p) in note for p in kept), note
+    assert "cannot train" in note and "`paths.pairs`" in note
+    assert spec.provenance.keys["paths.pairs"] == f"default, less {', '.join(left_out)}"
+    cue_props = sum(float(p) > 0 for p in props.strip("[]").split(","))
+    assert build_graph(spec).counts() == expected_counts(cue_props=cue_props, has_nocue="0.0" in props, pairs=kept)
+
+
+def test_listed_pairs_the_proportions_cannot_train_are_refused_not_left_out():
+    with pytest.raises(SpecError, match=r"`paths.pairs`: 'cue~nocue' needs `cue_proportions` to contain both 0.0"):
+        parse_spec("name: x\ncue_proportions: [0.8]\npaths: {pairs: [cue~nocue, cue~cue]}\n")
+    # pairs of an `extends:` are not the user's: left out like the default's
+    spec = parse_spec(f"name: x\nextends: {SMOKE_SPEC}\ncue_proportions: [0.8]\n")
+    assert spec.pairs == ("pretrained~ft",) and "'cue~nocue' (needs both 0.0 and a proportion > 0)" in spec.notes[0]
+    # none of the inherited pairs can run: the refusal names them, and nothing is left out silently
+    with pytest.raises(SpecError) as info:
+        parse_spec(f"name: x\nextends: {SMOKE_SPEC}\ncue_proportions: [0.0]\n")
+    assert "'cue~nocue' needs `cue_proportions` to contain both" in str(info.value)
+    assert "'pretrained~ft' needs `cue_proportions` to contain a proportion > 0" in str(info.value)
 
 
 def test_big_sweep_matches_the_count_formula():
@@ -170,7 +202,8 @@ def test_each_pair_type_pairs_the_models_its_definition_names():
 def test_main_pairs_of_one_type_share_no_model():
     """Disjoint pairs: within a pair type (and cue proportion), no model is in two pairs, so their
     barriers are independent draws (what the t-intervals of orchestrator/report/stats.py assume)."""
-    graph = build_graph(parse_spec("name: x\nseeds: [0, 1, 2, 3]\ncue_proportions: [0.0, 0.5, 0.9]\n"))
+    graph = build_graph(parse_spec("name: x\nseeds: [0, 1, 2, 3]\ncue_proportions: [0.0, 0.5, 0.9]\n"
+                                   f"paths: {{pairs: {list(MAIN_PAIRS)}}}\nfinetune: {{methods: [naive, llrt, lpft, cbft]}}\n"))
     by_group = defaultdict(list)
     for (pair_type, variant, _seed, p), ends in _pairs(graph).items():
         by_group[(pair_type, variant, p)].append(ends)
@@ -297,7 +330,8 @@ def test_bools_ints_and_floats_are_told_apart_in_identities():
 
 
 def test_shared_tasks_appear_once():
-    graph = build_graph(parse_spec("name: x\n"))
+    graph = build_graph(parse_spec(f"name: x\npaths: {{pairs: {list(MAIN_PAIRS)}}}\n"
+                                   "finetune: {methods: [naive, llrt, lpft, cbft]}\n"))
     pretrain_ids = _ids(graph, "pretrain")
     assert len(pretrain_ids) == len(set(pretrain_ids)) == 12
     # the primary cue model is reached from cue~nocue and cue~cue (3 path kinds each) and from four

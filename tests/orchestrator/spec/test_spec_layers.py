@@ -37,8 +37,9 @@ def test_each_key_names_its_layer(tmp_path):
     assert keys["name"] == keys["finetune.lam"] == keys["resources.pretrain.cpus"] == file
     assert keys["finetune.lr"] == "override:finetune.lr=0.5"
     assert keys["paths.num_alphas"] == "override:paths.num_alphas=5"
-    assert keys["seeds"] == keys["paths.pairs"] == keys["max_concurrent"] == "extends:default"
-    assert keys["cue_proportions"] == "extends:default"            # the profile sets it too; extends wins
+    assert keys["name"] != "extends:default" and keys["max_concurrent"] == "extends:default"
+    assert keys["seeds"] == keys["paths.pairs"] == "default"       # the built-in sweep keeps the defaults
+    assert keys["cue_proportions"] == "profile:digits"
     assert keys["pretrain.epochs"] == keys["models"] == "profile:digits"
     assert keys["finetune.margin"] == keys["resources.pretrain.workers"] == keys["data.dataset"] == "default"
     assert keys["description"] == keys["axes"] == keys["mlflow.enabled"] == "default"
@@ -46,12 +47,14 @@ def test_each_key_names_its_layer(tmp_path):
 
 
 def test_an_override_beats_the_file_and_a_chain_of_extends_names_each_sweep(tmp_path):
-    (tmp_path / "base.yaml").write_text("name: base\nextends: default\nfinetune: {lam: 9, epochs: 3}\n")
+    (tmp_path / "base.yaml").write_text("name: base\nextends: default\nfinetune: {lam: 9, epochs: 3}\n"
+                                        "cue_proportions: [0.0, 0.5]\n")
     child = tmp_path / "child.yaml"
     child.write_text("name: child\nextends: base.yaml\nfinetune: {lam: 4}\n")
     keys = load_spec(child).provenance.keys
     assert keys["finetune.lam"] == f"file:{child}" and keys["finetune.epochs"] == "extends:base.yaml"
-    assert keys["seeds"] == "extends:default" and keys["finetune.lr"] == "profile:digits"
+    assert keys["max_concurrent"] == "extends:default" and keys["finetune.lr"] == "profile:digits"
+    assert keys["cue_proportions"] == "extends:base.yaml"          # the profile sets it too; extends wins
     spec = load_spec(child, ["finetune.lam=5"])
     assert spec.variants[0].finetune.lam == 5.0 and spec.provenance.keys["finetune.lam"] == "override:finetune.lam=5"
     assert spec.provenance.layers == ("default", "profile:digits", "extends:default", "extends:base.yaml",
