@@ -67,6 +67,17 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     return pair, design, None if epoch is None else int(epoch)
 
 
+def pair_proportions(pair: str, design: str, cue_proportions) -> tuple[float, ...]:
+    """The cue proportions of `cue_proportions` a pair type is planned at (its first model's): nocue~nocue
+    0.0; the others every proportion > 0, cue~nocue only when 0.0 is there too, and `resubset` only below
+    1 (at 1.0 every sample carries the cue: there is no other cued subset, the partner would be the model)."""
+    if pair == NOCUE_NOCUE:
+        return (0.0,) if 0.0 in cue_proportions else ()
+    if pair == CUE_NOCUE and 0.0 not in cue_proportions:
+        return ()
+    return tuple(p for p in cue_proportions if p > 0 and (design != RESUBSET or p < 1))
+
+
 def pair_type_name(pair: str, design: str, epoch: int | None = None, method: str | None = None) -> str:
     """The `pair_type` column: the pair, its design unless it is the main one, the method for fine-tuning."""
     if pair == PRETRAINED_FT:

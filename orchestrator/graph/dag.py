@@ -13,6 +13,7 @@ models of a seed are independent. Partners are trained only where a pair type ne
   cue~nocue:same-init    M(p, s)  vs the no-cue model started from M(p, s)'s init and order
   X~X:spawn@K            M(p, s)  vs its child: M(p, s)'s first K epochs, then another data order
   cue~cue:resubset       M(p, s)  vs a model from M(p, s)'s init and order, another seeded cued subset
+                                   (p < 1 only: at 1.0 every sample carries the cue)
   X~X:self               M(p, s)  vs itself, BatchNorm re-estimated on a fresh sample per alpha
   pretrained~ft:<m>      M(p, s)  vs M(p, s) fine-tuned with method m
 Each pair gets, per path kind (`paths.kinds`; `paths.finetuned_kinds` for pretrained~ft pairs):
@@ -282,8 +283,7 @@ class _Plan:
                     for method in spec.methods:
                         yield _Pair(pair, vocab.FINE_TUNED, None, parent, self.finetune(parent, method), p, s, method)
                 continue
-            props = [0.0] if pair == vocab.NOCUE_NOCUE else cue_props
-            for p in props:
+            for p in vocab.pair_proportions(pair, design, spec.cue_proportions):
                 first = self.primary(p, s)
                 a = self.pretrain(first)
                 if pair == vocab.CUE_NOCUE:

@@ -70,17 +70,34 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
 
 
 def unservable_pairs(pair_types: tuple[str, ...], props: tuple[float, ...]) -> dict[str, str]:
-    """The pair types (as written) whose models `cue_proportions` `props` cannot train, each with what it
-    needs: a cue model needs a proportion > 0, a no-cue model 0.0."""
-    has_cue, has_nocue = any(p > 0 for p in props), 0.0 in props
-    needs = {vocab.CUE_NOCUE: (has_cue and has_nocue, "both 0.0 and a proportion > 0"),
-             vocab.CUE_CUE: (has_cue, "a proportion > 0"), vocab.NOCUE_NOCUE: (has_nocue, "0.0"),
-             vocab.PRETRAINED_FT: (has_cue, "a proportion > 0")}
+    """The pair types (as written) that `cue_proportions` `props` give no model to pair
+    (`vocab.pair_proportions`), each with what it needs."""
+    needs = {vocab.CUE_NOCUE: "both 0.0 and a proportion > 0", vocab.CUE_CUE: "a proportion > 0",
+             vocab.NOCUE_NOCUE: "0.0", vocab.PRETRAINED_FT: "a proportion > 0"}
     out = {}
     for text in pair_types:
-        ok, what = needs[vocab.parse_pair_type(text)[0]]
-        if not ok:
-            out[text] = what
+        pair, design, _ = vocab.parse_pair_type(text)
+        if not vocab.pair_proportions(pair, design, props):
+            out[text] = (f"a proportion above 0 and below 1; at 1.0 {_ALL_CUED}" if design == vocab.RESUBSET
+                         and any(p > 0 for p in props) else needs[pair])
+    return out
+
+
+_ALL_CUED = "every sample carries the cue, so there is no other cued subset"
+
+
+def partly_planned(pair_types: tuple[str, ...], props: tuple[float, ...]) -> list[str]:
+    """Notes on the pair types planned at fewer of the cue proportions > 0 than the others (a `resubset`
+    control at 1.0)."""
+    cue = [p for p in props if p > 0]
+    out = []
+    for text in pair_types:
+        pair, design, _ = vocab.parse_pair_type(text)
+        planned = vocab.pair_proportions(pair, design, props)
+        missing = [p for p in cue if p not in planned]
+        if planned and missing and pair != vocab.NOCUE_NOCUE:
+            out.append(f"{show(text)} is not planned at cue proportion {show(missing[0] if len(missing) == 1 else missing)}: "
+                       f"there {_ALL_CUED}")
     return out
 
 
@@ -142,8 +159,8 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
                    "`population.path_kinds`); add 'aligned' to one of them, or leave `paths.alignments` out")
     if explicit("cue_proportions"):
         models = {0.0} if any(p in (vocab.CUE_NOCUE, vocab.NOCUE_NOCUE) for p, _, _ in pairs) else set()
-        if any(p != vocab.NOCUE_NOCUE for p, _, _ in pairs):
-            models |= {p for p in top.cue_proportions if p > 0}
+        for pair, design, _ in pairs:
+            models |= set(vocab.pair_proportions(pair, design, top.cue_proportions))
         chosen = {p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions}
         if vocab.PRETRAIN in pop.kinds:
             models |= chosen
@@ -225,8 +242,6 @@ def estimate_tasks(top, n_variants: int, pairs: list) -> int:
     """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
     for a spec without axes, an upper bound with them (tasks shared between combinations counted
     once per combination)."""
-    cue_props = [p for p in top.cue_proportions if p > 0]
-    nocue = [0.0] if 0.0 in top.cue_proportions else []
     methods = top.finetune.methods
 
     def per_path(kinds) -> int:
@@ -240,7 +255,7 @@ def estimate_tasks(top, n_variants: int, pairs: list) -> int:
     between: list[tuple[tuple, tuple, tuple]] = []
     paths = 0
     for pair, design, epoch in pairs:
-        props = nocue if pair == vocab.NOCUE_NOCUE else cue_props
+        props = vocab.pair_proportions(pair, design, top.cue_proportions)
         kinds = top.paths.finetuned_kinds if pair == vocab.PRETRAINED_FT else top.paths.kinds
         for p in props:
             models.add(primary(p))

@@ -32,7 +32,7 @@ from orchestrator.spec.jsonschema import json_schema
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
 from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, is_user_layer, layer, profile_for, shipped_sweeps,
                                       with_extends, with_overrides, with_profile)
-from orchestrator.spec.rules import spec_problems, unservable_pairs
+from orchestrator.spec.rules import partly_planned, spec_problems, unservable_pairs
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
@@ -85,7 +85,7 @@ class SweepSpec:
     resolved: dict
     source: str = "<spec>"
     provenance: Provenance = field(default=Provenance((), {}), compare=False, repr=False)
-    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)   # what a default left out, and why
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)   # what the plan leaves out, and why
 
     # the top-level keys other modules read, by their names
     name = property(lambda self: self.top.name)
@@ -212,12 +212,13 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
     resolved = _resolved(top, variants[0])
-    provenance, notes = _provenance(resolved, full, top.axes), ()
+    provenance, notes = _provenance(resolved, full, top.axes), tuple(partly_planned(top.paths.pairs, top.cue_proportions))
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
         left_out = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items())
         notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}, which `cue_proportions` "
-                 f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",)
+                 f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",
+                 *notes)
     return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
 
 

@@ -92,6 +92,22 @@ def test_default_pairs_that_the_proportions_cannot_train_are_left_out_and_said(p
     assert build_graph(spec).counts() == expected_counts(cue_props=cue_props, has_nocue="0.0" in props, pairs=kept)
 
 
+def test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one():
+    """At p = 1.0 every training sample carries the cue: another cued subset is the same subset, and a
+    partner from the same initialisation and order would be the model itself, not a same-data control."""
+    spec = parse_spec("name: x\ncue_proportions: [0.0, 0.5, 1.0]\n")
+    graph = build_graph(spec)
+    resubset = {key[3] for key in _pairs(graph) if key[0] == "cue~cue:resubset"}
+    assert resubset == {0.5} and {key[3] for key in _pairs(graph) if key[0] == "cue~cue:spawn@0"} == {0.5, 1.0}
+    assert not [t for t in graph.tasks.values() if "cue_seed" in t.config.get("data", {})
+                and t.labels["cue_proportion"] == 1.0]
+    assert spec.notes == ("'cue~cue:resubset' is not planned at cue proportion 1.0: there every sample carries the "
+                          "cue, so there is no other cued subset",)
+    with pytest.raises(SpecError, match=r"'cue~cue:resubset' needs `cue_proportions` to contain a proportion above 0 "
+                                         r"and below 1; at 1.0 every sample carries the cue"):
+        parse_spec("name: x\ncue_proportions: [0.0, 1.0]\npaths: {pairs: [cue~nocue, 'cue~cue:resubset']}\n")
+
+
 def test_listed_pairs_the_proportions_cannot_train_are_refused_not_left_out():
     with pytest.raises(SpecError, match=r"`paths.pairs`: 'cue~nocue' needs `cue_proportions` to contain both 0.0"):
         parse_spec("name: x\ncue_proportions: [0.8]\npaths: {pairs: [cue~nocue, cue~cue]}\n")

@@ -33,6 +33,9 @@ CASES = [
             "population.path_kinds=[aligned]", "paths.kinds=[linear]"]),
     (None, ["population.kinds=[pretrain]", "cue_proportions=[0.0, 0.25, 0.5]", "paths.pairs=[cue~cue, nocue~nocue, "
             "cue~nocue:same-init, pretrained~ft]", "paths.kinds=[aligned]", "population.path_kinds=[linear, aligned]"]),
+    # a resubset control is planned below 1.0 only; the default pairs the proportions cannot train are left out
+    (None, ["cue_proportions=[0.0, 0.5, 1.0]"]),
+    (None, ["cue_proportions=[1.0]", "population.kinds=[pretrain]"]),
 ]
 
 
