@@ -160,3 +160,32 @@ def test_pair_types_parse_and_name_back(text, parsed, name):
 def test_bad_pair_types_name_what_is_allowed(text, message):
     with pytest.raises(ValueError, match=message):
         vocab.parse_pair_type(text)
+
+
+def test_a_spawn_pair_may_share_more_than_99_epochs():
+    """`X~X:spawn@K` shares K pretraining epochs; the paper's CIFAR runs pretrain for 100 epochs, so K may
+    have three digits (and more)."""
+    assert vocab.parse_pair_type("cue~cue:spawn@100") == (vocab.CUE_CUE, vocab.SPAWN, 100)
+    assert vocab.parse_pair_type("nocue~nocue:spawn@123456") == (vocab.NOCUE_NOCUE, vocab.SPAWN, 123456)
+    assert vocab.pair_type_name(vocab.CUE_CUE, vocab.SPAWN, 100) == "cue~cue:spawn@100"
+
+
+@pytest.mark.parametrize("error, name", [
+    ("DivergenceError: loss is nan at epoch 3", "DivergenceError"),
+    ("\n  SettingsError: `lr` must be > 0\n", "SettingsError"),
+    ("RuntimeError: CUDA out of memory: tried to allocate", "RuntimeError"),
+    ("loss is nan", None),                      # no exception name before a colon
+    ("the trial crashed: worker died", None),   # words, not an identifier
+    ("", None), (None, None),
+])
+def test_the_error_type_is_the_exception_name_that_heads_a_tasks_error(error, name):
+    """vocab.error_type: the name before the first colon, when it is an identifier (surrounding blank
+    space is no part of it); any other text names no exception."""
+    assert vocab.error_type(error) == name
+
+
+def test_the_errors_a_rerun_repeats_include_divergence_and_bad_settings_or_data():
+    """docs/FAILURES.md: a loss that becomes NaN/inf (`DivergenceError`), bad settings and bad data fail
+    the same way on every rerun (training is seeded): the advice after failures says so."""
+    assert {"DivergenceError", "SettingsError", "DataError"} <= set(vocab.DETERMINISTIC_ERRORS)
+    assert "RuntimeError" not in vocab.DETERMINISTIC_ERRORS

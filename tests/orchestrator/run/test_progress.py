@@ -106,3 +106,63 @@ def test_a_line_that_fits_is_shown_whole_and_a_longer_one_keeps_its_start_and_en
     assert progress._fit("0123456789", 10) == "0123456789"
     cut = progress._fit("0123456789abcdefghij", 10)
     assert len(cut) == 10 and cut.startswith("0123") and cut.endswith("ij") and "…" in cut
+
+
+class _Stream:
+    """A stream that keeps what is written and how often it was flushed; `tty` says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text, self.flushes = tty, "", 0
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place_with_a_bar_of_20_and_a_final_one_ends_it(monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((200, 24)))
+    stream = _Stream(tty=True)
+    line = progress.TerminalLine(stream)
+    line.show("3/4 finished", 0.5)
+    assert stream.text == "\r\x1b[2K[##########..........] 3/4 finished" and stream.flushes >= 1
+    stream.text = ""
+    line.show("4/4 finished", 1.0, final=True)
+    assert stream.text == "\r\x1b[2K[####################] 4/4 finished\n"
+
+
+def test_on_a_narrow_terminal_the_line_keeps_at_least_40_characters(monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((10, 24)))
+    stream = _Stream(tty=True)
+    progress.TerminalLine(stream).show("x" * 100, 0.0)
+    assert len(stream.text) == len("\r\x1b[2K") + 40
+
+
+def test_elsewhere_each_line_is_printed_on_its_own_and_flushed_at_once():
+    """A log file or `ray job logs` gets each line whole, without a bar, as soon as it is printed."""
+    stream = _Stream(tty=False)
+    line = progress.TerminalLine(stream)
+    line.show("1/4 finished", 0.25)
+    line.show("2/4 finished", 0.5, final=True)
+    assert stream.text == "1/4 finished\n2/4 finished\n" and stream.flushes >= 2
+
+
+def test_an_attempt_that_starts_again_forgets_the_last_epochs_numbers(layout):
+    """`loss`, `acc`, `epoch_s` are the last epoch's *of this attempt*: none yet right after a (re)start."""
+    writer = progress.ProgressWriter(layout, "pretrain", "pretrain-x", 10)
+    writer.start(0)
+    writer.epoch(_report(0))
+    writer.start(1)
+    record = progress.read_progress(layout, "pretrain", "pretrain-x")
+    assert (record["epoch"], record["start_epoch"], record["loss"], record["acc"], record["epoch_s"]) == (1, 1, None,
+                                                                                                           None, None)

@@ -164,3 +164,205 @@ def test_a_path_evaluations_child_run_says_its_curves_are_logged_against_alpha(g
     run = child_runs.child_run(recording.EndedTask(path, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []), "n", "p")
     assert run.tags[child_runs.NOTE_TAG] == child_runs.PATH_NOTE
     assert (run.tags["task_id"], run.tags["task_kind"], run.tags[child_runs.PARENT_TAG]) == (path.id, path.kind, "p")
+
+
+def test_a_tasks_row_holds_the_sweeps_hash_and_revision_the_error_and_the_config_its_id_hashes(graph, tmp_path):
+    """docs/ANALYSIS.md: `config_json` is the task's config as canonical JSON, what its `task_id` hashes
+    (`<kind>-<16 hex of sha256({"kind", "config"})>`); `error` the failed task's error; `spec_hash` and
+    `git_rev` say which spec and code revision ran it."""
+    import hashlib
+
+    from orchestrator.run import recording
+
+    layout = layout_in(tmp_path)
+    table = recording.TasksTable(layout, "spec-abc", "rev-123", strict=True)
+    done, failed = first(graph, vocab.PATH_EVAL), first(graph, vocab.FINETUNE)
+    table.tasks_ended([recording.EndedTask(done, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []),
+                       recording.EndedTask(failed, vocab.FAILED, "ValueError: boom", 1.0, 1.0, 2.0, "cpu", {}, [],
+                                           "ValueError")], {})
+    for task in (done, failed):
+        row = _tasks_row(layout, task.id)
+        assert (row["spec_hash"], row["git_rev"]) == ("spec-abc", "rev-123")
+        config = json.loads(row["config_json"])
+        text = json.dumps({"kind": task.kind, "config": config}, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)
+        assert f"{task.kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}" == task.id
+    assert _tasks_row(layout, failed.id)["error"] == "ValueError: boom"
+    assert not isinstance(_tasks_row(layout, done.id)["error"], str)     # null (pandas reads it as NaN or None)
+
+
+def test_the_kept_rows_of_each_fragment_are_its_own_row_with_the_digest_and_size_of_its_bytes(graph, tmp_path):
+    """`rows_of(path)` stands for the fragment's file when a bundle is compacted: the one row of that task,
+    and the sha256 and size of the bytes on storage."""
+    import hashlib
+
+    from orchestrator.run import recording
+
+    layout = layout_in(tmp_path)
+    table = recording.TasksTable(layout, "hash", "rev", strict=True)
+    tasks = [first(graph, vocab.PRETRAIN), first(graph, vocab.PATH_EVAL), first(graph, vocab.MIDPOINT)]
+    table.tasks_ended([recording.EndedTask(t, vocab.DONE, None, float(i), 1.0, 2.0, "cpu", {}, [])
+                       for i, t in enumerate(tasks)], {})
+    for task in tasks:
+        path = layout.fragment(vocab.TASKS, task.id)
+        digest, size, rows = table.rows_of(path)
+        data = layout.storage.read_bytes(path)
+        assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert rows.num_rows == 1 and rows.column("task_id").to_pylist() == [task.id]
+    table.forget_rows()
+    assert table.rows_of(layout.fragment(vocab.TASKS, tasks[0].id)) is None
+
+
+def test_a_row_that_cannot_be_written_is_named_and_the_others_are_written_and_kept(graph, tmp_path, monkeypatch):
+    """Each row is written on its own: one that fails (here its storage write, after the batch's rows could not
+    be built at once) is named in `failures` (a strict table raises instead), the next is written, and the
+    kept rows of its fragment are its own."""
+    from orchestrator.run import recording
+
+    layout = layout_in(tmp_path)
+    broken, fine = first(graph, vocab.PRETRAIN), first(graph, vocab.PATH_EVAL)
+    ended = [recording.EndedTask(t, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []) for t in (broken, fine)]
+
+    def no_batch(*args, **kwargs):
+        raise ValueError("a row that does not fit")
+
+    monkeypatch.setattr(tables, "rows_of_tasks_to_table", no_batch)
+    real_write = layout.storage.write_bytes
+
+    def write(path, data):
+        if broken.id in path:
+            raise OSError(5, "I/O error")
+        return real_write(path, data)
+
+    monkeypatch.setattr(layout.storage, "write_bytes", write)
+    with pytest.raises(OSError):
+        recording.TasksTable(layout, "hash", "rev", strict=True).tasks_ended(ended[:1], {})
+    table = recording.TasksTable(layout, "hash", "rev")
+    table.tasks_ended(ended, {})
+    assert table.written == 1 and len(table.failures) == 1 and table.failures[0].startswith(f"{broken.id}: OSError")
+    assert _tasks_row(layout, fine.id)["task_id"] == fine.id
+    _digest, _size, rows = table.rows_of(layout.fragment(vocab.TASKS, fine.id))
+    assert rows.column("task_id").to_pylist() == [fine.id]
+
+
+def test_the_recorder_hands_on_each_tasks_own_start_and_duration(graph, tmp_path):
+    tracker = Tracker()
+    state, recorder = _recorder(graph, tmp_path, tracker)
+    task = first(graph, vocab.PRETRAIN)
+    state.set_status(task.id, vocab.RUNNING, started_at=1000.0)
+    state.set_status(task.id, vocab.DONE, duration_s=2.5, result=work.TaskResult(vocab.DONE, 2.5, "cpu:x"))
+    (ended,) = tracker.ended
+    assert (ended.started_at, ended.duration_s) == (1000.0, 2.5)
+    row = _tasks_row(recorder.layout, task.id)
+    assert (pd_seconds(row["started_at"]), row["duration_s"]) == (1000.0, 2.5)
+    assert row["mlflow_run_id"] == f"run-{task.id}"                # the id the tracker gave its child run
+
+
+def test_a_task_has_ended_for_good_only_once_it_finished_and_its_row_was_recorded(graph, tmp_path):
+    """A bundle may absorb only files that will not be written again: a finished task whose `tasks` row is
+    still to come is not there yet, nor is a failed task (it may run again)."""
+    from orchestrator.run import recording
+    from orchestrator.run.state import SweepState
+
+    state = SweepState(graph)
+    recorder = recording.TaskRecorder(layout_in(tmp_path), state, "hash", Tracker(), background=False)
+    done, failed = first(graph, vocab.PATH_EVAL), first(graph, vocab.ALIGN)
+    state.set_status(done.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0))
+    state.set_status(failed.id, vocab.FAILED, "boom")
+    assert not recorder._ended_for_good(done.id)
+    recorder.record(done.id)
+    recorder.record(failed.id)
+    assert recorder._ended_for_good(done.id) and not recorder._ended_for_good(failed.id)
+
+
+def test_close_and_flush_return_only_once_every_queued_row_is_written(graph, tmp_path, monkeypatch):
+    """The recording thread writes rows in batches; `flush` and `close` (the end of every run) wait for them."""
+    import time
+
+    from orchestrator.run import recording
+    from orchestrator.run.state import SweepState
+
+    class Slow(Tracker):
+        def tasks_ended(self, ended):
+            time.sleep(0.2)
+            return super().tasks_ended(ended)
+
+    monkeypatch.setattr(recording, "BATCH_WAIT_S", 0.01)
+    state = SweepState(graph)
+    recorder = recording.TaskRecorder(layout_in(tmp_path), state, "hash", Slow())
+    recorder.compact_every = 0
+    state.subscribe(recorder.on_status)
+    first_task, second_task = first(graph, vocab.PRETRAIN), first(graph, vocab.ALIGN)
+    state.set_status(first_task.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0))
+    recorder.flush()
+    assert recorder.written == 1 and recorder.pending() == 0
+    state.set_status(second_task.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0))
+    recorder.close()
+    assert recorder.written == 2
+    assert _tasks_row(recorder.layout, second_task.id)["status"] == "finished"
+
+
+def test_a_child_runs_params_are_its_set_labels_its_settings_and_its_resources(graph):
+    """child_runs' docstring: params are the task's labels and settings (nested keys dotted) and its resources;
+    a label the task does not have (None, e.g. a pretraining task's `method`) is not logged as "None"."""
+    from orchestrator.run import child_runs, recording
+
+    task = dataclasses.replace(first(graph, vocab.PRETRAIN), resources=Resources(cpus=3, gpus=0.5, workers=2))
+    run = child_runs.child_run(recording.EndedTask(task, vocab.DONE, None, 1.0, 1.0, 2.0, "cpu", {}, []), "n", "p")
+    unset = [k for k, v in task.labels.items() if v is None]
+    assert "method" in unset and not set(unset) & set(run.params)
+    assert all(run.params[k] == str(v) for k, v in task.labels.items() if v is not None)
+    assert run.params["pretrain.epochs"] == str(task.settings["pretrain.epochs"])
+    assert all(run.params[k] == str(v) for k, v in task.settings.items() if v is not None and not isinstance(v, list))
+    assert (run.params["resources.cpus"], run.params["resources.gpus"], run.params["resources.workers"]) == \
+        ("3", "0.5", "2")
+    assert run.tags[child_runs.USER_TAG] == child_runs.user()
+
+
+def test_a_child_run_logs_no_repeated_point_no_secret_metric_and_a_zero_duration(graph):
+    """`ChildRun.metrics`: no repeats (two NaN at one step are one point); keys that may hold credentials are
+    never logged; a duration of 0 s is a duration; steps are integers (as MLflow stores them)."""
+    from orchestrator.run import child_runs, recording
+
+    task = first(graph, vocab.PATH_EVAL)
+    steps = [("path.cue.loss", 500.0, float("nan")), ("path.cue.loss", 500, float("nan")), ("path.cue.acc", 0, 0.5)]
+    ended = recording.EndedTask(task, vocab.DONE, None, 0.0, 1.0, 2.0, "cpu", {"api_token": 3.0, "eval.cue.acc": 0.5},
+                                steps)
+    run = child_runs.child_run(ended, "n", "p")
+    keys = [(k, s) for k, _v, s in run.metrics]
+    assert sorted(keys) == sorted([("path.cue.loss", 500), ("path.cue.acc", 0), ("eval.cue.acc", 0), ("duration_s", 0)])
+    assert all(type(s) is int for _k, _v, s in run.metrics)
+    assert ("duration_s", 0.0, 0) in run.metrics
+
+
+def test_a_child_runs_tags_hold_no_secret_and_its_error_is_redacted_and_cut_to_mlflows_limit(graph):
+    from orchestrator.run import child_runs, recording
+
+    task = first(graph, vocab.PRETRAIN)
+    error = "OSError: could not reach https://alice:hunter2@example.com/x " + "y" * 10_000
+    ended = recording.EndedTask(task, vocab.FAILED, error, 1.0, 1.0, 2.0, "cpu", {}, [])
+    run = child_runs.child_run(ended, "n", "p", {"aws_secret_access_key": "AKIA", "sweep": "s"})
+    assert "aws_secret_access_key" not in run.tags and run.tags["sweep"] == "s"
+    assert "hunter2" not in run.tags["error"] and "hunter2" not in run.error
+    assert len(run.tags["error"]) == child_runs.MAX_TAG_VALUE
+    flat = child_runs.flatten_params({"store": "https://bob:pw1234@db.example.com/mlflow"})
+    assert "pw1234" not in flat["store"] and flat["store"].endswith("@db.example.com/mlflow")
+
+
+def test_datasets_are_named_by_what_they_are_not_where_once_each_and_only_for_training_tasks(graph):
+    """A dataset's digest hashes what it is (no paths: `root` is where); a midpoint whose endpoints learnt from
+    the same data has that dataset once; alignment and path evaluation learn nothing (none)."""
+    from orchestrator.run import child_runs
+
+    pre = first(graph, vocab.PRETRAIN)
+    (ref,) = child_runs.dataset_inputs(pre)
+    moved = dataclasses.replace(pre, config={**pre.config, "data": {**pre.config["data"], "root": "/elsewhere"}})
+    assert child_runs.dataset_inputs(moved) == (ref,)
+    assert json.loads(ref.profile) == {"cue_proportion": pre.config["data"].get("cue_proportion")}
+    nocue = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN and not t.labels["cue_proportion"])
+    assert child_runs.base_name(nocue) == f"pretrain nocue seed {nocue.labels['seed']}"
+    mid = first(graph, vocab.MIDPOINT)
+    same = dataclasses.replace(mid, config={**mid.config, "data": [pre.config["data"], dict(pre.config["data"])]})
+    assert child_runs.dataset_inputs(same) == (ref,)
+    assert child_runs.dataset_inputs(first(graph, vocab.ALIGN)) == ()
+    assert child_runs.dataset_inputs(first(graph, vocab.PATH_EVAL)) == ()

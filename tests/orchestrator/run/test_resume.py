@@ -208,3 +208,48 @@ def test_an_epoch_reported_again_replaces_its_row_and_drops_the_later_ones():
     again = ResumeLog(lambda epoch: "train")
     assert again.state(files).epoch == 2
     assert [r["epoch"] for r in again.curve] == [0, 1]
+
+
+def test_a_task_that_was_not_resumed_keeps_exactly_the_rows_it_trained():
+    """`full_curve(None, rows)`: nothing saved comes before a fresh start's rows, even though the log holds the
+    rows it recorded after each epoch of that start; each row gets its epoch's wall time."""
+    from orchestrator.run.resume import ResumeLog
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    log = ResumeLog(lambda epoch: "train")
+    for epoch, took in ((0, 1.5), (1, 2.5)):
+        log.files(_report(model, optimizer, epoch, took))
+    trained = [{"epoch": 0, "split": "train", "loss": 1.0, "acc": 0.0}, {"epoch": 1, "split": "train", "loss": 0.5, "acc": 0.1}]
+    assert [(r["epoch"], r["duration_s"]) for r in log.full_curve(None, trained)] == [(0, 1.5), (1, 2.5)]
+
+
+def test_only_rank_zero_writes_the_progress_of_a_task(tmp_path):
+    """attach_storage_resume: rank 0 keeps `progress.json`; the other ranks of a Ray Train task read the state only."""
+    from types import SimpleNamespace
+
+    from orchestrator.run.resume import ResumeLog, attach_storage_resume
+
+    layout = _layout(tmp_path)
+    env = SimpleNamespace(rank=1, on_epoch=None, resume_state=lambda: None)
+    attach_storage_resume(env, layout, "pretrain", "pretrain-x", ResumeLog(lambda epoch: "train"), epochs=5)
+    assert env.resume_state() is None
+    assert read_progress(layout, "pretrain", "pretrain-x") is None
+
+
+def test_a_saved_curve_with_rows_that_are_not_rows_keeps_only_its_rows():
+    """A resume state whose curve holds something other than rows (a hand-edited or damaged meta.json) still
+    resumes; its curve keeps the rows only, and a curve that is not a list counts as none."""
+    import json as json_lib
+
+    from orchestrator.run.resume import ResumeLog
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    files = ResumeLog(lambda epoch: "train").files(_report(model, optimizer, 0, 1.0))
+    for curve, kept in (([7, "x", {"epoch": 0, "split": "train"}], [0]), ({"epoch": 0}, [])):
+        meta = json_lib.loads(files["meta.json"])
+        meta["meta"]["curve"] = curve          # the caller's meta inside the checkpoint record
+        log = ResumeLog(lambda epoch: "train")
+        assert log.state({**files, "meta.json": json_lib.dumps(meta).encode()}).epoch == 1
+        assert [r["epoch"] for r in log.curve] == kept

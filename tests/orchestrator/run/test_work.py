@@ -257,3 +257,156 @@ def test_a_task_without_gpus_runs_on_the_cpu_even_where_cuda_is_available(graph,
     assert not task.resources.gpus
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert work.device_for(task) == torch.device("cpu")
+
+
+def test_the_aligned_path_of_an_identity_alignment_keeps_every_measured_column_of_the_linear_rows(graph, tmp_path):
+    """Reusing the linear path's rows must not lose what was measured at each alpha: the sample count and
+    both reliance columns (docs/ANALYSIS.md's `paths` table) come over with the losses and accuracies."""
+    layout = layout_in(tmp_path)
+    aligned = first(graph, vocab.PATH_EVAL, path_kind=vocab.ALIGNED)
+    linear, align = graph.tasks[aligned.config["linear"]], graph.tasks[aligned.config["via"]]
+    measured = ("alpha", "eval_set", "loss", "acc", "n", "agree_a", "agree_b", "reliance_randimg", "reliance_randcue")
+    rows = [{"alpha": a, "eval_set": "cue", "loss": 1.0 + a, "acc": 0.5 + a / 4, "n": 10 + i, "agree_a": 1.0 - a,
+             "agree_b": a, "reliance_randimg": 0.25 - a / 8, "reliance_randcue": 0.125 + a / 16}
+            for i, a in enumerate((0.0, 0.5, 1.0))]
+    outputs.write_outputs(layout, linear, work.path_output(linear, rows, paths_lib.barriers(rows)))
+    outputs.write_outputs(layout, align, TaskOutput(checkpoint={"w": torch.zeros(2)}, meta={"identity": True}))
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"),
+                       parent_kinds={p: graph.tasks[p].kind for p in aligned.parents})
+    got = work.run_path_eval(aligned, env).tables[vocab.PATHS]
+    assert sorted(tuple(r[c] for c in measured) for r in got) == sorted(tuple(r[c] for c in measured) for r in rows)
+
+
+def test_lpft_labels_its_head_epochs_llrt_and_every_later_epoch_train(graph):
+    """A resumed LP-FT task labels the saved rows by `curve_split`: its first `llrt_epochs` epochs train the
+    head only (`llrt`), the rest the whole model (`train`); a pretraining task's epochs are all `train`."""
+    task = first(graph, vocab.FINETUNE, method="lpft")
+    head = int(task.config["finetune"]["llrt_epochs"])
+    assert head >= 1
+    assert [work.curve_split(task, e) for e in range(head + 2)] == ["llrt"] * head + ["train"] * 2
+    naive = first(graph, vocab.FINETUNE, method="naive")
+    assert work.curve_split(naive, 0) == "train"
+    assert work.curve_split(first(graph, vocab.PRETRAIN), 0) == "train"
+
+
+def test_a_curve_row_without_a_value_gives_no_point_of_that_series():
+    """One point per epoch and per measured value: a row whose accuracy was not measured adds its loss only."""
+    rows = [{"split": "train", "epoch": 0, "loss": 1.5, "acc": None}, {"split": "train", "epoch": 1, "loss": 1.25}]
+    assert sorted(work.curve_steps(rows)) == [("train_loss", 0, 1.5), ("train_loss", 1, 1.25)]
+
+
+def _resume_state_of(layout, task):
+    files = layout.resume_files(task.kind, task.id)
+    for path in files.values():
+        layout.storage.write_bytes(path, b"state")
+    return files
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_execute_drops_the_resume_state_of_a_task_that_finished_and_keeps_that_of_one_that_failed(graph, tmp_path,
+                                                                                                   monkeypatch, fails):
+    """FAILURES.md/`layout.resume_dir`: the per-epoch state is deleted once the task finished; a failed
+    task keeps it to resume from. The marker also records how long the task took."""
+    layout = layout_in(tmp_path)
+    task = first(graph, vocab.PRETRAIN)
+    files = _resume_state_of(layout, task)
+
+    def runner(t, env):
+        if fails:
+            raise RuntimeError("stopped")
+        return TaskOutput(checkpoint={"w": torch.zeros(2)})
+
+    monkeypatch.setitem(work.RUNNERS, "fixed", runner)
+    result = work.execute(task, "fixed", work.TaskEnv(layout=layout, device=torch.device("cpu")))
+    assert result.status == (vocab.FAILED if fails else vocab.DONE)
+    assert all(layout.storage.is_file(p) for p in files.values()) is fails
+    if not fails:
+        meta = outputs.read_marker(layout, task.kind, task.id)["meta"]
+        assert 0 <= meta["duration_s"] <= result.duration_s
+
+
+def test_a_worker_of_rank_other_than_zero_reports_its_result_and_writes_nothing(graph, tmp_path, monkeypatch):
+    """Only rank 0 writes a task's outputs (every rank of Ray Train runs the same task)."""
+    layout = layout_in(tmp_path)
+    task = first(graph, vocab.PRETRAIN)
+    files = _resume_state_of(layout, task)
+    monkeypatch.setitem(work.RUNNERS, "fixed", lambda t, env: TaskOutput(checkpoint={"w": torch.zeros(2)},
+                                                                         metrics={"m": 2.0}))
+    result = work.execute(task, "fixed", work.TaskEnv(layout=layout, device=torch.device("cpu"), rank=1))
+    assert result.status == vocab.DONE and result.metrics == {"m": 2.0}
+    assert outputs.read_marker(layout, task.kind, task.id) is None
+    assert all(layout.storage.is_file(p) for p in files.values())
+
+
+def test_a_failed_task_reports_its_exception_class_and_the_end_of_its_traceback(graph, tmp_path, monkeypatch):
+    """docs/ANALYSIS.md: `error` holds the error and the *last* lines of its traceback (where it was raised),
+    `error_type` the exception's class name (FAILURES.md: which errors a rerun repeats)."""
+    task = first(graph, vocab.ALIGN)
+
+    def deep(n):
+        if n == 0:
+            raise ValueError("lr must be positive")
+        return deep(n - 1)
+
+    def outermost_caller():
+        deep(12)
+
+    monkeypatch.setitem(work.RUNNERS, "raising", lambda t, env: outermost_caller())
+    result = work.execute(task, "raising", work.TaskEnv(layout=layout_in(tmp_path), device=torch.device("cpu")))
+    assert (result.status, result.error_type) == (vocab.FAILED, "ValueError")
+    assert result.error.startswith("ValueError: lr must be positive\n")
+    assert 'raise ValueError("lr must be positive")' in result.error
+    assert "outermost_caller" not in result.error       # 13 frames above the raise: only the end is kept
+
+
+def test_a_task_with_gpus_runs_on_cuda_where_cuda_is_available(graph, monkeypatch):
+    task = dataclasses.replace(first(graph, vocab.PRETRAIN),
+                               resources=dataclasses.replace(first(graph, vocab.PRETRAIN).resources, gpus=1.0))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert work.device_for(task) == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert work.device_for(task) == torch.device("cpu")
+
+
+def test_run_here_keeps_a_training_tasks_progress_with_the_epochs_it_plans(graph, tmp_path, monkeypatch):
+    """`mmc-sweep status` shows a running task's epochs out of `pretrain.epochs`; a fresh task starts at 0."""
+    from orchestrator.run.progress import read_progress
+
+    layout = layout_in(tmp_path)
+    task = first(graph, vocab.PRETRAIN)
+
+    def runner(t, env):
+        assert env.resume_state() is None
+        return TaskOutput(checkpoint={"w": torch.zeros(2)})
+
+    monkeypatch.setitem(work.RUNNERS, "fixed", runner)
+    assert work.run_here(task, layout, "fixed", None, {}).status == vocab.DONE
+    progress = read_progress(layout, task.kind, task.id)
+    assert (progress["epochs"], progress["epoch"], progress["start_epoch"]) == (int(task.settings["pretrain.epochs"]), 0, 0)
+
+
+def test_a_resumed_training_tasks_curve_starts_with_the_saved_rows_of_the_epochs_before_the_resume(graph):
+    """resume.py: a restarted task keeps the curve rows of the epochs before the restart, then those it trained."""
+    from types import SimpleNamespace
+
+    from orchestrator.run.resume import ResumeLog
+
+    task = first(graph, vocab.PRETRAIN)
+    log = ResumeLog(lambda epoch: "train")
+    log.curve = [{"epoch": e, "split": "train", "loss": 2.0 - e, "acc": 0.1 * e, "duration_s": 1.0} for e in (0, 1)]
+    env = work.TaskEnv(layout=None, device=torch.device("cpu"), resume_log=log)
+    trained = [{"epoch": e, "loss": 0.5, "acc": 0.5, "duration_s": 2.0} for e in (2, 3)]
+    rows = work.curve_rows(task, env, SimpleNamespace(epoch=2), trained)
+    assert [(r["epoch"], r["loss"], r["task_id"]) for r in rows] == [(0, 2.0, task.id), (1, 1.0, task.id),
+                                                                      (2, 0.5, task.id), (3, 0.5, task.id)]
+
+
+def test_a_training_tasks_evaluation_rows_are_one_per_eval_set_with_its_numbers_under_its_id(graph, monkeypatch):
+    """The `evaluations` table: per eval set its loss, accuracy and sample count, with the task's id and labels."""
+    task = first(graph, vocab.PRETRAIN)
+    evaluated = [{"eval_set": "cue", "loss": 0.7, "acc": 0.6, "n": 5}, {"eval_set": "clean", "loss": 0.9, "acc": 0.4, "n": 7}]
+    monkeypatch.setattr(work, "evaluate_sets", lambda *args, **kwargs: evaluated)
+    data = type("D", (), {"eval_sets": {}})()
+    out = work._trained(task, work.TaskEnv(layout=None, device=torch.device("cpu")), object(), data, None, [], {})
+    got = [(r["task_id"], r["eval_set"], r["loss"], r["acc"], r["n"], r["cue_proportion"]) for r in out.tables[vocab.EVALUATIONS]]
+    assert got == [(task.id, e["eval_set"], e["loss"], e["acc"], e["n"], task.labels["cue_proportion"]) for e in evaluated]

@@ -462,3 +462,62 @@ def test_the_resolved_spec_writes_the_first_combination_of_swept_values():
     spec = parse_spec("name: x\nfinetune: {lam: {grid: [3, 1, 10]}}\n")
     assert spec.resolved["finetune"]["lam"] == 3.0
     assert spec.resolved["axes"] == [{"finetune.lam": [3, 1, 10]}]
+
+
+def test_a_spec_of_another_dataset_starts_from_that_datasets_profile(tmp_path):
+    """The layers: default < the dataset's profile (profiles/<dataset>.yaml) < the spec. A cifar10 spec
+    that names no model or proportion gets cifar10's (vgg13, [0.0, 0.9]), not the digits ones."""
+    spec = parse_spec(f"name: x\ndata: {{dataset: cifar10, root: '{tmp_path}'}}\n")
+    profile = S.profile_for("cifar10")
+    assert [m.name for m in spec.models] == profile["models"] != S.profile_for("digits")["models"]
+    assert list(spec.cue_proportions) == profile["cue_proportions"]
+    assert spec.provenance.keys["models"] == "profile:cifar10"
+
+
+def test_an_empty_spec_file_with_overrides_is_the_spec_the_overrides_write():
+    """Only a spec with nothing at all is refused as empty: `key=value` overrides are a spec's keys too."""
+    spec = S.validate_spec(None, "empty.yaml", overrides=["name=from_override"])
+    assert spec.name == "from_override" and spec.explicit("name")
+    with pytest.raises(SpecError, match="the spec is empty"):
+        S.validate_spec(None, "empty.yaml")
+
+
+def test_a_data_root_of_one_character_is_a_root(tmp_path, monkeypatch):
+    """`data.root` needs at least one character (min_length 1): `d` is a directory name, '' is not."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    assert parse_spec("name: x\ndata: {root: d}\n").data_root == str((tmp_path / "d").resolve())
+    assert any(p.startswith("`data.root`") for p in problems_of("name: x\ndata: {root: ''}\n"))
+
+
+def test_the_claims_rules_keep_their_declared_bounds():
+    """claim_rules.py declares each rule's range before any result: a level of 1 (alpha 0: intervals
+    that decide nothing), no barrier eval set, fewer than 100 relabelings for (e)'s permutation test, or a
+    reliance cut at 0 or 1 (every model in one group) is refused; the bounds themselves where allowed."""
+    for bad in ("claims.level=1.0", "claims.level=0.5", "claims.barrier_sets=[]", "claims.permutations=99",
+                "claims.reliance_cut=0.0", "claims.reliance_cut=1.0", "claims.power=0.05"):
+        with pytest.raises(SpecError, match=f"`{bad.split('=')[0]}`"):
+            load_spec(None, [bad])
+    rules = load_spec(None, ["claims.permutations=100", "claims.level=0.99", "claims.barrier_sets=[randimg]"]).claims
+    assert (rules.permutations, rules.barrier_sets) == (100, ("randimg",))
+    assert rules.alpha == pytest.approx(0.01)
+
+
+def test_a_key_the_spec_does_not_have_was_not_set_by_the_user():
+    spec = load_spec(None, ["finetune.lam=3"])
+    assert spec.explicit("finetune.lam") and not spec.explicit("finetune.lr")
+    assert not spec.explicit("finetune.no_such_setting") and not spec.explicit("")
+
+
+def test_the_resolved_axes_name_the_grid_values_wherever_the_grid_is():
+    """`--explain`: the resolved `axes` list the `{grid: ...}` values too, whichever section holds the grid
+    and whichever swept key comes after it (here pretrain's grid, then finetune's axis)."""
+    spec = parse_spec("name: x\npretrain: {lr: {grid: [0.05, 0.1]}}\naxes: [{finetune.lam: [1, 3]}]\n", "s.yaml")
+    keys = spec.provenance.keys
+    assert (keys["pretrain.lr"], keys["finetune.lam"]) == ("file:s.yaml, swept", "file:s.yaml, swept by axes")
+    assert keys["axes"] == "file:s.yaml and the {grid: ...} values"
+
+
+def test_the_data_settings_of_a_swept_spec_are_its_first_combinations():
+    spec = parse_spec("name: x\ndata: {eval_split: {grid: [val, test]}}\n")
+    assert [v.data.eval_split for v in spec.variants] == ["val", "test"] and spec.data.eval_split == "val"

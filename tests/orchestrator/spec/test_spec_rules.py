@@ -36,6 +36,14 @@ CASES = [
     # a resubset control is planned below 1.0 only; the default pairs the proportions cannot train are left out
     (None, ["cue_proportions=[0.0, 0.5, 1.0]"]),
     (None, ["cue_proportions=[1.0]", "population.kinds=[pretrain]"]),
+    # every combination of swept values and every model plans its own tasks (a pretraining axis shares none)
+    (None, ["pretrain.lr={grid: [0.05, 0.1]}"]),
+    (None, ["models=[small_cnn, {name: small_cnn, width: 8}]"]),
+    (None, ["models=[small_cnn, {name: small_cnn, width: 8}]", "pretrain.epochs={grid: [2, 3]}", "seeds=[0]",
+            "population.kinds=[pretrain, finetune]"]),
+    # a population filtered to one proportion takes only that proportion's control models
+    (None, ["population.kinds=[pretrain]", "population.cue_proportions=[0.8]", "cue_proportions=[0.0, 0.5, 0.8]",
+            "paths.pairs=[cue~cue, cue~cue:spawn@2, nocue~nocue, cue~nocue:same-init, cue~cue:resubset]"]),
 ]
 
 
@@ -101,3 +109,94 @@ def test_aligned_paths_trace_a_model_of_your_own_and_refuse_one_the_tracer_canno
                                         "'tests.tasks.test_permutation_trace:grouped'.*groups=2"):
         load_spec(None, grouped)
     load_spec(None, [*grouped[:1], "paths.kinds=[linear]", "paths.alignments=[]", "name=grouped"])   # no 'aligned'
+
+
+def test_keys_that_serve_no_planned_task_but_ask_for_nothing_are_not_refused():
+    """A request is refused only where it asks for work no task would do: an empty
+    `paths.finetuned_kinds` without the pair 'pretrained~ft' asks for nothing; `population.path_kinds`
+    (here 'aligned') of a sweep without a population choose nothing, so they neither need
+    `paths.alignments` nor use the alignments listed."""
+    assert load_spec(None, ["paths.pairs=[cue~nocue]", "paths.finetuned_kinds=[]"]).finetuned_kinds == ()
+    spec = load_spec(None, ["population.path_kinds=[aligned]", "paths.kinds=[linear]", "paths.alignments=[]"])
+    assert not spec.population.enabled and spec.alignments == ()
+    with pytest.raises(SpecError, match="`paths.alignments`: \\['weight'\\] would never be used"):
+        load_spec(None, ["population.path_kinds=[aligned]", "paths.kinds=[linear]", "paths.alignments=[weight]"])
+
+
+def test_a_self_pair_alone_with_no_path_kind_is_refused():
+    """A ':self' control evaluates the linear path of a model with itself; with `paths.kinds: []` it would
+    train its model and evaluate nothing."""
+    with pytest.raises(SpecError, match="`paths.kinds`: \\[\\] is empty, so the pairs of `paths.pairs` "
+                                        "\\['cue~cue:self'\\] it serves"):
+        load_spec(None, ["paths.pairs=[cue~cue:self]", "paths.kinds=[]", "finetune.methods=[]"])
+
+
+def test_aligned_fine_tuned_paths_need_alignments_only_where_a_fine_tuned_pair_is_planned(tmp_path):
+    """`paths.finetuned_kinds` serve the pair 'pretrained~ft' only: inherited with 'aligned' (here from
+    `extends:`) by a sweep without that pair, they plan no aligned path, so `paths.alignments: []` is fine;
+    with the pair they need an alignment."""
+    (tmp_path / "base.yaml").write_text("name: base\npaths: {finetuned_kinds: [linear, aligned]}\n")
+    (tmp_path / "child.yaml").write_text("name: child\nextends: base.yaml\nfinetune: {methods: []}\n"
+                                         "paths: {pairs: [cue~nocue], kinds: [linear], alignments: []}\n")
+    spec = load_spec(tmp_path / "child.yaml")
+    assert spec.finetuned_kinds == ("linear", "aligned") and spec.alignments == ()
+    (tmp_path / "ft.yaml").write_text("name: ft\nextends: base.yaml\n"
+                                      "paths: {pairs: [pretrained~ft], kinds: [linear], alignments: []}\n")
+    with pytest.raises(SpecError, match="`paths.alignments`: \\[\\] is empty but `paths.finetuned_kinds` has 'aligned'"):
+        load_spec(tmp_path / "ft.yaml")
+
+
+def test_a_cue_nocue_pair_trains_the_no_cue_model_at_0():
+    """cue~nocue pairs a cue model with a no-cue one (proportion 0.0): listing 0.0 for it is no idle
+    proportion."""
+    spec = load_spec(None, ["cue_proportions=[0.0, 0.8]", "paths.pairs=[cue~nocue]", "finetune.methods=[]"])
+    assert spec.cue_proportions == (0.0, 0.8)
+
+
+def test_inherited_keys_are_checked_as_the_users_only_where_the_user_asked_for_their_work(tmp_path):
+    """`population.cue_proportions` inherited (here from `extends:`) by a sweep without a population is
+    no request: not refused. An empty `paths.kinds` inherited by a spec that lists its own pairs is: those
+    pairs would train models and evaluate no path (README: what you set is a request)."""
+    (tmp_path / "base.yaml").write_text("name: base\npopulation: {cue_proportions: [0.8]}\n")
+    (tmp_path / "child.yaml").write_text("name: child\nextends: base.yaml\n")
+    assert load_spec(tmp_path / "child.yaml").population.cue_proportions == (0.8,)
+    (tmp_path / "nokinds.yaml").write_text("name: nokinds\npaths: {kinds: []}\n")
+    (tmp_path / "pairs.yaml").write_text("name: pairs\nextends: nokinds.yaml\nfinetune: {methods: []}\n"
+                                         "paths: {pairs: [cue~nocue]}\n")
+    with pytest.raises(SpecError, match="`paths.kinds`: \\[\\] is empty, so the pairs of `paths.pairs` "
+                                        "\\['cue~nocue'\\] it serves"):
+        load_spec(tmp_path / "pairs.yaml")
+
+
+def test_a_resubset_control_says_what_proportion_it_needs():
+    """Without a cue proportion it needs one > 0, like cue~cue; with only 1.0 it needs one below 1 (at 1.0
+    every sample is cued, there is no other cued subset)."""
+    assert spec_rules.unservable_pairs(("cue~cue:resubset",), (0.0,)) == {"cue~cue:resubset": "a proportion > 0"}
+    (need,) = spec_rules.unservable_pairs(("cue~cue:resubset",), (0.0, 1.0)).values()
+    assert need.startswith("a proportion above 0 and below 1")
+    assert spec_rules.unservable_pairs(("cue~cue:resubset", "pretrained~ft"), (0.0, 0.5)) == {}
+
+
+@pytest.mark.parametrize("overrides, why", [
+    (["paths.pairs=[]", "population.kinds=[pretrain]"], "`paths.pairs` is [] (a population's paths are "
+                                                        "`population.path_kinds`)"),
+    (["paths.pairs=[pretrained~ft]"], "every pair of `paths.pairs` ['pretrained~ft'] is 'pretrained~ft'"),
+])
+def test_path_kinds_no_pair_evaluates_are_refused_saying_why(overrides, why):
+    """A population's paths are its own `population.path_kinds`, not `paths.kinds`; a fine-tuned pair's
+    are `paths.finetuned_kinds`: each refusal names the reason that applies."""
+    with pytest.raises(SpecError) as e:
+        load_spec(None, [*overrides, "paths.kinds=[quadratic]"])
+    assert f"`paths.kinds`: ['quadratic'] would never be evaluated: {why}" in str(e.value)
+
+
+@pytest.mark.parametrize("props, pairs, idle, fix", [
+    ("[0.0, 0.8]", "[cue~cue]", "[0.0]", "add 'cue~nocue' or 'nocue~nocue' to `paths.pairs`"),
+    ("[0.0, 0.8]", "[nocue~nocue]", "[0.8]", "add 'cue~nocue', 'cue~cue' or 'pretrained~ft' to `paths.pairs`"),
+])
+def test_an_idle_proportion_is_refused_naming_the_pairs_that_would_train_it(props, pairs, idle, fix):
+    """0.0 trains no-cue models (cue~nocue, nocue~nocue); a proportion above 0 trains cue models
+    (cue~nocue, cue~cue, pretrained~ft)."""
+    with pytest.raises(SpecError) as e:
+        load_spec(None, [f"cue_proportions={props}", f"paths.pairs={pairs}", "finetune.methods=[]"])
+    assert f"`cue_proportions`: {idle} would train no model" in str(e.value) and fix in str(e.value)
