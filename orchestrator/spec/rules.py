@@ -232,9 +232,10 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
                 out.append(f"`{kind}.{name}`: {size} is not divisible by `resources.{kind}.workers` {workers}; "
                            f"use a multiple of {workers}")
     for pair, design, epoch in pairs:
-        if design == vocab.SPAWN and epoch > v.pretrain.epochs:
+        if design == vocab.SPAWN and epoch >= v.pretrain.epochs:   # a child sharing every epoch is its parent
             out.append(f"`paths.pairs`: '{pair}:spawn@{epoch}' shares {epoch} epochs but `pretrain.epochs` is "
-                       f"{v.pretrain.epochs}; use K <= {v.pretrain.epochs}")
+                       f"{v.pretrain.epochs}, so the child would train no epoch of its own and be its parent; "
+                       f"use K < {v.pretrain.epochs}")
     return out
 
 

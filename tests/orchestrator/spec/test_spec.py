@@ -265,7 +265,7 @@ def test_unreadable_file_is_a_spec_error(tmp_path):
     ("paths: {kinds: [aligned], alignments: []}\n", "`paths.alignments`", "at least one"),
     ("resources: {path_eval: {workers: 2}}\n", "`resources.path_eval.workers`", "only pretrain"),
     ("pretrain: {batch_size: 65}\nresources: {pretrain: {workers: 2}}\n", "`pretrain.batch_size`", "not divisible"),
-    ("paths: {pairs: ['cue~cue:spawn@30']}\n", "`paths.pairs`", "use K <= 20"),
+    ("paths: {pairs: ['cue~cue:spawn@30']}\n", "`paths.pairs`", "use K < 20"),
     ("finetune: {clean_subset: 100000}\n", "`finetune.clean_subset`", "training images"),
 ])
 def test_rules_between_sections_are_checked_before_any_work(text, field, needs):
@@ -361,10 +361,13 @@ def test_an_axis_of_one_key_repeating_a_value_is_refused_naming_that_key_and_val
                                                 (("finetune.lam", 1), ("finetune.lr", 0.1))]
 
 
-def test_spawn_may_share_every_pretraining_epoch_and_no_more():
-    assert parse_spec("name: x\npaths: {pairs: ['cue~cue:spawn@20']}\npretrain: {epochs: 20}\n")
-    problems = problems_of("name: x\npaths: {pairs: ['cue~cue:spawn@21']}\npretrain: {epochs: 20}\n")
-    assert any(p.startswith("`paths.pairs`") and "use K <= 20" in p for p in problems), problems
+def test_spawn_shares_all_but_at_least_the_last_pretraining_epoch():
+    """A child that shares every epoch of its parent trains none of its own: it is the parent, and its
+    pair would be a noise floor, not a same-data control. K = E - 1 leaves it one epoch."""
+    assert parse_spec("name: x\npaths: {pairs: ['cue~cue:spawn@19']}\npretrain: {epochs: 20}\n")
+    for k in (20, 21):
+        problems = problems_of(f"name: x\npaths: {{pairs: ['cue~cue:spawn@{k}']}}\npretrain: {{epochs: 20}}\n")
+        assert any(p.startswith("`paths.pairs`") and "be its parent; use K < 20" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("key", ["paths.bn_reset_samples", "align.samples", "pretrain.batch_size",
