@@ -1,0 +1,239 @@
+"""The report's own pieces (`orchestrator.report.build`) from hand-made frames and one small synthetic
+sweep: the swept keys of a spec, the progress table without a plan, the provenance names, the terminal
+barrier table (n, intervals, row and column order), the terminal text, and what `write_report` puts in
+finetune_table.parquet and the page (failed tasks by their latest row, title, planned count)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import vocab
+from orchestrator.report import build as report, figures, stats
+from orchestrator.results import tables
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.report_data import synthetic_sweep, write_plan, write_sweep
+
+
+def test_the_swept_keys_are_every_axis_groups_keys_in_the_specs_order():
+    """`axes` is a list of groups (keys in one group vary together): every key of every group, in order,
+    each once; no axes, or a spec that is not YAML: none."""
+    spec = "name: s\naxes:\n- {finetune.lam: [1, 3], finetune.lr: [0.1, 0.2]}\n- data.cue_proportion: [0.5, 0.8]\n"
+    assert report.swept_keys(None, spec) == ("finetune.lam", "finetune.lr", "data.cue_proportion")
+    assert report.swept_keys(None, "name: s\naxes: []\n") == report.swept_keys(None, "name: s\n") == ()
+    assert report.swept_keys(None, "name: [unclosed\n") == ()
+
+
+def _rows(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"cached": False, "duration_s": None, "host": None, "device": None, "versions": None,
+                          "spec_hash": None, "git_rev": None, "torch_version": None,
+                          "started_at": None, "finished_at": None, **r} for r in rows])
+
+
+def test_without_a_plan_progress_counts_each_task_once_by_its_latest_row_in_pipeline_order():
+    """No stored plan: the kinds and tasks are those of the rows, each task once (a retried one by its
+    latest row), the planned column unknown; kinds in the pipeline's order (vocab.TASK_KINDS), others last."""
+    tasks = _rows([
+        {"task_id": "e0", "kind": vocab.PATH_EVAL, "status": vocab.FINISHED},
+        {"task_id": "p0", "kind": vocab.PRETRAIN, "status": vocab.FAILED},
+        {"task_id": "p0", "kind": vocab.PRETRAIN, "status": vocab.FINISHED},
+        {"task_id": "x0", "kind": "zz_custom", "status": vocab.SKIPPED},
+        {"task_id": "f0", "kind": vocab.FINETUNE, "status": vocab.FINISHED},
+        {"task_id": "a0", "kind": "aa_custom", "status": vocab.FINISHED},
+    ])
+    table = report.progress_table(tasks, None)
+    pipeline = [k for k in vocab.TASK_KINDS if k in {vocab.PATH_EVAL, vocab.PRETRAIN, vocab.FINETUNE}]
+    assert list(table["kind"]) == [*pipeline, "aa_custom", "zz_custom", "total"]
+    assert table["planned"].isna().all()
+    rows = table.set_index("kind")
+    assert rows.loc[vocab.PRETRAIN, vocab.FINISHED] == 1 and rows.loc[vocab.PRETRAIN, vocab.FAILED] == 0
+    assert rows.loc["total", [vocab.FINISHED, vocab.FAILED, vocab.SKIPPED, "not run yet"]].tolist() == [4, 0, 1, 0]
+
+
+def test_provenance_names_each_recorded_value_under_its_own_label():
+    """Spec hash, git revision and torch version are each their own column's distinct values; the run's
+    software lists hold commas, so they are joined by "; "; no device recorded: "—"; the caller's keys
+    `spec_hash`, `git_rev`, `torch` are shown under the report's names."""
+    tasks = _rows([
+        {"task_id": "a", "status": vocab.FINISHED, "spec_hash": "h1", "git_rev": "r1", "torch_version": "2.1",
+         "versions": "python 3.11, torch 2.1"},
+        {"task_id": "b", "status": vocab.FINISHED, "spec_hash": "h1", "git_rev": "r2", "torch_version": "2.2",
+         "versions": "python 3.12, torch 2.2"},
+    ])
+    prov = report.task_provenance(tasks)
+    assert (prov["spec hash"], prov["git revision"], prov["torch version"]) == ("h1", "r1, r2", "2.1, 2.2")
+    assert prov["software (run)"] == "python 3.11, torch 2.1; python 3.12, torch 2.2"
+    assert prov["devices"] == stats.MISSING and "cached tasks" not in prov and "wall time" not in prov
+    assert report._caller_provenance({"spec_hash": "h", "git_rev": "g", "torch": "2.3", "other": 4}) == {
+        "spec hash": "h", "git revision": "g", "torch version": "2.3", "other": "4"}
+
+
+def _summary(cells: list[tuple]) -> pd.DataFrame:
+    """summary rows: (pair_type, path_kind, alignment, eval_set, n, mean, ci_low, ci_high), chord loss."""
+    return pd.DataFrame([{"pair_type": p, "path_kind": k, "alignment": a, "eval_set": e, "metric": "loss",
+                          "definition": "chord", "n": n, "mean": m, "ci_low": lo, "ci_high": hi}
+                         for p, k, a, e, n, m, lo, hi in cells])
+
+
+def test_the_terminal_barrier_table_gives_n_pairs_and_the_mean_alone_for_one_pair():
+    """n is the number of pairs (the `n` of the summary rows, several values joined by "/" where eval sets
+    differ), not a count of rows; at n = 1 there is no interval (NaN bounds): the mean alone."""
+    nan = float("nan")
+    summary = _summary([("cue~nocue", "linear", None, "nocue", 3, 1.0, 0.5, 1.5),
+                        ("cue~nocue", "linear", None, "cue", 2, 2.0, 1.0, 3.0),
+                        ("cue~cue", "linear", None, "nocue", 1, 0.25, nan, nan),
+                        ("cue~cue", "linear", None, "cue", 1, 0.5, nan, nan)])
+    pivot = report.barrier_pivot(summary).set_index("pair type")
+    assert pivot.loc["cue~nocue", "n"] == "2/3" and pivot.loc["cue~cue", "n"] == "1"
+    assert pivot.loc["cue~nocue", "nocue"] == "1.000 [0.500, 1.500]"
+    assert pivot.loc["cue~cue", "nocue"] == "0.250" and pivot.loc["cue~cue", "cue"] == "0.500"
+
+
+def test_the_terminal_barrier_table_orders_pairs_then_paths_and_eval_sets_as_the_vocabulary_does():
+    """Rows: pairs in `vocab.PAIRS` order (a pair's controls after it), within a pair the path kinds in
+    `vocab.PATH_KINDS` order; columns: eval sets in `EVAL_SETS` order, whatever the rows' order."""
+    from tasks.settings.data import EVAL_SETS
+
+    cells = []
+    for pair in ("nocue~nocue", "cue~nocue:same-init", "cue~nocue"):
+        for kind, alignment in (("quadratic", None), ("linear", "activation"), ("linear", None)):
+            for eval_set in ("randimg", "cue", "nocue"):
+                cells.append((pair, kind, alignment, eval_set, 3, 1.0, 0.5, 1.5))
+    pivot = report.barrier_pivot(_summary(cells))
+    pairs = sorted({c[0] for c in cells}, key=lambda p: stats.pair_sort_key(p))
+    assert pairs.index("cue~nocue") < pairs.index("cue~nocue:same-init")
+    kinds = [k for k in vocab.PATH_KINDS if k in ("linear", "quadratic")]
+    got = list(zip(pivot["pair type"], [p.split(" ")[0] for p in pivot["path"]], strict=True))
+    assert [p for p, _ in got] == [p for p in pairs for _ in range(3)]
+    for pair in pairs:
+        shown = [k for p, k in got if p == pair]
+        assert shown == sorted(shown, key=kinds.index)
+    assert [c for c in pivot.columns if c in EVAL_SETS] == [e for e in EVAL_SETS if e in ("randimg", "cue", "nocue")]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A sweep of `finetune.lam` over 1, 3 and 5 (one seed, the CBFT pair only; at 5 every fine-tuning failed,
+    so no evaluation and no path has that value), whose first naive fine-tuning
+    failed and was retried (finished), and whose first CBFT fine-tuning finished and failed when run again
+    (the plan names one more task, not run); the report written with blank figures."""
+    lams = (1.0, 3.0, 5.0)
+    layout = SweepLayout(Storage(str(tmp_path_factory.mktemp("build") / "runs")), "small")
+    data = synthetic_sweep(seeds=(0,), lams=lams, pair_types=("pretrained~ft:cbft",))
+    for task_id in [t for t in data[vocab.TASKS] if t.endswith("-lam5")]:     # lam 5: every fine-tuning failed
+        rows = data[vocab.TASKS][task_id]
+        if rows[0]["kind"] == vocab.FINETUNE:
+            data[vocab.TASKS][task_id] = [dict(rows[0], status=vocab.FAILED, error="RuntimeError: lam5 diverged")]
+        else:
+            del data[vocab.TASKS][task_id]
+        for table in (vocab.EVALUATIONS, vocab.PATHS, vocab.BARRIERS):
+            data[table].pop(task_id, None)
+    retried = next(t for t in data[vocab.TASKS] if t.startswith("finetune-naive"))
+    first = data[vocab.TASKS][retried][0]
+    data[vocab.TASKS][retried] = [dict(first, status=vocab.FAILED, error="RuntimeError: retried-and-fine"), first]
+    broken = next(t for t in data[vocab.TASKS] if t.startswith("finetune-cbft"))
+    row = data[vocab.TASKS][broken][0]
+    data[vocab.TASKS][broken] = [row, dict(row, status=vocab.FAILED, error="RuntimeError: failed-on-rerun")]
+    write_sweep(layout, data, lams=lams, plan=False)
+    planned = dict(data[vocab.TASKS])
+    planned["pretrain-not-run"] = [dict(data[vocab.TASKS]["pretrain-cue-s0"][0], task_id="pretrain-not-run")]
+    write_plan(layout, planned)
+    blank = io.BytesIO()
+    import matplotlib.image as mpimg
+    mpimg.imsave(blank, np.zeros((2, 2, 3)), format="png")
+    real = figures.draw_all
+    figures.draw_all = lambda jobs, processes=None: [blank.getvalue() for _ in jobs]
+    try:
+        out = report.write_report(layout, title="My own title")
+    finally:
+        figures.draw_all = real
+    return layout, out, data, len(planned)
+
+
+def test_the_finetune_table_parquet_carries_each_facets_swept_value(small):
+    """finetune_table.parquet: Table 1's long rows of every facet, each labelled with its `finetune.lam`."""
+    layout = small[0]
+    long = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(layout.report_file("finetune_table.parquet"))))
+    assert set(long["finetune.lam"].dropna()) == {1.0, 3.0, 5.0}
+    assert long["finetune.lam"].notna().all()
+
+
+def test_table_1_keeps_a_swept_value_whose_fine_tunings_all_failed(small):
+    """A partial sweep's Table 1 shows every swept value that has fine-tuning tasks: lam 5's fine-tunings all
+    failed, so its facet is there with "—" cells (the claims and figures have nothing for it)."""
+    layout = small[0]
+    md = layout.storage.read_bytes(layout.report_file("finetune_table.md")).decode()
+    assert [line for line in md.splitlines() if line.startswith("**finetune.lam = ")] == [
+        "**finetune.lam = 1**", "**finetune.lam = 3**", "**finetune.lam = 5**"]
+    lam5 = md[md.index("**finetune.lam = 5**"):]
+    cbft = next(line for line in lam5.splitlines() if line.startswith("| cbft"))
+    assert stats.MISSING in cbft
+
+
+def test_the_pages_failed_tasks_are_those_whose_latest_row_failed(small):
+    """A task that failed and then finished is not listed; one that finished and then failed is."""
+    layout, out = small[0], small[1]
+    page = layout.storage.read_bytes(out.html).decode()
+    assert "failed-on-rerun" in page and "retried-and-fine" not in page
+
+
+def test_the_page_has_the_callers_title_and_counts_the_plans_tasks(small):
+    """`title` replaces the default title; the banner and the progress table count against every planned
+    task (one pretraining not run)."""
+    layout, out, data, planned = small
+    page = layout.storage.read_bytes(out.html).decode()
+    assert "<title>My own title</title>" in page
+    finished = sum(rows[-1]["status"] == vocab.FINISHED for rows in data[vocab.TASKS].values())
+    assert f"{finished} of {planned} tasks finished" in page
+    pretrain = [rows[-1]["status"] for rows in data[vocab.TASKS].values() if rows[0]["kind"] == vocab.PRETRAIN]
+    row = (f"<tr><td>pretrain</td><td>{len(pretrain) + 1}</td><td>{pretrain.count(vocab.FINISHED)}</td><td>0</td>"
+           "<td>0</td><td>1</td></tr>")            # the progress table: planned from the plan, one not run yet
+    assert row in page
+    assert "(on nocue)" in page                        # agreement along the paths: the first eval set
+
+
+def test_the_terminal_text_shows_table_1_when_no_path_was_evaluated(small):
+    """A sweep whose fine-tuning is evaluated but whose paths have not run yet still prints Table 1."""
+    layout = small[0]
+    results = report.read_results(layout)
+    results[vocab.BARRIERS] = results[vocab.BARRIERS].iloc[:0]
+    results[vocab.PATHS] = results[vocab.PATHS].iloc[:0]
+    text = report._text(results, ("finetune.lam",), stats.summarize(results[vocab.BARRIERS]), [])
+    assert "accuracy (%) on the counterfactual test sets" in text and "loss barrier" not in text
+    assert tables.read_table(layout, vocab.EVALUATIONS).shape[0] > 0
+
+
+def test_local_paths_skips_a_file_that_is_not_there(tmp_path):
+    """On storage that is not local, a path is copied into `into` when it is a file, and skipped when missing."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "t")
+    there = layout.report_file("a.md")
+    layout.storage.write_bytes(there, b"hello")
+    layout.storage.is_local = False
+    layout.storage.local_path = lambda path: None
+    (tmp_path / "into").mkdir()
+    copied = report.local_paths(layout, [there, layout.report_file("missing.md")], str(tmp_path / "into"))
+    assert [p.rsplit("/", 1)[-1] for p in copied] == ["a.md"] and open(copied[0], "rb").read() == b"hello"
+
+
+def test_the_terminal_barrier_table_gives_each_cue_proportion_its_own_row():
+    """Pairs trained at several cue proportions above 0 are not pooled: one row per proportion, labelled."""
+    cells = [("cue~cue", "linear", None, e, 3, m, m - 0.1, m + 0.1) for e in ("nocue", "cue") for m in (1.0, 2.0)]
+    summary = _summary(cells).assign(cue_proportion=[0.5, 0.8, 0.5, 0.8])
+    pivot = report.barrier_pivot(summary)
+    assert sorted(zip(pivot["cue_proportion"], pivot["nocue"], strict=True)) == [(0.5, "1.000 [0.900, 1.100]"),
+                                                                                (0.8, "2.000 [1.900, 2.100]")]
+
+
+def test_the_terminal_summary_and_the_printed_claims_judge_by_the_stored_specs_rules(small, monkeypatch):
+    """`summary_text` (what `mmc-sweep run` prints) and `print_claims` judge the claims by the `claims:` rules
+    of the sweep's spec.yaml (SPEC: a 20 pp margin on the nocue and cue sets), not by the defaults."""
+    from orchestrator.spec.claim_rules import ClaimRules
+
+    layout = small[0]
+    seen = []
+    monkeypatch.setattr(report.claims_lib, "judge", lambda results, swept, rules=None, **kw: seen.append(rules) or [])
+    report.summary_text(layout)
+    report.print_claims(layout, log=lambda text: None)
+    assert seen == [ClaimRules(acc_margin=0.2, barrier_sets=("nocue", "cue"))] * 2

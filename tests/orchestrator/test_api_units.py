@@ -1,0 +1,111 @@
+"""The Python API (`orchestrator.api`) on a small synthetic sweep and with fakes, no run: what `run` hands to
+`mmc-sweep run`'s code, `load`'s keyword flags, `table(columns=...)`, `open_sweep` of a directory that is
+not a sweep, and `load_model` (its checkpoint's weights, eval mode, refused without a finished checkpoint)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import orchestrator as mmc
+from orchestrator import api, vocab
+from orchestrator.results import tables
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.report_data import synthetic_sweep, write_sweep
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api-units") / "runs"
+    layout = SweepLayout(Storage(root), "small")
+    data = synthetic_sweep(seeds=(0,), pair_types=("cue~nocue",))
+    write_sweep(layout, data)
+    some = next(iter(data[vocab.PATHS]))          # an earlier spec version's rows left in the directory
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        tables.write_fragment(layout, table, "path_eval-of-an-older-spec", data[table][some])
+    return mmc.open_sweep(str(root / "small"))
+
+
+def test_run_hands_every_argument_to_the_sweeps_run(monkeypatch, tmp_path):
+    """`mmc.run` is `mmc-sweep run`: the spec with its overrides and keyword flags, and each option as given."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("orchestrator.run.sweep")      # the real one loads Ray: not needed to see the call
+    fake.run_sweep = lambda spec, **kwargs: calls.append((spec, kwargs)) or "outcome"
+    monkeypatch.setitem(sys.modules, "orchestrator.run.sweep", fake)
+    out = mmc.run(None, "finetune.lam=3", runner="pkg.mod:fn", num_cpus=3, address="ray://head:10001", report=False,
+                  new_version=True, autoscaler_config="cluster.yaml", wait_for_nodes_s=12.5,
+                  storage=str(tmp_path / "runs"), max_concurrent=None)
+    assert out == "outcome" and len(calls) == 1
+    spec, kwargs = calls[0]
+    assert kwargs == {"runner": "pkg.mod:fn", "num_cpus": 3, "ray_address": "ray://head:10001", "report": False,
+                      "new_version": True, "autoscaler_config": "cluster.yaml", "wait_for_nodes_s": 12.5}
+    assert spec.storage == str(tmp_path / "runs")
+    assert spec.resolved["finetune"]["lam"] == 3
+    mmc.run(None)
+    assert calls[1][1] == {"runner": "real", "num_cpus": None, "ray_address": None, "report": True,
+                           "new_version": False, "autoscaler_config": None}    # run_sweep's own wait default
+
+
+def test_a_keyword_flag_left_none_is_no_override():
+    """`load(storage=None)` is `load()`: a flag of None is not passed (it would set the key to null)."""
+    assert mmc.load(None, storage=None, max_concurrent=None).resolved == mmc.load(None).resolved
+
+
+def test_a_tables_columns_are_only_those_asked_for_and_task_id(small):
+    """`table(name, columns=[...])`: those columns and `task_id`, with the full table's values."""
+    part = small.table(vocab.PATHS, columns=["pair_type", "alpha", "loss"])
+    assert set(part.columns) == {"task_id", "pair_type", "alpha", "loss"}
+    full = small.table(vocab.PATHS)
+    pd.testing.assert_frame_equal(part[["task_id", "pair_type", "alpha", "loss"]].reset_index(drop=True),
+                                  full[["task_id", "pair_type", "alpha", "loss"]].reset_index(drop=True))
+
+
+def test_the_summary_and_the_path_curves_hold_only_the_plans_tasks(small):
+    """Like the report, `summary` and `path_curves` never pool the rows an earlier spec version left: one
+    seed, so n = 1 in every cell, and no curve of the unplanned task."""
+    assert (small.summary()["n"] == 1).all()
+    curves = small.path_curves(pair_type="cue~nocue")
+    assert "path_eval-of-an-older-spec" not in set(curves["task_id"]) and len(curves) > 0
+    assert "path_eval-of-an-older-spec" in set(small.table(vocab.PATHS, planned_only=False)["task_id"])
+
+
+def test_a_directory_without_a_spec_is_not_a_sweep(tmp_path):
+    (tmp_path / "runs" / "nothing").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="is not a sweep directory"):
+        mmc.open_sweep(str(tmp_path / "runs" / "nothing"))
+
+
+def test_a_planned_model_task_without_a_finished_checkpoint_is_not_loaded(small):
+    """The synthetic sweep's tasks have table rows but no checkpoint: `load_model` says to run the sweep."""
+    pretrain = small.plan.loc[small.plan["kind"] == vocab.PRETRAIN, "task_id"].iloc[0]
+    with pytest.raises(FileNotFoundError, match="has no finished checkpoint"):
+        small.load_model(pretrain)
+
+
+def test_load_model_gives_the_checkpoints_weights_in_eval_mode(tmp_path, monkeypatch):
+    """The model of the task's config (dataset digits: 10 classes, 1 channel), loaded with the weights its
+    verified checkpoint holds (here those of a model drawn from seed 7), in eval mode; a midpoint's config
+    names two data settings (the first's dataset builds it)."""
+    from tasks.models import build_model
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "m")
+    sweep = api.Sweep(layout)
+    configs = {"pretrain-x": {"data": {"dataset": "digits"}, "model": {"name": "small_cnn"}},
+               "midpoint-x": {"data": [{"dataset": "digits"}, {"dataset": "digits", "cue_proportion": 0.0}],
+                              "model": {"name": "small_cnn"}}}
+    sweep.__dict__["plan"] = pd.DataFrame({"task_id": list(configs), "kind": [vocab.PRETRAIN, vocab.MIDPOINT],
+                                           "config_json": [json.dumps(c) for c in configs.values()]})
+    sweep.__dict__["spec"] = {}
+    weights = build_model("small_cnn", 10, 1, seed=7).state_dict()
+    monkeypatch.setattr(api.outputs, "verify_outputs", lambda layout, kind, task_id: (True, ""))
+    monkeypatch.setattr(api.outputs, "load_checkpoint", lambda layout, kind, task_id: (dict(weights), {}))
+    for task_id in configs:
+        model = sweep.load_model(task_id)
+        assert not model.training and all(not m.training for m in model.modules())
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, weights[name]), name

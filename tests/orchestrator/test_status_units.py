@@ -1,0 +1,141 @@
+"""`mmc-sweep status` from hand-made sweep directories (a plan, a few `tasks` rows, `progress.json` records
+and `done.json` markers written directly, no run): which tasks count as finished, failed, skipped,
+running or remaining, what the failed tasks' reasons and the snapshot's fields say, and the printed text."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from orchestrator import status, vocab
+from orchestrator.results import outputs, tables
+from orchestrator.run import progress as progress_lib
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.report_data import write_plan
+
+NOW = 1_767_225_600.0            # 2026-01-01 00:00:00 UTC
+
+
+def _layout(tmp_path) -> SweepLayout:
+    return SweepLayout(Storage(str(tmp_path / "runs")), "hand")
+
+
+def _plan(layout, tasks: dict[str, str]) -> None:
+    """plan.parquet naming `tasks` (task_id -> kind), in this order."""
+    write_plan(layout, {t: [{"task_id": t, "kind": k, "parents": []}] for t, k in tasks.items()})
+
+
+def _row(task_id, kind, state, *, error=None, finished_at=None, duration_s=None, started_at=None) -> dict:
+    ts = lambda s: None if s is None else pd.Timestamp(s, unit="s", tz="UTC")   # noqa: E731
+    return {"task_id": task_id, "kind": kind, "status": state, "parents": [], "error": error,
+            "finished_at": ts(finished_at), "started_at": ts(started_at), "duration_s": duration_s, "cached": False}
+
+
+def _progress(layout, kind, task_id, **fields) -> None:
+    record = {"version": progress_lib.PROGRESS_VERSION, "task_id": task_id, "kind": kind, **fields}
+    layout.storage.write_bytes(layout.progress_file(kind, task_id), json.dumps(record).encode())
+
+
+def _finish(layout, kind, task_id) -> None:
+    """A done.json listing no files: the task verifies as finished."""
+    marker = {"version": outputs.MARKER_VERSION, "task_id": task_id, "kind": kind, "files": {}, "tables": [],
+              "metrics": {}, "meta": {}, "finished_at": time.time()}
+    layout.storage.write_bytes(layout.marker_file(kind, task_id), json.dumps(marker).encode())
+
+
+def test_a_failed_tasks_reason_is_the_first_line_of_its_error_with_credentials_hidden():
+    """The status lists a failed task with "its one-line reason" (the module's docstring: the error's first
+    line); a URI's credentials are never printed; a missing error reads "unknown error"."""
+    error = "RuntimeError: cannot write s3://KEY:SECRET@bucket/x\nTraceback (most recent call last):\n  File 'w.py'"
+    assert status._first_line(error) == "RuntimeError: cannot write s3://***@bucket/x"
+    assert status._first_line("\n  OSError: disk full\nmore") == "OSError: disk full"
+    assert status._first_line(None) == status._first_line(float("nan")) == "unknown error"
+
+
+def test_each_unfinished_task_counts_by_its_latest_row_or_its_newer_progress(tmp_path):
+    """Per kind: a task with a done.json is finished; a failed or skipped latest row counts as such (the
+    failure listed with its error's first line); a training task whose progress.json was updated after its
+    last row ended runs again (remaining, listed with its epochs); a task without row is remaining."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN, "p1": vocab.PRETRAIN, "p2": vocab.PRETRAIN, "f0": vocab.FINETUNE,
+                   "f1": vocab.FINETUNE, "e0": vocab.PATH_EVAL})
+    _finish(layout, vocab.PRETRAIN, "p0")
+    tables.write_fragment(layout, vocab.TASKS, "p1", [_row("p1", vocab.PRETRAIN, vocab.FAILED, error="boom",
+                                                           finished_at=NOW - 100)])
+    _progress(layout, vocab.PRETRAIN, "p1", epochs=None, epoch=2, start_epoch=0, started_at=NOW - 60,
+              updated_at=NOW - 10, loss=0.5, acc=0.8)                       # retried after it failed: running
+    tables.write_fragment(layout, vocab.TASKS, "p2", [_row("p2", vocab.PRETRAIN, vocab.FAILED, error="old",
+                                                           finished_at=NOW - 50)])
+    _progress(layout, vocab.PRETRAIN, "p2", epochs=4, epoch=1, start_epoch=0, started_at=NOW - 90,
+              updated_at=NOW - 80, loss=0.9, acc=0.5)                       # the failed attempt's record
+    tables.write_fragment(layout, vocab.TASKS, "f0", [
+        _row("f0", vocab.FINETUNE, vocab.SKIPPED, finished_at=NOW - 40),
+        _row("f0", vocab.FINETUNE, vocab.FAILED, error="ValueError: lr too large\nTraceback ...", finished_at=NOW - 30)])
+    tables.write_fragment(layout, vocab.TASKS, "f1", [_row("f1", vocab.FINETUNE, vocab.SKIPPED, finished_at=NOW - 20)])
+    snap = status.status_snapshot(layout, now=NOW)
+    c = snap["counts"]
+    assert c[vocab.PRETRAIN] == {"planned": 3, vocab.FINISHED: 1, vocab.FAILED: 1, vocab.SKIPPED: 0, "remaining": 1}
+    assert c[vocab.FINETUNE] == {"planned": 2, vocab.FINISHED: 0, vocab.FAILED: 1, vocab.SKIPPED: 1, "remaining": 0}
+    assert c[vocab.PATH_EVAL] == {"planned": 1, vocab.FINISHED: 0, vocab.FAILED: 0, vocab.SKIPPED: 0, "remaining": 1}
+    assert snap["total"] == {"planned": 6, vocab.FINISHED: 1, vocab.FAILED: 2, vocab.SKIPPED: 1, "remaining": 2}
+    assert snap["finished_fraction"] == pytest.approx(1 / 6)
+    assert [r["task_id"] for r in snap["running"]] == ["p1"] and snap["running"][0]["epochs"] is None
+    assert snap["failed"] == [{"task_id": "p2", "kind": vocab.PRETRAIN, "error": "old"},
+                              {"task_id": "f0", "kind": vocab.FINETUNE, "error": "ValueError: lr too large"}]
+    assert snap["damaged"] == {} and snap["note"] == ""
+    assert snap["at"] == "2026-01-01T00:00:00+00:00" and snap["sweep"] == "hand"
+    text = status.format_status(snap)
+    assert "  p1  epoch 2/?" in text and "failed (2; 1 skipped because of them):" in text
+    assert "17% finished" in text and "ETA" not in text.split("\n\n")[0]     # no finished row with a duration: unknown
+    assert status._sweep_eta(None, [], []) == 0.0
+
+
+def test_the_snapshot_never_prints_the_credentials_of_the_sweeps_directory(monkeypatch):
+    """`directory` is the sweep's root as `redact` shows it: an object store URI's key and secret hidden
+    (a sweep on S3 whose every task verified: its plan and its markers stood in for)."""
+    from types import SimpleNamespace
+
+    layout = SimpleNamespace(sweep="hand", root="s3://KEY:SECRET@bucket/runs/hand")
+    plan = pd.DataFrame({"task_id": ["p0"], "kind": [vocab.PRETRAIN]})
+    monkeypatch.setattr(status, "plan_of", lambda layout, columns=None: (plan, False))
+    monkeypatch.setattr(status.outputs, "verify_many", lambda layout, tasks, hashes=None, processes=1:
+                        {task_id: (True, "") for _, task_id in tasks})
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["directory"] == "s3://***@bucket/runs/hand" and snap["counts"][vocab.PRETRAIN][vocab.FINISHED] == 1
+    assert snap["eta_s"] == 0.0 and snap["finished_fraction"] == 1.0
+    assert "SECRET" not in json.dumps(snap)
+
+
+def test_damaged_tasks_are_only_those_whose_finished_outputs_no_longer_verify(tmp_path):
+    """A task without done.json has never finished: it is remaining, not damaged; one whose done.json is
+    garbled is damaged (named with its reason) and counts as remaining."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN, "p1": vocab.PRETRAIN})
+    layout.storage.write_bytes(layout.marker_file(vocab.PRETRAIN, "p1"), b"{not json")
+    snap = status.status_snapshot(layout, now=NOW)
+    assert list(snap["damaged"]) == ["p1"] and snap["counts"][vocab.PRETRAIN]["remaining"] == 2
+
+
+def test_the_printed_status_shows_the_note_the_damaged_tasks_and_exits_by_failures(tmp_path, monkeypatch):
+    """`print_status`: the plan's note when the plan was rebuilt, the damaged tasks' list, exit 1 with a
+    failed task and 0 without. Without `--watch` it prints once and never waits, whatever is left to run."""
+    import io
+
+    def never(seconds):
+        raise AssertionError(f"status without --watch waited {seconds} s to refresh")
+
+    monkeypatch.setattr(status.time, "sleep", never)
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN, "p1": vocab.PRETRAIN})
+    layout.storage.write_bytes(layout.marker_file(vocab.PRETRAIN, "p1"), b"{not json")
+    out = io.StringIO()
+    assert status.print_status(layout, stream=out) == 0
+    text = out.getvalue()
+    assert "1 finished task(s) no longer verify" in text and "  - p1: " in text
+    assert "plan.parquet" not in text                       # the stored plan: no note
+    tables.write_fragment(layout, vocab.TASKS, "p0", [_row("p0", vocab.PRETRAIN, vocab.FAILED, error="boom")])
+    out = io.StringIO()
+    assert status.print_status(layout, stream=out) == 1 and "  p0  boom" in out.getvalue()
