@@ -176,8 +176,9 @@ class _Builder:
 
 
 def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
-    """`finetune.lam=3, finetune.lr=0.02`: the swept settings that define a task (None when no axis
-    affects it, so a task shared by every value of an axis does not name one of them)."""
+    """`finetune.lr=0.02, finetune.lam=3`: the swept settings that define a task, in the order of
+    `swept_keys` (None when no axis affects it, so a task shared by every value of an axis does not name
+    one of them)."""
     parts = [f"{key}={settings[key]:g}" if isinstance(settings[key], float) else f"{key}={settings[key]}"
              for key in swept_keys if key in settings]
     return ", ".join(parts) or None

@@ -180,8 +180,8 @@ def compact_bundle(layout: SweepLayout, rows_of=None, log=None, finished=None) -
 def repair(layout: SweepLayout, log=None) -> dict[str, TableCompaction]:
     """The start of a run, before it decides which tasks are finished: mend what damaged the tables
     (lost or damaged parts, renamed parts, stray files, temporary files, rows a glob would count
-    twice); new fragments are absorbed only where a part is rewritten anyway. Prints what was done;
-    never raises."""
+    twice). A table with nothing to mend keeps its new fragments as they are; one that is mended gets
+    them in the part it writes. Prints what was done; never raises."""
     return _quietly(layout, REPAIR_ONLY, log)
 
 
