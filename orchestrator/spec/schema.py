@@ -234,7 +234,8 @@ class PathLists:
 
     pairs: tuple[str, ...] = key(DEFAULT_PAIRS, item_check=_pair_type, json={"pattern": _pair_type_pattern()},
                                  doc="pair types (and controls `<pair>:<design>`) whose paths are evaluated; "
-                                     "by default the main pairs and the controls the claims need")
+                                     "by default the main pairs and the controls the claims need, less those "
+                                     "`cue_proportions` cannot train")
     kinds: tuple[str, ...] = key(vocab.PATH_KINDS, choices=vocab.PATH_KINDS,
                                  doc="linear | quadratic (trained midpoint) | aligned (permutation)")
     finetuned_kinds: tuple[str, ...] = key((vocab.LINEAR,), choices=vocab.PATH_KINDS,
