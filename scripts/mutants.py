@@ -904,6 +904,8 @@ MUTANTS = [
     Mutant("M388", "a spawned child may share every pretraining epoch (it is then its parent)", "orchestrator/spec/rules.py", "if design == vocab.SPAWN and epoch >= v.pretrain.epochs:", "if design == vocab.SPAWN and epoch > v.pretrain.epochs:", ("tests/orchestrator/spec/test_spec.py::test_spawn_shares_all_but_at_least_the_last_pretraining_epoch",)),
     Mutant("M389", "a resubset control planned at a cue proportion of 1.0 (its partner is the model itself)", "orchestrator/vocab.py", "return tuple(p for p in cue_proportions if p > 0 and (design != RESUBSET or p < 1))", "return tuple(p for p in cue_proportions if p > 0)", ("tests/orchestrator/graph/test_graph.py::test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one",)),
     Mutant("M390", "default pairs the cue proportions cannot train kept (the spec is refused for a key the user never set)", "orchestrator/spec/sweep_spec.py", "if full.set_by_user(\"paths.pairs\") or not dropped or not kept:", "if True:", ("tests/orchestrator/graph/test_graph.py::test_default_pairs_that_the_proportions_cannot_train_are_left_out_and_said",)),
+    Mutant("M391", "a run does not say what its spec's defaults left out", "orchestrator/run/sweep.py", "    for note in spec.notes:\n        log(f\"note: {note}\")\n", "", ("tests/orchestrator/run/test_sweep_steps.py::test_a_run_says_what_its_spec_left_out_before_it_counts_its_tasks",)),
+    Mutant("M392", "a pair refused for its cue proportions also gets \"plans no task: list pairs\"", "orchestrator/spec/rules.py", "if estimate == 0 and not unservable:", "if estimate == 0:", ("tests/orchestrator/graph/test_graph.py::test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one",)),
 ]
 
 

@@ -27,7 +27,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     `top` is the spec's `schema.TopLevel`; `explicit(dotted key)`: whether the user set that key."""
     problems: list[str] = []
     props, pairs = top.cue_proportions, [vocab.parse_pair_type(p) for p in top.paths.pairs]
-    for text, what in unservable_pairs(top.paths.pairs, props).items():
+    unservable = unservable_pairs(top.paths.pairs, props)
+    for text, what in unservable.items():
         problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
@@ -59,7 +60,7 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     for variant in variants:
         problems += [p + _suffix(variant) for p in _variant_problems(top, variant, pairs)]
     estimate = estimate_tasks(top, len(variants), pairs)
-    if estimate == 0:
+    if estimate == 0 and not unservable:   # else those pairs' refusals say why nothing is planned
         problems.append(f"the spec plans no task: `paths.pairs` is {show(list(top.paths.pairs))}, so nothing needs a "
                         "model trained (models are trained for the pairs that compare them; fine-tunings "
                         "(`finetune.methods`) for the pair 'pretrained~ft'); list pairs, e.g. [cue~nocue, pretrained~ft]")

@@ -106,6 +106,10 @@ def test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one():
     with pytest.raises(SpecError, match=r"'cue~cue:resubset' needs `cue_proportions` to contain a proportion above 0 "
                                          r"and below 1; at 1.0 every sample carries the cue"):
         parse_spec("name: x\ncue_proportions: [0.0, 1.0]\npaths: {pairs: [cue~nocue, 'cue~cue:resubset']}\n")
+    # alone, it is the one problem: no second "plans no task" that would tell the user to list pairs
+    with pytest.raises(SpecError) as info:
+        parse_spec("name: x\ncue_proportions: [0.0, 1.0]\npaths: {pairs: ['cue~cue:resubset']}\n")
+    assert len(info.value.problems) == 1 and "'cue~cue:resubset' needs" in info.value.problems[0]
 
 
 def test_listed_pairs_the_proportions_cannot_train_are_refused_not_left_out():

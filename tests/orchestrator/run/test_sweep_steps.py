@@ -7,6 +7,8 @@ what the module's docstrings promise.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from types import SimpleNamespace
 
 import pytest
@@ -135,12 +137,12 @@ def locked_run(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.compact, "compact_after_run", lambda layout_, log, rows_of, one_part: seen.update(one_part=one_part))
     monkeypatch.setattr(sweep, "_summarize", lambda outcome, log: [])
 
-    def run(behave):
+    def run(behave, notes: tuple[str, ...] = ()):
         monkeypatch.setattr(sweep, "run_graph", lambda state, *args, **kwargs: behave(state))
         verified = {t: (False, "no done.json") for t in graph.tasks}
         try:
-            return sweep._run_locked(spec, graph, layout, 0.0, verified, [], runner=vocab.REAL_RUNNER, report=False,
-                                     log=seen["log"].append)
+            return sweep._run_locked(dataclasses.replace(spec, notes=notes), graph, layout, 0.0, verified, [],
+                                     runner=vocab.REAL_RUNNER, report=False, log=seen["log"].append)
         finally:
             STOPS.stopping = False
     return run, seen, graph
@@ -157,6 +159,16 @@ def test_a_run_whose_tasks_all_finished_ends_its_parent_run_finished_and_compact
     run, seen, graph = locked_run
     outcome = run(_end_all)
     assert outcome.ok and seen["finish"] == [vocab.MLFLOW_FINISHED] and seen["one_part"] is True
+
+
+def test_a_run_says_what_its_spec_left_out_before_it_counts_its_tasks(locked_run):
+    """`SweepSpec.notes` (a default pair the cue proportions cannot train) reach the run's log, before the
+    line that counts the tasks, as `plan` prints them."""
+    run, seen, graph = locked_run
+    run(_end_all, notes=("`paths.pairs` (default): left out 'cue~nocue'",))
+    heads = [i for i, line in enumerate(seen["log"]) if line.startswith(("note: ", "sweep `"))]
+    assert [seen["log"][i][:6] for i in heads] == ["note: ", "sweep "], seen["log"]
+    assert seen["log"][heads[0]] == "note: `paths.pairs` (default): left out 'cue~nocue'"
 
 
 def test_a_run_with_a_failed_task_ends_its_parent_run_failed(locked_run):
