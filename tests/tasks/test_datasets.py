@@ -561,3 +561,91 @@ def test_an_archive_that_lacks_some_expected_files_is_refused_after_extraction(t
                         (Resource(archive.name, (archive.as_uri(),), _md5(archive), extract=True),))
     with pytest.raises(DataError, match=r"extracted, but these files are still missing: .*data_batch_2"):
         datasets.download("cifar10", tmp_path / "data")
+
+
+# ---- mutation hunt 6 (data): row sizes, magic bytes, timeouts, which layout wins --------------------------------
+
+def test_a_cifar_batch_whose_rows_are_not_3072_bytes_is_refused(tmp_path):
+    """A CIFAR row is one 3x32x32 image (3,072 bytes): rows of 6,144 bytes would reshape into twice as many images as
+    labels, so they are refused, not read."""
+    batch = {b"data": np.zeros((2, 6144), dtype=np.uint8), b"labels": [0, 1]}
+    (tmp_path / "wide").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=r"`data` must be uint8 \[N, 3072\], got uint8 \[2, 6144\]"):
+        datasets.read_cifar_batch(tmp_path / "wide")
+
+
+@pytest.mark.parametrize("magic", [b"\x01\x00\x08\x01", b"\x00\x00\x07\x01"], ids=["first-byte", "unknown-type"])
+def test_an_idx_file_with_a_nonzero_first_byte_or_an_unknown_type_code_is_refused(tmp_path, magic):
+    """The IDX magic number is 0, 0, a type code among 0x08 0x09 0x0B 0x0C 0x0D 0x0E, and the number of dimensions;
+    anything else is no IDX file (a DataError, not a KeyError or a misread array)."""
+    (tmp_path / "odd").write_bytes(magic + struct.pack(">I", 2) + b"\x00\x00")
+    with pytest.raises(DataError, match="not an IDX file"):
+        datasets.read_idx(tmp_path / "odd")
+
+
+def test_fetch_url_hands_its_timeout_to_urlopen(tmp_path, monkeypatch):
+    """A mirror that accepts the connection and then sends nothing must not hang a download forever: `fetch_url` passes
+    `timeout_s` (60 s unless given) to `urlopen`, and writes what it reads to `dest`."""
+    seen = []
+
+    def fake_urlopen(url, timeout=None):
+        seen.append((url, timeout))
+        return io.BytesIO(b"payload")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen)
+    datasets.fetch_url("https://example.invalid/a", tmp_path / "a")
+    datasets.fetch_url("https://example.invalid/b", tmp_path / "b", timeout_s=5.0)
+    assert seen == [("https://example.invalid/a", 60.0), ("https://example.invalid/b", 5.0)]
+    assert (tmp_path / "a").read_bytes() == b"payload"
+
+
+def test_fashion_files_in_fashion_mnist_win_over_other_layouts(tmp_path):
+    """The module docstring: files live in <root>/fashion-mnist/, and are *also* found in the torchvision layout or the
+    root itself; where both hold them, the loader and `dataset_files` take <root>/fashion-mnist/."""
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    other = {split: (y + 1) % 10 for split, y in labels.items()}
+    write_fashion(tmp_path / "FashionMNIST" / "raw", images, other)
+    np.testing.assert_array_equal(datasets.load_fashion_mnist(tmp_path)[1], labels["train"])
+    assert datasets.dataset_files("fashion_mnist", tmp_path) == [
+        tmp_path / "fashion-mnist" / (stem + ".gz") for stem in datasets.FASHION_STEMS]
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes `bytes` the way Python 2 wrote its `str` (SHORT_BINSTRING / BINSTRING opcodes), as in the published CIFAR
+    batches: their keys and the raw bytes of their numpy arrays are Python 2 strings."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_python2_str(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_str
+
+
+def test_a_cifar_batch_pickled_by_python_2_reads_with_its_raw_bytes_intact(tmp_path):
+    """The published CIFAR batches are Python 2 pickles: their strings are bytes of any value (the image data too), read
+    back as bytes (`encoding="bytes"`), never decoded as text."""
+    images = make_images(3, (3, 32, 32), 4)
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump({b"data": images.reshape(3, -1), b"labels": [7, 0, 3]})
+    assert pickle.SHORT_BINSTRING + b"\x04data" in out.getvalue()
+    (tmp_path / "py2").write_bytes(out.getvalue())
+    x, y = datasets.read_cifar_batch(tmp_path / "py2")
+    np.testing.assert_array_equal(x, images)
+    assert y.tolist() == [7, 0, 3]
+
+
+def test_an_archive_with_a_hard_link_is_refused(tmp_path):
+    """Only plain files and folders are extracted: a hard link is a link too (the docstring of `extract_tar`)."""
+    archive = tmp_path / "hard.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.type, info.linkname = tarfile.LNKTYPE, "cifar-10-batches-py/test_batch"
+        tar.addfile(info)
+    with pytest.raises(DataError, match="links and devices are not allowed"):
+        datasets.extract_tar(archive, tmp_path / "out")

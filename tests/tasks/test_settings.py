@@ -290,3 +290,57 @@ def test_a_clean_subset_below_one_batch_is_reported_under_clean_subset_with_the_
     assert name == "clean_subset"
     assert "10 is smaller than `batch_size` 64" in text and "lower `batch_size` or raise `clean_subset`" in text
     assert FinetuneSettings(clean_subset=64, batch_size=64).clean_subset == 64       # one full batch is enough
+
+
+# ----- mutation hunt 6 (settings): item bounds, repeats, empty views, tuple choices -----
+
+@dataclasses.dataclass(frozen=True)
+class OpenShares(S.Settings):
+    shares: tuple[float, ...] = S.setting((0.5,), gt=0.0, lt=1.0)
+    modes: tuple[str, ...] = S.setting(("a",), choices=("a", "b"))
+
+
+def test_each_item_of_a_typed_tuple_is_held_to_strict_bounds_too():
+    """`gt` / `lt` are the field's bounds for each item as much as `ge` / `le`: 0 and 1 are refused under gt=0, lt=1."""
+    assert OpenShares(shares=(0.25, 0.75)).shares == (0.25, 0.75)
+    for value, index in (((0.5, 0.0), 1), ((1.0,), 0)):
+        with pytest.raises(S.SettingsError, match=f"item {index} must be > 0 and < 1"):
+            OpenShares(shares=value)
+
+
+def test_a_tuple_lists_each_value_once():
+    """A repeat would double a comparison or a model (`_repeated`): one repeat is refused, 1 and 1.0 are one value, and
+    `repeated` names each repeated value once, as first written."""
+    with pytest.raises(S.SettingsError, match=r"\[0.5, 0.5\] repeats 0.5; list each once"):
+        Fractions(shares=(0.5, 0.5))
+    assert S.repeated([1, 2, 1.0, 3, 2, 1]) == [1, 2]
+    assert S.repeated([1, 2, 3]) == []
+
+
+def test_a_view_restricted_to_no_field_refuses_every_read():
+    """Code that declares it reads nothing (`restrict(obj, [], owner)`) may read nothing: an empty declaration is not
+    "no restriction"."""
+    view = S.restrict(Toy(), [], "a method that reads nothing")
+    with pytest.raises(S.UndeclaredSettingRead, match="a method that reads nothing read `n`"):
+        _ = view.n
+
+
+def test_the_items_of_a_tuple_with_choices_must_each_be_a_choice():
+    """The choices of a tuple setting are those of its items: an unknown item is named, with the allowed ones."""
+    assert OpenShares(modes=("b", "a")).modes == ("b", "a")
+    with pytest.raises(S.SettingsError, match=r"\['a', 'c'\] is not allowed: 'c'; allowed items: a, b"):
+        OpenShares(modes=("a", "c"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Switch(S.Settings):
+    on: bool = S.setting(True)
+
+
+def test_a_bool_setting_takes_true_or_false_and_no_number():
+    """1 and 0 stand for true and false in YAML's eyes only: a bool setting refuses them (an id holding 1 for True would
+    name another task), and says what it takes."""
+    assert Switch(on=False).on is False
+    for value in (1, 0):
+        with pytest.raises(S.SettingsError, match=f"`on`: {value} is not allowed; must be true or false \\(got int\\)"):
+            Switch(on=value)
