@@ -34,6 +34,7 @@ from tasks import datasets as raw
 from tasks.datasets import DataError, download_hint
 from tasks import plugins
 from tasks.seeding import generator
+from tasks.settings import SettingsError
 from tasks.settings.data import (CUES, DATA_VERSION, DATASETS, EVAL_SETS, EVAL_SPLITS, data_identity,  # noqa: F401
                                  dataset_info, DatasetInfo, DataSettings)
 
@@ -433,6 +434,31 @@ def choose_cued(labels: Tensor, proportion: float, gen: torch.Generator) -> Tens
     return cued
 
 
+def _check_cued(settings: DataSettings, labels: Tensor, cued: Tensor) -> None:
+    """Refuse a cued subset that makes the model another one: a `cue_proportion` above 0 that rounds to
+    no cued sample in any class (the "cued" model is the clean one), and a `cue~cue:resubset` partner's
+    subset (its own `cue_seed`) that is its model's (drawn from `seed`; every class's quota rounds to all
+    of its samples), which would make the same-data control the model itself (a zero barrier by
+    construction). A class of n samples gets round(p * n) cued (`choose_cued`)."""
+    p = settings.cue_proportion
+    counts = torch.bincount(labels.cpu())
+    counts = counts[counts > 0]
+    if p > 0 and not bool(cued.any()):
+        largest = int(counts.max())
+        raise SettingsError("DataSettings", [("cue_proportion", (
+            f"{p:g} cues no training sample of {settings.dataset!r}: its largest class has {largest} samples and "
+            f"a class of n gets round({p:g} * n) cued; use a proportion of at least {math.ceil(5e3 / largest) / 1e4:g}"))])
+    if settings.cue_seed is None or settings.cue_seed == settings.seed:
+        return
+    if torch.equal(cued, choose_cued(labels, p, generator(settings.seed, "cued"))):
+        smallest = int(counts.min())
+        raise SettingsError("DataSettings", [("cue_proportion", (
+            f"at {p:g} a `cue~cue:resubset` partner draws the same cued subset as its model: every class's "
+            f"quota round({p:g} * n) is all of its n samples (the smallest class of {settings.dataset!r} has "
+            f"{smallest}), so the same-data control would be the model itself; use a proportion of at most "
+            f"{math.floor(1e4 - 5e3 / smallest - 1e-9) / 1e4:g} for this pair"))])
+
+
 def _derangement(n: int, gen: torch.Generator) -> Tensor:
     """A seeded random permutation with no fixed point (one random n-cycle); identity for n < 2."""
     perm = torch.randperm(n, generator=gen)
@@ -479,6 +505,7 @@ def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") ->
     base = _load_base(settings, device)
     cue_seed = settings.seed if settings.cue_seed is None else settings.cue_seed
     cued = choose_cued(base.y_train, settings.cue_proportion, generator(cue_seed, "cued"))
+    _check_cued(settings, base.y_train, cued)
     y_train = base.y_train.to(device)
     train_clean = Split(base.x_train, y_train)
     if bool(cued.any()):

@@ -14,6 +14,7 @@ import torch
 from tasks import data
 from tasks.data import DataError, DataSettings, Split, clean_subset_indices, iterate_batches, load_cue_data
 from tasks.seeding import derive_seed, generator
+from tasks.settings import SettingsError
 from tests.tasks.test_datasets import fashion_arrays, write_cifar10, write_cifar100, write_fashion
 
 # Top-left corner of the 3x3 box for each `label mod 10`.
@@ -707,6 +708,11 @@ def user_distinct_test(root):
     return data.ImageArrays(x_train, np.arange(30) % 3, x_test, np.array([0, 1, 2, 0, 1]), 3)
 
 
+def user_width_differs(root):
+    x = np.zeros((6, 1, 5, 5), dtype=np.uint8)
+    return data.ImageArrays(x, np.arange(6) % 2, np.zeros((2, 1, 5, 6), dtype=np.uint8), np.array([0, 1]), 2)
+
+
 def test_a_user_dataset_of_four_images_still_holds_out_one_for_validation():
     """A tenth of 4 rounds to 0, but at least one image is held out (an empty validation set is no split)."""
     info = data.user_dataset_info("tests.tasks.test_data:user_four")
@@ -717,6 +723,7 @@ def test_a_user_dataset_of_four_images_still_holds_out_one_for_validation():
     ("user_one_class", "2 to 10000 classes"),
     ("user_four_channels", "C = 1 or 3"),
     ("user_channels_differ", "train and test images must have one shape"),
+    ("user_width_differs", "train and test images must have one shape"),
 ])
 def test_a_user_dataset_needs_two_classes_one_or_three_channels_and_one_image_shape(name, message):
     with pytest.raises(DataError, match=message):
@@ -948,3 +955,231 @@ def test_dominoes_without_cifar10_names_the_missing_batch_and_both_datasets(tmp_
     with pytest.raises(DataError, match="needs both CIFAR-10 and FashionMNIST") as info:
         load_cue_data(DataSettings(dataset="dominoes", root=str(tmp_path)))
     assert info.value.path == str(tmp_path / "cifar-10-batches-py" / "data_batch_1")
+
+
+# ---- mutation hunt 6 (data): recipes of the versioned images, user roots, edges of splits and batches -------------
+
+def test_the_digits_are_data_version_twos_recipe_and_their_boxes_touch_the_ink_as_often_as_the_docs_say():
+    """DATA_VERSION 2's digits, the recipe of docs/SCIENCE.md written out: each 8x8 glyph / 16 resized bilinearly
+    (half-pixel) to 12x12, placed at an offset uniform in [2, 6] per axis in a black 20x20 canvas, x * 2 - 1 plus 0.3
+    unit Gaussian noise, shuffled, the first 1,400 for training; offsets, then noise, then order from one generator of
+    the constant seed 20230. Any change gives every task other images under the same ids (it needs a DATA_VERSION
+    bump). The docs' own numbers check the canvas: the box of an image's own label touches its ink (> 0.05 before
+    noise) on 6.4% of the 1,797 images, the box of some label on 39%."""
+    from tasks.settings.data import DATA_VERSION
+
+    assert DATA_VERSION == 2
+    images, labels = data._digits_arrays()
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    glyphs = torch.nn.functional.interpolate(torch.as_tensor(images, dtype=torch.float32)[:, None] / 16.0,
+                                             size=(12, 12), mode="bilinear", align_corners=False)
+    gen = generator(20230)
+    offsets = torch.randint(2, 7, (n, 2), generator=gen)
+    canvas = torch.zeros(n, 1, 20, 20)
+    for i, (r, c) in enumerate(offsets.tolist()):
+        canvas[i, 0, r:r + 12, c:c + 12] = glyphs[i, 0]
+    x = canvas * 2 - 1 + 0.3 * torch.randn(canvas.shape, generator=gen)
+    order = torch.randperm(n, generator=gen)
+    x_train, y_train, x_test, y_test = data._digits_base()
+    assert torch.equal(x_train, x[order[:1400]]) and torch.equal(x_test, x[order[1400:]])
+    assert torch.equal(y_train, labels[order[:1400]]) and torch.equal(y_test, labels[order[1400:]])
+    assert y_train.dtype == torch.int64
+    boxes = torch.zeros(10, 20, 20, dtype=torch.bool)
+    for k, corner in DIGITS_BOXES.items():
+        boxes[k] = box_mask((20, 20), corner)
+    touched = ((canvas[:, 0] > 0.05)[:, None] & boxes[None]).flatten(2).any(2)       # [image, label of the box]
+    assert round(100 * float(touched[torch.arange(n), labels].double().mean()), 1) == 6.4
+    assert round(100 * float(touched.any(1).double().mean())) == 39
+
+
+def test_the_validation_images_are_data_version_twos_fixed_draw_for_each_dataset():
+    """The recipe written out: a dataset's held-out images are the first `validation_count` of a permutation of its
+    published training split drawn from (20231, "validation", dataset name), sorted, and the training images the rest,
+    sorted. Like the digits' recipe it may not drift under DATA_VERSION 2; each dataset has a draw of its own."""
+    for name, n in (("digits", 1400), ("cifar10", 97), ("cifar100", 97), ("fashion_mnist", 40)):
+        info = data.DATASETS[name]
+        count = data.validation_count(info, n)
+        held = torch.zeros(n, dtype=torch.bool)
+        held[torch.randperm(n, generator=generator(20231, "validation", name))[:count]] = True
+        keep, held_out = data.validation_indices(info, n)
+        assert held_out.tolist() == held.nonzero().squeeze(1).tolist(), name
+        assert keep.tolist() == (~held).nonzero().squeeze(1).tolist(), name
+    assert data.validation_indices(data.DATASETS["cifar10"], 97)[1].tolist() != \
+        data.validation_indices(data.DATASETS["cifar100"], 97)[1].tolist()
+
+
+def user_one_training_image(root):
+    x = np.zeros((1, 1, 4, 4), dtype=np.uint8)
+    return data.ImageArrays(x, np.array([0]), np.zeros((2, 1, 4, 4), dtype=np.uint8), np.array([0, 1]), 2)
+
+
+def test_a_user_dataset_whose_only_training_image_would_be_held_out_is_refused():
+    """One training image holds out max(1, round(0.1)) = 1: nothing would be left to train on, which is refused
+    like an empty validation set (both halves of the split must be non-empty)."""
+    with pytest.raises(DataError, match="cannot hold out 1 validation images from a training split of 1"):
+        load_cue_data(DataSettings(dataset="tests.tasks.test_data:user_one_training_image"))
+
+
+def user_from_root(root):
+    """A dataset of your own that reads its arrays from `data.root`."""
+    x, y = np.load(os.path.join(root, "x.npy")), np.load(os.path.join(root, "y.npy"))
+    return data.ImageArrays(x, y, x[:4], y[:4], 2)
+
+
+def test_a_user_dataset_is_loaded_from_data_root(tmp_path):
+    """`data.root` is handed to your loader, both when its facts are read and when its images are loaded."""
+    x = np.random.default_rng(4).integers(0, 256, (20, 1, 4, 4), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(20) % 2)
+    name = "tests.tasks.test_data:user_from_root"
+    info = data.dataset_info(name, str(tmp_path))
+    assert (info.train_size, info.val_size) == (18, 2)
+    loaded = load_cue_data(DataSettings(dataset=name, root=str(tmp_path), cue_proportion=0.5))
+    keep, _ = data.validation_indices(info, 20)
+    torch.testing.assert_close(loaded.train_clean.x, normalise(x[keep.numpy()]))
+    torch.testing.assert_close(loaded.eval_sets["nocue"].x, normalise(x[:4]))
+
+
+def test_the_validation_sets_of_a_file_dataset_are_its_held_out_images_with_their_own_labels(tmp_path):
+    """`eval_split: val` on FashionMNIST files: the four sets hold the 3 of 40 held-out training images (x / 255 * 2 - 1)
+    and those images' labels."""
+    images, labels = fashion_arrays()
+    write_fashion(tmp_path / "fashion-mnist", images, labels)
+    loaded = load_cue_data(DataSettings(dataset="fashion_mnist", seed=1, eval_split="val", root=str(tmp_path)))
+    _, held_out = data.validation_indices(data.DATASETS["fashion_mnist"], 40)
+    assert len(held_out) == 3
+    torch.testing.assert_close(loaded.eval_sets["nocue"].x.float(), normalise(images["train"][held_out.numpy()][:, None]),
+                               atol=1e-3, rtol=0)
+    for name, split in loaded.eval_sets.items():
+        assert split.y.tolist() == labels["train"][held_out.numpy()].tolist(), name
+
+
+def test_the_validation_sets_draw_from_the_same_named_streams_of_the_data_seed_as_the_test_sets():
+    """With `eval_split: val` the sets are built from the 200 validation images by the test split's recipe, written out
+    here with the ring boxes (value 2.0): `cue` boxes the true label; `randcue` a class randint(0, 10) from (seed,
+    "randcue"); `randimg` the derangement drawn from (seed, "randimg"), boxed with the true label."""
+    seed = 6
+    sets = load_cue_data(DataSettings(seed=seed, eval_split="val")).eval_sets
+    nocue, y = sets["nocue"].x, sets["nocue"].y
+    n = len(y)
+
+    def boxed(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        out = images.clone()
+        for i, k in enumerate(labels.tolist()):
+            r, c = DIGITS_BOXES[k]
+            out[i, 0, r:r + 3, c:c + 3] = 2.0
+        return out
+
+    classes = torch.randint(0, 10, (n,), generator=generator(seed, "randcue"))
+    partner = data._derangement(n, generator(seed, "randimg"))
+    assert n == 200
+    assert torch.equal(sets["cue"].x, boxed(nocue, y))
+    assert torch.equal(sets["randcue"].x, boxed(nocue, classes))
+    assert torch.equal(sets["randimg"].x, boxed(nocue[partner], y))
+
+
+def test_a_cue_seed_of_zero_is_a_seed_like_any_other():
+    """`cue_seed: null` means "drawn from `seed`"; 0 is a seed of its own: cue_seed 0 with seed 5 cues exactly the samples
+    that seed 0 cues, not those of seed 5."""
+    own = load_cue_data(DataSettings(cue_proportion=0.5, seed=5, cue_seed=0)).cued
+    assert torch.equal(own, load_cue_data(DataSettings(cue_proportion=0.5, seed=0)).cued)
+    assert not torch.equal(own, load_cue_data(DataSettings(cue_proportion=0.5, seed=5)).cued)
+
+
+def test_a_negative_rank_is_refused():
+    """Ranks are 0 .. world_size - 1; rank -1 would slice an empty or wrong share of each batch."""
+    with pytest.raises(ValueError, match="`rank` -1 / `world_size` 2 are not allowed"):
+        next(iterate_batches(numbered_split(20), 8, seed=0, epoch=0, rank=-1, world_size=2))
+
+
+def test_each_epochs_order_is_the_permutation_of_its_own_seed_and_epoch_stream():
+    """The recipe written out: epoch e of data seed s visits the rows in the order of randperm(n) drawn from (s, "shuffle",
+    e) (like the clean subset's (s, "clean_subset")), so a resumed run replays its epochs bit for bit."""
+    for seed, epoch in ((4, 2), (0, 0)):
+        got = torch.cat([y for _, y in iterate_batches(numbered_split(30), 10, seed=seed, epoch=epoch)])
+        assert torch.equal(got, torch.randperm(30, generator=generator(seed, "shuffle", epoch))), (seed, epoch)
+
+
+def test_a_domino_draw_is_the_floor_of_a_float64_uniform_times_the_class_size():
+    """The recipe written out: for each requested class k, one float64 uniform u from the stream picks the floor(u * n_k)-th
+    pool image of class k, the images of a class counted in pool order."""
+    labels = np.array([0, 1, 2, 0, 1, 0, 2], dtype=np.int64)
+    members = {0: [0, 3, 5], 1: [1, 4], 2: [2, 6]}
+    pool = data.DominoPool.build(torch.zeros(7, 1, 2, 2), labels)
+    wanted = torch.tensor([0, 2, 1, 0, 0, 2, 1, 0])
+    u = torch.rand(len(wanted), generator=generator(3, "pool"), dtype=torch.float64)
+    expected = [members[k][math.floor(float(u[i]) * len(members[k]))] for i, k in enumerate(wanted.tolist())]
+    assert pool.draw(wanted, generator(3, "pool")).tolist() == expected
+
+
+def test_the_randimg_partners_form_one_cycle_through_the_whole_set():
+    """docs/SCIENCE.md: `randimg` takes another image of the set, a derangement drawn as one random n-cycle: following
+    the partners from image 0 visits every image once before coming back (n = 2 must swap the two)."""
+    for n in (2, 3, 4, 10, 397):
+        partner = data._derangement(n, generator(n, "randimg"))
+        visited, i = [], 0
+        for _ in range(n):
+            visited.append(i)
+            i = int(partner[i])
+        assert i == 0 and sorted(visited) == list(range(n)), n
+    assert data._derangement(1, generator(1, "randimg")).tolist() == [0]
+
+
+def test_a_negative_data_seed_is_refused():
+    """Seeds are whole numbers from 0 (like `cue_seed`); the sweep's `seeds` key takes this declaration too."""
+    with pytest.raises(ValueError, match="`seed`: -1 is not allowed; must be >= 0"):
+        DataSettings(seed=-1)
+
+
+def test_every_dataset_that_is_downloaded_needs_a_data_root_and_only_digits_is_bundled():
+    """`needs_root` (a spec without `data.root` is refused for these) holds exactly for the datasets that read
+    downloaded files (`tasks.datasets.DOWNLOADS`): every one but the bundled digits."""
+    from tasks import datasets
+
+    assert {name: info.needs_root for name, info in data.DATASETS.items()} == {
+        name: bool(datasets.DOWNLOADS[name]) for name in data.DATASETS}
+    assert [name for name, info in data.DATASETS.items() if not info.needs_root] == ["digits"]
+
+
+def test_the_evaluation_sets_come_in_the_documented_order():
+    """Reports and figures list the sets in `EVAL_SETS` order, the order docs/SCIENCE.md defines them in."""
+    assert data.EVAL_SETS == ("nocue", "cue", "randcue", "randimg")
+
+
+def test_a_batch_size_of_one_yields_every_row_on_its_own():
+    """`batch_size` must be >= 1, so 1 is allowed: 4 rows give 4 batches of one row, every row once."""
+    batches = [y for _, y in iterate_batches(numbered_split(4), 1, seed=2, epoch=0)]
+    assert [len(y) for y in batches] == [1, 1, 1, 1] and sorted(torch.cat(batches).tolist()) == [0, 1, 2, 3]
+
+
+def _class_sizes(settings: DataSettings) -> torch.Tensor:
+    sizes = torch.bincount(load_cue_data(settings).train.y.cpu())
+    return sizes[sizes > 0]
+
+
+def test_a_cue_proportion_that_rounds_to_no_cued_sample_is_refused_naming_one_that_cues_some():
+    """A class of n gets round(p * n) cued: below 1 / (2 * largest class) nothing is cued, and the "cued"
+    model would be the clean one. The refusal names a proportion that does cue a sample."""
+    largest = int(_class_sizes(DataSettings()).max())
+    with pytest.raises(SettingsError, match="cues no training sample") as caught:
+        load_cue_data(DataSettings(cue_proportion=0.4 / largest))
+    suggested = float(caught.value.problems[0][1].rsplit("at least ", 1)[1])
+    assert suggested * largest >= 0.5
+    assert int(load_cue_data(DataSettings(cue_proportion=suggested)).cued.sum()) >= 1
+
+
+def test_a_resubset_partner_whose_every_class_is_cued_is_refused_and_the_model_itself_is_not():
+    """Where round(p * n) = n for every class, another cue seed draws the same (full) cued subset: the
+    `cue~cue:resubset` partner would be its model. The model (no cue seed of its own) may be fully cued;
+    at the proportion the refusal names the partner's subset differs from its model's."""
+    smallest = int(_class_sizes(DataSettings()).min())
+    p = 1 - 0.4 / smallest
+    assert bool(load_cue_data(DataSettings(cue_proportion=p, seed=3)).cued.all())
+    with pytest.raises(SettingsError, match="same cued subset as its model") as caught:
+        load_cue_data(DataSettings(cue_proportion=p, seed=3, cue_seed=11))
+    suggested = float(caught.value.problems[0][1].rsplit("at most ", 1)[1].split()[0])
+    assert suggested * smallest < smallest - 0.5
+    model = load_cue_data(DataSettings(cue_proportion=suggested, seed=3)).cued
+    partner = load_cue_data(DataSettings(cue_proportion=suggested, seed=3, cue_seed=11)).cued
+    assert int(model.sum()) == int(partner.sum()) and not torch.equal(model, partner)
