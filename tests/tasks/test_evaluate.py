@@ -313,3 +313,33 @@ def test_joined_sets_refuse_no_sets_at_all():
     """Nothing to evaluate is the same error as an empty split, not a failure deep inside torch."""
     with pytest.raises(ValueError, match="empty split"):
         JoinedSets({}, "cpu")
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_one_non_finite_logit_per_sample_makes_every_set_of_a_joined_evaluation_nan(poison):
+    """A model whose logit for class 1 is non-finite for every image (its head bias poisoned), the other logits
+    finite: each sample has *a* non-finite logit, so, as `evaluate` gives it alone, every set's loss and accuracy
+    are NaN (argmax still names a class: a finite accuracy would come from non-finite work)."""
+    model = trained_bn_model()
+    with torch.no_grad():
+        model.head.bias[1] = poison
+    sets = {"a": make_split(7, seed=1), "b": make_split(5, seed=2)}
+    results = evaluate_joined(model, JoinedSets(sets, "cpu"), batch_size=4, precision="fp32")
+    for name, split in sets.items():
+        alone = evaluate(model, split, batch_size=4, precision="fp32")
+        assert math.isnan(alone["loss"]) and math.isnan(alone["acc"])
+        assert math.isnan(results[name]["loss"]) and math.isnan(results[name]["acc"]), (name, results[name])
+        assert results[name]["n"] == len(split)
+
+
+def test_bf16_on_a_device_that_computes_it_natively_is_resolved_without_a_warning(monkeypatch):
+    """The slowness warning is for bf16 *emulated* ("on a device with no native bfloat16"): where the device computes
+    bf16 natively, asking for it is the fast choice and resolves silently (warnings as errors here)."""
+    import tasks.evaluate as evaluate_module
+    monkeypatch.setattr(evaluate_module, "native_bf16", lambda device: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", "cpu") == "bf16"
+        assert resolve_precision("auto", "cpu") == "bf16"
+        model, split = trained_bn_model(), make_split(6, seed=1)
+        assert evaluate(model, split, batch_size=4, precision="bf16")["n"] == 6

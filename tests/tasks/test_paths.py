@@ -1046,3 +1046,208 @@ def test_the_scratch_model_ends_holding_the_re_estimated_alpha_1_state():
     assert not torch.allclose(reference.blocks[0].bn.running_mean, stored, atol=1e-3)     # the test can fail
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(scratch.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)
+
+
+# --------------------------------------------------------------------------- edge cases (hunt 6)
+
+def test_reset_bn_leaves_a_model_without_batchnorm_in_eval_mode_with_either_pass():
+    """"Afterwards the model is in eval mode" (`reset_bn`; `ResetPass.run`: "the model left in eval mode"): a model
+    without BatchNorm has no statistics to re-estimate (its state is untouched) but ends in eval mode all the same,
+    a dropout inside it included, whichever pass runs."""
+    x = blobs(6, seed=1).x
+    for traced in (False, True):
+        plain = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 3)).train()
+        before = state_of(plain)
+        reset_bn(plain, x, batch_size=4, precision="fp32", traced=ResetPass(plain) if traced else None)
+        assert not plain.training and not plain[1].training, traced
+        for key, value in plain.state_dict().items():
+            assert torch.equal(value, before[key]), (traced, key)
+
+
+class _Dilated(nn.Module):
+    """Dilated convolutions in every role: the first (its BN's statistics from the image patches), one whose BN
+    and ReLU fold and fuse into it, one whose BN folds but is followed by no ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0, self.bn0 = nn.Conv2d(1, 4, 3, padding=2, dilation=2), nn.BatchNorm2d(4)
+        self.conv1, self.bn1 = nn.Conv2d(4, 4, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=3, dilation=3), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn0(self.conv0(x)))
+        h = torch.relu(self.bn1(self.conv1(h)))
+        h = torch.tanh(self.bn2(self.conv2(h)))
+        return self.head(h.mean((2, 3)))
+
+
+def test_dilated_convolutions_keep_their_dilation_when_folded_fused_or_read_as_image_patches():
+    """A dilated convolution reads pixels `dilation` apart: the reset pass (patch moments of the first convolution,
+    its folded and fused copy) gives the BN statistics of the plain train-mode pass, and `FoldedBN` (fused or not)
+    computes the model's eval-mode function; a copy that forgot the dilation would read adjacent pixels."""
+    from tasks.paths import _ConvReLU
+    torch.manual_seed(0)
+    own = _Dilated()
+    fast = copy.deepcopy(own)
+    x = torch.randn(20, 1, 9, 9, generator=torch.Generator().manual_seed(1))
+    reset_bn(own, x, batch_size=8, precision="fp32")
+    traced = ResetPass(fast, PatchMoments())
+    assert traced.input_block is not None                    # the first BN's statistics from the image patches
+    for _ in range(2):
+        reset_bn(fast, x, batch_size=8, precision="fp32", traced=traced)
+        for key, value in own.state_dict().items():
+            torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    folded = FoldedBN(own)
+    assert len(folded.pairs) == 3 and len([m for m in folded.module.modules() if isinstance(m, _ConvReLU)]) == 2
+    probe = x[:5]
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(probe), own.eval()(probe), rtol=1e-4, atol=1e-5)
+    layer = _ConvReLU(1, 4, 3, padding=2, dilation=2)
+    with torch.no_grad():                                     # fp32 on the CPU, no gradients: the fused primitive
+        torch.testing.assert_close(layer(probe), torch.relu(nn.functional.conv2d(probe, layer.weight, layer.bias,
+                                                                                 padding=2, dilation=2)))
+
+
+def test_the_reset_pass_skips_batchnorms_that_track_no_statistics_like_reset_bn():
+    """A BN without running statistics has nothing to re-estimate and always normalises with its batch: the traced
+    pass leaves it as it is and sets the other BNs' statistics as `reset_bn`'s own pass does."""
+    torch.manual_seed(0)
+    own = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    fast = copy.deepcopy(own)
+    x = blobs(20, seed=1).x
+    reset_bn(own, x, batch_size=8, precision="fp32")
+    traced = ResetPass(fast, PatchMoments())
+    assert traced.layers == [fast[1], fast[7]]
+    reset_bn(fast, x, batch_size=8, precision="fp32", traced=traced)
+    assert fast[4].running_mean is None and not fast.training
+    for key, value in own.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=key)
+
+
+def test_the_reset_pass_runs_in_train_mode_like_reset_bn_so_a_dropout_before_a_batchnorm_drops():
+    """`reset_bn` is "one forward pass in train mode", so a dropout before a BN is active while its statistics are
+    pooled, and the traced pass gives "the same statistics". A dropout with p = 1 drops everything in train mode
+    (deterministically): the next convolution then outputs its bias alone, so its BN sees mean = bias and variance 0;
+    in eval mode the dropout would pass the activations on and the variance would be far from 0."""
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(1.0),
+                             nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    x = blobs(20, seed=1).x
+    for traced in (False, True):
+        model = make()
+        reset_bn(model, x, batch_size=8, precision="fp32", traced=ResetPass(model, PatchMoments()) if traced else None)
+        torch.testing.assert_close(model[5].running_mean, model[4].bias.detach(), msg=traced)
+        torch.testing.assert_close(model[5].running_var, torch.zeros(4), msg=traced)
+        assert not model.training and float(model[1].running_var.min()) > 0.01, traced
+
+
+def test_a_path_has_at_most_1001_alphas_so_each_gets_its_own_mlflow_step():
+    """Path curves are logged at MLflow step round(1000·alpha) (README): 1001 evenly spaced alphas take every step
+    0..1000 once; 1002 would put two alphas on one step, so `num_alphas` stops at 1001 (the spec's error: "must be
+    >= 2 and <= 1001")."""
+    steps = [round(1000 * a) for a in PathSettings(num_alphas=1001).alphas()]
+    assert steps == list(range(1001))
+    assert len({round(1000 * i / 1001) for i in range(1002)}) < 1002
+    with pytest.raises(ValueError, match="num_alphas.*<= 1001"):
+        PathSettings(num_alphas=1002)
+    with pytest.raises(ValueError, match="eval_batch_size.*<= 1000000"):
+        PathSettings(eval_batch_size=1_000_001)
+    assert PathSettings(eval_batch_size=1_000_000).eval_batch_size == 1_000_000
+
+
+class _NoAffine(nn.Module):
+    """A first BN without affine parameters followed by tanh (no ReLU to fuse), then a BN without affine parameters
+    whose ReLU fuses into its convolution, then an ordinary block."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0, self.bn0 = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False)
+        self.conv1, self.bn1 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.bn0(self.conv0(x)))
+        h = torch.relu(self.bn1(self.conv1(h)))
+        h = torch.relu(self.bn2(self.conv2(h)))
+        return self.head(h.mean((2, 3)))
+
+
+def test_batchnorms_without_affine_parameters_or_a_following_relu_keep_their_function():
+    """A BN with `affine=False` has no gamma or beta (W' = W / sqrt(var + eps), b' = (b - mean) / sqrt(var + eps)),
+    and a first BN followed by tanh has no ReLU to run inside its convolution (tanh(x) and tanh(relu(x)) differ): the
+    reset pass, with and without image patches, gives `reset_bn`'s statistics and `FoldedBN` the eval-mode function."""
+    torch.manual_seed(0)
+    own = _NoAffine()
+    template = copy.deepcopy(own)
+    x = blobs(24, seed=1).x
+    reset_bn(own, x, batch_size=10, precision="fp32")
+    for patches in (None, PatchMoments()):
+        fast = copy.deepcopy(template)
+        traced = ResetPass(fast, patches)
+        assert traced.input_block is not None
+        reset_bn(fast, x, batch_size=10, precision="fp32", traced=traced)
+        for key, value in own.state_dict().items():
+            torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-5, atol=1e-5, msg=(patches, key))
+    folded = FoldedBN(own)
+    assert len(folded.pairs) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(x[:6]), own.eval()(x[:6]), rtol=1e-4, atol=1e-5)
+
+
+def test_the_fused_convolution_keeps_its_gradient_where_gradients_are_on():
+    """`_ConvReLU` runs the fused oneDNN primitive only "without gradients"; with gradients on it is the two ops,
+    so its output carries autograd and the weight's gradient is that of relu(conv(x))."""
+    from tasks.paths import _ConvReLU
+    torch.manual_seed(0)
+    layer = _ConvReLU(2, 4, 3, padding=1)
+    x = torch.randn(3, 2, 6, 6)
+    out = layer(x)
+    assert out.grad_fn is not None
+    out.square().sum().backward()
+    weight = layer.weight.detach().clone().requires_grad_(True)
+    torch.relu(nn.functional.conv2d(x, weight, layer.bias.detach(), padding=1)).square().sum().backward()
+    torch.testing.assert_close(layer.weight.grad, weight.grad)
+
+
+def test_the_control_point_is_trained_under_its_own_seed(monkeypatch):
+    """`fit(..., seed=)` seeds the global RNG of every epoch (a dropout in a model of one's own) and the objective's
+    seed draws the batches and the curve points: both are the midpoint task's `seed`, so two midpoint seeds are two
+    independent trainings (not one shared stream for the global RNG)."""
+    import tasks.paths as paths_module
+    seen = []
+
+    def recording_fit(model, objective, params, settings, *, seed, device, on_epoch=None, resume=None):
+        seen.append((seed, objective.seed, str(device)))
+        return []
+
+    monkeypatch.setattr(paths_module, "fit", recording_fit)
+    train = blobs(12, seed=0)
+    a, b = state_of(tiny_model(0)), state_of(tiny_model(1))
+    for seed in (3, 8):
+        train_midpoint(tiny_model(2), a, b, train, MidpointSettings(epochs=1, batch_size=6), seed=seed, device="cpu")
+    assert seen == [(3, 3, "cpu"), (8, 8, "cpu")]
+
+
+def test_a_bare_reset_bn_re_estimates_in_the_precision_a_bare_evaluate_runs_in():
+    """`reset_bn` is to run in the precision the model is evaluated in, so the statistics match the
+    activations seen there: called without one, both take the same default (fp32; `auto` would be bf16
+    on a CPU with native bf16 while `evaluate` stays in fp32)."""
+    import inspect
+
+    default = inspect.signature(reset_bn).parameters["precision"].default
+    assert default == inspect.signature(evaluate).parameters["precision"].default == "fp32"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
+    x = torch.randn(40, 1, 6, 6)
+    bare, fp32 = copy.deepcopy(model), copy.deepcopy(model)
+    reset_bn(bare, x, batch_size=8)
+    reset_bn(fp32, x, batch_size=8, precision="fp32")
+    for a, b in zip(bare[1].state_dict().values(), fp32[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)

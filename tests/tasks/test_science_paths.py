@@ -404,3 +404,26 @@ def test_fresh_state_resets_the_statistics_of_a_batchnorm_without_affine_paramet
     fresh = fresh_state(template, seed=1)
     assert torch.equal(fresh["1.running_mean"], torch.zeros(2)) and torch.equal(fresh["1.running_var"], torch.ones(2))
     assert int(fresh["1.num_batches_tracked"]) == 0
+
+
+# ------------------------------------------------------------------------- edge cases (hunt 6)
+
+def test_under_two_ranks_the_control_points_batches_are_each_ranks_half_of_the_one_process_batches(monkeypatch):
+    """Under data parallelism each rank takes its share of every global batch ("w workers together see exactly the
+    batches one process sees", `tasks.data.iterate_batches`): rank 0's and rank 1's rows of step s are the two
+    halves of the one-process batch s, never the whole batch on both ranks (which would train on each sample twice)."""
+    import tasks.paths as paths_module
+    from tasks.paths import BezierObjective
+    a, b = state(model(1)), state(model(2))
+    train = Split(torch.arange(40, dtype=torch.float32)[:, None, None, None].expand(40, 1, 2, 2).clone(),
+                  torch.arange(40) % K)
+    objective = BezierObjective(a, b, train, batch_size=8, seed=5, device="cpu")
+    whole = [x[:, 0, 0, 0].long() for _, x, _ in objective.batches(1)]
+    shares = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(paths_module, "distributed_rank", lambda rank=rank: (rank, 2))
+        shares[rank] = [(step, x[:, 0, 0, 0].long()) for step, x, _ in objective.batches(1)]
+    assert [step for step, _ in shares[0]] == [step for step, _ in shares[1]] == list(range(5))
+    for step, batch in enumerate(whole):
+        assert torch.equal(torch.cat([shares[0][step][1], shares[1][step][1]]), batch), step
+        assert len(shares[0][step][1]) == len(shares[1][step][1]) == 4
