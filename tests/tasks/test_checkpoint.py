@@ -223,3 +223,12 @@ def test_a_directory_where_a_checkpoint_file_belongs_is_a_missing_file(tmp_path)
     (directory / TENSORS_FILE).mkdir()
     with pytest.raises(CorruptCheckpointError, match=r"model\.safetensors`: missing"):
         load_checkpoint(directory)
+
+
+def test_a_checkpoint_is_saved_into_a_directory_whose_parents_do_not_exist_yet(tmp_path):
+    """`save_checkpoint` writes into `directory`, creating it with any missing parents (a task's checkpoint
+    folder inside an output tree not created yet), and the files read back."""
+    target = tmp_path / "run" / "task-1" / "ckpt"
+    assert save_checkpoint(target, sample_tensors(), {"epoch": 1}) == target
+    tensors, meta = load_checkpoint(target)
+    assert meta == {"epoch": 1} and torch.equal(tensors["w"], sample_tensors()["w"])

@@ -646,3 +646,38 @@ def test_twins_pair_each_clean_subset_image_first_with_its_cued_twin_second():
         assert torch.equal(pair[:, 1], twins[j]) and torch.equal(y, clean.y[j])
         seen += len(y)
     assert seen == TWINS.clean_subset
+
+
+def test_a_cue_batch_without_a_size_of_its_own_is_as_large_as_the_clean_batch():
+    """`cue_batch_size: null` means `batch_size` (FinetuneSettings: "null: batch_size"): 24 clean images in batches
+    of 8 pair with three cue batches of 8 each, not with one batch of the whole cue set or of the clean subset."""
+    settings = dataclasses.replace(SETTINGS, cue_batch_size=None)
+    objective = cbft_objective(tiny_model(0), synthetic_data(), settings, seed=0, device="cpu")
+    assert len(objective.cue) == 90 - settings.clean_subset
+    for epoch in (0, 1):
+        sizes = [(len(y), len(y_cue)) for _, (_, y), (_, y_cue) in objective.batches(epoch)]
+        assert sizes == [(8, 8)] * 3, epoch
+
+
+def test_the_twins_step_sends_the_invariance_gradient_through_the_clean_images_and_their_twins():
+    """The twins share one forward pass with the clean images (docs/SCIENCE.md) and the invariance term pulls both
+    class means together: the clean step's gradient equals that of CE + lam * invariance written out here, with the
+    twins' features as much a part of the graph as the clean ones."""
+    data = synthetic_data()
+    model = tiny_model(0).train()
+    objective = cbft_objective(model, data, TWINS, seed=0, device="cpu")
+    assert objective.classes.all()
+    epoch = TWINS.warmup_epochs
+    batch = next(iter(objective.batches(epoch)))
+    _, (pair, y), _ = batch
+    reference = copy.deepcopy(model)
+    loss, _, n = list(objective.steps(model, batch, epoch))[1]
+    model.zero_grad()
+    loss.backward()
+    feats = reference.features(torch.cat([pair[:, 0], pair[:, 1]]))
+    expected = F.cross_entropy(reference.head(feats[:n]), y) + TWINS.lam * _hand_invariance(feats[:n], y, feats[n:], y)
+    reference.zero_grad()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for (name, got), (_, want) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -259,3 +259,27 @@ def test_alignment_problem_names_a_builder_that_returns_no_classifier(monkeypatc
     problem = models.alignment_problem("mine")
     assert isinstance(problem, str) and "features" in problem
     assert models.supports_alignment("mine") is False and models.alignment_problem("small_cnn") is None
+
+
+def test_vgg13_is_ten_convbn_relu_blocks_of_the_vgg13_widths():
+    """VGG-13 (Simonyan & Zisserman, configuration B) has the conv widths 64, 64, 128, 128, 256, 256, 512, 512, 512,
+    512: in units of the base width w, w w 2w 2w 4w 4w 8w 8w 8w 8w, each block fed by the one before."""
+    model = build_model("vgg13", 10, in_channels=2, width=3)
+    widths = [3, 3, 6, 6, 12, 12, 24, 24, 24, 24]
+    assert [b.conv.out_channels for b in model.blocks] == widths
+    assert [b.conv.in_channels for b in model.blocks] == [2] + widths[:-1]
+    assert all(b.relu and b.conv.kernel_size == (3, 3) for b in model.blocks)
+    assert model.head.in_features == 24
+
+
+def test_supports_alignment_judges_the_model_built_at_the_width_asked(monkeypatch):
+    """`supports_alignment(name, width)` builds the model at `width`: a builder whose model cannot be permuted at
+    one width only (here no `features` at width 7) is refused there and accepted at another width."""
+    from tasks import models
+
+    def builder(num_classes, in_channels, width):
+        return _NoFeatures(num_classes) if width == 7 else models.small_cnn(num_classes, in_channels, width)
+
+    monkeypatch.setitem(models.MODELS, "mine", builder)
+    assert models.supports_alignment("mine", 7) is False
+    assert models.supports_alignment("mine", 8) is True

@@ -216,3 +216,16 @@ def test_a_plugin_whose_own_imports_fail_is_refused_naming_the_module(user_modul
     """)
     with pytest.raises(SettingsError, match="cannot import 'usermod_broken'"):
         ModelSettings(name="usermod_broken:build")
+
+
+def test_a_plugin_is_versioned_by_the_first_installed_distribution_of_its_top_package(monkeypatch):
+    """A top-level package may map to several distributions, some of them not installed (metadata left behind):
+    the version is that of the first one installed, `<distribution>==<version>`, not a source hash."""
+    monkeypatch.setattr(plugins.importlib.metadata, "packages_distributions",
+                        lambda: {"numpy": ["no-such-distribution-here", "numpy"]})
+    plugins.version.cache_clear()
+    try:
+        assert plugins.version("numpy.random:default_rng", plugins.MODEL_GROUP) == \
+            f"numpy=={importlib.metadata.version('numpy')}"
+    finally:
+        plugins.version.cache_clear()

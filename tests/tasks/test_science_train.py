@@ -383,3 +383,73 @@ def test_a_start_epoch_that_contradicts_the_resume_state_is_refused():
         rows = fit(again, LossesByEpoch([[1.0]] * 3), again.parameters(), settings, seed=0, device="cpu",
                    resume=state, start_epoch=start)
         assert [row["epoch"] for row in rows] == [2]
+
+
+class RecordsSteps:
+    """One batch of 4 rows per epoch through `model`; notes each step in `events`."""
+
+    def __init__(self, events: list):
+        self.events = events
+        self.x = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 1.0], [-2.0, 0.5]])
+
+    def batches(self, epoch: int):
+        return [0]
+
+    def steps(self, model: nn.Module, batch: int, epoch: int):
+        self.events.append(("step", epoch))
+        yield model(self.x).pow(2).mean(), 0, 4
+
+
+def test_under_two_ranks_fit_broadcasts_every_parameter_and_buffer_first_and_after_every_epoch(monkeypatch):
+    """tasks/train.py: "buffers are broadcast from rank 0 at the start and after every epoch" (ranks may start from
+    different weights; BatchNorm's running statistics drift apart per rank). Two epochs of one step: all 4
+    parameters and 3 buffers are sent before the first step, and again after each epoch's step."""
+    import tasks.train as train_module
+
+    events = []
+    monkeypatch.setattr(train_module, "distributed_rank", lambda: (0, 2))
+    monkeypatch.setattr(train_module.dist, "all_reduce", lambda tensor: tensor.add_(tensor.clone()))   # a twin rank
+    monkeypatch.setattr(train_module.dist, "broadcast", lambda tensor, src: events.append(("sent", tensor.data_ptr(), src)))
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    settings = OptimSettings(epochs=2, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=4, schedule="constant")
+    fit(model, RecordsSteps(events), model.parameters(), settings, seed=0, device="cpu")
+    everything = sorted(t.data_ptr() for t in [*model.parameters(), *model.buffers()])
+    assert len(everything) == 7
+    steps = [i for i, event in enumerate(events) if event[0] == "step"]
+    assert [events[i] for i in steps] == [("step", 0), ("step", 1)] and len(events) == 3 * 7 + 2
+    for start, stop in ((0, steps[0]), (steps[0] + 1, steps[1]), (steps[1] + 1, len(events))):
+        block = events[start:stop]
+        assert sorted(ptr for _, ptr, _ in block) == everything and {src for _, _, src in block} == {0}
+
+
+def test_each_rank_of_a_data_parallel_fit_draws_its_own_global_rng_stream(monkeypatch):
+    """The global RNG of an epoch is seeded by (seed, epoch, rank) (`_seeded_global_rng`): under two ranks, rank 1
+    draws other dropout masks than rank 0 (it sees other samples), and rank 0 draws what a single process draws."""
+    import tasks.train as train_module
+
+    settings = OptimSettings(epochs=2, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=1, schedule="constant")
+
+    def draws() -> list[float]:
+        objective, model = DrawsFromTheGlobalRng(), nn.Linear(1, 1)
+        fit(model, objective, model.parameters(), settings, seed=3, device="cpu")
+        return objective.draws
+
+    single = draws()
+    monkeypatch.setattr(train_module.dist, "all_reduce", lambda tensor: tensor.add_(tensor.clone()))   # a twin rank
+    monkeypatch.setattr(train_module.dist, "broadcast", lambda tensor, src: None)
+    by_rank = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(train_module, "distributed_rank", lambda rank=rank: (rank, 2))
+        by_rank[rank] = draws()
+    assert by_rank[0] == single
+    assert len(set(by_rank[1])) == 2 and not set(by_rank[1]) & set(by_rank[0])
+
+
+def test_fit_refuses_parameter_groups_that_hold_no_parameter_instead_of_training_nothing():
+    """torch's SGD accepts a group with an empty parameter list: epochs would run, report losses and change no
+    weight. `fit` refuses it up front, naming `params`."""
+    model = nn.Linear(1, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="`params` is empty"):
+        fit(model, LossesByEpoch([[1.0]]), [{"params": []}], SETTINGS, seed=0, device="cpu")
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))

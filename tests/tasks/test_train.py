@@ -314,3 +314,42 @@ def test_optimiser_settings_refuse_values_outside_their_meaningful_range(field, 
     with pytest.raises(ValueError, match=f"`{field}`: {bad} is not allowed"):
         OptimSettings(**{field: bad})
     assert getattr(OptimSettings(**{field: fine}), field) == fine
+
+
+def test_a_train_state_with_non_tensor_optimiser_values_round_trips_through_tensors_and_json():
+    """`train_state_from_tensors` is the inverse of `train_state_tensors`, through the JSON of meta.json: the
+    optimiser's per-parameter tensors and its non-tensor values (a step count some optimisers keep as a plain
+    number) come back together under the parameter's integer index, as `Optimizer.load_state_dict` expects."""
+    import json
+
+    from tasks.train import TrainState
+
+    optimizer = {"state": {0: {"momentum_buffer": torch.tensor([1.0, 2.0]), "step": 3},
+                           1: {"momentum_buffer": torch.tensor([-1.0]), "step": 5, "flag": True}},
+                 "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1]}]}
+    state = TrainState({"w": torch.ones(2), "b": torch.zeros(1)}, optimizer, 4)
+    tensors, meta = train_state_tensors(state)
+    back = train_state_from_tensors(tensors, json.loads(json.dumps(meta)))
+    assert back.epoch == 4 and back.model.keys() == state.model.keys()
+    assert back.optimizer["param_groups"] == optimizer["param_groups"]
+    assert sorted(back.optimizer["state"]) == [0, 1]
+    for index, entry in optimizer["state"].items():
+        got = back.optimizer["state"][index]
+        assert got.keys() == entry.keys(), index
+        assert torch.equal(got["momentum_buffer"], entry["momentum_buffer"])
+        assert all(got[k] == v for k, v in entry.items() if k != "momentum_buffer"), index
+
+
+def test_prepare_batch_gives_float32_channels_last_images_and_the_labels_unchanged():
+    """"Float32 images in channels_last ... and int64 labels on `device`": integer (uint8) or float64 images become
+    float32 with the same values, laid out channels_last; labels pass through as they are."""
+    from tasks.train import prepare_batch
+
+    y = torch.tensor([2, 0])
+    for dtype in (torch.uint8, torch.float64):
+        x = torch.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5).to(dtype)
+        got_x, got_y = prepare_batch(x, y, torch.device("cpu"))
+        assert got_x.dtype == torch.float32, dtype
+        assert got_x.is_contiguous(memory_format=torch.channels_last), dtype
+        assert torch.equal(got_x, torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)), dtype
+        assert got_y.dtype == torch.int64 and torch.equal(got_y, y)
