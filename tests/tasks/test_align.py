@@ -336,3 +336,40 @@ def test_weight_matching_without_a_seed_uses_seed_0():
     aligned = align(model_a, model_b, "weight", None)
     for key, value in permute_state(sb, spec, seeded[0]).items():
         assert torch.equal(aligned[key], value), key
+
+
+def test_activation_matching_scores_every_image_even_a_last_batch_of_one(monkeypatch):
+    """The correlations are sums over all images of `x` ("over all samples and positions"): splitting 9 images into
+    batches of 4 (the last batch a single image) hands the assignment the same score matrices as one batch of 9
+    (up to float32 rounding of the forward passes), and leaving out that one image would move them by far more."""
+    scores = []
+    solve = align_module._solve
+    monkeypatch.setattr(align_module, "_solve", lambda score: scores.append(score.copy()) or solve(score))
+    model_a, model_b = _model("small_cnn", 4, (1, 8, 8), 0), _model("small_cnn", 4, (1, 8, 8), 5)
+    x = _data((1, 8, 8), n=9)
+    align_by_activations(model_a, model_b, x, batch_size=9)
+    whole, scores[:] = list(scores), []
+    align_by_activations(model_a, model_b, x, batch_size=4)
+    assert len(scores) == len(whole) == len(permutation_spec(model_a).groups)
+    for got, expected in zip(scores, whole, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)   # float32 forwards of other batch sizes
+    align_by_activations(model_a, model_b, x[:8], batch_size=8)     # the last image alone moves the scores
+    assert any(np.abs(s - w).max() > 1e-3 for s, w in zip(scores[len(whole):], whole, strict=True))
+
+
+def test_weight_matching_resolves_a_gain_below_float32_precision():
+    """`align_by_weights` computes in float64: two channels of one group 1e-5 apart in everything they touch,
+    swapped in B, improve the matching by ~1e-10 of the scores, far above the 1e-12 relative threshold but below
+    float32's resolution (~6e-8); the exact arithmetic finds the swap, float32 scores could not tell it."""
+    model = _model("small_cnn", 8, (1, 16, 16), 0)
+    spec = permutation_spec(model)
+    gen = torch.Generator().manual_seed(3)
+    for group in list(spec.groups)[:2]:
+        state_a = {k: v.clone() for k, v in model.state_dict().items()}
+        for name, axis in spec.groups[group]:
+            t = state_a[name].movedim(axis, 0)
+            t[1] = t[0] + 1e-5 * torch.randn(t[0].shape, generator=gen)   # a view: writes into state_a[name]
+        swap = {g: torch.arange(state_a[entries[0][0]].shape[entries[0][1]]) for g, entries in spec.groups.items()}
+        swap[group][:2] = torch.tensor([1, 0])
+        found = align_by_weights(state_a, permute_state(state_a, spec, swap), spec)
+        assert all(torch.equal(found[g], swap[g]) for g in spec.groups), (group, {g: found[g][:4] for g in found})

@@ -324,6 +324,10 @@ REFUSED = [
      dict(a=_conv(), b=_conv(c_out=1)), "add", "combines 1 with 4 channels"),
     ("linear on the last axis after a mean over one spatial axis", lambda m, x: m.l(m.a(x).mean(2)).mean(2), 4,
      dict(a=_conv(), l=nn.Linear(6, 6), flat=True), "l", "acts on the last axis"),
+    ("view into three axes, splitting the channels", lambda m, x: m.l(F.adaptive_avg_pool2d(m.a(x), 1).view(x.size(0), -1, 2)).flatten(1),
+     4, dict(a=_conv(), l=nn.Linear(2, 2), flat=True), "view", "may mix channels"),
+    ("quotient of tensors", lambda m, x: m.a(x) / m.b(x), 4, dict(a=_conv(), b=_conv()), "truediv",
+     "(operator.truediv) multiplies or divides two tensors"),
 ]
 
 
@@ -395,6 +399,22 @@ ACCEPTED = [
      dict(a=_conv(), c=nn.Conv1d(4, 4, 3, padding=1), flat=True), ("c",)),
     ("in-place ReLU functions and functional dropout", lambda m, x: F.relu_(torch.relu_(m.a(x))) + F.dropout2d(m.b(x), 0.5, False),
      4, dict(a=_conv(), b=_conv()), ("a", "b")),
+    ("torch.add of branches", lambda m, x: torch.add(m.a(x), m.b(x)).relu(), 4, dict(a=_conv(), b=_conv()), ("a", "b")),
+    ("scaling by numbers with Tensor.mul, mul_, div and div_", lambda m, x: m.a(x).mul(2.0).mul_(3.0).div(2.0).div_(3.0), 4,
+     dict(a=_conv()), ("a",)),
+    ("torch.mean over the spatial axes", lambda m, x: torch.mean(m.a(x), (2, 3)), 4, dict(a=_conv(), flat=True), ("a",)),
+    ("scaling by a number read from the input's shape (x.dim())", lambda m, x: m.a(x) / x.dim(), 4, dict(a=_conv()), ("a",)),
+    ("an nn.Flatten module after an adaptive pooling module", lambda m, x: m.f(m.p(m.a(x))), 4,
+     dict(a=_conv(), p=nn.AdaptiveAvgPool2d(1), f=nn.Flatten(), flat=True), ("a",)),
+    ("the other dropout functions: dropout3d, dropout1d, alpha_dropout",
+     lambda m, x: F.alpha_dropout(F.dropout1d(F.dropout3d(m.a(x), 0.5, False).mean(3), 0.5, False), 0.5, False).mean(2), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("clone, float and detach", lambda m, x: m.a(x).clone().float().detach().relu(), 4, dict(a=_conv()), ("a",)),
+    ("flatten(2) of a 1x1 map, then view(N, -1)", lambda m, x: F.adaptive_avg_pool2d(m.a(x), 1).flatten(2).view(x.size(0), -1), 4,
+     dict(a=_conv(), flat=True), ("a",)),
+    ("average pooling of a 1x1 map with its stride and a zero padding given positionally",
+     lambda m, x: torch.flatten(F.avg_pool2d(F.adaptive_avg_pool2d(m.a(x), 1), 1, 2, 0), 1), 4, dict(a=_conv(), flat=True),
+     ("a",)),
 ]
 
 
@@ -421,6 +441,16 @@ def test_a_module_seen_through_two_relus_is_watched_once():
     model = _Net(lambda m, x: (lambda h: h.relu() + torch.relu(h))(m.a(x)) + m.b(x).relu(), 4, a=_conv(), b=_conv())
     spec = permutation_spec(model)
     assert spec.points == {"a": ("a", "b")}
+
+
+def test_every_relu_of_a_group_is_a_point_whether_a_module_returns_it_or_feeds_it():
+    """_spec: each ReLU's output is a point, hooked at the innermost module returning it or else at the one returning its
+    input. Here a ConvBN block returns its own ReLU'd output, and `torch.relu` in the trunk reads conv `c`'s output: both
+    show the residual sum's channels, so activation matching sums the correlations of both points."""
+    model = _Net(lambda m, x: m.cb(x) + torch.relu(m.c(x)), 4, cb=ConvBN(3, 4), c=_conv())
+    spec = permutation_spec(model)
+    assert spec.axes["head.weight"][1] == spec.axes["c.weight"][0] == spec.axes["cb.conv.weight"][0] is not None
+    assert spec.points == {spec.axes["c.weight"][0]: ("cb", "c")}
 
 
 def grouped(num_classes, in_channels, width=None):
@@ -473,3 +503,19 @@ def test_adaptive_pooling_to_one_of_any_dimension_lets_flatten_keep_the_channels
     assert not torch.equal(perms["bn"], torch.arange(4))
     x = torch.randn(4, 2, *(5,) * dims, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(_logits(_with_state(model, state_b), x), _logits(model, x), atol=1e-5, rtol=0)
+
+
+POOLS = [(1, F.avg_pool1d), (1, F.max_pool1d), (2, F.avg_pool2d), (2, F.max_pool2d), (3, F.avg_pool3d), (3, F.max_pool3d)]
+
+
+@pytest.mark.parametrize("dims,pool", POOLS, ids=[p.__name__ for _, p in POOLS])
+def test_a_pool_of_kernel_one_keeps_a_larger_map_so_flatten_is_refused(dims, pool):
+    """A pooling function that is not adaptive takes a kernel size, not an output size: pooling the 5-wide map of
+    `_Pooled` with kernel 1 leaves it 5 wide, so flatten(1) would flatten the channels together with the positions
+    and the tracer refuses it (as an adaptive pool to 1 would not be, test above)."""
+    model = _Pooled(dims, pool).eval()
+    x = torch.randn(2, 2, *(5,) * dims, generator=torch.Generator().manual_seed(0))
+    assert torch.flatten(pool(torch.relu(model.bn(model.conv(x))), 1), 1).shape == (2, 4 * 5 ** dims)
+    with pytest.raises(AlignmentUnsupported) as info:
+        permutation_spec(model)
+    assert info.value.node == "flatten" and "flattens the channel axis together with other axes" in str(info.value)
