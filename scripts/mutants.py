@@ -941,6 +941,7 @@ MUTANTS = [
     Mutant("M425", "functional pool padding read from the stride argument", "tasks/permutation.py", "padding = args[3] if len(args) > 3 else", "padding = args[2] if len(args) > 3 else", ("tests/tasks/test_permutation_trace.py::test_the_tracer_follows_the_channels_through_every_supported_operation",)),
     Mutant("M426", "a ReLU no module returns is not watched at its input's module", "tasks/permutation.py", "self._point(node) or self._point(node.args[0])", "self._point(node)", ("tests/tasks/test_permutation_trace.py::test_every_relu_of_a_group_is_a_point_whether_a_module_returns_it_or_feeds_it",)),
     Mutant("M427", "view into more than two axes accepted", "tasks/permutation.py", "x.spatial_free and len(shape) == 2 and batch", "x.spatial_free and len(shape) >= 2 and batch", ("tests/tasks/test_permutation_trace.py::test_the_tracer_refuses_what_it_cannot_permute_with_one_clear_error",)),
+    Mutant("M428", "view(N, C) of the input's own channels refused though view(N, -1) is accepted", "tasks/permutation.py", " or root == _FIXED and isinstance(shape[1], int)", "", ("tests/tasks/test_permutation_trace.py::test_a_view_to_the_batch_and_the_inputs_own_channels_is_accepted_as_the_minus_one_form_is",)),
 ]
 
 

@@ -453,6 +453,20 @@ def test_every_relu_of_a_group_is_a_point_whether_a_module_returns_it_or_feeds_i
     assert spec.points == {spec.axes["c.weight"][0]: ("cb", "c")}
 
 
+def test_a_view_to_the_batch_and_the_inputs_own_channels_is_accepted_as_the_minus_one_form_is():
+    """`x.view(x.size(0), C)` after pooling to 1x1 is the supported view written with the width instead of -1.
+    Where the channels are the input's (never permuted, so of no size the tracer knows), both forms are the
+    same reshape and get the same spec; a view of such a tensor that also reshapes the batch stays refused."""
+    def net(width):
+        return _Net(lambda m, x: F.adaptive_avg_pool2d(x + m.pre(x), 1).view(x.size(0), width), 3,
+                    pre=nn.Conv2d(3, 3, 1), flat=True)
+
+    assert permutation_spec(net(3)).axes == permutation_spec(net(-1)).axes
+    with pytest.raises(AlignmentUnsupported, match="may mix channels"):
+        permutation_spec(_Net(lambda m, x: F.adaptive_avg_pool2d(x + m.pre(x), 1).view(-1, 3, 1).flatten(1), 1,
+                              pre=nn.Conv2d(3, 3, 1), flat=True))
+
+
 def grouped(num_classes, in_channels, width=None):
     return _Net(lambda m, x: m.b(m.a(x)), 4, a=_conv(in_channels), b=_conv(4, 4, groups=2))
 
