@@ -348,7 +348,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             a = m.ari_test
             ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, 1e-12, r.power)
             c.checks.append(Check(ari_text, ari_decision.outcome, f"ARI {m.ari:.2f} (p = {a.p_upper:.3g} one-sided; "
-                                  f"{m.models['cluster'].nunique()} clusters)", None, ari_decision.reason))
+                                  f"{m.models['cluster'].nunique()} clusters)", None, ari_decision.reason, "",
+                                  ari_decision.p_other))
     if not found:
         c.checks.append(Check("the population's barriers", MISSING, "—", "within < across",
                               "no population of 3 or more models with barriers (`population:` in the spec)"))

@@ -244,10 +244,10 @@ def test_leaving_the_basin_is_judged_on_the_basin_sets_only():
     assert basin and all(x.text.startswith("on nocue,") for x in basin)
 
 
-def _aligned_check(control: list[float]):
+def _aligned_check(control: list[float], rules: ClaimRules | None = None):
     """Claim (d)'s "after alignment" check of the cue~cue control whose aligned barriers per seed are
     `control`, against a cue~nocue pair at 1.0, 1.1, 0.9 (linear and activation-aligned paths)."""
-    judge = claims._Judge(None, ClaimRules(), claims.Claim("d", ""))
+    judge = claims._Judge(None, rules or ClaimRules(), claims.Claim("d", ""))
     aligned = "aligned (activation)"
 
     class FakeSlice:
@@ -703,3 +703,93 @@ def test_after_alignment_compares_the_aligned_paths_only():
     claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
     (check,) = judge.c.checks
     assert check.text.startswith("on cue, after activation alignment") and check.outcome == claims.YES
+
+
+def test_after_alignment_with_two_seeds_of_a_control_alignment_does_not_connect_is_not_testable():
+    """Two seeds are enough for an interval (n ≥ 2): the control's aligned barriers 0.5 and 0.6 have an upper
+    bound far above `aligned_works` 0.1, so alignment is not shown to connect it and the comparison is not
+    testable for that reason, never decided against a control alignment leaves apart."""
+    check = _aligned_check([0.5, 0.6])
+    assert check.outcome == claims.UNTESTABLE and "does not connect" in check.reason
+
+
+def test_after_alignment_needs_the_controls_upper_bound_strictly_below_the_rule():
+    """`aligned_works`: the upper bound must be *below* it. Three seeds at exactly 0.125 (no spread: the upper
+    bound is 0.125 itself) against aligned_works = 0.125: not below, so not testable; at 0.25 it is below and the
+    comparison is decided (cue~nocue's 1.0, 1.1, 0.9 lie above)."""
+    at = _aligned_check([0.125] * 3, ClaimRules(aligned_works=0.125))
+    assert at.outcome == claims.UNTESTABLE and "does not connect" in at.reason
+    assert _aligned_check([0.125] * 3, ClaimRules(aligned_works=0.25)).outcome == claims.YES
+
+
+def test_a_relies_more_than_the_no_cue_model_on_randimg_reads_the_no_cue_models_randimg_reliance():
+    """(a) "above the no-cue models'" compares the randimg index with the randimg index. The cue model at 25% on
+    randimg (15 pp above chance 10%), the no-cue model at chance on randimg but losing 40 pp to a random cue
+    (80% → 40%, occlusion): +15 pp over the no-cue model's 0 pp is decided as claimed; against its random-cue
+    cost (40 pp) it would be decided the other way."""
+    a = _judge(LOOSE, accuracy={"cue": {"randimg": 0.25}, "nocue": {"randcue": 0.40}})["a"]
+    (more,) = _checks(a, "more than the no-cue model (randimg)")
+    assert more.outcome == claims.YES and more.evidence.startswith("+1"), more.evidence
+
+
+def test_no_reliance_left_names_its_equivalence_margin_in_its_power_line():
+    """An equivalence check's power line counts the seeds that would detect its margin (±10 pp here), not the
+    reliance effect of "above" (5 pp), as the non-inferiority line names its margin."""
+    rules = ClaimRules(no_reliance_margin=0.1, reliance_effect=0.05)
+    judge = claims._Judge(None, rules, claims.Claim("x", ""))
+    s = _ShiftSlice()
+    judge.near_zero("a near 0", s.barrier("a", 0, 0, 0, 0) - 1.0, rules.no_reliance_margin, None)
+    (check,) = judge.c.checks
+    assert "within ±10 pp" in check.text and "; 10 pp needs" in check.power, check.power
+
+
+def test_c_shows_cbft_as_the_claim_the_naive_controls_as_controls_and_other_methods_as_references():
+    """(c) compares CBFT with naive and naive_cued fine-tuning: their statistics are the controls it is judged
+    against; LP-FT, LLRT and the ablations are shown beside it as references only."""
+    data = synthetic_sweep(pair_types=())
+    lpft = {t.replace("naive_cued", "lpft"): [dict(r, method="lpft") for r in rows]
+            for t, rows in data[vocab.EVALUATIONS].items() if "naive_cued" in t}
+    data[vocab.EVALUATIONS].update(lpft)
+    data[vocab.TASKS].update({t: [dict(r, method="lpft", task_id=t) for r in data[vocab.TASKS][t.replace("lpft", "naive_cued")]]
+                              for t in lpft})
+    c = claims.claim_c(claims.Slice(*(_results(data)[t] for t in (vocab.EVALUATIONS, vocab.BARRIERS, vocab.PATHS,
+                                                                  vocab.TASKS)), chance=0.1), LOOSE)
+    roles = {r.label: r.role for r in c.rows}
+    assert roles == {"cbft": claims.CLAIM, "naive": claims.CONTROL, "naive_cued": claims.CONTROL,
+                     "lpft": claims.REFERENCE}, roles
+
+
+def test_a_check_definition_that_is_the_barrier_definition_itself_is_refused():
+    """The check definition is "a second definition every barrier comparison is also decided with": the barrier
+    definition itself would only ever agree with itself, so the spec is refused, naming the key and the fix."""
+    with pytest.raises(SettingsError) as err:
+        ClaimRules(barrier_definition="chord", check_definition="chord")
+    assert "`check_definition`" in str(err.value) and "null" in str(err.value)
+    assert ClaimRules(barrier_definition="worse_endpoint", check_definition="chord").check_definition == "chord"
+    assert ClaimRules(check_definition=None).check_definition is None
+
+
+@pytest.mark.parametrize("key, value", [
+    ("floor_acc", -0.01), ("floor_loss", -0.01),      # a tolerance "within this of chance" is never negative
+    ("aligned_works", 0.0),     # "upper bound below 0": alignment could never be shown to connect a control
+])
+def test_tolerances_below_zero_and_an_alignment_bar_of_zero_are_refused(key, value):
+    with pytest.raises(SettingsError) as err:
+        ClaimRules(**{key: value})
+    assert f"`{key}`" in str(err.value)
+    assert getattr(ClaimRules(**{key: 0.05}), key) == 0.05
+
+
+def test_the_statistics_shown_with_b_and_d_name_the_pairs_each_claim_is_about_in_their_roles():
+    """(b) shows the naive fine-tuning's barrier to its parent as the claim and the independently trained pair's
+    as its control; (d) shows cue~nocue pairs as the claim and the same-data pairs as controls, never the
+    fine-tuning pairs (those are (b)'s and (c)'s). Reliance indices are shown in pp (scale 100, one decimal)."""
+    judged = _judge(LOOSE)
+    b_roles = {r.label: r.role for r in judged["b"].rows if "barrier" in r.measure}
+    assert b_roles == {"pretrained~ft:naive linear": claims.CLAIM, "cue~cue linear": claims.CONTROL}, b_roles
+    d_labels = {r.label for r in judged["d"].rows}
+    assert d_labels and not any(label.startswith(vocab.PRETRAINED_FT) for label in d_labels), d_labels
+    reliance = [r for c in judged.values() for r in c.rows if r.measure in (claims.RANDIMG, claims.RANDCUE)]
+    assert reliance and all((r.scale, r.unit) == (100.0, " pp") for r in reliance)
+    row = next(r for r in judged["a"].rows if r.label == "cue model" and r.measure == claims.RANDIMG)
+    assert row.value().startswith(f"{100 * row.est.mean:.1f} pp [")

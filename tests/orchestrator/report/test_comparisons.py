@@ -417,3 +417,12 @@ def test_a_permutation_test_without_an_observed_statistic_is_missing():
     """No observed statistic (NaN): not measured (MISSING), never decided, whatever the p-values say."""
     got = cmp.permutation(float("nan"), 0.001, 0.999, 0.001, 0.01, LEVEL, 0.05, 0.8)
     assert got.outcome == cmp.MISSING
+
+
+def test_a_permutation_lower_tail_p_value_exactly_at_half_alpha_decides_the_other_way():
+    """The two tails are read alike ("YES when its upper-tail p-value is at most α/2, NO when the lower-tail one
+    is"): a lower-tail p-value of exactly α/2 decides the other way, as an upper-tail one of exactly α/2 decides
+    YES, and it is the p-value of the other way the claim's family reads."""
+    half = (1 - LEVEL) / 2
+    got = cmp.permutation(-0.1, 1.0, half, half, 0.01, LEVEL, 0.05, 0.8)
+    assert got.outcome == cmp.NO and got.p_other == half

@@ -684,3 +684,85 @@ def test_the_within_group_extremes_leave_out_the_paths_of_a_model_in_no_group():
                              "alpha": alpha, "acc": acc, "loss": 0.3})
     found = mm.maps({**results, vocab.PATHS: pd.DataFrame(rows)}, (), ClaimRules(permutations=500))
     assert found and all(m.within_extremes == pytest.approx((0.5, 0.3)) for m in found)
+
+
+def test_claim_e_shows_the_within_group_barriers_as_the_claim_and_the_across_ones_as_the_control():
+    """CHAIN's pairs within the reliance groups: 0.05, 0.50, 0.05 and 0.05, 0.05, 0.05 (the claim: within is
+    lower); across: nine pairs at 1.0 (the control). Each row's mean and sample SD (ddof = 1, as every Estimate)
+    are those of these pairs, with no interval (pairs share models)."""
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999))], ClaimRules(check_definition=None))
+    rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r for r in c.rows}
+    within, across = rows["within reliance groups"], rows["across them"]
+    values = [0.05, 0.50, 0.05, 0.05, 0.05, 0.05]
+    assert (within.role, across.role) == (claims.CLAIM, claims.CONTROL)
+    assert (within.est.n, across.est.n) == (6, 9)
+    assert within.est.mean == pytest.approx(np.mean(values)) and within.est.std == pytest.approx(np.std(values, ddof=1))
+    assert across.est.std == pytest.approx(0.0) and math.isnan(within.est.ci_low)
+
+
+def test_random_relabelings_follow_the_seed_they_are_given():
+    """`labelings(groups, n, seed)` draws from the stream of the seed it is given (the report's default,
+    PERMUTATION_SEED, makes the draws the same on every report): the same seed gives the same relabelings,
+    another seed others, each with the observed labeling first and the group sizes kept."""
+    groups = np.array([True] * 6 + [False] * 10)          # C(16, 6) = 8008 relabelings: 200 are drawn
+    a, exact = mm.labelings(groups, 200, seed=1)
+    assert not exact and a.shape == (201, 16) and (a.sum(axis=1) == 6).all() and (a[0] == groups).all()
+    assert (mm.labelings(groups, 200, seed=1)[0] == a).all()
+    assert not (mm.labelings(groups, 200, seed=2)[0] == a).all()
+    assert not (mm.labelings(groups, 200)[0] == a).all()
+
+
+def test_the_check_definitions_test_reads_the_same_models_as_the_maps_own_test():
+    """The first model's reliance is not measured (no group): the map's test and its check-definition test both
+    leave it out. With the same barriers under every definition (`results_of`), the two tests are the same test:
+    the same observed difference and the same null."""
+    matrix, _ = planted([4, 4], seed=5)
+    reliance = np.array([np.nan, 0.8, 0.8, 0.8, 0.0, 0.0, 0.0, 0.8])
+    (m, *_) = mm.maps(results_of(matrix, reliance), (), ClaimRules(permutations=500))
+    assert m.within_across is not None and m.check is not None
+    assert m.check.observed == pytest.approx(m.within_across.observed)
+    assert np.allclose(m.check.null, m.within_across.null)
+
+
+def test_a_pair_a_pair_type_planned_between_population_models_is_in_the_map():
+    """docs/SCIENCE.md: "A pair a pair type plans is that pair's task; the others are `pair_type: population`".
+    The pair of models 0 and 1 measured as a cue~nocue pair is still the population's pair 0–1: the map keeps all
+    four models (none left out for a missing pair) with that pair's barrier in its cell."""
+    matrix = np.array([[0.0, 0.7, 0.2, 0.9], [0.7, 0.0, 0.8, 0.3], [0.2, 0.8, 0.0, 0.6], [0.9, 0.3, 0.6, 0.0]])
+    results = results_of(matrix, np.array([0.8, 0.0, 0.8, 0.0]))
+    bars = results[vocab.BARRIERS]
+    first = (bars["pair_type"] == vocab.POPULATION) & bars["endpoint_a"].str.endswith("0") & \
+        bars["endpoint_b"].str.endswith("1")
+    assert first.sum() == 2 * len(vocab.DEFINITIONS)         # the pair 0–1: two sets, every definition
+    bars.loc[first, "pair_type"] = vocab.CUE_NOCUE
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.k == 4 and m.left_out == 0
+    assert m.matrix[0, 1] == pytest.approx(0.7) and m.matrix == pytest.approx(matrix)
+
+
+def test_without_a_chance_level_a_models_randimg_reliance_is_not_measured():
+    """acc(randimg) − chance needs chance (one class count): without it the randimg index is NaN (the model is
+    in no reliance group), never the raw randimg accuracy; nocue − randcue needs no chance and is kept."""
+    ev = pd.DataFrame([{"task_id": "m0", "kind": vocab.PRETRAIN, "eval_set": e, "acc": a, "cue_proportion": 0.8,
+                        "seed": 0, "method": None} for e, a in (("nocue", 0.9), ("randcue", 0.5), ("randimg", 0.6))])
+    tasks = pd.DataFrame([{"task_id": "m0", "kind": vocab.PRETRAIN, "cue_proportion": 0.8, "seed": 0}])
+    known = mm.model_table(ev, tasks, ["m0"], 0.1).iloc[0]
+    unknown = mm.model_table(ev, tasks, ["m0"], None).iloc[0]
+    assert known["reliance_randimg"] == pytest.approx(0.5) and math.isnan(unknown["reliance_randimg"])
+    assert known["reliance_randcue"] == pytest.approx(0.4) == unknown["reliance_randcue"]
+
+
+def test_claim_e_reads_its_index_checks_decided_the_other_way_family_wise_like_every_supporting_check():
+    """Supporting checks are a family of their own under Holm's step-down (docs/SCIENCE.md,
+    `verdicts.family_wise`). Two maps whose index tests each have a lower-tail p of 0.02 are each decided the
+    other way alone (0.02 <= alpha/2 = 0.025), but not across the two: Holm's first bar is 0.025 / 2 = 0.0125.
+    So both read as overlap, 'by its own interval only', and neither is 'decided the other way' outright."""
+    ari = _permutation(-0.2, 0.99, 0.02)
+    maps = [_map(_permutation(0.9, 0.001, 0.999), ari_test=ari) for _ in range(2)]
+    maps[1].eval_set = "nocue"
+    c = claims.claim_e(maps, ClaimRules(check_definition=None))
+    index = [x for x in c.checks if "adjusted Rand index" in x.text]
+    assert len(index) == 2 and all(not x.required for x in index)
+    assert all(x.p_other == pytest.approx(0.02) for x in index)
+    assert [x.outcome for x in index] == [cmp.OVERLAP, cmp.OVERLAP]
+    assert c.sentence().count("by its own interval only (family-wise, Holm)") == 2

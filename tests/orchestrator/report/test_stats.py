@@ -661,3 +661,75 @@ def test_endpoint_drift_leaves_out_an_endpoint_whose_trained_model_was_not_evalu
     drift = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals)).set_index("endpoint")
     assert drift.loc["A", "n"] == 1 and drift.loc["A", "loss_drift"] == pytest.approx(0.1)
     assert drift.loc["B", "n"] == 2 and drift.loc["B", "loss_drift"] == pytest.approx(0.0)
+
+
+def test_a_pretrained_model_without_a_cue_proportion_is_the_no_cue_reference_whether_none_or_nan():
+    """A missing cue proportion is no cue (`is_no_cue(None)`); a float column holds that missing value as NaN,
+    not None, so the same table with NaN puts the model in the same row: the no-cue reference, never "cue"."""
+    assert stats.is_no_cue(None) and stats.is_no_cue(float("nan")) and stats.is_no_cue(0.0)
+    assert not stats.is_no_cue(0.8)
+    ev = _pretrain_evals([("n0", None, 0, "nocue", 0.8), ("c0", 0.8, 0, "nocue", 0.6)])
+    assert ev["cue_proportion"].isna().sum() == 1          # the float column holds the missing value as NaN
+    long = stats.finetune_long(ev)
+    assert set(long["row"]) == {stats.PRETRAINED_NOCUE, stats.PRETRAINED_CUE}
+    assert long.loc[long["row"] == stats.PRETRAINED_NOCUE, "mean"].tolist() == pytest.approx([0.8])
+
+
+def test_table_one_has_no_column_for_fine_tunings_without_a_cue():
+    """Table 1's columns are the cue proportions above 0 (`_task_proportions`: "(> 0)"; 0 is the no-cue
+    models' own label): a fine-tuning task recorded at proportion 0 (here a failed one) adds no "0% …" column
+    beside the 80% ones."""
+    ev = _pretrain_evals([("n0", 0.0, 0, "nocue", 0.8), ("c0", 0.8, 0, "nocue", 0.6)])
+    tasks = pd.DataFrame([{"task_id": "f0", "kind": vocab.FINETUNE, "cue_proportion": 0.0, "method": "naive",
+                           "seed": 0, "status": vocab.FAILED},
+                          {"task_id": "f1", "kind": vocab.FINETUNE, "cue_proportion": 0.8, "method": "naive",
+                           "seed": 0, "status": vocab.FAILED}])
+    assert stats._task_proportions(tasks) == [0.8]
+    text, long = stats.finetune_table(ev, tasks)
+    assert text.columns.tolist() == ["method", "80% nocue", "n"]
+    assert set(long["cue_proportion"]) == {0.8}
+
+
+def test_a_group_whose_values_were_all_missing_has_no_mean_not_a_mean_of_zero():
+    """NaN values are left out of a summary (n counts the rest): a group with none left has n = 0 and no mean
+    (NaN, shown as "—"), never 0, which would read as a measured barrier of 0."""
+    df = pd.DataFrame({"pair_type": ["a", "b", "b"], "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+                       "metric": "loss", "definition": "chord", "value": [0.7, np.nan, np.nan]})
+    out = stats.summarize(df).set_index("pair_type")
+    assert out.loc["b", "n"] == 0 and np.isnan(out.loc["b", "mean"]) and np.isnan(out.loc["b", "std"])
+    empty = stats.Estimate.of([np.nan])
+    assert empty.n == 0 and np.isnan(empty.mean) and empty.text() == stats.MISSING
+
+
+def test_a_pairs_controls_follow_it_in_the_vocabularys_order_of_designs_not_the_alphabets():
+    """`pair_sort_key`: each main pair followed by its controls, designs in vocab order (cue~cue: independent,
+    spawn, resubset, self; nocue~nocue: independent, spawn, self), whatever order they come in."""
+    shuffled = ["nocue~nocue:self", "cue~cue:self", "cue~cue:resubset", "nocue~nocue:spawn@1", "cue~cue:spawn@0",
+                "cue~cue", "nocue~nocue"]
+    assert stats.order_pairs(shuffled) == ["cue~cue", "cue~cue:spawn@0", "cue~cue:resubset", "cue~cue:self",
+                                           "nocue~nocue", "nocue~nocue:spawn@1", "nocue~nocue:self"]
+    assert vocab.PAIR_DESIGNS[vocab.CUE_CUE] == ("independent", "spawn", "resubset", "self")
+
+
+def test_the_mechanism_tables_interval_is_the_t_interval_of_the_pairs_at_each_alpha():
+    """Three pairs whose agreement with A at alpha 0.5 is 0.6, 0.7, 0.9: the table's `agree_a@0.5` is their
+    mean and `_low`/`_high` the 95% Student-t interval (scipy), the lower bound below the mean, the upper above."""
+    rows = [{"task_id": f"t{i}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+             "eval_set": "cue", "alpha": alpha, "agree_a": value if alpha == 0.5 else 1.0 - alpha}
+            for i, value in enumerate([0.6, 0.7, 0.9]) for alpha in (0.0, 0.5, 1.0)]
+    row = stats.mechanism_table(pd.DataFrame(rows)).iloc[0]
+    vals = np.array([0.6, 0.7, 0.9])
+    low, high = scipy_stats.t.interval(0.95, 2, loc=vals.mean(), scale=scipy_stats.sem(vals))
+    assert row["agree_a@0.5"] == pytest.approx(vals.mean())
+    assert (row["agree_a@0.5_low"], row["agree_a@0.5_high"]) == pytest.approx((low, high))
+    assert row["n"] == 3 and np.isnan(row["agree_b@0.5"])
+
+
+def test_a_path_without_an_alignment_is_its_kind_alone_whether_none_or_nan():
+    """`path_variant`: a path kind with its alignment, `linear` without one. `per_values` hands a missing value
+    over as the column holds it (None, or NaN in a float column, e.g. after a concat with a table lacking the
+    column), so a NaN alignment is no alignment too: never `linear (nan)`."""
+    assert stats.path_variant(vocab.LINEAR, None) == stats.path_variant(vocab.LINEAR, float("nan")) == vocab.LINEAR
+    assert stats.path_variant("aligned", "activation") == "aligned (activation)"
+    frame = pd.DataFrame({"path_kind": [vocab.LINEAR, "aligned"], "alignment": [np.nan, "weight"]})
+    assert stats.path_variants(frame).tolist() == [vocab.LINEAR, "aligned (weight)"]

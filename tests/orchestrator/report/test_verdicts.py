@@ -342,3 +342,16 @@ def test_a_claims_sentence_ends_with_what_its_verdict_does_not_cover():
     claim = _claim(("g", YES))
     claim.notes += ["First note.", "Second note."]
     assert claim.sentence().endswith("decided as claimed. First note. Second note.")
+
+
+def test_a_claim_not_testable_for_a_comparison_not_measured_names_it_and_what_to_add():
+    """A required comparison the sweep did not measure (MISSING) leaves its group without a testable check, so
+    the claim is not testable; the sentence names that comparison with its reason (what to add to the spec),
+    as it names one that could not discriminate, never "no comparison it needs was measured" alone."""
+    claim = Claim("x", "a statement")
+    claim.checks = [Check("the same-init pair", verdicts.MISSING, "—", "g", "not measured: add cue~nocue:same-init")]
+    assert claim.verdict == verdicts.NOT_TESTABLE
+    assert claim.sentence() == "Not testable here: “the same-init pair” (not measured: add cue~nocue:same-init)."
+    holds = Claim("x", "a statement")
+    holds.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", verdicts.MISSING, "—", "g", "no values")]
+    assert holds.sentence().endswith(" Not testable here: “on nocue” (no values).")
