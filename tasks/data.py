@@ -446,17 +446,16 @@ def _check_cued(settings: DataSettings, labels: Tensor, cued: Tensor) -> None:
     if p > 0 and not bool(cued.any()):
         largest = int(counts.max())
         raise SettingsError("DataSettings", [("cue_proportion", (
-            f"{p:g} cues no training sample of {settings.dataset!r}: its largest class has {largest} samples and "
-            f"a class of n gets round({p:g} * n) cued; use a proportion of at least {math.ceil(5e3 / largest) / 1e4:g}"))])
+            f"{p:g} cues no training sample; use at least {math.ceil(5e3 / largest) / 1e4:g} (a class of n gets "
+            f"round(p * n) cued; the largest class of {settings.dataset!r} has {largest})"))])
     if settings.cue_seed is None or settings.cue_seed == settings.seed:
         return
     if torch.equal(cued, choose_cued(labels, p, generator(settings.seed, "cued"))):
         smallest = int(counts.min())
         raise SettingsError("DataSettings", [("cue_proportion", (
-            f"at {p:g} a `cue~cue:resubset` partner draws the same cued subset as its model: every class's "
-            f"quota round({p:g} * n) is all of its n samples (the smallest class of {settings.dataset!r} has "
-            f"{smallest}), so the same-data control would be the model itself; use a proportion of at most "
-            f"{math.floor(1e4 - 5e3 / smallest - 1e-9) / 1e4:g} for this pair"))])
+            f"{p:g} leaves a `cue~cue:resubset` partner no other cued subset: it would be its model; use at "
+            f"most {math.floor(1e4 - 5e3 / smallest - 1e-9) / 1e4:g} for this pair (a class of n gets round(p * n) "
+            f"cued, all of it here; the smallest class of {settings.dataset!r} has {smallest})"))])
 
 
 def _derangement(n: int, gen: torch.Generator) -> Tensor:
