@@ -329,7 +329,10 @@ class _Walk:
         x = self._tensor(node, node.args[0])
         dims, keepdim = _params(node, ("dim", None), ("keepdim", False))
         dims = dims if isinstance(dims, (tuple, list)) else (dims,)
-        if x.ndim is None or None in dims or not dims:
+        if x.ndim is None:
+            self._refuse(node, "reduces the model's input, whose number of axes the tracer does not know "
+                         "(normalise the images before the model instead)")
+        if None in dims or not dims:
             self._refuse(node, "reduces over axes the tracer cannot place (give the spatial axes as `dim`)")
         dims = {d % x.ndim for d in dims}
         if min(dims) < 2:

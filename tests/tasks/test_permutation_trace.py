@@ -328,6 +328,8 @@ REFUSED = [
      4, dict(a=_conv(), l=nn.Linear(2, 2), flat=True), "view", "may mix channels"),
     ("quotient of tensors", lambda m, x: m.a(x) / m.b(x), 4, dict(a=_conv(), b=_conv()), "truediv",
      "(operator.truediv) multiplies or divides two tensors"),
+    ("the input normalised by its own spatial mean", lambda m, x: m.a(x - x.mean((2, 3), keepdim=True)), 4,
+     dict(a=_conv()), "mean", "reduces the model's input, whose number of axes the tracer does not know"),
 ]
 
 
