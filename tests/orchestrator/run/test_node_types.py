@@ -4,8 +4,12 @@ head's autoscaler process is recognised. No cluster, no Ray."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
+
+from orchestrator.errors import SweepError
 from orchestrator.run import node_types
 from orchestrator.run.node_types import describe_resources, head_autoscaler_config, read_node_types
 from tests.conftest import REPO
@@ -138,3 +142,65 @@ def test_the_heads_autoscaler_is_found_among_processes_listed_before_it(tmp_path
     monkeypatch.setattr(node_types.os, "listdir", lambda proc: ["self", "7", "9"])   # this order, on purpose
     assert head_autoscaler_config("10.0.0.1:6379", proc=str(tmp_path)) == "/etc/ray/cluster.yaml"
     assert Path(tmp_path / "9" / "cmdline").exists()
+
+
+# ----- more of what a file says: counts, amounts, the cluster-wide cap, millicores
+
+def test_the_clusters_max_workers_is_kept_as_the_cap_on_all_worker_nodes(tmp_path):
+    """`ray up`'s top-level `max_workers` caps the sum of every type's workers (read as the cap; None where the
+    file does not set it)."""
+    text = "head_node_type: head\navailable_node_types:\n  head: {resources: {CPU: 0}}\n  gpu: {resources: {GPU: 1}}\n"
+    (tmp_path / "capped.yaml").write_text("max_workers: 3\n" + text)
+    (tmp_path / "open.yaml").write_text(text)
+    assert read_node_types(tmp_path / "capped.yaml").max_workers == 3
+    assert read_node_types(tmp_path / "open.yaml").max_workers is None
+
+
+def test_a_type_that_may_start_no_node_is_no_worker_and_does_not_make_the_types_incomplete():
+    """`workers`: the types the autoscaler can add (not the head, max_workers > 0); `complete`: every one of them
+    says what it provides. A type of max 0 without resources counts for neither; one worker without resources
+    among others with them makes the whole incomplete."""
+    head = node_types.NodeType("head", (("CPU", 2.0),), head=True)
+    gpu = node_types.NodeType("gpu", (("GPU", 1.0),), max_workers=2)
+    idle = node_types.NodeType("idle", (), max_workers=0)
+    cloud = node_types.NodeType("cloud", (), max_workers=3)
+    types = node_types.NodeTypes((head, gpu, idle), "c.yaml")
+    assert types.workers == (gpu,) and types.complete
+    assert not node_types.NodeTypes((head, gpu, cloud), "c.yaml").complete
+
+
+def test_a_node_type_is_described_with_its_range_of_nodes():
+    assert node_types.NodeType("gpu", (("CPU", 4.0), ("GPU", 1.0)), min_workers=1, max_workers=4).describe() == \
+        "gpu (CPU 4, GPU 1; 1-4 nodes)"
+    assert node_types.NodeType("head", (), head=True).describe() == "head (resources not given; the head)"
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ("{resources: {CPU: 1}, max_workers: 1.5}", "max_workers is 1.5; give a whole number >= 0"),
+    ("{resources: {CPU: 1}, min_workers: -1}", "min_workers is -1; give a whole number >= 0"),
+    ("{resources: {CPU: true}}", "resources.CPU is True; give a number >= 0"),
+    ("{resources: {GPU: -1}}", "resources.GPU is -1; give a number >= 0"),
+])
+def test_a_count_that_is_not_a_whole_number_or_an_amount_that_is_not_a_number_is_refused(tmp_path, entry, needle):
+    """A node count is a whole number >= 0 (1.5 nodes cannot start); an amount a number >= 0 (YAML's `true` is no
+    amount, though Python counts it as 1)."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"head_node_type: head\navailable_node_types:\n  head: {{resources: {{CPU: 0}}}}\n  w: {entry}\n")
+    with pytest.raises(SweepError, match=re.escape(f"--autoscaler-config {path}: available_node_types.w.{needle}")):
+        read_node_types(path)
+
+
+def test_a_kuberay_cpu_limit_in_millicores_is_a_fraction_of_a_cpu(tmp_path):
+    """Kubernetes quantities: `500m` is 0.5 CPU, `2` two CPUs, `1.5` one and a half."""
+    groups = [_group(f"w{i}", maxReplicas=1, template={"spec": {"containers": [_container({"cpu": cpu})]}})
+              for i, cpu in enumerate(("500m", "2", "1.5", "2500m"))]
+    types = _kuberay(tmp_path, {"enableInTreeAutoscaling": True, "workerGroupSpecs": groups})
+    assert [types[f"w{i}"].amounts["CPU"] for i in range(4)] == [0.5, 2.0, 1.5, 2.5]
+
+
+def test_a_config_path_under_the_home_directory_is_read_from_there(tmp_path, monkeypatch):
+    """`--autoscaler-config=~/cluster.yaml` (no shell expands `~` after `=`): the user's home, as every path
+    mmc-sweep takes."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cluster.yaml").write_text("head_node_type: head\navailable_node_types:\n  head: {resources: {CPU: 1}}\n")
+    assert [t.name for t in read_node_types("~/cluster.yaml").types] == ["head"]

@@ -377,3 +377,190 @@ def test_at_most_six_missing_dataset_files_are_listed_then_how_many_more(tmp_pat
     listed = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
     assert listed == [f"  - {p}" for p in missing[:6]]
     assert "\n  ... and 2 more\n" in str(caught.value)
+
+
+# ----- more of the checks: what they leave behind, the endpoints' defaults, an object store's answers
+
+def test_the_storage_check_creates_and_then_removes_every_missing_directory_up_to_the_sweep(tmp_path):
+    """`storage: <tmp>/a/b` with sweep `x`: a, a/b and a/b/x are new, outermost first; the check writes its probe
+    there and leaves none of them behind (each removed innermost first, so each is empty when removed)."""
+    layout = SweepLayout(Storage(tmp_path / "a" / "b"), "x")
+    assert preflight.new_directories(layout) == [str(tmp_path / "a"), str(tmp_path / "a" / "b"),
+                                                 str(tmp_path / "a" / "b" / "x")]
+    preflight.check_storage(layout)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n, more", [(6, None), (7, "  ... and 1 more")])
+def test_six_missing_dataset_files_are_all_listed_and_a_seventh_is_counted(tmp_path, monkeypatch, n, more):
+    """Up to six missing files are listed, nothing more said; from the seventh on, `... and N more`."""
+    import tasks.datasets
+
+    missing = [tmp_path / f"f{i}" for i in range(n)]
+    monkeypatch.setattr(tasks.datasets, "missing_files", lambda dataset, root: missing)
+    with pytest.raises(SweepError) as caught:
+        preflight.check_data(_spec(f"data: {{dataset: cifar10, root: {tmp_path}}}\n"))
+    lines = str(caught.value).splitlines()
+    assert [line for line in lines if line.startswith("  - ")] == [f"  - {p}" for p in missing[:6]]
+    assert [line for line in lines if "more" in line] == ([more] if more else [])
+
+
+@pytest.mark.parametrize("n, more", [(20, None), (21, "  ... and 1 more")])
+def test_twenty_changed_settings_are_all_listed_and_a_twenty_first_is_counted(tmp_path, monkeypatch, n, more):
+    changes = [f"seeds[{i}]: {i} -> {i + 1}" for i in range(n)]
+    monkeypatch.setattr(preflight, "stored_spec", lambda layout: {"name": "x"})
+    monkeypatch.setattr(preflight.spec_lib, "differences", lambda old, new: changes)
+    with pytest.raises(SweepError) as caught:
+        preflight.check_spec_unchanged(SweepLayout(Storage(tmp_path), "x"), _spec(), new_version=False)
+    lines = str(caught.value).splitlines()
+    assert [line for line in lines if line.startswith("  - ")] == [f"  - {c}" for c in changes[:20]]
+    assert [line for line in lines if line.startswith("  ...")] == ([more] if more else [])
+    assert preflight.check_spec_unchanged(SweepLayout(Storage(tmp_path), "x"), _spec(), new_version=True) == changes
+
+
+def test_a_stored_spec_that_is_a_directory_is_refused_even_with_new_version(tmp_path):
+    """--new-version replaces an unreadable stored spec only where it is a regular file (it is archived); a
+    directory there is refused with the fix, to move it away."""
+    layout = SweepLayout(Storage(tmp_path), "x")
+    Path(layout.spec_file()).mkdir(parents=True)
+    with pytest.raises(SweepError, match="is not a regular file"):
+        preflight.check_spec_unchanged(layout, _spec(), new_version=True)
+    assert Path(layout.spec_file()).is_dir()
+
+
+def test_an_http_tracking_server_without_a_port_is_asked_on_port_80_and_https_without_verifying(http_conn,
+                                                                                                monkeypatch):
+    """http:// defaults to port 80; over https:// any certificate counts as an answer (reachability only, MLflow
+    verifies): no hostname check, no verification."""
+    contexts = []
+    original = Conn.__init__
+    monkeypatch.setattr(Conn, "__init__", lambda self, host, port, timeout, context=None:
+                        contexts.append(context) or original(self, host, port, timeout, context))
+    preflight.check_tracking_server("http://mlflow.example.org/")
+    preflight.check_tracking_server("https://mlflow.example.org/")
+    assert [(c.host, c.port, c.asked) for c in http_conn] == [("mlflow.example.org", 80, ("GET", "/health")),
+                                                              ("mlflow.example.org", 443, ("GET", "/health"))]
+    tls = contexts[1]
+    assert contexts[0] is None and (tls.check_hostname, tls.verify_mode) == (False, preflight.ssl.CERT_NONE)
+
+
+def test_with_ray_tls_only_the_connection_is_checked(connections, monkeypatch):
+    """`RAY_USE_TLS=1`: Ray's gRPC speaks TLS, so the HTTP/2 preface would get no SETTINGS frame; a server that
+    accepts the connection passes, and nothing is sent to it."""
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    connections.answer = b""
+    preflight.check_ray_address("10.0.0.1:6379")
+    assert connections.addresses == [("10.0.0.1", 6379)] and connections.socks[0].sent == b""
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "ray://head", "head:"])
+def test_an_address_without_a_port_is_refused_before_connecting(connections, address):
+    with pytest.raises(SweepError, match=r"is not host:port, ray://host:port or http://host:port"):
+        preflight.check_ray_address(address)
+    assert connections.addresses == []
+
+
+def test_a_refused_address_names_where_it_came_from(connections, monkeypatch):
+    """The message names what the user set: `$RAY_ADDRESS` when the address is the environment's, else
+    `--address`."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1")
+    with pytest.raises(SweepError, match=r"^\$RAY_ADDRESS '10\.0\.0\.1' is not host:port"):
+        preflight.check_ray_address("10.0.0.1")
+    with pytest.raises(SweepError, match=r"^--address '10\.0\.0\.2' is not host:port"):
+        preflight.check_ray_address("10.0.0.2")
+
+
+@pytest.mark.parametrize("code, start", [
+    ("INVALID_ACCESS_KEY_ID", "the object store refused the credentials"),
+    ("SIGNATURE_DOES_NOT_MATCH", "the object store refused the credentials"),
+    ("NO_SUCH_BUCKET", "bucket `b` does not exist"),
+    ("Bucket 'b' not found", "bucket `b` does not exist"),
+    ("NETWORK_CONNECTION", "the object store does not answer"),
+    ("curlCode: 7, Couldn't connect to server", "the object store does not answer"),
+    ("curlCode: 28, Timeout was reached", "the object store does not answer"),
+    ("Could not resolve host", "the object store does not answer"),
+])
+def test_every_code_of_an_object_stores_refusal_is_told_with_its_fix(code, start):
+    """pyarrow's S3 errors name the AWS error (`INVALID_ACCESS_KEY_ID`, `NO_SUCH_BUCKET`) or curl's
+    (`curlCode`); GCS says `Bucket 'b' not found`."""
+    assert preflight.object_store_problem("s3://b/runs", OSError(f"When reading: {code}")).startswith(start)
+
+
+def test_an_s3_stores_refusal_names_its_endpoint_or_aws_and_a_gcs_one_none():
+    """README: ``bucket `BUCKET` does not exist at HOST:9000``; without an endpoint the store is AWS itself, in
+    its region."""
+    def s3(**options):
+        fs = pafs.S3FileSystem(anonymous=True, **options)
+        return SimpleNamespace(fs=fs, root="bucket/runs", base_uri="s3://bucket/runs")
+
+    missing = OSError("NoSuchBucket")
+    assert preflight.object_store_problem(s3(endpoint_override="127.0.0.1:9000", scheme="http"), missing).startswith(
+        "bucket `bucket` does not exist at 127.0.0.1:9000; create it")
+    assert preflight.object_store_problem(s3(region="eu-west-1"), missing).startswith(
+        "bucket `bucket` does not exist at AWS (eu-west-1); create it")
+    gcs = SimpleNamespace(fs=None, root="bucket/runs", base_uri="gs://bucket/runs")
+    assert preflight.object_store_problem(gcs, missing).startswith("bucket `bucket` does not exist; create it")
+
+
+def test_a_new_sweeps_prefix_that_does_not_exist_yet_is_listed_without_failing():
+    """A new sweep's directory is no object yet: the LIST that checks the credentials must allow it to be missing
+    (pyarrow raises FileNotFoundError for a missing base directory otherwise)."""
+    class NewPrefix(StoreFS):
+        def get_file_info(self, what):
+            if isinstance(what, pafs.FileSelector) and not what.allow_not_found:
+                raise FileNotFoundError(f"{what.base_dir} does not exist")
+            return super().get_file_info(what)
+
+    fs = NewPrefix(bucket_exists=True)
+    preflight._check_bucket(_bucket_layout(fs))
+    assert fs.listed == ["bucket/runs/x"]
+
+
+def test_the_first_requests_to_s3_are_one_attempt_each_within_the_connect_timeout(monkeypatch):
+    """A silent endpoint is reported in seconds: the bucket check's file system keeps the storage's endpoint,
+    region and scheme, with MMC_CONNECT_TIMEOUT_S as its connect and request timeouts and a single attempt (the
+    storage's own file system retries with backoff). Other file systems are used as they are."""
+    attempts = []
+    standard = pafs.AwsStandardS3RetryStrategy
+    monkeypatch.setattr(pafs, "AwsStandardS3RetryStrategy",
+                        lambda max_attempts: attempts.append(max_attempts) or standard(max_attempts=max_attempts))
+    monkeypatch.setenv(knobs.CONNECT_TIMEOUT_S.name, "3")
+    fs = pafs.S3FileSystem(anonymous=True, region="eu-west-1", endpoint_override="127.0.0.1:9000", scheme="http")
+    options = preflight._probe_filesystem(SimpleNamespace(fs=fs)).__reduce__()[1][0]
+    assert (options["connect_timeout"], options["request_timeout"]) == (3.0, 3.0) and attempts == [1]
+    assert (options["endpoint_override"], options["region"], options["scheme"]) == ("127.0.0.1:9000", "eu-west-1", "http")
+    local = pafs.LocalFileSystem()
+    assert preflight._probe_filesystem(SimpleNamespace(fs=local)) is local
+
+
+@pytest.mark.parametrize("where", ["report", "results", "tasks", "ray", "tasks/pretrain", "results/paths"])
+def test_a_file_where_a_run_writes_a_directory_is_refused_before_any_work(tmp_path, where):
+    """`check_report_dir`: `report/`, `results/` (and each table's), `tasks/` (and each kind's) and `ray/` of the
+    sweep must be directories where they exist; a file there is refused, naming it."""
+    layout = SweepLayout(Storage(tmp_path), "x")
+    path = tmp_path / "x" / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("not a directory")
+    with pytest.raises(SweepError, match=f"{path} is not a directory, but mmc-sweep writes into a directory there"):
+        preflight.check_report_dir(layout)
+
+
+def test_new_directories_on_a_remote_file_system_are_removed_innermost_first_and_only_while_empty():
+    """`remove_new_directories` undoes what a stopped run created, never more: on a file system without
+    `rmdir`'s guarantee (not local, not an object store) a directory is deleted only when it lists nothing."""
+    def storage(tree: dict) -> SimpleNamespace:
+        def delete(path):
+            deleted.append(path)
+            del tree[path]
+            for entries in tree.values():
+                entries[:] = [e for e in entries if e != path]
+        return SimpleNamespace(is_local=False, exists=lambda p: p in tree, listdir=lambda p: list(tree[p]),
+                               delete=delete)
+
+    deleted = []
+    used = SimpleNamespace(storage=storage({"root": ["root/x"], "root/x": ["root/x/lock"]}))
+    preflight.remove_new_directories(used, ["root", "root/x"])
+    assert deleted == []
+    empty = SimpleNamespace(storage=storage({"root": ["root/x"], "root/x": []}))
+    preflight.remove_new_directories(empty, ["root", "root/x"])
+    assert deleted == ["root/x", "root"]

@@ -145,6 +145,10 @@ def test_a_rerun_of_the_same_spec_continues_its_parent_and_a_new_version_gets_it
     other = newer.start(sweep_run(graph, spec_hash="def456", version=2))
     newer.finish("FINISHED")
     assert other != parent and client.get_run(other).info.run_name == "test-sweep v2"
+    v2 = client.get_run(other).data                                        # the version it is, as tag and param
+    assert (v2.tags["mmc.version"], v2.params["version"], v2.params["sweep"]) == ("2", "2", "test-sweep")
+    assert v2.tags["mmc.spec_hash"] == v2.params["spec_hash"] == "def456" and v2.tags["mmc.invocations"] == "1"
+    assert v2.tags["mlflow.source.type"] == "LOCAL"                        # MLflow's SourceType of a local run
 
 
 def test_run_names_say_what_each_task_is_and_are_unique(graph):
@@ -273,6 +277,11 @@ def test_a_sweep_above_the_threshold_gets_one_child_run_per_kind_and_its_tables(
     assert again.start(sweep_run(graph)) == parent
     assert client.get_run(paths.info.run_id).info.status == "RUNNING"   # its kinds' runs are running again
     assert again.tasks_ended([ended(a)]) == {a.id: paths.info.run_id}
+    assert paths.data.tags["task_kind"] == vocab.PATH_EVAL                # filterable as a per-task child run is
+    newer = tracking.MlflowTracker(uri, "test-sweep")                    # a new version: kinds' runs of its own
+    other = newer.start(sweep_run(graph, spec_hash="def456", version=2))
+    mine = newer.tasks_ended([ended(a)])[a.id]
+    assert mine != paths.info.run_id and client.get_run(mine).data.tags["mlflow.parentRunId"] == other
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph)))
     small = tracking.MlflowTracker(store(tmp_path, "small.db"), "test-sweep")
     small.start(sweep_run(graph))
@@ -414,3 +423,75 @@ def test_log_artifacts_uploads_the_files_given_into_the_directory_named_and_noth
     (tmp_path / "figures").mkdir()
     tracker.log_artifacts([tmp_path / "figures", tmp_path / "missing.png", tmp_path / "report.html"], "tables/paths")
     assert calls == [("parent", str(tmp_path / "report.html"), "tables/paths")]
+
+
+def test_a_killed_or_failed_sweep_keeps_its_status_on_a_group_run_with_a_failed_task(graph):
+    """`GroupRun.status`: only a sweep that FINISHED turns FAILED where one of the kind's tasks failed; a killed
+    sweep stays KILLED (it did not run to the end), a failed one FAILED, whatever its tasks did."""
+    group = tracking.GroupRun(vocab.MIDPOINT, "run-id")
+    group.add(ended(of_kind(graph, vocab.MIDPOINT), vocab.FAILED, error="RuntimeError: boom"))
+    assert group.status(vocab.MLFLOW_KILLED) == vocab.MLFLOW_KILLED
+    assert group.status(vocab.MLFLOW_FAILED) == vocab.MLFLOW_FAILED
+    assert group.status(vocab.MLFLOW_FINISHED) == vocab.MLFLOW_FAILED
+
+
+def test_a_plain_http_tracking_server_is_browsed_on_its_own_address():
+    """A tracking server serves its UI itself, over http:// as over https://: the URL is the server's, not
+    `mlflow ui`'s local address (nothing is served there)."""
+    assert tracking.browse_url("http://mlflow.internal:5000", "4") == \
+        "http://mlflow.internal:5000/#/experiments/4/runs?workflowType=machine_learning"
+    assert tracking.ui_command("http://mlflow.internal:5000") is None
+
+
+def test_a_relative_sqlite_store_keeps_its_artifacts_next_to_it_as_an_absolute_uri(tmp_path, monkeypatch):
+    """`sqlite:///rel/mlflow.db` is relative to the working directory; MLflow needs the artifact location as an
+    absolute file: URI (a relative path has none), the directory next to the database."""
+    monkeypatch.chdir(tmp_path)
+    assert tracking.default_artifact_location("sqlite:///rel/mlflow.db") == \
+        (tmp_path / "rel" / tracking.ARTIFACTS_DIR).as_uri()
+    assert tracking.default_artifact_location("sqlite:////abs/s/mlflow.db") == "file:///abs/s/mlflow-artifacts"
+    assert tracking.default_artifact_location("http://127.0.0.1:5000") is None
+
+
+class RecordingClient:
+    """An MlflowClient stand-in that records what a tracker logs (no store)."""
+
+    def __init__(self):
+        self.batches, self.texts, self.terminated = [], [], []
+
+    def log_batch(self, run_id, metrics=(), params=()):
+        self.batches.append((run_id, list(metrics), list(params)))
+
+    def log_text(self, run_id, text, name):
+        self.texts.append((run_id, name, text))
+
+    def set_terminated(self, run_id, status, end_time=None):
+        self.terminated.append((run_id, status))
+
+
+def test_a_group_runs_numbers_are_logged_at_the_step_of_this_invocation(graph):
+    """A kind's run holds its counts and means per invocation (step = invocation, as the parent's metrics): a
+    rerun's numbers are a new point of each series, not a second value at step 0."""
+    tracker = tracking.MlflowTracker.__new__(tracking.MlflowTracker)
+    tracker.client, tracker.invocation = RecordingClient(), 3
+    group = tracking.GroupRun(vocab.PATH_EVAL, "group-run")
+    group.add(ended(of_kind(graph, vocab.PATH_EVAL), metrics={"loss": 2.0}))
+    tracker._groups = {vocab.PATH_EVAL: group}
+    tracker._finish_groups(vocab.MLFLOW_FINISHED)
+    logged = [(m.key, m.value, m.step) for run_id, metrics, _ in tracker.client.batches for m in metrics]
+    assert sorted(logged) == [("mean.duration_s", 1.5, 3), ("mean.loss", 2.0, 3), ("tasks_done", 1, 3)]
+    assert tracker.client.terminated == [("group-run", vocab.MLFLOW_FINISHED)]
+
+
+def test_the_parent_runs_note_says_which_child_runs_the_sweep_has(graph, monkeypatch):
+    """The note on the parent run (MLflow's description) names the sweep, its version, its spec hash (16 hex
+    digits), its task count and whether a child run per task or per kind holds the tasks (decided by
+    `MMC_MLFLOW_TASK_RUNS`: at most that many tasks, one each)."""
+    run = sweep_run(graph, spec_hash="0123456789abcdef" * 4, version=3)
+    monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph)))
+    note = tracking._parent_note(run)
+    assert note.startswith(f"Sweep `test-sweep`, spec version 3 (spec hash 0123456789abcdef): {len(graph)} tasks, "
+                           "one child run each")
+    monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph) - 1))
+    assert f"{len(graph)} tasks, one child run per task kind (more than {len(graph) - 1} tasks;" in \
+        tracking._parent_note(run)

@@ -236,3 +236,78 @@ def test_a_probe_that_did_not_finish_counts_only_while_its_node_is_alive(ray):
     answers = visibility._ask_every_node([answered, late, left], [{"skip": True}], 5)
     assert answers == {answered["NodeID"]: {"host": "w1", "answers": [None]},
                        late["NodeID"]: "its probe task did not finish within 5 s", left["NodeID"]: None}
+
+
+# ----- more of which paths, what a node reports, and how it is asked
+
+def test_local_storage_is_checked_as_the_sweep_directory_that_nodes_write_into_and_a_datasets_files_with_sizes(
+        tmp_path):
+    """`storage` is probed in the sweep directory `<storage>/<name>` (where tasks write: the node must also
+    create a file there); a dataset that reads files gets a read-only check of each file with the driver's
+    size; the built-in `digits` reads none and gets no check."""
+    import tasks.datasets
+
+    data = tmp_path / "data" / tasks.datasets.CIFAR100_DIR
+    data.mkdir(parents=True)
+    (data / "train").write_bytes(b"123")
+    (data / "test").write_bytes(b"4567")
+    spec = parse_spec(f"name: t\nstorage: {tmp_path}/runs\ndata: {{dataset: cifar100, root: {tmp_path}/data}}\n")
+    storage, dataset = visibility.targets(spec, SweepLayout(Storage(spec.storage), spec.name))
+    assert (storage.key, storage.directory, storage.writable, storage.files) == (
+        "storage", str(tmp_path / "runs" / "t"), True, ())
+    assert (dataset.key, dataset.directory, dataset.writable, dataset.dataset) == (
+        "data.root", str(tmp_path / "data"), False, "cifar100")
+    assert sorted(dataset.files) == [(str(data / "test"), 4), (str(data / "train"), 3)]
+    digits = parse_spec(f"name: t\nstorage: {tmp_path}/runs\ndata: {{dataset: digits, root: {tmp_path}/data}}\n")
+    assert [t.key for t in visibility.targets(digits, SweepLayout(Storage(digits.storage), digits.name))] == ["storage"]
+
+
+def test_a_tracking_server_or_databricks_has_no_local_directory_to_check():
+    """Databricks (`databricks`, `databricks-uc`, `uc`) and http(s) servers are reached over the network; an
+    in-memory SQLite store, query string or not, lives nowhere on disk."""
+    for uri in ("databricks", "databricks-uc", "uc", "http://mlflow:5000", "https://mlflow.example"):
+        assert visibility.mlflow_store_dir(uri) is None, uri
+    assert visibility.mlflow_store_dir("sqlite:///:memory:?cache=shared") is None
+    assert visibility.mlflow_store_dir("sqlite:////srv/m/mlflow.db?timeout=30") == "/srv/m"
+
+
+def test_several_wrong_dataset_files_name_the_first_and_count_the_others(tmp_path):
+    """Three files, two wrong: the first wrong one is named, then `(and 1 more of its 3 files)`."""
+    (tmp_path / "a").write_bytes(b"12345")
+    (tmp_path / "c").write_bytes(b"12")
+    files = [(str(tmp_path / "a"), 5), (str(tmp_path / "b"), 3), (str(tmp_path / "c"), 3)]
+    assert visibility._see_files(files) == f"{tmp_path}/b is missing (and 1 more of its 3 files)"
+
+
+def test_a_probe_the_driver_cannot_write_leaves_the_other_paths_checks_in_their_place(tmp_path, monkeypatch):
+    """The MLflow store's directory lies under a file (no probe can be written there): that is reported, and
+    `storage`, checked after it, is still judged by its own answers (a node that does not see it is named
+    under `storage`, not under the MLflow store's key)."""
+    (tmp_path / "file").write_text("x")
+    store = tmp_path / "file" / "mlruns"
+    worker = _worker(1)
+    _asking(monkeypatch, {DRIVER["NodeID"]: "sees", worker["NodeID"]: "blind"})
+    wanted = [Target("mlflow.tracking_uri", f"file://{store}", str(store)), _storage(tmp_path / "runs")]
+    cannot, storage = visibility.check_targets(wanted, [DRIVER, worker], timeout_s=5, driver_node=DRIVER["NodeID"])
+    assert cannot.startswith(f"`mlflow.tracking_uri`: cannot write a probe file into {store} on the driver's node")
+    assert storage.startswith("`storage` must be reachable from every node") and "node 10.0.0.11 " in storage
+
+
+def test_every_node_gets_a_zero_cpu_probe_pinned_to_it_and_all_are_awaited_within_the_timeout(ray):
+    """A probe takes no CPU (it runs on a busy cluster at once), is hard-pinned to its node (a soft affinity could
+    run it elsewhere and report another disk), and the check waits for every node's probe, up to the timeout."""
+    nodes, options, waited = [_worker(1), _worker(2), _worker(3)], [], []
+
+    class Probe:
+        def options(self, **kw):
+            options.append(kw)
+            return SimpleNamespace(remote=lambda checks: f"ref-{kw['scheduling_strategy'].node_id}")
+
+    ray.remote = lambda fn: Probe()
+    ray.wait = lambda refs, num_returns, timeout: waited.append((list(refs), num_returns, timeout)) or (list(refs), [])
+    ray.get = lambda ref: {"host": "w", "answers": []}
+    answers = visibility._ask_every_node(nodes, [], 7)
+    assert [(o["num_cpus"], o["scheduling_strategy"].node_id, o["scheduling_strategy"].soft) for o in options] == [
+        (0, n["NodeID"], False) for n in nodes]
+    assert waited == [([f"ref-{n['NodeID']}" for n in nodes], 3, 7)]
+    assert answers == {n["NodeID"]: {"host": "w", "answers": []} for n in nodes}
