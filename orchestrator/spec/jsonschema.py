@@ -142,7 +142,8 @@ def json_schema() -> dict:
         "anyOf": [{"required": ["name"]}, {"required": ["extends"]}],
         "allOf": [{"if": {"required": ["data"], "properties": {"data": {
                       "required": ["dataset"], "properties": {"dataset": {"enum": _needs_root()}}}}},
-                   "then": {"anyOf": [{"required": ["extends"]}, {"properties": {"data": {"required": ["root"]}}}]}}],
+                   "then": {"anyOf": [{"required": ["extends"]}, {"properties": {"data": {
+                       "required": ["root"], "properties": {"root": {"type": "string"}}}}}]}}],
     }
 
 

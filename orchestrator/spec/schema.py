@@ -115,7 +115,7 @@ def _storage(value: str, where: str, problems: list[str], body: dict) -> str:
 
 def _data_root(value: Any, where: str, problems: list[str], body: dict) -> str | None:
     dataset = body.get("dataset", DEFAULT_DATASET)
-    if "root" not in body and isinstance(dataset, str) and getattr(DATASETS.get(dataset), "needs_root", False):
+    if body.get("root") is None and isinstance(dataset, str) and getattr(DATASETS.get(dataset), "needs_root", False):
         problems.append(f"`data.root`: is required for dataset {dataset!r} (only "
                         f"{', '.join(n for n, i in DATASETS.items() if not i.needs_root)} is built in); give the "
                         f"directory holding its files (`mmc-sweep data download {dataset} --root DIR` fetches them)")
