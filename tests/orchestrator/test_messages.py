@@ -3,10 +3,11 @@ is; warnings and errors to stderr with their prefix; credentials never shown."""
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 
-from orchestrator.messages import ConsoleHandler, counted, show
+from orchestrator.messages import LOGGER, ConsoleHandler, counted, show, to_console
 
 
 @pytest.mark.parametrize("level, stream, prefix", [
@@ -25,3 +26,65 @@ def test_values_are_shown_as_yaml_spells_them_and_shortened():
     assert (show(True), show(None), show([1, "a"]), show("x")) == ("true", "null", "[1, 'a']", "'x'")
     assert len(show("y" * 500)) == 80 and show("y" * 500).endswith("...")
     assert (counted(1, "file"), counted(0, "file"), counted(2, "file")) == ("1 file", "0 files", "2 files")
+
+
+def test_each_type_is_named_as_yaml_calls_it_with_its_article():
+    """`a_type`: "a list", "an integer" (the docstring's examples); the names are YAML's, not Python's
+    (a dict is a mapping, a float a number, None null), and a bool is a boolean, not an integer."""
+    from orchestrator.messages import a_type
+
+    assert [a_type(v) for v in ({}, [], "x", True, 3, 1.5, None)] == [
+        "a mapping", "a list", "a string", "a boolean", "an integer", "a number", "a null"]
+
+
+def test_a_tuple_and_a_nan_are_shown_as_a_list_of_their_values():
+    """YAML has no tuples: a tuple is shown as the list it was written as; a NaN inside still shows the
+    values (not just the word `list`); a value of exactly MAX_SHOWN characters has nothing to shorten."""
+    from orchestrator.messages import MAX_SHOWN
+
+    assert show((1, "a")) == show([1, "a"]) == "[1, 'a']"
+    assert show([0.5, math.nan]) == "[0.5, NaN]"
+    exact = "y" * (MAX_SHOWN - 2)                    # repr adds the two quotes
+    assert show(exact) == repr(exact) and len(show(exact)) == MAX_SHOWN
+
+
+@pytest.fixture
+def bare_loggers(monkeypatch):
+    """`bare_loggers()`: the `orchestrator` logger, it and the root logger without handlers (called in the
+    test itself: pytest adds its capturing handler to the root logger when the test starts); all put back after."""
+    def make() -> logging.Logger:
+        logger = logging.getLogger(LOGGER)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logging.getLogger(), "handlers", [])
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+        return logger
+
+    return make
+
+
+def test_the_console_is_added_once_and_shows_the_story_of_a_run(bare_loggers, capsys):
+    """to_console: "once per process"; it shows INFO (the story of a run) on stdout, so the logger's level
+    must let INFO through."""
+    logger = bare_loggers()
+    to_console()
+    to_console()
+    assert sum(isinstance(h, ConsoleHandler) for h in logger.handlers) == 1
+    logging.getLogger(f"{LOGGER}.run").info("planned 9 tasks")
+    assert capsys.readouterr().out == "planned 9 tasks\n"
+
+
+def test_only_the_python_api_defers_to_a_handler_set_up_elsewhere(bare_loggers):
+    """`only_if_unhandled` (the Python API): no console when a handler would take the messages already
+    (here the root logger's); the CLI (`to_console()`) always shows them."""
+    logger = bare_loggers()
+    logging.getLogger().addHandler(logging.NullHandler())
+    to_console(only_if_unhandled=True)
+    assert not any(isinstance(h, ConsoleHandler) for h in logger.handlers)
+    to_console()
+    assert any(isinstance(h, ConsoleHandler) for h in logger.handlers)
+
+
+def test_the_python_api_shows_messages_when_nothing_else_would(bare_loggers):
+    logger = bare_loggers()
+    to_console(only_if_unhandled=True)
+    assert any(isinstance(h, ConsoleHandler) for h in logger.handlers)

@@ -85,3 +85,78 @@ def test_software_versions_are_the_installed_distributions():
     assert set(versions) <= {"python", *provenance.PACKAGES}
     assert provenance.torch_version() == metadata.version("torch")
     assert provenance.format_versions({"python": "3.11.7", "torch": "2.13.0"}) == "python 3.11.7, torch 2.13.0"
+
+
+def test_without_a_submitted_revision_the_revision_is_that_of_the_checkout_the_package_runs_from(monkeypatch):
+    """Source 2 of the module docstring: git, asked about the running package's own directory (the one
+    holding orchestrator/__init__.py, whose parent must be the checkout's top level)."""
+    import orchestrator
+
+    asked = []
+    monkeypatch.setattr(provenance, "git_revision", lambda package_dir: asked.append(package_dir) or None)
+    assert provenance.source_revision({}) is None
+    assert asked == [Path(orchestrator.__file__).resolve().parent]
+
+
+def test_a_revision_label_is_that_of_the_revision_given_else_of_the_source(monkeypatch):
+    """`revision_label(r)` is `r.label`; only without one does it ask `source_revision()`; unknown is None."""
+    given = provenance.SourceRevision(COMMIT, True, "cd" * 32)
+    monkeypatch.setattr(provenance, "source_revision", lambda: provenance.SourceRevision("f" * 40))
+    assert provenance.revision_label(given) == f"{COMMIT[:12]}+dirty.cdcdcdcd"
+    assert provenance.revision_label() == "f" * 12
+    monkeypatch.setattr(provenance, "source_revision", lambda: None)
+    assert provenance.revision_label() is None
+
+
+def test_a_sha256_repository_s_64_digit_commit_is_a_revision():
+    """Git's SHA-256 object format names commits by 64 hex digits; the variable and the parser take them."""
+    commit = "0123456789abcdef" * 4
+    revision = provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: f"{commit}+dirty.{'ab' * 32}"})
+    assert revision.commit == commit and revision.label == f"{commit[:12]}+dirty.abababab"
+
+
+def test_a_package_that_is_not_installed_leaves_out_only_itself(monkeypatch):
+    """software_versions lists every installed package of PACKAGES: one missing (the driver of a cluster
+    may lack torch) is left out, and the packages after it are still listed."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == provenance.PACKAGES[0]:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    versions = provenance.software_versions()
+    assert provenance.PACKAGES[0] not in versions
+    assert versions["numpy"] == real("numpy") and versions["pandas"] == real("pandas")
+
+
+def test_two_different_changes_to_a_binary_file_are_two_dirty_states(tmp_path):
+    """"the diff's sha256 tells two dirty states apart": that holds for binary files only when the diff
+    carries their bytes (`git diff --binary`), not just "Binary files differ"."""
+    root = tmp_path / "checkout"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "weights.bin").write_bytes(b"\x00\x01\x02" * 10)
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "one")
+    (root / "pkg" / "weights.bin").write_bytes(b"\x00\xff\x02" * 10)
+    first = provenance.git_revision(root / "pkg")
+    (root / "pkg" / "weights.bin").write_bytes(b"\x00\xfe\x02" * 10)
+    second = provenance.git_revision(root / "pkg")
+    assert first.dirty and second.dirty and first.diff_sha256 != second.diff_sha256
+    # "dirty" is `git diff HEAD`: a change already staged (`git add`) is still not the commit
+    _git(root, "add", "-A")
+    assert provenance.git_revision(root / "pkg") == second
+
+
+def test_the_libraries_that_compute_record_and_render_results_are_recorded():
+    """The module docstring: Python and "the libraries that compute and record the results"; the report's
+    figures are drawn by matplotlib, so its version is recorded with the rest."""
+    from importlib import metadata
+
+    versions = provenance.software_versions()
+    for package in ("torch", "numpy", "pyarrow", "pandas", "matplotlib"):
+        assert versions[package] == metadata.version(package), package

@@ -28,15 +28,20 @@ STORAGE = [   # (value, accepted)
     ("./mmc-runs", True), ("/abs/runs", True), ("s3://bucket", True), ("s3://bucket/runs", True),
     ("gs://b/x", True), ("hdfs://nn/x", True), ("file:///tmp/runs", True), ("file://localhost/tmp/x", True),
     ("file:/tmp/x", True), ("S3://bucket", True),
+    # the other schemes pyarrow.fs opens: GCS under both names, HDFS federation, Azure Data Lake (TLS or not)
+    ("gcs://bucket/x", True), ("viewfs://nn/x", True), ("abfs://c@acct.dfs.core.windows.net/x", True),
+    ("abfss://c@acct.dfs.core.windows.net/x", True),
     ("s3://", False), ("s3:///", False), ("gs://", False), ("file://", False), ("file:///", False),
-    ("ftp://host/x", False), ("", False),
+    ("ftp://host/x", False), ("", False), ("   ", False),
+    ("file://otherhost/x", False),               # a file URI names a local path: no other host
 ]
 
 
 @pytest.mark.parametrize("value, accepted", STORAGE)
 def test_storage_names_a_location_after_a_known_scheme(value, accepted):
     """docs: `storage` is a local path or a URI (file://, s3://, gs://, hdfs://) naming where runs go:
-    a scheme with nothing but slashes after it names no place."""
+    a scheme with nothing but slashes after it names no place, blanks name no directory, and a file URI
+    is a local path (file://otherhost/ is not this machine's)."""
     assert (storage_problems(value) == []) == accepted, storage_problems(value)
     if value.lower() in ("s3://", "s3:///", "gs://", "file:///"):
         assert storage_problems(value) == [f"`storage`: {value!r} names no location after the scheme"]
@@ -50,7 +55,8 @@ def test_the_storage_pattern_of_the_json_schema_agrees_with_the_check(value, acc
 TRACKING = [
     ("http://127.0.0.1:5000", True), ("https://mlflow.example.org", True), ("sqlite:////abs/mlflow.db", True),
     ("postgresql+psycopg2://u@h/db", True), ("mysql://h/db", True), ("databricks", True), ("mlruns", True),
-    ("file:///tmp/mlruns", True),
+    ("file:///tmp/mlruns", True), ("mssql://h/db", True), ("mssql+pyodbc://u@h/db", True),
+    ("databricks-uc://profile", True), ("HTTPS://h", True),
     ("http://", False), ("https:///path", False), ("ftp://host", False), ("gopher+x://h", False),
     ("http://h /x", False), ("a\tb", False), ("", False),
 ]
@@ -59,7 +65,9 @@ TRACKING = [
 @pytest.mark.parametrize("value, accepted", TRACKING)
 def test_a_tracking_uri_is_a_server_with_a_host_a_database_or_a_local_path(value, accepted):
     """A scheme's `+driver` suffix (postgresql+psycopg2) is the database's driver: the scheme is what
-    comes before it. http(s) needs a host; whitespace is never part of a URI."""
+    comes before it. http(s) needs a host; whitespace is never part of a URI. The databases are those
+    MLflow's SQLAlchemy store takes (sqlite, postgresql, mysql, mssql); databricks and databricks-uc are
+    MLflow's own."""
     assert (tracking_problems(value) == []) == accepted, tracking_problems(value)
 
 
@@ -81,3 +89,35 @@ def test_a_root_as_a_file_uri_is_its_local_directory_and_other_uris_are_refused(
     assert check_root(f"file://{tmp_path}", problems) == str(tmp_path.resolve()) and problems == []
     assert check_root("s3://bucket/data", problems) is None
     assert len(problems) == 1 and problems[0].startswith("`data.root`: 's3://bucket/data' is not a local directory")
+
+
+def test_a_file_uri_of_another_host_is_refused_naming_the_form_to_use():
+    """A file URI names a path on this machine: `file://otherhost/x` names one elsewhere, so it is refused
+    with the form that works (file:///absolute/path)."""
+    problems = storage_problems("file://otherhost/x")
+    assert len(problems) == 1 and problems[0].startswith("`storage`: ") and "file:///" in problems[0]
+
+
+def test_an_http_tracking_uri_needs_a_port_in_range():
+    """Ports are 16-bit (0-65535): http://h:70000 names no server; the highest port is allowed."""
+    assert tracking_problems("http://h:65535") == []
+    problems = tracking_problems("http://h:70000")
+    assert len(problems) == 1 and problems[0].startswith("`mlflow.tracking_uri`: 'http://h:70000' names no valid host")
+
+
+def test_a_relative_root_is_the_directory_under_the_working_directory_returned_absolute(tmp_path, monkeypatch):
+    """sweeps/README.md: "Relative `storage` and `data.root` paths are relative to the working directory";
+    check_root returns the directory absolute, so tasks that run elsewhere (another working directory,
+    a Ray worker) read the same files."""
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    problems: list[str] = []
+    assert check_root("data", problems) == str((tmp_path / "data").resolve()) and problems == []
+    assert check_root("./data/../data", problems) == str((tmp_path / "data").resolve()) and problems == []
+
+
+@pytest.mark.parametrize("value", [7, [], ""])
+def test_a_root_that_is_no_text_is_refused_by_name(value):
+    problems: list[str] = []
+    assert check_root(value, problems) is None
+    assert len(problems) == 1 and problems[0].startswith("`data.root`: ") and "not allowed" in problems[0]

@@ -201,3 +201,39 @@ def test_every_pattern_means_the_same_to_an_editor():
     assert len(patterns) >= 4
     for pattern in map(json.loads, patterns):
         assert not re.search(r"\\[AZz]|\(\?P", pattern), pattern
+
+
+PAIR_TYPES = ["cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "cue~cue:spawn@0",
+              "cue~cue:spawn@123456", "cue~cue:spawn@1234567", "nocue~nocue:spawn@3", "cue~cue:resubset",
+              "cue~cue:self", "nocue~nocue:self", "cue~cue:spawn", "cue~nocue:self", "pretrained~ft:fine-tuned",
+              "pretrained~ft:naive", "cue~cue:same-init@2", "cue~nocue:spawn@1", "nocue~cue", "cue~cue:"]
+
+
+@pytest.mark.parametrize("text", PAIR_TYPES)
+def test_the_pair_type_pattern_accepts_exactly_the_pair_types_the_validator_reads(text):
+    """`paths.pairs` items: the editor's pattern and `vocab.parse_pair_type` (spawn epochs of up to six
+    digits; designs only where their pair has them) agree on every spelling."""
+    from orchestrator import vocab
+
+    pattern = VALIDATOR.schema["properties"]["paths"]["properties"]["pairs"]["items"]["pattern"]
+    try:
+        vocab.parse_pair_type(text)
+        valid = True
+    except ValueError:
+        valid = False
+    assert bool(re.search(pattern, text)) == valid, (text, valid)
+
+
+def test_each_default_the_schema_offers_is_one_the_validator_accepts_and_a_required_key_offers_none():
+    """Editors insert a property's `default`: `name` is required ("it is required"), so it has none (null
+    would be refused); every default given is the resolved value of a spec that leaves the key out, where
+    no layer but the declared default sets it (lists written as JSON arrays)."""
+    props = VALIDATOR.schema["properties"]
+    assert "default" not in props["name"]
+    spec = parse_spec("name: x\n")
+    checked = [name for name, prop in props.items()
+               if "default" in prop and spec.provenance.keys.get(name) == "default"]
+    assert {"seeds", "storage", "description", "max_concurrent"} <= set(checked)
+    for name in checked:
+        assert props[name]["default"] == spec.resolved[name], name
+    assert props["seeds"]["default"] == [0, 1, 2] and props["max_concurrent"]["default"] is None

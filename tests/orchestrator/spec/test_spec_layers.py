@@ -182,3 +182,41 @@ def test_the_explained_spec_never_shows_a_credential_even_without_the_cli():
     assert "SUPERSECRET" not in text and "AKIAFAKE" not in text
     assert "storage: 's3://***@bucket/runs'" in text and "# override:storage=s3://***@bucket/runs" in text
     assert "< override:storage=s3://***@bucket/runs" in text.splitlines()[1]
+
+
+def test_a_grid_and_a_mapping_replace_each_other_when_layers_merge():
+    """layers.py: "Mappings merge key by key; lists, scalars and `{grid: ...}` replace": a `{grid: ...}` is
+    one value, so a grid over a mapping (or a mapping over a grid) takes its place whole, labelled with
+    the layer that set it; it is never merged key by key into the other."""
+    from orchestrator.spec.layers import layer, stack
+
+    base = layer({"finetune": {"lam": {"x": 1}, "lr": {"grid": [0.1, 0.2]}}}, "extends:base")
+    top = layer({"finetune": {"lam": {"grid": [1, 3]}, "lr": {"y": 2}}}, "file:top")
+    merged = stack(base, top)
+    assert merged.raw == {"finetune": {"lam": {"grid": [1, 3]}, "lr": {"y": 2}}}
+    assert merged.origin(("finetune", "lam")) == merged.origin(("finetune", "lr")) == "file:top"
+    # two mappings do merge, each key keeping its own layer
+    merged = stack(layer({"finetune": {"lam": 3, "lr": 0.1}}, "extends:base"), layer({"finetune": {"lr": 0.5}}, "file:top"))
+    assert merged.raw == {"finetune": {"lam": 3, "lr": 0.5}}
+    assert (merged.origin(("finetune", "lam")), merged.origin(("finetune", "lr"))) == ("extends:base", "file:top")
+
+
+def test_an_extends_with_a_slash_names_a_file_beside_the_spec_never_a_resource_of_the_package(tmp_path):
+    """`extends:` is a shipped sweep's *name* or a path relative to the spec: `../profiles/digits` has a
+    slash, so it is a path (none exists beside the spec), not the package's profiles/digits.yaml reached
+    from its sweeps/ folder."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\nextends: ../profiles/digits\n")
+    with pytest.raises(SpecError, match="neither a shipped sweep"):
+        load_spec(spec)
+
+
+def test_the_explained_spec_spells_text_as_the_resolved_spec_does():
+    """explain_spec writes the resolved spec "as `dump_spec`": a description in any script reads as
+    written (dump_spec writes UTF-8, allow_unicode), not as `\\xFC` escapes."""
+    from orchestrator.spec.sweep_spec import dump_spec
+
+    spec = load_spec(None, ["description=Glühwein über alles"])
+    assert "description: Glühwein über alles\n" in dump_spec(spec)
+    line = next(line for line in explain_spec(spec).splitlines() if line.startswith("description:"))
+    assert line.startswith("description: Glühwein über alles  ") and line.endswith("# override:description=Glühwein über alles")

@@ -125,6 +125,7 @@ def test_grid_axes_combine_and_each_variant_holds_its_values():
     ("finetune: {lam: {grid: [1, 3]}}\naxes: [{finetune.lam: [1, 2]}]", "`finetune.lam`: is swept twice"),
     ("axes: [{finetune.lr: [0.1, 0.2], finetune.epochs: [3]}]", "the lists have different lengths"),
     ("data: {dataset: {grid: [digits, cifar10]}}", "`data.dataset`: cannot be swept"),
+    ("data: {root: {grid: [/tmp, /var]}}", "`data.root`: cannot be swept"),           # where the one dataset is
     ("finetune: {lam: {grid: [1, -1]}}", "`finetune.lam`: -1 is not allowed; must be >= 0 (in the combination "
                                          "finetune.lam=-1)"),
     ("finetune: {lam: {grid: []}}", "give a non-empty list"),
@@ -163,6 +164,8 @@ def test_a_dataset_profile_sits_between_the_defaults_and_the_spec():
     assert spec.variants[0].finetune.lr == profile["finetune"]["lr"]              # then the profile
     assert spec.variants[0].finetune.margin == SETTINGS_CLASSES["finetune"]().margin   # then the default
     assert S.profile_for("no_such_dataset") == {} and S.profile_for("../x") == {}
+    # a dataset name is no path: one that climbs out of profiles/ to a packaged file gets no profile
+    assert S.profile_for("../sweeps/default") == {} and S.profile_for("../profiles/digits") == {}
 
 
 def test_extends_merges_a_shipped_sweep_or_a_file_under_the_spec(tmp_path):
@@ -247,3 +250,84 @@ def test_a_dataset_of_your_own_needs_no_root():
     assert problems == []
     assert _data_root(None, "data.root", problems, {"dataset": "cifar10"}) is None
     assert len(problems) == 1 and problems[0].startswith("`data.root`: is required for dataset 'cifar10'")
+
+
+def test_a_spec_error_of_one_problem_says_problem_in_the_singular():
+    lines = str(SpecError(["`k`: bad"], "s.yaml")).splitlines()
+    assert lines == ["s.yaml: 1 problem in the sweep spec:", "  - `k`: bad"]
+
+
+def test_a_key_declared_like_another_takes_its_bounds_and_keeps_its_own_doc():
+    """schema.key: `like=` brings the rule of another declaration (bounds, choices, and its doc only when
+    the key has none of its own): `seeds` is documented as replicates, not as the data seed it is like."""
+    from orchestrator.spec.schema import key
+    from tasks.settings import RULE_KEY, Rule
+
+    theirs = Rule(ge=1, le=5, choices=(1, 2), doc="theirs")
+    own = key(3, doc="mine", like=theirs).metadata[RULE_KEY]
+    assert (own.ge, own.le, own.allowed(), own.doc) == (1, 5, (1, 2), "mine")
+    assert key(3, like=theirs).metadata[RULE_KEY].doc == "theirs"
+
+
+def test_a_grid_is_a_mapping_of_the_one_key_grid():
+    """`{grid: [...]}` sweeps a setting; a mapping with `grid` and another key is not a grid (the spec
+    would otherwise drop the other key silently)."""
+    from orchestrator.spec.schema import is_grid
+
+    assert is_grid({"grid": [1, 3]}) and not is_grid({"grid": [1, 3], "lam": 2}) and not is_grid({"lam": 2})
+    assert not is_grid([1, 3]) and not is_grid({})
+
+
+def test_a_custom_resource_needs_a_name():
+    problems = problems_of("name: x\nresources: {pretrain: {custom: {'': 1}}}\n")
+    assert any(p.startswith("`resources.pretrain.custom`: '' is not a custom resource name") for p in problems), problems
+
+
+def test_a_missing_root_names_the_datasets_that_need_none():
+    """The fix of a missing `data.root` says which datasets are built in (need no download): digits."""
+    from orchestrator.spec.schema import _data_root
+    from tasks.settings.data import DATASETS
+
+    built_in = [name for name, info in DATASETS.items() if not info.needs_root]
+    assert built_in == ["digits"]
+    problems: list[str] = []
+    _data_root(None, "data.root", problems, {"dataset": "cifar100"})
+    assert len(problems) == 1 and "(only digits is built in)" in problems[0]
+
+
+def test_a_spec_of_only_a_name_plans_the_default_sweep_as_documented():
+    """sweeps/README.md: "A spec of only `name:` plans the default sweep: its pairs and fine-tuning methods
+    include the controls the claims need"; the default sweep's header (orchestrator/spec/sweeps/default.yaml)
+    lists them: seeds 0-2, methods naive, llrt, lpft, cbft and naive_cued, the four main pairs and the
+    controls cue~nocue:same-init, cue~cue:spawn@0, cue~cue:resubset, nocue~nocue:self, path kinds linear,
+    quadratic and aligned (activation matching). README: `paths.finetuned_kinds` is `[linear]` by default;
+    runs go to ./mmc-runs/<name>/, with MLflow (the quick start prints its `mlflow ui` line)."""
+    resolved = parse_spec("name: x\n").resolved
+    assert resolved["seeds"] == [0, 1, 2]
+    assert resolved["finetune"]["methods"] == ["naive", "llrt", "lpft", "cbft", "naive_cued"]
+    assert resolved["paths"]["pairs"] == ["cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init",
+                                          "cue~cue:spawn@0", "cue~cue:resubset", "nocue~nocue:self"]
+    assert resolved["paths"]["kinds"] == ["linear", "quadratic", "aligned"]
+    assert resolved["paths"]["alignments"] == ["activation"] and resolved["paths"]["finetuned_kinds"] == ["linear"]
+    assert resolved["storage"] in ("./mmc-runs", "mmc-runs") and resolved["mlflow"]["enabled"] is True
+
+
+@pytest.mark.parametrize("body, start", [
+    ("models: []", "`models`: [] is not allowed"),
+    ("cue_proportions: []", "`cue_proportions`: [] is empty"),
+    ("seeds: []", "`seeds`: [] is empty"),
+    ("data: {cue_seed: 5}", "`data.cue_seed`: is set per model"),      # like seed and cue_proportion
+    ("data: {seed: 5}", "`data.seed`: "),
+])
+def test_the_lists_a_sweep_needs_may_not_be_empty_and_per_model_data_keys_are_not_set_by_hand(body, start):
+    """models, seeds and cue_proportions are non-empty lists (each is a dimension of the plan); the data
+    settings given per model (`data.seed` by `seeds`, `data.cue_seed` by the resubset design) are refused
+    in the `data` section, named by their key."""
+    problems = problems_of(f"name: x\n{body}\n")
+    assert any(p.startswith(start) for p in problems), problems
+
+
+def test_a_sweep_name_has_one_to_a_hundred_characters():
+    """The fix says "use 1-100 letters, digits, '-', '_' or '.'": 100 characters pass, 101 do not."""
+    assert parse_spec("name: " + "a" * 100 + "\n").name == "a" * 100
+    assert any(p.startswith("`name`") for p in problems_of("name: " + "a" * 101 + "\n"))

@@ -18,16 +18,23 @@ from orchestrator.spec.yaml_io import YamlError, parse_yaml, read_text
 
 @pytest.mark.parametrize("text, value", [
     ("true", True), ("False", False), ("yes", "yes"), ("on", "on"), ("No", "No"),   # YAML 1.1 words are text
-    ("", None), ("~", None), ("null", None), ("NULL", None),
+    ("True", True), ("TRUE", True), ("false", False), ("FALSE", False), ("tRUE", "tRUE"),   # three spellings each
+    ("", None), ("~", None), ("null", None), ("NULL", None), ("Null", None), ("nULL", "nULL"),
     ("0o17", 15), ("0x1F", 31), ("0x10", 16), ("0o10", 8),                           # 1.2 octal and hex
+    ("0X1F", "0X1F"), ("0O17", "0O17"),                                              # only a lower-case 0x / 0o
     ("0", 0), ("-0", 0), ("+12", 12), ("-12", -12),
     ("1e3", 1000.0), ("1E-2", 0.01), ("0.5", 0.5), ("-.5", -0.5),
+    ("1.", 1.0), ("-2.e1", -20.0),                                                   # digits, a point, no fraction
+    ("! abc", "abc"),                                                                # the non-specific tag `!`
     ("1:30", "1:30"),                                                                # not sexagesimal 90
     (".inf", math.inf), (".Inf", math.inf), ("+.inf", math.inf), ("-.inf", -math.inf), ("-.INF", -math.inf),
 ])
 def test_plain_scalars_read_as_the_yaml_1_2_core_schema_says(text, value):
-    """YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2): `0o17` is octal 15, `0x1F` hex 31, `.Inf`
-    any-case infinity with its sign; `yes`/`on` and `1:30` are text (they were YAML 1.1 bools and base 60)."""
+    """YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2): `0o17` is octal 15, `0x1F` hex 31 (the prefix is
+    lower case: `0X1F` is text), `.Inf` any-case infinity with its sign; booleans and null in exactly their
+    three spellings (`true|True|TRUE`, `null|Null|NULL`, `~`); a float may end in its point (`1.`);
+    `yes`/`on` and `1:30` are text (they were YAML 1.1 bools and base 60). The non-specific tag `!` is no
+    `!!tag`: it is allowed (`! abc` is the text abc)."""
     read = parse_yaml(f"k: {text}\n")["k"]
     assert read == value and type(read) is type(value), (text, read)
 
@@ -176,3 +183,13 @@ def test_a_syntax_error_names_its_line_and_column_and_where_the_unclosed_bracket
         parse_yaml("name: x\na: [1, 2\nb: 3\n")
     assert str(err.value) == ("invalid YAML at line 3, column 2: expected ',' or ']', but got ':' "
                               "(while parsing a flow sequence started on line 2)")
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_the_offset_of_its_first_bad_byte(tmp_path):
+    """`name: x\\n` is 8 bytes (offsets 0-7), so the stray Latin-1 byte 0xe9 after it sits at offset 8:
+    the message points there, with the byte itself, so the user can find it."""
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"name: x\n\xe9t\xe9: 1\n")
+    with pytest.raises(YamlError) as err:
+        read_text(path, "spec file")
+    assert str(err.value) == f"the spec file {path} is not UTF-8 text (byte 8: b'\\xe9'); save it as UTF-8"
