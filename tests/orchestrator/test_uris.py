@@ -84,3 +84,14 @@ def test_redacting_the_warnings_twice_installs_one_display(monkeypatch):
     assert warnings.showwarning is once
     warnings.showwarning(UserWarning(f"gs://u:{SECRET}@b/x"), UserWarning, "f.py", 1)
     assert shown == ["gs://***@b/x"]
+
+
+@pytest.mark.parametrize("text, shown", [
+    (f"s3://KEY:{SECRET}/with/slashes@bucket/runs", "s3://***@bucket/runs"),
+    (f"s3://KEY:p@ss{SECRET}@bucket/runs", "s3://***@bucket/runs"),
+    (f"https://h/o?X-Amz-Credential={SECRET}%2F20240101&X-Amz-Date=1", "https://h/o?X-Amz-Credential=***&X-Amz-Date=1"),
+])
+def test_redact_hides_userinfo_up_to_its_last_at_and_a_presigned_urls_credential(text, shown):
+    """`_USERINFO`: up to the last '@' (a secret may hold '/' or '@'); a presigned URL's X-Amz-Credential
+    names the access key: hidden like a token."""
+    assert redact(text) == shown and SECRET not in redact(text)

@@ -70,3 +70,64 @@ def test_init_seeds_are_read_back_exactly(layout):
             assert task.labels["init_seed"] > 2 ** 53
             value = df.loc[tid, "init_seed"]
             assert int(value) == task.labels["init_seed"], (tid, value)   # int(): numpy compares as floats
+
+
+def test_the_plan_records_every_resource_a_task_asks_for(layout):
+    """`resources_json`: cpus, gpus and workers per task, and its custom Ray resources by name, as the spec
+    asks (here pretrain: 2 CPUs, half a GPU, 2 workers, 1 `fast`; other kinds their defaults)."""
+    graph = build_graph(parse_spec("name: x\nseeds: [0]\n"
+                                   "resources: {pretrain: {cpus: 2, gpus: 0.5, workers: 2, custom: {fast: 1}}}\n"))
+    plan.write_plan(layout, graph)
+    for row in plan.read_plan(layout).to_dict("records"):
+        task = graph.tasks[row["task_id"]]
+        expected = ({"cpus": 2, "gpus": 0.5, "workers": 2, "custom": {"fast": 1}} if task.kind == "pretrain" else
+                    {"cpus": task.resources.cpus, "gpus": task.resources.gpus, "workers": task.resources.workers,
+                     "custom": dict(task.resources.custom)})
+        assert json.loads(row["resources_json"]) == expected, task.kind
+
+
+def test_some_columns_of_a_stored_or_rebuilt_plan_are_those_columns_only(layout):
+    """`status` reads task_id and kind: the stored plan's, or (plan.parquet gone) the plan rebuilt from the
+    stored spec.yaml, which says so; its note counts the tasks."""
+    text = "name: x\nseeds: [0]\n"
+    graph = build_graph(parse_spec(text))
+    plan.write_plan(layout, graph)
+    layout.storage.write_text(layout.spec_file(), text)
+    stored = plan.read_plan(layout, ("task_id", "kind"))
+    assert list(stored.columns) == ["task_id", "kind"] and list(stored["task_id"]) == list(graph.tasks)
+    df, rebuilt = plan.plan_of(layout, ("task_id", "kind"))
+    assert not rebuilt and list(df.columns) == ["task_id", "kind"]
+    layout.storage.delete(layout.plan_file())
+    df, rebuilt = plan.plan_of(layout, ("task_id", "kind"))
+    assert rebuilt and list(df.columns) == ["task_id", "kind"] and list(df["task_id"]) == list(graph.tasks)
+    assert list(df["kind"]) == [t.kind for t in graph.tasks.values()]
+    assert f"({len(graph.tasks)} tasks) and only their rows are used" in plan.rebuilt_note(layout, df)
+    whole, rebuilt = plan.plan_of(layout)
+    assert rebuilt and {"task_id", "kind", "parents", "config_json"} <= set(whole.columns)
+
+
+def test_a_stored_spec_behind_a_symbolic_link_is_refused_as_a_link_not_as_unplannable(layout, tmp_path):
+    """Without plan.parquet the spec is read to plan again; a link where spec.yaml belongs is the storage's
+    `LinkError` (its message names the link and the fix), not "cannot be planned"."""
+    import os
+
+    from orchestrator.storage.layout import LinkError
+
+    (tmp_path / "elsewhere.yaml").write_text("name: x\nseeds: [0]\n")
+    layout.storage.makedirs(layout.root)
+    os.symlink(tmp_path / "elsewhere.yaml", layout.spec_file())
+    with pytest.raises(LinkError):
+        plan.plan_of(layout)
+
+
+@pytest.mark.parametrize("table, column", [("paths", "path_kind"), ("tasks", "status"), ("tasks", "kind"),
+                                           ("barriers", "metric"), ("barriers", "definition")])
+def test_the_closed_columns_take_the_vocabulary_docs_analysis_names(table, column):
+    """docs/ANALYSIS.md: `path_kind` is one of the path kinds in every table that holds it, a task's `status`
+    one of the table statuses, its `kind` one of the task kinds, a barrier's `metric` and `definition` one of
+    the metrics and definitions."""
+    from orchestrator import vocab
+
+    expected = {"path_kind": vocab.PATH_KINDS, "status": vocab.TABLE_STATUSES, "kind": vocab.TASK_KINDS,
+                "metric": vocab.METRICS, "definition": vocab.DEFINITIONS}[column]
+    assert tuple(schemas.ALLOWED_VALUES[(table, column)]) == tuple(expected)

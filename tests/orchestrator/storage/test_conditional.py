@@ -188,3 +188,90 @@ def test_a_bucket_that_does_not_exist_is_an_error_not_an_object_that_exists(stor
 
 def test_paths_split_into_bucket_and_key_at_the_first_slash():
     assert conditional.S3Conditional._split("bkt/runs/s/run.lock") == ("bkt", "runs/s/run.lock")
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDenied", 403), ("SignatureDoesNotMatch", 403)])
+def test_a_refusal_that_is_no_failed_condition_is_an_error_naming_it(store, bucket, code, status):
+    """Access denied is an answer about this driver, not "another driver holds the lock": an OSError with
+    the code, from a conditional write and from a read alike (never None, never False)."""
+    def refuse(**kwargs):
+        raise client_error(code, status, "GetObject")
+
+    bucket.put_object = bucket.delete_object = bucket.get_object = refuse
+    for act in (lambda: store.create("bkt/runs/s/lock", b"x"), lambda: store.replace("bkt/runs/s/lock", b"x", '"e"'),
+                lambda: store.delete("bkt/runs/s/lock", '"e"'), lambda: store.read("bkt/runs/s/lock", 10)):
+        with pytest.raises(OSError, match=code):
+            act()
+
+
+def test_a_bare_404_to_a_conditional_write_is_an_object_no_longer_there(store, bucket):
+    """A store that answers `If-Match` on a deleted object with a 404 and no code: the version named is not
+    there (None, False), as with NoSuchKey."""
+    def gone(**kwargs):
+        raise client_error("", 404)
+
+    bucket.put_object = bucket.delete_object = gone
+    assert store.replace("bkt/runs/s/lock", b"x", '"etag"') is None
+    assert store.delete("bkt/runs/s/lock", '"etag"') is False
+
+
+def test_conditional_requests_and_reads_wait_out_a_store_that_cannot_be_reached(store, bucket, monkeypatch):
+    """Module docstring: every request here is waited out like the storage's own (orchestrator/storage/retry.py)."""
+    from orchestrator.storage import retry
+
+    monkeypatch.setattr(retry, "FIRST_WAIT_S", 0.001)
+    monkeypatch.setattr(retry._Outage, "warned", False)
+    for name in ("put_object", "get_object"):
+        real, failed = getattr(bucket, name), []
+
+        def flaky(real=real, failed=failed, **kwargs):
+            if not failed:
+                failed.append(1)
+                raise OSError("[Errno 111] Connection refused")
+            return real(**kwargs)
+
+        setattr(bucket, name, flaky)
+    assert store.create("bkt/runs/s/lock", b"x") == FakeBucket.etag(b"x")
+    assert store.read("bkt/runs/s/lock", 10).data == b"x"
+
+
+def test_empty_options_of_the_file_system_are_left_to_the_sdk():
+    """pyarrow holds an unset region and session token as '': boto3 gets None (its own default chain), never
+    an empty region or an empty token header."""
+    options = conditional._client_options(s3_filesystem(region="", access_key="AKID", secret_key="S3CRET"))
+    assert options == {"region_name": None, "endpoint_url": None, "aws_access_key_id": "AKID",
+                       "aws_secret_access_key": "S3CRET", "aws_session_token": None}
+
+
+def test_the_boto3_client_waits_and_retries_as_documented(monkeypatch):
+    """The client connects within CONNECT_TIMEOUT_S, waits READ_TIMEOUT_S for an answer, and tries a request
+    REQUEST_ATTEMPTS times in the SDK's standard mode (orchestrator/storage/retry.py: longer outages are waited
+    out there); it is made for the storage's endpoint."""
+    import boto3
+
+    from orchestrator.storage.retry import REQUEST_ATTEMPTS
+
+    made = {}
+
+    class Session:
+        def client(self, service, **kwargs):
+            made.update(kwargs, service=service)
+            return "client"
+
+    monkeypatch.setattr(boto3.session, "Session", Session)
+    s3 = conditional.S3Conditional(s3_filesystem(endpoint_override="127.0.0.1:9000", scheme="http"), "s3://bkt/runs")
+    config = made["config"]
+    assert s3.client == "client" and made["service"] == "s3" and made["endpoint_url"] == "http://127.0.0.1:9000"
+    assert (config.connect_timeout, config.read_timeout) == (conditional.CONNECT_TIMEOUT_S, conditional.READ_TIMEOUT_S)
+    assert config.retries == {"max_attempts": REQUEST_ATTEMPTS, "mode": "standard"}
+
+
+def test_only_an_s3_object_store_gets_conditional_writes():
+    """Local storage and other object stores (gs://) have none here: None, and no boto3 client is made."""
+    import types
+
+    from orchestrator.storage.layout import Storage
+
+    assert conditional.for_storage(Storage("mock:///bucket/runs")) is None
+    assert conditional.for_storage(types.SimpleNamespace(is_object_store=True, fs=pafs.LocalFileSystem())) is None
+    assert conditional.for_storage(types.SimpleNamespace(is_object_store=False, fs=s3_filesystem())) is None

@@ -379,3 +379,189 @@ def test_a_write_refusal_is_told_from_other_failures_by_its_errno_or_its_text():
     assert refused("/mnt/runs/sw", OSError(errno.ENOSPC, "full"), "`run` writes results") is None
     error = refused("/mnt/runs/sw", OSError(errno.EROFS, "x"), "`run` writes results")
     assert str(error) == f"the storage `/mnt/runs/sw` is read-only: `run` writes results, and nothing was written; {FIX}"
+
+
+def test_every_storage_method_refuses_a_path_outside_the_root(layout, tmp_path):
+    """Module docstring: every path a `Storage` takes is checked, so that nothing escapes the root. A file
+    that exists outside the root (and a path through a '.' segment, which `join` never builds) is refused by
+    every method, whatever it would do there, and is left as it was."""
+    storage = layout.storage
+    storage.write_bytes(layout.spec_file(), b"inside")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside")
+
+    def acts(path: str) -> list:
+        return [lambda: storage.check(path), lambda: storage.file_info(path), lambda: storage.list_infos(path),
+                lambda: storage.open_input_file(path), lambda: storage.open_input_stream(path),
+                lambda: storage.open_output_stream(path), lambda: storage.makedirs(path),
+                lambda: storage.exists(path), lambda: storage.is_file(path), lambda: storage.stamp(path),
+                lambda: storage.find_links(path), lambda: storage.local_path(path), lambda: storage.listdir(path),
+                lambda: storage.read_text(path), lambda: storage.write_text(path, "x"), lambda: storage.uri_of(path),
+                lambda: storage.shown(path), lambda: storage.move(path, layout.plan_file()),
+                lambda: storage.move(layout.spec_file(), path)]
+
+    for act in acts(str(outside)) + acts(f"{layout.root}/./spec.yaml"):
+        with pytest.raises(LayoutError):
+            act()
+    assert outside.read_bytes() == b"outside" and storage.read_bytes(layout.spec_file()) == b"inside"
+    assert not storage.exists(layout.plan_file())
+
+
+def test_a_stream_and_a_move_create_the_directory_they_write_into(layout):
+    """`open_output_stream` and `move` write where no directory exists yet (a new task's directory, the
+    quarantine of a table): they create it, as `write_bytes` does."""
+    storage = layout.storage
+    target = layout.task_file("pretrain", "p-1", "model.safetensors")
+    with storage.open_output_stream(target) as f:
+        f.write(b"weights")
+    assert storage.read_bytes(target) == b"weights"
+    moved = layout.quarantine_file("paths", "part-1.parquet")
+    storage.move(target, moved)
+    assert storage.read_bytes(moved) == b"weights" and not storage.exists(target)
+
+
+def test_a_directory_exists_once_something_is_in_it(layout):
+    """`exists` is true for anything at the path, a directory included (module docstring: a "directory"
+    exists once an object is under it), false for nothing."""
+    storage = layout.storage
+    assert not storage.exists(layout.task_dir("pretrain", "p-1"))
+    storage.write_bytes(layout.marker_file("pretrain", "p-1"), b"{}")
+    assert storage.exists(layout.task_dir("pretrain", "p-1")) and storage.exists(layout.root)
+    remote = Storage("mock:///bucket/runs")
+    remote.write_bytes(remote.join("s", "tasks", "x"), b"")
+    assert remote.exists(remote.join("s", "tasks")) and not remote.exists(remote.join("s", "results"))
+
+
+def test_makedirs_creates_a_directory_on_storage_that_has_directories():
+    """Only object stores skip `makedirs` (a prefix exists once an object is under it); a remote file system
+    with directories (here pyarrow's mock://) gets the directory."""
+    storage = Storage("mock:///bucket/runs")
+    storage.makedirs(storage.join("s", "results", "_markers"))
+    assert storage.listdir(storage.join("s", "results")) == ["_markers"]
+
+
+def test_a_sweep_directory_given_relative_or_with_a_trailing_slash_is_that_directory(tmp_path, monkeypatch):
+    """`mmc-sweep status sw` in the storage directory, or `status runs/sw/` (a shell's completion): the
+    sweep `sw` under the current directory (or under `runs`), not under `/` and not a sweep named ''."""
+    monkeypatch.chdir(tmp_path)
+    assert open_sweep_dir("sw").root == f"{tmp_path}/sw"
+    for given in ("runs/sw/", f"{tmp_path}/runs/sw/", f"{tmp_path}/runs/sw"):
+        opened = open_sweep_dir(given)
+        assert (opened.sweep, opened.root, opened.storage.root) == ("sw", f"{tmp_path}/runs/sw", f"{tmp_path}/runs")
+
+
+def test_a_file_that_grew_past_the_limit_while_read_is_refused_at_the_limit_plus_one(tmp_path, monkeypatch):
+    """fstat said 40 bytes, the file has 100 by the read, the limit is 41: the 41 bytes read (40 + 1) reach
+    the limit, so one byte more is read; 42 bytes are more than 41: an OSError, never the first 41 bytes of a
+    100-byte file taken for the whole."""
+    import os
+
+    from orchestrator.storage import layout as layout_module
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 100)
+    fstat = os.fstat
+
+    class Smaller:          # what fstat said before the file grew to 100 bytes
+        def __init__(self, fd):
+            info = fstat(fd)
+            self.st_mode, self.st_size = info.st_mode, 40
+
+    monkeypatch.setattr(layout_module.os, "fstat", Smaller)
+    with pytest.raises(OSError, match="more than the 41 bytes"):
+        layout_module.read_regular_file(str(path), 41)
+    with pytest.raises(OSError, match="more than the 40 bytes"):
+        layout_module.read_regular_file(str(path), 40)
+
+
+def test_a_link_error_pickles_with_its_path_and_message(tmp_path):
+    """Ray carries a task's error to the driver as a pickle: a `LinkError` arrives with the path it names and
+    its whole message (the link's target and the fix)."""
+    import os
+
+    from orchestrator.storage.layout import LinkError
+
+    os.symlink("/somewhere", tmp_path / "tasks")
+    error = LinkError(str(tmp_path / "tasks"))
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, LinkError) and copy.path == str(tmp_path / "tasks") and str(copy) == str(error)
+    assert "(to /somewhere)" in str(copy)
+
+
+def test_a_remote_request_is_tried_again_while_the_store_cannot_be_reached(monkeypatch):
+    """Module docstring: every request to storage that is not local is waited out while it cannot be reached
+    (orchestrator/storage/retry.py); a local file system is never retried (its errors are answers)."""
+    from orchestrator.storage import retry
+
+    monkeypatch.setattr(retry, "FIRST_WAIT_S", 0.001)
+    monkeypatch.setattr(retry._Outage, "warned", False)
+    storage = Storage("mock:///bucket/runs")
+    path = storage.join("s", "spec.yaml")
+    storage.write_bytes(path, b"spec")
+    real, failures = storage.fs, []
+
+    class Flaky:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get_file_info(self, what):
+            if len(failures) < 2:
+                failures.append(what)
+                raise OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: Connection refused")
+            return real.get_file_info(what)
+
+    storage.fs = Flaky()
+    assert storage.exists(path) and len(failures) == 2
+
+
+def test_a_read_of_a_replaced_file_is_made_again_until_its_size_holds(monkeypatch):
+    """`read_bytes(replaced=True)` on storage that is not local keeps bytes only when the file's size after the
+    read equals their length; otherwise it reads again (up to REPLACED_READ_ATTEMPTS times, then OSError)."""
+    from orchestrator.storage import layout as layout_module
+
+    storage = Storage("mock:///bucket/runs")
+    path = storage.join("s", "run.lock")
+    storage.write_bytes(path, b"lock")
+    stamps = []
+
+    def stamp(p, regular=False):         # the size after the read: another size twice, then the bytes' own
+        stamps.append(p)
+        return (99, 0) if len(stamps) <= 2 else (4, 0)
+
+    monkeypatch.setattr(storage, "stamp", stamp)
+    assert storage.read_bytes(path, replaced=True) == b"lock" and len(stamps) == 3
+    stamps.clear()
+    monkeypatch.setattr(storage, "stamp", lambda p, regular=False: stamps.append(p) or (99, 0))
+    monkeypatch.setattr(layout_module.time, "sleep", lambda s: None)
+    with pytest.raises(OSError, match=f"replaced while it was read, {layout_module.REPLACED_READ_ATTEMPTS} times"):
+        storage.read_bytes(path, replaced=True)
+    assert len(stamps) == layout_module.REPLACED_READ_ATTEMPTS
+
+
+def test_a_file_system_for_ray_unpickled_here_holds_its_credentials_under_the_same_token():
+    """A copy unpickled in this process takes the credentials held under the original's token, and holds
+    them under that token again: Ray copies its trials' storage many times, and each copy must not add
+    another entry to `_HELD_CREDENTIALS` (it would grow for as long as the driver lives)."""
+    from orchestrator.storage import layout as layout_module
+
+    original = SweepLayout(Storage(S3_URI), "sw").ray_storage()["storage_filesystem"]
+    held = dict(layout_module._HELD_CREDENTIALS)
+    copy = pickle.loads(pickle.dumps(original))
+    again = pickle.loads(pickle.dumps(copy))
+    assert copy.token == again.token == original.token and layout_module._HELD_CREDENTIALS == held
+
+
+def test_ray_on_local_storage_gets_the_path_of_the_sweeps_ray_directory_and_no_file_system(layout):
+    assert layout.ray_storage() == {"storage_path": f"{layout.root}/ray"}
+
+
+def test_a_write_refusal_is_read_from_the_errno_of_an_error_whose_text_does_not_name_it():
+    """read_only's docstring: the errno is read from the error's `errno` and from its text; an error that
+    carries EROFS only as its `errno` (its text says nothing) is a refusal too."""
+    import errno
+
+    from orchestrator.storage.read_only import write_refusal
+
+    error = OSError("cannot write")
+    error.errno = errno.EROFS
+    assert str(error) == "cannot write" and write_refusal(error) == "read-only"

@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import time
+import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -346,3 +348,290 @@ def test_a_renewal_that_fails_on_storage_is_tried_again_at_the_next_one(layout, 
     stop = _Stop(False, False, True)
     lock._renew(layout, {"lease_s": 60.0, "token": "mine"}, stop)
     assert len(tries) == 2 and len(stop.waits) == 3 and stopped == []
+
+
+# ----- on an object store: conditional writes (a fake store; the same against an S3-API server: test_s3.py)
+
+class FakeCond:
+    """What `orchestrator.storage.conditional.S3Conditional` offers, on one in-memory object per path: create
+    if absent, replace and delete only the version named (its tag), read with the version. `lost_create`: the
+    next create lands but its answer is lost (None), as a request tried again after a lost answer sees it."""
+
+    def __init__(self):
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.calls: list[tuple] = []
+        self.lost_create = False
+        self.version = 0
+
+    def _put(self, path, data) -> str:
+        self.version += 1
+        self.objects[path] = (bytes(data), f'"v{self.version}"')
+        return self.objects[path][1]
+
+    def create(self, path, data):
+        self.calls.append(("create", path))
+        if path in self.objects:
+            return None
+        tag = self._put(path, data)
+        if self.lost_create:
+            self.lost_create = False
+            return None
+        return tag
+
+    def replace(self, path, data, tag):
+        self.calls.append(("replace", path, tag))
+        if path not in self.objects or self.objects[path][1] != tag:
+            return None
+        return self._put(path, data)
+
+    def delete(self, path, tag):
+        self.calls.append(("delete", path, tag))
+        if path not in self.objects or self.objects[path][1] != tag:
+            return False
+        del self.objects[path]
+        return True
+
+    def read(self, path, max_bytes):
+        from orchestrator.storage.conditional import Version
+
+        if path not in self.objects:
+            return None
+        data, tag = self.objects[path]
+        return Version(data[:max_bytes + 1], tag)
+
+    def content(self, path) -> dict | None:
+        return json.loads(self.objects[path][0]) if path in self.objects else None
+
+
+@pytest.fixture
+def remote():
+    """A sweep on storage that is not local (pyarrow's mock://, no server)."""
+    return SweepLayout(Storage("mock:///bucket/runs"), "held")
+
+
+def _me(token: str = "mine", **changes) -> dict:
+    return {**lock._me(), "token": token, **changes}
+
+
+def _stale(token: str = "theirs") -> dict:
+    """A lock of another host whose lease ran out long ago: provably gone."""
+    return {"pid": 4242, "host": "another-host", "boot_id": "b", "renewed_at": time.time() - 86_400, "lease_s": 60,
+            "token": token}
+
+
+def test_on_an_object_store_the_lock_is_created_if_absent_refused_while_held_and_deleted_as_held(remote, monkeypatch):
+    cond = FakeCond()
+    monkeypatch.setattr(lock, "_conditional_writes", lambda layout: cond)
+    path = remote.lock_file()
+    with lock.sweep_lock(remote):
+        held = cond.content(path)
+        assert held["pid"] == os.getpid() and cond.calls[0] == ("create", path)
+        with pytest.raises(lock.LockError, match=rf"another `mmc-sweep run` \(pid {os.getpid()} on "):
+            with lock.sweep_lock(remote):
+                pass
+        assert cond.content(path) == held
+    assert path not in cond.objects and cond.calls[-1][0] == "delete"
+
+
+def test_a_stale_lock_on_an_object_store_is_replaced_only_as_the_version_judged(remote):
+    """Create fails (a lock exists), the lock read is provably gone: it is replaced with `If-Match` of the
+    version read, never created over."""
+    cond, path = FakeCond(), remote.lock_file()
+    stale_tag = cond._put(path, json.dumps(_stale()).encode())
+    me = _me()
+    tag = lock._acquire_conditional(remote, me, cond)
+    assert cond.content(path)["token"] == "mine" and tag == cond.objects[path][1]
+    assert ("replace", path, stale_tag) in cond.calls
+
+
+def test_a_lock_that_is_no_lock_is_never_replaced_on_an_object_store(remote):
+    cond, path = FakeCond(), remote.lock_file()
+    cond._put(path, b"garbled, not json")
+    with pytest.raises(lock.LockError, match="is not a lock file of mmc-sweep"):
+        lock._acquire_conditional(remote, _me(), cond)
+    assert cond.objects[path][0] == b"garbled, not json" and not [c for c in cond.calls if c[0] == "replace"]
+
+
+def test_a_create_whose_answer_was_lost_is_recognised_by_its_token(remote):
+    """The create landed but its answer was lost (a retried request fails `If-None-Match` against its own first
+    attempt): the lock read back carries this driver's token, so it holds the lock, at that version."""
+    cond = FakeCond()
+    cond.lost_create = True
+    tag = lock._acquire_conditional(remote, _me(), cond)
+    assert tag == cond.objects[remote.lock_file()][1] and cond.content(remote.lock_file())["token"] == "mine"
+
+
+def test_a_lock_released_between_the_create_and_the_read_is_created_again(remote):
+    """Create fails because a lock exists; by the read it is gone (its holder released it): create again."""
+    cond, path = FakeCond(), remote.lock_file()
+    cond._put(path, json.dumps({**_stale(), "renewed_at": time.time()}).encode())
+    create = cond.create
+
+    def create_then_released(p, data):
+        answer = create(p, data)
+        cond.objects.pop(p, None) if answer is None else None
+        return answer
+
+    cond.create = create_then_released
+    tag = lock._acquire_conditional(remote, _me(), cond)
+    assert tag is not None and cond.content(path)["token"] == "mine"
+
+
+def test_each_renewal_on_an_object_store_replaces_the_version_the_last_one_wrote(remote, monkeypatch):
+    """Three renewals: each replaces (If-Match) the version the one before wrote, and moves `renewed_at` on."""
+    me = _me(renewed_at=500.0)
+    clock = iter(range(1000, 1100))
+    monkeypatch.setattr(lock, "time", types.SimpleNamespace(time=lambda: float(next(clock))))
+    cond, path = FakeCond(), remote.lock_file()
+    held = {"cond": cond, "tag": cond.create(path, json.dumps(me).encode())}
+    for _ in range(3):
+        before = held["tag"]
+        assert lock._renew_conditional(remote, me, held) is None
+        assert cond.calls[-1] == ("replace", path, before) and held["tag"] == cond.objects[path][1] != before
+    assert cond.content(path)["renewed_at"] == me["renewed_at"] == 1002.0
+
+
+def test_a_renewal_on_an_object_store_writes_a_deleted_lock_again_and_names_a_lock_that_replaced_it(remote):
+    cond, path = FakeCond(), remote.lock_file()
+    me = _me()
+    held = {"cond": cond, "tag": cond.create(path, json.dumps(me).encode())}
+    del cond.objects[path]                                   # deleted by hand
+    assert lock._renew_conditional(remote, me, held) is None
+    assert cond.content(path)["token"] == "mine" and held["tag"] == cond.objects[path][1]
+    cond._put(path, json.dumps(_stale("newcomer")).encode())   # taken over while this driver was stopped
+    other = lock._renew_conditional(remote, me, held)
+    assert other["token"] == "newcomer" and cond.content(path)["token"] == "newcomer"
+
+
+def test_a_lock_taken_over_on_an_object_store_is_left_to_its_new_holder_on_release(remote, monkeypatch):
+    cond = FakeCond()
+    monkeypatch.setattr(lock, "_conditional_writes", lambda layout: cond)
+    with lock.sweep_lock(remote):
+        cond._put(remote.lock_file(), json.dumps(_stale("newcomer")).encode())
+    assert cond.content(remote.lock_file())["token"] == "newcomer"
+
+
+def test_a_store_without_conditional_writes_falls_back_to_write_and_read_back(remote, monkeypatch):
+    """`ConditionalWritesUnsupported` on the create: a warning, then the lock is written and read back on the
+    storage itself, and released there (nothing asked of the conditional writes again)."""
+    from orchestrator.storage import conditional
+
+    class Unsupported(FakeCond):
+        def create(self, path, data):
+            self.calls.append(("create", path))
+            raise conditional.ConditionalWritesUnsupported("the object store does not implement conditional writes")
+
+    cond = Unsupported()
+    monkeypatch.setattr(lock, "_conditional_writes", lambda layout: cond)
+    with pytest.warns(RuntimeWarning, match="written and read back instead"):
+        with lock.sweep_lock(remote):
+            assert json.loads(remote.storage.read_bytes(remote.lock_file()))["pid"] == os.getpid()
+    assert not remote.storage.exists(remote.lock_file()) and cond.calls == [("create", remote.lock_file())]
+
+
+# ----- where there are no conditional writes: written and read back (best effort)
+
+def _best_effort(layout):
+    with pytest.warns(RuntimeWarning, match="this object store's conditional writes are not implemented here"):
+        return lock._conditional_writes(layout)
+
+
+def test_storage_without_conditional_writes_says_so_and_not_that_boto3_is_missing(remote):
+    """mock:// (like gs://) has no conditional writes in this package: the warning says that, not "pip install
+    boto3" (which would change nothing)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert lock._conditional_writes(remote) is None
+    assert len(seen) == 1 and "boto3" not in str(seen[0].message)
+    assert "not implemented here" in str(seen[0].message)
+
+
+def test_without_conditional_writes_a_live_lock_is_refused_and_left_as_it_was(remote):
+    record = {"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60, "token": "theirs"}
+    remote.storage.write_bytes(remote.lock_file(), json.dumps(record).encode())
+    with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(pid 1 on another-host"):
+        lock._acquire(remote, _me(), {"cond": None})
+    assert json.loads(remote.storage.read_bytes(remote.lock_file())) == record
+
+
+def test_without_conditional_writes_a_lock_overwritten_by_another_driver_is_read_back_as_theirs(remote, monkeypatch):
+    """Two drivers write at once: the one that reads back another's token has lost, and says so."""
+    write = remote.storage.write_bytes
+    theirs = json.dumps({"pid": 1, "host": "another-host", "renewed_at": time.time(), "lease_s": 60,
+                         "token": "theirs"}).encode()
+    monkeypatch.setattr(remote.storage, "write_bytes", lambda path, data: write(path, data) or write(path, theirs))
+    with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(pid 1 on another-host"):
+        lock._acquire(remote, _me(), {"cond": None})
+
+
+def test_without_conditional_writes_the_holder_renews_and_stops_when_another_holds_the_lock(remote, monkeypatch):
+    stopped = []
+    monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(1))
+    me = _me(renewed_at=1000.0, lease_s=60.0)
+    remote.storage.write_bytes(remote.lock_file(), json.dumps(me).encode())
+    lock._renew(remote, me, _Stop(False, True), {"cond": None})
+    assert json.loads(remote.storage.read_bytes(remote.lock_file()))["renewed_at"] > 1000.0 and stopped == []
+    remote.storage.write_bytes(remote.lock_file(), json.dumps(_stale("newcomer")).encode())
+    lock._renew(remote, me, _Stop(False, True), {"cond": None})
+    assert stopped == [1] and json.loads(remote.storage.read_bytes(remote.lock_file()))["token"] == "newcomer"
+
+
+# ----- odd corners
+
+def test_a_renewal_that_finds_a_lock_put_in_its_place_meanwhile_names_that_lock(layout, monkeypatch):
+    """Between the renewal's move aside and its link back, another driver found no lock and created one: the
+    link fails (create-if-absent) and the renewal returns that driver's lock (this one must stop)."""
+    me = _me()
+    local = Path(layout.lock_file())
+    local.write_text(json.dumps(me))
+    newcomer = _stale("newcomer")
+
+    def link(src, dst):
+        Path(dst).write_text(json.dumps(newcomer))
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(lock.os, "link", link)
+    assert lock._renew_local(local, me) == newcomer
+    assert json.loads(local.read_text()) == newcomer and sorted(p.name for p in Path(layout.root).iterdir()) == ["run.lock"]
+
+
+def test_a_recorded_start_that_is_not_a_number_proves_no_reuse():
+    """`pid_start: true` (a hand-edited lock) is no start time: a live holder on this machine is not gone."""
+    assert not lock.holder_gone({"pid": os.getpid(), "pid_start": True, "renewed_at": time.time(), "lease_s": 60,
+                                 **_this_machine()})
+
+
+def test_a_start_time_beyond_any_clock_is_shown_as_unknown(layout):
+    error = lock._busy(layout, {"pid": 1, "host": "h", "started_at": 1e300})
+    assert "started at an unknown time" in str(error)
+
+
+def test_a_read_only_storage_refuses_the_lock_in_one_line_and_other_failures_pass_through(layout, monkeypatch):
+    import errno
+
+    from orchestrator.errors import SweepError
+
+    def refuse(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(lock, "_acquire", refuse)
+    with pytest.raises(SweepError, match=r"is read-only: the lock .*run\.lock is written there, and nothing was written"):
+        with lock.sweep_lock(layout):
+            pass
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lock, "_acquire", full)
+    with pytest.raises(OSError, match="No space left") as raised:
+        with lock.sweep_lock(layout):
+            pass
+    assert not isinstance(raised.value, SweepError)
+
+
+def test_a_lock_on_an_object_store_larger_than_a_lock_is_no_lock(remote):
+    cond, path = FakeCond(), remote.lock_file()
+    big = json.dumps({"pid": 1, "host": "h", "pad": "x" * lock.MAX_LOCK_BYTES}).encode()
+    cond._put(path, big[:lock.MAX_LOCK_BYTES + 1 - 2] + b'"}')
+    assert len(cond.objects[path][0]) == lock.MAX_LOCK_BYTES + 1
+    assert lock._read_version(cond, path)[0] is None

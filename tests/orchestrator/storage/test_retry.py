@@ -211,3 +211,18 @@ def test_an_outage_that_ended_in_its_error_is_followed_by_a_warned_outage_timed_
         (True, False), (True, False), (False, True)]
     assert said[-1].endswith("(after 2 s)")
 
+
+
+def test_a_store_that_answers_at_once_gives_its_result_without_waiting_or_a_line(clock, said):
+    assert retry.retrying(lambda: 7, "s3://bucket/runs", budget_s=60, sleep=clock.sleep) == 7
+    assert clock.slept == [] and said == []
+
+
+def test_a_fractional_storage_retry_setting_is_kept_to_the_fraction(clock, monkeypatch):
+    """MMC_STORAGE_RETRY_S=1.6 (a float setting): tries at 0, 0.5 and 1.5 s (within 1.6); with 1 s the third
+    would not be made."""
+    monkeypatch.setenv(knobs.STORAGE_RETRY_S.name, "1.6")
+    call = failing(None)
+    with pytest.raises(StoreUnreachable, match=r"within MMC_STORAGE_RETRY_S=1\.6 s"):
+        retry.retrying(call, "s3://bucket/runs", sleep=clock.sleep)
+    assert clock.slept == [0.5, 1.0] and len(call.calls) == 3
