@@ -464,3 +464,63 @@ def test_a_resource_request_is_cleared_once_after_the_wait(monkeypatch):
     request.clear()
     request.clear()
     assert asked == [[{"CPU": 1.0, "GPU": 1.0}], []] and request.bundles is None
+
+
+# ----- reading the cluster, and how often (its readers given what Ray would answer)
+
+def test_only_alive_nodes_count_and_a_local_ray_is_read_without_asking_for_an_autoscaler(monkeypatch):
+    """`read_cluster`: "the alive nodes with their resources": a node Ray lists as dead adds nothing; with
+    `autoscaled=False` (a local Ray this run started) the autoscaler's status is not read at all."""
+    import ray
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}},
+                                               {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(capacity, "read_autoscaler_status", lambda: pytest.fail("a local Ray's autoscaler read"))
+    view = capacity.read_cluster(TYPES, autoscaled=False)
+    assert view.nodes == ({"CPU": 2.0},) and view.autoscaler is None and not view.registering
+    monkeypatch.setattr(capacity, "read_autoscaler_status", lambda: AUTOSCALER)
+    assert capacity.read_cluster(TYPES).autoscaler == AUTOSCALER
+
+
+def test_the_view_a_concurrency_starts_from_is_fresh_and_the_cluster_is_reread_every_five_seconds():
+    """docs/FAILURES.md: the trials in flight "are recomputed from the cluster every 5 s". A concurrency given the
+    view the preflight waited for uses it until 5 s have passed, then reads the cluster."""
+    now, reads = [100.0], []
+    two = _view(GPU_NODE, GPU_NODE, autoscaler=None)
+    concurrency = Concurrency(lambda: reads.append(now[0]) or _view(GPU_NODE, autoscaler=None), view=two,
+                              clock=lambda: now[0])
+    gpu = Resources(cpus=1, gpus=1)
+    now[0] = 104.9
+    assert concurrency.limit(gpu) == 2 and reads == []
+    now[0] = 105.0
+    assert concurrency.limit(gpu) == 1 and reads == [105.0]
+
+
+def test_the_wait_for_nodes_defaults_to_ten_minutes():
+    """README and docs/FAILURES.md: `--wait-for-nodes` seconds, "default 600"."""
+    assert capacity.DEFAULT_WAIT_FOR_NODES_S == 600
+
+
+def test_a_cluster_whose_nodes_are_not_listed_is_read_as_one_node_of_what_it_counts():
+    """`now()` as `preflight.check_resources` reads it: with no node listed, what the scheduler counts is one node
+    (not no node at all, which would leave the largest node empty)."""
+    view = ClusterView((), {"CPU": 4.0, "GPU": 1.0})
+    assert view.now()["nodes"] == [{"CPU": 4.0, "GPU": 1.0}]
+    assert view.now()["CPU"] == 4.0
+
+
+def test_a_node_is_joining_only_while_resources_a_task_can_ask_for_are_not_counted_yet():
+    """`registering` compares what tasks ask for (CPUs, GPUs, memory, custom resources), not the `node:<ip>`
+    labels Ray gives each node: a node whose label alone is missing from the counts has joined."""
+    labelled = {"CPU": 1.0, "node:10.0.0.5": 1.0}
+    assert not ClusterView((labelled,), {"CPU": 1.0}).registering
+    assert ClusterView((labelled,), {"node:10.0.0.5": 1.0}).registering
+
+
+def test_a_node_that_is_joining_while_the_autoscaler_starts_nodes_is_one_of_those_it_starts():
+    """`summary`: the nodes starting are those the autoscaler reports; a node still joining counts as one more only
+    when the autoscaler reports none (it is then a node started by hand)."""
+    both = _view(GPU_NODE, joining=GPU_NODE, pending={"gpu_worker": 2})
+    assert both.registering and both.pending_nodes == 2
+    assert both.summary().endswith(", 2 starting")

@@ -157,3 +157,101 @@ def test_a_worker_whose_task_failed_raises_its_error_and_type(worker):
     _, _, out = worker(0, vocab.FAILED)
     assert isinstance(out, D.TaskFailedError)
     assert (str(out), out.error_type) == ("DivergenceError: nan", "DivergenceError")
+
+
+# ----- more of the error type, the driver and the worker ---------------------------------------------------
+
+def test_a_workers_error_found_through_rays_cause_attribute_gives_its_type_and_one_without_a_type_does_not():
+    """Ray's task errors carry the original exception as `.cause` (not `__cause__`): the worker's TaskFailedError
+    is found there too. A TaskFailedError that names no type is passed over: the raised exception's type stands."""
+    ray_error = RuntimeError("RayTaskError: the worker raised")
+    ray_error.cause = D.TaskFailedError("DataError: no files under data.root", "DataError")
+    assert D._error_type(ray_error) == "DataError"
+    try:
+        raise KeyError("lost") from D.TaskFailedError("something failed", None)
+    except KeyError as exc:
+        untyped = exc
+    assert D._error_type(untyped) == "KeyError"
+
+
+def test_a_failed_task_keeps_the_drivers_wall_time_around_fit(trainer, layout):
+    """As for a finished task: start, then the failure (6 s on the stand-in clock)."""
+    trainer.raises = RuntimeError("the worker group failed")
+    result = D.run_with_ray_train(_task(workers=2), layout, "real", None, {})
+    assert result.status == vocab.FAILED and result.duration_s == 6.0
+
+
+def test_each_task_trains_under_a_ray_run_of_its_own_with_its_runner_and_data_root(trainer, layout):
+    """Two tasks of one sweep keep their Ray Train runs apart (the run's name holds the task id, `train-<id>`), and
+    the workers get the runner and the data root they are to use."""
+    trainer.returned = TaskResult(vocab.DONE, 1.0).to_dict()
+    a = _task(workers=2)
+    b = Task("pretrain", {"name": "other"}, (), LABELS, Resources(cpus=1, workers=2))
+    D.run_with_ray_train(a, layout, "tests.support.runners:synthetic", "/data/root", {})
+    D.run_with_ray_train(b, layout, "real", None, {})
+    first, second = trainer.made
+    assert first.run.name == f"train-{a.id}" and second.run.name == f"train-{b.id}"
+    assert (first.config["runner"], first.config["data_root"]) == ("tests.support.runners:synthetic", "/data/root")
+    assert first.config["task"] is a and first.config["layout"] is layout
+
+
+@pytest.fixture
+def worker_env(monkeypatch, layout):
+    """`_train_worker(config)` with Ray Train's context stood in for: returns `run(rank, gpus, cuda)` -> (the task's
+    env, the arguments `attach_storage_resume` got, the order of save / barrier / report per epoch)."""
+    import torch
+
+    def run(rank: int = 0, gpus: float = 0, cuda: bool = False, distributed: bool = False):
+        seen = {"events": []}
+        monkeypatch.setattr(D.ray.train, "get_context", lambda: SimpleNamespace(get_world_rank=lambda: rank))
+        monkeypatch.setattr(D.ray.train, "report", lambda metrics: seen["events"].append(("report", metrics["epoch"])))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        import ray.train.torch as train_torch
+
+        monkeypatch.setattr(train_torch, "get_device", lambda: "the worker's GPU")
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: distributed)
+        monkeypatch.setattr(torch.distributed, "barrier", lambda: seen["events"].append(("barrier",)))
+        monkeypatch.setattr(D, "planned_epochs", lambda task: 3)
+
+        def attach(env, layout_, kind, task_id, log, epochs):
+            seen["attached"] = (layout_, kind, task_id, epochs)
+            env.on_epoch = lambda report: seen["events"].append(("save", report.epoch))
+
+        def execute(task, runner, env):
+            seen["env"] = env
+            env.on_epoch(SimpleNamespace(epoch=0, loss=1.0, acc=0.5))
+            return TaskResult(vocab.DONE, 1.0)
+
+        monkeypatch.setattr(D, "attach_storage_resume", attach)
+        monkeypatch.setattr(D.work, "execute", execute)
+        task = Task("pretrain", {"name": "ddp"}, (), LABELS, Resources(cpus=1, gpus=gpus, workers=2))
+        D._train_worker({"task": task, "layout": layout, "runner": "real", "data_root": "/data",
+                         "parent_kinds": {"p": "pretrain"}})
+        seen["task"] = task
+        return seen
+    return run
+
+
+def test_a_worker_trains_on_its_rank_with_the_data_root_and_resumes_from_the_tasks_own_state(worker_env, layout):
+    """Each worker's env carries its rank (tasks.train shards every batch by it), the data root and the parents'
+    kinds; the resume state attached is the task's own (its kind, its id, its planned epochs), as a one-process
+    task's is."""
+    seen = worker_env(rank=1)
+    env, task = seen["env"], seen["task"]
+    assert (env.rank, env.data_root, env.parent_kinds) == (1, "/data", {"p": "pretrain"})
+    assert seen["attached"] == (layout, "pretrain", task.id, 3)
+
+
+@pytest.mark.parametrize("gpus, cuda, device", [(0, True, "cpu"), (1, False, "cpu"), (1, True, "the worker's GPU")])
+def test_a_worker_trains_on_ray_trains_gpu_only_for_a_gpu_task_on_a_machine_with_cuda(worker_env, gpus, cuda, device):
+    import torch
+
+    env = worker_env(gpus=gpus, cuda=cuda)["env"]
+    assert env.device == (torch.device("cpu") if device == "cpu" else device)
+
+
+def test_rank_zero_stores_an_epoch_before_the_ranks_meet_and_every_rank_reports_after(worker_env):
+    """With torch.distributed up: rank 0 saves, then all ranks wait at a barrier (the state of the epoch is stored
+    before any rank goes on), then each reports; rank 1 only waits and reports."""
+    assert worker_env(rank=0, distributed=True)["events"] == [("save", 0), ("barrier",), ("report", 0)]
+    assert worker_env(rank=1, distributed=True)["events"] == [("barrier",), ("report", 0)]

@@ -273,3 +273,215 @@ def test_a_run_with_nothing_pending_prints_its_progress_and_starts_no_tune(monke
     progress = SimpleNamespace(maybe_print=lambda force=False: printed.append(force))
     S.run_graph(state, layout=None, ctx=None, max_concurrent=2, progress=progress)
     assert printed == [True]
+
+
+# ----- the size of a bundle: caps, defaults and who may share a trial ---------------------------------
+
+def test_without_a_cap_a_bundle_holds_eight_short_tasks_and_an_explicit_cap_wins_over_mmc_max_bundle(monkeypatch):
+    """README's MMC_MAX_BUNDLE row: unset, a bundle holds 8 short tasks (20 ready path evaluations, one trial in
+    flight: 8); the variable caps it (3); the searcher's own `max_bundle` argument wins over the variable (5)."""
+    def first_bundle(max_bundle=None) -> int:
+        root, paths = _root_and("path_eval", 20)
+        state, searcher = _started_after_root([root, *paths], max_bundle=max_bundle)
+        return len(searcher.suggest("t1")["task_ids"])
+
+    assert first_bundle() == 8
+    monkeypatch.setenv(knobs.MAX_BUNDLE.name, "3")
+    assert first_bundle() == 3
+    assert first_bundle(max_bundle=5) == 5
+
+
+def test_measured_short_tasks_grow_a_bundle_to_at_most_sixty_four():
+    """README: bundles of a kind whose tasks take under 0.1 s grow "up to 64, about 2 s per trial". At 0.005 s a
+    task, 2 s would take 400 tasks: the bundle stops at 64."""
+    root, mids = _root_and("midpoint", 200)
+    state, searcher = _started_after_root([root, *mids])
+    for i in range(1, 4):
+        _done(searcher, f"t{i}", searcher.suggest(f"t{i}"), duration_s=0.005)
+    assert math.ceil(2.0 / 0.005) == 400
+    assert len(searcher.suggest("t9")["task_ids"]) == 64
+
+
+def test_path_evaluations_with_several_workers_are_never_bundled():
+    """A bundle holds "ready single-worker tasks" (DagSearcher's docstring): path evaluations asking for two
+    workers each get a trial of their own, however many are ready."""
+    root, paths = _root_and("path_eval", 6, workers=2)
+    state, searcher = _started_after_root([root, *paths], max_bundle=8)
+    assert [len(searcher.suggest(f"t{i}")["task_ids"]) for i in (1, 2)] == [1, 1]
+
+
+def test_a_kinds_median_counts_only_its_latest_sixteen_tasks():
+    """Nine tasks of 9 s, then eight of 1 s: the latest sixteen are 8 x 9 s and 8 x 1 s, median (9 + 1) / 2 = 5
+    (a window of the latest eight would say 1 s)."""
+    root, mids = _root_and("midpoint", 20)
+    state, searcher = _started_after_root([root, *mids], max_bundle=1)
+    for i, seconds in enumerate([9.0] * 9 + [1.0] * 8, 1):
+        _done(searcher, f"t{i}", searcher.suggest(f"t{i}"), duration_s=seconds)
+    assert statistics.median([9.0] * 8 + [1.0] * 8) == 5.0
+    assert searcher.typical_duration("midpoint") == pytest.approx(5.0)
+
+
+def test_a_fixed_concurrency_below_one_still_runs_one_trial_at_a_time():
+    """`concurrency` is the number of trials in flight; 0 (or less) means one, never none: nine ready path
+    evaluations make a first bundle of min(8, ceil(9 / 1)) = 8."""
+    root, paths = _root_and("path_eval", 9)
+    state, searcher = _started_after_root([root, *paths], concurrency=0, max_bundle=8)
+    assert len(searcher.suggest("t1")["task_ids"]) == 8
+
+
+# ----- what a trial reports and what its tasks become -------------------------------------------------------
+
+def test_a_trials_summary_status_is_finished_only_when_every_task_of_its_bundle_finished():
+    """`pack_results`: "a summary status": one failed task of three makes the trial's status failed."""
+    done, failed = TaskResult(vocab.DONE, 0.1), TaskResult(vocab.FAILED, 0.1, error="OSError: disk")
+    assert S.pack_results({"a": done, "b": done})["status"] == vocab.DONE
+    assert S.pack_results({"a": done, "b": failed, "c": done})["status"] == vocab.FAILED
+    assert S.pack_results({"a": failed, "b": failed})["status"] == vocab.FAILED
+
+
+def test_a_crashed_trial_keeps_the_exception_type_its_task_failed_with(tmp_path):
+    """A task that failed cleanly (its own DivergenceError) in a trial that crashed afterwards: the crash's text
+    becomes its error, but the exception type stays the task's own, not the crash's ActorDiedError."""
+    a = _task("pretrain", "a")
+    state = sweep_state.SweepState(_graph(a))
+    searcher = S.DagSearcher(state)
+    config = searcher.suggest("t1")
+    result = TaskResult(vocab.FAILED, 0.5, error="DivergenceError: loss is nan", error_type="DivergenceError")
+    searcher.on_trial_complete("t1", S.pack_results({a.id: result}))
+    assert state.states[a.id].error_type == "DivergenceError"
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("ray.exceptions.ActorDiedError: The actor died unexpectedly\n")
+    trial = SimpleNamespace(trial_id="t1", error_file=str(error_file), config=dict(config), evaluated_params={},
+                            last_result={})
+    S._CrashReasons(state, searcher).on_trial_error(0, [], trial)
+    failed = state.states[a.id]
+    assert failed.error.startswith("trial crashed: ray.exceptions.ActorDiedError")
+    assert failed.error_type == "DivergenceError"
+
+
+def test_a_trial_of_a_context_that_carries_the_graph_runs_its_tasks_with_the_graphs_parent_kinds(monkeypatch, tmp_path):
+    """Without a payload in its config, a trial takes its tasks from the context's graph and passes no parent
+    kinds (None), so that `run_task` reads each parent's kind from that graph."""
+    root = _task("pretrain", "root")
+    path = _task("path_eval", "p", root)
+    seen, reports = [], []
+    monkeypatch.setattr(S, "run_task", lambda task, ctx, kinds: seen.append((task.id, kinds)) or TaskResult(vocab.DONE, 0.1))
+    monkeypatch.setattr(S.tune, "report", reports.append)
+    ctx = S.TrialContext(graph=_graph(root, path), storage_uri=str(tmp_path), sweep="s", runner="real")
+    S._trial({"task_ids": [path.id]}, ctx)
+    assert seen == [(path.id, None)] and reports[0]["status"] == vocab.DONE
+
+
+# ----- what a trial reserves, and its actors' name ----------------------------------------------------------
+
+def test_a_trial_reserves_its_tasks_resources_or_next_to_nothing_when_it_drives_ray_train_workers():
+    """`trial_resources`: a single-worker task's trial holds the task's own resources (a GPU pretraining: 1 CPU,
+    1 GPU); a data-parallel training task's trial only drives its Ray Train workers (which hold the resources):
+    it holds a sliver of a CPU (not a whole one, which would cost a task slot on a small cluster) and no GPU."""
+    single = _task("pretrain", "single", cpus=1, gpus=1)
+    ddp = _task("pretrain", "ddp", cpus=2, gpus=1, workers=2)
+    path = _task("path_eval", "path", cpus=2, workers=2)
+    assert S.trial_resources(single) == {"cpu": 1, "gpu": 1}
+    driving = S.trial_resources(ddp)
+    assert set(driving) == {"cpu"} and 0 < driving["cpu"] <= 0.1
+    assert S.trial_resources(path) == {"cpu": 2}          # not a training kind: runs in the trial itself
+
+
+def test_the_trial_actors_are_named_after_the_sweep_as_a_python_name():
+    """`mmc_sweep_<sweep>` is the trainable's `__name__` (what the Ray dashboard shows): a sweep name with dashes,
+    dots or spaces still gives an identifier, each such character an underscore."""
+    assert S.trainable_name("cue-sweep.v2 a") == "mmc_sweep_cue_sweep_v2_a"
+    assert S.trainable_name("cue-sweep.v2 a").isidentifier()
+
+
+# ----- the Tune run, with Tune's entry points replaced ---------------------------------------------------------
+
+@pytest.fixture
+def fake_tune(monkeypatch):
+    """`ray.tune`'s entry points replaced by recorders: what `_fit` asks of Tune, without Ray."""
+    seen = {}
+
+    def with_parameters(fn, **kwargs):
+        seen["parameters"] = kwargs
+
+        def trainable(config):
+            return fn(config, **kwargs)
+        return trainable
+
+    class Tuner:
+        def __init__(self, trainable, *, tune_config, run_config):
+            seen.update(trainable=trainable, tune_config=tune_config, run_config=run_config)
+
+        def fit(self):
+            seen["fit"] = True
+
+    monkeypatch.setattr(S.tune, "with_parameters", with_parameters)
+    monkeypatch.setattr(S.tune, "with_resources", lambda trainable, resources: (trainable, resources))
+    monkeypatch.setattr(S.tune, "Tuner", Tuner)
+    for name in ("TuneConfig", "RunConfig", "FailureConfig"):
+        monkeypatch.setattr(S.tune, name, lambda **kwargs: SimpleNamespace(**kwargs))
+    for name in ("RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "TUNE_GLOBAL_CHECKPOINT_S"):
+        monkeypatch.setenv(name, "")          # recorded, so that what `_fit` sets is undone after the test
+        monkeypatch.delenv(name)
+    import logging
+
+    levels = {name: logging.getLogger(name).level for name in S.QUIET_LOGGERS}
+    yield seen
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_the_tune_run_never_retries_a_trial_and_lets_every_pending_task_through(fake_tune, tmp_path):
+    """docs/FAILURES.md: single-process tasks are not retried inside a run (`FailureConfig(max_failures=0)`);
+    Tune's own bound on trials lets all 3 pending tasks through (the searcher holds them to the cluster); the
+    trials get the context without the graph; Tune's per-trial CSV/JSON loggers are off."""
+    from orchestrator.storage.layout import Storage, SweepLayout
+
+    tasks = [_task("pretrain", f"p{i}") for i in range(3)]
+    graph = _graph(*tasks)
+    state = sweep_state.SweepState(graph)
+    ctx = S.TrialContext(graph=graph, storage_uri=str(tmp_path), sweep="my-sweep", runner="real")
+    S._fit(state, SweepLayout(Storage(str(tmp_path)), "my-sweep"), ctx, FixedLimits(CPU=2, GPU=1), "run-1")
+    tune_config, run_config = fake_tune["tune_config"], fake_tune["run_config"]
+    assert run_config.failure_config.max_failures == 0
+    assert tune_config.max_concurrent_trials == 3 and isinstance(tune_config.search_alg, S.DagSearcher)
+    assert fake_tune["parameters"]["ctx"].graph is None and fake_tune["parameters"]["ctx"].sweep == "my-sweep"
+    assert run_config.name == "run-1" and fake_tune["fit"]
+    assert S.os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+    assert fake_tune["trainable"][0].__name__ == "mmc_sweep_my_sweep"
+
+
+def test_a_run_without_a_concurrency_of_its_own_follows_the_cluster_bounded_by_max_concurrent(monkeypatch):
+    """`run_graph`: trials in flight "follow the cluster (`concurrency`, by default read from the connected
+    cluster), at most `max_concurrent`": 8 CPUs and max_concurrent 2 give 2 one-CPU trials at once."""
+    a = _task("pretrain", "a")
+    state = sweep_state.SweepState(_graph(a))
+    monkeypatch.setattr(S.capacity, "read_cluster", lambda: capacity.ClusterView(({"CPU": 8.0},), {"CPU": 8.0}))
+    used = []
+    monkeypatch.setattr(S, "_fit", lambda state_, layout, ctx, concurrency, run_name: used.append(concurrency))
+    progress = SimpleNamespace(maybe_print=lambda force=False: None, on_change=lambda *args: None)
+    S.run_graph(state, layout=None, ctx=None, max_concurrent=2, progress=progress)
+    assert used[0].limit(Resources(cpus=1)) == 2
+    S.run_graph(state, layout=None, ctx=None, max_concurrent=None, progress=progress)
+    assert used[1].limit(Resources(cpus=1)) == 8
+
+
+# ----- connecting to Ray ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address, env, joined", [
+    (None, None, "local"),                       # a private Ray, never a `ray start` cluster on this machine
+    (None, "10.0.0.9:6379", "10.0.0.9:6379"),    # RAY_ADDRESS
+    ("10.0.0.1:6379", "10.0.0.9:6379", "10.0.0.1:6379"),   # the argument wins over RAY_ADDRESS
+])
+def test_ray_is_joined_at_the_given_address_else_at_ray_address_else_started_privately(monkeypatch, address, env, joined):
+    calls = []
+    monkeypatch.setattr(S.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(S.ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_TRAIN_V2_ENABLED", "1")
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    S.init_ray(num_cpus=2, address=address)
+    assert len(calls) == 1 and calls[0]["address"] == joined
+    assert calls[0].get("num_cpus") == (2 if joined == "local" else None)

@@ -129,22 +129,24 @@ def locked_run(tmp_path, monkeypatch):
     graph = build_graph(spec)
     layout = SweepLayout(Storage(spec.storage), spec.name)
     seen = {"finish": [], "log": []}
-    tracker = SimpleNamespace(per_task=True, finish=lambda status, **kw: seen["finish"].append(status),
-                              ui_command=lambda: None, browse_url=lambda: None)
+    tracker = SimpleNamespace(per_task=True, finish=lambda status, **kw: seen["finish"].append(status) or
+                              seen.update(finished_with=kw), ui_command=lambda: None, browse_url=lambda: None)
     monkeypatch.setattr(sweep, "_start_tracking", lambda *args: tracker)
     monkeypatch.setattr(sweep, "TaskRecorder", lambda *args: SimpleNamespace(
         record=lambda t: None, on_status=lambda *a: None, close=lambda: None, table=SimpleNamespace(rows_of=None)))
-    monkeypatch.setattr(sweep.compact, "compact_after_run", lambda layout_, log, rows_of, one_part: seen.update(one_part=one_part))
+    monkeypatch.setattr(sweep.compact, "compact_after_run", lambda layout_, log, rows_of, one_part: seen.update(
+        one_part=one_part, stopping=STOPS.stopping))
     monkeypatch.setattr(sweep, "_summarize", lambda outcome, log: [])
 
-    def run(behave, notes: tuple[str, ...] = ()):
+    def run(behave, notes: tuple[str, ...] = (), finished: tuple[str, ...] = (), start: float = 0.0):
         monkeypatch.setattr(sweep, "run_graph", lambda state, *args, **kwargs: behave(state))
-        verified = {t: (False, "no done.json") for t in graph.tasks}
+        verified = {t: (t in finished, "" if t in finished else "no done.json") for t in graph.tasks}
         try:
-            return sweep._run_locked(dataclasses.replace(spec, notes=notes), graph, layout, 0.0, verified, [],
+            return sweep._run_locked(dataclasses.replace(spec, notes=notes), graph, layout, start, verified, [],
                                      runner=vocab.REAL_RUNNER, report=False, log=seen["log"].append)
         finally:
             STOPS.stopping = False
+    seen["tracker"] = tracker
     return run, seen, graph
 
 
@@ -255,3 +257,303 @@ def test_only_a_cluster_at_an_address_is_waited_for(monkeypatch, tmp_path, addre
     with pytest.raises(Reached):
         sweep.run_sweep(spec, ray_address=address, wait_for_nodes_s=30.0, report=False)
     assert seen == {"address": address, "read": f"local={address is None}", "wait_s": waited}
+
+
+# ----- what the end of a run says and records -----------------------------------------------------------
+
+def test_a_run_counts_the_tasks_already_finished_and_those_left_to_run(locked_run):
+    """One task whose outputs verified is "already finished" (cached), every other one is "to run"."""
+    run, seen, graph = locked_run
+    first = next(iter(graph.tasks))
+    run(_end_all, finished=(first,))
+    counted = [line for line in seen["log"] if line.startswith("sweep `")]
+    assert len(counted) == 1 and f"; 1 already finished, {len(graph.tasks) - 1} to run; " in counted[0]
+
+
+def test_a_task_tune_left_running_means_an_interrupt_and_a_second_stop_signal_then_ends_at_once(locked_run):
+    """Tune returned with a task still running (none pending): the run was interrupted (KeyboardInterrupt, parent
+    run KILLED), and while the tables are compacted a stop signal counts as the second one (`STOPS.stopping`)."""
+    run, seen, graph = locked_run
+    last = list(graph.tasks)[-1]
+
+    def leave_last_running(state):
+        for task_id in list(state.states):
+            state.set_status(task_id, vocab.RUNNING)
+            if task_id != last:
+                state.set_status(task_id, vocab.DONE)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(leave_last_running)
+    assert seen["finish"] == [vocab.MLFLOW_KILLED] and seen["one_part"] is False and seen["stopping"] is True
+
+
+def test_a_finished_run_logs_its_task_counts_and_wall_time_on_its_parent_run(locked_run):
+    """The parent run's metrics: `tasks_<status>` for each status and `wall_s`, the seconds since the run started
+    (started 5 s before `_run_locked` here); a tracker with a run per task gets no copy of the tables."""
+    import time
+
+    run, seen, graph = locked_run
+    outcome = run(_end_all, start=time.time() - 5.0)
+    assert 5.0 <= outcome.wall_s < 60.0
+    metrics = seen["finished_with"]["metrics"]
+    assert metrics["wall_s"] == outcome.wall_s and metrics[f"tasks_{vocab.DONE}"] == len(graph.tasks)
+    assert metrics[f"tasks_{vocab.FAILED}"] == 0 and seen["finished_with"]["tables"] is None
+    assert any(line.startswith("finished in ") and f"{vocab.DONE} {len(graph.tasks)}" in line for line in seen["log"])
+
+
+def test_the_command_that_serves_mlflow_and_the_address_of_its_runs_are_each_told_as_what_they_are(locked_run):
+    run, seen, graph = locked_run
+    seen["tracker"].ui_command = lambda: "mlflow ui --backend-store-uri sqlite:///x.db"
+    seen["tracker"].browse_url = lambda: "http://127.0.0.1:5000/#/experiments/1"
+    outcome = run(_end_all)
+    assert outcome.mlflow_ui == "mlflow ui --backend-store-uri sqlite:///x.db"
+    assert outcome.mlflow_url == "http://127.0.0.1:5000/#/experiments/1"
+    assert seen["log"][-2:] == ["mlflow:  mlflow ui --backend-store-uri sqlite:///x.db",
+                                "browse:  http://127.0.0.1:5000/#/experiments/1"]
+
+
+def test_a_run_without_a_report_prints_the_summary_and_writes_no_report(locked_run, monkeypatch):
+    run, seen, graph = locked_run
+    summarized = []
+    monkeypatch.setattr(sweep, "_summarize", lambda outcome, log: summarized.append(outcome) or [])
+    monkeypatch.setattr(sweep, "_write_report", lambda *args: pytest.fail("a report written for report=False"))
+    outcome = run(_end_all)
+    assert summarized == [outcome] and outcome.report_html is None
+
+
+def test_result_parts_mended_before_the_run_are_verified_again(locked_run, monkeypatch):
+    """`compact.repair` mended a damaged part: the outputs are verified again, and what now verifies is cached
+    (here every task: nothing left to run) instead of being run again from the verdicts before the repair."""
+    run, seen, graph = locked_run
+    monkeypatch.setattr(sweep.compact, "repair", lambda layout, log: {"tasks": SimpleNamespace(changed=True)})
+    monkeypatch.setattr(sweep, "verify_all", lambda graph_, layout: {t: (True, "") for t in graph_.tasks})
+    try:
+        outcome = run(lambda state: None)      # Tune runs nothing: a task left pending would mean an interrupt
+    except KeyboardInterrupt:
+        pytest.fail("tasks whose outputs verified after the repair were left to run")
+    assert outcome.ok and outcome.counts[vocab.CACHED] == len(graph.tasks)
+    assert any(f"{len(graph.tasks)} already finished, 0 to run" in line for line in seen["log"])
+
+
+# ----- from the spec to the cluster: what `run_sweep` hands on -----------------------------------------------
+
+@pytest.fixture
+def up_to_the_run(monkeypatch, tmp_path):
+    """`run_sweep` of a tiny spec with Ray, the cluster and the locked run replaced by recorders: returns
+    `go(view, read_view, ray_address, check_cluster, runner, **spec_sections)` -> what each step was given."""
+    from tests.conftest import write_spec
+
+    seen = {}
+
+    def go(view=None, read_view=None, ray_address=None, check_cluster=None, runner=vocab.REAL_RUNNER, **sections):
+        seen.clear()
+        monkeypatch.setattr(sweep.preflight, "check_ray_address", lambda address: None)
+        monkeypatch.setattr(sweep.preflight, "check_tracking_server",
+                            lambda uri: seen.setdefault("tracking_checked", []).append(uri))
+        monkeypatch.setattr(sweep, "_connect", lambda num_cpus, address: seen.update(address=address))
+        monkeypatch.setattr(sweep, "_cluster_reader", lambda given, *, local, log: lambda: read_view)
+        monkeypatch.setattr(sweep, "_wait_for_cluster", lambda *args, **kwargs: view)
+        monkeypatch.setattr(sweep.preflight, "check_cluster", check_cluster or
+                            (lambda spec, layout, resources, kinds: seen.update(checked=resources)))
+        monkeypatch.setattr(sweep, "_run_locked", lambda *args, concurrency, **kwargs: seen.update(concurrency=concurrency))
+        spec = load_spec(write_spec(tmp_path, "handed", **{"cue_proportions": [0.0], "finetune": {"methods": []},
+                                                           "paths": {"pairs": ["nocue~nocue:self"], "num_alphas": 2},
+                                                           **sections}))
+        sweep.run_sweep(spec, runner=runner, ray_address=ray_address, wait_for_nodes_s=0, report=False)
+        return seen
+    return go
+
+
+def test_the_run_follows_the_cluster_it_waited_for_at_most_max_concurrent_at_once(up_to_the_run):
+    """The concurrency starts from the view the wait returned (16 CPUs; the cluster is not read again at once, where
+    it would say 1 CPU) and is bounded by the spec's max_concurrent (3)."""
+    sixteen = ClusterView(({"CPU": 16.0},), {"CPU": 16.0})
+    one = ClusterView(({"CPU": 1.0},), {"CPU": 1.0})
+    seen = up_to_the_run(view=sixteen, read_view=one, max_concurrent=3)
+    assert seen["concurrency"].limit(Resources(cpus=1)) == 3
+    seen = up_to_the_run(view=sixteen, read_view=one, max_concurrent=None)
+    assert seen["concurrency"].limit(Resources(cpus=1)) == 16
+
+
+def test_the_cluster_is_checked_against_what_its_autoscaler_can_grow_it_to(up_to_the_run):
+    """A head without GPUs whose autoscaler can start two 1-GPU workers: the resources checked have 2 GPUs."""
+    from orchestrator.run.node_types import NodeType, NodeTypes
+
+    head = {"CPU": 1.0, "node:__internal_head__": 1.0}
+    types = NodeTypes((NodeType("head", (("CPU", 1.0),), head=True),
+                       NodeType("gpu_worker", (("CPU", 1.0), ("GPU", 1.0)), max_workers=2)), "cluster.yaml")
+    view = ClusterView((head,), dict(head), types, AutoscalerStatus(active={"head": 1}))
+    seen = up_to_the_run(view=view, read_view=view, ray_address="10.1.2.3:6379")
+    assert seen["checked"]["GPU"] == 2.0 and "GPU" not in view.now()
+
+
+def test_the_address_given_wins_over_ray_address(up_to_the_run, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.9.9.9:6379")
+    view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
+    assert up_to_the_run(view=view, read_view=view, ray_address="10.1.2.3:6379")["address"] == "10.1.2.3:6379"
+    assert up_to_the_run(view=view, read_view=view)["address"] == "10.9.9.9:6379"
+
+
+def test_a_finished_sweep_connects_to_no_ray(up_to_the_run, monkeypatch):
+    """Every task's outputs verify: nothing is left to do, so Ray is not started (its ~10 s) and the run has no
+    concurrency to follow."""
+    monkeypatch.setattr(sweep, "verify_all", lambda graph, layout: {t: (True, "") for t in graph.tasks})
+    seen = up_to_the_run()
+    assert "address" not in seen and seen["concurrency"] is None
+
+
+def test_a_tracking_server_is_not_checked_when_tracking_is_off(up_to_the_run):
+    """`mlflow.enabled: false` with a `tracking_uri` left in the spec: no server is asked (it need not answer)."""
+    view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
+    seen = up_to_the_run(view=view, read_view=view, mlflow={"enabled": False, "tracking_uri": "http://127.0.0.1:9"})
+    assert seen["tracking_checked"] == [None]
+
+
+def test_a_run_refused_at_the_cluster_check_leaves_no_directory_behind(up_to_the_run, tmp_path):
+    """run_sweep's docstring: an MmcError is raised "before any work, leaving nothing behind": the storage
+    directories this run created are removed again."""
+    def refuse(spec, layout, resources, kinds):
+        raise SweepError("the cluster cannot run this sweep")
+
+    view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
+    with pytest.raises(SweepError, match="cannot run this sweep"):
+        up_to_the_run(view=view, read_view=view, check_cluster=refuse)
+    assert not (tmp_path / "runs").exists()
+
+
+# ----- stop signals (`signals.StopSignals`), handlers set and put back without raising a signal -----------------
+
+@pytest.fixture
+def own_handlers():
+    """The three stop signals' handlers of this process, put back after the test (with STOPS reset)."""
+    import signal
+
+    from orchestrator.run import signals
+
+    original = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    try:
+        yield signals
+    finally:
+        signals.STOPS.restore()
+        for s, handler in original.items():
+            signal.signal(s, handler)
+
+
+def test_while_tune_runs_a_reinstall_takes_back_sigterm_and_sighup_but_leaves_sigint_to_tune(own_handlers):
+    """`install` runs again after Ray replaced a handler; while Tune runs, only SIGINT stays Tune's (its handler
+    stops the trials): SIGTERM and SIGHUP, replaced meanwhile, are ours again."""
+    import signal
+
+    stops = own_handlers.STOPS
+
+    def tunes(signum, frame):
+        pass
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with own_handlers.stop_like_ctrl_c(), stops.tune_running():
+        signal.signal(signal.SIGINT, tunes)            # Tuner.fit's own handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # replaced by someone else (as ray.init does)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        stops.install()
+        assert signal.getsignal(signal.SIGINT) is tunes
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGHUP) == stops._handle
+
+
+def test_a_signal_ignored_in_one_run_is_handled_in_the_next_run_that_does_not_ignore_it(own_handlers):
+    """`nohup` leaves SIGHUP ignored for that run only: once the run is over and SIGHUP has its default handler
+    again, the next run in the same process handles it (the set of ignored signals does not outlive its run)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with own_handlers.stop_like_ctrl_c():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with own_handlers.stop_like_ctrl_c() as stops:
+        assert signal.getsignal(signal.SIGHUP) == stops._handle
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_a_run_started_from_another_thread_installs_no_handler(own_handlers):
+    """Signal handlers belong to the main thread (signals' docstring): from another thread `install` and `restore`
+    do nothing, and raise nothing (Python refuses `signal.signal` there)."""
+    import signal
+    import threading
+
+    before = {s: signal.getsignal(s) for s in own_handlers.STOP_SIGNALS}
+    errors = []
+
+    def in_thread():
+        try:
+            own_handlers.STOPS.install()
+            own_handlers.STOPS.restore()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert errors == [] and {s: signal.getsignal(s) for s in own_handlers.STOP_SIGNALS} == before
+
+
+# ----- the sweep's MLflow parent run ----------------------------------------------------------------------
+
+def test_the_parent_run_is_the_current_spec_version_and_carries_the_sixteen_digit_spec_hash(tmp_path, monkeypatch):
+    """With two earlier specs archived (`spec-v1`, `spec-v2`) the current one is version 3 (`archived_versions` + 1);
+    its spec hash is the first 16 hex digits of the spec's sha256 (docs/ANALYSIS.md, `spec_hash`), the one the
+    tasks table records; the git revision's label is tagged, `unknown` without one."""
+    from orchestrator.provenance import SourceRevision
+    from orchestrator.spec.sweep_spec import spec_hash
+
+    started = []
+
+    class Tracker:
+        def __init__(self, uri, experiment_name):
+            self.uri, self.experiment_name = uri, experiment_name
+
+        def start(self, run):
+            started.append(run)
+
+    monkeypatch.setattr(sweep.tracking, "MlflowTracker", Tracker)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(GOOD, sort_keys=False))
+    spec = load_spec(spec_path).with_top(storage=str(tmp_path / "runs"))
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    for version in (1, 2):
+        layout.storage.write_bytes(layout.spec_version_file(version), b"earlier")
+    graph = build_graph(spec)
+    tracker = sweep._start_tracking(spec, layout, graph, print, SourceRevision("ab" * 20))
+    assert isinstance(tracker, Tracker) and tracker.experiment_name == spec.name
+    run = started[0]
+    assert run.version == 3 and run.sweep == spec.name and run.graph is graph
+    assert len(run.spec_hash) == 16 and run.spec_hash == spec_hash(spec)[:16]
+    assert int(run.spec_hash, 16) >= 0                                   # hex digits
+    assert run.git_commit == "ab" * 20 and run.tags["mmc.git_rev"] == ("ab" * 20)[:12]
+    sweep._start_tracking(spec, layout, graph, print, None)
+    assert started[1].tags["mmc.git_rev"] == "unknown" and started[1].git_commit is None
+
+
+def test_a_runner_that_names_no_function_is_refused_before_anything_is_written(up_to_the_run, tmp_path):
+    """`--runner package.module:attribute` naming no function: one clear error (RunnerError, exit 2) before the
+    spec is even planned, and no directory is made."""
+    from orchestrator.run.runners import RunnerError
+
+    view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
+    with pytest.raises(RunnerError, match="is not a function"):
+        up_to_the_run(view=view, read_view=view, runner="tests.support.runners:BLOCK_ENV")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_node_types_given_for_the_cluster_are_checked_against_the_autoscaler_it_runs(monkeypatch):
+    """`_cluster_reader(given, ...)`: node types given (--autoscaler-config) are "checked against the autoscaler
+    that runs" before the reader is returned: a cluster without an autoscaler refuses them at once."""
+    types = SimpleNamespace(source="cluster.yaml", names=lambda: {"gpu_worker"})
+    monkeypatch.setattr(sweep, "read_cluster", lambda types_, autoscaled: ClusterView())
+    with pytest.raises(SweepError, match="--autoscaler-config cluster.yaml: the cluster runs no autoscaler"):
+        sweep._cluster_reader(types, local=False, log=print)
+    running = ClusterView(autoscaler=AutoscalerStatus(active={"gpu_worker": 1}))
+    monkeypatch.setattr(sweep, "read_cluster", lambda types_, autoscaled: running)
+    assert sweep._cluster_reader(types, local=False, log=print)() is running
