@@ -212,3 +212,131 @@ def test_a_map_without_a_tree_still_gets_its_figure_job():
     m.linkage = None
     (job,) = figures.map_jobs([m])
     assert job.frames["linkage"].empty and list(job.frames["linkage"].columns) == ["a", "b", "height", "size"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs: headings, titles, captions and the options every figure gets
+# ---------------------------------------------------------------------------------------------
+
+def test_every_figure_gets_the_eval_set_registry_order_and_plain_titles_without_swept_settings(jobs):
+    """Orders come from `tasks/` (the worker never imports it): each job's `eval_sets` is EVAL_SETS. With
+    nothing swept there is no facet label, so no title ends in an empty "()"."""
+    from tasks.settings.data import EVAL_SETS
+
+    for job in jobs:
+        assert list(job.options["eval_sets"]) == list(EVAL_SETS), job.name
+        assert not job.title.endswith("()") and "( " not in job.title, job.title
+    titles = {j.kind: j.title for j in jobs}
+    assert titles["barriers"] == "Barrier distributions" and titles["table1"] == "Fine-tuning comparison"
+
+
+def test_a_path_figure_is_headed_by_its_pair_type_and_its_caption_names_a_then_b(results):
+    """The page groups path figures under one heading per pair type (`heading`), facets included; the
+    caption says which model is α = 0 (A, the first of `cue~nocue`) and which α = 1."""
+    paths = results[vocab.PATHS]
+    cue = paths[paths["pair_type"] == "cue~nocue"]
+    half = cue.assign(cue_proportion=0.5, task_id=cue["task_id"] + "-half")
+    only = {**results, vocab.PATHS: pd.concat([cue, half], ignore_index=True),
+            vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}
+    jobs = figures.figure_jobs(only)
+    assert [j.heading for j in jobs] == ["cue~nocue", "cue~nocue"]
+    assert all(j.caption.startswith("α = 0 is A, the cue model; α = 1 is B, the no-cue model;") for j in jobs)
+
+
+def test_table_1s_chance_comes_from_the_evaluations_when_no_path_was_evaluated(results):
+    """Chance is 1 / classes of the datasets of the paths and the evaluations: a sweep whose paths are not
+    evaluated yet still draws Table 1's dotted chance line at 10 % (digits)."""
+    only = {**results, vocab.PATHS: results[vocab.PATHS].iloc[:0], vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0]}
+    (job,) = figures.figure_jobs(only)
+    assert job.kind == "table1" and job.options["chance"] == pytest.approx(0.1)
+
+
+def test_a_figures_key_changes_with_its_kind_and_frame_names_but_not_with_row_labels():
+    """The key hashes everything the PNG depends on: the kind of figure and which frame is which; the
+    frames' index (row labels) is not drawn, so relabelled rows keep the key."""
+    base = _job(chance=0.1)
+    other_kind = figures.FigureJob(**{**base.__dict__, "kind": "barriers"})
+    assert base.key("v1") != other_kind.key("v1")
+    renamed = figures.FigureJob(**{**base.__dict__, "frames": {"barriers": base.frames["paths"]}})
+    assert base.key("v1") != renamed.key("v1")
+    relabelled = figures.FigureJob(**{**base.__dict__, "frames": {"paths": base.frames["paths"].set_axis([7, 9])}})
+    assert base.key("v1") == relabelled.key("v1")
+
+
+def test_a_map_figures_caption_title_and_heading_name_its_metric_definition_path_set_and_models():
+    """MAP_CAPTION filled in its own order (metric, definition, path, eval set); the title counts the
+    models (k = 2 here); the heading is the map's context (empty without one, the model where set)."""
+    m = _map("loss")
+    (job,) = figures.map_jobs([m])
+    assert "the loss barrier (chord) of the linear path between them on cue" in job.caption
+    assert job.title == "Mechanism map: cue, linear (2 models)"
+    assert job.options["title"] == "Mechanism map · cue, linear · 2 models"
+    assert job.heading == ""
+    m.context = {"model": "wide_cnn"}
+    (job,) = figures.map_jobs([m])
+    assert job.heading == "wide_cnn" and job.name == "map_cue_linear_model-wide-cnn.png"
+
+
+def test_only_png_figures_an_earlier_manifest_named_are_removed_and_a_damaged_manifest_is_ignored(tmp_path,
+                                                                                                  monkeypatch):
+    """Removal is for figures (`.png`) of the earlier report only: a manifest naming another file (hand
+    edited, or damaged) must not delete it; a manifest whose `figures` is not a mapping counts as none."""
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [b"png" for _ in jobs])
+    layout.storage.write_bytes(layout.report_file("summary.parquet"), b"table")
+    layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps(
+        {"figures": {"summary.parquet": {"file": "summary.parquet", "key": "k", "sha256": "s"}}}).encode())
+    job = figures.FigureJob("a.png", figures.PATHS_SECTION, "h", "t", "c", "path", {}, {})
+    assert [f.name for f in figures.render(layout, [job])] == ["a.png"]
+    assert layout.storage.exists(layout.report_file("summary.parquet"))
+    layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps({"figures": ["a.png"]}).encode())
+    (again,) = figures.render(layout, [job])
+    assert not again.reused
+
+
+def test_a_figure_that_failed_to_draw_is_left_out_and_the_ones_after_it_are_kept(tmp_path, monkeypatch):
+    """One bad figure must not cost the report: render skips it (None from draw_all) and goes on."""
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [None if j.name == "a.png" else b"png"
+                                                                            for j in jobs])
+    jobs = [figures.FigureJob(n, figures.PATHS_SECTION, "h", "t", "c", "path", {}, {}) for n in ("a.png", "b.png")]
+    assert [f.name for f in figures.render(layout, jobs)] == ["b.png"]
+    manifest = json.loads(layout.storage.read_bytes(layout.report_file(figures.MANIFEST)))
+    assert set(manifest["figures"]) == {"b.png"}
+
+
+def test_a_figure_whose_file_or_manifest_is_gone_or_unreadable_is_drawn_again(tmp_path, monkeypatch):
+    """Reuse needs the manifest (JSON) and the PNG it names: a deleted PNG or a manifest that is not JSON
+    means drawing again, not an error."""
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    drawn = []
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: drawn.extend(j.name for j in jobs)
+                        or [b"png" for _ in jobs])
+    job = figures.FigureJob("a.png", figures.PATHS_SECTION, "h", "t", "c", "path", {}, {})
+    figures.render(layout, [job])
+    layout.storage.delete(layout.report_file("a.png"))
+    (again,) = figures.render(layout, [job])
+    layout.storage.write_bytes(layout.report_file(figures.MANIFEST), b"{not json")
+    (third,) = figures.render(layout, [job])
+    assert drawn == ["a.png"] * 3 and not again.reused and not third.reused
+
+
+def test_a_worker_answers_each_job_line_with_its_png_or_its_error(monkeypatch):
+    """The wire format: one JSON line per job in, one out, {"png": base64} equal to drawing it here, or
+    {"error": ...} for a line that is not a job; the worker goes on after an error."""
+    import base64
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)            # serve() sends library prints to stderr
+    monkeypatch.setattr(figures, "draw", lambda kind, frames, options: f"{kind}:{sorted(frames)}:{options}".encode())
+    job = figures.FigureJob("a.png", figures.PATHS_SECTION, "h", "t", "c", "path",
+                            {"paths": pd.DataFrame({"alpha": [0.0, 1.0]})}, {"chance": 0.1})
+    out = io.StringIO()
+    figures.serve(io.StringIO(figures.encode(job) + "\nnot json\n" + figures.encode(job) + "\n"), out)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [sorted(r) for r in replies] == [["png"], ["error"], ["png"]]
+    assert base64.b64decode(replies[0]["png"]) == b"path:['paths']:{'chance': 0.1}"
+    kind, frames, options = figures.decode(figures.encode(job))
+    assert (kind, options) == ("path", {"chance": 0.1})
+    pd.testing.assert_frame_equal(frames["paths"], job.frames["paths"])

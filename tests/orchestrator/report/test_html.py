@@ -178,3 +178,203 @@ def test_each_figure_goes_to_its_own_section_of_the_page():
     assert 'data-name="barriers.png"' in barriers and 'data-name="finetuning.png"' not in barriers
     assert 'data-name="finetuning.png"' in finetune
     assert paths.count("<h3>cue~nocue ") == 1 and paths.count('data-name="paths_') == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces: escaping, default digits, the banner's other cases, rules, the failed tasks
+# ---------------------------------------------------------------------------------------------
+
+def test_text_is_escaped_in_attributes_cells_and_headers():
+    """A quote in a figure title must not end its alt="..." attribute; markup in a table's header,
+    a provenance value or the spec is shown as text."""
+    assert report_html.esc('a "b" <c> & d') == "a &quot;b&quot; &lt;c&gt; &amp; d"
+    assert "<th>&lt;b&gt;</th>" in report_html.html_table(pd.DataFrame({"<b>": [1]}))
+    assert "<td class=\"row\">&lt;i&gt;x&lt;/i&gt;</td>" in report_html.kv_table({"k": "<i>x</i>"})
+
+
+def test_a_table_shows_four_digits_unless_told_otherwise():
+    assert "<td>0.1235</td>" in report_html.html_table(pd.DataFrame({"x": [0.123456]}))
+
+
+def test_skipped_tasks_make_the_banner_red_like_failed_ones():
+    """Red "when some tasks failed or were skipped (their results are missing)"."""
+    progress = _progress(failed=0)
+    progress.loc[progress.index[-2:], vocab.SKIPPED] = [2, 2]
+    page = report_html.banner(progress, 5)
+    assert 'class="banner bad"' in page and "(2 failed or skipped)" in page
+    assert 'class="banner bad"' in report_html.banner(progress, None)
+
+
+def test_a_partial_sweep_without_failures_is_amber_and_a_complete_one_green():
+    partial = report_html.banner(_progress(failed=0), 5)
+    assert 'class="banner partial"' in partial and "partial sweep" in partial and "2 have no results yet." in partial
+    done = _progress(failed=0)
+    done.loc[done.index[-1], vocab.FINISHED] = 5
+    complete = report_html.banner(done, 5)
+    assert 'class="banner ok"' in complete and "5 of 5 tasks finished</strong>: the sweep is complete." in complete
+
+
+def test_a_failed_tasks_error_line_is_cut_at_300_characters():
+    failed = pd.DataFrame({"task_id": ["t1"], "kind": [vocab.FINETUNE], "error": ["x\n" + "E" * 400]})
+    assert f"<td>{'E' * 300}</td>" in report_html.failed_table(failed)
+
+
+def test_the_rules_are_printed_as_the_spec_states_them_lists_joined_and_null_for_none():
+    claim = verdicts.Claim("a", "statement", checks=[verdicts.Check("one", YES, "+0.5", group="g", power="0.80")])
+    page = report_html.claims_html([claim], {"sets": ["nocue", "cue"], "margin": None, "alpha": 0.05})
+    assert '<th class="row">sets</th><td class="row">nocue, cue</td>' in page
+    assert '<th class="row">margin</th><td class="row">null</td>' in page
+    assert '<th class="row">alpha</th><td class="row">0.05</td>' in page
+    assert '<span class="muted power">power: 0.80</span>' in page
+
+
+def test_a_claims_statistics_table_pads_rows_without_the_other_definitions():
+    """Every row has as many cells as the header: a row without the other definitions' estimates gets
+    empty cells under them."""
+    est = stats.Estimate.of([0.1, 0.2, 0.3])
+    claim = verdicts.Claim("a", "statement", rows=[
+        verdicts.Row("pair 1", "loss barrier", est, also=(("mean_endpoints", est), ("worse_endpoint", est))),
+        verdicts.Row("pair 2", "loss barrier", est)])
+    page = report_html.claims_html([claim])
+    table = page.split("<table>", 1)[1]
+    n_head = len(re.findall(r"<th>", table.split("</thead>")[0]))
+    rows = table.split("<tbody>")[1].split("</tr>")[:2]
+    assert n_head == 7 and [len(re.findall(r"<td", r)) for r in rows] == [n_head, n_head]
+
+
+# ---------------------------------------------------------------------------------------------
+# The barrier grid: tooltip, missing means, single n, rows per cue proportion, facets
+# ---------------------------------------------------------------------------------------------
+
+def test_a_barrier_cells_tooltip_gives_n_and_the_std_and_a_nan_mean_is_missing():
+    summary = _summary()
+    summary.loc[(summary["pair_type"] == "pretrained~ft:naive") & (summary["eval_set"] == "cue"), "mean"] = np.nan
+    page = report_html.barrier_grid(summary)
+    assert 'title="n = 3, std = 0.050">0.300' in page
+    naive = _grid_rows(page)[2]
+    assert naive[4] == stats.MISSING and "nan" not in page
+
+
+def test_a_rows_n_is_one_number_when_every_cell_has_the_same_n():
+    summary = _summary().assign(n=4)
+    assert [r[2] for r in _grid_rows(report_html.barrier_grid(summary))] == ["4"] * 4
+
+
+def test_rows_of_one_pair_and_path_go_by_increasing_cue_proportion():
+    """Two cue proportions get a column (`cue proportion`, no underscore) and one row each, 0.5 before 0.8,
+    whatever order the summary has."""
+    base = _summary()
+    base = base[base["pair_type"] == "cue~nocue"]
+    summary = pd.concat([base.assign(cue_proportion=0.8), base.assign(cue_proportion=0.5)], ignore_index=True)
+    page = report_html.barrier_grid(summary)
+    assert '<th class="row">cue proportion</th>' in page
+    assert [(r[1], r[2]) for r in _grid_rows(page)] == [("linear", "0.5"), ("linear", "0.8"), ("quadratic", "0.5"),
+                                                        ("quadratic", "0.8")]
+
+
+def test_each_swept_combination_gets_its_heading_over_its_barrier_grid_and_table_1():
+    summary = pd.concat([_summary().assign(**{"finetune.lam": lam}) for lam in (1.0, 3.0)], ignore_index=True)
+    page = report_html.barriers_html(summary, ("finetune.lam",))
+    assert re.findall(r"<h3>(.*?)</h3>", page) == ["finetune.lam = 1", "finetune.lam = 3"]
+    text = pd.DataFrame({"method": ["cbft"], "80% nocue": ["40.0 ± 1.0"], "n": ["3"]})
+    long = pd.DataFrame({"row": ["cbft"], "cue_proportion": [0.8], "eval_set": ["nocue"], "n": [3], "mean": [0.4],
+                         "std": [0.01]})
+    table = stats.FinetuneTable(text, long)
+    page = report_html.table1_html([({"finetune.lam": 1.0}, table), ({"finetune.lam": 3.0}, table)])
+    assert re.findall(r"<h3>(.*?)</h3>", page) == ["finetune.lam = 1", "finetune.lam = 3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1, the mechanism table and the map table: headers and missing cells
+# ---------------------------------------------------------------------------------------------
+
+def test_table1_groups_columns_by_cue_proportion_and_shows_missing_cells_as_missing():
+    """One header group per cue proportion spanning its eval sets; a cell whose text is missing is
+    missing even where a mean exists."""
+    text = pd.DataFrame({"method": ["cbft"], "80% nocue": [stats.MISSING], "80% cue": ["30.0 ± 1.0"],
+                         "50% nocue": ["20.0 ± 1.0"], "n": ["3"]})
+    long = pd.DataFrame({"row": ["cbft"] * 3, "cue_proportion": [0.8, 0.8, 0.5], "eval_set": ["nocue", "cue", "nocue"],
+                         "n": [3] * 3, "mean": [0.4, 0.3, 0.2], "std": [0.01] * 3})
+    page = report_html.finetune_grid(text, long)
+    assert '<th class="group" colspan="2">cue proportion 80%</th>' in page
+    assert '<th class="group" colspan="1">cue proportion 50%</th>' in page
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
+    assert cells == ["cbft", "3", stats.MISSING, "30.0 ± 1.0", "20.0 ± 1.0"]
+    assert page.count('class="missing"') == 1
+
+
+def test_the_mechanism_table_names_each_pair_type_once_and_spans_each_measure_over_its_alphas():
+    mech = pd.DataFrame({"pair_type": ["cue~nocue", "cue~nocue"], "path_kind": ["linear", "quadratic"],
+                         "alignment": [None, None], "n": [3, 3], **{f"agree_a@{a}{s}": [v, v] for a in ("0.0", "1.0") for s, v in
+                                                       (("", 0.5), ("_low", 0.4), ("_high", 0.6))}})
+    page = report_html.mechanism_html(mech)
+    assert '<th class="group" colspan="2">agreement with A (pp)</th>' in page
+    names = re.findall(r'<td class="row"><strong>(.*?)</strong></td>', page)
+    assert names == ["cue~nocue", ""]
+
+
+def test_a_map_without_tests_or_context_shows_missing_cells_and_counts_the_models_left_out():
+    m = _fake_map("nocue")
+    m.within_across, m.ari_test, m.left_out = None, None, 2
+    page = report_html.map_html([m], [])
+    row = dict(zip(re.findall(r"<th>(.*?)</th>", page), re.findall(r"<td[^>]*>(.*?)</td>", page), strict=True))
+    assert row["context"] == stats.MISSING and row["left out"] == "2"
+    assert (row["across − within"], row["p (one-sided)"], row["ARI"]) == (stats.MISSING,) * 3
+    m = _fake_map("nocue")
+    m.ari_test = None                                   # the permutation test without the ARI's: each on its own
+    page = report_html.map_html([m], [])
+    row = dict(zip(re.findall(r"<th>(.*?)</th>", page), re.findall(r"<td[^>]*>(.*?)</td>", page), strict=True))
+    assert (row["across − within"], row["p (one-sided)"], row["ARI"]) == ("+0.500", "0.01", stats.MISSING)
+
+
+def test_endpoint_drift_is_signed_in_its_units_with_its_interval_and_none_without_one():
+    drift = pd.DataFrame({"pair_type": ["cue~nocue"] * 2, "path": ["linear"] * 2, "endpoint": ["A", "B"],
+                          "eval_set": ["nocue"] * 2, "n": [3, 1], "loss_drift": [0.0123, -0.5],
+                          "loss_low": [0.01, np.nan], "loss_high": [0.02, np.nan], "acc_drift": [-0.0123, 0.02],
+                          "acc_low": [-0.02, np.nan], "acc_high": [-0.01, np.nan]})
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", report_html.drift_html(drift))
+    assert cells[5:7] == ["+0.012 [0.010, 0.020]", "-1.2 [-2.0, -1.0]"]
+    assert cells[12:14] == ["-0.500", "+2.0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the page
+# ---------------------------------------------------------------------------------------------
+
+def test_a_figure_is_inline_with_its_id_alt_text_and_a_link_to_its_file():
+    fig = figures_lib.Figure("paths_cue-nocue.png", figures_lib.PATHS_SECTION, "cue~nocue", 'a "t"', "cap", b"\x89PNG")
+    page = report_html.figure_html(fig)
+    assert page.startswith('<figure id="fig-paths_cue-nocue"><img data-name="paths_cue-nocue.png" alt="a &quot;t&quot;" ')
+    assert 'src="data:image/png;base64,iVBORw==">' in page
+    assert '<a href="paths_cue-nocue.png">paths_cue-nocue.png</a>' in page
+
+
+def _page(**kw) -> str:
+    args = dict(title="t", progress=pd.DataFrame(), planned=None, claims=[], summary=pd.DataFrame(), swept=(),
+                table1=[], figures=[], provenance={}, spec_text=None, failed=pd.DataFrame())
+    return report_html.render_page(**{**args, **kw})
+
+
+def test_the_page_links_failed_tasks_and_maps_only_when_it_has_them_and_escapes_the_spec():
+    bare = _page()
+    assert 'href="#failed"' not in bare and 'href="#map"' not in bare
+    assert "No path evaluations yet." in bare and "the first evaluation set" in bare and "With swept settings" not in bare
+    failed = pd.DataFrame({"task_id": ["t1"], "kind": [vocab.FINETUNE], "error": ["boom"]})
+    page = _page(failed=failed, spec_text="a: <b>", swept=("finetune.lam",), agreement_set="nocue")
+    assert '<a href="#failed">Failed tasks</a>' in page and "<pre>a: &lt;b&gt;</pre>" in page
+    assert "With swept settings (<code>finetune.lam</code>)" in page and "(on nocue)" in page
+    assert '<a href="#map">Mechanism map</a>' in _page(maps=[_fake_map("cue")])
+
+
+def test_each_verdict_gets_its_own_styled_class_and_each_check_its_mark():
+    """holds / does not hold / cannot be separated / not testable: four classes the page's CSS styles
+    (`.claim.holds`, `.fails`, `.unseparated`, `.unmeasured`); each check's mark is the outcome's."""
+    from orchestrator.report.comparisons import OVERLAP
+
+    css = report_html.template("report.css")
+    expected = {YES: "holds", NO: "fails", OVERLAP: "unseparated", UNTESTABLE: "unmeasured"}
+    for outcome, cls in expected.items():
+        claim = verdicts.Claim("a", "s", checks=[verdicts.Check("c", outcome, "e", group="g")])
+        page = report_html.claims_html([claim])
+        assert f'<div class="claim {cls}">' in page and f".claim.{cls}" in css, outcome
+        assert f'<span class="mark {outcome}">{report_html.MARKS[outcome]}</span>' in page

@@ -378,3 +378,222 @@ def test_the_mechanism_map_notes_show_cue_proportion_and_reliance_above_chance_a
                                np.clip(models["reliance_randimg"].to_numpy()[order] / 0.9, 0, 1))
     dots = [t for t in ax_n.texts if t.get_text() == "•"]
     assert sorted(t.get_position()[1] for t in dots) == sorted(order.index(i) for i in (0, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, margins and the less common path-figure branches
+# ---------------------------------------------------------------------------------------------
+
+def test_slugs_are_file_name_safe_and_endpoint_names_follow_the_docstrings_examples():
+    """`pretrained~ft:naive` -> `pretrained-ft-naive` (no dash left at either end); endpoints: a main pair's
+    two models, a fine-tuning pair's pretrained model and its method, a pair of one kind as A and B."""
+    assert plots.slug("pretrained~ft:naive") == "pretrained-ft-naive"
+    assert plots.slug("(cue_proportion = 0.5)") == "cue-proportion-0.5"
+    assert plots.endpoint_names("cue~nocue") == ("cue model", "no-cue model")
+    assert plots.endpoint_names("pretrained~ft:cbft") == ("pretrained cue model", "fine-tuned (cbft)")
+    assert plots.endpoint_names("pretrained~ft") == ("pretrained cue model", "fine-tuned model")
+    assert plots.endpoint_names("nocue~nocue:spawn@3") == ("no-cue model A", "no-cue model B")
+
+
+def test_fixed_margins_are_inches_turned_into_figure_fractions_along_their_own_side():
+    """left/right are fractions of the width, top/bottom of the height (8 × 4 inches here)."""
+    fig = plt.figure(figsize=(8.0, 4.0))
+    plots._margins(fig, left=1.0, right=0.5, top=1.0, bottom=0.4)
+    p = fig.subplotpars
+    assert (p.left, p.right, p.top, p.bottom) == pytest.approx((1 / 8, 1 - 0.5 / 8, 1 - 1 / 4, 0.4 / 4))
+    plt.close(fig)
+
+
+def test_a_series_per_cue_proportion_is_labelled_in_percent():
+    """Accuracy-like fractions are shown in percent everywhere: a cue proportion that varies joins the
+    label as `p = 50%`."""
+    rows = pd.concat([_path_rows(sets=("nocue",), cue_proportion=0.5),
+                      _path_rows(sets=("nocue",)).assign(task_id=lambda d: d["task_id"] + "-80")], ignore_index=True)
+    labels = [t.get_text() for t in plots.plot_path(rows, "cue~nocue").legends[0].get_texts()]
+    assert labels[:2] == ["linear (p = 50%)", "linear (p = 80%)"]
+
+
+def test_one_pairs_note_is_its_barrier_alone_and_a_missing_point_does_not_make_it_nan():
+    """With one pair there is no spread to give (no "± nan"); the chord barrier is the largest gap over the
+    points measured, so a missing α = 0.5 accuracy leaves the drop 0.0 pp (80 % at both ends)."""
+    rows = _path_rows(variants=(("linear", None, 1),), sets=("nocue",), loss=lambda t, e, a: 2.0 if a == 0.5 else 1.0,
+                      acc=lambda t, e, a: np.nan if a == 0.5 else 0.8)
+    fig = plots.plot_path(rows, "cue~nocue")
+    assert fig.axes[0].texts[0].get_text() == "1.00"
+    assert fig.axes[1].texts[0].get_text() == "0.0 pp"
+
+
+def test_each_path_kinds_note_sits_on_its_own_line_in_its_colour():
+    """Notes of two path kinds stack top down in series order (not on top of each other)."""
+    rows = _path_rows(variants=(("linear", None, 2), ("quadratic", None, 2)), sets=("nocue",))
+    fig = plots.plot_path(rows, "cue~nocue")
+    notes = fig.axes[0].texts
+    assert [t.get_color() for t in notes] == ["C0", "C1"]
+    assert notes[0].get_position()[1] > notes[1].get_position()[1]
+
+
+def test_agreement_and_reliance_panels_appear_when_only_one_of_their_columns_was_measured():
+    """A panel row is drawn when either of its columns has values: agreement with A alone, or
+    acc(randimg) − chance alone (loss, acc, agreement, two reliance panels: 5 axes for one set)."""
+    rows = _path_rows(sets=("nocue",)).assign(agree_b=np.nan, reliance_randcue=np.nan)
+    fig = plots.plot_path(rows, "cue~nocue")
+    assert len(fig.axes) == 5
+    assert fig.axes[2].get_ylabel() == "agreement (%)" and len(_data_lines(fig.axes[2])) == 1
+
+
+def test_percent_axes_span_0_to_100_with_the_notes_headroom_on_accuracy_only(three_pairs):
+    """Accuracy and agreement: ticks 0, 50, 100 (%); the agreement axis is 0–100 % with 3 points either side;
+    the accuracy axis (which carries the barrier notes) gets the same headroom factor as the loss axis."""
+    fig = plots.plot_path(_three_pairs(sets=("nocue",)), "cue~nocue", loss_limits={"nocue": (0.0, 2.0)})
+    loss, acc, agree = fig.axes[0], fig.axes[1], fig.axes[2]
+    assert agree.get_ylim() == pytest.approx((-3.0, 103.0))
+    assert list(acc.get_yticks()) == [0, 50, 100] and list(agree.get_yticks()) == [0, 50, 100]
+    low, high = acc.get_ylim()
+    assert low == pytest.approx(-3.0) and (high - low) / 106 == pytest.approx(loss.get_ylim()[1] / 2.0)
+    assert (high - low) / 106 > 1.0
+
+
+def test_the_reliance_panels_have_a_zero_line_for_no_reliance(three_pairs):
+    """0 pp is "ignores the cue": a dotted line at 0 in both reliance panels."""
+    for ax in three_pairs.axes[-2:]:
+        zero = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+        assert len(zero) == 1 and np.allclose(zero[0].get_ydata(), 0.0)
+
+
+def test_loss_limits_of_a_set_without_a_positive_finite_loss_are_still_a_real_axis():
+    """All-zero, all-missing or diverged (infinite) losses still give an axis that starts at 0 and has a
+    positive, finite top."""
+    rows = _path_rows(sets=("nocue", "cue", "randcue"),
+                      loss=lambda t, e, a: {"nocue": 0.0, "cue": np.nan}.get(e, np.inf if a == 0.5 else 1.0))
+    limits = plots.path_loss_limits(rows)
+    for eval_set in ("nocue", "cue", "randcue"):
+        low, high = limits[eval_set]
+        assert low == 0.0 and np.isfinite(high) and high > 0, (eval_set, high)
+
+
+# ---------------------------------------------------------------------------------------------
+# Barrier distributions: the less common branches
+# ---------------------------------------------------------------------------------------------
+
+def test_the_barrier_figure_is_the_same_every_time_it_is_drawn():
+    """Figures are cached by their inputs (figures.FigureJob.key): the jitter of the points must not
+    change between two drawings of the same rows."""
+    rows = _barrier_rows()
+    first, second = (plots.plot_barriers(rows, eval_sets=("nocue",)).axes[0].collections[0].get_offsets()
+                     for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_near_zero_barriers_are_not_magnified_and_zero_is_marked():
+    """Barriers of 0.001 (loss) and 0.01 pp (acc) stay flat: the loss axis spans at least 0.02, the
+    accuracy axis at least 1 pp, both down to below 0, with a dashed line at 0. The black mean bars are
+    0.9 of a path kind's slot wide (two kinds: slots of 0.4)."""
+    rows = _barrier_rows().assign(value=lambda d: np.where(d["metric"] == "loss", 0.001, 0.0001))
+    fig = plots.plot_barriers(rows[rows["eval_set"] == "nocue"], ["loss", "acc"])
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_ylim()[1] >= 0.02 and loss_ax.get_ylim()[0] < 0
+    assert acc_ax.get_ylim()[1] >= 1.0 and acc_ax.get_ylim()[0] < 0
+    for ax in (loss_ax, acc_ax):
+        (zero,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert np.allclose(zero.get_ydata(), 0.0)
+    bars = [c for c in loss_ax.collections if type(c) is LineCollection]
+    widths = [s[1][0] - s[0][0] for c in bars for s in c.get_segments()]
+    np.testing.assert_allclose(widths, 0.9 * 0.4)
+
+
+def test_a_metric_without_rows_gets_no_column():
+    rows = _barrier_rows()
+    fig = plots.plot_barriers(rows[rows["metric"] == "loss"], ["loss", "acc"], eval_sets=EVAL_SETS)
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes][0] == "loss barrier (chord)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning bars: the less common branches
+# ---------------------------------------------------------------------------------------------
+
+def test_finetune_titles_give_the_seed_count_or_its_range_in_the_right_number():
+    """n = 3 seeds; n = 1 seed (singular); seeds that differ between cells as a range, n = 1–3 seeds."""
+    long = _long(rows=("naive", "cbft"), props=(0.8,))
+    titles = [plots.plot_finetune(long.assign(n=n)).axes[0].get_title() for n in (3, 1, [1, 3, 3, 3])]
+    assert titles == ["cue proportion 80% (n = 3 seeds)", "cue proportion 80% (n = 1 seed)",
+                      "cue proportion 80% (n = 1–3 seeds)"]
+
+
+def test_finetune_bars_without_references_have_no_grey_line():
+    """The grey line separates the pretrained references from the methods: none without references."""
+    fig = plots.plot_finetune(_long(rows=("naive", "cbft"), props=(0.8,)))
+    assert [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanism map: the less common branches
+# ---------------------------------------------------------------------------------------------
+
+def test_the_mechanism_maps_clusters_are_outlined_where_their_rows_sit_and_methods_follow_the_rows(mechanism_map):
+    """Each outline is the square of its cluster's rows (in dendrogram order) on the diagonal; the method
+    letters sit on their model's row; the dendrogram shows the threshold (its x range reaches past it, to 0)."""
+    fig, models, _, order = mechanism_map
+    ax_d, ax_n, ax_h, ax_c = fig.axes
+    rows = {c: [i for i, m in enumerate(order) if models["cluster"][m] == c] for c in (1, 2)}
+    outlines = sorted((p.get_x(), p.get_y(), p.get_width()) for p in ax_h.patches if isinstance(p, Rectangle))
+    assert outlines == sorted((min(r) - 0.5, min(r) - 0.5, 2) for r in rows.values())
+    methods = {t.get_position()[1]: t.get_text() for t in ax_n.texts if t.get_text() != "•"}
+    assert methods == {float(i): models["method"][m] for i, m in enumerate(order) if isinstance(models["method"][m], str)}
+    left, right = ax_d.get_xlim()
+    assert left >= max(1.05 * 1.0, _map_inputs()[2]["height"].max()) and right == 0     # the whole tree and the cut
+    assert ax_c.get_ylabel() == "loss barrier" and ax_d.get_xlabel() == "loss barrier"
+    note = next(t.get_text() for t in fig.texts if "cue p:" in t.get_text())
+    assert "• above 25 pp" in note and "dashed: the threshold" in note
+
+
+def test_a_map_with_an_unmeasured_pair_and_no_threshold_still_scales_its_colours_to_the_measured_barriers():
+    """A missing pair (NaN) leaves the colour scale at the largest measured barrier (3.3); without a
+    threshold the note does not mention a dashed line."""
+    models, matrix, tree = _map_inputs()
+    matrix.iloc[0, 1] = matrix.iloc[1, 0] = np.nan
+    fig = plots.plot_mechanism_map(models, matrix, tree, threshold=None)
+    assert fig.axes[2].images[0].get_clim() == (0.0, 3.3)
+    note = next(t.get_text() for t in fig.texts if "cue p:" in t.get_text())
+    assert "dashed" not in note
+
+
+def test_eval_set_titles_point_the_way_a_model_without_cue_reliance_moves():
+    """↑ on nocue (clean accuracy up), ↓ on randimg (down to about chance); no arrow on cue and randcue."""
+    titles = plots.EVAL_SET_TITLES
+    assert titles["nocue"].endswith("↑") and titles["randimg"].endswith("↓")
+    assert titles["randimg"].startswith("randimg") and not titles["cue"].endswith(("↑", "↓"))
+    assert not titles["randcue"].endswith(("↑", "↓"))
+
+
+def test_a_path_figure_restricted_to_an_aligned_path_shows_that_alignment_only():
+    rows = _path_rows(variants=(("linear", None, 2), ("linear", "weight", 2), ("linear", "activation", 2)),
+                      sets=("nocue",))
+    fig = plots.plot_path(rows, "cue~nocue", path_kind="linear", alignment="weight")
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:-1] == ["linear (weight)"]
+
+
+def test_every_figures_title_ends_with_its_facet_subtitle():
+    """The facet label (swept values) the figure job passes as `subtitle` is in each kind's title."""
+    path = plots.plot_path(_path_rows(sets=("nocue",)), "cue~nocue", subtitle="finetune.lam = 3")
+    barriers = plots.plot_barriers(_barrier_rows(), subtitle="finetune.lam = 3")
+    finetune = plots.plot_finetune(_long(props=(0.8,)), subtitle="finetune.lam = 3")
+    for fig in (path, barriers, finetune):
+        assert fig._suptitle.get_text().endswith(" · finetune.lam = 3"), fig._suptitle.get_text()
+        plt.close(fig)
+
+
+def test_a_pair_types_n_counts_its_pairs_once_when_one_path_kind_lacks_some():
+    """Each path kind evaluates the same pairs (one task per pair and kind): with the aligned path
+    missing one of the 3 pairs the column still shows n = 3 pairs, not 2 (and not 3 + 2)."""
+    rows = _barrier_rows()
+    rows = rows[~((rows["path_kind"] == "aligned") & rows["task_id"].str.endswith("-2"))]
+    fig = plots.plot_barriers(rows, eval_sets=("nocue",), method_order=FINETUNE_METHOD_NAMES)
+    ticks = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    assert [t.split("\n")[1] for t in ticks] == ["(n = 3)"] * 3
+
+
+def test_the_title_counts_pairs_per_path_kind_and_alignment_not_per_kind_alone():
+    """linear unaligned and linear weight-aligned are two paths of the same 2 pairs: n = 2 pairs, not 4."""
+    rows = _path_rows(variants=(("linear", None, 2), ("linear", "weight", 2)), sets=("nocue",))
+    title = plots.plot_path(rows, "cue~nocue")._suptitle.get_text()
+    assert "\nn = 2 pairs per path kind" in title
