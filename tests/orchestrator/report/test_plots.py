@@ -21,8 +21,9 @@ from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 ALPHAS = (0.0, 0.5, 1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def _close_figures():
+    """Each test's figures are closed after it (pyplot keeps every open figure alive)."""
     yield
     plt.close("all")
 
