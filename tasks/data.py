@@ -434,28 +434,23 @@ def choose_cued(labels: Tensor, proportion: float, gen: torch.Generator) -> Tens
     return cued
 
 
-def _check_cued(settings: DataSettings, labels: Tensor, cued: Tensor) -> None:
-    """Refuse a cued subset that makes the model another one: a `cue_proportion` above 0 that rounds to
-    no cued sample in any class (the "cued" model is the clean one), and a `cue~cue:resubset` partner's
-    subset (its own `cue_seed`) that is its model's (drawn from `seed`; every class's quota rounds to all
-    of its samples), which would make the same-data control the model itself (a zero barrier by
-    construction). A class of n samples gets round(p * n) cued (`choose_cued`)."""
+def _check_cued(settings: DataSettings, labels: Tensor) -> None:
+    """Refuse a cue proportion whose `cue_count` makes the model another one: above 0 but no cued sample in
+    any class (the "cued" model is the clean one), or, for a `cue~cue:resubset` partner (its own
+    `cue_seed`), every sample of every class (its subset is its model's: the same-data control would be the
+    model itself, a zero barrier by construction)."""
     p = settings.cue_proportion
-    counts = torch.bincount(labels.cpu())
-    counts = counts[counts > 0]
-    if p > 0 and not bool(cued.any()):
-        largest = int(counts.max())
+    sizes = [n for n in torch.bincount(labels.cpu()).tolist() if n]
+    quotas = [cue_count(n, p) for n in sizes]
+    if p > 0 and not any(quotas):
         raise SettingsError("DataSettings", [("cue_proportion", (
-            f"{p:g} cues no training sample; use at least {math.ceil(5e3 / largest) / 1e4:g} (a class of n gets "
-            f"round(p * n) cued; the largest class of {settings.dataset!r} has {largest})"))])
-    if settings.cue_seed is None or settings.cue_seed == settings.seed:
-        return
-    if torch.equal(cued, choose_cued(labels, p, generator(settings.seed, "cued"))):
-        smallest = int(counts.min())
+            f"{p:g} cues no training sample; use at least {math.ceil(5e3 / max(sizes)) / 1e4:g} (a class of n "
+            f"gets p * n rounded half up cued; the largest class of {settings.dataset!r} has {max(sizes)})"))])
+    if settings.cue_seed not in (None, settings.seed) and quotas == sizes:
         raise SettingsError("DataSettings", [("cue_proportion", (
             f"{p:g} leaves a `cue~cue:resubset` partner no other cued subset: it would be its model; use at "
-            f"most {math.floor(1e4 - 5e3 / smallest - 1e-9) / 1e4:g} for this pair (a class of n gets round(p * n) "
-            f"cued, all of it here; the smallest class of {settings.dataset!r} has {smallest})"))])
+            f"most {math.floor(1e4 - 5e3 / min(sizes) - 1e-9) / 1e4:g} for this pair (a class of n gets p * n "
+            f"rounded half up cued, all of it here; the smallest class of {settings.dataset!r} has {min(sizes)})"))])
 
 
 def _derangement(n: int, gen: torch.Generator) -> Tensor:
@@ -503,8 +498,8 @@ def load_cue_data(settings: DataSettings, device: torch.device | str = "cpu") ->
     device = torch.device(device)
     base = _load_base(settings, device)
     cue_seed = settings.seed if settings.cue_seed is None else settings.cue_seed
+    _check_cued(settings, base.y_train)
     cued = choose_cued(base.y_train, settings.cue_proportion, generator(cue_seed, "cued"))
-    _check_cued(settings, base.y_train, cued)
     y_train = base.y_train.to(device)
     train_clean = Split(base.x_train, y_train)
     if bool(cued.any()):

@@ -125,8 +125,8 @@ def reset_bn(model: nn.Module, x: Tensor, batch_size: int = 1024, precision: str
     over the N samples exactly, independent of the batching; deeper layers see inputs
     normalised with per-batch statistics upstream. `num_batches_tracked` = number of batches.
     The pass runs in `precision` (`tasks.evaluate.PRECISIONS`, fp32 by default as in `evaluate`; pass the
-    one used to evaluate, so the statistics match the activations seen there). Per-batch moments are BN's own (float32 buffers,
-    read with momentum 1.0), pooled across batches in float64.
+    one used to evaluate, so the statistics match the activations seen there). Per-batch moments are BN's
+    own (float32 buffers, read with momentum 1.0), pooled across batches in float64.
     Afterwards the model is in eval mode and each BN keeps its momentum. No-op without BN.
     `traced`: a `ResetPass` of `model`, which computes the same statistics (within float rounding) with less
     work on the CPU in float32; used there, ignored elsewhere.

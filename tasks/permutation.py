@@ -344,8 +344,10 @@ class _Walk:
         x = self._tensor(node, node.args[0])
         shape = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
         batch = [s for s in shape[:1] if s == -1 or isinstance(s, fx.Node) and self.values.get(s) is _SHAPE]
-        root = self._find(x.group)   # the input's channels (never permuted) have no size here: any width
-        width = shape[1] == -1 or shape[1] == self.size[root] or root == _FIXED and isinstance(shape[1], int)
+        root = self._find(x.group)   # the input's channels (never permuted) have no size here: with the batch
+        # given as the batch, an [N, C] view of N * C values can only be of width C
+        width = shape[1] == -1 or shape[1] == self.size[root] or \
+            root == _FIXED and isinstance(shape[1], int) and shape[0] != -1
         if not (x.spatial_free and len(shape) == 2 and batch and width):
             self._refuse(node, "reshapes in a way that may mix channels (only x.view(x.size(0), -1) after "
                          "pooling to 1x1 is supported)")

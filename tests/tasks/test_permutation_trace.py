@@ -458,15 +458,17 @@ def test_every_relu_of_a_group_is_a_point_whether_a_module_returns_it_or_feeds_i
 def test_a_view_to_the_batch_and_the_inputs_own_channels_is_accepted_as_the_minus_one_form_is():
     """`x.view(x.size(0), C)` after pooling to 1x1 is the supported view written with the width instead of -1.
     Where the channels are the input's (never permuted, so of no size the tracer knows), both forms are the
-    same reshape and get the same spec; a view of such a tensor that also reshapes the batch stays refused."""
-    def net(width):
-        return _Net(lambda m, x: F.adaptive_avg_pool2d(x + m.pre(x), 1).view(x.size(0), width), 3,
+    same reshape and get the same spec; a view of such a tensor that also reshapes the batch stays refused
+    (`view(-1, 1)` folds the channels into the batch)."""
+    def net(view, head_in=3):
+        return _Net(lambda m, x: view(F.adaptive_avg_pool2d(x + m.pre(x), 1), x), head_in,
                     pre=nn.Conv2d(3, 3, 1), flat=True)
 
-    assert permutation_spec(net(3)).axes == permutation_spec(net(-1)).axes
-    with pytest.raises(AlignmentUnsupported, match="may mix channels"):
-        permutation_spec(_Net(lambda m, x: F.adaptive_avg_pool2d(x + m.pre(x), 1).view(-1, 3, 1).flatten(1), 1,
-                              pre=nn.Conv2d(3, 3, 1), flat=True))
+    by_width = permutation_spec(net(lambda h, x: h.view(x.size(0), 3)))
+    assert by_width.axes == permutation_spec(net(lambda h, x: h.view(x.size(0), -1))).axes
+    for view, head_in in ((lambda h, x: h.view(-1, 3, 1).flatten(1), 1), (lambda h, x: h.view(-1, 1), 1)):
+        with pytest.raises(AlignmentUnsupported, match="may mix channels"):
+            permutation_spec(net(view, head_in))
 
 
 def grouped(num_classes, in_channels, width=None):
