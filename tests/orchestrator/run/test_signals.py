@@ -300,3 +300,58 @@ def test_the_descendants_of_a_process_are_read_from_proc_down_the_whole_tree(mon
     monkeypatch.setattr(signals, "open", fake_open, raising=False)
     assert sorted(signals.descendants(100)) == [200, 300, 400]
     assert signals.descendants(200) == [300] and signals.descendants(500) == []
+
+
+def test_while_tune_runs_a_reinstall_takes_back_sigterm_and_sighup_but_leaves_sigint_to_tune(handlers):
+    """`install` runs again after Ray replaced a handler; while Tune runs, only SIGINT stays Tune's (its handler
+    stops the trials): SIGTERM and SIGHUP, replaced meanwhile, are ours again."""
+    stops = handlers.STOPS
+
+    def tunes(signum, frame):
+        pass
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with handlers.stop_like_ctrl_c(), stops.tune_running():
+        signal.signal(signal.SIGINT, tunes)            # Tuner.fit's own handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # replaced by someone else (as ray.init does)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        stops.install()
+        assert signal.getsignal(signal.SIGINT) is tunes
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGHUP) == stops._handle
+
+
+def test_a_signal_ignored_in_one_run_is_handled_in_the_next_run_that_does_not_ignore_it(handlers):
+    """`nohup` leaves SIGHUP ignored for that run only: once the run is over and SIGHUP has its default handler
+    again, the next run in the same process handles it (the set of ignored signals does not outlive its run)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with handlers.stop_like_ctrl_c():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with handlers.stop_like_ctrl_c() as stops:
+        assert signal.getsignal(signal.SIGHUP) == stops._handle
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_a_run_started_from_another_thread_installs_no_handler(handlers):
+    """Signal handlers belong to the main thread (signals' docstring): from another thread `install` and `restore`
+    do nothing, and raise nothing (Python refuses `signal.signal` there)."""
+    import threading
+
+    before = {s: signal.getsignal(s) for s in handlers.STOP_SIGNALS}
+    errors = []
+
+    def in_thread():
+        try:
+            handlers.STOPS.install()
+            handlers.STOPS.restore()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert errors == [] and {s: signal.getsignal(s) for s in handlers.STOP_SIGNALS} == before
