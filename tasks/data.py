@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -35,8 +35,8 @@ from tasks.datasets import DataError, download_hint
 from tasks import plugins
 from tasks.seeding import generator
 from tasks.settings import SettingsError
-from tasks.settings.data import (CUES, DATA_VERSION, DATASETS, EVAL_SETS, EVAL_SPLITS, data_identity,  # noqa: F401
-                                 dataset_info, DatasetInfo, DataSettings)
+from tasks.settings.data import (CUES, DATA_VERSION, DATASETS, EVAL_SETS, EVAL_SPLITS, cue_count,  # noqa: F401
+                                 cue_proportion_problem, data_identity, dataset_info, DatasetInfo, DataSettings)
 
 __all__ = [
     "CUES", "DATASETS", "EVAL_SETS", "EVAL_SPLITS", "BOX_SIZE", "CueData", "DataError", "DataSettings", "DatasetInfo", "Split",
@@ -201,8 +201,10 @@ def user_dataset_info(name: str, root: str | None = None) -> DatasetInfo:
     arrays = _user_arrays(name, root)
     n = len(arrays.y_train)
     val = max(1, round(USER_VAL_FRACTION * n))
-    return DatasetInfo(name, arrays.num_classes, arrays.x_train.shape[1], tuple(arrays.x_train.shape[2:]), ("box",),
+    info = DatasetInfo(name, arrays.num_classes, arrays.x_train.shape[1], tuple(arrays.x_train.shape[2:]), ("box",),
                        False, "float32", train_size=n - val, val_size=val)
+    kept = validation_indices(info, n)[0].numpy()
+    return replace(info, largest_class=int(np.bincount(arrays.y_train[kept]).max()))
 
 
 def validation_count(info: DatasetInfo, n_published: int) -> int:
@@ -409,11 +411,6 @@ class DominoCue:
 # Which samples carry the cue, counterfactual sets
 
 
-def cue_count(n: int, proportion: float) -> int:
-    """How many of a class's `n` training samples carry the cue: `p * n` rounded half up."""
-    return math.floor(proportion * n + 0.5)
-
-
 def choose_cued(labels: Tensor, proportion: float, gen: torch.Generator) -> Tensor:
     """bool [N]: exactly `cue_count(n_k, p)` seeded samples of each class k.
 
@@ -435,22 +432,13 @@ def choose_cued(labels: Tensor, proportion: float, gen: torch.Generator) -> Tens
 
 
 def _check_cued(settings: DataSettings, labels: Tensor) -> None:
-    """Refuse a cue proportion whose `cue_count` makes the model another one: above 0 but no cued sample in
-    any class (the "cued" model is the clean one), or, for a `cue~cue:resubset` partner (its own
-    `cue_seed`), every sample of every class (its subset is its model's: the same-data control would be the
-    model itself, a zero barrier by construction)."""
-    p = settings.cue_proportion
-    sizes = [n for n in torch.bincount(labels.cpu()).tolist() if n]
-    quotas = [cue_count(n, p) for n in sizes]
-    if p > 0 and not any(quotas):
-        raise SettingsError("DataSettings", [("cue_proportion", (
-            f"{p:g} cues no training sample; use at least {math.ceil(5e3 / max(sizes)) / 1e4:g} (a class of n "
-            f"gets p * n rounded half up cued; the largest class of {settings.dataset!r} has {max(sizes)})"))])
-    if settings.cue_seed not in (None, settings.seed) and quotas == sizes:
-        raise SettingsError("DataSettings", [("cue_proportion", (
-            f"{p:g} leaves a `cue~cue:resubset` partner no other cued subset: it would be its model; use at "
-            f"most {math.floor(1e4 - 5e3 / min(sizes) - 1e-9) / 1e4:g} for this pair (a class of n gets p * n "
-            f"rounded half up cued, all of it here; the smallest class of {settings.dataset!r} has {min(sizes)})"))])
+    """Refuse a cue proportion that makes the model another one (`cue_proportion_problem`, on the largest
+    class of `labels`): above 0 but no cued sample, or for a `cue~cue:resubset` partner (its own
+    `cue_seed`) its model's cued subset."""
+    problem = cue_proportion_problem(settings.cue_proportion, int(torch.bincount(labels.cpu()).max()),
+                                     settings.dataset, resubset=settings.cue_seed not in (None, settings.seed))
+    if problem:
+        raise SettingsError("DataSettings", [("cue_proportion", problem)])
 
 
 def _derangement(n: int, gen: torch.Generator) -> Tensor:

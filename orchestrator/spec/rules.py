@@ -15,7 +15,7 @@ from orchestrator.uris import is_remote, redact
 from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
-from tasks.settings.data import dataset_info
+from tasks.settings.data import cue_proportion_problem, dataset_info
 from tasks.settings.finetune import CBFT_FAMILY
 from tasks.settings.models import BUILT_IN_MODELS
 
@@ -205,6 +205,14 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
         info = dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
+    if getattr(info, "largest_class", 0):   # a proportion that makes a model another (the data load refuses it too, later)
+        resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
+            if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
+        for p in top.cue_proportions:
+            problem = cue_proportion_problem(p, info.largest_class, v.data.dataset, resubset=p in resubset,
+                                             at_most=info.needs_root)
+            if problem:
+                out.append(f"`cue_proportions`: {problem}")
     n_train = getattr(info, "train_size", None)
     if n_train:
         for key, value in (("finetune.clean_subset", v.finetune.clean_subset),

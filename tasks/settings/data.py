@@ -2,6 +2,7 @@
 images, the cue and the counterfactual sets)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tasks import plugins
@@ -24,19 +25,49 @@ class DatasetInfo:
     box_layout: str = "grid"  # where box cues go: "grid" (the paper's) or "ring" (border only; see box_corners)
     train_size: int = 0  # training images after the validation carve-out (the published files)
     val_size: int = 0  # validation images carved from the published training split (fixed draw)
+    # the most training images of one class after the carve-out: exact where the images are known without
+    # a download (digits, a dataset of your own), else the published per-class count (an upper bound); 0:
+    # unknown. The plan refuses, by it, a cue proportion that would make a model another (cue_proportion_problem).
+    largest_class: int = 0
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 10, 1, (20, 20), ("box",), False, "float32", box_layout="ring",
-                          train_size=1200, val_size=200),
-    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, "float16", train_size=45000, val_size=5000),
+                          train_size=1200, val_size=200, largest_class=124),
+    "cifar10": DatasetInfo("cifar10", 10, 3, (32, 32), ("box",), True, "float16", train_size=45000, val_size=5000,
+                           largest_class=5000),
     "cifar100": DatasetInfo("cifar100", 100, 3, (32, 32), ("box",), True, "float16",
-                            train_size=45000, val_size=5000),
+                            train_size=45000, val_size=5000, largest_class=500),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, (28, 28), ("box",), True, "float16",
-                                 train_size=55000, val_size=5000),
+                                 train_size=55000, val_size=5000, largest_class=6000),
     "dominoes": DatasetInfo("dominoes", 10, 3, (64, 32), ("dominoes",), True, "float16",  # CIFAR-10's split
-                            train_size=45000, val_size=5000),
+                            train_size=45000, val_size=5000, largest_class=5000),
 }
+
+
+def cue_count(n: int, proportion: float) -> int:
+    """How many of a class's `n` training samples carry the cue: `p * n` rounded half up."""
+    return math.floor(proportion * n + 0.5)
+
+
+def cue_proportion_problem(p: float, largest_class: int, dataset: str, *, resubset: bool,
+                           at_most: bool = False) -> str | None:
+    """Why cue proportion `p` would make a model another one, naming the proportion to use; None if it does
+    not. A class of n gets `cue_count(n, p)` cued, and the largest class decides both cases:
+    - p > 0 cues no sample of the largest class, so none at all: the "cued" model is the clean one;
+    - for a `cue~cue:resubset` partner (another cued subset), p cues all of the largest class, so every
+      sample of every class: its subset is its model's, and the same-data control is the model itself.
+    `largest_class`: that class's size, or with `at_most` an upper bound on it (then a problem named here
+    is certain, and a proportion passed here may still meet it once the data are loaded)."""
+    n, size = largest_class, f"{'at most ' if at_most else ''}{largest_class}"
+    if p > 0 and cue_count(n, p) == 0:
+        return (f"{p:g} cues no training sample of {dataset!r}; use at least {math.ceil(5e3 / n) / 1e4:g} (a class "
+                f"of n gets p * n rounded half up cued; its largest class has {size} training images)")
+    if resubset and cue_count(n, p) == n:
+        return (f"{p:g} leaves a `cue~cue:resubset` partner on {dataset!r} no other cued subset: it would be its "
+                f"model; use at most {math.floor(1e4 - 5e3 / n - 1e-9) / 1e4:g} for this pair (a class of n gets "
+                f"p * n rounded half up cued: every sample of every class here; its largest class has {size})")
+    return None
 
 
 @dataclass(frozen=True)

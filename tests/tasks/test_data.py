@@ -1179,7 +1179,26 @@ def test_a_resubset_partner_whose_every_class_is_cued_is_refused_and_the_model_i
     with pytest.raises(SettingsError, match="no other cued subset: it would be its model") as caught:
         load_cue_data(DataSettings(cue_proportion=p, seed=3, cue_seed=11))
     suggested = float(caught.value.problems[0][1].split("at most ", 1)[1].split()[0])
-    assert suggested * smallest < smallest - 0.5
+    largest = int(_class_sizes(DataSettings()).max())
+    assert suggested * largest < largest - 0.5
     model = load_cue_data(DataSettings(cue_proportion=suggested, seed=3)).cued
     partner = load_cue_data(DataSettings(cue_proportion=suggested, seed=3, cue_seed=11)).cued
     assert int(model.sum()) == int(partner.sum()) and not torch.equal(model, partner)
+    # the largest class decides: above the smallest class's bound, below the largest's, the partner is another
+    assert 1 - 0.5 / smallest <= suggested < 1 - 0.5 / largest
+
+
+def test_the_digits_largest_class_on_record_is_the_one_trained_on():
+    """The plan refuses a cue proportion by `DatasetInfo.largest_class` (exact for the bundled digits)."""
+    assert data.DATASETS["digits"].largest_class == int(_class_sizes(DataSettings()).max())
+
+
+def user_lopsided(root):
+    return _user_images(60, np.array([0] * 40 + [1] * 15 + [2] * 5), 3)
+
+
+def test_a_user_datasets_largest_class_is_counted_after_the_validation_carve_out():
+    info = data.user_dataset_info("tests.tasks.test_data:user_lopsided")
+    kept, _ = data.validation_indices(info, 60)
+    assert info.largest_class == int(np.bincount(user_lopsided(None).y_train[kept.numpy()]).max())
+    assert info.largest_class < 40     # six of sixty held out, most of them from class 0

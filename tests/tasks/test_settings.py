@@ -344,3 +344,33 @@ def test_a_bool_setting_takes_true_or_false_and_no_number():
     for value in (1, 0):
         with pytest.raises(S.SettingsError, match=f"`on`: {value} is not allowed; must be true or false \\(got int\\)"):
             Switch(on=value)
+
+
+def _advised(problem: str, word: str) -> float:
+    return float(problem.split(f"use {word} ", 1)[1].split()[0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 116, 124, 500, 4513, 5000, 6000])
+def test_a_cue_proportion_problem_is_named_exactly_where_the_largest_class_makes_the_model_another(n):
+    """No sample of the largest class cued (so none at all), or for a resubset partner all of it (so all of
+    every class): the problem is named exactly there, and the proportion it advises is the nearest that
+    is not one (to four decimals)."""
+    from tasks.settings.data import cue_count, cue_proportion_problem as problem
+
+    least = _advised(problem(0.4 / n, n, "d", resubset=False), "at least")
+    assert cue_count(n, least) >= 1 and problem(least, n, "d", resubset=False) is None
+    assert least <= 1e-4 or cue_count(n, least - 1e-4) == 0
+    assert problem(0.0, n, "d", resubset=False) is None and problem(0.0, n, "d", resubset=True) is None
+    if n > 1:   # a class of one is all cued or not at all
+        most = _advised(problem(1.0, n, "d", resubset=True), "at most")
+        assert cue_count(n, most) < n and problem(most, n, "d", resubset=True) is None
+        assert cue_count(n, most + 1e-4) == n
+    assert problem(1.0, n, "d", resubset=False) is None     # the model itself may be fully cued
+
+
+def test_a_cue_proportion_problem_says_whether_the_class_size_is_a_bound():
+    from tasks.settings.data import cue_proportion_problem as problem
+
+    assert "its largest class has at most 500 training" in problem(1e-4, 500, "cifar100", resubset=False, at_most=True)
+    assert "its largest class has 124 training" in problem(1e-3, 124, "digits", resubset=False)
+    assert "'digits'" in problem(1.0, 124, "digits", resubset=True)

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 BAD_SPECS = sorted((Path(__file__).parents[1] / "bad_specs").glob("*.yaml"))
 VALIDATOR = jsonschema.Draft202012Validator(json_schema())
 
-SIZE = "the dataset's size"
+SIZE = "the dataset's size (its images, its largest class)"
 ACROSS = "a rule across keys, checked once the layers are merged (spec/rules.py, a class's cross_problems)"
 FINITE = "JSON has no NaN or infinity (YAML has)"
 WHOLE = "a JSON schema counts 1000.0 as an integer"
@@ -33,7 +33,7 @@ COMBINATIONS = "the combinations of swept values"
 NOT_EXPRESSIBLE = {
     "align_samples_above_train": SIZE, "bn_reset_above_train": SIZE, "bn_reset_above_train_in_grid": SIZE,
     "clean_subset_above_train": SIZE, "cue_batch_too_big": SIZE, "midpoint_batch_above_train": SIZE,
-    "pretrain_batch_above_train": SIZE,
+    "pretrain_batch_above_train": SIZE, "cue_proportion_cues_none": SIZE, "resubset_all_cued": SIZE,
     "aligned_without_alignments": ACROSS, "kinds_empty_with_aligned": ACROSS, "batch_not_divisible": ACROSS,
     "cue_batch_not_divisible": ACROSS, "midpoint_batch_not_divisible": ACROSS, "pretrain_batch_not_divisible": ACROSS,
     "clean_subset_below_batch": ACROSS, "two_problems_in_two_combinations": ACROSS, "cue_cue_without_cue": ACROSS,

@@ -200,3 +200,30 @@ def test_an_idle_proportion_is_refused_naming_the_pairs_that_would_train_it(prop
     with pytest.raises(SpecError) as e:
         load_spec(None, [f"cue_proportions={props}", f"paths.pairs={pairs}", "finetune.methods=[]"])
     assert f"`cue_proportions`: {idle} would train no model" in str(e.value) and fix in str(e.value)
+
+
+@pytest.mark.parametrize("overrides, refused", [
+    (["cue_proportions=[0.0, 0.003]"], "0.003 cues no training sample of 'digits'; use at least 0.0041"),
+    (["cue_proportions=[0.0, 0.0041]"], None),
+    (["cue_proportions=[0.5, 0.997]", "paths.pairs=[cue~cue, cue~cue:resubset]"],
+     "0.997 leaves a `cue~cue:resubset` partner on 'digits' no other cued subset"),
+    (["cue_proportions=[0.5, 0.9959]", "paths.pairs=[cue~cue, cue~cue:resubset]"], None),
+    (["cue_proportions=[0.5, 0.997]", "paths.pairs=[cue~cue]"], None),              # no partner: the model may be
+    (["cue_proportions=[0.5, 1.0]", "paths.pairs=[cue~cue, cue~cue:resubset]"], None),   # fully cued; 1.0: not planned
+    # a downloaded dataset's largest class is known only as a bound (its published count): certain refusals only
+    (["data.dataset=cifar100", "data.root=ROOT", "cue_proportions=[0.0, 0.0009]"],
+     "0.0009 cues no training sample of 'cifar100'; use at least 0.001 (a class of n gets p * n rounded half up "
+     "cued; its largest class has at most 500 training images)"),
+    (["data.dataset=cifar100", "data.root=ROOT", "cue_proportions=[0.0, 0.001]"], None),
+])
+def test_a_cue_proportion_that_makes_a_model_another_is_refused_at_plan_time(overrides, refused, tmp_path):
+    """Above 0 but no sample of the largest class cued (the cued model would be the clean one), or for a
+    resubset partner every sample cued (it would be its model): refused before anything runs, by the
+    dataset's largest class (`DatasetInfo.largest_class`); the data load refuses the rest."""
+    overrides = [o.replace("ROOT", str(tmp_path)) for o in overrides]
+    if refused is None:
+        load_spec(None, overrides)
+        return
+    with pytest.raises(SpecError) as e:
+        load_spec(None, overrides)
+    assert f"`cue_proportions`: {refused}" in str(e.value)
