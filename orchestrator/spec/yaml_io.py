@@ -65,6 +65,8 @@ class _Loader(yaml.SafeLoader):
             raise YamlError(f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}: the tag "
                             f"{_short(tag.replace('tag:yaml.org,2002:', '!!'))} is not allowed; write plain values "
                             "(quote a value to make it a string)")
+        if tag == "!" and isinstance(event, yaml.ScalarEvent):
+            event.implicit = (False, False)   # YAML 1.2 (6.9.1): `!` makes a scalar text (PyYAML resolves it)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

@@ -25,7 +25,7 @@ from orchestrator.spec.yaml_io import YamlError, parse_yaml, read_text
     ("0", 0), ("-0", 0), ("+12", 12), ("-12", -12),
     ("1e3", 1000.0), ("1E-2", 0.01), ("0.5", 0.5), ("-.5", -0.5),
     ("1.", 1.0), ("-2.e1", -20.0),                                                   # digits, a point, no fraction
-    ("! abc", "abc"),                                                                # the non-specific tag `!`
+    ("! abc", "abc"), ("! 12", "12"), ("! true", "true"), ("! null", "null"),       # the non-specific tag `!`
     ("1:30", "1:30"),                                                                # not sexagesimal 90
     (".inf", math.inf), (".Inf", math.inf), ("+.inf", math.inf), ("-.inf", -math.inf), ("-.INF", -math.inf),
 ])
@@ -34,7 +34,7 @@ def test_plain_scalars_read_as_the_yaml_1_2_core_schema_says(text, value):
     lower case: `0X1F` is text), `.Inf` any-case infinity with its sign; booleans and null in exactly their
     three spellings (`true|True|TRUE`, `null|Null|NULL`, `~`); a float may end in its point (`1.`);
     `yes`/`on` and `1:30` are text (they were YAML 1.1 bools and base 60). The non-specific tag `!` is no
-    `!!tag`: it is allowed (`! abc` is the text abc)."""
+    `!!tag`: it is allowed, and makes a scalar text (`! 12` is the text 12; PyYAML would read 12)."""
     read = parse_yaml(f"k: {text}\n")["k"]
     assert read == value and type(read) is type(value), (text, read)
 
