@@ -56,12 +56,31 @@ class _Judge:
         return cmp.power_text(diff, effect, self.r.power, scale, unit)
 
     # -- accuracies and reliance (fractions, shown in pp) --
-    def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None) -> None:
-        """a above b (or above 0 without b), paired by seed."""
+    def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
+              clean: dict[str, pd.Series] | None = None) -> None:
+        """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies of the models a
+        random cue's cost is measured on (`_clean_floor`)."""
         diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
-        decision = cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp")
+        decision = self._clean_floor(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"), clean)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
+
+    def _clean_floor(self, decision: cmp.Decision, clean: dict[str, pd.Series] | None) -> cmp.Decision:
+        """A random cue can cost a model only the clean accuracy it has above chance: where a model's mean
+        clean accuracy sits at the chance floor (≤ chance + `floor_acc`), its cost is near 0 whatever it
+        relies on, so a comparison of costs cannot discriminate (not testable, whatever the seeds: this
+        reason replaces "underpowered")."""
+        if not clean or not self.s.chance or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+            return decision
+        low = [(label, float(acc.mean())) for label, acc in clean.items()
+               if len(acc) and acc.mean() <= self.s.chance + self.r.floor_acc]
+        if not low:
+            return decision
+        who = f"the {low[0][0]}'s clean accuracy ({low[0][1]:.0%}) sits" if len(low) == 1 else \
+            " and ".join(f"the {label}'s ({acc:.0%})" for label, acc in low) + " clean accuracies sit"
+        return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
+                                f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
+                                "it has above chance, so the cost cannot show its reliance")
 
     def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None) -> None:
         diff = cmp.compare(a, b, self.r.level)
@@ -69,9 +88,10 @@ class _Judge:
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
-    def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None) -> None:
+    def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
+                  clean: dict[str, pd.Series] | None = None) -> None:
         diff = cmp.one_sample(a, self.r.level)
-        decision = cmp.equivalence(diff, margin, self.r.power, PP, " pp")
+        decision = self._clean_floor(cmp.equivalence(diff, margin, self.r.power, PP, " pp"), clean)
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
                                    unit=" pp", power=self.power(diff, margin, PP, " pp")))
 
@@ -131,13 +151,18 @@ def _guards_text(r: ClaimRules) -> str:
             f"{r.floor_loss:g}){check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
 
 
+def _cost_floor_text(r: ClaimRules) -> str:
+    return (f", and a comparison of a random cue's cost where a model's clean accuracy sits at the chance floor "
+            f"(≤ chance + {r.floor_acc:g}: the cost cannot exceed what it has above chance)")
+
+
 def claim_a(s: Slice, r: ClaimRules) -> Claim:
     c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs accuracy); "
                    "a model trained without it does not.",
               f"Paired within seed, {r.level:.0%} intervals: the cue models' randimg reliance above 0, above the no-cue "
               f"models', and the cost of a random cue above the no-cue models'; not testable where a comparison could "
-              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power. Supporting: the no-cue models' randimg "
-              f"reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
+              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}. Supporting: the "
+              f"no-cue models' randimg reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
     j = _Judge(s, r, c)
     cue, nocue = s.models(vocab.PRETRAIN, cue=True), s.models(vocab.PRETRAIN, cue=False)
     rc, rn = s.reliance(cue), s.reliance(nocue)
@@ -150,7 +175,8 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
     j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
             rn.get(RANDIMG, EMPTY), "more than no-cue")
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
-            rn.get(RANDCUE, EMPTY), "random cue costs")
+            rn.get(RANDCUE, EMPTY), "random cue costs",
+            clean={"cue model": cue.get("nocue", EMPTY), "no-cue model": nocue.get("nocue", EMPTY)})
     j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),
                 r.no_reliance_margin, None)
     return family_wise(c, r.level)
@@ -192,7 +218,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
               f"Paired within the pretrained model, {r.level:.0%} intervals: CBFT's two reliance indices below "
               f"naive's{' and naive_cued' + chr(39) + 's' if cued else ''}; its clean accuracy not below theirs by "
               f"more than {PP * r.acc_margin:g} pp (non-inferiority); on {', '.join(r.basin_sets)}, its linear barrier "
-              f"to the pretrained model above naive's; {_guards_text(r)}. Supporting: reliance within "
+              f"to the pretrained model above naive's; {_guards_text(r)}{_cost_floor_text(r)}. Supporting: reliance within "
               f"±{PP * r.no_reliance_margin:g} pp of 0 (equivalence), and LP-FT / LLRT beside it.")
     j = _Judge(s, r, c)
     rel = {m: s.reliance(a) for m, a in acc.items()}
@@ -206,7 +232,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     for other in [NAIVE] + ([NAIVE_CUED] if cued else []):
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
-                    rel[CBFT].get(measure, EMPTY), f"{what} below {other}")
+                    rel[CBFT].get(measure, EMPTY), f"{what} below {other}",
+                    clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None)
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}")
     for other in (LPFT, LLRT):
@@ -214,7 +241,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
                     rel[CBFT].get(RANDIMG, EMPTY), None)
     for measure, what in ((RANDIMG, "randimg at chance"), (RANDCUE, "randcue at its clean accuracy")):
-        j.near_zero(f"CBFT leaves no reliance: {what}", rel[CBFT].get(measure, EMPTY), r.no_reliance_margin, None)
+        j.near_zero(f"CBFT leaves no reliance: {what}", rel[CBFT].get(measure, EMPTY), r.no_reliance_margin, None,
+                    clean={CBFT: acc[CBFT].get("nocue", EMPTY)} if measure == RANDCUE else None)
     shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
     for eval_set in r.basin_sets:
         for m in shown:

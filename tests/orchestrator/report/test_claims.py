@@ -793,3 +793,29 @@ def test_the_statistics_shown_with_b_and_d_name_the_pairs_each_claim_is_about_in
     assert reliance and all((r.scale, r.unit) == (100.0, " pp") for r in reliance)
     row = next(r for r in judged["a"].rows if r.label == "cue model" and r.measure == claims.RANDIMG)
     assert row.value().startswith(f"{100 * row.est.mean:.1f} pp [")
+
+
+def test_a_random_cues_cost_is_not_testable_where_a_model_sits_at_the_chance_floor():
+    """A random cue can cost a model only the clean accuracy it has above chance: a cue model at 15% clean
+    (chance 10%, floor + 10 pp) shows no cost whatever it relies on, so (a)'s cost comparison is not
+    testable, naming the model; randimg still decides. The no-cue model at the floor alone blocks it too."""
+    a = _judge(LOOSE, accuracy={"cue": {"nocue": 0.15, "randcue": 0.15}})["a"]
+    cost = _checks(a, "a random cue costs")[0]
+    assert cost.outcome == claims.UNTESTABLE and cost.reason.startswith("the cue model's clean accuracy (1")
+    assert "chance floor" in cost.reason and 0 <= cost.p_other <= 1          # still in the claim's family
+    assert _checks(a, "above chance on randimg")[0].outcome == claims.YES
+    assert a.verdict == claims.NOT_TESTABLE and "chance floor" in a.rule
+    control = _checks(_judge(LOOSE, accuracy={"nocue": {"nocue": 0.12, "randcue": 0.12}})["a"], "a random cue costs")[0]
+    assert control.outcome == claims.UNTESTABLE and control.reason.startswith("the no-cue model's clean accuracy")
+    above = _checks(_judge(LOOSE, accuracy={"cue": {"nocue": 0.26, "randcue": 0.10}})["a"], "a random cue costs")[0]
+    assert above.outcome == claims.YES                                       # 26% clean: above the floor
+
+
+def test_a_cbft_at_the_chance_floor_does_not_lower_the_cost_of_a_random_cue_by_collapsing():
+    """CBFT at 15% clean has no cost to show: "lower cost than naive" and "randcue at its clean accuracy"
+    are not testable (not ✓); the randimg comparisons still decide, and its clean accuracy fails (c)."""
+    c = _judge(LOOSE, accuracy={"cbft": {"nocue": 0.15, "randcue": 0.15}})["c"]
+    for text in ("CBFT has a lower cost of a random cue than naive", "randcue at its clean accuracy"):
+        assert all(k.outcome == claims.UNTESTABLE and "cbft's clean accuracy (1" in k.reason for k in _checks(c, text))
+    assert all(k.outcome == claims.YES for k in _checks(c, "CBFT has a lower randimg reliance than naive"))
+    assert c.verdict == claims.FAILS and "chance floor" in c.rule
