@@ -57,11 +57,13 @@ class _Judge:
 
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
-              clean: dict[str, pd.Series] | None = None) -> None:
+              clean: dict[str, pd.Series] | None = None, reliant: tuple[str, pd.Series] | None = None) -> None:
         """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies of the models a
-        random cue's cost is measured on (`_clean_floor`)."""
+        random cue's cost is measured on (`_clean_floor`); `reliant`: (label, reliance) of the model whose
+        reliance the claim says is kept or lowered (`_no_reliance`)."""
         diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
         decision = self._clean_floor(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"), clean)
+        decision = self._no_reliance(decision, reliant)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
@@ -87,6 +89,20 @@ class _Judge:
         decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
+
+    def _no_reliance(self, decision: cmp.Decision, reliant: tuple[str, pd.Series] | None) -> cmp.Decision:
+        """Keeping a model's reliance (b) or lowering it more than another method does (c) needs a reliance
+        there: where that model's mean reliance index is within `no_reliance_margin` of 0, both sides sit
+        at the no-reliance floor and the comparison cannot show the claim's effect (not testable)."""
+        if reliant is None or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+            return decision
+        label, values = reliant
+        mean = float(values.mean()) if len(values) else math.nan
+        if not abs(mean) <= self.r.no_reliance_margin:
+            return decision
+        return decision.blocked(f"{label}'s reliance is {PP * mean:+.1f} pp, within ±{PP * self.r.no_reliance_margin:g} "
+                                "pp of none: there is no reliance to keep or to lower, so the comparison cannot "
+                                "show the claim's effect")
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
                   clean: dict[str, pd.Series] | None = None) -> None:
@@ -151,6 +167,11 @@ def _guards_text(r: ClaimRules) -> str:
             f"{r.floor_loss:g}){check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
 
 
+def _no_reliance_text(r: ClaimRules, whom: str) -> str:
+    return (f", and a comparison where the mean reliance index of {whom} is within ±{r.no_reliance_margin:g} of 0 "
+            "(no reliance to keep or to lower)")
+
+
 def _cost_floor_text(r: ClaimRules) -> str:
     return (f", and a comparison of a random cue's cost where a model's clean accuracy sits at the chance floor "
             f"(≤ chance + {r.floor_acc:g}: the cost cannot exceed what it has above chance)")
@@ -188,13 +209,15 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
                    "pretrained model (its barrier is below that between independently trained models).",
               f"Paired within seed, {r.level:.0%} intervals: the naive fine-tuning's randimg reliance above "
               f"{r.keep_fraction:g} × its own parent's; on each of {', '.join(r.barrier_sets)}, its linear barrier to "
-              f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}.")
+              f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}"
+              f"{_no_reliance_text(r, 'the parent')}.")
     j = _Judge(s, r, c)
     rel, parent = s.reliance(s.models(vocab.FINETUNE, method=NAIVE)), s.reliance(s.parents(NAIVE))
     _reliance_rows(c, NAIVE, rel, CLAIM)
     _reliance_rows(c, "its pretrained parent", parent, REFERENCE)
     j.above(f"naive fine-tuning keeps more than {r.keep_fraction:g} of its parent's randimg reliance",
-            rel.get(RANDIMG, EMPTY), r.keep_fraction * parent.get(RANDIMG, EMPTY), "keeps reliance")
+            rel.get(RANDIMG, EMPTY), r.keep_fraction * parent.get(RANDIMG, EMPTY), "keeps reliance",
+            reliant=("its pretrained parent", parent.get(RANDIMG, EMPTY)))
     j.above("naive fine-tuning keeps randimg above chance", rel.get(RANDIMG, EMPTY), None, None)
     ft = (vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=NAIVE), vocab.LINEAR)
     for eval_set in r.barrier_sets:
@@ -218,7 +241,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
               f"Paired within the pretrained model, {r.level:.0%} intervals: CBFT's two reliance indices below "
               f"naive's{' and naive_cued' + chr(39) + 's' if cued else ''}; its clean accuracy not below theirs by "
               f"more than {PP * r.acc_margin:g} pp (non-inferiority); on {', '.join(r.basin_sets)}, its linear barrier "
-              f"to the pretrained model above naive's; {_guards_text(r)}{_cost_floor_text(r)}. Supporting: reliance within "
+              f"to the pretrained model above naive's; {_guards_text(r)}{_cost_floor_text(r)}"
+              f"{_no_reliance_text(r, 'the method CBFT is compared with')}. Supporting: reliance within "
               f"±{PP * r.no_reliance_margin:g} pp of 0 (equivalence), and LP-FT / LLRT beside it.")
     j = _Judge(s, r, c)
     rel = {m: s.reliance(a) for m, a in acc.items()}
@@ -233,13 +257,14 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
                     rel[CBFT].get(measure, EMPTY), f"{what} below {other}",
-                    clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None)
+                    clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None,
+                    reliant=(other, rel[other].get(measure, EMPTY)))
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}")
     for other in (LPFT, LLRT):
         if not acc[other].empty:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
-                    rel[CBFT].get(RANDIMG, EMPTY), None)
+                    rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)))
     for measure, what in ((RANDIMG, "randimg at chance"), (RANDCUE, "randcue at its clean accuracy")):
         j.near_zero(f"CBFT leaves no reliance: {what}", rel[CBFT].get(measure, EMPTY), r.no_reliance_margin, None,
                     clean={CBFT: acc[CBFT].get("nocue", EMPTY)} if measure == RANDCUE else None)

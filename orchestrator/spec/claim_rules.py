@@ -51,7 +51,9 @@ class ClaimRules(Settings):
                                    "reliance is above this fraction of its own parent's (paired)")
     no_reliance_margin: float = setting(0.05, gt=0, le=1, doc="(c, supporting) 'no reliance left': CBFT's reliance "
                                         "indices within +- this of 0 (equivalence, two one-sided tests); (a, "
-                                        "supporting) the no-cue models' randimg reliance within +- this of 0")
+                                        "supporting) the no-cue models' randimg reliance within +- this of 0; (b, "
+                                        "c) keeping or lowering a reliance whose mean is within this of 0 is not "
+                                        "testable (there is none)")
     aligned_works: float = setting(0.1, gt=0, le=100, doc="(d) independent-init pairs are compared after alignment "
                                    "only where alignment works for their same-data controls: each control's "
                                    "aligned barrier has its upper interval bound below this")

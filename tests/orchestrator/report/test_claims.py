@@ -819,3 +819,21 @@ def test_a_cbft_at_the_chance_floor_does_not_lower_the_cost_of_a_random_cue_by_c
         assert all(k.outcome == claims.UNTESTABLE and "cbft's clean accuracy (1" in k.reason for k in _checks(c, text))
     assert all(k.outcome == claims.YES for k in _checks(c, "CBFT has a lower randimg reliance than naive"))
     assert c.verdict == claims.FAILS and "chance floor" in c.rule
+
+
+def test_keeping_or_lowering_a_reliance_that_is_not_there_is_not_testable():
+    """(b) naive fine-tuning keeps more than half its parent's reliance, (c) CBFT lowers it more than naive:
+    where that parent's / naive's mean reliance is within ±5 pp of none, both sides sit at the no-reliance
+    floor and the comparison cannot show the effect (not testable, naming whose reliance), instead of a
+    noise-decided verdict; a method with a reliance is still compared."""
+    b = _judge(LOOSE, accuracy={"cue": {"randimg": 0.11}})["b"]
+    keeps = _checks(b, "keeps more than")[0]
+    assert keeps.outcome == claims.UNTESTABLE and keeps.reason.startswith("its pretrained parent's reliance is +")
+    assert "no reliance to keep or to lower" in keeps.reason and "no reliance to keep" in b.rule
+    c = _judge(LOOSE, accuracy={"naive": {"randimg": 0.11, "randcue": 0.75}})["c"]
+    for text in ("CBFT has a lower randimg reliance than naive", "CBFT has a lower cost of a random cue than naive"):
+        (k,) = [k for k in _checks(c, text) if not k.text.endswith("naive_cued")]
+        assert k.outcome == claims.UNTESTABLE and k.reason.startswith("naive's reliance is ")
+    assert all(k.outcome == claims.YES for k in _checks(c, "than naive_cued"))
+    kept = _judge(LOOSE, accuracy={"naive": {"randimg": 0.25}})["c"]
+    assert _checks(kept, "CBFT has a lower randimg reliance than naive")[0].outcome == claims.YES   # 15 pp: compared
