@@ -67,7 +67,8 @@ class _Judge:
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
-    def _clean_floor(self, decision: cmp.Decision, clean: dict[str, pd.Series] | None) -> cmp.Decision:
+    def _clean_floor(self, decision: cmp.Decision, clean: dict[str, pd.Series] | None,
+                     every: bool = False) -> cmp.Decision:
         """A random cue can cost a model only the clean accuracy it has above chance: where a model's mean
         clean accuracy sits at the chance floor (≤ chance + `floor_acc`), its cost is near 0 whatever it
         relies on, so a comparison of costs cannot discriminate (not testable, whatever the seeds: this
@@ -76,17 +77,24 @@ class _Judge:
             return decision
         low = [(label, float(acc.mean())) for label, acc in clean.items()
                if len(acc) and acc.mean() <= self.s.chance + self.r.floor_acc]
-        if not low:
+        if not low or every and len(low) < len(clean):
             return decision
+        if every:
+            return decision.blocked(" and ".join(f"the {label}'s ({acc:.0%})" for label, acc in low) + " clean "
+                                    f"accuracies both sit at the chance floor ({self.s.chance:.0%} + "
+                                    f"{PP * self.r.floor_acc:g} pp): neither has accuracy to lose")
         who = f"the {low[0][0]}'s clean accuracy ({low[0][1]:.0%}) sits" if len(low) == 1 else \
             " and ".join(f"the {label}'s ({acc:.0%})" for label, acc in low) + " clean accuracies sit"
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
                                 f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
                                 "it has above chance, so the cost cannot show its reliance")
 
-    def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None) -> None:
+    def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None,
+                  clean: dict[str, pd.Series] | None = None) -> None:
+        """a not below b by more than `margin`; `clean`: the two sides' clean accuracies, not testable
+        where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
         diff = cmp.compare(a, b, self.r.level)
-        decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
+        decision = self._clean_floor(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp"), clean, every=True)
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
@@ -116,13 +124,20 @@ class _Judge:
         return self.s.barrier(*pair, eval_set, self.r.barrier_metric, definition or self.r.barrier_definition)
 
     def barrier_above(self, text: str, higher: tuple[str, str], lower: tuple[str, str], eval_set: str,
-                      group: str | None) -> None:
-        """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards."""
+                      group: str | None, reference: bool = False) -> None:
+        """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards; `reference`:
+        `higher` is the reference the claim's path should go below (not the claim's own path)."""
         r = self.r
-        diff = cmp.compare(self.values(higher, eval_set), self.values(lower, eval_set), r.level)
+        top = self.values(higher, eval_set)
+        diff = cmp.compare(top, self.values(lower, eval_set), r.level)
         decision = cmp.superiority(diff, r.barrier_effect, r.power)
-        if decision.outcome in (YES, NO, OVERLAP):
+        if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE):
             decision = self._guard(decision, higher, lower, eval_set)
+        if reference and decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) and len(top) \
+                and abs(float(top.mean())) <= r.barrier_effect:
+            decision = decision.blocked(f"the {higher[0]} {higher[1]} barrier is {float(top.mean()):.3f}, within "
+                                        f"{r.barrier_effect:g} of none: there is no barrier to go below, so the "
+                                        "comparison cannot show the claim's effect")
         self.c.checks.append(check(text, decision, diff, group, power=self.power(diff, r.barrier_effect)))
 
     def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str) -> cmp.Decision:
@@ -228,7 +243,7 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
             continue
         j.barrier_row((ref, vocab.LINEAR), eval_set, CONTROL)
         j.barrier_above(f"on {eval_set}, its linear barrier is below that of {ref}", (ref, vocab.LINEAR), ft, eval_set,
-                        "stays connected")
+                        "stays connected", reference=True)
     return family_wise(c, r.level)
 
 
@@ -260,7 +275,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                     clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None,
                     reliant=(other, rel[other].get(measure, EMPTY)))
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
-                    acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}")
+                    acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}",
+                    clean={m: acc[m].get("nocue", EMPTY) for m in (CBFT, other)})
     for other in (LPFT, LLRT):
         if not acc[other].empty:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
@@ -311,7 +327,7 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
             j.barrier_above(f"on {eval_set}, the {same_init[0]} linear barrier is above that of {control}",
                             (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, "same-init design")
         j.barrier_above(f"on {eval_set}, the quadratic path lowers the {main} barrier", (main, vocab.LINEAR),
-                        (main, vocab.QUADRATIC), eval_set, "quadratic connects")
+                        (main, vocab.QUADRATIC), eval_set, "quadratic connects", reference=True)
         _aligned_checks(j, independent, eval_set)
         for ref in independent:
             j.barrier_above(f"on {eval_set}, the independent-init cue~nocue linear barrier is above that of {ref}",

@@ -209,11 +209,21 @@ def _seeds(diff: Diff, effect: float, power: float) -> str:
     return "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"about {need}")
 
 
+# A standard error at most this (relative to the difference, at least 1) is none: identical per-seed
+# differences. Not testable unless the difference is exactly 0 (both sides equal on every seed, e.g. two
+# barriers of 0: a real null, undecided as any other).
+NO_SPREAD = 1e-9
+
+
 def _precheck(diff: Diff) -> Decision | None:
     if not diff.n:
         return Decision(MISSING, "no values")
     if diff.n < 2 or not diff.se == diff.se:
         return Decision(UNTESTABLE, f"too few seeds: n = {diff.n} (an interval needs 2)")
+    if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
+        return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference, so the interval is a "
+                                    "point and claims a certainty the seeds cannot give (ties come from a coarse "
+                                    "measure, e.g. accuracies on a few hundred images); more seeds would give it a width")
     return None
 
 

@@ -29,6 +29,12 @@ def _judge(rules: ClaimRules | None = None, data=None, **kwargs) -> dict[str, cl
 LOOSE = ClaimRules(acc_margin=0.2)      # a clean-accuracy margin the synthetic 3 seeds can decide
 
 
+def _noise(pair: str) -> np.ndarray:
+    """Three seeds' noise, another for each side (the same on both sides would leave the paired
+    differences without spread: not testable)."""
+    return np.array([0.0, 0.01, -0.01]) if pair in ("a", vocab.CUE_NOCUE) else np.array([0.005, -0.01, 0.0])
+
+
 def _checks(claim: claims.Claim, text: str) -> list:
     found = [c for c in claim.checks if text in c.text]
     assert found, f"no check mentions {text!r}: {[c.text for c in claim.checks]}"
@@ -131,7 +137,7 @@ def test_two_definitions_deciding_opposite_ways_make_a_comparison_untestable():
 
         def barrier(self, pair, path, eval_set, metric, definition):
             up = {"a": 1.0, "b": 0.0} if definition == "chord" else {"a": 0.0, "b": 1.0}
-            return pd.Series(up[pair] + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+            return pd.Series(up[pair] + _noise(pair), index=[0, 1, 2])
     judge.s = FakeSlice()
     judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "nocue", "g")
     assert judge.c.checks[0].outcome == claims.UNTESTABLE and "opposite ways" in judge.c.checks[0].reason
@@ -368,7 +374,7 @@ def test_a_lower_path_twenty_points_above_chance_is_not_at_the_floor():
                 return (lowest, 1.0) if pair == "b" else (0.8, 0.5)
 
             def barrier(self, pair, path, eval_set, metric, definition):
-                return pd.Series((1.0 if pair == "a" else 0.2) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+                return pd.Series((1.0 if pair == "a" else 0.2) + _noise(pair), index=[0, 1, 2])
         judge.s = FakeSlice()
         judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
         assert judge.c.checks[0].outcome == outcome
@@ -551,7 +557,7 @@ class _TwoMetricSlice:
 
     def barrier(self, pair, path, eval_set, metric, definition):
         high = (pair == "a") == (metric == "acc")
-        return pd.Series((1.0 if high else 0.2) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+        return pd.Series((1.0 if high else 0.2) + _noise(pair), index=[0, 1, 2])
 
 
 @pytest.mark.parametrize("metric, outcome", [("acc", cmp.YES), ("loss", cmp.NO)])
@@ -698,7 +704,7 @@ def test_after_alignment_compares_the_aligned_paths_only():
             return 0.8, 0.5
 
         def barrier(self, pair, path, eval_set, metric, definition):
-            return pd.Series((1.0 if pair == vocab.CUE_NOCUE else 0.02) + np.array([0.0, 0.01, -0.01]), index=[0, 1, 2])
+            return pd.Series((1.0 if pair == vocab.CUE_NOCUE else 0.02) + _noise(pair), index=[0, 1, 2])
     judge.s = FakeSlice()
     claims._aligned_checks(judge, [vocab.CUE_CUE], "cue")
     (check,) = judge.c.checks
@@ -837,3 +843,46 @@ def test_keeping_or_lowering_a_reliance_that_is_not_there_is_not_testable():
     assert all(k.outcome == claims.YES for k in _checks(c, "than naive_cued"))
     kept = _judge(LOOSE, accuracy={"naive": {"randimg": 0.25}})["c"]
     assert _checks(kept, "CBFT has a lower randimg reliance than naive")[0].outcome == claims.YES   # 15 pp: compared
+
+
+def test_going_below_a_reference_barrier_of_none_is_not_testable():
+    """(b) naive's barrier below cue~cue's and (d) the quadratic path below the linear one need a reference
+    barrier to go below: where its mean is within `barrier_effect` of 0, both sides sit at the barrier's own
+    floor (not testable, naming it); the claim's own path at 0 is still judged (a real null or a failure)."""
+    b = _judge(LOOSE, scale={"cue~cue": 0.0})["b"]
+    below = _checks(b, "its linear barrier is below that of cue~cue")
+    assert below and all(k.outcome == claims.UNTESTABLE and k.reason.startswith("the cue~cue linear barrier is 0.0")
+                         and "no barrier to go below" in k.reason for k in below)
+    d = _judge(LOOSE, scale={"cue~nocue:same-init": 0.0})["d"]
+    assert all(k.outcome == claims.UNTESTABLE and "no barrier to go below" in k.reason
+               for k in _checks(d, "the quadratic path lowers"))
+    assert not any(k.outcome == claims.UNTESTABLE and "no barrier to go below" in (k.reason or "")
+                   for k in _checks(d, "linear barrier is above that of cue~cue:spawn@0"))   # the claim's own path
+
+
+def test_clean_accuracy_non_inferiority_is_not_testable_only_where_both_sit_at_the_chance_floor():
+    """Both CBFT and naive at 12% clean (chance 10%): neither has accuracy to lose, not testable; CBFT there
+    alone against a naive at 75% lost its accuracy: decided the other way."""
+    both = _judge(LOOSE, accuracy={"cbft": {"nocue": 0.12}, "naive": {"nocue": 0.12}})["c"]
+    (k,) = [k for k in _checks(both, "clean accuracy is not below naive's")]
+    assert k.outcome == claims.UNTESTABLE and "both sit at the chance floor" in k.reason
+    alone = _judge(LOOSE, accuracy={"cbft": {"nocue": 0.12}})["c"]
+    assert all(k.outcome == claims.NO for k in _checks(alone, "clean accuracy is not below"))
+
+
+def test_a_barrier_comparison_at_the_chance_floor_says_so_even_where_it_is_underpowered():
+    """The lower path collapses to chance and the seeds are too few for the effect: the floor is the reason
+    (more seeds would not help), not "underpowered"."""
+    judge = claims._Judge(None, ClaimRules(check_definition=None), claims.Claim("x", ""))
+
+    class FakeSlice:
+        chance = 0.1
+
+        def extremes(self, pair, path, eval_set):
+            return (0.12, 2.2) if pair == "b" else (0.8, 0.5)
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series((0.3 if pair == "a" else 0.2) + 3 * _noise(pair), index=[0, 1, 2])
+    judge.s = FakeSlice()
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    assert judge.c.checks[0].outcome == claims.UNTESTABLE and "collapses to chance" in judge.c.checks[0].reason

@@ -255,8 +255,9 @@ def test_a_comparison_without_an_interval_has_no_p_value_and_a_permutation_test_
     assert math.isnan(cmp.superiority(cmp.Diff(True, 1, -1.0, math.nan, 1.0, LEVEL, math.nan), 0.05, 0.8).p_other)
     assert cmp.permutation(0.1, 0.99, 0.01, 0.001, 0.01, LEVEL, 0.05, 0.8).p_other == 0.01
     assert cmp.permutation(0.1, 0.01, 0.99, 0.001, 0.01, LEVEL, 0.05, 0.8).p_other == 0.99
-    zero = cmp.Diff(True, 3, -0.1, 0.0, 2.0, LEVEL, 0.0)          # identical per-seed differences
-    assert cmp.superiority(zero, 0.05, 0.8).outcome == cmp.NO and cmp.superiority(zero, 0.05, 0.8).p_other == 0.0
+    zero = cmp.Diff(True, 3, -0.1, 0.0, 2.0, LEVEL, 0.0)          # identical per-seed differences: no interval
+    assert cmp.superiority(zero, 0.05, 0.8).outcome == cmp.UNTESTABLE
+    assert math.isnan(cmp.superiority(zero, 0.05, 0.8).p_other)
 
 
 def test_two_seeds_are_enough_when_the_spread_is_small():
@@ -361,20 +362,26 @@ def test_an_underpowered_reason_counts_the_seeds_that_would_detect_the_claimed_e
     assert f"the claim is about; about {for_effect} seeds would detect that" in reason
 
 
-@pytest.mark.parametrize("test, mean, margin", [
-    ("superiority", 0.0, 0.0),             # [0, 0]: not above 0, not below
-    ("non_inferiority", -0.02, 0.02),      # [−m, −m]: not above −m, not below it
-    ("equivalence", 0.05, 0.05),           # [m, m]: not inside ±m, not wholly outside
-    ("equivalence", -0.05, 0.05),
+@pytest.mark.parametrize("test, mean, margin, outcome", [
+    ("superiority", 0.0, 0.0, cmp.OVERLAP),             # every difference exactly 0: a real null
+    ("non_inferiority", -0.02, 0.02, cmp.UNTESTABLE),   # [−m, −m]: a point, no interval
+    ("equivalence", 0.05, 0.05, cmp.UNTESTABLE),
+    ("equivalence", -0.05, 0.05, cmp.UNTESTABLE),
+    ("superiority", 0.03, 0.0, cmp.UNTESTABLE),         # not decided as ✓ with certainty either
+    ("superiority", -0.03, 0.0, cmp.UNTESTABLE),
 ])
-def test_an_interval_that_only_touches_the_bound_decides_neither_way(test, mean, margin):
-    """Every per-seed difference equal (SE 0): the interval is the point itself. Sitting exactly on 0 (or the
-    margin) it lies neither strictly above nor strictly below, so it is not decided; with no spread the seeds
-    could detect any effect, so the comparison cannot be separated (OVERLAP)."""
+def test_identical_per_seed_differences_are_no_interval_unless_all_are_zero(test, mean, margin, outcome):
+    """Every per-seed difference equal (SE 0): the interval is the point itself and would claim a certainty
+    two or three seeds cannot give (ties come from a coarse measure: accuracies on a few hundred images), so
+    it is not testable ("no spread"). Every difference exactly 0 (both sides equal on each seed, e.g. two
+    barriers of 0) is a real null: not decided either way, cannot be separated (OVERLAP)."""
     diff = cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
     assert (diff.low, diff.high) == (mean, mean)
     got = cmp.superiority(diff, 0.05, 0.8) if test == "superiority" else getattr(cmp, test)(diff, margin, 0.8)
-    assert got.outcome == cmp.OVERLAP
+    assert got.outcome == outcome
+    assert outcome != cmp.UNTESTABLE or got.reason.startswith("no spread: all 3 seeds give the same difference")
+    tiny = cmp.superiority(cmp.Diff(True, 3, mean, 1e-17, 2.0, LEVEL, 1.7e-17), 0.05, 0.8)   # float dust
+    assert (tiny.outcome == cmp.UNTESTABLE) == (mean != 0)
 
 
 def test_a_permutation_p_value_exactly_at_half_alpha_decides_and_is_reachable():
