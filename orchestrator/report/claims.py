@@ -57,13 +57,14 @@ class _Judge:
 
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
-              clean: dict[str, pd.Series] | None = None, reliant: tuple[str, pd.Series] | None = None) -> None:
+              clean: dict[str, pd.Series] | None = None, reliant: tuple[str, pd.Series] | None = None,
+              none: pd.Series | None = None) -> None:
         """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies of the models a
         random cue's cost is measured on (`_clean_floor`); `reliant`: (label, reliance) of the model whose
         reliance the claim says is kept or lowered (`_no_reliance`)."""
         diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
         decision = self._clean_floor(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"), clean)
-        decision = self._no_reliance(decision, reliant)
+        decision = self._no_reliance(decision, reliant, none)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
@@ -98,18 +99,22 @@ class _Judge:
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
-    def _no_reliance(self, decision: cmp.Decision, reliant: tuple[str, pd.Series] | None) -> cmp.Decision:
+    def _no_reliance(self, decision: cmp.Decision, reliant: tuple[str, pd.Series] | None,
+                     none: pd.Series | None = None) -> cmp.Decision:
         """Keeping a model's reliance (b) or lowering it more than another method does (c) needs a reliance
-        there: where that model's mean reliance index is within `no_reliance_margin` of 0, both sides sit
-        at the no-reliance floor and the comparison cannot show the claim's effect (not testable)."""
+        there: where that model's mean reliance index is within `no_reliance_margin` of none (0, or the mean
+        of `none`: for a random cue's cost, the no-cue models' cost, which a patch costs by occlusion), both
+        sides sit at the no-reliance floor and the comparison cannot show the claim's effect (not testable)."""
         if reliant is None or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
             return decision
         label, values = reliant
+        floor = float(none.mean()) if none is not None and len(none) else 0.0
         mean = float(values.mean()) if len(values) else math.nan
-        if not abs(mean) <= self.r.no_reliance_margin:
+        if not abs(mean - floor) <= self.r.no_reliance_margin:
             return decision
+        of = f" of the no-cue models' {PP * floor:.1f} pp" if floor else " of none"
         return decision.blocked(f"{label}'s reliance is {PP * mean:+.1f} pp, within ±{PP * self.r.no_reliance_margin:g} "
-                                "pp of none: there is no reliance to keep or to lower, so the comparison cannot "
+                                f"pp{of}: there is no reliance to keep or to lower, so the comparison cannot "
                                 "show the claim's effect")
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
@@ -257,10 +262,14 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
               f"naive's{' and naive_cued' + chr(39) + 's' if cued else ''}; its clean accuracy not below theirs by "
               f"more than {PP * r.acc_margin:g} pp (non-inferiority); on {', '.join(r.basin_sets)}, its linear barrier "
               f"to the pretrained model above naive's; {_guards_text(r)}{_cost_floor_text(r)}"
-              f"{_no_reliance_text(r, 'the method CBFT is compared with')}. Supporting: reliance within "
-              f"±{PP * r.no_reliance_margin:g} pp of 0 (equivalence), and LP-FT / LLRT beside it.")
+              f"{_no_reliance_text(r, 'the method CBFT is compared with')} (for a random cue's cost: of the no-cue "
+              f"models' cost, which the patch costs by occlusion). Supporting: randimg reliance within "
+              f"±{PP * r.no_reliance_margin:g} pp of 0 and a random cue's cost within it of the no-cue models' "
+              "(equivalence, paired by seed), and LP-FT / LLRT beside it.")
     j = _Judge(s, r, c)
     rel = {m: s.reliance(a) for m, a in acc.items()}
+    # a random cue's cost without any reliance: what the patch costs the no-cue models by occluding the image
+    occlusion = s.reliance(s.models(vocab.PRETRAIN, cue=False)).get(RANDCUE, EMPTY)
     for m in [m for m in s.methods if not acc.get(m, pd.DataFrame()).empty]:
         role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
         c.rows.append(Row(m, "acc(nocue)", Estimate.of(acc[m].get("nocue", EMPTY)), role, PP, "%"))
@@ -273,7 +282,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
                     rel[CBFT].get(measure, EMPTY), f"{what} below {other}",
                     clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None,
-                    reliant=(other, rel[other].get(measure, EMPTY)))
+                    reliant=(other, rel[other].get(measure, EMPTY)), none=occlusion if measure == RANDCUE else None)
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}",
                     clean={m: acc[m].get("nocue", EMPTY) for m in (CBFT, other)})
@@ -281,9 +290,12 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
         if not acc[other].empty:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
                     rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)))
-    for measure, what in ((RANDIMG, "randimg at chance"), (RANDCUE, "randcue at its clean accuracy")):
-        j.near_zero(f"CBFT leaves no reliance: {what}", rel[CBFT].get(measure, EMPTY), r.no_reliance_margin, None,
-                    clean={CBFT: acc[CBFT].get("nocue", EMPTY)} if measure == RANDCUE else None)
+    j.near_zero("CBFT leaves no reliance: randimg at chance", rel[CBFT].get(RANDIMG, EMPTY), r.no_reliance_margin,
+                None)
+    cost = rel[CBFT].get(RANDCUE, EMPTY)
+    j.near_zero("CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)",
+                (cost - occlusion).dropna() if len(occlusion) else EMPTY, r.no_reliance_margin, None,
+                clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
     shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
     for eval_set in r.basin_sets:
         for m in shown:

@@ -59,7 +59,7 @@ def test_every_claim_holds_when_the_data_separate_it():
     assert {r.role for r in judged["b"].rows if r.label == "its pretrained parent"} == {"reference"}
     # (c)'s supporting "no reliance left" on both indices (docs/SCIENCE.md: within ±5 pp)
     assert [c.required for c in _checks(judged["c"], "CBFT leaves no reliance")] == [False, False]
-    assert len(_checks(judged["c"], "randcue at its clean accuracy")) == 1
+    assert len(_checks(judged["c"], "costs it what it costs the no-cue model")) == 1
 
 
 def test_a_saturated_comparison_is_not_testable_never_does_not_hold():
@@ -818,10 +818,10 @@ def test_a_random_cues_cost_is_not_testable_where_a_model_sits_at_the_chance_flo
 
 
 def test_a_cbft_at_the_chance_floor_does_not_lower_the_cost_of_a_random_cue_by_collapsing():
-    """CBFT at 15% clean has no cost to show: "lower cost than naive" and "randcue at its clean accuracy"
+    """CBFT at 15% clean has no cost to show: "lower cost than naive" and "costs it what it costs the no-cue model"
     are not testable (not ✓); the randimg comparisons still decide, and its clean accuracy fails (c)."""
     c = _judge(LOOSE, accuracy={"cbft": {"nocue": 0.15, "randcue": 0.15}})["c"]
-    for text in ("CBFT has a lower cost of a random cue than naive", "randcue at its clean accuracy"):
+    for text in ("CBFT has a lower cost of a random cue than naive", "costs it what it costs the no-cue model"):
         assert all(k.outcome == claims.UNTESTABLE and "cbft's clean accuracy (1" in k.reason for k in _checks(c, text))
     assert all(k.outcome == claims.YES for k in _checks(c, "CBFT has a lower randimg reliance than naive"))
     assert c.verdict == claims.FAILS and "chance floor" in c.rule
@@ -886,3 +886,17 @@ def test_a_barrier_comparison_at_the_chance_floor_says_so_even_where_it_is_under
     judge.s = FakeSlice()
     judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
     assert judge.c.checks[0].outcome == claims.UNTESTABLE and "collapses to chance" in judge.c.checks[0].reason
+
+
+def test_a_random_cues_cost_without_reliance_is_the_no_cue_models_occlusion_cost_not_zero():
+    """A random cue's patch costs a model that ignores the cue what it costs the no-cue model (8 pp here, by
+    occluding the image). CBFT and naive both without reliance, each paying that 8 pp: (c)'s "lower cost
+    than naive" is not testable (naive has no reliance above the occlusion cost), and CBFT's "no reliance
+    left" holds against the no-cue model's cost, where against 0 it would fail."""
+    occluding = {"nocue": {"nocue": 0.80, "randcue": 0.72}, "naive": {"randimg": 0.10, "randcue": 0.67},
+                 "cbft": {"randcue": 0.66}}
+    c = _judge(LOOSE, accuracy=occluding, seeds=tuple(range(10)))["c"]
+    (lower,) = [k for k in _checks(c, "lower cost of a random cue than naive") if not k.text.endswith("naive_cued")]
+    assert lower.outcome == claims.UNTESTABLE and "within ±5 pp of the no-cue models' " in lower.reason
+    (left,) = _checks(c, "costs it what it costs the no-cue model")
+    assert left.outcome == claims.YES
