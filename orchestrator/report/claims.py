@@ -148,6 +148,21 @@ class _Judge:
     def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str) -> cmp.Decision:
         r, s = self.r, self.s
         lo_acc, hi_loss = s.extremes(*lower, eval_set)
+        unmeasured = [side[0] for side in (lower, higher) if all(v != v for v in s.extremes(*side, eval_set))]
+        if unmeasured and s.chance:
+            return decision.blocked(f"the chance floor is not measured for {' and '.join(unmeasured)} on {eval_set} "
+                                    "(no accuracy or loss along the path in the paths table): a collapsed path "
+                                    "cannot be told from a barrier; rerun its path tasks (`mmc-sweep run`)")
+        if decision.outcome in (NO, OVERLAP, UNTESTABLE) and \
+                cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss) and \
+                not cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
+            hi_acc, top_loss = s.extremes(*higher, eval_set)
+            return decision.blocked(f"the {higher[0]} path collapses to chance on {eval_set} (lowest accuracy "
+                                    f"{hi_acc:.0%}, highest loss {top_loss:.2f} against ln K = "
+                                    f"{math.log(1 / s.chance):.2f}): its barrier is then chance loss minus its "
+                                    "endpoints' own loss, which can fall below a real bump, so a comparison going "
+                                    "against the claim is no evidence; judge it on another set, after alignment or "
+                                    "with a wider model")
         if cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
             both = cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss)
             return decision.blocked(f"{'both paths collapse' if both else f'the {lower[0]} path collapses'} "
@@ -184,7 +199,8 @@ def _guards_text(r: ClaimRules) -> str:
         if r.check_definition else ""
     return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
             f"side sits at the chance floor (lowest accuracy ≤ chance + {r.floor_acc:g} or highest loss ≥ ln K − "
-            f"{r.floor_loss:g}){check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
+            f"{r.floor_loss:g}), its higher side there when it goes against the claim, or the floor is not "
+            f"measured{check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
 
 
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:

@@ -4,6 +4,7 @@ testable here (a comparison that cannot discriminate is never decided)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -900,3 +901,38 @@ def test_a_random_cues_cost_without_reliance_is_the_no_cue_models_occlusion_cost
     assert lower.outcome == claims.UNTESTABLE and "within ±5 pp of the no-cue models' " in lower.reason
     (left,) = _checks(c, "costs it what it costs the no-cue model")
     assert left.outcome == claims.YES
+
+
+def _fake_slice(extremes: dict, barriers: dict):
+    class FakeSlice:
+        chance = 0.1
+
+        def extremes(self, pair, path, eval_set):
+            return extremes.get(pair, (0.8, 0.5))
+
+        def barrier(self, pair, path, eval_set, metric, definition):
+            return pd.Series(barriers[pair] + _noise(pair), index=[0, 1, 2])
+    return FakeSlice()
+
+
+@pytest.mark.parametrize("a, outcome", [(0.3, claims.UNTESTABLE), (1.5, claims.YES)])
+def test_a_collapsed_higher_path_is_no_evidence_against_the_claim_but_its_barrier_still_counts_for_it(a, outcome):
+    """`a` (the side the claim puts higher) collapses to chance: its barrier is chance loss minus its
+    endpoints' loss and can fall below b's real bump, so a comparison going against the claim is not
+    testable; one going for it (a collapse is a barrier) is decided."""
+    judge = claims._Judge(_fake_slice({"a": (0.11, 2.25)}, {"a": a, "b": 0.8}), ClaimRules(check_definition=None),
+                          claims.Claim("x", ""))
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "nocue", "g")
+    (k,) = judge.c.checks
+    assert k.outcome == outcome
+    assert outcome != claims.UNTESTABLE or k.reason.startswith("the a path collapses to chance on nocue")
+
+
+def test_a_barrier_comparison_whose_chance_floor_is_not_measured_is_not_decided():
+    """No accuracy or loss along a path (its paths rows missing): a collapse cannot be told from a barrier,
+    so the comparison is not testable and says how to measure it."""
+    judge = claims._Judge(_fake_slice({"b": (math.nan, math.nan)}, {"a": 1.0, "b": 0.2}),
+                          ClaimRules(check_definition=None), claims.Claim("x", ""))
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+    (k,) = judge.c.checks
+    assert k.outcome == claims.UNTESTABLE and k.reason.startswith("the chance floor is not measured for b on cue")
