@@ -304,6 +304,9 @@ def permutation(observed: float, p_upper: float, p_lower: float, min_p: float, n
         return Decision(YES, p_other=p_lower)
     if p_lower <= half:
         return Decision(NO, p_other=p_lower)
+    if null_sd <= NO_SPREAD * max(1.0, abs(observed)):
+        return Decision(UNTESTABLE, "no spread: every relabeling of the models gives the same statistic (their "
+                                    "barriers do not differ), so the test cannot discriminate")
     mde = permutation_detectable(null_sd, level, power)
     if mde == mde and mde > effect:
         return Decision(UNTESTABLE, f"underpowered: with these models the smallest difference detectable at "

@@ -433,3 +433,11 @@ def test_a_permutation_lower_tail_p_value_exactly_at_half_alpha_decides_the_othe
     half = (1 - LEVEL) / 2
     got = cmp.permutation(-0.1, 1.0, half, half, 0.01, LEVEL, 0.05, 0.8)
     assert got.outcome == cmp.NO and got.p_other == half
+
+
+def test_a_permutation_null_without_spread_is_not_testable():
+    """Every relabeling gives the same statistic (a constant or all-zero barrier matrix): both tails are 1,
+    and "cannot be separated" would claim the models could have shown a difference; not testable."""
+    flat = cmp.permutation(0.0, 1.0, 1.0, 0.001, 0.0, LEVEL, 0.05, 0.8)
+    assert flat.outcome == cmp.UNTESTABLE and flat.reason.startswith("no spread: every relabeling")
+    assert cmp.permutation(0.0, 0.6, 0.5, 0.001, 0.001, LEVEL, 0.05, 0.8).outcome == cmp.OVERLAP
