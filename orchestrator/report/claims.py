@@ -425,7 +425,7 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             continue
         decision = cmp.permutation(test.observed, test.p_upper, test.p_lower, test.min_p, test.sd, r.level,
                                    r.barrier_effect, r.power)
-        if decision.outcome in (YES, NO, OVERLAP):
+        if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE):
             decision = _map_guards(decision, m, r)
         evidence = (f"across − within {test.observed:+.3f} (p = {test.p_upper:.3g} one-sided; "
                     f"{'all ' if test.exact else ''}{test.null.size} relabelings)")

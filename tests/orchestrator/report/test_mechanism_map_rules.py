@@ -190,6 +190,10 @@ def test_claim_e_is_not_testable_where_the_within_group_paths_peak_near_chance_l
     assert check.outcome == claims.UNTESTABLE and "collapse" in check.reason
     c = claims.claim_e([_map(_permutation(0.0, 0.5, 0.5), within_extremes=(0.9, 1.9))], rules)
     assert [x for x in c.checks if x.group == "within < across"][0].outcome == claims.OVERLAP
+    # a null too wide for 0.05 (underpowered) at the floor: the floor is the reason (more models would not help)
+    c = claims.claim_e([_map(_permutation(0.0, 0.5, 0.5, sd=0.1), within_extremes=(0.9, 2.2))], rules)
+    (check,) = [x for x in c.checks if x.group == "within < across"]
+    assert check.outcome == claims.UNTESTABLE and "collapse" in check.reason
 
 
 def test_claim_e_decides_the_index_on_its_upper_tail():
