@@ -45,7 +45,7 @@ class Diff:
     """a − b: paired within seed (`n` pairs) or of two independent groups (Welch; `n` the smaller
     group), with its two-sided interval at `level`. `sd` is the spread of one unit (the per-seed
     difference, or √2 × the pooled SD of one model) from which seeds-needed is computed. `unpaired`:
-    the seeds measured on one side only, left out of a paired difference (shown in its text)."""
+    the seeds left out of a paired difference for want of a finite value on each side (shown in its text)."""
 
     paired: bool
     n: int
@@ -74,7 +74,7 @@ class Diff:
         interval = "" if self.n < 2 else f" [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
         kind = "paired" if self.paired else "two groups"
         left_out = "" if not self.unpaired else \
-            f"; {self.unpaired} seed{'s' if self.unpaired > 1 else ''} measured on one side only left out"
+            f"; {self.unpaired} seed{'s' if self.unpaired > 1 else ''} without a finite value on each side left out"
         return f"{scale * self.mean:+.{digits}f}{unit}{interval} ({kind}, n = {self.n}{left_out})"
 
 
@@ -111,17 +111,19 @@ def independent(a, b, level: float) -> Diff:
 
 def compare(a: pd.Series, b: pd.Series, level: float) -> Diff:
     """Paired within seed where both sides have at least two common seeds, else independent; a paired
-    difference counts the seeds it leaves out (measured on one side only)."""
-    seeds_a, seeds_b = a.dropna().index, b.dropna().index
+    difference counts the seeds it leaves out (without a finite value on each side: not measured, NaN, inf)."""
+    seeds_a, seeds_b = (s[np.isfinite(s.to_numpy(dtype=np.float64))].index for s in (a, b))
     common = seeds_a.intersection(seeds_b)
     if len(common) >= 2 and a.index.is_unique and b.index.is_unique:
-        return replace(paired(a, b, level), unpaired=len(seeds_a.symmetric_difference(seeds_b)))
+        return replace(paired(a, b, level), unpaired=len(a.index.union(b.index).difference(common)))
     return independent(a.to_numpy(), b.to_numpy(), level)
 
 
 def one_sample(values: pd.Series, level: float) -> Diff:
-    """The mean of `values` (each a per-seed quantity) as a difference from 0."""
-    return paired(values, pd.Series(0.0, index=values.index), level)
+    """The mean of `values` (each a per-seed quantity) as a difference from 0; seeds without a finite
+    value are counted as left out."""
+    kept = int(np.isfinite(values.to_numpy(dtype=np.float64)).sum())
+    return replace(paired(values, pd.Series(0.0, index=values.index), level), unpaired=len(values) - kept)
 
 
 # ----------------------------------------------------------------------------------------------

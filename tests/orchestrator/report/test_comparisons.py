@@ -224,11 +224,15 @@ def test_a_paired_difference_says_how_many_seeds_it_leaves_out():
     diff = cmp.compare(a, b, LEVEL)
     assert diff.paired and diff.n == 2 and diff.unpaired == 2
     assert diff.mean == pytest.approx(((1.0 - 0.5) + (2.0 - 1.0)) / 2)
-    assert diff.text().endswith("(paired, n = 2; 2 seeds measured on one side only left out)")
+    assert diff.text().endswith("(paired, n = 2; 2 seeds without a finite value on each side left out)")
     same = cmp.compare(a, a - 1.0, LEVEL)
     assert same.unpaired == 0 and same.text().endswith("(paired, n = 3)")
     one = cmp.compare(pd.Series([1.0, 2.0, float("nan")], index=[0, 1, 2]), pd.Series([0.0, 0.0, 0.0]), LEVEL)
-    assert one.n == 2 and one.text().endswith("1 seed measured on one side only left out)")
+    assert one.n == 2 and one.text().endswith("1 seed without a finite value on each side left out)")
+    inf = cmp.compare(pd.Series([1.0, 2.0, 3.0]), pd.Series([0.0, 0.5, float("inf")]), LEVEL)   # a diverged value
+    assert inf.n == 2 and inf.unpaired == 1 and inf.mean == pytest.approx(1.25)
+    lone = cmp.one_sample(pd.Series([0.1, 0.2, float("nan"), 0.3]), LEVEL)
+    assert lone.n == 3 and lone.text(digits=2).endswith("(paired, n = 3; 1 seed without a finite value on each side left out)")
 
 
 @pytest.mark.parametrize("test, margin", [("superiority", 0.0), ("non_inferiority", 0.02), ("equivalence", 0.05)])
