@@ -57,35 +57,47 @@ class _Judge:
 
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
-              clean: dict[str, pd.Series] | None = None, reliant: tuple[str, pd.Series] | None = None,
+              clean: tuple[dict, dict] | None = None, reliant: tuple[str, pd.Series] | None = None,
               none: pd.Series | None = None) -> None:
-        """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies of the models a
-        random cue's cost is measured on (`_clean_floor`); `reliant`: (label, reliance) of the model whose
-        reliance the claim says is kept or lowered (`_no_reliance`)."""
+        """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies (label -> per seed)
+        of the models on a's side and on b's side, where a random cue's cost is compared (`_clean_floor`);
+        `reliant`: (label, reliance) of the model whose reliance the claim says is kept or lowered
+        (`_no_reliance`). The first guard that blocks gives the reason."""
         diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
-        decision = self._clean_floor(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"), clean)
-        decision = self._no_reliance(decision, reliant, none)
-        self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
+        decision = cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp")
+        guarded = self._clean_floor(decision, *(clean or ({}, {})))
+        if guarded is decision:
+            guarded = self._no_reliance(decision, reliant, none)
+        self.c.checks.append(check(text, guarded, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
-    def _clean_floor(self, decision: cmp.Decision, clean: dict[str, pd.Series] | None,
-                     every: bool = False) -> cmp.Decision:
+    def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
         """A random cue can cost a model only the clean accuracy it has above chance: where a model's mean
-        clean accuracy sits at the chance floor (≤ chance + `floor_acc`), its cost is near 0 whatever it
-        relies on, so a comparison of costs cannot discriminate (not testable, whatever the seeds: this
-        reason replaces "underpowered")."""
-        if not clean or not self.s.chance or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+        clean accuracy sits at the chance floor (≤ chance + `floor_acc`), its cost is capped near 0 whatever
+        it relies on. A capped side is underestimated, so it blocks the decisions it could have made (on
+        the higher side ✗, ≈ and undecided; on the lower side ✓, ≈ and undecided) and a decision the cap
+        works against stands; both sides there block all. `every`: only both sides there block (clean
+        accuracy's non-inferiority: one side there alone is a loss). The reason replaces "underpowered":
+        more seeds would not help."""
+        if not (higher or lower) or not self.s.chance or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
             return decision
-        low = [(label, float(acc.mean())) for label, acc in clean.items()
-               if len(acc) and acc.mean() <= self.s.chance + self.r.floor_acc]
-        if not low or every and len(low) < len(clean):
-            return decision
+        floor = self.s.chance + self.r.floor_acc
+
+        def at_floor(side: dict) -> dict:
+            return {label: float(acc.mean()) for label, acc in side.items() if len(acc) and acc.mean() <= floor}
+        hi, lo = at_floor(higher), at_floor(lower)
         if every:
-            return decision.blocked(" and ".join(f"the {label}'s ({acc:.0%})" for label, acc in low) + " clean "
-                                    f"accuracies both sit at the chance floor ({self.s.chance:.0%} + "
+            if not (hi and lo):
+                return decision
+            return decision.blocked(" and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in {**hi, **lo}.items())
+                                    + f" clean accuracies both sit at the chance floor ({self.s.chance:.0%} + "
                                     f"{PP * self.r.floor_acc:g} pp): neither has accuracy to lose")
-        who = f"the {low[0][0]}'s clean accuracy ({low[0][1]:.0%}) sits" if len(low) == 1 else \
-            " and ".join(f"the {label}'s ({acc:.0%})" for label, acc in low) + " clean accuracies sit"
+        if not ((hi and lo) or (hi and decision.outcome != YES) or (lo and decision.outcome != NO)):
+            return decision
+        low = {**hi, **lo}
+        (label, acc), = low.items() if len(low) == 1 else ((None, None),)
+        who = f"{_whose(label)} clean accuracy ({acc:.0%}) sits" if label else \
+            " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + " clean accuracies sit"
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
                                 f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
                                 "it has above chance, so the cost cannot show its reliance")
@@ -95,7 +107,10 @@ class _Judge:
         """a not below b by more than `margin`; `clean`: the two sides' clean accuracies, not testable
         where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
         diff = cmp.compare(a, b, self.r.level)
-        decision = self._clean_floor(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp"), clean, every=True)
+        decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
+        if clean:
+            decision = self._clean_floor(decision, {k: v for k, v in list(clean.items())[:1]},
+                                         {k: v for k, v in list(clean.items())[1:]}, every=True)
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
@@ -120,7 +135,9 @@ class _Judge:
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
                   clean: dict[str, pd.Series] | None = None) -> None:
         diff = cmp.one_sample(a, self.r.level)
-        decision = self._clean_floor(cmp.equivalence(diff, margin, self.r.power, PP, " pp"), clean)
+        decision = cmp.equivalence(diff, margin, self.r.power, PP, " pp")
+        if clean:   # a capped cost moves the difference either way: at the floor it blocks every outcome
+            decision = self._clean_floor(decision, clean, clean)
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
                                    unit=" pp", power=self.power(diff, margin, PP, " pp")))
 
@@ -136,16 +153,18 @@ class _Judge:
         top = self.values(higher, eval_set)
         diff = cmp.compare(top, self.values(lower, eval_set), r.level)
         decision = cmp.superiority(diff, r.barrier_effect, r.power)
-        if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE):
-            decision = self._guard(decision, higher, lower, eval_set)
-        if reference and decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) and len(top) \
+        guarded = self._guard(decision, higher, lower, eval_set, reference) \
+            if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) else decision
+        if guarded is not decision:   # the first guard that blocks gives the reason
+            decision = guarded
+        elif reference and decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) and len(top) \
                 and abs(float(top.mean())) <= r.barrier_effect:
             decision = decision.blocked(f"the {higher[0]} {higher[1]} barrier is {float(top.mean()):.3f}, within "
                                         f"{r.barrier_effect:g} of none: there is no barrier to go below, so the "
                                         "comparison cannot show the claim's effect")
         self.c.checks.append(check(text, decision, diff, group, power=self.power(diff, r.barrier_effect)))
 
-    def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str) -> cmp.Decision:
+    def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str, reference: bool = False) -> cmp.Decision:
         r, s = self.r, self.s
         lo_acc, hi_loss = s.extremes(*lower, eval_set)
         unmeasured = [side[0] for side in (lower, higher) if all(v != v for v in s.extremes(*side, eval_set))]
@@ -153,23 +172,26 @@ class _Judge:
             return decision.blocked(f"the chance floor is not measured for {' and '.join(unmeasured)} on {eval_set} "
                                     "(no accuracy or loss along the path in the paths table): a collapsed path "
                                     "cannot be told from a barrier; rerun its path tasks (`mmc-sweep run`)")
-        if decision.outcome in (NO, OVERLAP, UNTESTABLE) and \
-                cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss) and \
-                not cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
-            hi_acc, top_loss = s.extremes(*higher, eval_set)
+        # A collapsed path's barrier is capped (chance loss minus its endpoints' loss), an underestimate. The
+        # lower side there: a control (the claim's path should exceed it) gives no baseline, all blocked; the
+        # claim's own path (`reference`: it should stay below the higher side) is not below it, so a ✗ stands.
+        # The higher side there: a ✓ stands (the cap works against it), the rest is no evidence. Both: all.
+        hi_acc, top_loss = s.extremes(*higher, eval_set)
+        lower_floor = cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss)
+        higher_floor = cmp.at_floor(hi_acc, top_loss, s.chance, r.floor_acc, r.floor_loss)
+        if lower_floor and (higher_floor or not reference or decision.outcome != NO):
+            return decision.blocked(f"{'both paths collapse' if higher_floor else f'the {lower[0]} path collapses'} "
+                                    f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
+                                    f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
+                                    f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
+                                    "endpoints' own loss; judge it on another set, after alignment or with a wider model")
+        if higher_floor and decision.outcome != YES:
             return decision.blocked(f"the {higher[0]} path collapses to chance on {eval_set} (lowest accuracy "
                                     f"{hi_acc:.0%}, highest loss {top_loss:.2f} against ln K = "
                                     f"{math.log(1 / s.chance):.2f}): its barrier is then chance loss minus its "
                                     "endpoints' own loss, which can fall below a real bump, so a comparison going "
                                     "against the claim is no evidence; judge it on another set, after alignment or "
                                     "with a wider model")
-        if cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss):
-            both = cmp.at_floor(*s.extremes(*higher, eval_set), s.chance, r.floor_acc, r.floor_loss)
-            return decision.blocked(f"{'both paths collapse' if both else f'the {lower[0]} path collapses'} "
-                                    f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
-                                    f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
-                                    f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
-                                    "endpoints' own loss; judge it on another set, after alignment or with a wider model")
         if r.check_definition:
             other = cmp.compare(self.values(higher, eval_set, r.check_definition),
                                 self.values(lower, eval_set, r.check_definition), r.level)
@@ -199,8 +221,14 @@ def _guards_text(r: ClaimRules) -> str:
         if r.check_definition else ""
     return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
             f"side sits at the chance floor (lowest accuracy ≤ chance + {r.floor_acc:g} or highest loss ≥ ln K − "
-            f"{r.floor_loss:g}), its higher side there when it goes against the claim, or the floor is not "
-            f"measured{check_def}, or where it could not detect {r.barrier_effect:g} at {r.power:.0%} power")
+            f"{r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
+            f"side there when it goes against the claim, or the floor is not measured{check_def}, or where it could "
+            f"not detect {r.barrier_effect:g} at {r.power:.0%} power")
+
+
+def _whose(label: str) -> str:
+    """`cue model` -> "the cue model's"; a method's name (`cbft`) -> "cbft's"."""
+    return f"the {label}'s" if " " in label else f"{label}'s"
 
 
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:
@@ -233,7 +261,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             rn.get(RANDIMG, EMPTY), "more than no-cue")
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
             rn.get(RANDCUE, EMPTY), "random cue costs",
-            clean={"cue model": cue.get("nocue", EMPTY), "no-cue model": nocue.get("nocue", EMPTY)})
+            clean=({"cue model": cue.get("nocue", EMPTY)}, {"no-cue model": nocue.get("nocue", EMPTY)}))
     j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),
                 r.no_reliance_margin, None)
     return family_wise(c, r.level)
@@ -297,7 +325,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
                     rel[CBFT].get(measure, EMPTY), f"{what} below {other}",
-                    clean={m: acc[m].get("nocue", EMPTY) for m in (other, CBFT)} if measure == RANDCUE else None,
+                    clean=({other: acc[other].get("nocue", EMPTY)}, {CBFT: acc[CBFT].get("nocue", EMPTY)})
+                    if measure == RANDCUE else None,
                     reliant=(other, rel[other].get(measure, EMPTY)), none=occlusion if measure == RANDCUE else None)
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}",
@@ -310,7 +339,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                 None)
     cost = rel[CBFT].get(RANDCUE, EMPTY)
     j.near_zero("CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)",
-                (cost - occlusion).dropna() if len(occlusion) else EMPTY, r.no_reliance_margin, None,
+                cost - occlusion if len(occlusion) else EMPTY, r.no_reliance_margin, None,
                 clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
     shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
     for eval_set in r.basin_sets:

@@ -936,3 +936,31 @@ def test_a_barrier_comparison_whose_chance_floor_is_not_measured_is_not_decided(
     judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
     (k,) = judge.c.checks
     assert k.outcome == claims.UNTESTABLE and k.reason.startswith("the chance floor is not measured for b on cue")
+
+
+@pytest.mark.parametrize("reference, outcome", [(True, claims.NO), (False, claims.UNTESTABLE)])
+def test_the_claims_own_path_collapsing_below_a_reference_is_evidence_against_it(reference, outcome):
+    """(b): naive's path to its parent (the lower side, the claim's own path) collapses to chance with a
+    barrier far above cue~cue's: it is not below it, and the ✗ stands. A collapsed control on the lower side
+    (the claim's path should exceed it) gives no baseline: not testable."""
+    judge = claims._Judge(_fake_slice({"b": (0.11, 2.28)}, {"a": 0.4, "b": 2.0}), ClaimRules(check_definition=None),
+                          claims.Claim("x", ""))
+    judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "nocue", "g", reference=reference)
+    assert judge.c.checks[0].outcome == outcome
+
+
+def test_a_capped_cost_blocks_only_the_decisions_the_cap_could_have_made():
+    """A side at the chance floor has its random-cue cost capped (an underestimate): the cue model there
+    with a cost still above the no-cue model's is a ✓ that stands; the no-cue model there with the cue
+    model's cost below its own is a ✗ that stands."""
+    a = _judge(LOOSE, accuracy={"cue": {"nocue": 0.19, "randcue": 0.02}})["a"]
+    assert _checks(a, "a random cue costs")[0].outcome == claims.YES
+    a = _judge(LOOSE, accuracy={"cue": {"nocue": 0.70, "randcue": 0.95}, "nocue": {"nocue": 0.12, "randcue": 0.12}})["a"]
+    assert _checks(a, "a random cue costs")[0].outcome == claims.NO
+
+
+def test_the_first_guard_that_blocks_gives_the_reason():
+    """naive at 15% clean with no reliance left: its collapse, not "no reliance to lower", is the reason."""
+    c = _judge(LOOSE, accuracy={"naive": {"nocue": 0.15, "randcue": 0.15, "randimg": 0.10}})["c"]
+    (k,) = [k for k in _checks(c, "lower cost of a random cue than naive") if not k.text.endswith("naive_cued")]
+    assert k.outcome == claims.UNTESTABLE and k.reason.startswith("naive's clean accuracy (1")
