@@ -231,14 +231,20 @@ def _whose(label: str) -> str:
     return f"the {label}'s" if " " in label else f"{label}'s"
 
 
+def _reference_text(r: ClaimRules) -> str:
+    return f"; going below a reference barrier within {r.barrier_effect:g} of none is not testable (nothing to go below)"
+
+
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:
-    return (f", and a comparison where the mean reliance index of {whom} is within ±{r.no_reliance_margin:g} of 0 "
-            "(no reliance to keep or to lower)")
+    return (f"; keeping or lowering a reliance is not testable where {whom} has a mean reliance index within "
+            f"±{PP * r.no_reliance_margin:g} pp of none (0 for randimg; for a random cue's cost, the no-cue models' "
+            "cost, which the patch costs by occlusion)")
 
 
 def _cost_floor_text(r: ClaimRules) -> str:
-    return (f", and a comparison of a random cue's cost where a model's clean accuracy sits at the chance floor "
-            f"(≤ chance + {r.floor_acc:g}: the cost cannot exceed what it has above chance)")
+    return (f"; a random cue's cost is not testable where a model's clean accuracy sits at the chance floor "
+            f"(≤ chance + {PP * r.floor_acc:g} pp: the cost cannot exceed what it has above chance), for the "
+            "decisions that cap could make")
 
 
 def claim_a(s: Slice, r: ClaimRules) -> Claim:
@@ -273,7 +279,7 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
                    "pretrained model (its barrier is below that between independently trained models).",
               f"Paired within seed, {r.level:.0%} intervals: the naive fine-tuning's randimg reliance above "
               f"{r.keep_fraction:g} × its own parent's; on each of {', '.join(r.barrier_sets)}, its linear barrier to "
-              f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}"
+              f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}{_reference_text(r)}"
               f"{_no_reliance_text(r, 'the parent')}.")
     j = _Judge(s, r, c)
     rel, parent = s.reliance(s.models(vocab.FINETUNE, method=NAIVE)), s.reliance(s.parents(NAIVE))
@@ -306,8 +312,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
               f"naive's{' and naive_cued' + chr(39) + 's' if cued else ''}; its clean accuracy not below theirs by "
               f"more than {PP * r.acc_margin:g} pp (non-inferiority); on {', '.join(r.basin_sets)}, its linear barrier "
               f"to the pretrained model above naive's; {_guards_text(r)}{_cost_floor_text(r)}"
-              f"{_no_reliance_text(r, 'the method CBFT is compared with')} (for a random cue's cost: of the no-cue "
-              f"models' cost, which the patch costs by occlusion). Supporting: randimg reliance within "
+              f"{_no_reliance_text(r, 'the method CBFT is compared with')}; clean-accuracy non-inferiority is not "
+              f"testable where both sides sit at that floor. Supporting: randimg reliance within "
               f"±{PP * r.no_reliance_margin:g} pp of 0 and a random cue's cost within it of the no-cue models' "
               "(equivalence, paired by seed), and LP-FT / LLRT beside it.")
     j = _Judge(s, r, c)
@@ -365,7 +371,8 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
               f"of cue~nocue:same-init above that of each same-data control from the same initialisation (X~X:spawn@K, "
               f"cue~cue:resubset); the quadratic path below the linear one; where alignment works for the same-data "
               f"controls (aligned barrier's upper bound below {r.aligned_works:g}), cue~nocue above them after "
-              f"alignment; {_guards_text(r)}. Supporting: independent-init linear barriers, the noise floor.")
+              f"alignment; {_guards_text(r)}{_reference_text(r)}. Supporting: independent-init linear barriers, the "
+              "noise floor.")
     c.optional.add("after alignment")
     j = _Judge(s, r, c)
     floor = s.noise_floor()

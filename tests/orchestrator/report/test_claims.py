@@ -836,7 +836,7 @@ def test_keeping_or_lowering_a_reliance_that_is_not_there_is_not_testable():
     b = _judge(LOOSE, accuracy={"cue": {"randimg": 0.11}})["b"]
     keeps = _checks(b, "keeps more than")[0]
     assert keeps.outcome == claims.UNTESTABLE and keeps.reason.startswith("its pretrained parent's reliance is +")
-    assert "no reliance to keep or to lower" in keeps.reason and "no reliance to keep" in b.rule
+    assert "no reliance to keep or to lower" in keeps.reason and "keeping or lowering a reliance is not testable" in b.rule
     c = _judge(LOOSE, accuracy={"naive": {"randimg": 0.11, "randcue": 0.75}})["c"]
     for text in ("CBFT has a lower randimg reliance than naive", "CBFT has a lower cost of a random cue than naive"):
         (k,) = [k for k in _checks(c, text) if not k.text.endswith("naive_cued")]
