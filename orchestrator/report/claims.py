@@ -123,7 +123,9 @@ class _Judge:
         if reliant is None or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
             return decision
         label, values = reliant
-        floor = float(none.mean()) if none is not None and len(none) else 0.0
+        if none is not None and not len(none):
+            return decision         # no measure of "none" (no no-cue model): the guard cannot tell
+        floor = float(none.mean()) if none is not None else 0.0
         mean = float(values.mean()) if len(values) else math.nan
         if not abs(mean - floor) <= self.r.no_reliance_margin:
             return decision
@@ -344,9 +346,12 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     j.near_zero("CBFT leaves no reliance: randimg at chance", rel[CBFT].get(RANDIMG, EMPTY), r.no_reliance_margin,
                 None)
     cost = rel[CBFT].get(RANDCUE, EMPTY)
-    j.near_zero("CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)",
-                cost - occlusion if len(occlusion) else EMPTY, r.no_reliance_margin, None,
-                clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
+    what = "CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)"
+    if len(cost) and not len(occlusion):
+        c.checks.append(Check(what, MISSING, "—", None, "not measured: no no-cue model in the sweep measures what "
+                              "the patch costs by occlusion (add 0.0 to `cue_proportions`)"))
+    else:
+        j.near_zero(what, cost - occlusion, r.no_reliance_margin, None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
     shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
     for eval_set in r.basin_sets:
         for m in shown:

@@ -964,3 +964,19 @@ def test_the_first_guard_that_blocks_gives_the_reason():
     c = _judge(LOOSE, accuracy={"naive": {"nocue": 0.15, "randcue": 0.15, "randimg": 0.10}})["c"]
     (k,) = [k for k in _checks(c, "lower cost of a random cue than naive") if not k.text.endswith("naive_cued")]
     assert k.outcome == claims.UNTESTABLE and k.reason.startswith("naive's clean accuracy (1")
+
+
+def test_without_no_cue_models_the_occlusion_cost_is_said_to_be_unmeasured_not_taken_as_zero():
+    """No no-cue model in the sweep: what the patch costs by occlusion is unknown, so CBFT's "no reliance
+    left" on the cost is not measured (naming what to add), and no "no reliance to lower" guard compares a
+    method's cost with 0."""
+    data = synthetic_sweep()
+    nocue_tasks = {t for t, rows in data[vocab.EVALUATIONS].items()
+                   if rows and rows[0].get("kind") == vocab.PRETRAIN and rows[0].get("cue_proportion") == 0.0}
+    assert nocue_tasks
+    for table in vocab.TABLES:
+        data[table] = {t: r for t, r in data[table].items() if t not in nocue_tasks}
+    c = _judge(LOOSE, data=data)["c"]
+    (left,) = _checks(c, "costs it what it costs the no-cue model")
+    assert left.outcome == claims.MISSING and "add 0.0 to `cue_proportions`" in left.reason
+    assert not any("of none" in (k.reason or "") for k in _checks(c, "lower cost of a random cue"))
