@@ -64,11 +64,10 @@ class _Judge:
         `reliant`: (label, reliance) of the model whose reliance the claim says is kept or lowered
         (`_no_reliance`). The first guard that blocks gives the reason."""
         diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
-        decision = cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp")
-        guarded = self._clean_floor(decision, *(clean or ({}, {})))
-        if guarded is decision:
-            guarded = self._no_reliance(decision, reliant, none)
-        self.c.checks.append(check(text, guarded, diff, group, scale=PP, unit=" pp",
+        decision = _first_block(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"),
+                                lambda d: self._clean_floor(d, *(clean or ({}, {}))),
+                                lambda d: self._no_reliance(d, reliant, none))
+        self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
     def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
@@ -79,7 +78,7 @@ class _Judge:
         works against stands; both sides there block all. `every`: only both sides there block (clean
         accuracy's non-inferiority: one side there alone is a loss). The reason replaces "underpowered":
         more seeds would not help."""
-        if not (higher or lower) or not self.s.chance or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+        if not (higher or lower) or not self.s.chance:
             return decision
         floor = self.s.chance + self.r.floor_acc
 
@@ -95,22 +94,19 @@ class _Judge:
         if not ((hi and lo) or (hi and decision.outcome != YES) or (lo and decision.outcome != NO)):
             return decision
         low = {**hi, **lo}
-        (label, acc), = low.items() if len(low) == 1 else ((None, None),)
-        who = f"{_whose(label)} clean accuracy ({acc:.0%}) sits" if label else \
-            " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + " clean accuracies sit"
+        who = " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + " clean accuracies sit" \
+            if len(low) > 1 else "".join(f"{_whose(label)} clean accuracy ({acc:.0%}) sits" for label, acc in low.items())
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
                                 f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
                                 "it has above chance, so the cost cannot show its reliance")
 
     def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None,
-                  clean: dict[str, pd.Series] | None = None) -> None:
-        """a not below b by more than `margin`; `clean`: the two sides' clean accuracies, not testable
-        where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
+                  clean: tuple[dict, dict] | None = None) -> None:
+        """a not below b by more than `margin`; `clean`: the two sides' clean accuracies (a's, b's), not
+        testable where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
         diff = cmp.compare(a, b, self.r.level)
-        decision = cmp.non_inferiority(diff, margin, self.r.power, PP, " pp")
-        if clean:
-            decision = self._clean_floor(decision, {k: v for k, v in list(clean.items())[:1]},
-                                         {k: v for k, v in list(clean.items())[1:]}, every=True)
+        decision = _first_block(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp"),
+                                lambda d: self._clean_floor(d, *(clean or ({}, {})), every=True))
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
@@ -120,7 +116,7 @@ class _Judge:
         there: where that model's mean reliance index is within `no_reliance_margin` of none (0, or the mean
         of `none`: for a random cue's cost, the no-cue models' cost, which a patch costs by occlusion), both
         sides sit at the no-reliance floor and the comparison cannot show the claim's effect (not testable)."""
-        if reliant is None or decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+        if reliant is None:
             return decision
         label, values = reliant
         if none is not None and not len(none):
@@ -137,9 +133,9 @@ class _Judge:
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
                   clean: dict[str, pd.Series] | None = None) -> None:
         diff = cmp.one_sample(a, self.r.level)
-        decision = cmp.equivalence(diff, margin, self.r.power, PP, " pp")
-        if clean:   # a capped cost moves the difference either way: at the floor it blocks every outcome
-            decision = self._clean_floor(decision, clean, clean)
+        # a capped cost moves the difference either way: at the floor it blocks every outcome
+        decision = _first_block(cmp.equivalence(diff, margin, self.r.power, PP, " pp"),
+                                lambda d: self._clean_floor(d, clean or {}, clean or {}))
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
                                    unit=" pp", power=self.power(diff, margin, PP, " pp")))
 
@@ -154,22 +150,26 @@ class _Judge:
         r = self.r
         top = self.values(higher, eval_set)
         diff = cmp.compare(top, self.values(lower, eval_set), r.level)
-        decision = cmp.superiority(diff, r.barrier_effect, r.power)
-        guarded = self._guard(decision, higher, lower, eval_set, reference) \
-            if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) else decision
-        if guarded is not decision:   # the first guard that blocks gives the reason
-            decision = guarded
-        elif reference and decision.outcome in (YES, NO, OVERLAP, UNTESTABLE) and len(top) \
-                and abs(float(top.mean())) <= r.barrier_effect:
-            decision = decision.blocked(f"the {higher[0]} {higher[1]} barrier is {float(top.mean()):.3f}, within "
-                                        f"{r.barrier_effect:g} of none: there is no barrier to go below, so the "
-                                        "comparison cannot show the claim's effect")
+        decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
+                                lambda d: self._guard(d, higher, lower, eval_set, reference),
+                                lambda d: self._nothing_below(d, higher, top) if reference else d)
         self.c.checks.append(check(text, decision, diff, group, power=self.power(diff, r.barrier_effect)))
+
+    def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
+        """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""
+        mean = float(top.mean()) if len(top) else math.nan
+        if not abs(mean) <= self.r.barrier_effect:
+            return decision
+        return decision.blocked(f"the {higher[0]} {higher[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} "
+                                "of none: there is no barrier to go below, so the comparison cannot show the claim's "
+                                "effect")
 
     def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str, reference: bool = False) -> cmp.Decision:
         r, s = self.r, self.s
         lo_acc, hi_loss = s.extremes(*lower, eval_set)
-        unmeasured = [side[0] for side in (lower, higher) if all(v != v for v in s.extremes(*side, eval_set))]
+        hi_acc, top_loss = s.extremes(*higher, eval_set)
+        unmeasured = [side[0] for side, ext in ((lower, (lo_acc, hi_loss)), (higher, (hi_acc, top_loss)))
+                      if all(v != v for v in ext)]
         if unmeasured and s.chance:
             return decision.blocked(f"the chance floor is not measured for {' and '.join(unmeasured)} on {eval_set} "
                                     "(no accuracy or loss along the path in the paths table): a collapsed path "
@@ -178,7 +178,6 @@ class _Judge:
         # lower side there: a control (the claim's path should exceed it) gives no baseline, all blocked; the
         # claim's own path (`reference`: it should stay below the higher side) is not below it, so a ✗ stands.
         # The higher side there: a ✓ stands (the cap works against it), the rest is no evidence. Both: all.
-        hi_acc, top_loss = s.extremes(*higher, eval_set)
         lower_floor = cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss)
         higher_floor = cmp.at_floor(hi_acc, top_loss, s.chance, r.floor_acc, r.floor_loss)
         if lower_floor and (higher_floor or not reference or decision.outcome != NO):
@@ -226,6 +225,19 @@ def _guards_text(r: ClaimRules) -> str:
             f"{r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
             f"side there when it goes against the claim, or the floor is not measured{check_def}, or where it could "
             f"not detect {r.barrier_effect:g} at {r.power:.0%} power")
+
+
+def _first_block(decision: cmp.Decision, *guards) -> cmp.Decision:
+    """`decision` as the first of `guards` that blocks it leaves it (each takes a Decision and returns it,
+    or it blocked: `Decision.blocked`), so that guard's reason is the one shown; a comparison without
+    values (MISSING) is left as it is."""
+    if decision.outcome not in (YES, NO, OVERLAP, UNTESTABLE):
+        return decision
+    for guard in guards:
+        guarded = guard(decision)
+        if guarded is not decision:
+            return guarded
+    return decision
 
 
 def _whose(label: str) -> str:
@@ -338,7 +350,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                     reliant=(other, rel[other].get(measure, EMPTY)), none=occlusion if measure == RANDCUE else None)
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}",
-                    clean={m: acc[m].get("nocue", EMPTY) for m in (CBFT, other)})
+                    clean=({CBFT: acc[CBFT].get("nocue", EMPTY)}, {other: acc[other].get("nocue", EMPTY)}))
     for other in (LPFT, LLRT):
         if not acc[other].empty:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
@@ -466,8 +478,7 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             continue
         decision = cmp.permutation(test.observed, test.p_upper, test.p_lower, test.min_p, test.sd, r.level,
                                    r.barrier_effect, r.power)
-        if decision.outcome in (YES, NO, OVERLAP, UNTESTABLE):
-            decision = _map_guards(decision, m, r)
+        decision = _first_block(decision, lambda d: _map_guards(d, m, r))
         evidence = (f"across − within {test.observed:+.3f} (p = {test.p_upper:.3g} one-sided; "
                     f"{'all ' if test.exact else ''}{test.null.size} relabelings)")
         power = (f"smallest p-value these models allow {test.min_p:.3g}; detectable ≥ "
