@@ -195,8 +195,10 @@ def _user_arrays(name: str, root: str | None) -> ImageArrays:
     return arrays
 
 
+@lru_cache(maxsize=4)
 def user_dataset_info(name: str, root: str | None = None) -> DatasetInfo:
-    """The facts of a dataset of your own, from its arrays (loaded once per process); `dataset_info` (in
+    """The facts of a dataset of your own, from its arrays (loaded, and these facts counted, once per
+    process: the planner asks for every combination of swept values); `dataset_info` (in
     `tasks.settings.data`) gives a built-in's without loading anything."""
     arrays = _user_arrays(name, root)
     n = len(arrays.y_train)

@@ -478,7 +478,7 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             continue
         decision = cmp.permutation(test.observed, test.p_upper, test.p_lower, test.min_p, test.sd, r.level,
                                    r.barrier_effect, r.power)
-        decision = _first_block(decision, lambda d: _map_guards(d, m, r))
+        decision = _first_block(decision, lambda d, m=m: _map_guards(d, m, r))
         evidence = (f"across − within {test.observed:+.3f} (p = {test.p_upper:.3g} one-sided; "
                     f"{'all ' if test.exact else ''}{test.null.size} relabelings)")
         power = (f"smallest p-value these models allow {test.min_p:.3g}; detectable ≥ "

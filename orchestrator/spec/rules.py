@@ -205,7 +205,7 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
         info = dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
-    if getattr(info, "largest_class", 0):   # a proportion that makes a model another (the data load refuses it too, later)
+    if info.largest_class:   # a proportion that makes a model another (the data load refuses it too, later)
         resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
             if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
         for p in top.cue_proportions:

@@ -81,13 +81,17 @@ def test_a_pair_types_loss_limits_fit_its_own_rows_only(results, jobs):
         assert job.options["loss_limits"][eval_set] == [0.0, pytest.approx(1.05 * high)]
 
 
-def test_a_pair_type_with_two_cue_proportions_gets_a_figure_per_proportion_labelled_in_percent(results):
+def _paths_at_two_proportions(results, pair_type: str) -> dict:
+    """Only `pair_type`'s paths, at its cue proportion and again at 0.5 (no barriers, no evaluations)."""
     paths = results[vocab.PATHS]
-    cue = paths[paths["pair_type"] == "cue~cue"]
-    half = cue.assign(cue_proportion=0.5, task_id=cue["task_id"] + "-half")
-    only = {**results, vocab.PATHS: pd.concat([cue, half], ignore_index=True),
+    one = paths[paths["pair_type"] == pair_type]
+    half = one.assign(cue_proportion=0.5, task_id=one["task_id"] + "-half")
+    return {**results, vocab.PATHS: pd.concat([one, half], ignore_index=True),
             vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}
-    jobs = figures.figure_jobs(only)
+
+
+def test_a_pair_type_with_two_cue_proportions_gets_a_figure_per_proportion_labelled_in_percent(results):
+    jobs = figures.figure_jobs(_paths_at_two_proportions(results, "cue~cue"))
     assert [j.name for j in jobs] == ["paths_cue-cue_cue-proportion-0.5.png", "paths_cue-cue_cue-proportion-0.8.png"]
     assert [j.options["subtitle"] for j in jobs] == ["cue_proportion = 50%", "cue_proportion = 80%"]
     assert jobs[0].options["loss_limits"] == jobs[1].options["loss_limits"]        # shared by the facets
@@ -233,12 +237,7 @@ def test_every_figure_gets_the_eval_set_registry_order_and_plain_titles_without_
 def test_a_path_figure_is_headed_by_its_pair_type_and_its_caption_names_a_then_b(results):
     """The page groups path figures under one heading per pair type (`heading`), facets included; the
     caption says which model is α = 0 (A, the first of `cue~nocue`) and which α = 1."""
-    paths = results[vocab.PATHS]
-    cue = paths[paths["pair_type"] == "cue~nocue"]
-    half = cue.assign(cue_proportion=0.5, task_id=cue["task_id"] + "-half")
-    only = {**results, vocab.PATHS: pd.concat([cue, half], ignore_index=True),
-            vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}
-    jobs = figures.figure_jobs(only)
+    jobs = figures.figure_jobs(_paths_at_two_proportions(results, "cue~nocue"))
     assert [j.heading for j in jobs] == ["cue~nocue", "cue~nocue"]
     assert all(j.caption.startswith("α = 0 is A, the cue model; α = 1 is B, the no-cue model;") for j in jobs)
 

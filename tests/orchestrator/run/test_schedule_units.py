@@ -176,13 +176,20 @@ def test_a_finished_task_keeps_its_reported_duration_and_a_crashed_one_the_time_
     assert state.states[b.id].status == vocab.FAILED and state.states[b.id].duration_s == pytest.approx(7.5)
 
 
-def test_a_task_that_failed_cleanly_keeps_its_error_and_its_exception_type():
+def _failed_cleanly():
+    """One pretraining task whose trial reports it failed with its own DivergenceError:
+    (the task, the sweep state, the searcher, the trial's config)."""
     a = _task("pretrain", "a")
     state = sweep_state.SweepState(_graph(a))
     searcher = S.DagSearcher(state)
     config = searcher.suggest("t1")
     result = TaskResult(vocab.FAILED, 0.5, error="DivergenceError: loss is nan", error_type="DivergenceError")
     searcher.on_trial_complete("t1", S.pack_results({a.id: result}))
+    return a, state, searcher, config
+
+
+def test_a_task_that_failed_cleanly_keeps_its_error_and_its_exception_type():
+    a, state, searcher, config = _failed_cleanly()
     failed = state.states[a.id]
     assert (failed.status, failed.error, failed.error_type) == (vocab.FAILED, "DivergenceError: loss is nan", "DivergenceError")
     assert config["task_ids"] == [a.id] and searcher.suggest("t2") is Searcher.FINISHED
@@ -342,12 +349,7 @@ def test_a_trials_summary_status_is_finished_only_when_every_task_of_its_bundle_
 def test_a_crashed_trial_keeps_the_exception_type_its_task_failed_with(tmp_path):
     """A task that failed cleanly (its own DivergenceError) in a trial that crashed afterwards: the crash's text
     becomes its error, but the exception type stays the task's own, not the crash's ActorDiedError."""
-    a = _task("pretrain", "a")
-    state = sweep_state.SweepState(_graph(a))
-    searcher = S.DagSearcher(state)
-    config = searcher.suggest("t1")
-    result = TaskResult(vocab.FAILED, 0.5, error="DivergenceError: loss is nan", error_type="DivergenceError")
-    searcher.on_trial_complete("t1", S.pack_results({a.id: result}))
+    a, state, searcher, config = _failed_cleanly()
     assert state.states[a.id].error_type == "DivergenceError"
     error_file = tmp_path / "error.txt"
     error_file.write_text("ray.exceptions.ActorDiedError: The actor died unexpectedly\n")
