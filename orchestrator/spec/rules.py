@@ -59,6 +59,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
                         "`mlflow.enabled: false`")
     for variant in variants:
         problems += [p + _suffix(variant) for p in _variant_problems(top, variant, pairs)]
+    if variants:     # the dataset cannot be swept: every combination has the first one's
+        problems += _cue_proportion_problems(top, variants[0].data.dataset, pairs)
     estimate = estimate_tasks(top, len(variants), pairs)
     if estimate == 0 and not unservable:   # else those pairs' refusals say why nothing is planned
         problems.append(f"the spec plans no task: `paths.pairs` is {show(list(top.paths.pairs))}, so nothing needs a "
@@ -199,20 +201,28 @@ def _suffix(variant) -> str:
     return f" (in the combination {variant.label()})" if variant.swept else ""
 
 
+def _cue_proportion_problems(top, dataset: str, pairs: list) -> list[str]:
+    """The cue proportions that would make a model another one on the sweep's dataset (one per sweep: it
+    cannot be swept), by its largest class (`cue_proportion_problem`); the data load refuses the rest."""
+    try:
+        info = dataset_info(dataset, top.data.root)
+    except (DataError, ValueError):
+        return []                       # `_variant_problems` names that
+    if not info.largest_class:
+        return []
+    resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
+        if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
+    problems = (cue_proportion_problem(p, info.largest_class, dataset, resubset=p in resubset,
+                                       at_most=info.needs_root) for p in top.cue_proportions)
+    return [f"`cue_proportions`: {problem}" for problem in problems if problem]
+
+
 def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     out: list[str] = []
     try:
         info = dataset_info(v.data.dataset, top.data.root)
     except (DataError, ValueError) as exc:
         return [f"`data.dataset`: {exc}"]
-    if info.largest_class:   # a proportion that makes a model another (the data load refuses it too, later)
-        resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
-            if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
-        for p in top.cue_proportions:
-            problem = cue_proportion_problem(p, info.largest_class, v.data.dataset, resubset=p in resubset,
-                                             at_most=info.needs_root)
-            if problem:
-                out.append(f"`cue_proportions`: {problem}")
     n_train = getattr(info, "train_size", None)
     if n_train:
         for key, value in (("finetune.clean_subset", v.finetune.clean_subset),

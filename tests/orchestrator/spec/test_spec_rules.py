@@ -227,3 +227,10 @@ def test_a_cue_proportion_that_makes_a_model_another_is_refused_at_plan_time(ove
     with pytest.raises(SpecError) as e:
         load_spec(None, overrides)
     assert f"`cue_proportions`: {refused}" in str(e.value)
+
+
+def test_a_cue_proportion_problem_is_named_once_however_many_combinations_are_swept():
+    """The dataset cannot be swept, so the refusal does not repeat per combination of swept values."""
+    with pytest.raises(SpecError) as e:
+        load_spec(None, ["cue_proportions=[0.0, 0.003]", "pretrain.lr={grid: [0.01, 0.05, 0.1]}"])
+    assert str(e.value).count("0.003 cues no training sample") == 1 and "(in the combination" not in str(e.value)
