@@ -357,7 +357,7 @@ MUTANTS = [
     Mutant("M99", "the chance floor judged on the mean accuracy and loss along the path, not its extremes",
            "orchestrator/report/verdicts.py", 'agg(lo=("acc", "min"), hi=("loss", "max"))',
            'agg(lo=("acc", "mean"), hi=("loss", "mean"))',
-           (f"{T_VERDICTS}::test_the_chance_floor_reads_each_pairs_lowest_accuracy_and_highest_loss_averaged_over_pairs",
+           (f"{T_VERDICTS}::test_the_chance_floor_reads_the_lowest_accuracy_and_highest_loss_of_any_pair",
             f"{T_CLAIMS_R}::test_a_saturated_comparison_is_not_testable_never_does_not_hold")),
     Mutant("M100", "(b) keeps reliance judged against the whole parent's reliance (keep_fraction dropped)",
            "orchestrator/report/claims.py", "r.keep_fraction * parent.get(RANDIMG, EMPTY)",
@@ -522,10 +522,10 @@ MUTANTS = [
            "orchestrator/report/verdicts.py", "for o in (NO, OVERLAP, YES) if o in outcomes",
            "for o in (OVERLAP, NO, YES) if o in outcomes",
            ("tests/orchestrator/report/test_verdicts.py::test_a_groups_outcome_is_its_worst_decided_check",)),
-    Mutant("M142", "the chance floor from the median over pairs, not their mean",
-           "orchestrator/report/verdicts.py", "means = per_pair.groupby(level=[0, 1, 2]).mean()",
-           "means = per_pair.groupby(level=[0, 1, 2]).median()",
-           ("tests/orchestrator/report/test_verdicts.py::test_the_chance_floor_is_the_mean_over_pairs_of_each_pairs_extremes_not_their_median",)),
+    Mutant("M142", "the chance floor reads a path's lowest loss, not its highest (a collapse by loss unseen)",
+           "orchestrator/report/verdicts.py", 'agg(lo=("acc", "min"), hi=("loss", "max"))',
+           'agg(lo=("acc", "min"), hi=("loss", "min"))',
+           ("tests/orchestrator/report/test_verdicts.py::test_one_collapsed_pair_among_healthy_ones_puts_the_path_at_the_chance_floor",)),
     Mutant("M143", "a seed's barrier is the largest of its pairs, not their mean",
            "orchestrator/report/verdicts.py", "index=rows[\"seed\"].to_numpy()).groupby(level=0).mean()",
            "index=rows[\"seed\"].to_numpy()).groupby(level=0).max()",
@@ -1028,6 +1028,9 @@ MUTANTS = [
     Mutant("M476", "removing an earlier report's figures deletes any file its manifest names, not only PNGs", "orchestrator/report/figures.py", "if isinstance(name, str) and name.endswith(\".png\") else None", "if isinstance(name, str) else None", ("tests/orchestrator/report/test_figures.py::test_only_png_figures_an_earlier_manifest_named_are_removed_and_a_damaged_manifest_is_ignored",)),
     Mutant("M477", "the barrier figure's n per pair type is the smallest path kind's count", "orchestrator/report/plots.py", "[\"task_id\"].count().groupby(level=0).max()", "[\"task_id\"].count().groupby(level=0).min()", ("tests/orchestrator/report/test_plots.py::test_a_pair_types_n_counts_its_pairs_once_when_one_path_kind_lacks_some",)),
     Mutant("M478", "the mechanism map's caption swaps the path and the evaluation set", "orchestrator/report/figures.py", "path=m.path, eval_set=m.eval_set,", "path=m.eval_set, eval_set=m.path,", ("tests/orchestrator/report/test_figures.py::test_a_map_figures_caption_title_and_heading_name_its_metric_definition_path_set_and_models",)),
+    Mutant("M518", "a random cue's cost judged at the floor on the mean over seeds: one seed at chance caps the paired difference unseen", "orchestrator/report/claims.py", "if len(acc) and acc.min() <= floor", "if len(acc) and acc.mean() <= floor", ("tests/orchestrator/report/test_claims.py::test_one_seed_at_the_chance_floor_caps_its_cost_in_the_paired_difference",)),
+    Mutant("M519", "claim (e)'s floor on the mean of the within-group paths: one collapsed path among healthy ones unseen", "orchestrator/report/mechanism_map.py", "_finite(lo[iu][within], np.min)", "_finite(lo[iu][within], np.mean)", ("tests/orchestrator/report/test_mechanism_map_rules.py::test_claim_e_is_not_testable_where_the_within_group_paths_are_not_measured_or_one_collapses",)),
+    Mutant("M520", "claim (e) decided where the within-group paths' floor is not measured", "orchestrator/report/claims.py", "if m.chance and lo_acc != lo_acc and hi_loss != hi_loss:", "if False:", ("tests/orchestrator/report/test_mechanism_map_rules.py::test_claim_e_is_not_testable_where_the_within_group_paths_are_not_measured_or_one_collapses",)),
 ]
 
 

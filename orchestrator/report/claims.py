@@ -71,9 +71,9 @@ class _Judge:
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
     def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
-        """A random cue can cost a model only the clean accuracy it has above chance: where a model's mean
-        clean accuracy sits at the chance floor (≤ chance + `floor_acc`), its cost is capped near 0 whatever
-        it relies on. A capped side is underestimated, so it blocks the decisions it could have made (on
+        """A random cue can cost a model only the clean accuracy it has above chance: where a model's clean
+        accuracy sits at the chance floor (≤ chance + `floor_acc` on any seed: that seed's cost in the paired
+        difference is capped), its cost is capped near 0 whatever it relies on. A capped side is underestimated, so it blocks the decisions it could have made (on
         the higher side ✗, ≈ and undecided; on the lower side ✓, ≈ and undecided) and a decision the cap
         works against stands; both sides there block all. `every`: only both sides there block (clean
         accuracy's non-inferiority: one side there alone is a loss). The reason replaces "underpowered":
@@ -83,19 +83,20 @@ class _Judge:
         floor = self.s.chance + self.r.floor_acc
 
         def at_floor(side: dict) -> dict:
-            return {label: float(acc.mean()) for label, acc in side.items() if len(acc) and acc.mean() <= floor}
+            return {label: float(acc.min()) for label, acc in side.items() if len(acc) and acc.min() <= floor}
         hi, lo = at_floor(higher), at_floor(lower)
         if every:
             if not (hi and lo):
                 return decision
             return decision.blocked(" and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in {**hi, **lo}.items())
-                                    + f" clean accuracies both sit at the chance floor ({self.s.chance:.0%} + "
+                                    + f" clean accuracies (lowest seed) both sit at the chance floor ({self.s.chance:.0%} + "
                                     f"{PP * self.r.floor_acc:g} pp): neither has accuracy to lose")
         if not ((hi and lo) or (hi and decision.outcome != YES) or (lo and decision.outcome != NO)):
             return decision
         low = {**hi, **lo}
-        who = " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + " clean accuracies sit" \
-            if len(low) > 1 else "".join(f"{_whose(label)} clean accuracy ({acc:.0%}) sits" for label, acc in low.items())
+        who = " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + \
+            " clean accuracies (lowest seed) sit" if len(low) > 1 else \
+            "".join(f"{_whose(label)} clean accuracy ({acc:.0%} on its lowest seed) sits" for label, acc in low.items())
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
                                 f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
                                 "it has above chance, so the cost cannot show its reliance")
@@ -221,8 +222,8 @@ def _guards_text(r: ClaimRules) -> str:
     check_def = f"; not testable where the {r.check_definition} definition decides the other way" \
         if r.check_definition else ""
     return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
-            f"side sits at the chance floor (lowest accuracy ≤ chance + {r.floor_acc:g} or highest loss ≥ ln K − "
-            f"{r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
+            f"side sits at the chance floor (on any of its pairs, lowest accuracy ≤ chance + {r.floor_acc:g} or highest "
+            f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
             f"side there when it goes against the claim, or the floor is not measured{check_def}, or where it could "
             f"not detect {r.barrier_effect:g} at {r.power:.0%} power")
 
@@ -257,7 +258,7 @@ def _no_reliance_text(r: ClaimRules, whom: str) -> str:
 
 def _cost_floor_text(r: ClaimRules) -> str:
     return (f"; a random cue's cost is not testable where a model's clean accuracy sits at the chance floor "
-            f"(≤ chance + {PP * r.floor_acc:g} pp: the cost cannot exceed what it has above chance), for the "
+            f"(≤ chance + {PP * r.floor_acc:g} pp on any seed: the cost cannot exceed what it has above chance), for the "
             "decisions that cap could make")
 
 
@@ -449,7 +450,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
               f"null from relabeling the models ({r.permutations} relabelings, group sizes kept; models, not pairs, "
               f"are exchangeable), decided when a one-sided p-value is at most α/2 = {half:g}; not testable with "
               f"fewer than 2 models in a group, where no relabeling could reach α/2, where the within-group paths sit "
-              f"at the chance floor, where the {r.check_definition or 'second'} definition decides the other way, or "
+              f"at the chance floor (any of them) or that floor is not measured, where the {r.check_definition or 'second'} "
+              f"definition decides the other way, or "
               f"where it could not detect {r.barrier_effect:g} at {r.power:.0%} power. Supporting: the adjusted Rand "
               "index of the clusters (the tree cut at the threshold of the sweep's same-data controls) and the "
               "groups, tested with the same relabelings.")
@@ -507,12 +509,17 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
 
 def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
     """Claim (e)'s guards, as those of the barrier comparisons: the within-group paths at the chance
-    floor; the check definition deciding the other way."""
+    floor (any of them) or that floor not measured; the check definition deciding the other way."""
     lo_acc, hi_loss = m.within_extremes
+    if m.chance and lo_acc != lo_acc and hi_loss != hi_loss:
+        return decision.blocked(f"the chance floor is not measured for the paths within reliance groups on "
+                                f"{m.eval_set} (no accuracy or loss along them in the paths table): a collapsed path "
+                                "cannot be told from a barrier; rerun its path tasks (`mmc-sweep run`)")
     if m.chance and cmp.at_floor(lo_acc, hi_loss, m.chance, r.floor_acc, r.floor_loss):
-        return decision.blocked(f"the paths within reliance groups collapse to chance on {m.eval_set} "
-                                f"(lowest accuracy {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers "
-                                "are chance loss minus the endpoints' own loss")
+        return decision.blocked(f"paths within reliance groups collapse to chance on {m.eval_set} (lowest "
+                                f"accuracy of any {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers are "
+                                "chance loss minus the endpoints' own loss, which the comparison would take for "
+                                "connectivity")
     if m.check is not None:
         second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
                                  r.level, r.barrier_effect, r.power)

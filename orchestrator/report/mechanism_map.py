@@ -86,7 +86,7 @@ class MechanismMap:
     check: Permutation | None = None       # the same test on the rules' `check_definition` barriers
     ari: float = math.nan
     ari_test: Permutation | None = None
-    within_extremes: tuple[float, float] = (math.nan, math.nan)   # within-group pairs: mean lowest acc, highest loss
+    within_extremes: tuple[float, float] = (math.nan, math.nan)   # within-group pairs: lowest acc, highest loss of any
     chance: float | None = None
     cut: float | None = None               # the rules' reliance cut
 
@@ -428,13 +428,13 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         lo, hi = (barrier_matrix(ext.assign(value=ext[col]), ids_known) for col in ("lo", "hi"))
         iu = np.triu_indices(len(ids_known), 1)
         within = (groups[iu[0]] == groups[iu[1]])
-        made.within_extremes = (_mean(lo[iu][within]), _mean(hi[iu][within]))
+        made.within_extremes = (_finite(lo[iu][within], np.min), _finite(hi[iu][within], np.max))
     return made
 
 
-def _mean(values: np.ndarray) -> float:
+def _finite(values: np.ndarray, reduce) -> float:
     values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else math.nan
+    return float(reduce(values)) if values.size else math.nan
 
 
 def clusters_table(found: list[MechanismMap]) -> pd.DataFrame:

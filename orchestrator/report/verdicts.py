@@ -220,13 +220,13 @@ class Slice:
 
     @staticmethod
     def _curve_extremes(paths: pd.DataFrame) -> dict:
-        """(pair type, path, eval set) -> (mean over pairs of the lowest accuracy, of the highest loss)."""
+        """(pair type, path, eval set) -> (the lowest accuracy of any of its pairs, the highest loss of any):
+        its worst pair: a collapsed pair's barrier is capped, and so is any mean over pairs that holds it."""
         if paths.empty or "pair_type" not in paths:
             return {}
-        p = paths[["pair_type", "eval_set", "task_id", "acc", "loss"]].assign(path=stats.path_variants(paths))
-        per_pair = p.groupby(["pair_type", "path", "eval_set", "task_id"]).agg(lo=("acc", "min"), hi=("loss", "max"))
-        means = per_pair.groupby(level=[0, 1, 2]).mean()
-        return {key: (float(r.lo), float(r.hi)) for key, r in means.iterrows()}
+        p = paths[["pair_type", "eval_set", "acc", "loss"]].assign(path=stats.path_variants(paths))
+        worst = p.groupby(["pair_type", "path", "eval_set"]).agg(lo=("acc", "min"), hi=("loss", "max"))
+        return {key: (float(r.lo), float(r.hi)) for key, r in worst.iterrows()}
 
     def extremes(self, pair_type: str, path: str, eval_set: str) -> tuple[float, float]:
         return self._extremes.get((pair_type, path, eval_set), (np.nan, np.nan))

@@ -35,8 +35,9 @@ class ClaimRules(Settings):
                                   "judged (the two training distributions); each is a comparison of its own")
     basin_sets: tuple = setting(("cue",), choices=EVAL_SETS, doc="eval sets on which (c) 'CBFT leaves the pretrained model's linear "
                                 "basin' is judged (CBFT's barrier term acts on cue data)")
-    floor_acc: float = setting(0.10, ge=0, le=1, doc="a path sits at the chance floor on a set when, on average "
-                               "over its pairs, its lowest accuracy is within this of chance ...")
+    floor_acc: float = setting(0.10, ge=0, le=1, doc="a path sits at the chance floor on a set when, on any of "
+                               "its pairs, its lowest accuracy is within this of chance (a model's clean accuracy, "
+                               "on any seed) ...")
     floor_loss: float = setting(0.25, ge=0, le=100, doc="... or its highest loss within this (nats) of the chance "
                                 "loss ln(classes); a barrier comparison whose lower side sits at the floor is not "
                                 "testable (the barrier is then chance loss minus endpoint loss)")

@@ -980,3 +980,16 @@ def test_without_no_cue_models_the_occlusion_cost_is_said_to_be_unmeasured_not_t
     (left,) = _checks(c, "costs it what it costs the no-cue model")
     assert left.outcome == claims.MISSING and "add 0.0 to `cue_proportions`" in left.reason
     assert not any("of none" in (k.reason or "") for k in _checks(c, "lower cost of a random cue"))
+
+
+def test_one_seed_at_the_chance_floor_caps_its_cost_in_the_paired_difference():
+    """The cue model at 90%, 90% and 15% clean accuracy over three seeds (mean 65%, far above the floor):
+    the third seed's random-cue cost is capped, so a ✗ on the cue model's side is no evidence."""
+    judge = claims._Judge(_fake_slice({}, {}), ClaimRules(), claims.Claim("x", ""))
+    cue = {"cue model": pd.Series([0.9, 0.9, 0.15])}
+    against = cmp.Decision(claims.NO, "")
+    blocked = judge._clean_floor(against, cue, {})
+    assert blocked.outcome == claims.UNTESTABLE and "15% on its lowest seed" in blocked.reason
+    assert judge._clean_floor(cmp.Decision(claims.YES, ""), cue, {}).outcome == claims.YES     # the cap works against it
+    healthy = {"cue model": pd.Series([0.9, 0.9, 0.35])}
+    assert judge._clean_floor(against, healthy, {}) is against

@@ -175,6 +175,20 @@ def _map(test: mm.Permutation, within_extremes=(0.9, 0.5), ari_test=None) -> mm.
                            within_extremes=within_extremes, chance=0.1)
 
 
+def test_claim_e_is_not_testable_where_the_within_group_paths_are_not_measured_or_one_collapses():
+    """No paths rows for the within-group pairs: a collapse cannot be told from connectivity (as for the
+    barrier comparisons); one within-group path at the floor among healthy ones caps the within mean."""
+    rules = ClaimRules(check_definition=None)
+    (k, _) = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), within_extremes=(math.nan, math.nan))], rules).checks
+    assert k.outcome == claims.UNTESTABLE and k.reason.startswith("the chance floor is not measured")
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
+    pop = results[vocab.PATHS]
+    first = pop["task_id"] == pop["task_id"].iloc[0]        # the first pair, 0-1: within a group
+    results[vocab.PATHS] = pop.assign(acc=pop["acc"].where(~(first & (pop["alpha"] == 0.5)), 0.12))
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.within_extremes[0] == pytest.approx(0.12)
+
+
 def _permutation(observed, p_upper, p_lower, sd=0.001):
     null = np.array([-sd, sd] * 50)
     return mm.Permutation(observed, null, p_upper, p_lower, 0.001, False)

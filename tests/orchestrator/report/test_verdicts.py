@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator import vocab
 from orchestrator.report import verdicts
-from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES, Diff, superiority
+from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES, Diff, at_floor, superiority
 from orchestrator.report.verdicts import Check, Claim
 
 EMPTY = pd.DataFrame()
@@ -156,13 +156,13 @@ def _path_rows(task_id: str, accs, losses, pair_type="cue~cue", eval_set="cue") 
             for a, acc, loss in zip(alphas, accs, losses)]
 
 
-def test_the_chance_floor_reads_each_pairs_lowest_accuracy_and_highest_loss_averaged_over_pairs():
-    """Pair 1 dips to 0.12 accuracy / 2.2 nats, pair 2 to 0.18 / 2.0: the floor is judged on
-    (0.15, 2.1), the means of the extremes; the means along the paths (about 0.6, 0.8) would hide it."""
+def test_the_chance_floor_reads_the_lowest_accuracy_and_highest_loss_of_any_pair():
+    """Pair 1 dips to 0.12 accuracy / 2.2 nats, pair 2 to 0.18 / 2.0: the floor is judged on (0.12, 2.2), the
+    worst pair's; the means along the paths (about 0.6, 0.8) or over pairs (0.15, 2.1) would hide it."""
     paths = pd.DataFrame(_path_rows("p1", [0.9, 0.5, 0.12, 0.5, 0.9], [0.3, 1.0, 2.2, 1.0, 0.3])
                          + _path_rows("p2", [0.8, 0.4, 0.18, 0.4, 0.8], [0.4, 1.1, 2.0, 1.1, 0.4]))
     s = verdicts.Slice(EMPTY, EMPTY, paths, EMPTY, chance=0.1)
-    assert s.extremes("cue~cue", vocab.LINEAR, "cue") == pytest.approx((0.15, 2.1))
+    assert s.extremes("cue~cue", vocab.LINEAR, "cue") == pytest.approx((0.12, 2.2))
     assert all(v != v for v in s.extremes("cue~cue", vocab.LINEAR, "nocue"))          # not measured: NaN
 
 
@@ -180,13 +180,16 @@ def test_a_claim_with_one_group_decided_the_other_way_fails_even_when_another_is
     assert _claim(("g", OVERLAP), ("k", YES)).verdict == verdicts.UNSEPARATED
 
 
-def test_the_chance_floor_is_the_mean_over_pairs_of_each_pairs_extremes_not_their_median():
-    """Three pairs dipping to 0.10, 0.20 and 0.60: the mean lowest accuracy is 0.30 (median 0.20)."""
-    paths = pd.DataFrame(_path_rows("p1", [0.9, 0.10, 0.9], [0.3, 2.0, 0.3])
-                         + _path_rows("p2", [0.9, 0.20, 0.9], [0.3, 1.0, 0.3])
-                         + _path_rows("p3", [0.9, 0.60, 0.9], [0.3, 0.6, 0.3]))
+def test_one_collapsed_pair_among_healthy_ones_puts_the_path_at_the_chance_floor():
+    """Three pairs dipping to 0.10, 0.60 and 0.70: the mean lowest accuracy, 0.47, is far from chance, but the
+    first pair's barrier is capped (chance loss minus its endpoints' loss), and so is the mean that holds it."""
+    paths = pd.DataFrame(_path_rows("p1", [0.9, 0.10, 0.9], [0.3, 2.3, 0.3])
+                         + _path_rows("p2", [0.9, 0.60, 0.9], [0.3, 1.0, 0.3])
+                         + _path_rows("p3", [0.9, 0.70, 0.9], [0.3, 0.6, 0.3]))
     s = verdicts.Slice(EMPTY, EMPTY, paths, EMPTY, chance=0.1)
-    assert s.extremes("cue~cue", vocab.LINEAR, "cue") == pytest.approx((0.30, 1.2))
+    lo, hi = s.extremes("cue~cue", vocab.LINEAR, "cue")
+    assert (lo, hi) == pytest.approx((0.10, 2.3))
+    assert at_floor(lo, hi, 0.1, 0.1, 0.25)
 
 
 def _evaluations(rows) -> pd.DataFrame:
