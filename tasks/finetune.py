@@ -11,7 +11,6 @@ Why one module: every fine-tuning method with its settings and the identity of w
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from tasks.settings import restrict
 from tasks.settings.finetune import (CBFT_FAMILY, CBFT_INVARIANCES, FINETUNE_METHOD_NAMES,  # noqa: F401 - declared there
                                      FinetuneSettings, settings_used)
 from tasks.train import (EpochReport, TrainState, cross_entropy_objective,
-                         distributed_rank, fit, prepare_batch)
+                         distributed_rank, fit, prepare_batch, training_autocast)
 
 OnEpoch = Callable | None
 
@@ -39,10 +38,6 @@ def clean_subset(data: CueData, size: int, seed: int) -> tuple[Tensor, Split]:
     """(indices, clean images at them): `size` distinct training samples, seeded by `seed` only."""
     index = clean_subset_indices(len(data.train_clean), size, derive_seed(seed, "finetune-subset"))
     return index, data.train_clean.subset(index)
-
-
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def reset_head(head: nn.Linear, seed: int) -> None:
@@ -65,7 +60,7 @@ def compute_features(model: nn.Module, split: Split, device: torch.device, batch
     try:
         for start in range(0, len(split), batch_size):
             x, _ = prepare_batch(split.x[start:start + batch_size], split.y[:0], device)
-            with _autocast(device):
+            with training_autocast(device):
                 chunks.append(model.features(x).float())
     finally:
         model.train(was_training)

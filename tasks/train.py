@@ -245,6 +245,12 @@ def _seeded_global_rng(seed: int, epoch: int, rank: int, device: torch.device):
         yield
 
 
+def training_autocast(device: torch.device):
+    """Training's precision on `device`: bf16 autocast on CUDA (float32 master weights, no loss scaling
+    needed, unlike float16), float32 elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def fit(model: nn.Module, objective: Objective, params: Iterable, settings: OptimSettings, *,
         seed: int, device: torch.device | str, on_epoch: Callable[[EpochReport], None] | None = None,
         resume: TrainState | None = None, start_epoch: int = 0) -> list[dict]:
@@ -254,7 +260,6 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
     `start_epoch`. Returns curve rows {epoch, split="train", loss, acc, lr}, identical on every rank.
     Raises DivergenceError as soon as a loss is NaN/inf (on every rank at the same step)."""
     device = torch.device(device)
-    cuda = device.type == "cuda"
     model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(params, settings)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -269,7 +274,6 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
         start_epoch = resume.epoch
     rank, world_size = distributed_rank()
     broadcast_state(model)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
     rows = []
     for epoch in range(start_epoch, settings.epochs):
@@ -284,7 +288,7 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
             for batch in objective.batches(epoch):
                 steps = objective.steps(model, batch, epoch)
                 while True:
-                    with autocast():
+                    with training_autocast(device):
                         item = next(steps, None)
                     if item is None:
                         break

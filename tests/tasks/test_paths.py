@@ -208,7 +208,8 @@ def _predictions(state, bn_x, split) -> torch.Tensor:
 
 def test_mechanism_along_the_path_agreement_with_each_endpoint_and_cue_reliance():
     train = blobs(60, seed=0)
-    sets = {"nocue": blobs(40, seed=1), "randcue": blobs(40, seed=2), "randimg": blobs(40, seed=3)}
+    sets = {"nocue": blobs(40, seed=1), "cue": blobs(40, seed=4), "randcue": blobs(40, seed=2),
+            "randimg": blobs(40, seed=3)}       # four sets of three classes: chance is 1/3, not 1/(number of sets)
     a, b = trained_state(0, train, steps=2), trained_state(1, train, steps=2)
     settings = PathSettings(num_alphas=4, bn_reset_samples=25, eval_batch_size=16, precision="fp32")
     rows = evaluate_path(tiny_model(9), a, b, bn_data=train.x, sets=sets, settings=settings, device="cpu")

@@ -5,6 +5,7 @@ import math
 import os
 import pickle
 import socket
+import warnings
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from tasks.checkpoint import checkpoint_files, read_checkpoint
 from tasks.data import Split, iterate_batches
 from tasks.seeding import generator
 from tasks.train import (DivergenceError, OptimSettings, cross_entropy_objective, fit, lr_at, make_optimizer,
-                         make_scheduler, train_state_from_tensors, train_state_tensors)
+                         make_scheduler, train_state_from_tensors, train_state_tensors, training_autocast)
 
 
 class TinyNet(nn.Module):
@@ -353,3 +354,13 @@ def test_prepare_batch_gives_float32_channels_last_images_and_the_labels_unchang
         assert got_x.is_contiguous(memory_format=torch.channels_last), dtype
         assert torch.equal(got_x, torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)), dtype
         assert got_y.dtype == torch.int64 and torch.equal(got_y, y)
+
+
+def test_training_runs_in_bf16_autocast_on_cuda_and_in_float32_elsewhere():
+    """bf16 needs no loss scaling; float16 without a grad scaler would underflow small gradients. Read from
+    the context itself, so this holds on a machine without a GPU (there torch disables it, with a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cuda = training_autocast(torch.device("cuda"))
+    assert isinstance(cuda, torch.autocast) and cuda.device == "cuda" and cuda.fast_dtype == torch.bfloat16
+    assert not isinstance(training_autocast(torch.device("cpu")), torch.autocast)
