@@ -566,7 +566,7 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
                     return df
                 s = Slice(keep(ev), keep(bars), keep(paths) if not paths.empty else paths, tasks, chance)
                 context = " · ".join(x for x in (str(model) if len(models) > 1 else "",
-                                                 f"cue proportion {p:.0%}" if len(proportions) > 1 else "",
+                                                 f"cue proportion {stats.proportion_text(p)}" if len(proportions) > 1 else "",
                                                  stats.facet_label(combo)) if x)
                 for make in CLAIMS:
                     claim = make(s, rules)

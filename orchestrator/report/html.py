@@ -233,7 +233,7 @@ def finetune_grid(text: pd.DataFrame, long: pd.DataFrame) -> str:
     for col in [c for c in text.columns if c not in ("method", "n")]:
         prop, _, eval_set = col.partition(" ")
         groups.setdefault(prop, []).append((col, eval_set))
-    means = {(r.row, f"{r.cue_proportion:.0%}", r.eval_set): r.mean for r in long.itertuples()}
+    means = {(r.row, stats.proportion_text(r.cue_proportion), r.eval_set): r.mean for r in long.itertuples()}
     top = ('<tr><th class="row" rowspan="2">model / fine-tuning method</th><th rowspan="2">n</th>'
            + "".join(f'<th class="group" colspan="{len(cols)}">cue proportion {esc(p)}</th>'
                      for p, cols in groups.items())

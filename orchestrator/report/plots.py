@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from orchestrator import vocab  # noqa: E402
 from orchestrator.report.stats import (PRETRAINED_CUE, PRETRAINED_NOCUE, order_pairs, order_values,  # noqa: E402
-                                path_variant, path_variants, variant_sort_key)
+                                path_variants, proportion_text, variant_sort_key)
 
 DPI = 100
 BANDS = ("minmax", "std")
@@ -98,7 +98,7 @@ def context_text(rows: pd.DataFrame) -> str:
     for col in CONTEXT_KEYS:
         values = order_values(rows[col], ()) if col in rows.columns else []
         if len(values) == 1:
-            parts.append(f"cue proportion {float(values[0]):.0%}" if col == "cue_proportion" else str(values[0]))
+            parts.append(f"cue proportion {proportion_text(values[0])}" if col == "cue_proportion" else str(values[0]))
     return " · ".join(parts)
 
 
@@ -109,7 +109,7 @@ def _series(sel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for key, rows in sel.groupby(["_variant", *keys], sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        extra = ", ".join(f"p = {v:.0%}" if k == "cue_proportion" else str(v) for k, v in zip(keys, key[1:]))
+        extra = ", ".join(f"p = {proportion_text(v)}" if k == "cue_proportion" else str(v) for k, v in zip(keys, key[1:]))
         out.append((key[0] + (f" ({extra})" if extra else ""), rows))
     return sorted(out, key=lambda s: (variant_sort_key(s[0]), s[0]))
 
@@ -392,7 +392,7 @@ def plot_finetune(long: pd.DataFrame, *, eval_sets: Sequence[str] = (), chance: 
         ax.set_yticks((0, 25, 50, 75, 100))
         n = cell["n"]
         n_text = f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
-        ax.set_title(f"cue proportion {p:.0%} ({n_text} seed{'s' * (n_text != 'n = 1')})")
+        ax.set_title(f"cue proportion {proportion_text(p)} ({n_text} seed{'s' * (n_text != 'n = 1')})")
         ax.grid(axis="y", alpha=0.3)
         if j == 0:
             ax.set_ylabel("accuracy (%)")

@@ -137,6 +137,12 @@ def _show(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def proportion_text(p) -> str:
+    """A cue proportion as a percent with the digits it needs: 0.8 -> "80%", 0.371 -> "37.1%", so two
+    proportions of one sweep never share a label (the planner refuses two that cue the same samples)."""
+    return f"{100 * float(p):.6g}%"
+
+
 def facet_label(combo: Mapping[str, object]) -> str:
     """`finetune.lam = 3, finetune.lr = 0.02` ("" without swept settings)."""
     return ", ".join(f"{k} = {_show(v)}" for k, v in combo.items())
@@ -399,12 +405,12 @@ def finetune_table(evaluations: pd.DataFrame, tasks: pd.DataFrame | None = None)
         for p in props:
             for s in sets:
                 hit = lookup.get((row, p, s))
-                cells[f"{p:.0%} {s}"] = MISSING if not hit else f"{100 * hit.mean:.1f}" + (
+                cells[f"{proportion_text(p)} {s}"] = MISSING if not hit else f"{100 * hit.mean:.1f}" + (
                     f" ± {100 * hit.std:.1f}" if hit.n > 1 else "")
                 ns |= {int(hit.n)} if hit else set()
         cells["n"] = MISSING if not ns else (str(min(ns)) if len(ns) == 1 else f"{min(ns)}–{max(ns)}")
         text_rows.append(cells)
-    columns = ["method"] + [f"{p:.0%} {s}" for p in props for s in sets] + ["n"]
+    columns = ["method"] + [f"{proportion_text(p)} {s}" for p in props for s in sets] + ["n"]
     return FinetuneTable(pd.DataFrame(text_rows, columns=columns), long)
 
 

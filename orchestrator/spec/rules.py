@@ -15,7 +15,7 @@ from orchestrator.uris import is_remote, redact
 from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
-from tasks.settings.data import cue_proportion_problem, dataset_info
+from tasks.settings.data import cue_proportion_problem, dataset_info, same_cued_samples
 from tasks.settings.finetune import CBFT_FAMILY
 from tasks.settings.models import BUILT_IN_MODELS
 
@@ -212,8 +212,14 @@ def _cue_proportion_problems(top, dataset: str, pairs: list) -> list[str]:
         return []
     resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
         if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
-    problems = (cue_proportion_problem(p, info.largest_class, dataset, resubset=p in resubset,
-                                       at_most=info.needs_root) for p in top.cue_proportions)
+    n = info.largest_class
+    problems = [cue_proportion_problem(p, n, dataset, resubset=p in resubset, at_most=info.needs_root)
+                for p in top.cue_proportions]
+    cued = sorted(p for p in set(top.cue_proportions) if p > 0)       # counts grow with p: neighbours suffice
+    problems += [f"{p:g} and {q:g} cue the same training samples of {dataset!r} (p * n rounded half up is the "
+                 f"same for every class of up to {n} images): they would train one model twice under two names; "
+                 f"keep one, or set them at least {1 / n:.2g} apart" for p, q in zip(cued, cued[1:])
+                 if same_cued_samples(p, q, n)]
     return [f"`cue_proportions`: {problem}" for problem in problems if problem]
 
 

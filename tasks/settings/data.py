@@ -70,6 +70,14 @@ def cue_proportion_problem(p: float, largest_class: int, dataset: str, *, resubs
     return None
 
 
+def same_cued_samples(p: float, q: float, largest_class: int) -> bool:
+    """Whether cue proportions p and q cue as many samples as each other in every class of up to
+    `largest_class` images, and so, for one data seed, the same samples (`tasks.data.choose_cued` cues
+    a class's smallest keys): the same training data, one model under two names. True only where certain:
+    proportions at least 1 / `largest_class` apart always differ in its largest class."""
+    return all(cue_count(n, p) == cue_count(n, q) for n in range(1, largest_class + 1))
+
+
 @dataclass(frozen=True)
 class DataSettings(Settings):
     dataset: str = setting("digits", doc="digits (built in) | cifar10 | cifar100 | fashion_mnist | dominoes, or "

@@ -204,6 +204,24 @@ def test_finetune_table_marks_missing_cells_and_one_seed():
     assert table.loc[stats.PRETRAINED_NOCUE, "90% cue"] == table.loc[stats.PRETRAINED_NOCUE, "80% cue"]
 
 
+def test_two_cue_proportions_that_round_to_one_percent_keep_their_own_columns_and_numbers():
+    """0.8 and 0.804 are two conditions: "80%" for both would merge their columns, and one's numbers would
+    show under the other's label."""
+    data = synthetic_sweep(seeds=(0,))
+    evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")
+    naive = tasks[tasks["method"] == "naive"].head(1)
+    moved = naive.assign(task_id="ft-near", cue_proportion=0.804)
+    rows = evaluations[evaluations["task_id"] == naive["task_id"].iloc[0]].assign(task_id="ft-near",
+                                                                                   cue_proportion=0.804, acc=0.123)
+    text, _ = stats.finetune_table(pd.concat([evaluations, rows], ignore_index=True),
+                                   pd.concat([tasks, moved], ignore_index=True))
+    table = text.set_index("method")
+    assert table.columns.is_unique and {"80% nocue", "80.4% nocue"} <= set(table.columns)
+    assert table.loc["naive", "80.4% nocue"] == "12.3" and table.loc["naive", "80% nocue"] != "12.3"
+    assert [stats.proportion_text(p) for p in (0.0, 0.8, 0.371, 0.996, 1.0)] == ["0%", "80%", "37.1%", "99.6%",
+                                                                               "100%"]
+
+
 def test_finetune_table_ignores_evaluations_of_failed_tasks():
     data = synthetic_sweep()
     evaluations, tasks = _frame(data, "evaluations"), _frame(data, "tasks")

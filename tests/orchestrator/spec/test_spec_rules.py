@@ -215,6 +215,15 @@ def test_an_idle_proportion_is_refused_naming_the_pairs_that_would_train_it(prop
      "0.0009 cues no training sample of 'cifar100'; use at least 0.001 (a class of n gets p * n rounded half up "
      "cued; its largest class has at most 500 training images)"),
     (["data.dataset=cifar100", "data.root=ROOT", "cue_proportions=[0.0, 0.001]"], None),
+    # two proportions that cue as many samples in every class (so the same ones): one model under two names
+    (["cue_proportions=[0.0, 0.5, 0.5001]"], "0.5 and 0.5001 cue the same training samples of 'digits' (p * n "
+     "rounded half up is the same for every class of up to 124 images)"),
+    (["cue_proportions=[0.0, 0.5001, 0.8, 0.5]"], "0.5 and 0.5001 cue the same training samples"),    # any order
+    (["cue_proportions=[0.0, 0.5, 0.5081]"], None),                     # 1/124 apart: the largest class differs
+    (["cue_proportions=[0.0, 0.3, 0.301]"], None),      # 37 of 124 both, but a class of 108 or 118 would differ
+    (["data.dataset=cifar100", "data.root=ROOT", "cue_proportions=[0.0, 0.5, 0.5009]"],
+     "0.5 and 0.5009 cue the same training samples of 'cifar100' (p * n rounded half up is the same for every "
+     "class of up to 500 images)"),
 ])
 def test_a_cue_proportion_that_makes_a_model_another_is_refused_at_plan_time(overrides, refused, tmp_path):
     """Above 0 but no sample of the largest class cued (the cued model would be the clean one), or for a
