@@ -23,6 +23,7 @@ from typing import Any
 from orchestrator.errors import SweepError
 from orchestrator.messages import show
 from orchestrator.spec.schema import SpecError, is_grid
+from orchestrator.spec.validation import not_a_spec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
 from tasks.settings.data import DATASETS
 
@@ -163,6 +164,9 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
         raise SpecError([f"`extends`: {parent}: {e}"], source) from None
     if not isinstance(base, dict):
         raise SpecError([f"`extends`: {parent!r} is not a mapping"], source)
+    foreign = not_a_spec(base, repr(parent))
+    if foreign:
+        raise SpecError([f"`extends`: {foreign}"], source)
     base_layers = with_extends(layer(base, f"extends:{parent}"), source, base_dir, depth + 1)
     own = Layered({k: v for k, v in spec.raw.items() if k != "extends"},
                   {p: v for p, v in spec.origins.items() if p[:1] != ("extends",)}, spec.layers)

@@ -155,7 +155,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
     label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
     if overrides:
-        source = f"{source} with {' '.join(overrides)}"
+        source = f"{source} with {' '.join(o if o.isprintable() else show(o) for o in overrides)}"   # no raw control bytes
     return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
                          overrides=overrides, label=label)
 

@@ -33,8 +33,21 @@ def _unknown_in(cls: type, body: Any, where: str) -> list[str]:
     return [_unknown(k, known, where) for k in body if k not in known]
 
 
+def not_a_spec(raw: dict, what: str) -> str | None:
+    """Why `raw` (a file's top level) is no sweep spec at all: none of its keys is a spec key or a near
+    miss of one. Its keys are then not listed: a file read by mistake, or named by an `extends:` someone
+    else wrote (`/etc/passwd` parses as a mapping), keeps its contents out of the error."""
+    if not raw or any(k in TOP_KEYS or difflib.get_close_matches(str(k), TOP_KEYS, n=1, cutoff=0.6) for k in raw):
+        return None
+    return (f"{what} is not a sweep spec: none of its {len(raw)} top-level keys is a spec key (its keys are not "
+            f"shown); a spec's keys are {', '.join(TOP_KEYS)}")
+
+
 def unknown_keys(raw: dict) -> list[str]:
     """Unknown keys at the top level and in the settings sections (as written, before the profile)."""
+    foreign = not_a_spec(raw, "the file")
+    if foreign:
+        return [foreign]
     problems = [_unknown(key, list(TOP_KEYS), "") for key in raw if key not in TOP_KEYS]
     for section in SETTINGS_CLASSES:
         value = raw.get(section)

@@ -148,7 +148,10 @@ def parse_yaml(text: str) -> Any:
     """Plain data from YAML `text` (see the module docstring); YamlError on anything else."""
     if len(text) > MAX_BYTES:
         raise YamlError(f"{len(text)} characters is more than the {MAX_BYTES} a spec may have")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)          # reads the whole text: a control character is refused here
+    except yaml.reader.ReaderError as e:
+        raise YamlError(_unprintable(text, e)) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -220,6 +223,13 @@ def decode(data: bytes, source: str, what: str = "file") -> str:
     except UnicodeDecodeError as e:
         raise YamlError(f"the {what} {source} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
                         "save it as UTF-8") from None
+
+
+def _unprintable(text: str, e: yaml.reader.ReaderError) -> str:
+    line = text.count("\n", 0, e.position) + 1
+    column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+    return (f"invalid YAML at line {line}, column {column}: the character U+{e.character:04X} is not allowed "
+            "(a control character: YAML takes tab and newline only); remove it")
 
 
 def _describe(e: yaml.YAMLError) -> str:

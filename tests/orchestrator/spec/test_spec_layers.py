@@ -211,6 +211,25 @@ def test_an_extends_with_a_slash_names_a_file_beside_the_spec_never_a_resource_o
         load_spec(spec)
 
 
+def test_a_file_that_is_no_spec_is_named_as_such_without_showing_its_keys(tmp_path):
+    """`extends: /etc/shadow` in a spec someone else wrote, or such a file given directly: it parses as a
+    mapping whose keys are its lines, and an error listing them would print the file. A spec's typo, and
+    a spec with one stray key, are still named key by key."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:*:20228:0:99999:7:::\ndaemon:$6$salt$hash:20228:0:99999:7:::\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: x\nextends: {shadow}\n")
+    for path in (spec, shadow):
+        with pytest.raises(SpecError) as e:
+            load_spec(path)
+        assert "is not a sweep spec: none of its 2 top-level keys is a spec key" in str(e.value)
+        assert "root:" not in str(e.value) and "daemon" not in str(e.value) and "$6$" not in str(e.value)
+    spec.write_text("name: x\nnmae: y\nsecret_token: z\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(spec)
+    assert "`nmae`: unknown key; did you mean `name`?" in str(e.value) and "`secret_token`: unknown key" in str(e.value)
+
+
 def test_the_explained_spec_spells_text_as_the_resolved_spec_does():
     """explain_spec writes the resolved spec "as `dump_spec`": a description in any script reads as
     written (dump_spec writes UTF-8, allow_unicode), not as `\\xFC` escapes."""

@@ -193,3 +193,14 @@ def test_a_file_that_is_not_utf8_names_the_file_and_the_offset_of_its_first_bad_
     with pytest.raises(YamlError) as err:
         read_text(path, "spec file")
     assert str(err.value) == f"the spec file {path} is not UTF-8 text (byte 8: b'\\xe9'); save it as UTF-8"
+
+
+@pytest.mark.parametrize("text, where, char", [("name: x\x07\n", "line 1, column 8", "U+0007"),
+                                               ("name: ok\nseeds: [0]\x1b\n", "line 2, column 11", "U+001B"),
+                                               ("a: 1\x00", "line 1, column 5", "U+0000")])
+def test_a_control_character_is_refused_with_its_line_and_column_not_a_traceback(text, where, char):
+    """PyYAML's reader refuses them while the loader is built, before parsing starts."""
+    with pytest.raises(YamlError) as e:
+        parse_yaml(text)
+    assert f"at {where}: the character {char} is not allowed" in str(e.value)
+    assert parse_yaml("a: 'x\ty'\n") == {"a": "x\ty"}              # a tab is no control character to YAML
