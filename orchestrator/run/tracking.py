@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,10 +175,11 @@ def default_artifact_location(tracking_uri: str) -> str | None:
 
 
 def ui_command(tracking_uri: str) -> str | None:
-    """The command that serves a store without a server (None for a tracking server: it is one)."""
+    """The command that serves a store without a server (None for a tracking server: it is one), quoted for a
+    shell (a storage path with a space)."""
     if tracking_uri.startswith(("http://", "https://", "databricks")):
         return None
-    return f"mlflow ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1 --port {UI_PORT}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(redact(tracking_uri))} --host 127.0.0.1 --port {UI_PORT}"
 
 
 def browse_url(tracking_uri: str, experiment_id: str | None) -> str | None:

@@ -21,10 +21,13 @@ def _any_case(words: tuple[str, ...]) -> str:
 NO_SCHEME = f"(?!{SCHEME_PATTERN})"
 END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it)
 # a local path with some text, or a known scheme with something after it but slashes
-# (a file URI names a local absolute path: file:/x, file:///x, file://localhost/x)
-STORAGE_JSON = {"pattern": rf"^(?:{NO_SCHEME}[\s\S]*\S|{_any_case(('file',))}:(?://localhost/|///[\s\S]*[^/]|/(?!/)"
-                           rf"[\s\S]*[^/])|{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
-ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_any_case(('file',))}:)"}
+# (a file URI names a local absolute path: file:/x, file:///x, file://localhost/x), and a local one without
+# ? or # (a URI made from it would end there)
+_FILE = _any_case(("file",))
+STORAGE_JSON = {"pattern": rf"^(?!(?:{NO_SCHEME}|{_FILE}:)[^?#]*[?#])"
+                           rf"(?:{NO_SCHEME}[\s\S]*\S|{_FILE}:(?://localhost/|///[\s\S]*[^/]|/(?!/)[\s\S]*[^/])|"
+                           rf"{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
+ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_FILE}:)"}
 # a local path or a scheme MLflow tracks to (`postgresql+psycopg2:`; http(s) with a host), without spaces or
 # control characters
 _HTTP, _TEXT, _PLUS = ("http", "https"), r"[^\s\x00-\x1f]", r"(?:\+[A-Za-z0-9+.-]*)?"
@@ -47,6 +50,9 @@ def check_storage(value: str, problems: list[str]) -> None:
                 local_path_of(value)
             except UriError as e:
                 problems.append(f"`storage`: {e}")
+    if (kind is None or kind == "file") and any(c in value for c in "?#"):
+        problems.append(f"`storage`: {show(redact(value))} has a '?' or '#': URIs made from a local path (MLflow's "
+                        "sqlite:/// store, file://) end its path there; choose a directory without them")
 
 
 def check_root(value: Any, problems: list[str]) -> str | None:

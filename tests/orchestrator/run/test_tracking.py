@@ -218,6 +218,8 @@ def test_browse_url_opens_the_runs_table_and_hides_credentials():
         "https://***@mlflow.example:5000/#/experiments/7/runs?workflowType=machine_learning"
     assert tracking.ui_command("sqlite:////x/mlflow.db") == \
         "mlflow ui --backend-store-uri sqlite:////x/mlflow.db --host 127.0.0.1 --port 5000"
+    assert tracking.ui_command("sqlite:////my runs/mlflow.db").startswith(
+        "mlflow ui --backend-store-uri 'sqlite:////my runs/mlflow.db' --host")       # one word for the shell
     assert tracking.ui_command("http://127.0.0.1:5000") is None
 
 
@@ -335,7 +337,7 @@ def test_urls_and_commands_for_every_kind_of_store_hide_credentials():
     assert tracking.ui_command("databricks") is None and tracking.ui_command("https://mlflow.example") is None
     assert tracking.browse_url("databricks", "3") is None and tracking.browse_url("databricks://prof", None) is None
     assert tracking.ui_command("postgresql://bob:hunter2secret@db:5432/mlflow") == \
-        "mlflow ui --backend-store-uri postgresql://***@db:5432/mlflow --host 127.0.0.1 --port 5000"
+        "mlflow ui --backend-store-uri 'postgresql://***@db:5432/mlflow' --host 127.0.0.1 --port 5000"   # * would glob
 
 
 def test_batches_cover_every_item_within_mlflows_limits():

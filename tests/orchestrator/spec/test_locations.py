@@ -34,6 +34,9 @@ STORAGE = [   # (value, accepted)
     ("s3://", False), ("s3:///", False), ("gs://", False), ("file://", False), ("file:///", False),
     ("ftp://host/x", False), ("", False), ("   ", False),
     ("file://otherhost/x", False),               # a file URI names a local path: no other host
+    # a local path's URIs (MLflow's sqlite:/// store, file://) end at ? or #: the database would land elsewhere
+    ("/tmp/q?x", False), ("./runs#1", False), ("file:///tmp/f?token=x", False), ("file://localhost/a#b", False),
+    ("s3://bucket/runs?region=x", True),
 ]
 
 
