@@ -31,6 +31,9 @@ REFRESH_S = 5.0                      # how old a view the concurrency may use
 DEFAULT_WAIT_FOR_NODES_S = 600       # --wait-for-nodes: a cloud GPU node takes minutes to start
 MAX_WAIT_FOR_NODES_S = 86_400
 HEAD_RESOURCE = "node:__internal_head__"
+TRAINER_CPU = 0.01                   # the trial of a task on Ray Train workers only drives them (RAY_NOTES: 0 is rejected)
+WORKER_PLACEMENT = "PACK"            # Ray Train's workers: packed where they fit, spread over nodes where not
+MOST_NODES_PER_TYPE = 1025           # node types listed at most this often (a task asks for <= 1024 workers + 1)
 READONLY_TYPE_PREFIX = "node_"       # the node types of the read-only autoscaler of a cluster without a config
 _EPS = 1e-9
 
@@ -89,7 +92,8 @@ class ClusterView:
     def at_most(self) -> dict:
         """What the cluster has once the autoscaler started every node it may: the head and the nodes
         up now that are no autoscaled worker, plus each worker type at its `max_workers` (the
-        cluster-wide `max_workers` caps the sum, the largest nodes of each resource counted first)."""
+        cluster-wide `max_workers` caps the sum, the largest nodes of each resource counted first);
+        "nodes" lists each node the autoscaler may start (`_startable_nodes`)."""
         if not self.can_grow:
             return self.now()
         head = next((n for n in self.nodes if HEAD_RESOURCE in n), {})
@@ -103,7 +107,14 @@ class ClusterView:
                 room -= take
         for name, amount in self.visible.items():     # nodes up now beyond the config (started by hand)
             totals[name] = max(totals.get(name, 0.0), float(amount))
-        return {**totals, "nodes": [dict(n) for n in self.nodes] + [t.amounts for t in workers]}
+        return {**totals, "nodes": [dict(n) for n in self.nodes] + self._startable_nodes()}
+
+    def _startable_nodes(self) -> list[dict]:
+        """Each worker type's resources once per node the autoscaler may start of it (the cluster-wide cap
+        applies to each type alone), so that a task's workers can be placed on as many nodes as it may get."""
+        cap = self.node_types.max_workers if self.node_types.max_workers is not None else MOST_NODES_PER_TYPE
+        return [t.amounts for t in self.node_types.workers
+                for _ in range(min(t.max_workers, cap, MOST_NODES_PER_TYPE))]
 
     def slots(self, demand: dict) -> int:
         """How many tasks that each hold `demand` fit at once in what the cluster has, or can grow to where
@@ -137,6 +148,43 @@ def worker_resources(resources) -> dict:
         out["GPU"] = resources.gpus
     out.update(dict(resources.custom))
     return out
+
+
+def drives_ray_train(kind: str, resources) -> bool:
+    """A training task on several workers: its trial only drives Ray Train workers (`distributed`)."""
+    from orchestrator.vocab import TRAINING_KINDS
+
+    return resources.workers > 1 and kind in TRAINING_KINDS
+
+
+def task_bundles(kind: str, resources) -> list[dict]:
+    """Every Ray resource bundle a task of `kind` asks for while it runs, in the order Ray places them:
+    its Tune trial's, then (a task that drives Ray Train) one per worker, in one placement group of
+    `WORKER_PLACEMENT`. The one definition both the preflight's check and the actual requests
+    (`schedule.trial_resources`, `distributed.run_with_ray_train`) read: a check that left out the
+    trial's sliver of a CPU let 2 workers x 1 CPU through on a 2-CPU node, where they wait forever."""
+    worker = worker_resources(resources)
+    if not drives_ray_train(kind, resources):
+        return [worker]
+    return [{"CPU": TRAINER_CPU}] + [dict(worker) for _ in range(resources.workers)]
+
+
+def fits_on_nodes(bundles: list[dict], nodes: list[dict]) -> bool:
+    """Whether every bundle can be placed whole on one of `nodes` (each bundle on one node, several on a
+    node while it has room), first fit with the largest bundles first: a task's workers are alike, so this
+    holds as many of them as the nodes can; its trainer's sliver goes where room is left."""
+    free = [{k: float(v) for k, v in node.items()} for node in nodes]
+    for bundle in sorted(bundles, key=_size, reverse=True):
+        node = next((n for n in free if all(n.get(k, 0.0) + _EPS >= v for k, v in bundle.items())), None)
+        if node is None:
+            return False
+        for k, v in bundle.items():
+            node[k] = node.get(k, 0.0) - v
+    return True
+
+
+def _size(bundle: dict) -> tuple:
+    return (bundle.get("GPU", 0.0), bundle.get("CPU", 0.0), sorted(bundle.items()))
 
 
 def demand_of(resources) -> dict:

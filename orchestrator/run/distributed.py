@@ -17,7 +17,7 @@ from ray.train.torch import TorchTrainer
 
 from orchestrator import knobs, vocab
 from orchestrator.run import work
-from orchestrator.run.capacity import worker_resources
+from orchestrator.run.capacity import WORKER_PLACEMENT, task_bundles
 from orchestrator.graph.dag import Task
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.run.progress import planned_epochs
@@ -86,12 +86,13 @@ def run_with_ray_train(task: Task, layout: SweepLayout, runner: str, data_root: 
     """Run a training task on `task.resources.workers` Ray Train workers; never raises."""
     start = time.time()
     r = task.resources
+    workers = task_bundles(task.kind, r)[1:]   # the bundles the preflight checked, after the trial's own
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"task": task, "layout": layout, "runner": runner, "data_root": data_root,
                            "parent_kinds": parent_kinds},
-        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=bool(r.gpus),
-                                     resources_per_worker=worker_resources(r)),
+        scaling_config=ScalingConfig(num_workers=len(workers), use_gpu=bool(r.gpus),
+                                     resources_per_worker=workers[0], placement_strategy=WORKER_PLACEMENT),
         run_config=RunConfig(
             name=f"train-{task.id}",
             **layout.ray_storage(),

@@ -397,35 +397,97 @@ def check_ray_address(address: str | None) -> None:
 
 # ----- the cluster -----
 
+_EPS = 1e-9   # resources are summed in floating point: 4 + 4 + 0.01 fits a cluster of 8.01 CPUs
+
+
 def check_resources(spec: SweepSpec, cluster: dict, kinds: list[str]) -> list[str]:
     """Problems running `spec`'s task `kinds` on a cluster. `cluster` is `ray.cluster_resources()`
-    ({"CPU": n, "GPU": n, ...}), optionally with "nodes": a list of such dicts, one per node."""
+    ({"CPU": n, "GPU": n, ...}), optionally with "nodes": a list of such dicts, one per node (else the
+    cluster counts as one node). A task is judged by the exact bundles it asks for
+    (`capacity.task_bundles`: a data-parallel task's trainer too), each placed whole on one node: what
+    fits in no node waits for resources forever."""
+    nodes = cluster.get("nodes") or [{k: v for k, v in cluster.items() if k != "nodes"}]
     problems: list[str] = []
-    total_cpu, total_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
-    nodes = cluster.get("nodes") or [{"CPU": total_cpu, "GPU": total_gpu}]
-    node_cpu = max(float(n.get("CPU", 0)) for n in nodes)
-    node_gpu = max(float(n.get("GPU", 0)) for n in nodes)
     for kind in kinds:
-        r = spec.resources[kind]
-        field = f"`resources.{kind}"
-        if r.gpus > 0 and total_gpu == 0:
-            problems.append(f"{field}.gpus`: {r.gpus:g} but the cluster has no GPU; set "
-                            f"`resources.{kind}.gpus: 0` to run on CPUs")
-            continue
-        for unit, per, node_max, total in (("cpus", r.cpus, node_cpu, total_cpu),
-                                           ("gpus", r.gpus, node_gpu, total_gpu)):
-            if per > node_max:
-                problems.append(f"{field}.{unit}`: {per:g} per worker but the largest node has "
-                                f"{node_max:g}; use at most {node_max:g}")
-            elif per * r.workers > total:
-                problems.append(f"{field}`: {r.workers} workers x {per:g} {unit} = {per * r.workers:g} "
-                                f"but the cluster has {total:g}; use fewer workers or {unit}")
-        for name, amount in r.custom:   # a missing custom resource would wait forever
-            have = float(cluster.get(name, 0))
-            if amount * r.workers > have:
-                problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
-                                f"has {have:g} of `{name}`; start nodes with that resource or remove it")
+        problems += _kind_problems(kind, spec.resources[kind], cluster, nodes)
     return problems
+
+
+def _kind_problems(kind: str, r, cluster: dict, nodes: list[dict]) -> list[str]:
+    """What keeps a task of `kind` (resources `r`) from ever being placed: a resource the cluster lacks,
+    a worker larger than every node, more than the cluster has in all, bundles no nodes hold together."""
+    from orchestrator.run import capacity
+
+    field = f"`resources.{kind}"
+    if r.gpus > 0 and float(cluster.get("GPU", 0)) == 0:
+        return [f"{field}.gpus`: {r.gpus:g} but the cluster has no GPU; set `resources.{kind}.gpus: 0` to run on CPUs"]
+    bundles = capacity.task_bundles(kind, r)
+    trainer = capacity.TRAINER_CPU if capacity.drives_ray_train(kind, r) else 0.0
+    problems = []
+    for unit, name, per, share in (("cpus", "CPU", r.cpus, trainer), ("gpus", "GPU", r.gpus, 0.0)):
+        node_max = max(float(n.get(name, 0)) for n in nodes)
+        total = float(cluster.get(name, 0))
+        if per > node_max + _EPS:
+            problems.append(f"{field}.{unit}`: {per:g} per worker but the largest node has "
+                            f"{node_max:g}; use at most {node_max:g}")
+        elif per * r.workers + share > total + _EPS:
+            problems.append(_too_much(field, r, unit, per, share, total, node_max, lambda most, name=name: (
+                capacity.fits_on_nodes(_with_per_worker(bundles, trainer, name, most), nodes))))
+    for name, amount in r.custom:   # a missing custom resource would wait forever
+        have = float(cluster.get(name, 0))
+        if amount * r.workers > have + _EPS:
+            problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
+                            f"has {have:g} of `{name}`; start nodes with that resource or remove it")
+    if not problems and not capacity.fits_on_nodes(bundles, nodes):
+        problems.append(_no_placement(field, r, bundles, trainer, nodes))
+    return problems
+
+
+def _with_per_worker(bundles: list[dict], trainer: float, name: str, amount: float) -> list[dict]:
+    """`bundles` with `amount` of resource `name` per worker (the trainer's bundle, if any, as it is)."""
+    first = 1 if trainer else 0
+    return bundles[:first] + [{**b, name: amount} for b in bundles[first:]]
+
+
+def _too_much(field: str, r, unit: str, per: float, share: float, total: float, node_max: float,
+              fits_with) -> str:
+    """More of a resource than the cluster has in all; with the trainer's share (why 2 workers x 1 CPU do
+    not fit on 2 CPUs) and, where it would fit, the most per worker. `fits_with(per)`: whether the
+    task's bundles with `per` of the resource per worker fit on the nodes."""
+    if not share:
+        return (f"{field}`: {r.workers} workers x {per:g} {unit} = {per * r.workers:g} but the cluster has "
+                f"{total:g}; use fewer workers or {unit}")
+    most = math.floor((total - share) / r.workers * 1000) / 1000
+    fewer = f"at most {most:g} {unit} per worker" if most > 0 and fits_with(most) else f"fewer {unit} per worker"
+    return (f"{field}`: {r.workers} workers x {per:g} {unit} + {share:g} for the trainer = "
+            f"{per * r.workers + share:g} {unit} but the cluster has {total:g} (its largest node {node_max:g}); "
+            f"use fewer workers, {fewer}, or a bigger node")
+
+
+def _no_placement(field: str, r, bundles: list[dict], trainer: float, nodes: list[dict]) -> str:
+    """The bundles fit the cluster's totals, but not its nodes: each bundle needs one node with room for
+    all of it (a GPU worker a node with its CPUs and its GPU)."""
+    from orchestrator.run.node_types import describe_resources
+
+    worker, shown = bundles[-1], _describe_nodes(nodes, set(bundles[-1]))
+    if r.workers == 1:
+        return (f"{field}`: a worker of {{{describe_resources(worker)}}} fits on no node (nodes: {shown}); use "
+                "fewer cpus or gpus, or a bigger node")
+    asked = f"{r.workers} workers x {{{describe_resources(worker)}}}"
+    if trainer:
+        asked += f" + {{CPU {trainer:g}}} for the trainer"
+    return (f"{field}`: {asked} do not fit on the nodes, each bundle whole on one node (nodes: {shown}); use "
+            "fewer workers, fewer cpus or gpus per worker, or bigger nodes")
+
+
+def _describe_nodes(nodes: list[dict], names: set[str], shown: int = 6) -> str:
+    """`2 x {CPU 2}, 1 x {CPU 1, GPU 1}`: the nodes by what they have of the resources a task asks for."""
+    from collections import Counter
+    from orchestrator.run.node_types import describe_resources
+
+    counts = Counter(describe_resources({k: float(n.get(k, 0)) for k in sorted(names | {"CPU"})}) for n in nodes)
+    groups = [f"{n} x {{{what}}}" for what, n in counts.most_common()]
+    return ", ".join(groups[:shown]) + (f", ... {len(groups) - shown} more kinds" if len(groups) > shown else "")
 
 
 def _refusal(problems: list[str], header: str = "the cluster cannot run this sweep") -> SweepError:
@@ -498,11 +560,11 @@ def wait_for_cluster(spec: SweepSpec, kinds: list[str], read, *, wait_s: float, 
 
 
 def _bundles(spec: SweepSpec, view, kinds: list[str]) -> list[dict]:
-    """One task of each kind the cluster cannot run now: its workers' resources."""
-    from orchestrator.run.capacity import worker_resources
+    """One task of each kind the cluster cannot run now: every bundle it asks for (`capacity.task_bundles`)."""
+    from orchestrator.run.capacity import task_bundles
 
     missing = [k for k in kinds if check_resources(spec, view.now(), [k])]
-    return [worker_resources(spec.resources[k]) for k in missing for _ in range(spec.resources[k].workers)]
+    return [bundle for k in missing for bundle in task_bundles(k, spec.resources[k])]
 
 
 def _growth_plan(spec: SweepSpec, view, kinds: list[str], counts: dict) -> str:

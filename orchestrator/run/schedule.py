@@ -36,7 +36,7 @@ from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS
 from orchestrator.run.task_result import TaskResult
 
-TRIAL_CPU_WITH_TRAIN_WORKERS = 0.01   # a trial that only drives Ray Train workers (RAY_NOTES: 0 is rejected)
+TRIAL_CPU_WITH_TRAIN_WORKERS = capacity.TRAINER_CPU   # a trial that only drives Ray Train workers
 
 
 DEFAULT_MAX_BUNDLE = 8         # tasks per bundle unless MMC_MAX_BUNDLE or `max_bundle` say otherwise
@@ -302,7 +302,7 @@ def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None 
     if parent_kinds is None:
         parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
     # imported here, in the trial's process: the driver imports neither torch nor Ray Train's torch module
-    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:
+    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:   # as `capacity.drives_ray_train`
         from orchestrator.run import distributed
 
         return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)
@@ -364,12 +364,10 @@ def _trial_name(trial) -> str:
 
 
 def trial_resources(task: Task) -> dict:
-    """What the task's Tune trial reserves: the task's own resources, or next to nothing when it
-    only drives Ray Train workers (which reserve `capacity.worker_resources` each)."""
-    r = task.resources
-    if r.workers > 1 and task.kind in TRAINING_KINDS:
-        return {"cpu": TRIAL_CPU_WITH_TRAIN_WORKERS}
-    request = capacity.worker_resources(r)
+    """What the task's Tune trial reserves: the first of `capacity.task_bundles` (the bundles the
+    preflight checks), the task's own resources, or next to nothing when it only drives Ray Train
+    workers (whose bundles follow it)."""
+    request = dict(capacity.task_bundles(task.kind, task.resources)[0])
     return {"cpu": request.pop("CPU"), **({"gpu": request.pop("GPU")} if "GPU" in request else {}), **request}
 
 

@@ -123,7 +123,7 @@ def test_a_view_knows_what_the_cluster_has_now_and_can_grow_to():
     view = _view()
     assert view.can_grow and not view.starting and view.now()["nodes"] == [HEAD]
     grown = view.at_most()
-    assert grown["GPU"] == 2 and grown["CPU"] == 2 and grown["nodes"] == [HEAD, GPU_WORKER.amounts]
+    assert grown["GPU"] == 2 and grown["CPU"] == 2 and grown["nodes"] == [HEAD, GPU_WORKER.amounts, GPU_WORKER.amounts]
     assert view.slots({"CPU": 1, "GPU": 1}) == 2 and view.slots({"CPU": 0.5, "GPU": 0.5}) == 4
     assert view.slots({"CPU": 1, "GPU": 0.5}) == 2  # the scarcest resource: 2 CPUs, though GPUs for 4
     assert view.slots({"CPU": 0.5}) == 4
@@ -180,6 +180,20 @@ def test_what_no_node_type_could_run_is_refused_at_once_naming_the_node_types(tm
         "resource or remove it")
 
 
+def test_data_parallel_workers_are_judged_by_the_nodes_the_autoscaler_can_start_trainer_included(tmp_path):
+    """A CPU-0 head and up to 2 gpu_workers (1 CPU, 1 GPU): 2 workers x (0.5 CPU, 1 GPU) go on two started
+    nodes, the trainer's 0.01 CPU beside one of them; 2 workers x (1 CPU, 1 GPU) leave it no CPU on any
+    node the cluster can ever have, and are refused at once instead of waiting forever."""
+    fits = _spec(tmp_path, pretrain={"cpus": 0.5, "gpus": 1, "workers": 2})
+    view, _, waited = _wait(fits, [_view()])
+    assert isinstance(view, ClusterView) and waited == 0
+    full = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1, "workers": 2})
+    error, said, waited = _wait(full, [_view()])
+    assert isinstance(error, SweepError) and waited == 0 and said == []
+    assert "`resources.pretrain`: 2 workers x 1 cpus + 0.01 for the trainer = 2.01 cpus but the cluster has 2 " \
+           "(its largest node 1)" in str(error) and "even with every node its autoscaler can start" in str(error)
+
+
 def test_without_nodes_on_their_way_the_refusal_is_todays_and_immediate(tmp_path):
     spec = _spec(tmp_path, pretrain={"cpus": 1, "gpus": 1})
     error, said, waited = _wait(spec, [_view(autoscaler=None)])
@@ -216,9 +230,11 @@ def test_an_autoscaler_of_unknown_types_is_asked_and_given_time_to_react(tmp_pat
     asked = []
     error, said, waited = _wait(spec, [idle], ask=asked.append)
     assert isinstance(error, SweepError) and waited == preflight.AUTOSCALER_REACT_S
-    assert asked == [[{"CPU": 1.0, "GPU": 1.0}] * 2 + [{"CPU": 1.0}] * 2]   # both workers of a pretraining, ...
+    # a pretraining's trainer and both its workers, ...
+    assert asked == [[{"CPU": 0.01}] + [{"CPU": 1.0, "GPU": 1.0}] * 2 + [{"CPU": 1.0}] * 2]
     assert "the autoscaler was asked for nodes" in said[0]
-    started = _view(GPU_NODE, GPU_NODE, types=None)
+    roomy = {**GPU_NODE, "CPU": 2.0}                         # a CPU beside each worker's: room for the trainer
+    started = _view(roomy, roomy, types=None)
     view, _, waited = _wait(spec, [idle, idle, started], ask=asked.append)
     assert view is started and waited == 2
 

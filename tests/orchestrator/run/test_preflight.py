@@ -38,10 +38,78 @@ def test_a_worker_fits_on_the_largest_node_though_the_other_nodes_are_smaller():
 
 
 def test_resources_exactly_as_large_as_the_cluster_fit():
-    """2 workers x (4 CPUs, 1 GPU, 1 accel) on two nodes of exactly that: 8 CPUs, 2 GPUs, 2 accel."""
+    """2 workers x (4 CPUs, 1 GPU, 1 accel) on two nodes of exactly that, and the trainer's 0.01 CPU on a
+    third: 8.01 CPUs, 2 GPUs, 2 accel."""
     spec = _spec("resources: {pretrain: {cpus: 4, gpus: 1, workers: 2, custom: {accel: 1}}}\n")
-    cluster = {"CPU": 8, "GPU": 2, "accel": 2, "nodes": [{"CPU": 4, "GPU": 1, "accel": 1}] * 2}
+    cluster = {"CPU": 8.01, "GPU": 2, "accel": 2,
+               "nodes": [{"CPU": 4, "GPU": 1, "accel": 1}] * 2 + [{"CPU": 0.01}]}
     assert preflight.check_resources(spec, cluster, ["pretrain"]) == []
+
+
+def test_workers_that_ask_for_every_cpu_leave_none_for_their_trainer_and_are_refused():
+    """2 workers x 1 CPU on one node of 2 CPUs: the task's trial (which drives the workers) holds 0.01 CPU
+    too, so the workers' placement group would wait forever. Refused naming what it needs, what the node
+    has and what to change; 0.5 CPUs per worker fit."""
+    spec = _spec("resources: {pretrain: {workers: 2}}\n")
+    node = {"CPU": 2.0, "memory": 1e9, "node:__internal_head__": 1.0}
+    assert preflight.check_resources(spec, {"CPU": 2.0, "nodes": [node]}, ["pretrain"]) == [
+        "`resources.pretrain`: 2 workers x 1 cpus + 0.01 for the trainer = 2.01 cpus but the cluster has 2 (its "
+        "largest node 2); use fewer workers, at most 0.995 cpus per worker, or a bigger node"]
+    assert preflight.check_resources(_spec("resources: {pretrain: {workers: 2, cpus: 0.5}}\n"),
+                                     {"CPU": 2.0, "nodes": [node]}, ["pretrain"]) == []
+
+
+def test_the_refusal_of_workers_that_fill_the_cluster_ends_the_run_with_exit_2(monkeypatch):
+    """`check_cluster` as the run calls it: a SweepError (exit 2) naming the task kind and the trainer."""
+    monkeypatch.setattr(visibility, "check_shared_paths", lambda spec, layout: [])
+    with pytest.raises(SweepError) as caught:
+        preflight.check_cluster(_spec("resources: {finetune: {workers: 2}}\n"), None,
+                                {"CPU": 2.0, "nodes": [{"CPU": 2.0}]}, ["finetune"])
+    assert str(caught.value).startswith("the cluster cannot run this sweep:\n  - `resources.finetune`: 2 workers x 1 "
+                                        "cpus + 0.01 for the trainer = 2.01 cpus")
+
+
+def test_bundles_that_fit_the_clusters_totals_but_not_its_nodes_are_refused():
+    """3 workers x 1.5 CPUs (4.51 with the trainer) on 3 nodes of 2 CPUs: 6 CPUs in all, one worker per node,
+    fits; on 2 nodes of 2.5 CPUs (5 in all) only 2 workers find a node."""
+    spec = _spec("pretrain: {batch_size: 126}\nresources: {pretrain: {cpus: 1.5, workers: 3}}\n")
+    assert preflight.check_resources(spec, {"CPU": 6.0, "nodes": [{"CPU": 2.0}] * 3}, ["pretrain"]) == []
+    assert preflight.check_resources(spec, {"CPU": 5.0, "nodes": [{"CPU": 2.5}] * 2}, ["pretrain"]) == [
+        "`resources.pretrain`: 3 workers x {CPU 1.5} + {CPU 0.01} for the trainer do not fit on the nodes, each "
+        "bundle whole on one node (nodes: 2 x {CPU 2.5}); use fewer workers, fewer cpus or gpus per worker, or "
+        "bigger nodes"]
+
+
+def test_gpu_workers_need_their_cpus_on_the_node_of_their_gpu_and_the_trainer_a_cpu_somewhere():
+    """2 workers x (1 CPU, 1 GPU) on two GPU nodes of 1 CPU each: no CPU is left for the trainer (refused);
+    with a head of 1 CPU it goes there. A single worker of (4 CPUs, 1 GPU) on a CPU node of 8 and a GPU node of
+    1 CPU: each resource is somewhere, but no node has both."""
+    spec = _spec("resources: {pretrain: {cpus: 1, gpus: 1, workers: 2}, finetune: {cpus: 4, gpus: 1}}\n")
+    gpu_nodes = [{"CPU": 1.0, "GPU": 1.0}] * 2
+    assert preflight.check_resources(spec, {"CPU": 2.0, "GPU": 2.0, "nodes": gpu_nodes}, ["pretrain"]) == [
+        "`resources.pretrain`: 2 workers x 1 cpus + 0.01 for the trainer = 2.01 cpus but the cluster has 2 (its "
+        "largest node 1); use fewer workers, fewer cpus per worker, or a bigger node"]   # 0.995 leaves 0.005 a node
+    with_head = {"CPU": 3.0, "GPU": 2.0, "nodes": [{"CPU": 1.0}, *gpu_nodes]}
+    assert preflight.check_resources(spec, with_head, ["pretrain"]) == []
+    split = {"CPU": 9.0, "GPU": 1.0, "nodes": [{"CPU": 8.0}, {"CPU": 1.0, "GPU": 1.0}]}
+    assert preflight.check_resources(spec, split, ["finetune"]) == [
+        "`resources.finetune`: a worker of {CPU 4, GPU 1} fits on no node (nodes: 1 x {CPU 8, GPU 0}, 1 x {CPU 1, "
+        "GPU 1}); use fewer cpus or gpus, or a bigger node"]
+
+
+def test_the_check_and_the_requests_read_one_definition_of_a_tasks_bundles(monkeypatch):
+    """`schedule.trial_resources` is the first of `capacity.task_bundles`, Ray Train's workers the rest, placed
+    as `capacity.WORKER_PLACEMENT` says: what the preflight checks is what the task asks for."""
+    from orchestrator.graph.dag import Resources, Task
+    from orchestrator.run import capacity, schedule
+
+    ddp = Task("pretrain", {"x": 1}, (), {}, Resources(cpus=2, gpus=1, workers=3))
+    assert capacity.task_bundles("pretrain", ddp.resources) == [{"CPU": 0.01}] + [{"CPU": 2, "GPU": 1}] * 3
+    assert schedule.trial_resources(ddp) == {"cpu": 0.01}
+    single = Task("pretrain", {"x": 1}, (), {}, Resources(cpus=2, gpus=1))
+    assert capacity.task_bundles("pretrain", single.resources) == [{"CPU": 2, "GPU": 1}]
+    assert schedule.trial_resources(single) == {"cpu": 2, "gpu": 1}
+    assert capacity.WORKER_PLACEMENT == "PACK"     # soft: the check may place workers on several nodes
 
 
 def test_every_worker_of_a_task_counts_against_the_cluster():
@@ -50,7 +118,8 @@ def test_every_worker_of_a_task_counts_against_the_cluster():
     spec = _spec("resources: {pretrain: {cpus: 2, gpus: 1, workers: 4, custom: {accel: 1}}}\n")
     cluster = {"CPU": 6, "GPU": 3, "accel": 3, "nodes": [{"CPU": 2, "GPU": 1, "accel": 1}] * 3}
     assert preflight.check_resources(spec, cluster, ["pretrain"]) == [
-        "`resources.pretrain`: 4 workers x 2 cpus = 8 but the cluster has 6; use fewer workers or cpus",
+        "`resources.pretrain`: 4 workers x 2 cpus + 0.01 for the trainer = 8.01 cpus but the cluster has 6 (its "
+        "largest node 2); use fewer workers, fewer cpus per worker, or a bigger node",
         "`resources.pretrain`: 4 workers x 1 gpus = 4 but the cluster has 3; use fewer workers or gpus",
         "`resources.pretrain.custom.accel`: 4 workers x 1 but the cluster has 3 of `accel`; start nodes with that "
         "resource or remove it"]
