@@ -74,7 +74,8 @@ from orchestrator.messages import counted
 from orchestrator.results import tables
 from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
                                            PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
-                                           part_state, read_manifest, sha256_hex, temporary_manifests)
+                                           part_state, part_task_ids, read_manifest, sha256_hex, stored_manifest_path,
+                                           temporary_manifests)
 from orchestrator.results.schemas import SCHEMAS
 from orchestrator.storage.layout import LayoutError, SweepLayout, check_name
 from orchestrator.uris import redact
@@ -118,10 +119,12 @@ class TableCompaction:
     quarantined: list[str] = field(default_factory=list)   # files moved to results/_quarantine/<table>/
     adopted: list[str] = field(default_factory=list)  # parts found again under another name
     migrated: bool = False       # the manifest moved out of the table's directory
+    rebuilt: int | None = None   # an unreadable manifest replaced: the tasks its parts held (all in fragments again)
 
     @property
     def changed(self) -> bool:
-        return bool(self.part or self.deleted or self.quarantined or self.lost or self.adopted or self.migrated)
+        return bool(self.part or self.deleted or self.quarantined or self.lost or self.adopted or self.migrated
+                    or self.rebuilt is not None)
 
 
 def min_fragments_after_run() -> int:
@@ -212,6 +215,10 @@ def summary(done: dict[str, TableCompaction]) -> str:
                          "restored (from their fragments or the damaged part, each verified by its sha256)"
                          + (f", those of {len(c.lost)} are lost: their outputs no longer verify, and the next run "
                             f"recomputes them (e.g. {c.lost[0]})" if c.lost else ""))
+        if c.rebuilt is not None:
+            lines.append(f"  {t}: its manifest was unreadable; every task whose rows its parts held "
+                         f"({c.rebuilt}) has them in a fragment again, so the manifest was rebuilt from the "
+                         f"fragments and the old manifest and parts moved to results/_quarantine/{t}/")
         if c.adopted:
             lines.append(f"  {t}: {len(c.adopted)} part(s) found under another name and put back")
         if c.quarantined:
@@ -238,9 +245,8 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     try:
         manifest = read_manifest(layout, table) or Manifest(table)
     except ValueError as exc:
-        raise CompactionError(f"{exc}; not compacting `{table}` (its fragments stay readable). Restore the "
-                              "manifest, or move the table's part files and the manifest away to start over "
-                              "(their rows are then lost)") from None
+        manifest = _start_over(layout, table, listing, result, str(exc))
+        min_fragments = 1                         # the fragments are all the table has: into a part, and a manifest
     temporary = [] if running else listing.temporary + temporary_manifests(layout, table)
     states = {name: part_state(layout, table, info) for name, info in manifest.parts.items()}
     orphans = {name: stamp for name, stamp in listing.parts.items() if name not in manifest.parts}
@@ -325,6 +331,47 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     return result
 
 
+def _start_over(layout, table: str, listing: Listing, result: TableCompaction, problem: str) -> Manifest:
+    """An unreadable manifest no longer says which rows of the table's parts count, so readers and the
+    verification of outputs leave the parts out and a run recomputes their tasks. Once every task whose
+    rows a part holds has its fragment again, the parts hold nothing the fragments do not: they and the
+    manifest move to the quarantine (kept, out of globs: no row counted twice) and the table starts over
+    from its fragments (an empty manifest, returned). Until then CompactionError, naming what is missing."""
+    held = _tasks_in_parts(layout, table, listing, problem)
+    missing = sorted(held - set(listing.fragments))
+    if missing:
+        raise CompactionError(
+            f"{problem}; not compacting `{table}` (its fragments stay readable): its parts hold the rows of "
+            f"{counted(len(missing), 'task')} without a fragment (e.g. {missing[0]}). A run of the sweep recomputes "
+            "those it plans (their outputs no longer verify), and compaction then rebuilds the manifest; else "
+            "restore the manifest, or move the table's part files and the manifest away (their rows are then lost)")
+    path = stored_manifest_path(layout, table)
+    stale = ([path] if path is not None else []) + [stamp.path for stamp in listing.parts.values()]
+    for file in stale:
+        _set_aside(layout, table, file)
+    if path is not None and path != layout.manifest_file(table):
+        listing.legacy_manifest = False       # the unreadable manifest was an earlier version's
+    result.rebuilt = len(held)
+    listing.parts = {}
+    return Manifest(table)
+
+
+def _tasks_in_parts(layout, table: str, listing: Listing, problem: str) -> set[str]:
+    """The tasks whose rows the table's part files hold (read from the parts); CompactionError when a part
+    cannot be read: what it holds, and so what moving it away would lose, is unknown."""
+    held: set[str] = set()
+    for name in sorted(listing.parts):
+        try:
+            held |= part_task_ids(layout, table, name)
+        except (OSError, ValueError) as exc:
+            raise CompactionError(
+                f"{problem}; not compacting `{table}` (its fragments stay readable): its part "
+                f"{listing.parts[name].path} cannot be read either ({redact(str(exc))}), so which tasks' rows it "
+                "holds is unknown. Restore the manifest, or move the table's part files and the manifest away "
+                "(their rows are then lost)") from None
+    return held
+
+
 def _adopt_renamed_parts(layout, table: str, manifest: Manifest, states: dict[str, str],
                          orphans: dict[str, FileStamp], result: TableCompaction) -> None:
     """A part file under another name (renamed, or copied before the original was lost) that has a
@@ -362,6 +409,14 @@ def _count_files(listing: Listing) -> int:
 
 def _quarantine(layout, table: str, path: str) -> str | None:
     """Move a damaged or foreign file out of the table's directory (kept for inspection); its new path."""
+    target = _set_aside(layout, table, path)
+    if target is not None:
+        _warn(f"moved {path} to {target}: it is damaged, or not the result fragment its name says")
+    return target
+
+
+def _set_aside(layout, table: str, path: str) -> str | None:
+    """Move a file to `results/_quarantine/<table>/` under a dated unique name (None: it is gone already)."""
     name = path.rsplit("/", 1)[-1]
     try:
         check_name(name)
@@ -372,7 +427,6 @@ def _quarantine(layout, table: str, path: str) -> str | None:
         layout.storage.move(path, target)
     except FileNotFoundError:
         return None
-    _warn(f"moved {path} to {target}: it is damaged, or not the result fragment its name says")
     return target
 
 

@@ -160,7 +160,7 @@ def parse_manifest(table: str, data: bytes) -> Manifest:
     return Manifest(table, parts, tasks)
 
 
-def _stored_manifest_path(layout, table: str) -> str | None:
+def stored_manifest_path(layout, table: str) -> str | None:
     """The manifest file that counts: the current location, else an earlier version's; None: neither."""
     for path in (layout.manifest_file(table), layout.legacy_manifest_file(table)):
         if layout.storage.stamp(path) is not None:
@@ -168,9 +168,21 @@ def _stored_manifest_path(layout, table: str) -> str | None:
     return None
 
 
+def part_task_ids(layout, table: str, name: str) -> set[str]:
+    """The tasks whose rows part `name` holds, from its own `task_id` column: what a part is worth when no
+    manifest says it (a task without rows leaves no trace there, and has none to lose). Raises OSError or
+    ValueError when the part cannot be read."""
+    try:
+        data = layout.storage.read_bytes(layout.compacted_file(table, name))
+        ids = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False).read(columns=["task_id"], use_threads=False)
+    except pa.ArrowException as exc:
+        raise ValueError(f"not a Parquet file with a `task_id` column ({exc})") from None
+    return {str(t) for t in ids.column("task_id").to_pylist() if t is not None}
+
+
 def read_manifest(layout, table: str) -> Manifest | None:
     """The table's manifest as stored now (None: never compacted); ValueError when it is unreadable."""
-    path = _stored_manifest_path(layout, table)
+    path = stored_manifest_path(layout, table)
     if path is None:
         return None
     try:
@@ -257,7 +269,7 @@ def forget_cached(layout) -> None:
 
 def _cached_manifest(layout, table: str) -> Manifest | None:
     storage = layout.storage
-    path = _stored_manifest_path(layout, table)
+    path = stored_manifest_path(layout, table)
     stamp = storage.stamp(path) if path is not None else None
     if stamp is None:
         return None

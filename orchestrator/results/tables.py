@@ -462,8 +462,8 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
     except LinkError:
         raise                                    # refused, never read around
     except ValueError as exc:
-        _warn(f"{exc}; its compacted rows are left out (`mmc-sweep compact` refuses to run until it is "
-              "restored)")
+        _warn(f"{exc}; its compacted rows are left out (a run recomputes their tasks, and its compaction then "
+              "rebuilds the manifest)")
     compacted = manifest.tasks if manifest is not None else {}
     parts: dict[str, bytes | None] = {}          # the parts whose rows count, read once; None: missing
 

@@ -277,6 +277,48 @@ def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept, caplog)
     assert warned(caplog, "manifest")
 
 
+def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again(swept, capsys):
+    """The manifest garbled after compaction (the fragments deleted): the parts' rows no longer count and a
+    run recomputes their tasks. While one of them has no fragment, compaction refuses (exit 2, one line
+    naming it); once all have, it moves the manifest and the parts to the quarantine, rebuilds from the
+    fragments, and says so: every row once (a glob too), every output verified, and idempotent after."""
+    layout, graph, before = swept
+    table = vocab.EVALUATIONS
+    saved = {t: layout.storage.read_bytes(layout.fragment(table, t)) for t in fragments(layout, table)}
+    compact.compact(layout)
+    layout.storage.write_bytes(manifest.manifest_path(layout, table), b"garbage\n")
+    ids = sorted(saved)
+    for task_id in ids[1:]:                                   # recomputed: all but one
+        layout.storage.write_bytes(layout.fragment(table, task_id), saved[task_id])
+    assert cli.main(["compact", layout.root]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"its parts hold the rows of 1 task without a fragment (e.g. {ids[0]})" in err and "Traceback" not in err
+    layout.storage.write_bytes(layout.fragment(table, ids[0]), saved[ids[0]])
+    done = compact.compact_table(layout, table)
+    assert done.rebuilt == len(ids) and done.absorbed == len(ids) and done.files == 1
+    assert "its manifest was unreadable; every task whose rows its parts held" in compact.summary({table: done})
+    assert_same_rows(layout, before)
+    assert glob_rows(layout, table) == len(before[table])
+    assert_all_verified(layout, graph)
+    quarantine = sorted(p.name for p in (Path(layout.root) / "results" / "_quarantine" / table).iterdir())
+    assert len(quarantine) == 2 and any(n.endswith(f"{table}.parquet") for n in quarantine)   # the manifest, a part
+    assert not compact.compact_table(layout, table).changed
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
+
+
+def test_a_garbled_manifest_whose_part_is_unreadable_too_is_refused_naming_the_part(swept):
+    """Which tasks' rows an unreadable part holds is unknown: nothing is moved, the refusal names the part."""
+    layout, graph, before = swept
+    table = vocab.EVALUATIONS
+    compact.compact(layout)
+    layout.storage.write_bytes(manifest.manifest_path(layout, table), b"garbage\n")
+    (part,) = Path(layout.table_dir(table)).glob("part-*.parquet")
+    part.write_bytes(b"also garbage")
+    with pytest.raises(compact.CompactionError, match=f"its part .*{part.name} cannot be read either"):
+        compact.compact_table(layout, table)
+    assert part.exists() and Path(manifest.manifest_path(layout, table)).read_bytes() == b"garbage\n"
+
+
 def test_compacted_digest_ignores_paths_that_are_not_fragments(swept):
     layout, graph, _ = swept
     compact.compact(layout)
@@ -395,6 +437,32 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
     again = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     assert again.counts["cached"] == len(graph) and again.counts["done"] == 0
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.TASKS), tasks)
+
+
+def test_the_rerun_after_a_garbled_manifest_recomputes_its_tasks_and_repairs_it(tmp_path, inline):
+    """The user's probe: a finished sweep, its `evaluations` manifest garbled. The rerun recomputes the tasks
+    whose rows only the parts held, and its compaction rebuilds the manifest (one line says so); the run
+    after that recomputes nothing and warns nothing, and `mmc-sweep compact` succeeds."""
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=garbled"])
+    graph = build_graph(spec)
+    inline()
+    sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=lambda line: None)
+    layout = SweepLayout(Storage(str(tmp_path)), "garbled")
+    before = tables.read_table(layout, vocab.EVALUATIONS)
+    Path(manifest.manifest_path(layout, vocab.EVALUATIONS)).write_text("garbage\n")
+    inline()
+    logged = []
+    outcome = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
+    recomputed = before["task_id"].nunique()
+    assert outcome.counts["done"] == recomputed and outcome.counts["cached"] == len(graph) - recomputed
+    assert any("evaluations: its manifest was unreadable" in line for line in logged), logged
+    after = tables.read_table(layout, vocab.EVALUATIONS)
+    assert sorted(after["task_id"]) == sorted(before["task_id"]) and after["task_id"].tolist() == before["task_id"].tolist()
+    assert glob_rows(layout, vocab.EVALUATIONS) == len(before)
+    inline()
+    again = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
+    assert again.counts["cached"] == len(graph) and again.counts["done"] == 0
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
 
 
 # ----- a real run on Ray -------------------------------------------------------------------------
