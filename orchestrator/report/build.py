@@ -27,7 +27,8 @@ from orchestrator.provenance import format_versions
 from orchestrator.report import figures, html as report_html, mechanism_map, stats
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
-from orchestrator.results import tables
+from orchestrator.machine import usable_cpus
+from orchestrator.results import outputs, tables
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.results.schemas import SCHEMAS, SETTINGS_COLUMNS
 from orchestrator.spec.claim_rules import ClaimRules
@@ -89,14 +90,25 @@ def read_spec_text(layout) -> str | None:
     return None
 
 
+def _spec_unread(spec_text: str | None) -> str:
+    """Why the stored spec.yaml gives no rules ("" when it does): the claims are then judged by the defaults."""
+    if spec_text is None:
+        return "the sweep's spec.yaml is missing or unreadable"
+    try:
+        spec = parse_yaml(spec_text)
+    except YamlError as e:
+        return f"the sweep's spec.yaml is not valid YAML ({e})"
+    return "" if isinstance(spec, dict) else "the sweep's spec.yaml is not a mapping"
+
+
 def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict]:
     """The claims' decision rules of the sweep's resolved spec.yaml (its `claims:` section; the defaults
     for a spec written before the section existed) and that section as the spec states it."""
     text = spec_text if spec_text is not None else read_spec_text(layout)
-    try:
-        spec = parse_yaml(text) if text else None
-    except YamlError:
-        spec = None
+    unread = _spec_unread(text)
+    if unread:
+        _LOG.warning(f"{unread}: the claims are judged by the default rules, not those the sweep declared")
+    spec = parse_yaml(text) if not unread else None
     raw = spec.get("claims") if isinstance(spec, dict) else None
     problems: list[str] = []
     rules = read_settings(top_key("claims"), {"claims": raw if isinstance(raw, dict) else {}}, "claims", problems)
@@ -137,11 +149,15 @@ def _latest(tasks: pd.DataFrame) -> pd.DataFrame:
     return tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
 
 
-def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None) -> pd.DataFrame:
+def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None,
+                   damaged: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Per task kind: planned (from the stored plan, when known), finished, failed, skipped, and
-    how many have not run yet; a total row last."""
+    how many have not run yet; a total row last. A `damaged` task (its outputs no longer verify) has not
+    run yet, as for `mmc-sweep status` and the next run, which recomputes it."""
     latest = _latest(tasks)
     status = dict(zip(latest["task_id"], latest["status"])) if not latest.empty else {}
+    for task_id in damaged or ():
+        status.pop(task_id, None)
     known_plan = plan is not None
     if plan is None:
         plan = {}
@@ -164,6 +180,15 @@ def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None
 def _distinct(tasks: pd.DataFrame, column: str, sep: str = ", ") -> str:
     values = sorted({str(v) for v in tasks[column].dropna().unique()}) if column in tasks.columns else []
     return sep.join(values) if values else stats.MISSING
+
+
+def damaged_tasks(layout, plan: pd.DataFrame | None) -> dict[str, str]:
+    """{task id: why} of the planned tasks that finished once but whose outputs no longer verify (the rule
+    of `mmc-sweep status` and of a resumed run's cache check, `outputs.verify_many`)."""
+    if plan is None or plan.empty:
+        return {}
+    verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), processes=usable_cpus())
+    return {task_id: why for task_id, (ok, why) in verified.items() if not ok and why != outputs.NOT_FINISHED}
 
 
 def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
@@ -311,6 +336,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
     table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
     rules, rules_dict = stored_rules(layout, spec_text)
+    spec_unread = _spec_unread(spec_text)
     maps = mechanism_map.maps(results, swept, rules)
     verdicts = claims_lib.judge(results, swept, rules, maps=maps)
     drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)
@@ -338,7 +364,11 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
     plan = planned_by_kind(plan_df)
-    progress = progress_table(tasks, plan)
+    damaged = damaged_tasks(layout, plan_df)
+    if damaged:
+        _LOG.warning(f"{len(damaged)} finished task(s) no longer verify (their files changed since): the report "
+                     "counts them as not run, the next run recomputes them; `mmc-sweep status` names them")
+    progress = progress_table(tasks, plan, damaged)
     reused = sum(f.reused for f in figs)
     prov = {"sweep": str(getattr(layout, "root", "")), **task_provenance(tasks), **_caller_provenance(provenance),
             **software_versions(),
@@ -352,7 +382,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], EVAL_SETS)[0]
         if not results[vocab.PATHS].empty else "",
         failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks,
-        rules=rules_dict, drift=drift, maps=maps)
+        rules=rules_dict, drift=drift, maps=maps, damaged=damaged, spec_unread=spec_unread)
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),

@@ -75,9 +75,12 @@ def _n_text(ns) -> str:
 # Sections
 # ----------------------------------------------------------------------------------------------
 
-def banner(progress: pd.DataFrame, planned: int | None) -> str:
+def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, str] | None = None,
+           spec_unread: str = "") -> str:
     """Progress: green when every planned task finished, amber for a partial sweep, red when
-    some tasks failed or were skipped (their results are missing)."""
+    some tasks failed or were skipped (their results are missing), when finished tasks' outputs no longer
+    verify (`damaged`: task id -> why), or when the sweep's spec could not be read (`spec_unread`: why;
+    the claims are then judged by the default rules)."""
     total = progress.iloc[-1] if not progress.empty else None
     finished = int(total[vocab.FINISHED]) if total is not None else 0
     bad = int(total[vocab.FAILED] + total[vocab.SKIPPED]) if total is not None else 0
@@ -93,6 +96,17 @@ def banner(progress: pd.DataFrame, planned: int | None) -> str:
                 + ". Tables show “—” for missing cells; figures, statistics and claims cover finished tasks "
                   "only. Rerun <code>mmc-sweep report DIR</code> to refresh.")
         cls = "bad" if bad else "partial"
+    if damaged:
+        shown = "; ".join(f"<code>{esc(t)}</code>: {esc(why)}" for t, why in list(damaged.items())[:5])
+        one = len(damaged) == 1
+        text += (f"<p><strong>⚠ {len(damaged)} finished task{'' if one else 's'} no longer verif{'ies' if one else 'y'}"
+                 f"</strong> ({'its' if one else 'their'} files changed after {'it' if one else 'they'} finished): counted as not run above; the next "
+                 f"<code>mmc-sweep run</code> recomputes them. {shown}{' …' if len(damaged) > 5 else ''}</p>")
+        cls = "bad"
+    if spec_unread:
+        text += (f"<p><strong>⚠ {esc(spec_unread)}</strong>: the claims are judged by the default rules, not those "
+                 "the sweep declared.</p>")
+        cls = "bad"
     table = html_table(progress.astype(object)) if not progress.empty else ""
     return f'<div class="banner {cls}" id="progress">{text}{table}</div>'
 
@@ -339,7 +353,7 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
                 provenance: Mapping[str, object], spec_text: str | None, failed: pd.DataFrame,
                 mechanism: pd.DataFrame | None = None, agreement_set: str = "",
                 rules: Mapping[str, object] | None = None, drift: pd.DataFrame | None = None,
-                maps: Sequence = ()) -> str:
+                maps: Sequence = (), damaged: Mapping[str, str] | None = None, spec_unread: str = "") -> str:
     """The whole page, from `templates/report.html`."""
     failed_html = failed_table(failed)
     swept_note = (" With swept settings (" + ", ".join(f"<code>{esc(k)}</code>" for k in swept) + "), every table "
@@ -350,7 +364,7 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         failed_link='<a href="#failed">Failed tasks</a>' if failed_html else "",
         map_link='<a href="#map">Mechanism map</a>' if maps else "", mechanism_map=map_html(maps, figures),
-        banner=banner(progress, planned), swept_note=swept_note, claims=claims_html(claims, rules),
+        banner=banner(progress, planned, damaged, spec_unread), swept_note=swept_note, claims=claims_html(claims, rules),
         drift=drift_html(drift if drift is not None else pd.DataFrame()),
         barriers=barriers_html(summary, swept), barrier_figures=figures_html(figures, figures_lib.BARRIERS_SECTION),
         table1=table1_html(table1), table1_figures=figures_html(figures, figures_lib.TABLE1_SECTION),

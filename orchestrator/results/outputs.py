@@ -46,6 +46,7 @@ if TYPE_CHECKING:      # torch, the tables' schemas and the graph only where a t
 _LOG = logging.getLogger(__name__)
 
 MAX_MARKER_BYTES = 10_000_000
+NOT_FINISHED = "no done.json"   # why a task that never finished does not verify (any other reason: damaged since)
 _SHA256 = re.compile("[0-9a-f]{64}")     # a sha256 as recorded: 64 lowercase hex digits
 
 
@@ -126,7 +127,7 @@ def _marker(layout: SweepLayout, kind: str, task_id: str, allowed: dict[str, str
             raw = None
         if raw is None:
             if not storage.exists(path):
-                return None, "no done.json"
+                return None, NOT_FINISHED
             if not storage.is_file(path):
                 return None, f"{path} is not a regular file"
             raw = storage.read_bytes(path, max_bytes=MAX_MARKER_BYTES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -410,6 +411,39 @@ def test_the_page_says_partial_or_bad_from_the_counts():
     skipped = done.assign(status=[vocab.FINISHED, vocab.FINISHED, vocab.SKIPPED])
     bad = report_html.banner(report.progress_table(skipped, plan), 3)
     assert 'class="banner bad"' in bad and "(1 failed or skipped)" in bad
+
+
+def test_finished_tasks_whose_outputs_no_longer_verify_count_as_not_run_and_turn_the_banner_red():
+    """As `mmc-sweep status` and the next run see them: a task whose checkpoint was deleted after it
+    finished is not "complete"; the banner names it and what happened."""
+    from orchestrator.report import html as report_html
+
+    plan = {vocab.PRETRAIN: ["p0", "p1", "p2"]}
+    done = _task_rows([{"task_id": t, "kind": vocab.PRETRAIN, "status": vocab.FINISHED} for t in ("p0", "p1", "p2")])
+    damaged = {"p1": "model.safetensors is missing"}
+    table = report.progress_table(done, plan, damaged).set_index("kind")
+    assert table.loc[vocab.PRETRAIN, vocab.FINISHED] == 2 and table.loc[vocab.PRETRAIN, "not run yet"] == 1
+    page = report_html.banner(table.reset_index(), 3, damaged)
+    assert 'class="banner bad"' in page and "2 of 3 tasks finished" in page
+    assert "1 finished task no longer verifies" in page and "<code>p1</code>: model.safetensors is missing" in page
+
+
+def test_a_spec_that_cannot_be_read_is_said_in_the_report_not_silently_replaced_by_the_default_rules(
+        tmp_path, undrawn, caplog):
+    from orchestrator.report.build import stored_rules
+    from orchestrator.spec.claim_rules import ClaimRules
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "rules")
+    write_sweep(layout, synthetic_sweep())
+    assert stored_rules(layout)[0] != ClaimRules()               # the spec declares its own (acc_margin 0.2)
+    layout.storage.write_bytes(layout.spec_file(), b"name: [\n")
+    with caplog.at_level(logging.WARNING, logger="orchestrator"):
+        report.write_report(layout)
+    page = layout.storage.read_bytes(layout.report_file("report.html")).decode()
+    assert 'class="banner bad"' in page and "spec.yaml is not valid YAML" in page
+    assert "judged by the default rules, not those the sweep declared" in page
+    assert any("judged by the default rules" in r.getMessage() for r in caplog.records)
+    assert stored_rules(layout)[0] == ClaimRules()
 
 
 def test_endpoint_drift_shows_loss_and_accuracy_in_their_units():
