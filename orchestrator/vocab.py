@@ -64,6 +64,8 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
                          + (f", {choices}" if choices else ""))
     if (design == SPAWN) != (epoch is not None):
         raise ValueError(f"{text!r}: write the spawn epoch as `{pair}:spawn@K` (K epochs shared), and only there")
+    if epoch is not None and epoch != str(int(epoch)):     # spawn@01 and spawn@1 would be one pair type
+        raise ValueError(f"{text!r}: write the spawn epoch without leading zeros: `{pair}:spawn@{int(epoch)}`")
     return pair, design, None if epoch is None else int(epoch)
 
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from tasks import plugins
 from tasks.permutation import trace_permutation_spec
-from tasks.settings.models import BUILT_IN_MODELS, ModelSettings, model_identity  # noqa: F401 - declared there (torch-free)
+from tasks.settings.models import BUILT_IN_MODELS, BUILT_IN_WIDTHS, ModelSettings, model_identity  # noqa: F401 - declared there (torch-free)
 
 
 class ConvBN(nn.Module):
@@ -102,7 +102,7 @@ class ResNet(Classifier):
 
 def vgg13(num_classes: int, in_channels: int = 3, width: int | None = None) -> PlainCNN:
     """The paper's VGG-13: 10 ConvBN blocks, stride 2 instead of max-pool; `width` is the base (64)."""
-    w = width or 64
+    w = width or BUILT_IN_WIDTHS["vgg13"]
     layout = [(w, 1), (w, 2), (2 * w, 1), (2 * w, 2), (4 * w, 1), (4 * w, 2),
               (8 * w, 1), (8 * w, 2), (8 * w, 1), (8 * w, 1)]
     return PlainCNN(layout, num_classes, in_channels)
@@ -110,12 +110,12 @@ def vgg13(num_classes: int, in_channels: int = 3, width: int | None = None) -> P
 
 def resnet18(num_classes: int, in_channels: int = 3, width: int | None = None) -> ResNet:
     """CIFAR ResNet-18: BasicBlocks [2, 2, 2, 2] of widths w, 2w, 4w, 8w; `width` is the base (64)."""
-    return ResNet((2, 2, 2, 2), width or 64, num_classes, in_channels)
+    return ResNet((2, 2, 2, 2), width or BUILT_IN_WIDTHS["resnet18"], num_classes, in_channels)
 
 
 def small_cnn(num_classes: int, in_channels: int = 3, width: int | None = None) -> PlainCNN:
     """Four ConvBN blocks of widths w, 2w (stride 2), 2w, 4w (stride 2); w = 16 by default."""
-    w = width or 16
+    w = width or BUILT_IN_WIDTHS["small_cnn"]
     return PlainCNN([(w, 1), (2 * w, 2), (2 * w, 1), (4 * w, 2)], num_classes, in_channels)
 
 

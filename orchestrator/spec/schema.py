@@ -133,6 +133,12 @@ def _unique_labels(models: tuple, where: str, problems: list[str], body: dict) -
     dups = sorted({label for label in labels if labels.count(label) > 1})
     if dups:
         problems.append(f"`{where}`: repeats {', '.join(dups)}; list each model once")
+    built: dict[tuple, str] = {}
+    for m in models:     # small_cnn and small_cnn-w16: one model, trained twice under two labels
+        other = built.setdefault(m.built, m.label)
+        if other != m.label:
+            problems.append(f"`{where}`: {other} and {m.label} are one model ({m.name}'s own width is "
+                            f"{m.built[1]}); list it once")
     return models
 
 
@@ -149,7 +155,7 @@ def _pair_type_pattern() -> str:
     alternatives = []
     for pair, designs in vocab.PAIR_DESIGNS.items():
         assert re.fullmatch(r"[a-z~-]+", pair + "".join(designs)), "pair words are [a-z~-]"
-        written = [d + ("@[0-9]{1,6}" if d == vocab.SPAWN else "") for d in designs]
+        written = [d + ("@(?:0|[1-9][0-9]{0,5})" if d == vocab.SPAWN else "") for d in designs]
         alternatives.append(pair if pair == vocab.PRETRAINED_FT else f"{pair}(?::(?:{'|'.join(written)}))?")
     return f"^(?:{'|'.join(alternatives)})$"
 

@@ -206,7 +206,8 @@ def test_every_pattern_means_the_same_to_an_editor():
 PAIR_TYPES = ["cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft", "cue~nocue:same-init", "cue~cue:spawn@0",
               "cue~cue:spawn@123456", "cue~cue:spawn@1234567", "nocue~nocue:spawn@3", "cue~cue:resubset",
               "cue~cue:self", "nocue~nocue:self", "cue~cue:spawn", "cue~nocue:self", "pretrained~ft:fine-tuned",
-              "pretrained~ft:naive", "cue~cue:same-init@2", "cue~nocue:spawn@1", "nocue~cue", "cue~cue:"]
+              "pretrained~ft:naive", "cue~cue:same-init@2", "cue~nocue:spawn@1", "nocue~cue", "cue~cue:",
+              "cue~cue:spawn@01", "cue~cue:spawn@00", "cue~cue:spawn@10"]
 
 
 @pytest.mark.parametrize("text", PAIR_TYPES)

@@ -138,6 +138,22 @@ def test_bad_axes_are_named(text, message):
     assert any(message in p for p in problems), problems
 
 
+@pytest.mark.parametrize("models, message", [
+    ("[small_cnn, {name: small_cnn, width: 16}]", "`models`: small_cnn and small_cnn-w16 are one model (small_cnn's "
+                                                  "own width is 16); list it once"),
+    ("[{name: vgg13, width: 64}, vgg13]", "`models`: vgg13-w64 and vgg13 are one model"),
+    ("[small_cnn, {name: small_cnn, width: 8}, resnet18]", None),
+])
+def test_a_built_in_model_at_its_own_width_and_without_one_is_one_model(models, message):
+    """Two labels, two sets of task ids, the same weights trained twice: refused, naming the width."""
+    text = f"name: x\nmodels: {models}\n"
+    if message is None:
+        assert len(parse_spec(text, "test.yaml").top.models) == 3
+        return
+    problems = problems_of(text)
+    assert any(message in p for p in problems), problems
+
+
 def test_every_setting_of_every_section_is_sweepable():
     keys = set(sweepable_keys())
     for section, cls in SETTINGS_CLASSES.items():
