@@ -32,6 +32,17 @@ def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
     return None, items
 
 
+def _refuse_repeats(keys: list[str], flags: dict) -> None:
+    """A key set twice on one command line (`seeds=[0] seeds=[1]`, or `--storage A storage=B`) is ambiguous:
+    refused, naming the key only (a value may hold a credential)."""
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise UsageError(f"{', '.join(f'`{k}`' for k in twice)} given more than once as key=value; give each once")
+    both = [k for k in flags if k in keys]
+    if both:
+        raise UsageError("; ".join(f"`{k}` given both as {FLAGS[k]} and as {k}=..." for k in both) + "; give it once")
+
+
 def load(items: list[str], flags: dict | None = None):
     """Load and validate a spec with `key=value` overrides and flag overrides (validated like the
     keys they replace)."""
@@ -43,6 +54,7 @@ def load(items: list[str], flags: dict | None = None):
             raise UsageError(f"{item!r}: only the first argument may be a spec file; overrides are key=value "
                              "(e.g. finetune.lam=3)")
     given = {key: value for key, value in (flags or {}).items() if value is not None}
+    _refuse_repeats([item.split("=", 1)[0].strip() for item in overrides], given)
     overrides += [f"{key}={json.dumps(value)}" for key, value in given.items()]
     try:
         return load_spec(spec_path, overrides)

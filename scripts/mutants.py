@@ -1047,6 +1047,8 @@ MUTANTS = [
     Mutant("M534", "spawn@01 accepted beside spawn@1 (two spellings of one pair type, silently merged)", "orchestrator/vocab.py", "if epoch is not None and epoch != str(int(epoch)):", "if False:", ("tests/orchestrator/test_vocab.py::test_bad_pair_types_name_what_is_allowed",)),
     Mutant("M535", "data-parallel workers checked without their trainer's 0.01 CPU: a run that fills the node waits forever", "orchestrator/run/preflight.py", "elif per * r.workers + share > total + _EPS:", "elif per * r.workers > total + _EPS:", ("tests/orchestrator/run/test_preflight.py::test_workers_that_ask_for_every_cpu_leave_none_for_their_trainer_and_are_refused",)),
     Mutant("M536", "a garbled manifest's parts set aside although rows only they hold have no fragment (rows lost)", "orchestrator/results/compact.py", "    missing = sorted(held - set(listing.fragments))", "    missing = []", ("tests/orchestrator/results/test_compact.py::test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again",)),
+    Mutant("M537", "a key set twice on the command line: the last silently wins", "orchestrator/cli.py", "    if twice:\n        raise UsageError(", "    if False:\n        raise UsageError(", ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused",)),
+    Mutant("M538", "a flag and a key=value for one key: the flag silently wins", "orchestrator/cli.py", "    both = [k for k in flags if k in keys]", "    both = []", ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused",)),
 ]
 
 

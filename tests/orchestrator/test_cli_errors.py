@@ -277,6 +277,11 @@ def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
     (["--address", "127.0.0.1:99999"], "--address '127.0.0.1:99999' is not host:port"),
     (["--address", "http://[::1"], "--address 'http://[::1' is not host:port"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    # one key set twice on a command line: which one counts is a guess; the values are not shown (credentials)
+    (["seeds=[0]", "seeds=[1]"], "`seeds` given more than once as key=value; give each once"),
+    (["--max-concurrent", "5", "max_concurrent=1"], "`max_concurrent` given both as --max-concurrent and as "
+                                                    "max_concurrent=...; give it once"),
+    ([f"storage=s3://key:{SECRET}@bucket/x"], "`storage` given both as --storage and as storage=..."),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_run_flags_are_refused(flags, needle, tmp_path, cwd, capsys):
     spec = write_spec(tmp_path)
