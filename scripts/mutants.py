@@ -1049,6 +1049,7 @@ MUTANTS = [
     Mutant("M536", "a garbled manifest's parts set aside although rows only they hold have no fragment (rows lost)", "orchestrator/results/compact.py", "    missing = sorted(held - set(listing.fragments))", "    missing = []", ("tests/orchestrator/results/test_compact.py::test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again",)),
     Mutant("M537", "a key set twice on the command line: the last silently wins", "orchestrator/cli.py", "    if twice:\n        raise UsageError(", "    if False:\n        raise UsageError(", ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused",)),
     Mutant("M538", "a flag and a key=value for one key: the flag silently wins", "orchestrator/cli.py", "    both = [k for k in flags if k in keys]", "    both = []", ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused",)),
+    Mutant("M539", "a model of your own that builds no classifier passes the plan (every task of the run fails with it)", "orchestrator/spec/rules.py", "    found = {m.label: build_problem(m.name, m.width, **shape) for m in mine}", "    found = {}", ("tests/orchestrator/spec/test_spec_rules.py::test_a_model_of_your_own_that_builds_no_classifier_is_refused_when_planned_not_in_every_task",)),
 ]
 
 

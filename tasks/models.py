@@ -124,18 +124,38 @@ def small_cnn(num_classes: int, in_channels: int = 3, width: int | None = None) 
 MODELS: dict[str, Callable[..., Classifier]] = {name: globals()[name] for name in BUILT_IN_MODELS}
 
 
+def _build_cheaply(name: str, width: int | None, num_classes: int, in_channels: int) -> nn.Module:
+    """The model `name`, built on the meta device (no weights drawn), or on the CPU for a builder that
+    needs real tensors."""
+    try:
+        with torch.device("meta"):
+            return build_model(name, num_classes, in_channels, width)
+    except Exception:  # noqa: BLE001 - a builder that needs real tensors: build it on the CPU
+        return build_model(name, num_classes, in_channels, width, seed=0)
+
+
+def build_problem(name: str, width: int | None = None, *, num_classes: int = 10, in_channels: int = 3) -> str | None:
+    """Why the model `name` (a model of your own: an import path or an entry point) builds no classifier
+    for this data, or None: checked once when a spec is planned, not in every task of the run. Only a
+    builder that is none (a signature that does not take (num_classes, in_channels, width), a return that
+    is no Classifier: TypeError, ValueError) is refused here; any other failure (weights it fetches, a
+    device it needs) may be the driver's alone, and is left to the workers that build it."""
+    try:
+        _build_cheaply(name, width, num_classes, in_channels)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - see above: the run says it, from where the model is built
+        return None
+    return None
+
+
 def alignment_problem(name: str, width: int | None = None, *, num_classes: int = 10,
                       in_channels: int = 3) -> str | None:
     """Why `tasks.align` cannot permute the model `name` (built in or your own), or None when it can:
     the model is built (on the meta device: no weights are drawn) and its forward traced
     (`tasks.permutation`)."""
     try:
-        try:
-            with torch.device("meta"):
-                model = build_model(name, num_classes, in_channels, width)
-        except Exception:  # noqa: BLE001 - a builder that needs real tensors: build it on the CPU
-            model = build_model(name, num_classes, in_channels, width, seed=0)
-        trace_permutation_spec(model)
+        trace_permutation_spec(_build_cheaply(name, width, num_classes, in_channels))
     except (ValueError, TypeError) as exc:   # AlignmentUnsupported, or a name that builds no classifier
         return str(exc)
     return None

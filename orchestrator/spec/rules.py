@@ -34,6 +34,9 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
     problems += unplanned_requests(top, pairs, explicit)
+    broken = _model_problems(top, variants[0].data.dataset if variants else None)
+    problems += [f"`models`: {label!r} builds no model: {problem} (a builder is called as build(num_classes, "
+                 "in_channels, width) and returns a tasks.models.Classifier)" for label, problem in broken.items()]
     for name, kinds in (("paths.kinds", top.paths.kinds), ("paths.finetuned_kinds", top.paths.finetuned_kinds),
                         ("population.path_kinds", top.population.path_kinds)):
         if vocab.ALIGNED not in kinds or (name == "paths.finetuned_kinds" and
@@ -43,7 +46,7 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
         if not top.paths.alignments:
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
                             f"of {', '.join(ALIGNMENT_NAMES)}")
-        for model in top.models:
+        for model in (m for m in top.models if m.label not in broken):
             problem = _alignment_problem(model)
             if problem:
                 problems.append(f"`{name}`: 'aligned' needs the permutation groups of model {model.name!r}, traced "
@@ -184,6 +187,24 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
                    f"{show(list(pop.kinds))} lacks 'finetune'; add 'finetune' to `population.kinds`, or leave "
                    "`population.methods` out")
     return out
+
+
+def _model_problems(top, dataset: str | None) -> dict[str, str]:
+    """{label: why} of the models of your own that build no classifier for the sweep's data (an import
+    path that names a function, but not a model builder): built once here (on the meta device; torch is
+    imported only for such models), so the run does not fail every task with it."""
+    mine = [m for m in top.models if m.name not in BUILT_IN_MODELS]
+    if not mine:
+        return {}
+    from tasks.models import build_problem
+
+    try:
+        info = dataset_info(dataset, top.data.root) if dataset else None
+    except (DataError, ValueError):
+        info = None                     # `_variant_problems` names that
+    shape = {"num_classes": info.num_classes, "in_channels": info.in_channels} if info else {}
+    found = {m.label: build_problem(m.name, m.width, **shape) for m in mine}
+    return {label: problem for label, problem in found.items() if problem}
 
 
 def _alignment_problem(model) -> str | None:

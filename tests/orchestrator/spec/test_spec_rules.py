@@ -111,6 +111,27 @@ def test_aligned_paths_trace_a_model_of_your_own_and_refuse_one_the_tracer_canno
     load_spec(None, [*grouped[:1], "paths.kinds=[linear]", "paths.alignments=[]", "name=grouped"])   # no 'aligned'
 
 
+@pytest.mark.parametrize("name, needle", [
+    ("builtins:dict", "dict expected at most 1 argument, got 3"),               # a callable, but no builder
+    ("os:getcwd", "takes no arguments"),
+    ("tests.orchestrator.spec.test_spec_rules:_not_a_classifier", "must return an nn.Module with a `features(x)`"),
+])
+def test_a_model_of_your_own_that_builds_no_classifier_is_refused_when_planned_not_in_every_task(name, needle):
+    """Importable is not enough: it is built once while the spec is checked (on the meta device), whatever
+    the path kinds, so `run` does not start tasks that all fail with it. One message, not one per rule."""
+    with pytest.raises(SpecError) as e:
+        load_spec(None, [f"models=[{{name: '{name}', width: 8}}]", "paths.kinds=[linear, aligned]"])
+    (problem,) = e.value.problems
+    assert problem.startswith(f"`models`: '{name}-w8' builds no model: ") and needle in problem
+    load_spec(None, ["models=[{name: examples.custom_model:build, width: 3}]", "paths.kinds=[linear]"])
+
+
+def _not_a_classifier(num_classes, in_channels, width):
+    import torch
+
+    return torch.nn.Linear(in_channels, num_classes)
+
+
 def test_keys_that_serve_no_planned_task_but_ask_for_nothing_are_not_refused():
     """A request is refused only where it asks for work no task would do: an empty
     `paths.finetuned_kinds` without the pair 'pretrained~ft' asks for nothing; `population.path_kinds`
