@@ -19,6 +19,12 @@ per task kind, the running training tasks (epoch k/N, elapsed time, ETA, last lo
 with their one-line reason, damaged tasks, and an ETA of the whole sweep. `--json` prints the same as
 one JSON object (`status_snapshot`; one per refresh with `--watch`, which hashes a file again only
 when its size or mtime changed).
+
+Whether a run is going on is read from the sweep's `run.lock` (orchestrator/storage/lock.py): a run
+that ends, cleanly or by Ctrl-C, frees it, and a killed driver's lock is stale by the lock's own rule
+(`lock.holder_gone`: its pid ended or was reused on this machine, or its lease expired). A sweep with
+tasks left that no run holds is shown as stopped, its training tasks with a `progress.json` as
+interrupted (not running: their records only get older), with no ETA; `--watch` ends once it has shown it.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from orchestrator.machine import usable_cpus
 from orchestrator.results import outputs
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.run import progress as progress_lib
+from orchestrator.storage import lock as lock_lib
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact
 
@@ -58,7 +65,11 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     total, finished_fraction, running [{task_id, kind, epoch, epochs, elapsed_s, eta_s, loss, acc,
     updated_s_ago}], failed [{task_id, kind, error}] (the error's first line), damaged {task_id: why its
     finished outputs no longer verify}, note (e.g. the plan was rebuilt from spec.yaml), eta_s (null:
-    unknown). `hashes`: see `outputs.verify_outputs`. ValueError when the plan cannot be had."""
+    unknown, or stopped), live_run (a run holds the sweep's lock; null: not looked at, as nothing remains),
+    stopped (no run holds it and tasks remain), interrupted [{task_id, kind, epoch, epochs, loss, acc,
+    updated_s_ago}] (a stopped sweep's training tasks that had started: `running` is then empty),
+    last_progress_s_ago (since the latest task row or epoch; null: none). `hashes`: see
+    `outputs.verify_outputs`. ValueError when the plan cannot be had."""
     now = time.time() if now is None else now
     plan, rebuilt = plan_of(layout, columns=("task_id", "kind"))
     kinds, ids = plan["kind"].tolist(), plan["task_id"].tolist()
@@ -95,15 +106,59 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
             c["remaining"] += 1
             remaining.append(kind)
     total = {k: sum(c[k] for c in counts.values()) for k in COLUMNS}
+    # read last (a run that ended meanwhile is not taken for a live one), and only while tasks remain
+    live = run_holds(layout) if total["remaining"] else None
+    stopped = live is False
+    interrupted = [_interrupted(r) for r in running] if stopped else []
+    last = _last_progress_s_ago(rows, running, now)
     return {
         "sweep": layout.sweep, "directory": redact(layout.root),
         "at": pd.Timestamp(now, unit="s", tz="UTC").isoformat(timespec="seconds"),
         "counts": counts, "total": total,
         "finished_fraction": total[vocab.FINISHED] / max(1, total["planned"]),
-        "running": running, "failed": failed, "damaged": damaged,
+        "running": [] if stopped else running, "failed": failed, "damaged": damaged,
         "note": rebuilt_note(layout, plan) if rebuilt else "",
-        "eta_s": _sweep_eta(rows, remaining, running),
+        "eta_s": None if stopped else _sweep_eta(rows, remaining, running),
+        "live_run": live, "stopped": stopped, "interrupted": interrupted, "last_progress_s_ago": last,
     }
+
+
+def run_holds(layout: SweepLayout) -> bool:
+    """Whether a run holds the sweep now: its `run.lock` is there and the lock's holder is not provably
+    gone (`lock.holder_gone`). A lock that cannot be read as one (being written, garbled, storage
+    unreachable) counts as held: status does not call a sweep stopped on what it cannot tell."""
+    storage, path = layout.storage, layout.lock_file()
+    try:
+        if not storage.is_file(path):
+            return False
+        data = storage.read_bytes(path, max_bytes=lock_lib.MAX_LOCK_BYTES, replaced=True)
+    except FileNotFoundError:        # freed between the two looks
+        return False
+    except OSError:
+        return True
+    try:
+        holder = json.loads(data or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return True
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return True
+    return not lock_lib.holder_gone(holder)
+
+
+def _interrupted(running: dict) -> dict:
+    """A running task's entry once no run holds the sweep: where it stopped, without the elapsed time and
+    ETA that would keep growing and shrinking for a task nothing runs."""
+    return {k: v for k, v in running.items() if k not in ("elapsed_s", "eta_s")}
+
+
+def _last_progress_s_ago(rows: pd.DataFrame | None, running: list[dict], now: float) -> float | None:
+    """Seconds since the sweep last moved: its latest `tasks` row's end or training task's epoch; None
+    when neither is known."""
+    ago = [r["updated_s_ago"] for r in running]
+    if rows is not None and not rows.empty:
+        latest = _seconds(pd.to_datetime(rows["finished_at"], utc=True).max())
+        ago += [round(now - latest, 1)] if latest is not None else []
+    return min(ago, default=None)
 
 
 def _with_last_rows(rows: pd.DataFrame, tasks: list[tuple[str, str]]):
@@ -189,6 +244,8 @@ def format_status(snapshot: dict) -> str:
     eta = "" if total["remaining"] == 0 or snapshot["eta_s"] is None else \
         f"; ETA ~{progress_lib.duration(snapshot['eta_s'])}"
     lines.append(f"{progress_lib.bar(fraction)} {100 * fraction:.0f}% finished{eta}")
+    if snapshot.get("stopped"):
+        lines += ["", format_stopped(snapshot)]
     if snapshot["running"]:
         lines += ["", f"running training tasks ({len(snapshot['running'])}):"]
         for r in snapshot["running"]:
@@ -197,6 +254,11 @@ def format_status(snapshot: dict) -> str:
             lines.append(f"  {r['task_id']}  {epochs:<14} {progress_lib.duration(r['elapsed_s'])} elapsed  "
                          f"ETA {progress_lib.duration(r['eta_s'])}{loss}  (last epoch "
                          f"{progress_lib.duration(r['updated_s_ago'])} ago)")
+    if snapshot.get("interrupted"):
+        lines += ["", f"interrupted training tasks ({len(snapshot['interrupted'])}):"]
+        for r in snapshot["interrupted"]:
+            epochs = f"epoch {r['epoch']}/{r['epochs'] if r['epochs'] is not None else '?'}"
+            lines.append(f"  {r['task_id']}  {epochs:<14} (last epoch {progress_lib.duration(r['updated_s_ago'])} ago)")
     if snapshot["failed"]:
         skipped = total[vocab.SKIPPED]
         lines += ["", f"failed ({len(snapshot['failed'])}" + (f"; {skipped} skipped because of them" if skipped else "")
@@ -208,12 +270,20 @@ def format_status(snapshot: dict) -> str:
     return "\n".join(lines)
 
 
+def format_stopped(snapshot: dict) -> str:
+    """The line of a sweep with tasks left that no run holds (the lock is free or its holder gone)."""
+    ago = snapshot.get("last_progress_s_ago")
+    last = f" (last progress {progress_lib.duration(ago)} ago)" if ago is not None else ""
+    return (f"stopped: no run holds this sweep{last}; rerun the same `mmc-sweep run` command to resume "
+            f"({snapshot['total']['remaining']} task(s) remaining)")
+
+
 def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2.0,
                  stream=None, as_json: bool = False) -> int:
-    """Print the status (refreshing every `interval_s` with `watch` until nothing is left to run;
-    `as_json`: one JSON object per line). Returns 1 if some tasks failed or were skipped, else 0.
-    `stream` defaults to the current `sys.stdout` (looked up at call time, so redirection and
-    capture work)."""
+    """Print the status (refreshing every `interval_s` with `watch` until nothing is left to run, or no
+    run holds the sweep to run it: a stopped sweep is shown once; `as_json`: one JSON object per line).
+    Returns 1 if some tasks failed or were skipped, else 0. `stream` defaults to the current `sys.stdout`
+    (looked up at call time, so redirection and capture work)."""
     stream = stream if stream is not None else sys.stdout
     hashes: dict = {}
     while True:
@@ -231,6 +301,6 @@ def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2
                 print(format_damaged(snapshot["damaged"]), file=stream)
             print(f"({CHECKED})", file=stream, flush=True)
         total = snapshot["total"]
-        if not watch or total["remaining"] == 0:
+        if not watch or total["remaining"] == 0 or snapshot["stopped"]:
             return 1 if total[vocab.FAILED] + total[vocab.SKIPPED] else 0
         time.sleep(interval_s)

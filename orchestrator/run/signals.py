@@ -9,6 +9,13 @@ once (exit 130): every write is atomic (a temporary file renamed into place), so
 half-written. What is lost: the work of the tasks that were running (a training task keeps its last
 finished epoch), and the `tasks` rows still queued, which the next run writes for every finished task.
 
+A stop signal sent to the driver's whole process group (`timeout 25 mmc-sweep run ...`, `kill -TERM -- -PGID`,
+a closed terminal's SIGHUP) must reach the driver alone: the GCS and raylet of a local Ray die of SIGTERM and
+SIGHUP, and a driver whose GCS is gone cannot stop Tune (it waits a minute for it, then fails with exit 1).
+`ray_processes_apart` starts each of them in a process group of its own (the raylet gives each worker its
+own already); the driver stops them itself, as for Ctrl-C. (A signal to every process of a cgroup, systemd's
+default `KillMode=control-group`, reaches them all the same: docs/FAILURES.md.)
+
 A signal the process was started ignoring stays ignored (`nohup mmc-sweep run ...` survives a closed
 terminal). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
 Signal handlers belong to the main thread; elsewhere (a run started from a thread) nothing is installed.
@@ -132,6 +139,42 @@ def descendants(pid: int) -> list[int]:
 
 
 STOPS = StopSignals()
+
+
+@contextmanager
+def ray_processes_apart():
+    """Around `ray.init` of a local Ray: every process Ray starts (GCS, raylet, the helpers they start) leads
+    a process group of its own, so that a stop signal to the driver's group stops the run as Ctrl-C does
+    instead of killing the GCS under the driver (module docstring). Only where the kernel ends those processes
+    with the driver (Linux's PR_SET_PDEATHSIG, which Ray sets): elsewhere Ray's reaper ends them by killing
+    the driver's process group, so they must stay in it. Connecting to a running cluster starts nothing."""
+    from ray._private import services, utils
+
+    popen = getattr(services, "ConsolePopen", None)   # what Ray starts its processes with
+    if popen is None or not hasattr(os, "setpgid") or not utils.detect_fate_sharing_support():
+        yield
+        return
+    services.ConsolePopen = leading_own_group(popen)
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
+
+
+def leading_own_group(popen: type) -> type:
+    """A subclass of the Popen class `popen` whose child leads a new process group before Ray's own
+    `preexec_fn` (which blocks SIGINT and sets the death signal) runs."""
+
+    class OwnGroupPopen(popen):
+        def __init__(self, *args, preexec_fn=None, **kwargs):
+            def preexec():
+                os.setpgid(0, 0)
+                if preexec_fn is not None:
+                    preexec_fn()
+
+            super().__init__(*args, preexec_fn=preexec, **kwargs)
+
+    return OwnGroupPopen
 
 
 @contextmanager

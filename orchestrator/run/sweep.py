@@ -38,7 +38,7 @@ from orchestrator.run import tracking
 from orchestrator.run.recording import TaskRecorder
 from orchestrator.run.runners import plugin_runner
 from orchestrator.run.schedule import TrialContext, init_ray, run_graph
-from orchestrator.run.signals import STOPS, stop_like_ctrl_c
+from orchestrator.run.signals import STOPS, ray_processes_apart, stop_like_ctrl_c
 from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
 
@@ -150,7 +150,8 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
 
 def _connect(num_cpus: int | None, address: str | None) -> None:
     try:
-        init_ray(num_cpus=num_cpus, address=address)
+        with ray_processes_apart():   # a stop signal to the driver's process group reaches the driver alone
+            init_ray(num_cpus=num_cpus, address=address)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         raise SweepError(f"cannot connect to Ray{' at ' + redact(address) if address else ''}: "
                          f"{redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}; check --address "

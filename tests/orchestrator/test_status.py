@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import subprocess
 import time
 
 import pandas as pd
@@ -19,6 +21,7 @@ from orchestrator.results import outputs, plan, tables
 from orchestrator.run import progress as progress_lib
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.storage.lock import sweep_lock
 from orchestrator.spec.sweep_spec import dump_spec, load_spec
 from tests.conftest import SMOKE_SPEC
 
@@ -129,7 +132,8 @@ def test_watch_refreshes_until_the_sweep_finishes(sweep):
             return False
 
     stream = Stream()
-    code = status.print_status(layout, watch=True, interval_s=0.01, stream=stream)
+    with sweep_lock(layout):        # a run is going on
+        code = status.print_status(layout, watch=True, interval_s=0.01, stream=stream)
     assert code == 0
     snapshots = stream.snapshots()
     assert snapshots == [str(round(100 * 5 / len(tasks))), "100"]
@@ -197,6 +201,13 @@ def test_finished_tasks_whose_outputs_were_damaged_count_as_remaining(sweep, cap
     assert "1 finished task(s) no longer verify" in out and f"{task.id}: " in out and "is unreadable" in out, out
 
 
+@pytest.fixture()
+def held(sweep):
+    """A run holds the sweep (its `run.lock`, this process's) for the test: status shows it as going on."""
+    with sweep_lock(sweep[0]):
+        yield
+
+
 def test_not_a_sweep_directory(tmp_path, capsys):
     assert cli.main(["status", str(tmp_path)]) == cli.EXIT_BAD_INPUT
     assert "not a sweep directory (no spec.yaml)" in capsys.readouterr().err
@@ -210,7 +221,7 @@ def progress(layout, task, epoch: int, epochs: int, started_at: float, updated_a
     layout.storage.write_bytes(layout.progress_file(task.kind, task.id), json.dumps(record).encode())
 
 
-def test_running_tasks_show_their_epoch_elapsed_time_and_eta_and_failures_their_reason(sweep, capsys):
+def test_running_tasks_show_their_epoch_elapsed_time_and_eta_and_failures_their_reason(sweep, held, capsys):
     """Mid-run, from another terminal: the running training tasks with epoch k/N, elapsed time and ETA
     (from their progress.json), the failed ones with the first line of their error, and an ETA of the
     sweep from the durations of the finished tasks; the same as one JSON object with --json."""
@@ -258,6 +269,102 @@ def test_running_tasks_show_their_epoch_elapsed_time_and_eta_and_failures_their_
     assert parsed["failed"][0]["error"] == "RuntimeError: boom" and parsed["directory"] == layout.root
 
 
+def test_a_stopped_sweep_shows_no_task_running_and_says_how_to_resume(sweep, capsys):
+    """After Ctrl-C (the run freed its lock), a training task's progress.json stays as it was: status shows
+    the sweep as stopped, the task as interrupted at its epoch, nothing as running and no ETA, rather than
+    a run whose elapsed time keeps growing."""
+    layout, graph, directory = sweep
+    pretrains = [t for t in graph.tasks.values() if t.kind == "pretrain"]
+    now = time.time()
+    finish(layout, pretrains[:1])
+    tables.write_fragment(layout, vocab.TASKS, pretrains[0].id, [{
+        "task_id": pretrains[0].id, "kind": "pretrain", "status": vocab.FINISHED, "parents": [], "duration_s": 20.0,
+        "cached": False, "started_at": pd.Timestamp(now - 300, unit="s", tz="UTC"),
+        "finished_at": pd.Timestamp(now - 280, unit="s", tz="UTC")}])
+    progress(layout, pretrains[1], epoch=276, epochs=300, started_at=now - 102, updated_at=now - 52)
+
+    snap = status.status_snapshot(layout, now=now)
+    assert snap["running"] == [] and snap["stopped"] and not snap["live_run"] and snap["eta_s"] is None
+    assert [(r["task_id"], r["epoch"], r["epochs"]) for r in snap["interrupted"]] == [(pretrains[1].id, 276, 300)]
+    assert "elapsed_s" not in snap["interrupted"][0] and snap["last_progress_s_ago"] == 52.0
+    assert snap["counts"]["pretrain"]["remaining"] == len(pretrains) - 1
+
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert "stopped: no run holds this sweep (last progress 52s ago); rerun the same `mmc-sweep run` command to " \
+           "resume" in out, out
+    assert "running training tasks" not in out and "elapsed" not in out and "ETA ~" not in out, out
+    interrupted = rf"interrupted training tasks \(1\):\n  {pretrains[1].id}\s+epoch 276/300\s+\(last epoch 52s ago\)"
+    assert re.search(interrupted, out), out
+
+
+def test_watch_ends_once_no_run_holds_the_sweep(sweep):
+    """The run is stopped (Ctrl-C: its lock is freed) right after the first refresh: --watch shows the stopped
+    sweep once and returns, where it refreshed until killed before."""
+    layout, graph, _ = sweep
+    pretrain = next(t for t in graph.tasks.values() if t.kind == "pretrain")
+    now = time.time()
+    progress(layout, pretrain, epoch=3, epochs=300, started_at=now - 30, updated_at=now - 1)
+    run = sweep_lock(layout)
+    run.__enter__()
+
+    class Stream(list):
+        def write(self, text):
+            self.append(text)
+            if "% finished" in text and self.count_of("% finished") == 1:
+                run.__exit__(None, None, None)          # the run stops
+            assert self.count_of("% finished") <= 3, "--watch kept refreshing a stopped sweep"
+
+        def count_of(self, needle):
+            return "".join(self).count(needle)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    stream = Stream()
+    assert status.print_status(layout, watch=True, interval_s=0.01, stream=stream) == 0
+    text = "".join(stream)
+    assert stream.count_of("% finished") == 2 and text.count("stopped: no run holds this sweep") == 1
+    assert text.count("running training tasks (1)") == 1 and "interrupted training tasks (1)" in text
+
+
+def ended_pid() -> int:
+    """The pid of a process of this machine that has ended (and was reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def lock_of(pid: int, host: str | None = None, renewed_s_ago: float | None = 0.0) -> bytes:
+    """A `run.lock` as a driver writes it (orchestrator/storage/lock.py): this host's unless `host` is
+    given; with a 60 s lease renewed `renewed_s_ago` seconds ago, or without a lease (None)."""
+    lock = {"pid": pid, "host": host or socket.gethostname(), "started_at": time.time() - 3600}
+    if renewed_s_ago is not None:
+        lock.update(lease_s=60.0, renewed_at=time.time() - renewed_s_ago)
+    return json.dumps(lock).encode()
+
+
+@pytest.mark.parametrize("content, holds", [
+    (None, False),                                                   # no run.lock: a run that ended freed it
+    (lambda: lock_of(ended_pid()), False),                           # a killed driver's, on this machine
+    (lambda: lock_of(os.getpid()), True),                            # a live driver's
+    (lambda: lock_of(1, host="elsewhere"), True),                    # another machine's, its lease live
+    (lambda: lock_of(1, host="elsewhere", renewed_s_ago=3600), False),   # ... its lease long expired
+    (lambda: lock_of(1, host="elsewhere", renewed_s_ago=None), True),    # ... without a lease: never stale
+    (lambda: b"", True),                                             # being written
+    (lambda: b"not a lock", True),                                   # garbled: status cannot tell
+], ids=["none", "killed", "live", "remote-live", "remote-expired", "remote-no-lease", "empty", "garbled"])
+def test_a_run_holds_the_sweep_while_its_lock_has_a_holder_not_provably_gone(sweep, content, holds):
+    """By the lock's own rule (`lock.holder_gone`): what status calls stopped, a new run could take over."""
+    layout = sweep[0]
+    if content is not None:
+        layout.storage.write_bytes(layout.lock_file(), content())
+    assert status.run_holds(layout) is holds
+
+
 def test_watch_with_json_prints_one_object_per_refresh(sweep):
     layout, graph, _ = sweep
     tasks = list(graph.tasks.values())
@@ -279,7 +386,8 @@ def test_watch_with_json_prints_one_object_per_refresh(sweep):
             return False
 
     stream = Stream()
-    assert status.print_status(layout, watch=True, interval_s=0.01, stream=stream, as_json=True) == 0
+    with sweep_lock(layout):        # a run is going on
+        assert status.print_status(layout, watch=True, interval_s=0.01, stream=stream, as_json=True) == 0
     assert [o["total"]["finished"] for o in stream.objects()] == [5, len(tasks)]
 
 
@@ -324,7 +432,8 @@ def test_a_training_task_keeps_its_progress_json_up_to_date(sweep):
         env.on_epoch(EpochReport(epoch, 0.5 - 0.1 * epoch, 0.7, 0.05, 0.01, model, torch.optim.SGD(model.parameters(), 0.1)))
     record = progress_lib.read_progress(layout, task.kind, task.id)
     assert (record["epoch"], record["epochs"], record["loss"]) == (2, 4, 0.4)
-    assert status.status_snapshot(layout)["running"][0]["epoch"] == 2
+    with sweep_lock(layout):        # its run holds the sweep
+        assert status.status_snapshot(layout)["running"][0]["epoch"] == 2
 
     assert env.resume_state().epoch == 2                    # a restarted attempt starts at its saved epoch
     record = progress_lib.read_progress(layout, task.kind, task.id)
@@ -564,7 +673,7 @@ def test_a_retried_task_counts_by_its_latest_row_and_skipped_tasks_make_exit_1(s
     assert rows["total"][vocab.SKIPPED] == 2 and rows["total"][vocab.FAILED] == 0
 
 
-def test_the_sweep_eta_takes_each_kinds_mean_duration_over_the_tasks_not_started(sweep):
+def test_the_sweep_eta_takes_each_kinds_mean_duration_over_the_tasks_not_started(sweep, held):
     """Finished one after the other (no overlap): the tasks not started take their kind's mean duration of
     the finished ones (two path evaluations of 30 s: 30 s each), kinds with none finished the mean of all
     finished; the sum is the ETA."""

@@ -14,6 +14,7 @@ from orchestrator import status, vocab
 from orchestrator.results import outputs, tables
 from orchestrator.run import progress as progress_lib
 from orchestrator.storage.layout import Storage, SweepLayout
+from orchestrator.storage.lock import sweep_lock
 from tests.support.report_data import write_plan
 
 NOW = 1_767_225_600.0            # 2026-01-01 00:00:00 UTC
@@ -75,7 +76,8 @@ def test_each_unfinished_task_counts_by_its_latest_row_or_its_newer_progress(tmp
         _row("f0", vocab.FINETUNE, vocab.SKIPPED, finished_at=NOW - 40),
         _row("f0", vocab.FINETUNE, vocab.FAILED, error="ValueError: lr too large\nTraceback ...", finished_at=NOW - 30)])
     tables.write_fragment(layout, vocab.TASKS, "f1", [_row("f1", vocab.FINETUNE, vocab.SKIPPED, finished_at=NOW - 20)])
-    snap = status.status_snapshot(layout, now=NOW)
+    with sweep_lock(layout):            # its run is going on
+        snap = status.status_snapshot(layout, now=NOW)
     c = snap["counts"]
     assert c[vocab.PRETRAIN] == {"planned": 3, vocab.FINISHED: 1, vocab.FAILED: 1, vocab.SKIPPED: 0, "remaining": 1}
     assert c[vocab.FINETUNE] == {"planned": 2, vocab.FINISHED: 0, vocab.FAILED: 1, vocab.SKIPPED: 1, "remaining": 0}

@@ -10,6 +10,7 @@ is stopped, so the signal always comes while a task runs. (`ray job stop`: tests
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -164,6 +165,77 @@ def test_a_second_signal_ends_the_driver_at_once_and_the_rerun_loses_nothing(swe
     assert sorted(rows["task_id"]) == sorted(graph.tasks) and set(rows["status"]) == {vocab.FINISHED}
     assert rows["task_id"].is_unique
     assert vocab.MLFLOW_FINISHED in [r.info.status for r in parent_runs(layout)]
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_the_drivers_whole_process_group_ends_the_run_like_ctrl_c(sweep):
+    """`timeout 25 mmc-sweep run`, a closed terminal and `kill -TERM -- -PGID` signal every process of the
+    driver's group. The GCS and raylet of its local Ray lead groups of their own, so the signal reaches the
+    driver alone, which stops the run as for Ctrl-C; had it killed the GCS, the driver would wait a minute
+    for it and fail with exit 1, nothing compacted, the MLflow run left RUNNING."""
+    path, graph, first, blocked, layout, events = sweep
+    proc = start_blocked(path, events, blocked)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)   # the driver leads its group (a session of its own)
+        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        left = wait_gone(proc.pid)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert err.rstrip().endswith("interrupted: finished tasks are kept; rerun the same command to resume"), err[-2000:]
+    assert "Traceback" not in err and "Failed to connect to GCS" not in err, err[-3000:]
+    assert not left, f"processes of the stopped driver are still alive: {left}"
+    rows = tables.read_table(layout, vocab.TASKS)
+    assert list(rows["task_id"]) == [first] and list(rows["status"]) == [vocab.FINISHED]
+    assert manifest.read_manifest(layout, vocab.TASKS).parts
+    assert [r.info.status for r in parent_runs(layout)] == [vocab.MLFLOW_KILLED]
+
+
+# ----- where a local Ray's processes run (fast, no Ray started) ---------------------------------------
+
+PROCESS_GROUP = ("import os, signal; "
+                 "print(os.getpgrp(), os.getpid(), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+
+
+def started_by_ray() -> tuple[int, int, bool]:
+    """(process group, pid, SIGINT blocked) of a process started the way Ray starts its GCS and raylet."""
+    from ray._private import services, utils
+
+    info = services.start_ray_process([sys.executable, "-c", PROCESS_GROUP], "mmc_test", stdout_file=subprocess.PIPE,
+                                      fate_share=bool(utils.detect_fate_sharing_support()))   # as Ray's node does
+    out, _ = info.process.communicate(timeout=60)
+    group, pid, blocked = out.decode().split()
+    return int(group), int(pid), blocked == "True"
+
+
+def test_the_processes_ray_starts_lead_their_own_process_group_and_keep_rays_setup():
+    """Inside `ray_processes_apart` a process Ray starts leads a group of its own (a signal to the driver's group
+    passes it by), and Ray's own set-up still runs in it (SIGINT blocked, the death signal set); outside, it is
+    in the driver's group as Ray leaves it."""
+    from ray._private import services
+
+    from orchestrator.run.signals import ray_processes_apart
+
+    before = services.ConsolePopen
+    with ray_processes_apart():
+        group, pid, sigint_blocked = started_by_ray()
+    assert group == pid != os.getpgrp() and sigint_blocked
+    assert services.ConsolePopen is before
+    group, pid, sigint_blocked = started_by_ray()
+    assert group == os.getpgrp() and sigint_blocked
+
+
+def test_without_the_kernels_death_signal_rays_processes_stay_in_the_drivers_group(monkeypatch):
+    """Where the kernel cannot end Ray's processes with the driver, Ray's reaper ends them by killing the driver's
+    process group: they must stay in it."""
+    from ray._private import utils
+
+    from orchestrator.run.signals import ray_processes_apart
+
+    monkeypatch.setattr(utils, "detect_fate_sharing_support", lambda: False)
+    with ray_processes_apart():
+        group, pid, _ = started_by_ray()
+    assert group == os.getpgrp()
 
 
 # ----- the handler's decisions, without a driver (fast) -----------------------------------------------
