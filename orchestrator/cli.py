@@ -243,7 +243,8 @@ def cmd_compact(args) -> int:
         raise UsageError(f"cannot compact {layout.storage.shown(layout.root)}: {exc}; nothing was lost (fragments "
                          "stay until their part is written); free the storage, then run `mmc-sweep compact` again") \
             from None
-    print(compact.summary(done))
+    changed = {t: c for t, c in done.items() if c.changed}
+    print(compact.summary(changed) if changed else "nothing to compact: every table is already in its parts")
     return EXIT_OK
 
 
@@ -259,6 +260,8 @@ def cmd_data_download(args) -> int:
 
     from tasks.datasets import DataError, download
 
+    if not args.root.strip():    # '' would be the current directory, which the spec's `data.root` refuses
+        raise UsageError(f"--root {args.root!r} is not allowed; give the directory to download the dataset into")
     root = Path(args.root)
     for parent in (root, *root.parents):
         if parent.exists():

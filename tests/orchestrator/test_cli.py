@@ -269,7 +269,8 @@ def test_compact_merges_every_table_into_one_part_and_prints_the_summary(tmp_pat
     monkeypatch.setattr(compact, "compact", lambda layout, **kwargs: asked.append(kwargs) or {})
     monkeypatch.setattr(compact, "summary", lambda done: "SUMMARY")
     assert cli.main(["compact", str(sweep_dir(tmp_path))]) == cli.EXIT_OK
-    assert asked == [{"one_part": True}] and capsys.readouterr().out == "SUMMARY\n"
+    assert asked == [{"one_part": True}]
+    assert capsys.readouterr().out == "nothing to compact: every table is already in its parts\n"   # {}: none changed
 
 
 def test_data_download_reports_success_on_stdout(tmp_path, monkeypatch, capsys):

@@ -526,13 +526,17 @@ def test_missing_data_root_is_refused(tmp_path, capsys):
     ("file", "is a file, not a directory; give a directory"),
     ("under-file", "is a file, not a directory; give a directory"),
     ("unwritable", "cannot write the dataset there"),
+    ("empty", "is not allowed; give the directory to download the dataset into"),
 ])
-def test_data_download_into_a_bad_root_is_refused(where, needle, tmp_path, capsys):
+def test_data_download_into_a_bad_root_is_refused(where, needle, tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    root = {"file": blocker, "under-file": blocker / "data", "unwritable": Path("/proc/mmc-sweep-data")}[where]
+    monkeypatch.chdir(tmp_path)             # '' must not mean the current directory
+    root = {"file": blocker, "under-file": blocker / "data", "unwritable": Path("/proc/mmc-sweep-data"),
+            "empty": ""}[where]
     code, out, err, elapsed = main(capsys, "data", "download", "cifar10", "--root", str(root))
-    assert_refused(code, err, None, f"--root {root}", needle, out=out, elapsed=elapsed)
+    assert_refused(code, err, None, f"--root {root!r}" if root == "" else f"--root {root}", needle, out=out,
+                   elapsed=elapsed)
     assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 

@@ -355,6 +355,8 @@ def test_cli_compacts_a_sweep_written_before(swept, capsys):
     assert "compacted results" in capsys.readouterr().out
     assert_same_rows(layout, before)
     assert all(n == 1 for n in compact.files_per_table(layout).values())
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK                 # again: nothing to do, said so
+    assert capsys.readouterr().out == "nothing to compact: every table is already in its parts\n"
     rerun = min(graph.tasks)                                 # a task ran again: its part and new rows, merged
     tables.write_fragment(layout, vocab.TASKS, rerun, [recording.task_row(graph.tasks[rerun], vocab.FAILED,
                                                                           spec_hash="test", rev=None, error="again")])
