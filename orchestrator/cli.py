@@ -15,57 +15,11 @@ import os
 import sys
 import time
 
-from orchestrator.errors import MmcError
+from orchestrator.errors import MmcError, UsageError
+from orchestrator.spec.command_line import FLAGS, load  # noqa: F401 - FLAGS: the flags that override keys
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _LOG = logging.getLogger(__name__)
-
-
-class UsageError(MmcError, ValueError):
-    """A bad command-line argument (exit 2)."""
-
-
-def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
-    """`run [SPEC] [key=value ...]`: the first item is the spec unless it is an override."""
-    if items and "=" not in items[0]:
-        return items[0], items[1:]
-    return None, items
-
-
-def _refuse_repeats(keys: list[str], flags: dict) -> None:
-    """A key set twice on one command line (`seeds=[0] seeds=[1]`, or `--storage A storage=B`) is ambiguous:
-    refused, naming the key only (a value may hold a credential)."""
-    twice = sorted({k for k in keys if keys.count(k) > 1})
-    if twice:
-        raise UsageError(f"{', '.join(f'`{k}`' for k in twice)} given more than once as key=value; give each once")
-    both = [k for k in flags if k in keys]
-    if both:
-        raise UsageError("; ".join(f"`{k}` given both as {FLAGS[k]} and as {k}=..." for k in both) + "; give it once")
-
-
-def load(items: list[str], flags: dict | None = None):
-    """Load and validate a spec with `key=value` overrides and flag overrides (validated like the
-    keys they replace)."""
-    from orchestrator.spec.sweep_spec import SpecError, load_spec
-
-    spec_path, overrides = _split_spec_and_overrides(items)
-    for item in overrides:
-        if "=" not in item:
-            raise UsageError(f"{item!r}: only the first argument may be a spec file; overrides are key=value "
-                             "(e.g. finetune.lam=3)")
-    given = {key: value for key, value in (flags or {}).items() if value is not None}
-    _refuse_repeats([item.split("=", 1)[0].strip() for item in overrides], given)
-    overrides += [f"{key}={json.dumps(value)}" for key, value in given.items()]
-    try:
-        return load_spec(spec_path, overrides)
-    except SpecError as exc:   # name the flag the user typed next to the key it overrides
-        problems = list(exc.problems)
-        for key in given:
-            problems = [p.replace(f"`{key}`:", f"`{key}` ({FLAGS[key]}):", 1) for p in problems]
-        raise SpecError(problems, exc.source) from None
-
-
-FLAGS = {"storage": "--storage", "max_concurrent": "--max-concurrent", "mlflow.tracking_uri": "--tracking-uri"}
 
 
 def cmd_run(args) -> int:

@@ -19,3 +19,7 @@ class MmcError(Exception):
 
 class SweepError(MmcError, RuntimeError):
     """A problem found before any task ran: storage, data, lock, cluster, endpoints, a changed spec."""
+
+
+class UsageError(MmcError, ValueError):
+    """A bad command-line argument (exit 2)."""

@@ -22,13 +22,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.report import claims as claims_lib
-from orchestrator import provenance, vocab
-from orchestrator.provenance import format_versions
-from orchestrator.report import figures, html as report_html, mechanism_map, stats
+from orchestrator import vocab
+from orchestrator.report import figures, html as report_html, mechanism_map, progress as progress_lib, stats
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
-from orchestrator.machine import usable_cpus
-from orchestrator.results import outputs, tables
+from orchestrator.results import tables
 from orchestrator.results.plan import plan_of, rebuilt_note
 from orchestrator.results.schemas import SCHEMAS, SETTINGS_COLUMNS
 from orchestrator.spec.claim_rules import ClaimRules
@@ -129,113 +127,6 @@ def swept_keys(layout, spec_text: str | None = None) -> tuple[str, ...]:
     axes = spec.get("axes") if isinstance(spec, dict) else None
     keys = [key for group in axes if isinstance(group, dict) for key in group] if isinstance(axes, list) else []
     return tuple(dict.fromkeys(k for k in keys if isinstance(k, str)))
-
-
-# ----------------------------------------------------------------------------------------------
-# Progress and provenance
-# ----------------------------------------------------------------------------------------------
-
-def planned_by_kind(plan: pd.DataFrame | None) -> dict[str, list[str]] | None:
-    """Task ids per kind of the sweep's stored plan; None without a plan."""
-    if plan is None:
-        return None
-    out: dict[str, list[str]] = {}
-    for task_id, kind in zip(plan["task_id"], plan["kind"]):
-        out.setdefault(kind, []).append(task_id)
-    return out
-
-
-def _latest(tasks: pd.DataFrame) -> pd.DataFrame:
-    return tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
-
-
-def progress_table(tasks: pd.DataFrame, plan: Mapping[str, Sequence[str]] | None,
-                   damaged: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Per task kind: planned (from the stored plan, when known), finished, failed, skipped, and
-    how many have not run yet; a total row last. A `damaged` task (its outputs no longer verify) has not
-    run yet, as for `mmc-sweep status` and the next run, which recomputes it."""
-    latest = _latest(tasks)
-    status = dict(zip(latest["task_id"], latest["status"])) if not latest.empty else {}
-    for task_id in damaged or ():
-        status.pop(task_id, None)
-    known_plan = plan is not None
-    if plan is None:
-        plan = {}
-        for task_id, kind in (zip(latest["task_id"], latest["kind"]) if not latest.empty else ()):
-            plan.setdefault(kind, []).append(task_id)
-    rows = []
-    for kind in [k for k in vocab.TASK_KINDS if k in plan] + sorted(set(plan) - set(vocab.TASK_KINDS)):
-        states = [status.get(t) for t in plan[kind]]
-        counts = {s: sum(x == s for x in states) for s in vocab.TABLE_STATUSES}
-        rows.append({"kind": kind, "planned": len(states) if known_plan else None, **counts,
-                     "not run yet": len(states) - sum(counts.values())})
-    df = pd.DataFrame(rows, columns=["kind", "planned", *vocab.TABLE_STATUSES, "not run yet"])
-    if not df.empty:
-        total = {c: (df[c].sum() if c != "kind" else "total") for c in df.columns}
-        total["planned"] = int(df["planned"].sum()) if known_plan else None
-        df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
-    return df
-
-
-def _distinct(tasks: pd.DataFrame, column: str, sep: str = ", ") -> str:
-    values = sorted({str(v) for v in tasks[column].dropna().unique()}) if column in tasks.columns else []
-    return sep.join(values) if values else stats.MISSING
-
-
-def damaged_tasks(layout, plan: pd.DataFrame | None) -> dict[str, str]:
-    """{task id: why} of the planned tasks that finished once but whose outputs no longer verify (the rule
-    of `mmc-sweep status` and of a resumed run's cache check, `outputs.verify_many`)."""
-    if plan is None or plan.empty:
-        return {}
-    verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), processes=usable_cpus())
-    return {task_id: why for task_id, (ok, why) in verified.items() if not ok and why != outputs.NOT_FINISHED}
-
-
-def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
-    """Provenance that the tasks table records: spec hashes, git revisions, versions, devices,
-    hosts, compute time (sum of task durations) and wall time (first start to last finish)."""
-    if tasks.empty:
-        return {}
-    done = tasks[tasks["status"] == vocab.FINISHED]
-    devices = tasks["device"].dropna().value_counts().sort_index()
-    out = {
-        "spec hash": _distinct(tasks, "spec_hash"),
-        "git revision": _distinct(tasks, "git_rev"),
-        "torch version": _distinct(tasks, "torch_version"),
-        "software (run)": _distinct(tasks, "versions", sep="; "),   # each value lists several packages
-        "devices": ", ".join(f"{d} ({n} tasks)" for d, n in devices.items()) or stats.MISSING,
-        "hosts": _distinct(tasks, "host"),
-        "task compute time": f"{done['duration_s'].fillna(0).sum():.1f} s (sum over finished tasks)",
-    }
-    reused = tasks.get("cached")
-    reused = int(reused.fillna(False).astype(bool).sum()) if reused is not None else 0
-    if reused:
-        out["cached tasks"] = f"{reused} (outputs of an earlier run, verified and reused)"
-    starts, ends = tasks["started_at"].dropna(), tasks["finished_at"].dropna()
-    if len(starts) and len(ends):
-        out["wall time"] = f"{(ends.max() - starts.min()).total_seconds():.1f} s " \
-                           f"({starts.min():%Y-%m-%d %H:%M:%S} to {ends.max():%Y-%m-%d %H:%M:%S} UTC)"
-    return out
-
-
-# Keys callers (sweep.run_sweep) pass, as the report names them.
-_PROVENANCE_ALIASES = {"spec_hash": "spec hash", "git_rev": "git revision", "torch": "torch version",
-                       "wall_s": "wall time of this invocation"}
-
-
-def _caller_provenance(provenance: Mapping[str, object] | None) -> dict[str, str]:
-    out = {}
-    for key, value in (provenance or {}).items():
-        if key == "wall_s" and isinstance(value, (int, float)):
-            value = f"{value:.1f} s"
-        out[_PROVENANCE_ALIASES.get(key, key)] = stats.MISSING if value is None else str(value)
-    return out
-
-
-def software_versions() -> dict[str, str]:
-    """Python and the versions of the libraries of this process, which renders the report (the run's
-    are in the `tasks` table's `versions`: "software (run)")."""
-    return {"software (report)": format_versions(provenance.software_versions())}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,15 +254,15 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     clusters = put("clusters.parquet", _parquet_bytes(mechanism_map.clusters_table(maps))) if maps else None
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
-    plan = planned_by_kind(plan_df)
-    damaged = damaged_tasks(layout, plan_df)
+    plan = progress_lib.planned_by_kind(plan_df)
+    damaged = progress_lib.damaged_tasks(layout, plan_df)
     if damaged:
         _LOG.warning(f"{len(damaged)} finished task(s) no longer verify (their files changed since): the report "
                      "counts them as not run, the next run recomputes them; `mmc-sweep status` names them")
-    progress = progress_table(tasks, plan, damaged)
+    progress = progress_lib.progress_table(tasks, plan, damaged)
     reused = sum(f.reused for f in figs)
-    prov = {"sweep": str(getattr(layout, "root", "")), **task_provenance(tasks), **_caller_provenance(provenance),
-            **software_versions(),
+    prov = {"sweep": str(getattr(layout, "root", "")), **progress_lib.task_provenance(tasks),
+            **progress_lib.caller_provenance(provenance), **progress_lib.software_versions(),
             "report rendered in": f"{time.perf_counter() - started:.1f} s ({len(figs)} figures, {reused} of them "
                                   f"unchanged and reused; drawing {drawn:.1f} s)"}
     page = report_html.render_page(
@@ -381,7 +272,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         mechanism=stats.mechanism_table(results[vocab.PATHS], swept=swept),
         agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], EVAL_SETS)[0]
         if not results[vocab.PATHS].empty else "",
-        failed=_latest(tasks)[_latest(tasks)["status"] == vocab.FAILED] if not tasks.empty else tasks,
+        failed=progress_lib.failed_tasks(tasks),
         rules=rules_dict, drift=drift, maps=maps, damaged=damaged, spec_unread=spec_unread)
     html_path = put("report.html", page.encode("utf-8"))
     return Report(html=html_path, figures=figure_paths, summary=summary_path,

@@ -73,11 +73,12 @@ class _Judge:
     def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
         """A random cue can cost a model only the clean accuracy it has above chance: where a model's clean
         accuracy sits at the chance floor (≤ chance + `floor_acc` on any seed: that seed's cost in the paired
-        difference is capped), its cost is capped near 0 whatever it relies on. A capped side is underestimated, so it blocks the decisions it could have made (on
-        the higher side ✗, ≈ and undecided; on the lower side ✓, ≈ and undecided) and a decision the cap
-        works against stands; both sides there block all. `every`: only both sides there block (clean
-        accuracy's non-inferiority: one side there alone is a loss). The reason replaces "underpowered":
-        more seeds would not help."""
+        difference is capped), its cost is capped near 0 whatever it relies on. A capped side is
+        underestimated, so it blocks the decisions it could have made (on the higher side ✗, ≈ and
+        undecided; on the lower side ✓, ≈ and undecided) and a decision the cap works against stands;
+        both sides there block all. `every`: only both sides there block (clean accuracy's
+        non-inferiority: one side there alone is a loss). The reason replaces "underpowered": more seeds
+        would not help."""
         if not (higher or lower) or not self.s.chance:
             return decision
         floor = self.s.chance + self.r.floor_acc

@@ -138,8 +138,8 @@ def _facets(rows: pd.DataFrame, swept) -> list[tuple[str, dict, pd.DataFrame]]:
         part = stats.facet(rows, combo)
         for key, sub in part.groupby(keys, sort=True) if keys else [((), part)]:
             context = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-            label = ", ".join([f"{k} = {stats.proportion_text(v)}" if k == "cue_proportion" else f"{k} = {v}" for k, v in context.items()]
-                              + ([stats.facet_label(combo)] if combo else []))
+            label = ", ".join([f"{k} = {stats.proportion_text(v)}" if k == "cue_proportion" else f"{k} = {v}"
+                               for k, v in context.items()] + ([stats.facet_label(combo)] if combo else []))
             out.append((label, {**context, **combo}, sub))
     return out
 

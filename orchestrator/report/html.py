@@ -99,9 +99,10 @@ def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, st
     if damaged:
         shown = "; ".join(f"<code>{esc(t)}</code>: {esc(why)}" for t, why in list(damaged.items())[:5])
         one = len(damaged) == 1
-        text += (f"<p><strong>⚠ {len(damaged)} finished task{'' if one else 's'} no longer verif{'ies' if one else 'y'}"
-                 f"</strong> ({'its' if one else 'their'} files changed after {'it' if one else 'they'} finished): counted as not run above; the next "
-                 f"<code>mmc-sweep run</code> recomputes them. {shown}{' …' if len(damaged) > 5 else ''}</p>")
+        text += (f"<p><strong>⚠ {len(damaged)} finished task{'' if one else 's'} no longer "
+                 f"verif{'ies' if one else 'y'}</strong> ({'its' if one else 'their'} files changed after "
+                 f"{'it' if one else 'they'} finished): counted as not run above; the next <code>mmc-sweep run</code> "
+                 f"recomputes {'it' if one else 'them'}. {shown}{' …' if len(damaged) > 5 else ''}</p>")
         cls = "bad"
     if spec_unread:
         text += (f"<p><strong>⚠ {esc(spec_unread)}</strong>: the claims are judged by the default rules, not those "

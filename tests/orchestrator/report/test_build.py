@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import vocab
-from orchestrator.report import build as report, figures, stats
+from orchestrator.report import build as report, figures, progress, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.support.report_data import synthetic_sweep, write_plan, write_sweep
@@ -43,7 +43,7 @@ def test_without_a_plan_progress_counts_each_task_once_by_its_latest_row_in_pipe
         {"task_id": "f0", "kind": vocab.FINETUNE, "status": vocab.FINISHED},
         {"task_id": "a0", "kind": "aa_custom", "status": vocab.FINISHED},
     ])
-    table = report.progress_table(tasks, None)
+    table = progress.progress_table(tasks, None)
     pipeline = [k for k in vocab.TASK_KINDS if k in {vocab.PATH_EVAL, vocab.PRETRAIN, vocab.FINETUNE}]
     assert list(table["kind"]) == [*pipeline, "aa_custom", "zz_custom", "total"]
     assert table["planned"].isna().all()
@@ -62,11 +62,11 @@ def test_provenance_names_each_recorded_value_under_its_own_label():
         {"task_id": "b", "status": vocab.FINISHED, "spec_hash": "h1", "git_rev": "r2", "torch_version": "2.2",
          "versions": "python 3.12, torch 2.2"},
     ])
-    prov = report.task_provenance(tasks)
+    prov = progress.task_provenance(tasks)
     assert (prov["spec hash"], prov["git revision"], prov["torch version"]) == ("h1", "r1, r2", "2.1, 2.2")
     assert prov["software (run)"] == "python 3.11, torch 2.1; python 3.12, torch 2.2"
     assert prov["devices"] == stats.MISSING and "cached tasks" not in prov and "wall time" not in prov
-    assert report._caller_provenance({"spec_hash": "h", "git_rev": "g", "torch": "2.3", "other": 4}) == {
+    assert progress.caller_provenance({"spec_hash": "h", "git_rev": "g", "torch": "2.3", "other": 4}) == {
         "spec hash": "h", "git revision": "g", "torch version": "2.3", "other": "4"}
 
 

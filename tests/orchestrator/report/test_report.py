@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import vocab
-from orchestrator.report import build as report, figures, stats
+from orchestrator.report import build as report, figures, progress, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.support.report_data import PAIRS, SEEDS, SPEC, synthetic_sweep, write_plan, write_sweep
@@ -340,7 +340,7 @@ def test_progress_counts_each_planned_task_by_its_latest_row():
         {"task_id": "f1", "kind": vocab.FINETUNE, "status": vocab.SKIPPED},
         {"task_id": "not-planned", "kind": vocab.FINETUNE, "status": vocab.FINISHED},
     ])
-    table = report.progress_table(tasks, plan).set_index("kind")
+    table = progress.progress_table(tasks, plan).set_index("kind")
     assert table.loc[vocab.PRETRAIN].to_dict() == {"planned": 4, vocab.FINISHED: 2, vocab.FAILED: 0,
                                                    vocab.SKIPPED: 0, "not run yet": 2}
     assert table.loc[vocab.FINETUNE].to_dict() == {"planned": 2, vocab.FINISHED: 0, vocab.FAILED: 1,
@@ -359,13 +359,13 @@ def test_task_provenance_sums_finished_durations_and_spans_first_start_to_last_f
         {"task_id": "c", "status": vocab.FAILED, "duration_s": 100.0, "host": "node-2", "device": "cpu",
          "started_at": t0 + pd.Timedelta(seconds=40), "finished_at": t0 + pd.Timedelta(seconds=140)},
     ])
-    prov = report.task_provenance(tasks)
+    prov = progress.task_provenance(tasks)
     assert prov["task compute time"].startswith("15.0 s ")                  # the failed task's 100 s not counted
     assert prov["hosts"] == "node-1, node-2" and prov["devices"] == "cpu (1 tasks), cuda:0 (2 tasks)"
     assert prov["software (run)"] == "python 3.11, torch 2.13.0"
     assert prov["cached tasks"].startswith("1 ")
     assert prov["wall time"] == "140.0 s (2025-01-01 00:00:00 to 2025-01-01 00:02:20 UTC)"
-    caller = report._caller_provenance({"wall_s": 2.25, "git_rev": None})
+    caller = progress.caller_provenance({"wall_s": 2.25, "git_rev": None})
     assert caller == {"wall time of this invocation": "2.2 s", "git revision": stats.MISSING}
 
 
@@ -405,11 +405,11 @@ def test_the_page_says_partial_or_bad_from_the_counts():
 
     plan = {vocab.PRETRAIN: ["p0", "p1", "p2"]}
     done = _task_rows([{"task_id": t, "kind": vocab.PRETRAIN, "status": vocab.FINISHED} for t in ("p0", "p1", "p2")])
-    assert 'class="banner ok"' in report_html.banner(report.progress_table(done, plan), 3)
-    partial = report_html.banner(report.progress_table(done.iloc[:2], plan), 3)
+    assert 'class="banner ok"' in report_html.banner(progress.progress_table(done, plan), 3)
+    partial = report_html.banner(progress.progress_table(done.iloc[:2], plan), 3)
     assert 'class="banner partial"' in partial and "2 of 3 tasks finished" in partial
     skipped = done.assign(status=[vocab.FINISHED, vocab.FINISHED, vocab.SKIPPED])
-    bad = report_html.banner(report.progress_table(skipped, plan), 3)
+    bad = report_html.banner(progress.progress_table(skipped, plan), 3)
     assert 'class="banner bad"' in bad and "(1 failed or skipped)" in bad
 
 
@@ -421,7 +421,7 @@ def test_finished_tasks_whose_outputs_no_longer_verify_count_as_not_run_and_turn
     plan = {vocab.PRETRAIN: ["p0", "p1", "p2"]}
     done = _task_rows([{"task_id": t, "kind": vocab.PRETRAIN, "status": vocab.FINISHED} for t in ("p0", "p1", "p2")])
     damaged = {"p1": "model.safetensors is missing"}
-    table = report.progress_table(done, plan, damaged).set_index("kind")
+    table = progress.progress_table(done, plan, damaged).set_index("kind")
     assert table.loc[vocab.PRETRAIN, vocab.FINISHED] == 2 and table.loc[vocab.PRETRAIN, "not run yet"] == 1
     page = report_html.banner(table.reset_index(), 3, damaged)
     assert 'class="banner bad"' in page and "2 of 3 tasks finished" in page
