@@ -259,8 +259,8 @@ def test_a_run_looks_up_each_tables_manifest_once_when_it_verifies_the_sweep(run
     from orchestrator.spec.sweep_spec import load_spec
 
     graph = build_graph(load_spec(runs["spec"], [f"storage={json.dumps(runs['uri'])}"]))
-    looked_up, real = [], manifest._stored_manifest_path
-    monkeypatch.setattr(manifest, "_stored_manifest_path", lambda layout, table: looked_up.append(table) or real(
+    looked_up, real = [], manifest.stored_manifest_path
+    monkeypatch.setattr(manifest, "stored_manifest_path", lambda layout, table: looked_up.append(table) or real(
         layout, table))
     verified = sweep.verify_all(graph, runs["s3"])
     assert len(verified) == TASKS and all(ok for ok, _ in verified.values()), verified
