@@ -34,7 +34,7 @@ KEY_CALLS = {"get", "pop", "setdefault", "settings_values", "getattr", "hasattr"
 # (module, enclosing function, word): literals that spell a vocabulary word but mean something else.
 # At module level the scope is `<module>:NAME`, NAME the variable being assigned.
 ALLOWED = {
-    ("report/build.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
+    ("report/progress.py", "task_provenance", "cached"): "the name of the `tasks.cached` column",
     ("results/schemas.py", "<module>:SCHEMAS", "cached"): "the name of the `tasks.cached` column",
     ("run/work.py", "_distance", "running"): "BatchNorm's running statistics (`running_mean`)",
 }
