@@ -1053,6 +1053,8 @@ MUTANTS = [
     Mutant("M540", "a local Ray's GCS and raylet stay in the driver's process group: a group SIGTERM kills them and the clean stop hangs 60 s", "orchestrator/run/signals.py", "                os.setpgid(0, 0)", "                pass", ("tests/orchestrator/run/test_signals.py::test_the_processes_ray_starts_lead_their_own_process_group_and_keep_rays_setup",)),
     Mutant("M541", "status --watch on a stopped sweep refreshes forever", "orchestrator/status.py", 'if not watch or total["remaining"] == 0 or snapshot["stopped"]:', 'if not watch or total["remaining"] == 0:', ("tests/orchestrator/test_status.py::test_watch_ends_once_no_run_holds_the_sweep",)),
     Mutant("M542", "status shows a sweep no run holds as running", "orchestrator/status.py", "    stopped = live is False", "    stopped = False", ("tests/orchestrator/test_status.py::test_a_stopped_sweep_shows_no_task_running_and_says_how_to_resume",)),
+    Mutant("M543", "a claim decided on some comparisons and untested on others says plainly \"Holds\"", "orchestrator/report/verdicts.py", '("Holds where it can be tested" if needed else "Holds")', '("Holds")', ("tests/orchestrator/report/test_verdicts.py::test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested",)),
+    Mutant("M544", "the one-line verdict says HOLDS for a claim tested on part of what it needs", "orchestrator/report/claims.py", 'partly = " WHERE IT CAN BE TESTED" if claim.verdict == HOLDS and claim.untested() else ""', 'partly = ""', ("tests/orchestrator/report/test_verdicts.py::test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested",)),
 ]
 
 

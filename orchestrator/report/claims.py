@@ -590,7 +590,8 @@ def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) ->
         where = f" [{claim.context}]" if claim.context else ""
         if not detail:
             note = " (see its notes)" if claim.notes else ""
-            lines.append(f"({claim.key}){where} {claim.verdict.upper()}{note}: {claim.statement}")
+            partly = " WHERE IT CAN BE TESTED" if claim.verdict == HOLDS and claim.untested() else ""
+            lines.append(f"({claim.key}){where} {claim.verdict.upper()}{partly}{note}: {claim.statement}")
             continue
         lines += [f"({claim.key}){where} {claim.statement}", f"    rule: {claim.rule}", f"    → {claim.sentence()}"]
         for c in claim.checks:

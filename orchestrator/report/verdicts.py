@@ -159,6 +159,12 @@ class Claim:
         """The verdict in plain words, naming what decided it, then what it does not cover."""
         return " ".join([self._verdict_sentence(), *self.notes])
 
+    def untested(self) -> list[Check]:
+        """The comparisons a required group could not test (not testable, or not measured) where the group
+        was decided on others: the part of the claim a "holds" does not cover."""
+        return [c for c in self.checks if c.required and c.outcome in (UNTESTABLE, MISSING)
+                and c.group not in self.optional]
+
     def _those(self, outcome: str, required: bool = True) -> list[Check]:
         return [c for c in self.checks if c.required == required and c.outcome == outcome]
 
@@ -183,15 +189,25 @@ class Claim:
             return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
         decided = [c for c in self.checks if c.required and c.outcome == YES]
         failing = [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
-        head = "Holds" if not failing else "Holds, except that " + "; ".join(
+        # a required comparison a group could not test leaves that part of the claim untested: said first
+        needed = self.untested()
+        head = ("Holds where it can be tested" if needed else "Holds") + ("" if not failing else ", except that " + "; ".join(
             f"“{c.text}” " + ("is decided the other way" if c.outcome == NO else "is decided the other way by its "
                               "own interval only (family-wise, Holm)" if c.alone else "is not separated")
-            for c in failing)
-        one = len(decided) == 1
-        text = f"{head}: the {len(decided)} comparison{'' if one else 's'} it needs that can discriminate here " \
-               f"{'is' if one else 'are'} decided as claimed."
-        if untestable:
-            text += f" Not testable here: {quoted(untestable, reasons=True)}."
+            for c in failing))
+        mine = [c for c in decided if c.group not in self.optional]
+        if needed:
+            total = len(mine) + len(needed)
+            text = f"{head}: {len(mine)} of the {total} comparisons it needs {'is' if len(mine) == 1 else 'are'} " \
+                   f"decided as claimed, and the other {len(needed)} {'is' if len(needed) == 1 else 'are'} not " \
+                   f"testable here: {quoted(needed, reasons=True)}."
+        else:
+            one = len(mine) == 1
+            text = f"{head}: the {len(mine)} comparison{'' if one else 's'} it needs {'is' if one else 'are'} " \
+                   "decided as claimed."
+        extra = [c for c in untestable if c not in needed]
+        if extra:
+            text += f" Not testable here, where it decides only if testable: {quoted(extra, reasons=True)}."
         return text
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from orchestrator import vocab
 from orchestrator.report import verdicts
+from orchestrator.report.claims import claims_text
+from orchestrator.report.html import claims_html
 from orchestrator.report.comparisons import NO, OVERLAP, UNTESTABLE, YES, Diff, at_floor, superiority
 from orchestrator.report.verdicts import Check, Claim
 
@@ -245,14 +247,18 @@ def test_a_supporting_check_not_decided_as_claimed_qualifies_the_holds(outcome, 
 
 
 def test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested():
-    """Group g decided ✓ on one set and not testable on the other: the claim holds on the 1 comparison that
-    can discriminate, and the sentence says what it does not cover (the other, with its reason)."""
-    claim = Claim("x", "a statement")
-    claim.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", UNTESTABLE, "—", "g", "the floor")]
+    """Group g decided ✓ on one set and not testable on the other: the claim holds where it can be tested,
+    and the sentence says so first, with how much of it that is and what it does not cover (with why); an
+    optional group's untested check is told apart."""
+    claim = Claim("x", "a statement", optional={"h"})
+    claim.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", UNTESTABLE, "—", "g", "the floor"),
+                    Check("aligned", UNTESTABLE, "—", "h", "no alignment")]
     assert claim.verdict == verdicts.HOLDS
-    sentence = claim.sentence()
-    assert sentence.startswith("Holds: the 1 comparison it needs that can discriminate here is decided") and \
-        sentence.endswith(" Not testable here: “on nocue” (the floor).")
+    assert claim.sentence() == ("Holds where it can be tested: 1 of the 2 comparisons it needs is decided as claimed, "
+                                "and the other 1 is not testable here: “on nocue” (the floor). Not testable here, "
+                                "where it decides only if testable: “aligned” (no alignment).")
+    assert claims_text([claim], detail=False).startswith("(x) HOLDS WHERE IT CAN BE TESTED: a statement")
+    assert claims_html([claim]).count("holds where it can be tested</span>") == 1
 
 
 def test_a_claims_paths_come_in_the_path_kinds_order():
@@ -308,7 +314,7 @@ def test_holds_counts_only_the_required_comparisons_decided_as_claimed():
     supporting one is not among what the claim needs)."""
     claim = Claim("x", "a statement")
     claim.checks = [Check("one", YES, "—", "g"), Check("two", YES, "—", "h"), Check("support", YES, "—", None)]
-    assert claim.sentence() == "Holds: the 2 comparisons it needs that can discriminate here are decided as claimed."
+    assert claim.sentence() == "Holds: the 2 comparisons it needs are decided as claimed."
 
 
 def test_does_not_hold_names_the_required_comparison_decided_the_other_way_not_a_supporting_one():
@@ -357,4 +363,5 @@ def test_a_claim_not_testable_for_a_comparison_not_measured_names_it_and_what_to
     assert claim.sentence() == "Not testable here: “the same-init pair” (not measured: add cue~nocue:same-init)."
     holds = Claim("x", "a statement")
     holds.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", verdicts.MISSING, "—", "g", "no values")]
-    assert holds.sentence().endswith(" Not testable here: “on nocue” (no values).")
+    assert holds.sentence().startswith("Holds where it can be tested: 1 of the 2 comparisons") and \
+        holds.sentence().endswith(" not testable here: “on nocue” (no values).")
