@@ -1055,6 +1055,7 @@ MUTANTS = [
     Mutant("M542", "status shows a sweep no run holds as running", "orchestrator/status.py", "    stopped = live is False", "    stopped = False", ("tests/orchestrator/test_status.py::test_a_stopped_sweep_shows_no_task_running_and_says_how_to_resume",)),
     Mutant("M543", "a claim decided on some comparisons and untested on others says plainly \"Holds\"", "orchestrator/report/verdicts.py", '("Holds where it can be tested" if needed else "Holds")', '("Holds")', ("tests/orchestrator/report/test_verdicts.py::test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested",)),
     Mutant("M544", "the one-line verdict says HOLDS for a claim tested on part of what it needs", "orchestrator/report/claims.py", 'partly = " WHERE IT CAN BE TESTED" if claim.verdict == HOLDS and claim.untested() else ""', 'partly = ""', ("tests/orchestrator/report/test_verdicts.py::test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested",)),
+    Mutant("M545", "CBFT's occlusion check decided although its baseline, the no-cue models' cost, is capped at the chance floor", "orchestrator/report/claims.py", 'clean={CBFT: acc[CBFT].get("nocue", EMPTY), "no-cue model": nocue.get("nocue", EMPTY)})', 'clean={CBFT: acc[CBFT].get("nocue", EMPTY)})', ("tests/orchestrator/report/test_claims.py::test_cbfts_occlusion_check_is_not_testable_where_the_no_cue_models_sit_at_the_chance_floor",)),
 ]
 
 

@@ -335,7 +335,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     j = _Judge(s, r, c)
     rel = {m: s.reliance(a) for m, a in acc.items()}
     # a random cue's cost without any reliance: what the patch costs the no-cue models by occluding the image
-    occlusion = s.reliance(s.models(vocab.PRETRAIN, cue=False)).get(RANDCUE, EMPTY)
+    nocue = s.models(vocab.PRETRAIN, cue=False)
+    occlusion = s.reliance(nocue).get(RANDCUE, EMPTY)
     for m in [m for m in s.methods if not acc.get(m, pd.DataFrame()).empty]:
         role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
         c.rows.append(Row(m, "acc(nocue)", Estimate.of(acc[m].get("nocue", EMPTY)), role, PP, "%"))
@@ -365,7 +366,9 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
         c.checks.append(Check(what, MISSING, "—", None, "not measured: no no-cue model in the sweep measures what "
                               "the patch costs by occlusion (add 0.0 to `cue_proportions`)"))
     else:
-        j.near_zero(what, cost - occlusion, r.no_reliance_margin, None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
+        # both costs are capped where their model sits at the chance floor: the no-cue models' too
+        j.near_zero(what, cost - occlusion, r.no_reliance_margin, None,
+                    clean={CBFT: acc[CBFT].get("nocue", EMPTY), "no-cue model": nocue.get("nocue", EMPTY)})
     shown = [m for m in s.methods if m in (CBFT, NAIVE, NAIVE_CUED, *ABLATIONS)]
     for eval_set in r.basin_sets:
         for m in shown:

@@ -993,3 +993,13 @@ def test_one_seed_at_the_chance_floor_caps_its_cost_in_the_paired_difference():
     assert judge._clean_floor(cmp.Decision(claims.YES, ""), cue, {}).outcome == claims.YES     # the cap works against it
     healthy = {"cue model": pd.Series([0.9, 0.9, 0.35])}
     assert judge._clean_floor(against, healthy, {}) is against
+
+
+def test_cbfts_occlusion_check_is_not_testable_where_the_no_cue_models_sit_at_the_chance_floor():
+    """The baseline (what the patch costs the no-cue models) is itself a random cue's cost: capped near 0
+    where those models sit at chance, so "CBFT's cost equals it" can be decided neither way."""
+    c = _judge(LOOSE, accuracy={"nocue": {"nocue": 0.15, "randcue": 0.14}})["c"]
+    (k,) = _checks(c, "costs it what it costs the no-cue model")
+    assert k.outcome == claims.UNTESTABLE and "the no-cue model's clean accuracy (1" in k.reason, k
+    healthy = _checks(_judge(LOOSE)["c"], "costs it what it costs the no-cue model")[0]
+    assert healthy.outcome != claims.UNTESTABLE or "chance floor" not in healthy.reason
