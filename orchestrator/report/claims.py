@@ -399,7 +399,9 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
     j = _Judge(s, r, c)
     floor = s.noise_floor()
     main = same_init[0] if same_init else vocab.CUE_NOCUE
-    for pair in stats.order_pairs([p for p in s.pair_types() if not p.startswith(vocab.PRETRAINED_FT)]):
+    # a population's pairs are every pair of its models, across seeds: no control (claim (e) reads them)
+    for pair in stats.order_pairs([p for p in s.pair_types()
+                                   if not p.startswith(vocab.PRETRAINED_FT) and p != vocab.POPULATION]):
         for path in s.paths(pair):
             for eval_set in r.barrier_sets:
                 j.barrier_row((pair, path), eval_set, CLAIM if pair.startswith(vocab.CUE_NOCUE) else CONTROL)

@@ -95,6 +95,10 @@ class Estimate(NamedTuple):
         return cls(n, float(vals.mean()) if n else math.nan, float(vals.std(ddof=1)) if n > 1 else math.nan,
                    low, high)
 
+    def without_interval(self) -> "Estimate":
+        """The same mean, no interval: for values that are not independent (a population's pairs share models)."""
+        return self._replace(ci_low=math.nan, ci_high=math.nan)
+
     def text(self, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
         if not self.n:
             return MISSING
@@ -116,16 +120,19 @@ def summarize(barriers: pd.DataFrame, keys: Sequence[str] = GROUP_KEYS, value: s
               level: float = 0.95, swept: Sequence[str] | None = None) -> pd.DataFrame:
     """Group barrier values by `keys` (plus dataset/model/cue_proportion and swept settings where
     they vary) and give n, mean, std (ddof=1; NaN when n = 1), ci_low, ci_high (`t_interval`; NaN
-    when n = 1). NaN values are left out (n counts the rest). A row whose swept column is null (a
+    when n = 1, and for a population, whose pairs share models and are not independent). NaN values are left out (n counts the rest). A row whose swept column is null (a
     task no axis affects) forms its own group: it belongs to every value of the axis."""
     by = group_keys(barriers, keys, swept)
     columns = [*by, *SUMMARY_COLUMNS]
     if barriers.empty:
         return pd.DataFrame(columns=columns)
     out = []
+    shared = by.index("pair_type") if "pair_type" in by else None
     for key, group in barriers.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        out.append([*key, *Estimate.of(group[value], level)])
+        est = Estimate.of(group[value], level)
+        out.append([*key, *(est.without_interval() if shared is not None and key[shared] == vocab.POPULATION
+                             else est)])
     return pd.DataFrame(out, columns=columns)
 
 
@@ -486,6 +493,8 @@ def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequen
     out = []
     for key, group in both.groupby(by, dropna=False, sort=False):
         loss, acc = Estimate.of(group["loss_d"]), Estimate.of(group["acc_d"])
+        if key[0] == vocab.POPULATION:        # its pairs share models: not independent, no interval
+            loss, acc = loss.without_interval(), acc.without_interval()
         out.append([*key, loss.n, loss.mean, loss.ci_low, loss.ci_high, acc.mean, acc.ci_low, acc.ci_high])
     df = pd.DataFrame(out, columns=[*by, *columns[4:]])
     order = [pair_sort_key(p, FINETUNE_METHOD_NAMES) + variant_sort_key(v) for p, v in zip(df["pair_type"], df["path"])]

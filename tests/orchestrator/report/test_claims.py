@@ -1003,3 +1003,15 @@ def test_cbfts_occlusion_check_is_not_testable_where_the_no_cue_models_sit_at_th
     assert k.outcome == claims.UNTESTABLE and "the no-cue model's clean accuracy (1" in k.reason, k
     healthy = _checks(_judge(LOOSE)["c"], "costs it what it costs the no-cue model")[0]
     assert healthy.outcome != claims.UNTESTABLE or "chance floor" not in healthy.reason
+
+
+def test_a_populations_pairs_are_no_control_of_claim_d():
+    """Population pairs join every two models, across seeds (no seed of their own): claim (e) reads them;
+    listed among (d)'s controls they showed a mean over the few within-seed pairs only."""
+    data = synthetic_sweep()
+    for table in (vocab.BARRIERS, vocab.PATHS):
+        for task_id, rows in list(data[table].items()):
+            if rows and rows[0].get("pair_type") == vocab.CUE_CUE:
+                data[table][task_id + "-pop"] = [dict(r, pair_type=vocab.POPULATION, seed=None) for r in rows]
+    d = _judge(LOOSE, data=data)["d"]
+    assert d.rows and not any(vocab.POPULATION in row.label for row in d.rows), [row.label for row in d.rows]

@@ -751,3 +751,14 @@ def test_a_path_without_an_alignment_is_its_kind_alone_whether_none_or_nan():
     assert stats.path_variant("aligned", "activation") == "aligned (activation)"
     frame = pd.DataFrame({"path_kind": [vocab.LINEAR, "aligned"], "alignment": [np.nan, "weight"]})
     assert stats.path_variants(frame).tolist() == [vocab.LINEAR, "aligned (weight)"]
+
+
+def test_a_populations_pairs_share_models_so_their_summary_and_drift_have_no_interval():
+    """Every pair of a population's models: each model in many pairs, the pairs not independent, so a t
+    interval over them would claim a precision they do not have (claim (e)'s rows say the same)."""
+    rows = [{"pair_type": pt, "path_kind": "linear", "alignment": None, "eval_set": "cue", "metric": "loss",
+             "definition": "chord", "value": v} for pt in (vocab.POPULATION, vocab.CUE_CUE) for v in (0.5, 0.7, 0.9)]
+    summary = stats.summarize(pd.DataFrame(rows)).set_index("pair_type")
+    assert summary.loc[vocab.POPULATION, "n"] == 3 and summary.loc[vocab.POPULATION, "mean"] == pytest.approx(0.7)
+    assert np.isnan(summary.loc[vocab.POPULATION, "ci_low"]) and np.isnan(summary.loc[vocab.POPULATION, "ci_high"])
+    assert summary.loc[vocab.CUE_CUE, "ci_low"] < 0.7 < summary.loc[vocab.CUE_CUE, "ci_high"]
