@@ -234,8 +234,8 @@ def barriers_html(summary: pd.DataFrame, swept: Sequence[str]) -> str:
     for combo in stats.swept_combos([summary], swept) if not summary.empty else [{}]:
         part = stats.facet(summary, combo) if combo else summary
         heading = f"<h3>{esc(stats.facet_label(combo))}</h3>" if combo else ""
-        parts.append(heading + barrier_grid(part) + "<details><summary>Accuracy drop (chord, percentage points as a "
-                     f"fraction), in the same layout</summary>{barrier_grid(part, metric='acc')}</details>")
+        parts.append(heading + barrier_grid(part) + "<details><summary>Accuracy drop (chord, as a fraction of the set: "
+                     f"0.05 is 5 pp), in the same layout</summary>{barrier_grid(part, metric='acc')}</details>")
     return "".join(parts) + ("<details><summary>Every barrier statistic (loss and accuracy; chord and mean-endpoint "
                              "definitions), as in <code>summary.parquet</code></summary>"
                              f"{html_table(summary)}</details>")

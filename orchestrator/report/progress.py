@@ -113,8 +113,10 @@ def caller_provenance(provenance: Mapping[str, object] | None) -> dict[str, str]
 
 def software_versions() -> dict[str, str]:
     """Python and the versions of the libraries of this process, which renders the report (the run's
-    are in the `tasks` table's `versions`: "software (run)")."""
-    return {"software (report)": format_versions(provenance.software_versions())}
+    are in the `tasks` table's `versions`: "software (run)"), and the revision of its code: a stored
+    report's verdicts are those of the code that wrote it."""
+    return {"software (report)": format_versions(provenance.software_versions()),
+            "code revision (report)": provenance.revision_label() or stats.MISSING}   # the rules that judged it
 
 
 def failed_tasks(tasks: pd.DataFrame) -> pd.DataFrame:

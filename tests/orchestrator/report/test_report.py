@@ -93,6 +93,7 @@ def test_full_report(layout, drawn):
     assert "<th>n</th>" in page and f"(n = {len(SEEDS)})" in page       # n on the statistics
     assert "mmc-sweep run sweeps/test.yaml" in page                     # spec text
     assert "deadbeef" in page and "abc123" in page and "3.11-test" in page and "1.5 s" in page
+    assert "code revision (report)" in page         # whose rules judged the stored verdicts
     n_tasks = len(data[vocab.TASKS])
     assert f"{n_tasks} of {n_tasks} tasks finished" in page
     assert "<img" in page and 'src="http' not in page                   # self-contained
