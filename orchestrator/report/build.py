@@ -183,7 +183,8 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
     for combo in stats.swept_combos([ev], swept) if not ev.empty else []:
         table = stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))
         where = f" ({stats.facet_label(combo)})" if combo else ""
-        lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over n seeds{where}:",
+        lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over the n models "
+                  f"(one per seed; the pretrained rows pool every model of their kind){where}:",
                   stats.format_table(table.text)]
     if verdicts:
         lines += ["", "claims (details: report.html, or `mmc-sweep claims <storage>/<sweep>`):",

@@ -243,7 +243,7 @@ def barriers_html(summary: pd.DataFrame, swept: Sequence[str]) -> str:
 
 def finetune_grid(text: pd.DataFrame, long: pd.DataFrame) -> str:
     """Table 1: rows = models (pretrained references, then methods), one column group per cue
-    proportion with one column per eval set, "mean ± std" accuracy (%) shaded by the mean; n seeds."""
+    proportion with one column per eval set, "mean ± std" accuracy (%) shaded by the mean; n models."""
     if text.empty:
         return "<p><em>No pretrained or fine-tuned models evaluated yet.</em></p>"
     groups: dict[str, list[tuple[str, str]]] = {}

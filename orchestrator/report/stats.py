@@ -120,8 +120,9 @@ def summarize(barriers: pd.DataFrame, keys: Sequence[str] = GROUP_KEYS, value: s
               level: float = 0.95, swept: Sequence[str] | None = None) -> pd.DataFrame:
     """Group barrier values by `keys` (plus dataset/model/cue_proportion and swept settings where
     they vary) and give n, mean, std (ddof=1; NaN when n = 1), ci_low, ci_high (`t_interval`; NaN
-    when n = 1, and for a population, whose pairs share models and are not independent). NaN values are left out (n counts the rest). A row whose swept column is null (a
-    task no axis affects) forms its own group: it belongs to every value of the axis."""
+    when n = 1, and for a population, whose pairs share models and are not independent). NaN values
+    are left out (n counts the rest). A row whose swept column is null (a task no axis affects) forms
+    its own group: it belongs to every value of the axis."""
     by = group_keys(barriers, keys, swept)
     columns = [*by, *SUMMARY_COLUMNS]
     if barriers.empty:
@@ -358,8 +359,9 @@ def _task_proportions(tasks: pd.DataFrame | None) -> list[float]:
 
 def finetune_long(evaluations: pd.DataFrame, tasks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long form of Table 1: one row per (row, cue_proportion, eval_set) with n, mean, std of the
-    accuracy over seeds. The no-cue pretrained model is repeated under every cue proportion
-    column (those of the evaluations and of the fine-tuning tasks) as a reference."""
+    accuracy over models (a fine-tuning method's: one per seed; a pretrained row's: every model of its
+    kind). The no-cue pretrained model is repeated under every cue proportion column (those of the
+    evaluations and of the fine-tuning tasks) as a reference."""
     columns = ["row", "cue_proportion", "eval_set", "n", "mean", "std"]
     if evaluations.empty:
         return pd.DataFrame(columns=columns)
@@ -391,8 +393,8 @@ class FinetuneTable(NamedTuple):
 def finetune_table(evaluations: pd.DataFrame, tasks: pd.DataFrame | None = None) -> FinetuneTable:
     """The paper's Table 1. `text` has one row per model (pretrained no-cue and cue references
     first, then fine-tuning methods) and one column per (cue proportion, eval set), cells
-    "mean ± std" accuracy in percent over seeds (the mean alone for one seed), "—" where missing,
-    and an `n` column (seeds per
+    "mean ± std" accuracy in percent over models (the mean alone for one), "—" where missing,
+    and an `n` column (models per
     cell, a range where they differ); `long` is `finetune_long`. Methods and proportions named in
     the tasks table (e.g. failed tasks) appear with "—" cells."""
     long = finetune_long(evaluations, tasks)
