@@ -266,7 +266,8 @@ def _cost_floor_text(r: ClaimRules) -> str:
 def claim_a(s: Slice, r: ClaimRules) -> Claim:
     c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs accuracy); "
                    "a model trained without it does not.",
-              f"Paired within seed, {r.level:.0%} intervals: the cue models' randimg reliance above 0, above the no-cue "
+              f"Paired within seed, {r.level:.0%} intervals (a seed's value: the mean over its pretrained models of "
+              "that kind, partners and same-init controls included): the cue models' randimg reliance above 0, above the no-cue "
               f"models', and the cost of a random cue above the no-cue models'; not testable where a comparison could "
               f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}. Supporting: the "
               f"no-cue models' randimg reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
