@@ -14,6 +14,7 @@ import os
 import time
 import logging
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -88,26 +89,27 @@ def read_spec_text(layout) -> str | None:
     return None
 
 
-def _spec_unread(spec_text: str | None) -> str:
-    """Why the stored spec.yaml gives no rules ("" when it does): the claims are then judged by the defaults."""
+@lru_cache(maxsize=4)
+def _parsed_spec(spec_text: str | None) -> tuple[dict | None, str]:
+    """(the stored spec.yaml as a mapping, "") or (None, why it gives none): its rules, its axes and the
+    report's banner read it, parsed once. Read only: the mapping is shared."""
     if spec_text is None:
-        return "the sweep's spec.yaml is missing or unreadable"
+        return None, "the sweep's spec.yaml is missing or unreadable"
     try:
         spec = parse_yaml(spec_text)
     except YamlError as e:
-        return f"the sweep's spec.yaml is not valid YAML ({e})"
-    return "" if isinstance(spec, dict) else "the sweep's spec.yaml is not a mapping"
+        return None, f"the sweep's spec.yaml is not valid YAML ({e})"
+    return (spec, "") if isinstance(spec, dict) else (None, "the sweep's spec.yaml is not a mapping")
 
 
 def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict]:
     """The claims' decision rules of the sweep's resolved spec.yaml (its `claims:` section; the defaults
     for a spec written before the section existed) and that section as the spec states it."""
     text = spec_text if spec_text is not None else read_spec_text(layout)
-    unread = _spec_unread(text)
+    spec, unread = _parsed_spec(text)
     if unread:
         _LOG.warning(f"{unread}: the claims are judged by the default rules, not those the sweep declared")
-    spec = parse_yaml(text) if not unread else None
-    raw = spec.get("claims") if isinstance(spec, dict) else None
+    raw = spec.get("claims") if spec is not None else None
     problems: list[str] = []
     rules = read_settings(top_key("claims"), {"claims": raw if isinstance(raw, dict) else {}}, "claims", problems)
     if rules is None:
@@ -119,12 +121,8 @@ def stored_rules(layout, spec_text: str | None = None) -> tuple[ClaimRules, dict
 
 def swept_keys(layout, spec_text: str | None = None) -> tuple[str, ...]:
     """The swept settings (`<section>.<field>`) of the sweep: the `axes` of its resolved spec.yaml."""
-    text = spec_text if spec_text is not None else read_spec_text(layout)
-    try:
-        spec = parse_yaml(text) if text else None
-    except YamlError:
-        return ()
-    axes = spec.get("axes") if isinstance(spec, dict) else None
+    spec = _parsed_spec(spec_text if spec_text is not None else read_spec_text(layout))[0]
+    axes = spec.get("axes") if spec is not None else None
     keys = [key for group in axes if isinstance(group, dict) for key in group] if isinstance(axes, list) else []
     return tuple(dict.fromkeys(k for k in keys if isinstance(k, str)))
 
@@ -228,7 +226,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
     table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
     rules, rules_dict = stored_rules(layout, spec_text)
-    spec_unread = _spec_unread(spec_text)
+    spec_unread = _parsed_spec(spec_text)[1]     # "": its rules judged the claims
     maps = mechanism_map.maps(results, swept, rules)
     verdicts = claims_lib.judge(results, swept, rules, maps=maps)
     drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)

@@ -33,10 +33,9 @@ from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.run.signals import STOPS
 from orchestrator.run.state import ProgressPrinter, SweepState
-from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED, TRAINING_KINDS
+from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED
 from orchestrator.run.task_result import TaskResult
 
-TRIAL_CPU_WITH_TRAIN_WORKERS = capacity.TRAINER_CPU   # a trial that only drives Ray Train workers
 
 
 DEFAULT_MAX_BUNDLE = 8         # tasks per bundle unless MMC_MAX_BUNDLE or `max_bundle` say otherwise
@@ -302,7 +301,7 @@ def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None 
     if parent_kinds is None:
         parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
     # imported here, in the trial's process: the driver imports neither torch nor Ray Train's torch module
-    if task.resources.workers > 1 and task.kind in TRAINING_KINDS:   # as `capacity.drives_ray_train`
+    if capacity.drives_ray_train(task.kind, task.resources):
         from orchestrator.run import distributed
 
         return distributed.run_with_ray_train(task, layout, ctx.runner, ctx.data_root, parent_kinds)

@@ -13,7 +13,7 @@ import pytest
 from ray.tune.search import Searcher
 
 from orchestrator import knobs
-from orchestrator.run import schedule as S, state as sweep_state
+from orchestrator.run import capacity, schedule as S, state as sweep_state
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.results.outputs import read_marker
@@ -238,7 +238,7 @@ def test_trial_resources_follow_the_task():
     assert S.trial_resources(task("align", cpus=1, gpus=0.25, custom=(("fake_gpu", 1.0),))) == {
         "cpu": 1, "gpu": 0.25, "fake_gpu": 1.0}
     # a trial that only drives Ray Train workers reserves (almost) nothing itself
-    assert S.trial_resources(task("pretrain", cpus=1, workers=2)) == {"cpu": S.TRIAL_CPU_WITH_TRAIN_WORKERS}
+    assert S.trial_resources(task("pretrain", cpus=1, workers=2)) == {"cpu": capacity.TRAINER_CPU}
     assert S.trial_resources(task("path_eval", cpus=1, workers=2)) == {"cpu": 1}
 
 
