@@ -21,6 +21,7 @@ head's session (the autoscaler's nodes included), a node by SIGKILL to the proce
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -34,7 +35,10 @@ HEAD_TYPE, WORKER_TYPE = "ray.head.default", "gpu_worker"   # the fake provider'
 WORKER_RESOURCES = {"CPU": 1, "GPU": 1}
 MAX_WORKERS = 2
 IDLE_TIMEOUT_MIN = 0.25         # 15 s: a node that has just joined is claimed well within it, even on 2 busy cores
-HEARTBEAT_TIMEOUT_S = 5         # a node that stopped reporting is removed (and can be replaced) after this
+# A node that stopped reporting is removed (and can be replaced) after this. Ray's own default: the clock
+# starts when the provider reports the node up, before its raylet has registered, and a raylet can take
+# several seconds to register on 2 busy cores (at 5 s a CI run saw a new node terminated before its task ran).
+HEARTBEAT_TIMEOUT_S = 30
 HEAD_ATTEMPTS = 3
 NODE_ID_ENV = "RAY_OVERRIDE_NODE_ID_FOR_TESTING"
 FAKE_HEAD_ID = "f" * 51 + "00000"
@@ -157,6 +161,10 @@ class AutoscalingCluster:
             return sorted(set(mine) | set(children))
 
         _kill_all(processes, f"node {node_id[-5:]}")
+
+    def terminated(self) -> set[str]:
+        """Node ids of the worker nodes the autoscaler has terminated (any reason), from its log."""
+        return set(re.findall(r"Terminating the node with id (\w+)", self.monitor_log()))
 
     def log_tail(self, chars: int = 3000) -> str:
         text = (self.base / "head.log").read_text(errors="replace") if (self.base / "head.log").exists() else ""
