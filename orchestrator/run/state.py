@@ -45,9 +45,9 @@ Listener = Callable[[str, TaskState, TaskState], None]   # (task id, state befor
 class SweepState:
     """Status of every task of one invocation; the searcher and the progress line read it.
 
-    `states` is read-only; `set_status` changes a task's state and tells every listener, in the order
-    they subscribed: first the counts, then (once built) the ready set, then the others. Nothing here
-    scans the whole graph per change.
+    `states` is read-only; `set_status` changes a task's state and its counts (a failure with the skips
+    it causes, as one change), then tells the listeners: first (once built) the ready set, then the others
+    in the order they subscribed. Nothing here scans the whole graph per change.
 
     `keep_results=False`: a task's `result` (its metrics and step series, ~38 KB for a path evaluation)
     goes to the listeners with the change and is then not kept in `states` (the driver's recorder, a
@@ -64,7 +64,7 @@ class SweepState:
         self._counts: dict[str, int] = dict.fromkeys(RUN_STATUSES, 0)
         for s in self._states.values():
             self._counts[s.status] = self._counts.get(s.status, 0) + 1
-        self._listeners: list[Listener] = [self._count]
+        self._listeners: list[Listener] = []
         self._ready: ReadySet | None = None
 
     # ---- changes ----------------------------------------------------------------------------
@@ -77,37 +77,34 @@ class SweepState:
         """Give `task_id` the status `status` (`reason`: why it failed or was skipped; `facts`: its other
         fields, `started_at`, `duration_s` and `result` kept from before unless given; `error` and
         `error_type` are this status's: None unless given, so a task that failed and then finished has none).
-        A task that fails first skips its pending descendants (returned, in the graph's order), then the
-        listeners hear of the failure: by then the counts hold the whole change."""
+        A task that fails skips its pending descendants (returned, in the graph's order). The whole change is
+        made and counted first; then the listeners hear of each skip and last of the failure, so every
+        listener (the progress line among them) sees counts that hold all of it."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown task status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
         before = self._states[task_id]
         after = replace(before, status=status, error=reason, error_type=facts.pop("error_type", None), **facts)
-        self._states[task_id] = after
-        skipped = self._skip_descendants(task_id) if status == FAILED else []
-        self._tell(task_id, before, after)
+        skips = self._skips(task_id) if status == FAILED else []
+        changes = [*skips, (task_id, before, after)]
+        for changed, was, now in changes:
+            self._states[changed] = now
+            self._counts[was.status] -= 1
+            self._counts[now.status] = self._counts.get(now.status, 0) + 1
+        for change in changes:
+            self._tell(*change)
         if not self.keep_results and after.result is not None and self._states[task_id] is after:
             self._states[task_id] = replace(after, result=None)   # the listeners have it
-        return skipped
+        return [child for child, _, _ in skips]
 
-    def _skip_descendants(self, task_id: str) -> list[str]:
-        skipped = []
-        for child in self.graph.descendants(task_id):
-            before = self._states[child]
-            if before.status == PENDING:
-                after = replace(before, status=SKIPPED, error=f"skipped: upstream task {task_id} failed", error_type=None)
-                self._states[child] = after
-                self._tell(child, before, after)
-                skipped.append(child)
-        return skipped
+    def _skips(self, task_id: str) -> list[tuple[str, TaskState, TaskState]]:
+        """(child, before, after) for each pending descendant of the failed `task_id`, now skipped."""
+        reason = f"skipped: upstream task {task_id} failed"
+        return [(child, self._states[child], replace(self._states[child], status=SKIPPED, error=reason, error_type=None))
+                for child in self.graph.descendants(task_id) if self._states[child].status == PENDING]
 
     def _tell(self, task_id: str, before: TaskState, after: TaskState) -> None:
         for listener in list(self._listeners):
             listener(task_id, before, after)
-
-    def _count(self, task_id: str, before: TaskState, after: TaskState) -> None:
-        self._counts[before.status] -= 1
-        self._counts[after.status] = self._counts.get(after.status, 0) + 1
 
     # ---- reading ----------------------------------------------------------------------------
     @property
@@ -115,7 +112,7 @@ class SweepState:
         """The pending tasks whose parents have all finished (built once, then kept up to date)."""
         if self._ready is None:
             self._ready = ReadySet(self)
-            self._listeners.insert(1, self._ready.status_changed)   # right after the counts
+            self._listeners.insert(0, self._ready.status_changed)   # before any other listener
         return self._ready
 
     def count(self, status: str) -> int:

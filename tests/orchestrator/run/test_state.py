@@ -32,6 +32,22 @@ def test_a_failure_skips_only_the_pending_descendants_and_keeps_its_error_type(g
     assert all(state.states[t].error_type is None for t in skipped)
 
 
+
+def test_every_listener_hears_of_a_failure_and_its_skips_with_counts_that_hold_all_of_them(graph):
+    """The progress line printed at a skip said `failed 0 | skipped 1` while the failure was on its way."""
+    from orchestrator.run.state import SweepState
+
+    state = SweepState(graph)
+    root = first(graph, vocab.PRETRAIN)
+    heard = []
+    state.subscribe(lambda task_id, before, after: heard.append((after.status, state.count(vocab.FAILED),
+                                                                 state.count(vocab.SKIPPED))))
+    skipped = state.set_status(root.id, vocab.FAILED, "boom")
+    assert len(skipped) >= 2
+    assert [status for status, _, _ in heard] == [vocab.SKIPPED] * len(skipped) + [vocab.FAILED]   # the failure last
+    assert {(failed, skips) for _, failed, skips in heard} == {(1, len(skipped))}
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_result_goes_to_the_listeners_and_is_kept_only_when_asked(graph, keep):
     from orchestrator.run.state import SweepState
@@ -110,8 +126,8 @@ def test_a_state_kept_for_a_task_outside_the_graph_stays_and_is_counted(graph):
 
 
 def test_listeners_hear_of_a_change_after_the_counts_and_the_ready_set_are_up_to_date(graph):
-    """SweepState's docstring: first the counts, then (once built) the ready set, then the others, even a
-    listener that subscribed before the ready set was built."""
+    """SweepState's docstring: the counts changed first, then the listeners told: (once built) the ready set
+    first, even before a listener that subscribed before it was built."""
     from orchestrator.run.state import SweepState
 
     state = SweepState(graph)
