@@ -35,7 +35,7 @@ TRAINER_CPU = 0.01                   # the trial of a task on Ray Train workers 
 WORKER_PLACEMENT = "PACK"            # Ray Train's workers: packed where they fit, spread over nodes where not
 MOST_NODES_PER_TYPE = 1025           # node types listed at most this often (a task asks for <= 1024 workers + 1)
 READONLY_TYPE_PREFIX = "node_"       # the node types of the read-only autoscaler of a cluster without a config
-_EPS = 1e-9
+RESOURCE_EPS = 1e-9                  # resources are summed in floating point: 4 + 4 + 0.01 fits 8.01 CPUs
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ClusterView:
         listed = Counter()
         for node in self.nodes:
             listed.update({k: float(v) for k, v in node.items()})
-        return any(v > float(self.visible.get(k, 0)) + _EPS for k, v in listed.items() if not k.startswith("node:"))
+        return any(v > float(self.visible.get(k, 0)) + RESOURCE_EPS for k, v in listed.items() if not k.startswith("node:"))
 
     @property
     def pending_nodes(self) -> int:
@@ -124,7 +124,7 @@ class ClusterView:
         fits = math.inf
         for name, amount in demand.items():
             if amount > 0:
-                fits = min(fits, math.floor(float(cluster.get(name, 0)) / amount + _EPS))
+                fits = min(fits, math.floor(float(cluster.get(name, 0)) / amount + RESOURCE_EPS))
         return int(fits) if fits != math.inf else 1
 
     def summary(self) -> str:
@@ -175,7 +175,7 @@ def fits_on_nodes(bundles: list[dict], nodes: list[dict]) -> bool:
     holds as many of them as the nodes can; its trainer's sliver goes where room is left."""
     free = [{k: float(v) for k, v in node.items()} for node in nodes]
     for bundle in sorted(bundles, key=_size, reverse=True):
-        node = next((n for n in free if all(n.get(k, 0.0) + _EPS >= v for k, v in bundle.items())), None)
+        node = next((n for n in free if all(n.get(k, 0.0) + RESOURCE_EPS >= v for k, v in bundle.items())), None)
         if node is None:
             return False
         for k, v in bundle.items():

@@ -397,9 +397,6 @@ def check_ray_address(address: str | None) -> None:
 
 # ----- the cluster -----
 
-_EPS = 1e-9   # resources are summed in floating point: 4 + 4 + 0.01 fits a cluster of 8.01 CPUs
-
-
 def check_resources(spec: SweepSpec, cluster: dict, kinds: list[str]) -> list[str]:
     """Problems running `spec`'s task `kinds` on a cluster. `cluster` is `ray.cluster_resources()`
     ({"CPU": n, "GPU": n, ...}), optionally with "nodes": a list of such dicts, one per node (else the
@@ -427,15 +424,15 @@ def _kind_problems(kind: str, r, cluster: dict, nodes: list[dict]) -> list[str]:
     for unit, name, per, share in (("cpus", "CPU", r.cpus, trainer), ("gpus", "GPU", r.gpus, 0.0)):
         node_max = max(float(n.get(name, 0)) for n in nodes)
         total = float(cluster.get(name, 0))
-        if per > node_max + _EPS:
+        if per > node_max + capacity.RESOURCE_EPS:
             problems.append(f"{field}.{unit}`: {per:g} per worker but the largest node has "
                             f"{node_max:g}; use at most {node_max:g}")
-        elif per * r.workers + share > total + _EPS:
+        elif per * r.workers + share > total + capacity.RESOURCE_EPS:
             problems.append(_too_much(field, r, unit, per, share, total, node_max, lambda most, name=name: (
                 capacity.fits_on_nodes(_with_per_worker(bundles, trainer, name, most), nodes))))
     for name, amount in r.custom:   # a missing custom resource would wait forever
         have = float(cluster.get(name, 0))
-        if amount * r.workers > have + _EPS:
+        if amount * r.workers > have + capacity.RESOURCE_EPS:
             problems.append(f"{field}.custom.{name}`: {r.workers} workers x {amount:g} but the cluster "
                             f"has {have:g} of `{name}`; start nodes with that resource or remove it")
     if not problems and not capacity.fits_on_nodes(bundles, nodes):
