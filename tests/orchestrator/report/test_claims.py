@@ -399,6 +399,24 @@ def test_d_compares_the_same_init_pairs_with_every_same_data_control_from_one_in
     assert len(checks) == 2 and all(c.group == "same-init design" and c.outcome == claims.YES for c in checks)
 
 
+def test_d_does_not_hold_against_children_that_share_epochs_of_training_beyond_the_start():
+    """A cue~cue:spawn@5 pair shares five epochs of training, not only the initialisation the same-init pair
+    shares: its barrier is a lower baseline, so (d) is not decided against it alone (supporting only), and
+    without spawn@0 or resubset the same-init design is not measured."""
+    data = synthetic_sweep()
+    for table in (vocab.PATHS, vocab.BARRIERS, vocab.TASKS):
+        data[table] = {t: [dict(r, pair_type=r["pair_type"].replace("spawn@0", "spawn@5"))
+                           if isinstance(r.get("pair_type"), str) else r for r in rows]
+                       for t, rows in data[table].items() if "resubset" not in t}
+    d = _judge(LOOSE, data=data)["d"]
+    later = _checks(d, "above that of cue~cue:spawn@5")
+    assert len(later) == 2 and all(not c.required and c.outcome == claims.YES for c in later)
+    missing = [c for c in d.checks if c.group == "same-init design"]
+    assert missing and all(c.outcome == claims.MISSING for c in missing)
+    assert d.verdict == claims.NOT_TESTABLE and "cue~cue:spawn@0 or cue~cue:resubset" in d.sentence()
+    assert "spawn@0, cue~cue:resubset" in d.rule and "supporting only" in d.rule
+
+
 def test_a_no_cue_model_that_relies_on_the_cue_qualifies_claim_a_without_deciding_it():
     """The statement's "a model trained without it does not": the no-cue model's randimg reliance within
     ±5 pp of 0 is a supporting check. At chance (the synthetic sweep) it is ✓; at 40% on randimg (30 pp
