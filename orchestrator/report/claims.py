@@ -615,8 +615,7 @@ def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) ->
         where = f" [{claim.context}]" if claim.context else ""
         if not detail:
             note = " (see its notes)" if claim.notes else ""
-            partly = " WHERE IT CAN BE TESTED" if claim.verdict == HOLDS and claim.untested() else ""
-            lines.append(f"({claim.key}){where} {claim.verdict.upper()}{partly}{note}: {claim.statement}")
+            lines.append(f"({claim.key}){where} {claim.badge().upper()}{note}: {claim.statement}")
             continue
         lines += [f"({claim.key}){where} {claim.statement}", f"    rule: {claim.rule}", f"    → {claim.sentence()}"]
         for c in claim.checks:

@@ -154,9 +154,7 @@ def claims_html(claims: Sequence[claims_lib.Claim], rules: Mapping[str, object] 
                  + "".join(f"<th>{esc(d)}</th>" for d in also) + f"</tr></thead><tbody>{rows}</tbody></table></details>") \
             if rows else ""
         out.append(f'<div class="claim {VERDICT_CLASS[claim.verdict]}"><p><strong>({esc(claim.key)})</strong> '
-                   f'{esc(claim.statement)} <span class="verdict">{esc(claim.verdict)}'
-                   f'{" where it can be tested" if claim.verdict == claims_lib.HOLDS and claim.untested() else ""}'
-                   '</span></p>'
+                   f'{esc(claim.statement)} <span class="verdict">{esc(claim.badge())}</span></p>'
                    f'<p class="rule"><em>Rule:</em> {esc(claim.rule)}</p>'
                    f"<p>{esc(claim.sentence())}</p><ul class=\"checks\">{checks}</ul>{table}</div>")
     return "".join(out)

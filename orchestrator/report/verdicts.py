@@ -165,6 +165,19 @@ class Claim:
         return [c for c in self.checks if c.required and c.outcome in (UNTESTABLE, MISSING)
                 and c.group not in self.optional]
 
+    def excepted(self) -> list[Check]:
+        """The supporting checks not decided as claimed (decided the other way, or not separated) that turn
+        "holds" into "holds, except that …"."""
+        return [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
+
+    def badge(self) -> str:
+        """The verdict in a few words, for one-line verdicts and the report's badge: what a "holds" does not
+        cover said with it (where it can be tested; except a supporting check), as the sentence says first."""
+        if self.verdict != HOLDS:
+            return self.verdict
+        return HOLDS + (" where it can be tested" if self.untested() else "") + \
+            (", except a supporting check" if self.excepted() else "")
+
     def _those(self, outcome: str, required: bool = True) -> list[Check]:
         return [c for c in self.checks if c.required == required and c.outcome == outcome]
 
@@ -188,7 +201,7 @@ class Claim:
             blocking = [c for c in untestable if c.group not in self.optional] or untestable
             return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
         decided = [c for c in self.checks if c.required and c.outcome == YES]
-        failing = [c for c in self.checks if not c.required and c.outcome in (NO, OVERLAP)]
+        failing = self.excepted()
         # a required comparison a group could not test leaves that part of the claim untested: said first
         needed = self.untested()
         head = ("Holds where it can be tested" if needed else "Holds") + ("" if not failing else ", except that " + "; ".join(

@@ -244,6 +244,9 @@ def test_a_supporting_check_not_decided_as_claimed_qualifies_the_holds(outcome, 
     claim.checks.append(Check("the supporting one", outcome, "—", None))
     assert claim.verdict == verdicts.HOLDS
     assert claim.sentence().startswith(f"Holds, except that “the supporting one” {wording}:")
+    # the one-line verdict (console, summary) and the report's badge say it too, not a plain "holds"
+    assert claims_text([claim], detail=False).startswith("(x) HOLDS, EXCEPT A SUPPORTING CHECK: ")
+    assert claims_html([claim]).count("holds, except a supporting check</span>") == 1
 
 
 def test_a_claim_that_holds_still_says_which_of_its_comparisons_could_not_be_tested():
