@@ -378,3 +378,12 @@ def test_each_verdict_gets_its_own_styled_class_and_each_check_its_mark():
         page = report_html.claims_html([claim])
         assert f'<div class="claim {cls}">' in page and f".claim.{cls}" in css, outcome
         assert f'<span class="mark {outcome}">{report_html.MARKS[outcome]}</span>' in page
+
+
+def test_the_pages_account_of_a_verdict_is_the_rule_the_verdicts_follow():
+    """A required statement with no testable comparison makes a claim not testable, not "holds": the page's
+    introduction says so, and names "holds where it can be tested" and "holds, except …"."""
+    page = " ".join(report_html.template("report.html").split())
+    assert "every comparison it needs that can discriminate is decided as claimed" not in page
+    assert "<em>holds where it can be tested</em>" in page and "<em>not testable here</em>" in page
+    assert "holds, except" in page
