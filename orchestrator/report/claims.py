@@ -22,6 +22,7 @@ machinery).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -150,12 +151,18 @@ class _Judge:
         """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards; `reference`:
         `higher` is the reference the claim's path should go below (not the claim's own path)."""
         r = self.r
-        top = self.values(higher, eval_set)
-        diff = cmp.compare(top, self.values(lower, eval_set), r.level)
+        top, bottom = self.values(higher, eval_set), self.values(lower, eval_set)
+        diff = cmp.compare(top, bottom, r.level)
         decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
                                 lambda d: self._nothing_below(d, higher, top) if reference else d)
-        self.c.checks.append(check(text, decision, diff, group, power=self.power(diff, r.barrier_effect)))
+        if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
+            absent = [f"{p} {path}" for (p, path), v in ((higher, top), (lower, bottom)) if not np.isfinite(v).any()]
+            decision = replace(decision, reason=f"not measured: no {' and no '.join(absent)} barriers on {eval_set} "
+                               "in this sweep (paths.pairs and paths.kinds plan them)" if absent else
+                               f"not measured: no seed has a finite barrier on both sides on {eval_set}")
+        self.c.checks.append(check(text, decision, diff, group,
+                                   power="" if not diff.n else self.power(diff, r.barrier_effect)))
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
         """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""

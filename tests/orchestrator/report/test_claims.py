@@ -1033,3 +1033,18 @@ def test_a_populations_pairs_are_no_control_of_claim_d():
                 data[table][task_id + "-pop"] = [dict(r, pair_type=vocab.POPULATION, seed=None) for r in rows]
     d = _judge(LOOSE, data=data)["d"]
     assert d.rows and not any(vocab.POPULATION in row.label for row in d.rows), [row.label for row in d.rows]
+
+
+def test_a_barrier_comparison_the_sweep_did_not_measure_names_the_barriers_it_lacks():
+    """A sweep of quadratic paths only: (d)'s same-init comparisons are not measured, and the reason says
+    which barriers are missing (not a bare "no values"), with no power line for an empty comparison."""
+    data = synthetic_sweep()
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        data[table] = {t: rows for t, rows in data[table].items()
+                       if not (rows and rows[0].get("pair_type") == "cue~nocue:same-init"
+                               and rows[0].get("path_kind") == vocab.LINEAR)}
+    d = _judge(LOOSE, data=data)["d"]
+    missing = _checks(d, "same-init linear barrier is above that of cue~cue:spawn@0")
+    assert all(c.outcome == claims.MISSING and c.power == "" for c in missing)
+    assert all("no cue~nocue:same-init linear barriers on" in c.reason for c in missing), [c.reason for c in missing]
+    assert d.verdict == claims.NOT_TESTABLE and "(no values)" not in d.sentence()
