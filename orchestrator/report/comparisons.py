@@ -157,6 +157,8 @@ def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit
     """`detectable ≥ 0.12 at 80% power with n = 3; 0.05 needs ≈ 14 seeds`."""
     if diff.n < 2:
         return f"n = {diff.n}: no spread to judge power"
+    if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    # `_precheck`'s "no spread"
+        return f"n = {diff.n} with no spread (every seed the same difference): power cannot be judged"
     mde = detectable(diff, power)
     need = seeds_needed(diff, effect, power)
     need_text = "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"≈ {need}")

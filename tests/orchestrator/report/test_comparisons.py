@@ -445,3 +445,14 @@ def test_a_permutation_null_without_spread_is_not_testable():
     flat = cmp.permutation(0.0, 1.0, 1.0, 0.001, 0.0, LEVEL, 0.05, 0.8)
     assert flat.outcome == cmp.UNTESTABLE and flat.reason.startswith("no spread: every relabeling")
     assert cmp.permutation(0.0, 0.6, 0.5, 0.001, 0.001, LEVEL, 0.05, 0.8).outcome == cmp.OVERLAP
+
+
+def test_a_comparison_without_spread_claims_no_power_it_does_not_have():
+    """Every seed the same nonzero difference: not testable (no spread), so its power line cannot say that
+    the seeds run could detect the effect ("detectable ≥ 0 … needs ≈ 2 seeds"); all exactly 0 keeps it."""
+    tie = cmp.Diff(True, 2, 0.9, 0.0, 1.0, 0.95, 0.0)
+    assert cmp.superiority(tie, 0.05, 0.8).outcome == cmp.UNTESTABLE
+    text = cmp.power_text(tie, 0.05, 0.8, 100.0, " pp")
+    assert "no spread" in text and "needs" not in text and "detectable" not in text
+    zero = cmp.Diff(True, 2, 0.0, 0.0, 1.0, 0.95, 0.0)
+    assert "detectable ≥ 0" in cmp.power_text(zero, 0.05, 0.8)
