@@ -147,13 +147,16 @@ class _Judge:
         return self.s.barrier(*pair, eval_set, self.r.barrier_metric, definition or self.r.barrier_definition)
 
     def barrier_above(self, text: str, higher: tuple[str, str], lower: tuple[str, str], eval_set: str,
-                      group: str | None, reference: bool = False) -> None:
+                      group: str | None, reference: bool = False, mechanism: pd.Series | None = None) -> None:
         """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards; `reference`:
-        `higher` is the reference the claim's path should go below (not the claim's own path)."""
+        `higher` is the reference the claim's path should go below (not the claim's own path); `mechanism`:
+        the cue models' randimg reliance, where the comparison asks whether a cue model and a no-cue model
+        differ beyond same-data pairs (`_no_mechanism`)."""
         r = self.r
         top, bottom = self.values(higher, eval_set), self.values(lower, eval_set)
         diff = cmp.compare(top, bottom, r.level)
         decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
+                                lambda d: self._no_mechanism(d, mechanism),
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
                                 lambda d: self._nothing_below(d, higher, top) if reference else d)
         if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
@@ -163,6 +166,22 @@ class _Judge:
                                f"not measured: no seed has a finite barrier on both sides on {eval_set}")
         self.c.checks.append(check(text, decision, diff, group,
                                    power="" if not diff.n else self.power(diff, r.barrier_effect)))
+
+    def _no_mechanism(self, decision: cmp.Decision, reliance: pd.Series | None) -> cmp.Decision:
+        """(d) asks whether a model that relies on the cue and one that does not are less connected than two
+        models trained on the same data: where the cue models' mean randimg reliance is within
+        `no_reliance_margin` of none (a cue too rare to be learnt), both are models without the cue's
+        mechanism, the cue~nocue pair is one more same-data pair, and the comparison cannot show the claim's
+        effect (not testable; noise would decide it)."""
+        if reliance is None or not len(reliance):
+            return decision
+        mean = float(reliance.mean())
+        if not abs(mean) <= self.r.no_reliance_margin:
+            return decision
+        return decision.blocked(f"the cue models' randimg reliance is {PP * mean:+.1f} pp, within "
+                                f"±{PP * self.r.no_reliance_margin:g} pp of none: they have not learnt the cue, so "
+                                "a cue and a no-cue model do not differ in mechanism here and the comparison cannot "
+                                "show the claim's effect")
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
         """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""
@@ -404,12 +423,15 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
               f"cue~cue:resubset; a X~X:spawn@K child with K > 0 shares K epochs of training as well, a lower baseline: "
               f"supporting only); the quadratic path below the linear one; where alignment works for the same-data "
               f"controls (aligned barrier's upper bound below {r.aligned_works:g}), cue~nocue above them after "
-              f"alignment; {_guards_text(r)}{_reference_text(r)}. Supporting: independent-init linear barriers, the "
+              f"alignment; {_guards_text(r)}{_reference_text(r)}; a comparison of cue~nocue with same-data pairs is "
+              f"not testable where the cue models' mean randimg reliance is within ±{PP * r.no_reliance_margin:g} pp of "
+              "none (no cue learnt: no mechanism to differ). Supporting: independent-init linear barriers, the "
               "noise floor.")
     c.optional.add("after alignment")
     j = _Judge(s, r, c)
     floor = s.noise_floor()
     main = same_init[0] if same_init else vocab.CUE_NOCUE
+    learnt = s.reliance(s.models(vocab.PRETRAIN, cue=True)).get(RANDIMG, EMPTY)     # the cue models' reliance
     # a population's pairs are every pair of its models, across seeds: no control (claim (e) reads them)
     for pair in stats.order_pairs([p for p in s.pair_types()
                                    if not p.startswith(vocab.PRETRAINED_FT) and p != vocab.POPULATION]):
@@ -427,20 +449,21 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
                                   f"not measured: add {missing} to paths.pairs{beyond}"))
         for control in controls if same_init else []:
             j.barrier_above(f"on {eval_set}, the {same_init[0]} linear barrier is above that of {control}",
-                            (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, "same-init design")
+                            (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, "same-init design",
+                            mechanism=learnt)
         for control in later if same_init else []:
             j.barrier_above(f"on {eval_set}, the {same_init[0]} linear barrier is above that of {control} (children "
                             "sharing epochs of training beyond the initialisation)",
-                            (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, None)
+                            (same_init[0], vocab.LINEAR), (control, vocab.LINEAR), eval_set, None, mechanism=learnt)
         j.barrier_above(f"on {eval_set}, the quadratic path lowers the {main} barrier", (main, vocab.LINEAR),
                         (main, vocab.QUADRATIC), eval_set, "quadratic connects", reference=True)
-        _aligned_checks(j, independent, eval_set)
+        _aligned_checks(j, independent, eval_set, learnt)
         for ref in independent:
             j.barrier_above(f"on {eval_set}, the independent-init cue~nocue linear barrier is above that of {ref}",
-                            (vocab.CUE_NOCUE, vocab.LINEAR), (ref, vocab.LINEAR), eval_set, None)
+                            (vocab.CUE_NOCUE, vocab.LINEAR), (ref, vocab.LINEAR), eval_set, None, mechanism=learnt)
         if floor:
             j.barrier_above(f"on {eval_set}, the {main} linear barrier is above the noise floor ({floor})",
-                            (main, vocab.LINEAR), (floor, vocab.LINEAR), eval_set, None)
+                            (main, vocab.LINEAR), (floor, vocab.LINEAR), eval_set, None, mechanism=learnt)
     return family_wise(c, r.level)
 
 
@@ -453,7 +476,7 @@ def _from_the_start(pair_type: str) -> bool:
     return design == vocab.RESUBSET or epoch == 0
 
 
-def _aligned_checks(j: _Judge, independent: list[str], eval_set: str) -> None:
+def _aligned_checks(j: _Judge, independent: list[str], eval_set: str, learnt: pd.Series | None = None) -> None:
     """cue~nocue above each same-data pair after alignment, only where alignment connects that pair."""
     s, r = j.s, j.r
     for path in [p for p in s.paths(vocab.CUE_NOCUE) if p.startswith(vocab.ALIGNED)]:
@@ -467,7 +490,7 @@ def _aligned_checks(j: _Judge, independent: list[str], eval_set: str) -> None:
                                         f"barrier {control.mean:.3f}, upper bound {control.ci_high:.3f} ≥ "
                                         f"{r.aligned_works:g}): a wider model would (sweeps/mechanism_width.yaml)"))
                 continue
-            j.barrier_above(text, (vocab.CUE_NOCUE, path), (ref, path), eval_set, "after alignment")
+            j.barrier_above(text, (vocab.CUE_NOCUE, path), (ref, path), eval_set, "after alignment", mechanism=learnt)
 
 
 def claim_e(found: list, r: ClaimRules) -> Claim:

@@ -54,7 +54,9 @@ class ClaimRules(Settings):
                                         "indices within +- this of 0 (equivalence, two one-sided tests); (a, "
                                         "supporting) the no-cue models' randimg reliance within +- this of 0; (b, "
                                         "c) keeping or lowering a reliance whose mean is within this of 0 is not "
-                                        "testable (there is none)")
+                                        "testable (there is none); (d) comparing cue~nocue with same-data pairs "
+                                        "where the cue models' randimg reliance is within this of 0 is not "
+                                        "testable (no cue learnt)")
     aligned_works: float = setting(0.1, gt=0, le=100, doc="(d) independent-init pairs are compared after alignment "
                                    "only where alignment works for their same-data controls: each control's "
                                    "aligned barrier has its upper interval bound below this")

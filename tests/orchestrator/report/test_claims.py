@@ -1048,3 +1048,19 @@ def test_a_barrier_comparison_the_sweep_did_not_measure_names_the_barriers_it_la
     assert all(c.outcome == claims.MISSING and c.power == "" for c in missing)
     assert all("no cue~nocue:same-init linear barriers on" in c.reason for c in missing), [c.reason for c in missing]
     assert d.verdict == claims.NOT_TESTABLE and "(no values)" not in d.sentence()
+
+
+def test_d_is_not_testable_where_the_cue_models_have_not_learnt_the_cue():
+    """A cue too rare to be learnt (the cue models' randimg reliance 1 pp above chance): the cue~nocue pair is
+    one more pair of models without the cue's mechanism, so its comparisons with same-data pairs cannot show
+    (d)'s effect — not testable, never 'cannot be separated' or 'does not hold' — while (d) with a learnt cue
+    is decided."""
+    d = _judge(LOOSE, accuracy={"cue": {"randimg": 0.11, "randcue": 0.68}},
+               scale={"cue~nocue:same-init": 0.1})["d"]
+    same_init = [c for c in d.checks if c.group == "same-init design"]
+    assert same_init and all(c.outcome == claims.UNTESTABLE and "have not learnt the cue" in c.reason
+                             for c in same_init), [(c.outcome, c.reason) for c in same_init]
+    assert all(0 <= c.p_other <= 1 for c in same_init)          # still in the claim's family (Holm's k)
+    assert d.verdict == claims.NOT_TESTABLE and "have not learnt the cue" in d.sentence()
+    assert "no cue learnt" in d.rule
+    assert _judge(LOOSE)["d"].verdict == claims.HOLDS
