@@ -553,7 +553,7 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             c.checks.append(Check(ari_text, MISSING, "—", None, why))
         else:
             a = m.ari_test
-            ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, 1e-12, r.power)
+            ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, None, r.power)
             c.checks.append(Check(ari_text, ari_decision.outcome, f"ARI {m.ari:.2f} (p = {a.p_upper:.3g} one-sided; "
                                   f"{m.models['cluster'].nunique()} clusters)", None, ari_decision.reason, "",
                                   ari_decision.p_other))

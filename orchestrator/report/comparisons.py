@@ -294,10 +294,13 @@ def opposite(a: Decision, b: Decision) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 def permutation(observed: float, p_upper: float, p_lower: float, min_p: float, null_sd: float, level: float,
-                effect: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+                effect: float | None, power: float, scale: float = 1.0, unit: str = "") -> Decision:
     """Is the statistic above its null distribution? YES when its upper-tail p-value is at most α/2,
     NO when the lower-tail one is (the two tails of the rules' two-sided level); not testable when no
-    relabeling of these models could reach α/2, or when the null's spread hides the claimed effect."""
+    relabeling of these models could reach α/2, or when the null's spread hides the claimed effect.
+    `effect` None: the rules declare no effect size for this statistic, so an undecided test can be
+    neither "underpowered" nor "cannot be separated" (that needs an effect the models could have shown):
+    not testable, saying so."""
     half = (1.0 - level) / 2.0
     if not observed == observed:
         return Decision(MISSING, "no values")
@@ -311,6 +314,9 @@ def permutation(observed: float, p_upper: float, p_lower: float, min_p: float, n
     if null_sd <= NO_SPREAD * max(1.0, abs(observed)):
         return Decision(UNTESTABLE, "no spread: every relabeling of the models gives the same statistic (their "
                                     "barriers do not differ), so the test cannot discriminate")
+    if effect is None:
+        return Decision(UNTESTABLE, "undecided, and the rules declare no effect size for this statistic, so "
+                                    "whether these models could have shown one cannot be judged", p_lower)
     mde = permutation_detectable(null_sd, level, power)
     if mde == mde and mde > effect:
         return Decision(UNTESTABLE, f"underpowered: with these models the smallest difference detectable at "

@@ -218,6 +218,18 @@ def test_claim_e_decides_the_index_on_its_upper_tail():
     assert c.verdict == claims.HOLDS
 
 
+def test_an_undecided_index_is_not_called_underpowered_against_an_effect_no_rule_declares():
+    """The rules declare no effect size for the adjusted Rand index: an undecided index test is not testable
+    saying so, never 'underpowered … above the 1e-12 the claim is about' (an effect invented in the code)."""
+    ari = _permutation(0.04, 0.37, 0.63, sd=0.2)
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), ari_test=ari)], ClaimRules(check_definition=None))
+    (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
+    assert index.outcome == claims.UNTESTABLE and "no effect size" in index.reason
+    assert "1e-12" not in index.reason and "underpowered" not in index.reason
+    assert c.verdict == claims.HOLDS and c.badge() == claims.HOLDS      # supporting: it never decides
+    assert cmp.permutation(0.04, 0.37, 0.63, 0.001, 0.2, 0.95, None, 0.8).p_other == 0.63
+
+
 def test_the_threshold_takes_resubset_controls_as_same_data_pairs_from_one_initialisation():
     rows = [{"pair_type": pair_type, "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
              "metric": "loss", "definition": "chord", "value": v}
@@ -382,7 +394,7 @@ def test_an_undecided_index_check_is_never_read_as_a_real_null():
     assert cmp.permutation_detectable(ari.sd, 0.95, 0.8) < ClaimRules().barrier_effect
     c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), ari_test=ari)], ClaimRules(check_definition=None))
     (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
-    assert index.outcome == claims.UNTESTABLE and "underpowered" in index.reason
+    assert index.outcome == claims.UNTESTABLE and "no effect size" in index.reason
     assert c.verdict == claims.HOLDS and c.sentence().startswith("Holds:")
 
 
