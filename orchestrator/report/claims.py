@@ -54,7 +54,7 @@ class _Judge:
         self.s, self.r, self.c = s, rules, claim
 
     def power(self, diff: cmp.Diff, effect: float, scale: float = 1.0, unit: str = "") -> str:
-        return cmp.power_text(diff, effect, self.r.power, scale, unit)
+        return cmp.power_text(diff, effect, self.r.power, scale, unit) if diff.n else ""     # nothing measured
 
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
@@ -68,6 +68,7 @@ class _Judge:
         decision = _first_block(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {}))),
                                 lambda d: self._no_reliance(d, reliant, none))
+        decision = _unmeasured(decision)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
 
@@ -110,6 +111,7 @@ class _Judge:
         diff = cmp.compare(a, b, self.r.level)
         decision = _first_block(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp"),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {})), every=True))
+        decision = _unmeasured(decision)
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
 
@@ -139,6 +141,7 @@ class _Judge:
         # a capped cost moves the difference either way: at the floor it blocks every outcome
         decision = _first_block(cmp.equivalence(diff, margin, self.r.power, PP, " pp"),
                                 lambda d: self._clean_floor(d, clean or {}, clean or {}))
+        decision = _unmeasured(decision)
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
                                    unit=" pp", power=self.power(diff, margin, PP, " pp")))
 
@@ -165,7 +168,7 @@ class _Judge:
                                "in this sweep (paths.pairs and paths.kinds plan them)" if absent else
                                f"not measured: no seed has a finite barrier on both sides on {eval_set}")
         self.c.checks.append(check(text, decision, diff, group,
-                                   power="" if not diff.n else self.power(diff, r.barrier_effect)))
+                                   power=self.power(diff, r.barrier_effect)))
 
     def _no_mechanism(self, decision: cmp.Decision, reliance: pd.Series | None) -> cmp.Decision:
         """(d) asks whether a model that relies on the cue and one that does not are less connected than two
@@ -253,6 +256,15 @@ def _guards_text(r: ClaimRules) -> str:
             f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
             f"side there when it goes against the claim, or the floor is not measured{check_def}, or where it could "
             f"not detect {r.barrier_effect:g} at {r.power:.0%} power")
+
+
+def _unmeasured(decision: cmp.Decision) -> cmp.Decision:
+    """A comparison of accuracies or reliances without values on a side: say what is missing, not "no values"."""
+    if decision.outcome != MISSING:
+        return decision
+    return replace(decision, reason="not measured: this sweep has no evaluations of a model kind this compares "
+                                    "(a fine-tuning method not in finetune.methods, or no cue or no-cue models in "
+                                    "cue_proportions)")
 
 
 def _first_block(decision: cmp.Decision, *guards) -> cmp.Decision:

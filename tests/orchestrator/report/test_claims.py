@@ -1064,3 +1064,14 @@ def test_d_is_not_testable_where_the_cue_models_have_not_learnt_the_cue():
     assert d.verdict == claims.NOT_TESTABLE and "have not learnt the cue" in d.sentence()
     assert "no cue learnt" in d.rule
     assert _judge(LOOSE)["d"].verdict == claims.HOLDS
+
+
+def test_a_reliance_comparison_the_sweep_did_not_measure_says_so_not_no_values():
+    """No naive fine-tuning in the sweep: (b)'s reliance check is not measured, and says what to plan."""
+    data = synthetic_sweep()
+    for table in vocab.TABLES:
+        data[table] = {t: rows for t, rows in data[table].items() if "finetune-naive-" not in t}
+    b = _judge(LOOSE, data=data)["b"]
+    (keeps,) = _checks(b, "keeps more than")
+    assert keeps.outcome == claims.MISSING and keeps.reason.startswith("not measured") and keeps.power == ""
+    assert "finetune.methods" in keeps.reason and "(no values)" not in b.sentence()

@@ -163,7 +163,7 @@ def test_partial_report_marks_missing(layout, undrawn):
     summary = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(out.summary)))
     assert vocab.QUADRATIC not in set(summary["path_kind"])
     claims_md = layout.storage.read_bytes(layout.report_file("claims.md")).decode()
-    assert "Not testable here" in claims_md and "no values" in claims_md   # (c) without CBFT
+    assert "Not testable here" in claims_md and "not measured" in claims_md   # (c) without CBFT
 
 
 def test_report_on_empty_sweep(layout):
