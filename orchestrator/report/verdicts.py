@@ -187,8 +187,11 @@ class Claim:
 
         verdict = self.verdict
         untestable = [c for c in self.checks if c.required and c.outcome in (UNTESTABLE, MISSING)]
+        # beside a "does not hold" or "cannot be separated", the comparisons it needs that could not be tested
+        rest = [c for c in untestable if c.group not in self.optional]
+        also = f" Not testable here: {quoted(rest, reasons=True)}." if rest else ""
         if verdict == FAILS:
-            return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}."
+            return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}.{also}"
         if verdict == UNSEPARATED:
             straddle = [c for c in self._those(OVERLAP) if not c.alone]
             alone = [c for c in self._those(OVERLAP) if c.alone]
@@ -196,7 +199,7 @@ class Claim:
                       "could detect the effect the claim is about"] if straddle else []) + \
                 ([f"{quoted(alone)} {'is' if len(alone) == 1 else 'are'} decided the other way by {'its' if len(alone) == 1 else 'their'} own "
                   "interval but not across the claim's comparisons (family-wise, Holm)"] if alone else [])
-            return f"Cannot be separated: {'; '.join(parts)}."
+            return f"Cannot be separated: {'; '.join(parts)}.{also}"
         if verdict == NOT_TESTABLE:
             blocking = [c for c in untestable if c.group not in self.optional] or untestable
             return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."

@@ -349,6 +349,21 @@ def test_a_group_not_separated_makes_the_claim_unseparated_even_beside_one_not_t
     assert _claim(("g", NO), ("h", UNTESTABLE)).verdict == verdicts.FAILS
 
 
+@pytest.mark.parametrize("outcome, start", [(NO, "Does not hold: the data show the opposite of “g: no”."),
+                                            (OVERLAP, "Cannot be separated: the interval straddles 0")])
+def test_a_claim_that_does_not_hold_or_cannot_be_separated_still_names_what_it_could_not_test(outcome, start):
+    """A ✗ (or ≈) group beside a required group with no testable comparison: the verdict is decided by the ✗
+    (or ≈), and the sentence also names the comparisons it could not test, with why, so a reader does not take
+    the rest of the claim for tested; an optional group's untested check is not named."""
+    claim = _claim(("g", outcome), ("h", UNTESTABLE))
+    claim.checks[1] = Check("h: untestable", UNTESTABLE, "—", "h", "underpowered")
+    claim.checks.append(Check("aligned", UNTESTABLE, "—", "o", "no alignment"))
+    claim.optional.add("o")
+    assert claim.sentence().startswith(start)
+    assert claim.sentence().endswith(" Not testable here: “h: untestable” (underpowered).")
+    assert "aligned" not in claim.sentence()
+
+
 def test_a_claims_sentence_ends_with_what_its_verdict_does_not_cover():
     """The verdict sentence, then the claim's notes (what the verdict does not cover), in order."""
     claim = _claim(("g", YES))
