@@ -109,11 +109,12 @@ class _Judge:
         """a not below b by more than `margin`; `clean`: the two sides' clean accuracies (a's, b's), not
         testable where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
         diff = cmp.compare(a, b, self.r.level)
-        decision = _first_block(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp"),
+        effect = margin or self.r.reliance_effect        # a margin of 0: the accuracy effect the claims are about
+        decision = _first_block(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp", effect),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {})), every=True))
         decision = _unmeasured(decision)
         self.c.checks.append(check(f"{text} (margin {PP * margin:g} pp)", decision, diff, group, scale=PP, unit=" pp",
-                                   power=self.power(diff, margin or self.r.reliance_effect, PP, " pp")))
+                                   power=self.power(diff, effect, PP, " pp")))
 
     def _no_reliance(self, decision: cmp.Decision, reliant: tuple[str, pd.Series] | None,
                      none: pd.Series | None = None) -> cmp.Decision:

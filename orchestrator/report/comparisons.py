@@ -244,9 +244,11 @@ def superiority(diff: Diff, effect: float, power: float, scale: float = 1.0, uni
     return replace(_undecided(diff, effect, power, scale, unit), p_other=p)
 
 
-def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
+def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "",
+                    effect: float | None = None) -> Decision:
     """Is a not below b by more than `margin`? YES when the interval of a − b lies above −margin, NO
-    when it lies below −margin; an interval that crosses −margin cannot separate the two."""
+    when it lies below −margin; an interval that crosses −margin cannot separate the two. `effect`: the
+    effect its power is judged for (default the margin; a caller with a margin of 0 names its own)."""
     early = _precheck(diff)
     if early:
         return early
@@ -255,7 +257,8 @@ def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0,
         return Decision(YES, p_other=p)
     if diff.high < -margin:
         return Decision(NO, p_other=p)
-    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit, diff.mean + margin), p_other=p)
+    effect = margin if effect is None else effect
+    return replace(_undecided(diff, max(effect, 1e-12), power, scale, unit, diff.mean + margin), p_other=p)
 
 
 def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:

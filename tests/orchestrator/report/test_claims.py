@@ -1075,3 +1075,15 @@ def test_a_reliance_comparison_the_sweep_did_not_measure_says_so_not_no_values()
     (keeps,) = _checks(b, "keeps more than")
     assert keeps.outcome == claims.MISSING and keeps.reason.startswith("not measured") and keeps.power == ""
     assert "finetune.methods" in keeps.reason and "(no values)" not in b.sentence()
+
+
+def test_clean_accuracy_with_a_margin_of_zero_is_judged_for_the_accuracy_effect_its_power_line_names():
+    """acc_margin 0 ("not below at all"): an undecided check is underpowered or not separated by the 5 pp
+    accuracy effect of the rules (reliance_effect, as its power line says), never against an effect of
+    1e-10 pp that no seeds could detect."""
+    c = _judge(ClaimRules(acc_margin=0.0), accuracy={"cbft": {"nocue": 0.745}})["c"]
+    clean = _checks(c, "clean accuracy is not below")
+    assert clean and all("1e-10" not in k.reason and "more than 1000" not in k.reason for k in clean), \
+        [k.reason for k in clean]
+    assert all("5 pp needs" in k.power for k in clean)
+    assert any(k.outcome == claims.OVERLAP for k in clean)      # one could have detected 5 pp: a real null
