@@ -1070,6 +1070,7 @@ MUTANTS = [
     Mutant("M557", 'a claim that does not hold or cannot be separated hides the comparisons it could not test', 'orchestrator/report/verdicts.py', 'also = f" Not testable here: {quoted(rest, reasons=True)}." if rest else ""', 'also = ""', ('tests/orchestrator/report/test_verdicts.py::test_a_claim_that_does_not_hold_or_cannot_be_separated_still_names_what_it_could_not_test',)),
     Mutant("M558", 'with acc_margin 0 the clean-accuracy check is judged against a 1e-10 pp effect', 'orchestrator/report/comparisons.py', 'effect = margin if effect is None else effect', 'effect = margin', ('tests/orchestrator/report/test_claims.py::test_clean_accuracy_with_a_margin_of_zero_is_judged_for_the_accuracy_effect_its_power_line_names',)),
     Mutant("M559", 'the listeners hear of a failure before the skips it causes', 'orchestrator/run/state.py', 'changes = [*skips, (task_id, before, after)]', 'changes = [(task_id, before, after), *skips]', ('tests/orchestrator/run/test_state.py::test_every_listener_hears_of_a_failure_and_its_skips_with_counts_that_hold_all_of_them',)),
+    Mutant("M560", "an accuracy's interval is shown past 100% (a t interval of 3 accuracies)", "orchestrator/report/verdicts.py", 'within = ACCURACY_RANGE if unit == "%" else None', 'within = None', ("tests/orchestrator/report/test_verdicts.py::test_an_accuracys_interval_is_shown_within_0_and_100_percent_and_a_difference_is_not_cut",)),
 ]
 
 

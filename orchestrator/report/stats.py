@@ -99,11 +99,14 @@ class Estimate(NamedTuple):
         """The same mean, no interval: for values that are not independent (a population's pairs share models)."""
         return self._replace(ci_low=math.nan, ci_high=math.nan)
 
-    def text(self, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
+    def text(self, digits: int = 3, scale: float = 1.0, unit: str = "", within: tuple[float, float] | None = None) -> str:
+        """`within`: the range the true mean lies in (an accuracy's [0, 1]); the interval shown is cut to it,
+        which keeps its coverage (a t interval of 3 accuracies can reach past 100%)."""
         if not self.n:
             return MISSING
-        ci = "" if math.isnan(self.ci_low) else \
-            f" [{scale * self.ci_low:.{digits}f}, {scale * self.ci_high:.{digits}f}]"
+        low, high = (self.ci_low, self.ci_high) if within is None else \
+            (max(self.ci_low, within[0]), min(self.ci_high, within[1]))
+        ci = "" if math.isnan(self.ci_low) else f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
         return f"{scale * self.mean:.{digits}f}{unit}{ci} (n = {self.n})"
 
 

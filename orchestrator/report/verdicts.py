@@ -59,8 +59,12 @@ class Row:
         return _fmt(self.est, self.scale, self.unit)
 
 
+ACCURACY_RANGE = (0.0, 1.0)   # where an accuracy (unit "%") and so its interval lies
+
+
 def _fmt(est: stats.Estimate, scale: float = 1.0, unit: str = "") -> str:
-    return est.text(digits=1 if scale != 1.0 else 3, scale=scale, unit=unit).rsplit(" (n =", 1)[0]
+    within = ACCURACY_RANGE if unit == "%" else None
+    return est.text(digits=1 if scale != 1.0 else 3, scale=scale, unit=unit, within=within).rsplit(" (n =", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -383,3 +383,17 @@ def test_a_claim_not_testable_for_a_comparison_not_measured_names_it_and_what_to
     holds.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", verdicts.MISSING, "—", "g", "no values")]
     assert holds.sentence().startswith("Holds where it can be tested: 1 of the 2 comparisons") and \
         holds.sentence().endswith(" not testable here: “on nocue” (no values).")
+
+
+def test_an_accuracys_interval_is_shown_within_0_and_100_percent_and_a_difference_is_not_cut():
+    """A t interval of 3 accuracies can reach past 100% (80.6% [53.0, 108.2] was printed); the true mean
+    lies in [0, 1], so the interval shown is cut there (its coverage unchanged). A difference in pp is not."""
+    from orchestrator.report.stats import Estimate
+
+    high = Estimate.of([0.62, 0.90, 0.98])
+    low = Estimate.of([0.01, 0.02, 0.30])
+    assert high.ci_high > 1 and low.ci_low < 0
+    assert verdicts.Row("cue model", "acc(nocue)", high, unit="%", scale=100).value().endswith(", 100.0]")
+    assert verdicts.Row("cue model", "acc(nocue)", low, unit="%", scale=100).value().split("[")[1].startswith("0.0,")
+    shown = verdicts.Row("cue model", "acc(nocue) − acc(randcue)", high, unit=" pp", scale=100).value()
+    assert shown == f"83.3 pp [{100 * high.ci_low:.1f}, {100 * high.ci_high:.1f}]"
