@@ -22,9 +22,9 @@ NO_SCHEME = f"(?!{SCHEME_PATTERN})"
 END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it)
 # a local path with some text, or a known scheme with something after it but slashes
 # (a file URI names a local absolute path: file:/x, file:///x, file://localhost/x), and a local one without
-# ? or # (a URI made from it would end there)
+# ? or # (a URI made from it would end there); no control characters anywhere
 _FILE = _any_case(("file",))
-STORAGE_JSON = {"pattern": rf"^(?!(?:{NO_SCHEME}|{_FILE}:)[^?#]*[?#])"
+STORAGE_JSON = {"pattern": rf"^(?![\s\S]*[\x00-\x1f\x7f])(?!(?:{NO_SCHEME}|{_FILE}:)[^?#]*[?#])"
                            rf"(?:{NO_SCHEME}[\s\S]*\S|{_FILE}:(?://localhost/|///[\s\S]*[^/]|/(?!/)[\s\S]*[^/])|"
                            rf"{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
 ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_FILE}:)"}
@@ -37,8 +37,12 @@ TRACKING_JSON = {"pattern": rf"^(?:{NO_SCHEME}{_TEXT}+|{_any_case(_HTTP)}{_PLUS}
 
 def check_storage(value: str, problems: list[str]) -> None:
     kind = scheme(value)
+    control = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
     if not value.strip():
         problems.append("`storage`: '' is not allowed; give a local directory or a URI such as s3://bucket/runs")
+    elif control is not None:   # NUL cannot be in a path at all; a newline or escape breaks every line that prints it
+        problems.append(f"`storage`: {show(redact(value))} has the control character U+{ord(control):04X}; give a "
+                        "local directory or a URI without control characters")
     elif kind is not None:
         if kind not in STORAGE_SCHEMES:
             problems.append(f"`storage`: {show(redact(value))} has an unknown URI scheme {kind!r}; allowed: a "
@@ -77,9 +81,15 @@ def check_root(value: Any, problems: list[str]) -> str | None:
             return None
         value = local
     path = Path(value).expanduser()
-    if not path.is_dir():
-        problems.append(f"`data.root`: {show(value)} is not an existing directory; download a dataset with "
-                        f"`mmc-sweep data download NAME --root {value}`")
+    try:
+        is_dir = path.is_dir()
+    except OSError as e:   # a name too long for a path (pathlib raises ENAMETOOLONG)
+        problems.append(f"`data.root`: {show(value)} is not allowed: {e.strerror or e}; give the directory holding "
+                        "the dataset files")
+        return None
+    if not is_dir:
+        hint = f" with `mmc-sweep data download NAME --root {value}`" if value.isprintable() else ""
+        problems.append(f"`data.root`: {show(value)} is not an existing directory; download a dataset{hint}")
         return None
     return str(path.resolve())
 
@@ -105,7 +115,7 @@ def check_tracking_uri(value: str, problems: list[str]) -> None:
     if kind in ("http", "https"):
         try:
             parsed = urllib.parse.urlsplit(value)
-            ok = bool(parsed.hostname) and (parsed.port or 1) > 0
+            ok = bool(parsed.hostname) and parsed.port != 0   # None: the scheme's port
         except ValueError:
             ok = False
         if not ok:

@@ -37,6 +37,10 @@ STORAGE = [   # (value, accepted)
     # a local path's URIs (MLflow's sqlite:/// store, file://) end at ? or #: the database would land elsewhere
     ("/tmp/q?x", False), ("./runs#1", False), ("file:///tmp/f?token=x", False), ("file://localhost/a#b", False),
     ("s3://bucket/runs?region=x", True),
+    # a control character: NUL is in no path (the run's first lstat raised ValueError), a newline or escape
+    # breaks every line that prints the directory
+    ("/tmp/a\x00b", False), ("/tmp/a\nb", False), ("runs\x1b[31m", False), ("s3://b/x\x7f", False),
+    ("/tmp/a\tb", False),
 ]
 
 
@@ -46,6 +50,9 @@ def test_storage_names_a_location_after_a_known_scheme(value, accepted):
     a scheme with nothing but slashes after it names no place, blanks name no directory, and a file URI
     is a local path (file://otherhost/ is not this machine's)."""
     assert (storage_problems(value) == []) == accepted, storage_problems(value)
+    if value.startswith("/tmp/a") and not value.isprintable():
+        assert storage_problems(value) == [f"`storage`: {value!r} has the control character U+{ord(value[6]):04X}; "
+                                           "give a local directory or a URI without control characters"]
     if value.lower() in ("s3://", "s3:///", "gs://", "file:///"):
         assert storage_problems(value) == [f"`storage`: {value!r} names no location after the scheme"]
 
@@ -108,6 +115,13 @@ def test_an_http_tracking_uri_needs_a_port_in_range():
     assert len(problems) == 1 and problems[0].startswith("`mlflow.tracking_uri`: 'http://h:70000' names no valid host")
 
 
+@pytest.mark.parametrize("value", ["http://h:0", "https://u:pw@h:0/x"])
+def test_an_http_tracking_uri_with_port_0_is_refused(value):
+    """Port 0 is no server's port (a client cannot connect to it): refused, as a port out of range is."""
+    problems = tracking_problems(value)
+    assert len(problems) == 1 and "names no valid host[:port]" in problems[0] and "pw" not in problems[0]
+
+
 def test_a_relative_root_is_the_directory_under_the_working_directory_returned_absolute(tmp_path, monkeypatch):
     """sweeps/README.md: "Relative `storage` and `data.root` paths are relative to the working directory";
     check_root returns the directory absolute, so tasks that run elsewhere (another working directory,
@@ -124,3 +138,22 @@ def test_a_root_that_is_no_text_is_refused_by_name(value):
     problems: list[str] = []
     assert check_root(value, problems) is None
     assert len(problems) == 1 and problems[0].startswith("`data.root`: ") and "not allowed" in problems[0]
+
+
+def test_a_root_too_long_for_a_path_is_refused_by_name():
+    """A name longer than the file system takes (pathlib raises ENAMETOOLONG from is_dir): one problem
+    naming `data.root`, the value shortened, not a traceback."""
+    problems: list[str] = []
+    assert check_root("a" * 20_000, problems) is None
+    assert len(problems) == 1 and problems[0].startswith("`data.root`: 'aaaa") and len(problems[0]) < 300
+
+
+def test_the_download_hint_of_a_missing_root_is_one_line():
+    """The `mmc-sweep data download ... --root DIR` hint repeats the root as typed only where it prints as
+    one line: a root with a newline is shown escaped, without the hint."""
+    problems: list[str] = []
+    assert check_root("/nonexistent/a\nb", problems) is None
+    assert len(problems) == 1 and "\n" not in problems[0] and "is not an existing directory" in problems[0]
+    problems.clear()
+    assert check_root("/nonexistent/ab", problems) is None
+    assert problems[0].endswith("--root /nonexistent/ab`")
