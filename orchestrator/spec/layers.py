@@ -107,18 +107,18 @@ def with_overrides(file: Layered, overrides: list[str], source: str) -> Layered:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(p.isidentifier() for p in parts):
-            problems.append(f"override {item!r} is not `key=value` with a dotted key (e.g. finetune.lam=3)")
+            problems.append(f"override {show(item)} is not `key=value` with a dotted key (e.g. finetune.lam=3)")
             continue
         try:
             value = parse_yaml(text)
         except YamlError as e:
-            problems.append(f"override {item!r}: {e}")
+            problems.append(f"override {show(item)}: {e}")
             continue
         target = out
         for part in parts[:-1]:
             node = target.setdefault(part, {})
             if not isinstance(node, dict):
-                problems.append(f"override {item!r}: `{part}` is not a mapping in the spec")
+                problems.append(f"override {show(item)}: `{part}` is not a mapping in the spec")
                 break
             target = node
         else:
@@ -130,8 +130,17 @@ def with_overrides(file: Layered, overrides: list[str], source: str) -> Layered:
 
 
 def resource_text(name: str) -> str | None:
+    """The text of the package data file `name`; None when there is none (a name too long for a file is none)."""
     file = importlib_resources.files("orchestrator.spec").joinpath(name)
-    return decode(file.read_bytes(), f"<built-in {name}>") if file.is_file() else None
+    return decode(file.read_bytes(), f"<built-in {name}>") if _is_file(file) else None
+
+
+def _is_file(path) -> bool:
+    """`path.is_file()`, False where the name cannot be a file's (too long: ENAMETOOLONG, which pathlib raises)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def shipped_sweeps() -> list[str]:
@@ -153,8 +162,8 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
     text = resource_text(f"sweeps/{parent}.yaml") if "/" not in parent and not parent.endswith(".yaml") else None
     if text is None:
         path = Path(parent) if Path(parent).is_absolute() or base_dir is None else base_dir / parent
-        if not path.is_file():
-            raise SpecError([f"`extends`: {parent!r} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
+        if not _is_file(path):
+            raise SpecError([f"`extends`: {show(parent)} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
                              f"nor a spec file"], source)
     try:
         if text is None:

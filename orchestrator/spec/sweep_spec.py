@@ -26,7 +26,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-from orchestrator.messages import show, type_name
+from orchestrator.messages import MAX_SHOWN, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
@@ -155,7 +155,8 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
     label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
     if overrides:
-        source = f"{source} with {' '.join(o if o.isprintable() else show(o) for o in overrides)}"   # no raw control bytes
+        # no raw control bytes, no value longer than a message shows
+        source = f"{source} with {' '.join(o if o.isprintable() and len(o) <= MAX_SHOWN else show(o) for o in overrides)}"
     return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
                          overrides=overrides, label=label)
 

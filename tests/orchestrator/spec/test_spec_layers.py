@@ -239,3 +239,26 @@ def test_the_explained_spec_spells_text_as_the_resolved_spec_does():
     assert "description: Glühwein über alles\n" in dump_spec(spec)
     line = next(line for line in explain_spec(spec).splitlines() if line.startswith("description:"))
     assert line.startswith("description: Glühwein über alles  ") and line.endswith("# override:description=Glühwein über alles")
+
+
+@pytest.mark.parametrize("text, key", [
+    (f"name: x\nextends: {'a' * 20_000}\n", "extends"),                 # a shipped sweep's name, then a file's
+    (f"name: x\nextends: {'a' * 300}.yaml\n", "extends"),
+    (f"name: x\ndata: {{dataset: {'a' * 20_000}}}\n", "data.dataset"),   # its profile's file name
+])
+def test_a_name_too_long_for_a_file_is_one_problem_naming_its_key(text, key):
+    """A name longer than the file system takes (pathlib's is_file raises ENAMETOOLONG rather than
+    answering False) is no shipped sweep, no spec file and no profile: one problem naming the key, the
+    value shortened, not a traceback."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "test.yaml")
+    assert len(info.value.problems) == 1 and info.value.problems[0].startswith(f"`{key}`: 'aaaa")
+    assert len(str(info.value)) < 500
+
+
+def test_a_long_override_is_shortened_where_the_error_names_its_source():
+    """The error's first line names the spec and its overrides; a value of a million characters is
+    shown shortened there, as in the problem itself."""
+    with pytest.raises(SpecError) as info:
+        load_spec(None, ["description=" + "a" * 1_100_000])
+    assert len(str(info.value)) < 500 and "more than the 1000000" in str(info.value)
