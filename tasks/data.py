@@ -178,7 +178,15 @@ USER_VAL_FRACTION = 0.1   # validation images carved from a user dataset's train
 
 @lru_cache(maxsize=4)
 def _user_arrays(name: str, root: str | None) -> ImageArrays:
-    arrays = plugins.resolve(name, plugins.DATASET_GROUP)(root)
+    load = plugins.resolve(name, plugins.DATASET_GROUP)
+    try:
+        arrays = load(root)
+    except DataError:
+        raise
+    except (Exception, SystemExit) as exc:   # noqa: BLE001 - a loader that is none (`os:system`), or one that fails:
+        # the planner reads its sizes, so a spec naming it is refused saying why, not with a traceback (or an exit)
+        raise DataError(f"dataset {plugins.shown(name)} could not be loaded from root {root!r}: its loader "
+                        f"`load(root)` raised {type(exc).__name__}: {plugins.cut(str(exc), 2 * plugins.SHOWN)}") from exc
     if not isinstance(arrays, ImageArrays):
         raise DataError(f"dataset {name!r} returned a {type(arrays).__name__}; it must return "
                         "tasks.data.ImageArrays (uint8 images [N, C, H, W], labels, num_classes)")

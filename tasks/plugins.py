@@ -25,6 +25,18 @@ class PluginError(ValueError):
     """A plugin that cannot be found or imported; the message says which and how to fix it."""
 
 
+SHOWN = 80   # characters of a name shown in a message (as orchestrator.messages.MAX_SHOWN)
+
+
+def shown(name: Any) -> str:
+    """`repr(name)`, at most SHOWN characters: a message quotes a name, however long the spec wrote it."""
+    return cut(repr(name), SHOWN)
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def is_import_path(name: str) -> bool:
     return isinstance(name, str) and bool(_IMPORT_PATH.match(name))
 
@@ -43,7 +55,7 @@ def name_problem(name: str, builtins, group: str, what: str, example: str) -> st
     if name in builtins:
         return None
     if not is_import_path(name) and name not in plugin_names(group):
-        return (f"{name!r} is not a {what}; allowed: {', '.join(builtins)}, an import path `{example}`, or an entry "
+        return (f"{shown(name)} is not a {what}; allowed: {', '.join(builtins)}, an import path `{example}`, or an entry "
                 f"point of group {group}")
     try:
         resolve(name, group)
@@ -60,16 +72,16 @@ def resolve(name: str, group: str) -> Callable:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise PluginError(f"cannot import {module_name!r} for {name!r}: {exc}; make sure it is on the "
+            raise PluginError(f"cannot import {shown(module_name)} for {shown(name)}: {cut(str(exc), 2 * SHOWN)}; make sure it is on the "
                               "Python path of the driver and of every Ray worker (e.g. install your package, or "
                               "run from the directory that holds it)") from None
         if not hasattr(module, attr):
-            raise PluginError(f"{module_name!r} has no attribute {attr!r} (from {name!r})")
+            raise PluginError(f"{shown(module_name)} has no attribute {shown(attr)} (from {shown(name)})")
         return getattr(module, attr)
     points = _entry_points(group)
     if name in points:
         return points[name].load()
-    raise PluginError(f"{name!r} is neither `package.module:function` nor an entry point of group {group!r}")
+    raise PluginError(f"{shown(name)} is neither `package.module:function` nor an entry point of group {group!r}")
 
 
 @lru_cache(maxsize=None)

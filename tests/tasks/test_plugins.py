@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tasks import plugins
-from tasks.data import DataSettings, data_identity, dataset_info, load_cue_data
+from tasks.data import DataError, DataSettings, data_identity, dataset_info, load_cue_data
 from tasks.models import ModelSettings, build_model, model_identity
 from tasks.settings import SettingsError
 
@@ -229,3 +229,26 @@ def test_a_plugin_is_versioned_by_the_first_installed_distribution_of_its_top_pa
             f"numpy=={importlib.metadata.version('numpy')}"
     finally:
         plugins.version.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["a" * 20_000, "a" * 20_000 + ":build", "json:" + "b" * 20_000])
+def test_a_long_name_is_shortened_in_every_message(name):
+    """A spec's name of a model or dataset is quoted at most SHOWN characters long, whichever check
+    refuses it (no such name, no such module, no such attribute): a message stays one readable line."""
+    problem = plugins.name_problem(name, ("small_cnn",), plugins.MODEL_GROUP, "model", "package.module:build")
+    assert problem is not None and len(problem) < 600 and "..." in problem
+
+
+@pytest.mark.parametrize("body", ["raise FileNotFoundError(root)", "import sys; sys.exit(0)", "return len(root)"])
+def test_a_dataset_loader_that_fails_is_a_data_error_naming_it(user_module, body):
+    """Planning reads a dataset of your own's sizes: a loader that raises (a missing file, a function that
+    is no loader, such as `os:system` called with the root None) or even exits is a DataError naming the
+    dataset and what it raised, which the spec's check reports as its one problem; never a traceback, never
+    a silent exit 0."""
+    user_module("userdata_fails", f"""
+        def load(root):
+            {body}
+    """)
+    with pytest.raises(DataError) as info:
+        dataset_info("userdata_fails:load")
+    assert "'userdata_fails:load' could not be loaded" in str(info.value) and "raised" in str(info.value)
