@@ -71,6 +71,8 @@ def _check_value(value: Any, tp: Any, rule, where: str) -> tuple[Any, str | None
     """(normalised value, problem or None): ints become floats for float settings, lists tuples for
     tuple settings."""
     if base_type(tp)[0] is tuple and isinstance(value, list):
+        if len(value) > MAX_LIST:
+            return value, f"`{where}`: {len(value)} items; at most {MAX_LIST}"
         value = tuple(value)
     problem = value_problem(value, tp, rule)
     if problem:
@@ -82,8 +84,11 @@ def _check_value(value: Any, tp: Any, rule, where: str) -> tuple[Any, str | None
 
 
 def _shorten(problem: str, value: Any) -> str:
-    full = repr(value)
-    return problem.replace(full, show(value), 1) if len(full) > MAX_SHOWN else problem
+    """`problem` with the value it quotes (`repr`, or a tuple's items as a list) shortened as `show` does."""
+    for full in (repr(value), repr(list(value))) if isinstance(value, tuple) else (repr(value),):
+        if len(full) > MAX_SHOWN and full in problem:
+            return problem.replace(full, show(value), 1)
+    return problem
 
 
 def _settings(cls: type, raw: Any, where: str, problems: list[str], skip: tuple = ()):
@@ -195,6 +200,11 @@ def read_settings_list(d: Declared, body: dict, where: str, problems: list[str])
     out, before = [], len(problems)
     for i, entry in enumerate(value):
         item = {d.key.shorthand: entry} if isinstance(entry, str) and d.key.shorthand else entry
+        if item is None:   # `models: [null]` or `- ` with nothing after it: no model, not the default one
+            fields = ", ".join(f.name for f in dataclasses.fields(d.item))
+            problems.append(f"`{where}[{i}]`: null is not allowed; each item is a mapping of {fields}" +
+                            (f" or a {d.key.shorthand} alone" if d.key.shorthand else ""))
+            continue
         problems += _unknown_in(d.item, item, f"{where}[{i}]")
         settings = _settings(d.item, item, f"{where}[{i}]", problems)
         if settings is not None:
@@ -213,7 +223,8 @@ def read_settings(d: Declared, body: dict, where: str, problems: list[str]) -> A
 
 
 def read_per_name(d: Declared, body: dict, where: str, problems: list[str]) -> dict | None:
-    value, before = body.get(d.name) or {}, len(problems)
+    value, before = body.get(d.name), len(problems)
+    value = {} if value is None else value      # '', 0, [] are no mapping: refused below
     if not isinstance(value, dict):
         problems.append(f"`{where}`: {show(value)} is not allowed; {d.key.fix}")
         return None

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Iterator
 RULE_KEY = "mmc_rule"
 _SAME = object()           # id_default: "the same as the default"
 INT64_MAX = 2 ** 63 - 1
+MAX_NAMED = 5              # the items not allowed that a message names (the rest are counted)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
     if kind is tuple:                              # the choices of a tuple setting are those of its items
         bad = [v for v in value if v not in allowed]
         if bad:
-            return f"{list(value)!r} is not allowed: {', '.join(map(repr, bad))}; allowed items: {', '.join(map(str, allowed))}"
+            named = ", ".join(map(repr, bad[:MAX_NAMED])) + (f" and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else "")
+            return f"{list(value)!r} is not allowed: {named}; allowed items: {', '.join(map(str, allowed))}"
         return _repeated(value)
     elif value not in allowed:
         return f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"

@@ -1,0 +1,53 @@
+"""Reading a spec through its declaration (`orchestrator.spec.validation`): a value of the wrong kind is
+one problem naming its key, whatever YAML made it falsy or empty, and a long value is shown shortened."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.spec.schema import MAX_LIST, SpecError
+from orchestrator.spec.sweep_spec import parse_spec
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "test.yaml")
+    return info.value.problems
+
+
+@pytest.mark.parametrize("value", ["''", "0", "-0.0", "[]", "false"])
+def test_a_per_kind_mapping_that_is_falsy_but_no_mapping_is_refused(value):
+    """`resources: ''` (or 0, [], false) is no mapping of task kinds: refused like `resources: 3`, not read
+    as the defaults (only null, or leaving the key out, is)."""
+    problems = problems_of(f"name: x\nresources: {value}\n")
+    assert len(problems) == 1 and problems[0].startswith("`resources`: ") and "must map task kinds" in problems[0]
+
+
+def test_a_null_resources_is_the_defaults():
+    assert parse_spec("name: x\nresources: null\n").resources["pretrain"].cpus == 1.0
+
+
+@pytest.mark.parametrize("models, index", [("[null]", 0), ("[small_cnn, null]", 1), ("\n  - small_cnn\n  -", 1)])
+def test_a_null_item_of_a_list_of_settings_is_refused(models, index):
+    """`models: [null]` (or a `-` with nothing after it) names no model: refused, not the default model."""
+    problems = problems_of(f"name: x\nmodels: {models}\n")
+    assert problems == [f"`models[{index}]`: null is not allowed; each item is a mapping of name, width or a "
+                        "name alone"]
+
+
+@pytest.mark.parametrize("key", ["population.kinds", "population.cue_proportions", "claims.barrier_sets"])
+def test_a_list_setting_of_a_section_has_at_most_max_list_items(key):
+    """As every list of a spec: more than MAX_LIST items is refused by count, its items not listed."""
+    section, name = key.split(".")
+    items = ", ".join(["0"] * (MAX_LIST + 1))
+    problems = problems_of(f"name: x\n{section}: {{{name}: [{items}]}}\n")
+    assert problems == [f"`{key}`: {MAX_LIST + 1} items; at most {MAX_LIST}"]
+
+
+@pytest.mark.parametrize("key", ["population.kinds", "population.cue_proportions", "claims.basin_sets"])
+def test_a_long_list_setting_is_shown_shortened(key):
+    """A refused list of a section's setting is quoted shortened (as `show` does), and at most a few of its
+    items not allowed are named: the message is one readable line, not the whole list."""
+    section, name = key.split(".")
+    items = ", ".join(str(i + 2) for i in range(500))
+    problems = problems_of(f"name: x\n{section}: {{{name}: [{items}]}}\n")
+    assert len(problems) == 1 and problems[0].startswith(f"`{key}`: [2, 3, 4") and len(problems[0]) < 400
