@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.settings import Settings, setting
-from tasks.settings.train import SCHEDULES, OptimSettings
+from tasks.settings.train import MAX_LR, MAX_WEIGHT_DECAY, SCHEDULES, OptimSettings
 
 CBFT_INVARIANCES = ("unpaired", "twins")
 
@@ -30,15 +30,16 @@ class FinetuneSettings(Settings):
     clean_subset: int = setting(2500, ge=1, le=10_000_000, doc="clean training samples, drawn without "
                                 "replacement, seeded; at most the training set")
     epochs: int = setting(20, ge=1, le=100_000, doc="naive / lpft second phase / cbft epochs")
-    lr: float = setting(0.01, gt=0, doc="peak learning rate (FTS and FTM in the paper differ only here)")
+    lr: float = setting(0.01, gt=0, le=MAX_LR, doc="peak learning rate (FTS and FTM in the paper differ only here)")
     batch_size: int = setting(256, ge=1, le=1_000_000, doc="clean batch (global, over all workers)")
-    weight_decay: float = setting(1e-4, ge=0, doc="L2 weight decay")
+    weight_decay: float = setting(1e-4, ge=0, le=MAX_WEIGHT_DECAY, doc="L2 weight decay")
     momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
     schedule: str = setting("cosine", choices=SCHEDULES, doc="step | cosine | constant")
     llrt_epochs: int = setting(200, ge=1, le=100_000, doc="head-only epochs of llrt and of lpft's first phase")
-    llrt_lr: float = setting(30.0, gt=0, doc="head-only learning rate (no weight decay, cosine)")
-    margin: float = setting(1.0, ge=0, doc="cbft: barrier loss |margin - CE| on cue data along the path")
-    lam: float = setting(1.0, ge=0, doc="cbft: weight of the invariance loss")
+    llrt_lr: float = setting(30.0, gt=0, le=MAX_LR, doc="head-only learning rate (no weight decay, cosine)")
+    margin: float = setting(1.0, ge=0, le=1_000, doc="cbft: barrier loss |margin - CE| on cue data along the path "
+                            "(nats; chance loss is ln(classes), under 10 for 10,000 classes)")
+    lam: float = setting(1.0, ge=0, le=1e4, doc="cbft: weight of the invariance loss")
     warmup_epochs: int = setting(1, ge=0, le=100_000, doc="cbft: plain cross-entropy epochs first")
     cue_batch_size: int | None = setting(None, ge=1, le=1_000_000, doc="cbft (and its ablations, naive_cued): "
                                          "cue batch (global); null: batch_size")

@@ -17,6 +17,7 @@ from torch import nn
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 from tasks.data import Split, iterate_batches
 from tasks.seeding import generator
+from tasks.settings.train import MAX_LR
 from tasks.train import (DivergenceError, OptimSettings, cross_entropy_objective, fit, lr_at, make_optimizer,
                          make_scheduler, train_state_from_tensors, train_state_tensors, training_autocast)
 
@@ -212,7 +213,7 @@ def test_an_epochs_reported_loss_and_accuracy_are_the_mean_cross_entropy_and_acc
 
 def test_huge_lr_raises_divergence_error():
     model = make_model(0, bn=False)
-    settings = OptimSettings(epochs=5, lr=1e30, batch_size=16, schedule="constant")
+    settings = OptimSettings(epochs=5, lr=MAX_LR, batch_size=16, schedule="constant")   # the most a spec allows
     with pytest.raises(DivergenceError, match="training diverged: loss is (nan|inf)") as info:
         fit(model, cross_entropy_objective(blobs(), 16, seed=0), model.parameters(), settings, seed=0, device="cpu")
     assert info.value.epoch >= 0 and info.value.step >= 0 and not math.isfinite(info.value.value)

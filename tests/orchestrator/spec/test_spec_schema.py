@@ -126,8 +126,8 @@ def test_grid_axes_combine_and_each_variant_holds_its_values():
     ("axes: [{finetune.lr: [0.1, 0.2], finetune.epochs: [3]}]", "the lists have different lengths"),
     ("data: {dataset: {grid: [digits, cifar10]}}", "`data.dataset`: cannot be swept"),
     ("data: {root: {grid: [/tmp, /var]}}", "`data.root`: cannot be swept"),           # where the one dataset is
-    ("finetune: {lam: {grid: [1, -1]}}", "`finetune.lam`: -1 is not allowed; must be >= 0 (in the combination "
-                                         "finetune.lam=-1)"),
+    ("finetune: {lam: {grid: [1, -1]}}", "`finetune.lam`: -1 is not allowed; must be >= 0 and <= 10000 (in the "
+                                         "combination finetune.lam=-1)"),
     ("finetune: {lam: {grid: []}}", "give a non-empty list"),
     ("finetune: {lam: {grid: [1, 1]}}", "repeats a value"),
     ("axes: [{finetune.methods: [[naive], [cbft]]}]", "`finetune.methods`: cannot be swept"),
