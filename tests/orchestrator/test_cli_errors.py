@@ -294,6 +294,18 @@ def test_bad_run_flags_are_refused(flags, needle, tmp_path, cwd, capsys):
     assert written(cwd) == []
 
 
+@pytest.mark.parametrize("num_cpus", ["0", "-1", "100001"])
+def test_claims_refuses_a_bad_num_cpus_before_ray_starts(num_cpus, tmp_path, cwd, capsys):
+    """`claims SPEC --num-cpus 0` is refused as `run`'s is, naming the range, before Ray starts (it started a
+    Ray of 0 CPUs, then refused every task kind's `cpus`)."""
+    spec = write_spec(tmp_path)
+    storage = tmp_path / "storage"
+    code, out, err, elapsed = main(capsys, "claims", str(spec), "--storage", str(storage), "--num-cpus", num_cpus)
+    assert_refused(code, err, storage, f"--num-cpus {num_cpus} is not allowed; give a whole number of CPUs from 1 "
+                   "to 100000", out=out, elapsed=elapsed)
+    assert written(cwd) == []
+
+
 @pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "1e9"])
 def test_bad_status_interval_is_refused(interval, tmp_path, capsys):
     code, out, err, elapsed = main(capsys, "status", str(tmp_path), "--interval", interval)
