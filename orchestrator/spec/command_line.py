@@ -35,6 +35,9 @@ def load(items: list[str], flags: dict | None = None):
     from orchestrator.spec.sweep_spec import SpecError, load_spec
 
     spec_path, overrides = _split_spec_and_overrides(items)
+    if spec_path is not None and not spec_path.strip():   # `run ""` or `run "$UNSET"`: Path('') is the working directory
+        raise UsageError(f"{spec_path!r} is no spec file; give a spec file's path, or no SPEC for the built-in "
+                         "default sweep")
     for item in overrides:
         if "=" not in item:
             raise UsageError(f"{item!r}: only the first argument may be a spec file; overrides are key=value "
