@@ -157,6 +157,9 @@ def test_pair_types_parse_and_name_back(text, parsed, name):
     ("cue~dog", "is not a pair type"), ("cue~cue:spawn", "spawn@K"), ("cue~nocue:self", "has no design"),
     ("pretrained~ft:fine-tuned", "has no design"), ("cue~nocue:same-init@3", "spawn@K"), (3, "is not a pair type"),
     ("cue~cue:spawn@01", "without leading zeros: `cue~cue:spawn@1`"),        # else spawn@1 listed twice, merged
+    # one spelling per pair type: a trailing newline or another script's digit is none (it was cue~nocue twice)
+    ("cue~nocue\n", "is not a pair type"), ("cue~cue:spawn@\u0661", "is not a pair type"),
+    ("cue~cue:spawn@1\n", "is not a pair type"),
 ])
 def test_bad_pair_types_name_what_is_allowed(text, message):
     with pytest.raises(ValueError, match=message):
