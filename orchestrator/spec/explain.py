@@ -34,6 +34,6 @@ def _explain(tree: dict, path: tuple, keys: dict, lines: list) -> None:
 
 def _flow(value: Any) -> str:
     """`value` as one line of YAML."""
-    import yaml
+    from orchestrator.spec.yaml_io import dump_yaml
 
-    return yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10 ** 9).strip()[1:-1]
+    return dump_yaml([value], default_flow_style=True, width=10 ** 9).strip()[1:-1]

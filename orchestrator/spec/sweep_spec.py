@@ -37,7 +37,7 @@ from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NA
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
 from orchestrator.spec.validation import read_sections, read_top, unknown_keys
-from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
+from orchestrator.spec.yaml_io import YamlError, decode, dump_yaml, parse_yaml, read_text
 from tasks.settings.align import AlignSettings
 from tasks.settings.data import DataSettings
 from tasks.settings.finetune import FinetuneSettings
@@ -320,8 +320,6 @@ def dump_spec(spec: SweepSpec) -> str:
     (`label="stored:<path>"`, a sweep's spec.yaml) or as a spec file, which starts with `RESOLVED_HEAD`, so
     its keys are not taken as the user's requests (a default that serves no listed pair, `finetune.methods`
     without 'pretrained~ft', is not refused; overrides given with it are requests as always)."""
-    import yaml
-
     from orchestrator.uris import redact
 
     head = RESOLVED_HEAD + ("this sweep: every key, as run (mmc-sweep writes it; `mmc-sweep run` compares a rerun's spec "
@@ -330,7 +328,7 @@ def dump_spec(spec: SweepSpec) -> str:
     resolved["storage"] = redact(resolved["storage"])   # where, not what: never compared
     if resolved["mlflow"].get("tracking_uri"):
         resolved["mlflow"]["tracking_uri"] = redact(resolved["mlflow"]["tracking_uri"])
-    return head + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
+    return head + dump_yaml(resolved, sort_keys=False)
 
 
 def science(resolved: dict) -> dict:

@@ -171,6 +171,31 @@ def parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper whose text `parse_yaml` reads back as the same data: PyYAML writes YAML 1.1, so a string
+    that 1.1 reads as text but 1.2 as a number (`1e3`, `0o17`) would come back a number, and one with a
+    character YAML takes for a line break (U+0085) would come back folded."""
+
+
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: _Dumper, value: str) -> Node:
+    if any(c in value for c in _LINE_BREAKS):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')   # escaped there
+    if _Loader.resolve(_Loader, ScalarNode, value, (True, False)) != "tag:yaml.org,2002:str":
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")   # a number to 1.2: quoted
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """`data` (plain data) as YAML text that `parse_yaml` reads back as `data` (`yaml.dump` options apply)."""
+    return yaml.dump(data, Dumper=_Dumper, allow_unicode=True, **options)
+
+
 STREAM_TIMEOUT_S = 10.0   # a pipe or device (`<(cat spec.yaml)`, /dev/stdin) must deliver its text within this
 
 

@@ -124,6 +124,18 @@ def test_dump_spec_round_trips():
     assert again.resolved == spec.resolved
 
 
+@pytest.mark.parametrize("spec_text", ["name: '1e3'\n", "name: x\ndescription: '0o17'\n",
+                                       "name: x\nresources: {pretrain: {custom: {'1e3': 1}}}\n",
+                                       'name: x\ndescription: "a\\x85b"\n'])
+def test_a_stored_spec_reads_back_whatever_its_text_spells(spec_text):
+    """A sweep's spec.yaml (`dump_spec`) reads back as the same spec: text that YAML 1.1 writes bare but 1.2
+    reads as a number (a sweep named 1e3 wrote `name: 1e3`, which its own resume, status and report then
+    refused as no name), or a line break YAML folds, is quoted."""
+    spec = parse_spec(spec_text)
+    again = parse_spec(S.dump_spec(spec), label="stored:spec.yaml")
+    assert again.resolved == spec.resolved and S.spec_hash(again) == S.spec_hash(spec)
+
+
 def test_relative_root_is_resolved_and_a_uri_root_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()

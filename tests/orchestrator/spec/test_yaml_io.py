@@ -204,3 +204,19 @@ def test_a_control_character_is_refused_with_its_line_and_column_not_a_traceback
         parse_yaml(text)
     assert f"at {where}: the character {char} is not allowed" in str(e.value)
     assert parse_yaml("a: 'x\ty'\n") == {"a": "x\ty"}              # a tab is no control character to YAML
+
+
+# ----- writing YAML that reads back -----
+
+TEXTS_1_1_AND_1_2_READ_APART = ["1e3", "+1E5", "-2.e1", "0o17", "1.", "a\x85b", "a\u2028b", "a\u2029b"]
+
+
+@pytest.mark.parametrize("text", TEXTS_1_1_AND_1_2_READ_APART + ["yes", "010", "0x10", "1_000", "~", "null", "1:30",
+                                                                  "plain", "é", "trailing "])
+def test_dumped_text_reads_back_as_the_same_text(text):
+    """`dump_yaml` writes what `parse_yaml` reads back unchanged: PyYAML's dumper speaks YAML 1.1, which
+    writes `1e3` (a string to 1.1) bare, read back by YAML 1.2 as the number 1000.0 (a sweep named 1e3
+    wrote a spec.yaml it could not read back), and writes U+0085 raw, which a reader folds as a line break."""
+    data = {text: [text, {"k": text}]}
+    assert parse_yaml(yaml_io.dump_yaml(data)) == data
+    assert parse_yaml(yaml_io.dump_yaml([text], default_flow_style=True)) == [text]
