@@ -224,14 +224,21 @@ def cmd_data_download(args) -> int:
 
     from tasks.datasets import DataError, download
 
+    from orchestrator.messages import show
+
     if not args.root.strip():    # '' would be the current directory, which the spec's `data.root` refuses
         raise UsageError(f"--root {args.root!r} is not allowed; give the directory to download the dataset into")
+    if any(ord(c) < 32 or ord(c) == 127 for c in args.root):   # a directory every later message prints raw
+        raise UsageError(f"--root {show(args.root)} has a control character; give a directory without one")
     root = Path(args.root)
-    for parent in (root, *root.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--root {args.root}: {parent} is a file, not a directory; give a directory")
-            break
+    try:
+        for parent in (root, *root.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"--root {args.root}: {parent} is a file, not a directory; give a directory")
+                break
+    except OSError as exc:   # a name too long for a path: pathlib's exists() raises ENAMETOOLONG
+        raise UsageError(f"--root {show(args.root)} is not allowed: {exc.strerror or exc}; give a directory") from None
     try:
         download(args.name, args.root)
     except DataError as exc:

@@ -398,6 +398,21 @@ def test_data_download_into_a_file_or_below_one_is_refused_before_downloading(tm
     assert fetched == []
 
 
+@pytest.mark.parametrize("root, needle", [("a" * 5000, "is not allowed: File name too long; give a directory"),
+                                         ("/tmp/d\x01x", "--root '/tmp/d\\x01x' has a control character")])
+def test_data_download_into_a_root_no_directory_can_have_is_refused_before_downloading(root, needle, monkeypatch, capsys):
+    """A root too long for a path (pathlib raised ENAMETOOLONG: a traceback) or with a control character
+    (created, then printed raw) is one error line, the root shortened and escaped."""
+    import tasks.datasets
+
+    fetched = []
+    monkeypatch.setattr(tasks.datasets, "download", lambda name, root: fetched.append(root))
+    assert cli.main(["data", "download", "digits", "--root", root]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    one_error_line(err, needle)
+    assert len(err) < 400 and fetched == []
+
+
 def test_data_download_of_a_dataset_it_cannot_fetch_is_one_error_line(tmp_path, monkeypatch, capsys):
     import tasks.datasets
 
