@@ -102,9 +102,11 @@ def plan_json(spec, graph, with_tasks: bool = False) -> dict:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
+    from orchestrator.messages import as_typed
     from orchestrator.storage.layout import LinkError, open_sweep_dir
     from orchestrator.uris import redact
 
+    shown = as_typed(redact(directory))
     try:
         layout = open_sweep_dir(directory)
         is_sweep = layout.storage.is_file(layout.spec_file())
@@ -113,12 +115,11 @@ def _layout_for(directory: str):
         raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for unusable URIs
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"{redact(directory)} is not a sweep directory ({redact(reason)})") from None
+        raise UsageError(f"{shown} is not a sweep directory ({as_typed(redact(reason))})") from None
     if exists and not is_sweep:
-        raise UsageError(f"{redact(directory)}: its spec.yaml is not a regular file (a directory, FIFO or device); "
-                         "move it away")
+        raise UsageError(f"{shown}: its spec.yaml is not a regular file (a directory, FIFO or device); move it away")
     if not is_sweep:
-        raise UsageError(f"{redact(directory)} is not a sweep directory (no spec.yaml); give <storage>/<sweep name>, "
+        raise UsageError(f"{shown} is not a sweep directory (no spec.yaml); give <storage>/<sweep name>, "
                          "e.g. mmc-runs/default")
     return layout
 

@@ -11,6 +11,7 @@ from typing import Any
 from orchestrator.uris import redact
 
 MAX_SHOWN = 80                 # characters of a value shown in a message
+MAX_TYPED = 300                # characters of a path a message repeats as the user typed it
 
 
 def show(value: Any) -> str:
@@ -25,6 +26,14 @@ def show(value: Any) -> str:
     else:
         text = repr(value)
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
+def as_typed(text: str) -> str:
+    """A path or argument as the user typed it, at most MAX_TYPED characters; escaped (`show`) where it has a
+    control character, which a terminal would otherwise act on."""
+    if not text.isprintable():
+        return show(text)
+    return text if len(text) <= MAX_TYPED else text[:MAX_TYPED - 3] + "..."
 
 
 def counted(n: int, noun: str) -> str:

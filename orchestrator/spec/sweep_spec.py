@@ -26,7 +26,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-from orchestrator.messages import MAX_SHOWN, show, type_name
+from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
@@ -149,7 +149,7 @@ RESOLVED_HEAD = "# The resolved spec of "   # how a resolved spec file starts (`
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> SweepSpec:
     """Read, resolve and validate a spec file (None: the built-in default sweep) with `key=value`
     overrides; SpecError lists every problem."""
-    source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else str(path)
+    source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else as_typed(str(path))
     raw, resolved = _read(path, source)
     # the built-in sweep's keys are not the user's; nor are those of a resolved spec (`plan --resolved`, a
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml

@@ -203,25 +203,27 @@ def read_text(path: str | Path, what: str = "file") -> str:
     """UTF-8 text of a local file, with errors that name the file; YamlError for anything unreadable.
     A pipe, FIFO or device is read without blocking: a FIFO nobody writes to reads as empty, one that
     stalls (or a terminal) fails after STREAM_TIMEOUT_S, an endless one (/dev/zero) after MAX_BYTES."""
-    path = Path(path)
+    from orchestrator.messages import as_typed
+
+    path, shown = Path(path), as_typed(str(path))
     try:
         if path.is_dir():
-            raise YamlError(f"{path} is a directory, not a {what}")
+            raise YamlError(f"{shown} is a directory, not a {what}")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # opening a FIFO without a writer would block
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 with os.fdopen(os.dup(fd), "rb") as f:
                     data = f.read(MAX_BYTES + 1)
             else:
-                data = _read_stream(fd, path, what)
+                data = _read_stream(fd, shown, what)
         finally:
             os.close(fd)
     except OSError as e:
-        raise YamlError(f"cannot read the {what} {path}: {e.strerror or e}") from None
-    return decode(data, str(path), what)
+        raise YamlError(f"cannot read the {what} {shown}: {e.strerror or e}") from None
+    return decode(data, shown, what)
 
 
-def _read_stream(fd: int, path: Path, what: str) -> bytes:
+def _read_stream(fd: int, path: str, what: str) -> bytes:
     deadline = time.monotonic() + STREAM_TIMEOUT_S
     chunks, size = [], 0
     while size <= MAX_BYTES:

@@ -432,3 +432,17 @@ def test_a_bad_environment_variable_stops_every_command_before_it_runs(tmp_path,
         out, err = capsys.readouterr()
         assert out == "" and "`MMC_PROGRESS_INTERVAL_S`='soon'" in err
     assert sweeps.calls == []
+
+
+@pytest.mark.parametrize("command", ["status", "report", "compact", "claims", "plan"])
+@pytest.mark.parametrize("directory, shown", [("/tmp/a\x1b[2Jb", "'/tmp/a\\x1b[2Jb'"), ("/tmp/" + "a" * 5000, "/tmp/aaa")])
+def test_a_path_argument_is_repeated_escaped_and_short(command, directory, shown, capsys):
+    """A DIR or SPEC with a control character (an escape sequence the terminal would act on) is repeated
+    escaped, one too long to read cut (it was repeated whole, twice, 10,000 characters for a 5,000-character
+    path): whatever the command, the error names it readably."""
+    assert cli.main([command, directory]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shown}") and "Traceback" not in err, err
+    assert "\x1b" not in err and len(err) < 1000
+    if command not in ("claims", "plan"):   # those read it as a spec: a SpecError lists its problem below
+        one_error_line(err)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from orchestrator import messages
 from orchestrator.messages import LOGGER, ConsoleHandler, counted, show, to_console
 
 
@@ -88,3 +89,13 @@ def test_the_python_api_shows_messages_when_nothing_else_would(bare_loggers):
     logger = bare_loggers()
     to_console(only_if_unhandled=True)
     assert any(isinstance(h, ConsoleHandler) for h in logger.handlers)
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("mmc-runs/default", "mmc-runs/default"), ("a" * 300, "a" * 300), ("a" * 301, "a" * 297 + "..."),
+    ("/tmp/a\x1b[2Jb", "'/tmp/a\\x1b[2Jb'"), ("a\nb", "'a\\nb'"),
+])
+def test_a_path_is_repeated_as_typed_short_and_escaped(text, shown):
+    """`as_typed`: a path as the user typed it, cut past MAX_TYPED characters, escaped (quoted) where it has a
+    control character a terminal would act on."""
+    assert messages.as_typed(text) == shown
