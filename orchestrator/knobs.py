@@ -102,8 +102,8 @@ def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float |
             raise KnobError(f"`{knob.name}`={raw[:80]!r} is not {knob.form}; give one, or unset it"
                             f"{_default_text(knob)}")
         return text
-    try:
-        value = knob.type(text)
+    try:   # as a spec writes numbers: ASCII digits, no `_` (Python's int() reads '1_0' as 10, '١٢' as 12)
+        value = knob.type(text) if text.isascii() and "_" not in text else None
     except ValueError:
         value = None
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

@@ -78,6 +78,15 @@ def test_each_variable_is_read_validated(knob):
 
 
 @pytest.mark.parametrize("knob", NUMBERS, ids=lambda k: k.name)
+@pytest.mark.parametrize("text", ["1_0", "\u0661\u0662", "1_0.5"])
+def test_a_number_is_written_with_ascii_digits_and_no_underscores(knob, text):
+    """A number is read as a spec's YAML reads it: `1_0` (Python's int() reads 10) and another script's digits
+    (int() reads '١٢' as 12) are no number."""
+    with pytest.raises(knobs.KnobError, match="is not a"):
+        knobs.read(knob, {knob.name: text})
+
+
+@pytest.mark.parametrize("knob", NUMBERS, ids=lambda k: k.name)
 def test_each_variable_allows_its_minimum_and_nothing_below(knob):
     """The allowed range is closed at both ends ("from <minimum> to <maximum>"): the minimum itself is
     allowed; the next step below it (1 for a whole number, a hundredth of the minimum or 0.001 otherwise) is not."""
