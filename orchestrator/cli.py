@@ -251,6 +251,20 @@ def cmd_data_download(args) -> int:
     return EXIT_OK
 
 
+def _number(kind: type):
+    """argparse's `type=kind`, reading numbers as a spec's YAML does: ASCII digits, no `_` (int() reads '1_0' as
+    10 and '١٢' as 12); a refusal is argparse's own `invalid int value: '1_0'`."""
+    def parse(text: str):
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
+        return kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_INT, _FLOAT = _number(int), _number(float)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):   # argparse's own errors: exit 2 with one line, as ours
         self.print_usage(sys.stderr)
@@ -269,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep YAML (default: the built-in digits sweep), then overrides such as finetune.lam=3 "
                           "'seeds=[0,1,2]' 'finetune.lr={grid: [0.01, 0.1]}'")
     run.add_argument("--storage", help="override `storage` (local path or pyarrow.fs URI)")
-    run.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
+    run.add_argument("--max-concurrent", type=_INT, help="override `max_concurrent`")
     run.add_argument("--tracking-uri", help="override `mlflow.tracking_uri` (needed with remote storage)")
-    run.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
+    run.add_argument("--num-cpus", type=_INT, help="CPUs of a local Ray (default: all)")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--wait-for-nodes", type=float, default=DEFAULT_WAIT_FOR_NODES_S, metavar="SECONDS",
+    run.add_argument("--wait-for-nodes", type=_FLOAT, default=DEFAULT_WAIT_FOR_NODES_S, metavar="SECONDS",
                      help="on a cluster that cannot run the sweep yet while nodes are starting (or its autoscaler "
                           "was asked for them), wait this long for them before refusing (default: "
                           f"{DEFAULT_WAIT_FOR_NODES_S})")
@@ -295,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="as for run, e.g. 'seeds=[10,11,12]' name=claims_10; or a sweep directory "
                              "(<storage>/<sweep>) to judge as it is, running nothing")
     claims.add_argument("--storage", help="override `storage`")
-    claims.add_argument("--max-concurrent", type=int, help="override `max_concurrent`")
-    claims.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
+    claims.add_argument("--max-concurrent", type=_INT, help="override `max_concurrent`")
+    claims.add_argument("--num-cpus", type=_INT, help="CPUs of a local Ray (default: all)")
     claims.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     claims.add_argument("--new-version", action="store_true", help="as for run")
     claims.set_defaults(func=cmd_claims)
@@ -318,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "does is named and counts as remaining.")
     status.add_argument("dir", help="<storage>/<sweep>, e.g. mmc-runs/default")
     status.add_argument("--watch", action="store_true", help="refresh until every task has finished")
-    status.add_argument("--interval", type=float, default=2.0, help="refresh interval in seconds")
+    status.add_argument("--interval", type=_FLOAT, default=2.0, help="refresh interval in seconds")
     status.add_argument("--json", action="store_true", help="print one JSON object (per refresh with --watch): "
                         "counts per kind, running tasks with their epoch and ETA, failed tasks with their reason")
     status.set_defaults(func=cmd_status)

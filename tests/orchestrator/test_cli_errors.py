@@ -267,6 +267,10 @@ def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
     (["--num-cpus", "0"], "--num-cpus 0 is not allowed"),
     (["--num-cpus", "99999999999999999999"], "--num-cpus 99999999999999999999 is not allowed"),
     (["--num-cpus", "x"], "argument --num-cpus: invalid int value: 'x'"),
+    # numbers as a spec writes them: int() would read '1_0' as 10 and another script's digits as a number
+    (["--num-cpus", "1_0"], "argument --num-cpus: invalid int value: '1_0'"),
+    (["--max-concurrent", "\u0661"], "argument --max-concurrent: invalid int value: '\u0661'"),
+    (["--wait-for-nodes", "6_0"], "argument --wait-for-nodes: invalid float value: '6_0'"),
     (["--max-concurrent", "0"], "`max_concurrent` (--max-concurrent): 0 is not allowed; must be >= 1 and <= 10000"),
     (["--max-concurrent", "-5"], "`max_concurrent` (--max-concurrent): -5 is not allowed"),
     (["--max-concurrent", "100000000000000000000"], "(--max-concurrent): 100000000000000000000 is not allowed"),
