@@ -20,7 +20,8 @@ SET_BY = {"cue_proportion": "`cue_proportions`; list the values there, at the to
 
 
 def _unknown(key: Any, known: list[str], where: str) -> str:
-    name = f"{where}.{key}" if where else str(key)
+    key = key if isinstance(key, str) else show(key)   # as YAML spells it: `paths.null`, not `paths.None`
+    name = f"{where}.{key}" if where else key
     close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     hint = f"did you mean `{where + '.' if where else ''}{close[0]}`?" if close else f"allowed: {', '.join(known)}"
     return f"`{show(name)[1:-1] if isinstance(name, str) else name}`: unknown key; {hint}"

@@ -51,3 +51,11 @@ def test_a_long_list_setting_is_shown_shortened(key):
     items = ", ".join(str(i + 2) for i in range(500))
     problems = problems_of(f"name: x\n{section}: {{{name}: [{items}]}}\n")
     assert len(problems) == 1 and problems[0].startswith(f"`{key}`: [2, 3, 4") and len(problems[0]) < 400
+
+
+@pytest.mark.parametrize("key, spelled", [("null", "null"), ("true", "true"), ("3", "3"), ("1.5", "1.5")])
+def test_an_unknown_key_that_is_no_text_is_named_as_yaml_spells_it(key, spelled):
+    """A key YAML reads as null, a boolean or a number is named as the spec wrote it (`paths.null`, not
+    Python's `paths.None`)."""
+    problems = problems_of(f"name: x\npaths: {{{key}: 1}}\n")
+    assert len(problems) == 1 and problems[0].startswith(f"`paths.{spelled}`: unknown key")
