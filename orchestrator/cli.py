@@ -48,6 +48,11 @@ def cmd_run(args) -> int:
     return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED
 
 
+def _planning_progress(tasks: int, seconds: float) -> None:
+    """A long plan's progress, on stderr (stdout may be `--json`)."""
+    print(f"planning: {tasks:,} tasks so far ({seconds:.0f} s)", file=sys.stderr, flush=True)
+
+
 def cmd_plan(args) -> int:
     from orchestrator.graph.dag import build_graph, describe_plan
     from orchestrator.spec.explain import explain_spec
@@ -68,7 +73,7 @@ def cmd_plan(args) -> int:
             print(text, end="")
         return EXIT_OK
     start = time.perf_counter()
-    graph = build_graph(spec)
+    graph = build_graph(spec, progress=_planning_progress)
     if args.json:
         print(json.dumps(plan_json(spec, graph, with_tasks=args.list), indent=2))
         return EXIT_OK

@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator import vocab
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
@@ -155,11 +156,17 @@ class _Pair:
     method: str | None = None
 
 
+PROGRESS_S = 10.0           # a plan that takes longer says how far it got this often (`build_graph`'s progress)
+PROGRESS_CHECK = 10_000     # tasks between two looks at the clock
+
+
 class _Builder:
     """Adds tasks once each (by id), in topological order."""
 
-    def __init__(self, spec: SweepSpec):
+    def __init__(self, spec: SweepSpec, progress: Callable[[int, float], None] | None = None):
         self.spec = spec
+        self.progress = progress
+        self.started = self.told = time.monotonic()
         self.tasks: dict[str, Task] = {}
         self.resources = {kind: Resources(r.cpus, r.gpus, r.workers, tuple(r.custom))
                           for kind, r in spec.resources.items()}
@@ -172,7 +179,13 @@ class _Builder:
         labels["variant"] = variant_label(self.spec.swept_keys, settings)
         task = Task(kind, config, parents, {key: labels.get(key) for key in LABEL_KEYS}, self.resources[kind],
                     settings)
-        return self.tasks.setdefault(task.id, task)
+        kept = self.tasks.setdefault(task.id, task)
+        if kept is task and self.progress is not None and len(self.tasks) % PROGRESS_CHECK == 0:   # a new task
+            now = time.monotonic()
+            if now - self.told >= PROGRESS_S:
+                self.progress(len(self.tasks), now - self.started)
+                self.told = now
+        return kept
 
 
 def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
@@ -184,9 +197,10 @@ def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
     return ", ".join(parts) or None
 
 
-def build_graph(spec: SweepSpec) -> Graph:
-    """Every task of the sweep, deduplicated, in topological order."""
-    b = _Builder(spec)
+def build_graph(spec: SweepSpec, progress: Callable[[int, float], None] | None = None) -> Graph:
+    """Every task of the sweep, deduplicated, in topological order. `progress(tasks so far, seconds)`: told
+    every PROGRESS_S while planning goes on (a spec near MAX_TASKS plans for a minute or more)."""
+    b = _Builder(spec, progress)
     pairs = [vocab.parse_pair_type(text) for text in spec.pairs]
     plans = [_Plan(b, variant, model, pairs) for variant in spec.variants for model in spec.models]
     for plan in plans:

@@ -117,7 +117,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
     # the code's source revision, read once (git runs three commands): a malformed MMC_SOURCE_REVISION
     # stops here, before anything is written
     revision = source_revision()
-    graph = build_graph(spec)
+    graph = build_graph(spec, progress=lambda tasks, seconds: log(f"planning: {tasks:,} tasks so far ({seconds:.0f} s)"))
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
     address = ray_address or os.environ.get("RAY_ADDRESS")

@@ -133,6 +133,22 @@ def test_big_sweep_matches_the_count_formula():
     assert len(graph) == sum(expected_counts(models=2, seeds=6, cue_props=3).values())
 
 
+def test_a_long_plan_says_how_far_it_got_and_a_short_one_says_nothing(monkeypatch):
+    """A spec near MAX_TASKS plans for a minute or more: every PROGRESS_S it says how many tasks so far."""
+    from orchestrator.graph import dag
+
+    spec = load_spec(SMOKE_SPEC)
+    told = []
+    build_graph(spec, progress=lambda tasks, seconds: told.append((tasks, seconds)))
+    assert told == []                                  # well within PROGRESS_S
+    monkeypatch.setattr(dag, "PROGRESS_S", 0.0)
+    monkeypatch.setattr(dag, "PROGRESS_CHECK", 2)
+    graph = build_graph(spec, progress=lambda tasks, seconds: told.append((tasks, seconds)))
+    counts = [tasks for tasks, _ in told]
+    assert counts == list(range(2, len(graph.tasks) + 1, 2)), counts
+    assert all(b >= a >= 0 for (_, a), (_, b) in zip(told, told[1:]))
+
+
 def test_planning_reads_the_settings_declarations_a_fixed_number_of_times(monkeypatch):
     """Planning cost must not grow with `typing.get_type_hints` calls per task (a 2-million-task
     spec is allowed): the declarations are read once, not once per task."""
