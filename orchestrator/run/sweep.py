@@ -20,7 +20,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from orchestrator import knobs, vocab
 from orchestrator.messages import to_console
