@@ -144,37 +144,58 @@ STOPS = StopSignals()
 @contextmanager
 def ray_processes_apart():
     """Around `ray.init` of a local Ray: every process Ray starts (GCS, raylet, the helpers they start) leads
-    a process group of its own, so that a stop signal to the driver's group stops the run as Ctrl-C does
-    instead of killing the GCS under the driver (module docstring). Only where the kernel ends those processes
-    with the driver (Linux's PR_SET_PDEATHSIG, which Ray sets): elsewhere Ray's reaper ends them by killing
-    the driver's process group, so they must stay in it. Connecting to a running cluster starts nothing."""
+    a process group of its own and blocks SIGTERM and SIGHUP, so that a stop signal to the driver's group, or
+    to every process of its cgroup, stops the run as Ctrl-C does instead of killing the GCS and raylet under
+    the driver (module docstring); the driver ends them itself (`started_apart`). Only where the kernel ends
+    those processes with the driver (Linux's PR_SET_PDEATHSIG, which Ray sets): elsewhere Ray's reaper ends
+    them by killing the driver's process group, so they must stay in it. Connecting to a running cluster
+    starts nothing."""
     from ray._private import services, utils
 
     popen = getattr(services, "ConsolePopen", None)   # what Ray starts its processes with
     if popen is None or not hasattr(os, "setpgid") or not utils.detect_fate_sharing_support():
         yield
         return
-    services.ConsolePopen = leading_own_group(popen)
+    services.ConsolePopen = started_apart(popen)
     try:
         yield
     finally:
         services.ConsolePopen = popen
 
 
-def leading_own_group(popen: type) -> type:
-    """A subclass of the Popen class `popen` whose child leads a new process group before Ray's own
-    `preexec_fn` (which blocks SIGINT and sets the death signal) runs."""
+SHIELDED = (signal.SIGTERM, signal.SIGHUP)   # blocked in a local Ray's processes (Ray blocks SIGINT itself)
 
-    class OwnGroupPopen(popen):
+
+def started_apart(popen: type) -> type:
+    """A subclass of the Popen class `popen` whose child leads a new process group and blocks `SHIELDED` before
+    Ray's own `preexec_fn` (which blocks SIGINT and sets the death signal) runs. A blocked signal stays blocked
+    across exec, in every thread, and in every process the child starts (the raylet's agents and workers): a
+    SIGTERM sent to them all at once waits, pending, and the driver stops the run with its Ray alive.
+    `terminate` (Ray's first step in ending a process, with SIGTERM, then SIGKILL one second later) ends the
+    process and every process it started at once with SIGKILL: SIGTERM would only wait out that second, and
+    the raylet's agents, which its graceful stop used to end, would outlive it."""
+
+    class ApartPopen(popen):
         def __init__(self, *args, preexec_fn=None, **kwargs):
             def preexec():
                 os.setpgid(0, 0)
+                signal.pthread_sigmask(signal.SIG_BLOCK, SHIELDED)
                 if preexec_fn is not None:
                     preexec_fn()
 
             super().__init__(*args, preexec_fn=preexec, **kwargs)
 
-    return OwnGroupPopen
+        def terminate(self):
+            if self.poll() is not None:      # reaped: its pid may be another process's by now
+                return
+            below = descendants(self.pid)    # read first: once it is gone they are no longer its own
+            for pid in (self.pid, *below):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    return ApartPopen
 
 
 @contextmanager

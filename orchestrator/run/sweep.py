@@ -149,7 +149,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
 
 def _connect(num_cpus: int | None, address: str | None) -> None:
     try:
-        with ray_processes_apart():   # a stop signal to the driver's process group reaches the driver alone
+        with ray_processes_apart():   # a stop signal to the driver's group or cgroup stops the run as Ctrl-C does
             init_ray(num_cpus=num_cpus, address=address)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         raise SweepError(f"cannot connect to Ray{' at ' + redact(address) if address else ''}: "

@@ -23,6 +23,7 @@ import pytest
 from orchestrator import vocab
 from orchestrator.graph.dag import build_graph
 from orchestrator.results import manifest, tables
+from orchestrator.run import signals
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.conftest import REPO, clean_env, write_spec
@@ -31,6 +32,7 @@ from tests.support.processes import START_TIMEOUT_S, kill_session, session_pids,
 
 STOP_TIMEOUT_S = 120
 GONE_TIMEOUT_S = 10        # what is left of the driver's local Ray after it exited
+EVERY_PROCESS_STOP_S = 20  # a stop signal to the driver and its local Ray at once: to exit 130
 RAY_DUMP = "SIGTERM received at time"   # Ray's own handler: a C++ stack dump and exit 134
 
 # two pretrainings (the first finishes, the second blocks) and the path between them, one at a time
@@ -191,38 +193,74 @@ def test_a_stop_signal_to_the_drivers_whole_process_group_ends_the_run_like_ctrl
     assert [r.info.status for r in parent_runs(layout)] == [vocab.MLFLOW_KILLED]
 
 
+@pytest.mark.slow
+def test_a_stop_signal_to_every_process_of_the_driver_and_its_ray_ends_the_run_like_ctrl_c(sweep):
+    """systemd's default `KillMode=control-group`, or `kill -TERM` of every process of a container, signals the
+    driver and every process of its local Ray at once: the GCS, raylet and workers die of it. The driver sees
+    its Ray gone and ends without it, as if it had stopped Ray itself: exit 130 within seconds, the finished
+    task's row written and compacted, the MLflow parent run KILLED, nothing left behind. Before, it waited a
+    minute for its GCS, then exited 1 with nothing compacted and the MLflow run left RUNNING."""
+    path, graph, first, blocked, layout, events = sweep
+    proc = start_blocked(path, events, blocked)
+    try:
+        ray_pids = signals.descendants(proc.pid)
+        assert ray_pids, "the driver started no local Ray"
+        sent = time.monotonic()
+        for pid in [proc.pid, *ray_pids]:     # as `kill -TERM` of every pid of a cgroup
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        took = time.monotonic() - sent
+        left = wait_gone(proc.pid)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == 130, f"exit {proc.returncode} after {took:.1f} s:\n{out[-2000:]}\n{err[-3000:]}"
+    assert took < EVERY_PROCESS_STOP_S, f"{took:.1f} s to stop:\n{err[-3000:]}"
+    assert err.rstrip().endswith("interrupted: finished tasks are kept; rerun the same command to resume"), err[-2000:]
+    assert "Traceback" not in err and "Failed to connect to GCS" not in err, err[-3000:]
+    assert not left, f"processes of the stopped driver are still alive: {left}"
+    rows = tables.read_table(layout, vocab.TASKS)
+    assert list(rows["task_id"]) == [first] and list(rows["status"]) == [vocab.FINISHED]
+    assert manifest.read_manifest(layout, vocab.TASKS).parts
+    assert [r.info.status for r in parent_runs(layout)] == [vocab.MLFLOW_KILLED]
+
+
 # ----- where a local Ray's processes run (fast, no Ray started) ---------------------------------------
 
-PROCESS_GROUP = ("import os, signal; "
-                 "print(os.getpgrp(), os.getpid(), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+PROCESS_GROUP = ("import os, signal; blocked = signal.pthread_sigmask(signal.SIG_BLOCK, []); "
+                 "print(os.getpgrp(), os.getpid(), ','.join(sorted(s.name for s in blocked)) or '-')")
+STOP_NAMES = {"SIGINT", "SIGTERM", "SIGHUP"}
 
 
-def started_by_ray() -> tuple[int, int, bool]:
-    """(process group, pid, SIGINT blocked) of a process started the way Ray starts its GCS and raylet."""
+def started_by_ray() -> tuple[int, int, set[str]]:
+    """(process group, pid, the stop signals it blocks) of a process started the way Ray starts its GCS and raylet."""
     from ray._private import services, utils
 
     info = services.start_ray_process([sys.executable, "-c", PROCESS_GROUP], "mmc_test", stdout_file=subprocess.PIPE,
                                       fate_share=bool(utils.detect_fate_sharing_support()))   # as Ray's node does
     out, _ = info.process.communicate(timeout=60)
     group, pid, blocked = out.decode().split()
-    return int(group), int(pid), blocked == "True"
+    return int(group), int(pid), set(blocked.split(",")) & STOP_NAMES
 
 
 def test_the_processes_ray_starts_lead_their_own_process_group_and_keep_rays_setup():
     """Inside `ray_processes_apart` a process Ray starts leads a group of its own (a signal to the driver's group
-    passes it by), and Ray's own set-up still runs in it (SIGINT blocked, the death signal set); outside, it is
-    in the driver's group as Ray leaves it."""
+    passes it by) and blocks SIGTERM and SIGHUP (a signal to every process of the driver's cgroup waits, pending),
+    and Ray's own set-up still runs in it (SIGINT blocked, the death signal set); outside, it is in the driver's
+    group and blocks SIGINT alone, as Ray leaves it."""
     from ray._private import services
 
     from orchestrator.run.signals import ray_processes_apart
 
     before = services.ConsolePopen
     with ray_processes_apart():
-        group, pid, sigint_blocked = started_by_ray()
-    assert group == pid != os.getpgrp() and sigint_blocked
+        group, pid, blocked = started_by_ray()
+    assert group == pid != os.getpgrp() and blocked == STOP_NAMES
     assert services.ConsolePopen is before
-    group, pid, sigint_blocked = started_by_ray()
-    assert group == os.getpgrp() and sigint_blocked
+    group, pid, blocked = started_by_ray()
+    assert group == os.getpgrp() and blocked == {"SIGINT"}
 
 
 def test_without_the_kernels_death_signal_rays_processes_stay_in_the_drivers_group(monkeypatch):
@@ -236,6 +274,46 @@ def test_without_the_kernels_death_signal_rays_processes_stay_in_the_drivers_gro
     with ray_processes_apart():
         group, pid, _ = started_by_ray()
     assert group == os.getpgrp()
+
+
+TREE = ("import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        "print(child.pid, flush=True); time.sleep(600)")
+
+
+def alive(pid: int) -> bool:
+    """`pid` runs (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ending_a_process_ray_started_apart_ends_it_and_what_it_started_at_once():
+    """Ray ends its processes with `terminate` (SIGTERM), then SIGKILL a second later. They block SIGTERM, so
+    `terminate` SIGKILLs the process and every process it started (the raylet's agents would outlive it): both
+    are gone at once, and a process already reaped is left alone."""
+    from orchestrator.run.signals import started_apart
+
+    popen = started_apart(subprocess.Popen)
+    proc = popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(proc.stdout.readline())
+        sent = time.monotonic()
+        proc.terminate()
+        assert proc.wait(timeout=10) == -signal.SIGKILL and time.monotonic() - sent < 1
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child), "the process it started outlived it"
+        proc.terminate()                      # reaped: nothing is sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child is not None and alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 # ----- the handler's decisions, without a driver (fast) -----------------------------------------------
