@@ -10,11 +10,16 @@ half-written. What is lost: the work of the tasks that were running (a training 
 finished epoch), and the `tasks` rows still queued, which the next run writes for every finished task.
 
 A stop signal sent to the driver's whole process group (`timeout 25 mmc-sweep run ...`, `kill -TERM -- -PGID`,
-a closed terminal's SIGHUP) must reach the driver alone: the GCS and raylet of a local Ray die of SIGTERM and
-SIGHUP, and a driver whose GCS is gone cannot stop Tune (it waits a minute for it, then fails with exit 1).
-`ray_processes_apart` starts each of them in a process group of its own (the raylet gives each worker its
-own already); the driver stops them itself, as for Ctrl-C. (A signal to every process of a cgroup, systemd's
-default `KillMode=control-group`, reaches them all the same: docs/FAILURES.md.)
+a closed terminal's SIGHUP), or to every process of its cgroup (systemd's default `KillMode=control-group`,
+`kill -TERM` of every process of a container), must act on the driver alone: the GCS and raylet of a local Ray
+die of SIGTERM and SIGHUP, and a driver whose raylet is gone is ended by Ray's core worker within a fraction of a
+second (exit 1, "The connection to the plasma store is failed"), one whose GCS is gone waits a minute for it,
+then exits 1; either way nothing is compacted and the MLflow run stays RUNNING. `ray_processes_apart` starts
+each of them in a process group of its own (the raylet gives each worker its own already) with SIGTERM and SIGHUP
+blocked (Ray blocks SIGINT itself; the raylet's agents and workers inherit the mask), so the signal waits, pending,
+in them while the driver stops the run as for Ctrl-C and then ends them itself with SIGKILL. Whichever gets the
+signal first, the driver or Ray's processes, makes no difference. A driver connected to a cluster (`--address`)
+starts no Ray process: a signal to its cgroup does not reach the cluster.
 
 A signal the process was started ignoring stays ignored (`nohup mmc-sweep run ...` survives a closed
 terminal). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
