@@ -32,7 +32,7 @@ from tests.support.processes import START_TIMEOUT_S, kill_session, session_pids,
 
 STOP_TIMEOUT_S = 120
 GONE_TIMEOUT_S = 10        # what is left of the driver's local Ray after it exited
-EVERY_PROCESS_STOP_S = 20  # a stop signal to the driver and its local Ray at once: to exit 130
+EVERY_PROCESS_STOP_S = 30  # signal to the driver and its Ray at once -> exit 130: ~12 s (Tune's 10 s grace), not a minute
 RAY_DUMP = "SIGTERM received at time"   # Ray's own handler: a C++ stack dump and exit 134
 
 # two pretrainings (the first finishes, the second blocks) and the path between them, one at a time
