@@ -178,7 +178,9 @@ def started_apart(popen: type) -> type:
     SIGTERM sent to them all at once waits, pending, and the driver stops the run with its Ray alive.
     `terminate` (Ray's first step in ending a process, with SIGTERM, then SIGKILL one second later) ends the
     process and every process it started at once with SIGKILL: SIGTERM would only wait out that second, and
-    the raylet's agents, which its graceful stop used to end, would outlive it."""
+    the raylet's agents, which its graceful stop used to end, would outlive it. Task code on a local Ray inherits
+    the mask too: a process it starts does not die of SIGTERM or SIGHUP (end it with SIGKILL, or unblock them in
+    it); this project's tasks start none."""
 
     class ApartPopen(popen):
         def __init__(self, *args, preexec_fn=None, **kwargs):
