@@ -32,6 +32,15 @@ def test_a_variant_label_is_key_equals_value_per_swept_setting_joined_by_a_comma
     assert variant_label(("midpoint.lr",), settings) is None
 
 
+def test_a_variant_label_names_the_swept_settings_in_the_order_of_the_axes_not_alphabetically():
+    """The label follows `swept_keys` (the spec's axis order, as `Variant.label` does), so an axis listed
+    first is named first whatever its name."""
+    settings = {"finetune.lam": 3.0, "finetune.lr": 0.02, "finetune.epochs": 5}
+    assert variant_label(("finetune.lr", "finetune.lam"), settings) == "finetune.lr=0.02, finetune.lam=3"
+    assert variant_label(("finetune.lr", "finetune.epochs", "finetune.lam"), settings) == \
+        "finetune.lr=0.02, finetune.epochs=5, finetune.lam=3"
+
+
 def test_a_task_on_two_swept_axes_names_both_in_its_variant():
     """A cbft fine-tuning reads `lr` and `lam`: with both swept, each of its 4 tasks names both, written
     `key=value` and joined by ", " (their order is not pinned here)."""
