@@ -196,6 +196,44 @@ def test_a_local_read_takes_the_size_fstat_gave_and_what_a_growing_file_added(tm
         read(str(path), 60)
 
 
+def test_a_local_file_that_shrank_while_it_was_read_is_refused_when_it_must_be_read_whole(tmp_path, monkeypatch):
+    """`whole`: the bytes read must be the size `fstat` gave; a file cut short meanwhile (fewer bytes than
+    that) is as changed as one that grew, never taken for the whole file."""
+    import os
+
+    from orchestrator.storage import layout as layout_module
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 100)
+    fstat = os.fstat
+
+    class Larger:           # what fstat said before the file was cut to 100 bytes
+        def __init__(self, fd):
+            info = fstat(fd)
+            self.st_mode, self.st_size = info.st_mode, 150
+
+    monkeypatch.setattr(layout_module.os, "fstat", Larger)
+    assert layout_module.read_regular_file(str(path), 1000) == b"x" * 100
+    with pytest.raises(OSError, match="changed while it was read"):
+        layout_module.read_regular_file(str(path), 1000, whole=True)
+
+
+def test_a_local_read_that_comes_in_short_chunks_is_joined_whole(tmp_path, monkeypatch):
+    """`os.read` may return fewer bytes than asked (a network file system, a signal): the reads go on to
+    the end of the file and every chunk is kept."""
+    import os
+
+    from orchestrator.storage import layout as layout_module
+
+    path = tmp_path / "f.bin"
+    data = bytes(range(256)) * 4
+    path.write_bytes(data)
+    read = os.read
+    monkeypatch.setattr(layout_module.os, "read", lambda fd, n: read(fd, min(n, 100)))
+    assert layout_module.read_regular_file(str(path), 10_000) == data
+    assert layout_module.read_regular_file(str(path), 10_000, whole=True) == data
+
+
 def test_names_up_to_255_characters_are_taken(layout):
     """A name is one path segment: up to 255 characters (what file systems allow), no more."""
     assert layout.task_dir("pretrain", "t" * 255).endswith("/" + "t" * 255)
