@@ -344,3 +344,73 @@ def test_an_output_that_is_gone_or_not_a_regular_file_is_missing(finished):
     for task in (gone, replaced):
         assert alone[task.id] == (False, f"missing {layout.fragment(vocab.PATHS, task.id)}")
     assert sum(ok for ok, _ in alone.values()) == len(tasks) - 2
+
+
+@pytest.mark.parametrize("key, value", [("tables", {"paths": 1}), ("tables", "paths"), ("metrics", []),
+                                        ("meta", "x")])
+def test_a_marker_whose_tables_metrics_or_meta_have_the_wrong_shape_is_no_marker(finished, key, value):
+    """`tables` is a list, `metrics` and `meta` mappings: a marker holding anything else is not read as one
+    (alone or in a pass), and says which key."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    marker = json.loads(_raw(layout, task))
+    marker[key] = value
+    path = layout.marker_file(task.kind, task.id)
+    layout.storage.write_bytes(path, json.dumps(marker).encode())
+    assert outputs.read_marker(layout, task.kind, task.id) is None
+    alone, many = _answers(layout, tasks)
+    shape = "a list" if key == "tables" else "a mapping"
+    assert alone[task.id] == many[task.id] == (False, f"{path}: `{key}` is not {shape}")
+
+
+def test_the_tasks_table_a_task_returns_is_neither_written_nor_listed_in_its_marker(finished):
+    """The driver writes a task's `tasks` row (it knows the MLflow run): rows a task hands back for that table
+    are dropped, and the marker names only the tables the task wrote."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    marker = outputs.write_outputs(layout, task, outputs.TaskOutput(tables={vocab.TASKS: [{"task_id": task.id}]}))
+    assert marker["tables"] == [] and marker["files"] == {}
+    assert outputs.read_marker(layout, task.kind, task.id)["tables"] == []
+
+
+def test_a_marker_with_a_size_that_is_not_a_whole_number_is_still_indexed(finished):
+    """The index keeps the sizes that are whole numbers and leaves the others out: one odd marker (a size
+    written as text) neither keeps the other markers out of the index nor its own task from verifying."""
+    from orchestrator.results import marker_index
+
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    marker = json.loads(_raw(layout, task))
+    name = next(iter(marker["sizes"]))
+    marker["sizes"][name] = str(marker["sizes"][name])
+    layout.storage.write_bytes(layout.marker_file(task.kind, task.id), json.dumps(marker).encode())
+    ids = [(t.kind, t.id) for t in tasks]
+    assert outputs.index_markers(layout, ids) == len(tasks)
+    entry = marker_index.entry_of(marker_index.read_index(layout)[task.id])
+    assert name in entry.files and name not in entry.sizes
+    assert outputs.verify_many(layout, ids) == {t.id: (True, "") for t in tasks}
+
+
+def test_a_file_is_read_for_the_index_only_when_it_is_a_regular_file_unchanged_by_the_read(tmp_path):
+    """`_while_unchanged`: the read and the file's stamp when the file is a regular file whose stamp is the
+    same before and after the read; None for a file changed meanwhile, and for anything but a regular file
+    (which is not read at all)."""
+    import os
+
+    from orchestrator.results import marker_index
+
+    path = tmp_path / "done.json"
+    path.write_bytes(b"{}")
+
+    def rewritten(p):
+        data = open(p, "rb").read()
+        with open(p, "wb") as f:
+            f.write(b'{"x": 1}')
+        return data
+
+    assert outputs._while_unchanged(str(path), rewritten) is None
+    assert outputs._while_unchanged(str(path), lambda p: open(p, "rb").read()) == \
+        (b'{"x": 1}', marker_index.stamp_of(os.lstat(path)))
+    reads = []
+    assert outputs._while_unchanged(str(tmp_path), lambda p: reads.append(p) or b"") is None and reads == []
+    assert outputs._while_unchanged(str(tmp_path / "gone"), lambda p: reads.append(p) or b"") is None and reads == []
