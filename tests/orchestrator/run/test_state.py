@@ -125,6 +125,22 @@ def test_a_state_kept_for_a_task_outside_the_graph_stays_and_is_counted(graph):
     assert state.count(vocab.DONE) == 1 and state.count(vocab.PENDING) == len(graph.tasks)
 
 
+def test_a_state_kept_for_a_task_outside_the_graph_changes_without_touching_the_ready_set(graph):
+    """A task outside the graph (an earlier spec's) has no children here: its change is counted and heard,
+    and the ready set (built before) stays as it was."""
+    from orchestrator.run.state import SweepState, TaskState
+
+    outside = "pretrain-0123456789abcdef"
+    state = SweepState(graph, {outside: TaskState(vocab.PENDING)})
+    ready = list(state.ready)
+    heard = []
+    state.subscribe(lambda task_id, before, after: heard.append((task_id, after.status)))
+    state.set_status(outside, vocab.DONE)
+    state.set_status(outside, vocab.PENDING)
+    assert heard == [(outside, vocab.DONE), (outside, vocab.PENDING)] and list(state.ready) == ready
+    assert outside not in state.ready and state.count(vocab.PENDING) == len(graph.tasks) + 1
+
+
 def test_listeners_hear_of_a_change_after_the_counts_and_the_ready_set_are_up_to_date(graph):
     """SweepState's docstring: the counts changed first, then the listeners told: (once built) the ready set
     first, even before a listener that subscribed before it was built."""
