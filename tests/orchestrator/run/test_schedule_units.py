@@ -211,6 +211,60 @@ def test_a_bundles_trial_is_named_after_its_first_task_and_how_many_others_it_ho
     assert S._trial_name(SimpleNamespace(config={}, trial_id="x")) == "x"
 
 
+def test_a_bundle_kind_measured_slower_than_short_keeps_its_cap_of_eight():
+    """Path evaluations are bundled whatever their speed: measured at 0.5 s a task (2 s per trial would take
+    4), a bundle still holds up to the cap of 8; the measurement only ever grows a bundle."""
+    root, paths = _root_and("path_eval", 30)
+    state, searcher = _started_after_root([root, *paths])
+    first = searcher.suggest("t1")
+    assert len(first["task_ids"]) == 8
+    _done(searcher, "t1", first, duration_s=0.5)
+    assert searcher.typical_duration("path_eval") == 0.5
+    assert len(searcher.suggest("t2")["task_ids"]) == 8
+
+
+def test_a_ready_task_waiting_for_room_is_never_skipped_while_a_trial_is_in_flight():
+    """The ready tasks' kinds are full (one CPU trial in flight) although none of its tasks is running any
+    more (the driver marked it failed meanwhile): the searcher waits (None); it neither skips the ready
+    task as never runnable nor ends the search."""
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    state = sweep_state.SweepState(_graph(a, b))
+    searcher = S.DagSearcher(state, concurrency=FixedLimits(CPU=1, GPU=1))
+    config = searcher.suggest("t1")
+    assert config["task_ids"] == [a.id]
+    state.set_status(a.id, vocab.FAILED, "stopped")
+    assert searcher.suggest("t2") is None and state.states[b.id].status == vocab.PENDING
+    searcher.on_trial_complete("t1", None, error=True)
+    assert searcher.suggest("t2")["task_ids"] == [b.id]
+
+
+def test_a_task_whose_state_changed_while_its_trial_ran_keeps_that_state_when_the_trial_reports():
+    """Only the bundle's tasks still running take the trial's report: one the driver already marked
+    failed stays failed, with its own reason, even when the trial reports it done."""
+    a, b = _task("path_eval", "a"), _task("path_eval", "b")
+    state = sweep_state.SweepState(_graph(a, b))
+    searcher = S.DagSearcher(state, max_bundle=2)
+    config = searcher.suggest("t1")
+    assert config["task_ids"] == [a.id, b.id]
+    state.set_status(a.id, vocab.FAILED, "stopped by the driver")
+    _done(searcher, "t1", config)
+    assert (state.states[a.id].status, state.states[a.id].error) == (vocab.FAILED, "stopped by the driver")
+    assert state.states[b.id].status == vocab.DONE
+
+
+def test_a_crashed_trials_reason_is_the_last_three_lines_of_its_error_file(tmp_path):
+    """The traceback's end says what happened: its last three non-blank lines, joined by " | "."""
+    a, state, searcher, config = _failed_cleanly()
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n\n    g()\n"
+                          "  File \"y.py\", line 2, in g\nray.exceptions.ActorDiedError: The actor died\n")
+    trial = SimpleNamespace(trial_id="t1", error_file=str(error_file), config=dict(config), evaluated_params={},
+                            last_result={})
+    S._CrashReasons(state, searcher).on_trial_error(0, [], trial)
+    assert state.states[a.id].error == ("trial crashed:     g() | " + '  File "y.py", line 2, in g | '
+                                        "ray.exceptions.ActorDiedError: The actor died")
+
+
 def test_a_bundles_payload_names_the_kinds_of_the_parents_of_every_task_in_it():
     """Path evaluations of different pairs in one bundle: the payload carries the kind of every parent of
     every task, not only of the first task's parents."""
