@@ -366,3 +366,77 @@ def test_datasets_are_named_by_what_they_are_not_where_once_each_and_only_for_tr
     assert child_runs.dataset_inputs(same) == (ref,)
     assert child_runs.dataset_inputs(first(graph, vocab.ALIGN)) == ()
     assert child_runs.dataset_inputs(first(graph, vocab.PATH_EVAL)) == ()
+
+
+def test_a_tasks_row_holds_the_settings_of_its_lineage(graph, tmp_path):
+    """Every row carries the `<section>.<field>` settings its task was planned with (null where not part of
+    its lineage), as well as its labels."""
+    from orchestrator.results import schemas
+    from orchestrator.run import recording
+
+    task = first(graph, vocab.FINETUNE)
+    columns = set(schemas.SCHEMAS[vocab.TASKS].names)
+    carried = {k: v for k, v in task.settings.items() if k in columns}
+    assert any(k.startswith("finetune.") for k in carried) and any(k.startswith("pretrain.") for k in carried)
+    row = recording.task_row(task, "finished", spec_hash="h", rev=None)
+    assert {k: row[k] for k in carried} == carried
+    assert row["method"] == task.labels["method"] is not None
+
+
+def test_a_bundle_is_compacted_once_as_many_tasks_as_its_size_have_ended(graph, tmp_path, monkeypatch):
+    """`compact_every` ended tasks make a bundle: the second of two ends it (not a third)."""
+    from orchestrator.run import recording
+    from orchestrator.run.state import SweepState
+
+    bundles = []
+    monkeypatch.setattr(recording.compact, "compact_bundle", lambda layout, rows_of, finished: bundles.append(1))
+    monkeypatch.setattr(recording.outputs, "index_markers", lambda layout, tasks: 0)
+    state = SweepState(graph)
+    recorder = recording.TaskRecorder(layout_in(tmp_path), state, "hash", Tracker())
+    recorder.compact_every = 2
+    state.subscribe(recorder.on_status)
+    for task in (first(graph, vocab.PRETRAIN), first(graph, vocab.ALIGN)):
+        state.set_status(task.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0))
+        recorder.flush()
+    assert bundles == [1] and recorder.compactions == 1
+    recorder.close()
+
+
+def test_the_markers_of_finished_and_cached_tasks_are_indexed_and_no_others(graph, tmp_path, monkeypatch):
+    """The run indexes the markers of the tasks that ended finished, in this run or found cached, for
+    `status`; a failed task has none."""
+    from orchestrator.run import recording
+    from orchestrator.run.state import SweepState, TaskState
+
+    indexed = []
+    monkeypatch.setattr(recording.outputs, "index_markers", lambda layout, tasks: indexed.extend(tasks) or 0)
+    state = SweepState(graph)
+    recorder = recording.TaskRecorder(layout_in(tmp_path), state, "hash", Tracker())
+    recorder.compact_every = 0
+    done, cached, failed = first(graph, vocab.PATH_EVAL), first(graph, vocab.PRETRAIN), first(graph, vocab.ALIGN)
+    recorder.record(done.id, TaskState(vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0)))
+    recorder.record(cached.id, TaskState(vocab.CACHED))
+    recorder.record(failed.id, TaskState(vocab.FAILED, "boom"))
+    recorder.close()
+    assert sorted(indexed) == sorted([(done.kind, done.id), (cached.kind, cached.id)])
+
+
+def test_close_does_not_wait_out_the_batch_window_once_it_asked_the_thread_to_stop(graph, tmp_path, monkeypatch):
+    """The thread gathers a batch for up to BATCH_WAIT_S after its first task; `close` ends the gathering at
+    once (the end of every run would otherwise wait the whole window)."""
+    import time
+
+    from orchestrator.run import recording
+    from orchestrator.run.state import SweepState
+
+    monkeypatch.setattr(recording, "BATCH_WAIT_S", 10.0)
+    monkeypatch.setattr(recording.outputs, "index_markers", lambda layout, tasks: 0)
+    state = SweepState(graph)
+    recorder = recording.TaskRecorder(layout_in(tmp_path), state, "hash", Tracker())
+    recorder.compact_every = 0
+    state.subscribe(recorder.on_status)
+    task = first(graph, vocab.PRETRAIN)
+    state.set_status(task.id, vocab.DONE, result=work.TaskResult(vocab.DONE, 1.0))
+    started = time.monotonic()
+    recorder.close()
+    assert time.monotonic() - started < 5.0 and recorder.written == 1
