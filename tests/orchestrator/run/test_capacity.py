@@ -387,6 +387,18 @@ def test_the_cluster_wide_worker_cap_counts_the_largest_nodes_of_each_resource_f
     assert uncapped.at_most()["GPU"] == 4.0 + 3 * 1.0
 
 
+def test_the_nodes_a_task_may_be_placed_on_follow_the_cluster_wide_worker_cap_of_each_type():
+    """`at_most()["nodes"]` lists each node the autoscaler may start: a type's `max_workers` of them, but never
+    more than the cluster-wide `max_workers` (the cap applies to each type alone)."""
+    big = NodeType("big", (("CPU", 1.0), ("GPU", 4.0)), max_workers=1)
+    small = NodeType("small", (("CPU", 8.0), ("GPU", 1.0)), max_workers=3)
+    head = NodeType("head", (("CPU", 0.0),), head=True)
+    capped = _view(types=NodeTypes((head, big, small), "c.yaml", max_workers=2)).at_most()["nodes"]
+    assert capped[1:] == [big.amounts, small.amounts, small.amounts]
+    uncapped = _view(types=NodeTypes((head, big, small), "c.yaml")).at_most()["nodes"]
+    assert uncapped[1:] == [big.amounts, small.amounts, small.amounts, small.amounts]
+
+
 def test_nodes_up_now_beyond_the_config_count_in_what_the_cluster_grows_to():
     """Five GPU nodes started by hand, while the config allows two gpu_workers: the cluster has at least 5."""
     view = _view(*[GPU_NODE] * 5)
