@@ -433,6 +433,27 @@ def test_a_compacted_tasks_rows_are_read_from_a_part_of_many_row_groups(layout, 
         assert df["eval_set"].tolist() == [r["eval_set"] for r in rows]
 
 
+def test_a_compacted_tasks_rows_that_are_not_where_its_manifest_says_are_refused(layout):
+    """The rows a manifest points at must be the task's own, every one of them: an entry one row off (its span
+    takes a row of the next task) is an error, never rows of two tasks read as one task's."""
+    import dataclasses
+
+    from orchestrator.results import compact, manifest
+
+    for task_id in ("t1", "t2"):
+        tables.write_fragment(layout, "evaluations", task_id, _evaluations())
+    compact.compact(layout, ["evaluations"])
+    stored = manifest.read_manifest(layout, "evaluations")
+    entry = stored.tasks["t1"]
+    assert entry.offset == 0 and stored.tasks["t2"].offset == entry.rows
+    stored.tasks["t1"] = dataclasses.replace(entry, offset=1)
+    layout.storage.write_bytes(manifest.stored_manifest_path(layout, "evaluations"), manifest.manifest_bytes(stored))
+    manifest.forget_cached(layout)
+    with pytest.raises(ValueError, match="not where its manifest says"):
+        tables.read_fragment(layout, "evaluations", "t1")
+    assert tables.read_fragment(layout, "evaluations", "t2")["task_id"].tolist() == ["t2"] * len(EVAL_SETS)
+
+
 def test_a_column_of_one_value_keeps_every_row_beyond_one_shared_block(layout, monkeypatch):
     """A part's string column of one value (or none) is read as repeated blocks: every row is still there."""
     from orchestrator.results import compact
