@@ -234,6 +234,14 @@ def test_the_growth_plan_asks_for_no_more_at_once_than_the_tasks_left():
     assert "pretrain: up to 3 at once x {CPU 1, GPU 1}; finetune: up to 4 at once x {CPU 1, GPU 1}." in said[0]
 
 
+def test_the_growth_plan_asks_for_no_more_than_fits_whatever_max_concurrent_and_the_tasks_left_allow():
+    """max_concurrent and the tasks left only ever lower the ask: with 10 of each allowed, 4 GPU nodes can
+    start, so 4 at once."""
+    spec = _spec("max_concurrent: 10\nresources: {pretrain: {cpus: 1, gpus: 1}}\n")
+    view, said, _ = _wait(spec, [_growing()], ["pretrain"], counts={"pretrain": 10})
+    assert isinstance(view, ClusterView) and "The sweep asks it for pretrain: up to 4 at once x {CPU 1, GPU 1}." in said[0]
+
+
 # ----- endpoints (the connections stood in for)
 
 class Conn:
