@@ -301,6 +301,18 @@ def test_the_trackers_warnings_are_redacted_in_the_log_record_itself(caplog):
         "batched MLflow logging failed (postgresql://***@db/mlflow refused)"]
 
 
+def test_a_group_runs_mean_of_a_metric_is_over_the_tasks_that_report_it(graph):
+    """`mean.<metric>` divides by the values of that metric, not by the tasks: a metric only one of four
+    finished tasks reports is that task's value (hand count: acc 0.8 once -> 0.8; loss 1, 2, 3, 6 -> 3)."""
+    tasks = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL][:4]
+    group = tracking.GroupRun(vocab.PATH_EVAL, "run-id")
+    for task, loss in zip(tasks, (1.0, 2.0, 3.0, 6.0)):
+        group.add(ended(task, metrics={"loss": loss, **({"acc": 0.8} if loss == 6.0 else {})}))
+    metrics = group.metrics()
+    assert metrics["mean.acc"] == pytest.approx(0.8) and metrics["mean.loss"] == pytest.approx(3.0)
+    assert metrics["tasks_done"] == 4
+
+
 def test_a_group_run_averages_its_finished_tasks_and_keeps_the_first_errors_redacted(graph, monkeypatch):
     """A kind's run counts its tasks per status; `mean.<metric>` averages the finite, non-secret numbers of the
     finished (done or cached) tasks, a duration of 0 s included; `errors.txt` keeps the first GROUP_ERRORS
