@@ -215,6 +215,19 @@ def test_a_bare_404_to_a_conditional_write_is_an_object_no_longer_there(store, b
     assert store.delete("bkt/runs/s/lock", '"etag"') is False
 
 
+@pytest.mark.parametrize("code", ["", "OperationAborted"])
+def test_a_bare_409_to_a_conditional_write_is_a_conflict_not_an_error(store, bucket, code):
+    """A store that answers a write racing another on the same key with a 409 of another code (or none): this
+    write did not happen (None, False), as with ConditionalRequestConflict, never an error of the driver."""
+    def conflict(**kwargs):
+        raise client_error(code, 409)
+
+    bucket.put_object = bucket.delete_object = conflict
+    assert store.create("bkt/runs/s/lock", b"x") is None
+    assert store.replace("bkt/runs/s/lock", b"x", '"etag"') is None
+    assert store.delete("bkt/runs/s/lock", '"etag"') is False
+
+
 def test_conditional_requests_and_reads_wait_out_a_store_that_cannot_be_reached(store, bucket, monkeypatch):
     """Module docstring: every request here is waited out like the storage's own (orchestrator/storage/retry.py)."""
     from orchestrator.storage import retry
