@@ -16,27 +16,17 @@ import sys
 import time
 
 from orchestrator.errors import MmcError, UsageError
-from orchestrator.spec.command_line import FLAGS, load  # noqa: F401 - FLAGS: the flags that override keys
+from orchestrator.spec.command_line import FLAGS, check_num_cpus, load, number  # noqa: F401 - FLAGS: the flags that override keys
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _LOG = logging.getLogger(__name__)
-
-
-MAX_NUM_CPUS = 100_000   # --num-cpus of a local Ray
-
-
-def _check_num_cpus(args) -> None:
-    """`--num-cpus` of `run` and `claims`, refused before the spec is read or Ray starts."""
-    if args.num_cpus is not None and not 1 <= args.num_cpus <= MAX_NUM_CPUS:
-        raise UsageError(f"--num-cpus {args.num_cpus} is not allowed; give a whole number of CPUs from 1 to "
-                         f"{MAX_NUM_CPUS}")
 
 
 def cmd_run(args) -> int:
     from orchestrator.run import capacity
     from orchestrator.run.sweep import run_sweep
 
-    _check_num_cpus(args)
+    check_num_cpus(args)
     if not (math.isfinite(args.wait_for_nodes) and 0 <= args.wait_for_nodes <= capacity.MAX_WAIT_FOR_NODES_S):
         raise UsageError(f"--wait-for-nodes {args.wait_for_nodes:g} is not allowed; give seconds between 0 and "
                          f"{capacity.MAX_WAIT_FOR_NODES_S}")
@@ -186,7 +176,7 @@ def cmd_claims(args) -> int:
         except (ValueError, OSError) as exc:   # no plan, and a stored spec that cannot be planned; unreadable
             raise UsageError(f"cannot judge the claims of {args.items[0]}: {exc}") from None
         return EXIT_OK
-    _check_num_cpus(args)
+    check_num_cpus(args)
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})
     outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)
     print_claims(outcome.layout)
@@ -256,18 +246,7 @@ def cmd_data_download(args) -> int:
     return EXIT_OK
 
 
-def _number(kind: type):
-    """argparse's `type=kind`, reading numbers as a spec's YAML does: ASCII digits, no `_` (int() reads '1_0' as
-    10 and '١٢' as 12); a refusal is argparse's own `invalid int value: '1_0'`."""
-    def parse(text: str):
-        if not text.isascii() or "_" in text:
-            raise ValueError(text)
-        return kind(text)
-    parse.__name__ = kind.__name__
-    return parse
-
-
-_INT, _FLOAT = _number(int), _number(float)
+_INT, _FLOAT = number(int), number(float)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,6 +9,25 @@ from orchestrator.errors import UsageError
 
 # the flags that override a spec key, by the key
 FLAGS = {"storage": "--storage", "max_concurrent": "--max-concurrent", "mlflow.tracking_uri": "--tracking-uri"}
+MAX_NUM_CPUS = 100_000   # --num-cpus of a local Ray
+
+
+def check_num_cpus(args) -> None:
+    """`--num-cpus` of `run` and `claims`, refused before the spec is read or Ray starts."""
+    if args.num_cpus is not None and not 1 <= args.num_cpus <= MAX_NUM_CPUS:
+        raise UsageError(f"--num-cpus {args.num_cpus} is not allowed; give a whole number of CPUs from 1 to "
+                         f"{MAX_NUM_CPUS}")
+
+
+def number(kind: type):
+    """argparse's `type=kind`, reading numbers as a spec's YAML does: ASCII digits, no `_` (int() reads '1_0' as
+    10 and '١٢' as 12); a refusal is argparse's own `invalid int value: '1_0'`."""
+    def parse(text: str):
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
+        return kind(text)
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:

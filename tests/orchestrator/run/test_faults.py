@@ -34,6 +34,7 @@ from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run.sweep import run_sweep
+from tasks.settings.train import MAX_LR, MAX_WEIGHT_DECAY
 from tests.conftest import REPO, clean_env, start_local_ray
 from tests.support import runners
 from tests.support.processes import kill_session, start_until
@@ -130,10 +131,10 @@ def mlflow_runs(layout, name: str) -> list:
 
 @pytest.fixture(scope="module")
 def failed_sweep(tmp_path_factory):
-    """9 tasks: the cue~nocue midpoint raises (fault injection), fine-tuning diverges (lr 1e30).
-    MLflow's runs are read before any test reruns a copy of the sweep."""
+    """9 tasks: the cue~nocue midpoint raises (fault injection), fine-tuning diverges (the largest lr and
+    weight decay a spec allows: the weights grow ×999 a step). MLflow's runs are read before any test reruns a copy of the sweep."""
     root = tmp_path_factory.mktemp("faults")
-    spec = write_spec(root, "faults", finetune={"lr": 1e30, "methods": ["naive"]},
+    spec = write_spec(root, "faults", finetune={"lr": MAX_LR, "weight_decay": MAX_WEIGHT_DECAY, "epochs": 5, "methods": ["naive"]},
                       paths={"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["linear", "quadratic"],
                              "finetuned_kinds": ["linear", "quadratic"]})
     roles = tasks_by_role(spec)
