@@ -170,43 +170,23 @@ def test_a_second_signal_ends_the_driver_at_once_and_the_rerun_loses_nothing(swe
 
 
 @pytest.mark.slow
-def test_a_stop_signal_to_the_drivers_whole_process_group_ends_the_run_like_ctrl_c(sweep):
-    """`timeout 25 mmc-sweep run`, a closed terminal and `kill -TERM -- -PGID` signal every process of the
-    driver's group. The GCS and raylet of its local Ray lead groups of their own, so the signal reaches the
-    driver alone, which stops the run as for Ctrl-C; had it killed the GCS, the driver would wait a minute
-    for it and fail with exit 1, nothing compacted, the MLflow run left RUNNING."""
-    path, graph, first, blocked, layout, events = sweep
-    proc = start_blocked(path, events, blocked)
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)   # the driver leads its group (a session of its own)
-        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
-        left = wait_gone(proc.pid)
-    finally:
-        kill_session(proc)
-    assert proc.returncode == 130, f"exit {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
-    assert err.rstrip().endswith("interrupted: finished tasks are kept; rerun the same command to resume"), err[-2000:]
-    assert "Traceback" not in err and "Failed to connect to GCS" not in err, err[-3000:]
-    assert not left, f"processes of the stopped driver are still alive: {left}"
-    rows = tables.read_table(layout, vocab.TASKS)
-    assert list(rows["task_id"]) == [first] and list(rows["status"]) == [vocab.FINISHED]
-    assert manifest.read_manifest(layout, vocab.TASKS).parts
-    assert [r.info.status for r in parent_runs(layout)] == [vocab.MLFLOW_KILLED]
-
-
-@pytest.mark.slow
 def test_a_stop_signal_to_every_process_of_the_driver_and_its_ray_ends_the_run_like_ctrl_c(sweep):
-    """systemd's default `KillMode=control-group`, or `kill -TERM` of every process of a container, signals the
-    driver and every process of its local Ray at once: the GCS, raylet and workers die of it. The driver sees
-    its Ray gone and ends without it, as if it had stopped Ray itself: exit 130 within seconds, the finished
-    task's row written and compacted, the MLflow parent run KILLED, nothing left behind. Before, it waited a
-    minute for its GCS, then exited 1 with nothing compacted and the MLflow run left RUNNING."""
+    """A stop signal to the driver's process group (`timeout 25 mmc-sweep run`, a closed terminal, `kill -TERM
+    -- -PGID`) and to every process of its cgroup (systemd's default `KillMode=control-group`, `kill -TERM` of
+    every process of a container) at once: the driver's group and its local Ray's GCS, raylet and workers.
+    Those lead groups of their own with SIGTERM and SIGHUP blocked (`signals.ray_processes_apart`), so they
+    outlive it and the driver stops the run as for Ctrl-C: exit 130, the finished task's row written and
+    compacted, the MLflow parent run KILLED, nothing left behind. Before, the driver died with its raylet
+    (exit 1, "The connection to the plasma store is failed") or waited a minute for its GCS (exit 1), nothing
+    compacted, the MLflow run left RUNNING."""
     path, graph, first, blocked, layout, events = sweep
     proc = start_blocked(path, events, blocked)
     try:
         ray_pids = signals.descendants(proc.pid)
         assert ray_pids, "the driver started no local Ray"
         sent = time.monotonic()
-        for pid in [proc.pid, *ray_pids]:     # as `kill -TERM` of every pid of a cgroup
+        os.killpg(proc.pid, signal.SIGTERM)   # the driver leads its group (a session of its own)
+        for pid in ray_pids:                  # and the rest of its cgroup, as `kill -TERM` of every pid
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
