@@ -71,6 +71,15 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     return pair, design, None if epoch is None else int(epoch)
 
 
+def shares_only_the_start(pair_type: str) -> bool:
+    """A same-data control whose two models share only their start: spawn@0 (one initialisation, another data
+    order) or resubset (one initialisation and order, another cued subset). A spawn@K child with K > 0 shares
+    K epochs of training as well, so its barrier is a lower baseline than a shared initialisation alone gives
+    (claim (d) reads it as supporting only; the mechanism map's threshold does not use it)."""
+    _, design, epoch = parse_pair_type(pair_type)
+    return design == RESUBSET or (design == SPAWN and epoch == 0)
+
+
 def pair_proportions(pair: str, design: str, cue_proportions) -> tuple[float, ...]:
     """The cue proportions of `cue_proportions` a pair type is planned at (its first model's): nocue~nocue
     0.0; the others every proportion > 0, cue~nocue only when 0.0 is there too, and `resubset` only below

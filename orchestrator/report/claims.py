@@ -425,7 +425,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
 def claim_d(s: Slice, r: ClaimRules) -> Claim:
     same_init = s.designs(vocab.CUE_NOCUE, vocab.SAME_INIT)
     same_data = s.designs(vocab.CUE_CUE, vocab.SPAWN, vocab.RESUBSET) + s.designs(vocab.NOCUE_NOCUE, vocab.SPAWN)
-    controls = [p for p in same_data if _from_the_start(p)]
+    controls = [p for p in same_data if vocab.shares_only_the_start(p)]
     later = [p for p in same_data if p not in controls]     # spawn@K, K > 0: share K epochs too (supporting)
     independent = [p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE) if p in s.pair_types()]
     c = Claim("d", "Cue and no-cue models are not linearly connected beyond the barrier between models trained on "
@@ -478,15 +478,6 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
             j.barrier_above(f"on {eval_set}, the {main} linear barrier is above the noise floor ({floor})",
                             (main, vocab.LINEAR), (floor, vocab.LINEAR), eval_set, None, mechanism=learnt)
     return family_wise(c, r.level)
-
-
-def _from_the_start(pair_type: str) -> bool:
-    """A same-data control of (d)'s same-init pair, whose models share only their start: spawn@0 (the same
-    initialisation, another data order) or resubset (the same initialisation and order, another cued subset).
-    A spawn@K child with K > 0 shares K epochs of training as well, so its barrier is a lower baseline than
-    the one a shared initialisation alone gives: above it is no evidence that the data made the difference."""
-    _, design, epoch = vocab.parse_pair_type(pair_type)
-    return design == vocab.RESUBSET or epoch == 0
 
 
 def _aligned_checks(j: _Judge, independent: list[str], eval_set: str, learnt: pd.Series | None = None) -> None:

@@ -7,7 +7,7 @@ the rest is complete), average-linkage hierarchical clustering (scipy) and conne
 threshold set by the sweep's own controls:
 
     threshold = the upper bound (at the rules' level) of the mean barrier of the same-data pairs from one
-                initialisation (X~X:spawn@K, cue~cue:resubset) on the same set and path (else their linear
+                initialisation (X~X:spawn@0, cue~cue:resubset) on the same set and path (else their linear
                 path); without them, of the noise floor (X~X:self); the largest value where n = 1.
     clusters  = the average-linkage tree cut at the threshold: two groups of models stay apart when their
                 mean barrier is above what the sweep's same-data controls show.
@@ -47,7 +47,7 @@ class Threshold:
 
     def text(self) -> str:
         if self.value is None:
-            return "no threshold: the sweep has no same-data control (X~X:spawn@K, cue~cue:resubset) or noise " \
+            return "no threshold: the sweep has no same-data control (X~X:spawn@0, cue~cue:resubset) or noise " \
                    "floor (X~X:self) on this set"
         return f"{self.value:.3f} (upper bound of the mean barrier of {self.source}, n = {self.n})"
 
@@ -319,18 +319,19 @@ def threshold_for(barriers: pd.DataFrame, eval_set: str, path: str, metric: str,
     rows = rows.assign(path=stats.path_variants(rows))
     types = stats.order_pairs(rows["pair_type"].dropna().unique())
 
-    def designs(*wanted: str) -> list[str]:
+    def designs(wanted) -> list[str]:
         out = []
         for pair_type in types:
             try:
-                _, design, _ = vocab.parse_pair_type(pair_type)
+                if wanted(pair_type):
+                    out.append(pair_type)
             except ValueError:
                 continue
-            if design in wanted:
-                out.append(pair_type)
         return out
 
-    for chosen in (designs(vocab.SPAWN, vocab.RESUBSET), designs(vocab.SELF)):
+    # the same-data pairs from one start (as claim (d)'s controls), else the noise floor
+    for chosen in (designs(vocab.shares_only_the_start),
+                   designs(lambda p: vocab.parse_pair_type(p)[1] == vocab.SELF)):
         for want in (path, vocab.LINEAR):
             values = rows[rows["pair_type"].isin(chosen) & (rows["path"] == want)]["value"].to_numpy(dtype=float)
             values = values[np.isfinite(values)]

@@ -239,6 +239,23 @@ def test_the_threshold_takes_resubset_controls_as_same_data_pairs_from_one_initi
     assert t.source == "cue~cue:resubset" and t.value == pytest.approx(stats.Estimate.of([0.05, 0.07, 0.09]).ci_high)
 
 
+
+def test_the_threshold_leaves_out_children_that_share_epochs_beyond_the_start():
+    """cue~cue:spawn@3 shares 3 epochs of training as well, a lower baseline (as in claim (d)): with spawn@0
+    there the threshold reads spawn@0 alone; with only spawn@3, the noise floor."""
+    def rows(*groups):
+        return pd.DataFrame([{"pair_type": pair_type, "path_kind": vocab.LINEAR, "alignment": None, "eval_set": "cue",
+                              "metric": "loss", "definition": "chord", "value": v}
+                             for pair_type, values in groups for v in values])
+
+    later, start, self_ = ("cue~cue:spawn@3", [0.01, 0.02, 0.01]), ("cue~cue:spawn@0", [0.3, 0.4, 0.5]), \
+        ("cue~cue:self", [0.001, 0.002])
+    t = mm.threshold_for(rows(later, start, self_), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert t.source == "cue~cue:spawn@0" and t.value == pytest.approx(stats.Estimate.of([0.3, 0.4, 0.5]).ci_high)
+    t = mm.threshold_for(rows(later, self_), "cue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert t.source == "cue~cue:self" and t.value == pytest.approx(stats.Estimate.of([0.001, 0.002]).ci_high)
+
+
 # ----- the clustering rule, by hand -----
 
 def test_clusters_join_two_groups_at_their_average_barrier():
