@@ -220,11 +220,11 @@ def cmd_data_download(args) -> int:
 
     from tasks.datasets import DataError, download
 
-    from orchestrator.messages import show
+    from orchestrator.messages import control_character, show
 
     if not args.root.strip():    # '' would be the current directory, which the spec's `data.root` refuses
         raise UsageError(f"--root {args.root!r} is not allowed; give the directory to download the dataset into")
-    if any(ord(c) < 32 or ord(c) == 127 for c in args.root):   # a directory every later message prints raw
+    if control_character(args.root) is not None:   # a directory every later message prints raw
         raise UsageError(f"--root {show(args.root)} has a control character; give a directory without one")
     root = Path(args.root)
     try:

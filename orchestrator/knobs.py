@@ -91,6 +91,14 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEO
                                               SOURCE_REVISION)}
 
 
+def read_number(kind: type, text: str):
+    """`kind(text)` for text written as a spec writes numbers: ASCII digits, no `_` (Python's int() reads '1_0'
+    as 10 and '١٢' as 12); ValueError otherwise. Environment knobs and the CLI's numeric flags read numbers so."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return kind(text)
+
+
 def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | str | None:
     """The variable's value, validated, or None when it is unset (or empty)."""
     raw = (os.environ if environ is None else environ).get(knob.name)
@@ -102,8 +110,8 @@ def given(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float |
             raise KnobError(f"`{knob.name}`={raw[:80]!r} is not {knob.form}; give one, or unset it"
                             f"{_default_text(knob)}")
         return text
-    try:   # as a spec writes numbers: ASCII digits, no `_` (Python's int() reads '1_0' as 10, '١٢' as 12)
-        value = knob.type(text) if text.isascii() and "_" not in text else None
+    try:
+        value = read_number(knob.type, text)
     except ValueError:
         value = None
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

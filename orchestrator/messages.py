@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.uris import redact
 
-MAX_SHOWN = 80                 # characters of a value shown in a message
+MAX_SHOWN = 80                 # characters of a value shown in a message (tasks.plugins.SHOWN: the same)
 MAX_TYPED = 300                # characters of a path a message repeats as the user typed it
 
 
@@ -25,7 +25,13 @@ def show(value: Any) -> str:
             text = type(value).__name__
     else:
         text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+    return cut(text, MAX_SHOWN)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` - 3 characters and "..." where it is longer (`status` imports no tasks/,
+    so tasks.plugins.cut is not read here)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def as_typed(text: str) -> str:
@@ -33,7 +39,13 @@ def as_typed(text: str) -> str:
     control character, which a terminal would otherwise act on."""
     if not text.isprintable():
         return show(text)
-    return text if len(text) <= MAX_TYPED else text[:MAX_TYPED - 3] + "..."
+    return cut(text, MAX_TYPED)
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of `text` (U+0000-U+001F, U+007F), or None: a path with one breaks every line
+    that prints it, and NUL cannot be in a path at all."""
+    return next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
 
 
 def counted(n: int, noun: str) -> str:

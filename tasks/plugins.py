@@ -25,7 +25,7 @@ class PluginError(ValueError):
     """A plugin that cannot be found or imported; the message says which and how to fix it."""
 
 
-SHOWN = 80   # characters of a name shown in a message (as orchestrator.messages.MAX_SHOWN)
+SHOWN = 80   # characters of a name or value shown in a message (as orchestrator.messages.MAX_SHOWN)
 
 
 def shown(name: Any) -> str:
@@ -34,6 +34,7 @@ def shown(name: Any) -> str:
 
 
 def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` - 3 characters and "..." where it is longer."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

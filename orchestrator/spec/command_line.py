@@ -20,12 +20,12 @@ def check_num_cpus(args) -> None:
 
 
 def number(kind: type):
-    """argparse's `type=kind`, reading numbers as a spec's YAML does: ASCII digits, no `_` (int() reads '1_0' as
-    10 and '١٢' as 12); a refusal is argparse's own `invalid int value: '1_0'`."""
+    """argparse's `type=kind`, reading numbers as a spec's YAML does (`knobs.read_number`); a refusal is
+    argparse's own `invalid int value: '1_0'`."""
+    from orchestrator.knobs import read_number
+
     def parse(text: str):
-        if not text.isascii() or "_" in text:
-            raise ValueError(text)
-        return kind(text)
+        return read_number(kind, text)
     parse.__name__ = kind.__name__
     return parse
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.messages import show
+from orchestrator.messages import control_character, show
 from orchestrator.uris import SCHEME_PATTERN, UriError, after_scheme, local_path_of, redact, scheme
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
@@ -37,7 +37,7 @@ TRACKING_JSON = {"pattern": rf"^(?:{NO_SCHEME}{_TEXT}+|{_any_case(_HTTP)}{_PLUS}
 
 def check_storage(value: str, problems: list[str]) -> None:
     kind = scheme(value)
-    control = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    control = control_character(value)
     if not value.strip():
         problems.append("`storage`: '' is not allowed; give a local directory or a URI such as s3://bucket/runs")
     elif control is not None:   # NUL cannot be in a path at all; a newline or escape breaks every line that prints it
