@@ -191,9 +191,9 @@ class Claim:
 
         verdict = self.verdict
         untestable = [c for c in self.checks if c.required and c.outcome in (UNTESTABLE, MISSING)]
-        # beside a "does not hold" or "cannot be separated", the comparisons it needs that could not be tested
-        rest = [c for c in untestable if c.group not in self.optional]
-        also = f" Not testable here: {quoted(rest, reasons=True)}." if rest else ""
+        # the comparisons it needs that could not be tested: said beside any verdict
+        needed = self.untested()
+        also = f" Not testable here: {quoted(needed, reasons=True)}." if needed else ""
         if verdict == FAILS:
             return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}.{also}"
         if verdict == UNSEPARATED:
@@ -205,12 +205,10 @@ class Claim:
                   "interval but not across the claim's comparisons (family-wise, Holm)"] if alone else [])
             return f"Cannot be separated: {'; '.join(parts)}.{also}"
         if verdict == NOT_TESTABLE:
-            blocking = [c for c in untestable if c.group not in self.optional] or untestable
+            blocking = needed or untestable
             return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
         decided = [c for c in self.checks if c.required and c.outcome == YES]
         failing = self.excepted()
-        # a required comparison a group could not test leaves that part of the claim untested: said first
-        needed = self.untested()
         head = ("Holds where it can be tested" if needed else "Holds") + ("" if not failing else ", except that " + "; ".join(
             f"“{c.text}” " + ("is decided the other way" if c.outcome == NO else "is decided the other way by its "
                               "own interval only (family-wise, Holm)" if c.alone else "is not separated")
