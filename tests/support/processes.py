@@ -100,7 +100,7 @@ def wait_for(condition, proc: subprocess.Popen | None, what: str, timeout_s: flo
         if found := condition():
             return found
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the sweep ended before {what}:\n{output(proc)[-3000:]}")
+            pytest.fail(f"the sweep ended before {what}:\n{output(proc)[-3000:]}\n{context()}")
         time.sleep(poll_s)
     pytest.fail(f"not within {timeout_s:g} s: {what}\n{output(proc)[-3000:] if proc else ''}\n{context()}")
 
