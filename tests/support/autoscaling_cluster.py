@@ -37,7 +37,7 @@ MAX_WORKERS = 2
 IDLE_TIMEOUT_MIN = 0.25         # 15 s: a node that has just joined is claimed well within it, even on 2 busy cores
 # A node that stopped reporting is removed (and can be replaced) after this. Ray's own default: the clock
 # starts when the provider reports the node up, before its raylet has registered, and a raylet can take
-# several seconds to register on 2 busy cores (at 5 s a CI run saw a new node terminated before its task ran).
+# several seconds to register on 2 busy cores.
 HEARTBEAT_TIMEOUT_S = 30
 # Nodes are started within the autoscaler's update, not by its launcher threads. With launcher threads, an
 # update can read the node list while a launch is under way and the count of pending launches after it
