@@ -1,6 +1,8 @@
 """Reading YAML from users, safely and boundedly: specs, `key=value` overrides, stored `spec.yaml`.
 
 - Only plain data (a `yaml.SafeLoader`, no explicit `!!tags`); a key repeated in one mapping is an error.
+- Merge keys, as YAML 1.1 and most tools read them: `<<: *defaults` (or a list of aliases) adds the keys
+  of those mappings that the mapping does not give itself (`resources: {finetune: {<<: *pretrain, gpus: 1}}`).
 - YAML 1.2 core scalars: `true`/`false` are booleans (not `yes`/`on`), `1:30` is a string, `1e3`
   is a number. An integer with a leading zero (`010`) is refused: YAML 1.1 reads it as octal 8,
   YAML 1.2 as 10, so the reader of the file cannot tell which was meant. Integers have at most
@@ -35,6 +37,8 @@ class YamlError(MmcError, ValueError):
     """Text that is not acceptable YAML for mmc-sweep; the message says where and why."""
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE = re.compile(r"^<<$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -81,7 +85,8 @@ for _tag, _pattern, _first in (
         ("tag:yaml.org,2002:bool", _BOOL, "tTfF"),
         ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
         ("tag:yaml.org,2002:int", _INT, "-+0123456789"),
-        ("tag:yaml.org,2002:float", _FLOAT, "-+0123456789.")):
+        ("tag:yaml.org,2002:float", _FLOAT, "-+0123456789."),
+        (MERGE_TAG, _MERGE, "<")):
     _Loader.add_implicit_resolver(_tag, _pattern, list(_first))
 
 
@@ -111,14 +116,21 @@ def _construct_float(loader: _Loader, node: ScalarNode) -> float:
     return float(text)
 
 
+_MERGE_KEY = ("<<", MERGE_TAG)   # a merge key, apart from a quoted '<<' (a plain string key)
+
+
 def _construct_mapping(loader: _Loader, node: MappingNode) -> dict:
+    """The mapping, its merge keys expanded (SafeLoader's `flatten_mapping`: its own keys win); a key the
+    mapping itself gives twice is an error (merged keys that it overrides are not)."""
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        merge = key_node.tag == MERGE_TAG
+        key = _MERGE_KEY if merge else loader.construct_object(key_node, deep=True)
         try:
             if key in seen:
-                raise YamlError(f"line {key_node.start_mark.line + 1}: key {_short(key)} appears twice "
-                                f"(first on line {seen[key] + 1})")
+                raise YamlError(f"line {key_node.start_mark.line + 1}: key {_short('<<' if merge else key)} appears "
+                                f"twice (first on line {seen[key] + 1})"
+                                + ("; merge several mappings with one `<<: [*a, *b]`" if merge else ""))
             seen[key] = key_node.start_mark.line
         except TypeError:   # an unhashable key (a list or mapping): refused by the constructor below
             pass

@@ -169,6 +169,30 @@ def test_a_directory_is_named_as_one(tmp_path):
         read_text(tmp_path, "spec file")
 
 
+# ----- merge keys -----
+
+@pytest.mark.parametrize("text, value", [
+    ("d: &d {a: 1, b: 2}\nx: {<<: *d, b: 3}\n", {"a": 1, "b": 3}),           # its own keys win, before or after
+    ("d: &d {a: 1, b: 2}\nx: {b: 3, <<: *d}\n", {"a": 1, "b": 3}),
+    ("d: &d {a: 1}\ne: &e {a: 2, c: 4}\nx: {<<: [*d, *e]}\n", {"a": 1, "c": 4}),   # the first mapping listed wins
+    ("x: {'<<': 1}\n", {"<<": 1}),                                                 # quoted: a plain key
+])
+def test_merge_keys_add_the_keys_a_mapping_does_not_give_itself(text, value):
+    assert parse_yaml(text)["x"] == value
+
+
+@pytest.mark.parametrize("text, message", [
+    ("d: &d {a: 1}\nx:\n  <<: *d\n  <<: *d\n",
+     r"^line 4: key '<<' appears twice \(first on line 3\); merge several mappings with one `<<: \[\*a, \*b\]`$"),
+    ("d: &d {a: 1}\nx: {<<: *d, a: 2, a: 3}\n", r"^line 2: key 'a' appears twice"),
+    ("x: {<<: 3}\n", r"^invalid YAML at line 1, column 9: expected a mapping or list of mappings for merging"),
+    ("d: &d [1]\nx: {<<: *d}\n", r"^invalid YAML at line 1, column 8: expected a mapping for merging, but found scalar"),
+])
+def test_a_merge_key_given_twice_or_naming_no_mapping_is_refused_saying_where(text, message):
+    with pytest.raises(YamlError, match=message):
+        parse_yaml(text)
+
+
 # ----- errors say where -----
 
 def test_a_repeated_key_names_both_lines():
