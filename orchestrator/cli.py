@@ -16,7 +16,7 @@ import sys
 import time
 
 from orchestrator.errors import MmcError, UsageError
-from orchestrator.spec.command_line import FLAGS, check_num_cpus, load, number  # noqa: F401 - FLAGS: the flags that override keys
+from orchestrator.spec.command_line import FLAGS, check_num_cpus, load, number, unknown_flags  # noqa: F401 - FLAGS: the flags that override keys
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _LOG = logging.getLogger(__name__)
@@ -250,9 +250,17 @@ _INT, _FLOAT = number(int), number(float)
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # a flag is written out: `--stor` would read as `--storage` until another flag starts so (a script's
+        # abbreviation then breaks, or means another flag)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):   # argparse's own errors: exit 2 with one line, as ours
+        from orchestrator.uris import redact   # a mistyped flag may carry a storage URI's credentials
+
         self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact(message)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -360,7 +368,7 @@ def _main(argv: list[str] | None) -> int:
     args, extra = parser.parse_known_args(argv)
     unknown = [x for x in extra if x.startswith("-") or not hasattr(args, "items")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.error(unknown_flags(parser, args.command, unknown))
     if extra:   # overrides given after options: `run SPEC --storage X finetune.lam=3`
         args.items = [*args.items, *extra]
     from orchestrator import knobs

@@ -19,6 +19,27 @@ def check_num_cpus(args) -> None:
                          f"{MAX_NUM_CPUS}")
 
 
+def unknown_flags(parser, command: str | None, given: list[str]) -> str:
+    """argparse's `unrecognized arguments: --no-rep` for `given`, with the flags of `command` (a subcommand
+    of `parser`) that each one abbreviates or is close to: flags are written out in full."""
+    import argparse
+    import difflib
+
+    options = {o for a in parser._actions for o in a.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            options = {o for a in action.choices[command]._actions for o in a.option_strings}
+    hints = []
+    for flag in given:
+        name = flag.split("=", 1)[0]
+        close = sorted(o for o in options if o.startswith(name)) if name.startswith("--") else []
+        close = close or difflib.get_close_matches(name, sorted(options), n=2, cutoff=0.7)
+        if close:
+            hints.append(f"{flag}: did you mean {' or '.join(close)}?")
+    return f"unrecognized arguments: {' '.join(given)}" + (f" ({'; '.join(hints)} Flags are written out in full)"
+                                                            if hints else "")
+
+
 def number(kind: type):
     """argparse's `type=kind`, reading numbers as a spec's YAML does (`knobs.read_number`); a refusal is
     argparse's own `invalid int value: '1_0'`."""

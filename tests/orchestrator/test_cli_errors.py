@@ -281,6 +281,14 @@ def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
     (["--address", "127.0.0.1:99999"], "--address '127.0.0.1:99999' is not host:port"),
     (["--address", "http://[::1"], "--address 'http://[::1' is not host:port"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    # flags are written out in full (an abbreviation would change meaning once another flag starts so)
+    (["--max-conc", "2"], "unrecognized arguments: --max-conc (--max-conc: did you mean --max-concurrent? Flags "
+                          "are written out in full)"),
+    (["--no-rep"], "(--no-rep: did you mean --no-report?"),
+    (["--num-cpu=2"], "(--num-cpu=2: did you mean --num-cpus?"),
+    # a mistyped flag's value is shown as the storage's would be: without its credentials
+    ([f"--storag=s3://key:{SECRET}@bucket/x"], "unrecognized arguments: --storag=s3://***@bucket/x"),
+    ([f"--bogus=s3://key:{SECRET}@bucket/x"], "unrecognized arguments: --bogus=s3://***@bucket/x"),
     # one key set twice on a command line: which one counts is a guess; the values are not shown (credentials)
     (["seeds=[0]", "seeds=[1]"], "`seeds` given more than once as key=value; give each once"),
     (["--max-concurrent", "5", "max_concurrent=1"], "`max_concurrent` given both as --max-concurrent and as "
