@@ -157,7 +157,7 @@ def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit
     """`detectable ≥ 0.12 at 80% power with n = 3; 0.05 needs ≈ 14 seeds`."""
     if diff.n < 2:
         return f"n = {diff.n}: no spread to judge power"
-    if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    # `_precheck`'s "no spread"
+    if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    # `_precheck`'s "no spread", or `_undecided`'s tie
         return f"n = {diff.n} with no spread (every seed the same difference): power cannot be judged"
     mde = detectable(diff, power)
     need = seeds_needed(diff, effect, power)
@@ -195,7 +195,12 @@ def _below(x: float, diff: Diff) -> float:
 def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
                distance: float | None = None) -> Decision:
     """OVERLAP when the seeds could have detected `effect`, else UNTESTABLE (underpowered). `distance`: how far
-    the observed difference is from what the test compares it with (0, or the margin)."""
+    the observed difference is from what the test compares it with (0, or the margin). Both sides equal on
+    every seed (a difference of exactly 0, no spread: `_precheck` lets only that tie through) is OVERLAP as
+    well, saying so: its interval is a point, and the power a zero spread gives (any effect, 2 seeds) means nothing."""
+    if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
+        return Decision(OVERLAP, f"both sides are equal on every one of the {diff.n} seeds (a difference of 0, "
+                                 "no spread): no difference either way, and no spread to judge power by")
     mde = detectable(diff, power)
     if mde == mde and mde > effect:
         observed = abs(diff.mean) if distance is None else abs(distance)
@@ -215,7 +220,7 @@ def _seeds(diff: Diff, effect: float, power: float) -> str:
 
 # A standard error at most this (relative to the difference, at least 1) is none: identical per-seed
 # differences. Not testable unless the difference is exactly 0 (both sides equal on every seed, e.g. two
-# barriers of 0: a real null, undecided as any other).
+# barriers of 0: a real null, undecided as any other, but with no power claimed for it: `_undecided`).
 NO_SPREAD = 1e-9
 
 

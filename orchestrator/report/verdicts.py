@@ -197,10 +197,13 @@ class Claim:
         if verdict == FAILS:
             return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}.{also}"
         if verdict == UNSEPARATED:
-            straddle = [c for c in self._those(OVERLAP) if not c.alone]
+            straddle = [c for c in self._those(OVERLAP) if not c.alone and not c.reason]
+            tied = [c for c in self._those(OVERLAP) if not c.alone and c.reason]     # equal on every seed
             alone = [c for c in self._those(OVERLAP) if c.alone]
             parts = ([f"the interval straddles 0 (or the margin) for {quoted(straddle)}, although the seeds run "
                       "could detect the effect the claim is about"] if straddle else []) + \
+                ([f"both sides are equal on every seed for {quoted(tied)} (no difference either way, and no spread "
+                  "to judge power by)"] if tied else []) + \
                 ([f"{quoted(alone)} {'is' if len(alone) == 1 else 'are'} decided the other way by {'its' if len(alone) == 1 else 'their'} own "
                   "interval but not across the claim's comparisons (family-wise, Holm)"] if alone else [])
             return f"Cannot be separated: {'; '.join(parts)}.{also}"

@@ -449,10 +449,18 @@ def test_a_permutation_null_without_spread_is_not_testable():
 
 def test_a_comparison_without_spread_claims_no_power_it_does_not_have():
     """Every seed the same nonzero difference: not testable (no spread), so its power line cannot say that
-    the seeds run could detect the effect ("detectable ≥ 0 … needs ≈ 2 seeds"); all exactly 0 keeps it."""
+    the seeds run could detect the effect ("detectable ≥ 0 … needs ≈ 2 seeds"). All exactly 0 (both sides
+    equal on every seed, e.g. two barriers of 0) stays a real null, not separated (OVERLAP), but says why
+    instead of claiming that power: a zero spread gives none to judge by."""
     tie = cmp.Diff(True, 2, 0.9, 0.0, 1.0, 0.95, 0.0)
     assert cmp.superiority(tie, 0.05, 0.8).outcome == cmp.UNTESTABLE
-    text = cmp.power_text(tie, 0.05, 0.8, 100.0, " pp")
-    assert "no spread" in text and "needs" not in text and "detectable" not in text
     zero = cmp.Diff(True, 2, 0.0, 0.0, 1.0, 0.95, 0.0)
-    assert "detectable ≥ 0" in cmp.power_text(zero, 0.05, 0.8)
+    for diff in (tie, zero):
+        text = cmp.power_text(diff, 0.05, 0.8, 100.0, " pp")
+        assert "no spread" in text and "needs" not in text and "detectable" not in text
+    for decide in (lambda d: cmp.superiority(d, 0.05, 0.8), lambda d: cmp.non_inferiority(d, 0.0, 0.8, effect=0.05)):
+        got = decide(zero)
+        assert got.outcome == cmp.OVERLAP and got.reason.startswith("both sides are equal on every one of the 2 seeds")
+    spread = cmp.Diff(True, 3, 0.0, 0.01, 2.0, 0.95, 0.01 * math.sqrt(3))     # 0 on average only: no such reason
+    got = cmp.superiority(spread, 0.5, 0.8)
+    assert got.outcome == cmp.OVERLAP and got.reason == ""

@@ -364,6 +364,22 @@ def test_a_claim_that_does_not_hold_or_cannot_be_separated_still_names_what_it_c
     assert "aligned" not in claim.sentence()
 
 
+def test_a_comparison_equal_on_every_seed_is_not_said_to_have_had_the_power_to_separate():
+    """Both sides equal on every seed (two barriers of 0): not separated, but the sentence says that, not that
+    "the seeds run could detect the effect" (a zero spread gives no power to judge by); a check that straddles
+    0 with a spread beside it keeps the usual words."""
+    tied = superiority(Diff(True, 2, 0.0, 0.0, 1.0, 0.95, 0.0), 0.05, 0.8)
+    claim = _claim(("g", YES))
+    claim.checks.append(Check("g: tied", tied.outcome, "—", "g", tied.reason))
+    assert claim.verdict == verdicts.UNSEPARATED
+    assert claim.sentence() == ("Cannot be separated: both sides are equal on every seed for “g: tied” (no difference "
+                                "either way, and no spread to judge power by).")
+    claim.checks.append(Check("h: straddles", OVERLAP, "—", "h"))
+    assert claim.sentence().startswith("Cannot be separated: the interval straddles 0 (or the margin) for "
+                                       "“h: straddles”, although the seeds run could detect the effect the claim "
+                                       "is about; both sides are equal on every seed for “g: tied”")
+
+
 def test_a_claims_sentence_ends_with_what_its_verdict_does_not_cover():
     """The verdict sentence, then the claim's notes (what the verdict does not cover), in order."""
     claim = _claim(("g", YES))
