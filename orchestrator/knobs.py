@@ -57,6 +57,11 @@ MAX_BUNDLE = Knob(
 MAX_WORKER_FAILURES = Knob(
     "MMC_MAX_WORKER_FAILURES", int, 2, 0, 1_000,
     "times Ray Train replaces the worker group of a data-parallel task (`workers` > 1) before the task fails")
+TASK_RESTARTS = Knob(
+    "MMC_TASK_RESTARTS", int, 2, 0, 1_000,
+    "times a task is started again after its trial crashed (its process or node died: a spot node taken back, "
+    "a node the autoscaler removed; never a task that raised) before it fails, where the cluster's autoscaler can "
+    "start a node for it (elsewhere it fails at once: a node that died stays dead)")
 COMPACT_MIN_FRAGMENTS = Knob(
     "MMC_COMPACT_MIN_FRAGMENTS", int, 64, 1, 10_000_000,
     "a table's new per-task files a run must leave before it compacts them into part files when it ends (a "
@@ -86,7 +91,7 @@ SOURCE_REVISION = Knob(
     form="a git revision: `<commit>` or `<commit>+dirty.<sha256 of git diff HEAD>`, in hex")
 
 KNOBS: dict[str, Knob] = {k.name: k for k in (PROGRESS_INTERVAL_S, CONNECT_TIMEOUT_S, VISIBILITY_TIMEOUT_S,
-                                              MAX_BUNDLE, MAX_WORKER_FAILURES, COMPACT_MIN_FRAGMENTS,
+                                              MAX_BUNDLE, MAX_WORKER_FAILURES, TASK_RESTARTS, COMPACT_MIN_FRAGMENTS,
                                               LOCK_LEASE_S, STORAGE_RETRY_S, MLFLOW_TASK_RUNS, REPORT_WORKERS,
                                               SOURCE_REVISION)}
 

@@ -278,6 +278,16 @@ class Concurrency:
         slots = self.view().slots(demand_of(resources))
         return max(1, min(slots, self._max) if self._max else slots)
 
+    def can_replace(self, resources) -> bool:
+        """Whether the cluster's autoscaler (read afresh) can start a node for a task with `resources`: what
+        a task whose trial crashed needs to be started again. Not on a cluster that cannot grow: a node that
+        died there stays dead (and may still be listed alive for seconds after its task's trial crashed), so
+        the task would wait for it forever."""
+        with self._lock:
+            self._at = -math.inf
+        view = self.view()
+        return view.can_grow and view.slots(demand_of(resources)) >= 1
+
     def typical(self) -> int:
         """The limit for a one-CPU task (the ETA of the progress line)."""
         view = self.view()

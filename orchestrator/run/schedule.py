@@ -28,6 +28,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from orchestrator import knobs
+from orchestrator.messages import cut
 from orchestrator.run import capacity
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -37,6 +38,8 @@ from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKI
 from orchestrator.run.task_result import TaskResult
 
 
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUNDLE = 8         # tasks per bundle unless MMC_MAX_BUNDLE or `max_bundle` say otherwise
 SHORT_TASK_S = 0.1           # a kind whose tasks take less than this (median so far) is bundled too
@@ -61,11 +64,20 @@ class DagSearcher(Searcher):
     cluster: then the trials in flight of each resource kind (GPU tasks, CPU tasks) stay within what
     the cluster has (or can grow to), re-read as nodes join and leave, and a ready task of a kind with
     room goes before one of a kind without.
+
+    A trial that crashed (no result: its process or node died; a task that raised reports a result) gives
+    its tasks back as pending, each up to `restarts` times, where the cluster's autoscaler can start a node
+    for it (`capacity.Concurrency.can_replace`): a spot node taken back, or one the autoscaler removed,
+    costs the task its time since its last stored epoch, not the sweep. Elsewhere the task fails at once,
+    as before (a rerun retries it). `restarted(task_id)` counts them.
     """
 
-    def __init__(self, state: SweepState, concurrency: int | capacity.Concurrency = 1, max_bundle: int | None = None):
+    def __init__(self, state: SweepState, concurrency: int | capacity.Concurrency = 1, max_bundle: int | None = None,
+                 restarts: int = 0):
         super().__init__()
         self._state = state
+        self.restarts = restarts
+        self._restarted: dict[str, int] = {}
         self._trial_to_tasks: dict[str, list[str]] = {}
         self._finished_trials: dict[str, list[str]] = {}
         self._capacity = concurrency if isinstance(concurrency, capacity.Concurrency) else None
@@ -96,6 +108,15 @@ class DagSearcher(Searcher):
     def forget_trial(self, trial_id: str) -> list[str]:
         """The tasks of a finished trial, forgotten here (Tune's callbacks have heard of its end)."""
         return self._finished_trials.pop(trial_id, None) or []
+
+    def restarted(self, task_id: str) -> int:
+        """How often `task_id` was given back as pending after its trial crashed."""
+        return self._restarted.get(task_id, 0)
+
+    def _may_restart(self, task_id: str) -> bool:
+        if self._restarted.get(task_id, 0) >= self.restarts:
+            return False
+        return self._capacity is None or self._capacity.can_replace(self._state.graph.tasks[task_id].resources)
 
     def typical_duration(self, kind: str) -> float | None:
         """Median duration of the latest finished tasks of `kind` in this run (None: too few yet)."""
@@ -160,7 +181,10 @@ class DagSearcher(Searcher):
             if state.status != RUNNING:
                 continue
             task_result = per_task.get(task_id)
-            if error or task_result is None or task_result.status != DONE:
+            if error and task_result is None and self._may_restart(task_id):     # crashed: started again
+                self._restarted[task_id] = self._restarted.get(task_id, 0) + 1
+                self._state.set_status(task_id, PENDING, started_at=None)
+            elif error or task_result is None or task_result.status != DONE:
                 reason = (task_result.error if task_result else None) or \
                     "the trial crashed (worker died or was killed); see the Ray logs"
                 self._state.set_status(task_id, FAILED, reason, result=task_result,
@@ -208,20 +232,23 @@ class _CrashReasons(Callback):
         forget_finished_trial(trial)
         task_ids = self._searcher.forget_trial(trial.trial_id)
         path = getattr(trial, "error_file", None)
-        if not task_ids or not path:
-            return
+        lines = []
         try:
-            with open(path) as f:
-                text = f.read()
+            if task_ids and path:
+                with open(path) as f:
+                    lines = [line for line in f.read().strip().splitlines() if line.strip()]
         except OSError:
-            return
-        lines = [line for line in text.strip().splitlines() if line.strip()]
+            pass
         error_type = error_type_in(lines)
         for task_id in task_ids:
             state = self._state.states[task_id]
-            if state.status == FAILED:
+            if state.status == FAILED and lines:
                 self._state.set_status(task_id, FAILED, "trial crashed: " + " | ".join(lines[-3:]),
                                        error_type=state.error_type or error_type)
+            elif state.status == PENDING and self._searcher.restarted(task_id):   # given back by the searcher
+                log.warning(f"{task_id}: its trial crashed ({cut(lines[-1].strip(), 300) if lines else 'no error file'}); "
+                            f"started again ({self._searcher.restarted(task_id)} of {knobs.TASK_RESTARTS.name}="
+                            f"{self._searcher.restarts})")
 
 
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt))"
@@ -399,7 +426,7 @@ def run_graph(
 def _fit(state: SweepState, layout: SweepLayout, ctx: TrialContext, concurrency: capacity.Concurrency,
          run_name: str | None) -> None:
     quiet_ray_logs()
-    searcher = DagSearcher(state, concurrency=concurrency)
+    searcher = DagSearcher(state, concurrency=concurrency, restarts=knobs.read(knobs.TASK_RESTARTS))
     with_context = tune.with_parameters(_trial, ctx=dataclasses.replace(ctx, graph=None))
     with_context.__name__ = trainable_name(ctx.sweep)   # what the Ray dashboard calls the trial actors
     trainable = tune.with_resources(with_context, _config_resources)   # no trainable holds the graph

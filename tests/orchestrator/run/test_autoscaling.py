@@ -5,10 +5,11 @@ The sweep's tasks ask for a GPU each (synthetic runner: real tables, no computin
 although the cluster has no GPU yet, the autoscaler starts two GPU nodes at once for it, and both
 pretraining tasks run at once: they wait at a barrier of the test runners (tests/support/runners.py, MMC_TEST_WAIT_FOR) for a third
 partner, which the test adds only once it has seen both there. Before that, the test SIGKILLs one of the
-two nodes (a spot instance taken back): its task fails, the rest of the sweep goes on and it ends with
-exit 1. The autoscaler removes the idle node and gives up the dead one: the cluster is its head alone
-again. The same command then starts nodes anew and finishes: every task once, and the tables of the
-same tasks run one after another in one process.
+two nodes (a spot instance taken back): its task's trial crashes, and the task is started again
+(MMC_TASK_RESTARTS) on a node the autoscaler starts in place of the dead one, while the rest of the sweep
+goes on. The run ends with every task finished once, the tables those of the same tasks run one after
+another in one process, and the autoscaler removes the idle nodes: the cluster is its head alone again.
+(Without a node for it, a crashed task fails at once: test_multinode.py.)
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ SPEC = {"cue_proportions": [0.0, 0.9], "finetune": {"methods": ["naive"]},
 CLI_TIMEOUT_S = 300
 SYNTHETIC = runners.name("synthetic")
 WAIT_S = 180
+RESTARTED = re.compile(r"(pretrain-\w+): its trial crashed \((.*)\); started again \(1 of MMC_TASK_RESTARTS=2\)")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,8 @@ def cli(cluster, spec: Path, *args: str, popen: bool = False):
 
 
 @pytest.mark.slow
-def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(cluster, tmp_path):
+def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_task_on_a_killed_node_starts_again_on_a_new_one(
+        cluster, tmp_path):
     spec = write_spec(tmp_path, "auto", storage=str(tmp_path / "runs"), **SPEC)
     graph = build_graph(load_spec(spec))
     layout = SweepLayout(Storage(str(tmp_path / "runs")), "auto")
@@ -85,42 +88,36 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_killed_node_loses_nothing(
         t1 = time.time()
         victim = sorted(nodes)[0]
         cluster.kill_node(victim)              # a node lost mid-task (a spot instance taken back)
-        wait_for(lambda: "failed 1" in output(proc), proc, "the task on the killed node failed", WAIT_S,
-                 poll_s=0.2, context=cluster.log_tail)
-        release(cluster.events, layout.root, "pretrain")    # the other pretraining task goes on
-    first = output(proc)
-    assert proc.returncode == 1, first[-3000:]
-    assert "its autoscaler can start gpu_worker (CPU 1, GPU 1; 0-2 nodes)" in first, first[-3000:]
-    assert "The sweep asks it for pretrain: up to 2 at once x {CPU 1, GPU 1}" in first, first[-3000:]
-    assert re.search(r"\| cluster [23] nodes, [12] CPUs, [12] GPUs", first), first[-3000:]   # the nodes, as they join
-    assert "Adding 2 node(s) of type gpu_worker" in cluster.monitor_log()
-    first_tasks = tables.read_table(layout, "tasks").set_index("task_id")
-    failed = first_tasks.index[first_tasks["status"] == "failed"].tolist()
-    assert len(failed) == 1 and failed[0] in pretrains, first_tasks[["status", "error"]]
-    assert "crashed" in first_tasks.loc[failed[0], "error"]
-    survivor = next(t for t in pretrains if t not in failed)
-    assert first_tasks.loc[survivor, "status"] == "finished" and partners(cluster.events)[survivor] == 3
-    done_before = int((first_tasks["status"] == "finished").sum())
-
-    # the autoscaler removes both nodes (the killed one, which reports no load, as idle or as lost): the cluster
-    # is its head alone again, and the rerun may start two nodes anew
-    wait_for(lambda: not cluster.node_ids() and cluster.terminated() >= nodes and
-             "Removing 1 nodes of type gpu_worker (idle)" in cluster.monitor_log(),
-             None, "the cluster scaled back to its head", 120, poll_s=0.2, context=cluster.log_tail)
+        restart = wait_for(lambda: RESTARTED.search(output(proc)), proc, "the task on the killed node started again",
+                           WAIT_S, poll_s=0.2, context=cluster.log_tail)
+        release(cluster.events, layout.root, "pretrain")    # both go on: the survivor, and the restarted one
+    out = output(proc)
     t2 = time.time()
-    again = cli(cluster, spec)
-    print(f"\nfirst run {t1 - t0:.0f} s to both tasks held, {t2 - t1:.0f} s to the end and scale-down; "
-          f"rerun {time.time() - t2:.0f} s")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert f"{done_before} already finished" in again.stdout, again.stdout[-3000:]   # kept, not recomputed
+    assert proc.returncode == 0, out[-3000:]
+    restarted = restart.group(1)
+    assert restarted in pretrains and "actor" in restart.group(2).lower(), out[-3000:]    # why, in Ray's words
+    assert "its autoscaler can start gpu_worker (CPU 1, GPU 1; 0-2 nodes)" in out, out[-3000:]
+    assert "The sweep asks it for pretrain: up to 2 at once x {CPU 1, GPU 1}" in out, out[-3000:]
+    assert re.search(r"\| cluster [23] nodes, [12] CPUs, [12] GPUs", out), out[-3000:]   # the nodes, as they join
+    assert "Adding 2 node(s) of type gpu_worker" in cluster.monitor_log()
+    assert "failed 1" not in out and "Rerun the same command" not in out, out[-3000:]
 
     tasks = tables.read_table(layout, "tasks")
     assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
     assert set(tasks["status"]) == {"finished"}
+    assert partners(cluster.events)[restarted] == 3       # it ran to the end after the barrier's release
     (tmp_path / "single").mkdir()
     single = one_process_tables(write_spec(tmp_path / "single", "auto", **{**SPEC, "resources": {}}),
                                 tmp_path / "single" / "runs", SYNTHETIC)
     assert_same_tables(layout, single, rtol=1e-9, atol=1e-12)
+
+    # the autoscaler gives up the dead node and removes the idle ones (the restarted task ran on the survivor, once
+    # it was free, or on a node started in the dead one's place, whichever came first)
+    wait_for(lambda: not cluster.node_ids() and victim in cluster.terminated() and
+             "Removing 1 nodes of type gpu_worker (idle)" in cluster.monitor_log(),
+             None, "the cluster scaled back to its head", 120, poll_s=0.2, context=cluster.log_tail)
+    print(f"\nboth tasks held after {t1 - t0:.0f} s; the restarted one and the rest done {t2 - t1:.0f} s after the kill; "
+          f"scaled back to the head {time.time() - t2:.0f} s later")
 
 
 def test_what_no_node_type_could_run_is_refused_naming_the_node_types(cluster, tmp_path):

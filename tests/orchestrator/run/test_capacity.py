@@ -334,6 +334,23 @@ def test_concurrency_rereads_the_cluster_only_when_its_view_is_old():
     assert concurrency.limit(gpu) == 1 and reads == [0.0, 5.0]
 
 
+def test_a_crashed_task_is_started_again_only_where_the_autoscaler_read_afresh_can_start_a_node_for_it():
+    """`can_replace` (before a task whose trial crashed is started again) reads the cluster anew, within
+    `refresh_s` too: a GPU task on a cluster that cannot grow is not (its node died and stays dead, even where
+    it is still listed alive), where an autoscaler can start a GPU node it is, and a task asking for a resource
+    no node type has is not."""
+    now = [0.0]
+    views = [_view(GPU_NODE, autoscaler=None), _view(GPU_NODE, autoscaler=None), _view()]
+    reads = []
+    concurrency = Concurrency(lambda: reads.append(now[0]) or views[min(len(reads) - 1, 2)], refresh_s=60,
+                              clock=lambda: now[0])
+    gpu = Resources(cpus=1, gpus=1)
+    assert concurrency.limit(gpu) == 1 and reads == [0.0]
+    assert concurrency.can_replace(gpu) is False and len(reads) == 2    # read again at once; a fixed cluster
+    assert concurrency.can_replace(gpu) is True and len(reads) == 3     # an autoscaler can start a GPU node
+    assert concurrency.can_replace(Resources(cpus=1, custom=(("spot_a", 1.0),))) is False
+
+
 # ----- the command line
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e9"])

@@ -354,3 +354,101 @@ def test_a_crashed_trial_gets_the_reason_and_the_exception_type_from_its_error_f
 ])
 def test_the_exception_type_is_read_from_a_traceback(lines, expected):
     assert S.error_type_in(lines) == expected
+
+
+# ----- tasks of a crashed trial started again --------------------------------------------------
+
+class _Cluster:
+    """A `capacity.Concurrency` whose cluster has room for a task (or not), counting the fresh reads."""
+
+    def __init__(self, room: bool):
+        self.room, self.asked = room, 0
+
+    def limit(self, resources) -> int:
+        return 2
+
+    def can_replace(self, resources) -> bool:
+        self.asked += 1
+        return self.room
+
+
+def _restarting(state, restarts: int, room: bool = True):
+    cluster = _Cluster(room)
+    searcher = S.DagSearcher(state, concurrency=1, restarts=restarts)
+    searcher._capacity = cluster
+    return searcher, cluster
+
+
+def test_a_crashed_trials_tasks_are_pending_again_up_to_restarts_times_then_fail(tmp_path, caplog):
+    """A crash (no result, Tune's error flag): each task of the bundle is given back as pending, as often as
+    `restarts` allows, and is suggested again like any ready task; one crash more fails it (and skips its
+    descendants). The callback names each restart, with the crash's last line."""
+    from types import SimpleNamespace
+
+    graph, (a, b, c, d, e) = _diamond()
+    state = sweep_state.SweepState(graph)
+    searcher, cluster = _restarting(state, restarts=2)
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("ray.exceptions.ActorDiedError: The actor died because its node has died.\n")
+    for attempt in (1, 2):
+        config = searcher.suggest(f"t{attempt}")
+        assert config["task_ids"] == [a.id]
+        searcher.on_trial_complete(f"t{attempt}", None, error=True)
+        assert state.states[a.id].status == vocab.PENDING and state.states[a.id].started_at is None
+        assert searcher.restarted(a.id) == attempt and a.id in state.ready
+        trial = SimpleNamespace(trial_id=f"t{attempt}", error_file=str(error_file), config=dict(config),
+                                evaluated_params={}, last_result={})
+        with caplog.at_level("WARNING", logger="orchestrator.run.schedule"):
+            S._CrashReasons(state, searcher).on_trial_error(0, [], trial)
+        assert (f"{a.id}: its trial crashed (ray.exceptions.ActorDiedError: The actor died because its node has died.); "
+                f"started again ({attempt} of MMC_TASK_RESTARTS=2)") in caplog.text
+    _check(state)
+    assert searcher.suggest("t3")["task_ids"] == [a.id]
+    searcher.on_trial_complete("t3", None, error=True)
+    assert state.states[a.id].status == vocab.FAILED and "crashed" in state.states[a.id].error
+    assert state.states[d.id].status == vocab.SKIPPED and searcher.restarted(a.id) == 2
+    assert cluster.asked == 2       # the cluster is read afresh for each restart, not once restarts are spent
+    _check(state)
+
+
+def test_a_task_that_raised_or_a_cluster_without_room_for_it_is_never_restarted():
+    """A task that failed cleanly (its result says so) is not crashed: it fails at once. Without room for the
+    task (its node died and no node can take its place), a crash fails it at once, as with no restarts."""
+    graph, (a, b, c, d, e) = _diamond()
+    state = sweep_state.SweepState(graph)
+    searcher, cluster = _restarting(state, restarts=3)
+    _complete(searcher, "t1", searcher.suggest("t1"), failed={a.id})
+    assert state.states[a.id].status == vocab.FAILED and state.states[a.id].error == "boom"
+    assert cluster.asked == 0 and searcher.restarted(a.id) == 0
+
+    state = sweep_state.SweepState(graph)
+    searcher, cluster = _restarting(state, restarts=3, room=False)
+    _complete(searcher, "t1", searcher.suggest("t1"), crashed=True)
+    assert state.states[a.id].status == vocab.FAILED and cluster.asked == 1 and searcher.restarted(a.id) == 0
+
+    state = sweep_state.SweepState(graph)
+    searcher = S.DagSearcher(state, concurrency=1)         # no restarts asked for (the default of the class)
+    _complete(searcher, "t1", searcher.suggest("t1"), crashed=True)
+    assert state.states[a.id].status == vocab.FAILED
+
+
+def test_a_run_restarts_as_often_as_its_variable_says(monkeypatch):
+    """`run_graph` gives the searcher MMC_TASK_RESTARTS (default 2)."""
+    seen = []
+
+    class Recording(S.DagSearcher):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("restarts"))
+            raise RuntimeError("enough")
+
+    monkeypatch.setattr(S, "DagSearcher", Recording)
+    monkeypatch.setattr(S, "quiet_ray_logs", lambda: None)
+    graph, _ = _diamond()
+    for value in (None, "0", "5"):
+        if value is None:
+            monkeypatch.delenv(knobs.TASK_RESTARTS.name, raising=False)
+        else:
+            monkeypatch.setenv(knobs.TASK_RESTARTS.name, value)
+        with pytest.raises(RuntimeError, match="enough"):
+            S._fit(sweep_state.SweepState(graph), None, None, None, None)
+    assert seen == [2, 0, 5]
