@@ -427,6 +427,12 @@ def test_a_task_that_raised_or_a_cluster_without_room_for_it_is_never_restarted(
     assert state.states[a.id].status == vocab.FAILED and cluster.asked == 1 and searcher.restarted(a.id) == 0
 
     state = sweep_state.SweepState(graph)
+    searcher, cluster = _restarting(state, restarts=3)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", {}, error=False)     # ended without a crash, but without the task's result
+    assert state.states[a.id].status == vocab.FAILED and cluster.asked == 0
+
+    state = sweep_state.SweepState(graph)
     searcher = S.DagSearcher(state, concurrency=1)         # no restarts asked for (the default of the class)
     _complete(searcher, "t1", searcher.suggest("t1"), crashed=True)
     assert state.states[a.id].status == vocab.FAILED
