@@ -285,6 +285,7 @@ def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
     (["--max-conc", "2"], "unrecognized arguments: --max-conc (--max-conc: did you mean --max-concurrent? Flags "
                           "are written out in full)"),
     (["--no-rep"], "(--no-rep: did you mean --no-report?"),
+    (["--wait", "5"], "(--wait: did you mean --wait-for-nodes?"),                 # a prefix, however short
     (["--num-cpu=2"], "(--num-cpu=2: did you mean --num-cpus?"),
     # a mistyped flag's value is shown as the storage's would be: without its credentials
     ([f"--storag=s3://key:{SECRET}@bucket/x"], "unrecognized arguments: --storag=s3://***@bucket/x"),
