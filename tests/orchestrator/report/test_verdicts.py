@@ -399,6 +399,13 @@ def test_a_claim_not_testable_for_a_comparison_not_measured_names_it_and_what_to
     holds.checks = [Check("on cue", YES, "—", "g"), Check("on nocue", verdicts.MISSING, "—", "g", "no values")]
     assert holds.sentence().startswith("Holds where it can be tested: 1 of the 2 comparisons") and \
         holds.sentence().endswith(" not testable here: “on nocue” (no values).")
+    optional = Claim("x", "a statement", optional={"h"})      # an optional group that was not measured, or
+    optional.checks = [Check("on cue", YES, "—", "g"),         # that is the only group: named as well
+                       Check("after alignment", verdicts.MISSING, "—", "h", "not measured: add an alignment")]
+    assert optional.sentence() == ("Holds: the 1 comparison it needs is decided as claimed. Not testable here, where "
+                                   "it decides only if testable: “after alignment” (not measured: add an alignment).")
+    optional.checks = optional.checks[1:]
+    assert optional.sentence() == "Not testable here: “after alignment” (not measured: add an alignment)."
 
 
 def test_an_accuracys_interval_is_shown_within_0_and_100_percent_and_a_difference_is_not_cut():
