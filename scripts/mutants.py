@@ -41,6 +41,7 @@ class Mutant:
     replace: str
     tests: tuple[str, ...]       # pytest node ids that should fail
     occurrence: int = 0          # which occurrence of `find` (0: the first)
+    copies: int | None = None    # how often `find` occurs in the file (default: occurrence + 1, the last of them)
 
 
 T_RESUME = "tests/orchestrator/run/test_resume.py::test_a_stopped_training_task_resumes_after_its_last_epoch"
@@ -77,10 +78,10 @@ T_TRAIN = "tests/tasks/test_train.py"
 MUTANTS = [
     Mutant("M01", "pretrain ignores its saved resume state (resume set to None in work.py)",
            "orchestrator/run/work.py", "resume = env.resume_state()", "resume = None",
-           (f"{T_RESUME}[pretrain-None-1-4]",)),
+           (f"{T_RESUME}[pretrain-None-1-4]",), copies=3),
     Mutant("M02", "finetune ignores its saved resume state",
            "orchestrator/run/work.py", "resume = env.resume_state()", "resume = None",
-           (f"{T_RESUME}[finetune-lpft-3-5]",), occurrence=1),
+           (f"{T_RESUME}[finetune-lpft-3-5]",), occurrence=1, copies=3),
     Mutant("M03", "midpoint ignores its saved resume state",
            "orchestrator/run/work.py", "resume = env.resume_state()", "resume = None",
            (f"{T_RESUME}[midpoint-None-1-3]",), occurrence=2),
@@ -228,7 +229,7 @@ MUTANTS = [
     Mutant("M63", "naive fine-tunes on the subset's cued images instead of its clean ones",
            "tasks/finetune.py", "_, clean = clean_subset(data, settings.clean_subset, seed)",   # in finetune_naive
            "index, clean = clean_subset(data, settings.clean_subset, seed); clean = data.train.subset(index)",
-           (f"{T_FT}::test_naive_trains_all_weights_with_sgd_on_the_clean_subset",), occurrence=0),
+           (f"{T_FT}::test_naive_trains_all_weights_with_sgd_on_the_clean_subset",), occurrence=0, copies=2),
     Mutant("M64", "cbft drops its invariance term (the barrier ablation run as cbft)",
            "tasks/finetune.py", "        elif invariant:\n", "        elif False:\n", (f"{T_CBFT_RECIPE}[cbft]",)),
     Mutant("M65", "cbft ignores its warm-up epochs",
@@ -343,7 +344,7 @@ MUTANTS = [
             f"{T_CMP}::test_the_power_rule_names_an_underpowered_comparison_by_the_two_sided_formula")),
     Mutant("M96", "a permutation test decided at alpha per tail instead of alpha / 2",
            "orchestrator/report/comparisons.py", "half = (1.0 - level) / 2.0", "half = 1.0 - level",
-           (f"{T_CMP}::test_a_permutation_test_decides_each_tail_at_half_alpha",)),
+           (f"{T_CMP}::test_a_permutation_test_decides_each_tail_at_half_alpha",), copies=2),
     Mutant("M97", "a group with a ✓ and a ✗ decided ✓ (the group rule's order)",
            "orchestrator/report/verdicts.py", "for o in (NO, OVERLAP, YES) if o in outcomes",
            "for o in (YES, NO, OVERLAP) if o in outcomes",
@@ -795,7 +796,7 @@ MUTANTS = [
     Mutant("M283", "a write into a missing bucket read as another driver's lock", "orchestrator/storage/conditional.py", '            if code == "NoSuchBucket":', '            if False:', ("tests/orchestrator/storage/test_conditional.py::test_a_bucket_that_does_not_exist_is_an_error_not_an_object_that_exists",)),
     Mutant("M284", "status does not name a task whose done.json was garbled after it finished", "orchestrator/status.py", '        if reason != "no done.json":', '        if reason != "no done.json" and outputs.read_marker(layout, kind, task_id) is not None:', ("tests/orchestrator/test_status.py::test_finished_tasks_whose_outputs_were_damaged_count_as_remaining",)),
     Mutant("M285", "--no-report inverted: a report only when --no-report is given", "orchestrator/cli.py", "report=not args.no_report", "report=args.no_report", ("tests/orchestrator/test_cli.py::test_every_run_flag_reaches_the_spec_key_or_the_sweep_argument_it_overrides",)),
-    Mutant("M286", "run exits 0 although tasks failed or were skipped", "orchestrator/cli.py", "return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED", "return EXIT_OK", ("tests/orchestrator/test_cli.py::test_run_exits_1_when_some_tasks_failed_or_were_skipped",)),
+    Mutant("M286", "run exits 0 although tasks failed or were skipped", "orchestrator/cli.py", "return EXIT_OK if outcome.ok else EXIT_TASKS_FAILED", "return EXIT_OK", ("tests/orchestrator/test_cli.py::test_run_exits_1_when_some_tasks_failed_or_were_skipped",), copies=2),
     Mutant("M287", "key=value overrides given after the options are silently dropped", "orchestrator/cli.py", "    if extra:   #", "    if False:   #", ("tests/orchestrator/test_cli.py::test_overrides_given_after_the_options_still_apply",)),
     Mutant("M288", "--wait-for-nodes ignored: the default wait always", "orchestrator/cli.py", "wait_for_nodes_s=args.wait_for_nodes", "wait_for_nodes_s=capacity.DEFAULT_WAIT_FOR_NODES_S", ("tests/orchestrator/test_cli.py::test_every_run_flag_reaches_the_spec_key_or_the_sweep_argument_it_overrides",)),
     Mutant("M289", "claims of a sweep directory accepts --new-version (and ignores it)", "orchestrator/cli.py", " or args.new_version:", ":", ("tests/orchestrator/test_cli.py::test_claims_of_a_sweep_directory_refuses_what_only_a_run_takes",)),
@@ -1062,7 +1063,7 @@ MUTANTS = [
     Mutant("M549", 'the one-line verdict and the badge drop "except a supporting check"', 'orchestrator/report/verdicts.py', '(", except a supporting check" if self.excepted() else "")', '("")', ('tests/orchestrator/report/test_verdicts.py::test_a_supporting_check_not_decided_as_claimed_qualifies_the_holds',)),
     Mutant("M550", 'the report page misstates the verdict rule (an untestable comparison left out)', 'orchestrator/report/templates/report.html', 'makes the claim <em>not testable here</em>', 'is left out', ('tests/orchestrator/report/test_html.py::test_the_pages_account_of_a_verdict_is_the_rule_the_verdicts_follow',)),
     Mutant("M551", 'a barrier comparison the sweep did not measure says only "no values"', 'orchestrator/report/claims.py', 'if decision.outcome == MISSING:         # say which barriers', 'if False:         # say which barriers', ('tests/orchestrator/report/test_claims.py::test_a_barrier_comparison_the_sweep_did_not_measure_names_the_barriers_it_lacks',)),
-    Mutant("M552", 'a comparison without spread claims a power it does not have', 'orchestrator/report/comparisons.py', 'if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    #', 'if False:    #', ('tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have',)),
+    Mutant("M552", 'a comparison without spread claims a power it does not have', 'orchestrator/report/comparisons.py', 'if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    #', 'if False:    #', ('tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have',)),
     Mutant("M553", 'claim (d) is judged where the cue models have not learnt the cue', 'orchestrator/report/claims.py', 'if not abs(mean) <= self.r.no_reliance_margin:', 'if True:', ('tests/orchestrator/report/test_claims.py::test_d_is_not_testable_where_the_cue_models_have_not_learnt_the_cue',)),
     Mutant("M554", 'the adjusted Rand index test is called underpowered against an effect no rule declares', 'orchestrator/report/claims.py', 'a.sd, r.level, None, r.power)', 'a.sd, r.level, 1e-12, r.power)', ('tests/orchestrator/report/test_mechanism_map_rules.py::test_an_undecided_index_is_not_called_underpowered_against_an_effect_no_rule_declares',)),
     Mutant("M555", 'a reliance comparison the sweep did not measure says only "no values"', 'orchestrator/report/claims.py', 'if decision.outcome != MISSING:', 'if True:', ('tests/orchestrator/report/test_claims.py::test_a_reliance_comparison_the_sweep_did_not_measure_says_so_not_no_values',)),
@@ -1133,6 +1134,20 @@ MUTANTS = [
     Mutant("M620", "a group run's mean divides by a task count, not the metric's values", "orchestrator/run/tracking.py", "self.sums[key] / self.numbers[key]", "self.sums[key] / max(self.counts.values())", ("tests/orchestrator/run/test_tracking.py::test_a_group_runs_mean_of_a_metric_is_over_the_tasks_that_report_it",)),
     Mutant("M621", "a bare 409 to a conditional write becomes an error", "orchestrator/storage/conditional.py", "status in (404, 409, 412)", "status in (404, 412)", ("tests/orchestrator/storage/test_conditional.py::test_a_bare_409_to_a_conditional_write_is_a_conflict_not_an_error",)),
     Mutant("M622", "the mechanism map's threshold reads spawn@K children with K > 0 (a lower baseline)", "orchestrator/report/mechanism_map.py", "    for chosen in (designs(vocab.shares_only_the_start),", "    for chosen in (designs(lambda p: vocab.parse_pair_type(p)[1] in (vocab.SPAWN, vocab.RESUBSET)),", ("tests/orchestrator/report/test_mechanism_map_rules.py::test_the_threshold_leaves_out_children_that_share_epochs_beyond_the_start",)),
+    Mutant("M623", "a crashed trial's task is started again once more than MMC_TASK_RESTARTS allows", "orchestrator/run/schedule.py", "if self._restarted.get(task_id, 0) >= self.restarts:", "if self._restarted.get(task_id, 0) > self.restarts:", ("tests/orchestrator/run/test_searcher.py::test_a_crashed_trials_tasks_are_pending_again_up_to_restarts_times_then_fail",)),
+    Mutant("M624", "a trial that ended without a crash (but without its task's result) is restarted", "orchestrator/run/schedule.py", "if error and task_result is None and self._may_restart(task_id):", "if task_result is None and self._may_restart(task_id):", ("tests/orchestrator/run/test_searcher.py::test_a_task_that_raised_or_a_cluster_without_room_for_it_is_never_restarted",)),
+    Mutant("M625", "a restarted task keeps the start time of its crashed trial", "orchestrator/run/schedule.py", "self._state.set_status(task_id, PENDING, started_at=None)", "self._state.set_status(task_id, PENDING)", ("tests/orchestrator/run/test_searcher.py::test_a_crashed_trials_tasks_are_pending_again_up_to_restarts_times_then_fail",)),
+    Mutant("M626", "a crashed task is restarted on a cluster that cannot grow (it would wait forever for a dead node)", "orchestrator/run/capacity.py", "return view.can_grow and view.slots(demand_of(resources)) >= 1", "return view.slots(demand_of(resources)) >= 1", ("tests/orchestrator/run/test_capacity.py::test_a_crashed_task_is_started_again_only_where_the_autoscaler_read_afresh_can_start_a_node_for_it",)),
+    Mutant("M627", "whether a crashed task can be restarted is judged on a cluster view up to 5 s old", "orchestrator/run/capacity.py", "            self._at = -math.inf", "            pass", ("tests/orchestrator/run/test_capacity.py::test_a_crashed_task_is_started_again_only_where_the_autoscaler_read_afresh_can_start_a_node_for_it",)),
+    Mutant("M628", "a run ignores MMC_TASK_RESTARTS (never restarts)", "orchestrator/run/schedule.py", "restarts=knobs.read(knobs.TASK_RESTARTS)", "restarts=0", ("tests/orchestrator/run/test_searcher.py::test_a_run_restarts_as_often_as_its_variable_says",)),
+    Mutant("M629", "a merge key given twice in one mapping is accepted (the second merge silently wins)", "orchestrator/spec/yaml_io.py", "key = _MERGE_KEY if merge else loader.construct_object(key_node, deep=True)", "key = object() if merge else loader.construct_object(key_node, deep=True)", ("tests/orchestrator/spec/test_yaml_io.py::test_a_merge_key_given_twice_or_naming_no_mapping_is_refused_saying_where",)),
+    Mutant("M630", "merge keys read as a plain key '<<' (unknown key)", "orchestrator/spec/yaml_io.py", '(MERGE_TAG, _MERGE, "<")', '(MERGE_TAG, _MERGE, "")', ("tests/orchestrator/spec/test_yaml_io.py::test_merge_keys_add_the_keys_a_mapping_does_not_give_itself",)),
+    Mutant("M631", "abbreviated flags accepted (--max-conc reads as --max-concurrent)", "orchestrator/cli.py", 'kwargs.setdefault("allow_abbrev", False)', 'kwargs.setdefault("allow_abbrev", True)', ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused[--wait 5-(--wait: did you mean --wait-for-nodes?]",)),
+    Mutant("M632", "argparse's own errors print a storage URI's credentials", "orchestrator/cli.py", 'print(f"error: {redact(message)}", file=sys.stderr)', 'print(f"error: {message}", file=sys.stderr)', ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused[--bogus=s3://key:SUPERSECRETfake7f3a@bucket/x-unrecognized arguments: --bogus=s3://***@bucket/x]",)),
+    Mutant("M633", "an unknown flag that prefixes one is not pointed to it", "orchestrator/spec/command_line.py", 'close = sorted(o for o in options if o.startswith(name)) if name.startswith("--") else []', "close = []", ("tests/orchestrator/test_cli_errors.py::test_bad_run_flags_are_refused[--wait 5-(--wait: did you mean --wait-for-nodes?]",)),
+    Mutant("M634", "a comparison equal on every seed is said to have had the power to separate", "orchestrator/report/comparisons.py", "if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", "if False:", ("tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have",), occurrence=1),
+    Mutant("M635", "an exact tie's power line reads 'detectable >= 0 ... needs about 2 seeds'", "orchestrator/report/comparisons.py", "if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", "if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", ("tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have",), copies=2),
+    Mutant("M636", "a verdict counts a tie among the comparisons the seeds could have separated", "orchestrator/report/verdicts.py", "straddle = [c for c in self._those(OVERLAP) if not c.alone and not c.reason]", "straddle = [c for c in self._those(OVERLAP) if not c.alone]", ("tests/orchestrator/report/test_verdicts.py::test_a_comparison_equal_on_every_seed_is_not_said_to_have_had_the_power_to_separate",)),
 ]
 
 

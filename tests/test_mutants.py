@@ -34,6 +34,16 @@ def test_every_mutants_line_is_still_in_its_file_and_the_mutant_changes_it():
     assert not stale, f"mutants whose line is no longer in their file (update them in scripts/mutants.py): {stale}"
 
 
+def test_every_mutants_line_occurs_as_often_as_when_it_was_written():
+    """A line that comes to occur once more earlier in its file turns the mutant onto another line, which the
+    mutant's tests need not catch (M495 and M496 once mutated the power line, not the check they were for):
+    `find` occurs `copies` times (default `occurrence` + 1)."""
+    moved = [f"{m.id} ({m.path}: {n} times, not {m.copies or m.occurrence + 1})" for m in MUTANTS
+             if (n := (REPO / m.path).read_text().count(m.find)) != (m.copies or m.occurrence + 1)]
+    assert not moved, f"mutants whose line now occurs another number of times (make `find` unique again, or set " \
+                      f"`occurrence` and `copies` in scripts/mutants.py): {moved}"
+
+
 def test_every_test_named_to_catch_a_mutant_exists():
     missing = []
     for m in MUTANTS:
