@@ -281,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--wait-for-nodes", type=_FLOAT, default=DEFAULT_WAIT_FOR_NODES_S, metavar="SECONDS",
                      help="on a cluster that cannot run the sweep yet while nodes are starting (or its autoscaler "
-                          "was asked for them), wait this long for them before refusing (default: "
-                          f"{DEFAULT_WAIT_FOR_NODES_S})")
+                          "was asked for them), wait this long for them before refusing; mid-run, tasks that wait "
+                          "for what no node has (a node left) stop the run after this long without progress "
+                          f"(default: {DEFAULT_WAIT_FOR_NODES_S})")
     run.add_argument("--autoscaler-config", metavar="YAML",
                      help="the node types the cluster's autoscaler can start: the `ray up` cluster YAML or KubeRay "
                           "RayCluster/RayJob YAML it was started with (default: read from the head's autoscaler "

@@ -29,7 +29,7 @@ from ray.tune.search import Searcher
 
 from orchestrator import knobs
 from orchestrator.messages import cut
-from orchestrator.run import capacity
+from orchestrator.run import capacity, stall
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.run.signals import STOPS
@@ -406,10 +406,12 @@ def run_graph(
     progress: ProgressPrinter | None = None,
     run_name: str | None = None,
     concurrency: capacity.Concurrency | None = None,
+    stall_wait_s: float | None = None,
 ) -> None:
     """Run every pending task of `state` on the connected Ray cluster; statuses land in `state` (listen
     to them with `state.subscribe`). `progress` prints as tasks start and end. Trials in flight follow
-    the cluster (`concurrency`, by default read from the connected cluster), at most `max_concurrent`."""
+    the cluster (`concurrency`, by default read from the connected cluster), at most `max_concurrent`.
+    `stall_wait_s`: stop the run when tasks have waited this long for what no node has (`run.stall`)."""
     if state.count(PENDING) == 0:   # nothing to run (Ray may not even be started)
         (progress or ProgressPrinter(state, max_concurrent or 1)).maybe_print(force=True)
         return
@@ -417,7 +419,8 @@ def run_graph(
     progress = progress or ProgressPrinter(state, concurrency.typical, cluster=concurrency.summary)
     unsubscribe = state.subscribe(progress.on_change)
     try:
-        _fit(state, layout, ctx, concurrency, run_name)
+        with stall.watching(state, concurrency, stall_wait_s):
+            _fit(state, layout, ctx, concurrency, run_name)
     finally:
         unsubscribe()
     progress.maybe_print(force=True)

@@ -141,7 +141,8 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
                 preflight.check_cluster(spec, layout, view.at_most(), kinds)
                 concurrency = Concurrency(read, spec.max_concurrent, view=view)
             return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
-                               concurrency=concurrency, revision=revision)
+                               concurrency=concurrency, revision=revision,
+                               stall_wait_s=wait_for_nodes_s if address else None)
     except MmcError:
         preflight.remove_new_directories(layout, created)   # refused before any work: leave nothing behind
         raise
@@ -226,7 +227,8 @@ def _archive_spec(layout: SweepLayout) -> str:
 
 def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float, verified: dict,
                 changes: list[str], *, runner: str, report: bool, log,
-                concurrency: Concurrency | None = None, revision: SourceRevision | None = None) -> SweepOutcome:
+                concurrency: Concurrency | None = None, revision: SourceRevision | None = None,
+                stall_wait_s: float | None = None) -> SweepOutcome:
     """The body of `run_sweep` once the lock is held and the cluster fits the sweep."""
     if changes:
         log(f"new version of sweep `{spec.name}` ({len(changes)} setting(s) changed); the previous spec is kept "
@@ -258,7 +260,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
     interrupted: KeyboardInterrupt | None = None
     try:
         run_graph(state, layout, ctx, max_concurrent=spec.max_concurrent, progress=progress,
-                  concurrency=concurrency)
+                  concurrency=concurrency, stall_wait_s=stall_wait_s)
     except KeyboardInterrupt as exc:   # stopped before Tune ran (Tune itself stops gracefully and returns)
         interrupted = exc
     finally:   # also when interrupted: every queued `tasks` row is written, then the fragments compacted

@@ -216,6 +216,40 @@ def test_worker_killed_mid_sweep_then_rerun_loses_and_duplicates_nothing(ns_clus
     assert_same_tables(layout, single, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_a_task_left_waiting_for_a_node_that_died_stops_the_run_after_wait_for_nodes(ns_cluster):
+    """A cluster that cannot grow loses its worker, the only node with `ns_worker`, while both pretrainings
+    are pinned to it: the one it ran fails (its trial crashed, and no autoscaler could start a node to run
+    it again), the other is handed out and waits for a node that never comes. The run says so, and stops as
+    Ctrl-C does once --wait-for-nodes seconds pass in which no task ends (exit 130, the failure recorded);
+    before, it waited for ever."""
+    from tests.support import runners
+    from tests.support.runners import PAUSE_ENV, hook_env
+
+    cluster = ns_cluster
+    storage = cluster.shared / "stall-runs"
+    spec = spec_file(cluster, "stall", storage=str(storage),
+                     resources={"pretrain": {"cpus": 1, "custom": {WORKER_RESOURCE: 1}}})
+    layout = SweepLayout(Storage(str(storage)), "stall")
+    events = cluster.shared / "stall-events"
+    cluster.kill_worker()
+    held_worker = cluster.start_worker(env=hook_env(events, **{PAUSE_ENV: "pretrain:0"}))
+    proc = cli(cluster, spec, "--runner", runners.name("real"), "--wait-for-nodes", "5", popen=True)
+    try:
+        (held_task,), out = _kill_the_held_worker(cluster, proc, lambda: [p.name for p in events.glob("paused-*")])
+    finally:
+        cluster.start_worker()      # the module's other tests find a worker, as the fixture left it
+        cluster.wait_for_nodes(alive=2, gone=(held_worker,))
+    assert proc.returncode == 130, out[-3000:]
+    assert "started again" not in out, out[-3000:]      # no autoscaler: the crashed task fails at once
+    assert ("waiting: 1 pretrain task asking for {CPU 1, ns_worker 1}, which no node of the cluster has (a node "
+            "left?) and none is starting") in out, out[-3000:]
+    assert "stopping the run: 1 pretrain task asking for {CPU 1, ns_worker 1}" in out, out[-3000:]
+    assert "(--wait-for-nodes 5); finished tasks are kept" in out, out[-3000:]
+    tasks = tables.read_table(layout, "tasks").set_index("task_id")
+    assert tasks.loc[held_task, "status"] == "failed" and "crashed" in tasks.loc[held_task, "error"]
+
+
 # every task kind (8 tasks): 2 pretrainings, a fine-tuning, a midpoint and a weight alignment between the two
 # pretrained models, and the quadratic, aligned and pretrained~ft paths
 ALL_KINDS = {"paths": {"pairs": ["cue~nocue", "pretrained~ft"], "kinds": ["quadratic", "aligned"],
