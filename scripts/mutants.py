@@ -1148,6 +1148,11 @@ MUTANTS = [
     Mutant("M634", "a comparison equal on every seed is said to have had the power to separate", "orchestrator/report/comparisons.py", "if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", "if False:", ("tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have",), occurrence=1),
     Mutant("M635", "an exact tie's power line reads 'detectable >= 0 ... needs about 2 seeds'", "orchestrator/report/comparisons.py", "if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", "if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):", ("tests/orchestrator/report/test_comparisons.py::test_a_comparison_without_spread_claims_no_power_it_does_not_have",), copies=2),
     Mutant("M636", "a verdict counts a tie among the comparisons the seeds could have separated", "orchestrator/report/verdicts.py", "straddle = [c for c in self._those(OVERLAP) if not c.alone and not c.reason]", "straddle = [c for c in self._those(OVERLAP) if not c.alone]", ("tests/orchestrator/report/test_verdicts.py::test_a_comparison_equal_on_every_seed_is_not_said_to_have_had_the_power_to_separate",)),
+    Mutant("M637", "a run never watches for tasks stranded by a node that died (it waits for ever)", "orchestrator/run/sweep.py", "stall_wait_s=wait_for_nodes_s if address else None", "stall_wait_s=None", ("tests/orchestrator/run/test_multinode.py::test_a_task_left_waiting_for_a_node_that_died_stops_the_run_after_wait_for_nodes",)),
+    Mutant("M638", "a task that ended does not hold off the stop of a stalled run", "orchestrator/run/stall.py", "waited = now - max(self._since, self._progress)", "waited = now - self._since", ("tests/orchestrator/run/test_stall.py::test_tasks_waiting_for_a_node_that_left_stop_the_run_after_wait_s_without_progress",)),
+    Mutant("M639", "tasks are stranded while a node is on its way", "orchestrator/run/stall.py", "placeable[task.resources] = view.starting or view.slots(", "placeable[task.resources] = view.slots(", ("tests/orchestrator/run/test_stall.py::test_nothing_is_stranded_while_a_node_is_on_its_way_or_an_autoscaler_could_start_one_or_a_task_is_not_handed_out",)),
+    Mutant("M640", "a stalled run is stopped at once, not after --wait-for-nodes", "orchestrator/run/stall.py", "        if waited < self.wait_s:", "        if waited < 0:", ("tests/orchestrator/run/test_stall.py::test_tasks_waiting_for_a_node_that_left_stop_the_run_after_wait_s_without_progress",)),
+    Mutant("M641", "a stalled run is stopped while a task still runs elsewhere (an hour's training lost)", "orchestrator/run/stall.py", "if sum(stranded.values()) < running:", "if False:", ("tests/orchestrator/run/test_stall.py::test_a_task_still_running_elsewhere_runs_to_its_end_first_and_a_returning_node_resets_the_wait",)),
 ]
 
 
@@ -1196,8 +1201,8 @@ def pytest(root: Path, tests: tuple[str, ...], log: Path) -> tuple[int, float]:
 
 
 def failing_test(log: Path) -> str:
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
+    for line in log.read_text(errors="replace").splitlines():   # pytest's summary, not a captured `ERROR` log line
+        if line.startswith(("FAILED ", "ERROR ")) and line.split(" ", 1)[1].startswith("tests/"):
             return line.split(" ", 1)[1].split(" - ")[0]
     return "?"
 
