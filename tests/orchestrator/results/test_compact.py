@@ -382,7 +382,8 @@ class Interrupted(KeyboardInterrupt):
 
 def inline_run_graph(stop_after: int | None):
     """`schedule.run_graph` without Ray: ready tasks one by one in this process; Ctrl-C after `stop_after`."""
-    def run_graph(state, layout, ctx, *, max_concurrent, progress=None, run_name=None, concurrency=None):
+    def run_graph(state, layout, ctx, *, max_concurrent, progress=None, run_name=None, concurrency=None,
+                  stall_wait_s=None):
         ran = 0
         while (task_id := state.ready.first()) is not None:
             task = ctx.graph.tasks[task_id]
