@@ -40,7 +40,9 @@ def cmd_run(args) -> int:
 
 def _planning_progress(tasks: int, seconds: float) -> None:
     """A long plan's progress, on stderr (stdout may be `--json`)."""
-    print(f"planning: {tasks:,} tasks so far ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    from orchestrator.graph.dag import planning_line
+
+    print(planning_line(tasks, seconds), file=sys.stderr, flush=True)
 
 
 def cmd_plan(args) -> int:

@@ -197,6 +197,11 @@ def variant_label(swept_keys: tuple[str, ...], settings: dict) -> str | None:
     return ", ".join(parts) or None
 
 
+def planning_line(tasks: int, seconds: float) -> str:
+    """What `build_graph`'s progress says: `planning: 120,000 tasks so far (10 s)`."""
+    return f"planning: {tasks:,} tasks so far ({seconds:.0f} s)"
+
+
 def build_graph(spec: SweepSpec, progress: Callable[[int, float], None] | None = None) -> Graph:
     """Every task of the sweep, deduplicated, in topological order. `progress(tasks so far, seconds)`: told
     every PROGRESS_S while planning goes on (a spec near MAX_TASKS plans for a minute or more)."""

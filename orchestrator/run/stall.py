@@ -16,7 +16,6 @@ A run on a local Ray (no `--address`) is not watched: its one node does not leav
 """
 from __future__ import annotations
 
-import _thread
 import logging
 import threading
 import time
@@ -27,27 +26,24 @@ from contextlib import contextmanager
 from orchestrator.run import capacity
 from orchestrator.run.node_types import describe_resources
 from orchestrator.run.state import SweepState, TaskState
+from orchestrator.storage.lock import stop_this_driver   # as a lock taken over stops it
 from orchestrator.vocab import DONE, FAILED, RUNNING
 
 log = logging.getLogger(__name__)
-
-
-def stop_the_run() -> None:
-    """Stop the run as Ctrl-C does: Tune's handler (or ours) hears a SIGINT in the main thread."""
-    _thread.interrupt_main()
 
 
 class StallWatch:
     """See the module docstring. `check()` is one look (the thread of `watching` calls it)."""
 
     def __init__(self, state: SweepState, concurrency: capacity.Concurrency, wait_s: float, *,
-                 stop: Callable[[], None] = stop_the_run, clock: Callable[[], float] = time.monotonic):
+                 stop: Callable[[], None] = stop_this_driver, clock: Callable[[], float] = time.monotonic):
         self._state, self._concurrency, self.wait_s = state, concurrency, wait_s
         self._stop, self._clock = stop, clock
         self._since: float | None = None        # when tasks were first seen stranded, this time
         self._progress = clock()                # when a task last ended
         self._said = False
         self.stopped = False
+        self._asks = {task.resources for task in state.graph.tasks.values()}   # the distinct kinds of ask
         self.close = state.subscribe(self._status_changed)    # call when the run has ended
 
     def _status_changed(self, task_id: str, before: TaskState, after: TaskState) -> None:
@@ -58,17 +54,17 @@ class StallWatch:
         """(task kind, what one task asks for) -> tasks handed out that no node of the cluster can place; and
         how many tasks are handed out in all."""
         view = self._concurrency.view()
-        placeable: dict = {}
+        graph = self._state.graph
+        placeable = {asks: view.starting or view.slots(capacity.demand_of(asks)) >= 1 for asks in self._asks}
+        if all(placeable.values()):     # the usual case: no need to look at each task
+            return {}, self._state.count(RUNNING)
         found: Counter = Counter()
         running = 0
-        graph = self._state.graph
         for task_id, state in list(self._state.states.items()):
             if state.status != RUNNING:
                 continue
             running += 1
             task = graph.tasks[task_id]
-            if task.resources not in placeable:
-                placeable[task.resources] = view.starting or view.slots(capacity.demand_of(task.resources)) >= 1
             if not placeable[task.resources]:
                 found[(task.kind, describe_resources(capacity.demand_of(task.resources)))] += 1
         return dict(found), running

@@ -376,11 +376,11 @@ def _renew(layout: SweepLayout, me: dict, stop: threading.Event, held: dict | No
         if other is not None:
             _LOG.error(f"another driver (pid {other.get('pid')} on {str(other.get('host'))[:100]}) took over "
                        f"{layout.storage.shown(layout.lock_file())} after this one's lease ran out; stopping this run")
-            _stop_this_driver()
+            stop_this_driver()
             return
 
 
-def _stop_this_driver() -> None:
+def stop_this_driver() -> None:
     """Stop the process as Ctrl-C does (finished tasks kept, exit 130). Where Python does not handle SIGINT
     (a background job of a shell ignores it), end it as SIGTERM does: like a killed driver, which loses
     nothing (every write is atomic)."""

@@ -344,7 +344,7 @@ def test_a_renewal_that_fails_on_storage_is_tried_again_at_the_next_one(layout, 
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(lock, "_renew_local", renew_local)
-    monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(1))
+    monkeypatch.setattr(lock, "stop_this_driver", lambda: stopped.append(1))
     stop = _Stop(False, False, True)
     lock._renew(layout, {"lease_s": 60.0, "token": "mine"}, stop)
     assert len(tries) == 2 and len(stop.waits) == 3 and stopped == []
@@ -566,7 +566,7 @@ def test_without_conditional_writes_a_lock_overwritten_by_another_driver_is_read
 
 def test_without_conditional_writes_the_holder_renews_and_stops_when_another_holds_the_lock(remote, monkeypatch):
     stopped = []
-    monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(1))
+    monkeypatch.setattr(lock, "stop_this_driver", lambda: stopped.append(1))
     me = _me(renewed_at=1000.0, lease_s=60.0)
     remote.storage.write_bytes(remote.lock_file(), json.dumps(me).encode())
     lock._renew(remote, me, _Stop(False, True), {"cond": None})

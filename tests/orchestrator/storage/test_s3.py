@@ -554,7 +554,7 @@ def test_a_takeover_on_s3_never_replaces_a_lock_written_since_it_was_judged(s3_l
 def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_written_again(s3_layout, monkeypatch):
     monkeypatch.setenv(knobs.LOCK_LEASE_S.name, "0.6")
     stopped = []
-    monkeypatch.setattr(lock, "_stop_this_driver", lambda: stopped.append(True))
+    monkeypatch.setattr(lock, "stop_this_driver", lambda: stopped.append(True))
     with lock.sweep_lock(s3_layout):
         mine = json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True))
         s3_layout.storage.delete(s3_layout.lock_file())                   # deleted by hand
