@@ -71,6 +71,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("mlflow_run_id", pa.string()),
         _f("error", pa.string()),
         _f("error_type", pa.string()),                   # class name of the exception a failed task raised
+        _f("restarts", pa.int64()),                      # times started again after its trial crashed (node lost)
         _f("config_json", pa.string()),                  # the task's canonical config
         *_SETTINGS,
     ]),

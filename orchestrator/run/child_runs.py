@@ -37,6 +37,7 @@ ALPHA_STEPS = 1000          # a path curve's point at α is logged at step round
 PATH_NOTE = (f"Path curves (`path.<eval set>.<metric>`) are logged against α: step = round({ALPHA_STEPS}·α), "
              f"so step 0 is model A, step {ALPHA_STEPS // 2} the middle of the path, step {ALPHA_STEPS} model B. "
              "Barriers are the `barrier.<eval set>.<metric>.<definition>` metrics.")
+RESTARTS_TAG = "restarts"   # on a task started again after its trial crashed: how many times (MMC_TASK_RESTARTS)
 DATASET_CONTEXT = "training"  # the `mlflow.data.context` of a training task's datasets
 
 NOTE_TAG, USER_TAG, RUN_NAME_TAG = "mlflow.note.content", "mlflow.user", "mlflow.runName"
@@ -206,7 +207,8 @@ def child_run(ended, name: str, parent_run_id: str, common_tags: Mapping[str, An
     error = redact(ended.error) if ended.error else None
     tags = {**dict(common_tags), PARENT_TAG: parent_run_id, RUN_NAME_TAG: name, "task_kind": task.kind,
             "task_id": task.id, "error": error, USER_TAG: user(),
-            NOTE_TAG: PATH_NOTE if task.kind == vocab.PATH_EVAL else None}
+            NOTE_TAG: PATH_NOTE if task.kind == vocab.PATH_EVAL else None,
+            RESTARTS_TAG: str(ended.restarts) if getattr(ended, "restarts", 0) else None}
     params = {"kind": task.kind, "task_id": task.id, **{k: v for k, v in task.labels.items() if v is not None},
               **{k: v for k, v in task.settings.items() if v is not None},
               "resources": {"cpus": task.resources.cpus, "gpus": task.resources.gpus,

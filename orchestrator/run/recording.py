@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error: str | None = None,
              duration_s: float | None = None, device: str | None = None, mlflow_run_id: str | None = None,
              cached: bool = False, started_at: float | None = None, finished_at: float | None = None,
-             error_type: str | None = None) -> dict:
+             error_type: str | None = None, restarts: int = 0) -> dict:
     """The task's row of the `tasks` table (`status` in vocab.TABLE_STATUSES)."""
     names = set(schemas.SCHEMAS[vocab.TASKS].names)
     return {
@@ -56,6 +56,7 @@ def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error:
         "error": redact(error) if error else error, "error_type": error_type, "host": _HOST,
         "num_workers": task.resources.workers, "config_json": canonical_json(task.config),
         "finished_at": time.time() if finished_at is None else finished_at, "started_at": started_at,
+        "restarts": restarts,
     }
 
 
@@ -76,6 +77,7 @@ class _Ended:
     started_at: float | None
     ended_at: float
     result: object          # work.TaskResult or None
+    restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class EndedTask:
     metrics: dict           # name -> number
     steps: list             # (name, step, value): training curves per epoch, path curves per alpha
     error_type: str | None = None   # the class name of the exception a failed task raised
+    restarts: int = 0               # times it was started again after its trial crashed (MMC_TASK_RESTARTS)
 
 
 class TasksTable:
@@ -117,7 +120,8 @@ class TasksTable:
         rows = [task_row(e.task, vocab.STATUS_IN_TABLE[e.status], spec_hash=self.spec_hash, rev=self.rev,
                          error=e.error, duration_s=e.duration_s, device=e.device,
                          mlflow_run_id=run_ids.get(e.task.id), cached=e.status == vocab.CACHED,
-                         started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type) for e in ended]
+                         started_at=e.started_at, finished_at=e.ended_at, error_type=e.error_type,
+                         restarts=e.restarts) for e in ended]
         try:   # the batch's rows checked and built at once (~0.5 ms a row on its own), each written from a slice
             block = tables.rows_of_tasks_to_table(vocab.TASKS, rows)
         except Exception:  # noqa: BLE001 - a row that does not fit: each row on its own, the others written
@@ -199,7 +203,8 @@ class TaskRecorder:
         if self._recorded.get(task_id) == status:
             return   # e.g. a failed task whose reason was filled in after it ended
         self._recorded[task_id] = status
-        ended = _Ended(task_id, s.status, s.error, s.error_type, s.duration_s, s.started_at, time.time(), s.result)
+        ended = _Ended(task_id, s.status, s.error, s.error_type, s.duration_s, s.started_at, time.time(), s.result,
+                       s.restarts)
         if not self.background:
             self._write_batch([ended])
             return
@@ -320,7 +325,8 @@ class TaskRecorder:
             else:
                 metrics, steps = dict(result.metrics), list(result.steps)
         return EndedTask(task, ended.status, ended.error, ended.duration_s, ended.started_at, ended.ended_at,
-                         getattr(result, "device", None), metrics, [tuple(x) for x in steps], ended.error_type)
+                         getattr(result, "device", None), metrics, [tuple(x) for x in steps], ended.error_type,
+                         ended.restarts)
 
 
 def release_freed_memory() -> None:

@@ -77,7 +77,6 @@ class DagSearcher(Searcher):
         super().__init__()
         self._state = state
         self.restarts = restarts
-        self._restarted: dict[str, int] = {}
         self._trial_to_tasks: dict[str, list[str]] = {}
         self._finished_trials: dict[str, list[str]] = {}
         self._capacity = concurrency if isinstance(concurrency, capacity.Concurrency) else None
@@ -110,11 +109,11 @@ class DagSearcher(Searcher):
         return self._finished_trials.pop(trial_id, None) or []
 
     def restarted(self, task_id: str) -> int:
-        """How often `task_id` was given back as pending after its trial crashed."""
-        return self._restarted.get(task_id, 0)
+        """How often `task_id` was given back as pending after its trial crashed (its state's `restarts`)."""
+        return self._state.states[task_id].restarts
 
     def _may_restart(self, task_id: str) -> bool:
-        if self._restarted.get(task_id, 0) >= self.restarts:
+        if self.restarted(task_id) >= self.restarts:
             return False
         return self._capacity is None or self._capacity.can_replace(self._state.graph.tasks[task_id].resources)
 
@@ -182,8 +181,7 @@ class DagSearcher(Searcher):
                 continue
             task_result = per_task.get(task_id)
             if error and task_result is None and self._may_restart(task_id):     # crashed: started again
-                self._restarted[task_id] = self._restarted.get(task_id, 0) + 1
-                self._state.set_status(task_id, PENDING, started_at=None)
+                self._state.set_status(task_id, PENDING, started_at=None, restarts=state.restarts + 1)
             elif error or task_result is None or task_result.status != DONE:
                 reason = (task_result.error if task_result else None) or \
                     "the trial crashed (worker died or was killed); see the Ray logs"

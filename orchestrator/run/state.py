@@ -37,6 +37,7 @@ class TaskState:
     duration_s: float | None = None
     started_at: float | None = None
     result: TaskResult | None = None
+    restarts: int = 0                  # times it was started again after its trial crashed in this run
 
 
 Listener = Callable[[str, TaskState, TaskState], None]   # (task id, state before, state after)

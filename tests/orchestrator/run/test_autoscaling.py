@@ -105,6 +105,7 @@ def test_a_gpu_sweep_scales_a_cluster_from_zero_and_a_task_on_a_killed_node_star
     tasks = tables.read_table(layout, "tasks")
     assert sorted(tasks["task_id"]) == sorted(graph.tasks), tasks["task_id"].tolist()   # each exactly once
     assert set(tasks["status"]) == {"finished"}
+    assert tasks.set_index("task_id")["restarts"].to_dict() == {t: int(t == restarted) for t in graph.tasks}
     assert partners(cluster.events)[restarted] == 3       # it ran to the end after the barrier's release
     (tmp_path / "single").mkdir()
     single = one_process_tables(write_spec(tmp_path / "single", "auto", **{**SPEC, "resources": {}}),

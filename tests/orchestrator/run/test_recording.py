@@ -48,7 +48,7 @@ def test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id
     pre, path, mid = first(graph, vocab.PRETRAIN), first(graph, vocab.PATH_EVAL), first(graph, vocab.MIDPOINT)
     mid = dataclasses.replace(mid, resources=Resources(cpus=2, workers=3))    # Ray Train: 3 workers of 2 CPUs
     ended = [recording.EndedTask(pre, vocab.CACHED, None, 1.0, 100.0, 110.0, "cpu:x", {}, []),
-             recording.EndedTask(path, vocab.DONE, None, 2.0, 200.0, 220.0, "cpu:y", {}, []),
+             recording.EndedTask(path, vocab.DONE, None, 2.0, 200.0, 220.0, "cpu:y", {}, [], restarts=2),
              recording.EndedTask(mid, vocab.FAILED, "boom", 3.0, 300.0, 330.0, "cpu:z", {}, [], "RuntimeError")]
     table.tasks_ended(ended, {t.id: f"run-{t.id}" for t in (pre, path, mid)})
     assert table.written == 3 and not table.failures
@@ -59,7 +59,7 @@ def test_each_ended_task_gets_its_own_tasks_row_with_its_status_times_and_run_id
         assert row["mlflow_run_id"] == f"run-{e.task.id}"
         assert list(row["parents"]) == list(e.task.parents)
         assert row["device"] == e.device and row["duration_s"] == e.duration_s
-        assert row["num_workers"] == e.task.resources.workers
+        assert row["num_workers"] == e.task.resources.workers and row["restarts"] == e.restarts
         started, finished = (pd_seconds(row[k]) for k in ("started_at", "finished_at"))
         assert (started, finished) == (e.started_at, e.ended_at)
     assert _tasks_row(layout, mid.id)["error_type"] == "RuntimeError"
@@ -138,6 +138,9 @@ def test_a_child_run_logs_each_step_series_point_at_its_step_and_the_times_of_it
                                                       None, {}, []), "n", "parent")
     assert failed.status == vocab.STATUS_IN_MLFLOW[vocab.FAILED] and failed.tags["error"] == "RuntimeError: boom"
     assert failed.start_ms == failed.end_ms == 7000            # never started: its end
+    assert child_runs.RESTARTS_TAG not in run.tags               # only a task started again has the tag
+    again = child_runs.child_run(dataclasses.replace(ended, restarts=1), "a name", "parent")
+    assert again.tags[child_runs.RESTARTS_TAG] == "1"
 
 
 def test_a_skipped_training_task_has_no_datasets_and_a_midpoint_learns_from_both_endpoints(graph):

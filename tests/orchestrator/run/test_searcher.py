@@ -395,7 +395,7 @@ def test_a_crashed_trials_tasks_are_pending_again_up_to_restarts_times_then_fail
         assert config["task_ids"] == [a.id]
         searcher.on_trial_complete(f"t{attempt}", None, error=True)
         assert state.states[a.id].status == vocab.PENDING and state.states[a.id].started_at is None
-        assert searcher.restarted(a.id) == attempt and a.id in state.ready
+        assert searcher.restarted(a.id) == state.states[a.id].restarts == attempt and a.id in state.ready
         trial = SimpleNamespace(trial_id=f"t{attempt}", error_file=str(error_file), config=dict(config),
                                 evaluated_params={}, last_result={})
         with caplog.at_level("WARNING", logger="orchestrator.run.schedule"):
