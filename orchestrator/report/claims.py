@@ -53,8 +53,17 @@ class _Judge:
     def __init__(self, s: Slice, rules: ClaimRules, claim: Claim):
         self.s, self.r, self.c = s, rules, claim
 
-    def power(self, diff: cmp.Diff, effect: float, scale: float = 1.0, unit: str = "") -> str:
-        return cmp.power_text(diff, effect, self.r.power, scale, unit) if diff.n else ""     # nothing measured
+    def estimate(self, values) -> Estimate:
+        """Mean and interval of `values` at the rules' level, as every row and gate of the claim shows them."""
+        return Estimate.of(values, self.r.level)
+
+    def reliance_rows(self, label: str, rel: dict[str, pd.Series], role: str) -> None:
+        for measure in (RANDIMG, RANDCUE):
+            if measure in rel:
+                self.c.rows.append(Row(label, measure, self.estimate(rel[measure]), role, PP, " pp"))
+
+    def power(self, diff: cmp.Diff, effect: float, scale: float = 1.0, unit: str = "", within: bool = False) -> str:
+        return cmp.power_text(diff, effect, self.r.power, scale, unit, within) if diff.n else ""   # nothing measured
 
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
@@ -144,7 +153,7 @@ class _Judge:
                                 lambda d: self._clean_floor(d, clean or {}, clean or {}))
         decision = _unmeasured(decision)
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
-                                   unit=" pp", power=self.power(diff, margin, PP, " pp")))
+                                   unit=" pp", power=self.power(diff, margin, PP, " pp", within=True)))
 
     # -- barriers --
     def values(self, pair: tuple[str, str], eval_set: str, definition: str | None = None) -> pd.Series:
@@ -176,10 +185,17 @@ class _Judge:
         models trained on the same data: where the cue models' mean randimg reliance is within
         `no_reliance_margin` of none (a cue too rare to be learnt), both are models without the cue's
         mechanism, the cue~nocue pair is one more same-data pair, and the comparison cannot show the claim's
-        effect (not testable; noise would decide it)."""
-        if reliance is None or not len(reliance):
+        effect (not testable; noise would decide it). Where that reliance is not measured (no finite randimg
+        accuracy of a cue model), whether they learnt the cue cannot be told: not testable either."""
+        if reliance is None:
             return decision
-        mean = float(reliance.mean())
+        measured = reliance[np.isfinite(reliance.to_numpy(dtype=float))]
+        if not len(measured):
+            return decision.blocked("the cue models' randimg reliance is not measured (no cue model's accuracy on "
+                                    "randimg in the evaluations table): whether they learnt the cue, and so differ "
+                                    "in mechanism from the no-cue models, cannot be told; rerun their pretrain tasks "
+                                    "(`mmc-sweep run`)")
+        mean = float(measured.mean())
         if not abs(mean) <= self.r.no_reliance_margin:
             return decision
         return decision.blocked(f"the cue models' randimg reliance is {PP * mean:+.1f} pp, within "
@@ -237,16 +253,10 @@ class _Judge:
 
     def barrier_row(self, pair: tuple[str, str], eval_set: str, role: str) -> None:
         r = self.r
-        others = tuple((d, Estimate.of(self.values(pair, eval_set, d))) for d in vocab.DEFINITIONS
+        others = tuple((d, self.estimate(self.values(pair, eval_set, d))) for d in vocab.DEFINITIONS
                        if d != r.barrier_definition)
         self.c.rows.append(Row(f"{pair[0]} {pair[1]}", f"{r.barrier_metric} barrier ({r.barrier_definition}) on "
-                               f"{eval_set}", Estimate.of(self.values(pair, eval_set)), role, also=others))
-
-
-def _reliance_rows(c: Claim, label: str, rel: dict[str, pd.Series], role: str) -> None:
-    for measure in (RANDIMG, RANDCUE):
-        if measure in rel:
-            c.rows.append(Row(label, measure, Estimate.of(rel[measure]), role, PP, " pp"))
+                               f"{eval_set}", self.estimate(self.values(pair, eval_set)), role, also=others))
 
 
 def _guards_text(r: ClaimRules) -> str:
@@ -316,8 +326,8 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
     for label, acc, rel, role in (("cue model", cue, rc, CLAIM), ("no-cue model", nocue, rn, CONTROL)):
         for eval_set in ("nocue", "cue"):
             if eval_set in acc:
-                c.rows.append(Row(label, f"acc({eval_set})", Estimate.of(acc[eval_set]), role, PP, "%"))
-        _reliance_rows(c, label, rel, role)
+                c.rows.append(Row(label, f"acc({eval_set})", j.estimate(acc[eval_set]), role, PP, "%"))
+        j.reliance_rows(label, rel, role)
     j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies")
     j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
             rn.get(RANDIMG, EMPTY), "more than no-cue")
@@ -339,8 +349,8 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
               f"{_no_reliance_text(r, 'the parent')}.")
     j = _Judge(s, r, c)
     rel, parent = s.reliance(s.models(vocab.FINETUNE, method=NAIVE)), s.reliance(s.parents(NAIVE))
-    _reliance_rows(c, NAIVE, rel, CLAIM)
-    _reliance_rows(c, "its pretrained parent", parent, REFERENCE)
+    j.reliance_rows(NAIVE, rel, CLAIM)
+    j.reliance_rows("its pretrained parent", parent, REFERENCE)
     j.above(f"naive fine-tuning keeps more than {r.keep_fraction:g} of its parent's randimg reliance",
             rel.get(RANDIMG, EMPTY), r.keep_fraction * parent.get(RANDIMG, EMPTY), "keeps reliance",
             reliant=("its pretrained parent", parent.get(RANDIMG, EMPTY)))
@@ -379,8 +389,8 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     occlusion = s.reliance(nocue).get(RANDCUE, EMPTY)
     for m in [m for m in s.methods if not acc.get(m, pd.DataFrame()).empty]:
         role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
-        c.rows.append(Row(m, "acc(nocue)", Estimate.of(acc[m].get("nocue", EMPTY)), role, PP, "%"))
-        _reliance_rows(c, m, rel[m], role)
+        c.rows.append(Row(m, "acc(nocue)", j.estimate(acc[m].get("nocue", EMPTY)), role, PP, "%"))
+        j.reliance_rows(m, rel[m], role)
     if not cued:
         c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was not run: this sweep cannot tell "
                        "CBFT's objective apart from the extra data it sees.")
@@ -487,7 +497,7 @@ def _aligned_checks(j: _Judge, independent: list[str], eval_set: str, learnt: pd
         for ref in [p for p in independent if path in s.paths(p)]:
             text = f"on {eval_set}, after {path.split(' ', 1)[-1].strip('()')} alignment the cue~nocue barrier is " \
                    f"above that of {ref}"
-            control = Estimate.of(j.values((ref, path), eval_set))
+            control = j.estimate(j.values((ref, path), eval_set))
             if control.n >= 2 and not control.ci_high < r.aligned_works:
                 j.c.checks.append(Check(text, UNTESTABLE, f"{ref} aligned {control.text()}", "after alignment",
                                         f"alignment does not connect the same-data pairs here ({ref}'s aligned "
@@ -597,6 +607,19 @@ def _values(frames: list[pd.DataFrame], column: str) -> set:
     return {v for f in frames if column in f.columns for v in f[column].dropna().unique()}
 
 
+def _check_fractions(frames: dict[str, pd.DataFrame]) -> None:
+    """Accuracies are fractions in [0, 1] (as the tables hold them): percentages would pass every chance-floor
+    guard unseen and give reliances in the thousands of pp, so they are refused."""
+    for table, frame in frames.items():
+        if "acc" not in frame:
+            continue
+        acc = frame["acc"].to_numpy(dtype=float)
+        outside = acc[np.isfinite(acc) & ((acc < 0) | (acc > 1))]
+        if outside.size:
+            raise ValueError(f"the {table} table's `acc` has {outside.size} value(s) outside [0, 1] (e.g. "
+                             f"{outside[0]:g}); accuracies are fractions of the set, not percentages")
+
+
 def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: ClaimRules | None = None,
           maps: list | None = None) -> list[Claim]:
     """Every claim per context: model, cue proportion of the cue models, combination of swept values
@@ -608,7 +631,8 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
     rules = rules or ClaimRules()
     ev, bars, tasks = results[vocab.EVALUATIONS], results[vocab.BARRIERS], results[vocab.TASKS]
     paths = results.get(vocab.PATHS, pd.DataFrame())
-    chance = stats.chance(_values([ev, bars], "dataset"))
+    _check_fractions({vocab.EVALUATIONS: ev, vocab.PATHS: paths})
+    chance = stats.chance(_values([ev, bars], "dataset"), paths)
     if chance is None:
         return []
     proportions = sorted(float(p) for p in _values([ev, bars], "cue_proportion") if p > 0) or [None]

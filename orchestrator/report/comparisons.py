@@ -130,17 +130,24 @@ def one_sample(values: pd.Series, level: float) -> Diff:
 # Power
 # ----------------------------------------------------------------------------------------------
 
-def detectable(diff: Diff, power: float) -> float:
+def detectable(diff: Diff, power: float, within: bool = False) -> float:
     """The smallest true difference this comparison detects with probability `power` (two-sided test
-    at `diff.level`): (t_{1-α/2} + t_{power}) · SE; NaN below n = 2 or without spread."""
+    at `diff.level`): (t_{1-α/2} + t_{power}) · SE; NaN below n = 2 or without spread. `within`: the
+    smallest margin an equivalence test ("within ±m") passes with probability `power` when the true
+    difference is 0, where both bounds must clear: (t_{1-α/2} + t_{(1+power)/2}) · SE."""
     if diff.n < 2 or not diff.se == diff.se:
         return math.nan
-    return (t_quantile(0.5 + diff.level / 2, diff.df) + t_quantile(power, diff.df)) * diff.se
+    return _multiplier(diff.level, power, diff.df, within) * diff.se
 
 
-def seeds_needed(diff: Diff, effect: float, power: float) -> int | None:
+def _multiplier(level: float, power: float, df: float, within: bool) -> float:
+    return t_quantile(0.5 + level / 2, df) + t_quantile((1 + power) / 2 if within else power, df)
+
+
+def seeds_needed(diff: Diff, effect: float, power: float, within: bool = False) -> int | None:
     """Seeds (pairs, or models per group) a comparison with this spread needs to detect `effect`
-    at `power`; None without a spread to go by. Capped at MAX_SEEDS + 1."""
+    at `power` (`within`: to pass an equivalence margin `effect`, as `detectable`); None without a spread
+    to go by. Capped at MAX_SEEDS + 1."""
     if not diff.sd == diff.sd or effect <= 0:
         return None
     if diff.sd == 0:
@@ -148,19 +155,21 @@ def seeds_needed(diff: Diff, effect: float, power: float) -> int | None:
     for n in range(2, MAX_SEEDS + 1):
         df = n - 1 if diff.paired else 2 * n - 2
         se = diff.sd / math.sqrt(n) if diff.paired else diff.sd / math.sqrt(n)
-        if (t_quantile(0.5 + diff.level / 2, df) + t_quantile(power, df)) * se <= effect:
+        if _multiplier(diff.level, power, df, within) * se <= effect:
             return n
     return MAX_SEEDS + 1
 
 
-def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit: str = "") -> str:
-    """`detectable ≥ 0.12 at 80% power with n = 3; 0.05 needs ≈ 14 seeds`."""
+def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit: str = "",
+               within: bool = False) -> str:
+    """`detectable ≥ 0.12 at 80% power with n = 3; 0.05 needs ≈ 14 seeds` (`within`: of an equivalence
+    test, whose margin `effect` is what it must pass)."""
     if diff.n < 2:
         return f"n = {diff.n}: no spread to judge power"
     if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    # `_precheck`'s "no spread", or `_undecided`'s tie
         return f"n = {diff.n} with no spread (every seed the same difference): power cannot be judged"
-    mde = detectable(diff, power)
-    need = seeds_needed(diff, effect, power)
+    mde = detectable(diff, power, within)
+    need = seeds_needed(diff, effect, power, within)
     need_text = "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"≈ {need}")
     return (f"detectable ≥ {scale * mde:.3g}{unit} at {power:.0%} power with n = {diff.n}; "
             f"{scale * effect:.3g}{unit} needs {need_text} seeds")
@@ -193,7 +202,7 @@ def _below(x: float, diff: Diff) -> float:
 
 
 def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
-               distance: float | None = None) -> Decision:
+               distance: float | None = None, within: bool = False) -> Decision:
     """OVERLAP when the seeds could have detected `effect`, else UNTESTABLE (underpowered). `distance`: how far
     the observed difference is from what the test compares it with (0, or the margin). Both sides equal on
     every seed (a difference of exactly 0, no spread: `_precheck` lets only that tie through) is OVERLAP as
@@ -201,20 +210,20 @@ def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
     if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
         return Decision(OVERLAP, f"both sides are equal on every one of the {diff.n} seeds (a difference of 0, "
                                  "no spread): no difference either way, and no spread to judge power by")
-    mde = detectable(diff, power)
+    mde = detectable(diff, power, within)
     if mde == mde and mde > effect:
         observed = abs(diff.mean) if distance is None else abs(distance)
         where = "" if distance is None else " from the margin"
         return Decision(UNTESTABLE, f"underpowered: with n = {diff.n} the smallest difference detectable at "
                                     f"{power:.0%} power is {scale * mde:.3g}{unit}, above the "
-                                    f"{scale * effect:.3g}{unit} the claim is about; {_seeds(diff, effect, power)} "
+                                    f"{scale * effect:.3g}{unit} the claim is about; {_seeds(diff, effect, power, within)} "
                                     f"seeds would detect that, {_seeds(diff, observed, power)} the observed "
                                     f"{scale * observed:.3g}{unit}{where}")
     return Decision(OVERLAP)
 
 
-def _seeds(diff: Diff, effect: float, power: float) -> str:
-    need = seeds_needed(diff, effect, power)
+def _seeds(diff: Diff, effect: float, power: float, within: bool = False) -> str:
+    need = seeds_needed(diff, effect, power, within)
     return "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"about {need}")
 
 
@@ -224,12 +233,16 @@ def _seeds(diff: Diff, effect: float, power: float) -> str:
 NO_SPREAD = 1e-9
 
 
-def _precheck(diff: Diff) -> Decision | None:
+def _precheck(diff: Diff, ahead_too: bool = False) -> Decision | None:
+    """MISSING or UNTESTABLE where the values cannot be judged; None where the test goes on. A difference
+    without spread goes on only where it is exactly 0 (both sides equal on every seed) or, with `ahead_too`
+    (non-inferiority with a margin), above 0: a claim's side ahead on every seed is never judged more weakly
+    than one level with the other, which a margin passes."""
     if not diff.n:
         return Decision(MISSING, "no values")
     if diff.n < 2 or not diff.se == diff.se:
         return Decision(UNTESTABLE, f"too few seeds: n = {diff.n} (an interval needs 2)")
-    if diff.mean != 0 and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
+    if not (diff.mean == 0 or (ahead_too and diff.mean > 0)) and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
         return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference, so the interval is a "
                                     "point and claims a certainty the seeds cannot give (ties come from a coarse "
                                     "measure, e.g. accuracies on a few hundred images); more seeds would give it a width")
@@ -254,7 +267,7 @@ def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0,
     """Is a not below b by more than `margin`? YES when the interval of a − b lies above −margin, NO
     when it lies below −margin; an interval that crosses −margin cannot separate the two. `effect`: the
     effect its power is judged for (default the margin; a caller with a margin of 0 names its own)."""
-    early = _precheck(diff)
+    early = _precheck(diff, ahead_too=margin > 0)     # margin 0: "above", whose point intervals say nothing
     if early:
         return early
     p = _below(diff.mean + margin, diff)
@@ -278,7 +291,8 @@ def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, uni
     if diff.low > margin or diff.high < -margin:
         return Decision(NO, p_other=p)
     # a decision either way is about the nearer bound: inside ±margin (YES) or outside it (NO)
-    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit, margin - abs(diff.mean)), p_other=p)
+    return replace(_undecided(diff, max(margin, 1e-12), power, scale, unit, margin - abs(diff.mean), within=True),
+                   p_other=p)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -351,7 +351,8 @@ def maps(results: dict[str, pd.DataFrame], swept: tuple[str, ...], rules) -> lis
     ids = population_models(bars)
     if len(ids) < 3:
         return []
-    chance = stats.chance({v for f in (ev, bars) if "dataset" in f for v in f["dataset"].dropna()})
+    chance = stats.chance({v for f in (ev, bars) if "dataset" in f for v in f["dataset"].dropna()},
+                          results.get(vocab.PATHS))
     table = model_table(ev, tasks, ids, chance)
     extremes = _extremes(results.get(vocab.PATHS, pd.DataFrame()))
     own = bars[bars["metric"] == rules.barrier_metric]

@@ -47,10 +47,25 @@ def row_order() -> tuple[str, ...]:
     return (PRETRAINED_NOCUE, PRETRAINED_CUE, *FINETUNE_METHOD_NAMES)
 
 
-def chance(datasets) -> float | None:
-    """1 / number of classes of the dataset(s) named (one class count among them), else None."""
-    counts = {DATASETS[d].num_classes if d in DATASETS else None for d in pd.unique(pd.Series(list(datasets)).dropna())}
+def chance(datasets, paths: pd.DataFrame | None = None) -> float | None:
+    """1 / number of classes of the dataset(s) named (one class count among them), else None. A dataset of
+    your own (not built in) has the class count its path tasks used: `paths` rows on randimg hold
+    acc − 1/K as `reliance_randimg` (`tasks.paths.cue_reliance`), so K is read back from them."""
+    counts = {DATASETS[d].num_classes if d in DATASETS else recorded_classes(paths, d)
+              for d in pd.unique(pd.Series(list(datasets)).dropna())}
     return 1.0 / counts.pop() if len(counts) == 1 and None not in counts else None
+
+
+def recorded_classes(paths: pd.DataFrame | None, dataset: str) -> int | None:
+    """The class count `dataset`'s path tasks used (one for all of its rows), else None."""
+    needed = {"dataset", "eval_set", "acc", "reliance_randimg"}
+    if paths is None or paths.empty or not needed <= set(paths.columns):
+        return None
+    rows = paths[(paths["dataset"] == dataset) & (paths["eval_set"] == "randimg")]
+    gap = (rows["acc"].to_numpy(dtype=float) - rows["reliance_randimg"].to_numpy(dtype=float))
+    gap = gap[np.isfinite(gap) & (gap > 0)]
+    counts = set(np.rint(1.0 / gap).astype(int).tolist())
+    return counts.pop() if len(counts) == 1 and min(counts) >= 2 else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1066,6 +1066,48 @@ def test_d_is_not_testable_where_the_cue_models_have_not_learnt_the_cue():
     assert _judge(LOOSE)["d"].verdict == claims.HOLDS
 
 
+def test_d_is_not_testable_where_the_cue_models_reliance_is_not_measured():
+    """The cue models' evaluation rows missing (their randimg accuracy unmeasured) with the barriers there:
+    whether they learnt the cue cannot be told, so (d)'s comparisons of cue and no-cue models are not
+    testable — less evidence never gives a stronger verdict than a measured reliance of none."""
+    data = synthetic_sweep()
+    data[vocab.EVALUATIONS] = {t: rows for t, rows in data[vocab.EVALUATIONS].items()
+                               if not t.startswith("pretrain-cue-")}
+    d = _judge(LOOSE, data=data)["d"]
+    same_init = [c for c in d.checks if c.group == "same-init design"]
+    assert same_init and all(c.outcome == claims.UNTESTABLE and "reliance is not measured" in c.reason
+                             for c in same_init), [(c.outcome, c.reason) for c in same_init]
+    assert d.verdict == claims.NOT_TESTABLE
+
+
+def test_the_rules_level_sets_the_alignment_gate_and_every_interval_shown_beside_a_verdict():
+    """`level: 0.99`: (d)'s gate on whether alignment connects the same-data pairs reads the 99% upper bound
+    (a control below `aligned_works` at 95% but not at 99% closes it), and the rows shown beside the verdicts
+    carry 99% intervals, as the rule text says."""
+    from orchestrator.report.stats import Estimate
+
+    rules = dataclasses.replace(LOOSE, level=0.99)
+    data = synthetic_sweep(scale={"cue~cue": 0.25})
+    res = _results(data)
+    b = res[vocab.BARRIERS]
+    control = b[(b.pair_type == "cue~cue") & (b.path_kind == "aligned") & (b.eval_set == "nocue")
+                & (b.metric == "loss") & (b.definition == "chord")].groupby("seed")["value"].mean()
+    assert Estimate.of(control, 0.95).ci_high < rules.aligned_works <= Estimate.of(control, 0.99).ci_high
+    d = claims.judge(res, (), rules)
+    (gated,) = [c for c in {x.key: x for x in d}["d"].checks
+                if c.text.startswith("on nocue, after activation alignment") and "cue~cue" in c.text]
+    assert gated.outcome == claims.UNTESTABLE and "alignment does not connect" in gated.reason, gated.reason
+    from scipy import stats as st
+
+    shown = [(claim.key, row, est) for claim in d for row in claim.rows for est in (row.est, *dict(row.also).values())
+             if est.n >= 2 and est.std > 0]
+    assert {key for key, _, _ in shown} == {"a", "b", "c", "d"}
+    for key, row, est in shown:
+        half = (est.ci_high - est.ci_low) / 2
+        assert math.isclose(half, st.t.ppf(0.995, est.n - 1) * est.std / math.sqrt(est.n), rel_tol=1e-9), \
+            (key, row.label, row.measure)
+
+
 def test_a_reliance_comparison_the_sweep_did_not_measure_says_so_not_no_values():
     """No naive fine-tuning in the sweep: (b)'s reliance check is not measured, and says what to plan."""
     data = synthetic_sweep()
@@ -1087,3 +1129,12 @@ def test_clean_accuracy_with_a_margin_of_zero_is_judged_for_the_accuracy_effect_
         [k.reason for k in clean]
     assert all("5 pp needs" in k.power for k in clean)
     assert any(k.outcome == claims.OVERLAP for k in clean)      # one could have detected 5 pp: a real null
+
+
+def test_accuracies_in_percent_are_refused_not_judged():
+    """Percentages would sit far above every chance floor and give reliances of thousands of pp: refused, with
+    the table named."""
+    results = _results(synthetic_sweep())
+    results[vocab.EVALUATIONS] = results[vocab.EVALUATIONS].assign(acc=lambda f: f["acc"] * 100)
+    with pytest.raises(ValueError, match=r"evaluations table's `acc` has .* outside \[0, 1\]"):
+        claims.judge(results, (), LOOSE)

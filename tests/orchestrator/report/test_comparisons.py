@@ -464,3 +464,41 @@ def test_a_comparison_without_spread_claims_no_power_it_does_not_have():
     spread = cmp.Diff(True, 3, 0.0, 0.01, 2.0, 0.95, 0.01 * math.sqrt(3))     # 0 on average only: no such reason
     got = cmp.superiority(spread, 0.5, 0.8)
     assert got.outcome == cmp.OVERLAP and got.reason == ""
+
+
+def test_a_claims_side_ahead_on_every_seed_is_never_judged_more_weakly_than_one_level_on_every_seed():
+    """Non-inferiority with a margin: both sides equal on every seed passes it, and so does the claim's side
+    ahead by the same amount on every seed (a coarse measure's tie); behind on every seed, or a margin of 0
+    (then "above", whose point intervals claim a certainty the seeds cannot give), stays not testable."""
+    def same(mean):
+        return cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
+    assert cmp.non_inferiority(same(0.0), 0.02, 0.8).outcome == cmp.YES
+    assert cmp.non_inferiority(same(0.0025), 0.02, 0.8).outcome == cmp.YES
+    assert cmp.non_inferiority(same(-0.0025), 0.02, 0.8).outcome == cmp.UNTESTABLE
+    assert cmp.non_inferiority(same(0.0025), 0.0, 0.8, effect=0.05).outcome == cmp.UNTESTABLE
+    assert cmp.superiority(same(0.0025), 0.05, 0.8).outcome == cmp.UNTESTABLE
+
+
+@pytest.mark.parametrize("n", [3, 6])
+def test_an_equivalence_test_said_to_have_the_rules_power_has_it(n):
+    """"Within ±m" at a true difference of 0 passes only where both bounds clear the margin: the spread at which
+    `detectable(within=True)` equals the margin gives about the rules' power (simulated, seeded), where the
+    one-sided formula's spread gives well below it; seeds_needed counts by the same formula."""
+    margin, power, rng = 0.05, 0.8, np.random.default_rng(7)
+    mult = {w: cmp.t_quantile(0.5 + LEVEL / 2, n - 1) + cmp.t_quantile((1 + power) / 2 if w else power, n - 1)
+            for w in (True, False)}
+
+    def simulated(within: bool) -> float:
+        sd = margin / (mult[within] / math.sqrt(n))
+        diff = cmp.Diff(True, n, 0.0, sd / math.sqrt(n), n - 1.0, LEVEL, sd)
+        assert math.isclose(cmp.detectable(diff, power, within=within), margin)
+        assert cmp.seeds_needed(diff, margin * 1.0001, power, within=within) == n
+        draws = [cmp.equivalence(cmp.one_sample(pd.Series(rng.normal(0.0, sd, n)), LEVEL), margin, power).outcome
+                 for _ in range(4000)]
+        return draws.count(cmp.YES) / len(draws)
+    assert simulated(True) >= 0.76
+    assert simulated(False) <= 0.70
+    se = margin / cmp.t_quantile(0.5 + LEVEL / 2, n - 1) * 1.01    # an interval of a mean of 0 just past ±margin
+    wide = cmp.Diff(True, n, 0.0, se, n - 1.0, LEVEL, se * math.sqrt(n))
+    decision = cmp.equivalence(wide, margin, power)
+    assert decision.outcome == cmp.UNTESTABLE and decision.reason.startswith("underpowered"), decision

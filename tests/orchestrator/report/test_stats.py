@@ -762,3 +762,34 @@ def test_a_populations_pairs_share_models_so_their_summary_and_drift_have_no_int
     assert summary.loc[vocab.POPULATION, "n"] == 3 and summary.loc[vocab.POPULATION, "mean"] == pytest.approx(0.7)
     assert np.isnan(summary.loc[vocab.POPULATION, "ci_low"]) and np.isnan(summary.loc[vocab.POPULATION, "ci_high"])
     assert summary.loc[vocab.CUE_CUE, "ci_low"] < 0.7 < summary.loc[vocab.CUE_CUE, "ci_high"]
+
+
+def test_a_dataset_of_your_own_has_the_chance_its_path_tasks_used():
+    """Not built in: its class count is read back from its randimg path rows (acc − 1/K is their
+    `reliance_randimg`), so the claims are judged against that chance; rows that disagree on K, or no path
+    rows, leave it unknown (None), as for an unknown name."""
+    rng = np.random.default_rng(0)
+    acc = rng.uniform(0.2, 0.9, 12)
+    paths = pd.DataFrame({"dataset": "mypkg.data:load", "eval_set": ["randimg", "nocue"] * 6, "acc": acc,
+                          "reliance_randimg": acc - 1 / 7})
+    assert stats.chance(["mypkg.data:load"], paths) == pytest.approx(1 / 7)
+    assert stats.chance(["mypkg.data:load"]) is None
+    assert stats.chance(["mypkg.data:load", "digits"], paths) is None          # 7 and 10 classes
+    mixed = paths.assign(reliance_randimg=np.where(np.arange(12) < 6, acc - 1 / 7, acc - 1 / 5))
+    assert stats.chance(["mypkg.data:load"], mixed) is None
+
+
+def test_the_claims_of_a_sweep_on_a_dataset_of_your_own_are_judged():
+    from orchestrator.report import claims
+    from tests.support.report_data import synthetic_sweep
+
+    data = synthetic_sweep()
+    results = {t: pd.DataFrame([dict(r, task_id=i) for i, rows in data[t].items() for r in rows]) for t in vocab.TABLES}
+    for frame in results.values():
+        if "dataset" in frame:
+            frame["dataset"] = "mypkg.data:load"
+    paths = results[vocab.PATHS]
+    paths["reliance_randimg"] = np.where(paths["eval_set"] == "randimg", paths["acc"] - 0.1, paths["reliance_randimg"])
+    judged = claims.judge(results, (), None)
+    digits = claims.judge({t: f.assign(dataset="digits") if "dataset" in f else f for t, f in results.items()}, (), None)
+    assert judged and [(c.key, c.verdict) for c in judged] == [(c.key, c.verdict) for c in digits]
