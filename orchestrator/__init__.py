@@ -6,10 +6,36 @@ The Python API (see `orchestrator.api`): `run`, `load`, `open_sweep`; imported o
 the run-layer package (Python binds the package's attribute to it). The package module is then made
 callable here, forwarding to `api.run`, so `mmc.run(...)` works whatever was imported first.
 """
+import importlib.util
 import sys
 import types
+from pathlib import Path
 
 __all__ = ["load", "open_sweep", "run"]
+
+
+def _bind_own_tasks() -> None:
+    """Make `tasks` mmc-sweep's own package (the one installed beside this one), whatever else on sys.path
+    is called `tasks`: a `tasks.py` or `tasks/` in the working directory (an invoke or Celery project's)
+    would otherwise take its place, in `python -m orchestrator` and in every Ray worker, whose path starts
+    with the driver's working directory."""
+    own = Path(__file__).resolve().parent.parent / "tasks"
+    loaded = sys.modules.get("tasks")
+    if loaded is not None:
+        where = getattr(loaded, "__path__", None) or [getattr(loaded, "__file__", None) or "?"]
+        if Path(str(list(where)[0])).resolve() != own:
+            raise ImportError(f"another module named `tasks` ({list(where)[0]}) was imported before mmc-sweep, whose "
+                              f"own `tasks` package is {own}: import orchestrator first, or rename yours")
+        return
+    spec = importlib.util.spec_from_file_location("tasks", own / "__init__.py", submodule_search_locations=[str(own)])
+    if spec is None or not (own / "__init__.py").is_file():
+        return      # not installed beside this package: the usual import finds it
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tasks"] = module
+    spec.loader.exec_module(module)
+
+
+_bind_own_tasks()
 
 
 def __getattr__(name: str):
