@@ -59,6 +59,8 @@ def _described(js: dict, d: Declared) -> dict:
         return out
     if isinstance(d.default, (int, float, str, bool)) or d.default is None:
         out["default"] = d.default
+    elif js.get("type") == "object" and d.key.write is not None:       # e.g. custom resources: () is {}
+        out["default"] = d.key.write(d.default)
     elif isinstance(d.default, tuple) and all(isinstance(v, (int, float, str)) for v in d.default):
         out["default"] = list(d.default)
     return out
@@ -133,8 +135,12 @@ def _axes() -> dict:
     return {"type": "array", "items": {**_object(values, minProperties=1), **one_key_unique}}
 
 
+NULL_AS_LEFT_OUT = (SETTINGS, SECTION, PER_NAME, LIST, SETTINGS_LIST)   # kinds whose null means "left out"
+
+
 def json_schema() -> dict:
-    props = {d.name: _described(_key(d), d) for d in declared()}
+    props = {d.name: _described(_nullable(_key(d)) if d.kind in NULL_AS_LEFT_OUT and not d.key.required else _key(d), d)
+             for d in declared()}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "mmc-sweep spec", "type": "object",
         "properties": props, "additionalProperties": False,
@@ -145,6 +151,12 @@ def json_schema() -> dict:
                    "then": {"anyOf": [{"required": ["extends"]}, {"properties": {"data": {
                        "required": ["root"], "properties": {"root": {"type": "string"}}}}}]}}],
     }
+
+
+def _nullable(js: dict) -> dict:
+    """`js` or null: a key the validator reads as left out when it is null (`pretrain:` with its keys commented out).
+    The type widened in place, so the key's properties stay where an editor looks for them."""
+    return {**js, "type": [js["type"], "null"]} if isinstance(js.get("type"), str) else js
 
 
 def _needs_root() -> list[str]:

@@ -81,6 +81,8 @@ def stack(base: Layered, top: Layered) -> Layered:
 def _merge_into(out: dict, origins: dict, prefix: Path_, top: dict, source: Layered) -> None:
     for key, value in top.items():
         path = (*prefix, key)
+        if value is None and isinstance(out.get(key), dict) and not is_grid(out[key]):
+            continue    # an empty section (`pretrain:` with its keys commented out) is one left out: the layers below stand
         if isinstance(value, dict) and isinstance(out.get(key), dict) and not is_grid(value) \
                 and not is_grid(out[key]):
             _merge_into(out[key], origins, path, value, source)

@@ -16,7 +16,7 @@ from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
 from tasks.settings.data import cue_proportion_problem, dataset_info, same_cued_samples
-from tasks.settings.finetune import CBFT_FAMILY
+from tasks.settings.finetune import CBFT_FAMILY, settings_used
 from tasks.settings.models import BUILT_IN_MODELS
 
 MAX_TASKS = 2_000_000          # tasks a spec may plan
@@ -282,6 +282,11 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
             out.append(f"`paths.pairs`: '{pair}:spawn@{epoch}' shares {epoch} epochs but `pretrain.epochs` is "
                        f"{v.pretrain.epochs}, so the child would train no epoch of its own and be its parent; "
                        f"use K < {v.pretrain.epochs}")
+    warmed = [m for m in top.finetune.methods if "warmup_epochs" in settings_used(m)]
+    if warmed and v.finetune.warmup_epochs >= v.finetune.epochs:    # the invariance term would never be applied
+        out.append(f"`finetune.warmup_epochs`: {v.finetune.warmup_epochs} is not below `finetune.epochs` "
+                   f"{v.finetune.epochs}, so {', '.join(warmed)} would train plain cross-entropy only and never apply "
+                   f"its invariance term; use fewer than {v.finetune.epochs} warm-up epochs")
     return out
 
 

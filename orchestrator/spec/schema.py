@@ -161,6 +161,8 @@ def _pair_type_pattern() -> str:
 
 
 RESOURCE_AMOUNT = Rule(ge=0, le=1e9)   # of a custom resource, per worker
+RESOURCE_UNIT = 0.0001                 # Ray's smallest amount of a resource: a nonzero amount below it is refused
+BELOW_RESOURCE_UNIT = {"exclusiveMinimum": 0, "exclusiveMaximum": RESOURCE_UNIT}     # (JSON schema)
 # only training kinds run data-parallel (spec/rules.py says so to the validator)
 _ONE_WORKER_JSON = {"properties": {kind: {"properties": {"workers": {"const": 1}}}
                                    for kind in vocab.TASK_KINDS if kind not in vocab.TRAINING_KINDS}}
@@ -185,20 +187,25 @@ def _custom_resources(value: Any, where: str, problems: list[str], body: dict) -
 
 @dataclass(frozen=True)
 class ResourceSettings(Settings):
-    cpus: float = setting(1.0, gt=0, le=1024, doc="CPUs per worker (may be fractional)")
-    gpus: float = key(0.0, ge=0, le=64, json={"anyOf": [{"maximum": 1}, {"multipleOf": 1}]},   # cross_problems
+    cpus: float = setting(1.0, ge=RESOURCE_UNIT, le=1024, doc="CPUs per worker (may be fractional)")
+    gpus: float = key(0.0, ge=0, le=64, json={"anyOf": [{"maximum": 1}, {"multipleOf": 1}],   # cross_problems
+                                               "not": BELOW_RESOURCE_UNIT},
                       doc="GPUs per worker; a fraction < 1 shares a GPU")
     workers: int = setting(1, ge=1, le=1024, doc="> 1: data-parallel through Ray Train (training kinds only)")
     custom: tuple = key((), doc="per worker, extra Ray resources, e.g. {accelerator_type_a100: 0.01}",
                         read=_custom_resources, write=dict,
-                        json={"type": "object", "propertyNames": {"minLength": 1, "not": {"enum": list(
-                            RESERVED_RESOURCES)}}, "additionalProperties": {"type": "number", "minimum": 0,
-                                                                            "maximum": RESOURCE_AMOUNT.le}})
+                        json={"type": "object",
+                              "propertyNames": {"minLength": 1, "not": {"enum": list(RESERVED_RESOURCES)}},
+                              "additionalProperties": {"type": "number", "minimum": 0, "maximum": RESOURCE_AMOUNT.le,
+                                                       "not": BELOW_RESOURCE_UNIT}})
 
     def cross_problems(self) -> list[tuple[str, str]]:
         if self.gpus > 1 and self.gpus != int(self.gpus):
             return [("gpus", f"{self.gpus!r} is not allowed; use a fraction below 1 or a whole number of GPUs")]
-        return []
+        return [(name, f"{amount!r} is not allowed; Ray counts resources in steps of {RESOURCE_UNIT:g}, so a "
+                       f"nonzero amount is at least {RESOURCE_UNIT:g}")
+                for name, amount in (("gpus", self.gpus), *((f"custom.{n}", a) for n, a in self.custom))
+                if 0 < amount < RESOURCE_UNIT]
 
 
 @dataclass(frozen=True)

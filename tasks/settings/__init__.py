@@ -136,7 +136,7 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
     """Why `value` is not allowed for a field of type `tp` with `rule`, or None when it is."""
     kind, nullable = base_type(tp)
     if value is None:
-        return None if nullable else f"None is not allowed; must be {_kind_text(kind)}"
+        return None if nullable else f"null is not allowed; must be {_kind_text(kind, rule)}"
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
@@ -146,7 +146,7 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
     else:
         ok = isinstance(value, kind)
     if not ok:
-        return f"{value!r} is not allowed; must be {_kind_text(kind)} (got {type(value).__name__})"
+        return f"{_spelled(value)} is not allowed; must be {_kind_text(kind, rule)} (got {type(value).__name__})"
     items = item_type(tp) if kind is tuple else None
     if items is not None:                          # each item as a value of its own, under the field's bounds
         bounds = Rule(rule.ge, rule.gt, rule.le, rule.lt)
@@ -274,9 +274,17 @@ def _num(v: float) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _kind_text(kind: type) -> str:
+def _kind_text(kind: type, rule: Rule | None = None) -> str:
+    if kind is tuple:      # a YAML list; of the items it may hold, where the rule names them
+        allowed = rule.allowed() if rule is not None and rule.choices is not None else None
+        return f"a list of: {', '.join(map(str, allowed))}" if allowed else "a list"
     return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(
         kind, kind.__name__)
+
+
+def _spelled(value: Any) -> str:
+    """`value` as YAML spells the scalars a spec may hold (true, null), else its repr."""
+    return "null" if value is None else ("true" if value else "false") if isinstance(value, bool) else repr(value)
 
 
 def override(cls: type, name: str, default: Any) -> Any:

@@ -28,7 +28,7 @@ class Toy(S.Settings):
 @pytest.mark.parametrize("kwargs, needle", [
     ({"n": 0}, "`n`: 0 is not allowed; must be >= 1 and <= 10"),
     ({"n": 11}, "must be >= 1 and <= 10"),
-    ({"n": True}, "`n`: True is not allowed; must be a whole number"),
+    ({"n": True}, "`n`: true is not allowed; must be a whole number"),
     ({"n": 2.0}, "must be a whole number"),
     ({"n": 2 ** 64}, "must fit in 64 bits"),
     ({"x": math.inf}, "`x`: inf is not allowed; must be a finite number"),
@@ -52,7 +52,7 @@ def test_every_problem_is_listed_at_once():
 
 def test_ints_pass_for_floats_and_none_only_where_declared():
     assert Toy(x=0.5, cap=None).cap is None
-    with pytest.raises(S.SettingsError, match="None is not allowed"):
+    with pytest.raises(S.SettingsError, match="null is not allowed"):
         Toy(n=None)
 
 
@@ -200,7 +200,7 @@ def test_a_typed_tuple_checks_each_item_and_reads_whole_numbers_as_the_floats_th
                           (("half",), "['half'] is not allowed: item 0 must be a number (got str)"),
                           ((True,), "[True] is not allowed: item 0 must be a number (got bool)"),
                           ((math.nan,), "item 0 must be a finite number"),
-                          ([0.5], "[0.5] is not allowed; must be tuple (got list)")]:
+                          ([0.5], "[0.5] is not allowed; must be a list (got list)")]:
         with pytest.raises(S.SettingsError) as info:
             Fractions(shares=value)
         assert needle in str(info.value), str(info.value)

@@ -47,7 +47,7 @@ NOT_EXPRESSIBLE = {
     "alignments_without_an_aligned_path": ACROSS, "kinds_of_ft_pairs_only": ACROSS, "kinds_of_a_self_pair": ACROSS,
     "kinds_empty_for_pairs": ACROSS, "finetuned_kinds_empty": ACROSS, "proportion_no_pair_trains": ACROSS,
     "population_methods_without_finetune": ACROSS, "population_proportions_without_a_population": ACROSS,
-    "methods_the_population_leaves_out": ACROSS,
+    "methods_the_population_leaves_out": ACROSS, "warmup_not_below_epochs": ACROSS,
     "duplicate_model": "one model written two ways ([small_cnn, {name: small_cnn}])",
     "cpus_nan": FINITE, "lr_nan": FINITE, "midpoint_lr_nan": FINITE, "proportion_nan": FINITE,
     "exponent_int": WHOLE, "float_for_int": WHOLE,
@@ -237,3 +237,17 @@ def test_each_default_the_schema_offers_is_one_the_validator_accepts_and_a_requi
     for name in checked:
         assert props[name]["default"] == spec.resolved[name], name
     assert props["seeds"]["default"] == [0, 1, 2] and props["max_concurrent"]["default"] is None
+
+
+def test_a_null_section_and_every_default_the_schema_offers_are_accepted_by_the_validator():
+    """An editor fills in the schema's defaults, and YAML leaves a section whose keys are commented out null:
+    the validator accepts both (a null section is one left out)."""
+    sections = {d.name: None for d in declared() if d.kind in (SECTION, SETTINGS)}
+    assert not schema_errors({"name": "x", **sections})
+    parse_spec("name: x\n" + "".join(f"{name}:\n" for name in sections))
+    resources = json_schema()["properties"]["resources"]["properties"]
+    defaults = {kind: {key: spec["default"] for key, spec in body["properties"].items() if "default" in spec}
+                for kind, body in resources.items()}
+    assert defaults["pretrain"]["custom"] == {}
+    assert not schema_errors({"name": "x", "resources": defaults})
+    parse_spec(json.dumps({"name": "x", "resources": defaults}))

@@ -10,7 +10,7 @@ import yaml
 from orchestrator import cli
 from orchestrator.spec.schema import SpecError, declared
 from orchestrator.spec.explain import explain_spec
-from orchestrator.spec.sweep_spec import Variant, load_spec, parse_spec
+from orchestrator.spec.sweep_spec import Variant, load_spec, parse_spec, spec_hash
 from tests.conftest import write_spec
 
 
@@ -64,6 +64,22 @@ def test_an_override_beats_the_file_and_a_chain_of_extends_names_each_sweep(tmp_
     keys = spec.provenance.keys
     assert spec.variants[0].finetune.epochs == 2 and keys["finetune.epochs"] == "override:finetune={epochs: 2}"
     assert spec.variants[0].finetune.lam == 9.0 and keys["finetune.lam"] == "extends:base.yaml"
+
+
+def test_an_empty_section_is_one_left_out_and_the_profile_and_extends_below_it_stand(tmp_path):
+    """`pretrain:` with every key commented out (null), or the override `pretrain=`, means the section is left
+    out: the dataset's profile and an `extends:` base still set it, never the paper's defaults beneath them
+    (a silent switch to 100 epochs at lr 0.1)."""
+    plain = parse_spec("name: x\n")
+    empty = parse_spec("name: x\npretrain:\n#  epochs: 5\nmidpoint:\nfinetune:\npaths:\n")
+    assert empty.variants == plain.variants and spec_hash(empty) == spec_hash(plain)
+    assert empty.provenance.keys["pretrain.epochs"] == "profile:digits"
+    assert load_spec(None, ["pretrain="]).variants == plain.variants
+    (tmp_path / "base.yaml").write_text("name: base\npretrain: {epochs: 3}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\npretrain:\n")
+    spec = load_spec(child)
+    assert spec.variants[0].pretrain.epochs == 3 and spec.provenance.keys["pretrain.epochs"] == "extends:base.yaml"
 
 
 def test_a_swept_key_names_the_layer_that_swept_it():
