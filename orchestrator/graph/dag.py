@@ -419,10 +419,12 @@ def describe_plan(graph: Graph) -> str:
 
 
 def pair_counts(graph: Graph) -> dict[str, int]:
-    """Pairs of models (endpoints and swept combination) per pair type, in the graph's order."""
-    pairs: dict[str, set] = {}
+    """Pairs of models (endpoints and swept combination) per pair type, in the graph's order: the path
+    evaluations of one path kind, the kind with the most (a midpoint or an alignment, which no swept path
+    setting reaches, would count a pair once more under its own shorter combination)."""
+    pairs: dict[str, dict[str, set]] = {}
     for task in graph.tasks.values():
-        if task.labels.get("pair_type"):
-            pairs.setdefault(task.labels["pair_type"], set()).add(
+        if task.kind == vocab.PATH_EVAL and task.labels.get("pair_type"):
+            pairs.setdefault(task.labels["pair_type"], {}).setdefault(task.labels.get("path_kind"), set()).add(
                 (task.labels["endpoint_a"], task.labels["endpoint_b"], task.labels.get("variant")))
-    return {pair_type: len(found) for pair_type, found in pairs.items()}
+    return {pair_type: max(map(len, kinds.values())) for pair_type, kinds in pairs.items()}

@@ -544,6 +544,10 @@ def test_pair_counts_count_a_pair_once_per_swept_combination_that_evaluates_it()
     assert pair_counts(graph) == {"cue~nocue": 4}
     one = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear]}\nseeds: [0, 1]\n"))
     assert pair_counts(one) == {"cue~nocue": 2}
+    # a midpoint and an alignment, which the swept path setting does not reach, are no pairs of their own
+    three = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear, quadratic, aligned], "
+                                   "num_alphas: {grid: [5, 9]}}\nseeds: [0]\n"))
+    assert pair_counts(three) == {"cue~nocue": 2}
 
 
 def test_zipped_axes_make_one_combination_per_position():
