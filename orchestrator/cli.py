@@ -358,12 +358,26 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.uris import redact_warnings
 
     redact_warnings()
+    find_plugins_here()
     try:
         return _main(argv)
     except BrokenPipeError:   # `mmc-sweep plan --list | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def find_plugins_here() -> None:
+    """A spec's import paths (`examples.custom_model:build`) resolve from the working directory, as in a
+    training script and in every Ray worker (Ray puts the driver's working directory on their path): the
+    `mmc-sweep` command's own path starts with its bin directory instead. Last on the path, so nothing in
+    the working directory takes the place of an installed package."""
+    try:
+        here = os.getcwd()
+    except OSError:     # a working directory removed under the shell: nothing to find there
+        return
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
 
 
 def _main(argv: list[str] | None) -> int:

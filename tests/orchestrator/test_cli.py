@@ -446,3 +446,32 @@ def test_a_path_argument_is_repeated_escaped_and_short(command, directory, shown
     assert "\x1b" not in err and len(err) < 1000
     if command not in ("claims", "plan"):   # those read it as a spec: a SpecError lists its problem below
         one_error_line(err)
+
+
+def test_the_mmc_sweep_command_finds_a_model_of_your_own_in_the_working_directory(tmp_path):
+    """`mmc-sweep run examples/custom_model.yaml` from the checkout (README): the command's path starts with
+    its bin directory, so the working directory is added, last (nothing there takes an installed package's
+    place), as Ray adds it to its workers' path."""
+    import shutil
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).parent / "mmc-sweep"
+    if not command.exists():
+        pytest.skip("no mmc-sweep command beside this python")
+    shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "custom_model.py", tmp_path / "my_model.py")
+    (tmp_path / "spec.yaml").write_text("name: own\nmodels: ['my_model:build']\nseeds: [0]\n"
+                                        "paths: {pairs: [cue~nocue], kinds: [linear]}\n")
+    got = subprocess.run([str(command), "plan", "spec.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "pretrain" in got.stdout
+
+
+def test_the_working_directory_goes_last_on_the_path_and_only_once(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["/bin-dir", "/site-packages"])
+    cli.find_plugins_here()
+    cli.find_plugins_here()
+    assert sys.path == ["/bin-dir", "/site-packages", str(tmp_path)]
