@@ -44,6 +44,7 @@ from functools import cached_property
 from typing import Any, Callable
 
 from orchestrator import vocab
+from orchestrator.spec.schema import SpecError
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
 from orchestrator.spec.columns import settings_values
 from tasks.settings.data import DataSettings, data_identity
@@ -416,6 +417,16 @@ def describe_plan(graph: Graph) -> str:
     if pairs:
         lines.append("pairs: " + ", ".join(f"{t} {n}" for t, n in pairs.items()))
     return "\n".join(lines)
+
+
+def check_axes_read(spec: SweepSpec, graph: Graph) -> None:
+    """A swept setting that no planned task reads (nor any task it descends from) would multiply the
+    combinations and run nothing more: refused, like any setting the plan would drop (SpecError)."""
+    unread = [key for key in spec.swept_keys if not any(key in task.settings for task in graph.tasks.values())]
+    if unread:
+        raise SpecError([f"`{key}` is swept, but no planned task reads it (e.g. `finetune.*` without a fine-tuning, "
+                         "`align.*` without an aligned path): every combination would run the same tasks; sweep a "
+                         "setting the plan uses, or plan the tasks that read it" for key in unread], spec.source)
 
 
 def pair_counts(graph: Graph) -> dict[str, int]:

@@ -694,3 +694,18 @@ def test_remote_storage_needs_and_accepts_a_tracking_uri_override():
         cli.load([spec_path], {"storage": "s3://bucket/mmc-runs"})
     spec = cli.load([spec_path], {"storage": "s3://bucket/mmc-runs", "mlflow.tracking_uri": "http://127.0.0.1:5000"})
     assert spec.storage == "s3://bucket/mmc-runs" and spec.mlflow.tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_a_sweep_over_a_setting_no_planned_task_reads_is_refused_before_anything_is_written(cwd, capsys):
+    """`finetune.lr` swept without a fine-tuning, `align.samples` without an aligned path: each combination
+    would run the same tasks; plan and run name each key, exit 2, nothing written."""
+    spec = cwd / "noop.yaml"
+    spec.write_text("name: noop\nseeds: [0]\npaths: {pairs: [cue~nocue], kinds: [linear]}\n"
+                    "finetune: {lr: {grid: [0.1, 0.2]}}\nalign: {samples: {grid: [2, 3]}}\n")
+    for command in ("plan", "run"):
+        code, out, err, elapsed = main(capsys, command, str(spec))
+        assert_refused(code, err, cwd, "`finetune.lr` is swept, but no planned task reads it",
+                       "`align.samples` is swept, but no planned task reads it", keep=("noop.yaml",), out=out,
+                       elapsed=elapsed)
+    code, out, err, _ = main(capsys, "plan", str(spec), "paths.kinds=[linear, aligned]", "finetune.lr=0.1")
+    assert code == cli.EXIT_OK, err        # the aligned path reads align.samples: its two values plan two
