@@ -29,7 +29,7 @@ from orchestrator.errors import SweepError
 SOURCE_REVISION_ENV_VAR = knobs.SOURCE_REVISION.name   # the revision of the submitting checkout
 GIT_TIMEOUT_S = 10
 _REVISION = re.compile(r"^(?P<commit>[0-9a-f]{7,64})(?:\+dirty\.(?P<diff>[0-9a-f]{8,64}))?$")
-PACKAGES = ("torch", "numpy", "ray", "mlflow", "pyarrow", "pandas", "safetensors", "matplotlib")
+PACKAGES = ("mmc-sweep", "torch", "numpy", "ray", "mlflow", "pyarrow", "pandas", "safetensors", "matplotlib")
 
 
 @dataclass(frozen=True)

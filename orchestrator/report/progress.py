@@ -97,8 +97,9 @@ def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-# Keys callers (sweep.run_sweep) pass, as the report names them.
-_PROVENANCE_ALIASES = {"spec_hash": "spec hash", "git_rev": "git revision", "torch": "torch version",
+# Keys callers (sweep.run_sweep) pass, as the report names them. The invocation's own revision is not "git
+# revision", the tasks table's: a rerun that reused every result must not credit them to its code.
+_PROVENANCE_ALIASES = {"spec_hash": "spec hash", "git_rev": "git revision of this invocation", "torch": "torch version",
                        "wall_s": "wall time of this invocation"}
 
 

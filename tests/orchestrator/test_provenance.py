@@ -80,7 +80,7 @@ def test_software_versions_are_the_installed_distributions():
 
     versions = provenance.software_versions()
     assert versions["python"] == platform.python_version()
-    for package in ("numpy", "pandas", "pyarrow"):
+    for package in ("mmc-sweep", "numpy", "pandas", "pyarrow"):    # mmc-sweep: a wheel install has no git revision
         assert versions[package] == metadata.version(package)
     assert set(versions) <= {"python", *provenance.PACKAGES}
     assert provenance.torch_version() == metadata.version("torch")

@@ -67,7 +67,7 @@ def test_provenance_names_each_recorded_value_under_its_own_label():
     assert prov["software (run)"] == "python 3.11, torch 2.1; python 3.12, torch 2.2"
     assert prov["devices"] == stats.MISSING and "cached tasks" not in prov and "wall time" not in prov
     assert progress.caller_provenance({"spec_hash": "h", "git_rev": "g", "torch": "2.3", "other": 4}) == {
-        "spec hash": "h", "git revision": "g", "torch version": "2.3", "other": "4"}
+        "spec hash": "h", "git revision of this invocation": "g", "torch version": "2.3", "other": "4"}
 
 
 def _summary(cells: list[tuple]) -> pd.DataFrame:

@@ -367,7 +367,10 @@ def test_task_provenance_sums_finished_durations_and_spans_first_start_to_last_f
     assert prov["cached tasks"].startswith("1 ")
     assert prov["wall time"] == "140.0 s (2025-01-01 00:00:00 to 2025-01-01 00:02:20 UTC)"
     caller = progress.caller_provenance({"wall_s": 2.25, "git_rev": None})
-    assert caller == {"wall time of this invocation": "2.2 s", "git revision": stats.MISSING}
+    assert caller == {"wall time of this invocation": "2.2 s", "git revision of this invocation": stats.MISSING}
+    # a rerun that reused every result keeps the revision that computed them as the report's "git revision"
+    merged = {**progress.task_provenance(tasks.assign(git_rev="abc")), **progress.caller_provenance({"git_rev": "new"})}
+    assert (merged["git revision"], merged["git revision of this invocation"]) == ("abc", "new")
 
 
 def _barrier_summary(layout) -> pd.DataFrame:
