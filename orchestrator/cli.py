@@ -74,8 +74,11 @@ def cmd_plan(args) -> int:
     for note in spec.notes:
         print(f"note: {note}")
     if spec.axes:
-        print("swept: " + "; ".join(", ".join(f"{key} {list(values)}" for key, values in group) for group in spec.axes)
-              + f" ({len(spec.variants)} combinations)")
+        from orchestrator.messages import show
+
+        n = len(spec.variants)
+        print("swept: " + "; ".join(", ".join(f"{key} {show(list(values))}" for key, values in group)
+                                    for group in spec.axes) + f" ({n} combination{'' if n == 1 else 's'})")
     if args.list:
         for task in graph.tasks.values():
             print(f"{task.id}  parents={','.join(task.parents) or '-'}")
