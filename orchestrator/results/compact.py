@@ -40,13 +40,17 @@ Damage is mended, never spread (every part is checked against its recorded size 
 - a part file under another name with a missing part's sha256 (renamed or copied) takes its place;
 - a file that is not the fragment of the task it is named after (garbled, or a copy of a part) is
   moved to the quarantine as well, so that globs over the table read data files only;
-- temporary files of writes that never finished (a driver killed during compaction) are deleted.
+- temporary files of writes that never finished (a driver killed during compaction) are deleted: the hidden
+  `.<name>.tmp-<uuid>` (`layout.temporary_path`) and `<name>.tmp-<uuid>` of earlier versions.
 `repair` does exactly this at the start of a run, before the run decides which tasks are finished.
 When a table would have more than `MAX_PARTS` parts, they are merged into the new one; at the end of a run
 that was not interrupted, and in `mmc-sweep compact`, every table's parts and fragments are merged into one
-part (`one_part`), whose rows readers take in the order they are stored. Compaction must hold the sweep's
-lock (`orchestrator.storage.lock`): the driver compacts inside its run, `mmc-sweep compact` takes the lock
-itself.
+part (`one_part`), whose rows readers take in the order they are stored. A part written under an older schema
+version (`schemas.SCHEMA_VERSION`) is rewritten, conformed to the current schema, into any part a compaction
+writes, and by `mmc-sweep compact` even when nothing else is to do (`upgrade`): every file of a table then has
+one schema, which Parquet tools reading the directory need (fragments are conformed as they are absorbed).
+Compaction must hold the sweep's lock (`orchestrator.storage.lock`): the driver compacts inside its run,
+`mmc-sweep compact` takes the lock itself.
 
 Why one module: compaction and mending share the manifest's invariants (which part holds which task's
 rows, verified by sha256); one module keeps every rule that can lose rows in one place.
@@ -76,8 +80,8 @@ from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, 
                                            PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
                                            part_state, part_task_ids, read_manifest, sha256_hex, stored_manifest_path,
                                            temporary_manifests)
-from orchestrator.results.schemas import SCHEMAS
-from orchestrator.storage.layout import LayoutError, SweepLayout, check_name
+from orchestrator.results.schemas import SCHEMA_VERSION, SCHEMAS, written_before
+from orchestrator.storage.layout import LayoutError, SweepLayout, check_name, temporary_path
 from orchestrator.uris import redact
 
 MAX_PARTS = 8                          # more parts than this in a table: they are merged
@@ -120,6 +124,7 @@ class TableCompaction:
     adopted: list[str] = field(default_factory=list)  # parts found again under another name
     migrated: bool = False       # the manifest moved out of the table's directory
     rebuilt: int | None = None   # an unreadable manifest replaced: the tasks its parts held (all in fragments again)
+    upgraded: int = 0            # parts of an older schema version rewritten to the current one (`_older_parts`)
 
     @property
     def changed(self) -> bool:
@@ -133,7 +138,8 @@ def min_fragments_after_run() -> int:
 
 
 def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int = 1, rows_of=None,
-            running: bool = False, finished=None, one_part: bool = False) -> dict[str, TableCompaction]:
+            running: bool = False, finished=None, one_part: bool = False,
+            upgrade: bool = True) -> dict[str, TableCompaction]:
     """Compact every table that has at least `min_fragments` fragments to absorb, and mend every table
     whatever its count (see the module docstring). The caller holds the sweep's lock. Idempotent: a
     second call changes nothing. `rows_of(path)`: the rows of a fragment the caller wrote itself, as
@@ -141,11 +147,13 @@ def compact(layout: SweepLayout, table_names=vocab.TABLES, *, min_fragments: int
     `running`: tasks are still writing (a bundle during a run): temporary files are theirs, not left
     over, and stay; with `finished(task_id)`, only the fragments of tasks for which it is true (ended for
     good: none of their files will be written again in this run) are absorbed or deleted. `one_part`: a
-    table left with more than one part has them merged into one (see `compact_after_run`)."""
+    table left with more than one part has them merged into one (see `compact_after_run`). `upgrade`: a part
+    written under an older schema version is rewritten (conformed to the current schema) even when nothing
+    else is to do (`mmc-sweep compact`); without it (a run's compactions), only when a part is written anyway."""
     layout.storage.check(layout.results_dir())    # a link where `results/` belongs: LinkError, nothing touched
     try:
         return {table: compact_table(layout, table, min_fragments=min_fragments, rows_of=rows_of, running=running,
-                                     finished=finished, one_part=one_part) for table in table_names}
+                                     finished=finished, one_part=one_part, upgrade=upgrade) for table in table_names}
     finally:
         forget_cached(layout)
 
@@ -193,7 +201,7 @@ def _quietly(layout: SweepLayout, min_fragments: int, log, rows_of=None, running
     log = log or _LOG.info
     try:
         done = compact(layout, min_fragments=min_fragments, rows_of=rows_of, running=running, finished=finished,
-                       one_part=one_part)
+                       one_part=one_part, upgrade=False)
     except Exception as exc:  # noqa: BLE001 - results are safe in their fragments either way
         _LOG.warning(f"results were not compacted ({type(exc).__name__}: {redact(str(exc))}); they stay readable "
                      f"as fragments; `mmc-sweep compact {redact(layout.root)}` retries")
@@ -219,6 +227,9 @@ def summary(done: dict[str, TableCompaction]) -> str:
             lines.append(f"  {t}: its manifest was unreadable; every task whose rows its parts held "
                          f"({c.rebuilt}) has them in a fragment again, so the manifest was rebuilt from the "
                          f"fragments and the old manifest and parts moved to results/_quarantine/{t}/")
+        if c.upgraded:
+            lines.append(f"  {t}: {counted(c.upgraded, 'part')} written by an older version rewritten to schema "
+                         f"version {SCHEMA_VERSION}")
         if c.adopted:
             lines.append(f"  {t}: {len(c.adopted)} part(s) found under another name and put back")
         if c.quarantined:
@@ -234,7 +245,8 @@ def _warn(message: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, rows_of=None,
-                  running: bool = False, finished=None, one_part: bool = False) -> TableCompaction:
+                  running: bool = False, finished=None, one_part: bool = False,
+                  upgrade: bool = True) -> TableCompaction:
     start = time.perf_counter()
     tables.check_table(table)
     storage = layout.storage
@@ -258,8 +270,9 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     too_many = intact > (1 if one_part else MAX_PARTS)
     if one_part and intact:
         min_fragments = 1                         # a part and fragments beside it would be read in two pieces
+    older = _older_parts(layout, table, states) if upgrade else set()
     if new < min_fragments and not known and not orphans and not temporary and not broken and not too_many \
-            and not listing.legacy_manifest and not _stale_parts(manifest, states, set()):
+            and not older and not listing.legacy_manifest and not _stale_parts(manifest, states, set()):
         result.files = _count_files(listing)
         result.seconds = time.perf_counter() - start
         return result
@@ -285,6 +298,10 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     merge = _stale_parts(manifest, states, newer)
     if len(usable) + (1 if absorb or salvaged else 0) > (1 if one_part else MAX_PARTS):
         merge = set(usable)
+    if not upgrade and (absorb or merge or salvaged):   # a part is written anyway: older parts go into it too
+        older = _older_parts(layout, table, states)
+    merge |= older
+    result.upgraded = len(older)
 
     new_entries: dict[str, Entry] = {}
     absorbed: list[FileStamp] = []
@@ -401,6 +418,22 @@ def _stale_parts(manifest: Manifest, states: dict[str, str], newer: set[str]) ->
         if task_id not in newer:
             live[entry.part] += entry.rows
     return {name for name, info in manifest.parts.items() if states.get(name) == PART_OK and live[name] < info.rows}
+
+
+def _older_parts(layout, table: str, states: dict[str, str]) -> set[str]:
+    """The intact parts written under an older schema version (`schemas.written_before`, from each part's
+    footer): a Parquet tool reading the table's directory would meet two schemas, so they are rewritten,
+    conformed to the current one. A footer that cannot be read leaves its part as it is."""
+    older = set()
+    for name in sorted(n for n, state in states.items() if state == PART_OK):
+        try:
+            with layout.storage.open_input_file(layout.compacted_file(table, name)) as f:
+                metadata = pq.read_metadata(f).metadata
+        except (OSError, pa.ArrowException):
+            continue
+        if written_before(metadata):
+            older.add(name)
+    return older
 
 
 def _count_files(listing: Listing) -> int:
@@ -649,7 +682,7 @@ def _write_part(layout, table: str, name: str, items: Iterator[Item]) -> tuple[P
     was nothing to write."""
     storage = layout.storage
     path = layout.compacted_file(table, name)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    tmp = temporary_path(path)
     schema = SCHEMAS[table].with_metadata({**tables.schema_metadata(table), **PART_METADATA})
     entries: dict[str, Entry] = {}
     sink = writer = None

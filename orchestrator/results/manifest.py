@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
+from orchestrator.storage.layout import temporary_target
 
 MANIFEST_VERSION = "2"                 # 2: fragment sizes; 1 (read only): without them
 _READABLE_VERSIONS = (b"1", b"2")
 PART_PREFIX = "part-"
-TEMPORARY_MARK = ".tmp-"               # `Storage.write_bytes` and the part writer write `<name>.tmp-<uuid>` first
 _PARQUET = ".parquet"
 
 # What `part_state` finds
@@ -223,11 +223,13 @@ def list_table(layout, table: str) -> Listing:
     out = Listing()
     for info in layout.storage.list_infos(directory):
         name = info.base_name
-        if info.type != pafs.FileType.File or name.startswith("."):
+        if info.type != pafs.FileType.File:
             continue
         stamp = FileStamp(f"{directory}/{name}", info.size or 0, info.mtime_ns or 0)
-        if TEMPORARY_MARK in name:
+        if temporary_target(name) is not None:      # hidden (`.<name>.tmp-<uuid>`) or as written before
             out.temporary.append(stamp.path)
+        elif name.startswith("."):
+            continue
         elif name == "_manifest.parquet":
             out.legacy_manifest = True
         elif name.startswith(PART_PREFIX) and name.endswith(_PARQUET):
@@ -240,10 +242,9 @@ def list_table(layout, table: str) -> Listing:
 
 def temporary_manifests(layout, table: str) -> list[str]:
     """Temporary files of manifest writes of `table` that never finished (a driver killed meanwhile)."""
-    prefix = f"{table}{_PARQUET}{TEMPORARY_MARK}"
     directory = layout.manifests_dir()
     return [f"{directory}/{info.base_name}" for info in layout.storage.list_infos(directory)
-            if info.base_name.startswith(prefix)]
+            if temporary_target(info.base_name) == f"{table}{_PARQUET}"]
 
 
 def sha256_hex(data) -> str:

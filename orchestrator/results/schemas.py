@@ -12,9 +12,19 @@ from orchestrator import vocab
 from orchestrator.results.pandas_types import PANDAS_TYPES  # noqa: F401 - the readers' name for it
 from orchestrator.spec.columns import settings_columns
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"   # 3: the tasks table's `restarts`. Files of older versions (2, 1) are read conformed to the
+                       # current schema (a column they lack is null); compaction rewrites them (`written_before`)
+SCHEMA_VERSION_KEY = b"mmc_sweep.schema_version"   # where each Parquet file of a table records its version
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
+def written_before(metadata: dict[bytes, bytes] | None) -> bool:
+    """Whether a table's Parquet file with this key-value metadata was written under an older schema version
+    than `SCHEMA_VERSION` (or records none): readers conform its rows, but a Parquet tool reading the table's
+    directory meets two schemas, so compaction rewrites it. A version that is not a number is not older."""
+    version = (metadata or {}).get(SCHEMA_VERSION_KEY, b"0")
+    return version.isdigit() and int(version) < int(SCHEMA_VERSION)
 
 
 def _f(name: str, type_: pa.DataType, required: bool = False) -> pa.Field:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from orchestrator.machine import usable_cpus
 from orchestrator.results.manifest import (PART_OK, Entry, check_part, compacted_entry, list_table, read_manifest,
                                            read_parquet_bytes)
-from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMAS
+from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SCHEMAS
 from orchestrator.storage.layout import LinkError
 
 _LOG = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _checked_table(table: str, rows: Sequence[Mapping[str, Any]], task_ids: list
 
 
 def schema_metadata(table: str) -> dict[bytes, bytes]:
-    return {b"mmc_sweep.table": table.encode(), b"mmc_sweep.schema_version": SCHEMA_VERSION.encode()}
+    return {b"mmc_sweep.table": table.encode(), SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode()}
 
 
 def fragment_bytes(table: str, arrow_table: pa.Table) -> bytes:

@@ -54,6 +54,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, no
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
 REPLACED_READ_ATTEMPTS = 20   # reads of a file replaced while it is read (`Storage.read_bytes`)
 STORAGE_ATTEMPTS = 10   # tries per S3 request of Ray's file system (the AWS SDK waits 50 ms, 100 ms, ... 12.8 s: ~25 s)
+TEMPORARY_MARK = ".tmp-"   # an atomic write's temporary file: `.<name>.tmp-<uuid>` (`temporary_path`)
 
 
 class LayoutError(UriError):
@@ -91,6 +92,25 @@ def check_name(name: str, what: str = "name") -> str:
         raise LayoutError(f"`{what}`: {name!r} is not allowed; use letters, digits and _ . ~ + = - "
                           f"(not starting with '.' or '-', without '..' or path separators)")
     return name
+
+
+def temporary_path(path: str) -> str:
+    """Where an atomic write of `path` goes before it is moved into place: `.<name>.tmp-<uuid>` beside it. In
+    the same directory, so the move is a rename within one file system; hidden (a leading `.`), so that Parquet
+    readers of a table's directory (pyarrow's datasets, pandas, which skip names starting with `.` or `_`)
+    never open a write in flight or one a killed process left behind."""
+    directory, name = path.rsplit("/", 1)
+    return f"{directory}/.{name}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+
+
+def temporary_target(name: str) -> str | None:
+    """The file name a temporary file of an atomic write was to become, None for any other name. Knows
+    `.<name>.tmp-<uuid>` (`temporary_path`) and `<name>.tmp-<uuid>`, the names written before (sweeps of
+    earlier versions may still hold such leftovers)."""
+    target, mark, _ = name.rpartition(TEMPORARY_MARK)
+    if not mark or not target:
+        return None
+    return target[1:] if target.startswith(".") else target
 
 
 def _object_store_types() -> tuple[type, ...]:
@@ -337,7 +357,7 @@ class Storage:
         return self._io(lambda: self.fs.get_file_info(path)).type == pafs.FileType.File
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Write `data` to `path` atomically: to `<path>.tmp-<uuid>`, then move into place; on an object
+        """Write `data` to `path` atomically: to `temporary_path(path)`, then move into place; on an object
         store in one upload (an object appears when its upload completes: no rename needed, none to pay)."""
         self._check_under_root(path)
         if self.is_object_store:   # tried again whole while the store cannot be reached
@@ -348,7 +368,7 @@ class Storage:
             self._io(upload)
             return
         self.fs.create_dir(_parent(path), recursive=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        tmp = temporary_path(path)
         try:
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +21,7 @@ import torch
 
 from orchestrator import cli, knobs, vocab
 from orchestrator.results import compact, manifest, outputs, tables
+from orchestrator.results.schemas import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SCHEMAS
 from orchestrator.run import recording, sweep, work
 from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
@@ -193,6 +196,25 @@ def test_compaction_killed_at_any_step_then_rerun_keeps_every_row_once(swept, st
     assert_all_verified(layout, graph)
     assert all(compact.files_per_table(layout)[t] == 1 for t in vocab.TABLES)
     assert not list((Path(layout.root) / "results").rglob("*.tmp-*"))
+
+
+def test_a_part_writer_killed_mid_write_leaves_a_file_that_directory_readers_skip_and_compaction_deletes(swept):
+    """A SIGKILL while a part is written leaves its truncated temporary file in the table's directory: the reads
+    of the directory that docs/ANALYSIS.md shows (pandas, `pyarrow.dataset`) still read the table's rows, each
+    once, and the next compaction deletes it."""
+    layout, graph, before = swept
+    proc = subprocess.run([sys.executable, "-c", KILL, "writing", str(Path(layout.root).parent), NAME], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    leftover, = (Path(layout.root) / "results").rglob("*.tmp-*")
+    with pytest.raises(Exception, match="magic bytes"):
+        pq.read_table(leftover)                                # torn: not a Parquet file
+    table, directory = leftover.parent.name, leftover.parent
+    assert len(pd.read_parquet(directory, dtype_backend="pyarrow")) == len(before[table])
+    assert ds.dataset(directory, format="parquet").to_table().num_rows == len(before[table])
+    compact.compact(layout)
+    assert not leftover.exists()
+    assert len(pd.read_parquet(directory)) == len(before[table])
 
 
 def test_a_task_rerun_after_compaction_wins_and_is_absorbed_next_time(swept):
@@ -609,6 +631,7 @@ def test_temporary_files_of_a_killed_compaction_are_deleted_by_the_next_run(swep
     planted = [Path(layout.manifest_file(vocab.PATHS) + ".tmp-0123"),
                *(p.with_name(p.name + ".tmp-4567") for p in Path(layout.table_dir(vocab.PATHS)).glob("part-*")),
                Path(layout.fragment(vocab.PATHS, "path_eval-0000000000000000") + ".tmp-89ab")]
+    planted += [p.with_name(f".{p.name.split('.tmp-')[0]}.tmp-cdef") for p in planted]   # as written now: hidden
     for path in planted:
         path.write_bytes(b"half written")
     done = compact.repair(layout, log=lambda *a: None)
@@ -904,3 +927,65 @@ def test_a_manifest_rewritten_by_another_process_is_read_again(tmp_path):
     layout.storage.write_bytes(manifest.manifest_path(layout, vocab.EVALUATIONS), manifest.manifest_bytes(fewer))
     assert manifest.compacted_entry(layout, vocab.EVALUATIONS, "t1") is None
     assert manifest.compacted_entry(layout, vocab.EVALUATIONS, "t0") == current.tasks["t0"]
+
+
+# ----- sweeps written by an earlier version --------------------------------------------------------
+
+def write_as_schema_version_2(monkeypatch) -> None:
+    """From now on tables are written as the version before the tasks table's `restarts`: without it, and each
+    file marked `mmc_sweep.schema_version` 2."""
+    tasks = SCHEMAS[vocab.TASKS]
+    monkeypatch.setitem(SCHEMAS, vocab.TASKS, tasks.remove(tasks.get_field_index("restarts")))
+    monkeypatch.setattr(tables, "SCHEMA_VERSION", "2")
+
+
+def schema_versions(layout, table: str) -> list[bytes]:
+    return [pq.read_metadata(p).metadata[SCHEMA_VERSION_KEY] for p in sorted(Path(layout.table_dir(table)).iterdir())]
+
+
+def test_mmc_sweep_compact_rewrites_the_parts_of_an_older_schema_version_to_the_current_one(swept, capsys):
+    """A sweep compacted by the version before `restarts`: one part per table, marked schema version 2, no
+    `restarts` column. `mmc-sweep compact` conforms every part to the current schema (its `restarts` null),
+    says so, and the rows read the same; a second time there is nothing to do."""
+    layout, graph, _ = swept
+    with pytest.MonkeyPatch.context() as old:
+        write_as_schema_version_2(old)
+        compact.compact(layout, one_part=True)
+    assert schema_versions(layout, vocab.TASKS) == [b"2"]
+    assert "restarts" not in pq.read_schema(next(Path(layout.table_dir(vocab.TASKS)).iterdir())).names
+    read = snapshot(layout)                                    # conformed on read: `restarts` null
+    assert read[vocab.TASKS]["restarts"].isna().all()
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"tasks: 1 part written by an older version rewritten to schema version {SCHEMA_VERSION}" in out, out
+    for table in vocab.TABLES:
+        assert schema_versions(layout, table) == [SCHEMA_VERSION.encode()], table
+    (part,) = Path(layout.table_dir(vocab.TASKS)).iterdir()
+    assert pq.read_schema(part).names == SCHEMAS[vocab.TASKS].names
+    assert_same_rows(layout, read)
+    assert_all_verified(layout, graph)
+    assert cli.main(["compact", layout.root]) == cli.EXIT_OK
+    assert capsys.readouterr().out == "nothing to compact: every table is already in its parts\n"
+
+
+def test_a_runs_compaction_that_writes_a_part_rewrites_an_older_versions_part_into_it(swept, monkeypatch):
+    """An interrupted run's end (no merge into one part) absorbs a new task's fragment, of the current schema,
+    into a new part: the table's part of schema version 2 goes into it too, so that the table's directory holds
+    files of one schema (polars reads its glob). A table the run's end does not compact keeps its older part."""
+    layout, graph, _ = swept
+    late = max(t for t in graph.tasks if graph.tasks[t].kind == vocab.PRETRAIN)
+    held = hold_back(layout, graph, set(graph.tasks) - {late})
+    with pytest.MonkeyPatch.context() as old:
+        write_as_schema_version_2(old)
+        compact.compact(layout)
+    for path, data in held.items():                            # the new version's run: one more task
+        layout.storage.write_bytes(path, data)
+    read = snapshot(layout)
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
+    done = compact.compact_after_run(layout, log=lambda *a: None)
+    assert done[vocab.TASKS].files == 1 and done[vocab.TASKS].upgraded == 1
+    assert schema_versions(layout, vocab.TASKS) == [SCHEMA_VERSION.encode()]
+    assert len(pl.scan_parquet(f"{layout.table_dir(vocab.TASKS)}/*.parquet").collect()) == len(read[vocab.TASKS])
+    assert not fragments(layout, vocab.PATHS) and schema_versions(layout, vocab.PATHS) == [b"2"]   # nothing new
+    assert_same_rows(layout, read)
+    assert_all_verified(layout, graph)

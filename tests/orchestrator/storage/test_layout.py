@@ -2,11 +2,15 @@
 import pickle
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.graph.dag import build_graph
 from orchestrator.vocab import TABLES, TASK_KINDS
-from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, open_sweep_dir
+from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, open_sweep_dir, temporary_target
 from orchestrator.spec.sweep_spec import load_spec
 
 BAD_NAMES = ["..", ".", "", "a/b", "../x", "/abs", ".hidden", "a\\b", "x..y", "-flag", "a b", "a\0b"]
@@ -100,6 +104,46 @@ def test_atomic_write_leaves_no_temporary_files(layout):
         storage.write_bytes(layout.fragment("paths", "path_eval-2"), object())
     assert storage.listdir(layout.table_dir("paths")) == ["path_eval-1.parquet"]
     assert not list(Path(storage.root).rglob("*.tmp-*"))
+
+
+class _MoveWatcher:
+    """A file system that calls `at_move(source, destination)` before each move: a write in flight."""
+
+    def __init__(self, fs, at_move):
+        self._fs, self._at_move = fs, at_move
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+    def move(self, source, destination):
+        self._at_move(source, destination)
+        return self._fs.move(source, destination)
+
+
+def test_a_write_in_flight_is_a_hidden_file_beside_its_target_that_parquet_readers_of_the_directory_skip(layout):
+    """`pd.read_parquet(dir)` and `pyarrow.dataset` skip names starting with `.`: while a fragment is written, a
+    read of the table's directory sees the files in place, each once (a visible temporary would be read too)."""
+    storage = layout.storage
+    directory = layout.table_dir("tasks")
+    storage.write_bytes(layout.fragment("tasks", "t1"), _parquet({"task_id": ["t1", "t1"]}))
+    seen = []
+
+    def read_directory(source, destination):
+        seen.append((source, len(pd.read_parquet(directory)), ds.dataset(directory, format="parquet").count_rows()))
+
+    storage.fs = _MoveWatcher(storage.fs, read_directory)
+    storage.write_bytes(layout.fragment("tasks", "t2"), _parquet({"task_id": ["t2"] * 3}))
+    (source, pandas_rows, arrow_rows), = seen
+    assert Path(source).parent == Path(directory) and Path(source).name.startswith(".t2.parquet.tmp-")
+    assert temporary_target(Path(source).name) == "t2.parquet"
+    assert pandas_rows == arrow_rows == 2
+    assert len(pd.read_parquet(directory)) == 5 and storage.listdir(directory) == ["t1.parquet", "t2.parquet"]
+
+
+def _parquet(columns: dict) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue().to_pybytes()
 
 
 def test_exists_listdir_delete(layout):
