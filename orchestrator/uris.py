@@ -8,10 +8,19 @@ from __future__ import annotations
 import re
 
 from orchestrator.errors import MmcError
+from orchestrator.vocab import SPAWN
 
 SCHEME_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]+:"   # `s3:`; one letter before ':' is a Windows drive (`C:/x`)
 _SCHEME = re.compile(f"^({SCHEME_PATTERN[:-1]}):")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")   # up to the last @: secrets may hold '/'
+# A word that may hold credentials: one with an @ (`_END` ends a word: blanks, quotes, angle brackets).
+_END = r"\s'\"<>"
+_WORD_WITH_AT = re.compile(rf"(?<![^{_END}])[^{_END}@]*@[^{_END}]*")
+# Where the userinfo of a word starts: after a scheme and its slashes (`s3://`, `s3:/`, `http:/`; kept), else at
+# a user name (none: `:pw@`) and its colon, at the word's start or after one of `/@([{,;=` and backticks
+# (`s3:AK:pw@`, `//u:pw@`, `--address=u:pw@`; hidden).
+_SCHEME_SLASHES = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:/+")
+_USER_AFTER = _END + r"`/@(\[{,;="
+_USER = re.compile(rf"(?<![^{_USER_AFTER}])[^{_USER_AFTER}:]*:")
 _QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]*(?:token|secret|passw|pwd|signature|sig|credential|key)"
                            r"[a-z0-9_.-]*=)[^&;\s'\"<>#]+")
 
@@ -61,8 +70,40 @@ def local_path_of(uri: str) -> str | None:
 
 def redact(text: object) -> str:
     """Credentials in URIs never printed: `s3://KEY:SECRET@bucket/x` -> `s3://***@bucket/x`,
-    `https://host/x?token=abc` -> `https://host/x?token=***` (errs on the side of hiding more)."""
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", str(text)))
+    `https://host/x?token=abc` -> `https://host/x?token=***`, and a `user:password@` without a well-formed
+    `scheme://` before it: `s3:AK:SECRET@bucket/x` -> `***@bucket/x`, `//u:SECRET@h` -> `//***@h` (errs on the
+    side of hiding more; `bob@example.com`, `host:5000`, `12:30:01` and `cue~cue:spawn@2` stay as they are)."""
+    text = str(text)
+    if "@" in text:   # most lines have none: one scan
+        text = _WORD_WITH_AT.sub(_hide_userinfo, text)
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def _hide_userinfo(word: re.Match) -> str:
+    """The word with its userinfo, up to its last @ (a secret may hold '/' or '@'), as `***`: after a scheme and
+    its slashes, and a user and password before that scheme too. Linear in the word, whatever it holds."""
+    text = word.group()
+    at = _last_at(text)
+    kept = _SCHEME_SLASHES.search(text, 0, at) if at >= 0 else None
+    if kept is None:
+        return _hide_user(text)
+    return f"{_hide_user(text[:kept.start()])}{kept.group()}***{text[at:]}"
+
+
+def _hide_user(text: str) -> str:
+    """`text` (no scheme in it) with a `user:password` before its last @ as `***`."""
+    at = _last_at(text)
+    user = _USER.search(text, 0, at) if at >= 0 else None
+    return text if user is None else f"{text[:user.start()]}***{text[at:]}"
+
+
+def _last_at(text: str) -> int:
+    """Where the last @ of `text` that may end a userinfo is (-1: none); a pair type's `:spawn@K`
+    (orchestrator.vocab) ends none."""
+    at = text.rfind("@")
+    while at >= 0 and text.endswith(f":{SPAWN}", 0, at):
+        at = text.rfind("@", 0, at)
+    return at
 
 
 def redacting(write):

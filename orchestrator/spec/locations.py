@@ -8,7 +8,10 @@ from orchestrator.messages import control_character, show
 from orchestrator.uris import SCHEME_PATTERN, UriError, after_scheme, local_path_of, redact, scheme
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+# the schemes MLflow tracks to; MLflow's file store (a local directory, file://) is not one: MLflow 3 refuses it
+# ("maintenance mode") and the run would go on without MLflow
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+TRACKING_NAMES = ("databricks", "databricks-uc", "uc")   # MLflow's names of a (Databricks) workspace, no scheme
 
 
 # ----- the same checks, as far as a JSON schema can say them (for editors) -----
@@ -28,11 +31,13 @@ STORAGE_JSON = {"pattern": rf"^(?![\s\S]*[\x00-\x1f\x7f])(?!(?:{NO_SCHEME}|{_FIL
                            rf"(?:{NO_SCHEME}[\s\S]*\S|{_FILE}:(?://localhost/|///[\s\S]*[^/]|/(?!/)[\s\S]*[^/])|"
                            rf"{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
 ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_FILE}:)"}
-# a local path or a scheme MLflow tracks to (`postgresql+psycopg2:`; http(s) with a host), without spaces or
-# control characters
+# a Databricks name or a scheme MLflow tracks to (`postgresql+psycopg2:`; http(s) with a host; sqlite with an
+# absolute path: four slashes and a name), without spaces or control characters
 _HTTP, _TEXT, _PLUS = ("http", "https"), r"[^\s\x00-\x1f]", r"(?:\+[A-Za-z0-9+.-]*)?"
-TRACKING_JSON = {"pattern": rf"^(?:{NO_SCHEME}{_TEXT}+|{_any_case(_HTTP)}{_PLUS}://[^/?#\s\x00-\x1f]{_TEXT}*|"
-                            rf"{_any_case(tuple(s for s in TRACKING_SCHEMES if s not in _HTTP))}{_PLUS}:{_TEXT}*){END}"}
+TRACKING_JSON = {"pattern": rf"^(?:{'|'.join(TRACKING_NAMES)}|{_any_case(_HTTP)}{_PLUS}://[^/?#\s\x00-\x1f]{_TEXT}*|"
+                            rf"{_any_case(('sqlite',))}{_PLUS}:/{{4,}}[^/\s\x00-\x1f]{_TEXT}*|"
+                            rf"{_any_case(tuple(s for s in TRACKING_SCHEMES if s not in (*_HTTP, 'sqlite')))}{_PLUS}:"
+                            rf"{_TEXT}*){END}"}
 
 
 def check_storage(value: str, problems: list[str]) -> None:
@@ -96,7 +101,9 @@ def check_root(value: Any, problems: list[str]) -> str | None:
 
 
 def check_tracking_uri(value: str, problems: list[str]) -> None:
-    """An MLflow tracking URI: a server (http/https with a host), a database URI, or a local path."""
+    """An MLflow tracking URI: a server (http/https with a host), a database URI (SQLite at an absolute path) or
+    Databricks. A local directory (a path, file://) is MLflow's file store, which MLflow 3 refuses: the run would
+    go on without MLflow; sqlite:///x.db (three slashes) is x.db under whichever directory the run starts in."""
     import urllib.parse
 
     fix = ("give a tracking server (http://host:5000), a database URI (sqlite:////abs/mlflow.db, "
@@ -104,15 +111,19 @@ def check_tracking_uri(value: str, problems: list[str]) -> None:
     if not value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
         problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} is not allowed; {fix}")
         return
-    kind = scheme(value)
-    if kind is None:
-        return   # a local path (MLflow's file store)
-    kind = kind.split("+", 1)[0]
-    if kind not in TRACKING_SCHEMES:
+    if value in TRACKING_NAMES:
+        return
+    kind = (scheme(value) or "file").split("+", 1)[0]   # no scheme, or one letter (`C:`, `u:pw@h`): a path
+    if kind == "file":
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} is a local directory to MLflow (its file "
+                        f"store, which MLflow 3 refuses: the run would go on without MLflow); {fix}")
+    elif kind not in TRACKING_SCHEMES:
         problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} has the scheme {kind!r}, which MLflow does "
                         f"not track to; {fix}")
-        return
-    if kind in ("http", "https"):
+    elif kind == "sqlite" and not (after_scheme(value).startswith("////") and after_scheme(value).strip("/")):
+        problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} names no absolute database file (three "
+                        f"slashes: a path under the working directory, two: a database in memory); {fix}")
+    elif kind in ("http", "https"):
         try:
             parsed = urllib.parse.urlsplit(value)
             ok = bool(parsed.hostname) and parsed.port != 0   # None: the scheme's port
@@ -120,4 +131,3 @@ def check_tracking_uri(value: str, problems: list[str]) -> None:
             ok = False
         if not ok:
             problems.append(f"`mlflow.tracking_uri`: {show(redact(value))} names no valid host[:port]; {fix}")
-

@@ -95,3 +95,53 @@ def test_redact_hides_userinfo_up_to_its_last_at_and_a_presigned_urls_credential
     """`_USERINFO`: up to the last '@' (a secret may hold '/' or '@'); a presigned URL's X-Amz-Credential
     names the access key: hidden like a token."""
     assert redact(text) == shown and SECRET not in redact(text)
+
+
+@pytest.mark.parametrize("text, shown", [
+    (f"s3:/AK:{SECRET}@bucket/x", "s3:/***@bucket/x"),
+    (f"s3:AK:{SECRET}@bucket/x", "***@bucket/x"),
+    (f"gs:/u:{SECRET}@bucket/x", "gs:/***@bucket/x"),
+    (f"http:/u:{SECRET}@127.0.0.1:1", "http:/***@127.0.0.1:1"),
+    (f"bob:{SECRET}@127.0.0.1:5000", "***@127.0.0.1:5000"),
+    (f"u:{SECRET}@127.0.0.1:5000", "***@127.0.0.1:5000"),
+    (f"//u:{SECRET}@127.0.0.1:5000", "//***@127.0.0.1:5000"),
+    (f"--address u:{SECRET}@127.0.0.1:1", "--address ***@127.0.0.1:1"),
+    (f"--tracking-uri=u:{SECRET}@h:5000", "--tracking-uri=***@h:5000"),
+    (f"$RAY_ADDRESS 'garbage:{SECRET}@' is not host:port", "$RAY_ADDRESS '***@' is not host:port"),
+    (f"storage: `u:{SECRET}@h`", "storage: `***@h`"),
+    (f"s3:AK:ab/{SECRET}@bucket/x", "***@bucket/x"),                   # a secret with '/'
+    (f"u:p@{SECRET}@127.0.0.1", "***@127.0.0.1"),                      # ... or '@': up to the last @
+    (f"_s3://k:{SECRET}@b/x", "_s3://***@b/x"),                         # no word boundary before the scheme
+])
+def test_redact_hides_a_user_and_password_without_a_well_formed_scheme_before_them(text, shown):
+    """`scheme://` misspelt (one slash, none) or left out: the `user:password@` is hidden all the same."""
+    assert redact(text) == shown and SECRET not in redact(text)
+
+
+@pytest.mark.parametrize("text, shown", [
+    (f"at 12:30:01 bob@example.com gave u:{SECRET}@h:5000 (host:5000)",
+     "at 12:30:01 bob@example.com gave ***@h:5000 (host:5000)"),
+    (f"{{'pair': 'cue~cue:spawn@2', 'uri': 'u:{SECRET}@h'}} <Task at 0x7f3a>",
+     "{'pair': 'cue~cue:spawn@2', 'uri': '***@h'} <Task at 0x7f3a>"),
+    (f"X~X:spawn@0, nocue~nocue:spawn@K and s3:AK:{SECRET}@b/cue~cue:spawn@2",
+     "X~X:spawn@0, nocue~nocue:spawn@K and ***@b/cue~cue:spawn@2"),
+    (f"git@github.com:org/repo acc@0.5 Bob <bob@x.org> s3:/k:{SECRET}@b",
+     "git@github.com:org/repo acc@0.5 Bob <bob@x.org> s3:/***@b"),
+    (f"# override:storage=s3:/k:{SECRET}@b, u:{SECRET}@h/s3://k@x", "# override:storage=s3:/***@b, ***@h/s3://***@x"),
+])
+def test_redact_hides_a_bare_userinfo_and_leaves_the_rest_of_the_line_as_it_was(text, shown):
+    """E-mail addresses (no colon), host:port and times (no @), Python reprs and pair types (`cue~cue:spawn@2`,
+    orchestrator.vocab) are no credentials: only the userinfo beside them is hidden."""
+    assert redact(text) == shown
+
+
+def test_redact_takes_time_linear_in_the_line_even_without_blanks():
+    """Every log line goes through `redact`: a 400,000-character word of colons and separators with an @ far
+    away (a regex that restarts at every separator takes minutes) is redacted in well under a second."""
+    import time
+
+    for text in ("x:1," * 100_000 + f" u:{SECRET}@h", "a:b/" * 100_000 + f"c:{SECRET}@h",
+                 "s3://@" * 70_000 + f"u:{SECRET}@h", "a.b-" * 100_000 + f"u:{SECRET}@h"):
+        began = time.perf_counter()
+        assert SECRET not in redact(text)
+        assert time.perf_counter() - began < 1.0

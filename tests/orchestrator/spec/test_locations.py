@@ -1,5 +1,6 @@
 """Where a sweep lives (`orchestrator.spec.locations`): storage URIs must name a location after a known
-scheme, a tracking URI a server with a host, a database or a local path, `data.root` an existing local
+scheme, a tracking URI a server with a host, a database (SQLite at an absolute path) or Databricks, never a
+local directory (MLflow 3 refuses its file store), `data.root` an existing local
 directory (`~` is the home directory). The JSON schema's patterns (for editors) refuse and accept the
 same values as the checks, wherever a pattern can say the rule."""
 from __future__ import annotations
@@ -10,6 +11,8 @@ import pytest
 
 from orchestrator.spec.locations import (STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                          check_tracking_uri)
+
+SECRET = "wJalrXUtnFEMI-not-a-real-secret"
 
 
 def storage_problems(value: str) -> list[str]:
@@ -64,19 +67,27 @@ def test_the_storage_pattern_of_the_json_schema_agrees_with_the_check(value, acc
 
 TRACKING = [
     ("http://127.0.0.1:5000", True), ("https://mlflow.example.org", True), ("sqlite:////abs/mlflow.db", True),
-    ("postgresql+psycopg2://u@h/db", True), ("mysql://h/db", True), ("databricks", True), ("mlruns", True),
-    ("file:///tmp/mlruns", True), ("mssql://h/db", True), ("mssql+pyodbc://u@h/db", True),
-    ("databricks-uc://profile", True), ("HTTPS://h", True),
+    ("postgresql+psycopg2://u@h/db", True), ("mysql://h/db", True), ("databricks", True),
+    ("mssql://h/db", True), ("mssql+pyodbc://u@h/db", True), ("databricks-uc", True), ("uc", True),
+    ("databricks-uc://profile", True), ("HTTPS://h", True), ("SQLite+pysqlite:////abs/m.db", True),
     ("http://", False), ("https:///path", False), ("ftp://host", False), ("gopher+x://h", False),
     ("http://h /x", False), ("a\tb", False), ("", False),
+    # a local directory is MLflow's file store, which MLflow 3 refuses: a path, file://, `//host:5000` and a
+    # one-letter scheme (a drive to MLflow as to `scheme`) are all paths
+    ("mlruns", False), ("./mlruns", False), ("/abs/mlruns", False), ("file:///tmp/mlruns", False),
+    ("FILE:/tmp/mlruns", False), ("//127.0.0.1:5000", False), ("u:x@127.0.0.1:5000", False), ("C:/mlruns", False),
+    ("Databricks", False),
+    # sqlite: four slashes and a name; three name a file under the working directory, two a database in memory
+    ("sqlite:///relative/x.db", False), ("sqlite:///mlflow.db", False), ("sqlite://", False), ("sqlite:", False),
+    ("sqlite:////", False),
 ]
 
 
 @pytest.mark.parametrize("value, accepted", TRACKING)
-def test_a_tracking_uri_is_a_server_with_a_host_a_database_or_a_local_path(value, accepted):
+def test_a_tracking_uri_is_a_server_with_a_host_a_database_or_databricks(value, accepted):
     """A scheme's `+driver` suffix (postgresql+psycopg2) is the database's driver: the scheme is what
     comes before it. http(s) needs a host; whitespace is never part of a URI. The databases are those
-    MLflow's SQLAlchemy store takes (sqlite, postgresql, mysql, mssql); databricks and databricks-uc are
+    MLflow's SQLAlchemy store takes (sqlite, postgresql, mysql, mssql); databricks, databricks-uc and uc are
     MLflow's own."""
     assert (tracking_problems(value) == []) == accepted, tracking_problems(value)
 
@@ -84,6 +95,29 @@ def test_a_tracking_uri_is_a_server_with_a_host_a_database_or_a_local_path(value
 @pytest.mark.parametrize("value, accepted", TRACKING)
 def test_the_tracking_pattern_of_the_json_schema_agrees_with_the_check(value, accepted):
     assert bool(re.search(TRACKING_JSON["pattern"], value)) == accepted, value
+
+
+@pytest.mark.parametrize("value", ["/tmp/mlruns", "mlruns", "file:///tmp/mlruns", "//127.0.0.1:5000",
+                                   f"u:{SECRET}@127.0.0.1:5000", f"//u:{SECRET}@127.0.0.1:5000",
+                                   f"file://u:{SECRET}@localhost/tmp/mlruns"])
+def test_a_local_directory_as_tracking_uri_is_refused_as_mlflows_file_store_naming_what_is_allowed(value):
+    """MLflow 3 refuses its file store ("maintenance mode"): the run went on with MLflow off and exited 0 with a
+    warning. Refused up front, in one line that names the forms MLflow tracks to, credentials hidden."""
+    problems = tracking_problems(value)
+    assert len(problems) == 1 and SECRET not in problems[0], problems
+    assert problems[0].startswith("`mlflow.tracking_uri`: ") and "a local directory to MLflow (its file" in problems[0]
+    assert "http://host:5000" in problems[0] and "sqlite:////abs/mlflow.db" in problems[0]
+
+
+@pytest.mark.parametrize("value", ["sqlite:///relative/x.db", "sqlite:///tmp/mlflow.db", "sqlite://", "sqlite:////"])
+def test_a_sqlite_tracking_uri_names_a_database_file_at_an_absolute_path(value):
+    """`sqlite:///tmp/mlflow.db` is tmp/mlflow.db under whichever directory the run starts in (it made ./tmp
+    there), `sqlite://` a database in memory (gone with the run): refused, naming the four-slash form."""
+    problems = tracking_problems(value)
+    assert problems == [f"`mlflow.tracking_uri`: {value!r} names no absolute database file (three slashes: a path "
+                        "under the working directory, two: a database in memory); give a tracking server "
+                        "(http://host:5000), a database URI (sqlite:////abs/mlflow.db, postgresql://host/db) or "
+                        "leave it out for the SQLite file in the sweep directory"]
 
 
 def test_a_root_under_the_home_directory_may_be_written_with_a_tilde(tmp_path, monkeypatch):
