@@ -16,7 +16,7 @@ import sys
 import time
 
 from orchestrator.errors import MmcError, UsageError
-from orchestrator.spec.command_line import FLAGS, check_num_cpus, load, number, unknown_flags  # noqa: F401 - FLAGS: the flags that override keys
+from orchestrator.spec.command_line import check_num_cpus, find_plugins_here, load, number, unknown_flags
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _LOG = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ def cmd_plan(args) -> int:
         print(f"note: {note}")
     if spec.axes:
         from orchestrator.messages import show
-
         n = len(spec.variants)
         print("swept: " + "; ".join(", ".join(f"{key} {show(list(values))}" for key, values in group)
                                     for group in spec.axes) + f" ({n} combination{'' if n == 1 else 's'})")
@@ -369,19 +368,6 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-
-
-def find_plugins_here() -> None:
-    """A spec's import paths (`examples.custom_model:build`) resolve from the working directory, as in a
-    training script and in every Ray worker (Ray puts the driver's working directory on their path): the
-    `mmc-sweep` command's own path starts with its bin directory instead. Last on the path, so nothing in
-    the working directory takes the place of an installed package."""
-    try:
-        here = os.getcwd()
-    except OSError:     # a working directory removed under the shell: nothing to find there
-        return
-    if here not in sys.path and "" not in sys.path:
-        sys.path.append(here)
 
 
 def _main(argv: list[str] | None) -> int:

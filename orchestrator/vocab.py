@@ -71,6 +71,16 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     return pair, design, None if epoch is None else int(epoch)
 
 
+def pair_type_pattern() -> str:
+    """`parse_pair_type`'s pair types as one regular expression (for the JSON schema)."""
+    alternatives = []
+    for pair, designs in PAIR_DESIGNS.items():
+        assert re.fullmatch(r"[a-z~-]+", pair + "".join(designs)), "pair words are [a-z~-]"
+        written = [d + ("@(?:0|[1-9][0-9]{0,5})" if d == SPAWN else "") for d in designs]
+        alternatives.append(pair if pair == PRETRAINED_FT else f"{pair}(?::(?:{'|'.join(written)}))?")
+    return f"^(?:{'|'.join(alternatives)})$"
+
+
 def shares_only_the_start(pair_type: str) -> bool:
     """A same-data control whose two models share only their start: spawn@0 (one initialisation, another data
     order) or resubset (one initialisation and order, another cued subset). A spawn@K child with K > 0 shares

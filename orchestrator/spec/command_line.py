@@ -4,6 +4,8 @@ a key given twice on one command line is refused (`UsageError`, exit 2)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from orchestrator.errors import UsageError
 
@@ -93,3 +95,15 @@ def load(items: list[str], flags: dict | None = None):
             problems = [p.replace(f"`{key}`:", f"`{key}` ({FLAGS[key]}):", 1) for p in problems]
         raise SpecError(problems, exc.source) from None
 
+
+def find_plugins_here() -> None:
+    """A spec's import paths (`examples.custom_model:build`) resolve from the working directory, as in a
+    training script and in every Ray worker (Ray puts the driver's working directory on their path): the
+    `mmc-sweep` command's own path starts with its bin directory instead. Last on the path, so nothing in
+    the working directory takes the place of an installed package."""
+    try:
+        here = os.getcwd()
+    except OSError:     # a working directory removed under the shell: nothing to find there
+        return
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)

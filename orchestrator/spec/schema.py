@@ -150,16 +150,6 @@ def _pair_type(item: Any) -> str | None:
     return None
 
 
-def _pair_type_pattern() -> str:
-    """`vocab.parse_pair_type`'s pair types as one regular expression (for the JSON schema)."""
-    alternatives = []
-    for pair, designs in vocab.PAIR_DESIGNS.items():
-        assert re.fullmatch(r"[a-z~-]+", pair + "".join(designs)), "pair words are [a-z~-]"
-        written = [d + ("@(?:0|[1-9][0-9]{0,5})" if d == vocab.SPAWN else "") for d in designs]
-        alternatives.append(pair if pair == vocab.PRETRAINED_FT else f"{pair}(?::(?:{'|'.join(written)}))?")
-    return f"^(?:{'|'.join(alternatives)})$"
-
-
 RESOURCE_AMOUNT = Rule(ge=0, le=1e9)   # of a custom resource, per worker
 RESOURCE_UNIT = 0.0001                 # Ray's smallest amount of a resource: a nonzero amount below it is refused
 BELOW_RESOURCE_UNIT = {"exclusiveMinimum": 0, "exclusiveMaximum": RESOURCE_UNIT}     # (JSON schema)
@@ -245,7 +235,7 @@ DEFAULT_PAIRS = (*vocab.PAIRS, vocab.pair_type_name(vocab.CUE_NOCUE, vocab.SAME_
 class PathLists:
     """The `paths` keys that shape the graph rather than set a task."""
 
-    pairs: tuple[str, ...] = key(DEFAULT_PAIRS, item_check=_pair_type, json={"pattern": _pair_type_pattern()},
+    pairs: tuple[str, ...] = key(DEFAULT_PAIRS, item_check=_pair_type, json={"pattern": vocab.pair_type_pattern()},
                                  doc="pair types (and controls `<pair>:<design>`) whose paths are evaluated; "
                                      "by default the main pairs and the controls the claims need, less those "
                                      "`cue_proportions` cannot train")

@@ -278,8 +278,7 @@ def _kind_text(kind: type, rule: Rule | None = None) -> str:
     if kind is tuple:      # a YAML list; of the items it may hold, where the rule names them
         allowed = rule.allowed() if rule is not None and rule.choices is not None else None
         return f"a list of: {', '.join(map(str, allowed))}" if allowed else "a list"
-    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(
-        kind, kind.__name__)
+    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(kind, kind.__name__)
 
 
 def _spelled(value: Any) -> str:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import cli
+from orchestrator.spec import command_line
 from orchestrator.errors import SweepError
 from orchestrator.run import capacity
 from tests.conftest import SMOKE_SPEC, write_spec
@@ -472,6 +473,6 @@ def test_the_working_directory_goes_last_on_the_path_and_only_once(monkeypatch, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", ["/bin-dir", "/site-packages"])
-    cli.find_plugins_here()
-    cli.find_plugins_here()
+    command_line.find_plugins_here()
+    command_line.find_plugins_here()
     assert sys.path == ["/bin-dir", "/site-packages", str(tmp_path)]
