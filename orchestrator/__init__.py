@@ -14,28 +14,37 @@ from pathlib import Path
 __all__ = ["load", "open_sweep", "run"]
 
 
-def _bind_own_tasks() -> None:
-    """Make `tasks` mmc-sweep's own package (the one installed beside this one), whatever else on sys.path
-    is called `tasks`: a `tasks.py` or `tasks/` in the working directory (an invoke or Celery project's)
-    would otherwise take its place, in `python -m orchestrator` and in every Ray worker, whose path starts
-    with the driver's working directory."""
+class _OwnTasks:
+    """Finds `tasks` as mmc-sweep's own package (the one installed beside this one), whatever else on sys.path
+    is called `tasks`: a `tasks.py` or `tasks/` in the working directory (an invoke or Celery project's) would
+    otherwise take its place, in `python -m orchestrator` and in every Ray worker, whose path starts with the
+    driver's working directory. First on `sys.meta_path`; it imports nothing until `tasks` is imported."""
+
+    def __init__(self, own: Path):
+        self.own = own
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname != "tasks":
+            return None     # its submodules are found in its own directory, through its __path__
+        return importlib.util.spec_from_file_location("tasks", self.own / "__init__.py",
+                                                      submodule_search_locations=[str(self.own)])
+
+
+def _find_own_tasks() -> None:
     own = Path(__file__).resolve().parent.parent / "tasks"
+    if not (own / "__init__.py").is_file():
+        return      # not installed beside this package: the usual import finds it
     loaded = sys.modules.get("tasks")
     if loaded is not None:
-        where = getattr(loaded, "__path__", None) or [getattr(loaded, "__file__", None) or "?"]
-        if Path(str(list(where)[0])).resolve() != own:
-            raise ImportError(f"another module named `tasks` ({list(where)[0]}) was imported before mmc-sweep, whose "
-                              f"own `tasks` package is {own}: import orchestrator first, or rename yours")
-        return
-    spec = importlib.util.spec_from_file_location("tasks", own / "__init__.py", submodule_search_locations=[str(own)])
-    if spec is None or not (own / "__init__.py").is_file():
-        return      # not installed beside this package: the usual import finds it
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tasks"] = module
-    spec.loader.exec_module(module)
+        where = list(getattr(loaded, "__path__", None) or [getattr(loaded, "__file__", None) or "?"])[0]
+        if Path(str(where)).resolve() != own:
+            raise ImportError(f"another module named `tasks` ({where}) was imported before mmc-sweep, whose own "
+                              f"`tasks` package is {own}: import orchestrator first, or rename yours")
+    if not any(isinstance(finder, _OwnTasks) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _OwnTasks(own))
 
 
-_bind_own_tasks()
+_find_own_tasks()
 
 
 def __getattr__(name: str):
