@@ -9,6 +9,7 @@ README's table of variables is `python -m orchestrator.knobs` (a test compares t
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -134,7 +135,12 @@ def read(knob: Knob, environ: Mapping[str, str] | None = None) -> int | float | 
 
 
 def check_all(environ: Mapping[str, str] | None = None) -> None:
-    """Every declared variable, validated; one KnobError lists every bad one."""
+    """Every declared variable, validated; one KnobError lists every bad one. A variable whose name is
+    close to a declared one (`MMC_PROGRES_INTERVAL_S`) is a typo that would be ignored: said once, as a warning."""
+    for warning in misspelled(environ):
+        if warning not in _WARNED:
+            _WARNED.add(warning)
+            logging.getLogger(__name__).warning(warning)
     problems = []
     for knob in KNOBS.values():
         try:
@@ -143,6 +149,22 @@ def check_all(environ: Mapping[str, str] | None = None) -> None:
             problems.append(str(exc))
     if problems:
         raise KnobError("; ".join(problems))
+
+
+_WARNED: set[str] = set()
+
+
+def misspelled(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `MMC_*` variable that is not declared but close to a declared name."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    out = []
+    for name in sorted(n for n in env if n.startswith("MMC_") and n not in KNOBS):
+        close = difflib.get_close_matches(name, list(KNOBS), n=1, cutoff=0.85)
+        if close:
+            out.append(f"${name} is not a variable mmc-sweep reads (it is ignored); did you mean {close[0]}?")
+    return out
 
 
 def _default_text(knob: Knob) -> str:

@@ -54,8 +54,9 @@ def number(kind: type):
 
 
 def _split_spec_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
-    """`run [SPEC] [key=value ...]`: the first item is the spec unless it is an override."""
-    if items and "=" not in items[0]:
+    """`run [SPEC] [key=value ...]`: the first item is the spec unless it is an override (a spec file whose
+    name holds `=`, `runs/a=b.yaml`, is still the spec)."""
+    if items and ("=" not in items[0] or (items[0].endswith((".yaml", ".yml")) and os.path.isfile(items[0]))):
         return items[0], items[1:]
     return None, items
 

@@ -130,3 +130,17 @@ def test_a_bad_variable_through_a_real_subprocess(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: `MMC_MAX_BUNDLE`='0x10' is not a whole number; allowed: a whole number from 1 to 100000 (unset: 8, "
         "and more (up to 64, about 2 s per trial) for a kind whose tasks take under 0.1 s)"]
+
+
+def test_a_variable_named_like_a_knob_with_a_typo_is_said_once_and_others_are_left_alone(caplog):
+    """`MMC_PROGRES_INTERVAL_S` would be ignored silently: `check_all` warns, naming the variable meant, once
+    per process; the harness's and scripts' own `MMC_*` variables (not close to any knob) give nothing."""
+    env = {"MMC_PROGRES_INTERVAL_S": "5", "MMC_TEST_EVENTS_DIR": "/x", "MMC_PY": "python3", "MMC_ENV_DIR": "/e",
+           "MMC_BENCH_OUT": "/o", "MMC_TASK_RESTARTS": "1"}
+    assert knobs.misspelled(env) == ["$MMC_PROGRES_INTERVAL_S is not a variable mmc-sweep reads (it is ignored); "
+                                     "did you mean MMC_PROGRESS_INTERVAL_S?"]
+    knobs._WARNED.clear()
+    with caplog.at_level("WARNING", logger="orchestrator.knobs"):
+        knobs.check_all(env)
+        knobs.check_all(env)
+    assert caplog.text.count("did you mean MMC_PROGRESS_INTERVAL_S?") == 1

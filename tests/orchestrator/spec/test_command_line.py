@@ -16,3 +16,15 @@ def test_an_empty_spec_argument_is_refused_as_such(spec):
         load([spec, "seeds=[0]"])
     assert str(info.value) == (f"{spec!r} is no spec file; give a spec file's path, or no SPEC for the built-in "
                                "default sweep")
+
+
+def test_a_spec_file_whose_name_holds_an_equals_sign_is_the_spec_not_an_override(tmp_path):
+    """`mmc-sweep plan runs/a=b.yaml`: an existing YAML file is the spec; `extends=base.yaml` (no such file)
+    is an override."""
+    from orchestrator.spec import command_line
+
+    spec = tmp_path / "a=b.yaml"
+    spec.write_text("name: x\n")
+    assert command_line._split_spec_and_overrides([str(spec), "seeds=[0]"]) == (str(spec), ["seeds=[0]"])
+    assert command_line._split_spec_and_overrides(["extends=base.yaml"]) == (None, ["extends=base.yaml"])
+    assert command_line.load([str(spec)]).name == "x"
