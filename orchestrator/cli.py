@@ -103,7 +103,7 @@ def plan_json(spec, graph, with_tasks: bool = False) -> dict:
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
     from orchestrator.messages import as_typed
-    from orchestrator.storage.layout import LinkError, open_sweep_dir
+    from orchestrator.storage.layout import LinkError, not_a_sweep, open_sweep_dir
     from orchestrator.uris import redact
 
     shown = as_typed(redact(directory))
@@ -119,8 +119,7 @@ def _layout_for(directory: str):
     if exists and not is_sweep:
         raise UsageError(f"{shown}: its spec.yaml is not a regular file (a directory, FIFO or device); move it away")
     if not is_sweep:
-        raise UsageError(f"{shown} is not a sweep directory (no spec.yaml); give <storage>/<sweep name>, "
-                         "e.g. mmc-runs/default")
+        raise UsageError(not_a_sweep(layout, shown))
     return layout
 
 

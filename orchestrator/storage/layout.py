@@ -52,6 +52,7 @@ from orchestrator.uris import UriError, local_path_of, redact
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
+SPEC_FILE = "spec.yaml"     # a sweep directory's spec: what makes a directory a sweep
 REPLACED_READ_ATTEMPTS = 20   # reads of a file replaced while it is read (`Storage.read_bytes`)
 STORAGE_ATTEMPTS = 10   # tries per S3 request of Ray's file system (the AWS SDK waits 50 ms, 100 ms, ... 12.8 s: ~25 s)
 TEMPORARY_MARK = ".tmp-"   # an atomic write's temporary file: `.<name>.tmp-<uuid>` (`temporary_path`)
@@ -455,7 +456,7 @@ class SweepLayout:
         return self.storage.join(self.root, *parts)
 
     def spec_file(self) -> str:
-        return self._path("spec.yaml")
+        return self._path(SPEC_FILE)
 
     def spec_version_file(self, version: int) -> str:
         """An earlier version of the spec, kept when `run --new-version` replaced it."""
@@ -567,10 +568,28 @@ def open_sweep_dir(directory: str | os.PathLike) -> SweepLayout:
     `s3://bucket/runs/smoke?endpoint_override=host:9000&scheme=http`) belongs to its storage."""
     text = os.fspath(directory)
     path, mark, query = text.partition("?")
-    parent, _, name = path.rstrip("/").rpartition("/")
-    return SweepLayout(Storage((parent or ".") + mark + query), name)
+    parent, slash, name = path.rstrip("/").rpartition("/")
+    return SweepLayout(Storage((parent or slash or ".") + mark + query), name)     # `/tmp`: under `/`
 
 
+def not_a_sweep(layout: SweepLayout, shown: str) -> str:
+    """Why a directory given as `<storage>/<sweep>` holds no sweep (no spec.yaml), and what to give instead:
+    that it does not exist or is a file, or the sweeps right under it (a storage root was given)."""
+    storage, give = layout.storage, "give <storage>/<sweep name>, e.g. mmc-runs/default"
+    if not storage.exists(layout.root):
+        return f"{shown} does not exist; {give}"
+    if storage.is_file(layout.root):
+        return f"{shown} is a file, not a sweep directory (a spec's sweep is `<its storage>/<its name>`); {give}"
+    names = [info.base_name for info in storage.list_infos(layout.root)[:MAX_SWEEPS_LISTED]
+             if info.type == pafs.FileType.Directory]
+    sweeps = [n for n in names if storage.is_file(storage.join(layout.root, n, SPEC_FILE))]
+    if sweeps:
+        return (f"{shown} is a storage directory, not a sweep; it holds the sweeps {', '.join(sorted(sweeps))}: "
+                f"give one, e.g. {shown.rstrip('/')}/{sorted(sweeps)[0]}")
+    return f"{shown} is not a sweep directory (no spec.yaml); {give}"
+
+
+MAX_SWEEPS_LISTED = 100      # entries of a storage directory looked at for sweeps (`not_a_sweep`)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

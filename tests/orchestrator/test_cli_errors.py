@@ -650,18 +650,24 @@ def test_two_drivers_started_at_once_exactly_one_wins(tmp_path):
 # ----- other commands -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("directory, needle", [
-    ("{tmp}/nothing-here", "is not a sweep directory (no spec.yaml)"),
-    ("{tmp}/a-file", "is not a sweep directory"),
+    ("{tmp}/nothing-here", "nothing-here does not exist; give <storage>/<sweep name>"),
+    ("{tmp}/a-file", "a-file is a file, not a sweep directory"),
+    ("{tmp}/empty", "empty is not a sweep directory (no spec.yaml)"),
+    ("{tmp}", "is a storage directory, not a sweep; it holds the sweeps one, two: give one, e.g. {tmp}/one"),
     ("/", "is not a sweep directory"),
     ("", "is not a sweep directory"),
     (f"gs://user:{SECRET}@bucket/x", "gs://***@bucket/x is not a sweep directory"),
 ])
 def test_status_and_report_of_a_non_sweep_directory_are_refused(directory, needle, tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
-    directory = directory.format(tmp=tmp_path)
+    (tmp_path / "empty").mkdir()
+    for sweep in ("two", "one"):     # a storage directory: the sweeps under it are named
+        (tmp_path / sweep).mkdir()
+        (tmp_path / sweep / "spec.yaml").write_text("name: x\n")
+    directory, needle = directory.format(tmp=tmp_path), needle.format(tmp=tmp_path)
     for command in ("status", "report"):
         code, out, err, elapsed = main(capsys, command, directory)
-        assert_refused(code, err, tmp_path, needle, keep=("a-file",), out=out, elapsed=elapsed)
+        assert_refused(code, err, tmp_path, needle, keep=("a-file", "empty", "one", "two"), out=out, elapsed=elapsed)
 
 
 def test_plan_list_into_a_closed_pipe(tmp_path):
