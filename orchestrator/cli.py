@@ -222,7 +222,7 @@ def cmd_schema(args) -> int:
 def cmd_data_download(args) -> int:
     from pathlib import Path
 
-    from tasks.datasets import DataError, download
+    from tasks.datasets import DOWNLOADS, DataError, download
 
     from orchestrator.messages import control_character, show
 
@@ -246,7 +246,8 @@ def cmd_data_download(args) -> int:
     except OSError as exc:   # a root that cannot be created or written (permissions, read-only, full disk)
         raise UsageError(f"--root {args.root}: cannot write the dataset there ({exc.strerror or exc}); give a "
                          "writable directory") from None
-    print(f"{args.name} is ready under {args.root}")
+    print(f"{args.name} is ready under {args.root}" if DOWNLOADS.get(args.name) else
+          f"{args.name} is built in: nothing to download, no --root needed")
     return EXIT_OK
 
 

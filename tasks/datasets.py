@@ -371,7 +371,8 @@ def download(name: str, root: str | os.PathLike) -> Path:
     if name not in DOWNLOADS:
         raise DataError(f"unknown dataset `{name}`; downloadable: {', '.join(DOWNLOADS)}")
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    if DOWNLOADS[name]:        # `digits` has nothing to fetch: no directory made for it
+        root.mkdir(parents=True, exist_ok=True)
     for group in DOWNLOADS[name]:
         for resource in RESOURCES[group]:
             folder = root / resource.subdir

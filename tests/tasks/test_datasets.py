@@ -544,7 +544,7 @@ def test_download_expands_a_home_relative_root_and_digits_fetch_nothing(tmp_path
     calls = []
     monkeypatch.setattr(datasets, "fetch_url", lambda url, dest, timeout_s=60.0: calls.append(url))
     assert datasets.download("digits", "~/data") == tmp_path / "data"
-    assert (tmp_path / "data").is_dir() and calls == []
+    assert not (tmp_path / "data").exists() and calls == []       # and no directory made for it
 
 
 def test_an_archive_that_lacks_some_expected_files_is_refused_after_extraction(tmp_path, monkeypatch):
