@@ -15,6 +15,7 @@ a request (orchestrator/spec/rules.py). Nor are the keys of a resolved spec (`re
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
@@ -31,6 +32,8 @@ DEFAULT = "default"
 USER_LAYERS = ("file:", "override:")   # the labels of the layers the user wrote: the spec file, the overrides
 PROFILE_RESOURCE = "profiles/{dataset}.yaml"
 MAX_EXTENDS_DEPTH = 5
+EXTENDS = "extends:"                   # the label of a spec's layer that another spec extends: `extends:<name>`
+_PROBLEM_KEY = re.compile(r"^`([A-Za-z_][A-Za-z0-9_.]*)`")    # the key a problem message starts with
 
 Path_ = tuple[str, ...]   # a key's path: ("finetune", "lam")
 
@@ -56,6 +59,13 @@ class Layered:
             if path[:n] in self.origins:
                 return self.origins[path[:n]]
         return DEFAULT
+
+    def where_set(self, problem: str) -> str:
+        """`problem` (a message that starts with its key, `` `pretrain.epohcs`: ...``) naming the file that set
+        the key where that is a spec extended (a typo in a base is otherwise reported against the file given)."""
+        match = _PROBLEM_KEY.match(problem)
+        origin = self.origin(tuple(match.group(1).split("."))) if match else ""
+        return f"{problem} (set in {origin[len(EXTENDS):]}, which it extends)" if origin.startswith(EXTENDS) else problem
 
     def set_by_user(self, dotted: str) -> bool:
         """Whether the spec file or an override set the key `dotted` (`finetune.methods`)."""
@@ -178,7 +188,7 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
     foreign = not_a_spec(base, repr(parent))
     if foreign:
         raise SpecError([f"`extends`: {foreign}"], source)
-    base_layers = with_extends(layer(base, f"extends:{parent}"), source, base_dir, depth + 1)
+    base_layers = with_extends(layer(base, f"{EXTENDS}{parent}"), source, base_dir, depth + 1)
     own = Layered({k: v for k, v in spec.raw.items() if k != "extends"},
                   {p: v for p, v in spec.origins.items() if p[:1] != ("extends",)}, spec.layers)
     return stack(base_layers, own)

@@ -211,7 +211,7 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
         top, dropped = _without_unservable_default_pairs(top, full)
         problems += spec_problems(top, variants, full.set_by_user)
     if problems:
-        raise SpecError(list(dict.fromkeys(problems)), source)
+        raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
     resolved = _resolved(top, variants[0])
     provenance, notes = _provenance(resolved, full, top.axes), tuple(partly_planned(top.paths.pairs, top.cue_proportions))
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer

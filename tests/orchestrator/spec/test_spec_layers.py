@@ -278,3 +278,16 @@ def test_a_long_override_is_shortened_where_the_error_names_its_source():
     with pytest.raises(SpecError) as info:
         load_spec(None, ["description=" + "a" * 1_100_000])
     assert len(str(info.value)) < 500 and "more than the 1000000" in str(info.value)
+
+
+def test_a_problem_in_a_spec_that_is_extended_names_that_file(tmp_path):
+    """A typo in the base a spec extends is reported against the spec given, naming the base it is in."""
+    (tmp_path / "base.yaml").write_text("name: base\npretrain: {epohcs: 3}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\nfinetune: {lamm: 2}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(child)
+    problems = info.value.problems
+    assert any(p.startswith("`pretrain.epohcs`: unknown key") and p.endswith("(set in base.yaml, which it extends)")
+               for p in problems), problems
+    assert any(p.startswith("`finetune.lamm`: unknown key") and "which it extends" not in p for p in problems), problems
