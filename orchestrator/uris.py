@@ -106,6 +106,12 @@ def _last_at(text: str) -> int:
     return at
 
 
+def redacted_credentials(value: str) -> bool:
+    """Whether `value` holds credentials `redact` replaced (`s3://***@bucket`): a resolved spec given back, whose
+    `***` would be sent as the user name."""
+    return "***@" in value or bool(re.search(r"[?&;][^=&;]*=\*\*\*(?:[&;#]|$)", value))
+
+
 def redacting(write):
     """`write` (e.g. `print`) that redacts every message first: the one door a driver's lines go out by."""
     def write_redacted(text: object = "", *args, **kwargs):

@@ -28,3 +28,14 @@ def test_a_spec_file_whose_name_holds_an_equals_sign_is_the_spec_not_an_override
     assert command_line._split_spec_and_overrides([str(spec), "seeds=[0]"]) == (str(spec), ["seeds=[0]"])
     assert command_line._split_spec_and_overrides(["extends=base.yaml"]) == (None, ["extends=base.yaml"])
     assert command_line.load([str(spec)]).name == "x"
+
+
+@pytest.mark.parametrize("override", ["storage=s3://***@bucket/runs", "storage=s3://bucket/runs?secret_key=***",
+                                      "mlflow.tracking_uri=http://***@host:5000"])
+def test_a_uri_whose_credentials_were_redacted_is_refused_as_such(override):
+    """A resolved spec given back holds `***` where its credentials were: refused, saying so, not sent to the
+    store as a user name."""
+    with pytest.raises(UsageError, match=r"holds credentials that were redacted \(`\*\*\*`\)"):
+        load(["name=x", override, "storage=s3://bucket/runs" if override.startswith("mlflow") else "seeds=[0]",
+              "mlflow.enabled=false" if override.startswith("storage") else "seeds=[1]"])
+    load(["name=x", "storage=s3://bucket/runs", "mlflow.enabled=false"])     # the same without `***`: accepted
