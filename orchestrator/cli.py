@@ -54,12 +54,12 @@ def cmd_plan(args) -> int:
     if args.resolved or args.explain:
         from orchestrator.uris import redact
 
-        if args.json and args.explain:
-            raise UsageError("--json and --explain: give one (--json --resolved prints the resolved spec as JSON)")
+        if args.list or (args.json and args.explain):   # --list lists tasks; the spec (--resolved/--explain) has none
+            raise UsageError(f"{'--list' if args.list else '--json'} and --{'explain' if args.explain else 'resolved'}: "
+                             "give one (--json --resolved prints the resolved spec as JSON, --list the tasks)")
         text = redact(explain_spec(spec) if args.explain else dump_spec(spec))   # URIs may carry credentials
         if args.json:
             from orchestrator.spec.yaml_io import parse_yaml
-
             print(json.dumps(parse_yaml(text), indent=2))
         else:
             print(text, end="")

@@ -322,11 +322,12 @@ def test_plan_says_which_inherited_pairs_the_proportions_cannot_train(tmp_path, 
     assert json.loads(capsys.readouterr().out)["notes"] == []
 
 
-def test_plan_json_with_explain_is_refused(capsys):
-    assert cli.main(["plan", str(SMOKE_SPEC), "--json", "--explain"]) == cli.EXIT_BAD_INPUT
+@pytest.mark.parametrize("flags", [("--json", "--explain"), ("--list", "--resolved"), ("--list", "--explain")])
+def test_plan_flags_that_cannot_both_be_shown_are_refused_not_one_ignored(capsys, flags):
+    assert cli.main(["plan", str(SMOKE_SPEC), *flags]) == cli.EXIT_BAD_INPUT
     out, err = capsys.readouterr()
     assert out == ""
-    one_error_line(err, "--json and --explain")
+    one_error_line(err, f"{flags[0]} and {flags[1]}")
 
 
 def test_a_reader_that_left_the_pipe_is_no_error(monkeypatch):
