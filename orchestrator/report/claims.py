@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,14 @@ YES, NO, OVERLAP, UNTESTABLE, MISSING = cmp.YES, cmp.NO, cmp.OVERLAP, cmp.UNTEST
 CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT = "cbft", "naive", "naive_cued", "lpft", "llrt"
 ABLATIONS = ("cbft_barrier", "cbft_invariance")
 EMPTY = pd.Series(dtype=float)
+
+
+class Mechanisms(NamedTuple):
+    """What (d)'s cue~nocue comparisons need of their two kinds of model: that the cue models learnt the cue
+    (their randimg reliance, per seed) and that the no-cue models learnt a mechanism of their own (their clean
+    accuracy, per seed)."""
+    cue_reliance: pd.Series
+    nocue_clean: pd.Series
 __all__ = ["Check", "Claim", "ClaimRules", "FAILS", "HOLDS", "MARKS", "NOT_TESTABLE", "Row", "UNSEPARATED",
            "claims_text", "judge"]
 
@@ -110,8 +119,8 @@ class _Judge:
             " clean accuracies (lowest seed) sit" if len(low) > 1 else \
             "".join(f"{_whose(label)} clean accuracy ({acc:.0%} on its lowest seed) sits" for label, acc in low.items())
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
-                                f"{PP * self.r.floor_acc:g} pp): a random cue can cost a model only the accuracy "
-                                "it has above chance, so the cost cannot show its reliance")
+                                f"{PP * self.r.floor_acc:g} pp): a model there has no accuracy above chance for a "
+                                "random cue to cost or for randimg to show, so neither can show its reliance")
 
     def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None,
                   clean: tuple[dict, dict] | None = None) -> None:
@@ -160,7 +169,7 @@ class _Judge:
         return self.s.barrier(*pair, eval_set, self.r.barrier_metric, definition or self.r.barrier_definition)
 
     def barrier_above(self, text: str, higher: tuple[str, str], lower: tuple[str, str], eval_set: str,
-                      group: str | None, reference: bool = False, mechanism: pd.Series | None = None) -> None:
+                      group: str | None, reference: bool = False, mechanism: Mechanisms | None = None) -> None:
         """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards; `reference`:
         `higher` is the reference the claim's path should go below (not the claim's own path); `mechanism`:
         the cue models' randimg reliance, where the comparison asks whether a cue model and a no-cue model
@@ -180,28 +189,35 @@ class _Judge:
         self.c.checks.append(check(text, decision, diff, group,
                                    power=self.power(diff, r.barrier_effect)))
 
-    def _no_mechanism(self, decision: cmp.Decision, reliance: pd.Series | None) -> cmp.Decision:
+    def _no_mechanism(self, decision: cmp.Decision, mechanisms: Mechanisms | None) -> cmp.Decision:
         """(d) asks whether a model that relies on the cue and one that does not are less connected than two
-        models trained on the same data: where the cue models' mean randimg reliance is within
+        models trained on the same data. Where the cue models' mean randimg reliance is within
         `no_reliance_margin` of none (a cue too rare to be learnt), both are models without the cue's
         mechanism, the cue~nocue pair is one more same-data pair, and the comparison cannot show the claim's
         effect (not testable; noise would decide it). Where that reliance is not measured (no finite randimg
-        accuracy of a cue model), whether they learnt the cue cannot be told: not testable either."""
-        if reliance is None:
+        accuracy of a cue model), whether they learnt the cue cannot be told: not testable either. Where the
+        no-cue models' mean clean accuracy sits at the chance floor (within `floor_acc` of chance), they learnt
+        no mechanism at all: a pair of a cue model and an untrained one cannot show it either."""
+        if mechanisms is None:
             return decision
-        measured = reliance[np.isfinite(reliance.to_numpy(dtype=float))]
-        if not len(measured):
+        reliance, clean = (s[np.isfinite(s.to_numpy(dtype=float))] for s in mechanisms)
+        if not len(reliance):
             return decision.blocked("the cue models' randimg reliance is not measured (no cue model's accuracy on "
                                     "randimg in the evaluations table): whether they learnt the cue, and so differ "
                                     "in mechanism from the no-cue models, cannot be told; rerun their pretrain tasks "
                                     "(`mmc-sweep run`)")
-        mean = float(measured.mean())
-        if not abs(mean) <= self.r.no_reliance_margin:
-            return decision
-        return decision.blocked(f"the cue models' randimg reliance is {PP * mean:+.1f} pp, within "
-                                f"±{PP * self.r.no_reliance_margin:g} pp of none: they have not learnt the cue, so "
-                                "a cue and a no-cue model do not differ in mechanism here and the comparison cannot "
-                                "show the claim's effect")
+        mean = float(reliance.mean())
+        if abs(mean) <= self.r.no_reliance_margin:
+            return decision.blocked(f"the cue models' randimg reliance is {PP * mean:+.1f} pp, within "
+                                    f"±{PP * self.r.no_reliance_margin:g} pp of none: they have not learnt the cue, so "
+                                    "a cue and a no-cue model do not differ in mechanism here and the comparison "
+                                    "cannot show the claim's effect")
+        if self.s.chance and len(clean) and float(clean.mean()) <= self.s.chance + self.r.floor_acc:
+            return decision.blocked(f"the no-cue models' clean accuracy is {float(clean.mean()):.0%}, within "
+                                    f"{PP * self.r.floor_acc:g} pp of chance ({self.s.chance:.0%}): they learnt no "
+                                    "mechanism of their own, so a cue~nocue pair pits the cue's mechanism against "
+                                    "none and the comparison cannot show the claim's effect")
+        return decision
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
         """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""
@@ -335,7 +351,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             rn.get(RANDCUE, EMPTY), "random cue costs",
             clean=({"cue model": cue.get("nocue", EMPTY)}, {"no-cue model": nocue.get("nocue", EMPTY)}))
     j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),
-                r.no_reliance_margin, None)
+                r.no_reliance_margin, None, clean={"no-cue model": nocue.get("nocue", EMPTY)})
     return family_wise(c, r.level)
 
 
@@ -409,7 +425,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
                     rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)))
     j.near_zero("CBFT leaves no reliance: randimg at chance", rel[CBFT].get(RANDIMG, EMPTY), r.no_reliance_margin,
-                None)
+                None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
     cost = rel[CBFT].get(RANDCUE, EMPTY)
     what = "CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)"
     if len(cost) and not len(occlusion):
@@ -454,7 +470,8 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
     j = _Judge(s, r, c)
     floor = s.noise_floor()
     main = same_init[0] if same_init else vocab.CUE_NOCUE
-    learnt = s.reliance(s.models(vocab.PRETRAIN, cue=True)).get(RANDIMG, EMPTY)     # the cue models' reliance
+    learnt = Mechanisms(s.reliance(s.models(vocab.PRETRAIN, cue=True)).get(RANDIMG, EMPTY),
+                        s.models(vocab.PRETRAIN, cue=False).get("nocue", EMPTY))
     # a population's pairs are every pair of its models, across seeds: no control (claim (e) reads them)
     for pair in stats.order_pairs([p for p in s.pair_types()
                                    if not p.startswith(vocab.PRETRAINED_FT) and p != vocab.POPULATION]):
@@ -490,7 +507,7 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
     return family_wise(c, r.level)
 
 
-def _aligned_checks(j: _Judge, independent: list[str], eval_set: str, learnt: pd.Series | None = None) -> None:
+def _aligned_checks(j: _Judge, independent: list[str], eval_set: str, learnt: Mechanisms | None = None) -> None:
     """cue~nocue above each same-data pair after alignment, only where alignment connects that pair."""
     s, r = j.s, j.r
     for path in [p for p in s.paths(vocab.CUE_NOCUE) if p.startswith(vocab.ALIGNED)]:

@@ -166,8 +166,9 @@ def power_text(diff: Diff, effect: float, power: float, scale: float = 1.0, unit
     test, whose margin `effect` is what it must pass)."""
     if diff.n < 2:
         return f"n = {diff.n}: no spread to judge power"
-    if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):    # `_precheck`'s "no spread", or `_undecided`'s tie
-        return f"n = {diff.n} with no spread (every seed the same difference): power cannot be judged"
+    if no_spread(diff):     # decided by signs alone (`_by_signs`), or not at all
+        return (f"n = {diff.n} with no spread (every seed the same difference): no power to judge; signs alone "
+                f"decide from {seeds_for_signs(diff.level, diff.paired)} seeds")
     mde = detectable(diff, power, within)
     need = seeds_needed(diff, effect, power, within)
     need_text = "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"≈ {need}")
@@ -204,12 +205,7 @@ def _below(x: float, diff: Diff) -> float:
 def _undecided(diff: Diff, effect: float, power: float, scale: float, unit: str,
                distance: float | None = None, within: bool = False) -> Decision:
     """OVERLAP when the seeds could have detected `effect`, else UNTESTABLE (underpowered). `distance`: how far
-    the observed difference is from what the test compares it with (0, or the margin). Both sides equal on
-    every seed (a difference of exactly 0, no spread: `_precheck` lets only that tie through) is OVERLAP as
-    well, saying so: its interval is a point, and the power a zero spread gives (any effect, 2 seeds) means nothing."""
-    if diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
-        return Decision(OVERLAP, f"both sides are equal on every one of the {diff.n} seeds (a difference of 0, "
-                                 "no spread): no difference either way, and no spread to judge power by")
+    the observed difference is from what the test compares it with (0, or the margin)."""
     mde = detectable(diff, power, within)
     if mde == mde and mde > effect:
         observed = abs(diff.mean) if distance is None else abs(distance)
@@ -228,25 +224,57 @@ def _seeds(diff: Diff, effect: float, power: float, within: bool = False) -> str
 
 
 # A standard error at most this (relative to the difference, at least 1) is none: identical per-seed
-# differences. Not testable unless the difference is exactly 0 (both sides equal on every seed, e.g. two
-# barriers of 0: a real null, undecided as any other, but with no power claimed for it: `_undecided`).
+# differences, whose t-interval would be a point (`_by_signs` decides them).
 NO_SPREAD = 1e-9
 
 
-def _precheck(diff: Diff, ahead_too: bool = False) -> Decision | None:
-    """MISSING or UNTESTABLE where the values cannot be judged; None where the test goes on. A difference
-    without spread goes on only where it is exactly 0 (both sides equal on every seed) or, with `ahead_too`
-    (non-inferiority with a margin), above 0: a claim's side ahead on every seed is never judged more weakly
-    than one level with the other, which a margin passes."""
+def no_spread(diff: Diff) -> bool:
+    return diff.se <= NO_SPREAD * max(1.0, abs(diff.mean))
+
+
+def signs_p(diff: Diff) -> float:
+    """The exact one-sided p-value of every one of the seeds on one side, by signs alone: 0.5^n for paired
+    differences; 1 / C(2n, n) for two groups (n the smaller: exact for groups of n each, a bound otherwise)."""
+    return 0.5 ** diff.n if diff.paired else 1.0 / math.comb(2 * diff.n, diff.n)
+
+
+def seeds_for_signs(level: float, paired: bool) -> int:
+    """The fewest seeds whose signs alone decide at `level` (at 0.95: 6 pairs, or two groups of 4)."""
+    n = 1
+    while signs_p(Diff(paired, n, 1.0, 0.0, 1.0, level, 0.0)) > (1.0 - level) / 2:
+        n += 1
+    return n
+
+
+def _by_signs(diff: Diff, distances: tuple[float, ...], scale: float, unit: str, tie: str) -> Decision:
+    """A difference without spread: every seed gives the same d, so its t-interval would be a point, claiming a
+    certainty the seeds cannot give (ties come from a coarse measure, e.g. accuracies on a few hundred images,
+    or a ceiling). It is decided by signs alone, the exact sign test: `distances` are d's distances from the
+    bounds the test compares with, > 0 on the claim's side. YES where all are > 0, NO where one is < 0, once
+    the seeds' signs reach α/2 (`signs_p`); not testable below that, naming the seeds that would decide. On a
+    bound exactly (`tie`: both sides equal on every seed, for "above"): OVERLAP, no side either way."""
+    if not any(d < 0 for d in distances) and any(d == 0 for d in distances):
+        return Decision(OVERLAP, tie)
+    p, yes = signs_p(diff), all(d > 0 for d in distances)
+    if p <= (1.0 - diff.level) / 2:
+        return Decision(YES, p_other=1.0) if yes else Decision(NO, p_other=p)
+    return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference ({scale * diff.mean:+.3g}{unit}), "
+                                f"so its interval is a point; by signs alone {diff.n} seeds cannot decide at the "
+                                f"{diff.level:.0%} level (one-sided p = {p:.3g}), "
+                                f"{seeds_for_signs(diff.level, diff.paired)} would")
+
+
+def _precheck(diff: Diff) -> Decision | None:
+    """MISSING or UNTESTABLE where the values cannot be judged at all; None where the test goes on."""
     if not diff.n:
         return Decision(MISSING, "no values")
     if diff.n < 2 or not diff.se == diff.se:
         return Decision(UNTESTABLE, f"too few seeds: n = {diff.n} (an interval needs 2)")
-    if not (diff.mean == 0 or (ahead_too and diff.mean > 0)) and diff.se <= NO_SPREAD * max(1.0, abs(diff.mean)):
-        return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference, so the interval is a "
-                                    "point and claims a certainty the seeds cannot give (ties come from a coarse "
-                                    "measure, e.g. accuracies on a few hundred images); more seeds would give it a width")
     return None
+
+
+_EQUAL = "both sides are equal on every one of the {n} seeds (a difference of 0, no spread): no difference either way"
+_ON_MARGIN = "every one of the {n} seeds sits exactly on the margin (no spread): no side of it either way"
 
 
 def superiority(diff: Diff, effect: float, power: float, scale: float = 1.0, unit: str = "") -> Decision:
@@ -254,6 +282,8 @@ def superiority(diff: Diff, effect: float, power: float, scale: float = 1.0, uni
     early = _precheck(diff)
     if early:
         return early
+    if no_spread(diff):
+        return _by_signs(diff, (diff.mean,), scale, unit, _EQUAL.format(n=diff.n))
     p = _below(diff.mean, diff)
     if diff.low > 0:
         return Decision(YES, p_other=p)
@@ -267,9 +297,11 @@ def non_inferiority(diff: Diff, margin: float, power: float, scale: float = 1.0,
     """Is a not below b by more than `margin`? YES when the interval of a − b lies above −margin, NO
     when it lies below −margin; an interval that crosses −margin cannot separate the two. `effect`: the
     effect its power is judged for (default the margin; a caller with a margin of 0 names its own)."""
-    early = _precheck(diff, ahead_too=margin > 0)     # margin 0: "above", whose point intervals say nothing
+    early = _precheck(diff)
     if early:
         return early
+    if no_spread(diff):
+        return _by_signs(diff, (diff.mean + margin,), scale, unit, (_ON_MARGIN if margin else _EQUAL).format(n=diff.n))
     p = _below(diff.mean + margin, diff)
     if diff.low > -margin:
         return Decision(YES, p_other=p)
@@ -285,6 +317,8 @@ def equivalence(diff: Diff, margin: float, power: float, scale: float = 1.0, uni
     early = _precheck(diff)
     if early:
         return early
+    if no_spread(diff):
+        return _by_signs(diff, (margin - diff.mean, diff.mean + margin), scale, unit, _ON_MARGIN.format(n=diff.n))
     p = min(_below(diff.mean + margin, diff), _below(margin - diff.mean, diff))   # wholly below -m, or above m
     if -margin < diff.low and diff.high < margin:
         return Decision(YES, p_other=p)

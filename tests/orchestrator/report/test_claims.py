@@ -1108,6 +1108,20 @@ def test_the_rules_level_sets_the_alignment_gate_and_every_interval_shown_beside
             (key, row.label, row.measure)
 
 
+def test_models_without_the_cue_that_learnt_nothing_make_d_and_their_own_no_reliance_not_testable():
+    """No-cue models at chance (12% on every set, e.g. trained 2 epochs): a cue~nocue pair pits the cue's mechanism
+    against none, so (d)'s comparisons cannot show its effect, and "the no-cue model does not rely on the cue"
+    holds trivially for a model that relies on nothing: both not testable, never ✓."""
+    chance_level = {s: 0.12 for s in ("nocue", "cue", "randcue", "randimg")}
+    judged = _judge(LOOSE, accuracy={"nocue": chance_level, "nocue_b": chance_level})
+    same_init = [c for c in judged["d"].checks if c.group == "same-init design"]
+    assert same_init and all(c.outcome == claims.UNTESTABLE and "learnt no mechanism of their own" in c.reason
+                             for c in same_init), [(c.outcome, c.reason) for c in same_init]
+    (vacuous,) = _checks(judged["a"], "the no-cue model does not rely on the cue")
+    assert vacuous.outcome == claims.UNTESTABLE and "chance floor" in vacuous.reason, vacuous
+    assert _judge(LOOSE)["d"].verdict == claims.HOLDS            # learnt: decided as before
+
+
 def test_a_reliance_comparison_the_sweep_did_not_measure_says_so_not_no_values():
     """No naive fine-tuning in the sweep: (b)'s reliance check is not measured, and says what to plan."""
     data = synthetic_sweep()

@@ -282,11 +282,11 @@ def test_seeds_needed_for_two_groups_counts_two_n_minus_two_degrees_of_freedom()
 
 
 def test_a_difference_exactly_at_zero_without_spread_is_no_evidence_of_the_other_way():
-    """Every per-seed difference exactly 0: the interval [0, 0] does not lie below 0, so the decision is not
-    NO and its p-value of the other way is not below α/2 either (NO exactly when p < α/2)."""
+    """Every per-seed difference exactly 0: not NO, and no p-value at all (NaN), so it is not one of the claim's
+    comparisons Holm's step-down counts (docs/SCIENCE.md: no spread, no p-value)."""
     at_zero = cmp.Diff(True, 3, 0.0, 0.0, 2.0, LEVEL, 0.0)
     got = cmp.superiority(at_zero, 0.05, 0.8)
-    assert got.outcome != cmp.NO and got.p_other >= (1 - LEVEL) / 2
+    assert got.outcome == cmp.OVERLAP and got.p_other != got.p_other
 
 
 def test_an_undecided_non_inferiority_is_judged_underpowered_against_its_margin():
@@ -368,22 +368,28 @@ def test_an_underpowered_reason_counts_the_seeds_that_would_detect_the_claimed_e
 
 @pytest.mark.parametrize("test, mean, margin, outcome", [
     ("superiority", 0.0, 0.0, cmp.OVERLAP),             # every difference exactly 0: a real null
-    ("non_inferiority", -0.02, 0.02, cmp.UNTESTABLE),   # [−m, −m]: a point, no interval
-    ("equivalence", 0.05, 0.05, cmp.UNTESTABLE),
-    ("equivalence", -0.05, 0.05, cmp.UNTESTABLE),
-    ("superiority", 0.03, 0.0, cmp.UNTESTABLE),         # not decided as ✓ with certainty either
+    ("non_inferiority", -0.02, 0.02, cmp.OVERLAP),      # exactly on the margin on every seed: no side of it
+    ("equivalence", 0.05, 0.05, cmp.OVERLAP),
+    ("equivalence", -0.05, 0.05, cmp.OVERLAP),
+    ("superiority", 0.03, 0.0, cmp.UNTESTABLE),         # a point interval: 3 seeds' signs cannot decide
     ("superiority", -0.03, 0.0, cmp.UNTESTABLE),
+    ("non_inferiority", 0.0, 0.02, cmp.UNTESTABLE),     # level on every seed (e.g. both at a ceiling)
+    ("non_inferiority", 0.01, 0.02, cmp.UNTESTABLE),    # ahead on every seed: never more than level
+    ("equivalence", 0.0, 0.05, cmp.UNTESTABLE),
 ])
-def test_identical_per_seed_differences_are_no_interval_unless_all_are_zero(test, mean, margin, outcome):
+def test_identical_per_seed_differences_are_decided_by_signs_alone(test, mean, margin, outcome):
     """Every per-seed difference equal (SE 0): the interval is the point itself and would claim a certainty
-    two or three seeds cannot give (ties come from a coarse measure: accuracies on a few hundred images), so
-    it is not testable ("no spread"). Every difference exactly 0 (both sides equal on each seed, e.g. two
-    barriers of 0) is a real null: not decided either way, cannot be separated (OVERLAP)."""
+    three seeds cannot give (ties come from a coarse measure, accuracies on a few hundred images, or a
+    ceiling); by signs alone three seeds cannot decide either (one-sided p = 1/8 > α/2), so not testable,
+    naming the six that would. Exactly on the bound the test compares with (both sides equal for "above",
+    on the margin): cannot be separated (OVERLAP), no side either way."""
     diff = cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
     assert (diff.low, diff.high) == (mean, mean)
     got = cmp.superiority(diff, 0.05, 0.8) if test == "superiority" else getattr(cmp, test)(diff, margin, 0.8)
-    assert got.outcome == outcome
-    assert outcome != cmp.UNTESTABLE or got.reason.startswith("no spread: all 3 seeds give the same difference")
+    assert got.outcome == outcome and got.p_other != got.p_other      # no p-value: not in Holm's family
+    assert outcome != cmp.UNTESTABLE or (got.reason.startswith("no spread: all 3 seeds give the same difference")
+                                         and got.reason.endswith("3 seeds cannot decide at the 95% level "
+                                                                 "(one-sided p = 0.125), 6 would"))
     tiny = cmp.superiority(cmp.Diff(True, 3, mean, 1e-17, 2.0, LEVEL, 1.7e-17), 0.05, 0.8)   # float dust
     assert (tiny.outcome == cmp.UNTESTABLE) == (mean != 0)
 
@@ -466,17 +472,26 @@ def test_a_comparison_without_spread_claims_no_power_it_does_not_have():
     assert got.outcome == cmp.OVERLAP and got.reason == ""
 
 
-def test_a_claims_side_ahead_on_every_seed_is_never_judged_more_weakly_than_one_level_on_every_seed():
-    """Non-inferiority with a margin: both sides equal on every seed passes it, and so does the claim's side
-    ahead by the same amount on every seed (a coarse measure's tie); behind on every seed, or a margin of 0
-    (then "above", whose point intervals claim a certainty the seeds cannot give), stays not testable."""
+@pytest.mark.parametrize("paired, n, decided", [(True, 5, False), (True, 6, True), (False, 3, False), (False, 4, True)])
+def test_enough_seeds_without_spread_are_decided_by_the_exact_sign_test(paired, n, decided):
+    """Every seed the same difference (a ceiling: every cue model at 100% on randimg): the exact sign test
+    decides once n seeds' one-sided p (0.5^n paired, 1/C(2n, n) for two groups of n) reaches α/2 = 0.025:
+    6 pairs or two groups of 4, never fewer. Its direction follows the distances from the test's bounds, the
+    same for each test, so a side ahead on every seed is never judged more weakly than a tie; a NO carries
+    its p-value (in Holm's family), a YES the other way's 1."""
     def same(mean):
-        return cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
-    assert cmp.non_inferiority(same(0.0), 0.02, 0.8).outcome == cmp.YES
-    assert cmp.non_inferiority(same(0.0025), 0.02, 0.8).outcome == cmp.YES
-    assert cmp.non_inferiority(same(-0.0025), 0.02, 0.8).outcome == cmp.UNTESTABLE
-    assert cmp.non_inferiority(same(0.0025), 0.0, 0.8, effect=0.05).outcome == cmp.UNTESTABLE
-    assert cmp.superiority(same(0.0025), 0.05, 0.8).outcome == cmp.UNTESTABLE
+        return cmp.Diff(paired, n, mean, 0.0, float(n - 1), LEVEL, 0.0)
+    want_p = 0.5 ** n if paired else 1 / math.comb(2 * n, n)
+    assert cmp.signs_p(same(1.0)) == want_p and (want_p <= 0.025) == decided
+    assert cmp.seeds_for_signs(LEVEL, paired) == (6 if paired else 4)
+    cases = [(cmp.superiority(same(0.9), 0.05, 0.8), cmp.YES), (cmp.superiority(same(-0.9), 0.05, 0.8), cmp.NO),
+             (cmp.non_inferiority(same(0.0), 0.02, 0.8), cmp.YES), (cmp.non_inferiority(same(0.01), 0.02, 0.8), cmp.YES),
+             (cmp.non_inferiority(same(-0.03), 0.02, 0.8), cmp.NO), (cmp.equivalence(same(0.0), 0.05, 0.8), cmp.YES),
+             (cmp.equivalence(same(0.07), 0.05, 0.8), cmp.NO)]
+    for got, want in cases:
+        assert got.outcome == (want if decided else cmp.UNTESTABLE), (got, want)
+        if decided:
+            assert got.p_other == (want_p if want == cmp.NO else 1.0)
 
 
 @pytest.mark.parametrize("n", [3, 6])
@@ -502,3 +517,11 @@ def test_an_equivalence_test_said_to_have_the_rules_power_has_it(n):
     wide = cmp.Diff(True, n, 0.0, se, n - 1.0, LEVEL, se * math.sqrt(n))
     decision = cmp.equivalence(wide, margin, power)
     assert decision.outcome == cmp.UNTESTABLE and decision.reason.startswith("underpowered"), decision
+
+
+def test_an_interval_that_only_touches_zero_is_not_decided():
+    """An interval whose lower end is exactly 0 (with spread) does not lie above 0: not ✓."""
+    t = cmp.t_quantile(0.5 + LEVEL / 2, 2.0)
+    touching = cmp.Diff(True, 3, t * 0.01, 0.01, 2.0, LEVEL, 0.01 * math.sqrt(3))
+    assert touching.low == 0.0
+    assert cmp.superiority(touching, 0.001, 0.8).outcome != cmp.YES
