@@ -1202,3 +1202,12 @@ def test_a_user_datasets_largest_class_is_counted_after_the_validation_carve_out
     kept, _ = data.validation_indices(info, 60)
     assert info.largest_class == int(np.bincount(user_lopsided(None).y_train[kept.numpy()]).max())
     assert info.largest_class < 40     # six of sixty held out, most of them from class 0
+
+
+def test_a_cue_seed_equal_to_the_data_seed_is_the_model_itself_not_a_resubset_partner():
+    """`cue_seed` given as the data seed draws the model's own cued subset (the default): a fully cued model
+    with it is loaded exactly as without it, not refused as a `cue~cue:resubset` partner (`_check_cued`)."""
+    model = load_cue_data(DataSettings(cue_proportion=1.0, seed=3))
+    same = load_cue_data(DataSettings(cue_proportion=1.0, seed=3, cue_seed=3))
+    assert bool(model.cued.all()) and torch.equal(model.cued, same.cued)
+    assert torch.equal(model.train.x, same.train.x)

@@ -25,6 +25,7 @@ from tasks.finetune import (
     invariance_loss,
 )
 from tasks.models import build_model
+import tasks.finetune as ft
 
 NUM_CLASSES = 3
 CORNERS = {0: (0, 0), 1: (0, 5), 2: (5, 0)}       # box location per class on an 8x8 image
@@ -681,3 +682,18 @@ def test_the_twins_step_sends_the_invariance_gradient_through_the_clean_images_a
     torch.testing.assert_close(loss, expected)
     for (name, got), (_, want) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_head_step_counts_the_samples_of_this_ranks_share(monkeypatch):
+    """llrt's epoch accuracy is sum(correct) / sum(n) over ranks (`fit`): each rank's step must count the rows
+    of its own share of the global batch (batch_size / world), not the global batch size, or under DDP the
+    head phase's curve accuracy is divided by the world size (and a last short batch is over-weighted)."""
+    monkeypatch.setattr(ft, "distributed_rank", lambda: (1, 2))
+    model = tiny_model()
+    features = ft.compute_features(model, synthetic_data().train_clean, torch.device("cpu"))
+    objective = ft.HeadObjective(features, batch_size=8, seed=3)
+    batches = list(objective.batches(0))
+    assert batches
+    for batch in batches:
+        ((_loss, correct, n),) = list(objective.steps(model, batch, 0))
+        assert n == len(batch[1]) == 4 and 0 <= correct <= n

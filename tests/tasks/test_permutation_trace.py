@@ -537,3 +537,15 @@ def test_a_pool_of_kernel_one_keeps_a_larger_map_so_flatten_is_refused(dims, poo
     with pytest.raises(AlignmentUnsupported) as info:
         permutation_spec(model)
     assert info.value.node == "flatten" and "flattens the channel axis together with other axes" in str(info.value)
+
+
+def test_a_linear_layer_on_the_models_input_is_refused():
+    """nn.Linear acts on the last axis; on the model's input (whose axes the tracer does not know) that is the
+    images' width, not channels: the tracer refuses it at that node instead of giving a spec whose group (the
+    width, 6 wide) is then applied to the head's 3 input channels."""
+    model = _Net(lambda m, x: torch.flatten(F.adaptive_avg_pool2d(torch.relu(m.a(x)), 1), 1), 3,
+                 a=nn.Linear(6, 6), flat=True)
+    assert model(torch.randn(2, 3, 6, 6)).shape == (2, 3)
+    with pytest.raises(AlignmentUnsupported) as info:
+        permutation_spec(model)
+    assert info.value.node == "a" and "is not [N, C] features" in str(info.value)

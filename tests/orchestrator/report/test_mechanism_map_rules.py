@@ -813,3 +813,54 @@ def test_claim_e_reads_its_index_checks_decided_the_other_way_family_wise_like_e
     assert all(x.p_other == pytest.approx(0.02) for x in index)
     assert [x.outcome for x in index] == [cmp.OVERLAP, cmp.OVERLAP]
     assert c.sentence().count("by its own interval only (family-wise, Holm)") == 2
+
+
+def test_the_within_group_highest_loss_is_the_peak_of_the_worst_within_group_path():
+    """Every within-group path dips to 90% and peaks at loss 0.5, but the first pair (0-1, within a group)
+    peaks at 2.3 (ln 10: the chance loss): the map's within-group extremes are (lowest accuracy, HIGHEST loss)
+    of any within-group path, (0.9, 2.3), the loss side of claim (e)'s chance-floor guard."""
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
+    pop = results[vocab.PATHS]
+    first = pop["task_id"] == pop["task_id"].iloc[0]
+    results[vocab.PATHS] = pop.assign(loss=pop["loss"].where(~(first & (pop["alpha"] == 0.5)), 2.3))
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.within_extremes == pytest.approx((0.9, 2.3))
+
+
+def test_a_check_definition_missing_a_pair_gives_no_check_test_and_changes_no_verdict():
+    """The check definition's barrier of one population pair was not measured: the check test is not run
+    (`made.check` None, never a permutation test of a matrix with NaN in it), so claim (e) decides exactly as
+    without a check definition."""
+    results = results_of(CHAIN, RELIANCE)
+    bars = results[vocab.BARRIERS]
+    rules = ClaimRules(permutations=500)
+    pair = bars[(bars["pair_type"] == vocab.POPULATION)]["task_id"].iloc[0]
+    results[vocab.BARRIERS] = bars[~((bars["task_id"] == pair) & (bars["definition"] == rules.check_definition))]
+    found = mm.maps(results, (), rules)
+    assert found and all(m.within_across is not None and m.check is None for m in found)
+    plain = mm.maps(results, (), ClaimRules(permutations=500, check_definition=None))
+    (e,) = [c for c in claims.judge(results, (), rules, maps=found) if c.key == "e"]
+    (e0,) = [c for c in claims.judge(results, (), ClaimRules(permutations=500, check_definition=None), maps=plain)
+             if c.key == "e"]
+    assert [(c.text, c.outcome) for c in e.checks] == [(c.text, c.outcome) for c in e0.checks]
+
+
+def test_a_maps_within_group_extremes_come_from_its_own_path_variant_only():
+    """The population is evaluated on the linear and on the activation-aligned path. Only the linear path of
+    the first pair (0-1, within a group) dips to 12% accuracy; every aligned path stays at 90%. The linear
+    map's lowest within-group accuracy is 0.12, the aligned map's 0.9: the aligned map's chance-floor guard
+    never reads (or averages in) another path variant's paths."""
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
+    bars, paths = results[vocab.BARRIERS], results[vocab.PATHS]
+    pop = bars["pair_type"] == vocab.POPULATION
+    aligned_bars = bars[pop].assign(path_kind=vocab.ALIGNED, alignment="activation",
+                                    task_id=bars.loc[pop, "task_id"] + "-al")
+    first = paths["task_id"] == paths["task_id"].iloc[0]
+    linear_paths = paths.assign(acc=paths["acc"].where(~(first & (paths["alpha"] == 0.5)), 0.12))
+    aligned_paths = paths.assign(path_kind=vocab.ALIGNED, alignment="activation", task_id=paths["task_id"] + "-al")
+    results = {**results, vocab.BARRIERS: pd.concat([bars, aligned_bars], ignore_index=True),
+               vocab.PATHS: pd.concat([linear_paths, aligned_paths], ignore_index=True)}
+    found = mm.maps(results, (), ClaimRules(permutations=500))
+    by_path = {(m.path, m.eval_set): m.within_extremes for m in found}
+    assert by_path[(vocab.LINEAR, "nocue")] == pytest.approx((0.12, 0.5))
+    assert by_path[("aligned (activation)", "nocue")] == pytest.approx((0.9, 0.5))

@@ -3,6 +3,7 @@ mechanism table, text tables and the fine-tuning table (Table 1 layout)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -793,3 +794,42 @@ def test_the_claims_of_a_sweep_on_a_dataset_of_your_own_are_judged():
     judged = claims.judge(results, (), None)
     digits = claims.judge({t: f.assign(dataset="digits") if "dataset" in f else f for t, f in results.items()}, (), None)
     assert judged and [(c.key, c.verdict) for c in judged] == [(c.key, c.verdict) for c in digits]
+
+
+def _drift_tables(pair_type: str):
+    """Three pairs of one pair type; endpoint A's path loss drifts 0.1, 0.2, 0.3 above its trained model's."""
+    paths, evals = [], []
+    for k, drift in enumerate((0.1, 0.2, 0.3)):
+        a, b = f"m{k}a", f"m{k}b"
+        for alpha, loss in ((0.0, 0.4 + drift), (0.5, 2.0), (1.0, 0.5)):
+            paths.append({"task_id": f"p{k}", "pair_type": pair_type, "path_kind": vocab.LINEAR, "alignment": None,
+                          "eval_set": "cue", "alpha": alpha, "loss": loss, "acc": 0.9, "endpoint_a": a,
+                          "endpoint_b": b})
+        evals += [{"task_id": a, "eval_set": "cue", "loss": 0.4, "acc": 0.9},
+                  {"task_id": b, "eval_set": "cue", "loss": 0.5, "acc": 0.9}]
+    return pd.DataFrame(paths), pd.DataFrame(evals)
+
+
+def test_endpoint_drift_of_a_population_has_no_interval_and_of_other_pairs_has_one():
+    """A population's pairs share models (not independent): its drift is a mean without an interval, as in
+    `summarize`; any other pair type's three pairs get their t interval."""
+    pop = stats.endpoint_drift(*_drift_tables(vocab.POPULATION)).set_index("endpoint")
+    assert pop.loc["A", "n"] == 3 and pop.loc["A", "loss_drift"] == pytest.approx(0.2)
+    assert all(math.isnan(pop.loc["A", c]) for c in ("loss_low", "loss_high", "acc_low", "acc_high"))
+    other = stats.endpoint_drift(*_drift_tables("cue~cue")).set_index("endpoint")
+    assert other.loc["A", "loss_low"] < 0.2 < other.loc["A", "loss_high"]
+
+
+def test_the_mechanism_table_reads_the_first_evaluation_set_by_default():
+    """Without `eval_set` the table reads the first of `EVAL_SETS` present (nocue), as the report prints it,
+    not the alphabetically first set (cue)."""
+    rows = []
+    for eval_set, agree in (("cue", 0.2), ("nocue", 0.7)):
+        for alpha in (0.0, 0.5, 1.0):
+            rows.append({"task_id": "p0", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
+                         "eval_set": eval_set, "alpha": alpha, "agree_a": agree, "agree_b": agree,
+                         "reliance_randimg": 0.0, "reliance_randcue": 0.0})
+    paths = pd.DataFrame(rows)
+    default = stats.mechanism_table(paths)
+    assert default["agree_a@0.5"].iloc[0] == pytest.approx(0.7)
+    pd.testing.assert_frame_equal(default, stats.mechanism_table(paths, eval_set="nocue"))
