@@ -281,8 +281,8 @@ def _guards_text(r: ClaimRules) -> str:
     return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
             f"side sits at the chance floor (on any of its pairs, lowest accuracy ≤ chance + {r.floor_acc:g} or highest "
             f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
-            f"side there when it goes against the claim, or the floor is not measured{check_def}, or where it could "
-            f"not detect {r.barrier_effect:g} at {r.power:.0%} power")
+            f"side there when it goes against the claim, or the floor is not measured{check_def}, or, undecided, where "
+            f"it could not have detected {r.barrier_effect:g} at {r.power:.0%} power")
 
 
 def _unmeasured(decision: cmp.Decision) -> cmp.Decision:
@@ -333,8 +333,8 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
                    "a model trained without it does not.",
               f"Paired within seed, {r.level:.0%} intervals (a seed's value: the mean over its pretrained models of "
               "that kind, partners and same-init controls included): the cue models' randimg reliance above 0, above the no-cue "
-              f"models', and the cost of a random cue above the no-cue models'; not testable where a comparison could "
-              f"not detect {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}. Supporting: the "
+              f"models', and the cost of a random cue above the no-cue models'; an undecided comparison is not testable where "
+              f"it could not have detected {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}. Supporting: the "
               f"no-cue models' randimg reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
     j = _Judge(s, r, c)
     cue, nocue = s.models(vocab.PRETRAIN, cue=True), s.models(vocab.PRETRAIN, cue=False)
@@ -539,7 +539,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
               f"fewer than 2 models in a group, where no relabeling could reach α/2, where the within-group paths sit "
               f"at the chance floor (any of them) or that floor is not measured, where the {r.check_definition or 'second'} "
               f"definition decides the other way, or "
-              f"where it could not detect {r.barrier_effect:g} at {r.power:.0%} power. Supporting: the adjusted Rand "
+              f"undecided, where it could not have detected {r.barrier_effect:g} at {r.power:.0%} power. Supporting: the "
+              "adjusted Rand "
               "index of the clusters (the tree cut at the threshold of the sweep's same-data controls) and the "
               "groups, tested with the same relabelings.")
     for m in found:

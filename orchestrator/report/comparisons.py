@@ -71,11 +71,21 @@ class Diff:
     def text(self, scale: float = 1.0, unit: str = "", digits: int = 3) -> str:
         if not self.n:
             return "—"
-        interval = "" if self.n < 2 else f" [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
+        interval = "" if self.n < 2 else f" [{bound_text(scale * self.low, digits)}, {bound_text(scale * self.high, digits)}]"
         kind = "paired" if self.paired else "two groups"
         left_out = "" if not self.unpaired else \
             f"; {self.unpaired} seed{'s' if self.unpaired > 1 else ''} without a finite value on each side left out"
         return f"{scale * self.mean:+.{digits}f}{unit}{interval} ({kind}, n = {self.n}{left_out})"
+
+
+def bound_text(x: float, digits: int) -> str:
+    """An interval's bound at `digits` decimals, with more where those would round a nonzero bound to 0: a ✓
+    whose interval reads [0.0, 24.5] would look as if an interval touching 0 had passed ([+0.02, 24.5])."""
+    for more in range(5):
+        text = f"{x:{'+' if more else ''}.{digits + more}f}"
+        if x == 0 or x != x or float(text) != 0:
+            return text
+    return text
 
 
 def _finite(values) -> np.ndarray:

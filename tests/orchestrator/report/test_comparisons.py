@@ -525,3 +525,12 @@ def test_an_interval_that_only_touches_zero_is_not_decided():
     touching = cmp.Diff(True, 3, t * 0.01, 0.01, 2.0, LEVEL, 0.01 * math.sqrt(3))
     assert touching.low == 0.0
     assert cmp.superiority(touching, 0.001, 0.8).outcome != cmp.YES
+
+
+def test_a_bound_that_would_round_to_zero_is_shown_with_the_digits_that_tell_its_side():
+    """A ✓ whose lower bound is +0.02 pp must not read [0.0, 24.5], as if an interval touching 0 had passed."""
+    t = cmp.t_quantile(0.5 + LEVEL / 2, 2.0)
+    diff = cmp.Diff(True, 3, 0.123, (0.123 - 0.0002) / t, 2.0, LEVEL, 0.1)
+    assert cmp.superiority(diff, 0.05, 0.8).outcome == cmp.YES
+    assert diff.text(100.0, " pp", 1).startswith("+12.3 pp [+0.02, 24.")
+    assert (cmp.bound_text(0.0, 1), cmp.bound_text(-0.04, 1), cmp.bound_text(24.53, 1)) == ("0.0", "-0.04", "24.5")
