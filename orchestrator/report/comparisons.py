@@ -79,12 +79,11 @@ class Diff:
 
 
 def bound_text(x: float, digits: int) -> str:
-    """An interval's bound at `digits` decimals, with more where those would round a nonzero bound to 0: a ✓
-    whose interval reads [0.0, 24.5] would look as if an interval touching 0 had passed ([+0.02, 24.5])."""
-    for more in range(5):
-        text = f"{x:{'+' if more else ''}.{digits + more}f}"
-        if x == 0 or x != x or float(text) != 0:
-            return text
+    """An interval's bound at `digits` decimals, more where those round a nonzero bound to 0 ([+0.02, 24.5], not [0.0, 24.5])."""
+    text, more = f"{x:.{digits}f}", 0
+    while x == x and x != 0 and float(text) == 0 and more < 4:
+        more += 1
+        text = f"{x:+.{digits + more}f}"
     return text
 
 

@@ -313,7 +313,7 @@ def test_cli_claims_of_a_sweep_directory_judges_it_without_running_anything(swee
     refused = done["overrides"]
     assert refused["code"] == 2 and refused["err"].count("\n") == 1 and "takes no key=value" in refused["err"]
     empty = done["empty"]
-    assert empty["code"] == 2 and "not a sweep directory (no spec.yaml)" in empty["err"]
+    assert empty["code"] == 2 and f"is a storage directory, not a sweep; it holds the sweeps {spec.name}" in empty["err"]
 
 
 def test_the_driver_of_a_sweep_imports_no_torch(tmp_path):
