@@ -156,3 +156,16 @@ def test_the_shipped_cluster_configs_have_the_tested_shape(tmp_path):
         types = read_node_types(REPO / shipped)
         assert _shape(types) == want, (shipped, types.describe())
         assert types.complete, shipped     # what a worker provides is written out, not left to the cloud
+
+
+def test_the_shipped_cluster_configs_ship_the_code_alone_and_install_the_s3_lock():
+    """What `ray job submit` and `ray up` copy to the nodes leaves out a dataset downloaded into the checkout
+    (Ray refuses a package over 100 MiB; CIFAR-10 alone is 163 MiB), the local venv and results; the nodes
+    install the `[s3]` extra the sweep lock on S3 needs."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
+    assert {"/data", "/.venv", "/mmc-runs", "/.git"} <= set(env["excludes"])
+    config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
+    assert {"data", ".venv", "mmc-runs", ".git"} <= set(config["rsync_exclude"])
+    assert any("[s3]" in command for command in config["setup_commands"])
