@@ -368,9 +368,10 @@ def _address_flag(address: str) -> str:
 
 
 def check_ray_address(address: str | None) -> None:
-    """An explicit Ray address (host:port, ray://host:port, http://host:port) must accept a
-    connection within the connect timeout, `localhost:6379` too; `auto` and `local` (Ray finds or starts
-    the cluster itself) are left to Ray."""
+    """An explicit Ray address (host:port, ray://host:port) must accept a connection within the connect
+    timeout, `localhost:6379` too; `auto` and `local` (Ray finds or starts the cluster itself) are left to
+    Ray. An http(s):// address is a dashboard's (the Jobs API, where `cluster/submit.sh` sends a sweep), which
+    `ray.init` refuses: said at once, with the address a run takes."""
     if not address or address in ("auto", "local"):
         return
     text = address if "://" in address else f"tcp://{address}"
@@ -382,12 +383,14 @@ def check_ray_address(address: str | None) -> None:
     if not host or not port:
         raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port, ray://host:port or "
                          "http://host:port")
+    if parsed.scheme in ("http", "https"):
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is a Ray dashboard's address (the Jobs API): "
+                         "a run connects to the cluster itself, host:6379 (`ray start --port`) or `auto` on one of its "
+                         "nodes; to send the sweep through the dashboard, submit it as a job: RAY_ADDRESS="
+                         f"{redact(address)} cluster/submit.sh SPEC")
     timeout = connect_timeout_s()
     try:
-        if parsed.scheme in ("http", "https"):   # a job-submission / dashboard address
-            _http_answers(parsed.scheme, host, port, "", timeout)
-        else:
-            _grpc_answers(host, port, timeout)
+        _grpc_answers(host, port, timeout)
     except (OSError, http.client.HTTPException) as exc:
         raise SweepError(f"{_address_flag(address)} {redact(address)!r}: no Ray cluster answers within {timeout:g} s "
                          f"({'no answer' if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__}); "

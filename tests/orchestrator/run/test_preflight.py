@@ -279,10 +279,14 @@ def test_an_https_tracking_server_is_asked_for_its_health_on_port_443(http_conn)
     assert (conn.host, conn.port, conn.asked, conn.read) == ("mlflow.example.org", 443, ("GET", "/team/health"), True)
 
 
-def test_a_ray_dashboard_address_is_asked_over_http(http_conn):
-    preflight.check_ray_address("http://10.0.0.1:8265")
-    (conn,) = http_conn
-    assert (conn.host, conn.port, conn.asked) == ("10.0.0.1", 8265, ("GET", "/health"))
+def test_a_ray_dashboard_address_is_refused_at_once_naming_the_address_a_run_takes(http_conn, monkeypatch):
+    """ray.init refuses a dashboard's http:// address (its message then cut to "To fix this, either:"): one
+    line at once, naming host:6379 or auto, and cluster/submit.sh for the dashboard; nothing is asked."""
+    monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.1:8265")
+    with pytest.raises(SweepError, match=r"^\$RAY_ADDRESS 'http://10.0.0.1:8265' is a Ray dashboard's address .*"
+                                         r"host:6379 .* cluster/submit.sh SPEC$"):
+        preflight.check_ray_address("http://10.0.0.1:8265")
+    assert http_conn == []
 
 
 def test_a_tracking_uri_without_a_host_is_refused():
