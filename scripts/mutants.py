@@ -1189,6 +1189,7 @@ MUTANTS = [
     Mutant("M675", "a cue_seed equal to the data seed read as a resubset partner (a fully cued model refused)", "tasks/data.py", "resubset=settings.cue_seed not in (None, settings.seed))", "resubset=settings.cue_seed is not None)", ("tests/tasks/test_data.py::test_a_cue_seed_equal_to_the_data_seed_is_the_model_itself_not_a_resubset_partner",)),
     Mutant("M676", "a Linear layer on the model's raw input traced (alignment then fails with an index error)", "tasks/permutation.py", "if x.ndim != 2:", "if x.ndim not in (2, None):", ("tests/tasks/test_permutation_trace.py::test_a_linear_layer_on_the_models_input_is_refused",)),
     Mutant("M677", "a mechanism map's check test run on a barrier matrix with a missing pair", "orchestrator/report/mechanism_map.py", "if not np.isnan(other).any():", "if True:", ("tests/orchestrator/report/test_mechanism_map_rules.py::test_a_check_definition_missing_a_pair_gives_no_check_test_and_changes_no_verdict",)),
+    Mutant("M678", "a task whose row a stopped driver never wrote is recorded cached without its times and device", "orchestrator/run/recording.py", "                duration, started, finished, device = _marker_times(marker, duration, started, finished)", "                pass", ("tests/orchestrator/run/test_recording.py::test_a_task_found_finished_on_storage_is_recorded_with_the_metrics_and_steps_of_its_marker",)),
 ]
 
 

@@ -22,6 +22,7 @@ every finished task that has none (`orchestrator.run.sweep`), and failed tasks r
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import threading
@@ -318,15 +319,30 @@ class TaskRecorder:
     def _ended_task(self, ended: _Ended) -> EndedTask:
         task = self.state.graph.tasks[ended.task_id]
         result, metrics, steps = ended.result, {}, []
+        duration, started, finished = ended.duration_s, ended.started_at, ended.ended_at
+        device = getattr(result, "device", None)
         if ended.status in (vocab.DONE, vocab.CACHED):
-            if result is None:   # finished in an earlier invocation: what its marker recorded
+            if result is None:   # finished in an earlier invocation: what its marker recorded, times included
                 marker = outputs.read_marker(self.layout, task.kind, task.id) or {}
                 metrics, steps = dict(marker.get("metrics") or {}), list(marker.get("steps") or [])
+                duration, started, finished, device = _marker_times(marker, duration, started, finished)
             else:
                 metrics, steps = dict(result.metrics), list(result.steps)
-        return EndedTask(task, ended.status, ended.error, ended.duration_s, ended.started_at, ended.ended_at,
-                         getattr(result, "device", None), metrics, [tuple(x) for x in steps], ended.error_type,
-                         ended.restarts)
+        return EndedTask(task, ended.status, ended.error, duration, started, finished, device, metrics,
+                         [tuple(x) for x in steps], ended.error_type, ended.restarts)
+
+
+def _marker_times(marker: dict, duration, started, finished) -> tuple:
+    """(duration_s, started_at, finished_at, device) of a task that finished in an earlier invocation, from
+    its done.json (`finished_at`, `meta.duration_s`, `meta.device`) where they are numbers; else as given."""
+    meta = marker.get("meta") if isinstance(marker.get("meta"), dict) else {}
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)   # noqa: E731
+    if number(marker.get("finished_at")):
+        finished = float(marker["finished_at"])
+        if number(meta.get("duration_s")):
+            duration = float(meta["duration_s"])
+            started = finished - duration
+    return duration, started, finished, meta.get("device") if isinstance(meta.get("device"), str) else None
 
 
 def release_freed_memory() -> None:

@@ -113,12 +113,17 @@ def test_a_task_found_finished_on_storage_is_recorded_with_the_metrics_and_steps
     state, recorder = _recorder(graph, tmp_path, tracker)
     task = first(graph, vocab.ALIGN)
     outputs.write_outputs(recorder.layout, task, TaskOutput(checkpoint={"w": torch.zeros(2)}, metrics={"m": 0.5},
-                                                            steps=[("s", 3, 0.25)]))
+                                                            steps=[("s", 3, 0.25)],
+                                                            meta={"duration_s": 4.5, "device": "cpu:z"}))
+    finished = outputs.read_marker(recorder.layout, task.kind, task.id)["finished_at"]
     state.set_status(task.id, vocab.CACHED)
     recorder.record(task.id)
     (ended,) = tracker.ended
     assert ended.status == vocab.CACHED and ended.metrics == {"m": 0.5} and ended.steps == [("s", 3, 0.25)]
-    assert _tasks_row(recorder.layout, task.id)["cached"]
+    # its row was never written (a driver stopped between done.json and the row): the marker's times and device
+    assert (ended.duration_s, ended.started_at, ended.ended_at, ended.device) == (4.5, finished - 4.5, finished, "cpu:z")
+    row = _tasks_row(recorder.layout, task.id)
+    assert row["cached"] and row["duration_s"] == 4.5 and row["device"] == "cpu:z"
     assert recorder._ended_for_good(task.id)         # a cached task's files are not written again in this run
 
 
