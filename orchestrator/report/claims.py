@@ -45,6 +45,9 @@ CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT = "cbft", "naive", "naive_cued", "lpft", "ll
 ABLATIONS = ("cbft_barrier", "cbft_invariance")
 EMPTY = pd.Series(dtype=float)
 
+__all__ = ["Check", "Claim", "ClaimRules", "FAILS", "HOLDS", "MARKS", "NOT_TESTABLE", "Row", "UNSEPARATED",
+           "claims_text", "judge"]
+
 
 class Mechanisms(NamedTuple):
     """What (d)'s cue~nocue comparisons need of their two kinds of model: that the cue models learnt the cue
@@ -52,8 +55,6 @@ class Mechanisms(NamedTuple):
     accuracy, per seed)."""
     cue_reliance: pd.Series
     nocue_clean: pd.Series
-__all__ = ["Check", "Claim", "ClaimRules", "FAILS", "HOLDS", "MARKS", "NOT_TESTABLE", "Row", "UNSEPARATED",
-           "claims_text", "judge"]
 
 
 class _Judge:
@@ -172,8 +173,8 @@ class _Judge:
                       group: str | None, reference: bool = False, mechanism: Mechanisms | None = None) -> None:
         """`higher`'s barrier (pair type, path) above `lower`'s on `eval_set`, with the guards; `reference`:
         `higher` is the reference the claim's path should go below (not the claim's own path); `mechanism`:
-        the cue models' randimg reliance, where the comparison asks whether a cue model and a no-cue model
-        differ beyond same-data pairs (`_no_mechanism`)."""
+        what the cue and no-cue models learnt, where the comparison asks whether they differ beyond
+        same-data pairs (`_no_mechanism`)."""
         r = self.r
         top, bottom = self.values(higher, eval_set), self.values(lower, eval_set)
         diff = cmp.compare(top, bottom, r.level)

@@ -241,16 +241,16 @@ def no_spread(diff: Diff) -> bool:
     return diff.se <= NO_SPREAD * max(1.0, abs(diff.mean))
 
 
-def signs_p(diff: Diff) -> float:
-    """The exact one-sided p-value of every one of the seeds on one side, by signs alone: 0.5^n for paired
+def signs_p(n: int, paired: bool) -> float:
+    """The exact one-sided p-value of every one of n seeds on one side, by signs alone: 0.5^n for paired
     differences; 1 / C(2n, n) for two groups (n the smaller: exact for groups of n each, a bound otherwise)."""
-    return 0.5 ** diff.n if diff.paired else 1.0 / math.comb(2 * diff.n, diff.n)
+    return 0.5 ** n if paired else 1.0 / math.comb(2 * n, n)
 
 
 def seeds_for_signs(level: float, paired: bool) -> int:
     """The fewest seeds whose signs alone decide at `level` (at 0.95: 6 pairs, or two groups of 4)."""
     n = 1
-    while signs_p(Diff(paired, n, 1.0, 0.0, 1.0, level, 0.0)) > (1.0 - level) / 2:
+    while signs_p(n, paired) > (1.0 - level) / 2:
         n += 1
     return n
 
@@ -264,7 +264,7 @@ def _by_signs(diff: Diff, distances: tuple[float, ...], scale: float, unit: str,
     bound exactly (`tie`: both sides equal on every seed, for "above"): OVERLAP, no side either way."""
     if not any(d < 0 for d in distances) and any(d == 0 for d in distances):
         return Decision(OVERLAP, tie)
-    p, yes = signs_p(diff), all(d > 0 for d in distances)
+    p, yes = signs_p(diff.n, diff.paired), all(d > 0 for d in distances)
     if p <= (1.0 - diff.level) / 2:
         return Decision(YES, p_other=1.0) if yes else Decision(NO, p_other=p)
     return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference ({scale * diff.mean:+.3g}{unit}), "

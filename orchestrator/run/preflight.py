@@ -381,8 +381,7 @@ def check_ray_address(address: str | None) -> None:
     except ValueError:
         host, port = None, None
     if not host or not port:
-        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port, ray://host:port or "
-                         "http://host:port")
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port or ray://host:port")
     if parsed.scheme in ("http", "https"):
         raise SweepError(f"{_address_flag(address)} {redact(address)!r} is a Ray dashboard's address (the Jobs API): "
                          "a run connects to the cluster itself, host:6379 (`ray start --port`) or `auto` on one of its "

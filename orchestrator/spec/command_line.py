@@ -89,26 +89,12 @@ def load(items: list[str], flags: dict | None = None):
     _refuse_repeats([item.split("=", 1)[0].strip() for item in overrides], given)
     overrides += [f"{key}={json.dumps(value)}" for key, value in given.items()]
     try:
-        spec = load_spec(spec_path, overrides)
+        return load_spec(spec_path, overrides)
     except SpecError as exc:   # name the flag the user typed next to the key it overrides
         problems = list(exc.problems)
         for key in given:
             problems = [p.replace(f"`{key}`:", f"`{key}` ({FLAGS[key]}):", 1) for p in problems]
         raise SpecError(problems, exc.source) from None
-    _refuse_redacted(spec)
-    return spec
-
-
-def _refuse_redacted(spec) -> None:
-    """A resolved spec given back (`plan --resolved`, a sweep's spec.yaml) holds `***` where credentials were:
-    sent as they are, the store would refuse them with a puzzling error; said here, before anything runs."""
-    from orchestrator.uris import redacted_credentials
-
-    for key, value in (("storage", spec.storage), ("mlflow.tracking_uri", spec.mlflow.tracking_uri)):
-        if value and redacted_credentials(value):
-            raise UsageError(f"`{key}`: {value!r} holds credentials that were redacted (`***`) where "
-                             "it was printed or written; give the real ones, or none in the URI (the store's "
-                             "environment variables)")
 
 
 def find_plugins_here() -> None:

@@ -128,7 +128,9 @@ def with_overrides(file: Layered, overrides: list[str], source: str) -> Layered:
             continue
         target = out
         for part in parts[:-1]:
-            node = target.setdefault(part, {})
+            if target.get(part) is None:     # absent, or an empty section (null): one left out
+                target[part] = {}
+            node = target[part]
             if not isinstance(node, dict):
                 problems.append(f"override {show(item)}: `{part}` is not a mapping in the spec")
                 break

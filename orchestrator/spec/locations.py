@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.messages import control_character, show
-from orchestrator.uris import SCHEME_PATTERN, UriError, after_scheme, local_path_of, redact, scheme
+from orchestrator.uris import (SCHEME_PATTERN, UriError, after_scheme, local_path_of, redact, redacted_credentials,
+                               scheme)
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 # the schemes MLflow tracks to; MLflow's file store (a local directory, file://) is not one: MLflow 3 refuses it
@@ -98,6 +99,16 @@ def check_root(value: Any, problems: list[str]) -> str | None:
         return None
     return str(path.resolve())
 
+
+
+def redacted_problems(storage: str, tracking_uri: str | None) -> list[str]:
+    """A spec the user gives to run (a resolved spec given back: `plan --resolved`, a sweep's spec.yaml) holds
+    `***` where credentials were: sent as they are, the store would refuse them with a puzzling error. (A sweep's
+    own spec.yaml, read as a record, keeps them redacted: only `load_spec` asks.)"""
+    return [f"`{key}`: {show(redact(value))} holds credentials that were redacted (`***`) where it was printed or "
+            "written; give the real ones, or none in the URI (the store's environment variables)"
+            for key, value in (("storage", storage), ("mlflow.tracking_uri", tracking_uri))
+            if value and redacted_credentials(value)]
 
 
 def check_tracking_uri(value: str, problems: list[str]) -> None:

@@ -21,6 +21,7 @@ from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.spec.population import Population
 from orchestrator.errors import MmcError
 from orchestrator.messages import show
+from orchestrator.uris import redact
 from orchestrator.spec.locations import (ROOT_JSON, STORAGE_JSON, TRACKING_JSON, check_root, check_storage,
                                         check_tracking_uri)
 from tasks.settings.align import ALIGNMENT_NAMES, AlignSettings
@@ -41,7 +42,8 @@ SPEC_KEY = "mmc_spec_key"      # field metadata: the Key
 
 
 class SpecError(MmcError, ValueError):
-    """Every problem found in a sweep spec; `str()` lists them one per line."""
+    """Every problem found in a sweep spec; `str()` lists them one per line, credentials redacted (the source
+    names the overrides given, which may hold a URI's: an API caller's traceback prints it)."""
 
     def __init__(self, problems: list[str], source: str = "<spec>"):
         super().__init__(list(problems), source)
@@ -54,7 +56,7 @@ class SpecError(MmcError, ValueError):
         shown = [f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
         if n > MAX_PROBLEMS_SHOWN:
             shown.append(f"  ... and {n - MAX_PROBLEMS_SHOWN} more (fix these first)")
-        return "\n".join([head] + shown)
+        return redact("\n".join([head] + shown))
 
 
 # ----- how the spec reads a key -----

@@ -29,6 +29,7 @@ from typing import Any
 from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
+from orchestrator.spec.locations import redacted_problems
 # (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
 from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, is_user_layer, layer, profile_for, shipped_sweeps,
                                       with_extends, with_overrides, with_profile)
@@ -154,11 +155,13 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     # the built-in sweep's keys are not the user's; nor are those of a resolved spec (`plan --resolved`, a
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
     label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
-    if overrides:
-        # no raw control bytes, no value longer than a message shows
+    if overrides:   # no raw control bytes, no value longer than a message shows
         source = f"{source} with {' '.join(o if o.isprintable() and len(o) <= MAX_SHOWN else show(o) for o in overrides)}"
-    return validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None,
-                         overrides=overrides, label=label)
+    spec = validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None, overrides=overrides,
+                         label=label)
+    if problems := redacted_problems(spec.storage, spec.mlflow.tracking_uri):   # a resolved spec given back
+        raise SpecError(problems, source)
+    return spec
 
 
 def parse_spec(text: str, source: str = "<spec>", label: str | None = None) -> SweepSpec:

@@ -53,6 +53,7 @@ from orchestrator.uris import UriError, local_path_of, redact
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.~+=-]*$")   # one path segment, not hidden
 CHECKPOINT_FILES = ("model.safetensors", "meta.json")
 SPEC_FILE = "spec.yaml"     # a sweep directory's spec: what makes a directory a sweep
+MAX_SWEEPS_LISTED = 100     # entries of a storage directory looked at for sweeps (`not_a_sweep`)
 REPLACED_READ_ATTEMPTS = 20   # reads of a file replaced while it is read (`Storage.read_bytes`)
 STORAGE_ATTEMPTS = 10   # tries per S3 request of Ray's file system (the AWS SDK waits 50 ms, 100 ms, ... 12.8 s: ~25 s)
 TEMPORARY_MARK = ".tmp-"   # an atomic write's temporary file: `.<name>.tmp-<uuid>` (`temporary_path`)
@@ -589,7 +590,6 @@ def not_a_sweep(layout: SweepLayout, shown: str) -> str:
     return f"{shown} is not a sweep directory (no spec.yaml); {give}"
 
 
-MAX_SWEEPS_LISTED = 100      # entries of a storage directory looked at for sweeps (`not_a_sweep`)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

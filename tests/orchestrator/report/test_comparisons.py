@@ -482,7 +482,7 @@ def test_enough_seeds_without_spread_are_decided_by_the_exact_sign_test(paired, 
     def same(mean):
         return cmp.Diff(paired, n, mean, 0.0, float(n - 1), LEVEL, 0.0)
     want_p = 0.5 ** n if paired else 1 / math.comb(2 * n, n)
-    assert cmp.signs_p(same(1.0)) == want_p and (want_p <= 0.025) == decided
+    assert cmp.signs_p(n, paired) == want_p and (want_p <= 0.025) == decided
     assert cmp.seeds_for_signs(LEVEL, paired) == (6 if paired else 4)
     cases = [(cmp.superiority(same(0.9), 0.05, 0.8), cmp.YES), (cmp.superiority(same(-0.9), 0.05, 0.8), cmp.NO),
              (cmp.non_inferiority(same(0.0), 0.02, 0.8), cmp.YES), (cmp.non_inferiority(same(0.01), 0.02, 0.8), cmp.YES),

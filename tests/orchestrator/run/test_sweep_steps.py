@@ -459,10 +459,13 @@ def test_the_parent_run_is_the_current_spec_version_and_carries_the_sixteen_digi
     assert run.git_commit == "ab" * 20 and run.tags["mmc.git_rev"] == ("ab" * 20)[:12]
     sweep._start_tracking(spec, layout, graph, print, None)
     assert started[1].tags["mmc.git_rev"] == "unknown" and started[1].git_commit is None
-    assert started[0].tags["mmc.storage"] == layout.storage.shown(layout.root) == layout.root
-    # on an object store that is the sweep's URI with its scheme, credentials redacted (no endpoint contacted)
+    assert started[0].tags["mmc.storage"] == layout.root
+    # on an object store: the sweep's URI with its scheme, credentials redacted (no endpoint is contacted)
     remote = SweepLayout(Storage("s3://AKIAEXAMPLE:SECRETEXAMPLE@bucket/runs?endpoint_override=127.0.0.1:9"), spec.name)
-    assert remote.storage.shown(remote.root) == f"s3://***@bucket/runs/{spec.name}"
+    monkeypatch.setattr(sweep, "archived_versions", lambda layout: 0)
+    monkeypatch.setattr(sweep, "_tracking_uri", lambda spec, layout: "http://127.0.0.1:9")
+    sweep._start_tracking(spec, remote, graph, print, None)
+    assert started[2].tags["mmc.storage"] == f"s3://***@bucket/runs/{spec.name}"
 
 
 def test_a_runner_that_names_no_function_is_refused_before_anything_is_written(up_to_the_run, tmp_path):

@@ -33,9 +33,17 @@ def test_a_spec_file_whose_name_holds_an_equals_sign_is_the_spec_not_an_override
 @pytest.mark.parametrize("override", ["storage=s3://***@bucket/runs", "storage=s3://bucket/runs?secret_key=***",
                                       "mlflow.tracking_uri=http://***@host:5000"])
 def test_a_uri_whose_credentials_were_redacted_is_refused_as_such(override):
-    """A resolved spec given back holds `***` where its credentials were: refused, saying so, not sent to the
-    store as a user name."""
-    with pytest.raises(UsageError, match=r"holds credentials that were redacted \(`\*\*\*`\)"):
-        load(["name=x", override, "storage=s3://bucket/runs" if override.startswith("mlflow") else "seeds=[0]",
-              "mlflow.enabled=false" if override.startswith("storage") else "seeds=[1]"])
-    load(["name=x", "storage=s3://bucket/runs", "mlflow.enabled=false"])     # the same without `***`: accepted
+    """A resolved spec given back holds `***` where its credentials were: refused by the command line and the
+    API alike (both load specs with `load_spec`), saying so, not sent to the store as a user name; a real
+    secret beside the `***` is not printed either."""
+    from orchestrator import api
+    from orchestrator.spec.schema import SpecError
+
+    rest = ["storage=s3://bucket/runs" if override.startswith("mlflow") else "mlflow.enabled=false"]
+    for load_it in (lambda: load(["name=x", override, *rest]), lambda: api.load(None, "name=x", override, *rest)):
+        with pytest.raises(SpecError, match=r"holds credentials that were redacted \(`\*\*\*`\)"):
+            load_it()
+    with pytest.raises(SpecError) as info:
+        load(["name=x", "storage=s3://KEY:realsecret@bucket/runs?token=***", "mlflow.enabled=false"])
+    assert "realsecret" not in str(info.value) and "realsecret" not in " ".join(info.value.problems)
+    load(["name=x", "storage=s3://bucket/runs", "mlflow.enabled=false"])     # without `***`: accepted

@@ -80,6 +80,9 @@ def test_an_empty_section_is_one_left_out_and_the_profile_and_extends_below_it_s
     child.write_text("name: child\nextends: base.yaml\npretrain:\n")
     spec = load_spec(child)
     assert spec.variants[0].pretrain.epochs == 3 and spec.provenance.keys["pretrain.epochs"] == "extends:base.yaml"
+    # an override into the empty section sets its key; the section's other keys still come from below
+    spec = load_spec(child, ["pretrain.lr=0.2"])
+    assert (spec.variants[0].pretrain.lr, spec.variants[0].pretrain.epochs) == (0.2, 3)
 
 
 def test_a_swept_key_names_the_layer_that_swept_it():
