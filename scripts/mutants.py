@@ -1193,6 +1193,7 @@ MUTANTS = [
     Mutant("M679", "an override into an empty spec section refused as 'not a mapping'", "orchestrator/spec/layers.py", "            if target.get(part) is None:     # absent, or an empty section (null): one left out", "            if part not in target:", ("tests/orchestrator/spec/test_spec_layers.py::test_an_empty_section_is_one_left_out_and_the_profile_and_extends_below_it_stand",)),
     Mutant("M680", "a spec error's text (its source names the overrides) prints a URI's credentials to an API caller", "orchestrator/spec/schema.py", "        return redact(\"\\n\".join([head] + shown))", "        return \"\\n\".join([head] + shown)", ("tests/orchestrator/spec/test_command_line.py::test_a_uri_whose_credentials_were_redacted_is_refused_as_such",)),
     Mutant("M681", "a URI with redacted credentials given back is sent to the store as it is", "orchestrator/spec/sweep_spec.py", "    if problems := redacted_problems(spec.storage, spec.mlflow.tracking_uri):   # a resolved spec given back", "    if False:", ("tests/orchestrator/spec/test_command_line.py::test_a_uri_whose_credentials_were_redacted_is_refused_as_such",)),
+    Mutant("M682", "a run's end leaves a small table's fragments of two schema versions side by side (a glob fails)", "orchestrator/results/compact.py", "    if not running and new < min_fragments and _mixed_versions(layout, listing, states):", "    if False:", ("tests/orchestrator/results/test_compact.py::test_a_small_sweep_resumed_by_a_newer_version_leaves_one_schema_in_each_table",)),
 ]
 
 

@@ -271,6 +271,9 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     if one_part and intact:
         min_fragments = 1                         # a part and fragments beside it would be read in two pieces
     older = _older_parts(layout, table, states) if upgrade else set()
+    if not running and new < min_fragments and _mixed_versions(layout, listing, states):
+        min_fragments = 1                         # two schemas in one directory: Parquet tools cannot read its glob
+        older = _older_parts(layout, table, states)
     if new < min_fragments and not known and not orphans and not temporary and not broken and not too_many \
             and not older and not listing.legacy_manifest and not _stale_parts(manifest, states, set()):
         result.files = _count_files(listing)
@@ -434,6 +437,30 @@ def _older_parts(layout, table: str, states: dict[str, str]) -> set[str]:
         if written_before(metadata):
             older.add(name)
     return older
+
+
+def _mixed_versions(layout, listing: Listing, states: dict[str, str]) -> bool:
+    """Whether the table's files (its fragments and intact parts, from each footer) were written under more than
+    one schema version: a run of a newer version that resumed a small sweep of an older one leaves its few new
+    fragments beside the old ones, fewer than a run compacts, and a glob over the directory would fail on the
+    two schemas. Then the run's compaction absorbs them all (and rewrites older parts into its part), conformed
+    to the current schema. Reads one footer per file, in parallel; a run checks this only while a table has
+    fewer new fragments than `min_fragments_after_run`, so at most that many (plus its parts)."""
+    paths = [stamp.path for stamp in listing.fragments.values()]
+    paths += [stamp.path for name, stamp in listing.parts.items() if states.get(name) == PART_OK]
+    if len(paths) < 2:
+        return False
+
+    def older(path: str) -> bool | None:
+        try:
+            with layout.storage.open_input_file(path) as f:
+                return written_before(pq.read_metadata(f).metadata)
+        except (OSError, pa.ArrowException):
+            return None                               # unreadable: left to the mending above, not a version
+
+    with ThreadPoolExecutor(min(PREFETCH, len(paths))) as pool:
+        versions = {v for v in pool.map(older, paths) if v is not None}
+    return len(versions) > 1
 
 
 def _count_files(listing: Listing) -> int:

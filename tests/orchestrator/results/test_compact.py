@@ -989,3 +989,27 @@ def test_a_runs_compaction_that_writes_a_part_rewrites_an_older_versions_part_in
     assert not fragments(layout, vocab.PATHS) and schema_versions(layout, vocab.PATHS) == [b"2"]   # nothing new
     assert_same_rows(layout, read)
     assert_all_verified(layout, graph)
+
+
+def test_a_small_sweep_resumed_by_a_newer_version_leaves_one_schema_in_each_table(swept, monkeypatch):
+    """A sweep too small to be compacted (every table in fragments), written by the version before `restarts`;
+    a newer version's run adds one task, far fewer fragments than a run compacts. Its end finds the tasks
+    table's files in two schemas and absorbs them into one part of the current schema, so that a glob reads;
+    the tables that hold one schema stay as fragments."""
+    layout, graph, _ = swept
+    late = max(t for t in graph.tasks if graph.tasks[t].kind == vocab.PRETRAIN)
+    with pytest.MonkeyPatch.context() as old:
+        write_as_schema_version_2(old)
+        for task_id, task in graph.tasks.items():
+            if task_id != late:
+                row = recording.task_row(task, vocab.FINISHED, spec_hash="test", rev=None, duration_s=1.0)
+                tables.write_fragment(layout, vocab.TASKS, task_id, [{k: v for k, v in row.items() if k != "restarts"}])
+    assert sorted(set(schema_versions(layout, vocab.TASKS))) == [b"2", SCHEMA_VERSION.encode()]
+    read = snapshot(layout)
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, str(10 * len(graph)))     # a sweep too small to compact
+    done = compact.compact_after_run(layout, log=lambda *a: None, one_part=True)
+    assert done[vocab.TASKS].files == 1 and schema_versions(layout, vocab.TASKS) == [SCHEMA_VERSION.encode()]
+    assert len(pl.scan_parquet(f"{layout.table_dir(vocab.TASKS)}/*.parquet").collect()) == len(graph)
+    assert len(fragments(layout, vocab.PATHS)) == len(manifest.list_table(layout, vocab.PATHS).fragments) > 1
+    assert_same_rows(layout, read)
+    assert_all_verified(layout, graph)
