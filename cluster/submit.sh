@@ -22,8 +22,14 @@
 # Provenance: the job's working directory is a copy of this checkout without `.git`, so the revision is
 # taken here and handed to the job as MMC_SOURCE_REVISION (`<commit>`, `+dirty.<sha256 of git diff HEAD>`
 # with uncommitted changes; orchestrator/provenance.py): the `tasks` table, the report and MLflow show it.
-# The job is named `mmc-<spec file name>-<UTC time>` (MMC_SUBMISSION_ID overrides it), and its metadata
-# (the dashboard's job page, `ray job list`) holds the spec, the arguments and the revision.
+# The job is named `mmc-<spec file name>-<UTC time>-<6 random hex digits>` (MMC_SUBMISSION_ID overrides it;
+# Ray refuses a submission id it has seen), and its metadata (the dashboard's job page, `ray job list`) holds
+# the spec, the arguments and the revision.
+#
+# Exit status: the sweep's own (`mmc-sweep run`: 0 done, 1 tasks failed, 2 bad input, 130 interrupted),
+# read from the job once its logs end; `ray job submit` alone says 1 for any failure and 0 for a stopped
+# job. Ctrl-C here stops following the logs, not the job: `ray job stop <id>` stops it (as Ctrl-C stops
+# a local run: finished tasks are kept), and resubmitting the same spec resumes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spec=${1:?usage: cluster/submit.sh SPEC.yaml [extra mmc-sweep run args]}
@@ -32,10 +38,17 @@ export RAY_ADDRESS=${RAY_ADDRESS:-http://127.0.0.1:8265}
 python=${PYTHON:-python3}
 revision=$("$python" -m orchestrator.provenance)
 name=$(basename "$spec" .yaml)
-submission_id=${MMC_SUBMISSION_ID:-mmc-$name-$(date -u +%Y%m%d-%H%M%S)}
+submission_id=${MMC_SUBMISSION_ID:-mmc-$name-$(date -u +%Y%m%d-%H%M%S)-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
 metadata=$("$python" -c 'import json, sys
 print(json.dumps({"job_name": f"mmc-sweep {sys.argv[1]}", "mmc.spec": sys.argv[2], "mmc.arguments": " ".join(sys.argv[4:]),
                   "mmc.source_revision": sys.argv[3] or "unknown"}))' "$name" "$spec" "$revision" "$@")
-exec ray job submit --address "$RAY_ADDRESS" --runtime-env cluster/runtime_env.yaml \
+status=0
+ray job submit --address "$RAY_ADDRESS" --runtime-env cluster/runtime_env.yaml \
   --submission-id "$submission_id" --metadata-json "$metadata" \
-  -- env MMC_SOURCE_REVISION="$revision" python -m orchestrator run "$spec" "$@"
+  -- env MMC_SOURCE_REVISION="$revision" python -m orchestrator run "$spec" "$@" || status=$?
+# The driver's exit status, once the job has ended (none while it runs, e.g. after Ctrl-C here).
+code=$("$python" -c 'import sys
+from ray.job_submission import JobSubmissionClient
+code = JobSubmissionClient(sys.argv[1]).get_job_info(sys.argv[2]).driver_exit_code
+print("" if code is None else code)' "$RAY_ADDRESS" "$submission_id" 2>/dev/null) || code=""
+exit "${code:-$status}"

@@ -219,6 +219,28 @@ def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
     assert job_id in listed and "mmc-sweep job" in listed and revision.to_env() in listed
 
 
+def test_submit_exits_with_the_sweeps_own_status_under_a_unique_submission_id(ray_head, tmp_path):
+    """cluster/submit.sh with a spec the driver refuses: the job fails, and the script exits 2 (the sweep's
+    status for bad input, read from the job), not `ray job submit`'s 1; the error is in its output. Two
+    submissions of one spec in the same second get two submission ids (a random suffix after the time)."""
+    path = write_spec(tmp_path, "refused", paths={"num_alphas": 2})
+    env = _env(RAY_ADDRESS=ray_head, PYTHON=sys.executable)
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while True:   # the head's job agent registers a little after the dashboard answers
+        submit = subprocess.run(["bash", str(REPO / "cluster" / "submit.sh"), str(path), "nonsense_key=1"],
+                                cwd=tmp_path, capture_output=True, text=True, env=env, timeout=JOB_TIMEOUT_S)
+        if "No available agent" not in submit.stderr or time.monotonic() > deadline:
+            break
+    logs = submit.stdout + submit.stderr
+    assert submit.returncode == 2, (submit.returncode, logs[-4000:])
+    assert "`nonsense_key`: unknown key" in logs and "Traceback" not in logs, logs[-4000:]
+    ids = re.findall(r"Job '(mmc-refused-\d{8}-\d{6}-[0-9a-f]{6})' submitted successfully", logs)
+    assert len(ids) == 1, logs[-4000:]
+    listed = subprocess.run([RAY, "job", "list", "--address", ray_head], capture_output=True, text=True, env=_env(),
+                            timeout=120).stdout
+    assert ids[0] in listed
+
+
 @pytest.mark.slow
 def test_ray_job_stop_ends_the_sweep_like_ctrl_c(ray_head, tmp_path):
     """`ray job stop` SIGTERMs the driver while a task runs (the `sleep` test runner blocks the second
