@@ -46,9 +46,10 @@ status=0
 ray job submit --address "$RAY_ADDRESS" --runtime-env cluster/runtime_env.yaml \
   --submission-id "$submission_id" --metadata-json "$metadata" \
   -- env MMC_SOURCE_REVISION="$revision" python -m orchestrator run "$spec" "$@" || status=$?
-# The driver's exit status, once the job has ended (none while it runs, e.g. after Ctrl-C here).
+# The driver's exit status, once the job has ended (none while it runs, e.g. after Ctrl-C here); a driver
+# killed by signal N (Ray SIGKILLs a stopped job that outlives its grace period) exits 128 + N, as in a shell.
 code=$("$python" -c 'import sys
 from ray.job_submission import JobSubmissionClient
 code = JobSubmissionClient(sys.argv[1]).get_job_info(sys.argv[2]).driver_exit_code
-print("" if code is None else code)' "$RAY_ADDRESS" "$submission_id" 2>/dev/null) || code=""
+print("" if code is None else 128 - code if code < 0 else code)' "$RAY_ADDRESS" "$submission_id" 2>/dev/null) || code=""
 exit "${code:-$status}"
