@@ -1194,6 +1194,7 @@ MUTANTS = [
     Mutant("M680", "a spec error's text (its source names the overrides) prints a URI's credentials to an API caller", "orchestrator/spec/schema.py", "        return redact(\"\\n\".join([head] + shown))", "        return \"\\n\".join([head] + shown)", ("tests/orchestrator/spec/test_command_line.py::test_a_uri_whose_credentials_were_redacted_is_refused_as_such",)),
     Mutant("M681", "a URI with redacted credentials given back is sent to the store as it is", "orchestrator/spec/sweep_spec.py", "    if problems := redacted_problems(spec.storage, spec.mlflow.tracking_uri):   # a resolved spec given back", "    if False:", ("tests/orchestrator/spec/test_command_line.py::test_a_uri_whose_credentials_were_redacted_is_refused_as_such",)),
     Mutant("M682", "a run's end leaves a small table's fragments of two schema versions side by side (a glob fails)", "orchestrator/results/compact.py", "    if not running and new < min_fragments and _mixed_versions(layout, listing, states):", "    if False:", ("tests/orchestrator/results/test_compact.py::test_a_small_sweep_resumed_by_a_newer_version_leaves_one_schema_in_each_table",)),
+    Mutant("M683", "a task records a model without a width as width null, not the width it is built with", "orchestrator/graph/dag.py", "        self.model_settings = {**settings_values(\"model\", model), \"model.width\": model.built[1]}", "        self.model_settings = settings_values(\"model\", model)", ("tests/orchestrator/graph/test_graph.py::test_every_task_records_the_width_its_model_is_built_with",)),
 ]
 
 

@@ -223,7 +223,9 @@ class _Plan:
     def __init__(self, b: _Builder, variant: Variant, model: ModelSettings, pairs: list):
         self.b, self.v, self.model, self.pairs = b, variant, model, pairs
         self.spec = b.spec
-        self.model_settings = settings_values("model", model)
+        # the width the model is built with: a table groups small_cnn and small_cnn-w16 as one width (16);
+        # a model of your own without one stays null (its builder's default is not known here)
+        self.model_settings = {**settings_values("model", model), "model.width": model.built[1]}
         self.pretrained: dict[_Model, Task] = {}
         self._eval_data: dict[int, dict] = {}      # seed -> identity of the clean evaluation data
 

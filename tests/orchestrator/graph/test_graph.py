@@ -603,3 +603,15 @@ def test_resubset_partner_shares_init_and_order_and_differs_in_exactly_the_cued_
     assert torch.equal(torch.bincount(da.train.y[da.cued]), torch.bincount(db.train.y[db.cued]))
     assert torch.equal(da.train_clean.x, db.train_clean.x)
     assert all(torch.equal(da.eval_sets[k].x, db.eval_sets[k].x) for k in da.eval_sets)
+
+
+def test_every_task_records_the_width_its_model_is_built_with():
+    """`model.width` left out means the model's own width: the tasks (and so the tables' `model.width` column)
+    record that width (16 for small_cnn), so that grouping by width puts small_cnn beside small_cnn-w8 at 16
+    and 8, not at null; the model's label and the task ids stay as the spec names them."""
+    spec = load_spec(SMOKE_SPEC, ['models=[small_cnn, {name: small_cnn, width: 8}]'])
+    graph = build_graph(spec)
+    widths = {(t.labels["model"], t.settings["model.width"]) for t in graph.tasks.values() if "model" in t.labels}
+    assert widths == {("small_cnn", 16), ("small_cnn-w8", 8)}
+    plain = build_graph(load_spec(SMOKE_SPEC))
+    assert set(plain.tasks) <= set(graph.tasks)          # the ids of the model without a width did not move
