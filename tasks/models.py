@@ -153,10 +153,17 @@ def alignment_problem(name: str, width: int | None = None, *, num_classes: int =
                       in_channels: int = 3) -> str | None:
     """Why `tasks.align` cannot permute the model `name` (built in or your own), or None when it can:
     the model is built (on the meta device: no weights are drawn) and its forward traced
-    (`tasks.permutation`)."""
+    (`tasks.permutation`). A builder that fails otherwise than TypeError or ValueError here (a device it needs)
+    is left to the run, as in `build_problem`: the aligned path's task builds it where it runs, and says why."""
     try:
-        trace_permutation_spec(_build_cheaply(name, width, num_classes, in_channels))
-    except (ValueError, TypeError) as exc:   # AlignmentUnsupported, or a name that builds no classifier
+        model = _build_cheaply(name, width, num_classes, in_channels)
+    except (ValueError, TypeError) as exc:   # a name that builds no classifier
+        return str(exc)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+    try:
+        trace_permutation_spec(model)
+    except (ValueError, TypeError) as exc:   # AlignmentUnsupported
         return str(exc)
     return None
 

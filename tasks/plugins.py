@@ -76,12 +76,20 @@ def resolve(name: str, group: str) -> Callable:
             raise PluginError(f"cannot import {shown(module_name)} for {shown(name)}: {cut(str(exc), 2 * SHOWN)}; make sure it is on the "
                               "Python path of the driver and of every Ray worker (e.g. install your package, or "
                               "run from the directory that holds it)") from None
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code failed (or exited) on import
+            raise PluginError(f"importing {shown(module_name)} for {shown(name)} failed: {type(exc).__name__}: "
+                              f"{cut(str(exc), 2 * SHOWN)}; fix the module (it must import without errors, "
+                              "and without calling sys.exit)") from None
         if not hasattr(module, attr):
             raise PluginError(f"{shown(module_name)} has no attribute {shown(attr)} (from {shown(name)})")
         return getattr(module, attr)
     points = _entry_points(group)
     if name in points:
-        return points[name].load()
+        try:
+            return points[name].load()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the entry point's module failed on import
+            raise PluginError(f"loading the entry point {shown(name)} of group {group!r} failed: {type(exc).__name__}: "
+                              f"{cut(str(exc), 2 * SHOWN)}") from None
     raise PluginError(f"{shown(name)} is neither `package.module:function` nor an entry point of group {group!r}")
 
 

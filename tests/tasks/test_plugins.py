@@ -252,3 +252,30 @@ def test_a_dataset_loader_that_fails_is_a_data_error_naming_it(user_module, body
     with pytest.raises(DataError) as info:
         dataset_info("userdata_fails:load")
     assert "'userdata_fails:load' could not be loaded" in str(info.value) and "raised" in str(info.value)
+
+
+@pytest.mark.parametrize("source, needle", [
+    ("raise RuntimeError('needs a licence server')\n", "failed: RuntimeError: needs a licence server"),
+    ("def build(:\n", "failed: SyntaxError: invalid syntax"),
+    ("import sys\nsys.exit(0)\n", "failed: SystemExit: 0"),
+])
+def test_a_module_that_fails_on_import_is_refused_naming_its_error(user_module, source, needle):
+    """A model or dataset module whose own code raises (or exits) on import: one SettingsError naming the module
+    and its error (the command line's exit 2), not a traceback, and not a silent exit of the whole process."""
+    user_module("usermod_broken_import", source)
+    with pytest.raises(SettingsError, match=f"importing 'usermod_broken_import' .*{needle}"):
+        ModelSettings(name="usermod_broken_import:build")
+    with pytest.raises(SettingsError, match=needle):
+        DataSettings(dataset="usermod_broken_import:load")
+
+
+def test_a_builder_that_fails_otherwise_is_left_to_the_run_by_the_alignment_check_too(user_module):
+    """A builder that raises RuntimeError (it needs a GPU the planning machine lacks): the spec's build and
+    alignment checks leave it to the tasks that build it (no problem named, no traceback), as they do for
+    a model they cannot build here."""
+    from tasks.models import alignment_problem, build_problem
+    user_module("usermod_needs_gpu", """
+        def build(k, c, w=None): raise RuntimeError("needs a GPU")
+    """)
+    assert build_problem("usermod_needs_gpu:build") is None
+    assert alignment_problem("usermod_needs_gpu:build") is None
