@@ -17,6 +17,7 @@ import time
 
 from orchestrator.errors import MmcError, UsageError
 from orchestrator.spec.command_line import check_num_cpus, find_plugins_here, load, number, unknown_flags
+from orchestrator.uris import redact, redact_warnings, remember_arguments, scheme
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _LOG = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ def cmd_plan(args) -> int:
 
     spec = load(args.items)
     if args.resolved or args.explain:
-        from orchestrator.uris import redact
-
         if args.list or (args.json and args.explain):   # --list lists tasks; the spec (--resolved/--explain) has none
             raise UsageError(f"{'--list' if args.list else '--json'} and --{'explain' if args.explain else 'resolved'}: "
                              "give one (--json --resolved prints the resolved spec as JSON, --list the tasks)")
@@ -104,7 +103,6 @@ def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
     from orchestrator.messages import as_typed
     from orchestrator.storage.layout import LinkError, not_a_sweep, open_sweep_dir
-    from orchestrator.uris import redact
 
     shown = as_typed(redact(directory))
     try:
@@ -167,8 +165,6 @@ def cmd_claims(args) -> int:
     claims judged against their controls; given a sweep directory, judge what it holds (nothing runs)."""
     from orchestrator.report.build import print_claims
     from orchestrator.run.sweep import run_sweep
-
-    from orchestrator.uris import scheme
 
     if args.items and (scheme(args.items[0]) or os.path.isdir(args.items[0])):   # DIR: a spec is a local file
         if len(args.items) > 1 or args.storage or args.max_concurrent or args.new_version:
@@ -262,8 +258,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):   # argparse's own errors: exit 2 with one line, as ours
-        from orchestrator.uris import redact   # a mistyped flag may carry a storage URI's credentials
-
         self.print_usage(sys.stderr)
         print(f"error: {redact(message)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
@@ -358,9 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.uris import redact_warnings
-
     redact_warnings()
+    remember_arguments(sys.argv[1:] if argv is None else argv)   # a password a message's quoting would cut
     find_plugins_here()
     try:
         return _main(argv)
@@ -381,7 +374,6 @@ def _main(argv: list[str] | None) -> int:
     from orchestrator import knobs
     from orchestrator.messages import to_console
     from orchestrator.run.signals import stop_like_ctrl_c
-    from orchestrator.uris import redact
 
     to_console()
     try:

@@ -5,6 +5,7 @@ scheme or redacts a secret.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from orchestrator.errors import MmcError
@@ -12,17 +13,24 @@ from orchestrator.vocab import SPAWN
 
 SCHEME_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]+:"   # `s3:`; one letter before ':' is a Windows drive (`C:/x`)
 _SCHEME = re.compile(f"^({SCHEME_PATTERN[:-1]}):")
-# A word that may hold credentials: one with an @ (`_END` ends a word: blanks, quotes, angle brackets).
-_END = r"\s'\"<>"
+# A word that may hold credentials: one with an @ (`_END`, a blank, ends a word; a quote or an angle bracket does
+# not: `'` is a legal character of a password, and `"<>` are typed into one too, so a word cut there would show
+# the part of a password before them).
+_END = r"\s"
 _WORD_WITH_AT = re.compile(rf"(?<![^{_END}])[^{_END}@]*@[^{_END}]*")
 # Where the userinfo of a word starts: after a scheme and its slashes (`s3://`, `s3:/`, `http:/`; kept), else at
 # a user name (none: `:pw@`) and its colon, at the word's start or after one of `/@([{,;=` and backticks
 # (`s3:AK:pw@`, `//u:pw@`, `--address=u:pw@`; hidden).
 _SCHEME_SLASHES = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:/+")
-_USER_AFTER = _END + r"`/@(\[{,;="
+_USER_AFTER = _END + r"'\"<>`/@(\[{,;="
 _USER = re.compile(rf"(?<![^{_USER_AFTER}])[^{_USER_AFTER}:]*:")
-_QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]*(?:token|secret|passw|pwd|signature|sig|credential|key)"
-                           r"[a-z0-9_.-]*=)[^&;\s'\"<>#]+")
+# A query parameter whose name says it is a secret; names of at most 64 characters on either side of the word
+# that says so (unbounded, a long run of such words without `=` took time quadratic in its length).
+_QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]{0,64}(?:token|secret|passw|pwd|pw|pass|auth|signature|sig|credential|key)"
+                           r"[a-z0-9_.-]{0,64}=)[^&;\s'\"<>#]+")
+# The userinfo of a URI given whole (a spec's value, a command-line argument): from its scheme's slashes to its last @.
+_URI_START = re.compile(r"(?i)[a-z][a-z0-9+.-]*:/+")
+_SECRETS: tuple[str, ...] = ()  # userinfo seen whole (`remember_secrets`), longest first: hidden wherever shown
 
 
 class UriError(MmcError, ValueError):
@@ -74,9 +82,36 @@ def redact(text: object) -> str:
     `scheme://` before it: `s3:AK:SECRET@bucket/x` -> `***@bucket/x`, `//u:SECRET@h` -> `//***@h` (errs on the
     side of hiding more; `bob@example.com`, `host:5000`, `12:30:01` and `cue~cue:spawn@2` stay as they are)."""
     text = str(text)
+    for secret in _SECRETS:      # longest first: one that holds another is replaced whole
+        text = text.replace(secret, "***")
     if "@" in text:   # most lines have none: one scan
         text = _WORD_WITH_AT.sub(_hide_userinfo, text)
     return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def remember_secrets(value: object) -> None:
+    """Hide from every later message (`redact`) the userinfo of a URI known whole: a spec's value or a command-line
+    argument, where it runs from the scheme's slashes to the last @ whatever it holds (a blank, a quote), which a
+    message, where words and quotes cut it, cannot tell. Its password alone too, where it is long enough not to be
+    an ordinary word."""
+    global _SECRETS
+    if not isinstance(value, str) or "@" not in value:
+        return
+    at = _last_at(value)
+    start = _URI_START.search(value, 0, at) if at >= 0 else None
+    userinfo = value[start.end():at] if start else ""
+    found = {userinfo} if ":" in userinfo else set()
+    password = userinfo.partition(":")[2]
+    if len(password) >= 6:
+        found.add(password)
+    if found - set(_SECRETS):
+        _SECRETS = tuple(sorted(set(_SECRETS) | found, key=len, reverse=True))
+
+
+def remember_arguments(argv: list[str]) -> None:
+    """`remember_secrets` for every argument of a command line and the URIs of its environment."""
+    for value in [*argv, *(os.environ.get(name, "") for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"))]:
+        remember_secrets(value)
 
 
 def _hide_userinfo(word: re.Match) -> str:

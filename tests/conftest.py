@@ -64,6 +64,18 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: item.path not in slow_files)
 
 
+@pytest.fixture(autouse=True)
+def _forget_remembered_secrets():
+    """Each test starts with no secret remembered from an earlier one's spec or command line
+    (`orchestrator.uris.remember_secrets`): a test of what `redact` hides by itself must not pass because
+    another test's password is still on the list."""
+    import orchestrator.uris as uris
+
+    uris._SECRETS = ()
+    yield
+    uris._SECRETS = ()
+
+
 def clean_env(**extra: str) -> dict:
     """The environment for a subprocess of a test: no caller's Ray address or fault injection, no
     visible GPU (a CPU machine's behaviour everywhere), the repository importable, plus `extra`."""

@@ -365,9 +365,10 @@ def _finished_sweep(tmp_path: Path, **changes) -> tuple[Path, Path]:
     return spec_path, tmp_path / "storage"
 
 
-def test_tracking_credentials_are_not_printed_when_mlflow_fails(tmp_path, capsys, http_404_server):
+@pytest.mark.parametrize("password", [FAKE_SECRET, f"{FAKE_SECRET}'q"])      # `'` is legal in a userinfo
+def test_tracking_credentials_are_not_printed_when_mlflow_fails(tmp_path, capsys, http_404_server, password):
     """A reachable server that is not MLflow: the run warns and goes on (Parquet only), redacted."""
-    uri = f"http://alice:{FAKE_SECRET}@127.0.0.1:{http_404_server}"
+    uri = f"http://alice:{password}@127.0.0.1:{http_404_server}"
     spec, storage = _finished_sweep(tmp_path, mlflow={"enabled": True})
     code = cli.main(["run", str(spec), "--storage", str(storage), "--no-report", "--tracking-uri", uri])
     out, err = capsys.readouterr()
@@ -376,8 +377,9 @@ def test_tracking_credentials_are_not_printed_when_mlflow_fails(tmp_path, capsys
     assert FAKE_SECRET not in out + err
 
 
-def test_tracking_credentials_do_not_reach_the_sweep_directory(tmp_path, capsys, http_404_server):
-    uri = f"http://alice:{FAKE_SECRET}@127.0.0.1:{http_404_server}"
+@pytest.mark.parametrize("password", [FAKE_SECRET, f"{FAKE_SECRET}'q"])
+def test_tracking_credentials_do_not_reach_the_sweep_directory(tmp_path, capsys, http_404_server, password):
+    uri = f"http://alice:{password}@127.0.0.1:{http_404_server}"
     spec, storage = _finished_sweep(tmp_path, mlflow={"enabled": True})
     assert cli.main(["run", str(spec), "--storage", str(storage), "--no-report", "--tracking-uri", uri]) == 0
     leaked = [str(p) for p in storage.rglob("*") if p.is_file() and FAKE_SECRET.encode() in p.read_bytes()]

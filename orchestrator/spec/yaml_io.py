@@ -25,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from orchestrator.errors import MmcError
+from orchestrator.uris import remember_secrets
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
@@ -156,6 +157,20 @@ def _count_nodes(node: Node, limit: int) -> int:
     return count
 
 
+def _remember_secrets(data: Any) -> None:
+    """Every string of the document is a value known whole: the userinfo of a URI in one is hidden from every
+    message (`uris.remember_secrets`), whatever quote or blank its password holds."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _remember_secrets(key)
+            _remember_secrets(value)
+    elif isinstance(data, list):
+        for value in data:
+            _remember_secrets(value)
+    else:
+        remember_secrets(data)
+
+
 def parse_yaml(text: str) -> Any:
     """Plain data from YAML `text` (see the module docstring); YamlError on anything else."""
     if len(text) > MAX_BYTES:
@@ -171,7 +186,9 @@ def parse_yaml(text: str) -> Any:
         if _count_nodes(node, MAX_NODES) > MAX_NODES:
             raise YamlError(f"more than {MAX_NODES} values once aliases are expanded; write the spec out "
                             "without nested aliases")
-        return loader.construct_document(node)
+        data = loader.construct_document(node)
+        _remember_secrets(data)
+        return data
     except YamlError:
         raise
     except yaml.YAMLError as e:

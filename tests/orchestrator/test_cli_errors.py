@@ -247,6 +247,8 @@ def test_extends_of_a_non_utf8_file(tmp_path, cwd, capsys):
     ("seeds=[0, 9223372036854775808]", "`seeds[1]`: 9223372036854775808 is not allowed"),
     ("max_concurrent=null", None),   # the documented default: accepted (reaches Ray)
     ("mlflow.tracking_uri=http://u:" + SECRET + "@host:99999", "'http://***@host:99999' names no valid host"),
+    ("mlflow.tracking_uri=http://u:a'" + SECRET + "@host:99999", "'http://***@host:99999' names no valid host"),
+    ("mlflow.tracking_uri=http://u:a b " + SECRET + "@host:1", "'http://***@host:1' is not allowed"),   # known whole
     ("finetune.lam", "'finetune.lam': only the first argument may be a spec file"),
 ])
 def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
@@ -715,3 +717,27 @@ def test_a_sweep_over_a_setting_no_planned_task_reads_is_refused_before_anything
                        elapsed=elapsed)
     code, out, err, _ = main(capsys, "plan", str(spec), "paths.kinds=[linear, aligned]", "finetune.lr=0.1")
     assert code == cli.EXIT_OK, err        # the aligned path reads align.samples: its two values plan two
+
+
+def test_a_password_a_message_would_cut_is_hidden_when_it_comes_from_the_spec_file(tmp_path, capsys):
+    """A spec file's storage with a blank and a quote in its password (a value known whole when the file is
+    read): `plan --resolved` and the refusal show it as `***`, never a piece of it."""
+    spec = tmp_path / "leaky.yaml"
+    spec.write_text(f"name: leaky\nstorage: \"s3://AKIA:it's a {SECRET}@bucket/x\"\n"
+                    f"mlflow: {{tracking_uri: \"http://bob:pw'{SECRET}@127.0.0.1:9\"}}\n")
+    code, out, err, _ = main(capsys, "plan", str(spec), "--resolved")
+    assert code == cli.EXIT_OK, err
+    assert SECRET not in out + err and "it's a" not in out and "s3://***@bucket/x" in out, out
+    spec.write_text(f"name: leaky\nstorage: \"s3://AKIA:it's a {SECRET}@bucket/x\"\n")
+    code, out, err, elapsed = main(capsys, "plan", str(spec))
+    assert_refused(code, err, None, "'s3://***@bucket/x'", out=out, elapsed=elapsed)
+    assert "it's a" not in err
+
+
+@pytest.mark.parametrize("argv", [["status", f"s3://u:a b {SECRET}@bucket/x"],
+                                  ["run", str(REPO / "sweeps" / "smoke.yaml"), "--address", f"ray://u:a b {SECRET}@127.0.0.1:1"]])
+def test_a_password_with_a_blank_in_a_flag_or_directory_is_hidden(argv, capsys, tmp_path):
+    """A command-line argument is known whole: its URI's userinfo is hidden even where a blank cuts it."""
+    code, out, err, elapsed = main(capsys, *argv)
+    assert_refused(code, err, None, "***@", out=out, elapsed=elapsed)
+    assert "a b" not in err, err
