@@ -1199,6 +1199,7 @@ MUTANTS = [
     Mutant("M685", "a URI's userinfo known whole is not hidden where a blank cuts the word a message shows it in", "orchestrator/uris.py", "    for secret in _SECRETS:", "    for secret in ():", ("tests/orchestrator/test_uris.py::test_a_uri_known_whole_has_its_userinfo_hidden_whatever_it_holds",)),
     Mutant("M686", "the strings of a spec file are not remembered as secrets: a password with a blank or quote is shown in part", "orchestrator/spec/yaml_io.py", "        _remember_secrets(data)\n", "        pass\n", ("tests/orchestrator/test_cli_errors.py::test_a_password_a_message_would_cut_is_hidden_when_it_comes_from_the_spec_file",)),
     Mutant("M687", "the command line's arguments are not remembered as secrets (status DIR, --address)", "orchestrator/cli.py", "    remember_arguments(sys.argv[1:] if argv is None else argv)", "    pass", ("tests/orchestrator/test_cli_errors.py::test_a_password_with_a_blank_in_a_flag_or_directory_is_hidden",)),
+    Mutant("M689", "an override with no value (`seeds=`) silently replaces the file's value with the default", "orchestrator/spec/layers.py", "        if not text.strip():    # `seeds=$SEEDS`", "        if False:    # `seeds=$SEEDS`", ("tests/orchestrator/spec/test_spec_layers.py::test_an_override_without_a_value_is_refused_not_read_as_the_default",)),
 ]
 
 

@@ -121,6 +121,10 @@ def with_overrides(file: Layered, overrides: list[str], source: str) -> Layered:
         if not sep or not all(p.isidentifier() for p in parts):
             problems.append(f"override {show(item)} is not `key=value` with a dotted key (e.g. finetune.lam=3)")
             continue
+        if not text.strip():    # `seeds=$SEEDS` with the variable unset: never a silent switch to the default
+            problems.append(f"override {show(item)} gives `{key.strip()}` no value; write one after the `=` (e.g. "
+                            f"seeds=[0,1], finetune.lam=3), `{key.strip()}=null` for its default, or leave it out")
+            continue
         try:
             value = parse_yaml(text)
         except YamlError as e:

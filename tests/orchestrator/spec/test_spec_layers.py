@@ -67,14 +67,14 @@ def test_an_override_beats_the_file_and_a_chain_of_extends_names_each_sweep(tmp_
 
 
 def test_an_empty_section_is_one_left_out_and_the_profile_and_extends_below_it_stand(tmp_path):
-    """`pretrain:` with every key commented out (null), or the override `pretrain=`, means the section is left
+    """`pretrain:` with every key commented out (null), or the override `pretrain=null`, means the section is left
     out: the dataset's profile and an `extends:` base still set it, never the paper's defaults beneath them
     (a silent switch to 100 epochs at lr 0.1)."""
     plain = parse_spec("name: x\n")
     empty = parse_spec("name: x\npretrain:\n#  epochs: 5\nmidpoint:\nfinetune:\npaths:\n")
     assert empty.variants == plain.variants and spec_hash(empty) == spec_hash(plain)
     assert empty.provenance.keys["pretrain.epochs"] == "profile:digits"
-    assert load_spec(None, ["pretrain="]).variants == plain.variants
+    assert load_spec(None, ["pretrain=null"]).variants == plain.variants
     (tmp_path / "base.yaml").write_text("name: base\npretrain: {epochs: 3}\n")
     child = tmp_path / "child.yaml"
     child.write_text("name: child\nextends: base.yaml\npretrain:\n")
@@ -83,6 +83,19 @@ def test_an_empty_section_is_one_left_out_and_the_profile_and_extends_below_it_s
     # an override into the empty section sets its key; the section's other keys still come from below
     spec = load_spec(child, ["pretrain.lr=0.2"])
     assert (spec.variants[0].pretrain.lr, spec.variants[0].pretrain.epochs) == (0.2, 3)
+
+
+@pytest.mark.parametrize("override", ["seeds=", "cue_proportions= ", "finetune=", "max_concurrent=", "finetune.lr="])
+def test_an_override_without_a_value_is_refused_not_read_as_the_default(tmp_path, override):
+    """`seeds=$SEEDS` with the variable unset: the file's seeds must not silently become the default three (nor
+    the file's fine-tuning section the profile's); refused, naming the key and how to give a value."""
+    spec = tmp_path / "ov.yaml"
+    spec.write_text("name: ov\nseeds: [0]\ncue_proportions: [0.0, 0.9]\nfinetune: {lr: 0.5}\nmax_concurrent: 2\n")
+    key = override.split("=")[0]
+    with pytest.raises(SpecError, match=f"override '{override}' gives `{key}` no value; .*`{key}=null` for its "
+                                        "default, or leave it out"):
+        load_spec(spec, [override])
+    assert load_spec(spec, ["max_concurrent=null"]).max_concurrent is None          # asked for, in so many words
 
 
 def test_a_swept_key_names_the_layer_that_swept_it():
