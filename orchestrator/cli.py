@@ -47,7 +47,7 @@ def _planning_progress(tasks: int, seconds: float) -> None:
 
 
 def cmd_plan(args) -> int:
-    from orchestrator.graph.dag import build_graph, check_axes_read, describe_plan
+    from orchestrator.graph.dag import build_graph, check_settings_read, describe_plan
     from orchestrator.spec.explain import explain_spec
     from orchestrator.spec.sweep_spec import dump_spec
 
@@ -65,7 +65,7 @@ def cmd_plan(args) -> int:
         return EXIT_OK
     start = time.perf_counter()
     graph = build_graph(spec, progress=_planning_progress)
-    check_axes_read(spec, graph)
+    check_settings_read(spec, graph)
     if args.json:
         print(json.dumps(plan_json(spec, graph, with_tasks=args.list), indent=2))
         return EXIT_OK

@@ -181,7 +181,7 @@ MUTANTS = [
            "stack.extend((arg, False) for arg in reversed(node.all_input_nodes) if arg not in rank)",
            (f"{T_TRACE}::test_traced_specs_of_the_builtins_equal_the_hand_written_ones_in_the_same_order",)),
     Mutant("M33", "the spec checks accept any model of your own for aligned paths (alignment_problem does not trace)",
-           "tasks/models.py", "trace_permutation_spec(_build_cheaply(name, width, num_classes, in_channels))", "None",
+           "tasks/models.py", "        trace_permutation_spec(model)\n", "        pass\n",
            (f"{T_TRACE}::test_alignment_problem_names_a_user_model_the_tracer_refuses",)),
     # identity: what a task reads against what its id holds (M40+: numbered apart from the science mutants)
     Mutant("M40", "naive fine-tuning reads a setting its id omits (`margin`; a sweep over it shares one result)",
@@ -1166,7 +1166,7 @@ MUTANTS = [
     Mutant("M652", "cbft with as many warm-up epochs as epochs accepted (its invariance term never applied)", "orchestrator/spec/rules.py", "    if warmed and v.finetune.warmup_epochs >= v.finetune.epochs:", "    if warmed and v.finetune.warmup_epochs > v.finetune.epochs:", ("tests/orchestrator/test_cli_errors.py::test_bad_spec_is_refused_by_plan[warmup_not_below_epochs]",)),
     Mutant("M653", "a nonzero resource below Ray's 0.0001 accepted (a Ray traceback at run time)", "orchestrator/spec/schema.py", "                if 0 < amount < RESOURCE_UNIT]", "                if 0 < amount < 0]", ("tests/orchestrator/test_cli_errors.py::test_bad_spec_is_refused_by_plan[custom_below_ray_unit]",)),
     Mutant("M654", "plan counts a pair again for its midpoint and alignment under a swept path setting", "orchestrator/graph/dag.py", "        if task.kind == vocab.PATH_EVAL and task.labels.get(\"pair_type\"):", "        if task.labels.get(\"pair_type\"):", ("tests/orchestrator/graph/test_graph.py::test_pair_counts_count_a_pair_once_per_swept_combination_that_evaluates_it",)),
-    Mutant("M655", "a sweep over a setting no planned task reads is run (every combination the same tasks)", "orchestrator/graph/dag.py", "    if unread:", "    if False:", ("tests/orchestrator/test_cli_errors.py::test_a_sweep_over_a_setting_no_planned_task_reads_is_refused_before_anything_is_written",)),
+    Mutant("M655", "a sweep over a setting no planned task reads is run (every combination the same tasks)", "orchestrator/graph/dag.py", "    if unread:\n        raise", "    if False:\n        raise", ("tests/orchestrator/test_cli_errors.py::test_a_sweep_over_a_setting_no_planned_task_reads_is_refused_before_anything_is_written",)),
     Mutant("M656", "the mmc-sweep command does not find a model of your own in the working directory", "orchestrator/spec/command_line.py", "        sys.path.append(here)", "        pass", ("tests/orchestrator/test_cli.py::test_the_working_directory_goes_last_on_the_path_and_only_once",)),
     Mutant("M657", "a tasks.py in the working directory takes the place of mmc-sweep's own tasks package", "orchestrator/__init__.py", "        sys.meta_path.insert(0, _OwnTasks(own))", "        pass", ("tests/orchestrator/test_package.py::test_a_tasks_module_in_the_working_directory_does_not_take_the_place_of_mmc_sweeps_own",)),
     Mutant("M658", "a rerun that reused every result credits them to its own git revision", "orchestrator/report/progress.py", "\"git_rev\": \"git revision of this invocation\"", "\"git_rev\": \"git revision\"", ("tests/orchestrator/report/test_report.py::test_task_provenance_sums_finished_durations_and_spans_first_start_to_last_finish",)),
@@ -1200,6 +1200,7 @@ MUTANTS = [
     Mutant("M686", "the strings of a spec file are not remembered as secrets: a password with a blank or quote is shown in part", "orchestrator/spec/yaml_io.py", "        _remember_secrets(data)\n", "        pass\n", ("tests/orchestrator/test_cli_errors.py::test_a_password_a_message_would_cut_is_hidden_when_it_comes_from_the_spec_file",)),
     Mutant("M687", "the command line's arguments are not remembered as secrets (status DIR, --address)", "orchestrator/cli.py", "    remember_arguments(sys.argv[1:] if argv is None else argv)", "    pass", ("tests/orchestrator/test_cli_errors.py::test_a_password_with_a_blank_in_a_flag_or_directory_is_hidden",)),
     Mutant("M689", "an override with no value (`seeds=`) silently replaces the file's value with the default", "orchestrator/spec/layers.py", "        if not text.strip():    # `seeds=$SEEDS`", "        if False:    # `seeds=$SEEDS`", ("tests/orchestrator/spec/test_spec_layers.py::test_an_override_without_a_value_is_refused_not_read_as_the_default",)),
+    Mutant("M690", "a setting the user set that no planned task reads (finetune.lam for naive alone) is passed over in silence", "orchestrator/graph/dag.py", "    for key in unread:\n", "    for key in []:\n", ("tests/orchestrator/graph/test_graph.py::test_a_setting_the_user_set_that_no_planned_task_reads_is_said_in_a_warning",)),
 ]
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -46,12 +47,14 @@ from typing import Any, Callable
 from orchestrator import vocab
 from orchestrator.spec.schema import SpecError
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
-from orchestrator.spec.columns import settings_values
+from orchestrator.spec.columns import settings_columns, settings_values
 from tasks.settings.data import DataSettings, data_identity
-from tasks.settings.finetune import settings_used
+from tasks.settings.finetune import FINETUNE_METHOD_NAMES, settings_used
 from tasks.settings.models import ModelSettings, model_identity
 from tasks.seeding import derive_seed
 from tasks.settings import identity_dict
+
+_LOG = logging.getLogger(__name__)
 
 LABEL_KEYS = ("dataset", "cue_proportion", "model", "seed", "method", "init_seed", "data_seed",
               "path_kind", "alignment", "pair_type", "pair_design", "endpoint_a", "endpoint_b",
@@ -421,14 +424,38 @@ def describe_plan(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-def check_axes_read(spec: SweepSpec, graph: Graph) -> None:
+def check_settings_read(spec: SweepSpec, graph: Graph) -> None:
     """A swept setting that no planned task reads (nor any task it descends from) would multiply the
-    combinations and run nothing more: refused, like any setting the plan would drop (SpecError)."""
-    unread = [key for key in spec.swept_keys if not any(key in task.settings for task in graph.tasks.values())]
+    combinations and run nothing more: refused, like any setting the plan would drop (SpecError). A setting
+    the user set (spec file or override) that no planned task reads (`finetune.lam` for naive fine-tuning
+    alone, `midpoint.*` without a quadratic path) changes nothing in this sweep: said in a warning, not
+    refused (a spec may set what an optional method would read: smoke.yaml's `llrt_epochs`); a default, a
+    profile's or an `extends:` base's value is not the user's and is not mentioned."""
+    read = {key for task in graph.tasks.values() for key in task.settings}
+    unread = [key for key in spec.swept_keys if key not in read]
     if unread:
         raise SpecError([f"`{key}` is swept, but no planned task reads it (e.g. `finetune.*` without a fine-tuning, "
                          "`align.*` without an aligned path): every combination would run the same tasks; sweep a "
                          "setting the plan uses, or plan the tasks that read it" for key in unread], spec.source)
+    columns = {name for name, _ in settings_columns()}
+    unread = [key for key in spec.provenance.keys if key in columns and spec.explicit(key) and key not in read]
+    for key in unread:
+        _LOG.warning(f"`{key}` is set ({spec.provenance.keys[key]}), but no planned task reads it{_readers(spec, key)}: "
+                     "it changes nothing in this sweep")
+
+
+def _readers(spec: SweepSpec, key: str) -> str:
+    """Which tasks would read `key`: for a fine-tuning setting, the methods that do."""
+    section, name = key.split(".", 1)
+    if section == vocab.FINETUNE:
+        methods = [m for m in FINETUNE_METHOD_NAMES if name in settings_used(m)]
+        return (f": of the fine-tuning methods, {', '.join(methods) or 'none'} read it"
+                + (f", and `finetune.methods` is {list(spec.top.finetune.methods)}" if spec.top.finetune.methods else
+                   ", and no fine-tuning is planned"))
+    if section in (vocab.MIDPOINT, vocab.ALIGN):
+        kind = vocab.QUADRATIC if section == vocab.MIDPOINT else vocab.ALIGNED
+        return f": only paths of kind {kind!r} do (their {section} tasks), and no planned path is one"
+    return ""
 
 
 def pair_counts(graph: Graph) -> dict[str, int]:

@@ -29,7 +29,7 @@ from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import MmcError, SweepError
 from orchestrator.provenance import SourceRevision, source_revision, torch_version
-from orchestrator.graph.dag import Graph, build_graph, check_axes_read, planning_line
+from orchestrator.graph.dag import Graph, build_graph, check_settings_read, planning_line
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
 from orchestrator.storage.lock import sweep_lock
@@ -117,7 +117,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
     # stops here, before anything is written
     revision = source_revision()
     graph = build_graph(spec, progress=lambda tasks, seconds: log(planning_line(tasks, seconds)))
-    check_axes_read(spec, graph)
+    check_settings_read(spec, graph)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
     address = ray_address or os.environ.get("RAY_ADDRESS")

@@ -615,3 +615,25 @@ def test_every_task_records_the_width_its_model_is_built_with():
     assert widths == {("small_cnn", 16), ("small_cnn-w8", 8)}
     plain = build_graph(load_spec(SMOKE_SPEC))
     assert set(plain.tasks) <= set(graph.tasks)          # the ids of the model without a width did not move
+
+
+def test_a_setting_the_user_set_that_no_planned_task_reads_is_said_in_a_warning(caplog, tmp_path):
+    """`finetune.lam` with naive fine-tuning alone, `midpoint.*` without a quadratic path: the plan says, once
+    per key, that the setting changes nothing and which tasks would read it; the same key from the profile or
+    an extended base (smoke.yaml's own) is not the user's and is not mentioned. Nothing is refused."""
+    from orchestrator.graph.dag import check_settings_read
+    from tests.conftest import write_spec
+    base = write_spec(tmp_path, "unread", paths={"kinds": ["linear", "aligned"]})    # smoke.yaml below: not the user's
+    spec = load_spec(base, ["finetune.methods=[naive]", "finetune.lam=3", "midpoint.epochs=2", "finetune.epochs=2"])
+    with caplog.at_level("WARNING", logger="orchestrator.graph.dag"):
+        check_settings_read(spec, build_graph(spec))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith("`finetune.lam` is set (override:finetune.lam=3), but no planned task reads it: of the "
+                              "fine-tuning methods, cbft, cbft_invariance read it, and `finetune.methods` is ['naive']")
+    assert said[1].startswith("`midpoint.epochs` is set (override:midpoint.epochs=2), but no planned task reads it: "
+                              "only paths of kind 'quadratic' do")
+    caplog.clear()
+    plain = load_spec(SMOKE_SPEC)                           # smoke.yaml's own midpoint and align settings are read
+    check_settings_read(plain, build_graph(plain))
+    assert caplog.records == []
