@@ -144,8 +144,7 @@ def json_schema() -> dict:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "mmc-sweep spec", "type": "object",
         "properties": props, "additionalProperties": False,
-        # `name`, and the `data.root` of a dataset that needs one, may come from the sweep it extends
-        "anyOf": [{"required": ["name"]}, {"required": ["extends"]}],
+        # `name` defaults to the spec file's; the `data.root` of a dataset that needs one may come from the sweep it extends
         "allOf": [{"if": {"required": ["data"], "properties": {"data": {
                       "required": ["dataset"], "properties": {"dataset": {"enum": _needs_root()}}}}},
                    "then": {"anyOf": [{"required": ["extends"]}, {"properties": {"data": {

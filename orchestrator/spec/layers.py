@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.errors import SweepError
 from orchestrator.messages import show
-from orchestrator.spec.schema import SpecError, is_grid
+from orchestrator.spec.schema import SWEEP_NAME, SpecError, is_grid
 from orchestrator.spec.validation import not_a_spec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml, read_text
 from tasks.settings.data import DATASETS
@@ -74,6 +74,18 @@ class Layered:
 
 def is_user_layer(label: str) -> bool:
     return label.startswith(USER_LAYERS)
+
+
+def named_after_file(raw: Any, path: str | Path | None) -> Any:
+    """A spec file's YAML with the name it gives its sweep when it sets none (or `name:` left empty): the file's
+    own name without .yaml/.yml, where that is a sweep name (`schema.SWEEP_NAME`); else as it is (`name` missing).
+    Never the name of a sweep it `extends:`, whose directory it would share. A file that is no spec at all
+    (`not_a_spec`: /etc/shadow given by mistake) gets none, so that its keys stay out of the error."""
+    if path is None or not isinstance(raw, dict) or raw.get("name") is not None or not_a_spec(raw, "") is not None:
+        return raw
+    name = Path(str(path)).name
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".yaml", ".yml")) else name
+    return {"name": stem, **{k: v for k, v in raw.items() if k != "name"}} if SWEEP_NAME.match(stem) else raw
 
 
 def layer(raw: dict, label: str) -> Layered:

@@ -259,9 +259,10 @@ class TopLevel:
     whose settings may be swept (`Key.swept`) holds here only its keys with one value per sweep
     (None when it has none); its settings are in each `sweep_spec.Variant`."""
 
-    name: str = key(None, required="it is required (letters, digits, - _ .)", pattern=SWEEP_NAME,
+    name: str = key(None, required="it is required (letters, digits, - _ .); a spec file without one is named after "
+                                   "its file, where the file's name (without .yaml) is one", pattern=SWEEP_NAME,
                     fix="use 1-100 letters, digits, '-', '_' or '.', starting with a letter or digit, without "
-                        "'..' or path separators", doc="the sweep's name: its directory is <storage>/<name>/")
+                        "'..' or path separators", doc="the sweep's name: its directory is <storage>/<name>/ (a spec file's name by default)")
     description: str | None = key(None, fix=f"must be text of at most {MAX_DESCRIPTION} characters",
                                   max_length=MAX_DESCRIPTION, science=False, doc="free text about the sweep")
     extends: str | None = key(None, layer=True, min_length=1,

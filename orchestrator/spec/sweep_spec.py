@@ -30,9 +30,8 @@ from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
 from orchestrator.spec.locations import redacted_problems
-# (PROFILE_RESOURCE, profile_for and shipped_sweeps are also read from here)
-from orchestrator.spec.layers import (PROFILE_RESOURCE, Layered, is_user_layer, layer, profile_for, shipped_sweeps,
-                                      with_extends, with_overrides, with_profile)
+from orchestrator.spec.layers import (Layered, is_user_layer, layer, named_after_file, with_extends, with_overrides,
+                                      with_profile, PROFILE_RESOURCE, profile_for, shipped_sweeps)  # last 3: read here too
 from orchestrator.spec.rules import partly_planned, spec_problems, unservable_pairs
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
@@ -152,6 +151,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     overrides; SpecError lists every problem."""
     source = f"<built-in {DEFAULT_SPEC_RESOURCE}>" if path is None else as_typed(str(path))
     raw, resolved = _read(path, source)
+    raw = named_after_file(raw, path)     # every key left out defaults: the name to the file's (not an extended base's)
     # the built-in sweep's keys are not the user's; nor are those of a resolved spec (`plan --resolved`, a
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
     label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
@@ -196,7 +196,7 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     """Resolve the layers (`key=value` overrides, `extends`, the dataset's profile) and validate,
     collecting every problem."""
     if raw is None and not overrides:
-        raise SpecError(["the spec is empty; it needs at least `name:` (`mmc-sweep plan` shows the "
+        raise SpecError(["the spec is empty; give it at least one key, e.g. `name:` (`mmc-sweep plan` shows the "
                          "built-in default sweep)"], source)
     if raw is not None and not isinstance(raw, dict):
         raise SpecError([f"the spec must be a mapping of `key: value` lines, not a {type_name(raw)}"],

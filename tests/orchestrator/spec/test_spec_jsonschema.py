@@ -58,6 +58,7 @@ NOT_EXPRESSIBLE = {
     "unknown_dataset": PLUGINS, "unknown_model": PLUGINS,
     "axes_swept_twice": COMBINATIONS, "axes_too_many": COMBINATIONS, "axes_unequal": COMBINATIONS,
     "tracking_uri_bad_port": "a port in range (urllib's rule)",
+    "missing name": "the name a spec file without one takes from its file name (a schema sees no file name)",
 }
 
 

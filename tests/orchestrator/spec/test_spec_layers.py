@@ -307,3 +307,19 @@ def test_a_problem_in_a_spec_that_is_extended_names_that_file(tmp_path):
     assert any(p.startswith("`pretrain.epohcs`: unknown key") and p.endswith("(set in base.yaml, which it extends)")
                for p in problems), problems
     assert any(p.startswith("`finetune.lamm`: unknown key") and "which it extends" not in p for p in problems), problems
+
+
+def test_a_spec_file_without_a_name_is_named_after_its_file_never_after_the_sweep_it_extends(tmp_path):
+    """Every key left out defaults, the name too: `my-run.yaml` runs the sweep `my-run`, also when it extends
+    `default` (whose name would share the default sweep's directory); `name:` left empty is left out; an override
+    still names it; a file whose name is no sweep name leaves `name` missing, refused saying why."""
+    (tmp_path / "my-run.yaml").write_text("extends: default\nseeds: [5]\n")
+    spec = load_spec(tmp_path / "my-run.yaml")
+    assert spec.name == "my-run" and spec.provenance.keys["name"] == f"file:{tmp_path / 'my-run.yaml'}"
+    (tmp_path / "plain.yml").write_text("name:\nseeds: [5]\n")
+    assert load_spec(tmp_path / "plain.yml").name == "plain"
+    assert load_spec(tmp_path / "my-run.yaml", ["name=other"]).name == "other"
+    (tmp_path / "no good.yaml").write_text("seeds: [5]\n")
+    with pytest.raises(SpecError, match="`name`: is missing; .* a spec file without one is named after its file"):
+        load_spec(tmp_path / "no good.yaml")
+    assert load_spec(None).name == "default"
