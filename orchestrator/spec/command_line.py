@@ -31,15 +31,20 @@ def unknown_flags(parser, command: str | None, given: list[str]) -> str:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             options = {o for a in action.choices[command]._actions for o in a.option_strings}
+    from orchestrator.spec.schema import TOP_KEYS
+
     hints = []
     for flag in given:
         name = flag.split("=", 1)[0]
         close = sorted(o for o in options if o.startswith(name)) if name.startswith("--") else []
         close = close or difflib.get_close_matches(name, sorted(options), n=2, cutoff=0.7)
+        key = name.lstrip("-").replace("-", "_")
         if close:
             hints.append(f"{flag}: did you mean {' or '.join(close)}?")
-    return f"unrecognized arguments: {' '.join(given)}" + (f" ({'; '.join(hints)} Flags are written out in full)"
-                                                            if hints else "")
+        elif key in TOP_KEYS or "." in key:    # `plan --storage X`: a spec key, given as an override
+            hints.append(f"{flag}: a spec key is given as `{key}=VALUE` after the spec")
+    full = " Flags are written out in full" if any(h.endswith("?") for h in hints) else ""
+    return f"unrecognized arguments: {' '.join(given)}" + (f" ({'; '.join(hints)}{full})" if hints else "")
 
 
 def number(kind: type):

@@ -289,6 +289,9 @@ def test_bad_overrides_are_refused(override, needle, tmp_path, cwd, capsys):
     (["--no-rep"], "(--no-rep: did you mean --no-report?"),
     (["--wait", "5"], "(--wait: did you mean --wait-for-nodes?"),                 # a prefix, however short
     (["--num-cpu=2"], "(--num-cpu=2: did you mean --num-cpus?"),
+    # a spec key written as a flag: how to give it
+    (["--seeds", "[5]"], "unrecognized arguments: --seeds (--seeds: a spec key is given as `seeds=VALUE` after the spec)"),
+    (["--finetune.lam=3"], "(--finetune.lam=3: a spec key is given as `finetune.lam=VALUE` after the spec)"),
     # a mistyped flag's value is shown as the storage's would be: without its credentials
     ([f"--storag=s3://key:{SECRET}@bucket/x"], "unrecognized arguments: --storag=s3://***@bucket/x"),
     ([f"--bogus=s3://key:{SECRET}@bucket/x"], "unrecognized arguments: --bogus=s3://***@bucket/x"),

@@ -30,7 +30,8 @@ class Toy(S.Settings):
     ({"n": 11}, "must be >= 1 and <= 10"),
     ({"n": True}, "`n`: true is not allowed; must be a whole number"),
     ({"n": 2.0}, "must be a whole number"),
-    ({"n": 2 ** 64}, "must fit in 64 bits"),
+    ({"n": 2 ** 64}, "`n`: 18446744073709551616 is not allowed; must be >= 1 and <= 10"),   # its bounds, not "64 bits"
+    ({"cap": 2 ** 64}, "must be >= 1"),
     ({"x": math.inf}, "`x`: inf is not allowed; must be a finite number"),
     ({"x": math.nan}, "must be a finite number"),
     ({"x": 1}, "must be > 0 and < 1"),
