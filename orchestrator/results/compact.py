@@ -224,7 +224,7 @@ def summary(done: dict[str, TableCompaction]) -> str:
                          + (f", those of {len(c.lost)} are lost: their outputs no longer verify, and the next run "
                             f"recomputes them (e.g. {c.lost[0]})" if c.lost else ""))
         if c.rebuilt is not None:
-            lines.append(f"  {t}: its manifest was unreadable; every task whose rows its parts held "
+            lines.append(f"  {t}: its manifest was unreadable or missing; every task whose rows its parts held "
                          f"({c.rebuilt}) has them in a fragment again, so the manifest was rebuilt from the "
                          f"fragments and the old manifest and parts moved to results/_quarantine/{t}/")
         if c.upgraded:
@@ -255,8 +255,12 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
     if finished is not None:   # fragments of tasks that may still write them: left for later
         listing.fragments = {t: stamp for t, stamp in listing.fragments.items() if finished(t)}
     try:
-        manifest = read_manifest(layout, table) or Manifest(table)
-    except ValueError as exc:
+        manifest = read_manifest(layout, table)
+        if manifest is None and listing.parts:    # parts but no manifest: lost, or a first compaction cut short
+            raise ValueError(f"the manifest of `{table}` is missing, but {counted(len(listing.parts), 'part file')} "
+                             f"beside it hold{'s' if len(listing.parts) == 1 else ''} rows")
+        manifest = manifest or Manifest(table)
+    except ValueError as exc:                     # never delete parts whose rows may be the only copy
         manifest = _start_over(layout, table, listing, result, str(exc))
         min_fragments = 1                         # the fragments are all the table has: into a part, and a manifest
     temporary = [] if running else listing.temporary + temporary_manifests(layout, table)

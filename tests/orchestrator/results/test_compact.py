@@ -299,6 +299,35 @@ def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept, caplog)
     assert warned(caplog, "manifest")
 
 
+def test_a_deleted_manifest_never_costs_the_part_its_rows(swept, capsys, caplog):
+    """The manifest deleted after compaction (the fragments deleted too): its part is the only copy of the
+    rows. Compaction and a run's repair must not take it for the orphan of a compaction cut short and delete
+    it: compaction refuses (exit 2, naming the missing manifest), the part stays; once the tasks' fragments
+    are back (a run recomputes them), the manifest is rebuilt and the part moved to the quarantine, kept."""
+    layout, graph, before = swept
+    table = vocab.PATHS
+    saved = {t: layout.storage.read_bytes(layout.fragment(table, t)) for t in fragments(layout, table)}
+    compact.compact(layout)
+    (part,) = Path(layout.table_dir(table)).iterdir()
+    layout.storage.delete(manifest.manifest_path(layout, table))
+    with caplog.at_level("WARNING"):
+        assert tables.read_table(layout, table).empty           # readers say why the rows are left out
+    assert warned(caplog, f"the manifest of `{table}` is missing, but 1 part file(s) beside it hold rows")
+    assert cli.main(["compact", layout.root]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"the manifest of `{table}` is missing, but 1 part file beside it holds rows" in err, err
+    compact.repair(layout, log=lambda *a: None)                # a run's start: warns, deletes nothing
+    compact.compact_after_run(layout, log=lambda *a: None, one_part=True)
+    assert part.is_file()
+    for task_id, data in saved.items():                        # the run recomputed them
+        layout.storage.write_bytes(layout.fragment(table, task_id), data)
+    done = compact.compact_table(layout, table)
+    assert done.rebuilt == len(saved) and done.files == 1 and not part.is_file()
+    assert any(p.name.endswith(part.name) for p in (Path(layout.root) / "results" / "_quarantine" / table).iterdir())
+    assert_same_rows(layout, before)
+    assert_all_verified(layout, graph)
+
+
 def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again(swept, capsys):
     """The manifest garbled after compaction (the fragments deleted): the parts' rows no longer count and a
     run recomputes their tasks. While one of them has no fragment, compaction refuses (exit 2, one line
@@ -318,7 +347,7 @@ def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_frag
     layout.storage.write_bytes(layout.fragment(table, ids[0]), saved[ids[0]])
     done = compact.compact_table(layout, table)
     assert done.rebuilt == len(ids) and done.absorbed == len(ids) and done.files == 1
-    assert "its manifest was unreadable; every task whose rows its parts held" in compact.summary({table: done})
+    assert "its manifest was unreadable or missing; every task whose rows its parts held" in compact.summary({table: done})
     assert_same_rows(layout, before)
     assert glob_rows(layout, table) == len(before[table])
     assert_all_verified(layout, graph)
@@ -480,7 +509,7 @@ def test_the_rerun_after_a_garbled_manifest_recomputes_its_tasks_and_repairs_it(
     outcome = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     recomputed = before["task_id"].nunique()
     assert outcome.counts["done"] == recomputed and outcome.counts["cached"] == len(graph) - recomputed
-    assert any("evaluations: its manifest was unreadable" in line for line in logged), logged
+    assert any("evaluations: its manifest was unreadable or missing" in line for line in logged), logged
     after = tables.read_table(layout, vocab.EVALUATIONS)
     assert sorted(after["task_id"]) == sorted(before["task_id"]) and after["task_id"].tolist() == before["task_id"].tolist()
     assert glob_rows(layout, vocab.EVALUATIONS) == len(before)
