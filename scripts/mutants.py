@@ -1204,6 +1204,7 @@ MUTANTS = [
     Mutant("M691", "a spec file without a name is refused (or takes the name of the sweep it extends, sharing its directory)", "orchestrator/spec/sweep_spec.py", "    raw = named_after_file(raw, path)", "    raw = raw", ("tests/orchestrator/spec/test_spec_layers.py::test_a_spec_file_without_a_name_is_named_after_its_file_never_after_the_sweep_it_extends",)),
     Mutant("M692", "a file that is no spec (/etc/shadow) is given a name, and its lines are listed as unknown keys", "orchestrator/spec/layers.py", " or not_a_spec(raw, \"\") is not None:", ":", ("tests/orchestrator/spec/test_spec_layers.py::test_a_file_that_is_no_spec_is_named_as_such_without_showing_its_keys",)),
     Mutant("M693", "a table whose manifest was deleted has its part, the only copy of its rows, deleted as an orphan", "orchestrator/results/compact.py", "        if manifest is None and listing.parts:    # parts but no manifest", "        if False:    # parts but no manifest", ("tests/orchestrator/results/test_compact.py::test_a_deleted_manifest_never_costs_the_part_its_rows",)),
+    Mutant("M694", "a model whose weights or BN buffers overflow while the loss stays finite finishes its task (every evaluation NaN)", "tasks/train.py", "        if (bad := non_finite_state(model)) is not None:", "        if (bad := None) is not None:", ("tests/tasks/test_train.py::test_a_model_state_that_overflows_while_the_loss_stays_finite_raises_divergence_error",)),
 ]
 
 

@@ -31,17 +31,28 @@ _GLOBAL_RNG_STREAM = "fit-global-rng"
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or inf. Carries `epoch` and `step` (0-based) and the loss `value`."""
+    """The loss became NaN or inf, or (`where`: a weight or buffer's name) the model's state did: a BN running
+    variance that overflowed while the loss stayed finite would make every evaluation NaN. Carries `epoch` and
+    `step` (0-based) and the `value`."""
 
-    def __init__(self, epoch: int, step: int, value: float):
-        self.epoch, self.step, self.value = epoch, step, value
+    def __init__(self, epoch: int, step: int, value: float, where: str | None = None):
+        self.epoch, self.step, self.value, self.where = epoch, step, value, where
+        what = f"loss is {value}" if where is None else f"the model's `{where}` holds {value}"
         super().__init__(
-            f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
+            f"training diverged: {what} at epoch {epoch}, step {step}; "
             "lower `lr` (e.g. halve it) or check the inputs for NaN/inf"
         )
 
     def __reduce__(self):  # crosses process boundaries (Ray, spawn) with its fields intact
-        return (type(self), (self.epoch, self.step, self.value))
+        return (type(self), (self.epoch, self.step, self.value, self.where))
+
+
+def non_finite_state(model: nn.Module) -> tuple[str, float] | None:
+    """The first weight or buffer of `model` holding NaN or inf, and such a value; None when all are finite."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name, float(tensor[~torch.isfinite(tensor)].flatten()[0])
+    return None
 
 
 @dataclass
@@ -314,6 +325,8 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
             raise ValueError(f"epoch {epoch} had no samples: the objective yielded no batches "
                              f"(is the split smaller than `batch_size` {settings.batch_size}?)")
         broadcast_state(model)  # buffers (BN running stats) drift apart per rank
+        if (bad := non_finite_state(model)) is not None:      # the same on every rank (broadcast)
+            raise DivergenceError(epoch, step, bad[1], where=bad[0])
         report = EpochReport(epoch, loss_sum / count, correct / count, optimizer.param_groups[0]["lr"],
                              time.perf_counter() - started, model, optimizer)
         rows.append({"epoch": epoch, "split": "train", "loss": report.loss, "acc": report.acc, "lr": report.lr})

@@ -219,6 +219,22 @@ def test_huge_lr_raises_divergence_error():
     assert info.value.epoch >= 0 and info.value.step >= 0 and not math.isfinite(info.value.value)
 
 
+def test_a_model_state_that_overflows_while_the_loss_stays_finite_raises_divergence_error():
+    """Inputs so large that BatchNorm's batch variance overflows: the normalised activations, and so the loss,
+    stay finite, but the running variance becomes inf and every later evaluation would be NaN. The epoch ends in
+    a DivergenceError naming the buffer (it survives pickling), not in a finished task whose results are NaN."""
+    split = blobs()
+    model = make_model(0)
+    settings = OptimSettings(epochs=2, lr=0.01, batch_size=16, schedule="constant")
+    with pytest.raises(DivergenceError, match=r"training diverged: the model's `body.2.running_var` holds inf at "
+                                              r"epoch 0, step 6; lower `lr`") as info:
+        fit(model, cross_entropy_objective(Split(split.x * 1e25, split.y), 16, seed=0), model.parameters(), settings,
+            seed=0, device="cpu")
+    assert info.value.where == "body.2.running_var" and pickle.loads(pickle.dumps(info.value)).where == info.value.where
+    fine = make_model(0)                                      # the same inputs at a sane scale: no error
+    fit(fine, cross_entropy_objective(split, 16, seed=0), fine.parameters(), settings, seed=0, device="cpu")
+
+
 def test_nan_input_raises_divergence_error_at_first_step():
     split = blobs()
     x = split.x.clone()
