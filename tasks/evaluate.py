@@ -62,7 +62,7 @@ def autocast(precision: str, device: torch.device | str):
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
              device: torch.device | str = "cpu", precision: str = "fp32", predictions: bool = False) -> dict:
     """{loss: mean cross-entropy, acc, n} of `model` on `split` (loss and acc NaN when any logit is
-    NaN or inf), in order, in batches of `batch_size`;
+    NaN or inf, or the loss overflows), in order, in batches of `batch_size`;
     with `predictions`, also `pred`: the predicted class of every sample (int64 [n] on `device`, in
     split order), e.g. to compare two models' decisions sample by sample.
 
@@ -98,7 +98,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
         model.train(was_training)
     # a non-finite logit anywhere makes the whole evaluation NaN: never a finite accuracy from
     # non-finite work (argmax of NaN logits still names a class)
-    ok = bool(finite)
+    ok = bool(finite) and math.isfinite(float(loss_sum))   # finite logits so large that the loss overflows: too
     result = {"loss": float(loss_sum) / n if ok else math.nan, "acc": int(correct) / n if ok else math.nan, "n": n}
     if predictions:
         result["pred"] = torch.cat(predicted)
@@ -164,7 +164,7 @@ def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1
     out = {}
     for name, start, n in zip(joined.names, _starts(joined.sizes), joined.sizes):
         part = slice(start, start + n)
-        good = bool(ok[part].all())
+        good = bool(ok[part].all()) and math.isfinite(float(loss[part].sum()))   # a loss that overflowed: too
         result = {"loss": float(loss[part].sum()) / n if good else math.nan,
                   "acc": int(correct[part].sum()) / n if good else math.nan, "n": n}
         if predictions:

@@ -37,9 +37,10 @@ class DivergenceError(RuntimeError):
 
     def __init__(self, epoch: int, step: int, value: float, where: str | None = None):
         self.epoch, self.step, self.value, self.where = epoch, step, value, where
-        what = f"loss is {value}" if where is None else f"the model's `{where}` holds {value}"
+        what = "loss" if where is None else where
+        at = f"at epoch {epoch}, step {step}" if step >= 0 else f"after epoch {epoch}"   # step -1: once trained
         super().__init__(
-            f"training diverged: {what} at epoch {epoch}, step {step}; "
+            f"training diverged: {what} is {value} {at}; "
             "lower `lr` (e.g. halve it) or check the inputs for NaN/inf"
         )
 
@@ -326,7 +327,7 @@ def fit(model: nn.Module, objective: Objective, params: Iterable, settings: Opti
                              f"(is the split smaller than `batch_size` {settings.batch_size}?)")
         broadcast_state(model)  # buffers (BN running stats) drift apart per rank
         if (bad := non_finite_state(model)) is not None:      # the same on every rank (broadcast)
-            raise DivergenceError(epoch, step, bad[1], where=bad[0])
+            raise DivergenceError(epoch, step, bad[1], where=f"the model's `{bad[0]}`")
         report = EpochReport(epoch, loss_sum / count, correct / count, optimizer.param_groups[0]["lr"],
                              time.perf_counter() - started, model, optimizer)
         rows.append({"epoch": epoch, "split": "train", "loss": report.loss, "acc": report.acc, "lr": report.lr})

@@ -9,6 +9,7 @@ workers) is `orchestrator.run.schedule`'s choice.
 """
 from __future__ import annotations
 
+import math
 import platform
 import socket
 import time
@@ -35,7 +36,7 @@ from tasks import paths as paths_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
 from tasks.settings import from_identity
-from tasks.train import OptimSettings, cross_entropy_objective, fit
+from tasks.train import DivergenceError, OptimSettings, cross_entropy_objective, fit
 
 
 
@@ -113,6 +114,10 @@ def _trained(task: Task, env: TaskEnv, model, data, resume, curve: list[dict], c
     out = TaskOutput(tables={vocab.TRAIN_CURVES: rows}, checkpoint=checkpoint, steps=curve_steps(rows))
     if model is not None:
         rows = evaluate_sets(model, data.eval_sets, device=env.device)
+        broken = [r["eval_set"] for r in rows if not math.isfinite(r["loss"])]
+        if broken:   # weights that blew up while every training loss stayed finite: no result to build on
+            raise DivergenceError(len(curve) and curve[-1]["epoch"], -1, math.nan,
+                                  where=f"the trained model's loss on {', '.join(broken)}")
         out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
         out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
     return out

@@ -343,3 +343,17 @@ def test_bf16_on_a_device_that_computes_it_natively_is_resolved_without_a_warnin
         assert resolve_precision("auto", "cpu") == "bf16"
         model, split = trained_bn_model(), make_split(6, seed=1)
         assert evaluate(model, split, batch_size=4, precision="bf16")["n"] == 6
+
+
+def test_finite_logits_whose_loss_overflows_make_the_evaluation_nan_as_non_finite_logits_do():
+    """Logits of ±3e38 are finite, but their cross-entropy overflows float32 to inf: a blown-up model. Its loss and
+    accuracy are NaN, one pass or joined, never an inf loss beside a finite accuracy."""
+    class Blown(nn.Module):
+        def forward(self, x):
+            return torch.tensor([[3e38, -3e38, 0.0]]).expand(len(x), 3).clone()
+
+    split = Split(torch.zeros(4, 1, 2, 2), torch.tensor([1, 1, 1, 1]))
+    result = evaluate(Blown(), split)
+    assert math.isnan(result["loss"]) and math.isnan(result["acc"])
+    joined = evaluate_joined(Blown(), JoinedSets({"a": split}, torch.device("cpu")), batch_size=2)
+    assert math.isnan(joined["a"]["loss"]) and math.isnan(joined["a"]["acc"])

@@ -226,11 +226,11 @@ def test_a_model_state_that_overflows_while_the_loss_stays_finite_raises_diverge
     split = blobs()
     model = make_model(0)
     settings = OptimSettings(epochs=2, lr=0.01, batch_size=16, schedule="constant")
-    with pytest.raises(DivergenceError, match=r"training diverged: the model's `body.2.running_var` holds inf at "
+    with pytest.raises(DivergenceError, match=r"training diverged: the model's `body.2.running_var` is inf at "
                                               r"epoch 0, step 6; lower `lr`") as info:
         fit(model, cross_entropy_objective(Split(split.x * 1e25, split.y), 16, seed=0), model.parameters(), settings,
             seed=0, device="cpu")
-    assert info.value.where == "body.2.running_var" and pickle.loads(pickle.dumps(info.value)).where == info.value.where
+    assert info.value.where == "the model's `body.2.running_var`" and pickle.loads(pickle.dumps(info.value)).where == info.value.where
     fine = make_model(0)                                      # the same inputs at a sane scale: no error
     fit(fine, cross_entropy_objective(split, 16, seed=0), fine.parameters(), settings, seed=0, device="cpu")
 

@@ -196,6 +196,22 @@ def test_a_training_tasks_metrics_are_the_loss_and_accuracy_of_every_eval_set(gr
     assert sorted(out.steps) == [("train_acc", 0, 0.1), ("train_loss", 0, 2.0)]
 
 
+def test_a_trained_model_that_evaluates_to_a_non_finite_loss_fails_its_task_as_diverged(graph, monkeypatch):
+    """Weights that blew up while every training loss stayed finite (a loss of 1e18 is finite): the trained model's
+    evaluation is NaN on some sets. The task fails with a DivergenceError naming the sets (deterministic: its
+    dependents are skipped and the summary says to lower `lr`), instead of finishing with NaN results."""
+    from tasks.train import DivergenceError
+    task = first(graph, vocab.PRETRAIN)
+    evaluated = [{"eval_set": "cue", "loss": 0.7, "acc": 0.6, "n": 5},
+                 {"eval_set": "clean", "loss": float("nan"), "acc": float("nan"), "n": 5}]
+    monkeypatch.setattr(work, "evaluate_sets", lambda *args, **kwargs: evaluated)
+    data = type("D", (), {"eval_sets": {}})()
+    env = work.TaskEnv(layout=None, device=torch.device("cpu"))
+    with pytest.raises(DivergenceError, match=r"training diverged: the trained model's loss on clean is nan after "
+                                              r"epoch 3; lower `lr`"):
+        work._trained(task, env, object(), data, None, [{"epoch": 3, "loss": 1e18, "acc": 0.1, "lr": 0.05}], {})
+
+
 def test_a_curve_keeps_the_split_each_row_names(graph):
     """LP-FT's head phase is split `llrt` (its step series `llrt_loss`), the rest `train`."""
     task = first(graph, vocab.FINETUNE, method="lpft")
