@@ -254,7 +254,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
     plan = progress_lib.planned_by_kind(plan_df)
-    damaged = progress_lib.damaged_tasks(layout, plan_df)
+    damaged = progress_lib.damaged_tasks(layout, plan_df, tasks)
     if damaged:
         _LOG.warning(f"{len(damaged)} finished task(s) no longer verify (their files changed since): the report "
                      "counts them as not run, the next run recomputes them; `mmc-sweep status` names them")

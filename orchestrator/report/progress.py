@@ -61,13 +61,18 @@ def _distinct(tasks: pd.DataFrame, column: str, sep: str = ", ") -> str:
     return sep.join(values) if values else stats.MISSING
 
 
-def damaged_tasks(layout, plan: pd.DataFrame | None) -> dict[str, str]:
+def damaged_tasks(layout, plan: pd.DataFrame | None, tasks: pd.DataFrame | None = None) -> dict[str, str]:
     """{task id: why} of the planned tasks that finished once but whose outputs no longer verify (the rule
-    of `mmc-sweep status` and of a resumed run's cache check, `outputs.verify_many`)."""
+    of `mmc-sweep status` and of a resumed run's cache check, `outputs.verify_many`): a damaged output, or a
+    done marker gone (deleted with its task's directory) of a task the `tasks` table records as finished."""
     if plan is None or plan.empty:
         return {}
     verified = outputs.verify_many(layout, zip(plan["kind"], plan["task_id"]), processes=usable_cpus())
-    return {task_id: why for task_id, (ok, why) in verified.items() if not ok and why != outputs.NOT_FINISHED}
+    recorded = set(tasks.loc[tasks["status"] == vocab.FINISHED, "task_id"]) if tasks is not None and not tasks.empty \
+        else set()
+    return {task_id: why if why != outputs.NOT_FINISHED else f"{why}: its outputs are gone since it finished"
+            for task_id, (ok, why) in verified.items()
+            if not ok and (why != outputs.NOT_FINISHED or task_id in recorded)}
 
 
 def task_provenance(tasks: pd.DataFrame) -> dict[str, str]:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+from pathlib import Path
 import socket
 import subprocess
 import time
@@ -786,3 +787,18 @@ def test_a_running_tasks_times_are_since_its_start_and_since_its_last_epoch():
     run = status._running(record, "t", "pretrain", now=1000.0)
     assert (run["elapsed_s"], run["updated_s_ago"]) == (60.0, 5.0)
     assert run["eta_s"] == pytest.approx(2 * 55 / 2 - 5)   # 2 epochs left at 27.5 s each, the last ended 5 s ago
+
+
+def test_a_report_counts_a_finished_task_whose_done_marker_was_deleted_as_not_run(compacted, capsys):
+    """A task's directory (its done.json with it) deleted after the sweep finished: `status` counts it as
+    remaining, and so must the report, whose `tasks` table still says finished: its banner is not the green
+    "complete" one and names the task, as for a damaged checkpoint."""
+    layout, graph, directory = compacted
+    task = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN)
+    layout.storage.delete(layout.marker_file(task.kind, task.id))
+    assert cli.main(["report", directory]) == 0
+    capsys.readouterr()
+    page = Path(layout.report_file("report.html")).read_text()
+    assert 'class="banner ok"' not in page and "the sweep is complete" not in page
+    assert f"<code>{task.id}</code>: no done.json: its outputs are gone since it finished" in page
+    assert f"{len(graph) - 1} of {len(graph)} tasks finished" in page
