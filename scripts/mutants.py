@@ -1208,6 +1208,7 @@ MUTANTS = [
     Mutant("M695", "finite logits whose cross-entropy overflows give an inf loss beside a finite accuracy (joined evaluation)", "tasks/evaluate.py", "        good = bool(ok[part].all()) and math.isfinite(float(loss[part].sum()))", "        good = bool(ok[part].all())", ("tests/tasks/test_evaluate.py::test_finite_logits_whose_loss_overflows_make_the_evaluation_nan_as_non_finite_logits_do",)),
     Mutant("M696", "a trained model that evaluates to NaN finishes its task (its results NaN, its dependents run)", "orchestrator/run/work.py", "        if broken:   # weights that blew up", "        if False:   # weights that blew up", ("tests/orchestrator/run/test_work.py::test_a_trained_model_that_evaluates_to_a_non_finite_loss_fails_its_task_as_diverged",)),
     Mutant("M697", "the report counts a finished task whose done.json was deleted as finished (a green banner where status says remaining)", "orchestrator/report/progress.py", "            if not ok and (why != outputs.NOT_FINISHED or task_id in recorded)}", "            if not ok and why != outputs.NOT_FINISHED}", ("tests/orchestrator/test_status.py::test_a_report_counts_a_finished_task_whose_done_marker_was_deleted_as_not_run",)),
+    Mutant("M698", "a local storage path with '%' is accepted: MLflow's sqlite URI decodes %41 and the run waits ~100 s for a database it cannot open", "orchestrator/spec/locations.py", "any(c in value for c in \"?#%\")", "any(c in value for c in \"?#\")", ("tests/orchestrator/spec/test_locations.py::test_storage_names_a_location_after_a_known_scheme",)),
 ]
 
 

@@ -28,7 +28,7 @@ END = r"(?![\s\S])"   # the end of the text (`$` would allow a newline before it
 # (a file URI names a local absolute path: file:/x, file:///x, file://localhost/x), and a local one without
 # ? or # (a URI made from it would end there); no control characters anywhere
 _FILE = _any_case(("file",))
-STORAGE_JSON = {"pattern": rf"^(?![\s\S]*[\x00-\x1f\x7f])(?!(?:{NO_SCHEME}|{_FILE}:)[^?#]*[?#])"
+STORAGE_JSON = {"pattern": rf"^(?![\s\S]*[\x00-\x1f\x7f])(?!(?:{NO_SCHEME}|{_FILE}:)[^?#%]*[?#%])"
                            rf"(?:{NO_SCHEME}[\s\S]*\S|{_FILE}:(?://localhost/|///[\s\S]*[^/]|/(?!/)[\s\S]*[^/])|"
                            rf"{_any_case(tuple(s for s in STORAGE_SCHEMES if s != 'file'))}:[\s\S]*[^/])"}
 ROOT_JSON = {"minLength": 1, "pattern": rf"^(?:{NO_SCHEME}|{_FILE}:)"}
@@ -60,9 +60,10 @@ def check_storage(value: str, problems: list[str]) -> None:
                 local_path_of(value)
             except UriError as e:
                 problems.append(f"`storage`: {e}")
-    if (kind is None or kind == "file") and any(c in value for c in "?#"):
-        problems.append(f"`storage`: {show(redact(value))} has a '?' or '#': URIs made from a local path (MLflow's "
-                        "sqlite:/// store, file://) end its path there; choose a directory without them")
+    if (kind is None or kind == "file") and any(c in value for c in "?#%"):
+        problems.append(f"`storage`: {show(redact(value))} has a '?', '#' or '%': URIs made from a local path "
+                        "(MLflow's sqlite:/// store, file://) end its path at '?' or '#' and decode '%41' as 'A'; "
+                        "choose a directory without them")
 
 
 def check_root(value: Any, problems: list[str]) -> str | None:

@@ -39,6 +39,7 @@ STORAGE = [   # (value, accepted)
     ("file://otherhost/x", False),               # a file URI names a local path: no other host
     # a local path's URIs (MLflow's sqlite:/// store, file://) end at ? or #: the database would land elsewhere
     ("/tmp/q?x", False), ("./runs#1", False), ("file:///tmp/f?token=x", False), ("file://localhost/a#b", False),
+    ("/tmp/x/a%41b", False), ("file:///tmp/50%", False),       # ... and decode %41 as A: MLflow's database elsewhere
     ("s3://bucket/runs?region=x", True),
     # a control character: NUL is in no path (the run's first lstat raised ValueError), a newline or escape
     # breaks every line that prints the directory
