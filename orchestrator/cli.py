@@ -129,6 +129,8 @@ def cmd_status(args) -> int:
     layout = _layout_for(args.dir)
     try:
         return print_status(layout, watch=args.watch, interval_s=args.interval, as_json=args.json)
+    except BrokenPipeError:                # `status DIR | head`: the reader left (main says so: exit 0)
+        raise
     except (ValueError, OSError) as exc:   # stored state that cannot be read (a garbled plan.parquet, ...)
         raise UsageError(f"cannot read the status of {args.dir}: {exc}") from None
 

@@ -1209,6 +1209,7 @@ MUTANTS = [
     Mutant("M696", "a trained model that evaluates to NaN finishes its task (its results NaN, its dependents run)", "orchestrator/run/work.py", "        if broken:   # weights that blew up", "        if False:   # weights that blew up", ("tests/orchestrator/run/test_work.py::test_a_trained_model_that_evaluates_to_a_non_finite_loss_fails_its_task_as_diverged",)),
     Mutant("M697", "the report counts a finished task whose done.json was deleted as finished (a green banner where status says remaining)", "orchestrator/report/progress.py", "            if not ok and (why != outputs.NOT_FINISHED or task_id in recorded)}", "            if not ok and why != outputs.NOT_FINISHED}", ("tests/orchestrator/test_status.py::test_a_report_counts_a_finished_task_whose_done_marker_was_deleted_as_not_run",)),
     Mutant("M698", "a local storage path with '%' is accepted: MLflow's sqlite URI decodes %41 and the run waits ~100 s for a database it cannot open", "orchestrator/spec/locations.py", "any(c in value for c in \"?#%\")", "any(c in value for c in \"?#\")", ("tests/orchestrator/spec/test_locations.py::test_storage_names_a_location_after_a_known_scheme",)),
+    Mutant("M699", "`status DIR | head`: the reader leaving is reported as 'cannot read the status' with exit 2", "orchestrator/cli.py", "    except BrokenPipeError:                # `status DIR | head`", "    except ZeroDivisionError:                # `status DIR | head`", ("tests/orchestrator/test_status.py::test_status_into_a_pipe_whose_reader_left_is_no_error",)),
 ]
 
 

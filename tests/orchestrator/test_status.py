@@ -802,3 +802,15 @@ def test_a_report_counts_a_finished_task_whose_done_marker_was_deleted_as_not_ru
     assert 'class="banner ok"' not in page and "the sweep is complete" not in page
     assert f"<code>{task.id}</code>: no done.json: its outputs are gone since it finished" in page
     assert f"{len(graph) - 1} of {len(graph)} tasks finished" in page
+
+
+def test_status_into_a_pipe_whose_reader_left_is_no_error(sweep, monkeypatch):
+    """`mmc-sweep status DIR | head`: the reader leaves, the write fails with BrokenPipeError; that is exit 0 as
+    for `plan --list | head`, not "cannot read the status" with exit 2."""
+    layout, graph, directory = sweep
+
+    def reader_left(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(status, "print_status", reader_left)
+    monkeypatch.setattr(os, "dup2", lambda fd, fd2: None)        # leave pytest's stdout where it is
+    assert cli.main(["status", directory]) == cli.EXIT_OK
