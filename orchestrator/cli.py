@@ -386,7 +386,9 @@ def _main(argv: list[str] | None) -> int:
         _LOG.error(redact(str(exc)))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished tasks are kept; rerun the same command to resume", file=sys.stderr)
+        runs = args.command in ("run", "claims")      # the others run no task: nothing to resume
+        print("interrupted" + (": finished tasks are kept; rerun the same command to resume" if runs else ""),
+              file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

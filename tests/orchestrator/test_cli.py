@@ -477,3 +477,16 @@ def test_the_working_directory_goes_last_on_the_path_and_only_once(monkeypatch, 
     command_line.find_plugins_here()
     command_line.find_plugins_here()
     assert sys.path == ["/bin-dir", "/site-packages", str(tmp_path)]
+
+
+@pytest.mark.parametrize("command, said", [("report", "interrupted\n"),
+                                           ("run", "interrupted: finished tasks are kept; rerun the same command "
+                                                   "to resume\n")])
+def test_ctrl_c_says_resume_only_for_commands_that_run_tasks(monkeypatch, capsys, command, said):
+    """Ctrl-C on `report` (or `status`, `plan`) ran no task: it says "interrupted", exit 130, not the run's
+    advice to rerun the same command to resume."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    assert cli.main([command, str(SMOKE_SPEC)]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.endswith(said)
