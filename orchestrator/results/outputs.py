@@ -504,9 +504,13 @@ def invalidate(layout: SweepLayout, kind: str, task_id: str) -> None:
 
 
 def load_checkpoint(layout: SweepLayout, kind: str, task_id: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read and verify a task's checkpoint (safetensors + meta.json); never unpickles."""
-    from tasks.checkpoint import read_checkpoint
+    """Read and verify a task's checkpoint (safetensors + meta.json); never unpickles. A damaged one raises
+    CorruptCheckpointError naming the file by its path in the sweep (whose task it is), not its name alone."""
+    from tasks.checkpoint import CorruptCheckpointError, read_checkpoint
 
     paths = layout.checkpoint_files(kind, task_id)
     files = {name: layout.storage.read_bytes(path) for name, path in paths.items()}
-    return read_checkpoint(files)
+    try:
+        return read_checkpoint(files)
+    except CorruptCheckpointError as exc:
+        raise CorruptCheckpointError(paths.get(exc.file, exc.file), exc.problem) from None

@@ -305,8 +305,11 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
             _drop_resume_state(env.layout, task)
         return TaskResult(vocab.DONE, time.time() - start, device, output.metrics, [list(x) for x in output.steps])
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed task with its reason
-        return TaskResult(vocab.FAILED, time.time() - start, device, error=format_error(exc),
-                          error_type=type(exc).__name__)
+        error = format_error(exc)
+        if isinstance(exc, DivergenceError):   # which `lr`: the task kind's section (llrt: its head's own)
+            lr = "finetune.llrt_lr" if task.config.get("method") == "llrt" else f"{task.kind}.lr"
+            error = error.replace("lower `lr`", f"lower `{lr}`", 1)
+        return TaskResult(vocab.FAILED, time.time() - start, device, error=error, error_type=type(exc).__name__)
 
 
 def _drop_resume_state(layout: SweepLayout, task: Task) -> None:

@@ -249,8 +249,9 @@ def test_corrupt_outputs_are_recomputed_and_failed_tasks_retried(failed_sweep, t
     fragment.write_bytes(fragment.read_bytes()[: fragment.stat().st_size // 2])
     assert verified(layout, cue_model) == (False, f"sha256 mismatch in {checkpoint}")
     assert not verified(layout, linear)[0]
-    with pytest.raises(ValueError, match="sha256"):    # tasks.checkpoint.CorruptCheckpointError
+    with pytest.raises(ValueError, match="sha256") as raised:    # tasks.checkpoint.CorruptCheckpointError
         outputs.load_checkpoint(layout, "pretrain", cue_model.id)
+    assert str(raised.value).startswith(f"corrupt checkpoint: `{checkpoint}`")   # its path: whose task it is
 
     proc = run_cli(spec, storage)   # no injected failure this time; fine-tuning still diverges
     assert proc.returncode == 1

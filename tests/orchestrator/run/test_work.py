@@ -268,6 +268,21 @@ def test_execute_reports_the_runners_metrics_and_steps_and_writes_its_outputs(gr
     assert marker is not None and marker["meta"]["device"] == result.device
 
 
+@pytest.mark.parametrize("kind, method, lr", [(vocab.PRETRAIN, None, "pretrain.lr"), (vocab.FINETUNE, "naive", "finetune.lr"),
+                                               (vocab.MIDPOINT, None, "midpoint.lr")])
+def test_a_diverged_task_names_the_learning_rate_of_its_own_section(graph, tmp_path, monkeypatch, kind, method, lr):
+    """`lower `lr`` alone leaves the user to guess which of four: the task's error names its kind's section."""
+    from tasks.train import DivergenceError
+    task = next(t for t in graph.tasks.values() if t.kind == kind and (method is None or t.config.get("method") == method))
+
+    def diverges(t, env):
+        raise DivergenceError(0, 3, float("nan"))
+    monkeypatch.setitem(work.RUNNERS, "diverges", diverges)
+    result = work.execute(task, "diverges", work.TaskEnv(layout=layout_in(tmp_path), device=torch.device("cpu")))
+    assert result.status == vocab.FAILED and result.error_type == "DivergenceError"
+    assert result.error.startswith(f"DivergenceError: training diverged: loss is nan at epoch 0, step 3; lower `{lr}` ")
+
+
 def test_a_task_without_gpus_runs_on_the_cpu_even_where_cuda_is_available(graph, monkeypatch):
     task = first(graph, vocab.PRETRAIN)
     assert not task.resources.gpus
