@@ -157,8 +157,7 @@ def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
     if kind is float and not math.isfinite(value):
         return f"{value!r} is not allowed; must be a finite number"
     if kind is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
-        bounds = rule.bounds_text() if (rule.ge, rule.gt, rule.le, rule.lt) != (None,) * 4 else ""
-        return f"{value!r} is not allowed; must {'be ' + bounds if bounds else 'fit in 64 bits'}"
+        return f"{value!r} is not allowed; must {'be ' + rule.bounds_text() if rule.bounds_text() else 'fit in 64 bits'}"
     if kind in (int, float):
         for op, bound, holds in (
                 (">=", rule.ge, lambda b: value >= b), (">", rule.gt, lambda b: value > b),

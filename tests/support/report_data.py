@@ -4,6 +4,7 @@ spec.yaml. Numbers are chosen so that every claim (a)–(d) holds with 3 seeds; 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
-from orchestrator.results import tables
+from orchestrator.results import outputs, tables
 EVAL_SETS = ("nocue", "cue", "randcue", "randimg")
 ALPHAS = [i / 10 for i in range(11)]
 SEEDS = (0, 1, 2)
@@ -140,10 +141,17 @@ def synthetic_sweep(seeds=SEEDS, *, lams=None, scale: dict | None = None, accura
 
 def write_sweep(layout, data: dict[str, dict[str, list[dict]]], *, plan: bool = True, spec: str | None = SPEC,
                 lams=None) -> None:
-    """Write the rows as fragments, the plan (every task of the tasks table) and spec.yaml."""
+    """Write the rows as fragments, the done.json of every task its row says finished (as a run leaves it: a
+    finished task without one has lost its outputs, and the report counts it as not run), the plan (every task
+    of the tasks table) and spec.yaml."""
     for table, by_task in data.items():
         for task_id, rows in by_task.items():
             tables.write_fragment(layout, table, task_id, rows)
+    for task_id, rows in data.get(vocab.TASKS, {}).items():
+        if rows and rows[-1].get("status") == vocab.FINISHED:   # its last row: how it ended
+            marker = {"version": outputs.MARKER_VERSION, "task_id": task_id, "kind": rows[0]["kind"], "files": {},
+                      "tables": [], "metrics": {}, "meta": {}, "finished_at": 0.0}
+            layout.storage.write_bytes(layout.marker_file(rows[0]["kind"], task_id), json.dumps(marker).encode())
     if plan:
         write_plan(layout, data[vocab.TASKS])
     if spec is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -191,7 +192,8 @@ def test_failed_and_diverged_tasks_are_recorded_and_dependents_skipped(failed_sw
     for task in roles.values():
         row = tasks.loc[task.id]
         if task.id == finetune.id:
-            assert row["status"] == vocab.FAILED and "DivergenceError" in row["error"] and "nan" in row["error"]
+            assert row["status"] == vocab.FAILED and "DivergenceError" in row["error"] \
+                and re.search(r"\b(nan|inf)\b", row["error"]) and "lower `finetune.lr`" in row["error"]
             assert row["error_type"] == "DivergenceError"
         elif task.id == midpoint.id:
             assert row["status"] == vocab.FAILED and "injected failure" in row["error"]
