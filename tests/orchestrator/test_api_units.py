@@ -81,8 +81,10 @@ def test_a_directory_without_a_spec_is_not_a_sweep(tmp_path):
 
 
 def test_a_planned_model_task_without_a_finished_checkpoint_is_not_loaded(small):
-    """The synthetic sweep's tasks have table rows but no checkpoint: `load_model` says to run the sweep."""
+    """A task whose done.json is gone (the synthetic sweep's tasks have table rows and a marker, no checkpoint):
+    `load_model` says to run the sweep."""
     pretrain = small.plan.loc[small.plan["kind"] == vocab.PRETRAIN, "task_id"].iloc[0]
+    small.layout.storage.delete(small.layout.marker_file(vocab.PRETRAIN, pretrain))
     with pytest.raises(FileNotFoundError, match="has no finished checkpoint"):
         small.load_model(pretrain)
 
