@@ -101,7 +101,7 @@ def _key(d: Declared) -> dict:
         return {"type": "array", "items": items, "minItems": 1 if d.key.non_empty else 0, "maxItems": MAX_LIST,
                 "uniqueItems": True}
     if d.kind == PER_NAME:
-        js = _object({name: _settings(d.tp) for name in d.key.per})
+        js = _object({name: _nullable(_settings(d.tp)) for name in d.key.per})   # `pretrain:` left empty: defaults
         return {**js, "allOf": [d.key.json]} if d.key.json else js
     if d.kind == SECTION:
         return _section(d)

@@ -160,6 +160,7 @@ AGREE = [   # (spec, whether both accept it)
     ("name: x\npopulation: {kinds: [pretrain], cue_proportions: [0.8]}\n", True),
     ("name: x\npopulation: {kinds: [pretrain, pretrain]}\n", False),              # a list of choices repeats one
     ("name: x\nresources: {pretrain: {custom: {accel: 0}}}\n", True),
+    ("name: x\nresources: {pretrain: null, align: {cpus: 2}}\n", True),         # a kind left empty: its defaults
     ("name: x\nseeds: [9223372036854775807]\n", True),                         # 2^63 - 1
     ("name: x\nmodels: [small_cnn, small_cnn]\n", False),
     ("name: x\nclaims: {barrier_sets: [cue, cue]}\n", False),                # a comparison would be judged twice
