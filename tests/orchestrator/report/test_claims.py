@@ -1152,3 +1152,27 @@ def test_accuracies_in_percent_are_refused_not_judged():
     results[vocab.EVALUATIONS] = results[vocab.EVALUATIONS].assign(acc=lambda f: f["acc"] * 100)
     with pytest.raises(ValueError, match=r"evaluations table's `acc` has .* outside \[0, 1\]"):
         claims.judge(results, (), LOOSE)
+
+
+def test_each_model_of_a_sweep_is_judged_on_its_own_rows():
+    """Two models in one sweep: each claim is judged once per model, on that model's rows alone. The second
+    model (its rows a copy of the first's, under another name and task ids) never learnt the cue (its cue
+    models' randimg at chance): its (a) does not hold while the first model's does, so pooling the models,
+    or judging only the first, shows."""
+    first = _results(synthetic_sweep())
+    second = {}
+    for table, df in first.items():
+        copy = df.copy()
+        if "model" in copy:
+            copy["model"] = "vgg13"
+        copy["task_id"] = "v-" + copy["task_id"].astype(str)
+        if table == vocab.EVALUATIONS:
+            cue = (copy["kind"] == vocab.PRETRAIN) & (copy["cue_proportion"] > 0) & (copy["eval_set"] == "randimg")
+            copy.loc[cue, "acc"] = 0.1                           # chance: the cue never learnt
+        second[table] = copy
+    both = {t: pd.concat([first[t], second[t]], ignore_index=True) for t in vocab.TABLES}
+    found = claims.judge(both, (), LOOSE)
+    by = {(c.context, c.key): c for c in found}
+    assert sorted({c.context for c in found}) == ["small_cnn", "vgg13"] and len(found) == 2 * len(claims.CLAIMS)
+    assert by[("small_cnn", "a")].verdict == claims.HOLDS
+    assert by[("vgg13", "a")].verdict != claims.HOLDS
