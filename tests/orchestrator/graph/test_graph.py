@@ -548,6 +548,10 @@ def test_pair_counts_count_a_pair_once_per_swept_combination_that_evaluates_it()
     three = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear, quadratic, aligned], "
                                    "num_alphas: {grid: [5, 9]}}\nseeds: [0]\n"))
     assert pair_counts(three) == {"cue~nocue": 2}
+    # a setting only one kind reads (midpoint.epochs: the quadratic path) makes that kind's pairs the most
+    mid = build_graph(parse_spec("name: x\npaths: {pairs: [cue~nocue], kinds: [linear, quadratic]}\n"
+                                 "midpoint: {epochs: {grid: [1, 2]}}\nseeds: [0]\n"))
+    assert pair_counts(mid) == {"cue~nocue": 2}
 
 
 def test_zipped_axes_make_one_combination_per_position():

@@ -834,6 +834,13 @@ def test_a_random_cues_cost_is_not_testable_where_a_model_sits_at_the_chance_flo
     assert control.outcome == claims.UNTESTABLE and control.reason.startswith("the no-cue model's clean accuracy")
     above = _checks(_judge(LOOSE, accuracy={"cue": {"nocue": 0.26, "randcue": 0.10}})["a"], "a random cue costs")[0]
     assert above.outcome == claims.YES                                       # 26% clean: above the floor
+    results = _results(synthetic_sweep())                      # every cue model exactly at chance + 10 pp: "≤"
+    ev = results[vocab.EVALUATIONS]
+    edge_rows = ev["task_id"].str.startswith("pretrain-cue-s") & ev["eval_set"].isin(["nocue", "randcue"])
+    results[vocab.EVALUATIONS] = ev.assign(acc=ev["acc"].where(~edge_rows, 0.1 + 0.1))
+    (found,) = [c for c in claims.judge(results, (), LOOSE) if c.key == "a"]
+    edge = _checks(found, "a random cue costs")[0]
+    assert edge.outcome == claims.UNTESTABLE and "chance floor" in edge.reason, edge
 
 
 def test_a_cbft_at_the_chance_floor_does_not_lower_the_cost_of_a_random_cue_by_collapsing():
@@ -1152,6 +1159,9 @@ def test_accuracies_in_percent_are_refused_not_judged():
     results[vocab.EVALUATIONS] = results[vocab.EVALUATIONS].assign(acc=lambda f: f["acc"] * 100)
     with pytest.raises(ValueError, match=r"evaluations table's `acc` has .* outside \[0, 1\]"):
         claims.judge(results, (), LOOSE)
+    results[vocab.EVALUATIONS] = results[vocab.EVALUATIONS].assign(acc=lambda f: f["acc"] / 100 - 0.5)   # below 0
+    with pytest.raises(ValueError, match=r"evaluations table's `acc` has .* outside \[0, 1\]"):
+        claims.judge(results, (), LOOSE)
 
 
 def test_each_model_of_a_sweep_is_judged_on_its_own_rows():
@@ -1176,3 +1186,15 @@ def test_each_model_of_a_sweep_is_judged_on_its_own_rows():
     assert sorted({c.context for c in found}) == ["small_cnn", "vgg13"] and len(found) == 2 * len(claims.CLAIMS)
     assert by[("small_cnn", "a")].verdict == claims.HOLDS
     assert by[("vgg13", "a")].verdict != claims.HOLDS
+
+
+def test_a_reliance_far_below_none_is_not_within_the_no_reliance_margin():
+    """The guards "within ±5 pp of none" are two-sided: cue models at 0% on randimg (−10 pp against chance) are
+    far from none, so neither (d)'s "they have not learnt the cue" nor (b)'s "no reliance to keep" blocks a
+    comparison (a one-sided `mean <= margin` would call −10 pp "none")."""
+    found = _judge(LOOSE, accuracy={"cue": {"randimg": 0.0}})
+    reasons = [k.reason or "" for key in ("b", "d") for k in found[key].checks]
+    assert not any("have not learnt the cue" in r or "no reliance to keep or to lower" in r for r in reasons), reasons
+    near = _judge(LOOSE, accuracy={"cue": {"randimg": 0.12}})               # +2 pp: within the margin, blocked
+    assert any("have not learnt the cue" in (k.reason or "") for k in near["d"].checks)
+    assert any("no reliance to keep or to lower" in (k.reason or "") for k in near["b"].checks)

@@ -534,3 +534,25 @@ def test_a_bound_that_would_round_to_zero_is_shown_with_the_digits_that_tell_its
     assert cmp.superiority(diff, 0.05, 0.8).outcome == cmp.YES
     assert diff.text(100.0, " pp", 1).startswith("+12.3 pp [+0.02, 24.")
     assert (cmp.bound_text(0.0, 1), cmp.bound_text(-0.04, 1), cmp.bound_text(24.53, 1)) == ("0.0", "-0.04", "24.5")
+
+
+def test_two_seeds_make_an_undecided_comparison_underpowered_with_a_finite_detectable_difference():
+    """n = 2 (paired differences 0.10 and 0.02, effect 0.05): t with 1 df gives a wide interval, undecided; the
+    smallest detectable difference is finite ((t_.975 + t_.8)(1) · SE ≈ 0.56), so the comparison is
+    underpowered (not testable, with its figure), never "cannot be separated" with a detectable of nan."""
+    diff = cmp.paired(pd.Series([0.10, 0.02]), pd.Series([0.0, 0.0]), LEVEL)
+    expected = (scipy_stats.t.ppf(0.975, 1) + scipy_stats.t.ppf(0.8, 1)) * diff.se
+    assert cmp.detectable(diff, 0.8) == pytest.approx(expected)
+    found = cmp.superiority(diff, 0.05, 0.8)
+    assert found.outcome == cmp.UNTESTABLE and f"is {expected:.3g}, above" in found.reason, found
+
+
+def test_the_power_text_of_an_equivalence_uses_its_own_detectable_margin():
+    """`power_text(..., within=True)`: the margin an equivalence test passes, (t_.975 + t_.9) · SE, the figure
+    its seed count is for; the one-sided (t_.975 + t_.8) · SE would understate it."""
+    diff = cmp.Diff(True, 4, 0.01, 0.02, 3.0, LEVEL, 0.04)
+    within = (scipy_stats.t.ppf(0.975, 3) + scipy_stats.t.ppf(0.9, 3)) * 0.02
+    text = cmp.power_text(diff, 0.05, 0.8, within=True)
+    assert text.startswith(f"detectable ≥ {within:.3g} at 80% power with n = 4"), text
+    assert cmp.power_text(diff, 0.05, 0.8).startswith(
+        f"detectable ≥ {(scipy_stats.t.ppf(0.975, 3) + scipy_stats.t.ppf(0.8, 3)) * 0.02:.3g} ")

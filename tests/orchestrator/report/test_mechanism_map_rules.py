@@ -284,6 +284,10 @@ def test_the_across_groups_row_of_claim_e_counts_only_pairs_of_models_with_a_kno
     assert rows["across them"].n == 6 and rows["across them"].mean == pytest.approx(1.0)
     assert rows["within reliance groups"].n == 4
     assert all(r.label == "6 models: 3 rely on the cue, 2 do not" for r in c.rows)
+    found.models["group"] = pd.Series([mm.RELIES] * 3 + [mm.IGNORES] + [None] * 2, dtype=object)   # two unknown:
+    c = claims.claim_e([found], ClaimRules(check_definition=None))               # their pair is in no row either
+    rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est for r in c.rows}
+    assert rows["across them"].n == 3 and rows["within reliance groups"].n == 3
 
 
 def test_a_model_whose_reliance_is_not_measured_is_in_no_group_of_the_map():
