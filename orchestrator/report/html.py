@@ -164,8 +164,9 @@ def drift_html(drift: pd.DataFrame) -> str:
     """Endpoints on the path (BatchNorm re-estimated) against the trained models, per pair type."""
     if drift.empty:
         return "<p><em>No path endpoints to compare yet.</em></p>"
+    labels = {c.replace("_", " "): drift[c] for c in stats.varying_labels(drift)}   # several models or proportions
     shown = pd.DataFrame({
-        "pair type": drift["pair_type"], "path": drift["path"], "endpoint": drift["endpoint"],
+        "pair type": drift["pair_type"], "path": drift["path"], **labels, "endpoint": drift["endpoint"],
         "eval set": drift["eval_set"], "n": drift["n"],
         "loss: path − trained": [_interval(m, lo, hi, 1.0, 3) for m, lo, hi in
                                  zip(drift["loss_drift"], drift["loss_low"], drift["loss_high"])],

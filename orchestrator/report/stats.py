@@ -509,7 +509,9 @@ def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequen
         return pd.DataFrame(columns=columns)
     both = pd.concat(rows, ignore_index=True)
     both = both.assign(path=path_variants(both))
-    by = ["pair_type", "path", "endpoint", "eval_set", *[c for c in (swept or ()) if c in both.columns]]
+    # several models or cue proportions: one row each (pooled, a drift of one would hide in another's)
+    by = ["pair_type", "path", "endpoint", "eval_set", *varying_labels(both),
+          *[c for c in (swept or ()) if c in both.columns]]
     out = []
     for key, group in both.groupby(by, dropna=False, sort=False):
         loss, acc = Estimate.of(group["loss_d"]), Estimate.of(group["acc_d"])

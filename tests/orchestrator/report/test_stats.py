@@ -608,6 +608,21 @@ def test_endpoint_drift_is_given_per_swept_value():
     assert a.loc[3.0, "n"] == 1 and a.loc[3.0, "loss_drift"] == pytest.approx(0.5)
 
 
+def test_endpoint_drift_is_given_per_model():
+    """Two models in one sweep drift differently (+0.1 for small_cnn, +0.5 for vgg13): one row each, never
+    their pooled mean; the page shows the model column."""
+    paths, evals = [], []
+    for k, (loss, model) in enumerate(((0.6, "small_cnn"), (0.6, "small_cnn"), (1.0, "vgg13"))):
+        p, e = _drift_rows(k, loss, 0.8, model=model)
+        paths, evals = paths + p, evals + e
+    drift = stats.endpoint_drift(pd.DataFrame(paths), pd.DataFrame(evals))
+    a = drift[drift["endpoint"] == "A"].set_index("model")
+    assert a.loc["small_cnn", "n"] == 2 and a.loc["small_cnn", "loss_drift"] == pytest.approx(0.1)
+    assert a.loc["vgg13", "n"] == 1 and a.loc["vgg13", "loss_drift"] == pytest.approx(0.5)
+    from orchestrator.report import html
+    assert "<th>model</th>" in html.drift_html(drift) and "vgg13" in html.drift_html(drift)
+
+
 def test_the_mechanism_table_is_given_per_swept_value_named():
     """`swept` named by the caller splits the table: agreement 0.9 at lam 1 and 0.3 at lam 3, one row each."""
     rows = [{"task_id": f"p{lam}-{s}", "pair_type": "cue~cue", "path_kind": vocab.LINEAR, "alignment": None,
