@@ -1198,3 +1198,16 @@ def test_a_reliance_far_below_none_is_not_within_the_no_reliance_margin():
     near = _judge(LOOSE, accuracy={"cue": {"randimg": 0.12}})               # +2 pp: within the margin, blocked
     assert any("have not learnt the cue" in (k.reason or "") for k in near["d"].checks)
     assert any("no reliance to keep or to lower" in (k.reason or "") for k in near["b"].checks)
+
+
+def test_the_power_line_of_a_within_check_is_that_of_its_equivalence_test():
+    """"The no-cue model does not rely on the cue (within ±5 pp)": its power line gives the margin the
+    equivalence test passes at the rules' power, (t_.975 + t_.9) · SE, not the one-sided (t_.975 + t_.8) · SE."""
+    results = _results(synthetic_sweep())
+    ev = results[vocab.EVALUATIONS]
+    nocue = ev[ev["task_id"].str.match(r"pretrain-nocue-s\d+$") & (ev["eval_set"] == "randimg")]
+    diff = cmp.one_sample(nocue.sort_values("seed")["acc"].reset_index(drop=True) - 0.1, LOOSE.level)
+    (a,) = [c for c in claims.judge(results, (), LOOSE) if c.key == "a"]
+    (check,) = _checks(a, "the no-cue model does not rely on the cue")
+    assert check.power == cmp.power_text(diff, LOOSE.no_reliance_margin, LOOSE.power, 100, " pp", within=True)
+    assert check.power != cmp.power_text(diff, LOOSE.no_reliance_margin, LOOSE.power, 100, " pp")

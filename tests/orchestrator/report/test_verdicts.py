@@ -318,6 +318,10 @@ def test_holds_counts_only_the_required_comparisons_decided_as_claimed():
     claim = Claim("x", "a statement")
     claim.checks = [Check("one", YES, "—", "g"), Check("two", YES, "—", "h"), Check("support", YES, "—", None)]
     assert claim.sentence() == "Holds: the 2 comparisons it needs are decided as claimed."
+    # an optional group decided as claimed (after alignment) is not among what the claim needs either
+    claim = Claim("x", "a statement", optional={"h"})
+    claim.checks = [Check("one", YES, "—", "g"), Check("aligned", YES, "—", "h")]
+    assert claim.sentence() == "Holds: the 1 comparison it needs is decided as claimed."
 
 
 def test_does_not_hold_names_the_required_comparison_decided_the_other_way_not_a_supporting_one():
