@@ -26,7 +26,8 @@
 # Ray refuses a submission id it has seen), and its metadata (the dashboard's job page, `ray job list`) holds
 # the spec, the arguments and the revision.
 #
-# Exit status: the sweep's own (`mmc-sweep run`: 0 done, 1 tasks failed, 2 bad input, 130 interrupted),
+# Exit status: the sweep's own (`mmc-sweep run`: 0 done, 1 tasks failed, 2 bad input, 130 interrupted; 137 where
+# Ray killed a stopped driver after RAY_JOB_STOP_WAIT_TIME_S, which runtime_env.yaml sets to 60 s),
 # read from the job once its logs end; `ray job submit` alone says 1 for any failure and 0 for a stopped
 # job. Ctrl-C here stops following the logs, not the job: `ray job stop <id>` stops it (as Ctrl-C stops
 # a local run: finished tasks are kept), and resubmitting the same spec resumes it.

@@ -28,8 +28,6 @@ _USER = re.compile(rf"(?<![^{_USER_AFTER}])[^{_USER_AFTER}:]*:")
 # that says so (unbounded, a long run of such words without `=` took time quadratic in its length).
 _QUERY_SECRET = re.compile(r"(?i)([?&;][a-z0-9_.-]{0,64}(?:token|secret|passw|pwd|pw|pass|auth|signature|sig|credential|key)"
                            r"[a-z0-9_.-]{0,64}=)[^&;\s'\"<>#]+")
-# The userinfo of a URI given whole (a spec's value, a command-line argument): from its scheme's slashes to its last @.
-_URI_START = re.compile(r"(?i)[a-z][a-z0-9+.-]*:/+")
 _SECRETS: tuple[str, ...] = ()  # userinfo seen whole (`remember_secrets`), longest first: hidden wherever shown
 
 
@@ -98,7 +96,7 @@ def remember_secrets(value: object) -> None:
     if not isinstance(value, str) or "@" not in value:
         return
     at = _last_at(value)
-    start = _URI_START.search(value, 0, at) if at >= 0 else None
+    start = _SCHEME_SLASHES.search(value, 0, at) if at >= 0 else None
     userinfo = value[start.end():at] if start else ""
     found = {userinfo} if ":" in userinfo else set()
     password = userinfo.partition(":")[2]

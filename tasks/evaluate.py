@@ -164,8 +164,9 @@ def evaluate_joined(model: nn.Module, joined: JoinedSets, *, batch_size: int = 1
     out = {}
     for name, start, n in zip(joined.names, _starts(joined.sizes), joined.sizes):
         part = slice(start, start + n)
-        good = bool(ok[part].all()) and math.isfinite(float(loss[part].sum()))   # a loss that overflowed: too
-        result = {"loss": float(loss[part].sum()) / n if good else math.nan,
+        total = float(loss[part].sum())
+        good = bool(ok[part].all()) and math.isfinite(total)   # a loss that overflowed from finite logits: too
+        result = {"loss": total / n if good else math.nan,
                   "acc": int(correct[part].sum()) / n if good else math.nan, "n": n}
         if predictions:
             result["pred"] = guess[part]

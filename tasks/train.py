@@ -28,6 +28,7 @@ from tasks.seeding import derive_seed
 from tasks.settings.train import SCHEDULES, OptimSettings  # noqa: F401 - declared there (torch-free)
 
 _GLOBAL_RNG_STREAM = "fit-global-rng"
+LR_ADVICE = "lower `lr`"     # a DivergenceError's advice; the task that ran `fit` names the setting (`pretrain.lr`)
 
 
 class DivergenceError(RuntimeError):
@@ -41,7 +42,7 @@ class DivergenceError(RuntimeError):
         at = f"at epoch {epoch}, step {step}" if step >= 0 else f"after epoch {epoch}"   # step -1: once trained
         super().__init__(
             f"training diverged: {what} is {value} {at}; "
-            "lower `lr` (e.g. halve it) or check the inputs for NaN/inf"
+            f"{LR_ADVICE} (e.g. halve it) or check the inputs for NaN/inf"
         )
 
     def __reduce__(self):  # crosses process boundaries (Ray, spawn) with its fields intact

@@ -431,14 +431,16 @@ def check_settings_read(spec: SweepSpec, graph: Graph) -> None:
     alone, `midpoint.*` without a quadratic path) changes nothing in this sweep: said in a warning, not
     refused (a spec may set what an optional method would read: smoke.yaml's `llrt_epochs`); a default, a
     profile's or an `extends:` base's value is not the user's and is not mentioned."""
-    read = {key for task in graph.tasks.values() for key in task.settings}
-    unread = [key for key in spec.swept_keys if key not in read]
+    def read(key: str) -> bool:         # the first reader ends the scan (planning's own cost stays the same)
+        return any(key in task.settings for task in graph.tasks.values())
+
+    unread = [key for key in spec.swept_keys if not read(key)]
     if unread:
         raise SpecError([f"`{key}` is swept, but no planned task reads it (e.g. `finetune.*` without a fine-tuning, "
                          "`align.*` without an aligned path): every combination would run the same tasks; sweep a "
                          "setting the plan uses, or plan the tasks that read it" for key in unread], spec.source)
     columns = {name for name, _ in settings_columns()}
-    unread = [key for key in spec.provenance.keys if key in columns and spec.explicit(key) and key not in read]
+    unread = [key for key in spec.provenance.keys if key in columns and spec.explicit(key) and not read(key)]
     for key in unread:
         _LOG.warning(f"`{key}` is set ({spec.provenance.keys[key]}), but no planned task reads it{_readers(spec, key)}: "
                      "it changes nothing in this sweep")

@@ -448,22 +448,22 @@ def _mixed_versions(layout, listing: Listing, states: dict[str, str]) -> bool:
     one schema version: a run of a newer version that resumed a small sweep of an older one leaves its few new
     fragments beside the old ones, fewer than a run compacts, and a glob over the directory would fail on the
     two schemas. Then the run's compaction absorbs them all (and rewrites older parts into its part), conformed
-    to the current schema. Reads one footer per file, in parallel; a run checks this only while a table has
-    fewer new fragments than `min_fragments_after_run`, so at most that many (plus its parts)."""
-    paths = [stamp.path for stamp in listing.fragments.values()]
-    paths += [stamp.path for name, stamp in listing.parts.items() if states.get(name) == PART_OK]
-    if len(paths) < 2:
+    to the current schema. Versions only grow from one run to the next, so the oldest file and the newest (by
+    modification time) differ where any two do: two footers read, however many files (two requests on an
+    object store, at the start and the end of every run of a small sweep)."""
+    stamps = [*listing.fragments.values(), *(s for n, s in listing.parts.items() if states.get(n) == PART_OK)]
+    if len(stamps) < 2:
         return False
 
-    def older(path: str) -> bool | None:
+    def older(stamp: FileStamp) -> bool | None:
         try:
-            with layout.storage.open_input_file(path) as f:
+            with layout.storage.open_input_file(stamp.path) as f:
                 return written_before(pq.read_metadata(f).metadata)
         except (OSError, pa.ArrowException):
             return None                               # unreadable: left to the mending above, not a version
 
-    with ThreadPoolExecutor(min(PREFETCH, len(paths))) as pool:
-        versions = {v for v in pool.map(older, paths) if v is not None}
+    by_time = sorted(stamps, key=lambda s: s.mtime_ns)
+    versions = {older(by_time[0]), older(by_time[-1])} - {None}
     return len(versions) > 1
 
 

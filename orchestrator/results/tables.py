@@ -467,8 +467,8 @@ def _read_once(layout, table: str, strict: bool, columns: tuple[str, ...] | None
     else:
         if manifest is None and listing.parts:   # a compaction's part written, its manifest lost (or not yet moved)
             _warn(f"the manifest of `{table}` is missing, but {len(listing.parts)} part file(s) beside it hold rows; "
-                  "their rows are left out (a run recomputes their tasks, and its compaction then rebuilds the "
-                  "manifest)")
+                  "rows only they hold are left out (a run recomputes their tasks, and its compaction then rebuilds "
+                  "the manifest)")
     compacted = manifest.tasks if manifest is not None else {}
     parts: dict[str, bytes | None] = {}          # the parts whose rows count, read once; None: missing
 

@@ -36,7 +36,7 @@ from tasks import paths as paths_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
 from tasks.settings import from_identity
-from tasks.train import DivergenceError, OptimSettings, cross_entropy_objective, fit
+from tasks.train import LR_ADVICE, DivergenceError, OptimSettings, cross_entropy_objective, fit
 
 
 
@@ -308,7 +308,7 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
         error = format_error(exc)
         if isinstance(exc, DivergenceError):   # which `lr`: the task kind's section (llrt: its head's own)
             lr = "finetune.llrt_lr" if task.config.get("method") == "llrt" else f"{task.kind}.lr"
-            error = error.replace("lower `lr`", f"lower `{lr}`", 1)
+            error = error.replace(LR_ADVICE, f"lower `{lr}`", 1)
         return TaskResult(vocab.FAILED, time.time() - start, device, error=error, error_type=type(exc).__name__)
 
 

@@ -166,6 +166,9 @@ def test_the_shipped_cluster_configs_ship_the_code_alone_and_install_the_s3_lock
 
     env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
     assert {"/data", "/.venv", "/mmc-runs", "/.git"} <= set(env["excludes"])
+    job = yaml.safe_load(yaml.safe_load((REPO / "cluster" / "rayjob.yaml").read_text())["spec"]["runtimeEnvYAML"])
+    stop_wait = {env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"], job["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"]}
+    assert len(stop_wait) == 1 and int(stop_wait.pop()) >= 30   # a stopped driver records and compacts first
     config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
     assert {"data", ".venv", "mmc-runs", ".git"} <= set(config["rsync_exclude"])
     assert any("[s3]" in command for command in config["setup_commands"])

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 import mlflow
 
@@ -46,6 +47,9 @@ JOB_TIMEOUT_S = 600
 CHOSEN_PORTS = ("--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
                 "--dashboard-agent-grpc-port", "--metrics-export-port")
 RAY_PORTS = ("--port=0", "--runtime-env-agent-port=0")     # allocated by Ray itself
+# the grace a stopped job's driver gets before Ray kills it, as the shipped runtime environments set it
+SHIPPED_STOP_WAIT_S = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())["env_vars"][
+    "RAY_JOB_STOP_WAIT_TIME_S"]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -255,7 +259,7 @@ def test_ray_job_stop_ends_the_sweep_like_ctrl_c(ray_head, tmp_path):
     job_id = f"mmc-test-{uuid.uuid4().hex[:8]}"
     _submit(ray_head, job_id, ["python", "-m", "orchestrator", "run", str(path), "--storage", str(storage),
                                "--runner", runners.name("sleep")],
-            env_vars={"RAY_JOB_STOP_WAIT_TIME_S": "300", "MMC_COMPACT_MIN_FRAGMENTS": "1",
+            env_vars={"RAY_JOB_STOP_WAIT_TIME_S": SHIPPED_STOP_WAIT_S, "MMC_COMPACT_MIN_FRAGMENTS": "1",
                       **runners.hook_env(events, **{runners.SLEEP_ENV: "0.1", runners.BLOCK_ENV: blocked})})
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while not (events / f"blocked-{blocked}").exists():
