@@ -41,11 +41,11 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Callable
 
 from orchestrator import vocab
-from orchestrator.spec.schema import SpecError
+from orchestrator.spec.schema import SpecError, settings_classes
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
 from orchestrator.spec.columns import settings_columns, settings_values
 from tasks.settings.data import DataSettings, data_identity
@@ -430,20 +430,31 @@ def check_settings_read(spec: SweepSpec, graph: Graph) -> None:
     the user set (spec file or override) that no planned task reads (`finetune.lam` for naive fine-tuning
     alone, `midpoint.*` without a quadratic path) changes nothing in this sweep: said in a warning, not
     refused (a spec may set what an optional method would read: smoke.yaml's `llrt_epochs`); a default, a
-    profile's or an `extends:` base's value is not the user's and is not mentioned."""
+    profile's or an `extends:` base's value is not the user's and is not mentioned. A field that the task's
+    other values leave unread (`idle_fields`: `pretrain.gamma` under a cosine schedule) counts as unread."""
+    classes = settings_classes()
+
     def read(key: str) -> bool:         # the first reader ends the scan (planning's own cost stays the same)
-        return any(key in task.settings for task in graph.tasks.values())
+        section, name = key.split(".", 1)
+        idle = classes[section].idle_fields     # a step schedule's `gamma` is read only under a step schedule
+        return any(key in task.settings and name not in idle(partial(_value, task.settings, section))
+                   for task in graph.tasks.values())
 
     unread = [key for key in spec.swept_keys if not read(key)]
     if unread:
-        raise SpecError([f"`{key}` is swept, but no planned task reads it (e.g. `finetune.*` without a fine-tuning, "
-                         "`align.*` without an aligned path): every combination would run the same tasks; sweep a "
-                         "setting the plan uses, or plan the tasks that read it" for key in unread], spec.source)
+        raise SpecError([f"`{key}` is swept, but no planned task reads it" + (_readers(spec, key) or " (e.g. `finetune.*` "
+                         "without a fine-tuning, `align.*` without an aligned path)") + ". Every combination would run "
+                         "the same tasks: sweep a setting the plan uses, or plan the tasks that read it" for key in unread],
+                        spec.source)
     columns = {name for name, _ in settings_columns()}
     unread = [key for key in spec.provenance.keys if key in columns and spec.explicit(key) and not read(key)]
     for key in unread:
         _LOG.warning(f"`{key}` is set ({spec.provenance.keys[key]}), but no planned task reads it{_readers(spec, key)}: "
                      "it changes nothing in this sweep")
+
+
+def _value(settings: dict, section: str, name: str) -> Any:
+    return settings.get(f"{section}.{name}")
 
 
 def _readers(spec: SweepSpec, key: str) -> str:
@@ -454,6 +465,10 @@ def _readers(spec: SweepSpec, key: str) -> str:
         return (f": of the fine-tuning methods, {', '.join(methods) or 'none'} read it"
                 + (f", and `finetune.methods` is {list(spec.top.finetune.methods)}" if spec.top.finetune.methods else
                    ", and no fine-tuning is planned"))
+    values = getattr(spec.variants[0], section, None)
+    idle = settings_classes()[section].idle_fields(partial(getattr, values)) if values is not None else {}
+    if name in idle:
+        return f" ({idle[name]})"
     if section in (vocab.MIDPOINT, vocab.ALIGN):
         kind = vocab.QUADRATIC if section == vocab.MIDPOINT else vocab.ALIGNED
         return f": only paths of kind {kind!r} do (their {section} tasks), and no planned path is one"

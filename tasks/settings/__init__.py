@@ -14,8 +14,8 @@ the same declarations, so a default or a limit cannot drift between the layers.
 
 A typed tuple (`shares: tuple[float, ...] = setting((), ge=0, le=1)`) checks each item as a value of its
 own under the field's bounds, and holds whole numbers as the floats they stand for ([1] and [1.0] are
-one value, one identity). Rules that tie fields of one dataclass together go in `cross_problems()`. Every float must be
-finite; every number should have an upper bound that a task can actually run (documented in `doc`).
+one value, one identity). Rules that tie fields of one dataclass together go in `cross_problems()`, fields that
+others make unread in `idle_fields()`. Every float must be finite, every number bounded by what a task can run.
 
 A setting's `id_default` (normally its default) is the value that task identities leave out: a
 field added later with `id_default` equal to its default keeps every old task id; changing a
@@ -104,9 +104,7 @@ def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any, Rule]]:
 def _unwrapped(tp: Any) -> tuple[Any, bool]:
     """(the annotation without `| None`, whether None is allowed)."""
     args = typing.get_args(tp)
-    if args and type(None) in args:
-        return [a for a in args if a is not type(None)][0], True
-    return tp, False
+    return ([a for a in args if a is not type(None)][0], True) if args and type(None) in args else (tp, False)
 
 
 @lru_cache(maxsize=None)
@@ -222,6 +220,11 @@ class Settings:
         """Rules between fields: (field, message) pairs. Only called when every field is valid."""
         return []
 
+    @classmethod
+    def idle_fields(cls, value_of: Callable[[str], Any]) -> dict[str, str]:
+        """Fields no task reads under the other fields' values (`value_of(name)`) -> why: none unless a class says."""
+        return {}
+
 
 def defaults(cls: type) -> dict[str, Any]:
     """Field name -> default of a settings dataclass."""
@@ -263,11 +266,9 @@ def identity_dict(obj: Any) -> dict[str, Any]:
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
+    """Numbers by value (1 == 1.0), booleans and everything else by type and value."""
+    numbers = not isinstance(a, bool) and not isinstance(b, bool) and all(isinstance(v, (int, float)) for v in (a, b))
+    return a == b and (numbers or type(a) is type(b))
 
 
 def _num(v: float) -> str:
@@ -289,8 +290,7 @@ def _spelled(value: Any) -> str:
 def override(cls: type, name: str, default: Any) -> Any:
     """The field `name` of settings class `cls` with another default (same rule): for subclasses,
     e.g. `epochs: int = override(OptimSettings, "epochs", 15)`."""
-    base = next(f for f in dataclasses.fields(cls) if f.name == name)
-    rule = rule_of(base)
+    rule = rule_of(next(f for f in dataclasses.fields(cls) if f.name == name))
     return field(default=default, metadata={RULE_KEY: dataclasses.replace(rule, id_default=_SAME)})
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from tasks.settings import Settings, setting
 
@@ -26,3 +27,11 @@ class OptimSettings(Settings):
     schedule: str = setting("step", choices=SCHEDULES, doc="step | cosine | constant")
     step_epochs: int = setting(40, ge=1, le=100_000, doc="step schedule: lr x gamma every step_epochs")
     gamma: float = setting(0.1, gt=0, le=1, doc="step schedule: lr factor")
+
+    @classmethod
+    def idle_fields(cls, value_of: Callable[[str], Any]) -> dict[str, str]:
+        """The step schedule's own fields, under another schedule. They stay in the task's id (an id that
+        followed the schedule would rerun every finished task of another schedule once)."""
+        schedule = value_of("schedule")
+        why = f"only a step schedule reads it, and `schedule` is {schedule!r}"
+        return {} if schedule == "step" else {"step_epochs": why, "gamma": why}

@@ -1,11 +1,13 @@
 """tasks.train: the loop learns, schedules, exact resume, divergence, and 2-process DDP == 1 process."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
 import socket
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 from tasks.checkpoint import checkpoint_files, read_checkpoint
 from tasks.data import Split, iterate_batches
 from tasks.seeding import generator
-from tasks.settings.train import MAX_LR
+from tasks.settings.train import MAX_LR, SCHEDULES
 from tasks.train import (DivergenceError, OptimSettings, cross_entropy_objective, fit, lr_at, make_optimizer,
                          make_scheduler, train_state_from_tensors, train_state_tensors, training_autocast)
 
@@ -95,6 +97,28 @@ def test_step_and_cosine_schedules_give_lr_per_epoch():
     fit(model, cross_entropy_objective(blobs(), 32, seed=0), model.parameters(), step, seed=0, device="cpu",
         on_epoch=lambda r: reported.append(r.lr))
     assert reported == pytest.approx([lr_at(step, e) for e in range(5)])
+
+
+def test_a_schedule_reads_exactly_the_fields_idle_fields_leaves_it():
+    """`OptimSettings.idle_fields` is what the spec check trusts to call `pretrain.gamma` unread under a cosine
+    schedule: training under each schedule, with a view that refuses the idle fields, runs; and each field a
+    schedule calls idle is one another schedule reads (so the list is not merely long)."""
+    from tasks.settings import UndeclaredSettingRead, restrict
+    fields = [f.name for f in dataclasses.fields(OptimSettings)]
+    idle_somewhere = set()
+    for schedule in SCHEDULES:
+        settings = OptimSettings(epochs=3, lr=0.1, batch_size=16, schedule=schedule, step_epochs=1, gamma=0.5)
+        idle = OptimSettings.idle_fields(partial(getattr, settings))
+        view = restrict(settings, [f for f in fields if f not in idle], owner=f"a {schedule} schedule")
+        model = make_model(0)
+        fit(model, cross_entropy_objective(blobs(), 32, seed=0), model.parameters(), view, seed=0, device="cpu")
+        idle_somewhere |= set(idle)
+        for name in idle:           # a reader of the idle field under this schedule would have raised above
+            assert name in fields
+    assert idle_somewhere == {"step_epochs", "gamma"}
+    step = restrict(OptimSettings(schedule="step"), [f for f in fields if f != "gamma"], owner="a step schedule")
+    with pytest.raises(UndeclaredSettingRead):
+        lr_at(step, 1)
 
 
 def test_settings_name_the_bad_value():

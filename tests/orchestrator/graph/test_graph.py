@@ -641,3 +641,26 @@ def test_a_setting_the_user_set_that_no_planned_task_reads_is_said_in_a_warning(
     plain = load_spec(SMOKE_SPEC)                           # smoke.yaml's own midpoint and align settings are read
     check_settings_read(plain, build_graph(plain))
     assert caplog.records == []
+
+
+def test_a_step_schedule_setting_under_another_schedule_is_unread(caplog):
+    """`pretrain.gamma` under a cosine schedule: set, a warning saying why; swept, refused (every value would
+    train the same model under another id); swept beside a swept schedule that includes `step`, allowed."""
+    from orchestrator.graph.dag import check_settings_read
+    spec = load_spec(SMOKE_SPEC, ["pretrain.schedule=cosine", "pretrain.gamma=0.5", "midpoint.step_epochs=3"])
+    with caplog.at_level("WARNING", logger="orchestrator.graph.dag"):
+        check_settings_read(spec, build_graph(spec))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith("`pretrain.gamma` is set (override:pretrain.gamma=0.5), but no planned task reads it "
+                              "(only a step schedule reads it, and `schedule` is 'cosine')")
+    assert said[1].startswith("`midpoint.step_epochs` is set") and "`schedule` is 'constant'" in said[1]
+    swept = load_spec(SMOKE_SPEC, ["pretrain.schedule=cosine", "pretrain.gamma={grid: [0.5, 0.2]}"])
+    with pytest.raises(SpecError, match=r"`pretrain.gamma` is swept, but no planned task reads it \(only a step"):
+        check_settings_read(swept, build_graph(swept))
+    caplog.clear()
+    both = load_spec(SMOKE_SPEC, ["pretrain.schedule={grid: [step, cosine]}", "pretrain.gamma={grid: [0.5, 0.2]}",
+                                  "midpoint.schedule=step", "midpoint.step_epochs=3"])
+    with caplog.at_level("WARNING", logger="orchestrator.graph.dag"):
+        check_settings_read(both, build_graph(both))
+    assert caplog.records == []
