@@ -26,7 +26,7 @@ from tasks.seeding import derive_seed, generator
 from tasks.settings import restrict
 from tasks.settings.finetune import (CBFT_FAMILY, CBFT_INVARIANCES, FINETUNE_METHOD_NAMES,  # noqa: F401 - declared there
                                      FinetuneSettings, settings_used)
-from tasks.train import (EpochReport, TrainState, cross_entropy_objective,
+from tasks.train import (DivergenceError, EpochReport, TrainState, cross_entropy_objective,
                          distributed_rank, fit, prepare_batch, training_autocast)
 
 OnEpoch = Callable | None
@@ -111,8 +111,11 @@ def finetune_llrt(model: nn.Module, data: CueData, settings: FinetuneSettings, *
     features = compute_features(model, clean, device)
     reset_head(model.head, seed)
     objective = HeadObjective(features, settings.batch_size, derive_seed(seed, "finetune-llrt"))
-    rows = fit(model, objective, model.head.parameters(), settings.llrt_optim(),
-               seed=derive_seed(seed, "finetune-llrt"), device=device, on_epoch=on_epoch, resume=resume)
+    try:
+        rows = fit(model, objective, model.head.parameters(), settings.llrt_optim(),
+                   seed=derive_seed(seed, "finetune-llrt"), device=device, on_epoch=on_epoch, resume=resume)
+    except DivergenceError as exc:      # this phase's learning rate is `llrt_lr` (lpft's head phase too)
+        raise exc.with_lr("llrt_lr") from None
     model.eval()
     return _label(rows, "llrt")
 

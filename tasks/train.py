@@ -28,25 +28,31 @@ from tasks.seeding import derive_seed
 from tasks.settings.train import SCHEDULES, OptimSettings  # noqa: F401 - declared there (torch-free)
 
 _GLOBAL_RNG_STREAM = "fit-global-rng"
-LR_ADVICE = "lower `lr`"     # a DivergenceError's advice; the task that ran `fit` names the setting (`pretrain.lr`)
-
-
 class DivergenceError(RuntimeError):
     """The loss became NaN or inf, or (`where`: a weight or buffer's name) the model's state did: a BN running
     variance that overflowed while the loss stayed finite would make every evaluation NaN. Carries `epoch` and
-    `step` (0-based) and the `value`."""
+    `step` (0-based), the `value`, and `lr`: the name of the learning rate to lower in the settings of the
+    code that ran `fit` (`llrt_lr` in a head-only phase); the task that ran it names its section
+    (`finetune.llrt_lr`, orchestrator/run/work.py)."""
 
-    def __init__(self, epoch: int, step: int, value: float, where: str | None = None):
-        self.epoch, self.step, self.value, self.where = epoch, step, value, where
+    def __init__(self, epoch: int, step: int, value: float, where: str | None = None, lr: str = "lr"):
+        self.epoch, self.step, self.value, self.where, self.lr = epoch, step, value, where, lr
         what = "loss" if where is None else where
         at = f"at epoch {epoch}, step {step}" if step >= 0 else f"after epoch {epoch}"   # step -1: once trained
         super().__init__(
             f"training diverged: {what} is {value} {at}; "
-            f"{LR_ADVICE} (e.g. halve it) or check the inputs for NaN/inf"
+            f"{self.advice()} (e.g. halve it) or check the inputs for NaN/inf"
         )
 
+    def advice(self, section: str | None = None) -> str:
+        return f"lower `{self.lr}`" if section is None else f"lower `{section}.{self.lr}`"
+
+    def with_lr(self, lr: str) -> "DivergenceError":
+        """The same divergence, naming learning rate `lr`."""
+        return type(self)(self.epoch, self.step, self.value, self.where, lr)
+
     def __reduce__(self):  # crosses process boundaries (Ray, spawn) with its fields intact
-        return (type(self), (self.epoch, self.step, self.value, self.where))
+        return (type(self), (self.epoch, self.step, self.value, self.where, self.lr))
 
 
 def non_finite_state(model: nn.Module) -> tuple[str, float] | None:

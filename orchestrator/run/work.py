@@ -36,7 +36,7 @@ from tasks import paths as paths_lib
 from tasks.evaluate import evaluate_sets
 from tasks.models import ModelSettings, build_model
 from tasks.settings import from_identity
-from tasks.train import LR_ADVICE, DivergenceError, OptimSettings, cross_entropy_objective, fit
+from tasks.train import DivergenceError, OptimSettings, cross_entropy_objective, fit
 
 
 
@@ -117,7 +117,8 @@ def _trained(task: Task, env: TaskEnv, model, data, resume, curve: list[dict], c
         broken = [r["eval_set"] for r in rows if not math.isfinite(r["loss"])]
         if broken:   # weights that blew up while every training loss stayed finite: no result to build on
             raise DivergenceError(len(curve) and curve[-1]["epoch"], -1, math.nan,
-                                  where=f"the trained model's loss on {', '.join(broken)}")
+                                  where=f"the trained model's loss on {', '.join(broken)}",
+                                  lr="llrt_lr" if task.config.get("method") == "llrt" else "lr")
         out.tables[vocab.EVALUATIONS] = rows_for(task, vocab.EVALUATIONS, rows)
         out.metrics.update({f"eval.{r['eval_set']}.{m}": r[m] for r in rows for m in ("loss", "acc")})
     return out
@@ -306,9 +307,8 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
         return TaskResult(vocab.DONE, time.time() - start, device, output.metrics, [list(x) for x in output.steps])
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed task with its reason
         error = format_error(exc)
-        if isinstance(exc, DivergenceError):   # which `lr`: the task kind's section (llrt: its head's own)
-            lr = "finetune.llrt_lr" if task.config.get("method") == "llrt" else f"{task.kind}.lr"
-            error = error.replace(LR_ADVICE, f"lower `{lr}`", 1)
+        if isinstance(exc, DivergenceError):   # which `lr`: of the task kind's section
+            error = error.replace(exc.advice(), exc.advice(task.kind), 1)
         return TaskResult(vocab.FAILED, time.time() - start, device, error=error, error_type=type(exc).__name__)
 
 

@@ -25,6 +25,7 @@ from tasks.finetune import (
     invariance_loss,
 )
 from tasks.models import build_model
+from tasks.train import DivergenceError
 import tasks.finetune as ft
 
 NUM_CLASSES = 3
@@ -697,3 +698,18 @@ def test_a_head_step_counts_the_samples_of_this_ranks_share(monkeypatch):
     for batch in batches:
         ((_loss, correct, n),) = list(objective.steps(model, batch, 0))
         assert n == len(batch[1]) == 4 and 0 <= correct <= n
+
+
+def test_a_divergence_names_the_learning_rate_of_the_phase_that_diverged():
+    """lpft runs two phases with two learning rates: a head phase that blows up names `llrt_lr` (for llrt and
+    for lpft), the all-weights phase `lr`; the task then names its section (`finetune.llrt_lr`)."""
+    data = synthetic_data()
+    huge = dataclasses.replace(data, train_clean=Split(data.train_clean.x * 1e30, data.train_clean.y))
+    for method in ("llrt", "lpft"):
+        with pytest.raises(DivergenceError, match="lower `llrt_lr`") as caught:
+            finetune(tiny_model(), method, huge, SETTINGS, seed=1, device="cpu")
+        assert caught.value.lr == "llrt_lr" and caught.value.advice("finetune") == "lower `finetune.llrt_lr`"
+    blows_up = dataclasses.replace(SETTINGS, lr=1000.0, weight_decay=1.0)
+    with pytest.raises(DivergenceError, match="lower `lr`") as caught:
+        finetune(tiny_model(), "lpft", data, blows_up, seed=1, device="cpu")
+    assert caught.value.lr == "lr" and caught.value.epoch >= 0

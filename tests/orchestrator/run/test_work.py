@@ -269,14 +269,16 @@ def test_execute_reports_the_runners_metrics_and_steps_and_writes_its_outputs(gr
 
 
 @pytest.mark.parametrize("kind, method, lr", [(vocab.PRETRAIN, None, "pretrain.lr"), (vocab.FINETUNE, "naive", "finetune.lr"),
-                                               (vocab.MIDPOINT, None, "midpoint.lr")])
+                                               (vocab.MIDPOINT, None, "midpoint.lr"),
+                                               (vocab.FINETUNE, "naive", "finetune.llrt_lr")])
 def test_a_diverged_task_names_the_learning_rate_of_its_own_section(graph, tmp_path, monkeypatch, kind, method, lr):
-    """`lower `lr`` alone leaves the user to guess which of four: the task's error names its kind's section."""
+    """`lower `lr`` alone leaves the user to guess which of five: the task's error names its kind's section
+    and the learning rate of the phase that diverged (a head phase's `llrt_lr`, tests/tasks/test_finetune.py)."""
     from tasks.train import DivergenceError
     task = next(t for t in graph.tasks.values() if t.kind == kind and (method is None or t.config.get("method") == method))
 
     def diverges(t, env):
-        raise DivergenceError(0, 3, float("nan"))
+        raise DivergenceError(0, 3, float("nan"), lr=lr.split(".")[1])
     monkeypatch.setitem(work.RUNNERS, "diverges", diverges)
     result = work.execute(task, "diverges", work.TaskEnv(layout=layout_in(tmp_path), device=torch.device("cpu")))
     assert result.status == vocab.FAILED and result.error_type == "DivergenceError"
