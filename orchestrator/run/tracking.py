@@ -33,13 +33,14 @@ absolute path, so it is re-pointed at every start: a moved or copied sweep direc
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shlex
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ SOURCE_NAME_TAG, SOURCE_TYPE_TAG, GIT_COMMIT_TAG = "mlflow.source.name", "mlflow
 GROUP_TAG = "mmc.group"                          # a child run of one task kind (`GroupRun`)
 TABLES_ARTIFACT_DIR = "tables"                   # the result tables on the parent run, with group runs
 GROUP_ERRORS = 1000                              # failed tasks whose whole error a group run keeps in `errors.txt`
+FAILURES_IN_A_ROW = 3        # child runs that failed to log, one after another, after which an invocation stops trying
+MAX_ERROR_CHARS = 300
+STORE_LOGGER = "mlflow.store.db.utils"           # logs a traceback for every failed call of a SQL store
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
@@ -72,6 +76,33 @@ log = logging.getLogger(__name__)
 def warn(message: str) -> None:
     """A warning of the tracker (the `orchestrator` logger: `warning: ...` on the console)."""
     log.warning(redact(message))
+
+
+def brief(exc: BaseException) -> str:
+    """`Type: message` in one line, without the SQL statement, parameters and links of a store's error."""
+    lines = [line.strip() for line in str(exc).splitlines()
+             if line.strip() and not line.lstrip().startswith(("[SQL:", "[parameters:", "(Background on", "(raised as a result"))]
+    text = " ".join(lines)
+    return f"{type(exc).__name__}: {text[:MAX_ERROR_CHARS]}{'...' if len(text) > MAX_ERROR_CHARS else ''}"
+
+
+class _StoreErrorsSaid(logging.Filter):
+    """Drops the SQL store's own ERROR record (a traceback per failed call) while the tracker makes calls
+    whose failures it says itself, in one line (`brief`)."""
+
+    active = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (type(self).active and record.levelno >= logging.ERROR)
+
+
+@contextlib.contextmanager
+def _saying_store_errors() -> Iterator[None]:
+    _StoreErrorsSaid.active += 1
+    try:
+        yield
+    finally:
+        _StoreErrorsSaid.active -= 1
 
 
 @dataclass(frozen=True)
@@ -217,6 +248,10 @@ class MlflowTracker:
         self.per_task = True                       # a child run per task (else per kind: `GroupRun`)
         self._groups: dict[str, GroupRun] = {}
         self.sql = self._sql_writer()
+        self._failures_in_a_row = 0
+        self.stopped = False                       # this invocation logs no more child runs (`FAILURES_IN_A_ROW`)
+        if not any(isinstance(f, _StoreErrorsSaid) for f in logging.getLogger(STORE_LOGGER).filters):
+            logging.getLogger(STORE_LOGGER).addFilter(_StoreErrorsSaid())
         self._relocate_artifacts()
 
     # ---- the interface -------------------------------------------------------------------------
@@ -251,39 +286,55 @@ class MlflowTracker:
         return self.parent_run_id
 
     def tasks_ended(self, ended: Sequence) -> dict[str, str]:
-        """Child runs of `ended` (`recording.EndedTask`s): task id -> run id of those logged (never raises)."""
-        if self.parent_run_id is None or not ended:
+        """Child runs of `ended` (`recording.EndedTask`s): task id -> run id of those logged (never raises).
+        After `FAILURES_IN_A_ROW` child runs failed one after another (a full disk, a store gone), this
+        invocation stops trying, with one warning: the results are in the Parquet tables."""
+        if self.parent_run_id is None or not ended or self.stopped:
             return {}
         if not self.per_task:
             return self._to_groups(ended)
+        with _saying_store_errors():
+            return self._log_children(ended)
+
+    def _log_children(self, ended: Sequence) -> dict[str, str]:
         runs = []
         for e in ended:
             try:
                 runs.append(child_runs.child_run(e, self._names.get(e.task.id, e.task.id), self.parent_run_id,
                                                  self._common_tags))
             except Exception as exc:  # noqa: BLE001 - tracking must never lose computed results
-                warn(f"MLflow run of {e.task.id} not logged: {type(exc).__name__}: {exc}")
+                warn(f"MLflow run of {e.task.id} not logged: {brief(exc)}")
         ids: dict[str, str] = {}
         if self.sql is not None:
             try:
                 ids = self.sql.write(runs)
             except Exception as exc:  # noqa: BLE001 - fall back to one call per run, for good
-                warn(f"batched MLflow logging failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                warn(f"batched MLflow logging failed ({brief(exc)}); "
                      "logging run by run from now on")
                 self.sql = None
         for run in runs:
-            if run.task_id not in ids:
+            if run.task_id not in ids and not self.stopped:
                 try:
                     ids[run.task_id] = self._log_child(run)
+                    self._failures_in_a_row = 0
                 except Exception as exc:  # noqa: BLE001 - tracking must never lose computed results
-                    warn(f"MLflow logging failed for {run.task_id}: {exc}")
+                    self._failed(f"MLflow logging failed for {run.task_id}: {brief(exc)}")
         for run in runs:
             if run.error and run.task_id in ids:
                 try:
                     self.client.log_text(ids[run.task_id], run.error, "error.txt")
                 except Exception as exc:  # noqa: BLE001 - the run and its error tag are there already
-                    warn(f"MLflow could not store error.txt of {run.task_id}: {exc}")
+                    warn(f"MLflow could not store error.txt of {run.task_id}: {brief(exc)}")
         return ids
+
+    def _failed(self, message: str) -> None:
+        self._failures_in_a_row += 1
+        warn(message)
+        if self._failures_in_a_row >= FAILURES_IN_A_ROW:
+            self.stopped = True
+            warn(f"MLflow logging stops for this run after {FAILURES_IN_A_ROW} failures in a row: the tasks that end "
+                 "from now on get no child run (their results are in the Parquet tables); the sweep's run is still "
+                 "closed at the end if MLflow allows")
 
     def finish(self, status: str, metrics: Mapping[str, Any] | None = None,
                artifacts: Iterable[str | Path] = (), tables: Mapping[str, Sequence[str | Path]] | None = None) -> None:
@@ -295,6 +346,11 @@ class MlflowTracker:
             raise ValueError(f"`status`: {status!r} is not allowed; allowed: {', '.join(vocab.MLFLOW_STATUSES)}")
         if self.parent_run_id is None:
             return
+        with _saying_store_errors():
+            self._finish(status, metrics, artifacts, tables)
+
+    def _finish(self, status: str, metrics: Mapping[str, Any] | None, artifacts: Iterable[str | Path],
+                tables: Mapping[str, Sequence[str | Path]] | None) -> None:
         self._finish_groups(status)
         try:
             self._log(self.parent_run_id, metrics=metrics, step=self.invocation)
@@ -303,12 +359,12 @@ class MlflowTracker:
                 for table, files in (tables or {}).items():
                     self.log_artifacts(files, f"{TABLES_ARTIFACT_DIR}/{table}")
         except Exception as exc:  # noqa: BLE001 - the results are in Parquet and the report
-            warn(f"MLflow could not store the sweep's report or metrics ({type(exc).__name__}: {exc}); "
+            warn(f"MLflow could not store the sweep's report or metrics ({brief(exc)}); "
                  "the report and the Parquet tables are in the sweep directory")
         try:
             self.end_parent(status)
         except Exception as exc:  # noqa: BLE001
-            warn(f"MLflow could not close the sweep's run ({type(exc).__name__}: {exc}); "
+            warn(f"MLflow could not close the sweep's run ({brief(exc)}); "
                  "the results are in the Parquet tables")
 
     def log_artifacts(self, paths: Iterable[str | Path], directory: str | None = None) -> None:
@@ -363,7 +419,7 @@ class MlflowTracker:
                     self.client.log_text(group.run_id, group.errors_text(), "errors.txt")
                 self.client.set_terminated(group.run_id, group.status(status))
             except Exception as exc:  # noqa: BLE001 - the results are in the Parquet tables
-                warn(f"MLflow could not close the run of the `{group.kind}` tasks ({type(exc).__name__}: {exc})")
+                warn(f"MLflow could not close the run of the `{group.kind}` tasks ({brief(exc)})")
 
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -399,6 +400,46 @@ def test_after_a_failed_batch_every_later_batch_goes_run_by_run(graph, store, ca
     assert tracker.sql is None and caplog.text.count("batched MLflow logging failed") == 1
     client = mlflow.MlflowClient(uri)
     assert {client.get_run(ids[t.id]).data.tags["task_id"] for t in (a, b)} == {a.id, b.id}
+
+
+def test_a_store_that_keeps_failing_is_said_in_one_line_per_run_and_given_up_after_a_few(graph, store, caplog):
+    """A full disk under a SQLite store: every call fails, and MLflow's store logs a traceback of ~80 lines for
+    each (a 13-task sweep printed ~1,000 lines). Each failure is one line without the SQL statement; after
+    `FAILURES_IN_A_ROW` the invocation stops trying, said once; the next invocation tries again."""
+    import sqlite3
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    tracker.start(sweep_run(graph))
+    database = sqlite3.connect(uri.removeprefix("sqlite:///"))
+    database.execute("CREATE TRIGGER full BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    database.commit()
+    tasks = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL][:tracking.FAILURES_IN_A_ROW + 3]
+    with caplog.at_level("INFO"):
+        assert tracker.tasks_ended([ended(t) for t in tasks[:2]]) == {}
+        assert all(tracker.tasks_ended([ended(t)]) == {} for t in tasks[2:])
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in said if r.name == tracking.STORE_LOGGER] and "Traceback" not in caplog.text
+    failed = [r.getMessage() for r in said if "MLflow logging failed for" in r.getMessage()]
+    assert len(failed) == tracking.FAILURES_IN_A_ROW and all("database or disk is full" in m for m in failed)
+    assert "[SQL:" not in caplog.text and "INSERT INTO" not in caplog.text
+    assert caplog.text.count(f"MLflow logging stops for this run after {tracking.FAILURES_IN_A_ROW} failures") == 1
+    database.execute("DROP TRIGGER full")
+    database.commit()
+    again = tracking.MlflowTracker(uri, "test-sweep")
+    again.start(sweep_run(graph))
+    assert set(again.tasks_ended([ended(tasks[0])])) == {tasks[0].id}
+    caplog.clear()
+    with caplog.at_level("ERROR", logger=tracking.STORE_LOGGER):     # outside the tracker's calls, MLflow's own log
+        logging.getLogger(tracking.STORE_LOGGER).error("the store's own error")
+    assert "the store's own error" in caplog.text
+
+
+def test_brief_keeps_the_cause_and_drops_the_statement():
+    exc = RuntimeError("(raised as a result of Query-invoked autoflush; consider ...)\n(sqlite3.OperationalError) "
+                       "database or disk is full\n[SQL: UPDATE runs SET status=?]\n[parameters: ('FAILED', 1)]\n"
+                       "(Background on this error at: https://sqlalche.me/e/21/e3q8)")
+    assert tracking.brief(exc) == "RuntimeError: (sqlite3.OperationalError) database or disk is full"
+    assert len(tracking.brief(RuntimeError("x" * 10_000))) < tracking.MAX_ERROR_CHARS + 20
 
 
 def test_only_a_local_artifact_location_is_repointed_next_to_the_store():
