@@ -22,7 +22,8 @@ signal first, the driver or Ray's processes, makes no difference. A driver conne
 starts no Ray process: a signal to its cgroup does not reach the cluster.
 
 A signal the process was started ignoring stays ignored (`nohup mmc-sweep run ...` survives a closed
-terminal). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
+terminal; a shell script's background job, which starts with SIGINT ignored, survives Ctrl-C: Tune too is told
+to leave SIGINT alone). Ray replaces the SIGTERM handler when it starts: `StopSignals.install` runs again after `ray.init`.
 Signal handlers belong to the main thread; elsewhere (a run started from a thread) nothing is installed.
 """
 from __future__ import annotations
@@ -37,6 +38,8 @@ from contextlib import contextmanager
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"      # Tune leaves SIGINT alone (it installs its handler otherwise)
+TUNE_STOP_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGINT)   # Tune's handler, whatever TUNE_SIGINT_ENV says
 EXIT_INTERRUPTED = 130
 
 
@@ -77,12 +80,19 @@ class StopSignals:
 
     @contextmanager
     def tune_running(self):
-        """Around `Tuner.fit`: a first stop signal goes to Tune's handler, which stops the trials."""
+        """Around `Tuner.fit`: a first stop signal goes to Tune's handler, which stops the trials. Where SIGINT
+        was ignored at start, Tune is told to leave it so (`TUNE_DISABLE_SIGINT_HANDLER`), and the stop goes to
+        the same handler through SIGUSR1, which Tune takes whatever that variable says."""
         self._in_tune = True
+        leave_sigint = signal.SIGINT in self._ignored and TUNE_SIGINT_ENV not in os.environ
+        if leave_sigint:
+            os.environ[TUNE_SIGINT_ENV] = "1"
         try:
             yield
         finally:
             self._in_tune = False
+            if leave_sigint:
+                os.environ.pop(TUNE_SIGINT_ENV, None)
 
     # ---- handling -----------------------------------------------------------------------------------
     def _tune_took_the_first(self) -> bool:
@@ -96,9 +106,10 @@ class StopSignals:
         self.stopping = True
         log.warning(f"{name} received: stopping as for Ctrl-C (finished tasks are recorded and the tables "
                     "compacted); send it again to stop at once")
-        tune_handler = signal.getsignal(signal.SIGINT)
+        tune_signal = TUNE_STOP_SIGNAL if signal.SIGINT in self._ignored else signal.SIGINT
+        tune_handler = signal.getsignal(tune_signal)
         if self._in_tune and callable(tune_handler) and tune_handler != self._handle:
-            tune_handler(signal.SIGINT, frame)      # Tune stops its trials and returns
+            tune_handler(tune_signal, frame)        # Tune stops its trials and returns
         else:
             raise KeyboardInterrupt
 

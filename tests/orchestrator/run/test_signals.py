@@ -381,6 +381,35 @@ def test_a_stop_signal_after_tune_took_a_ctrl_c_ends_the_driver_at_once(handlers
         assert outcome(signal.SIGTERM) == "at once (SIGTERM)"
 
 
+def test_a_sigint_ignored_at_start_stays_ignored_by_tune_and_a_stop_goes_to_tunes_sigusr1_handler(handlers, monkeypatch):
+    """A shell script's background job starts with SIGINT ignored: Ctrl-C in its terminal must not stop the sweep.
+    Tune installs its SIGINT handler unless `TUNE_DISABLE_SIGINT_HANDLER` says not to (it is said, while Tune
+    runs, and only then), and always takes SIGUSR1 with the same handler: a SIGTERM is handed to that one, which
+    puts back SIGINT's handler as it found it (ignored); a second SIGTERM ends the driver at once."""
+    stops = handlers.STOPS
+    monkeypatch.delenv(handlers.TUNE_SIGINT_ENV, raising=False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    calls = []
+
+    def tunes(signum, frame):           # Tune's handler: stops the trials, restores SIGINT's handler at its start
+        calls.append(signum)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_usr1 = signal.getsignal(signal.SIGUSR1)
+    try:
+        with handlers.stop_like_ctrl_c(), stops.tune_running():
+            assert os.environ[handlers.TUNE_SIGINT_ENV] == "1" and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            signal.signal(signal.SIGUSR1, tunes)                      # what Tuner.fit installs
+            assert outcome(signal.SIGINT) == "returned" and calls == [] and not stops.stopping
+            assert outcome(signal.SIGTERM) == "returned" and calls == [signal.SIGUSR1] and stops.stopping
+            assert outcome(signal.SIGTERM) == "at once (SIGTERM)"
+        assert handlers.TUNE_SIGINT_ENV not in os.environ
+        signal.signal(signal.SIGINT, signal.default_int_handler)    # SIGINT handled at start: Tune takes it
+        with handlers.stop_like_ctrl_c(), stops.tune_running():
+            assert handlers.TUNE_SIGINT_ENV not in os.environ
+    finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
+
+
 def test_once_tune_returned_a_first_signal_stops_as_ctrl_c_again(handlers):
     with handlers.stop_like_ctrl_c() as stops:
         with stops.tune_running():
