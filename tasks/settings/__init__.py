@@ -1,10 +1,9 @@
 """Settings: frozen dataclasses whose fields declare their own default, bounds, choices and meaning.
 
-Every setting of a task is declared once, with `setting(...)`, in the settings dataclass of its task
-kind (`tasks/settings/<kind>.py`: no torch there, so that reading a sweep's tables or its status imports
-none). That declaration is the whole schema: the dataclass checks itself when built (`Settings`), and
-the sweep spec (`orchestrator/spec/sweep_spec.py`) generates its validation, its JSON schema and its docs from
-the same declarations, so a default or a limit cannot drift between the layers.
+Every setting of a task is declared once, with `setting(...)`, in the settings dataclass of its task kind
+(`tasks/settings/<kind>.py`: no torch there, so that reading a sweep's tables or its status imports none). That
+declaration is the whole schema: the dataclass checks itself when built (`Settings`), and the sweep spec
+(`orchestrator/spec/sweep_spec.py`) generates its validation, JSON schema and docs from the same declarations.
 
     @dataclass(frozen=True)
     class PathSettings(Settings):
@@ -17,16 +16,15 @@ own under the field's bounds, and holds whole numbers as the floats they stand f
 one value, one identity). Rules that tie fields of one dataclass together go in `cross_problems()`, fields that
 others make unread in `idle_fields()`. Every float must be finite, every number bounded by what a task can run.
 
-A setting's `id_default` (normally its default) is the value that task identities leave out: a
-field added later with `id_default` equal to its default keeps every old task id; changing a
-default while keeping `id_default` at the old value changes the ids of exactly the tasks that now
-run differently (see `identity_dict`).
+A setting's `id_default` (normally its default) is the value that task identities leave out: a field added
+later with `id_default` equal to its default keeps every old task id; changing a default while keeping
+`id_default` at the old value changes the ids of exactly the tasks that now run differently (`identity_dict`).
 
-What a task's code may read is part of its identity too. `restrict(obj, fields, owner)` hands code a view
-of a settings object whose reads of any other field raise `UndeclaredSettingRead` (a fine-tuning method
-gets a view of exactly the fields its id holds, `tasks.finetune.settings_used`), and within
-`recording_reads()` every object rebuilt from a task id (`from_identity`) records the fields read from it,
-so a test can compare what each task reads with what its id holds (tests/orchestrator/graph/test_identity.py).
+What a task's code may read is part of its identity too. `restrict(obj, fields, owner)` hands code a view of a
+settings object whose reads of any other field raise `UndeclaredSettingRead` (a fine-tuning method gets a view
+of exactly the fields its id holds, `tasks.finetune.settings_used`), and within `recording_reads()` every object
+rebuilt from a task id (`from_identity`) records the fields read from it, so a test can compare what each task
+reads with what its id holds (tests/orchestrator/graph/test_identity.py).
 """
 from __future__ import annotations
 
@@ -266,9 +264,11 @@ def identity_dict(obj: Any) -> dict[str, Any]:
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    """Numbers by value (1 == 1.0), booleans and everything else by type and value."""
-    numbers = not isinstance(a, bool) and not isinstance(b, bool) and all(isinstance(v, (int, float)) for v in (a, b))
-    return a == b and (numbers or type(a) is type(b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
 
 
 def _num(v: float) -> str:
