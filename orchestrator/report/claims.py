@@ -63,6 +63,11 @@ class _Judge:
     def __init__(self, s: Slice, rules: ClaimRules, claim: Claim):
         self.s, self.r, self.c = s, rules, claim
 
+    @property
+    def acc_step(self) -> float:
+        """The least spread an accuracy difference is judged with: one image (`Slice.acc_step`; 0 without a slice)."""
+        return self.s.acc_step if self.s is not None else 0.0
+
     def estimate(self, values) -> Estimate:
         """Mean and interval of `values` at the rules' level, as every row and gate of the claim shows them."""
         return Estimate.of(values, self.r.level)
@@ -83,7 +88,8 @@ class _Judge:
         of the models on a's side and on b's side, where a random cue's cost is compared (`_clean_floor`);
         `reliant`: (label, reliance) of the model whose reliance the claim says is kept or lowered
         (`_no_reliance`). The first guard that blocks gives the reason."""
-        diff = cmp.one_sample(a, self.r.level) if b is None else cmp.compare(a, b, self.r.level)
+        step = self.acc_step
+        diff = cmp.one_sample(a, self.r.level, step) if b is None else cmp.compare(a, b, self.r.level, step)
         decision = _first_block(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {}))),
                                 lambda d: self._no_reliance(d, reliant, none))
@@ -127,7 +133,7 @@ class _Judge:
                   clean: tuple[dict, dict] | None = None) -> None:
         """a not below b by more than `margin`; `clean`: the two sides' clean accuracies (a's, b's), not
         testable where both sit at the chance floor (one there alone is decided: a collapse is a loss)."""
-        diff = cmp.compare(a, b, self.r.level)
+        diff = cmp.compare(a, b, self.r.level, self.acc_step)
         effect = margin or self.r.reliance_effect        # a margin of 0: the accuracy effect the claims are about
         decision = _first_block(cmp.non_inferiority(diff, margin, self.r.power, PP, " pp", effect),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {})), every=True))
@@ -157,7 +163,7 @@ class _Judge:
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
                   clean: dict[str, pd.Series] | None = None) -> None:
-        diff = cmp.one_sample(a, self.r.level)
+        diff = cmp.one_sample(a, self.r.level, self.acc_step)
         # a capped cost moves the difference either way: at the floor it blocks every outcome
         decision = _first_block(cmp.equivalence(diff, margin, self.r.power, PP, " pp"),
                                 lambda d: self._clean_floor(d, clean or {}, clean or {}))

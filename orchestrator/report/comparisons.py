@@ -92,18 +92,19 @@ def _finite(values) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def paired(a: pd.Series, b: pd.Series, level: float) -> Diff:
-    """a − b over the keys (seeds) both have."""
+def paired(a: pd.Series, b: pd.Series, level: float, floor: float = 0.0) -> Diff:
+    """a − b over the keys (seeds) both have; `floor`: the least spread of one difference (`compare`)."""
     common = a.index.intersection(b.index)
     d = _finite((a[common].astype(float) - b[common].astype(float)).to_numpy())
     n = int(d.size)
-    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    sd = max(float(d.std(ddof=1)), floor) if n > 1 else math.nan
     return Diff(True, n, float(d.mean()) if n else math.nan, sd / math.sqrt(n) if n > 1 else math.nan,
                 float(max(n - 1, 1)), level, sd)
 
 
-def independent(a, b, level: float) -> Diff:
-    """Welch's difference of means of two independent groups."""
+def independent(a, b, level: float, floor: float = 0.0) -> Diff:
+    """Welch's difference of means of two independent groups; `floor`: the least spread of the difference of
+    one model from each (each group's variance at least floor² / 2)."""
     a, b = _finite(a), _finite(b)
     na, nb = a.size, b.size
     if not na or not nb:
@@ -111,28 +112,32 @@ def independent(a, b, level: float) -> Diff:
     mean = float(a.mean() - b.mean())
     if na < 2 or nb < 2:
         return Diff(False, min(na, nb), mean, math.nan, 1.0, level, math.nan)
-    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    var_a, var_b = (max(float(x.var(ddof=1)), floor ** 2 / 2) for x in (a, b))
+    va, vb = var_a / na, var_b / nb
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if va + vb > 0 else float(na + nb - 2)
-    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    pooled = math.sqrt((var_a + var_b) / 2)
     return Diff(False, min(na, nb), mean, se, float(df), level, math.sqrt(2) * pooled)
 
 
-def compare(a: pd.Series, b: pd.Series, level: float) -> Diff:
+def compare(a: pd.Series, b: pd.Series, level: float, floor: float = 0.0) -> Diff:
     """Paired within seed where both sides have at least two common seeds, else independent; a paired
-    difference counts the seeds it leaves out (without a finite value on each side: not measured, NaN, inf)."""
+    difference counts the seeds it leaves out (without a finite value on each side: not measured, NaN, inf).
+    `floor`: the resolution of the measure (one image of the evaluation set, for an accuracy), the least spread
+    a difference is judged with: seeds that agree to within it agree as far as the measure can tell, and a
+    t-interval from their spread alone would claim a certainty the measure cannot give (docs/SCIENCE.md)."""
     seeds_a, seeds_b = (s[np.isfinite(s.to_numpy(dtype=np.float64))].index for s in (a, b))
     common = seeds_a.intersection(seeds_b)
     if len(common) >= 2 and a.index.is_unique and b.index.is_unique:
-        return replace(paired(a, b, level), unpaired=len(a.index.union(b.index).difference(common)))
-    return independent(a.to_numpy(), b.to_numpy(), level)
+        return replace(paired(a, b, level, floor), unpaired=len(a.index.union(b.index).difference(common)))
+    return independent(a.to_numpy(), b.to_numpy(), level, floor)
 
 
-def one_sample(values: pd.Series, level: float) -> Diff:
+def one_sample(values: pd.Series, level: float, floor: float = 0.0) -> Diff:
     """The mean of `values` (each a per-seed quantity) as a difference from 0; seeds without a finite
-    value are counted as left out."""
+    value are counted as left out; `floor` as for `compare`."""
     kept = int(np.isfinite(values.to_numpy(dtype=np.float64)).sum())
-    return replace(paired(values, pd.Series(0.0, index=values.index), level), unpaired=len(values) - kept)
+    return replace(paired(values, pd.Series(0.0, index=values.index), level, floor), unpaired=len(values) - kept)
 
 
 # ----------------------------------------------------------------------------------------------

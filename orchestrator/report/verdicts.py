@@ -242,6 +242,9 @@ class Slice:
         self.chance = chance
         ev = stats.with_labels(evaluations, tasks) if not evaluations.empty else evaluations
         self.acc = ev.pivot_table(index="task_id", columns="eval_set", values="acc") if not ev.empty else None
+        # the resolution of an accuracy: one image of the largest evaluation set (0: not recorded)
+        sizes = ev["n"].to_numpy(dtype=float) if not ev.empty and "n" in ev else np.array([])
+        self.acc_step = 1.0 / float(sizes.max()) if sizes.size and np.isfinite(sizes).all() and sizes.max() > 0 else 0.0
         self.labels = ev.drop_duplicates("task_id").set_index("task_id") if not ev.empty else None
         latest = tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
         self.parent = {t: (p[0] if p is not None and len(p) else None)

@@ -424,3 +424,27 @@ def test_an_accuracys_interval_is_shown_within_0_and_100_percent_and_a_differenc
     assert verdicts.Row("cue model", "acc(nocue)", low, unit="%", scale=100).value().split("[")[1].startswith("0.0,")
     shown = verdicts.Row("cue model", "acc(nocue) − acc(randcue)", high, unit=" pp", scale=100).value()
     assert shown == f"83.3 pp [{100 * high.ci_low:.1f}, {100 * high.ci_high:.1f}]"
+
+
+def test_an_accuracys_resolution_is_one_image_of_the_largest_evaluation_set():
+    ev = _evaluations([("m1", 0.8, 0, "randimg", 1.0), ("m1", 0.8, 0, "nocue", 0.9)]).assign(n=[397, 1000])
+    assert verdicts.Slice(ev, EMPTY, EMPTY, EMPTY, chance=0.1).acc_step == pytest.approx(1 / 1000)
+    without = _evaluations([("m1", 0.8, 0, "randimg", 1.0)])          # no `n` recorded: no floor
+    assert verdicts.Slice(without, EMPTY, EMPTY, EMPTY, chance=0.1).acc_step == 0.0
+    assert verdicts.Slice(EMPTY, EMPTY, EMPTY, EMPTY, chance=0.1).acc_step == 0.0
+
+
+def test_cue_models_at_a_ceiling_on_every_seed_hold_as_firmly_as_ones_a_single_image_apart():
+    """The review's case, through the claim: (a)'s "the cue model relies on it" with three cue models at
+    99.75%, 100%, 100% on randimg held; at 100% on all three it must hold too (it was not testable)."""
+    from orchestrator.report import claims
+    from orchestrator.spec.claim_rules import ClaimRules
+    outcomes = []
+    for randimg in ((0.9975, 1.0, 1.0), (1.0, 1.0, 1.0)):
+        rows = [(f"c{s}", 0.97, s, "randimg", a) for s, a in enumerate(randimg)]
+        s = verdicts.Slice(_evaluations(rows).assign(n=397), EMPTY, EMPTY, EMPTY, chance=0.1)
+        claim = Claim("a", "test")
+        judge = claims._Judge(s, ClaimRules(), claim)
+        judge.above("the cue model relies on it", s.reliance(s.models(vocab.PRETRAIN, cue=True))[verdicts.RANDIMG], None, "g")
+        outcomes.append(claim.checks[-1].outcome)
+    assert outcomes == [YES, YES]
