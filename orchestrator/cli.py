@@ -178,6 +178,9 @@ def cmd_claims(args) -> int:
         except (ValueError, OSError) as exc:   # no plan, and a stored spec that cannot be planned; unreadable
             raise UsageError(f"cannot judge the claims of {args.items[0]}: {exc}") from None
         return EXIT_OK
+    if args.items and "=" not in args.items[0] and not os.path.exists(args.items[0]):
+        raise UsageError(f"{redact(args.items[0])} does not exist: give a spec file (run, then judged) or a "
+                         "sweep directory (<storage>/<sweep name>, judged as it is), e.g. mmc-runs/default")
     check_num_cpus(args)
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})
     outcome = run_sweep(spec, num_cpus=args.num_cpus, ray_address=args.address, new_version=args.new_version)

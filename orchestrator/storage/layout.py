@@ -569,6 +569,8 @@ def open_sweep_dir(directory: str | os.PathLike) -> SweepLayout:
     `s3://bucket/runs/smoke?endpoint_override=host:9000&scheme=http`) belongs to its storage."""
     text = os.fspath(directory)
     path, mark, query = text.partition("?")
+    if "://" not in path and any(part in (".", "..") for part in path.split("/")):
+        path = os.path.abspath(path)        # `.` (run inside the sweep), `..`, `a/./b`: the directory they name
     parent, slash, name = path.rstrip("/").rpartition("/")
     return SweepLayout(Storage((parent or slash or ".") + mark + query), name)     # `/tmp`: under `/`
 

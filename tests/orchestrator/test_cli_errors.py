@@ -675,6 +675,13 @@ def test_status_and_report_of_a_non_sweep_directory_are_refused(directory, needl
         assert_refused(code, err, tmp_path, needle, keep=("a-file", "empty", "one", "two"), out=out, elapsed=elapsed)
 
 
+def test_claims_of_a_path_that_does_not_exist_says_so(tmp_path, capsys):
+    """`claims X` runs a spec file or judges a sweep directory: X missing is neither, and the error says both."""
+    code, out, err, elapsed = main(capsys, "claims", str(tmp_path / "nothing-here"))
+    assert_refused(code, err, tmp_path, "nothing-here does not exist: give a spec file (run, then judged) or a sweep "
+                   "directory", out=out, elapsed=elapsed)
+
+
 def test_plan_list_into_a_closed_pipe(tmp_path):
     """`mmc-sweep plan --list | head -1`: the reader leaves early; exit 0, no BrokenPipe noise."""
     seeds = "seeds=[" + ",".join(str(i) for i in range(60)) + "]"

@@ -532,6 +532,17 @@ def test_a_sweep_directory_given_relative_or_with_a_trailing_slash_is_that_direc
         assert (opened.sweep, opened.root, opened.storage.root) == ("sw", f"{tmp_path}/runs/sw", f"{tmp_path}/runs")
 
 
+def test_a_sweep_directory_given_as_dot_or_dot_dot_is_the_directory_they_name(tmp_path, monkeypatch):
+    """`mmc-sweep status .` inside the sweep, `status ..` from its results/, `runs/./sw`: the sweep `sw`, not a
+    sweep named '.' or '..' (refused as a name)."""
+    (tmp_path / "runs" / "sw" / "results").mkdir(parents=True)
+    for cwd, given in ((tmp_path / "runs" / "sw", "."), (tmp_path / "runs" / "sw", "./"),
+                       (tmp_path / "runs" / "sw" / "results", ".."), (tmp_path, "runs/./sw"), (tmp_path / "runs", "../runs/sw")):
+        monkeypatch.chdir(cwd)
+        opened = open_sweep_dir(given)
+        assert (opened.sweep, opened.storage.root) == ("sw", f"{tmp_path}/runs"), (cwd, given)
+
+
 def test_a_file_that_grew_past_the_limit_while_read_is_refused_at_the_limit_plus_one(tmp_path, monkeypatch):
     """fstat said 40 bytes, the file has 100 by the read, the limit is 41: the 41 bytes read (40 + 1) reach
     the limit, so one byte more is read; 42 bytes are more than 41: an OSError, never the first 41 bytes of a
