@@ -30,6 +30,7 @@ from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
 from orchestrator.spec.locations import redacted_problems
+from orchestrator.uris import redact
 from orchestrator.spec.layers import (Layered, is_user_layer, layer, named_after_file, with_extends, with_overrides,
                                       with_profile, PROFILE_RESOURCE, profile_for, shipped_sweeps)  # last 3: read here too
 from orchestrator.spec.rules import partly_planned, spec_problems, unservable_pairs
@@ -155,8 +156,8 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Swee
     # the built-in sweep's keys are not the user's; nor are those of a resolved spec (`plan --resolved`, a
     # sweep's spec.yaml), which lists every key, asked for or not: a record, read like a stored spec.yaml
     label = ("extends:default" if path is None else f"resolved:{source}" if resolved else f"file:{source}")
-    if overrides:   # no raw control bytes, no value longer than a message shows
-        source = f"{source} with {' '.join(o if o.isprintable() and len(o) <= MAX_SHOWN else show(o) for o in overrides)}"
+    if overrides:   # no raw control bytes, no value longer than a message shows: shortened once its secrets are hidden
+        source += " with " + " ".join(o if o.isprintable() and len(o) <= MAX_SHOWN else show(o) for o in map(redact, overrides))
     spec = validate_spec(raw, source, base_dir=Path(path).parent if path is not None else None, overrides=overrides,
                          label=label)
     if problems := redacted_problems(spec.storage, spec.mlflow.tracking_uri):   # a resolved spec given back
@@ -323,7 +324,6 @@ def dump_spec(spec: SweepSpec) -> str:
     (`label="stored:<path>"`, a sweep's spec.yaml) or as a spec file, which starts with `RESOLVED_HEAD`, so
     its keys are not taken as the user's requests (a default that serves no listed pair, `finetune.methods`
     without 'pretrained~ft', is not refused; overrides given with it are requests as always)."""
-    from orchestrator.uris import redact
 
     head = RESOLVED_HEAD + ("this sweep: every key, as run (mmc-sweep writes it; `mmc-sweep run` compares a rerun's spec "
                             "with it). Credentials in URIs are redacted.\n")

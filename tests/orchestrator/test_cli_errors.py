@@ -461,6 +461,18 @@ def test_storage_credentials_are_never_printed(tmp_path, cwd, capsys):
     assert code == 0 and SECRET not in out + err and "s3://***@bucket/runs" in out
 
 
+def test_a_long_secret_in_a_flag_is_hidden_before_the_value_is_shortened(tmp_path, cwd, capsys):
+    """A flag's value longer than a message shows is shortened: its credentials are hidden first (an AWS secret
+    with `/` URL-encoded is over 40 characters; cut before the `@`, redaction no longer saw them)."""
+    spec = write_spec(tmp_path)
+    secret = SECRET[:8] + "%2F" * 20 + SECRET
+    for flag, value, shown in (("--storage", f"s3://AKIAFAKEKEY:{secret}@bucket/runs", 's3://***@bucket/runs'),
+                               ("--tracking-uri", f"https://user:{secret}@mlflow.example.com:5000", "https://***@mlflow")):
+        code, out, err, elapsed = main(capsys, "run", str(spec), flag, value, "pretrain.epochs=0")
+        assert_refused(code, err, cwd, shown, "`pretrain.epochs`: 0 is not allowed", out=out, elapsed=elapsed)
+        assert SECRET[:8] not in err + out and "AKIAFAKEKEY" not in err + out
+
+
 def test_storage_uri_that_cannot_be_opened_is_refused(tmp_path, cwd, capsys):
     spec = write_spec(tmp_path, mlflow={"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"})
     code, out, err, elapsed = main(capsys, "run", str(spec), "--storage", "hdfs://127.0.0.1:1/runs")
