@@ -26,6 +26,9 @@
 # Ray refuses a submission id it has seen), and its metadata (the dashboard's job page, `ray job list`) holds
 # the spec, the arguments and the revision.
 #
+# Credentials: none in the arguments (a URI's `KEY:SECRET@`, `?token=`): Ray stores a job's command line and
+# prints it in the job's logs, so the script refuses them (exit 2) before submitting; give them to the nodes.
+#
 # Exit status: the sweep's own (`mmc-sweep run`: 0 done, 1 tasks failed, 2 bad input, 130 interrupted; 137 where
 # Ray killed a stopped driver after RAY_JOB_STOP_WAIT_TIME_S, which runtime_env.yaml sets to 60 s),
 # read from the job once its logs end; `ray job submit` alone says 1 for any failure and 0 for a stopped
@@ -37,6 +40,7 @@ spec=${1:?usage: cluster/submit.sh SPEC.yaml [extra mmc-sweep run args]}
 shift
 export RAY_ADDRESS=${RAY_ADDRESS:-http://127.0.0.1:8265}
 python=${PYTHON:-python3}
+"$python" -m orchestrator.run.job_submission check-arguments "$spec" "$@"   # no credential into Ray's job table
 revision=$("$python" -m orchestrator.provenance)
 name=$(basename "$spec" .yaml)
 submission_id=${MMC_SUBMISSION_ID:-mmc-$name-$(date -u +%Y%m%d-%H%M%S)-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
@@ -47,10 +51,7 @@ status=0
 ray job submit --address "$RAY_ADDRESS" --runtime-env cluster/runtime_env.yaml \
   --submission-id "$submission_id" --metadata-json "$metadata" \
   -- env MMC_SOURCE_REVISION="$revision" python -m orchestrator run "$spec" "$@" || status=$?
-# The driver's exit status, once the job has ended (none while it runs, e.g. after Ctrl-C here); a driver
-# killed by signal N (Ray SIGKILLs a stopped job that outlives its grace period) exits 128 + N, as in a shell.
-code=$("$python" -c 'import sys
-from ray.job_submission import JobSubmissionClient
-code = JobSubmissionClient(sys.argv[1]).get_job_info(sys.argv[2]).driver_exit_code
-print("" if code is None else 128 - code if code < 0 else code)' "$RAY_ADDRESS" "$submission_id" 2>/dev/null) || code=""
+# The driver's exit status, once the job has ended (none while it runs, e.g. after Ctrl-C here): 128 + N for a
+# driver killed by signal N, 130 for a stopped job that recorded none (orchestrator/run/job_submission.py).
+code=$("$python" -m orchestrator.run.job_submission exit-status "$RAY_ADDRESS" "$submission_id" 2>/dev/null) || code=""
 exit "${code:-$status}"

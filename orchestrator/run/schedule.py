@@ -11,6 +11,7 @@ the searcher's hand-out and the trial's report are two halves of one protocol.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -452,8 +453,30 @@ def _fit(state: SweepState, layout: SweepLayout, ctx: TrialContext, concurrency:
             callbacks=[_CrashReasons(state, searcher)],
         ),
     )
-    with STOPS.tune_running():   # a first stop signal goes to Tune, which stops its trials
+    with STOPS.tune_running(), credentials_kept_out_of_trials():   # a first stop signal goes to Tune
         tuner.fit()
+
+
+# Ray Tune hands the driver's AWS credentials to every trial in its runtime environment, which Ray records (the
+# actor table: `ray list actors --detail`; the runtime-env agent's log): they are kept out of it. A trial reads
+# those of its node (README: "on every node"); a local Ray's processes have the driver's own environment.
+CREDENTIAL_ENV = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"})
+
+
+@contextlib.contextmanager
+def credentials_kept_out_of_trials():
+    """Around `Tuner.fit`: Tune's list of environment variables it copies into trials, without credentials."""
+    try:
+        from ray.tune.execution import class_cache
+        propagated = class_cache.ENV_VARS_TO_PROPAGATE      # read at each trial class's first creation
+    except (ImportError, AttributeError):                   # another Ray: nothing of this kind to take out
+        propagated = set()
+    held = propagated & CREDENTIAL_ENV if isinstance(propagated, set) else set()
+    propagated -= held
+    try:
+        yield
+    finally:
+        propagated |= held
 
 
 def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:

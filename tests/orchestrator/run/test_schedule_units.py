@@ -541,3 +541,24 @@ def test_ray_is_joined_at_the_given_address_else_at_ray_address_else_started_pri
     S.init_ray(num_cpus=2, address=address)
     assert len(calls) == 1 and calls[0]["address"] == joined
     assert calls[0].get("num_cpus") == (2 if joined == "local" else None)
+
+
+def test_tune_copies_no_credential_into_a_trials_runtime_environment(monkeypatch):
+    """Ray Tune copies the driver's AWS_* credentials into every trial's runtime environment, which Ray keeps in
+    its actor table and logs: while a sweep's Tune runs, its list holds none (and everything else it held);
+    after, it is as Ray made it. A trial class registered inside gets a runtime environment without them."""
+    from ray.tune.execution import class_cache
+    from orchestrator.run.schedule import CREDENTIAL_ENV, credentials_kept_out_of_trials
+    before = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    assert CREDENTIAL_ENV <= before            # what Ray does today; if it stops, this test says so
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SUPERSECRETfake7f3a")
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    registered = {}
+    monkeypatch.setattr(class_cache.ray, "remote", lambda runtime_env: registered.setdefault("env", runtime_env) and
+                        (lambda cls: cls))
+    with credentials_kept_out_of_trials():
+        assert class_cache.ENV_VARS_TO_PROPAGATE == before - CREDENTIAL_ENV
+        class_cache._ActorClassCache().get(type("Trial", (), {}))
+    assert class_cache.ENV_VARS_TO_PROPAGATE == before
+    assert "AWS_SECRET_ACCESS_KEY" not in registered["env"]["env_vars"]
+    assert registered["env"]["env_vars"]["RAY_CHDIR_TO_TRIAL_DIR"] == "0"
