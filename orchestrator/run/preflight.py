@@ -368,7 +368,7 @@ def _address_flag(address: str) -> str:
 
 
 def check_ray_address(address: str | None) -> None:
-    """An explicit Ray address (host:port, ray://host:port) must accept a connection within the connect
+    """An explicit Ray address (host:port; a Ray Client's ray:// is refused) must accept a connection within the connect
     timeout, `localhost:6379` too; `auto` and `local` (Ray finds or starts the cluster itself) are left to
     Ray. An http(s):// address is a dashboard's (the Jobs API, where `cluster/submit.sh` sends a sweep), which
     `ray.init` refuses: said at once, with the address a run takes."""
@@ -381,7 +381,12 @@ def check_ray_address(address: str | None) -> None:
     except ValueError:
         host, port = None, None
     if not host or not port:
-        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port or ray://host:port")
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is not host:port")
+    if parsed.scheme == "ray":
+        raise SweepError(f"{_address_flag(address)} {redact(address)!r} is a Ray Client address, which a sweep cannot "
+                         "use (Ray Tune's scheduling of the task graph runs in the driver); run it on a node of the "
+                         "cluster with --address host:6379 (or `auto`), or submit it as a job from anywhere: "
+                         "RAY_ADDRESS=http://HEAD:8265 cluster/submit.sh SPEC")
     if parsed.scheme in ("http", "https"):
         raise SweepError(f"{_address_flag(address)} {redact(address)!r} is a Ray dashboard's address (the Jobs API): "
                          "a run connects to the cluster itself, host:6379 (`ray start --port`) or `auto` on one of its "

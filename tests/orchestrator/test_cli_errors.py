@@ -335,9 +335,9 @@ def test_bad_status_interval_is_refused(interval, tmp_path, capsys):
 def test_unreachable_ray_address_fails_fast(tmp_path, cwd, capsys):
     spec = write_spec(tmp_path)
     storage = tmp_path / "storage"
-    address = f"ray://alice:{SECRET}@127.0.0.1:{closed_port()}"
+    address = f"alice:{SECRET}@127.0.0.1:{closed_port()}"
     code, out, err, elapsed = main(capsys, "run", str(spec), "--storage", str(storage), "--address", address)
-    assert_refused(code, err, storage, "--address 'ray://***@127.0.0.1:", "no Ray cluster answers within 2 s",
+    assert_refused(code, err, storage, "--address '***@127.0.0.1:", "no Ray cluster answers within 2 s",
                    "start it (`ray start --head", out=out, elapsed=elapsed)
     assert not storage.exists() and written(cwd) == []
 

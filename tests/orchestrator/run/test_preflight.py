@@ -367,7 +367,7 @@ def test_an_address_of_a_host_starting_with_l_is_checked(connections):
         preflight.check_ray_address("lab-head:6379")
 
 
-@pytest.mark.parametrize("address", ["localhost:6379", "localhost:1", "ray://localhost:10001"])
+@pytest.mark.parametrize("address", ["localhost:6379", "localhost:1", "127.0.0.1:10001"])
 def test_an_address_on_localhost_is_checked_like_any_other(connections, address):
     """Only `auto` and `local` are Ray's to resolve; `localhost:PORT` is an explicit host:port, so a
     port that does not answer as Ray is refused at once instead of Ray retrying for minutes."""
@@ -536,9 +536,18 @@ def test_with_ray_tls_only_the_connection_is_checked(connections, monkeypatch):
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "ray://head", "head:"])
 def test_an_address_without_a_port_is_refused_before_connecting(connections, address):
-    with pytest.raises(SweepError, match=r"is not host:port or ray://host:port$"):
+    with pytest.raises(SweepError, match=r"is not host:port$"):
         preflight.check_ray_address(address)
     assert connections.addresses == []
+
+
+@pytest.mark.parametrize("address", ["ray://head:10001", "ray://u:SUPERSECRETfake7f3a@127.0.0.1:10001"])
+def test_a_ray_client_address_is_refused_before_connecting(connections, address):
+    """Ray Client (`ray://`) runs the driver's Ray calls remotely, and Ray Tune's searcher then failed mid-run with
+    a traceback (`'DagSearcher' object has no attribute '_metric'`) after the sweep directory was written."""
+    with pytest.raises(SweepError, match=r"is a Ray Client address, which a sweep cannot use") as refused:
+        preflight.check_ray_address(address)
+    assert connections.addresses == [] and "SUPERSECRET" not in str(refused.value) and "cluster/submit.sh" in str(refused.value)
 
 
 def test_a_refused_address_names_where_it_came_from(connections, monkeypatch):
