@@ -143,10 +143,11 @@ def _check_bucket(layout: SweepLayout) -> None:
         missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
         if not missing:   # a LIST: refused with wrong credentials, as every later request would be
             fs.get_file_info(pafs.FileSelector(storage.root, allow_not_found=True))
-    except OSError as exc:
-        problem = object_store_problem(storage, exc)
-        if problem is None:
-            raise
+    except OSError as exc:      # an answer no rule names (a 5xx, a redirect to another region): said as the store said it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        problem = object_store_problem(storage, exc) or (
+            f"the object store refused to list the bucket ({redact(first)[:300]}); check the endpoint, the region "
+            "and the credentials, or try again if the store is busy")
         raise SweepError(f"storage {storage.shown(storage.root)}: {problem}") from None
     if missing:
         problem = object_store_problem(storage, OSError("NoSuchBucket"))

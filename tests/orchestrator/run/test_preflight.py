@@ -433,6 +433,15 @@ def test_a_missing_bucket_is_named():
         preflight._check_bucket(_bucket_layout(StoreFS(bucket_exists=False)))
 
 
+def test_an_answer_no_rule_names_is_one_clear_refusal_not_a_traceback():
+    """A 5xx, or a redirect to another region: the store's own words, its first line, and what to check."""
+    error = "When getting information for bucket 'bucket': AWS Error UNKNOWN (HTTP status 500) during HeadBucket\nmore"
+    with pytest.raises(SweepError, match=r"gs://bucket/runs/x: the object store refused to list the bucket \(When "
+                                         r"getting information .*HTTP status 500\) during HeadBucket\); check") as refused:
+        preflight._check_bucket(_bucket_layout(StoreFS(bucket_exists=True, listing_error=error)))
+    assert "more" not in str(refused.value)
+
+
 # ----- the stored spec
 
 def test_a_stored_spec_that_is_a_directory_is_to_be_moved_away_not_replaced(tmp_path):
