@@ -120,6 +120,9 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
     check_settings_read(spec, graph)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
+    if not spec.mlflow.enabled and spec.explicit("mlflow.tracking_uri"):     # `--tracking-uri` on a spec without MLflow
+        _LOG.warning(f"`mlflow.tracking_uri` is set ({redact(spec.provenance.keys['mlflow.tracking_uri'])}), but "
+                     "`mlflow.enabled` is false: nothing is logged to MLflow; add mlflow.enabled=true to log there")
     address = ray_address or os.environ.get("RAY_ADDRESS")
     preflight.check_ray_address(address)
     given_types = read_node_types(autoscaler_config) if autoscaler_config else None

@@ -716,6 +716,16 @@ def test_good_spec_passes_every_check_before_ray(tmp_path, cwd):
     assert written(cwd) == []
 
 
+def test_a_tracking_uri_given_to_a_spec_without_mlflow_is_said_to_log_nothing(tmp_path, cwd, caplog):
+    """`--tracking-uri` on a spec that turns MLflow off: the run goes on, saying nothing will be logged there."""
+    spec = write_spec(tmp_path, mlflow={"enabled": False})
+    with caplog.at_level("WARNING"), pytest.raises(RayStarted):
+        cli.main(["run", str(spec), "--storage", str(tmp_path / "s"), "--tracking-uri", f"http://u:{SECRET}@127.0.0.1:1"])
+    said = [r.getMessage() for r in caplog.records if "mlflow.tracking_uri" in r.getMessage()]
+    assert len(said) == 1 and "`mlflow.enabled` is false: nothing is logged to MLflow" in said[0]
+    assert SECRET not in said[0] and "http://***@127.0.0.1:1" in said[0]
+
+
 def test_remote_storage_needs_and_accepts_a_tracking_uri_override():
     from orchestrator.spec.sweep_spec import SpecError
 
