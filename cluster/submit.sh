@@ -8,7 +8,8 @@
 # any node, write their outputs under `storage` and read the dataset under `data.root` there. Use
 # s3:// or gs:// storage (or an NFS path mounted on every node), a dataset on NFS or at the same path
 # on every node, and `--tracking-uri` of an MLflow server. On a cluster of several nodes,
-# `mmc-sweep run` checks this before any task runs and stops with exit 2 otherwise, e.g.:
+# `mmc-sweep run` checks this before any task runs and stops with exit 2 otherwise (a cluster that scales from
+# zero, its head alone then: a warning names local paths, as nodes started later cannot be looked at), e.g.:
 #   error: `storage` must be reachable from every node of the Ray cluster, but the sweep directory
 #   /home/ubuntu/mmc-runs/cifar10_vgg13, which the driver writes on its node 10.0.1.5 (host ip-10-0-1-5,
 #   node id 8d25e1264b50), is not visible from:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import logging
 import math
 import os
 import socket
@@ -31,6 +32,7 @@ from orchestrator.uris import after_scheme, is_remote, redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
 
+_LOG = logging.getLogger(__name__)
 MAX_SPEC_BYTES = 1_000_000
 
 
@@ -499,18 +501,26 @@ def _refusal(problems: list[str], header: str = "the cluster cannot run this swe
     return SweepError(f"{header}:\n  - " + "\n  - ".join(problems))
 
 
-def check_cluster(spec: SweepSpec, layout: SweepLayout, cluster: dict, kinds: list[str]) -> None:
+def check_cluster(spec: SweepSpec, layout: SweepLayout, cluster: dict, kinds: list[str], grows: bool = False) -> None:
     """Resources for every task kind, and (on several nodes) that every node sees the storage,
     the data root and a local MLflow store. `cluster`: what the cluster has (`check_resources`), or can
-    grow to where an autoscaler adds nodes (`wait_for_cluster` decided)."""
+    grow to where an autoscaler adds nodes (`wait_for_cluster` decided). `grows`: an autoscaler adds nodes
+    later, where no check can look (a cluster that scales from zero has only its head now): local paths
+    are said in a warning."""
     problems = check_resources(spec, cluster, kinds)
     if problems:
         raise _refusal(problems)
-    from orchestrator.run.visibility import check_shared_paths
+    from orchestrator.run.visibility import check_shared_paths, targets
 
     problems = check_shared_paths(spec, layout)
     if problems:
         raise SweepError("\n\n".join(problems))
+    local = [f"`{t.key}` ({redact(t.value)})" for t in targets(spec, layout)] if grows else []
+    if local:
+        _LOG.warning(f"{', '.join(local)} {'is a path' if len(local) == 1 else 'are paths'} on this node's disk, and "
+                     "the cluster's autoscaler starts nodes after this check, which cannot look at them: every node "
+                     "it starts must mount the same path (an NFS export), else its tasks fail (FileNotFoundError) "
+                     "or write where the driver does not look; an object store (s3://, gs://) needs none of this")
 
 
 # ----- a cluster that is still growing

@@ -142,7 +142,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
                 read = _cluster_reader(given_types, local=not address, log=log)
                 view = _wait_for_cluster(spec, graph, verified, kinds, read, wait_s=wait_for_nodes_s if address else 0,
                                          log=log)
-                preflight.check_cluster(spec, layout, view.at_most(), kinds)
+                preflight.check_cluster(spec, layout, view.at_most(), kinds, grows=view.can_grow)
                 concurrency = Concurrency(read, spec.max_concurrent, view=view)
             return _run_locked(spec, graph, layout, start, verified, changes, runner=runner, report=report, log=log,
                                concurrency=concurrency, revision=revision,

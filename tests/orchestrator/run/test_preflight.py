@@ -149,6 +149,23 @@ def test_nodes_that_do_not_see_the_sweeps_paths_refuse_the_run(tmp_path, monkeyp
     assert str(caught.value) == "storage: node b\n\ndata.root: node c"
 
 
+def test_local_paths_on_a_cluster_that_grows_later_are_said_in_a_warning(tmp_path, monkeypatch, caplog):
+    """A cluster that scales from zero has only its head at the check, which cannot look at nodes started
+    later: local `storage` (or `data.root`, a local MLflow store) is said once, naming what to mount or use;
+    an object store, or a cluster that does not grow, says nothing."""
+    monkeypatch.setattr(visibility, "check_shared_paths", lambda spec, layout: [])
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "x")
+    spec = _spec(f"storage: {tmp_path / 'runs'}\nmlflow: {{enabled: false}}\n")
+    with caplog.at_level("WARNING", logger="orchestrator.run.preflight"):
+        preflight.check_cluster(spec, layout, {"CPU": 8}, ["pretrain"], grows=True)
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and said[0].startswith(f"`storage` ({tmp_path / 'runs'}) is a path on this node's disk")
+        assert "every node it starts must mount the same path" in said[0] and "s3://" in said[0]
+        caplog.clear()
+        preflight.check_cluster(spec, layout, {"CPU": 8}, ["pretrain"], grows=False)
+        assert caplog.records == []
+
+
 # ----- the wait for nodes (a fake clock)
 
 def _wait(spec, views, kinds, wait_s=600.0, ask=None, counts=None):
