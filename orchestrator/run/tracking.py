@@ -515,7 +515,8 @@ class MlflowTracker:
 
 def _parent_note(run: SweepRun) -> str:
     tasks = len(run.graph.tasks)
-    children = ("one child run each (open a child for its settings, metrics and curves)" if per_task_runs(tasks)
+    children = ("one child run each that this version runs (open a child for its settings, metrics and curves; a "
+                "task an earlier spec version finished keeps its child run under that version's run)" if per_task_runs(tasks)
                 else f"one child run per task kind (more than {knobs.read(knobs.MLFLOW_TASK_RUNS)} tasks; every "
                      f"task's numbers are in the result tables under `{TABLES_ARTIFACT_DIR}/`)")
     return (f"Sweep `{run.sweep}`, spec version {run.version} (spec hash {run.spec_hash[:16]}): {tasks} tasks, "

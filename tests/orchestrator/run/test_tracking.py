@@ -546,7 +546,8 @@ def test_the_parent_runs_note_says_which_child_runs_the_sweep_has(graph, monkeyp
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph)))
     note = tracking._parent_note(run)
     assert note.startswith(f"Sweep `test-sweep`, spec version 3 (spec hash 0123456789abcdef): {len(graph)} tasks, "
-                           "one child run each")
+                           "one child run each that this version runs")
+    assert "a task an earlier spec version finished keeps its child run under that version's run" in note
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph) - 1))
     assert f"{len(graph)} tasks, one child run per task kind (more than {len(graph) - 1} tasks;" in \
         tracking._parent_note(run)
