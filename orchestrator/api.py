@@ -185,15 +185,17 @@ class Claims(list):
 
     def frame(self, checks: bool = False) -> pd.DataFrame:
         """One row per claim (key, context, statement, verdict, sentence); with `checks`, one row per
-        comparison a claim needs (check, outcome, evidence, required) instead."""
-        base = [{"claim": c.key, "context": c.context, "statement": c.statement, "verdict": c.verdict} for c in self]
+        comparison a claim needs (check, outcome, evidence, required, reason) instead. `verdict` is the one the
+        console and the report print, with what a "holds" does not cover ("holds where it can be tested",
+        "holds, except a supporting check"): `== "holds"` selects the claims that hold without a reservation."""
+        base = [{"claim": c.key, "context": c.context, "statement": c.statement, "verdict": c.badge()} for c in self]
         if not checks:
             return pd.DataFrame([{**b, "sentence": c.sentence()} for b, c in zip(base, self)],
                                 columns=["claim", "context", "statement", "verdict", "sentence"])
-        return pd.DataFrame([{**b, "check": k.text, "outcome": k.outcome, "evidence": k.evidence, "required": k.required}
-                             for b, c in zip(base, self) for k in c.checks],
+        return pd.DataFrame([{**b, "check": k.text, "outcome": k.outcome, "evidence": k.evidence, "required": k.required,
+                              "reason": k.reason} for b, c in zip(base, self) for k in c.checks],
                             columns=["claim", "context", "statement", "verdict", "check", "outcome", "evidence",
-                                     "required"])
+                                     "required", "reason"])
 
 
 def open_sweep(directory: str) -> Sweep:

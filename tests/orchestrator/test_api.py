@@ -72,12 +72,13 @@ def test_claims_are_objects_with_verdicts_and_a_frame(synthetic):
     assert [(c.key, c.verdict.upper()) for c in claims] == printed and [c.key for c in claims] == ["a", "b", "c", "d"]
     assert claims[0].verdict == claims_lib.HOLDS and claims[0].sentence().startswith("Holds")
     frame = claims.frame()
-    assert list(frame["claim"]) == ["a", "b", "c", "d"] and list(frame["verdict"]) == [c.verdict for c in claims]
+    assert list(frame["claim"]) == ["a", "b", "c", "d"] and list(frame["verdict"]) == [c.badge() for c in claims]
     assert list(frame["context"]) == [c.context for c in claims] and list(frame["sentence"]) == [c.sentence() for c in claims]
     checks = claims.frame(checks=True)
     assert len(checks) == sum(len(c.checks) for c in claims) and set(checks["outcome"]) <= set(claims_lib.MARKS)
     every = [(c.key, k.text, k.outcome, k.evidence, k.required) for c in claims for k in c.checks]
     assert list(checks[["claim", "check", "outcome", "evidence", "required"]].itertuples(index=False, name=None)) == every
+    assert list(checks["reason"]) == [k.reason for c in claims for k in c.checks]
     assert not all(required for *_, required in every)          # supporting comparisons are told apart
 
 
@@ -220,3 +221,16 @@ def test_path_curves_are_sorted_by_alpha_whatever_the_stored_order(swept):
     curves = swept[0].path_curves(pair_type="cue~nocue", eval_set="cue", path_kind="linear")
     for _, curve in curves.groupby("task_id"):
         assert list(curve["alpha"]) == sorted(ALPHAS)
+
+
+def test_the_frames_verdict_is_the_one_printed_with_what_a_holds_does_not_cover():
+    """`frame()["verdict"] == "holds"` must not select a claim that holds only where it could be tested: the
+    column says what the console and the report print; a check's frame gives each check's reason."""
+    from orchestrator.api import Claims
+    from orchestrator.report.comparisons import UNTESTABLE, YES
+    from orchestrator.report.verdicts import Check, Claim
+    partly = Claim("b", "x", checks=[Check("one", YES, "+1", "g"), Check("two", UNTESTABLE, "—", "g", "underpowered")])
+    whole = Claim("a", "y", checks=[Check("one", YES, "+1", "g")])
+    frame = Claims([whole, partly]).frame()
+    assert list(frame["verdict"]) == ["holds", "holds where it can be tested"]
+    assert list(Claims([partly]).frame(checks=True)["reason"]) == ["", "underpowered"]
