@@ -26,6 +26,7 @@ from functools import cached_property
 import pandas as pd
 
 from orchestrator import vocab
+from orchestrator.machine import usable_cpus
 from orchestrator.messages import show
 from orchestrator.report import stats
 from orchestrator.results import outputs, tables
@@ -171,12 +172,14 @@ class Sweep:
         return model.to(torch.device(device)).eval()
 
     def __repr__(self) -> str:
+        """Finished as `mmc-sweep status` counts them: the task's outputs verify against its marker (a `tasks`
+        row says what a run recorded, which damage since does not change)."""
         plan = self.plan
-        planned = set(plan["task_id"]) if plan is not None else set()
-        tasks = self.table(vocab.TASKS)
-        finished = set(tasks.loc[tasks["status"] == vocab.FINISHED, "task_id"]) & planned if not tasks.empty else set()
+        kinds, ids = (plan["kind"].tolist(), plan["task_id"].tolist()) if plan is not None else ([], [])
+        verified = outputs.verify_many(self.layout, zip(kinds, ids), None, processes=usable_cpus())
+        finished = sum(1 for task_id in ids if verified[task_id][0])
         written = [t for t in vocab.TABLES if self.layout.storage.listdir(self.layout.table_dir(t))]
-        return (f"<Sweep {self.layout.sweep!r} at {redact(self.layout.root)}: {len(finished)}/{len(planned)} tasks "
+        return (f"<Sweep {self.layout.sweep!r} at {redact(self.layout.root)}: {finished}/{len(ids)} tasks "
                 f"finished; tables {', '.join(written) or 'none yet'} (sweep.table(name))>")
 
 

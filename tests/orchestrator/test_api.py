@@ -208,6 +208,21 @@ def test_repr_counts_only_finished_tasks(swept):
     assert f"{n - 1}/{n} tasks finished" in repr(sweep)
 
 
+def test_repr_counts_a_task_whose_outputs_were_damaged_as_status_does(synthetic, tmp_path):
+    """A finished task's marker gone (or an output changed since): its `tasks` row still says finished, but it
+    is not, as `mmc-sweep status` counts (a damaged copy printed 144/144 where status said 72)."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic.layout.root, copy / synthetic.layout.sweep)
+    sweep = mmc.open_sweep(str(copy / synthetic.layout.sweep))
+    n = len(sweep.plan)
+    task = sweep.plan.iloc[0]
+    marker = copy / synthetic.layout.sweep / "tasks" / task["kind"] / task["task_id"] / "done.json"
+    assert marker.exists()
+    marker.unlink()
+    assert f"{n - 1}/{n} tasks finished" in repr(sweep)
+
+
 def test_summary_and_path_curves_carry_the_swept_settings(swept):
     sweep, lams, _ = swept
     summary = sweep.summary()
