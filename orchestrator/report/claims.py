@@ -252,18 +252,18 @@ class _Judge:
         lower_floor = cmp.at_floor(lo_acc, hi_loss, s.chance, r.floor_acc, r.floor_loss)
         higher_floor = cmp.at_floor(hi_acc, top_loss, s.chance, r.floor_acc, r.floor_loss)
         if lower_floor and (higher_floor or not reference or decision.outcome != NO):
+            fix = self._floor_fix(eval_set, *((lower, higher) if higher_floor else (lower,)))
             return decision.blocked(f"{'both paths collapse' if higher_floor else f'the {lower[0]} path collapses'} "
                                     f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
                                     f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
                                     f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
-                                    "endpoints' own loss; judge it on another set, after alignment or with a wider model")
+                                    f"endpoints' own loss; {fix}")
         if higher_floor and decision.outcome != YES:
             return decision.blocked(f"the {higher[0]} path collapses to chance on {eval_set} (lowest accuracy "
                                     f"{hi_acc:.0%}, highest loss {top_loss:.2f} against ln K = "
                                     f"{math.log(1 / s.chance):.2f}): its barrier is then chance loss minus its "
                                     "endpoints' own loss, which can fall below a real bump, so a comparison going "
-                                    "against the claim is no evidence; judge it on another set, after alignment or "
-                                    "with a wider model")
+                                    f"against the claim is no evidence; {self._floor_fix(eval_set, higher)}")
         if r.check_definition:
             other = cmp.compare(self.values(higher, eval_set, r.check_definition),
                                 self.values(lower, eval_set, r.check_definition), r.level)
@@ -273,6 +273,21 @@ class _Judge:
                                         f"opposite ways ({other.text()} by {r.check_definition}): the endpoints' own "
                                         "losses decide the comparison")
         return decision
+
+    def _floor_fix(self, eval_set: str, *sides: tuple[str, str]) -> str:
+        """What would make a path at the chance floor testable: where an endpoint itself sits there (a model that
+        never learnt the set, e.g. a cue model at a high proportion on clean images), no path between such models
+        can be, so the fix is the models; else the path collapses between them."""
+        r, s = self.r, self.s
+        ends = {side[0]: s.endpoint_extremes(*side, eval_set) for side in sides}
+        low = {name: e for name, e in ends.items() if cmp.at_floor(*e, s.chance, r.floor_acc, r.floor_loss)}
+        if low:
+            acc, loss = min(e[0] for e in low.values()), max(e[1] for e in low.values())
+            return (f"an endpoint of {' and '.join(low)} is itself there (lowest accuracy {acc:.0%}, highest loss "
+                    f"{loss:.2f}): those models have not learnt {eval_set}, so no path between them can show a "
+                    "barrier; judge it on another set, or with models that fit it (more pretraining, another cue "
+                    "proportion)")
+        return "judge it on another set, after alignment or with a wider model"
 
     def barrier_row(self, pair: tuple[str, str], eval_set: str, role: str) -> None:
         r = self.r

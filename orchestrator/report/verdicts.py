@@ -265,11 +265,19 @@ class Slice:
         if paths.empty or "pair_type" not in paths:
             return {}
         p = paths[["pair_type", "eval_set", "acc", "loss"]].assign(path=stats.path_variants(paths))
-        worst = p.groupby(["pair_type", "path", "eval_set"]).agg(lo=("acc", "min"), hi=("loss", "max"))
-        return {key: (float(r.lo), float(r.hi)) for key, r in worst.iterrows()}
+        end = paths["alpha"].isin((0.0, 1.0)) if "alpha" in paths else pd.Series(False, index=paths.index)
+        p = p.assign(end_acc=p["acc"].where(end), end_loss=p["loss"].where(end))
+        worst = p.groupby(["pair_type", "path", "eval_set"]).agg(
+            lo=("acc", "min"), hi=("loss", "max"), end_lo=("end_acc", "min"), end_hi=("end_loss", "max"))
+        return {key: tuple(float(v) for v in (r.lo, r.hi, r.end_lo, r.end_hi)) for key, r in worst.iterrows()}
 
     def extremes(self, pair_type: str, path: str, eval_set: str) -> tuple[float, float]:
-        return self._extremes.get((pair_type, path, eval_set), (np.nan, np.nan))
+        return self._extremes.get((pair_type, path, eval_set), (np.nan,) * 4)[:2]
+
+    def endpoint_extremes(self, pair_type: str, path: str, eval_set: str) -> tuple[float, float]:
+        """(lowest accuracy, highest loss) of any pair's endpoints (α 0 or 1) on a set: a model that never
+        learnt the set puts its path at the chance floor by itself."""
+        return self._extremes.get((pair_type, path, eval_set), (np.nan,) * 4)[2:]
 
     # -- models --
     def models(self, kind: str, method: str | None = None, cue: bool | None = None) -> pd.DataFrame:

@@ -136,6 +136,9 @@ def test_two_definitions_deciding_opposite_ways_make_a_comparison_untestable():
         def extremes(self, *_):
             return 0.8, 0.5
 
+        def endpoint_extremes(self, *_):
+            return 0.8, 0.5
+
         def barrier(self, pair, path, eval_set, metric, definition):
             up = {"a": 1.0, "b": 0.0} if definition == "chord" else {"a": 0.0, "b": 1.0}
             return pd.Series(up[pair] + _noise(pair), index=[0, 1, 2])
@@ -266,6 +269,9 @@ def _aligned_check(control: list[float], rules: ClaimRules | None = None):
         def extremes(self, *_):
             return 0.8, 0.5
 
+        def endpoint_extremes(self, *_):
+            return 0.8, 0.5
+
         def barrier(self, pair, path, eval_set, metric, definition):
             values = [1.0, 1.1, 0.9] if pair == vocab.CUE_NOCUE else control
             return pd.Series(values, index=range(len(values)))
@@ -320,6 +326,9 @@ def test_a_separable_difference_whose_lower_side_sits_at_the_floor_is_not_testab
         def extremes(self, pair, path, eval_set):
             return (0.12, 2.2) if pair == "b" else (0.8, 0.5)
 
+        def endpoint_extremes(self, *_):       # endpoints that fit the set
+            return 0.8, 0.5
+
         def barrier(self, pair, path, eval_set, metric, definition):
             return pd.Series(1.0 + (noise if pair == "a" else 0.0), index=range(10))
     judge.s = FakeSlice()
@@ -373,6 +382,9 @@ def test_a_lower_path_twenty_points_above_chance_is_not_at_the_floor():
 
             def extremes(self, pair, path, eval_set):
                 return (lowest, 1.0) if pair == "b" else (0.8, 0.5)
+
+            def endpoint_extremes(self, *_):       # endpoints that fit the set
+                return 0.8, 0.5
 
             def barrier(self, pair, path, eval_set, metric, definition):
                 return pd.Series((1.0 if pair == "a" else 0.2) + _noise(pair), index=[0, 1, 2])
@@ -723,6 +735,9 @@ def test_after_alignment_compares_the_aligned_paths_only():
         def extremes(self, *_):
             return 0.8, 0.5
 
+        def endpoint_extremes(self, *_):
+            return 0.8, 0.5
+
         def barrier(self, pair, path, eval_set, metric, definition):
             return pd.Series((1.0 if pair == vocab.CUE_NOCUE else 0.02) + _noise(pair), index=[0, 1, 2])
     judge.s = FakeSlice()
@@ -908,6 +923,9 @@ def test_a_barrier_comparison_at_the_chance_floor_says_so_even_where_it_is_under
         def extremes(self, pair, path, eval_set):
             return (0.12, 2.2) if pair == "b" else (0.8, 0.5)
 
+        def endpoint_extremes(self, *_):       # endpoints that fit the set
+            return 0.8, 0.5
+
         def barrier(self, pair, path, eval_set, metric, definition):
             return pd.Series((0.3 if pair == "a" else 0.2) + 3 * _noise(pair), index=[0, 1, 2])
     judge.s = FakeSlice()
@@ -935,6 +953,9 @@ def _fake_slice(extremes: dict, barriers: dict):
 
         def extremes(self, pair, path, eval_set):
             return extremes.get(pair, (0.8, 0.5))
+
+        def endpoint_extremes(self, *_):       # endpoints that fit the set
+            return 0.8, 0.5
 
         def barrier(self, pair, path, eval_set, metric, definition):
             return pd.Series(barriers[pair] + _noise(pair), index=[0, 1, 2])
