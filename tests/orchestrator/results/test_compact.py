@@ -453,7 +453,7 @@ def inline_run_graph(stop_after: int | None):
 @pytest.fixture
 def inline(monkeypatch):
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
-    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a, **k: None)
     monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
     monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
 

@@ -353,7 +353,7 @@ def compacted(tmp_path, monkeypatch):
     from tests.orchestrator.results.test_compact import inline_run_graph
 
     monkeypatch.setattr(sweep, "_connect", lambda *a: None)
-    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a, **k: None)
     monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
     monkeypatch.setattr(sweep, "run_graph", inline_run_graph(None))
     monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")

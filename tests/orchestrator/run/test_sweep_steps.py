@@ -354,7 +354,7 @@ def up_to_the_run(monkeypatch, tmp_path):
         monkeypatch.setattr(sweep, "_cluster_reader", lambda given, *, local, log: lambda: read_view)
         monkeypatch.setattr(sweep, "_wait_for_cluster", lambda *args, **kwargs: view)
         monkeypatch.setattr(sweep.preflight, "check_cluster", check_cluster or
-                            (lambda spec, layout, resources, kinds: seen.update(checked=resources)))
+                            (lambda spec, layout, resources, kinds, grows: seen.update(checked=resources, grows=grows)))
         monkeypatch.setattr(sweep, "_run_locked", lambda *args, concurrency, **kwargs: seen.update(concurrency=concurrency))
         spec = load_spec(write_spec(tmp_path, "handed", **{"cue_proportions": [0.0], "finetune": {"methods": []},
                                                            "paths": {"pairs": ["nocue~nocue:self"], "num_alphas": 2},
@@ -385,6 +385,7 @@ def test_the_cluster_is_checked_against_what_its_autoscaler_can_grow_it_to(up_to
     view = ClusterView((head,), dict(head), types, AutoscalerStatus(active={"head": 1}))
     seen = up_to_the_run(view=view, read_view=view, ray_address="10.1.2.3:6379")
     assert seen["checked"]["GPU"] == 2.0 and "GPU" not in view.now()
+    assert seen["grows"] is True          # the nodes it starts join after the check: local paths get a warning
 
 
 def test_the_address_given_wins_over_ray_address(up_to_the_run, monkeypatch):
@@ -412,7 +413,7 @@ def test_a_tracking_server_is_not_checked_when_tracking_is_off(up_to_the_run):
 def test_a_run_refused_at_the_cluster_check_leaves_no_directory_behind(up_to_the_run, tmp_path):
     """run_sweep's docstring: an MmcError is raised "before any work, leaving nothing behind": the storage
     directories this run created are removed again."""
-    def refuse(spec, layout, resources, kinds):
+    def refuse(spec, layout, resources, kinds, grows):
         raise SweepError("the cluster cannot run this sweep")
 
     view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
