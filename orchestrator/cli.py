@@ -179,7 +179,8 @@ def cmd_claims(args) -> int:
             raise UsageError(f"cannot judge the claims of {args.items[0]}: {exc}") from None
         return EXIT_OK
     if args.items and "=" not in args.items[0] and not os.path.exists(args.items[0]):
-        raise UsageError(f"{redact(args.items[0])} does not exist: give a spec file (run, then judged) or a "
+        from orchestrator.messages import as_typed
+        raise UsageError(f"{as_typed(redact(args.items[0]))} does not exist: give a spec file (run, then judged) or a "
                          "sweep directory (<storage>/<sweep name>, judged as it is), e.g. mmc-runs/default")
     check_num_cpus(args)
     spec = load(args.items, {"storage": args.storage, "max_concurrent": args.max_concurrent})

@@ -9,15 +9,13 @@ share a model or a data seed there), else of two independent groups (Welch). Out
     NO         decided the other way
     OVERLAP    cannot be separated: the interval straddles 0 (or the margin), although the seeds run
                could have detected the effect the claim is about
-    UNTESTABLE the comparison cannot discriminate here, with the reason: too few seeds, a power too
-               low for the claimed effect, both paths at the chance floor, two barrier definitions
-               deciding opposite ways
+    UNTESTABLE the comparison cannot discriminate here, with the reason: too few seeds, a power too low
+               for the claimed effect, both paths at the chance floor, two barrier definitions disagreeing
     MISSING    not measured by this sweep
 
-Each decision with an interval also carries `p_other`, the one-sided p-value of "the other way": how
-far the data sit on the side opposite the claim's (NO at the comparison's own level exactly when it
-is below α/2). A claim with several comparisons uses it to hold its rate of false "does not hold"
-(`verdicts.family_wise`).
+Each decision with an interval carries `p_other`, the one-sided p-value of "the other way" (NO at the
+comparison's own level exactly when it is below α/2): a claim's comparisons use it to hold their rate of
+false "does not hold" (`verdicts.family_wise`).
 """
 from __future__ import annotations
 
@@ -103,8 +101,7 @@ def paired(a: pd.Series, b: pd.Series, level: float, floor: float = 0.0) -> Diff
 
 
 def independent(a, b, level: float, floor: float = 0.0) -> Diff:
-    """Welch's difference of means of two independent groups; `floor`: the least spread of the difference of
-    one model from each (each group's variance at least floor² / 2)."""
+    """Welch's difference of means of two groups; `floor` (`compare`): each group's variance at least floor² / 2."""
     a, b = _finite(a), _finite(b)
     na, nb = a.size, b.size
     if not na or not nb:
@@ -123,9 +120,8 @@ def independent(a, b, level: float, floor: float = 0.0) -> Diff:
 def compare(a: pd.Series, b: pd.Series, level: float, floor: float = 0.0) -> Diff:
     """Paired within seed where both sides have at least two common seeds, else independent; a paired
     difference counts the seeds it leaves out (without a finite value on each side: not measured, NaN, inf).
-    `floor`: the resolution of the measure (one image of the evaluation set, for an accuracy), the least spread
-    a difference is judged with: seeds that agree to within it agree as far as the measure can tell, and a
-    t-interval from their spread alone would claim a certainty the measure cannot give (docs/SCIENCE.md)."""
+    `floor`: the measure's resolution (an accuracy's: one image), the least spread of one difference: seeds that
+    agree within it agree as far as the measure can tell (docs/SCIENCE.md)."""
     seeds_a, seeds_b = (s[np.isfinite(s.to_numpy(dtype=np.float64))].index for s in (a, b))
     common = seeds_a.intersection(seeds_b)
     if len(common) >= 2 and a.index.is_unique and b.index.is_unique:
@@ -134,8 +130,8 @@ def compare(a: pd.Series, b: pd.Series, level: float, floor: float = 0.0) -> Dif
 
 
 def one_sample(values: pd.Series, level: float, floor: float = 0.0) -> Diff:
-    """The mean of `values` (each a per-seed quantity) as a difference from 0; seeds without a finite
-    value are counted as left out; `floor` as for `compare`."""
+    """The mean of `values` (per seed) as a difference from 0; seeds without a finite value are counted as
+    left out; `floor` as for `compare`."""
     kept = int(np.isfinite(values.to_numpy(dtype=np.float64)).sum())
     return replace(paired(values, pd.Series(0.0, index=values.index), level, floor), unpaired=len(values) - kept)
 
@@ -237,9 +233,7 @@ def _seeds(diff: Diff, effect: float, power: float, within: bool = False) -> str
     return "?" if need is None else (f"more than {MAX_SEEDS}" if need > MAX_SEEDS else f"about {need}")
 
 
-# A standard error at most this (relative to the difference, at least 1) is none: identical per-seed
-# differences, whose t-interval would be a point (`_by_signs` decides them).
-NO_SPREAD = 1e-9
+NO_SPREAD = 1e-9    # a standard error at most this (times |difference| ≥ 1) is none: a point (`_by_signs` decides)
 
 
 def no_spread(diff: Diff) -> bool:
