@@ -10,7 +10,9 @@ The revision comes from, in order:
 2. git, when the running package is itself a git checkout (`mmc-sweep run` from a clone);
 3. unknown (None): an installed wheel, or a job submitted some other way.
 "Dirty" means `git diff HEAD` is not empty (untracked files do not count); the diff's sha256 tells
-two dirty states apart. The `tasks` table, the report and MLflow show `SourceRevision.label`:
+two dirty states apart, and a run from a dirty checkout keeps the diff itself in the sweep directory,
+`provenance/<label>.diff` (`SweepLayout.source_diff_file`; credentials in it redacted), so that its code can be
+rebuilt: `git checkout <commit> && git apply <that file>`. A submitted job has no `.git` to read it from. The `tasks` table, the report and MLflow show `SourceRevision.label`:
 `1a2b3c4d5e6f` or `1a2b3c4d5e6f+dirty.0badc0de`.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import knobs
@@ -37,6 +39,7 @@ class SourceRevision:
     commit: str                      # the full commit id (hex)
     dirty: bool = False              # `git diff HEAD` was not empty
     diff_sha256: str | None = None   # sha256 of that diff (hex), when dirty
+    diff: bytes | None = field(default=None, compare=False, repr=False)   # the diff itself, where git was read
 
     @property
     def label(self) -> str:
@@ -83,13 +86,23 @@ def git_revision(package_dir: Path) -> SourceRevision | None:
     commit = head.stdout.decode().strip()
     if head.returncode or not _REVISION.match(commit) or diff.returncode:
         return None
-    return SourceRevision(commit, bool(diff.stdout), hashlib.sha256(diff.stdout).hexdigest() if diff.stdout else None)
+    return SourceRevision(commit, bool(diff.stdout), hashlib.sha256(diff.stdout).hexdigest() if diff.stdout else None,
+                          diff.stdout or None)
 
 
 def revision_label(revision: SourceRevision | None = None) -> str | None:
     """`source_revision().label`, or None when unknown."""
     revision = source_revision() if revision is None else revision
     return revision.label if revision is not None else None
+
+
+def keep_source_diff(layout, revision: SourceRevision | None) -> None:
+    """A run from a dirty checkout keeps its `git diff HEAD` (credentials redacted) in `layout`'s sweep
+    directory (`SweepLayout.source_diff_file`), once per revision."""
+    from orchestrator.uris import redact
+
+    if revision is not None and revision.diff and not layout.storage.exists(layout.source_diff_file(revision.label)):
+        layout.storage.write_text(layout.source_diff_file(revision.label), redact(revision.diff.decode("utf-8", "replace")))
 
 
 def software_versions() -> dict[str, str]:

@@ -28,7 +28,7 @@ from orchestrator.run import capacity, preflight
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import MmcError, SweepError
-from orchestrator.provenance import SourceRevision, source_revision, torch_version
+from orchestrator.provenance import SourceRevision, keep_source_diff, source_revision, torch_version
 from orchestrator.graph.dag import Graph, build_graph, check_settings_read, planning_line
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.uris import redact, redacting
@@ -249,6 +249,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         f"{state.count(vocab.CACHED)} already finished, {state.count(vocab.PENDING)} to run; "
         f"storage {redact(layout.root)}")
     rev = revision.label if revision is not None else None
+    keep_source_diff(layout, revision)
     tracker = _start_tracking(spec, layout, graph, log, revision)
     recorder = TaskRecorder(layout, state, short_hash(spec), tracker, rev)
     for task_id, s in state.states.items():

@@ -466,6 +466,10 @@ class SweepLayout:
     def plan_file(self) -> str:
         return self._path("plan.parquet")
 
+    def source_diff_file(self, label: str) -> str:
+        """`git diff HEAD` of a dirty checkout a run came from (`orchestrator.provenance`), by its revision label."""
+        return self._path("provenance", f"{label}.diff")
+
     def marker_file(self, kind: str, task_id: str) -> str:
         """`done.json`: written last, lists every output file with its sha256 (see orchestrator.results.outputs)."""
         return self.task_file(kind, task_id, "done.json")

@@ -160,3 +160,28 @@ def test_the_libraries_that_compute_record_and_render_results_are_recorded():
     versions = provenance.software_versions()
     for package in ("torch", "numpy", "pyarrow", "pandas", "matplotlib"):
         assert versions[package] == metadata.version(package), package
+
+
+def test_a_run_from_a_dirty_checkout_keeps_the_diff_that_rebuilds_its_code(tmp_path):
+    """The label holds 8 hex digits of the diff's hash, which cannot rebuild anything: the run keeps the diff
+    itself in the sweep directory (once; credentials redacted), and it applies to the commit it names."""
+    from orchestrator.storage.layout import Storage, SweepLayout
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO / "orchestrator", root / "orchestrator", ignore=shutil.ignore_patterns("__pycache__"))
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "one")
+    vocab_file = root / "orchestrator" / "vocab.py"
+    vocab_file.write_text(vocab_file.read_text() + "# s3://AKIAFAKE:SUPERSECRETfake7f3a@bucket/x\nCHANGED = 1\n")
+    dirty = provenance.git_revision(root / "orchestrator")
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "sw")
+    provenance.keep_source_diff(layout, dirty)
+    kept = Path(layout.source_diff_file(dirty.label))
+    assert kept.name == f"{dirty.label}.diff" and "CHANGED = 1" in kept.read_text()
+    assert "SUPERSECRET" not in kept.read_text() and "s3://***@bucket/x" in kept.read_text()
+    _git(root, "checkout", "--", ".")                                      # back to the commit the label names
+    vocab_file.write_text(vocab_file.read_text())
+    applied = subprocess.run(["git", "-C", str(root), "apply", "--check", str(kept)], capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stderr
+    provenance.keep_source_diff(layout, provenance.git_revision(tmp_path / "nowhere") or provenance.SourceRevision("ab" * 20))
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]      # a clean or unknown revision: nothing
