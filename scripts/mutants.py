@@ -1241,6 +1241,7 @@ MUTANTS = [
     Mutant("M728", "a path at the floor because its endpoints never learnt the set advised 'after alignment or a wider model'", "orchestrator/report/claims.py", "        low = {name: e for name, e in ends.items() if cmp.at_floor(*e, s.chance, r.floor_acc, r.floor_loss)}", "        low = {}", ("tests/orchestrator/report/test_verdicts.py::test_a_path_whose_endpoint_never_learnt_the_set_is_told_apart_from_one_that_collapses_between_them",)),
     Mutant("M729", "a sweep's summary line counts tasks rows, not verified outputs", "orchestrator/api.py", "        finished = sum(1 for task_id in ids if verified[task_id][0])", "        finished = len(ids)", ("tests/orchestrator/test_api.py::test_repr_counts_a_task_whose_outputs_were_damaged_as_status_does",)),
     Mutant("M730", "Claims.frame()'s verdict drops what a 'holds' does not cover", "orchestrator/api.py", "\"verdict\": c.badge()}", "\"verdict\": c.verdict}", ("tests/orchestrator/test_api.py::test_the_frames_verdict_is_the_one_printed_with_what_a_holds_does_not_cover",)),
+    Mutant("M731", "a run from a dirty checkout keeps no diff (its label's 8 hex digits rebuild nothing)", "orchestrator/provenance.py", "    if revision is not None and revision.diff and not layout.storage.exists(layout.source_diff_file(revision.label)):", "    if False:", ("tests/orchestrator/test_provenance.py::test_a_run_from_a_dirty_checkout_keeps_the_diff_that_rebuilds_its_code",)),
 ]
 
 
