@@ -608,15 +608,15 @@ def test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all(s3_env):
     writer = threading.Thread(target=replace_again_and_again)
     writer.start()
     whole, torn = [], 0
-    try:
-        for _ in range(60):
+    try:   # 60 reads, and on a loaded machine (a slow writer) more, until the replacing shows (at most 600)
+        while len(whole) < 60 or (len(set(whole)) <= 10 and len(whole) < 600 and writer.is_alive()):
             whole.append(layout.storage.read_bytes(path, replaced=True))
             torn += layout.storage.read_bytes(path) not in written
     finally:
         stop.set()
         writer.join()
     assert all(data in written for data in whole), \
-        f"{[d for d in whole if d not in written][:3]} (plain reads torn meanwhile: {torn} of 60)"
+        f"{[d for d in whole if d not in written][:3]} (plain reads torn meanwhile: {torn} of {len(whole)})"
     assert len({json.loads(d)["version"] for d in whole}) > 10        # it was being replaced all along
 
 
