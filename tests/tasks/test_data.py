@@ -1211,3 +1211,16 @@ def test_a_cue_seed_equal_to_the_data_seed_is_the_model_itself_not_a_resubset_pa
     same = load_cue_data(DataSettings(cue_proportion=1.0, seed=3, cue_seed=3))
     assert bool(model.cued.all()) and torch.equal(model.cued, same.cued)
     assert torch.equal(model.train.x, same.train.x)
+
+
+def test_proportions_that_differ_only_in_the_largest_class_do_not_cue_the_same_samples():
+    """`same_cued_samples` compares every class size up to and including `largest_class`: on the digits
+    (largest class 124), 0.02 and 0.0202 cue as many samples of every class of up to 123 images, but 2 and 3
+    of the largest one, so they are two models, and a sweep listing both must not be refused."""
+    from tasks.settings.data import same_cued_samples
+
+    assert all(data.cue_count(n, 0.02) == data.cue_count(n, 0.0202) for n in range(1, 124))
+    assert (data.cue_count(124, 0.02), data.cue_count(124, 0.0202)) == (2, 3)
+    assert not same_cued_samples(0.02, 0.0202, 124)
+    assert same_cued_samples(0.02, 0.0202, 123)
+    assert not same_cued_samples(0.3, 0.2, 2)       # classes of up to 2: one cued against none

@@ -357,3 +357,27 @@ def test_finite_logits_whose_loss_overflows_make_the_evaluation_nan_as_non_finit
     assert math.isnan(result["loss"]) and math.isnan(result["acc"])
     joined = evaluate_joined(Blown(), JoinedSets({"a": split}, torch.device("cpu")), batch_size=2)
     assert math.isnan(joined["a"]["loss"]) and math.isnan(joined["a"]["acc"])
+
+
+class _LogitsAreTheInput(nn.Module):
+    """A 'model' whose logits are its input rows: any logits a test wants, finite or not."""
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+@pytest.mark.parametrize("batch_size", [2, 1024])
+def test_a_minus_infinite_logit_of_a_class_that_is_not_the_label_makes_the_evaluation_nan(batch_size):
+    """A logit of -inf for a class that is not the sample's label leaves its cross-entropy finite (the term drops
+    out of the log-sum-exp), so only the logit check sees the non-finite work: one such logit, in one sample of
+    one batch, makes the set's loss and accuracy NaN ("NaN when any logit is NaN or inf"), in `evaluate` and in a
+    joined pass, for that set only."""
+    inf = float("inf")
+    x = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, -inf], [1.0, 0.0, 0.5], [0.0, 3.0, 1.0]])
+    bad, good = Split(x, torch.tensor([0, 1, 0, 1])), Split(x[[0, 2, 3]].clone(), torch.tensor([0, 0, 1]))
+    model = _LogitsAreTheInput()
+    result = evaluate(model, bad, batch_size=batch_size, precision="fp32")
+    assert math.isnan(result["loss"]) and math.isnan(result["acc"]), result
+    joined = evaluate_joined(model, JoinedSets({"bad": bad, "good": good}, "cpu"), batch_size=batch_size, precision="fp32")
+    assert math.isnan(joined["bad"]["loss"]) and math.isnan(joined["bad"]["acc"]), joined["bad"]
+    assert joined["good"]["acc"] == 1.0 and math.isfinite(joined["good"]["loss"])

@@ -283,3 +283,14 @@ def test_supports_alignment_judges_the_model_built_at_the_width_asked(monkeypatc
     monkeypatch.setitem(models.MODELS, "mine", builder)
     assert models.supports_alignment("mine", 7) is False
     assert models.supports_alignment("mine", 8) is True
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_batchnorm_of_a_built_in_model_is_torchs_default_batchnorm(name):
+    """The recipes (VGG-13, CIFAR ResNet-18, small CNN) use BatchNorm2d as torch builds it: eps 1e-5, momentum
+    0.1, affine, tracking running statistics. The recipe tests read `bn.eps` from the model itself, so a layer
+    built with another eps trains another model unnoticed."""
+    bns = [m for m in build_model(name, 10, width=4, seed=0).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns
+    for bn in bns:
+        assert (bn.eps, bn.momentum, bn.affine, bn.track_running_stats) == (1e-5, 0.1, True, True)

@@ -1252,3 +1252,22 @@ def test_a_bare_reset_bn_re_estimates_in_the_precision_a_bare_evaluate_runs_in()
     reset_bn(fp32, x, batch_size=8, precision="fp32")
     for a, b in zip(bare[1].state_dict().values(), fp32[1].state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_barriers_are_the_same_whichever_endpoint_is_a():
+    """Every barrier definition is symmetric in the two endpoints: the path B -> A (alphas mirrored) gives the
+    barriers of A -> B. Here A is the worse endpoint in loss and the better in accuracy, so a definition that
+    reads one end twice (`max(L(1), L(1))` for the worse endpoint) shows."""
+    from tasks.paths import barriers
+
+    rows = [{"alpha": a, "eval_set": "nocue", "loss": loss, "acc": acc}
+            for a, loss, acc in [(0.0, 1.0, 0.9), (0.5, 1.2, 0.5), (1.0, 0.4, 0.6)]]
+    got = {(r["metric"], r["definition"]): r["value"] for r in barriers(rows)}
+    assert got[("loss", "worse_endpoint")] == pytest.approx(1.2 - 1.0)
+    assert got[("acc", "worse_endpoint")] == pytest.approx(0.6 - 0.5)
+    assert got[("loss", "mean_endpoints")] == pytest.approx(1.2 - 0.7)
+    assert got[("acc", "mean_endpoints")] == pytest.approx(0.75 - 0.5)
+    assert got[("loss", "chord")] == pytest.approx(1.2 - 0.7) and got[("acc", "chord")] == pytest.approx(0.75 - 0.5)
+    mirrored = {(r["metric"], r["definition"]): r["value"]
+                for r in barriers([dict(r, alpha=1.0 - r["alpha"]) for r in rows])}
+    assert mirrored == pytest.approx(got)

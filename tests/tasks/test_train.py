@@ -405,3 +405,20 @@ def test_training_runs_in_bf16_autocast_on_cuda_and_in_float32_elsewhere():
         cuda = training_autocast(torch.device("cuda"))
     assert isinstance(cuda, torch.autocast) and cuda.device == "cuda" and cuda.fast_dtype == torch.bfloat16
     assert not isinstance(training_autocast(torch.device("cpu")), torch.autocast)
+
+
+def test_one_non_finite_entry_of_a_weight_or_buffer_is_found():
+    """A BN running variance that overflowed in one channel makes every evaluation NaN: `non_finite_state` names
+    it even when the other entries of that tensor are finite."""
+    from tasks.train import non_finite_state
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    assert non_finite_state(model) is None
+    with torch.no_grad():
+        model[1].running_var[2] = float("inf")
+    assert non_finite_state(model) == ("1.running_var", float("inf"))
+    with torch.no_grad():
+        model[1].running_var[2] = 1.0
+        model[0].weight[0, 1] = float("nan")
+    name, value = non_finite_state(model)
+    assert name == "0.weight" and math.isnan(value)

@@ -848,3 +848,26 @@ def test_the_mechanism_table_reads_the_first_evaluation_set_by_default():
     default = stats.mechanism_table(paths)
     assert default["agree_a@0.5"].iloc[0] == pytest.approx(0.7)
     pd.testing.assert_frame_equal(default, stats.mechanism_table(paths, eval_set="nocue"))
+
+
+def test_a_two_class_dataset_of_your_own_has_chance_one_half():
+    """The class count read back from the randimg rows is any count of at least 2: a binary dataset of your own
+    (acc - reliance_randimg = 1/2) has chance 0.5, not an unknown chance."""
+    acc = np.array([0.9, 0.7, 0.55, 0.5])
+    paths = pd.DataFrame({"dataset": "mypkg.data:load", "eval_set": "randimg", "acc": acc, "reliance_randimg": acc - 0.5})
+    assert stats.recorded_classes(paths, "mypkg.data:load") == 2
+    assert stats.chance(["mypkg.data:load"], paths) == pytest.approx(0.5)
+
+
+def test_the_mechanism_table_keeps_the_pairs_whose_rows_hold_mechanism_values_beside_rows_without_them():
+    """Rows without mechanism values (e.g. path rows written before they were recorded) leave the other pairs'
+    table as it is: the table is empty only when no row holds any mechanism value."""
+    paths = _frame(synthetic_sweep(), "paths")
+    first = paths["pair_type"] == sorted(paths["pair_type"].unique())[0]
+    mixed = paths.copy()
+    mixed.loc[first, list(stats.MECHANISM_COLUMNS)] = np.nan
+    full = stats.mechanism_table(paths[~first])
+    got = stats.mechanism_table(mixed)
+    assert set(got["pair_type"]) == set(paths["pair_type"])
+    kept = got[got["pair_type"].isin(full["pair_type"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[full.columns], full)
