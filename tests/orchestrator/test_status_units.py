@@ -142,3 +142,21 @@ def test_the_printed_status_shows_the_note_the_damaged_tasks_and_exits_by_failur
     tables.write_fragment(layout, vocab.TASKS, "p0", [_row("p0", vocab.PRETRAIN, vocab.FAILED, error="boom")])
     out = io.StringIO()
     assert status.print_status(layout, stream=out) == 1 and "  p0  boom" in out.getvalue()
+
+
+def test_a_lock_freed_between_the_two_looks_holds_nothing(tmp_path, monkeypatch):
+    """`run.lock` there when looked for, gone when read (the run ended in between): no run holds the sweep; an
+    unreadable lock (another OSError) still counts as held."""
+    layout = _layout(tmp_path)
+    layout.storage.write_bytes(layout.lock_file(), json.dumps({"pid": 1, "host": "elsewhere"}).encode())
+    read = layout.storage.read_bytes
+
+    def freed(path, *args, **kwargs):
+        if path == layout.lock_file():
+            raise FileNotFoundError(path)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout.storage, "read_bytes", freed)
+    assert status.run_holds(layout) is False
+    monkeypatch.setattr(layout.storage, "read_bytes", lambda path, *a, **k: (_ for _ in ()).throw(OSError("EIO")))
+    assert status.run_holds(layout) is True

@@ -414,3 +414,38 @@ def test_a_file_is_read_for_the_index_only_when_it_is_a_regular_file_unchanged_b
     reads = []
     assert outputs._while_unchanged(str(tmp_path), lambda p: reads.append(p) or b"") is None and reads == []
     assert outputs._while_unchanged(str(tmp_path / "gone"), lambda p: reads.append(p) or b"") is None and reads == []
+
+
+def test_a_tasks_table_returned_before_the_others_drops_only_its_own_rows(finished):
+    """Rows a task hands back for the `tasks` table are dropped wherever that table comes in its output: the
+    tables after it are still written and listed in the marker (else the task is finished without its rows)."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
+    produced = runners.synthetic(task, env)
+    assert produced.tables and vocab.TASKS not in produced.tables
+    output = outputs.TaskOutput(tables={vocab.TASKS: [{"task_id": task.id}], **produced.tables},
+                                metrics=produced.metrics, steps=produced.steps)
+    marker = outputs.write_outputs(layout, task, output)
+    assert marker["tables"] == sorted(produced.tables)
+    assert {layout.fragment(t, task.id)[len(layout.root) + 1:] for t in produced.tables} <= set(marker["files"])
+    assert outputs.verify_outputs(layout, task.kind, task.id) == (True, "")
+
+
+def test_a_file_replaced_by_another_of_the_same_size_while_read_is_not_indexed(tmp_path):
+    """`_while_unchanged` compares the whole stamp (size, mtime, ctime, inode), not the size alone: a marker
+    replaced meanwhile by one of the same size (a rename over it) is read again by `status`, not indexed with
+    the bytes of the one it replaced."""
+    import os
+
+    path = tmp_path / "done.json"
+    path.write_bytes(b'{"a": 1}')
+
+    def replaced(p):
+        data = open(p, "rb").read()
+        other = tmp_path / "other.json"
+        other.write_bytes(b'{"b": 2}')
+        os.replace(other, p)
+        return data
+
+    assert outputs._while_unchanged(str(path), replaced) is None

@@ -429,3 +429,185 @@ def test_a_marker_larger_than_the_limit_is_not_finished(layout, monkeypatch):
     assert outputs.verify_many(layout, [(vocab.PATH_EVAL, "t0")])["t0"][0] is False
     monkeypatch.setattr(outputs, "MAX_MARKER_BYTES", size)
     assert outputs.verify_many(layout, [(vocab.PATH_EVAL, "t0")]) == {"t0": (True, "")}
+
+
+def test_a_directory_in_a_tables_directory_hides_none_of_its_fragments(layout):
+    """A directory inside `results/<table>/` (a tool's, a user's) is not a fragment: the listing passes over it
+    and goes on, so every fragment that the file system lists after it is still read and compacted."""
+    ids = [f"t{i:02d}" for i in range(20)]
+    for i, task_id in enumerate(ids):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(float(i)))
+        os.makedirs(os.path.join(layout.table_dir(EVAL), f"{task_id}.d"))   # directories among the fragments
+    assert sorted(manifest.list_table(layout, EVAL).fragments) == ids
+    assert sorted(set(tables.read_table(layout, EVAL)["task_id"])) == ids
+    compact.compact_table(layout, EVAL)
+    assert sorted(manifest.read_manifest(layout, EVAL).tasks) == ids
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == [t for t in ids for _ in range(2)]
+
+
+def test_a_file_named_like_a_part_that_is_no_parquet_file_is_left_alone(layout):
+    """`part-<name>.parquet` names a part; a file that starts with `part-` but is no Parquet file (notes beside
+    the data) is neither a part nor a fragment: compaction neither takes it for an orphaned part (deleted) nor
+    refuses the table because of it."""
+    tables.write_fragment(layout, EVAL, "t0", _evaluations(0.0))
+    stray = layout.storage.join(layout.table_dir(EVAL), "part-notes.txt")
+    layout.storage.write_bytes(stray, b"notes")
+    assert manifest.list_table(layout, EVAL).parts == {}
+    compact.compact_table(layout, EVAL)
+    assert layout.storage.read_bytes(stray) == b"notes"
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0"]
+
+
+def test_a_read_of_some_tasks_keeps_only_their_rows_even_from_a_single_foreign_fragment(layout):
+    """With `task_ids`, a fragment's rows are kept by their own `task_id` column, not by the file's name: a file
+    at t0's place that holds t9's rows (a copy) gives none of them to a read of t0, alone as with others."""
+    tables.write_fragment(layout, EVAL, "t9", _evaluations(9.0))
+    layout.storage.write_bytes(layout.fragment(EVAL, "t0"), layout.storage.read_bytes(layout.fragment(EVAL, "t9")))
+    assert tables.read_table(layout, EVAL, task_ids=["t0"]).empty
+    tables.write_fragment(layout, EVAL, "t1", _evaluations(1.0))
+    assert tables.read_table(layout, EVAL, task_ids=["t0", "t1"])["task_id"].tolist() == ["t1", "t1"]
+
+
+def test_a_fragment_gone_between_the_listing_and_its_read_is_listed_again_not_left_out(layout, monkeypatch):
+    """A fragment listed but gone when read, and not in the manifest read after the listing, was moved into a
+    part by a compaction in between: the read lists again (and finds its rows) instead of leaving them out."""
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    read, gone = layout.storage.read_bytes, [layout.fragment(EVAL, "t1")]
+
+    def vanishing_once(path, *args, **kwargs):
+        if path in gone:
+            gone.remove(path)
+            raise FileNotFoundError(path)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout.storage, "read_bytes", vanishing_once)
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+    assert gone == []
+
+
+def test_a_read_of_all_columns_but_one_gives_exactly_those_columns(layout):
+    """`columns` naming every column of a table but one (and `task_id`): the read has exactly those columns,
+    from fragments and parts alike."""
+    names = schemas.SCHEMAS[EVAL].names
+    wanted = [n for n in names if n != "loss"]
+    tables.write_fragment(layout, EVAL, "t0", _evaluations(0.0))
+    compact.compact_table(layout, EVAL)
+    tables.write_fragment(layout, EVAL, "t1", _evaluations(1.0))
+    df = tables.read_table(layout, EVAL, columns=wanted)
+    assert list(df.columns) == wanted and df["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+
+
+def test_a_part_no_manifest_names_is_deleted_so_a_glob_counts_each_row_once(layout):
+    """A part file the manifest does not name (a compaction killed between writing its part and its manifest,
+    or a copy) holds rows that also count elsewhere: the next compaction deletes it, so that
+    `results/<table>/*.parquet` counts every task's rows once."""
+    import glob
+
+    import pyarrow.dataset as ds
+
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    (part,) = glob.glob(os.path.join(layout.table_dir(EVAL), "part-*.parquet"))
+    orphan = layout.compacted_file(EVAL, "orphan")
+    layout.storage.write_bytes(orphan, open(part, "rb").read())
+    assert len(tables.read_table(layout, EVAL)) == 4                  # readers follow the manifest
+    compact.compact_table(layout, EVAL)
+    assert not layout.storage.exists(orphan)
+    files = glob.glob(os.path.join(layout.table_dir(EVAL), "*.parquet"))
+    assert ds.dataset(files, format="parquet").count_rows() == 4
+
+
+def test_two_files_of_two_schema_versions_are_enough_to_be_absorbed_into_one_schema(layout):
+    """A table of just two files, written under two schema versions (an older version's fragment and a newer
+    run's), is absorbed into one part of the current schema however few new fragments there are: a glob over
+    the directory meets one schema."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    with pytest.MonkeyPatch.context() as old:
+        old.setattr(tables, "SCHEMA_VERSION", str(int(schemas.SCHEMA_VERSION) - 1))
+        tables.write_fragment(layout, EVAL, "t0", _evaluations(0.0))
+    os.utime(layout.fragment(EVAL, "t0"), ns=(10**18, 10**18))          # the older file, by its time too
+    tables.write_fragment(layout, EVAL, "t1", _evaluations(1.0))
+    os.utime(layout.fragment(EVAL, "t1"), ns=(2 * 10**18, 2 * 10**18))
+    compact.compact_table(layout, EVAL, min_fragments=100)
+    files = glob.glob(os.path.join(layout.table_dir(EVAL), "*.parquet"))
+    assert {pq.read_metadata(f).metadata[schemas.SCHEMA_VERSION_KEY] for f in files} == {schemas.SCHEMA_VERSION.encode()}
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+
+
+def test_a_lost_part_is_told_even_when_nothing_else_changed(layout):
+    """A compacted part gone with no fragment left to restore its rows: the repair drops it from the manifest,
+    counts the table as changed (the run verifies again) and says which tasks' rows are lost."""
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    (part,) = manifest.read_manifest(layout, EVAL).parts
+    layout.storage.delete(layout.compacted_file(EVAL, part))
+    said = []
+    done = compact.repair(layout, said.append)
+    assert done[EVAL].lost == ["t0", "t1"] and done[EVAL].changed
+    assert any("those of 2 are lost" in line for line in said), said
+
+
+def test_a_part_gone_between_the_listing_and_its_read_is_listed_again_not_left_out(layout, monkeypatch):
+    """A part the manifest names but that is gone when read (a compaction replaced it since the listing): the
+    read lists again and takes its rows, instead of reading them as lost."""
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    (part,) = manifest.read_manifest(layout, EVAL).parts
+    read, gone = layout.storage.read_bytes, [layout.compacted_file(EVAL, part)]
+
+    def vanishing_once(path, *args, **kwargs):
+        if path in gone:
+            gone.remove(path)
+            raise FileNotFoundError(path)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout.storage, "read_bytes", vanishing_once)
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+    assert gone == []
+
+
+def test_a_read_takes_back_the_rows_of_a_part_whose_sha256_differs_where_they_reserialise(layout):
+    """A part whose bytes no longer have the sha256 its manifest records (here: the record changed) is not
+    trusted, but a read still gives the rows of every task that re-serialise to exactly their fragment."""
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    held = manifest.read_manifest(layout, EVAL)
+    (name, info), = held.parts.items()
+    held.parts[name] = manifest.PartInfo(name, "0" * 64, info.rows, info.size)
+    layout.storage.write_bytes(layout.manifest_file(EVAL), manifest.manifest_bytes(held))
+    manifest.forget_cached(layout)
+    df = tables.read_table(layout, EVAL)
+    assert df["task_id"].tolist() == ["t0", "t0", "t1", "t1"] and df["loss"].tolist() == [0.0, 1.0, 1.0, 2.0]
+
+
+def test_salvage_reads_only_the_row_groups_that_hold_a_tasks_rows(layout, monkeypatch):
+    """A task whose rows start exactly where a row group starts needs that group and no other: a damaged group
+    just before it does not cost it its rows (nor its recomputation)."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)                  # a row group per task
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    held = manifest.read_manifest(layout, EVAL)
+    (name,) = held.parts
+    data = layout.storage.read_bytes(layout.compacted_file(EVAL, name))
+    assert pq.ParquetFile(pa.BufferReader(data)).metadata.num_row_groups == 2
+    read_group = pq.ParquetFile.read_row_group
+
+    def first_group_damaged(self, i, *args, **kwargs):
+        if i == 0:
+            raise OSError("corrupt row group")
+        return read_group(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", first_group_damaged)
+    restored = tables.salvage_part(EVAL, data, held.entries_of(name))
+    assert sorted(restored) == ["t1"] and restored["t1"].column("loss").to_pylist() == [1.0, 2.0]

@@ -569,3 +569,18 @@ def test_a_node_that_is_joining_while_the_autoscaler_starts_nodes_is_one_of_thos
     both = _view(GPU_NODE, joining=GPU_NODE, pending={"gpu_worker": 2})
     assert both.registering and both.pending_nodes == 2
     assert both.summary().endswith(", 2 starting")
+
+
+def test_a_tasks_bundles_are_placed_largest_first_so_the_trainers_sliver_takes_what_is_left():
+    """Two GPU workers and their trainer's sliver of a CPU on two one-GPU nodes, one with a sliver to spare:
+    the workers are placed first, one per node, and the sliver goes where room is left (placed first, it would
+    take the CPU one worker needs)."""
+    bundles = capacity.task_bundles("pretrain", Resources(cpus=1, gpus=1, workers=2))
+    assert capacity.fits_on_nodes(bundles, [{"CPU": 1.0, "GPU": 1.0}, {"CPU": 1.01, "GPU": 1.0}])
+    assert not capacity.fits_on_nodes(bundles, [{"CPU": 1.0, "GPU": 1.0}, {"CPU": 1.0, "GPU": 1.0}])
+
+
+def test_bundles_that_fill_a_node_exactly_fit_it_whatever_the_floating_point_sum():
+    """4 + 4 + 0.01 CPUs on a node of 8.01: the sum in floating point is a hair off, and still fits."""
+    assert capacity.fits_on_nodes([{"CPU": 4.0}, {"CPU": 4.0}, {"CPU": 0.01}], [{"CPU": 8.01}])
+    assert not capacity.fits_on_nodes([{"CPU": 4.0}, {"CPU": 4.0}, {"CPU": 0.02}], [{"CPU": 8.01}])

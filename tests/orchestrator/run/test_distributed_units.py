@@ -255,3 +255,12 @@ def test_rank_zero_stores_an_epoch_before_the_ranks_meet_and_every_rank_reports_
     before any rank goes on), then each reports; rank 1 only waits and reports."""
     assert worker_env(rank=0, distributed=True)["events"] == [("save", 0), ("barrier",), ("report", 0)]
     assert worker_env(rank=1, distributed=True)["events"] == [("barrier",), ("report", 0)]
+
+
+def test_a_fit_that_returned_without_rank_zeros_result_is_still_a_finished_task(trainer, layout):
+    """`fit` ended without an error but Ray Train handed back no result of rank 0 (none, or not a mapping):
+    the workers finished (rank 0 wrote the outputs before returning), so the task is done, not failed."""
+    for returned in (None, "not a mapping"):
+        trainer.returned = returned
+        result = D.run_with_ray_train(_task(workers=2), layout, "real", None, {})
+        assert (result.status, result.error, result.device) == (vocab.DONE, None, "ray-train x2")

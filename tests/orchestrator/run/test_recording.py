@@ -448,3 +448,27 @@ def test_close_does_not_wait_out_the_batch_window_once_it_asked_the_thread_to_st
     started = time.monotonic()
     recorder.close()
     assert time.monotonic() - started < 5.0 and recorder.written == 1
+
+
+@pytest.mark.parametrize("finished_at", ["soon", True, float("nan")])
+def test_a_marker_whose_finish_time_is_no_number_is_recorded_with_the_time_it_was_found(graph, tmp_path, finished_at):
+    """A finished task's marker whose `finished_at` is not a finite number (text, a bool, NaN): its row is
+    written all the same, with the time the driver found it (not a crash of the recorder, not 1970)."""
+    import time
+
+    tracker = Tracker()
+    state, recorder = _recorder(graph, tmp_path, tracker)
+    task = first(graph, vocab.ALIGN)
+    outputs.write_outputs(recorder.layout, task, TaskOutput(checkpoint={"w": torch.zeros(2)},
+                                                            meta={"duration_s": 4.5, "device": "cpu:z"}))
+    path = recorder.layout.marker_file(task.kind, task.id)
+    marker = json.loads(recorder.layout.storage.read_bytes(path))
+    marker["finished_at"] = finished_at
+    recorder.layout.storage.write_bytes(path, json.dumps(marker).encode())
+    assert outputs.verify_outputs(recorder.layout, task.kind, task.id) == (True, "")
+    before = time.time()
+    state.set_status(task.id, vocab.CACHED)
+    recorder.record(task.id)
+    (ended,) = tracker.ended
+    assert before <= ended.ended_at <= time.time() and ended.duration_s is None and ended.device == "cpu:z"
+    assert _tasks_row(recorder.layout, task.id)["cached"]

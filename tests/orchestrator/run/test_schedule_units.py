@@ -562,3 +562,24 @@ def test_tune_copies_no_credential_into_a_trials_runtime_environment(monkeypatch
     assert class_cache.ENV_VARS_TO_PROPAGATE == before
     assert "AWS_SECRET_ACCESS_KEY" not in registered["env"]["env_vars"]
     assert registered["env"]["env_vars"]["RAY_CHDIR_TO_TRIAL_DIR"] == "0"
+
+
+def test_a_crashed_trial_without_an_error_file_keeps_its_tasks_reason(tmp_path):
+    """A trial whose error file is missing or empty says nothing new: its failed task keeps the reason it
+    already has (not an empty "trial crashed: ")."""
+    a, state, searcher, config = _failed_cleanly()
+    for error_file in (None, str(tmp_path / "gone.txt"), str(tmp_path / "empty.txt")):
+        (tmp_path / "empty.txt").write_text("\n\n")
+        trial = SimpleNamespace(trial_id="t1", error_file=error_file, config=dict(config), evaluated_params={},
+                                last_result={})
+        searcher._finished_trials["t1"] = [a.id]          # as `on_trial_complete` left it
+        S._CrashReasons(state, searcher).on_trial_error(0, [], trial)
+        assert (state.states[a.id].error, state.states[a.id].error_type) == \
+            ("DivergenceError: loss is nan", "DivergenceError")
+
+
+def test_a_result_without_the_tasks_results_unpacks_to_none():
+    """What Tune hands the searcher for a trial that ended before reporting (its own keys only, or nothing):
+    no task results, never an error."""
+    assert S.unpack_results(None) == S.unpack_results({}) == {}
+    assert S.unpack_results({"done": True, "trial_id": "t1", "time_total_s": 3.2}) == {}

@@ -514,3 +514,17 @@ def test_a_run_started_from_another_thread_installs_no_handler(handlers):
     thread.start()
     thread.join()
     assert errors == [] and {s: signal.getsignal(s) for s in handlers.STOP_SIGNALS} == before
+
+
+def test_a_process_already_reaped_is_sent_nothing_as_its_pid_may_be_anothers(monkeypatch):
+    """`terminate` of a process Ray started apart that has ended and been reaped sends no signal at all: its pid
+    (and what looks like its children) may belong to other processes by now."""
+    from orchestrator.run import signals
+
+    proc = signals.started_apart(subprocess.Popen)([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    sent = []
+    monkeypatch.setattr(signals.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(signals, "descendants", lambda pid: [pid + 1])
+    proc.terminate()
+    assert sent == []

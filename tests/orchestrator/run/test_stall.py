@@ -132,3 +132,20 @@ def test_only_a_run_on_a_cluster_is_watched_and_the_watch_stops_listening_when_t
     with stall.watching(state, _Cluster(_view(HEAD)), 60.0):
         assert len(state._listeners) == listeners + 1
     assert len(state._listeners) == listeners
+
+
+def test_tasks_stranded_again_after_a_node_came_back_are_said_again(caplog):
+    """The warning is said once per stretch of stranded tasks: a worker that joins ends the stretch, and when it
+    leaves again the new stretch is said again."""
+    state, (f0, f1, p) = _sweep()
+    state.set_status(f0.id, RUNNING)
+    watch, cluster, clock, stops = _watch(state, _view(HEAD))
+    with caplog.at_level(logging.WARNING, logger="orchestrator.run.stall"):
+        assert not watch.check()
+        cluster.now = _view(HEAD, WORKER)                         # the worker is back: nothing stranded
+        clock.now = 10.0
+        assert not watch.check()
+        cluster.now = _view(HEAD)                                 # ... and gone again
+        clock.now = 20.0
+        assert not watch.check() and stops == []
+    assert caplog.text.count("waiting: 1 finetune task asking for {CPU 1, worker_slot 1}") == 2

@@ -490,3 +490,30 @@ def test_node_types_given_for_the_cluster_are_checked_against_the_autoscaler_it_
     running = ClusterView(autoscaler=AutoscalerStatus(active={"gpu_worker": 1}))
     monkeypatch.setattr(sweep, "read_cluster", lambda types_, autoscaled: running)
     assert sweep._cluster_reader(types, local=False, log=print)() is running
+
+
+def test_the_failures_summary_tells_errors_that_would_recur_from_those_a_rerun_retries():
+    """Failures of a deterministic kind (a DivergenceError) are named as such, and only failures of another
+    kind get the advice to rerun; where every failure would recur, no rerun is advised."""
+    recur = {"a": TaskState(status=vocab.FAILED, error="DivergenceError: loss is nan at epoch 2")}
+    lines = _printed({**recur, "b": TaskState(status=vocab.FAILED, error="OSError: disk full")})
+    assert [line.split(" would fail")[0] for line in lines if "would fail the same way" in line] == \
+        ["1 of them (DivergenceError)"]
+    assert lines[-1] == "Rerun the same command to retry the others; finished tasks are not recomputed."
+    lines = _printed(recur)
+    assert any(line.startswith("1 of them (DivergenceError)") for line in lines)
+    assert not any(line.startswith("Rerun the same command") for line in lines)
+
+
+def test_result_parts_mended_in_one_table_only_are_verified_again(locked_run, monkeypatch):
+    """`compact.repair` mended one table and found nothing to mend in the others: that is enough to verify the
+    outputs again (what now verifies is cached, not run again from the verdicts before the repair)."""
+    run, seen, graph = locked_run
+    monkeypatch.setattr(sweep.compact, "repair", lambda layout, log: {
+        "tasks": SimpleNamespace(changed=True), "paths": SimpleNamespace(changed=False)})
+    monkeypatch.setattr(sweep, "verify_all", lambda graph_, layout: {t: (True, "") for t in graph_.tasks})
+    try:
+        outcome = run(lambda state: None)      # Tune runs nothing: a task left pending would mean an interrupt
+    except KeyboardInterrupt:
+        pytest.fail("tasks whose outputs verified after the repair were left to run")
+    assert outcome.ok and outcome.counts[vocab.CACHED] == len(graph.tasks)

@@ -551,3 +551,67 @@ def test_the_parent_runs_note_says_which_child_runs_the_sweep_has(graph, monkeyp
     monkeypatch.setenv("MMC_MLFLOW_TASK_RUNS", str(len(graph) - 1))
     assert f"{len(graph)} tasks, one child run per task kind (more than {len(graph) - 1} tasks;" in \
         tracking._parent_note(run)
+
+
+def test_a_failed_batch_is_said_without_the_credentials_its_error_names(graph, store, caplog):
+    """The warning that the SQL path failed goes through `warn`: a credential in the store's error (a database
+    URI) never reaches a log record."""
+    tracker = tracking.MlflowTracker(store(), "test-sweep")
+    tracker.start(sweep_run(graph))
+
+    class Broken:
+        def write(self, runs):
+            raise RuntimeError("could not connect to postgresql://bob:hunter2secret@db/mlflow")
+
+    tracker.sql = Broken()
+    task = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN)
+    with caplog.at_level(logging.WARNING, logger="orchestrator"):
+        tracker.tasks_ended([ended(task)])
+    said = [r.getMessage() for r in caplog.records if "batched MLflow logging failed" in r.getMessage()]
+    assert len(said) == 1 and "hunter2secret" not in said[0] and "postgresql://***@db/mlflow" in said[0]
+
+
+def test_failures_that_do_not_come_in_a_row_never_stop_the_logging(graph, store):
+    """`FAILURES_IN_A_ROW` counts failures one after another: a child run logged in between starts the count
+    again, so a store that fails now and then keeps getting the runs of the tasks that end."""
+    tracker = tracking.MlflowTracker(store(), "test-sweep")
+    tracker.start(sweep_run(graph))
+    tracker.sql = None
+    logged, calls = tracker._log_child, []
+
+    def every_other_fails(run):
+        calls.append(run.task_id)
+        if len(calls) % 2:
+            raise OSError("database is locked")
+        return logged(run)
+
+    tracker._log_child = every_other_fails
+    tasks = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL][:4 * tracking.FAILURES_IN_A_ROW]
+    ids = [tracker.tasks_ended([ended(t)]) for t in tasks]
+    assert not tracker.stopped and len(calls) == len(tasks)
+    assert [bool(i) for i in ids] == [n % 2 == 1 for n in range(len(tasks))]
+
+
+def test_a_child_run_logged_run_by_run_keeps_its_tasks_start_and_end(graph, store):
+    """Through the client (no SQL path) a child run starts and ends when its task did, as on the SQL path."""
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    tracker.start(sweep_run(graph))
+    tracker.sql = None
+    task = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN)
+    run = mlflow.MlflowClient(uri).get_run(tracker.tasks_ended([ended(task)])[task.id])
+    assert (run.info.start_time, run.info.end_time) == (1_700_000_000_000, 1_700_000_010_000)
+
+
+def test_a_task_without_an_error_gets_no_error_file_and_no_warning(graph, store, caplog):
+    """error.txt is stored for a task that has an error; the others' runs have none, and nothing is said."""
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    tracker.start(sweep_run(graph))
+    done, failed = [t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN][:2]
+    with caplog.at_level(logging.WARNING, logger="orchestrator"):
+        ids = tracker.tasks_ended([ended(done), ended(failed, vocab.FAILED, error="OSError: disk full")])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    client = mlflow.MlflowClient(uri)
+    assert [a.path for a in client.list_artifacts(ids[done.id])] == []
+    assert [a.path for a in client.list_artifacts(ids[failed.id])] == ["error.txt"]

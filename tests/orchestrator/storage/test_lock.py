@@ -635,3 +635,39 @@ def test_a_lock_on_an_object_store_larger_than_a_lock_is_no_lock(remote):
     cond._put(path, big[:lock.MAX_LOCK_BYTES + 1 - 2] + b'"}')
     assert len(cond.objects[path][0]) == lock.MAX_LOCK_BYTES + 1
     assert lock._read_version(cond, path)[0] is None
+
+
+def test_without_conditional_writes_a_lock_that_is_no_lock_is_refused_and_left_as_it_was(remote):
+    """Write-and-read-back keeps the rule of the other two ways: a lock file that cannot be read as a driver's
+    lock is refused with a message naming it, never overwritten."""
+    remote.storage.write_bytes(remote.lock_file(), b"garbled, not json")
+    with pytest.raises(lock.LockError, match="is not a lock file of mmc-sweep"):
+        lock._acquire(remote, _me(), {"cond": None})
+    assert remote.storage.read_bytes(remote.lock_file()) == b"garbled, not json"
+
+
+def test_a_renewal_on_an_object_store_that_finds_no_lock_in_its_place_stops_this_driver(remote):
+    """The lock this driver wrote was replaced by something that is not a lock at all: the renewal says so
+    (this driver no longer holds the sweep), it does not take the garbage for its own lock."""
+    cond, path = FakeCond(), remote.lock_file()
+    me = _me()
+    held = {"cond": cond, "tag": cond.create(path, json.dumps(me).encode())}
+    cond._put(path, b"garbled, not json")
+    assert lock._renew_conditional(remote, me, held) == {"pid": None}
+    assert cond.objects[path][0] == b"garbled, not json"
+
+
+def test_a_renewal_that_finds_its_deleted_lock_written_again_by_another_driver_names_that_lock(layout, monkeypatch):
+    """The lock was deleted by hand, and before this renewal could write it again another driver created it:
+    the renewal returns that driver's lock (this one must stop), and leaves it in place."""
+    me = _me()
+    local = Path(layout.lock_file())
+    newcomer = _stale("newcomer")
+
+    def rename(src, dst):
+        local.write_text(json.dumps(newcomer))      # gone when this driver moved it; a newcomer's now
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(lock.os, "rename", rename)
+    assert lock._renew_local(local, me) == newcomer
+    assert json.loads(local.read_text()) == newcomer
