@@ -101,7 +101,7 @@ def plan_json(spec, graph, with_tasks: bool = False) -> dict:
 
 def _layout_for(directory: str):
     """`DIR` is a sweep directory (<storage>/<sweep>) holding spec.yaml."""
-    from orchestrator.messages import as_typed
+    from orchestrator.messages import as_typed, first_line
     from orchestrator.storage.layout import LinkError, not_a_sweep, open_sweep_dir
 
     shown = as_typed(redact(directory))
@@ -112,8 +112,7 @@ def _layout_for(directory: str):
     except LinkError as exc:    # the sweep directory (or its spec.yaml) is a symbolic link
         raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for unusable URIs
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"{shown} is not a sweep directory ({as_typed(redact(reason))})") from None
+        raise UsageError(f"{shown} is not a sweep directory ({as_typed(redact(first_line(exc)))})") from None
     if exists and not is_sweep:
         raise UsageError(f"{shown}: its spec.yaml is not a regular file (a directory, FIFO or device); move it away")
     if not is_sweep:

@@ -34,6 +34,11 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name where it has none): what a one-line error quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def as_typed(text: str) -> str:
     """A path or argument as the user typed it, at most MAX_TYPED characters; escaped (`show`) where it has a
     control character, which a terminal would otherwise act on."""

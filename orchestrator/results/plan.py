@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.messages import first_line
 from orchestrator.results.manifest import read_parquet_bytes
 from orchestrator.results.pandas_types import PANDAS_TYPES
 from orchestrator.storage.layout import LinkError, SweepLayout
@@ -99,7 +100,7 @@ def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tupl
     except LinkError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reason the stored spec cannot be planned (plugins run code)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise ValueError(f"{redact(layout.root)} has no plan.parquet, and its spec.yaml cannot be planned again "
                          f"({redact(reason)}); without a plan the rows of every spec version in the directory would "
                          f"be mixed. Run the sweep again (`mmc-sweep run` with its spec) to write the plan") from None

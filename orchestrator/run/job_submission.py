@@ -23,7 +23,7 @@ EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 
 def credential_problem(arguments: list[str]) -> str | None:
     """Why `arguments` cannot go into a Ray job's command line (one of them holds a credential), else None."""
-    held = [redact(a) for a in arguments if redact(a) != a]
+    held = [shown for a in arguments if (shown := redact(a)) != a]
     if not held:
         return None
     return (f"{', '.join(held)}: a credential in the arguments of a Ray job is stored in the cluster's job table "

@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 from orchestrator import knobs
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
+from orchestrator.messages import first_line
 from orchestrator.storage.layout import LinkError, Storage, SweepLayout
 from orchestrator.storage.read_only import refused
 from orchestrator.uris import after_scheme, is_remote, redact
@@ -146,10 +147,9 @@ def _check_bucket(layout: SweepLayout) -> None:
         if not missing:   # a LIST: refused with wrong credentials, as every later request would be
             fs.get_file_info(pafs.FileSelector(storage.root, allow_not_found=True))
     except OSError as exc:      # an answer no rule names (a 5xx, a redirect to another region): said as the store said it
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         problem = object_store_problem(storage, exc) or (
-            f"the object store refused to list the bucket ({redact(first)[:300]}); check the endpoint, the region "
-            "and the credentials, or try again if the store is busy")
+            f"the object store refused to list the bucket ({redact(first_line(exc))[:300]}); check the endpoint, the "
+            "region and the credentials, or try again if the store is busy")
         raise SweepError(f"storage {storage.shown(storage.root)}: {problem}") from None
     if missing:
         problem = object_store_problem(storage, OSError("NoSuchBucket"))

@@ -468,22 +468,27 @@ def test_a_read_of_some_tasks_keeps_only_their_rows_even_from_a_single_foreign_f
     assert tables.read_table(layout, EVAL, task_ids=["t0", "t1"])["task_id"].tolist() == ["t1", "t1"]
 
 
+def _read_after_it_vanished_once(layout, monkeypatch, path: str) -> None:
+    """Read the table while `path` is gone at its first read (a compaction in between): every row comes back."""
+    read, gone = layout.storage.read_bytes, [path]
+
+    def vanishing_once(p, *args, **kwargs):
+        if p in gone:
+            gone.remove(p)
+            raise FileNotFoundError(p)
+        return read(p, *args, **kwargs)
+
+    monkeypatch.setattr(layout.storage, "read_bytes", vanishing_once)
+    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
+    assert gone == []
+
+
 def test_a_fragment_gone_between_the_listing_and_its_read_is_listed_again_not_left_out(layout, monkeypatch):
     """A fragment listed but gone when read, and not in the manifest read after the listing, was moved into a
     part by a compaction in between: the read lists again (and finds its rows) instead of leaving them out."""
     for task_id, loss in (("t0", 0.0), ("t1", 1.0)):
         tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
-    read, gone = layout.storage.read_bytes, [layout.fragment(EVAL, "t1")]
-
-    def vanishing_once(path, *args, **kwargs):
-        if path in gone:
-            gone.remove(path)
-            raise FileNotFoundError(path)
-        return read(path, *args, **kwargs)
-
-    monkeypatch.setattr(layout.storage, "read_bytes", vanishing_once)
-    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
-    assert gone == []
+    _read_after_it_vanished_once(layout, monkeypatch, layout.fragment(EVAL, "t1"))
 
 
 def test_a_read_of_all_columns_but_one_gives_exactly_those_columns(layout):
@@ -560,17 +565,7 @@ def test_a_part_gone_between_the_listing_and_its_read_is_listed_again_not_left_o
         tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
     compact.compact_table(layout, EVAL)
     (part,) = manifest.read_manifest(layout, EVAL).parts
-    read, gone = layout.storage.read_bytes, [layout.compacted_file(EVAL, part)]
-
-    def vanishing_once(path, *args, **kwargs):
-        if path in gone:
-            gone.remove(path)
-            raise FileNotFoundError(path)
-        return read(path, *args, **kwargs)
-
-    monkeypatch.setattr(layout.storage, "read_bytes", vanishing_once)
-    assert tables.read_table(layout, EVAL)["task_id"].tolist() == ["t0", "t0", "t1", "t1"]
-    assert gone == []
+    _read_after_it_vanished_once(layout, monkeypatch, layout.compacted_file(EVAL, part))
 
 
 def test_a_read_takes_back_the_rows_of_a_part_whose_sha256_differs_where_they_reserialise(layout):

@@ -321,11 +321,14 @@ def test_a_run_without_a_report_prints_the_summary_and_writes_no_report(locked_r
     assert summarized == [outcome] and outcome.report_html is None
 
 
-def test_result_parts_mended_before_the_run_are_verified_again(locked_run, monkeypatch):
-    """`compact.repair` mended a damaged part: the outputs are verified again, and what now verifies is cached
-    (here every task: nothing left to run) instead of being run again from the verdicts before the repair."""
+@pytest.mark.parametrize("changed", [{"tasks": True}, {"tasks": True, "paths": False}])
+def test_result_parts_mended_before_the_run_are_verified_again(locked_run, monkeypatch, changed):
+    """`compact.repair` mended a damaged part (in one table; the others left as they were is enough): the outputs
+    are verified again, and what now verifies is cached (here every task: nothing left to run) instead of being
+    run again from the verdicts before the repair."""
     run, seen, graph = locked_run
-    monkeypatch.setattr(sweep.compact, "repair", lambda layout, log: {"tasks": SimpleNamespace(changed=True)})
+    monkeypatch.setattr(sweep.compact, "repair",
+                        lambda layout, log: {t: SimpleNamespace(changed=c) for t, c in changed.items()})
     monkeypatch.setattr(sweep, "verify_all", lambda graph_, layout: {t: (True, "") for t in graph_.tasks})
     try:
         outcome = run(lambda state: None)      # Tune runs nothing: a task left pending would mean an interrupt
@@ -503,17 +506,3 @@ def test_the_failures_summary_tells_errors_that_would_recur_from_those_a_rerun_r
     lines = _printed(recur)
     assert any(line.startswith("1 of them (DivergenceError)") for line in lines)
     assert not any(line.startswith("Rerun the same command") for line in lines)
-
-
-def test_result_parts_mended_in_one_table_only_are_verified_again(locked_run, monkeypatch):
-    """`compact.repair` mended one table and found nothing to mend in the others: that is enough to verify the
-    outputs again (what now verifies is cached, not run again from the verdicts before the repair)."""
-    run, seen, graph = locked_run
-    monkeypatch.setattr(sweep.compact, "repair", lambda layout, log: {
-        "tasks": SimpleNamespace(changed=True), "paths": SimpleNamespace(changed=False)})
-    monkeypatch.setattr(sweep, "verify_all", lambda graph_, layout: {t: (True, "") for t in graph_.tasks})
-    try:
-        outcome = run(lambda state: None)      # Tune runs nothing: a task left pending would mean an interrupt
-    except KeyboardInterrupt:
-        pytest.fail("tasks whose outputs verified after the repair were left to run")
-    assert outcome.ok and outcome.counts[vocab.CACHED] == len(graph.tasks)
