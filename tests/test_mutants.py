@@ -60,3 +60,13 @@ def test_every_test_named_to_catch_a_mutant_exists():
 def test_docs_mutants_md_has_a_row_for_every_mutant():
     rows = set(re.findall(r"^\| (M\d+) \|", (REPO / "docs" / "MUTANTS.md").read_text(), re.M))
     assert not [m.id for m in MUTANTS if m.id not in rows], "run `python scripts/mutants.py --only ... --write`"
+
+
+def test_a_bug_text_with_a_pipe_stays_one_cell_of_its_row():
+    """`status DIR | head` in a mutant's bug text: escaped in the row, so the row keeps its columns and the
+    summary counts its verdict, not a piece of the text."""
+    module = sys.modules["mmc_sweep_mutants"]
+    line = f"| M1 | {module._cell('`status DIR | head` fails')} | `x.py` | **killed** | `t.py::t` | 1 | r |"
+    assert module._cells(line)[1:5] == ["M1", "`status DIR \\| head` fails", "`x.py`", "**killed**"]
+    rows = [line for line in (REPO / "docs" / "MUTANTS.md").read_text().splitlines() if line.startswith("| M")]
+    assert all(re.fullmatch(r"\*\*[a-z][a-z ()0-9-]*\*\*", module._cells(line)[4]) for line in rows)   # a verdict
