@@ -90,15 +90,17 @@ def shares_only_the_start(pair_type: str) -> bool:
     return design == RESUBSET or (design == SPAWN and epoch == 0)
 
 
-def pair_proportions(pair: str, design: str, cue_proportions) -> tuple[float, ...]:
+def pair_proportions(pair: str, design: str, cue_proportions, all_cued=()) -> tuple[float, ...]:
     """The cue proportions of `cue_proportions` a pair type is planned at (its first model's): nocue~nocue
-    0.0; the others every proportion > 0, cue~nocue only when 0.0 is there too, and `resubset` only below
-    1 (at 1.0 every sample carries the cue: there is no other cued subset, the partner would be the model)."""
+    0.0; the others every proportion > 0, cue~nocue only when 0.0 is there too, and `resubset` only where
+    some samples go without the cue: not at 1.0 nor at the proportions of `all_cued` (those that cue every
+    sample of the sweep's dataset, `spec.rules.all_cued`): there is no other cued subset, the partner
+    would be the model."""
     if pair == NOCUE_NOCUE:
         return (0.0,) if 0.0 in cue_proportions else ()
     if pair == CUE_NOCUE and 0.0 not in cue_proportions:
         return ()
-    return tuple(p for p in cue_proportions if p > 0 and (design != RESUBSET or p < 1))
+    return tuple(p for p in cue_proportions if p > 0 and (design != RESUBSET or (p < 1 and p not in all_cued)))
 
 
 def pair_type_name(pair: str, design: str, epoch: int | None = None, method: str | None = None) -> str:

@@ -309,7 +309,7 @@ class _Plan:
                     for method in spec.methods:
                         yield _Pair(pair, vocab.FINE_TUNED, None, parent, self.finetune(parent, method), p, s, method)
                 continue
-            for p in vocab.pair_proportions(pair, design, spec.cue_proportions):
+            for p in vocab.pair_proportions(pair, design, spec.cue_proportions, spec.all_cued):
                 first = self.primary(p, s)
                 a = self.pretrain(first)
                 if pair == vocab.CUE_NOCUE:

@@ -15,7 +15,7 @@ from orchestrator.uris import is_remote, redact
 from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
-from tasks.settings.data import cue_proportion_problem, dataset_info, same_cued_samples
+from tasks.settings.data import cue_count, cue_proportion_problem, dataset_info, same_cued_samples
 from tasks.settings.finetune import CBFT_FAMILY, settings_used
 from tasks.settings.models import BUILT_IN_MODELS
 
@@ -27,13 +27,14 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     `top` is the spec's `schema.TopLevel`; `explicit(dotted key)`: whether the user set that key."""
     problems: list[str] = []
     props, pairs = top.cue_proportions, [vocab.parse_pair_type(p) for p in top.paths.pairs]
-    unservable = unservable_pairs(top.paths.pairs, props)
+    cued = all_cued(props, variants[0].data.dataset if variants else None, top.data.root)
+    unservable = unservable_pairs(top.paths.pairs, props, cued)
     for text, what in unservable.items():
         problems.append(f"`paths.pairs`: {text!r} needs `cue_proportions` to contain {what}; got {show(list(props))}")
     if any(p == vocab.PRETRAINED_FT for p, _, _ in pairs) and not top.finetune.methods:
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
-    problems += unplanned_requests(top, pairs, explicit)
+    problems += unplanned_requests(top, pairs, explicit, cued)
     broken = _model_problems(top, variants[0].data.dataset if variants else None)
     problems += [f"`models`: {label!r} builds no model: {problem} (a builder is called as build(num_classes, "
                  "in_channels, width) and returns a tasks.models.Classifier)" for label, problem in broken.items()]
@@ -63,8 +64,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     for variant in variants:
         problems += [p + _suffix(variant) for p in _variant_problems(top, variant, pairs)]
     if variants:     # the dataset cannot be swept: every combination has the first one's
-        problems += _cue_proportion_problems(top, variants[0].data.dataset, pairs)
-    estimate = estimate_tasks(top, len(variants), pairs)
+        problems += _cue_proportion_problems(top, variants[0].data.dataset)
+    estimate = estimate_tasks(top, len(variants), pairs, cued)
     if estimate == 0 and not unservable:   # else those pairs' refusals say why nothing is planned
         problems.append(f"the spec plans no task: `paths.pairs` is {show(list(top.paths.pairs))}, so nothing needs a "
                         "model trained (models are trained for the pairs that compare them; fine-tunings "
@@ -75,35 +76,54 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
     return problems
 
 
-def unservable_pairs(pair_types: tuple[str, ...], props: tuple[float, ...]) -> dict[str, str]:
+def unservable_pairs(pair_types: tuple[str, ...], props: tuple[float, ...],
+                     all_cued: tuple[float, ...] = ()) -> dict[str, str]:
     """The pair types (as written) that `cue_proportions` `props` give no model to pair
-    (`vocab.pair_proportions`), each with what it needs."""
+    (`vocab.pair_proportions`; `all_cued`: the proportions that cue every sample, `all_cued`), each with
+    what it needs."""
     needs = {vocab.CUE_NOCUE: "both 0.0 and a proportion > 0", vocab.CUE_CUE: "a proportion > 0",
              vocab.NOCUE_NOCUE: "0.0", vocab.PRETRAINED_FT: "a proportion > 0"}
     out = {}
     for text in pair_types:
         pair, design, _ = vocab.parse_pair_type(text)
-        if not vocab.pair_proportions(pair, design, props):
-            out[text] = (f"a proportion above 0 and below 1; at 1.0 {_ALL_CUED}" if design == vocab.RESUBSET
-                         and any(p > 0 for p in props) else needs[pair])
+        if not vocab.pair_proportions(pair, design, props, all_cued):
+            full = [p for p in props if p >= 1 or p in all_cued]
+            out[text] = (f"a proportion above 0 and below 1 that leaves some samples without the cue; at "
+                         f"{show(full[0] if len(full) == 1 else full)} {_ALL_CUED}"
+                         if design == vocab.RESUBSET and full else needs[pair])
     return out
 
 
 _ALL_CUED = "every sample carries the cue, so there is no other cued subset"
 
 
-def partly_planned(pair_types: tuple[str, ...], props: tuple[float, ...]) -> list[str]:
+def all_cued(props: tuple[float, ...], dataset: str | None, root: str | None) -> tuple[float, ...]:
+    """The proportions of `props` that cue every training sample of `dataset`: 1.0, and those whose p * n
+    rounded half up is every sample of its largest class (`cue_count`; 0.997 of digits' 124), there and so
+    in every class; where the largest class is only known as a bound, of a class of that bound, which
+    cues every smaller class whole too. A `cue~cue:resubset` partner is not planned at these
+    (`vocab.pair_proportions`): there is no other cued subset, the partner would be the model."""
+    try:
+        n = dataset_info(dataset, root).largest_class if dataset is not None else None
+    except (DataError, ValueError):
+        n = None                        # `_variant_problems` names that
+    return tuple(p for p in props if p >= 1 or (p > 0 and n and cue_count(n, p) == n))
+
+
+def partly_planned(pair_types: tuple[str, ...], props: tuple[float, ...],
+                   all_cued: tuple[float, ...] = ()) -> list[str]:
     """Notes on the pair types planned at fewer of the cue proportions > 0 than the others (a `resubset`
-    control at 1.0)."""
+    control at a proportion of `all_cued`, 1.0 among them)."""
     cue = [p for p in props if p > 0]
     out = []
     for text in pair_types:
         pair, design, _ = vocab.parse_pair_type(text)
-        planned = vocab.pair_proportions(pair, design, props)
+        planned = vocab.pair_proportions(pair, design, props, all_cued)
         missing = [p for p in cue if p not in planned]
         if planned and missing and pair != vocab.NOCUE_NOCUE:
             out.append(f"{show(text)} is not planned at cue proportion {show(missing[0] if len(missing) == 1 else missing)}: "
-                       f"there {_ALL_CUED}")
+                       f"there {_ALL_CUED}" + (" (p * n rounded half up is every sample of each class)"
+                                               if any(p < 1 for p in missing) else ""))
     return out
 
 
@@ -122,7 +142,7 @@ def _population_problems(top) -> list[str]:
     return out
 
 
-def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> list[str]:
+def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool], all_cued: tuple[float, ...] = ()) -> list[str]:
     """What a key the user set asks for that no planned task would do: one problem per key."""
     out: list[str] = []
     pop = top.population
@@ -166,7 +186,7 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool]) -> lis
     if explicit("cue_proportions"):
         models = {0.0} if any(p in (vocab.CUE_NOCUE, vocab.NOCUE_NOCUE) for p, _, _ in pairs) else set()
         for pair, design, _ in pairs:
-            models |= set(vocab.pair_proportions(pair, design, top.cue_proportions))
+            models |= set(vocab.pair_proportions(pair, design, top.cue_proportions, all_cued))
         chosen = {p for p in top.cue_proportions if not pop.cue_proportions or p in pop.cue_proportions}
         if vocab.PRETRAIN in pop.kinds:
             models |= chosen
@@ -222,19 +242,18 @@ def _suffix(variant) -> str:
     return f" (in the combination {variant.label()})" if variant.swept else ""
 
 
-def _cue_proportion_problems(top, dataset: str, pairs: list) -> list[str]:
+def _cue_proportion_problems(top, dataset: str) -> list[str]:
     """The cue proportions that would make a model another one on the sweep's dataset (one per sweep: it
-    cannot be swept), by its largest class (`cue_proportion_problem`); the data load refuses the rest."""
+    cannot be swept), by its largest class (`cue_proportion_problem`); the data load refuses the rest. (A
+    `resubset` partner is not planned where every sample is cued: `all_cued`.)"""
     try:
         info = dataset_info(dataset, top.data.root)
     except (DataError, ValueError):
         return []                       # `_variant_problems` names that
     if not info.largest_class:
         return []
-    resubset = set(vocab.pair_proportions(vocab.CUE_CUE, vocab.RESUBSET, top.cue_proportions)) \
-        if (vocab.CUE_CUE, vocab.RESUBSET) in {(p, d) for p, d, _ in pairs} else set()
     n = info.largest_class
-    problems = [cue_proportion_problem(p, n, dataset, resubset=p in resubset, at_most=info.needs_root)
+    problems = [cue_proportion_problem(p, n, dataset, resubset=False, at_most=info.needs_root)
                 for p in top.cue_proportions]
     cued = sorted(p for p in set(top.cue_proportions) if p > 0)       # counts grow with p: neighbours suffice
     problems += [f"{p:g} and {q:g} cue the same training samples of {dataset!r} (p * n rounded half up is the "
@@ -290,7 +309,7 @@ def _variant_problems(top: dict, v, pairs: list) -> list[str]:
     return out
 
 
-def estimate_tasks(top, n_variants: int, pairs: list) -> int:
+def estimate_tasks(top, n_variants: int, pairs: list, all_cued: tuple[float, ...] = ()) -> int:
     """The tasks a spec plans, counted the way graph.py plans them without building anything: exact
     for a spec without axes, an upper bound with them (tasks shared between combinations counted
     once per combination)."""
@@ -307,7 +326,7 @@ def estimate_tasks(top, n_variants: int, pairs: list) -> int:
     between: list[tuple[tuple, tuple, tuple]] = []
     paths = 0
     for pair, design, epoch in pairs:
-        props = vocab.pair_proportions(pair, design, top.cue_proportions)
+        props = vocab.pair_proportions(pair, design, top.cue_proportions, all_cued)
         kinds = top.paths.finetuned_kinds if pair == vocab.PRETRAINED_FT else top.paths.kinds
         for p in props:
             models.add(primary(p))

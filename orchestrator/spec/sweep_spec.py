@@ -21,7 +21,7 @@ import functools
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from orchestrator.spec.locations import redacted_problems
 from orchestrator.uris import redact
 from orchestrator.spec.layers import (Layered, is_user_layer, layer, named_after_file, with_extends, with_overrides,
                                       with_profile, PROFILE_RESOURCE, profile_for, shipped_sweeps)  # last 3: read here too
-from orchestrator.spec.rules import partly_planned, spec_problems, unservable_pairs
+from orchestrator.spec.rules import all_cued, partly_planned, spec_problems, unservable_pairs
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
@@ -87,6 +87,7 @@ class SweepSpec:
     source: str = "<spec>"
     provenance: Provenance = field(default=Provenance((), {}), compare=False, repr=False)
     notes: tuple[str, ...] = field(default=(), compare=False, repr=False)   # what the plan leaves out, and why
+    all_cued: tuple[float, ...] = field(default=(), compare=False, repr=False)  # cue every sample: `rules.all_cued`
 
     # the top-level keys other modules read, by their names
     name = property(lambda self: self.top.name)
@@ -115,9 +116,8 @@ class SweepSpec:
 
     def with_top(self, **changes: Any) -> SweepSpec:
         """This spec with top-level keys changed (`storage=...`), its resolved spec written again.
-        The values are not validated: give what `load_spec` would accept."""
-        from dataclasses import replace
-
+        The values are not validated: give what `load_spec` would accept (not `cue_proportions`: the
+        proportions that cue every sample, `all_cued`, stay)."""
         top = replace(self.top, **changes)
         return replace(self, top=top, resolved=_resolved(top, self.variants[0]))
 
@@ -129,8 +129,6 @@ class SweepSpec:
     def data(self):
         """The data settings of the first combination, with `root` (dataset, cue and root are the
         same in every combination)."""
-        from dataclasses import replace
-
         return replace(self.variants[0].data, root=self.data_root)
 
     @property
@@ -212,32 +210,32 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     variants = _variants(base, axes, problems)
     dropped: dict[str, str] = {}
     if not problems and top is not None and variants:
-        top, dropped = _without_unservable_default_pairs(top, full)
+        cued = all_cued(top.cue_proportions, variants[0].data.dataset, top.data.root)
+        top, dropped = _without_unservable_default_pairs(top, full, cued)
         problems += spec_problems(top, variants, full.set_by_user)
     if problems:
         raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
     resolved = _resolved(top, variants[0])
-    provenance, notes = _provenance(resolved, full, top.axes), tuple(partly_planned(top.paths.pairs, top.cue_proportions))
+    provenance, notes = _provenance(resolved, full, top.axes), tuple(partly_planned(top.paths.pairs, top.cue_proportions,
+                                                                                    cued))
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
         left_out = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items())
         notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}, which `cue_proportions` "
                  f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",
                  *notes)
-    return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
+    return SweepSpec(top, tuple(variants), resolved, source, provenance, notes, cued)
 
 
-def _without_unservable_default_pairs(top: TopLevel, full: Layered) -> tuple[TopLevel, dict[str, str]]:
+def _without_unservable_default_pairs(top: TopLevel, full: Layered, cued: tuple[float, ...]) -> tuple[TopLevel, dict[str, str]]:
     """A `paths.pairs` the user did not set (the default's, a profile's or an `extends:`) without the pair
     types `cue_proportions` cannot train, and those left out with what each needs: a default that cannot
     run is no request. Pairs the user listed stay (`spec_problems` refuses them), and so does a list none
     of whose pairs can run (the same refusal says why)."""
-    dropped = unservable_pairs(top.paths.pairs, top.cue_proportions)
+    dropped = unservable_pairs(top.paths.pairs, top.cue_proportions, cued)
     kept = tuple(p for p in top.paths.pairs if p not in dropped)
     if full.set_by_user("paths.pairs") or not dropped or not kept:
         return top, {}
-    from dataclasses import replace
-
     return replace(top, paths=replace(top.paths, pairs=kept)), dropped
 
 

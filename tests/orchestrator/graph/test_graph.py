@@ -104,12 +104,42 @@ def test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one():
     assert spec.notes == ("'cue~cue:resubset' is not planned at cue proportion 1.0: there every sample carries the "
                           "cue, so there is no other cued subset",)
     with pytest.raises(SpecError, match=r"'cue~cue:resubset' needs `cue_proportions` to contain a proportion above 0 "
-                                         r"and below 1; at 1.0 every sample carries the cue"):
+                                         r"and below 1 that leaves some samples without the cue; at 1.0 every sample carries "
+                                         r"the cue"):
         parse_spec("name: x\ncue_proportions: [0.0, 1.0]\npaths: {pairs: [cue~nocue, 'cue~cue:resubset']}\n")
     # alone, it is the one problem: no second "plans no task" that would tell the user to list pairs
     with pytest.raises(SpecError) as info:
         parse_spec("name: x\ncue_proportions: [0.0, 1.0]\npaths: {pairs: ['cue~cue:resubset']}\n")
     assert len(info.value.problems) == 1 and "'cue~cue:resubset' needs" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("pairs", [None, "[cue~nocue, cue~cue, cue~cue:resubset]"])
+def test_a_proportion_that_cues_every_sample_plans_no_resubset_control_as_one_does(pairs):
+    """0.997 of each digits class, rounded half up, is every sample (124 of 124): as at 1.0, another cued
+    subset is the same subset, so the resubset partner is left out there with a note saying why, whether
+    the pair comes from the default or the user listed it; it stays at 0.5, where some samples go without."""
+    listed = "" if pairs is None else f"paths: {{pairs: {pairs}}}\n"
+    spec = parse_spec(f"name: x\ncue_proportions: [0.0, 0.5, 0.997]\n{listed}")
+    assert spec.all_cued == (0.997,)
+    graph = build_graph(spec)
+    assert {key[3] for key in _pairs(graph) if key[0] == "cue~cue:resubset"} == {0.5}
+    assert {key[3] for key in _pairs(graph) if key[0] == "cue~cue"} == {0.5, 0.997}
+    assert not [t for t in graph.tasks.values() if "cue_seed" in t.config.get("data", {})
+                and t.labels["cue_proportion"] == 0.997]
+    assert spec.notes == ("'cue~cue:resubset' is not planned at cue proportion 0.997: there every sample carries the "
+                          "cue, so there is no other cued subset (p * n rounded half up is every sample of each "
+                          "class)",)
+    # 0.9959 leaves one sample of the largest class uncued: planned there
+    near = build_graph(parse_spec(f"name: x\ncue_proportions: [0.0, 0.5, 0.9959]\n{listed}"))
+    assert {key[3] for key in _pairs(near) if key[0] == "cue~cue:resubset"} == {0.5, 0.9959}
+
+
+def test_a_default_resubset_control_with_only_proportions_that_cue_every_sample_is_left_out():
+    spec = parse_spec("name: x\ncue_proportions: [0.0, 0.997]\n")
+    assert "cue~cue:resubset" not in spec.top.paths.pairs and "cue~cue" in spec.top.paths.pairs
+    assert "left out 'cue~cue:resubset' (needs a proportion above 0 and below 1 that leaves some samples without " \
+           "the cue; at 0.997 every sample carries the cue" in spec.notes[0]
+    assert not [k for k in _pairs(build_graph(spec)) if k[0] == "cue~cue:resubset"]
 
 
 def test_listed_pairs_the_proportions_cannot_train_are_refused_not_left_out():
