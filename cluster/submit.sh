@@ -22,7 +22,9 @@
 #
 # Provenance: the job's working directory is a copy of this checkout without `.git`, so the revision is
 # taken here and handed to the job as MMC_SOURCE_REVISION (`<commit>`, `+dirty.<sha256 of git diff HEAD>`
-# with uncommitted changes; orchestrator/provenance.py): the `tasks` table, the report and MLflow show it.
+# with uncommitted changes; orchestrator/provenance.py): the `tasks` table, the report and MLflow show it. The
+# diff itself travels in the job's copy as .mmc-source.diff (removed here when the script ends), and the sweep
+# directory keeps it, redacted, as provenance/<revision>.diff.
 # The job is named `mmc-<spec file name>-<UTC time>-<6 random hex digits>` (MMC_SUBMISSION_ID overrides it;
 # Ray refuses a submission id it has seen), and its metadata (the dashboard's job page, `ray job list`) holds
 # the spec, the arguments and the revision.
@@ -42,7 +44,9 @@ shift
 export RAY_ADDRESS=${RAY_ADDRESS:-http://127.0.0.1:8265}
 python=${PYTHON:-python3}
 "$python" -m orchestrator.run.job_submission check-arguments "$spec" "$@"   # no credential into Ray's job table
-revision=$("$python" -m orchestrator.provenance)
+# the revision, and with uncommitted changes their diff, shipped with the checkout for the sweep directory
+revision=$("$python" -m orchestrator.provenance --diff-file .mmc-source.diff)
+trap 'rm -f .mmc-source.diff' EXIT
 name=$(basename "$spec" .yaml)
 submission_id=${MMC_SUBMISSION_ID:-mmc-$name-$(date -u +%Y%m%d-%H%M%S)-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
 metadata=$("$python" -c 'import json, sys

@@ -12,8 +12,10 @@ The revision comes from, in order:
 "Dirty" means `git diff HEAD` is not empty (untracked files do not count); the diff's sha256 tells
 two dirty states apart, and a run from a dirty checkout keeps the diff itself in the sweep directory,
 `provenance/<label>.diff` (`SweepLayout.source_diff_file`; credentials in it redacted), so that its code can be
-rebuilt: `git checkout <commit> && git apply <that file>`. A submitted job has no `.git` to read it from. The `tasks` table, the report and MLflow show `SourceRevision.label`:
-`1a2b3c4d5e6f` or `1a2b3c4d5e6f+dirty.0badc0de`.
+rebuilt: `git checkout <commit> && git apply <that file>`. A submitted job has no `.git` to read it from:
+cluster/submit.sh writes it into the checkout it ships (`SUBMITTED_DIFF`, `python -m orchestrator.provenance
+--diff-file`), and the job takes it where its sha256 is the one MMC_SOURCE_REVISION names. The `tasks` table,
+the report and MLflow show `SourceRevision.label`: `1a2b3c4d5e6f` or `1a2b3c4d5e6f+dirty.0badc0de`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator import knobs
@@ -31,6 +33,7 @@ from orchestrator.errors import SweepError
 SOURCE_REVISION_ENV_VAR = knobs.SOURCE_REVISION.name   # the revision of the submitting checkout
 GIT_TIMEOUT_S = 10
 _REVISION = re.compile(r"^(?P<commit>[0-9a-f]{7,64})(?:\+dirty\.(?P<diff>[0-9a-f]{8,64}))?$")
+SUBMITTED_DIFF = ".mmc-source.diff"   # a submitted checkout's `git diff HEAD`, beside its packages in the job
 PACKAGES = ("mmc-sweep", "torch", "numpy", "ray", "mlflow", "pyarrow", "pandas", "safetensors", "matplotlib")
 
 
@@ -39,7 +42,7 @@ class SourceRevision:
     commit: str                      # the full commit id (hex)
     dirty: bool = False              # `git diff HEAD` was not empty
     diff_sha256: str | None = None   # sha256 of that diff (hex), when dirty
-    diff: bytes | None = field(default=None, compare=False, repr=False)   # the diff itself, where git was read
+    diff: bytes | None = field(default=None, compare=False, repr=False)   # the diff itself, where it could be read
 
     @property
     def label(self) -> str:
@@ -65,8 +68,21 @@ def source_revision(environ=None) -> SourceRevision | None:
     MMC_SOURCE_REVISION is a KnobError (exit 2)."""
     given = knobs.given(knobs.SOURCE_REVISION, environ)
     if given:
-        return SourceRevision.parse(given)
+        return with_submitted_diff(SourceRevision.parse(given), Path(__file__).resolve().parent.parent)
     return git_revision(Path(__file__).resolve().parent)
+
+
+def with_submitted_diff(revision: SourceRevision, root: Path) -> SourceRevision:
+    """A submitted dirty revision with its diff, from `SUBMITTED_DIFF` in `root` (the job's copy of the
+    checkout) where that file's sha256 is the revision's; else as it is."""
+    if not revision.dirty or not revision.diff_sha256:
+        return revision
+    try:
+        data = (root / SUBMITTED_DIFF).read_bytes()
+    except OSError:
+        return revision
+    return replace(revision, diff=data) if hashlib.sha256(data).hexdigest().startswith(revision.diff_sha256) \
+        else revision
 
 
 def git_revision(package_dir: Path) -> SourceRevision | None:
@@ -135,10 +151,21 @@ def format_versions(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
-def main() -> int:
-    """`python -m orchestrator.provenance`: print the MMC_SOURCE_REVISION value of the checkout this
-    package is in (an empty line outside a git checkout). cluster/submit.sh calls it."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orchestrator.provenance [--diff-file PATH]`: print the MMC_SOURCE_REVISION value of the
+    checkout this package is in (an empty line outside a git checkout); with `--diff-file`, write its `git diff
+    HEAD` there when it is dirty (else remove that file). cluster/submit.sh calls it."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and (len(argv) != 2 or argv[0] != "--diff-file"):
+        print("usage: python -m orchestrator.provenance [--diff-file PATH]", file=sys.stderr)
+        return 2
     revision = git_revision(Path(__file__).resolve().parent)
+    if argv:
+        target = Path(argv[1])
+        if revision is not None and revision.diff:
+            target.write_bytes(revision.diff)
+        else:
+            target.unlink(missing_ok=True)
     print(revision.to_env() if revision is not None else "")
     return 0
 

@@ -320,9 +320,8 @@ def _start_tracking(spec: SweepSpec, layout: SweepLayout, graph: Graph, log, rev
         tracker.start(tracking.SweepRun(
             graph=graph, sweep=spec.name, version=archived_versions(layout) + 1, spec_hash=short_hash(spec),
             spec_text=dump_spec(spec), source=spec.source, git_commit=revision.commit if revision is not None else None,
-            params={"swept": ", ".join(spec.swept_keys) or "-"},
-            tags={"mmc.storage": layout.storage.shown(layout.root), "mmc.max_concurrent": spec.max_concurrent,
-                  "mmc.git_rev": revision.label if revision is not None else "unknown"}))
+            git_rev=revision.label if revision is not None else None, params={"swept": ", ".join(spec.swept_keys) or "-"},
+            tags={"mmc.storage": layout.storage.shown(layout.root), "mmc.max_concurrent": spec.max_concurrent}))
         return tracker
     except Exception as exc:  # noqa: BLE001 - results still land in Parquet
         _LOG.warning(f"MLflow tracking at {redact(str(uri))} unavailable ({redact(str(exc)).splitlines()[0]}); "

@@ -14,7 +14,10 @@ started: a run that cannot be logged is a warning, and the results still land in
 What a user of MLflow finds: one experiment per sweep; one parent run per sweep version (a rerun of the
 same spec continues it, `<sweep> v<N>`) with the resolved spec as `spec.yaml`, the report and its figures,
 the datasets as inputs, `mlflow.source.name` (the spec) and `mlflow.source.git.commit`; one child run per
-task (what it holds: `child_runs`). `browse_url()` opens the experiment on its runs table: MLflow 3's UI
+task (what it holds: `child_runs`). The parent's commit and `mmc.git_rev` name the code of the latest
+invocation that computed a task (a rerun that reused every result credits nothing to its code), and
+`mmc.git_revs` every revision that computed tasks of the version, in order; a child run has its own
+invocation's. `browse_url()` opens the experiment on its runs table: MLflow 3's UI
 shows a GenAI overview unless the URL says `workflowType=machine_learning` (it reads that, not the
 experiment's `mlflow.experimentKind` tag, which is set too).
 
@@ -58,6 +61,7 @@ ARTIFACTS_DIR = "mlflow-artifacts"               # next to a SQLite store
 SWEEP_ROLE_TAG, SWEEP_ROLE = "mmc.role", "sweep"
 SPEC_HASH_TAG, VERSION_TAG, INVOCATIONS_TAG = "mmc.spec_hash", "mmc.version", "mmc.invocations"
 SOURCE_NAME_TAG, SOURCE_TYPE_TAG, GIT_COMMIT_TAG = "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"
+GIT_REV_TAG, GIT_REVS_TAG = "mmc.git_rev", "mmc.git_revs"   # the revision label (`provenance.SourceRevision`)
 GROUP_TAG = "mmc.group"                          # a child run of one task kind (`GroupRun`)
 TABLES_ARTIFACT_DIR = "tables"                   # the result tables on the parent run, with group runs
 GROUP_ERRORS = 1000                              # failed tasks whose whole error a group run keeps in `errors.txt`
@@ -116,6 +120,7 @@ class SweepRun:
     spec_text: str = ""           # the resolved spec, logged as spec.yaml
     source: str = ""              # mlflow.source.name: the spec file (and overrides)
     git_commit: str | None = None
+    git_rev: str | None = None    # the revision's label (commit, +dirty.<hash>): None where unknown
     params: Mapping[str, Any] = field(default_factory=dict)   # set once, when the parent run is created
     tags: Mapping[str, Any] = field(default_factory=dict)     # set at every start (storage, max_concurrent)
 
@@ -249,6 +254,8 @@ class MlflowTracker:
         self._groups: dict[str, GroupRun] = {}
         self.sql = self._sql_writer()
         self._failures_in_a_row = 0
+        self._run: SweepRun | None = None
+        self._credited = False                     # this invocation's code is named on the parent run
         self.stopped = False                       # this invocation logs no more child runs (`FAILURES_IN_A_ROW`)
         if not any(isinstance(f, _StoreErrorsSaid) for f in logging.getLogger(STORE_LOGGER).filters):
             logging.getLogger(STORE_LOGGER).addFilter(_StoreErrorsSaid())
@@ -261,10 +268,12 @@ class MlflowTracker:
         self._names = child_runs.run_names(run.graph) if self.per_task else {}
         self._common_tags = clean_tags({SOURCE_NAME_TAG: run.source or None, SOURCE_TYPE_TAG: "LOCAL",
                                         GIT_COMMIT_TAG: run.git_commit})
+        self._run, self._credited = run, False
         found = self._parent_of(run.spec_hash)
         if found is None:
             tags = {SWEEP_ROLE_TAG: SWEEP_ROLE, SPEC_HASH_TAG: run.spec_hash, VERSION_TAG: run.version,
-                    child_runs.USER_TAG: child_runs.user(), child_runs.NOTE_TAG: _parent_note(run)}
+                    child_runs.USER_TAG: child_runs.user(), child_runs.NOTE_TAG: _parent_note(run),
+                    GIT_COMMIT_TAG: run.git_commit, GIT_REV_TAG: run.git_rev or "unknown"}
             created = self.client.create_run(self.experiment_id, run_name=f"{run.sweep} v{run.version}",
                                              tags=clean_tags(tags))
             self.parent_run_id, self.invocation = created.info.run_id, 1
@@ -276,8 +285,8 @@ class MlflowTracker:
             self.parent_run_id = found.info.run_id
             self.invocation = int(found.data.tags.get(INVOCATIONS_TAG, "1")) + 1
             self.client.update_run(self.parent_run_id, status="RUNNING")
-        for key, value in {**self._common_tags, INVOCATIONS_TAG: str(self.invocation),
-                           **clean_tags(run.tags)}.items():
+        common = {k: v for k, v in self._common_tags.items() if k != GIT_COMMIT_TAG}   # `_credit_code` sets it
+        for key, value in {**common, INVOCATIONS_TAG: str(self.invocation), **clean_tags(run.tags)}.items():
             self.client.set_tag(self.parent_run_id, key, value)
         if run.spec_text:
             self.client.log_text(self.parent_run_id, redact(run.spec_text), "spec.yaml")
@@ -291,10 +300,30 @@ class MlflowTracker:
         invocation stops trying, with one warning: the results are in the Parquet tables."""
         if self.parent_run_id is None or not ended or self.stopped:
             return {}
+        if not self._credited and any(e.status == vocab.DONE for e in ended):
+            self._credit_code()
         if not self.per_task:
             return self._to_groups(ended)
         with _saying_store_errors():
             return self._log_children(ended)
+
+    def _credit_code(self) -> None:
+        """The first task this invocation computed names its code on the parent run: the commit and
+        revision, and the revision appended to `mmc.git_revs` (its last `child_runs.MAX_TAG_VALUE` characters kept)."""
+        self._credited, run = True, self._run
+        rev = run.git_rev or "unknown"
+        try:
+            before = self.client.get_run(self.parent_run_id).data.tags.get(GIT_REVS_TAG, "")
+            revs = [r for r in before.split(",") if r] if before else []
+            if not revs or revs[-1] != rev:
+                revs.append(rev)
+            tags = clean_tags({GIT_COMMIT_TAG: run.git_commit, GIT_REV_TAG: rev,
+                               GIT_REVS_TAG: ",".join(revs)[-child_runs.MAX_TAG_VALUE:].lstrip(",")})
+            for key, value in tags.items():
+                self.client.set_tag(self.parent_run_id, key, value)
+        except Exception as exc:  # noqa: BLE001 - the tasks table's `git_rev` says it too
+            warn(f"MLflow could not name this run's code on the sweep's run ({brief(exc)}); the `tasks` table's "
+                 "`git_rev` says which revision computed each task")
 
     def _log_children(self, ended: Sequence) -> dict[str, str]:
         runs = []

@@ -185,3 +185,36 @@ def test_a_run_from_a_dirty_checkout_keeps_the_diff_that_rebuilds_its_code(tmp_p
     assert applied.returncode == 0, applied.stderr
     provenance.keep_source_diff(layout, provenance.git_revision(tmp_path / "nowhere") or provenance.SourceRevision("ab" * 20))
     assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]      # a clean or unknown revision: nothing
+
+
+def test_a_submitted_dirty_revision_takes_the_diff_shipped_with_its_checkout(tmp_path):
+    """cluster/submit.sh writes the checkout's diff beside its packages (`--diff-file`); the job, which has no
+    `.git`, takes it where its sha256 is the one MMC_SOURCE_REVISION names, and so keeps it in the sweep
+    directory like a run from the checkout. A clean checkout writes no file (and removes a stale one)."""
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO / "orchestrator", root / "orchestrator", ignore=shutil.ignore_patterns("__pycache__"))
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "one")
+    shipped = root / provenance.SUBMITTED_DIFF
+
+    def submit() -> str:   # what cluster/submit.sh runs in the checkout
+        return subprocess.run([sys.executable, "-m", "orchestrator.provenance", "--diff-file", provenance.SUBMITTED_DIFF],
+                              cwd=root, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+                              check=True).stdout.strip()
+
+    shipped.write_text("stale")
+    assert provenance.SourceRevision.parse(submit()) == provenance.git_revision(root / "orchestrator")
+    assert not shipped.exists()
+    (root / "orchestrator" / "vocab.py").write_text("CHANGED = 1\n")
+    env = submit()
+    revision = provenance.with_submitted_diff(provenance.SourceRevision.parse(env), root)
+    assert revision.dirty and revision.diff == provenance.git_revision(root / "orchestrator").diff
+    assert b"+CHANGED = 1" in revision.diff
+    shipped.write_bytes(revision.diff + b"+tampered\n")                   # not the diff the revision names
+    assert provenance.with_submitted_diff(provenance.SourceRevision.parse(env), root).diff is None
+    shipped.unlink()
+    assert provenance.with_submitted_diff(provenance.SourceRevision.parse(env), root).diff is None
+    bad = subprocess.run([sys.executable, "-m", "orchestrator.provenance", "--diff"], cwd=root, capture_output=True,
+                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "usage: python -m orchestrator.provenance [--diff-file PATH]" in bad.stderr

@@ -215,6 +215,8 @@ def test_job_submit_runs_a_sweep_on_the_cluster(ray_head, tmp_path):
     assert "finished in" in logs and f"done {len(graph)}" in logs
 
     assert set(rows["git_rev"]) == {revision.label}, (set(rows["git_rev"]), revision)   # not this repository's
+    kept = storage / "job" / "provenance" / f"{revision.label}.diff"      # the diff, shipped with the job's copy
+    assert "+# an uncommitted change" in kept.read_text() and not (checkout / provenance.SUBMITTED_DIFF).exists()
     assert rows["versions"].str.contains("torch ").all()
     page = (storage / "job" / "report" / "report.html").read_text()
     assert revision.label in page and "software (run)" in page

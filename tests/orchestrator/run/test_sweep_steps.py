@@ -460,9 +460,9 @@ def test_the_parent_run_is_the_current_spec_version_and_carries_the_sixteen_digi
     assert run.version == 3 and run.sweep == spec.name and run.graph is graph
     assert len(run.spec_hash) == 16 and run.spec_hash == spec_hash(spec)[:16]
     assert int(run.spec_hash, 16) >= 0                                   # hex digits
-    assert run.git_commit == "ab" * 20 and run.tags["mmc.git_rev"] == ("ab" * 20)[:12]
+    assert run.git_commit == "ab" * 20 and run.git_rev == ("ab" * 20)[:12]
     sweep._start_tracking(spec, layout, graph, print, None)
-    assert started[1].tags["mmc.git_rev"] == "unknown" and started[1].git_commit is None
+    assert started[1].git_rev is None and started[1].git_commit is None
     assert started[0].tags["mmc.storage"] == layout.root
     # on an object store: the sweep's URI with its scheme, credentials redacted (no endpoint is contacted)
     remote = SweepLayout(Storage("s3://AKIAEXAMPLE:SECRETEXAMPLE@bucket/runs?endpoint_override=127.0.0.1:9"), spec.name)

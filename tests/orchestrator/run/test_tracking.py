@@ -60,8 +60,8 @@ def ended(task, status=vocab.DONE, metrics=None, steps=(), error=None) -> record
 
 def sweep_run(graph, spec_hash="abc123", version=1, **kw) -> tracking.SweepRun:
     return tracking.SweepRun(graph=graph, sweep="test-sweep", version=version, spec_hash=spec_hash,
-                             spec_text="name: test-sweep\n", source="sweeps/test.yaml", git_commit="0123abcd" * 5,
-                             **kw)
+                             spec_text="name: test-sweep\n", source="sweeps/test.yaml",
+                             **{"git_commit": "0123abcd" * 5, **kw})
 
 
 def test_parent_and_child_runs_as_a_user_of_mlflow_finds_them(graph, tmp_path, store):
@@ -150,6 +150,32 @@ def test_a_rerun_of_the_same_spec_continues_its_parent_and_a_new_version_gets_it
     assert (v2.tags["mmc.version"], v2.params["version"], v2.params["sweep"]) == ("2", "2", "test-sweep")
     assert v2.tags["mmc.spec_hash"] == v2.params["spec_hash"] == "def456" and v2.tags["mmc.invocations"] == "1"
     assert v2.tags["mlflow.source.type"] == "LOCAL"                        # MLflow's SourceType of a local run
+
+
+def test_the_parent_names_the_code_that_computed_its_tasks_not_a_rerun_that_reused_them(graph, store):
+    """A version's parent run: its commit is the code of the latest invocation that computed a task, and
+    `mmc.git_revs` every such revision in order. A rerun that reused every result (all cached) or whose tasks
+    all failed credits nothing to its code; a child run carries its own invocation's commit."""
+    uri = store()
+    pretrain, midpoint = of_kind(graph, vocab.PRETRAIN), of_kind(graph, vocab.MIDPOINT)
+
+    def invoke(commit, *ended_tasks):
+        tracker = tracking.MlflowTracker(uri, "test-sweep")
+        parent = tracker.start(sweep_run(graph, git_commit=commit * 40, git_rev=commit * 12))
+        ids = tracker.tasks_ended(list(ended_tasks))
+        tracker.finish("FINISHED")
+        return parent, ids
+
+    parent, _ = invoke("a", ended(pretrain))
+    client = mlflow.MlflowClient(uri)
+    tags = lambda: client.get_run(parent).data.tags   # noqa: E731
+    assert (tags()["mlflow.source.git.commit"], tags()["mmc.git_rev"], tags()["mmc.git_revs"]) == ("a" * 40, "a" * 12, "a" * 12)
+    invoke("b", ended(pretrain, vocab.CACHED), ended(midpoint, vocab.FAILED, error="boom"))
+    assert (tags()["mlflow.source.git.commit"], tags()["mmc.git_revs"]) == ("a" * 40, "a" * 12)
+    _, ids = invoke("c", ended(pretrain, vocab.CACHED), ended(midpoint))
+    assert (tags()["mlflow.source.git.commit"], tags()["mmc.git_rev"]) == ("c" * 40, "c" * 12)
+    assert tags()["mmc.git_revs"] == f"{'a' * 12},{'c' * 12}" and tags()["mmc.invocations"] == "3"
+    assert client.get_run(ids[midpoint.id]).data.tags["mlflow.source.git.commit"] == "c" * 40
 
 
 def test_run_names_say_what_each_task_is_and_are_unique(graph):
