@@ -178,7 +178,7 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
         lines += ["", f"loss barrier (chord), mean over n pairs [95% t-interval]{where}:",
                   stats.format_table(barrier_pivot(stats.facet(summary, combo)))]
     ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
-    for combo in stats.swept_combos([ev], swept) if not ev.empty else []:
+    for combo in stats.swept_combos([ev], stats.by_model([ev], swept)) if not ev.empty else []:
         table = stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))
         where = f" ({stats.facet_label(combo)})" if combo else ""
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over the n models "
@@ -223,7 +223,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     results = read_results(layout, plan_df, swept)
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
     ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
-    combos = stats.swept_combos([ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev], swept)
+    frames = [ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev]
+    combos = stats.swept_combos(frames, stats.by_model([ev], swept))
     table1 = [(combo, stats.finetune_table(stats.facet(ev, combo), stats.facet(tasks, combo))) for combo in combos]
     rules, rules_dict = stored_rules(layout, spec_text)
     spec_unread = _parsed_spec(spec_text)[1]     # "": its rules judged the claims

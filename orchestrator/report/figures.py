@@ -203,13 +203,13 @@ def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), m
                 {"pair_type": pair_type, "eval_sets": sets, "chance": chance, "subtitle": label,
                  "loss_limits": limits}))
     chord = barriers[barriers["definition"] == "chord"] if not barriers.empty else barriers
-    for combo in stats.swept_combos([chord], swept) if not chord.empty else []:
+    for combo in stats.swept_combos([chord], stats.by_model([chord], swept)) if not chord.empty else []:
         label = stats.facet_label(combo)
         jobs.append(FigureJob(
             f"barriers{_suffix(combo)}.png", BARRIERS_SECTION, label, _titled("Barrier distributions", label),
             BARRIER_CAPTION, "barriers", {"barriers": _columns(stats.facet(chord, combo), BARRIER_COLUMNS)},
             {"metric": list(vocab.METRICS), "eval_sets": sets, "method_order": methods, "subtitle": label}))
-    for combo in stats.swept_combos([evaluations], swept) if not evaluations.empty else []:
+    for combo in stats.swept_combos([evaluations], stats.by_model([evaluations], swept)) if not evaluations.empty else []:
         long = stats.finetune_long(stats.facet(evaluations, combo), stats.facet(tasks, combo))
         if not long.empty:
             label = stats.facet_label(combo)

@@ -192,6 +192,13 @@ def swept_combos(frames: Sequence[pd.DataFrame], swept: Sequence[str]) -> list[d
             for row in full.itertuples(index=False)]
 
 
+def by_model(frames: Sequence[pd.DataFrame], swept: Sequence[str]) -> list[str]:
+    """The keys of a table or figure that pools a sweep's models (Table 1, the barrier distributions):
+    `model` first where the frames hold several (two architectures never share a mean), then `swept`."""
+    several = any("model" in f.columns and f["model"].nunique(dropna=True) > 1 for f in frames)
+    return (["model"] if several else []) + list(swept)
+
+
 def facet(df: pd.DataFrame, combo: Mapping[str, object]) -> pd.DataFrame:
     """The rows of one combination: those whose swept columns equal its values or are null (a task
     that no axis affects belongs to every value)."""

@@ -237,3 +237,37 @@ def test_the_terminal_summary_and_the_printed_claims_judge_by_the_stored_specs_r
     report.summary_text(layout)
     report.print_claims(layout, log=lambda text: None)
     assert seen == [ClaimRules(acc_margin=0.2, barrier_sets=("nocue", "cue"))] * 2
+
+
+def test_two_architectures_get_a_table_1_and_a_barrier_figure_each_never_a_pooled_mean(tmp_path):
+    """A sweep of two models (`models: [small_cnn, vgg13]`): Table 1 (console, markdown, parquet) and the
+    fine-tuning and barrier-distribution figures are one per model, each over its own seeds, like the barrier
+    summary and the claims; a mean of two architectures' accuracies describes neither."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "two")
+    small = synthetic_sweep(seeds=(0, 1), pair_types=("pretrained~ft:naive",))
+    wide = synthetic_sweep(seeds=(0, 1), pair_types=("pretrained~ft:naive",), rng_seed=1)
+    data = {table: dict(rows) for table, rows in small.items()}
+    for table, by_task in wide.items():
+        for task_id, rows in by_task.items():
+            data[table][f"{task_id}-vgg"] = [{**r, "task_id": f"{task_id}-vgg", "model": "vgg13",
+                                              **({"acc": r["acc"] / 2} if "acc" in r else {})} for r in rows]
+    write_sweep(layout, data)
+    real = figures.draw_all
+    figures.draw_all = lambda jobs, processes=None: [b"" for _ in jobs]
+    try:
+        out = report.write_report(layout)
+    finally:
+        figures.draw_all = real
+    md = layout.storage.read_bytes(layout.report_file("finetune_table.md")).decode()
+    assert [line for line in md.splitlines() if line.startswith("**")] == ["**model = small_cnn**", "**model = vgg13**"]
+    assert "accuracy (%) on the counterfactual test sets" in out.text and "(model = vgg13):" in out.text
+    long = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(layout.report_file("finetune_table.parquet"))))
+    naive = long[long["row"] == "naive"]
+    assert set(naive["model"]) == {"small_cnn", "vgg13"} and set(naive["n"]) == {2}        # two seeds each
+    ev = tables.read_table(layout, vocab.EVALUATIONS)
+    for model, group in naive.groupby("model"):
+        seeds = ev[(ev["model"] == model) & (ev["method"] == "naive") & (ev["eval_set"] == group["eval_set"].iloc[0])]
+        assert group["mean"].iloc[0] == pytest.approx(seeds["acc"].mean())
+    names = {f.rsplit("/", 1)[-1] for f in out.figures}
+    assert {"finetuning_model-small-cnn.png", "finetuning_model-vgg13.png", "barriers_model-small-cnn.png",
+            "barriers_model-vgg13.png"} <= names and "finetuning.png" not in names
