@@ -260,11 +260,12 @@ def _by_signs(diff: Diff, distances: tuple[float, ...], scale: float, unit: str,
     or a ceiling). It is decided by signs alone, the exact sign test: `distances` are d's distances from the
     bounds the test compares with, > 0 on the claim's side. YES where all are > 0, NO where one is < 0, once
     the seeds' signs reach α/2 (`signs_p`); not testable below that, naming the seeds that would decide. On a
-    bound exactly (`tie`: both sides equal on every seed, for "above"): OVERLAP, no side either way."""
-    if not any(d < 0 for d in distances) and any(d == 0 for d in distances):
-        return Decision(OVERLAP, tie)
+    bound exactly (`tie`: both sides equal on every seed, for "above"): OVERLAP, no side either way, once as
+    many seeds would have decided a difference by signs (fewer could detect none: not testable, like any tie)."""
     p, yes = signs_p(diff.n, diff.paired), all(d > 0 for d in distances)
     if p <= (1.0 - diff.level) / 2:
+        if not any(d < 0 for d in distances) and any(d == 0 for d in distances):
+            return Decision(OVERLAP, tie)
         return Decision(YES, p_other=1.0) if yes else Decision(NO, p_other=p)
     return Decision(UNTESTABLE, f"no spread: all {diff.n} seeds give the same difference ({scale * diff.mean:+.3g}{unit}), "
                                 f"so its interval is a point; by signs alone {diff.n} seeds cannot decide at the "

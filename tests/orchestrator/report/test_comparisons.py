@@ -283,10 +283,11 @@ def test_seeds_needed_for_two_groups_counts_two_n_minus_two_degrees_of_freedom()
 
 def test_a_difference_exactly_at_zero_without_spread_is_no_evidence_of_the_other_way():
     """Every per-seed difference exactly 0: not NO, and no p-value at all (NaN), so it is not one of the claim's
-    comparisons Holm's step-down counts (docs/SCIENCE.md: no spread, no p-value)."""
-    at_zero = cmp.Diff(True, 3, 0.0, 0.0, 2.0, LEVEL, 0.0)
-    got = cmp.superiority(at_zero, 0.05, 0.8)
-    assert got.outcome == cmp.OVERLAP and got.p_other != got.p_other
+    comparisons Holm's step-down counts (docs/SCIENCE.md: no spread, no p-value); not testable with 3 seeds,
+    not separated with 6."""
+    for n, outcome in ((3, cmp.UNTESTABLE), (6, cmp.OVERLAP)):
+        got = cmp.superiority(cmp.Diff(True, n, 0.0, 0.0, n - 1.0, LEVEL, 0.0), 0.05, 0.8)
+        assert got.outcome == outcome and got.p_other != got.p_other
 
 
 def test_an_undecided_non_inferiority_is_judged_underpowered_against_its_margin():
@@ -367,10 +368,10 @@ def test_an_underpowered_reason_counts_the_seeds_that_would_detect_the_claimed_e
 
 
 @pytest.mark.parametrize("test, mean, margin, outcome", [
-    ("superiority", 0.0, 0.0, cmp.OVERLAP),             # every difference exactly 0: a real null
-    ("non_inferiority", -0.02, 0.02, cmp.OVERLAP),      # exactly on the margin on every seed: no side of it
-    ("equivalence", 0.05, 0.05, cmp.OVERLAP),
-    ("equivalence", -0.05, 0.05, cmp.OVERLAP),
+    ("superiority", 0.0, 0.0, cmp.UNTESTABLE),          # every difference exactly 0: 3 seeds could detect none
+    ("non_inferiority", -0.02, 0.02, cmp.UNTESTABLE),   # exactly on the margin on every seed
+    ("equivalence", 0.05, 0.05, cmp.UNTESTABLE),
+    ("equivalence", -0.05, 0.05, cmp.UNTESTABLE),
     ("superiority", 0.03, 0.0, cmp.UNTESTABLE),         # a point interval: 3 seeds' signs cannot decide
     ("superiority", -0.03, 0.0, cmp.UNTESTABLE),
     ("non_inferiority", 0.0, 0.02, cmp.UNTESTABLE),     # level on every seed (e.g. both at a ceiling)
@@ -381,8 +382,9 @@ def test_identical_per_seed_differences_are_decided_by_signs_alone(test, mean, m
     """Every per-seed difference equal (SE 0): the interval is the point itself and would claim a certainty
     three seeds cannot give (ties come from a coarse measure, accuracies on a few hundred images, or a
     ceiling); by signs alone three seeds cannot decide either (one-sided p = 1/8 > α/2), so not testable,
-    naming the six that would. Exactly on the bound the test compares with (both sides equal for "above",
-    on the margin): cannot be separated (OVERLAP), no side either way."""
+    naming the six that would; exactly on the bound the test compares with (both sides equal for "above", on
+    the margin) too: three seeds whose signs could decide no difference cannot show there is none (six can:
+    `test_a_tie_on_the_bound_is_a_null_once_signs_could_have_decided`)."""
     diff = cmp.Diff(True, 3, mean, 0.0, 2.0, LEVEL, 0.0)
     assert (diff.low, diff.high) == (mean, mean)
     got = cmp.superiority(diff, 0.05, 0.8) if test == "superiority" else getattr(cmp, test)(diff, margin, 0.8)
@@ -391,7 +393,22 @@ def test_identical_per_seed_differences_are_decided_by_signs_alone(test, mean, m
                                          and got.reason.endswith("3 seeds cannot decide at the 95% level "
                                                                  "(one-sided p = 0.125), 6 would"))
     tiny = cmp.superiority(cmp.Diff(True, 3, mean, 1e-17, 2.0, LEVEL, 1.7e-17), 0.05, 0.8)   # float dust
-    assert (tiny.outcome == cmp.UNTESTABLE) == (mean != 0)
+    assert tiny.outcome == cmp.UNTESTABLE
+
+
+@pytest.mark.parametrize("test, mean, margin", [("superiority", 0.0, 0.0), ("non_inferiority", -0.02, 0.02),
+                                                ("equivalence", 0.05, 0.05), ("equivalence", -0.05, 0.05)])
+@pytest.mark.parametrize("paired, n", [(True, 6), (False, 4), (True, 5), (False, 3)])
+def test_a_tie_on_the_bound_is_a_null_once_signs_could_have_decided(test, mean, margin, paired, n):
+    """Both sides equal on every seed (two barriers of 0), or on the margin: with seeds enough for signs to
+    decide a difference (6 pairs, two groups of 4) they could have detected one and show none, so the two
+    cannot be separated (OVERLAP, no side either way); with fewer they could detect nothing: not testable,
+    as a side ahead on every seed is (a tie is never judged more firmly than a lead)."""
+    diff = cmp.Diff(paired, n, mean, 0.0, float(n - 1), LEVEL, 0.0)
+    got = cmp.superiority(diff, 0.05, 0.8) if test == "superiority" else getattr(cmp, test)(diff, margin, 0.8)
+    decided = cmp.signs_p(n, paired) <= (1 - LEVEL) / 2
+    assert got.outcome == (cmp.OVERLAP if decided else cmp.UNTESTABLE)
+    assert decided or got.reason.endswith(f"{cmp.seeds_for_signs(LEVEL, paired)} would")
 
 
 def test_a_permutation_p_value_exactly_at_half_alpha_decides_and_is_reachable():
@@ -456,17 +473,19 @@ def test_a_permutation_null_without_spread_is_not_testable():
 def test_a_comparison_without_spread_claims_no_power_it_does_not_have():
     """Every seed the same nonzero difference: not testable (no spread), so its power line cannot say that
     the seeds run could detect the effect ("detectable ≥ 0 … needs ≈ 2 seeds"). All exactly 0 (both sides
-    equal on every seed, e.g. two barriers of 0) stays a real null, not separated (OVERLAP), but says why
-    instead of claiming that power: a zero spread gives none to judge by."""
+    equal on every seed, e.g. two barriers of 0) is not testable with 2 seeds and a real null, not separated
+    (OVERLAP), with 6, which says why instead of claiming that power: a zero spread gives none to judge by."""
     tie = cmp.Diff(True, 2, 0.9, 0.0, 1.0, 0.95, 0.0)
     assert cmp.superiority(tie, 0.05, 0.8).outcome == cmp.UNTESTABLE
     zero = cmp.Diff(True, 2, 0.0, 0.0, 1.0, 0.95, 0.0)
     for diff in (tie, zero):
         text = cmp.power_text(diff, 0.05, 0.8, 100.0, " pp")
         assert "no spread" in text and "needs" not in text and "detectable" not in text
+    six = cmp.Diff(True, 6, 0.0, 0.0, 5.0, 0.95, 0.0)
     for decide in (lambda d: cmp.superiority(d, 0.05, 0.8), lambda d: cmp.non_inferiority(d, 0.0, 0.8, effect=0.05)):
-        got = decide(zero)
-        assert got.outcome == cmp.OVERLAP and got.reason.startswith("both sides are equal on every one of the 2 seeds")
+        assert decide(zero).outcome == cmp.UNTESTABLE                     # 2 seeds' signs could decide nothing
+        got = decide(six)
+        assert got.outcome == cmp.OVERLAP and got.reason.startswith("both sides are equal on every one of the 6 seeds")
     spread = cmp.Diff(True, 3, 0.0, 0.01, 2.0, 0.95, 0.01 * math.sqrt(3))     # 0 on average only: no such reason
     got = cmp.superiority(spread, 0.5, 0.8)
     assert got.outcome == cmp.OVERLAP and got.reason == ""

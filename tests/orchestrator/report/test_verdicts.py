@@ -372,7 +372,7 @@ def test_a_comparison_equal_on_every_seed_is_not_said_to_have_had_the_power_to_s
     """Both sides equal on every seed (two barriers of 0): not separated, but the sentence says that, not that
     "the seeds run could detect the effect" (a zero spread gives no power to judge by); a check that straddles
     0 with a spread beside it keeps the usual words."""
-    tied = superiority(Diff(True, 2, 0.0, 0.0, 1.0, 0.95, 0.0), 0.05, 0.8)
+    tied = superiority(Diff(True, 6, 0.0, 0.0, 5.0, 0.95, 0.0), 0.05, 0.8)      # seeds enough for signs
     claim = _claim(("g", YES))
     claim.checks.append(Check("g: tied", tied.outcome, "—", "g", tied.reason))
     assert claim.verdict == verdicts.UNSEPARATED
