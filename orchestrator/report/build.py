@@ -72,6 +72,19 @@ def read_results(layout, plan: pd.DataFrame | None = None, swept: Sequence[str] 
             for table in vocab.TABLES}
 
 
+def verified_results(layout, plan: pd.DataFrame | None, swept: Sequence[str] | None = None
+                     ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """`read_results`, less the rows of the planned tasks that finished once but no longer verify
+    (`progress.damaged_tasks`: a file changed or gone since), and those tasks: the report counts them as not
+    run, so no number of theirs reaches a table, figure or verdict (their `tasks` rows stay, for progress)."""
+    results = read_results(layout, plan, swept)
+    damaged = progress_lib.damaged_tasks(layout, plan, results[vocab.TASKS])
+    if damaged:
+        results = {table: rows if table == vocab.TASKS else rows[~rows["task_id"].isin(list(damaged))]
+                   for table, rows in results.items()}
+    return results, damaged
+
+
 def report_columns(table: str, swept: Sequence[str]) -> list[str]:
     """The columns of `table` the report reads: all but the `<section>.<field>` settings columns that
     are not swept (a 10^5-task sweep's `paths` table: 25 of 68 columns)."""
@@ -163,7 +176,7 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     returns the same text as `Report.text`, without reading the tables a second time.)"""
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
-    results = read_results(layout, plan_of(layout)[0], swept)
+    results = verified_results(layout, plan_of(layout)[0], swept)[0]
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
     return (summary if not summary.empty else None), _text(results, swept, summary, claims_lib.judge(
         results, swept, stored_rules(layout, spec_text)[0]))
@@ -195,7 +208,7 @@ def print_claims(layout, log=print) -> list:
     their controls. What `mmc-sweep claims` prints after running the sweep."""
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
-    verdicts = claims_lib.judge(read_results(layout, plan_of(layout)[0], swept), swept,
+    verdicts = claims_lib.judge(verified_results(layout, plan_of(layout)[0], swept)[0], swept,
                                 stored_rules(layout, spec_text)[0])
     log(claims_lib.claims_text(verdicts) if verdicts else
         "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)")
@@ -220,7 +233,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     plan_df, rebuilt = plan_of(layout)
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
-    results = read_results(layout, plan_df, swept)
+    results, damaged = verified_results(layout, plan_df, swept)
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
     ev, tasks = results[vocab.EVALUATIONS], results[vocab.TASKS]
     frames = [ev, tasks[tasks["kind"] == vocab.FINETUNE]] if not tasks.empty else [ev]
@@ -255,7 +268,6 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     figure_paths = tuple(layout.report_file(f.name) for f in figs)
 
     plan = progress_lib.planned_by_kind(plan_df)
-    damaged = progress_lib.damaged_tasks(layout, plan_df, tasks)
     if damaged:
         _LOG.warning(f"{len(damaged)} finished task(s) no longer verify (their files changed since): the report "
                      "counts them as not run, the next run recomputes them; `mmc-sweep status` names them")

@@ -271,3 +271,31 @@ def test_two_architectures_get_a_table_1_and_a_barrier_figure_each_never_a_poole
     names = {f.rsplit("/", 1)[-1] for f in out.figures}
     assert {"finetuning_model-small-cnn.png", "finetuning_model-vgg13.png", "barriers_model-small-cnn.png",
             "barriers_model-vgg13.png"} <= names and "finetuning.png" not in names
+
+
+def test_a_task_that_no_longer_verifies_gives_the_report_and_the_claims_none_of_its_rows(tmp_path):
+    """A finished fine-tuning whose done marker is gone since: the report says it counts as not run, so none
+    of its rows reaches Table 1, the barrier summary or the claims (two seeds left, not three), while its
+    `tasks` row stays for the progress table; `print_claims` and the console text judge the same rows."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "damaged")
+    data = synthetic_sweep(seeds=(0, 1, 2), pair_types=("pretrained~ft:naive",))
+    write_sweep(layout, data)
+    naive = sorted(t for t in data[vocab.TASKS] if t.startswith("finetune-naive"))[0]
+    layout.storage.delete(layout.marker_file(vocab.FINETUNE, naive))
+    results, damaged = report.verified_results(layout, report.plan_of(layout)[0])
+    assert list(damaged) == [naive] and naive in set(results[vocab.TASKS]["task_id"])
+    assert not [t for table in (vocab.EVALUATIONS, vocab.PATHS, vocab.BARRIERS) for t in results[table]["task_id"]
+                if t == naive]
+    seen = []
+    real = report.claims_lib.judge
+    report.claims_lib.judge = lambda results, *a, **k: seen.append(results) or real(results, *a, **k)
+    figures.draw_all, draw = (lambda jobs, processes=None: [b"" for _ in jobs]), figures.draw_all
+    try:
+        report.write_report(layout)
+        report.print_claims(layout, log=lambda text: None)
+        report.summary_text(layout)
+    finally:
+        report.claims_lib.judge, figures.draw_all = real, draw
+    assert len(seen) == 3 and all(naive not in set(r[vocab.EVALUATIONS]["task_id"]) for r in seen)
+    long = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(layout.report_file("finetune_table.parquet"))))
+    assert set(long[long["row"] == "naive"]["n"]) == {2}
