@@ -178,9 +178,10 @@ def shipped_sweeps() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int = 0) -> Layered:
+def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int = 0,
+                 chain: tuple[tuple[str, str], ...] = ()) -> Layered:
     """The sweep named by `extends:` (a shipped sweep's name, or a path relative to the spec) merged
-    under `spec`."""
+    under `spec`. `chain`: the (file, name as written) extended so far, to name a loop."""
     parent = spec.raw.get("extends")
     if parent is None:
         return spec
@@ -195,6 +196,12 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
         if not _is_file(path):
             raise SpecError([f"`extends`: {show(parent)} is neither a shipped sweep ({', '.join(shipped_sweeps())}) "
                              f"nor a spec file"], source)
+    key = f"sweeps/{parent}" if text is not None else str(path.resolve())
+    if key in (k for k, _ in chain):
+        loop = " → ".join(repr(name) for _, name in (*chain[[k for k, _ in chain].index(key):], (key, parent)))
+        raise SpecError([f"`extends`: {show(parent)} extends itself, directly or through others ({loop}); extend a "
+                         "spec outside that loop"], source)
+    chain = (*chain, (key, parent))
     try:
         if text is None:
             text, base_dir = read_text(path, "spec file"), path.parent
@@ -206,7 +213,7 @@ def with_extends(spec: Layered, source: str, base_dir: Path | None, depth: int =
     foreign = not_a_spec(base, repr(parent))
     if foreign:
         raise SpecError([f"`extends`: {foreign}"], source)
-    base_layers = with_extends(layer(base, f"{EXTENDS}{parent}"), source, base_dir, depth + 1)
+    base_layers = with_extends(layer(base, f"{EXTENDS}{parent}"), source, base_dir, depth + 1, chain)
     own = Layered({k: v for k, v in spec.raw.items() if k != "extends"},
                   {p: v for p, v in spec.origins.items() if p[:1] != ("extends",)}, spec.layers)
     return stack(base_layers, own)

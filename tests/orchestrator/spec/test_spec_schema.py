@@ -197,7 +197,8 @@ def test_extends_merges_a_shipped_sweep_or_a_file_under_the_spec(tmp_path):
     assert spec.variants[0].finetune.lr == 0.5
     loop = tmp_path / "loop.yaml"
     loop.write_text("name: loop\nextends: loop.yaml\n")
-    with pytest.raises(SpecError, match="levels"):
+    with pytest.raises(SpecError, match="`extends`: 'loop.yaml' extends itself, directly or through others "
+                                        "\\('loop.yaml' → 'loop.yaml'\\); extend a spec outside that loop"):
         load_spec(loop)
     assert any("neither a shipped sweep" in p for p in problems_of("name: x\nextends: nope\n"))
 
