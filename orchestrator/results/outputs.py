@@ -496,6 +496,61 @@ def _file_sha256(storage, path: str) -> str:
     return digest.hexdigest()
 
 
+# ----- what a task was made from ---------------------------------------------------------------------
+
+def input_digest(marker: dict) -> str:
+    """What a task's children read of it, as one sha256 of the sha256s its marker records: its checkpoint
+    tensors (`*.safetensors`) and its `paths` rows (an aligned path may take the linear path's); for a task
+    with neither (a runner of your own), every output but meta.json and the training curve, whose times
+    differ between two runs of the same computation (a task without outputs: the sha256 of none)."""
+    files = marker.get("files") if isinstance(marker.get("files"), dict) else {}
+    read = sorted((name, digest) for name, digest in files.items()
+                  if name.endswith(".safetensors") or name.startswith(f"results/{vocab.PATHS}/")) or \
+        sorted((name, digest) for name, digest in files.items()
+               if not name.endswith("/meta.json") and not name.startswith(f"results/{vocab.TRAIN_CURVES}/"))
+    return _sha256(json.dumps(read).encode())
+
+
+def inputs_of(layout: SweepLayout, parent_kinds: dict[str, str]) -> dict[str, str]:
+    """{parent task id: its `input_digest`} from the parents' markers as they are now (a parent without a
+    readable marker is left out: the task then cannot be taken back, only recomputed)."""
+    out = {}
+    for parent, kind in parent_kinds.items():
+        marker = read_marker(layout, kind, parent)
+        if marker is not None:
+            out[parent] = input_digest(marker)
+    return out
+
+
+def set_aside(layout: SweepLayout, kind: str, task_id: str) -> None:
+    """Move a finished task's marker aside (`SweepLayout.set_aside_marker_file`): it no longer counts as
+    finished, its outputs stay, and `take_back` restores it once its parents have run again."""
+    path = layout.marker_file(kind, task_id)
+    if layout.storage.exists(path):
+        layout.storage.move(path, layout.set_aside_marker_file(kind, task_id))
+
+
+def take_back(layout: SweepLayout, kind: str, task_id: str, parent_kinds: dict[str, str]) -> dict | None:
+    """The marker `set_aside` moved away, restored where its outputs still verify and the inputs it recorded
+    (`meta.inputs`, `inputs_of` when it ran) are its parents' now, every parent recorded: the recomputed
+    parents gave the same bits, so the task is finished as it was. None (the set-aside marker removed) where
+    not: the task runs again."""
+    aside, storage = layout.set_aside_marker_file(kind, task_id), layout.storage
+    if not storage.exists(aside):
+        return None
+    marker, _ = _marker(layout, kind, task_id, path=aside)
+    recorded = ((marker or {}).get("meta") or {}).get("inputs")
+    if marker is None or not isinstance(recorded, dict) or set(recorded) != set(parent_kinds) \
+            or recorded != inputs_of(layout, parent_kinds) \
+            or not _verify(layout, kind, task_id, None, lambda path: manifest.compacted_digest(layout, path), None,
+                           aside)[0]:
+        storage.delete(aside)
+        return None
+    storage.move(aside, layout.marker_file(kind, task_id))
+    marker["steps"] = marker_steps(marker)
+    return marker
+
+
 def invalidate(layout: SweepLayout, kind: str, task_id: str) -> None:
     """Remove the marker so the task reruns (its files are replaced atomically by the rerun)."""
     path = layout.marker_file(kind, task_id)

@@ -35,7 +35,7 @@ from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
 from orchestrator.run.signals import STOPS
 from orchestrator.run.state import ProgressPrinter, SweepState
-from orchestrator.vocab import BUNDLE_KINDS, DONE, FAILED, PENDING, RUNNING, SKIPPED
+from orchestrator.vocab import BUNDLE_KINDS, CACHED, DONE, FAILED, PENDING, RUNNING, SKIPPED
 from orchestrator.run.task_result import TaskResult
 
 
@@ -189,6 +189,8 @@ class DagSearcher(Searcher):
                 self._state.set_status(task_id, FAILED, reason, result=task_result,
                                        error_type=task_result.error_type if task_result else None,
                                        duration_s=time.time() - (state.started_at or time.time()))
+            elif task_result.reused:   # finished as it was: made from the same bits (`outputs.take_back`)
+                self._state.set_status(task_id, CACHED, result=None)
             else:
                 self._state.set_status(task_id, DONE, result=task_result, duration_s=task_result.duration_s)
                 if task_result.duration_s is not None:
@@ -326,6 +328,10 @@ def run_task(task: Task, ctx: TrialContext, parent_kinds: dict[str, str] | None 
     layout = SweepLayout(Storage(ctx.storage_uri), ctx.sweep)
     if parent_kinds is None:
         parent_kinds = {p: ctx.graph.tasks[p].kind for p in task.parents}
+    from orchestrator.results import outputs
+
+    if outputs.take_back(layout, task.kind, task.id, parent_kinds) is not None:   # its recomputed parents' bits
+        return TaskResult(DONE, 0.0, reused=True)                                  # are those it was made from
     # imported here, in the trial's process: the driver imports neither torch nor Ray Train's torch module
     if capacity.drives_ray_train(task.kind, task.resources):
         from orchestrator.run import distributed

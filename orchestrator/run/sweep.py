@@ -4,7 +4,7 @@ The story of a run, in order; each step is a call into the module that owns it:
 1. plan the graph (`graph`), check data, endpoints and storage (`preflight`), read the autoscaler's node
    types if given (`node_types`);
 2. take the sweep's lock (`lock`), compare the spec with the stored one, verify finished outputs
-   (`outputs`), and only if something is left to do, connect to Ray and check the cluster: what it has,
+   (`cache`), and only if something is left to do, connect to Ray and check the cluster: what it has,
    or can grow to, waiting a bounded time for nodes that are on their way (`capacity`, `preflight`);
 3. write the resolved spec and the plan (`plan`), mend damaged result parts (`compact.repair`), run what
    is left (`schedule`), recording every task's row and MLflow run as it ends (`recording`);
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from orchestrator import knobs, vocab
 from orchestrator.messages import to_console
-from orchestrator.results import compact, outputs, plan, tables
+from orchestrator.results import compact, plan, tables
 from orchestrator.run import capacity, preflight
+from orchestrator.run.cache import mark_cached, unfinished_kinds, verify_all
 from orchestrator.run.capacity import ClusterView, Concurrency, read_cluster
 from orchestrator.run.node_types import AUTOSCALER_CONFIG_FLAG, NodeTypes, head_autoscaler_config, read_node_types
 from orchestrator.errors import MmcError, SweepError
@@ -62,29 +63,6 @@ class SweepOutcome:
 
 def short_hash(spec: SweepSpec) -> str:
     return spec_hash(spec)[:16]
-
-
-def verify_all(graph: Graph, layout: SweepLayout) -> dict[str, tuple[bool, str]]:
-    """`outputs.verify_outputs` of every task (reads and hashes every output file once), as one pass
-    (`outputs.verify_many`): each table's manifest is looked up once, not once per fragment (on an object
-    store a missing one costs 4 requests per lookup)."""
-    return outputs.verify_many(layout, ((task.kind, task_id) for task_id, task in graph.tasks.items()))
-
-
-def mark_cached(state: SweepState, layout: SweepLayout, verified: dict[str, tuple[bool, str]], log=_LOG.info) -> None:
-    """Tasks with verified outputs are cached; broken outputs are invalidated and recomputed."""
-    for task_id, task in state.graph.tasks.items():
-        ok, reason = verified[task_id]
-        if ok:
-            state.set_status(task_id, vocab.CACHED)
-        elif reason != "no done.json":
-            log(f"recomputing {task_id}: its stored output is not valid ({reason})")
-            outputs.invalidate(layout, task.kind, task_id)
-
-
-def unfinished_kinds(graph: Graph, verified: dict) -> list[str]:
-    kinds = {graph.tasks[t].kind for t, (ok, _) in verified.items() if not ok}
-    return [k for k in vocab.TASK_KINDS if k in kinds]
 
 
 def run_sweep(spec: SweepSpec, *, runner: str = vocab.REAL_RUNNER, num_cpus: int | None = None, ray_address: str | None = None,

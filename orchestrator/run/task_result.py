@@ -17,6 +17,7 @@ class TaskResult:
     steps: list = field(default_factory=list)    # (key, step, value): curves for MLflow's charts
     error: str | None = None
     error_type: str | None = None                # the class name of the exception a failed task raised
+    reused: bool = False                         # outputs set aside and taken back, not computed (`outputs.take_back`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -24,4 +25,4 @@ class TaskResult:
     @classmethod
     def from_dict(cls, d: dict) -> TaskResult:
         return cls(**{k: d.get(k) for k in ("status", "duration_s", "device", "error", "error_type")},
-                   metrics=d.get("metrics") or {}, steps=d.get("steps") or [])
+                   metrics=d.get("metrics") or {}, steps=d.get("steps") or [], reused=d.get("reused") is True)

@@ -300,6 +300,7 @@ def execute(task: Task, runner: str, env: TaskEnv) -> TaskResult:
     try:
         output = resolve_runner(runner)(task, env)
         if env.rank == 0:
+            output.meta.setdefault("inputs", outputs.inputs_of(env.layout, env.parent_kinds))   # `outputs.take_back`
             output.meta.setdefault("device", device)
             output.meta.setdefault("duration_s", time.time() - start)
             outputs.write_outputs(env.layout, task, output)

@@ -474,6 +474,11 @@ class SweepLayout:
         """`done.json`: written last, lists every output file with its sha256 (see orchestrator.results.outputs)."""
         return self.task_file(kind, task_id, "done.json")
 
+    def set_aside_marker_file(self, kind: str, task_id: str) -> str:
+        """`done.json` of a finished task made from one that runs again, set aside until that one has run: then
+        taken back where the task's recorded inputs are still its parents' (`outputs.take_back`)."""
+        return self.task_file(kind, task_id, "done.set-aside.json")
+
     def lock_file(self) -> str:
         return self._path("run.lock")
 

@@ -22,7 +22,7 @@ import torch
 from orchestrator import cli, knobs, vocab
 from orchestrator.results import compact, manifest, outputs, tables
 from orchestrator.results.schemas import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SCHEMAS
-from orchestrator.run import recording, sweep, work
+from orchestrator.run import recording, schedule, sweep, work
 from orchestrator.run.capacity import ClusterView
 from orchestrator.graph.dag import build_graph
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -432,16 +432,16 @@ class Interrupted(KeyboardInterrupt):
 
 
 def inline_run_graph(stop_after: int | None):
-    """`schedule.run_graph` without Ray: ready tasks one by one in this process; Ctrl-C after `stop_after`."""
+    """`schedule.run_graph` without Ray: ready tasks one by one in this process (`schedule.run_task`, as a trial
+    runs them; a task taken back is cached, as `on_trial_complete` has it); Ctrl-C after `stop_after`."""
     def run_graph(state, layout, ctx, *, max_concurrent, progress=None, run_name=None, concurrency=None,
                   stall_wait_s=None):
         ran = 0
         while (task_id := state.ready.first()) is not None:
             task = ctx.graph.tasks[task_id]
             state.set_status(task_id, vocab.RUNNING, started_at=0.0)
-            result = work.run_here(task, layout, ctx.runner, ctx.data_root,
-                                   {p: ctx.graph.tasks[p].kind for p in task.parents})
-            status = vocab.DONE if result.status == vocab.DONE else vocab.FAILED
+            result = schedule.run_task(task, ctx, {p: ctx.graph.tasks[p].kind for p in task.parents})
+            status = vocab.CACHED if result.reused else vocab.DONE if result.status == vocab.DONE else vocab.FAILED
             state.set_status(task_id, status, result.error, result=result, duration_s=result.duration_s,
                              error_type=result.error_type)
             ran += 1

@@ -449,3 +449,49 @@ def test_a_file_replaced_by_another_of_the_same_size_while_read_is_not_indexed(t
         return data
 
     assert outputs._while_unchanged(str(path), replaced) is None
+
+
+def test_a_set_aside_marker_is_taken_back_only_where_its_parents_gave_the_bits_it_was_made_from(tmp_path):
+    """A fine-tuning made from a pretrained model records that model's `input_digest` (its checkpoint's sha256s).
+    Set aside while the model is recomputed, it is taken back where the new checkpoint has the same bits, and
+    given up (the set-aside file removed: the task runs again) where they differ, where its own outputs no
+    longer verify, or where it recorded no inputs (written before they were recorded)."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "aside")
+    graph = build_graph(load_spec(SMOKE_SPEC))
+    child = next(t for t in graph.tasks.values() if t.kind == vocab.FINETUNE)
+    parent = graph.tasks[child.parents[0]]
+    kinds = {parent.id: parent.kind}
+    outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)},
+                                                             meta={"duration_s": 1.0}))
+    env = work.TaskEnv(layout=layout, device=torch.device("cpu"), parent_kinds=kinds)
+    assert work.execute(child, runners.name("synthetic"), env).status == vocab.DONE    # a task records its inputs
+    assert outputs.read_marker(layout, child.kind, child.id)["meta"]["inputs"] == {
+        parent.id: outputs.input_digest(outputs.read_marker(layout, parent.kind, parent.id))}
+    made = outputs.TaskOutput(checkpoint={"w": torch.ones(3)}, meta={"inputs": outputs.inputs_of(layout, kinds)})
+    outputs.write_outputs(layout, child, made)
+    aside = layout.set_aside_marker_file(child.kind, child.id)
+
+    def set_aside_then_take_back():
+        outputs.set_aside(layout, child.kind, child.id)
+        assert outputs.verify_outputs(layout, child.kind, child.id) == (False, outputs.NOT_FINISHED)
+        return outputs.take_back(layout, child.kind, child.id, kinds)
+
+    # the parent recomputed with the same bits (its meta.json's time differs: not something the child read)
+    outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)},
+                                                             meta={"duration_s": 2.0}))
+    assert set_aside_then_take_back()["task_id"] == child.id and not layout.storage.exists(aside)
+    assert outputs.verify_outputs(layout, child.kind, child.id) == (True, "")
+    # ... with other bits: given up
+    outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0) + 1e-6}))
+    assert set_aside_then_take_back() is None and not layout.storage.exists(aside)
+    assert not outputs.verify_outputs(layout, child.kind, child.id)[0]
+    # the child's own outputs damaged, or no inputs recorded: given up
+    for output in (made, outputs.TaskOutput(checkpoint={"w": torch.ones(3)})):
+        output.meta["inputs"] = outputs.inputs_of(layout, kinds) if output is made else None
+        if output.meta["inputs"] is None:
+            del output.meta["inputs"]
+        outputs.write_outputs(layout, child, output)
+        if output is made:
+            path = layout.checkpoint_files(child.kind, child.id)["model.safetensors"]
+            layout.storage.write_bytes(path, layout.storage.read_bytes(path)[:-1] + b"\0")
+        assert set_aside_then_take_back() is None and not layout.storage.exists(aside)

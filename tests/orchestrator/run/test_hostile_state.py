@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 
+from orchestrator.messages import counted
 from orchestrator import cli, knobs
 from orchestrator.results import outputs, plan
 from orchestrator.run import preflight, sweep
@@ -254,8 +255,10 @@ def test_hostile_marker_counts_as_not_finished(fault, finished, capsys):
     state = SweepState(finished.graph)
     logged = []
     sweep.mark_cached(state, finished.layout, sweep.verify_all(finished.graph, finished.layout), logged.append)
-    assert [t for t, s in state.states.items() if s.status != "cached"] == [finished.task.id]
-    assert len(logged) == 1 and logged[0].startswith(f"recomputing {finished.task.id}: its stored output is not valid")
+    made_from = finished.graph.descendants(finished.task.id)     # made from its outputs: they run again too
+    assert made_from and [t for t, s in state.states.items() if s.status != "cached"] == [finished.task.id, *made_from]
+    assert logged[0].startswith(f"recomputing {finished.task.id}: its stored output is not valid")
+    assert len(logged) == 2 and logged[1].startswith(f"checking again {counted(len(made_from), 'finished task')} made from the outputs")
     assert not finished.marker.exists() and not finished.marker.is_symlink()   # invalidated: the task reruns
     if before is not None:
         assert outside.read_bytes() == before   # nothing outside the sweep is touched

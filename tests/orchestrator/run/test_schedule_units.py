@@ -583,3 +583,21 @@ def test_a_result_without_the_tasks_results_unpacks_to_none():
     no task results, never an error."""
     assert S.unpack_results(None) == S.unpack_results({}) == {}
     assert S.unpack_results({"done": True, "trial_id": "t1", "time_total_s": 3.2}) == {}
+
+
+def test_a_task_taken_back_is_cached_without_a_duration_and_its_children_run():
+    """A trial whose task was taken back (`outputs.take_back`: made from the same bits as its recomputed
+    parent) reports `reused`: the task is cached, as if finished before the run (no new `tasks` row, no duration
+    counted into its kind's typical one), and the tasks made from it are ready. The flag survives Tune's JSON."""
+    root, (child,) = _root_and("finetune", 1)
+    leaf = _task("path_eval", "leaf", root, child)
+    state = sweep_state.SweepState(_graph(root, child, leaf))
+    searcher = S.DagSearcher(state)
+    _done(searcher, "t0", searcher.suggest("t0"))
+    config = searcher.suggest("t1")
+    assert config["task_ids"] == [child.id]
+    searcher.on_trial_complete("t1", S.pack_results({child.id: TaskResult(vocab.DONE, 0.0, reused=True)}))
+    assert state.states[child.id].status == vocab.CACHED and state.states[child.id].duration_s is None
+    assert list(searcher._durations.get("finetune", [])) == []
+    assert searcher.suggest("t2")["task_ids"] == [leaf.id]
+    assert TaskResult.from_dict(TaskResult(vocab.DONE, 0.0, reused=True).to_dict()).reused is True

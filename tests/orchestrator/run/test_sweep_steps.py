@@ -39,7 +39,7 @@ def _small():
     return Graph({t.id: t for t in (a, b, ft, path)}), (a, b, ft, path)
 
 
-# ----- the outcome, the cache, the kinds left ---------------------------------------------------------
+# ----- the outcome ----------------------------------------------------------------------------------------
 
 def test_a_run_is_ok_only_without_failed_and_without_skipped_tasks():
     def ok(**counts):
@@ -47,22 +47,6 @@ def test_a_run_is_ok_only_without_failed_and_without_skipped_tasks():
     assert ok(**{vocab.DONE: 3, vocab.FAILED: 0, vocab.SKIPPED: 0})
     assert not ok(**{vocab.DONE: 3, vocab.FAILED: 0, vocab.SKIPPED: 2})     # skipped because of an earlier run
     assert not ok(**{vocab.DONE: 3, vocab.FAILED: 1, vocab.SKIPPED: 0})
-
-
-def test_verified_tasks_are_cached_and_only_broken_outputs_are_invalidated(monkeypatch):
-    """A task whose outputs verify is cached; one whose stored output is broken is invalidated (and said so); one
-    that never finished (no done.json) has nothing to invalidate."""
-    graph, (a, b, ft, path) = _small()
-    invalidated, logged = [], []
-    monkeypatch.setattr(sweep.outputs, "invalidate", lambda layout, kind, task_id: invalidated.append(task_id))
-    state = SweepState(graph)
-    verified = {a.id: (True, ""), b.id: (False, "size mismatch in x"), ft.id: (False, "no done.json"),
-                path.id: (False, "no done.json")}
-    sweep.mark_cached(state, layout=None, verified=verified, log=logged.append)
-    assert [t for t, s in state.states.items() if s.status == vocab.CACHED] == [a.id]
-    assert invalidated == [b.id] and logged == [f"recomputing {b.id}: its stored output is not valid (size mismatch in x)"]
-    assert sweep.unfinished_kinds(graph, verified) == ["pretrain", "finetune", "path_eval"]
-    assert sweep.unfinished_kinds(graph, {**verified, b.id: (True, "")}) == ["finetune", "path_eval"]
 
 
 def test_each_new_version_archives_the_spec_it_replaces_under_the_next_number(tmp_path):

@@ -1,0 +1,133 @@
+"""Which tasks a run finds finished (`orchestrator.run.cache`): outputs that verify, made from outputs that do."""
+from __future__ import annotations
+
+from orchestrator import vocab
+from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task
+from orchestrator.run import cache
+from orchestrator.run.state import SweepState
+
+LABELS = {k: None for k in LABEL_KEYS}
+
+
+def _task(kind: str, name: str, *parents: Task) -> Task:
+    return Task(kind, {"name": name}, tuple(p.id for p in parents), LABELS, Resources())
+
+
+def _small():
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    ft = _task("finetune", "ft", a)
+    path = _task("path_eval", "p", a, b)
+    return Graph({t.id: t for t in (a, b, ft, path)}), (a, b, ft, path)
+
+
+def test_verified_tasks_are_cached_and_only_broken_outputs_are_invalidated(monkeypatch):
+    """A task whose outputs verify is cached; one whose stored output is broken is invalidated (and said so); one
+    that never finished (no done.json) has nothing to invalidate."""
+    graph, (a, b, ft, path) = _small()
+    invalidated, logged = [], []
+    monkeypatch.setattr(cache.outputs, "invalidate", lambda layout, kind, task_id: invalidated.append(task_id))
+    state = SweepState(graph)
+    verified = {a.id: (True, ""), b.id: (False, "size mismatch in x"), ft.id: (False, "no done.json"),
+                path.id: (False, "no done.json")}
+    cache.mark_cached(state, layout=None, verified=verified, log=logged.append)
+    assert [t for t, s in state.states.items() if s.status == vocab.CACHED] == [a.id]
+    assert invalidated == [b.id] and logged == [f"recomputing {b.id}: its stored output is not valid (size mismatch in x)"]
+    assert cache.unfinished_kinds(graph, verified) == ["pretrain", "finetune", "path_eval"]
+    assert cache.unfinished_kinds(graph, {**verified, b.id: (True, "")}) == ["finetune", "path_eval"]
+
+
+def test_a_task_made_from_one_that_runs_again_runs_again_down_the_graph():
+    """A pretrained model that lost its checkpoint is recomputed: its fine-tuning and every path made from either
+    run again too (their inputs are gone; the new checkpoint may differ in the last bits), transitively; the
+    other pretrained model and what only it made stay finished."""
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    ft = _task("finetune", "ft", a)
+    ft_path = _task("path_eval", "ftp", a, ft)
+    other = _task("midpoint", "mb", b, b)
+    ft_b = _task("path_eval", "ftb", ft, b)                      # made from `a` through `ft` only
+    graph = Graph({t.id: t for t in (a, b, ft, ft_path, other, ft_b)})
+    verified = {t: (True, "") for t in graph.tasks}
+    verified[a.id] = (False, "missing tasks/pretrain/a/model.safetensors")
+    out = cache.made_from_reruns(graph, verified)
+    assert {t for t, (ok, _) in out.items() if ok} == {b.id, other.id}
+    assert out[ft.id] == (False, f"made from the outputs of {a.id}, which runs again")
+    assert out[ft_path.id][1] == f"made from the outputs of {a.id}, which runs again"     # its first parent that does
+    assert out[ft_b.id] == (False, f"made from the outputs of {ft.id}, which runs again")   # down the graph
+    assert verified[ft.id] == (True, "")                                                  # a new dict
+    assert cache.made_from_reruns(graph, {**verified, a.id: (False, "no done.json")})[ft.id][0] is False
+
+
+def test_tasks_made_from_a_rerun_are_set_aside_now_and_said_in_one_line(monkeypatch):
+    """Their markers are set aside at the start of the run (an interrupted run must not leave them to verify
+    beside the recomputed parent), with one line naming the first five and counting the rest; the broken
+    parent's marker is invalidated."""
+    root = _task("pretrain", "root")
+    children = [_task("finetune", f"c{i}", root) for i in range(7)]
+    graph = Graph({t.id: t for t in (root, *children)})
+    invalidated, aside, logged = [], [], []
+    monkeypatch.setattr(cache.outputs, "invalidate", lambda layout, kind, task_id: invalidated.append(task_id))
+    monkeypatch.setattr(cache.outputs, "set_aside", lambda layout, kind, task_id: aside.append(task_id))
+    verified = cache.made_from_reruns(graph, {root.id: (False, "sha256 mismatch in x"),
+                                              **{c.id: (True, "") for c in children}})
+    state = SweepState(graph)
+    cache.mark_cached(state, layout=None, verified=verified, log=logged.append)
+    assert state.count(vocab.CACHED) == 0 and invalidated == [root.id] and aside == [c.id for c in children]
+    assert logged[1] == (f"checking again 7 finished tasks made from the outputs of tasks that run again, once those "
+                         f"have run: kept where made from the same bits, else recomputed: "
+                         f"{', '.join(c.id for c in children[:5])} and 2 more")
+
+
+CHANGED = {"task": None}     # the task `other_bits` gives other bits (a recompute on another CPU's kernels)
+
+
+def other_bits(task, env):
+    """The synthetic runner; for the task `CHANGED` names, accuracies a thousandth higher."""
+    from tests.support import runners
+
+    out = runners.synthetic(task, env)
+    if task.id == CHANGED["task"]:
+        out.tables[vocab.EVALUATIONS] = [{**r, "acc": r["acc"] + 1e-3} for r in out.tables[vocab.EVALUATIONS]]
+    return out
+
+
+def test_a_rerun_recomputes_what_a_recomputed_model_made_only_where_its_bits_changed(tmp_path, monkeypatch):
+    """A finished sweep; a pretrained model's marker lost, so it runs again. Recomputed with the same bits, every
+    task made from it is taken back (nothing else runs); recomputed with other bits (another CPU's kernels), the
+    tasks made from it directly run again (here every one of them: a path reads both its endpoints)."""
+    from orchestrator import knobs
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.results import outputs
+    from orchestrator.run import sweep
+    from orchestrator.run.capacity import ClusterView
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from tests.orchestrator.results.test_compact import inline_run_graph
+
+    monkeypatch.setattr(sweep, "_connect", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a, **k: None)
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
+    monkeypatch.setattr(sweep, "run_graph", inline_run_graph(None))
+    monkeypatch.setenv(knobs.COMPACT_MIN_FRAGMENTS.name, "1")
+    monkeypatch.setitem(CHANGED, "task", None)
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=remade"])
+    graph = build_graph(spec)
+
+    def run(log=lambda line: None):
+        return sweep.run_sweep(spec, runner=f"{__name__}:other_bits", report=False, log=log)
+    run()
+    layout = SweepLayout(Storage(str(tmp_path)), "remade")
+    model = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN and len(graph.descendants(t.id)) > 3)
+    made_from = graph.descendants(model.id)
+
+    logged = []
+    outputs.invalidate(layout, model.kind, model.id)
+    again = run(logged.append)
+    assert (again.counts[vocab.DONE], again.counts[vocab.CACHED]) == (1, len(graph) - 1)
+    assert any(line.startswith(f"checking again {len(made_from)} finished tasks") for line in logged), logged
+
+    CHANGED["task"] = model.id
+    outputs.invalidate(layout, model.kind, model.id)
+    changed = run()
+    direct = set(graph.children(model.id))
+    assert (changed.counts[vocab.DONE], changed.counts[vocab.CACHED]) == (1 + len(direct), len(graph) - 1 - len(direct))
+    assert all(outputs.verify_outputs(layout, graph.tasks[t].kind, t)[0] for t in made_from)
