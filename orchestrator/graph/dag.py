@@ -424,14 +424,15 @@ def describe_plan(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-def check_settings_read(spec: SweepSpec, graph: Graph) -> None:
+def check_settings_read(spec: SweepSpec, graph: Graph) -> list[str]:
     """A swept setting that no planned task reads (nor any task it descends from) would multiply the
     combinations and run nothing more: refused, like any setting the plan would drop (SpecError). A setting
     the user set (spec file or override) that no planned task reads (`finetune.lam` for naive fine-tuning
     alone, `midpoint.*` without a quadratic path) changes nothing in this sweep: said in a warning, not
     refused (a spec may set what an optional method would read: smoke.yaml's `llrt_epochs`); a default, a
     profile's or an `extends:` base's value is not the user's and is not mentioned. A field that the task's
-    other values leave unread (`idle_fields`: `pretrain.gamma` under a cosine schedule) counts as unread."""
+    other values leave unread (`idle_fields`: `pretrain.gamma` under a cosine schedule) counts as unread.
+    Returns those unread keys the user set."""
     classes = settings_classes()
 
     def read(key: str) -> bool:         # the first reader ends the scan (planning's own cost stays the same)
@@ -451,6 +452,7 @@ def check_settings_read(spec: SweepSpec, graph: Graph) -> None:
     for key in unread:
         _LOG.warning(f"`{key}` is set ({spec.provenance.keys[key]}), but no planned task reads it{_readers(spec, key)}: "
                      "it changes nothing in this sweep")
+    return unread
 
 
 def _value(settings: dict, section: str, name: str) -> Any:

@@ -10,6 +10,7 @@ reader looking for why a run was refused finds every rule here.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 import errno
 import http.client
 import logging
@@ -267,10 +268,12 @@ def stored_spec(layout: SweepLayout) -> dict | None:
     return raw
 
 
-def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool) -> list[str]:
+def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool, unread: Collection[str] = ()) -> list[str]:
     """The settings that differ from the sweep's stored spec; SweepError unless `new_version`.
     Where and how a sweep runs (storage, resources, max_concurrent, MLflow) may always change.
-    With `new_version`, an unreadable stored spec (a regular file) is replaced too (it is archived)."""
+    With `new_version`, an unreadable stored spec (a regular file) is replaced too (it is archived).
+    `unread`: the keys set that no planned task reads (`dag.check_settings_read`): a change to them alone
+    changes no result, and the refusal says so (the stored spec would still say another value)."""
     try:
         old = stored_spec(layout)
     except SweepError:
@@ -282,10 +285,17 @@ def check_spec_unchanged(layout: SweepLayout, spec: SweepSpec, new_version: bool
     changes = spec_lib.differences(old, spec.resolved)
     if changes and not new_version:
         shown = "\n  - ".join(changes[:20]) + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        idle = [c.split(":", 1)[0] for c in changes if c.split(":", 1)[0] in unread]
+        one = len(idle) == 1
+        note = "" if not idle else f"\nNo planned task reads {', '.join(f'`{k}`' for k in idle)}: " + (
+            f"{'this change changes' if one else 'these changes change'} no result; leave {'it' if one else 'them'} as "
+            f"the stored spec has {'it' if one else 'them'}, or record {'it' if one else 'them'} with --new-version (no "
+            "task runs again)." if len(idle) == len(changes) else
+            f"{'that change' if one else 'those changes'} alone would change no result.")
         raise SweepError(f"sweep `{spec.name}` in {redact(layout.root)} was run with other settings; this spec "
                          f"changes:\n  - {shown}\nA sweep directory holds the results of one spec. Give the spec "
                          "another `name`, or rerun with --new-version to make this spec the sweep's new version "
-                         "(finished tasks with unchanged settings are reused; reports cover the new plan only).")
+                         f"(finished tasks with unchanged settings are reused; reports cover the new plan only).{note}")
     return changes
 
 

@@ -95,7 +95,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
     # stops here, before anything is written
     revision = source_revision()
     graph = build_graph(spec, progress=lambda tasks, seconds: log(planning_line(tasks, seconds)))
-    check_settings_read(spec, graph)
+    unread = check_settings_read(spec, graph)
     preflight.check_data(spec)
     preflight.check_tracking_server(spec.mlflow.tracking_uri if spec.mlflow.enabled else None)
     if not spec.mlflow.enabled and spec.explicit("mlflow.tracking_uri"):     # `--tracking-uri` on a spec without MLflow
@@ -109,7 +109,7 @@ def _run_sweep(spec: SweepSpec, runner: str, num_cpus: int | None, ray_address: 
     preflight.check_storage(layout)
     try:
         with sweep_lock(layout):
-            changes = preflight.check_spec_unchanged(layout, spec, new_version)
+            changes = preflight.check_spec_unchanged(layout, spec, new_version, unread)
             preflight.check_report_dir(layout)
             verified = verify_all(graph, layout)
             kinds = unfinished_kinds(graph, verified)

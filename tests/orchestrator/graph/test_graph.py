@@ -660,7 +660,8 @@ def test_a_setting_the_user_set_that_no_planned_task_reads_is_said_in_a_warning(
     base = write_spec(tmp_path, "unread", paths={"kinds": ["linear", "aligned"]})    # smoke.yaml below: not the user's
     spec = load_spec(base, ["finetune.methods=[naive]", "finetune.lam=3", "midpoint.epochs=2", "finetune.epochs=2"])
     with caplog.at_level("WARNING", logger="orchestrator.graph.dag"):
-        check_settings_read(spec, build_graph(spec))
+        unread = check_settings_read(spec, build_graph(spec))
+    assert unread == ["finetune.lam", "midpoint.epochs"]      # for the run's refusal of a changed spec
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2, said
     assert said[0].startswith("`finetune.lam` is set (override:finetune.lam=3), but no planned task reads it: of the "
@@ -669,7 +670,7 @@ def test_a_setting_the_user_set_that_no_planned_task_reads_is_said_in_a_warning(
                               "only paths of kind 'quadratic' do")
     caplog.clear()
     plain = load_spec(SMOKE_SPEC)                           # smoke.yaml's own midpoint and align settings are read
-    check_settings_read(plain, build_graph(plain))
+    assert check_settings_read(plain, build_graph(plain)) == []
     assert caplog.records == []
 
 

@@ -525,6 +525,24 @@ def test_twenty_changed_settings_are_all_listed_and_a_twenty_first_is_counted(tm
     assert preflight.check_spec_unchanged(SweepLayout(Storage(tmp_path), "x"), _spec(), new_version=True) == changes
 
 
+@pytest.mark.parametrize("changes, note", [
+    (["finetune.lam: 10.0 -> 3.0"], "No planned task reads `finetune.lam`: this change changes no result; leave it as "
+                                    "the stored spec has it, or record it with --new-version (no task runs again)."),
+    (["finetune.lam: 10.0 -> 3.0", "finetune.lr: 0.02 -> 0.5"],
+     "No planned task reads `finetune.lam`: that change alone would change no result."),
+    (["finetune.lr: 0.02 -> 0.5"], None),
+])
+def test_a_changed_setting_no_planned_task_reads_is_said_to_change_no_result(tmp_path, monkeypatch, changes, note):
+    """`plan` warns that a set `finetune.lam` (naive fine-tuning alone) changes nothing; the refusal to rerun the
+    sweep with it changed says the same, and how to keep or record it, instead of contradicting the warning."""
+    monkeypatch.setattr(preflight, "stored_spec", lambda layout: {"name": "x"})
+    monkeypatch.setattr(preflight.spec_lib, "differences", lambda old, new: changes)
+    with pytest.raises(SweepError) as caught:
+        preflight.check_spec_unchanged(SweepLayout(Storage(tmp_path), "x"), _spec(), False, ["finetune.lam"])
+    last = str(caught.value).splitlines()[-1]
+    assert last == note if note else last.startswith("A sweep directory holds the results of one spec.")
+
+
 def test_a_stored_spec_that_is_a_directory_is_refused_even_with_new_version(tmp_path):
     """--new-version replaces an unreadable stored spec only where it is a regular file (it is archived); a
     directory there is refused with the fix, to move it away."""
