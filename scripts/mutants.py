@@ -1312,6 +1312,7 @@ MUTANTS = [
     Mutant("M798", "a task records no inputs: nothing made from a recomputed model can be taken back, everything is recomputed", "orchestrator/run/work.py", "output.meta.setdefault(\"inputs\", outputs.inputs_of(env.layout, env.parent_kinds))", "pass", ("tests/orchestrator/results/test_outputs.py::test_a_set_aside_marker_is_taken_back_only_where_its_parents_gave_the_bits_it_was_made_from",)),
     Mutant("M799", "a trial never takes back a set-aside task: a recomputed model with the same bits recomputes everything made from it", "orchestrator/run/schedule.py", "if outputs.take_back(layout, task.kind, task.id, parent_kinds) is not None:", "if False:", ("tests/orchestrator/run/test_cache.py::test_a_rerun_recomputes_what_a_recomputed_model_made_only_where_its_bits_changed",)),
     Mutant("M800", "the refusal of a changed spec never says that a changed setting no planned task reads changes no result, contradicting plan's warning", "orchestrator/run/preflight.py", "idle = [c.split(\":\", 1)[0] for c in changes if c.split(\":\", 1)[0] in unread]", "idle = []", ("tests/orchestrator/run/test_preflight.py::test_a_changed_setting_no_planned_task_reads_is_said_to_change_no_result",)),
+    Mutant("M801", "a torn or garbled plan.parquet stops status, report, claims and the API (exit 2), while a missing one is rebuilt from the stored spec", "orchestrator/results/plan.py", "plan, unreadable = None, first_line(exc)", "raise", ("tests/orchestrator/results/test_plan.py::test_a_torn_plan_is_rebuilt_from_the_stored_spec_as_a_missing_one_is",)),
 ]
 
 

@@ -82,11 +82,14 @@ def _read_columns(data: bytes, columns: tuple[str, ...]) -> pa.Table:
 
 
 def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, bool]:
-    """(the sweep's plan, whether it was rebuilt): `plan.parquet`, or, when that file is gone, the plan
-    of the spec version stored in `spec.yaml` (`load` + `build_graph`, as the run that wrote it did);
-    only `columns` when given. ValueError when neither can be had: the caller refuses rather than mix
-    the rows of all versions."""
-    plan = read_plan(layout, columns)
+    """(the sweep's plan, whether it was rebuilt): `plan.parquet`, or, when that file is gone or unreadable
+    (torn, garbled), the plan of the spec version stored in `spec.yaml` (`load` + `build_graph`, as the run
+    that wrote it did); only `columns` when given. ValueError when neither can be had: the caller refuses
+    rather than mix the rows of all versions."""
+    try:
+        plan, unreadable = read_plan(layout, columns), ""
+    except ValueError as exc:
+        plan, unreadable = None, first_line(exc)
     if plan is not None:
         return plan, False
     from orchestrator.graph.dag import build_graph
@@ -101,7 +104,8 @@ def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tupl
         raise
     except Exception as exc:  # noqa: BLE001 - any reason the stored spec cannot be planned (plugins run code)
         reason = first_line(exc)
-        raise ValueError(f"{redact(layout.root)} has no plan.parquet, and its spec.yaml cannot be planned again "
+        has = f"an unreadable plan.parquet ({redact(unreadable)})" if unreadable else "no plan.parquet"
+        raise ValueError(f"{redact(layout.root)} has {has}, and its spec.yaml cannot be planned again "
                          f"({redact(reason)}); without a plan the rows of every spec version in the directory would "
                          f"be mixed. Run the sweep again (`mmc-sweep run` with its spec) to write the plan") from None
     table = plan_table(graph)
@@ -110,5 +114,5 @@ def plan_of(layout: SweepLayout, columns: tuple[str, ...] | None = None) -> tupl
 
 
 def rebuilt_note(layout: SweepLayout, plan: pd.DataFrame) -> str:
-    return (f"note: {redact(layout.plan_file())} is missing; the plan of the stored spec.yaml was rebuilt "
+    return (f"note: {redact(layout.plan_file())} is missing or unreadable; the plan of the stored spec.yaml was rebuilt "
             f"({len(plan)} tasks) and only their rows are used")

@@ -167,7 +167,7 @@ def test_a_sweep_without_a_plan_is_counted_from_its_stored_spec(sweep, capsys):
     finish(layout, list(graph.tasks.values())[:2])
     assert cli.main(["status", directory]) == 0
     out = capsys.readouterr().out
-    assert "plan.parquet is missing; the plan of the stored spec.yaml was rebuilt" in out
+    assert "plan.parquet is missing or unreadable; the plan of the stored spec.yaml was rebuilt" in out
     assert rows_of(out)["total"] == {"planned": len(graph), "finished": 2, "failed": 0, "skipped": 0,
                                      "remaining": len(graph) - 2}
     layout.storage.write_bytes(layout.spec_file(), layout.storage.read_bytes(layout.spec_file()) + b"\nbogus_key: 1\n")

@@ -171,7 +171,7 @@ def test_report_on_empty_sweep(layout):
     out = report.write_report(layout)
     page = layout.storage.read_bytes(out.html).decode()
     assert out.figures == () and re.search(r"\b0 of \d+ tasks finished", page) and "name: test-sweep" in page
-    assert "plan.parquet is missing" in out.note     # the plan of the stored spec, rebuilt: one version only
+    assert "plan.parquet is missing or unreadable" in out.note     # the plan of the stored spec, rebuilt: one version only
     assert "No claim can be judged yet" in page
     assert layout.storage.exists(layout.report_file("summary.parquet"))
     assert report.summary_text(layout) == (None, "")

@@ -59,6 +59,26 @@ def test_a_sweep_that_never_started_has_no_plan_and_a_torn_one_is_named(layout):
         plan.read_plan(layout)
 
 
+def test_a_torn_plan_is_rebuilt_from_the_stored_spec_as_a_missing_one_is(layout):
+    """`plan_of` (status, report, claims, the API): a torn plan.parquet is planned again from spec.yaml, as a
+    missing one is (the same tasks, said rebuilt); where spec.yaml cannot be planned either, the error names
+    both."""
+    from orchestrator.spec.sweep_spec import dump_spec
+
+    spec = parse_spec("name: x\nseeds: [0]\n")
+    graph = build_graph(spec)
+    plan.write_plan(layout, graph)
+    data = layout.storage.read_bytes(layout.plan_file())
+    layout.storage.write_bytes(layout.plan_file(), data[: len(data) // 2])
+    layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
+    rebuilt, was_rebuilt = plan.plan_of(layout, ("task_id", "kind"))
+    assert was_rebuilt and sorted(rebuilt["task_id"]) == sorted(graph.tasks)
+    assert "is missing or unreadable; the plan of the stored spec.yaml was rebuilt" in plan.rebuilt_note(layout, rebuilt)
+    layout.storage.write_bytes(layout.spec_file(), b"name: [x\n")
+    with pytest.raises(ValueError, match=r"has an unreadable plan.parquet \(the plan .* is unreadable"):
+        plan.plan_of(layout)
+
+
 def test_init_seeds_are_read_back_exactly(layout):
     """Init seeds are 63-bit integers; a column that also holds missing values (the labels of tasks
     that are not models) must not come back as float64, which keeps only 53 bits."""

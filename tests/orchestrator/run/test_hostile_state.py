@@ -588,16 +588,23 @@ def test_where_and_how_may_change_without_a_new_version(finished, capsys):
 # ----- plan.parquet ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fault", ["garbled", "fifo", "directory", "empty"])
-def test_unreadable_plan_is_refused_by_status(fault, finished, capsys):
+def test_an_unreadable_plan_is_rebuilt_by_status_from_the_stored_spec(fault, finished, capsys):
+    """As a missing plan.parquet is: the plan of the stored spec.yaml, said rebuilt; nothing hangs on a FIFO,
+    nothing is written; with spec.yaml unreadable too, one line naming both, exit 2."""
     path = Path(finished.layout.plan_file())
     path.unlink()
     {"garbled": lambda: path.write_bytes(b"PAR1 not parquet PAR1"), "fifo": lambda: os.mkfifo(path),
      "directory": path.mkdir, "empty": lambda: path.write_bytes(b"")}[fault]()
     before = finished.snapshot()
     code, out, err, elapsed = finished.command(capsys, "status")
-    assert code == cli.EXIT_BAD_INPUT and elapsed < MAX_SECONDS, err
-    assert f"cannot read the status of {finished.root}" in err and "plan.parquet" in err and "Traceback" not in err
+    assert code == 0 and elapsed < MAX_SECONDS, err
+    assert "plan.parquet is missing or unreadable; the plan of the stored spec.yaml was rebuilt" in out + err
     assert finished.snapshot() == before
+    Path(finished.layout.spec_file()).write_text("name: [x\n")
+    code, out, err, elapsed = finished.command(capsys, "status")
+    assert code == cli.EXIT_BAD_INPUT and elapsed < MAX_SECONDS, err
+    assert f"cannot read the status of {finished.root}" in err and "has an unreadable plan.parquet" in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 # ----- report ---------------------------------------------------------------------------------
