@@ -598,6 +598,11 @@ def not_a_sweep(layout: SweepLayout, shown: str) -> str:
     if sweeps:
         return (f"{shown} is a storage directory, not a sweep; it holds the sweeps {', '.join(sorted(sweeps))}: "
                 f"give one, e.g. {shown.rstrip('/')}/{sorted(sweeps)[0]}")
+    held = [n for n in ("plan.parquet", "tasks", "results") if storage.exists(storage.join(layout.root, n))]
+    if held:        # a sweep that lost its spec: its results are there, and a rerun with the spec writes it again
+        return (f"{shown} holds a sweep's {', '.join(held)} but no spec.yaml, which says what they are the results "
+                "of; put it back (a later version's predecessors are kept as spec-v<N>.yaml), or rerun the sweep with "
+                "its spec to write it again (finished tasks are kept)")
     return f"{shown} is not a sweep directory (no spec.yaml); {give}"
 
 

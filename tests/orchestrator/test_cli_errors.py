@@ -670,6 +670,9 @@ def test_two_drivers_started_at_once_exactly_one_wins(tmp_path):
     ("{tmp}/nothing-here", "nothing-here does not exist; give <storage>/<sweep name>"),
     ("{tmp}/a-file", "a-file is a file, not a sweep directory"),
     ("{tmp}/empty", "empty is not a sweep directory (no spec.yaml)"),
+    ("{tmp}/lost", "lost holds a sweep's plan.parquet, results but no spec.yaml, which says what they are the results "
+                   "of; put it back (a later version's predecessors are kept as spec-v<N>.yaml), or rerun the sweep "
+                   "with its spec to write it again (finished tasks are kept)"),
     ("{tmp}", "is a storage directory, not a sweep; it holds the sweeps one, two: give one, e.g. {tmp}/one"),
     ("/", "is not a sweep directory"),
     ("", "is not a sweep directory"),
@@ -678,13 +681,16 @@ def test_two_drivers_started_at_once_exactly_one_wins(tmp_path):
 def test_status_and_report_of_a_non_sweep_directory_are_refused(directory, needle, tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "lost" / "results").mkdir(parents=True)          # a sweep whose spec.yaml was lost
+    (tmp_path / "lost" / "plan.parquet").write_bytes(b"PAR1")
     for sweep in ("two", "one"):     # a storage directory: the sweeps under it are named
         (tmp_path / sweep).mkdir()
         (tmp_path / sweep / "spec.yaml").write_text("name: x\n")
     directory, needle = directory.format(tmp=tmp_path), needle.format(tmp=tmp_path)
     for command in ("status", "report"):
         code, out, err, elapsed = main(capsys, command, directory)
-        assert_refused(code, err, tmp_path, needle, keep=("a-file", "empty", "one", "two"), out=out, elapsed=elapsed)
+        assert_refused(code, err, tmp_path, needle, keep=("a-file", "empty", "lost", "one", "two"), out=out,
+                       elapsed=elapsed)
 
 
 def test_claims_of_a_path_that_does_not_exist_says_so(tmp_path, capsys):
