@@ -157,7 +157,7 @@ def barrier_pivot(summary: pd.DataFrame, metric: str = "loss", definition: str =
     rows = []
     for key, group in sel.groupby(["pair_type", "path", *extra], sort=False, dropna=False):
         cells = dict(zip(["pair type", "path", *extra], key))
-        cells["n"] = "/".join(sorted({str(int(n)) for n in group["n"]}))
+        cells["n"] = "/".join(str(n) for n in sorted({int(n) for n in group["n"]}))   # 9/10, not 10/9
         by_set = group.set_index("eval_set")
         for eval_set in sets:
             r = by_set.loc[eval_set] if eval_set in by_set.index else None

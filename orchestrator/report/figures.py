@@ -399,8 +399,8 @@ def render(layout, jobs: list[FigureJob]) -> list[Figure]:
         manifest[job.name] = {"file": job.name, "key": key, "sha256": hashlib.sha256(png).hexdigest()}
         figures.append(Figure(job.name, job.section, job.heading, job.title, job.caption, png, reused=i not in todo))
     for name in set(old) - set(manifest):
-        path = layout.report_file(name) if isinstance(name, str) and name.endswith(".png") else None
-        try:
+        try:       # a damaged manifest's name that is no file name of `report/` (`../x.png`) is left alone
+            path = layout.report_file(name) if isinstance(name, str) and name.endswith(".png") else None
             if path and layout.storage.exists(path):
                 layout.storage.delete(path)
         except (OSError, ValueError):

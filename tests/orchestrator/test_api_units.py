@@ -111,3 +111,58 @@ def test_load_model_gives_the_checkpoints_weights_in_eval_mode(tmp_path, monkeyp
         assert not model.training and all(not m.training for m in model.modules())
         for name, tensor in model.state_dict().items():
             assert torch.equal(tensor, weights[name]), name
+
+
+def test_a_keyword_flag_is_the_value_given_not_its_text_read_as_yaml():
+    """`load(name="2024")`: the string "2024" (JSON-quoted), not the integer YAML would read from its text."""
+    assert mmc.load(None, name="2024").name == "2024"
+
+
+def test_the_summary_keeps_a_swept_setting_that_has_one_value_so_far(tmp_path, monkeypatch):
+    """`summary` is the report's: grouped by the spec's swept settings, given by the stored spec's axes, also where
+    the rows so far hold one value of an axis (not only columns that happen to vary)."""
+    from orchestrator.report import build
+
+    rows = pd.DataFrame({"pair_type": ["cue~nocue"] * 2, "path_kind": ["linear"] * 2, "alignment": [None] * 2,
+                         "eval_set": ["nocue"] * 2, "metric": ["loss"] * 2, "definition": ["chord"] * 2,
+                         "value": [0.1, 0.3], "finetune.lam": [3.0, 3.0]})
+    sweep = api.Sweep(SweepLayout(Storage(str(tmp_path / "runs")), "s"))
+    monkeypatch.setattr(api.Sweep, "table", lambda self, name, planned_only=True, columns=None: rows)
+    monkeypatch.setattr(build, "swept_keys", lambda layout, spec_text=None: ("finetune.lam",))
+    summary = sweep.summary()
+    assert list(summary["finetune.lam"]) == [3.0] and list(summary["n"]) == [2]
+
+
+def test_the_repr_names_only_the_tables_written(tmp_path, monkeypatch):
+    """A sweep whose tasks have not run yet: `tables none yet`, not every table's name."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "fresh")
+    sweep = api.Sweep(layout)
+    sweep.__dict__["plan"] = pd.DataFrame({"task_id": ["p0"], "kind": [vocab.PRETRAIN]})
+    monkeypatch.setattr(api.outputs, "verify_many", lambda layout, tasks, hashes=None: {t: (False, "") for _, t in tasks})
+    assert "0/1 tasks finished; tables none yet" in repr(sweep)
+
+
+def test_path_curves_carry_each_pairs_endpoints(small):
+    """"the pair's labels": each curve names its two endpoints (the models `load_model` loads)."""
+    curves = small.path_curves(pair_type="cue~nocue")
+    assert {"endpoint_a", "endpoint_b"} <= set(curves.columns) and curves["endpoint_a"].notna().all()
+
+
+def test_load_model_finds_a_dataset_of_your_own_under_the_specs_data_root(tmp_path, monkeypatch):
+    """A dataset of your own is loaded from the spec's `data.root` to learn its classes and channels."""
+    import tasks.data
+    from tasks.models import build_model
+    from tasks.settings.data import DATASETS
+
+    asked = []
+    monkeypatch.setattr(tasks.data, "dataset_info", lambda name, root=None: asked.append((name, root)) or DATASETS["digits"])
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "m")
+    sweep = api.Sweep(layout)
+    sweep.__dict__["plan"] = pd.DataFrame({"task_id": ["pretrain-x"], "kind": [vocab.PRETRAIN], "config_json": [
+        json.dumps({"data": {"dataset": "digits"}, "model": {"name": "small_cnn"}})]})
+    sweep.__dict__["spec"] = {"data": {"root": "/data/mine"}}
+    weights = build_model("small_cnn", 10, 1, seed=7).state_dict()
+    monkeypatch.setattr(api.outputs, "verify_outputs", lambda layout, kind, task_id: (True, ""))
+    monkeypatch.setattr(api.outputs, "load_checkpoint", lambda layout, kind, task_id: (dict(weights), {}))
+    sweep.load_model("pretrain-x")
+    assert asked == [("digits", "/data/mine")]

@@ -99,3 +99,40 @@ def test_a_path_is_repeated_as_typed_short_and_escaped(text, shown):
     """`as_typed`: a path as the user typed it, cut past MAX_TYPED characters, escaped (quoted) where it has a
     control character a terminal would act on."""
     assert messages.as_typed(text) == shown
+
+
+def test_an_exceptions_first_line_skips_the_blank_lines_before_its_text():
+    """`first_line`: what a one-line error quotes: the first line of the text (blank lines before it skipped)."""
+    assert messages.first_line(ValueError("\n  boom\nTraceback ...")) == "boom"
+
+
+def test_an_exception_without_text_is_named_by_its_type():
+    assert messages.first_line(KeyError()) == "KeyError" and messages.first_line(OSError("  ")) == "OSError"
+
+
+def test_the_last_line_of_an_exceptions_text_is_not_its_first():
+    assert messages.first_line(OSError("cannot read plan.parquet\nmore detail")) == "cannot read plan.parquet"
+
+
+def test_a_blank_or_a_printable_character_is_no_control_character():
+    """`control_character`: U+0000-U+001F and U+007F only; a path with a blank (`/tmp/my runs`) has none."""
+    assert messages.control_character("/tmp/my runs") is None
+    assert messages.control_character("a\x7fb") == "\x7f" and messages.control_character("a\tb") == "\t"
+
+
+def test_a_long_path_with_a_control_character_is_escaped_and_short():
+    """`as_typed`: escaped through `show`, which also cuts it (a 5000-character path is never printed whole)."""
+    shown = messages.as_typed("/tmp/a\n" + "b" * 5000)
+    assert shown.startswith("'/tmp/a\\n") and len(shown) == messages.MAX_SHOWN and shown.endswith("...")
+
+
+def test_a_value_too_deeply_nested_to_show_is_named_by_its_type():
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    assert show(nested) == "list"
+
+
+def test_a_mapping_is_shown_with_yamls_words_for_true_and_null():
+    """A mapping as YAML spells it: `true` and `null` inside it, not Python's `True` and `None`."""
+    assert show({"a": None, "b": True}) == "{'a': null, 'b': true}"

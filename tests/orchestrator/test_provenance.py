@@ -218,3 +218,68 @@ def test_a_submitted_dirty_revision_takes_the_diff_shipped_with_its_checkout(tmp
     bad = subprocess.run([sys.executable, "-m", "orchestrator.provenance", "--diff"], cwd=root, capture_output=True,
                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "usage: python -m orchestrator.provenance [--diff-file PATH]" in bad.stderr
+
+
+def test_a_short_commit_is_a_revision():
+    """`MMC_SOURCE_REVISION` takes a commit of 7 hex digits or more (git's short form)."""
+    assert provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: "1a2b3c4"}).commit == "1a2b3c4"
+
+
+def test_a_revisions_label_is_a_revision_that_parses_back_to_it():
+    """A diff hash of 8 hex digits or more: a revision's label (`1a2b3c4d5e6f+dirty.0badc0de`, what the tables
+    show) is itself a revision that parses back to it."""
+    label = provenance.SourceRevision(COMMIT, True, "0badc0de" * 8).label
+    assert provenance.SourceRevision.parse(label).label == label
+
+
+@pytest.mark.parametrize("package", ["ray", "mlflow", "safetensors"])
+def test_the_libraries_that_run_and_record_a_sweep_are_recorded(package):
+    """PACKAGES: Ray runs the tasks, MLflow records them, safetensors holds the checkpoints."""
+    from importlib import metadata
+
+    assert provenance.software_versions()[package] == metadata.version(package)
+
+
+def test_a_checkout_whose_diff_cannot_be_read_has_no_revision(tmp_path, monkeypatch):
+    """`git diff HEAD` failing (a damaged index, ...): the revision is unknown (None), never a clean one."""
+    real = subprocess.run
+
+    def run(args, **kwargs):
+        if "diff" in args:
+            return subprocess.CompletedProcess(args, 128, b"", b"fatal: unable to read index")
+        return real(args, **kwargs)
+
+    root = tmp_path / "checkout"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "m.py").write_text("x = 1\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "one")
+    monkeypatch.setattr(provenance.subprocess, "run", run)
+    assert provenance.git_revision(root / "pkg") is None
+
+
+def test_the_dirty_hash_is_the_sha256_of_git_diff_head(tmp_path):
+    """The module docstring: `+dirty.<diff sha256>`, the sha256 of `git diff HEAD` (with `--binary`), which a user
+    can compute from the checkout to check a label."""
+    import hashlib
+
+    root = tmp_path / "checkout"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "m.py").write_text("x = 1\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "one")
+    (root / "pkg" / "m.py").write_text("x = 2\n")
+    diff = subprocess.run(["git", "-C", str(root), "diff", "--no-ext-diff", "--no-color", "--binary", "HEAD"],
+                          check=True, capture_output=True, timeout=60).stdout
+    assert provenance.git_revision(root / "pkg").diff_sha256 == hashlib.sha256(diff).hexdigest()
+
+
+def test_torchs_version_is_read_without_importing_torch(monkeypatch):
+    """`torch_version`: from torch's distribution (the driver, which runs no task, never imports torch)."""
+    import sys
+    from importlib import metadata
+
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
+    assert provenance.torch_version() == metadata.version("torch")

@@ -160,3 +160,77 @@ def test_a_lock_freed_between_the_two_looks_holds_nothing(tmp_path, monkeypatch)
     assert status.run_holds(layout) is False
     monkeypatch.setattr(layout.storage, "read_bytes", lambda path, *a, **k: (_ for _ in ()).throw(OSError("EIO")))
     assert status.run_holds(layout) is True
+
+
+def test_a_running_sweeps_training_tasks_are_running_not_interrupted(tmp_path):
+    """While a run holds the sweep, a training task with a newer progress.json is running (with its elapsed time
+    and ETA); `interrupted` is for a stopped sweep only, and the text names no task as interrupted."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN})
+    _progress(layout, vocab.PRETRAIN, "p0", epochs=4, epoch=1, start_epoch=0, started_at=NOW - 60,
+              updated_at=NOW - 10, loss=0.5, acc=0.8)
+    with sweep_lock(layout):
+        snap = status.status_snapshot(layout, now=NOW)
+    assert [r["task_id"] for r in snap["running"]] == ["p0"] and not snap["stopped"]
+    assert snap["interrupted"] == [] and "interrupted" not in status.format_status(snap)
+
+
+def test_the_last_progress_is_the_latest_row_of_the_tasks_table(tmp_path):
+    """`last_progress_s_ago`: since the sweep last moved, i.e. the latest `tasks` row's end (20 s ago), not the
+    earliest (100 s ago)."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN, "p1": vocab.PRETRAIN, "p2": vocab.PRETRAIN})
+    tables.write_fragment(layout, vocab.TASKS, "p0", [_row("p0", vocab.PRETRAIN, vocab.FAILED, error="a",
+                                                           finished_at=NOW - 100)])
+    tables.write_fragment(layout, vocab.TASKS, "p1", [_row("p1", vocab.PRETRAIN, vocab.FAILED, error="b",
+                                                           finished_at=NOW - 20)])
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["stopped"] and snap["last_progress_s_ago"] == 20.0
+
+
+def test_a_running_tasks_loss_of_zero_is_shown():
+    """A loss of exactly 0 (a model sure of every training sample) is a loss: printed, not left out."""
+    snap = {"counts": {}, "total": dict.fromkeys(status.COLUMNS, 0) | {"planned": 1, "remaining": 1},
+            "finished_fraction": 0.0, "eta_s": None, "failed": [],
+            "running": [{"task_id": "p0", "kind": vocab.PRETRAIN, "epoch": 3, "epochs": 4, "elapsed_s": 30.0,
+                         "eta_s": 10.0, "loss": 0.0, "acc": 1.0, "updated_s_ago": 1.0}]}
+    assert "  loss 0.000" in status.format_status(snap)
+
+
+def test_a_stopped_sweep_without_started_training_tasks_still_says_it_stopped(tmp_path):
+    """No run holds the sweep and tasks remain: the stopped line is shown, whether or not a training task had
+    started (here nothing has: no task is interrupted)."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"e0": vocab.PATH_EVAL})
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["stopped"] and snap["interrupted"] == []
+    assert "stopped: no run holds this sweep" in status.format_status(snap)
+
+
+def test_the_stopped_line_counts_the_remaining_tasks_not_the_failed_ones():
+    snap = {"last_progress_s_ago": None,
+            "total": {"planned": 5, vocab.FINISHED: 2, vocab.FAILED: 1, vocab.SKIPPED: 0, "remaining": 2}}
+    assert status.format_stopped(snap).endswith("(2 task(s) remaining)")
+
+
+def test_status_without_watch_never_clears_the_terminal(tmp_path):
+    """The screen is cleared before each refresh of `--watch` only: a plain `status` on a terminal keeps what the
+    terminal showed before it."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN})
+    _finish(layout, vocab.PRETRAIN, "p0")
+    out = Terminal()
+    assert status.print_status(layout, stream=out) == 0
+    assert "\x1b[2J" not in out.getvalue() and "100% finished" in out.getvalue()
+
+
+def test_a_running_tasks_accuracy_is_its_records_accuracy():
+    record = {"epoch": 2, "epochs": 4, "start_epoch": 0, "started_at": 940.0, "updated_at": 995.0, "loss": 0.5, "acc": 0.9}
+    run = status._running(record, "t", vocab.PRETRAIN, now=1000.0)
+    assert (run["loss"], run["acc"]) == (0.5, 0.9)

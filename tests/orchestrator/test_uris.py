@@ -183,3 +183,67 @@ def test_query_secrets_are_hidden_by_more_names_in_time_linear_in_the_line():
         began = time.perf_counter()
         redact(text)
         assert time.perf_counter() - began < 1.0
+
+
+def test_a_remembered_password_of_six_characters_is_hidden_alone(monkeypatch):
+    """`remember_secrets`: the password alone too "where it is long enough not to be an ordinary word": six
+    characters are (a shorter one is not remembered alone)."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets("s3://AKIA:k3y!x9@bucket/x")
+    uris.remember_secrets("s3://AKIA:k3y!x@bucket/x")
+    assert redact("the password k3y!x9 alone") == "the password *** alone"
+    assert redact("the password k3y!x alone") == "the password k3y!x alone"
+
+
+def test_a_remembered_userinfo_is_hidden_whole_before_its_password(monkeypatch):
+    """Longest first: the userinfo `user:password` is replaced whole, not its password first (which would leave
+    the user name, an access key id, beside the `***`)."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets(f"s3://AKIAEXAMPLE:{SECRET}@bucket/x")
+    assert redact(f"userinfo AKIAEXAMPLE:{SECRET} given") == "userinfo *** given"
+
+
+def test_the_tracking_uri_of_the_environment_is_remembered_with_the_arguments(monkeypatch):
+    """`remember_arguments`: the URIs of its environment too, `MLFLOW_TRACKING_URI` as `RAY_ADDRESS`."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:a b {SECRET}@h:5000")
+    uris.remember_arguments(["status", "runs/x"])
+    assert SECRET not in redact(f"tracking a b {SECRET} refused")
+
+
+def test_a_redacted_query_secret_before_a_fragment_is_known_as_redacted():
+    """`redacted_credentials`: `?token=***` is redacted whether the URI goes on with `&`, `;`, `#` or ends."""
+    assert uris.redacted_credentials("http://h:5000/?token=***#/experiments")
+    assert uris.redacted_credentials("s3://b/x?token=***") and not uris.redacted_credentials("s3://b/x?token=abc#y")
+
+
+def test_a_short_password_is_remembered_in_its_userinfo(monkeypatch):
+    """A password too short to be hidden alone is still hidden within its userinfo, known whole (a blank in it
+    cuts the word a message shows it in)."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets("s3://AKIA:a b@bucket/x")
+    assert redact("storage s3://AKIA:a b@bucket/x is refused") == "storage s3://***@bucket/x is refused"
+
+
+def test_a_user_name_without_a_password_is_not_remembered(monkeypatch):
+    """No password, nothing remembered (the docstring's "bob@example.com" case, with a scheme): a user name alone
+    is no secret, and hiding it would hide that word in every later message."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets("ssh://git@github.com/org/repo")
+    assert redact("the git revision of the checkout") == "the git revision of the checkout"
+
+
+def test_a_remembered_password_with_a_colon_is_hidden_whole(monkeypatch):
+    """The password is everything after the user name's colon: one with a colon of its own is hidden whole."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets("s3://AKIA:pa:ssword-42@bucket/x")
+    assert redact("the password pa:ssword-42 alone") == "the password *** alone"
+
+
+def test_a_remembered_password_with_an_at_is_known_up_to_the_last_at(monkeypatch):
+    """The userinfo of a URI known whole runs to its last @ (a password may hold one): `p@ss w0rd-long` is hidden
+    alone, though a blank cuts it and its first part has no colon."""
+    monkeypatch.setattr(uris, "_SECRETS", ())
+    uris.remember_secrets("s3://AKIA:p@ss w0rd-long@bucket/x")
+    assert redact("the password p@ss w0rd-long alone") == "the password *** alone"

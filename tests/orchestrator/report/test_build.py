@@ -89,6 +89,9 @@ def test_the_terminal_barrier_table_gives_n_pairs_and_the_mean_alone_for_one_pai
     assert pivot.loc["cue~nocue", "n"] == "2/3" and pivot.loc["cue~cue", "n"] == "1"
     assert pivot.loc["cue~nocue", "nocue"] == "1.000 [0.500, 1.500]"
     assert pivot.loc["cue~cue", "nocue"] == "0.250" and pivot.loc["cue~cue", "cue"] == "0.500"
+    ten = report.barrier_pivot(_summary([("cue~nocue", "linear", None, "nocue", 10, 1.0, 0.5, 1.5),
+                                         ("cue~nocue", "linear", None, "cue", 9, 1.0, 0.5, 1.5)]))
+    assert ten["n"].tolist() == ["9/10"]                                   # in numeric order, as the page has it
 
 
 def test_the_terminal_barrier_table_orders_pairs_then_paths_and_eval_sets_as_the_vocabulary_does():
@@ -299,3 +302,122 @@ def test_a_task_that_no_longer_verifies_gives_the_report_and_the_claims_none_of_
     assert len(seen) == 3 and all(naive not in set(r[vocab.EVALUATIONS]["task_id"]) for r in seen)
     long = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(layout.report_file("finetune_table.parquet"))))
     assert set(long[long["row"] == "naive"]["n"]) == {2}
+
+
+def test_provenance_lists_every_host_that_ran_a_task_finished_or_not():
+    """"hosts": the tasks table's hosts, those of failed tasks too (a node that fails every task is one to find)."""
+    tasks = _rows([{"task_id": "a", "status": vocab.FINISHED, "host": "node-a"},
+                   {"task_id": "b", "status": vocab.FAILED, "host": "node-b"}])
+    assert progress.task_provenance(tasks)["hosts"] == "node-a, node-b"
+
+
+def test_a_task_that_failed_without_ever_finishing_is_not_damaged(monkeypatch):
+    """`damaged_tasks`: a missing done.json is damage only for a task the tasks table records as finished; one
+    whose only row failed never had outputs to lose."""
+    plan = pd.DataFrame({"task_id": ["p0", "p1"], "kind": [vocab.PRETRAIN] * 2})
+    monkeypatch.setattr(progress.outputs, "verify_many",
+                        lambda layout, tasks, processes=1: {t: (False, progress.outputs.NOT_FINISHED) for _, t in tasks})
+    tasks = _rows([{"task_id": "p0", "kind": vocab.PRETRAIN, "status": vocab.FAILED},
+                   {"task_id": "p1", "kind": vocab.PRETRAIN, "status": vocab.FINISHED}])
+    assert list(progress.damaged_tasks(None, plan, tasks)) == ["p1"]
+
+
+def test_rows_without_a_cached_flag_are_not_counted_as_cached():
+    """`cached` null (rows of an older schema, read with nulls) is not "reused": no "cached tasks" line."""
+    tasks = _rows([{"task_id": "a", "status": vocab.FINISHED, "cached": None},
+                   {"task_id": "b", "status": vocab.FINISHED, "cached": None}])
+    assert "cached tasks" not in progress.task_provenance(tasks)
+
+
+def test_the_report_names_the_revision_of_the_code_that_judged_it(monkeypatch):
+    """"code revision (report)": the revision of the code that wrote the report (its verdicts are that code's)."""
+    monkeypatch.setattr(progress.provenance, "revision_label", lambda revision=None: "0123456789ab+dirty.0badc0de")
+    assert progress.software_versions()["code revision (report)"] == "0123456789ab+dirty.0badc0de"
+
+
+def test_a_stored_spec_that_is_not_a_mapping_gives_no_spec_and_the_default_rules():
+    """A spec.yaml that is YAML but a list: "not a mapping", judged by the default rules, no swept keys (no crash)."""
+    from orchestrator.spec.claim_rules import ClaimRules
+
+    text = "- name: s\n- axes: []\n"
+    assert report._parsed_spec(text) == (None, "the sweep's spec.yaml is not a mapping")
+    assert report.stored_rules(None, text)[0] == ClaimRules() and report.swept_keys(None, text) == ()
+
+
+def test_the_terminal_barrier_table_shows_a_nan_mean_as_missing():
+    nan = float("nan")
+    summary = _summary([("cue~nocue", "linear", None, "nocue", 0, nan, nan, nan),
+                        ("cue~nocue", "linear", None, "cue", 2, 2.0, 1.0, 3.0)])
+    pivot = report.barrier_pivot(summary).set_index("pair type")
+    assert pivot.loc["cue~nocue", "nocue"] == stats.MISSING and pivot.loc["cue~nocue", "cue"] == "2.000 [1.000, 3.000]"
+
+
+def test_the_terminal_barrier_table_keeps_a_pair_without_a_cue_proportion_beside_pairs_with_one():
+    """Where cue proportions vary, a pair type without one (null) keeps its row (labelled missing), not dropped."""
+    cells = [("cue~cue", "linear", None, "nocue", 3, m, m - 0.1, m + 0.1) for m in (1.0, 2.0)] + \
+            [("nocue~nocue", "linear", None, "nocue", 3, 0.5, 0.4, 0.6)]
+    summary = _summary(cells).assign(cue_proportion=[0.5, 0.8, None])
+    pivot = report.barrier_pivot(summary)
+    assert sorted(pivot["pair type"]) == ["cue~cue", "cue~cue", "nocue~nocue"]
+
+
+def test_the_terminal_table_1_of_a_swept_value_names_only_that_values_methods(small):
+    """Table 1 per swept value (the terminal text): a fine-tuning method recorded only at `finetune.lam` = 3 is a
+    row of that value's table, not of lam 1's."""
+    layout = small[0]
+    results = report.read_results(layout, swept=("finetune.lam",))
+    tasks = results[vocab.TASKS]
+    extra = tasks[tasks["kind"] == vocab.FINETUNE].iloc[[0]].assign(
+        task_id="finetune-lpft-lam3", method="lpft", status=vocab.FAILED, **{"finetune.lam": 3.0})
+    results[vocab.TASKS] = pd.concat([tasks, extra], ignore_index=True)
+    text = report._text(results, ("finetune.lam",), stats.summarize(results[vocab.BARRIERS], swept=("finetune.lam",)), [])
+    blocks = {block.strip().splitlines()[0]: block for block in text.split("\n\n") if block.strip()}
+    lam1 = next(b for head, b in blocks.items() if head.startswith("accuracy") and "(finetune.lam = 1)" in head)
+    lam3 = next(b for head, b in blocks.items() if head.startswith("accuracy") and "(finetune.lam = 3)" in head)
+    assert "lpft" in lam3 and "lpft" not in lam1
+
+
+def test_endpoint_drift_is_given_per_swept_value(small):
+    """endpoint_drift.parquet: one row per swept value (`finetune.lam` 1 and 3 have paths), not pooled over them."""
+    layout = small[0]
+    drift = pd.read_parquet(io.BytesIO(layout.storage.read_bytes(layout.report_file("endpoint_drift.parquet"))))
+    assert set(drift["finetune.lam"].dropna()) == {1.0, 3.0}
+
+
+@pytest.fixture(scope="module")
+def one_lam(tmp_path_factory):
+    """A sweep of `finetune.lam` whose rows so far hold one value of the axis (1; the CBFT pair only)."""
+    layout = SweepLayout(Storage(str(tmp_path_factory.mktemp("one-lam") / "runs")), "one")
+    write_sweep(layout, synthetic_sweep(seeds=(0, 1), lams=(1.0,), pair_types=("pretrained~ft:cbft",)), lams=(1.0,))
+    return layout
+
+
+def test_the_terminal_summary_keeps_a_swept_setting_with_one_value_so_far(one_lam):
+    """`summary_text`'s summary is grouped by the spec's swept settings, also by one that has one value yet."""
+    summary, _ = report.summary_text(one_lam)
+    assert set(summary["finetune.lam"].dropna()) == {1.0}
+
+
+def test_the_pages_mechanism_table_keeps_a_swept_setting_with_one_value_so_far(one_lam, monkeypatch):
+    """The page's agreement/reliance table is given per swept value, also where one value has rows so far."""
+    seen = {}
+    monkeypatch.setattr(report.figures, "render", lambda layout, jobs: [])
+    monkeypatch.setattr(report.report_html, "render_page", lambda **kw: seen.update(kw) or "")
+    report.write_report(one_lam)
+    assert set(seen["mechanism"]["finetune.lam"].dropna()) == {1.0}
+
+
+def test_a_report_without_barriers_has_no_summary_table(tmp_path):
+    """`Report.summary_table`: None where there is no barrier yet (what `mmc.run`'s outcome.summary holds)."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "s")
+    data = synthetic_sweep(seeds=(0,), pair_types=("cue~nocue",))
+    for table in (vocab.PATHS, vocab.BARRIERS):
+        data[table] = {}
+    write_sweep(layout, data)
+    out = report.write_report(layout)
+    assert out.summary_table is None and out.summary is not None
+
+
+def test_a_missing_spec_is_said_not_read_as_an_empty_one():
+    """No spec.yaml to read: the claims are judged by the default rules, and the page must say why."""
+    assert report._parsed_spec(None) == (None, "the sweep's spec.yaml is missing or unreadable")

@@ -291,6 +291,10 @@ def test_only_png_figures_an_earlier_manifest_named_are_removed_and_a_damaged_ma
     layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps({"figures": ["a.png"]}).encode())
     (again,) = figures.render(layout, [job])
     assert not again.reused
+    for name in ("../evil.png", "sub/dir.png", ".png"):    # no file name of report/: left alone, the report written
+        layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps(
+            {"figures": {name: {"file": name, "key": "k", "sha256": "s"}}}).encode())
+        assert [f.name for f in figures.render(layout, [job])] == ["a.png"]
 
 
 def test_a_figure_that_failed_to_draw_is_left_out_and_the_ones_after_it_are_kept(tmp_path, monkeypatch):
@@ -339,3 +343,50 @@ def test_a_worker_answers_each_job_line_with_its_png_or_its_error(monkeypatch):
     kind, frames, options = figures.decode(figures.encode(job))
     assert (kind, options) == ("path", {"chance": 0.1})
     pd.testing.assert_frame_equal(frames["paths"], job.frames["paths"])
+
+
+def test_a_pair_type_with_two_models_gets_a_figure_per_model(results):
+    """One path figure per pair type and model (where the sweep has several), named and titled by the model."""
+    paths = results[vocab.PATHS]
+    one = paths[paths["pair_type"] == "cue~cue"]
+    other = one.assign(model="vgg13", task_id=one["task_id"] + "-vgg")
+    jobs = figures.figure_jobs({**results, vocab.PATHS: pd.concat([one, other], ignore_index=True),
+                                vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0],
+                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]})
+    assert [j.name for j in jobs] == ["paths_cue-cue_model-small-cnn.png", "paths_cue-cue_model-vgg13.png"]
+    assert [j.options["subtitle"] for j in jobs] == ["model = small_cnn", "model = vgg13"]
+
+
+def test_a_path_figure_of_a_swept_value_names_that_value_in_its_title(results):
+    paths = results[vocab.PATHS]
+    one = paths[paths["pair_type"] == "pretrained~ft:cbft"]
+    swept = pd.concat([one.assign(**{"finetune.lam": lam}, task_id=one["task_id"] + f"-{lam}") for lam in (1.0, 3.0)],
+                      ignore_index=True)
+    jobs = figures.figure_jobs({**results, vocab.PATHS: swept, vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0],
+                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}, ("finetune.lam",))
+    assert [j.options["subtitle"] for j in jobs] == ["finetune.lam = 1", "finetune.lam = 3"]
+    assert [j.title.endswith(f"(finetune.lam = {lam})") for j, lam in zip(jobs, (1, 3))] == [True, True]
+
+
+def test_evaluations_without_a_pretrained_or_fine_tuned_model_get_no_table_1_figure(results):
+    """Table 1 is drawn from pretrained and fine-tuned models' evaluations only: none, no figure (not one that
+    cannot be drawn and warns)."""
+    ev = results[vocab.EVALUATIONS]
+    only = ev.assign(kind=vocab.MIDPOINT)
+    jobs = figures.figure_jobs({**results, vocab.EVALUATIONS: only, vocab.PATHS: results[vocab.PATHS].iloc[:0],
+                                vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0]})
+    assert [j for j in jobs if j.section == figures.TABLE1_SECTION] == []
+
+
+def test_an_earlier_figure_that_fails_to_draw_now_is_removed_with_its_file(tmp_path, monkeypatch):
+    """A figure of the earlier report that could not be drawn this time leaves no stale PNG of the earlier
+    results behind (the manifest no longer names it, so no later report would remove it)."""
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    jobs = [figures.FigureJob(n, figures.PATHS_SECTION, "h", "t", "c", "path", {}, {"v": 1}) for n in ("a.png", "b.png")]
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [b"png" for _ in jobs])
+    figures.render(layout, jobs)
+    changed = [figures.FigureJob(j.name, j.section, j.heading, j.title, j.caption, j.kind, {}, {"v": 2}) for j in jobs]
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [None if j.name == "a.png" else b"png2"
+                                                                            for j in jobs])
+    assert [f.name for f in figures.render(layout, changed)] == ["b.png"]
+    assert not layout.storage.exists(layout.report_file("a.png"))

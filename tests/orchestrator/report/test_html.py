@@ -388,3 +388,71 @@ def test_the_pages_account_of_a_verdict_is_the_rule_the_verdicts_follow():
     assert "<em>holds where it can be tested</em>" in page
     assert "a statement none of whose comparisons is testable makes the claim <em>not testable here</em>" in page
     assert "holds, except" in page
+
+
+def test_five_damaged_tasks_are_all_named_and_a_sixth_is_left_to_the_ellipsis():
+    """The banner names up to five damaged tasks; "…" only where there are more."""
+    five = {f"t{i}": "size mismatch" for i in range(5)}
+    page = report_html.banner(_progress(failed=0), 5, damaged=five)
+    assert all(f"<code>t{i}</code>" in page for i in range(5))
+
+
+def test_more_than_five_damaged_tasks_end_with_an_ellipsis_and_five_do_not():
+    five = {f"t{i}": "gone" for i in range(5)}
+    assert "gone …" not in report_html.banner(_progress(failed=0), 5, damaged=five)
+    assert "gone …" in report_html.banner(_progress(failed=0), 5, damaged={**five, "t5": "gone"})
+
+
+def test_two_damaged_tasks_are_counted_in_the_plural():
+    page = report_html.banner(_progress(failed=0), 5, damaged={"t0": "gone", "t1": "gone"})
+    assert "2 finished tasks no longer verify</strong> (their files changed after they finished)" in page
+
+
+def test_a_claim_without_a_context_gets_no_empty_heading():
+    claim = verdicts.Claim("a", "statement a", context="", checks=[verdicts.Check("required one", YES, "+0.5", group="g")])
+    assert "<h3>" not in report_html.claims_html([claim])
+
+
+def test_each_swept_combinations_barrier_grid_shows_that_combinations_barriers_only():
+    """lam 1's grid shows lam 1's means, not lam 3's (the rows of the other value are not pooled into it)."""
+    lam1, lam3 = _summary().assign(**{"finetune.lam": 1.0}), _summary().assign(**{"finetune.lam": 3.0})
+    lam3 = lam3.assign(mean=lam3["mean"] + 5.0)
+    page = report_html.barriers_html(pd.concat([lam1, lam3], ignore_index=True), ("finetune.lam",))
+    first = page.split("<h3>finetune.lam = 1</h3>", 1)[1].split("<h3>", 1)[0].split("<details>", 1)[0]
+    assert "-0.400" in first and "4.600" not in first
+
+
+def test_the_mechanism_table_labels_each_row_with_its_swept_value():
+    """A swept setting's column (`finetune.lam`) is shown beside the pair type, its value to three digits."""
+    mech = pd.DataFrame({"pair_type": ["pretrained~ft:cbft"] * 2, "path_kind": ["linear"] * 2, "alignment": [None, None],
+                         "finetune.lam": [1.0, 3.0], "n": [3, 3], "agree_a@0.5": [0.5, 0.7],
+                         "agree_a@0.5_low": [0.4, 0.6], "agree_a@0.5_high": [0.6, 0.8]})
+    page = report_html.mechanism_html(mech)
+    assert '<th class="row" rowspan="2">finetune.lam</th>' in page
+    assert re.findall(r'<td class="row">([\d.]+)</td>', page) == ["1.000", "3.000"]
+
+
+def test_the_map_table_counts_the_models_of_the_map_not_those_left_out():
+    m = _fake_map("nocue")
+    m.left_out = 2
+    page = report_html.map_html([m], [])
+    row = dict(zip(re.findall(r"<th>(.*?)</th>", page), re.findall(r"<td[^>]*>(.*?)</td>", page), strict=True))
+    assert (row["models"], row["left out"]) == ("3", "2")
+
+
+def test_a_whole_float_is_shown_to_the_digits_asked_like_any_other():
+    page = report_html.html_table(pd.DataFrame({"x": [2.0, 0.5]}), digits=3)
+    assert "<td>2.000</td>" in page and "<td>0.500</td>" in page
+
+
+def test_an_endpoint_drift_without_a_mean_is_missing_not_nan():
+    nan = float("nan")
+    assert report_html._interval(nan, nan, nan, 100.0, 1) == stats.MISSING
+
+
+def test_a_mechanism_rows_missing_label_is_shown_as_missing():
+    mech = pd.DataFrame({"pair_type": ["cue~nocue", "pretrained~ft:cbft"], "path_kind": ["linear"] * 2,
+                         "alignment": [None, None], "finetune.lam": [np.nan, 3.0], "n": [3, 3], "agree_a@0.5": [0.5, 0.7],
+                         "agree_a@0.5_low": [0.4, 0.6], "agree_a@0.5_high": [0.6, 0.8]})
+    page = report_html.mechanism_html(mech)
+    assert f'<td class="row">{stats.MISSING}</td>' in page and "nan" not in page

@@ -868,3 +868,38 @@ def test_a_maps_within_group_extremes_come_from_its_own_path_variant_only():
     by_path = {(m.path, m.eval_set): m.within_extremes for m in found}
     assert by_path[(vocab.LINEAR, "nocue")] == pytest.approx((0.12, 0.5))
     assert by_path[("aligned (activation)", "nocue")] == pytest.approx((0.9, 0.5))
+
+
+def test_without_a_threshold_every_model_is_its_own_component():
+    """No threshold, no edge: each model its own component (numbered 1..K), as each is its own cluster."""
+    assert mm.components(np.zeros((3, 3)), None).tolist() == [1, 2, 3]
+
+
+def test_a_control_with_an_infinite_barrier_does_not_make_the_threshold_infinite():
+    """The threshold's controls are their finite barriers (a diverged control path's inf is left out, as NaN is):
+    one finite control left is the threshold (n = 1: its value)."""
+    bars = pd.DataFrame({"pair_type": ["cue~cue:spawn@0"] * 2, "path_kind": [vocab.LINEAR] * 2, "alignment": [None] * 2,
+                         "eval_set": ["nocue"] * 2, "metric": ["loss"] * 2, "definition": ["chord"] * 2,
+                         "value": [0.1, math.inf]})
+    t = mm.threshold_for(bars, "nocue", vocab.LINEAR, "loss", "chord", 0.95)
+    assert (t.value, t.n) == (0.1, 1)
+
+
+def test_maps_go_by_path_kind_order_whatever_order_the_rows_have():
+    """Maps are listed by path (the vocabulary's order: linear before quadratic), then by the rules' barrier
+    sets, across the models of the sweep: every linear map before any quadratic one."""
+    matrix, truth = planted([3, 3], seed=2)
+    results = results_of(matrix, np.where(truth == 0, 0.8, 0.0))
+    bars = results[vocab.BARRIERS]
+    pop = bars[bars["pair_type"] == vocab.POPULATION]
+    both = pd.concat([bars, pop.assign(path_kind=vocab.QUADRATIC)], ignore_index=True)
+    results[vocab.BARRIERS] = pd.concat([both, both.assign(model="vgg13")], ignore_index=True)
+    found = mm.maps(results, (), ClaimRules(permutations=100))
+    paths = [m.path for m in found]
+    assert set(paths) == {vocab.LINEAR, vocab.QUADRATIC} and paths == sorted(paths, key=stats.variant_sort_key)
+
+
+def test_a_maps_context_label_names_its_model_and_each_swept_value():
+    m = mm.MechanismMap("nocue", "linear", "loss", "chord", pd.DataFrame(), np.zeros((0, 0)), mm.Threshold(None, ""),
+                        context={"model": "vgg13", "finetune.lam": 1.0})
+    assert m.context_label() == "vgg13 · finetune.lam = 1"

@@ -598,3 +598,20 @@ def test_the_title_counts_pairs_per_path_kind_and_alignment_not_per_kind_alone()
     rows = _path_rows(variants=(("linear", None, 2), ("linear", "weight", 2)), sets=("nocue",))
     title = plots.plot_path(rows, "cue~nocue")._suptitle.get_text()
     assert "\nn = 2 pairs per path kind" in title
+
+
+def test_the_dendrogram_axis_reaches_a_threshold_above_every_merge():
+    """The dashed threshold line is drawn inside the dendrogram's axis, also when it is above the tree's top."""
+    models, matrix, tree = _map_inputs()
+    fig = plots.plot_mechanism_map(models, matrix, tree, threshold=5.0, chance=0.1, cut=0.25)
+    assert fig.axes[0].get_xlim()[0] >= 5.0
+
+
+def test_many_long_pair_type_names_are_rotated_under_the_barrier_panels():
+    pairs = ("cue~nocue", "cue~nocue:same-init", "cue~cue", "nocue~nocue", "pretrained~ft:naive", "pretrained~ft:cbft",
+             "pretrained~ft:lpft", "pretrained~ft:llrt")
+    rows = pd.DataFrame([{"task_id": f"{p}-{t}", "pair_type": p, "path_kind": "linear", "alignment": None,
+                          "eval_set": "nocue", "metric": "loss", "definition": "chord", "value": 0.1 * t}
+                         for p in pairs for t in range(2)])
+    fig = plots.plot_barriers(rows, "loss", eval_sets=EVAL_SETS, method_order=FINETUNE_METHOD_NAMES)
+    assert {t.get_rotation() for t in fig.axes[-1].get_xticklabels()} == {30.0}
