@@ -87,7 +87,6 @@ class SweepSpec:
     source: str = "<spec>"
     provenance: Provenance = field(default=Provenance((), {}), compare=False, repr=False)
     notes: tuple[str, ...] = field(default=(), compare=False, repr=False)   # what the plan leaves out, and why
-    all_cued: tuple[float, ...] = field(default=(), compare=False, repr=False)  # cue every sample: `rules.all_cued`
 
     # the top-level keys other modules read, by their names
     name = property(lambda self: self.top.name)
@@ -116,14 +115,16 @@ class SweepSpec:
 
     def with_top(self, **changes: Any) -> SweepSpec:
         """This spec with top-level keys changed (`storage=...`), its resolved spec written again.
-        The values are not validated: give what `load_spec` would accept (not `cue_proportions`: the
-        proportions that cue every sample, `all_cued`, stay)."""
+        The values are not validated: give what `load_spec` would accept."""
         top = replace(self.top, **changes)
         return replace(self, top=top, resolved=_resolved(top, self.variants[0]))
 
-    @property
-    def dataset(self) -> str:
-        return self.variants[0].data.dataset
+    @functools.cached_property
+    def all_cued(self) -> tuple[float, ...]:
+        """The cue proportions that cue every training sample of the dataset (`rules.all_cued`)."""
+        return all_cued(self.cue_proportions, self.dataset, self.data_root)
+
+    dataset = property(lambda self: self.variants[0].data.dataset)
 
     @property
     def data(self):
@@ -216,15 +217,15 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     if problems:
         raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
     resolved = _resolved(top, variants[0])
-    provenance, notes = _provenance(resolved, full, top.axes), tuple(partly_planned(top.paths.pairs, top.cue_proportions,
-                                                                                    cued))
+    notes = tuple(partly_planned(top.paths.pairs, top.cue_proportions, cued))
+    provenance = _provenance(resolved, full, top.axes)
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
         left_out = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items())
         notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}, which `cue_proportions` "
                  f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",
                  *notes)
-    return SweepSpec(top, tuple(variants), resolved, source, provenance, notes, cued)
+    return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
 
 
 def _without_unservable_default_pairs(top: TopLevel, full: Layered, cued: tuple[float, ...]) -> tuple[TopLevel, dict[str, str]]:
