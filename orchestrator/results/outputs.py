@@ -226,7 +226,12 @@ def verify_outputs(layout: SweepLayout, kind: str, task_id: str, hashes: dict | 
     Never blocks: only regular files are read. `hashes` (a dict the caller keeps) remembers each
     file's sha256 by its size and mtime, so that a caller that verifies again and again (`status
     --watch`) hashes only what changed."""
-    return _verify(layout, kind, task_id, hashes, lambda path: manifest.compacted_digest(layout, path), None)
+    return _verify(layout, kind, task_id, hashes, _compacted(layout), None)
+
+
+def _compacted(layout: SweepLayout):
+    """`path -> sha256` of a fragment compacted into a verified part (None otherwise), looked up one at a time."""
+    return lambda path: manifest.compacted_digest(layout, path)
 
 
 def verify_many(layout: SweepLayout, tasks: Iterable[tuple[str, str]], hashes: dict | None = None,
@@ -536,14 +541,15 @@ def take_back(layout: SweepLayout, kind: str, task_id: str, parent_kinds: dict[s
     parents gave the same bits, so the task is finished as it was. None (the set-aside marker removed) where
     not: the task runs again."""
     aside, storage = layout.set_aside_marker_file(kind, task_id), layout.storage
-    if not storage.exists(aside):
+    try:                   # one request: a task that was never set aside (nearly every one) has no such file
+        raw = storage.read_bytes(aside, max_bytes=MAX_MARKER_BYTES)
+    except FileNotFoundError:
         return None
-    marker, _ = _marker(layout, kind, task_id, path=aside)
+    marker, _ = _marker(layout, kind, task_id, path=aside, raw=raw)
     recorded = ((marker or {}).get("meta") or {}).get("inputs")
     if marker is None or not isinstance(recorded, dict) or set(recorded) != set(parent_kinds) \
             or recorded != inputs_of(layout, parent_kinds) \
-            or not _verify(layout, kind, task_id, None, lambda path: manifest.compacted_digest(layout, path), None,
-                           aside)[0]:
+            or not _verify(layout, kind, task_id, None, _compacted(layout), None, aside, raw)[0]:
         storage.delete(aside)
         return None
     storage.move(aside, layout.marker_file(kind, task_id))

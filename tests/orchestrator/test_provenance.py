@@ -23,6 +23,12 @@ def _git(root: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True, timeout=60).stdout
 
 
+def _commit_all(root: Path) -> None:
+    """`root` made a git repository whose one commit holds every file in it."""
+    for args in (("init", "-q"), ("add", "-A"), ("commit", "-q", "-m", "one")):
+        _git(root, *args)
+
+
 def test_the_submitted_revision_wins_and_a_malformed_one_is_refused(monkeypatch):
     clean = provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: COMMIT})
     assert (clean.commit, clean.dirty, clean.label) == (COMMIT, False, COMMIT[:12])
@@ -44,9 +50,7 @@ def test_a_malformed_revision_stops_a_run_before_anything_is_written(monkeypatch
 def test_a_checkout_gives_its_commit_and_a_hash_of_its_diff(tmp_path):
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "orchestrator", root / "orchestrator", ignore=shutil.ignore_patterns("__pycache__"))
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     head = _git(root, "rev-parse", "HEAD").strip()
     assert provenance.git_revision(root / "orchestrator") == provenance.SourceRevision(head)
     (root / "orchestrator" / "vocab.py").write_text("# changed\n")
@@ -139,9 +143,7 @@ def test_two_different_changes_to_a_binary_file_are_two_dirty_states(tmp_path):
     root = tmp_path / "checkout"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "weights.bin").write_bytes(b"\x00\x01\x02" * 10)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     (root / "pkg" / "weights.bin").write_bytes(b"\x00\xff\x02" * 10)
     first = provenance.git_revision(root / "pkg")
     (root / "pkg" / "weights.bin").write_bytes(b"\x00\xfe\x02" * 10)
@@ -168,9 +170,7 @@ def test_a_run_from_a_dirty_checkout_keeps_the_diff_that_rebuilds_its_code(tmp_p
     from orchestrator.storage.layout import Storage, SweepLayout
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "orchestrator", root / "orchestrator", ignore=shutil.ignore_patterns("__pycache__"))
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     vocab_file = root / "orchestrator" / "vocab.py"
     vocab_file.write_text(vocab_file.read_text() + "# s3://AKIAFAKE:SUPERSECRETfake7f3a@bucket/x\nCHANGED = 1\n")
     dirty = provenance.git_revision(root / "orchestrator")
@@ -193,9 +193,7 @@ def test_a_submitted_dirty_revision_takes_the_diff_shipped_with_its_checkout(tmp
     directory like a run from the checkout. A clean checkout writes no file (and removes a stale one)."""
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "orchestrator", root / "orchestrator", ignore=shutil.ignore_patterns("__pycache__"))
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     shipped = root / provenance.SUBMITTED_DIFF
 
     def submit() -> str:   # what cluster/submit.sh runs in the checkout
@@ -252,9 +250,7 @@ def test_a_checkout_whose_diff_cannot_be_read_has_no_revision(tmp_path, monkeypa
     root = tmp_path / "checkout"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "m.py").write_text("x = 1\n")
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     monkeypatch.setattr(provenance.subprocess, "run", run)
     assert provenance.git_revision(root / "pkg") is None
 
@@ -267,9 +263,7 @@ def test_the_dirty_hash_is_the_sha256_of_git_diff_head(tmp_path):
     root = tmp_path / "checkout"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "m.py").write_text("x = 1\n")
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "one")
+    _commit_all(root)
     (root / "pkg" / "m.py").write_text("x = 2\n")
     diff = subprocess.run(["git", "-C", str(root), "diff", "--no-ext-diff", "--no-color", "--binary", "HEAD"],
                           check=True, capture_output=True, timeout=60).stdout

@@ -2,28 +2,17 @@
 from __future__ import annotations
 
 from orchestrator import vocab
-from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task
+from orchestrator.graph.dag import Graph
+from tests.support.hand_graph import small_graph, task
 from orchestrator.run import cache
 from orchestrator.run.state import SweepState
 
-LABELS = {k: None for k in LABEL_KEYS}
-
-
-def _task(kind: str, name: str, *parents: Task) -> Task:
-    return Task(kind, {"name": name}, tuple(p.id for p in parents), LABELS, Resources())
-
-
-def _small():
-    a, b = _task("pretrain", "a"), _task("pretrain", "b")
-    ft = _task("finetune", "ft", a)
-    path = _task("path_eval", "p", a, b)
-    return Graph({t.id: t for t in (a, b, ft, path)}), (a, b, ft, path)
 
 
 def test_verified_tasks_are_cached_and_only_broken_outputs_are_invalidated(monkeypatch):
     """A task whose outputs verify is cached; one whose stored output is broken is invalidated (and said so); one
     that never finished (no done.json) has nothing to invalidate."""
-    graph, (a, b, ft, path) = _small()
+    graph, (a, b, ft, path) = small_graph()
     invalidated, logged = [], []
     monkeypatch.setattr(cache.outputs, "invalidate", lambda layout, kind, task_id: invalidated.append(task_id))
     state = SweepState(graph)
@@ -40,11 +29,11 @@ def test_a_task_made_from_one_that_runs_again_runs_again_down_the_graph():
     """A pretrained model that lost its checkpoint is recomputed: its fine-tuning and every path made from either
     run again too (their inputs are gone; the new checkpoint may differ in the last bits), transitively; the
     other pretrained model and what only it made stay finished."""
-    a, b = _task("pretrain", "a"), _task("pretrain", "b")
-    ft = _task("finetune", "ft", a)
-    ft_path = _task("path_eval", "ftp", a, ft)
-    other = _task("midpoint", "mb", b, b)
-    ft_b = _task("path_eval", "ftb", ft, b)                      # made from `a` through `ft` only
+    a, b = task("pretrain", "a"), task("pretrain", "b")
+    ft = task("finetune", "ft", a)
+    ft_path = task("path_eval", "ftp", a, ft)
+    other = task("midpoint", "mb", b, b)
+    ft_b = task("path_eval", "ftb", ft, b)                      # made from `a` through `ft` only
     graph = Graph({t.id: t for t in (a, b, ft, ft_path, other, ft_b)})
     verified = {t: (True, "") for t in graph.tasks}
     verified[a.id] = (False, "missing tasks/pretrain/a/model.safetensors")
@@ -61,8 +50,8 @@ def test_tasks_made_from_a_rerun_are_set_aside_now_and_said_in_one_line(monkeypa
     """Their markers are set aside at the start of the run (an interrupted run must not leave them to verify
     beside the recomputed parent), with one line naming the first five and counting the rest; the broken
     parent's marker is invalidated."""
-    root = _task("pretrain", "root")
-    children = [_task("finetune", f"c{i}", root) for i in range(7)]
+    root = task("pretrain", "root")
+    children = [task("finetune", f"c{i}", root) for i in range(7)]
     graph = Graph({t.id: t for t in (root, *children)})
     invalidated, aside, logged = [], [], []
     monkeypatch.setattr(cache.outputs, "invalidate", lambda layout, kind, task_id: invalidated.append(task_id))

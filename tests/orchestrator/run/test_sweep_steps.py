@@ -16,27 +16,16 @@ import yaml
 
 from orchestrator import vocab
 from orchestrator.errors import SweepError
-from orchestrator.graph.dag import LABEL_KEYS, Graph, Resources, Task, build_graph
+from orchestrator.graph.dag import Resources, build_graph
 from orchestrator.run import sweep
 from orchestrator.run.capacity import AutoscalerStatus, ClusterView
 from orchestrator.run.signals import STOPS
-from orchestrator.run.state import SweepState, TaskState
+from orchestrator.run.state import TaskState
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.orchestrator.test_cli_errors import GOOD
+from tests.support.hand_graph import small_graph
 
-LABELS = {k: None for k in LABEL_KEYS}
-
-
-def _task(kind: str, name: str, *parents: Task) -> Task:
-    return Task(kind, {"name": name}, tuple(p.id for p in parents), LABELS, Resources())
-
-
-def _small():
-    a, b = _task("pretrain", "a"), _task("pretrain", "b")
-    ft = _task("finetune", "ft", a)
-    path = _task("path_eval", "p", a, b)
-    return Graph({t.id: t for t in (a, b, ft, path)}), (a, b, ft, path)
 
 
 # ----- the outcome ----------------------------------------------------------------------------------------
@@ -64,7 +53,7 @@ def test_each_new_version_archives_the_spec_it_replaces_under_the_next_number(tm
 # ----- the cluster ------------------------------------------------------------------------------------
 
 def test_the_wait_for_the_cluster_asks_for_the_unfinished_tasks_of_each_kind(monkeypatch):
-    graph, (a, b, ft, path) = _small()
+    graph, (a, b, ft, path) = small_graph()
     seen = {}
 
     def wait_for_cluster(spec, kinds, read, *, wait_s, counts, ask, log):
