@@ -68,6 +68,8 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     unknown, or stopped), live_run (a run holds the sweep's lock; null: not looked at, as nothing remains),
     stopped (no run holds it and tasks remain), interrupted [{task_id, kind, epoch, epochs, loss, acc,
     updated_s_ago}] (a stopped sweep's training tasks that had started: `running` is then empty),
+    set_aside [task_id] (finished tasks made from a parent that runs again, `run/cache.py`: remaining until
+    the run takes each back or recomputes it),
     last_progress_s_ago (since the latest task row or epoch; null: none). `hashes`: see
     `outputs.verify_outputs`. ValueError when the plan cannot be had."""
     now = time.time() if now is None else now
@@ -87,12 +89,14 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
     if unfinished:           # a finished task needs no row (and so not the tables' schemas, nor torch behind them)
         from orchestrator.results import tables
         rows = tables.read_table(layout, vocab.TASKS)
-    running, failed, remaining, damaged = [], [], [], {}
+    running, failed, remaining, damaged, set_aside = [], [], [], {}, []
     for task_id, kind, last in _with_last_rows(rows, unfinished):
         c = counts[kind]
         reason = verified[task_id][1]
-        if reason != "no done.json":           # it finished once (the marker is written last): damaged since
+        if reason != outputs.NOT_FINISHED:     # it finished once (the marker is written last): damaged since
             damaged[task_id] = reason
+        elif last is not None and last["status"] == vocab.FINISHED and _is_set_aside(layout, kind, task_id):
+            set_aside.append(task_id)
         record = progress_lib.read_progress(layout, kind, task_id) if kind in vocab.TRAINING_KINDS else None
         ended = _seconds(last["finished_at"]) if last is not None else None
         if record is not None and (ended is None or record.get("updated_at", 0) > ended):
@@ -116,7 +120,7 @@ def status_snapshot(layout: SweepLayout, now: float | None = None, hashes: dict 
         "at": pd.Timestamp(now, unit="s", tz="UTC").isoformat(timespec="seconds"),
         "counts": counts, "total": total,
         "finished_fraction": total[vocab.FINISHED] / max(1, total["planned"]),
-        "running": [] if stopped else running, "failed": failed, "damaged": damaged,
+        "running": [] if stopped else running, "failed": failed, "damaged": damaged, "set_aside": set_aside,
         "note": rebuilt_note(layout, plan) if rebuilt else "",
         "eta_s": None if stopped else _sweep_eta(rows, remaining, running),
         "live_run": live, "stopped": stopped, "interrupted": interrupted, "last_progress_s_ago": last,
@@ -187,6 +191,24 @@ def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:
     if len(damaged) > shown:
         lines.append(f"  ... and {len(damaged) - shown} more")
     return "\n".join(lines)
+
+
+def _is_set_aside(layout: SweepLayout, kind: str, task_id: str) -> bool:
+    """Whether a run set this task's marker aside (`outputs.set_aside`); asked only of a task that finished
+    once and has no marker now, so a sweep that has not started costs no request per task."""
+    try:
+        return layout.storage.is_file(layout.set_aside_marker_file(kind, task_id))
+    except OSError:
+        return False
+
+
+def format_set_aside(set_aside: list[str], shown: int = 5) -> str:
+    if not set_aside:
+        return ""
+    names = ", ".join(set_aside[:shown]) + (f" and {len(set_aside) - shown} more" if len(set_aside) > shown else "")
+    return (f"{len(set_aside)} finished task(s) set aside, counted as remaining: made from the outputs of a task that "
+            f"runs again; the run keeps each without recomputing where its parents give the same bits, else "
+            f"recomputes it: {names}")
 
 
 def _seconds(value) -> float | None:
@@ -299,6 +321,8 @@ def print_status(layout: SweepLayout, watch: bool = False, interval_s: float = 2
             print(format_status(snapshot), file=stream)
             if snapshot["damaged"]:
                 print(format_damaged(snapshot["damaged"]), file=stream)
+            if snapshot["set_aside"]:
+                print(format_set_aside(snapshot["set_aside"]), file=stream)
             print(f"({CHECKED})", file=stream, flush=True)
         total = snapshot["total"]
         if not watch or total["remaining"] == 0 or snapshot["stopped"]:

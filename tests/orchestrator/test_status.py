@@ -202,6 +202,26 @@ def test_finished_tasks_whose_outputs_were_damaged_count_as_remaining(sweep, cap
     assert "1 finished task(s) no longer verify" in out and f"{task.id}: " in out and "is unreadable" in out, out
 
 
+def test_finished_tasks_a_run_set_aside_are_named_and_count_as_remaining(sweep, capsys):
+    """A run sets aside the markers of tasks made from a parent that runs again (`run/cache.py`); until it
+    takes them back or recomputes them, status counts them as remaining and says why, not as never run."""
+    layout, graph, directory = sweep
+    tasks = [t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN][:2]
+    finish(layout, tasks)
+    for task in tasks:
+        tables.write_fragment(layout, vocab.TASKS, task.id, [{
+            "task_id": task.id, "kind": task.kind, "status": vocab.FINISHED, "parents": list(task.parents)}])
+    outputs.set_aside(layout, tasks[0].kind, tasks[0].id)
+    assert cli.main(["status", directory]) == 0
+    out = capsys.readouterr().out
+    assert rows_of(out)["pretrain"]["finished"] == 1 and rows_of(out)["pretrain"]["remaining"] == 1, out
+    assert "1 finished task(s) set aside, counted as remaining" in out and tasks[0].id in out, out
+    assert "no longer verify" not in out, out
+    assert status.status_snapshot(layout)["set_aside"] == [tasks[0].id]
+    outputs.invalidate(layout, tasks[1].kind, tasks[1].id)      # finished once, marker gone, not set aside
+    assert status.status_snapshot(layout)["set_aside"] == [tasks[0].id]
+
+
 @pytest.fixture()
 def held(sweep):
     """A run holds the sweep (its `run.lock`, this process's) for the test: status shows it as going on."""
