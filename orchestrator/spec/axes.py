@@ -8,6 +8,7 @@ from typing import Any
 from orchestrator.messages import show
 from orchestrator.spec.schema import (DATA_AXIS_FIELDS, MAX_LIST, NOT_SWEEPABLE, SETTINGS_CLASSES, STRUCTURAL, is_grid,
                                       section_fields)
+from tasks.settings import as_float
 
 
 def sweepable_keys() -> list[str]:
@@ -113,7 +114,8 @@ def _axis_values(where: str, values: Any, problems: list[str], unique: bool = Tr
 
 
 def _value_key(value: Any) -> str:
-    """Equal values give equal keys: 1 and 1.0 are one number (as in a JSON schema's `uniqueItems`), true is not 1."""
+    """Equal values give equal keys: 1 and 1.0, 0.0 and -0.0 are one number (as in a JSON schema's `uniqueItems`),
+    true is not 1."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
+        value = as_float(value)
     return json.dumps(value, sort_keys=True, default=str)

@@ -12,7 +12,7 @@ from orchestrator.messages import MAX_SHOWN, a_type, show
 from orchestrator.spec.schema import (AXES, DATA_AXIS_FIELDS, LAYER, LIST, MAX_LIST, PER_NAME, SCALAR, SECTION,
                                       SETTINGS, SETTINGS_CLASSES, SETTINGS_LIST, STRUCTURAL, TOP_KEYS, Declared,
                                       TopLevel, declared, key_of, lists_class, section_fields, top_key)
-from tasks.settings import SettingsError, base_type, declared_fields, repeated, value_problem
+from tasks.settings import SettingsError, as_float, base_type, declared_fields, repeated, value_problem
 SET_BY = {"cue_proportion": "`cue_proportions`; list the values there, at the top level (e.g. `cue_proportions: "
                             "[0.0, 0.8]`)",
           "seed": "`seeds`; list the values there, at the top level (e.g. `seeds: [0, 1]`)",
@@ -79,8 +79,8 @@ def _check_value(value: Any, tp: Any, rule, where: str) -> tuple[Any, str | None
     if problem:
         return value, f"`{where}`: {_shorten(problem, value)}"
     kind, _ = base_type(tp)
-    if kind is float and isinstance(value, int):
-        value = float(value)
+    if kind is float and isinstance(value, (int, float)):
+        value = as_float(value)
     return value, None
 
 
@@ -146,8 +146,8 @@ def read_scalar(d: Declared, body: dict, where: str, problems: list[str]) -> Any
         problems.append(f"`{where}`: {show(value)} is not allowed; {d.key.fix}" if d.key.fix else
                         f"`{where}`: {_shorten(problem, value)}")
         return None
-    if base_type(d.tp)[0] is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    if base_type(d.tp)[0] is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = as_float(value)
     return d.key.check(value, where, problems, body) if d.key.check else value
 
 
@@ -181,7 +181,7 @@ def read_list(d: Declared, body: dict, where: str, problems: list[str]) -> tuple
         if problem:
             problems.append(f"`{where}[{i}]`: {problem}")
         else:
-            out.append(float(item) if d.item is float else item)
+            out.append(as_float(item) if d.item is float else item)
     dups = [show(v) for v in repeated(out)]     # 0.0 and -0.0, 1 and 1.0 count as one
     if dups:
         problems.append(f"`{where}`: {show(value)} repeats {', '.join(dups)}; list each once")

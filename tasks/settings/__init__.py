@@ -122,10 +122,22 @@ def item_type(tp: Any) -> type | None:
     return args[0] if typing.get_origin(inner) is tuple and len(args) == 2 and args[1] is Ellipsis else None
 
 
+def as_float(value: float | int) -> float:
+    """The float a float setting holds: whole numbers as floats, -0.0 as 0.0 (`+ 0.0`): 1 and 1.0, 0.0 and -0.0
+    are one value and one task identity."""
+    return float(value) + 0.0
+
+
 @lru_cache(maxsize=None)
 def _float_tuples(cls: type) -> tuple[str, ...]:
     """The `tuple[float, ...]` fields of a settings class (their items are held as floats)."""
     return tuple(f.name for f, tp, _rule in declared_fields(cls) if item_type(tp) is float)
+
+
+@lru_cache(maxsize=None)
+def _floats(cls: type) -> tuple[str, ...]:
+    """The float fields of a settings class (held as floats, -0.0 as 0.0)."""
+    return tuple(f.name for f, tp, _rule in declared_fields(cls) if base_type(tp)[0] is float)
 
 
 def value_problem(value: Any, tp: Any, rule: Rule) -> str | None:
@@ -209,7 +221,10 @@ class Settings:
         if not problems:
             for name in _float_tuples(type(self)):                 # [1] and [1.0] are one value (and one hash)
                 if getattr(self, name) is not None:
-                    object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+                    object.__setattr__(self, name, tuple(as_float(v) for v in getattr(self, name)))
+            for name in _floats(type(self)):
+                if getattr(self, name) is not None:
+                    object.__setattr__(self, name, as_float(getattr(self, name)))
             problems = list(self.cross_problems())
         if problems:
             raise SettingsError(type(self).__name__, problems)

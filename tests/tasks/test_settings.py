@@ -250,6 +250,19 @@ def test_finetune_settings_accept_a_full_batch_over_the_largest_built_in_trainin
     assert (full.clean_subset, full.batch_size, full.epochs) == (55_000, 55_000, 1000)
 
 
+def test_a_float_setting_holds_negative_zero_as_zero_and_whole_numbers_as_floats():
+    """-0.0 and 0.0 are one value and one identity (a task id hashes the JSON, which would write "-0.0")."""
+    import json
+    import math
+
+    from tasks.settings.train import OptimSettings
+
+    obj = Fractions(shares=(-0.0, 1))
+    assert obj.shares == (0.0, 1.0) and math.copysign(1, obj.shares[0]) == 1
+    assert json.dumps(S.identity_dict(OptimSettings(weight_decay=-0.0))) == json.dumps(S.identity_dict(OptimSettings(weight_decay=0)))
+    assert type(OptimSettings(weight_decay=0).weight_decay) is float
+
+
 def test_an_identity_is_plain_json_and_reads_back_to_the_same_settings():
     """A task id is the hash of its identity written as JSON, and the stored config is read back from JSON: a
     typed tuple appears as a list, so the identity equals its JSON round trip, and `from_identity` of the

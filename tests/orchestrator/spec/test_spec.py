@@ -2,6 +2,7 @@
 messages that name the problem, the resolved spec round-trips, the cluster check names what does
 not fit. Axes, overrides, profiles, `extends` and the one-definition rule: test_spec_schema.py."""
 import dataclasses
+import math
 import pickle
 from pathlib import Path
 
@@ -462,6 +463,22 @@ def test_whole_numbers_in_a_list_of_proportions_are_the_same_spec_as_their_float
     assert ints.resolved["cue_proportions"] == [0.0, 1.0]
     assert all(type(p) is float for p in ints.cue_proportions)
     assert S.spec_hash(ints) == S.spec_hash(floats) and S.differences(floats.resolved, ints.resolved) == []
+
+
+def test_negative_zero_is_zero_in_a_list_a_setting_and_an_axis():
+    """`-0.0` is 0.0: the same resolved spec (spec.yaml never writes -0.0), hash and task ids, whether it is a
+    proportion, a scalar setting or a swept value; an axis listing both repeats a value."""
+    plain = parse_spec("name: x\nseeds: [0]\ncue_proportions: [0.0, 0.9]\npretrain: {weight_decay: 0.0}\n")
+    negative = parse_spec("name: x\nseeds: [0]\ncue_proportions: [-0.0, 0.9]\npretrain: {weight_decay: -0.0}\n")
+    assert negative.resolved["cue_proportions"] == [0.0, 0.9] and "-0.0" not in S.dump_spec(negative)
+    assert math.copysign(1, negative.cue_proportions[0]) == 1
+    assert S.spec_hash(plain) == S.spec_hash(negative) and S.differences(plain.resolved, negative.resolved) == []
+    assert sorted(build_graph(plain).tasks) == sorted(build_graph(negative).tasks)
+    swept = parse_spec("name: x\nseeds: [0]\ncue_proportions: [0.0, 0.9]\naxes: [{pretrain.weight_decay: [-0.0, 0.1]}]\n")
+    pretrained = {t for t, task in build_graph(plain).tasks.items() if task.kind == "pretrain"}
+    assert pretrained <= set(build_graph(swept).tasks)
+    problems = problems_of("name: x\naxes: [{pretrain.weight_decay: [0.0, -0.0]}]\n")
+    assert any("repeats a value" in p for p in problems), problems
 
 
 def test_a_description_may_have_max_description_characters_and_no_more():
