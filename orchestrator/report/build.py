@@ -245,16 +245,15 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     verdicts = claims_lib.judge(results, swept, rules, maps=maps)
     drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)
     drawn = time.perf_counter()
-    figs = figures.render(layout, figures.figure_jobs(results, swept, maps))
+    pictures = figures.draw_figures(layout, figures.figure_jobs(results, swept, maps))
+    figs = pictures.figures
     drawn = time.perf_counter() - drawn
 
-    written: list[str] = []
+    files = dict(pictures.files)     # written together at the end (`Storage.write_files`): all or none
 
     def put(name: str, data: bytes) -> str:
-        path = layout.report_file(name)
-        storage.write_bytes(path, data)
-        written.append(path)
-        return path
+        files[layout.report_file(name)] = data
+        return layout.report_file(name)
 
     summary_path = put("summary.parquet", _parquet_bytes(summary))
     put("summary.md", (stats.format_markdown(summary) + "\n").encode())
@@ -287,8 +286,10 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         failed=progress_lib.failed_tasks(tasks),
         rules=rules_dict, drift=drift, maps=maps, damaged=damaged, spec_unread=spec_unread)
     html_path = put("report.html", page.encode("utf-8"))
+    storage.write_files(files)
+    figures.remove_stale(layout, pictures.stale)
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
-                  files=tuple(written) + figure_paths + (layout.report_file(figures.MANIFEST),),
+                  files=tuple(dict.fromkeys([*files, *figure_paths, layout.report_file(figures.MANIFEST)])),
                   text=_text(results, swept, summary, verdicts),
                   summary_table=summary if not summary.empty else None, clusters=clusters,
                   note=rebuilt_note(layout, plan_df) if rebuilt else "")

@@ -379,10 +379,19 @@ def _reuse(layout, entry, key: str) -> bytes | None:
     return png if hashlib.sha256(png).hexdigest() == entry.get("sha256") else None
 
 
-def render(layout, jobs: list[FigureJob]) -> list[Figure]:
-    """Every job's figure: reused from `report/` when its key is unchanged, else drawn and written
-    there; `report/figures.json` records the keys. Figures of an earlier report that this one no
-    longer has are removed."""
+@dataclass(frozen=True)
+class Drawn:
+    """`draw_figures`' result: the figures, what to write for them and which earlier figures to remove."""
+
+    figures: list[Figure]
+    files: dict[str, bytes]      # report path -> bytes: the figures drawn now, and `figures.json` last
+    stale: list[str]             # report paths of an earlier report's figures that this one no longer has
+
+
+def draw_figures(layout, jobs: list[FigureJob]) -> Drawn:
+    """Every job's figure: reused from `report/` when its key is unchanged (nothing to write), else drawn;
+    `report/figures.json` records the keys. Writes nothing: the report writes these files with its others
+    (`Storage.write_files`), then removes the stale ones."""
     version = code_version()
     old = _read_manifest(layout).get("figures", {})
     keys = [job.key(version) for job in jobs]
@@ -390,21 +399,38 @@ def render(layout, jobs: list[FigureJob]) -> list[Figure]:
     todo = [i for i, png in enumerate(pngs) if png is None]
     for i, png in zip(todo, draw_all([jobs[i] for i in todo])):
         pngs[i] = png
-    figures, manifest = [], {}
+    figures, manifest, files = [], {}, {}
     for i, (job, key, png) in enumerate(zip(jobs, keys, pngs)):
         if png is None:
             continue
         if i in todo:
-            layout.storage.write_bytes(layout.report_file(job.name), png)
+            files[layout.report_file(job.name)] = png
         manifest[job.name] = {"file": job.name, "key": key, "sha256": hashlib.sha256(png).hexdigest()}
         figures.append(Figure(job.name, job.section, job.heading, job.title, job.caption, png, reused=i not in todo))
+    stale = []
     for name in set(old) - set(manifest):
         try:       # a damaged manifest's name that is no file name of `report/` (`../x.png`) is left alone
-            path = layout.report_file(name) if isinstance(name, str) and name.endswith(".png") else None
-            if path and layout.storage.exists(path):
-                layout.storage.delete(path)
-        except (OSError, ValueError):
+            if isinstance(name, str) and name.endswith(".png"):
+                stale.append(layout.report_file(name))
+        except ValueError:
             pass
-    layout.storage.write_bytes(layout.report_file(MANIFEST),
-                               json.dumps({"version": version, "figures": manifest}, indent=1).encode())
-    return figures
+    files[layout.report_file(MANIFEST)] = json.dumps({"version": version, "figures": manifest}, indent=1).encode()
+    return Drawn(figures, files, stale)
+
+
+def remove_stale(layout, paths: list[str]) -> None:
+    """Delete an earlier report's figures (`Drawn.stale`); one that cannot be deleted is left."""
+    for path in paths:
+        try:
+            if layout.storage.exists(path):
+                layout.storage.delete(path)
+        except OSError:
+            pass
+
+
+def render(layout, jobs: list[FigureJob]) -> list[Figure]:
+    """`draw_figures`, then write its files (all or none on local storage) and remove the stale figures."""
+    drawn = draw_figures(layout, jobs)
+    layout.storage.write_files(drawn.files)
+    remove_stale(layout, drawn.stale)
+    return drawn.figures

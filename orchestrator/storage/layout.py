@@ -43,6 +43,7 @@ import re
 import stat
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -369,15 +370,36 @@ class Storage:
 
             self._io(upload)
             return
-        self.fs.create_dir(_parent(path), recursive=True)
-        tmp = temporary_path(path)
+        self._write_local({path: data})
+
+    def write_files(self, files: Mapping[str, bytes]) -> None:
+        """Write several files as one (a report's tables and page): on local storage each to its
+        `temporary_path` first, and all moved into place only once every one is written (renames need no
+        space), so a full disk or an error halfway leaves the files as they were, no new one beside old
+        ones and no temporary file; on an object store one upload each (`write_bytes`), in order."""
+        if self.is_object_store:
+            for path, data in files.items():
+                self.write_bytes(path, data)
+            return
+        for path in files:
+            self._check_under_root(path)
+        self._write_local(files)
+
+    def _write_local(self, files: Mapping[str, bytes]) -> None:
+        """`write_files` on local storage, the paths checked already."""
+        staged: dict[str, str] = {}
         try:
-            with self.fs.open_output_stream(tmp) as f:
-                f.write(data)
-            self.fs.move(tmp, path)
+            for path, data in files.items():
+                self.fs.create_dir(_parent(path), recursive=True)
+                staged[path] = temporary_path(path)
+                with self.fs.open_output_stream(staged[path]) as f:
+                    f.write(data)
+            for path, tmp in staged.items():
+                self.fs.move(tmp, path)
         except BaseException:
-            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                self.fs.delete_file(tmp)
+            for tmp in staged.values():
+                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
             raise
 
     def read_text(self, path: str) -> str:

@@ -14,6 +14,7 @@ from orchestrator import vocab
 from orchestrator.report import build as report, figures, progress, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.full_disk import FullDisk
 from tests.support.report_data import synthetic_sweep, write_plan, write_sweep
 
 
@@ -421,3 +422,33 @@ def test_a_report_without_barriers_has_no_summary_table(tmp_path):
 def test_a_missing_spec_is_said_not_read_as_an_empty_one():
     """No spec.yaml to read: the claims are judged by the default rules, and the page must say why."""
     assert report._parsed_spec(None) == (None, "the sweep's spec.yaml is missing or unreadable")
+
+
+def test_a_report_that_fills_the_disk_leaves_the_earlier_report_whole(tmp_path):
+    """A disk that fills while the page is written (the last file): the tables, claims and figures written
+    before it are not left new beside the earlier page; every earlier file keeps its bytes, none is added, no
+    temporary file stays, and the next report with room writes them all (the page again, with its own render
+    time)."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "full")
+    write_sweep(layout, synthetic_sweep(seeds=(0, 1), pair_types=("pretrained~ft:naive",)))
+    figures.draw_all, draw = (lambda jobs, processes=None: [b"png %d" % i for i, _ in enumerate(jobs)]), figures.draw_all
+    try:
+        first = report.write_report(layout)
+        before = {p: layout.storage.read_bytes(p) for p in first.files}
+        for path in before:                   # an earlier report of other results: every file differs from the next
+            layout.storage.write_bytes(path, b"earlier " + before[path])
+        earlier = {p: layout.storage.read_bytes(p) for p in first.files}
+        real = layout.storage.fs
+        layout.storage.fs = FullDisk(real, "report.html")
+        with pytest.raises(OSError, match="No space"):
+            report.write_report(layout)
+        layout.storage.fs = real
+        left = {str(p) for p in (tmp_path / "runs" / "full" / "report").iterdir()}
+        assert left == set(earlier) and {p: layout.storage.read_bytes(p) for p in earlier} == earlier
+        again = report.write_report(layout)
+    finally:
+        figures.draw_all = draw
+    now = {p: layout.storage.read_bytes(p) for p in again.files}
+    assert set(now) == set(before) and now[again.html].startswith(b"<!DOCTYPE html>")
+    assert {p: b for p, b in now.items() if p != again.html} == {p: b for p, b in before.items() if p != again.html}
+

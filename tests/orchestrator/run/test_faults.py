@@ -37,6 +37,7 @@ from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.run.sweep import run_sweep
 from tasks.settings.train import MAX_LR, MAX_WEIGHT_DECAY
 from tests.conftest import REPO, clean_env, start_local_ray
+from tests.support.full_disk import FullDisk
 from tests.support import runners
 from tests.support.processes import kill_session, start_until
 from tests.support.runners import FAIL_ENV, PAUSE_ENV, hook_env, resumed_from, trained_epochs
@@ -491,41 +492,11 @@ def test_driver_interrupted_then_killed_mid_task_resumes_each_time(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Storage failing mid-write (disk full): the task fails cleanly, nothing half-written is used.
 
-class _FullDisk:
-    """A pyarrow file system whose writes to paths containing `where` stop with ENOSPC after half of
-    the data; records the (temporary) paths it was asked to write."""
-
-    def __init__(self, fs, where: str = ""):
-        self._fs, self._where, self.opened = fs, where, []
-
-    def __getattr__(self, name):
-        return getattr(self._fs, name)
-
-    def open_output_stream(self, path):
-        real = self._fs.open_output_stream(path)
-        if self._where not in path:
-            return real
-        self.opened.append(path)
-
-        class Stream:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                real.close()
-
-            def write(self, data):
-                real.write(data[: len(data) // 2])
-                raise OSError(28, "No space left on device", path)
-
-        return Stream()
-
-
 def test_atomic_write_on_a_full_disk_leaves_the_old_file_and_no_temporary(tmp_path):
     storage = Storage(tmp_path)
     target = storage.join("results", "x.parquet")
     storage.write_bytes(target, b"old complete content")
-    storage.fs = full = _FullDisk(storage.fs)
+    storage.fs = full = FullDisk(storage.fs)
     with pytest.raises(OSError, match="No space left"):
         storage.write_bytes(target, b"new content that does not fit")
     assert Path(target).read_bytes() == b"old complete content"
@@ -546,7 +517,7 @@ def test_task_whose_outputs_cannot_be_written_fails_without_a_marker(tmp_path, m
 
     monkeypatch.setitem(work.RUNNERS, "produce", produce)     # a runner by name, as `real` is
     real_fs = layout.storage.fs
-    layout.storage.fs = full = _FullDisk(real_fs, "/results/train_curves/")   # full when the curve is written
+    layout.storage.fs = full = FullDisk(real_fs, "/results/train_curves/")   # full when the curve is written
     env = work.TaskEnv(layout=layout, device=torch.device("cpu"))
     result = work.execute(task, "produce", env)
     assert result.status == vocab.FAILED and "No space left on device" in result.error

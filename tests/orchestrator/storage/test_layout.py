@@ -12,6 +12,7 @@ from orchestrator.graph.dag import build_graph
 from orchestrator.vocab import TABLES, TASK_KINDS
 from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, open_sweep_dir, temporary_target
 from orchestrator.spec.sweep_spec import load_spec
+from tests.support.full_disk import FullDisk
 
 BAD_NAMES = ["..", ".", "", "a/b", "../x", "/abs", ".hidden", "a\\b", "x..y", "-flag", "a b", "a\0b"]
 
@@ -104,6 +105,24 @@ def test_atomic_write_leaves_no_temporary_files(layout):
         storage.write_bytes(layout.fragment("paths", "path_eval-2"), object())
     assert storage.listdir(layout.table_dir("paths")) == ["path_eval-1.parquet"]
     assert not list(Path(storage.root).rglob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("full_at", ["claims.md", "summary.md", "report.html"])
+def test_files_written_together_are_all_replaced_or_none_when_the_disk_fills_halfway(layout, full_at):
+    """`write_files` (a report's tables and page): a disk that fills at the first, second or last file leaves
+    every file as it was (none new beside old ones) and no temporary file; with room, each holds its new bytes."""
+    storage = layout.storage
+    names = [layout.report_file(n) for n in ("claims.md", "summary.md", "report.html")]
+    storage.write_files({path: b"old " + path.encode() for path in names[:2]})
+    real = storage.fs
+    storage.fs = FullDisk(real, full_at)
+    with pytest.raises(OSError, match="No space"):
+        storage.write_files({path: b"new" for path in names})
+    storage.fs = real
+    assert [storage.exists(p) and storage.read_bytes(p) for p in names] == [b"old " + p.encode() for p in names[:2]] + [False]
+    assert not list(Path(storage.root).rglob("*.tmp-*"))
+    storage.write_files({path: b"new" for path in names})
+    assert [storage.read_bytes(p) for p in names] == [b"new"] * 3
 
 
 class _MoveWatcher:
