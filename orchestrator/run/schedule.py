@@ -374,7 +374,10 @@ def _trial(config: dict, ctx: TrialContext) -> None:
         tasks, parent_kinds = [ctx.graph.tasks[t] for t in config["task_ids"]], None
     else:
         tasks, parent_kinds = payload.tasks, payload.parent_kinds
-    results = {task.id: run_task(task, ctx, parent_kinds) for task in tasks}
+    # each task gets the kinds of its own parents: the payload's are every parent of the bundle, and what a task
+    # records it was made from (`outputs.inputs_of`) must name its parents alone
+    results = {task.id: run_task(task, ctx, None if parent_kinds is None else {p: parent_kinds[p] for p in task.parents})
+               for task in tasks}
     tune.report(pack_results(results))
 
 

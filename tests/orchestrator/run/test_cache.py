@@ -120,3 +120,34 @@ def test_a_rerun_recomputes_what_a_recomputed_model_made_only_where_its_bits_cha
     direct = set(graph.children(model.id))
     assert (changed.counts[vocab.DONE], changed.counts[vocab.CACHED]) == (1 + len(direct), len(graph) - 1 - len(direct))
     assert all(outputs.verify_outputs(layout, graph.tasks[t].kind, t)[0] for t in made_from)
+
+
+def test_a_bundled_task_records_that_it_was_made_from_its_own_parents_and_is_taken_back_by_them(tmp_path, monkeypatch):
+    """Two path evaluations of different pairs in one trial (a bundle: its payload names every parent of both): each
+    records in `meta.inputs` the digests of its own parents alone, so once set aside it is taken back by them, in
+    whatever bundle it comes back (before, each recorded the bundle's parents and never matched a task's own)."""
+    from orchestrator.graph.dag import build_graph
+    from orchestrator.results import outputs
+    from orchestrator.run import schedule
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.storage.layout import Storage, SweepLayout
+    from tests.support import runners
+
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=bundled"])
+    graph = build_graph(spec)
+    layout = SweepLayout(Storage(str(tmp_path)), "bundled")
+    ctx = schedule.TrialContext(graph=graph, storage_uri=str(tmp_path), sweep="bundled", runner=runners.name("synthetic"))
+    paths = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL]
+    bundle = [paths[0], next(t for t in paths if set(t.parents) != set(paths[0].parents))]
+    for t in graph.tasks.values():                           # every model first, one trial each (parents first)
+        if t.kind != vocab.PATH_EVAL:
+            assert schedule.run_task(t, ctx).status == vocab.DONE, t.id
+    monkeypatch.setattr(schedule.tune, "report", lambda result: None)
+    kinds = {p: graph.tasks[p].kind for t in bundle for p in t.parents}
+    schedule._trial({"task_ids": [t.id for t in bundle],
+                     schedule.PAYLOAD_KEY: schedule.TrialPayload(tuple(bundle), kinds)}, ctx)
+    for t in bundle:
+        marker = outputs.read_marker(layout, t.kind, t.id)
+        assert set(marker["meta"]["inputs"]) == set(t.parents), t.id
+        outputs.set_aside(layout, t.kind, t.id)
+        assert outputs.take_back(layout, t.kind, t.id, {p: graph.tasks[p].kind for p in t.parents}) is not None, t.id

@@ -292,6 +292,21 @@ def test_a_trial_runs_every_task_of_its_bundle_and_reports_them_all(monkeypatch)
     assert reports[0]["status"] == vocab.DONE
 
 
+def test_each_task_of_a_bundle_runs_with_the_kinds_of_its_own_parents_only(monkeypatch):
+    """The payload names the parents of every task of the bundle; a task gets its own (what it records it was made
+    from, `meta.inputs`, names its parents alone, and `take_back` compares them with its parents alone)."""
+    a, b = _task("pretrain", "a"), _task("pretrain", "b")
+    ft = _task("finetune", "ft", a)
+    paths = [_task("path_eval", "p0", a, b), _task("path_eval", "p1", a, ft)]
+    ran = []
+    monkeypatch.setattr(S, "run_task", lambda task, ctx, kinds: ran.append((task.id, kinds)) or TaskResult(vocab.DONE, 0.1))
+    monkeypatch.setattr(S.tune, "report", lambda result: None)
+    ctx = S.TrialContext(graph=None, storage_uri="/nowhere", sweep="s", runner="real")
+    kinds = {a.id: "pretrain", b.id: "pretrain", ft.id: "finetune"}
+    S._trial({"task_ids": [p.id for p in paths], S.PAYLOAD_KEY: S.TrialPayload(tuple(paths), kinds)}, ctx)
+    assert ran == [(paths[0].id, {a.id: "pretrain", b.id: "pretrain"}), (paths[1].id, {a.id: "pretrain", ft.id: "finetune"})]
+
+
 @pytest.fixture
 def where_tasks_run(monkeypatch):
     """`run_task` with both ways stubbed: returns the list of (way, task id, parent kinds) it took."""
