@@ -75,7 +75,7 @@ import pyarrow.parquet as pq
 from orchestrator import knobs, vocab
 from orchestrator.errors import SweepError
 from orchestrator.messages import counted
-from orchestrator.results import tables
+from orchestrator.results import orphan_parts, tables
 from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
                                            PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
                                            part_state, part_task_ids, read_manifest, sha256_hex, stored_manifest_path,
@@ -124,6 +124,7 @@ class TableCompaction:
     adopted: list[str] = field(default_factory=list)  # parts found again under another name
     migrated: bool = False       # the manifest moved out of the table's directory
     rebuilt: int | None = None   # an unreadable manifest replaced: the tasks its parts held (all in fragments again)
+    from_parts: int = 0          # of those, fragments written back from the parts (`orphan_parts`)
     upgraded: int = 0            # parts of an older schema version rewritten to the current one (`_older_parts`)
 
     @property
@@ -225,8 +226,11 @@ def summary(done: dict[str, TableCompaction]) -> str:
                             f"recomputes them (e.g. {c.lost[0]})" if c.lost else ""))
         if c.rebuilt is not None:
             lines.append(f"  {t}: its manifest was unreadable or missing; every task whose rows its parts held "
-                         f"({c.rebuilt}) has them in a fragment again, so the manifest was rebuilt from the "
-                         f"fragments and the old manifest and parts moved to results/_quarantine/{t}/")
+                         f"({c.rebuilt}) has them in a fragment again"
+                         + (f" ({c.from_parts} written back from the parts: rows that give the fragment each task's "
+                            "done.json lists, by size and sha256)" if c.from_parts else "")
+                         + f", so the manifest was rebuilt from the fragments and the old manifest and parts moved "
+                           f"to results/_quarantine/{t}/")
         if c.upgraded:
             lines.append(f"  {t}: {counted(c.upgraded, 'part')} written by an older version rewritten to schema "
                          f"version {SCHEMA_VERSION}")
@@ -357,11 +361,15 @@ def compact_table(layout: SweepLayout, table: str, *, min_fragments: int = 1, ro
 
 def _start_over(layout, table: str, listing: Listing, result: TableCompaction, problem: str) -> Manifest:
     """An unreadable manifest no longer says which rows of the table's parts count, so readers and the
-    verification of outputs leave the parts out and a run recomputes their tasks. Once every task whose
-    rows a part holds has its fragment again, the parts hold nothing the fragments do not: they and the
+    verification of outputs leave the parts out. First each task's rows that give exactly the fragment its
+    `done.json` lists are written back as that fragment (`orphan_parts`); a run recomputes the others. Once
+    every task whose rows a part holds has its fragment again, the parts hold nothing the fragments do not: they and the
     manifest move to the quarantine (kept, out of globs: no row counted twice) and the table starts over
     from its fragments (an empty manifest, returned). Until then CompactionError, naming what is missing."""
     held = _tasks_in_parts(layout, table, listing, problem)
+    restored = orphan_parts.restore_fragments(layout, table, listing, held - set(listing.fragments))
+    listing.fragments.update(restored)            # rows that re-serialise to the fragment the task's marker lists
+    result.from_parts = len(restored)
     missing = sorted(held - set(listing.fragments))
     if missing:
         raise CompactionError(

@@ -68,10 +68,11 @@ def _sha256(data: bytes) -> str:
 def output_files(layout: SweepLayout, kind: str, task_id: str) -> dict[str, str]:
     """Every file a task of `kind` may list in its marker: relative name -> storage path."""
     paths = [*layout.checkpoint_files(kind, task_id).values(), *(layout.fragment(t, task_id) for t in vocab.TABLES)]
-    return {_relative(layout, p): p for p in paths}
+    return {relative_path(layout, p): p for p in paths}
 
 
-def _relative(layout: SweepLayout, path: str) -> str:
+def relative_path(layout: SweepLayout, path: str) -> str:
+    """A storage path under the sweep as its marker lists it (`results/paths/<id>.parquet`)."""
     return path[len(layout.root) + 1:]
 
 
@@ -89,14 +90,14 @@ def write_outputs(layout: SweepLayout, task: Task, output: TaskOutput) -> dict:
         paths = layout.checkpoint_files(task.kind, task.id)
         for name, blob in blobs.items():
             storage.write_bytes(paths[name], blob)
-            files[_relative(layout, paths[name])] = _sha256(blob)
-            sizes[_relative(layout, paths[name])] = len(blob)
+            files[relative_path(layout, paths[name])] = _sha256(blob)
+            sizes[relative_path(layout, paths[name])] = len(blob)
     for table, rows in output.tables.items():
         if table == vocab.TASKS:
             continue  # the driver writes the `tasks` row (it knows the MLflow run id)
         path, data = tables.write_fragment_bytes(layout, table, task.id, rows)
-        files[_relative(layout, path)] = _sha256(data)
-        sizes[_relative(layout, path)] = len(data)
+        files[relative_path(layout, path)] = _sha256(data)
+        sizes[relative_path(layout, path)] = len(data)
     marker = make_marker(task.id, task.kind, files, sizes, [t for t in output.tables if t != vocab.TASKS],
                          output.metrics, output.steps, output.meta, time.time())
     storage.write_bytes(layout.marker_file(task.kind, task.id), marker_bytes(marker))
@@ -518,12 +519,21 @@ def input_digest(marker: dict) -> str:
 
 def inputs_of(layout: SweepLayout, parent_kinds: dict[str, str]) -> dict[str, str]:
     """{parent task id: its `input_digest`} from the parents' markers as they are now (a parent without a
-    readable marker is left out: the task then cannot be taken back, only recomputed)."""
+    readable marker of its own is left out: the task then cannot be taken back, only recomputed). Every task
+    asks this of its parents when it ends, so a marker is read in one request and only the fields the digest
+    takes are checked (not `_marker`'s names of every output, nor its steps): a marker that lists more than
+    its task's outputs never verifies, so its task runs again and its children are recomputed anyway."""
     out = {}
     for parent, kind in parent_kinds.items():
-        marker = read_marker(layout, kind, parent)
-        if marker is not None:
-            out[parent] = input_digest(marker)
+        try:
+            data = json.loads(layout.storage.read_bytes(layout.marker_file(kind, parent), max_bytes=MAX_MARKER_BYTES))
+        except LinkError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        if isinstance(data, dict) and data.get("task_id") == parent and isinstance(data.get("files"), dict) \
+                and data.get("version") in MARKER_VERSIONS:
+            out[parent] = input_digest(data)
     return out
 
 

@@ -4,6 +4,7 @@ parts merge, object stores (pyarrow's mock file system), the CLI, and sweeps tha
 or are interrupted and resume afterwards without recomputing anything."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -290,8 +291,11 @@ def test_a_corrupt_part_is_not_trusted(swept, caplog):
 
 
 def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept, caplog):
+    """With no done.json left to vouch for the parts' rows (`orphan_parts`), nothing is taken from them."""
     layout, graph, before = swept
     compact.compact(layout)
+    for task_id in before[vocab.PATHS]["task_id"].unique():
+        layout.storage.delete(layout.marker_file(graph.tasks[task_id].kind, task_id))
     layout.storage.write_bytes(manifest.manifest_path(layout, vocab.PATHS), b"not parquet")
     with pytest.raises(compact.CompactionError, match="manifest"):
         compact.compact_table(layout, vocab.PATHS)
@@ -301,9 +305,12 @@ def test_an_unreadable_manifest_stops_compaction_and_readers_warn(swept, caplog)
 
 def test_a_deleted_manifest_never_costs_the_part_its_rows(swept, capsys, caplog):
     """The manifest deleted after compaction (the fragments deleted too): its part is the only copy of the
-    rows. Compaction and a run's repair must not take it for the orphan of a compaction cut short and delete
-    it: compaction refuses (exit 2, naming the missing manifest), the part stays; once the tasks' fragments
-    are back (a run recomputes them), the manifest is rebuilt and the part moved to the quarantine, kept."""
+    rows. Readers leave the part out (which rows count is the manifest's to say) and say why. Compaction and
+    a run's repair never take the part for the orphan of a compaction cut short: they write back as a fragment
+    the rows of each task that give exactly the fragment its done.json lists (`orphan_parts`), and refuse
+    (exit 2, naming it) while the part holds the rows of a task whose marker cannot vouch for them (here its
+    done.json is gone), the part kept. Once that task's fragment is back (a run recomputes it), the manifest is
+    rebuilt, the part moved to the quarantine: every row once, every output verified."""
     layout, graph, before = swept
     table = vocab.PATHS
     saved = {t: layout.storage.read_bytes(layout.fragment(table, t)) for t in fragments(layout, table)}
@@ -313,14 +320,21 @@ def test_a_deleted_manifest_never_costs_the_part_its_rows(swept, capsys, caplog)
     with caplog.at_level("WARNING"):
         assert tables.read_table(layout, table).empty           # readers say why the rows are left out
     assert warned(caplog, f"the manifest of `{table}` is missing, but 1 part file(s) beside it hold rows")
+    unvouched = sorted(saved)[0]
+    marker = layout.marker_file(graph.tasks[unvouched].kind, unvouched)
+    kept = layout.storage.read_bytes(marker)
+    layout.storage.delete(marker)
     assert cli.main(["compact", layout.root]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"the manifest of `{table}` is missing, but 1 part file beside it holds rows" in err, err
+    assert f"its parts hold the rows of 1 task without a fragment (e.g. {unvouched})" in err, err
+    assert sorted(fragments(layout, table)) == sorted(set(saved) - {unvouched})
+    assert all(layout.storage.read_bytes(layout.fragment(table, t)) == saved[t] for t in fragments(layout, table))
     compact.repair(layout, log=lambda *a: None)                # a run's start: warns, deletes nothing
     compact.compact_after_run(layout, log=lambda *a: None, one_part=True)
     assert part.is_file()
-    for task_id, data in saved.items():                        # the run recomputed them
-        layout.storage.write_bytes(layout.fragment(table, task_id), data)
+    layout.storage.write_bytes(marker, kept)                   # the run recomputed it
+    layout.storage.write_bytes(layout.fragment(table, unvouched), saved[unvouched])
     done = compact.compact_table(layout, table)
     assert done.rebuilt == len(saved) and done.files == 1 and not part.is_file()
     assert any(p.name.endswith(part.name) for p in (Path(layout.root) / "results" / "_quarantine" / table).iterdir())
@@ -328,9 +342,41 @@ def test_a_deleted_manifest_never_costs_the_part_its_rows(swept, capsys, caplog)
     assert_all_verified(layout, graph)
 
 
+def test_rows_of_a_part_without_its_manifest_come_back_only_as_the_bytes_each_marker_lists(swept, capsys):
+    """Without a manifest nothing says the part is intact, so each task's marker decides: rows whose fragment
+    would not have the sha256 its done.json lists (a marker that names other bytes) are not written back; the
+    others are, byte for byte; the `tasks` table, whose rows no marker lists, gets nothing back; and with every
+    marker vouching, compaction rebuilds the manifest in one go and says how many came from the parts."""
+    layout, graph, before = swept
+    compact.compact(layout)
+    for table in (vocab.EVALUATIONS, vocab.TASKS):
+        layout.storage.delete(manifest.manifest_path(layout, table))
+    evaluated = sorted(before[vocab.EVALUATIONS]["task_id"].unique())
+    doubted = evaluated[0]
+    path = layout.marker_file(graph.tasks[doubted].kind, doubted)
+    kept = layout.storage.read_bytes(path)
+    marker = json.loads(kept)
+    name = outputs.relative_path(layout, layout.fragment(vocab.EVALUATIONS, doubted))
+    marker["files"][name] = "0" * 64
+    layout.storage.write_bytes(path, json.dumps(marker).encode())
+    with pytest.raises(compact.CompactionError, match=f"1 task without a fragment \\(e.g. {doubted}\\)"):
+        compact.compact_table(layout, vocab.EVALUATIONS)
+    assert sorted(fragments(layout, vocab.EVALUATIONS)) == evaluated[1:]
+    with pytest.raises(compact.CompactionError, match="without a fragment"):
+        compact.compact_table(layout, vocab.TASKS)
+    assert fragments(layout, vocab.TASKS) == []
+    layout.storage.write_bytes(path, kept)                   # the marker as the task wrote it
+    for task_id in evaluated[1:]:
+        layout.storage.delete(layout.fragment(vocab.EVALUATIONS, task_id))
+    done = compact.compact_table(layout, vocab.EVALUATIONS)
+    assert done.rebuilt == done.from_parts == len(evaluated) and done.files == 1
+    assert f"({len(evaluated)} written back from the parts" in compact.summary({vocab.EVALUATIONS: done})
+    pd.testing.assert_frame_equal(tables.read_table(layout, vocab.EVALUATIONS), before[vocab.EVALUATIONS])
+
+
 def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again(swept, capsys):
-    """The manifest garbled after compaction (the fragments deleted): the parts' rows no longer count and a
-    run recomputes their tasks. While one of them has no fragment, compaction refuses (exit 2, one line
+    """The manifest garbled after compaction (the fragments deleted) and no done.json left to vouch for the
+    parts' rows: they no longer count and a run recomputes their tasks. While one of them has no fragment, compaction refuses (exit 2, one line
     naming it); once all have, it moves the manifest and the parts to the quarantine, rebuilds from the
     fragments, and says so: every row once (a glob too), every output verified, and idempotent after."""
     layout, graph, before = swept
@@ -339,12 +385,18 @@ def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_frag
     compact.compact(layout)
     layout.storage.write_bytes(manifest.manifest_path(layout, table), b"garbage\n")
     ids = sorted(saved)
+    markers = {layout.marker_file(graph.tasks[t].kind, t): None for t in ids}
+    for path in markers:                # no marker vouches for the parts' rows: a run recomputes every task
+        markers[path] = layout.storage.read_bytes(path)
+        layout.storage.delete(path)
     for task_id in ids[1:]:                                   # recomputed: all but one
         layout.storage.write_bytes(layout.fragment(table, task_id), saved[task_id])
     assert cli.main(["compact", layout.root]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"its parts hold the rows of 1 task without a fragment (e.g. {ids[0]})" in err and "Traceback" not in err
     layout.storage.write_bytes(layout.fragment(table, ids[0]), saved[ids[0]])
+    for path, data in markers.items():                        # (as the recomputed tasks wrote them)
+        layout.storage.write_bytes(path, data)
     done = compact.compact_table(layout, table)
     assert done.rebuilt == len(ids) and done.absorbed == len(ids) and done.files == 1
     assert "its manifest was unreadable or missing; every task whose rows its parts held" in compact.summary({table: done})
@@ -493,10 +545,11 @@ def test_an_interrupted_run_records_and_compacts_then_the_rerun_resumes(tmp_path
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.TASKS), tasks)
 
 
-def test_the_rerun_after_a_garbled_manifest_recomputes_its_tasks_and_repairs_it(tmp_path, inline):
-    """The user's probe: a finished sweep, its `evaluations` manifest garbled. The rerun recomputes the tasks
-    whose rows only the parts held, and its compaction rebuilds the manifest (one line says so); the run
-    after that recomputes nothing and warns nothing, and `mmc-sweep compact` succeeds."""
+def test_the_rerun_after_a_garbled_manifest_takes_the_rows_back_and_repairs_it(tmp_path, inline):
+    """The user's probe: a finished sweep, its `evaluations` manifest garbled. The rerun's repair writes back
+    from the part the rows each task's done.json vouches for (one line says so) and rebuilds the manifest: it
+    recomputes nothing, every row is there once, the run after warns nothing, and `mmc-sweep compact`
+    succeeds. (Before, a lost manifest recomputed every task whose rows only the part held.)"""
     spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=garbled"])
     graph = build_graph(spec)
     inline()
@@ -507,15 +560,18 @@ def test_the_rerun_after_a_garbled_manifest_recomputes_its_tasks_and_repairs_it(
     inline()
     logged = []
     outcome = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
-    recomputed = before["task_id"].nunique()
-    assert outcome.counts["done"] == recomputed and outcome.counts["cached"] == len(graph) - recomputed
-    assert any("evaluations: its manifest was unreadable or missing" in line for line in logged), logged
+    assert outcome.counts["done"] == 0 and outcome.counts["cached"] == len(graph)
+    n = before["task_id"].nunique()
+    assert any(f"evaluations: its manifest was unreadable or missing; every task whose rows its parts held ({n}) has "
+               f"them in a fragment again ({n} written back from the parts" in line for line in logged), logged
     after = tables.read_table(layout, vocab.EVALUATIONS)
-    assert sorted(after["task_id"]) == sorted(before["task_id"]) and after["task_id"].tolist() == before["task_id"].tolist()
+    pd.testing.assert_frame_equal(after, before)
     assert glob_rows(layout, vocab.EVALUATIONS) == len(before)
     inline()
+    logged.clear()
     again = sweep.run_sweep(spec, runner=runners.name("synthetic"), report=False, log=logged.append)
     assert again.counts["cached"] == len(graph) and again.counts["done"] == 0
+    assert not any("manifest" in line for line in logged), logged
     assert cli.main(["compact", layout.root]) == cli.EXIT_OK
 
 

@@ -1,0 +1,90 @@
+"""Fragments restored from part files that no manifest names any more (`results/_manifests/<table>.parquet`
+deleted, or unreadable): the rows of each task that re-serialise to exactly the fragment its `done.json`
+recorded (size and sha256), so a lost manifest costs a rewrite of those fragments, not a recompute of every
+compacted task.
+
+A part without its manifest is trusted for nothing: which rows count, and whether the part was damaged
+since, are the manifest's to say. Each task's own marker says it instead: the rows a part holds for the
+task, written back as a fragment, are the task's own only when they give the bytes its marker lists for that
+fragment (`tables.salvage_part`, the check that restores rows from a damaged part). Tasks whose marker is
+missing, lists no such fragment, or whose rows differ get nothing: the run recomputes them as before.
+Tables whose rows no marker lists (`tasks`, the driver's own rows) are not restored here.
+"""
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator import vocab
+from orchestrator.results import outputs, tables
+from orchestrator.results.manifest import Entry, FileStamp, Listing
+from orchestrator.storage.layout import SweepLayout
+
+_LOG = logging.getLogger(__name__)
+
+
+def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted: set[str]) -> dict[str, FileStamp]:
+    """Write back the fragment of every task in `wanted` whose rows a part of `listing` holds and whose
+    marker records those exact bytes; their stamps by task id. Never raises: what cannot be restored stays
+    missing (a part or the plan that cannot be read, a marker that does not verify the rows)."""
+    if table == vocab.TASKS or not wanted or not listing.parts:
+        return {}
+    try:
+        kinds = _kinds(layout, wanted)
+    except (OSError, ValueError) as exc:
+        _LOG.warning(f"rows of `{table}` not restored from its parts: the plan cannot be read ({exc})")
+        return {}
+    restored: dict[str, FileStamp] = {}
+    for name, stamp in sorted(listing.parts.items()):
+        try:
+            data = layout.storage.read_bytes(stamp.path)
+            runs = _task_runs(data)
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+        entries = []
+        for task_id, offset, rows in runs:
+            if task_id in wanted and task_id not in restored and task_id in kinds:
+                recorded = _recorded(layout, kinds[task_id], task_id, table)
+                if recorded is not None:
+                    entries.append((task_id, Entry(name, recorded[0], offset, rows, recorded[1])))
+        for task_id, rows in tables.salvage_part(table, data, entries).items():
+            blob = tables.fragment_bytes(table, rows)
+            path = layout.fragment(table, task_id)
+            layout.storage.write_bytes(path, blob)
+            info = layout.storage.file_info(path)     # as listed: compaction deletes it once absorbed
+            restored[task_id] = FileStamp(path, info.size or 0, info.mtime_ns or 0)
+    return restored
+
+
+def _kinds(layout: SweepLayout, task_ids: set[str]) -> dict[str, str]:
+    """Task id -> kind for the planned tasks among `task_ids` (a marker's path needs its kind)."""
+    from orchestrator.results.plan import plan_of
+
+    plan, _ = plan_of(layout, columns=("task_id", "kind"))
+    return {t: k for t, k in zip(plan["task_id"].tolist(), plan["kind"].tolist()) if t in task_ids}
+
+
+def _recorded(layout: SweepLayout, kind: str, task_id: str, table: str) -> tuple[str, int | None] | None:
+    """(sha256, size or None) of the task's fragment of `table` as its marker lists it; None: no marker, or
+    it lists no such fragment."""
+    marker = outputs.read_marker(layout, kind, task_id)
+    if marker is None:
+        return None
+    name = outputs.relative_path(layout, layout.fragment(table, task_id))
+    digest = marker["files"].get(name)
+    size = (marker.get("sizes") or {}).get(name) if isinstance(marker.get("sizes"), dict) else None
+    return (digest, size if isinstance(size, int) else None) if isinstance(digest, str) else None
+
+
+def _task_runs(data: bytes) -> list[tuple[str, int, int]]:
+    """(task_id, offset, rows) of each run of one task's rows in a part, in order."""
+    ids = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False).read(columns=["task_id"], use_threads=False)
+    out: list[tuple[str, int, int]] = []
+    for i, task_id in enumerate(ids.column("task_id").to_pylist()):
+        if out and out[-1][0] == task_id:
+            out[-1] = (task_id, out[-1][1], out[-1][2] + 1)
+        else:
+            out.append((task_id, i, 1))
+    return [run for run in out if run[0] is not None]
