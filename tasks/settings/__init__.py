@@ -13,7 +13,7 @@ declaration is the whole schema: the dataclass checks itself when built (`Settin
 
 A typed tuple (`shares: tuple[float, ...] = setting((), ge=0, le=1)`) checks each item as a value of its
 own under the field's bounds, and holds whole numbers as the floats they stand for ([1] and [1.0] are
-one value, one identity). Rules that tie fields of one dataclass together go in `cross_problems()`, fields that
+one value, one identity; so are -0.0 and 0.0: `as_float`). Rules that tie fields of one dataclass together go in `cross_problems()`, fields that
 others make unread in `idle_fields()`. Every float must be finite, every number bounded by what a task can run.
 
 A setting's `id_default` (normally its default) is the value that task identities leave out: a field added
@@ -25,6 +25,9 @@ settings object whose reads of any other field raise `UndeclaredSettingRead` (a 
 of exactly the fields its id holds, `tasks.finetune.settings_used`), and within `recording_reads()` every object
 rebuilt from a task id (`from_identity`) records the fields read from it, so a test can compare what each task
 reads with what its id holds (tests/orchestrator/graph/test_identity.py).
+
+Why one module: a declaration, the check it makes, the value it holds and the identity it gives are one
+contract; split, a task id could hash a value the check never normalised.
 """
 from __future__ import annotations
 
