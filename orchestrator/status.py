@@ -186,7 +186,8 @@ def format_damaged(damaged: dict[str, str], shown: int = 5) -> str:
     if not damaged:
         return ""
     lines = [f"{len(damaged)} finished task(s) no longer verify and count as remaining; the next run recomputes "
-             "them:"]
+             "them (rows of a part whose manifest was lost it first writes back, where each done.json vouches "
+             "for them):"]
     lines += [f"  - {task_id}: {reason}" for task_id, reason in list(damaged.items())[:shown]]
     if len(damaged) > shown:
         lines.append(f"  ... and {len(damaged) - shown} more")
