@@ -6,8 +6,9 @@ compacted task.
 A part without its manifest is trusted for nothing: which rows count, and whether the part was damaged
 since, are the manifest's to say. Each task's own marker says it instead: the rows a part holds for the
 task, written back as a fragment, are the task's own only when they give the bytes its marker lists for that
-fragment (`tables.salvage_part`, the check that restores rows from a damaged part). Tasks whose marker is
-missing, lists no such fragment, or whose rows differ get nothing: the run recomputes them as before.
+fragment (`tables.salvage_part`, the check that restores rows from a damaged part). Where one task's marker is
+missing, lists no such fragment, or its rows differ, nothing is written back (the part must stay, and rows
+beside it would count twice in a glob): the run recomputes the tasks as before.
 Tables whose rows no marker lists (`tasks`, the driver's own rows) are not restored here.
 """
 from __future__ import annotations
@@ -27,7 +28,9 @@ _LOG = logging.getLogger(__name__)
 
 def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted: set[str]) -> dict[str, FileStamp]:
     """Write back the fragment of every task in `wanted` whose rows a part of `listing` holds and whose
-    marker records those exact bytes; their stamps by task id. Never raises: what cannot be restored stays
+    marker records those exact bytes, and only when that is every task in `wanted`: a fragment written back
+    beside a part that must stay (rows of another task only it holds) would count twice in a glob of the
+    table. Their stamps by task id ({} when not all can be). Never raises: what cannot be restored stays
     missing (a part or the plan that cannot be read, a marker that does not verify the rows)."""
     if table == vocab.TASKS or not wanted or not listing.parts:
         return {}
@@ -36,7 +39,7 @@ def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted:
     except (OSError, ValueError) as exc:
         _LOG.warning(f"rows of `{table}` not restored from its parts: the plan cannot be read ({exc})")
         return {}
-    restored: dict[str, FileStamp] = {}
+    blobs: dict[str, bytes] = {}
     for name, stamp in sorted(listing.parts.items()):
         try:
             data = layout.storage.read_bytes(stamp.path)
@@ -45,16 +48,20 @@ def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted:
             continue
         entries = []
         for task_id, offset, rows in runs:
-            if task_id in wanted and task_id not in restored and task_id in kinds:
+            if task_id in wanted and task_id not in blobs and task_id in kinds:
                 recorded = _recorded(layout, kinds[task_id], task_id, table)
                 if recorded is not None:
                     entries.append((task_id, Entry(name, recorded[0], offset, rows, recorded[1])))
         for task_id, rows in tables.salvage_part(table, data, entries).items():
-            blob = tables.fragment_bytes(table, rows)
-            path = layout.fragment(table, task_id)
-            layout.storage.write_bytes(path, blob)
-            info = layout.storage.file_info(path)     # as listed: compaction deletes it once absorbed
-            restored[task_id] = FileStamp(path, info.size or 0, info.mtime_ns or 0)
+            blobs[task_id] = tables.fragment_bytes(table, rows)
+    if set(blobs) != wanted:
+        return {}
+    restored: dict[str, FileStamp] = {}
+    for task_id, blob in blobs.items():
+        path = layout.fragment(table, task_id)
+        layout.storage.write_bytes(path, blob)
+        info = layout.storage.file_info(path)     # as listed: compaction deletes it once absorbed
+        restored[task_id] = FileStamp(path, info.size or 0, info.mtime_ns or 0)
     return restored
 
 
