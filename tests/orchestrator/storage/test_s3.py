@@ -599,24 +599,30 @@ def test_a_file_replaced_while_it_is_read_is_read_whole_or_not_at_all(s3_env):
     layout.storage.write_bytes(path, versions[0])
     stop = threading.Event()
 
-    def replace_again_and_again() -> None:   # every few ms: a run replaces these a few times a second at most, and
-        for data in versions[1:]:            # a writer that never pauses can, on a loaded machine, land inside each
-            if stop.wait(0.003):             # of a read's REPLACED_READ_ATTEMPTS tries (an OSError, not a torn read)
+    def replace_again_and_again() -> None:   # every few ms, with a pause every tenth write: a run replaces these a
+        for i, data in enumerate(versions[1:]):   # few times a second at most; a writer that never paused could, on a
+            if stop.wait(0.05 if i % 10 == 9 else 0.003):   # loaded machine, land inside every try of a read
                 return
             layout.storage.write_bytes(path, data)
 
     writer = threading.Thread(target=replace_again_and_again)
     writer.start()
-    whole, torn = [], 0
+    whole, torn, reads, not_at_all = [], 0, 0, 0
     try:   # 60 reads, and on a loaded machine (a slow writer) more, until the replacing shows (at most 600)
-        while len(whole) < 60 or (len(set(whole)) <= 10 and len(whole) < 600 and writer.is_alive()):
-            whole.append(layout.storage.read_bytes(path, replaced=True))
+        while reads < 60 or (len(set(whole)) <= 10 and reads < 600 and writer.is_alive()):
+            reads += 1
+            try:
+                whole.append(layout.storage.read_bytes(path, replaced=True))
+            except OSError as error:   # replaced inside each of REPLACED_READ_ATTEMPTS tries: not at all, said so
+                assert "was replaced while it was read" in str(error)
+                not_at_all += 1
             torn += layout.storage.read_bytes(path) not in written
     finally:
         stop.set()
         writer.join()
     assert all(data in written for data in whole), \
-        f"{[d for d in whole if d not in written][:3]} (plain reads torn meanwhile: {torn} of {len(whole)})"
+        f"{[d for d in whole if d not in written][:3]} (plain reads torn meanwhile: {torn} of {reads})"
+    assert not_at_all < reads / 2, f"{not_at_all} of {reads} reads gave up"
     assert len({json.loads(d)["version"] for d in whole}) > 10        # it was being replaced all along
 
 
