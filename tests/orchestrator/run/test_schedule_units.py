@@ -616,3 +616,66 @@ def test_a_task_taken_back_is_cached_without_a_duration_and_its_children_run():
     assert list(searcher._durations.get("finetune", [])) == []
     assert searcher.suggest("t2")["task_ids"] == [leaf.id]
     assert TaskResult.from_dict(TaskResult(vocab.DONE, 0.0, reused=True).to_dict()).reused is True
+
+
+# ----- the trial Tune starts next ---------------------------------------------------------------
+
+class _Trial:
+    """What a scheduler reads of a Tune trial: its status (hashable by identity, like Tune's)."""
+
+    def __init__(self, name: str):
+        self.name, self.status = name, "PENDING"
+
+    def __repr__(self) -> str:
+        return f"{self.name}:{self.status}"
+
+
+def test_the_live_fifo_scheduler_chooses_what_tunes_fifo_chooses_without_reading_every_trial():
+    """Through adds, starts, pauses, ends, errors and a trial started again after a failure (which Tune moves to
+    the end of its list and adds again), `LiveFifo` picks the trial Tune's FIFOScheduler picks from the whole
+    list, at every turn, and never asks the controller for its trials (Tune's FIFO scans them all per turn)."""
+    import random
+
+    from ray.tune.schedulers import FIFOScheduler
+
+    rng = random.Random(7)
+    trials: list[_Trial] = []                           # Tune's `_trials`, in its order
+    whole = SimpleNamespace(get_trials=lambda: trials)
+    blind = SimpleNamespace(get_trials=lambda: pytest.fail("LiveFifo read every trial"))
+    reference, live = FIFOScheduler(), S.LiveFifo()
+    for step in range(600):
+        running = [t for t in trials if t.status == "RUNNING"]
+        paused = [t for t in trials if t.status == "PAUSED"]
+        pending = [t for t in trials if t.status == "PENDING"]
+        event = rng.choice(["add", "add", "start", "pause", "resume", "end", "error", "again"])
+        if event == "add" or not trials:
+            trial = _Trial(f"t{step}")
+            trials.append(trial)
+            live.on_trial_add(blind, trial)
+        elif event == "start" and pending:
+            rng.choice(pending).status = "RUNNING"
+        elif event == "pause" and running:
+            rng.choice(running).status = "PAUSED"
+        elif event == "resume" and paused:
+            rng.choice(paused).status = "PENDING"
+        elif event == "end" and running:
+            trial = rng.choice(running)
+            live.on_trial_complete(blind, trial, {})
+            trial.status = "TERMINATED"
+        elif event == "end" and pending:             # ended before it ran (the run stopped)
+            trial = rng.choice(pending)
+            live.on_trial_remove(blind, trial)
+            trial.status = "TERMINATED"
+        elif event == "error" and running:
+            trial = rng.choice(running)
+            live.on_trial_error(blind, trial)
+            trial.status = "ERROR"
+        elif event == "again" and running:            # Tune's `_try_recover`
+            trial = rng.choice(running)
+            live.on_trial_error(blind, trial)
+            trial.status = "PENDING"
+            trials.remove(trial)
+            trials.append(trial)
+            live.on_trial_add(blind, trial)
+        assert live.choose_trial_to_run(blind) is reference.choose_trial_to_run(whole), (step, event, trials)
+    assert len(live._live) == sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
