@@ -801,6 +801,17 @@ def test_damaged_tasks_are_named_up_to_five_and_the_rest_counted(n, more):
     assert lines[1:] == [f"  - t{i}: size mismatch" for i in range(5)] + more
 
 
+@pytest.mark.parametrize("n, names", [(0, None), (5, "t0, t1, t2, t3, t4"), (7, "t0, t1, t2, t3, t4 and 2 more")])
+def test_set_aside_tasks_are_counted_all_and_named_up_to_five_and_the_rest_counted(n, names):
+    """The line names the first five set-aside tasks and counts the rest; its count is all of them."""
+    text = status.format_set_aside([f"t{i}" for i in range(n)])
+    if names is None:
+        assert text == ""
+        return
+    assert text.startswith(f"{n} finished task(s) set aside, counted as remaining:"), text
+    assert text.endswith(f"recomputes it: {names}"), text
+
+
 def test_a_running_tasks_times_are_since_its_start_and_since_its_last_epoch():
     """elapsed: since the attempt started (60 s); the last epoch: since the record was updated (5 s)."""
     record = {"epoch": 2, "epochs": 4, "start_epoch": 0, "started_at": 940.0, "updated_at": 995.0, "loss": 0.5, "acc": 0.9}

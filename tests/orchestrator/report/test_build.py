@@ -5,6 +5,7 @@ finetune_table.parquet and the page (failed tasks by their latest row, title, pl
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -452,3 +453,23 @@ def test_a_report_that_fills_the_disk_leaves_the_earlier_report_whole(tmp_path):
     assert set(now) == set(before) and now[again.html].startswith(b"<!DOCTYPE html>")
     assert {p: b for p, b in now.items() if p != again.html} == {p: b for p, b in before.items() if p != again.html}
 
+
+
+def test_a_reports_files_name_each_file_once_its_reused_figures_too_and_figures_it_no_longer_has_are_removed(
+        tmp_path, monkeypatch):
+    """`Report.files` (what is logged as the run's artifacts): every file of the report once, a figure
+    reused from the earlier report included though nothing was written for it; a figure the earlier report
+    had and this one has not is removed from `report/`."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "files")
+    write_sweep(layout, synthetic_sweep(seeds=(0, 1), pair_types=("pretrained~ft:naive",)))
+    monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [b"png %d" % i for i, _ in enumerate(jobs)])
+    first = report.write_report(layout)
+    assert first.figures and len(first.files) == len(set(first.files)) and set(first.figures) <= set(first.files)
+    manifest = layout.report_file(figures.MANIFEST)
+    earlier = json.loads(layout.storage.read_bytes(manifest))
+    earlier["figures"]["gone.png"] = {"file": "gone.png", "key": "k", "sha256": "s"}
+    layout.storage.write_bytes(manifest, json.dumps(earlier).encode())
+    layout.storage.write_bytes(layout.report_file("gone.png"), b"an earlier report's figure")
+    second = report.write_report(layout)
+    assert sorted(second.files) == sorted(first.files)
+    assert not layout.storage.exists(layout.report_file("gone.png"))

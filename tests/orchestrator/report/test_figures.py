@@ -297,6 +297,23 @@ def test_only_png_figures_an_earlier_manifest_named_are_removed_and_a_damaged_ma
         assert [f.name for f in figures.render(layout, [job])] == ["a.png"]
 
 
+def test_a_stale_figure_that_cannot_be_deleted_does_not_keep_the_others(tmp_path, monkeypatch):
+    """`remove_stale`: an earlier figure whose deletion fails is left, and the ones after it are still removed."""
+    layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
+    paths = [layout.report_file(n) for n in ("a.png", "b.png")]
+    for path in paths:
+        layout.storage.write_bytes(path, b"png")
+    delete = layout.storage.delete
+
+    def refuse_a(path):
+        if path.endswith("a.png"):
+            raise PermissionError(13, "Permission denied", path)
+        delete(path)
+    monkeypatch.setattr(layout.storage, "delete", refuse_a)
+    figures.remove_stale(layout, paths)
+    assert [layout.storage.exists(p) for p in paths] == [True, False]
+
+
 def test_a_figure_that_failed_to_draw_is_left_out_and_the_ones_after_it_are_kept(tmp_path, monkeypatch):
     """One bad figure must not cost the report: render skips it (None from draw_all) and goes on."""
     layout = SweepLayout(Storage(str(tmp_path / "store")), "s")

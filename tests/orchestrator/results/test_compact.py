@@ -373,6 +373,31 @@ def test_rows_of_a_part_without_its_manifest_come_back_only_as_the_bytes_each_ma
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.EVALUATIONS), before[vocab.EVALUATIONS])
 
 
+def test_a_lost_manifest_writes_back_from_the_part_only_the_tasks_without_a_fragment_and_counts_those(swept):
+    """The manifest deleted after compaction and one task recomputed since (its fragment is back): the part's
+    rows are written back for the other tasks only, all of them (the one with a fragment does not stop the
+    rest), and the summary counts what came from the parts, not every task the parts held."""
+    layout, graph, before = swept
+    table = vocab.EVALUATIONS
+    saved = {t: layout.storage.read_bytes(layout.fragment(table, t)) for t in fragments(layout, table)}
+    compact.compact(layout)
+    layout.storage.delete(manifest.manifest_path(layout, table))
+    recomputed = sorted(saved)[0]
+    layout.storage.write_bytes(layout.fragment(table, recomputed), saved[recomputed])
+    done = compact.compact_table(layout, table)
+    assert (done.rebuilt, done.from_parts) == (len(saved), len(saved) - 1)
+    assert f"({len(saved) - 1} written back from the parts" in compact.summary({table: done})
+    pd.testing.assert_frame_equal(tables.read_table(layout, table), before[table])
+    assert glob_rows(layout, table) == len(before[table])
+
+
+def test_the_summary_of_a_rebuilt_manifest_names_rows_written_back_only_where_there_were_some():
+    """Every fragment recomputed, none written back from the parts: the summary does not say any was."""
+    line = compact.summary({vocab.EVALUATIONS: compact.TableCompaction(vocab.EVALUATIONS, rebuilt=3)})
+    assert "every task whose rows its parts held (3) has them in a fragment again, so the manifest" in line, line
+    assert "written back from the parts" not in line, line
+
+
 def test_a_garbled_manifest_is_rebuilt_once_every_task_of_its_parts_has_its_fragment_again(swept, capsys):
     """The manifest garbled after compaction (the fragments deleted) and no done.json left to vouch for the
     parts' rows: they no longer count and a run recomputes their tasks. While one of them has no fragment, compaction refuses (exit 2, one line

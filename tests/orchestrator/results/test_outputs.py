@@ -494,3 +494,23 @@ def test_a_set_aside_marker_is_taken_back_only_where_its_parents_gave_the_bits_i
     # no inputs recorded (written before they were): given up
     outputs.write_outputs(layout, child, outputs.TaskOutput(checkpoint={"w": torch.ones(3)}))
     assert set_aside_then_take_back() is None and not layout.storage.exists(aside)
+
+
+def test_a_set_aside_marker_is_given_up_while_a_parent_it_was_made_from_has_no_marker(tmp_path):
+    """Taken back only where every parent has a marker now that gives the digest recorded: a parent whose
+    done.json is gone (it runs again, or failed) gives up the child whatever the child recorded of it, also
+    where the child recorded nothing of it."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "aside")
+    graph = build_graph(load_spec(SMOKE_SPEC))
+    child = next(t for t in graph.tasks.values() if t.kind == vocab.FINETUNE)
+    parent = graph.tasks[child.parents[0]]
+    kinds = {parent.id: parent.kind}
+    outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)}))
+    for recorded in (outputs.inputs_of(layout, kinds), {}):
+        outputs.write_outputs(layout, child, outputs.TaskOutput(checkpoint={"w": torch.ones(3)},
+                                                                meta={"inputs": recorded}))
+        outputs.set_aside(layout, child.kind, child.id)
+        outputs.invalidate(layout, parent.kind, parent.id)
+        assert outputs.take_back(layout, child.kind, child.id, kinds) is None
+        assert not layout.storage.exists(layout.set_aside_marker_file(child.kind, child.id))
+        outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)}))

@@ -125,6 +125,56 @@ def test_files_written_together_are_all_replaced_or_none_when_the_disk_fills_hal
     assert [storage.read_bytes(p) for p in names] == [b"new"] * 3
 
 
+def test_files_written_together_are_refused_outside_the_root_or_through_a_link_and_none_is_written(tmp_path):
+    """`write_files` checks every path before writing any: one outside the storage root, or one through a
+    symbolic link below it, is refused (LayoutError, LinkError) and no file is written, not even the others."""
+    import os
+
+    from orchestrator.storage.layout import LinkError
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "s")
+    storage, outside = layout.storage, tmp_path / "outside"
+    outside.mkdir()
+    first = layout.report_file("claims.md")
+    with pytest.raises(LayoutError):
+        storage.write_files({first: b"new", str(outside / "x.md"): b"escaped"})
+    os.makedirs(Path(layout.root))
+    os.symlink(outside, Path(layout.root) / "report")               # a link where `report/` belongs
+    with pytest.raises(LinkError):
+        storage.write_files({first: b"new"})
+    assert list(outside.iterdir()) == [] and not list((tmp_path / "runs").rglob("*.md"))
+
+
+def test_files_written_together_leave_no_temporary_file_when_interrupted(layout):
+    """Ctrl-C (KeyboardInterrupt) while the second of two files is written: neither is in place and no
+    temporary file stays behind."""
+    storage = layout.storage
+    names = [layout.report_file(n) for n in ("claims.md", "report.html")]
+
+    class Interrupted:
+        def __init__(self, fs):
+            self._fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self._fs, name)
+
+        def open_output_stream(self, path):
+            if "report.html" in path:
+                self._fs.open_output_stream(path).close()
+                raise KeyboardInterrupt
+            return self._fs.open_output_stream(path)
+
+    real = storage.fs
+    storage.fs = Interrupted(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            storage.write_files({path: b"new" for path in names})
+    finally:
+        storage.fs = real
+    assert not any(storage.exists(p) for p in names)
+    assert not list(Path(storage.root).rglob("*.tmp-*"))
+
+
 class _MoveWatcher:
     """A file system that calls `at_move(source, destination)` before each move: a write in flight."""
 
