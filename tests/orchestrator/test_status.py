@@ -222,6 +222,20 @@ def test_finished_tasks_a_run_set_aside_are_named_and_count_as_remaining(sweep, 
     assert status.status_snapshot(layout)["set_aside"] == [tasks[0].id]
 
 
+def test_the_json_names_every_set_aside_task_where_the_text_names_five(sweep, capsys):
+    """`status --json` is for scripts: `set_aside` lists all of them, not the five the text line names."""
+    layout, graph, directory = sweep
+    tasks = [t for t in graph.tasks.values() if t.kind in (vocab.PRETRAIN, vocab.FINETUNE, vocab.PATH_EVAL)][:7]
+    assert len(tasks) == 7
+    finish(layout, tasks)
+    for task in tasks:
+        tables.write_fragment(layout, vocab.TASKS, task.id, [{
+            "task_id": task.id, "kind": task.kind, "status": vocab.FINISHED, "parents": list(task.parents)}])
+        outputs.set_aside(layout, task.kind, task.id)
+    assert cli.main(["status", directory, "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["set_aside"]) == sorted(t.id for t in tasks)
+
+
 @pytest.fixture()
 def held(sweep):
     """A run holds the sweep (its `run.lock`, this process's) for the test: status shows it as going on."""

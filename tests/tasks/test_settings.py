@@ -261,6 +261,14 @@ def test_a_float_setting_holds_negative_zero_as_zero_and_whole_numbers_as_floats
     assert obj.shares == (0.0, 1.0) and math.copysign(1, obj.shares[0]) == 1
     assert json.dumps(S.identity_dict(OptimSettings(weight_decay=-0.0))) == json.dumps(S.identity_dict(OptimSettings(weight_decay=0)))
     assert type(OptimSettings(weight_decay=0).weight_decay) is float
+    maybe = MaybeScale(scale=-0.0)                   # a float that may be None (plugins declare such settings)
+    assert math.copysign(1, maybe.scale) == 1 and type(MaybeScale(scale=2).scale) is float
+    assert MaybeScale().scale is None
+
+
+@dataclasses.dataclass(frozen=True)
+class MaybeScale(S.Settings):
+    scale: float | None = S.setting(None, ge=-1.0)
 
 
 def test_an_identity_is_plain_json_and_reads_back_to_the_same_settings():
