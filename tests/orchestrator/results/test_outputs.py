@@ -514,3 +514,22 @@ def test_a_set_aside_marker_is_given_up_while_a_parent_it_was_made_from_has_no_m
         assert outputs.take_back(layout, child.kind, child.id, kinds) is None
         assert not layout.storage.exists(layout.set_aside_marker_file(child.kind, child.id))
         outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)}))
+
+
+def test_a_parents_marker_reached_through_a_link_is_refused_not_left_out(tmp_path):
+    """`inputs_of` leaves out a parent whose marker cannot be read (the task is then only recomputed), but a
+    marker reached through a symbolic link is refused (LinkError), as every read under the sweep refuses it:
+    not read, and not quietly taken for a parent that has none."""
+    from orchestrator.storage.layout import LinkError
+
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "linked")
+    graph = build_graph(load_spec(SMOKE_SPEC))
+    parent = next(t for t in graph.tasks.values() if t.kind == vocab.PRETRAIN)
+    elsewhere = tmp_path / "elsewhere.json"
+    outputs.write_outputs(layout, parent, outputs.TaskOutput(checkpoint={"w": torch.arange(4.0)}))
+    marker = layout.marker_file(parent.kind, parent.id)
+    elsewhere.write_bytes(layout.storage.read_bytes(marker))
+    layout.storage.delete(marker)
+    (tmp_path / "runs" / "linked").joinpath(marker.split("/linked/", 1)[1]).symlink_to(elsewhere)
+    with pytest.raises(LinkError):
+        outputs.inputs_of(layout, {parent.id: parent.kind})
