@@ -571,6 +571,20 @@ def test_a_holder_on_s3_whose_lock_was_taken_over_stops_and_a_deleted_lock_is_wr
     assert json.loads(s3_layout.storage.read_bytes(s3_layout.lock_file(), replaced=True)) == other   # not released: not ours
 
 
+def test_files_written_together_on_s3_are_each_uploaded_once_in_order(s3_env):
+    """A report's files (`Storage.write_files`) on an object store: one PUT each, in the order given (the page
+    last, so a reader never finds a page whose tables are not there yet), every one with its bytes."""
+    server, bucket = s3_env
+    layout = open_sweep_dir(f"s3://{bucket}/runs/together")
+    files = {f"{layout.report_dir()}/{name}": name.encode() * 3 for name in ("summary.md", "claims.md", "report.html")}
+    start = len(server.requests(bucket))
+    layout.storage.write_files(files)
+    puts = [r for r in server.requests(bucket)[start:] if r.kind == "PUT"]
+    assert [r.kind for r in server.requests(bucket)[start:]] == ["PUT"] * 3
+    assert [p.path.rsplit("/", 1)[-1] for p in puts] == ["summary.md", "claims.md", "report.html"]
+    assert all(layout.storage.read_bytes(path) == data for path, data in files.items())
+
+
 def test_writes_on_s3_are_single_uploads_and_uris_keep_their_scheme(s3_env):
     """A small object is one PutObject (no temporary name, no copy, no directory markers); messages and
     Ray get the storage's URI / file system, never a path that reads like a local one."""
