@@ -606,3 +606,38 @@ def test_salvage_reads_only_the_row_groups_that_hold_a_tasks_rows(layout, monkey
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", first_group_damaged)
     restored = tables.salvage_part(EVAL, data, held.entries_of(name))
     assert sorted(restored) == ["t1"] and restored["t1"].column("loss").to_pylist() == [1.0, 2.0]
+
+
+def test_salvage_restores_a_task_whose_rows_span_row_groups_and_is_not_stopped_by_the_group_after_it(
+        layout, monkeypatch):
+    """Rows cut across row groups come back whole, pieced from each group; and a damaged group that starts
+    exactly where a task's rows end costs that task nothing (it is not one of its groups)."""
+    import pyarrow.parquet as pq
+
+    for task_id, loss in (("t0", 0.0), ("t1", 1.0), ("t2", 2.0)):
+        tables.write_fragment(layout, EVAL, task_id, _evaluations(loss))
+    compact.compact_table(layout, EVAL)
+    held = manifest.read_manifest(layout, EVAL)
+    (name,) = held.parts
+    part = pq.read_table(pa.BufferReader(layout.storage.read_bytes(layout.compacted_file(EVAL, name))))
+    rows = {t: e.rows for t, e in held.entries_of(name)}
+    assert set(rows.values()) == {2}
+
+    def rewritten(group_rows: int) -> bytes:
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, row_group_size=group_rows)
+        return sink.getvalue().to_pybytes()
+
+    across = rewritten(3)                              # groups of rows 0-2 and 3-5: t1's rows 2-3 in both
+    restored = tables.salvage_part(EVAL, across, held.entries_of(name))
+    assert sorted(restored) == ["t0", "t1", "t2"] and restored["t1"].column("loss").to_pylist() == [1.0, 2.0]
+    aligned = rewritten(2)                             # a group per task: t1's group starts where t0's rows end
+    read_group = pq.ParquetFile.read_row_group
+
+    def second_group_damaged(self, i, *args, **kwargs):
+        if i == 1:
+            raise OSError("corrupt row group")
+        return read_group(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", second_group_damaged)
+    assert sorted(tables.salvage_part(EVAL, aligned, held.entries_of(name))) == ["t0", "t2"]
