@@ -252,8 +252,9 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     files = dict(pictures.files)     # written together at the end (`Storage.write_files`): all or none
 
     def put(name: str, data: bytes) -> str:
-        files[layout.report_file(name)] = data
-        return layout.report_file(name)
+        path = layout.report_file(name)
+        files[path] = data
+        return path
 
     summary_path = put("summary.parquet", _parquet_bytes(summary))
     put("summary.md", (stats.format_markdown(summary) + "\n").encode())

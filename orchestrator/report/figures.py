@@ -426,11 +426,3 @@ def remove_stale(layout, paths: list[str]) -> None:
                 layout.storage.delete(path)
         except OSError:
             pass
-
-
-def render(layout, jobs: list[FigureJob]) -> list[Figure]:
-    """`draw_figures`, then write its files (all or none on local storage) and remove the stale figures."""
-    drawn = draw_figures(layout, jobs)
-    layout.storage.write_files(drawn.files)
-    remove_stale(layout, drawn.stale)
-    return drawn.figures

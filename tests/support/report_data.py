@@ -168,3 +168,14 @@ def write_plan(layout, task_rows: dict[str, list[dict]]) -> None:
     buf = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
     layout.storage.write_bytes(layout.plan_file(), buf.getvalue().to_pybytes())
+
+
+def render(layout, jobs) -> list:
+    """What a report does with its figures alone (`report/build.py`): `figures.draw_figures`, its files written
+    together, the stale figures removed; the figures."""
+    from orchestrator.report import figures
+
+    drawn = figures.draw_figures(layout, jobs)
+    layout.storage.write_files(drawn.files)
+    figures.remove_stale(layout, drawn.stale)
+    return drawn.figures

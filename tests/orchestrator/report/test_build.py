@@ -403,7 +403,7 @@ def test_the_terminal_summary_keeps_a_swept_setting_with_one_value_so_far(one_la
 def test_the_pages_mechanism_table_keeps_a_swept_setting_with_one_value_so_far(one_lam, monkeypatch):
     """The page's agreement/reliance table is given per swept value, also where one value has rows so far."""
     seen = {}
-    monkeypatch.setattr(report.figures, "render", lambda layout, jobs: [])
+    monkeypatch.setattr(report.figures, "draw_figures", lambda layout, jobs: report.figures.Drawn([], {}, []))
     monkeypatch.setattr(report.report_html, "render_page", lambda **kw: seen.update(kw) or "")
     report.write_report(one_lam)
     assert set(seen["mechanism"]["finetune.lam"].dropna()) == {1.0}

@@ -14,7 +14,7 @@ from orchestrator.report import figures
 from orchestrator.report.mechanism_map import MechanismMap, Threshold
 from orchestrator.storage.layout import Storage, SweepLayout
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
-from tests.support.report_data import synthetic_sweep
+from tests.support.report_data import render, synthetic_sweep
 
 PAIR_TYPES = ("pretrained~ft:cbft", "cue~cue", "pretrained~ft:naive", "cue~nocue")
 
@@ -176,18 +176,18 @@ def test_unchanged_figures_are_reused_changed_ones_redrawn_and_dropped_ones_remo
         return figures.FigureJob(name, figures.PATHS_SECTION, "h", "t", "c", "path",
                                  {"paths": pd.DataFrame({"a": [1.0]})}, {"chance": chance})
 
-    first = figures.render(layout, [job("a.png", 0.1), job("b.png", 0.1)])
+    first = render(layout, [job("a.png", 0.1), job("b.png", 0.1)])
     assert drawn == [["a.png", "b.png"]] and [f.reused for f in first] == [False, False]
-    second = figures.render(layout, [job("a.png", 0.1), job("b.png", 0.5)])
+    second = render(layout, [job("a.png", 0.1), job("b.png", 0.5)])
     assert drawn[1] == ["b.png"] and [f.reused for f in second] == [True, False]
     assert second[0].png == first[0].png
-    third = figures.render(layout, [job("a.png", 0.1)])
+    third = render(layout, [job("a.png", 0.1)])
     assert drawn[2] == [] and [f.reused for f in third] == [True]
     assert not layout.storage.exists(layout.report_file("b.png"))            # no longer in the report: removed
     manifest = json.loads(layout.storage.read_bytes(layout.report_file(figures.MANIFEST)))
     assert set(manifest["figures"]) == {"a.png"}
     layout.storage.write_bytes(layout.report_file("a.png"), b"damaged")      # not the PNG recorded: drawn again
-    fourth = figures.render(layout, [job("a.png", 0.1)])
+    fourth = render(layout, [job("a.png", 0.1)])
     assert drawn[3] == ["a.png"] and fourth[0].png == first[0].png and not fourth[0].reused
 
 
@@ -286,15 +286,15 @@ def test_only_png_figures_an_earlier_manifest_named_are_removed_and_a_damaged_ma
     layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps(
         {"figures": {"summary.parquet": {"file": "summary.parquet", "key": "k", "sha256": "s"}}}).encode())
     job = figures.FigureJob("a.png", figures.PATHS_SECTION, "h", "t", "c", "path", {}, {})
-    assert [f.name for f in figures.render(layout, [job])] == ["a.png"]
+    assert [f.name for f in render(layout, [job])] == ["a.png"]
     assert layout.storage.exists(layout.report_file("summary.parquet"))
     layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps({"figures": ["a.png"]}).encode())
-    (again,) = figures.render(layout, [job])
+    (again,) = render(layout, [job])
     assert not again.reused
     for name in ("../evil.png", "sub/dir.png", ".png"):    # no file name of report/: left alone, the report written
         layout.storage.write_bytes(layout.report_file(figures.MANIFEST), json.dumps(
             {"figures": {name: {"file": name, "key": "k", "sha256": "s"}}}).encode())
-        assert [f.name for f in figures.render(layout, [job])] == ["a.png"]
+        assert [f.name for f in render(layout, [job])] == ["a.png"]
 
 
 def test_a_stale_figure_that_cannot_be_deleted_does_not_keep_the_others(tmp_path, monkeypatch):
@@ -320,7 +320,7 @@ def test_a_figure_that_failed_to_draw_is_left_out_and_the_ones_after_it_are_kept
     monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [None if j.name == "a.png" else b"png"
                                                                             for j in jobs])
     jobs = [figures.FigureJob(n, figures.PATHS_SECTION, "h", "t", "c", "path", {}, {}) for n in ("a.png", "b.png")]
-    assert [f.name for f in figures.render(layout, jobs)] == ["b.png"]
+    assert [f.name for f in render(layout, jobs)] == ["b.png"]
     manifest = json.loads(layout.storage.read_bytes(layout.report_file(figures.MANIFEST)))
     assert set(manifest["figures"]) == {"b.png"}
 
@@ -333,11 +333,11 @@ def test_a_figure_whose_file_or_manifest_is_gone_or_unreadable_is_drawn_again(tm
     monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: drawn.extend(j.name for j in jobs)
                         or [b"png" for _ in jobs])
     job = figures.FigureJob("a.png", figures.PATHS_SECTION, "h", "t", "c", "path", {}, {})
-    figures.render(layout, [job])
+    render(layout, [job])
     layout.storage.delete(layout.report_file("a.png"))
-    (again,) = figures.render(layout, [job])
+    (again,) = render(layout, [job])
     layout.storage.write_bytes(layout.report_file(figures.MANIFEST), b"{not json")
-    (third,) = figures.render(layout, [job])
+    (third,) = render(layout, [job])
     assert drawn == ["a.png"] * 3 and not again.reused and not third.reused
 
 
@@ -401,9 +401,9 @@ def test_an_earlier_figure_that_fails_to_draw_now_is_removed_with_its_file(tmp_p
     layout = SweepLayout(Storage(str(tmp_path / "store")), "s")
     jobs = [figures.FigureJob(n, figures.PATHS_SECTION, "h", "t", "c", "path", {}, {"v": 1}) for n in ("a.png", "b.png")]
     monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [b"png" for _ in jobs])
-    figures.render(layout, jobs)
+    render(layout, jobs)
     changed = [figures.FigureJob(j.name, j.section, j.heading, j.title, j.caption, j.kind, {}, {"v": 2}) for j in jobs]
     monkeypatch.setattr(figures, "draw_all", lambda jobs, processes=None: [None if j.name == "a.png" else b"png2"
                                                                             for j in jobs])
-    assert [f.name for f in figures.render(layout, changed)] == ["b.png"]
+    assert [f.name for f in render(layout, changed)] == ["b.png"]
     assert not layout.storage.exists(layout.report_file("a.png"))

@@ -20,7 +20,7 @@ from orchestrator import vocab
 from orchestrator.report import build as report, figures, progress, stats
 from orchestrator.results import tables
 from orchestrator.storage.layout import Storage, SweepLayout
-from tests.support.report_data import PAIRS, SEEDS, SPEC, synthetic_sweep, write_plan, write_sweep
+from tests.support.report_data import PAIRS, SEEDS, SPEC, render, synthetic_sweep, write_plan, write_sweep
 
 
 def _pixels_vary(png: bytes) -> bool:
@@ -219,7 +219,7 @@ def test_a_figure_that_cannot_be_drawn_is_left_out_with_a_warning(layout, caplog
     write_sweep(layout, synthetic_sweep(seeds=(0,)))
     bad = figures.FigureJob("bad.png", figures.PATHS_SECTION, "x", "x", "x", "path",
                             {"paths": pd.DataFrame({"pair_type": ["nothing"]})}, {"pair_type": "absent"})
-    out = figures.render(layout, [bad])
+    out = render(layout, [bad])
     assert any(r.levelname == "WARNING" and "bad.png could not be drawn" in r.getMessage() for r in caplog.records)
     assert out == [] and not layout.storage.exists(layout.report_file("bad.png"))
 

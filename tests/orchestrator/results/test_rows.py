@@ -583,6 +583,20 @@ def test_a_read_takes_back_the_rows_of_a_part_whose_sha256_differs_where_they_re
     assert df["task_id"].tolist() == ["t0", "t0", "t1", "t1"] and df["loss"].tolist() == [0.0, 1.0, 1.0, 2.0]
 
 
+def damage_row_group(monkeypatch, damaged: int) -> None:
+    """Every Parquet file read from here on fails to read its row group `damaged` (a corrupt page)."""
+    import pyarrow.parquet as pq
+
+    read_group = pq.ParquetFile.read_row_group
+
+    def read(self, i, *args, **kwargs):
+        if i == damaged:
+            raise OSError("corrupt row group")
+        return read_group(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read)
+
+
 def test_salvage_reads_only_the_row_groups_that_hold_a_tasks_rows(layout, monkeypatch):
     """A task whose rows start exactly where a row group starts needs that group and no other: a damaged group
     just before it does not cost it its rows (nor its recomputation)."""
@@ -596,14 +610,7 @@ def test_salvage_reads_only_the_row_groups_that_hold_a_tasks_rows(layout, monkey
     (name,) = held.parts
     data = layout.storage.read_bytes(layout.compacted_file(EVAL, name))
     assert pq.ParquetFile(pa.BufferReader(data)).metadata.num_row_groups == 2
-    read_group = pq.ParquetFile.read_row_group
-
-    def first_group_damaged(self, i, *args, **kwargs):
-        if i == 0:
-            raise OSError("corrupt row group")
-        return read_group(self, i, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", first_group_damaged)
+    damage_row_group(monkeypatch, 0)
     restored = tables.salvage_part(EVAL, data, held.entries_of(name))
     assert sorted(restored) == ["t1"] and restored["t1"].column("loss").to_pylist() == [1.0, 2.0]
 
@@ -632,12 +639,5 @@ def test_salvage_restores_a_task_whose_rows_span_row_groups_and_is_not_stopped_b
     restored = tables.salvage_part(EVAL, across, held.entries_of(name))
     assert sorted(restored) == ["t0", "t1", "t2"] and restored["t1"].column("loss").to_pylist() == [1.0, 2.0]
     aligned = rewritten(2)                             # a group per task: t1's group starts where t0's rows end
-    read_group = pq.ParquetFile.read_row_group
-
-    def second_group_damaged(self, i, *args, **kwargs):
-        if i == 1:
-            raise OSError("corrupt row group")
-        return read_group(self, i, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", second_group_damaged)
+    damage_row_group(monkeypatch, 1)
     assert sorted(tables.salvage_part(EVAL, aligned, held.entries_of(name))) == ["t0", "t2"]
