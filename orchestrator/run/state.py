@@ -259,8 +259,11 @@ class ProgressPrinter:
         self._lock = threading.Lock()
 
     def on_change(self, task_id: str, before: TaskState, after: TaskState) -> None:
-        if before.status != after.status:
-            self.maybe_print(force=after.status == FAILED)
+        if before.status == after.status:
+            return
+        if before.status == RUNNING and after.status in (DONE, CACHED) and len(self._state.ready):
+            return   # a task ended and a ready one starts next: the line waits for it, so `running` counts both
+        self.maybe_print(force=after.status == FAILED)
 
     def maybe_print(self, force: bool = False) -> None:
         with self._lock:
