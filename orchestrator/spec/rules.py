@@ -127,6 +127,25 @@ def partly_planned(pair_types: tuple[str, ...], props: tuple[float, ...],
     return out
 
 
+def uncontrolled(pair_types: tuple[str, ...]) -> list[str]:
+    """Notes on pair types planned without the controls the claims compare them with (the claim then says
+    `not measured` for that comparison): same-init cue~nocue without a same-data pair from one initialisation
+    (claim (d)); fine-tuned pairs without a pair of independently trained models (claim (b)). Every pair type
+    of a valid spec is planned at some proportion (`spec_problems` refuses the others)."""
+    parsed = [vocab.parse_pair_type(t)[:2] for t in pair_types]
+    out = []
+    if (vocab.CUE_NOCUE, vocab.SAME_INIT) in parsed and not any(map(vocab.shares_only_the_start, pair_types)):
+        out.append(f"{show(vocab.CUE_NOCUE + ':' + vocab.SAME_INIT)} is planned without a same-data pair from one "
+                   "initialisation: claim (d) compares it with 'cue~cue:spawn@0' or 'cue~cue:resubset' and says "
+                   "'not measured' without one; add one to `paths.pairs`")
+    independent = [(pair, vocab.INDEPENDENT) for pair in (vocab.CUE_CUE, vocab.NOCUE_NOCUE, vocab.CUE_NOCUE)]
+    if any(pair == vocab.PRETRAINED_FT for pair, _ in parsed) and not set(independent) & set(parsed):
+        out.append(f"{show(vocab.PRETRAINED_FT)} is planned without a pair of independently trained models: claim "
+                   "(b) compares the fine-tuned model's barrier with one and says 'not measured' without it; add "
+                   "'cue~cue', 'nocue~nocue' or 'cue~nocue' to `paths.pairs`")
+    return out
+
+
 def _population_problems(top) -> list[str]:
     pop = top.population
     out = []

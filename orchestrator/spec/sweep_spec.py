@@ -33,7 +33,7 @@ from orchestrator.spec.locations import redacted_problems
 from orchestrator.uris import redact
 from orchestrator.spec.layers import (Layered, is_user_layer, layer, named_after_file, with_extends, with_overrides,
                                       with_profile, PROFILE_RESOURCE, profile_for, shipped_sweeps)  # last 3: read here too
-from orchestrator.spec.rules import all_cued, partly_planned, spec_problems, unservable_pairs
+from orchestrator.spec.rules import all_cued, partly_planned, spec_problems, uncontrolled, unservable_pairs
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
@@ -217,7 +217,8 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     if problems:
         raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
     resolved = _resolved(top, variants[0])
-    notes = tuple(partly_planned(top.paths.pairs, top.cue_proportions, cued))
+    notes = (*partly_planned(top.paths.pairs, top.cue_proportions, cued),
+             *uncontrolled(top.paths.pairs))
     provenance = _provenance(resolved, full, top.axes)
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
