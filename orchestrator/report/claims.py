@@ -307,6 +307,17 @@ def _guards_text(r: ClaimRules) -> str:
             f"it could not have detected {r.barrier_effect:g} at {r.power:.0%} power")
 
 
+def _not_fine_tuned(s: Slice, methods: tuple[str, ...]) -> list[str]:
+    """A claim's note when the sweep has no model fine-tuned by some of `methods`: what to add to the spec
+    (its comparisons of those models then say `not measured`)."""
+    missing = [m for m in methods if s.models(vocab.FINETUNE, method=m).empty]
+    if not missing:
+        return []
+    them = "it" if len(missing) == 1 else "them"
+    return [f"This sweep has no model fine-tuned by {' or '.join(missing)}: add {them} to `finetune.methods`, "
+            f"with '{vocab.PRETRAINED_FT}' in `paths.pairs`, to test this claim."]
+
+
 def _unmeasured(decision: cmp.Decision) -> cmp.Decision:
     """A comparison of accuracies or reliances without values on a side: say what is missing, not "no values"."""
     if decision.outcome != MISSING:
@@ -385,6 +396,7 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
               f"{r.keep_fraction:g} × its own parent's; on each of {', '.join(r.barrier_sets)}, its linear barrier to "
               f"the parent below that of {ref or vocab.CUE_CUE} (linear); {_guards_text(r)}{_reference_text(r)}"
               f"{_no_reliance_text(r, 'the parent')}.")
+    c.notes += _not_fine_tuned(s, (NAIVE,))
     j = _Judge(s, r, c)
     rel, parent = s.reliance(s.models(vocab.FINETUNE, method=NAIVE)), s.reliance(s.parents(NAIVE))
     j.reliance_rows(NAIVE, rel, CLAIM)
@@ -429,6 +441,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
         role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
         c.rows.append(Row(m, "acc(nocue)", j.estimate(acc[m].get("nocue", EMPTY)), role, PP, "%"))
         j.reliance_rows(m, rel[m], role)
+    c.notes += _not_fine_tuned(s, (CBFT, NAIVE))
     if not cued:
         c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was not run: this sweep cannot tell "
                        "CBFT's objective apart from the extra data it sees.")

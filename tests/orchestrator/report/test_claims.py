@@ -1233,3 +1233,24 @@ def test_the_power_line_of_a_within_check_is_that_of_its_equivalence_test():
     (check,) = _checks(a, "the no-cue model does not rely on the cue")
     assert check.power == cmp.power_text(diff, LOOSE.no_reliance_margin, LOOSE.power, 100, " pp", within=True)
     assert check.power != cmp.power_text(diff, LOOSE.no_reliance_margin, LOOSE.power, 100, " pp")
+
+
+@pytest.mark.parametrize("dropped, b_note, c_note", [
+    (("finetune-", "pretrained_ft"), "naive", "cbft or naive"),   # a sweep that fine-tunes nothing
+    (("finetune-cbft", "pretrained_ft_cbft"), None, "cbft"),     # fine-tuning without CBFT
+])
+def test_a_claim_about_fine_tuning_methods_the_sweep_did_not_run_says_what_to_add(dropped, b_note, c_note):
+    """(b) needs naive fine-tuning and (c) CBFT and naive: a sweep without them says, in the claim's notes,
+    which method is missing and where to add it, beside its comparisons' `not measured`."""
+    data = {table: {t: rows for t, rows in by_task.items() if not any(d in t for d in dropped)}
+            for table, by_task in synthetic_sweep().items()}
+    found = _judge(LOOSE, data=data)
+    for key, note in (("b", b_note), ("c", c_note)):
+        said = [n for n in found[key].notes if n.startswith("This sweep has no model fine-tuned by")]
+        if note is None:
+            assert not said, said
+        else:
+            assert said == [f"This sweep has no model fine-tuned by {note}: add {'it' if ' ' not in note else 'them'} "
+                            "to `finetune.methods`, with 'pretrained~ft' in `paths.pairs`, to test this claim."]
+            assert found[key].verdict == claims.NOT_TESTABLE
+    assert not [n for c in _judge(LOOSE).values() for n in c.notes if "no model fine-tuned" in n]
