@@ -294,3 +294,81 @@ def test_every_batchnorm_of_a_built_in_model_is_torchs_default_batchnorm(name):
     assert bns
     for bn in bns:
         assert (bn.eps, bn.momentum, bn.affine, bn.track_running_stats) == (1e-5, 0.1, True, True)
+
+
+def test_build_problem_names_a_builder_that_refuses_the_data_with_a_value_error(monkeypatch):
+    """"Only a builder that is none (... TypeError, ValueError) is refused here": a builder of one's own that
+    raises ValueError for this data's channels is a problem named at plan time, as is a name that is no model."""
+    from tasks import models
+
+    def rgb_only(num_classes, in_channels, width):
+        if in_channels != 3:
+            raise ValueError(f"rgb_only takes 3 channels, not {in_channels}")
+        return models.small_cnn(num_classes, in_channels, width)
+
+    monkeypatch.setitem(models.MODELS, "rgb_only", rgb_only)
+    assert models.build_problem("rgb_only", in_channels=3) is None
+    assert models.build_problem("rgb_only", in_channels=1) == "rgb_only takes 3 channels, not 1"
+    assert "unknown model" in models.build_problem("no_such_model")
+
+
+def test_checking_a_builder_that_needs_real_tensors_leaves_the_global_rng_alone(monkeypatch):
+    """A builder that cannot run on the meta device is built on the CPU to be checked, from a seed of its own:
+    planning a spec draws nothing from torch's global RNG (a seeded script that plans and then trains does
+    not depend on whether it planned)."""
+    from tasks import models
+
+    def needs_values(num_classes, in_channels, width):
+        torch.randn(3).sum().item()        # .item() has no value on the meta device
+        return models.small_cnn(num_classes, in_channels, 2)
+
+    monkeypatch.setitem(models.MODELS, "needs_values", needs_values)
+    torch.manual_seed(11)
+    before = torch.random.get_rng_state()
+    assert models.build_problem("needs_values") is None
+    assert models.alignment_problem("needs_values") is None
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_the_plan_time_checks_build_the_model_for_the_datas_classes_and_channels(monkeypatch):
+    """`build_problem` and `alignment_problem` judge the model the run will build: the builder is handed this
+    data's (num_classes, in_channels) and the width asked, each in its place."""
+    from tasks import models
+
+    seen = []
+
+    def recording(num_classes, in_channels, width):
+        seen.append((num_classes, in_channels, width))
+        return models.small_cnn(num_classes, in_channels, width)
+
+    monkeypatch.setitem(models.MODELS, "recording", recording)
+    assert models.build_problem("recording", 3, num_classes=7, in_channels=1) is None
+    assert models.alignment_problem("recording", 3, num_classes=7, in_channels=1) is None
+    assert seen == [(7, 1, 3), (7, 1, 3)]
+
+
+class _FeatureCount(Classifier):
+    """A model that keeps its feature count in `features` (an int), so `features(x)` cannot be called."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.body = nn.Conv2d(1, 4, 3)
+        self.head = nn.Linear(4, k)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+def test_a_model_whose_features_is_no_method_is_refused_when_it_is_built(monkeypatch):
+    """"a `features(x)` method": an attribute named `features` that cannot be called (a feature count) is no
+    such method, and is refused when the model is built, not when last-layer retraining first calls it."""
+    from tasks import models
+
+    def builder(num_classes, in_channels, width):
+        model = _FeatureCount(num_classes)
+        model.features = 4
+        return model
+
+    monkeypatch.setitem(models.MODELS, "counted", builder)
+    with pytest.raises(TypeError, match="features"):
+        build_model("counted", 3, 1)

@@ -201,6 +201,16 @@ def test_an_entry_point_is_resolved_loaded_and_versioned_from_its_own_group(inst
         ModelSettings(name="minidata")
 
 
+def test_a_dataset_entry_point_is_versioned_from_the_dataset_group(installed_entry_points):
+    """A dataset of one's own named by its entry point enters the task id with the version of the loader that
+    entry point names in the dataset group (its module's source), as a model's does in the model group."""
+    _, dataset_module = installed_entry_points
+    identity = data_identity(DataSettings(dataset="minidata"))
+    source = inspect.getsource(dataset_module)
+    assert identity["dataset"] == "minidata"
+    assert identity["version"] == "src:" + hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
 def test_only_a_string_can_be_an_import_path():
     """`is_import_path` answers False for anything that is not a string (a YAML number, None), never raises."""
     assert plugins.is_import_path(None) is False and plugins.is_import_path(3) is False
