@@ -41,7 +41,7 @@ class ResumeLog:
         except (CorruptCheckpointError, KeyError, TypeError, ValueError):
             return None
         curve = meta.get("curve", [])
-        self.curve = [row for row in curve if isinstance(row, dict)] if isinstance(curve, list) else []
+        self.curve = [row for row in curve if _is_row(row)] if isinstance(curve, list) else []
         return state
 
     def full_curve(self, resumed: TrainState | None, rows: list[dict]) -> list[dict]:
@@ -50,6 +50,17 @@ class ResumeLog:
         before = [] if resumed is None else [row for row in self.curve if row["epoch"] < resumed.epoch]
         took = {row["epoch"]: row.get("duration_s") for row in self.curve}
         return before + [{**row, "duration_s": row.get("duration_s", took.get(row["epoch"]))} for row in rows]
+
+
+def _is_row(row) -> bool:
+    """A curve row as `ResumeLog.files` saves it: a whole epoch number >= 0, a split name, numbers (or null)
+    for the rest. Anything else in a saved curve (a hand-edited or damaged meta.json) is left out, so that
+    neither the next epoch's save nor the task's `train_curves` rows fail on it."""
+    def number(value) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return (isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
+            and row["epoch"] >= 0 and isinstance(row.get("split"), str)
+            and all(number(row.get(k)) for k in ("loss", "acc", "lr", "duration_s")))
 
 
 def attach_storage_resume(env, layout: SweepLayout, kind: str, task_id: str, log: ResumeLog,

@@ -144,3 +144,13 @@ def test_a_variable_named_like_a_knob_with_a_typo_is_said_once_and_others_are_le
         knobs.check_all(env)
         knobs.check_all(env)
     assert caplog.text.count("did you mean MMC_PROGRESS_INTERVAL_S?") == 1
+
+
+def test_the_variables_the_projects_own_scripts_read_are_not_taken_for_typos_of_a_knob():
+    """submit.sh's `MMC_SUBMISSION_ID` (README), install.sh's `MMC_REINSTALL` and the test runners' variables are
+    variables of their own, not misspelled knobs: no "did you mean" for them, while a real typo still gets one."""
+    own = {"MMC_SUBMISSION_ID": "mmc-x", "MMC_REINSTALL": "1", "MMC_FAIL_TASKS": "pretrain", "MMC_SLEEP_TASK_S": "1",
+           "MMC_CRASH_MARKER_DIR": "/tmp/x", "MMC_CRASH_WORKER_AT_EPOCH": "1"}
+    assert knobs.misspelled(own) == []
+    assert knobs.misspelled({**own, "MMC_TASK_RESTART": "1"}) == [
+        "$MMC_TASK_RESTART is not a variable mmc-sweep reads (it is ignored); did you mean MMC_TASK_RESTARTS?"]

@@ -246,3 +246,12 @@ def test_a_step_series_that_is_not_text_is_left_out():
 
     marker = {"task_id": "t0", "steps": {"loss": 5, "lr": None, "acc": "[0,0.5]"}}
     assert marker_format.marker_steps(marker) == [["acc", 0, 0.5]]
+
+
+def test_a_step_series_nested_too_deep_to_parse_is_left_out():
+    """A series whose text nests deeper than the JSON reader can follow (a damaged or hostile marker) does not read
+    back: left out with the others read, never an error that would make the finished task look unfinished."""
+    from orchestrator.results import marker_format
+
+    marker = {"task_id": "t0", "steps": {"loss": "[" * 100_000 + "]" * 100_000, "acc": "[0,0.5]"}}
+    assert marker_format.marker_steps(marker) == [["acc", 0, 0.5]]

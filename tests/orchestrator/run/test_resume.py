@@ -239,7 +239,8 @@ def test_only_rank_zero_writes_the_progress_of_a_task(tmp_path):
 
 def test_a_saved_curve_with_rows_that_are_not_rows_keeps_only_its_rows():
     """A resume state whose curve holds something other than rows (a hand-edited or damaged meta.json) still
-    resumes; its curve keeps the rows only, and a curve that is not a list counts as none."""
+    resumes; its curve keeps the rows only (a whole epoch >= 0, a split, numbers or null: a row without its epoch
+    failed the next epoch's save), and a curve that is not a list counts as none."""
     import json as json_lib
 
     from orchestrator.run.resume import ResumeLog
@@ -247,9 +248,35 @@ def test_a_saved_curve_with_rows_that_are_not_rows_keeps_only_its_rows():
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     files = ResumeLog(lambda epoch: "train").files(_report(model, optimizer, 0, 1.0))
-    for curve, kept in (([7, "x", {"epoch": 0, "split": "train"}], [0]), ({"epoch": 0}, [])):
+    row = {"epoch": 0, "split": "train", "loss": 1.0, "acc": 0.5, "lr": 0.05, "duration_s": None}
+    broken = [{"split": "train"}, {**row, "epoch": "0"}, {**row, "epoch": True}, {**row, "epoch": -1},
+              {**row, "split": None}, {**row, "loss": "1.0"}, {**row, "acc": [0.5]}]
+    for curve, kept in (([7, "x", row], [0]), ({"epoch": 0}, []), ([*broken, {**row, "epoch": 1}, row], [1, 0])):
         meta = json_lib.loads(files["meta.json"])
         meta["meta"]["curve"] = curve          # the caller's meta inside the checkpoint record
         log = ResumeLog(lambda epoch: "train")
         assert log.state({**files, "meta.json": json_lib.dumps(meta).encode()}).epoch == 1
         assert [r["epoch"] for r in log.curve] == kept
+        log.files(_report(model, optimizer, 1, 0.5))      # the next epoch saves, and the task's curve is whole
+        assert [r["epoch"] for r in log.full_curve(log.state(files), [{"epoch": 1}])] == [0, 1]
+
+
+def test_a_resume_state_that_cannot_be_read_starts_the_task_over(tmp_path, monkeypatch):
+    """A saved state whose files exist but cannot be read (permission denied, an object store that fails the read)
+    is no state: the task starts from epoch 0 instead of failing on it."""
+    from orchestrator.run.resume import ResumeLog, attach_storage_resume
+
+    layout = _layout(tmp_path)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    first = _env()
+    attach_storage_resume(first, layout, "pretrain", "pretrain-x", ResumeLog(lambda epoch: "train"), epochs=3)
+    first.on_epoch(_report(model, optimizer, 0, 1.0))
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(layout.storage, "read_bytes", denied)
+    env = _env()
+    attach_storage_resume(env, layout, "pretrain", "pretrain-x", ResumeLog(lambda epoch: "train"), epochs=3)
+    assert env.resume_state() is None

@@ -125,6 +125,14 @@ def test_bad_population_is_one_clear_error_per_problem():
     assert "`population.cue_proportions`: 0.3 is not one of `cue_proportions`" in text
 
 
+def test_a_population_kind_that_is_no_model_is_refused():
+    """A population pairs models: pretrained and fine-tuned ones (`population.kinds`). A midpoint or an alignment
+    is a task, not a model; `kinds: [midpoint]` would plan a population of nothing, so it is refused."""
+    for kinds in ("[midpoint]", "[pretrain, align]"):
+        with pytest.raises(SpecError, match="`population.kinds`"):
+            load_spec(None, [f"population.kinds={kinds}"])
+
+
 def test_population_cue_proportions_filter_the_control_pairs_models_too():
     """`population.cue_proportions: [0.8]` chooses only models trained at 0.8: the cue~cue partner at 0.8
     is in the population (controls: true), the nocue~nocue partner at 0.0 is not."""

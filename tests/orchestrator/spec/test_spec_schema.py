@@ -138,6 +138,15 @@ def test_bad_axes_are_named(text, message):
     assert any(message in p for p in problems), problems
 
 
+@pytest.mark.parametrize("key, values, listed", [("data.seed", "[0, 1]", "seeds"),
+                                                ("data.cue_proportion", "[0.0, 0.8]", "cue_proportions")])
+def test_an_axis_of_a_per_model_data_setting_names_the_top_level_list_that_sets_it(key, values, listed):
+    """`data.seed` is set per model by `seeds`, `data.cue_proportion` by `cue_proportions`: an axis of either
+    is refused, naming the list to give the values in."""
+    problems = problems_of(f"name: x\naxes: [{{{key}: {values}}}]\n")
+    assert f"`{key}`: cannot be swept; list the values in `{listed}`" in problems, problems
+
+
 @pytest.mark.parametrize("models, message", [
     ("[small_cnn, {name: small_cnn, width: 16}]", "`models`: small_cnn and small_cnn-w16 are one model (small_cnn's "
                                                   "own width is 16); list it once"),

@@ -1,0 +1,54 @@
+"""The claims' decision rules on their own (`orchestrator.spec.claim_rules.ClaimRules`, the spec's `claims:`
+section): a rule outside the range it declares is refused, by the class and by the spec, naming the key."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import vocab
+from orchestrator.spec.claim_rules import ClaimRules
+from orchestrator.spec.schema import SpecError
+from orchestrator.spec.sweep_spec import load_spec
+from tasks.settings import SettingsError
+
+
+def test_a_fraction_of_the_parents_reliance_below_zero_is_refused():
+    """(b) `keep_fraction`: naive fine-tuning keeps the cue reliance when its own is above this fraction of its
+    parent's. A fraction lies from 0 to 1: at -0.5, a fine-tuning that turned the reliance around (an index below
+    zero) would still be said to keep it. 0 itself is a fraction."""
+    with pytest.raises(SettingsError) as err:
+        ClaimRules(keep_fraction=-0.5)
+    assert "`keep_fraction`" in str(err.value)
+    with pytest.raises(SpecError, match="`claims.keep_fraction`"):
+        load_spec(None, ["claims.keep_fraction=-0.5"])
+    assert ClaimRules(keep_fraction=0.0).keep_fraction == 0.0
+
+
+@pytest.mark.parametrize("key, bound, beyond", [
+    ("floor_loss", 100, 100.5),          # nats: far above the chance loss ln K of any dataset
+    ("barrier_effect", 100, 100.5),
+    ("aligned_works", 100, 100.5),
+    ("permutations", 1_000_000, 1_000_001),   # relabelings each of (e)'s permutation tests draws
+])
+def test_a_rule_of_nats_or_relabelings_is_allowed_up_to_its_declared_bound_and_no_further(key, bound, beyond):
+    """The ranges the rules declare (and `mmc-sweep schema` shows) are closed: the bound itself is a rule, the
+    next value past it is refused, by the class and in a spec."""
+    assert getattr(ClaimRules(**{key: bound}), key) == bound
+    with pytest.raises(SettingsError) as err:
+        ClaimRules(**{key: beyond})
+    assert f"`{key}`" in str(err.value)
+    with pytest.raises(SpecError, match=f"`claims.{key}`"):
+        load_spec(None, [f"claims.{key}={beyond}"])
+
+
+def test_a_check_definition_is_one_of_the_barrier_definitions_or_null():
+    """`check_definition` decides every barrier comparison a second time: a name that is no barrier definition
+    (a typo of worse_endpoint) has no barriers to decide with, so it is refused and the definitions are named;
+    each other definition, and null, is a check."""
+    for bad in ("worse_endpiont", "max"):
+        with pytest.raises(SettingsError) as err:
+            ClaimRules(check_definition=bad)
+        assert "`check_definition`" in str(err.value) and "mean_endpoints" in str(err.value)
+    with pytest.raises(SpecError, match="`claims.check_definition`"):
+        load_spec(None, ["claims.check_definition=worse_endpiont"])
+    for good in [d for d in vocab.DEFINITIONS if d != "chord"] + [None]:
+        assert ClaimRules(check_definition=good).check_definition == good
