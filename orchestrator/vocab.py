@@ -23,6 +23,9 @@ PATH_KINDS = (LINEAR, QUADRATIC, ALIGNED)
 # ----- pairs: "<pair>" (design `independent`) or "<pair>:<design>" (a control) -----
 CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT = "cue~nocue", "cue~cue", "nocue~nocue", "pretrained~ft"
 PAIRS = (CUE_NOCUE, CUE_CUE, NOCUE_NOCUE, PRETRAINED_FT)
+# claim (b) compares a fine-tuned model's barrier to its parent with the first of these pair types (independent
+# initialisations) a sweep has
+FT_REFERENCES = (CUE_CUE, NOCUE_NOCUE, CUE_NOCUE)
 INDEPENDENT, SAME_INIT, SPAWN, SELF, FINE_TUNED = "independent", "same-init", "spawn", "self", "fine-tuned"
 RESUBSET = "resubset"
 # Which designs each pair accepts (the first is the main one). spawn is written `spawn@K` (K epochs shared).

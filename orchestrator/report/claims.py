@@ -389,7 +389,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
 
 
 def claim_b(s: Slice, r: ClaimRules) -> Claim:
-    ref = next((p for p in (vocab.CUE_CUE, vocab.NOCUE_NOCUE, vocab.CUE_NOCUE) if p in s.pair_types()), None)
+    ref = next((p for p in vocab.FT_REFERENCES if p in s.pair_types()), None)
     c = Claim("b", "Naive fine-tuning on clean data keeps the cue reliance and stays linearly connected to the "
                    "pretrained model (its barrier is below that between independently trained models).",
               f"Paired within seed, {r.level:.0%} intervals: the naive fine-tuning's randimg reliance above "
@@ -410,7 +410,8 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
         j.barrier_row(ft, eval_set, CLAIM)
         if ref is None:
             c.checks.append(Check(f"on {eval_set}, its linear barrier is below that of independently trained models",
-                                  MISSING, "—", "stays connected", "no cue~cue, nocue~nocue or cue~nocue pairs"))
+                                  MISSING, "—", "stays connected",
+                                  f"no {', '.join(vocab.FT_REFERENCES[:-1])} or {vocab.FT_REFERENCES[-1]} pairs"))
             continue
         j.barrier_row((ref, vocab.LINEAR), eval_set, CONTROL)
         j.barrier_above(f"on {eval_set}, its linear barrier is below that of {ref}", (ref, vocab.LINEAR), ft, eval_set,

@@ -261,8 +261,11 @@ class ProgressPrinter:
     def on_change(self, task_id: str, before: TaskState, after: TaskState) -> None:
         if before.status == after.status:
             return
-        if before.status == RUNNING and after.status in (DONE, CACHED) and len(self._state.ready):
-            return   # a task ended and a ready one starts next: the line waits for it, so `running` counts both
+        if before.status == RUNNING and after.status in (DONE, CACHED) and len(self._state.ready) \
+                and time.time() - self._last < 2 * self._interval_s:
+            # a task ended and a ready one starts next: the line waits for it, so `running` counts both (for at
+            # most another interval: a ready task may wait for resources, e.g. GPU nodes still starting)
+            return
         self.maybe_print(force=after.status == FAILED)
 
     def maybe_print(self, force: bool = False) -> None:

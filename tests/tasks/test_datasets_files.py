@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import gzip
-import hashlib
 import io
 import pickle
 
@@ -13,8 +12,8 @@ import numpy as np
 import pytest
 
 from tasks import datasets
-from tasks.datasets import DataError, Resource
-from tests.tasks.test_datasets import fashion_arrays, idx_bytes, write_cifar10, write_fashion
+from tasks.datasets import DataError
+from tests.tasks.test_datasets import _served_fashion, fashion_arrays, idx_bytes, write_cifar10, write_fashion
 
 
 def test_a_directory_where_a_dataset_file_belongs_is_a_missing_file(tmp_path):
@@ -57,13 +56,8 @@ def test_where_an_idx_file_and_its_gz_lie_side_by_side_the_loader_reads_the_file
 def test_download_replaces_a_torn_gz_that_lies_beside_the_users_decompressed_file(tmp_path, monkeypatch):
     """"archives already present with the right md5 are not fetched again": a `.gz` on disk with another md5
     is fetched again and verified, even where the user also decompressed a file from it."""
-    served = tmp_path / "served"
-    images, labels = fashion_arrays(n_train=10, n_test=10)
-    write_fashion(served, images, labels)
-    resources = tuple(Resource(p.name, (p.as_uri(),), hashlib.md5(p.read_bytes()).hexdigest(), extract=False,
-                               subdir="fashion-mnist") for p in sorted(served.iterdir()))
-    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", resources)
-    root = tmp_path / "data"
+    images, labels = _served_fashion(tmp_path, monkeypatch)
+    served, root = tmp_path / "served_fashion", tmp_path / "data"
     write_fashion(root / "fashion-mnist", images, labels, compress=False)
     torn = root / "fashion-mnist" / "train-images-idx3-ubyte.gz"
     torn.write_bytes((served / torn.name).read_bytes()[:-20])
@@ -74,13 +68,8 @@ def test_download_replaces_a_torn_gz_that_lies_beside_the_users_decompressed_fil
 def test_download_fetches_again_a_fashion_gz_whose_md5_is_wrong_when_all_of_them_are_in_place(tmp_path, monkeypatch):
     """Only an extracted archive (CIFAR) is skipped because its files are all there; FashionMNIST's `.gz` files
     are the archives themselves, so one of them on disk with the wrong md5 is fetched again."""
-    served = tmp_path / "served"
-    images, labels = fashion_arrays(n_train=10, n_test=10)
-    write_fashion(served, images, labels)
-    resources = tuple(Resource(p.name, (p.as_uri(),), hashlib.md5(p.read_bytes()).hexdigest(), extract=False,
-                               subdir="fashion-mnist") for p in sorted(served.iterdir()))
-    monkeypatch.setitem(datasets.RESOURCES, "fashion_mnist", resources)
-    root = tmp_path / "data"
+    images, labels = _served_fashion(tmp_path, monkeypatch)
+    served, root = tmp_path / "served_fashion", tmp_path / "data"
     write_fashion(root / "fashion-mnist", images, labels)
     torn = root / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
     torn.write_bytes(b"\x1f\x8b not the published file")

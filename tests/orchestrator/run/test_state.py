@@ -304,26 +304,31 @@ def test_the_progress_line_reads_the_concurrency_of_now_for_its_eta_and_ends_wit
 def test_a_task_that_ends_while_another_is_ready_leaves_the_line_to_the_start_that_follows(graph, monkeypatch):
     """The line is due at the first change after `interval_s`; when that change is a task ending and a ready
     task starts next, the line waits for the start, so `running` counts every task in flight (on 2 CPUs a run
-    printed `running 1` throughout while two tasks ran). With nothing ready the end prints at once."""
+    printed `running 1` throughout while two tasks ran). It waits one more interval at most (a ready task may
+    wait for resources); with nothing ready the end prints at once."""
     import io
 
     stream = io.StringIO()
-    state, clock = _printer(graph, monkeypatch, stream)
+    state, clock = _printer(graph, monkeypatch, stream)        # interval 100 s
     roots = [t for t in graph.tasks if not graph.tasks[t].parents]
     assert len(roots) == 2
     state.set_status(roots[0], vocab.RUNNING)
     state.set_status(roots[1], vocab.RUNNING)
     lines = lambda: stream.getvalue().count("\n")   # noqa: E731
     before = lines()
-    clock.now += 200.0
+    clock.now += 150.0
     state.set_status(roots[0], vocab.DONE)
     assert len(state.ready) and lines() == before          # a child of roots[0] is ready: its start prints
-    state.set_status(state.ready.first(), vocab.RUNNING)
+    child = state.ready.first()
+    state.set_status(child, vocab.RUNNING)
     last = stream.getvalue().splitlines()[-1]
     assert lines() == before + 1 and "running 2 |" in last and "done 1 |" in last
-    for t in graph.tasks:                                    # nothing else ready: an end prints at once
+    clock.now += 200.0                                     # two intervals since that line, and no start came:
+    state.set_status(child, vocab.DONE)                    # the end prints though tasks are ready
+    assert len(state.ready) and lines() == before + 2
+    for t in graph.tasks:                                  # nothing else ready: an end prints at once
         if state.states[t].status == vocab.PENDING:
             state.set_status(t, vocab.SKIPPED, "not this test's")
-    clock.now += 200.0
+    clock.now += 100.0
     state.set_status(roots[1], vocab.DONE)
-    assert lines() == before + 2 and "running 1 |" in stream.getvalue().splitlines()[-1]
+    assert lines() == before + 3 and "running 0 |" in stream.getvalue().splitlines()[-1]
