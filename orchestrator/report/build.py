@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.report import claims as claims_lib
 from orchestrator import vocab
-from orchestrator.report import figures, html as report_html, mechanism_map, progress as progress_lib, stats
+from orchestrator.report import figures, html as report_html, learnt, mechanism_map, progress as progress_lib, stats
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 from orchestrator.results import tables
@@ -178,11 +178,21 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     swept = swept_keys(layout, spec_text)
     results = verified_results(layout, plan_of(layout)[0], swept)[0]
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
+    rules = stored_rules(layout, spec_text)[0]
     return (summary if not summary.empty else None), _text(results, swept, summary, claims_lib.judge(
-        results, swept, stored_rules(layout, spec_text)[0]))
+        results, swept, rules), unlearnt_warning(results, rules, spec_text))
 
 
-def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts) -> str:
+def unlearnt_warning(results: dict[str, pd.DataFrame], rules: ClaimRules, spec_text: str | None) -> str:
+    """The `warning:` line naming trained models at the chance floor on every set ("" for none), with the
+    settings that trained them (the stored spec's, or their swept columns)."""
+    ev = results[vocab.EVALUATIONS]
+    chance = stats.chance(ev["dataset"], results.get(vocab.PATHS)) if "dataset" in ev else None
+    found = learnt.unlearnt(ev, chance, rules.floor_acc, _parsed_spec(spec_text)[0])
+    return learnt.warning_text(found, chance or 0.0, rules.floor_acc)
+
+
+def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts, warning: str = "") -> str:
     if results[vocab.BARRIERS].empty and results[vocab.EVALUATIONS].empty:
         return ""
     lines = []
@@ -197,6 +207,8 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over the n models "
                   f"(one per seed; the pretrained rows pool every model of their kind){where}:",
                   stats.format_table(table.text)]
+    if warning:
+        lines += ["", warning]
     if verdicts:
         lines += ["", "claims (details: report.html, or `mmc-sweep claims <storage>/<sweep>`):",
                   claims_lib.claims_text(verdicts, detail=False).rstrip()]
@@ -208,8 +220,12 @@ def print_claims(layout, log=print) -> list:
     their controls. What `mmc-sweep claims` prints after running the sweep."""
     spec_text = read_spec_text(layout)
     swept = swept_keys(layout, spec_text)
-    verdicts = claims_lib.judge(verified_results(layout, plan_of(layout)[0], swept)[0], swept,
-                                stored_rules(layout, spec_text)[0])
+    results = verified_results(layout, plan_of(layout)[0], swept)[0]
+    rules = stored_rules(layout, spec_text)[0]
+    verdicts = claims_lib.judge(results, swept, rules)
+    warning = unlearnt_warning(results, rules, spec_text)
+    if warning:
+        log(warning + "\n")
     log(claims_lib.claims_text(verdicts) if verdicts else
         "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)")
     return verdicts
@@ -243,6 +259,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     spec_unread = _parsed_spec(spec_text)[1]     # "": its rules judged the claims
     maps = mechanism_map.maps(results, swept, rules)
     verdicts = claims_lib.judge(results, swept, rules, maps=maps)
+    warning = unlearnt_warning(results, rules, spec_text)
     drift = stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)
     drawn = time.perf_counter()
     pictures = figures.draw_figures(layout, figures.figure_jobs(results, swept, maps))
@@ -285,13 +302,13 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
         agreement_set=stats.order_values(results[vocab.PATHS]["eval_set"], EVAL_SETS)[0]
         if not results[vocab.PATHS].empty else "",
         failed=progress_lib.failed_tasks(tasks),
-        rules=rules_dict, drift=drift, maps=maps, damaged=damaged, spec_unread=spec_unread)
+        rules=rules_dict, drift=drift, maps=maps, damaged=damaged, spec_unread=spec_unread, unlearnt=warning)
     html_path = put("report.html", page.encode("utf-8"))
     storage.write_files(files)
     figures.remove_stale(layout, pictures.stale)
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(dict.fromkeys([*files, *figure_paths, layout.report_file(figures.MANIFEST)])),
-                  text=_text(results, swept, summary, verdicts),
+                  text=_text(results, swept, summary, verdicts, warning),
                   summary_table=summary if not summary.empty else None, clusters=clusters,
                   note=rebuilt_note(layout, plan_df) if rebuilt else "")
 

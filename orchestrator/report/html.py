@@ -76,11 +76,12 @@ def _n_text(ns) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, str] | None = None,
-           spec_unread: str = "") -> str:
+           spec_unread: str = "", unlearnt: str = "") -> str:
     """Progress: green when every planned task finished, amber for a partial sweep, red when
     some tasks failed or were skipped (their results are missing), when finished tasks' outputs no longer
     verify (`damaged`: task id -> why), or when the sweep's spec could not be read (`spec_unread`: why;
-    the claims are then judged by the default rules)."""
+    the claims are then judged by the default rules), or when trained models learnt nothing (`unlearnt`:
+    `learnt.warning_text`'s line)."""
     total = progress.iloc[-1] if not progress.empty else None
     finished = int(total[vocab.FINISHED]) if total is not None else 0
     bad = int(total[vocab.FAILED] + total[vocab.SKIPPED]) if total is not None else 0
@@ -107,6 +108,9 @@ def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, st
     if spec_unread:
         text += (f"<p><strong>⚠ {esc(spec_unread)}</strong>: the claims are judged by the default rules, not those "
                  "the sweep declared.</p>")
+        cls = "bad"
+    if unlearnt:
+        text += f"<p><strong>⚠ {esc(unlearnt.removeprefix('warning: '))}</strong></p>"
         cls = "bad"
     table = html_table(progress.astype(object)) if not progress.empty else ""
     return f'<div class="banner {cls}" id="progress">{text}{table}</div>'
@@ -355,7 +359,8 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
                 provenance: Mapping[str, object], spec_text: str | None, failed: pd.DataFrame,
                 mechanism: pd.DataFrame | None = None, agreement_set: str = "",
                 rules: Mapping[str, object] | None = None, drift: pd.DataFrame | None = None,
-                maps: Sequence = (), damaged: Mapping[str, str] | None = None, spec_unread: str = "") -> str:
+                maps: Sequence = (), damaged: Mapping[str, str] | None = None, spec_unread: str = "",
+                unlearnt: str = "") -> str:
     """The whole page, from `templates/report.html`."""
     failed_html = failed_table(failed)
     swept_note = (" With swept settings (" + ", ".join(f"<code>{esc(k)}</code>" for k in swept) + "), every table "
@@ -366,7 +371,7 @@ def render_page(*, title: str, progress: pd.DataFrame, planned: int | None, clai
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         failed_link='<a href="#failed">Failed tasks</a>' if failed_html else "",
         map_link='<a href="#map">Mechanism map</a>' if maps else "", mechanism_map=map_html(maps, figures),
-        banner=banner(progress, planned, damaged, spec_unread), swept_note=swept_note, claims=claims_html(claims, rules),
+        banner=banner(progress, planned, damaged, spec_unread, unlearnt), swept_note=swept_note, claims=claims_html(claims, rules),
         drift=drift_html(drift if drift is not None else pd.DataFrame()),
         barriers=barriers_html(summary, swept), barrier_figures=figures_html(figures, figures_lib.BARRIERS_SECTION),
         table1=table1_html(table1), table1_figures=figures_html(figures, figures_lib.TABLE1_SECTION),

@@ -1,0 +1,83 @@
+"""Trained models that learnt nothing: accuracy at the chance floor on every test set.
+
+A learning rate that drives the loss to 1e10 without a NaN, or too few epochs, leaves models at chance
+while every task finishes; the barriers and claims then have no mechanism to show (the claims say "not
+testable" comparison by comparison). The run's summary, `mmc-sweep claims` and the report name such
+models once, by kind, with the settings that trained them. The floor is the claims' own
+(`ClaimRules.floor_acc` above chance).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from orchestrator.report import stats
+from orchestrator.report.verdicts import PP
+
+# The settings that decide whether a model of a row of Table 1 learns (`<section>.<field>`).
+_PRETRAIN = ("pretrain.lr", "pretrain.epochs")
+_FINETUNE = ("finetune.lr", "finetune.epochs")
+_SETTINGS = {stats.PRETRAINED_NOCUE: _PRETRAIN, stats.PRETRAINED_CUE: _PRETRAIN,
+             "llrt": (*_FINETUNE, "finetune.llrt_lr", "finetune.llrt_epochs")}
+
+
+@dataclass(frozen=True)
+class Unlearnt:
+    """The models of one row of Table 1 (`stats.row_label`) at the chance floor on every set."""
+    label: str
+    count: int
+    total: int
+    best_acc: float                          # the highest accuracy of those models on any set
+    example: str                             # one of their task ids
+    settings: tuple[tuple[str, str], ...]    # (column, its values among them)
+
+
+def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
+             spec: Mapping | None = None) -> list[Unlearnt]:
+    """Per row of Table 1, the trained models whose accuracy on every set they were tested on is within
+    `floor_acc` of `chance` (a cue model that learnt only the cue is above it on the cued set, so it counts
+    as learnt), with the values of the settings that trained them: a swept setting's from its column of
+    `evaluations`, any other's from the sweep's resolved `spec`. [] without a chance level or evaluations."""
+    if chance is None or evaluations.empty or not {"task_id", "kind", "acc"} <= set(evaluations.columns):
+        return []
+    ev = evaluations[evaluations["acc"].notna()]
+    best = ev.groupby("task_id", sort=False)["acc"].max()
+    first = ev.drop_duplicates("task_id").set_index("task_id")
+    labels = pd.Series([stats.row_label(k, m, p) for k, m, p in zip(
+        first["kind"], first.get("method", pd.Series(None, index=first.index)),
+        first.get("cue_proportion", pd.Series(None, index=first.index)))], index=first.index)
+    out = []
+    for label in stats.order_values(labels.dropna(), stats.row_order()):
+        ids = labels.index[labels == label]
+        low = [t for t in ids if best[t] <= chance + floor_acc]
+        if not low:
+            continue
+        rows = first.loc[low]
+        names = _SETTINGS.get(label, _FINETUNE)
+        settings = tuple((name, values) for name in names if (values := _values(rows, name, spec)))
+        out.append(Unlearnt(label, len(low), len(ids), float(best[low].max()), str(low[0]), settings))
+    return out
+
+
+def _values(rows: pd.DataFrame, name: str, spec: Mapping | None) -> str:
+    """`name`'s values among `rows` (its column where swept, else the spec's value), as text; "" if unknown."""
+    if name in rows and rows[name].notna().any():
+        found = sorted(rows[name].dropna().unique())
+    else:
+        section, field = name.split(".")
+        value = (spec or {}).get(section, {}).get(field) if isinstance((spec or {}).get(section), Mapping) else None
+        found = [] if value is None or isinstance(value, (dict, list)) else [value]
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in found)
+
+
+def warning_text(found: list[Unlearnt], chance: float, floor_acc: float) -> str:
+    """One `warning:` line for the models in `found` ("" for none)."""
+    if not found:
+        return ""
+    groups = "; ".join(f"{u.label}: {u.count} of {u.total} (best {u.best_acc:.1%}, e.g. {u.example}"
+                       + "".join(f", {name} {values}" for name, values in u.settings) + ")" for u in found)
+    return (f"warning: models learnt nothing, their accuracy on every test set within {PP * floor_acc:g} pp "
+            f"of chance ({chance:.0%}): {groups}. Their paths and claims cannot show a mechanism; lower the "
+            "learning rate or train longer.")

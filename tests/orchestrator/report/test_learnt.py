@@ -1,0 +1,102 @@
+"""Trained models that learnt nothing (`orchestrator.report.learnt`): which models count (every set at the
+chance floor, the claims' floor), the settings named beside them, and where the warning is shown: the
+run's summary, `mmc-sweep claims` and the report's banner."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from orchestrator import vocab
+from orchestrator.report import build as report, learnt, stats
+from orchestrator.spec.claim_rules import ClaimRules
+from orchestrator.storage.layout import Storage, SweepLayout
+from tests.support.report_data import SPEC, synthetic_sweep, write_sweep
+
+SETS = ("nocue", "cue", "randcue", "randimg")
+
+
+def _ev(models: dict[str, tuple[str, object, float | None, dict[str, float]]], **columns) -> pd.DataFrame:
+    """task id -> (kind, method, cue proportion, eval set -> accuracy): evaluation rows."""
+    return pd.DataFrame([{"task_id": t, "kind": kind, "method": method, "cue_proportion": p, "eval_set": e,
+                          "acc": acc, "loss": 1.0, "dataset": "digits", **columns}
+                         for t, (kind, method, p, accs) in models.items() for e, acc in accs.items()])
+
+
+def test_a_model_counts_as_unlearnt_only_when_every_set_is_at_the_floor():
+    """Chance 0.1, floor 0.1: a model whose best set is 0.2 counts (the claims' floor is inclusive), one at
+    0.21 on a single set does not; a cue model that learnt only the cue (chance on nocue, 0.99 on cue) learnt
+    something. Groups follow Table 1's rows and count every model of the row."""
+    ev = _ev({
+        "p-nocue-0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.2)),
+        "p-nocue-1": (vocab.PRETRAIN, None, 0.0, {"nocue": 0.21, "cue": 0.1, "randcue": 0.1, "randimg": 0.1}),
+        "p-cue-0": (vocab.PRETRAIN, None, 0.8, {"nocue": 0.1, "cue": 0.99, "randcue": 0.1, "randimg": 0.95}),
+        "f-naive-0": (vocab.FINETUNE, "naive", 0.8, dict.fromkeys(SETS, 0.05)),
+        "f-naive-1": (vocab.FINETUNE, "naive", 0.8, dict.fromkeys(SETS, 0.08)),
+    })
+    found = learnt.unlearnt(ev, 0.1, 0.1)
+    assert [(u.label, u.count, u.total, u.example) for u in found] == [
+        (stats.PRETRAINED_NOCUE, 1, 2, "p-nocue-0"), ("naive", 2, 2, "f-naive-0")]
+    assert found[0].best_acc == pytest.approx(0.2) and found[1].best_acc == pytest.approx(0.08)
+
+
+def test_nothing_is_flagged_without_a_chance_level_or_rows_or_above_the_floor():
+    ev = _ev({"p": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1))})
+    assert learnt.unlearnt(ev, None, 0.1) == []
+    assert learnt.unlearnt(ev.iloc[:0], 0.1, 0.1) == []
+    assert len(learnt.unlearnt(ev, 0.1, 0.0)) == 1      # chance itself: at a floor of 0 it still counts
+    assert learnt.unlearnt(ev.assign(acc=0.101), 0.1, 0.0) == []
+    assert learnt.warning_text([], 0.1, 0.1) == ""
+
+
+def test_the_settings_named_are_a_swept_columns_values_else_the_specs():
+    """`pretrain.lr` swept (a column): the values among the unlearnt models only; `pretrain.epochs` not swept:
+    the spec's value; LLRT also names its own learning rate; a setting neither has is left out."""
+    ev = pd.concat([
+        _ev({"p0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1))}, **{"pretrain.lr": 50.0}),
+        _ev({"p1": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.9))}, **{"pretrain.lr": 0.05}),
+        _ev({"f0": (vocab.FINETUNE, "llrt", 0.8, dict.fromkeys(SETS, 0.1))}),
+    ])
+    spec = {"pretrain": {"lr": 0.05, "epochs": 3}, "finetune": {"lr": 0.01, "llrt_lr": 2.0}}
+    found = {u.label: dict(u.settings) for u in learnt.unlearnt(ev, 0.1, 0.1, spec)}
+    assert found == {stats.PRETRAINED_NOCUE: {"pretrain.lr": "50", "pretrain.epochs": "3"},
+                     "llrt": {"finetune.lr": "0.01", "finetune.llrt_lr": "2"}}
+    text = learnt.warning_text(learnt.unlearnt(ev, 0.1, 0.1, spec), 0.1, 0.1)
+    assert text.startswith("warning: ") and "within 10 pp of chance (10%)" in text
+    assert "pretrained (no cue): 1 of 2 (best 10.0%, e.g. p0, pretrain.lr 50, pretrain.epochs 3)" in text
+
+
+@pytest.fixture(scope="module")
+def unlearnt_sweep(tmp_path_factory):
+    """The synthetic sweep with every CBFT model at chance on every set (a blown-up fine-tuning)."""
+    layout = SweepLayout(Storage(str(tmp_path_factory.mktemp("learnt"))), "test-sweep")
+    data = synthetic_sweep(accuracy={"cbft": dict.fromkeys(SETS, 0.1)},
+                           pair_types=("cue~nocue", "pretrained~ft:naive", "pretrained~ft:cbft"))
+    write_sweep(layout, data, spec=SPEC + "finetune: {lr: 0.7, epochs: 2}\n")
+    return layout
+
+
+def test_the_run_summary_and_claims_name_the_unlearnt_models_and_their_settings(unlearnt_sweep):
+    """What `mmc-sweep run` prints (`summary_text`) says it before the claims; `mmc-sweep claims` first."""
+    text = report.summary_text(unlearnt_sweep)[1]
+    line = next(x for x in text.splitlines() if x.startswith("warning: "))
+    assert "cbft: 3 of 3" in line and "finetune.lr 0.7, finetune.epochs 2" in line
+    assert "naive" not in line and "pretrained" not in line
+    assert text.index(line) < text.index("claims (details")
+    printed = []
+    report.print_claims(unlearnt_sweep, log=printed.append)
+    assert printed[0].startswith("warning: models learnt nothing") and "cbft: 3 of 3" in printed[0]
+
+
+def test_the_reports_banner_says_it_and_turns_red(unlearnt_sweep, monkeypatch):
+    monkeypatch.setattr(report.figures, "draw_all", lambda jobs, processes=None: [b"" for _ in jobs])
+    out = report.write_report(unlearnt_sweep)
+    page = unlearnt_sweep.storage.read_bytes(out.html).decode()
+    banner = page[page.index('<div class="banner'):page.index("</div>", page.index('<div class="banner'))]
+    assert 'class="banner bad"' in banner and "models learnt nothing" in banner and "cbft: 3 of 3" in banner
+
+
+def test_a_sweep_whose_models_learnt_says_nothing(tmp_path):
+    layout = SweepLayout(Storage(str(tmp_path)), "test-sweep")
+    write_sweep(layout, synthetic_sweep(pair_types=("cue~nocue",)))
+    assert "warning:" not in report.summary_text(layout)[1]
+    assert report.unlearnt_warning(report.read_results(layout), ClaimRules(), SPEC) == ""
