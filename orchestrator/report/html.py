@@ -110,7 +110,8 @@ def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, st
                  "the sweep declared.</p>")
         cls = "bad"
     if unlearnt:
-        text += f"<p><strong>⚠ {esc(unlearnt.removeprefix('warning: '))}</strong></p>"
+        head, _, rest = unlearnt.removeprefix("warning: ").partition(", ")
+        text += f"<p><strong>⚠ {esc(head[:1].upper() + head[1:])}</strong>, {esc(rest)}</p>"
         cls = "bad"
     table = html_table(progress.astype(object)) if not progress.empty else ""
     return f'<div class="banner {cls}" id="progress">{text}{table}</div>'

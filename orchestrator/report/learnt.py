@@ -43,21 +43,24 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     if chance is None or evaluations.empty or not {"task_id", "kind", "acc"} <= set(evaluations.columns):
         return []
     ev = evaluations[evaluations["acc"].notna()]
-    best = ev.groupby("task_id", sort=False)["acc"].max()
     first = ev.drop_duplicates("task_id").set_index("task_id")
-    labels = pd.Series([stats.row_label(k, m, p) for k, m, p in zip(
-        first["kind"], first.get("method", pd.Series(None, index=first.index)),
-        first.get("cue_proportion", pd.Series(None, index=first.index)))], index=first.index)
+    best = ev.groupby("task_id", sort=False)["acc"].max().reindex(first.index).to_numpy(dtype=float)
+    none = pd.Series(None, index=first.index, dtype=object)
+    kinds = first["kind"].astype(object)
+    methods = first["method"].astype(object) if "method" in first else none
+    proportions = first["cue_proportion"].astype(object) if "cue_proportion" in first else none
+    labels = pd.Series([stats.row_label(k, m, p) for k, m, p in zip(kinds, methods, proportions)], index=first.index)
     out = []
     for label in stats.order_values(labels.dropna(), stats.row_order()):
-        ids = labels.index[labels == label]
-        low = [t for t in ids if best[t] <= chance + floor_acc]
-        if not low:
+        mine = (labels == label).to_numpy()
+        low = mine & (best <= chance + floor_acc)
+        if not low.any():
             continue
-        rows = first.loc[low]
+        rows = first[low]
         names = _SETTINGS.get(label, _FINETUNE)
         settings = tuple((name, values) for name in names if (values := _values(rows, name, spec)))
-        out.append(Unlearnt(label, len(low), len(ids), float(best[low].max()), str(low[0]), settings))
+        out.append(Unlearnt(label, int(low.sum()), int(mine.sum()), float(best[low].max()), str(rows.index[0]),
+                            settings))
     return out
 
 

@@ -92,7 +92,7 @@ def test_the_reports_banner_says_it_and_turns_red(unlearnt_sweep, monkeypatch):
     out = report.write_report(unlearnt_sweep)
     page = unlearnt_sweep.storage.read_bytes(out.html).decode()
     banner = page[page.index('<div class="banner'):page.index("</div>", page.index('<div class="banner'))]
-    assert 'class="banner bad"' in banner and "models learnt nothing" in banner and "cbft: 3 of 3" in banner
+    assert 'class="banner bad"' in banner and "⚠ Models learnt nothing</strong>, their accuracy" in banner and "cbft: 3 of 3" in banner
 
 
 def test_a_sweep_whose_models_learnt_says_nothing(tmp_path):
