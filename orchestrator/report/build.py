@@ -279,7 +279,8 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     put("finetune_table.parquet", _parquet_bytes(long))
     put("finetune_table.md", "\n\n".join((f"**{stats.facet_label(combo)}**\n\n" if combo else "")
                                          + stats.format_markdown(t.text) for combo, t in table1).encode() + b"\n")
-    put("claims.md", claims_lib.claims_text(verdicts).encode() if verdicts else b"no claim can be judged yet\n")
+    put("claims.md", ((warning + "\n\n") if warning else "").encode()    # as `mmc-sweep claims` prints it
+        + (claims_lib.claims_text(verdicts).encode() if verdicts else b"no claim can be judged yet\n"))
     put("endpoint_drift.parquet", _parquet_bytes(drift))
     clusters = put("clusters.parquet", _parquet_bytes(mechanism_map.clusters_table(maps))) if maps else None
     figure_paths = tuple(layout.report_file(f.name) for f in figs)

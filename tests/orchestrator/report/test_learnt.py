@@ -87,11 +87,13 @@ def test_the_run_summary_and_claims_name_the_unlearnt_models_and_their_settings(
     assert printed[0].startswith("warning: models learnt nothing") and "cbft: 3 of 3" in printed[0]
 
 
-def test_the_reports_banner_says_it_and_turns_red(unlearnt_sweep, monkeypatch):
+def test_the_reports_banner_says_it_and_turns_red_and_claims_md_starts_with_it(unlearnt_sweep, monkeypatch):
     monkeypatch.setattr(report.figures, "draw_all", lambda jobs, processes=None: [b"" for _ in jobs])
     out = report.write_report(unlearnt_sweep)
     page = unlearnt_sweep.storage.read_bytes(out.html).decode()
     banner = page[page.index('<div class="banner'):page.index("</div>", page.index('<div class="banner'))]
+    claims_md = unlearnt_sweep.storage.read_bytes(unlearnt_sweep.report_file("claims.md")).decode()
+    assert claims_md.startswith("warning: models learnt nothing") and "\n(a) " in claims_md
     assert 'class="banner bad"' in banner and "⚠ Models learnt nothing</strong>, their accuracy" in banner and "cbft: 3 of 3" in banner
 
 
