@@ -25,8 +25,9 @@ _SETTINGS = {stats.PRETRAINED_NOCUE: _PRETRAIN, stats.PRETRAINED_CUE: _PRETRAIN,
 
 @dataclass(frozen=True)
 class Unlearnt:
-    """The models of one row of Table 1 (`stats.row_label`) at the chance floor on every set."""
-    label: str
+    """The models of one row of Table 1 (`stats.row_label`; of one architecture where the sweep has several)
+    at the chance floor on every set."""
+    label: str                               # the row, "· <model>" where the sweep has several
     count: int
     total: int
     best_acc: float                          # the highest accuracy of those models on any set
@@ -50,17 +51,20 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     methods = first["method"].astype(object) if "method" in first else none
     proportions = first["cue_proportion"].astype(object) if "cue_proportion" in first else none
     labels = pd.Series([stats.row_label(k, m, p) for k, m, p in zip(kinds, methods, proportions)], index=first.index)
+    models = first["model"].astype(object) if "model" in first else none
+    several = len(stats.order_values(models, ())) > 1        # then each model's rows on their own
     out = []
-    for label in stats.order_values(labels.dropna(), stats.row_order()):
-        mine = (labels == label).to_numpy()
-        low = mine & (best <= chance + floor_acc)
-        if not low.any():
-            continue
-        rows = first[low]
-        names = _SETTINGS.get(label, _FINETUNE)
-        settings = tuple((name, values) for name in names if (values := _values(rows, name, spec)))
-        out.append(Unlearnt(label, int(low.sum()), int(mine.sum()), float(best[low].max()), str(rows.index[0]),
-                            settings))
+    for model in stats.order_values(models, ()) if several else [None]:
+        for label in stats.order_values(labels.dropna(), stats.row_order()):
+            mine = ((labels == label) & ((models == model) if several else True)).to_numpy()
+            low = mine & (best <= chance + floor_acc)
+            if not low.any():
+                continue
+            rows = first[low]
+            settings = tuple((name, values) for name in _SETTINGS.get(label, _FINETUNE)
+                             if (values := _values(rows, name, spec)))
+            out.append(Unlearnt(f"{label} · {model}" if several else label, int(low.sum()), int(mine.sum()),
+                                float(best[low].max()), str(rows.index[0]), settings))
     return out
 
 

@@ -39,6 +39,16 @@ def test_a_model_counts_as_unlearnt_only_when_every_set_is_at_the_floor():
     assert found[0].best_acc == pytest.approx(0.2) and found[1].best_acc == pytest.approx(0.08)
 
 
+def test_a_sweep_of_several_architectures_names_the_one_that_learnt_nothing():
+    """Two models: the rows are counted per model (a pooled "1 of 2" would hide which architecture failed)."""
+    ev = pd.concat([_ev({"p0": (vocab.PRETRAIN, None, 0.8, dict.fromkeys(SETS, 0.1))}, model="vgg13-w8"),
+                    _ev({"p1": (vocab.PRETRAIN, None, 0.8, dict.fromkeys(SETS, 0.9))}, model="small_cnn-w8")])
+    found = learnt.unlearnt(ev, 0.1, 0.1)
+    assert [(u.label, u.count, u.total) for u in found] == [(f"{stats.PRETRAINED_CUE} · vgg13-w8", 1, 1)]
+    one = learnt.unlearnt(ev.assign(model="vgg13-w8"), 0.1, 0.1)
+    assert [(u.label, u.count, u.total) for u in one] == [(stats.PRETRAINED_CUE, 1, 2)]
+
+
 def test_nothing_is_flagged_without_a_chance_level_or_rows_or_above_the_floor():
     ev = _ev({"p": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1))})
     assert learnt.unlearnt(ev, None, 0.1) == []
