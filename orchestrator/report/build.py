@@ -224,10 +224,8 @@ def print_claims(layout, log=print) -> list:
     rules = stored_rules(layout, spec_text)[0]
     verdicts = claims_lib.judge(results, swept, rules)
     warning = unlearnt_warning(results, rules, spec_text)
-    if warning:
-        log(warning + "\n")
-    log(claims_lib.claims_text(verdicts) if verdicts else
-        "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)")
+    log((warning + "\n\n" if warning else "") + (claims_lib.claims_text(verdicts) if verdicts else
+        "no claim can be judged yet: the sweep has no results (or its dataset's class count is unknown)"))
     return verdicts
 
 

@@ -40,6 +40,7 @@ from orchestrator.run.runners import plugin_runner
 from orchestrator.run.schedule import TrialContext, init_ray, run_graph
 from orchestrator.run.signals import STOPS, ray_processes_apart, stop_like_ctrl_c
 from orchestrator.run.state import ProgressPrinter, SweepState
+from orchestrator.run.unlearnt_watch import UnlearntWatch
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
 
 _LOG = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ def _run_locked(spec: SweepSpec, graph: Graph, layout: SweepLayout, start: float
         if s.status == vocab.CACHED and not tables.verify_fragment(layout, vocab.TASKS, task_id):
             recorder.record(task_id)   # a driver killed between done.json and the tasks row
     state.subscribe(recorder.on_status)   # every task that ends from now on: its row and MLflow run
+    UnlearntWatch(state, spec.claims.floor_acc, log)   # a model that finished at chance: said as it ends
     ctx = TrialContext(graph=graph, storage_uri=layout.storage.uri, sweep=spec.name, runner=runner,
                        data_root=spec.data_root)
     if concurrency is not None and state.count(vocab.PENDING):

@@ -82,6 +82,13 @@ def noop(task, env) -> TaskOutput:
     return TaskOutput()
 
 
+def at_chance(task, env) -> TaskOutput:
+    """Models that learnt nothing: every trained model's test accuracy 10% (chance on 10 classes), no rows."""
+    if task.kind in (vocab.PRETRAIN, vocab.FINETUNE):
+        return TaskOutput(metrics={f"eval.{s}.acc": 0.1 for s in EVAL_SETS})
+    return TaskOutput()
+
+
 def sleep(task, env) -> TaskOutput:
     """Sleeps and records when (metrics) and where (meta: Ray node id, pid) it ran: scheduling tests."""
     fail_if_asked(task)

@@ -1,0 +1,108 @@
+"""The warning while the run goes on a trained model that finished at chance (`run/unlearnt_watch.py`):
+said at the first pretraining or fine-tuning that ends there, once per kind, naming the learning rate; not
+for a model above the floor, a path task, a cached task or a fine-tuning of a model already said to be at
+chance. The graph is tests/support/work_graph.py's smoke sweep (digits: 10 classes, chance 10%)."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import vocab
+from orchestrator.run import schedule, sweep
+from orchestrator.run.capacity import ClusterView
+from orchestrator.run.state import SweepState
+from orchestrator.run.task_result import TaskResult
+from orchestrator.run.unlearnt_watch import UnlearntWatch, best_accuracy
+from orchestrator.spec.sweep_spec import load_spec
+from tests.support import runners
+from tests.support.work_graph import smoke_graph
+
+FLOOR = 0.1
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    return smoke_graph(tmp_path_factory.mktemp("watch"))
+
+
+def _done(state: SweepState, task_id: str, acc: float | None) -> None:
+    metrics = {} if acc is None else {f"eval.{s}.acc": acc for s in ("nocue", "cue", "randcue", "randimg")}
+    state.set_status(task_id, vocab.RUNNING)
+    state.set_status(task_id, vocab.DONE, result=TaskResult(vocab.DONE, 1.0, metrics=metrics))
+
+
+def _watched(graph):
+    state = SweepState(graph, keep_results=False)
+    said: list[str] = []
+    return state, UnlearntWatch(state, FLOOR, said.append), said
+
+
+def _of(graph, kind: str) -> list:
+    return [t for t in graph.tasks.values() if t.kind == kind]
+
+
+def test_the_first_pretraining_at_chance_is_said_once_with_its_learning_rate(graph):
+    """Best accuracy 0.2 = chance + floor: at chance (the claims' floor is inclusive); a second one is not
+    said again, the summary at the end counts it."""
+    state, watch, said = _watched(graph)
+    first, second = _of(graph, vocab.PRETRAIN)
+    _done(state, first.id, 0.2)
+    assert len(said) == 1 and said[0].startswith(f"warning: {first.id} finished at chance: its best test "
+                                                 "accuracy is 20.0% (chance 10%)")
+    assert f"Lower `pretrain.lr` ({first.settings['pretrain.lr']:g})" in said[0]
+    _done(state, second.id, 0.05)
+    assert len(said) == 1 and watch.unlearnt == {first.id, second.id}
+
+
+def test_a_model_above_the_floor_a_path_task_and_a_cached_task_are_not_said(graph):
+    state, watch, said = _watched(graph)
+    pretrain = _of(graph, vocab.PRETRAIN)
+    _done(state, pretrain[0].id, 0.21)                            # learnt something
+    state.set_status(pretrain[1].id, vocab.CACHED)                # finished in an earlier run: no result here
+    _done(state, _of(graph, vocab.PATH_EVAL)[0].id, 0.1)          # a path task's metrics are not a model's
+    _done(state, _of(graph, vocab.FINETUNE)[0].id, None)          # no test accuracy recorded
+    assert said == [] and watch.unlearnt == set()
+
+
+def test_a_fine_tuning_is_said_only_when_its_parent_learnt(graph):
+    """A fine-tuning of a model at chance is at chance because of it (its parent's warning said so); one of a
+    model that learnt, at chance, names `finetune.lr`."""
+    finetune = _of(graph, vocab.FINETUNE)[0]
+    parent = next(p for p in finetune.parents if graph.tasks[p].kind == vocab.PRETRAIN)
+    state, watch, said = _watched(graph)
+    _done(state, parent, 0.1)
+    _done(state, finetune.id, 0.1)
+    assert len(said) == 1 and parent in said[0] and watch.unlearnt == {parent, finetune.id}
+    state, watch, said = _watched(graph)
+    _done(state, parent, 0.9)
+    _done(state, finetune.id, 0.1)
+    assert len(said) == 1 and said[0].startswith(f"warning: {finetune.id} finished at chance")
+    assert "Lower `finetune.lr`" in said[0]
+
+
+def test_the_best_accuracy_is_the_highest_test_accuracy_of_the_metrics():
+    assert best_accuracy({"eval.nocue.acc": 0.1, "eval.cue.acc": 0.9, "eval.cue.loss": 5.0, "train.acc": 1.0}) == 0.9
+    assert best_accuracy({"eval.nocue.loss": 1.0}) is None
+    assert best_accuracy({"eval.nocue.acc": float("nan"), "eval.cue.acc": 0.3}) == 0.3
+
+
+def test_a_run_says_it_while_it_goes_before_its_summary(tmp_path, monkeypatch):
+    """`run_sweep` watches its tasks: with every trained model at chance (`runners.at_chance`) the story of
+    the run says so when the first pretraining ends, before the `finished in` line. Tasks run one by one in
+    this process, as a trial runs them (`schedule.run_task`), without Ray."""
+    def run_graph(state, layout, ctx, **kw):
+        while (task_id := state.ready.first()) is not None:
+            task = ctx.graph.tasks[task_id]
+            state.set_status(task_id, vocab.RUNNING, started_at=0.0)
+            result = schedule.run_task(task, ctx, {p: ctx.graph.tasks[p].kind for p in task.parents})
+            state.set_status(task_id, vocab.DONE, result=result, duration_s=result.duration_s)
+
+    monkeypatch.setattr(sweep, "_connect", lambda *a: None)
+    monkeypatch.setattr(sweep.preflight, "check_cluster", lambda *a, **k: None)
+    monkeypatch.setattr(sweep, "read_cluster", lambda *a, **k: ClusterView(visible={"CPU": 2}))
+    monkeypatch.setattr(sweep, "run_graph", run_graph)
+    spec = load_spec(None, ["seeds=[0]", f"storage={tmp_path}", "name=chance", "mlflow.enabled=false"])
+    logged: list[str] = []
+    sweep.run_sweep(spec, runner=runners.name("at_chance"), report=False, log=logged.append)
+    said = [i for i, line in enumerate(logged) if "finished at chance" in line]
+    assert len(said) == 1 and logged[said[0]].startswith("warning: pretrain-")
+    assert said[0] < next(i for i, line in enumerate(logged) if line.startswith("finished in"))
