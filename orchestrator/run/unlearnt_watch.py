@@ -20,8 +20,8 @@ from tasks.settings.data import DATASETS
 
 _LOG = logging.getLogger(__name__)
 
-# The section whose settings trained a model of each watched kind.
-WATCHED = {vocab.PRETRAIN: "pretrain", vocab.FINETUNE: "finetune"}
+# The kinds that train a model; each kind's settings are the spec section of its name (`pretrain.lr`).
+WATCHED = (vocab.PRETRAIN, vocab.FINETUNE)
 
 
 def best_accuracy(metrics: dict) -> float | None:
@@ -54,7 +54,7 @@ class UnlearntWatch:
         if task.kind in self.said or self.unlearnt.intersection(task.parents):
             return      # said once per kind; a fine-tuning of a model at chance: its parent's warning said it
         self.said[task.kind] = task_id
-        lr = f"{WATCHED[task.kind]}.lr"
+        lr = f"{task.kind}.lr"
         value = task.settings.get(lr)
         self._log(f"warning: {task_id} finished at chance: its best test accuracy is {best:.1%} (chance "
                   f"{1 / dataset.num_classes:.0%}); the tasks built on it can show no mechanism. Lower `{lr}`"
