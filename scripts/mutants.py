@@ -1480,6 +1480,7 @@ MUTANTS = [
     Mutant("M1004", "a fine-tuning of a model at chance is said as its own failure, telling the user to lower `finetune.lr`", "orchestrator/run/unlearnt_watch.py", "if task.kind in self.said or self.unlearnt.intersection(task.parents):", "if task.kind in self.said:", ("tests/orchestrator/run/test_unlearnt_watch.py::test_a_fine_tuning_is_said_only_when_its_parent_learnt",)),
     Mutant("M1005", "the run-time watch warns at every task at chance, not once per kind (a 10^4-task sweep prints thousands of lines)", "orchestrator/run/unlearnt_watch.py", "if task.kind in self.said or self.unlearnt.intersection(task.parents):", "if self.unlearnt.intersection(task.parents):", ("tests/orchestrator/run/test_unlearnt_watch.py::test_the_first_pretraining_at_chance_is_said_once_with_its_learning_rate",)),
     Mutant("M1006", "a training task's best test accuracy is taken as its worst: a cue model that learnt only the cue is said to be at chance", "orchestrator/run/unlearnt_watch.py", "return max(accs) if accs else None", "return min(accs) if accs else None", ("tests/orchestrator/run/test_unlearnt_watch.py::test_the_best_accuracy_is_the_highest_test_accuracy_of_the_metrics",)),
+    Mutant("M1007", "the plan's note on claim (b)'s reference compares the pair types as written: `cue~cue:independent` (the same pair, its design spelled out) is asked for again", "orchestrator/spec/rules.py", "not references & set(parsed):", "not set(vocab.FT_REFERENCES) & set(pair_types):", ("tests/orchestrator/spec/test_spec_rules_controls.py",)),
 ]
 
 

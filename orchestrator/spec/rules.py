@@ -138,7 +138,8 @@ def uncontrolled(pair_types: tuple[str, ...]) -> list[str]:
         out.append(f"{show(vocab.CUE_NOCUE + ':' + vocab.SAME_INIT)} is planned without a same-data pair from one "
                    "initialisation: claim (d) compares it with 'cue~cue:spawn@0' or 'cue~cue:resubset' and says "
                    "'not measured' without one; add one to `paths.pairs`")
-    if any(pair == vocab.PRETRAINED_FT for pair, _ in parsed) and not set(vocab.FT_REFERENCES) & set(pair_types):
+    references = {(pair, vocab.INDEPENDENT) for pair in vocab.FT_REFERENCES}   # `cue~cue:independent` too
+    if any(pair == vocab.PRETRAINED_FT for pair, _ in parsed) and not references & set(parsed):
         out.append(f"{show(vocab.PRETRAINED_FT)} is planned without a pair of independently trained models: claim "
                    "(b) compares the fine-tuned model's barrier with one and says 'not measured' without it; add "
                    f"{', '.join(map(show, vocab.FT_REFERENCES[:-1]))} or {show(vocab.FT_REFERENCES[-1])} to `paths.pairs`")

@@ -26,6 +26,7 @@ def notes(*overrides: str) -> str:
     ("[pretrained~ft]", [FT_NOTE]),
     ("[pretrained~ft, cue~cue:self, cue~cue:spawn@0]", [FT_NOTE]),
     ("[pretrained~ft, cue~cue]", []),
+    ("[pretrained~ft, cue~cue:independent]", []),                  # the design spelled out: the same pair
     ("[pretrained~ft, nocue~nocue]", []),
     ("[pretrained~ft, cue~nocue]", []),
     ("[cue~nocue, cue~cue]", []),
