@@ -18,7 +18,7 @@ import pandas as pd
 from orchestrator.report import claims as claims_lib
 from orchestrator.report import figures as figures_lib
 from orchestrator import vocab
-from orchestrator.report import plots, stats
+from orchestrator.report import learnt, plots, stats
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 MARKS = claims_lib.MARKS
@@ -110,8 +110,8 @@ def banner(progress: pd.DataFrame, planned: int | None, damaged: Mapping[str, st
                  "the sweep declared.</p>")
         cls = "bad"
     if unlearnt:
-        head, _, rest = unlearnt.removeprefix("warning: ").partition(", ")
-        text += f"<p><strong>⚠ {esc(head[:1].upper() + head[1:])}</strong>, {esc(rest)}</p>"
+        rest = unlearnt.removeprefix(f"warning: {learnt.HEAD}")
+        text += f"<p><strong>⚠ {esc(learnt.HEAD.capitalize())}</strong>{esc(rest)}</p>"
         cls = "bad"
     table = html_table(progress.astype(object)) if not progress.empty else ""
     return f'<div class="banner {cls}" id="progress">{text}{table}</div>'

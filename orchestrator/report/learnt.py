@@ -15,12 +15,16 @@ import pandas as pd
 
 from orchestrator.report import stats
 from orchestrator.report.verdicts import PP
+from orchestrator.spec.claim_rules import learnt_nothing
 
 # The settings that decide whether a model of a row of Table 1 learns (`<section>.<field>`).
 _PRETRAIN = ("pretrain.lr", "pretrain.epochs")
 _FINETUNE = ("finetune.lr", "finetune.epochs")
 _SETTINGS = {stats.PRETRAINED_NOCUE: _PRETRAIN, stats.PRETRAINED_CUE: _PRETRAIN,
              "llrt": (*_FINETUNE, "finetune.llrt_lr", "finetune.llrt_epochs")}
+
+
+HEAD = "models learnt nothing"       # the warning's first words (the report's banner shows them in bold)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     for model in stats.order_values(models, ()) if several else [None]:
         for label in stats.order_values(labels.dropna(), stats.row_order()):
             mine = ((labels == label) & ((models == model) if several else True)).to_numpy()
-            low = mine & (best <= chance + floor_acc)
+            low = mine & learnt_nothing(best, chance, floor_acc)
             if not low.any():
                 continue
             rows = first[low]
@@ -85,6 +89,6 @@ def warning_text(found: list[Unlearnt], chance: float, floor_acc: float) -> str:
         return ""
     groups = "; ".join(f"{u.label}: {u.count} of {u.total} (best {u.best_acc:.1%}, e.g. {u.example}"
                        + "".join(f", {name} {values}" for name, values in u.settings) + ")" for u in found)
-    return (f"warning: models learnt nothing, their accuracy on every test set within {PP * floor_acc:g} pp "
+    return (f"warning: {HEAD}, their accuracy on every test set within {PP * floor_acc:g} pp "
             f"of chance ({chance:.0%}): {groups}. Their paths and claims cannot show a mechanism; lower the "
             "learning rate or train longer.")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from orchestrator import vocab
 from orchestrator.run.state import SweepState, TaskState
+from orchestrator.spec.claim_rules import learnt_nothing
 from tasks.settings.data import DATASETS
 
 _LOG = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class UnlearntWatch:
             return
         dataset = DATASETS.get(task.labels.get("dataset"))
         best = best_accuracy(getattr(after.result, "metrics", None) or {})
-        if dataset is None or best is None or best > 1 / dataset.num_classes + self._floor:
+        if dataset is None or best is None or not learnt_nothing(best, 1 / dataset.num_classes, self._floor):
             return
         self.unlearnt.add(task_id)
         if task.kind in self.said or self.unlearnt.intersection(task.parents):

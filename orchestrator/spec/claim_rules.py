@@ -16,6 +16,13 @@ from tasks.settings.data import EVAL_SETS
 METRICS = ("loss", "acc")
 
 
+def learnt_nothing(best_acc, chance: float, floor_acc: float):
+    """Whether a trained model whose best test accuracy is `best_acc` sits at the chance floor: within
+    `floor_acc` (`ClaimRules.floor_acc`) of `chance`, inclusive as every floor of the claims. Arrays too. The
+    report's summary (`report.learnt`) and the run's watch (`run.unlearnt_watch`) both ask it."""
+    return best_acc <= chance + floor_acc
+
+
 @dataclass(frozen=True)
 class ClaimRules(Settings):
     level: float = setting(0.95, gt=0.5, lt=1.0, doc="two-sided confidence level of every interval; a comparison "
