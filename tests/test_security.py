@@ -182,6 +182,22 @@ def test_cluster_configs_bind_dashboards_to_localhost():
             assert match.group(1) == "127.0.0.1", (name, match.group(0))
 
 
+
+def test_the_kuberay_dashboard_answers_the_operator_and_only_with_the_token():
+    """cluster/rayjob.yaml: KubeRay's operator reads the job's status from the dashboard through the head
+    Service, so a dashboard bound to 127.0.0.1 gets the job marked Failed after 300 s of failed reads and the
+    cluster deleted under the sweep; the dashboard keeps KubeRay's Pod-network default, and Ray's token
+    authentication (KubeRay's `authOptions`, Ray >= 2.52) guards it and the GCS."""
+    import yaml
+
+    job = yaml.safe_load((REPO / "cluster" / "rayjob.yaml").read_text())
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token"
+    assert not cluster["authOptions"].get("enableK8sTokenAuth")     # KubeRay refuses it for a RayJob
+    assert tuple(int(x) for x in cluster["rayVersion"].split(".")[:2]) >= (2, 52)
+    assert "dashboard-host" not in cluster["headGroupSpec"]["rayStartParams"]
+    assert job["spec"]["submissionMode"] == "SidecarMode"             # the submitter reaches it on 127.0.0.1
+
 # ----- names cannot escape the storage directory ----------------------------------------------
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/etc", ".hidden", "a\\b", "x/../..", "", "-rf", "a\x00b"])
