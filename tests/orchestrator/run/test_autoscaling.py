@@ -158,6 +158,15 @@ def test_the_shipped_cluster_configs_have_the_tested_shape(tmp_path):
         assert types.complete, shipped     # what a worker provides is written out, not left to the cloud
 
 
+
+def test_the_shipped_cluster_launcher_config_is_one_ray_up_accepts():
+    """cluster/cluster.yaml against Ray's own launcher schema, filled out with the provider's defaults as
+    `ray up` does (`prepare_config`, `validate_config`): a misspelt key fails here, not on the user's cloud."""
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())))
+
 def test_the_shipped_cluster_configs_ship_the_code_alone_and_install_the_s3_lock():
     """What `ray job submit` and `ray up` copy to the nodes leaves out a dataset downloaded into the checkout
     (Ray refuses a package over 100 MiB; CIFAR-10 alone is 163 MiB), the local venv and results; the nodes
