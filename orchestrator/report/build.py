@@ -188,7 +188,7 @@ def unlearnt_warning(results: dict[str, pd.DataFrame], rules: ClaimRules, spec_t
     settings that trained them (the stored spec's, or their swept columns)."""
     ev = results[vocab.EVALUATIONS]
     chance = stats.chance(ev["dataset"], results.get(vocab.PATHS)) if "dataset" in ev else None
-    found = learnt.unlearnt(ev, chance, rules.floor_acc, _parsed_spec(spec_text)[0])
+    found = learnt.unlearnt(ev, chance, rules.floor_acc, _parsed_spec(spec_text)[0], results.get(vocab.TRAIN_CURVES))
     return learnt.warning_text(found, chance or 0.0, rules.floor_acc)
 
 

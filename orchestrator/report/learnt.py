@@ -8,6 +8,7 @@ models once, by kind, with the settings that trained them. The floor is the clai
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from orchestrator.report import stats
 from orchestrator.report.verdicts import PP
-from orchestrator.spec.claim_rules import learnt_nothing
+from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
 
 # The settings that decide whether a model of a row of Table 1 learns (`<section>.<field>`).
 _PRETRAIN = ("pretrain.lr", "pretrain.epochs")
@@ -37,14 +38,17 @@ class Unlearnt:
     best_acc: float                          # the highest accuracy of those models on any set
     example: str                             # one of their task ids
     settings: tuple[tuple[str, str], ...]    # (column, its values among them)
+    final_loss: float | None = None          # the median of their last epochs' training losses
+    course: str | None = None                # what that loss tells (`claim_rules.training_course`)
 
 
 def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
-             spec: Mapping | None = None) -> list[Unlearnt]:
+             spec: Mapping | None = None, curves: pd.DataFrame | None = None) -> list[Unlearnt]:
     """Per row of Table 1, the trained models whose accuracy on every set they were tested on is within
     `floor_acc` of `chance` (a cue model that learnt only the cue is above it on the cued set, so it counts
     as learnt), with the values of the settings that trained them: a swept setting's from its column of
-    `evaluations`, any other's from the sweep's resolved `spec`. [] without a chance level or evaluations."""
+    `evaluations`, any other's from the sweep's resolved `spec`; with their training `curves`, the median
+    of their last training losses and what it tells. [] without a chance level or evaluations."""
     if chance is None or evaluations.empty or not {"task_id", "kind", "acc"} <= set(evaluations.columns):
         return []
     ev = evaluations[evaluations["acc"].notna()]
@@ -57,6 +61,7 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     labels = pd.Series([stats.row_label(k, m, p) for k, m, p in zip(kinds, methods, proportions)], index=first.index)
     models = first["model"].astype(object) if "model" in first else none
     several = len(stats.order_values(models, ())) > 1        # then each model's rows on their own
+    last_loss = _last_training_loss(curves)
     out = []
     for model in stats.order_values(models, ()) if several else [None]:
         for label in stats.order_values(labels.dropna(), stats.row_order()):
@@ -67,9 +72,20 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
             rows = first[low]
             settings = tuple((name, values) for name in _SETTINGS.get(label, _FINETUNE)
                              if (values := _values(rows, name, spec)))
+            losses = last_loss.reindex(rows.index).dropna()
+            loss = float(losses.median()) if len(losses) else None
             out.append(Unlearnt(f"{label} · {model}" if several else label, int(low.sum()), int(mine.sum()),
-                                float(best[low].max()), str(rows.index[0]), settings))
+                                float(best[low].max()), str(rows.index[0]), settings, loss,
+                                training_course(loss, round(1 / chance))))
     return out
+
+
+def _last_training_loss(curves: pd.DataFrame | None) -> pd.Series:
+    """Task id -> its last epoch's training loss (`train_curves`, split "train"); empty without curves."""
+    if curves is None or curves.empty or not {"task_id", "epoch", "split", "loss"} <= set(curves.columns):
+        return pd.Series(dtype=float)
+    train = curves[curves["split"] == "train"].sort_values("epoch", kind="stable")
+    return train.groupby("task_id", sort=False)["loss"].last().astype(float)
 
 
 def _values(rows: pd.DataFrame, name: str, spec: Mapping | None) -> str:
@@ -88,7 +104,12 @@ def warning_text(found: list[Unlearnt], chance: float, floor_acc: float) -> str:
     if not found:
         return ""
     groups = "; ".join(f"{u.label}: {u.count} of {u.total} (best {u.best_acc:.1%}, e.g. {u.example}"
-                       + "".join(f", {name} {values}" for name, values in u.settings) + ")" for u in found)
+                       + "".join(f", {name} {values}" for name, values in u.settings)
+                       + (f", last training loss {u.final_loss:.3g}" if u.final_loss is not None else "") + ")"
+                       for u in found)
+    guess = (f" (a constant guess's training loss: {math.log(round(1 / chance)):.2f})"
+             if chance and any(u.final_loss is not None for u in found) else "")
+    advice = "; ".join(dict.fromkeys(ADVICE[u.course] for u in found))
     return (f"warning: {HEAD}, their accuracy on every test set within {PP * floor_acc:g} pp "
-            f"of chance ({chance:.0%}): {groups}. Their paths and claims cannot show a mechanism; lower the "
-            "learning rate or train longer.")
+            f"of chance ({chance:.0%}){guess}: {groups}. Their paths and claims cannot show a mechanism; "
+            f"{advice}.")

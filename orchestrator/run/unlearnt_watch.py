@@ -5,18 +5,21 @@ finishes; the summary at the end names them (`report.learnt`). On a sweep of hou
 that ends there is the moment to hear it: every path and fine-tuning built on it will show no mechanism.
 `UnlearntWatch` listens to the run's task states and, once per task kind, warns when a pretraining or
 fine-tuning (of a model that learnt: a parent at chance was said already) finishes with every test
-accuracy within the claims' floor of chance (`ClaimRules.floor_acc`;
-chance is 1 / classes of a built-in dataset; a dataset of one's own is not watched, its class count is known
-only to its tasks). The run goes on: Ctrl-C stops it and keeps what finished.
+accuracy within the claims' floor of chance (`ClaimRules.floor_acc`). Chance is 1 / classes of a built-in
+dataset; a dataset of one's own is not watched (its class count is known only to its tasks). The warning
+says what the last training loss tells of the cause (`claim_rules.training_course`: steps that overshoot,
+nothing learnt from the data, or data the test sets do not share) and what to change. The run goes on:
+Ctrl-C stops it and keeps what finished.
 """
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from orchestrator import vocab
 from orchestrator.run.state import SweepState, TaskState
-from orchestrator.spec.claim_rules import learnt_nothing
+from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
 from tasks.settings.data import DATASETS
 
 _LOG = logging.getLogger(__name__)
@@ -30,6 +33,13 @@ def best_accuracy(metrics: dict) -> float | None:
     accs = [v for k, v in metrics.items() if k.startswith("eval.") and k.endswith(".acc")
             and isinstance(v, (int, float)) and v == v]
     return max(accs) if accs else None
+
+
+def final_training_loss(steps) -> float | None:
+    """The training loss of a training task's last epoch (its `train_loss` step series), None without one."""
+    losses = [(step, value) for name, step, value in steps or () if name == "train_loss"
+              and isinstance(value, (int, float))]
+    return float(max(losses)[1]) if losses else None
 
 
 class UnlearntWatch:
@@ -55,10 +65,16 @@ class UnlearntWatch:
         if task.kind in self.said or self.unlearnt.intersection(task.parents):
             return      # said once per kind; a fine-tuning of a model at chance: its parent's warning said it
         self.said[task.kind] = task_id
-        lr = f"{task.kind}.lr"
-        value = task.settings.get(lr)
+        loss = final_training_loss(getattr(after.result, "steps", None))
+        course = training_course(loss, dataset.num_classes)
+        lr, epochs = (task.settings.get(f"{task.kind}.{name}") for name in ("lr", "epochs"))
+        trained = " and ".join(f"`{task.kind}.{name}` {value:g}" for name, value in (("lr", lr), ("epochs", epochs))
+                            if isinstance(value, (int, float)))
         self._log(f"warning: {task_id} finished at chance: its best test accuracy is {best:.1%} (chance "
-                  f"{1 / dataset.num_classes:.0%}); the tasks built on it can show no mechanism. Lower `{lr}`"
-                  + (f" ({value:g})" if isinstance(value, (int, float)) else "")
-                  + " or train longer; the run goes on (Ctrl-C stops it and keeps what finished), and its summary "
-                  f"counts every {task.kind} task that learnt nothing.")
+                  f"{1 / dataset.num_classes:.0%})"
+                  + (f", its last training loss {loss:.3g} against a constant guess's "
+                     f"{math.log(dataset.num_classes):.2f} (ln {dataset.num_classes})" if loss is not None else "")
+                  + (f", trained with {trained}" if trained else "")
+                  + f"; the tasks built on it can show no mechanism. {ADVICE[course][0].upper()}{ADVICE[course][1:]}; "
+                  "the run goes on (Ctrl-C stops it and keeps what finished), and its summary counts every "
+                  f"{task.kind} task that learnt nothing.")

@@ -7,6 +7,7 @@ docs/SCIENCE.md ("Verdicts"). Accuracies and cue-reliance indices are fractions 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from orchestrator import vocab
@@ -21,6 +22,33 @@ def learnt_nothing(best_acc, chance: float, floor_acc: float):
     `floor_acc` (`ClaimRules.floor_acc`) of `chance`, inclusive as every floor of the claims. Arrays too. The
     report's summary (`report.learnt`) and the run's watch (`run.unlearnt_watch`) both ask it."""
     return best_acc <= chance + floor_acc
+
+
+# How a model at chance trained, from its last training loss against a constant guess's (ln classes): the
+# loss above 1.5x it, or not finite: the steps overshoot; within 0.8-1.5x: it learnt nothing from its data;
+# below 0.8x: it fit its training data and none of its test sets (a cue the tests lack, data memorised).
+DIVERGED, FLAT, FITTED = "diverged", "flat", "fitted"
+ADVICE = {
+    DIVERGED: "a training loss above a constant guess's means steps that overshoot: lower the learning rate",
+    FLAT: "a training loss at a constant guess's means nothing was learnt from the training data: train longer, "
+          "try another learning rate, or check that the data carry a signal",
+    FITTED: "a training loss well below a constant guess's with every test set at chance means the model fit "
+            "what its test sets do not share: check the training data against the test sets, not the "
+            "learning rate",
+    None: "lower the learning rate or train longer",      # no training loss to tell by
+}
+
+
+def training_course(final_loss, classes: int) -> str | None:
+    """DIVERGED, FLAT or FITTED for a model whose last training loss (mean cross-entropy) is `final_loss`
+    on `classes` classes; None without a loss or a class count. The report's summary (`report.learnt`) and
+    the run's watch (`run.unlearnt_watch`) both ask it of a model at chance (`learnt_nothing`)."""
+    if final_loss is None or not classes or classes < 2:
+        return None
+    guess = math.log(classes)
+    if not math.isfinite(final_loss) or final_loss > 1.5 * guess:
+        return DIVERGED
+    return FLAT if final_loss >= 0.8 * guess else FITTED
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator import vocab
 from orchestrator.report import build as report, learnt, stats
+from orchestrator.spec import claim_rules
 from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.storage.layout import Storage, SweepLayout
 from tests.support.report_data import SPEC, synthetic_sweep, write_sweep
@@ -74,6 +75,39 @@ def test_the_settings_named_are_a_swept_columns_values_else_the_specs():
     assert text.startswith("warning: ") and "within 10 pp of chance (10%)" in text
     assert "pretrained (no cue): 1 of 2 (best 10.0%, e.g. p0, pretrain.lr 50, pretrain.epochs 3)" in text
 
+
+
+def _curves(losses: dict[str, tuple]) -> pd.DataFrame:
+    """`train_curves` rows: each task's training loss per epoch (and a test split that must not count)."""
+    return pd.DataFrame([{"task_id": t, "epoch": e, "split": split, "loss": loss if split == "train" else 0.0}
+                         for t, course in losses.items() for e, loss in enumerate(course) for split in ("test", "train")])
+
+
+def test_the_last_training_loss_tells_the_cause_and_the_advice_follows_it():
+    """Digits (chance 10%, a constant guess's loss ln 10 = 2.30): per row the median of the models' last
+    training losses (not the first epoch's, not a test split's) decides; each cause's advice is said once,
+    in the rows' order; a row without curves keeps the plain advice."""
+    ev = _ev({
+        "p0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
+        "p1": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
+        "p2": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
+        "n0": (vocab.FINETUNE, "naive", 0.8, dict.fromkeys(SETS, 0.1)),
+        "c0": (vocab.FINETUNE, "cbft", 0.8, dict.fromkeys(SETS, 0.1)),
+    })
+    curves = _curves({"p0": (2.0, 1e10), "p1": (2.0, 5e3), "p2": (9.0, 2.2), "n0": (0.5, 2.31)})
+    found = {u.label: u for u in learnt.unlearnt(ev, 0.1, 0.1, curves=curves)}
+    assert found[stats.PRETRAINED_NOCUE].final_loss == pytest.approx(5e3)
+    assert found[stats.PRETRAINED_NOCUE].course == claim_rules.DIVERGED
+    assert (found["naive"].final_loss, found["naive"].course) == (pytest.approx(2.31), claim_rules.FLAT)
+    assert (found["cbft"].final_loss, found["cbft"].course) == (None, None)
+    text = learnt.warning_text(list(found.values()), 0.1, 0.1)
+    assert "of chance (10%) (a constant guess's training loss: 2.30): " in text
+    assert "pretrained (no cue): 3 of 3 (best 10.0%, e.g. p0, last training loss 5e+03)" in text
+    assert text.endswith("Their paths and claims cannot show a mechanism; " + "; ".join(
+        claim_rules.ADVICE[c] for c in (claim_rules.DIVERGED, claim_rules.FLAT, None)) + ".")
+    fitted = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({t: (0.01,) for t in ("p0", "p1", "p2", "n0", "c0")}))
+    assert {u.course for u in fitted} == {claim_rules.FITTED}
+    assert learnt.warning_text(fitted, 0.1, 0.1).count(claim_rules.ADVICE[claim_rules.FITTED]) == 1
 
 @pytest.fixture(scope="module")
 def unlearnt_sweep(tmp_path_factory):

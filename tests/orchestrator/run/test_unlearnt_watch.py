@@ -24,10 +24,13 @@ def graph(tmp_path_factory):
     return smoke_graph(tmp_path_factory.mktemp("watch"))
 
 
-def _done(state: SweepState, task_id: str, acc: float | None) -> None:
+def _done(state: SweepState, task_id: str, acc: float | None, losses=()) -> None:
+    """`task_id` done with `acc` on every test set and `losses` as its training loss per epoch (step series)."""
     metrics = {} if acc is None else {f"eval.{s}.acc": acc for s in ("nocue", "cue", "randcue", "randimg")}
+    steps = [("train_acc", epoch, 0.1) for epoch in range(len(losses))] + [
+        ("train_loss", epoch, loss) for epoch, loss in reversed(list(enumerate(losses)))]
     state.set_status(task_id, vocab.RUNNING)
-    state.set_status(task_id, vocab.DONE, result=TaskResult(vocab.DONE, 1.0, metrics=metrics))
+    state.set_status(task_id, vocab.DONE, result=TaskResult(vocab.DONE, 1.0, metrics=metrics, steps=steps))
 
 
 def _watched(graph):
@@ -48,7 +51,9 @@ def test_the_first_pretraining_at_chance_is_said_once_with_its_learning_rate(gra
     _done(state, first.id, 0.2)
     assert len(said) == 1 and said[0].startswith(f"warning: {first.id} finished at chance: its best test "
                                                  "accuracy is 20.0% (chance 10%)")
-    assert f"Lower `pretrain.lr` ({first.settings['pretrain.lr']:g})" in said[0]
+    assert (f"(chance 10%), trained with `pretrain.lr` {first.settings['pretrain.lr']:g} and `pretrain.epochs` "
+            f"{first.settings['pretrain.epochs']:g}; the tasks") in said[0]
+    assert "Lower the learning rate or train longer;" in said[0]           # no training loss to tell by
     _done(state, second.id, 0.05)
     assert len(said) == 1 and watch.unlearnt == {first.id, second.id}
 
@@ -76,7 +81,19 @@ def test_a_fine_tuning_is_said_only_when_its_parent_learnt(graph):
     _done(state, parent, 0.9)
     _done(state, finetune.id, 0.1)
     assert len(said) == 1 and said[0].startswith(f"warning: {finetune.id} finished at chance")
-    assert "Lower `finetune.lr`" in said[0]
+    assert "`finetune.lr`" in said[0]
+
+
+@pytest.mark.parametrize("losses, last, advice", [
+    ((2.0, 5e9, 1e10), "1e+10", "A training loss above a constant guess's means steps that overshoot: lower the learning rate;"),
+    ((2.4, 2.31, 2.30), "2.3", "A training loss at a constant guess's means nothing was learnt from the training data"),
+    ((2.3, 0.4, 0.05), "0.05", "check the training data against the test sets, not the learning rate;"),
+])
+def test_the_warning_says_what_the_last_training_loss_tells_of_the_cause(graph, losses, last, advice):
+    """Digits: 10 classes, a constant guess's loss ln 10 = 2.30. The last epoch's loss decides, not the first."""
+    state, watch, said = _watched(graph)
+    _done(state, _of(graph, vocab.PRETRAIN)[0].id, 0.1, losses)
+    assert len(said) == 1 and f"its last training loss {last} against a constant guess's 2.30 (ln 10), trained with `pretrain.lr`" in said[0] and advice in said[0]
 
 
 def test_the_best_accuracy_is_the_highest_test_accuracy_of_the_metrics():

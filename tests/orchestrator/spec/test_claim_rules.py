@@ -2,9 +2,12 @@
 section): a rule outside the range it declares is refused, by the class and by the spec, naming the key."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from orchestrator import vocab
+from orchestrator.spec import claim_rules
 from orchestrator.spec.claim_rules import ClaimRules
 from orchestrator.spec.schema import SpecError
 from orchestrator.spec.sweep_spec import load_spec
@@ -52,3 +55,19 @@ def test_a_check_definition_is_one_of_the_barrier_definitions_or_null():
         load_spec(None, ["claims.check_definition=worse_endpiont"])
     for good in [d for d in vocab.DEFINITIONS if d != "chord"] + [None]:
         assert ClaimRules(check_definition=good).check_definition == good
+
+
+@pytest.mark.parametrize("loss, classes, course", [
+    (1e10, 10, claim_rules.DIVERGED), (float("nan"), 10, claim_rules.DIVERGED), (float("inf"), 2, claim_rules.DIVERGED),
+    (1.51 * math.log(10), 10, claim_rules.DIVERGED), (1.49 * math.log(10), 10, claim_rules.FLAT),
+    (math.log(10), 10, claim_rules.FLAT), (0.8 * math.log(10), 10, claim_rules.FLAT),
+    (0.79 * math.log(10), 10, claim_rules.FITTED), (0.0, 10, claim_rules.FITTED),
+    (0.69, 2, claim_rules.FLAT), (1.2, 2, claim_rules.DIVERGED), (0.5, 2, claim_rules.FITTED),
+    (None, 10, None), (1.0, None, None), (1.0, 1, None),
+])
+def test_a_model_at_chance_is_told_apart_by_its_last_training_loss_against_a_constant_guess(loss, classes, course):
+    """ln(classes) is the loss of a constant guess: above 1.5x it the steps overshoot, from 0.8x to 1.5x
+    (inclusive) nothing was learnt, below 0.8x the model fit its training data; each has its own advice."""
+    assert claim_rules.training_course(loss, classes) == course
+    assert claim_rules.ADVICE[course]
+    assert len(set(claim_rules.ADVICE.values())) == len(claim_rules.ADVICE)
