@@ -81,10 +81,11 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
 
 
 def _last_training_loss(curves: pd.DataFrame | None) -> pd.Series:
-    """Task id -> its last epoch's training loss (`train_curves`, split "train"); empty without curves."""
-    if curves is None or curves.empty or not {"task_id", "epoch", "split", "loss"} <= set(curves.columns):
+    """Task id -> its last epoch's training loss; empty without curves. Every `train_curves` row is a
+    training epoch: split "train", or "llrt" for head-only epochs (all of LLRT's, LP-FT's first ones)."""
+    if curves is None or curves.empty or not {"task_id", "epoch", "loss"} <= set(curves.columns):
         return pd.Series(dtype=float)
-    train = curves[curves["split"] == "train"].sort_values("epoch", kind="stable")
+    train = curves.sort_values("epoch", kind="stable")
     return train.groupby("task_id", sort=False)["loss"].last().astype(float)
 
 

@@ -36,8 +36,9 @@ def best_accuracy(metrics: dict) -> float | None:
 
 
 def final_training_loss(steps) -> float | None:
-    """The training loss of a training task's last epoch (its `train_loss` step series), None without one."""
-    losses = [(step, value) for name, step, value in steps or () if name == "train_loss"
+    """The training loss of a training task's last epoch, None without one: its curve's `<split>_loss`
+    step series (`train_loss`; `llrt_loss` for head-only epochs)."""
+    losses = [(step, value) for name, step, value in steps or () if name.endswith("_loss")
               and isinstance(value, (int, float))]
     return float(max(losses)[1]) if losses else None
 

@@ -77,16 +77,17 @@ def test_the_settings_named_are_a_swept_columns_values_else_the_specs():
 
 
 
-def _curves(losses: dict[str, tuple]) -> pd.DataFrame:
-    """`train_curves` rows: each task's training loss per epoch (and a test split that must not count)."""
-    return pd.DataFrame([{"task_id": t, "epoch": e, "split": split, "loss": loss if split == "train" else 0.0}
-                         for t, course in losses.items() for e, loss in enumerate(course) for split in ("test", "train")])
+def _curves(losses: dict[str, tuple], head_only: int = 0) -> pd.DataFrame:
+    """`train_curves` rows: each task's training loss per epoch, its first `head_only` epochs split "llrt"
+    (LP-FT's first phase; every epoch of LLRT's), as `tasks/finetune.py` labels them."""
+    return pd.DataFrame([{"task_id": t, "epoch": e, "split": "llrt" if e < head_only else "train", "loss": loss}
+                         for t, course in losses.items() for e, loss in enumerate(course)])
 
 
 def test_the_last_training_loss_tells_the_cause_and_the_advice_follows_it():
     """Digits (chance 10%, a constant guess's loss ln 10 = 2.30): per row the median of the models' last
-    training losses (not the first epoch's, not a test split's) decides; each cause's advice is said once,
-    in the rows' order; a row without curves keeps the plain advice."""
+    training losses (not the first epoch's; a head-only epoch's where that is the last) decides; each
+    cause's advice is said once, in the rows' order; a row without curves keeps the plain advice."""
     ev = _ev({
         "p0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
         "p1": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
@@ -107,6 +108,8 @@ def test_the_last_training_loss_tells_the_cause_and_the_advice_follows_it():
         claim_rules.ADVICE[c] for c in (claim_rules.DIVERGED, claim_rules.FLAT, None)) + ".")
     fitted = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({t: (0.01,) for t in ("p0", "p1", "p2", "n0", "c0")}))
     assert {u.course for u in fitted} == {claim_rules.FITTED}
+    head = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({"c0": (1e9, 2.3)}, head_only=2))   # all head-only: LLRT
+    assert [(u.final_loss, u.course) for u in head if u.label == "cbft"] == [(2.3, claim_rules.FLAT)]
     assert learnt.warning_text(fitted, 0.1, 0.1).count(claim_rules.ADVICE[claim_rules.FITTED]) == 1
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,12 @@ def graph(tmp_path_factory):
     return smoke_graph(tmp_path_factory.mktemp("watch"))
 
 
-def _done(state: SweepState, task_id: str, acc: float | None, losses=()) -> None:
-    """`task_id` done with `acc` on every test set and `losses` as its training loss per epoch (step series)."""
+def _done(state: SweepState, task_id: str, acc: float | None, losses=(), split: str = "train") -> None:
+    """`task_id` done with `acc` on every test set and `losses` as its training loss per epoch (the step
+    series `<split>_loss`, as `work.curve_steps` names them; "llrt" for head-only epochs)."""
     metrics = {} if acc is None else {f"eval.{s}.acc": acc for s in ("nocue", "cue", "randcue", "randimg")}
-    steps = [("train_acc", epoch, 0.1) for epoch in range(len(losses))] + [
-        ("train_loss", epoch, loss) for epoch, loss in reversed(list(enumerate(losses)))]
+    steps = [(f"{split}_acc", epoch, 0.1) for epoch in range(len(losses))] + [
+        (f"{split}_loss", epoch, loss) for epoch, loss in reversed(list(enumerate(losses)))]
     state.set_status(task_id, vocab.RUNNING)
     state.set_status(task_id, vocab.DONE, result=TaskResult(vocab.DONE, 1.0, metrics=metrics, steps=steps))
 
@@ -94,6 +95,9 @@ def test_the_warning_says_what_the_last_training_loss_tells_of_the_cause(graph, 
     state, watch, said = _watched(graph)
     _done(state, _of(graph, vocab.PRETRAIN)[0].id, 0.1, losses)
     assert len(said) == 1 and f"its last training loss {last} against a constant guess's 2.30 (ln 10), trained with `pretrain.lr`" in said[0] and advice in said[0]
+    state, watch, said = _watched(graph)                           # a head-only (LLRT) curve: `llrt_loss`
+    _done(state, _of(graph, vocab.PRETRAIN)[0].id, 0.1, losses, split="llrt")
+    assert f"its last training loss {last} against" in said[0] and advice in said[0]
 
 
 def test_the_best_accuracy_is_the_highest_test_accuracy_of_the_metrics():
