@@ -34,7 +34,7 @@ import pandas as pd
 
 from orchestrator import knobs, vocab
 from orchestrator.machine import usable_cpus
-from orchestrator.report import plots, stats
+from orchestrator.report import plots, stats, training
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 
@@ -120,6 +120,12 @@ MAP_CAPTION = ("Every model of the population against every other: the {metric} 
                "dendrogram (left); the tree is cut at the dashed line, {threshold}, and each cluster is outlined "
                "and numbered [n]. Left of the rows: each model's cue proportion and its reliance on the cue "
                "(acc(randimg) − chance). Models that share a mechanism should sit in one outlined block.")
+TRAINING_CAPTION = ("Training loss (log scale) and training accuracy per epoch of the models of each row of Table 1 "
+                    "(lines: mean over models; bands: lowest to highest), one colour per cue proportion. Dotted: the "
+                    "loss of a constant guess (ln of the class count) and chance; shaded: epochs that train the head "
+                    "alone (LLRT, LP-FT's first phase). A model at chance on every test set shows why here: a loss "
+                    "above the constant guess's (steps that overshoot), flat at it (nothing learnt), or falling while "
+                    "its test accuracy stays at chance (what it fit, its test sets lack).")
 TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over seeds, whiskers: std; n in each "
                   "panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
                   "model without cue reliance scores high on nocue and randcue and about chance (dotted) on randimg.")
@@ -216,6 +222,14 @@ def figure_jobs(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), m
             jobs.append(FigureJob(
                 f"finetuning{_suffix(combo)}.png", TABLE1_SECTION, label, _titled("Fine-tuning comparison", label),
                 TABLE1_CAPTION, "table1", {"long": long}, {"eval_sets": sets, "chance": chance, "subtitle": label}))
+    curves = results.get(vocab.TRAIN_CURVES)
+    for combo in stats.swept_combos([curves], stats.by_model([curves], swept)) if curves is not None and not curves.empty else []:
+        epochs = training.curves_long(stats.facet(curves, combo), stats.facet(tasks, combo))
+        if not epochs.empty:
+            label = stats.facet_label(combo)
+            jobs.append(FigureJob(
+                f"training{_suffix(combo)}.png", TABLE1_SECTION, label, _titled("Training curves", label),
+                TRAINING_CAPTION, "training", {"long": epochs}, {"chance": chance, "subtitle": label}))
     return jobs + map_jobs(maps)
 
 
@@ -227,6 +241,7 @@ DRAW = {
     "path": lambda f, o: plots.plot_path(f["paths"], **o),
     "barriers": lambda f, o: plots.plot_barriers(f["barriers"], **o),
     "table1": lambda f, o: plots.plot_finetune(f["long"], **o),
+    "training": lambda f, o: plots.plot_training(f["long"], **o),
     "map": lambda f, o: plots.plot_mechanism_map(f["models"], f["matrix"], f["linkage"], **o),
 }
 

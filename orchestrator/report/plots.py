@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from orchestrator import vocab  # noqa: E402
@@ -493,4 +494,68 @@ def plot_mechanism_map(models: pd.DataFrame, matrix: pd.DataFrame, linkage: pd.D
              + "\n[n]: the model's cluster; each cluster outlined" + ("; dashed: the threshold" if threshold is not None
                                                                       else ""),
              fontsize=7, color="0.3", ha="center", va="top")
+    return fig
+
+
+@_styled
+def plot_training(long: pd.DataFrame, *, chance: float | None = None, subtitle: str = "") -> Figure:
+    """Training loss (top, log scale) and accuracy (bottom, %) per epoch, one column per row of Table 1 in
+    `long`'s order (`report.training.curves_long`), one colour per cue proportion: the mean over the models
+    (line) and their lowest and highest (band). Dotted: a constant guess's loss, ln(1 / chance), and chance;
+    shaded: epochs that train the head alone (LLRT, LP-FT's first phase)."""
+    if long.empty:
+        raise ValueError("no training curve rows to plot")
+    rows = list(dict.fromkeys(long["row"]))
+    proportions = sorted(long["cue_proportion"].unique())
+    colour = {p: f"C{i}" for i, p in enumerate(proportions)}
+    width_in = max(6.0, 2.5 * len(rows) + 1.0)
+    fig, axes = plt.subplots(2, len(rows), figsize=(width_in, 5.4), sharex="col", sharey="row", squeeze=False)
+    _margins(fig, left=0.8, right=0.2, top=0.85, bottom=1.05, wspace=0.12, hspace=0.3)
+    guess = float(np.log(1 / chance)) if chance else None
+    for j, row in enumerate(rows):
+        cell = long[long["row"] == row]
+        top, bottom = axes[0, j], axes[1, j]
+        head = cell.loc[cell["head_only"].astype(bool), "epoch"]
+        for ax in (top, bottom):
+            if not head.empty:
+                ax.axvspan(head.min() - 0.5, head.max() + 0.5, color="0.88", lw=0)
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        for proportion, curve in cell.groupby("cue_proportion", sort=True):
+            x = curve["epoch"].to_numpy(dtype=float)
+            for ax, stat, scale in ((top, "loss", 1.0), (bottom, "acc", 100.0)):
+                low, high = (np.clip(curve[f"{stat}_{b}"].to_numpy(dtype=float), 1e-4, None) * scale for b in ("min", "max"))
+                mean = np.clip(curve[f"{stat}_mean"].to_numpy(dtype=float), 1e-4, None) * scale
+                ax.fill_between(x, low, high, color=colour[proportion], alpha=0.18, lw=0)
+                ax.plot(x, mean, color=colour[proportion], lw=1.5, marker="o" if len(x) < 12 else None, ms=3,
+                        label=f"cue proportion {proportion_text(proportion)}")
+        if guess is not None:
+            top.axhline(guess, color="black", lw=0.9, ls=":", label=f"a constant guess (ln {round(1 / chance)} = {guess:.2f})")
+            bottom.axhline(100 * chance, color="black", lw=0.9, ls=":", label=f"chance ({100 * chance:.0f}%)")
+        top.set_yscale("log")
+        first_epoch, last_epoch = int(cell["epoch"].min()), int(cell["epoch"].max())
+        top.set_xlim(first_epoch - 0.5, last_epoch + 0.5)
+        if last_epoch - first_epoch < 6:
+            top.set_xticks(range(first_epoch, last_epoch + 1))
+        n = cell["n"]
+        top.set_title(f"{row} (n = {n.max()})", fontsize=9)
+        bottom.set_xlabel("epoch")
+        bottom.set_ylim(0, 105)
+    axes[0, 0].set_ylabel("training loss")
+    axes[1, 0].set_ylabel("training accuracy (%)")
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    first = sorted(range(len(labels)), key=lambda i: not labels[i].startswith("cue proportion"))   # colours first
+    handles, labels = [handles[i] for i in first], [labels[i] for i in first]
+    if long["head_only"].astype(bool).any():
+        handles.append(Patch(color="0.88"))
+        labels.append("head-only epochs")
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), max(1, int(width_in // 2.6))),
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle("Training loss and accuracy per epoch (mean over models; band: lowest to highest)"
+                 + (f" · {subtitle}" if subtitle else ""), fontsize=10.5, y=0.985)
     return fig

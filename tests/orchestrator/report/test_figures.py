@@ -82,12 +82,13 @@ def test_a_pair_types_loss_limits_fit_its_own_rows_only(results, jobs):
 
 
 def _paths_at_two_proportions(results, pair_type: str) -> dict:
-    """Only `pair_type`'s paths, at its cue proportion and again at 0.5 (no barriers, no evaluations)."""
+    """Only `pair_type`'s paths, at its cue proportion and again at 0.5 (no barriers, evaluations, curves)."""
     paths = results[vocab.PATHS]
     one = paths[paths["pair_type"] == pair_type]
     half = one.assign(cue_proportion=0.5, task_id=one["task_id"] + "-half")
     return {**results, vocab.PATHS: pd.concat([one, half], ignore_index=True),
-            vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}
+            vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0], vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0],
+            vocab.TRAIN_CURVES: results[vocab.TRAIN_CURVES].iloc[:0]}
 
 
 def test_a_pair_type_with_two_cue_proportions_gets_a_figure_per_proportion_labelled_in_percent(results):
@@ -228,10 +229,11 @@ def test_every_figure_gets_the_eval_set_registry_order_and_plain_titles_without_
     from tasks.settings.data import EVAL_SETS
 
     for job in jobs:
-        assert list(job.options["eval_sets"]) == list(EVAL_SETS), job.name
+        assert job.kind == "training" or list(job.options["eval_sets"]) == list(EVAL_SETS), job.name
         assert not job.title.endswith("()") and "( " not in job.title, job.title
     titles = {j.kind: j.title for j in jobs}
     assert titles["barriers"] == "Barrier distributions" and titles["table1"] == "Fine-tuning comparison"
+    assert titles["training"] == "Training curves"
 
 
 def test_a_path_figure_is_headed_by_its_pair_type_and_its_caption_names_a_then_b(results):
@@ -246,8 +248,9 @@ def test_table_1s_chance_comes_from_the_evaluations_when_no_path_was_evaluated(r
     """Chance is 1 / classes of the datasets of the paths and the evaluations: a sweep whose paths are not
     evaluated yet still draws Table 1's dotted chance line at 10 % (digits)."""
     only = {**results, vocab.PATHS: results[vocab.PATHS].iloc[:0], vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0]}
-    (job,) = figures.figure_jobs(only)
-    assert job.kind == "table1" and job.options["chance"] == pytest.approx(0.1)
+    jobs = {j.kind: j for j in figures.figure_jobs(only)}
+    assert list(jobs) == ["table1", "training"]
+    assert jobs["table1"].options["chance"] == pytest.approx(0.1) and jobs["training"].options["chance"] == pytest.approx(0.1)
 
 
 def test_a_figures_key_changes_with_its_kind_and_frame_names_but_not_with_row_labels():
@@ -369,7 +372,8 @@ def test_a_pair_type_with_two_models_gets_a_figure_per_model(results):
     other = one.assign(model="vgg13", task_id=one["task_id"] + "-vgg")
     jobs = figures.figure_jobs({**results, vocab.PATHS: pd.concat([one, other], ignore_index=True),
                                 vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0],
-                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]})
+                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0],
+                                vocab.TRAIN_CURVES: results[vocab.TRAIN_CURVES].iloc[:0]})
     assert [j.name for j in jobs] == ["paths_cue-cue_model-small-cnn.png", "paths_cue-cue_model-vgg13.png"]
     assert [j.options["subtitle"] for j in jobs] == ["model = small_cnn", "model = vgg13"]
 
@@ -380,7 +384,8 @@ def test_a_path_figure_of_a_swept_value_names_that_value_in_its_title(results):
     swept = pd.concat([one.assign(**{"finetune.lam": lam}, task_id=one["task_id"] + f"-{lam}") for lam in (1.0, 3.0)],
                       ignore_index=True)
     jobs = figures.figure_jobs({**results, vocab.PATHS: swept, vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0],
-                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0]}, ("finetune.lam",))
+                                vocab.EVALUATIONS: results[vocab.EVALUATIONS].iloc[:0],
+                                vocab.TRAIN_CURVES: results[vocab.TRAIN_CURVES].iloc[:0]}, ("finetune.lam",))
     assert [j.options["subtitle"] for j in jobs] == ["finetune.lam = 1", "finetune.lam = 3"]
     assert [j.title.endswith(f"(finetune.lam = {lam})") for j, lam in zip(jobs, (1, 3))] == [True, True]
 
@@ -392,7 +397,7 @@ def test_evaluations_without_a_pretrained_or_fine_tuned_model_get_no_table_1_fig
     only = ev.assign(kind=vocab.MIDPOINT)
     jobs = figures.figure_jobs({**results, vocab.EVALUATIONS: only, vocab.PATHS: results[vocab.PATHS].iloc[:0],
                                 vocab.BARRIERS: results[vocab.BARRIERS].iloc[:0]})
-    assert [j for j in jobs if j.section == figures.TABLE1_SECTION] == []
+    assert [j.kind for j in jobs if j.section == figures.TABLE1_SECTION] == ["training"]   # the curves are there
 
 
 def test_an_earlier_figure_that_fails_to_draw_now_is_removed_with_its_file(tmp_path, monkeypatch):
@@ -407,3 +412,35 @@ def test_an_earlier_figure_that_fails_to_draw_now_is_removed_with_its_file(tmp_p
                                                                             for j in jobs])
     assert [f.name for f in render(layout, changed)] == ["b.png"]
     assert not layout.storage.exists(layout.report_file("a.png"))
+
+
+def test_the_training_curves_follow_table_1s_rows_with_head_only_epochs_and_the_unfinished_left_out(results):
+    """One training figure under Table 1: per row of Table 1 (pretrained without, with the cue, then each
+    method), cue proportion and epoch, the models' mean, lowest and highest training loss and accuracy;
+    LLRT's epochs are head-only; a task whose latest row is not finished and a midpoint are left out."""
+    from orchestrator.report import training
+
+    curves = pd.DataFrame([
+        *[{"task_id": f"p{i}", "kind": vocab.PRETRAIN, "cue_proportion": 0.0, "epoch": e, "split": "train",
+           "loss": 2.0 - e + i, "acc": 0.1 * (e + 1)} for i in range(2) for e in range(2)],
+        {"task_id": "c0", "kind": vocab.PRETRAIN, "cue_proportion": 0.8, "epoch": 0, "split": "train", "loss": 1.0, "acc": 0.5},
+        *[{"task_id": "l0", "kind": vocab.FINETUNE, "method": "llrt", "cue_proportion": 0.8, "epoch": e, "split": "llrt",
+           "loss": 0.5, "acc": 0.9} for e in range(2)],
+        {"task_id": "m0", "kind": vocab.MIDPOINT, "cue_proportion": 0.8, "epoch": 0, "split": "train", "loss": 9.0, "acc": 0.0},
+        {"task_id": "f0", "kind": vocab.PRETRAIN, "cue_proportion": 0.8, "epoch": 0, "split": "train", "loss": 9.0, "acc": 0.0},
+    ])
+    tasks = pd.DataFrame({"task_id": ["p0", "p1", "c0", "l0", "m0", "f0"],
+                          "status": ["finished"] * 5 + ["failed"]})
+    long = training.curves_long(curves, tasks)
+    assert long[["row", "cue_proportion", "epoch", "n", "head_only"]].values.tolist() == [
+        ["pretrained (no cue)", 0.0, 0, 2, False], ["pretrained (no cue)", 0.0, 1, 2, False],
+        ["pretrained (cue)", 0.8, 0, 1, False], ["llrt", 0.8, 0, 1, True], ["llrt", 0.8, 1, 1, True]]
+    first = long.iloc[0]
+    assert (first["loss_mean"], first["loss_min"], first["loss_max"]) == (2.5, 2.0, 3.0)
+    assert first["acc_mean"] == pytest.approx(0.1)
+    job = next(j for j in figures.figure_jobs({**results, vocab.TRAIN_CURVES: curves, vocab.TASKS: tasks})
+               if j.kind == "training")
+    assert job.section == figures.TABLE1_SECTION and job.name == "training.png"
+    assert job.frames["long"].equals(long) and job.options["chance"] == pytest.approx(0.1)
+    assert figures.draw(job.kind, job.frames, job.options).startswith(b"\x89PNG")
+    assert training.curves_long(curves.iloc[:0], tasks).empty and training.curves_long(curves[curves.kind == vocab.MIDPOINT]).empty

@@ -66,7 +66,7 @@ def test_full_report(layout, drawn):
     storage = layout.storage
     pair_types = sorted({p[0] for p in PAIRS})
     path_figures = {f"paths_{p.replace('~', '-').replace(':', '-').replace('_', '-').replace('@', '-')}.png" for p in pair_types}
-    assert _names(out.figures) == path_figures | {"barriers.png", "finetuning.png"}
+    assert _names(out.figures) == path_figures | {"barriers.png", "finetuning.png", "training.png"}
     assert _names(out.files) == _names(out.figures) | {"summary.parquet", "summary.md", "finetune_table.md",
                                                         "finetune_table.parquet", "claims.md", "report.html",
                                                         "endpoint_drift.parquet", figures.MANIFEST}

@@ -103,7 +103,7 @@ def test_every_figure_loads_and_is_not_blank(finished):
 
     images = {img["name"]: img for img in result["images"]}
     expected = {Path(p).name for p in rep.figures}
-    assert len(expected) == len({p[0] for p in PAIRS}) + 2   # one per pair type, barriers, fine-tuning
+    assert len(expected) == len({p[0] for p in PAIRS}) + 3   # one per pair type, barriers, fine-tuning, training
     assert set(images) == expected and len(result["images"]) == len(expected)
     for name, img in images.items():
         assert img["complete"] and img["width"] > 300 and img["height"] > 200, (name, img)
