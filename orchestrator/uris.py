@@ -9,7 +9,7 @@ import os
 import re
 
 from orchestrator.errors import MmcError
-from orchestrator.vocab import SPAWN
+from orchestrator.vocab import PAIRS, SPAWN
 
 SCHEME_PATTERN = r"[A-Za-z][A-Za-z0-9+.-]+:"   # `s3:`; one letter before ':' is a Windows drive (`C:/x`)
 _SCHEME = re.compile(f"^({SCHEME_PATTERN[:-1]}):")
@@ -132,11 +132,17 @@ def _hide_user(text: str) -> str:
 
 def _last_at(text: str) -> int:
     """Where the last @ of `text` that may end a userinfo is (-1: none); a pair type's `:spawn@K`
-    (orchestrator.vocab) ends none."""
+    (orchestrator.vocab) ends none, nor does an @ after a pair and any design (`cue~nocue:same-init@3`, a
+    spelling a spec may get wrong: its error shows it)."""
     at = text.rfind("@")
-    while at >= 0 and text.endswith(f":{SPAWN}", 0, at):
+    while at >= 0 and (text.endswith(f":{SPAWN}", 0, at)
+                       or _PAIR_BEFORE_AT.search(text, max(0, at - _PAIR_LOOKBACK), at)):
         at = text.rfind("@", 0, at)
     return at
+
+
+_PAIR_BEFORE_AT = re.compile("(?:" + "|".join(map(re.escape, PAIRS)) + r"):[a-z-]{1,24}\Z")
+_PAIR_LOOKBACK = 48          # characters looked back from an @ (a pair and design are shorter): linear in the text
 
 
 def redacted_credentials(value: str) -> bool:

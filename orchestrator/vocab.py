@@ -67,8 +67,11 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
         choices = ", ".join(f"{pair}:{d}" + ("@K" if d == SPAWN else "") for d in PAIR_DESIGNS[pair][1:])
         raise ValueError(f"{text!r}: {pair!r} has no design {design!r}; allowed: {pair}"
                          + (f", {choices}" if choices else ""))
-    if (design == SPAWN) != (epoch is not None):
-        raise ValueError(f"{text!r}: write the spawn epoch as `{pair}:spawn@K` (K epochs shared), and only there")
+    if design == SPAWN and epoch is None:
+        raise ValueError(f"{text!r}: write the spawn epoch as `{pair}:spawn@K` (K epochs shared)")
+    if design != SPAWN and epoch is not None:
+        spawn = f"; `{pair}:spawn@K` shares K epochs" if SPAWN in PAIR_DESIGNS[pair] else ""
+        raise ValueError(f"{text!r}: only a spawn design takes an epoch (`@K`): write `{pair}:{design}`{spawn}")
     if epoch is not None and epoch != str(int(epoch)):     # spawn@01 and spawn@1 would be one pair type
         raise ValueError(f"{text!r}: write the spawn epoch without leading zeros: `{pair}:spawn@{int(epoch)}`")
     return pair, design, None if epoch is None else int(epoch)

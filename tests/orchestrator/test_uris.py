@@ -129,6 +129,10 @@ def test_redact_hides_a_user_and_password_without_a_well_formed_scheme_before_th
     (f"git@github.com:org/repo acc@0.5 Bob <bob@x.org> s3:/k:{SECRET}@b",
      "git@github.com:org/repo acc@0.5 Bob <bob@x.org> s3:/***@b"),
     (f"# override:storage=s3:/k:{SECRET}@b, u:{SECRET}@h/s3://k@x", "# override:storage=s3:/***@b, ***@h/s3://***@x"),
+    # a pair type with an epoch its design does not take: the spec's error must show it as written
+    ("`paths.pairs[0]`: 'cue~nocue:same-init@3': only a spawn design takes an epoch",
+     "`paths.pairs[0]`: 'cue~nocue:same-init@3': only a spawn design takes an epoch"),
+    (f"cue~cue:resubset@2 u:{SECRET}@cue~cue:self@h", "cue~cue:resubset@2 ***@cue~cue:self@h"),
 ])
 def test_redact_hides_a_bare_userinfo_and_leaves_the_rest_of_the_line_as_it_was(text, shown):
     """E-mail addresses (no colon), host:port and times (no @), Python reprs and pair types (`cue~cue:spawn@2`,

@@ -155,7 +155,10 @@ def test_pair_types_parse_and_name_back(text, parsed, name):
 
 @pytest.mark.parametrize("text, message", [
     ("cue~dog", "is not a pair type"), ("cue~cue:spawn", "spawn@K"), ("cue~nocue:self", "has no design"),
-    ("pretrained~ft:fine-tuned", "has no design"), ("cue~nocue:same-init@3", "spawn@K"), (3, "is not a pair type"),
+    ("pretrained~ft:fine-tuned", "has no design"), (3, "is not a pair type"),
+    # an epoch on a design without one: the design as written, and spawn@K only for a pair that has it
+    ("cue~nocue:same-init@3", r"only a spawn design takes an epoch \(`@K`\): write `cue~nocue:same-init`\Z"),
+    ("cue~cue:resubset@2", r"write `cue~cue:resubset`; `cue~cue:spawn@K` shares K epochs\Z"),
     ("cue~cue:spawn@01", "without leading zeros: `cue~cue:spawn@1`"),        # else spawn@1 listed twice, merged
     # one spelling per pair type: a trailing newline or another script's digit is none (it was cue~nocue twice)
     ("cue~nocue\n", "is not a pair type"), ("cue~cue:spawn@\u0661", "is not a pair type"),
