@@ -1497,6 +1497,8 @@ MUTANTS = [
     Mutant("M1021", "a task without a `tasks` row takes another task's labels (the lookup's -1 read as the last row)", "orchestrator/report/stats.py", "pd.api.extensions.take(labels[col].array, position, allow_fill=True)", "pd.api.extensions.take(labels[col].array, position, allow_fill=False)", ("tests/orchestrator/report/test_stats.py", "tests/orchestrator/report/test_figures.py", "tests/orchestrator/report/test_build.py")),
     Mutant("M1022", "a pair type whose design takes no epoch (`cue~nocue:same-init@3`) is hidden as a credential in its own error", "orchestrator/uris.py", "or _PAIR_BEFORE_AT.search(text, max(0, at - _PAIR_LOOKBACK), at)", "or False", ("tests/orchestrator/test_uris.py",)),
     Mutant("M1023", "an epoch on `cue~nocue:same-init` suggests `cue~nocue:spawn@K`, a pair type that is refused", "orchestrator/vocab.py", "if SPAWN in PAIR_DESIGNS[pair] else \"\"", "if True else \"\"", ("tests/orchestrator/test_vocab.py",)),
+    Mutant("M1024", "CBFT's training loss (cross-entropy + lam x invariance) is read against a constant guess's", "tasks/settings/finetune.py", "return not (method in CBFT_FAMILY and CBFT_FAMILY[method][1])", "return True", ("tests/orchestrator/report/test_learnt.py", "tests/orchestrator/run/test_unlearnt_watch.py")),
+    Mutant("M1025", "the summary reads every method's loss, CBFT's too", "orchestrator/report/learnt.py", "last_loss = last_loss[last_loss.index.isin(first.index[cross_entropy])]", "last_loss = last_loss", ("tests/orchestrator/report/test_learnt.py",)),
 ]
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from orchestrator.report import stats
 from orchestrator.report.verdicts import PP
 from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
+from tasks.settings.finetune import loss_is_cross_entropy
 
 # The settings that decide whether a model of a row of Table 1 learns (`<section>.<field>`).
 _PRETRAIN = ("pretrain.lr", "pretrain.epochs")
@@ -62,6 +63,8 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     models = first["model"].astype(object) if "model" in first else none
     several = len(stats.order_values(models, ())) > 1        # then each model's rows on their own
     last_loss = _last_training_loss(curves)
+    cross_entropy = [loss_is_cross_entropy(m if isinstance(m, str) else None) for m in methods]
+    last_loss = last_loss[last_loss.index.isin(first.index[cross_entropy])]   # (CBFT's adds its invariance term)
     out = []
     for model in stats.order_values(models, ()) if several else [None]:
         for label in stats.order_values(labels.dropna(), stats.row_order()):

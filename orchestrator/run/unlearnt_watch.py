@@ -21,6 +21,7 @@ from orchestrator import vocab
 from orchestrator.run.state import SweepState, TaskState
 from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
 from tasks.settings.data import DATASETS
+from tasks.settings.finetune import loss_is_cross_entropy
 
 _LOG = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class UnlearntWatch:
         if task.kind in self.said or self.unlearnt.intersection(task.parents):
             return      # said once per kind; a fine-tuning of a model at chance: its parent's warning said it
         self.said[task.kind] = task_id
-        loss = final_training_loss(getattr(after.result, "steps", None))
+        loss = (final_training_loss(getattr(after.result, "steps", None))      # (CBFT's adds its invariance term)
+                if loss_is_cross_entropy(task.labels.get("method")) else None)
         course = training_course(loss, dataset.num_classes)
         lr, epochs = (task.settings.get(f"{task.kind}.{name}") for name in ("lr", "epochs"))
         trained = " and ".join(f"`{task.kind}.{name}` {value:g}" for name, value in (("lr", lr), ("epochs", epochs))

@@ -27,13 +27,15 @@ def learnt_nothing(best_acc, chance: float, floor_acc: float):
 # How a model at chance trained, from its last training loss against a constant guess's (ln classes): the
 # loss above 1.5x it, or not finite: the steps overshoot; within 0.8-1.5x: it learnt nothing from its data;
 # below 0.8x: it fit its training data and none of its test sets (a cue the tests lack, data memorised).
+# Asked only of a cross-entropy loss (`tasks.settings.finetune.loss_is_cross_entropy`: not CBFT's).
 DIVERGED, FLAT, FITTED = "diverged", "flat", "fitted"
 ADVICE = {
-    DIVERGED: "a training loss above a constant guess's means steps that overshoot: lower the learning rate",
-    FLAT: "a training loss at a constant guess's means nothing was learnt from the training data: train longer, "
-          "try another learning rate, or check that the data carry a signal",
-    FITTED: "a training loss well below a constant guess's with every test set at chance means the model fit "
-            "what its test sets do not share: check the training data against the test sets, not the "
+    DIVERGED: "a training loss over 1.5 times a constant guess's means steps that overshoot: lower the learning "
+              "rate",
+    FLAT: "a training loss near a constant guess's (0.8 to 1.5 times it) means nothing was learnt from the "
+          "training data: train longer, try another learning rate, or check that the data carry a signal",
+    FITTED: "a training loss under 0.8 times a constant guess's with every test set at chance means the model "
+            "fit what its test sets do not share: check the training data against the test sets, not the "
             "learning rate",
     None: "lower the learning rate or train longer",      # no training loss to tell by
 }

@@ -23,6 +23,13 @@ CBFT_FAMILY: dict[str, tuple[str | None, bool]] = {
 }
 
 
+def loss_is_cross_entropy(method: str | None) -> bool:
+    """Whether the training loss a training task records (its curve, `train_curves`) is the cross-entropy
+    alone: a pretraining's and every fine-tuning's but those whose clean step adds lam x the invariance term
+    (`CBFT_FAMILY`), whose loss a constant guess's cannot be compared with."""
+    return not (method in CBFT_FAMILY and CBFT_FAMILY[method][1])
+
+
 @dataclass(frozen=True)
 class FinetuneSettings(Settings):
     """Fine-tuning on a small clean subset. Defaults: the paper's (Lubana et al.; VGG-13 on CIFAR-10)."""

@@ -94,6 +94,7 @@ def test_the_last_training_loss_tells_the_cause_and_the_advice_follows_it():
         "p2": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1)),
         "n0": (vocab.FINETUNE, "naive", 0.8, dict.fromkeys(SETS, 0.1)),
         "c0": (vocab.FINETUNE, "cbft", 0.8, dict.fromkeys(SETS, 0.1)),
+        "l0": (vocab.FINETUNE, "llrt", 0.8, dict.fromkeys(SETS, 0.1)),
     })
     curves = _curves({"p0": (2.0, 1e10), "p1": (2.0, 5e3), "p2": (9.0, 2.2), "n0": (0.5, 2.31)})
     found = {u.label: u for u in learnt.unlearnt(ev, 0.1, 0.1, curves=curves)}
@@ -101,15 +102,17 @@ def test_the_last_training_loss_tells_the_cause_and_the_advice_follows_it():
     assert found[stats.PRETRAINED_NOCUE].course == claim_rules.DIVERGED
     assert (found["naive"].final_loss, found["naive"].course) == (pytest.approx(2.31), claim_rules.FLAT)
     assert (found["cbft"].final_loss, found["cbft"].course) == (None, None)
+    assert (found["llrt"].final_loss, found["llrt"].course) == (None, None)
     text = learnt.warning_text(list(found.values()), 0.1, 0.1)
     assert "of chance (10%) (a constant guess's training loss: 2.30): " in text
     assert "pretrained (no cue): 3 of 3 (best 10.0%, e.g. p0, last training loss 5e+03)" in text
     assert text.endswith("Their paths and claims cannot show a mechanism; " + "; ".join(
         claim_rules.ADVICE[c] for c in (claim_rules.DIVERGED, claim_rules.FLAT, None)) + ".")
-    fitted = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({t: (0.01,) for t in ("p0", "p1", "p2", "n0", "c0")}))
-    assert {u.course for u in fitted} == {claim_rules.FITTED}
-    head = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({"c0": (1e9, 2.3)}, head_only=2))   # all head-only: LLRT
-    assert [(u.final_loss, u.course) for u in head if u.label == "cbft"] == [(2.3, claim_rules.FLAT)]
+    fitted = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({t: (0.01,) for t in ("p0", "p1", "p2", "n0", "c0", "l0")}))
+    assert {u.label: u.course for u in fitted} == {stats.PRETRAINED_NOCUE: claim_rules.FITTED, "naive": claim_rules.FITTED,
+                                                   "llrt": claim_rules.FITTED, "cbft": None}   # CBFT's loss adds lam x invariance
+    head = learnt.unlearnt(ev, 0.1, 0.1, curves=_curves({"l0": (1e9, 2.3)}, head_only=2))   # all head-only: LLRT
+    assert [(u.final_loss, u.course) for u in head if u.label == "llrt"] == [(2.3, claim_rules.FLAT)]
     assert learnt.warning_text(fitted, 0.1, 0.1).count(claim_rules.ADVICE[claim_rules.FITTED]) == 1
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,8 @@ def test_a_fine_tuning_is_said_only_when_its_parent_learnt(graph):
 
 
 @pytest.mark.parametrize("losses, last, advice", [
-    ((2.0, 5e9, 1e10), "1e+10", "A training loss above a constant guess's means steps that overshoot: lower the learning rate;"),
-    ((2.4, 2.31, 2.30), "2.3", "A training loss at a constant guess's means nothing was learnt from the training data"),
+    ((2.0, 5e9, 1e10), "1e+10", "A training loss over 1.5 times a constant guess's means steps that overshoot: lower the learning rate;"),
+    ((2.4, 2.31, 2.30), "2.3", "A training loss near a constant guess's (0.8 to 1.5 times it) means nothing was learnt from the training data"),
     ((2.3, 0.4, 0.05), "0.05", "check the training data against the test sets, not the learning rate;"),
 ])
 def test_the_warning_says_what_the_last_training_loss_tells_of_the_cause(graph, losses, last, advice):
@@ -127,3 +127,20 @@ def test_a_run_says_it_while_it_goes_before_its_summary(tmp_path, monkeypatch):
     said = [i for i, line in enumerate(logged) if "finished at chance" in line]
     assert len(said) == 1 and logged[said[0]].startswith("warning: pretrain-")
     assert said[0] < next(i for i, line in enumerate(logged) if line.startswith("finished in"))
+
+
+def test_a_fine_tuning_whose_loss_adds_the_invariance_term_gets_no_loss_diagnosis(tmp_path):
+    """CBFT's training loss is the cross-entropy plus lam x its invariance term: a constant guess's loss says
+    nothing of it, so its warning gives the plain advice and no loss; naive's loss is compared."""
+    from orchestrator.graph.dag import build_graph
+    from tests.conftest import write_spec
+
+    graph = build_graph(load_spec(write_spec(tmp_path, seeds=[3], finetune={"methods": ["naive", "cbft"]})))
+    for method, compared in (("cbft", False), ("naive", True)):
+        finetune = next(t for t in _of(graph, vocab.FINETUNE) if t.labels.get("method") == method)
+        parent = next(p for p in finetune.parents if graph.tasks[p].kind == vocab.PRETRAIN)
+        state, watch, said = _watched(graph)
+        _done(state, parent, 0.9)
+        _done(state, finetune.id, 0.1, (2.0, 5.0))
+        assert len(said) == 1 and ("its last training loss 5 against" in said[0]) == compared
+        assert ("Lower the learning rate or train longer;" in said[0]) != compared
