@@ -154,12 +154,19 @@ class _Judge:
             return decision         # no measure of "none" (no no-cue model): the guard cannot tell
         floor = float(none.mean()) if none is not None else 0.0
         mean = float(values.mean()) if len(values) else math.nan
-        if not abs(mean - floor) <= self.r.no_reliance_margin:
-            return decision
         of = f" of the no-cue models' {PP * floor:.1f} pp" if floor else " of none"
-        return decision.blocked(f"{label}'s reliance is {PP * mean:+.1f} pp, within ±{PP * self.r.no_reliance_margin:g} "
-                                f"pp{of}: there is no reliance to keep or to lower, so the comparison cannot "
-                                "show the claim's effect")
+        if abs(mean - floor) <= self.r.no_reliance_margin:
+            return decision.blocked(f"{label}'s reliance is {PP * mean:+.1f} pp, within ±{PP * self.r.no_reliance_margin:g} "
+                                    f"pp{of}: there is no reliance to keep or to lower, so the comparison cannot "
+                                    "show the claim's effect")
+        above = cmp.one_sample(values - floor, self.r.level, self.acc_step)   # the reliance itself, decided?
+        if above.n < 2 or above.low > 0:
+            return decision
+        over = " over the no-cue models'" if floor else ""
+        return decision.blocked(f"{label}'s reliance{over}, {PP * above.mean:+.1f} pp [{PP * above.low:.1f}, "
+                                f"{PP * above.high:.1f}] (n = {above.n}), is not established above none: whether "
+                                "there is a reliance to keep or to lower is open, so the comparison cannot show "
+                                "the claim's effect")
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
                   clean: dict[str, pd.Series] | None = None) -> None:
@@ -352,7 +359,7 @@ def _reference_text(r: ClaimRules) -> str:
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:
     return (f"; keeping or lowering a reliance is not testable where {whom} has a mean reliance index within "
             f"±{PP * r.no_reliance_margin:g} pp of none (0 for randimg; for a random cue's cost, the no-cue models' "
-            "cost, which the patch costs by occlusion)")
+            "cost, which the patch costs by occlusion), or one whose interval reaches none (not established)")
 
 
 def _cost_floor_text(r: ClaimRules) -> str:

@@ -125,7 +125,8 @@ TRAINING_CAPTION = ("Training loss (log scale) and training accuracy per epoch o
                     "loss of a constant guess (ln of the class count) and chance; shaded: epochs that train the head "
                     "alone (LLRT, LP-FT's first phase). A model at chance on every test set shows why here: a loss "
                     "above the constant guess's (steps that overshoot), flat at it (nothing learnt), or falling while "
-                    "its test accuracy stays at chance (what it fit, its test sets lack).")
+                    "its test accuracy stays at chance (what it fit, its test sets lack). CBFT's loss adds λ × its "
+                    "invariance term.")
 TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over seeds, whiskers: std; n in each "
                   "panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
                   "model without cue reliance scores high on nocue and randcue and about chance (dotted) on randimg.")

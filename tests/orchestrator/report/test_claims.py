@@ -14,7 +14,7 @@ from orchestrator import vocab
 from orchestrator.report import claims, comparisons as cmp
 from orchestrator.spec.claim_rules import ClaimRules
 from tasks.settings import SettingsError
-from tests.support.report_data import synthetic_sweep
+from tests.support.report_data import SEEDS, synthetic_sweep
 
 
 def _results(data) -> dict[str, pd.DataFrame]:
@@ -859,6 +859,31 @@ def test_a_random_cues_cost_is_not_testable_where_a_model_sits_at_the_chance_flo
     assert edge.outcome == claims.UNTESTABLE and "chance floor" in edge.reason, edge
 
 
+def _with_randimg(results: dict, accuracy: dict[str, tuple]) -> dict:
+    """`results` with the randimg accuracy of each seed (0, 1, 2) of the models named (`pretrain-cue`, ...)."""
+    ev = results[vocab.EVALUATIONS].copy()
+    for model, per_seed in accuracy.items():
+        for seed, acc in zip(SEEDS, per_seed):
+            ev.loc[(ev["task_id"] == f"{model}-s{seed}") & (ev["eval_set"] == "randimg"), "acc"] = acc
+    return {**results, vocab.EVALUATIONS: ev}
+
+
+def test_keeping_a_reliance_not_established_above_none_is_not_testable():
+    """(b) *declared 2026-12-07*: a parent whose seeds rely on the cue by 5, 85 and 45 pp (mean 45 pp, far
+    from none, but its interval reaches below 0) has no reliance established to keep; naive fine-tuning keeping
+    half of each seed's, +30 pp above it every time, is then not testable, naming the parent's interval, not
+    decided on three seeds that agree. Parents at 70-80 pp, established, keep the same comparison decided."""
+    results = _results(synthetic_sweep())
+    open_parent = _with_randimg(results, {"pretrain-cue": (0.15, 0.95, 0.55), "finetune-naive": (0.425, 0.825, 0.625)})
+    (b,) = [c for c in claims.judge(open_parent, (), LOOSE) if c.key == "b"]
+    keeps = _checks(b, "keeps more than")[0]
+    assert keeps.outcome == claims.UNTESTABLE, keeps
+    assert keeps.reason.startswith("its pretrained parent's reliance, +45.0 pp [") and "is not established above none" \
+        in keeps.reason, keeps.reason
+    settled = _with_randimg(results, {"pretrain-cue": (0.80, 0.85, 0.90), "finetune-naive": (0.75, 0.775, 0.80)})
+    (b,) = [c for c in claims.judge(settled, (), LOOSE) if c.key == "b"]
+    assert _checks(b, "keeps more than")[0].outcome == claims.YES
+
 def test_a_cbft_at_the_chance_floor_does_not_lower_the_cost_of_a_random_cue_by_collapsing():
     """CBFT at 15% clean has no cost to show: "lower cost than naive" and "costs it what it costs the no-cue model"
     are not testable (not ✓); the randimg comparisons still decide, and its clean accuracy fails (c)."""
@@ -1213,10 +1238,12 @@ def test_each_model_of_a_sweep_is_judged_on_its_own_rows():
 def test_a_reliance_far_below_none_is_not_within_the_no_reliance_margin():
     """The guards "within ±5 pp of none" are two-sided: cue models at 0% on randimg (−10 pp against chance) are
     far from none, so neither (d)'s "they have not learnt the cue" nor (b)'s "no reliance to keep" blocks a
-    comparison (a one-sided `mean <= margin` would call −10 pp "none")."""
+    comparison (a one-sided `mean <= margin` would call −10 pp "none"); (b)'s keeping is then left to the
+    guard declared 2026-12-07: a reliance below none is not established above it."""
     found = _judge(LOOSE, accuracy={"cue": {"randimg": 0.0}})
     reasons = [k.reason or "" for key in ("b", "d") for k in found[key].checks]
     assert not any("have not learnt the cue" in r or "no reliance to keep or to lower" in r for r in reasons), reasons
+    assert any("is not established above none" in r for r in reasons), reasons
     near = _judge(LOOSE, accuracy={"cue": {"randimg": 0.12}})               # +2 pp: within the margin, blocked
     assert any("have not learnt the cue" in (k.reason or "") for k in near["d"].checks)
     assert any("no reliance to keep or to lower" in (k.reason or "") for k in near["b"].checks)
