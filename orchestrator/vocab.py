@@ -59,7 +59,8 @@ def parse_pair_type(text: str) -> tuple[str, str, int | None]:
     """`cue~cue:spawn@2` -> ("cue~cue", "spawn", 2); `cue~nocue` -> ("cue~nocue", "independent", None).
     Raises ValueError naming what is allowed."""
     match = _PAIR_TYPE.match(text) if isinstance(text, str) else None
-    allowed = ", ".join([*PAIRS, "cue~nocue:same-init", "cue~cue:spawn@K", "cue~cue:resubset", "nocue~nocue:self", "..."])
+    allowed = ", ".join(pair if design == designs[0] else f"{pair}:{design}" + ("@K" if design == SPAWN else "")
+                        for pair, designs in PAIR_DESIGNS.items() for design in designs)    # every spelling
     if not match or match["pair"] not in PAIRS:
         raise ValueError(f"{text!r} is not a pair type; allowed: {allowed}")
     pair, design, epoch = match["pair"], match["design"] or PAIR_DESIGNS[match["pair"]][0], match["epoch"]

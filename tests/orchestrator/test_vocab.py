@@ -169,6 +169,16 @@ def test_bad_pair_types_name_what_is_allowed(text, message):
         vocab.parse_pair_type(text)
 
 
+def test_an_unknown_pair_type_lists_every_spelling_that_parses():
+    """The list after "allowed:" is whole (no "..."), and each entry parses (spawn's with an epoch for K)."""
+    with pytest.raises(ValueError) as err:
+        vocab.parse_pair_type("cue~dog")
+    allowed = str(err.value).split("allowed: ")[1].split(", ")
+    assert len(allowed) == sum(len(designs) for designs in vocab.PAIR_DESIGNS.values()) and "..." not in allowed
+    for spelling in allowed:
+        vocab.parse_pair_type(spelling.replace("@K", "@2"))
+
+
 def test_a_spawn_pair_may_share_more_than_99_epochs():
     """`X~X:spawn@K` shares K pretraining epochs; the paper's CIFAR runs pretrain for 100 epochs, so K may
     have three digits (and more)."""
