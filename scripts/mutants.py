@@ -1500,6 +1500,8 @@ MUTANTS = [
     Mutant("M1024", "CBFT's training loss (cross-entropy + lam x invariance) is read against a constant guess's", "tasks/settings/finetune.py", "return not (method in CBFT_FAMILY and CBFT_FAMILY[method][1])", "return True", ("tests/orchestrator/report/test_learnt.py", "tests/orchestrator/run/test_unlearnt_watch.py")),
     Mutant("M1025", "the summary reads every method's loss, CBFT's too", "orchestrator/report/learnt.py", "last_loss = last_loss[last_loss.index.isin(first.index[cross_entropy])]", "last_loss = last_loss", ("tests/orchestrator/report/test_learnt.py",)),
     Mutant("M1026", "a parent's reliance whose interval reaches none still counts as one to keep: (b) decided on seeds that agree about a reliance not shown to be there", "orchestrator/report/claims.py", "if above.n < 2 or above.low > 0:", "if True:", ("tests/orchestrator/report/test_claims.py",)),
+    Mutant("M1027", "the summary's endpoint-drift note only for endpoints that score higher than the trained model", "orchestrator/report/build.py", "worst = drift.loc[drift[\"acc_drift\"].abs().idxmax()]", "worst = drift.loc[drift[\"acc_drift\"].idxmax()]", ("tests/orchestrator/report/test_build.py",)),
+    Mutant("M1028", "the endpoint-drift note from 20 pp", "orchestrator/report/build.py", "DRIFT_NOTED = 0.10", "DRIFT_NOTED = 0.20", ("tests/orchestrator/report/test_build.py",)),
 ]
 
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from orchestrator.report import claims as claims_lib
 from orchestrator import vocab
 from orchestrator.report import figures, html as report_html, learnt, mechanism_map, progress as progress_lib, stats
+from orchestrator.report.verdicts import PP
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 from orchestrator.results import tables
@@ -207,12 +208,34 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over the n models "
                   f"(one per seed; the pretrained rows pool every model of their kind){where}:",
                   stats.format_table(table.text)]
+    note = drift_note(stats.endpoint_drift(results[vocab.PATHS], ev, swept)) if not ev.empty else ""
+    if note:
+        lines += ["", note]
     if warning:
         lines += ["", warning]
     if verdicts:
         lines += ["", "claims (details: report.html, or `mmc-sweep claims <storage>/<sweep>`):",
                   claims_lib.claims_text(verdicts, detail=False).rstrip()]
     return "\n".join(lines)
+
+
+DRIFT_NOTED = 0.10     # an endpoint this far (accuracy, a fraction) from its trained model's is said in the summary
+
+
+def drift_note(drift: pd.DataFrame) -> str:
+    """One `note:` line where a path's endpoint, its BatchNorm re-estimated on `paths.bn_data`, scores at least
+    DRIFT_NOTED away from the trained model's accuracy that Table 1 shows (`stats.endpoint_drift`): the paths'
+    numbers and Table 1's then differ for the same model, and the claims on paths read the paths' own. "" else."""
+    if drift.empty or not drift["acc_drift"].notna().any():
+        return ""
+    worst = drift.loc[drift["acc_drift"].abs().idxmax()]
+    if abs(worst["acc_drift"]) < DRIFT_NOTED:
+        return ""
+    return (f"note: the paths' endpoints (BatchNorm re-estimated on `paths.bn_data`) score up to "
+            f"{PP * abs(worst['acc_drift']):.0f} pp away from the accuracy above of the same models "
+            f"({worst['pair_type']} {worst['path']}, endpoint {worst['endpoint']}, {worst['eval_set']}: "
+            f"{PP * worst['acc_drift']:+.1f} pp, mean over {int(worst['n'])} pairs); the claims on paths read the "
+            "paths' own numbers (the report's endpoint_drift.parquet and docs/SCIENCE.md say more).")
 
 
 def print_claims(layout, log=print) -> list:

@@ -473,3 +473,41 @@ def test_a_reports_files_name_each_file_once_its_reused_figures_too_and_figures_
     second = report.write_report(layout)
     assert sorted(second.files) == sorted(first.files)
     assert not layout.storage.exists(layout.report_file("gone.png"))
+
+
+def _drift(*accs: float) -> pd.DataFrame:
+    return pd.DataFrame({"pair_type": "cue~nocue", "path": "linear", "endpoint": ["A", "B"][:len(accs)],
+                         "eval_set": "cue", "n": 3, "acc_drift": list(accs)})
+
+
+def test_a_path_endpoint_far_from_its_trained_models_accuracy_is_noted_once_at_its_worst():
+    """The summary says where a path's endpoint (BN re-estimated) scores at least 10 pp from Table 1's
+    accuracy of the same model, either way, at the largest such gap; nothing below it or without rows."""
+    assert report.drift_note(_drift()) == "" and report.drift_note(_drift(0.099, -0.05)) == ""
+    note = report.drift_note(_drift(0.11, -0.12))
+    assert note.startswith("note: the paths' endpoints (BatchNorm re-estimated on `paths.bn_data`) score up to 12 pp")
+    assert "(cue~nocue linear, endpoint B, cue: -12.0 pp, mean over 3 pairs)" in note
+
+
+def _endpoints_as_trained(data: dict, drop: float = 0.0) -> dict:
+    """The synthetic sweep with each path's endpoints scoring what its trained models score (Table 1's
+    accuracy), the cue model at alpha 0 on the cue set `drop` lower."""
+    trained = {(t, r["eval_set"]): r["acc"] for t, rows in data[vocab.EVALUATIONS].items() for r in rows}
+    for rows in data[vocab.PATHS].values():
+        for row in rows:
+            if row["alpha"] in (0.0, 1.0):
+                row["acc"] = trained[(row["endpoint_a" if row["alpha"] == 0.0 else "endpoint_b"], row["eval_set"])]
+                row["acc"] -= drop if row["alpha"] == 0.0 and row["eval_set"] == "cue" else 0.0
+    return data
+
+
+def test_the_run_summary_notes_endpoints_that_drift_before_the_claims(tmp_path):
+    layout = SweepLayout(Storage(str(tmp_path / "drift")), "test-sweep")
+    write_sweep(layout, _endpoints_as_trained(synthetic_sweep(pair_types=("cue~nocue",)), drop=0.30))
+    text = report.summary_text(layout)[1]
+    (line,) = [x for x in text.splitlines() if x.startswith("note: the paths' endpoints")]
+    assert "score up to 30 pp" in line and "endpoint A, cue: -30.0 pp" in line
+    assert text.index(line) < text.index("claims (details")
+    layout = SweepLayout(Storage(str(tmp_path / "calm")), "test-sweep")
+    write_sweep(layout, _endpoints_as_trained(synthetic_sweep(pair_types=("cue~nocue",))))
+    assert "note: the paths' endpoints" not in report.summary_text(layout)[1]
