@@ -24,7 +24,7 @@ from torch.func import functional_call
 from tasks.data import CueData, Split, clean_subset_indices, iterate_batches
 from tasks.seeding import derive_seed, generator
 from tasks.settings import restrict
-from tasks.settings.finetune import (CBFT_FAMILY, CBFT_INVARIANCES, FINETUNE_METHOD_NAMES,  # noqa: F401 - declared there
+from tasks.settings.finetune import (CBFT_FAMILY, CBFT_INVARIANCES, FINETUNE_METHOD_NAMES, HEAD_ONLY_SPLIT,  # noqa: F401 - declared there
                                      FinetuneSettings, settings_used)
 from tasks.train import (DivergenceError, EpochReport, TrainState, cross_entropy_objective,
                          distributed_rank, fit, prepare_batch, training_autocast)
@@ -117,7 +117,7 @@ def finetune_llrt(model: nn.Module, data: CueData, settings: FinetuneSettings, *
     except DivergenceError as exc:      # this phase's learning rate is `llrt_lr` (lpft's head phase too)
         raise exc.with_lr("llrt_lr") from None
     model.eval()
-    return _label(rows, "llrt")
+    return _label(rows, HEAD_ONLY_SPLIT)
 
 
 def finetune_lpft(model: nn.Module, data: CueData, settings: FinetuneSettings, *, seed: int,
@@ -398,5 +398,5 @@ def curve_split(method: str, epoch: int, settings: FinetuneSettings) -> str:
     if method not in FINETUNE_METHODS:
         raise ValueError(f"unknown fine-tuning method {method!r}; allowed: {', '.join(FINETUNE_METHODS)}")
     if method == "llrt" or (method == "lpft" and epoch < settings.llrt_epochs):
-        return "llrt"
+        return HEAD_ONLY_SPLIT
     return "train"

@@ -181,7 +181,8 @@ def summary_text(layout) -> tuple[pd.DataFrame | None, str]:
     summary = stats.summarize(results[vocab.BARRIERS], swept=swept)
     rules = stored_rules(layout, spec_text)[0]
     return (summary if not summary.empty else None), _text(results, swept, summary, claims_lib.judge(
-        results, swept, rules), unlearnt_warning(results, rules, spec_text))
+        results, swept, rules), unlearnt_warning(results, rules, spec_text),
+        drift_note(stats.endpoint_drift(results[vocab.PATHS], results[vocab.EVALUATIONS], swept)))
 
 
 def unlearnt_warning(results: dict[str, pd.DataFrame], rules: ClaimRules, spec_text: str | None) -> str:
@@ -193,7 +194,8 @@ def unlearnt_warning(results: dict[str, pd.DataFrame], rules: ClaimRules, spec_t
     return learnt.warning_text(found, chance or 0.0, rules.floor_acc)
 
 
-def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts, warning: str = "") -> str:
+def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdicts, warning: str = "",
+          note: str = "") -> str:
     if results[vocab.BARRIERS].empty and results[vocab.EVALUATIONS].empty:
         return ""
     lines = []
@@ -208,7 +210,6 @@ def _text(results: dict[str, pd.DataFrame], swept, summary: pd.DataFrame, verdic
         lines += ["", f"accuracy (%) on the counterfactual test sets, mean ± std over the n models "
                   f"(one per seed; the pretrained rows pool every model of their kind){where}:",
                   stats.format_table(table.text)]
-    note = drift_note(stats.endpoint_drift(results[vocab.PATHS], ev, swept)) if not ev.empty else ""
     if note:
         lines += ["", note]
     if warning:
@@ -330,7 +331,7 @@ def write_report(layout, provenance: Mapping[str, object] | None = None, title: 
     figures.remove_stale(layout, pictures.stale)
     return Report(html=html_path, figures=figure_paths, summary=summary_path,
                   files=tuple(dict.fromkeys([*files, *figure_paths, layout.report_file(figures.MANIFEST)])),
-                  text=_text(results, swept, summary, verdicts, warning),
+                  text=_text(results, swept, summary, verdicts, warning, drift_note(drift)),
                   summary_table=summary if not summary.empty else None, clusters=clusters,
                   note=rebuilt_note(layout, plan_df) if rebuilt else "")
 

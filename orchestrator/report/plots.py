@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from orchestrator import vocab  # noqa: E402
 from orchestrator.report.stats import (PRETRAINED_CUE, PRETRAINED_NOCUE, order_pairs, order_values,  # noqa: E402
@@ -533,6 +533,8 @@ def plot_training(long: pd.DataFrame, *, chance: float | None = None, subtitle: 
             top.axhline(guess, color="black", lw=0.9, ls=":", label=f"a constant guess (ln {round(1 / chance)} = {guess:.2f})")
             bottom.axhline(100 * chance, color="black", lw=0.9, ls=":", label=f"chance ({100 * chance:.0f}%)")
         top.set_yscale("log")
+        for axis in (top.yaxis.set_major_formatter, top.yaxis.set_minor_formatter):   # 2.2, not 2.2 × 10⁰
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
         first_epoch, last_epoch = int(cell["epoch"].min()), int(cell["epoch"].max())
         top.set_xlim(first_epoch - 0.5, last_epoch + 0.5)
         if last_epoch - first_epoch < 6:

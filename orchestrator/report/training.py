@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.report.stats import order_values, row_label, row_order, with_labels
+from tasks.settings.finetune import HEAD_ONLY_SPLIT
 
 COLUMNS = ("row", "cue_proportion", "epoch", "head_only", "n", "loss_mean", "loss_min", "loss_max", "acc_mean",
            "acc_min", "acc_max")
-HEAD_ONLY = "llrt"          # the `split` of an epoch that trains the head alone (tasks/finetune.py)
 
 
 def curves_long(curves: pd.DataFrame, tasks: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def curves_long(curves: pd.DataFrame, tasks: pd.DataFrame | None = None) -> pd.D
     label = dict(zip(first["task_id"], [row_label(k, m, p) for k, m, p in
                                         zip(first["kind"], first["method"], first["cue_proportion"])]))
     rows = rows.assign(row=rows["task_id"].map(label),
-                       head_only=(rows["split"] == HEAD_ONLY) if "split" in rows else False)
+                       head_only=(rows["split"] == HEAD_ONLY_SPLIT) if "split" in rows else False)
     rows = rows[rows["row"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=list(COLUMNS))

@@ -12,6 +12,7 @@ CBFT_INVARIANCES = ("unpaired", "twins")
 
 # The fine-tuning methods: `tasks.finetune.FINETUNE_METHODS` maps each to its function `finetune_<method>`
 FINETUNE_METHOD_NAMES = ("naive", "llrt", "lpft", "cbft", "cbft_barrier", "cbft_invariance", "naive_cued")
+HEAD_ONLY_SPLIT = "llrt"    # the curve `split` of an epoch that trains the head alone (LLRT's, LP-FT's first phase)
 
 # What each method of the CBFT family does per pair of batches (clean batch, cue batch):
 # (first step on the cue batch: "barrier" | "cue_ce" | None, whether the clean step adds the invariance term).
