@@ -235,8 +235,12 @@ def drift_note(drift: pd.DataFrame) -> str:
     return (f"note: the paths' endpoints (BatchNorm re-estimated on `paths.bn_data`) score up to "
             f"{PP * abs(worst['acc_drift']):.0f} pp away from the accuracy above of the same models "
             f"({worst['pair_type']} {worst['path']}, endpoint {worst['endpoint']}, {worst['eval_set']}: "
-            f"{PP * worst['acc_drift']:+.1f} pp, mean over {int(worst['n'])} pairs); the claims on paths read the "
+            f"{PP * worst['acc_drift']:+.1f} pp, {_over(int(worst['n']))}); the claims on paths read the "
             "paths' own numbers (the report's endpoint_drift.parquet and docs/SCIENCE.md say more).")
+
+
+def _over(n: int) -> str:
+    return "one pair" if n == 1 else f"mean over {n} pairs"
 
 
 def print_claims(layout, log=print) -> list:

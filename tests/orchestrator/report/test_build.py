@@ -487,6 +487,7 @@ def test_a_path_endpoint_far_from_its_trained_models_accuracy_is_noted_once_at_i
     note = report.drift_note(_drift(0.11, -0.12))
     assert note.startswith("note: the paths' endpoints (BatchNorm re-estimated on `paths.bn_data`) score up to 12 pp")
     assert "(cue~nocue linear, endpoint B, cue: -12.0 pp, mean over 3 pairs)" in note
+    assert "(cue~nocue linear, endpoint A, cue: +11.0 pp, one pair)" in report.drift_note(_drift(0.11).assign(n=1))
 
 
 def _endpoints_as_trained(data: dict, drop: float = 0.0) -> dict:
