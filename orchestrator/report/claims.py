@@ -369,8 +369,8 @@ def _cost_floor_text(r: ClaimRules) -> str:
 
 
 def claim_a(s: Slice, r: ClaimRules) -> Claim:
-    c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs accuracy); "
-                   "a model trained without it does not.",
+    c = Claim("a", "A model trained with the cue relies on it (randimg above chance, a random cue costs accuracy), "
+                   "more than a model trained without it does.",
               f"Paired within seed, {r.level:.0%} intervals (a seed's value: the mean over its pretrained models of "
               "that kind, partners and same-init controls included): the cue models' randimg reliance above 0, above the no-cue "
               f"models', and the cost of a random cue above the no-cue models'; an undecided comparison is not testable where "
@@ -734,7 +734,8 @@ def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) ->
         where = f" [{claim.context}]" if claim.context else ""
         if not detail:
             note = " (see its notes)" if claim.notes else ""
-            lines.append(f"({claim.key}){where} {claim.badge().upper()}{note}: {claim.statement}")
+            tally = f" ({claim.tally()})" if claim.tally() else ""
+            lines.append(f"({claim.key}){where} {claim.badge().upper()}{tally}{note}: {claim.statement}")
             continue
         lines += [f"({claim.key}){where} {claim.statement}", f"    rule: {claim.rule}", f"    → {claim.sentence()}"]
         for c in claim.checks:

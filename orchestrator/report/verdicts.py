@@ -182,6 +182,19 @@ class Claim:
         return HOLDS + (" where it can be tested" if self.untested() else "") + \
             (", except a supporting check" if self.excepted() else "")
 
+    def decided(self) -> list[Check]:
+        """The comparisons it needs (required, not of an optional group) decided as claimed: named beside any
+        verdict that rests on others, so a "not testable here" does not read as "nothing was decided"."""
+        return [c for c in self._those(YES) if c.group not in self.optional]
+
+    def tally(self) -> str:
+        """For one-line verdicts of a claim not testable here: how many of the comparisons it needs were decided
+        as claimed ("" when none was)."""
+        if self.verdict != NOT_TESTABLE or not self.decided():
+            return ""
+        return f"{len(self.decided())} of the {len(self.decided()) + len(self.untested())} comparisons it needs " \
+               "decided as claimed"
+
     def _those(self, outcome: str, required: bool = True) -> list[Check]:
         return [c for c in self.checks if c.required == required and c.outcome == outcome]
 
@@ -209,14 +222,20 @@ class Claim:
             return f"Cannot be separated: {'; '.join(parts)}.{also}"
         if verdict == NOT_TESTABLE:
             blocking = needed or untestable
-            return f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
-        decided = [c for c in self.checks if c.required and c.outcome == YES]
+            text = f"Not testable here: {quoted(blocking, reasons=True) or 'no comparison it needs was measured'}."
+            # what was decided is said too: a reader should not take the rest of the claim for untested
+            decided = self.decided()
+            if decided:
+                one = len(decided) == 1
+                text += f" The other {len(decided)} comparison{'' if one else 's'} it needs " \
+                        f"{'is' if one else 'are'} decided as claimed: {quoted(decided)}."
+            return text
         failing = self.excepted()
         head = ("Holds where it can be tested" if needed else "Holds") + ("" if not failing else ", except that " + "; ".join(
             f"“{c.text}” " + ("is decided the other way" if c.outcome == NO else "is decided the other way by its "
                               "own interval only (family-wise, Holm)" if c.alone else "is not separated")
             for c in failing))
-        mine = [c for c in decided if c.group not in self.optional]
+        mine = self.decided()
         if needed:
             total = len(mine) + len(needed)
             text = f"{head}: {len(mine)} of the {total} comparisons it needs {'is' if len(mine) == 1 else 'are'} " \

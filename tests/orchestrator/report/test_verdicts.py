@@ -464,3 +464,25 @@ def test_a_path_whose_endpoint_never_learnt_the_set_is_told_apart_from_one_that_
             (rows[0]["acc"] if rows is unlearnt else 0.9, rows[-1]["loss"] if rows is unlearnt else 0.3))
         judge = claims._Judge(s, ClaimRules(), Claim("b", "x"))
         assert told in judge._floor_fix("nocue", ("cue~cue", vocab.LINEAR))
+
+
+def test_a_claim_not_testable_here_names_and_counts_what_was_decided_as_claimed():
+    """Two required groups decided as claimed and one without a testable comparison: the claim is not
+    testable, and its sentence names the blocking comparison first, then the decided ones (not an optional
+    group's), so "not testable here" does not read as "nothing was decided"; the one-line tally counts them.
+    With nothing decided, neither is said."""
+    claim = Claim("x", "a statement", optional={"o"})
+    claim.checks = [Check("one", YES, "—", "g"), Check("two", YES, "—", "h"), Check("aligned", YES, "—", "o"),
+                    Check("three", UNTESTABLE, "—", "k", "underpowered"), Check("support", YES, "—", None)]
+    assert claim.verdict == verdicts.NOT_TESTABLE
+    assert claim.sentence() == ("Not testable here: “three” (underpowered). The other 2 comparisons it needs are "
+                                "decided as claimed: “one”; “two”.")
+    assert claim.tally() == "2 of the 3 comparisons it needs decided as claimed"
+    assert claims_text([claim], detail=False).startswith("(x) NOT TESTABLE HERE (2 of the 3 comparisons it needs "
+                                                         "decided as claimed): a statement")
+    alone = Claim("x", "a statement")
+    alone.checks = [Check("three", UNTESTABLE, "—", "k", "underpowered")]
+    assert alone.sentence() == "Not testable here: “three” (underpowered)." and alone.tally() == ""
+    holds = Claim("x", "a statement")
+    holds.checks = [Check("one", YES, "—", "g")]
+    assert holds.tally() == ""          # only a claim not testable here is counted so
