@@ -68,14 +68,16 @@ class _Judge:
         """The least spread an accuracy difference is judged with: one image (`Slice.acc_step`; 0 without a slice)."""
         return self.s.acc_step if self.s is not None else 0.0
 
-    def estimate(self, values) -> Estimate:
-        """Mean and interval of `values` at the rules' level, as every row and gate of the claim shows them."""
-        return Estimate.of(values, self.r.level)
+    def estimate(self, values, accuracy: bool = False) -> Estimate:
+        """Mean and interval of `values` at the rules' level, as every row and gate of the claim shows them;
+        `accuracy`: an accuracy or reliance, its interval built with one image's spread at least, as the
+        checks beside it are (`acc_step`)."""
+        return Estimate.of(values, self.r.level, self.acc_step if accuracy else 0.0)
 
     def reliance_rows(self, label: str, rel: dict[str, pd.Series], role: str) -> None:
         for measure in (RANDIMG, RANDCUE):
             if measure in rel:
-                self.c.rows.append(Row(label, measure, self.estimate(rel[measure]), role, PP, " pp"))
+                self.c.rows.append(Row(label, measure, self.estimate(rel[measure], accuracy=True), role, PP, " pp"))
 
     def power(self, diff: cmp.Diff, effect: float, scale: float = 1.0, unit: str = "", within: bool = False) -> str:
         return cmp.power_text(diff, effect, self.r.power, scale, unit, within) if diff.n else ""   # nothing measured
@@ -193,6 +195,7 @@ class _Judge:
         diff = cmp.compare(top, bottom, r.level)
         decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
                                 lambda d: self._no_mechanism(d, mechanism),
+                                lambda d: self._not_fitted(d, higher, eval_set) if mechanism else d,
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
                                 lambda d: self._nothing_below(d, higher, top) if reference else d)
         if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
@@ -232,6 +235,25 @@ class _Judge:
                                     "mechanism of their own, so a cue~nocue pair pits the cue's mechanism against "
                                     "none and the comparison cannot show the claim's effect")
         return decision
+
+    def _not_fitted(self, decision: cmp.Decision, higher: tuple[str, str], eval_set: str) -> cmp.Decision:
+        """(d) asks whether two models, each fitting a set, are less connected on it than two models trained on
+        the same data. Where an endpoint of the higher side's pairs itself sits at the chance floor on the set
+        (a cue model at a high cue proportion on clean images), that model has not learnt the set: its path's
+        barrier there measures a model that fits the set against one that does not, not two minimizers of it,
+        and its chord rises or falls with how wrong the unfitted endpoint is. Not testable, whatever the
+        outcome (a ✓ included: the floor guard lets a collapse *between* fitted endpoints stand, not this)."""
+        s, r = self.s, self.r
+        if not s.chance:
+            return decision
+        acc, loss = s.endpoint_extremes(*higher, eval_set)
+        if not cmp.at_floor(acc, loss, s.chance, r.floor_acc, r.floor_loss):
+            return decision
+        return decision.blocked(f"an endpoint of {higher[0]} is itself at the chance floor on {eval_set} (lowest "
+                                f"accuracy {acc:.0%} against chance {s.chance:.0%}, highest loss {loss:.2f} against "
+                                f"ln K = {math.log(1 / s.chance):.2f}): that model has not learnt {eval_set}, so the "
+                                "barrier there is not between two models that fit it; judge it on a set both fit "
+                                "(another barrier set, or another cue proportion)")
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
         """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""
@@ -382,7 +404,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
     for label, acc, rel, role in (("cue model", cue, rc, CLAIM), ("no-cue model", nocue, rn, CONTROL)):
         for eval_set in ("nocue", "cue"):
             if eval_set in acc:
-                c.rows.append(Row(label, f"acc({eval_set})", j.estimate(acc[eval_set]), role, PP, "%"))
+                c.rows.append(Row(label, f"acc({eval_set})", j.estimate(acc[eval_set], accuracy=True), role, PP, "%"))
         j.reliance_rows(label, rel, role)
     j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies")
     j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
@@ -447,7 +469,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     occlusion = s.reliance(nocue).get(RANDCUE, EMPTY)
     for m in [m for m in s.methods if not acc.get(m, pd.DataFrame()).empty]:
         role = CLAIM if m == CBFT else CONTROL if m in (NAIVE, NAIVE_CUED) else REFERENCE
-        c.rows.append(Row(m, "acc(nocue)", j.estimate(acc[m].get("nocue", EMPTY)), role, PP, "%"))
+        c.rows.append(Row(m, "acc(nocue)", j.estimate(acc[m].get("nocue", EMPTY), accuracy=True), role, PP, "%"))
         j.reliance_rows(m, rel[m], role)
     c.notes += _not_fine_tuned(s, (CBFT, NAIVE))
     if not cued:
@@ -507,7 +529,8 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
               f"controls (aligned barrier's upper bound below {r.aligned_works:g}), cue~nocue above them after "
               f"alignment; {_guards_text(r)}{_reference_text(r)}; a comparison of cue~nocue with same-data pairs is "
               f"not testable where the cue models' mean randimg reliance is within ±{PP * r.no_reliance_margin:g} pp of "
-              "none (no cue learnt: no mechanism to differ). Supporting: independent-init linear barriers, the "
+              "none (no cue learnt: no mechanism to differ), or where an endpoint of cue~nocue itself sits at the "
+              "chance floor on the set (a model that has not learnt it). Supporting: independent-init linear barriers, the "
               "noise floor.")
     c.optional.add("after alignment")
     j = _Judge(s, r, c)

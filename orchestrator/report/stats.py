@@ -102,13 +102,18 @@ class Estimate(NamedTuple):
     ci_high: float
 
     @classmethod
-    def of(cls, values, level: float = 0.95) -> "Estimate":
+    def of(cls, values, level: float = 0.95, floor: float = 0.0) -> "Estimate":
+        """`floor`: the measure's resolution (an accuracy's: one image), the least spread its interval is built
+        with, as the claims' comparisons are (`comparisons.compare`); the std shown stays the values' own."""
         vals = np.asarray(values, dtype=np.float64)
         vals = vals[np.isfinite(vals)]
         n = int(vals.size)
+        std = float(vals.std(ddof=1)) if n > 1 else math.nan
         low, high = t_interval(vals, level)
-        return cls(n, float(vals.mean()) if n else math.nan, float(vals.std(ddof=1)) if n > 1 else math.nan,
-                   low, high)
+        if n > 1 and std < floor:
+            half = t_quantile(float(level), n - 1) * floor / math.sqrt(n)
+            low, high = float(vals.mean()) - half, float(vals.mean()) + half
+        return cls(n, float(vals.mean()) if n else math.nan, std, low, high)
 
     def without_interval(self) -> "Estimate":
         """The same mean, no interval: for values that are not independent (a population's pairs share models)."""
