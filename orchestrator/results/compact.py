@@ -227,8 +227,10 @@ def summary(done: dict[str, TableCompaction]) -> str:
         if c.rebuilt is not None:
             lines.append(f"  {t}: its manifest was unreadable or missing; every task whose rows its parts held "
                          f"({c.rebuilt}) has them in a fragment again"
-                         + (f" ({c.from_parts} written back from the parts: rows that give the fragment each task's "
-                            "done.json lists, by size and sha256)" if c.from_parts else "")
+                         + (f" ({c.from_parts} written back from the parts: " + (
+                             "the driver's records of planned tasks, each naming the plan's kind and parents)"
+                             if t == vocab.TASKS else "rows that give the fragment each task's done.json lists, by "
+                             "size and sha256)") if c.from_parts else "")
                          + f", so the manifest was rebuilt from the fragments and the old manifest and parts moved "
                            f"to results/_quarantine/{t}/")
         if c.upgraded:

@@ -9,7 +9,13 @@ task, written back as a fragment, are the task's own only when they give the byt
 fragment (`tables.salvage_part`, the check that restores rows from a damaged part). Where one task's marker is
 missing, lists no such fragment, or its rows differ, nothing is written back (the part must stay, and rows
 beside it would count twice in a glob): the run recomputes the tasks as before.
-Tables whose rows no marker lists (`tasks`, the driver's own rows) are not restored here.
+
+The `tasks` table holds the driver's records of each task (when and where it ran, how it ended, its
+parents), which no marker lists; no run recomputes them (a finished task is cached), so a part that is
+their only copy is the only record of how the sweep ran. Its rows of a task come back when the plan vouches
+for them instead: the task is planned, and every row names the plan's kind and parents for it (the report
+reads a fine-tuned model's parent from them); the latest part holding a task gives its rows. Before, a run
+wrote a fresh "cached" row for every such task and the part went to the quarantine with the rest.
 """
 from __future__ import annotations
 
@@ -32,13 +38,30 @@ def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted:
     beside a part that must stay (rows of another task only it holds) would count twice in a glob of the
     table. Their stamps by task id ({} when not all can be). Never raises: what cannot be restored stays
     missing (a part or the plan that cannot be read, a marker that does not verify the rows)."""
-    if table == vocab.TASKS or not wanted or not listing.parts:
+    if not wanted or not listing.parts:
         return {}
     try:
         kinds = _kinds(layout, wanted)
     except (OSError, ValueError) as exc:
         _LOG.warning(f"rows of `{table}` not restored from its parts: the plan cannot be read ({exc})")
         return {}
+    blobs = _driver_records(layout, listing, kinds) if table == vocab.TASKS else _vouched_rows(
+        layout, table, listing, wanted, {t: k for t, (k, _) in kinds.items()})
+    if set(blobs) != wanted:
+        return {}
+    restored: dict[str, FileStamp] = {}
+    for task_id, blob in blobs.items():
+        path = layout.fragment(table, task_id)
+        layout.storage.write_bytes(path, blob)
+        info = layout.storage.file_info(path)     # as listed: compaction deletes it once absorbed
+        restored[task_id] = FileStamp(path, info.size or 0, info.mtime_ns or 0)
+    return restored
+
+
+def _vouched_rows(layout: SweepLayout, table: str, listing: Listing, wanted: set[str],
+                  kinds: dict[str, str]) -> dict[str, bytes]:
+    """The fragment bytes of each task in `wanted` whose rows a part holds and re-serialise to the fragment
+    its marker lists."""
     blobs: dict[str, bytes] = {}
     for name, stamp in sorted(listing.parts.items()):
         try:
@@ -54,23 +77,41 @@ def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted:
                     entries.append((task_id, Entry(name, recorded[0], offset, rows, recorded[1])))
         for task_id, rows in tables.salvage_part(table, data, entries).items():
             blobs[task_id] = tables.fragment_bytes(table, rows)
-    if set(blobs) != wanted:
-        return {}
-    restored: dict[str, FileStamp] = {}
-    for task_id, blob in blobs.items():
-        path = layout.fragment(table, task_id)
-        layout.storage.write_bytes(path, blob)
-        info = layout.storage.file_info(path)     # as listed: compaction deletes it once absorbed
-        restored[task_id] = FileStamp(path, info.size or 0, info.mtime_ns or 0)
-    return restored
+    return blobs
 
 
-def _kinds(layout: SweepLayout, task_ids: set[str]) -> dict[str, str]:
-    """Task id -> kind for the planned tasks among `task_ids` (a marker's path needs its kind)."""
+def _driver_records(layout: SweepLayout, listing: Listing, plan: dict[str, tuple[str, list]]) -> dict[str, bytes]:
+    """The `tasks` rows of each planned task of `plan` (task id -> kind, parents) as the latest part holding
+    it has them, as fragment bytes, where every row names the plan's kind and parents; {} when a part
+    cannot be read (which rows it holds is unknown)."""
+    found: dict[str, pa.Table] = {}
+    for name, stamp in sorted(listing.parts.items()):          # part names begin with their time: latest last
+        try:
+            data = layout.storage.read_bytes(stamp.path)
+            part = tables.conform(vocab.TASKS, pq.read_table(pa.BufferReader(data), use_threads=False))
+            runs = _task_runs(data)
+        except (OSError, ValueError, pa.ArrowException):
+            return {}
+        for task_id, offset, count in runs:
+            if task_id in plan:
+                found[task_id] = part.slice(offset, count)
+    blobs = {}
+    for task_id, rows in found.items():
+        kind, parents = plan[task_id]
+        named = zip(rows.column("kind").to_pylist(), rows.column("parents").to_pylist())
+        if all(k == kind and list(p or []) == parents for k, p in named):
+            blobs[task_id] = tables.fragment_bytes(vocab.TASKS, rows)
+    return blobs
+
+
+def _kinds(layout: SweepLayout, task_ids: set[str]) -> dict[str, tuple[str, list]]:
+    """Task id -> (kind, parents) for the planned tasks among `task_ids` (a marker's path needs its kind; a
+    `tasks` row names both)."""
     from orchestrator.results.plan import plan_of
 
-    plan, _ = plan_of(layout, columns=("task_id", "kind"))
-    return {t: k for t, k in zip(plan["task_id"].tolist(), plan["kind"].tolist()) if t in task_ids}
+    plan, _ = plan_of(layout, columns=("task_id", "kind", "parents"))
+    return {t: (k, list(p if p is not None else [])) for t, k, p in
+            zip(plan["task_id"].tolist(), plan["kind"].tolist(), plan["parents"].tolist()) if t in task_ids}
 
 
 def _recorded(layout: SweepLayout, kind: str, task_id: str, table: str) -> tuple[str, int | None] | None:

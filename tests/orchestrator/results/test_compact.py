@@ -346,8 +346,9 @@ def test_a_deleted_manifest_never_costs_the_part_its_rows(swept, capsys, caplog)
 def test_rows_of_a_part_without_its_manifest_come_back_only_as_the_bytes_each_marker_lists(swept, capsys):
     """Without a manifest nothing says the part is intact, so each task's marker decides: where one task's rows
     would not give the sha256 its done.json lists (a marker that names other bytes), nothing is written back;
-    with every marker vouching, all are, byte for byte; the `tasks` table, whose rows no marker lists, gets nothing back; and with every
-    marker vouching, compaction rebuilds the manifest in one go and says how many came from the parts."""
+    with every marker vouching, all are, byte for byte; and with every marker vouching, compaction rebuilds
+    the manifest in one go and says how many came from the parts. (The `tasks` table, whose rows no marker
+    lists, is vouched for by the plan: the next test.)"""
     layout, graph, before = swept
     compact.compact(layout)
     for table in (vocab.EVALUATIONS, vocab.TASKS):
@@ -363,14 +364,39 @@ def test_rows_of_a_part_without_its_manifest_come_back_only_as_the_bytes_each_ma
     with pytest.raises(compact.CompactionError, match=f"{len(evaluated)} tasks without a fragment \\(e.g. {doubted}\\)"):
         compact.compact_table(layout, vocab.EVALUATIONS)
     assert fragments(layout, vocab.EVALUATIONS) == []          # all or none: nothing beside the part
-    with pytest.raises(compact.CompactionError, match="without a fragment"):
-        compact.compact_table(layout, vocab.TASKS)
-    assert fragments(layout, vocab.TASKS) == []
     layout.storage.write_bytes(path, kept)                   # the marker as the task wrote it
     done = compact.compact_table(layout, vocab.EVALUATIONS)
     assert done.rebuilt == done.from_parts == len(evaluated) and done.files == 1
     assert f"({len(evaluated)} written back from the parts" in compact.summary({vocab.EVALUATIONS: done})
     pd.testing.assert_frame_equal(tables.read_table(layout, vocab.EVALUATIONS), before[vocab.EVALUATIONS])
+
+
+def test_a_lost_tasks_manifest_brings_back_the_drivers_records_the_plan_vouches_for(swept):
+    """The `tasks` manifest deleted after compaction: its part is the only record of how each task ran (no
+    run recomputes it: the tasks are cached), and no marker lists its rows. They come back when the plan
+    vouches: every row names the plan's kind and parents for its task. One row naming other parents (a
+    garbled or foreign record) brings back none of them (all or nothing: fragments beside a part that must
+    stay would count twice) and compaction refuses, naming the task; restored, the table reads as before."""
+    layout, graph, before = swept
+    compact.compact(layout)
+    (part,) = Path(layout.table_dir(vocab.TASKS)).iterdir()
+    original = part.read_bytes()
+    rows = pq.read_table(part)
+    doubted = rows.column("task_id")[0].as_py()
+    layout.storage.delete(manifest.manifest_path(layout, vocab.TASKS))
+    garbled = rows.set_column(rows.schema.get_field_index("parents"), "parents",
+                              [[["someone-else"]] + rows.column("parents").to_pylist()[1:]])
+    pq.write_table(garbled.replace_schema_metadata(rows.schema.metadata), part)
+    with pytest.raises(compact.CompactionError, match="without a fragment"):
+        compact.compact_table(layout, vocab.TASKS)
+    assert fragments(layout, vocab.TASKS) == [] and doubted in graph.tasks
+    part.write_bytes(original)
+    done = compact.compact_table(layout, vocab.TASKS)
+    assert done.rebuilt == done.from_parts == len(graph.tasks) and done.files == 1
+    assert "the driver's records of planned tasks, each naming the plan's kind and parents" in \
+        compact.summary({vocab.TASKS: done})
+    pd.testing.assert_frame_equal(tables.read_table(layout, vocab.TASKS), before[vocab.TASKS])
+    assert glob_rows(layout, vocab.TASKS) == len(before[vocab.TASKS])
 
 
 def test_a_lost_manifest_writes_back_from_the_part_only_the_tasks_without_a_fragment_and_counts_those(swept):
