@@ -36,7 +36,7 @@ from orchestrator.report.stats import Estimate
 from orchestrator.report.verdicts import (CLAIM, CONTROL, FAILS, HOLDS, NOT_TESTABLE, PP, RANDCUE, RANDIMG,
                                           REFERENCE, UNSEPARATED, Check, Claim, Row, Slice, check,
                                           family_wise)
-from orchestrator.spec.claim_rules import ClaimRules
+from orchestrator.spec.claim_rules import ClaimRules, learnt_nothing
 
 MARKS = cmp.MARKS
 YES, NO, OVERLAP, UNTESTABLE, MISSING = cmp.YES, cmp.NO, cmp.OVERLAP, cmp.UNTESTABLE, cmp.MISSING
@@ -68,6 +68,12 @@ class _Judge:
         """The least spread an accuracy difference is judged with: one image (`Slice.acc_step`; 0 without a slice)."""
         return self.s.acc_step if self.s is not None else 0.0
 
+    @property
+    def barrier_step(self) -> float:
+        """The least spread a barrier difference is judged with: one image where barriers are accuracy drops
+        (`barrier_metric: acc`), none for losses (nats have no step)."""
+        return self.acc_step if self.r.barrier_metric == "acc" else 0.0
+
     def estimate(self, values, accuracy: bool = False) -> Estimate:
         """Mean and interval of `values` at the rules' level, as every row and gate of the claim shows them;
         `accuracy`: an accuracy or reliance, its interval built with one image's spread at least, as the
@@ -85,19 +91,41 @@ class _Judge:
     # -- accuracies and reliance (fractions, shown in pp) --
     def above(self, text: str, a: pd.Series, b: pd.Series | None, group: str | None,
               clean: tuple[dict, dict] | None = None, reliant: tuple[str, pd.Series] | None = None,
-              none: pd.Series | None = None) -> None:
+              none: pd.Series | None = None, trained: dict[str, pd.DataFrame] | None = None) -> None:
         """a above b (or above 0 without b), paired by seed; `clean`: the clean accuracies (label -> per seed)
         of the models on a's side and on b's side, where a random cue's cost is compared (`_clean_floor`);
         `reliant`: (label, reliance) of the model whose reliance the claim says is kept or lowered
-        (`_no_reliance`). The first guard that blocks gives the reason."""
+        (`_no_reliance`); `trained`: (label -> accuracies per seed and set) of the models whose reliance is
+        compared, which must have learnt something (`_learnt_nothing`). The first guard that blocks gives the
+        reason."""
         step = self.acc_step
         diff = cmp.one_sample(a, self.r.level, step) if b is None else cmp.compare(a, b, self.r.level, step)
         decision = _first_block(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"),
+                                lambda d: self._learnt_nothing(d, trained or {}),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {}))),
                                 lambda d: self._no_reliance(d, reliant, none))
         decision = _unmeasured(decision)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
+
+    def _learnt_nothing(self, decision: cmp.Decision, trained: dict[str, pd.DataFrame]) -> cmp.Decision:
+        """A model that learnt nothing (on some seed, every test set within `floor_acc` of chance:
+        `claim_rules.learnt_nothing`) shows no reliance on the cue, nor its absence: its randimg sits at
+        chance because it sits at chance everywhere. A comparison of its reliance is not testable."""
+        if not trained or not self.s.chance:
+            return decision
+        low = {}
+        for label, acc in trained.items():
+            best = acc.max(axis=1) if len(acc) and acc.shape[1] else pd.Series(dtype=float)
+            if len(best) and learnt_nothing(float(best.min()), self.s.chance, self.r.floor_acc):
+                low[label] = float(best.min())
+        if not low:
+            return decision
+        who = " and the ".join(f"{label}s" for label in low)
+        return decision.blocked(f"the {who} learnt nothing on a seed (best accuracy on any "
+                                f"test set {max(low.values()):.0%}, within {PP * self.r.floor_acc:g} pp of chance "
+                                f"{self.s.chance:.0%}): a model at chance everywhere sits at chance on randimg whatever "
+                                "it would rely on, so its reliance cannot be told")
 
     def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
         """A random cue can cost a model only the clean accuracy it has above chance: where a model's clean
@@ -192,12 +220,12 @@ class _Judge:
         same-data pairs (`_no_mechanism`)."""
         r = self.r
         top, bottom = self.values(higher, eval_set), self.values(lower, eval_set)
-        diff = cmp.compare(top, bottom, r.level)
+        diff = cmp.compare(top, bottom, r.level, self.barrier_step)
         decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
                                 lambda d: self._no_mechanism(d, mechanism),
                                 lambda d: self._not_fitted(d, higher, eval_set) if mechanism else d,
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
-                                lambda d: self._nothing_below(d, higher, top) if reference else d)
+                                lambda d: self._nothing_below(d, higher, top, bottom) if reference else d)
         if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
             absent = [f"{p} {path}" for (p, path), v in ((higher, top), (lower, bottom)) if not np.isfinite(v).any()]
             decision = replace(decision, reason=f"not measured: no {' and no '.join(absent)} barriers on {eval_set} "
@@ -229,11 +257,17 @@ class _Judge:
                                     f"±{PP * self.r.no_reliance_margin:g} pp of none: they have not learnt the cue, so "
                                     "a cue and a no-cue model do not differ in mechanism here and the comparison "
                                     "cannot show the claim's effect")
-        if self.s.chance and len(clean) and float(clean.mean()) <= self.s.chance + self.r.floor_acc:
-            return decision.blocked(f"the no-cue models' clean accuracy is {float(clean.mean()):.0%}, within "
-                                    f"{PP * self.r.floor_acc:g} pp of chance ({self.s.chance:.0%}): they learnt no "
-                                    "mechanism of their own, so a cue~nocue pair pits the cue's mechanism against "
-                                    "none and the comparison cannot show the claim's effect")
+        above = cmp.one_sample(reliance, self.r.level, self.acc_step)
+        if above.n >= 2 and not above.low > 0:
+            return decision.blocked(f"the cue models' randimg reliance, {PP * above.mean:+.1f} pp [{PP * above.low:.1f}, "
+                                    f"{PP * above.high:.1f}] (n = {above.n}), is not established above none: whether "
+                                    "they learnt the cue, and so differ in mechanism from the no-cue models, is open, "
+                                    "so the comparison cannot show the claim's effect")
+        if self.s.chance and len(clean) and learnt_nothing(float(clean.min()), self.s.chance, self.r.floor_acc):
+            return decision.blocked(f"the no-cue models' clean accuracy is {float(clean.min()):.0%} on their lowest "
+                                    f"seed, within {PP * self.r.floor_acc:g} pp of chance ({self.s.chance:.0%}): they "
+                                    "learnt no mechanism of their own there, so a cue~nocue pair pits the cue's "
+                                    "mechanism against none and the comparison cannot show the claim's effect")
         return decision
 
     def _not_fitted(self, decision: cmp.Decision, higher: tuple[str, str], eval_set: str) -> cmp.Decision:
@@ -246,19 +280,24 @@ class _Judge:
         s, r = self.s, self.r
         if not s.chance:
             return decision
-        acc, loss = s.endpoint_extremes(*higher, eval_set)
-        if not cmp.at_floor(acc, loss, s.chance, r.floor_acc, r.floor_loss):
+        acc, _ = s.endpoint_extremes(*higher, eval_set)
+        if not learnt_nothing(acc, s.chance, r.floor_acc):     # by accuracy: a confident model errs at high loss
             return decision
-        return decision.blocked(f"an endpoint of {higher[0]} is itself at the chance floor on {eval_set} (lowest "
-                                f"accuracy {acc:.0%} against chance {s.chance:.0%}, highest loss {loss:.2f} against "
-                                f"ln K = {math.log(1 / s.chance):.2f}): that model has not learnt {eval_set}, so the "
-                                "barrier there is not between two models that fit it; judge it on a set both fit "
-                                "(another barrier set, or another cue proportion)")
+        return decision.blocked(f"an endpoint of {higher[0]} scores {acc:.0%} on {eval_set} (its lowest; chance "
+                                f"{s.chance:.0%}, within {PP * r.floor_acc:g} pp): that model has not learnt "
+                                f"{eval_set}, so the barrier there is not between two models that fit it; judge it on "
+                                "a set both fit (another barrier set, or another cue proportion)")
 
-    def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
-        """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable."""
+    def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series,
+                       bottom: pd.Series) -> cmp.Decision:
+        """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable;
+        a ✗ stands where the claim's own path (`bottom`) has a barrier of its own, its interval above
+        `barrier_effect`: a path with a barrier where the reference has none is evidence against the claim."""
         mean = float(top.mean()) if len(top) else math.nan
         if not abs(mean) <= self.r.barrier_effect:
+            return decision
+        own = cmp.one_sample(bottom, self.r.level)
+        if decision.outcome == NO and own.n >= 2 and own.low > self.r.barrier_effect:
             return decision
         return decision.blocked(f"the {higher[0]} {higher[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} "
                                 "of none: there is no barrier to go below, so the comparison cannot show the claim's "
@@ -282,20 +321,25 @@ class _Judge:
         higher_floor = cmp.at_floor(hi_acc, top_loss, s.chance, r.floor_acc, r.floor_loss)
         if lower_floor and (higher_floor or not reference or decision.outcome != NO):
             fix = self._floor_fix(eval_set, *((lower, higher) if higher_floor else (lower,)))
-            return decision.blocked(f"{'both paths collapse' if higher_floor else f'the {lower[0]} path collapses'} "
-                                    f"to chance on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
+            by_loss = not (learnt_nothing(lo_acc, s.chance, r.floor_acc) or
+                           (higher_floor and learnt_nothing(hi_acc, s.chance, r.floor_acc)))
+            verb = "reach a constant guess's loss" if by_loss else "collapse to chance"
+            return decision.blocked(f"{'both paths ' + verb if higher_floor else f'the {lower[0]} path ' + _third(verb)} "
+                                    f"on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
                                     f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
                                     f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
                                     f"endpoints' own loss; {fix}")
         if higher_floor and decision.outcome != YES:
-            return decision.blocked(f"the {higher[0]} path collapses to chance on {eval_set} (lowest accuracy "
+            verb = "collapses to chance" if learnt_nothing(hi_acc, s.chance, r.floor_acc) else \
+                "reaches a constant guess's loss"
+            return decision.blocked(f"the {higher[0]} path {verb} on {eval_set} (lowest accuracy "
                                     f"{hi_acc:.0%}, highest loss {top_loss:.2f} against ln K = "
                                     f"{math.log(1 / s.chance):.2f}): its barrier is then chance loss minus its "
                                     "endpoints' own loss, which can fall below a real bump, so a comparison going "
                                     f"against the claim is no evidence; {self._floor_fix(eval_set, higher)}")
         if r.check_definition:
             other = cmp.compare(self.values(higher, eval_set, r.check_definition),
-                                self.values(lower, eval_set, r.check_definition), r.level)
+                                self.values(lower, eval_set, r.check_definition), r.level, self.barrier_step)
             second = cmp.superiority(other, r.barrier_effect, r.power)
             if cmp.opposite(decision, second):
                 return decision.blocked(f"the {r.barrier_definition} and {r.check_definition} barriers decide "
@@ -312,8 +356,10 @@ class _Judge:
         low = {name: e for name, e in ends.items() if cmp.at_floor(*e, s.chance, r.floor_acc, r.floor_loss)}
         if low:
             acc, loss = min(e[0] for e in low.values()), max(e[1] for e in low.values())
+            what = f"have not learnt {eval_set}" if learnt_nothing(acc, s.chance, r.floor_acc) else \
+                f"score above chance on {eval_set} but with a loss near a constant guess's (confident where they err)"
             return (f"an endpoint of {' and '.join(low)} is itself there (lowest accuracy {acc:.0%}, highest loss "
-                    f"{loss:.2f}): those models have not learnt {eval_set}, so no path between them can show a "
+                    f"{loss:.2f}): those models {what}, so no path between them can show a "
                     "barrier; judge it on another set, or with models that fit it (more pretraining, another cue "
                     "proportion)")
         return "judge it on another set, after alignment or with a wider model"
@@ -369,13 +415,20 @@ def _first_block(decision: cmp.Decision, *guards) -> cmp.Decision:
     return decision
 
 
+def _third(verb: str) -> str:
+    """ "collapse to chance" -> "collapses to chance"; "reach …" -> "reaches …"."""
+    head, _, rest = verb.partition(" ")
+    return f"{head}{'es' if head.endswith('h') else 's'} {rest}"
+
+
 def _whose(label: str) -> str:
     """`cue model` -> "the cue model's"; a method's name (`cbft`) -> "cbft's"."""
     return f"the {label}'s" if " " in label else f"{label}'s"
 
 
 def _reference_text(r: ClaimRules) -> str:
-    return f"; going below a reference barrier within {r.barrier_effect:g} of none is not testable (nothing to go below)"
+    return (f"; going below a reference barrier within {r.barrier_effect:g} of none is not testable (nothing to go "
+            f"below), except a ✗ where the claim's own path has a barrier whose interval is above {r.barrier_effect:g}")
 
 
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:
@@ -396,7 +449,9 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
               f"Paired within seed, {r.level:.0%} intervals (a seed's value: the mean over its pretrained models of "
               "that kind, partners and same-init controls included): the cue models' randimg reliance above 0, above the no-cue "
               f"models', and the cost of a random cue above the no-cue models'; an undecided comparison is not testable where "
-              f"it could not have detected {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}. Supporting: the "
+              f"it could not have detected {PP * r.reliance_effect:g} pp at {r.power:.0%} power{_cost_floor_text(r)}; a "
+              f"randimg comparison is not testable where the models it compares learnt nothing on a seed (every test "
+              f"set within {PP * r.floor_acc:g} pp of chance). Supporting: the "
               f"no-cue models' randimg reliance within ±{PP * r.no_reliance_margin:g} pp of 0 (equivalence).")
     j = _Judge(s, r, c)
     cue, nocue = s.models(vocab.PRETRAIN, cue=True), s.models(vocab.PRETRAIN, cue=False)
@@ -406,9 +461,10 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             if eval_set in acc:
                 c.rows.append(Row(label, f"acc({eval_set})", j.estimate(acc[eval_set], accuracy=True), role, PP, "%"))
         j.reliance_rows(label, rel, role)
-    j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies")
+    j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies",
+            trained={"cue model": cue})
     j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
-            rn.get(RANDIMG, EMPTY), "more than no-cue")
+            rn.get(RANDIMG, EMPTY), "more than no-cue", trained={"cue model": cue, "no-cue model": nocue})
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
             rn.get(RANDCUE, EMPTY), "random cue costs",
             clean=({"cue model": cue.get("nocue", EMPTY)}, {"no-cue model": nocue.get("nocue", EMPTY)}))
@@ -529,8 +585,10 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
               f"controls (aligned barrier's upper bound below {r.aligned_works:g}), cue~nocue above them after "
               f"alignment; {_guards_text(r)}{_reference_text(r)}; a comparison of cue~nocue with same-data pairs is "
               f"not testable where the cue models' mean randimg reliance is within ±{PP * r.no_reliance_margin:g} pp of "
-              "none (no cue learnt: no mechanism to differ), or where an endpoint of cue~nocue itself sits at the "
-              "chance floor on the set (a model that has not learnt it). Supporting: independent-init linear barriers, the "
+              "none (no cue learnt: no mechanism to differ), or whose interval over seeds reaches none (not "
+              "established), or where that reliance is not measured, or the no-cue models' clean accuracy is within "
+              f"{PP * r.floor_acc:g} pp of chance on a seed (no mechanism of their own), or where an endpoint of "
+              "cue~nocue scores within it of chance on the set (a model that has not learnt it). Supporting: independent-init linear barriers, the "
               "noise floor.")
     c.optional.add("after alignment")
     j = _Judge(s, r, c)
@@ -603,7 +661,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
               f"null from relabeling the models ({r.permutations} relabelings, group sizes kept; models, not pairs, "
               f"are exchangeable), decided when a one-sided p-value is at most α/2 = {half:g}; not testable with "
               f"fewer than 2 models in a group, where no relabeling could reach α/2, where the within-group paths sit "
-              f"at the chance floor (any of them) or that floor is not measured, where the {r.check_definition or 'second'} "
+              f"at the chance floor (any of them) or that floor is not measured, or, for an outcome other than as "
+              f"claimed, the paths across the groups do, where the {r.check_definition or 'second'} "
               f"definition decides the other way, or "
               f"undecided, where it could not have detected {r.barrier_effect:g} at {r.power:.0%} power. Supporting: the "
               "adjusted Rand "
@@ -674,6 +733,16 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
                                 f"accuracy of any {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers are "
                                 "chance loss minus the endpoints' own loss, which the comparison would take for "
                                 "connectivity")
+    # the higher side (across the groups) at the floor: its barriers are capped, so a ✓ stands (the cap works
+    # against it) and anything else is no evidence, as for (b)-(d)
+    lo_acc, hi_loss = m.across_extremes
+    if m.chance and decision.outcome != YES and (lo_acc != lo_acc and hi_loss != hi_loss or
+                                                 cmp.at_floor(lo_acc, hi_loss, m.chance, r.floor_acc, r.floor_loss)):
+        seen = "is not measured for them" if lo_acc != lo_acc and hi_loss != hi_loss else \
+            f"is reached (lowest accuracy of any {lo_acc:.0%}, highest loss {hi_loss:.2f})"
+        return decision.blocked(f"on {m.eval_set}, the chance floor of the paths across reliance groups {seen}: their "
+                                "barriers are then chance loss minus the endpoints' own loss, which can fall below a "
+                                "real bump, so a comparison going against the claim is no evidence")
     if m.check is not None:
         second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
                                  r.level, r.barrier_effect, r.power)

@@ -87,6 +87,7 @@ class MechanismMap:
     ari: float = math.nan
     ari_test: Permutation | None = None
     within_extremes: tuple[float, float] = (math.nan, math.nan)   # within-group pairs: lowest acc, highest loss of any
+    across_extremes: tuple[float, float] = (math.nan, math.nan)   # pairs across the groups: the same
     chance: float | None = None
     cut: float | None = None               # the rules' reliance cut
 
@@ -431,6 +432,7 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         iu = np.triu_indices(len(ids_known), 1)
         within = (groups[iu[0]] == groups[iu[1]])
         made.within_extremes = (_finite(lo[iu][within], np.min), _finite(hi[iu][within], np.max))
+        made.across_extremes = (_finite(lo[iu][~within], np.min), _finite(hi[iu][~within], np.max))
     return made
 
 

@@ -167,12 +167,12 @@ def test_one_cluster_leaves_the_adjusted_rand_index_undefined():
 
 # ----- claim (e)'s guards and its index check, on hand-made maps -----
 
-def _map(test: mm.Permutation, within_extremes=(0.9, 0.5), ari_test=None) -> mm.MechanismMap:
+def _map(test: mm.Permutation, within_extremes=(0.9, 0.5), ari_test=None, across_extremes=(0.9, 0.5)) -> mm.MechanismMap:
     models = pd.DataFrame({"task_id": [f"m{i}" for i in range(6)], "group": [mm.RELIES] * 3 + [mm.IGNORES] * 3,
                            "cluster": [1, 1, 1, 2, 2, 2]})
     return mm.MechanismMap("cue", vocab.LINEAR, "loss", "chord", models, CHAIN.copy(), mm.Threshold(0.1, "x", 3),
                            within_across=test, ari=1.0 if ari_test else math.nan, ari_test=ari_test,
-                           within_extremes=within_extremes, chance=0.1)
+                           within_extremes=within_extremes, across_extremes=across_extremes, chance=0.1)
 
 
 def test_claim_e_is_not_testable_where_the_within_group_paths_are_not_measured_or_one_collapses():
@@ -903,3 +903,23 @@ def test_a_maps_context_label_names_its_model_and_each_swept_value():
     m = mm.MechanismMap("nocue", "linear", "loss", "chord", pd.DataFrame(), np.zeros((0, 0)), mm.Threshold(None, ""),
                         context={"model": "vgg13", "finetune.lam": 1.0})
     assert m.context_label() == "vgg13 · finetune.lam = 1"
+
+
+@pytest.mark.parametrize("across, kept", [((0.10, 2.25), {claims.YES}), ((math.nan, math.nan), {claims.YES}),
+                                          ((0.9, 0.5), {claims.YES, claims.NO, claims.OVERLAP})])
+def test_claim_e_against_the_claim_is_no_evidence_where_the_paths_across_groups_sit_at_the_chance_floor(across, kept):
+    """The paths across reliance groups are the higher side: at the chance floor (or that floor not measured)
+    their barriers are capped, so "within < across" decided as claimed stands, and decided the other way or not
+    separated is no evidence (not testable), as for (b)-(d); healthy, every outcome stands."""
+    rules = ClaimRules(check_definition=None)
+    for test, outcome in ((_permutation(0.9, 0.001, 0.999), claims.YES), (_permutation(-0.5, 0.999, 0.001), claims.NO),
+                          (_permutation(0.0, 0.5, 0.5), claims.OVERLAP)):
+        c = claims.claim_e([_map(test, across_extremes=across)], rules)
+        (check,) = [x for x in c.checks if x.group == "within < across"]
+        assert check.outcome == (outcome if outcome in kept else claims.UNTESTABLE), (across, outcome)
+        if check.outcome == claims.UNTESTABLE:
+            assert "paths across reliance groups" in check.reason
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
+    pop = results[vocab.PATHS]
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert all(v == v for v in m.across_extremes)          # measured on real maps, as the within side
