@@ -920,6 +920,5 @@ def test_claim_e_against_the_claim_is_no_evidence_where_the_paths_across_groups_
         if check.outcome == claims.UNTESTABLE:
             assert "paths across reliance groups" in check.reason
     results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
-    pop = results[vocab.PATHS]
     (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
     assert all(v == v for v in m.across_extremes)          # measured on real maps, as the within side
