@@ -103,7 +103,7 @@ class _Judge:
         decision = _first_block(cmp.superiority(diff, self.r.reliance_effect, self.r.power, PP, " pp"),
                                 lambda d: self._learnt_nothing(d, trained or {}),
                                 lambda d: self._clean_floor(d, *(clean or ({}, {}))),
-                                lambda d: self._no_reliance(d, reliant, none))
+                                lambda d: self._no_reliance(d, reliant, none, b))
         decision = _unmeasured(decision)
         self.c.checks.append(check(text, decision, diff, group, scale=PP, unit=" pp",
                                    power=self.power(diff, self.r.reliance_effect, PP, " pp")))
@@ -121,7 +121,7 @@ class _Judge:
                 low[label] = float(best.min())
         if not low:
             return decision
-        who = " and the ".join(f"{label}s" for label in low)
+        who = " and the ".join(low)
         return decision.blocked(f"the {who} learnt nothing on a seed (best accuracy on any "
                                 f"test set {max(low.values()):.0%}, within {PP * self.r.floor_acc:g} pp of chance "
                                 f"{self.s.chance:.0%}): a model at chance everywhere sits at chance on randimg whatever "
@@ -172,13 +172,20 @@ class _Judge:
                                    power=self.power(diff, effect, PP, " pp")))
 
     def _no_reliance(self, decision: cmp.Decision, reliant: tuple[str, pd.Series] | None,
-                     none: pd.Series | None = None) -> cmp.Decision:
+                     none: pd.Series | None = None, other: pd.Series | None = None) -> cmp.Decision:
         """Keeping a model's reliance (b) or lowering it more than another method does (c) needs a reliance
         there: where that model's mean reliance index is within `no_reliance_margin` of none (0, or the mean
         of `none`: for a random cue's cost, the no-cue models' cost, which a patch costs by occlusion), both
-        sides sit at the no-reliance floor and the comparison cannot show the claim's effect (not testable)."""
+        sides sit at the no-reliance floor and the comparison cannot show the claim's effect (not testable).
+        A ✗ stands where the `other` side (CBFT's reliance, in (c)) is established above that floor by more
+        than the margin: a method that relies on the cue beside one that does not is evidence against."""
         if reliant is None:
             return decision
+        if decision.outcome == NO and other is not None and len(other):
+            base = float(none.mean()) if none is not None and len(none) else 0.0
+            own = cmp.one_sample(other - base, self.r.level, self.acc_step)
+            if own.n >= 2 and own.low > self.r.no_reliance_margin:
+                return decision
         label, values = reliant
         if none is not None and not len(none):
             return decision         # no measure of "none" (no no-cue model): the guard cannot tell
@@ -224,6 +231,7 @@ class _Judge:
         decision = _first_block(cmp.superiority(diff, r.barrier_effect, r.power),
                                 lambda d: self._no_mechanism(d, mechanism),
                                 lambda d: self._not_fitted(d, higher, eval_set) if mechanism else d,
+                                lambda d: self._not_fitted(d, lower, eval_set) if reference else d,
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
                                 lambda d: self._nothing_below(d, higher, top, bottom) if reference else d)
         if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
@@ -276,7 +284,9 @@ class _Judge:
         (a cue model at a high cue proportion on clean images), that model has not learnt the set: its path's
         barrier there measures a model that fits the set against one that does not, not two minimizers of it,
         and its chord rises or falls with how wrong the unfitted endpoint is. Not testable, whatever the
-        outcome (a ✓ included: the floor guard lets a collapse *between* fitted endpoints stand, not this)."""
+        outcome (a ✓ included: the floor guard lets a collapse *between* fitted endpoints stand, not this).
+        The same holds for the claim's own path going below a reference ((b) naive's path to its parent, (d)
+        the quadratic one): a fine-tuning that learnt nothing has not stayed in or left a basin of the set."""
         s, r = self.s, self.r
         if not s.chance:
             return decision
@@ -321,14 +331,13 @@ class _Judge:
         higher_floor = cmp.at_floor(hi_acc, top_loss, s.chance, r.floor_acc, r.floor_loss)
         if lower_floor and (higher_floor or not reference or decision.outcome != NO):
             fix = self._floor_fix(eval_set, *((lower, higher) if higher_floor else (lower,)))
-            by_loss = not (learnt_nothing(lo_acc, s.chance, r.floor_acc) or
-                           (higher_floor and learnt_nothing(hi_acc, s.chance, r.floor_acc)))
-            verb = "reach a constant guess's loss" if by_loss else "collapse to chance"
-            return decision.blocked(f"{'both paths ' + verb if higher_floor else f'the {lower[0]} path ' + _third(verb)} "
-                                    f"on {eval_set} (lowest accuracy {lo_acc:.0%} against chance "
-                                    f"{s.chance:.0%}, highest loss {hi_loss:.2f} against ln K = "
-                                    f"{math.log(1 / s.chance):.2f}): the barrier is then chance loss minus the "
-                                    f"endpoints' own loss; {fix}")
+            def how(acc: float, loss: float, who: str) -> str:       # each path its own verb and numbers
+                verb = "collapses to chance" if learnt_nothing(acc, s.chance, r.floor_acc) else \
+                    "reaches a constant guess's loss"
+                return f"the {who} path {verb} on {eval_set} (lowest accuracy {acc:.0%}, highest loss {loss:.2f})"
+            said = how(lo_acc, hi_loss, lower[0]) + (f" and {how(hi_acc, top_loss, higher[0])}" if higher_floor else "")
+            return decision.blocked(f"{said}, against chance {s.chance:.0%} and ln K = {math.log(1 / s.chance):.2f}: "
+                                    f"the barrier is then chance loss minus the endpoints' own loss; {fix}")
         if higher_floor and decision.outcome != YES:
             verb = "collapses to chance" if learnt_nothing(hi_acc, s.chance, r.floor_acc) else \
                 "reaches a constant guess's loss"
@@ -415,12 +424,6 @@ def _first_block(decision: cmp.Decision, *guards) -> cmp.Decision:
     return decision
 
 
-def _third(verb: str) -> str:
-    """ "collapse to chance" -> "collapses to chance"; "reach …" -> "reaches …"."""
-    head, _, rest = verb.partition(" ")
-    return f"{head}{'es' if head.endswith('h') else 's'} {rest}"
-
-
 def _whose(label: str) -> str:
     """`cue model` -> "the cue model's"; a method's name (`cbft`) -> "cbft's"."""
     return f"the {label}'s" if " " in label else f"{label}'s"
@@ -462,9 +465,9 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
                 c.rows.append(Row(label, f"acc({eval_set})", j.estimate(acc[eval_set], accuracy=True), role, PP, "%"))
         j.reliance_rows(label, rel, role)
     j.above("the cue model scores above chance on randimg", rc.get(RANDIMG, EMPTY), None, "relies",
-            trained={"cue model": cue})
+            trained={"cue models": cue})
     j.above("it relies on the cue more than the no-cue model (randimg)", rc.get(RANDIMG, EMPTY),
-            rn.get(RANDIMG, EMPTY), "more than no-cue", trained={"cue model": cue, "no-cue model": nocue})
+            rn.get(RANDIMG, EMPTY), "more than no-cue", trained={"cue models": cue, "no-cue models": nocue})
     j.above("a random cue costs the cue model more accuracy than the no-cue model", rc.get(RANDCUE, EMPTY),
             rn.get(RANDCUE, EMPTY), "random cue costs",
             clean=({"cue model": cue.get("nocue", EMPTY)}, {"no-cue model": nocue.get("nocue", EMPTY)}))
@@ -488,7 +491,8 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
     j.reliance_rows("its pretrained parent", parent, REFERENCE)
     j.above(f"naive fine-tuning keeps more than {r.keep_fraction:g} of its parent's randimg reliance",
             rel.get(RANDIMG, EMPTY), r.keep_fraction * parent.get(RANDIMG, EMPTY), "keeps reliance",
-            reliant=("its pretrained parent", parent.get(RANDIMG, EMPTY)))
+            reliant=("its pretrained parent", parent.get(RANDIMG, EMPTY)),
+            trained={"naive fine-tunings": s.models(vocab.FINETUNE, method=NAIVE), "pretrained parents": s.parents(NAIVE)})
     j.above("naive fine-tuning keeps randimg above chance", rel.get(RANDIMG, EMPTY), None, None)
     ft = (vocab.pair_type_name(vocab.PRETRAINED_FT, vocab.FINE_TUNED, method=NAIVE), vocab.LINEAR)
     for eval_set in r.barrier_sets:
@@ -506,7 +510,9 @@ def claim_b(s: Slice, r: ClaimRules) -> Claim:
 
 def claim_c(s: Slice, r: ClaimRules) -> Claim:
     acc = {m: s.models(vocab.FINETUNE, method=m) for m in (CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT, *ABLATIONS)}
-    cued = not acc[NAIVE_CUED].empty
+    # the control is required where the sweep planned it (a row in the tasks table, whatever its status), not
+    # only where it has results: a failed control must not turn the claim into one without it
+    cued = not acc[NAIVE_CUED].empty or NAIVE_CUED in s.planned_methods
     c = Claim("c", "CBFT lowers the cue reliance (randimg towards chance, randcue towards clean accuracy) more "
                    f"than naive fine-tuning{', also with the same extra cued data' if cued else ''}, keeps its clean "
                    "accuracy, and leaves the pretrained model's linear basin.",
@@ -531,20 +537,25 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     if not cued:
         c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was not run: this sweep cannot tell "
                        "CBFT's objective apart from the extra data it sees.")
+    elif acc[NAIVE_CUED].empty:
+        c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was planned but has no results here "
+                       "(its tasks failed or have not finished: `mmc-sweep status`); its comparisons are not measured.")
     for other in [NAIVE] + ([NAIVE_CUED] if cued else []):
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
                     rel[CBFT].get(measure, EMPTY), f"{what} below {other}",
                     clean=({other: acc[other].get("nocue", EMPTY)}, {CBFT: acc[CBFT].get("nocue", EMPTY)})
                     if measure == RANDCUE else None,
-                    reliant=(other, rel[other].get(measure, EMPTY)), none=occlusion if measure == RANDCUE else None)
+                    reliant=(other, rel[other].get(measure, EMPTY)), none=occlusion if measure == RANDCUE else None,
+                    trained={f"{CBFT} models": acc[CBFT], f"{other} models": acc[other]})
         j.not_below(f"CBFT's clean accuracy is not below {other}'s", acc[CBFT].get("nocue", EMPTY),
                     acc[other].get("nocue", EMPTY), r.acc_margin, f"clean accuracy vs {other}",
                     clean=({CBFT: acc[CBFT].get("nocue", EMPTY)}, {other: acc[other].get("nocue", EMPTY)}))
     for other in (LPFT, LLRT):
         if not acc[other].empty:
             j.above(f"CBFT has a lower randimg reliance than {other}", rel[other].get(RANDIMG, EMPTY),
-                    rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)))
+                    rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)),
+                    trained={f"{CBFT} models": acc[CBFT], f"{other} models": acc[other]})
     j.near_zero("CBFT leaves no reliance: randimg at chance", rel[CBFT].get(RANDIMG, EMPTY), r.no_reliance_margin,
                 None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
     cost = rel[CBFT].get(RANDCUE, EMPTY)
@@ -652,12 +663,14 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
     """Connectivity clusters follow mechanism, on the mechanism maps of one context
     (`report/mechanism_map.py`)."""
     half = r.alpha / 2
-    c = Claim("e", "Connectivity clusters follow mechanism: models that rely on the cue are better connected with "
-                   "each other than with models that do not (the barrier within a reliance group is below the "
-                   "barrier across groups), and the map's clusters match the reliance groups.",
+    c = Claim("e", "Connectivity clusters follow mechanism: models are better connected within their reliance group "
+                   "than across the groups — those that rely on the cue with each other, and those that do not with "
+                   "each other (each group's mean barrier within it is below the mean barrier across the groups) — and "
+                   "the map's clusters match the reliance groups.",
               f"On each of {', '.join(r.barrier_sets)} and each path of the population ({r.barrier_metric} barriers, "
               f"{r.barrier_definition}), a model relies on the cue when acc(randimg) − chance > "
-              f"{PP * r.reliance_cut:g} pp. The mean barrier across the two groups minus within them, against its "
+              f"{PP * r.reliance_cut:g} pp. The mean barrier across the two groups minus within them (their pairs pooled; "
+              f"decided as claimed only where the worse group alone, across minus its own within mean, is too), against its "
               f"null from relabeling the models ({r.permutations} relabelings, group sizes kept; models, not pairs, "
               f"are exchangeable), decided when a one-sided p-value is at most α/2 = {half:g}; not testable with "
               f"fewer than 2 models in a group, where no relabeling could reach α/2, where the within-group paths sit "
@@ -677,7 +690,11 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
         same = known & (groups[iu[0]] == groups[iu[1]])
         label = f"{m.k} models: {relies} rely on the cue, {ignores} do not" + \
             (f" ({m.left_out} left out: pairs missing)" if m.left_out else "")
-        for role, which, mask in ((CLAIM, "within reliance groups", same), (CONTROL, "across them", known & ~same)):
+        pooled = ((CLAIM, "within reliance groups", same), (CONTROL, "across them", known & ~same))
+        # each group's own pairs beside the pooled mean the test reads: a large, tight group can carry it alone
+        apart = tuple((REFERENCE, f"within the models that {who}", same & (groups[iu[0]] == g))
+                      for g, who in ((mmap.RELIES, "rely on the cue"), (mmap.IGNORES, "do not")))
+        for role, which, mask in pooled + apart:
             values = m.matrix[iu][mask]
             c.rows.append(Row(label, f"{where}: barrier {which} (pairs share models: no interval)",
                               Estimate(int(values.size), float(values.mean()) if values.size else math.nan,
@@ -693,14 +710,16 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
             continue
         decision = cmp.permutation(test.observed, test.p_upper, test.p_lower, test.min_p, test.sd, r.level,
                                    r.barrier_effect, r.power)
-        decision = _first_block(decision, lambda d, m=m: _map_guards(d, m, r))
+        decision = _first_block(decision, lambda d, m=m: _map_guards(d, m, r), lambda d, m=m: _each_group(d, m, r))
         evidence = (f"across − within {test.observed:+.3f} (p = {test.p_upper:.3g} one-sided; "
                     f"{'all ' if test.exact else ''}{test.null.size} relabelings)")
+        if m.worst is not None:
+            evidence += f"; the worse group alone {m.worst.observed:+.3f} (p = {m.worst.p_upper:.3g})"
         power = (f"smallest p-value these models allow {test.min_p:.3g}; detectable ≥ "
                  f"{cmp.permutation_detectable(test.sd, r.level, r.power):.3g} at {r.power:.0%} power "
                  f"(null sd {test.sd:.3g})")
         c.checks.append(Check(text, decision.outcome, evidence, "within < across", decision.reason, power,
-                              decision.p_other))
+                              decision.p_other, permutation=True))
         ari_text = f"{where}, the clusters match the reliance groups (adjusted Rand index above chance)"
         if m.ari_test is None:
             n = m.models["cluster"].nunique()
@@ -720,9 +739,31 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
     return family_wise(c, r.level)
 
 
-def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
+def _each_group(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
+    """(e) says *each* reliance group is better connected inside than across; the pooled statistic alone can be
+    carried by one large, tight group. So "within < across" decided as claimed stands only where the worse of
+    the two groups (across minus the larger within mean, `mechanism_map.worst_group`, the same relabelings) is
+    decided above 0 too: decided below, the claim is false for that group (✗); else not testable. A pooled ✗
+    needs no such check: pooled within above across puts at least one group's within above it."""
+    if decision.outcome != YES or m.worst is None:
+        return decision
+    w = m.worst
+    worst = cmp.permutation(w.observed, w.p_upper, w.p_lower, w.min_p, w.sd, r.level, r.barrier_effect, r.power)
+    if worst.outcome == YES:
+        return decision
+    if worst.outcome == NO:
+        return replace(worst, reason=f"pooled, the groups are apart, but one group's own pairs are further apart "
+                                     f"than the pairs across (across minus its within mean {w.observed:+.3f}, p = "
+                                     f"{w.p_lower:.3g} one-sided): that group is not better connected inside")
+    return decision.blocked(f"pooled, the groups are apart, but not each group alone: across minus the larger of the two "
+                            f"groups' within means is {w.observed:+.3f} (p = {w.p_upper:.3g} one-sided), so one group "
+                            "may be carried by the other")
+
+
+def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None) -> cmp.Decision:
     """Claim (e)'s guards, as those of the barrier comparisons: the within-group paths at the chance
-    floor (any of them) or that floor not measured; the check definition deciding the other way."""
+    floor (any of them) or that floor not measured; the check definition deciding the other way (`check`: its
+    test, else the map's pooled one)."""
     lo_acc, hi_loss = m.within_extremes
     if m.chance and lo_acc != lo_acc and hi_loss != hi_loss:
         return decision.blocked(f"the chance floor is not measured for the paths within reliance groups on "
@@ -743,12 +784,13 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
         return decision.blocked(f"on {m.eval_set}, the chance floor of the paths across reliance groups {seen}: their "
                                 "barriers are then chance loss minus the endpoints' own loss, which can fall below a "
                                 "real bump, so a comparison going against the claim is no evidence")
-    if m.check is not None:
-        second = cmp.permutation(m.check.observed, m.check.p_upper, m.check.p_lower, m.check.min_p, m.check.sd,
+    check = check if check is not None else m.check
+    if check is not None:
+        second = cmp.permutation(check.observed, check.p_upper, check.p_lower, check.min_p, check.sd,
                                  r.level, r.barrier_effect, r.power)
         if cmp.opposite(decision, second):
             return decision.blocked(f"the {r.barrier_definition} and {r.check_definition} barriers decide "
-                                    f"opposite ways (across − within {m.check.observed:+.3f} by "
+                                    f"opposite ways (across − within {check.observed:+.3f} by "
                                     f"{r.check_definition})")
     return decision
 

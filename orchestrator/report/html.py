@@ -137,8 +137,10 @@ def claims_html(claims: Sequence[claims_lib.Claim], rules: Mapping[str, object] 
                    "fixed before the results)</summary>" + kv_table({k: _rule_text(v) for k, v in rules.items()})
                    + "</details>")
     for claim in claims:
-        if claim.context != context and claim.context:
-            out.append(f"<h3>{esc(claim.context)}</h3>")
+        if claim.context != context and (claim.context or context):
+            # a claim of the whole sweep (claim (e)'s population) after per-context ones gets a heading of its own,
+            # not the last context's
+            out.append(f"<h3>{esc(claim.context or 'the whole sweep')}</h3>")
         context = claim.context
         checks = "".join(
             f'<li><span class="mark {c.outcome}">{MARKS[c.outcome]}</span>{esc(c.text)} '
@@ -329,7 +331,7 @@ def map_html(maps: Sequence, figs: Sequence[figures_lib.Figure]) -> str:
             "<p>The population's models (<code>population:</code> in the spec), each pair's barrier (the claims' "
             "metric and definition) on each of the claims' barrier sets, clustered (average linkage) and cut at a "
             "threshold the sweep's own controls set: the upper interval bound of the mean barrier of the same-data "
-            "pairs from one initialisation (X~X:spawn@K, cue~cue:resubset), else of the noise floor (X~X:self). "
+            "pairs from one initialisation (X~X:spawn@0, cue~cue:resubset), else of the noise floor (X~X:self). "
             "Components link models whose barrier is at most the threshold. Across − within: the mean barrier "
             "across the reliance groups minus within them, with its permutation p-value (the models' groups "
             "relabeled); ARI: the adjusted Rand index of the clusters and the groups. Claim (e) decides with these. "

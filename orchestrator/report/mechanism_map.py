@@ -83,6 +83,7 @@ class MechanismMap:
     left_out: int = 0                      # models left out for missing pairs
     context: dict = field(default_factory=dict)       # model label and swept values
     within_across: Permutation | None = None
+    worst: Permutation | None = None       # across minus the larger of the two groups' own within means
     check: Permutation | None = None       # the same test on the rules' `check_definition` barriers
     ari: float = math.nan
     ari_test: Permutation | None = None
@@ -221,34 +222,50 @@ def labelings(groups: np.ndarray, n: int, seed: int = PERMUTATION_SEED) -> tuple
     return np.vstack([groups[None, :], out]), False
 
 
-def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool) -> Permutation:
+def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool, mirrored: bool = True) -> Permutation:
     """p-values of `observed` against `null`: every relabeling (`exact`, as `labelings` says), or the observed
-    one and random ones (never exact, even when as many as there are relabelings: draws repeat)."""
+    one and random ones (never exact, even when as many as there are relabelings: draws repeat). `mirrored`:
+    the statistic is the same for a relabeling and its mirror image (it treats the two groups alike)."""
     k, k1 = groups.size, int(groups.sum())
     total = math.comb(k, k1)
     tol = 1e-12 * max(1.0, abs(observed))
     p_up, p_lo = float(np.mean(null >= observed - tol)), float(np.mean(null <= observed + tol))
     # a relabeling and its mirror image are one partition when the groups are of equal size
-    min_p = (2.0 if 2 * k1 == k else 1.0) / total
+    min_p = (2.0 if 2 * k1 == k and mirrored else 1.0) / total
     return Permutation(observed, null, p_up, p_lo, min_p if exact else max(min_p, 1.0 / null.size), exact)
 
 
-def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> Permutation:
+def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED,
+                  only: bool | None = None) -> Permutation:
     """Mean barrier across the two groups minus mean barrier within them (> 0: the groups are apart),
-    tested by relabeling the models (group sizes kept), never the pairs."""
+    tested by relabeling the models (group sizes kept), never the pairs. `only`: within that group alone
+    (True: the group marked True in `groups`), the same relabelings."""
     groups = np.asarray(groups, dtype=bool)
     k = groups.size
     iu = np.triu_indices(k, 1)
     values = matrix[iu]
     perms, exact = labelings(groups, n, seed)
     same = perms[:, iu[0]] == perms[:, iu[1]]                      # (permutations, pairs)
-    n_same = same.sum(axis=1)
-    n_diff = values.size - n_same
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stat = (~same @ values) / n_diff - (same @ values) / n_same
+    diff = ~same
     observed_same = groups[iu[0]] == groups[iu[1]]
-    observed = float(values[~observed_same].mean() - values[observed_same].mean())
-    return _p_values(observed, stat, groups, exact)
+    observed_diff = ~observed_same
+    if only is not None:
+        same = same & (perms[:, iu[0]] == only)
+        observed_same = observed_same & (groups[iu[0]] == only)
+    n_same, n_diff = same.sum(axis=1), diff.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = (diff @ values) / n_diff - (same @ values) / n_same
+    observed = float(values[observed_diff].mean() - values[observed_same].mean())
+    return _p_values(observed, stat, groups, exact, mirrored=only is None)
+
+
+def worst_group(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> Permutation:
+    """The mean barrier across the groups minus the larger of the two groups' own within means (> 0: *each*
+    group is better connected inside than across), with the same relabelings: a large, tight group cannot
+    carry it alone, as it can the pooled statistic of `within_across`."""
+    one, other = (within_across(matrix, groups, n, seed, only=g) for g in (True, False))
+    return _p_values(min(one.observed, other.observed), np.minimum(one.null, other.null),
+                     np.asarray(groups, dtype=bool), one.exact, mirrored=False)
 
 
 def ari_test(clusters, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> tuple[float, Permutation]:
@@ -420,6 +437,7 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         return made
     ids_known = [t for t, k in zip(mine, known) if k]
     made.within_across = within_across(matrix[np.ix_(known, known)], groups, rules.permutations)
+    made.worst = worst_group(matrix[np.ix_(known, known)], groups, rules.permutations)
     if rules.check_definition:
         other = barrier_matrix(_rows(part, eval_set, path, rules.check_definition), ids_known)
         if not np.isnan(other).any():

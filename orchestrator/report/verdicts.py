@@ -82,6 +82,7 @@ class Check:
     power: str = ""
     p_other: float = math.nan
     alone: bool = False
+    permutation: bool = False      # decided by a permutation test of relabeled models (claim (e)): no interval
 
     @property
     def required(self) -> bool:
@@ -210,11 +211,14 @@ class Claim:
         if verdict == FAILS:
             return f"Does not hold: the data show the opposite of {quoted(self._those(NO))}.{also}"
         if verdict == UNSEPARATED:
-            straddle = [c for c in self._those(OVERLAP) if not c.alone and not c.reason]
+            straddle = [c for c in self._those(OVERLAP) if not c.alone and not c.reason and not c.permutation]
+            neither = [c for c in self._those(OVERLAP) if not c.alone and not c.reason and c.permutation]
             tied = [c for c in self._those(OVERLAP) if not c.alone and c.reason]     # equal on every seed
             alone = [c for c in self._those(OVERLAP) if c.alone]
             parts = ([f"the interval straddles 0 (or the margin) for {quoted(straddle)}, although the seeds run "
                       "could detect the effect the claim is about"] if straddle else []) + \
+                ([f"neither tail of the relabelings' p-values reaches α/2 for {quoted(neither)}, although these models "
+                  "could detect the effect the claim is about"] if neither else []) + \
                 ([f"both sides are equal on every seed for {quoted(tied)} (no difference either way, and no spread "
                   "to judge power by)"] if tied else []) + \
                 ([f"{quoted(alone)} {'is' if len(alone) == 1 else 'are'} decided the other way by {'its' if len(alone) == 1 else 'their'} own "
@@ -268,6 +272,10 @@ class Slice:
         latest = tasks.drop_duplicates("task_id", keep="last") if not tasks.empty else tasks
         self.parent = {t: (p[0] if p is not None and len(p) else None)
                        for t, p in zip(latest.get("task_id", []), latest.get("parents", []))}
+        # fine-tuning methods the sweep ran or tried (a row of any status): a control planned but without
+        # results is missing, not absent by design
+        ft = latest[latest["kind"] == vocab.FINETUNE] if "kind" in latest and "method" in latest else latest.iloc[:0]
+        self.planned_methods = set(ft["method"].dropna()) if "method" in ft else set()
         self.barriers = barriers.assign(path=stats.path_variants(barriers)) \
             if len(barriers) else barriers.assign(path=pd.Series(dtype=object))
         keys = ["pair_type", "path", "eval_set", "metric", "definition"]

@@ -713,3 +713,27 @@ def test_a_divergence_names_the_learning_rate_of_the_phase_that_diverged():
     with pytest.raises(DivergenceError, match="lower `lr`") as caught:
         finetune(tiny_model(), "lpft", data, blows_up, seed=1, device="cpu")
     assert caught.value.lr == "lr" and caught.value.epoch >= 0
+
+
+def test_under_two_ranks_cbfts_clean_and_cue_batches_are_each_ranks_half_of_the_one_process_batches(monkeypatch):
+    """"Every loss is computed on each rank's share" (`CBFTObjective`): under two ranks, step s of rank 0 and of
+    rank 1 hold the two halves of the one-process clean batch s and of its cue batch s, never the whole of
+    either on both ranks (which would pair half a clean batch with a whole cue batch in the barrier and the
+    invariance term, and train on each sample twice). Rows are told apart by their images."""
+    data = synthetic_data()
+    settings = dataclasses.replace(SETTINGS, batch_size=8, cue_batch_size=8)
+    objective = cbft_objective(tiny_model(0), data, settings, seed=3, device="cpu")
+
+    def rows(x: torch.Tensor) -> list[bytes]:
+        return [r.numpy().tobytes() for r in x]
+    monkeypatch.setattr(ft, "distributed_rank", lambda: (0, 1))
+    whole = [(rows(pair[0]), rows(cue[0])) for _, pair, cue in objective.batches(1)]
+    shares = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(ft, "distributed_rank", lambda rank=rank: (rank, 2))
+        shares[rank] = [(rows(pair[0]), rows(cue[0])) for _, pair, cue in objective.batches(1)]
+    assert whole and len(shares[0]) == len(shares[1]) == len(whole)
+    for step, (clean, cue) in enumerate(whole):
+        assert shares[0][step][0] + shares[1][step][0] == clean, step
+        assert shares[0][step][1] + shares[1][step][1] == cue, step
+        assert len(shares[0][step][0]) == len(clean) // 2 and len(shares[0][step][1]) == len(cue) // 2

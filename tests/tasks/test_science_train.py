@@ -453,3 +453,26 @@ def test_fit_refuses_parameter_groups_that_hold_no_parameter_instead_of_training
     with pytest.raises(ValueError, match="`params` is empty"):
         fit(model, LossesByEpoch([[1.0]]), [{"params": []}], SETTINGS, seed=0, device="cpu")
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_under_two_ranks_a_training_batch_is_each_ranks_half_of_the_one_process_batch(monkeypatch, epoch):
+    """Plain supervised training (pretraining, naive fine-tuning, LP-FT's second phase) shards every global batch
+    by rank: rank 0's and rank 1's rows of step s are the two halves of the one-process batch s, before and after
+    a spawned child's own order takes over (`spawn_epoch` 2), never the whole batch on both ranks (per-rank
+    BatchNorm statistics would be the full batch's, every sample counted twice in the curves)."""
+    import tasks.train as train_module
+    from tasks.data import Split
+    from tasks.train import cross_entropy_objective
+
+    split = Split(torch.arange(40, dtype=torch.float32)[:, None], torch.arange(40) % 4)
+    objective = cross_entropy_objective(split, 8, seed=5, spawn_seed=6, spawn_epoch=2)
+    monkeypatch.setattr(train_module, "distributed_rank", lambda: (0, 1))
+    whole = [x[:, 0].long().tolist() for x, _ in objective.batches(epoch)]
+    shares = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(train_module, "distributed_rank", lambda rank=rank: (rank, 2))
+        shares[rank] = [x[:, 0].long().tolist() for x, _ in objective.batches(epoch)]
+    assert len(whole) == len(shares[0]) == len(shares[1]) == 5
+    for step, batch in enumerate(whole):
+        assert shares[0][step] + shares[1][step] == batch and len(shares[0][step]) == 4, step

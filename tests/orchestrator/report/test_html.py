@@ -456,3 +456,10 @@ def test_a_mechanism_rows_missing_label_is_shown_as_missing():
                          "agree_a@0.5_low": [0.4, 0.6], "agree_a@0.5_high": [0.6, 0.8]})
     page = report_html.mechanism_html(mech)
     assert f'<td class="row">{stats.MISSING}</td>' in page and "nan" not in page
+
+
+def test_the_map_section_states_the_threshold_rule_as_declared():
+    """The threshold comes from same-data pairs that share only their start (X~X:spawn@0, cue~cue:resubset):
+    a spawn@K child with K > 0 shares K epochs too, and `threshold_for` leaves it out, as the page must say."""
+    page = report_html.map_html([_fake_map("cue")], [])
+    assert "(X~X:spawn@0, cue~cue:resubset)" in page and "spawn@K" not in page

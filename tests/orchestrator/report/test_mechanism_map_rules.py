@@ -300,7 +300,8 @@ def test_a_model_whose_reliance_is_not_measured_is_in_no_group_of_the_map():
     (m, *_) = mm.maps(results_of(matrix, reliance), (), ClaimRules(permutations=500))
     c = claims.claim_e([m], ClaimRules(permutations=500))
     rows = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est.n for r in c.rows if r.measure.startswith("on nocue")}
-    assert rows == {"within reliance groups": 6, "across them": 9}
+    assert rows == {"within reliance groups": 6, "across them": 9, "within the models that rely on the cue": 3,
+                    "within the models that do not": 3}
     assert m.models["group"].dtype == object and sum(g is None for g in m.models["group"]) == 1
 
 
@@ -922,3 +923,27 @@ def test_claim_e_against_the_claim_is_no_evidence_where_the_paths_across_groups_
     results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
     (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
     assert all(v == v for v in m.across_extremes)          # measured on real maps, as the within side
+
+
+def test_claim_e_holds_only_where_each_reliance_group_is_better_connected_inside_than_across():
+    """3 models that rely on the cue, 9 that do not: reliant pairs 1.0 apart, reliant to non-reliant 0.8,
+    non-reliant pairs 0. Pooled, within (mostly the 36 tight non-reliant pairs) is far below across, but the
+    models that rely on the cue are *less* connected with each other than with the others: the statement, about
+    each group, is not shown, so "within < across" is not decided as claimed; each group's own pairs are shown.
+    With the reliant pairs at 0.1 too, each group is better connected inside, and it holds."""
+    def judged(reliant_apart: float) -> claims.Claim:
+        k = 12
+        relies = np.arange(k) < 3
+        matrix = np.where(relies[:, None] & relies[None, :], reliant_apart,
+                          np.where(relies[:, None] != relies[None, :], 0.8, 0.0))
+        np.fill_diagonal(matrix, 0.0)
+        (m, *_) = mm.maps(results_of(matrix, np.where(relies, 0.8, 0.0)), (), ClaimRules(permutations=500))
+        return claims.claim_e([m], ClaimRules(permutations=500, check_definition=None))
+    apart = judged(1.0)
+    (check,) = [x for x in apart.checks if x.group == "within < across"]
+    assert check.outcome == claims.UNTESTABLE and "not each group alone" in check.reason, check
+    assert "the worse group alone -0.200" in check.evidence and apart.verdict != claims.HOLDS
+    shown = {r.measure.split(": barrier ")[1].split(" (")[0]: r.est.mean for r in apart.rows}
+    assert shown["within the models that rely on the cue"] == pytest.approx(1.0)
+    close = judged(0.1)
+    assert [x.outcome for x in close.checks if x.group == "within < across"] == [claims.YES]

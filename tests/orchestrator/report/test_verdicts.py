@@ -491,3 +491,27 @@ def test_a_claim_not_testable_here_names_and_counts_what_was_decided_as_claimed(
     holds = Claim("x", "a statement")
     holds.checks = [Check("one", YES, "—", "g")]
     assert holds.tally() == ""          # only a claim not testable here is counted so
+
+
+def test_a_claim_of_the_whole_sweep_after_per_context_claims_gets_its_own_heading():
+    """Claims per cue proportion, then claim (e) of the whole population (context ""): the report gives (e) a
+    heading of its own, not the last proportion's, as if it were about that proportion only."""
+    import re
+
+    claims = [Claim("a", "per context", context="cue proportion 50%"), Claim("a", "per context", context="cue proportion 80%"),
+              Claim("e", "population", context="")]
+    for claim in claims:
+        claim.checks = [Check("one", YES, "—", "g")]
+    page = claims_html(claims)
+    headings = re.findall(r"<h3>(.*?)</h3>", page)
+    assert headings == ["cue proportion 50%", "cue proportion 80%", "the whole sweep"]
+    assert re.findall(r"<h3>", claims_html(claims[2:])) == []        # one context only: no heading at all
+
+
+def test_a_permutation_check_not_separated_is_not_said_to_have_an_interval_or_seeds():
+    """Claim (e)'s comparisons are permutation tests of relabeled models: "cannot be separated" says neither tail
+    reaches α/2, not that an interval straddles 0 with the seeds run."""
+    claim = Claim("e", "a statement")
+    claim.checks = [Check("within < across", OVERLAP, "—", "g", permutation=True)]
+    assert claim.sentence() == ("Cannot be separated: neither tail of the relabelings' p-values reaches α/2 for "
+                                "“within < across”, although these models could detect the effect the claim is about.")
