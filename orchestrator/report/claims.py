@@ -248,9 +248,10 @@ class _Judge:
         `no_reliance_margin` of none (a cue too rare to be learnt), both are models without the cue's
         mechanism, the cue~nocue pair is one more same-data pair, and the comparison cannot show the claim's
         effect (not testable; noise would decide it). Where that reliance is not measured (no finite randimg
-        accuracy of a cue model), whether they learnt the cue cannot be told: not testable either. Where the
-        no-cue models' mean clean accuracy sits at the chance floor (within `floor_acc` of chance), they learnt
-        no mechanism at all: a pair of a cue model and an untrained one cannot show it either."""
+        accuracy of a cue model), whether they learnt the cue cannot be told: not testable either; so where its
+        interval over seeds reaches none (not established). Where the no-cue models' clean accuracy on their
+        lowest seed sits at the chance floor (within `floor_acc` of chance), they learnt no mechanism there: a
+        pair of a cue model and an untrained one cannot show it either."""
         if mechanisms is None:
             return decision
         reliance, clean = (s[np.isfinite(s.to_numpy(dtype=float))] for s in mechanisms)
@@ -386,8 +387,10 @@ def _guards_text(r: ClaimRules) -> str:
         if r.check_definition else ""
     return (f"{r.barrier_metric} barriers ({r.barrier_definition}); a comparison is not testable where its lower "
             f"side sits at the chance floor (on any of its pairs, lowest accuracy ≤ chance + {r.floor_acc:g} or highest "
-            f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands), its higher "
-            f"side there when it goes against the claim, or the floor is not measured{check_def}, or, undecided, where "
+            f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands, "
+            f"unless an endpoint of that path scores within {r.floor_acc:g} of chance on the set: a model that has not "
+            f"learnt it), its higher side there unless decided as claimed (a ✓ stands), or the floor is not "
+            f"measured{check_def}, or, undecided, where "
             f"it could not have detected {r.barrier_effect:g} at {r.power:.0%} power")
 
 
@@ -437,7 +440,10 @@ def _reference_text(r: ClaimRules) -> str:
 def _no_reliance_text(r: ClaimRules, whom: str) -> str:
     return (f"; keeping or lowering a reliance is not testable where {whom} has a mean reliance index within "
             f"±{PP * r.no_reliance_margin:g} pp of none (0 for randimg; for a random cue's cost, the no-cue models' "
-            "cost, which the patch costs by occlusion), or one whose interval reaches none (not established)")
+            "cost, which the patch costs by occlusion), or one whose interval reaches none (not established), except a "
+            f"✗, which stands where the other side's reliance is established above that none by more than "
+            f"{PP * r.no_reliance_margin:g} pp (its interval over seeds); a reliance comparison is not testable where "
+            f"the models it compares learnt nothing on a seed (every test set within {PP * r.floor_acc:g} pp of chance)")
 
 
 def _cost_floor_text(r: ClaimRules) -> str:
@@ -599,7 +605,8 @@ def claim_d(s: Slice, r: ClaimRules) -> Claim:
               "none (no cue learnt: no mechanism to differ), or whose interval over seeds reaches none (not "
               "established), or where that reliance is not measured, or the no-cue models' clean accuracy is within "
               f"{PP * r.floor_acc:g} pp of chance on a seed (no mechanism of their own), or where an endpoint of "
-              "cue~nocue scores within it of chance on the set (a model that has not learnt it). Supporting: independent-init linear barriers, the "
+              "cue~nocue (or of the quadratic path's pair) scores within it of chance on the set (a model that has "
+              "not learnt it). Supporting: independent-init linear barriers, the "
               "noise floor.")
     c.optional.add("after alignment")
     j = _Judge(s, r, c)
@@ -751,10 +758,12 @@ def _each_group(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
     worst = cmp.permutation(w.observed, w.p_upper, w.p_lower, w.min_p, w.sd, r.level, r.barrier_effect, r.power)
     if worst.outcome == YES:
         return decision
-    if worst.outcome == NO:
-        return replace(worst, reason=f"pooled, the groups are apart, but one group's own pairs are further apart "
-                                     f"than the pairs across (across minus its within mean {w.observed:+.3f}, p = "
-                                     f"{w.p_lower:.3g} one-sided): that group is not better connected inside")
+    if worst.outcome == NO:        # a ✗ of its own: the guards of a ✗ apply to it (the across floor, the check definition)
+        against = replace(worst, reason=f"pooled, the groups are apart, but one group's own pairs are further apart "
+                                        f"than the pairs across (across minus its within mean {w.observed:+.3f}, p = "
+                                        f"{w.p_lower:.3g} one-sided): that group is not better connected inside")
+        guarded = _map_guards(against, m, r, m.check_worst)
+        return guarded if guarded.outcome == UNTESTABLE else against
     return decision.blocked(f"pooled, the groups are apart, but not each group alone: across minus the larger of the two "
                             f"groups' within means is {w.observed:+.3f} (p = {w.p_upper:.3g} one-sided), so one group "
                             "may be carried by the other")

@@ -84,6 +84,7 @@ class MechanismMap:
     context: dict = field(default_factory=dict)       # model label and swept values
     within_across: Permutation | None = None
     worst: Permutation | None = None       # across minus the larger of the two groups' own within means
+    check_worst: Permutation | None = None  # the same on the rules' `check_definition` barriers
     check: Permutation | None = None       # the same test on the rules' `check_definition` barriers
     ari: float = math.nan
     ari_test: Permutation | None = None
@@ -442,6 +443,7 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         other = barrier_matrix(_rows(part, eval_set, path, rules.check_definition), ids_known)
         if not np.isnan(other).any():
             made.check = within_across(other, groups, rules.permutations)
+            made.check_worst = worst_group(other, groups, rules.permutations)
     if threshold.value is not None and 1 < len(set(clusters[known])) < known.sum():   # else the index is undefined
         made.ari, made.ari_test = ari_test(clusters[known], groups, rules.permutations)
     ext = extremes[(extremes["eval_set"] == eval_set) & (extremes["path"] == path)]

@@ -947,3 +947,28 @@ def test_claim_e_holds_only_where_each_reliance_group_is_better_connected_inside
     assert shown["within the models that rely on the cue"] == pytest.approx(1.0)
     close = judged(0.1)
     assert [x.outcome for x in close.checks if x.group == "within < across"] == [claims.YES]
+
+
+def test_a_worse_group_decided_the_other_way_is_guarded_as_any_other_against_the_claim():
+    """6 + 6 models, the reliant ones 1.5 apart, 1.0 from the others, those at 0: pooled "within < across" is ✓
+    but the reliant group alone is decided below 0, so (e) does not hold. With every across-group path at the
+    chance floor (accuracy 0.15, chance 0.10), that ✗ rests on capped barriers: not testable, as any outcome
+    against the claim there is."""
+    rng = np.random.default_rng(0)
+    k, relies = 12, np.arange(12) < 6
+    matrix = np.where(relies[:, None] != relies[None, :], 1.0, 0.0) + rng.normal(0, 0.02, (k, k))
+    matrix[np.ix_(relies, relies)] = 1.5 + rng.normal(0, 0.02, (6, 6))
+    matrix = np.abs((matrix + matrix.T) / 2)
+    np.fill_diagonal(matrix, 0.0)
+    results = results_of(matrix, np.where(relies, 0.8, 0.0))
+    rules = ClaimRules(permutations=500, check_definition=None)
+    (m, *_) = mm.maps(results, (), rules)
+    (pooled,) = [x for x in claims.claim_e([m], rules).checks if x.group == "within < across"]
+    assert pooled.outcome == claims.NO and "that group is not better connected inside" in pooled.reason
+    paths = results[vocab.PATHS]
+    group = dict(zip(sorted(set(paths["endpoint_a"]) | set(paths["endpoint_b"])), relies))
+    across = paths["endpoint_a"].map(group) != paths["endpoint_b"].map(group)
+    results[vocab.PATHS] = paths.assign(acc=paths["acc"].where(~(across & (paths["alpha"] == 0.5)), 0.15))
+    (m, *_) = mm.maps(results, (), rules)
+    (pooled,) = [x for x in claims.claim_e([m], rules).checks if x.group == "within < across"]
+    assert pooled.outcome == claims.UNTESTABLE and "paths across reliance groups" in pooled.reason
