@@ -233,7 +233,8 @@ class _Judge:
                                 lambda d: self._not_fitted(d, higher, eval_set) if mechanism else d,
                                 lambda d: self._not_fitted(d, lower, eval_set) if reference else d,
                                 lambda d: self._guard(d, higher, lower, eval_set, reference),
-                                lambda d: self._nothing_below(d, higher, top, bottom) if reference else d)
+                                lambda d: self._nothing_below(d, higher, top, bottom) if reference else
+                                self._no_barrier(d, higher, top))
         if decision.outcome == MISSING:         # say which barriers the sweep lacks, not only "no values"
             absent = [f"{p} {path}" for (p, path), v in ((higher, top), (lower, bottom)) if not np.isfinite(v).any()]
             decision = replace(decision, reason=f"not measured: no {' and no '.join(absent)} barriers on {eval_set} "
@@ -298,6 +299,18 @@ class _Judge:
                                 f"{s.chance:.0%}, within {PP * r.floor_acc:g} pp): that model has not learnt "
                                 f"{eval_set}, so the barrier there is not between two models that fit it; judge it on "
                                 "a set both fit (another barrier set, or another cue proportion)")
+
+    def _no_barrier(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series) -> cmp.Decision:
+        """A claim's own path decided above a control (✓) needs a barrier of its own: where its mean barrier is
+        within `barrier_effect` of none, the barrier the claims count as none (`_nothing_below` calls it so) cannot
+        show the path is not linearly connected, or has left a basin, however far its interval is from the
+        control's; not testable (a ✓ only: the other outcomes do not rest on it)."""
+        mean = float(top.mean()) if len(top) else math.nan
+        if decision.outcome != YES or not abs(mean) <= self.r.barrier_effect:
+            return decision
+        return decision.blocked(f"the {higher[0]} {higher[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} of "
+                                "none: a barrier the claims count as none cannot show the claim's effect, however far "
+                                "it is from the control's")
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series,
                        bottom: pd.Series) -> cmp.Decision:
@@ -390,7 +403,8 @@ def _guards_text(r: ClaimRules) -> str:
             f"loss ≥ ln K − {r.floor_loss:g}; where that side is the claim's own path below a reference, a ✗ stands, "
             f"unless an endpoint of that path scores within {r.floor_acc:g} of chance on the set: a model that has not "
             f"learnt it), its higher side there unless decided as claimed (a ✓ stands), or the floor is not "
-            f"measured{check_def}, or, undecided, where "
+            f"measured{check_def}, or, decided as claimed, where the claim's own path has a barrier within "
+            f"{r.barrier_effect:g} of none, or, undecided, where "
             f"it could not have detected {r.barrier_effect:g} at {r.power:.0%} power")
 
 
@@ -546,6 +560,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
     elif acc[NAIVE_CUED].empty:
         c.notes.append(f"The control with CBFT's extra cued data ({NAIVE_CUED}) was planned but has no results here "
                        "(its tasks failed or have not finished: `mmc-sweep status`); its comparisons are not measured.")
+    planned_without_results = cued and acc[NAIVE_CUED].empty
     for other in [NAIVE] + ([NAIVE_CUED] if cued else []):
         for measure, what in ((RANDIMG, "randimg reliance"), (RANDCUE, "cost of a random cue")):
             j.above(f"CBFT has a lower {what} than {other}", rel[other].get(measure, EMPTY),
@@ -583,6 +598,10 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                   for m in (CBFT, NAIVE))
         j.barrier_above(f"on {eval_set}, CBFT's linear barrier to the pretrained model exceeds naive's", cb, nv,
                         eval_set, "leaves the basin")
+    if planned_without_results:
+        c.checks = [replace(k, reason=f"not measured: {NAIVE_CUED} was planned but has no results here (its tasks failed "
+                                      "or have not finished: `mmc-sweep status`)")
+                    if k.outcome == MISSING and NAIVE_CUED in k.text else k for k in c.checks]
     return family_wise(c, r.level)
 
 
@@ -737,6 +756,8 @@ def claim_e(found: list, r: ClaimRules) -> Claim:
         else:
             a = m.ari_test
             ari_decision = cmp.permutation(a.observed, a.p_upper, a.p_lower, a.min_p, a.sd, r.level, None, r.power)
+            # the clusters are cut from the same barriers: the within-group floor caps them alike
+            ari_decision = _first_block(ari_decision, lambda d, m=m: _map_guards(d, m, r, definitions=False))
             c.checks.append(Check(ari_text, ari_decision.outcome, f"ARI {m.ari:.2f} (p = {a.p_upper:.3g} one-sided; "
                                   f"{m.models['cluster'].nunique()} clusters)", None, ari_decision.reason, "",
                                   ari_decision.p_other))
@@ -769,10 +790,10 @@ def _each_group(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
                             "may be carried by the other")
 
 
-def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None) -> cmp.Decision:
+def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None, definitions: bool = True) -> cmp.Decision:
     """Claim (e)'s guards, as those of the barrier comparisons: the within-group paths at the chance
     floor (any of them) or that floor not measured; the check definition deciding the other way (`check`: its
-    test, else the map's pooled one)."""
+    test, else the map's pooled one; not with `definitions` False: the index check has no second test)."""
     lo_acc, hi_loss = m.within_extremes
     if m.chance and lo_acc != lo_acc and hi_loss != hi_loss:
         return decision.blocked(f"the chance floor is not measured for the paths within reliance groups on "
@@ -794,7 +815,7 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None) -> cmp.Dec
                                 "barriers are then chance loss minus the endpoints' own loss, which can fall below a "
                                 "real bump, so a comparison going against the claim is no evidence")
     check = check if check is not None else m.check
-    if check is not None:
+    if check is not None and definitions:
         second = cmp.permutation(check.observed, check.p_upper, check.p_lower, check.min_p, check.sd,
                                  r.level, r.barrier_effect, r.power)
         if cmp.opposite(decision, second):

@@ -1430,6 +1430,9 @@ def test_a_failed_control_makes_c_not_testable_instead_of_dropping_it():
     c = _judge(LOOSE, data=data)["c"]
     assert "also with the same extra cued data" in c.statement and c.verdict == claims.NOT_TESTABLE
     assert any("was planned but has no results here" in n for n in c.notes) and not any("was not run" in n for n in c.notes)
+    cued = [k for k in c.checks if "naive_cued" in k.text and k.required]
+    assert cued and all(k.outcome == claims.MISSING and "naive_cued was planned but has no results here" in k.reason
+                        for k in cued)
     unplanned = synthetic_sweep()
     for table in vocab.TABLES:
         unplanned[table] = {k: v for k, v in unplanned[table].items() if "naive_cued" not in k}
@@ -1475,3 +1478,30 @@ def test_cbft_that_learnt_nothing_does_not_lower_the_randimg_reliance_by_collaps
     lower = _checks(c, "CBFT has a lower randimg reliance than")
     assert len(lower) >= 2 and all(k.outcome == claims.UNTESTABLE and k.reason.startswith("the cbft models learnt nothing")
                                    for k in lower), [(k.text, k.outcome, k.reason[:60]) for k in lower]
+
+
+def test_a_claims_own_barrier_the_claims_count_as_none_cannot_decide_it_as_claimed():
+    """(d) on a real sweep (cue proportion 1.0, `cue`): the same-init cue~nocue barrier 0.035 [0.004, 0.065] over
+    a control at 0 was ✓ while two lines below the quadratic check called the same barrier "within 0.05 of
+    none: no barrier to go below". A ✓ needs the claim's own path to have a barrier the claims count: not
+    testable, naming it; a barrier of 0.1 keeps its ✓."""
+    def judged(height: float) -> claims.Check:
+        judge = claims._Judge(None, ClaimRules(check_definition=None), claims.Claim("d", ""))
+
+        class FakeSlice:
+            chance, acc_step = 0.1, 0.0
+
+            def extremes(self, *_):
+                return 0.8, 0.5
+
+            def endpoint_extremes(self, *_):
+                return 0.8, 0.5
+
+            def barrier(self, pair, path, eval_set, metric, definition):
+                return pd.Series((height if pair == "a" else 0.0) + 0.3 * _noise(pair), index=[0, 1, 2])
+        judge.s = FakeSlice()
+        judge.barrier_above("a above b", ("a", "linear"), ("b", "linear"), "cue", "g")
+        return judge.c.checks[0]
+    low = judged(0.035)
+    assert low.outcome == claims.UNTESTABLE and low.reason.startswith("the a linear barrier is 0.035, within 0.05 of none")
+    assert judged(0.1).outcome == claims.YES

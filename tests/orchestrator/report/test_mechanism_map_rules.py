@@ -972,3 +972,14 @@ def test_a_worse_group_decided_the_other_way_is_guarded_as_any_other_against_the
     (m, *_) = mm.maps(results, (), rules)
     (pooled,) = [x for x in claims.claim_e([m], rules).checks if x.group == "within < across"]
     assert pooled.outcome == claims.UNTESTABLE and "paths across reliance groups" in pooled.reason
+
+
+def test_the_index_check_is_not_testable_where_the_within_group_paths_sit_at_the_chance_floor():
+    """The clusters are cut from the same barriers as "within < across": where the within-group paths collapse
+    (their barriers capped), an index ✓ on them is no evidence either (a real sweep's copy gave ARI 1.00,
+    p = 0.005, beside a not testable main check)."""
+    ari = _permutation(1.0, 0.001, 0.999)
+    c = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), within_extremes=(0.12, 0.5), ari_test=ari)],
+                       ClaimRules(check_definition=None))
+    (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
+    assert index.outcome == claims.UNTESTABLE and "collapse to chance" in index.reason
