@@ -190,7 +190,8 @@ def unlearnt_warning(results: dict[str, pd.DataFrame], rules: ClaimRules, spec_t
     settings that trained them (the stored spec's, or their swept columns)."""
     ev = results[vocab.EVALUATIONS]
     chance = stats.chance(ev["dataset"], results.get(vocab.PATHS)) if "dataset" in ev else None
-    found = learnt.unlearnt(ev, chance, rules.floor_acc, _parsed_spec(spec_text)[0], results.get(vocab.TRAIN_CURVES))
+    found = learnt.unlearnt(ev, chance, rules.floor_acc, _parsed_spec(spec_text)[0], results.get(vocab.TRAIN_CURVES),
+                            results.get(vocab.PATHS))
     return learnt.warning_text(found, chance or 0.0, rules.floor_acc)
 
 

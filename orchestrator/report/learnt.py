@@ -16,7 +16,7 @@ import pandas as pd
 
 from orchestrator.report import stats
 from orchestrator.report.verdicts import PP
-from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
+from orchestrator.spec.claim_rules import ADVICE, STORED_BN, learnt_nothing, training_course
 from tasks.settings.finetune import loss_is_cross_entropy
 
 # The settings that decide whether a model of a row of Table 1 learns (`<section>.<field>`).
@@ -40,16 +40,20 @@ class Unlearnt:
     example: str                             # one of their task ids
     settings: tuple[tuple[str, str], ...]    # (column, its values among them)
     final_loss: float | None = None          # the median of their last epochs' training losses
-    course: str | None = None                # what that loss tells (`claim_rules.training_course`)
+    course: str | None = None                # what that loss tells (`claim_rules.training_course`), or STORED_BN
+    endpoint_acc: float | None = None        # the best accuracy of their path endpoints (BatchNorm re-estimated)
 
 
 def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
-             spec: Mapping | None = None, curves: pd.DataFrame | None = None) -> list[Unlearnt]:
+             spec: Mapping | None = None, curves: pd.DataFrame | None = None,
+             paths: pd.DataFrame | None = None) -> list[Unlearnt]:
     """Per row of Table 1, the trained models whose accuracy on every set they were tested on is within
     `floor_acc` of `chance` (a cue model that learnt only the cue is above it on the cued set, so it counts
     as learnt), with the values of the settings that trained them: a swept setting's from its column of
     `evaluations`, any other's from the sweep's resolved `spec`; with their training `curves`, the median
-    of their last training losses and what it tells. [] without a chance level or evaluations."""
+    of their last training losses and what it tells; with the `paths` table, where the same models as path
+    endpoints (their BatchNorm statistics re-estimated) score above the floor, that the stored statistics,
+    not the weights, sit at chance (STORED_BN). [] without a chance level or evaluations."""
     if chance is None or evaluations.empty or not {"task_id", "kind", "acc"} <= set(evaluations.columns):
         return []
     ev = evaluations[evaluations["acc"].notna()]
@@ -65,6 +69,7 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
     last_loss = _last_training_loss(curves)
     cross_entropy = [loss_is_cross_entropy(m if isinstance(m, str) else None) for m in methods]
     last_loss = last_loss[last_loss.index.isin(first.index[cross_entropy])]   # (CBFT's adds its invariance term)
+    at_ends = _endpoint_best(paths)
     out = []
     for model in stats.order_values(models, ()) if several else [None]:
         for label in stats.order_values(labels.dropna(), stats.row_order()):
@@ -77,10 +82,24 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
                              if (values := _values(rows, name, spec)))
             losses = last_loss.reindex(rows.index).dropna()
             loss = float(losses.median()) if len(losses) else None
+            ends = at_ends.reindex(rows.index).dropna()
+            ends_best = float(ends.max()) if len(ends) else None
+            course = STORED_BN if ends_best is not None and not learnt_nothing(ends_best, chance, floor_acc) else \
+                training_course(loss, round(1 / chance))
             out.append(Unlearnt(f"{label} · {model}" if several else label, int(low.sum()), int(mine.sum()),
-                                float(best[low].max()), str(rows.index[0]), settings, loss,
-                                training_course(loss, round(1 / chance))))
+                                float(best[low].max()), str(rows.index[0]), settings, loss, course, ends_best))
     return out
+
+
+def _endpoint_best(paths: pd.DataFrame | None) -> pd.Series:
+    """Task id -> the best accuracy on any set of the model as a path endpoint (α 0: endpoint A, α 1: endpoint
+    B), its BatchNorm statistics re-estimated; empty without paths."""
+    needed = {"alpha", "acc", "endpoint_a", "endpoint_b"}
+    if paths is None or paths.empty or not needed <= set(paths.columns):
+        return pd.Series(dtype=float)
+    ends = pd.concat([paths.loc[paths["alpha"] == 0.0, ["endpoint_a", "acc"]].set_axis(["task_id", "acc"], axis=1),
+                      paths.loc[paths["alpha"] == 1.0, ["endpoint_b", "acc"]].set_axis(["task_id", "acc"], axis=1)])
+    return ends.dropna().groupby("task_id", sort=False)["acc"].max().astype(float)
 
 
 def _last_training_loss(curves: pd.DataFrame | None) -> pd.Series:
@@ -109,11 +128,13 @@ def warning_text(found: list[Unlearnt], chance: float, floor_acc: float) -> str:
         return ""
     groups = "; ".join(f"{u.label}: {u.count} of {u.total} (best {u.best_acc:.1%}, e.g. {u.example}"
                        + "".join(f", {name} {values}" for name, values in u.settings)
-                       + (f", last training loss {u.final_loss:.3g}" if u.final_loss is not None else "") + ")"
+                       + (f", last training loss {u.final_loss:.3g}" if u.final_loss is not None else "")
+                       + (f", as path endpoints up to {u.endpoint_acc:.1%}" if u.course == STORED_BN else "") + ")"
                        for u in found)
     guess = (f" (a constant guess's training loss: {math.log(round(1 / chance)):.2f})"
              if chance and any(u.final_loss is not None for u in found) else "")
     advice = "; ".join(dict.fromkeys(ADVICE[u.course] for u in found))
+    lead = "Their paths and claims cannot show a mechanism" if any(u.course != STORED_BN for u in found) else \
+        "The claims that read their evaluations cannot show a mechanism"
     return (f"warning: {HEAD}, their accuracy on every test set within {PP * floor_acc:g} pp "
-            f"of chance ({chance:.0%}){guess}: {groups}. Their paths and claims cannot show a mechanism; "
-            f"{advice}.")
+            f"of chance ({chance:.0%}){guess}: {groups}. {lead}; {advice}.")

@@ -29,7 +29,12 @@ def learnt_nothing(best_acc, chance: float, floor_acc: float):
 # below 0.8x: it fit its training data and none of its test sets (a cue the tests lack, data memorised).
 # Asked only of a cross-entropy loss (`tasks.settings.finetune.loss_is_cross_entropy`: not CBFT's).
 DIVERGED, FLAT, FITTED = "diverged", "flat", "fitted"
+STORED_BN = "stored_bn"      # at chance as stored, above it with its BatchNorm statistics re-estimated (its paths' endpoints)
 ADVICE = {
+    STORED_BN: "their path endpoints, the same weights with BatchNorm statistics re-estimated (`paths.bn_data`), score "
+               "above chance: the weights learnt and the stored BatchNorm running statistics did not settle (few "
+               "epochs, a high learning rate), so the evaluations of the stored models (Table 1, the claims' "
+               "reliance) read them at chance: train longer or at a lower learning rate, or trust the paths' numbers",
     DIVERGED: "a training loss over 1.5 times a constant guess's means steps that overshoot: lower the learning "
               "rate",
     FLAT: "a training loss near a constant guess's (0.8 to 1.5 times it) means nothing was learnt from the "

@@ -152,3 +152,23 @@ def test_a_sweep_whose_models_learnt_says_nothing(tmp_path):
     write_sweep(layout, synthetic_sweep(pair_types=("cue~nocue",)))
     assert "warning:" not in report.summary_text(layout)[1]
     assert report.unlearnt_warning(report.read_results(layout), ClaimRules(), SPEC) == ""
+
+
+def test_a_model_at_chance_as_stored_but_not_as_a_path_endpoint_is_told_apart():
+    """A real 2-epoch sweep: a cue model at 18.6% on every set as stored (chance 10%) scored 63% on `cue` as a
+    path endpoint, the same weights with their BatchNorm statistics re-estimated. "Train longer, nothing was
+    learnt" misdiagnosed it: the warning now says the stored statistics did not settle, with the endpoints'
+    best; a model at chance at its endpoints too keeps the training-loss advice."""
+    ev = _ev({"p-cue-0": (vocab.PRETRAIN, None, 0.8, dict.fromkeys(SETS, 0.15)),
+              "p-cue-1": (vocab.PRETRAIN, None, 0.8, dict.fromkeys(SETS, 0.12))})
+    paths = pd.DataFrame([{"endpoint_a": "p-cue-0", "endpoint_b": "p-cue-1", "alpha": alpha, "acc": acc}
+                          for alpha, acc in ((0.0, 0.63), (0.5, 0.1), (1.0, 0.14))])
+    (found,) = learnt.unlearnt(ev, 0.1, 0.1, paths=paths)
+    assert found.course == claim_rules.STORED_BN and found.endpoint_acc == pytest.approx(0.63)
+    text = learnt.warning_text([found], 0.1, 0.1)
+    assert "as path endpoints up to 63.0%" in text and "the stored BatchNorm running statistics did not settle" in text
+    assert "Their paths and claims cannot show a mechanism" not in text
+    low = paths.assign(acc=[0.13, 0.1, 0.14])
+    (found,) = learnt.unlearnt(ev, 0.1, 0.1, paths=low)
+    assert found.course != claim_rules.STORED_BN and "Their paths and claims cannot show a mechanism" in \
+        learnt.warning_text([found], 0.1, 0.1)
