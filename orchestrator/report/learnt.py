@@ -92,13 +92,13 @@ def unlearnt(evaluations: pd.DataFrame, chance: float | None, floor_acc: float,
 
 
 def _endpoint_best(paths: pd.DataFrame | None) -> pd.Series:
-    """Task id -> the best accuracy on any set of the model as a path endpoint (α 0: endpoint A, α 1: endpoint
-    B), its BatchNorm statistics re-estimated; empty without paths."""
+    """Task id -> the best accuracy on any set of the model as a path endpoint (`stats.path_endpoints`), its
+    BatchNorm statistics re-estimated; empty without paths."""
     needed = {"alpha", "acc", "endpoint_a", "endpoint_b"}
     if paths is None or paths.empty or not needed <= set(paths.columns):
         return pd.Series(dtype=float)
-    ends = pd.concat([paths.loc[paths["alpha"] == 0.0, ["endpoint_a", "acc"]].set_axis(["task_id", "acc"], axis=1),
-                      paths.loc[paths["alpha"] == 1.0, ["endpoint_b", "acc"]].set_axis(["task_id", "acc"], axis=1)])
+    ends = pd.concat([rows[[column, "acc"]].set_axis(["task_id", "acc"], axis=1)
+                      for _, column, rows in stats.path_endpoints(paths)])
     return ends.dropna().groupby("task_id", sort=False)["acc"].max().astype(float)
 
 

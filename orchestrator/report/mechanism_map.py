@@ -236,37 +236,42 @@ def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool
     return Permutation(observed, null, p_up, p_lo, min_p if exact else max(min_p, 1.0 / null.size), exact)
 
 
-def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED,
-                  only: bool | None = None) -> Permutation:
+def within_across(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> Permutation:
     """Mean barrier across the two groups minus mean barrier within them (> 0: the groups are apart),
-    tested by relabeling the models (group sizes kept), never the pairs. `only`: within that group alone
-    (True: the group marked True in `groups`), the same relabelings."""
-    groups = np.asarray(groups, dtype=bool)
-    k = groups.size
-    iu = np.triu_indices(k, 1)
-    values = matrix[iu]
-    perms, exact = labelings(groups, n, seed)
-    same = perms[:, iu[0]] == perms[:, iu[1]]                      # (permutations, pairs)
-    diff = ~same
-    observed_same = groups[iu[0]] == groups[iu[1]]
-    observed_diff = ~observed_same
-    if only is not None:
-        same = same & (perms[:, iu[0]] == only)
-        observed_same = observed_same & (groups[iu[0]] == only)
-    n_same, n_diff = same.sum(axis=1), diff.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stat = (diff @ values) / n_diff - (same @ values) / n_same
-    observed = float(values[observed_diff].mean() - values[observed_same].mean())
-    return _p_values(observed, stat, groups, exact, mirrored=only is None)
+    tested by relabeling the models (group sizes kept), never the pairs."""
+    return group_tests(matrix, groups, n, seed)[0]
 
 
 def worst_group(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> Permutation:
     """The mean barrier across the groups minus the larger of the two groups' own within means (> 0: *each*
     group is better connected inside than across), with the same relabelings: a large, tight group cannot
     carry it alone, as it can the pooled statistic of `within_across`."""
-    one, other = (within_across(matrix, groups, n, seed, only=g) for g in (True, False))
-    return _p_values(min(one.observed, other.observed), np.minimum(one.null, other.null),
-                     np.asarray(groups, dtype=bool), one.exact, mirrored=False)
+    return group_tests(matrix, groups, n, seed)[1]
+
+
+def group_tests(matrix: np.ndarray, groups, n: int = 2000,
+                seed: int = PERMUTATION_SEED) -> tuple[Permutation, Permutation]:
+    """(`within_across`, `worst_group`) from one pass over the relabelings: the pooled statistic treats the
+    two groups alike (a relabeling and its mirror image give the same value), the worse group's does not."""
+    groups = np.asarray(groups, dtype=bool)
+    iu = np.triu_indices(groups.size, 1)
+    values = matrix[iu]
+    perms, exact = labelings(groups, n, seed)
+    first, second = perms[:, iu[0]], perms[:, iu[1]]
+    across = first != second                                       # (permutations, pairs)
+    inside = {g: ~across & (first == g) for g in (True, False)}    # within each group
+
+    def mean(mask: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (mask @ values) / mask.sum(axis=1)
+    pooled_null = mean(across) - mean(~across)
+    worst_null = np.minimum(*(mean(across) - mean(inside[g]) for g in (True, False)))
+    seen_across = groups[iu[0]] != groups[iu[1]]
+    seen = {g: ~seen_across & (groups[iu[0]] == g) for g in (True, False)}
+    pooled = float(values[seen_across].mean() - values[~seen_across].mean())
+    worst = min(float(values[seen_across].mean() - values[seen[g]].mean()) for g in (True, False))
+    return (_p_values(pooled, pooled_null, groups, exact),
+            _p_values(worst, worst_null, groups, exact, mirrored=False))
 
 
 def ari_test(clusters, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> tuple[float, Permutation]:
@@ -437,13 +442,11 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
     if min(groups.sum(), (~groups).sum()) < 2:      # a group needs pairs of its own
         return made
     ids_known = [t for t, k in zip(mine, known) if k]
-    made.within_across = within_across(matrix[np.ix_(known, known)], groups, rules.permutations)
-    made.worst = worst_group(matrix[np.ix_(known, known)], groups, rules.permutations)
+    made.within_across, made.worst = group_tests(matrix[np.ix_(known, known)], groups, rules.permutations)
     if rules.check_definition:
         other = barrier_matrix(_rows(part, eval_set, path, rules.check_definition), ids_known)
         if not np.isnan(other).any():
-            made.check = within_across(other, groups, rules.permutations)
-            made.check_worst = worst_group(other, groups, rules.permutations)
+            made.check, made.check_worst = group_tests(other, groups, rules.permutations)
     if threshold.value is not None and 1 < len(set(clusters[known])) < known.sum():   # else the index is undefined
         made.ari, made.ari_test = ari_test(clusters[known], groups, rules.permutations)
     ext = extremes[(extremes["eval_set"] == eval_set) & (extremes["path"] == path)]

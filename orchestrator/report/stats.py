@@ -496,6 +496,13 @@ def mechanism_table(paths: pd.DataFrame, alphas: Sequence[float] = (0.0, 0.5, 1.
 # Endpoints on the path vs the trained models (BatchNorm re-estimation drift)
 # ----------------------------------------------------------------------------------------------
 
+def path_endpoints(paths: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """The paths table's rows of each path's endpoints, BatchNorm re-estimated: ("A", "endpoint_a", the rows at
+    the lowest alpha) and ("B", "endpoint_b", the rows at the highest)."""
+    lo, hi = paths["alpha"].min(), paths["alpha"].max()
+    return [("A", "endpoint_a", paths[paths["alpha"] == lo]), ("B", "endpoint_b", paths[paths["alpha"] == hi])]
+
+
 def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequence[str] | None = None) -> pd.DataFrame:
     """How far the path's endpoints (alpha 0 and 1, BatchNorm re-estimated on `paths.bn_data`) are from
     the trained models (their own BatchNorm statistics; the `evaluations` of the endpoint tasks, on the
@@ -507,10 +514,8 @@ def endpoint_drift(paths: pd.DataFrame, evaluations: pd.DataFrame, swept: Sequen
     if paths.empty or evaluations.empty or "endpoint_a" not in paths:
         return pd.DataFrame(columns=columns)
     trained = evaluations.drop_duplicates(["task_id", "eval_set"], keep="last").set_index(["task_id", "eval_set"])
-    lo, hi = paths["alpha"].min(), paths["alpha"].max()
     rows = []
-    for endpoint, alpha, column in (("A", lo, "endpoint_a"), ("B", hi, "endpoint_b")):
-        at = paths[paths["alpha"] == alpha]
+    for endpoint, column, at in path_endpoints(paths):
         key = pd.MultiIndex.from_arrays([at[column], at["eval_set"]])
         found = key.isin(trained.index)
         at, key = at[found], key[found]

@@ -191,10 +191,9 @@ class Claim:
     def tally(self) -> str:
         """For one-line verdicts of a claim not testable here: how many of the comparisons it needs were decided
         as claimed ("" when none was)."""
-        if self.verdict != NOT_TESTABLE or not self.decided():
-            return ""
-        return f"{len(self.decided())} of the {len(self.decided()) + len(self.untested())} comparisons it needs " \
-               "decided as claimed"
+        decided = len(self.decided()) if self.verdict == NOT_TESTABLE else 0
+        return f"{decided} of the {decided + len(self.untested())} comparisons it needs decided as claimed" \
+            if decided else ""
 
     def _those(self, outcome: str, required: bool = True) -> list[Check]:
         return [c for c in self.checks if c.required == required and c.outcome == outcome]
