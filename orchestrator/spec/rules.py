@@ -127,11 +127,14 @@ def partly_planned(pair_types: tuple[str, ...], props: tuple[float, ...],
     return out
 
 
-def uncontrolled(pair_types: tuple[str, ...]) -> list[str]:
+def uncontrolled(pair_types: tuple[str, ...], path_kinds: tuple[str, ...] = vocab.PATH_KINDS,
+                 methods: tuple[str, ...] = ()) -> list[str]:
     """Notes on pair types planned without the controls the claims compare them with (the claim then says
     `not measured` for that comparison): same-init cue~nocue without a same-data pair from one initialisation
-    (claim (d)); fine-tuned pairs without a pair of independently trained models (claim (b)). Every pair type
-    of a valid spec is planned at some proportion (`spec_problems` refuses the others)."""
+    (claim (d)); fine-tuned pairs without a pair of independently trained models (claim (b)); cue~nocue
+    without the quadratic path (claim (d)); CBFT fine-tuned and compared without naive fine-tuning, or without
+    the control with its extra cued data (claim (c)). Every pair type of a valid spec is planned at some
+    proportion (`spec_problems` refuses the others)."""
     parsed = [vocab.parse_pair_type(t)[:2] for t in pair_types]
     out = []
     if (vocab.CUE_NOCUE, vocab.SAME_INIT) in parsed and not any(map(vocab.shares_only_the_start, pair_types)):
@@ -143,6 +146,17 @@ def uncontrolled(pair_types: tuple[str, ...]) -> list[str]:
         out.append(f"{show(vocab.PRETRAINED_FT)} is planned without a pair of independently trained models: claim "
                    "(b) compares the fine-tuned model's barrier with one and says 'not measured' without it; add "
                    f"{', '.join(map(show, vocab.FT_REFERENCES[:-1]))} or {show(vocab.FT_REFERENCES[-1])} to `paths.pairs`")
+    if any(pair == vocab.CUE_NOCUE for pair, _ in parsed) and vocab.QUADRATIC not in path_kinds:
+        out.append(f"{show(vocab.CUE_NOCUE)} pairs are planned without the quadratic path: claim (d) compares it with "
+                   f"the linear one and says 'not measured' without it; add {show(vocab.QUADRATIC)} to `paths.kinds`")
+    if any(pair == vocab.PRETRAINED_FT for pair, _ in parsed) and "cbft" in methods:
+        if "naive" not in methods:
+            out.append("`finetune.methods` has 'cbft' without 'naive': claim (c) compares CBFT with naive fine-tuning "
+                       "and says 'not measured' without it; add 'naive' to `finetune.methods`")
+        if "naive_cued" not in methods:
+            out.append("`finetune.methods` has 'cbft' without 'naive_cued': without naive fine-tuning on CBFT's extra "
+                       "cued data, claim (c) cannot tell CBFT's objective apart from the data it sees (its note says "
+                       "so); add 'naive_cued' to `finetune.methods`")
     return out
 
 

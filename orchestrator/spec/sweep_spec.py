@@ -218,7 +218,7 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
         raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
     resolved = _resolved(top, variants[0])
     notes = (*partly_planned(top.paths.pairs, top.cue_proportions, cued),
-             *uncontrolled(top.paths.pairs))
+             *uncontrolled(top.paths.pairs, top.paths.kinds, top.finetune.methods))
     provenance = _provenance(resolved, full, top.axes)
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"

@@ -313,14 +313,16 @@ def test_plan_says_which_inherited_pairs_the_proportions_cannot_train(tmp_path, 
     spec.write_text(f"name: mine\nextends: {SMOKE_SPEC}\ncue_proportions: [0.8]\n")
     assert cli.main(["plan", str(spec), "--json"]) == cli.EXIT_OK
     out = json.loads(capsys.readouterr().out)
-    note, controls = out["notes"]     # and, cue~nocue gone, claim (b) has no independent pair to compare with
+    # and, cue~nocue gone, claim (b) has no independent pair to compare with; smoke's CBFT has no naive_cued
+    note, controls, cued = out["notes"]
     assert note.startswith("`paths.pairs` (extends:") and "left out 'cue~nocue' (needs both 0.0" in note, note
     assert controls.startswith("'pretrained~ft' is planned without a pair of independently trained models"), controls
+    assert cued.startswith("`finetune.methods` has 'cbft' without 'naive_cued'"), cued
     assert set(out["pairs"]) == {"pretrained~ft:naive", "pretrained~ft:cbft"}
     assert cli.main(["plan", str(spec)]) == cli.EXIT_OK
     assert f"note: {note}\n" in capsys.readouterr().out
     assert cli.main(["plan", str(SMOKE_SPEC), "--json"]) == cli.EXIT_OK
-    assert json.loads(capsys.readouterr().out)["notes"] == []
+    assert json.loads(capsys.readouterr().out)["notes"] == [cued]
 
 
 @pytest.mark.parametrize("flags", [("--json", "--explain"), ("--list", "--resolved"), ("--list", "--explain")])

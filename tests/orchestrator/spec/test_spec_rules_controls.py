@@ -1,7 +1,8 @@
 """`spec.rules.uncontrolled`: a plan whose pair types lack the controls a claim compares them with says so
 (a `note:` of `plan` and `run`) before anything runs, instead of the claim only saying `not measured` at the
 end. The comparisons are claims.py's: (d) same-init cue~nocue against a same-data pair from one
-initialisation (spawn@0 or resubset), (b) the fine-tuned pairs against independently trained models."""
+initialisation (spawn@0 or resubset), (b) the fine-tuned pairs against independently trained models, (d)
+cue~nocue's linear path against its quadratic one, (c) CBFT against naive fine-tuning and naive_cued."""
 from __future__ import annotations
 
 import pytest
@@ -40,3 +41,25 @@ def test_a_plan_without_the_controls_of_its_comparisons_says_which_to_add(pairs,
 
 def test_the_default_sweep_has_every_control_it_compares_with():
     assert not notes()
+
+
+QUADRATIC_NOTE = "'cue~nocue' pairs are planned without the quadratic path"
+NAIVE_NOTE = "`finetune.methods` has 'cbft' without 'naive':"
+CUED_NOTE = "`finetune.methods` has 'cbft' without 'naive_cued':"
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["paths.kinds=[linear]"], [QUADRATIC_NOTE]),
+    (["paths.kinds=[linear, aligned]"], [QUADRATIC_NOTE]),
+    (["paths.kinds=[linear]", "paths.pairs=[cue~nocue:same-init, cue~cue:spawn@0]"], [QUADRATIC_NOTE]),
+    (["paths.kinds=[linear]", "paths.pairs=[cue~cue, nocue~nocue]"], []),     # no cue~nocue: no (d) path to lower
+    (["paths.kinds=[linear, quadratic]"], []),
+    (["finetune.methods=[cbft]"], [NAIVE_NOTE, CUED_NOTE]),
+    (["finetune.methods=[naive, cbft]"], [CUED_NOTE]),
+    (["finetune.methods=[cbft, naive_cued]"], [NAIVE_NOTE]),
+    (["finetune.methods=[naive, lpft]"], []),                               # no CBFT: nothing to control
+])
+def test_a_plan_without_the_path_or_method_a_claim_compares_with_says_which_to_add(overrides, expected):
+    text = notes(*overrides)
+    for note in (QUADRATIC_NOTE, NAIVE_NOTE, CUED_NOTE):
+        assert (note in text) == (note in expected), (overrides, text)
