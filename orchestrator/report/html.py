@@ -162,8 +162,10 @@ def claims_html(claims: Sequence[claims_lib.Claim], rules: Mapping[str, object] 
             if rows else ""
         out.append(f'<div class="claim {VERDICT_CLASS[claim.verdict]}"><p><strong>({esc(claim.key)})</strong> '
                    f'{esc(claim.statement)} <span class="verdict">{esc(claim.badge())}</span></p>'
-                   f'<p class="rule"><em>Rule:</em> {esc(claim.rule)}</p>'
-                   f"<p>{esc(claim.sentence())}</p><ul class=\"checks\">{checks}</ul>{table}</div>")
+                   f"<p>{esc(claim.sentence())}</p><ul class=\"checks\">{checks}</ul>"
+                   # the rule is long (every guard it declares): one click away, beside the statistics
+                   f'<details class="rule"><summary>Rule: how each comparison is decided (declared before the '
+                   f"results)</summary><p><em>Rule:</em> {esc(claim.rule)}</p></details>{table}</div>")
     return "".join(out)
 
 

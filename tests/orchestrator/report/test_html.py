@@ -463,3 +463,14 @@ def test_the_map_section_states_the_threshold_rule_as_declared():
     a spawn@K child with K > 0 shares K epochs too, and `threshold_for` leaves it out, as the page must say."""
     page = report_html.map_html([_fake_map("cue")], [])
     assert "(X~X:spawn@0, cue~cue:resubset)" in page and "spawn@K" not in page
+
+
+def test_a_claims_rule_is_one_click_away_after_its_verdict_and_comparisons():
+    """A claim's rule (every guard it declares, often 200 words) does not stand between the claim and its
+    verdict: the page shows statement, verdict and comparisons, then the rule folded, then the statistics."""
+    claim = verdicts.Claim("a", "the statement", rule="the rule text",
+                           checks=[verdicts.Check("the comparison", YES, "e", group="g")])
+    page = report_html.claims_html([claim])
+    folded = page.index('<details class="rule">')
+    assert page.index("the statement") < page.index("the comparison") < folded < page.index("the rule text")
+    assert page.index("the rule text") < page.index("</details>", folded)
