@@ -127,8 +127,8 @@ TRAINING_CAPTION = ("Training loss (log scale) and training accuracy per epoch o
                     "above the constant guess's (steps that overshoot), flat at it (nothing learnt), or falling while "
                     "its test accuracy stays at chance (what it fit, its test sets lack). CBFT's loss adds λ × its "
                     "invariance term.")
-TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over seeds, whiskers: std; n in each "
-                  "panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
+TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over the models of a row, one per "
+                  "seed, the pretrained rows pooling every model of their kind; whiskers: std; n in each panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
                   "model without cue reliance scores high on nocue and randcue and about chance (dotted) on randimg.")
 
 

@@ -358,8 +358,9 @@ def plot_barriers(barriers: pd.DataFrame, metric: str | Sequence[str] = "loss", 
 def plot_finetune(long: pd.DataFrame, *, eval_sets: Sequence[str] = (), chance: float | None = None,
                   subtitle: str = "") -> Figure:
     """Grouped bars: accuracy (%) on each eval set (bars) per model/method (groups), one panel per
-    cue proportion, from `stats.finetune_long` rows; error bars are the std over seeds, the dotted
-    line is chance (a fraction)."""
+    cue proportion, from `stats.finetune_long` rows; error bars are the std over the models of a row (one
+    per seed; a pretrained row pools every model of its kind, partners and controls included, as the
+    table does), the dotted line is chance (a fraction)."""
     if long.empty:
         raise ValueError("no pretrain/finetune evaluation rows to plot")
     props = sorted(long["cue_proportion"].unique())
@@ -393,13 +394,13 @@ def plot_finetune(long: pd.DataFrame, *, eval_sets: Sequence[str] = (), chance: 
         ax.set_yticks((0, 25, 50, 75, 100))
         n = cell["n"]
         n_text = f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}–{n.max()}"
-        ax.set_title(f"cue proportion {proportion_text(p)} ({n_text} seed{'s' * (n_text != 'n = 1')})")
+        ax.set_title(f"cue proportion {proportion_text(p)} ({n_text} model{'s' * (n_text != 'n = 1')})")
         ax.grid(axis="y", alpha=0.3)
         if j == 0:
             ax.set_ylabel("accuracy (%)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0))
-    title = "Accuracy on the counterfactual test sets (mean ± std over seeds)"
+    title = "Accuracy on the counterfactual test sets (mean ± std over models)"
     if width_in < 8:
         title = title.replace(" (", "\n(")
     fig.suptitle(title + (f" · {subtitle}" if subtitle else ""), fontsize=10.5, y=0.985)

@@ -512,12 +512,13 @@ def test_a_metric_without_rows_gets_no_column():
 # Fine-tuning bars: the less common branches
 # ---------------------------------------------------------------------------------------------
 
-def test_finetune_titles_give_the_seed_count_or_its_range_in_the_right_number():
-    """n = 3 seeds; n = 1 seed (singular); seeds that differ between cells as a range, n = 1–3 seeds."""
+def test_finetune_titles_give_the_model_count_or_its_range_in_the_right_number():
+    """n = 3 models; n = 1 model (singular); counts that differ between cells as a range, n = 1–3 models:
+    models, not seeds, since a pretrained row pools every model of its kind (12 models over 3 seeds)."""
     long = _long(rows=("naive", "cbft"), props=(0.8,))
     titles = [plots.plot_finetune(long.assign(n=n)).axes[0].get_title() for n in (3, 1, [1, 3, 3, 3])]
-    assert titles == ["cue proportion 80% (n = 3 seeds)", "cue proportion 80% (n = 1 seed)",
-                      "cue proportion 80% (n = 1–3 seeds)"]
+    assert titles == ["cue proportion 80% (n = 3 models)", "cue proportion 80% (n = 1 model)",
+                      "cue proportion 80% (n = 1–3 models)"]
 
 
 def test_finetune_bars_without_references_have_no_grey_line():
