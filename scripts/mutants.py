@@ -389,7 +389,7 @@ MUTANTS = [
            "groups = reliance[known] >= rules.reliance_cut",
            (f"{T_MAP_RULES}::test_a_model_exactly_at_the_reliance_cut_does_not_rely_on_the_cue",)),
     Mutant("M107", "permutation test: the smallest p-value ignores mirror-image relabelings of equal groups",
-           "orchestrator/report/mechanism_map.py", "min_p = (2.0 if 2 * k1 == k and mirrored else 1.0) / total",
+           "orchestrator/report/mechanism_map.py", "min_p = (2.0 if 2 * k1 == k else 1.0) / total",
            "min_p = 1.0 / total",
            (f"{T_MAP}::test_permutations_are_exact_when_few_and_respect_group_sizes",
              f"{T_MAP_RULES}::test_the_smallest_p_value_counts_mirror_relabelings_of_equal_groups_once",
@@ -1540,6 +1540,13 @@ MUTANTS = [
     Mutant("M1064", "a model at chance as stored but above it as a path endpoint told to train longer (nothing learnt)", "orchestrator/report/learnt.py", "            course = STORED_BN if ends_best is not None and not learnt_nothing(ends_best, chance, floor_acc) else \\", "            course = STORED_BN if False else \\", ("tests/orchestrator/report/test_learnt.py::test_a_model_at_chance_as_stored_but_not_as_a_path_endpoint_is_told_apart",)),
     Mutant("M1065", "a cue~nocue pair planned without the quadratic path claim (d) compares it with: no note", "orchestrator/spec/rules.py", "    if any(pair == vocab.CUE_NOCUE for pair, _ in parsed) and vocab.QUADRATIC not in path_kinds:", "    if any(pair == vocab.CUE_NOCUE for pair, _ in parsed) and vocab.QUADRATIC not in vocab.PATH_KINDS:", ("tests/orchestrator/spec/test_spec_rules_controls.py",)),
     Mutant("M1066", "CBFT planned without its naive_cued control: no note before the run", "orchestrator/spec/rules.py", "        if \"naive_cued\" not in methods:", "        if \"naive_cued\" in methods:", ("tests/orchestrator/spec/test_spec_rules_controls.py",)),
+    Mutant("M1067", "one seed in common paired (n = 1, not testable) instead of comparing the two groups", "orchestrator/report/comparisons.py", "if len(common) >= 2 and a.index.is_unique and b.index.is_unique:", "if len(common) >= 1 and a.index.is_unique and b.index.is_unique:", ("tests/orchestrator/report/test_comparisons.py::test_one_common_seed_is_not_paired_but_two_groups",)),
+    Mutant("M1068", "the sign test does not decide at exactly α/2, with the seeds it names as enough", "orchestrator/report/comparisons.py", "if p <= (1.0 - diff.level) / 2:", "if p < (1.0 - diff.level) / 2:", ("tests/orchestrator/report/test_comparisons.py::test_the_seeds_the_sign_test_names_are_enough_to_decide",)),
+    Mutant("M1069", "an undecided equivalence judged by the one-bound power formula (underpowered reads 'cannot be separated')", "orchestrator/report/comparisons.py", "margin - abs(diff.mean), within=True),", "margin - abs(diff.mean), within=False),", ("tests/orchestrator/report/test_comparisons.py::test_an_undecided_equivalence_is_underpowered_by_the_two_bound_formula",)),
+    Mutant("M1070", "the class count truncated from 1 / chance (98 for 99 classes): the constant guess's loss too low", "orchestrator/report/learnt.py", "training_course(loss, round(1 / chance))", "training_course(loss, int(1 / chance))", ("tests/orchestrator/report/test_learnt.py::test_the_constant_guess_loss_counts_every_class_of_a_dataset_whose_chance_does_not_invert_exactly",)),
+    Mutant("M1071", "a path endpoint's best set averaged over the sets: a model that learnt one set reads as unlearnt", "orchestrator/report/learnt.py", "return ends.dropna().groupby(\"task_id\", sort=False)[\"acc\"].max().astype(float)", "return ends.dropna().groupby(\"task_id\", sort=False)[\"acc\"].mean().astype(float)", ("tests/orchestrator/report/test_learnt.py::test_a_model_above_the_floor_on_one_set_as_a_path_endpoint_is_a_stored_statistics_problem",)),
+    Mutant("M1072", "a population pair across seeds labelled with the smaller seed", "orchestrator/graph/dag.py", "seed=pair.seed if a.labels[\"seed\"] == b.labels[\"seed\"] else None", "seed=pair.seed", ("tests/orchestrator/graph/test_graph.py::test_a_population_pair_across_seeds_names_no_seed_and_one_within_a_seed_names_it",)),
+    Mutant("M1073", "population.cue_proportions does not filter the control models: other proportions' partners join", "orchestrator/graph/dag.py", "if m != self.primary(m.p, m.seed) and m.p in props]", "if m != self.primary(m.p, m.seed)]", ("tests/orchestrator/graph/test_graph.py::test_a_population_filtered_to_one_proportion_leaves_out_the_control_models_of_the_others",)),
 ]
 
 

@@ -223,16 +223,18 @@ def labelings(groups: np.ndarray, n: int, seed: int = PERMUTATION_SEED) -> tuple
     return np.vstack([groups[None, :], out]), False
 
 
-def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool, mirrored: bool = True) -> Permutation:
+def _p_values(observed: float, null: np.ndarray, groups: np.ndarray, exact: bool) -> Permutation:
     """p-values of `observed` against `null`: every relabeling (`exact`, as `labelings` says), or the observed
-    one and random ones (never exact, even when as many as there are relabelings: draws repeat). `mirrored`:
-    the statistic is the same for a relabeling and its mirror image (it treats the two groups alike)."""
+    one and random ones (never exact, even when as many as there are relabelings: draws repeat). Every
+    statistic here is the same for a relabeling and its mirror image (the two groups swapped, where they are
+    of one size): the pooled one and the ARI treat the groups alike, and the worse group's takes the larger
+    of the two within means, which a swap only exchanges."""
     k, k1 = groups.size, int(groups.sum())
     total = math.comb(k, k1)
     tol = 1e-12 * max(1.0, abs(observed))
     p_up, p_lo = float(np.mean(null >= observed - tol)), float(np.mean(null <= observed + tol))
     # a relabeling and its mirror image are one partition when the groups are of equal size
-    min_p = (2.0 if 2 * k1 == k and mirrored else 1.0) / total
+    min_p = (2.0 if 2 * k1 == k else 1.0) / total
     return Permutation(observed, null, p_up, p_lo, min_p if exact else max(min_p, 1.0 / null.size), exact)
 
 
@@ -251,8 +253,8 @@ def worst_group(matrix: np.ndarray, groups, n: int = 2000, seed: int = PERMUTATI
 
 def group_tests(matrix: np.ndarray, groups, n: int = 2000,
                 seed: int = PERMUTATION_SEED) -> tuple[Permutation, Permutation]:
-    """(`within_across`, `worst_group`) from one pass over the relabelings: the pooled statistic treats the
-    two groups alike (a relabeling and its mirror image give the same value), the worse group's does not."""
+    """(`within_across`, `worst_group`) from one pass over the relabelings. Both statistics give a relabeling
+    and its mirror image the same value (`_p_values`)."""
     groups = np.asarray(groups, dtype=bool)
     iu = np.triu_indices(groups.size, 1)
     values = matrix[iu]
@@ -271,7 +273,7 @@ def group_tests(matrix: np.ndarray, groups, n: int = 2000,
     pooled = float(values[seen_across].mean() - values[~seen_across].mean())
     worst = min(float(values[seen_across].mean() - values[seen[g]].mean()) for g in (True, False))
     return (_p_values(pooled, pooled_null, groups, exact),
-            _p_values(worst, worst_null, groups, exact, mirrored=False))
+            _p_values(worst, worst_null, groups, exact))
 
 
 def ari_test(clusters, groups, n: int = 2000, seed: int = PERMUTATION_SEED) -> tuple[float, Permutation]:

@@ -695,3 +695,29 @@ def test_a_step_schedule_setting_under_another_schedule_is_unread(caplog):
     with caplog.at_level("WARNING", logger="orchestrator.graph.dag"):
         check_settings_read(both, build_graph(both))
     assert caplog.records == []
+
+
+def test_a_population_pair_across_seeds_names_no_seed_and_one_within_a_seed_names_it():
+    """Two seeds, a cue and a no-cue model each: a population pair of two models of one seed carries that seed
+    as its label; a pair across seeds carries none (its evaluation seed, the smaller one, is no seed of both)."""
+    g = build_graph(load_spec(None, ["name=population", "paths.pairs=[]", "population.kinds=[pretrain]",
+                                     "cue_proportions=[0.0, 0.8]", "seeds=[0, 1]", "finetune.methods=[]"]))
+    evals = [t for t in g.tasks.values() if t.kind == vocab.PATH_EVAL]
+    assert len(evals) == 6
+    for t in evals:
+        seeds = {g.tasks[e].labels["seed"] for e in t.config["endpoints"]}
+        assert t.labels["seed"] == (seeds.pop() if len(seeds) == 1 else None), (seeds, t.labels["seed"])
+        assert t.config["seed"] == min(g.tasks[e].labels["seed"] for e in t.config["endpoints"])
+
+
+def test_a_population_filtered_to_one_proportion_leaves_out_the_control_models_of_the_others():
+    """`population.cue_proportions: [0.8]` with controls: the cue~cue partners (0.8) are in, the nocue~nocue
+    partners (0.0) are not, like the no-cue primary models."""
+    g = build_graph(load_spec(None, ["name=population", "paths.pairs=[cue~cue, nocue~nocue]", "paths.kinds=[linear]",
+                                     "population.kinds=[pretrain]", "population.cue_proportions=[0.8]",
+                                     "cue_proportions=[0.0, 0.8]", "seeds=[0]", "finetune.methods=[]"]))
+    pop = [t for t in g.tasks.values() if t.kind == vocab.PATH_EVAL and t.labels["pair_type"] in
+           (vocab.POPULATION, vocab.CUE_CUE)]
+    models = {e for t in pop for e in t.config["endpoints"]}
+    assert len(models) == 2
+    assert {g.tasks[m].labels["cue_proportion"] for m in models} == {0.8}

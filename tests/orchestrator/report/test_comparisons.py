@@ -617,3 +617,40 @@ def test_seeds_that_agree_more_never_weaken_a_decision(test):
         assert ranks == sorted(ranks), (n, mean, noise, seen)
         decided = {o for o in seen if o in (cmp.YES, cmp.NO)}
         assert len(decided) <= 1, (n, mean, noise, seen)          # never one way, then the other
+
+
+def test_one_common_seed_is_not_paired_but_two_groups():
+    """Seeds {0, 1} on one side and {1, 2} on the other share one seed: a paired difference of one pair has no
+    interval, so the two groups are compared as such (Welch, n = 2), and decided."""
+    a = pd.Series([10.0, 10.2], index=[0, 1])
+    b = pd.Series([0.0, 0.1], index=[1, 2])
+    diff = cmp.compare(a, b, LEVEL)
+    assert not diff.paired and diff.n == 2
+    assert diff.mean == pytest.approx(a.mean() - b.mean())
+    assert cmp.superiority(diff, 0.05, 0.8).outcome == cmp.YES
+
+
+@pytest.mark.parametrize("level, paired", [(0.75, True), (0.875, True), (0.95, True), (0.95, False), (0.99, True)])
+def test_the_seeds_the_sign_test_names_are_enough_to_decide(level, paired):
+    """`seeds_for_signs` is the fewest seeds whose signs decide at the level: a difference without spread on that
+    many seeds is decided, also where their p-value is exactly α/2 (0.5^3 at 0.75, 0.5^4 at 0.875)."""
+    n = cmp.seeds_for_signs(level, paired)
+    same = cmp.Diff(paired, n, 0.5, 0.0, float(n - 1), level, 0.0)
+    assert cmp.superiority(same, 0.05, 0.8).outcome == cmp.YES
+    fewer = cmp.Diff(paired, n - 1, 0.5, 0.0, float(n - 2), level, 0.0)
+    assert cmp.superiority(fewer, 0.05, 0.8).outcome == cmp.UNTESTABLE
+
+
+def test_an_undecided_equivalence_is_underpowered_by_the_two_bound_formula():
+    """An equivalence interval straddling +margin, with (t_.975 + t_.8)·SE below the margin but
+    (t_.975 + t_.9)·SE above it: an equivalence test's power needs both bounds to clear, so it is
+    underpowered (not testable), not "cannot be separated"."""
+    n, margin, power = 6, 0.05, 0.8
+    one = cmp.t_quantile(0.975, n - 1) + cmp.t_quantile(power, n - 1)
+    two = cmp.t_quantile(0.975, n - 1) + cmp.t_quantile((1 + power) / 2, n - 1)
+    se = margin / ((one + two) / 2)
+    assert one * se < margin < two * se
+    diff = cmp.Diff(True, n, 0.5 * margin, se, n - 1.0, LEVEL, se * math.sqrt(n))
+    assert diff.low < margin < diff.high                   # undecided
+    decision = cmp.equivalence(diff, margin, power)
+    assert decision.outcome == cmp.UNTESTABLE and decision.reason.startswith("underpowered"), decision

@@ -3,6 +3,8 @@ chance floor, the claims' floor), the settings named beside them, and where the 
 run's summary, `mmc-sweep claims` and the report's banner."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -172,3 +174,25 @@ def test_a_model_at_chance_as_stored_but_not_as_a_path_endpoint_is_told_apart():
     (found,) = learnt.unlearnt(ev, 0.1, 0.1, paths=low)
     assert found.course != claim_rules.STORED_BN and "Their paths and claims cannot show a mechanism" in \
         learnt.warning_text([found], 0.1, 0.1)
+
+
+def test_a_model_above_the_floor_on_one_set_as_a_path_endpoint_is_a_stored_statistics_problem():
+    """As a path endpoint the model scores 45% on `cue` and chance on the three other sets: its best endpoint
+    accuracy (45%, above the floor), not the mean over the sets (19%, at it), tells that the weights learnt."""
+    ev = _ev({"p-cue-0": (vocab.PRETRAIN, None, 0.8, dict.fromkeys(SETS, 0.12))})
+    paths = pd.DataFrame([{"endpoint_a": "p-cue-0", "endpoint_b": "p-cue-1", "alpha": alpha, "eval_set": e,
+                           "acc": (0.45 if e == "cue" else 0.1) if alpha == 0.0 else 0.1}
+                          for alpha in (0.0, 0.5, 1.0) for e in SETS])
+    (found,) = learnt.unlearnt(ev, 0.1, 0.1, paths=paths)
+    assert found.course == claim_rules.STORED_BN and found.endpoint_acc == pytest.approx(0.45)
+
+
+def test_the_constant_guess_loss_counts_every_class_of_a_dataset_whose_chance_does_not_invert_exactly():
+    """99 classes: 1 / (1 / 99) is 98.99999999999999 in floating point; the class count is 99 (rounded), so a
+    last training loss of 6.885, below 1.5 ln 99 = 6.893 and above 1.5 ln 98 = 6.877, is FLAT, not DIVERGED."""
+    assert 1 / (1 / 99) < 99
+    assert 1.5 * math.log(98) < 6.885 < 1.5 * math.log(99)
+    ev = _ev({"p0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 1 / 99))})
+    curves = pd.DataFrame([{"task_id": "p0", "epoch": 0, "split": "train", "loss": 6.885}])
+    (found,) = learnt.unlearnt(ev, 1 / 99, 0.1, curves=curves)
+    assert found.course == claim_rules.FLAT

@@ -983,3 +983,16 @@ def test_the_index_check_is_not_testable_where_the_within_group_paths_sit_at_the
                        ClaimRules(check_definition=None))
     (index,) = [x for x in c.checks if "adjusted Rand" in x.text]
     assert index.outcome == claims.UNTESTABLE and "collapse to chance" in index.reason
+
+
+def test_the_worse_group_statistic_is_mirror_symmetric_so_equal_groups_count_each_partition_once():
+    """across − max(within_1, within_2) is the same for a relabeling and its mirror image (swapping the groups
+    swaps the two within means), so 4 + 4 models give 35 distinct partitions: the smallest p-value is 2/70."""
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 8))
+    matrix = (x + x.T) / 2
+    np.fill_diagonal(matrix, 0.0)
+    groups = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    worst = mm.worst_group(matrix, groups, n=1000)
+    assert worst.exact and len(np.unique(np.round(worst.null, 12))) == 35
+    assert worst.min_p == pytest.approx(2 / 70)
