@@ -897,9 +897,8 @@ def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) ->
     for claim in claims:
         where = f" [{claim.context}]" if claim.context else ""
         if not detail:
-            note = " (see its notes)" if claim.notes else ""
-            tally = f" ({claim.tally()})" if claim.tally() else ""
-            lines.append(f"({claim.key}){where} {claim.badge().upper()}{tally}{note}: {claim.statement}")
+            said = "; ".join(part for part in (claim.tally(), "see its notes" if claim.notes else "") if part)
+            lines.append(f"({claim.key}){where} {claim.badge().upper()}{f' ({said})' if said else ''}: {claim.statement}")
             continue
         lines += [f"({claim.key}){where} {claim.statement}", f"    rule: {claim.rule}", f"    → {claim.sentence()}"]
         for c in claim.checks:

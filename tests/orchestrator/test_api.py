@@ -68,7 +68,7 @@ print("rows", [len(sweep.table(t)) for t in {list(vocab.TABLES)!r}])
 def test_claims_are_objects_with_verdicts_and_a_frame(synthetic):
     claims = synthetic.claims()
     _, text = summary_text(synthetic.layout)       # what `mmc-sweep run` prints: one line per claim
-    printed = re.findall(r"^\((\w)\) (.+?)(?: \(see its notes\))?: ", text, re.M)
+    printed = re.findall(r"^\((\w)\) ([A-Z ]+?)(?: \([^)]*\))?: ", text, re.M)
     assert [(c.key, c.verdict.upper()) for c in claims] == printed and [c.key for c in claims] == ["a", "b", "c", "d"]
     assert claims[0].verdict == claims_lib.HOLDS and claims[0].sentence().startswith("Holds")
     frame = claims.frame()

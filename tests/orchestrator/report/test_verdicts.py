@@ -491,6 +491,9 @@ def test_a_claim_not_testable_here_names_and_counts_what_was_decided_as_claimed(
     holds = Claim("x", "a statement")
     holds.checks = [Check("one", YES, "—", "g")]
     assert holds.tally() == ""          # only a claim not testable here is counted so
+    claim.notes.append("a note")        # one parenthesis for the count and the pointer to the notes
+    assert claims_text([claim], detail=False).startswith("(x) NOT TESTABLE HERE (2 of the 3 comparisons it needs "
+                                                         "decided as claimed; see its notes): a statement")
 
 
 def test_a_claim_of_the_whole_sweep_after_per_context_claims_gets_its_own_heading():
