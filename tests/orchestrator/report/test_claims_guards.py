@@ -95,7 +95,6 @@ def test_the_occlusion_baseline_is_for_a_random_cues_cost_only():
 
 def test_claim_e_within_group_floor_is_measured_by_accuracy_alone():
     """The within-group paths' accuracy measured (far above chance) but not their loss: the floor is measured."""
-    from tests.orchestrator.report.test_mechanism_map_rules import _map, _permutation
     (k, _) = claims.claim_e([_map(_permutation(0.9, 0.001, 0.999), within_extremes=(0.9, float("nan")))],
                             ClaimRules(check_definition=None)).checks
     assert k.outcome == claims.YES, k.reason
@@ -141,7 +140,6 @@ def test_claim_e_only_a_pooled_yes_asks_each_group_alone():
     """Pooled undecided (cannot be separated) with the worse group decided below: the pooled reading stands;
     the per-group check only guards a pooled ✓, it never turns an undecided pooled test into ✗."""
     import dataclasses
-    from tests.orchestrator.report.test_mechanism_map_rules import _map, _permutation
     m = dataclasses.replace(_map(_permutation(0.0, 0.5, 0.5)), worst=_permutation(-0.5, 0.999, 0.001))
     (k, _) = claims.claim_e([m], ClaimRules(check_definition=None)).checks
     assert k.outcome == claims.OVERLAP, k.reason
@@ -162,7 +160,6 @@ def test_claim_e_pooled_guards_come_before_the_per_group_check():
     """Pooled ✓ by the chord barriers but ✗ by the check definition: not testable (the definitions disagree),
     even where the worse group alone is decided below; the per-group ✗ must not override the pooled guard."""
     import dataclasses
-    from tests.orchestrator.report.test_mechanism_map_rules import _map, _permutation
     against = _permutation(-0.5, 0.999, 0.001)
     m = dataclasses.replace(_map(_permutation(0.9, 0.001, 0.999)), worst=against, check=against)
     (k, _) = claims.claim_e([m], ClaimRules()).checks
