@@ -37,12 +37,12 @@ from orchestrator.report.verdicts import (CLAIM, CONTROL, FAILS, HOLDS, NOT_TEST
                                           REFERENCE, UNSEPARATED, Check, Claim, Row, Slice, check,
                                           family_wise)
 from orchestrator.spec.claim_rules import ClaimRules, learnt_nothing
+# the fine-tuning methods the claims are about (`tasks.finetune.FINETUNE_METHODS`)
+from tasks.settings.finetune import CBFT, CBFT_BARRIER, CBFT_INVARIANCE, LLRT, LPFT, NAIVE, NAIVE_CUED
 
 MARKS = cmp.MARKS
 YES, NO, OVERLAP, UNTESTABLE, MISSING = cmp.YES, cmp.NO, cmp.OVERLAP, cmp.UNTESTABLE, cmp.MISSING
-# The fine-tuning methods the claims are about (names in tasks.finetune.FINETUNE_METHODS).
-CBFT, NAIVE, NAIVE_CUED, LPFT, LLRT = "cbft", "naive", "naive_cued", "lpft", "llrt"
-ABLATIONS = ("cbft_barrier", "cbft_invariance")
+ABLATIONS = (CBFT_BARRIER, CBFT_INVARIANCE)          # CBFT's ablations, shown beside it
 EMPTY = pd.Series(dtype=float)
 
 __all__ = ["Check", "Claim", "ClaimRules", "FAILS", "HOLDS", "MARKS", "NOT_TESTABLE", "Row", "UNSEPARATED",
@@ -305,26 +305,31 @@ class _Judge:
         within `barrier_effect` of none, the barrier the claims count as none (`_nothing_below` calls it so) cannot
         show the path is not linearly connected, or has left a basin, however far its interval is from the
         control's; not testable (a ✓ only: the other outcomes do not rest on it)."""
-        mean = float(top.mean()) if len(top) else math.nan
-        if decision.outcome != YES or not abs(mean) <= self.r.barrier_effect:
+        none = self._counted_as_none(higher, top)
+        if decision.outcome != YES or not none:
             return decision
-        return decision.blocked(f"the {higher[0]} {higher[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} of "
-                                "none: a barrier the claims count as none cannot show the claim's effect, however far "
-                                "it is from the control's")
+        return decision.blocked(f"{none}: a barrier the claims count as none cannot show the claim's effect, however "
+                                "far it is from the control's")
+
+    def _counted_as_none(self, pair: tuple[str, str], values: pd.Series) -> str:
+        """"the <pair> <path> barrier is <mean>, within <barrier_effect> of none" where the mean of `values` is a
+        barrier the claims count as none; "" otherwise (or without values)."""
+        mean = float(values.mean()) if len(values) else math.nan
+        return f"the {pair[0]} {pair[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} of none" \
+            if abs(mean) <= self.r.barrier_effect else ""
 
     def _nothing_below(self, decision: cmp.Decision, higher: tuple[str, str], top: pd.Series,
                        bottom: pd.Series) -> cmp.Decision:
         """Going below a reference barrier (`higher`'s values `top`) within `barrier_effect` of none is not testable;
         a ✗ stands where the claim's own path (`bottom`) has a barrier of its own, its interval above
         `barrier_effect`: a path with a barrier where the reference has none is evidence against the claim."""
-        mean = float(top.mean()) if len(top) else math.nan
-        if not abs(mean) <= self.r.barrier_effect:
+        none = self._counted_as_none(higher, top)
+        if not none:
             return decision
         own = cmp.one_sample(bottom, self.r.level)
         if decision.outcome == NO and own.n >= 2 and own.low > self.r.barrier_effect:
             return decision
-        return decision.blocked(f"the {higher[0]} {higher[1]} barrier is {mean:.3f}, within {self.r.barrier_effect:g} "
-                                "of none: there is no barrier to go below, so the comparison cannot show the claim's "
+        return decision.blocked(f"{none}: there is no barrier to go below, so the comparison cannot show the claim's "
                                 "effect")
 
     def _guard(self, decision: cmp.Decision, higher, lower, eval_set: str, reference: bool = False) -> cmp.Decision:

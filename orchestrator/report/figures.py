@@ -128,7 +128,8 @@ TRAINING_CAPTION = ("Training loss (log scale) and training accuracy per epoch o
                     "its test accuracy stays at chance (what it fit, its test sets lack). CBFT's loss adds λ × its "
                     "invariance term.")
 TABLE1_CAPTION = ("Accuracy on each counterfactual test set (bars: mean over the models of a row, one per "
-                  "seed, the pretrained rows pooling every model of their kind; whiskers: std; n in each panel's title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
+                  "seed, the pretrained rows pooling every model of their kind; whiskers: std; n in each panel's "
+                  "title) of the pretrained models (left of the grey line) and each fine-tuning method. A "
                   "model without cue reliance scores high on nocue and randcue and about chance (dotted) on randimg.")
 
 

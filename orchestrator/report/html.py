@@ -165,7 +165,7 @@ def claims_html(claims: Sequence[claims_lib.Claim], rules: Mapping[str, object] 
                    f"<p>{esc(claim.sentence())}</p><ul class=\"checks\">{checks}</ul>"
                    # the rule is long (every guard it declares): one click away, beside the statistics
                    f'<details class="rule"><summary>Rule: how each comparison is decided (declared before the '
-                   f"results)</summary><p><em>Rule:</em> {esc(claim.rule)}</p></details>{table}</div>")
+                   f"results)</summary><p>{esc(claim.rule)}</p></details>{table}</div>")
     return "".join(out)
 
 

@@ -16,7 +16,7 @@ from orchestrator.messages import show
 from tasks.datasets import DataError
 from tasks.settings.align import ALIGNMENT_NAMES
 from tasks.settings.data import cue_count, cue_proportion_problem, dataset_info, same_cued_samples
-from tasks.settings.finetune import CBFT_FAMILY, settings_used
+from tasks.settings.finetune import CBFT, CBFT_FAMILY, NAIVE, NAIVE_CUED, settings_used
 from tasks.settings.models import BUILT_IN_MODELS
 
 MAX_TASKS = 2_000_000          # tasks a spec may plan
@@ -149,14 +149,14 @@ def uncontrolled(pair_types: tuple[str, ...], path_kinds: tuple[str, ...] = voca
     if any(pair == vocab.CUE_NOCUE for pair, _ in parsed) and vocab.QUADRATIC not in path_kinds:
         out.append(f"{show(vocab.CUE_NOCUE)} pairs are planned without the quadratic path: claim (d) compares it with "
                    f"the linear one and says 'not measured' without it; add {show(vocab.QUADRATIC)} to `paths.kinds`")
-    if any(pair == vocab.PRETRAINED_FT for pair, _ in parsed) and "cbft" in methods:
-        if "naive" not in methods:
-            out.append("`finetune.methods` has 'cbft' without 'naive': claim (c) compares CBFT with naive fine-tuning "
-                       "and says 'not measured' without it; add 'naive' to `finetune.methods`")
-        if "naive_cued" not in methods:
-            out.append("`finetune.methods` has 'cbft' without 'naive_cued': without naive fine-tuning on CBFT's extra "
-                       "cued data, claim (c) cannot tell CBFT's objective apart from the data it sees (its note says "
-                       "so); add 'naive_cued' to `finetune.methods`")
+    # methods a valid spec lists are trained (`unplanned_requests` refuses the others): pretrained~ft or a population
+    if CBFT in methods and NAIVE not in methods:
+        out.append(f"`finetune.methods` has {show(CBFT)} without {show(NAIVE)}: claim (c) compares CBFT with naive "
+                   f"fine-tuning and says 'not measured' without it; add {show(NAIVE)} to `finetune.methods`")
+    if CBFT in methods and NAIVE_CUED not in methods:
+        out.append(f"`finetune.methods` has {show(CBFT)} without {show(NAIVE_CUED)}: without naive fine-tuning on "
+                   "CBFT's extra cued data, claim (c) cannot tell CBFT's objective apart from the data it sees (its "
+                   f"note says so); add {show(NAIVE_CUED)} to `finetune.methods`")
     return out
 
 

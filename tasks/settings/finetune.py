@@ -11,7 +11,9 @@ CBFT_INVARIANCES = ("unpaired", "twins")
 
 
 # The fine-tuning methods: `tasks.finetune.FINETUNE_METHODS` maps each to its function `finetune_<method>`
-FINETUNE_METHOD_NAMES = ("naive", "llrt", "lpft", "cbft", "cbft_barrier", "cbft_invariance", "naive_cued")
+NAIVE, LLRT, LPFT, CBFT, CBFT_BARRIER, CBFT_INVARIANCE, NAIVE_CUED = (
+    "naive", "llrt", "lpft", "cbft", "cbft_barrier", "cbft_invariance", "naive_cued")
+FINETUNE_METHOD_NAMES = (NAIVE, LLRT, LPFT, CBFT, CBFT_BARRIER, CBFT_INVARIANCE, NAIVE_CUED)
 HEAD_ONLY_SPLIT = "llrt"    # the curve `split` of an epoch that trains the head alone (LLRT's, LP-FT's first phase)
 
 # What each method of the CBFT family does per pair of batches (clean batch, cue batch):

@@ -241,7 +241,7 @@ def test_the_rules_printed_in_the_report_equal_the_spec(tmp_path, undrawn):
     assert shown == {k: ", ".join(v) if isinstance(v, tuple) else "null" if v is None else str(v)
                      for k, v in rules.items()}
     assert stored_rules(layout)[0] == ClaimRules(**rules)
-    assert page.count("Rule:</em>") == 4 and "margin 20 pp" in page
+    assert page.count('<details class="rule">') == 4 and "margin 20 pp" in page
 
     strict = SweepLayout(Storage(str(tmp_path / "runs")), "strict")
     write_sweep(strict, synthetic_sweep(), spec=SPEC.replace("acc_margin: 0.2", "acc_margin: 0.0"))

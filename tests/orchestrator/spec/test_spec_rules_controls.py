@@ -58,6 +58,8 @@ CUED_NOTE = "`finetune.methods` has 'cbft' without 'naive_cued':"
     (["finetune.methods=[naive, cbft]"], [CUED_NOTE]),
     (["finetune.methods=[cbft, naive_cued]"], [NAIVE_NOTE]),
     (["finetune.methods=[naive, lpft]"], []),                               # no CBFT: nothing to control
+    (["finetune.methods=[naive, cbft]", "population.kinds=[finetune]", "paths.pairs=[cue~nocue, cue~cue]",
+      "paths.kinds=[linear, quadratic]"], [CUED_NOTE]),            # fine-tuned for the population alone
 ])
 def test_a_plan_without_the_path_or_method_a_claim_compares_with_says_which_to_add(overrides, expected):
     text = notes(*overrides)
