@@ -1439,6 +1439,23 @@ def test_a_failed_control_makes_c_not_testable_instead_of_dropping_it():
     assert "was not run" in " ".join(_judge(LOOSE, data=unplanned)["c"].notes)
 
 
+def test_a_failed_cued_control_names_itself_only_in_its_own_checks():
+    """naive and naive_cued both planned, both without results: each not-measured check's reason is about its
+    own control; naive's checks do not blame naive_cued."""
+    data = synthetic_sweep()
+    for rows in data[vocab.TASKS].values():
+        if rows[0].get("method") in ("naive", "naive_cued"):
+            rows[0]["status"] = vocab.FAILED
+    for table in (vocab.EVALUATIONS, vocab.BARRIERS, vocab.PATHS):
+        data[table] = {k: v for k, v in data[table].items() if "naive" not in k}
+    c = _judge(LOOSE, data=data)["c"]
+    cued = [k for k in c.checks if "naive_cued" in k.text]
+    naive = [k for k in c.checks if "naive" in k.text.replace("naive_cued", "") and k not in cued]
+    assert naive and cued and all(k.outcome == claims.MISSING for k in naive + cued)
+    assert all("naive_cued was planned" in k.reason for k in cued)
+    assert not any("naive_cued" in k.reason for k in naive), [k.reason for k in naive]
+
+
 def test_keeping_the_reliance_of_a_naive_fine_tuning_that_learnt_nothing_is_not_testable():
     """A naive fine-tuning at chance on every set (it diverged) sits at chance on randimg whatever it would rely
     on: (b)'s keep check is not testable, as (a)'s randimg checks are, not ✗."""
