@@ -795,6 +795,24 @@ def _each_group(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
                             "may be carried by the other")
 
 
+def _map_floor_fix(m, r: ClaimRules) -> str:
+    """What would make a map whose within-group paths sit at the chance floor testable, as `_Judge._floor_fix`
+    says for a pair type: where some of its models sit there themselves (they never learnt the set), other
+    models or another set; else the paths collapse between fitted models: alignment first, or a wider model."""
+    acc, loss = m.within_endpoints
+    if cmp.at_floor(acc, loss, m.chance, r.floor_acc, r.floor_loss):
+        what = f"have not learnt {m.eval_set}" if learnt_nothing(acc, m.chance, r.floor_acc) else \
+            f"score above chance on {m.eval_set} but with a loss near a constant guess's (confident where they err)"
+        return (f"some of the models are themselves there (lowest accuracy {acc:.0%}, highest loss {loss:.2f}): "
+                f"they {what}, so no path between them can show a barrier; judge the map on another set, or with "
+                "models that fit it (more pretraining, another cue proportion: `population.cue_proportions`)")
+    if m.path == vocab.LINEAR:
+        return (f"the models fit {m.eval_set} but the straight path between them does not: judge the map after "
+                f"permutation alignment (add {vocab.ALIGNED} to `population.path_kinds`), on another set, or with a "
+                "wider model")
+    return f"the models fit {m.eval_set} but the path between them does not: judge the map on another set or with a wider model"
+
+
 def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None, definitions: bool = True) -> cmp.Decision:
     """Claim (e)'s guards, as those of the barrier comparisons: the within-group paths at the chance
     floor (any of them) or that floor not measured; the check definition deciding the other way (`check`: its
@@ -808,7 +826,7 @@ def _map_guards(decision: cmp.Decision, m, r: ClaimRules, check=None, definition
         return decision.blocked(f"paths within reliance groups collapse to chance on {m.eval_set} (lowest "
                                 f"accuracy of any {lo_acc:.0%}, highest loss {hi_loss:.2f}): their barriers are "
                                 "chance loss minus the endpoints' own loss, which the comparison would take for "
-                                "connectivity")
+                                f"connectivity; {_map_floor_fix(m, r)}")
     # the higher side (across the groups) at the floor: its barriers are capped, so a ✓ stands (the cap works
     # against it) and anything else is no evidence, as for (b)-(d)
     lo_acc, hi_loss = m.across_extremes

@@ -90,6 +90,7 @@ class MechanismMap:
     ari_test: Permutation | None = None
     within_extremes: tuple[float, float] = (math.nan, math.nan)   # within-group pairs: lowest acc, highest loss of any
     across_extremes: tuple[float, float] = (math.nan, math.nan)   # pairs across the groups: the same
+    within_endpoints: tuple[float, float] = (math.nan, math.nan)  # within-group pairs' endpoints (α 0 or 1): the same
     chance: float | None = None
     cut: float | None = None               # the rules' reliance cut
 
@@ -400,12 +401,17 @@ def maps(results: dict[str, pd.DataFrame], swept: tuple[str, ...], rules) -> lis
 
 
 def _extremes(paths: pd.DataFrame) -> pd.DataFrame:
-    """Per path task and eval set: its endpoints, its path, its lowest accuracy and highest loss."""
+    """Per path task and eval set: its endpoints, its path, its lowest accuracy and highest loss, along it
+    (lo, hi) and at its endpoints, α 0 or 1 (end_lo, end_hi)."""
     if paths.empty or "endpoint_a" not in paths:
-        return pd.DataFrame(columns=["task_id", "eval_set", "endpoint_a", "endpoint_b", "path", "value", "lo", "hi"])
+        return pd.DataFrame(columns=["task_id", "eval_set", "endpoint_a", "endpoint_b", "path", "value", "lo", "hi",
+                                     "end_lo", "end_hi"])
+    end = paths["alpha"].isin((0.0, 1.0)) if "alpha" in paths else pd.Series(False, index=paths.index)
+    paths = paths.assign(end_acc=paths["acc"].where(end), end_loss=paths["loss"].where(end))
     per = paths.groupby(["task_id", "eval_set"], sort=False).agg(
         endpoint_a=("endpoint_a", "first"), endpoint_b=("endpoint_b", "first"), path_kind=("path_kind", "first"),
-        alignment=("alignment", "first"), lo=("acc", "min"), hi=("loss", "max")).reset_index()
+        alignment=("alignment", "first"), lo=("acc", "min"), hi=("loss", "max"), end_lo=("end_acc", "min"),
+        end_hi=("end_loss", "max")).reset_index()
     return per.assign(path=stats.path_variants(per))
 
 
@@ -453,11 +459,13 @@ def _one_map(part: pd.DataFrame, table: pd.DataFrame, ids: list[str], eval_set: 
         made.ari, made.ari_test = ari_test(clusters[known], groups, rules.permutations)
     ext = extremes[(extremes["eval_set"] == eval_set) & (extremes["path"] == path)]
     if len(ext):
-        lo, hi = (barrier_matrix(ext.assign(value=ext[col]), ids_known) for col in ("lo", "hi"))
+        lo, hi, end_lo, end_hi = (barrier_matrix(ext.assign(value=ext[col]), ids_known)
+                                  for col in ("lo", "hi", "end_lo", "end_hi"))
         iu = np.triu_indices(len(ids_known), 1)
         within = (groups[iu[0]] == groups[iu[1]])
         made.within_extremes = (_finite(lo[iu][within], np.min), _finite(hi[iu][within], np.max))
         made.across_extremes = (_finite(lo[iu][~within], np.min), _finite(hi[iu][~within], np.max))
+        made.within_endpoints = (_finite(end_lo[iu][within], np.min), _finite(end_hi[iu][within], np.max))
     return made
 
 

@@ -189,6 +189,42 @@ def test_claim_e_is_not_testable_where_the_within_group_paths_are_not_measured_o
     assert m.within_extremes[0] == pytest.approx(0.12)
 
 
+def test_a_collapsed_map_names_the_fix_its_cause_needs():
+    """As for a pair type (`_floor_fix`), the reason of a map whose within-group paths collapse says what
+    would make it testable: where models of a within-group pair are themselves at chance on the set (their
+    endpoints, α 0 or 1), other models or another set; where the models fit the set and only the straight
+    path between them collapses, alignment first. An endpoint at chance on an across pair only is not the
+    within-group paths' cause."""
+    rules = ClaimRules(check_definition=None, permutations=500)
+
+    def reason(results):
+        (m, *_) = mm.maps(results, (), rules)
+        (k, *_) = [k for k in claims.claim_e([m], rules).checks if "collapse to chance" in k.reason]
+        return m, k.reason
+
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.12, 0.9, 2.0, 0.5)     # within paths dip to 12%
+    m, why = reason(results)
+    assert m.within_endpoints == pytest.approx((0.9, 0.3))
+    assert "permutation alignment (add aligned to `population.path_kinds`)" in why and "themselves" not in why
+
+    pop = results[vocab.PATHS]
+    ids = sorted(set(pop["endpoint_a"]) | set(pop["endpoint_b"]))
+    across = pop["endpoint_a"].map(ids.index).lt(3) != pop["endpoint_b"].map(ids.index).lt(3)
+    at_start = pop["alpha"] == 0.0
+    first_across = pop["task_id"] == pop.loc[across, "task_id"].iloc[0]
+    results[vocab.PATHS] = pop.assign(acc=pop["acc"].mask(first_across & at_start, 0.11))
+    m, why = reason(results)
+    assert m.within_endpoints == pytest.approx((0.9, 0.3)) and "themselves" not in why
+
+    first_within = pop["task_id"] == pop.loc[~across, "task_id"].iloc[0]
+    results[vocab.PATHS] = pop.assign(acc=pop["acc"].mask(first_within & at_start, 0.11),
+                                      loss=pop["loss"].mask(first_within & at_start, 2.25))
+    m, why = reason(results)
+    assert m.within_endpoints == pytest.approx((0.11, 2.25))
+    assert f"some of the models are themselves there (lowest accuracy 11%, highest loss 2.25): they have not learnt " \
+           f"{m.eval_set}" in why and "alignment" not in why
+
+
 def _permutation(observed, p_upper, p_lower, sd=0.001):
     null = np.array([-sd, sd] * 50)
     return mm.Permutation(observed, null, p_upper, p_lower, 0.001, False)
