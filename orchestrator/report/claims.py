@@ -127,7 +127,8 @@ class _Judge:
                                 f"{self.s.chance:.0%}): a model at chance everywhere sits at chance on randimg whatever "
                                 "it would rely on, so its reliance cannot be told")
 
-    def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False) -> cmp.Decision:
+    def _clean_floor(self, decision: cmp.Decision, higher: dict, lower: dict, every: bool = False,
+                     measure: str = RANDCUE) -> cmp.Decision:
         """A random cue can cost a model only the clean accuracy it has above chance: where a model's clean
         accuracy sits at the chance floor (≤ chance + `floor_acc` on any seed: that seed's cost in the paired
         difference is capped), its cost is capped near 0 whatever it relies on. A capped side is
@@ -135,7 +136,8 @@ class _Judge:
         undecided; on the lower side ✓, ≈ and undecided) and a decision the cap works against stands;
         both sides there block all. `every`: only both sides there block (clean accuracy's
         non-inferiority: one side there alone is a loss). The reason replaces "underpowered": more seeds
-        would not help."""
+        would not help. `measure`: what the check compares, which the reason names (randimg: a model at the
+        floor may sit at chance on it because it learnt nothing, not because it ignores the cue)."""
         if not (higher or lower) or not self.s.chance:
             return decision
         floor = self.s.chance + self.r.floor_acc
@@ -155,9 +157,12 @@ class _Judge:
         who = " and ".join(f"{_whose(label)} ({acc:.0%})" for label, acc in low.items()) + \
             " clean accuracies (lowest seed) sit" if len(low) > 1 else \
             "".join(f"{_whose(label)} clean accuracy ({acc:.0%} on its lowest seed) sits" for label, acc in low.items())
+        why = "a model there has no accuracy above chance for a random cue to cost, so the cost cannot show its reliance"
+        if measure == RANDIMG:
+            why = ("a model without clean accuracy above chance may sit at chance on randimg because it learnt nothing "
+                   "usable, not because it ignores the cue, so randimg at chance cannot show that it does not rely on it")
         return decision.blocked(f"{who} at the chance floor ({self.s.chance:.0%} + "
-                                f"{PP * self.r.floor_acc:g} pp): a model there has no accuracy above chance for a "
-                                "random cue to cost or for randimg to show, so neither can show its reliance")
+                                f"{PP * self.r.floor_acc:g} pp): {why}")
 
     def not_below(self, text: str, a: pd.Series, b: pd.Series, margin: float, group: str | None,
                   clean: tuple[dict, dict] | None = None) -> None:
@@ -206,11 +211,11 @@ class _Judge:
                                 "the claim's effect")
 
     def near_zero(self, text: str, a: pd.Series, margin: float, group: str | None,
-                  clean: dict[str, pd.Series] | None = None) -> None:
+                  clean: dict[str, pd.Series] | None = None, measure: str = RANDCUE) -> None:
         diff = cmp.one_sample(a, self.r.level, self.acc_step)
         # a capped cost moves the difference either way: at the floor it blocks every outcome
         decision = _first_block(cmp.equivalence(diff, margin, self.r.power, PP, " pp"),
-                                lambda d: self._clean_floor(d, clean or {}, clean or {}))
+                                lambda d: self._clean_floor(d, clean or {}, clean or {}, measure=measure))
         decision = _unmeasured(decision)
         self.c.checks.append(check(f"{text} (within ±{PP * margin:g} pp)", decision, diff, group, scale=PP,
                                    unit=" pp", power=self.power(diff, margin, PP, " pp", within=True)))
@@ -497,7 +502,7 @@ def claim_a(s: Slice, r: ClaimRules) -> Claim:
             rn.get(RANDCUE, EMPTY), "random cue costs",
             clean=({"cue model": cue.get("nocue", EMPTY)}, {"no-cue model": nocue.get("nocue", EMPTY)}))
     j.near_zero("the no-cue model does not rely on the cue: randimg at chance", rn.get(RANDIMG, EMPTY),
-                r.no_reliance_margin, None, clean={"no-cue model": nocue.get("nocue", EMPTY)})
+                r.no_reliance_margin, None, clean={"no-cue model": nocue.get("nocue", EMPTY)}, measure=RANDIMG)
     return family_wise(c, r.level)
 
 
@@ -587,7 +592,7 @@ def claim_c(s: Slice, r: ClaimRules) -> Claim:
                     rel[CBFT].get(RANDIMG, EMPTY), None, reliant=(other, rel[other].get(RANDIMG, EMPTY)),
                     trained={f"{CBFT} models": acc[CBFT], f"{other} models": acc[other]})
     j.near_zero("CBFT leaves no reliance: randimg at chance", rel[CBFT].get(RANDIMG, EMPTY), r.no_reliance_margin,
-                None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)})
+                None, clean={CBFT: acc[CBFT].get("nocue", EMPTY)}, measure=RANDIMG)
     cost = rel[CBFT].get(RANDCUE, EMPTY)
     what = "CBFT leaves no reliance: a random cue costs it what it costs the no-cue model (occlusion)"
     if len(cost) and not len(occlusion):

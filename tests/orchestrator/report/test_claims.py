@@ -845,6 +845,7 @@ def test_a_random_cues_cost_is_not_testable_where_a_model_sits_at_the_chance_flo
     cost = _checks(a, "a random cue costs")[0]
     assert cost.outcome == claims.UNTESTABLE and cost.reason.startswith("the cue model's clean accuracy (1")
     assert "chance floor" in cost.reason and 0 <= cost.p_other <= 1          # still in the claim's family
+    assert "for a random cue to cost" in cost.reason and "randimg" not in cost.reason   # randimg decides here
     assert _checks(a, "above chance on randimg")[0].outcome == claims.YES
     assert a.verdict == claims.NOT_TESTABLE and "chance floor" in a.rule
     control = _checks(_judge(LOOSE, accuracy={"nocue": {"nocue": 0.12, "randcue": 0.12}})["a"], "a random cue costs")[0]
@@ -1175,6 +1176,7 @@ def test_models_without_the_cue_that_learnt_nothing_make_d_and_their_own_no_reli
                              for c in same_init), [(c.outcome, c.reason) for c in same_init]
     (vacuous,) = _checks(judged["a"], "the no-cue model does not rely on the cue")
     assert vacuous.outcome == claims.UNTESTABLE and "chance floor" in vacuous.reason, vacuous
+    assert "randimg at chance cannot show that it does not rely" in vacuous.reason and "cost" not in vacuous.reason
     assert _judge(LOOSE)["d"].verdict == claims.HOLDS            # learnt: decided as before
 
 
