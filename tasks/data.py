@@ -158,6 +158,8 @@ class _Base:
     y_test: Tensor
     cue_train: "BoxCue | DominoCue"  # also paints the validation images (they are training-split images)
     cue_test: "BoxCue | DominoCue"
+    # every tensor is this load's own: none shares memory with the process-wide caches (`_digits_base`,
+    # `_raw_arrays`), so a caller changing one in place changes no later load
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,7 @@ def _load_base(settings: DataSettings, device: torch.device) -> _Base:
         x_all, y_all, x_te, y_te = _digits_base()
         x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
         cue = BoxCue.build(info, device)
-        return _Base(x_tr.to(device), y_tr, x_va.to(device), y_va, x_te.to(device, copy=True), y_te, cue, cue)
+        return _Base(x_tr.to(device), y_tr, x_va.to(device), y_va, x_te.to(device, copy=True), y_te.clone(), cue, cue)
     root = _resolve_root(settings)
     if settings.dataset == "dominoes":
         try:
@@ -283,13 +285,13 @@ def _load_base(settings: DataSettings, device: torch.device) -> _Base:
         pool_tr = DominoPool.build(_normalise(fx_tr, device, dtype, (width, width)), fy_tr)
         pool_te = DominoPool.build(_normalise(fx_te, device, dtype, (width, width)), fy_te)
         return _Base(stack(cx_tr), torch.from_numpy(cy_tr), stack(cx_va), torch.from_numpy(cy_va),
-                     stack(cx_te), torch.from_numpy(cy_te), DominoCue(pool_tr), DominoCue(pool_te))
+                     stack(cx_te), torch.from_numpy(cy_te.copy()), DominoCue(pool_tr), DominoCue(pool_te))
     x_all, y_all, x_te, y_te = _raw_arrays(settings.dataset, root)
     x_tr, y_tr, x_va, y_va = _carve(info, x_all, y_all)
     cue = BoxCue.build(info, device)
     return _Base(_normalise(x_tr, device, dtype), torch.from_numpy(y_tr),
                  _normalise(x_va, device, dtype), torch.from_numpy(y_va),
-                 _normalise(x_te, device, dtype), torch.from_numpy(y_te), cue, cue)
+                 _normalise(x_te, device, dtype), torch.from_numpy(y_te.copy()), cue, cue)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,3 +232,16 @@ def test_a_checkpoint_is_saved_into_a_directory_whose_parents_do_not_exist_yet(t
     assert save_checkpoint(target, sample_tensors(), {"epoch": 1}) == target
     tensors, meta = load_checkpoint(target)
     assert meta == {"epoch": 1} and torch.equal(tensors["w"], sample_tensors()["w"])
+
+
+def test_a_record_that_names_no_format_is_refused_not_read_as_format_1():
+    """A meta.json record must say which format it is: one without `format` is a corrupt checkpoint, not
+    silently taken for the format this code reads."""
+    files = checkpoint_files(sample_tensors(), {"epochs": 3})
+    record = json.loads(files[META_FILE])
+    del record["format"]
+    altered = {**files, META_FILE: json.dumps(record).encode()}
+    with pytest.raises(CorruptCheckpointError, match="format None"):
+        read_record(altered)
+    with pytest.raises(CorruptCheckpointError, match="format None"):
+        read_checkpoint(altered)

@@ -1224,3 +1224,23 @@ def test_proportions_that_differ_only_in_the_largest_class_do_not_cue_the_same_s
     assert not same_cued_samples(0.02, 0.0202, 124)
     assert same_cued_samples(0.02, 0.0202, 123)
     assert not same_cued_samples(0.3, 0.2, 2)       # classes of up to 2: one cued against none
+
+
+@pytest.mark.parametrize("dataset", ["digits", "cifar10"])
+def test_a_load_changed_in_place_changes_no_later_load(dataset, tmp_path):
+    """Raw images and labels are cached per process; every load hands out tensors of its own, so a caller that
+    changes one in place (labels, images, any set) leaves the next load of the same settings as it was."""
+    if dataset == "cifar10":
+        from tests.tasks.test_datasets import write_cifar10
+        write_cifar10(tmp_path)
+    settings = DataSettings(dataset=dataset, root=str(tmp_path) if dataset == "cifar10" else None,
+                            cue_proportion=0.5, seed=3)
+    first = load_cue_data(settings)
+    splits = [first.train, first.train_clean, *first.eval_sets.values()]
+    expected = [(s.x.clone(), s.y.clone()) for s in splits]
+    for split in splits:
+        split.y.add_(1)
+        split.x.mul_(-1)
+    again = load_cue_data(settings)
+    for split, (x, y) in zip([again.train, again.train_clean, *again.eval_sets.values()], expected):
+        assert torch.equal(split.y, y) and torch.equal(split.x, x)

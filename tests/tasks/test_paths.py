@@ -1271,3 +1271,14 @@ def test_barriers_are_the_same_whichever_endpoint_is_a():
     mirrored = {(r["metric"], r["definition"]): r["value"]
                 for r in barriers([dict(r, alpha=1.0 - r["alpha"]) for r in rows])}
     assert mirrored == pytest.approx(got)
+
+
+def test_reset_bn_leaves_no_hook_behind_however_often_it_runs():
+    """The forward hooks that pool each BatchNorm's moments are removed when `reset_bn` returns: the model's
+    later forwards do no hidden work, and re-estimating once per alpha does not pile hooks up."""
+    model = tiny_model(0)
+    x = blobs(20, seed=1).x
+    hooks_before = {name: len(m._forward_hooks) for name, m in model.named_modules()}
+    for _ in range(3):
+        reset_bn(model, x, batch_size=8)
+    assert {name: len(m._forward_hooks) for name, m in model.named_modules()} == hooks_before
