@@ -1585,6 +1585,7 @@ MUTANTS = [
     Mutant("M1109", "reset_bn leaves its moment-pooling hooks on every BatchNorm (one more per alpha)", "tasks/paths.py", "            handle.remove()", "            pass", ("tests/tasks/test_paths.py::test_reset_bn_leaves_no_hook_behind_however_often_it_runs", )),
     Mutant("M1110", "the digits test labels handed out as the process-wide cache's own tensor", "tasks/data.py", "x_te.to(device, copy=True), y_te.clone(), cue, cue)", "x_te.to(device, copy=True), y_te, cue, cue)", ("tests/tasks/test_data.py::test_a_load_changed_in_place_changes_no_later_load", )),
     Mutant("M1111", "a published dataset's test labels share memory with its cached raw arrays", "tasks/data.py", "                 _normalise(x_te, device, dtype), torch.from_numpy(y_te.copy()), cue, cue)", "                 _normalise(x_te, device, dtype), torch.from_numpy(y_te), cue, cue)", ("tests/tasks/test_data.py::test_a_load_changed_in_place_changes_no_later_load", )),
+    Mutant("M1112", "no fine-tuning methods: the default pretrained~ft pair kept (the spec refused for a key the user never wrote)", "orchestrator/spec/sweep_spec.py", "    if not top.finetune.methods:", "    if False:", ("tests/orchestrator/graph/test_graph.py::test_no_fine_tuning_methods_leave_the_default_fine_tuned_pair_out_and_say_so", )),
 ]
 
 

@@ -26,6 +26,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
+from orchestrator import vocab
 from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
@@ -222,19 +223,29 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     provenance = _provenance(resolved, full, top.axes)
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
-        left_out = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items())
-        notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}, which `cue_proportions` "
-                 f"{show(list(top.cue_proportions))} cannot train; list `paths.pairs` to choose the pairs yourself",
-                 *notes)
+        by_props = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items() if what != _NO_METHODS)
+        by_methods = ", ".join(show(text) for text, what in dropped.items() if what == _NO_METHODS)
+        left_out = ", and ".join(
+            ([f"{by_props}, which `cue_proportions` {show(list(top.cue_proportions))} cannot train"] if by_props else [])
+            + ([f"{by_methods}, which {_NO_METHODS}"] if by_methods else []))
+        notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}; list `paths.pairs` to "
+                 "choose the pairs yourself", *notes)
     return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
+
+
+_NO_METHODS = "pairs fine-tuned models while `finetune.methods` is empty"
 
 
 def _without_unservable_default_pairs(top: TopLevel, full: Layered, cued: tuple[float, ...]) -> tuple[TopLevel, dict[str, str]]:
     """A `paths.pairs` the user did not set (the default's, a profile's or an `extends:`) without the pair
-    types `cue_proportions` cannot train, and those left out with what each needs: a default that cannot
-    run is no request. Pairs the user listed stay (`spec_problems` refuses them), and so does a list none
-    of whose pairs can run (the same refusal says why)."""
+    types `cue_proportions` cannot train, or that pair fine-tuned models where `finetune.methods` is empty,
+    and those left out with what each needs: a default that cannot run is no request. Pairs the user listed
+    stay (`spec_problems` refuses them), and so does a list none of whose pairs can run (the same refusal
+    says why)."""
     dropped = unservable_pairs(top.paths.pairs, top.cue_proportions, cued)
+    if not top.finetune.methods:
+        dropped.update({text: _NO_METHODS for text in top.paths.pairs if text not in dropped and
+                        vocab.parse_pair_type(text)[0] == vocab.PRETRAINED_FT})
     kept = tuple(p for p in top.paths.pairs if p not in dropped)
     if full.set_by_user("paths.pairs") or not dropped or not kept:
         return top, {}

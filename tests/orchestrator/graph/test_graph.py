@@ -92,6 +92,23 @@ def test_default_pairs_that_the_proportions_cannot_train_are_left_out_and_said(p
     assert build_graph(spec).counts() == expected_counts(cue_props=cue_props, has_nocue="0.0" in props, pairs=kept)
 
 
+def test_no_fine_tuning_methods_leave_the_default_fine_tuned_pair_out_and_say_so():
+    """`finetune: {methods: []}` (no fine-tuning) with the default pairs: the pretrained~ft pair is left out
+    with a note, as a pair the proportions cannot train is, and nothing fine-tunes; listed by the user, it is
+    refused as before. Mixed with pairs the proportions cannot train, the note names each with its cause."""
+    spec = parse_spec("name: x\nfinetune: {methods: []}\n")
+    assert vocab.PRETRAINED_FT not in spec.pairs and set(spec.pairs) == set(DEFAULT_PAIRS) - {vocab.PRETRAINED_FT}
+    (note,) = spec.notes
+    assert "left out 'pretrained~ft', which pairs fine-tuned models while `finetune.methods` is empty" in note
+    assert "cannot train" not in note and spec.provenance.keys["paths.pairs"] == "default, less pretrained~ft"
+    assert not any(t.kind == vocab.FINETUNE for t in build_graph(spec).tasks.values())
+    with pytest.raises(SpecError, match="'pretrained~ft' needs `finetune.methods`, which is empty"):
+        parse_spec("name: x\nfinetune: {methods: []}\npaths: {pairs: [pretrained~ft, cue~nocue]}\n")
+    (mixed,) = parse_spec("name: x\nfinetune: {methods: []}\ncue_proportions: [0.5]\n").notes
+    assert "'nocue~nocue' (needs 0.0)" in mixed and "which `cue_proportions` [0.5] cannot train, and 'pretrained~ft', " \
+        "which pairs fine-tuned models" in mixed, mixed
+
+
 def test_a_resubset_control_is_planned_only_below_a_cue_proportion_of_one():
     """At p = 1.0 every training sample carries the cue: another cued subset is the same subset, and a
     partner from the same initialisation and order would be the model itself, not a same-data control."""
