@@ -1586,6 +1586,7 @@ MUTANTS = [
     Mutant("M1110", "the digits test labels handed out as the process-wide cache's own tensor", "tasks/data.py", "x_te.to(device, copy=True), y_te.clone(), cue, cue)", "x_te.to(device, copy=True), y_te, cue, cue)", ("tests/tasks/test_data.py::test_a_load_changed_in_place_changes_no_later_load", )),
     Mutant("M1111", "a published dataset's test labels share memory with its cached raw arrays", "tasks/data.py", "                 _normalise(x_te, device, dtype), torch.from_numpy(y_te.copy()), cue, cue)", "                 _normalise(x_te, device, dtype), torch.from_numpy(y_te), cue, cue)", ("tests/tasks/test_data.py::test_a_load_changed_in_place_changes_no_later_load", )),
     Mutant("M1112", "no fine-tuning methods: the default pretrained~ft pair kept (the spec refused for a key the user never wrote)", "orchestrator/spec/sweep_spec.py", "    if not top.finetune.methods:", "    if False:", ("tests/orchestrator/graph/test_graph.py::test_no_fine_tuning_methods_leave_the_default_fine_tuned_pair_out_and_say_so", )),
+    Mutant("M1113", "finetune.methods without any cue proportion told to add the pair 'pretrained~ft' (which needs a cue proportion too)", "orchestrator/spec/rules.py", "    if explicit(\"finetune.methods\") and untrained and not any(p > 0 for p in top.cue_proportions):", "    if False:", ("tests/orchestrator/test_cli_errors.py::test_bad_spec_is_refused_by_run[methods_without_a_cue_proportion]", )),
 ]
 
 

@@ -184,7 +184,11 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool], all_cu
     pop_ft = pop.enabled and vocab.FINETUNE in pop.kinds
     trained = top.finetune.methods if ft_pairs else (pop.methods or top.finetune.methods) if pop_ft else ()
     untrained = [m for m in top.finetune.methods if m not in trained]
-    if explicit("finetune.methods") and untrained:
+    if explicit("finetune.methods") and untrained and not any(p > 0 for p in top.cue_proportions):
+        out.append(f"`finetune.methods`: {show(untrained)} would never be trained: fine-tuning starts from a model "
+                   f"trained with the cue, and `cue_proportions` {show(list(top.cue_proportions))} has no proportion "
+                   "> 0; add one (e.g. 0.9), or leave them out of `finetune.methods`")
+    elif explicit("finetune.methods") and untrained:
         out.append(f"`finetune.methods`: {show(untrained)} would never be trained: fine-tunings are planned for the pair "
                    f"'pretrained~ft', which `paths.pairs` {listed} lacks"
                    + (f", and `population.methods` {show(list(pop.methods))} leaves them out" if pop_ft else "")

@@ -43,7 +43,7 @@ NOT_EXPRESSIBLE = {
     "population_proportion_not_in_sweep": ACROSS, "population_method_not_run": ACROSS,
     "population_finetune_without_cue": ACROSS, "population_path_kinds_empty": ACROSS,
     "plans_no_task": ACROSS, "methods_without_the_pair_that_trains_them": ACROSS,
-    "methods_listed_without_the_ft_pair": ACROSS, "finetuned_kinds_without_the_ft_pair": ACROSS,
+    "methods_listed_without_the_ft_pair": ACROSS, "methods_without_a_cue_proportion": ACROSS, "finetuned_kinds_without_the_ft_pair": ACROSS,
     "alignments_without_an_aligned_path": ACROSS, "kinds_of_ft_pairs_only": ACROSS, "kinds_of_a_self_pair": ACROSS,
     "kinds_empty_for_pairs": ACROSS, "finetuned_kinds_empty": ACROSS, "proportion_no_pair_trains": ACROSS,
     "population_methods_without_finetune": ACROSS, "population_proportions_without_a_population": ACROSS,
