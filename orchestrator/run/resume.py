@@ -37,8 +37,10 @@ class ResumeLog:
         """The training state in `files` (and its curve rows); None when they are torn or corrupt."""
         try:
             tensors, meta = read_checkpoint(files)
+            if not isinstance(meta, dict):     # its hash covers the tensors only: meta.json may be damaged
+                return None
             state = train_state_from_tensors(tensors, meta)
-        except (CorruptCheckpointError, KeyError, TypeError, ValueError):
+        except (CorruptCheckpointError, AttributeError, KeyError, TypeError, ValueError):
             return None
         curve = meta.get("curve", [])
         self.curve = [row for row in curve if _is_row(row)] if isinstance(curve, list) else []

@@ -255,3 +255,24 @@ def test_a_step_series_nested_too_deep_to_parse_is_left_out():
 
     marker = {"task_id": "t0", "steps": {"loss": "[" * 100_000 + "]" * 100_000, "acc": "[0,0.5]"}}
     assert marker_format.marker_steps(marker) == [["acc", 0, 0.5]]
+
+
+def test_an_entry_whose_file_lists_are_missing_is_skipped_not_read_as_a_marker_that_lists_no_file(layout):
+    """An entry whose per-file lists are null (not empty lists) is a missing value: the file is skipped. Read as
+    an entry listing no file, it would let `status` take the task's marker as verified without hashing any of
+    the files the marker lists."""
+    import pyarrow as pa
+
+    marker_index.write_index(layout, [("a", _entry(1))])
+    _index_file(layout, pa.table(_columns(names=[None], sha256=[None], sizes=[None], stamps=[None]),
+                                 schema=marker_index.SCHEMA))
+    assert _read(layout) == {"a": _entry(1)}
+
+
+def test_an_index_file_that_cannot_be_read_at_all_is_skipped(layout):
+    """An index name that cannot be read (here a directory where a file should be; likewise a file without read
+    permission) is skipped like a garbled one: the index is a cache, and `status` reads the markers instead of
+    failing."""
+    marker_index.write_index(layout, [("a", _entry(1))])
+    layout.storage.makedirs(layout.marker_index_file("index-99999999T999999.999999999-x.parquet"))
+    assert _read(layout) == {"a": _entry(1)}

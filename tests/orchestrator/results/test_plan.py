@@ -151,3 +151,20 @@ def test_the_closed_columns_take_the_vocabulary_docs_analysis_names(table, colum
     expected = {"path_kind": vocab.PATH_KINDS, "status": vocab.TABLE_STATUSES, "kind": vocab.TASK_KINDS,
                 "metric": vocab.METRICS, "definition": vocab.DEFINITIONS}[column]
     assert tuple(schemas.ALLOWED_VALUES[(table, column)]) == tuple(expected)
+
+
+def test_a_rebuilt_plan_has_the_columns_and_types_of_the_stored_one(layout):
+    """A plan rebuilt from spec.yaml (plan.parquet gone) reads as the stored plan does, with the same pandas
+    types: a seed or epoch count stays an integer (not a float with NaN for its missing values), so `status`
+    and `report` show and group the same values whichever plan they read."""
+    from orchestrator.spec.sweep_spec import dump_spec
+
+    spec = parse_spec("name: x\nseeds: [0]\n")
+    plan.write_plan(layout, build_graph(spec))
+    layout.storage.write_bytes(layout.spec_file(), dump_spec(spec).encode())
+    stored, was_rebuilt = plan.plan_of(layout)
+    assert not was_rebuilt
+    layout.storage.delete(layout.plan_file())
+    rebuilt, was_rebuilt = plan.plan_of(layout)
+    assert was_rebuilt and list(rebuilt.columns) == list(stored.columns)
+    assert dict(rebuilt.dtypes.astype(str)) == dict(stored.dtypes.astype(str))

@@ -151,3 +151,15 @@ def test_a_bundled_task_records_that_it_was_made_from_its_own_parents_and_is_tak
         assert set(marker["meta"]["inputs"]) == set(t.parents), t.id
         outputs.set_aside(layout, t.kind, t.id)
         assert outputs.take_back(layout, t.kind, t.id, {p: graph.tasks[p].kind for p in t.parents}) is not None, t.id
+
+
+def test_a_task_made_from_two_models_runs_again_when_either_one_does():
+    """A path between two models is made from both: when the second endpoint runs again (and the first does not),
+    the path is not finished either, whatever the order of its parents."""
+    a, b = task("pretrain", "a"), task("pretrain", "b")
+    path = task("path_eval", "ab", a, b)
+    graph = Graph({t.id: t for t in (a, b, path)})
+    verified = {a.id: (True, ""), b.id: (False, "missing tasks/pretrain/b/model.safetensors"), path.id: (True, "")}
+    out = cache.made_from_reruns(graph, verified)
+    assert out[path.id] == (False, f"made from the outputs of {b.id}, which runs again")
+    assert out[a.id] == (True, "")

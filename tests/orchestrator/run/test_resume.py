@@ -280,3 +280,49 @@ def test_a_resume_state_that_cannot_be_read_starts_the_task_over(tmp_path, monke
     env = _env()
     attach_storage_resume(env, layout, "pretrain", "pretrain-x", ResumeLog(lambda epoch: "train"), epochs=3)
     assert env.resume_state() is None
+
+
+def test_a_saved_row_whose_wall_time_is_not_a_number_is_left_out():
+    """A saved curve row whose `duration_s` is neither a number nor null (a damaged meta.json) is no row: it is
+    left out like one with a bad loss, so the task's curve never carries text where its wall time goes."""
+    import json as json_lib
+
+    from orchestrator.run.resume import ResumeLog
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    files = ResumeLog(lambda epoch: "train").files(_report(model, optimizer, 0, 1.0))
+    row = {"epoch": 0, "split": "train", "loss": 1.0, "acc": 0.5, "lr": 0.05, "duration_s": None}
+    meta = json_lib.loads(files["meta.json"])
+    meta["meta"]["curve"] = [{**row, "duration_s": "slow"}, {**row, "epoch": 1, "duration_s": 2.5}]
+    log = ResumeLog(lambda epoch: "train")
+    assert log.state({**files, "meta.json": json_lib.dumps(meta).encode()}) is not None
+    assert [(r["epoch"], r["duration_s"]) for r in log.curve] == [(1, 2.5)]
+
+
+@pytest.mark.parametrize("tensor, epoch", [("model/weight", "three"), ("bogus/weight", 1)])
+def test_a_resume_state_that_verifies_but_does_not_make_a_training_state_starts_the_task_over(tensor, epoch):
+    """Checkpoint files whose hashes match but whose content is no training state (an epoch that is not a
+    number, a tensor that belongs to neither the model nor the optimiser) are no state: `state` is None and
+    the task starts over, instead of the task failing on its own resume state."""
+    from orchestrator.run.resume import ResumeLog
+    from tasks.checkpoint import checkpoint_files
+
+    files = checkpoint_files({tensor: torch.zeros(2)}, {"epoch": epoch, "param_groups": [], "curve": []})
+    assert ResumeLog(lambda epoch: "train").state(files) is None
+
+
+@pytest.mark.parametrize("meta", [[], {"epoch": 1, "param_groups": [], "optimizer_scalars": []}])
+def test_a_resume_state_whose_meta_is_not_a_mapping_starts_the_task_over(meta):
+    """The sha256 in meta.json covers the tensors only: a damaged or hand-edited meta.json that is still a valid
+    record (here its `meta`, or the optimiser's scalars in it, a list) is no training state, and `state` is None
+    (the task starts over), as for every other corrupt resume state."""
+    import json as json_lib
+
+    from orchestrator.run.resume import ResumeLog
+    from tasks.checkpoint import checkpoint_files
+
+    files = checkpoint_files({"model/weight": torch.zeros(2)}, {"epoch": 1, "param_groups": [], "curve": []})
+    record = json_lib.loads(files["meta.json"])
+    record["meta"] = meta
+    assert ResumeLog(lambda epoch: "train").state({**files, "meta.json": json_lib.dumps(record).encode()}) is None

@@ -332,3 +332,21 @@ def test_a_task_that_ends_while_another_is_ready_leaves_the_line_to_the_start_th
     clock.now += 100.0
     state.set_status(roots[1], vocab.DONE)
     assert lines() == before + 3 and "running 0 |" in stream.getvalue().splitlines()[-1]
+
+
+def test_a_task_taken_back_while_another_is_ready_leaves_the_line_to_the_start_that_follows(graph, monkeypatch):
+    """A running task that ends cached (taken back: made from the same bits) is an end like a done one: with a
+    ready task about to start, the due line waits for that start, so `running` counts the task in flight."""
+    import io
+
+    stream = io.StringIO()
+    state, clock = _printer(graph, monkeypatch, stream)        # interval 100 s
+    roots = [t for t in graph.tasks if not graph.tasks[t].parents]
+    state.set_status(roots[0], vocab.RUNNING)
+    lines = lambda: stream.getvalue().count("\n")   # noqa: E731
+    before = lines()
+    clock.now += 150.0
+    state.set_status(roots[0], vocab.CACHED)
+    assert len(state.ready) and lines() == before
+    state.set_status(state.ready.first(), vocab.RUNNING)
+    assert lines() == before + 1 and "running 1 |" in stream.getvalue().splitlines()[-1]

@@ -641,3 +641,14 @@ def test_a_task_without_an_error_gets_no_error_file_and_no_warning(graph, store,
     client = mlflow.MlflowClient(uri)
     assert [a.path for a in client.list_artifacts(ids[done.id])] == []
     assert [a.path for a in client.list_artifacts(ids[failed.id])] == ["error.txt"]
+
+
+def test_a_param_value_cut_to_mlflows_limit_never_keeps_part_of_a_credential():
+    """A value longer than MLflow's limit whose URI credentials straddle the cut: the whole value is redacted
+    first and then cut, so no part of the key or secret survives (cut first, `s3://KEY:SECR` has no `@` left
+    for redaction to recognise)."""
+    uri = "s3://AKIAEXAMPLEKEY:wJalrXUtnFEMIK7MDENGbPxRfiCY@bucket/runs"
+    value = "y" * (child_runs.MAX_PARAM_VALUE - 30) + " " + uri      # the cut falls inside the secret
+    flat = child_runs.flatten_params({"note": value})
+    assert len(flat["note"]) <= child_runs.MAX_PARAM_VALUE
+    assert "AKIAEXAMPLEKEY" not in flat["note"] and "wJalrX" not in flat["note"]

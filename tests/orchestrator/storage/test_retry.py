@@ -226,3 +226,18 @@ def test_a_fractional_storage_retry_setting_is_kept_to_the_fraction(clock, monke
     with pytest.raises(StoreUnreachable, match=r"within MMC_STORAGE_RETRY_S=1\.6 s"):
         retry.retrying(call, "s3://bucket/runs", sleep=clock.sleep)
     assert clock.slept == [0.5, 1.0] and len(call.calls) == 3
+
+
+def test_the_end_of_an_outage_says_how_long_the_outage_lasted_not_how_long_the_last_call_waited(clock, said):
+    """Call A meets the outage at 0 s and warns; call B meets it at 1.5 s (while A waits) and is the first to get
+    an answer, at 2 s. The line that the store answers again times the outage from its first warning (2 s),
+    not B's own half-second wait."""
+    inner = failing(1, result="b")
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.slept) == 2:            # A has waited 0.5 s and 1 s: now 1.5 s
+            assert retry.retrying(inner, "s3://bucket/runs", budget_s=60, sleep=clock.sleep) == "b"
+
+    assert retry.retrying(failing(2, result="a"), "s3://bucket/runs", budget_s=60, sleep=sleep) == "a"
+    assert len(said) == 2 and said[1] == "storage s3://bucket/runs: the object store answers again (after 2 s)"
