@@ -101,7 +101,7 @@ def pair_proportions(pair: str, design: str, cue_proportions, all_cued=()) -> tu
     """The cue proportions of `cue_proportions` a pair type is planned at (its first model's): nocue~nocue
     0.0; the others every proportion > 0, cue~nocue only when 0.0 is there too, and `resubset` only where
     some samples go without the cue: not at 1.0 nor at the proportions of `all_cued` (those that cue every
-    sample of the sweep's dataset, `spec.rules.all_cued`): there is no other cued subset, the partner
+    sample of the sweep's dataset, `spec.planned_pairs.all_cued`): there is no other cued subset, the partner
     would be the model."""
     if pair == NOCUE_NOCUE:
         return (0.0,) if 0.0 in cue_proportions else ()

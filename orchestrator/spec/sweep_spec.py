@@ -26,7 +26,6 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-from orchestrator import vocab
 from orchestrator.messages import MAX_SHOWN, as_typed, show, type_name
 from orchestrator.spec.axes import extract_axes
 from orchestrator.spec.jsonschema import json_schema
@@ -34,7 +33,9 @@ from orchestrator.spec.locations import redacted_problems
 from orchestrator.uris import redact
 from orchestrator.spec.layers import (Layered, is_user_layer, layer, named_after_file, with_extends, with_overrides,
                                       with_profile, PROFILE_RESOURCE, profile_for, shipped_sweeps)  # last 3: read here too
-from orchestrator.spec.rules import all_cued, partly_planned, spec_problems, uncontrolled, unservable_pairs
+from orchestrator.spec.planned_pairs import (all_cued, left_out_note, partly_planned, uncontrolled,
+                                            without_unservable_default_pairs)
+from orchestrator.spec.rules import spec_problems
 from orchestrator.spec.schema import (AXES, DEFAULT_DATASET, LAYER, LIST, PER_NAME, SECTION, SETTINGS, SETTINGS_LIST,
                                       NOT_SCIENCE, NOT_SCIENCE_IN_SECTIONS, SpecError, TopLevel, declared, is_grid,
                                       key_of)
@@ -122,7 +123,7 @@ class SweepSpec:
 
     @functools.cached_property
     def all_cued(self) -> tuple[float, ...]:
-        """The cue proportions that cue every training sample of the dataset (`rules.all_cued`)."""
+        """The cue proportions that cue every training sample of the dataset (`planned_pairs.all_cued`)."""
         return all_cued(self.cue_proportions, self.dataset, self.data_root)
 
     dataset = property(lambda self: self.variants[0].data.dataset)
@@ -213,7 +214,7 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     dropped: dict[str, str] = {}
     if not problems and top is not None and variants:
         cued = all_cued(top.cue_proportions, variants[0].data.dataset, top.data.root)
-        top, dropped = _without_unservable_default_pairs(top, full, cued)
+        top, dropped = without_unservable_default_pairs(top, full.set_by_user("paths.pairs"), cued)
         problems += spec_problems(top, variants, full.set_by_user)
     if problems:
         raise SpecError([full.where_set(problem) for problem in dict.fromkeys(problems)], source)
@@ -223,33 +224,8 @@ def validate_spec(raw: Any, source: str = "<spec>", base_dir: Path | None = None
     provenance = _provenance(resolved, full, top.axes)
     if dropped:   # say what the default lost, where the plan is printed and where `--explain` names the layer
         provenance.keys["paths.pairs"] += f", less {', '.join(dropped)}"
-        by_props = ", ".join(f"{show(text)} (needs {what})" for text, what in dropped.items() if what != _NO_METHODS)
-        by_methods = ", ".join(show(text) for text, what in dropped.items() if what == _NO_METHODS)
-        left_out = ", and ".join(
-            ([f"{by_props}, which `cue_proportions` {show(list(top.cue_proportions))} cannot train"] if by_props else [])
-            + ([f"{by_methods}, which {_NO_METHODS}"] if by_methods else []))
-        notes = (f"`paths.pairs` ({full.origin(('paths', 'pairs'))}): left out {left_out}; list `paths.pairs` to "
-                 "choose the pairs yourself", *notes)
+        notes = (left_out_note(dropped, full.origin(("paths", "pairs")), top.cue_proportions), *notes)
     return SweepSpec(top, tuple(variants), resolved, source, provenance, notes)
-
-
-_NO_METHODS = "pairs fine-tuned models while `finetune.methods` is empty"
-
-
-def _without_unservable_default_pairs(top: TopLevel, full: Layered, cued: tuple[float, ...]) -> tuple[TopLevel, dict[str, str]]:
-    """A `paths.pairs` the user did not set (the default's, a profile's or an `extends:`) without the pair
-    types `cue_proportions` cannot train, or that pair fine-tuned models where `finetune.methods` is empty,
-    and those left out with what each needs: a default that cannot run is no request. Pairs the user listed
-    stay (`spec_problems` refuses them), and so does a list none of whose pairs can run (the same refusal
-    says why)."""
-    dropped = unservable_pairs(top.paths.pairs, top.cue_proportions, cued)
-    if not top.finetune.methods:
-        dropped.update({text: _NO_METHODS for text in top.paths.pairs if text not in dropped and
-                        vocab.parse_pair_type(text)[0] == vocab.PRETRAINED_FT})
-    kept = tuple(p for p in top.paths.pairs if p not in dropped)
-    if full.set_by_user("paths.pairs") or not dropped or not kept:
-        return top, {}
-    return replace(top, paths=replace(top.paths, pairs=kept)), dropped
 
 
 def _variants(base: dict, axes: tuple, problems: list[str]) -> list[Variant]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.spec import planned_pairs
 from orchestrator.spec import rules as spec_rules
 from orchestrator.graph.dag import build_graph
 from orchestrator.results.plan import plan_of
@@ -194,10 +195,10 @@ def test_inherited_keys_are_checked_as_the_users_only_where_the_user_asked_for_t
 def test_a_resubset_control_says_what_proportion_it_needs():
     """Without a cue proportion it needs one > 0, like cue~cue; with only 1.0 it needs one below 1 (at 1.0
     every sample is cued, there is no other cued subset)."""
-    assert spec_rules.unservable_pairs(("cue~cue:resubset",), (0.0,)) == {"cue~cue:resubset": "a proportion > 0"}
-    (need,) = spec_rules.unservable_pairs(("cue~cue:resubset",), (0.0, 1.0)).values()
+    assert planned_pairs.unservable_pairs(("cue~cue:resubset",), (0.0,)) == {"cue~cue:resubset": "a proportion > 0"}
+    (need,) = planned_pairs.unservable_pairs(("cue~cue:resubset",), (0.0, 1.0)).values()
     assert need.startswith("a proportion above 0 and below 1")
-    assert spec_rules.unservable_pairs(("cue~cue:resubset", "pretrained~ft"), (0.0, 0.5)) == {}
+    assert planned_pairs.unservable_pairs(("cue~cue:resubset", "pretrained~ft"), (0.0, 0.5)) == {}
 
 
 @pytest.mark.parametrize("overrides, why", [

@@ -1,4 +1,4 @@
-"""`spec.rules.uncontrolled`: a plan whose pair types lack the controls a claim compares them with says so
+"""`spec.planned_pairs.uncontrolled`: a plan whose pair types lack the controls a claim compares them with says so
 (a `note:` of `plan` and `run`) before anything runs, instead of the claim only saying `not measured` at the
 end. The comparisons are claims.py's: (d) same-init cue~nocue against a same-data pair from one
 initialisation (spawn@0 or resubset), (b) the fine-tuned pairs against independently trained models, (d)
