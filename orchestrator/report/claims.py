@@ -890,7 +890,7 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
         return []
     proportions = sorted(float(p) for p in _values([ev, bars], "cue_proportion") if p > 0) or [None]
     models = sorted(_values([ev, bars], "model")) or [None]
-    out = []
+    judged = []             # ((model, p), combo, claim)
     for model in models:
         for p in proportions:
             for combo in stats.swept_combos([ev, bars], swept):
@@ -902,13 +902,13 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
                         df = df[stats.per_values(df["cue_proportion"], None, lambda v: stats.is_no_cue(v) or v == p).astype(bool)]
                     return df
                 s = Slice(keep(ev), keep(bars), keep(paths) if not paths.empty else paths, tasks, chance)
-                context = " · ".join(x for x in (str(model) if len(models) > 1 else "",
-                                                 f"cue proportion {stats.proportion_text(p)}" if len(proportions) > 1 else "",
-                                                 stats.facet_label(combo)) if x)
-                for make in CLAIMS:
-                    claim = make(s, rules)
-                    claim.context = context
-                    out.append(claim)
+                judged += [((model, p), combo, make(s, rules)) for make in CLAIMS]
+    out = []
+    for (model, p), combo, claim in _once_per_unused_axis(judged):
+        claim.context = " · ".join(x for x in (str(model) if len(models) > 1 else "",
+                                               f"cue proportion {stats.proportion_text(p)}" if len(proportions) > 1 else "",
+                                               stats.facet_label(combo)) if x)
+        out.append(claim)
     if mmap.population_models(bars):      # (e): only where the sweep has a population
         found = mmap.maps(results, swept, rules) if maps is None else maps
         for key in dict.fromkeys(m.context_label() for m in found) or [""]:
@@ -916,6 +916,37 @@ def judge(results: dict[str, pd.DataFrame], swept: tuple[str, ...] = (), rules: 
             claim.context = key
             out.append(claim)
     return out
+
+
+def _once_per_unused_axis(judged: list[tuple]) -> list[tuple]:
+    """A claim judged alike for every value of a swept key ((a) and (d) over `finetune.*`: their models and
+    pairs are trained before the key acts, so each value's slice gives them the same rows) is one claim, its
+    context without that key: the same verdict repeated per value would read as replications that are one.
+    `judged`: ((model, proportion), combo, claim) in context order; the claims that keep every key follow
+    those that lost one, in that order."""
+    keys = list(dict.fromkeys(k for _, combo, _ in judged for k in combo))
+    for key in keys:
+        values = {combo[key] for _, combo, _ in judged if key in combo}
+        groups: dict[tuple, list] = {}
+        for head, combo, claim in judged:
+            rest = tuple((k, v) for k, v in combo.items() if k != key)
+            groups.setdefault((head, claim.key, rest), []).append((head, combo, claim))
+        merged = []
+        for (head, _, rest), members in groups.items():
+            alike = len({_judged_as(c) for _, _, c in members}) == 1
+            if len(values) > 1 and alike and {combo.get(key) for _, combo, _ in members} == values:
+                merged.append((head, dict(rest), members[0][2]))
+            else:
+                merged += members
+        heads = {h: i for i, h in enumerate(dict.fromkeys(h for h, _, _ in judged))}
+        order = {id(c): i for i, (_, _, c) in enumerate(judged)}
+        judged = sorted(merged, key=lambda m: (heads[m[0]], len(m[1]), order[id(m[2])]))
+    return judged
+
+
+def _judged_as(claim: Claim) -> str:
+    """Everything a reader sees of a claim but its context: its rule, rows, checks and notes."""
+    return repr((claim.rule, claim.rows, claim.checks, claim.notes, sorted(claim.optional)))
 
 
 def claims_text(claims: list[Claim], detail: bool = True, power: bool = True) -> str:

@@ -171,9 +171,30 @@ def test_the_rules_change_the_verdicts_they_name():
 
 
 def test_claims_per_combination_of_swept_values():
+    """Fine-tuning sweeps `finetune.lam`: (b) and (c), which read the fine-tuned models, are judged per value;
+    (a) and (d) read only pretrained models and their pairs, which no value changes, so each is judged once
+    (the same verdict per value would read as two replications of one), before the per-value claims."""
     judged = _judge(LOOSE, lams=(1.0, 3.0))
-    assert [c.context for c in judged] == ["finetune.lam = 1"] * 4 + ["finetune.lam = 3"] * 4
+    assert [(c.key, c.context) for c in judged] == [("a", ""), ("d", ""), ("b", "finetune.lam = 1"),
+                                                     ("c", "finetune.lam = 1"), ("b", "finetune.lam = 3"),
+                                                     ("c", "finetune.lam = 3")]
     assert {c.verdict for c in judged} == {claims.HOLDS}
+    b1, b3 = judged[2], judged[4]
+    assert claims._judged_as(b1) != claims._judged_as(b3)                  # the values' own models: kept apart
+
+
+def test_a_claim_alike_for_only_some_values_of_an_axis_keeps_each_value():
+    """A claim is one over a swept key only where every value of the key judges it alike: alike for two values
+    of three is a coincidence of the data, not a key that does not act, and each value keeps its claim."""
+    def claim(key, verdict_text):
+        return claims.Claim(key, "s", rule=verdict_text)
+
+    judged = [((None, None), {"k": v}, claim("a", "x" if v < 3 else "y")) for v in (1, 2, 3)]
+    assert [combo for _, combo, _ in claims._once_per_unused_axis(judged)] == [{"k": 1}, {"k": 2}, {"k": 3}]
+    judged = [((None, None), {"k": v, "j": w}, claim("a", f"w{w}")) for v in (1, 2) for w in (5, 6)]
+    assert [combo for _, combo, _ in claims._once_per_unused_axis(judged)] == [{"j": 5}, {"j": 6}]
+    zipped = [((None, None), {"k": 1, "j": 5}, claim("a", "x")), ((None, None), {"k": 3, "j": 6}, claim("a", "y"))]
+    assert [combo for _, combo, _ in claims._once_per_unused_axis(zipped)] == [{"k": 1, "j": 5}, {"k": 3, "j": 6}]
 
 
 @pytest.mark.parametrize("a, b, outcome", [
