@@ -738,3 +738,49 @@ def test_a_population_filtered_to_one_proportion_leaves_out_the_control_models_o
     models = {e for t in pop for e in t.config["endpoints"]}
     assert len(models) == 2
     assert {g.tasks[m].labels["cue_proportion"] for m in models} == {0.8}
+
+
+def test_a_population_pair_across_seeds_labels_each_endpoints_own_data_seed():
+    """A population pair of models of two seeds: `data_seed_a` / `data_seed_b` (and `init_seed_a` /
+    `init_seed_b`) name each endpoint's own seeds, in the pair's order, so a table row tells which data each
+    model was trained on (the two differ across seeds)."""
+    g = build_graph(load_spec(None, ["name=population", "paths.pairs=[]", "population.kinds=[pretrain]",
+                                     "cue_proportions=[0.0, 0.8]", "seeds=[0, 1]", "finetune.methods=[]"]))
+    evals = [t for t in g.tasks.values() if t.kind == vocab.PATH_EVAL]
+    across = 0
+    for t in evals:
+        a, b = (g.tasks[e] for e in t.config["endpoints"])
+        assert (t.labels["data_seed_a"], t.labels["data_seed_b"]) == (a.labels["data_seed"], b.labels["data_seed"])
+        assert (t.labels["init_seed_a"], t.labels["init_seed_b"]) == (a.labels["init_seed"], b.labels["init_seed"])
+        across += a.labels["data_seed"] != b.labels["data_seed"]
+    assert across == 4
+
+
+@pytest.mark.parametrize("bn_data", ["endpoints", "mix"])
+def test_every_bn_data_but_clean_puts_both_endpoints_training_data_in_the_paths_identity(bn_data):
+    """`paths.bn_data` `endpoints` and `mix` both re-estimate BatchNorm on the endpoints' own training images
+    (tasks/paths.py), so every path evaluation's config holds both endpoints' data, A's first: two sweeps that
+    differ only in those data never share a path's id. `clean` reads the clean evaluation data alone."""
+    graph = build_graph(load_spec(None, [f"paths.bn_data={bn_data}", "seeds=[0]"]))
+    evals = [t for t in graph.tasks.values() if t.kind == vocab.PATH_EVAL]
+    assert evals
+    for t in evals:
+        a, b = (graph.tasks[e] for e in t.config["endpoints"])
+        assert t.config["bn_data"] == [a.config["data"], b.config["data"]]
+
+
+def test_every_task_of_a_pretrained_ft_pair_names_the_fine_tuning_method_it_compares():
+    """A pretrained~ft pair compares a model with its fine-tuning by one method: every task of that pair (the
+    path evaluations, midpoints and alignments) carries that method as its `method` label, as the fine-tuning
+    endpoint does, so the `tasks` rows of two methods' pairs are told apart; a pair of two pretrained models
+    names none."""
+    graph = build_graph(load_spec(None, ["seeds=[0]", "paths.pairs=[cue~nocue, pretrained~ft]",
+                                         "finetune.methods=[naive, cbft]", "paths.finetuned_kinds=[linear, quadratic, aligned]"]))
+    pair_tasks = [t for t in graph.tasks.values() if t.kind in (vocab.PATH_EVAL, vocab.MIDPOINT, vocab.ALIGN)]
+    ft = [t for t in pair_tasks if t.labels["pair_type"].startswith("pretrained~ft")]
+    assert {t.kind for t in ft} == {vocab.PATH_EVAL, vocab.MIDPOINT, vocab.ALIGN}
+    for t in ft:
+        fine_tuned = graph.tasks[t.config["endpoints"][1]]
+        assert fine_tuned.kind == vocab.FINETUNE and t.labels["method"] == fine_tuned.labels["method"]
+    assert {t.labels["method"] for t in ft} == {"naive", "cbft"}
+    assert all(t.labels["method"] is None for t in pair_tasks if t not in ft)

@@ -263,3 +263,12 @@ def test_a_cpu_generator_draws_the_stream_of_its_derived_seed(parts):
 
     expected = torch.Generator().manual_seed(seeding.derive_seed(*parts))
     assert torch.equal(torch.rand(4, generator=seeding.generator(*parts)), torch.rand(4, generator=expected))
+
+
+def test_a_variant_label_writes_whole_numbers_and_booleans_as_they_are_and_only_floats_shortened():
+    """Only a float is written `:g` (3.0 reads `3`); an integer setting is written whole (`1234567`, not
+    `1.23457e+06`, which would make two sample counts one label) and a boolean as `True`/`False`, not `1`/`0`."""
+    settings = {"align.samples": 1234567, "align.other": 1234568, "paths.flag": True, "finetune.lr": 1e-07}
+    assert variant_label(("align.samples", "paths.flag", "finetune.lr"), settings) == \
+        "align.samples=1234567, paths.flag=True, finetune.lr=1e-07"
+    assert variant_label(("align.other",), settings) == "align.other=1234568"

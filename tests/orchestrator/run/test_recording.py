@@ -472,3 +472,24 @@ def test_a_marker_whose_finish_time_is_no_number_is_recorded_with_the_time_it_wa
     (ended,) = tracker.ended
     assert before <= ended.ended_at <= time.time() and ended.duration_s is None and ended.device == "cpu:z"
     assert _tasks_row(recorder.layout, task.id)["cached"]
+
+
+@pytest.mark.parametrize("meta, duration, device", [({"duration_s": 4.5, "device": 7}, 4.5, None),
+                                                    ({"duration_s": "long", "device": "cpu:z"}, None, "cpu:z"),
+                                                    ({"duration_s": True, "device": ["cpu"]}, None, None)])
+def test_a_marker_whose_duration_or_device_is_of_the_wrong_kind_is_recorded_without_it(graph, tmp_path, meta, duration,
+                                                                                       device):
+    """A finished task's marker whose `meta.duration_s` is no finite number or whose `meta.device` is no text (a
+    hand-edited or foreign done.json): its row is written all the same, that field left empty, not a crash of the
+    recorder nor a row the `tasks` table cannot hold."""
+    tracker = Tracker()
+    state, recorder = _recorder(graph, tmp_path, tracker)
+    task = first(graph, vocab.ALIGN)
+    outputs.write_outputs(recorder.layout, task, TaskOutput(checkpoint={"w": torch.zeros(2)}, meta=meta))
+    assert outputs.verify_outputs(recorder.layout, task.kind, task.id) == (True, "")
+    state.set_status(task.id, vocab.CACHED)
+    recorder.record(task.id)
+    (ended,) = tracker.ended
+    assert (ended.duration_s, ended.device) == (duration, device)
+    row = _tasks_row(recorder.layout, task.id)
+    assert row["cached"] and (row["device"] == device if device else not isinstance(row["device"], str))

@@ -443,3 +443,21 @@ def test_a_training_tasks_evaluation_rows_are_one_per_eval_set_with_its_numbers_
     out = work._trained(task, work.TaskEnv(layout=None, device=torch.device("cpu")), object(), data, None, [], {})
     got = [(r["task_id"], r["eval_set"], r["loss"], r["acc"], r["n"], r["cue_proportion"]) for r in out.tables[vocab.EVALUATIONS]]
     assert got == [(task.id, e["eval_set"], e["loss"], e["acc"], e["n"], task.labels["cue_proportion"]) for e in evaluated]
+
+
+@pytest.mark.parametrize("method, lr", [("llrt", "llrt_lr"), ("naive", "lr")])
+def test_a_fine_tuned_model_that_evaluates_to_a_non_finite_loss_names_the_learning_rate_of_its_last_phase(
+        graph, monkeypatch, method, lr):
+    """LLRT ends by retraining the head alone at `llrt_lr`: weights that blew up there are fixed by lowering
+    `finetune.llrt_lr`, not `finetune.lr`, so its divergence after training names `llrt_lr` (and `execute`
+    its section); a method whose last phase trains at `lr` names `lr`."""
+    from tasks.train import DivergenceError
+    naive = first(graph, vocab.FINETUNE, method="naive")
+    task = dataclasses.replace(naive, config={**naive.config, "method": method})
+    evaluated = [{"eval_set": "clean", "loss": float("inf"), "acc": 0.1, "n": 5}]
+    monkeypatch.setattr(work, "evaluate_sets", lambda *args, **kwargs: evaluated)
+    data = type("D", (), {"eval_sets": {}})()
+    env = work.TaskEnv(layout=None, device=torch.device("cpu"))
+    with pytest.raises(DivergenceError, match=f"lower `{lr}`") as info:
+        work._trained(task, env, object(), data, None, [{"epoch": 2, "loss": 1.0, "acc": 0.1, "lr": 0.05}], {})
+    assert info.value.advice(vocab.FINETUNE) == f"lower `finetune.{lr}`"

@@ -553,3 +553,18 @@ def test_the_resolved_axes_name_the_grid_values_wherever_the_grid_is():
 def test_the_data_settings_of_a_swept_spec_are_its_first_combinations():
     spec = parse_spec("name: x\ndata: {eval_split: {grid: [val, test]}}\n")
     assert [v.data.eval_split for v in spec.variants] == ["val", "test"] and spec.data.eval_split == "val"
+
+
+def test_a_base_whose_pairs_none_of_the_proportions_can_train_is_refused_saying_what_each_pair_needs(tmp_path):
+    """A `paths.pairs` the user did not write (here an `extends:` base's) loses the pair types `cue_proportions`
+    cannot train; but when it would lose all of them the spec is refused, each pair named with what it needs
+    and the file that set it, never planned with no pair at all."""
+    (tmp_path / "base.yaml").write_text("name: base\npaths: {pairs: [cue~nocue, nocue~nocue]}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\ncue_proportions: [0.8]\nseeds: [0]\n")
+    with pytest.raises(SpecError) as info:
+        S.load_spec(child)
+    problems = info.value.problems
+    assert any(p.startswith("`paths.pairs`: 'cue~nocue' needs `cue_proportions` to contain both 0.0")
+               and p.endswith("(set in base.yaml, which it extends)") for p in problems), problems
+    assert any(p.startswith("`paths.pairs`: 'nocue~nocue' needs `cue_proportions` to contain 0.0") for p in problems)

@@ -83,3 +83,17 @@ def test_a_swept_spec_given_other_storage_is_the_same_spec():
     assert moved.resolved == {**spec.resolved, "storage": "/elsewhere"}
     assert moved.resolved["finetune"]["lam"] == 3.0
     assert S.spec_hash(moved) == S.spec_hash(spec) and S.differences(spec.resolved, moved.resolved) == []
+
+
+def test_a_key_a_stored_spec_of_a_dataset_that_needs_a_root_lacks_at_its_default_is_no_change(tmp_path):
+    """A sweep of a dataset that is not built in (cifar10, which needs `data.root`) stored before a key was added
+    to mmc-sweep: the key at the value it takes by default is no change, as for the built-in dataset (the default
+    is then the declared one: a profile cannot be resolved without a root); the key at another value is."""
+    new = parse_spec(f"name: x\ndata: {{dataset: cifar10, root: '{tmp_path}'}}\n").resolved
+    old = json.loads(json.dumps(new))
+    assert new["paths"]["bn_data"] == "clean"
+    del old["paths"]["bn_data"]
+    assert S.differences(old, new) == []
+    changed = json.loads(json.dumps(new))
+    changed["paths"]["bn_data"] = "mix"
+    assert S.differences(old, changed) == ["paths.bn_data: '<absent>' -> 'mix'"]

@@ -323,3 +323,37 @@ def test_a_spec_file_without_a_name_is_named_after_its_file_never_after_the_swee
     with pytest.raises(SpecError, match="`name`: is missing; .* a spec file without one is named after its file"):
         load_spec(tmp_path / "no good.yaml")
     assert load_spec(None).name == "default"
+
+
+def test_a_null_setting_over_a_grid_the_base_sweeps_is_refused_not_read_as_the_base_sweep(tmp_path):
+    """A setting written `null` (`finetune: {lam: null}`) is refused as it is over a plain value: it never
+    silently keeps a `{grid: ...}` of the spec it `extends`, which would sweep a setting the spec seems to
+    clear (only a whole empty section means "left out": the layers below it stand)."""
+    (tmp_path / "base.yaml").write_text("name: base\nseeds: [0]\nfinetune: {lam: {grid: [1, 3]}}\n")
+    assert load_spec(tmp_path / "base.yaml").swept_keys == ("finetune.lam",)
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: base.yaml\nfinetune: {lam: null}\n")
+    with pytest.raises(SpecError, match="`finetune.lam`: null is not allowed"):
+        load_spec(child)
+    (tmp_path / "plain.yaml").write_text("name: plain\nseeds: [0]\nfinetune: {lam: 3}\n")
+    child.write_text("name: child\nextends: plain.yaml\nfinetune: {lam: null}\n")
+    with pytest.raises(SpecError, match="`finetune.lam`: null is not allowed"):
+        load_spec(child)
+
+
+def test_a_spec_file_with_dots_in_its_name_is_named_after_all_of_it_but_the_yaml_suffix(tmp_path):
+    """`v1.2-run.yaml` without `name:` runs the sweep `v1.2-run` (a sweep name may hold dots): only the
+    `.yaml`/`.yml` suffix goes, so `v1.2-run.yaml` and `v1.3-run.yaml` never share a sweep directory."""
+    (tmp_path / "v1.2-run.yaml").write_text("seeds: [5]\n")
+    (tmp_path / "v1.3-run.yml").write_text("seeds: [5]\n")
+    assert load_spec(tmp_path / "v1.2-run.yaml").name == "v1.2-run"
+    assert load_spec(tmp_path / "v1.3-run.yml").name == "v1.3-run"
+
+
+def test_an_empty_extends_is_refused_as_no_name_not_looked_up_as_a_file(tmp_path):
+    """`extends: ''` names nothing: refused as a value that is not allowed, listing the shipped sweeps, the same
+    way as `extends: 3`, not looked for as a file (the spec's own directory is no spec file)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\nextends: ''\n")
+    with pytest.raises(SpecError, match=r"`extends`: '' is not allowed; give a shipped sweep name \(.*default"):
+        load_spec(spec)

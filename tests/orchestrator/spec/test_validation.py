@@ -59,3 +59,37 @@ def test_an_unknown_key_that_is_no_text_is_named_as_yaml_spells_it(key, spelled)
     Python's `paths.None`)."""
     problems = problems_of(f"name: x\npaths: {{{key}: 1}}\n")
     assert len(problems) == 1 and problems[0].startswith(f"`paths.{spelled}`: unknown key")
+
+
+@pytest.mark.parametrize("key", ["population.kinds", "claims.barrier_sets"])
+def test_a_list_setting_of_a_section_of_exactly_max_list_items_is_not_refused_by_count(key):
+    """MAX_LIST is the most a list may hold, not one too many: a list of exactly MAX_LIST items is read item by
+    item (here refused for repeating one), never refused by its count."""
+    section, name = key.split(".")
+    items = ", ".join(["0"] * MAX_LIST)
+    problems = problems_of(f"name: x\n{section}: {{{name}: [{items}]}}\n")
+    assert problems and not any("at most" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("section, key", [("pretrain", "seed"), ("finetune", "cue_seed"), ("paths", "cue_proportion")])
+def test_a_data_axis_name_outside_data_is_an_unknown_key_listing_what_the_section_allows(section, key):
+    """Only under `data` is `seed`, `cue_seed` or `cue_proportion` "set per model" (by `seeds`,
+    `cue_proportions` or a pair design); in another section it is an unknown key like any, and the message
+    lists that section's keys rather than pointing at `seeds` or `cue_proportions`."""
+    problems = problems_of(f"name: x\n{section}: {{{key}: 3}}\n")
+    assert len(problems) == 1 and problems[0].startswith(f"`{section}.{key}`: unknown key; allowed: "), problems
+    assert "set per model" not in problems[0]
+    assert problems_of(f"name: x\ndata: {{{key}: 3}}\n")[0].startswith(f"`data.{key}`: is set per model by ")
+
+
+def test_an_empty_mapping_is_a_spec_that_leaves_every_key_out_not_a_file_that_is_no_spec(tmp_path):
+    """A spec file holding `{}` sets no key: every key defaults, its name too (the file's), as for a spec whose
+    keys are all commented out but one; it is not "no sweep spec" (that is a mapping none of whose keys is a
+    spec key, a file read by mistake). A base `{}` that a spec `extends` adds nothing."""
+    from orchestrator.spec.sweep_spec import load_spec
+
+    (tmp_path / "blank.yaml").write_text("{}\n")
+    spec = load_spec(tmp_path / "blank.yaml")
+    assert spec.name == "blank" and spec.resolved == parse_spec("name: blank\n").resolved
+    (tmp_path / "child.yaml").write_text("name: child\nextends: blank.yaml\nseeds: [0]\n")
+    assert load_spec(tmp_path / "child.yaml").seeds == (0,)
