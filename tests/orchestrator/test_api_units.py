@@ -166,3 +166,38 @@ def test_load_model_finds_a_dataset_of_your_own_under_the_specs_data_root(tmp_pa
     monkeypatch.setattr(api.outputs, "load_checkpoint", lambda layout, kind, task_id: (dict(weights), {}))
     sweep.load_model("pretrain-x")
     assert asked == [("digits", "/data/mine")]
+
+
+def test_tables_with_planned_only_false_keeps_the_rows_an_earlier_spec_left(small):
+    """`tables(planned_only=False)` is `table(name, planned_only=False)` for every table: the rows an earlier spec
+    version left are there; by default (`tables()`) they are not."""
+    older = "path_eval-of-an-older-spec"
+    every = small.tables(planned_only=False)
+    assert set(every) == set(vocab.TABLES)
+    assert older in set(every[vocab.PATHS]["task_id"]) and older in set(every[vocab.BARRIERS]["task_id"])
+    planned = small.tables()
+    assert older not in set(planned[vocab.PATHS]["task_id"]) and older not in set(planned[vocab.BARRIERS]["task_id"])
+
+
+def test_path_curves_keep_eval_set_apart_unless_one_is_picked(small):
+    """Without `eval_set`, a curve's rows of each eval set stay apart (an `eval_set` column, one row per pair x
+    alpha x eval set); picking one drops the column, as every row then has that value."""
+    curves = small.path_curves()
+    assert "eval_set" in curves.columns and curves["eval_set"].nunique() > 1
+    assert not curves.duplicated(["task_id", "eval_set", "alpha"]).any()
+    some = curves["eval_set"].iloc[0]
+    picked = small.path_curves(eval_set=some)
+    assert "eval_set" not in picked.columns
+    assert len(picked) == (curves["eval_set"] == some).sum() and not picked.duplicated(["task_id", "alpha"]).any()
+
+
+def test_path_curves_are_sorted_by_alpha_whatever_order_the_rows_were_written_in(tmp_path):
+    """Each curve comes out in alpha order (0 to 1), also where a task wrote its rows of `paths` in another order."""
+    layout = SweepLayout(Storage(str(tmp_path / "runs")), "reversed")
+    data = synthetic_sweep(seeds=(0,), pair_types=("cue~nocue",))
+    data[vocab.PATHS] = {task_id: rows[::-1] for task_id, rows in data[vocab.PATHS].items()}
+    write_sweep(layout, data)
+    curves = mmc.open_sweep(str(tmp_path / "runs" / "reversed")).path_curves()
+    assert len(curves) > 0
+    for _, curve in curves.groupby(["task_id", "eval_set"]):
+        assert curve["alpha"].is_monotonic_increasing and curve["alpha"].nunique() > 1

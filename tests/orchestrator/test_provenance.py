@@ -277,3 +277,34 @@ def test_torchs_version_is_read_without_importing_torch(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` raises ImportError
     assert provenance.torch_version() == metadata.version("torch")
+
+
+def test_a_submitted_diff_is_taken_where_the_revision_names_its_hash_by_a_prefix(tmp_path):
+    """`MMC_SOURCE_REVISION` may name the diff by the first 8 or more hex digits of its sha256 (a label, as the
+    tables show it): the shipped diff whose sha256 begins with them is the revision's; one whose sha256 only
+    ends with them is not."""
+    import hashlib
+
+    diff = b"diff --git a/x b/x\n+changed\n"
+    (tmp_path / provenance.SUBMITTED_DIFF).write_bytes(diff)
+    digest = hashlib.sha256(diff).hexdigest()
+    for given in (digest, digest[:8], digest[:20]):
+        revision = provenance.with_submitted_diff(provenance.SourceRevision.parse(f"{COMMIT}+dirty.{given}"), tmp_path)
+        assert revision.diff == diff, given
+    tail = provenance.SourceRevision.parse(f"{COMMIT}+dirty.{digest[-8:]}")
+    if not digest.startswith(digest[-8:]):
+        assert provenance.with_submitted_diff(tail, tmp_path).diff is None
+
+
+def test_a_submitted_revision_takes_the_diff_shipped_at_the_root_of_the_jobs_checkout(tmp_path, monkeypatch):
+    """In a submitted job, `source_revision()` reads `SUBMITTED_DIFF` from the root of the job's copy of the
+    checkout (beside its packages, where cluster/submit.sh writes it), not from inside the package."""
+    import hashlib
+
+    (tmp_path / "orchestrator").mkdir()
+    monkeypatch.setattr(provenance, "__file__", str(tmp_path / "orchestrator" / "provenance.py"))
+    diff = b"diff --git a/x b/x\n+changed\n"
+    (tmp_path / provenance.SUBMITTED_DIFF).write_bytes(diff)
+    given = f"{COMMIT}+dirty.{hashlib.sha256(diff).hexdigest()}"
+    revision = provenance.source_revision({provenance.SOURCE_REVISION_ENV_VAR: given})
+    assert revision.dirty and revision.diff == diff

@@ -234,3 +234,35 @@ def test_a_running_tasks_accuracy_is_its_records_accuracy():
     record = {"epoch": 2, "epochs": 4, "start_epoch": 0, "started_at": 940.0, "updated_at": 995.0, "loss": 0.5, "acc": 0.9}
     run = status._running(record, "t", vocab.PRETRAIN, now=1000.0)
     assert (run["loss"], run["acc"]) == (0.5, 0.9)
+
+
+def test_a_stopped_sweeps_interrupted_tasks_carry_no_elapsed_time_nor_eta(tmp_path):
+    """No run holds the sweep: a training task with a progress.json is interrupted, shown with where it stopped
+    (epoch, loss, last epoch's age) but without the elapsed time and ETA that would keep changing for a task
+    nothing runs (also in `--json`)."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN})
+    _progress(layout, vocab.PRETRAIN, "p0", epochs=4, epoch=1, start_epoch=0, started_at=NOW - 60,
+              updated_at=NOW - 10, loss=0.5, acc=0.8)
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["stopped"] and snap["running"] == [] and snap["eta_s"] is None
+    [entry] = snap["interrupted"]
+    assert entry["task_id"] == "p0" and (entry["epoch"], entry["epochs"], entry["updated_s_ago"]) == (1, 4, 10.0)
+    assert "eta_s" not in entry and "elapsed_s" not in entry
+
+
+def test_a_task_skipped_after_it_was_set_aside_counts_as_skipped_not_set_aside(tmp_path):
+    """A finished task set aside because its parent runs again, then skipped as that parent failed: its latest
+    `tasks` row (skipped) is what status counts; the set-aside marker left behind does not name it among the
+    finished tasks set aside."""
+    layout = _layout(tmp_path)
+    _plan(layout, {"p0": vocab.PRETRAIN, "f0": vocab.FINETUNE})
+    tables.write_fragment(layout, vocab.TASKS, "p0", [_row("p0", vocab.PRETRAIN, vocab.FAILED, error="boom",
+                                                           finished_at=NOW - 20)])
+    tables.write_fragment(layout, vocab.TASKS, "f0", [_row("f0", vocab.FINETUNE, vocab.SKIPPED, finished_at=NOW - 10)])
+    _finish(layout, vocab.FINETUNE, "f0")
+    outputs.set_aside(layout, vocab.FINETUNE, "f0")
+    assert layout.storage.is_file(layout.set_aside_marker_file(vocab.FINETUNE, "f0"))
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["set_aside"] == []
+    assert snap["counts"][vocab.FINETUNE][vocab.SKIPPED] == 1 and snap["counts"][vocab.FINETUNE]["remaining"] == 0

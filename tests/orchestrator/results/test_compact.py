@@ -1169,3 +1169,29 @@ def test_a_small_sweep_resumed_by_a_newer_version_leaves_one_schema_in_each_tabl
     assert len(fragments(layout, vocab.PATHS)) == len(manifest.list_table(layout, vocab.PATHS).fragments) > 1
     assert_same_rows(layout, read)
     assert_all_verified(layout, graph)
+
+
+def test_rows_taken_back_from_a_damaged_part_go_into_the_one_part_with_the_others(swept, monkeypatch):
+    """`mmc-sweep compact` (`one_part`) of a table with an intact part and a damaged one: the rows that verify in
+    the damaged part are taken back and merged with the intact part's into one part (no second part beside it)."""
+    layout, graph, before = swept
+    monkeypatch.setattr(compact, "ROW_GROUP_BYTES", 1)        # a row group per task: damage stays local
+    ids = sorted(before[vocab.PATHS]["task_id"].unique())
+    first = set(ids[:len(ids) // 2])
+    compact.compact(layout, [vocab.PATHS], finished=lambda t: t in first)   # a part of the first half's rows
+    (damaged,) = Path(layout.table_dir(vocab.PATHS)).glob("part-*.parquet")
+    compact.compact(layout, [vocab.PATHS])                                   # a second part, of the others
+    assert len(list(Path(layout.table_dir(vocab.PATHS)).glob("part-*.parquet"))) == 2
+    blob = bytearray(damaged.read_bytes())
+    group = pq.ParquetFile(damaged).metadata.row_group(1)
+    start = group.column(0).dictionary_page_offset or group.column(0).data_page_offset
+    middle = start + sum(group.column(j).total_compressed_size for j in range(group.num_columns)) // 2
+    blob[middle:middle + 64] = bytes(64)
+    damaged.write_bytes(bytes(blob))
+    done = compact.compact(layout, [vocab.PATHS], one_part=True)[vocab.PATHS]
+    assert done.restored > 0 and done.lost
+    assert done.files == 1 and len(list(Path(layout.table_dir(vocab.PATHS)).glob("part-*.parquet"))) == 1
+    got = tables.read_table(layout, vocab.PATHS)
+    expected = before[vocab.PATHS]
+    assert set(got["task_id"]) == set(ids) - set(done.lost)
+    pd.testing.assert_frame_equal(got, expected[~expected.task_id.isin(done.lost)].reset_index(drop=True))

@@ -533,3 +533,46 @@ def test_a_parents_marker_reached_through_a_link_is_refused_not_left_out(tmp_pat
     (tmp_path / "runs" / "linked").joinpath(marker.split("/linked/", 1)[1]).symlink_to(elsewhere)
     with pytest.raises(LinkError):
         outputs.inputs_of(layout, {parent.id: parent.kind})
+
+
+def test_a_grown_fragment_is_told_by_its_size_without_hashing_it(finished, monkeypatch):
+    """A file longer than its marker records (bytes appended to it) fails the check as a size mismatch, before
+    any hashing, like a truncated one."""
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PATH_EVAL)
+    fragment = layout.fragment(vocab.PATHS, task.id)
+    layout.storage.write_bytes(fragment, layout.storage.read_bytes(fragment) + b"appended")
+    hashed = []
+    file_sha256 = outputs._file_sha256
+    monkeypatch.setattr(outputs, "_file_sha256", lambda storage, path: hashed.append(path) or file_sha256(storage, path))
+    alone, many = _answers(layout, tasks)
+    assert alone[task.id] == many[task.id] == (False, f"size mismatch in {fragment}")
+    assert fragment not in hashed
+
+
+def test_a_path_tasks_input_digest_is_that_of_its_paths_rows_alone():
+    """What a path task's children read of it is its `paths` rows: its `input_digest` follows their sha256 and
+    not that of its other outputs (its `barriers` rows, its meta.json)."""
+    def marker(paths: str, barriers: str) -> dict:
+        return {"files": {"results/paths/e.parquet": paths, "results/barriers/e.parquet": barriers,
+                          "tasks/path_eval/e/meta.json": "c" * 64}}
+    assert outputs.input_digest(marker("a" * 64, "b" * 64)) == outputs.input_digest(marker("a" * 64, "d" * 64))
+    assert outputs.input_digest(marker("a" * 64, "b" * 64)) != outputs.input_digest(marker("e" * 64, "b" * 64))
+
+
+def test_a_damaged_checkpoint_is_named_by_its_path_in_the_sweep(finished):
+    """`load_checkpoint` of a task whose safetensors file was altered raises CorruptCheckpointError naming the
+    file by its storage path (which task's it is), not by its bare file name."""
+    from tasks.checkpoint import CorruptCheckpointError
+
+    layout, tasks, _ = finished
+    task = next(t for t in tasks if t.kind == vocab.PRETRAIN)
+    outputs.write_outputs(layout, task, outputs.TaskOutput(checkpoint={"w": torch.ones(3)}))
+    paths = layout.checkpoint_files(task.kind, task.id)
+    name, path = next((n, p) for n, p in paths.items() if n.endswith(".safetensors"))
+    data = bytearray(layout.storage.read_bytes(path))
+    data[-8:] = bytes(8)
+    layout.storage.write_bytes(path, bytes(data))
+    with pytest.raises(CorruptCheckpointError) as caught:
+        outputs.load_checkpoint(layout, task.kind, task.id)
+    assert caught.value.file == path and task.id in str(caught.value)
