@@ -389,8 +389,7 @@ class _Judge:
         low = {name: e for name, e in ends.items() if cmp.at_floor(*e, s.chance, r.floor_acc, r.floor_loss)}
         if low:
             acc, loss = min(e[0] for e in low.values()), max(e[1] for e in low.values())
-            what = f"have not learnt {eval_set}" if learnt_nothing(acc, s.chance, r.floor_acc) else \
-                f"score above chance on {eval_set} but with a loss near a constant guess's (confident where they err)"
+            what = _floor_cause(acc, eval_set, s.chance, r)
             return (f"an endpoint of {' and '.join(low)} is itself there (lowest accuracy {acc:.0%}, highest loss "
                     f"{loss:.2f}): those models {what}, so no path between them can show a "
                     "barrier; judge it on another set, or with models that fit it (more pretraining, another cue "
@@ -800,14 +799,20 @@ def _each_group(decision: cmp.Decision, m, r: ClaimRules) -> cmp.Decision:
                             "may be carried by the other")
 
 
+def _floor_cause(acc: float, eval_set: str, chance: float, r: ClaimRules) -> str:
+    """Why models at the chance floor of `eval_set` sit there (their lowest accuracy `acc`): they have not
+    learnt it, or they score above chance with a loss near a constant guess's."""
+    return f"have not learnt {eval_set}" if learnt_nothing(acc, chance, r.floor_acc) else \
+        f"score above chance on {eval_set} but with a loss near a constant guess's (confident where they err)"
+
+
 def _map_floor_fix(m, r: ClaimRules) -> str:
     """What would make a map whose within-group paths sit at the chance floor testable, as `_Judge._floor_fix`
     says for a pair type: where some of its models sit there themselves (they never learnt the set), other
     models or another set; else the paths collapse between fitted models: alignment first, or a wider model."""
     acc, loss = m.within_endpoints
     if cmp.at_floor(acc, loss, m.chance, r.floor_acc, r.floor_loss):
-        what = f"have not learnt {m.eval_set}" if learnt_nothing(acc, m.chance, r.floor_acc) else \
-            f"score above chance on {m.eval_set} but with a loss near a constant guess's (confident where they err)"
+        what = _floor_cause(acc, m.eval_set, m.chance, r)
         return (f"some of the models are themselves there (lowest accuracy {acc:.0%}, highest loss {loss:.2f}): "
                 f"they {what}, so no path between them can show a barrier; judge the map on another set, or with "
                 "models that fit it (more pretraining, another cue proportion: `population.cue_proportions`)")
