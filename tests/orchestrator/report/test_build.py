@@ -512,3 +512,10 @@ def test_the_run_summary_notes_endpoints_that_drift_before_the_claims(tmp_path):
     layout = SweepLayout(Storage(str(tmp_path / "calm")), "test-sweep")
     write_sweep(layout, _endpoints_as_trained(synthetic_sweep(pair_types=("cue~nocue",))))
     assert "note: the paths' endpoints" not in report.summary_text(layout)[1]
+
+
+def test_an_endpoint_exactly_ten_pp_from_its_trained_models_accuracy_is_noted():
+    """The note's threshold is "at least DRIFT_NOTED" (10 pp) either way: a drift of exactly 0.10 is said."""
+    assert report.DRIFT_NOTED == 0.10
+    assert "score up to 10 pp" in report.drift_note(_drift(0.10))
+    assert "score up to 10 pp" in report.drift_note(_drift(-0.10))

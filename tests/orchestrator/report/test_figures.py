@@ -444,3 +444,19 @@ def test_the_training_curves_follow_table_1s_rows_with_head_only_epochs_and_the_
     assert job.frames["long"].equals(long) and job.options["chance"] == pytest.approx(0.1)
     assert figures.draw(job.kind, job.frames, job.options).startswith(b"\x89PNG")
     assert training.curves_long(curves.iloc[:0], tasks).empty and training.curves_long(curves[curves.kind == vocab.MIDPOINT]).empty
+
+
+def test_a_figure_a_worker_could_not_draw_is_drawn_again_here(monkeypatch):
+    """A worker that answers a job with an error (here: it does not know the kind this process draws) leaves
+    that figure to this process, which draws it: every job gets its PNG, none is lost to the worker."""
+    import time
+
+    def slow(frames, options):          # this process only: the worker processes import the real DRAW
+        time.sleep(0.3)                 # long enough for the worker's thread to take a job from the queue
+        return options["n"]
+
+    monkeypatch.setitem(figures.DRAW, "here-only", slow)
+    monkeypatch.setattr(figures.plots, "figure_png", lambda fig: f"png {fig}".encode())
+    jobs = [figures.FigureJob(f"f{i}.png", figures.PATHS_SECTION, "h", "t", "c", "here-only", {}, {"n": i})
+            for i in range(4)]
+    assert figures.draw_all(jobs, processes=2) == [f"png {i}".encode() for i in range(4)]

@@ -474,3 +474,23 @@ def test_a_claims_rule_is_one_click_away_after_its_verdict_and_comparisons():
     folded = page.index('<details class="rule">')
     assert page.index("the statement") < page.index("the comparison") < folded < page.index("the rule text")
     assert page.index("the rule text") < page.index("</details>", folded)
+
+
+def test_a_whole_sweep_claim_after_per_context_ones_gets_its_own_heading():
+    """Claim (e) of the whole sweep (no context) after per-model claims is headed "the whole sweep", not left
+    under the last model's heading as if it were that model's."""
+    def claim(key, context):
+        return verdicts.Claim(key, f"statement {key}", context=context,
+                              checks=[verdicts.Check("required one", YES, "+0.5", group="g")])
+    page = report_html.claims_html([claim("a", "model = wide"), claim("e", "")])
+    assert page.count("<h3>") == 2 and "<h3>the whole sweep</h3>" in page
+    assert page.index("<h3>model = wide</h3>") < page.index("statement a") < page.index("<h3>the whole sweep</h3>") \
+        < page.index("statement e")
+
+
+def test_the_banner_escapes_why_the_spec_could_not_be_read():
+    """The reason quotes the YAML parser, which quotes the spec's own text: it is shown as text, not markup."""
+    why = "the sweep's spec.yaml is not valid YAML (<b>x</b> & y)"
+    page = report_html.banner(_progress(failed=0), 5, spec_unread=why)
+    assert "(&lt;b&gt;x&lt;/b&gt; &amp; y)" in page and "<b>x</b>" not in page
+    assert 'class="banner bad"' in page

@@ -196,3 +196,42 @@ def test_the_constant_guess_loss_counts_every_class_of_a_dataset_whose_chance_do
     curves = pd.DataFrame([{"task_id": "p0", "epoch": 0, "split": "train", "loss": 6.885}])
     (found,) = learnt.unlearnt(ev, 1 / 99, 0.1, curves=curves)
     assert found.course == claim_rules.FLAT
+
+
+def test_the_last_training_loss_is_that_of_the_last_epoch_whatever_order_the_rows_come_in():
+    """Rows read from several Parquet files need not be in epoch order: epoch 2's loss (2.31, flat at a
+    constant guess's 2.30) is the last one, not the row read last (epoch 0's 1e10)."""
+    ev = _ev({"p0": (vocab.PRETRAIN, None, 0.0, dict.fromkeys(SETS, 0.1))})
+    curves = _curves({"p0": (1e10, 50.0, 2.31)}).iloc[::-1]
+    (found,) = learnt.unlearnt(ev, 0.1, 0.1, curves=curves)
+    assert found.final_loss == pytest.approx(2.31) and found.course == claim_rules.FLAT
+
+
+def test_llrt_names_its_head_only_epochs_beside_its_learning_rates_and_swept_values_go_in_order():
+    """LLRT trains the head alone for `finetune.llrt_epochs`: the warning names them with its learning rates;
+    a swept setting's values are listed from the lowest, whatever order the models come in."""
+    ev = pd.concat([
+        _ev({"f0": (vocab.FINETUNE, "llrt", 0.8, dict.fromkeys(SETS, 0.1))}, **{"finetune.lr": 0.5}),
+        _ev({"f1": (vocab.FINETUNE, "llrt", 0.8, dict.fromkeys(SETS, 0.1))}, **{"finetune.lr": 0.05}),
+    ])
+    spec = {"finetune": {"epochs": 2, "llrt_lr": 30.0, "llrt_epochs": 5}}
+    (found,) = learnt.unlearnt(ev, 0.1, 0.1, spec)
+    assert dict(found.settings) == {"finetune.lr": "0.05, 0.5", "finetune.epochs": "2", "finetune.llrt_lr": "30",
+                                    "finetune.llrt_epochs": "5"}
+
+
+def _unlearnt(label: str, course, endpoint_acc=None) -> learnt.Unlearnt:
+    return learnt.Unlearnt(label, 1, 1, 0.1, f"{label}-0", (), None, course, endpoint_acc)
+
+
+def test_a_group_at_chance_as_endpoints_too_keeps_the_paths_lead_and_only_stored_bn_quotes_endpoints():
+    """One group at chance only through its stored BatchNorm statistics, one at chance as path endpoints too:
+    the paths of the second cannot show a mechanism either, so the stronger lead is said; only the first's
+    endpoint accuracy is quoted (the second's is at chance, no sign of what the weights learnt)."""
+    bn = _unlearnt(stats.PRETRAINED_CUE, claim_rules.STORED_BN, endpoint_acc=0.63)
+    flat = _unlearnt("naive", claim_rules.FLAT, endpoint_acc=0.12)
+    text = learnt.warning_text([bn, flat], 0.1, 0.1)
+    assert "Their paths and claims cannot show a mechanism" in text
+    assert "as path endpoints up to 63.0%" in text and "12.0%" not in text
+    only_bn = learnt.warning_text([bn], 0.1, 0.1)
+    assert "The claims that read their evaluations cannot show a mechanism" in only_bn

@@ -616,3 +616,51 @@ def test_many_long_pair_type_names_are_rotated_under_the_barrier_panels():
                          for p in pairs for t in range(2)])
     fig = plots.plot_barriers(rows, "loss", eval_sets=EVAL_SETS, method_order=FINETUNE_METHOD_NAMES)
     assert {t.get_rotation() for t in fig.axes[-1].get_xticklabels()} == {30.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves
+# ---------------------------------------------------------------------------------------------
+
+def _training_long() -> pd.DataFrame:
+    """`training.curves_long` rows of one row of Table 1 (lpft, cue proportion 0.8): epochs 0-3, the first two
+    head-only; 3 models at epochs 0-2, 2 at epoch 3; the mean is not the middle of lowest and highest."""
+    rows = []
+    for e in range(4):
+        loss = (3.0, 2.0, 1.0, 0.5)[e]
+        acc = (0.2, 0.4, 0.6, 0.8)[e]
+        rows.append({"row": "lpft", "cue_proportion": 0.8, "epoch": e, "head_only": e < 2, "n": 3 if e < 3 else 2,
+                     "loss_mean": loss, "loss_min": 0.5 * loss, "loss_max": 3.0 * loss,
+                     "acc_mean": acc, "acc_min": acc - 0.15, "acc_max": acc + 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_training_curves_plot_the_mean_loss_and_accuracy_in_percent_titled_by_the_most_models():
+    """Top: the mean training loss per epoch; bottom: the mean accuracy in percent; the panel's n is the
+    number of models that trained it (the most at any epoch: one stopped early does not lower it)."""
+    fig = plots.plot_training(_training_long(), chance=0.1)
+    top, bottom = fig.axes[0], fig.axes[1]
+    (loss,) = [ln for ln in top.get_lines() if ln.get_linestyle() == "-"]
+    (acc,) = [ln for ln in bottom.get_lines() if ln.get_linestyle() == "-"]
+    np.testing.assert_allclose(loss.get_xdata(), [0, 1, 2, 3])
+    np.testing.assert_allclose(loss.get_ydata(), [3.0, 2.0, 1.0, 0.5])
+    np.testing.assert_allclose(acc.get_ydata(), [20.0, 40.0, 60.0, 80.0])
+    assert loss.get_label() == "cue proportion 80%"
+    assert top.get_title() == "lpft (n = 3)"
+
+
+def test_training_curves_mark_a_constant_guess_and_chance_and_shade_the_head_only_epochs():
+    """Chance 10% (10 classes): the dotted loss line is ln 10 = 2.30 (a constant guess's loss), the dotted
+    accuracy line 10 (percent); the head-only epochs 0 and 1 are shaded, from -0.5 to 1.5, on both panels."""
+    fig = plots.plot_training(_training_long(), chance=0.1)
+    top, bottom = fig.axes[0], fig.axes[1]
+    (guess,) = [ln for ln in top.get_lines() if ln.get_linestyle() == ":"]
+    (chance,) = [ln for ln in bottom.get_lines() if ln.get_linestyle() == ":"]
+    np.testing.assert_allclose(guess.get_ydata(), np.log(10))
+    assert guess.get_label() == "a constant guess (ln 10 = 2.30)"
+    np.testing.assert_allclose(chance.get_ydata(), 10.0)
+    assert chance.get_label() == "chance (10%)"
+    for ax in (top, bottom):
+        (span,) = [p for p in ax.patches if isinstance(p, Rectangle)]
+        assert (span.get_x(), span.get_x() + span.get_width()) == pytest.approx((-0.5, 1.5))
+    assert len(plots.plot_training(_training_long().assign(head_only=False), chance=0.1).axes[0].patches) == 0
