@@ -698,3 +698,65 @@ def test_new_directories_on_a_remote_file_system_are_removed_innermost_first_and
     empty = SimpleNamespace(storage=storage({"root": ["root/x"], "root/x": []}))
     preflight.remove_new_directories(empty, ["root", "root/x"])
     assert deleted == ["root/x", "root"]
+
+
+# ----- blind hunt 41: refusals that name the nodes, TLS, credentials, the stored spec
+
+def test_a_refusal_lists_six_kinds_of_node_then_counts_the_others():
+    """A GPU worker of {CPU 2, GPU 1} on eight kinds of node, none with both: the first six kinds are listed,
+    then how many more there are."""
+    spec = _spec("resources: {finetune: {cpus: 2, gpus: 1}}\n")
+    nodes = [{"CPU": float(c)} for c in range(2, 9)] + [{"CPU": 1.0, "GPU": 1.0}]
+    cluster = {"CPU": 36.0, "GPU": 1.0, "nodes": nodes}
+    problems = preflight.check_resources(spec, cluster, ["finetune"])
+    assert len(problems) == 1 and "fits on no node (nodes: " in problems[0]
+    listed = problems[0].split("(nodes: ", 1)[1].split("); ", 1)[0]
+    assert listed == ("1 x {CPU 2, GPU 0}, 1 x {CPU 3, GPU 0}, 1 x {CPU 4, GPU 0}, 1 x {CPU 5, GPU 0}, "
+                      "1 x {CPU 6, GPU 0}, 1 x {CPU 7, GPU 0}, ... 2 more kinds")
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "yes"])
+def test_ray_tls_said_as_true_or_yes_checks_only_the_connection_too(connections, monkeypatch, value):
+    monkeypatch.setenv("RAY_USE_TLS", value)
+    connections.answer = b""
+    preflight.check_ray_address("10.0.0.1:6379")
+    assert connections.addresses == [("10.0.0.1", 6379)] and connections.socks[0].sent == b""
+
+
+def test_an_s3_endpoint_with_credentials_is_named_without_them():
+    fs = pafs.S3FileSystem(anonymous=True, endpoint_override="http://u:SECRETfake4@127.0.0.1:9000")
+    store = SimpleNamespace(fs=fs, root="bucket/runs", base_uri="s3://bucket/runs")
+    problem = preflight.object_store_problem(store, OSError("NoSuchBucket"))
+    assert problem.startswith("bucket `bucket` does not exist at http://***@127.0.0.1:9000; create it")
+    assert "SECRETfake4" not in problem
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_without_the_credentials_the_error_quotes(monkeypatch):
+    def cannot_open(uri):
+        raise ValueError("cannot open http://u:SECRETfake3@files.example/x\nsearched: ...")
+
+    monkeypatch.setattr(preflight, "Storage", cannot_open)
+    with pytest.raises(SweepError) as refused:
+        preflight.open_layout(SimpleNamespace(storage="/runs", name="x"))
+    assert "SECRETfake3" not in str(refused.value)
+    assert "cannot be opened: ValueError: cannot open http://***@files.example/x. Give" in str(refused.value)
+
+
+def test_a_stored_spec_too_large_is_refused_saying_its_size(tmp_path):
+    layout = SweepLayout(Storage(tmp_path), "x")
+    Path(layout.spec_file()).parent.mkdir(parents=True)
+    Path(layout.spec_file()).write_bytes(b"a" * (preflight.MAX_SPEC_BYTES + 1))
+    with pytest.raises(SweepError) as refused:
+        preflight.stored_spec(layout)
+    assert str(refused.value).startswith(f"the stored spec {layout.spec_file()} is {preflight.MAX_SPEC_BYTES + 1} "
+                                         f"bytes, more than the {preflight.MAX_SPEC_BYTES} expected; rerun with "
+                                         "--new-version")
+
+
+def test_an_unreadable_stored_spec_is_replaced_only_with_new_version(tmp_path):
+    layout = SweepLayout(Storage(tmp_path), "x")
+    Path(layout.spec_file()).parent.mkdir(parents=True)
+    Path(layout.spec_file()).write_text("key: [unclosed")
+    with pytest.raises(SweepError, match="is unreadable .*rerun with --new-version to replace it"):
+        preflight.check_spec_unchanged(layout, _spec(), new_version=False)
+    assert preflight.check_spec_unchanged(layout, _spec(), new_version=True) == ["spec.yaml: <unreadable> -> this spec"]

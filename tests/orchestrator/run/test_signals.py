@@ -528,3 +528,13 @@ def test_a_process_already_reaped_is_sent_nothing_as_its_pid_may_be_anothers(mon
     monkeypatch.setattr(signals, "descendants", lambda pid: [pid + 1])
     proc.terminate()
     assert sent == []
+
+
+def test_a_tune_sigint_setting_the_user_gave_is_left_in_place_after_the_run(handlers, monkeypatch):
+    """SIGINT ignored at start and `TUNE_DISABLE_SIGINT_HANDLER` already set by the user: the run takes back only
+    what it set itself, so the user's setting is still there once Tune returned."""
+    monkeypatch.setenv(handlers.TUNE_SIGINT_ENV, "1")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with handlers.stop_like_ctrl_c() as stops, stops.tune_running():
+        assert os.environ[handlers.TUNE_SIGINT_ENV] == "1"
+    assert os.environ.get(handlers.TUNE_SIGINT_ENV) == "1"

@@ -149,3 +149,17 @@ def test_tasks_stranded_again_after_a_node_came_back_are_said_again(caplog):
         clock.now = 20.0
         assert not watch.check() and stops == []
     assert caplog.text.count("waiting: 1 finetune task asking for {CPU 1, worker_slot 1}") == 2
+
+
+def test_stranded_tasks_of_several_kinds_are_said_in_the_order_of_their_kinds(caplog):
+    """A pretraining handed out before a fine-tuning, both pinned to the worker that left: the warning lists
+    the kinds alphabetically, whatever order the tasks were handed out in."""
+    tasks = [Task("pretrain", {"name": "a"}, (), LABELS, PINNED), Task("finetune", {"name": "b"}, (), LABELS, PINNED)]
+    state = SweepState(Graph({t.id: t for t in tasks}))
+    for t in tasks:
+        state.set_status(t.id, RUNNING)
+    watch, cluster, clock, stops = _watch(state, _view(HEAD))
+    with caplog.at_level(logging.WARNING, logger="orchestrator.run.stall"):
+        assert not watch.check()
+    assert "waiting: 1 finetune task asking for {CPU 1, worker_slot 1}; 1 pretrain task asking for " \
+           "{CPU 1, worker_slot 1}, which no node" in caplog.text

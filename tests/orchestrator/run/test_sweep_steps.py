@@ -479,3 +479,112 @@ def test_the_failures_summary_tells_errors_that_would_recur_from_those_a_rerun_r
     lines = _printed(recur)
     assert any(line.startswith("1 of them (DivergenceError)") for line in lines)
     assert not any(line.startswith("Rerun the same command") for line in lines)
+
+
+# ----- what a run records again, where it logs, and what it never shows (blind hunt 41) -------------------------
+
+def test_a_finished_task_whose_tasks_row_is_missing_is_recorded_again_and_one_with_its_row_is_not(locked_run,
+                                                                                                  monkeypatch):
+    """A driver killed between a task's done.json and its `tasks` row: the next run finds the task cached and
+    writes its row; a cached task whose row is there is not written twice."""
+    run, seen, graph = locked_run
+    first, second = list(graph.tasks)[:2]
+    recorded = []
+    monkeypatch.setattr(sweep, "TaskRecorder", lambda *args: SimpleNamespace(
+        record=recorded.append, on_status=lambda *a: None, close=lambda: None, table=SimpleNamespace(rows_of=None)))
+    monkeypatch.setattr(sweep.tables, "verify_fragment", lambda layout, table, task_id: task_id == second)
+    run(_end_all, finished=(first, second))
+    assert recorded == [first]
+
+
+def _tracked_uri(tmp_path, monkeypatch, name: str, **mlflow) -> tuple[str, SweepLayout]:
+    """The URI `_start_tracking` hands MLflow for a spec whose `mlflow` section is `mlflow`."""
+    from tests.conftest import write_spec
+
+    uris = []
+
+    class Tracker:
+        def __init__(self, uri, experiment_name):
+            uris.append(uri)
+
+        def start(self, run):
+            pass
+
+    monkeypatch.setattr(sweep.tracking, "MlflowTracker", Tracker)
+    spec = load_spec(write_spec(tmp_path, name, mlflow={"enabled": True, **mlflow}))
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    sweep._start_tracking(spec, layout, build_graph(spec), print, None)
+    return uris[0], layout
+
+
+def test_a_tracking_server_in_the_spec_is_where_the_sweep_logs_and_without_one_its_own_store(tmp_path, monkeypatch):
+    uri, _ = _tracked_uri(tmp_path, monkeypatch, "served", tracking_uri="http://127.0.0.1:5000")
+    assert uri == "http://127.0.0.1:5000"
+    uri, layout = _tracked_uri(tmp_path, monkeypatch, "own")
+    assert uri == layout.mlflow_uri()
+
+
+def test_an_unavailable_tracking_server_is_warned_of_without_its_credentials(tmp_path, monkeypatch, caplog):
+    """Results still land in Parquet; the warning (read by a Python API caller's own log handlers too) names the
+    server with its credentials redacted."""
+    import logging
+
+    from tests.conftest import write_spec
+
+    def refuse(uri, experiment_name):
+        raise ConnectionError(f"cannot reach {uri}")
+
+    monkeypatch.setattr(sweep.tracking, "MlflowTracker", refuse)
+    spec = load_spec(write_spec(tmp_path, "down", mlflow={"enabled": True,
+                                                          "tracking_uri": "http://u:SECRETfake1@127.0.0.1:9"}))
+    layout = SweepLayout(Storage(spec.storage), spec.name)
+    with caplog.at_level(logging.WARNING, logger=sweep.__name__):
+        tracker = sweep._start_tracking(spec, layout, build_graph(spec), print, None)
+    assert isinstance(tracker, sweep.tracking.NullTracker)
+    warned = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert warned and all("SECRETfake1" not in line for line in warned)
+    assert "http://***@127.0.0.1:9" in warned[0]
+
+
+def test_a_tracking_uri_set_while_mlflow_is_off_is_warned_of_and_one_in_use_is_not(up_to_the_run, caplog):
+    import logging
+
+    view = ClusterView(({"CPU": 4.0},), {"CPU": 4.0})
+    said = "`mlflow.enabled` is false: nothing is logged to MLflow"
+    with caplog.at_level(logging.WARNING, logger=sweep.__name__):
+        up_to_the_run(view=view, read_view=view, mlflow={"enabled": False, "tracking_uri": "http://127.0.0.1:5000"})
+    assert any(said in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=sweep.__name__):
+        up_to_the_run(view=view, read_view=view, mlflow={"enabled": True, "tracking_uri": "http://127.0.0.1:5000"})
+    assert not any(said in r.getMessage() for r in caplog.records)
+
+
+def test_a_ray_that_cannot_be_reached_is_refused_without_the_credentials_its_error_quotes(monkeypatch):
+    """The SweepError reaches a Python API caller as it is: the address and Ray's first line, both redacted."""
+    import contextlib
+
+    def init_ray(num_cpus, address):
+        raise ConnectionError("could not connect to http://u:SECRETfake2@10.0.0.1:8265\nmore")
+
+    monkeypatch.setattr(sweep, "init_ray", init_ray)
+    monkeypatch.setattr(sweep, "ray_processes_apart", contextlib.nullcontext)
+    with pytest.raises(SweepError) as refused:
+        sweep._connect(None, "u:SECRETfake2@10.0.0.1:6379")
+    assert "SECRETfake2" not in str(refused.value)
+    assert "could not connect to http://***@10.0.0.1:8265; check --address" in str(refused.value)
+
+
+def test_the_reports_clusters_page_goes_to_mlflow_with_the_report_and_its_figures(monkeypatch):
+    from orchestrator.report import build as report
+
+    rep = SimpleNamespace(html="r/report.html", figures=["r/a.png"], clusters="r/clusters.html", summary_table=None,
+                          text="")
+    monkeypatch.setattr(report, "write_report", lambda layout, provenance: rep)
+    monkeypatch.setattr(sweep, "torch_version", lambda: "x")
+    outcome = SimpleNamespace(layout=SimpleNamespace(storage=SimpleNamespace(shown=lambda p: p)), wall_s=1.0)
+    spec = SimpleNamespace()
+    monkeypatch.setattr(sweep, "short_hash", lambda spec: "0" * 16)
+    assert sweep._write_report(outcome, spec, None, print) == ["r/report.html", "r/a.png", "r/clusters.html"]
+    rep.clusters = None
+    assert sweep._write_report(outcome, spec, None, print) == ["r/report.html", "r/a.png"]
