@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import sys
 import time
 
 from orchestrator.errors import MmcError, UsageError
+from orchestrator.messages import logger
 from orchestrator.spec.command_line import check_num_cpus, find_plugins_here, load, number, unknown_flags
 from orchestrator.uris import redact, redact_warnings, remember_arguments, scheme
 
 EXIT_OK, EXIT_TASKS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 def cmd_run(args) -> int:

@@ -9,7 +9,6 @@ README's table of variables is `python -m orchestrator.knobs` (a test compares t
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from orchestrator.errors import MmcError
+from orchestrator.messages import logger
 
 
 class KnobError(MmcError):
@@ -140,7 +140,7 @@ def check_all(environ: Mapping[str, str] | None = None) -> None:
     for warning in misspelled(environ):
         if warning not in _WARNED:
             _WARNED.add(warning)
-            logging.getLogger(__name__).warning(warning)
+            logger(__name__).warning(warning)
     problems = []
     for knob in KNOBS.values():
         try:

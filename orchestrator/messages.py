@@ -1,6 +1,7 @@
 """How values appear in error messages (roughly as YAML spells them, shortened, with their type), and
-where messages go: every module logs to `logging.getLogger(__name__)` under the `orchestrator` logger,
-which the CLI shows through `ConsoleHandler` (one channel for the story of a run, progress and warnings)."""
+where messages go: every module logs to `logger(__name__)` under the `orchestrator` logger, which the CLI
+shows through `ConsoleHandler` (one channel for the story of a run, progress and warnings); each record is
+redacted where it is made, so that no handler, the CLI's or a Python API caller's own, sees a credential."""
 from __future__ import annotations
 
 import json
@@ -71,7 +72,33 @@ def a_type(value: Any) -> str:
 
 # ----- where messages go -----------------------------------------------------------------------
 
-LOGGER = "orchestrator"     # every module logs under it: logging.getLogger(__name__)
+LOGGER = "orchestrator"     # every module logs under it: logger(__name__)
+
+
+class Redacted(logging.Filter):
+    """Redacts a record's message, and the text of its traceback, on the logger that makes it (`uris.redact`),
+    before any handler sees it: the CLI's `ConsoleHandler`, and the handlers of a Python API caller, which
+    the record reaches as it is (a logger's filters run before its record propagates)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - arguments that do not format: the handler reports it (logging's way)
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def logger(name: str) -> logging.Logger:
+    """The logger of module `name` (`logger(__name__)`), whose records are redacted where they are made."""
+    log = logging.getLogger(name)
+    if not any(isinstance(f, Redacted) for f in log.filters):
+        log.addFilter(Redacted())
+    return log
 
 
 class ConsoleHandler(logging.Handler):

@@ -1655,6 +1655,8 @@ MUTANTS = [
     Mutant("M1179", "a stored spec that is too large/not text said as 'unreadable (is ...)'", "orchestrator/run/preflight.py", "problem = reason if reason.startswith(\"is \") else f\"is unreadable ({reason})\"", "problem = f\"is unreadable ({reason})\"", ("tests/orchestrator/run/test_preflight.py::test_a_stored_spec_too_large_is_refused_saying_its_size", )),
     Mutant("M1180", "an unreadable stored spec is replaced without --new-version", "orchestrator/run/preflight.py", "if new_version and layout.storage.is_file(layout.spec_file()):", "if layout.storage.is_file(layout.spec_file()):", ("tests/orchestrator/run/test_preflight.py::test_an_unreadable_stored_spec_is_replaced_only_with_new_version", )),
     Mutant("M1181", "stranded kinds not sorted in the message", "orchestrator/run/stall.py", "for (kind, amounts), n in sorted(stranded.items()))", "for (kind, amounts), n in stranded.items())", ("tests/orchestrator/run/test_stall.py::test_stranded_tasks_of_several_kinds_are_said_in_the_order_of_their_kinds", )),
+    Mutant("M1182", "a module's record reaches a Python API caller's own handlers unredacted", "orchestrator/messages.py", "record.msg, record.args = clean, ()", "record.msg = record.msg", ("tests/orchestrator/test_messages.py::test_a_modules_records_reach_a_callers_own_handler_redacted", )),
+    Mutant("M1183", "a logged traceback's text is not redacted", "orchestrator/messages.py", "record.exc_text = redact(logging.Formatter().formatException(record.exc_info))", "record.exc_text = logging.Formatter().formatException(record.exc_info)", ("tests/orchestrator/test_messages.py::test_a_modules_records_reach_a_callers_own_handler_redacted", )),
 ]
 
 

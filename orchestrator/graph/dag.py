@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,7 @@ from functools import cached_property, partial
 from typing import Any, Callable
 
 from orchestrator import vocab
+from orchestrator.messages import logger
 from orchestrator.spec.schema import SpecError, settings_classes
 from orchestrator.spec.sweep_spec import SweepSpec, Variant
 from orchestrator.spec.columns import settings_columns, settings_values
@@ -54,7 +54,7 @@ from tasks.settings.models import ModelSettings, model_identity
 from tasks.seeding import derive_seed
 from tasks.settings import identity_dict
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 LABEL_KEYS = ("dataset", "cue_proportion", "model", "seed", "method", "init_seed", "data_seed",
               "path_kind", "alignment", "pair_type", "pair_design", "endpoint_a", "endpoint_b",

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import time
-import logging
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.messages import logger
 from orchestrator.report import claims as claims_lib
 from orchestrator import vocab
 from orchestrator.report import figures, html as report_html, learnt, mechanism_map, progress as progress_lib, stats
@@ -37,7 +37,7 @@ from orchestrator.spec.validation import read_settings
 from orchestrator.spec.yaml_io import YamlError, parse_yaml
 from tasks.settings import as_dict
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 MAX_SPEC_BYTES = 2_000_000
 

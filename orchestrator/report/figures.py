@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import traceback
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +33,12 @@ import pandas as pd
 
 from orchestrator import knobs, vocab
 from orchestrator.machine import usable_cpus
+from orchestrator.messages import logger
 from orchestrator.report import plots, stats, training
 from tasks.settings.data import EVAL_SETS
 from tasks.settings.finetune import FINETUNE_METHOD_NAMES
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 MIN_JOBS_PER_WORKER = 3                         # a worker costs about one figure to start
 WORKER_TIMEOUT_S = 600

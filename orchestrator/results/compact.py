@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import logging
 import sys
 import time
 import uuid
@@ -74,7 +73,7 @@ import pyarrow.parquet as pq
 
 from orchestrator import knobs, vocab
 from orchestrator.errors import SweepError
-from orchestrator.messages import counted
+from orchestrator.messages import counted, logger
 from orchestrator.results import orphan_parts, tables
 from orchestrator.results.manifest import (PART_DAMAGED, PART_MISSING, PART_OK, Entry, FileStamp, Listing, Manifest,
                                            PartInfo, forget_cached, list_table, manifest_bytes, manifest_path,
@@ -98,7 +97,7 @@ BUNDLE_MIN_TASKS = 4096                # a run compacts while it goes every this
                                        # every `bundle_tasks(n)`, so that a run leaves <= MAX_PARTS - 1 parts
 
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 class CompactionError(SweepError):

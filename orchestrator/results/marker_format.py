@@ -10,10 +10,11 @@ marker is read: `outputs`.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 
-_LOG = logging.getLogger(__name__)
+from orchestrator.messages import logger
+
+_LOG = logger(__name__)
 
 MARKER_VERSION = 3              # what is written
 MARKER_VERSIONS = (2, 3)        # what is read: 2 = indented, `steps` a list of [key, step, value]

@@ -22,7 +22,6 @@ the files; which markers may enter and what an entry proves is `outputs`'.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 import uuid
@@ -32,7 +31,9 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_LOG = logging.getLogger(__name__)
+from orchestrator.messages import logger
+
+_LOG = logger(__name__)
 
 INDEX_VERSION = b"1"
 MERGE_FROM = 16              # index files: merged into one at the end of a run when there are more

@@ -19,17 +19,17 @@ wrote a fresh "cached" row for every such task and the part went to the quaranti
 """
 from __future__ import annotations
 
-import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator import vocab
+from orchestrator.messages import logger
 from orchestrator.results import outputs, tables
 from orchestrator.results.manifest import Entry, FileStamp, Listing
 from orchestrator.storage.layout import SweepLayout
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 def restore_fragments(layout: SweepLayout, table: str, listing: Listing, wanted: set[str]) -> dict[str, FileStamp]:

@@ -21,7 +21,6 @@ import contextlib
 import gc
 import hashlib
 import json
-import logging
 import os
 import re
 import stat
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator import vocab
+from orchestrator.messages import logger
 from orchestrator.results import manifest, marker_index
 from orchestrator.results.marker_format import (MARKER_VERSION, MARKER_VERSIONS, make_marker,  # noqa: F401
                                                   marker_bytes, marker_steps)
@@ -43,7 +43,7 @@ if TYPE_CHECKING:      # torch, the tables' schemas and the graph only where a t
 
     from orchestrator.graph.dag import Task
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 MAX_MARKER_BYTES = 10_000_000
 NOT_FINISHED = "no done.json"   # why a task that never finished does not verify (any other reason: damaged since)

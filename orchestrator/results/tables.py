@@ -26,7 +26,6 @@ import datetime as _dt
 import difflib
 import gc
 import io
-import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,12 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.machine import usable_cpus
+from orchestrator.messages import logger
 from orchestrator.results.manifest import (PART_OK, Entry, check_part, compacted_entry, list_table, read_manifest,
                                            read_parquet_bytes)
 from orchestrator.results.schemas import ALLOWED_VALUES, PANDAS_TYPES, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SCHEMAS
 from orchestrator.storage.layout import LinkError
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 def use_jemalloc() -> str:

@@ -11,16 +11,15 @@ same bits, nothing recomputed), else it runs again; so on down the graph.
 """
 from __future__ import annotations
 
-import logging
 
 from orchestrator import vocab
 from orchestrator.graph.dag import Graph
-from orchestrator.messages import counted
+from orchestrator.messages import counted, logger
 from orchestrator.results import outputs
 from orchestrator.run.state import SweepState
 from orchestrator.storage.layout import SweepLayout
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 MADE_FROM = "made from the outputs of"     # the reason of a task whose parent runs again
 
 

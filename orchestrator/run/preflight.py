@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Collection
 import errno
 import http.client
-import logging
 import math
 import os
 import socket
@@ -27,14 +26,14 @@ import pyarrow.fs as pafs
 from orchestrator import knobs
 from orchestrator.spec import sweep_spec as spec_lib
 from orchestrator.errors import SweepError
-from orchestrator.messages import first_line
+from orchestrator.messages import first_line, logger
 from orchestrator.storage.layout import LinkError, Storage, SweepLayout
 from orchestrator.storage.read_only import refused
 from orchestrator.uris import after_scheme, is_remote, redact
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.spec.yaml_io import YamlError, decode, parse_yaml
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 MAX_SPEC_BYTES = 1_000_000
 
 

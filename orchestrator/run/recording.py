@@ -21,7 +21,6 @@ every finished task that has none (`orchestrator.run.sweep`), and failed tasks r
 """
 from __future__ import annotations
 
-import logging
 import math
 import queue
 import socket
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from orchestrator import vocab
+from orchestrator.messages import logger
 from orchestrator.provenance import format_versions, software_versions, torch_version
 from orchestrator.results import compact, marker_index, outputs, schemas, tables
 from orchestrator.results.manifest import sha256_hex
@@ -40,7 +40,7 @@ from orchestrator.storage.layout import SweepLayout
 from orchestrator.run.tracking import NullTracker
 from orchestrator.uris import redact
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def task_row(task: Task, status: str, *, spec_hash: str, rev: str | None, error: str | None = None,

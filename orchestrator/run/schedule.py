@@ -31,7 +31,7 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
 
 from orchestrator import knobs
-from orchestrator.messages import cut
+from orchestrator.messages import cut, logger
 from orchestrator.run import capacity, stall
 from orchestrator.graph.dag import Graph, Task
 from orchestrator.storage.layout import Storage, SweepLayout
@@ -42,7 +42,7 @@ from orchestrator.run.task_result import TaskResult
 
 
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 DEFAULT_MAX_BUNDLE = 8         # tasks per bundle unless MMC_MAX_BUNDLE or `max_bundle` say otherwise
 SHORT_TASK_S = 0.1           # a kind whose tasks take less than this (median so far) is bundled too

@@ -28,14 +28,15 @@ Signal handlers belong to the main thread; elsewhere (a run started from a threa
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
 
-log = logging.getLogger(__name__)
+from orchestrator.messages import logger
+
+log = logger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"      # Tune leaves SIGINT alone (it installs its handler otherwise)

@@ -16,20 +16,20 @@ A run on a local Ray (no `--address`) is not watched: its one node does not leav
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from orchestrator.messages import logger
 from orchestrator.run import capacity
 from orchestrator.run.node_types import describe_resources
 from orchestrator.run.state import SweepState, TaskState
 from orchestrator.storage.lock import stop_this_driver   # as a lock taken over stops it
 from orchestrator.vocab import DONE, FAILED, RUNNING
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class StallWatch:

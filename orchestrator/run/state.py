@@ -10,7 +10,6 @@ frozen: a listener keeps the one it is handed, and nothing changes one behind th
 from __future__ import annotations
 
 import heapq
-import logging
 import threading
 import time
 import sys
@@ -20,13 +19,14 @@ from types import MappingProxyType
 
 from orchestrator import knobs
 from orchestrator.graph.dag import Graph
+from orchestrator.messages import logger
 from orchestrator.vocab import CACHED, DONE, FAILED, PENDING, RUN_STATUSES, RUNNING, SKIPPED
 from orchestrator.run.progress import TerminalLine
 from orchestrator.run.task_result import TaskResult
 
 FINISHED_STATUSES = (DONE, CACHED)   # a parent in one of these lets its children run
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)

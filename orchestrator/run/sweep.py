@@ -15,14 +15,13 @@ behind (each behind its `done.json`), so rerunning the same command resumes.
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 from orchestrator import knobs, vocab
-from orchestrator.messages import to_console
+from orchestrator.messages import to_console, logger
 from orchestrator.results import compact, plan, tables
 from orchestrator.run import capacity, preflight
 from orchestrator.run.cache import mark_cached, unfinished_kinds, verify_all
@@ -43,7 +42,7 @@ from orchestrator.run.state import ProgressPrinter, SweepState
 from orchestrator.run.unlearnt_watch import UnlearntWatch
 from orchestrator.spec.sweep_spec import SweepSpec, dump_spec, spec_hash
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from typing import Any
 
 from orchestrator import knobs, vocab
 from orchestrator.graph.dag import Graph
+from orchestrator.messages import logger
 from orchestrator.run import child_runs, tracking_sql
 from orchestrator.run.child_runs import ChildRun, clean_tags, flatten_params
 from orchestrator.uris import redact
@@ -74,7 +75,7 @@ TIMEOUT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIME
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}   # a tracking server fails in seconds, not minutes
 
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def warn(message: str) -> None:

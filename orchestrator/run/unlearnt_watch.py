@@ -13,17 +13,17 @@ Ctrl-C stops it and keeps what finished.
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
 from orchestrator import vocab
+from orchestrator.messages import logger
 from orchestrator.run.state import SweepState, TaskState
 from orchestrator.spec.claim_rules import ADVICE, learnt_nothing, training_course
 from tasks.settings.data import DATASETS
 from tasks.settings.finetune import loss_is_cross_entropy
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 # The kinds that train a model; each kind's settings are the spec section of its name (`pretrain.lr`).
 WATCHED = (vocab.PRETRAIN, vocab.FINETUNE)

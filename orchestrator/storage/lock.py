@@ -39,7 +39,6 @@ import json
 import math
 import os
 import signal
-import logging
 import socket
 import threading
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 
 from orchestrator import knobs
 from orchestrator.errors import SweepError
+from orchestrator.messages import logger
 from orchestrator.storage import conditional
 from orchestrator.storage.layout import SweepLayout
 from orchestrator.storage.read_only import refused
@@ -59,7 +59,7 @@ MAX_PID = 2 ** 31 - 1   # pid_t; a larger "pid" is not a process id
 MAX_CLOCK_SKEW_S = 60.0
 
 
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 
 
 class LockError(SweepError):

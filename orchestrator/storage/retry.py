@@ -17,19 +17,19 @@ conditional write that did land is tried again (`orchestrator.storage.lock`).
 """
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
 from typing import Callable, TypeVar
 
 from orchestrator import knobs
+from orchestrator.messages import logger
 from orchestrator.uris import UriError, redact
 
 REQUEST_ATTEMPTS = 3      # tries of one request inside the AWS SDK (pyarrow, boto3), 50 and 100 ms apart
 FIRST_WAIT_S = 0.5        # the first wait before an operation is tried again; doubled after each try ...
 MAX_WAIT_S = 8.0          # ... up to this
-_LOG = logging.getLogger(__name__)
+_LOG = logger(__name__)
 _NOT_REACHED = re.compile(
     r"AWS Error (NETWORK_CONNECTION|SLOW_DOWN|SERVICE_UNAVAILABLE|THROTTLING|INTERNAL_FAILURE|REQUEST_TIMEOUT)"
     r"|curlCode: (6|7|28|35|52|55|56)\b|Connection reset|Could(n't| not) connect|Connection refused|timed out")

@@ -136,3 +136,52 @@ def test_a_value_too_deeply_nested_to_show_is_named_by_its_type():
 def test_a_mapping_is_shown_with_yamls_words_for_true_and_null():
     """A mapping as YAML spells it: `true` and `null` inside it, not Python's `True` and `None`."""
     assert show({"a": None, "b": True}) == "{'a': null, 'b': true}"
+
+
+SECRET = "wJalrXUtnFEMI-not-a-real-secret"
+
+
+class _Kept(logging.Handler):
+    """A Python API caller's own handler: keeps what it is handed, formatted, traceback included."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_a_modules_records_reach_a_callers_own_handler_redacted(bare_loggers):
+    """A Python API caller with handlers of its own gets no `ConsoleHandler` (`to_console(only_if_unhandled)`):
+    the records its handlers see are redacted where they are made, message, arguments and traceback."""
+    bare_loggers()
+    kept = _Kept()
+    logging.getLogger().addHandler(kept)
+    log = messages.logger(f"{LOGGER}.test_redaction")
+    log.warning("tracking at %s unavailable", f"http://u:{SECRET}@127.0.0.1:9")
+    try:
+        raise OSError(f"cannot open s3://AKIA:{SECRET}@bucket/x")
+    except OSError:
+        log.exception("storage failed")
+    assert len(kept.lines) == 2 and all(SECRET not in line for line in kept.lines), kept.lines
+    assert "http://***@127.0.0.1:9" in kept.lines[0] and "s3://***@bucket/x" in kept.lines[1]
+    assert messages.logger(f"{LOGGER}.test_redaction") is log and len(log.filters) == 1    # added once
+
+
+def test_every_module_of_the_package_logs_through_a_redacting_logger():
+    """Every logger named after a module of `orchestrator` (a module's `logger(__name__)`) redacts its records,
+    so that a module that logs with `logging.getLogger(__name__)` instead fails here."""
+    import importlib
+    import pkgutil
+
+    import orchestrator
+
+    names = [m.name for m in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
+             if not m.ispkg and not m.name.endswith("__main__")]     # that one runs the command line
+    for name in names:
+        importlib.import_module(name)
+    made = {name: logging.Logger.manager.loggerDict.get(name) for name in names}
+    loggers = {name: log for name, log in made.items() if isinstance(log, logging.Logger)}
+    assert len(loggers) >= 20, sorted(loggers)
+    assert [name for name, log in loggers.items() if not any(isinstance(f, messages.Redacted) for f in log.filters)] == []
