@@ -493,3 +493,54 @@ def test_ctrl_c_says_resume_only_for_commands_that_run_tasks(monkeypatch, capsys
     monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
     assert cli.main([command, str(SMOKE_SPEC)]) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err.endswith(said)
+
+
+def test_ctrl_c_on_claims_says_its_finished_tasks_are_kept(monkeypatch, capsys):
+    """`claims` runs the sweep's tasks as `run` does: Ctrl-C on it says the finished ones are kept and that
+    the same command resumes, exit 130."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_claims", interrupted)
+    assert cli.main(["claims", str(SMOKE_SPEC)]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.endswith("interrupted: finished tasks are kept; rerun the same command to resume\n")
+
+
+def test_compact_summarises_only_the_tables_it_changed(tmp_path, monkeypatch, capsys):
+    """`mmc-sweep compact`: the summary names the tables whose files it merged, not those already in one part;
+    where none changed, it says there was nothing to compact."""
+    from orchestrator.results import compact
+
+    done = {"paths": SimpleNamespace(changed=False), "tasks": SimpleNamespace(changed=True)}
+    summarised = []
+    monkeypatch.setattr(compact, "compact", lambda layout, **kwargs: dict(done))
+    monkeypatch.setattr(compact, "summary", lambda changed: summarised.append(sorted(changed)) or "SUMMARY")
+    directory = str(sweep_dir(tmp_path))
+    assert cli.main(["compact", directory]) == cli.EXIT_OK
+    assert summarised == [["tasks"]] and capsys.readouterr().out == "SUMMARY\n"
+    done["tasks"] = SimpleNamespace(changed=False)
+    assert cli.main(["compact", directory]) == cli.EXIT_OK
+    assert summarised == [["tasks"]]
+    assert capsys.readouterr().out == "nothing to compact: every table is already in its parts\n"
+
+
+def test_data_download_into_a_root_of_blanks_is_refused_before_downloading(monkeypatch, capsys):
+    """`--root '  '` names no directory (blanks only, as '' would be the current directory): refused, nothing
+    fetched."""
+    import tasks.datasets
+
+    fetched = []
+    monkeypatch.setattr(tasks.datasets, "download", lambda name, root: fetched.append(root))
+    assert cli.main(["data", "download", "digits", "--root", "   "]) == cli.EXIT_BAD_INPUT
+    one_error_line(capsys.readouterr().err, "--root '   ' is not allowed; give the directory to download the dataset into")
+    assert fetched == []
+
+
+def test_plan_json_lists_only_the_labels_each_task_has(capsys):
+    """`plan --json --list`: each task's labels are those it has (a pretraining task names no pair type), never
+    a key with null, so a script reads a label's presence as the task having it."""
+    assert cli.main(["plan", str(SMOKE_SPEC), "--json", "--list"]) == cli.EXIT_OK
+    tasks = json.loads(capsys.readouterr().out)["task_list"]
+    assert tasks and not [(t["task_id"], k) for t in tasks for k, v in t.items() if v is None]
+    pretrain = next(t for t in tasks if t["kind"] == "pretrain")
+    assert "pair_type" not in pretrain and "seed" in pretrain and pretrain["parents"] == []
+    assert any("pair_type" in t for t in tasks)

@@ -251,3 +251,13 @@ def test_a_remembered_password_with_an_at_is_known_up_to_the_last_at(monkeypatch
     monkeypatch.setattr(uris, "_SECRETS", ())
     uris.remember_secrets("s3://AKIA:p@ss w0rd-long@bucket/x")
     assert redact("the password p@ss w0rd-long alone") == "the password *** alone"
+
+
+def test_a_uri_whose_userinfo_was_redacted_is_known_as_redacted():
+    """`redacted_credentials`: a resolved spec given back with `s3://***@bucket` (what `redact` leaves of a key
+    and secret) would send `***` as the user name: it is recognised, as a query's `token=***` is; a URI with
+    its credentials, or none, is not."""
+    assert uris.redacted_credentials("s3://***@bucket/runs")
+    assert uris.redacted_credentials(uris.redact("s3://AKID:hunter2secret@bucket/runs"))
+    assert not uris.redacted_credentials("s3://AKID:hunter2secret@bucket/runs")
+    assert not uris.redacted_credentials("s3://bucket/runs") and not uris.redacted_credentials("bob@example.com")

@@ -654,3 +654,30 @@ def test_an_undecided_equivalence_is_underpowered_by_the_two_bound_formula():
     assert diff.low < margin < diff.high                   # undecided
     decision = cmp.equivalence(diff, margin, power)
     assert decision.outcome == cmp.UNTESTABLE and decision.reason.startswith("underpowered"), decision
+
+
+def test_a_bound_is_shown_with_up_to_four_more_digits_until_its_side_shows():
+    """A bound that rounds to 0 at one decimal gets the digits that tell its side, up to four more (+0.00004,
+    −0.0003); one smaller still stops there, at 0 with its sign, rather than growing without end."""
+    assert cmp.bound_text(0.00004, 1) == "+0.00004" and cmp.bound_text(-0.0003, 1) == "-0.0003"
+    assert cmp.bound_text(1e-9, 1) == "+0.00000"
+
+
+def test_non_inferiority_passes_a_difference_below_zero_whose_interval_stays_above_minus_the_margin():
+    """Mean −0.5 pp, SE 0.2 pp on 9 df: the interval [−0.95, −0.05] pp lies below 0 but wholly above −2 pp, so
+    a is not worse than b by more than the 2 pp margin: ✓ (the margin is what the test allows a to lose)."""
+    diff = cmp.Diff(True, 10, -0.005, 0.002, 9.0, LEVEL, 0.002 * math.sqrt(10))
+    assert -0.02 < diff.low < diff.high < 0
+    assert cmp.non_inferiority(diff, 0.02, 0.8).outcome == cmp.YES
+
+
+def test_an_undecided_non_inferiority_of_no_margin_judges_its_power_by_the_effect_the_caller_names():
+    """Margin 0 ("not below"), the interval [−0.019, +0.023] straddles 0; the smallest difference detectable,
+    (t_.975(19) + t_.8(19)) · 0.01 ≈ 0.030, is below an effect of 0.05, so the seeds could have separated
+    (OVERLAP), and above an effect of 0.01 (underpowered: not testable, naming that effect)."""
+    diff = cmp.Diff(True, 20, 0.002, 0.01, 19.0, LEVEL, 0.01 * math.sqrt(20))
+    mde = (scipy_stats.t.ppf(0.975, 19) + scipy_stats.t.ppf(0.8, 19)) * 0.01
+    assert diff.low < 0 < diff.high and 0.01 < mde < 0.05
+    assert cmp.non_inferiority(diff, 0.0, 0.8, effect=0.05).outcome == cmp.OVERLAP
+    small = cmp.non_inferiority(diff, 0.0, 0.8, effect=0.01)
+    assert small.outcome == cmp.UNTESTABLE and "above the 0.01 the claim is about" in small.reason

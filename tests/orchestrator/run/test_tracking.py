@@ -652,3 +652,43 @@ def test_a_param_value_cut_to_mlflows_limit_never_keeps_part_of_a_credential():
     flat = child_runs.flatten_params({"note": value})
     assert len(flat["note"]) <= child_runs.MAX_PARAM_VALUE
     assert "AKIAEXAMPLEKEY" not in flat["note"] and "wJalrX" not in flat["note"]
+
+
+def test_brief_marks_an_error_as_cut_only_where_it_was_longer_than_the_limit():
+    """An error of exactly `MAX_ERROR_CHARS` characters is shown whole, without "..." (nothing was left out);
+    one character more is cut at the limit and marked."""
+    exact = "x" * tracking.MAX_ERROR_CHARS
+    assert tracking.brief(RuntimeError(exact)) == f"RuntimeError: {exact}"
+    assert tracking.brief(RuntimeError(exact + "y")) == f"RuntimeError: {exact}..."
+
+
+def test_a_long_list_of_revisions_keeps_the_latest_ones_with_this_invocations_last(graph):
+    """`mmc.git_revs` past MLflow's tag limit keeps its last `MAX_TAG_VALUE` characters: the latest revisions,
+    ending with the one of the invocation that just computed a task (cutting the end off would drop it)."""
+    from types import SimpleNamespace
+
+    before = ",".join(f"{i:012x}" for i in range(1000))              # 12,999 characters: past the limit
+    assert len(before) > child_runs.MAX_TAG_VALUE
+    set_tags = {}
+    tracker = tracking.MlflowTracker.__new__(tracking.MlflowTracker)
+    tracker.parent_run_id, tracker._run = "parent", sweep_run(graph, git_rev="f" * 12)
+    tracker.client = SimpleNamespace(
+        get_run=lambda run_id: SimpleNamespace(data=SimpleNamespace(tags={tracking.GIT_REVS_TAG: before})),
+        set_tag=lambda run_id, key, value: set_tags.__setitem__(key, value))
+    tracker._credit_code()
+    revs = set_tags[tracking.GIT_REVS_TAG]
+    assert len(revs) <= child_runs.MAX_TAG_VALUE and not revs.startswith(",")
+    assert revs.endswith(f",{999:012x},{'f' * 12}") and f"{0:012x}," not in revs
+    assert set_tags[tracking.GIT_REV_TAG] == "f" * 12
+
+
+def test_a_parent_run_of_unknown_code_says_unknown_even_where_no_task_was_computed(graph, store):
+    """Without a source revision (no git checkout, no MMC_SOURCE_REVISION) the new parent run's `mmc.git_rev`
+    says "unknown" from its creation, not only once a task is computed: an invocation whose tasks all failed
+    leaves the tag there too."""
+    uri = store()
+    tracker = tracking.MlflowTracker(uri, "test-sweep")
+    parent = tracker.start(sweep_run(graph, git_rev=None))
+    tracker.tasks_ended([ended(of_kind(graph, vocab.PRETRAIN), vocab.FAILED, error="RuntimeError: boom")])
+    tracker.finish(vocab.MLFLOW_FAILED)
+    assert mlflow.MlflowClient(uri).get_run(parent).data.tags[tracking.GIT_REV_TAG] == "unknown"

@@ -10,7 +10,8 @@ import pytest
 
 from orchestrator.graph.dag import build_graph
 from orchestrator.vocab import TABLES, TASK_KINDS
-from orchestrator.storage.layout import LayoutError, Storage, SweepLayout, open_sweep_dir, temporary_target
+from orchestrator.storage.layout import (LayoutError, Storage, SweepLayout, not_a_sweep, open_sweep_dir,
+                                         temporary_target)
 from orchestrator.spec.sweep_spec import load_spec
 from tests.support.full_disk import FullDisk
 
@@ -727,3 +728,45 @@ def test_a_write_refusal_is_read_from_the_errno_of_an_error_whose_text_does_not_
     error = OSError("cannot write")
     error.errno = errno.EROFS
     assert str(error) == "cannot write" and write_refusal(error) == "read-only"
+
+
+def test_the_temporary_mark_alone_names_no_temporary_file():
+    """`temporary_target`: a temporary file has a target name before its mark (`.<name>.tmp-<uuid>`, or
+    `<name>.tmp-<uuid>` as written before); `.tmp-<x>`, with no name before the mark, is some other hidden file,
+    never taken for a write left behind."""
+    assert temporary_target(".tmp-0123abcd") is None and temporary_target("tmp-0123") is None
+    assert temporary_target(".t1.parquet.tmp-0123abcd") == "t1.parquet"
+    assert temporary_target("t1.parquet.tmp-0123abcd") == "t1.parquet"
+
+
+def test_a_sweep_directory_right_under_the_file_system_root_has_the_root_as_its_storage():
+    """`/sw` is the sweep `sw` in the storage `/` (not in the current directory)."""
+    opened = open_sweep_dir("/sw")
+    assert (opened.sweep, opened.root, opened.storage.root) == ("sw", "/sw", "/")
+
+
+@pytest.mark.parametrize("held", [("results",), ("tasks",), ("plan.parquet", "results")])
+def test_a_sweep_directory_without_its_spec_is_named_by_what_it_still_holds(tmp_path, held):
+    """A sweep that lost spec.yaml still holds its results, tasks or plan: the message names what is there
+    and says how to write the spec again, rather than calling it no sweep directory at all."""
+    sweep = tmp_path / "runs" / "lost"
+    sweep.mkdir(parents=True)
+    for name in held:
+        (sweep / name).write_bytes(b"PAR1") if name.endswith(".parquet") else (sweep / name).mkdir()
+    said = not_a_sweep(open_sweep_dir(str(sweep)), "runs/lost")
+    assert said.startswith(f"runs/lost holds a sweep's {', '.join(held)} but no spec.yaml"), said
+
+
+def test_a_storage_directory_given_for_a_sweep_names_its_sweeps_in_order_whatever_the_listing_order(tmp_path,
+                                                                                                  monkeypatch):
+    """Given `<storage>` instead of `<storage>/<sweep>`: the sweeps it holds by name, and the first by name as
+    the example to give, whatever order the storage lists them in."""
+    for name in ("b", "a", "c"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "spec.yaml").write_text("name: x\n")
+    layout = open_sweep_dir(str(tmp_path / "runs"))
+    listed, order = layout.storage.list_infos, {"b": 0, "a": 1, "c": 2}
+    monkeypatch.setattr(layout.storage, "list_infos",
+                        lambda path: sorted(listed(path), key=lambda info: order.get(info.base_name, 9)))
+    said = not_a_sweep(layout, "runs")
+    assert said.endswith("it holds the sweeps a, b, c: give one, e.g. runs/a"), said

@@ -671,3 +671,12 @@ def test_a_renewal_that_finds_its_deleted_lock_written_again_by_another_driver_n
     monkeypatch.setattr(lock.os, "rename", rename)
     assert lock._renew_local(local, me) == newcomer
     assert json.loads(local.read_text()) == newcomer
+
+
+def test_the_refusal_never_says_a_negative_time_to_wait_for_a_lease_that_just_ran_out(layout):
+    """A lock whose lease ran out between its check and the message (a takeover that found a newer lock, itself
+    expired by then): "taken over if not renewed within 0 s", never a negative number of seconds."""
+    now = time.time()
+    said = str(lock._busy(layout, {"pid": 1, "host": "another-host", "started_at": now - 1000,
+                                   "renewed_at": now - 1000, "lease_s": 60, "token": "theirs"}))
+    assert "(it is taken over if not renewed within 0 s)" in said, said
