@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from orchestrator.errors import MmcError
-from orchestrator.messages import logger
 
 
 class KnobError(MmcError):
@@ -140,6 +139,7 @@ def check_all(environ: Mapping[str, str] | None = None) -> None:
     for warning in misspelled(environ):
         if warning not in _WARNED:
             _WARNED.add(warning)
+            from orchestrator.messages import logger   # not at the top: provenance (cluster/submit.sh) needs knobs alone
             logger(__name__).warning(warning)
     problems = []
     for knob in KNOBS.values():

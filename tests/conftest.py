@@ -44,6 +44,10 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("MMC_TEST_RUN_ID", str(os.getpid()))
 os.environ["RAY_TMPDIR"] = f"/tmp/mmc-test-{os.environ['MMC_TEST_RUN_ID']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 os.environ.setdefault("MMC_PROGRESS_INTERVAL_S", "1")
+# Ray's own metrics are no subject of the tests, and their collection thread (OpenTelemetry's periodic reader in
+# every raylet, Ray 2.60) crashed a worker node as it joined (SIGSEGV in TemporalMetricStorage::buildMetrics):
+# off for every Ray the tests start, in this process and the subprocesses that inherit its environment.
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
 
 
 def pytest_configure(config) -> None:
