@@ -51,7 +51,8 @@ def run(spec: str | None = None, *overrides: str, runner: str = "real", num_cpus
     `.layout`, `.report_html`). Raises an `orchestrator.errors.MmcError` (SpecError, SweepError, ...) for
     bad input, KeyboardInterrupt when stopped (Ctrl-C, SIGTERM, SIGHUP). `runner`: `real`, or an import
     path `package.module:function`. `autoscaler_config` and `wait_for_nodes_s` are `--autoscaler-config`
-    and `--wait-for-nodes`."""
+    and `--wait-for-nodes`. Its messages go to the `orchestrator` logger: on the console as on the command
+    line, unless this process has log handlers of its own, which then get them (credentials redacted)."""
     from orchestrator.run.sweep import run_sweep
 
     waits = {} if wait_for_nodes_s is None else {"wait_for_nodes_s": wait_for_nodes_s}
