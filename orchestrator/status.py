@@ -140,13 +140,8 @@ def run_holds(layout: SweepLayout) -> bool:
         return False
     except OSError:
         return True
-    try:
-        holder = json.loads(data or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return True
-    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
-        return True
-    return not lock_lib.holder_gone(holder)
+    holder = lock_lib.parse_holder(data)   # read as the lock reads it: what a rerun would wait for, it waits for
+    return holder is None or not lock_lib.holder_gone(holder)
 
 
 def _interrupted(running: dict) -> dict:

@@ -115,7 +115,7 @@ def _me() -> dict:
 
 # ----- reading a lock -----
 
-def _parse(data: bytes) -> dict | None:
+def parse_holder(data: bytes) -> dict | None:
     """The lock's content as {pid, host, ...}; {} while it is empty; None when it is not a lock."""
     try:
         content = json.loads(data or b"{}")
@@ -134,7 +134,7 @@ def _holder(layout: SweepLayout) -> dict | None:
     try:
         if not storage.is_file(path):
             return None
-        return _parse(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES, replaced=True))
+        return parse_holder(storage.read_bytes(path, max_bytes=MAX_LOCK_BYTES, replaced=True))
     except OSError:
         return None
 
@@ -219,7 +219,7 @@ def _take_over_local(layout: SweepLayout, local: Path, stale: dict) -> None:
     except FileNotFoundError:
         return                      # another driver removed it first; the exclusive create decides
     try:
-        moved = _parse(aside.read_bytes()) if aside.is_file() and aside.stat().st_size <= MAX_LOCK_BYTES else None
+        moved = parse_holder(aside.read_bytes()) if aside.is_file() and aside.stat().st_size <= MAX_LOCK_BYTES else None
     except OSError:
         moved = None
     if moved != stale:
@@ -237,7 +237,7 @@ def _read_version(cond, path: str) -> tuple[dict | None, conditional.Version] | 
     found = cond.read(path, MAX_LOCK_BYTES)
     if found is None:
         return None
-    return (_parse(found.data) if len(found.data) <= MAX_LOCK_BYTES else None), found
+    return (parse_holder(found.data) if len(found.data) <= MAX_LOCK_BYTES else None), found
 
 
 def _acquire_conditional(layout: SweepLayout, me: dict, cond) -> str:
@@ -335,12 +335,12 @@ def _renew_local(local: Path, me: dict) -> dict | None:
         try:
             fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            return _parse(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
+            return parse_holder(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
         with os.fdopen(fd, "wb") as f:
             f.write(json.dumps(me).encode())
         return None
     try:
-        current = _parse(aside.read_bytes()[:MAX_LOCK_BYTES + 1]) if aside.is_file() else None
+        current = parse_holder(aside.read_bytes()[:MAX_LOCK_BYTES + 1]) if aside.is_file() else None
         mine = current is not None and current.get("token") == me["token"]
         if mine:
             me["renewed_at"] = time.time()
@@ -348,7 +348,7 @@ def _renew_local(local: Path, me: dict) -> dict | None:
         try:
             os.link(aside, local)
         except FileExistsError:    # a driver found no lock in this instant and took it: it holds the sweep now
-            return _parse(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
+            return parse_holder(local.read_bytes()[:MAX_LOCK_BYTES]) or {"pid": None}
         return None if mine else (current or {"pid": None})
     finally:
         aside.unlink(missing_ok=True)

@@ -266,3 +266,36 @@ def test_a_task_skipped_after_it_was_set_aside_counts_as_skipped_not_set_aside(t
     snap = status.status_snapshot(layout, now=NOW)
     assert snap["set_aside"] == []
     assert snap["counts"][vocab.FINETUNE][vocab.SKIPPED] == 1 and snap["counts"][vocab.FINETUNE]["remaining"] == 0
+
+
+@pytest.mark.parametrize("pid", ["4242", 4.5, True, 0, -4242, 2 ** 31])
+def test_a_lock_whose_pid_the_lock_refuses_counts_as_held_even_with_an_expired_lease(tmp_path, pid):
+    """A `run.lock` without a pid as the lock reads one (a whole number of a pid_t, not a bool) is no lock status can
+    judge (garbled): a run refuses it (`not a lock file of mmc-sweep`) rather than take it over, so status never calls
+    the sweep stopped (and says to rerun) on it, whatever lease it seems to carry."""
+    from orchestrator.storage.lock import LockError
+
+    layout = _layout(tmp_path)
+    _plan(layout, {"e0": vocab.PATH_EVAL})
+    lock = {"pid": pid, "host": "elsewhere", "started_at": NOW - 7200, "lease_s": 60.0, "renewed_at": time.time() - 3600}
+    layout.storage.write_bytes(layout.lock_file(), json.dumps(lock).encode())
+    with pytest.raises(LockError, match="not a lock file of mmc-sweep"):    # what a run makes of it
+        with sweep_lock(layout):
+            pass
+    assert status.run_holds(layout) is True
+    snap = status.status_snapshot(layout, now=NOW)
+    assert snap["live_run"] is True and snap["stopped"] is False
+
+
+def test_the_failed_line_counts_skipped_tasks_only_where_there_are_some():
+    """`failed (2; 3 skipped because of them):` names the skipped dependents; with none skipped it is `failed (1):`."""
+    def snap(failed: int, skipped: int) -> dict:
+        total = dict.fromkeys(status.COLUMNS, 0) | {"planned": failed + skipped, vocab.FAILED: failed,
+                                                    vocab.SKIPPED: skipped}
+        return {"counts": {vocab.PRETRAIN: dict(total)}, "total": total, "finished_fraction": 0.0, "eta_s": None,
+                "running": [], "failed": [{"task_id": f"p{i}", "kind": vocab.PRETRAIN, "error": "RuntimeError: boom"}
+                                          for i in range(failed)]}
+
+    lines = status.format_status(snap(1, 0)).splitlines()
+    assert "failed (1):" in lines and not any("skipped because" in line for line in lines)
+    assert "failed (2; 3 skipped because of them):" in status.format_status(snap(2, 3)).splitlines()

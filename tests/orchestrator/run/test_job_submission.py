@@ -35,3 +35,42 @@ def test_arguments_without_credentials_pass():
 ])
 def test_the_exit_status_of_a_job_is_the_sweeps_own(status, code, expected):
     assert J.exit_status(status, code) == expected
+
+
+@pytest.fixture
+def jobs(monkeypatch):
+    """A stand-in for `ray.job_submission` (no cluster): job id -> (status, driver exit code); the addresses
+    asked are kept."""
+    from types import ModuleType, SimpleNamespace
+    table, asked = {}, []
+
+    class Client:
+        def __init__(self, address):
+            asked.append(address)
+
+        def get_job_info(self, job_id):
+            status, code = table[job_id]
+            return SimpleNamespace(status=SimpleNamespace(value=status), driver_exit_code=code)
+
+    module = ModuleType("ray.job_submission")
+    module.JobSubmissionClient = Client
+    monkeypatch.setitem(sys.modules, "ray.job_submission", module)
+    return SimpleNamespace(table=table, asked=asked)
+
+
+def test_exit_status_prints_an_empty_line_while_the_job_runs_and_the_sweeps_status_once_it_ended(jobs, capsys):
+    """cluster/submit.sh runs `exit "${code:-$status}"`: a job still running must print nothing (an empty line),
+    never `None`, which is no exit status for the shell."""
+    jobs.table.update({"running": ("RUNNING", None), "killed": ("STOPPED", -9)})
+    assert J.main(["exit-status", "http://head:8265", "running"]) == 0
+    assert capsys.readouterr().out == "\n"
+    assert J.main(["exit-status", "http://head:8265", "killed"]) == 0
+    assert capsys.readouterr().out == "137\n"
+    assert jobs.asked == ["http://head:8265"] * 2
+
+
+@pytest.mark.parametrize("argv", [["exit-status", "http://head:8265"], ["exit-status", "http://head:8265", "a", "b"]])
+def test_exit_status_without_exactly_an_address_and_a_job_id_prints_the_usage_and_asks_no_cluster(jobs, capsys, argv):
+    assert J.main(argv) == J.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith("usage: python -m orchestrator.run.job_submission ")
+    assert jobs.asked == []

@@ -311,3 +311,25 @@ def test_every_node_gets_a_zero_cpu_probe_pinned_to_it_and_all_are_awaited_withi
         (0, n["NodeID"], False) for n in nodes]
     assert waited == [([f"ref-{n['NodeID']}" for n in nodes], 3, 7)]
     assert answers == {n["NodeID"]: {"host": "w", "answers": []} for n in nodes}
+
+
+def test_a_node_where_the_directory_is_a_file_does_not_have_the_directory(tmp_path):
+    """A file at the path of the directory on a node is no directory there: reported as such, not as a probe
+    file that cannot be read."""
+    (tmp_path / "runs").write_text("not a directory")
+    check = {"directory": str(tmp_path / "runs"), "path": str(tmp_path / "runs" / ".mmc-visibility-0123"),
+             "token": "abc", "writable": False}
+    assert visibility.read_back([check])["answers"] == [MISSING]
+
+
+@pytest.mark.parametrize("content", ["", "\n", "ab\n", "abcd\n"])
+def test_a_probe_file_that_does_not_hold_the_whole_token_is_not_the_drivers(tmp_path, content):
+    """The node must read back exactly the driver's token: an empty or cut-short file (a stale cache, a
+    copy being written) or a longer one is another file, not proof that the node sees the directory."""
+    probe = tmp_path / ".mmc-visibility-0123"
+    probe.write_text(content)
+    check = {"directory": str(tmp_path), "path": str(probe), "token": "abc", "writable": False}
+    assert visibility.read_back([check])["answers"] == [
+        "the driver's probe file there holds something else (another directory or a stale cache)"]
+    probe.write_text("abc\n")
+    assert visibility.read_back([check])["answers"] == [None]

@@ -461,3 +461,27 @@ def test_a_fine_tuned_model_that_evaluates_to_a_non_finite_loss_names_the_learni
     with pytest.raises(DivergenceError, match=f"lower `{lr}`") as info:
         work._trained(task, env, object(), data, None, [{"epoch": 2, "loss": 1.0, "acc": 0.1, "lr": 0.05}], {})
     assert info.value.advice(vocab.FINETUNE) == f"lower `finetune.{lr}`"
+
+
+@pytest.mark.parametrize("kind", [vocab.FINETUNE, vocab.MIDPOINT])
+def test_run_here_keeps_the_progress_of_every_training_kind_not_only_pretraining(graph, tmp_path, monkeypatch, kind):
+    """Fine-tuning and midpoint tasks train for epochs too: `mmc-sweep status` shows their epoch k/N from the
+    `progress.json` that `run_here` keeps, and a restarted one resumes from its saved epoch; an alignment
+    (no epochs) keeps none."""
+    from orchestrator.run.progress import planned_epochs, read_progress
+
+    layout = layout_in(tmp_path)
+    task = first(graph, kind)
+
+    def runner(t, env):
+        assert env.resume_state() is None           # nothing saved yet: a fresh start at epoch 0
+        return TaskOutput(checkpoint={"w": torch.zeros(2)})
+
+    monkeypatch.setitem(work.RUNNERS, "fixed", runner)
+    assert work.run_here(task, layout, "fixed", None, {}).status == vocab.DONE
+    progress = read_progress(layout, task.kind, task.id)
+    assert progress is not None, f"a {kind} task keeps no progress.json"
+    assert (progress["epochs"], progress["epoch"]) == (planned_epochs(task), 0) and progress["epochs"]
+    align = first(graph, vocab.ALIGN)
+    assert work.run_here(align, layout, "fixed", None, {}).status == vocab.DONE
+    assert read_progress(layout, align.kind, align.id) is None

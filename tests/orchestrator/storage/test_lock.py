@@ -238,13 +238,13 @@ def test_a_process_name_with_a_parenthesis_does_not_shift_the_fields_of_stat(mon
     ("12", False), (1.0, False), (None, True),
 ])
 def test_a_lock_names_a_pid_between_1_and_the_largest_pid_or_none_yet(pid, is_lock):
-    assert (lock._parse(json.dumps({"pid": pid, "host": "h"}).encode()) is not None) is is_lock
+    assert (lock.parse_holder(json.dumps({"pid": pid, "host": "h"}).encode()) is not None) is is_lock
 
 
 def test_an_empty_lock_file_is_one_being_written_not_garbage(layout):
     """Exclusive create, then write: in between another driver reads an empty file, a lock being written."""
     Path(layout.lock_file()).write_bytes(b"")
-    assert lock._parse(b"") == {}
+    assert lock.parse_holder(b"") == {}
     with pytest.raises(lock.LockError, match=r"another `mmc-sweep run` \(its lock file is being written\)"):
         with lock.sweep_lock(layout):
             pass
