@@ -9,6 +9,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -649,3 +650,38 @@ def test_an_archive_with_a_hard_link_is_refused(tmp_path):
         tar.addfile(info)
     with pytest.raises(DataError, match="links and devices are not allowed"):
         datasets.extract_tar(archive, tmp_path / "out")
+
+
+def test_a_missing_file_tells_to_point_the_root_at_the_folder_that_holds_the_datasets_folder(tmp_path):
+    """The hint of a missing file names the dataset's folder (`cifar-10-batches-py/`, `fashion-mnist/`) that
+    `data.root` must hold, not the missing file itself."""
+    with pytest.raises(DataError, match=r"point `data.root` at the folder that holds `cifar-10-batches-py/`"):
+        datasets.load_cifar10(tmp_path)
+    with pytest.raises(DataError, match=r"the folder that holds `cifar-100-python/`"):
+        datasets.load_cifar100(tmp_path)
+    with pytest.raises(DataError, match=r"the folder that holds `fashion-mnist/`"):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+def test_an_idx_file_cut_inside_its_header_is_a_data_error_naming_the_file(tmp_path):
+    """A file cut inside its list of dimensions (magic number says 3 dimensions: a 16-byte header, 10 bytes
+    written) is a malformed data file: a DataError naming it, like every other malformed IDX file."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8))[:10])
+    with pytest.raises(DataError) as info:
+        datasets.read_idx(path)
+    assert info.value.path == str(path)
+
+
+def test_a_gzip_idx_file_with_corrupt_compressed_data_is_a_data_error_naming_the_file(tmp_path):
+    """A `.gz` file whose gzip header is intact but whose compressed data is garbled (a bad disk, a broken
+    mirror) is corrupt gzip data: a DataError naming the file, as a torn one is, not a bare zlib.error."""
+    good = gzip.compress(idx_bytes(np.zeros((1000,), dtype=np.uint8)))
+    bad = bytearray(good)
+    for i in range(12, 30):
+        bad[i] ^= 0xFF
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(bad))
+    with pytest.raises(DataError, match="corrupt gzip data") as info:
+        datasets.read_idx(path)
+    assert info.value.path == str(path)

@@ -737,3 +737,13 @@ def test_under_two_ranks_cbfts_clean_and_cue_batches_are_each_ranks_half_of_the_
         assert shares[0][step][0] + shares[1][step][0] == clean, step
         assert shares[0][step][1] + shares[1][step][1] == cue, step
         assert len(shares[0][step][0]) == len(clean) // 2 and len(shares[0][step][1]) == len(cue) // 2
+
+
+def test_llrt_hands_back_the_model_in_eval_mode_the_mode_its_frozen_backbone_fed_the_head_in():
+    """llrt trains the head on features of the backbone in eval mode (BatchNorm on its running statistics): the
+    model it hands back is in eval mode, so a forward pass gives the features the head was trained on, not the
+    batch statistics of whatever batch comes next."""
+    model = tiny_model()
+    model.train()
+    finetune(model, "llrt", synthetic_data(), SETTINGS, seed=1, device="cpu")
+    assert not model.training and not any(m.training for m in model.modules())

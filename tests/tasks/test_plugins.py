@@ -289,3 +289,13 @@ def test_a_builder_that_fails_otherwise_is_left_to_the_run_by_the_alignment_chec
     """)
     assert build_problem("usermod_needs_gpu:build") is None
     assert alignment_problem("usermod_needs_gpu:build") is None
+
+
+def test_cut_keeps_a_text_of_at_most_the_limit_and_shortens_a_longer_one_to_exactly_the_limit():
+    """`cut(text, limit)`: a text of `limit` characters is shown whole; a longer one becomes its first `limit` - 3
+    characters and "...", `limit` characters in all (a message's quoted name is never longer than SHOWN)."""
+    assert plugins.cut("x" * 80, 80) == "x" * 80
+    assert plugins.cut("abcdefghij", 8) == "abcde..."
+    long_name = "n" * 500
+    assert len(plugins.shown(long_name)) == plugins.SHOWN and plugins.shown(long_name).endswith("...")
+    assert plugins.shown("n" * (plugins.SHOWN - 2)) == repr("n" * (plugins.SHOWN - 2))

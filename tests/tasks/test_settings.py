@@ -396,3 +396,42 @@ def test_a_cue_proportion_problem_says_whether_the_class_size_is_a_bound():
     assert "its largest class has at most 500 training" in problem(1e-4, 500, "cifar100", resubset=False, at_most=True)
     assert "its largest class has 124 training" in problem(1e-3, 124, "digits", resubset=False)
     assert "'digits'" in problem(1.0, 124, "digits", resubset=True)
+
+
+def test_a_message_names_up_to_max_named_items_not_allowed_and_counts_only_those_beyond():
+    """A tuple with items that are no choice names the first MAX_NAMED of them; "and N more" only when there are
+    more than MAX_NAMED (never "and 0 more")."""
+    letters = "cdefghijk"
+    with pytest.raises(S.SettingsError) as exactly:
+        OpenShares(modes=tuple(letters[:S.MAX_NAMED]))
+    assert "more" not in str(exactly.value)
+    assert ", ".join(map(repr, letters[:S.MAX_NAMED])) + "; allowed items: a, b" in str(exactly.value)
+    with pytest.raises(S.SettingsError, match=" and 1 more; allowed items"):
+        OpenShares(modes=tuple(letters[:S.MAX_NAMED + 1]))
+
+
+def test_only_a_method_whose_clean_step_adds_the_invariance_term_records_a_loss_that_is_not_the_cross_entropy():
+    """`loss_is_cross_entropy`: pretraining (None) and every fine-tuning method record plain cross-entropy, but
+    cbft and cbft_invariance (lam x invariance added); a barrier or cue step alone does not make it so."""
+    from tasks.settings.finetune import FINETUNE_METHOD_NAMES, loss_is_cross_entropy
+
+    assert loss_is_cross_entropy(None)
+    assert {m for m in FINETUNE_METHOD_NAMES if not loss_is_cross_entropy(m)} == {"cbft", "cbft_invariance"}
+
+
+def test_a_finetune_id_leaves_out_twins_the_invariance_every_id_ran_with_before_unpaired_became_the_default():
+    """`cbft_invariance` was `twins` before the paper's `unpaired` became its default: ids leave out twins (old ids
+    stay valid and read back as twins) and name unpaired, so an unpaired task never reuses a twins result."""
+    assert S.identity_dict(FinetuneSettings())["cbft_invariance"] == "unpaired"
+    assert "cbft_invariance" not in S.identity_dict(FinetuneSettings(cbft_invariance="twins"))
+    assert S.from_identity(FinetuneSettings, {}).cbft_invariance == "twins"
+    assert S.identity_dict(FinetuneSettings()) != S.identity_dict(FinetuneSettings(cbft_invariance="twins"))
+
+
+def test_a_built_in_model_without_a_width_is_built_with_its_own_base_width():
+    """`built` is what is built: a built-in without `width` has its own base width (small_cnn is small_cnn-w16),
+    so a spec listing both names one model twice; a model of your own without width keeps None."""
+    assert ModelSettings().built == ("small_cnn", 16) == ModelSettings(width=16).built
+    assert ModelSettings("vgg13").built == ModelSettings("vgg13", width=64).built == ("vgg13", 64)
+    assert ModelSettings("resnet18").built == ("resnet18", 64)
+    assert ModelSettings("vgg13", width=32).built == ("vgg13", 32)
