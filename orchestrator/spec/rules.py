@@ -36,7 +36,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
     problems += unplanned_requests(top, pairs, explicit, cued)
-    broken = _model_problems(top, variants[0].data.dataset if variants else None)
+    shape = _data_shape(top, variants[0].data.dataset if variants else None)
+    broken = _model_problems(top, shape)
     problems += [f"`models`: {label!r} builds no model: {problem} (a builder is called as build(num_classes, "
                  "in_channels, width) and returns a tasks.models.Classifier)" for label, problem in broken.items()]
     for name, kinds in (("paths.kinds", top.paths.kinds), ("paths.finetuned_kinds", top.paths.finetuned_kinds),
@@ -49,7 +50,7 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
             problems.append(f"`paths.alignments`: [] is empty but `{name}` has 'aligned'; give at least one "
                             f"of {', '.join(ALIGNMENT_NAMES)}")
         for model in (m for m in top.models if m.label not in broken):
-            problem = _alignment_problem(model)
+            problem = _alignment_problem(model, shape)
             if problem:
                 problems.append(f"`{name}`: 'aligned' needs the permutation groups of model {model.name!r}, traced "
                                 f"from its forward pass: {problem}")
@@ -163,33 +164,38 @@ def unplanned_requests(top, pairs: list, explicit: Callable[[str], bool], all_cu
     return out
 
 
-def _model_problems(top, dataset: str | None) -> dict[str, str]:
-    """{label: why} of the models of your own that build no classifier for the sweep's data (an import
-    path that names a function, but not a model builder): built once here (on the meta device; torch is
-    imported only for such models), so the run does not fail every task with it."""
+def _data_shape(top, dataset: str | None) -> dict:
+    """The `num_classes` and `in_channels` of the sweep's dataset, as a model of your own is built for it
+    ({} where the dataset is unknown: `_variant_problems` names that)."""
+    try:
+        info = dataset_info(dataset, top.data.root) if dataset else None
+    except (DataError, ValueError):
+        info = None
+    return {"num_classes": info.num_classes, "in_channels": info.in_channels} if info else {}
+
+
+def _model_problems(top, shape: dict) -> dict[str, str]:
+    """{label: why} of the models of your own that build no classifier for the sweep's data (`shape`,
+    `_data_shape`; an import path that names a function, but not a model builder): built once here (on the
+    meta device; torch is imported only for such models), so the run does not fail every task with it."""
     mine = [m for m in top.models if m.name not in BUILT_IN_MODELS]
     if not mine:
         return {}
     from tasks.models import build_problem
 
-    try:
-        info = dataset_info(dataset, top.data.root) if dataset else None
-    except (DataError, ValueError):
-        info = None                     # `_variant_problems` names that
-    shape = {"num_classes": info.num_classes, "in_channels": info.in_channels} if info else {}
     found = {m.label: build_problem(m.name, m.width, **shape) for m in mine}
     return {label: problem for label, problem in found.items() if problem}
 
 
-def _alignment_problem(model) -> str | None:
-    """Why `tasks.align` cannot permute `model` (a `ModelSettings`), or None. The built-in models are
-    permutable at every width (tests/tasks/test_permutation_trace.py); a model of your own is built and
-    traced, which imports torch (checking a spec of built-ins does not)."""
+def _alignment_problem(model, shape: dict) -> str | None:
+    """Why `tasks.align` cannot permute `model` (a `ModelSettings`) built for the sweep's data (`shape`), or
+    None. The built-in models are permutable at every width (tests/tasks/test_permutation_trace.py); a model
+    of your own is built and traced, which imports torch (checking a spec of built-ins does not)."""
     if model.name in BUILT_IN_MODELS:
         return None
     from tasks.models import alignment_problem
 
-    return alignment_problem(model.name, model.width)
+    return alignment_problem(model.name, model.width, **shape)
 
 
 def _suffix(variant) -> str:

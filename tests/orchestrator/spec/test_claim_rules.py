@@ -71,3 +71,21 @@ def test_a_model_at_chance_is_told_apart_by_its_last_training_loss_against_a_con
     assert claim_rules.training_course(loss, classes) == course
     assert claim_rules.ADVICE[course]
     assert len(set(claim_rules.ADVICE.values())) == len(claim_rules.ADVICE)
+
+
+def test_a_loss_of_exactly_one_and_a_half_constant_guesses_learnt_nothing_rather_than_diverged():
+    """Both ends of 0.8x to 1.5x ln(classes) are inclusive (docs/SCIENCE.md): exactly 1.5x is flat."""
+    assert claim_rules.training_course(1.5 * math.log(10), 10) == claim_rules.FLAT
+    assert claim_rules.training_course(1.5 * math.log(2), 2) == claim_rules.FLAT
+
+
+def test_the_default_rules_are_the_ones_the_science_notes_state():
+    """docs/SCIENCE.md ("Verdicts") states the rules every verdict follows unless a spec changes them: the
+    eval sets of the barrier comparisons (nocue, cue) and of 'leaves the basin' (cue: CBFT's barrier term
+    acts on cue data), the chance floors, the effects and margins."""
+    rules = load_spec(None, []).top.claims
+    assert (rules.level, rules.power, rules.barrier_metric, rules.barrier_definition, rules.check_definition) == \
+        (0.95, 0.8, "loss", "chord", "worse_endpoint")
+    assert (rules.barrier_sets, rules.basin_sets) == (("nocue", "cue"), ("cue",))
+    assert (rules.floor_acc, rules.floor_loss, rules.barrier_effect, rules.reliance_effect) == (0.10, 0.25, 0.05, 0.05)
+    assert (rules.acc_margin, rules.keep_fraction, rules.no_reliance_margin) == (0.02, 0.5, 0.05)

@@ -47,3 +47,91 @@ def test_a_uri_whose_credentials_were_redacted_is_refused_as_such(override):
         load(["name=x", "storage=s3://KEY:realsecret@bucket/runs?token=***", "mlflow.enabled=false"])
     assert "realsecret" not in str(info.value) and "realsecret" not in " ".join(info.value.problems)
     load(["name=x", "storage=s3://bucket/runs", "mlflow.enabled=false"])     # without `***`: accepted
+
+
+def test_num_cpus_from_one_to_the_most_a_local_ray_takes_is_allowed_and_no_further():
+    import argparse
+
+    from orchestrator.spec.command_line import MAX_NUM_CPUS, check_num_cpus
+
+    for good in (None, 1, MAX_NUM_CPUS):
+        check_num_cpus(argparse.Namespace(num_cpus=good))
+    for bad in (0, MAX_NUM_CPUS + 1):
+        with pytest.raises(UsageError, match=f"--num-cpus {bad} is not allowed"):
+            check_num_cpus(argparse.Namespace(num_cpus=bad))
+
+
+def _parser(*flags: str):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    for flag in flags:
+        parser.add_argument(flag)
+    return parser
+
+
+def test_the_flags_an_abbreviation_may_mean_are_named_in_order():
+    """Each run names them the same way, whatever order Python's sets hold them in."""
+    from orchestrator.spec.command_line import unknown_flags
+
+    names = ["--opt-f", "--opt-c", "--opt-a", "--opt-e", "--opt-b", "--opt-d"]
+    text = unknown_flags(_parser(*names), None, ["--opt"])
+    assert "--opt: did you mean " + " or ".join(sorted(names)) + "?" in text, text
+
+
+def test_mixed_hints_still_say_that_flags_are_written_out_in_full():
+    from orchestrator.spec.command_line import unknown_flags
+
+    text = unknown_flags(_parser("--storage"), None, ["--stor", "--seeds"])
+    assert "--stor: did you mean --storage?" in text and "--seeds: a spec key is given as `seeds=VALUE`" in text
+    assert text.endswith(" Flags are written out in full)"), text
+
+
+def test_a_yml_spec_file_whose_name_holds_an_equals_sign_is_the_spec(tmp_path):
+    from orchestrator.spec import command_line
+
+    spec = tmp_path / "a=b.yml"
+    spec.write_text("name: x\n")
+    assert command_line._split_spec_and_overrides([str(spec), "seeds=[0]"]) == (str(spec), ["seeds=[0]"])
+
+
+def test_keys_given_twice_are_named_once_each_in_order():
+    with pytest.raises(UsageError) as info:
+        load(["seeds=[0]", "name=a", "seeds=[1]", "name=b", "seeds=[2]"])
+    assert str(info.value) == "`name`, `seeds` given more than once as key=value; give each once"
+
+
+def test_a_key_given_twice_is_refused_however_it_is_spaced():
+    """`seeds =[1]` sets `seeds` too: the second value would silently win."""
+    with pytest.raises(UsageError, match="`seeds` given more than once"):
+        load(["seeds=[0]", "seeds =[1]"])
+
+
+def test_flags_left_unset_override_nothing(tmp_path):
+    """The CLI passes every flag, None where it was not given: only those given replace keys."""
+    unset = {"storage": None, "max_concurrent": None, "mlflow.tracking_uri": None}
+    spec = load(["name=x", f"storage={tmp_path}", "max_concurrent=3"], unset)
+    assert spec.top.storage == load(["name=x", f"storage={tmp_path}"]).top.storage and spec.top.max_concurrent == 3
+
+
+def test_a_refusal_names_the_flag_only_of_a_key_the_flag_gave():
+    from orchestrator.spec.schema import SpecError
+
+    with pytest.raises(SpecError) as by_key:
+        load(["name=x", "storage=ftp://host/x"], {"storage": None})
+    assert any(p.startswith("`storage`: 'ftp://host/x' has an unknown URI scheme") for p in by_key.value.problems)
+    with pytest.raises(SpecError) as by_flag:
+        load(["name=x"], {"storage": "ftp://host/x"})
+    assert any(p.startswith("`storage` (--storage): 'ftp://host/x'") for p in by_flag.value.problems)
+
+
+def test_the_working_directory_is_searched_for_plugins_last(monkeypatch):
+    """So nothing in the working directory takes the place of an installed package."""
+    import os
+    import sys
+
+    from orchestrator.spec.command_line import find_plugins_here
+
+    monkeypatch.setattr(sys, "path", ["/nonexistent/a", "/nonexistent/b"])
+    find_plugins_here()
+    assert sys.path == ["/nonexistent/a", "/nonexistent/b", os.getcwd()]

@@ -192,3 +192,15 @@ def test_the_download_hint_of_a_missing_root_is_one_line():
     problems.clear()
     assert check_root("/nonexistent/ab", problems) is None
     assert problems[0].endswith("--root /nonexistent/ab`")
+
+
+def test_storage_with_a_control_character_is_refused_without_printing_its_credentials():
+    (problem,) = storage_problems(f"s3://AKIAEXAMPLE:{SECRET}@bucket/runs\x1b[31m")
+    assert problem.startswith("`storage`: ") and "control character U+001B" in problem
+    assert SECRET not in problem, problem
+
+
+@pytest.mark.parametrize("value", ["databricks\n", "http://127.0.0.1:5000\n", "sqlite:////abs/mlflow.db\n"])
+def test_a_tracking_uri_ending_in_a_newline_is_refused_by_the_pattern_as_by_the_check(value):
+    """The pattern's end is the end of the text: `$` would let a newline before it through."""
+    assert tracking_problems(value) and not re.search(TRACKING_JSON["pattern"], value)

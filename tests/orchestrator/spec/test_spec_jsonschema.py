@@ -253,3 +253,11 @@ def test_a_null_section_and_every_default_the_schema_offers_are_accepted_by_the_
     assert defaults["pretrain"]["custom"] == {}
     assert not schema_errors({"name": "x", "resources": defaults})
     parse_spec(json.dumps({"name": "x", "resources": defaults}))
+
+
+def test_a_population_may_choose_the_no_cue_models_in_the_schema_as_in_the_validator():
+    """`population.cue_proportions` are fractions from 0 inclusive: [0.0] chooses the no-cue models."""
+    text = "name: x\npopulation: {kinds: [pretrain], cue_proportions: [0.0]}\n"
+    parse_spec(text)
+    assert schema_errors(parse_yaml(text)) == []
+    assert schema_errors(parse_yaml(text.replace("[0.0]", "[-0.1]")))

@@ -265,3 +265,91 @@ def test_a_cue_proportion_problem_is_named_once_however_many_combinations_are_sw
     with pytest.raises(SpecError) as e:
         load_spec(None, ["cue_proportions=[0.0, 0.003]", "pretrain.lr={grid: [0.01, 0.05, 0.1]}"])
     assert str(e.value).count("0.003 cues no training sample") == 1 and "(in the combination" not in str(e.value)
+
+
+def _problems(*overrides: str) -> list[str]:
+    with pytest.raises(SpecError) as e:
+        load_spec(None, [*overrides, "name=x"])
+    return e.value.problems
+
+
+def test_remote_storage_without_a_tracking_uri_is_refused_without_printing_its_credentials():
+    """The default MLflow store is a SQLite file in the sweep directory: a remote `storage` needs a tracking
+    URI, and the refusal names the storage with its credentials hidden."""
+    problems = _problems("storage=s3://AKIAEXAMPLE:realsecret@bucket/runs")
+    assert any(p.startswith("`mlflow.tracking_uri`: is required when `storage` is the remote URI") for p in problems)
+    assert not any("realsecret" in p for p in problems), problems
+
+
+def test_pairs_the_proportions_cannot_train_are_refused_once_not_again_as_a_spec_that_plans_nothing():
+    """Where the listed pairs are refused for their proportions, that refusal says why nothing is planned."""
+    problems = _problems("cue_proportions=[0.8]", "paths.pairs=[nocue~nocue]", "finetune.methods=[]")
+    assert "`paths.pairs`: 'nocue~nocue' needs `cue_proportions` to contain 0.0; got [0.8]" in problems
+    assert not any(p.startswith("the spec plans no task") for p in problems), problems
+
+
+def test_a_spec_without_pairs_or_a_population_is_refused_for_planning_nothing_not_for_each_proportion():
+    problems = _problems("cue_proportions=[0.0, 0.8]", "paths.pairs=[]", "finetune.methods=[]")
+    assert len(problems) == 1 and problems[0].startswith("the spec plans no task"), problems
+
+
+def test_untrained_methods_blame_the_population_methods_only_where_the_population_fine_tunes():
+    (pretrain_only,) = [p for p in _problems("paths.pairs=[cue~nocue]", "finetune.methods=[naive]",
+                                             "population.kinds=[pretrain]") if p.startswith("`finetune.methods`")]
+    assert "lacks; add 'pretrained~ft'" in pretrain_only and "population.methods" not in pretrain_only
+    (filtered,) = [p for p in _problems("paths.pairs=[cue~nocue]", "finetune.methods=[naive, cbft]",
+                                        "population.kinds=[finetune]", "population.methods=[cbft]")
+                   if p.startswith("`finetune.methods`")]
+    assert "and `population.methods` ['cbft'] leaves them out" in filtered
+
+
+def test_aligned_fine_tuned_kinds_inherited_without_a_fine_tuned_pair_leave_the_alignments_unused(tmp_path):
+    """`paths.finetuned_kinds` serve the pair 'pretrained~ft' only: inherited with 'aligned' by a sweep without
+    that pair, they plan no aligned path, so alignments the user lists would never be used."""
+    (tmp_path / "base.yaml").write_text("name: base\npaths: {finetuned_kinds: [linear, aligned]}\n")
+    (tmp_path / "child.yaml").write_text("name: child\nextends: base.yaml\n"
+                                         "paths: {pairs: [cue~nocue], kinds: [linear], alignments: [weight]}\n")
+    with pytest.raises(SpecError, match="`paths.alignments`: \\['weight'\\] would never be used"):
+        load_spec(tmp_path / "child.yaml")
+
+
+def test_idle_proportions_beside_0_are_refused_naming_the_pairs_that_train_cued_models():
+    """A population filtered to 0.5 leaves 0.0 and 0.8 idle: 0.0 alone would need a no-cue pair, but 0.8 needs a
+    pair that trains cue models (cue~nocue trains both)."""
+    (idle,) = [p for p in _problems("cue_proportions=[0.0, 0.5, 0.8]", "paths.pairs=[]", "finetune.methods=[]",
+                                    "population.kinds=[pretrain]", "population.cue_proportions=[0.5]")
+               if p.startswith("`cue_proportions`")]
+    assert idle.startswith("`cue_proportions`: [0.0, 0.8] would train no model")
+    assert "add 'cue~nocue', 'cue~cue' or 'pretrained~ft' to `paths.pairs`" in idle
+
+
+def _built_for_the_sweeps_data(num_classes, in_channels, width):
+    from examples.custom_model import build
+    from tasks.settings.data import dataset_info
+
+    info = dataset_info("digits", None)
+    if (num_classes, in_channels) != (info.num_classes, info.in_channels):
+        raise ValueError(f"built for {num_classes} classes of {in_channels} channels, not digits'")
+    return build(num_classes, in_channels, width)
+
+
+def test_a_model_of_your_own_is_checked_with_the_classes_and_channels_of_the_sweeps_dataset():
+    """The builder is called as the tasks call it, with the dataset's class count and image channels."""
+    load_spec(None, ["models=[{name: 'tests.orchestrator.spec.test_spec_rules:_built_for_the_sweeps_data', "
+                     "width: 4}]", "paths.kinds=[linear]", "name=x"])
+
+
+@pytest.mark.parametrize("methods", ["[cbft]", "[naive, cbft]"])
+def test_cbft_with_a_clean_subset_of_every_training_image_is_refused_whatever_else_fine_tunes(methods):
+    """digits has 1200 training images: a clean subset of all of them leaves cbft no cued image, also beside a
+    method that needs none."""
+    problems = _problems(f"finetune.methods={methods}", "finetune.clean_subset=1200")
+    assert any(p.startswith("`finetune.clean_subset`: 1200 leaves 0 cued training images for cbft")
+               for p in problems), problems
+
+
+def test_aligned_paths_trace_a_model_of_your_own_with_the_classes_and_channels_of_the_sweeps_dataset():
+    """The aligned path's task builds the model for the sweep's data (digits: 10 classes, 1 channel); the check
+    that its permutation groups can be traced must build it the same way, or it refuses a model that runs."""
+    load_spec(None, ["models=[{name: 'tests.orchestrator.spec.test_spec_rules:_built_for_the_sweeps_data', "
+                     "width: 4}]", "paths.kinds=[linear, aligned]", "name=x"])

@@ -65,3 +65,16 @@ def test_a_plan_without_the_path_or_method_a_claim_compares_with_says_which_to_a
     text = notes(*overrides)
     for note in (QUADRATIC_NOTE, NAIVE_NOTE, CUED_NOTE):
         assert (note in text) == (note in expected), (overrides, text)
+
+
+def test_a_fine_tuned_pair_without_a_reference_names_each_reference_pair_to_add():
+    text = notes("cue_proportions=[0.6]", "paths.pairs=[pretrained~ft]")
+    assert f"{FT_NOTE}: claim (b)" in text and "add 'cue~cue', 'nocue~nocue' or 'cue~nocue' to `paths.pairs`" in text
+
+
+def test_a_default_pair_the_proportions_cannot_train_is_left_out_for_them_also_without_methods():
+    """At cue_proportions [0.0] the default 'pretrained~ft' has no cue model to fine-tune: that is the cause the
+    note gives, though `finetune.methods` is empty as well."""
+    (note,) = load_spec(None, ["cue_proportions=[0.0]", "finetune.methods=[]"]).notes
+    assert "'pretrained~ft' (needs a proportion > 0)" in note and "which `cue_proportions` [0.0] cannot train" in note
+    assert "`finetune.methods` is empty" not in note, note
