@@ -206,3 +206,56 @@ def test_the_errors_a_rerun_repeats_include_divergence_and_bad_settings_or_data(
     the same way on every rerun (training is seeded): the advice after failures says so."""
     assert {"DivergenceError", "SettingsError", "DataError"} <= set(vocab.DETERMINISTIC_ERRORS)
     assert "RuntimeError" not in vocab.DETERMINISTIC_ERRORS
+
+
+def test_a_spawn_pair_at_epoch_zero_parses_and_names_back_with_its_epoch():
+    """`X~X:spawn@0` (children of one initialisation, nothing else shared) is the main same-data control: `0` is
+    no leading zero, and its name keeps `@0` (else it would read as the refused `cue~cue:spawn`)."""
+    assert vocab.parse_pair_type("cue~cue:spawn@0") == (vocab.CUE_CUE, vocab.SPAWN, 0)
+    assert vocab.pair_type_name(vocab.CUE_CUE, vocab.SPAWN, 0) == "cue~cue:spawn@0"
+    assert vocab.pair_type_name(vocab.NOCUE_NOCUE, vocab.SPAWN, 0) == "nocue~nocue:spawn@0"
+
+
+@pytest.mark.parametrize("text", ["cue~nocue", "cue~nocue:same-init", "cue~cue:spawn@0", "cue~cue:spawn@12",
+                                  "cue~cue:resubset", "nocue~nocue:self", "pretrained~ft", "cue~cue:spawn@01",
+                                  "cue~cue:spawn@007", "pretrained~ft:fine-tuned", "cue~nocue:self", "cue~cue:spawn",
+                                  "cue~cue:independent", "nocue~nocue:spawn@3"])
+def test_the_json_schema_pattern_accepts_exactly_the_pair_types_that_parse(text):
+    """An editor validating with the JSON schema agrees with the spec's own check: no leading zeros on a
+    spawn epoch, no design on `pretrained~ft`."""
+    import re
+
+    try:
+        vocab.parse_pair_type(text)
+        parses = True
+    except ValueError:
+        parses = False
+    assert bool(re.match(vocab.pair_type_pattern(), text)) == parses
+
+
+@pytest.mark.parametrize("pair_type, only_the_start", [
+    ("cue~cue:spawn@0", True), ("nocue~nocue:spawn@0", True), ("cue~cue:resubset", True),
+    ("cue~cue:spawn@1", False), ("nocue~nocue:spawn@5", False), ("nocue~nocue:self", False), ("cue~cue", False),
+    ("cue~nocue:same-init", False)])
+def test_only_spawn_at_zero_and_resubset_share_only_their_start(pair_type, only_the_start):
+    """A spawn@K child with K > 0 shares K epochs too: not a control of a shared initialisation alone."""
+    assert vocab.shares_only_the_start(pair_type) is only_the_start
+
+
+def test_the_proportions_a_pair_type_is_planned_at():
+    """nocue~nocue only at 0.0 (and nowhere without it); cue~nocue needs 0.0 as its partner; resubset only
+    where some samples go uncued (not at 1.0, nor at a proportion that cues every sample)."""
+    pp = vocab.pair_proportions
+    assert pp(vocab.NOCUE_NOCUE, vocab.INDEPENDENT, (0.0, 0.8)) == (0.0,)
+    assert pp(vocab.NOCUE_NOCUE, vocab.INDEPENDENT, (0.5, 0.8)) == ()
+    assert pp(vocab.CUE_NOCUE, vocab.INDEPENDENT, (0.5, 0.8)) == ()
+    assert pp(vocab.CUE_NOCUE, vocab.INDEPENDENT, (0.0, 0.5, 0.8)) == (0.5, 0.8)
+    assert pp(vocab.CUE_CUE, vocab.INDEPENDENT, (0.0, 0.5, 1.0)) == (0.5, 1.0)
+    assert pp(vocab.CUE_CUE, vocab.RESUBSET, (0.0, 0.5, 0.8, 1.0)) == (0.5, 0.8)
+    assert pp(vocab.CUE_CUE, vocab.RESUBSET, (0.0, 0.5, 0.8, 1.0), all_cued=(0.8,)) == (0.5,)
+
+
+def test_claim_b_s_reference_prefers_two_cue_models_then_two_no_cue_models_then_one_of_each():
+    """FT_REFERENCES: the pair types (independent initialisations) claim (b) compares a fine-tuned model's
+    barrier with, the first a sweep has: cue~cue, then nocue~nocue, then cue~nocue."""
+    assert vocab.FT_REFERENCES == (vocab.CUE_CUE, vocab.NOCUE_NOCUE, vocab.CUE_NOCUE)

@@ -1032,3 +1032,26 @@ def test_the_worse_group_statistic_is_mirror_symmetric_so_equal_groups_count_eac
     worst = mm.worst_group(matrix, groups, n=1000)
     assert worst.exact and len(np.unique(np.round(worst.null, 12))) == 35
     assert worst.min_p == pytest.approx(2 / 70)
+
+
+def test_the_within_group_endpoints_are_read_at_both_ends_of_each_path():
+    """The endpoints of a path are α 0 and α 1: the first (within-group) pair's model B scores 20% accuracy at loss
+    2.0 at α 1, so the map's within-group endpoints (lowest accuracy, highest loss) are (0.2, 2.0), not those of
+    the A ends alone."""
+    results = _with_paths(results_of(CHAIN, RELIANCE), 0.9, 0.9, 0.5, 0.5)
+    pop = results[vocab.PATHS]
+    end_b = (pop["task_id"] == pop["task_id"].iloc[0]) & (pop["alpha"] == 1.0)
+    results[vocab.PATHS] = pop.assign(acc=pop["acc"].where(~end_b, 0.2), loss=pop["loss"].where(~end_b, 2.0))
+    (m, *_) = mm.maps(results, (), ClaimRules(permutations=500))
+    assert m.within_endpoints == pytest.approx((0.2, 2.0))
+
+
+def test_the_clusters_tables_context_is_the_model_and_swept_values_not_the_set_and_path():
+    """`context` holds what the `eval_set` and `path` columns do not: the model (where there are several) and the
+    swept values; a sweep of one model with nothing swept has none."""
+    found = mm.maps(results_of(CHAIN, RELIANCE), (), ClaimRules(permutations=200))
+    table = mm.clusters_table(found)
+    assert len(found) == 2 and set(table["context"]) == {""}
+    m = found[0]
+    m.context = {"model": "vgg13"}
+    assert set(mm.clusters_table([m])["context"]) == {"vgg13"}

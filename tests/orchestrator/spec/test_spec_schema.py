@@ -357,3 +357,47 @@ def test_a_sweep_name_has_one_to_a_hundred_characters():
     """The fix says "use 1-100 letters, digits, '-', '_' or '.'": 100 characters pass, 101 do not."""
     assert parse_spec("name: " + "a" * 100 + "\n").name == "a" * 100
     assert any(p.startswith("`name`") for p in problems_of("name: " + "a" * 101 + "\n"))
+
+
+def test_a_spec_error_redacts_the_credentials_its_problems_quote():
+    """A problem may quote a URI given in the spec or an override: `str()` never prints its credentials."""
+    text = str(SpecError(["`storage`: s3://AKEY:TOPSECRET@bucket/x is not allowed"], "storage=s3://AKEY:TOPSECRET@b"))
+    assert "TOPSECRET" not in text and "AKEY" not in text
+    assert "s3://***@bucket/x" in text
+
+
+def test_a_dataset_that_needs_a_root_and_has_one_is_no_problem(tmp_path):
+    """`data.root` is required only when it is missing: given (an existing directory), the check passes it."""
+    from orchestrator.spec.schema import _data_root
+
+    problems: list[str] = []
+    root = _data_root(str(tmp_path), "data.root", problems, {"dataset": "cifar10", "root": str(tmp_path)})
+    assert problems == [] and root is not None
+
+
+def test_a_model_listed_twice_is_named_as_repeated():
+    """`models: [small_cnn, small_cnn]`: one label twice is refused, naming it."""
+    problems = problems_of("name: x\nmodels: [small_cnn, small_cnn]\n")
+    assert any(p.startswith("`models`: repeats small_cnn") for p in problems), problems
+
+
+def test_the_json_schema_pins_one_worker_on_the_kinds_that_cannot_run_data_parallel():
+    """Only training kinds run data-parallel: the JSON schema takes `workers > 1` for them, and allows only 1 for
+    the others (align, path_eval), as the validator does."""
+    from orchestrator import vocab
+    from orchestrator.spec.jsonschema import json_schema
+
+    resources = json.dumps(json_schema()["properties"]["resources"])
+    pinned = {kind for kind in vocab.TASK_KINDS
+              if f'"{kind}": {{"properties": {{"workers": {{"const": 1}}}}}}' in resources}
+    assert pinned == set(vocab.TASK_KINDS) - set(vocab.TRAINING_KINDS) == {"align", "path_eval"}
+
+
+def test_where_and_how_a_sweep_runs_does_not_change_its_spec_hash(tmp_path):
+    """`description` and `data.root` are not science: a spec differing only in them has the same spec_hash; a
+    science key inside a section (`finetune.methods`, `paths.pairs`) changes it."""
+    base = parse_spec("name: x\n")
+    assert S.spec_hash(parse_spec("name: x\ndescription: a note\n")) == S.spec_hash(base)
+    assert S.spec_hash(parse_spec(f"name: x\ndata: {{root: {tmp_path}}}\n")) == S.spec_hash(base)
+    assert S.spec_hash(parse_spec("name: x\nfinetune: {methods: [naive]}\n")) != S.spec_hash(base)
+    assert S.spec_hash(parse_spec("name: x\npaths: {pairs: [cue~cue]}\n")) != S.spec_hash(base)
