@@ -9,7 +9,8 @@
     python -m bench.scale --compaction DIR                 # compaction alone (DIR: bench.fabricate --uncompacted)
 
 Sizes are whole seeds of the built-in default sweep (`mmc-sweep plan 'seeds=[...]'`), as many as come
-closest to the size asked for (36 tasks per seed since a0f3d9b: 1,000 tasks = 28 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
+closest to the size asked for (`tasks_per_seed()`: 48 now, 36 when the figures of a0f3d9b were taken; 1,000
+tasks = 21 seeds = 1,008 tasks). Every run is a fresh process (`python -m bench.scale --one ...`) holding its own
 local Ray (2 CPUs, max_concurrent 2), so that what it reports is the driver's own:
 - wall: `run_sweep` from the call to the return, the compaction of its results included: the bundles
   the recording thread compacts while the run goes (`compact_bundle_s`, `compact_bundles`) and the tail
