@@ -36,7 +36,8 @@ def spec_problems(top, variants: list, explicit: Callable[[str], bool] = lambda 
         problems.append("`paths.pairs`: 'pretrained~ft' needs `finetune.methods`, which is empty")
     problems += _population_problems(top)
     problems += unplanned_requests(top, pairs, explicit, cued)
-    shape = _data_shape(top, variants[0].data.dataset if variants else None)
+    mine = any(m.name not in BUILT_IN_MODELS for m in top.models)    # the built-ins need no shape to check
+    shape = _data_shape(top, variants[0].data.dataset if variants else None) if mine else {}
     broken = _model_problems(top, shape)
     problems += [f"`models`: {label!r} builds no model: {problem} (a builder is called as build(num_classes, "
                  "in_channels, width) and returns a tasks.models.Classifier)" for label, problem in broken.items()]
